@@ -1,0 +1,22 @@
+"""jaxneuro: differentiable neuron simulation in JAX.
+
+Units throughout: ms, mV, nA, µS, nF, MΩ, µm, °C; channel densities in S/cm² and
+mA/cm², ``cm`` in µF/cm², axial ``Ra`` in Ω·cm. Any parameter also accepts a
+``saiunit`` Quantity. See :mod:`jaxneuro.units`.
+"""
+
+from . import channels, units
+from .model import AbstractModel
+from .morphology import Compartment
+from .solve import StaggeredEuler, System, Trace, simulate
+from .state import State
+from .stimuli import AbstractStimulus, DataCurrent, Ramp, Sine, StepCurrent
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "channels", "units",
+    "AbstractModel", "Compartment", "State",
+    "simulate", "StaggeredEuler", "System", "Trace",
+    "AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent",
+]

@@ -1,0 +1,132 @@
+"""``simulate``: one call from a model and stimuli to a :class:`Trace`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import diffrax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import units
+from ..model import AbstractModel
+from ..stimuli import AbstractStimulus
+from .staggered import StaggeredEuler
+from .system import System, vector_field
+from .trace import Trace
+
+
+def _time(value, name) -> float:
+    """A static time in ms (plain float): shapes of the output depend on it."""
+    arr = units.to_base(value, name, units.ms)
+    if not units.is_concrete(arr) or np.ndim(arr) != 0:
+        raise ValueError(f"{name} expects a concrete scalar time in ms, got {value!r}")
+    out = float(arr)
+    if not math.isfinite(out):
+        raise ValueError(f"{name} must be a finite time in ms, got {out}")
+    return out
+
+
+def simulate(
+    model: AbstractModel,
+    t1,
+    *,
+    dt=0.025,
+    stimuli: Sequence[AbstractStimulus] | AbstractStimulus = (),
+    record: Sequence[str] | str = ("v",),
+    save_every=None,
+    solver: diffrax.AbstractSolver | None = None,
+    v0=None,
+    t0=0.0,
+    stepsize_controller: diffrax.AbstractStepSizeController | None = None,
+    max_steps: int | None = None,
+    adjoint: diffrax.AbstractAdjoint | None = None,
+) -> Trace:
+    """Simulate ``model`` from ``t0`` to ``t1`` (ms) and return a :class:`Trace`.
+
+    ``dt``: step in ms (the initial step for adaptive controllers). ``stimuli``:
+    injected currents. ``record``: names to store (``model.observables()`` lists them;
+    default ``("v",)``), every ``save_every`` ms (default every ``dt``), from ``t0`` to
+    ``t1`` inclusive; only these are kept in memory. ``v0``: initial voltage in mV
+    (default ``model.default_v0``, -65 mV for compartments, as NEURON's
+    ``finitialize``); gates start at their steady state at ``v0``.
+
+    ``solver``: default :class:`StaggeredEuler` (NEURON's scheme) with a constant step;
+    any diffrax solver may be given instead, e.g. ``diffrax.Tsit5()``, optionally with
+    ``stepsize_controller=diffrax.PIDController(rtol=..., atol=...)`` for adaptive
+    steps (stimulus on/off times are then passed to the controller as jumps).
+    ``adjoint``: diffrax adjoint for gradients (default: recursive checkpointing).
+    """
+    if not isinstance(model, AbstractModel):
+        raise ValueError(f"simulate: model expects a jaxneuro model, got {type(model).__name__}")
+    t0 = _time(t0, "t0")
+    t1 = _time(t1, "t1")
+    dt = _time(dt, "dt")
+    if dt <= 0:
+        raise ValueError(f"dt must be > 0 ms, got {dt}")
+    if t1 <= t0:
+        raise ValueError(f"t1 must be greater than t0 (ms), got t0={t0}, t1={t1}")
+    save_every = dt if save_every is None else _time(save_every, "save_every")
+    if save_every <= 0:
+        raise ValueError(f"save_every must be > 0 ms, got {save_every}")
+
+    if isinstance(stimuli, AbstractStimulus):
+        stimuli = (stimuli,)
+    stimuli = tuple(stimuli)
+    for i, s in enumerate(stimuli):
+        if not isinstance(s, AbstractStimulus):
+            raise ValueError(
+                f"stimuli[{i}] expects a jaxneuro stimulus (e.g. jn.StepCurrent), got {type(s).__name__}"
+            )
+
+    if isinstance(record, str):
+        record = (record,)
+    record = tuple(record)
+    if not record:
+        raise ValueError("record must name at least one variable, e.g. record=('v',)")
+    known = model.observables()
+    unknown = [r for r in record if r not in known]
+    if unknown:
+        raise ValueError(f"record: unknown name(s) {unknown}; this model records {known}")
+
+    v0 = model.default_v0 if v0 is None else units.to_base(v0, "v0", units.mV)
+    units.check_value(v0, "v0", None, units.mV)
+    y0 = model.init_state(v0)
+    system = System(model=model, stimuli=stimuli)
+
+    n_save = int(math.floor((t1 - t0) / save_every + 1e-9)) + 1
+    ts = t0 + save_every * jnp.arange(n_save, dtype=jnp.result_type(float))
+    n_steps = int(math.ceil((t1 - t0) / dt - 1e-9))
+
+    if solver is None:
+        solver = StaggeredEuler()
+    if stepsize_controller is None:
+        stepsize_controller = diffrax.ConstantStepSize()
+    elif isinstance(stepsize_controller, diffrax.PIDController):
+        jumps = [b for s in stimuli for b in s.breakpoints()]
+        jumps = [b for b in jumps if not (units.is_concrete(b) and not np.isfinite(b))]
+        if jumps:
+            stepsize_controller = diffrax.ClipStepSizeController(
+                stepsize_controller, jump_ts=jnp.stack([jnp.asarray(b) for b in jumps])
+            )
+    if max_steps is None:
+        adaptive = not isinstance(stepsize_controller, diffrax.ConstantStepSize)
+        max_steps = max(16 * n_steps, 4096) if adaptive else n_steps + 1
+
+    saveat = diffrax.SaveAt(ts=ts, fn=lambda t, y, args: args.observe(record, t, y))
+    kwargs = {} if adjoint is None else {"adjoint": adjoint}
+    sol = diffrax.diffeqsolve(
+        diffrax.ODETerm(vector_field),
+        solver,
+        t0=t0,
+        t1=t1,
+        dt0=dt,
+        y0=y0,
+        args=system,
+        saveat=saveat,
+        stepsize_controller=stepsize_controller,
+        max_steps=max_steps,
+        **kwargs,
+    )
+    return Trace(t=ts, values=dict(sol.ys))

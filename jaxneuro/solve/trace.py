@@ -1,0 +1,74 @@
+"""The result of a simulation: times and the recorded variables."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array
+
+
+class Trace(eqx.Module):
+    """Recorded variables on a time grid.
+
+    ``t``: times in ms, shape ``(T,)``. Each recorded variable is an attribute
+    (``trace.v``, ``trace.i_pas``...) of shape ``(T,)`` for one compartment or
+    ``(T, n)`` for a population; ``trace.values`` holds them all by name. Units are
+    those of the record name (mV for ``v``, mA/cm² for densities, nA for ``i_inj``).
+    """
+
+    t: Array
+    values: dict[str, Array]
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        values = object.__getattribute__(self, "values")
+        if name in values:
+            return values[name]
+        raise AttributeError(
+            f"Trace has no recorded variable {name!r}; it recorded {tuple(values)}. "
+            "Pass record=(...) to simulate() to record more."
+        )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.values)
+
+    def at(self, t) -> "Trace":
+        """The recorded variables linearly interpolated at time(s) ``t`` (ms)."""
+        t = jnp.asarray(t, dtype=self.t.dtype)
+        t_np = np.asarray(t) if not _is_tracer(t) else None
+        if t_np is not None and (
+            np.any(t_np < float(self.t[0]) - 1e-9) or np.any(t_np > float(self.t[-1]) + 1e-9)
+        ):
+            raise ValueError(
+                f"Trace.at: t must lie within the recorded range "
+                f"[{float(self.t[0])}, {float(self.t[-1])}] ms, got {t_np}"
+            )
+
+        def interp(x):
+            if x.ndim == 1:
+                return jnp.interp(t, self.t, x)
+            flat = x.reshape(x.shape[0], -1)
+            cols = [jnp.interp(t, self.t, flat[:, j]) for j in range(flat.shape[1])]
+            return jnp.stack(cols, axis=-1).reshape(t.shape + x.shape[1:])
+
+        return Trace(t=t, values={k: interp(v) for k, v in self.values.items()})
+
+    def window(self, start, stop) -> "Trace":
+        """The part of the trace with ``start <= t <= stop`` (ms)."""
+        mask = np.asarray((self.t >= start) & (self.t <= stop))
+        return Trace(t=self.t[mask], values={k: v[mask] for k, v in self.values.items()})
+
+    def plot(self, *names, ax=None, **kwargs):
+        """Plot recorded variables against time with matplotlib; returns the axes."""
+        from ..plot import plot_trace
+
+        return plot_trace(self, *names, ax=ax, **kwargs)
+
+
+def _is_tracer(x):
+    import jax
+
+    return isinstance(x, jax.core.Tracer)

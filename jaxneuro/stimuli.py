@@ -1,0 +1,155 @@
+"""Injected currents as Equinox modules: their amplitudes are differentiable leaves.
+
+Every stimulus gives ``current(t)`` in nA and a ``target``: ``None`` for every
+compartment of the model (one compartment, or each neuron of a population), or an
+index / sequence of indices into a population.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from . import units
+
+__all__ = ["AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent"]
+
+
+def _normalise_target(target):
+    if target is None or isinstance(target, str):
+        return target
+    if isinstance(target, (int, np.integer)):
+        return int(target)
+    if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
+        return (target[0], _normalise_target(target[1]))
+    if isinstance(target, (Sequence, np.ndarray)) or hasattr(target, "__array__"):
+        arr = np.asarray(target)
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(
+                f"stimulus target expects None, an index or a 1-D sequence of integer "
+                f"indices, got {target!r}"
+            )
+        return tuple(int(i) for i in arr)
+    raise ValueError(
+        f"stimulus target expects None, an index or a sequence of indices, got {target!r}"
+    )
+
+
+class AbstractStimulus(eqx.Module):
+    """A current injected into a model. Subclasses implement :meth:`current` (nA)."""
+
+    target: Any = eqx.field(default=None, static=True, kw_only=True)
+
+    def __post_init__(self):
+        self.target = _normalise_target(self.target)
+        units.convert_fields(self)
+
+    @abc.abstractmethod
+    def current(self, t):
+        """Injected current in nA at time ``t`` (ms); positive depolarises."""
+
+    def breakpoints(self) -> tuple:
+        """Times (ms) where the waveform jumps, for adaptive step-size controllers."""
+        return ()
+
+    def inject(self, t, shape):
+        """The current at ``t`` spread onto a model whose voltage has ``shape``."""
+        i = self.current(t)
+        if self.target is None:
+            return jnp.broadcast_to(i, shape)
+        if not shape:
+            raise ValueError(
+                f"{type(self).__name__}.target={self.target!r} indexes a population, but "
+                "the model is a single compartment; use target=None"
+            )
+        idx = jnp.asarray(self.target)
+        return jnp.zeros(shape, dtype=jnp.result_type(i)).at[idx].add(i)
+
+
+def _window(t, delay, dur):
+    # NEURON's IClamp: on for delay <= t < delay + dur.
+    return (t >= delay) & (t < delay + dur)
+
+
+class _Windowed(AbstractStimulus):
+    # Subclasses declare ``delay`` and ``dur`` (ms) themselves, after their amplitude,
+    # so that positional order reads as NEURON's IClamp: (amp, delay, dur).
+
+    def breakpoints(self):
+        return (self.delay, self.delay + self.dur)
+
+
+class StepCurrent(_Windowed):
+    """NEURON's ``IClamp``: ``amp`` nA from ``delay`` for ``dur`` ms (``delay <= t <
+    delay + dur``)."""
+
+    amp: object = units.param(units.nA, default=0.0)
+    delay: object = units.param(units.ms, default=0.0)
+    dur: object = units.param(units.ms, default=math.inf, check="nonnegative", allow_inf=True)
+
+    def current(self, t):
+        return jnp.where(_window(t, self.delay, self.dur), self.amp, 0.0)
+
+
+class Ramp(_Windowed):
+    """A current rising linearly from ``amp_start`` to ``amp_stop`` (nA) between
+    ``delay`` and ``delay + dur`` (ms); zero outside."""
+
+    amp_start: object = units.param(units.nA, default=0.0)
+    amp_stop: object = units.param(units.nA, default=0.0)
+    delay: object = units.param(units.ms, default=0.0)
+    dur: object = units.param(units.ms, default=0.0, check="nonnegative")
+
+    def current(self, t):
+        frac = (t - self.delay) / jnp.where(self.dur > 0, self.dur, 1.0)
+        i = self.amp_start + (self.amp_stop - self.amp_start) * frac
+        return jnp.where(_window(t, self.delay, self.dur), i, 0.0)
+
+
+class Sine(_Windowed):
+    """``offset + amp·sin(2π·freq·(t - delay) + phase)`` nA between ``delay`` and
+    ``delay + dur`` (ms), zero outside; ``freq`` in Hz, ``phase`` in radians."""
+
+    amp: object = units.param(units.nA, default=0.0)
+    freq: object = units.param(units.Hz, default=10.0, check="nonnegative")
+    delay: object = units.param(units.ms, default=0.0)
+    dur: object = units.param(units.ms, default=math.inf, check="nonnegative", allow_inf=True)
+    phase: object = units.param(None, default=0.0)
+    offset: object = units.param(units.nA, default=0.0)
+
+    def current(self, t):
+        # freq is in Hz and t in ms: 2π·f·t/1000.
+        i = self.offset + self.amp * jnp.sin(2 * jnp.pi * self.freq * (t - self.delay) / 1000.0 + self.phase)
+        return jnp.where(_window(t, self.delay, self.dur), i, 0.0)
+
+
+class DataCurrent(AbstractStimulus):
+    """A recorded current: ``values`` (nA) sampled every ``dt`` ms from ``t0``,
+    linearly interpolated between samples and zero outside the recording."""
+
+    values: object = units.param(units.nA)
+    dt: object = units.param(units.ms, default=0.025, check="positive")
+    t0: object = units.param(units.ms, default=0.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if np.ndim(self.values) != 1 or np.shape(self.values)[0] < 2:
+            raise ValueError(
+                f"DataCurrent.values expects a 1-D array of at least 2 samples (nA), got "
+                f"shape {np.shape(self.values)}"
+            )
+
+    def current(self, t):
+        n = self.values.shape[0]
+        grid = self.t0 + self.dt * jnp.arange(n)
+        inside = (t >= self.t0) & (t <= grid[-1])
+        return jnp.where(inside, jnp.interp(t, grid, self.values), 0.0)
+
+    def breakpoints(self):
+        return (self.t0, self.t0 + self.dt * (self.values.shape[0] - 1))

@@ -1,0 +1,228 @@
+"""Base units and the one place where saiunit quantities become plain floats.
+
+jaxneuro computes in one coherent system, the one NEURON users think in:
+
+=============  =========  ==========================================
+quantity       base unit  density form (per membrane area)
+=============  =========  ==========================================
+time           ms
+voltage        mV
+current        nA         mA/cm² (channel currents, NEURON convention)
+conductance    µS         S/cm² (channel ``g``)
+capacitance    nF         µF/cm² (``cm``)
+resistance     MΩ         axial ``Ra`` in Ω·cm
+length         µm         area in µm²
+temperature    °C
+frequency      Hz
+=============  =========  ==========================================
+
+nA = µS·mV and nF·mV/ms = nA, so absolute point-neuron equations need no factors.
+
+Every public parameter accepts a plain number, read in the unit its docstring names,
+or a ``saiunit.Quantity``, converted once when the module is built. A quantity of the
+wrong dimension raises a ``ValueError`` naming the parameter, the expected and the
+given dimension.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import saiunit as u
+
+__all__ = [
+    "ms", "mV", "nA", "uS", "nF", "Mohm", "um", "um2", "Hz", "celsius",
+    "mA_per_cm2", "S_per_cm2", "uF_per_cm2", "ohm_cm",
+    "to_base", "param", "convert_fields", "is_concrete",
+]
+
+# Base units, as saiunit units.
+ms = u.ms
+mV = u.mV
+nA = u.nA
+uS = u.uS
+nF = u.nF
+Mohm = u.Mohm
+um = u.um
+um2 = u.um**2
+Hz = u.Hz
+mA_per_cm2 = u.mA / u.cm**2
+S_per_cm2 = u.siemens / u.cm**2
+uF_per_cm2 = u.uF / u.cm**2
+ohm_cm = u.ohm * u.cm
+#: Temperatures are plain numbers in °C (saiunit has no offset units); a Quantity in
+#: kelvin is converted by subtracting 273.15.
+celsius = "degC"
+
+# Readable names for the dimensions users meet, for error messages.
+_DIMENSION_NAMES = {
+    u.get_dim(ms): "time",
+    u.get_dim(mV): "voltage",
+    u.get_dim(nA): "current",
+    u.get_dim(uS): "conductance",
+    u.get_dim(nF): "capacitance",
+    u.get_dim(Mohm): "resistance",
+    u.get_dim(um): "length",
+    u.get_dim(um2): "area",
+    u.get_dim(Hz): "frequency",
+    u.get_dim(mA_per_cm2): "current density",
+    u.get_dim(S_per_cm2): "conductance density",
+    u.get_dim(uF_per_cm2): "specific capacitance",
+    u.get_dim(ohm_cm): "resistivity",
+    u.get_dim(u.kelvin): "temperature",
+    u.get_dim(1.0): "dimensionless",
+}
+
+_UNIT_NAMES = {
+    id(ms): "ms", id(mV): "mV", id(nA): "nA", id(uS): "µS", id(nF): "nF",
+    id(Mohm): "MΩ", id(um): "µm", id(um2): "µm²", id(Hz): "Hz",
+    id(mA_per_cm2): "mA/cm²", id(S_per_cm2): "S/cm²", id(uF_per_cm2): "µF/cm²",
+    id(ohm_cm): "Ω·cm",
+}
+
+
+def _describe_dim(dim) -> str:
+    name = _DIMENSION_NAMES.get(dim)
+    return f"{name} [{dim}]" if name else f"[{dim}]"
+
+
+def unit_name(unit) -> str:
+    """A short human name for one of the base units above (for messages and docs)."""
+    if unit is None:
+        return "dimensionless"
+    if unit is celsius:
+        return "°C"
+    return _UNIT_NAMES.get(id(unit), str(unit))
+
+
+def is_concrete(x) -> bool:
+    """True when ``x`` holds values we can inspect now (not a tracer under jit/grad)."""
+    return not isinstance(x, jax.core.Tracer)
+
+
+def to_base(value: Any, name: str, unit) -> Any:
+    """Return ``value`` as a float array in ``unit``, the base unit of parameter ``name``.
+
+    ``unit`` is a saiunit unit from this module, ``None`` for a dimensionless number,
+    or :data:`celsius`. Plain numbers (and arrays) are taken to be in ``unit`` already.
+    """
+    if isinstance(value, u.Quantity):
+        if unit is celsius:
+            if u.get_dim(value) != u.get_dim(u.kelvin):
+                raise ValueError(
+                    f"parameter {name!r} expects a temperature (a number in °C or a "
+                    f"Quantity in kelvin); got {value}, a {_describe_dim(u.get_dim(value))}"
+                )
+            return jnp.asarray(value.to_decimal(u.kelvin) - 273.15, dtype=_float_dtype())
+        expected = u.get_dim(1.0) if unit is None else u.get_dim(unit)
+        given = u.get_dim(value)
+        if given != expected:
+            raise ValueError(
+                f"parameter {name!r} expects a {_describe_dim(expected)} quantity "
+                f"(a plain number is read in {unit_name(unit)}); got {value}, a "
+                f"{_describe_dim(given)} quantity"
+            )
+        value = value.to_decimal(unit) if unit is not None else value.to_decimal()
+    if isinstance(value, jax.core.Tracer):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"parameter {name!r} expects a number in {unit_name(unit)}, got {value!r}")
+    try:
+        arr = jnp.asarray(value, dtype=_float_dtype(value))
+    except (TypeError, ValueError) as e:
+        raise ValueError(
+            f"parameter {name!r} expects a number in {unit_name(unit)} or a saiunit "
+            f"Quantity, got {value!r}"
+        ) from e
+    return arr
+
+
+def _float_dtype(value=None):
+    # Keep an explicit float dtype of the input (e.g. float32 on purpose under x64);
+    # otherwise use JAX's default float (float32, or float64 with jax_enable_x64).
+    dt = getattr(value, "dtype", None)
+    if dt is not None and jnp.issubdtype(dt, jnp.floating):
+        return dt
+    return jnp.result_type(float)
+
+
+def param(
+    unit,
+    *,
+    default: Any = dataclasses.MISSING,
+    check: str | None = None,
+    allow_inf: bool = False,
+    doc: str = "",
+):
+    """Declare a module field that holds a physical parameter.
+
+    ``unit``: the base unit a plain number is read in; ``check``: ``None``,
+    ``"positive"`` (> 0) or ``"nonnegative"`` (>= 0); ``allow_inf``: accept +inf (a
+    duration that never ends). NaN is always rejected. Conversion and checks run once,
+    in :func:`convert_fields`, when the module is constructed.
+    """
+    meta = {"unit": unit, "check": check, "allow_inf": allow_inf, "doc": doc}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check_value(value, name: str, check: str | None, unit=None, allow_inf: bool = False):
+    """Raise a ValueError if a concrete ``value`` is NaN, infinite (unless
+    ``allow_inf``, which admits +inf) or breaks ``check``."""
+    if value is None or not is_concrete(value):
+        return
+    arr = np.asarray(value)
+    if arr.size == 0:
+        return
+    if np.any(np.isnan(arr)):
+        raise ValueError(f"parameter {name!r} must not be NaN (in {unit_name(unit)}); got {_short(arr)}")
+    finite_ok = np.all(np.isfinite(arr) | (allow_inf & (arr == np.inf)))
+    if not finite_ok:
+        raise ValueError(
+            f"parameter {name!r} must be finite (in {unit_name(unit)}); got {_short(arr)}"
+        )
+    if check == "positive" and not np.all(arr > 0):
+        raise ValueError(
+            f"parameter {name!r} must be > 0 (in {unit_name(unit)}); got {_short(arr)}"
+        )
+    if check == "nonnegative" and not np.all(arr >= 0):
+        raise ValueError(
+            f"parameter {name!r} must be >= 0 (in {unit_name(unit)}); got {_short(arr)}"
+        )
+
+
+def _short(arr) -> str:
+    if arr.ndim == 0:
+        return repr(float(arr))
+    bad = arr[~np.isfinite(arr)] if not np.all(np.isfinite(arr)) else arr
+    return f"array of shape {arr.shape} (e.g. {float(bad.ravel()[0])!r})"
+
+
+def convert_fields(module) -> None:
+    """Convert every :func:`param` field of ``module`` to base units and check it.
+
+    Called from ``__post_init__`` of jaxneuro modules; fields left as ``None`` (an
+    optional parameter not given) are kept as ``None``.
+    """
+    cls_name = type(module).__name__
+    for f in dataclasses.fields(module):
+        if "unit" not in f.metadata:
+            continue
+        value = getattr(module, f.name)
+        if value is None:
+            continue
+        label = f"{cls_name}.{f.name}"
+        arr = to_base(value, label, f.metadata["unit"])
+        check_value(arr, label, f.metadata["check"], f.metadata["unit"], f.metadata["allow_inf"])
+        object.__setattr__(module, f.name, arr)
+
+
+def q10_factor(q10, temperature, reference) -> Any:
+    """``q10 ** ((temperature - reference) / 10)``: the usual temperature scaling."""
+    return q10 ** ((temperature - reference) / 10.0)
+
