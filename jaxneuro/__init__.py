@@ -8,6 +8,7 @@ mA/cm², ``cm`` in µF/cm², axial ``Ra`` in Ω·cm. Any parameter also accepts 
 from . import channels, units
 from .model import AbstractModel
 from .morphology import Compartment
+from .neurons import LIF, AbstractSpikingNeuron
 from .solve import StaggeredEuler, System, Trace, simulate
 from .state import State
 from .stimuli import AbstractStimulus, DataCurrent, Ramp, Sine, StepCurrent
@@ -16,7 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "channels", "units",
-    "AbstractModel", "Compartment", "State",
+    "AbstractModel", "Compartment", "State", "LIF", "AbstractSpikingNeuron",
     "simulate", "StaggeredEuler", "System", "Trace",
     "AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent",
 ]

@@ -33,6 +33,12 @@ class AbstractModel(eqx.Module):
         """Initial voltage (mV) when ``simulate`` gets no ``v0``; NEURON's -65 mV."""
         return -65.0
 
+    def default_solver(self):
+        """The solver ``simulate`` uses when given none: NEURON's staggered scheme."""
+        from .solve.staggered import StaggeredEuler
+
+        return StaggeredEuler()
+
     @abc.abstractmethod
     def init_state(self, v0) -> State:
         """State at ``v0`` (mV) with every gate at its steady state, as NEURON's

@@ -13,8 +13,11 @@ class State(eqx.Module):
     population or a cable's segments. ``gates``: every other ODE state by name (NEURON
     style, ``"m_hh"``, ``"w"``), each of the same shape as ``v``. The default solver
     advances ``v`` implicitly and each entry of ``gates`` by exponential Euler, which is
-    exact for the usual ``dx/dt = (x_inf - x) / tau`` form.
+    exact for the usual ``dx/dt = (x_inf - x) / tau`` form. ``events``: bookkeeping that
+    is not integrated but changed at events (spike buffers, refractory end times);
+    float arrays whose time derivative is zero, so any ODE solver carries them along.
     """
 
     v: Array
     gates: dict[str, Array]
+    events: dict[str, Array] = eqx.field(default_factory=dict)

@@ -10,3 +10,9 @@ from .hh import HH
 __all__ = ["AbstractChannel", "exprel_ratio", "Leak", "HH"]
 
 # BrainPy-family channels (Bazhenov 2002 and companions) are added below.
+from .bazhenov2002 import INa_Ba2002, IKDR_Ba2002
+from .calcium import ICaT_HM1992
+from .potassium import IKNI_Ya1989
+from .ih import Ih_HM1992
+
+__all__ += ["INa_Ba2002", "IKDR_Ba2002", "ICaT_HM1992", "IKNI_Ya1989", "Ih_HM1992"]

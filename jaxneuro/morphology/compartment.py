@@ -114,7 +114,7 @@ class Compartment(AbstractModel):
         for ch in self.channels:
             for g, value in ch.steady_state(v, self.temperature).items():
                 gates[self._gate_key(ch, g)] = jnp.broadcast_to(value, self.shape)
-        return State(v=v, gates=gates)
+        return State(v=v, gates=gates, events={})
 
     def ionic_current(self, state):
         """Total channel current density, mA/cm² (outward positive)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import diffrax
@@ -100,7 +101,12 @@ def simulate(
     n_steps = int(math.ceil((t1 - t0) / dt - 1e-9))
 
     if solver is None:
-        solver = StaggeredEuler()
+        solver = model.default_solver()
+    elif y0.events and not isinstance(solver, StaggeredEuler):
+        raise ValueError(
+            f"solver: {type(model).__name__} has spikes and resets, which only the default "
+            f"solver (jn.StaggeredEuler) handles inside its step; got {type(solver).__name__}"
+        )
     if stepsize_controller is None:
         stepsize_controller = diffrax.ConstantStepSize()
     elif isinstance(stepsize_controller, diffrax.PIDController):
@@ -114,7 +120,12 @@ def simulate(
         adaptive = not isinstance(stepsize_controller, diffrax.ConstantStepSize)
         max_steps = max(16 * n_steps, 4096) if adaptive else n_steps + 1
 
-    saveat = diffrax.SaveAt(ts=ts, fn=lambda t, y, args: args.observe(record, t, y))
+    observe = diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: args.observe(record, t, y))
+    if y0.events:
+        final_events = diffrax.SubSaveAt(t1=True, fn=lambda t, y, args: y.events)
+        saveat = diffrax.SaveAt(subs=[observe, final_events])
+    else:
+        saveat = diffrax.SaveAt(subs=observe)
     kwargs = {} if adjoint is None else {"adjoint": adjoint}
     sol = diffrax.diffeqsolve(
         diffrax.ODETerm(vector_field),
@@ -129,4 +140,20 @@ def simulate(
         max_steps=max_steps,
         **kwargs,
     )
-    return Trace(t=ts, values=dict(sol.ys))
+    if not y0.events:
+        return Trace(t=ts, values=dict(sol.ys))
+    values, events = sol.ys
+    spikes = events["spikes"][0]
+    count = events["count"][0]
+    trace = Trace(t=ts, values=dict(values), spikes=spikes, spike_count=count)
+    overflow = trace.overflowed
+    if units.is_concrete(overflow) and bool(np.any(overflow)):
+        warnings.warn(
+            f"spike buffer overflow: {int(np.sum(overflow))} neuron(s) fired more than "
+            f"spike_capacity={spikes.shape[-1]} spikes; trace.spikes keeps the first "
+            f"{spikes.shape[-1]}, trace.spike_count has the true counts. Raise the "
+            "model's spike_capacity to keep them all.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return trace

@@ -13,32 +13,44 @@ from diffrax import AbstractTerm, LocalLinearInterpolation, RESULTS
 
 from ..state import State
 
+_VOLTAGE_UPDATES = ("backward_euler", "crank_nicolson", "exponential")
+
 
 class StaggeredEuler(diffrax.AbstractSolver):
     """NEURON's default scheme: implicit voltage, exponential-Euler gates, staggered.
 
-    Per step from ``t0`` to ``t1 = t0 + dt``:
+    Per step from ``t0`` to ``t1 = t0 + dt``, with stimuli taken at the midpoint
+    ``t0 + dt/2`` as NEURON's ``fadvance`` does:
 
-    1. the voltage takes a linearised backward-Euler step (Crank–Nicolson with
-       ``crank_nicolson=True``, as NEURON's ``secondorder = 2``): membrane currents
-       and their slope ``d(dv/dt)/dv`` are evaluated at ``v(t0)`` with stimuli at the
-       midpoint ``t0 + dt/2``, exactly as NEURON's ``fadvance``;
+    1. the voltage: the membrane current and its slope are evaluated at ``v(t0)``,
+       giving the linearised ``dv/dt = a + b·v``, which is advanced by
+       ``voltage_update``: ``"backward_euler"`` (NEURON's default),
+       ``"crank_nicolson"`` (NEURON's ``secondorder = 2``) or ``"exponential"`` (exact
+       for linear dynamics such as a LIF neuron between spikes);
     2. every gate then advances by exponential Euler using the *new* voltage, which is
        exact for ``dx/dt = (x_inf - x)/tau`` (NEURON's ``cnexp``), so gates live half a
-       step ahead of the voltage, as in NEURON.
+       step ahead of the voltage, as in NEURON;
+    3. models with events (spiking point neurons) then find threshold crossings inside
+       the step on the same linearised flow and apply reset and refractoriness.
 
-    The solver needs only the vector field (``terms.vf``) and forward-mode derivatives
-    of it, so it works with any model whose state is a :class:`~jaxneuro.State` and
-    whose compartments are independent. Use it with a constant step size.
+    The solver needs only the vector field and forward-mode derivatives of it, so it
+    works with any model whose state is a :class:`~jaxneuro.State` and whose
+    compartments are independent. Use it with a constant step size.
     """
 
-    crank_nicolson: bool = eqx.field(default=False, static=True)
+    voltage_update: str = eqx.field(default="backward_euler", static=True)
 
     term_structure: ClassVar = AbstractTerm
     interpolation_cls: ClassVar[Callable[..., LocalLinearInterpolation]] = LocalLinearInterpolation
 
+    def __check_init__(self):
+        if self.voltage_update not in _VOLTAGE_UPDATES:
+            raise ValueError(
+                f"StaggeredEuler.voltage_update expects one of {_VOLTAGE_UPDATES}, got {self.voltage_update!r}"
+            )
+
     def order(self, terms):
-        return 2 if self.crank_nicolson else 1
+        return 2 if self.voltage_update == "crank_nicolson" else 1
 
     def init(self, terms, t0, t1, y0, args):
         return None
@@ -48,32 +60,67 @@ class StaggeredEuler(diffrax.AbstractSolver):
         dt = t1 - t0
         t_mid = t0 + 0.5 * dt
 
-        def f(y):
-            return terms.vf(t_mid, y, args)
+        def f(v, gates):
+            return terms.vf(t_mid, State(v=v, gates=gates, events=y0.events), args)
 
-        # 1. Voltage: d(dv/dt)/dv on the diagonal from one JVP along v (compartments
-        #    are independent, so the JVP with ones is the Jacobian's diagonal).
-        along_v = State(v=jnp.ones_like(y0.v), gates=jax.tree.map(jnp.zeros_like, y0.gates))
-        rhs, slope = jax.jvp(f, (y0,), (along_v,))
-        h = 0.5 * dt if self.crank_nicolson else dt
-        dv = h * rhs.v / (1.0 - h * slope.v)
-        v1 = y0.v + (2.0 * dv if self.crank_nicolson else dv)
+        zeros_g = jax.tree.map(jnp.zeros_like, y0.gates)
+        # 1. Voltage. Compartments are independent, so one JVP along v gives the
+        #    Jacobian's diagonal b; then dv/dt = a + b·v near v(t0).
+        rhs, slope = jax.jvp(f, (y0.v, y0.gates), (jnp.ones_like(y0.v), zeros_g))
+        b = slope.v
+        if self.voltage_update == "backward_euler":
+            v1 = y0.v + dt * rhs.v / (1.0 - dt * b)
+        elif self.voltage_update == "crank_nicolson":
+            v1 = y0.v + 2.0 * (0.5 * dt * rhs.v / (1.0 - 0.5 * dt * b))
+        else:
+            v1 = y0.v + rhs.v * expm1_ratio(b, dt)
 
-        # 2. Gates at the new voltage: dx/dt = a + b·x, advanced exactly over dt.
-        y_half = State(v=v1, gates=y0.gates)
-        along_gates = State(v=jnp.zeros_like(v1), gates=jax.tree.map(jnp.ones_like, y0.gates))
-        rate, b = jax.jvp(lambda y: f(y).gates, (y_half,), (along_gates,))
-        gates1 = jax.tree.map(lambda x, r, bb: x + r * _expm1_ratio(bb, dt), y0.gates, rate, b)
+        # 2. Gates at the new voltage: dx/dt = r + c·(x - x0), advanced exactly.
+        rate, c = jax.jvp(
+            lambda g: f(v1, g).gates, (y0.gates,), (jax.tree.map(jnp.ones_like, y0.gates),)
+        )
+        gates1 = jax.tree.map(lambda x, r, cc: x + r * expm1_ratio(cc, dt), y0.gates, rate, c)
+        y1 = State(v=v1, gates=gates1, events=y0.events)
 
-        y1 = State(v=v1, gates=gates1)
+        # 3. Events (threshold, reset, refractory) on the linearised voltage flow.
+        model = getattr(args, "model", None)
+        if y0.events and hasattr(model, "resolve_events"):
+            a = rhs.v - b * y0.v
+            y1 = model.resolve_events(t0, t1, y0, y1, a, b)
         return y1, None, dict(y0=y0, y1=y1), None, RESULTS.successful
 
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)
 
 
-def _expm1_ratio(b, dt):
+def expm1_ratio(b, dt):
     """``(exp(b·dt) - 1) / b``, → ``dt`` as ``b`` → 0, with finite gradients."""
     small = jnp.abs(b * dt) < 1e-8
     b_safe = jnp.where(small, 1.0, b)
     return jnp.where(small, dt * (1.0 + 0.5 * b * dt), jnp.expm1(b_safe * dt) / b_safe)
+
+
+def linear_flow(v_start, a, b, s):
+    """Solution after time ``s`` of ``dv/dt = a + b·v`` from ``v_start``."""
+    return v_start + (a + b * v_start) * expm1_ratio(b, s)
+
+
+def linear_crossing_time(v_start, a, b, v_target):
+    """Time for ``dv/dt = a + b·v`` to go from ``v_start`` to ``v_target``.
+
+    ``inf`` where the flow never gets there; differentiable (no NaN) everywhere.
+    For ``b`` ≠ 0 the solution is ``ln((v_target + a/b) / (v_start + a/b)) / b``.
+    """
+    small = jnp.abs(b) < 1e-12
+    b_safe = jnp.where(small, 1.0, b)
+    v_inf = -a / b_safe  # fixed point
+    num = v_target - v_inf
+    den = v_start - v_inf
+    ratio = num / jnp.where(den == 0, 1.0, den)
+    ok = (ratio > 0) & (den != 0)
+    t_exp = jnp.log(jnp.where(ok, ratio, 1.0)) / b_safe
+    t_exp = jnp.where(ok & (t_exp >= 0), t_exp, jnp.inf)
+    a_safe = jnp.where(a == 0, 1.0, a)
+    t_lin = (v_target - v_start) / a_safe
+    t_lin = jnp.where((a != 0) & (t_lin >= 0), t_lin, jnp.inf)
+    return jnp.where(small, t_lin, t_exp)

@@ -15,10 +15,24 @@ class Trace(eqx.Module):
     (``trace.v``, ``trace.i_pas``...) of shape ``(T,)`` for one compartment or
     ``(T, n)`` for a population; ``trace.values`` holds them all by name. Units are
     those of the record name (mV for ``v``, mA/cm² for densities, nA for ``i_inj``).
+
+    Spiking models also give ``spikes``: spike times in ms, shape ``(capacity,)`` for
+    one neuron or ``(n, capacity)`` for a population, padded with ``inf``; and
+    ``spike_count``: the number of spikes each neuron fired, which exceeds
+    ``capacity`` when the buffer overflowed (see :attr:`overflowed`).
     """
 
     t: Array
     values: dict[str, Array]
+    spikes: Array | None = None
+    spike_count: Array | None = None
+
+    @property
+    def overflowed(self):
+        """True (per neuron) where more spikes were fired than the buffer holds."""
+        if self.spikes is None:
+            return None
+        return self.spike_count > self.spikes.shape[-1]
 
     def __getattr__(self, name):
         if name.startswith("__"):
@@ -54,12 +68,14 @@ class Trace(eqx.Module):
             cols = [jnp.interp(t, self.t, flat[:, j]) for j in range(flat.shape[1])]
             return jnp.stack(cols, axis=-1).reshape(t.shape + x.shape[1:])
 
-        return Trace(t=t, values={k: interp(v) for k, v in self.values.items()})
+        return Trace(t=t, values={k: interp(v) for k, v in self.values.items()},
+                     spikes=self.spikes, spike_count=self.spike_count)
 
     def window(self, start, stop) -> "Trace":
         """The part of the trace with ``start <= t <= stop`` (ms)."""
         mask = np.asarray((self.t >= start) & (self.t <= stop))
-        return Trace(t=self.t[mask], values={k: v[mask] for k, v in self.values.items()})
+        return Trace(t=self.t[mask], values={k: v[mask] for k, v in self.values.items()},
+                     spikes=self.spikes, spike_count=self.spike_count)
 
     def plot(self, *names, ax=None, **kwargs):
         """Plot recorded variables against time with matplotlib; returns the axes."""

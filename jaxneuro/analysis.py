@@ -1,0 +1,143 @@
+"""Measurements on traces and models: input resistance, steady state, time constant.
+
+All functions are differentiable (``jax.grad`` works through them), so they double
+as building blocks for fitting losses. Results are in base units: mV, MΩ, ms.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import units
+from .model import AbstractModel
+from .solve.trace import Trace
+from .state import State
+from .stimuli import StepCurrent
+
+__all__ = ["steady_state", "input_resistance", "membrane_time_constant"]
+
+
+def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, iterations: int = 40) -> State:
+    """The resting state of ``model`` with a constant ``i_inj`` nA injected.
+
+    Solves ``dv/dt = 0`` with every gate at its steady state for that voltage, by
+    damped Newton iterations (steps capped at 20 mV) from ``v_guess`` (mV, default
+    ``model.default_v0``). Differentiable w.r.t. model parameters and ``i_inj``.
+    Finds one fixed point: for a model with several, choose ``v_guess`` near the one
+    wanted. Spiking models with a reset have no useful fixed point above threshold.
+    """
+    i_inj = units.to_base(i_inj, "i_inj", units.nA)
+    v = model.default_v0 if v_guess is None else units.to_base(v_guess, "v_guess", units.mV)
+    v = jnp.broadcast_to(jnp.asarray(v, dtype=jnp.result_type(float)), model.shape)
+    i_inj = jnp.broadcast_to(i_inj, model.shape)
+
+    def dvdt(v):
+        return model.vector_field(0.0, model.init_state(v), i_inj).v
+
+    def newton(_, v):
+        f, df = jax.jvp(dvdt, (v,), (jnp.ones_like(v),))
+        step = -f / jnp.where(df == 0, -1.0, df)
+        return v + jnp.clip(step, -20.0, 20.0)
+
+    v = jax.lax.fori_loop(0, iterations, newton, v)
+    return model.init_state(v)
+
+
+def _step_stimulus(stimulus, name="stimulus") -> StepCurrent:
+    if not isinstance(stimulus, StepCurrent):
+        raise ValueError(
+            f"{name} expects the jn.StepCurrent that produced the trace, got {type(stimulus).__name__}"
+        )
+    if units.is_concrete(stimulus.amp) and np.any(np.asarray(stimulus.amp) == 0):
+        raise ValueError(f"{name}.amp must be non-zero to measure a response (nA)")
+    if units.is_concrete(stimulus.dur) and not np.all(np.isfinite(np.asarray(stimulus.dur))):
+        raise ValueError(f"{name}.dur must be finite to measure a response (ms)")
+    return stimulus
+
+
+def _in_range(trace: Trace, t, what):
+    lo, hi = float(trace.t[0]), float(trace.t[-1])
+    if units.is_concrete(t) and not (lo - 1e-9 <= float(np.max(np.asarray(t))) <= hi + 1e-9):
+        raise ValueError(f"{what} at t={float(np.max(np.asarray(t)))} ms lies outside the trace [{lo}, {hi}] ms")
+
+
+def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str | None = None, variable="v"):
+    """Input resistance in MΩ.
+
+    From a trace, ``input_resistance(trace, step)`` with the :class:`StepCurrent`
+    ``step`` that produced it:
+
+    - ``method="deflection"`` (default; seed 000's ΔV/I): the largest deflection from
+      the baseline during the step (the minimum for a negative current, maximum for a
+      positive one) divided by ``step.amp``; the baseline is ``v`` at the step onset.
+    - ``method="end"``: the deflection at the end of the step, divided by ``step.amp``.
+
+    From a model, ``input_resistance(model)`` with ``method="steady_state"`` (the
+    default for models): ``dV/dI`` of the steady state at ``I = 0`` (with gates at
+    their steady state, so it is the slope resistance of an active membrane); given a
+    ``stimulus``, the chord ``(V_ss(amp) - V_ss(0)) / amp`` instead.
+    """
+    if isinstance(source, AbstractModel):
+        method = method or "steady_state"
+        if method != "steady_state":
+            raise ValueError(f"input_resistance(model): method must be 'steady_state', got {method!r}")
+        if stimulus is not None:
+            amp = _step_stimulus(stimulus).amp
+            return (steady_state(source, amp).v - steady_state(source, 0.0).v) / amp
+        zero = jnp.zeros(source.shape, dtype=jnp.result_type(float))
+        _, dv = jax.jvp(lambda i: steady_state(source, i).v, (zero,), (jnp.ones_like(zero),))
+        return dv
+    if not isinstance(source, Trace):
+        raise ValueError(f"input_resistance expects a Trace or a model, got {type(source).__name__}")
+    method = method or "deflection"
+    if method not in ("deflection", "end"):
+        raise ValueError(f"input_resistance(trace): method must be 'deflection' or 'end', got {method!r}")
+    step = _step_stimulus(stimulus)
+    _in_range(source, step.delay + step.dur, "the end of the stimulus")
+    v = getattr(source, variable)
+    baseline = source.at(step.delay).values[variable]
+    if method == "end":
+        return (source.at(step.delay + step.dur).values[variable] - baseline) / step.amp
+    t = source.t.reshape((-1,) + (1,) * (v.ndim - 1))
+    during = (t >= step.delay) & (t <= step.delay + step.dur)
+    sign = jnp.sign(step.amp)
+    peak = jnp.max(jnp.where(during, sign * v, -jnp.inf), axis=0)
+    return (peak - sign * baseline) / jnp.abs(step.amp)
+
+
+def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, variable="v"):
+    """Membrane time constant in ms.
+
+    From a trace and the :class:`StepCurrent` that produced it: the time after the
+    onset at which the response first reaches ``1 - 1/e`` (63.2%) of its deflection
+    at the end of the step, linearly interpolated between samples. From a model (one
+    compartment): ``C · R_in`` with the steady-state input resistance.
+    """
+    if isinstance(source, AbstractModel):
+        if not hasattr(source, "capacitance"):
+            raise ValueError(f"membrane_time_constant: {type(source).__name__} has no capacitance")
+        return source.capacitance * input_resistance(source)
+    if not isinstance(source, Trace):
+        raise ValueError(f"membrane_time_constant expects a Trace or a model, got {type(source).__name__}")
+    step = _step_stimulus(stimulus)
+    _in_range(source, step.delay + step.dur, "the end of the stimulus")
+    v = getattr(source, variable)
+    baseline = source.at(step.delay).values[variable]
+    final = source.at(step.delay + step.dur).values[variable]
+    frac = (v - baseline) / (final - baseline)  # 0 at onset, 1 at the end
+    t = source.t.reshape((-1,) + (1,) * (v.ndim - 1))
+    target = 1.0 - np.exp(-1.0)
+    during = (t >= step.delay) & (t <= step.delay + step.dur)
+    reached = during & (frac >= target)
+    # First sample at or past 63.2%, and the one before it, for interpolation.
+    idx = jnp.argmax(reached, axis=0)
+    prev = jnp.maximum(idx - 1, 0)
+    take = lambda x, i: jnp.take_along_axis(x, jnp.expand_dims(i, 0), axis=0)[0]
+    t_b = source.t[idx]
+    t_a = source.t[prev]
+    f_b = take(frac, idx)
+    f_a = take(frac, prev)
+    w = jnp.where(f_b != f_a, (target - f_a) / jnp.where(f_b != f_a, f_b - f_a, 1.0), 0.0)
+    return t_a + w * (t_b - t_a) - step.delay

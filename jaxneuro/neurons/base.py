@@ -1,0 +1,118 @@
+"""Point neurons with a threshold and reset: the in-step spike machinery they share."""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ..model import AbstractModel
+from ..solve.staggered import StaggeredEuler, linear_crossing_time, linear_flow
+from ..state import State
+
+
+class AbstractSpikingNeuron(AbstractModel):
+    """A point neuron in absolute units (nF, µS, mV, ms, nA) whose spikes are events.
+
+    Each solver step advances the voltage on its linearised flow ``dv/dt = a + b·v``
+    (exact for a LIF neuron); when it crosses :meth:`threshold` the crossing time is
+    found on that same flow (so it is accurate beyond ``dt`` and differentiable), the
+    voltage is reset, held for the refractory period ``t_ref`` and then integrated on
+    for the rest of the step. At most one spike per neuron per step.
+
+    Spike times go to a buffer of ``spike_capacity`` slots per neuron, padded with
+    ``inf``; ``simulate`` reports an overflow. ``n``: population size (parameters may
+    then carry a leading axis of size ``n``; scalars broadcast).
+    """
+
+    n: eqx.AbstractVar[int | None]
+    spike_capacity: eqx.AbstractVar[int]
+
+    # --- what a subclass provides ---------------------------------------------------
+    @abc.abstractmethod
+    def threshold(self):
+        """Voltage (mV) whose upward crossing is a spike."""
+
+    @abc.abstractmethod
+    def reset_voltage(self):
+        """Voltage (mV) after a spike."""
+
+    def refractory_period(self):
+        """Time (ms) the voltage is held at reset after a spike."""
+        return 0.0
+
+    def after_spike(self, gates: dict, spiked) -> dict:
+        """Gate-like states after a spike (e.g. adaptation ``w += b``)."""
+        return gates
+
+    def display_voltage(self, v, spiked):
+        """The voltage reported by ``record=("v",)``: ``v`` unless overridden."""
+        return v
+
+    # --- shared machinery -----------------------------------------------------------
+    @property
+    def shape(self):
+        if self.n is not None:
+            return (self.n,)
+        leaves = [x for x in jax.tree_util.tree_leaves(self) if hasattr(x, "shape")]
+        return jnp.broadcast_shapes(*[x.shape for x in leaves]) if leaves else ()
+
+    def default_solver(self):
+        return StaggeredEuler(voltage_update="exponential")
+
+    def _init_events(self):
+        f = jnp.result_type(float)
+        shape = self.shape
+        return {
+            "spikes": jnp.full(shape + (self.spike_capacity,), jnp.inf, dtype=f),
+            "count": jnp.zeros(shape, dtype=f),
+            "ref_end": jnp.full(shape, -jnp.inf, dtype=f),
+            "spiked": jnp.zeros(shape, dtype=f),
+        }
+
+    def _check_common(self):
+        cls = type(self).__name__
+        if self.n is not None and (not isinstance(self.n, int) or self.n < 1):
+            raise ValueError(f"{cls}.n expects a positive integer, got {self.n!r}")
+        if not isinstance(self.spike_capacity, int) or self.spike_capacity < 1:
+            raise ValueError(f"{cls}.spike_capacity expects a positive integer, got {self.spike_capacity!r}")
+
+    def resolve_events(self, t0, t1, y0: State, y1: State, a, b) -> State:
+        v_th = self.threshold()
+        v_reset = self.reset_voltage()
+        t_ref = self.refractory_period()
+        ev = y0.events
+        ref_end = ev["ref_end"]
+        # Where the free step starts: at t0, or where a refractory period ends mid-step.
+        held = ref_end >= t1
+        ends_mid = (ref_end > t0) & ~held
+        t_start = jnp.where(ends_mid, ref_end, t0)
+        v_start = jnp.where(ends_mid, v_reset, y0.v)
+        v_free = jnp.where(ends_mid, linear_flow(v_reset, a, b, t1 - jnp.where(ends_mid, ref_end, t0)), y1.v)
+        v_free = jnp.where(held, v_reset, v_free)
+
+        crossed = ~held & (v_free >= v_th)
+        s = linear_crossing_time(v_start, a, b, v_th)
+        s = jnp.where(v_start >= v_th, 0.0, s)
+        t_spike = t_start + jnp.clip(s, 0.0, t1 - t_start)
+        new_ref_end = jnp.where(crossed, t_spike + t_ref, ref_end)
+        rest = jnp.where(crossed & (new_ref_end < t1), t1 - new_ref_end, 0.0)
+        v_after = jnp.where(new_ref_end >= t1, v_reset, linear_flow(v_reset, a, b, rest))
+        v1 = jnp.where(crossed, v_after, v_free)
+
+        cap = self.spike_capacity
+        slot = (jnp.arange(cap) == ev["count"][..., None]) & crossed[..., None]
+        spikes = jnp.where(slot, t_spike[..., None], ev["spikes"])
+        events = {
+            "spikes": spikes,
+            "count": ev["count"] + crossed,
+            "ref_end": new_ref_end,
+            "spiked": crossed.astype(ev["spiked"].dtype),
+        }
+        gates = self.after_spike(y1.gates, crossed)
+        return State(v=v1, gates=gates, events=events)
+
+    def _zero_events(self, events):
+        return jax.tree.map(jnp.zeros_like, events)

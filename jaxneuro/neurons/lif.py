@@ -1,0 +1,95 @@
+"""Leaky integrate-and-fire neuron."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+
+from .. import units
+from ..state import State
+from .base import AbstractSpikingNeuron
+
+
+class LIF(AbstractSpikingNeuron):
+    """Leaky integrate-and-fire: ``C·dV/dt = -gL·(V - EL) + I``.
+
+    Absolute units: ``C`` nF, ``gL`` µS, potentials mV, ``t_ref`` ms, input nA (so
+    ``tau_m = C/gL`` is in ms). When ``V`` crosses ``V_th`` a spike is recorded at the
+    crossing time (found exactly inside the step), ``V`` is reset to ``V_reset`` and
+    held there for ``t_ref``. ``V_spike`` is the value a recorded ``v`` shows at the
+    sample just after a spike, as in seed 002's figure (it does not enter the
+    dynamics); ``None`` shows the reset value. ``V_th=inf`` gives a passive leaky
+    integrator (seed 000's ``leakyIF`` without threshold).
+
+    Defaults are seed 002's (C = 1, gL = 0.1, EL = -70, V_th = -55, V_reset = -75,
+    V_spike = 20, t_ref = 2). ``n`` makes a population; ``spike_capacity`` is the number
+    of spike times kept per neuron. Starts at ``EL`` unless ``v0`` is given.
+    """
+
+    C: object = units.param(units.nF, default=1.0, check="positive")
+    gL: object = units.param(units.uS, default=0.1, check="nonnegative")
+    EL: object = units.param(units.mV, default=-70.0)
+    V_th: object = units.param(units.mV, default=-55.0, allow_inf=True)
+    V_reset: object = units.param(units.mV, default=-75.0)
+    V_spike: object = units.param(units.mV, default=20.0)
+    t_ref: object = units.param(units.ms, default=2.0, check="nonnegative")
+    n: int | None = eqx.field(default=None, static=True)
+    spike_capacity: int = eqx.field(default=100, static=True)
+
+    def __post_init__(self):
+        self._check_common()
+        super().__post_init__()
+
+    @property
+    def tau_m(self):
+        """Membrane time constant C/gL, ms."""
+        return self.C / self.gL
+
+    @property
+    def capacitance(self):
+        return self.C
+
+    @property
+    def default_v0(self):
+        return self.EL
+
+    def threshold(self):
+        return self.V_th
+
+    def reset_voltage(self):
+        return self.V_reset
+
+    def refractory_period(self):
+        return self.t_ref
+
+    def display_voltage(self, v, spiked):
+        if self.V_spike is None:
+            return v
+        return jnp.where(spiked > 0, self.V_spike, v)
+
+    def init_state(self, v0):
+        v = jnp.broadcast_to(jnp.asarray(v0, dtype=jnp.result_type(float)), self.shape)
+        return State(v=v, gates={}, events=self._init_events())
+
+    def leak_current(self, v):
+        """Leak current, nA (outward positive)."""
+        return self.gL * (v - self.EL)
+
+    def vector_field(self, t, state, i_inj):
+        dv = (i_inj - self.leak_current(state.v)) / self.C
+        return State(v=dv, gates={}, events=self._zero_events(state.events))
+
+    def observables(self):
+        return ("v", "i_inj", "i_leak", "i_cap")
+
+    def observe(self, name, t, state, i_inj):
+        if name == "v":
+            return self.display_voltage(state.v, state.events["spiked"])
+        if name == "i_inj":
+            return jnp.broadcast_to(i_inj, self.shape)
+        if name == "i_leak":
+            return self.leak_current(state.v)
+        if name == "i_cap":
+            return i_inj - self.leak_current(state.v)
+        raise ValueError(f"unknown record name {name!r}; LIF records {self.observables()}")
+
