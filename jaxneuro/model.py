@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 
 import equinox as eqx
+import jax.numpy as jnp
 from jaxtyping import Array
 
 from .state import State
@@ -38,6 +39,35 @@ class AbstractModel(eqx.Module):
         from .solve.staggered import StaggeredEuler
 
         return StaggeredEuler()
+
+    def place_current(self, target, i):
+        """Spread a stimulus current ``i`` (nA) onto the compartments named by
+        ``target`` (``None``: all; an index or tuple of indices into a population).
+        Models with locations (cables, cells) override this."""
+        shape = self.shape
+        if target is None:
+            return jnp.broadcast_to(i, shape)
+        if not shape:
+            raise ValueError(
+                f"stimulus target={target!r} indexes a population, but {type(self).__name__} "
+                "is a single compartment; use target=None"
+            )
+        if isinstance(target, str) or (isinstance(target, tuple) and target and isinstance(target[0], str)):
+            raise ValueError(
+                f"stimulus target={target!r} names a population; that needs a jn.Network"
+            )
+        idx = jnp.asarray(target)
+        if units.is_concrete(idx) and (idx.min() < -shape[0] or idx.max() >= shape[0]):
+            raise ValueError(f"stimulus target={target!r} out of range for {shape[0]} compartments")
+        return jnp.zeros(shape, dtype=jnp.result_type(i)).at[idx].add(i)
+
+    def voltage_coupling(self):
+        """Linear coupling between compartments' voltages (axial or gap currents) that
+        the default solver treats implicitly, or ``None`` when compartments are
+        independent. The returned object provides ``solve(diag, rhs)``, solving
+        ``(diag(diag) - A) x = rhs`` where ``A`` is the coupling's Jacobian of
+        ``dv/dt`` (1/ms), in O(n) for trees."""
+        return None
 
     @abc.abstractmethod
     def init_state(self, v0) -> State:

@@ -58,18 +58,9 @@ class AbstractStimulus(eqx.Module):
         """Times (ms) where the waveform jumps, for adaptive step-size controllers."""
         return ()
 
-    def inject(self, t, shape):
-        """The current at ``t`` spread onto a model whose voltage has ``shape``."""
-        i = self.current(t)
-        if self.target is None:
-            return jnp.broadcast_to(i, shape)
-        if not shape:
-            raise ValueError(
-                f"{type(self).__name__}.target={self.target!r} indexes a population, but "
-                "the model is a single compartment; use target=None"
-            )
-        idx = jnp.asarray(self.target)
-        return jnp.zeros(shape, dtype=jnp.result_type(i)).at[idx].add(i)
+    def inject(self, t, model):
+        """The current at ``t`` (nA) placed onto ``model``'s compartments."""
+        return model.place_current(self.target, self.current(t))
 
 
 def _window(t, delay, dur):

@@ -66,14 +66,26 @@ class StaggeredEuler(diffrax.AbstractSolver):
         zeros_g = jax.tree.map(jnp.zeros_like, y0.gates)
         # 1. Voltage. Compartments are independent, so one JVP along v gives the
         #    Jacobian's diagonal b; then dv/dt = a + b·v near v(t0).
+        #    Conservative couplings (axial, symmetric gaps) have zero row sums and drop
+        #    out of this JVP; the model's voltage_coupling() supplies them instead.
         rhs, slope = jax.jvp(f, (y0.v, y0.gates), (jnp.ones_like(y0.v), zeros_g))
         b = slope.v
-        if self.voltage_update == "backward_euler":
-            v1 = y0.v + dt * rhs.v / (1.0 - dt * b)
-        elif self.voltage_update == "crank_nicolson":
-            v1 = y0.v + 2.0 * (0.5 * dt * rhs.v / (1.0 - 0.5 * dt * b))
-        else:
+        model = getattr(args, "model", None)
+        coupling = model.voltage_coupling() if hasattr(model, "voltage_coupling") else None
+        if self.voltage_update == "exponential":
+            if coupling is not None:
+                raise ValueError(
+                    "StaggeredEuler(voltage_update='exponential') needs independent "
+                    "compartments; use 'backward_euler' or 'crank_nicolson' for coupled ones"
+                )
             v1 = y0.v + rhs.v * expm1_ratio(b, dt)
+        else:
+            h = dt if self.voltage_update == "backward_euler" else 0.5 * dt
+            if coupling is None:
+                dv = h * rhs.v / (1.0 - h * b)
+            else:
+                dv = coupling.solve(1.0 / h - b, rhs.v)
+            v1 = y0.v + (dv if self.voltage_update == "backward_euler" else 2.0 * dv)
 
         # 2. Gates at the new voltage: dx/dt = r + c·(x - x0), advanced exactly.
         rate, c = jax.jvp(
@@ -83,7 +95,6 @@ class StaggeredEuler(diffrax.AbstractSolver):
         y1 = State(v=v1, gates=gates1, events=y0.events)
 
         # 3. Events (threshold, reset, refractory) on the linearised voltage flow.
-        model = getattr(args, "model", None)
         if y0.events and hasattr(model, "resolve_events"):
             a = rhs.v - b * y0.v
             y1 = model.resolve_events(t0, t1, y0, y1, a, b)

@@ -21,7 +21,7 @@ class System(eqx.Module):
         shape = self.model.shape
         total = jnp.zeros(shape, dtype=jnp.result_type(float))
         for stim in self.stimuli:
-            total = total + stim.inject(t, shape)
+            total = total + stim.inject(t, self.model)
         return total
 
     def vector_field(self, t, state: State) -> State:
