@@ -5,7 +5,10 @@ mA/cm², ``cm`` in µF/cm², axial ``Ra`` in Ω·cm. Any parameter also accepts 
 ``saiunit`` Quantity. See :mod:`jaxneuro.units`.
 """
 
-from . import channels, units
+from . import analysis, channels, units
+from .analysis import (
+    firing_rate, input_resistance, isi, membrane_time_constant, spike_count, spike_times, steady_state,
+)
 from .model import AbstractModel
 from .morphology import Compartment
 from .neurons import LIF, AbstractSpikingNeuron
@@ -16,7 +19,9 @@ from .stimuli import AbstractStimulus, DataCurrent, Ramp, Sine, StepCurrent
 __version__ = "0.1.0"
 
 __all__ = [
-    "channels", "units",
+    "analysis", "channels", "units",
+    "steady_state", "input_resistance", "membrane_time_constant",
+    "spike_times", "isi", "spike_count", "firing_rate",
     "AbstractModel", "Compartment", "State", "LIF", "AbstractSpikingNeuron",
     "simulate", "StaggeredEuler", "System", "Trace",
     "AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent",

@@ -16,7 +16,10 @@ from .solve.trace import Trace
 from .state import State
 from .stimuli import StepCurrent
 
-__all__ = ["steady_state", "input_resistance", "membrane_time_constant"]
+__all__ = [
+    "steady_state", "input_resistance", "membrane_time_constant",
+    "spike_times", "isi", "spike_count", "firing_rate",
+]
 
 
 def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, iterations: int = 40) -> State:
@@ -141,3 +144,60 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     f_a = take(frac, prev)
     w = jnp.where(f_b != f_a, (target - f_a) / jnp.where(f_b != f_a, f_b - f_a, 1.0), 0.0)
     return t_a + w * (t_b - t_a) - step.delay
+
+
+def spike_times(source, threshold=0.0, *, capacity: int = 100, variable="v"):
+    """Spike times in ms, padded with ``inf`` to ``capacity`` per neuron.
+
+    From a spiking point neuron's trace (one with ``trace.spikes``) this returns those
+    in-step spike times. Otherwise spikes are the upward crossings of ``threshold``
+    (mV) by the recorded ``variable``, their times linearly interpolated between
+    samples, so they are differentiable w.r.t. model parameters. Shape ``(capacity,)``
+    for one compartment, ``(n, capacity)`` for ``n``.
+    """
+    if not isinstance(source, Trace):
+        raise ValueError(f"spike_times expects a Trace, got {type(source).__name__}")
+    if not isinstance(capacity, int) or capacity < 1:
+        raise ValueError(f"capacity expects a positive integer, got {capacity!r}")
+    if source.spikes is not None and variable == "v":
+        return source.spikes
+    v = getattr(source, variable)
+    threshold = units.to_base(threshold, "threshold", units.mV)
+    if v.ndim == 1:
+        return _crossings(source.t, v, threshold, capacity)
+    flat = v.reshape(v.shape[0], -1)
+    out = jax.vmap(lambda x: _crossings(source.t, x, threshold, capacity), in_axes=1)(flat)
+    return out.reshape(v.shape[1:] + (capacity,))
+
+
+def _crossings(t, v, threshold, capacity):
+    below, above = v[:-1], v[1:]
+    crossed = (below < threshold) & (above >= threshold)
+    (idx,) = jnp.nonzero(crossed, size=capacity, fill_value=0)
+    valid = jnp.arange(capacity) < jnp.sum(crossed)
+    v0, v1 = below[idx], above[idx]
+    dv = jnp.where(v1 != v0, v1 - v0, 1.0)
+    times = t[idx] + (threshold - v0) / dv * (t[idx + 1] - t[idx])
+    return jnp.where(valid, times, jnp.inf)
+
+
+def isi(spikes):
+    """Inter-spike intervals (ms) from padded spike times: ``(..., capacity - 1)``,
+    ``inf`` where either spike is missing."""
+    spikes = jnp.asarray(spikes)
+    d = spikes[..., 1:] - spikes[..., :-1]
+    return jnp.where(jnp.isfinite(d), d, jnp.inf)
+
+
+def spike_count(spikes):
+    """Number of (finite) spike times per neuron."""
+    return jnp.sum(jnp.isfinite(jnp.asarray(spikes)), axis=-1)
+
+
+def firing_rate(spikes, start, stop):
+    """Mean firing rate in Hz of the spikes with ``start <= t < stop`` (ms)."""
+    if units.is_concrete(stop) and units.is_concrete(start) and not float(stop) > float(start):
+        raise ValueError(f"firing_rate: stop must be > start (ms), got start={start}, stop={stop}")
+    spikes = jnp.asarray(spikes)
+    inside = (spikes >= start) & (spikes < stop)
+    return jnp.sum(inside, axis=-1) / ((stop - start) / 1000.0)

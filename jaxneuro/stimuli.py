@@ -8,6 +8,7 @@ index / sequence of indices into a population.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
+import saiunit as u
 
 from . import units
 
@@ -42,12 +44,30 @@ def _normalise_target(target):
 
 
 class AbstractStimulus(eqx.Module):
-    """A current injected into a model. Subclasses implement :meth:`current` (nA)."""
+    """A current injected into a model. Subclasses implement :meth:`current` (nA).
+
+    Amplitudes may also be given as current-density quantities (e.g. ``2 *
+    u.uA / u.cm**2``); they are then kept in mA/cm² and scaled by the target model's
+    ``membrane_area`` when injected (``density`` is then True).
+    """
 
     target: Any = eqx.field(default=None, static=True, kw_only=True)
+    density: bool = eqx.field(default=False, static=True, kw_only=True)
 
     def __post_init__(self):
         self.target = _normalise_target(self.target)
+        amps = [f for f in dataclasses.fields(self) if f.metadata.get("unit") is units.nA]
+        dens = [f.name for f in amps if units.is_quantity_of(getattr(self, f.name), units.mA_per_cm2)]
+        if dens:
+            if len(dens) != len([f for f in amps if isinstance(getattr(self, f.name), u.Quantity)]):
+                raise ValueError(
+                    f"{type(self).__name__}: give every amplitude as a current or every one as a "
+                    f"current density, not a mix ({dens} are densities)"
+                )
+            self.density = True
+            for name in dens:
+                value = units.to_base(getattr(self, name), f"{type(self).__name__}.{name}", units.mA_per_cm2)
+                object.__setattr__(self, name, value)
         units.convert_fields(self)
 
     @abc.abstractmethod
@@ -60,7 +80,10 @@ class AbstractStimulus(eqx.Module):
 
     def inject(self, t, model):
         """The current at ``t`` (nA) placed onto ``model``'s compartments."""
-        return model.place_current(self.target, self.current(t))
+        i = self.current(t)
+        if self.density:
+            i = i * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
+        return model.place_current(self.target, i)
 
 
 def _window(t, delay, dur):

@@ -226,3 +226,18 @@ def q10_factor(q10, temperature, reference) -> Any:
     """``q10 ** ((temperature - reference) / 10)``: the usual temperature scaling."""
     return q10 ** ((temperature - reference) / 10.0)
 
+
+
+def is_quantity_of(value, unit) -> bool:
+    """True if ``value`` is a saiunit Quantity with the dimension of ``unit``."""
+    return isinstance(value, u.Quantity) and u.get_dim(value) == u.get_dim(unit)
+
+
+# µF/cm² · µm² → nF and S/cm² · µm² → µS and mA/cm² · µm² → nA.
+DENSITY_TO_ABSOLUTE = {"capacitance": 1e-5, "conductance": 1e-2, "current": 1e-2}
+
+
+def density_times_area(value, name, density_unit, kind: str, area_um2):
+    """Turn a per-area Quantity ``value`` into an absolute float for a membrane of
+    ``area_um2`` µm² (capacitance → nF, conductance → µS, current → nA)."""
+    return to_base(value, name, density_unit) * area_um2 * DENSITY_TO_ABSOLUTE[kind]

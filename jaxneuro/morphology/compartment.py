@@ -90,6 +90,11 @@ class Compartment(AbstractModel):
         return math.pi * self.length * self.diam
 
     @property
+    def membrane_area(self):
+        """Membrane area in µm² (density stimuli are scaled by it)."""
+        return self.surface_area
+
+    @property
     def capacitance(self):
         """Total membrane capacitance in nF (cm·area)."""
         return self.cm * self.surface_area * 1e-5  # µF/cm² · µm² = 1e-8 µF = 1e-5 nF

@@ -8,6 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .. import units
 from ..model import AbstractModel
 from ..solve.staggered import StaggeredEuler, linear_crossing_time, linear_flow
 from ..state import State
@@ -71,6 +72,31 @@ class AbstractSpikingNeuron(AbstractModel):
             "ref_end": jnp.full(shape, -jnp.inf, dtype=f),
             "spiked": jnp.zeros(shape, dtype=f),
         }
+
+    @property
+    def membrane_area(self):
+        """Membrane area in µm² that density stimuli are scaled by (``area``)."""
+        area = getattr(self, "area", None)
+        if area is None:
+            raise ValueError(
+                f"{type(self).__name__}: a stimulus given as a current density needs the "
+                "neuron's membrane area; give area=... (µm²) or density parameters"
+            )
+        return area
+
+    def _densities_to_absolute(self, fields: dict):
+        """Convert the named fields given as per-area quantities to absolute values
+        using ``self.area`` (default 1 cm² when any density is given)."""
+        given = [name for name, (unit, _) in fields.items() if units.is_quantity_of(getattr(self, name), unit)]
+        if not given:
+            return
+        if self.area is None:
+            self.area = 1e8  # 1 cm² in µm²
+        area = units.to_base(self.area, f"{type(self).__name__}.area", units.um2)
+        for name in given:
+            unit, kind = fields[name]
+            value = units.density_times_area(getattr(self, name), f"{type(self).__name__}.{name}", unit, kind, area)
+            object.__setattr__(self, name, value)
 
     def _check_common(self):
         cls = type(self).__name__

@@ -24,6 +24,12 @@ class LIF(AbstractSpikingNeuron):
     Defaults are seed 002's (C = 1, gL = 0.1, EL = -70, V_th = -55, V_reset = -75,
     V_spike = 20, t_ref = 2). ``n`` makes a population; ``spike_capacity`` is the number
     of spike times kept per neuron. Starts at ``EL`` unless ``v0`` is given.
+
+    Density parameters are accepted as saiunit quantities (``C`` in µF/cm², ``gL`` in
+    mS/cm²): they are multiplied by ``area`` (µm²; default 1 cm² = 1e8 µm² when a
+    density is given), and a stimulus amplitude given as a current density (µA/cm²) is
+    scaled by the same area, so seed 002's ``C = 1 µF/cm², gL = 0.1 mS/cm², I = 2
+    µA/cm²`` gives its ISIs unchanged.
     """
 
     C: object = units.param(units.nF, default=1.0, check="positive")
@@ -33,11 +39,15 @@ class LIF(AbstractSpikingNeuron):
     V_reset: object = units.param(units.mV, default=-75.0)
     V_spike: object = units.param(units.mV, default=20.0)
     t_ref: object = units.param(units.ms, default=2.0, check="nonnegative")
+    area: object = units.param(units.um2, default=None, check="positive")
     n: int | None = eqx.field(default=None, static=True)
     spike_capacity: int = eqx.field(default=100, static=True)
 
     def __post_init__(self):
         self._check_common()
+        self._densities_to_absolute(
+            {"C": (units.uF_per_cm2, "capacitance"), "gL": (units.S_per_cm2, "conductance")}
+        )
         super().__post_init__()
 
     @property

@@ -20,7 +20,10 @@ from .trace import Trace
 
 def _time(value, name) -> float:
     """A static time in ms (plain float): shapes of the output depend on it."""
-    arr = units.to_base(value, name, units.ms)
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
+        arr = value  # stay on the host: under jit, jnp.asarray would give a tracer
+    else:
+        arr = units.to_base(value, name, units.ms)
     if not units.is_concrete(arr) or np.ndim(arr) != 0:
         raise ValueError(f"{name} expects a concrete scalar time in ms, got {value!r}")
     out = float(arr)

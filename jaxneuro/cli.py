@@ -1,0 +1,42 @@
+"""The ``jaxneuro`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="jaxneuro", description="Differentiable neuron simulation in JAX.")
+    sub = p.add_subparsers(dest="command", required=True)
+    tour = sub.add_parser("tour", help="run every seed scenario and check it against expected values")
+    tour.add_argument("--out", type=Path, default=Path("jaxneuro-tour"), help="folder for the PNG figures (default: ./jaxneuro-tour)")
+    tour.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the table as JSON to PATH")
+    tour.add_argument("--no-neuron", action="store_true", help="skip comparisons that run NEURON")
+    tour.add_argument("--float32", action="store_true", help="compute in float32 (default: float64 on CPU)")
+    sub.add_parser("version", help="print the version")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        from . import __version__
+
+        print(__version__)
+        return 0
+    import jax
+
+    if not args.float32 and jax.default_backend() == "cpu":
+        # NEURON-grade accuracy on the CPU; accelerators keep float32 unless asked.
+        jax.config.update("jax_enable_x64", True)
+    from .tour import run_tour
+
+    print(f"jaxneuro tour on {jax.default_backend()} ({'float64' if jax.config.jax_enable_x64 else 'float32'})")
+    rows = run_tour(args.out, args.json, compare_neuron=not args.no_neuron)
+    return 0 if all(r.ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

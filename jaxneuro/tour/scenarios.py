@@ -1,0 +1,203 @@
+"""The seed scenarios, each run in jaxneuro and checked against its expected values.
+
+Each scenario function takes an output folder, writes its figure(s) there and returns
+a list of :class:`Check` rows. ``jaxneuro tour`` runs them all; the tests run them too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """One computed quantity against its expected value."""
+
+    scenario: str
+    quantity: str
+    value: float
+    expected: float | str
+    ok: bool
+
+    @classmethod
+    def near(cls, scenario, quantity, value, expected, *, rtol=0.0, atol=0.0):
+        value = float(value)
+        ok = math.isclose(value, expected, rel_tol=rtol, abs_tol=atol) if math.isfinite(expected) else value == expected
+        return cls(scenario, quantity, value, float(expected), bool(ok))
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _savefig(fig, out: Path, name: str) -> None:
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+
+
+def seed000_input_resistance(out: Path) -> list[Check]:
+    """Seed 000 (dendrify): Rin of three leaky neurons by the ΔV/I method."""
+    import matplotlib.pyplot as plt
+    import saiunit as u
+
+    import jaxneuro as jn
+
+    g_leakage, capacitance, EL = 20 * u.nS, 250 * u.pF, -70 * u.mV
+    stim = jn.StepCurrent(-20 * u.pA, 50 * u.ms, 500 * u.ms)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    rows = []
+    for label, factor, expected in (("control", 1.0, 50.0), ("low", 1.2, 41.6667), ("high", 0.8, 62.5)):
+        # dendrify's leakyIF without threshold: a LIF neuron whose threshold is never reached.
+        neuron = jn.LIF(C=capacitance * factor, gL=g_leakage * factor, EL=EL, V_th=math.inf)
+        trace = jn.simulate(neuron, 650.0, dt=0.1, stimuli=[stim])
+        rin = float(jn.input_resistance(trace, stim))
+        rows.append(Check.near("seed000", f"Rin {label} (MOhm)", rin, expected, rtol=0.01))
+        ax.plot(trace.t, trace.v, label=f"{label} Rin = {rin:.2f} MΩ")
+    for t in (50, 550):
+        ax.axvline(t, ls=":", c="gray")
+    ax.set(xlabel="Time (ms)", ylabel="Membrane potential (mV)")
+    ax.legend()
+    fig.tight_layout()
+    _savefig(fig, out, "seed000_input_resistance.png")
+    return rows
+
+
+def seed001_passive_soma(out: Path, compare_neuron: bool = True) -> list[Check]:
+    """Seed 001 (NEURON tutorial): a passive soma with a 1 nA step from 100 to 200 ms."""
+    import matplotlib.pyplot as plt
+
+    import jaxneuro as jn
+
+    soma = jn.Compartment(length=100, diam=500, cm=1, channels=[jn.channels.Leak(g=1e-4, e=-70)])
+    stim = jn.StepCurrent(amp=1.0, delay=100, dur=100)
+    trace = jn.simulate(soma, 250, stimuli=[stim], v0=-65, record=("v", "i_pas", "i_cap"))
+    plateau = float(trace.at(199.9).v)
+    # Analytic plateau: e + I·R_in, R_in = 1/(g·area) (µm² → cm²: 1e-8), in MΩ.
+    area_cm2 = math.pi * 100 * 500 * 1e-8
+    analytic = -70 + 1.0 / (1e-4 * area_cm2) * 1e-6
+    rows = [
+        Check.near("seed001", "plateau v (mV) vs tutorial", plateau, -63.65, atol=0.02),
+        Check.near("seed001", "plateau v (mV) vs analytic", plateau, analytic, atol=1e-3),
+        Check.near("seed001", "i_pas at plateau (mA/cm2)", float(trace.at(199.9).i_pas), 1e-4 * (analytic + 70), rtol=1e-3),
+        Check.near("seed001", "i_cap at plateau (mA/cm2)", float(trace.at(199.9).i_cap), 0.0, atol=1e-7),
+    ]
+    if compare_neuron:
+        ref = _neuron_passive_soma()
+        if ref is not None:
+            rows.append(Check.near("seed001", "max |v - NEURON| (mV)", float(np.max(np.abs(np.asarray(trace.v) - ref))), 0.0, atol=0.05))
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(6, 5), sharex=True)
+    a1.plot(trace.t, trace.v, lw=2)
+    a1.set_ylabel("v (mV)")
+    a2.plot(trace.t, trace.i_pas, lw=2, label="i_pas")
+    a2.plot(trace.t, trace.i_cap, lw=2, c="red", label="i_cap")
+    a2.set(xlabel="t (ms)", ylabel="i (mA/cm²)")
+    a2.legend()
+    fig.tight_layout()
+    _savefig(fig, out, "seed001_passive_soma.png")
+    return rows
+
+
+def _neuron_passive_soma():
+    """Seed 001 run in NEURON itself, or None when the ``neuron`` package is absent."""
+    try:
+        from neuron import h
+    except ImportError:
+        return None
+    h.load_file("stdrun.hoc")
+    soma = h.Section(name="seed001_soma")
+    soma.L, soma.diam, soma.cm = 100, 500, 1
+    soma.insert("pas")
+    soma(0.5).pas.g = 1e-4
+    soma(0.5).pas.e = -70
+    stim = h.IClamp(soma(0.5))
+    stim.amp, stim.delay, stim.dur = 1, 100, 100
+    v = h.Vector().record(soma(0.5)._ref_v)
+    h.dt = 0.025
+    h.finitialize(-65)
+    h.continuerun(250)
+    return np.array(v)
+
+
+def seed002_hh_rest(out: Path) -> list[Check]:
+    """Seed 002: HH gates at rest (-65 mV) and the resting potential."""
+    import jaxneuro as jn
+
+    hh = jn.channels.HH()
+    gates = hh.steady_state(-65.0, 6.3)
+    rows = [
+        Check.near("seed002", f"HH {g} at -65 mV", float(gates[g]), expected, atol=5e-4)
+        for g, expected in (("m", 0.0529551), ("h", 0.5960105), ("n", 0.3177331))
+    ]
+    rest = jn.steady_state(jn.Compartment(length=20, diam=20, channels=[hh]))
+    rows.append(Check.near("seed002", "HH resting v (mV)", float(rest.v), -65.0, atol=0.05))
+    return rows
+
+
+def seed002_lif_table(out: Path) -> list[Check]:
+    """Seed 002: LIF inter-spike intervals over C × gL at I = 2, against the closed form."""
+    import jax.numpy as jnp
+    import matplotlib.pyplot as plt
+
+    import jaxneuro as jn
+
+    Cs = np.array([0.5, 1.0, 1.5, 2.0])
+    gLs = np.array([0.05, 0.1, 0.12, 0.14])
+    C, gL = (x.ravel() for x in np.meshgrid(Cs, gLs, indexing="ij"))
+    rows = []
+    for dt in (0.1, 0.025):
+        pop = jn.LIF(n=C.size, C=jnp.asarray(C), gL=jnp.asarray(gL), EL=-70, V_th=-55, V_reset=-75, V_spike=20, t_ref=2)
+        trace = jn.simulate(pop, 200.0, dt=dt, stimuli=[jn.StepCurrent(2.0)])
+        isis = np.asarray(jn.isi(trace.spikes))
+        for k in range(C.size):
+            v_inf = -70 + 2 / gL[k]
+            expected = C[k] / gL[k] * math.log((v_inf + 75) / (v_inf + 55)) + 2 if v_inf > -55 else math.inf
+            finite = isis[k][np.isfinite(isis[k])]
+            value = float(np.mean(finite[1:])) if finite.size > 1 else math.inf
+            rows.append(Check.near("seed002", f"LIF ISI C={C[k]} gL={gL[k]} dt={dt} (ms)", value, expected, rtol=0.005))
+    # The seed's figure 2: voltage of the default LIF neuron.
+    trace = jn.simulate(jn.LIF(), 100.0, dt=0.025, stimuli=[jn.StepCurrent(2.0)])
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(trace.t, trace.v)
+    ax.set(xlabel="t (ms)", ylabel="V (mV)", title="LIF, C = 1, gL = 0.1, I = 2")
+    fig.tight_layout()
+    _savefig(fig, out, "seed002_lif.png")
+    return rows
+
+
+def seed004_ina_ba2002(out: Path) -> list[Check]:
+    """Seed 004: a compartment with INa_Ba2002, IKDR_Ba2002 and a leak fires under a step."""
+    import matplotlib.pyplot as plt
+
+    import jaxneuro as jn
+
+    ch = jn.channels
+    cell = jn.Compartment(area=1e4, channels=[ch.INa_Ba2002(), ch.IKDR_Ba2002(), ch.Leak(g=1e-4, e=-70)])
+    rows = []
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for amp in (0.0, 0.5):
+        trace = jn.simulate(cell, 200.0, stimuli=[jn.StepCurrent(amp, 50, 100)], v0=-70)
+        n_spikes = int(jn.spike_count(jn.spike_times(trace, 0.0)))
+        expected = "0" if amp == 0 else ">= 5"
+        ok = n_spikes == 0 if amp == 0 else n_spikes >= 5
+        rows.append(Check("seed004", f"spikes with {amp} nA step", n_spikes, expected, ok))
+        ax.plot(trace.t, trace.v, label=f"{amp} nA")
+    ax.set(xlabel="t (ms)", ylabel="v (mV)", title="INa_Ba2002 + IKDR_Ba2002 + leak")
+    ax.legend()
+    fig.tight_layout()
+    _savefig(fig, out, "seed004_ina_ba2002.png")
+    return rows
+
+
+SCENARIOS = (
+    seed000_input_resistance,
+    seed001_passive_soma,
+    seed002_hh_rest,
+    seed002_lif_table,
+    seed004_ina_ba2002,
+)

@@ -1,0 +1,71 @@
+"""Single compartments against NEURON run in the same test."""
+
+import math
+
+import numpy as np
+import pytest
+
+import jaxneuro as jn
+from conftest import crossings, run_neuron
+
+
+def _soma(h, name, L, diam, mech):
+    sec = h.Section(name=name)
+    sec.L, sec.diam, sec.cm = L, diam, 1.0
+    sec.insert(mech)
+    return sec
+
+
+def test_seed001_whole_trace_matches_neuron(neuron_h):
+    h = neuron_h
+    soma = _soma(h, "seed001_soma_test", 100, 500, "pas")
+    soma(0.5).pas.g = 1e-4
+    stim = h.IClamp(soma(0.5))
+    stim.amp, stim.delay, stim.dur = 1, 100, 100
+    t_n, (v_n, ipas_n, icap_n) = run_neuron(
+        h, 250, v0=-65, refs=(soma(0.5)._ref_v, soma(0.5)._ref_i_pas, soma(0.5)._ref_i_cap)
+    )
+
+    model = jn.Compartment(length=100, diam=500, cm=1, channels=[jn.channels.Leak(g=1e-4, e=-70)])
+    trace = jn.simulate(model, 250, stimuli=[jn.StepCurrent(amp=1, delay=100, dur=100)], v0=-65,
+                        record=("v", "i_pas", "i_cap"))
+    assert trace.v.shape == t_n.shape == (10001,)
+    np.testing.assert_allclose(trace.t, t_n, atol=1e-9)
+    assert np.max(np.abs(np.asarray(trace.v) - v_n)) < 0.05  # the issue's bound; in fact ~1e-13
+    assert np.max(np.abs(np.asarray(trace.v) - v_n)) < 1e-9
+
+    # Tutorial's plateau (~-63.65 mV) and the analytic one, e + I/(g·area).
+    analytic = -70 + 1.0 / (1e-4 * math.pi * 100 * 500 * 1e-8) * 1e-6
+    plateau = float(trace.at(199.9).v)
+    assert plateau == pytest.approx(-63.65, abs=0.02)
+    assert plateau == pytest.approx(analytic, abs=1e-3)
+
+    # NEURON records i_pas of the previous voltage and i_cap as cm·Δv/Δt over the last
+    # step; ours are instantaneous, so they agree to within one step's change.
+    assert np.max(np.abs(np.asarray(trace.i_pas) - ipas_n)) < 2e-6
+    away = (np.abs(t_n - 100) > 0.1) & (np.abs(t_n - 200) > 0.1) & (t_n > 0.1)
+    assert np.max(np.abs(np.asarray(trace.i_cap)[away] - icap_n[away])) < 2e-6
+    # At the plateau all current flows through the membrane resistance.
+    assert float(trace.at(199.9).i_cap) == pytest.approx(0.0, abs=1e-7)
+    assert float(trace.at(199.9).i_pas) == pytest.approx(1e-4 * (analytic + 70), rel=1e-3)
+
+
+@pytest.mark.parametrize("update", ["backward_euler", "crank_nicolson"])
+def test_hh_spike_train_matches_neuron(neuron_h, update):
+    h = neuron_h
+    h.secondorder = 2 if update == "crank_nicolson" else 0
+    try:
+        sec = _soma(h, f"hh_{update}", 20, 20, "hh")
+        stim = h.IClamp(sec(0.5))
+        stim.amp, stim.delay, stim.dur = 0.1, 5, 40
+        t_n, (v_n,) = run_neuron(h, 50, refs=(sec(0.5)._ref_v,))
+    finally:
+        h.secondorder = 0
+    model = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    trace = jn.simulate(model, 50, stimuli=[jn.StepCurrent(0.1, 5, 40)],
+                        solver=jn.StaggeredEuler(voltage_update=update))
+    spikes_n = crossings(t_n, v_n)
+    spikes_j = np.asarray(jn.spike_times(trace, 0.0, capacity=len(spikes_n)))
+    assert len(spikes_n) == 3
+    np.testing.assert_allclose(spikes_j, spikes_n, atol=1e-6)
+    assert np.max(np.abs(np.asarray(trace.v) - v_n)) < 1e-5

@@ -1,0 +1,130 @@
+"""simulate(): solvers, saving, recording, initialisation, Trace."""
+
+import math
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxneuro as jn
+
+TAU = 10.0  # ms: cm/g = 1 µF/cm² / 1e-4 S/cm²
+
+
+def passive(**kw):
+    return jn.Compartment(length=100, diam=500, cm=1, channels=[jn.channels.Leak(g=1e-4, e=-70)], **kw)
+
+
+def exact_step_response(t, amp=1.0, delay=10.0, v0=-70.0):
+    """Analytic response of the passive soma from rest to a step of amp nA."""
+    r_in = 1.0 / (1e-4 * math.pi * 100 * 500 * 1e-8) * 1e-6  # MΩ
+    return np.where(t < delay, v0, v0 + amp * r_in * (1 - np.exp(-(t - delay) / TAU)))
+
+
+def test_initial_relaxation_is_exponential():
+    trace = jn.simulate(passive(), 50.0, dt=0.01, v0=-65)
+    exact = -70 + 5 * np.exp(-np.asarray(trace.t) / TAU)
+    # Backward Euler: first order in dt.
+    assert np.max(np.abs(np.asarray(trace.v) - exact)) < 5e-3
+
+
+def test_adaptive_diffrax_solver_is_accurate_across_the_step():
+    stim = jn.StepCurrent(1.0, 10.0, 100.0)
+    trace = jn.simulate(passive(), 60.0, v0=-70, stimuli=[stim], solver=diffrax.Tsit5(),
+                        stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-9), save_every=0.5)
+    np.testing.assert_allclose(trace.v, exact_step_response(np.asarray(trace.t)), atol=1e-6)
+
+
+def test_fixed_step_diffrax_solver():
+    trace = jn.simulate(passive(), 60.0, dt=0.025, v0=-70, stimuli=[jn.StepCurrent(1.0, 10.0, 100.0)],
+                        solver=diffrax.Heun(), save_every=1.0)
+    # Heun is second order, but the step across the stimulus onset sees the jump at one
+    # stage only: an O(dt) error of about dt/2·I·R/τ ≈ 8 µV that then decays.
+    v, exact = np.asarray(trace.v), exact_step_response(np.asarray(trace.t))
+    assert np.max(np.abs(v - exact)) < 1e-2
+    assert np.max(np.abs(v - exact)[:10]) < 1e-9  # before the jump, exact
+
+
+def test_crank_nicolson_is_second_order():
+    errs = []
+    for dt in (0.2, 0.1):
+        tr = jn.simulate(passive(), 20.0, dt=dt, v0=-65, solver=jn.StaggeredEuler(voltage_update="crank_nicolson"))
+        errs.append(np.max(np.abs(np.asarray(tr.v) - (-70 + 5 * np.exp(-np.asarray(tr.t) / TAU)))))
+    assert errs[0] / errs[1] == pytest.approx(4.0, rel=0.05)
+
+
+def test_save_every_and_time_grid():
+    trace = jn.simulate(passive(), 10.0, dt=0.025, save_every=0.5, t0=2.0, v0=-65)
+    np.testing.assert_allclose(trace.t, np.arange(2.0, 10.0 + 1e-9, 0.5))
+    assert trace.v.shape == (17,)
+    assert float(trace.v[0]) == -65.0
+
+
+def test_initialisation_puts_gates_at_steady_state():
+    model = jn.Compartment(area=1000, channels=[jn.channels.HH()])
+    trace = jn.simulate(model, 0.1, v0=-70, record=("v", "m_hh", "h_hh", "n_hh"))
+    ss = jn.channels.HH().steady_state(-70.0, 6.3)
+    for g in "mhn":
+        assert float(getattr(trace, f"{g}_hh")[0]) == pytest.approx(float(ss[g]), rel=1e-12)
+
+
+def test_record_names_and_shapes():
+    model = jn.Compartment(area=1000, channels=[jn.channels.HH(), jn.channels.Leak(g=1e-5)])
+    names = model.observables()
+    for expected in ("v", "i_cap", "i_inj", "i_hh", "ina_hh", "ik_hh", "il_hh", "i_pas", "m_hh"):
+        assert expected in names
+    trace = jn.simulate(model, 5.0, record=names, stimuli=[jn.StepCurrent(0.05, 1, 2)])
+    for name in names:
+        assert getattr(trace, name).shape == (201,)
+    # Kirchhoff: i_cap = injected density - ionic currents.
+    i_inj_density = 100 * np.asarray(trace.i_inj) / 1000
+    np.testing.assert_allclose(trace.i_cap, i_inj_density - np.asarray(trace.i_hh) - np.asarray(trace.i_pas), atol=1e-12)
+    np.testing.assert_allclose(trace.i_hh, np.asarray(trace.ina_hh) + np.asarray(trace.ik_hh) + np.asarray(trace.il_hh), atol=1e-12)
+    with pytest.raises(AttributeError, match="recorded"):
+        trace.m_hh_missing
+
+
+def test_population_of_compartments_equals_separate_runs():
+    g = jnp.array([1e-4, 2e-4, 4e-4])
+    pop = jn.Compartment(area=1000, n=3, channels=[jn.channels.Leak(g=g, e=-70)])
+    stim = jn.StepCurrent(0.01, 1.0, 5.0, target=[0, 2])
+    trace = jn.simulate(pop, 10.0, stimuli=[stim], v0=-70)
+    assert trace.v.shape == (401, 3)
+    for k in range(3):
+        single = jn.Compartment(area=1000, channels=[jn.channels.Leak(g=g[k], e=-70)])
+        amp = 0.01 if k in (0, 2) else 0.0
+        ref = jn.simulate(single, 10.0, stimuli=[jn.StepCurrent(amp, 1.0, 5.0)], v0=-70)
+        np.testing.assert_allclose(trace.v[:, k], ref.v, atol=1e-12)
+
+
+def test_vmap_and_jit_over_simulate():
+    def final_v(g):
+        model = jn.Compartment(area=1000, channels=[jn.channels.Leak(g=g, e=-70)])
+        return jn.simulate(model, 20.0, stimuli=[jn.StepCurrent(0.01, 0, 100)], v0=-70).v[-1]
+
+    gs = jnp.array([1e-4, 2e-4])
+    out = jax.jit(jax.vmap(final_v))(gs)
+    np.testing.assert_allclose(out, [final_v(gs[0]), final_v(gs[1])], rtol=1e-12)
+
+
+def test_trace_at_interpolates_and_checks_range():
+    trace = jn.simulate(passive(), 10.0, v0=-65)
+    mid = trace.at(jnp.array([0.0125, 5.0]))
+    np.testing.assert_allclose(mid.v[0], 0.5 * (trace.v[0] + trace.v[1]))
+    assert float(mid.v[1]) == pytest.approx(float(trace.v[200]))
+    with pytest.raises(ValueError, match="recorded range"):
+        trace.at(11.0)
+    assert trace.window(2.0, 3.0).t.shape == (41,)
+
+
+def test_trace_plot_returns_axes(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    trace = jn.simulate(passive(), 5.0, v0=-65, record=("v", "i_pas"))
+    ax = trace.plot("v")
+    assert ax.get_xlabel() == "time (ms)" and len(ax.lines) == 1
+    ax.figure.savefig(tmp_path / "v.png")
+    assert (tmp_path / "v.png").stat().st_size > 1000

@@ -1,0 +1,59 @@
+"""Stimulus waveforms (nA) and their differentiable amplitudes."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxneuro as jn
+
+
+def test_step_is_on_for_delay_to_delay_plus_dur():
+    s = jn.StepCurrent(0.5, 10.0, 5.0)
+    ts = jnp.array([9.999, 10.0, 12.0, 14.999, 15.0])
+    np.testing.assert_array_equal(jax.vmap(s.current)(ts), [0, 0.5, 0.5, 0.5, 0])
+    assert float(jn.StepCurrent(1.0).current(1e6)) == 1.0  # default dur: forever
+
+
+def test_ramp_sine_and_data_waveforms():
+    r = jn.Ramp(amp_start=0.0, amp_stop=1.0, delay=10.0, dur=10.0)
+    np.testing.assert_allclose(jax.vmap(r.current)(jnp.array([5.0, 10.0, 15.0, 20.0])), [0, 0, 0.5, 0])
+    s = jn.Sine(amp=2.0, freq=100.0, delay=0.0, dur=100.0, offset=0.1)  # 100 Hz: period 10 ms
+    np.testing.assert_allclose(jax.vmap(s.current)(jnp.array([0.0, 2.5, 5.0, 7.5])), [0.1, 2.1, 0.1, -1.9], atol=1e-12)
+    d = jn.DataCurrent(values=jnp.array([0.0, 1.0, 3.0]), dt=2.0, t0=1.0)
+    np.testing.assert_allclose(jax.vmap(d.current)(jnp.array([0.5, 1.0, 2.0, 4.0, 5.0, 5.5])), [0, 0, 0.5, 2.0, 3.0, 0])
+
+
+def test_sine_drives_the_passive_membrane_as_a_low_pass_filter():
+    # Amplitude of the membrane response to a sine: I·R / sqrt(1 + (ωτ)²).
+    model = jn.Compartment(length=100, diam=500, channels=[jn.channels.Leak(g=1e-4, e=-70)])
+    f_hz, tau = 20.0, 10.0
+    trace = jn.simulate(model, 500.0, dt=0.01, v0=-70, stimuli=[jn.Sine(amp=1.0, freq=f_hz)], save_every=0.1)
+    late = np.asarray(trace.window(300, 500).v)
+    r_in = 1.0 / (1e-4 * math.pi * 100 * 500 * 1e-8) * 1e-6
+    expected = r_in / math.sqrt(1 + (2 * math.pi * f_hz / 1000 * tau) ** 2)
+    assert (late.max() - late.min()) / 2 == pytest.approx(expected, rel=2e-3)
+
+
+def test_data_current_reproduces_a_step():
+    model = jn.Compartment(area=1000, channels=[jn.channels.Leak(g=1e-4)])
+    values = np.zeros(2001)
+    values[400:1200] = 0.01
+    t_grid = np.arange(2001) * 0.025
+    # A step expressed as data, sampled on the simulation grid (edges ramp over one sample).
+    data = jn.DataCurrent(values=values, dt=0.025)
+    a = jn.simulate(model, 50.0, stimuli=[data], v0=-70)
+    b = jn.simulate(model, 50.0, stimuli=[jn.StepCurrent(0.01, t_grid[400], t_grid[1200] - t_grid[400])], v0=-70)
+    assert np.max(np.abs(np.asarray(a.v) - np.asarray(b.v))) < 0.05
+
+
+def test_amplitudes_are_differentiable():
+    model = jn.Compartment(length=100, diam=500, channels=[jn.channels.Leak(g=1e-4, e=-70)])
+
+    def final_v(amp):
+        return jn.simulate(model, 100.0, stimuli=[jn.StepCurrent(amp, 0.0, 200.0)], v0=-70).v[-1]
+
+    r_in = 1.0 / (1e-4 * math.pi * 100 * 500 * 1e-8) * 1e-6
+    assert float(jax.grad(final_v)(0.5)) == pytest.approx(r_in * (1 - math.exp(-10)), rel=1e-3)

@@ -1,0 +1,72 @@
+"""Units: plain numbers in base units, saiunit quantities converted, wrong dimensions named."""
+
+import math
+
+import numpy as np
+import pytest
+import saiunit as u
+
+import jaxneuro as jn
+from jaxneuro import units
+
+
+def test_seed000_absolute_quantities_convert_to_base_units():
+    # pF -> nF, nS -> µS, pA -> nA, mV, ms.
+    assert float(units.to_base(250 * u.pF, "C", units.nF)) == pytest.approx(0.25)
+    assert float(units.to_base(20 * u.nS, "gL", units.uS)) == pytest.approx(0.02)
+    assert float(units.to_base(-20 * u.pA, "amp", units.nA)) == pytest.approx(-0.02)
+    assert float(units.to_base(-70 * u.mV, "EL", units.mV)) == pytest.approx(-70.0)
+    assert float(units.to_base(0.5 * u.second, "t", units.ms)) == pytest.approx(500.0)
+    neuron = jn.LIF(C=250 * u.pF, gL=20 * u.nS, EL=-70 * u.mV)
+    assert float(neuron.C) == pytest.approx(0.25) and float(neuron.gL) == pytest.approx(0.02)
+    assert float(neuron.tau_m) == pytest.approx(12.5)  # ms
+    step = jn.StepCurrent(-20 * u.pA, 50 * u.ms, 500 * u.ms)
+    assert (float(step.amp), float(step.delay), float(step.dur)) == pytest.approx((-0.02, 50.0, 500.0))
+
+
+def test_seed002_density_quantities_convert_to_base_units():
+    assert float(units.to_base(1 * u.uF / u.cm**2, "cm", units.uF_per_cm2)) == pytest.approx(1.0)
+    assert float(units.to_base(0.1 * u.mS / u.cm**2, "g", units.S_per_cm2)) == pytest.approx(1e-4)
+    assert float(units.to_base(2 * u.uA / u.cm**2, "i", units.mA_per_cm2)) == pytest.approx(2e-3)
+    leak = jn.channels.Leak(g=0.1 * u.mS / u.cm**2, e=-70 * u.mV)
+    assert float(leak.g) == pytest.approx(1e-4)
+    comp = jn.Compartment(length=100 * u.um, diam=0.5 * u.mm, cm=1 * u.uF / u.cm**2, channels=[leak])
+    assert float(comp.diam) == pytest.approx(500.0)
+    assert float(comp.surface_area) == pytest.approx(math.pi * 100 * 500)
+    # Seed 002's LIF written with densities gives the closed-form ISI.
+    lif = jn.LIF(C=1 * u.uF / u.cm**2, gL=0.1 * u.mS / u.cm**2, EL=-70 * u.mV,
+                 V_th=-55 * u.mV, V_reset=-75 * u.mV, t_ref=2 * u.ms)
+    trace = jn.simulate(lif, 100.0, dt=0.1, stimuli=[jn.StepCurrent(2 * u.uA / u.cm**2)])
+    isi = np.diff(np.asarray(trace.spikes)[:4])
+    expected = 1 / 0.1 * math.log((-50 + 75) / (-50 + 55)) + 2
+    np.testing.assert_allclose(isi, expected, rtol=1e-9)
+
+
+def test_plain_numbers_are_read_in_the_documented_unit():
+    assert float(jn.channels.HH(gnabar=0.2).gnabar) == 0.2
+    assert float(jn.Compartment(area=1000.0).area) == 1000.0
+
+
+@pytest.mark.parametrize(
+    "make, name, expected, given",
+    [
+        (lambda: jn.channels.Leak(g=1 * u.mV), "Leak.g", "conductance density", "voltage"),
+        (lambda: jn.Compartment(length=1 * u.ms, diam=10), "Compartment.length", "length", "time"),
+        (lambda: jn.Compartment(area=100, cm=1 * u.pF), "Compartment.cm", "specific capacitance", "capacitance"),
+        (lambda: jn.LIF(C=1 * u.nS), "LIF.C", "capacitance", "conductance"),
+        (lambda: jn.StepCurrent(amp=1 * u.mV), "StepCurrent.amp", "current", "voltage"),
+        (lambda: jn.StepCurrent(amp=1.0, delay=3 * u.mV), "StepCurrent.delay", "time", "voltage"),
+    ],
+)
+def test_wrong_dimension_names_parameter_expected_and_given(make, name, expected, given):
+    with pytest.raises(ValueError) as err:
+        make()
+    msg = str(err.value)
+    assert name in msg and expected in msg and given in msg
+
+
+def test_temperature_accepts_kelvin_quantity():
+    comp = jn.Compartment(area=100, temperature=(273.15 + 16.3) * u.kelvin)
+    assert float(comp.temperature) == pytest.approx(16.3)
+    with pytest.raises(ValueError, match="temperature"):
+        jn.Compartment(area=100, temperature=3 * u.mV)
