@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import equinox as eqx
 import jax
@@ -13,11 +12,8 @@ from .. import units
 from ..channels.base import AbstractChannel
 from ..model import AbstractModel
 from ..state import State
-
-# 1 nA / 1 µm² = 100 mA/cm²: converts an injected current to a membrane current density.
-NA_PER_UM2_TO_MA_PER_CM2 = 100.0
-# (mA/cm²) / (µF/cm²) = 1000 mV/ms.
-MA_PER_UF_TO_MV_PER_MS = 1000.0
+from . import membrane
+from .membrane import MA_PER_UF_TO_MV_PER_MS, NA_PER_UM2_TO_MA_PER_CM2  # noqa: F401 (re-exported)
 
 
 class Compartment(AbstractModel):
@@ -50,26 +46,7 @@ class Compartment(AbstractModel):
     n: int | None = eqx.field(default=None, static=True)
 
     def __post_init__(self):
-        if isinstance(self.channels, AbstractChannel):
-            self.channels = (self.channels,)
-        if not isinstance(self.channels, Sequence):
-            raise ValueError(
-                f"Compartment.channels expects a sequence of channels, got {type(self.channels).__name__}"
-            )
-        self.channels = tuple(self.channels)
-        for i, ch in enumerate(self.channels):
-            if not isinstance(ch, AbstractChannel):
-                raise ValueError(
-                    f"Compartment.channels[{i}] expects a jaxneuro channel "
-                    f"(e.g. jn.channels.Leak), got {type(ch).__name__}"
-                )
-        names = [ch.name for ch in self.channels]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(
-                f"Compartment.channels: channel names must be unique, {dup} appear more "
-                "than once; give one of them another name=..."
-            )
+        self.channels = membrane.check_channels("Compartment", self.channels)
         has_cyl = self.length is not None or self.diam is not None
         if self.area is not None and has_cyl:
             raise ValueError("Compartment: give either area or length and diam, not both")
@@ -97,7 +74,7 @@ class Compartment(AbstractModel):
     @property
     def capacitance(self):
         """Total membrane capacitance in nF (cm·area)."""
-        return self.cm * self.surface_area * 1e-5  # µF/cm² · µm² = 1e-8 µF = 1e-5 nF
+        return self.cm * self.surface_area * membrane.UF_PER_CM2_UM2_TO_NF
 
     @property
     def shape(self):
@@ -107,45 +84,29 @@ class Compartment(AbstractModel):
         return jnp.broadcast_shapes(*[x.shape for x in leaves]) if leaves else ()
 
     # --- dynamics -------------------------------------------------------------------
-    def _gate_key(self, ch, gate):
-        return f"{gate}_{ch.name}"
-
-    def _gates_of(self, ch, gates):
-        return {g: gates[self._gate_key(ch, g)] for g in ch.gate_names}
-
     def init_state(self, v0):
         v = jnp.broadcast_to(jnp.asarray(v0, dtype=jnp.result_type(float)), self.shape)
         gates = {}
         for ch in self.channels:
-            for g, value in ch.steady_state(v, self.temperature).items():
-                gates[self._gate_key(ch, g)] = jnp.broadcast_to(value, self.shape)
+            for key, value in membrane.steady_gates(ch, v, self.temperature).items():
+                gates[key] = jnp.broadcast_to(value, self.shape)
         return State(v=v, gates=gates, events={})
 
     def ionic_current(self, state):
         """Total channel current density, mA/cm² (outward positive)."""
-        total = jnp.zeros_like(state.v)
-        for ch in self.channels:
-            total = total + ch.current(state.v, self._gates_of(ch, state.gates))
-        return total
+        return membrane.ionic_current(self.channels, state.v, state.gates)
 
     def vector_field(self, t, state, i_inj):
         i_density = NA_PER_UM2_TO_MA_PER_CM2 * i_inj / self.surface_area
-        dv = MA_PER_UF_TO_MV_PER_MS * (i_density - self.ionic_current(state)) / self.cm
+        dv = membrane.dv_dt(i_density, self.ionic_current(state), self.cm)
         dgates = {}
         for ch in self.channels:
-            d = ch.derivative(state.v, self._gates_of(ch, state.gates), self.temperature)
-            for g, value in d.items():
-                dgates[self._gate_key(ch, g)] = value
+            dgates.update(membrane.gate_derivatives(ch, state.v, state.gates, self.temperature))
         return State(v=dv, gates=dgates)
 
     # --- recording ------------------------------------------------------------------
     def observables(self):
-        names = ["v", "i_cap", "i_inj"]
-        for ch in self.channels:
-            names.append(f"i_{ch.name}")
-            names += [f"{c}_{ch.name}" for c in _component_names(ch)]
-            names += [self._gate_key(ch, g) for g in ch.gate_names]
-        return tuple(names)
+        return ("v", "i_cap", "i_inj") + membrane.channel_observables(self.channels)
 
     def observe(self, name, t, state, i_inj):
         if name == "v":
@@ -158,16 +119,7 @@ class Compartment(AbstractModel):
         if name in state.gates:
             return state.gates[name]
         for ch in self.channels:
-            gates = self._gates_of(ch, state.gates)
-            if name == f"i_{ch.name}":
-                return ch.current(state.v, gates)
-            for c, value in ch.component_currents(state.v, gates).items():
-                if name == f"{c}_{ch.name}":
-                    return value
+            value = membrane.observe_channel(ch, name, state.v, state.gates)
+            if value is not None:
+                return value
         raise ValueError(f"unknown record name {name!r}; this model records {self.observables()}")
-
-
-def _component_names(ch):
-    # Component names do not depend on the voltage; evaluate once at a dummy state.
-    dummy = {g: 0.5 for g in ch.gate_names}
-    return tuple(ch.component_currents(0.0, dummy))

@@ -1,0 +1,111 @@
+"""Channel bookkeeping shared by compartments, cables and cells.
+
+A membrane carries a tuple of channels; channel ``ch``'s gate ``g`` is the state
+``f"{g}_{ch.name}"`` (``"m_hh"``), its current is recorded as ``f"i_{ch.name}"`` and
+its component currents as ``f"{c}_{ch.name}"`` (``"ina_hh"``). Every function here
+works elementwise, so ``v`` may be a scalar, a population or a cable's segments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax.numpy as jnp
+
+from ..channels.base import AbstractChannel
+
+# 1 nA / 1 µm² = 100 mA/cm²: converts an injected current to a membrane current density.
+NA_PER_UM2_TO_MA_PER_CM2 = 100.0
+# (mA/cm²) / (µF/cm²) = 1000 mV/ms.
+MA_PER_UF_TO_MV_PER_MS = 1000.0
+# µF/cm² · µm² = 1e-5 nF.
+UF_PER_CM2_UM2_TO_NF = 1e-5
+
+
+def check_channels(owner: str, channels) -> tuple[AbstractChannel, ...]:
+    """``channels`` as a tuple of channels with unique names, or a ValueError naming
+    ``owner`` (e.g. ``"Compartment"``)."""
+    if isinstance(channels, AbstractChannel):
+        channels = (channels,)
+    if not isinstance(channels, Sequence):
+        raise ValueError(
+            f"{owner}.channels expects a sequence of channels, got {type(channels).__name__}"
+        )
+    channels = tuple(channels)
+    for i, ch in enumerate(channels):
+        if not isinstance(ch, AbstractChannel):
+            raise ValueError(
+                f"{owner}.channels[{i}] expects a jaxneuro channel "
+                f"(e.g. jn.channels.Leak), got {type(ch).__name__}"
+            )
+    names = [ch.name for ch in channels]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ValueError(
+            f"{owner}.channels: channel names must be unique, {dup} appear more "
+            "than once; give one of them another name=..."
+        )
+    return channels
+
+
+def gate_key(ch: AbstractChannel, gate: str) -> str:
+    """State name of gate ``gate`` of channel ``ch``: ``"m_hh"``."""
+    return f"{gate}_{ch.name}"
+
+
+def gates_of(ch: AbstractChannel, gates: dict) -> dict:
+    """The channel's own gates (by short name) out of a membrane's gate dict."""
+    return {g: gates[gate_key(ch, g)] for g in ch.gate_names}
+
+
+def steady_gates(ch: AbstractChannel, v, temperature) -> dict:
+    """``{state name: steady state at v}`` for one channel."""
+    return {gate_key(ch, g): value for g, value in ch.steady_state(v, temperature).items()}
+
+
+def gate_derivatives(ch: AbstractChannel, v, gates: dict, temperature) -> dict:
+    """``{state name: d gate/dt}`` (1/ms) for one channel."""
+    d = ch.derivative(v, gates_of(ch, gates), temperature)
+    return {gate_key(ch, g): value for g, value in d.items()}
+
+
+def ionic_current(channels, v, gates: dict):
+    """Total channel current density, mA/cm² (outward positive)."""
+    total = jnp.zeros_like(v)
+    for ch in channels:
+        total = total + ch.current(v, gates_of(ch, gates))
+    return total
+
+
+def dv_dt(i_density, i_ionic, cm):
+    """Membrane ``dv/dt`` (mV/ms) from an injected and an ionic current density
+    (mA/cm²) on ``cm`` µF/cm²."""
+    return MA_PER_UF_TO_MV_PER_MS * (i_density - i_ionic) / cm
+
+
+def component_names(ch: AbstractChannel) -> tuple[str, ...]:
+    # Component names do not depend on the voltage; evaluate once at a dummy state.
+    dummy = {g: 0.5 for g in ch.gate_names}
+    return tuple(ch.component_currents(0.0, dummy))
+
+
+def channel_observables(channels) -> tuple[str, ...]:
+    """Record names the channels provide: currents, component currents, gates."""
+    names = []
+    for ch in channels:
+        names.append(f"i_{ch.name}")
+        names += [f"{c}_{ch.name}" for c in component_names(ch)]
+        names += [gate_key(ch, g) for g in ch.gate_names]
+    return tuple(names)
+
+
+def observe_channel(ch: AbstractChannel, name: str, v, gates: dict):
+    """Current ``"i_<ch>"`` or component current ``"<c>_<ch>"`` of ``ch`` (mA/cm²),
+    or ``None`` if ``name`` is neither."""
+    own = gates_of(ch, gates)
+    if name == f"i_{ch.name}":
+        return ch.current(v, own)
+    suffix = f"_{ch.name}"
+    if name.endswith(suffix) and name[: -len(suffix)] in component_names(ch):
+        return ch.component_currents(v, own)[name[: -len(suffix)]]
+    return None
