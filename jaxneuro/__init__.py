@@ -9,8 +9,13 @@ from . import analysis, channels, units
 from .analysis import (
     firing_rate, input_resistance, isi, membrane_time_constant, spike_count, spike_times, steady_state,
 )
+from .coupling import (
+    AlphaSynapse, AsymmetricGapJunction, AsymmetryGapJunction, ExpSynapse, SymmetricGapJunction,
+    SymmetryGapJunction, conn,
+)
 from .model import AbstractModel
-from .morphology import Compartment
+from .morphology import Cable, Cell, Compartment
+from .network import Network
 from .neurons import LIF, AbstractSpikingNeuron
 from .solve import StaggeredEuler, System, Trace, simulate
 from .state import State
@@ -22,7 +27,9 @@ __all__ = [
     "analysis", "channels", "units",
     "steady_state", "input_resistance", "membrane_time_constant",
     "spike_times", "isi", "spike_count", "firing_rate",
-    "AbstractModel", "Compartment", "State", "LIF", "AbstractSpikingNeuron",
+    "AbstractModel", "Cable", "Cell", "Compartment", "State", "LIF", "AbstractSpikingNeuron",
     "simulate", "StaggeredEuler", "System", "Trace",
     "AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent",
+    "conn", "Network", "SymmetricGapJunction", "AsymmetricGapJunction",
+    "SymmetryGapJunction", "AsymmetryGapJunction", "ExpSynapse", "AlphaSynapse",
 ]

@@ -1,0 +1,15 @@
+"""Couplings between compartments: gap junctions, chemical synapses, connection rules."""
+
+from . import conn
+from .base import AbstractCoupling
+from .gap import (
+    AbstractGapJunction, AsymmetricGapJunction, AsymmetryGapJunction, SymmetricGapJunction,
+    SymmetryGapJunction,
+)
+from .synapse import AbstractSynapse, AlphaSynapse, ExpSynapse
+
+__all__ = [
+    "conn", "AbstractCoupling", "AbstractGapJunction", "SymmetricGapJunction",
+    "AsymmetricGapJunction", "SymmetryGapJunction", "AsymmetryGapJunction",
+    "AbstractSynapse", "ExpSynapse", "AlphaSynapse",
+]

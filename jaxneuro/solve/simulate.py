@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Sequence
 
 import diffrax
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -143,6 +144,11 @@ def simulate(
         max_steps=max_steps,
         **kwargs,
     )
+    make_trace = getattr(model, "make_trace", None)
+    if make_trace is not None:  # models made of parts (a Network) split the trace
+        values, events = sol.ys if y0.events else (sol.ys, None)
+        events = None if events is None else jax.tree.map(lambda x: x[0], events)
+        return make_trace(ts, dict(values), events)
     if not y0.events:
         return Trace(t=ts, values=dict(sol.ys))
     values, events = sol.ys

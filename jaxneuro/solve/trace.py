@@ -20,12 +20,24 @@ class Trace(eqx.Module):
     one neuron or ``(n, capacity)`` for a population, padded with ``inf``; and
     ``spike_count``: the number of spikes each neuron fired, which exceeds
     ``capacity`` when the buffer overflowed (see :attr:`overflowed`).
+
+    A :class:`~jaxneuro.Network`'s trace holds one Trace per population in ``parts``:
+    ``trace["a"]`` is population ``"a"``'s.
     """
 
     t: Array
     values: dict[str, Array]
     spikes: Array | None = None
     spike_count: Array | None = None
+    parts: dict | None = None
+
+    def __getitem__(self, name) -> "Trace":
+        parts = self.parts or {}
+        if name not in parts:
+            if not parts:
+                raise KeyError(f"trace[{name!r}]: only a Network's trace has parts by population name")
+            raise KeyError(f"trace[{name!r}]: no population or recorded coupling {name!r}; the trace has {tuple(parts)}")
+        return parts[name]
 
     @property
     def overflowed(self):
@@ -40,6 +52,12 @@ class Trace(eqx.Module):
         values = object.__getattribute__(self, "values")
         if name in values:
             return values[name]
+        parts = object.__getattribute__(self, "parts")
+        if parts:
+            raise AttributeError(
+                f"a Network's Trace has no {name!r} of its own; use trace[population].{name} "
+                f"with a population among {tuple(parts)}"
+            )
         raise AttributeError(
             f"Trace has no recorded variable {name!r}; it recorded {tuple(values)}. "
             "Pass record=(...) to simulate() to record more."
@@ -68,14 +86,16 @@ class Trace(eqx.Module):
             cols = [jnp.interp(t, self.t, flat[:, j]) for j in range(flat.shape[1])]
             return jnp.stack(cols, axis=-1).reshape(t.shape + x.shape[1:])
 
+        parts = None if self.parts is None else {k: p.at(t) for k, p in self.parts.items()}
         return Trace(t=t, values={k: interp(v) for k, v in self.values.items()},
-                     spikes=self.spikes, spike_count=self.spike_count)
+                     spikes=self.spikes, spike_count=self.spike_count, parts=parts)
 
     def window(self, start, stop) -> "Trace":
         """The part of the trace with ``start <= t <= stop`` (ms)."""
         mask = np.asarray((self.t >= start) & (self.t <= stop))
+        parts = None if self.parts is None else {k: p.window(start, stop) for k, p in self.parts.items()}
         return Trace(t=self.t[mask], values={k: v[mask] for k, v in self.values.items()},
-                     spikes=self.spikes, spike_count=self.spike_count)
+                     spikes=self.spikes, spike_count=self.spike_count, parts=parts)
 
     def plot(self, *names, ax=None, **kwargs):
         """Plot recorded variables against time with matplotlib; returns the axes."""

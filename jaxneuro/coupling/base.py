@@ -1,0 +1,101 @@
+"""What every coupling between compartments shares: its two sides and its connections.
+
+A side (``pre`` or ``post``) names compartments of a :class:`~jaxneuro.Network`:
+
+* ``"a"`` — every compartment of population ``"a"``, in the order of its flattened
+  ``state.v`` (one per neuron for point neurons, one per segment for cables and cells);
+* ``("a", indices)`` — the listed flat indices into ``"a"``'s ``state.v``, in that
+  order (e.g. the somatic and dendritic segments of a multicompartment cell).
+
+``conn`` then connects these compartments by their position in the side's list (see
+:mod:`jaxneuro.conn`). The network resolves both into global flat indices once, when it
+is built (:meth:`AbstractCoupling.bind`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+
+from . import conn as conn_rules
+
+
+def normalise_side(side, label):
+    """A side as ``(name, indices_or_None)`` with indices a tuple of ints."""
+    if isinstance(side, str):
+        return (side, None)
+    if isinstance(side, tuple) and len(side) == 2 and isinstance(side[0], str):
+        if side[1] is None:
+            return side
+        idx = np.asarray(side[1])
+        if idx.ndim == 0:
+            idx = idx[None]
+        if idx.ndim != 1 or not (idx.size == 0 or np.issubdtype(idx.dtype, np.integer)):
+            raise ValueError(
+                f"{label} expects a population name or (name, indices) with a 1-D sequence of "
+                f"integer indices, got {side!r}"
+            )
+        return (side[0], tuple(int(i) for i in idx))
+    raise ValueError(
+        f"{label} expects a population name of the network (e.g. 'a') or (name, indices), "
+        f"got {side!r}"
+    )
+
+
+class AbstractCoupling(eqx.Module):
+    """A coupling from the compartments ``pre`` to the compartments ``post`` through
+    the connections ``conn``. ``pre_index``/``post_index`` (global flat indices into a
+    network's voltage, one per connection) are filled in by the network."""
+
+    pre: Any = eqx.field(static=True)
+    post: Any = eqx.field(static=True)
+    conn: Any = eqx.field(static=True)
+    pre_index: Any = eqx.field(default=None, kw_only=True)
+    post_index: Any = eqx.field(default=None, kw_only=True)
+    name: str | None = eqx.field(default=None, static=True, kw_only=True)
+
+    def _check_sides(self):
+        cls = type(self).__name__
+        object.__setattr__(self, "pre", normalise_side(self.pre, f"{cls}.pre"))
+        object.__setattr__(self, "post", normalise_side(self.post, f"{cls}.post"))
+
+    @property
+    def is_bound(self) -> bool:
+        return self.pre_index is not None
+
+    @property
+    def n_connections(self) -> int:
+        if not self.is_bound:
+            raise ValueError(f"{type(self).__name__} is not part of a jn.Network yet")
+        return int(self.pre_index.shape[0])
+
+    def bind(self, locate):
+        """A copy with ``pre_index``/``post_index`` set. ``locate(side)`` returns the
+        global flat indices (NumPy) of a normalised side."""
+        pre_glob, post_glob = locate(self.pre), locate(self.post)
+        same = pre_glob.shape == post_glob.shape and bool(np.all(pre_glob == post_glob))
+        pre_ids, post_ids = conn_rules.resolve(self.conn, pre_glob.size, post_glob.size, same)
+        bound = eqx.tree_at(
+            lambda c: (c.pre_index, c.post_index),
+            self,
+            (jnp.asarray(pre_glob[pre_ids], dtype=jnp.int32), jnp.asarray(post_glob[post_ids], dtype=jnp.int32)),
+            is_leaf=lambda x: x is None,
+        )
+        bound.check_bound()
+        return bound
+
+    def check_bound(self):
+        """Validate parameter shapes against the number of connections."""
+
+
+def per_connection(value, n_conn, label, trailing=()):
+    """Check that ``value`` is a scalar (or of shape ``trailing``) or has a leading
+    axis of length ``n_conn``."""
+    shape = tuple(jnp.shape(value))
+    if shape == tuple(trailing) or shape == (n_conn,) + tuple(trailing):
+        return
+    want = f"{tuple(trailing) or '()'} or {(n_conn,) + tuple(trailing)}"
+    raise ValueError(f"{label} expects shape {want} (one value per connection, {n_conn} connections), got {shape}")

@@ -1,0 +1,185 @@
+"""Connection rules: which pre compartment connects to which post compartment.
+
+A rule is called as ``rule(n_pre, n_post, same=False)`` and returns two integer NumPy
+arrays ``(pre_ids, post_ids)`` of equal length, one entry per connection, indexing the
+``n_pre`` pre-side and ``n_post`` post-side compartments. ``same`` is True when pre and
+post are the same compartments (a recurrent coupling), where ``include_self`` decides
+whether ``i → i`` connections are made. BrainPy-style callables ``conn(n_pre, n_post)``
+and explicit ``(pre_ids, post_ids)`` pairs are accepted wherever a rule is.
+
+Rules run once, when a :class:`~jaxneuro.Network` is built, on the host; the stored
+index arrays cost memory proportional to the number of connections, never N².
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import numpy as np
+
+__all__ = ["one_to_one", "all_to_all", "fixed_prob", "explicit", "resolve", "AbstractRule"]
+
+
+class AbstractRule:
+    """A connection rule; see the module docstring."""
+
+    def __call__(self, n_pre: int, n_post: int, same: bool = False):
+        pre, post = self.build(int(n_pre), int(n_post), bool(same))
+        return np.asarray(pre, dtype=np.int64), np.asarray(post, dtype=np.int64)
+
+    def build(self, n_pre, n_post, same):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class _OneToOne(AbstractRule):
+    def build(self, n_pre, n_post, same):
+        if n_pre != n_post:
+            raise ValueError(
+                f"conn=one_to_one needs pre and post of the same size, got {n_pre} and {n_post}"
+            )
+        if same:
+            raise ValueError(
+                "conn=one_to_one on the same compartments connects each one to itself, which "
+                "carries no current; use all_to_all, fixed_prob or explicit index pairs"
+            )
+        i = np.arange(n_pre)
+        return i, i
+
+    def __repr__(self):
+        return "one_to_one()"
+
+
+class _AllToAll(AbstractRule):
+    def __init__(self, include_self: bool = True):
+        self.include_self = bool(include_self)
+
+    def build(self, n_pre, n_post, same):
+        pre = np.repeat(np.arange(n_pre), n_post)
+        post = np.tile(np.arange(n_post), n_pre)
+        if same and not self.include_self:
+            keep = pre != post
+            pre, post = pre[keep], post[keep]
+        return pre, post
+
+    def __repr__(self):
+        return f"all_to_all(include_self={self.include_self})"
+
+
+class _FixedProb(AbstractRule):
+    def __init__(self, p, seed=0, include_self: bool = True):
+        p = float(p)
+        if not 0.0 <= p <= 1.0 or math.isnan(p):
+            raise ValueError(f"fixed_prob: p expects a probability in [0, 1], got {p}")
+        self.p = p
+        self.seed = seed
+        self.include_self = bool(include_self)
+
+    def build(self, n_pre, n_post, same):
+        total = n_pre * n_post
+        rng = np.random.default_rng(self.seed)
+        if self.p == 0.0 or total == 0:
+            pos = np.zeros(0, dtype=np.int64)
+        else:
+            # Each of the n_pre·n_post pairs is connected independently with
+            # probability p. Drawing the gaps between connected pairs (geometric) costs
+            # time and memory in the number of connections, not in n_pre·n_post.
+            chunks, start = [], -1
+            expected = self.p * total
+            while True:
+                k = int(expected * 1.02 + 6.0 * math.sqrt(expected) + 64)
+                pos = start + np.cumsum(rng.geometric(self.p, size=k), dtype=np.int64)
+                chunks.append(pos[pos < total])
+                if pos[-1] >= total:
+                    break
+                start = int(pos[-1])
+            pos = np.concatenate(chunks)
+        pre, post = pos // n_post, pos % n_post
+        if same and not self.include_self:
+            keep = pre != post
+            pre, post = pre[keep], post[keep]
+        return pre, post
+
+    def __repr__(self):
+        return f"fixed_prob(p={self.p}, seed={self.seed}, include_self={self.include_self})"
+
+
+class _Explicit(AbstractRule):
+    def __init__(self, pre_ids, post_ids):
+        pre, post = np.asarray(pre_ids), np.asarray(post_ids)
+        for name, ids in (("pre_ids", pre), ("post_ids", post)):
+            if ids.ndim != 1 or not (ids.size == 0 or np.issubdtype(ids.dtype, np.integer)):
+                raise ValueError(
+                    f"explicit connections: {name} expects a 1-D sequence of integer indices, "
+                    f"got {ids!r}"
+                )
+        if pre.shape != post.shape:
+            raise ValueError(
+                f"explicit connections: pre_ids and post_ids must have the same length, got "
+                f"{pre.shape[0]} and {post.shape[0]}"
+            )
+        self.pre_ids, self.post_ids = pre.astype(np.int64), post.astype(np.int64)
+
+    def build(self, n_pre, n_post, same):
+        for name, ids, n in (("pre_ids", self.pre_ids, n_pre), ("post_ids", self.post_ids, n_post)):
+            if ids.size and (ids.min() < 0 or ids.max() >= n):
+                raise ValueError(
+                    f"explicit connections: {name} must lie in [0, {n}), got values from "
+                    f"{ids.min()} to {ids.max()}"
+                )
+        return self.pre_ids, self.post_ids
+
+    def __repr__(self):
+        return f"explicit({self.pre_ids.tolist()}, {self.post_ids.tolist()})"
+
+
+def one_to_one():
+    """Connect pre ``i`` to post ``i`` (pre and post of the same size)."""
+    return _OneToOne()
+
+
+def all_to_all(include_self: bool = True):
+    """Connect every pre to every post; ``include_self=False`` leaves out ``i → i``
+    when pre and post are the same compartments."""
+    return _AllToAll(include_self)
+
+
+def fixed_prob(p, seed=0, include_self: bool = True):
+    """Connect each (pre, post) pair independently with probability ``p``; ``seed``
+    fixes the draw (NumPy's ``default_rng``). ``include_self=False`` leaves out ``i → i``
+    when pre and post are the same compartments."""
+    return _FixedProb(p, seed, include_self)
+
+
+def explicit(pre_ids, post_ids):
+    """The connections ``pre_ids[k] → post_ids[k]`` exactly as given."""
+    return _Explicit(pre_ids, post_ids)
+
+
+for _f in (one_to_one, all_to_all):
+    _f._is_rule_factory = True
+
+
+def resolve(conn, n_pre: int, n_post: int, same: bool):
+    """``(pre_ids, post_ids)`` NumPy arrays for any accepted form of ``conn``."""
+    if getattr(conn, "_is_rule_factory", False):  # jn.conn.one_to_one given uncalled
+        conn = conn()
+    if isinstance(conn, AbstractRule):
+        return conn(n_pre, n_post, same)
+    if isinstance(conn, tuple) and len(conn) == 2 and not callable(conn[0]):
+        return _Explicit(*conn)(n_pre, n_post, same)
+    if callable(conn):
+        try:
+            n_args = len(inspect.signature(conn).parameters)
+        except (TypeError, ValueError):
+            n_args = 2
+        out = conn(n_pre, n_post, same) if n_args >= 3 else conn(n_pre, n_post)
+        if not (isinstance(out, tuple) and len(out) == 2):
+            raise ValueError(
+                f"conn: the callable {conn!r} must return (pre_ids, post_ids), got {type(out).__name__}"
+            )
+        return _Explicit(*out)(n_pre, n_post, same)
+    raise ValueError(
+        "conn expects a connection rule (jn.conn.one_to_one, all_to_all(...), fixed_prob(p, "
+        f"seed), explicit(pre_ids, post_ids)), a (pre_ids, post_ids) pair or a callable; got {conn!r}"
+    )

@@ -1,0 +1,83 @@
+"""The implicit voltage solve for gap-junction coupling, matrix-free.
+
+:class:`~jaxneuro.StaggeredEuler` linearises ``dv/dt`` at the step start. Its JVP along
+a vector of ones gives, per compartment, the *row sum* of the full Jacobian,
+``b = diag(J_local) + A·1``, where ``A`` is the gap coupling's Jacobian (1/ms). It then
+asks the model's :meth:`voltage_coupling` to solve ``(diag(d) − A) x = rhs`` with
+``d = 1/h − b``. To get the intended ``(I/h − J_local − A) x = rhs`` the solve adds
+``A·1`` back to the diagonal. For gap junctions ``A·1 = 0``, every current being a
+conductance times a voltage *difference* — true for the asymmetric junction too: the
+row of ``post`` holds ``+g0/C`` at ``pre`` and ``−g0/C`` on its diagonal, the row of
+``pre`` ``+g1/C`` and ``−g1/C`` — so nothing is counted twice; the correction is kept
+(one matrix–vector product) so the solve stays right for any linear coupling.
+
+Multiplying by the capacitances ``C`` (nF) gives ``(diag(C·d') − G) x = C·rhs`` with
+``G`` the conductance matrix (µS), applied through the junctions' own current
+function (gather and scatter-add over the connection lists, never an N×N matrix). For
+symmetric junctions ``−G`` is a graph Laplacian, so the matrix is symmetric positive
+definite whenever ``C·d' > 0`` and conjugate gradients apply; with any asymmetric
+junction the matrix is still diagonally dominant by rows and BiCGSTAB is used. Both are
+Jacobi-preconditioned and differentiable (``jax.lax.custom_linear_solve``).
+
+Tolerance: iteration stops when the residual norm falls below ``tol`` times the norm
+of the right-hand side; ``tol`` defaults to 1e-10 in float64 and 1e-5 in float32
+(``Network(coupling_tol=...)`` overrides it), with at most ``maxiter`` iterations
+(default 10·n). Well-conditioned steps (gap conductance up to ~100× the leak at
+dt = 0.025 ms) converge in a handful of iterations.
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax.numpy as jnp
+import jax.scipy.sparse.linalg as jsl
+from jaxtyping import Array
+
+
+class GapCoupling(eqx.Module):
+    """``solve(diag, rhs)`` for the :class:`~jaxneuro.StaggeredEuler` solver.
+
+    ``junctions``: bound gap junctions; ``capacitance``: nF per flat compartment.
+    """
+
+    junctions: tuple
+    capacitance: Array
+    tol: float | None = eqx.field(default=None, static=True)
+    maxiter: int | None = eqx.field(default=None, static=True)
+
+    @property
+    def symmetric(self) -> bool:
+        return all(j.symmetric for j in self.junctions)
+
+    def conductance_matvec(self, x):
+        """``G·x``: the total gap current (nA) at voltages ``x`` (mV)."""
+        out = jnp.zeros_like(x)
+        for j in self.junctions:
+            out = out + j.current(x)
+        return out
+
+    def matvec(self, x):
+        """``A·x`` with ``A`` the coupling's Jacobian of ``dv/dt`` (1/ms)."""
+        return self.conductance_matvec(x) / self.capacitance
+
+    def solve(self, diag, rhs):
+        """Solve ``(diag(diag) − A) x = rhs`` (see the module docstring)."""
+        dtype = rhs.dtype
+        c = self.capacitance
+        dd = c * (diag + self.matvec(jnp.ones_like(rhs)))  # µS
+        g_out = jnp.zeros_like(rhs)
+        for j in self.junctions:
+            g_out = g_out + j.diagonal(rhs.shape[0], dtype)
+        jacobi = dd + g_out
+
+        def op(x):
+            return dd * x - self.conductance_matvec(x)
+
+        b = c * rhs
+        tol = self.tol
+        if tol is None:
+            tol = 1e-10 if dtype == jnp.float64 else 1e-5
+        method = jsl.cg if self.symmetric else jsl.bicgstab
+        x, _ = method(op, b, x0=b / jacobi, tol=tol, atol=0.0, maxiter=self.maxiter,
+                      M=lambda r: r / jacobi)
+        return x

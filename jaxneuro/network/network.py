@@ -1,0 +1,342 @@
+"""Network: named populations and the couplings between them, as one model."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..coupling.base import AbstractCoupling
+from ..coupling.gap import AbstractGapJunction
+from ..coupling.synapse import AbstractSynapse
+from ..model import AbstractModel
+from ..solve.staggered import StaggeredEuler
+from ..solve.trace import Trace
+from ..state import State
+from .implicit import GapCoupling
+
+
+class Network(AbstractModel):
+    """Populations (any jaxneuro models) and couplings, simulated as one model.
+
+    ``populations``: a mapping from name to model, e.g. ``{"a": jn.LIF(n=100), "b":
+    jn.Compartment(...)}``. ``couplings``: gap junctions and synapses whose ``pre``
+    and ``post`` name populations (``"a"``) or some of their compartments (``("a",
+    indices)``, flat indices into that population's ``state.v``).
+
+    State layout: ``state.v`` is every population's voltage flattened and concatenated
+    in the order of ``populations`` (shape ``(n_total,)``, mV), so one implicit solve
+    couples them; ``state.gates[name]`` and ``state.events[name]`` hold each
+    population's own gates and event buffers (spikes), and ``state.events[coupling
+    name]`` each synapse's conductances. Each population's events are resolved by the
+    population itself.
+
+    Simulate with :func:`jaxneuro.simulate`; stimuli target populations by name
+    (``jn.StepCurrent(amp, delay, dur, target="a")`` or ``target=("a", indices)``), and
+    ``trace["a"]`` is population ``"a"``'s :class:`~jaxneuro.Trace` (``.v``,
+    ``.spikes``...), ``trace[name]`` of a synapse its recorded conductance ``g`` (µS,
+    one column per connection). Record names apply to every member that has them;
+    populations also record ``"i_gap"`` and ``"i_syn"`` (nA into each compartment). In
+    a network ``"i_inj"`` is all current entering a compartment from outside its own
+    membrane: stimuli, gap junctions and synapses.
+
+    With gap junctions, the default solver is :class:`~jaxneuro.StaggeredEuler` with
+    backward-Euler voltages, treating the junctions implicitly
+    (:meth:`voltage_coupling`); ``coupling_tol`` sets the tolerance of that solve (see
+    :mod:`jaxneuro.network.implicit`). Couplings without a ``name`` are called
+    ``"coupling0"``, ``"coupling1"``... by their position.
+    """
+
+    populations: dict
+    couplings: tuple = ()
+    coupling_tol: float | None = eqx.field(default=None, static=True, kw_only=True)
+    names: tuple = eqx.field(init=False, static=True)
+    shapes: tuple = eqx.field(init=False, static=True)
+
+    def __post_init__(self):
+        populations, couplings = self.populations, self.couplings
+        if not isinstance(populations, Mapping) or not populations:
+            raise ValueError("Network.populations expects a non-empty dict of name -> jaxneuro model")
+        for name, pop in populations.items():
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"Network.populations: names must be non-empty strings, got {name!r}")
+            if isinstance(pop, Network):
+                raise ValueError(f"Network.populations[{name!r}] is a Network; nest populations, not networks")
+            if not isinstance(pop, AbstractModel):
+                raise ValueError(
+                    f"Network.populations[{name!r}] expects a jaxneuro model (e.g. jn.LIF(n=100)), "
+                    f"got {type(pop).__name__}"
+                )
+        self.names = tuple(populations)
+        self.populations = dict(populations)
+        self.shapes = tuple(tuple(populations[n].shape) for n in self.names)
+        if isinstance(couplings, AbstractCoupling):
+            couplings = (couplings,)
+        sizes = [math.prod(s) for s in self.shapes]
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        where = {n: (int(offsets[i]), int(sizes[i])) for i, n in enumerate(self.names)}
+
+        def locate(side):
+            name, idx = side
+            if name not in where:
+                raise ValueError(f"coupling side {name!r} is not a population of this network; it has {self.names}")
+            off, n = where[name]
+            if idx is None:
+                return np.arange(off, off + n)
+            idx = np.asarray(idx, dtype=np.int64)
+            if idx.size and (idx.min() < 0 or idx.max() >= n):
+                raise ValueError(
+                    f"coupling side ({name!r}, indices): indices must lie in [0, {n}), got "
+                    f"{idx.min()} to {idx.max()}"
+                )
+            return off + idx
+
+        bound, seen = [], set()
+        for i, c in enumerate(couplings):
+            if not isinstance(c, AbstractCoupling):
+                raise ValueError(
+                    f"Network.couplings[{i}] expects a coupling (e.g. jn.SymmetricGapJunction), "
+                    f"got {type(c).__name__}"
+                )
+            label = c.name if c.name is not None else f"coupling{i}"
+            if label in self.names or label in seen:
+                raise ValueError(f"Network.couplings[{i}]: name {label!r} is already used; give name=...")
+            seen.add(label)
+            if c.name is None:
+                c = dataclasses.replace(c, name=label)
+            if isinstance(c, AbstractSynapse):
+                pop = self.populations[c.pre[0]] if c.pre[0] in where else None
+                if pop is not None and "spikes" not in pop.init_state(pop.default_v0).events:
+                    raise ValueError(
+                        f"{type(c).__name__} {label!r}: pre population {c.pre[0]!r} does not spike "
+                        f"({type(pop).__name__}); chemical synapses need a spiking population such as jn.LIF"
+                    )
+            bound.append(c.bind(locate))
+        self.couplings = tuple(bound)
+
+    # --- layout ---------------------------------------------------------------------------
+    @property
+    def sizes(self):
+        return tuple(math.prod(s) for s in self.shapes)
+
+    def _slices(self):
+        out, off = {}, 0
+        for name, n in zip(self.names, self.sizes):
+            out[name] = slice(off, off + n)
+            off += n
+        return out
+
+    @property
+    def shape(self):
+        return (sum(self.sizes),)
+
+    @property
+    def gap_junctions(self):
+        return tuple(c for c in self.couplings if isinstance(c, AbstractGapJunction))
+
+    @property
+    def synapses(self):
+        return tuple(c for c in self.couplings if isinstance(c, AbstractSynapse))
+
+    def split(self, x):
+        """A flat per-compartment array as ``{population: array of its shape}``."""
+        return {n: x[..., s].reshape(x.shape[:-1] + shp) for (n, s), shp in zip(self._slices().items(), self.shapes)}
+
+    def _sub_state(self, state, name, v=None):
+        s = self._slices()[name]
+        shp = self.shapes[self.names.index(name)]
+        v = state.v if v is None else v
+        return State(v=v[s].reshape(shp), gates=state.gates.get(name, {}), events=state.events.get(name, {}))
+
+    # --- AbstractModel --------------------------------------------------------------------
+    @property
+    def default_v0(self):
+        parts = [jnp.broadcast_to(jnp.asarray(self.populations[n].default_v0, dtype=jnp.result_type(float)), shp).reshape(-1)
+                 for n, shp in zip(self.names, self.shapes)]
+        return jnp.concatenate(parts)
+
+    @property
+    def capacitance(self):
+        """Membrane capacitance (nF) of every compartment, flat."""
+        parts = []
+        for n, shp in zip(self.names, self.shapes):
+            pop = self.populations[n]
+            c = getattr(pop, "capacitance", None)
+            if c is None:
+                # Any model linear in the injected current: dv/dt per nA is 1/C.
+                st = pop.init_state(pop.default_v0)
+                i0 = jnp.zeros(shp, dtype=jnp.result_type(float))
+                _, inv_c = jax.jvp(lambda i: pop.vector_field(0.0, st, i).v, (i0,), (jnp.ones_like(i0),))
+                c = 1.0 / inv_c
+            parts.append(jnp.broadcast_to(c, shp).reshape(-1))
+        return jnp.concatenate(parts)
+
+    def default_solver(self):
+        if self.gap_junctions:
+            return StaggeredEuler(voltage_update="backward_euler")
+        solvers = [self.populations[n].default_solver() for n in self.names]
+        if all(s == solvers[0] for s in solvers):
+            return solvers[0]
+        return StaggeredEuler()
+
+    def voltage_coupling(self):
+        """The gap junctions' implicit solve (:class:`GapCoupling`), or ``None``."""
+        gaps = self.gap_junctions
+        if not gaps:
+            return None
+        return GapCoupling(junctions=gaps, capacitance=self.capacitance, tol=self.coupling_tol)
+
+    def init_state(self, v0):
+        v0 = jnp.broadcast_to(jnp.asarray(v0, dtype=jnp.result_type(float)), self.shape)
+        vs, gates, events = [], {}, {}
+        for name, shp in zip(self.names, self.shapes):
+            sub = self.populations[name].init_state(v0[self._slices()[name]].reshape(shp))
+            vs.append(jnp.reshape(sub.v, (-1,)))
+            if sub.gates:
+                gates[name] = sub.gates
+            if sub.events:
+                events[name] = sub.events
+        for syn in self.synapses:
+            events[syn.name] = syn.init_events(jnp.result_type(float))
+        return State(v=jnp.concatenate(vs), gates=gates, events=events)
+
+    def coupling_currents(self, t, state):
+        """``(i_gap, i_syn)``: gap and synaptic currents (nA, inward) into every
+        compartment, flat."""
+        i_gap = jnp.zeros_like(state.v)
+        for c in self.gap_junctions:
+            i_gap = i_gap + c.current(state.v)
+        i_syn = jnp.zeros_like(state.v)
+        for c in self.synapses:
+            i_syn = i_syn + c.current(t, state.v, state.events[c.name])
+        return i_gap, i_syn
+
+    def vector_field(self, t, state, i_inj):
+        i_gap, i_syn = self.coupling_currents(t, state)
+        i_total = i_inj + i_gap + i_syn
+        dv, dgates, devents = [], {}, {}
+        for name in self.names:
+            s = self._slices()[name]
+            shp = self.shapes[self.names.index(name)]
+            d = self.populations[name].vector_field(t, self._sub_state(state, name), i_total[s].reshape(shp))
+            dv.append(jnp.reshape(d.v, (-1,)))
+            if name in state.gates:
+                dgates[name] = d.gates
+            if name in state.events:
+                devents[name] = jax.tree.map(jnp.zeros_like, state.events[name])
+        for syn in self.synapses:
+            devents[syn.name] = jax.tree.map(jnp.zeros_like, state.events[syn.name])
+        return State(v=jnp.concatenate(dv), gates=dgates, events=devents)
+
+    def resolve_events(self, t0, t1, y0, y1, a, b):
+        """Each population resolves its own events (spikes, resets) on its part of the
+        linearised flow; then every synapse takes up the spikes arriving in the step."""
+        v1 = y1.v
+        events = dict(y1.events)
+        gates = dict(y1.gates)
+        for name in self.names:
+            pop = self.populations[name]
+            if name not in y0.events or not hasattr(pop, "resolve_events"):
+                continue
+            s = self._slices()[name]
+            shp = self.shapes[self.names.index(name)]
+            out = pop.resolve_events(
+                t0, t1, self._sub_state(y0, name), self._sub_state(y1, name),
+                a[s].reshape(shp), b[s].reshape(shp),
+            )
+            v1 = v1.at[s].set(jnp.reshape(out.v, (-1,)))
+            events[name] = out.events
+            if name in gates:
+                gates[name] = out.gates
+        for syn in self.synapses:
+            spikes = events[syn.pre[0]]["spikes"]
+            spikes = spikes.reshape((-1, spikes.shape[-1]))
+            events[syn.name] = syn.advance(t0, t1, y0.events[syn.name], spikes)
+        return State(v=v1, gates=gates, events=events)
+
+    # --- stimuli --------------------------------------------------------------------------
+    def place_current(self, target, i):
+        slices = self._slices()
+        if target is None:
+            parts = [jnp.reshape(self.populations[n].place_current(None, i), (-1,)) for n in self.names]
+            return jnp.concatenate(parts)
+        if isinstance(target, str):
+            name, idx = target, None
+        elif isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
+            name, idx = target
+        else:
+            raise ValueError(
+                f"stimulus target={target!r}: in a Network a stimulus targets a population by name "
+                f"(target='a') or some of its compartments (target=('a', indices)); populations: {self.names}"
+            )
+        if name not in slices:
+            raise ValueError(f"stimulus target={target!r}: no population {name!r}; this network has {self.names}")
+        local = jnp.reshape(self.populations[name].place_current(idx, i), (-1,))
+        out = jnp.zeros(self.shape, dtype=local.dtype)
+        return out.at[slices[name]].set(local)
+
+    @property
+    def membrane_area(self):
+        raise ValueError(
+            "a stimulus given as a current density needs one membrane area; in a Network give "
+            "its amplitude in nA"
+        )
+
+    # --- recording ------------------------------------------------------------------------
+    def observables(self):
+        names = ["v", "i_gap", "i_syn"]
+        for n in self.names:
+            names += [x for x in self.populations[n].observables() if x not in names]
+        if self.synapses and "g" not in names:
+            names.append("g")
+        return tuple(names)
+
+    def observe(self, name, t, state, i_inj):
+        """``{member: value}`` for every population (and synapse) that records ``name``."""
+        i_gap, i_syn = self.coupling_currents(t, state)
+        i_total = i_inj + i_gap + i_syn
+        out = {}
+        for pop_name in self.names:
+            s = self._slices()[pop_name]
+            shp = self.shapes[self.names.index(pop_name)]
+            if name == "i_gap":
+                out[pop_name] = i_gap[s].reshape(shp)
+            elif name == "i_syn":
+                out[pop_name] = i_syn[s].reshape(shp)
+            elif name in self.populations[pop_name].observables():
+                out[pop_name] = self.populations[pop_name].observe(
+                    name, t, self._sub_state(state, pop_name), i_total[s].reshape(shp)
+                )
+        if name == "g":
+            for syn in self.synapses:
+                out[syn.name] = syn.conductance(t, state.events[syn.name])
+        return out
+
+    def make_trace(self, ts, values, events):
+        """One :class:`~jaxneuro.Trace` per population (and recorded synapse), from
+        what ``simulate`` saved; reached as ``trace[name]``."""
+        parts = {}
+        for member in list(self.names) + [s.name for s in self.synapses]:
+            vals = {k: v[member] for k, v in values.items() if member in v}
+            ev = (events or {}).get(member, {})
+            if member not in self.names and not vals:
+                continue
+            spikes, count = ev.get("spikes"), ev.get("count")
+            part = Trace(t=ts, values=vals, spikes=spikes, spike_count=count)
+            overflow = part.overflowed
+            if overflow is not None and not isinstance(overflow, jax.core.Tracer) and bool(np.any(overflow)):
+                warnings.warn(
+                    f"spike buffer overflow in population {member!r}: {int(np.sum(overflow))} neuron(s) "
+                    f"fired more than spike_capacity={spikes.shape[-1]} spikes; trace[{member!r}].spikes "
+                    "keeps the first ones, .spike_count has the true counts (synapses from it miss the rest).",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            parts[member] = part
+        return Trace(t=ts, values={}, parts=parts)
