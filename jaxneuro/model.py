@@ -56,6 +56,11 @@ class AbstractModel(eqx.Module):
             raise ValueError(
                 f"stimulus target={target!r} names a population; that needs a jn.Network"
             )
+        if isinstance(target, float) or (isinstance(target, tuple) and any(isinstance(x, float) for x in target)):
+            raise ValueError(
+                f"stimulus target={target!r} is a location x along a section; that needs a "
+                "jn.Cable or jn.Cell"
+            )
         idx = jnp.asarray(target)
         if units.is_concrete(idx) and (idx.min() < -shape[0] or idx.max() >= shape[0]):
             raise ValueError(f"stimulus target={target!r} out of range for {shape[0]} compartments")

@@ -1,8 +1,9 @@
 """Injected currents as Equinox modules: their amplitudes are differentiable leaves.
 
 Every stimulus gives ``current(t)`` in nA and a ``target``: ``None`` for every
-compartment of the model (one compartment, or each neuron of a population), or an
-index / sequence of indices into a population.
+compartment of the model (one compartment, or each neuron of a population), an
+index / sequence of indices into a population, or a location on a cable or cell:
+``(section, x)`` with ``x`` in [0, 1] (a bare ``x`` on a one-section cable).
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ def _normalise_target(target):
         return target
     if isinstance(target, (int, np.integer)):
         return int(target)
+    if isinstance(target, (float, np.floating)):
+        return float(target)  # a location x along a one-section cable
+    if (isinstance(target, tuple) and len(target) == 2 and isinstance(target[1], (float, np.floating))
+            and isinstance(target[0], (str, int, np.integer)) and not isinstance(target[0], bool)):
+        # a location (section, x) on a cable or cell
+        sec = target[0] if isinstance(target[0], str) else int(target[0])
+        return (sec, float(target[1]))
     if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
         return (target[0], _normalise_target(target[1]))
     if isinstance(target, (Sequence, np.ndarray)) or hasattr(target, "__array__"):

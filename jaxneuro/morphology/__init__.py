@@ -1,5 +1,7 @@
 """Morphology: compartments (and, later, cables and branched cells)."""
 
+from .cable import Cable
+from .cell import Cell
 from .compartment import Compartment
 
-__all__ = ["Compartment"]
+__all__ = ["Cable", "Cell", "Compartment"]

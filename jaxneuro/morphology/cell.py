@@ -1,0 +1,378 @@
+"""A branched cell: cables joined into a tree."""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import units
+from ..model import AbstractModel
+from ..solve.hines import TreeCoupling
+from ..state import State
+from . import membrane
+from .cable import Cable
+
+# Ω·cm · µm / µm² = 1e4 Ω = 1e-2 MΩ: axial resistance of a cylinder piece.
+_OHM_CM_PER_UM_TO_MOHM = 1e-2
+
+
+class _Layout(NamedTuple):
+    """Static indexing of a cell's segments (all NumPy)."""
+
+    offsets: np.ndarray  # first segment of each section; offsets[-1] = n
+    parent: np.ndarray  # parent segment of each segment, -1 for roots
+    partner: np.ndarray  # half segment in series with a segment's own towards its parent (n: none)
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(nsegs: tuple[int, ...], parents: tuple) -> _Layout:
+    offsets = np.concatenate([[0], np.cumsum(nsegs)]).astype(int)
+    n = int(offsets[-1])
+    parent = np.arange(n) - 1
+    partner = np.arange(n) - 1
+    for s, link in enumerate(parents):
+        first = offsets[s]
+        if link is None:
+            parent[first], partner[first] = -1, n
+            continue
+        p, x = link
+        seg = offsets[p] + _segment_of(x, nsegs[p])
+        parent[first] = seg
+        # NEURON joins the child's 0-end to the parent's node at x: a zero-area end node
+        # (x = 0 or 1), one half segment beyond the end segment's centre, or, inside
+        # the section, the centre of the segment containing x.
+        partner[first] = seg if x in (0.0, 1.0) else n
+    return _Layout(offsets, parent, partner)
+
+
+def _segment_of(x: float, nseg: int) -> int:
+    return min(int(x * nseg), nseg - 1)
+
+
+class Cell(AbstractModel):
+    """A neuron made of :class:`~jaxneuro.Cable` sections joined into a tree.
+
+    ``sections``: the cables, each with its own geometry, ``Ra``, ``cm``, ``nseg`` and
+    channels (and ``name``; unnamed sections are called ``"section[i]"``).
+    ``parents``: one entry per section, ``None`` for a root, else the parent as
+    ``(section, x)`` (or just ``section``, meaning ``x = 1``), with ``section`` an index
+    or a name that comes *earlier* in ``sections``; the child's ``x = 0`` end is joined
+    to the parent at ``x``, as NEURON's ``child.connect(parent(x), 0)``. With one
+    section ``parents`` may be omitted. ``temperature`` (°C): default the sections'
+    common temperature; when given it applies to every section.
+
+    Segments are numbered section by section (segment ``i`` of a section centred at
+    ``x = (i + 0.5)/nseg``): ``trace.v`` has shape ``(T, n_segments)``;
+    ``cell.index(section, x)`` is the column of location ``(section, x)``,
+    ``cell.segments(section)`` those of a whole section. Stimuli take locations as
+    targets, ``StepCurrent(amp, delay, dur, target=("soma", 0.5))``, delivered to the
+    segment containing ``x``. Gates of a channel are states over all segments (``0``
+    and constant where the channel is not inserted).
+
+    Axial coupling follows NEURON: neighbouring segment centres are joined by the
+    resistance of the two half segments between them. A child joined at an interior
+    ``x`` connects its first segment to the centre of the parent's segment containing
+    ``x`` through its own half segment. NEURON's section ends are zero-area nodes; this
+    model has none, so a child joined at ``x = 0`` or ``1`` connects through its own
+    half segment in series with the parent's end half segment, which is NEURON's
+    circuit exactly for one child per end and slightly less resistive when several
+    children share an end. Stimuli at ``x = 0`` or ``1`` go to the end segment.
+    """
+
+    sections: tuple[Cable, ...]
+    parents: tuple = eqx.field(default=None, static=True)
+    temperature: object = units.param(units.celsius, default=None)
+
+    def __post_init__(self):
+        if isinstance(self.sections, Cable):
+            self.sections = (self.sections,)
+        if not isinstance(self.sections, Sequence) or not self.sections:
+            raise ValueError("Cell.sections expects a non-empty sequence of jn.Cable sections")
+        self.sections = tuple(self.sections)
+        for i, sec in enumerate(self.sections):
+            if not isinstance(sec, Cable):
+                raise ValueError(f"Cell.sections[{i}] expects a jn.Cable, got {type(sec).__name__}")
+        names = self.section_names
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"Cell.sections: section names must be unique, {dup} repeat")
+        self.parents = self._normalise_parents(self.parents)
+        if self.temperature is None:
+            temps = {float(np.asarray(s.temperature)) for s in self.sections if units.is_concrete(s.temperature)}
+            if len(temps) > 1:
+                raise ValueError(
+                    f"Cell: sections have different temperatures {sorted(temps)} °C; give "
+                    "Cell(temperature=...) for the whole cell"
+                )
+            self.temperature = self.sections[0].temperature
+        self._check_channels()
+        super().__post_init__()
+        if np.ndim(self.temperature) != 0:
+            raise ValueError(f"Cell.temperature expects a scalar (°C), got shape {np.shape(self.temperature)}")
+
+    def _normalise_parents(self, parents):
+        n = len(self.sections)
+        if parents is None:
+            if n > 1:
+                raise ValueError(
+                    "Cell.parents is required for several sections: one entry per section, "
+                    "None for the root, else (parent section, x)"
+                )
+            return (None,)
+        if not isinstance(parents, Sequence) or len(parents) != n:
+            raise ValueError(f"Cell.parents expects one entry per section ({n}), got {parents!r}")
+        out = []
+        for i, link in enumerate(parents):
+            if link is None:
+                out.append(None)
+                continue
+            sec, x = (link, 1.0) if not isinstance(link, tuple) else link
+            p = self.section_index(sec)
+            if p >= i:
+                raise ValueError(
+                    f"Cell.parents[{i}]: parent section {sec!r} must come before its child in "
+                    "sections (list parents first)"
+                )
+            out.append((p, _check_x(x, f"Cell.parents[{i}]")))
+        return tuple(out)
+
+    def _check_channels(self):
+        seen = {}
+        for i, sec in enumerate(self.sections):
+            for ch in sec.channels:
+                if ch.name in seen:
+                    j, other = seen[ch.name]
+                    if jax.tree.structure(ch) != jax.tree.structure(other):
+                        raise ValueError(
+                            f"Cell: channel {ch.name!r} of section {self.section_names[i]!r} is a "
+                            f"{type(ch).__name__} whose type or settings differ from the one in "
+                            f"section {self.section_names[j]!r}; give different channels different names"
+                        )
+                else:
+                    seen[ch.name] = (i, ch)
+
+    # --- sections and locations -------------------------------------------------------
+    @property
+    def section_names(self) -> tuple[str, ...]:
+        return tuple(s.name if s.name is not None else f"section[{i}]" for i, s in enumerate(self.sections))
+
+    @property
+    def nsegs(self) -> tuple[int, ...]:
+        return tuple(s.nseg for s in self.sections)
+
+    @property
+    def n_segments(self) -> int:
+        return sum(self.nsegs)
+
+    def _layout(self) -> _Layout:
+        return _layout(self.nsegs, self.parents)
+
+    def section_index(self, section) -> int:
+        """Index of ``section`` (an index or a name) in ``sections``."""
+        n = len(self.sections)
+        if isinstance(section, str):
+            names = self.section_names
+            if section not in names:
+                raise ValueError(f"unknown section {section!r}; this cell has sections {names}")
+            return names.index(section)
+        if isinstance(section, (int, np.integer)) and not isinstance(section, bool):
+            if not -n <= section < n:
+                raise ValueError(f"section index {section} out of range for {n} sections")
+            return int(section) % n
+        raise ValueError(f"a section is an index or a name, got {section!r}")
+
+    def index(self, section, x) -> int:
+        """Segment index (column of ``trace.v``) of location ``(section, x)``: the
+        segment containing ``x`` in [0, 1]; ``x = 0``/``1`` give the end segments."""
+        s = self.section_index(section)
+        return int(self._layout().offsets[s]) + _segment_of(_check_x(x, "x"), self.sections[s].nseg)
+
+    locate = index
+
+    def segments(self, section) -> np.ndarray:
+        """Segment indices of a whole section, from ``x = 0`` to ``x = 1``."""
+        s = self.section_index(section)
+        off = self._layout().offsets
+        return np.arange(off[s], off[s + 1])
+
+    def centres(self, section) -> np.ndarray:
+        """Positions ``x`` of a section's segment centres."""
+        return self.sections[self.section_index(section)].centres
+
+    # --- geometry ---------------------------------------------------------------------
+    def _per_segment(self, field):
+        return jnp.concatenate(
+            [jnp.broadcast_to(getattr(s, field), (s.nseg,)) for s in self.sections]
+        )
+
+    @property
+    def membrane_area(self):
+        """Membrane area of each segment, µm² (π·diam·length/nseg)."""
+        dx = jnp.concatenate([jnp.broadcast_to(s.length / s.nseg, (s.nseg,)) for s in self.sections])
+        return math.pi * self._per_segment("diam") * dx
+
+    @property
+    def capacitance(self):
+        """Membrane capacitance of each segment, nF."""
+        return self._per_segment("cm") * self.membrane_area * membrane.UF_PER_CM2_UM2_TO_NF
+
+    def _half_resistance(self):
+        """Axial resistance (MΩ) of half of each segment."""
+        half = jnp.concatenate([jnp.broadcast_to(s.length / (2 * s.nseg), (s.nseg,)) for s in self.sections])
+        d = self._per_segment("diam")
+        return _OHM_CM_PER_UM_TO_MOHM * self._per_segment("Ra") * half / (math.pi * d * d / 4)
+
+    def voltage_coupling(self) -> TreeCoupling:
+        lay = self._layout()
+        r = self._half_resistance()
+        r_ext = jnp.concatenate([r, jnp.zeros((1,), r.dtype)])
+        g = 1.0 / (r + r_ext[lay.partner])  # µS
+        return TreeCoupling(g=g, capacitance=self.capacitance, parent=tuple(int(p) for p in lay.parent))
+
+    # --- channels -----------------------------------------------------------------------
+    def _channel_groups(self):
+        """``[(channel, segment indices or None)]``: each channel name once, its
+        parameters laid out over the segments that carry it (None: all segments)."""
+        off = self._layout().offsets
+        groups = {}
+        for s, sec in enumerate(self.sections):
+            for ch in sec.channels:
+                groups.setdefault(ch.name, []).append((s, ch))
+        out = []
+        for members in groups.values():
+            if len(self.sections) == 1:
+                out.append((members[0][1], None))
+                continue
+            secs = [s for s, _ in members]
+            ns = [self.sections[s].nseg for s in secs]
+            merged = jax.tree.map(
+                lambda *leaves: jnp.concatenate([jnp.broadcast_to(x, (n,)) for x, n in zip(leaves, ns)]),
+                *[ch for _, ch in members],
+            )
+            idx = np.concatenate([np.arange(off[s], off[s + 1]) for s in secs])
+            out.append((merged, None if len(secs) == len(self.sections) else idx))
+        return out
+
+    @staticmethod
+    def _take(x, idx):
+        return x if idx is None else x[..., idx]
+
+    @staticmethod
+    def _put(x, idx, n):
+        if idx is None:
+            return jnp.broadcast_to(x, x.shape[:-1] + (n,)) if jnp.ndim(x) else jnp.broadcast_to(x, (n,))
+        return jnp.zeros(x.shape[:-1] + (n,), x.dtype).at[..., idx].set(x)
+
+    def _own_gates(self, ch, gates, idx):
+        return {membrane.gate_key(ch, g): self._take(gates[membrane.gate_key(ch, g)], idx) for g in ch.gate_names}
+
+    # --- the model ----------------------------------------------------------------------
+    @property
+    def shape(self):
+        return (self.n_segments,)
+
+    def init_state(self, v0):
+        n = self.n_segments
+        v = jnp.broadcast_to(jnp.asarray(v0, dtype=jnp.result_type(float)), (n,))
+        gates = {}
+        for ch, idx in self._channel_groups():
+            for key, value in membrane.steady_gates(ch, self._take(v, idx), self.temperature).items():
+                gates[key] = self._put(jnp.broadcast_to(value, self._take(v, idx).shape), idx, n)
+        return State(v=v, gates=gates, events={})
+
+    def ionic_current(self, state):
+        """Total channel current density per segment, mA/cm² (outward positive)."""
+        total = jnp.zeros_like(state.v)
+        for ch, idx in self._channel_groups():
+            gates = membrane.gates_of(ch, self._own_gates(ch, state.gates, idx))
+            i = ch.current(self._take(state.v, idx), gates)
+            total = total + i if idx is None else total.at[..., idx].add(i)
+        return total
+
+    def vector_field(self, t, state, i_inj):
+        n = self.n_segments
+        i_density = membrane.NA_PER_UM2_TO_MA_PER_CM2 * i_inj / self.membrane_area
+        dv = membrane.dv_dt(i_density, self.ionic_current(state), self._per_segment("cm"))
+        dv = dv + self.voltage_coupling().apply(state.v)
+        dgates = {k: jnp.zeros_like(x) for k, x in state.gates.items()}
+        for ch, idx in self._channel_groups():
+            own = self._own_gates(ch, state.gates, idx)
+            d = membrane.gate_derivatives(ch, self._take(state.v, idx), own, self.temperature)
+            for key, value in d.items():
+                dgates[key] = self._put(jnp.broadcast_to(value, own[key].shape), idx, n)
+        return State(v=dv, gates=dgates)
+
+    def place_current(self, target, i):
+        """``i`` (nA) into the segment of location ``target``: ``(section, x)``, a bare
+        ``x`` for a one-section cell, a segment index, or ``None`` (every segment)."""
+        n = self.n_segments
+        if target is None:
+            return jnp.broadcast_to(i, (n,))
+        if isinstance(target, tuple) and len(target) == 2:
+            seg = self.index(*target)
+        elif isinstance(target, float):
+            if len(self.sections) != 1:
+                raise ValueError(
+                    f"stimulus target={target!r}: a bare x needs a one-section cable; give "
+                    "(section, x)"
+                )
+            seg = self.index(0, target)
+        elif isinstance(target, (int, np.integer)):
+            if not -n <= target < n:
+                raise ValueError(f"stimulus target={target!r} out of range for {n} segments")
+            seg = int(target)
+        else:
+            raise ValueError(
+                f"stimulus target={target!r}: expected a location (section, x), a segment "
+                "index or None"
+            )
+        return jnp.zeros((n,), dtype=jnp.result_type(i)).at[seg].add(i)
+
+    def observables(self):
+        names = ["v", "i_cap", "i_inj"]
+        for ch, _ in self._channel_groups():
+            names += membrane.channel_observables((ch,))
+        return tuple(names)
+
+    def observe(self, name, t, state, i_inj):
+        if name == "v":
+            return state.v
+        if name == "i_inj":
+            return jnp.broadcast_to(i_inj, self.shape)
+        if name == "i_cap":
+            # cm·dv/dt (mA/cm²): membrane, injected and axial currents together.
+            dv = self.vector_field(t, state, i_inj).v
+            return self._per_segment("cm") * dv / membrane.MA_PER_UF_TO_MV_PER_MS
+        if name in state.gates:
+            return state.gates[name]
+        for ch, idx in self._channel_groups():
+            own = self._own_gates(ch, state.gates, idx)
+            value = membrane.observe_channel(ch, name, self._take(state.v, idx), own)
+            if value is not None:
+                return self._put(jnp.broadcast_to(value, self._take(state.v, idx).shape), idx, self.n_segments)
+        raise ValueError(f"unknown record name {name!r}; this model records {self.observables()}")
+
+    # --- SWC --------------------------------------------------------------------------
+    @classmethod
+    def from_swc(cls, path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=0.1, freq=100.0, temperature=6.3):
+        """Read a morphology from an SWC file; see :func:`jaxneuro.morphology.swc.cell_from_swc`."""
+        from .swc import cell_from_swc
+
+        return cell_from_swc(path, Ra=Ra, cm=cm, channels=channels, d_lambda=d_lambda, freq=freq,
+                             temperature=temperature)
+
+
+def _check_x(x, name) -> float:
+    if isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}: x expects a number in [0, 1], got {x!r}")
+    x = float(x)
+    if not 0.0 <= x <= 1.0:
+        raise ValueError(f"{name}: x must lie in [0, 1], got {x}")
+    return x
