@@ -47,6 +47,11 @@ class AbstractModel(eqx.Module):
         shape = self.shape
         if target is None:
             return jnp.broadcast_to(i, shape)
+        if isinstance(target, float) or (isinstance(target, tuple) and any(isinstance(x, float) for x in target)):
+            raise ValueError(
+                f"stimulus target={target!r} is a location x along a section; that needs a "
+                "jn.Cable or jn.Cell"
+            )
         if not shape:
             raise ValueError(
                 f"stimulus target={target!r} indexes a population, but {type(self).__name__} "
@@ -55,11 +60,6 @@ class AbstractModel(eqx.Module):
         if isinstance(target, str) or (isinstance(target, tuple) and target and isinstance(target[0], str)):
             raise ValueError(
                 f"stimulus target={target!r} names a population; that needs a jn.Network"
-            )
-        if isinstance(target, float) or (isinstance(target, tuple) and any(isinstance(x, float) for x in target)):
-            raise ValueError(
-                f"stimulus target={target!r} is a location x along a section; that needs a "
-                "jn.Cable or jn.Cell"
             )
         idx = jnp.asarray(target)
         if units.is_concrete(idx) and (idx.min() < -shape[0] or idx.max() >= shape[0]):

@@ -1,0 +1,249 @@
+"""Cables against cable theory; the Hines solve; gradients; bad input."""
+
+import math
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxneuro as jn
+from jaxneuro.solve.hines import TreeCoupling
+
+# Seed 002's cable: a uniform passive cable, current injected at its middle.
+G_L, E_L, RA, DIAM, LENGTH = 1e-4, -65.0, 100.0, 2.0, 1000.0  # S/cm², mV, Ω·cm, µm, µm
+AMP = 0.1  # nA
+
+
+def seed002_cable(nseg=101, **kw):
+    return jn.Cable(length=LENGTH, diam=DIAM, Ra=RA, nseg=nseg,
+                    channels=[jn.channels.Leak(g=G_L, e=E_L)], **kw)
+
+
+def test_seed002_steady_state_is_the_finite_sealed_cable_cosh_profile():
+    cable = seed002_cable()
+    trace = jn.simulate(cable, 150.0, dt=0.1, v0=E_L, save_every=1.0,
+                        stimuli=[jn.StepCurrent(AMP, 0.0, 1e9, target=0.5)])
+    assert trace.v.shape == (151, 101)
+    # λ = sqrt(Rm·d/(4·Ra)); sealed ends: V(x) = I·r_a·λ/2 · cosh((L/2 - |x - L/2|)/λ) / sinh(L/(2λ)).
+    rm = 1.0 / G_L  # Ω·cm²
+    lam = math.sqrt(rm * DIAM * 1e-4 / (4 * RA)) * 1e4  # µm
+    r_a = RA * 1e-2 / (math.pi * DIAM**2 / 4)  # MΩ/µm
+    x = cable.centres * LENGTH
+    expected = AMP * r_a * lam / 2 * np.cosh((LENGTH / 2 - np.abs(x - LENGTH / 2)) / lam) / np.sinh(LENGTH / (2 * lam))
+    deflection = np.asarray(trace.v[-1]) - E_L
+    assert np.max(np.abs(deflection - expected)) < 0.005 * expected.max()
+    assert int(np.argmax(deflection)) == cable.index(0.5) == 50
+    np.testing.assert_allclose(deflection, deflection[::-1], atol=1e-9)  # symmetric
+
+
+def test_seed002_time_course():
+    cable = seed002_cable(nseg=51)
+    trace = jn.simulate(cable, 100.0, dt=0.025, v0=E_L, save_every=0.5,
+                        stimuli=[jn.StepCurrent(AMP, 10.0, 40.0, target=0.5)])
+    v = np.asarray(trace.v) - E_L
+    t = np.asarray(trace.t)
+    mid, end = cable.index(0.5), cable.index(1.0)
+    # Axial currents move charge but create none: the area-weighted mean voltage charges
+    # exactly as one compartment of the whole cable, τ = cm/g = 10 ms.
+    area = np.asarray(cable.membrane_area)
+    mean = v @ area / area.sum()
+    i_density = AMP / area.sum() * 100.0  # mA/cm²
+    on = (t >= 10) & (t <= 50)
+    expected = i_density / G_L * (1 - np.exp(-(t[on] - 10) / 10.0))  # mV
+    assert np.max(np.abs(mean[on] - expected)) < 2e-3 * expected.max()
+    # The middle responds first and most; the far end later and less; all rise together
+    # as the seed observes, and everything relaxes back to rest after the step.
+    assert np.all(np.diff(v[on, mid]) > 0) and np.all(np.diff(v[on, end]) >= 0)
+    rm_d_ra = math.sqrt(1.0 / G_L * DIAM * 1e-4 / (4 * RA)) * 1e4  # λ, µm
+    assert v[on, mid][-1] / v[on, end][-1] == pytest.approx(math.cosh(LENGTH / 2 / rm_d_ra), rel=0.02)
+    early = np.searchsorted(t, 12.0)
+    assert v[early, mid] / v[on, mid][-1] > 2 * v[early, end] / v[on, end][-1]
+    assert np.max(np.abs(v[-1])) < 0.01 * v[on, mid][-1]
+
+
+def test_uniform_density_current_charges_every_segment_as_one_compartment():
+    cable = seed002_cable(nseg=11)
+    amp = 2e-3  # mA/cm² = 2 µA/cm², seed 002's density
+    import saiunit as u
+    stim = jn.StepCurrent(amp * u.mA / u.cm**2, 0.0, 1e9)
+    trace = jn.simulate(cable, 30.0, dt=0.01, v0=E_L, stimuli=[stim], save_every=1.0)
+    expected = amp / G_L * (1 - np.exp(-np.asarray(trace.t) / 10.0))
+    np.testing.assert_allclose(np.asarray(trace.v) - E_L, np.repeat(expected[:, None], 11, 1), atol=2e-3 * amp / G_L)
+
+
+@pytest.mark.parametrize("dt", [0.025, 0.1])
+def test_stiff_cable_is_stable(dt):
+    # 400 segments of 0.5 µm: the axial rate g/C is ~1e4/ms, far beyond 1/dt.
+    cable = jn.Cable(length=200.0, diam=1.0, Ra=100.0, nseg=400, channels=[jn.channels.HH()])
+    trace = jn.simulate(cable, 20.0, dt=dt, stimuli=[jn.StepCurrent(0.2, 1.0, 2.0, target=0.0)], save_every=0.5)
+    v = np.asarray(trace.v)
+    assert np.all(np.isfinite(v)) and v.max() < 60 and v.min() > -90
+    # The spike starts at x = 0 and reaches the far end; then everything repolarises.
+    assert v[:, 0].max() > 20 and v[:, -1].max() > 20
+    assert np.argmax(v[:, 0]) <= np.argmax(v[:, -1])
+    assert np.all(v[-1] < -60)
+
+
+def test_cable_with_tsit5_matches_the_default_solver():
+    cable = seed002_cable(nseg=21)
+    stim = [jn.StepCurrent(AMP, 1.0, 1e9, target=0.25)]
+    ref = jn.simulate(cable, 20.0, dt=0.005, v0=E_L, stimuli=stim, save_every=1.0)
+    tsit = jn.simulate(cable, 20.0, dt=0.01, v0=E_L, stimuli=stim, save_every=1.0, solver=diffrax.Tsit5(),
+                       stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8))
+    assert np.max(np.abs(np.asarray(tsit.v) - np.asarray(ref.v))) < 0.01
+
+
+def _random_tree(rng, n):
+    parent = [-1] + [int(rng.integers(max(0, i - 4), i)) for i in range(1, n)]
+    parent[n // 2] = -1  # a second root: forests work too
+    return tuple(parent)
+
+
+def _dense(parent, g, c):
+    n = len(parent)
+    a = np.zeros((n, n))
+    for i, p in enumerate(parent):
+        if p >= 0:
+            a[i, p] += g[i] / c[i]
+            a[i, i] -= g[i] / c[i]
+            a[p, i] += g[i] / c[p]
+            a[p, p] -= g[i] / c[p]
+    return a
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hines_solve_equals_a_dense_solve_on_random_trees(seed):
+    rng = np.random.default_rng(seed)
+    n = 40
+    parent = _random_tree(rng, n)
+    g, c = rng.uniform(0.1, 5.0, n), rng.uniform(0.2, 2.0, n)
+    coupling = TreeCoupling(g=jnp.asarray(g), capacitance=jnp.asarray(c), parent=parent)
+    a = _dense(parent, g, c)
+    np.testing.assert_allclose(a.sum(axis=1), 0.0, atol=1e-12)  # conservative
+    d, rhs, v = rng.uniform(0.5, 3.0, n), rng.normal(size=n), rng.normal(size=n)
+    np.testing.assert_allclose(coupling.apply(jnp.asarray(v)), a @ v, atol=1e-12)
+    np.testing.assert_allclose(coupling.solve(jnp.asarray(d), jnp.asarray(rhs)),
+                               np.linalg.solve(np.diag(d) - a, rhs), rtol=1e-10, atol=1e-12)
+
+    # Gradients (implicit, through the transpose system) equal those of a dense solve.
+    def loss_hines(d, rhs, g, c):
+        return jnp.sum(jnp.sin(TreeCoupling(g=g, capacitance=c, parent=parent).solve(d, rhs)))
+
+    p, i = np.array(parent), np.arange(n)
+    m = p >= 0
+
+    def loss_dense(d, rhs, g, c):
+        a = jnp.zeros((n, n))
+        a = a.at[i[m], p[m]].add(g[m] / c[m]).at[i[m], i[m]].add(-g[m] / c[m])
+        a = a.at[p[m], i[m]].add(g[m] / c[p[m]]).at[p[m], p[m]].add(-g[m] / c[p[m]])
+        return jnp.sum(jnp.sin(jnp.linalg.solve(jnp.diag(d) - a, rhs)))
+
+    args = tuple(jnp.asarray(x) for x in (d, rhs, g, c))
+    for k, (gh, gd) in enumerate(zip(jax.grad(loss_hines, argnums=(0, 1, 2, 3))(*args),
+                                     jax.grad(loss_dense, argnums=(0, 1, 2, 3))(*args))):
+        np.testing.assert_allclose(gh, gd, rtol=1e-9, atol=1e-12, err_msg=f"argument {k}")
+
+
+def test_hines_solve_builds_no_dense_matrix():
+    n = 64
+    parent = tuple([-1] + list(range(n - 1)))
+    coupling = TreeCoupling(g=jnp.ones(n), capacitance=jnp.ones(n), parent=parent)
+    jaxpr = jax.make_jaxpr(jax.grad(lambda d: coupling.solve(d, jnp.ones(n)).sum()))(jnp.ones(n))
+
+    def shapes(jx):
+        for eqn in jx.eqns:
+            for var in eqn.outvars:
+                yield getattr(var.aval, "shape", ())
+            for value in eqn.params.values():
+                for sub in value if isinstance(value, (tuple, list)) else (value,):
+                    sub = getattr(sub, "jaxpr", sub)
+                    if hasattr(sub, "eqns"):
+                        yield from shapes(sub)
+
+    assert max(int(np.prod(s)) for s in shapes(jaxpr.jaxpr)) <= 4 * n
+
+
+def _small_cell():
+    soma = jn.Cable(20.0, 20.0, Ra=100.0, nseg=1, channels=[jn.channels.HH()], name="soma")
+    dend = jn.Cable(200.0, 2.0, Ra=150.0, nseg=5, channels=[jn.channels.Leak(g=2e-4, e=-65.0)], name="dend")
+    tuft = jn.Cable(100.0, 1.0, Ra=150.0, nseg=3,
+                    channels=[jn.channels.Leak(g=1e-4, e=-65.0), jn.channels.HH(gnabar=0.05, gkbar=0.02)],
+                    name="tuft")
+    return jn.Cell([soma, dend, tuft], parents=[None, ("soma", 1.0), ("dend", 1.0)])
+
+
+def test_gradients_match_central_differences():
+    cell = _small_cell()
+    stim = [jn.StepCurrent(0.05, 1.0, 20.0, target=("tuft", 0.9))]
+    where = {
+        "soma gnabar": lambda c: c.sections[0].channels[0].gnabar,
+        "dend g_pas": lambda c: c.sections[1].channels[0].g,
+        "tuft gkbar": lambda c: c.sections[2].channels[1].gkbar,
+        "dend Ra": lambda c: c.sections[1].Ra,
+        "soma Ra": lambda c: c.sections[0].Ra,
+    }
+    tip = cell.index("tuft", 1.0)
+
+    def loss(values):
+        model = eqx.tree_at(lambda c: [f(c) for f in where.values()], cell, list(values))
+        trace = jn.simulate(model, 8.0, dt=0.05, stimuli=stim, save_every=0.5)
+        return jnp.mean(trace.v[:, tip]) + jnp.mean(trace.v[:, 0])
+
+    x0 = jnp.array([float(f(cell)) for f in where.values()])
+    grad = np.asarray(jax.jit(jax.grad(loss))(x0))
+    loss_j = jax.jit(loss)
+    for k, name in enumerate(where):
+        h = 1e-4 * float(x0[k])
+        e = jnp.zeros_like(x0).at[k].set(h)
+        fd = (float(loss_j(x0 + e)) - float(loss_j(x0 - e))) / (2 * h)
+        assert abs(fd) > 1e-6, name
+        assert grad[k] == pytest.approx(fd, rel=1e-4), name
+
+
+def test_per_segment_parameters():
+    # A channel density given per segment equals separate one-segment-wide regions.
+    g = jnp.array([1e-4, 2e-4, 4e-4])
+    cable = jn.Cable(90.0, jnp.array([2.0, 1.5, 1.0]), nseg=3, channels=[jn.channels.Leak(g=g, e=-65.0)])
+    trace = jn.simulate(cable, 400.0, dt=0.5, v0=-65.0, stimuli=[jn.StepCurrent(0.01, 0.0, 1e9, target=0.5)])
+    # Steady state: the injected current leaves through the membrane.
+    v = np.asarray(trace.v[-1]) + 65.0
+    area = np.asarray(cable.membrane_area)
+    np.testing.assert_allclose(area, math.pi * np.array([2.0, 1.5, 1.0]) * 30.0)
+    assert float(np.sum(np.asarray(g) * v * area) * 1e-2) == pytest.approx(0.01, rel=1e-4)
+
+
+def test_bad_input_is_rejected():
+    leak = [jn.channels.Leak()]
+    with pytest.raises(ValueError, match="nseg"):
+        jn.Cable(100.0, 1.0, nseg=0)
+    with pytest.raises(ValueError, match="Ra"):
+        jn.Cable(100.0, 1.0, Ra=-35.4)
+    with pytest.raises(ValueError, match="diam"):
+        jn.Cable(100.0, jnp.ones(4), nseg=3)
+    with pytest.raises(ValueError, match="length"):
+        jn.Cable(0.0, 1.0)
+    with pytest.raises(ValueError, match="shape"):
+        jn.Cable(100.0, 1.0, nseg=3, channels=[jn.channels.Leak(g=jnp.ones(2) * 1e-4)])
+    cable = jn.Cable(100.0, 1.0, nseg=3, channels=leak, name="a")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        cable.index(1.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        jn.simulate(cable, 1.0, stimuli=[jn.StepCurrent(0.1, target=-0.1)])
+    with pytest.raises(ValueError, match="unknown section"):
+        jn.simulate(cable, 1.0, stimuli=[jn.StepCurrent(0.1, target=("b", 0.5))])
+    b = jn.Cable(100.0, 1.0, nseg=3, channels=leak, name="b")
+    with pytest.raises(ValueError, match="parents"):
+        jn.Cell([cable, b])
+    with pytest.raises(ValueError, match="before"):
+        jn.Cell([cable, b], parents=[("b", 1.0), None])
+    with pytest.raises(ValueError, match="unknown section"):
+        jn.Cell([cable, b], parents=[None, ("c", 1.0)])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        jn.Cell([cable, b], parents=[None, ("a", 2.0)])
+    with pytest.raises(ValueError, match="unique"):
+        jn.Cell([cable, cable], parents=[None, 0])
+    with pytest.raises(ValueError, match="location"):
+        jn.simulate(jn.Compartment(area=100.0), 1.0, stimuli=[jn.StepCurrent(0.1, target=0.5)])
