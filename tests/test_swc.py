@@ -1,0 +1,139 @@
+"""SWC morphologies: sections, d_lambda nseg and voltages as NEURON's Import3d gives them."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jaxneuro as jn
+from conftest import crossings
+from jaxneuro.morphology.swc import d_lambda_nseg, lambda_f, read_swc, swc_sections
+
+DATA = Path(__file__).parent / "data"
+FILES = [DATA / "small_cell_3pt.swc", DATA / "small_cell_1pt.swc"]
+
+
+def _import3d(h, path):
+    """Instantiate ``path`` in NEURON; returns {name: section}."""
+    h.load_file("import3d.hoc")
+    before = {s.name() for s in h.allsec()}
+    reader = h.Import3d_SWC_read()
+    reader.input(str(path))
+    h.Import3d_GUI(reader, False).instantiate(None)
+    return {s.name(): s for s in h.allsec() if s.name() not in before}
+
+
+@pytest.mark.parametrize("path", FILES, ids=["three_point_soma", "one_point_soma"])
+def test_sections_nseg_areas_and_voltages_match_neuron(neuron_h, path):
+    h = neuron_h
+    cell = jn.Cell.from_swc(path, Ra=100.0, cm=1.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
+    secs = _import3d(h, path)
+    try:
+        assert sorted(secs) == sorted(cell.section_names)
+        area = np.asarray(cell.membrane_area)
+        for s in secs.values():
+            s.Ra, s.cm = 100.0, 1.0
+            s.insert("pas")
+            for seg in s:
+                seg.pas.g, seg.pas.e = 1e-4, -65.0
+            s.nseg = int((s.L / (0.1 * h.lambda_f(100, sec=s)) + 0.9) / 2) * 2 + 1
+        for name, sec in zip(cell.section_names, cell.sections):
+            s = secs[name]
+            assert sec.nseg == s.nseg, name
+            assert float(sec.length) == pytest.approx(s.L, rel=1e-12), name
+            np.testing.assert_allclose(area[cell.segments(name)], [seg.area() for seg in s], rtol=1e-4)
+            parent = s.parentseg()
+            link = cell.parents[cell.section_index(name)]
+            if parent is None:
+                assert link is None
+            else:
+                assert cell.section_names[link[0]] == parent.sec.name()
+                assert link[1] == pytest.approx(parent.x)
+        soma = secs["soma[0]"]
+        assert soma.L == pytest.approx(16.0) and soma(0.5).diam == pytest.approx(16.0)
+        assert max(s.nseg for s in secs.values()) > 5  # d_lambda actually splits sections
+
+        stim = h.IClamp(soma(0.5))
+        stim.amp, stim.delay, stim.dur = 0.5, 1.0, 20.0
+        locs = [("soma[0]", 0.5), ("dend[4]", 0.5), ("apic[2]", 0.9), ("axon[0]", 0.5)]
+        vecs = [h.Vector().record(secs[n](x)._ref_v) for n, x in locs]
+        h.dt, h.secondorder = 0.025, 0
+        h.finitialize(-65.0)
+        while h.t < 30.0 - 0.0125:
+            h.fadvance()
+        v_n = np.array([np.array(v) for v in vecs]).T
+    finally:
+        for s in secs.values():
+            h.delete_section(sec=s)
+    trace = jn.simulate(cell, 30.0, stimuli=[jn.StepCurrent(0.5, 1.0, 20.0, target=("soma[0]", 0.5))])
+    v_j = np.asarray(trace.v)[:, [cell.index(n, x) for n, x in locs]]
+    assert np.min(v_n.max(axis=0)) > -40  # 25+ mV deflections everywhere
+    # Several children share dend[0]'s and apic[0]'s far ends (a zero-area node in NEURON).
+    assert np.max(np.abs(v_j - v_n)) < 0.5
+
+
+def test_both_soma_conventions_give_the_same_cell():
+    a, b = (swc_sections(read_swc(p)) for p in FILES)
+    assert [s.name for s in a] == [s.name for s in b]
+    for sa, sb in zip(a, b):
+        np.testing.assert_allclose(sa.xyz, sb.xyz)
+        np.testing.assert_allclose(sa.diam, sb.diam)
+    soma = a[0]
+    assert soma.name == "soma[0]" and soma.length == pytest.approx(16.0) and np.all(soma.diam == 16.0)
+
+
+def test_d_lambda_rule():
+    secs = swc_sections(read_swc(FILES[0]))
+    axon = next(s for s in secs if s.name == "axon[0]")
+    # A uniform cylinder: λ_f = 1e5·sqrt(d/(4π·f·Ra·cm)).
+    uniform = axon._replace(diam=np.full(len(axon.diam), 0.8))
+    lam = 1e5 * math.sqrt(0.8 / (4 * math.pi * 100.0 * 100.0 * 1.0))
+    assert lambda_f(uniform, 100.0, 100.0, 1.0) == pytest.approx(lam, rel=1e-12)
+    nseg = d_lambda_nseg(uniform, 0.1, 100.0, 100.0, 1.0)
+    assert nseg == int((axon.length / (0.1 * lam) + 0.9) / 2) * 2 + 1 == 21
+    assert nseg % 2 == 1
+    coarse = jn.Cell.from_swc(FILES[0], Ra=100.0, d_lambda=0.5)
+    fine = jn.Cell.from_swc(FILES[0], Ra=100.0, d_lambda=0.05)
+    assert all(c <= f for c, f in zip(coarse.nsegs, fine.nsegs)) and coarse.n_segments < fine.n_segments
+    assert all(n % 2 == 1 for n in fine.nsegs)
+
+
+def test_swc_cell_with_active_soma_and_axon_fires():
+    hh = [jn.channels.HH()]
+    passive = [jn.channels.Leak(g=1e-4, e=-65.0)]
+    cell = jn.Cell.from_swc(FILES[0], Ra=100.0, channels={"soma": hh, "axon": hh, "dend": passive, 4: passive})
+    trace = jn.simulate(cell, 15.0, dt=0.05, stimuli=[jn.StepCurrent(0.6, 1.0, 2.0, target=("soma[0]", 0.5))])
+    t = np.asarray(trace.t)
+    soma = crossings(t, np.asarray(trace.v[:, cell.index("soma[0]", 0.5)]))
+    axon_mid = crossings(t, np.asarray(trace.v[:, cell.index("axon[0]", 0.5)]))
+    axon_end = crossings(t, np.asarray(trace.v[:, cell.index("axon[0]", 1.0)]))
+    assert len(soma) == len(axon_mid) == len(axon_end) == 1
+    assert axon_end[0] > axon_mid[0] + 0.2  # the spike travels down the axon
+    assert np.max(np.asarray(trace.v[:, cell.segments("dend[4]")])) < 0  # passive dendrites
+
+
+def test_bad_swc_files(tmp_path):
+    def write(text):
+        p = tmp_path / "bad.swc"
+        p.write_text(text)
+        return p
+
+    with pytest.raises(ValueError, match="parent id 7"):
+        read_swc(write("1 1 0 0 0 5 -1\n2 3 10 0 0 1 7\n"))
+    with pytest.raises(ValueError, match="unique"):
+        read_swc(write("1 1 0 0 0 5 -1\n1 3 10 0 0 1 1\n"))
+    with pytest.raises(ValueError, match="one root"):
+        read_swc(write("1 1 0 0 0 5 -1\n2 3 10 0 0 1 -1\n"))
+    with pytest.raises(ValueError, match="7 fields"):
+        read_swc(write("1 1 0 0 0 5\n"))
+    with pytest.raises(ValueError, match="radius"):
+        read_swc(write("1 1 0 0 0 0 -1\n"))
+    with pytest.raises(ValueError, match="own parent"):
+        read_swc(write("1 1 0 0 0 5 -1\n2 3 10 0 0 1 2\n"))
+    with pytest.raises(ValueError, match="not connected"):
+        jn.Cell.from_swc(write("1 1 0 0 0 5 -1\n2 3 10 0 0 1 3\n3 3 20 0 0 1 2\n"))
+    with pytest.raises(ValueError, match="no entry for SWC type 2"):
+        jn.Cell.from_swc(FILES[0], channels={"soma": [], "dend": [], "apic": []})
+    with pytest.raises(ValueError, match="d_lambda"):
+        jn.Cell.from_swc(FILES[0], d_lambda=0.0)
