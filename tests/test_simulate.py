@@ -128,3 +128,17 @@ def test_trace_plot_returns_axes(tmp_path):
     assert ax.get_xlabel() == "time (ms)" and len(ax.lines) == 1
     ax.figure.savefig(tmp_path / "v.png")
     assert (tmp_path / "v.png").stat().st_size > 1000
+
+
+def test_save_every_must_be_a_multiple_of_dt_for_fixed_steps():
+    with pytest.raises(ValueError, match=r"save_every.*multiple of dt"):
+        jn.simulate(passive(), 10.0, dt=0.025, save_every=0.03)
+
+
+def test_last_step_is_shortened_to_end_at_t1():
+    """t1 off the dt grid: the final state is at t1 exactly (spike counts up to t1)."""
+    lif = jn.LIF(C=1.0, gL=0.1, EL=-70, V_th=-55, V_reset=-75, t_ref=2)
+    a = jn.simulate(lif, 30.0, dt=0.1, stimuli=[jn.StepCurrent(2.0)])
+    b = jn.simulate(lif, 30.05, dt=0.1, stimuli=[jn.StepCurrent(2.0)])
+    assert a.t[-1] == pytest.approx(30.0) and b.t[-1] == pytest.approx(30.0)
+    np.testing.assert_allclose(a.v, b.v)

@@ -1,0 +1,78 @@
+"""Bad input raises a ValueError that names the parameter and what was expected."""
+
+import math
+
+import jax.numpy as jnp
+import pytest
+
+import jaxneuro as jn
+
+
+def soma(**kw):
+    args = dict(length=100, diam=500, cm=1, channels=[jn.channels.Leak()])
+    args.update(kw)
+    return jn.Compartment(**args)
+
+
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"cm": 0.0}, r"cm.*> 0"),
+        ({"cm": -1.0}, r"cm.*> 0"),
+        ({"length": 0.0}, r"length.*> 0"),
+        ({"length": -5.0}, r"length.*> 0"),
+        ({"diam": 0.0}, r"diam.*> 0"),
+        ({"diam": -1.0}, r"diam.*> 0"),
+        ({"cm": math.nan}, r"cm.*NaN|cm.*finite"),
+    ],
+)
+def test_compartment_geometry_and_capacitance(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        soma(**kwargs)
+
+
+@pytest.mark.parametrize("area", [0.0, -100.0])
+def test_compartment_area(area):
+    with pytest.raises(ValueError, match=r"area.*> 0"):
+        jn.Compartment(area=area, channels=[jn.channels.Leak()])
+
+
+def test_nan_in_channel_parameter():
+    with pytest.raises(ValueError, match=r"Leak\.g.*NaN|Leak\.g.*finite"):
+        jn.channels.Leak(g=math.nan)
+    with pytest.raises(ValueError, match=r"HH\.gnabar"):
+        jn.channels.HH(gnabar=jnp.array([0.12, jnp.nan]))
+
+
+def test_negative_capacitance_of_point_neuron():
+    with pytest.raises(ValueError, match=r"LIF\.C.*> 0"):
+        jn.LIF(C=-1.0)
+
+
+@pytest.mark.parametrize("dt", [0.0, -0.025])
+def test_dt(dt):
+    with pytest.raises(ValueError, match=r"dt must be > 0"):
+        jn.simulate(soma(), 10.0, dt=dt)
+
+
+@pytest.mark.parametrize("t1", [0.0, -1.0])
+def test_t1_not_after_t0(t1):
+    with pytest.raises(ValueError, match=r"t1 must be greater than t0"):
+        jn.simulate(soma(), t1)
+
+
+def test_unknown_record_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match=r"record.*'i_na'.*i_pas"):
+        jn.simulate(soma(), 1.0, record=("v", "i_na"))
+
+
+def test_stimulus_with_negative_duration():
+    with pytest.raises(ValueError, match=r"StepCurrent\.dur.*>= 0"):
+        jn.StepCurrent(1.0, 10.0, -5.0)
+
+
+def test_wrong_dimension():
+    import saiunit as u
+
+    with pytest.raises(ValueError, match=r"StepCurrent\.amp.*current.*"):
+        jn.StepCurrent(1.0 * u.mV)

@@ -1,0 +1,45 @@
+"""``jaxneuro tour``: the table, its JSON, and the exit code."""
+
+import json
+
+import pytest
+
+from jaxneuro import cli
+from jaxneuro.tour import runner
+from jaxneuro.tour.scenarios import Check
+
+
+def test_tour_runs_every_seed_scenario_and_passes(tmp_path, capsys):
+    out, js = tmp_path / "figs", tmp_path / "tour.json"
+    code = cli.main(["tour", "--out", str(out), "--json", str(js)])
+    printed = capsys.readouterr().out
+    rows = json.loads(js.read_text())
+    failed = [r for r in rows if not r["ok"]]
+    assert code == 0, failed
+    assert set(rows[0]) == {"scenario", "quantity", "value", "expected", "ok"}
+    scenarios = {r["scenario"] for r in rows}
+    assert {"seed000", "seed001", "seed002", "seed004"} <= scenarios
+    # The table carries the seeds' published numbers.
+    by_quantity = {r["quantity"]: r for r in rows}
+    assert by_quantity["Rin control (MOhm)"]["expected"] == pytest.approx(50.0)
+    assert by_quantity["plateau v (mV) vs tutorial"]["expected"] == pytest.approx(-63.65)
+    assert "max |v - NEURON| (mV)" in by_quantity
+    assert "FAIL" not in printed and "pass" in printed
+    assert {p.name for p in out.glob("*.png")} >= {
+        "seed000_input_resistance.png", "seed001_passive_soma.png", "seed004_ina_ba2002.png"
+    }
+
+
+def test_tour_exits_nonzero_when_a_value_is_off(tmp_path, monkeypatch):
+    def wrong(out):
+        return [Check.near("fake", "x", 1.0, 2.0, rtol=0.01)]
+
+    def broken(out):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner, "SCENARIOS", (wrong, broken))
+    js = tmp_path / "t.json"
+    assert cli.main(["tour", "--out", str(tmp_path), "--json", str(js)]) == 1
+    rows = json.loads(js.read_text())
+    assert [r["ok"] for r in rows] == [False, False]
+    assert "boom" in rows[1]["quantity"]
