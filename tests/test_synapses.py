@@ -1,0 +1,120 @@
+"""Chemical synapses: analytic conductance time courses at the right delay, PSPs,
+per-connection parameters, gradients w.r.t. g_max."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.integrate import solve_ivp
+
+import jaxneuro as jn
+
+AREA = 1000.0  # µm²: gL = 1e-4 S/cm² · 1000 µm² = 1e-3 µS, C = 1e-2 nF
+
+
+def passive(n=None):
+    return jn.Compartment(area=AREA, n=n, channels=[jn.channels.Leak(g=1e-4, e=-70)])
+
+
+def one_spike_net(synapse, n_post=1):
+    """A LIF driven by a 1 ms pulse (exactly one spike) onto passive compartment(s)."""
+    net = jn.Network({"pre": jn.LIF(n=1), "post": passive(n_post)}, [synapse])
+    return net, [jn.StepCurrent(20.0, 2.0, 1.0, target="pre")]
+
+
+def test_exp_synapse_conductance_is_analytic_at_the_delay():
+    g_max, tau, delay = 0.002, 3.0, 1.5
+    net, stims = one_spike_net(jn.ExpSynapse("pre", "post", jn.conn.one_to_one, g_max, tau, 0.0, delay, name="exc"))
+    tr = jn.simulate(net, 25.0, stimuli=stims, record=("v", "g"), v0=-70.0)
+    spikes = np.asarray(tr["pre"].spikes[0])
+    t_s = spikes[0]
+    assert np.isfinite(t_s) and np.isinf(spikes[1])
+    t = np.asarray(tr.t)
+    exact = np.where(t >= t_s + delay, g_max * np.exp(-(t - t_s - delay) / tau), 0.0)
+    np.testing.assert_allclose(np.asarray(tr["exc"].g[:, 0]), exact, rtol=1e-10, atol=1e-15)
+    # Nothing reaches post before the delay.
+    v_post = np.asarray(tr["post"].v)
+    before = t <= t_s + delay
+    np.testing.assert_allclose(v_post[before], -70.0, atol=1e-12)
+    assert v_post.max() > -69.0
+
+
+def test_alpha_synapse_conductance_is_analytic_and_peaks_at_g_max():
+    g_max, tau, delay = 0.001, 2.0, 0.7
+    net, stims = one_spike_net(jn.AlphaSynapse("pre", "post", jn.conn.one_to_one, g_max, tau, -80.0, delay, name="inh"))
+    tr = jn.simulate(net, 25.0, stimuli=stims, record=("v", "g"), v0=-70.0)
+    t_a = float(tr["pre"].spikes[0, 0]) + delay
+    t = np.asarray(tr.t)
+    s = np.maximum(t - t_a, 0.0)
+    exact = g_max * s / tau * np.exp(1.0 - s / tau)
+    g = np.asarray(tr["inh"].g[:, 0])
+    np.testing.assert_allclose(g, exact, rtol=1e-10, atol=1e-15)
+    assert g.max() == pytest.approx(g_max, rel=1e-3)  # peak g_max, tau after arrival
+    assert t[np.argmax(g)] == pytest.approx(t_a + tau, abs=0.025)
+    assert float(tr["post"].v.min()) < -70.1  # hyperpolarising (E = -80 mV)
+
+
+def test_psp_matches_reference_ode():
+    # C dV/dt = -gL (V - EL) + g(t) (E - V) with the analytic exponential g(t).
+    g_max, tau, delay, E = 0.002, 3.0, 1.0, 0.0
+    net, stims = one_spike_net(jn.ExpSynapse("pre", "post", jn.conn.one_to_one, g_max, tau, E, delay))
+    tr = jn.simulate(net, 30.0, stimuli=stims, v0=-70.0, save_every=0.5)
+    t_a = float(tr["pre"].spikes[0, 0]) + delay
+    C, gL = 1e-2, 1e-3
+
+    def rhs(t, v):
+        g = g_max * math.exp(-(t - t_a) / tau) if t >= t_a else 0.0
+        return [(-gL * (v[0] + 70.0) + g * (E - v[0])) / C]
+
+    ref = solve_ivp(rhs, (t_a, 30.0), [-70.0], t_eval=np.asarray(tr.t)[np.asarray(tr.t) >= t_a + 1.0],
+                    rtol=1e-10, atol=1e-10, max_step=0.01)
+    v = np.asarray(tr["post"].v)[np.asarray(tr.t) >= t_a + 1.0, 0]
+    peak = ref.y[0].max() + 70.0
+    assert peak > 2.0  # a PSP of ~20 mV
+    # Backward Euler with the conductance taken up at step ends: first order in dt.
+    np.testing.assert_allclose(v, ref.y[0], atol=0.02 * peak)
+
+
+def test_per_connection_parameters_and_all_to_all():
+    # Two presynaptic neurons firing at different times onto three posts.
+    delays = jnp.array([0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    g_max = jnp.linspace(0.001, 0.006, 6)
+    syn = jn.ExpSynapse("pre", "post", jn.conn.all_to_all(), g_max, 4.0, 0.0, delays, name="s")
+    net = jn.Network({"pre": jn.LIF(n=2), "post": passive(3)}, [syn])
+    stims = [jn.StepCurrent(20.0, 2.0, 1.0, target=("pre", [0])), jn.StepCurrent(20.0, 6.0, 1.0, target=("pre", [1]))]
+    tr = jn.simulate(net, 20.0, stimuli=stims, record=("g",))
+    t_s = np.asarray(tr["pre"].spikes[:, 0])
+    assert t_s[1] > t_s[0] + 3.0
+    pre_ids = np.repeat([0, 1], 3)
+    t = np.asarray(tr.t)[:, None]
+    t_a = t_s[pre_ids] + np.asarray(delays)
+    exact = np.where(t >= t_a, np.asarray(g_max) * np.exp(-(t - t_a) / 4.0), 0.0)
+    np.testing.assert_allclose(np.asarray(tr["s"].g), exact, rtol=1e-10, atol=1e-15)
+    # Current into each post: the sum over its connections.
+    i_syn = np.asarray(jn.simulate(net, 20.0, stimuli=stims, record=("i_syn", "v"))["post"].i_syn)
+    assert i_syn.shape == (t.shape[0], 3) and i_syn.max() > 0
+
+
+def test_gradient_with_respect_to_g_max():
+    def peak_depolarisation(g_max):
+        net, stims = one_spike_net(jn.ExpSynapse("pre", "post", jn.conn.one_to_one, g_max, 3.0, 0.0, 1.0))
+        tr = jn.simulate(net, 12.0, stimuli=stims, v0=-70.0, save_every=0.5)
+        return jnp.max(tr["post"].v) + 70.0
+
+    f = jax.jit(jax.value_and_grad(peak_depolarisation))
+    val, grad = f(0.002)
+    h = 1e-7
+    fd = (f(0.002 + h)[0] - f(0.002 - h)[0]) / (2 * h)
+    assert float(val) > 1.0
+    assert float(grad) == pytest.approx(float(fd), rel=1e-5)
+
+
+def test_synapse_needs_a_spiking_pre():
+    with pytest.raises(ValueError, match="spiking population"):
+        jn.Network({"a": passive(2), "b": passive(2)}, [jn.ExpSynapse("a", "b", jn.conn.one_to_one, 0.001)])
+    with pytest.raises(ValueError, match="g_max"):
+        jn.ExpSynapse("a", "b", jn.conn.one_to_one)
+    with pytest.raises(ValueError, match="tau"):
+        jn.ExpSynapse("a", "b", jn.conn.one_to_one, 0.001, tau=-1.0)
