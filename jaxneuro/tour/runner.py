@@ -29,12 +29,13 @@ def _fmt(x):
     return f"{x:.6g}"
 
 
-def run_tour(out: Path, json_path: Path | None = None, *, compare_neuron: bool = True, stream=sys.stdout) -> list[Check]:
+def run_tour(out: Path, json_path: Path | None = None, *, compare_neuron: bool = True, stream=None) -> list[Check]:
     """Run every scenario, print progress and the table to ``stream``, write PNGs to
     ``out`` and, if given, the rows as JSON to ``json_path``. Returns the rows."""
     import matplotlib
 
     matplotlib.use("Agg")
+    stream = sys.stdout if stream is None else stream
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[Check] = []
