@@ -1,0 +1,148 @@
+"""Network composition, stimulus targets, per-population traces, connection rules."""
+
+import time
+
+import numpy as np
+import pytest
+
+import jaxneuro as jn
+
+
+def soma(n=None):
+    return jn.Compartment(length=20, diam=20, n=n, channels=[jn.channels.HH()])
+
+
+# --- connection rules -------------------------------------------------------------------
+def test_one_to_one_and_all_to_all():
+    pre, post = jn.conn.one_to_one()(4, 4)
+    np.testing.assert_array_equal(pre, np.arange(4))
+    np.testing.assert_array_equal(post, np.arange(4))
+    pre, post = jn.conn.all_to_all()(3, 3, same=True)
+    assert len(pre) == 9 and np.sum(pre == post) == 3
+    pre, post = jn.conn.all_to_all(include_self=False)(3, 3, same=True)
+    assert len(pre) == 6 and not np.any(pre == post)
+    pre, post = jn.conn.all_to_all(include_self=False)(3, 3, same=False)  # different populations
+    assert len(pre) == 9
+    with pytest.raises(ValueError, match="same size"):
+        jn.conn.one_to_one()(3, 4)
+
+
+def test_fixed_prob_statistics_and_reproducibility():
+    n, p = 2000, 0.01
+    pre, post = jn.conn.fixed_prob(p, seed=7)(n, n)
+    m = len(pre)
+    # Binomial(n², p): mean 40000, sd ≈ 199.
+    assert abs(m - p * n * n) < 5 * np.sqrt(p * (1 - p) * n * n)
+    assert len(set(zip(pre.tolist(), post.tolist()))) == m  # no duplicate pairs
+    assert pre.min() >= 0 and pre.max() < n and post.min() >= 0 and post.max() < n
+    # Out-degree ~ Binomial(n, p).
+    deg = np.bincount(pre, minlength=n)
+    assert deg.var() == pytest.approx(n * p * (1 - p), rel=0.15)
+    again = jn.conn.fixed_prob(p, seed=7)(n, n)
+    np.testing.assert_array_equal(again[0], pre)
+    assert not np.array_equal(jn.conn.fixed_prob(p, seed=8)(n, n)[1][:100], post[:100])
+    pre, post = jn.conn.fixed_prob(0.3, seed=1, include_self=False)(50, 50, same=True)
+    assert not np.any(pre == post)
+    assert len(jn.conn.fixed_prob(1.0)(5, 7)[0]) == 35 and len(jn.conn.fixed_prob(0.0)(5, 7)[0]) == 0
+    with pytest.raises(ValueError, match="probability"):
+        jn.conn.fixed_prob(1.5)
+
+
+def test_fixed_prob_costs_memory_in_connections_not_n_squared():
+    n = 100_000
+    start = time.perf_counter()
+    pre, post = jn.conn.fixed_prob(1e-4, seed=0, include_self=False)(n, n, same=True)
+    assert time.perf_counter() - start < 5.0  # 1e10 pairs would not fit in that time
+    assert abs(len(pre) - 1e6) < 5e3
+
+
+def test_explicit_and_callable_rules():
+    net = jn.Network({"a": jn.LIF(n=3), "b": jn.LIF(n=2)},
+                     [jn.SymmetricGapJunction("a", "b", ([0, 2], [1, 1]), 0.1),
+                      jn.SymmetricGapJunction("a", "b", jn.conn.explicit([1], [0]), 0.1),
+                      jn.SymmetricGapJunction("a", "a", lambda n_pre, n_post: ([0], [2]), 0.1),
+                      jn.SymmetricGapJunction("b", "b", jn.conn.all_to_all, 0.1)])  # factory, uncalled
+    idx = [(np.asarray(c.pre_index).tolist(), np.asarray(c.post_index).tolist()) for c in net.couplings]
+    assert idx[0] == ([0, 2], [4, 4])  # global flat indices: "b" starts at 3
+    assert idx[1] == ([1], [3])
+    assert idx[2] == ([0], [2])
+    assert len(idx[3][0]) == 4
+    with pytest.raises(ValueError, match=r"lie in \[0, 2\)"):
+        jn.Network({"a": jn.LIF(n=3), "b": jn.LIF(n=2)}, [jn.SymmetricGapJunction("a", "b", ([0], [5]), 0.1)])
+
+
+# --- composition ------------------------------------------------------------------------
+def test_uncoupled_network_equals_separate_simulations():
+    a, b = jn.LIF(n=3, EL=-65.0), soma(2)
+    net = jn.Network(populations={"a": a, "b": b})
+    stims_net = [jn.StepCurrent(2.5, 5.0, 20.0, target="a"), jn.StepCurrent(0.3, 2.0, 10.0, target=("b", [1]))]
+    solver = jn.StaggeredEuler()
+    tr = jn.simulate(net, 30.0, stimuli=stims_net, solver=solver)
+    ta = jn.simulate(a, 30.0, stimuli=[jn.StepCurrent(2.5, 5.0, 20.0)], solver=solver)
+    tb = jn.simulate(b, 30.0, stimuli=[jn.StepCurrent(0.3, 2.0, 10.0, target=[1])], v0=-65.0, solver=solver)
+    np.testing.assert_allclose(tr["a"].v, ta.v, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tr["a"].spikes, ta.spikes, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tr["b"].v, tb.v, rtol=0, atol=1e-12)
+    assert np.isfinite(tr["a"].spikes).sum() >= 3 and tr["b"].v[:, 1].max() > 0  # both fire
+    assert tr["b"].v[:, 0].max() < -60
+    assert tr["b"].spikes is None
+
+
+def test_default_solver_and_gates_layout():
+    lifs = jn.Network({"a": jn.LIF(n=2), "b": jn.LIF(n=3)})
+    assert lifs.default_solver() == jn.StaggeredEuler(voltage_update="exponential")
+    gap = jn.Network({"a": jn.LIF(n=2), "b": jn.LIF(n=3)}, [jn.SymmetricGapJunction("a", "b", jn.conn.all_to_all(), 0.1)])
+    assert gap.default_solver() == jn.StaggeredEuler(voltage_update="backward_euler")
+    with pytest.raises(ValueError, match="independent"):
+        jn.simulate(gap, 1.0, solver=jn.StaggeredEuler(voltage_update="exponential"))
+    mixed = jn.Network({"cell": soma(), "lif": jn.LIF(n=2)})
+    state = mixed.init_state(-65.0)
+    assert state.v.shape == (3,) and set(state.gates) == {"cell"} and set(state.events) == {"lif"}
+    assert mixed.default_solver() == jn.StaggeredEuler()
+
+
+def test_stimulus_targets_and_errors():
+    net = jn.Network({"a": jn.LIF(n=3), "b": jn.LIF(n=2)})
+    np.testing.assert_array_equal(net.place_current("b", 1.0), [0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(net.place_current(("a", [0, 2]), 2.0), [2, 0, 2, 0, 0])
+    np.testing.assert_array_equal(net.place_current(None, 1.0), [1, 1, 1, 1, 1])
+    with pytest.raises(ValueError, match="no population 'c'"):
+        net.place_current("c", 1.0)
+    with pytest.raises(ValueError, match="by name"):
+        net.place_current(3, 1.0)
+    with pytest.raises(ValueError, match="needs a jn.Network"):
+        jn.simulate(jn.LIF(n=2), 1.0, stimuli=[jn.StepCurrent(1.0, target="a")])
+    with pytest.raises(ValueError, match="non-empty dict"):
+        jn.Network({})
+    with pytest.raises(ValueError, match="jaxneuro model"):
+        jn.Network({"a": 3})
+
+
+def test_trace_access_and_errors():
+    net = jn.Network({"a": jn.LIF(n=3), "b": soma()})
+    tr = jn.simulate(net, 5.0, record=("v", "i_gap"), save_every=1.0)
+    assert tr["a"].v.shape == (6, 3) and tr["b"].v.shape == (6,)
+    assert tr["a"].spikes.shape == (3, 100)
+    np.testing.assert_array_equal(tr["a"].i_gap, 0.0)
+    with pytest.raises(KeyError, match="the trace has"):
+        tr["c"]
+    with pytest.raises(AttributeError, match=r"trace\[population\]"):
+        tr.v
+    np.testing.assert_allclose(tr.window(2.0, 4.0)["a"].t, [2.0, 3.0, 4.0])
+    assert tr.at(2.5)["b"].v.shape == ()
+
+
+def test_compartments_addressed_by_flat_index():
+    # A population of compartments stands in for the segments of a multicompartment
+    # cell: junctions reach single compartments by their flat index into state.v.
+    cells = jn.Compartment(area=1000.0, n=4, channels=[jn.channels.Leak(g=1e-4, e=-70)])
+    net = jn.Network({"cell": cells, "lif": jn.LIF(n=2, V_th=0.0)},
+                     [jn.SymmetricGapJunction(("cell", [3]), ("lif", [1]), jn.conn.one_to_one, 0.01)])
+    np.testing.assert_array_equal(net.couplings[0].pre_index, [3])
+    np.testing.assert_array_equal(net.couplings[0].post_index, [5])
+    tr = jn.simulate(net, 200.0, dt=0.5, save_every=200.0, v0=-70.0, stimuli=[jn.StepCurrent(0.5, 0, np.inf, target=("lif", 1))])
+    v_cell, v_lif = np.asarray(tr["cell"].v[-1]) + 70, np.asarray(tr["lif"].v[-1]) + 70
+    np.testing.assert_allclose(v_cell[:3], 0.0, atol=1e-12)
+    g, gl_cell, gl_lif = 0.01, 1e-3, 0.1
+    G = np.array([[gl_cell + g, -g], [-g, gl_lif + g]])
+    np.testing.assert_allclose([v_cell[3], v_lif[1]], np.linalg.solve(G, [0.0, 0.5]), rtol=1e-6)
