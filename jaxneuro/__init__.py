@@ -7,7 +7,7 @@ mA/cm², ``cm`` in µF/cm², axial ``Ra`` in Ω·cm. Any parameter also accepts 
 
 from . import analysis, channels, units
 from .analysis import (
-    firing_rate, input_resistance, isi, membrane_time_constant, spike_count, spike_times, steady_state,
+    fi_curve, firing_rate, input_resistance, isi, membrane_time_constant, spike_count, spike_times, steady_state,
 )
 from .coupling import (
     AlphaSynapse, AsymmetricGapJunction, AsymmetryGapJunction, ExpSynapse, SymmetricGapJunction,
@@ -16,7 +16,7 @@ from .coupling import (
 from .model import AbstractModel
 from .morphology import Cable, Cell, Compartment
 from .network import Network
-from .neurons import LIF, AbstractSpikingNeuron
+from .neurons import LIF, AbstractSpikingNeuron, AdEx, Izhikevich
 from .solve import StaggeredEuler, System, Trace, simulate
 from .state import State
 from .stimuli import AbstractStimulus, DataCurrent, Ramp, Sine, StepCurrent
@@ -26,8 +26,8 @@ __version__ = "0.1.0"
 __all__ = [
     "analysis", "channels", "units",
     "steady_state", "input_resistance", "membrane_time_constant",
-    "spike_times", "isi", "spike_count", "firing_rate",
-    "AbstractModel", "Cable", "Cell", "Compartment", "State", "LIF", "AbstractSpikingNeuron",
+    "spike_times", "isi", "spike_count", "firing_rate", "fi_curve",
+    "AbstractModel", "Cable", "Cell", "Compartment", "State", "LIF", "AbstractSpikingNeuron", "AdEx", "Izhikevich",
     "simulate", "StaggeredEuler", "System", "Trace",
     "AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent",
     "conn", "Network", "SymmetricGapJunction", "AsymmetricGapJunction",

@@ -18,7 +18,7 @@ from .stimuli import StepCurrent
 
 __all__ = [
     "steady_state", "input_resistance", "membrane_time_constant",
-    "spike_times", "isi", "spike_count", "firing_rate",
+    "spike_times", "isi", "spike_count", "firing_rate", "fi_curve",
 ]
 
 
@@ -201,3 +201,36 @@ def firing_rate(spikes, start, stop):
     spikes = jnp.asarray(spikes)
     inside = (spikes >= start) & (spikes < stop)
     return jnp.sum(inside, axis=-1) / ((stop - start) / 1000.0)
+
+
+def fi_curve(model: AbstractModel, amps, *, delay=0.0, dur=500.0, window=None, dt=0.025,
+             threshold=0.0, v0=None, capacity: int = 500):
+    """Firing rate (Hz) against step amplitude: the f-I curve.
+
+    Each amplitude in ``amps`` (nA) is a :class:`StepCurrent` from ``delay`` for
+    ``dur`` ms; the rate counts spikes in ``window = (start, stop)`` (ms; default the
+    whole step; skip the onset to get the steady rate). The amplitudes run in
+    parallel with ``jax.vmap``. Spikes are the model's own events for spiking
+    neurons, else upward crossings of ``threshold`` (mV). Returns an array shaped
+    ``amps.shape + model.shape``.
+    """
+    from .solve.simulate import simulate
+
+    amps = jnp.asarray(units.to_base(amps, "amps", units.nA), dtype=jnp.result_type(float))
+    delay = units.to_base(delay, "delay", units.ms)
+    dur = units.to_base(dur, "dur", units.ms)
+    if not float(dur) > 0 or not np.isfinite(float(dur)):
+        raise ValueError(f"fi_curve: dur expects a finite duration > 0 ms, got {dur}")
+    start, stop = (float(delay), float(delay) + float(dur)) if window is None else (float(window[0]), float(window[1]))
+    if not stop > start:
+        raise ValueError(f"fi_curve: window expects (start, stop) with stop > start (ms), got {window}")
+    if start < float(delay) or stop > float(delay) + float(dur):
+        raise ValueError(f"fi_curve: window {window} must lie within the step [{delay}, {float(delay) + float(dur)}] ms")
+
+    def rate(amp):
+        trace = simulate(model, stop, dt=dt, stimuli=[StepCurrent(amp, delay, dur)], v0=v0)
+        spikes = spike_times(trace, threshold, capacity=capacity)
+        return firing_rate(spikes, start, stop)
+
+    flat = amps.reshape(-1)
+    return jax.vmap(rate)(flat).reshape(amps.shape + model.shape)

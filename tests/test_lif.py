@@ -1,0 +1,146 @@
+"""LIF: seed 002's ISI table, in-step spikes, buffers, and differentiable spike times."""
+
+import math
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import saiunit as u
+
+import jaxneuro as jn
+
+CS = np.array([0.5, 1.0, 1.5, 2.0])
+GLS = np.array([0.05, 0.1, 0.12, 0.14])
+C_GRID, GL_GRID = (x.ravel() for x in np.meshgrid(CS, GLS, indexing="ij"))
+
+
+def closed_form_isi(C, gL, I=2.0, EL=-70.0, V_th=-55.0, V_reset=-75.0, t_ref=2.0):
+    v_inf = EL + I / gL
+    if v_inf <= V_th:
+        return math.inf
+    return C / gL * math.log((v_inf - V_reset) / (v_inf - V_th)) + t_ref
+
+
+def table_isis(pop, stim, dt):
+    trace = jn.simulate(pop, 200.0, dt=dt, stimuli=[stim])
+    isis = np.asarray(jn.isi(trace.spikes))
+    out = []
+    for row in isis:
+        finite = row[np.isfinite(row)]
+        out.append(float(np.mean(finite)) if finite.size else math.inf)
+    return np.array(out), trace
+
+
+@pytest.mark.parametrize("dt", [0.1, 0.025])
+def test_seed002_isi_table_with_floats(dt):
+    pop = jn.LIF(n=C_GRID.size, C=jnp.asarray(C_GRID), gL=jnp.asarray(GL_GRID))
+    got, trace = table_isis(pop, jn.StepCurrent(2.0), dt)
+    for k in range(C_GRID.size):
+        expected = closed_form_isi(C_GRID[k], GL_GRID[k])
+        if math.isinf(expected):  # V∞ below threshold: silent
+            assert int(trace.spike_count[k]) == 0
+        else:
+            assert got[k] == pytest.approx(expected, rel=0.005), (C_GRID[k], GL_GRID[k])
+    # gL = 0.14 gives V∞ = -55.7 mV < V_th: that row of the table is silent.
+    assert sum(math.isinf(closed_form_isi(c, g)) for c, g in zip(C_GRID, GL_GRID)) == 4
+
+
+@pytest.mark.parametrize("dt", [0.1, 0.025])
+def test_seed002_isi_table_with_density_quantities(dt):
+    pop = jn.LIF(
+        n=C_GRID.size,
+        C=jnp.asarray(C_GRID) * u.uF / u.cm**2,
+        gL=jnp.asarray(GL_GRID) * u.mS / u.cm**2,
+        EL=-70 * u.mV, V_th=-55 * u.mV, V_reset=-75 * u.mV, V_spike=20 * u.mV, t_ref=2 * u.ms,
+    )
+    got, _ = table_isis(pop, jn.StepCurrent(2 * u.uA / u.cm**2), dt)
+    for k in range(C_GRID.size):
+        expected = closed_form_isi(C_GRID[k], GL_GRID[k])
+        if math.isfinite(expected):
+            assert got[k] == pytest.approx(expected, rel=0.005)
+        else:
+            assert math.isinf(got[k])
+
+
+def test_spike_times_are_exact_beyond_dt():
+    """With the exact linear flow and in-step crossing the spike times do not depend
+    on dt, and equal the closed form from V0 = EL."""
+    lif = jn.LIF()
+    first = 10 * math.log(20 / 5)  # τ ln((V∞ - EL)/(V∞ - V_th)), V∞ = -50
+    isi = closed_form_isi(1.0, 0.1)
+    expected = first + isi * np.arange(4)  # the fifth would come at 86 ms
+    for dt in (0.1, 0.025, 0.3):
+        spikes = np.asarray(jn.simulate(lif, 80.0, dt=dt, stimuli=[jn.StepCurrent(2.0)]).spikes)
+        np.testing.assert_allclose(spikes[:4], expected, atol=1e-9)
+        assert np.isinf(spikes[4])
+
+
+def test_spike_buffer_shapes_padding_and_overflow():
+    pop = jn.LIF(n=3, gL=jnp.array([0.05, 0.1, 0.2]), spike_capacity=4)
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        trace = jn.simulate(pop, 100.0, stimuli=[jn.StepCurrent(2.0)])
+    assert trace.spikes.shape == (3, 4)
+    assert bool(trace.overflowed[0]) and not bool(trace.overflowed[2])
+    assert int(trace.spike_count[0]) > 4  # the true count is kept
+    assert np.all(np.isinf(np.asarray(trace.spikes[2])))  # silent neuron: all inf
+    single = jn.simulate(jn.LIF(spike_capacity=7), 10.0)
+    assert single.spikes.shape == (7,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jn.simulate(jn.LIF(spike_capacity=50), 100.0, stimuli=[jn.StepCurrent(2.0)])
+
+
+def test_v_spike_is_shown_and_reset_held_for_t_ref():
+    trace = jn.simulate(jn.LIF(), 40.0, dt=0.1, stimuli=[jn.StepCurrent(2.0)])
+    t, v = np.asarray(trace.t), np.asarray(trace.v)
+    first = float(trace.spikes[0])
+    after = np.argmax(t >= first)
+    assert v[after] == 20.0  # the seed's V_spike marker
+    held = (t > first + 0.15) & (t < first + 2.0 - 1e-9)
+    np.testing.assert_allclose(v[held], -75.0)
+    assert v[np.argmax(t > first + 2.2)] > -75.0
+
+
+def test_population_broadcasts_scalars_and_matches_single_neurons():
+    gLs = jnp.array([0.08, 0.1])
+    pop = jn.simulate(jn.LIF(n=2, gL=gLs), 50.0, stimuli=[jn.StepCurrent(2.0)])
+    for k in range(2):
+        one = jn.simulate(jn.LIF(gL=float(gLs[k])), 50.0, stimuli=[jn.StepCurrent(2.0)])
+        np.testing.assert_allclose(pop.spikes[k], one.spikes)
+
+
+def first_spike(model, amp=2.0, t1=60.0, dt=0.1):
+    trace = jn.simulate(model, t1, dt=dt, stimuli=[jn.StepCurrent(amp)])
+    return trace.spikes[..., 0]
+
+
+def test_first_spike_time_gradient_matches_analytic():
+    def analytic(C, gL, I=2.0):
+        v_inf = -70.0 + I / gL
+        return C / gL * jnp.log((v_inf + 70.0) / (v_inf + 55.0))
+
+    lif = jn.LIF(C=1.2, gL=0.09)
+    grads = jax.grad(lambda m: first_spike(m))(lif)
+    dC, dgL = jax.grad(analytic, argnums=(0, 1))(1.2, 0.09)
+    assert float(grads.C) == pytest.approx(float(dC), rel=0.01)
+    assert float(grads.gL) == pytest.approx(float(dgL), rel=0.01)
+    d_amp = jax.grad(lambda a: first_spike(lif, amp=a))(2.0)
+    assert float(d_amp) == pytest.approx(float(jax.grad(analytic, argnums=2)(1.2, 0.09, 2.0)), rel=0.01)
+
+
+@pytest.mark.parametrize("amp", [1.4999, 1.5, 1.5001, 1.51])
+def test_gradients_stay_finite_at_threshold(amp):
+    """Rheobase is gL·(V_th - EL) = 1.5 nA: just below, at and just above it the
+    gradients of spike-time and voltage losses are finite (no NaN)."""
+    lif = jn.LIF()
+
+    def loss(a):
+        trace = jn.simulate(lif, 100.0, dt=0.1, stimuli=[jn.StepCurrent(a)])
+        t_first = jnp.where(jnp.isfinite(trace.spikes[0]), trace.spikes[0], 100.0)
+        return t_first + jnp.mean(trace.v)
+
+    g = jax.grad(loss)(amp)
+    assert np.isfinite(float(g))
