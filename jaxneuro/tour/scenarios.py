@@ -170,6 +170,41 @@ def seed002_lif_table(out: Path) -> list[Check]:
     return rows
 
 
+def seed002_cable(out: Path) -> list[Check]:
+    """Seed 002: a passive sealed cable with current injected at its middle reaches
+    the cosh steady-state profile of cable theory."""
+    import matplotlib.pyplot as plt
+
+    import jaxneuro as jn
+
+    g, e, ra, diam, length, amp = 1e-4, -65.0, 100.0, 2.0, 1000.0, 0.1  # S/cm², mV, Ω·cm, µm, µm, nA
+    cable = jn.Cable(length=length, diam=diam, Ra=ra, nseg=101, channels=[jn.channels.Leak(g=g, e=e)])
+    trace = jn.simulate(cable, 150.0, dt=0.1, v0=e, save_every=1.0,
+                        stimuli=[jn.StepCurrent(amp, 0.0, 1e9, target=0.5)])
+    lam = math.sqrt(1.0 / g * diam * 1e-4 / (4 * ra)) * 1e4  # µm
+    r_a = ra * 1e-2 / (math.pi * diam**2 / 4)  # MΩ/µm
+    x = np.asarray(cable.centres) * length
+    analytic = amp * r_a * lam / 2 * np.cosh((length / 2 - np.abs(x - length / 2)) / lam) / np.sinh(length / (2 * lam))
+    deflection = np.asarray(trace.v[-1]) - e
+    rows = [
+        Check.near("seed002", "cable peak deflection (mV)", float(deflection.max()), float(analytic.max()), rtol=0.005),
+        Check.near("seed002", "cable max |V - cosh profile| / peak", float(np.max(np.abs(deflection - analytic)) / analytic.max()), 0.0, atol=0.005),
+        Check("seed002", "cable peak at the injection site (segment)", int(np.argmax(deflection)), "50", int(np.argmax(deflection)) == 50),
+    ]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a1.plot(x, deflection, lw=3, label="jaxneuro")
+    a1.plot(x, analytic, "k--", label="cosh solution")
+    a1.set(xlabel="x (µm)", ylabel="V - E (mV)", title="steady state")
+    a1.legend()
+    for frac in (0.5, 0.75, 1.0):
+        a2.plot(trace.t, trace.v[:, cable.index(frac)], label=f"x = {frac}")
+    a2.set(xlabel="t (ms)", ylabel="v (mV)", title="time course")
+    a2.legend()
+    fig.tight_layout()
+    _savefig(fig, out, "seed002_cable.png")
+    return rows
+
+
 def seed004_ina_ba2002(out: Path) -> list[Check]:
     """Seed 004: a compartment with INa_Ba2002, IKDR_Ba2002 and a leak fires under a step."""
     import matplotlib.pyplot as plt
@@ -198,6 +233,7 @@ SCENARIOS = (
     seed000_input_resistance,
     seed001_passive_soma,
     seed002_hh_rest,
+    seed002_cable,
     seed002_lif_table,
     seed004_ina_ba2002,
 )
