@@ -261,3 +261,22 @@ def test_fit_gap_conductance_to_coupling_coefficient():
     # relaxation (time constants ≤ 10 ms).
     assert g_fit == pytest.approx(target_cc * 0.1 / (1 - target_cc), rel=1e-3)
     assert float(loss) < 1e-8
+
+
+def test_table_and_scatter_layouts_agree():
+    # Per-compartment tables (no hubs) and the scatter from the connection list (with a
+    # hub) give the same currents.
+    import equinox as eqx
+
+    rng = np.random.default_rng(5)
+    n = 60
+    hub = ([0] * (n - 1), list(range(1, n)))
+    net = jn.Network({"a": passive_lif(n)},
+                     [jn.AsymmetricGapJunction("a", "a", jn.conn.fixed_prob(0.1, seed=1), jnp.asarray(rng.uniform(0, 1, (368, 2)))),
+                      jn.SymmetricGapJunction("a", "a", hub, 0.2)])
+    tab, hubc = net.couplings
+    assert tab.table_src is not None and hubc.table_src is None
+    v = jnp.asarray(rng.uniform(-80, -40, n))
+    plain = eqx.tree_at(lambda c: (c.table_src, c.table_w), tab, (None, None))
+    np.testing.assert_allclose(tab.current(v), plain.current(v), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(tab.diagonal(n, v.dtype), plain.diagonal(n, v.dtype), rtol=1e-12)

@@ -78,14 +78,19 @@ class AbstractCoupling(eqx.Module):
         pre_glob, post_glob = locate(self.pre), locate(self.post)
         same = pre_glob.shape == post_glob.shape and bool(np.all(pre_glob == post_glob))
         pre_ids, post_ids = conn_rules.resolve(self.conn, pre_glob.size, post_glob.size, same)
+        pre, post = pre_glob[pre_ids], post_glob[post_ids]
         bound = eqx.tree_at(
             lambda c: (c.pre_index, c.post_index),
             self,
-            (jnp.asarray(pre_glob[pre_ids], dtype=jnp.int32), jnp.asarray(post_glob[post_ids], dtype=jnp.int32)),
+            (jnp.asarray(pre, dtype=jnp.int32), jnp.asarray(post, dtype=jnp.int32)),
             is_leaf=lambda x: x is None,
         )
         bound.check_bound()
-        return bound
+        return bound.finish_bind(pre, post, locate)
+
+    def finish_bind(self, pre, post, locate):
+        """Subclasses' further set-up from the NumPy global indices ``pre``/``post``."""
+        return self
 
     def check_bound(self):
         """Validate parameter shapes against the number of connections."""

@@ -38,10 +38,10 @@ class AbstractSynapse(AbstractCoupling):
 
     pre_local: object = eqx.field(default=None, kw_only=True)
 
-    def bind(self, locate):
-        bound = super().bind(locate)
+    def finish_bind(self, pre, post, locate):
         offset = int(locate((self.pre[0], None))[0])
-        return eqx.tree_at(lambda c: c.pre_local, bound, bound.pre_index - offset, is_leaf=lambda x: x is None)
+        return eqx.tree_at(lambda c: c.pre_local, self, jnp.asarray(pre - offset, dtype=jnp.int32),
+                           is_leaf=lambda x: x is None)
 
     def check_bound(self):
         cls = type(self).__name__

@@ -4,12 +4,13 @@
 a vector of ones gives, per compartment, the *row sum* of the full Jacobian,
 ``b = diag(J_local) + A·1``, where ``A`` is the gap coupling's Jacobian (1/ms). It then
 asks the model's :meth:`voltage_coupling` to solve ``(diag(d) − A) x = rhs`` with
-``d = 1/h − b``. To get the intended ``(I/h − J_local − A) x = rhs`` the solve adds
-``A·1`` back to the diagonal. For gap junctions ``A·1 = 0``, every current being a
+``d = 1/h − b``. The intended system is ``(I/h − J_local − A) x = rhs``, i.e. ``d``
+would need ``A·1`` added back. For gap junctions ``A·1 = 0``, every current being a
 conductance times a voltage *difference* — true for the asymmetric junction too: the
 row of ``post`` holds ``+g0/C`` at ``pre`` and ``−g0/C`` on its diagonal, the row of
-``pre`` ``+g1/C`` and ``−g1/C`` — so nothing is counted twice; the correction is kept
-(one matrix–vector product) so the solve stays right for any linear coupling.
+``pre`` ``+g1/C`` and ``−g1/C`` — so ``d`` is used as given and the gap diagonal,
+which lives in ``A``, is counted exactly once. (A coupling with non-zero row sums
+would need ``A·1`` added to ``d`` here.)
 
 Multiplying by the capacitances ``C`` (nF) gives ``(diag(C·d') − G) x = C·rhs`` with
 ``G`` the conductance matrix (µS), applied through the junctions' own current
@@ -64,7 +65,9 @@ class GapCoupling(eqx.Module):
         """Solve ``(diag(diag) − A) x = rhs`` (see the module docstring)."""
         dtype = rhs.dtype
         c = self.capacitance
-        dd = c * (diag + self.matvec(jnp.ones_like(rhs)))  # µS
+        # A·1 = 0 for gap junctions (currents are conductances times voltage
+        # differences), so diag already is the diagonal the solve needs.
+        dd = c * diag  # µS
         g_out = jnp.zeros_like(rhs)
         for j in self.junctions:
             g_out = g_out + j.diagonal(rhs.shape[0], dtype)

@@ -97,6 +97,7 @@ class Network(AbstractModel):
                 )
             return off + idx
 
+        locate.n_total = int(offsets[-1])
         bound, seen = [], set()
         for i, c in enumerate(couplings):
             if not isinstance(c, AbstractCoupling):
