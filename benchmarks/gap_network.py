@@ -43,15 +43,10 @@ def main(argv=None):
     pop = jn.LIF(n=n, spike_capacity=64)
     gap = jn.SymmetricGapJunction("e", "e", jn.conn.fixed_prob(args.p_per_neuron / n, seed=1, include_self=False), args.g)
     net = jn.Network({"e": pop}, [gap])
-    drive = jnp.asarray(rng.uniform(1.0, 3.0, n))  # nA; rheobase 1.5 nA
-    stim = jn.StepCurrent(1.0, 0.0, np.inf, target="e")
-    stim = jax.tree.map(lambda x: x, stim)
+    drive = jnp.asarray(rng.uniform(1.0, 3.0, n))  # nA per neuron; rheobase 1.5 nA
+    stim = jn.StepCurrent(drive, 0.0, np.inf, target="e")
     n_conn = net.couplings[0].n_connections
     t_build = time.perf_counter() - t
-
-    # Heterogeneous drive through the population's rest potential would change the
-    # model; a per-neuron amplitude is a stimulus leaf instead.
-    stim = jn.StepCurrent(drive, 0.0, np.inf, target="e")
 
     def run():
         tr = jn.simulate(net, args.t1, dt=args.dt, stimuli=[stim], save_every=1.0)
