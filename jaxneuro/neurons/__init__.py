@@ -1,6 +1,8 @@
 """Point neurons with threshold, reset and refractoriness (absolute units)."""
 
 from .base import AbstractSpikingNeuron
+from .adex import AdEx
+from .izhikevich import Izhikevich
 from .lif import LIF
 
-__all__ = ["AbstractSpikingNeuron", "LIF"]
+__all__ = ["AbstractSpikingNeuron", "LIF", "AdEx", "Izhikevich"]

@@ -7,6 +7,7 @@ import abc
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import units
 from ..model import AbstractModel
@@ -51,6 +52,58 @@ class AbstractSpikingNeuron(AbstractModel):
     def display_voltage(self, v, spiked):
         """The voltage reported by ``record=("v",)``: ``v`` unless overridden."""
         return v
+
+    def upswing_crossing_time(self, v_start, gates: dict, a, b, v_th):
+        """Time (ms) from ``v_start`` to ``v_th`` on a model-specific estimate of the
+        upswing within the step (``inf`` where it does not get there), or ``None``
+        (the default) to use only the step's flow linearised in ``v``, which is exact
+        for linear dynamics but underestimates a convex upswing (exponential,
+        quadratic) and would find the spike up to a step late. Where given, the spike
+        is the earlier of the two."""
+        return None
+
+    def _frozen_crossing_time(self, v_start, gates, a, b, v_th, coordinate, inverse, order=8):
+        """``∫ dv / F(v)`` from ``v_start`` to ``v_th`` for the flow with gates and
+        input frozen at the step start, ``F = I/C - membrane_current(v, gates)/C`` (the
+        injected ``I/C`` recovered from the step's linear flow ``a + b·v``), by
+        ``order``-point Gauss–Legendre in ``y = coordinate(v)`` (increasing, with
+        ``inverse`` its inverse), chosen so ``dy/dt`` is nearly constant on the
+        upswing. ``inf`` where ``F`` is not positive at every node."""
+        c = self.capacitance
+        drive = a + b * v_start + self.membrane_current(v_start, gates) / c
+        shape = jnp.shape(v_start)
+        y0 = coordinate(v_start)
+        y1 = coordinate(jnp.broadcast_to(v_th, shape))
+        x, w = np.polynomial.legendre.leggauss(order)
+        x = jnp.asarray(x).reshape((order,) + (1,) * len(shape))  # nodes on a leading axis
+        ys = y0 + (y1 - y0) * (0.5 * (x + 1.0))
+        vs = inverse(ys)
+        f = drive - self.membrane_current(vs, gates) / c
+        dy = jax.jvp(coordinate, (vs,), (jnp.ones_like(vs),))[1]
+        rate = dy * f
+        ok = jnp.all(rate > 0, axis=0) & (y1 > y0)
+        integrand = 1.0 / jnp.where(rate > 0, rate, 1.0)
+        t = 0.5 * (y1 - y0) * jnp.tensordot(jnp.asarray(w), integrand, axes=1)
+        return jnp.where(ok, t, jnp.inf)
+
+    def flow_after_reset(self, y0: State, gates: dict, a, b):
+        """``(a, b)`` of the linearised flow ``dv/dt = a + b·v`` on which the voltage
+        moves for the rest of a step after a reset. Default: the step's own flow, exact
+        for linear subthreshold dynamics (LIF). Nonlinear models, whose flow linearised
+        near the peak says nothing about the voltage after reset, return
+        :meth:`_flow_at_reset` instead."""
+        return a, b
+
+    def _flow_at_reset(self, y0: State, gates: dict, a, b):
+        """The flow re-linearised at the reset voltage with the after-spike ``gates``,
+        for models with ``C·dv/dt = I - membrane_current(v, gates)``: the injected
+        ``I/C`` is recovered from the step's flow at ``v(t0)``."""
+        c = self.capacitance
+        v_r = jnp.broadcast_to(self.reset_voltage(), jnp.shape(y0.v))
+        drive = a + b * y0.v + self.membrane_current(y0.v, y0.gates) / c  # I/C
+        i_r, di_r = jax.jvp(lambda v: self.membrane_current(v, gates), (v_r,), (jnp.ones_like(v_r),))
+        b_r = -di_r / c
+        return drive - i_r / c - b_r * v_r, b_r
 
     # --- shared machinery -----------------------------------------------------------
     @property
@@ -98,6 +151,24 @@ class AbstractSpikingNeuron(AbstractModel):
             value = units.density_times_area(getattr(self, name), f"{type(self).__name__}.{name}", unit, kind, area)
             object.__setattr__(self, name, value)
 
+    def _check_population(self, names):
+        """ValueError naming the first of ``names`` whose value does not broadcast to
+        the population shape ``(n,)``."""
+        if self.n is None:
+            return
+        for name in names:
+            value = getattr(self, name)
+            shape = jnp.shape(value) if value is not None else ()
+            try:
+                ok = jnp.broadcast_shapes(shape, (self.n,)) == (self.n,)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"{type(self).__name__}.{name} expects a scalar or an array of shape "
+                    f"({self.n},) for a population of n={self.n}; got shape {shape}"
+                )
+
     def _check_common(self):
         cls = type(self).__name__
         if self.n is not None and (not isinstance(self.n, int) or self.n < 1):
@@ -121,11 +192,17 @@ class AbstractSpikingNeuron(AbstractModel):
 
         crossed = ~held & (v_free >= v_th)
         s = linear_crossing_time(v_start, a, b, v_th)
+        s_up = self.upswing_crossing_time(v_start, y0.gates, a, b, v_th)
+        if s_up is not None:
+            s = jnp.minimum(s, s_up)
+            crossed = ~held & ((v_free >= v_th) | (s <= t1 - t_start))
         s = jnp.where(v_start >= v_th, 0.0, s)
         t_spike = t_start + jnp.clip(s, 0.0, t1 - t_start)
         new_ref_end = jnp.where(crossed, t_spike + t_ref, ref_end)
         rest = jnp.where(crossed & (new_ref_end < t1), t1 - new_ref_end, 0.0)
-        v_after = jnp.where(new_ref_end >= t1, v_reset, linear_flow(v_reset, a, b, rest))
+        gates = self.after_spike(y1.gates, crossed)
+        a_r, b_r = self.flow_after_reset(y0, gates, a, b)
+        v_after = jnp.where(new_ref_end >= t1, v_reset, linear_flow(v_reset, a_r, b_r, rest))
         v1 = jnp.where(crossed, v_after, v_free)
 
         cap = self.spike_capacity
@@ -137,7 +214,6 @@ class AbstractSpikingNeuron(AbstractModel):
             "ref_end": new_ref_end,
             "spiked": crossed.astype(ev["spiked"].dtype),
         }
-        gates = self.after_spike(y1.gates, crossed)
         return State(v=v1, gates=gates, events=events)
 
     def _zero_events(self, events):

@@ -105,10 +105,15 @@ class StaggeredEuler(diffrax.AbstractSolver):
 
 
 def expm1_ratio(b, dt):
-    """``(exp(b·dt) - 1) / b``, → ``dt`` as ``b`` → 0, with finite gradients."""
+    """``(exp(b·dt) - 1) / b``, → ``dt`` as ``b`` → 0, with finite gradients.
+
+    Growth within one step is capped at ``e**50``: only a blowing-up flow (a spike
+    upswing, which the model resets) gets there, and the cap keeps the result and its
+    gradients finite instead of ``inf``/NaN."""
     small = jnp.abs(b * dt) < 1e-8
     b_safe = jnp.where(small, 1.0, b)
-    return jnp.where(small, dt * (1.0 + 0.5 * b * dt), jnp.expm1(b_safe * dt) / b_safe)
+    growth = jnp.minimum(b_safe * dt, 50.0)
+    return jnp.where(small, dt * (1.0 + 0.5 * b * dt), jnp.expm1(growth) / b_safe)
 
 
 def linear_flow(v_start, a, b, s):
