@@ -144,3 +144,14 @@ def test_gradients_stay_finite_at_threshold(amp):
 
     g = jax.grad(loss)(amp)
     assert np.isfinite(float(g))
+
+
+def test_gradient_of_a_leaky_integrator_without_threshold():
+    """V_th = inf (seed 000's leaky neuron): Rin = 1/gL, and its gradient -1/gL² has no NaN."""
+    stim = jn.StepCurrent(-0.02, 50.0, 500.0)
+
+    def rin(gL):
+        neuron = jn.LIF(C=0.25, gL=gL, EL=-70.0, V_th=math.inf)
+        return jn.input_resistance(jn.simulate(neuron, 600.0, dt=0.1, stimuli=[stim]), stim)
+
+    assert float(jax.grad(rin)(0.02)) == pytest.approx(-1 / 0.02**2, rel=1e-3)

@@ -127,6 +127,10 @@ def linear_crossing_time(v_start, a, b, v_target):
     ``inf`` where the flow never gets there; differentiable (no NaN) everywhere.
     For ``b`` ≠ 0 the solution is ``ln((v_target + a/b) / (v_start + a/b)) / b``.
     """
+    # An infinite target (a threshold of inf: never fires) is never reached; swap in
+    # a finite stand-in so no inf enters the arithmetic, whose gradients would be NaN.
+    reachable = jnp.isfinite(v_target)
+    v_target = jnp.where(reachable, v_target, v_start + 1.0)
     small = jnp.abs(b) < 1e-12
     b_safe = jnp.where(small, 1.0, b)
     v_inf = -a / b_safe  # fixed point
@@ -139,4 +143,4 @@ def linear_crossing_time(v_start, a, b, v_target):
     a_safe = jnp.where(a == 0, 1.0, a)
     t_lin = (v_target - v_start) / a_safe
     t_lin = jnp.where((a != 0) & (t_lin >= 0), t_lin, jnp.inf)
-    return jnp.where(small, t_lin, t_exp)
+    return jnp.where(reachable, jnp.where(small, t_lin, t_exp), jnp.inf)
