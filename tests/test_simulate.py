@@ -142,3 +142,10 @@ def test_last_step_is_shortened_to_end_at_t1():
     b = jn.simulate(lif, 30.05, dt=0.1, stimuli=[jn.StepCurrent(2.0)])
     assert a.t[-1] == pytest.approx(30.0) and b.t[-1] == pytest.approx(30.0)
     np.testing.assert_allclose(a.v, b.v)
+
+
+def test_t1_off_the_save_grid_by_rounding_works_with_adaptive_steps():
+    tr = jn.simulate(passive(), 61.3, v0=-65, solver=diffrax.Tsit5(),
+                     stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8))
+    assert float(tr.t[-1]) == 61.3
+    assert float(tr.v[-1]) == pytest.approx(-70 + 5 * math.exp(-61.3 / TAU), abs=1e-6)

@@ -109,7 +109,8 @@ def simulate(
     system = System(model=model, stimuli=stimuli)
 
     n_save = int(math.floor((t1 - t0) / save_every + 1e-9)) + 1
-    ts = t0 + save_every * jnp.arange(n_save, dtype=jnp.result_type(float))
+    # Clipped: rounding may put the last save a hair past t1.
+    ts = jnp.minimum(t0 + save_every * jnp.arange(n_save, dtype=jnp.result_type(float)), t1)
     n_steps = int(math.ceil((t1 - t0) / dt - 1e-9))
 
     if solver is None:
