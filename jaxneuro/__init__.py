@@ -16,15 +16,18 @@ from .coupling import (
 from .model import AbstractModel
 from .morphology import Cable, Cell, Compartment
 from .network import Network
-from .neurons import LIF, AbstractSpikingNeuron, AdEx, Izhikevich
+from .neurons import LIF, AbstractSpikingNeuron, AdEx, Izhikevich, surrogate
 from .solve import StaggeredEuler, System, Trace, simulate
 from .state import State
 from .stimuli import AbstractStimulus, DataCurrent, Ramp, Sine, StepCurrent
+from . import fit  # noqa: E402  (a callable module: jn.fit(loss, model, params=...))
+from .fit import losses  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "analysis", "channels", "units",
+    "fit", "losses",
+    "analysis", "channels", "units", "surrogate",
     "steady_state", "input_resistance", "membrane_time_constant",
     "spike_times", "isi", "spike_count", "firing_rate", "fi_curve",
     "AbstractModel", "Cable", "Cell", "Compartment", "State", "LIF", "AbstractSpikingNeuron", "AdEx", "Izhikevich",

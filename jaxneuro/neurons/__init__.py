@@ -1,8 +1,9 @@
 """Point neurons with threshold, reset and refractoriness (absolute units)."""
 
+from . import surrogate
 from .base import AbstractSpikingNeuron
 from .adex import AdEx
 from .izhikevich import Izhikevich
 from .lif import LIF
 
-__all__ = ["AbstractSpikingNeuron", "LIF", "AdEx", "Izhikevich"]
+__all__ = ["surrogate", "AbstractSpikingNeuron", "LIF", "AdEx", "Izhikevich"]

@@ -25,12 +25,15 @@ class AbstractSpikingNeuron(AbstractModel):
     for the rest of the step. At most one spike per neuron per step.
 
     Spike times go to a buffer of ``spike_capacity`` slots per neuron, padded with
-    ``inf``; ``simulate`` reports an overflow. ``n``: population size (parameters may
+    ``inf``; ``simulate`` reports an overflow. ``surrogate`` (``None`` or e.g.
+    ``jn.surrogate.Sigmoid(width=1.0)``, static) makes spike *counts* differentiable by
+    a surrogate gradient (see :mod:`jaxneuro.neurons.surrogate`). ``n``: population size (parameters may
     then carry a leading axis of size ``n``; scalars broadcast).
     """
 
     n: eqx.AbstractVar[int | None]
     spike_capacity: eqx.AbstractVar[int]
+    surrogate: eqx.AbstractVar[object]
 
     # --- what a subclass provides ---------------------------------------------------
     @abc.abstractmethod
@@ -175,6 +178,7 @@ class AbstractSpikingNeuron(AbstractModel):
             raise ValueError(f"{cls}.n expects a positive integer, got {self.n!r}")
         if not isinstance(self.spike_capacity, int) or self.spike_capacity < 1:
             raise ValueError(f"{cls}.spike_capacity expects a positive integer, got {self.spike_capacity!r}")
+        self._check_surrogate()
 
     def resolve_events(self, t0, t1, y0: State, y1: State, a, b) -> State:
         v_th = self.threshold()
@@ -210,11 +214,29 @@ class AbstractSpikingNeuron(AbstractModel):
         spikes = jnp.where(slot, t_spike[..., None], ev["spikes"])
         events = {
             "spikes": spikes,
-            "count": ev["count"] + crossed,
+            "count": ev["count"] + self._spike_indicator(crossed, held, v_free, v_th),
             "ref_end": new_ref_end,
             "spiked": crossed.astype(ev["spiked"].dtype),
         }
         return State(v=v1, gates=gates, events=events)
+
+    def _spike_indicator(self, crossed, held, v_free, v_th):
+        """This step's spike (0/1); with a surrogate, differentiable in ``v_free``."""
+        spiked = crossed.astype(jnp.result_type(float))
+        if self.surrogate is None:
+            return spiked
+        # inf thresholds (never fire) stay out of the arithmetic.
+        x = jnp.where(jnp.isfinite(v_th), v_free - jnp.where(jnp.isfinite(v_th), v_th, 0.0), -1e6)
+        return jnp.where(held, spiked, self.surrogate.straight_through(spiked, x))
+
+    def _check_surrogate(self):
+        from .surrogate import AbstractSurrogate
+
+        if self.surrogate is not None and not isinstance(self.surrogate, AbstractSurrogate):
+            raise ValueError(
+                f"{type(self).__name__}.surrogate expects None or a jn.surrogate.Sigmoid / "
+                f"FastSigmoid, got {type(self.surrogate).__name__}"
+            )
 
     def _zero_events(self, events):
         return jax.tree.map(jnp.zeros_like, events)

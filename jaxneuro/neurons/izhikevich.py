@@ -70,6 +70,7 @@ class Izhikevich(AbstractSpikingNeuron):
     area: object = units.param(units.um2, default=None, check="positive")
     n: int | None = eqx.field(default=None, static=True)
     spike_capacity: int = eqx.field(default=100, static=True)
+    surrogate: object = eqx.field(default=None, static=True)
 
     def __post_init__(self):
         self._check_common()

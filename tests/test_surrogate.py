@@ -1,0 +1,66 @@
+"""Surrogate gradients make spike counts trainable without changing them."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxneuro as jn
+
+
+def counts(gL, surrogate, n=3, t1=200.0):
+    pop = jn.LIF(n=n, gL=gL, surrogate=surrogate)
+    return jn.simulate(pop, t1, dt=0.1, stimuli=[jn.StepCurrent(2.0)]).spike_count
+
+
+def test_forward_counts_are_unchanged():
+    gL = jnp.array([0.05, 0.1, 0.2])
+    exact = counts(gL, None)
+    for s in (jn.surrogate.Sigmoid(1.0), jn.surrogate.FastSigmoid(0.5)):
+        np.testing.assert_array_equal(counts(gL, s), exact)
+    assert int(exact[2]) == 0 and int(exact[0]) > int(exact[1]) > 0
+
+
+def test_count_gradient_is_zero_without_and_informative_with_a_surrogate():
+    gL = jnp.array([0.09, 0.1, 0.12])
+    no_grad = jax.grad(lambda g: jnp.sum(counts(g, None)))(gL)
+    np.testing.assert_array_equal(no_grad, 0.0)
+    grad = jax.grad(lambda g: jnp.sum(counts(g, jn.surrogate.FastSigmoid(1.0))))(gL)
+    # More leak, fewer spikes, for every neuron.
+    assert np.all(np.isfinite(np.asarray(grad)))
+    assert np.all(np.asarray(grad) < 0)
+
+
+def test_silent_neuron_below_threshold_gets_a_gradient_towards_firing():
+    """gL = 0.14: V∞ = -55.7 mV, just below V_th = -55: zero spikes, but the surrogate
+    says lowering gL would add spikes."""
+    grad = jax.grad(lambda g: jnp.sum(counts(g, jn.surrogate.FastSigmoid(1.0), n=1)))(jnp.array([0.14]))
+    assert float(grad[0]) < 0
+
+
+def test_fit_rates_with_surrogate():
+    """Each neuron of a population reaches its own target spike count."""
+    target = jnp.array([8.0, 12.0])
+    surrogate = jn.surrogate.FastSigmoid(1.0)
+
+    def loss(log_gL):
+        return jnp.sum((counts(jnp.exp(log_gL), surrogate, n=2, t1=200.0) - target) ** 2)
+
+    params = jnp.log(jnp.array([0.1, 0.1]))
+    opt = optax.adam(0.02)
+    state = opt.init(params)
+    step = jax.jit(lambda p, s: (lambda l, g: (l, *opt.update(g, s, p)))(*jax.value_and_grad(loss)(p)))
+    for _ in range(60):
+        l, updates, state = step(params, state)
+        params = optax.apply_updates(params, updates)
+        if l == 0:
+            break
+    np.testing.assert_array_equal(counts(jnp.exp(params), None, n=2), target)
+
+
+def test_bad_surrogate():
+    with pytest.raises(ValueError, match=r"LIF\.surrogate"):
+        jn.LIF(surrogate="sigmoid")
+    with pytest.raises(ValueError, match=r"width"):
+        jn.surrogate.Sigmoid(width=0.0)
