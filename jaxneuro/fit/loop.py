@@ -1,0 +1,399 @@
+"""``jn.fit``: gradient descent on chosen model parameters with any optax optimiser."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import warnings
+from typing import Any, Callable
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from . import checkpoint as ckpt
+from .select import Selection
+
+__all__ = ["fit", "FitResult", "NonFiniteEvent", "DEFAULT_LEARNING_RATE", "DEFAULT_B1"]
+
+#: Adam's learning rate when no optimizer is given. It acts on the transformed values:
+#: for :class:`Positive` parameters (``x = exp(u)``) a step of 0.05 is a change of
+#: about 5 %, whatever the parameter's magnitude.
+DEFAULT_LEARNING_RATE = 0.05
+#: Adam's first-moment decay when no optimizer is given: 0.5 rather than optax's 0.9.
+#: Fitting losses are deterministic, and with little momentum a fit of a few
+#: parameters settles on its minimum instead of orbiting it.
+DEFAULT_B1 = 0.5
+
+_ON_NONFINITE = ("stop", "skip", "raise")
+
+
+@dataclasses.dataclass(frozen=True)
+class NonFiniteEvent:
+    """A step whose loss or gradient was not finite; its update was not applied.
+
+    ``step``: the step (0-based); ``start``: the start index (``None`` for a single
+    fit); ``what``: ``"loss"`` or ``"gradient"``; ``names``: the parameters concerned
+    (for a non-finite loss, all of them); ``values``: their values at that step.
+    """
+
+    step: int
+    start: int | None
+    what: str
+    names: tuple[str, ...]
+    values: dict
+
+    def __str__(self):
+        where = "" if self.start is None else f" (start {self.start})"
+        vals = ", ".join(f"{k}={_fmt(v)}" for k, v in self.values.items())
+        if self.what == "loss":
+            return f"step {self.step}{where}: non-finite loss at {vals}"
+        return f"step {self.step}{where}: non-finite gradient with respect to {', '.join(self.names)} at {vals}"
+
+    def as_dict(self):
+        return {"step": self.step, "start": self.start, "what": self.what, "names": list(self.names),
+                "values": {k: np.asarray(v).tolist() for k, v in self.values.items()}}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(d["step"], d["start"], d["what"], tuple(d["names"]),
+                   {k: np.asarray(v) for k, v in d["values"].items()})
+
+
+def _fmt(v):
+    v = np.asarray(v)
+    return f"{float(v):.6g}" if v.ndim == 0 else np.array2string(v, precision=6)
+
+
+@dataclasses.dataclass
+class FitResult:
+    """The outcome of :func:`fit`.
+
+    ``model``: the model after the last step (for several starts: the final model of
+    the start that reached the lowest loss). ``best_model``: the model with the lowest
+    loss seen (its loss ``best_loss`` at step ``best_step``, in start ``best_start``).
+    ``loss_history``: the loss at the parameters of each step, ``(steps + 1,)`` or
+    ``(steps + 1, n_starts)``, the last entry the loss of the final parameters.
+    ``param_history``: ``{name: values}`` with the same leading axes. ``params``:
+    final values by name. ``nonfinite``: the :class:`NonFiniteEvent` list.
+    ``stopped``: True when ``on_nonfinite="stop"`` ended the fit early.
+    """
+
+    model: Any
+    best_model: Any
+    loss_history: np.ndarray
+    param_history: dict
+    best_loss: float
+    best_step: int
+    best_start: int | None
+    names: tuple[str, ...]
+    n_starts: int | None
+    nonfinite: list
+    stopped: bool
+    _base: Any = dataclasses.field(repr=False, default=None)
+    _selection: Any = dataclasses.field(repr=False, default=None)
+
+    @property
+    def params(self) -> dict:
+        """Final parameter values by name (a leading start axis for several starts)."""
+        return {k: v[-1] for k, v in self.param_history.items()}
+
+    @property
+    def initial_params(self) -> dict:
+        return {k: v[0] for k, v in self.param_history.items()}
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps taken."""
+        return len(self.loss_history) - 1
+
+    def start(self, i: int) -> "FitResult":
+        """The result of start ``i`` alone (several starts only)."""
+        if self.n_starts is None:
+            raise ValueError("start(i) is for fits with n_starts; this fit has one start")
+        if not 0 <= i < self.n_starts:
+            raise ValueError(f"start expects an index in [0, {self.n_starts}), got {i}")
+        losses = self.loss_history[:, i]
+        hist = {k: v[:, i] for k, v in self.param_history.items()}
+        return _result(self._base, self._selection, losses, hist, None,
+                       [e for e in self.nonfinite if e.start == i], self.stopped)
+
+    def summary(self) -> str:
+        """A table of each start: initial and final values, final and best loss."""
+        starts = range(self.n_starts) if self.n_starts is not None else [None]
+        head = ["start"] + [f"{n} (initial -> final)" for n in self.names] + ["final loss", "best loss"]
+        rows = []
+        for i in starts:
+            r = self if i is None else self.start(i)
+            cells = ["-" if i is None else str(i)]
+            for n in self.names:
+                cells.append(f"{_fmt(r.param_history[n][0])} -> {_fmt(r.param_history[n][-1])}")
+            cells += [f"{float(r.loss_history[-1]):.6g}", f"{r.best_loss:.6g}"]
+            rows.append(cells)
+        widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
+        line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths))
+        return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _result(base, sel, losses, hist, n_starts, events, stopped) -> FitResult:
+    names = sel.names
+    finite = np.where(np.isfinite(losses), losses, np.inf)
+    flat = int(np.argmin(finite))
+    if n_starts is None:
+        best_step, best_start = flat, None
+        best_vals = [hist[n][best_step] for n in names]
+        last_vals = [hist[n][-1] for n in names]
+    else:
+        best_step, best_start = np.unravel_index(flat, losses.shape)
+        best_step, best_start = int(best_step), int(best_start)
+        best_vals = [hist[n][best_step, best_start] for n in names]
+        last_vals = [hist[n][-1, best_start] for n in names]
+    as_model = lambda vals: sel.replace(base, [jnp.asarray(v) for v in vals])
+    return FitResult(
+        model=as_model(last_vals), best_model=as_model(best_vals), loss_history=losses,
+        param_history=hist, best_loss=float(losses.reshape(-1)[flat]), best_step=best_step,
+        best_start=best_start, names=names, n_starts=n_starts, nonfinite=list(events),
+        stopped=stopped, _base=base, _selection=sel,
+    )
+
+
+def fit(
+    loss: Callable[[Any], Any],
+    model,
+    params: Callable,
+    *,
+    optimizer: optax.GradientTransformation | None = None,
+    steps: int = 100,
+    transforms=None,
+    n_starts: int | None = None,
+    init=None,
+    key=None,
+    on_nonfinite: str = "stop",
+    progress: bool | None = None,
+    checkpoint=None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    jit: bool = True,
+) -> FitResult:
+    """Fit the parameters of ``model`` selected by ``params`` to minimise ``loss(model)``.
+
+    ``loss``: a function of the model returning a scalar (simulate inside it and use
+    :mod:`jaxneuro.losses`, or anything differentiable). ``params``: a function of the
+    model returning the leaves to fit, as ``eqx.tree_at`` takes
+    (``lambda m: m.gL``, ``lambda m: (m.channels[0].gnabar, m.channels[0].gkbar)``);
+    each is named by its path in the model (``"gL"``, ``"channels[0].gnabar"``).
+
+    ``transforms``: how each parameter is kept in its domain (see
+    :mod:`jaxneuro.fit.transforms`): ``None`` gives :class:`Positive` (``x = exp(u)``)
+    to parameters declared ``check="positive"`` or ``"nonnegative"`` in their
+    ``units.param`` metadata (conductances, capacitances, time constants) and
+    :class:`Identity` to the rest; or one transform for all, a sequence (one per
+    parameter) or a dict ``{name: transform}`` (others keep the default).
+
+    ``optimizer``: any optax optimiser, applied to the transformed values; default
+    ``optax.adam(0.05, b1=0.5)`` (for a :class:`Positive` parameter about 5 % per
+    step; little momentum, so that it settles). For ill-conditioned fits of a few
+    parameters (several densities of one cell) ``optax.lbfgs()`` converges far faster.
+    Optimisers taking extra arguments (``optax.lbfgs``) get ``value``, ``grad`` and
+    ``value_fn``. ``steps``: number of updates.
+
+    ``n_starts``: fit that many starting points at once with ``jax.vmap``. ``init``:
+    their values, the structure ``params(model)`` returns with a leading ``n_starts``
+    axis on each leaf; or ``None`` with a ``key`` to sample them (uniformly within
+    :class:`Bounded` limits, log-uniformly within a factor 3 of the model's value for
+    :class:`Positive`, ``±50 %`` for :class:`Identity`).
+
+    ``on_nonfinite``: what to do when a step's loss or gradient is NaN or infinite —
+    which is never applied to the parameters: ``"stop"`` (default) ends the fit there
+    with a warning, ``"skip"`` leaves that start's parameters and optimiser state
+    unchanged for the step and goes on (with a deterministic loss a skipped start then
+    stays where it is; the other starts go on), ``"raise"`` raises a
+    ``FloatingPointError``. Each event names the step, the start and the parameters.
+
+    ``progress``: a tqdm progress bar (default: only when stderr is a terminal).
+    ``checkpoint``: a folder to save the fit's state in every ``checkpoint_every``
+    steps and at the end; ``resume=True`` continues from the saved state (when there
+    is one), giving the same result bit for bit as an uninterrupted fit.
+    ``jit``: compile the step with ``eqx.filter_jit`` (default True).
+
+    Returns a :class:`FitResult`.
+    """
+    if not callable(loss):
+        raise ValueError(f"loss expects a function of the model returning a scalar, got {loss!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps expects a non-negative integer, got {steps!r}")
+    steps = int(steps)
+    if on_nonfinite not in _ON_NONFINITE:
+        raise ValueError(f"on_nonfinite expects one of {_ON_NONFINITE}, got {on_nonfinite!r}")
+    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+        raise ValueError(f"checkpoint_every expects a positive integer, got {checkpoint_every!r}")
+    if checkpoint_every is not None and checkpoint is None:
+        raise ValueError("checkpoint_every needs checkpoint=PATH (a folder to save to)")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint=PATH (the folder to resume from)")
+    if optimizer is None:
+        optimizer = optax.adam(DEFAULT_LEARNING_RATE, b1=DEFAULT_B1)
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise ValueError(f"optimizer expects an optax GradientTransformation, got {optimizer!r}")
+
+    sel = Selection(model, params)
+    names = sel.names
+    tfs = sel.transforms(transforms)
+    x_model = sel.values(model)
+    x0 = _initial_values(sel, tfs, x_model, n_starts, init, key)
+    n_starts = None if n_starts is None and init is None else len(x0[0])
+    u0 = tuple(tf.inverse(x, name) for tf, x, name in zip(tfs, x0, names))
+
+    def forward(u):
+        return tuple(tf.forward(ui) for tf, ui in zip(tfs, u))
+
+    def loss_u(u, model):
+        return jnp.asarray(loss(sel.replace(model, forward(u))))
+
+    extra = isinstance(optimizer, optax.GradientTransformationExtraArgs)
+
+    def one_step(u, opt_state, model):
+        value, grad = jax.value_and_grad(loss_u)(u, model)
+        if jnp.ndim(value) != 0:
+            raise ValueError(f"loss expects a scalar, got shape {jnp.shape(value)}")
+        kwargs = {"value": value, "grad": grad, "value_fn": lambda v: loss_u(v, model)} if extra else {}
+        updates, new_state = optimizer.update(grad, opt_state, u, **kwargs)
+        new_u = optax.apply_updates(u, updates)
+        grad_ok = jnp.stack([jnp.all(jnp.isfinite(g)) for g in grad])
+        ok = jnp.isfinite(value) & jnp.all(grad_ok)
+        keep = lambda new, old: jnp.where(ok, new, old)
+        new_u = jax.tree.map(keep, new_u, u)
+        new_state = jax.tree.map(keep, new_state, opt_state)
+        return new_u, new_state, value, grad_ok, forward(u)
+
+    def evaluate(u, model):
+        return loss_u(u, model), forward(u)
+
+    if n_starts is not None:
+        one_step = jax.vmap(one_step, in_axes=(0, 0, None))
+        evaluate = jax.vmap(evaluate, in_axes=(0, None))
+        opt_init = jax.vmap(optimizer.init)
+    else:
+        opt_init = optimizer.init
+    if jit:
+        one_step = eqx.filter_jit(one_step)
+        evaluate = eqx.filter_jit(evaluate)
+
+    u = u0
+    opt_state = opt_init(u)
+    losses: list = []
+    hist: dict = {n: [] for n in names}
+    events: list[NonFiniteEvent] = []
+    start_step = 0
+    meta = {"names": list(names), "shapes": [list(np.shape(x)) for x in x0], "n_starts": n_starts}
+    if resume and ckpt.exists(checkpoint):
+        start_step, u, opt_state, l_hist, p_hist, ev = ckpt.load(
+            checkpoint, like_u=u, like_opt_state=opt_state, meta=meta)
+        losses = list(l_hist)
+        hist = {n: list(p_hist[n]) for n in names}
+        events = [NonFiniteEvent.from_dict(e) for e in ev]
+        if start_step > steps:
+            raise ValueError(f"checkpoint {checkpoint} is at step {start_step}, beyond steps={steps}")
+
+    def save(step):
+        ckpt.save(checkpoint, step=step, u=u, opt_state=opt_state, meta=meta,
+                  loss_history=losses, param_history=hist, events=events)
+
+    bar = _progress_bar(progress, steps, start_step)
+    stopped = False
+    try:
+        for step in range(start_step, steps):
+            new_u, new_state, value, grad_ok, x = one_step(u, opt_state, model)
+            value = np.asarray(value)
+            grad_ok = np.asarray(grad_ok)
+            x = [np.asarray(xi) for xi in x]
+            losses.append(value)
+            for n, xi in zip(names, x):
+                hist[n].append(xi)
+            new_events = _nonfinite_events(step, value, grad_ok, names, x, n_starts)
+            if new_events:
+                events += new_events
+                message = "; ".join(str(e) for e in new_events)
+                if on_nonfinite == "raise":
+                    raise FloatingPointError(message)
+                if on_nonfinite == "stop":
+                    warnings.warn(f"fit stopped: {message}; that update was not applied", RuntimeWarning, stacklevel=2)
+                    stopped = True
+                    break
+                warnings.warn(f"fit: {message}; that update was skipped", RuntimeWarning, stacklevel=2)
+            u, opt_state = new_u, new_state
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{np.nanmin(value):.4g}")
+            if checkpoint is not None and checkpoint_every and (step + 1) % checkpoint_every == 0:
+                save(step + 1)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not stopped:
+        if checkpoint is not None:
+            save(steps)
+        value, x = evaluate(u, model)
+        losses.append(np.asarray(value))
+        for n, xi in zip(names, x):
+            hist[n].append(np.asarray(xi))
+    losses_arr = np.stack(losses) if losses else np.zeros((0,))
+    hist_arr = {n: np.stack(v) for n, v in hist.items()}
+    return _result(model, sel, losses_arr, hist_arr, n_starts, events, stopped)
+
+
+def _initial_values(sel, tfs, x_model, n_starts, init, key):
+    names = sel.names
+    if n_starts is not None and (isinstance(n_starts, bool) or not isinstance(n_starts, int) or n_starts < 1):
+        raise ValueError(f"n_starts expects a positive integer, got {n_starts!r}")
+    if init is None:
+        if n_starts is None:
+            return x_model
+        if key is None:
+            raise ValueError("n_starts without init needs key=jax.random.key(...) to sample the starting values")
+        keys = jax.random.split(key, len(tfs))
+        return tuple(tf.sample(k, x, (n_starts,) + jnp.shape(x)) for tf, k, x in zip(tfs, keys, x_model))
+    leaves = jax.tree_util.tree_leaves(init)
+    if len(leaves) != len(names):
+        raise ValueError(f"init expects one array per fitted parameter {list(names)}, got {len(leaves)}")
+    out = []
+    for name, x, v in zip(names, x_model, leaves):
+        v = jnp.asarray(v, dtype=x.dtype)
+        if v.ndim != x.ndim + 1 or v.shape[1:] != x.shape:
+            raise ValueError(
+                f"init[{name!r}] expects shape (n_starts,) + {tuple(x.shape)}, got {tuple(v.shape)}"
+            )
+        if n_starts is not None and v.shape[0] != n_starts:
+            raise ValueError(f"init[{name!r}] has {v.shape[0]} starts, n_starts is {n_starts}")
+        out.append(v)
+    if len({v.shape[0] for v in out}) != 1:
+        raise ValueError(f"init: every parameter needs the same number of starts, got {[v.shape[0] for v in out]}")
+    return tuple(out)
+
+
+def _nonfinite_events(step, value, grad_ok, names, x, n_starts):
+    starts = [None] if n_starts is None else range(n_starts)
+    out = []
+    for i in starts:
+        val = value if i is None else value[i]
+        ok = grad_ok if i is None else grad_ok[i]
+        values = {n: (xi if i is None else xi[i]) for n, xi in zip(names, x)}
+        if not np.isfinite(val):
+            out.append(NonFiniteEvent(step, i, "loss", names, values))
+        elif not np.all(ok):
+            bad = tuple(n for n, g in zip(names, ok) if not g)
+            out.append(NonFiniteEvent(step, i, "gradient", bad, values))
+    return out
+
+
+def _progress_bar(progress, steps, initial):
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps, initial=initial, desc="fit", unit="step")

@@ -1,0 +1,129 @@
+"""Which leaves of a model are trained: names, default transforms, get and replace."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from .transforms import AbstractTransform, Identity, Positive
+
+
+class _Marker:
+    """Stands in for leaf ``index`` while the user's selector runs."""
+
+    def __init__(self, index: int):
+        self.index = index
+
+
+def _name(path) -> str:
+    return jax.tree_util.keystr(path).lstrip(".")
+
+
+def _field_metadata(model, path) -> dict:
+    """The ``units.param`` metadata of the dataclass field holding the leaf at ``path``
+    (empty when the leaf is not a whole field of a module)."""
+    if not path or not isinstance(path[-1], jax.tree_util.GetAttrKey):
+        return {}
+    obj = model
+    for key in path[:-1]:
+        if isinstance(key, jax.tree_util.GetAttrKey):
+            obj = getattr(obj, key.name)
+        elif isinstance(key, jax.tree_util.SequenceKey):
+            obj = obj[key.idx]
+        elif isinstance(key, jax.tree_util.DictKey):
+            obj = obj[key.key]
+        else:
+            return {}
+    if not dataclasses.is_dataclass(obj):
+        return {}
+    for f in dataclasses.fields(obj):
+        if f.name == path[-1].name:
+            return dict(f.metadata)
+    return {}
+
+
+class Selection:
+    """The leaves of ``model`` picked by ``where`` (a function of the model returning a
+    leaf, a module, or a tuple/list of them, as ``eqx.tree_at`` takes).
+
+    ``names``: each leaf's path in the model (``"gL"``, ``"channels[0].gnabar"``), in
+    selection order; ``metadata``: each leaf's ``units.param`` metadata (may be empty).
+    """
+
+    def __init__(self, model, where):
+        if not callable(where):
+            raise ValueError(
+                "params expects a function of the model selecting the leaves to fit, e.g. "
+                f"params=lambda m: m.gL, got {where!r}"
+            )
+        flat, self._treedef = jax.tree_util.tree_flatten_with_path(model)
+        self._n_leaves = len(flat)
+        marked = jax.tree_util.tree_unflatten(self._treedef, [_Marker(i) for i in range(len(flat))])
+        try:
+            picked = where(marked)
+        except Exception as e:
+            raise ValueError(f"params: the selector failed on the model ({type(e).__name__}: {e})") from e
+        picked = jax.tree_util.tree_leaves(picked, is_leaf=lambda x: isinstance(x, _Marker))
+        if not picked:
+            raise ValueError("params selected no parameter of the model")
+        for p in picked:
+            if not isinstance(p, _Marker):
+                raise ValueError(
+                    f"params selected {p!r}, which is not a parameter leaf of the model (static "
+                    "fields and computed properties cannot be fitted)"
+                )
+        self.indices = tuple(p.index for p in picked)
+        if len(set(self.indices)) != len(self.indices):
+            raise ValueError("params selects the same leaf more than once")
+        self.names = tuple(_name(flat[i][0]) for i in self.indices)
+        self.metadata = tuple(_field_metadata(model, flat[i][0]) for i in self.indices)
+        self.units = tuple(m.get("unit") for m in self.metadata)
+
+    def values(self, model) -> tuple:
+        leaves = jax.tree_util.tree_leaves(model)
+        return tuple(jnp.asarray(leaves[i]) for i in self.indices)
+
+    def replace(self, model, values) -> object:
+        """``model`` with the selected leaves set to ``values`` (same order)."""
+        leaves, treedef = jax.tree_util.tree_flatten(model)
+        if treedef != self._treedef:
+            raise ValueError("the model's structure differs from the one the selection was made on")
+        leaves = list(leaves)
+        for i, v in zip(self.indices, values):
+            leaves[i] = v
+        return jax.tree_util.tree_unflatten(treedef, leaves)
+
+    def default_transform(self, k: int) -> AbstractTransform:
+        """:class:`Positive` for a parameter declared ``check="positive"`` or
+        ``"nonnegative"``, else :class:`Identity`."""
+        return Positive() if self.metadata[k].get("check") in ("positive", "nonnegative") else Identity()
+
+    def transforms(self, spec) -> tuple[AbstractTransform, ...]:
+        """One transform per selected leaf from ``spec``: ``None`` (defaults), one
+        transform for all, a sequence in selection order, or a dict by name."""
+        n = len(self.indices)
+        if spec is None:
+            out = [self.default_transform(k) for k in range(n)]
+        elif isinstance(spec, AbstractTransform):
+            out = [spec] * n
+        elif isinstance(spec, dict):
+            unknown = [k for k in spec if k not in self.names]
+            if unknown:
+                raise ValueError(f"transforms: unknown parameter name(s) {unknown}; the fitted parameters are {list(self.names)}")
+            out = [spec.get(name, self.default_transform(k)) for k, name in enumerate(self.names)]
+        elif isinstance(spec, (tuple, list)):
+            if len(spec) != n:
+                raise ValueError(f"transforms: expected {n} transforms (one per parameter {list(self.names)}), got {len(spec)}")
+            out = list(spec)
+        else:
+            raise ValueError(
+                "transforms expects None, a transform, a sequence of transforms or a dict "
+                f"{{parameter name: transform}}, got {spec!r}"
+            )
+        for name, tf in zip(self.names, out):
+            if not isinstance(tf, AbstractTransform):
+                raise ValueError(f"transforms[{name!r}] expects a jn.fit transform (Identity, Positive, Bounded), got {tf!r}")
+        return tuple(tf.with_unit(u, name) if u is not None else tf
+                     for tf, u, name in zip(out, self.units, self.names))

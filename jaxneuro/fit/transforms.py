@@ -1,0 +1,152 @@
+"""Per-parameter transforms: the optimiser works on an unconstrained value ``u``; the
+model sees ``forward(u)``, which stays in the parameter's domain.
+
+- :class:`Identity` — ``x = u`` (any real value).
+- :class:`Positive` — ``x = exp(u)`` (``x > 0``; a step in ``u`` is a relative change
+  of ``x``, so one learning rate suits conductances of any magnitude).
+- :class:`Bounded` — ``x = lo + (hi - lo)·sigmoid(u)`` (``lo <= x <= hi``).
+
+A start outside a transform's domain is a ``ValueError`` naming the parameter:
+nothing is clipped into range.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import units
+
+__all__ = ["AbstractTransform", "Identity", "Positive", "Bounded"]
+
+
+class AbstractTransform(eqx.Module):
+    """Maps an unconstrained optimiser value ``u`` to a parameter value and back."""
+
+    @abc.abstractmethod
+    def forward(self, u):
+        """The parameter value for the unconstrained value ``u``."""
+
+    @abc.abstractmethod
+    def inverse(self, x, name: str = "parameter"):
+        """The unconstrained value of parameter ``x``; ValueError (naming ``name``)
+        when a concrete ``x`` lies outside the transform's domain."""
+
+    @abc.abstractmethod
+    def sample(self, key, x0, shape):
+        """Random starting values of shape ``shape`` within the domain (``x0``: the
+        model's value, broadcast against ``shape``)."""
+
+    def contains(self, x):
+        """True where ``x`` lies in the domain (closed, for checks)."""
+        return jnp.isfinite(x)
+
+    def with_unit(self, unit, name: str) -> "AbstractTransform":
+        """This transform with any bounds converted to ``unit`` (the parameter's base
+        unit); bounds may be given as saiunit quantities."""
+        return self
+
+
+class Identity(AbstractTransform):
+    """``x = u``. Samples ``x0·(1 ± 0.5)`` uniformly (``±1`` where ``x0 = 0``)."""
+
+    def forward(self, u):
+        return u
+
+    def inverse(self, x, name="parameter"):
+        _check_finite(x, name)
+        return jnp.asarray(x)
+
+    def sample(self, key, x0, shape):
+        x0 = jnp.broadcast_to(jnp.asarray(x0), shape)
+        half = jnp.where(x0 == 0, 1.0, 0.5 * jnp.abs(x0))
+        return x0 + half * jax.random.uniform(key, shape, x0.dtype, -1.0, 1.0)
+
+
+class Positive(AbstractTransform):
+    """``x = exp(u)``: keeps ``x > 0``. Samples log-uniformly within a factor
+    ``spread`` (default 3) of the model's value."""
+
+    spread: float = eqx.field(default=3.0, static=True)
+
+    def forward(self, u):
+        return jnp.exp(u)
+
+    def inverse(self, x, name="parameter"):
+        _check_finite(x, name)
+        if units.is_concrete(x) and not np.all(np.asarray(x) > 0):
+            raise ValueError(
+                f"parameter {name!r} starts at {_show(x)}, outside Positive's domain (> 0); start "
+                f"it above 0 or give it another transform (e.g. transforms={{{name!r}: jn.fit.Identity()}})"
+            )
+        return jnp.log(x)
+
+    def sample(self, key, x0, shape):
+        x0 = jnp.broadcast_to(jnp.asarray(x0), shape)
+        r = jax.random.uniform(key, shape, x0.dtype, -1.0, 1.0) * np.log(self.spread)
+        return x0 * jnp.exp(r)
+
+    def contains(self, x):
+        return jnp.isfinite(x) & (x > 0)
+
+
+class Bounded(AbstractTransform):
+    """``x = lo + (hi - lo)·sigmoid(u)``: keeps ``lo <= x <= hi`` (the ends are reached
+    only when ``sigmoid`` saturates in floating point). ``lo``, ``hi`` in the
+    parameter's base unit, or saiunit quantities. Samples uniformly in ``[lo, hi]``."""
+
+    lo: object
+    hi: object
+
+    def __check_init__(self):
+        lo, hi = np.asarray(_plain(self.lo)), np.asarray(_plain(self.hi))
+        if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
+            raise ValueError(f"Bounded expects finite bounds with lo < hi, got lo={self.lo}, hi={self.hi}")
+
+    def with_unit(self, unit, name):
+        return Bounded(units.to_base(self.lo, f"{name} (lower bound)", unit),
+                       units.to_base(self.hi, f"{name} (upper bound)", unit))
+
+    def forward(self, u):
+        return self.lo + (self.hi - self.lo) * jax.nn.sigmoid(u)
+
+    def inverse(self, x, name="parameter"):
+        _check_finite(x, name)
+        if units.is_concrete(x):
+            inside = (np.asarray(x) > np.asarray(self.lo)) & (np.asarray(x) < np.asarray(self.hi))
+            if not np.all(inside):
+                raise ValueError(
+                    f"parameter {name!r} starts at {_show(x)}, outside the open interval "
+                    f"({_show(self.lo)}, {_show(self.hi)}) of its Bounded transform"
+                )
+        p = (x - self.lo) / (self.hi - self.lo)
+        return jnp.log(p) - jnp.log1p(-p)
+
+    def sample(self, key, x0, shape):
+        dtype = jnp.result_type(x0, float)
+        # Strictly inside, so that inverse() is finite.
+        p = jax.random.uniform(key, shape, dtype, 1e-6, 1.0 - 1e-6)
+        return self.lo + (self.hi - self.lo) * p
+
+    def contains(self, x):
+        return jnp.isfinite(x) & (x >= self.lo) & (x <= self.hi)
+
+
+def _plain(x):
+    import saiunit as u
+
+    return x.mantissa if isinstance(x, u.Quantity) else x
+
+
+def _check_finite(x, name):
+    if units.is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
+        raise ValueError(f"parameter {name!r} must start finite, got {_show(x)}")
+
+
+def _show(x):
+    arr = np.asarray(_plain(x))
+    return repr(float(arr)) if arr.ndim == 0 else np.array2string(arr, precision=6)
