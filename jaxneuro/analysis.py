@@ -61,6 +61,8 @@ def _step_stimulus(stimulus, name="stimulus") -> StepCurrent:
 
 
 def _in_range(trace: Trace, t, what):
+    if not units.is_concrete(trace.t):  # under jit the check happens at trace time only if concrete
+        return
     lo, hi = float(trace.t[0]), float(trace.t[-1])
     if units.is_concrete(t) and not (lo - 1e-9 <= float(np.max(np.asarray(t))) <= hi + 1e-9):
         raise ValueError(f"{what} at t={float(np.max(np.asarray(t)))} ms lies outside the trace [{lo}, {hi}] ms")

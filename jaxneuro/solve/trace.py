@@ -70,7 +70,7 @@ class Trace(eqx.Module):
     def at(self, t) -> "Trace":
         """The recorded variables linearly interpolated at time(s) ``t`` (ms)."""
         t = jnp.asarray(t, dtype=self.t.dtype)
-        t_np = np.asarray(t) if not _is_tracer(t) else None
+        t_np = np.asarray(t) if not (_is_tracer(t) or _is_tracer(self.t)) else None
         if t_np is not None and (
             np.any(t_np < float(self.t[0]) - 1e-9) or np.any(t_np > float(self.t[-1]) + 1e-9)
         ):
