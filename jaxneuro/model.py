@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
@@ -90,3 +91,12 @@ class AbstractModel(eqx.Module):
     @abc.abstractmethod
     def observe(self, name: str, t, state: State, i_inj) -> Array:
         """The value of observable ``name`` at time ``t``."""
+
+
+def population_shape(module, n: int | None) -> tuple[int, ...]:
+    """``(n,)`` for a population of ``n``; else the broadcast shape of the module's
+    array leaves (``()`` for scalars)."""
+    if n is not None:
+        return (n,)
+    leaves = [x for x in jax.tree_util.tree_leaves(module) if hasattr(x, "shape")]
+    return jnp.broadcast_shapes(*[x.shape for x in leaves]) if leaves else ()

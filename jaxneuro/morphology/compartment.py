@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 
 import equinox as eqx
-import jax
 import jax.numpy as jnp
 
 from .. import units
 from ..channels.base import AbstractChannel
-from ..model import AbstractModel
+from ..model import AbstractModel, population_shape
 from ..state import State
 from . import membrane
 from .membrane import MA_PER_UF_TO_MV_PER_MS, NA_PER_UM2_TO_MA_PER_CM2  # noqa: F401 (re-exported)
@@ -78,10 +77,7 @@ class Compartment(AbstractModel):
 
     @property
     def shape(self):
-        if self.n is not None:
-            return (self.n,)
-        leaves = [x for x in jax.tree_util.tree_leaves(self) if hasattr(x, "shape")]
-        return jnp.broadcast_shapes(*[x.shape for x in leaves]) if leaves else ()
+        return population_shape(self, self.n)
 
     # --- dynamics -------------------------------------------------------------------
     def init_state(self, v0):

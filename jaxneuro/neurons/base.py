@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
-from ..model import AbstractModel
+from ..model import AbstractModel, population_shape
 from ..solve.staggered import StaggeredEuler, linear_crossing_time, linear_flow
 from ..state import State
 
@@ -111,10 +111,7 @@ class AbstractSpikingNeuron(AbstractModel):
     # --- shared machinery -----------------------------------------------------------
     @property
     def shape(self):
-        if self.n is not None:
-            return (self.n,)
-        leaves = [x for x in jax.tree_util.tree_leaves(self) if hasattr(x, "shape")]
-        return jnp.broadcast_shapes(*[x.shape for x in leaves]) if leaves else ()
+        return population_shape(self, self.n)
 
     def default_solver(self):
         return StaggeredEuler(voltage_update="exponential")
