@@ -11,12 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import units
+from .. import backends, units
 from ..model import AbstractModel
 from ..stimuli import AbstractStimulus
 from . import fixed_step
 from .fixed_step import steps_per_save
 from .staggered import StaggeredEuler
+from .summary import SpikeDetector, SpikeSummary
 from .system import System, vector_field
 from .trace import Trace
 
@@ -49,6 +50,8 @@ def simulate(
     stepsize_controller: diffrax.AbstractStepSizeController | None = None,
     max_steps: int | None = None,
     adjoint: diffrax.AbstractAdjoint | None = None,
+    backend: str = "auto",
+    summary: SpikeSummary | None = None,
 ) -> Trace:
     """Simulate ``model`` from ``t0`` to ``t1`` (ms) and return a :class:`Trace`.
 
@@ -70,6 +73,15 @@ def simulate(
     to differentiate long runs). ``adjoint``: a diffrax adjoint; given one, the solve
     goes through ``diffrax.diffeqsolve`` instead (as it always does for adaptive
     step sizes, where the default is recursive checkpointing).
+
+    ``backend``: ``"auto"`` (default), ``"xla"`` or ``"pallas"``, for the fixed-step
+    loop. ``"pallas"`` fuses the whole time loop of a population of independent
+    compartments into one GPU kernel (interpret mode on a CPU; see
+    :mod:`jaxneuro.backends.pallas`); ``"auto"`` uses it on a GPU when the model
+    qualifies, else XLA. ``summary``: a :class:`~jaxneuro.SpikeSummary`; the trace then
+    also holds each compartment's threshold-crossing times and counts (``trace.spikes``,
+    ``trace.spike_count``), so that large populations can run with ``record=()``
+    (no trace at all).
     """
     if not isinstance(model, AbstractModel):
         raise ValueError(f"simulate: model expects a jaxneuro model, got {type(model).__name__}")
@@ -96,8 +108,14 @@ def simulate(
     if isinstance(record, str):
         record = (record,)
     record = tuple(record)
-    if not record:
-        raise ValueError("record must name at least one variable, e.g. record=('v',)")
+    if not record and summary is None:
+        raise ValueError("record must name at least one variable, e.g. record=('v',), or give summary=")
+    if summary is not None:
+        if not isinstance(summary, SpikeSummary):
+            raise ValueError(f"summary expects a jn.SpikeSummary, got {type(summary).__name__}")
+        if model.init_state(model.default_v0).events:
+            raise ValueError(f"summary: {type(model).__name__} records its own spikes already; leave summary=None")
+        model = SpikeDetector(model, threshold=summary.threshold, capacity=summary.capacity)
     known = model.observables()
     unknown = [r for r in record if r not in known]
     if unknown:
@@ -137,9 +155,12 @@ def simulate(
     if isinstance(stepsize_controller, diffrax.ConstantStepSize) and adjoint is None:
         # Fixed steps: our own loop (exact grid, two-level checkpointed gradients).
         k = steps_per_save(save_every, dt)
-        saved, y_final = fixed_step.integrate(
+        integrate = fixed_step.integrate
+        if backends.choose(backend, model, solver, y0) == "pallas":
+            integrate = backends.pallas.integrate
+        saved, y_final = integrate(
             solver, term, y0, system, t0=t0, t1=t1, dt=dt, save_every_steps=k, n_save=n_save,
-            observe=lambda t, y: system.observe(record, t, y),
+            record=record,
         )
         ys = (saved, jax.tree.map(lambda x: x[None], y_final.events)) if y0.events else saved
     else:
