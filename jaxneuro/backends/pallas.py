@@ -1,0 +1,199 @@
+"""The whole fixed-step time loop of an uncoupled population in one Pallas kernel.
+
+Each kernel program takes a block of ``block`` neurons (compartments), loads their
+state and parameters once, runs every time step with the state held in registers,
+and writes only the recorded values (every ``save_every``) and the final state. The
+step is the XLA path's own: the kernel calls ``solver.step`` (jaxneuro's
+:class:`~jaxneuro.StaggeredEuler`) on the block's slice of the model, so both
+backends compute the same arithmetic, and results agree to rounding.
+
+Requirements (else ``simulate(backend="pallas")`` raises a ValueError and
+``backend="auto"`` uses XLA): the model is a population, ``shape == (n,)``, of
+independent compartments (``voltage_coupling()`` is None; no cables, cells or gap
+junctions), the solver is ``StaggeredEuler`` with a constant step, and every array
+parameter is either per neuron (leading axis ``n``) or a scalar.
+
+Gradients: reverse mode runs the forward pass in the kernel and the backward pass
+through the XLA loop (``jax.custom_vjp``; the XLA forward is recomputed there).
+Forward-mode differentiation is not available on this backend; use ``"xla"``.
+
+On a CPU the kernel runs in Pallas' interpret mode (a correctness check, not a fast
+path). On a GPU it is lowered through Triton; outputs are padded to powers of two
+(``block`` neurons by a power-of-two number of saves) and sliced afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: Neurons per kernel program on a GPU (one per thread with 4 warps).
+DEFAULT_BLOCK = 128
+
+
+def unsupported(model, solver, y0) -> str | None:
+    """Why the fused kernel cannot run this model and solver, or None if it can."""
+    from ..solve.staggered import StaggeredEuler
+
+    shape = tuple(model.shape)
+    if len(shape) != 1:
+        return f"needs a population of shape (n,), got a model of shape {shape}"
+    if model.voltage_coupling() is not None:
+        return "needs independent compartments (this model couples voltages: cable, cell or gap junctions)"
+    if not isinstance(solver, StaggeredEuler):
+        return f"needs the default solver jn.StaggeredEuler, got {type(solver).__name__}"
+    if hasattr(model, "make_trace"):
+        return "does not run Networks"
+    return None
+
+
+def _next_pow2(x: int) -> int:
+    return 1 << max(0, int(x - 1).bit_length())
+
+
+def _with_population(tree, n: int, block: int):
+    """A copy of ``tree`` (modules and tuples) with every static ``n == n`` field set
+    to ``block``: the block's view of a population model."""
+    if isinstance(tree, eqx.Module):
+        new = copy.copy(tree)
+        for f in dataclasses.fields(tree):
+            value = getattr(tree, f.name, None)
+            if f.name == "n" and isinstance(value, int) and value == n:
+                object.__setattr__(new, "n", block)
+            elif isinstance(value, (eqx.Module, tuple, list)):
+                object.__setattr__(new, f.name, _with_population(value, n, block))
+        return new
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_with_population(x, n, block) for x in tree)
+    return tree
+
+
+def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: float,
+              save_every_steps: int, n_save: int, interpret: bool | None = None,
+              block: int | None = None):
+    """As :func:`jaxneuro.solve.fixed_step.integrate` (returns ``(saved, y_final)``,
+    ``saved[name]`` of shape ``(n_save, n)``), run as one fused kernel. ``record``:
+    the names to save. ``interpret``: default True unless on a GPU."""
+    from ..solve import fixed_step
+
+    if interpret is None:
+        interpret = jax.default_backend() != "gpu"
+    kw = dict(t0=t0, t1=t1, dt=dt, save_every_steps=save_every_steps, n_save=n_save)
+
+    def fused(system, y0):
+        return _fused(solver, term, y0, system, record, interpret=interpret, block=block, **kw)
+
+    def xla(system, y0):
+        return fixed_step.integrate(solver, term, y0, system, record=record, **kw)
+
+    @jax.custom_vjp
+    def run(system, y0):
+        return fused(system, y0)
+
+    def run_fwd(system, y0):
+        return fused(system, y0), (system, y0)
+
+    def run_bwd(res, g):
+        _, vjp = jax.vjp(xla, *res)
+        return vjp(g)
+
+    run.defvjp(run_fwd, run_bwd)
+    return run(system, y0)
+
+
+def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_save, interpret, block):
+    from jax.experimental import pallas as pl
+    from jax.experimental.pallas import triton as pl_triton
+
+    n = int(system.model.shape[0])
+    if block is None:
+        block = DEFAULT_BLOCK if not interpret else min(DEFAULT_BLOCK, _next_pow2(n))
+    n_pad = block * math.ceil(n / block)
+    n_blocks = n_pad // block
+    n_steps = int(math.ceil((t1 - t0) / dt - 1e-9))
+    k = save_every_steps
+    n_save_pad = _next_pow2(n_save)
+    dtype = jnp.result_type(float)
+
+    # The block's view: static population sizes n -> block; leaves stay full size.
+    sys_block = _with_population(system, n, block)
+    leaves, treedef = jax.tree.flatten((sys_block, y0))
+    inputs, specs, kinds = [], [], []
+    for leaf in leaves:
+        x = jnp.asarray(leaf)
+        if x.ndim >= 1 and x.shape[0] == n:
+            if n_pad != n:
+                x = jnp.pad(x, [(0, n_pad - n)] + [(0, 0)] * (x.ndim - 1), mode="edge")
+            rest = x.shape[1:]
+            specs.append(pl.BlockSpec((block,) + rest, lambda i, r=len(rest): (i,) + (0,) * r))
+            kinds.append("population")
+        elif x.ndim == 0:
+            x = x.reshape(1)
+            specs.append(pl.BlockSpec((1,), lambda i: (0,)))
+            kinds.append("scalar")
+        else:
+            raise ValueError(
+                f"backend='pallas': a parameter of shape {x.shape} is neither per neuron "
+                f"(leading axis {n}) nor a scalar; use backend='xla'"
+            )
+        inputs.append(x)
+
+    y_leaves, y_treedef = jax.tree.flatten(y0)
+    out_shapes, out_specs = [], []
+    for _ in record:
+        out_shapes.append(jax.ShapeDtypeStruct((n_save_pad, n_pad), dtype))
+        out_specs.append(pl.BlockSpec((n_save_pad, block), lambda i: (0, i)))
+    for leaf in y_leaves:
+        rest = leaf.shape[1:]
+        out_shapes.append(jax.ShapeDtypeStruct((n_pad,) + rest, leaf.dtype))
+        out_specs.append(pl.BlockSpec((block,) + rest, lambda i, r=len(rest): (i,) + (0,) * r))
+    n_in, n_rec = len(inputs), len(record)
+
+    def kernel(*refs):
+        in_refs, rec_refs, final_refs = refs[:n_in], refs[n_in:n_in + n_rec], refs[n_in + n_rec:]
+        vals = [r[...] if kind == "population" else r[...][0] for r, kind in zip(in_refs, kinds)]
+        sys_b, y = jax.tree.unflatten(treedef, vals)
+        t0_, t1_, dt_ = (jnp.asarray(x, dtype) for x in (t0, t1, dt))
+
+        def store(j, t, y):
+            obs = sys_b.observe(record, t, y)
+            for name, r in zip(record, rec_refs):
+                r[pl.ds(j, 1), :] = jnp.broadcast_to(obs[name], (block,)).astype(dtype)[None, :]
+
+        def one_step(s, y):
+            ta = t0_ + s * dt_
+            tb = jnp.minimum(t0_ + (s + 1) * dt_, t1_)
+            return solver.step(term, ta, tb, y, sys_b, None, False)[0]
+
+        def interval(j, y):
+            y = jax.lax.fori_loop(0, k, lambda i, y: one_step(j * k + i, y), y)
+            store(j + 1, t0_ + (j + 1) * k * dt_, y)
+            return y
+
+        if n_rec:
+            store(0, t0_, y)
+        y = jax.lax.fori_loop(0, n_save - 1, interval, y)
+        y = jax.lax.fori_loop((n_save - 1) * k, n_steps, one_step, y)
+        for r, leaf in zip(final_refs, jax.tree.leaves(y)):
+            r[...] = leaf
+
+    outs = pl.pallas_call(
+        kernel,
+        out_shape=tuple(out_shapes),
+        grid=(n_blocks,),
+        in_specs=specs,
+        out_specs=tuple(out_specs),
+        interpret=interpret,
+        name="jaxneuro_fused_population",
+        # Triton (one neuron per thread, 4 warps for 128); ignored when interpreting.
+        compiler_params=None if interpret else pl_triton.CompilerParams(num_warps=max(1, block // 32), num_stages=1),
+    )(*inputs)
+    saved = {name: outs[i][:n_save, :n] for i, name in enumerate(record)}
+    y_final = jax.tree.unflatten(y_treedef, [o[:n] for o in outs[n_rec:]])
+    return saved, y_final
