@@ -177,6 +177,7 @@ def fit(
     checkpoint_every: int | None = None,
     resume: bool = False,
     jit: bool = True,
+    callback: Callable[[int, Any], Any] | None = None,
 ) -> FitResult:
     """Fit the parameters of ``model`` selected by ``params`` to minimise ``loss(model)``.
 
@@ -218,6 +219,9 @@ def fit(
     steps and at the end; ``resume=True`` continues from the saved state (when there
     is one), giving the same result bit for bit as an uninterrupted fit.
     ``jit``: compile the step with ``eqx.filter_jit`` (default True).
+    ``callback``: called as ``callback(step, loss)`` after each step's update (``loss``:
+    the loss at that step's starting parameters, per start), e.g. to log; an exception
+    it raises ends the fit (the last checkpoint stays).
 
     Returns a :class:`FitResult`.
     """
@@ -304,6 +308,7 @@ def fit(
 
     bar = _progress_bar(progress, steps, start_step)
     stopped = False
+    warned: set = set()
     try:
         for step in range(start_step, steps):
             new_u, new_state, value, grad_ok, x = one_step(u, opt_state, model)
@@ -323,13 +328,21 @@ def fit(
                     warnings.warn(f"fit stopped: {message}; that update was not applied", RuntimeWarning, stacklevel=2)
                     stopped = True
                     break
-                warnings.warn(f"fit: {message}; that update was skipped", RuntimeWarning, stacklevel=2)
+                fresh = [e for e in new_events if e.start not in warned]
+                if fresh:  # once per start; every event is in result.nonfinite
+                    warned.update(e.start for e in fresh)
+                    warnings.warn(
+                        f"fit: {'; '.join(str(e) for e in fresh)}; that update was skipped (later "
+                        "non-finite steps of this start are skipped silently and listed in "
+                        "FitResult.nonfinite)", RuntimeWarning, stacklevel=2)
             u, opt_state = new_u, new_state
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{np.nanmin(value):.4g}")
             if checkpoint is not None and checkpoint_every and (step + 1) % checkpoint_every == 0:
                 save(step + 1)
+            if callback is not None:
+                callback(step, value)
     finally:
         if bar is not None:
             bar.close()

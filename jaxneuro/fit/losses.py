@@ -141,25 +141,49 @@ def spike_rate(spikes, start, stop):
     return jnp.where(several, isi_rate, count_rate)
 
 
-def firing_rate(source, target, start, stop, *, method="isi"):
+def firing_rate(source, target, start=None, stop=None, *, method="isi"):
     """Squared relative error of firing rates (Hz) against ``target`` (Hz, one per
     neuron or one for all).
 
-    ``source``: spike times padded with ``inf`` or a Trace with spike events.
-    ``method="isi"`` (default): :func:`spike_rate`, differentiable through the spike
-    times, which a LIF neuron's in-step crossings (and interpolated threshold
-    crossings, :func:`jaxneuro.spike_times`) make differentiable; a neuron must fire at
-    least twice in the window for a gradient. ``method="count"``: spikes per window
-    (:func:`jaxneuro.firing_rate`), piecewise constant: gradients are zero (use it to
-    report, not to fit).
+    ``source``: a Trace with spike events (``start``/``stop`` in ms default to its
+    time range), or spike times padded with ``inf`` (then give ``start`` and
+    ``stop``). ``method``:
+
+    - ``"isi"`` (default): :func:`spike_rate` in ``[start, stop)``, differentiable
+      through the spike times, which a spiking neuron's in-step crossings (and the
+      interpolated crossings of :func:`jaxneuro.spike_times`) make differentiable; a
+      neuron needs two spikes in the window for a gradient.
+    - ``"count"``: spikes per unit time. From a Trace this is ``trace.spike_count``
+      over the whole run (``start``/``stop`` must then be left out), which a neuron
+      built with ``surrogate=jn.surrogate.Sigmoid(...)`` makes differentiable by its
+      surrogate gradient (and which stays exact in value); without a surrogate, or
+      from spike times, the gradient is zero.
     """
     target = units.to_base(target, "target", units.Hz)
+    if method not in ("isi", "count"):
+        raise ValueError(f"firing_rate: method expects 'isi' or 'count', got {method!r}")
+    if isinstance(source, Trace):
+        if source.spikes is None:
+            raise ValueError(
+                "firing_rate: this trace has no spike events; pass jn.spike_times(trace, threshold, "
+                "capacity=k) with start and stop"
+            )
+        if method == "count":
+            if start is not None or stop is not None:
+                raise ValueError(
+                    "firing_rate(method='count') on a Trace uses trace.spike_count over the whole "
+                    "run; leave start and stop out (or pass trace.spikes to count in a window)"
+                )
+            duration = source.t[-1] - source.t[0]
+            return relative_error(1000.0 * source.spike_count / duration, target)
+        start = source.t[0] if start is None else start
+        stop = source.t[-1] if stop is None else stop
+    elif start is None or stop is None:
+        raise ValueError("firing_rate: give start and stop (ms) with spike times")
     if method == "isi":
         rate = spike_rate(source, start, stop)
-    elif method == "count":
-        rate = analysis.firing_rate(_as_spikes(source, "firing_rate"), start, stop)
     else:
-        raise ValueError(f"firing_rate: method expects 'isi' or 'count', got {method!r}")
+        rate = analysis.firing_rate(_as_spikes(source, "firing_rate"), start, stop)
     return relative_error(rate, target)
 
 
