@@ -18,10 +18,12 @@ from .morphology import Cable, Cell, Compartment
 from .network import Network
 from .neurons import LIF, AbstractSpikingNeuron, AdEx, Izhikevich, surrogate
 from .solve import StaggeredEuler, System, Trace, simulate
+from .solve.summary import SpikeSummary
 from .state import State
 from .stimuli import AbstractStimulus, DataCurrent, Ramp, Sine, StepCurrent
 from . import fit  # noqa: E402  (a callable module: jn.fit(loss, model, params=...))
 from .fit import losses  # noqa: E402
+from .sweep import sweep  # noqa: E402  (jn.sweep(fn, grid, batch_size=..., out=...))
 
 __version__ = "0.1.0"
 
@@ -31,7 +33,7 @@ __all__ = [
     "steady_state", "input_resistance", "membrane_time_constant",
     "spike_times", "isi", "spike_count", "firing_rate", "fi_curve",
     "AbstractModel", "Cable", "Cell", "Compartment", "State", "LIF", "AbstractSpikingNeuron", "AdEx", "Izhikevich",
-    "simulate", "StaggeredEuler", "System", "Trace",
+    "simulate", "StaggeredEuler", "System", "Trace", "SpikeSummary", "sweep",
     "AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent",
     "conn", "Network", "SymmetricGapJunction", "AsymmetricGapJunction",
     "SymmetryGapJunction", "AsymmetryGapJunction", "ExpSynapse", "AlphaSynapse",

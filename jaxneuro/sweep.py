@@ -1,0 +1,229 @@
+"""Parameter sweeps over millions of parameter sets: chunked, sharded, resumable.
+
+::
+
+    from jaxneuro.sweep import product
+
+    def rate(p):                       # one parameter set -> results (a pytree)
+        m = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH(gnabar=p["gnabar"])])
+        tr = jn.simulate(m, 200.0, stimuli=[jn.StepCurrent(p["amp"], 0, 200)], record=(),
+                         summary=jn.SpikeSummary())
+        return {"count": tr.spike_count}
+
+    grid = product(gnabar=np.linspace(0.05, 0.2, 1000), amp=np.linspace(0, 0.5, 1000))
+    res = jn.sweep(rate, grid, batch_size=65536, out="rates/")   # res["count"]: (10**6,)
+
+``fn`` is vmapped over a chunk of ``batch_size`` parameter sets, the chunk is split
+over all local devices (``jax.sharding``, a 1-D mesh over the batch axis; the last chunk
+is padded to a multiple of the device count and the padding dropped), and each finished
+chunk is written to ``out`` as ``chunk_000012.npz`` (written to a temporary name and
+renamed, so a file that exists is complete) next to ``manifest.json`` (the grid's size,
+chunking and a fingerprint of its values). Running the same call again after an
+interruption (a killed job, a lost node) loads the chunks already on disk and computes
+only the missing ones; a different grid or ``batch_size`` in the same folder is refused.
+
+Multi-host: call ``jax.distributed.initialize()`` first in every process (see JAX's
+documentation), give every process the same ``fn``, ``grid``, ``batch_size`` and an
+``out`` on a shared file system. Process ``i`` of ``P`` computes the chunks ``c`` with
+``c % P == i`` on its own local devices; every process waits for the others' files and
+returns the full result (or pass ``load=False`` to return nothing and read the folder
+later with :func:`load`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import numpy as np
+
+_MANIFEST = "manifest.json"
+
+
+def product(**axes) -> dict[str, np.ndarray]:
+    """The Cartesian product of 1-D parameter axes as a flat grid: ``{name: (N,)}``
+    with ``N`` the product of the axes' lengths (the last axis varies fastest)."""
+    if not axes:
+        raise ValueError("product expects at least one axis, e.g. product(gnabar=[0.1, 0.12])")
+    arrays = []
+    for name, values in axes.items():
+        a = np.asarray(values)
+        if a.ndim != 1 or a.size == 0:
+            raise ValueError(f"product: axis {name!r} expects a non-empty 1-D sequence, got shape {a.shape}")
+        arrays.append(a)
+    mesh = np.meshgrid(*arrays, indexing="ij")
+    return {name: m.reshape(-1) for name, m in zip(axes, mesh)}
+
+
+def _grid_size(grid) -> int:
+    leaves = jax.tree.leaves(grid)
+    if not leaves:
+        raise ValueError("sweep: grid expects a dict (or pytree) of arrays with a leading parameter-set axis")
+    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
+    if None in sizes or len(sizes) != 1:
+        raise ValueError(
+            "sweep: every array of grid expects the same leading length (one entry per "
+            f"parameter set), got lengths {sorted(str(s) for s in sizes)}"
+        )
+    n = sizes.pop()
+    if n == 0:
+        raise ValueError("sweep: grid is empty")
+    return int(n)
+
+
+def _fingerprint(grid, batch_size) -> dict:
+    h = hashlib.sha256()
+    leaves, treedef = jax.tree.flatten(grid)
+    h.update(str(treedef).encode())
+    for x in leaves:
+        x = np.ascontiguousarray(np.asarray(x))
+        h.update(str((x.dtype, x.shape)).encode())
+        h.update(x.tobytes())
+    n = _grid_size(grid)
+    return {"n": n, "batch_size": batch_size, "n_chunks": math.ceil(n / batch_size), "grid_sha256": h.hexdigest()}
+
+
+def _chunk_path(out: Path, c: int) -> Path:
+    return out / f"chunk_{c:06d}.npz"
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def _save_chunk(path: Path, result) -> None:
+    leaves, treedef = jax.tree.flatten(result)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, *[np.asarray(x) for x in leaves])
+
+    _write_atomic(path, write)
+
+
+def _load_chunk(path: Path, treedef):
+    with np.load(path) as z:
+        leaves = [z[f"arr_{i}"] for i in range(len(z.files))]
+    return jax.tree.unflatten(treedef, leaves)
+
+
+def _prepare_out(out: Path, meta: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / _MANIFEST
+    if manifest.exists():
+        old = json.loads(manifest.read_text())
+        if {k: old.get(k) for k in meta} != meta:
+            raise ValueError(
+                f"sweep: {out} holds a different sweep ({ {k: old.get(k) for k in meta} }); "
+                "give another out= or delete the folder"
+            )
+    elif jax.process_index() == 0:
+        _write_atomic(manifest, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+
+
+def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: bool | None = None,
+          load: bool = True, on_chunk: Callable[[int], None] | None = None):
+    """Evaluate ``fn`` on every parameter set of ``grid`` and stack the results.
+
+    ``fn(params) -> pytree of arrays``: one parameter set in (``grid``'s structure
+    with the leading axis removed), jax-traceable (it is vmapped and jitted).
+    ``grid``: a dict (or pytree) of arrays sharing a leading length ``N``, e.g. from
+    :func:`product`. ``batch_size``: parameter sets per chunk (one compiled call,
+    split over all local devices). ``out``: a folder for the finished chunks and the
+    manifest; an interrupted sweep resumes from it. ``progress``: a tqdm bar (default:
+    only when stderr is a terminal). ``on_chunk(c)``: called after chunk ``c`` is
+    computed and saved. Returns ``fn``'s result pytree with a leading axis ``N``
+    (NumPy arrays), or None with ``load=False``.
+    """
+    if not callable(fn):
+        raise ValueError(f"sweep: fn expects a function of one parameter set, got {type(fn).__name__}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"sweep: batch_size expects a positive integer, got {batch_size!r}")
+    batch_size = int(batch_size)
+    grid = jax.tree.map(np.asarray, grid)
+    meta = _fingerprint(grid, batch_size)
+    n, n_chunks = meta["n"], meta["n_chunks"]
+    out = None if out is None else Path(out)
+    if out is not None:
+        _prepare_out(out, meta)
+
+    devices = jax.local_devices()
+    n_dev = len(devices)
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
+    sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    padded = n_dev * math.ceil(min(batch_size, n) / n_dev)
+    run = jax.jit(jax.vmap(fn), in_shardings=sharded, out_shardings=sharded)
+
+    def compute(c):
+        lo, hi = c * batch_size, min((c + 1) * batch_size, n)
+        size = hi - lo
+        width = padded if size == min(batch_size, n) else n_dev * math.ceil(size / n_dev)
+        idx = np.minimum(np.arange(lo, lo + width), hi - 1)  # pad by repeating the last set
+        chunk = jax.tree.map(lambda x: x[idx], grid)
+        res = run(jax.device_put(chunk, sharded))
+        return jax.tree.map(lambda x: np.asarray(x)[:size], res)
+
+    mine = [c for c in range(n_chunks) if c % jax.process_count() == jax.process_index()]
+    todo = [c for c in mine if out is None or not _chunk_path(out, c).exists()]
+    if progress is None:
+        progress = sys.stderr.isatty()
+    bar = None
+    if progress:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="chunk", desc="sweep")
+        except ImportError:
+            bar = None
+
+    results = {}
+    for c in todo:
+        res = compute(c)
+        if out is not None:
+            _save_chunk(_chunk_path(out, c), res)
+        if load:
+            results[c] = res
+        if on_chunk is not None:
+            on_chunk(c)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if not load:
+        return None
+    if out is None:
+        parts = [results[c] for c in range(n_chunks)]
+    else:
+        if jax.process_count() > 1:
+            _wait_for_chunks(out, n_chunks)
+        treedef = jax.tree.structure(jax.eval_shape(fn, jax.tree.map(lambda x: x[0], grid)))
+        parts = [results[c] if c in results else _load_chunk(_chunk_path(out, c), treedef) for c in range(n_chunks)]
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+
+
+def _wait_for_chunks(out: Path, n_chunks: int, poll_s: float = 1.0) -> None:
+    while not all(_chunk_path(out, c).exists() for c in range(n_chunks)):
+        time.sleep(poll_s)
+
+
+def load(out, fn: Callable, grid):
+    """Read a finished sweep from its folder ``out`` (as ``sweep`` returns it);
+    ``fn`` and ``grid`` give the result's structure. A ValueError if chunks are missing."""
+    out = Path(out)
+    meta = json.loads((out / _MANIFEST).read_text())
+    missing = [c for c in range(meta["n_chunks"]) if not _chunk_path(out, c).exists()]
+    if missing:
+        raise ValueError(f"load: {len(missing)} of {meta['n_chunks']} chunks missing in {out} (e.g. {missing[:5]})")
+    grid = jax.tree.map(np.asarray, grid)
+    treedef = jax.tree.structure(jax.eval_shape(fn, jax.tree.map(lambda x: x[0], grid)))
+    parts = [_load_chunk(_chunk_path(out, c), treedef) for c in range(meta["n_chunks"])]
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
