@@ -229,6 +229,44 @@ def seed004_ina_ba2002(out: Path) -> list[Check]:
     return rows
 
 
+def seed000_fit_rin(out: Path) -> list[Check]:
+    """Seed 000, fitted: gradient descent on gL (jn.fit) takes the control neuron's
+    simulated Rin from 50 MΩ to the high-Rin target of 62.5 MΩ."""
+    import matplotlib.pyplot as plt
+    import saiunit as u
+
+    import jaxneuro as jn
+
+    neuron = jn.LIF(C=250 * u.pF, gL=20 * u.nS, EL=-70 * u.mV, V_th=math.inf)
+    stim = jn.StepCurrent(-20 * u.pA, 5 * u.ms, 150 * u.ms)
+
+    def simulate(model):
+        return jn.simulate(model, 160.0, dt=0.1, stimuli=[stim])
+
+    def loss(model):
+        return jn.losses.input_resistance(simulate(model), 62.5, stim)
+
+    result = jn.fit(loss, neuron, params=lambda m: m.gL, steps=40)
+    before, after = simulate(neuron), simulate(result.model)
+    rin_before = float(jn.input_resistance(before, stim))
+    rin_after = float(jn.input_resistance(after, stim))
+    rows = [
+        Check.near("seed000", "fit: Rin before (MOhm)", rin_before, 50.0, rtol=0.005),
+        Check.near("seed000", "fit: Rin after 40 steps (MOhm)", rin_after, 62.5, rtol=0.005),
+        Check.near("seed000", "fit: gL after (nS)", 1000 * float(result.model.gL), 16.0, rtol=0.005),
+    ]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a1.semilogy(result.loss_history)
+    a1.set(xlabel="step", ylabel="loss", title="fitting gL")
+    a2.plot(before.t, before.v, label=f"before: Rin = {rin_before:.2f} MΩ")
+    a2.plot(after.t, after.v, label=f"after: Rin = {rin_after:.2f} MΩ")
+    a2.set(xlabel="Time (ms)", ylabel="Membrane potential (mV)")
+    a2.legend()
+    fig.tight_layout()
+    _savefig(fig, out, "seed000_fit_rin.png")
+    return rows
+
+
 SCENARIOS = (
     seed000_input_resistance,
     seed001_passive_soma,
@@ -236,4 +274,5 @@ SCENARIOS = (
     seed002_cable,
     seed002_lif_table,
     seed004_ina_ba2002,
+    seed000_fit_rin,
 )
