@@ -198,6 +198,9 @@ def fit(
     ``optax.adam(0.05, b1=0.5)`` (for a :class:`Positive` parameter about 5 % per
     step; little momentum, so that it settles). For ill-conditioned fits of a few
     parameters (several densities of one cell) ``optax.lbfgs()`` converges far faster.
+    Adam's steps shrink with the gradient relative to the largest seen, so a start far
+    from the minimum (a steep loss there) slows down later; give more steps, a
+    larger rate, or ``optax.lbfgs()``.
     Optimisers taking extra arguments (``optax.lbfgs``) get ``value``, ``grad`` and
     ``value_fn``. ``steps``: number of updates.
 
