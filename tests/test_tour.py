@@ -18,7 +18,7 @@ def test_tour_runs_every_seed_scenario_and_passes(tmp_path, capsys):
     assert code == 0, failed
     assert set(rows[0]) == {"scenario", "quantity", "value", "expected", "ok"}
     scenarios = {r["scenario"] for r in rows}
-    assert {"seed000", "seed001", "seed002", "seed004"} <= scenarios
+    assert {"seed000", "seed001", "seed002", "seed003", "seed004"} <= scenarios
     # The table carries the seeds' published numbers.
     by_quantity = {r["quantity"]: r for r in rows}
     assert by_quantity["Rin control (MOhm)"]["expected"] == pytest.approx(50.0)
@@ -26,7 +26,8 @@ def test_tour_runs_every_seed_scenario_and_passes(tmp_path, capsys):
     assert "max |v - NEURON| (mV)" in by_quantity
     assert "FAIL" not in printed and "pass" in printed
     assert {p.name for p in out.glob("*.png")} >= {
-        "seed000_input_resistance.png", "seed001_passive_soma.png", "seed004_ina_ba2002.png"
+        "seed000_input_resistance.png", "seed001_passive_soma.png", "seed002_cable.png",
+        "seed003_gap_junctions.png", "seed004_ina_ba2002.png",
     }
 
 

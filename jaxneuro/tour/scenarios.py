@@ -205,6 +205,52 @@ def seed002_cable(out: Path) -> list[Check]:
     return rows
 
 
+def seed003_gap_junctions(out: Path) -> list[Check]:
+    """Seed 003 (BrainPy): symmetric coupling coefficient of two passive cells, and
+    the asymmetric junction's direction (weights[:, 0] doubled: pre→post stronger)."""
+    import matplotlib.pyplot as plt
+    import saiunit as u
+
+    import jaxneuro as jn
+
+    gl, g = 0.1, 0.02  # µS
+    pair = lambda coupling: jn.Network({"a": jn.LIF(EL=-70, V_th=math.inf), "b": jn.LIF(EL=-70, V_th=math.inf)}, [coupling])
+    net = pair(jn.SymmetricGapJunction("a", "b", jn.conn.one_to_one, g))
+    tr = jn.simulate(net, 200.0, dt=0.1, stimuli=[jn.StepCurrent(0.5, 10.0, math.inf, target="a")], save_every=1.0)
+    dv_a, dv_b = float(tr["a"].v[-1]) + 70, float(tr["b"].v[-1]) + 70
+    rows = [Check.near("seed003", "symmetric coupling coefficient", dv_b / dv_a, g / (gl + g), rtol=1e-4)]
+
+    # The seed's example: 100 + 100 LIF neurons, one-to-one, 1 nS with column 0 doubled.
+    n = 100
+    weights = np.ones((n, 2))
+    weights[:, 0] *= 2.0
+    gap = jn.AsymmetryGapJunction(pre="pre", post="post", conn=jn.conn.one_to_one, g=weights * u.nS)
+    pops = {k: jn.LIF(n=n, EL=-70 * u.mV, V_th=-50 * u.mV) for k in ("pre", "post")}
+    seed_net = jn.Network(populations=pops, couplings=[gap])
+    half = np.arange(n // 2)
+    stims = [jn.StepCurrent(1.0, 10.0, math.inf, target=("pre", half)),
+             jn.StepCurrent(1.0, 10.0, math.inf, target=("post", half + n // 2))]
+    tr3 = jn.simulate(seed_net, 250.0, stimuli=stims, save_every=1.0)
+    pre_v, post_v = np.asarray(tr3["pre"].v[-1]) + 70, np.asarray(tr3["post"].v[-1]) + 70
+    cc_forward = float(post_v[0] / pre_v[0])  # pair 0: pre driven, read post
+    cc_backward = float(pre_v[-1] / post_v[-1])  # last pair: post driven, read pre
+    # Circuit solution per pair: gL 0.1 µS, g0 = 2 nS into post, g1 = 1 nS into pre.
+    rows.append(Check.near("seed003", "CC pre->post (g0 = 2 nS)", cc_forward, 2e-3 / (0.1 + 2e-3), rtol=1e-3))
+    rows.append(Check.near("seed003", "CC post->pre (g1 = 1 nS)", cc_backward, 1e-3 / (0.1 + 1e-3), rtol=1e-3))
+    rows.append(Check("seed003", "pre->post / post->pre coupling", cc_forward / cc_backward, "about 2",
+                      1.9 < cc_forward / cc_backward < 2.1))
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(tr3.t, tr3["pre"].v[:, 0], label="pre[0] (driven)")
+    ax.plot(tr3.t, tr3["post"].v[:, 0], label="post[0]")
+    ax.plot(tr3.t, tr3["post"].v[:, -1], "--", label="post[-1] (driven)")
+    ax.plot(tr3.t, tr3["pre"].v[:, -1], "--", label="pre[-1]")
+    ax.set(xlabel="t (ms)", ylabel="v (mV)", title="seed 003: asymmetric gap junctions")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _savefig(fig, out, "seed003_gap_junctions.png")
+    return rows
+
+
 def seed004_ina_ba2002(out: Path) -> list[Check]:
     """Seed 004: a compartment with INa_Ba2002, IKDR_Ba2002 and a leak fires under a step."""
     import matplotlib.pyplot as plt
@@ -273,6 +319,7 @@ SCENARIOS = (
     seed002_hh_rest,
     seed002_cable,
     seed002_lif_table,
+    seed003_gap_junctions,
     seed004_ina_ba2002,
     seed000_fit_rin,
 )
