@@ -1,0 +1,275 @@
+"""Benchmark jaxneuro against NEURON and Jaxley on the same workloads, in one run.
+
+    python benchmarks/run.py [--quick] [--gpu] [--f32] [--json PATH] [--only NAME ...]
+
+Workloads (benchmarks/workloads.py): hh1, pop1k, tree1k, grad_tree1k; with --gpu also
+gpu_pop10k, gpu_pop100k, gpu_pop1m. Each simulator is warmed up (JAX: compiled ahead of
+time, compile time reported separately) and then timed (median of 5 runs, 1 with
+--quick). Voltages are compared in the same run (max |ΔV| on a 0.25 ms grid and
+spike-time differences, NEURON with exact rates as the reference), the gradient
+against a NEURON finite difference, and float32 against float64 for jaxneuro.
+Precision: float64 on the CPU, float32 on accelerators (--f32 forces float32).
+Jaxley is optional (extra ``bench``); without it its columns read n/a.
+Prints a Markdown table and writes JSON ``{"machine": ..., "workloads": {...}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import workloads as W  # noqa: E402
+
+
+def spike_times(t, v, thr=0.0):
+    """Upward crossings of ``thr`` per column, linearly interpolated."""
+    out = []
+    for j in range(v.shape[1]):
+        k = np.nonzero((v[:-1, j] < thr) & (v[1:, j] >= thr))[0]
+        out.append(t[k] + (thr - v[k, j]) / (v[k + 1, j] - v[k, j]) * (t[k + 1] - t[k]))
+    return out
+
+
+def compare(a, b):
+    """max |ΔV|, max spike-time difference over matched spikes, spike-count mismatches."""
+    (ta, va), (tb, vb) = a, b
+    n = min(len(ta), len(tb))
+    va, vb, t = va[:n], vb[:n], ta[:n]
+    sa, sb = spike_times(t, va), spike_times(t, vb)
+    dts = [np.max(np.abs(x[: min(len(x), len(y))] - y[: min(len(x), len(y))])) for x, y in zip(sa, sb) if min(len(x), len(y))]
+    return {
+        "max_dv_mV": float(np.max(np.abs(va - vb))),
+        "max_spike_dt_ms": float(max(dts)) if dts else None,
+        "spike_count_mismatch": int(sum(len(x) != len(y) for x, y in zip(sa, sb))),
+        "spikes": int(sum(len(x) for x in sa)),
+    }
+
+
+def timed(run, repeats):
+    compile_s = run.compile() if run.compile is not None else None
+    t = time.perf_counter()
+    result = run.call()  # warm-up
+    warm_s = time.perf_counter() - t
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        result = run.call()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) if times else warm_s, compile_s, result
+
+
+def other_precision(name, x64, repeats):
+    """jaxneuro on ``name`` in the other precision, in a subprocess (JAX's x64 switch
+    is process-wide and not safe to flip between compiled programs)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "out.npz")
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--_jaxneuro-only", name,
+                        "--_x64", str(int(x64)), "--_repeats", str(repeats), "--_out", path], check=True)
+        with np.load(path, allow_pickle=True) as z:
+            out = tuple(z["out"]) if z["out"].dtype == object else z["out"]
+            return float(z["time_s"]), out
+
+
+def _jaxneuro_only(name, x64, repeats, path):
+    import jax
+
+    jax.config.update("jax_enable_x64", x64)
+    s, _, out = timed(W.jaxneuro_run(name), repeats)
+    arr = np.empty(len(out), dtype=object) if isinstance(out, tuple) else np.asarray(out)
+    if isinstance(out, tuple):
+        arr[:] = list(out)
+    np.savez(path, time_s=s, out=arr)
+
+
+def machine():
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    try:
+        import neuron
+
+        nrn = neuron.__version__
+    except Exception:
+        nrn = None
+    try:
+        import jaxley
+
+        jxl = jaxley.__version__
+    except Exception:
+        jxl = None
+    return {
+        "cpu": cpu, "cores": cores, "platform": platform.platform(), "python": platform.python_version(),
+        "jax": jax.__version__, "devices": [str(d) for d in jax.devices()], "backend": jax.default_backend(),
+        "neuron": nrn, "jaxley": jxl, "date": datetime.date.today().isoformat(),
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one timed run per simulator (under 5 minutes on 2 cores)")
+    ap.add_argument("--gpu", action="store_true", help="also the gpu_pop workloads (10k, 100k, 1M neurons)")
+    ap.add_argument("--f32", action="store_true", help="jaxneuro and Jaxley in float32 (default: float64 on CPU)")
+    ap.add_argument("--json", default=None, help="write results to this JSON file")
+    ap.add_argument("--only", nargs="*", default=None, help="run only these workloads")
+    ap.add_argument("--_jaxneuro-only", dest="jaxneuro_only", help=argparse.SUPPRESS)
+    ap.add_argument("--_x64", dest="x64", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--_repeats", dest="repeats", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--_out", dest="out", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.jaxneuro_only:
+        return _jaxneuro_only(args.jaxneuro_only, bool(args.x64), args.repeats, args.out)
+
+    import jax
+
+    x64 = not args.f32 and jax.default_backend() == "cpu"
+    jax.config.update("jax_enable_x64", x64)
+    repeats = 1 if args.quick else 5
+    names = ["hh1", "pop1k", "tree1k", "grad_tree1k"]
+    if args.gpu:
+        names += ["gpu_pop10k", "gpu_pop100k", "gpu_pop1m"]
+    if args.only:
+        names = [n for n in names if n in args.only]
+    have_jaxley = W.jaxley_available()
+    try:
+        import neuron  # noqa: F401
+
+        have_neuron = True
+    except ImportError:
+        have_neuron = False
+    info = machine()
+    info["precision"] = "float64" if x64 else "float32"
+    print(f"# {info['cpu']} ({info['cores']} cores), jax {info['jax']} on {info['backend']}, "
+          f"NEURON {info['neuron']}, Jaxley {info['jaxley'] or 'n/a'}, {info['precision']}", flush=True)
+    results = {}
+    for name in names:
+        w = W.WORKLOADS[name]
+        steps = int(round(w["t1"] / W.DT))
+        r = {"steps": steps, "compartments": w["n"], "t1_ms": w["t1"]}
+        gpu_pop = name.startswith("gpu_pop")
+        big = gpu_pop and w["n"] > 10_000
+        print(f"## {name}", flush=True)
+
+        r["jaxneuro_s"], r["jaxneuro_compile_s"], jn_out = timed(W.jaxneuro_run(name), repeats)
+        if gpu_pop:
+            xla_s, _, xla_out = timed(W.jaxneuro_run(name, backend="xla"), 0 if big else repeats)
+            r["jaxneuro_xla_s"] = xla_s
+            r["pallas_vs_xla_count_mismatch"] = int(np.sum(jn_out[0] != xla_out[0]))
+            finite = np.isfinite(jn_out[1]) & np.isfinite(xla_out[1])
+            r["pallas_vs_xla_max_spike_dt_ms"] = float(np.max(np.abs(jn_out[1] - xla_out[1])[finite], initial=0.0))
+
+        if not big and have_neuron:
+            r["neuron_s"], _, _ = timed(W.neuron_run(name, tables=True), repeats)
+            r["neuron_exact_s"], _, nrn_out = timed(W.neuron_run(name, tables=False), 0 if gpu_pop else repeats)
+        else:
+            r["neuron_s"] = r["neuron_exact_s"] = None
+        if have_jaxley and not big:
+            r["jaxley_s"], r["jaxley_compile_s"], jx_out = timed(W.jaxley_run(name), repeats)
+        else:
+            r["jaxley_s"] = r["jaxley_compile_s"] = None
+
+        if name == "grad_tree1k":
+            fwd = results.get("tree1k", {}).get("jaxneuro_s")
+            r["jaxneuro_forward_s"] = fwd
+            r["grad_over_forward"] = r["jaxneuro_s"] / fwd if fwd else None
+            if r["jaxley_s"] is not None and results.get("tree1k", {}).get("jaxley_s"):
+                r["jaxley_grad_over_forward"] = r["jaxley_s"] / results["tree1k"]["jaxley_s"]
+            fd = W.neuron_fd_gradient(component=0) if have_neuron else float("nan")
+            r["grad_branch0"] = {"jaxneuro": float(jn_out[0]), "neuron_fd": float(fd),
+                                 "jaxneuro_fd": float(W.jaxneuro_fd_gradient(component=0)),
+                                 "jaxley": float(jx_out[0]) if r["jaxley_s"] is not None else None}
+            r["grad_jaxneuro"] = [float(x) for x in jn_out]
+        elif gpu_pop:
+            if not big and have_neuron:
+                r["vs_neuron_spike_count_mismatch"] = int(np.sum(jn_out[0] != nrn_out[0]))
+                if r["jaxley_s"] is not None:
+                    r["vs_jaxley_spike_count_mismatch"] = int(np.sum(jn_out[0] != jx_out[0]))
+            r["spikes"] = int(np.sum(jn_out[0]))
+        elif have_neuron:
+            r["vs_neuron"] = compare(jn_out, nrn_out)
+            if r["jaxley_s"] is not None:
+                r["jaxley_vs_neuron"] = compare(jx_out, nrn_out)
+                r["vs_jaxley"] = compare(jn_out, jx_out)
+
+        # float32 against float64 (jaxneuro), on the same workload.
+        if not big:
+            other = not x64
+            s_other, out_other = other_precision(name, other, repeats)
+            r["jaxneuro_f64_s" if other else "jaxneuro_f32_s"] = s_other
+            if name == "grad_tree1k":
+                r["f32_vs_f64_grad_rel_err"] = float(np.max(np.abs(out_other - jn_out)) / np.max(np.abs(jn_out)))
+            elif gpu_pop:
+                r["f32_vs_f64_spike_count_mismatch"] = int(np.sum(out_other[0] != jn_out[0]))
+            else:
+                r["f32_vs_f64"] = compare(out_other, jn_out)
+
+        for sim in ("neuron", "jaxley"):
+            if r.get(f"{sim}_s"):
+                r[f"speedup_vs_{sim}"] = r[f"{sim}_s"] / r["jaxneuro_s"]
+        results[name] = r
+        print(json.dumps(r, default=float), flush=True)
+
+    print()
+    print(table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "workloads": results}, f, indent=1, default=float)
+    return results
+
+
+def _f(x, fmt="{:.3g}"):
+    return "n/a" if x is None else fmt.format(x)
+
+
+def table(results):
+    head = ("| workload | steps | comps | jaxneuro s | compile s | NEURON s | Jaxley s | Jaxley compile s "
+            "| × NEURON | × Jaxley | max abs ΔV vs NEURON (mV) | spike Δt vs NEURON (ms) | Jaxley ΔV vs NEURON (mV) "
+            "| f32 vs f64 ΔV (mV) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, r in results.items():
+        vs = r.get("vs_neuron") or {}
+        jv = r.get("jaxley_vs_neuron") or {}
+        f32 = r.get("f32_vs_f64") or {}
+        lines.append(
+            f"| {name} | {r['steps']} | {r['compartments']} | {_f(r['jaxneuro_s'])} | {_f(r['jaxneuro_compile_s'])} "
+            f"| {_f(r.get('neuron_s'))} | {_f(r.get('jaxley_s'))} | {_f(r.get('jaxley_compile_s'))} "
+            f"| {_f(r.get('speedup_vs_neuron'), '{:.2f}')} | {_f(r.get('speedup_vs_jaxley'), '{:.2f}')} "
+            f"| {_f(vs.get('max_dv_mV'))} | {_f(vs.get('max_spike_dt_ms'))} | {_f(jv.get('max_dv_mV'))} "
+            f"| {_f(f32.get('max_dv_mV'))} |"
+        )
+    extra = []
+    if "grad_tree1k" in results:
+        g = results["grad_tree1k"]
+        extra.append(
+            f"grad_tree1k: gradient/forward = {_f(g.get('grad_over_forward'), '{:.2f}')} (jaxneuro), "
+            f"{_f(g.get('jaxley_grad_over_forward'), '{:.2f}')} (Jaxley); d loss/d gnabar[0]: jaxneuro "
+            f"{g['grad_branch0']['jaxneuro']:.6g} (its own finite difference {g['grad_branch0']['jaxneuro_fd']:.6g}), NEURON finite difference {g['grad_branch0']['neuron_fd']:.6g}, "
+            f"Jaxley {_f(g['grad_branch0']['jaxley'], '{:.6g}')}; f32 vs f64 relative error "
+            f"{_f(g.get('f32_vs_f64_grad_rel_err'))}"
+        )
+    return "\n".join(lines + [""] + extra)
+
+
+if __name__ == "__main__":
+    main()
