@@ -263,20 +263,29 @@ def test_fit_gap_conductance_to_coupling_coefficient():
     assert float(loss) < 1e-8
 
 
-def test_table_and_scatter_layouts_agree():
-    # Per-compartment tables (no hubs) and the scatter from the connection list (with a
-    # hub) give the same currents.
-    import equinox as eqx
-
+def test_currents_and_diagonal_equal_the_dense_conductance_matrix():
+    # Random asymmetric junctions plus a hub compartment, against G built densely.
     rng = np.random.default_rng(5)
     n = 60
     hub = ([0] * (n - 1), list(range(1, n)))
+    conn = jn.conn.fixed_prob(0.1, seed=1)
+    m = jn.Network({"a": passive_lif(n)}, [jn.SymmetricGapJunction("a", "a", conn, 1.0)]).couplings[0].n_connections
+    g_asym = rng.uniform(0, 1, (m, 2))
     net = jn.Network({"a": passive_lif(n)},
-                     [jn.AsymmetricGapJunction("a", "a", jn.conn.fixed_prob(0.1, seed=1), jnp.asarray(rng.uniform(0, 1, (368, 2)))),
+                     [jn.AsymmetricGapJunction("a", "a", conn, jnp.asarray(g_asym)),
                       jn.SymmetricGapJunction("a", "a", hub, 0.2)])
-    tab, hubc = net.couplings
-    assert tab.table_src is not None and hubc.table_src is None
-    v = jnp.asarray(rng.uniform(-80, -40, n))
-    plain = eqx.tree_at(lambda c: (c.table_src, c.table_w), tab, (None, None))
-    np.testing.assert_allclose(tab.current(v), plain.current(v), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(tab.diagonal(n, v.dtype), plain.diagonal(n, v.dtype), rtol=1e-12)
+    asym, hubc = net.couplings
+    G = np.zeros((n, n))  # current into i = sum_j G[i, j] (v_j - v_i)
+    for (pre, post, (g0, g1)) in zip(np.asarray(asym.pre_index), np.asarray(asym.post_index), g_asym):
+        if pre != post:
+            G[post, pre] += g0
+            G[pre, post] += g1
+    for pre, post in zip(*hub):
+        G[post, pre] += 0.2
+        G[pre, post] += 0.2
+    v = rng.uniform(-80, -40, n)
+    expected = G @ v - G.sum(axis=1) * v
+    got = np.asarray(asym.current(jnp.asarray(v)) + hubc.current(jnp.asarray(v)))
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    diag = np.asarray(asym.diagonal(n, jnp.float64) + hubc.diagonal(n, jnp.float64))
+    np.testing.assert_allclose(diag, G.sum(axis=1), rtol=1e-12)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import equinox as eqx
 import jax.numpy as jnp
-import numpy as np
 
 from .. import units
 from .base import AbstractCoupling, per_connection
@@ -18,71 +16,21 @@ class AbstractGapJunction(AbstractCoupling):
     ``g_into_pre·(V_post − V_pre)`` (nA). Every row of the coupling matrix therefore
     sums to zero, and the current at equal voltages is zero.
 
-    When bound into a network the connections are also laid out per receiving
-    compartment (``table_src``/``table_w``: for each compartment its up to ``K``
-    sources and the index of the conductance of each), so the current is a gather and
-    a row sum, with no scatter; this is used when the table holds at most four times
-    as many entries as the connection list (no hub compartments), otherwise the
-    current is scattered from the connection list. Memory grows with the number of
-    connections either way.
+    The current is a gather over the connection list and a scatter-add into the
+    compartments (on the CPU this beats per-compartment gather tables, whose padding
+    to the largest in-degree multiplies the work); memory grows with the number of
+    connections.
     """
 
     symmetric = False
-    table_src: object = eqx.field(default=None, kw_only=True)
-    table_w: object = eqx.field(default=None, kw_only=True)
 
     def conductances(self):  # pragma: no cover - abstract
         raise NotImplementedError
-
-    def finish_bind(self, pre, post, locate):
-        bound = self
-        n_total = getattr(locate, "n_total", None)
-        if n_total is None:
-            return bound
-        m = pre.size
-        # Directed entries: into post from pre (conductance k), into pre from post (m + k).
-        dst = np.concatenate([post, pre])
-        src = np.concatenate([pre, post])
-        widx = np.arange(2 * m)
-        keep = dst != src  # a compartment coupled to itself carries no current
-        dst, src, widx = dst[keep], src[keep], widx[keep]
-        if dst.size == 0:
-            return bound
-        order = np.argsort(dst, kind="stable")
-        dst, src, widx = dst[order], src[order], widx[order]
-        counts = np.bincount(dst, minlength=n_total)
-        k = int(counts.max())
-        if k * n_total > 4 * dst.size + n_total:
-            return bound
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        slot = np.arange(dst.size) - starts[dst]
-        tsrc = np.tile(np.arange(n_total)[:, None], (1, k))  # padding: itself (no current)
-        tw = np.full((n_total, k), 2 * m)  # padding: a zero conductance
-        tsrc[dst, slot] = src
-        tw[dst, slot] = widx
-        return eqx.tree_at(
-            lambda c: (c.table_src, c.table_w), bound,
-            (jnp.asarray(tsrc, dtype=jnp.int32), jnp.asarray(tw, dtype=jnp.int32)),
-            is_leaf=lambda x: x is None,
-        )
-
-    def _table_weights(self, dtype):
-        g_post, g_pre = self.conductances()
-        m = self.pre_index.shape[0]
-        if jnp.ndim(g_post) == 0 and jnp.ndim(g_pre) == 0:  # no gather needed
-            tw = self.table_w
-            return jnp.where(tw < m, g_post, jnp.where(tw < 2 * m, g_pre, 0.0)).astype(dtype)
-        w = jnp.concatenate([jnp.broadcast_to(g_post, (m,)), jnp.broadcast_to(g_pre, (m,)),
-                             jnp.zeros((1,), dtype=dtype)]).astype(dtype)
-        return w[self.table_w]
 
     def current(self, v):
         """Gap current (nA, inward positive) into every compartment of the flat
         voltage ``v`` (mV). Linear in ``v``: it is also the coupling's matrix–vector
         product."""
-        if self.table_src is not None:
-            vs = jnp.take(v, self.table_src.reshape(-1), mode="clip").reshape(self.table_src.shape)
-            return jnp.sum(self._table_weights(v.dtype) * (vs - v[:, None]), axis=-1)
         g_post, g_pre = self.conductances()
         diff = v[self.pre_index] - v[self.post_index]
         out = jnp.zeros_like(v)
@@ -93,8 +41,6 @@ class AbstractGapJunction(AbstractCoupling):
         """Minus the diagonal of the conductance matrix (µS): the total gap conductance
         leaving each compartment. Connections of a compartment to itself carry no
         current and count zero."""
-        if self.table_src is not None:
-            return jnp.sum(self._table_weights(dtype), axis=-1)
         g_post, g_pre = self.conductances()
         real = (self.pre_index != self.post_index).astype(dtype)
         ones = jnp.ones(self.pre_index.shape, dtype=dtype)
