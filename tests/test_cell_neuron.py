@@ -92,8 +92,9 @@ def test_branched_hh_cell_spike_times_match_neuron(neuron_h, dt):
         sp_n, sp_j = crossings(t, v_n[:, k], -20.0), crossings(t, v_j[:, k], -20.0)
         assert len(sp_n) == 2, k  # one spike from the soma, one from the distal dendrite
         assert len(sp_j) == len(sp_n), k
-        assert np.max(np.abs(sp_j - sp_n)) < 0.1, k
-    assert np.max(np.abs(v_j - v_n)) < 3.0
+        assert np.max(np.abs(sp_j - sp_n)) < 1e-6, k  # the issue asks for 0.1 ms
+    # Two dendrites share the soma's 1-end: its zero-area node makes the circuit NEURON's.
+    assert np.max(np.abs(v_j - v_n)) < 1e-6
 
 
 def test_child_on_interior_point_matches_neuron(neuron_h):

@@ -70,7 +70,9 @@ def test_sections_nseg_areas_and_voltages_match_neuron(neuron_h, path):
     v_j = np.asarray(trace.v)[:, [cell.index(n, x) for n, x in locs]]
     assert np.min(v_n.max(axis=0)) > -40  # 25+ mV deflections everywhere
     # Several children share dend[0]'s and apic[0]'s far ends (a zero-area node in NEURON).
-    assert np.max(np.abs(v_j - v_n)) < 0.5
+    # 0.011 mV measured: segment diameters are length averages, where NEURON integrates
+    # the axial resistance over the 3-D frusta.
+    assert np.max(np.abs(v_j - v_n)) < 0.05
 
 
 def test_both_soma_conventions_give_the_same_cell():

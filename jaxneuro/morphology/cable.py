@@ -32,7 +32,7 @@ class Cable(AbstractModel):
     cell's): ``trace.v`` has shape ``(T, nseg)``. Stimuli target a location ``x`` in
     [0, 1] (``StepCurrent(..., target=0.5)`` or ``target=(0, 0.5)``), delivered to the
     segment containing ``x``; ``x = 0`` and ``x = 1`` map to the end segments (NEURON
-    puts them on zero-area end nodes, which this model does not have).
+    puts them on its zero-area end nodes, which hold no state here).
     ``cable.index(x)`` gives the segment index of ``x`` for reading ``trace.v[:, i]``.
     """
 

@@ -24,32 +24,64 @@ _OHM_CM_PER_UM_TO_MOHM = 1e-2
 
 
 class _Layout(NamedTuple):
-    """Static indexing of a cell's segments (all NumPy)."""
+    """Static indexing of a cell's segments and of the tree the axial solve runs on
+    (all NumPy).
+
+    The tree's nodes are the segments plus one zero-area node for every section end
+    where two or more children attach, as NEURON's end nodes: joining several
+    children straight to the parent's end segment would put the parent's half
+    segment in parallel once per child. A single child at an end needs no node: its
+    half segment and the parent's are simply in series. Node ``k``'s conductance to
+    its parent is ``1 / (r_half[own[k]] + r_half[partner[k]])`` with index ``n``
+    standing for a zero resistance.
+    """
 
     offsets: np.ndarray  # first segment of each section; offsets[-1] = n
-    parent: np.ndarray  # parent segment of each segment, -1 for roots
-    partner: np.ndarray  # half segment in series with a segment's own towards its parent (n: none)
+    parent: np.ndarray  # parent node of each tree node, -1 for roots (parent < node)
+    own: np.ndarray  # half segment of node k towards its parent (n: none)
+    partner: np.ndarray  # half segment in series with it (n: none)
+    segment_nodes: np.ndarray  # tree node of each segment
 
 
 @functools.lru_cache(maxsize=256)
 def _layout(nsegs: tuple[int, ...], parents: tuple) -> _Layout:
     offsets = np.concatenate([[0], np.cumsum(nsegs)]).astype(int)
     n = int(offsets[-1])
-    parent = np.arange(n) - 1
-    partner = np.arange(n) - 1
+    ends = {}  # (section, x in {0, 1}) -> the child sections attached there
+    for s, link in enumerate(parents):
+        if link is not None and link[1] in (0.0, 1.0):
+            ends.setdefault((link[0], link[1]), []).append(s)
+    junction_of = {}  # (section, x) -> tree node, for ends shared by several children
+    node_parent, own, partner, segment_nodes = [], [], [], np.zeros(n, dtype=int)
+
+    def add(parent_node, own_r, partner_r):
+        node_parent.append(parent_node)
+        own.append(own_r)
+        partner.append(partner_r)
+        return len(node_parent) - 1
+
     for s, link in enumerate(parents):
         first = offsets[s]
-        if link is None:
-            parent[first], partner[first] = -1, n
-            continue
-        p, x = link
-        seg = offsets[p] + _segment_of(x, nsegs[p])
-        parent[first] = seg
-        # NEURON joins the child's 0-end to the parent's node at x: a zero-area end node
-        # (x = 0 or 1), one half segment beyond the end segment's centre, or, inside
-        # the section, the centre of the segment containing x.
-        partner[first] = seg if x in (0.0, 1.0) else n
-    return _Layout(offsets, parent, partner)
+        for k in range(first, offsets[s + 1]):
+            if k > first:
+                segment_nodes[k] = add(segment_nodes[k - 1], k, k - 1)
+            elif link is None:
+                segment_nodes[k] = add(-1, n, n)
+            else:
+                p, x = link
+                seg = offsets[p] + _segment_of(x, nsegs[p])
+                if (p, x) in junction_of:  # via the shared zero-area end node
+                    segment_nodes[k] = add(junction_of[(p, x)], k, n)
+                elif x in (0.0, 1.0):  # the only child there: half segments in series
+                    segment_nodes[k] = add(segment_nodes[seg], k, seg)
+                else:  # inside the section: to the centre of the segment containing x
+                    segment_nodes[k] = add(segment_nodes[seg], k, n)
+        # Zero-area nodes on this section's ends, after its segments, before children.
+        for x in (0.0, 1.0):
+            if len(ends.get((s, x), ())) > 1:
+                end_seg = offsets[s] + (0 if x == 0.0 else nsegs[s] - 1)
+                junction_of[(s, x)] = add(segment_nodes[end_seg], end_seg, n)
+    return _Layout(offsets, np.asarray(node_parent), np.asarray(own), np.asarray(partner), segment_nodes)
 
 
 def _segment_of(x: float, nseg: int) -> int:
@@ -79,11 +111,12 @@ class Cell(AbstractModel):
     Axial coupling follows NEURON: neighbouring segment centres are joined by the
     resistance of the two half segments between them. A child joined at an interior
     ``x`` connects its first segment to the centre of the parent's segment containing
-    ``x`` through its own half segment. NEURON's section ends are zero-area nodes; this
-    model has none, so a child joined at ``x = 0`` or ``1`` connects through its own
-    half segment in series with the parent's end half segment, which is NEURON's
-    circuit exactly for one child per end and slightly less resistive when several
-    children share an end. Stimuli at ``x = 0`` or ``1`` go to the end segment.
+    ``x`` through its own half segment. Children joined at ``x = 0`` or ``1`` meet at a
+    zero-area node one half segment beyond the parent's end segment, as NEURON's
+    section end nodes (with a single child the node is folded into the two half
+    segments in series), so the circuit is NEURON's. Those nodes carry no membrane
+    and hold no state: stimuli and recordings at ``x = 0`` or ``1`` use the end
+    segment.
     """
 
     sections: tuple[Cable, ...]
@@ -233,8 +266,10 @@ class Cell(AbstractModel):
         lay = self._layout()
         r = self._half_resistance()
         r_ext = jnp.concatenate([r, jnp.zeros((1,), r.dtype)])
-        g = 1.0 / (r + r_ext[lay.partner])  # µS
-        return TreeCoupling(g=g, capacitance=self.capacitance, parent=tuple(int(p) for p in lay.parent))
+        g = 1.0 / (r_ext[lay.own] + r_ext[lay.partner])  # µS
+        identity = np.array_equal(lay.segment_nodes, np.arange(r.shape[-1]))
+        return TreeCoupling(g=g, capacitance=self.capacitance, parent=tuple(int(p) for p in lay.parent),
+                            segment_nodes=None if identity else tuple(int(k) for k in lay.segment_nodes))
 
     # --- channels -----------------------------------------------------------------------
     def _channel_groups(self):

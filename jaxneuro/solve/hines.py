@@ -21,6 +21,13 @@ class TreeCoupling(eqx.Module):
         (A v)_i = Σ_j g_ij (v_j - v_i) / C_i,
 
     summed over the tree neighbours ``j`` of ``i``; ``A``'s rows sum to zero.
+
+    ``segment_nodes`` (static, optional): when the tree has more nodes than there are
+    compartments, the tree node of each compartment; the other nodes have zero area
+    (NEURON's section end nodes where several children meet). Their voltage follows
+    from the current balance ``Σ g (v_j - v_J) = 0``, so they hold no state: ``A`` is
+    the coupling among compartments with them eliminated (exactly), and :meth:`solve`
+    keeps them in the tree, where the elimination stays O(n).
     :meth:`solve` solves ``(diag(d) - A) x = rhs`` by Hines elimination: multiplying
     row ``i`` by ``C_i`` makes the matrix symmetric, ``S = diag(C·d + Σ g) - G``,
     eliminated from the leaves to the roots and back substituted, one pass each, O(n).
@@ -32,6 +39,7 @@ class TreeCoupling(eqx.Module):
     g: Array
     capacitance: Array
     parent: tuple[int, ...] = eqx.field(static=True)
+    segment_nodes: tuple[int, ...] | None = eqx.field(default=None, static=True)
 
     def __check_init__(self):
         p = np.asarray(self.parent, dtype=int)
@@ -43,7 +51,24 @@ class TreeCoupling(eqx.Module):
 
     @property
     def size(self) -> int:
+        """Number of tree nodes (compartments plus zero-area nodes)."""
         return len(self.parent)
+
+    def _to_tree(self, x):
+        """Compartment values onto the tree's nodes (zero at zero-area nodes)."""
+        if self.segment_nodes is None:
+            return x
+        # A gather (not a scatter): linear and transposable, as custom_linear_solve needs.
+        n = x.shape[-1]
+        source = np.full(self.size, n)
+        source[np.asarray(self.segment_nodes)] = np.arange(n)
+        padded = jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (1,), dtype=x.dtype)], axis=-1)
+        return padded[..., jnp.asarray(source)]
+
+    def _from_tree(self, x):
+        if self.segment_nodes is None:
+            return x
+        return x[..., jnp.asarray(self.segment_nodes)]
 
     def _indices(self):
         p = np.asarray(self.parent, dtype=np.int32)
@@ -57,11 +82,22 @@ class TreeCoupling(eqx.Module):
         return jnp.where(jnp.asarray(is_root), 0.0, self.g)
 
     def apply(self, v):
-        """``A v`` in mV/ms: the axial current into each node over its capacitance."""
+        """``A v`` in mV/ms: the axial current into each compartment over its
+        capacitance."""
         _, p, _ = self._indices()
-        flux = self._g() * (v[..., p] - v)  # µS·mV = nA from parent into node i
+        g = self._g()
+        v = self._to_tree(v)
+        if self.segment_nodes is not None:
+            # Zero-area nodes: v_J = Σ g v_j / Σ g over their neighbours, which are
+            # all compartments (the parent's end segment and the children's first).
+            zero_area = np.ones(self.size, dtype=bool)
+            zero_area[np.asarray(self.segment_nodes)] = False
+            num = g * v[..., p] + jnp.zeros_like(v).at[..., p].add(g * v)
+            den = g + jnp.zeros_like(g).at[p].add(g)
+            v = jnp.where(jnp.asarray(zero_area), num / jnp.where(jnp.asarray(zero_area), den, 1.0), v)
+        flux = g * (v[..., p] - v)  # µS·mV = nA from parent into node i
         net = flux - jnp.zeros_like(v).at[..., p].add(flux)
-        return net / self.capacitance
+        return self._from_tree(net) / self.capacitance
 
     def solve(self, diag, rhs):
         """``x`` with ``(diag(diag) - A) x = rhs``; ``diag`` in 1/ms, ``rhs`` in mV/ms
@@ -72,11 +108,14 @@ class TreeCoupling(eqx.Module):
         def matvec(x):
             return diag * x - self.apply(x)
 
+        def tree_solve(cd, b):
+            return self._from_tree(_hines(self, self._to_tree(cd), self._to_tree(b)))
+
         def solve(_, b):
-            return _hines(self, c * diag, c * b)
+            return tree_solve(c * diag, c * b)
 
         def transpose_solve(_, b):
-            return c * _hines(self, c * diag, b)
+            return c * tree_solve(c * diag, b)
 
         return jax.lax.custom_linear_solve(matvec, rhs, solve, transpose_solve)
 
