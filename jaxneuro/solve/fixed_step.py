@@ -25,6 +25,10 @@ import jax
 import jax.numpy as jnp
 
 
+# Stretches between saves up to this many steps run as one loop, without blocks.
+_UNBLOCKED = 64
+
+
 def steps_per_save(save_every: float, dt: float) -> int:
     """``save_every / dt`` as an integer, or a ValueError when it is not one."""
     ratio = save_every / dt
@@ -67,9 +71,13 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
         return y, state
 
     def run_steps(carry, first, count):
-        """``count`` (static) steps from global step ``first``, checkpointed in blocks."""
+        """``count`` (static) steps from global step ``first``; long stretches are
+        checkpointed in blocks of about ``sqrt(count)`` steps."""
         if count == 0:
             return carry
+        if count <= _UNBLOCKED:
+            # Short stretch: one loop (its backward pass keeps ``count`` states, few).
+            return jax.lax.fori_loop(0, count, lambda i, c: one_step(first + i, c), carry)
         block = max(1, int(math.isqrt(count)))
         n_blocks, rest = divmod(count, block)
 
