@@ -346,7 +346,8 @@ class Cell(AbstractModel):
 
     def place_current(self, target, i):
         """``i`` (nA) into the segment of location ``target``: ``(section, x)``, a bare
-        ``x`` for a one-section cell, a segment index, or ``None`` (every segment)."""
+        ``x`` for a one-section cell, a segment index or a tuple of them, or ``None``
+        (every segment)."""
         n = self.n_segments
         if target is None:
             return jnp.broadcast_to(i, (n,))
@@ -363,10 +364,14 @@ class Cell(AbstractModel):
             if not -n <= target < n:
                 raise ValueError(f"stimulus target={target!r} out of range for {n} segments")
             seg = int(target)
+        elif isinstance(target, tuple) and all(isinstance(k, (int, np.integer)) for k in target):
+            seg = np.asarray(target, dtype=int)  # segment indices (from a Network's ("name", [k, ...]))
+            if seg.size and (seg.min() < -n or seg.max() >= n):
+                raise ValueError(f"stimulus target={target!r} out of range for {n} segments")
         else:
             raise ValueError(
-                f"stimulus target={target!r}: expected a location (section, x), a segment "
-                "index or None"
+                f"stimulus target={target!r}: expected a location (section, x), segment "
+                "indices or None"
             )
         return jnp.zeros((n,), dtype=jnp.result_type(i)).at[seg].add(i)
 

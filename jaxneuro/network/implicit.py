@@ -20,6 +20,12 @@ definite whenever ``C·d' > 0`` and conjugate gradients apply; with any asymmetr
 junction the matrix is still diagonally dominant by rows and BiCGSTAB is used. Both are
 Jacobi-preconditioned and differentiable (``jax.lax.custom_linear_solve``).
 
+Populations with couplings of their own (a :class:`~jaxneuro.Cell`'s axial tree)
+enter the same system: their blocks are solved exactly by their own ``solve`` (Hines
+elimination), which is also the preconditioner of the iteration when gap junctions
+join them (block Jacobi: each tree with the gaps' diagonal added). Without gap
+junctions the blocks are independent and solved directly, with no iteration.
+
 Tolerance: iteration stops when the residual norm falls below ``tol`` times the norm
 of the right-hand side; ``tol`` defaults to 1e-10 in float64 and 1e-5 in float32
 (``Network(coupling_tol=...)`` overrides it), with at most ``maxiter`` iterations
@@ -38,13 +44,33 @@ from jaxtyping import Array
 class GapCoupling(eqx.Module):
     """``solve(diag, rhs)`` for the :class:`~jaxneuro.StaggeredEuler` solver.
 
-    ``junctions``: bound gap junctions; ``capacitance``: nF per flat compartment.
+    ``junctions``: bound gap junctions; ``capacitance``: nF per flat compartment;
+    ``internal``: ``(offset, coupling)`` for each population with a coupling of its own
+    (``coupling.solve``/``apply`` on the compartments ``offset:offset + size``).
     """
 
     junctions: tuple
     capacitance: Array
+    internal: tuple = ()
     tol: float | None = eqx.field(default=None, static=True)
     maxiter: int | None = eqx.field(default=None, static=True)
+
+    def _blocks(self):
+        return [(off, off + c.capacitance.shape[-1], c) for off, c in self.internal]
+
+    def _internal_apply(self, x):
+        """``A_internal·x`` (1/ms times x): the populations' own couplings."""
+        out = jnp.zeros_like(x)
+        for lo, hi, c in self._blocks():
+            out = out.at[lo:hi].set(c.apply(x[lo:hi]))
+        return out
+
+    def _block_solve(self, diag, rhs):
+        """Solve ``(diag(diag) - A_internal) x = rhs`` block by block, exactly."""
+        x = rhs / diag
+        for lo, hi, c in self._blocks():
+            x = x.at[lo:hi].set(c.solve(diag[lo:hi], rhs[lo:hi]))
+        return x
 
     @property
     def symmetric(self) -> bool:
@@ -59,10 +85,12 @@ class GapCoupling(eqx.Module):
 
     def matvec(self, x):
         """``A·x`` with ``A`` the coupling's Jacobian of ``dv/dt`` (1/ms)."""
-        return self.conductance_matvec(x) / self.capacitance
+        return self.conductance_matvec(x) / self.capacitance + self._internal_apply(x)
 
     def solve(self, diag, rhs):
         """Solve ``(diag(diag) − A) x = rhs`` (see the module docstring)."""
+        if not self.junctions:
+            return self._block_solve(diag, rhs)
         dtype = rhs.dtype
         c = self.capacitance
         # A·1 = 0 for gap junctions (currents are conductances times voltage
@@ -71,16 +99,18 @@ class GapCoupling(eqx.Module):
         g_out = jnp.zeros_like(rhs)
         for j in self.junctions:
             g_out = g_out + j.diagonal(rhs.shape[0], dtype)
-        jacobi = dd + g_out
 
+        # Rows scaled by C: symmetric when the junctions are (trees are, scaled so).
         def op(x):
-            return dd * x - self.conductance_matvec(x)
+            return dd * x - self.conductance_matvec(x) - c * self._internal_apply(x)
+
+        def precondition(r):  # block Jacobi: trees exactly, with the gaps' diagonal
+            return self._block_solve(diag + g_out / c, r / c)
 
         b = c * rhs
         tol = self.tol
         if tol is None:
             tol = 1e-10 if dtype == jnp.float64 else 1e-5
         method = jsl.cg if self.symmetric else jsl.bicgstab
-        x, _ = method(op, b, x0=b / jacobi, tol=tol, atol=0.0, maxiter=self.maxiter,
-                      M=lambda r: r / jacobi)
+        x, _ = method(op, b, x0=precondition(b), tol=tol, atol=0.0, maxiter=self.maxiter, M=precondition)
         return x

@@ -178,8 +178,17 @@ class Network(AbstractModel):
             parts.append(jnp.broadcast_to(c, shp).reshape(-1))
         return jnp.concatenate(parts)
 
+    def _internal_couplings(self):
+        """``(offset, coupling)`` of each population with a coupling of its own."""
+        out = []
+        for name in self.names:
+            c = self.populations[name].voltage_coupling()
+            if c is not None:
+                out.append((self._slices()[name].start, c))
+        return tuple(out)
+
     def default_solver(self):
-        if self.gap_junctions:
+        if self.gap_junctions or self._internal_couplings():
             return StaggeredEuler(voltage_update="backward_euler")
         solvers = [self.populations[n].default_solver() for n in self.names]
         if all(s == solvers[0] for s in solvers):
@@ -187,11 +196,12 @@ class Network(AbstractModel):
         return StaggeredEuler()
 
     def voltage_coupling(self):
-        """The gap junctions' implicit solve (:class:`GapCoupling`), or ``None``."""
-        gaps = self.gap_junctions
-        if not gaps:
+        """The implicit solve of the gap junctions together with the populations' own
+        couplings (cells' axial currents) (:class:`GapCoupling`), or ``None``."""
+        gaps, internal = self.gap_junctions, self._internal_couplings()
+        if not gaps and not internal:
             return None
-        return GapCoupling(junctions=gaps, capacitance=self.capacitance, tol=self.coupling_tol)
+        return GapCoupling(junctions=gaps, capacitance=self.capacitance, internal=internal, tol=self.coupling_tol)
 
     def init_state(self, v0):
         v0 = jnp.broadcast_to(jnp.asarray(v0, dtype=jnp.result_type(float)), self.shape)

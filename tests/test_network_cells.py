@@ -1,0 +1,59 @@
+"""Networks with multicompartment cells: the cells' axial coupling stays implicit, and
+gap junctions onto dendritic locations equal the same circuit built as one cell."""
+
+import math
+
+import numpy as np
+import pytest
+
+import jaxneuro as jn
+
+RA = 100.0
+
+
+def dendritic_cell():
+    hh = jn.channels.HH()
+    soma = jn.Cable(20.0, 20.0, Ra=RA, nseg=1, channels=[hh], name="soma")
+    dend = jn.Cable(400.0, 1.0, Ra=RA, nseg=20, channels=[jn.channels.Leak(g=1e-4, e=-65.0)], name="dend")
+    return soma, dend
+
+
+def test_network_of_one_cell_equals_the_cell():
+    soma, dend = dendritic_cell()
+    cell = jn.Cell([soma, dend], parents=[None, ("soma", 1.0)])
+    stim = jn.StepCurrent(0.3, 1.0, 3.0, target=("soma", 0.5))
+    alone = jn.simulate(cell, 20.0, stimuli=[stim])
+    net = jn.Network({"c": cell}, [])
+    inside = jn.simulate(net, 20.0, stimuli=[jn.StepCurrent(0.3, 1.0, 3.0, target=("c", [cell.index("soma", 0.5)]))])
+    np.testing.assert_allclose(inside["c"].v, alone.v, atol=1e-9)
+
+
+@pytest.mark.parametrize("dt", [0.025, 0.1])
+def test_gap_onto_a_dendrite_equals_an_axial_branch(dt):
+    """A passive compartment joined by a gap junction g to a thin dendrite's segment is
+    the same circuit as a one-segment branch whose half-segment resistance is 1/g. The
+    gap is 100x the small compartment's leak, and the dendrite is stiff: all of it
+    must be solved implicitly to agree at dt = 0.1."""
+    soma, dend = dendritic_cell()
+    cell = jn.Cell([soma, dend], parents=[None, ("soma", 1.0)])
+    length, diam = 10.0, 2.0  # the small compartment
+    g_leak = 1e-4 * math.pi * length * diam * 1e-2  # µS
+    g_gap = 100 * g_leak
+    small = jn.Compartment(length=length, diam=diam, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
+    x = 0.725  # inside segment 14 of 20
+    k = cell.index("dend", x)
+    net = jn.Network({"cell": cell, "small": small},
+                     [jn.SymmetricGapJunction(("cell", [k]), "small", jn.conn.one_to_one, g_gap)])
+    stimuli = [jn.StepCurrent(0.3, 1.0, 3.0, target=("cell", [cell.index("soma", 0.5)])),
+               jn.StepCurrent(0.02, 8.0, 5.0, target="small")]
+    got = jn.simulate(net, 25.0, dt=dt, stimuli=stimuli)
+
+    # The same circuit as one cell: the branch's half-segment resistance is 1/g_gap.
+    ra_branch = (1.0 / g_gap) / (1e-2 * (length / 2) / (math.pi * diam**2 / 4))  # Ω·cm (Ω·cm·µm/µm² = 1e-2 MΩ)
+    branch = jn.Cable(length, diam, Ra=ra_branch, nseg=1, channels=[jn.channels.Leak(g=1e-4, e=-65.0)], name="small")
+    whole = jn.Cell([soma, dend, branch], parents=[None, ("soma", 1.0), ("dend", x)])
+    ref = jn.simulate(whole, 25.0, dt=dt, stimuli=[jn.StepCurrent(0.3, 1.0, 3.0, target=("soma", 0.5)),
+                                                  jn.StepCurrent(0.02, 8.0, 5.0, target=("small", 0.5))])
+    np.testing.assert_allclose(got["cell"].v, np.asarray(ref.v)[:, :21], atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got["small"].v), np.asarray(ref.v)[:, 21], atol=1e-6)
+    assert float(np.max(got["cell"].v)) > 0  # the soma spiked: the run is not trivial
