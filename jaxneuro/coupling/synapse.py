@@ -97,7 +97,24 @@ class AbstractSynapse(AbstractCoupling):
         return out
 
 
-class ExpSynapse(AbstractSynapse):
+class _ConductanceSynapse(AbstractSynapse):
+    """Fields shared by the conductance synapses: ``g_max`` µS, ``tau`` ms, reversal
+    potential ``E`` mV and transmission ``delay`` ms."""
+
+    g_max: object = units.param(units.uS, default=None, check="nonnegative")
+    tau: object = units.param(units.ms, default=5.0, check="positive")
+    E: object = units.param(units.mV, default=0.0)
+    delay: object = units.param(units.ms, default=0.0, check="nonnegative")
+
+    def __post_init__(self):
+        if self.g_max is None:
+            raise ValueError(
+                f"{type(self).__name__}.g_max expects a peak conductance in µS (or a saiunit Quantity)"
+            )
+        self._check_params()
+
+
+class ExpSynapse(_ConductanceSynapse):
     """Exponential conductance synapse: each spike arriving at ``t_a`` (its time plus
     ``delay``) adds ``g_max·exp(−(t − t_a)/tau)`` (µS) for ``t ≥ t_a``; the current
     into ``post`` is ``g·(E − V_post)`` (nA).
@@ -107,15 +124,6 @@ class ExpSynapse(AbstractSynapse):
     as for :class:`~jaxneuro.SymmetricGapJunction`; ``pre`` must spike.
     """
 
-    g_max: object = units.param(units.uS, default=None, check="nonnegative")
-    tau: object = units.param(units.ms, default=5.0, check="positive")
-    E: object = units.param(units.mV, default=0.0)
-    delay: object = units.param(units.ms, default=0.0, check="nonnegative")
-
-    def __post_init__(self):
-        if self.g_max is None:
-            raise ValueError("ExpSynapse.g_max expects a peak conductance in µS (or a saiunit Quantity)")
-        self._check_params()
 
     def state_names(self):
         return ("g",)
@@ -127,7 +135,7 @@ class ExpSynapse(AbstractSynapse):
         return {"g": jnp.exp(-s / jnp.broadcast_to(self.tau, s.shape[:1])[:, None])}
 
 
-class AlphaSynapse(AbstractSynapse):
+class AlphaSynapse(_ConductanceSynapse):
     """Alpha-function conductance synapse: each spike arriving at ``t_a`` adds
     ``g_max·(t − t_a)/tau·exp(1 − (t − t_a)/tau)`` (µS), which peaks at ``g_max`` a
     time ``tau`` after arrival; the current into ``post`` is ``g·(E − V_post)`` (nA).
@@ -137,15 +145,6 @@ class AlphaSynapse(AbstractSynapse):
     ``g_max`` to ``a``; both are advanced exactly.
     """
 
-    g_max: object = units.param(units.uS, default=None, check="nonnegative")
-    tau: object = units.param(units.ms, default=5.0, check="positive")
-    E: object = units.param(units.mV, default=0.0)
-    delay: object = units.param(units.ms, default=0.0, check="nonnegative")
-
-    def __post_init__(self):
-        if self.g_max is None:
-            raise ValueError("AlphaSynapse.g_max expects a peak conductance in µS (or a saiunit Quantity)")
-        self._check_params()
 
     def state_names(self):
         return ("a", "g")
