@@ -44,3 +44,18 @@ def test_tour_exits_nonzero_when_a_value_is_off(tmp_path, monkeypatch):
     rows = json.loads(js.read_text())
     assert [r["ok"] for r in rows] == [False, False]
     assert "boom" in rows[1]["quantity"]
+
+
+def test_tour_passes_in_float32(tmp_path):
+    """Accelerators default to float32: the tour's checks hold there too (run in a
+    subprocess, since float64 is switched on for the rest of the tests)."""
+    import subprocess
+    import sys
+
+    js = tmp_path / "t32.json"
+    code = ("import sys; from jaxneuro import cli; "
+            f"sys.exit(cli.main(['tour', '--float32', '--no-neuron', '--out', {str(tmp_path)!r}, '--json', {str(js)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    rows = json.loads(js.read_text())
+    assert proc.returncode == 0, [r for r in rows if not r["ok"]]
+    assert "float32" in proc.stdout and len(rows) > 40
