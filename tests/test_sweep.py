@@ -12,7 +12,6 @@ import sys
 import textwrap
 import time
 
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -31,7 +31,6 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 #: Neurons per kernel program on a GPU (one per thread with 4 warps).
 DEFAULT_BLOCK = 128
