@@ -8,8 +8,9 @@ at time ``t_s`` (found inside the solver step, see
 its kernel evaluated at ``t1 − t_arrival``. So the conductance time course is exact at
 every step boundary, independent of ``dt``, and linear (differentiable) in ``g_max``;
 spike times and delays enter differentiably too. Within a step the voltage sees the
-conductance propagated analytically to the step's midpoint (arrivals inside the step
-take effect from the next step, a first-order error in the voltage only).
+exact conductance at the step's midpoint, arrivals up to that time included (as NEURON,
+which delivers an event at the step boundary nearest to it; arrivals from spikes in the
+same step, possible only with ``delay < dt``, count from the next step).
 
 Arrivals are read from the presynaptic population's spike buffer (its
 ``spike_capacity`` slots), costing O(connections × spike_capacity) work per step and no
@@ -67,15 +68,18 @@ class AbstractSynapse(AbstractCoupling):
         ev["t"] = jnp.zeros((), dtype=dtype)  # time the state refers to
         return ev
 
-    def conductance(self, t, events):
-        """Conductance (µS) of every connection at time ``t`` ≥ the state's time."""
-        s = jnp.maximum(t - events["t"], 0.0)
-        return self._propagate(events, s)["g"]
+    def conductance(self, t, events, pre_spikes=None):
+        """Conductance (µS) of every connection at time ``t`` ≥ the state's time; with
+        the ``pre`` population's spike buffer, arrivals after the state's time up to
+        ``t`` are included."""
+        if pre_spikes is None:
+            return self._propagate(events, jnp.maximum(t - events["t"], 0.0))["g"]
+        return self.advance(events["t"], t, events, pre_spikes)["g"]
 
-    def current(self, t, v, events):
+    def current(self, t, v, events, pre_spikes=None):
         """Synaptic current (nA, inward positive) into each compartment of the flat
         voltage ``v``."""
-        g = self.conductance(t, events)
+        g = self.conductance(t, events, pre_spikes)
         i = g * (self.E - v[self.post_index])
         return jnp.zeros_like(v).at[self.post_index].add(i)
 
@@ -93,7 +97,7 @@ class AbstractSynapse(AbstractCoupling):
         for k in self.state_names():
             w = jnp.broadcast_to(self.g_max, self.pre_local.shape)
             out[k] = decayed[k] + w * jnp.sum(jnp.where(arrived, kick[k], 0.0), axis=-1)
-        out["t"] = jnp.asarray(t1, dtype=events["t"].dtype)
+        out["t"] = jnp.broadcast_to(jnp.asarray(t1, dtype=events["t"].dtype), events["t"].shape)
         return out
 
 

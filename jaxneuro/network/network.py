@@ -225,7 +225,9 @@ class Network(AbstractModel):
             i_gap = i_gap + c.current(state.v)
         i_syn = jnp.zeros_like(state.v)
         for c in self.synapses:
-            i_syn = i_syn + c.current(t, state.v, state.events[c.name])
+            spikes = state.events[c.pre[0]]["spikes"]
+            spikes = spikes.reshape((-1, spikes.shape[-1]))
+            i_syn = i_syn + c.current(t, state.v, state.events[c.name], spikes)
         return i_gap, i_syn
 
     def vector_field(self, t, state, i_inj):
