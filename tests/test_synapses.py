@@ -121,6 +121,24 @@ def test_synapse_needs_a_spiking_pre():
         jn.ExpSynapse("a", "b", jn.conn.one_to_one, 0.001, tau=-1.0)
 
 
+def _neuron_soma(h, name):
+    soma = h.Section(name=name)
+    soma.L = soma.diam = math.sqrt(AREA / math.pi)  # a cylinder of area AREA µm²
+    soma.cm = 1.0
+    soma.insert("pas")
+    soma(0.5).pas.g, soma(0.5).pas.e = 1e-4, -70.0
+    return soma
+
+
+def _neuron_v(h, soma, t_save, dt, t1):
+    v = h.Vector().record(soma(0.5)._ref_v)
+    t = h.Vector().record(h._ref_t)
+    h.dt = dt
+    h.finitialize(-70.0)
+    h.continuerun(t1)
+    return np.interp(t_save, np.array(t), np.array(v))
+
+
 def test_exp_synapse_psp_matches_neuron_expsyn(neuron_h):
     """jn.ExpSynapse against NEURON's ExpSyn driven through a NetCon with the same delay
     and weight, onto the same passive soma, at the default dt. NEURON delivers an event
@@ -132,24 +150,35 @@ def test_exp_synapse_psp_matches_neuron_expsyn(neuron_h):
     tr = jn.simulate(net, 20.0, dt=dt, stimuli=stims, v0=-70.0, save_every=0.1)
     t_s = float(tr["pre"].spikes[0, 0])
 
-    soma = h.Section(name="expsyn_soma")
-    soma.L = soma.diam = math.sqrt(AREA / math.pi)  # a cylinder of area AREA µm²
-    soma.cm = 1.0
-    soma.insert("pas")
-    soma(0.5).pas.g, soma(0.5).pas.e = 1e-4, -70.0
+    soma = _neuron_soma(h, "expsyn_soma")
     syn = h.ExpSyn(soma(0.5))
     syn.tau, syn.e = tau, e_syn
     stim = h.NetStim()
     stim.number, stim.start, stim.noise = 1, t_s, 0
     nc = h.NetCon(stim, syn)
     nc.delay, nc.weight[0] = delay, g_max
-    v = h.Vector().record(soma(0.5)._ref_v)
-    t = h.Vector().record(h._ref_t)
-    h.dt = dt
-    h.finitialize(-70.0)
-    h.continuerun(20.0)
-    v_n = np.interp(np.asarray(tr.t), np.array(t), np.array(v))
+    v_n = _neuron_v(h, soma, np.asarray(tr.t), dt, 20.0)
     v_j = np.asarray(tr["post"].v[:, 0])
     psp = v_n.max() + 70.0
     assert psp > 1.0  # a real PSP
     assert np.max(np.abs(v_j - v_n)) < 2.5e-3 * psp
+
+
+def test_alpha_synapse_psp_matches_neuron_alphasynapse(neuron_h):
+    """jn.AlphaSynapse against NEURON's AlphaSynapse (the same kernel, started at
+    ``onset`` = spike time + delay) on the same passive soma, at the default dt."""
+    h = neuron_h
+    g_max, tau, e_syn, delay, dt = 0.001, 2.0, -80.0, 0.7, 0.025
+    net, stims = one_spike_net(jn.AlphaSynapse("pre", "post", jn.conn.one_to_one, g_max, tau, e_syn, delay, name="inh"))
+    tr = jn.simulate(net, 20.0, dt=dt, stimuli=stims, v0=-70.0, save_every=0.1)
+    onset = float(tr["pre"].spikes[0, 0]) + delay
+
+    soma = _neuron_soma(h, "alpha_soma")
+    syn = h.AlphaSynapse(soma(0.5))
+    syn.onset, syn.tau, syn.gmax, syn.e = onset, tau, g_max, e_syn
+    v_n = _neuron_v(h, soma, np.asarray(tr.t), dt, 20.0)
+    v_j = np.asarray(tr["post"].v[:, 0])
+    ipsp = -70.0 - v_n.min()
+    assert ipsp > 0.5  # a real, hyperpolarising PSP
+    # Both evaluate the continuous kernel at the step midpoint: the same numbers.
+    assert np.max(np.abs(v_j - v_n)) < 1e-9
