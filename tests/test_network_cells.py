@@ -43,7 +43,8 @@ def test_gap_onto_a_dendrite_equals_an_axial_branch(dt):
     x = 0.725  # inside segment 14 of 20
     k = cell.index("dend", x)
     net = jn.Network({"cell": cell, "small": small},
-                     [jn.SymmetricGapJunction(("cell", [k]), "small", jn.conn.one_to_one, g_gap)])
+                     [jn.SymmetricGapJunction(("cell", ("dend", x)), "small", jn.conn.one_to_one, g_gap)])
+    assert int(net.couplings[0].pre_index[0]) == k  # the location resolves to its segment
     stimuli = [jn.StepCurrent(0.3, 1.0, 3.0, target=("cell", [cell.index("soma", 0.5)])),
                jn.StepCurrent(0.02, 8.0, 5.0, target="small")]
     got = jn.simulate(net, 25.0, dt=dt, stimuli=stimuli)
@@ -57,3 +58,9 @@ def test_gap_onto_a_dendrite_equals_an_axial_branch(dt):
     np.testing.assert_allclose(got["cell"].v, np.asarray(ref.v)[:, :21], atol=1e-6)
     np.testing.assert_allclose(np.asarray(got["small"].v), np.asarray(ref.v)[:, 21], atol=1e-6)
     assert float(np.max(got["cell"].v)) > 0  # the soma spiked: the run is not trivial
+
+
+def test_locations_need_a_cell():
+    with pytest.raises(ValueError, match=r"locations \(section, x\) need a cell"):
+        jn.Network({"a": jn.LIF(n=3), "b": jn.LIF(n=3)},
+                   [jn.SymmetricGapJunction(("a", ("dend", 0.5)), "b", jn.conn.one_to_one, 0.01)])

@@ -23,25 +23,37 @@ import numpy as np
 from . import conn as conn_rules
 
 
+def _is_location(x) -> bool:
+    """``(section, x)`` on a cell: a section name or index and a float position."""
+    return (isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], (float, np.floating))
+            and isinstance(x[0], (str, int, np.integer)) and not isinstance(x[0], bool))
+
+
 def normalise_side(side, label):
-    """A side as ``(name, indices_or_None)`` with indices a tuple of ints."""
+    """A side as ``(name, items_or_None)``: items a tuple of flat compartment indices
+    (ints) or locations ``(section, x)`` on a cell, resolved by the network."""
     if isinstance(side, str):
         return (side, None)
     if isinstance(side, tuple) and len(side) == 2 and isinstance(side[0], str):
         if side[1] is None:
             return side
+        if _is_location(side[1]):
+            return (side[0], (side[1],))
+        if isinstance(side[1], (list, tuple)) and side[1] and all(_is_location(x) for x in side[1]):
+            return (side[0], tuple((x[0] if isinstance(x[0], str) else int(x[0]), float(x[1])) for x in side[1]))
         idx = np.asarray(side[1])
         if idx.ndim == 0:
             idx = idx[None]
         if idx.ndim != 1 or not (idx.size == 0 or np.issubdtype(idx.dtype, np.integer)):
             raise ValueError(
-                f"{label} expects a population name or (name, indices) with a 1-D sequence of "
-                f"integer indices, got {side!r}"
+                f"{label} expects a population name, (name, indices) with a 1-D sequence of "
+                f"integer indices, or (name, (section, x)) / (name, [(section, x), ...]) on a "
+                f"cell, got {side!r}"
             )
         return (side[0], tuple(int(i) for i in idx))
     raise ValueError(
-        f"{label} expects a population name of the network (e.g. 'a') or (name, indices), "
-        f"got {side!r}"
+        f"{label} expects a population name of the network (e.g. 'a'), (name, indices) or "
+        f"(name, (section, x)), got {side!r}"
     )
 
 

@@ -56,8 +56,9 @@ class SymmetricGapJunction(AbstractGapJunction):
 
     ``pre``, ``post``: population names in a :class:`~jaxneuro.Network`, or
     ``(name, indices)`` for some of its compartments (flat indices into that
-    population's ``state.v``); the same population on both sides gives recurrent
-    junctions. ``conn``: a rule from :mod:`jaxneuro.conn` (``one_to_one``,
+    population's ``state.v``), or ``(name, (section, x))`` / ``(name, [(section, x),
+    ...])`` for locations on a cell population; the same population on both sides gives
+    recurrent junctions. ``conn``: a rule from :mod:`jaxneuro.conn` (``one_to_one``,
     ``all_to_all(...)``, ``fixed_prob(p, seed)``, ``explicit(pre_ids, post_ids)``) or an
     explicit ``(pre_ids, post_ids)`` pair. ``g``: a scalar or one value per connection.
     BrainPy's name ``SymmetryGapJunction`` is an alias.

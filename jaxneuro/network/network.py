@@ -89,6 +89,14 @@ class Network(AbstractModel):
             off, n = where[name]
             if idx is None:
                 return np.arange(off, off + n)
+            if any(isinstance(k, tuple) for k in idx):  # locations (section, x) on a cell
+                pop = populations[name]
+                if not hasattr(pop, "index"):
+                    raise ValueError(
+                        f"coupling side ({name!r}, {idx!r}): locations (section, x) need a cell "
+                        f"population (jn.Cell or jn.Cable), {name!r} is a {type(pop).__name__}"
+                    )
+                idx = [pop.index(*k) if isinstance(k, tuple) else k for k in idx]
             idx = np.asarray(idx, dtype=np.int64)
             if idx.size and (idx.min() < 0 or idx.max() >= n):
                 raise ValueError(
