@@ -57,13 +57,18 @@ class _AllToAll(AbstractRule):
     def build(self, n_pre, n_post, same):
         pre = np.repeat(np.arange(n_pre), n_post)
         post = np.tile(np.arange(n_post), n_pre)
-        if same and not self.include_self:
-            keep = pre != post
-            pre, post = pre[keep], post[keep]
-        return pre, post
+        return _drop_self(pre, post, same and not self.include_self)
 
     def __repr__(self):
         return f"all_to_all(include_self={self.include_self})"
+
+
+def _drop_self(pre, post, drop: bool):
+    """Remove connections of a compartment to itself (recurrent rules without self)."""
+    if not drop:
+        return pre, post
+    keep = pre != post
+    return pre[keep], post[keep]
 
 
 class _FixedProb(AbstractRule):
@@ -95,10 +100,7 @@ class _FixedProb(AbstractRule):
                 start = int(pos[-1])
             pos = np.concatenate(chunks)
         pre, post = pos // n_post, pos % n_post
-        if same and not self.include_self:
-            keep = pre != post
-            pre, post = pre[keep], post[keep]
-        return pre, post
+        return _drop_self(pre, post, same and not self.include_self)
 
     def __repr__(self):
         return f"fixed_prob(p={self.p}, seed={self.seed}, include_self={self.include_self})"

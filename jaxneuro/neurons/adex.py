@@ -87,10 +87,6 @@ class AdEx(AbstractSpikingNeuron):
                 )
 
     @property
-    def capacitance(self):
-        return self.C
-
-    @property
     def default_v0(self):
         return self.EL
 

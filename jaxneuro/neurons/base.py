@@ -44,6 +44,11 @@ class AbstractSpikingNeuron(AbstractModel):
     def reset_voltage(self):
         """Voltage (mV) after a spike."""
 
+    @property
+    def capacitance(self):
+        """Membrane capacitance, nF (every point neuron has a ``C``)."""
+        return self.C
+
     def refractory_period(self):
         """Time (ms) the voltage is held at reset after a spike."""
         return 0.0

@@ -114,10 +114,6 @@ class Izhikevich(AbstractSpikingNeuron):
                    V_u=V_r, V_init=V_r, **kwargs)
 
     @property
-    def capacitance(self):
-        return self.C
-
-    @property
     def default_v0(self):
         return self.V_init
 

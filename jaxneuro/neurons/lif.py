@@ -57,10 +57,6 @@ class LIF(AbstractSpikingNeuron):
         return self.C / self.gL
 
     @property
-    def capacitance(self):
-        return self.C
-
-    @property
     def default_v0(self):
         return self.EL
 
