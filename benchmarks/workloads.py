@@ -59,11 +59,30 @@ class Run:
     compile: Callable | None = None
 
 
+def _jitted_run(fn, arg, convert):
+    """A :class:`Run` of ``jax.jit(fn)(arg)``, compiled ahead of time by ``compile``;
+    ``convert`` turns the output into NumPy results."""
+    import time
+
+    import jax
+
+    jitted = jax.jit(fn)
+    state = {}
+
+    def compile_():
+        t = time.perf_counter()
+        state["f"] = jitted.lower(arg).compile()
+        return time.perf_counter() - t
+
+    def call():
+        return convert(jax.block_until_ready(state.get("f", jitted)(arg)))
+
+    return Run(call=call, compile=compile_)
+
+
 # --- jaxneuro ---------------------------------------------------------------------------------
 
 def jaxneuro_run(name, *, backend="auto"):
-    import time
-
     import jax
     import jax.numpy as jnp
 
@@ -109,20 +128,9 @@ def jaxneuro_run(name, *, backend="auto"):
     else:
         raise ValueError(name)
 
-    jitted = jax.jit(fn)
-    state = {}
-
-    def compile_():
-        t = time.perf_counter()
-        state["f"] = jitted.lower(arg).compile()
-        return time.perf_counter() - t
-
-    def call():
-        f = state.get("f", jitted)
-        return jax.tree.map(np.asarray, jax.block_until_ready(f(arg)))
-
-    call.__wrapped_fn__ = jitted  # the function of the parameters, for finite differences
-    return Run(call=call, compile=compile_)
+    run = _jitted_run(fn, arg, lambda out: jax.tree.map(np.asarray, out))
+    run.call.__wrapped_fn__ = jax.jit(fn)  # the function of the parameters, for finite differences
+    return run
 
 
 # --- NEURON -----------------------------------------------------------------------------------
@@ -223,8 +231,6 @@ def jaxley_available():
 
 
 def jaxley_run(name):
-    import time
-
     import jax
     import jax.numpy as jnp
     import jaxley as jx
@@ -284,16 +290,7 @@ def jaxley_run(name):
                 return jnp.concatenate([x["HH_gNa"] for x in g])
         arg = params
 
-    jitted = jax.jit(fn)
-    state = {}
-
-    def compile_():
-        t = time.perf_counter()
-        state["f"] = jitted.lower(arg).compile()
-        return time.perf_counter() - t
-
-    def call():
-        out = jax.block_until_ready(state.get("f", jitted)(arg))
+    def convert(out):
         if name == "grad_tree1k":
             return np.asarray(out)
         if name.startswith("gpu_pop"):
@@ -302,7 +299,7 @@ def jaxley_run(name):
         v = v.reshape(-1, v.shape[-1])[:, : len(t_grid) * sub : sub][:, : len(t_grid)]
         return t_grid[: v.shape[1]], v.T
 
-    return Run(call=call, compile=compile_)
+    return _jitted_run(fn, arg, convert)
 
 
 def jaxneuro_fd_gradient(component=0, rel=1e-4):
