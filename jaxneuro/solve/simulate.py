@@ -162,7 +162,7 @@ def simulate(
             solver, term, y0, system, t0=t0, t1=t1, dt=dt, save_every_steps=k, n_save=n_save,
             record=record,
         )
-        ys = (saved, jax.tree.map(lambda x: x[None], y_final.events)) if y0.events else saved
+        values, events = saved, (y_final.events if y0.events else None)
     else:
         observe = diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: args.observe(record, t, y))
         if y0.events:
@@ -171,7 +171,7 @@ def simulate(
         else:
             saveat = diffrax.SaveAt(subs=observe)
         kwargs = {} if adjoint is None else {"adjoint": adjoint}
-        ys = diffrax.diffeqsolve(
+        sol = diffrax.diffeqsolve(
             term,
             solver,
             t0=t0,
@@ -183,17 +183,15 @@ def simulate(
             stepsize_controller=stepsize_controller,
             max_steps=max_steps,
             **kwargs,
-        ).ys
+        )
+        values, events = sol.ys if y0.events else (sol.ys, None)
+        events = None if events is None else jax.tree.map(lambda x: x[0], events)  # the t1 save
     make_trace = getattr(model, "make_trace", None)
     if make_trace is not None:  # models made of parts (a Network) split the trace
-        values, events = ys if y0.events else (ys, None)
-        events = None if events is None else jax.tree.map(lambda x: x[0], events)
         return make_trace(ts, dict(values), events)
     if not y0.events:
-        return Trace(t=ts, values=dict(ys))
-    values, events = ys
-    spikes = events["spikes"][0]
-    count = events["count"][0]
+        return Trace(t=ts, values=dict(values))
+    spikes, count = events["spikes"], events["count"]
     trace = Trace(t=ts, values=dict(values), spikes=spikes, spike_count=count)
     overflow = trace.overflowed
     if units.is_concrete(overflow) and bool(np.any(overflow)):
