@@ -30,6 +30,7 @@ AMP, DELAY = 0.2, 10.0
 PARENTS = [-1, 0, 0, 1, 1, 2, 2, 3, 3, 4]
 N_BRANCH, N_COMP = 10, 100
 BRANCH_L, BRANCH_DIAM, RA = 1000.0, 2.0, 100.0
+V_INIT = -65.0
 
 WORKLOADS = {
     "hh1": dict(t1=1000.0, n=1),
@@ -189,7 +190,7 @@ def neuron_run(name, *, tables=True):
 
     def call():
         h.dt = DT
-        h.finitialize(-65.0)
+        h.finitialize(V_INIT)
         h.continuerun(w["t1"])
         if not record:
             return np.array([len(s) for s in spikes]), None
@@ -246,6 +247,7 @@ def jaxley_run(name):
         cell.set("length", 20.0)
         cell.set("radius", 10.0)
         cell.insert(HH())
+        cell.set("v", V_INIT)  # Jaxley starts at -70 mV by default; NEURON here at -65
         cell.init_states()
         cell.stimulate(jx.step_current(DELAY, 1e9, AMP, DT, w["t1"]), verbose=False)
         cell.record("v", verbose=False)
@@ -269,6 +271,7 @@ def jaxley_run(name):
         cell.set("axial_resistivity", RA)
         cell.set("capacitance", 1.0)
         cell.insert(HH())
+        cell.set("v", V_INIT)  # Jaxley starts at -70 mV by default; NEURON here at -65
         cell.init_states()
         cell.branch(0).comp(0).stimulate(jx.step_current(DELAY, 1e9, AMP, DT, w["t1"]), verbose=False)
         cell.branch(0).comp(0).record("v", verbose=False)

@@ -74,3 +74,35 @@ def test_leak_is_neurons_pas():
     assert (float(leak.g), float(leak.e), leak.name) == (0.001, -70.0, "pas")
     assert float(jn.channels.Leak(g=2e-4, e=-60).current(-50.0, {})) == pytest.approx(2e-4 * 10)
     assert leak.steady_state(-50.0, 6.3) == {}
+
+
+def test_hh_shared_exponential_rates_match_hh_mod_near_the_singularities():
+    # The rates share exp(-(v+65)/10); near vtrap's singularities (v = -40, -55 mV)
+    # a series replaces the cancelling difference. Dense voltages across both.
+    v = np.concatenate([np.linspace(-120, 60, 2001), -40 + np.logspace(-9, 0, 50),
+                        -40 - np.logspace(-9, 0, 50), -55 + np.logspace(-9, 0, 50), [-40.0, -55.0]])
+    got = jn.channels.HH().gate_inf_tau(jnp.asarray(v), 6.3)
+    ref = hh_reference(v, 6.3)
+    for g in "mhn":
+        np.testing.assert_allclose(got[g][0], ref[g][0], rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(got[g][1], ref[g][1], rtol=1e-12)
+
+
+def test_exprel_ratio_of_exp_matches_exprel_ratio_with_finite_gradients():
+    x = jnp.asarray(np.concatenate([np.linspace(-30, 30, 601), np.logspace(-12, 0, 40), -np.logspace(-12, 0, 40), [0.0]]))
+    y = 10.0
+    got = jn.channels.exprel_ratio_of_exp(x, y, jnp.exp(x / y))
+    np.testing.assert_allclose(got, jn.channels.exprel_ratio(x, y), rtol=1e-13)
+    grad = jax.vmap(jax.grad(lambda x: jn.channels.exprel_ratio_of_exp(x, y, jnp.exp(x / y))))(x)
+    ref = jax.vmap(jax.grad(lambda x: jn.channels.exprel_ratio(x, y)))(x)
+    assert np.all(np.isfinite(grad))
+    np.testing.assert_allclose(grad, ref, rtol=1e-6, atol=1e-9)
+
+
+def test_alpha_beta_derivative_is_the_inf_tau_relaxation():
+    hh = jn.channels.HH()
+    v = jnp.asarray(VOLTAGES)
+    gates = {"m": jnp.full(v.shape, 0.3), "h": jnp.full(v.shape, 0.6), "n": jnp.full(v.shape, 0.4)}
+    d = hh.derivative(v, gates, 16.3)
+    for g, (inf, tau) in hh.gate_inf_tau(v, 16.3).items():
+        np.testing.assert_allclose(d[g], (inf - gates[g]) / tau, rtol=1e-12, atol=1e-15)

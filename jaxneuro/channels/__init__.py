@@ -3,11 +3,11 @@
 Currents are densities in mA/cm², conductances in S/cm², potentials in mV.
 """
 
-from .base import AbstractChannel, exprel_ratio
+from .base import AbstractAlphaBetaChannel, AbstractChannel, exprel_ratio, exprel_ratio_of_exp
 from .leak import Leak
 from .hh import HH
 
-__all__ = ["AbstractChannel", "exprel_ratio", "Leak", "HH"]
+__all__ = ["AbstractChannel", "AbstractAlphaBetaChannel", "exprel_ratio", "exprel_ratio_of_exp", "Leak", "HH"]
 
 # BrainPy-family channels (Bazhenov 2002 and companions) are added below.
 from .bazhenov2002 import INa_Ba2002, IKDR_Ba2002

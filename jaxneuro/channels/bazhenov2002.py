@@ -20,18 +20,12 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from .. import units
-from .base import AbstractChannel, exprel_ratio
+from .base import AbstractAlphaBetaChannel, exprel_ratio
 
 __all__ = ["INa_Ba2002", "IKDR_Ba2002"]
 
 
-def _markov_inf_tau(alpha, beta, phi):
-    """Steady state ``alpha/(alpha+beta)`` and time constant ``1/(phi·(alpha+beta))`` (ms)."""
-    s = alpha + beta
-    return alpha / s, 1.0 / (phi * s)
-
-
-class INa_Ba2002(AbstractChannel):
+class INa_Ba2002(AbstractAlphaBetaChannel):
     r"""Sodium current of Bazhenov et al. (2002), BrainPy's ``INa_Ba2002``.
 
     .. math::
@@ -89,15 +83,14 @@ class INa_Ba2002(AbstractChannel):
                   4.0 / (1.0 + jnp.exp(-(x - 40.0) / 5.0))),
         }
 
-    def gate_inf_tau(self, v, temperature):
-        phi = self.phi
-        return {g: _markov_inf_tau(a, b, phi) for g, (a, b) in self.rates(v).items()}
+    def rate_factor(self, temperature):
+        return self.phi
 
     def current(self, v, gates):
         return self.g_max * gates["p"] ** 3 * gates["q"] * (v - self.E)
 
 
-class IKDR_Ba2002(AbstractChannel):
+class IKDR_Ba2002(AbstractAlphaBetaChannel):
     r"""Delayed-rectifier potassium current of Bazhenov et al. (2002), BrainPy's ``IKDR_Ba2002``.
 
     .. math::
@@ -153,9 +146,8 @@ class IKDR_Ba2002(AbstractChannel):
         beta = 0.5 * jnp.exp(-(x - 10.0) / 40.0)
         return {"p": (alpha, beta)}
 
-    def gate_inf_tau(self, v, temperature):
-        phi = self.temperature_factor()
-        return {g: _markov_inf_tau(a, b, phi) for g, (a, b) in self.rates(v).items()}
+    def rate_factor(self, temperature):
+        return self.temperature_factor()
 
     def current(self, v, gates):
         return self.g_max * gates["p"] ** 4 * (v - self.E)
