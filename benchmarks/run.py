@@ -1,6 +1,6 @@
 """Benchmark jaxneuro against NEURON and Jaxley on the same workloads, in one run.
 
-    python benchmarks/run.py [--quick] [--gpu] [--f32] [--json PATH] [--only NAME ...]
+    python benchmarks/run.py [--quick] [--gpu] [--f32] [--cores N] [--json PATH] [--only NAME ...]
 
 Workloads (benchmarks/workloads.py): hh1, pop1k, tree1k, grad_tree1k; with --gpu also
 gpu_pop10k, gpu_pop100k, gpu_pop1m. Each simulator is warmed up (JAX: compiled ahead of
@@ -133,6 +133,8 @@ def main(argv=None):
     ap.add_argument("--f32", action="store_true", help="jaxneuro and Jaxley in float32 (default: float64 on CPU)")
     ap.add_argument("--json", default=None, help="write results to this JSON file")
     ap.add_argument("--only", nargs="*", default=None, help="run only these workloads")
+    ap.add_argument("--cores", type=int, default=None,
+                    help="pin this run (all three simulators) to N cores; NEURON uses one either way")
     ap.add_argument("--_jaxneuro-only", dest="jaxneuro_only", help=argparse.SUPPRESS)
     ap.add_argument("--_x64", dest="x64", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--_repeats", dest="repeats", type=int, help=argparse.SUPPRESS)
@@ -140,6 +142,13 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.jaxneuro_only:
         return _jaxneuro_only(args.jaxneuro_only, bool(args.x64), args.repeats, args.out)
+    if args.cores is not None:
+        # Before JAX starts: XLA sizes its thread pool from the affinity mask, and
+        # subprocesses (the other-precision runs) inherit it.
+        allowed = sorted(os.sched_getaffinity(0))
+        if not 1 <= args.cores <= len(allowed):
+            ap.error(f"--cores expects 1 to {len(allowed)} (the cores this process may use), got {args.cores}")
+        os.sched_setaffinity(0, allowed[: args.cores])
 
     import jax
 
