@@ -140,6 +140,9 @@ def main(argv=None):
     ap.add_argument("--_repeats", dest="repeats", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--_out", dest="out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    # Before JAX starts: jaxneuro sets XLA's small-loop limit on import
+    # (jaxneuro/xla_cpu.py); Jaxley, in the same process, runs with it too.
+    import jaxneuro  # noqa: F401
     if args.jaxneuro_only:
         return _jaxneuro_only(args.jaxneuro_only, bool(args.x64), args.repeats, args.out)
     if args.cores is not None:

@@ -3,24 +3,31 @@
 Units throughout: ms, mV, nA, µS, nF, MΩ, µm, °C; channel densities in S/cm² and
 mA/cm², ``cm`` in µF/cm², axial ``Ra`` in Ω·cm. Any parameter also accepts a
 ``saiunit`` Quantity. See :mod:`jaxneuro.units`.
+
+Importing jaxneuro lets XLA compile small CPU time loops into single kernels (about 2×
+faster for models of a few thousand compartments); see :mod:`jaxneuro.xla_cpu`.
 """
 
-from . import analysis, channels, units
-from .analysis import (
+from . import xla_cpu
+
+xla_cpu.apply()  # before JAX first uses the CPU; see jaxneuro/xla_cpu.py
+
+from . import analysis, channels, units  # noqa: E402
+from .analysis import (  # noqa: E402
     fi_curve, firing_rate, input_resistance, isi, membrane_time_constant, spike_count, spike_times, steady_state,
 )
-from .coupling import (
+from .coupling import (  # noqa: E402
     AlphaSynapse, AsymmetricGapJunction, AsymmetryGapJunction, ExpSynapse, SymmetricGapJunction,
     SymmetryGapJunction, conn,
 )
-from .model import AbstractModel
-from .morphology import Cable, Cell, Compartment
-from .network import Network
-from .neurons import LIF, AbstractSpikingNeuron, AdEx, Izhikevich, surrogate
-from .solve import StaggeredEuler, System, Trace, simulate
-from .solve.summary import SpikeSummary
-from .state import State
-from .stimuli import AbstractStimulus, DataCurrent, Ramp, Sine, StepCurrent
+from .model import AbstractModel  # noqa: E402
+from .morphology import Cable, Cell, Compartment  # noqa: E402
+from .network import Network  # noqa: E402
+from .neurons import LIF, AbstractSpikingNeuron, AdEx, Izhikevich, surrogate  # noqa: E402
+from .solve import StaggeredEuler, System, Trace, simulate  # noqa: E402
+from .solve.summary import SpikeSummary  # noqa: E402
+from .state import State  # noqa: E402
+from .stimuli import AbstractStimulus, DataCurrent, Ramp, Sine, StepCurrent  # noqa: E402
 from . import fit  # noqa: E402  (a callable module: jn.fit(loss, model, params=...))
 from .fit import losses  # noqa: E402
 from .sweep import sweep  # noqa: E402  (jn.sweep(fn, grid, batch_size=..., out=...))

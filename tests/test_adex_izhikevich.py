@@ -230,7 +230,9 @@ def test_population_equals_separate_runs_and_scalars_broadcast():
     np.testing.assert_allclose(pop.spikes, single, rtol=1e-12)
     same = jn.simulate(jn.Izhikevich(n=2), 50.0, stimuli=[jn.StepCurrent(10.0)], save_every=1.0)
     assert same.v.shape == (51, 2) and int(same.spike_count[0]) > 0
-    np.testing.assert_array_equal(same.spikes[0], same.spikes[1])
+    # Identical neurons; XLA may evaluate array elements on different (vector or scalar)
+    # code paths, which can differ in the last bit.
+    np.testing.assert_allclose(same.spikes[0], same.spikes[1], rtol=1e-13)
 
 
 def test_density_parameters_equal_absolute_ones():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -77,6 +79,18 @@ class TreeCoupling(eqx.Module):
         # Roots point at themselves with zero conductance: their updates are no-ops.
         return i, np.where(is_root, i, p), is_root
 
+    def _children_sum(self, x):
+        """``Σ x[c]`` over each node's children (last axis: nodes).
+
+        A gather from a static table of children rather than a scatter-add into
+        parents: XLA compiles loops with gathers into single CPU kernels, and a
+        scatter would split the time loop (see jaxneuro/xla_cpu.py)."""
+        table = _children_table(self.parent)
+        if table.shape[1] == 0:
+            return jnp.zeros_like(x)
+        padded = jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (1,), dtype=x.dtype)], axis=-1)
+        return jnp.sum(padded[..., jnp.asarray(table)], axis=-1)
+
     def _g(self):
         _, _, is_root = self._indices()
         return jnp.where(jnp.asarray(is_root), 0.0, self.g)
@@ -92,11 +106,11 @@ class TreeCoupling(eqx.Module):
             # all compartments (the parent's end segment and the children's first).
             zero_area = np.ones(self.size, dtype=bool)
             zero_area[np.asarray(self.segment_nodes)] = False
-            num = g * v[..., p] + jnp.zeros_like(v).at[..., p].add(g * v)
-            den = g + jnp.zeros_like(g).at[p].add(g)
+            num = g * v[..., p] + self._children_sum(g * v)
+            den = g + self._children_sum(g)
             v = jnp.where(jnp.asarray(zero_area), num / jnp.where(jnp.asarray(zero_area), den, 1.0), v)
         flux = g * (v[..., p] - v)  # µS·mV = nA from parent into node i
-        net = flux - jnp.zeros_like(v).at[..., p].add(flux)
+        net = flux - self._children_sum(flux)
         return self._from_tree(net) / self.capacitance
 
     def solve(self, diag, rhs):
@@ -120,13 +134,27 @@ class TreeCoupling(eqx.Module):
         return jax.lax.custom_linear_solve(matvec, rhs, solve, transpose_solve)
 
 
+@functools.lru_cache(maxsize=64)
+def _children_table(parent: tuple[int, ...]) -> np.ndarray:
+    """``(n, max children)`` indices of each node's children, padded with ``n``."""
+    p = np.asarray(parent)
+    n = p.size
+    counts = np.bincount(p[p >= 0], minlength=n)
+    table = np.full((n, int(counts.max(initial=0))), n)
+    fill = np.zeros(n, dtype=int)
+    for child in np.nonzero(p >= 0)[0]:
+        table[p[child], fill[p[child]]] = child
+        fill[p[child]] += 1
+    return table
+
+
 def _hines(coupling: TreeCoupling, cd, b):
     """Solve ``S x = b`` with ``S = diag(cd + Σ g) - G`` on the tree (G: the symmetric
     conductance matrix), by elimination towards the roots and back substitution."""
     i, p, _ = coupling._indices()
     g = jnp.broadcast_to(coupling._g(), cd.shape)
     # Diagonal: own term plus every conductance touching the node.
-    d = cd + g + jnp.zeros_like(cd).at[..., p].add(g)
+    d = cd + g + coupling._children_sum(g)
     if coupling.size == 1:
         return b / d
     # Move the node axis first so scan walks over nodes.

@@ -1,0 +1,64 @@
+"""jaxneuro's one XLA setting: small CPU time loops compiled as single kernels."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from jaxneuro.xla_cpu import SMALL_LOOP_BYTES, THRESHOLD_KEY, with_small_loop_threshold
+
+ENTRY = f"{THRESHOLD_KEY}={SMALL_LOOP_BYTES}"
+
+
+def test_threshold_is_added_to_empty_and_unrelated_flags():
+    assert with_small_loop_threshold("") == f"--xla_backend_extra_options={ENTRY}"
+    flags = "--xla_force_host_platform_device_count=8"
+    assert with_small_loop_threshold(flags) == f"{flags} --xla_backend_extra_options={ENTRY}"
+
+
+def test_other_backend_extra_options_are_kept():
+    flags = "--xla_backend_extra_options=xla_cpu_disable_loop_unrolling=true --xla_dump_to=/tmp/d"
+    assert with_small_loop_threshold(flags) == (
+        f"--xla_backend_extra_options=xla_cpu_disable_loop_unrolling=true,{ENTRY} --xla_dump_to=/tmp/d"
+    )
+
+
+def test_a_users_own_threshold_wins():
+    flags = f"--xla_backend_extra_options={THRESHOLD_KEY}=1024"
+    assert with_small_loop_threshold(flags) == flags
+
+
+def test_bad_nbytes_is_a_clear_error():
+    with pytest.raises(ValueError, match="nbytes expects a non-negative int"):
+        with_small_loop_threshold("", -1)
+
+
+_PROBE = """
+import os, jax, jax.numpy as jnp
+import jaxneuro as jn
+print(os.environ.get("XLA_FLAGS", ""))
+m = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=100)
+f = jax.jit(lambda g: jn.simulate(m, 5.0, dt=0.025, save_every=0.25).v)
+print("small_call" in f.lower(0.0).compile().as_text())
+"""
+
+
+def _probe(xla_flags):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
+    out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True)
+    return out.stdout.split("\n")[:2]
+
+
+def test_importing_jaxneuro_makes_the_time_loop_one_kernel():
+    flags, hoisted = _probe(None)
+    assert ENTRY in flags
+    assert hoisted == "True"
+
+
+def test_the_setting_can_be_turned_back_to_xlas_default():
+    flags, hoisted = _probe(f"--xla_backend_extra_options={THRESHOLD_KEY}=1024")
+    assert flags == f"--xla_backend_extra_options={THRESHOLD_KEY}=1024"
+    assert hoisted == "False"
