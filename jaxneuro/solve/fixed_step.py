@@ -17,6 +17,7 @@ size is constant. Reasons:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import diffrax
@@ -81,7 +82,9 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
         block = max(1, int(math.isqrt(count)))
         n_blocks, rest = divmod(count, block)
 
-        @jax.checkpoint
+        # prevent_cse=False: the scan around it already keeps XLA from merging the
+        # recomputation with the forward pass, and the barrier costs compile time.
+        @functools.partial(jax.checkpoint, prevent_cse=False)
         def run_block(carry, start):
             # Static trip counts: fori_loop then lowers to a scan, which reverse-mode
             # differentiation needs.
@@ -96,7 +99,7 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
 
     k = save_every_steps
 
-    @jax.checkpoint
+    @functools.partial(jax.checkpoint, prevent_cse=False)
     def interval(carry, j):
         carry = run_steps(carry, j * k, k)
         return carry, observe(t0_ + (j + 1) * k * dt_, carry[0])
