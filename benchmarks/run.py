@@ -170,6 +170,9 @@ def main(argv=None):
         have_neuron = True
     except ImportError:
         have_neuron = False
+    # JAX's first compilation in a process carries one-off start-up costs; pay them
+    # here so that no simulator's compile time (hh1's comes first) includes them.
+    jax.jit(lambda x: x + 1).lower(1.0).compile()
     info = machine()
     info["precision"] = "float64" if x64 else "float32"
     print(f"# {info['cpu']} ({info['cores']} cores), jax {info['jax']} on {info['backend']}, "
