@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import ClassVar
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 
 from .. import units
 from .base import AbstractAlphaBetaChannel, exprel_ratio_of_exp
@@ -22,6 +24,14 @@ class HH(AbstractAlphaBetaChannel):
     ``q10 ** ((T - reference_temperature) / 10)`` with ``q10`` 3 from 6.3 °C at the
     compartment's temperature ``T``. Gates ``m``, ``h``, ``n``: recorded as
     ``"m_hh"``, ``"h_hh"``, ``"n_hh"``.
+
+    ``use_table`` (static, default ``False``): take the gates' steady states and time
+    constants from hh.mod's rate table, as NEURON does by default (``usetable_hh = 1``):
+    201 points from -100 to 100 mV, linear interpolation, and the end values outside
+    that range. It reproduces NEURON's default runs (to 1e-6 mV in the tests; NEURON
+    with ``usetable_hh = 0`` is the exact computation, ``use_table=False``). It is for
+    parity, not speed: on a CPU the lookups cost more than the exponentials they replace
+    (1000 HH compartments: 1.1× slower in float64, 2× in float32).
     """
 
     gnabar: object = units.param(units.S_per_cm2, default=0.12, check="nonnegative")
@@ -33,6 +43,7 @@ class HH(AbstractAlphaBetaChannel):
     q10: object = units.param(None, default=3.0, check="positive")
     reference_temperature: object = units.param(units.celsius, default=6.3)
     name: str = eqx.field(default="hh", static=True)
+    use_table: bool = eqx.field(default=False, static=True)
 
     gate_names: ClassVar[tuple[str, ...]] = ("m", "h", "n")
 
@@ -57,6 +68,22 @@ class HH(AbstractAlphaBetaChannel):
     def rate_factor(self, temperature):
         return units.q10_factor(self.q10, temperature, self.reference_temperature)
 
+    def gate_inf_tau(self, v, temperature):
+        if not self.use_table:
+            return super().gate_inf_tau(v, temperature)
+        phi = self.rate_factor(temperature)
+        return {g: (inf, rtau / phi) for g, (inf, rtau) in _table_lookup(v).items()}
+
+    def steady_state(self, v, temperature):
+        if not self.use_table:
+            return super().steady_state(v, temperature)
+        return {g: inf for g, (inf, _) in _table_lookup(v).items()}
+
+    def derivative(self, v, gates, temperature):
+        if not self.use_table:
+            return super().derivative(v, gates, temperature)
+        return {g: (inf - gates[g]) / tau for g, (inf, tau) in self.gate_inf_tau(v, temperature).items()}
+
     def component_currents(self, v, gates):
         """``{"ina", "ik", "il"}`` densities in mA/cm² (NEURON's names)."""
         m, h, n = gates["m"], gates["h"], gates["n"]
@@ -69,3 +96,44 @@ class HH(AbstractAlphaBetaChannel):
     def current(self, v, gates):
         c = self.component_currents(v, gates)
         return c["ina"] + c["ik"] + c["il"]
+
+
+# hh.mod: TABLE minf, mtau, hinf, htau, ninf, ntau FROM -100 TO 100 WITH 200.
+_TABLE_V0, _TABLE_INTERVALS, _TABLE_DV = -100.0, 200, 1.0
+
+
+@functools.lru_cache(maxsize=1)
+def _table() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Steady states and ``1/(alpha + beta)`` (ms, before the temperature factor) at
+    the table's voltages: hh.mod's ``rates()`` in float64, as NEURON fills its table."""
+    v = _TABLE_V0 + _TABLE_DV * np.arange(_TABLE_INTERVALS + 1)
+
+    def vtrap(x, y):
+        small = np.abs(x / y) < 1e-6
+        return np.where(small, y * (1 - x / y / 2), x / (np.exp(np.where(small, 1.0, x) / y) - 1))
+
+    rates = {
+        "m": (0.1 * vtrap(-(v + 40), 10), 4 * np.exp(-(v + 65) / 18)),
+        "h": (0.07 * np.exp(-(v + 65) / 20), 1 / (np.exp(-(v + 35) / 10) + 1)),
+        "n": (0.01 * vtrap(-(v + 55), 10), 0.125 * np.exp(-(v + 65) / 80)),
+    }
+    return {g: (a / (a + b), 1 / (a + b)) for g, (a, b) in rates.items()}
+
+
+def _table_lookup(v):
+    """NEURON's table lookup (nocmodl's ``_n_rates``): linear between grid points, the
+    end values outside the grid."""
+    v = jnp.asarray(v)
+    dtype = jnp.result_type(v, float)
+    xi = jnp.clip((v - _TABLE_V0) / _TABLE_DV, 0.0, float(_TABLE_INTERVALS))
+    i = jnp.minimum(jnp.floor(xi), _TABLE_INTERVALS - 1).astype(jnp.int32)
+    theta = (xi - i).astype(dtype)
+    out = {}
+    for g, columns in _table().items():
+        pair = []
+        for col in columns:
+            col = jnp.asarray(col, dtype=dtype)
+            lo = col[i]
+            pair.append(lo + theta * (col[i + 1] - lo))
+        out[g] = tuple(pair)
+    return out
