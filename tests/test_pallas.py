@@ -86,6 +86,10 @@ def test_backend_validation():
         jn.simulate(jn.LIF(n=2), 1.0, summary=SpikeSummary())
     # auto on the CPU: the XLA loop (the cable runs, the population too).
     assert jn.simulate(cable, 1.0).v.shape == (41, 3)
+    tabled = jn.Compartment(length=20.0, diam=20.0, n=4, channels=[jn.channels.HH(use_table=True)])
+    with pytest.raises(ValueError, match="use_table=True"):
+        jn.simulate(tabled, 1.0, backend="pallas")
+    assert jn.simulate(tabled, 1.0).v.shape == (41, 4)
 
 
 def test_kernel_lowers_for_gpu_through_triton():

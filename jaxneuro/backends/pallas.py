@@ -10,8 +10,10 @@ backends compute the same arithmetic, and results agree to rounding.
 Requirements (else ``simulate(backend="pallas")`` raises a ValueError and
 ``backend="auto"`` uses XLA): the model is a population, ``shape == (n,)``, of
 independent compartments (``voltage_coupling()`` is None; no cables, cells or gap
-junctions), the solver is ``StaggeredEuler`` with a constant step, and every array
-parameter is either per neuron (leading axis ``n``) or a scalar.
+junctions), the solver is ``StaggeredEuler`` with a constant step, every array
+parameter is either per neuron (leading axis ``n``) or a scalar, and no channel looks
+its rates up in a table (``HH(use_table=True)``: gathers, which the kernel does not
+lower).
 
 Gradients: reverse mode runs the forward pass in the kernel and the backward pass
 through the XLA loop (``jax.custom_vjp``; the XLA forward is recomputed there).
@@ -49,6 +51,8 @@ def unsupported(model, solver, y0) -> str | None:
         return f"needs the default solver jn.StaggeredEuler, got {type(solver).__name__}"
     if hasattr(model, "make_trace"):
         return "does not run Networks"
+    if any(getattr(ch, "use_table", False) for ch in getattr(model, "channels", ())):
+        return "does not look up rate tables (a channel has use_table=True); use backend='xla'"
     return None
 
 
