@@ -7,11 +7,12 @@ import math
 from typing import ClassVar
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .. import units
-from .base import AbstractAlphaBetaChannel, exprel_ratio_of_exp
+from .base import AbstractAlphaBetaChannel, AbstractChannel, exprel_ratio_of_exp
 
 
 class HH(AbstractAlphaBetaChannel):
@@ -74,15 +75,17 @@ class HH(AbstractAlphaBetaChannel):
         phi = self.rate_factor(temperature)
         return {g: (inf, rtau / phi) for g, (inf, rtau) in _table_lookup(v).items()}
 
+    # With the table, steady state and derivative come from gate_inf_tau, as for any
+    # channel (AbstractChannel's defaults), not from alpha and beta.
     def steady_state(self, v, temperature):
         if not self.use_table:
             return super().steady_state(v, temperature)
-        return {g: inf for g, (inf, _) in _table_lookup(v).items()}
+        return AbstractChannel.steady_state(self, v, temperature)
 
     def derivative(self, v, gates, temperature):
         if not self.use_table:
             return super().derivative(v, gates, temperature)
-        return {g: (inf - gates[g]) / tau for g, (inf, tau) in self.gate_inf_tau(v, temperature).items()}
+        return AbstractChannel.derivative(self, v, gates, temperature)
 
     def component_currents(self, v, gates):
         """``{"ina", "ik", "il"}`` densities in mA/cm² (NEURON's names)."""
@@ -102,22 +105,15 @@ class HH(AbstractAlphaBetaChannel):
 _TABLE_V0, _TABLE_INTERVALS, _TABLE_DV = -100.0, 200, 1.0
 
 
-@functools.lru_cache(maxsize=1)
-def _table() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+@functools.lru_cache(maxsize=4)
+def _table(dtype: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Steady states and ``1/(alpha + beta)`` (ms, before the temperature factor) at
-    the table's voltages: hh.mod's ``rates()`` in float64, as NEURON fills its table."""
-    v = _TABLE_V0 + _TABLE_DV * np.arange(_TABLE_INTERVALS + 1)
-
-    def vtrap(x, y):
-        small = np.abs(x / y) < 1e-6
-        return np.where(small, y * (1 - x / y / 2), x / (np.exp(np.where(small, 1.0, x) / y) - 1))
-
-    rates = {
-        "m": (0.1 * vtrap(-(v + 40), 10), 4 * np.exp(-(v + 65) / 18)),
-        "h": (0.07 * np.exp(-(v + 65) / 20), 1 / (np.exp(-(v + 35) / 10) + 1)),
-        "n": (0.01 * vtrap(-(v + 55), 10), 0.125 * np.exp(-(v + 65) / 80)),
-    }
-    return {g: (a / (a + b), 1 / (a + b)) for g, (a, b) in rates.items()}
+    the table's voltages, from :meth:`HH.rates`; computed once per dtype, eagerly
+    even while tracing (the table is a constant)."""
+    with jax.ensure_compile_time_eval():
+        v = jnp.asarray(_TABLE_V0 + _TABLE_DV * np.arange(_TABLE_INTERVALS + 1), dtype=dtype)
+        rates = HH().rates(v)
+        return {g: (np.asarray(a / (a + b)), np.asarray(1.0 / (a + b))) for g, (a, b) in rates.items()}
 
 
 def _table_lookup(v):
@@ -129,7 +125,7 @@ def _table_lookup(v):
     i = jnp.minimum(jnp.floor(xi), _TABLE_INTERVALS - 1).astype(jnp.int32)
     theta = (xi - i).astype(dtype)
     out = {}
-    for g, columns in _table().items():
+    for g, columns in _table(jnp.dtype(dtype).name).items():
         pair = []
         for col in columns:
             col = jnp.asarray(col, dtype=dtype)

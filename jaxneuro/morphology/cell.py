@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
+from ..gather import spread, sum_into
 from ..model import AbstractModel
 from ..solve.hines import TreeCoupling
 from ..state import State
@@ -303,17 +304,7 @@ class Cell(AbstractModel):
     def _put(x, idx, n):
         if idx is None:
             return jnp.broadcast_to(x, x.shape[:-1] + (n,)) if jnp.ndim(x) else jnp.broadcast_to(x, (n,))
-        return Cell._spread(x, idx, n)
-
-    @staticmethod
-    def _spread(x, idx, n):
-        """``x`` (last axis: the segments ``idx``, static and distinct) onto all ``n``
-        segments, zero elsewhere: a gather, which keeps the time loop one CPU kernel
-        (a scatter would split it; see jaxneuro/xla_cpu.py)."""
-        source = np.full(n, len(idx))
-        source[np.asarray(idx)] = np.arange(len(idx))
-        padded = jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (1,), x.dtype)], axis=-1)
-        return padded[..., source]
+        return spread(x, idx, n)
 
     def _own_gates(self, ch, gates, idx):
         return {membrane.gate_key(ch, g): self._take(gates[membrane.gate_key(ch, g)], idx) for g in ch.gate_names}
@@ -338,7 +329,7 @@ class Cell(AbstractModel):
         for ch, idx in self._channel_groups():
             gates = membrane.gates_of(ch, self._own_gates(ch, state.gates, idx))
             i = ch.current(self._take(state.v, idx), gates)
-            total = total + (i if idx is None else self._spread(i, idx, total.shape[-1]))
+            total = total + (i if idx is None else spread(i, idx, total.shape[-1]))
         return total
 
     def vector_field(self, t, state, i_inj):
@@ -383,11 +374,8 @@ class Cell(AbstractModel):
                 f"stimulus target={target!r}: expected a location (section, x), segment "
                 "indices or None"
             )
-        # A one-hot sum rather than a scatter-add (see _spread).
         seg = np.atleast_1d(np.asarray(seg)) % n
-        onehot = seg[:, None] == np.arange(n)[None, :]  # (targets, segments)
-        i = jnp.broadcast_to(jnp.asarray(i), seg.shape)
-        return jnp.sum(jnp.where(jnp.asarray(onehot), i[:, None], 0.0), axis=0)
+        return sum_into(jnp.broadcast_to(jnp.asarray(i), seg.shape), seg, n)
 
     def observables(self):
         names = ["v", "i_cap", "i_inj"]

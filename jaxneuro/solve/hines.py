@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
+
+from ..gather import spread, sum_into
 
 
 class TreeCoupling(eqx.Module):
@@ -61,11 +61,7 @@ class TreeCoupling(eqx.Module):
         if self.segment_nodes is None:
             return x
         # A gather (not a scatter): linear and transposable, as custom_linear_solve needs.
-        n = x.shape[-1]
-        source = np.full(self.size, n)
-        source[np.asarray(self.segment_nodes)] = np.arange(n)
-        padded = jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (1,), dtype=x.dtype)], axis=-1)
-        return padded[..., jnp.asarray(source)]
+        return spread(x, self.segment_nodes, self.size)
 
     def _from_tree(self, x):
         if self.segment_nodes is None:
@@ -80,16 +76,9 @@ class TreeCoupling(eqx.Module):
         return i, np.where(is_root, i, p), is_root
 
     def _children_sum(self, x):
-        """``Σ x[c]`` over each node's children (last axis: nodes).
-
-        A gather from a static table of children rather than a scatter-add into
-        parents: XLA compiles loops with gathers into single CPU kernels, and a
-        scatter would split the time loop (see jaxneuro/xla_cpu.py)."""
-        table = _children_table(self.parent)
-        if table.shape[1] == 0:
-            return jnp.zeros_like(x)
-        padded = jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (1,), dtype=x.dtype)], axis=-1)
-        return jnp.sum(padded[..., jnp.asarray(table)], axis=-1)
+        """``Σ x[c]`` over each node's children (last axis: nodes), by gathers rather
+        than a scatter-add into parents (see jaxneuro/gather.py)."""
+        return sum_into(x, self.parent, self.size)
 
     def _g(self):
         _, _, is_root = self._indices()
@@ -132,20 +121,6 @@ class TreeCoupling(eqx.Module):
             return c * tree_solve(c * diag, b)
 
         return jax.lax.custom_linear_solve(matvec, rhs, solve, transpose_solve)
-
-
-@functools.lru_cache(maxsize=64)
-def _children_table(parent: tuple[int, ...]) -> np.ndarray:
-    """``(n, max children)`` indices of each node's children, padded with ``n``."""
-    p = np.asarray(parent)
-    n = p.size
-    counts = np.bincount(p[p >= 0], minlength=n)
-    table = np.full((n, int(counts.max(initial=0))), n)
-    fill = np.zeros(n, dtype=int)
-    for child in np.nonzero(p >= 0)[0]:
-        table[p[child], fill[p[child]]] = child
-        fill[p[child]] += 1
-    return table
 
 
 def _hines(coupling: TreeCoupling, cd, b):
