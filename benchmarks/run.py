@@ -78,16 +78,25 @@ def timed(make_run, repeats):
     return statistics.median(times) if times else warm_s, compile_s, result
 
 
-def other_precision(name, x64, repeats):
-    """jaxneuro on ``name`` in the other precision, in a subprocess (JAX's x64 switch
-    is process-wide and not safe to flip between compiled programs)."""
+# XLA's own limit for compiling a loop into one CPU kernel (jaxneuro raises it on import).
+XLA_DEFAULT_LOOP_LIMIT = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024"
+
+
+def jaxneuro_subprocess(name, x64, repeats, xla_flags=None):
+    """jaxneuro on ``name`` in a subprocess: for the other precision (JAX's x64 switch is
+    process-wide and not safe to flip between compiled programs) or other XLA flags
+    (read once per process)."""
     import subprocess
     import tempfile
 
+    env = dict(os.environ)
+    if xla_flags is not None:
+        env["XLA_FLAGS"] = xla_flags
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "out.npz")
         subprocess.run([sys.executable, os.path.abspath(__file__), "--_jaxneuro-only", name,
-                        "--_x64", str(int(x64)), "--_repeats", str(repeats), "--_out", path], check=True)
+                        "--_x64", str(int(x64)), "--_repeats", str(repeats), "--_out", path],
+                       check=True, env=env)
         with np.load(path, allow_pickle=True) as z:
             out = tuple(z["out"]) if z["out"].dtype == object else z["out"]
             return float(z["time_s"]), out
@@ -203,7 +212,7 @@ def main(argv=None):
             r["pallas_vs_xla_max_spike_dt_ms"] = float(np.max(np.abs(jn_out[1] - xla_out[1])[finite], initial=0.0))
 
         if not big and have_neuron:
-            r["neuron_s"], _, _ = timed(lambda: W.neuron_run(name, tables=True), repeats)
+            r["neuron_s"], _, nrn_table_out = timed(lambda: W.neuron_run(name, tables=True), repeats)
             r["neuron_exact_s"], _, nrn_out = timed(lambda: W.neuron_run(name, tables=False), 0 if gpu_pop else repeats)
         else:
             r["neuron_s"] = r["neuron_exact_s"] = None
@@ -238,7 +247,7 @@ def main(argv=None):
         # float32 against float64 (jaxneuro), on the same workload.
         if not big:
             other = not x64
-            s_other, out_other = other_precision(name, other, repeats)
+            s_other, out_other = jaxneuro_subprocess(name, other, repeats)
             r["jaxneuro_f64_s" if other else "jaxneuro_f32_s"] = s_other
             if name == "grad_tree1k":
                 r["f32_vs_f64_grad_rel_err"] = float(np.max(np.abs(out_other - jn_out)) / np.max(np.abs(jn_out)))
@@ -246,6 +255,14 @@ def main(argv=None):
                 r["f32_vs_f64_spike_count_mismatch"] = int(np.sum(out_other[0] != jn_out[0]))
             else:
                 r["f32_vs_f64"] = compare(out_other, jn_out)
+
+        # The same jaxneuro run with XLA's default loop limit (loops kernel by kernel).
+        if not big and jax.default_backend() == "cpu":
+            r["jaxneuro_xla_default_loops_s"], _ = jaxneuro_subprocess(name, x64, repeats, XLA_DEFAULT_LOOP_LIMIT)
+        # NEURON's rate table in jaxneuro (HH(use_table=True)) against NEURON with tables.
+        if name in ("hh1", "pop1k") and have_neuron:
+            r["jaxneuro_table_s"], _, table_out = timed(lambda: W.jaxneuro_run(name, use_table=True), repeats)
+            r["table_vs_neuron_table"] = compare(table_out, nrn_table_out)
 
         for sim in ("neuron", "jaxley"):
             if r.get(f"{sim}_s"):

@@ -83,7 +83,7 @@ def _jitted_run(fn, arg, convert):
 
 # --- jaxneuro ---------------------------------------------------------------------------------
 
-def jaxneuro_run(name, *, backend="auto"):
+def jaxneuro_run(name, *, backend="auto", use_table=False):
     import jax
     import jax.numpy as jnp
 
@@ -106,7 +106,8 @@ def jaxneuro_run(name, *, backend="auto"):
         n = w["n"]
 
         def fn(g):
-            m = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=g)], n=None if n == 1 else n)
+            hh = jn.channels.HH(gnabar=g, use_table=use_table)
+            m = jn.Compartment(length=20.0, diam=20.0, channels=[hh], n=None if n == 1 else n)
             tr = jn.simulate(m, w["t1"], dt=DT, stimuli=[stim_soma], save_every=SAVE, backend=backend)
             return tr.t, tr.v.reshape(tr.v.shape[0], -1)
 

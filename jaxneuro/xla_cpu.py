@@ -3,8 +3,9 @@
 XLA's CPU backend runs each operation of a loop body as a separate kernel and splits
 every kernel of more than a few thousand values over its threads. A simulation step of a
 few thousand compartments is a handful of such kernels, so hand-offs between threads
-and kernel launches dominate: on two cores a 1000-neuron HH population ran 2.3× and a
-1000-compartment HH cell 1.5× slower than as one kernel. XLA compiles a loop whose body touches fewer bytes than
+and kernel launches dominate: on two cores a 1000-neuron HH population ran 2.2×
+(float32) and a 1000-compartment HH cell 1.5× slower than as one kernel
+(``benchmarks/run.py`` measures both in the same run). XLA compiles a loop whose body touches fewer bytes than
 ``xla_cpu_small_while_loop_byte_threshold`` (1 kB by default) into one kernel instead.
 Importing jaxneuro raises that limit to :data:`SMALL_LOOP_BYTES` by adding it to the
 ``XLA_FLAGS`` environment variable, which XLA reads when JAX first uses the CPU, so:
@@ -15,8 +16,8 @@ Importing jaxneuro raises that limit to :data:`SMALL_LOOP_BYTES` by adding it to
   ``--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024`` to keep
   XLA's default;
 - larger loops (populations of ~10⁴ compartments and up) stay above the limit and keep
-  their threads (compiled as one kernel, a 10⁴-neuron HH loop ran 2× slower on two
-  cores); GPUs and TPUs ignore the setting.
+  their threads (in a one-off test, a 10⁴-neuron HH loop ran 2× slower as one kernel
+  on two cores); GPUs and TPUs ignore the setting.
 """
 
 from __future__ import annotations
