@@ -68,3 +68,8 @@ def test_table_lookup_is_linear_between_grid_points_and_clamped_outside():
     # Differentiable in v (the slope of the segment) and finite everywhere.
     d = jax.grad(lambda v: hh_t.gate_inf_tau(v, 6.3)["m"][0])(-64.5)
     np.testing.assert_allclose(d, ends[1] - ends[0], rtol=1e-9)
+
+
+def test_use_table_must_be_a_bool():
+    with pytest.raises(ValueError, match="HH.use_table expects True or False"):
+        jn.channels.HH(use_table="yes")

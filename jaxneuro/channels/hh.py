@@ -48,6 +48,10 @@ class HH(AbstractAlphaBetaChannel):
 
     gate_names: ClassVar[tuple[str, ...]] = ("m", "h", "n")
 
+    def __check_init__(self):
+        if not isinstance(self.use_table, bool):
+            raise ValueError(f"HH.use_table expects True or False, got {self.use_table!r}")
+
     def rates(self, v):
         """``{gate: (alpha, beta)}`` in 1/ms at ``reference_temperature``."""
         # Five of hh.mod's six exponentials are powers of one, exp(-(v + 65)/10):
