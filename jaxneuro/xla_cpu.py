@@ -15,9 +15,13 @@ Importing jaxneuro raises that limit to :data:`SMALL_LOOP_BYTES` by adding it to
 - a value already named in ``XLA_FLAGS`` is kept: set
   ``--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024`` to keep
   XLA's default;
-- larger loops (populations of ~10⁴ compartments and up) stay above the limit and keep
-  their threads (in a one-off test, a 10⁴-neuron HH loop ran 2× slower as one kernel
-  on two cores); GPUs and TPUs ignore the setting.
+- the limit is a trade-off, measured on two cores: 4 MiB is what the backward pass of
+  a 1000-compartment float64 cell needs to become one kernel (its gradient 1.3x faster
+  than at 1 MiB); loops a little below the limit lose their threads, so float32
+  populations of 1.5-3·10⁴ HH compartments ran about 1.3x slower than at 1 MiB (float64
+  ones and populations of 10⁵ and up were unaffected). Name the key in ``XLA_FLAGS``
+  to choose another value (e.g. ``=1048576`` for large float32 populations on a CPU with
+  many cores); GPUs and TPUs ignore the setting.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from __future__ import annotations
 import os
 import re
 
-SMALL_LOOP_BYTES = 1 << 20
-"""Loops whose body touches at most this many bytes (1 MiB) run as one kernel."""
+SMALL_LOOP_BYTES = 4 << 20
+"""Loops whose body touches at most this many bytes (4 MiB) run as one kernel."""
 
 THRESHOLD_KEY = "xla_cpu_small_while_loop_byte_threshold"
 _EXTRA = "--xla_backend_extra_options="

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxneuro.gather import spread, sum_into, take_padded
+from jaxneuro.gather import spread, sum_into, take, take_padded
 
 
 def test_sum_into_equals_scatter_add_with_repeats_and_dropped_targets():
@@ -26,3 +26,66 @@ def test_spread_and_take_padded():
     np.testing.assert_array_equal(spread(x, [4, 0, 2], 6), [20.0, 0, 30.0, 0, 10.0, 0])
     np.testing.assert_array_equal(take_padded(x, [2, 3, 0]), [30.0, 0.0, 10.0])
     assert sum_into(x, [7, 8, 9], 3).shape == (3,) and not np.any(sum_into(x, [7, 8, 9], 3))
+
+
+def _scatter_free(f, *args):
+    return " scatter(" not in jax.jit(f).lower(*args).compile().as_text()
+
+
+def test_take_and_sum_into_derivatives_are_gathers_and_equal_the_scatter_forms():
+    x = jnp.arange(1.0, 6.0)
+    index = np.array([4, 0, 5, 2, 2])  # 5 = x.size: reads zero; 2 twice
+    w = jnp.arange(1.0, 6.0) ** 2
+
+    def loss(x):
+        return jnp.sum(take(x, index) ** 2 * w)
+
+    def loss_ref(x):
+        return jnp.sum(jnp.concatenate([x, jnp.zeros(1)])[index] ** 2 * w)
+
+    np.testing.assert_array_equal(take(x, index), [5.0, 1.0, 0.0, 3.0, 3.0])
+    np.testing.assert_array_equal(jax.grad(loss)(x), jax.grad(loss_ref)(x))
+    assert _scatter_free(jax.grad(loss), x)
+    assert not _scatter_free(jax.grad(loss_ref), x)  # the check can fail
+
+    targets = np.array([2, 0, 2, -1, 4])
+
+    def loss2(x):
+        return jnp.sum(sum_into(x, targets, 5) ** 2 * w)
+
+    keep = targets >= 0
+    ref = jax.grad(lambda x: jnp.sum(jnp.zeros(5).at[targets[keep]].add(x[keep]) ** 2 * w))(x)
+    np.testing.assert_array_equal(jax.grad(loss2)(x), ref)
+    assert _scatter_free(jax.grad(loss2), x)
+
+
+def test_forward_mode_vmap_and_second_order_still_work():
+    index = np.array([2, 0, 3, 1])
+    x = jnp.array([1.0, 2.0, 3.0])
+    # forward mode (the solvers take jvps of the vector field through these)
+    _, dx = jax.jvp(lambda x: take(x, index), (x,), (jnp.array([1.0, 10.0, 100.0]),))
+    np.testing.assert_array_equal(dx, [100.0, 1.0, 0.0, 10.0])
+    np.testing.assert_array_equal(jax.jacfwd(lambda x: spread(x, [2, 0, 1], 4))(x), jax.jacrev(lambda x: spread(x, [2, 0, 1], 4))(x))
+    # batch axes from vmap, in front of the indexed axis
+    xs = jnp.stack([x, 2 * x])
+    np.testing.assert_array_equal(jax.vmap(lambda x: sum_into(x, [1, 1, 0], 2))(xs), [[3.0, 3.0], [6.0, 6.0]])
+    np.testing.assert_array_equal(jax.vmap(jax.grad(lambda x: jnp.sum(take(x, index) ** 2)))(xs)[1], [4.0, 8.0, 12.0])
+    # second order: d²/dx² of Σ take(x)³
+    hess = jax.hessian(lambda x: jnp.sum(take(x, index) ** 3))(x)
+    np.testing.assert_allclose(hess, np.diag([6.0, 12.0, 18.0]))
+    # integer arrays pass through (not differentiable)
+    np.testing.assert_array_equal(take(jnp.array([5, 6, 7]), [2, 3]), [7, 0])
+
+
+def test_a_cells_gradient_has_no_scatter():
+    """The backward pass of a branched cell's time loop is scatter-free, which lets XLA
+    compile it into one kernel on a CPU (see jaxneuro/xla_cpu.py)."""
+    import jaxneuro as jn
+
+    def loss(g):
+        secs = [jn.Cable(length=100.0, diam=1.0, nseg=5, channels=[jn.channels.HH(gnabar=g)], name=f"b{i}") for i in range(3)]
+        cell = jn.Cell(secs, parents=[None, 0, 0])
+        stim = jn.StepCurrent(0.2, 0.5, 1e9, target=("b0", 0.0))
+        return jnp.mean(jn.simulate(cell, 2.0, dt=0.025, stimuli=[stim], save_every=0.25).v)
+
+    assert _scatter_free(jax.grad(loss), 0.12)

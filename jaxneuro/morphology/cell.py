@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
-from ..gather import spread, sum_into
+from ..gather import spread, sum_into, take
 from ..model import AbstractModel
 from ..solve.hines import TreeCoupling
 from ..state import State
@@ -298,7 +298,7 @@ class Cell(AbstractModel):
 
     @staticmethod
     def _take(x, idx):
-        return x if idx is None else x[..., idx]
+        return x if idx is None else take(x, idx)
 
     @staticmethod
     def _put(x, idx, n):

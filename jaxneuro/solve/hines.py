@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from ..gather import spread, sum_into
+from ..gather import spread, sum_into, take
 
 
 class TreeCoupling(eqx.Module):
@@ -66,7 +66,7 @@ class TreeCoupling(eqx.Module):
     def _from_tree(self, x):
         if self.segment_nodes is None:
             return x
-        return x[..., jnp.asarray(self.segment_nodes)]
+        return take(x, self.segment_nodes)
 
     def _indices(self):
         p = np.asarray(self.parent, dtype=np.int32)
@@ -95,10 +95,10 @@ class TreeCoupling(eqx.Module):
             # all compartments (the parent's end segment and the children's first).
             zero_area = np.ones(self.size, dtype=bool)
             zero_area[np.asarray(self.segment_nodes)] = False
-            num = g * v[..., p] + self._children_sum(g * v)
+            num = g * take(v, p) + self._children_sum(g * v)
             den = g + self._children_sum(g)
             v = jnp.where(jnp.asarray(zero_area), num / jnp.where(jnp.asarray(zero_area), den, 1.0), v)
-        flux = g * (v[..., p] - v)  # µS·mV = nA from parent into node i
+        flux = g * (take(v, p) - v)  # µS·mV = nA from parent into node i
         net = flux - self._children_sum(flux)
         return self._from_tree(net) / self.capacitance
 
