@@ -10,6 +10,9 @@ timed (median of 5 runs, 1 with --quick). Voltages are compared in the same run 
 spike-time differences, NEURON with exact rates as the reference), the gradient
 against a NEURON finite difference, and float32 against float64 for jaxneuro.
 Precision: float64 on the CPU, float32 on accelerators (--f32 forces float32).
+Jaxley runs in the same process as jaxneuro, so it gets the XLA setting jaxneuro applies
+on import (jaxneuro/xla_cpu.py); on a CPU both are also timed in subprocesses with XLA's
+default loop limit ("XLA defaults": Jaxley as it runs on its own).
 Jaxley is optional (extra ``bench``); without it its columns read n/a.
 Prints a Markdown table and writes JSON ``{"machine": ..., "workloads": {...}}``.
 """
@@ -82,10 +85,10 @@ def timed(make_run, repeats):
 XLA_DEFAULT_LOOP_LIMIT = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024"
 
 
-def jaxneuro_subprocess(name, x64, repeats, xla_flags=None):
-    """jaxneuro on ``name`` in a subprocess: for the other precision (JAX's x64 switch is
-    process-wide and not safe to flip between compiled programs) or other XLA flags
-    (read once per process)."""
+def subprocess_run(sim, name, x64, repeats, xla_flags=None):
+    """``sim`` ("jaxneuro" or "jaxley") on ``name`` in a subprocess: for the other
+    precision (JAX's x64 switch is process-wide and not safe to flip between compiled
+    programs) or other XLA flags (read once per process). Returns ``(seconds, output)``."""
     import subprocess
     import tempfile
 
@@ -94,7 +97,7 @@ def jaxneuro_subprocess(name, x64, repeats, xla_flags=None):
         env["XLA_FLAGS"] = xla_flags
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "out.npz")
-        subprocess.run([sys.executable, os.path.abspath(__file__), "--_jaxneuro-only", name,
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--_only-sim", sim, "--_only-workload", name,
                         "--_x64", str(int(x64)), "--_repeats", str(repeats), "--_out", path],
                        check=True, env=env)
         with np.load(path, allow_pickle=True) as z:
@@ -102,11 +105,12 @@ def jaxneuro_subprocess(name, x64, repeats, xla_flags=None):
             return float(z["time_s"]), out
 
 
-def _jaxneuro_only(name, x64, repeats, path):
+def _only(sim, name, x64, repeats, path):
     import jax
 
     jax.config.update("jax_enable_x64", x64)
-    s, _, out = timed(lambda: W.jaxneuro_run(name), repeats)
+    make = {"jaxneuro": W.jaxneuro_run, "jaxley": W.jaxley_run}[sim]
+    s, _, out = timed(lambda: make(name), repeats)
     arr = np.empty(len(out), dtype=object) if isinstance(out, tuple) else np.asarray(out)
     if isinstance(out, tuple):
         arr[:] = list(out)
@@ -155,7 +159,8 @@ def main(argv=None):
     ap.add_argument("--only", nargs="*", default=None, help="run only these workloads")
     ap.add_argument("--cores", type=int, default=None,
                     help="pin this run (all three simulators) to N cores; NEURON uses one either way")
-    ap.add_argument("--_jaxneuro-only", dest="jaxneuro_only", help=argparse.SUPPRESS)
+    ap.add_argument("--_only-sim", dest="only_sim", help=argparse.SUPPRESS)
+    ap.add_argument("--_only-workload", dest="only_workload", help=argparse.SUPPRESS)
     ap.add_argument("--_x64", dest="x64", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--_repeats", dest="repeats", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--_out", dest="out", help=argparse.SUPPRESS)
@@ -163,8 +168,8 @@ def main(argv=None):
     # Before JAX starts: jaxneuro sets XLA's small-loop limit on import
     # (jaxneuro/xla_cpu.py); Jaxley, in the same process, runs with it too.
     import jaxneuro  # noqa: F401
-    if args.jaxneuro_only:
-        return _jaxneuro_only(args.jaxneuro_only, bool(args.x64), args.repeats, args.out)
+    if args.only_sim:
+        return _only(args.only_sim, args.only_workload, bool(args.x64), args.repeats, args.out)
     if args.cores is not None:
         # Before JAX starts: XLA sizes its thread pool from the affinity mask, and
         # subprocesses (the other-precision runs) inherit it.
@@ -232,6 +237,9 @@ def main(argv=None):
                                  "jaxneuro_fd": float(W.jaxneuro_fd_gradient(component=0)),
                                  "jaxley": float(jx_out[0]) if r["jaxley_s"] is not None else None}
             r["grad_jaxneuro"] = [float(x) for x in jn_out]
+            if r["jaxley_s"] is not None:
+                r["grad_jaxley"] = [float(x) for x in jx_out]
+                r["grad_jaxley_vs_jaxneuro_rel_err"] = float(np.max(np.abs(jx_out - jn_out)) / np.max(np.abs(jn_out)))
         elif gpu_pop:
             if not big and have_neuron:
                 r["vs_neuron_spike_count_mismatch"] = int(np.sum(jn_out[0] != nrn_out[0]))
@@ -247,7 +255,7 @@ def main(argv=None):
         # float32 against float64 (jaxneuro), on the same workload.
         if not big:
             other = not x64
-            s_other, out_other = jaxneuro_subprocess(name, other, repeats)
+            s_other, out_other = subprocess_run("jaxneuro", name, other, repeats)
             r["jaxneuro_f64_s" if other else "jaxneuro_f32_s"] = s_other
             if name == "grad_tree1k":
                 r["f32_vs_f64_grad_rel_err"] = float(np.max(np.abs(out_other - jn_out)) / np.max(np.abs(jn_out)))
@@ -256,15 +264,18 @@ def main(argv=None):
             else:
                 r["f32_vs_f64"] = compare(out_other, jn_out)
 
-        # The same jaxneuro run with XLA's default loop limit (loops kernel by kernel).
+        # jaxneuro and Jaxley again with XLA's default loop limit (loops kernel by
+        # kernel): what jaxneuro's setting is worth, and Jaxley as it runs on its own.
         if not big and jax.default_backend() == "cpu":
-            r["jaxneuro_xla_default_loops_s"], _ = jaxneuro_subprocess(name, x64, repeats, XLA_DEFAULT_LOOP_LIMIT)
+            r["jaxneuro_xla_default_loops_s"], _ = subprocess_run("jaxneuro", name, x64, repeats, XLA_DEFAULT_LOOP_LIMIT)
+            if r["jaxley_s"] is not None:
+                r["jaxley_xla_default_loops_s"], _ = subprocess_run("jaxley", name, x64, repeats, XLA_DEFAULT_LOOP_LIMIT)
         # NEURON's rate table in jaxneuro (HH(use_table=True)) against NEURON with tables.
         if name in ("hh1", "pop1k") and have_neuron:
             r["jaxneuro_table_s"], _, table_out = timed(lambda: W.jaxneuro_run(name, use_table=True), repeats)
             r["table_vs_neuron_table"] = compare(table_out, nrn_table_out)
 
-        for sim in ("neuron", "jaxley"):
+        for sim in ("neuron", "jaxley", "jaxley_xla_default_loops"):
             if r.get(f"{sim}_s"):
                 r[f"speedup_vs_{sim}"] = r[f"{sim}_s"] / r["jaxneuro_s"]
         results[name] = r
@@ -284,7 +295,7 @@ def _f(x, fmt="{:.3g}"):
 
 def table(results):
     head = ("| workload | steps | comps | jaxneuro s | compile s | NEURON s | Jaxley s | Jaxley compile s "
-            "| × NEURON | × Jaxley | max abs ΔV vs NEURON (mV) | spike Δt vs NEURON (ms) | Jaxley ΔV vs NEURON (mV) "
+            "| × NEURON | × Jaxley | × Jaxley, XLA defaults | max abs ΔV vs NEURON (mV) | spike Δt vs NEURON (ms) | Jaxley ΔV vs NEURON (mV) "
             "| f32 vs f64 ΔV (mV) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in results.items():
@@ -295,6 +306,7 @@ def table(results):
             f"| {name} | {r['steps']} | {r['compartments']} | {_f(r['jaxneuro_s'])} | {_f(r['jaxneuro_compile_s'])} "
             f"| {_f(r.get('neuron_s'))} | {_f(r.get('jaxley_s'))} | {_f(r.get('jaxley_compile_s'))} "
             f"| {_f(r.get('speedup_vs_neuron'), '{:.2f}')} | {_f(r.get('speedup_vs_jaxley'), '{:.2f}')} "
+            f"| {_f(r.get('speedup_vs_jaxley_xla_default_loops'), '{:.2f}')} "
             f"| {_f(vs.get('max_dv_mV'))} | {_f(vs.get('max_spike_dt_ms'))} | {_f(jv.get('max_dv_mV'))} "
             f"| {_f(f32.get('max_dv_mV'))} |"
         )
@@ -305,7 +317,8 @@ def table(results):
             f"grad_tree1k: gradient/forward = {_f(g.get('grad_over_forward'), '{:.2f}')} (jaxneuro), "
             f"{_f(g.get('jaxley_grad_over_forward'), '{:.2f}')} (Jaxley); d loss/d gnabar[0]: jaxneuro "
             f"{g['grad_branch0']['jaxneuro']:.6g} (its own finite difference {g['grad_branch0']['jaxneuro_fd']:.6g}), NEURON finite difference {g['grad_branch0']['neuron_fd']:.6g}, "
-            f"Jaxley {_f(g['grad_branch0']['jaxley'], '{:.6g}')}; f32 vs f64 relative error "
+            f"Jaxley {_f(g['grad_branch0']['jaxley'], '{:.6g}')} (all branches: relative difference "
+            f"{_f(g.get('grad_jaxley_vs_jaxneuro_rel_err'))}); f32 vs f64 relative error "
             f"{_f(g.get('f32_vs_f64_grad_rel_err'))}"
         )
     return "\n".join(lines + [""] + extra)
