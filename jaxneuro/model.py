@@ -7,10 +7,16 @@ import abc
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array
 
+from .gather import sum_into
 from .state import State
 from . import units
+
+# Populations up to this size place targeted stimuli by gathers (a static table with
+# one entry per compartment) rather than a scatter-add.
+_GATHER_PLACEMENT_MAX = 1 << 17
 
 
 class AbstractModel(eqx.Module):
@@ -62,9 +68,16 @@ class AbstractModel(eqx.Module):
             raise ValueError(
                 f"stimulus target={target!r} names a population; that needs a jn.Network"
             )
-        idx = jnp.asarray(target)
-        if units.is_concrete(idx) and (idx.min() < -shape[0] or idx.max() >= shape[0]):
+        concrete = units.is_concrete(target)
+        idx = np.asarray(target) if concrete else target
+        if concrete and (idx.min() < -shape[0] or idx.max() >= shape[0]):
             raise ValueError(f"stimulus target={target!r} out of range for {shape[0]} compartments")
+        if concrete and len(shape) == 1 and shape[0] <= _GATHER_PLACEMENT_MAX:
+            # Static targets: gathers, so that a CPU time loop can be one kernel (a
+            # scatter-add keeps it out; see jaxneuro/xla_cpu.py). The table has one
+            # entry per compartment, so very large populations keep the scatter.
+            seg = np.atleast_1d(idx).reshape(-1) % shape[0]
+            return sum_into(jnp.broadcast_to(jnp.asarray(i), seg.shape), seg, shape[0])
         return jnp.zeros(shape, dtype=jnp.result_type(i)).at[idx].add(i)
 
     def voltage_coupling(self):

@@ -99,6 +99,26 @@ def test_population_of_compartments_equals_separate_runs():
         np.testing.assert_allclose(trace.v[:, k], ref.v, atol=1e-12)
 
 
+def test_population_targets_are_placed_without_a_scatter():
+    """Static targets (repeated and negative indices too) sum like a scatter-add, and
+    the compiled time loop holds no scatter, so a CPU can run it as one kernel."""
+    pop = jn.Compartment(area=1000, n=4, channels=[jn.channels.Leak(g=1e-4, e=-70)])
+    placed = pop.place_current((2, -1, 2), jnp.asarray([1.0, 2.0, 4.0]))
+    np.testing.assert_array_equal(placed, [0.0, 0.0, 5.0, 2.0])
+    g_amp = jax.grad(lambda a: jnp.sum(pop.place_current((2, -1, 2), a) * jnp.arange(4.0)))(jnp.ones(3))
+    np.testing.assert_array_equal(g_amp, [2.0, 3.0, 2.0])
+
+    def run(amp):
+        stim = jn.StepCurrent(amp, 1.0, 5.0, target=(1, 3))
+        return jn.simulate(pop, 3.0, stimuli=[stim], v0=-70).v
+
+    assert " scatter(" not in jax.jit(run).lower(0.01).compile().as_text()
+    v = run(0.01)
+    np.testing.assert_array_equal(v[:, 0], v[:, 2])
+    np.testing.assert_array_equal(v[:, 1], v[:, 3])
+    assert v[-1, 1] > v[-1, 0] + 1.0
+
+
 def test_vmap_and_jit_over_simulate():
     def final_v(g):
         model = jn.Compartment(area=1000, channels=[jn.channels.Leak(g=g, e=-70)])
