@@ -237,6 +237,12 @@ def main(argv=None):
                                  "jaxneuro_fd": float(W.jaxneuro_fd_gradient(component=0)),
                                  "jaxley": float(jx_out[0]) if r["jaxley_s"] is not None else None}
             r["grad_jaxneuro"] = [float(x) for x in jn_out]
+            # Trading memory for time: every step's state kept (simulate(grad_checkpoints="steps")).
+            r["jaxneuro_checkpoint_steps_s"], _, steps_out = timed(
+                lambda: W.jaxneuro_run(name, grad_checkpoints="steps"), repeats)
+            r["checkpoint_steps_grad_rel_diff"] = float(np.max(np.abs(steps_out - jn_out)) / np.max(np.abs(jn_out)))
+            if fwd:
+                r["checkpoint_steps_grad_over_forward"] = r["jaxneuro_checkpoint_steps_s"] / fwd
             if r["jaxley_s"] is not None:
                 r["grad_jaxley"] = [float(x) for x in jx_out]
                 r["grad_jaxley_vs_jaxneuro_rel_err"] = float(np.max(np.abs(jx_out - jn_out)) / np.max(np.abs(jn_out)))
@@ -319,7 +325,8 @@ def table(results):
             f"{g['grad_branch0']['jaxneuro']:.6g} (its own finite difference {g['grad_branch0']['jaxneuro_fd']:.6g}), NEURON finite difference {g['grad_branch0']['neuron_fd']:.6g}, "
             f"Jaxley {_f(g['grad_branch0']['jaxley'], '{:.6g}')} (all branches: relative difference "
             f"{_f(g.get('grad_jaxley_vs_jaxneuro_rel_err'))}); f32 vs f64 relative error "
-            f"{_f(g.get('f32_vs_f64_grad_rel_err'))}"
+            f"{_f(g.get('f32_vs_f64_grad_rel_err'))}; with grad_checkpoints=\"steps\": "
+            f"{_f(g.get('jaxneuro_checkpoint_steps_s'))} s = {_f(g.get('checkpoint_steps_grad_over_forward'), '{:.2f}')} x forward"
         )
     return "\n".join(lines + [""] + extra)
 

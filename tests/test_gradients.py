@@ -85,3 +85,38 @@ def test_gradient_does_not_depend_on_save_interval(save_every):
 
     reference = jax.jacfwd(final_v)(1e-4)
     assert float(jax.grad(final_v)(1e-4)) == pytest.approx(float(reference), rel=1e-9)
+
+
+@pytest.mark.parametrize("save_every", [0.25, 5.0])
+def test_grad_checkpoints_steps_gives_the_same_gradient_with_more_stored_states(save_every):
+    """grad_checkpoints="steps" keeps every step's state instead of recomputing between saves:
+    the same gradient, and the compiled program holds about n_steps states."""
+
+    def loss(g, grad_checkpoints):
+        cell = model(g)
+        tr = jn.simulate(cell, 15.0, dt=0.025, stimuli=[jn.StepCurrent(0.05, 2.0, 20.0)],
+                         save_every=save_every, grad_checkpoints=grad_checkpoints)
+        return jnp.mean(tr.v)
+
+    g_saves = jax.grad(loss)(1e-4, "saves")
+    g_steps = jax.grad(loss)(1e-4, "steps")
+    assert abs(float(g_saves)) > 1.0
+    assert float(g_steps) == pytest.approx(float(g_saves), rel=1e-12)
+
+    def temp_bytes(grad_checkpoints):
+        compiled = jax.jit(jax.grad(loss), static_argnums=1).lower(1e-4, grad_checkpoints).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+
+    state_bytes = 4 * 8  # v, m, h, n in float64
+    n_steps = 600
+    assert temp_bytes("steps") > 0.9 * n_steps * state_bytes
+    assert temp_bytes("saves") < 0.5 * n_steps * state_bytes
+
+
+def test_grad_checkpoints_is_checked():
+    cell = model(1e-4)
+    with pytest.raises(ValueError, match="grad_checkpoints expects 'saves' or 'steps'"):
+        jn.simulate(cell, 1.0, grad_checkpoints="all")
+    with pytest.raises(ValueError, match="applies to the constant-step loop"):
+        jn.simulate(cell, 1.0, grad_checkpoints="steps", solver=diffrax.Tsit5(),
+                    stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))

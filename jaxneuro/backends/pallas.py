@@ -79,10 +79,11 @@ def _with_population(tree, n: int, block: int):
 
 def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: float,
               save_every_steps: int, n_save: int, interpret: bool | None = None,
-              block: int | None = None):
+              block: int | None = None, grad_checkpoints: str = "saves"):
     """As :func:`jaxneuro.solve.fixed_step.integrate` (returns ``(saved, y_final)``,
     ``saved[name]`` of shape ``(n_save, n)``), run as one fused kernel. ``record``:
-    the names to save. ``interpret``: default True unless on a GPU."""
+    the names to save. ``interpret``: default True unless on a GPU. ``grad_checkpoints``:
+    for the XLA loop that reverse mode runs (see ``fixed_step.integrate``)."""
     from ..solve import fixed_step
 
     if interpret is None:
@@ -93,7 +94,7 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
         return _fused(solver, term, y0, system, record, interpret=interpret, block=block, **kw)
 
     def xla(system, y0):
-        return fixed_step.integrate(solver, term, y0, system, record=record, **kw)
+        return fixed_step.integrate(solver, term, y0, system, record=record, grad_checkpoints=grad_checkpoints, **kw)
 
     @jax.custom_vjp
     def run(system, y0):

@@ -46,10 +46,15 @@ def steps_per_save(save_every: float, dt: float) -> int:
 
 @eqx.filter_jit
 def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: float, dt: float,
-              save_every_steps: int, n_save: int, record: tuple[str, ...]):
+              save_every_steps: int, n_save: int, record: tuple[str, ...], grad_checkpoints: str = "saves"):
     """Advance ``y0`` from ``t0`` to ``t1`` with steps ``dt`` (the last one shortened to
     end at ``t1``). Returns ``(saved, y_final)`` where ``saved`` stacks
     ``args.observe(record, t, y)`` at ``t0 + j·save_every_steps·dt`` for ``j < n_save``.
+
+    ``grad_checkpoints``: what reverse mode keeps. ``"saves"`` (default): the states at the
+    saves; the steps between are recomputed (about one extra forward pass), memory
+    ``O(n_save + sqrt(steps per save))`` states. ``"steps"``: every step's state, so
+    nothing is recomputed but one step's intermediates; memory ``O(steps)`` states.
 
     Compiled once per model structure, time grid and ``record`` (``eqx.filter_jit``;
     the floats and ints here are static), so repeated ``simulate`` calls that differ
@@ -81,7 +86,7 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
         checkpointed in blocks of about ``sqrt(count)`` steps."""
         if count == 0:
             return carry
-        if count <= _UNBLOCKED:
+        if count <= _UNBLOCKED or grad_checkpoints == "steps":
             # Short stretch: one loop (its backward pass keeps ``count`` states, few).
             return jax.lax.fori_loop(0, count, lambda i, c: one_step(first + i, c), carry)
         block = max(1, int(math.isqrt(count)))
@@ -104,10 +109,14 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
 
     k = save_every_steps
 
-    @functools.partial(jax.checkpoint, prevent_cse=False)
     def interval(carry, j):
         carry = run_steps(carry, j * k, k)
         return carry, observe(t0_ + (j + 1) * k * dt_, carry[0])
+
+    if grad_checkpoints == "saves":
+        interval = functools.partial(jax.checkpoint, prevent_cse=False)(interval)
+    elif grad_checkpoints != "steps":
+        raise ValueError(f"grad_checkpoints expects 'saves' or 'steps', got {grad_checkpoints!r}")
 
     first = observe(t0_, y0)
     carry = (y0, solver_state)

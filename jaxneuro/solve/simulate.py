@@ -52,6 +52,7 @@ def simulate(
     adjoint: diffrax.AbstractAdjoint | None = None,
     backend: str = "auto",
     summary: SpikeSummary | None = None,
+    grad_checkpoints: str = "saves",
 ) -> Trace:
     """Simulate ``model`` from ``t0`` to ``t1`` (ms) and return a :class:`Trace`.
 
@@ -74,6 +75,14 @@ def simulate(
     goes through ``diffrax.diffeqsolve`` instead (as it always does for adaptive
     step sizes, where the default is recursive checkpointing).
 
+    ``grad_checkpoints``: what reverse-mode gradients through the constant-step loop keep.
+    ``"saves"`` (default) keeps the state at each save and recomputes the steps in
+    between (about one extra forward pass; memory grows with the number of saves).
+    ``"steps"`` keeps every step's state: no recomputation (gradients ~20 % faster for
+    a 1000-compartment cell saved every 10 steps), but memory of ``steps × state size``
+    (e.g. 128 MB for 4000 steps of 1000 HH compartments in float64), times the batch
+    size under ``vmap``.
+
     ``backend``: ``"auto"`` (default), ``"xla"`` or ``"pallas"``, for the fixed-step
     loop. ``"pallas"`` fuses the whole time loop of a population of independent
     compartments into one GPU kernel (interpret mode on a CPU; see
@@ -95,6 +104,8 @@ def simulate(
     save_every = dt if save_every is None else _time(save_every, "save_every")
     if save_every <= 0:
         raise ValueError(f"save_every must be > 0 ms, got {save_every}")
+    if grad_checkpoints not in ("saves", "steps"):
+        raise ValueError(f"grad_checkpoints expects 'saves' or 'steps', got {grad_checkpoints!r}")
 
     if isinstance(stimuli, AbstractStimulus):
         stimuli = (stimuli,)
@@ -160,10 +171,16 @@ def simulate(
             integrate = backends.pallas.integrate
         saved, y_final = integrate(
             solver, term, y0, system, t0=t0, t1=t1, dt=dt, save_every_steps=k, n_save=n_save,
-            record=record,
+            record=record, grad_checkpoints=grad_checkpoints,
         )
         values, events = saved, (y_final.events if y0.events else None)
     else:
+        if grad_checkpoints != "saves":
+            raise ValueError(
+                f"grad_checkpoints={grad_checkpoints!r} applies to the constant-step loop; with adaptive "
+                "steps or an adjoint, choose diffrax's adjoint (e.g. "
+                "diffrax.RecursiveCheckpointAdjoint(checkpoints=...)) instead"
+            )
         observe = diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: args.observe(record, t, y))
         if y0.events:
             final_events = diffrax.SubSaveAt(t1=True, fn=lambda t, y, args: y.events)
