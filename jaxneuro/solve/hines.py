@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from ..gather import spread, sum_into, take
+from ..gather import sum_into, take
 
 
 class TreeCoupling(eqx.Module):
@@ -56,49 +59,46 @@ class TreeCoupling(eqx.Module):
         """Number of tree nodes (compartments plus zero-area nodes)."""
         return len(self.parent)
 
+    def _plan(self) -> _Plan:
+        return _plan(self.parent, self.segment_nodes)
+
     def _to_tree(self, x):
-        """Compartment values onto the tree's nodes (zero at zero-area nodes)."""
-        if self.segment_nodes is None:
+        """Compartment values onto the tree's nodes, in the internal numbering
+        (compartments first, then zero-area nodes, which get zero)."""
+        n_zero = self._plan().n_zero
+        if n_zero == 0:
             return x
-        # A gather (not a scatter): linear and transposable, as custom_linear_solve needs.
-        return spread(x, self.segment_nodes, self.size)
+        return jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (n_zero,), dtype=x.dtype)], axis=-1)
 
     def _from_tree(self, x):
-        if self.segment_nodes is None:
-            return x
-        return take(x, self.segment_nodes)
-
-    def _indices(self):
-        p = np.asarray(self.parent, dtype=np.int32)
-        i = np.arange(p.size, dtype=np.int32)
-        is_root = p < 0
-        # Roots point at themselves with zero conductance: their updates are no-ops.
-        return i, np.where(is_root, i, p), is_root
+        return x[..., : self._plan().n_seg]
 
     def _children_sum(self, x):
-        """``Σ x[c]`` over each node's children (last axis: nodes), by gathers rather
-        than a scatter-add into parents (see jaxneuro/gather.py)."""
-        return sum_into(x, self.parent, self.size)
+        """``Σ x[c]`` over each node's children (last axis: internal nodes), by gathers
+        rather than a scatter-add into parents (see jaxneuro/gather.py)."""
+        plan = self._plan()
+        return sum_into(x, plan.child_target, plan.parent.size)
 
     def _g(self):
-        _, _, is_root = self._indices()
-        return jnp.where(jnp.asarray(is_root), 0.0, self.g)
+        """Conductance to the parent per internal node, µS (zero at roots)."""
+        plan = self._plan()
+        g = take(self.g, plan.perm) if plan.n_zero else self.g
+        return jnp.where(jnp.asarray(plan.is_root), 0.0, g)
 
     def apply(self, v):
         """``A v`` in mV/ms: the axial current into each compartment over its
         capacitance."""
-        _, p, _ = self._indices()
+        plan = self._plan()
         g = self._g()
-        v = self._to_tree(v)
-        if self.segment_nodes is not None:
+        if plan.n_zero:
             # Zero-area nodes: v_J = Σ g v_j / Σ g over their neighbours, which are
             # all compartments (the parent's end segment and the children's first).
-            zero_area = np.ones(self.size, dtype=bool)
-            zero_area[np.asarray(self.segment_nodes)] = False
-            num = g * take(v, p) + self._children_sum(g * v)
-            den = g + self._children_sum(g)
-            v = jnp.where(jnp.asarray(zero_area), num / jnp.where(jnp.asarray(zero_area), den, 1.0), v)
-        flux = g * (take(v, p) - v)  # µS·mV = nA from parent into node i
+            shape = v.shape[:-1] + plan.neighbour.shape
+            g_nb = take(g, plan.link.ravel()).reshape(g.shape[:-1] + plan.link.shape)
+            v_nb = take(v, plan.neighbour.ravel()).reshape(shape)
+            v_zero = jnp.sum(g_nb * v_nb, axis=-1) / jnp.sum(g_nb, axis=-1)
+            v = jnp.concatenate([v, v_zero], axis=-1)
+        flux = g * (take(v, plan.parent) - v)  # µS·mV = nA from parent into node i
         net = flux - self._children_sum(flux)
         return self._from_tree(net) / self.capacitance
 
@@ -125,36 +125,97 @@ class TreeCoupling(eqx.Module):
 
 def _hines(coupling: TreeCoupling, cd, b):
     """Solve ``S x = b`` with ``S = diag(cd + Σ g) - G`` on the tree (G: the symmetric
-    conductance matrix), by elimination towards the roots and back substitution."""
-    i, p, _ = coupling._indices()
+    conductance matrix; internal node numbering), by elimination towards the roots
+    and back substitution."""
+    plan = coupling._plan()
     g = jnp.broadcast_to(coupling._g(), cd.shape)
     # Diagonal: own term plus every conductance touching the node.
     d = cd + g + coupling._children_sum(g)
-    if coupling.size == 1:
+    if plan.parent.size == 1:
         return b / d
     # Move the node axis first so scan walks over nodes.
     d, b, g = (jnp.moveaxis(x, -1, 0) for x in (d, b, g))
 
     def eliminate(carry, node):
         d, b = carry
-        k, pk, gk = node
+        k, pk = node
         # One division per node, kept for the back substitution: there it would sit
         # on the loop's dependency chain, where a multiplication is several times
         # shorter.
         inv_dk = 1.0 / d[k]
-        f = gk * inv_dk
-        d = d.at[pk].add(-f * gk)
+        f = g[k] * inv_dk
+        d = d.at[pk].add(-f * g[k])
         b = b.at[pk].add(f * b[k])
         return (d, b), inv_dk
 
-    order = (jnp.asarray(i[::-1]), jnp.asarray(p[::-1]), g[::-1])
+    order = (jnp.asarray(plan.elimination), jnp.asarray(plan.parent[plan.elimination]))
     (d, b), inv_d = jax.lax.scan(eliminate, (d, b), order)
-    inv_d = inv_d[::-1]
 
     def substitute(x, node):
-        k, pk, gk, inv_dk, bk = node
-        x = x.at[k].set((bk + gk * x[pk]) * inv_dk)
+        k, pk, inv_dk = node
+        x = x.at[k].set((b[k] + g[k] * x[pk]) * inv_dk)
         return x, None
 
-    x, _ = jax.lax.scan(substitute, jnp.zeros_like(b), (jnp.asarray(i), jnp.asarray(p), g, inv_d, b))
+    back = plan.elimination[::-1]
+    x, _ = jax.lax.scan(substitute, jnp.zeros_like(b), (jnp.asarray(back), jnp.asarray(plan.parent[back]), inv_d[::-1]))
     return jnp.moveaxis(x, 0, -1)
+
+
+class _Plan(NamedTuple):
+    """Static indexing of a :class:`TreeCoupling` in its internal node numbering:
+    compartments first (in compartment order), then the zero-area nodes, so that
+    moving between compartments and tree nodes is a slice, not a gather."""
+
+    n_seg: int
+    n_zero: int
+    perm: np.ndarray  # internal node j is the coupling's node perm[j]
+    parent: np.ndarray  # internal parent of each internal node (roots: themselves)
+    is_root: np.ndarray
+    child_target: np.ndarray  # parent, or -1 (goes nowhere) for roots
+    elimination: np.ndarray  # internal nodes, every child before its parent
+    neighbour: np.ndarray  # (n_zero, m): the compartments around each zero-area node
+    link: np.ndarray  # (n_zero, m): the node whose g joins it to that neighbour
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(parent: tuple[int, ...], segment_nodes: tuple[int, ...] | None) -> _Plan:
+    p = np.asarray(parent, dtype=np.int32)
+    n = p.size
+    if segment_nodes is None:
+        perm = np.arange(n, dtype=np.int32)
+    else:
+        seg = np.asarray(segment_nodes, dtype=np.int32)
+        perm = np.concatenate([seg, np.setdiff1d(np.arange(n, dtype=np.int32), seg)]).astype(np.int32)
+    inv = np.empty(n, dtype=np.int32)
+    inv[perm] = np.arange(n, dtype=np.int32)
+    is_root = p[perm] < 0
+    own = np.arange(n, dtype=np.int32)
+    # Roots point at themselves with zero conductance: their updates are no-ops.
+    q = np.where(is_root, own, inv[np.maximum(p[perm], 0)]).astype(np.int32)
+    n_seg = n if segment_nodes is None else len(segment_nodes)
+    neighbours = []
+    for j in range(n_seg, n):  # zero-area nodes: their parent and their children
+        nb = [] if is_root[j] else [(int(q[j]), j)]
+        nb += [(int(c), int(c)) for c in np.nonzero((q == j) & ~is_root)[0]]
+        neighbours.append(nb)
+    m = max((len(nb) for nb in neighbours), default=0)
+    neighbour = np.full((n - n_seg, m), n_seg, dtype=np.int32)  # n_seg: reads zero
+    link = np.full((n - n_seg, m), n, dtype=np.int32)  # n: reads zero conductance
+    for r, nb in enumerate(neighbours):
+        for c, (node, via) in enumerate(nb):
+            if node >= n_seg:
+                raise ValueError("TreeCoupling: zero-area nodes must neighbour compartments only")
+            neighbour[r, c], link[r, c] = node, via
+    return _Plan(
+        n_seg=n_seg,
+        n_zero=n - n_seg,
+        perm=perm,
+        parent=q,
+        is_root=is_root,
+        child_target=np.where(is_root, -1, q).astype(np.int32),
+        # The coupling's own numbering has parents first, so its reverse order puts
+        # every child before its parent.
+        elimination=inv[::-1].copy(),
+        neighbour=neighbour,
+        link=link,
+    )
