@@ -247,3 +247,39 @@ def test_bad_input_is_rejected():
         jn.Cell([cable, cable], parents=[None, 0])
     with pytest.raises(ValueError, match="location"):
         jn.simulate(jn.Compartment(area=100.0), 1.0, stimuli=[jn.StepCurrent(0.1, target=0.5)])
+
+
+def test_zero_area_nodes_are_eliminated_exactly():
+    """A tree with zero-area junction nodes (NEURON's section ends where several
+    children meet) and compartments numbered in any order: ``apply`` is the Schur
+    complement of the node Laplacian onto the compartments, ``solve`` its system."""
+    rng = np.random.default_rng(3)
+    # nodes: 0-9 a chain; 10 = junction J1 on node 9; 11-15 and 16-20 two chains off
+    # J1; 21 = junction J2 on node 5; 22-24 and 25-27 two chains off J2.
+    parent = [-1] + list(range(9)) + [9, 10] + list(range(11, 15)) + [10] + list(range(16, 20))
+    parent += [5, 21, 22, 23, 21, 25, 26]
+    n_nodes = len(parent)
+    zero = [10, 21]
+    compartments = [k for k in range(n_nodes) if k not in zero]
+    segment_nodes = tuple(int(k) for k in rng.permutation(compartments))
+    n = len(segment_nodes)
+    g, c = rng.uniform(0.1, 5.0, n_nodes), rng.uniform(0.2, 2.0, n)
+    coupling = TreeCoupling(g=jnp.asarray(g), capacitance=jnp.asarray(c), parent=tuple(parent),
+                            segment_nodes=segment_nodes)
+    lap = np.zeros((n_nodes, n_nodes))  # L v: current out of each node, nA
+    for k, p in enumerate(parent):
+        if p >= 0:
+            lap[k, k] += g[k]; lap[p, p] += g[k]; lap[k, p] -= g[k]; lap[p, k] -= g[k]
+    s, z = list(segment_nodes), zero
+    schur = lap[np.ix_(s, s)] - lap[np.ix_(s, z)] @ np.linalg.solve(lap[np.ix_(z, z)], lap[np.ix_(z, s)])
+    a = -schur / c[:, None]
+    v, d, rhs = rng.normal(size=n), rng.uniform(0.5, 3.0, n), rng.normal(size=n)
+    np.testing.assert_allclose(coupling.apply(jnp.asarray(v)), a @ v, atol=1e-12)
+    np.testing.assert_allclose(coupling.solve(jnp.asarray(d), jnp.asarray(rhs)),
+                               np.linalg.solve(np.diag(d) - a, rhs), rtol=1e-10, atol=1e-12)
+
+
+def test_adjacent_zero_area_nodes_are_refused():
+    coupling = TreeCoupling(g=jnp.ones(4), capacitance=jnp.ones(2), parent=(-1, 0, 1, 2), segment_nodes=(0, 3))
+    with pytest.raises(ValueError, match="zero-area nodes must neighbour compartments only"):
+        coupling.apply(jnp.zeros(2))

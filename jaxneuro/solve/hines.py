@@ -32,7 +32,9 @@ class TreeCoupling(eqx.Module):
     (NEURON's section end nodes where several children meet). Their voltage follows
     from the current balance ``Σ g (v_j - v_J) = 0``, so they hold no state: ``A`` is
     the coupling among compartments with them eliminated (exactly), and :meth:`solve`
-    keeps them in the tree, where the elimination stays O(n).
+    keeps them in the tree, where the elimination stays O(n). Their neighbours must
+    all be compartments. Internally the nodes are renumbered compartments first, so
+    that passing values between compartments and nodes is a slice (no gathers).
     :meth:`solve` solves ``(diag(d) - A) x = rhs`` by Hines elimination: multiplying
     row ``i`` by ``C_i`` makes the matrix symmetric, ``S = diag(C·d + Σ g) - G``,
     eliminated from the leaves to the roots and back substituted, one pass each, O(n).
