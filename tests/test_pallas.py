@@ -90,6 +90,18 @@ def test_backend_validation():
     with pytest.raises(ValueError, match="use_table=True"):
         jn.simulate(tabled, 1.0, backend="pallas")
     assert jn.simulate(tabled, 1.0).v.shape == (41, 4)
+    # Targeted stimuli: each kernel program numbers its block from 0, so they are
+    # refused (and "auto" picks XLA even on a GPU).
+    targeted = jn.StepCurrent(0.2, 0.0, 1e9, target=(1, 3))
+    with pytest.raises(ValueError, match=r"target=\(1, 3\)"):
+        jn.simulate(_population(), 1.0, stimuli=[targeted], backend="pallas")
+    from jaxneuro import backends
+    from jaxneuro.solve.staggered import StaggeredEuler
+
+    pop = _population()
+    y0 = pop.init_state(-65.0)
+    assert backends.pallas.unsupported(pop, StaggeredEuler(), y0, (targeted,)) is not None
+    assert backends.pallas.unsupported(pop, StaggeredEuler(), y0, (STIM,)) is None
 
 
 def test_kernel_lowers_for_gpu_through_triton():

@@ -17,14 +17,14 @@ from . import pallas
 BACKENDS = ("auto", "xla", "pallas")
 
 
-def choose(backend: str, model, solver, y0) -> str:
+def choose(backend: str, model, solver, y0, stimuli=()) -> str:
     """``"xla"`` or ``"pallas"`` for ``backend`` (one of :data:`BACKENDS`); a
-    ValueError when ``"pallas"`` is asked for a model or solver it cannot run."""
+    ValueError when ``"pallas"`` is asked for a model, solver or stimuli it cannot run."""
     if backend not in BACKENDS:
         raise ValueError(f"backend expects one of {BACKENDS}, got {backend!r}")
     if backend == "xla":
         return "xla"
-    reason = pallas.unsupported(model, solver, y0)
+    reason = pallas.unsupported(model, solver, y0, stimuli)
     if backend == "pallas":
         if reason:
             raise ValueError(f"backend='pallas': {reason}; use backend='xla'")

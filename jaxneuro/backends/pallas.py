@@ -11,9 +11,10 @@ Requirements (else ``simulate(backend="pallas")`` raises a ValueError and
 ``backend="auto"`` uses XLA): the model is a population, ``shape == (n,)``, of
 independent compartments (``voltage_coupling()`` is None; no cables, cells or gap
 junctions), the solver is ``StaggeredEuler`` with a constant step, every array
-parameter is either per neuron (leading axis ``n``) or a scalar, and no channel looks
+parameter is either per neuron (leading axis ``n``) or a scalar, no channel looks
 its rates up in a table (``HH(use_table=True)``: gathers, which the kernel does not
-lower).
+lower), and every stimulus drives the whole population (``target=None``; amplitudes
+may be per neuron).
 
 Gradients: reverse mode runs the forward pass in the kernel and the backward pass
 through the XLA loop (``jax.custom_vjp``; the XLA forward is recomputed there).
@@ -38,8 +39,9 @@ import jax.numpy as jnp
 DEFAULT_BLOCK = 128
 
 
-def unsupported(model, solver, y0) -> str | None:
-    """Why the fused kernel cannot run this model and solver, or None if it can."""
+def unsupported(model, solver, y0, stimuli=()) -> str | None:
+    """Why the fused kernel cannot run this model, solver and stimuli, or None if it
+    can."""
     from ..solve.staggered import StaggeredEuler
 
     shape = tuple(model.shape)
@@ -53,6 +55,12 @@ def unsupported(model, solver, y0) -> str | None:
         return "does not run Networks"
     if any(getattr(ch, "use_table", False) for ch in getattr(model, "channels", ())):
         return "does not look up rate tables (a channel has use_table=True); use backend='xla'"
+    targeted = [s for s in stimuli if getattr(s, "target", None) is not None]
+    if targeted:
+        # Each kernel program sees its own block of neurons, numbered from 0, so
+        # indices into the whole population would land on the wrong neurons.
+        return (f"drives every neuron alike (a stimulus has target={targeted[0].target!r}); give "
+                "per-neuron amplitudes with target=None, or use backend='xla'")
     return None
 
 

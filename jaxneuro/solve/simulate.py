@@ -167,7 +167,7 @@ def simulate(
         # Fixed steps: our own loop (exact grid, two-level checkpointed gradients).
         k = steps_per_save(save_every, dt)
         integrate = fixed_step.integrate
-        if backends.choose(backend, model, solver, y0) == "pallas":
+        if backends.choose(backend, model, solver, y0, stimuli) == "pallas":
             integrate = backends.pallas.integrate
         saved, y_final = integrate(
             solver, term, y0, system, t0=t0, t1=t1, dt=dt, save_every_steps=k, n_save=n_save,
