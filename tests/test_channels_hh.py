@@ -88,15 +88,23 @@ def test_hh_shared_exponential_rates_match_hh_mod_near_the_singularities():
         np.testing.assert_allclose(got[g][1], ref[g][1], rtol=1e-12)
 
 
-def test_exprel_ratio_of_exp_matches_exprel_ratio_with_finite_gradients():
-    x = jnp.asarray(np.concatenate([np.linspace(-30, 30, 601), np.logspace(-12, 0, 40), -np.logspace(-12, 0, 40), [0.0]]))
+def test_exprel_ratio_is_accurate_with_finite_gradients_at_the_singularity():
+    """vtrap against NumPy's expm1 (accurate near 0) and its analytic derivative
+    d/dx [x / (e^z - 1)] = (e^z - 1 - z e^z) / (e^z - 1)², z = x/y (limit -1/2 at 0)."""
+    xs = np.concatenate([np.linspace(-30, 30, 601), np.logspace(-12, 0, 40), -np.logspace(-12, 0, 40), [0.0]])
     y = 10.0
-    got = jn.channels.exprel_ratio_of_exp(x, y, jnp.exp(x / y))
-    np.testing.assert_allclose(got, jn.channels.exprel_ratio(x, y), rtol=1e-13)
-    grad = jax.vmap(jax.grad(lambda x: jn.channels.exprel_ratio_of_exp(x, y, jnp.exp(x / y))))(x)
-    ref = jax.vmap(jax.grad(lambda x: jn.channels.exprel_ratio(x, y)))(x)
-    assert np.all(np.isfinite(grad))
-    np.testing.assert_allclose(grad, ref, rtol=1e-6, atol=1e-9)
+    z = xs / y
+    em1 = np.expm1(z)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref = np.where(xs == 0, y, xs / em1)
+        dref = np.where(np.abs(z) < 1e-5, -0.5 + z / 6.0, (em1 - z * np.exp(z)) / em1**2)
+    x = jnp.asarray(xs)
+    for f in (lambda x: jn.channels.exprel_ratio(x, y),
+              lambda x: jn.channels.exprel_ratio_of_exp(x, y, jnp.exp(x / y))):
+        np.testing.assert_allclose(f(x), ref, rtol=1e-13)
+        grad = jax.vmap(jax.grad(f))(x)
+        assert np.all(np.isfinite(grad))
+        np.testing.assert_allclose(grad, dref, rtol=1e-6, atol=1e-9)
 
 
 def test_alpha_beta_derivative_is_the_inf_tau_relaxation():
