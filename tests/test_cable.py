@@ -121,8 +121,6 @@ def test_hines_solve_equals_a_dense_solve_on_random_trees(seed):
     parent = _random_tree(rng, n)
     g, c = rng.uniform(0.1, 5.0, n), rng.uniform(0.2, 2.0, n)
     coupling = TreeCoupling(g=jnp.asarray(g), capacitance=jnp.asarray(c), parent=parent)
-    # These trees branch enough for the solve's side-by-side lanes of subtrees.
-    assert coupling._plan().lanes.shape[1] == 3 and len(coupling._plan().rest) < n
     a = _dense(parent, g, c)
     np.testing.assert_allclose(a.sum(axis=1), 0.0, atol=1e-12)  # conservative
     d, rhs, v = rng.uniform(0.5, 3.0, n), rng.normal(size=n), rng.normal(size=n)

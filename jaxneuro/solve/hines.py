@@ -128,155 +128,39 @@ class TreeCoupling(eqx.Module):
 def _hines(coupling: TreeCoupling, cd, b):
     """Solve ``S x = b`` with ``S = diag(cd + Σ g) - G`` on the tree (G: the symmetric
     conductance matrix; internal node numbering), by elimination towards the roots
-    and back substitution.
-
-    Each node's elimination waits on a division, so a single pass over the nodes is
-    bound by division latency. Disjoint subtrees are independent until they reach their
-    parents: the plan deals them out to a few lanes, which one loop eliminates side by
-    side (each lane in its own copy of the arrays, so that their writes do not
-    serialise), before the remaining nodes (``plan.rest``) go one by one; the back
-    substitution runs the other way round."""
+    and back substitution."""
     plan = coupling._plan()
     g = jnp.broadcast_to(coupling._g(), cd.shape)
     # Diagonal: own term plus every conductance touching the node.
     d = cd + g + coupling._children_sum(g)
-    n = plan.parent.size
-    if n == 1:
+    if plan.parent.size == 1:
         return b / d
-    # Node axis first so scan walks over nodes; one dummy node at the end (d = 1,
-    # b = g = 0) fills the lanes' empty slots.
-    pad = [(0, 1)] + [(0, 0)] * (cd.ndim - 1)
-    d = jnp.pad(jnp.moveaxis(d, -1, 0), pad, constant_values=1.0)
-    b, g = (jnp.pad(jnp.moveaxis(x, -1, 0), pad) for x in (b, g))
-    parent = np.append(plan.parent, n).astype(np.int32)
-    lanes = plan.lanes  # (steps, n_lanes) node indices, n where empty
-    n_lanes = lanes.shape[1]
-
-    def eliminate_one(d, b, k, pk):
-        # The division is kept for the back substitution: there it would sit on the
-        # dependency chain, where a multiplication is several times shorter.
-        inv_dk = 1.0 / d[k]
-        f = g[k] * inv_dk
-        return d.at[pk].add(-f * g[k]), b.at[pk].add(f * b[k]), inv_dk
-
-    def substitute_one(x, k, pk, inv_dk):
-        return x.at[k].set((b[k] + g[k] * x[pk]) * inv_dk)
-
-    def owned(lane):
-        return jnp.asarray(plan.lane_of == lane).reshape((n + 1,) + (1,) * (cd.ndim - 1))
-
-    if n_lanes:
-        def eliminate_lanes(carry, node):
-            ds, bs = carry
-            ks, pks = node
-            out = [eliminate_one(ds[j], bs[j], ks[j], pks[j]) for j in range(n_lanes)]
-            return (tuple(o[0] for o in out), tuple(o[1] for o in out)), jnp.stack([o[2] for o in out])
-
-        (ds, bs), inv_lanes = jax.lax.scan(
-            eliminate_lanes, ((d,) * n_lanes, (b,) * n_lanes), (jnp.asarray(lanes), jnp.asarray(parent[lanes])))
-        # A lane's own nodes come from its copy; the nodes its subtrees hang from
-        # collect every lane's increments.
-        d_rest = d + sum(dj - d for dj in ds)
-        b_rest = b + sum(bj - b for bj in bs)
-        for j in range(n_lanes):
-            d_rest = jnp.where(owned(j), ds[j], d_rest)
-            b_rest = jnp.where(owned(j), bs[j], b_rest)
-        d, b = d_rest, b_rest
+    # Move the node axis first so scan walks over nodes.
+    d, b, g = (jnp.moveaxis(x, -1, 0) for x in (d, b, g))
 
     def eliminate(carry, node):
         d, b = carry
-        d, b, inv_dk = eliminate_one(d, b, *node)
+        k, pk = node
+        # One division per node, kept for the back substitution: there it would sit
+        # on the loop's dependency chain, where a multiplication is several times
+        # shorter.
+        inv_dk = 1.0 / d[k]
+        f = g[k] * inv_dk
+        d = d.at[pk].add(-f * g[k])
+        b = b.at[pk].add(f * b[k])
         return (d, b), inv_dk
 
-    rest = plan.rest
-    (d, b), inv_rest = jax.lax.scan(eliminate, (d, b), (jnp.asarray(rest), jnp.asarray(parent[rest])))
+    order = (jnp.asarray(plan.elimination), jnp.asarray(plan.parent[plan.elimination]))
+    (d, b), inv_d = jax.lax.scan(eliminate, (d, b), order)
 
     def substitute(x, node):
-        return substitute_one(x, *node), None
+        k, pk, inv_dk = node
+        x = x.at[k].set((b[k] + g[k] * x[pk]) * inv_dk)
+        return x, None
 
-    x, _ = jax.lax.scan(substitute, jnp.zeros_like(b), (jnp.asarray(rest[::-1]), jnp.asarray(parent[rest[::-1]]), inv_rest[::-1]))
-    if n_lanes:
-        def substitute_lanes(xs, node):
-            ks, pks, inv = node
-            return tuple(substitute_one(xs[j], ks[j], pks[j], inv[j]) for j in range(n_lanes)), None
-
-        xs, _ = jax.lax.scan(substitute_lanes, (x,) * n_lanes,
-                             (jnp.asarray(lanes[::-1]), jnp.asarray(parent[lanes[::-1]]), inv_lanes[::-1]))
-        for j in range(n_lanes):
-            x = jnp.where(owned(j), xs[j], x)
-    return jnp.moveaxis(x[:n], 0, -1)
-
-
-def _deal_subtrees(parent: np.ndarray, is_root: np.ndarray, elimination: np.ndarray, n_lanes: int):
-    """``(lanes, lane_of, rest)``: disjoint subtrees dealt out to ``n_lanes`` lanes
-    (each lane's nodes in elimination order, padded with ``n``) and the other nodes in
-    elimination order. Subtrees are split greedily, largest first, while that shortens
-    the longest lane plus the rest; with too little branching there are no lanes."""
-    n = parent.size
-    children = [[] for _ in range(n)]
-    for k in range(n):
-        if not is_root[k]:
-            children[parent[k]].append(k)
-    size = np.ones(n, dtype=int)
-    for k in elimination:  # children first
-        if not is_root[k]:
-            size[parent[k]] += size[k]
-
-    def load(subtrees):
-        lanes = [0] * n_lanes
-        for r in sorted(subtrees, key=lambda r: -size[r]):
-            lanes[int(np.argmin(lanes))] += size[r]
-        return max(lanes)
-
-    def split(r):
-        """Nodes moved to the rest and the subtrees below, splitting at the first
-        node (down r's chain) with several children; None for an unbranched chain."""
-        moved = []
-        while len(children[r]) == 1:
-            moved.append(r)
-            r = children[r][0]
-        if not children[r]:
-            return None
-        return moved + [r], list(children[r])
-
-    subtrees = [int(r) for r in np.nonzero(is_root)[0]]
-    n_rest = 0
-    cost = load(subtrees) + n_rest
-    while True:
-        r = max(subtrees, key=lambda r: size[r])
-        parts = split(r)
-        if parts is None:
-            break
-        moved, below = parts
-        trial = [s for s in subtrees if s != r] + below
-        trial_cost = load(trial) + n_rest + len(moved)
-        if trial_cost >= cost:
-            break
-        subtrees, n_rest, cost = trial, n_rest + len(moved), trial_cost
-    if cost > 0.8 * n:  # not worth a second loop
-        return np.zeros((0, 0), dtype=np.int32), np.full(n + 1, -1), elimination
-    lane_of = np.full(n + 1, -1)
-    loads = [0] * n_lanes
-    for r in sorted(subtrees, key=lambda r: -size[r]):
-        j = int(np.argmin(loads))
-        loads[j] += size[r]
-        stack = [r]
-        while stack:
-            k = stack.pop()
-            lane_of[k] = j
-            stack.extend(children[k])
-    order = [[int(k) for k in elimination if lane_of[k] == j] for j in range(n_lanes)]
-    steps = max(len(o) for o in order)
-    lanes = np.full((steps, n_lanes), n, dtype=np.int32)
-    for j, o in enumerate(order):
-        lanes[: len(o), j] = o
-    rest = np.asarray([k for k in elimination if lane_of[k] < 0], dtype=np.int32)
-    return lanes, lane_of, rest
-
-
-# Lanes of independent subtrees eliminated side by side (measured on tree1k, 2-core
-# CPU: 2 lanes -2 %, 3 lanes -9 % (float64) / -18 % (float32), 4 lanes -3 %).
-_LANES = 3
+    back = plan.elimination[::-1]
+    x, _ = jax.lax.scan(substitute, jnp.zeros_like(b), (jnp.asarray(back), jnp.asarray(plan.parent[back]), inv_d[::-1]))
+    return jnp.moveaxis(x, 0, -1)
 
 
 class _Plan(NamedTuple):
@@ -291,9 +175,6 @@ class _Plan(NamedTuple):
     is_root: np.ndarray
     child_target: np.ndarray  # parent, or -1 (goes nowhere) for roots
     elimination: np.ndarray  # internal nodes, every child before its parent
-    lanes: np.ndarray  # (steps, n_lanes): disjoint subtrees eliminated side by side
-    lane_of: np.ndarray  # each node's lane (n + 1 entries, the last the dummy), -1: rest
-    rest: np.ndarray  # the other nodes, in elimination order, after the lanes
     neighbour: np.ndarray  # (n_zero, m): the compartments around each zero-area node
     link: np.ndarray  # (n_zero, m): the node whose g joins it to that neighbour
 
@@ -327,8 +208,6 @@ def _plan(parent: tuple[int, ...], segment_nodes: tuple[int, ...] | None) -> _Pl
             if node >= n_seg:
                 raise ValueError("TreeCoupling: zero-area nodes must neighbour compartments only")
             neighbour[r, c], link[r, c] = node, via
-    elimination = inv[::-1].copy()
-    lanes, lane_of, rest = _deal_subtrees(q, is_root, elimination, _LANES)
     return _Plan(
         n_seg=n_seg,
         n_zero=n - n_seg,
@@ -338,10 +217,7 @@ def _plan(parent: tuple[int, ...], segment_nodes: tuple[int, ...] | None) -> _Pl
         child_target=np.where(is_root, -1, q).astype(np.int32),
         # The coupling's own numbering has parents first, so its reverse order puts
         # every child before its parent.
-        elimination=elimination,
-        lanes=lanes,
-        lane_of=lane_of,
-        rest=rest,
+        elimination=inv[::-1].copy(),
         neighbour=neighbour,
         link=link,
     )
