@@ -1,0 +1,37 @@
+"""The benchmark runner works end to end on its smallest workload: it times jaxneuro and
+NEURON in one run, compares their voltages and writes the JSON RESULTS.md is made from.
+(Times are not asserted: speed is what the benchmarks measure, not the tests.)"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("neuron")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_runner_quick_hh1(tmp_path):
+    out = tmp_path / "r.json"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--only", "hh1", "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert {"machine", "workloads"} <= set(data)
+    r = data["workloads"]["hh1"]
+    assert r["steps"] == 40000 and r["compartments"] == 1
+    for key in ("jaxneuro_s", "jaxneuro_compile_s", "neuron_s", "jaxneuro_xla_default_loops_s", "jaxneuro_table_s"):
+        assert r[key] > 0, key
+    # The same voltages as NEURON (exact rates), spike for spike, and with NEURON's table.
+    assert r["vs_neuron"]["max_dv_mV"] < 1e-6
+    assert r["vs_neuron"]["spike_count_mismatch"] == 0 and r["vs_neuron"]["spikes"] > 50
+    assert r["table_vs_neuron_table"]["max_dv_mV"] < 1e-6
+    # float32 against float64: rounding, not a different answer.
+    assert 0 < r["f32_vs_f64"]["max_dv_mV"] < 1.0
+    assert "| hh1 |" in proc.stdout
