@@ -90,18 +90,29 @@ def test_backend_validation():
     with pytest.raises(ValueError, match="use_table=True"):
         jn.simulate(tabled, 1.0, backend="pallas")
     assert jn.simulate(tabled, 1.0).v.shape == (41, 4)
-    # Targeted stimuli: each kernel program numbers its block from 0, so they are
-    # refused (and "auto" picks XLA even on a GPU).
-    targeted = jn.StepCurrent(0.2, 0.0, 1e9, target=(1, 3))
-    with pytest.raises(ValueError, match=r"target=\(1, 3\)"):
-        jn.simulate(_population(), 1.0, stimuli=[targeted], backend="pallas")
-    from jaxneuro import backends
-    from jaxneuro.solve.staggered import StaggeredEuler
+    # A targeted stimulus with per-target amplitudes cannot become per-neuron weights.
+    per_target = jn.StepCurrent(jnp.array([0.1, 0.2]), 0.0, 1e9, target=(1, 3))
+    with pytest.raises(ValueError, match="per-target amplitudes"):
+        jn.simulate(_population(), 1.0, stimuli=[per_target], backend="pallas")
+    assert jn.simulate(_population(), 1.0, stimuli=[per_target]).v.shape == (41, 6)
 
-    pop = _population()
-    y0 = pop.init_state(-65.0)
-    assert backends.pallas.unsupported(pop, StaggeredEuler(), y0, (targeted,)) is not None
-    assert backends.pallas.unsupported(pop, StaggeredEuler(), y0, (STIM,)) is None
+
+def test_targeted_stimuli_across_blocks_equal_xla():
+    """Targets in several kernel blocks (block 128 here; one neuron targeted twice):
+    each program sees its slice of per-neuron weights. Gradients w.r.t. the amplitude
+    too."""
+    pop = _population(n=300)
+    def run(amp, backend):
+        stim = jn.StepCurrent(amp, 1.0, 1e9, target=(1, 200, 200, -1))
+        return jn.simulate(pop, 8.0, dt=0.025, stimuli=[stim], save_every=0.5, backend=backend).v
+
+    a, b = run(0.3, "xla"), run(0.3, "pallas")
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-9)
+    moved = np.max(np.abs(np.asarray(a) - np.asarray(a[0])), axis=0)
+    assert np.all(moved[[1, 200, 299]] > 50.0) and np.all(moved[[0, 150, 298]] < 2.0)  # spikes vs drift
+    ga = jax.grad(lambda x: jnp.sum(run(x, "xla")[:, 200]))(0.3)
+    gb = jax.grad(lambda x: jnp.sum(run(x, "pallas")[:, 200]))(0.3)
+    np.testing.assert_allclose(gb, ga, rtol=1e-9)
 
 
 def test_kernel_lowers_for_gpu_through_triton():

@@ -13,8 +13,8 @@ independent compartments (``voltage_coupling()`` is None; no cables, cells or ga
 junctions), the solver is ``StaggeredEuler`` with a constant step, every array
 parameter is either per neuron (leading axis ``n``) or a scalar, no channel looks
 its rates up in a table (``HH(use_table=True)``: gathers, which the kernel does not
-lower), and every stimulus drives the whole population (``target=None``; amplitudes
-may be per neuron).
+lower), and a targeted stimulus has one waveform for all its targets (it is spread
+as per-neuron weights; amplitudes may also be per neuron with ``target=None``).
 
 Gradients: reverse mode runs the forward pass in the kernel and the backward pass
 through the XLA loop (``jax.custom_vjp``; the XLA forward is recomputed there).
@@ -34,6 +34,7 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 #: Neurons per kernel program on a GPU (one per thread with 4 warps).
 DEFAULT_BLOCK = 128
@@ -55,13 +56,46 @@ def unsupported(model, solver, y0, stimuli=()) -> str | None:
         return "does not run Networks"
     if any(getattr(ch, "use_table", False) for ch in getattr(model, "channels", ())):
         return "does not look up rate tables (a channel has use_table=True); use backend='xla'"
-    targeted = [s for s in stimuli if getattr(s, "target", None) is not None]
-    if targeted:
-        # Each kernel program sees its own block of neurons, numbered from 0, so
-        # indices into the whole population would land on the wrong neurons.
-        return (f"drives every neuron alike (a stimulus has target={targeted[0].target!r}); give "
-                "per-neuron amplitudes with target=None, or use backend='xla'")
+    for stim in stimuli:
+        if getattr(stim, "target", None) is not None and jnp.shape(jax.eval_shape(stim.current, 0.0)) != ():
+            # Targeted stimuli become per-neuron weights (_Spread), which needs one
+            # waveform for all their targets.
+            return (f"spreads a targeted stimulus only when its current is one waveform for "
+                    f"all targets (target={stim.target!r} has per-target amplitudes); give "
+                    "per-neuron amplitudes with target=None, or use backend='xla'")
     return None
+
+
+class _Spread(eqx.Module):
+    """A targeted stimulus as per-neuron weights (how often each neuron is targeted).
+    Each kernel program numbers its block of neurons from 0, so indices into the whole
+    population would land on the wrong neurons; a weight per neuron is sliced with the
+    block like any other per-neuron parameter."""
+
+    stimulus: eqx.Module
+    weights: jax.Array
+
+    def inject(self, t, model):
+        from .. import units
+
+        i = self.stimulus.current(t)
+        if self.stimulus.density:
+            i = i * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
+        return i * self.weights
+
+
+def _spread_targets(system):
+    """``system`` with its targeted stimuli as :class:`_Spread` (same currents)."""
+    n = int(system.model.shape[0])
+    stimuli = []
+    for stim in system.stimuli:
+        if getattr(stim, "target", None) is None:
+            stimuli.append(stim)
+            continue
+        idx = np.atleast_1d(np.asarray(stim.target)).reshape(-1) % n
+        weights = np.bincount(idx, minlength=n).astype(np.dtype(jnp.result_type(float)))
+        stimuli.append(_Spread(stim, jnp.asarray(weights)))
+    return eqx.tree_at(lambda s: s.stimuli, system, tuple(stimuli))
 
 
 def _next_pow2(x: int) -> int:
@@ -97,6 +131,7 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
     if interpret is None:
         interpret = jax.default_backend() != "gpu"
     kw = dict(t0=t0, t1=t1, dt=dt, save_every_steps=save_every_steps, n_save=n_save)
+    system = _spread_targets(system)
 
     def fused(system, y0):
         return _fused(solver, term, y0, system, record, interpret=interpret, block=block, **kw)
