@@ -58,6 +58,11 @@ def compare(a, b):
     }
 
 
+def rel_diff(a, ref):
+    """Largest absolute difference relative to the largest entry of ``ref``."""
+    return float(np.max(np.abs(np.asarray(a) - ref)) / np.max(np.abs(ref)))
+
+
 def timed(make_run, repeats):
     """Median run time, compile time and result of ``make_run()``'s workload.
 
@@ -240,12 +245,12 @@ def main(argv=None):
             # Trading memory for time: every step's state kept (simulate(grad_checkpoints="steps")).
             r["jaxneuro_checkpoint_steps_s"], _, steps_out = timed(
                 lambda: W.jaxneuro_run(name, grad_checkpoints="steps"), repeats)
-            r["checkpoint_steps_grad_rel_diff"] = float(np.max(np.abs(steps_out - jn_out)) / np.max(np.abs(jn_out)))
+            r["checkpoint_steps_grad_rel_diff"] = rel_diff(steps_out, jn_out)
             if fwd:
                 r["checkpoint_steps_grad_over_forward"] = r["jaxneuro_checkpoint_steps_s"] / fwd
             if r["jaxley_s"] is not None:
                 r["grad_jaxley"] = [float(x) for x in jx_out]
-                r["grad_jaxley_vs_jaxneuro_rel_err"] = float(np.max(np.abs(jx_out - jn_out)) / np.max(np.abs(jn_out)))
+                r["grad_jaxley_vs_jaxneuro_rel_err"] = rel_diff(jx_out, jn_out)
         elif gpu_pop:
             if not big and have_neuron:
                 r["vs_neuron_spike_count_mismatch"] = int(np.sum(jn_out[0] != nrn_out[0]))
@@ -264,7 +269,7 @@ def main(argv=None):
             s_other, out_other = subprocess_run("jaxneuro", name, other, repeats)
             r["jaxneuro_f64_s" if other else "jaxneuro_f32_s"] = s_other
             if name == "grad_tree1k":
-                r["f32_vs_f64_grad_rel_err"] = float(np.max(np.abs(out_other - jn_out)) / np.max(np.abs(jn_out)))
+                r["f32_vs_f64_grad_rel_err"] = rel_diff(out_other, jn_out)
             elif gpu_pop:
                 r["f32_vs_f64_spike_count_mismatch"] = int(np.sum(out_other[0] != jn_out[0]))
             else:

@@ -242,6 +242,10 @@ def jaxley_run(name):
     sub = int(round(SAVE / DT))
     t_grid = np.arange(int(round(w["t1"] / SAVE)) + 1) * SAVE
 
+    def on_save_grid(v):
+        """Jaxley's traces (the initial state, then every step) on the 0.25 ms grid."""
+        return v[..., : len(t_grid) * sub : sub][..., : len(t_grid)]
+
     if name in ("hh1", "pop1k") or name.startswith("gpu_pop"):
         n = w["n"]
         cell = jx.Cell(jx.Branch(jx.Compartment(), ncomp=1), parents=[-1])
@@ -292,7 +296,7 @@ def jaxley_run(name):
             def loss(p):
                 # The tip voltage on the 0.25 ms save grid, as jaxneuro and NEURON sample
                 # it (Jaxley returns every step; the mean over those is a different loss).
-                return jnp.mean(fwd(p)[1, : len(t_grid) * sub : sub][: len(t_grid)])
+                return jnp.mean(on_save_grid(fwd(p)[1]))
 
             def fn(p):
                 g = jax.grad(loss)(p)
@@ -305,7 +309,7 @@ def jaxley_run(name):
         if name.startswith("gpu_pop"):
             return np.asarray(out[0]), None
         v = np.asarray(out)  # (k, steps + 1 or 2): the initial state, then every step
-        v = v.reshape(-1, v.shape[-1])[:, : len(t_grid) * sub : sub][:, : len(t_grid)]
+        v = on_save_grid(v.reshape(-1, v.shape[-1]))
         return t_grid[: v.shape[1]], v.T
 
     return _jitted_run(fn, arg, convert)

@@ -86,12 +86,17 @@ class AbstractStimulus(eqx.Module):
         """Times (ms) where the waveform jumps, for adaptive step-size controllers."""
         return ()
 
-    def inject(self, t, model):
-        """The current at ``t`` (nA) placed onto ``model``'s compartments."""
+    def current_on(self, t, model):
+        """The current at ``t`` in nA: :meth:`current`, with densities scaled by
+        ``model``'s membrane area."""
         i = self.current(t)
         if self.density:
             i = i * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
-        return model.place_current(self.target, i)
+        return i
+
+    def inject(self, t, model):
+        """The current at ``t`` (nA) placed onto ``model``'s compartments."""
+        return model.place_current(self.target, self.current_on(t, model))
 
 
 def _window(t, delay, dur):

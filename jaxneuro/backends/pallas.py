@@ -57,7 +57,7 @@ def unsupported(model, solver, y0, stimuli=()) -> str | None:
     if any(getattr(ch, "use_table", False) for ch in getattr(model, "channels", ())):
         return "does not look up rate tables (a channel has use_table=True); use backend='xla'"
     for stim in stimuli:
-        if getattr(stim, "target", None) is not None and jnp.shape(jax.eval_shape(stim.current, 0.0)) != ():
+        if getattr(stim, "target", None) is not None and jax.eval_shape(stim.current, 0.0).shape != ():
             # Targeted stimuli become per-neuron weights (_Spread), which needs one
             # waveform for all their targets.
             return (f"spreads a targeted stimulus only when its current is one waveform for "
@@ -76,12 +76,7 @@ class _Spread(eqx.Module):
     weights: jax.Array
 
     def inject(self, t, model):
-        from .. import units
-
-        i = self.stimulus.current(t)
-        if self.stimulus.density:
-            i = i * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
-        return i * self.weights
+        return self.stimulus.current_on(t, model) * self.weights
 
 
 def _spread_targets(system):
