@@ -110,6 +110,11 @@ def test_targeted_stimuli_across_blocks_equal_xla():
     np.testing.assert_allclose(b, a, rtol=0, atol=1e-9)
     moved = np.max(np.abs(np.asarray(a) - np.asarray(a[0])), axis=0)
     assert np.all(moved[[1, 200, 299]] > 50.0) and np.all(moved[[0, 150, 298]] < 2.0)  # spikes vs drift
+    # Targets are checked as on the XLA path (not wrapped round the population).
+    bad = jn.StepCurrent(0.1, 0.0, 1.0, target=(500,))
+    for backend in ("xla", "pallas"):
+        with pytest.raises(ValueError, match=r"target=\(500,\) out of range for 300 compartments"):
+            jn.simulate(pop, 1.0, stimuli=[bad], backend=backend)
     ga = jax.grad(lambda x: jnp.sum(run(x, "xla")[:, 200]))(0.3)
     gb = jax.grad(lambda x: jnp.sum(run(x, "pallas")[:, 200]))(0.3)
     np.testing.assert_allclose(gb, ga, rtol=1e-9)

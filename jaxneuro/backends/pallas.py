@@ -34,7 +34,6 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 #: Neurons per kernel program on a GPU (one per thread with 4 warps).
 DEFAULT_BLOCK = 128
@@ -80,16 +79,16 @@ class _Spread(eqx.Module):
 
 
 def _spread_targets(system):
-    """``system`` with its targeted stimuli as :class:`_Spread` (same currents)."""
-    n = int(system.model.shape[0])
+    """``system`` with its targeted stimuli as :class:`_Spread` (same currents). The
+    weights are a unit current placed by the model itself, so targets are checked (and
+    wrapped) exactly as on the XLA path."""
     stimuli = []
     for stim in system.stimuli:
         if getattr(stim, "target", None) is None:
             stimuli.append(stim)
             continue
-        idx = np.atleast_1d(np.asarray(stim.target)).reshape(-1) % n
-        weights = np.bincount(idx, minlength=n).astype(np.dtype(jnp.result_type(float)))
-        stimuli.append(_Spread(stim, jnp.asarray(weights)))
+        weights = system.model.place_current(stim.target, jnp.ones((), jnp.result_type(float)))
+        stimuli.append(_Spread(stim, weights))
     return eqx.tree_at(lambda s: s.stimuli, system, tuple(stimuli))
 
 
