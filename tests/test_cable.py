@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import jaxneuro as jn
+from jaxneuro.solve import hines
 from jaxneuro.solve.hines import TreeCoupling
 
 # Seed 002's cable: a uniform passive cable, current injected at its middle.
@@ -277,6 +278,62 @@ def test_zero_area_nodes_are_eliminated_exactly():
     np.testing.assert_allclose(coupling.apply(jnp.asarray(v)), a @ v, atol=1e-12)
     np.testing.assert_allclose(coupling.solve(jnp.asarray(d), jnp.asarray(rhs)),
                                np.linalg.solve(np.diag(d) - a, rhs), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("n,spread,roots", [(60, 1, 1), (300, 4, 2), (700, 1, 3), (400, 60, 1)])
+def test_path_partitioned_solve_equals_a_dense_solve(n, spread, roots):
+    """``method="paths"``: long chains (spread 1) are cut into segments, bushy trees
+    (spread 60: many branch points) leave many junctions; forests; a batch axis."""
+    rng = np.random.default_rng(n)
+    parent = [-1] + [int(rng.integers(max(0, i - spread), i)) for i in range(1, n)]
+    for r in range(1, roots):
+        parent[r * n // roots] = -1
+    parent = tuple(parent)
+    g, c = rng.uniform(0.1, 5.0, n), rng.uniform(0.2, 2.0, n)
+    coupling = TreeCoupling(g=jnp.asarray(g), capacitance=jnp.asarray(c), parent=parent)
+    a = _dense(parent, g, c)
+    d, rhs = rng.uniform(0.01, 3.0, (2, n)), rng.normal(size=(2, n))
+    got = coupling.solve(jnp.asarray(d), jnp.asarray(rhs), method="paths")
+    want = [np.linalg.solve(np.diag(d[k]) - a, rhs[k]) for k in range(2)]
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got, coupling.solve(jnp.asarray(d), jnp.asarray(rhs)), rtol=1e-11, atol=1e-13)
+    part = hines._partition(parent, None)
+    rows, paths = part.layout.shape
+    assert rows <= max(8, round(np.sqrt(n)))  # no path longer than its segment
+    # Every node is computed once: on a path row or as a junction.
+    assert (part.layout < n).sum() + part.junctions.size == n
+
+
+def test_path_partitioned_solve_with_zero_area_nodes_and_its_gradients():
+    """A cell's zero-area junction nodes (NEURON's section ends) and implicit gradients
+    through the transpose solve, both with ``method="paths"``, against the node-by-node
+    solve (itself tested against dense algebra above)."""
+    sections = [jn.Cable(100.0, 2.0, Ra=100.0, nseg=n, name=f"s{k}") for k, n in enumerate([30, 25, 40, 20, 35])]
+    cell = jn.Cell(sections, parents=[None, ("s0", 1.0), ("s0", 1.0), ("s1", 1.0), ("s1", 0.5)])
+    coupling = cell.voltage_coupling()
+    assert coupling.size > cell.n_segments  # it has zero-area nodes
+    rng = np.random.default_rng(7)
+    d, rhs = jnp.asarray(rng.uniform(10.0, 40.0, cell.n_segments)), jnp.asarray(rng.normal(size=cell.n_segments))
+    np.testing.assert_allclose(coupling.solve(d, rhs, "paths"), coupling.solve(d, rhs), rtol=1e-11, atol=1e-13)
+
+    def loss(d, rhs, g, method):
+        c = eqx.tree_at(lambda c: c.g, coupling, g)
+        return jnp.sum(jnp.sin(c.solve(d, rhs, method)))
+
+    grads = [jax.grad(loss, argnums=(0, 1, 2))(d, rhs, coupling.g, m) for m in ("paths", "hines")]
+    for gp, gh in zip(*grads):
+        np.testing.assert_allclose(gp, gh, rtol=1e-9, atol=1e-12)
+    tangent = jax.jvp(lambda x: coupling.solve(x, rhs, "paths"), (d,), (jnp.ones_like(d),))[1]
+    np.testing.assert_allclose(tangent, jax.jvp(lambda x: coupling.solve(x, rhs), (d,), (jnp.ones_like(d),))[1],
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_tree_solve_rejects_unknown_methods():
+    with pytest.raises(ValueError, match="tree_solve expects one of"):
+        jn.StaggeredEuler(tree_solve="dense")
+    coupling = seed002_cable(nseg=5).voltage_coupling()
+    with pytest.raises(ValueError, match="tree_solve expects one of"):
+        coupling.solve(jnp.ones(5), jnp.ones(5), "dense")
 
 
 def test_adjacent_zero_area_nodes_are_refused():

@@ -69,12 +69,12 @@ def _hh_cell_jax(specs, parent_x):
     return jn.Cell(sections, parents=[None] + [("soma", x) for x in parent_x])
 
 
-@pytest.mark.parametrize("dt", [0.025, 0.1])
-def test_branched_hh_cell_spike_times_match_neuron(neuron_h, dt):
+@pytest.mark.parametrize("dt,tree_solve", [(0.025, "hines"), (0.1, "hines"), (0.025, "paths")])
+def test_branched_hh_cell_spike_times_match_neuron(neuron_h, dt, tree_solve):
     h = neuron_h
     specs = [(200.0, 2.0, 11), (150.0, 1.5, 9), (300.0, 1.0, 15)]  # 36 segments
     parent_x = [1.0, 1.0, 0.0]
-    soma, dends = _hh_cell_neuron(h, f"hh{dt}", specs, parent_x)
+    soma, dends = _hh_cell_neuron(h, f"hh{dt}{tree_solve}", specs, parent_x)
     distal = (14 + 0.5) / 15  # centre of d2's last segment
     s1, s2 = h.IClamp(soma(0.5)), h.IClamp(dends[2](distal))
     s1.amp, s1.delay, s1.dur = 0.3, 2.0, 3.0
@@ -84,7 +84,7 @@ def test_branched_hh_cell_spike_times_match_neuron(neuron_h, dt):
     cell = _hh_cell_jax(specs, parent_x)
     stimuli = [jn.StepCurrent(0.3, 2.0, 3.0, target=("soma", 0.5)),
                jn.StepCurrent(0.08, 20.0, 3.0, target=("d2", distal))]
-    trace = jn.simulate(cell, 40.0, dt=dt, stimuli=stimuli)
+    trace = jn.simulate(cell, 40.0, dt=dt, stimuli=stimuli, solver=jn.StaggeredEuler(tree_solve=tree_solve))
     cols = [cell.index("soma", 0.5), cell.index("d2", distal), cell.index("d0", 0.5)]
     v_j = np.asarray(trace.v)[:, cols]
     t = np.asarray(trace.t)

@@ -28,8 +28,8 @@ def test_network_of_one_cell_equals_the_cell():
     np.testing.assert_allclose(inside["c"].v, alone.v, atol=1e-9)
 
 
-@pytest.mark.parametrize("dt", [0.025, 0.1])
-def test_gap_onto_a_dendrite_equals_an_axial_branch(dt):
+@pytest.mark.parametrize("dt,tree_solve", [(0.025, "hines"), (0.1, "hines"), (0.1, "paths")])
+def test_gap_onto_a_dendrite_equals_an_axial_branch(dt, tree_solve):
     """A passive compartment joined by a gap junction g to a thin dendrite's segment is
     the same circuit as a one-segment branch whose half-segment resistance is 1/g. The
     gap is 100x the small compartment's leak, and the dendrite is stiff: all of it
@@ -47,14 +47,16 @@ def test_gap_onto_a_dendrite_equals_an_axial_branch(dt):
     assert int(net.couplings[0].pre_index[0]) == k  # the location resolves to its segment
     stimuli = [jn.StepCurrent(0.3, 1.0, 3.0, target=("cell", [cell.index("soma", 0.5)])),
                jn.StepCurrent(0.02, 8.0, 5.0, target="small")]
-    got = jn.simulate(net, 25.0, dt=dt, stimuli=stimuli)
+    solver = jn.StaggeredEuler(tree_solve=tree_solve)
+    got = jn.simulate(net, 25.0, dt=dt, stimuli=stimuli, solver=solver)
 
     # The same circuit as one cell: the branch's half-segment resistance is 1/g_gap.
     ra_branch = (1.0 / g_gap) / (1e-2 * (length / 2) / (math.pi * diam**2 / 4))  # Ω·cm (Ω·cm·µm/µm² = 1e-2 MΩ)
     branch = jn.Cable(length, diam, Ra=ra_branch, nseg=1, channels=[jn.channels.Leak(g=1e-4, e=-65.0)], name="small")
     whole = jn.Cell([soma, dend, branch], parents=[None, ("soma", 1.0), ("dend", x)])
-    ref = jn.simulate(whole, 25.0, dt=dt, stimuli=[jn.StepCurrent(0.3, 1.0, 3.0, target=("soma", 0.5)),
-                                                  jn.StepCurrent(0.02, 8.0, 5.0, target=("small", 0.5))])
+    ref = jn.simulate(whole, 25.0, dt=dt, solver=solver,
+                      stimuli=[jn.StepCurrent(0.3, 1.0, 3.0, target=("soma", 0.5)),
+                               jn.StepCurrent(0.02, 8.0, 5.0, target=("small", 0.5))])
     np.testing.assert_allclose(got["cell"].v, np.asarray(ref.v)[:, :21], atol=1e-6)
     np.testing.assert_allclose(np.asarray(got["small"].v), np.asarray(ref.v)[:, 21], atol=1e-6)
     assert float(np.max(got["cell"].v)) > 0  # the soma spiked: the run is not trivial

@@ -65,11 +65,11 @@ class GapCoupling(eqx.Module):
             out = out.at[lo:hi].set(c.apply(x[lo:hi]))
         return out
 
-    def _block_solve(self, diag, rhs):
+    def _block_solve(self, diag, rhs, method):
         """Solve ``(diag(diag) - A_internal) x = rhs`` block by block, exactly."""
         x = rhs / diag
         for lo, hi, c in self._blocks():
-            x = x.at[lo:hi].set(c.solve(diag[lo:hi], rhs[lo:hi]))
+            x = x.at[lo:hi].set(c.solve(diag[lo:hi], rhs[lo:hi], method))
         return x
 
     @property
@@ -87,10 +87,11 @@ class GapCoupling(eqx.Module):
         """``A·x`` with ``A`` the coupling's Jacobian of ``dv/dt`` (1/ms)."""
         return self.conductance_matvec(x) / self.capacitance + self._internal_apply(x)
 
-    def solve(self, diag, rhs):
-        """Solve ``(diag(diag) − A) x = rhs`` (see the module docstring)."""
+    def solve(self, diag, rhs, method: str = "hines"):
+        """Solve ``(diag(diag) − A) x = rhs`` (see the module docstring); ``method``: how
+        the populations' trees are solved (:meth:`~jaxneuro.solve.hines.TreeCoupling.solve`)."""
         if not self.junctions:
-            return self._block_solve(diag, rhs)
+            return self._block_solve(diag, rhs, method)
         dtype = rhs.dtype
         c = self.capacitance
         # A·1 = 0 for gap junctions (currents are conductances times voltage
@@ -105,12 +106,12 @@ class GapCoupling(eqx.Module):
             return dd * x - self.conductance_matvec(x) - c * self._internal_apply(x)
 
         def precondition(r):  # block Jacobi: trees exactly, with the gaps' diagonal
-            return self._block_solve(diag + g_out / c, r / c)
+            return self._block_solve(diag + g_out / c, r / c, method)
 
         b = c * rhs
         tol = self.tol
         if tol is None:
             tol = 1e-10 if dtype == jnp.float64 else 1e-5
-        method = jsl.cg if self.symmetric else jsl.bicgstab
-        x, _ = method(op, b, x0=precondition(b), tol=tol, atol=0.0, maxiter=self.maxiter, M=precondition)
+        krylov = jsl.cg if self.symmetric else jsl.bicgstab
+        x, _ = krylov(op, b, x0=precondition(b), tol=tol, atol=0.0, maxiter=self.maxiter, M=precondition)
         return x
