@@ -231,8 +231,22 @@ def main(argv=None):
         else:
             r["jaxley_s"] = r["jaxley_compile_s"] = None
 
+        if name in ("tree1k", "grad_tree1k"):
+            # The cell's axial coupling solved path by path (StaggeredEuler(tree_solve="paths")).
+            r["jaxneuro_paths_s"], r["jaxneuro_paths_compile_s"], paths_out = timed(
+                lambda: W.jaxneuro_run(name, tree_solve="paths"), repeats)
+            if name == "grad_tree1k":
+                r["paths_vs_hines_rel_diff"] = rel_diff(paths_out, jn_out)
+            else:
+                r["paths_vs_hines_max_dv_mV"] = compare(paths_out, jn_out)["max_dv_mV"]
+            for sim in ("neuron", "jaxley"):
+                if r.get(f"{sim}_s"):
+                    r[f"paths_speedup_vs_{sim}"] = r[f"{sim}_s"] / r["jaxneuro_paths_s"]
         if name == "grad_tree1k":
             fwd = results.get("tree1k", {}).get("jaxneuro_s")
+            fwd_paths = results.get("tree1k", {}).get("jaxneuro_paths_s")
+            if fwd_paths:
+                r["paths_grad_over_forward"] = r["jaxneuro_paths_s"] / fwd_paths
             r["jaxneuro_forward_s"] = fwd
             r["grad_over_forward"] = r["jaxneuro_s"] / fwd if fwd else None
             if r["jaxley_s"] is not None and results.get("tree1k", {}).get("jaxley_s"):
@@ -333,6 +347,16 @@ def table(results):
             f"{_f(g.get('f32_vs_f64_grad_rel_err'))}; with grad_checkpoints=\"steps\": "
             f"{_f(g.get('jaxneuro_checkpoint_steps_s'))} s = {_f(g.get('checkpoint_steps_grad_over_forward'), '{:.2f}')} x forward"
         )
+    for name in ("tree1k", "grad_tree1k"):
+        if "jaxneuro_paths_s" in results.get(name, {}):
+            r = results[name]
+            extra.append(
+                f"{name} with tree_solve=\"paths\": {_f(r['jaxneuro_paths_s'])} s (compile {_f(r['jaxneuro_paths_compile_s'])} s), "
+                f"x NEURON {_f(r.get('paths_speedup_vs_neuron'), '{:.2f}')}, x Jaxley {_f(r.get('paths_speedup_vs_jaxley'), '{:.2f}')}, "
+                + (f"gradient's relative difference to the Hines order {_f(r.get('paths_vs_hines_rel_diff'))}"
+                   if name == "grad_tree1k" else f"max |ΔV| to the Hines order {_f(r.get('paths_vs_hines_max_dv_mV'))} mV")
+                + (f"; gradient/forward {_f(r.get('paths_grad_over_forward'), '{:.2f}')}" if name == "grad_tree1k" else "")
+            )
     return "\n".join(lines + [""] + extra)
 
 

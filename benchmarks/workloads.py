@@ -83,7 +83,7 @@ def _jitted_run(fn, arg, convert):
 
 # --- jaxneuro ---------------------------------------------------------------------------------
 
-def jaxneuro_run(name, *, backend="auto", use_table=False, grad_checkpoints="saves"):
+def jaxneuro_run(name, *, backend="auto", use_table=False, grad_checkpoints="saves", tree_solve="hines"):
     import jax
     import jax.numpy as jnp
 
@@ -99,7 +99,8 @@ def jaxneuro_run(name, *, backend="auto", use_table=False, grad_checkpoints="sav
 
     def tree_v(g):
         stim = jn.StepCurrent(AMP, DELAY, 1e9, target=("b0", 0.0))
-        tr = jn.simulate(cell(g), w["t1"], dt=DT, stimuli=[stim], save_every=SAVE, grad_checkpoints=grad_checkpoints)
+        tr = jn.simulate(cell(g), w["t1"], dt=DT, stimuli=[stim], save_every=SAVE, grad_checkpoints=grad_checkpoints,
+                         solver=jn.StaggeredEuler(tree_solve=tree_solve))
         return tr.t, tr.v[:, jnp.array([0, N_BRANCH * N_COMP - 1])]
 
     if name in ("hh1", "pop1k"):
