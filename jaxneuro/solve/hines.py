@@ -111,8 +111,8 @@ class TreeCoupling(eqx.Module):
         ``method`` (static): ``"hines"`` eliminates node by node (NEURON's order), fast
         to compile; ``"paths"`` cuts the tree into paths of about √n nodes and
         eliminates them side by side (:func:`_partitioned`): the same solution to
-        rounding, about 1.5-2× faster for a 1000-compartment cell on a CPU, but
-        several times more code to compile (see benchmarks/RESULTS.md)."""
+        rounding, the solve itself ~1.6× faster for a 1000-compartment cell on a CPU
+        (11 -> 6-7 µs), but several times more code to compile (benchmarks/RESULTS.md)."""
         check_tree_solve(method)
         diag, rhs = jnp.broadcast_arrays(jnp.asarray(diag), jnp.asarray(rhs))
         c = self.capacitance
