@@ -111,8 +111,8 @@ class TreeCoupling(eqx.Module):
         ``method`` (static): ``"hines"`` eliminates node by node (NEURON's order), fast
         to compile; ``"paths"`` cuts the tree into paths of about √n nodes and
         eliminates them side by side (:func:`_partitioned`): the same solution to
-        rounding, the solve itself ~1.6× faster for a 1000-compartment cell on a CPU
-        (11 -> 6-7 µs), but several times more code to compile (benchmarks/RESULTS.md)."""
+        rounding, a 1000-compartment HH cell's run 1.15-1.35× faster on a CPU, but
+        0.2-0.3 s longer to compile (same-run figures in benchmarks/RESULTS.md)."""
         check_tree_solve(method)
         diag, rhs = jnp.broadcast_arrays(jnp.asarray(diag), jnp.asarray(rhs))
         c = self.capacitance
@@ -135,9 +135,10 @@ class TreeCoupling(eqx.Module):
 TREE_SOLVES = ("hines", "paths")
 
 
-def check_tree_solve(method) -> None:
+def check_tree_solve(method, name: str = "tree_solve") -> None:
+    """ValueError naming ``name`` unless ``method`` is one of :data:`TREE_SOLVES`."""
     if method not in TREE_SOLVES:
-        raise ValueError(f"tree_solve expects one of {TREE_SOLVES}, got {method!r}")
+        raise ValueError(f"{name} expects one of {TREE_SOLVES}, got {method!r}")
 
 
 def _hines(coupling: TreeCoupling, cd, b, method: str = "hines"):

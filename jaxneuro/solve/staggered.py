@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from diffrax import AbstractTerm, LocalLinearInterpolation, RESULTS
 
 from ..state import State
-from .hines import TREE_SOLVES
+from .hines import check_tree_solve
 
 _VOLTAGE_UPDATES = ("backward_euler", "crank_nicolson", "exponential")
 
@@ -58,8 +58,7 @@ class StaggeredEuler(diffrax.AbstractSolver):
             raise ValueError(
                 f"StaggeredEuler.voltage_update expects one of {_VOLTAGE_UPDATES}, got {self.voltage_update!r}"
             )
-        if self.tree_solve not in TREE_SOLVES:
-            raise ValueError(f"StaggeredEuler.tree_solve expects one of {TREE_SOLVES}, got {self.tree_solve!r}")
+        check_tree_solve(self.tree_solve, "StaggeredEuler.tree_solve")
 
     def order(self, terms):
         return 2 if self.voltage_update == "crank_nicolson" else 1
