@@ -90,7 +90,7 @@ def timed(make_run, repeats):
 XLA_DEFAULT_LOOP_LIMIT = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024"
 
 
-def subprocess_run(sim, name, x64, repeats, xla_flags=None):
+def subprocess_run(sim, name, x64, repeats, xla_flags=None, backend="auto"):
     """``sim`` ("jaxneuro" or "jaxley") on ``name`` in a subprocess: for the other
     precision (JAX's x64 switch is process-wide and not safe to flip between compiled
     programs) or other XLA flags (read once per process). Returns ``(seconds, output)``."""
@@ -103,18 +103,22 @@ def subprocess_run(sim, name, x64, repeats, xla_flags=None):
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "out.npz")
         subprocess.run([sys.executable, os.path.abspath(__file__), "--_only-sim", sim, "--_only-workload", name,
-                        "--_x64", str(int(x64)), "--_repeats", str(repeats), "--_out", path],
+                        "--_x64", str(int(x64)), "--_repeats", str(repeats), "--_out", path, "--backend", backend],
                        check=True, env=env)
         with np.load(path, allow_pickle=True) as z:
             out = tuple(z["out"]) if z["out"].dtype == object else z["out"]
             return float(z["time_s"]), out
 
 
-def _only(sim, name, x64, repeats, path):
+def _only(sim, name, x64, repeats, path, backend="auto"):
     import jax
 
     jax.config.update("jax_enable_x64", x64)
-    make = {"jaxneuro": W.jaxneuro_run, "jaxley": W.jaxley_run}[sim]
+    if sim == "jaxneuro":
+        def make(name):
+            return W.jaxneuro_run(name, backend=backend)
+    else:
+        make = W.jaxley_run
     s, _, out = timed(lambda: make(name), repeats)
     arr = np.empty(len(out), dtype=object) if isinstance(out, tuple) else np.asarray(out)
     if isinstance(out, tuple):
@@ -162,6 +166,8 @@ def main(argv=None):
     ap.add_argument("--f32", action="store_true", help="jaxneuro and Jaxley in float32 (default: float64 on CPU)")
     ap.add_argument("--json", default=None, help="write results to this JSON file")
     ap.add_argument("--only", nargs="*", default=None, help="run only these workloads")
+    ap.add_argument("--backend", default="auto", choices=("auto", "xla", "pallas"),
+                    help="jaxneuro's backend for the gpu_pop workloads (default auto: the fused kernel on a GPU)")
     ap.add_argument("--cores", type=int, default=None,
                     help="pin this run (all three simulators) to N cores; NEURON uses one either way")
     ap.add_argument("--_only-sim", dest="only_sim", help=argparse.SUPPRESS)
@@ -174,7 +180,7 @@ def main(argv=None):
     # (jaxneuro/xla_cpu.py); Jaxley, in the same process, runs with it too.
     import jaxneuro  # noqa: F401
     if args.only_sim:
-        return _only(args.only_sim, args.only_workload, bool(args.x64), args.repeats, args.out)
+        return _only(args.only_sim, args.only_workload, bool(args.x64), args.repeats, args.out, args.backend)
     if args.cores is not None:
         # Before JAX starts: XLA sizes its thread pool from the affinity mask, and
         # subprocesses (the other-precision runs) inherit it.
@@ -187,7 +193,9 @@ def main(argv=None):
 
     x64 = not args.f32 and jax.default_backend() == "cpu"
     jax.config.update("jax_enable_x64", x64)
-    repeats = 1 if args.quick else 5
+    on_cpu = jax.default_backend() == "cpu"
+    # Runs on an accelerator take milliseconds: five of them even with --quick.
+    repeats = 1 if args.quick and on_cpu else 5
     names = ["hh1", "pop1k", "tree1k", "grad_tree1k"]
     if args.gpu:
         names += ["gpu_pop10k", "gpu_pop100k", "gpu_pop1m"]
@@ -213,9 +221,12 @@ def main(argv=None):
         big = gpu_pop and w["n"] > 10_000
         print(f"## {name}", flush=True)
 
-        r["jaxneuro_s"], r["jaxneuro_compile_s"], jn_out = timed(lambda: W.jaxneuro_run(name), repeats)
+        backend = args.backend if gpu_pop else "auto"
+        r["jaxneuro_s"], r["jaxneuro_compile_s"], jn_out = timed(lambda: W.jaxneuro_run(name, backend=backend), repeats)
         if gpu_pop:
-            xla_s, _, xla_out = timed(lambda: W.jaxneuro_run(name, backend="xla"), 0 if big else repeats)
+            r["backend"] = backend
+            r["compartment_steps_per_s"] = w["n"] * steps / r["jaxneuro_s"]
+            xla_s, _, xla_out = timed(lambda: W.jaxneuro_run(name, backend="xla"), 0 if big and on_cpu else repeats)
             r["jaxneuro_xla_s"] = xla_s
             r["pallas_vs_xla_count_mismatch"] = int(np.sum(jn_out[0] != xla_out[0]))
             finite = np.isfinite(jn_out[1]) & np.isfinite(xla_out[1])
@@ -226,10 +237,14 @@ def main(argv=None):
             r["neuron_exact_s"], _, nrn_out = timed(lambda: W.neuron_run(name, tables=False), 0 if gpu_pop else repeats)
         else:
             r["neuron_s"] = r["neuron_exact_s"] = None
-        if have_jaxley and not big:
-            r["jaxley_s"], r["jaxley_compile_s"], jx_out = timed(lambda: W.jaxley_run(name), repeats)
-        else:
-            r["jaxley_s"] = r["jaxley_compile_s"] = None
+        r["jaxley_s"] = r["jaxley_compile_s"] = None
+        if have_jaxley and (not big or not on_cpu):
+            try:
+                r["jaxley_s"], r["jaxley_compile_s"], jx_out = timed(lambda: W.jaxley_run(name), repeats)
+            except Exception as e:  # e.g. out of memory for Jaxley's full traces at 1M neurons
+                if not big:
+                    raise
+                r["jaxley_error"] = f"{type(e).__name__}: {str(e)[:500]}"
 
         if name in ("tree1k", "grad_tree1k"):
             # The cell's axial coupling solved path by path (StaggeredEuler(tree_solve="paths")).
@@ -268,8 +283,8 @@ def main(argv=None):
         elif gpu_pop:
             if not big and have_neuron:
                 r["vs_neuron_spike_count_mismatch"] = int(np.sum(jn_out[0] != nrn_out[0]))
-                if r["jaxley_s"] is not None:
-                    r["vs_jaxley_spike_count_mismatch"] = int(np.sum(jn_out[0] != jx_out[0]))
+            if r["jaxley_s"] is not None:
+                r["vs_jaxley_spike_count_mismatch"] = int(np.sum(jn_out[0] != jx_out[0]))
             r["spikes"] = int(np.sum(jn_out[0]))
         elif have_neuron:
             r["vs_neuron"] = compare(jn_out, nrn_out)
@@ -280,7 +295,7 @@ def main(argv=None):
         # float32 against float64 (jaxneuro), on the same workload.
         if not big:
             other = not x64
-            s_other, out_other = subprocess_run("jaxneuro", name, other, repeats)
+            s_other, out_other = subprocess_run("jaxneuro", name, other, repeats, backend=backend)
             r["jaxneuro_f64_s" if other else "jaxneuro_f32_s"] = s_other
             if name == "grad_tree1k":
                 r["f32_vs_f64_grad_rel_err"] = rel_diff(out_other, jn_out)
@@ -291,7 +306,7 @@ def main(argv=None):
 
         # jaxneuro and Jaxley again with XLA's default loop limit (loops kernel by
         # kernel): what jaxneuro's setting is worth, and Jaxley as it runs on its own.
-        if not big and jax.default_backend() == "cpu":
+        if not big and on_cpu:
             r["jaxneuro_xla_default_loops_s"], _ = subprocess_run("jaxneuro", name, x64, repeats, XLA_DEFAULT_LOOP_LIMIT)
             if r["jaxley_s"] is not None:
                 r["jaxley_xla_default_loops_s"], _ = subprocess_run("jaxley", name, x64, repeats, XLA_DEFAULT_LOOP_LIMIT)
@@ -356,6 +371,16 @@ def table(results):
                 + (f"gradient's relative difference to the Hines order {_f(r.get('paths_vs_hines_rel_diff'))}"
                    if name == "grad_tree1k" else f"max |ΔV| to the Hines order {_f(r.get('paths_vs_hines_max_dv_mV'))} mV")
                 + (f"; gradient/forward {_f(r.get('paths_grad_over_forward'), '{:.2f}')}" if name == "grad_tree1k" else "")
+            )
+    for name, r in results.items():
+        if "compartment_steps_per_s" in r:
+            extra.append(
+                f"{name} ({r['backend']}): {r['compartment_steps_per_s']:.3g} compartment-steps/s; XLA loop "
+                f"{_f(r.get('jaxneuro_xla_s'))} s (fused/XLA spike counts differing: {r.get('pallas_vs_xla_count_mismatch')}, "
+                f"max spike Δt {_f(r.get('pallas_vs_xla_max_spike_dt_ms'))} ms); spike counts differing from "
+                f"Jaxley {_f(r.get('vs_jaxley_spike_count_mismatch'), '{}')}, NEURON {_f(r.get('vs_neuron_spike_count_mismatch'), '{}')}, "
+                f"float64 {_f(r.get('f32_vs_f64_spike_count_mismatch'), '{}')}"
+                + (f"; Jaxley: {r['jaxley_error'][:120]}" if "jaxley_error" in r else "")
             )
     return "\n".join(lines + [""] + extra)
 

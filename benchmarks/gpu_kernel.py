@@ -1,0 +1,143 @@
+"""Where the fused GPU kernel's time goes: variants of the gpu_pop workload, one run.
+
+    python benchmarks/gpu_kernel.py [--n 1000000] [--json PATH]
+
+HH population (gnabar 0.08-0.16 S/cm², 0.2 nA step from 10 ms, dt = 0.025 ms, 100 ms),
+float32, timed as the median of 5 runs after compiling, for:
+
+- ``pallas``: the workload as ``benchmarks/run.py`` times it (spike summary of capacity
+  16, kernel blocks of 128 neurons);
+- ``pallas_cap1``: a summary of capacity 1 (what the spike buffer's per-step update costs);
+- ``pallas_nosummary``: no summary, the voltage saved twice (the HH step alone);
+- ``pallas_block64`` / ``pallas_block256``: other block sizes (neurons per program);
+- ``pallas_cond``: the spike buffer updated under a block-wide ``lax.cond`` (skipped in
+  steps where no neuron of the block crosses threshold);
+- ``xla``: the XLA loop.
+
+Prints compartment-steps per second (target on an H100-class GPU: 1e11 for 1M neurons)
+and each variant's spike counts against the default's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import statistics
+import time
+
+import numpy as np
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+
+    import jax
+    import jax.numpy as jnp
+
+    import jaxneuro as jn
+    from jaxneuro.backends import pallas as P
+    from jaxneuro.solve import summary as S
+    from jaxneuro.state import State
+
+    jax.config.update("jax_enable_x64", False)
+    n, t1, dt = args.n, 100.0, 0.025
+    steps = int(round(t1 / dt))
+    g = jnp.asarray(np.linspace(0.08, 0.16, n), jnp.float32)
+    stim = jn.StepCurrent(0.2, 10.0, 1e9)
+
+    def cond_resolve(self, t0, t1, y0, y1, a, b):
+        thr = self.threshold
+        crossed = (y0.v < thr) & (y1.v >= thr)
+
+        def record(ev):
+            rise = jnp.where(crossed, y1.v - y0.v, 1.0)
+            t_cross = t0 + (thr - y0.v) / rise * (t1 - t0)
+            slot = (jnp.arange(self.capacity) == ev["count"][..., None]) & crossed[..., None]
+            return {"spikes": jnp.where(slot, t_cross[..., None], ev["spikes"]),
+                    "count": ev["count"] + crossed.astype(ev["count"].dtype)}
+
+        events = jax.lax.cond(jnp.max(crossed.astype(jnp.int32)) > 0, record, lambda ev: ev, y0.events)
+        return State(v=y1.v, gates=y1.gates, events=events)
+
+    @contextlib.contextmanager
+    def patched(obj, name, value):
+        old = getattr(obj, name)
+        setattr(obj, name, value)
+        try:
+            yield
+        finally:
+            setattr(obj, name, old)
+
+    def make(backend="pallas", capacity=16, summary=True):
+        def fn(g):
+            m = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=g)], n=n)
+            if summary:
+                tr = jn.simulate(m, t1, dt=dt, stimuli=[stim], record=(), backend=backend,
+                                 summary=jn.SpikeSummary(threshold=0.0, capacity=capacity))
+                return tr.spike_count
+            tr = jn.simulate(m, t1, dt=dt, stimuli=[stim], record=("v",), save_every=t1 / 2, backend=backend)
+            return tr.v[-1]
+        return jax.jit(fn)
+
+    variants = {
+        "pallas": lambda: make(),
+        "pallas_cap1": lambda: make(capacity=1),
+        "pallas_nosummary": lambda: make(summary=False),
+        "pallas_block64": lambda: make(),
+        "pallas_block256": lambda: make(),
+        "pallas_cond": lambda: make(),
+        "xla": lambda: make(backend="xla"),
+    }
+    contexts = {
+        "pallas_block64": lambda: patched(P, "DEFAULT_BLOCK", 64),
+        "pallas_block256": lambda: patched(P, "DEFAULT_BLOCK", 256),
+        "pallas_cond": lambda: patched(S.SpikeDetector, "resolve_events", cond_resolve),
+    }
+    print(f"# {jax.devices()[0]}, jax {jax.__version__}, n = {n}, {steps} steps, float32", flush=True)
+    results, ref = {}, None
+    for name, build in variants.items():
+        r = {}
+        try:
+            with contexts.get(name, contextlib.nullcontext)():
+                f = build()
+                t = time.perf_counter()
+                compiled = f.lower(g).compile()
+                r["compile_s"] = time.perf_counter() - t
+                out = np.asarray(jax.block_until_ready(compiled(g)))
+                times = []
+                for _ in range(5):
+                    t = time.perf_counter()
+                    out = np.asarray(jax.block_until_ready(compiled(g)))
+                    times.append(time.perf_counter() - t)
+            r["run_s"] = statistics.median(times)
+            r["compartment_steps_per_s"] = n * steps / r["run_s"]
+            if name == "pallas":
+                ref = out
+                r["spikes"] = int(out.sum())
+            elif ref is not None and out.shape == ref.shape and name != "pallas_nosummary":
+                r["spike_count_mismatch_vs_pallas"] = int(np.sum(out != ref))
+        except Exception as e:  # keep measuring the other variants
+            r["error"] = f"{type(e).__name__}: {str(e)[:2000]}"
+        results[name] = r
+        print(name, json.dumps(r), flush=True)
+
+    print("\n| variant | run s | compile s | compartment-steps/s | spike counts ≠ default |")
+    print("|---|---|---|---|---|")
+    for name, r in results.items():
+        if "error" in r:
+            print(f"| {name} | error: {r['error'][:80]} | | | |")
+            continue
+        print(f"| {name} | {r['run_s']:.4g} | {r['compile_s']:.3g} | {r['compartment_steps_per_s']:.3g} "
+              f"| {r.get('spike_count_mismatch_vs_pallas', '')} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"device": str(jax.devices()[0]), "jax": jax.__version__, "n": n, "steps": steps,
+                       "variants": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
