@@ -6,12 +6,16 @@ HH population (gnabar 0.08-0.16 S/cm², 0.2 nA step from 10 ms, dt = 0.025 ms, 1
 float32, timed as the median of 5 runs after compiling, for:
 
 - ``pallas``: the workload as ``benchmarks/run.py`` times it (spike summary of capacity
-  16, kernel blocks of 128 neurons);
-- ``pallas_cap1``: a summary of capacity 1 (what the spike buffer's per-step update costs);
+  16, kernel blocks of 128 neurons, one per thread);
+- ``pallas_cap1``: a summary of capacity 1 (what the spike buffer costs);
 - ``pallas_nosummary``: no summary, the voltage saved twice (the HH step alone);
-- ``pallas_block64`` / ``pallas_block256``: other block sizes (neurons per program);
-- ``pallas_cond``: the spike buffer updated under a block-wide ``lax.cond`` (skipped in
-  steps where no neuron of the block crosses threshold);
+- ``pallas_block{64,256}``: other block sizes, one neuron per thread;
+- ``pallas_block{256,512}_warps4`` / ``pallas_block128_warps2``: several neurons per
+  thread (independent work for each thread to overlap);
+- ``pallas_phi_const``: the HH temperature factor as a constant 1 (what computing
+  ``q10 ** (ΔT / 10)`` inside the loop costs; 6.3 °C, so the same results);
+- ``pallas_exp_rates``: HH rates with one ``exp`` each instead of square roots of a
+  shared one (the CPU's cheaper form);
 - ``xla``: the XLA loop.
 
 Prints compartment-steps per second (target on an H100-class GPU: 1e11 for 1M neurons)
@@ -40,8 +44,7 @@ def main(argv=None):
 
     import jaxneuro as jn
     from jaxneuro.backends import pallas as P
-    from jaxneuro.solve import summary as S
-    from jaxneuro.state import State
+    from jaxneuro.channels.base import exprel_ratio
 
     jax.config.update("jax_enable_x64", False)
     n, t1, dt = args.n, 100.0, 0.025
@@ -49,19 +52,13 @@ def main(argv=None):
     g = jnp.asarray(np.linspace(0.08, 0.16, n), jnp.float32)
     stim = jn.StepCurrent(0.2, 10.0, 1e9)
 
-    def cond_resolve(self, t0, t1, y0, y1, a, b):
-        thr = self.threshold
-        crossed = (y0.v < thr) & (y1.v >= thr)
-
-        def record(ev):
-            rise = jnp.where(crossed, y1.v - y0.v, 1.0)
-            t_cross = t0 + (thr - y0.v) / rise * (t1 - t0)
-            slot = (jnp.arange(self.capacity) == ev["count"][..., None]) & crossed[..., None]
-            return {"spikes": jnp.where(slot, t_cross[..., None], ev["spikes"]),
-                    "count": ev["count"] + crossed.astype(ev["count"].dtype)}
-
-        events = jax.lax.cond(jnp.max(crossed.astype(jnp.int32)) > 0, record, lambda ev: ev, y0.events)
-        return State(v=y1.v, gates=y1.gates, events=events)
+    def exp_rates(self, v):
+        u = -(v + 65.0)
+        return {
+            "m": (0.1 * exprel_ratio(u + 25.0, 10.0), 4.0 * jnp.exp(u / 18.0)),
+            "h": (0.07 * jnp.exp(u / 20.0), 1.0 / (jnp.exp((u + 30.0) / 10.0) + 1.0)),
+            "n": (0.01 * exprel_ratio(u + 10.0, 10.0), 0.125 * jnp.exp(u / 80.0)),
+        }
 
     @contextlib.contextmanager
     def patched(obj, name, value):
@@ -84,35 +81,39 @@ def main(argv=None):
         return jax.jit(fn)
 
     variants = {
-        "pallas": lambda: make(),
-        "pallas_cap1": lambda: make(capacity=1),
-        "pallas_nosummary": lambda: make(summary=False),
-        "pallas_block64": lambda: make(),
-        "pallas_block256": lambda: make(),
-        "pallas_cond": lambda: make(),
-        "xla": lambda: make(backend="xla"),
-    }
-    contexts = {
-        "pallas_block64": lambda: patched(P, "DEFAULT_BLOCK", 64),
-        "pallas_block256": lambda: patched(P, "DEFAULT_BLOCK", 256),
-        "pallas_cond": lambda: patched(S.SpikeDetector, "resolve_events", cond_resolve),
+        "pallas": {},
+        "pallas_cap1": dict(capacity=1),
+        "pallas_nosummary": dict(summary=False),
+        "pallas_block64": dict(patch=[(P, "DEFAULT_BLOCK", 64)]),
+        "pallas_block256": dict(patch=[(P, "DEFAULT_BLOCK", 256)]),
+        "pallas_block256_warps4": dict(patch=[(P, "DEFAULT_BLOCK", 256), (P, "DEFAULT_WARPS", 4)]),
+        "pallas_block512_warps4": dict(patch=[(P, "DEFAULT_BLOCK", 512), (P, "DEFAULT_WARPS", 4)]),
+        "pallas_block128_warps2": dict(patch=[(P, "DEFAULT_WARPS", 2)]),
+        "pallas_phi_const": dict(patch=[(jn.channels.HH, "rate_factor", lambda self, temperature: 1.0)]),
+        "pallas_exp_rates": dict(patch=[(jn.channels.HH, "rates", exp_rates)]),
+        "xla": dict(backend="xla"),
     }
     print(f"# {jax.devices()[0]}, jax {jax.__version__}, n = {n}, {steps} steps, float32", flush=True)
     results, ref = {}, None
-    for name, build in variants.items():
+    for name, spec in variants.items():
         r = {}
+        spec = dict(spec)
+        patches = spec.pop("patch", [])
         try:
-            with contexts.get(name, contextlib.nullcontext)():
-                f = build()
+            with contextlib.ExitStack() as stack:
+                for obj, attr, value in patches:
+                    stack.enter_context(patched(obj, attr, value))
+                f = make(**spec)
                 t = time.perf_counter()
                 compiled = f.lower(g).compile()
                 r["compile_s"] = time.perf_counter() - t
-                out = np.asarray(jax.block_until_ready(compiled(g)))
+                jax.block_until_ready(compiled(g))
                 times = []
-                for _ in range(5):
+                for _ in range(5):  # device time: the copy to the host is left out
                     t = time.perf_counter()
-                    out = np.asarray(jax.block_until_ready(compiled(g)))
+                    out = jax.block_until_ready(compiled(g))
                     times.append(time.perf_counter() - t)
+                out = np.asarray(out)
             r["run_s"] = statistics.median(times)
             r["compartment_steps_per_s"] = n * steps / r["run_s"]
             if name == "pallas":

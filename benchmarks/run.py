@@ -83,7 +83,7 @@ def timed(make_run, repeats):
         t = time.perf_counter()
         result = run.call()
         times.append(time.perf_counter() - t)
-    return statistics.median(times) if times else warm_s, compile_s, result
+    return statistics.median(times) if times else warm_s, compile_s, run.convert(result)
 
 
 # XLA's own limit for compiling a loop into one CPU kernel (jaxneuro raises it on import).

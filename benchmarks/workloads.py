@@ -53,11 +53,16 @@ def branch_gnabar():
 
 @dataclasses.dataclass
 class Run:
-    """``call()`` runs once (blocking) and returns ``(t, v)`` or, for gradients, the
-    gradient vector. ``compile()`` (JAX only) compiles and returns seconds spent."""
+    """``call()`` runs once (blocking) and returns its raw output; ``convert(output)``
+    turns that into ``(t, v)`` or, for gradients, the gradient vector (NumPy). Only
+    ``call`` is timed: for JAX simulators it ends when the device has finished, so
+    copying results to the host (tens of MB for a million neurons' spike times) is not
+    charged to the simulation. ``compile()`` (JAX only) compiles and returns seconds
+    spent."""
 
     call: Callable
     compile: Callable | None = None
+    convert: Callable = lambda out: out  # noqa: E731
 
 
 def _jitted_run(fn, arg, convert):
@@ -76,9 +81,9 @@ def _jitted_run(fn, arg, convert):
         return time.perf_counter() - t
 
     def call():
-        return convert(jax.block_until_ready(state.get("f", jitted)(arg)))
+        return jax.block_until_ready(state.get("f", jitted)(arg))
 
-    return Run(call=call, compile=compile_)
+    return Run(call=call, compile=compile_, convert=convert)
 
 
 # --- jaxneuro ---------------------------------------------------------------------------------

@@ -99,9 +99,15 @@ class AbstractStimulus(eqx.Module):
         return model.place_current(self.target, self.current_on(t, model))
 
 
-def _window(t, delay, dur):
-    # NEURON's IClamp: on for delay <= t < delay + dur.
-    return (t >= delay) & (t < delay + dur)
+def _within(t, delay, dur, value):
+    """``value`` for ``delay <= t < delay + dur`` (NEURON's IClamp), 0 outside.
+
+    A product with the window's 0/1 rather than ``jnp.where``: Pallas' Triton lowering
+    types a select between a traced scalar and a constant as its boolean predicate, so
+    the fused GPU kernel could not take a stimulus amplitude it differentiates. Values
+    here are finite, so the product is the same number."""
+    value = jnp.asarray(value)
+    return value * ((t >= delay) & (t < delay + dur)).astype(value.dtype)
 
 
 class _Windowed(AbstractStimulus):
@@ -121,7 +127,7 @@ class StepCurrent(_Windowed):
     dur: object = units.param(units.ms, default=math.inf, check="nonnegative", allow_inf=True)
 
     def current(self, t):
-        return jnp.where(_window(t, self.delay, self.dur), self.amp, 0.0)
+        return _within(t, self.delay, self.dur, self.amp)
 
 
 class Ramp(_Windowed):
@@ -136,7 +142,7 @@ class Ramp(_Windowed):
     def current(self, t):
         frac = (t - self.delay) / jnp.where(self.dur > 0, self.dur, 1.0)
         i = self.amp_start + (self.amp_stop - self.amp_start) * frac
-        return jnp.where(_window(t, self.delay, self.dur), i, 0.0)
+        return _within(t, self.delay, self.dur, i)
 
 
 class Sine(_Windowed):
@@ -153,7 +159,7 @@ class Sine(_Windowed):
     def current(self, t):
         # freq is in Hz and t in ms: 2π·f·t/1000.
         i = self.offset + self.amp * jnp.sin(2 * jnp.pi * self.freq * (t - self.delay) / 1000.0 + self.phase)
-        return jnp.where(_window(t, self.delay, self.dur), i, 0.0)
+        return _within(t, self.delay, self.dur, i)
 
 
 class DataCurrent(AbstractStimulus):

@@ -145,3 +145,37 @@ def test_kernel_lowers_for_gpu_through_triton():
                 pytest.skip(f"no CUDA lowering in this jaxlib: {e}")
             raise
     assert "triton" in text.lower()
+
+
+def test_gradient_through_kernel_lowers_for_gpu():
+    """Reverse mode with respect to a stimulus amplitude, lowered for CUDA: the kernel
+    then takes the amplitude as a traced scalar. A ``jnp.where`` between it and 0 was
+    lowered by Triton with a boolean type (seen on an H200); the stimuli use a product
+    instead. Also the ramp and sine waveforms."""
+    import diffrax
+
+    from jaxneuro.backends import pallas as P
+    from jaxneuro.solve.system import System, vector_field
+
+    model = _population(n=300)
+    y0 = model.init_state(-65.0)
+    waveforms = {
+        "step": lambda a: jn.StepCurrent(a, 1.0, 1e9, target=(1, 200, 200, -1)),
+        "ramp": lambda a: jn.Ramp(0.0, a, 1.0, 5.0),
+        "sine": lambda a: jn.Sine(a, 40.0, 1.0, 5.0),
+    }
+    for name, make in waveforms.items():
+        def loss(amp, make=make):
+            system = System(model=model, stimuli=(make(amp),))
+            saved, _ = P.integrate(jn.StaggeredEuler(), diffrax.ODETerm(vector_field), y0, system, record=("v",),
+                                   t0=0.0, t1=2.0, dt=0.025, save_every_steps=20, n_save=5, interpret=False)
+            return jnp.sum(saved["v"])
+
+        try:
+            text = jax.jit(jax.grad(loss)).trace(0.3).lower(lowering_platforms=("cuda",)).as_text()
+        except Exception as e:  # jaxlib without GPU lowering support
+            if "cuda" in str(e).lower() and "platform" in str(e).lower():
+                pytest.skip(f"no CUDA lowering in this jaxlib: {e}")
+            raise AssertionError(f"{name}: {e}") from e
+        assert "triton" in text.lower(), name
+

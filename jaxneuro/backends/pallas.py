@@ -35,8 +35,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-#: Neurons per kernel program on a GPU (one per thread with 4 warps).
+#: Neurons per kernel program on a GPU.
 DEFAULT_BLOCK = 128
+#: Warps per kernel program on a GPU (None: one neuron per thread, ``block // 32``).
+DEFAULT_WARPS = None
 
 
 def unsupported(model, solver, y0, stimuli=()) -> str | None:
@@ -98,13 +100,16 @@ def _next_pow2(x: int) -> int:
 
 def _with_population(tree, n: int, block: int):
     """A copy of ``tree`` (modules and tuples) with every static ``n == n`` field set
-    to ``block``: the block's view of a population model."""
+    to ``block``: the block's view of a population model. Spike detectors skip their
+    buffer update in steps where no neuron of the block crosses (``skip_quiet_steps``)."""
     if isinstance(tree, eqx.Module):
         new = copy.copy(tree)
         for f in dataclasses.fields(tree):
             value = getattr(tree, f.name, None)
             if f.name == "n" and isinstance(value, int) and value == n:
                 object.__setattr__(new, "n", block)
+            elif f.name == "skip_quiet_steps":
+                object.__setattr__(new, f.name, True)
             elif isinstance(value, (eqx.Module, tuple, list)):
                 object.__setattr__(new, f.name, _with_population(value, n, block))
         return new
@@ -155,6 +160,7 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
     n = int(system.model.shape[0])
     if block is None:
         block = DEFAULT_BLOCK if not interpret else min(DEFAULT_BLOCK, _next_pow2(n))
+    num_warps = DEFAULT_WARPS or max(1, block // 32)
     n_pad = block * math.ceil(n / block)
     n_blocks = n_pad // block
     n_steps = int(math.ceil((t1 - t0) / dt - 1e-9))
@@ -232,8 +238,8 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
         out_specs=tuple(out_specs),
         interpret=interpret,
         name="jaxneuro_fused_population",
-        # Triton (one neuron per thread, 4 warps for 128); ignored when interpreting.
-        compiler_params=None if interpret else pl_triton.CompilerParams(num_warps=max(1, block // 32), num_stages=1),
+        # Triton (by default one neuron per thread, 4 warps for 128); ignored when interpreting.
+        compiler_params=None if interpret else pl_triton.CompilerParams(num_warps=num_warps, num_stages=1),
     )(*inputs)
     saved = {name: outs[i][:n_save, :n] for i, name in enumerate(record)}
     y_final = jax.tree.unflatten(y_treedef, [o[:n] for o in outs[n_rec:]])

