@@ -16,6 +16,9 @@ float32, timed as the median of 5 runs after compiling, for:
   ``q10 ** (ΔT / 10)`` inside the loop costs; 6.3 °C, so the same results);
 - ``pallas_exp_rates``: HH rates with one ``exp`` each instead of square roots of a
   shared one (the CPU's cheaper form);
+- ``pallas_exp2`` / ``pallas_exp_rates_exp2``: every ``exp`` of the step as
+  ``exp2(x·log2 e)`` (the GPU's native base-2 exponential, without the range
+  reduction of an accurate ``exp``), alone and with the previous;
 - ``xla``: the XLA loop.
 
 Prints compartment-steps per second (target on an H100-class GPU: 1e11 for 1M neurons)
@@ -60,6 +63,9 @@ def main(argv=None):
             "n": (0.01 * exprel_ratio(u + 10.0, 10.0), 0.125 * jnp.exp(u / 80.0)),
         }
 
+    def exp2(x):
+        return jnp.exp2(x * 1.4426950408889634)
+
     @contextlib.contextmanager
     def patched(obj, name, value):
         old = getattr(obj, name)
@@ -91,6 +97,8 @@ def main(argv=None):
         "pallas_block128_warps2": dict(patch=[(P, "DEFAULT_WARPS", 2)]),
         "pallas_phi_const": dict(patch=[(jn.channels.HH, "rate_factor", lambda self, temperature: 1.0)]),
         "pallas_exp_rates": dict(patch=[(jn.channels.HH, "rates", exp_rates)]),
+        "pallas_exp2": dict(patch=[(jnp, "exp", exp2)]),
+        "pallas_exp_rates_exp2": dict(patch=[(jn.channels.HH, "rates", exp_rates), (jnp, "exp", exp2)]),
         "xla": dict(backend="xla"),
     }
     print(f"# {jax.devices()[0]}, jax {jax.__version__}, n = {n}, {steps} steps, float32", flush=True)
