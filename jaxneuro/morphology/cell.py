@@ -334,7 +334,7 @@ class Cell(AbstractModel):
 
     def vector_field(self, t, state, i_inj):
         n = self.n_segments
-        i_density = membrane.NA_PER_UM2_TO_MA_PER_CM2 * i_inj / self.membrane_area
+        i_density = i_inj * (membrane.NA_PER_UM2_TO_MA_PER_CM2 / self.membrane_area)
         dv = membrane.dv_dt(i_density, self.ionic_current(state), self._per_segment("cm"))
         dv = dv + self.voltage_coupling().apply(state.v)
         dgates = {k: jnp.zeros_like(x) for k, x in state.gates.items()}

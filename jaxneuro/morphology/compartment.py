@@ -93,7 +93,7 @@ class Compartment(AbstractModel):
         return membrane.ionic_current(self.channels, state.v, state.gates)
 
     def vector_field(self, t, state, i_inj):
-        i_density = NA_PER_UM2_TO_MA_PER_CM2 * i_inj / self.surface_area
+        i_density = i_inj * (NA_PER_UM2_TO_MA_PER_CM2 / self.surface_area)
         dv = membrane.dv_dt(i_density, self.ionic_current(state), self.cm)
         dgates = {}
         for ch in self.channels:

@@ -80,7 +80,9 @@ def ionic_current(channels, v, gates: dict):
 def dv_dt(i_density, i_ionic, cm):
     """Membrane ``dv/dt`` (mV/ms) from an injected and an ionic current density
     (mA/cm²) on ``cm`` µF/cm²."""
-    return MA_PER_UF_TO_MV_PER_MS * (i_density - i_ionic) / cm
+    # A product with the reciprocal: 1/cm is loop-invariant, so compiled time loops
+    # hoist it and each step multiplies instead of dividing (as does the slope's JVP).
+    return (i_density - i_ionic) * (MA_PER_UF_TO_MV_PER_MS / cm)
 
 
 def component_names(ch: AbstractChannel) -> tuple[str, ...]:
