@@ -142,11 +142,12 @@ def to_base(value: Any, name: str, unit) -> Any:
 
 
 def _float_dtype(value=None):
-    # Keep an explicit float dtype of the input (e.g. float32 on purpose under x64);
-    # otherwise use JAX's default float (float32, or float64 with jax_enable_x64).
+    # Keep an explicit float dtype of the input (e.g. float32 on purpose under x64),
+    # as far as JAX represents it (NumPy's float64 becomes float32 without x64, quietly:
+    # the GPU default); otherwise use JAX's default float.
     dt = getattr(value, "dtype", None)
     if dt is not None and jnp.issubdtype(dt, jnp.floating):
-        return dt
+        return jax.dtypes.canonicalize_dtype(dt)
     return jnp.result_type(float)
 
 

@@ -70,3 +70,22 @@ def test_temperature_accepts_kelvin_quantity():
     assert float(comp.temperature) == pytest.approx(16.3)
     with pytest.raises(ValueError, match="temperature"):
         jn.Compartment(area=100, temperature=3 * u.mV)
+
+
+def test_numpy_float64_parameters_follow_float32_quietly_without_x64():
+    """A NumPy float64 (e.g. a value from an np.linspace grid) becomes float32 when JAX
+    runs in float32, the accelerators' default, without a truncation warning; under x64
+    it stays float64, and an explicit float32 stays float32."""
+    import warnings
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    with jax.enable_x64(False), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hh = jn.channels.HH(gnabar=np.float64(0.1), gl=np.linspace(1e-4, 3e-4, 3))
+        assert hh.gnabar.dtype == jnp.float32 and hh.gl.dtype == jnp.float32
+        np.testing.assert_allclose(hh.gl, [1e-4, 2e-4, 3e-4], rtol=1e-6)
+    assert jn.channels.HH(gnabar=np.float64(0.1)).gnabar.dtype == jnp.float64
+    assert jn.channels.HH(gnabar=np.float32(0.1)).gnabar.dtype == jnp.float32
