@@ -57,13 +57,14 @@ class HH(AbstractAlphaBetaChannel):
         # Five of hh.mod's six exponentials are powers of one, exp(-(v + 65)/10):
         # computing it once (and square roots of it) halves the cost of a step.
         u = -(v + 65.0)
-        e10 = jnp.exp(u / 10.0)
+        # Multiplications by constant reciprocals: divisions cost several times more.
+        e10 = jnp.exp(u * 0.1)
         e20 = jnp.sqrt(e10)
         e80 = jnp.sqrt(jnp.sqrt(e20))
         return {
             # 0.1·vtrap(-(v+40), 10), exp(-(v+40)/10) = e10·e^2.5
             "m": (0.1 * exprel_ratio_of_exp(u + 25.0, 10.0, e10 * math.exp(2.5)),
-                  4.0 * jnp.exp(u / 18.0)),
+                  4.0 * jnp.exp(u * (1.0 / 18.0))),
             # exp(-(v+35)/10) = e10·e^3
             "h": (0.07 * e20, 1.0 / (e10 * math.exp(3.0) + 1.0)),
             # 0.01·vtrap(-(v+55), 10), exp(-(v+55)/10) = e10·e

@@ -74,12 +74,13 @@ class StaggeredEuler(diffrax.AbstractSolver):
         def f(v, gates):
             return terms.vf(t_mid, State(v=v, gates=gates, events=y0.events), args)
 
-        zeros_g = jax.tree.map(jnp.zeros_like, y0.gates)
         # 1. Voltage. Compartments are independent, so one JVP along v gives the
         #    Jacobian's diagonal b; then dv/dt = a + b·v near v(t0).
         #    Conservative couplings (axial, symmetric gaps) have zero row sums and drop
         #    out of this JVP; the model's voltage_coupling() supplies them instead.
-        rhs, slope = jax.jvp(f, (y0.v, y0.gates), (jnp.ones_like(y0.v), zeros_g))
+        #    The gates are held fixed by closing over them: zero tangents passed as
+        #    arrays would be multiplied through every current (compilers keep x·0).
+        rhs, slope = jax.jvp(lambda v: f(v, y0.gates), (y0.v,), (jnp.ones_like(y0.v),))
         b = slope.v
         model = getattr(args, "model", None)
         coupling = model.voltage_coupling() if hasattr(model, "voltage_coupling") else None
