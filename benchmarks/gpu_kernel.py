@@ -8,10 +8,8 @@ float32, timed as the median of 5 runs after compiling, for:
 - ``pallas``: the workload as ``benchmarks/run.py`` times it (spike summary of capacity
   16, kernel blocks of 128 neurons on 2 warps: two neurons per thread);
 - ``pallas_nosummary``: no summary, the voltage saved twice (the HH step alone);
-- ``pallas_warps4``: one neuron per thread; ``pallas_block256_warps4`` /
-  ``pallas_block64_warps1``: other blocks of two neurons per thread;
-- ``pallas_exp_rates``: HH rates with one ``exp`` each instead of square roots of a
-  shared one (the CPU's cheaper form);
+- ``pallas_warps4``: one neuron per thread; ``pallas_block256_warps4``: 256 neurons,
+  two per thread;
 - ``pallas_exp2``: every ``exp`` of the step as ``exp2(x·log2 e)`` (the GPU's native
   base-2 exponential, without the range reduction of an accurate ``exp``; float32
   rounding differs, so a few spike counts do);
@@ -52,21 +50,12 @@ def main(argv=None):
 
     import jaxneuro as jn
     from jaxneuro.backends import pallas as P
-    from jaxneuro.channels.base import exprel_ratio
 
     jax.config.update("jax_enable_x64", False)
     n, t1, dt = args.n, 100.0, 0.025
     steps = int(round(t1 / dt))
     g = jnp.asarray(np.linspace(0.08, 0.16, n), jnp.float32)
     stim = jn.StepCurrent(0.2, 10.0, 1e9)
-
-    def exp_rates(self, v):
-        u = -(v + 65.0)
-        return {
-            "m": (0.1 * exprel_ratio(u + 25.0, 10.0), 4.0 * jnp.exp(u / 18.0)),
-            "h": (0.07 * jnp.exp(u / 20.0), 1.0 / (jnp.exp((u + 30.0) / 10.0) + 1.0)),
-            "n": (0.01 * exprel_ratio(u + 10.0, 10.0), 0.125 * jnp.exp(u / 80.0)),
-        }
 
     def exp2(x):
         return jnp.exp2(x * 1.4426950408889634)
@@ -96,8 +85,6 @@ def main(argv=None):
         "pallas_nosummary": dict(summary=False),
         "pallas_warps4": dict(patch=[(P, "DEFAULT_WARPS", 4)]),
         "pallas_block256_warps4": dict(patch=[(P, "DEFAULT_BLOCK", 256), (P, "DEFAULT_WARPS", 4)]),
-        "pallas_block64_warps1": dict(patch=[(P, "DEFAULT_BLOCK", 64), (P, "DEFAULT_WARPS", 1)]),
-        "pallas_exp_rates": dict(patch=[(jn.channels.HH, "rates", exp_rates)]),
         "pallas_exp2": dict(patch=[(jnp, "exp", exp2)]),
         "xla": dict(backend="xla"),
     }
