@@ -3,8 +3,8 @@
 XLA's CPU backend runs each operation of a loop body as a separate kernel and splits
 every kernel of more than a few thousand values over its threads. A simulation step of a
 few thousand compartments is a handful of such kernels, so hand-offs between threads
-and kernel launches dominate: on two cores a 1000-neuron HH population ran 2.7×
-(float32) and a 1000-compartment HH cell 1.4× slower than as one kernel
+and kernel launches dominate: on two cores a 1000-neuron HH population ran 2.7-2.9×
+(float32) and a 1000-compartment HH cell 1.3-1.4× slower than as one kernel
 (``benchmarks/run.py`` measures both in the same run). XLA compiles a loop whose body touches fewer bytes than
 ``xla_cpu_small_while_loop_byte_threshold`` (1 kB by default) into one kernel instead.
 Importing jaxneuro raises that limit to :data:`SMALL_LOOP_BYTES` by adding it to the
