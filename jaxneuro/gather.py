@@ -57,8 +57,10 @@ def _pick(x, index: tuple[int, ...]):
     return take_padded(x, np.where((i >= 0) & (i < n), i, n))
 
 
-def _gather_sum(x, targets: tuple[int, ...], n: int):
-    """``Σ x[..., j]`` over ``targets[j] == s`` for ``s < n`` (primal only)."""
+def sum_gathered(x, targets: tuple[int, ...], n: int):
+    """:func:`sum_into` without its derivative rule (``targets`` a static tuple): JAX
+    would transpose the gathers into a scatter-add. For code that is never
+    differentiated itself, such as the solve inside a ``custom_linear_solve``."""
     table = _positions(targets, n)
     if table.shape[1] == 0:
         return jnp.zeros(x.shape[:-1] + (n,), dtype=x.dtype)
@@ -95,7 +97,7 @@ def take(x, index):
     x = jnp.asarray(x)
     index = _static(index)
     n = x.shape[-1]
-    return _with_transpose(lambda a: _pick(a, index), lambda c: _gather_sum(c, index, n), x, len(index))
+    return _with_transpose(lambda a: _pick(a, index), lambda c: sum_gathered(c, index, n), x, len(index))
 
 
 def spread(x, idx, n: int):
@@ -112,4 +114,4 @@ def sum_into(x, targets, n: int):
     static, entries outside ``0..n-1`` dropped. Reverse mode picks back by a gather."""
     x = jnp.asarray(x)
     targets = _static(targets)
-    return _with_transpose(lambda a: _gather_sum(a, targets, n), lambda c: _pick(c, targets), x, n)
+    return _with_transpose(lambda a: sum_gathered(a, targets, n), lambda c: _pick(c, targets), x, n)

@@ -304,6 +304,23 @@ def test_path_partitioned_solve_equals_a_dense_solve(n, spread, roots):
     assert (part.layout < n).sum() + part.junctions.size == n
 
 
+def test_path_partitioned_solve_of_isolated_nodes_and_pairs():
+    """Trees with nothing to cut into paths: isolated nodes (every node a root: no
+    path at all, so "paths" falls back to the Hines order) and root-child pairs (one
+    node per path). Both against a dense solve."""
+    rng = np.random.default_rng(5)
+    for parent in [(-1,) * 7, (-1, 0, -1, 2, -1, 4)]:
+        n = len(parent)
+        g, c = rng.uniform(0.1, 5.0, n), rng.uniform(0.2, 2.0, n)
+        coupling = TreeCoupling(g=jnp.asarray(g), capacitance=jnp.asarray(c), parent=parent)
+        d, rhs = rng.uniform(0.01, 3.0, n), rng.normal(size=n)
+        want = np.linalg.solve(np.diag(d) - _dense(parent, g, c), rhs)
+        assert (hines._partition(parent, None) is None) == all(p < 0 for p in parent)
+        for method in ("hines", "paths"):
+            got = coupling.solve(jnp.asarray(d), jnp.asarray(rhs), method=method)
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
 def test_path_partitioned_solve_with_zero_area_nodes_and_its_gradients():
     """A cell's zero-area junction nodes (NEURON's section ends) and implicit gradients
     through the transpose solve, both with ``method="paths"``, against the node-by-node

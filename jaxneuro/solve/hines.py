@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
-from ..gather import _gather_sum, sum_into, take, take_padded
+from ..gather import sum_gathered, sum_into, take, take_padded
 
 
 class TreeCoupling(eqx.Module):
@@ -244,7 +244,7 @@ def _partitioned(part: _Partition, g, d, b):
     g_top = g_up[..., 0, :]
     contributions = jnp.stack([jnp.concatenate([g_top * g_top * inv0, g_bot * gamma_l], axis=-1),
                                jnp.concatenate([g_top * b0 * inv0, g_bot * alpha_l], axis=-1)], axis=-2)
-    sums = _gather_sum(contributions, tuple(part.ends), J)
+    sums = sum_gathered(contributions, tuple(part.ends), J)
     dbj = jnp.stack([d[..., part.junctions], b[..., part.junctions]], axis=-2)
     w = g_direct + take_padded(g_bot * beta_l, part.via)
     x_j = _eliminate(dbj[..., 0, :] - sums[..., 0, :], dbj[..., 1, :] + sums[..., 1, :], w,
