@@ -42,7 +42,7 @@ import jax.numpy as jnp
 DEFAULT_BLOCK = 128
 #: Warps per kernel program on a GPU (None: one neuron per thread, ``block // 32``).
 #: Two warps for 128 neurons give each thread two neurons whose independent
-#: arithmetic overlaps: a million HH neurons ran 6 % faster than with one neuron per
+#: arithmetic overlaps: a million HH neurons ran 6-7 % faster than with one neuron per
 #: thread on an H200 (``benchmarks/gpu_kernel.py``).
 DEFAULT_WARPS = 2
 
