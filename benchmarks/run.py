@@ -63,6 +63,13 @@ def rel_diff(a, ref):
     return float(np.max(np.abs(np.asarray(a) - ref)) / np.max(np.abs(ref)))
 
 
+def add_speedups(r, time_key, prefix, sims):
+    """``r[prefix + sim] = r[sim + "_s"] / r[time_key]`` for each simulator timed in ``r``."""
+    for sim in sims:
+        if r.get(f"{sim}_s"):
+            r[f"{prefix}{sim}"] = r[f"{sim}_s"] / r[time_key]
+
+
 def timed(make_run, repeats):
     """Median run time, compile time and result of ``make_run()``'s workload.
 
@@ -254,9 +261,7 @@ def main(argv=None):
                 r["paths_vs_hines_rel_diff"] = rel_diff(paths_out, jn_out)
             else:
                 r["paths_vs_hines_max_dv_mV"] = compare(paths_out, jn_out)["max_dv_mV"]
-            for sim in ("neuron", "jaxley"):
-                if r.get(f"{sim}_s"):
-                    r[f"paths_speedup_vs_{sim}"] = r[f"{sim}_s"] / r["jaxneuro_paths_s"]
+            add_speedups(r, "jaxneuro_paths_s", "paths_speedup_vs_", ("neuron", "jaxley"))
         if name == "grad_tree1k":
             fwd = results.get("tree1k", {}).get("jaxneuro_s")
             fwd_paths = results.get("tree1k", {}).get("jaxneuro_paths_s")
@@ -315,9 +320,7 @@ def main(argv=None):
             r["jaxneuro_table_s"], _, table_out = timed(lambda: W.jaxneuro_run(name, use_table=True), repeats)
             r["table_vs_neuron_table"] = compare(table_out, nrn_table_out)
 
-        for sim in ("neuron", "jaxley", "jaxley_xla_default_loops"):
-            if r.get(f"{sim}_s"):
-                r[f"speedup_vs_{sim}"] = r[f"{sim}_s"] / r["jaxneuro_s"]
+        add_speedups(r, "jaxneuro_s", "speedup_vs_", ("neuron", "jaxley", "jaxley_xla_default_loops"))
         results[name] = r
         print(json.dumps(r, default=float), flush=True)
 

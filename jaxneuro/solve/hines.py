@@ -226,7 +226,7 @@ def _partitioned(part: _Partition, g, d, b):
         return out, out
 
     zero = jnp.zeros_like(d_lay[..., 0, :])
-    (inv0, b0, f0), (inv, bp, fp) = jax.lax.scan(
+    (inv0, b0, _), (inv, bp, fp) = jax.lax.scan(
         inward, (zero, zero, zero), tuple(rows(x) for x in (d_lay, b_lay, g_down, g_bottom)), reverse=True)
 
     def outward(carry, row):
