@@ -54,6 +54,8 @@ def main(argv=None):
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    if args.n < 1:
+        ap.error(f"--n expects a positive number of neurons, got {args.n}")
 
     import jax
     import jax.numpy as jnp
