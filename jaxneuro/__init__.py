@@ -5,7 +5,8 @@ mA/cm², ``cm`` in µF/cm², axial ``Ra`` in Ω·cm. Any parameter also accepts 
 ``saiunit`` Quantity. See :mod:`jaxneuro.units`.
 
 Importing jaxneuro lets XLA compile small CPU time loops into single kernels (about 2×
-faster for models of a few thousand compartments); see :mod:`jaxneuro.xla_cpu`.
+faster for models of a few thousand compartments) and makes each CPU core a JAX device,
+over which populations of independent neurons are split; see :mod:`jaxneuro.xla_cpu`.
 """
 
 from . import xla_cpu

@@ -1,27 +1,41 @@
-"""The one XLA setting jaxneuro applies when imported: CPU time loops as single kernels.
+"""The XLA settings jaxneuro applies when imported: CPU time loops as single kernels,
+and each CPU core a device.
 
-XLA's CPU backend runs each operation of a loop body as a separate kernel and splits
+**Small loops as one kernel.** XLA's CPU backend runs each operation of a loop body as a separate kernel and splits
 every kernel of more than a few thousand values over its threads. A simulation step of a
 few thousand compartments is a handful of such kernels, so hand-offs between threads
 and kernel launches dominate: on two cores a 1000-neuron HH population ran 2.7-2.9×
 (float32) and a 1000-compartment HH cell 1.3-1.4× slower than as one kernel
 (``benchmarks/run.py`` measures both in the same run). XLA compiles a loop whose body touches fewer bytes than
 ``xla_cpu_small_while_loop_byte_threshold`` (1 kB by default) into one kernel instead.
-Importing jaxneuro raises that limit to :data:`SMALL_LOOP_BYTES` by adding it to the
-``XLA_FLAGS`` environment variable, which XLA reads when JAX first uses the CPU, so:
+Importing jaxneuro raises that limit to :data:`SMALL_LOOP_BYTES`.
 
-- it takes effect only if jaxneuro is imported before the first computation of the
+**One device per core.** A loop compiled as one kernel runs on one core. Populations of
+independent neurons use the others by splitting over devices
+(:mod:`jaxneuro.backends.sharded`), and XLA's CPU backend has one device unless
+``--xla_force_host_platform_device_count`` asks for more; importing jaxneuro sets it to
+the number of cores this process may use (``os.sched_getaffinity``), if that is more
+than one. ``jax.devices()`` then lists that many CPU devices; arrays are placed on the
+first unless sharded, and computations that are not sharded run as before (one
+1000-neuron HH population on two cores: 2× faster split, unchanged otherwise).
+:func:`jaxneuro.sweep` splits its chunks over them too.
+
+Both settings go into the ``XLA_FLAGS`` environment variable, which XLA reads when
+JAX first uses the CPU, so:
+
+- they take effect only if jaxneuro is imported before the first computation of the
   process (importing ``jax`` or changing ``jax.config`` first is fine);
 - a value already named in ``XLA_FLAGS`` is kept: set
   ``--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024`` to keep
-  XLA's default;
-- the limit is a trade-off, measured on two cores: 4 MiB is what the backward pass of
+  XLA's default loops, ``--xla_force_host_platform_device_count=1`` for one CPU device;
+- the loop limit is a trade-off, measured on two cores: 4 MiB is what the backward pass of
   a 1000-compartment float64 cell needs to become one kernel (its gradient 1.3x faster
   than at 1 MiB); loops a little below the limit lose their threads, so float32
   populations of 1.5-3·10⁴ HH compartments ran about 1.3x slower than at 1 MiB (float64
-  ones and populations of 10⁵ and up were unaffected). Name the key in ``XLA_FLAGS``
+  ones and populations of 10⁵ and up were unaffected; measured before populations were
+  split over cores). Name the key in ``XLA_FLAGS``
   to choose another value (e.g. ``=1048576`` for large float32 populations on a CPU with
-  many cores); GPUs and TPUs ignore the setting.
+  many cores); GPUs and TPUs ignore both settings.
 """
 
 from __future__ import annotations
@@ -33,6 +47,7 @@ SMALL_LOOP_BYTES = 4 << 20
 """Loops whose body touches at most this many bytes (4 MiB) run as one kernel."""
 
 THRESHOLD_KEY = "xla_cpu_small_while_loop_byte_threshold"
+DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 _EXTRA = "--xla_backend_extra_options="
 
 
@@ -51,6 +66,26 @@ def with_small_loop_threshold(flags: str, nbytes: int = SMALL_LOOP_BYTES) -> str
     return flags[: match.start(1)] + value + flags[match.end(1):]
 
 
+def with_cpu_devices(flags: str, count: int) -> str:
+    """``flags`` (an ``XLA_FLAGS`` string) asking for ``count`` CPU devices, unless it
+    already names a count or ``count`` is 1."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count expects a positive int (CPU devices), got {count!r}")
+    if DEVICE_COUNT_FLAG in flags or count == 1:
+        return flags
+    return f"{flags} {DEVICE_COUNT_FLAG}={count}".strip()
+
+
+def usable_cores() -> int:
+    """How many cores this process may run on (its CPU affinity where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def apply() -> None:
-    """Add the small-loop limit to ``os.environ["XLA_FLAGS"]`` (see the module doc)."""
-    os.environ["XLA_FLAGS"] = with_small_loop_threshold(os.environ.get("XLA_FLAGS", ""))
+    """Add the small-loop limit and one CPU device per usable core to
+    ``os.environ["XLA_FLAGS"]`` (see the module doc)."""
+    flags = with_small_loop_threshold(os.environ.get("XLA_FLAGS", ""))
+    os.environ["XLA_FLAGS"] = with_cpu_devices(flags, usable_cores())

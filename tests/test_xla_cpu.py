@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
-from jaxneuro.xla_cpu import SMALL_LOOP_BYTES, THRESHOLD_KEY, with_small_loop_threshold
+from jaxneuro.xla_cpu import (
+    DEVICE_COUNT_FLAG, SMALL_LOOP_BYTES, THRESHOLD_KEY, usable_cores, with_cpu_devices, with_small_loop_threshold,
+)
 
 ENTRY = f"{THRESHOLD_KEY}={SMALL_LOOP_BYTES}"
 
@@ -41,6 +43,7 @@ print(os.environ.get("XLA_FLAGS", ""))
 m = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=100)
 f = jax.jit(lambda g: jn.simulate(m, 5.0, dt=0.025, save_every=0.25).v)
 print("small_call" in f.lower(0.0).compile().as_text())
+print(jax.local_device_count())
 """
 
 
@@ -49,16 +52,30 @@ def _probe(xla_flags):
     if xla_flags is not None:
         env["XLA_FLAGS"] = xla_flags
     out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True)
-    return out.stdout.split("\n")[:2]
+    return out.stdout.split("\n")[:3]
 
 
-def test_importing_jaxneuro_makes_the_time_loop_one_kernel():
-    flags, hoisted = _probe(None)
+def test_importing_jaxneuro_makes_the_time_loop_one_kernel_and_each_core_a_device():
+    flags, hoisted, devices = _probe(None)
     assert ENTRY in flags
     assert hoisted == "True"
+    assert int(devices) == usable_cores()
+    assert (f"{DEVICE_COUNT_FLAG}={usable_cores()}" in flags) == (usable_cores() > 1)
+
+
+def test_device_count_is_added_unless_named_or_one():
+    assert with_cpu_devices("", 4) == f"{DEVICE_COUNT_FLAG}=4"
+    assert with_cpu_devices("--xla_dump_to=d", 2) == f"--xla_dump_to=d {DEVICE_COUNT_FLAG}=2"
+    assert with_cpu_devices(f"{DEVICE_COUNT_FLAG}=1", 8) == f"{DEVICE_COUNT_FLAG}=1"
+    assert with_cpu_devices("", 1) == ""
+    with pytest.raises(ValueError, match="count expects a positive int"):
+        with_cpu_devices("", 0)
+    # A user's own count is kept by the import too.
+    flags, _, devices = _probe(f"{DEVICE_COUNT_FLAG}=3")
+    assert devices == "3" and flags.count(DEVICE_COUNT_FLAG) == 1
 
 
 def test_the_setting_can_be_turned_back_to_xlas_default():
-    flags, hoisted = _probe(f"--xla_backend_extra_options={THRESHOLD_KEY}=1024")
-    assert flags == f"--xla_backend_extra_options={THRESHOLD_KEY}=1024"
+    flags, hoisted, _ = _probe(f"--xla_backend_extra_options={THRESHOLD_KEY}=1024")
+    assert flags.split()[0] == f"--xla_backend_extra_options={THRESHOLD_KEY}=1024"
     assert hoisted == "False"

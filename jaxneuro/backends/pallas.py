@@ -30,13 +30,12 @@ need a port to Mosaic GPU before that backend is removed.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
+
+from . import population
 
 #: Neurons per kernel program on a GPU.
 DEFAULT_BLOCK = 128
@@ -52,76 +51,18 @@ def unsupported(model, solver, y0, stimuli=()) -> str | None:
     can."""
     from ..solve.staggered import StaggeredEuler
 
-    shape = tuple(model.shape)
-    if len(shape) != 1:
-        return f"needs a population of shape (n,), got a model of shape {shape}"
-    if model.voltage_coupling() is not None:
-        return "needs independent compartments (this model couples voltages: cable, cell or gap junctions)"
+    reason = population.problem(model, stimuli)
+    if reason:
+        return reason
     if not isinstance(solver, StaggeredEuler):
         return f"needs the default solver jn.StaggeredEuler, got {type(solver).__name__}"
-    if hasattr(model, "make_trace"):
-        return "does not run Networks"
     if any(getattr(ch, "use_table", False) for ch in getattr(model, "channels", ())):
         return "does not look up rate tables (a channel has use_table=True); use backend='xla'"
-    for stim in stimuli:
-        if getattr(stim, "target", None) is not None and jax.eval_shape(stim.current, 0.0).shape != ():
-            # Targeted stimuli become per-neuron weights (_Spread), which needs one
-            # waveform for all their targets.
-            return (f"spreads a targeted stimulus only when its current is one waveform for "
-                    f"all targets (target={stim.target!r} has per-target amplitudes); give "
-                    "per-neuron amplitudes with target=None, or use backend='xla'")
     return None
-
-
-class _Spread(eqx.Module):
-    """A targeted stimulus as per-neuron weights (how often each neuron is targeted).
-    Each kernel program numbers its block of neurons from 0, so indices into the whole
-    population would land on the wrong neurons; a weight per neuron is sliced with the
-    block like any other per-neuron parameter."""
-
-    stimulus: eqx.Module
-    weights: jax.Array
-
-    def inject(self, t, model):
-        return self.stimulus.current_on(t, model) * self.weights
-
-
-def _spread_targets(system):
-    """``system`` with its targeted stimuli as :class:`_Spread` (same currents). The
-    weights are a unit current placed by the model itself, so targets are checked (and
-    wrapped) exactly as on the XLA path."""
-    stimuli = []
-    for stim in system.stimuli:
-        if getattr(stim, "target", None) is None:
-            stimuli.append(stim)
-            continue
-        weights = system.model.place_current(stim.target, jnp.ones((), jnp.result_type(float)))
-        stimuli.append(_Spread(stim, weights))
-    return eqx.tree_at(lambda s: s.stimuli, system, tuple(stimuli))
 
 
 def _next_pow2(x: int) -> int:
     return 1 << max(0, int(x - 1).bit_length())
-
-
-def _with_population(tree, n: int, block: int):
-    """A copy of ``tree`` (modules and tuples) with every static ``n == n`` field set
-    to ``block``: the block's view of a population model. Spike detectors skip their
-    buffer update in steps where no neuron of the block crosses (``skip_quiet_steps``)."""
-    if isinstance(tree, eqx.Module):
-        new = copy.copy(tree)
-        for f in dataclasses.fields(tree):
-            value = getattr(tree, f.name, None)
-            if f.name == "n" and isinstance(value, int) and value == n:
-                object.__setattr__(new, "n", block)
-            elif f.name == "skip_quiet_steps":
-                object.__setattr__(new, f.name, True)
-            elif isinstance(value, (eqx.Module, tuple, list)):
-                object.__setattr__(new, f.name, _with_population(value, n, block))
-        return new
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(_with_population(x, n, block) for x in tree)
-    return tree
 
 
 def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: float,
@@ -136,7 +77,7 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
     if interpret is None:
         interpret = jax.default_backend() != "gpu"
     kw = dict(t0=t0, t1=t1, dt=dt, save_every_steps=save_every_steps, n_save=n_save)
-    system = _spread_targets(system)
+    system = population.spread_targets(system)
 
     def fused(system, y0):
         return _fused(solver, term, y0, system, record, interpret=interpret, block=block, **kw)
@@ -175,14 +116,13 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
     dtype = jnp.result_type(float)
 
     # The block's view: static population sizes n -> block; leaves stay full size.
-    sys_block = _with_population(system, n, block)
+    sys_block = population.with_population(system, n, block, skip_quiet_steps=True)
     leaves, treedef = jax.tree.flatten((sys_block, y0))
     inputs, specs, kinds = [], [], []
     for leaf in leaves:
         x = jnp.asarray(leaf)
-        if x.ndim >= 1 and x.shape[0] == n:
-            if n_pad != n:
-                x = jnp.pad(x, [(0, n_pad - n)] + [(0, 0)] * (x.ndim - 1), mode="edge")
+        if population.is_per_neuron(x, n):
+            x = population.pad_neurons(x, n_pad)
             rest = x.shape[1:]
             specs.append(pl.BlockSpec((block,) + rest, lambda i, r=len(rest): (i,) + (0,) * r))
             kinds.append("population")

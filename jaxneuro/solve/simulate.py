@@ -83,11 +83,13 @@ def simulate(
     (e.g. 128 MB for 4000 steps of 1000 HH compartments in float64), times the batch
     size under ``vmap``.
 
-    ``backend``: ``"auto"`` (default), ``"xla"`` or ``"pallas"``, for the fixed-step
-    loop. ``"pallas"`` fuses the whole time loop of a population of independent
-    compartments into one GPU kernel (interpret mode on a CPU; see
-    :mod:`jaxneuro.backends.pallas`); ``"auto"`` uses it on a GPU when the model
-    qualifies, else XLA. ``summary``: a :class:`~jaxneuro.SpikeSummary`; the trace then
+    ``backend``: ``"auto"`` (default), ``"xla"``, ``"pallas"`` or ``"sharded"``, for
+    the fixed-step loop. ``"pallas"`` fuses the whole time loop of a population of
+    independent compartments into one GPU kernel (interpret mode on a CPU; see
+    :mod:`jaxneuro.backends.pallas`); ``"sharded"`` splits such a population over the
+    local devices, each running the XLA loop on its slice (on a CPU, each core is a
+    device: :mod:`jaxneuro.backends.sharded`); ``"auto"`` uses the kernel on a GPU and
+    the split on a CPU with several cores when the model qualifies, else one XLA loop. ``summary``: a :class:`~jaxneuro.SpikeSummary`; the trace then
     also holds each compartment's threshold-crossing times and counts (``trace.spikes``,
     ``trace.spike_count``), so that large populations can run with ``record=()``
     (no trace at all).
@@ -166,9 +168,11 @@ def simulate(
     if isinstance(stepsize_controller, diffrax.ConstantStepSize) and adjoint is None:
         # Fixed steps: our own loop (exact grid, two-level checkpointed gradients).
         k = steps_per_save(save_every, dt)
-        integrate = fixed_step.integrate
-        if backends.choose(backend, model, solver, y0, stimuli) == "pallas":
-            integrate = backends.pallas.integrate
+        integrate = {
+            "xla": fixed_step.integrate,
+            "pallas": backends.pallas.integrate,
+            "sharded": backends.sharded.integrate,
+        }[backends.choose(backend, model, solver, y0, stimuli)]
         saved, y_final = integrate(
             solver, term, y0, system, t0=t0, t1=t1, dt=dt, save_every_steps=k, n_save=n_save,
             record=record, grad_checkpoints=grad_checkpoints,

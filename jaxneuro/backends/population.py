@@ -1,0 +1,100 @@
+"""Slices of an uncoupled population: what the fused kernel's blocks and the sharded
+backend's devices each run.
+
+A population model of ``n`` independent compartments (shape ``(n,)``) is split into
+slices of ``size`` neurons. A slice's view of the model (:func:`with_population`) is
+the same module with its static population size set to ``size``; its array leaves are
+cut by the caller, per neuron (leading axis ``n``) or shared (scalars). Targeted
+stimuli become per-neuron weights (:func:`spread_targets`), since each slice numbers
+its neurons from 0.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+
+def problem(model, stimuli=()) -> str | None:
+    """Why ``model`` and ``stimuli`` cannot be split into independent slices, or None."""
+    shape = tuple(model.shape)
+    if len(shape) != 1:
+        return f"needs a population of shape (n,), got a model of shape {shape}"
+    if model.voltage_coupling() is not None:
+        return "needs independent compartments (this model couples voltages: cable, cell or gap junctions)"
+    if hasattr(model, "make_trace"):
+        return "does not run Networks"
+    for stim in stimuli:
+        if getattr(stim, "target", None) is not None and jax.eval_shape(stim.current, 0.0).shape != ():
+            # Targeted stimuli become per-neuron weights (Spread), which needs one
+            # waveform for all their targets.
+            return (f"spreads a targeted stimulus only when its current is one waveform for "
+                    f"all targets (target={stim.target!r} has per-target amplitudes); give "
+                    "per-neuron amplitudes with target=None, or use backend='xla'")
+    return None
+
+
+class Spread(eqx.Module):
+    """A targeted stimulus as per-neuron weights (how often each neuron is targeted).
+    Each slice numbers its neurons from 0, so indices into the whole population would
+    land on the wrong neurons; a weight per neuron is sliced like any other per-neuron
+    parameter."""
+
+    stimulus: eqx.Module
+    weights: jax.Array
+
+    def inject(self, t, model):
+        return self.stimulus.current_on(t, model) * self.weights
+
+
+def spread_targets(system):
+    """``system`` with its targeted stimuli as :class:`Spread` (same currents). The
+    weights are a unit current placed by the model itself, so targets are checked (and
+    wrapped) exactly as on the XLA path."""
+    stimuli = []
+    for stim in system.stimuli:
+        if getattr(stim, "target", None) is None:
+            stimuli.append(stim)
+            continue
+        weights = system.model.place_current(stim.target, jnp.ones((), jnp.result_type(float)))
+        stimuli.append(Spread(stim, weights))
+    return eqx.tree_at(lambda s: s.stimuli, system, tuple(stimuli))
+
+
+def with_population(tree, n: int, size: int, *, skip_quiet_steps: bool):
+    """A copy of ``tree`` (modules and tuples) with every static ``n == n`` field set
+    to ``size``: a slice's view of a population model. ``skip_quiet_steps`` is given to
+    spike detectors (True: update the spike buffers only in steps where a neuron of the
+    slice crosses, which pays inside the GPU kernel)."""
+    if isinstance(tree, eqx.Module):
+        new = copy.copy(tree)
+        for f in dataclasses.fields(tree):
+            value = getattr(tree, f.name, None)
+            if f.name == "n" and isinstance(value, int) and value == n:
+                object.__setattr__(new, "n", size)
+            elif f.name == "skip_quiet_steps":
+                object.__setattr__(new, f.name, skip_quiet_steps)
+            elif isinstance(value, (eqx.Module, tuple, list)):
+                object.__setattr__(new, f.name, with_population(value, n, size, skip_quiet_steps=skip_quiet_steps))
+        return new
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(with_population(x, n, size, skip_quiet_steps=skip_quiet_steps) for x in tree)
+    return tree
+
+
+def is_per_neuron(x, n: int) -> bool:
+    """Whether array ``x`` holds one value (row) per neuron of a population of ``n``."""
+    return x.ndim >= 1 and x.shape[0] == n
+
+
+def pad_neurons(x, n_pad: int):
+    """``x`` (leading axis per neuron) padded to ``n_pad`` rows with copies of its last
+    row: padding neurons are real, finite neurons whose results are dropped."""
+    n = x.shape[0]
+    if n_pad == n:
+        return x
+    return jnp.pad(x, [(0, n_pad - n)] + [(0, 0)] * (x.ndim - 1), mode="edge")

@@ -1,0 +1,111 @@
+"""An uncoupled population split over the local devices, each running the XLA loop.
+
+The neurons (compartments) of a population are independent, so ``n`` of them can be
+split into ``D`` slices of ``n / D`` that never exchange a value: each device runs the
+ordinary XLA time loop (:func:`jaxneuro.solve.fixed_step.integrate`) on its slice
+(``jax.shard_map`` over a one-axis mesh of ``jax.local_devices()``), and the slices'
+traces are joined at the end. On a CPU, jaxneuro makes each usable core a device
+(:mod:`jaxneuro.xla_cpu`), so a population runs on all cores: XLA's CPU compiler runs
+one time loop on one core, and cutting a step's work into per-thread pieces costs more
+than it gains for a few thousand compartments (``benchmarks/RESULTS.md``).
+
+Requirements are those of the fused GPU kernel that concern the population (see
+:func:`unsupported`): a population of shape ``(n,)`` with independent compartments,
+not a Network, targeted stimuli with one waveform; any solver with a constant step, and
+rate tables, are fine. The arithmetic is the XLA path's own, so results are equal to
+the last bit (to rounding with a targeted stimulus, which becomes per-neuron weights). Reverse and forward-mode gradients go through ``shard_map`` (the
+backward pass is split the same way). Under ``vmap`` every device takes its slice of
+neurons for the whole batch.
+
+``simulate(backend="auto")`` uses it on a CPU with more than one device when the
+population has at least :data:`MIN_PER_DEVICE` neurons per device; ``backend="sharded"``
+asks for it on any platform (e.g. several GPUs, with the XLA loop on each).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import population
+
+#: Neurons per device below which ``backend="auto"`` keeps one loop: splitting a small
+#: population saves less than the devices' hand-offs cost.
+MIN_PER_DEVICE = 16
+
+
+def unsupported(model, solver, y0, stimuli=(), devices=None) -> str | None:
+    """Why a population cannot be split over ``devices`` (default: the local
+    devices), or None if it can."""
+    del solver, y0
+    reason = population.problem(model, stimuli)
+    if reason:
+        return reason
+    n_dev = len(jax.local_devices() if devices is None else devices)
+    if n_dev < 2:
+        return f"needs more than one device, found {n_dev}"
+    return None
+
+
+def worthwhile(model, devices=None) -> bool:
+    """Whether ``backend="auto"`` should split ``model`` (a supported population):
+    at least :data:`MIN_PER_DEVICE` neurons per device."""
+    n_dev = len(jax.local_devices() if devices is None else devices)
+    return int(model.shape[0]) >= MIN_PER_DEVICE * n_dev
+
+
+def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: float,
+              save_every_steps: int, n_save: int, grad_checkpoints: str = "saves", devices=None):
+    """As :func:`jaxneuro.solve.fixed_step.integrate` (returns ``(saved, y_final)``,
+    ``saved[name]`` of shape ``(n_save, n)``), with the population split over
+    ``devices`` (default ``jax.local_devices()``). A population that does not divide
+    evenly is padded with copies of its last neuron, which are dropped afterwards."""
+    from ..solve import fixed_step
+
+    devices = jax.local_devices() if devices is None else list(devices)
+    n_dev = len(devices)
+    n = int(system.model.shape[0])
+    per_device = math.ceil(n / n_dev)
+    n_pad = per_device * n_dev
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("neurons",))
+    split, whole = jax.sharding.PartitionSpec("neurons"), jax.sharding.PartitionSpec()
+
+    system = population.spread_targets(system)
+    # Each device's view: static population sizes n -> per_device; its leaves are the
+    # device's slices. The XLA loop keeps its plain spike-buffer update.
+    sys_slice = population.with_population(system, n, per_device, skip_quiet_steps=False)
+    leaves, treedef = jax.tree.flatten((sys_slice, y0))
+    inputs, in_specs = [], []
+    for leaf in leaves:
+        x = jnp.asarray(leaf)
+        if population.is_per_neuron(x, n):
+            x = population.pad_neurons(x, n_pad)
+            in_specs.append(split)
+        else:  # scalars and other shared values: every device gets all of it
+            in_specs.append(whole)
+        inputs.append(x)
+
+    def run(*leaves):
+        sys_d, y_d = jax.tree.unflatten(treedef, leaves)
+        saved, y_final = fixed_step.integrate(
+            solver, term, y_d, sys_d, record=record, t0=t0, t1=t1, dt=dt,
+            save_every_steps=save_every_steps, n_save=n_save, grad_checkpoints=grad_checkpoints)
+        # A value shared by all neurons (shape (n_save,)) is saved per neuron, as the
+        # population's other records are.
+        saved = {k: x if x.ndim >= 2 else jnp.broadcast_to(x[:, None], (x.shape[0], per_device))
+                 for k, x in saved.items()}
+        return saved, y_final
+
+    saved_specs = {name: jax.sharding.PartitionSpec(None, "neurons") for name in record}
+    y_specs = jax.tree.map(lambda _: split, y0)
+    # check_vma=False: the loop's carries start as device-invariant zeros (e.g. empty
+    # spike buffers) and become per-device values, which the check would reject.
+    saved, y_final = jax.shard_map(run, mesh=mesh, in_specs=tuple(in_specs),
+                                   out_specs=(saved_specs, y_specs), check_vma=False)(*inputs)
+    if n_pad != n:
+        saved = {name: x[:, :n] for name, x in saved.items()}
+        y_final = jax.tree.map(lambda x: x[:n], y_final)
+    return saved, y_final

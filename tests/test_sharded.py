@@ -1,0 +1,155 @@
+"""The sharded backend: a population split over devices equals one XLA loop.
+
+Splitting needs several devices, which XLA_FLAGS must ask for before JAX starts, so
+the comparisons run once in a subprocess with 4 CPU devices (and jaxneuro's own
+setting checked there: without the flag, a process gets one device per usable core).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxneuro as jn
+from jaxneuro import backends
+from jaxneuro.backends import sharded
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp, numpy as np
+    import jaxneuro as jn
+    from jaxneuro import backends
+
+    assert jax.local_device_count() == 4, jax.devices()
+    out = {}
+
+    def hh_pop(n, g=None, **kw):
+        g = jnp.linspace(0.08, 0.16, n) if g is None else g
+        return jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=g, **kw)], n=n)
+
+    def diff(a, b):
+        return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+
+    # 10 neurons on 4 devices: padded to 12. Per-neuron amplitudes, a targeted stimulus
+    # (one neuron twice), a spike summary, several records.
+    amps = jnp.linspace(0.05, 0.3, 10)
+    stims = [jn.StepCurrent(amps, 1.0, 1e9), jn.StepCurrent(0.2, 5.0, 3.0, target=(2, 7, 7))]
+    kw = dict(dt=0.025, stimuli=stims, save_every=0.5, record=("v", "m_hh", "i_inj"),
+              summary=jn.SpikeSummary(capacity=4))
+    a = jn.simulate(hh_pop(10), 20.0, backend="xla", **kw)
+    b = jn.simulate(hh_pop(10), 20.0, backend="sharded", **kw)
+    out["shapes"] = [list(b.v.shape), list(b.i_inj.shape), list(b.spikes.shape)]
+    out["hh"] = [diff(a.v, b.v), diff(a.m_hh, b.m_hh), diff(a.i_inj, b.i_inj),
+                 diff(jnp.nan_to_num(a.spikes, posinf=-1), jnp.nan_to_num(b.spikes, posinf=-1)),
+                 diff(a.spike_count, b.spike_count)]
+    out["counts"] = np.asarray(a.spike_count).tolist()
+
+    # Point neurons with their own spike buffers (events in the state).
+    lif = jn.LIF(n=9)
+    la = jn.simulate(lif, 50.0, stimuli=[jn.StepCurrent(jnp.linspace(0.5, 3.0, 9), 0.0, 1e9)], backend="xla")
+    lb = jn.simulate(lif, 50.0, stimuli=[jn.StepCurrent(jnp.linspace(0.5, 3.0, 9), 0.0, 1e9)], backend="sharded")
+    out["lif"] = [diff(la.v, lb.v), diff(la.spike_count, lb.spike_count),
+                  diff(jnp.nan_to_num(la.spikes, posinf=-1), jnp.nan_to_num(lb.spikes, posinf=-1))]
+    out["lif_counts"] = np.asarray(la.spike_count).tolist()
+
+    # Rate tables (gathers) run split too.
+    ta = jn.simulate(hh_pop(8, use_table=True), 10.0, stimuli=[jn.StepCurrent(0.3, 1.0, 1e9)], backend="xla")
+    tb = jn.simulate(hh_pop(8, use_table=True), 10.0, stimuli=[jn.StepCurrent(0.3, 1.0, 1e9)], backend="sharded")
+    out["table"] = diff(ta.v, tb.v)
+
+    # Reverse mode w.r.t. per-neuron and shared parameters; forward mode; vmap.
+    def loss(g, amp, backend):
+        tr = jn.simulate(hh_pop(10, g), 10.0, dt=0.025, stimuli=[jn.StepCurrent(amp, 1.0, 1e9)],
+                         save_every=0.5, backend=backend)
+        return jnp.mean(tr.v ** 2)
+
+    g = jnp.linspace(0.09, 0.15, 10)
+    ga = jax.grad(loss, argnums=(0, 1))(g, 0.25, "xla")
+    gb = jax.grad(loss, argnums=(0, 1))(g, 0.25, "sharded")
+    out["grad"] = [np.asarray(ga[0]).tolist(), float(ga[1]), np.asarray(gb[0]).tolist(), float(gb[1])]
+    fa = jax.jvp(lambda x: loss(g, x, "xla"), (0.25,), (1.0,))[1]
+    fb = jax.jvp(lambda x: loss(g, x, "sharded"), (0.25,), (1.0,))[1]
+    out["jvp"] = [float(fa), float(fb)]
+    amps2 = jnp.array([0.1, 0.2, 0.3])
+    va = jax.vmap(lambda x: loss(g, x, "xla"))(amps2)
+    vb = jax.jit(jax.vmap(lambda x: loss(g, x, "sharded")))(amps2)
+    out["vmap"] = [np.asarray(va).tolist(), np.asarray(vb).tolist()]
+
+    # What "auto" picks on a CPU with 4 devices.
+    solver = jn.StaggeredEuler()
+    def pick(model):
+        return backends.choose("auto", model, solver, model.init_state(-65.0))
+    cable = jn.Cable(length=100.0, diam=1.0, nseg=80, channels=[jn.channels.HH()])
+    out["auto"] = {"n64": pick(hh_pop(64)), "n63": pick(hh_pop(63)), "cable": pick(cable),
+                   "single": pick(jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()]))}
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def split_results(tmp_path_factory):
+    script = tmp_path_factory.mktemp("sharded") / "split.py"
+    script.write_text(SCRIPT)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    p = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_split_population_equals_one_loop(split_results):
+    r = split_results
+    assert r["shapes"] == [[41, 10], [41, 10], [10, 4]]  # padding neurons dropped
+    # Same arithmetic per neuron, except that the targeted stimulus is applied as
+    # per-neuron weights: equal to rounding.
+    dv, dm, di, dspikes, dcount = r["hh"]
+    assert dv < 1e-9 and dm < 1e-12 and di < 1e-15 and dspikes < 1e-9 and dcount == 0
+    assert min(r["counts"]) == 0 and max(r["counts"]) >= 2  # some spike, some do not
+    assert r["lif"] == [0.0, 0.0, 0.0]
+    assert min(r["lif_counts"]) >= 0 and max(r["lif_counts"]) >= 3
+    assert r["table"] == 0.0
+
+
+def test_split_population_gradients(split_results):
+    g_xla, amp_xla, g_split, amp_split = split_results["grad"]
+    assert np.all(np.abs(g_xla) > 0) and abs(amp_xla) > 0
+    # The shared amplitude's cotangent is summed over the devices' slices.
+    np.testing.assert_allclose(g_split, g_xla, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(amp_split, amp_xla, rtol=1e-12)
+    fa, fb = split_results["jvp"]
+    np.testing.assert_allclose(fb, fa, rtol=1e-12)
+    np.testing.assert_allclose(fa, amp_xla, rtol=1e-9)  # forward and reverse mode agree
+    va, vb = split_results["vmap"]
+    np.testing.assert_allclose(vb, va, rtol=1e-12)
+    assert va[0] != va[2]
+
+
+def test_auto_splits_populations_of_enough_neurons(split_results):
+    per_device = sharded.MIN_PER_DEVICE
+    assert 4 * per_device <= 64 < 4 * per_device + 4
+    assert split_results["auto"] == {"n64": "sharded", "n63": "xla", "cable": "xla", "single": "xla"}
+
+
+def test_what_cannot_be_split_is_a_clear_error():
+    cable = jn.Cable(length=100.0, diam=1.0, nseg=3, channels=[jn.channels.HH()])
+    with pytest.raises(ValueError, match="backend='sharded': needs independent compartments"):
+        jn.simulate(cable, 1.0, backend="sharded")
+    single = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()])
+    with pytest.raises(ValueError, match=r"needs a population of shape \(n,\), got a model of shape \(\)"):
+        jn.simulate(single, 1.0, backend="sharded")
+    pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=4)
+    per_target = jn.StepCurrent(jnp.array([0.1, 0.2]), 0.0, 1e9, target=(1, 3))
+    assert "per-target amplitudes" in sharded.unsupported(pop, None, None, [per_target])
+    assert sharded.unsupported(pop, None, None, devices=jax.local_devices()[:1]) == (
+        "needs more than one device, found 1")
+    with pytest.raises(ValueError, match="backend expects one of .*'sharded'"):
+        backends.choose("threads", pop, None, None)
