@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import statistics
 import sys
@@ -62,6 +63,7 @@ def main(argv=None):
 
     import jaxneuro as jn
     from jaxneuro.backends import pallas as P
+    from jaxneuro.channels.base import exprel_ratio_of_exp
 
     jax.config.update("jax_enable_x64", False)
     # The gpu_pop workloads' own definition (benchmarks/workloads.py), at size n.
@@ -72,6 +74,21 @@ def main(argv=None):
 
     def exp2(x):
         return jnp.exp2(x * 1.4426950408889634)
+
+    def rates_without_sqrt(self, v):
+        # HH.rates with exp(-(v+65)/80) computed once and its 2nd, 4th and 8th powers
+        # taken for the /40, /20 and /10 exponentials: three multiplications instead
+        # of HH.rates' three square roots (the same formulas otherwise).
+        u = -(v + 65.0)
+        e80 = jnp.exp(u * 0.0125)
+        e20 = (e80 * e80) * (e80 * e80)
+        e10 = e20 * e20
+        return {
+            "m": (0.1 * exprel_ratio_of_exp(u + 25.0, 10.0, e10 * math.exp(2.5)),
+                  4.0 * jnp.exp(u * (1.0 / 18.0))),
+            "h": (0.07 * e20, 1.0 / (e10 * math.exp(3.0) + 1.0)),
+            "n": (0.01 * exprel_ratio_of_exp(u + 10.0, 10.0, e10 * math.e), 0.125 * e80),
+        }
 
     @contextlib.contextmanager
     def patched(obj, name, value):
@@ -99,11 +116,14 @@ def main(argv=None):
         "pallas_warps4": dict(patch=[(P, "DEFAULT_WARPS", 4)]),
         "pallas_block256_warps4": dict(patch=[(P, "DEFAULT_BLOCK", 256), (P, "DEFAULT_WARPS", 4)]),
         "pallas_exp2": dict(patch=[(jnp, "exp", exp2)]),
+        "pallas_nosqrt": dict(patch=[(jn.channels.HH, "rates", rates_without_sqrt)]),
+        "pallas_nosqrt_exp2": dict(patch=[(jn.channels.HH, "rates", rates_without_sqrt), (jnp, "exp", exp2)]),
         "xla": dict(backend="xla"),
     }
     print(f"# {jax.devices()[0]}, jax {jax.__version__}, n = {n}, {steps} steps, float32", flush=True)
-    results, ref = {}, None
+    results, ref, outputs = {}, None, {}
     for name, spec in variants.items():
+        jax.clear_caches()  # JAX caches traced loop bodies: a patched function must be retraced
         r = {}
         spec = dict(spec)
         patches = spec.pop("patch", [])
@@ -122,6 +142,7 @@ def main(argv=None):
                     out = jax.block_until_ready(compiled(g))
                     times.append(time.perf_counter() - t)
                 out = np.asarray(out)
+            outputs[name] = out
             r["run_s"] = statistics.median(times)
             r["compartment_steps_per_s"] = n * steps / r["run_s"]
             if name == "pallas":
@@ -134,14 +155,34 @@ def main(argv=None):
         results[name] = r
         print(name, json.dumps(r), flush=True)
 
-    print("\n| variant | run s | compile s | compartment-steps/s | spike counts ≠ default |")
-    print("|---|---|---|---|---|")
+    # float64 reference (the same kernel): how far each float32 variant's spike counts
+    # are from the exact arithmetic, not just from the default's rounding.
+    jax.config.update("jax_enable_x64", True)
+    jax.clear_caches()
+    ref64 = None
+    for backend in ("pallas", "xla"):
+        try:
+            f = make(backend=backend)
+            g64 = jnp.asarray(W.gnabar_values(n), jnp.float64)
+            ref64 = np.asarray(jax.block_until_ready(f(g64)))
+            print(f"float64 reference: {backend}, {int(ref64.sum())} spikes", flush=True)
+            break
+        except Exception as e:
+            print(f"float64 reference with {backend} failed: {type(e).__name__}: {str(e)[:500]}", flush=True)
+    if ref64 is not None:
+        for name, out in outputs.items():
+            if out.shape == ref64.shape and name != "pallas_nosummary":
+                results[name]["spike_count_mismatch_vs_float64"] = int(np.sum(out != ref64))
+                results[name]["spike_count_max_diff_vs_float64"] = int(np.max(np.abs(out.astype(int) - ref64.astype(int))))
+
+    print("\n| variant | run s | compile s | compartment-steps/s | spike counts ≠ default | ≠ float64 |")
+    print("|---|---|---|---|---|---|")
     for name, r in results.items():
         if "error" in r:
-            print(f"| {name} | error: {r['error'][:80]} | | | |")
+            print(f"| {name} | error: {r['error'][:80]} | | | | |")
             continue
         print(f"| {name} | {r['run_s']:.4g} | {r['compile_s']:.3g} | {r['compartment_steps_per_s']:.3g} "
-              f"| {r.get('spike_count_mismatch_vs_pallas', '')} |")
+              f"| {r.get('spike_count_mismatch_vs_pallas', '')} | {r.get('spike_count_mismatch_vs_float64', '')} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"device": str(jax.devices()[0]), "jax": jax.__version__, "n": n, "steps": steps,
