@@ -183,18 +183,19 @@ def main(argv=None):
     ap.add_argument("--_repeats", dest="repeats", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--_out", dest="out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    # Before JAX starts: jaxneuro sets XLA's small-loop limit on import
-    # (jaxneuro/xla_cpu.py); Jaxley, in the same process, runs with it too.
-    import jaxneuro  # noqa: F401
-    if args.only_sim:
-        return _only(args.only_sim, args.only_workload, bool(args.x64), args.repeats, args.out, args.backend)
     if args.cores is not None:
-        # Before JAX starts: XLA sizes its thread pool from the affinity mask, and
-        # subprocesses (the other-precision runs) inherit it.
+        # Before jaxneuro and JAX start: XLA sizes its thread pool, and jaxneuro the
+        # number of CPU devices, from the affinity mask; subprocesses (the
+        # other-precision runs) inherit it.
         allowed = sorted(os.sched_getaffinity(0))
         if not 1 <= args.cores <= len(allowed):
             ap.error(f"--cores expects 1 to {len(allowed)} (the cores this process may use), got {args.cores}")
         os.sched_setaffinity(0, allowed[: args.cores])
+    # Before JAX starts: jaxneuro sets XLA's small-loop limit and one CPU device per
+    # core on import (jaxneuro/xla_cpu.py); Jaxley, in the same process, runs with both.
+    import jaxneuro  # noqa: F401
+    if args.only_sim:
+        return _only(args.only_sim, args.only_workload, bool(args.x64), args.repeats, args.out, args.backend)
 
     import jax
 
@@ -239,9 +240,22 @@ def main(argv=None):
             finite = np.isfinite(jn_out[1]) & np.isfinite(xla_out[1])
             r["pallas_vs_xla_max_spike_dt_ms"] = float(np.max(np.abs(jn_out[1] - xla_out[1])[finite], initial=0.0))
 
+        if name == "pop1k" and on_cpu:
+            # What splitting the population over the cores is worth: one XLA loop.
+            r["jaxneuro_backend"] = W.jaxneuro_backend(name)
+            if r["jaxneuro_backend"] != "xla":
+                r["jaxneuro_one_loop_s"], _, one_out = timed(lambda: W.jaxneuro_run(name, backend="xla"), repeats)
+                r["one_loop_vs_split_max_dv_mV"] = compare(one_out, jn_out)["max_dv_mV"]
         if not big and have_neuron:
             r["neuron_s"], _, nrn_table_out = timed(lambda: W.neuron_run(name, tables=True), repeats)
             r["neuron_exact_s"], _, nrn_out = timed(lambda: W.neuron_run(name, tables=False), 0 if gpu_pop else repeats)
+            if name == "pop1k" and info["cores"] > 1:
+                # NEURON's own multithreading over the same cores (cells shared out).
+                r["neuron_threads"] = info["cores"]
+                r["neuron_threads_s"], _, thr_out = timed(
+                    lambda: W.neuron_run(name, tables=True, threads=info["cores"]), repeats)
+                r["neuron_threads_vs_one_max_dv_mV"] = compare(thr_out, nrn_table_out)["max_dv_mV"]
+                W.neuron_run("hh1")  # back to one thread for the other runs
         else:
             r["neuron_s"] = r["neuron_exact_s"] = None
         r["jaxley_s"] = r["jaxley_compile_s"] = None
@@ -320,7 +334,7 @@ def main(argv=None):
             r["jaxneuro_table_s"], _, table_out = timed(lambda: W.jaxneuro_run(name, use_table=True), repeats)
             r["table_vs_neuron_table"] = compare(table_out, nrn_table_out)
 
-        add_speedups(r, "jaxneuro_s", "speedup_vs_", ("neuron", "jaxley", "jaxley_xla_default_loops"))
+        add_speedups(r, "jaxneuro_s", "speedup_vs_", ("neuron", "neuron_threads", "jaxley", "jaxley_xla_default_loops"))
         results[name] = r
         print(json.dumps(r, default=float), flush=True)
 
@@ -376,6 +390,17 @@ def table(results):
                 + (f"; gradient/forward {_f(r.get('paths_grad_over_forward'), '{:.2f}')}" if name == "grad_tree1k" else "")
             )
     for name, r in results.items():
+        if "jaxneuro_one_loop_s" in r:
+            extra.append(
+                f"{name}: jaxneuro split over the cores ({r['jaxneuro_backend']}) {_f(r['jaxneuro_s'])} s, as one "
+                f"loop {_f(r['jaxneuro_one_loop_s'])} s (max |ΔV| between them {_f(r.get('one_loop_vs_split_max_dv_mV'))} mV)"
+            )
+        if "neuron_threads_s" in r:
+            extra.append(
+                f"{name}: NEURON on {r['neuron_threads']} threads {_f(r['neuron_threads_s'])} s "
+                f"(x NEURON threads {_f(r.get('speedup_vs_neuron_threads'), '{:.2f}')}; max |ΔV| to one thread "
+                f"{_f(r.get('neuron_threads_vs_one_max_dv_mV'))} mV)"
+            )
         if "compartment_steps_per_s" in r:
             extra.append(
                 f"{name} ({r['backend']}): {r['compartment_steps_per_s']:.3g} compartment-steps/s; XLA loop "

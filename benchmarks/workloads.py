@@ -88,6 +88,16 @@ def _jitted_run(fn, arg, convert):
 
 # --- jaxneuro ---------------------------------------------------------------------------------
 
+def jaxneuro_backend(name):
+    """The backend ``simulate(backend="auto")`` picks for population workload ``name``
+    here (``"xla"``, ``"sharded"`` or ``"pallas"``)."""
+    import jaxneuro as jn
+    from jaxneuro import backends
+
+    m = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=WORKLOADS[name]["n"])
+    return backends.choose("auto", m, jn.StaggeredEuler(), m.init_state(V_INIT), (jn.StepCurrent(AMP, DELAY, 1e9),))
+
+
 def jaxneuro_run(name, *, backend="auto", use_table=False, grad_checkpoints="saves", tree_solve="hines"):
     import jax
     import jax.numpy as jnp
@@ -143,11 +153,15 @@ def jaxneuro_run(name, *, backend="auto", use_table=False, grad_checkpoints="sav
 
 # --- NEURON -----------------------------------------------------------------------------------
 
-def neuron_run(name, *, tables=True):
+def neuron_run(name, *, tables=True, threads=1):
+    """NEURON on workload ``name``: with its ``hh`` rate table (``tables``) or exact
+    rates, on ``threads`` threads (``ParallelContext.nthread``: cells are shared out
+    among the threads; one cell stays on one thread)."""
     from neuron import h
 
     h.load_file("stdrun.hoc")
     h("forall delete_section()")
+    h.ParallelContext().nthread(threads)
     h.celsius = 6.3
     h.usetable_hh = 1 if tables else 0
     w = WORKLOADS[name]
