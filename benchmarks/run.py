@@ -249,13 +249,6 @@ def main(argv=None):
         if not big and have_neuron:
             r["neuron_s"], _, nrn_table_out = timed(lambda: W.neuron_run(name, tables=True), repeats)
             r["neuron_exact_s"], _, nrn_out = timed(lambda: W.neuron_run(name, tables=False), 0 if gpu_pop else repeats)
-            if name == "pop1k" and info["cores"] > 1:
-                # NEURON's own multithreading over the same cores (cells shared out).
-                r["neuron_threads"] = info["cores"]
-                r["neuron_threads_s"], _, thr_out = timed(
-                    lambda: W.neuron_run(name, tables=True, threads=info["cores"]), repeats)
-                r["neuron_threads_vs_one_max_dv_mV"] = compare(thr_out, nrn_table_out)["max_dv_mV"]
-                W.neuron_run("hh1")  # back to one thread for the other runs
         else:
             r["neuron_s"] = r["neuron_exact_s"] = None
         r["jaxley_s"] = r["jaxley_compile_s"] = None
@@ -334,7 +327,7 @@ def main(argv=None):
             r["jaxneuro_table_s"], _, table_out = timed(lambda: W.jaxneuro_run(name, use_table=True), repeats)
             r["table_vs_neuron_table"] = compare(table_out, nrn_table_out)
 
-        add_speedups(r, "jaxneuro_s", "speedup_vs_", ("neuron", "neuron_threads", "jaxley", "jaxley_xla_default_loops"))
+        add_speedups(r, "jaxneuro_s", "speedup_vs_", ("neuron", "jaxley", "jaxley_xla_default_loops"))
         results[name] = r
         print(json.dumps(r, default=float), flush=True)
 
@@ -394,12 +387,6 @@ def table(results):
             extra.append(
                 f"{name}: jaxneuro split over the cores ({r['jaxneuro_backend']}) {_f(r['jaxneuro_s'])} s, as one "
                 f"loop {_f(r['jaxneuro_one_loop_s'])} s (max |ΔV| between them {_f(r.get('one_loop_vs_split_max_dv_mV'))} mV)"
-            )
-        if "neuron_threads_s" in r:
-            extra.append(
-                f"{name}: NEURON on {r['neuron_threads']} threads {_f(r['neuron_threads_s'])} s "
-                f"(x NEURON threads {_f(r.get('speedup_vs_neuron_threads'), '{:.2f}')}; max |ΔV| to one thread "
-                f"{_f(r.get('neuron_threads_vs_one_max_dv_mV'))} mV)"
             )
         if "compartment_steps_per_s" in r:
             extra.append(

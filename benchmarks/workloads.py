@@ -153,15 +153,11 @@ def jaxneuro_run(name, *, backend="auto", use_table=False, grad_checkpoints="sav
 
 # --- NEURON -----------------------------------------------------------------------------------
 
-def neuron_run(name, *, tables=True, threads=1):
-    """NEURON on workload ``name``: with its ``hh`` rate table (``tables``) or exact
-    rates, on ``threads`` threads (``ParallelContext.nthread``: cells are shared out
-    among the threads; one cell stays on one thread)."""
+def neuron_run(name, *, tables=True):
     from neuron import h
 
     h.load_file("stdrun.hoc")
     h("forall delete_section()")
-    h.ParallelContext().nthread(threads)
     h.celsius = 6.3
     h.usetable_hh = 1 if tables else 0
     w = WORKLOADS[name]
