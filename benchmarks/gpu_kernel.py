@@ -13,8 +13,15 @@ float32, timed as the median of 5 runs after compiling, for:
 - ``pallas_exp2``: every ``exp`` of the step as ``exp2(x·log2 e)`` (the GPU's native
   base-2 exponential, without the range reduction of an accurate ``exp``; float32
   rounding differs, so a few spike counts do);
+- ``pallas_nosqrt``: HH rates with ``exp(-(v+65)/80)`` computed once and its powers
+  taken for the /40, /20 and /10 exponentials instead of square roots of the /10 one;
+  ``pallas_nosqrt_exp2``: both changes;
 - ``xla``: the XLA loop (which, returning only spike counts here, drops the spike-time
   buffers altogether: lighter than the kernel's work).
+
+Then the default kernel once more in float64, as the reference for every variant's
+spike counts (``spike_count_mismatch_vs_float64``): how exact each is, not only how it
+differs from the default's rounding.
 
 Measured on an H200 (jax 0.11.2), one million neurons, before two neurons per thread
 became the default: default 0.0388 s (1.03e11 compartment-steps/s); no summary 0.0373;
@@ -28,6 +35,9 @@ The variants above, after that and after the leaner step (gates held fixed in th
 voltage's JVP, HH rates without divisions by constants): default 0.0331 s (1.21e11);
 no summary 0.0324; one neuron per thread 0.0356; 256 neurons, two per thread, 0.0346;
 ``exp2`` 0.0308 (24 spike counts differ); XLA 0.0533.
+
+With the float64 reference (two runs, 10⁶ neurons): default 0.0330 s, 12 counts ≠
+float64; ``exp2`` 0.0308-0.0311, 20; ``nosqrt`` 0.0314-0.0318, 6; both 0.0293-0.0296, 27.
 
 Prints compartment-steps per second (target on an H100-class GPU: 1e11 for 1M neurons)
 and each variant's spike counts against the default's.
