@@ -9,13 +9,15 @@ float32, timed as the median of 5 runs after compiling, for:
   16, kernel blocks of 128 neurons on 2 warps: two neurons per thread);
 - ``pallas_nosummary``: no summary, the voltage saved twice (the HH step alone);
 - ``pallas_warps4``: one neuron per thread; ``pallas_block256_warps4``: 256 neurons,
-  two per thread;
+  two per thread; ``pallas_warps1`` and ``pallas_block256``: four neurons per thread
+  (128 on one warp, 256 on two);
 - ``pallas_exp2``: every ``exp`` of the step as ``exp2(x·log2 e)`` (the GPU's native
   base-2 exponential, without the range reduction of an accurate ``exp``; float32
   rounding differs, so a few spike counts do);
 - ``pallas_nosqrt``: HH rates with ``exp(-(v+65)/80)`` computed once and its powers
   taken for the /40, /20 and /10 exponentials instead of square roots of the /10 one;
-  ``pallas_nosqrt_exp2``: both changes;
+  ``pallas_nosqrt_exp2``: both changes; ``pallas_nosqrt_warps1``,
+  ``pallas_nosqrt_block256``: with four neurons per thread;
 - ``xla``: the XLA loop (which, returning only spike counts here, drops the spike-time
   buffers altogether: lighter than the kernel's work).
 
@@ -38,6 +40,8 @@ no summary 0.0324; one neuron per thread 0.0356; 256 neurons, two per thread, 0.
 
 With the float64 reference (two runs, 10⁶ neurons): default 0.0330 s, 12 counts ≠
 float64; ``exp2`` 0.0308-0.0311, 20; ``nosqrt`` 0.0314-0.0318, 6; both 0.0293-0.0296, 27.
+Four neurons per thread (third run): 0.0333 on one warp of 128, 0.0333 on two of 256,
+against the default's 0.0329; with ``nosqrt``, 0.0315 and 0.0329 (no gain over two).
 
 Prints compartment-steps per second (target on an H100-class GPU: 1e11 for 1M neurons)
 and each variant's spike counts against the default's.
@@ -125,8 +129,12 @@ def main(argv=None):
         "pallas_nosummary": dict(summary=False),
         "pallas_warps4": dict(patch=[(P, "DEFAULT_WARPS", 4)]),
         "pallas_block256_warps4": dict(patch=[(P, "DEFAULT_BLOCK", 256), (P, "DEFAULT_WARPS", 4)]),
+        "pallas_warps1": dict(patch=[(P, "DEFAULT_WARPS", 1)]),
+        "pallas_block256": dict(patch=[(P, "DEFAULT_BLOCK", 256)]),
         "pallas_exp2": dict(patch=[(jnp, "exp", exp2)]),
         "pallas_nosqrt": dict(patch=[(jn.channels.HH, "rates", rates_without_sqrt)]),
+        "pallas_nosqrt_warps1": dict(patch=[(jn.channels.HH, "rates", rates_without_sqrt), (P, "DEFAULT_WARPS", 1)]),
+        "pallas_nosqrt_block256": dict(patch=[(jn.channels.HH, "rates", rates_without_sqrt), (P, "DEFAULT_BLOCK", 256)]),
         "pallas_nosqrt_exp2": dict(patch=[(jn.channels.HH, "rates", rates_without_sqrt), (jnp, "exp", exp2)]),
         "xla": dict(backend="xla"),
     }
