@@ -84,6 +84,18 @@ SCRIPT = textwrap.dedent(
     vb = jax.jit(jax.vmap(lambda x: loss(g, x, "sharded")))(amps2)
     out["vmap"] = [np.asarray(va).tolist(), np.asarray(vb).tolist()]
 
+    # Each device running the fused kernel (Pallas' interpret mode here), as on GPUs.
+    import diffrax
+    from jaxneuro.backends import sharded
+    from jaxneuro.solve.system import System, vector_field
+    system = System(model=hh_pop(10), stimuli=(jn.StepCurrent(amps, 1.0, 1e9),))
+    y0 = system.model.init_state(-65.0)
+    kw = dict(record=("v",), t0=0.0, t1=10.0, dt=0.025, save_every_steps=20, n_save=21)
+    args = (jn.StaggeredEuler(), diffrax.ODETerm(vector_field), y0, system)
+    xs, _ = sharded.integrate(*args, loop="xla", **kw)
+    ps, _ = sharded.integrate(*args, loop="pallas", **kw)
+    out["kernel_per_device"] = [list(ps["v"].shape), diff(xs["v"], ps["v"]), float(jnp.ptp(xs["v"]))]
+
     # What "auto" picks on a CPU with 4 devices.
     solver = jn.StaggeredEuler()
     def pick(model):
@@ -117,6 +129,12 @@ def test_split_population_equals_one_loop(split_results):
     assert r["lif"] == [0.0, 0.0, 0.0]
     assert min(r["lif_counts"]) >= 0 and max(r["lif_counts"]) >= 3
     assert r["table"] == 0.0
+
+
+def test_each_device_can_run_the_fused_kernel(split_results):
+    shape, dv, swing = split_results["kernel_per_device"]
+    assert shape == [21, 10] and swing > 50.0  # spikes in it
+    assert dv < 1e-9
 
 
 def test_split_population_gradients(split_results):
@@ -153,3 +171,6 @@ def test_what_cannot_be_split_is_a_clear_error():
         "needs more than one device, found 1")
     with pytest.raises(ValueError, match="backend expects one of .*'sharded'"):
         backends.choose("threads", pop, None, None)
+    with pytest.raises(ValueError, match="loop expects 'xla' or 'pallas', got 'cuda'"):
+        sharded.integrate(None, None, None, None, record=("v",), t0=0.0, t1=1.0, dt=0.1,
+                          save_every_steps=1, n_save=11, loop="cuda")

@@ -1,4 +1,4 @@
-"""An uncoupled population split over the local devices, each running the XLA loop.
+"""An uncoupled population split over the local devices, each running its own loop.
 
 The neurons (compartments) of a population are independent, so ``n`` of them can be
 split into ``D`` slices of ``n / D`` that never exchange a value: each device runs the
@@ -13,13 +13,18 @@ Requirements are those of the fused GPU kernel that concern the population (see
 :func:`unsupported`): a population of shape ``(n,)`` with independent compartments,
 not a Network, targeted stimuli with one waveform; any solver with a constant step, and
 rate tables, are fine. The arithmetic is the XLA path's own, so results are equal to
-the last bit (to rounding with a targeted stimulus, which becomes per-neuron weights). Reverse and forward-mode gradients go through ``shard_map`` (the
-backward pass is split the same way). Under ``vmap`` every device takes its slice of
-neurons for the whole batch.
+the last bit (to rounding with a targeted stimulus, which becomes per-neuron weights).
+Reverse and forward-mode gradients go through ``shard_map`` (the backward pass is split
+the same way; with the Pallas kernel on each GPU, forward mode is not available, as on
+that backend). Under ``vmap`` every device takes its slice of neurons for the whole
+batch.
 
 ``simulate(backend="auto")`` uses it on a CPU with more than one device when the
 population has at least :data:`MIN_PER_DEVICE` neurons per device; ``backend="sharded"``
-asks for it on any platform (e.g. several GPUs, with the XLA loop on each).
+asks for it on any platform: on several GPUs each runs the fused Pallas kernel on its
+share when the model qualifies (else the XLA loop). ``"auto"`` keeps a GPU population
+on one GPU (the kernel), since how many neurons make splitting pay there has not been
+measured.
 """
 
 from __future__ import annotations
@@ -58,14 +63,27 @@ def worthwhile(model, devices=None) -> bool:
 
 
 def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: float,
-              save_every_steps: int, n_save: int, grad_checkpoints: str = "saves", devices=None):
+              save_every_steps: int, n_save: int, grad_checkpoints: str = "saves", devices=None,
+              loop: str | None = None):
     """As :func:`jaxneuro.solve.fixed_step.integrate` (returns ``(saved, y_final)``,
     ``saved[name]`` of shape ``(n_save, n)``), with the population split over
     ``devices`` (default ``jax.local_devices()``). A population that does not divide
-    evenly is padded with copies of its last neuron, which are dropped afterwards."""
+    evenly is padded with copies of its last neuron, which are dropped afterwards.
+
+    ``loop``: what each device runs on its slice, ``"xla"`` (the XLA loop) or
+    ``"pallas"`` (the fused kernel, :mod:`jaxneuro.backends.pallas`); default the
+    kernel on GPUs when the model qualifies for it (several GPUs: each runs the kernel
+    on its share of the neurons), else the XLA loop."""
     from ..solve import fixed_step
+    from . import pallas
 
     devices = jax.local_devices() if devices is None else list(devices)
+    if loop is None:
+        on_gpu = devices[0].platform == "gpu"
+        loop = "pallas" if on_gpu and not pallas.unsupported(system.model, solver, y0, system.stimuli) else "xla"
+    if loop not in ("xla", "pallas"):
+        raise ValueError(f"loop expects 'xla' or 'pallas', got {loop!r}")
+    inner = fixed_step.integrate if loop == "xla" else pallas.integrate
     n_dev = len(devices)
     n = int(system.model.shape[0])
     per_device = math.ceil(n / n_dev)
@@ -90,7 +108,7 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
 
     def run(*leaves):
         sys_d, y_d = jax.tree.unflatten(treedef, leaves)
-        saved, y_final = fixed_step.integrate(
+        saved, y_final = inner(
             solver, term, y_d, sys_d, record=record, t0=t0, t1=t1, dt=dt,
             save_every_steps=save_every_steps, n_save=n_save, grad_checkpoints=grad_checkpoints)
         # A value shared by all neurons (shape (n_save,)) is saved per neuron, as the
