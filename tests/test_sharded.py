@@ -84,6 +84,17 @@ SCRIPT = textwrap.dedent(
     vb = jax.jit(jax.vmap(lambda x: loss(g, x, "sharded")))(amps2)
     out["vmap"] = [np.asarray(va).tolist(), np.asarray(vb).tolist()]
 
+    # Inside jn.sweep, which splits its chunks over the same devices by parameter set.
+    def counts(p, backend):
+        m = hh_pop(10, g=p["g"] * jnp.ones(10))
+        tr = jn.simulate(m, 10.0, stimuli=[jn.StepCurrent(amps, 1.0, 1e9)], record=(), backend=backend,
+                         summary=jn.SpikeSummary(capacity=4))
+        return {"count": tr.spike_count}
+    grid = {"g": np.linspace(0.08, 0.16, 6)}
+    sa = jn.sweep(lambda p: counts(p, "xla"), grid, batch_size=4)
+    sb = jn.sweep(lambda p: counts(p, "sharded"), grid, batch_size=4)
+    out["sweep"] = [list(sb["count"].shape), int(np.sum(sa["count"] != sb["count"])), int(sa["count"].sum())]
+
     # Each device running the fused kernel (Pallas' interpret mode here), as on GPUs.
     import diffrax
     from jaxneuro.backends import sharded
@@ -129,6 +140,11 @@ def test_split_population_equals_one_loop(split_results):
     assert r["lif"] == [0.0, 0.0, 0.0]
     assert min(r["lif_counts"]) >= 0 and max(r["lif_counts"]) >= 3
     assert r["table"] == 0.0
+
+
+def test_split_population_inside_a_sweep(split_results):
+    shape, mismatch, total = split_results["sweep"]
+    assert shape == [6, 10] and mismatch == 0 and total > 0
 
 
 def test_each_device_can_run_the_fused_kernel(split_results):
