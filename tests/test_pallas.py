@@ -184,3 +184,43 @@ def test_gradient_through_kernel_lowers_for_gpu():
             raise AssertionError(f"{name}: {e}") from e
         assert "triton" in text.lower(), name
 
+
+
+def test_spike_buffer_scatter_equals_select():
+    """The XLA loop's spike buffers: a scatter (GPUs) and a select (CPUs) write the same
+    slots, leave full buffers alone, and pass the same gradients to the spike times."""
+    from jaxneuro.solve.summary import write_by_scatter, write_by_select
+
+    rng = np.random.default_rng(0)
+    spikes = jnp.asarray(np.where(rng.random((5, 3, 4)) < 0.3, rng.random((5, 3, 4)), np.inf))
+    count = jnp.asarray(rng.integers(0, 6, (5, 3)), dtype=float)  # 4 and 5: full buffers
+    crossed = jnp.asarray(rng.random((5, 3)) < 0.6)
+    t = jnp.asarray(rng.random((5, 3)))
+    a, b = write_by_select(spikes, count, crossed, t), write_by_scatter(spikes, count, crossed, t)
+    np.testing.assert_array_equal(b, a)
+    written = np.asarray(crossed) & (np.asarray(count) < 4)
+    assert written.sum() >= 3 and (np.asarray(crossed) & ~written).sum() >= 1
+    assert np.sum(np.asarray(a) != np.asarray(spikes)) == written.sum()
+
+    def loss(write, t):
+        s = write(spikes, count, crossed, t)
+        return jnp.sum(jnp.where(jnp.isfinite(s), s, 0.0) ** 2)
+
+    ga, gb = jax.grad(lambda x: loss(write_by_select, x))(t), jax.grad(lambda x: loss(write_by_scatter, x))(t)
+    np.testing.assert_allclose(gb, ga, rtol=1e-15)
+    assert np.all((np.asarray(ga) != 0) == written)
+
+
+def test_xla_loop_scatters_spike_times_on_gpus_only():
+    """A scatter keeps XLA's CPU loop from compiling into one kernel, so the CPU
+    program selects; lowered for CUDA, the XLA loop scatters one spike time per neuron
+    instead of rewriting every slot."""
+    def run(g):
+        m = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=g)], n=4)
+        return jn.simulate(m, 2.0, record=(), backend="xla", summary=SpikeSummary(capacity=4)).spikes
+
+    g = jnp.linspace(0.1, 0.15, 4)
+    assert "stablehlo.scatter" not in jax.jit(run).trace(g).lower(lowering_platforms=("cpu",)).as_text()
+    if jax.default_backend() == "cpu":
+        assert "small_call" in jax.jit(run).lower(g).compile().as_text()  # one kernel
+    assert "stablehlo.scatter" in _lower_for_cuda(run, g)

@@ -95,9 +95,10 @@ class SpikeDetector(AbstractModel):
         def record(ev):
             rise = jnp.where(crossed, y1.v - y0.v, 1.0)
             t_cross = t0 + (thr - y0.v) / rise * (t1 - t0)
-            # A compare against an iota instead of a scatter: lowers in GPU kernels too.
-            slot = (jnp.arange(self.capacity) == ev["count"][..., None]) & crossed[..., None]
-            return {"spikes": jnp.where(slot, t_cross[..., None], ev["spikes"]),
+            # In the fused kernel (skip_quiet_steps) a compare against an iota, which
+            # Pallas lowers; in XLA loops the choice of the platform.
+            write = write_by_select if self.skip_quiet_steps else write_spike_times
+            return {"spikes": write(ev["spikes"], ev["count"], crossed, t_cross),
                     "count": ev["count"] + crossed.astype(ev["count"].dtype)}
 
         if self.skip_quiet_steps:
@@ -106,3 +107,32 @@ class SpikeDetector(AbstractModel):
         else:
             events = record(y0.events)
         return State(v=y1.v, gates=y1.gates, events=events)
+
+
+def write_by_select(spikes, count, crossed, t):
+    """``spikes`` (shape ``(..., capacity)``, ms) with ``t`` written at slot ``count``
+    where ``crossed``; nothing where ``count >= capacity`` (the buffer is full). Every
+    slot is selected anew: ``capacity`` values read and written per compartment."""
+    slot = (jnp.arange(spikes.shape[-1]) == count[..., None]) & crossed[..., None]
+    return jnp.where(slot, t[..., None], spikes)
+
+
+def write_by_scatter(spikes, count, crossed, t):
+    """As :func:`write_by_select`, as a scatter of one value per compartment (the
+    others, and a full buffer's, go to an index past the end and are dropped)."""
+    capacity = spikes.shape[-1]
+    flat = spikes.reshape(-1, capacity)
+    col = jnp.where(crossed, count, capacity).astype(jnp.int32).reshape(-1)
+    rows = jnp.arange(flat.shape[0])
+    t = jnp.broadcast_to(t, crossed.shape).reshape(-1)
+    return flat.at[rows, col].set(t.astype(spikes.dtype), mode="drop").reshape(spikes.shape)
+
+
+def write_spike_times(spikes, count, crossed, t):
+    """:func:`write_by_select` on CPUs, :func:`write_by_scatter` elsewhere (chosen when
+    the program is lowered). On a GPU the select rewrites every slot in every step (a
+    million neurons with 16 slots: 64 MB per step in float32) where the scatter writes
+    one value per neuron; on a CPU a scatter would keep XLA from compiling the time
+    loop into one kernel (:mod:`jaxneuro.xla_cpu`), and the select is cheap there."""
+    return jax.lax.platform_dependent(
+        spikes, count, crossed, t, cpu=write_by_select, default=write_by_scatter)
