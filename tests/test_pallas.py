@@ -1,6 +1,8 @@
 """The fused Pallas backend (interpret mode on the CPU) against the XLA loop, and
 spike summaries against crossings found in a full trace."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -224,3 +226,54 @@ def test_xla_loop_scatters_spike_times_on_gpus_only():
     if jax.default_backend() == "cpu":
         assert "small_call" in jax.jit(run).lower(g).compile().as_text()  # one kernel
     assert "stablehlo.scatter" in _lower_for_cuda(run, g)
+
+
+@pytest.mark.parametrize("neuron, amp_max, capacity", [
+    (jn.LIF, 3.0, 100), (jn.AdEx, 1.0, 100), (jn.Izhikevich, 200.0, 3)])
+def test_point_neurons_through_kernel_equal_xla(neuron, amp_max, capacity):
+    """Spiking point neurons (reset, refractoriness, their own spike buffers of a
+    length that is no power of two) in the fused kernel: as in the XLA loop, including
+    a buffer that overflows (Izhikevich, 3 slots)."""
+    model = neuron(n=6, spike_capacity=capacity)
+    kw = dict(stimuli=[jn.StepCurrent(jnp.linspace(0.0, amp_max, 6), 1.0, 1e9)], save_every=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the overflow is reported; tested elsewhere
+        a = jn.simulate(model, 40.0, backend="xla", **kw)
+        b = jn.simulate(model, 40.0, backend="pallas", **kw)
+    assert b.spikes.shape == a.spikes.shape == (6, capacity)
+    np.testing.assert_allclose(b.v, a.v, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(b.spike_count, a.spike_count)
+    np.testing.assert_allclose(b.spikes, a.spikes, rtol=0, atol=1e-9)
+    assert a.spike_count[0] == 0 and a.spike_count[-1] >= 2
+    if capacity == 3:
+        assert a.spike_count.max() > 3 and np.all(np.isfinite(a.spikes[-1]))
+
+
+def test_summary_of_any_capacity_through_kernel():
+    a = _run("xla", summary=SpikeSummary(capacity=3))
+    b = _run("pallas", summary=SpikeSummary(capacity=3))
+    assert b.spikes.shape == (6, 3)
+    np.testing.assert_array_equal(b.spike_count, a.spike_count)
+    np.testing.assert_allclose(b.spikes, a.spikes, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("neuron", [jn.LIF, jn.AdEx, jn.Izhikevich])
+def test_point_neuron_kernel_lowers_for_gpu(neuron):
+    """Without a GPU: Triton lowers only power-of-two shapes (the default 100-slot
+    spike buffer is padded to 128 inside the kernel) and no captured constants (the
+    upswing quadrature's nodes are Python floats)."""
+    import diffrax
+
+    from jaxneuro.backends import pallas as P
+    from jaxneuro.solve.system import System, vector_field
+
+    with jax.enable_x64(False):
+        model = neuron(n=300)
+        system = System(model=model, stimuli=(jn.StepCurrent(1.0, 2.0, 1e9),))
+        y0 = model.init_state(model.default_v0)
+
+        def run(system, y0):
+            return P._fused(model.default_solver(), diffrax.ODETerm(vector_field), y0, system, ("v",), t0=0.0,
+                            t1=5.0, dt=0.025, save_every_steps=20, n_save=11, interpret=False, block=128)
+
+        assert "triton" in _lower_for_cuda(run, system, y0).lower()

@@ -65,6 +65,23 @@ def _next_pow2(x: int) -> int:
     return 1 << max(0, int(x - 1).bit_length())
 
 
+#: Static fields holding a spike buffer's length (SpikeDetector, spiking neurons).
+_CAPACITY_FIELDS = ("capacity", "spike_capacity")
+
+
+def _pad_spike_buffers(y0):
+    """``(capacity, y0)`` with the spike-time buffer ``y0.events["spikes"]`` (last axis
+    ``capacity``) padded with ``inf`` to a power-of-two length; ``(None, y0)`` when the
+    state has no spike buffer."""
+    spikes = (y0.events or {}).get("spikes")
+    if spikes is None:
+        return None, y0
+    capacity = spikes.shape[-1]
+    pad = _next_pow2(capacity) - capacity
+    spikes = jnp.pad(spikes, [(0, 0)] * (spikes.ndim - 1) + [(0, pad)], constant_values=jnp.inf)
+    return capacity, type(y0)(v=y0.v, gates=y0.gates, events=dict(y0.events, spikes=spikes))
+
+
 def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: float,
               save_every_steps: int, n_save: int, interpret: bool | None = None,
               block: int | None = None, grad_checkpoints: str = "saves"):
@@ -117,6 +134,11 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
 
     # The block's view: static population sizes n -> block; leaves stay full size.
     sys_block = population.with_population(system, n, block, skip_quiet_steps=True)
+    # Triton lowers only power-of-two shapes: spike buffers get a power-of-two length
+    # inside the kernel (the same first spikes, the extra slots dropped afterwards).
+    sys_block = population.map_static_fields(
+        sys_block, lambda name, v: _next_pow2(v) if name in _CAPACITY_FIELDS and isinstance(v, int) else v)
+    capacity, y0 = _pad_spike_buffers(y0)
     leaves, treedef = jax.tree.flatten((sys_block, y0))
     inputs, specs, kinds = [], [], []
     for leaf in leaves:
@@ -189,4 +211,7 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
     )(*inputs)
     saved = {name: outs[i][:n_save, :n] for i, name in enumerate(record)}
     y_final = jax.tree.unflatten(y_treedef, [o[:n] for o in outs[n_rec:]])
+    if capacity is not None:
+        events = dict(y_final.events, spikes=y_final.events["spikes"][..., :capacity])
+        y_final = type(y_final)(v=y_final.v, gates=y_final.gates, events=events)
     return saved, y_final

@@ -70,19 +70,33 @@ def with_population(tree, n: int, size: int, *, skip_quiet_steps: bool):
     to ``size``: a slice's view of a population model. ``skip_quiet_steps`` is given to
     spike detectors (True: update the spike buffers only in steps where a neuron of the
     slice crosses, which pays inside the GPU kernel)."""
+    def view(name, value):
+        if name == "n" and isinstance(value, int) and value == n:
+            return size
+        if name == "skip_quiet_steps":
+            return skip_quiet_steps
+        return value
+
+    return map_static_fields(tree, view)
+
+
+def map_static_fields(tree, fn):
+    """A copy of ``tree`` (modules, tuples and lists, recursively) with each module
+    field ``name`` set to ``fn(name, value)``; sub-modules are walked, not passed to
+    ``fn``. Array leaves are shared, not copied."""
     if isinstance(tree, eqx.Module):
         new = copy.copy(tree)
         for f in dataclasses.fields(tree):
             value = getattr(tree, f.name, None)
-            if f.name == "n" and isinstance(value, int) and value == n:
-                object.__setattr__(new, "n", size)
-            elif f.name == "skip_quiet_steps":
-                object.__setattr__(new, f.name, skip_quiet_steps)
-            elif isinstance(value, (eqx.Module, tuple, list)):
-                object.__setattr__(new, f.name, with_population(value, n, size, skip_quiet_steps=skip_quiet_steps))
+            if isinstance(value, (eqx.Module, tuple, list)):
+                object.__setattr__(new, f.name, map_static_fields(value, fn))
+            else:
+                new_value = fn(f.name, value)
+                if new_value is not value:
+                    object.__setattr__(new, f.name, new_value)
         return new
     if isinstance(tree, (tuple, list)):
-        return type(tree)(with_population(x, n, size, skip_quiet_steps=skip_quiet_steps) for x in tree)
+        return type(tree)(map_static_fields(x, fn) for x in tree)
     return tree
 
 

@@ -82,16 +82,18 @@ class AbstractSpikingNeuron(AbstractModel):
         shape = jnp.shape(v_start)
         y0 = coordinate(v_start)
         y1 = coordinate(jnp.broadcast_to(v_th, shape))
-        x, w = np.polynomial.legendre.leggauss(order)
-        x = jnp.asarray(x).reshape((order,) + (1,) * len(shape))  # nodes on a leading axis
-        ys = y0 + (y1 - y0) * (0.5 * (x + 1.0))
-        vs = inverse(ys)
-        f = drive - self.membrane_current(vs, gates) / c
-        dy = jax.jvp(coordinate, (vs,), (jnp.ones_like(vs),))[1]
-        rate = dy * f
-        ok = jnp.all(rate > 0, axis=0) & (y1 > y0)
-        integrand = 1.0 / jnp.where(rate > 0, rate, 1.0)
-        t = 0.5 * (y1 - y0) * jnp.tensordot(jnp.asarray(w), integrand, axes=1)
+        ok = y1 > y0
+        total = jnp.zeros_like(y0)
+        # Node by node with the nodes and weights as Python floats: arrays of them would
+        # be constants captured by the fused GPU kernel, which Pallas refuses.
+        for x, w in zip(*np.polynomial.legendre.leggauss(order)):
+            vs = inverse(y0 + (y1 - y0) * (0.5 * (float(x) + 1.0)))
+            f = drive - self.membrane_current(vs, gates) / c
+            dy = jax.jvp(coordinate, (vs,), (jnp.ones_like(vs),))[1]
+            rate = dy * f
+            ok = ok & (rate > 0)
+            total = total + float(w) / jnp.where(rate > 0, rate, 1.0)
+        t = 0.5 * (y1 - y0) * total
         return jnp.where(ok, t, jnp.inf)
 
     def flow_after_reset(self, y0: State, gates: dict, a, b):
