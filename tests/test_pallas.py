@@ -97,6 +97,14 @@ def test_backend_validation():
     with pytest.raises(ValueError, match="per-target amplitudes"):
         jn.simulate(_population(), 1.0, stimuli=[per_target], backend="pallas")
     assert jn.simulate(_population(), 1.0, stimuli=[per_target]).v.shape == (41, 6)
+    # A recorded current (samples looked up by time), even of as many samples as
+    # neurons: not a per-neuron array; "auto" on a GPU falls back to the XLA loop.
+    from jaxneuro.backends import pallas as P
+
+    samples = jn.DataCurrent(values=jnp.linspace(0.0, 0.3, 6), dt=0.5)
+    with pytest.raises(ValueError, match=r"not an array of shape \(6,\) \(e.g. a DataCurrent's samples\)"):
+        jn.simulate(_population(), 1.0, stimuli=[samples], backend="pallas")
+    assert "DataCurrent" in P.unsupported(_population(), jn.StaggeredEuler(), None, [samples])
 
 
 def test_targeted_stimuli_across_blocks_equal_xla():

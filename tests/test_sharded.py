@@ -61,6 +61,13 @@ SCRIPT = textwrap.dedent(
                   diff(jnp.nan_to_num(la.spikes, posinf=-1), jnp.nan_to_num(lb.spikes, posinf=-1))]
     out["lif_counts"] = np.asarray(la.spike_count).tolist()
 
+    # A recorded current of as many samples as neurons is one waveform for all of
+    # them, not a per-neuron array (it used to be cut with the population).
+    dc = jn.DataCurrent(values=jnp.linspace(0.0, 0.4, 10), dt=1.0)
+    da = jn.simulate(hh_pop(10), 15.0, stimuli=[dc], backend="xla")
+    db = jn.simulate(hh_pop(10), 15.0, stimuli=[dc], backend="sharded")
+    out["data_current"] = [diff(da.v, db.v), float(jnp.ptp(da.v[:, 0]))]
+
     # Rate tables (gathers) run split too.
     ta = jn.simulate(hh_pop(8, use_table=True), 10.0, stimuli=[jn.StepCurrent(0.3, 1.0, 1e9)], backend="xla")
     tb = jn.simulate(hh_pop(8, use_table=True), 10.0, stimuli=[jn.StepCurrent(0.3, 1.0, 1e9)], backend="sharded")
@@ -140,6 +147,8 @@ def test_split_population_equals_one_loop(split_results):
     assert r["lif"] == [0.0, 0.0, 0.0]
     assert min(r["lif_counts"]) >= 0 and max(r["lif_counts"]) >= 3
     assert r["table"] == 0.0
+    dv, swing = r["data_current"]
+    assert dv == 0.0 and swing > 5.0
 
 
 def test_split_population_inside_a_sweep(split_results):

@@ -50,6 +50,7 @@ def unsupported(model, solver, y0, stimuli=()) -> str | None:
     """Why the fused kernel cannot run this model, solver and stimuli, or None if it
     can."""
     from ..solve.staggered import StaggeredEuler
+    from ..solve.system import System
 
     reason = population.problem(model, stimuli)
     if reason:
@@ -57,7 +58,13 @@ def unsupported(model, solver, y0, stimuli=()) -> str | None:
     if not isinstance(solver, StaggeredEuler):
         return f"needs the default solver jn.StaggeredEuler, got {type(solver).__name__}"
     if any(getattr(ch, "use_table", False) for ch in getattr(model, "channels", ())):
-        return "does not look up rate tables (a channel has use_table=True); use backend='xla'"
+        return "does not look up rate tables (a channel has use_table=True)"
+    system = System(model=model, stimuli=tuple(stimuli))
+    n = int(model.shape[0])
+    for leaf, per_neuron in zip(jax.tree.leaves(system), population.per_neuron_mask(system, n)):
+        if not per_neuron and jnp.ndim(leaf) > 0:
+            return (f"takes per-neuron and scalar parameters only, not an array of shape "
+                    f"{jnp.shape(leaf)} (e.g. a DataCurrent's samples)")
     return None
 
 
@@ -141,9 +148,9 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
     capacity, y0 = _pad_spike_buffers(y0)
     leaves, treedef = jax.tree.flatten((sys_block, y0))
     inputs, specs, kinds = [], [], []
-    for leaf in leaves:
+    for leaf, per_neuron in zip(leaves, population.per_neuron_mask((system, y0), n)):
         x = jnp.asarray(leaf)
-        if population.is_per_neuron(x, n):
+        if per_neuron:
             x = population.pad_neurons(x, n_pad)
             rest = x.shape[1:]
             specs.append(pl.BlockSpec((block,) + rest, lambda i, r=len(rest): (i,) + (0,) * r))

@@ -34,7 +34,7 @@ def problem(model, stimuli=()) -> str | None:
             # waveform for all their targets.
             return (f"spreads a targeted stimulus only when its current is one waveform for "
                     f"all targets (target={stim.target!r} has per-target amplitudes); give "
-                    "per-neuron amplitudes with target=None, or use backend='xla'")
+                    "per-neuron amplitudes with target=None")
     return None
 
 
@@ -103,6 +103,37 @@ def map_static_fields(tree, fn):
 def is_per_neuron(x, n: int) -> bool:
     """Whether array ``x`` holds one value (row) per neuron of a population of ``n``."""
     return x.ndim >= 1 and x.shape[0] == n
+
+
+def _one_waveform(stim) -> bool:
+    """Whether ``stim`` injects one current for all neurons (its ``current(t)`` has
+    shape ``()``); for :class:`Spread`, the stimulus it spreads."""
+    inner = stim.stimulus if isinstance(stim, Spread) else stim
+    return jax.eval_shape(inner.current, 0.0).shape == ()
+
+
+def per_neuron_mask(tree, n: int) -> list[bool]:
+    """For each leaf of ``tree`` (a System, or a tuple starting with one, e.g.
+    ``(system, y0)``; in ``jax.tree.leaves`` order): whether it holds one value per
+    neuron and is cut with the population. By shape (leading axis ``n``), except inside
+    a stimulus that injects one waveform for all neurons, whose arrays are shared
+    whatever their length (a DataCurrent of ``n`` samples is not per neuron); a
+    :class:`Spread`'s weights are per neuron."""
+    from jax.tree_util import GetAttrKey
+
+    system = tree[0] if isinstance(tree, tuple) else tree
+    shared = {i for i, s in enumerate(system.stimuli) if _one_waveform(s)}
+
+    def mark(path, x):
+        if isinstance(tree, tuple):
+            if path[0].idx != 0:  # not the system (e.g. the state)
+                return is_per_neuron(jnp.asarray(x), n)
+            path = path[1:]
+        if path[:1] == (GetAttrKey("stimuli"),) and path[1].idx in shared:
+            return isinstance(system.stimuli[path[1].idx], Spread) and path[2:3] == (GetAttrKey("weights"),)
+        return is_per_neuron(jnp.asarray(x), n)
+
+    return jax.tree.leaves(jax.tree_util.tree_map_with_path(mark, tree))
 
 
 def pad_neurons(x, n_pad: int):

@@ -99,9 +99,9 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
     sys_slice = population.with_population(system, n, per_device, skip_quiet_steps=False)
     leaves, treedef = jax.tree.flatten((sys_slice, y0))
     inputs, in_specs = [], []
-    for leaf in leaves:
+    for leaf, per_neuron in zip(leaves, population.per_neuron_mask((system, y0), n)):
         x = jnp.asarray(leaf)
-        if population.is_per_neuron(x, n):
+        if per_neuron:
             x = population.pad_neurons(x, n_pad)
             in_specs.append(split)
         else:  # scalars and other shared values: every device gets all of it
