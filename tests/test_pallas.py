@@ -221,11 +221,15 @@ def test_spike_buffer_scatter_equals_select():
     assert np.all((np.asarray(ga) != 0) == written)
 
 
-def test_xla_loop_scatters_spike_times_on_gpus_only():
+@pytest.mark.parametrize("model", ["summary", "lif"])
+def test_xla_loop_scatters_spike_times_on_gpus_only(model):
     """A scatter keeps XLA's CPU loop from compiling into one kernel, so the CPU
     program selects; lowered for CUDA, the XLA loop scatters one spike time per neuron
-    instead of rewriting every slot."""
+    instead of rewriting every slot (spike summaries and point neurons' own buffers)."""
     def run(g):
+        if model == "lif":
+            return jn.simulate(jn.LIF(n=4, gL=g), 2.0, stimuli=[jn.StepCurrent(2.0, 0.0, 1e9)],
+                               backend="xla").spikes
         m = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=g)], n=4)
         return jn.simulate(m, 2.0, record=(), backend="xla", summary=SpikeSummary(capacity=4)).spikes
 

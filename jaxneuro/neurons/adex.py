@@ -58,6 +58,7 @@ class AdEx(AbstractSpikingNeuron):
     n: int | None = eqx.field(default=None, static=True)
     spike_capacity: int = eqx.field(default=100, static=True)
     surrogate: object = eqx.field(default=None, static=True)
+    skip_quiet_steps: bool = eqx.field(default=False, static=True, init=False, repr=False)
 
     def __post_init__(self):
         self._check_common()

@@ -12,6 +12,7 @@ import numpy as np
 from .. import units
 from ..model import AbstractModel, population_shape
 from ..solve.staggered import StaggeredEuler, linear_crossing_time, linear_flow
+from ..solve.summary import write_by_select, write_spike_times
 from ..state import State
 
 
@@ -34,6 +35,11 @@ class AbstractSpikingNeuron(AbstractModel):
     n: eqx.AbstractVar[int | None]
     spike_capacity: eqx.AbstractVar[int]
     surrogate: eqx.AbstractVar[object]
+    #: Set (static, not an argument) only in the fused GPU kernel's view of a
+    #: population: spike times are then written by a select under a per-block
+    #: ``lax.cond`` taken in steps with a spike, as ``SpikeDetector`` does; XLA loops
+    #: scatter them on GPUs and select on CPUs (``solve.summary.write_spike_times``).
+    skip_quiet_steps: eqx.AbstractVar[bool]
 
     # --- what a subclass provides ---------------------------------------------------
     @abc.abstractmethod
@@ -213,9 +219,13 @@ class AbstractSpikingNeuron(AbstractModel):
         v_after = jnp.where(new_ref_end >= t1, v_reset, linear_flow(v_reset, a_r, b_r, rest))
         v1 = jnp.where(crossed, v_after, v_free)
 
-        cap = self.spike_capacity
-        slot = (jnp.arange(cap) == ev["count"][..., None]) & crossed[..., None]
-        spikes = jnp.where(slot, t_spike[..., None], ev["spikes"])
+        if self.skip_quiet_steps:
+            # max over an int32 cast rather than any(): lowers in Triton kernels.
+            spikes = jax.lax.cond(jnp.max(crossed.astype(jnp.int32)) > 0,
+                                  lambda s: write_by_select(s, ev["count"], crossed, t_spike),
+                                  lambda s: s, ev["spikes"])
+        else:
+            spikes = write_spike_times(ev["spikes"], ev["count"], crossed, t_spike)
         events = {
             "spikes": spikes,
             "count": ev["count"] + self._spike_indicator(crossed, held, v_free, v_th),
