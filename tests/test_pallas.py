@@ -289,3 +289,27 @@ def test_point_neuron_kernel_lowers_for_gpu(neuron):
                             t1=5.0, dt=0.025, save_every_steps=20, n_save=11, interpret=False, block=128)
 
         assert "triton" in _lower_for_cuda(run, system, y0).lower()
+
+
+@pytest.mark.parametrize("channel", ["Leak", "INa_Ba2002", "IKDR_Ba2002", "IKNI_Ya1989", "ICaT_HM1992", "Ih_HM1992"])
+def test_every_channel_lowers_for_gpu(channel):
+    """``backend="auto"`` sends any population of compartments to the kernel on a GPU:
+    each channel's step must get through the Pallas→Triton lowering (no captured
+    constants, power-of-two shapes only, supported operations)."""
+    import diffrax
+
+    from jaxneuro.backends import pallas as P
+    from jaxneuro.solve.system import System, vector_field
+
+    with jax.enable_x64(False):
+        chans = [getattr(jn.channels, channel)()] + ([] if channel == "Leak" else [jn.channels.Leak()])
+        model = jn.Compartment(length=20.0, diam=20.0, channels=chans, n=300)
+        system = System(model=model, stimuli=(jn.StepCurrent(0.2, 1.0, 1e9),))
+        assert P.unsupported(model, jn.StaggeredEuler(), None, system.stimuli) is None
+        y0 = model.init_state(model.default_v0)
+
+        def run(system, y0):
+            return P._fused(jn.StaggeredEuler(), diffrax.ODETerm(vector_field), y0, system, ("v",), t0=0.0,
+                            t1=2.0, dt=0.025, save_every_steps=20, n_save=5, interpret=False, block=128)
+
+        assert "triton" in _lower_for_cuda(run, system, y0).lower()
