@@ -4,7 +4,7 @@ backend's devices each run.
 A population model of ``n`` independent compartments (shape ``(n,)``) is split into
 slices of ``size`` neurons. A slice's view of the model (:func:`with_population`) is
 the same module with its static population size set to ``size``; its array leaves are
-cut by the caller, per neuron (leading axis ``n``) or shared (scalars). Targeted
+cut by the caller, per neuron or shared (:func:`per_neuron_mask`). Targeted
 stimuli become per-neuron weights (:func:`spread_targets`), since each slice numbers
 its neurons from 0.
 """
@@ -68,8 +68,8 @@ def spread_targets(system):
 def with_population(tree, n: int, size: int, *, skip_quiet_steps: bool):
     """A copy of ``tree`` (modules and tuples) with every static ``n == n`` field set
     to ``size``: a slice's view of a population model. ``skip_quiet_steps`` is given to
-    spike detectors (True: update the spike buffers only in steps where a neuron of the
-    slice crosses, which pays inside the GPU kernel)."""
+    spike detectors and spiking neurons (True: write spike times only in steps where a
+    neuron of the slice crosses, by a select, which pays inside the GPU kernel)."""
     def view(name, value):
         if name == "n" and isinstance(value, int) and value == n:
             return size
