@@ -12,7 +12,7 @@ import numpy as np
 from .. import units
 from ..model import AbstractModel, population_shape
 from ..solve.staggered import StaggeredEuler, linear_crossing_time, linear_flow
-from ..solve.summary import write_by_select, write_spike_times
+from ..solve.summary import any_crossed, write_by_select, write_spike_times
 from ..state import State
 
 
@@ -220,8 +220,7 @@ class AbstractSpikingNeuron(AbstractModel):
         v1 = jnp.where(crossed, v_after, v_free)
 
         if self.skip_quiet_steps:
-            # max over an int32 cast rather than any(): lowers in Triton kernels.
-            spikes = jax.lax.cond(jnp.max(crossed.astype(jnp.int32)) > 0,
+            spikes = jax.lax.cond(any_crossed(crossed),
                                   lambda s: write_by_select(s, ev["count"], crossed, t_spike),
                                   lambda s: s, ev["spikes"])
         else:

@@ -102,11 +102,17 @@ class SpikeDetector(AbstractModel):
                     "count": ev["count"] + crossed.astype(ev["count"].dtype)}
 
         if self.skip_quiet_steps:
-            # max over an int32 cast rather than any(): lowers in Triton kernels.
-            events = jax.lax.cond(jnp.max(crossed.astype(jnp.int32)) > 0, record, lambda ev: ev, y0.events)
+            events = jax.lax.cond(any_crossed(crossed), record, lambda ev: ev, y0.events)
         else:
             events = record(y0.events)
         return State(v=y1.v, gates=y1.gates, events=events)
+
+
+def any_crossed(crossed):
+    """Whether any entry of the boolean ``crossed`` is set, as a scalar predicate for
+    ``lax.cond``: a max over an int32 cast rather than ``any()``, which Pallas' Triton
+    lowering does not take."""
+    return jnp.max(crossed.astype(jnp.int32)) > 0
 
 
 def write_by_select(spikes, count, crossed, t):
