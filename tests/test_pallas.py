@@ -142,25 +142,34 @@ def _lower_for_cuda(fn, *args):
         raise
 
 
-def test_kernel_lowers_for_gpu_through_triton():
-    """Without a GPU, lower the fused kernel for CUDA: the Pallas→Triton lowering runs
-    here and must accept every operation of the HH step."""
+def _lower_kernel_for_cuda(model, stimulus, t1=5.0):
+    """The fused kernel (not interpreted, blocks of 128) for ``model`` with its default
+    solver and ``stimulus``, from its default initial state, lowered for CUDA as text
+    (see :func:`_lower_for_cuda`)."""
     import diffrax
 
     from jaxneuro.backends import pallas as P
-    from jaxneuro.solve.summary import SpikeDetector
     from jaxneuro.solve.system import System, vector_field
+
+    system = System(model=model, stimuli=(stimulus,))
+    y0 = model.init_state(model.default_v0)
+    n_save = int(round(t1 / 0.5)) + 1
+
+    def run(system, y0):
+        return P._fused(model.default_solver(), diffrax.ODETerm(vector_field), y0, system, ("v",), t0=0.0,
+                        t1=t1, dt=0.025, save_every_steps=20, n_save=n_save, interpret=False, block=128)
+
+    return _lower_for_cuda(run, system, y0)
+
+
+def test_kernel_lowers_for_gpu_through_triton():
+    """Without a GPU, lower the fused kernel for CUDA: the Pallas→Triton lowering runs
+    here and must accept every operation of the HH step."""
+    from jaxneuro.solve.summary import SpikeDetector
 
     with jax.enable_x64(False):
         model = SpikeDetector(_population(n=300, dtype=jnp.float32), threshold=0.0, capacity=16)
-        system = System(model=model, stimuli=(jn.StepCurrent(0.2, 2.0, 1e9),))
-        y0 = model.init_state(-65.0)
-
-        def run(system, y0):
-            return P._fused(jn.StaggeredEuler(), diffrax.ODETerm(vector_field), y0, system, ("v",), t0=0.0,
-                            t1=5.0, dt=0.025, save_every_steps=20, n_save=11, interpret=False, block=128)
-
-        text = _lower_for_cuda(run, system, y0)
+        text = _lower_kernel_for_cuda(model, jn.StepCurrent(0.2, 2.0, 1e9))
     assert "triton" in text.lower()
 
 
@@ -274,21 +283,8 @@ def test_point_neuron_kernel_lowers_for_gpu(neuron):
     """Without a GPU: Triton lowers only power-of-two shapes (the default 100-slot
     spike buffer is padded to 128 inside the kernel) and no captured constants (the
     upswing quadrature's nodes are Python floats)."""
-    import diffrax
-
-    from jaxneuro.backends import pallas as P
-    from jaxneuro.solve.system import System, vector_field
-
     with jax.enable_x64(False):
-        model = neuron(n=300)
-        system = System(model=model, stimuli=(jn.StepCurrent(1.0, 2.0, 1e9),))
-        y0 = model.init_state(model.default_v0)
-
-        def run(system, y0):
-            return P._fused(model.default_solver(), diffrax.ODETerm(vector_field), y0, system, ("v",), t0=0.0,
-                            t1=5.0, dt=0.025, save_every_steps=20, n_save=11, interpret=False, block=128)
-
-        assert "triton" in _lower_for_cuda(run, system, y0).lower()
+        assert "triton" in _lower_kernel_for_cuda(neuron(n=300), jn.StepCurrent(1.0, 2.0, 1e9)).lower()
 
 
 @pytest.mark.parametrize("channel", ["Leak", "INa_Ba2002", "IKDR_Ba2002", "IKNI_Ya1989", "ICaT_HM1992", "Ih_HM1992"])
@@ -296,20 +292,11 @@ def test_every_channel_lowers_for_gpu(channel):
     """``backend="auto"`` sends any population of compartments to the kernel on a GPU:
     each channel's step must get through the Pallas→Triton lowering (no captured
     constants, power-of-two shapes only, supported operations)."""
-    import diffrax
-
     from jaxneuro.backends import pallas as P
-    from jaxneuro.solve.system import System, vector_field
 
     with jax.enable_x64(False):
         chans = [getattr(jn.channels, channel)()] + ([] if channel == "Leak" else [jn.channels.Leak()])
         model = jn.Compartment(length=20.0, diam=20.0, channels=chans, n=300)
-        system = System(model=model, stimuli=(jn.StepCurrent(0.2, 1.0, 1e9),))
-        assert P.unsupported(model, jn.StaggeredEuler(), None, system.stimuli) is None
-        y0 = model.init_state(model.default_v0)
-
-        def run(system, y0):
-            return P._fused(jn.StaggeredEuler(), diffrax.ODETerm(vector_field), y0, system, ("v",), t0=0.0,
-                            t1=2.0, dt=0.025, save_every_steps=20, n_save=5, interpret=False, block=128)
-
-        assert "triton" in _lower_for_cuda(run, system, y0).lower()
+        stimulus = jn.StepCurrent(0.2, 1.0, 1e9)
+        assert P.unsupported(model, jn.StaggeredEuler(), None, (stimulus,)) is None
+        assert "triton" in _lower_kernel_for_cuda(model, stimulus, t1=2.0).lower()
