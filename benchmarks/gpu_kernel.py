@@ -84,7 +84,7 @@ def main(argv=None):
     n, t1, dt = args.n, W.WORKLOADS["gpu_pop1m"]["t1"], W.DT
     steps = int(round(t1 / dt))
     g = jnp.asarray(W.gnabar_values(n), jnp.float32)
-    stim = jn.StepCurrent(W.AMP, W.DELAY, 1e9)
+    stim = W.soma_step()
 
     def exp2(x):
         return jnp.exp2(x * 1.4426950408889634)
@@ -115,7 +115,7 @@ def main(argv=None):
 
     def make(backend="pallas", capacity=16, summary=True):
         def fn(g):
-            m = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=g)], n=n)
+            m = W.hh_compartments(g, n)
             if summary:
                 tr = jn.simulate(m, t1, dt=dt, stimuli=[stim], record=(), backend=backend,
                                  summary=jn.SpikeSummary(threshold=0.0, capacity=capacity))

@@ -173,7 +173,7 @@ def main(argv=None):
     ap.add_argument("--f32", action="store_true", help="jaxneuro and Jaxley in float32 (default: float64 on CPU)")
     ap.add_argument("--json", default=None, help="write results to this JSON file")
     ap.add_argument("--only", nargs="*", default=None, help="run only these workloads")
-    ap.add_argument("--backend", default="auto", choices=("auto", "xla", "pallas"),
+    ap.add_argument("--backend", default="auto", choices=("auto", "xla", "pallas", "sharded"),
                     help="jaxneuro's backend for the gpu_pop workloads (default auto: the fused kernel on a GPU)")
     ap.add_argument("--cores", type=int, default=None,
                     help="pin this run (all three simulators) to N cores; NEURON uses one either way")

@@ -88,14 +88,30 @@ def _jitted_run(fn, arg, convert):
 
 # --- jaxneuro ---------------------------------------------------------------------------------
 
+def hh_compartments(gnabar, n, use_table=False):
+    """jaxneuro's ``hh1``/``pop*`` model: ``n`` HH compartments (L = diam = 20 µm;
+    ``n=None``: one, not a population) with sodium conductance ``gnabar`` (S/cm²)."""
+    import jaxneuro as jn
+
+    hh = jn.channels.HH(gnabar=gnabar, use_table=use_table)
+    return jn.Compartment(length=20.0, diam=20.0, channels=[hh], n=n)
+
+
+def soma_step():
+    """jaxneuro's stimulus of every workload: AMP nA from DELAY ms on."""
+    import jaxneuro as jn
+
+    return jn.StepCurrent(AMP, DELAY, 1e9)
+
+
 def jaxneuro_backend(name):
     """The backend ``simulate(backend="auto")`` picks for population workload ``name``
     here (``"xla"``, ``"sharded"`` or ``"pallas"``)."""
     import jaxneuro as jn
     from jaxneuro import backends
 
-    m = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=WORKLOADS[name]["n"])
-    return backends.choose("auto", m, jn.StaggeredEuler(), m.init_state(V_INIT), (jn.StepCurrent(AMP, DELAY, 1e9),))
+    m = hh_compartments(0.12, WORKLOADS[name]["n"])
+    return backends.choose("auto", m, jn.StaggeredEuler(), m.init_state(V_INIT), (soma_step(),))
 
 
 def jaxneuro_run(name, *, backend="auto", use_table=False, grad_checkpoints="saves", tree_solve="hines"):
@@ -105,7 +121,7 @@ def jaxneuro_run(name, *, backend="auto", use_table=False, grad_checkpoints="sav
     import jaxneuro as jn
 
     w = WORKLOADS[name]
-    stim_soma = jn.StepCurrent(AMP, DELAY, 1e9)
+    stim_soma = soma_step()
 
     def cell(g):
         secs = [jn.Cable(length=BRANCH_L, diam=BRANCH_DIAM, Ra=RA, nseg=N_COMP,
@@ -122,8 +138,7 @@ def jaxneuro_run(name, *, backend="auto", use_table=False, grad_checkpoints="sav
         n = w["n"]
 
         def fn(g):
-            hh = jn.channels.HH(gnabar=g, use_table=use_table)
-            m = jn.Compartment(length=20.0, diam=20.0, channels=[hh], n=None if n == 1 else n)
+            m = hh_compartments(g, None if n == 1 else n, use_table)
             tr = jn.simulate(m, w["t1"], dt=DT, stimuli=[stim_soma], save_every=SAVE, backend=backend)
             return tr.t, tr.v.reshape(tr.v.shape[0], -1)
 
@@ -137,8 +152,7 @@ def jaxneuro_run(name, *, backend="auto", use_table=False, grad_checkpoints="sav
         n = w["n"]
 
         def fn(g):
-            m = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=g)], n=n)
-            tr = jn.simulate(m, w["t1"], dt=DT, stimuli=[stim_soma], record=(), backend=backend,
+            tr = jn.simulate(hh_compartments(g, n), w["t1"], dt=DT, stimuli=[stim_soma], record=(), backend=backend,
                              summary=jn.SpikeSummary(threshold=0.0, capacity=16))
             return tr.spike_count, tr.spikes
 
