@@ -41,8 +41,8 @@ class StaggeredEuler(diffrax.AbstractSolver):
     ``tree_solve`` chooses how cells and cables solve their axial coupling (step 1):
     ``"hines"`` (default) node by node as NEURON does, quick to compile; ``"paths"``
     path by path side by side, the same voltages to rounding and faster to run for
-    cells of hundreds of compartments and more (a 1000-compartment HH cell: 1.1-1.35x
-    per run on a CPU), at the price of longer compilation (there about +0.2-0.35 s, its
+    cells of hundreds of compartments and more (a 1000-compartment HH cell: 1.07-1.35x
+    per run on a CPU), at the price of longer compilation (there about +0.2-0.4 s, its
     gradient +0.5-1.5 s; benchmarks/RESULTS.md).
     Prefer it for long runs, sweeps and fits; see :meth:`TreeCoupling.solve`.
     """
