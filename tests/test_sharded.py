@@ -196,6 +196,9 @@ def test_what_cannot_be_split_is_a_clear_error():
         "needs more than one device, found 1")
     with pytest.raises(ValueError, match="backend expects one of .*'sharded'"):
         backends.choose("threads", pop, None, None)
+    with pytest.raises(ValueError, match="devices expects at least one device, got none"):
+        sharded.integrate(None, None, None, None, record=("v",), t0=0.0, t1=1.0, dt=0.1,
+                          save_every_steps=1, n_save=11, devices=[])
     with pytest.raises(ValueError, match="loop expects 'xla' or 'pallas', got 'cuda'"):
         sharded.integrate(None, None, None, None, record=("v",), t0=0.0, t1=1.0, dt=0.1,
                           save_every_steps=1, n_save=11, loop="cuda")

@@ -7,10 +7,10 @@ ordinary XLA time loop (:func:`jaxneuro.solve.fixed_step.integrate`) on its slic
 traces are joined at the end. On a CPU, jaxneuro makes each usable core a device
 (:mod:`jaxneuro.xla_cpu`), so a population runs on all cores: XLA's CPU compiler runs
 one time loop on one core, and cutting a step's work into per-thread pieces costs more
-than it gains for a few thousand compartments (``benchmarks/RESULTS.md``). Measured
-one-off on two cores (HH, 100 ms, saves every 0.25 ms), split against one loop: 10³
-neurons 1.9× faster (float64), 10⁴ 2.0× (float64) and 1.9× (float32), 3·10⁴ 1.5× and
-1.9×, 10⁵ 1.4× (float32).
+than it gains for a few thousand compartments (``benchmarks/RESULTS.md``). Split
+against one loop on two cores (HH, 100 ms, saves every 0.25 ms; ``benchmarks/cores.py``,
+same run): 32 neurons 1.6× faster, 10³ 1.8×, 10⁴ 1.9×, 3·10⁴ 1.6× in float64 (2.0× in
+float32), 10⁵ 1.4× (float32); 8 neurons 2.4× slower.
 
 Requirements are those of the fused GPU kernel that concern the population (see
 :func:`unsupported`): a population of shape ``(n,)`` with independent compartments,
@@ -41,8 +41,8 @@ import numpy as np
 from . import population
 
 #: Neurons per device below which ``backend="auto"`` keeps one loop: splitting a small
-#: population saves less than the devices' hand-offs cost (two cores, HH, one-off:
-#: 32 neurons 2x faster split, 8 neurons 1.5x slower).
+#: population saves less than the devices' hand-offs cost (two cores, HH,
+#: ``benchmarks/cores.py``: 32 neurons 1.6x faster split, 8 neurons 2.4x slower).
 MIN_PER_DEVICE = 16
 
 
@@ -82,6 +82,8 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
     from . import pallas
 
     devices = jax.local_devices() if devices is None else list(devices)
+    if not devices:
+        raise ValueError("devices expects at least one device, got none")
     if loop is None:
         on_gpu = devices[0].platform == "gpu"
         loop = "pallas" if on_gpu and not pallas.unsupported(system.model, solver, y0, system.stimuli) else "xla"

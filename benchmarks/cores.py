@@ -1,0 +1,84 @@
+"""HH populations split over the CPU cores against one XLA loop, same run.
+
+    python benchmarks/cores.py [--f32] [--sizes 32 1000 10000 ...] [--json PATH]
+
+The ``pop1k`` workload's model and stimulus (benchmarks/workloads.py) at several
+population sizes, 100 ms, voltages saved every 0.25 ms, timed as the median of 5 runs
+after compiling: ``backend="sharded"`` (each core a JAX device running the loop on its
+share; what ``backend="auto"`` picks on a multi-core CPU) against ``backend="xla"`` (one
+loop). Prints the ratio and the largest voltage difference between the two (0: the
+same arithmetic). jaxneuro must be imported before JAX starts, as here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import workloads as W  # noqa: E402
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--f32", action="store_true", help="float32 (default float64)")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[32, 1000, 10_000, 30_000])
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    if any(n < 1 for n in args.sizes):
+        ap.error(f"--sizes expects positive numbers of neurons, got {args.sizes}")
+
+    import jaxneuro as jn  # before JAX starts: one CPU device per core
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", not args.f32)
+    t1 = W.WORKLOADS["pop1k"]["t1"]
+    print(f"# {len(jax.devices())} {jax.default_backend()} devices, "
+          f"{'float32' if args.f32 else 'float64'}, {t1:g} ms", flush=True)
+    results = {}
+    for n in args.sizes:
+        g = jnp.asarray(W.gnabar_values(n))
+        r, out = {}, {}
+        for backend in ("xla", "sharded"):
+            def run(g, backend=backend):
+                return jn.simulate(W.hh_compartments(g, n), t1, dt=W.DT, stimuli=[W.soma_step()],
+                                   save_every=W.SAVE, backend=backend).v
+            try:
+                f = jax.jit(run).lower(g).compile()
+            except ValueError as e:  # e.g. one device: nothing to split over
+                r[f"{backend}_error"] = str(e)
+                continue
+            out[backend] = np.asarray(f(g))
+            times = []
+            for _ in range(5):
+                t = time.perf_counter()
+                jax.block_until_ready(f(g))
+                times.append(time.perf_counter() - t)
+            r[f"{backend}_s"] = statistics.median(times)
+        if len(out) == 2:
+            r["one_loop_over_split"] = r["xla_s"] / r["sharded_s"]
+            r["max_dv_mV"] = float(np.max(np.abs(out["xla"] - out["sharded"])))
+        results[n] = r
+        print(n, json.dumps(r), flush=True)
+    print("\n| neurons | one loop s | split s | one loop / split | max abs ΔV (mV) |")
+    print("|---|---|---|---|---|")
+    for n, r in results.items():
+        if "one_loop_over_split" in r:
+            print(f"| {n} | {r['xla_s']:.4g} | {r['sharded_s']:.4g} | {r['one_loop_over_split']:.2f} | {r['max_dv_mV']:.3g} |")
+        else:
+            print(f"| {n} | {r.get('xla_s', float('nan')):.4g} | n/a | n/a | {r.get('sharded_error', '')[:60]} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"devices": len(jax.devices()), "precision": "float32" if args.f32 else "float64",
+                       "sizes": results}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
