@@ -1,12 +1,14 @@
-"""jn.sweep: chunked, sharded over 8 (virtual) devices, resumable after a kill.
+"""jn.sweep: chunked, sharded over 8 (virtual) devices, resumable after a kill, and
+shared between two processes joined by ``jax.distributed``.
 
-The 8 host devices need XLA_FLAGS before JAX starts, so the sweeps run in
+The host devices need XLA_FLAGS before JAX starts, so the sweeps run in
 subprocesses. The swept function is a short HH simulation (spike count and mean
 voltage per parameter set)."""
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -45,6 +47,26 @@ SCRIPT = textwrap.dedent(
 
     res = jn.sweep(fn, grid, batch_size=16, out=None if out == "-" else out, on_chunk=on_chunk)
     np.savez(log + ".npz", **res)
+    """
+)
+
+# The same sweep in each of two processes joined by jax.distributed (4 CPU devices
+# each), as the multi-host recipe in jaxneuro/sweep.py; each process also splits an HH
+# population over its own devices (backend="sharded") and checks it against one loop.
+MULTI_PROCESS_SCRIPT = SCRIPT.replace(
+    "out, sleep, log = sys.argv[1], float(sys.argv[2]), sys.argv[3]\n"
+    "assert jax.local_device_count() == 8, jax.devices()",
+    "out, sleep, log, port, pid = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])\n"
+    "jax.distributed.initialize(coordinator_address=f'127.0.0.1:{port}', num_processes=2, process_id=pid)\n"
+    "assert (jax.process_count(), jax.local_device_count(), jax.device_count()) == (2, 4, 8), jax.devices()\n"
+    "log = f'{log}.{pid}'",
+) + textwrap.dedent(
+    """
+    pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=np.linspace(0.08, 0.16, 64))], n=64)
+    run = lambda backend: jn.simulate(pop, 20.0, stimuli=[jn.StepCurrent(0.2, 1.0, 100.0)], save_every=1.0,
+                                      backend=backend).v
+    with open(log + ".sharded", "w") as f:
+        f.write(str(float(jnp.max(jnp.abs(run("sharded") - run("xla"))))))
     """
 )
 
@@ -94,6 +116,49 @@ def test_sweep_resumes_after_kill(tmp_path):
     # The sweep computed something: no drive, no spikes; the strongest drive fires.
     counts = ref["count"].reshape(8, 10)
     assert counts[:, 0].max() == 0 and counts[-1, -1] >= 2
+
+
+def _sweep_fn(p):
+    """SCRIPT's swept function, in this process."""
+    m = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=p["gnabar"])])
+    tr = jn.simulate(m, 20.0, dt=0.05, stimuli=[jn.StepCurrent(p["amp"], 1.0, 100.0)], save_every=1.0,
+                     summary=jn.SpikeSummary(capacity=4))
+    return {"count": tr.spike_count, "v_mean": np.mean(tr.v)}
+
+
+def test_sweep_shared_by_two_processes(tmp_path):
+    """Two processes joined by jax.distributed run the same sweep into one folder: each
+    computes only its own chunks (c % 2 == process index) and both return the whole
+    result, equal to the sweep's function evaluated here."""
+    with socket.socket() as sock:  # a free port for the coordinator
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    script = tmp_path / "multi_process_sweep.py"
+    script.write_text(MULTI_PROCESS_SCRIPT)
+    out, log = tmp_path / "sweep", tmp_path / "run.log"
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    procs = [subprocess.Popen([sys.executable, str(script), str(out), "0", str(log), str(port), str(pid)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for pid in (0, 1)]
+    try:
+        outputs = [p.communicate(timeout=180)[0].decode() for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, output in zip(procs, outputs):
+        assert p.returncode == 0, output[-3000:]
+
+    grid = product(gnabar=np.linspace(0.06, 0.18, 8), amp=np.linspace(0.0, 0.4, 10))
+    direct = [_sweep_fn({"gnabar": g, "amp": a}) for g, a in zip(grid["gnabar"], grid["amp"])]
+    for pid in (0, 1):
+        computed = [int(c) for c in (tmp_path / f"run.log.{pid}").read_text().split()]
+        assert computed == [c for c in range(5) if c % 2 == pid]
+        res = np.load(str(tmp_path / f"run.log.{pid}") + ".npz")
+        np.testing.assert_array_equal(res["count"], [d["count"] for d in direct])
+        np.testing.assert_allclose(res["v_mean"], [d["v_mean"] for d in direct], rtol=1e-10)
+        # The population split over the process's own four devices: one loop's voltages.
+        assert float((tmp_path / f"run.log.{pid}.sharded").read_text()) < 1e-9
+    assert sorted(f.name for f in out.glob("chunk_*.npz")) == [f"chunk_{c:06d}.npz" for c in range(5)]
+    assert np.sum([d["count"] for d in direct]) > 0
 
 
 def test_sweep_in_process_matches_direct_vmap(tmp_path):

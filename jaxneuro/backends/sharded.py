@@ -27,7 +27,9 @@ population has at least :data:`MIN_PER_DEVICE` neurons per device; ``backend="sh
 asks for it on any platform: on several GPUs each runs the fused Pallas kernel on its
 share when the model qualifies (else the XLA loop). ``"auto"`` keeps a GPU population
 on one GPU (the kernel), since how many neurons make splitting pay there has not been
-measured.
+measured. With several processes (``jax.distributed``), each process splits its own
+populations over its own devices, never across processes (tested with two processes
+of four CPU devices each in tests/test_sweep.py).
 """
 
 from __future__ import annotations
