@@ -40,6 +40,6 @@ backend=auto
 stage pallas_smoke 120 $pytest tests/test_pallas.py -x -k "float32 or lowers" || backend=xla
 stage gpu_bench 240 python3 benchmarks/run.py --quick --gpu --f32 --backend $backend \
   --only gpu_pop10k gpu_pop100k gpu_pop1m pop1k --json "$out/gpu.json"
-stage gpu_kernel 100 python3 benchmarks/gpu_kernel.py --json "$out/gpu_kernel.json"
+stage gpu_kernel 180 python3 benchmarks/gpu_kernel.py --json "$out/gpu_kernel.json"
 stage pallas_tests 120 $pytest tests/test_pallas.py
 exit $status

@@ -18,6 +18,9 @@ float32, timed as the median of 5 runs after compiling, for:
   taken for the /40, /20 and /10 exponentials instead of square roots of the /10 one;
   ``pallas_nosqrt_exp2``: both changes; ``pallas_nosqrt_warps1``,
   ``pallas_nosqrt_block256``: with four neurons per thread;
+- ``pallas_nosqrt_rates1div``: ``pallas_nosqrt`` with the three rate denominators
+  (alpha_m's and alpha_n's ``exp(x) - 1``, beta_h's ``exp(x) + 1``) inverted by one
+  division and multiplications (Montgomery's trick) instead of three divisions;
 - ``xla``: the XLA loop (which, returning only spike counts here, drops the spike-time
   buffers altogether: lighter than the kernel's work).
 
@@ -42,6 +45,13 @@ With the float64 reference (two runs, 10⁶ neurons): default 0.0330 s, 12 count
 float64; ``exp2`` 0.0308-0.0311, 20; ``nosqrt`` 0.0314-0.0318, 6; both 0.0293-0.0296, 27.
 Four neurons per thread (third run): 0.0333 on one warp of 128, 0.0333 on two of 256,
 against the default's 0.0329; with ``nosqrt``, 0.0315 and 0.0329 (no gain over two).
+
+Fewer divisions (a further run, 2026-11-28): ``pallas_nosqrt_rates1div`` 0.0311 s
+against ``nosqrt`` 0.0315 and the default 0.0331 (8 spike counts ≠ float64); the three
+gates' exponential-Euler ratios sharing one division, a variant that needed a switch in
+the solver and is no longer here (``pallas_gates1div`` and combinations in that run's
+JSON): 0.0335 alone, 0.0316 with ``nosqrt``, 0.0311 with both: divisions are not where
+the time goes (on the CPU the shared division made HH populations 30 % slower).
 
 Prints compartment-steps per second (target on an H100-class GPU: 1e11 for 1M neurons)
 and each variant's spike counts against the default's.
@@ -104,6 +114,32 @@ def main(argv=None):
             "n": (0.01 * exprel_ratio_of_exp(u + 10.0, 10.0, e10 * math.e), 0.125 * e80),
         }
 
+    def rates_one_division(self, v):
+        # rates_without_sqrt with the three rate denominators (alpha_m's and alpha_n's
+        # exp(x) - 1, beta_h's exp(x) + 1) inverted by one division (Montgomery's trick).
+        u = -(v + 65.0)
+        e80 = jnp.exp(u * 0.0125)
+        e20 = (e80 * e80) * (e80 * e80)
+        e10 = e20 * e20
+        zm, zn = (u + 25.0) * 0.1, (u + 10.0) * 0.1
+        sm, sn = jnp.abs(zm) < 1e-2, jnp.abs(zn) < 1e-2
+        dm = jnp.where(sm, 1.0, e10 * math.exp(2.5) - 1.0)
+        dn = jnp.where(sn, 1.0, e10 * math.e - 1.0)
+        dh = e10 * math.exp(3.0) + 1.0
+        dmn = dm * dn
+        r = 1.0 / (dmn * dh)
+        ih, r_mn = r * dmn, r * dh
+        im, i_n = r_mn * dn, r_mn * dm
+
+        def series(z):
+            z2 = z * z
+            return 10.0 * (1.0 - 0.5 * z + z2 * (1.0 / 12.0) - z2 * z2 * (1.0 / 720.0))
+        return {
+            "m": (0.1 * jnp.where(sm, series(zm), (u + 25.0) * im), 4.0 * jnp.exp(u * (1.0 / 18.0))),
+            "h": (0.07 * e20, ih),
+            "n": (0.01 * jnp.where(sn, series(zn), (u + 10.0) * i_n), 0.125 * e80),
+        }
+
     @contextlib.contextmanager
     def patched(obj, name, value):
         old = getattr(obj, name)
@@ -136,6 +172,7 @@ def main(argv=None):
         "pallas_nosqrt_warps1": dict(patch=[(jn.channels.HH, "rates", rates_without_sqrt), (P, "DEFAULT_WARPS", 1)]),
         "pallas_nosqrt_block256": dict(patch=[(jn.channels.HH, "rates", rates_without_sqrt), (P, "DEFAULT_BLOCK", 256)]),
         "pallas_nosqrt_exp2": dict(patch=[(jn.channels.HH, "rates", rates_without_sqrt), (jnp, "exp", exp2)]),
+        "pallas_nosqrt_rates1div": dict(patch=[(jn.channels.HH, "rates", rates_one_division)]),
         "xla": dict(backend="xla"),
     }
     print(f"# {jax.devices()[0]}, jax {jax.__version__}, n = {n}, {steps} steps, float32", flush=True)

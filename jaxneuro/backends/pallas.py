@@ -23,10 +23,10 @@ Forward-mode differentiation is not available on this backend; use ``"xla"``.
 On a CPU the kernel runs in Pallas' interpret mode (a correctness check, not a fast
 path). On a GPU it is lowered through Triton; outputs are padded to powers of two
 (``block`` neurons by a power-of-two number of saves; spike-time buffers to a
-power-of-two length) and sliced afterwards. Tested on an NVIDIA H200 with jax 0.11.2
-(tests/test_pallas.py with HH populations; benchmarks/RESULTS.md); spiking point
-neurons (LIF, AdEx, Izhikevich) are tested against the XLA loop in interpret mode and
-lowered for CUDA on a CPU, not yet run on a GPU.
+power-of-two length) and sliced afterwards. Tested on an NVIDIA H200 with jax 0.11.2:
+all of tests/test_pallas.py (HH populations, spiking point neurons — LIF, AdEx,
+Izhikevich — and spike summaries of any capacity against the XLA loop, gradients,
+every channel's lowering) passes there with the real kernel (benchmarks/RESULTS.md).
 JAX 0.11 deprecates Pallas' Triton backend and warns at each lowering; the kernel will
 need a port to Mosaic GPU before that backend is removed.
 """
