@@ -143,6 +143,7 @@ def main(argv=None):
                 r[f"{name}_time_over_hines"] = r[f"{name}_s"] / r["hines_s"]
         if "hines" in outs:
             r["tip_spikes"] = int(np.sum((outs["hines"][:, :-1, 1] < 0) & (outs["hines"][:, 1:, 1] >= 0)))
+            r["root_v_final_mV"] = outs["hines"][:, -1, 0].tolist()  # one per cell
         results[batch] = r
         print(json.dumps(r), flush=True)
 

@@ -1,6 +1,7 @@
 """The benchmark runner works end to end on its smallest workload: it times jaxneuro and
-NEURON in one run, compares their voltages and writes the JSON RESULTS.md is made from.
-(Times are not asserted: speed is what the benchmarks measure, not the tests.)"""
+NEURON in one run, compares their voltages and writes the JSON RESULTS.md is made from;
+so does the batched-cells benchmark on a small batch. (Times are not asserted: speed is
+what the benchmarks measure, not the tests.)"""
 
 import json
 import os
@@ -9,12 +10,11 @@ import sys
 
 import pytest
 
-pytest.importorskip("neuron")
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_runner_quick_hh1(tmp_path):
+    pytest.importorskip("neuron")
     out = tmp_path / "r.json"
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     proc = subprocess.run(
@@ -35,3 +35,23 @@ def test_runner_quick_hh1(tmp_path):
     # float32 against float64: rounding, not a different answer.
     assert 0 < r["f32_vs_f64"]["max_dv_mV"] < 1.0
     assert "| hh1 |" in proc.stdout
+
+
+def test_cells_benchmark_small_batch(tmp_path):
+    """benchmarks/cells.py on two tree1k cells for 11 ms (the step current starts at
+    10 ms): both tree solves give the same voltages, which differ between the cells."""
+    out = tmp_path / "cells.json"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "cells.py"), "--batch", "2", "--t1", "11",
+         "--repeats", "1", "--no-jaxley", "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())["batches"]["2"]
+    assert r["cells"] == 2 and r["compartments"] == 2000 and r["steps"] == 440
+    assert r["hines_s"] > 0 and r["paths_s"] > 0
+    assert r["paths_max_dv_vs_hines_mV"] < 1e-9
+    v_first, v_last = r["root_v_final_mV"]  # driven above rest, differently per cell
+    assert v_first > -60 and v_last > -60 and v_first != v_last
+    assert "| 2 |" in proc.stdout
