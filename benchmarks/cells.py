@@ -11,7 +11,14 @@ voltages at the root and the tip of branch 9 every 0.25 ms. jaxneuro vmaps
 parameters. Each is compiled first and timed as the median of ``--repeats`` runs (3;
 device time on a GPU); the largest voltage difference of each against jaxneuro's Hines order is
 printed, so a fast wrong answer shows. Meant for GPUs, where the batch fills the
-device, but runs anywhere (Jaxley is skipped when it is not installed).
+device, but runs anywhere (Jaxley is skipped when it is not installed). The first
+compile in the process (jaxneuro's Hines order at the first batch size) also pays
+one-off costs.
+
+On two CPU cores (2026-11-28, float64, 20 ms; benchmarks/RESULTS.md): Jaxley / Hines
+1.41 (one cell), 2.93 (10), 1.77 (100); the paths solve is faster for one cell but
+slower in batches (the batch already gives the Hines order independent divisions to
+overlap). Not yet measured on a GPU.
 """
 
 from __future__ import annotations
@@ -145,7 +152,7 @@ def main(argv=None):
             r["tip_spikes"] = int(np.sum((outs["hines"][:, :-1, 1] < 0) & (outs["hines"][:, 1:, 1] >= 0)))
             r["root_v_final_mV"] = outs["hines"][:, -1, 0].tolist()  # one per cell
         results[batch] = r
-        print(json.dumps(r), flush=True)
+        print(json.dumps({k: v for k, v in r.items() if k != "root_v_final_mV"}), flush=True)
 
     print("\n| cells | compartment-steps | hines s | paths s | Jaxley s | Jaxley / hines | Jaxley / paths "
           "| compile s (hines, paths, Jaxley) | max ΔV paths, Jaxley vs hines (mV) |")

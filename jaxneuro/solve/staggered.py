@@ -44,7 +44,10 @@ class StaggeredEuler(diffrax.AbstractSolver):
     cells of hundreds of compartments and more (a 1000-compartment HH cell: 1.07-1.35x
     per run on a CPU), at the price of longer compilation (there about +0.2-0.4 s, its
     gradient +0.5-1.5 s; benchmarks/RESULTS.md).
-    Prefer it for long runs, sweeps and fits; see :meth:`TreeCoupling.solve`.
+    Prefer it for long runs and fits of one cell; a batch of cells under ``vmap``
+    already gives the Hines order independent divisions to overlap, and there ran
+    faster on a CPU (10 and 100 tree cells: 1.14× and 1.35× faster than paths;
+    ``benchmarks/cells.py``). See :meth:`TreeCoupling.solve`.
     """
 
     voltage_update: str = eqx.field(default="backward_euler", static=True)
