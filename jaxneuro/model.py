@@ -85,7 +85,13 @@ class AbstractModel(eqx.Module):
         the default solver treats implicitly, or ``None`` when compartments are
         independent. The returned object provides ``solve(diag, rhs)``, solving
         ``(diag(diag) - A) x = rhs`` where ``A`` is the coupling's Jacobian of
-        ``dv/dt`` (1/ms), in O(n) for trees."""
+        ``dv/dt`` (1/ms), in O(n) for trees.
+
+        A model may also give ``local_vector_field(t, state, i_inj)``: its
+        :meth:`vector_field` without the coupling's ``A v``, for a coupling whose rows
+        sum to zero (currents between compartments, as a cell's axial ones). The
+        default solver then solves for the new voltage directly and never evaluates
+        ``A v`` (cells do this; models with events do not use it)."""
         return None
 
     @abc.abstractmethod

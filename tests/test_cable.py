@@ -204,6 +204,45 @@ def test_gradients_match_central_differences():
         assert grad[k] == pytest.approx(fd, rel=1e-4), name
 
 
+class _CellWithoutLocalField(jn.Cell):
+    """A cell whose solver step takes the full right-hand side (axial currents
+    included) and solves for the voltage increment, as for models without
+    ``local_vector_field``."""
+
+    local_vector_field = None
+
+
+@pytest.mark.parametrize("voltage_update", ["backward_euler", "crank_nicolson"])
+def test_cell_solved_for_the_new_voltage_equals_the_increment_form(voltage_update, monkeypatch):
+    """Cells are stepped without evaluating their axial currents A·v (the new voltage
+    solved for directly, relative to the mean voltage): the same voltages and
+    gradients as the increment form, dv from (1/h - b - A) dv = f + A·v0."""
+    traced = []
+    local = jn.Cell.local_vector_field
+    monkeypatch.setattr(jn.Cell, "local_vector_field", lambda self, *a: traced.append(1) or local(self, *a))
+    cell = _small_cell()
+    other = _CellWithoutLocalField(cell.sections, parents=[None, ("soma", 1.0), ("dend", 1.0)])
+    np.testing.assert_array_equal(other.vector_field(0.0, other.init_state(-65.0), jnp.zeros(9)).v,
+                                  cell.vector_field(0.0, cell.init_state(-65.0), jnp.zeros(9)).v)
+    stim = [jn.StepCurrent(0.3, 1.0, 20.0, target=("soma", 0.5))]
+    solver = jn.StaggeredEuler(voltage_update=voltage_update)
+
+    def run(model, gnabar=0.12):
+        model = eqx.tree_at(lambda c: c.sections[0].channels[0].gnabar, model, gnabar)
+        return jn.simulate(model, 25.0, dt=0.025, stimuli=stim, solver=solver, save_every=0.25).v
+
+    v = run(cell)
+    assert traced  # the solver took the cell's local right-hand side
+    del traced[:]
+    v_increment = run(other)
+    assert not traced
+    assert float(v.max()) > 20.0  # the soma spikes: both forms go through upswings
+    np.testing.assert_allclose(v, v_increment, rtol=0, atol=1e-9)
+    grads = [jax.grad(lambda g, m=m: jnp.mean(run(m, g)[:, -1]))(0.12) for m in (cell, other)]
+    assert abs(float(grads[0])) > 1e-3
+    assert float(grads[0]) == pytest.approx(float(grads[1]), rel=1e-8)
+
+
 def test_per_segment_parameters():
     # A channel density given per segment equals separate one-segment-wide regions.
     g = jnp.array([1e-4, 2e-4, 4e-4])

@@ -110,6 +110,9 @@ class Cable(AbstractModel):
     def vector_field(self, t, state, i_inj):
         return self.as_cell().vector_field(t, state, i_inj)
 
+    def local_vector_field(self, t, state, i_inj):
+        return self.as_cell().local_vector_field(t, state, i_inj)
+
     def observables(self):
         return self.as_cell().observables()
 

@@ -27,6 +27,11 @@ class System(eqx.Module):
     def vector_field(self, t, state: State) -> State:
         return self.model.vector_field(t, state, self.injected(t))
 
+    def local_vector_field(self, t, state: State) -> State:
+        """The model's ``local_vector_field`` (without the currents of its
+        ``voltage_coupling()``), for models that have one."""
+        return self.model.local_vector_field(t, state, self.injected(t))
+
     def observe(self, names, t, state: State) -> dict:
         i_inj = self.injected(t)
         return {name: self.model.observe(name, t, state, i_inj) for name in names}
