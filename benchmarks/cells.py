@@ -16,7 +16,7 @@ compile in the process (jaxneuro's Hines order at the first batch size) also pay
 one-off costs.
 
 On two CPU cores (2026-11-28, float64, 20 ms; benchmarks/RESULTS.md): Jaxley / Hines
-1.41 (one cell), 2.93 (10), 1.77 (100); the paths solve is faster for one cell but
+1.74 (one cell), 3.59 (10), 2.05 (100); the paths solve is faster for one cell but
 slower in batches (the batch already gives the Hines order independent divisions to
 overlap). Not yet measured on a GPU.
 """
