@@ -49,11 +49,7 @@ def jaxneuro_cells(t1: float, tree_solve: str):
     import jaxneuro as jn
 
     def one(g):
-        secs = [jn.Cable(length=W.BRANCH_L, diam=W.BRANCH_DIAM, Ra=W.RA, nseg=W.N_COMP,
-                         channels=[jn.channels.HH(gnabar=g[i])], name=f"b{i}") for i in range(W.N_BRANCH)]
-        cell = jn.Cell(secs, parents=[None if p < 0 else p for p in W.PARENTS])
-        stim = jn.StepCurrent(W.AMP, W.DELAY, 1e9, target=("b0", 0.0))
-        tr = jn.simulate(cell, t1, dt=W.DT, stimuli=[stim], save_every=W.SAVE,
+        tr = jn.simulate(W.tree_cell(g), t1, dt=W.DT, stimuli=[W.tree_stimulus()], save_every=W.SAVE,
                          solver=jn.StaggeredEuler(tree_solve=tree_solve))
         return tr.v[:, jnp.array([0, W.N_BRANCH * W.N_COMP - 1])]
 
@@ -64,21 +60,8 @@ def jaxley_cells(t1: float):
     """Jaxley's tree1k cell as a function of (batch, 10) gnabar -> (batch, saves, 2) mV."""
     import jax
     import jaxley as jx
-    from jaxley.channels import HH
 
-    cell = jx.Cell(jx.Branch(jx.Compartment(), ncomp=W.N_COMP), parents=W.PARENTS)
-    cell.set("length", W.BRANCH_L / W.N_COMP)
-    cell.set("radius", W.BRANCH_DIAM / 2)
-    cell.set("axial_resistivity", W.RA)
-    cell.set("capacitance", 1.0)
-    cell.insert(HH())
-    cell.set("v", W.V_INIT)
-    cell.init_states()
-    cell.branch(0).comp(0).stimulate(jx.step_current(W.DELAY, 1e9, W.AMP, W.DT, t1), verbose=False)
-    cell.branch(0).comp(0).record("v", verbose=False)
-    cell.branch(W.N_BRANCH - 1).comp(W.N_COMP - 1).record("v", verbose=False)
-    for b in range(W.N_BRANCH):
-        cell.branch(b).make_trainable("HH_gNa", verbose=False)
+    cell = W.jaxley_tree_cell(t1)
     sub = int(round(W.SAVE / W.DT))
     n_save = int(round(t1 / W.SAVE)) + 1
 

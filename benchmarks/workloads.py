@@ -104,6 +104,22 @@ def soma_step():
     return jn.StepCurrent(AMP, DELAY, 1e9)
 
 
+def tree_cell(g):
+    """jaxneuro's ``tree1k`` cell with per-branch sodium conductances ``g`` (10, S/cm²)."""
+    import jaxneuro as jn
+
+    secs = [jn.Cable(length=BRANCH_L, diam=BRANCH_DIAM, Ra=RA, nseg=N_COMP,
+                     channels=[jn.channels.HH(gnabar=g[i])], name=f"b{i}") for i in range(N_BRANCH)]
+    return jn.Cell(secs, parents=[None if p < 0 else p for p in PARENTS])
+
+
+def tree_stimulus():
+    """jaxneuro's ``tree1k`` stimulus: the step current into the root's first segment."""
+    import jaxneuro as jn
+
+    return jn.StepCurrent(AMP, DELAY, 1e9, target=("b0", 0.0))
+
+
 def jaxneuro_backend(name):
     """The backend ``simulate(backend="auto")`` picks for population workload ``name``
     here (``"xla"``, ``"sharded"`` or ``"pallas"``)."""
@@ -123,14 +139,9 @@ def jaxneuro_run(name, *, backend="auto", use_table=False, grad_checkpoints="sav
     w = WORKLOADS[name]
     stim_soma = soma_step()
 
-    def cell(g):
-        secs = [jn.Cable(length=BRANCH_L, diam=BRANCH_DIAM, Ra=RA, nseg=N_COMP,
-                         channels=[jn.channels.HH(gnabar=g[i])], name=f"b{i}") for i in range(N_BRANCH)]
-        return jn.Cell(secs, parents=[None if p < 0 else p for p in PARENTS])
-
     def tree_v(g):
-        stim = jn.StepCurrent(AMP, DELAY, 1e9, target=("b0", 0.0))
-        tr = jn.simulate(cell(g), w["t1"], dt=DT, stimuli=[stim], save_every=SAVE, grad_checkpoints=grad_checkpoints,
+        tr = jn.simulate(tree_cell(g), w["t1"], dt=DT, stimuli=[tree_stimulus()], save_every=SAVE,
+                         grad_checkpoints=grad_checkpoints,
                          solver=jn.StaggeredEuler(tree_solve=tree_solve))
         return tr.t, tr.v[:, jnp.array([0, N_BRANCH * N_COMP - 1])]
 
@@ -300,19 +311,7 @@ def jaxley_run(name):
                 v = _f(g)
                 return jnp.sum((v[:, :-1] < 0.0) & (v[:, 1:] >= 0.0), axis=1), None
     else:
-        cell = jx.Cell(jx.Branch(jx.Compartment(), ncomp=N_COMP), parents=PARENTS)
-        cell.set("length", BRANCH_L / N_COMP)
-        cell.set("radius", BRANCH_DIAM / 2)
-        cell.set("axial_resistivity", RA)
-        cell.set("capacitance", 1.0)
-        cell.insert(HH())
-        cell.set("v", V_INIT)  # Jaxley starts at -70 mV by default; NEURON here at -65
-        cell.init_states()
-        cell.branch(0).comp(0).stimulate(jx.step_current(DELAY, 1e9, AMP, DT, w["t1"]), verbose=False)
-        cell.branch(0).comp(0).record("v", verbose=False)
-        cell.branch(N_BRANCH - 1).comp(N_COMP - 1).record("v", verbose=False)
-        for b in range(N_BRANCH):
-            cell.branch(b).make_trainable("HH_gNa", verbose=False)
+        cell = jaxley_tree_cell(w["t1"])
         params = cell.get_parameters()
         for b in range(N_BRANCH):
             params[b]["HH_gNa"] = jnp.asarray([branch_gnabar()[b]])
@@ -343,6 +342,28 @@ def jaxley_run(name):
         return t_grid[: v.shape[1]], v.T
 
     return _jitted_run(fn, arg, convert)
+
+
+def jaxley_tree_cell(t1):
+    """Jaxley's ``tree1k`` cell for a run of ``t1`` ms: stimulated at the root's first
+    compartment, recording there and at the tip of branch 9, per-branch gNa trainable."""
+    import jaxley as jx
+    from jaxley.channels import HH
+
+    cell = jx.Cell(jx.Branch(jx.Compartment(), ncomp=N_COMP), parents=PARENTS)
+    cell.set("length", BRANCH_L / N_COMP)
+    cell.set("radius", BRANCH_DIAM / 2)
+    cell.set("axial_resistivity", RA)
+    cell.set("capacitance", 1.0)
+    cell.insert(HH())
+    cell.set("v", V_INIT)  # Jaxley starts at -70 mV by default; NEURON here at -65
+    cell.init_states()
+    cell.branch(0).comp(0).stimulate(jx.step_current(DELAY, 1e9, AMP, DT, t1), verbose=False)
+    cell.branch(0).comp(0).record("v", verbose=False)
+    cell.branch(N_BRANCH - 1).comp(N_COMP - 1).record("v", verbose=False)
+    for b in range(N_BRANCH):
+        cell.branch(b).make_trainable("HH_gNa", verbose=False)
+    return cell
 
 
 def jaxneuro_fd_gradient(component=0, rel=1e-4):
