@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -73,21 +71,6 @@ def jaxley_cells(t1: float):
     return jax.vmap(one)
 
 
-def timed(fn, arg, repeats=3):
-    import jax
-
-    t = time.perf_counter()
-    compiled = jax.jit(fn).lower(arg).compile()
-    compile_s = time.perf_counter() - t
-    out = jax.block_until_ready(compiled(arg))
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(compiled(arg))
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), compile_s, np.asarray(out)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 10, 100])
@@ -122,7 +105,7 @@ def main(argv=None):
         r, outs = {"cells": batch, "compartments": batch * W.N_BRANCH * W.N_COMP, "steps": steps}, {}
         for name, make in sims.items():
             try:
-                r[f"{name}_s"], r[f"{name}_compile_s"], outs[name] = timed(make(), g, args.repeats)
+                r[f"{name}_s"], r[f"{name}_compile_s"], outs[name] = W.compile_and_time(make(), g, args.repeats)
             except Exception as e:  # keep measuring the others
                 r[f"{name}_error"] = f"{type(e).__name__}: {str(e)[:500]}"
         for name in outs:

@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -51,17 +49,9 @@ def main(argv=None):
                 return jn.simulate(W.hh_compartments(g, n), t1, dt=W.DT, stimuli=[W.soma_step()],
                                    save_every=W.SAVE, backend=backend).v
             try:
-                f = jax.jit(run).lower(g).compile()
+                r[f"{backend}_s"], _, out[backend] = W.compile_and_time(run, g)
             except ValueError as e:  # e.g. one device: nothing to split over
                 r[f"{backend}_error"] = str(e)
-                continue
-            out[backend] = np.asarray(f(g))
-            times = []
-            for _ in range(5):
-                t = time.perf_counter()
-                jax.block_until_ready(f(g))
-                times.append(time.perf_counter() - t)
-            r[f"{backend}_s"] = statistics.median(times)
         if len(out) == 2:
             r["one_loop_over_split"] = r["xla_s"] / r["sharded_s"]
             r["max_dv_mV"] = float(np.max(np.abs(out["xla"] - out["sharded"])))

@@ -64,9 +64,7 @@ import contextlib
 import json
 import math
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -99,14 +97,17 @@ def main(argv=None):
     def exp2(x):
         return jnp.exp2(x * 1.4426950408889634)
 
-    def rates_without_sqrt(self, v):
-        # HH.rates with exp(-(v+65)/80) computed once and its 2nd, 4th and 8th powers
-        # taken for the /40, /20 and /10 exponentials: three multiplications instead
-        # of HH.rates' three square roots (the same formulas otherwise).
+    def powers_without_sqrt(v):
+        # exp(-(v+65)/80) computed once and its 4th and 8th powers taken for the /20 and
+        # /10 exponentials: multiplications instead of HH.rates' three square roots.
         u = -(v + 65.0)
         e80 = jnp.exp(u * 0.0125)
         e20 = (e80 * e80) * (e80 * e80)
-        e10 = e20 * e20
+        return u, e80, e20, e20 * e20
+
+    def rates_without_sqrt(self, v):
+        # HH.rates with powers_without_sqrt (the same formulas otherwise).
+        u, e80, e20, e10 = powers_without_sqrt(v)
         return {
             "m": (0.1 * exprel_ratio_of_exp(u + 25.0, 10.0, e10 * math.exp(2.5)),
                   4.0 * jnp.exp(u * (1.0 / 18.0))),
@@ -117,10 +118,7 @@ def main(argv=None):
     def rates_one_division(self, v):
         # rates_without_sqrt with the three rate denominators (alpha_m's and alpha_n's
         # exp(x) - 1, beta_h's exp(x) + 1) inverted by one division (Montgomery's trick).
-        u = -(v + 65.0)
-        e80 = jnp.exp(u * 0.0125)
-        e20 = (e80 * e80) * (e80 * e80)
-        e10 = e20 * e20
+        u, e80, e20, e10 = powers_without_sqrt(v)
         zm, zn = (u + 25.0) * 0.1, (u + 10.0) * 0.1
         sm, sn = jnp.abs(zm) < 1e-2, jnp.abs(zn) < 1e-2
         dm = jnp.where(sm, 1.0, e10 * math.exp(2.5) - 1.0)
@@ -186,19 +184,9 @@ def main(argv=None):
             with contextlib.ExitStack() as stack:
                 for obj, attr, value in patches:
                     stack.enter_context(patched(obj, attr, value))
-                f = make(**spec)
-                t = time.perf_counter()
-                compiled = f.lower(g).compile()
-                r["compile_s"] = time.perf_counter() - t
-                jax.block_until_ready(compiled(g))
-                times = []
-                for _ in range(5):  # device time: the copy to the host is left out
-                    t = time.perf_counter()
-                    out = jax.block_until_ready(compiled(g))
-                    times.append(time.perf_counter() - t)
-                out = np.asarray(out)
+                # Device time: the copy to the host is left out.
+                r["run_s"], r["compile_s"], out = W.compile_and_time(make(**spec), g)
             outputs[name] = out
-            r["run_s"] = statistics.median(times)
             r["compartment_steps_per_s"] = n * steps / r["run_s"]
             if name == "pallas":
                 ref = out
