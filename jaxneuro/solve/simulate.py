@@ -89,8 +89,10 @@ def simulate(
     :mod:`jaxneuro.backends.pallas`); ``"sharded"`` splits such a population over the
     local devices, each running the XLA loop on its slice (on a CPU, each core is a
     device: :mod:`jaxneuro.backends.sharded`); ``"auto"`` uses the kernel on a GPU and
-    the split on a CPU with several cores when the model qualifies, else one XLA loop. ``summary``: a :class:`~jaxneuro.SpikeSummary`; the trace then
-    also holds each compartment's threshold-crossing times and counts (``trace.spikes``,
+    the split on a CPU with several cores when the model qualifies, else one XLA loop.
+
+    ``summary``: a :class:`~jaxneuro.SpikeSummary`; the trace then also holds each
+    compartment's threshold-crossing times and counts (``trace.spikes``,
     ``trace.spike_count``), so that large populations can run with ``record=()``
     (no trace at all).
     """
