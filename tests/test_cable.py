@@ -1,5 +1,7 @@
 """Cables against cable theory; the Hines solve; gradients; bad input."""
 
+import contextlib
+import io
 import math
 import subprocess
 import sys
@@ -148,6 +150,89 @@ def test_hines_solve_equals_a_dense_solve_on_random_trees(seed):
     for k, (gh, gd) in enumerate(zip(jax.grad(loss_hines, argnums=(0, 1, 2, 3))(*args),
                                      jax.grad(loss_dense, argnums=(0, 1, 2, 3))(*args))):
         np.testing.assert_allclose(gh, gd, rtol=1e-9, atol=1e-12, err_msg=f"argument {k}")
+
+    # Forward mode (every argument moving, or the conductances alone) and second order.
+    tangents = tuple(jnp.asarray(rng.normal(size=n)) for _ in range(4))
+    for moving in ((0, 1, 2, 3), (2,)):
+        t = tuple(tangents[k] if k in moving else jnp.zeros(n) for k in range(4))
+        np.testing.assert_allclose(jax.jvp(loss_hines, args, t)[1], jax.jvp(loss_dense, args, t)[1],
+                                   rtol=1e-9, err_msg=f"tangents of arguments {moving}")
+    hvp = [jax.jvp(jax.grad(loss), (args[0],), (tangents[0],))[1]
+           for loss in (lambda d: loss_hines(d, *args[1:]), lambda d: loss_dense(d, *args[1:]))]
+    np.testing.assert_allclose(*hvp, rtol=1e-8, atol=1e-12)
+
+
+def _tree_scans(jaxpr, n):
+    """Number of ``scan``s of length ``n`` (a Hines elimination or back substitution
+    over ``n`` nodes) anywhere in ``jaxpr``."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "scan" and eqn.params["length"] == n:
+            count += 1
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                sub = getattr(sub, "jaxpr", sub)
+                if hasattr(sub, "eqns"):
+                    count += _tree_scans(sub, n)
+    return count
+
+
+def test_a_policy_keeping_the_tree_solution_spares_the_backward_pass_the_forward_solve():
+    """The fixed-step loop checkpoints every step with a policy that keeps each tree
+    solve's solution (TREE_SOLUTION): its derivative needs nothing else, so the
+    backward pass runs only the transpose solve (two node scans fewer than a backward
+    pass that recomputes everything). Same gradient either way."""
+    rng = np.random.default_rng(3)
+    n = 30
+    parent = _random_tree(rng, n)
+    coupling = TreeCoupling(g=jnp.asarray(rng.uniform(0.1, 5.0, n)), capacitance=jnp.asarray(rng.uniform(0.2, 2.0, n)),
+                            parent=parent)
+    rhs = jnp.asarray(rng.normal(size=n))
+
+    def loss(d):
+        return jnp.sum(jnp.sin(coupling.solve(jnp.exp(d), rhs)))
+
+    keep = jax.checkpoint(loss, policy=jax.checkpoint_policies.save_only_these_names(hines.TREE_SOLUTION))
+    redo = jax.checkpoint(loss)
+    d = jnp.asarray(rng.uniform(0.5, 3.0, n))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        jax.ad_checkpoint.print_saved_residuals(keep, d)
+    assert f"named '{hines.TREE_SOLUTION}'" in printed.getvalue()
+    np.testing.assert_allclose(jax.grad(keep)(d), jax.grad(redo)(d), rtol=1e-13)
+
+    def backward_scans(f):
+        _, backward = jax.vjp(f, d)
+        return _tree_scans(jax.make_jaxpr(backward)(1.0).jaxpr, n)
+
+    assert backward_scans(keep) == backward_scans(redo) - 2
+
+
+@pytest.mark.parametrize("save_every", [0.025, 0.25])
+def test_simulate_backward_pass_does_not_redo_the_forward_tree_solve(monkeypatch, save_every):
+    """simulate's per-step checkpoint keeps the tree solutions: its backward pass has
+    fewer tree solves than with a policy that keeps nothing (one step per save, and
+    ten steps per save, where the stretch between saves is recomputed first)."""
+    from jaxneuro.solve import fixed_step
+
+    def backward_scans(nseg):
+        # A new size for each policy: integrate is compiled once per model structure.
+        sections = [jn.Cable(100.0, 2.0, Ra=100.0, nseg=nseg, channels=[jn.channels.HH(gnabar=0.12)], name=f"s{k}")
+                    for k in range(3)]
+        cell = jn.Cell(sections, parents=[None, ("s0", 1.0), ("s0", 1.0)])
+
+        def loss(gnabar):
+            c = eqx.tree_at(lambda c: c.sections[1].channels[0].gnabar, cell, gnabar)
+            tr = jn.simulate(c, 0.5, dt=0.025, stimuli=[jn.StepCurrent(0.1, 0.0, 1.0, target=("s0", 0.0))],
+                             save_every=save_every)
+            return jnp.mean(tr.v)
+
+        _, backward = jax.vjp(loss, 0.12)
+        return _tree_scans(jax.make_jaxpr(backward)(1.0).jaxpr, cell.voltage_coupling().size)
+
+    kept = backward_scans(5)
+    monkeypatch.setattr(fixed_step, "_KEEP_TREE_SOLUTIONS", jax.checkpoint_policies.nothing_saveable)
+    assert kept < backward_scans(6)
 
 
 def test_hines_solve_builds_no_dense_matrix():

@@ -9,7 +9,9 @@ size is constant. Reasons:
   what the trace holds anyway), each stretch between saves is recomputed in blocks
   of about ``sqrt(k)`` steps during the backward pass, and within a block one step's
   intermediates at a time, so memory stays ``O(n_saves + sqrt(steps per save))``
-  states. (It also sidesteps
+  states. Each step also keeps its tree solve's solution (cells, cables), all the
+  solve's derivative needs, so the backward pass runs only the transpose solve.
+  (It also sidesteps
   a loss of gradient contributions that ``RecursiveCheckpointAdjoint`` shows in
   diffrax 0.7 when a ``SaveAt(ts=...)`` point coincides with a step end at one of
   its checkpoints.)
@@ -26,6 +28,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .hines import TREE_SOLUTION
+
+
+_KEEP_TREE_SOLUTIONS = jax.checkpoint_policies.save_only_these_names(TREE_SOLUTION)
 
 # Stretches between saves up to this many steps run as one loop, without blocks.
 _UNBLOCKED = 64
@@ -73,7 +79,9 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
     # Each step is checkpointed too: the backward pass keeps only the states of the
     # stretch it is in and recomputes one step's intermediates at a time (measured:
     # 5-10 % faster gradients for 10³ compartments, a quarter less compile time).
-    @functools.partial(jax.checkpoint, prevent_cse=False)
+    # It keeps tree solves' solutions (TREE_SOLUTION): their derivatives need nothing
+    # else from the solve, which is then not redone.
+    @functools.partial(jax.checkpoint, prevent_cse=False, policy=_KEEP_TREE_SOLUTIONS)
     def one_step(k, carry):
         y, state = carry
         ta = t0_ + k * dt_
@@ -113,9 +121,12 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
         carry = run_steps(carry, j * k, k)
         return carry, observe(t0_ + (j + 1) * k * dt_, carry[0])
 
-    if grad_checkpoints == "saves":
+    if grad_checkpoints == "saves" and k > 1:
+        # (One step per save: the step's own checkpoint keeps no more than its input,
+        # the saved state, and its tree solution; a second around it would make the
+        # backward pass compute that solution again.)
         interval = functools.partial(jax.checkpoint, prevent_cse=False)(interval)
-    elif grad_checkpoints != "steps":
+    elif grad_checkpoints not in ("saves", "steps"):
         raise ValueError(f"grad_checkpoints expects 'saves' or 'steps', got {grad_checkpoints!r}")
 
     first = observe(t0_, y0)

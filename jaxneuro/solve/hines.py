@@ -9,6 +9,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.ad_checkpoint import checkpoint_name
 from jaxtyping import Array
 
 from ..gather import sum_gathered, sum_into, take, take_padded
@@ -38,9 +39,12 @@ class TreeCoupling(eqx.Module):
     :meth:`solve` solves ``(diag(d) - A) x = rhs`` by Hines elimination: multiplying
     row ``i`` by ``C_i`` makes the matrix symmetric, ``S = diag(C·d + Σ g) - G``,
     eliminated from the leaves to the roots and back substituted, one pass each, O(n)
-    (or path by path, ``method="paths"``). No dense matrix is ever formed. Gradients come from ``jax.lax.custom_linear_solve``
-    (implicit differentiation with the transpose system ``Mᵀ = S·C⁻¹``, itself one
-    Hines solve), so they are O(n) too and work in forward and reverse mode.
+    (or path by path, ``method="paths"``). No dense matrix is ever formed. Derivatives
+    are implicit: with ``M = diag(d) - A``, the tangent solves ``M·ẋ = ṙhs - Ṁ·x`` by
+    ``jax.lax.custom_linear_solve``, whose reverse mode solves the transpose system
+    ``Mᵀ = S·C⁻¹``, itself one Hines solve; so they are O(n) too, work in forward and
+    reverse mode, and need nothing of the forward solve but its solution ``x``, which
+    is named :data:`TREE_SOLUTION` for checkpoint policies.
     """
 
     g: Array
@@ -115,21 +119,80 @@ class TreeCoupling(eqx.Module):
         0.2-0.3 s longer to compile (same-run figures in benchmarks/RESULTS.md)."""
         check_tree_solve(method)
         diag, rhs = jnp.broadcast_arrays(jnp.asarray(diag), jnp.asarray(rhs))
-        c = self.capacitance
+        return _tree_solve(method, self, diag, rhs)
 
-        def matvec(x):
-            return diag * x - self.apply(x)
 
-        def tree_solve(cd, b):
-            return self._from_tree(_hines(self, self._to_tree(cd), self._to_tree(b), method))
+#: The name (``jax.ad_checkpoint.checkpoint_name``) of every tree solve's solution:
+#: a rematerialisation policy that saves it (the fixed-step loop's per-step
+#: checkpoint does) spares the backward pass the forward solve, which is a large part
+#: of a cell's step and whose derivative needs only its solution.
+TREE_SOLUTION = "jaxneuro.tree_solution"
 
-        def solve(_, b):
-            return tree_solve(c * diag, c * b)
 
-        def transpose_solve(_, b):
-            return c * tree_solve(c * diag, b)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _tree_solve(method, coupling: TreeCoupling, diag, rhs):
+    """``(diag(diag) - A)⁻¹ rhs`` by a Hines solve of the symmetric system
+    ``(C·diag + Σ g - G) x = C·rhs``."""
+    c = coupling.capacitance
+    return _symmetric_solve(method, coupling, c * diag, c * rhs)
 
-        return jax.lax.custom_linear_solve(matvec, rhs, solve, transpose_solve)
+
+def _symmetric_solve(method, coupling: TreeCoupling, cd, b):
+    """``S⁻¹ b`` with ``S = diag(cd + Σ g) - G`` (compartment values in and out)."""
+    return coupling._from_tree(_hines(coupling, coupling._to_tree(cd), coupling._to_tree(b), method))
+
+
+@functools.partial(_tree_solve.defjvp, symbolic_zeros=True)
+def _tree_solve_jvp(method, primals, tangents):
+    # M x = rhs with M = diag(diag) - A, so M·ẋ = ṙhs - Ṁ·x. Written out rather than
+    # left to custom_linear_solve's own rule so that every use of x goes through its
+    # name (that rule keeps an unnamed copy, which a policy cannot save), and the
+    # tangent solve is a custom_linear_solve: transposable, with the transpose system
+    # Mᵀ = S·C⁻¹ (S the symmetric matrix) one Hines solve too.
+    coupling, diag, rhs = primals
+    d_coupling, d_diag, d_rhs = tangents
+    x = checkpoint_name(_tree_solve(method, coupling, diag, rhs), TREE_SOLUTION)
+    parts = [] if _is_zero(d_rhs) else [d_rhs]
+    if not _is_zero(d_diag):
+        parts.append(-d_diag * x)
+    moving = [i for i, t in enumerate(jax.tree.leaves(d_coupling, is_leaf=_is_zero)) if not _is_zero(t)]
+    if moving:
+        # -Ṁ·x = Ȧ·x: the coupling's conductances and capacitances that carry tangents.
+        leaves, treedef = jax.tree.flatten(coupling)
+        tangent_leaves = jax.tree.leaves(d_coupling, is_leaf=_is_zero)
+
+        def apply_x(*moved):
+            new = list(leaves)
+            for i, leaf in zip(moving, moved):
+                new[i] = leaf
+            return jax.tree.unflatten(treedef, new).apply(x)
+
+        parts.append(jax.jvp(apply_x, tuple(leaves[i] for i in moving), tuple(tangent_leaves[i] for i in moving))[1])
+    if not parts:
+        return x, jnp.zeros_like(x)
+    return x, _linear_solve(method, coupling, diag, sum(parts[1:], parts[0]))
+
+
+def _is_zero(t) -> bool:
+    return isinstance(t, jax.custom_derivatives.SymbolicZero)
+
+
+def _linear_solve(method, coupling: TreeCoupling, diag, rhs):
+    """:func:`_tree_solve` as a ``custom_linear_solve``, linear in ``rhs`` (for
+    tangents, which reverse mode transposes)."""
+    c = coupling.capacitance
+
+    def matvec(x):
+        return diag * x - coupling.apply(x)
+
+    # custom_linear_solve never differentiates these itself.
+    def solve(_, b):
+        return _symmetric_solve(method, coupling, c * diag, c * b)
+
+    def transpose_solve(_, b):
+        return c * _symmetric_solve(method, coupling, c * diag, b)
+
+    return jax.lax.custom_linear_solve(matvec, rhs, solve, transpose_solve)
 
 
 TREE_SOLVES = ("hines", "paths")
