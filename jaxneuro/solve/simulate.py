@@ -78,8 +78,8 @@ def simulate(
     ``grad_checkpoints``: what reverse-mode gradients through the constant-step loop keep.
     ``"saves"`` (default) keeps the state at each save and recomputes the steps in
     between (about one extra forward pass; memory grows with the number of saves).
-    ``"steps"`` keeps every step's state: no recomputation (gradients ~10 % faster for
-    a 1000-compartment cell saved every 10 steps), but memory of ``steps × state size``
+    ``"steps"`` keeps every step's state: no recomputation (gradients 0-10 % faster
+    for a 1000-compartment cell saved every 10 steps), but memory of ``steps × state size``
     (e.g. 128 MB for 4000 steps of 1000 HH compartments in float64), times the batch
     size under ``vmap``.
 
