@@ -87,10 +87,11 @@ def test_gradient_does_not_depend_on_save_interval(save_every):
     assert float(jax.grad(final_v)(1e-4)) == pytest.approx(float(reference), rel=1e-9)
 
 
-@pytest.mark.parametrize("save_every", [0.25, 5.0])
+@pytest.mark.parametrize("save_every", [0.025, 0.05, 0.25, 5.0])
 def test_grad_checkpoints_steps_gives_the_same_gradient_with_more_stored_states(save_every):
     """grad_checkpoints="steps" keeps every step's state instead of recomputing between saves:
-    the same gradient, and the compiled program holds about n_steps states."""
+    the same gradient, and the compiled program holds about n_steps states. (With one or
+    two steps per save, "saves" keeps every step's state too: nothing to recompute.)"""
 
     def loss(g, grad_checkpoints):
         cell = model(g)
@@ -110,7 +111,8 @@ def test_grad_checkpoints_steps_gives_the_same_gradient_with_more_stored_states(
     state_bytes = 4 * 8  # v, m, h, n in float64
     n_steps = 600
     assert temp_bytes("steps") > 0.9 * n_steps * state_bytes
-    assert temp_bytes("saves") < 0.5 * n_steps * state_bytes
+    if save_every > 2 * 0.025:
+        assert temp_bytes("saves") < 0.5 * n_steps * state_bytes
 
 
 def test_grad_checkpoints_is_checked():
