@@ -42,11 +42,11 @@ class StaggeredEuler(diffrax.AbstractSolver):
     ``"hines"`` (default) node by node as NEURON does, quick to compile; ``"paths"``
     path by path side by side, the same voltages to rounding and faster to run for
     cells of hundreds of compartments and more (a 1000-compartment HH cell on a CPU:
-    1.04-1.12× per run, its gradient 1.06-1.15×), at the price of longer compilation
-    (there +0.2-0.3 s, its gradient +0.7-1.2 s; benchmarks/RESULTS.md).
+    1.01-1.09× per run, its gradient 1.01-1.09×), at the price of longer compilation
+    (there +0.2-0.3 s, its gradient +0.2-0.7 s; benchmarks/RESULTS.md).
     Consider it for long runs and fits of one cell; a batch of cells under ``vmap``
     already gives the Hines order independent divisions to overlap, and there ran
-    faster on a CPU (10 and 100 tree cells: 1.41× and 1.57× faster than paths;
+    faster on a CPU (10 and 100 tree cells: 1.28× and 1.48× faster than paths;
     ``benchmarks/cells.py``). See :meth:`TreeCoupling.solve`.
     """
 
