@@ -162,19 +162,21 @@ def test_hines_solve_equals_a_dense_solve_on_random_trees(seed):
     np.testing.assert_allclose(*hvp, rtol=1e-8, atol=1e-12)
 
 
-def _tree_scans(jaxpr, n):
-    """Number of ``scan``s of length ``n`` (a Hines elimination or back substitution
-    over ``n`` nodes) anywhere in ``jaxpr``."""
-    count = 0
+def _all_eqns(jaxpr):
+    """Every equation of ``jaxpr`` and of the jaxprs nested in its equations' params."""
     for eqn in jaxpr.eqns:
-        if eqn.primitive.name == "scan" and eqn.params["length"] == n:
-            count += 1
+        yield eqn
         for value in eqn.params.values():
             for sub in value if isinstance(value, (tuple, list)) else (value,):
                 sub = getattr(sub, "jaxpr", sub)
                 if hasattr(sub, "eqns"):
-                    count += _tree_scans(sub, n)
-    return count
+                    yield from _all_eqns(sub)
+
+
+def _tree_scans(jaxpr, n):
+    """Number of ``scan``s of length ``n`` (a Hines elimination or back substitution
+    over ``n`` nodes) anywhere in ``jaxpr``."""
+    return sum(eqn.primitive.name == "scan" and eqn.params["length"] == n for eqn in _all_eqns(jaxpr))
 
 
 def test_a_policy_keeping_the_tree_solution_spares_the_backward_pass_the_forward_solve():
@@ -241,17 +243,8 @@ def test_hines_solve_builds_no_dense_matrix():
     coupling = TreeCoupling(g=jnp.ones(n), capacitance=jnp.ones(n), parent=parent)
     jaxpr = jax.make_jaxpr(jax.grad(lambda d: coupling.solve(d, jnp.ones(n)).sum()))(jnp.ones(n))
 
-    def shapes(jx):
-        for eqn in jx.eqns:
-            for var in eqn.outvars:
-                yield getattr(var.aval, "shape", ())
-            for value in eqn.params.values():
-                for sub in value if isinstance(value, (tuple, list)) else (value,):
-                    sub = getattr(sub, "jaxpr", sub)
-                    if hasattr(sub, "eqns"):
-                        yield from shapes(sub)
-
-    assert max(int(np.prod(s)) for s in shapes(jaxpr.jaxpr)) <= 4 * n
+    shapes = [getattr(var.aval, "shape", ()) for eqn in _all_eqns(jaxpr.jaxpr) for var in eqn.outvars]
+    assert max(int(np.prod(s)) for s in shapes) <= 4 * n
 
 
 def _small_cell():

@@ -130,13 +130,13 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
         carry = run_steps(carry, j * k, k)
         return carry, observe(t0_ + (j + 1) * k * dt_, carry[0])
 
+    if grad_checkpoints not in ("saves", "steps"):
+        raise ValueError(f"grad_checkpoints expects 'saves' or 'steps', got {grad_checkpoints!r}")
     if grad_checkpoints == "saves" and k > _UNROLLED:
         # (One or two steps per save: the steps' own checkpoints keep no more than their
         # inputs, at most two states per save, and their tree solutions; a second
         # checkpoint around them would make the backward pass compute those again.)
         interval = functools.partial(jax.checkpoint, prevent_cse=False)(interval)
-    elif grad_checkpoints not in ("saves", "steps"):
-        raise ValueError(f"grad_checkpoints expects 'saves' or 'steps', got {grad_checkpoints!r}")
 
     first = observe(t0_, y0)
     carry = (y0, solver_state)

@@ -155,11 +155,11 @@ def _tree_solve_jvp(method, primals, tangents):
     parts = [] if _is_zero(d_rhs) else [d_rhs]
     if not _is_zero(d_diag):
         parts.append(-d_diag * x)
-    moving = [i for i, t in enumerate(jax.tree.leaves(d_coupling, is_leaf=_is_zero)) if not _is_zero(t)]
+    tangent_leaves = jax.tree.leaves(d_coupling, is_leaf=_is_zero)
+    moving = [i for i, t in enumerate(tangent_leaves) if not _is_zero(t)]
     if moving:
         # -Ṁ·x = Ȧ·x: the coupling's conductances and capacitances that carry tangents.
         leaves, treedef = jax.tree.flatten(coupling)
-        tangent_leaves = jax.tree.leaves(d_coupling, is_leaf=_is_zero)
 
         def apply_x(*moved):
             new = list(leaves)
@@ -185,9 +185,8 @@ def _linear_solve(method, coupling: TreeCoupling, diag, rhs):
     def matvec(x):
         return diag * x - coupling.apply(x)
 
-    # custom_linear_solve never differentiates these itself.
     def solve(_, b):
-        return _symmetric_solve(method, coupling, c * diag, c * b)
+        return _tree_solve(method, coupling, diag, b)
 
     def transpose_solve(_, b):
         return c * _symmetric_solve(method, coupling, c * diag, b)
@@ -232,16 +231,15 @@ def _eliminate(d, b, g, parent, order):
     def eliminate(carry, node):
         d, b = carry
         k, pk = node
-        # One division per node, kept for the back substitution: there it would sit
-        # on the loop's dependency chain, where a multiplication is several times
-        # shorter.
+        # One division per node, here; the back substitution gets its two products
+        # (g_k/d_k, b_k/d_k), so its own dependency chain is one multiply-add.
         inv_dk = 1.0 / d[k]
         f = g[k] * inv_dk
         d = d.at[pk].add(g2[k] * inv_dk)
         b = b.at[pk].add(f * b[k])
         return (d, b), (f, b[k] * inv_dk)
 
-    (d, b), (f, b_scaled) = jax.lax.scan(eliminate, (d, b), (jnp.asarray(order), jnp.asarray(parent[order])))
+    _, (f, b_scaled) = jax.lax.scan(eliminate, (d, b), (jnp.asarray(order), jnp.asarray(parent[order])))
 
     def substitute(x, node):
         # x_k = (b_k + g_k·x_parent) / d_k, with both products taken in the
