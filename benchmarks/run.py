@@ -11,9 +11,9 @@ timed (median of 5 runs, 1 with --quick). Voltages are compared in the same run 
 spike-time differences, NEURON with exact rates as the reference), the gradient
 against a NEURON finite difference, and float32 against float64 for jaxneuro.
 Precision: float64 on the CPU, float32 on accelerators (--f32 forces float32).
-Jaxley runs in the same process as jaxneuro, so it gets the XLA setting jaxneuro applies
+Jaxley runs in the same process as jaxneuro, so it gets the XLA settings jaxneuro applies
 on import (jaxneuro/xla_cpu.py); on a CPU both are also timed in subprocesses with XLA's
-default loop limit ("XLA defaults": Jaxley as it runs on its own).
+default loop limit and vector width ("XLA defaults": Jaxley as it runs on its own).
 Jaxley is optional (extra ``bench``); without it its columns read n/a.
 Prints a Markdown table and writes JSON ``{"machine": ..., "workloads": {...}}``.
 """
@@ -99,8 +99,10 @@ def timed(make_run, repeats):
     return statistics.median(times) if times else warm_s, compile_s, run.convert(result)
 
 
-# XLA's own limit for compiling a loop into one CPU kernel (jaxneuro raises it on import).
-XLA_DEFAULT_LOOP_LIMIT = "--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024"
+# XLA's own limit for compiling a loop into one CPU kernel and its own vector width
+# (jaxneuro raises both on import; named here, so its import keeps them).
+XLA_DEFAULT_LOOP_LIMIT = ("--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024 "
+                          "--xla_cpu_prefer_vector_width=256")
 
 
 def subprocess_run(sim, name, x64, repeats, xla_flags=None, backend="auto"):
@@ -323,7 +325,8 @@ def main(argv=None):
                 r["f32_vs_f64"] = compare(out_other, jn_out)
 
         # jaxneuro and Jaxley again with XLA's default loop limit (loops kernel by
-        # kernel): what jaxneuro's setting is worth, and Jaxley as it runs on its own.
+        # kernel) and vector width: what jaxneuro's settings are worth, and Jaxley as it
+        # runs on its own.
         if not big and on_cpu:
             r["jaxneuro_xla_default_loops_s"], _ = subprocess_run("jaxneuro", name, x64, repeats, XLA_DEFAULT_LOOP_LIMIT)
             if r["jaxley_s"] is not None:

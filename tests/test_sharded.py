@@ -53,6 +53,18 @@ SCRIPT = textwrap.dedent(
                  diff(a.spike_count, b.spike_count)]
     out["counts"] = np.asarray(a.spike_count).tolist()
 
+    # Records whose per-device buffers exceed sharded.SAVE_BLOCK_BYTES (100 neurons per
+    # device x 401 saves x 8 bytes = 320 kB) are collected in column blocks: same values.
+    from jaxneuro.backends import sharded
+    from jaxneuro.solve import fixed_step
+    blocks = fixed_step._column_blocks(jnp.zeros(100), 400, sharded.SAVE_BLOCK_BYTES)
+    kw = dict(dt=0.025, stimuli=[jn.StepCurrent(jnp.linspace(0.0, 0.4, 400), 1.0, 1e9)], save_every=0.25,
+              record=("v", "m_hh", "i_inj"))
+    a = jn.simulate(hh_pop(400), 100.0, backend="xla", **kw)
+    b = jn.simulate(hh_pop(400), 100.0, backend="sharded", **kw)
+    out["blocks"] = [[x.shape[0] for x in blocks], list(b.v.shape), diff(a.v, b.v), diff(a.m_hh, b.m_hh),
+                     diff(a.i_inj, b.i_inj), float(jnp.ptp(a.v))]
+
     # Point neurons with their own spike buffers (events in the state).
     lif = jn.LIF(n=9)
     la = jn.simulate(lif, 50.0, stimuli=[jn.StepCurrent(jnp.linspace(0.5, 3.0, 9), 0.0, 1e9)], backend="xla")
@@ -149,6 +161,24 @@ def test_split_population_equals_one_loop(split_results):
     assert r["table"] == 0.0
     dv, swing = r["data_current"]
     assert dv == 0.0 and swing > 5.0
+
+
+def test_large_records_are_saved_in_column_blocks(split_results):
+    # 100 neurons' columns of 400 saves in float64: 81 per block of at most 256 KiB.
+    widths, shape, dv, dm, di, swing = split_results["blocks"]
+    assert widths == [81, 19] and shape == [401, 400]
+    assert dv == 0.0 and dm == 0.0 and di == 0.0 and swing > 50.0
+
+
+def test_column_blocks_cut_only_what_does_not_fit():
+    from jaxneuro.solve.fixed_step import _column_blocks
+
+    x = jnp.arange(10.0, dtype=jnp.float32)
+    assert _column_blocks(x, 4, 10_000) is x  # fits
+    assert [b.tolist() for b in _column_blocks(x, 4, 64)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert _column_blocks(x, 100, 64) is x  # one column is already larger: left whole
+    scalar = jnp.float32(1.0)
+    assert _column_blocks(scalar, 4, 1) is scalar
 
 
 def test_split_population_inside_a_sweep(split_results):

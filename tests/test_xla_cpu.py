@@ -1,4 +1,5 @@
-"""jaxneuro's one XLA setting: small CPU time loops compiled as single kernels."""
+"""jaxneuro's XLA settings: small CPU time loops compiled as single kernels, one CPU
+device per core, 512-bit vector code."""
 
 import os
 import subprocess
@@ -7,7 +8,8 @@ import sys
 import pytest
 
 from jaxneuro.xla_cpu import (
-    DEVICE_COUNT_FLAG, SMALL_LOOP_BYTES, THRESHOLD_KEY, usable_cores, with_cpu_devices, with_small_loop_threshold,
+    DEVICE_COUNT_FLAG, SMALL_LOOP_BYTES, THRESHOLD_KEY, VECTOR_BITS, VECTOR_WIDTH_FLAG, usable_cores, with_cpu_devices,
+    with_small_loop_threshold, with_vector_width,
 )
 
 ENTRY = f"{THRESHOLD_KEY}={SMALL_LOOP_BYTES}"
@@ -61,6 +63,18 @@ def test_importing_jaxneuro_makes_the_time_loop_one_kernel_and_each_core_a_devic
     assert hoisted == "True"
     assert int(devices) == usable_cores()
     assert (f"{DEVICE_COUNT_FLAG}={usable_cores()}" in flags) == (usable_cores() > 1)
+    assert f"{VECTOR_WIDTH_FLAG}={VECTOR_BITS}" in flags
+
+
+def test_vector_width_is_added_unless_named():
+    assert with_vector_width("") == f"{VECTOR_WIDTH_FLAG}=512"
+    assert with_vector_width("--xla_dump_to=d", 256) == f"--xla_dump_to=d {VECTOR_WIDTH_FLAG}=256"
+    assert with_vector_width(f"{VECTOR_WIDTH_FLAG}=256") == f"{VECTOR_WIDTH_FLAG}=256"
+    with pytest.raises(ValueError, match="bits expects 128, 256 or 512"):
+        with_vector_width("", 300)
+    # A user's own width is kept by the import too.
+    flags, _, _ = _probe(f"{VECTOR_WIDTH_FLAG}=256")
+    assert flags.count(VECTOR_WIDTH_FLAG) == 1 and f"{VECTOR_WIDTH_FLAG}=256" in flags
 
 
 def test_device_count_is_added_unless_named_or_one():

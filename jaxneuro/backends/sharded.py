@@ -42,6 +42,14 @@ import numpy as np
 
 from . import population
 
+#: On CPUs, each device's saved records are collected in buffers of at most this many
+#: bytes (256 KiB). XLA's CPU compiler splits the initialisation of a larger buffer
+#: (from 512 KiB) over its thread pool, and the loop after it may then continue on a
+#: pool thread, where the other devices' loops can queue behind it: on two cores a
+#: 1000-neuron split population ran both halves one after the other in about a third of
+#: the runs (twice the time), and not once with smaller buffers (benchmarks/RESULTS.md).
+SAVE_BLOCK_BYTES = 256 << 10
+
 #: Neurons per device below which ``backend="auto"`` keeps one loop: splitting a small
 #: population saves less than the devices' hand-offs cost (two cores, HH,
 #: ``benchmarks/cores.py``: 32 neurons 1.6x faster split, 8 neurons 2.4x slower).
@@ -86,6 +94,7 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
     devices = jax.local_devices() if devices is None else list(devices)
     if not devices:
         raise ValueError("devices expects at least one device, got none")
+    on_cpu = devices[0].platform == "cpu"
     if loop is None:
         on_gpu = devices[0].platform == "gpu"
         loop = "pallas" if on_gpu and not pallas.unsupported(system.model, solver, y0, system.stimuli) else "xla"
@@ -117,9 +126,10 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
 
     def run(*leaves):
         sys_d, y_d = jax.tree.unflatten(treedef, leaves)
+        blocks = {"save_block_bytes": SAVE_BLOCK_BYTES} if loop == "xla" and on_cpu else {}
         saved, y_final = inner(
             solver, term, y_d, sys_d, record=record, t0=t0, t1=t1, dt=dt,
-            save_every_steps=save_every_steps, n_save=n_save, grad_checkpoints=grad_checkpoints)
+            save_every_steps=save_every_steps, n_save=n_save, grad_checkpoints=grad_checkpoints, **blocks)
         # A value shared by all neurons (shape (n_save,)) is saved per neuron, as the
         # population's other records are.
         saved = {k: x if x.ndim >= 2 else jnp.broadcast_to(x[:, None], (x.shape[0], per_device))

@@ -56,7 +56,8 @@ def steps_per_save(save_every: float, dt: float) -> int:
 
 @eqx.filter_jit
 def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: float, dt: float,
-              save_every_steps: int, n_save: int, record: tuple[str, ...], grad_checkpoints: str = "saves"):
+              save_every_steps: int, n_save: int, record: tuple[str, ...], grad_checkpoints: str = "saves",
+              save_block_bytes: int | None = None):
     """Advance ``y0`` from ``t0`` to ``t1`` with steps ``dt`` (the last one shortened to
     end at ``t1``). Returns ``(saved, y_final)`` where ``saved`` stacks
     ``args.observe(record, t, y)`` at ``t0 + j·save_every_steps·dt`` for ``j < n_save``.
@@ -66,6 +67,13 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
     ``O(n_save + sqrt(steps per save))`` states (with one or two steps per save, every
     step's state: nothing is recomputed). ``"steps"``: every step's state, so
     nothing is recomputed but one step's intermediates; memory ``O(steps)`` states.
+
+    ``save_block_bytes``: if given, each saved record whose buffer would exceed this
+    many bytes is collected in blocks of columns (its last axis) of at most that size
+    and joined after the loop; the values are the same. (The sharded backend uses it on
+    CPUs: XLA splits a larger buffer's initialisation over its threads, after which the
+    loop may run on one of them and devices running side by side can end up waiting on
+    each other; see :mod:`jaxneuro.backends.sharded`.)
 
     Compiled once per model structure, time grid and ``record`` (``eqx.filter_jit``;
     the floats and ints here are static), so repeated ``simulate`` calls that differ
@@ -128,7 +136,12 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
 
     def interval(carry, j):
         carry = run_steps(carry, j * k, k)
-        return carry, observe(t0_ + (j + 1) * k * dt_, carry[0])
+        return carry, split_columns(observe(t0_ + (j + 1) * k * dt_, carry[0]))
+
+    def split_columns(saved):
+        if save_block_bytes is None:
+            return saved
+        return {name: _column_blocks(x, n_save - 1, save_block_bytes) for name, x in saved.items()}
 
     if grad_checkpoints not in ("saves", "steps"):
         raise ValueError(f"grad_checkpoints expects 'saves' or 'steps', got {grad_checkpoints!r}")
@@ -142,6 +155,7 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
     carry = (y0, solver_state)
     if n_save > 1:
         carry, rest = jax.lax.scan(interval, carry, jnp.arange(n_save - 1))
+        rest = {name: jnp.concatenate(x, axis=-1) if isinstance(x, tuple) else x for name, x in rest.items()}
         saved = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
     else:
         saved = jax.tree.map(lambda a: a[None], first)
@@ -149,3 +163,16 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
     done = (n_save - 1) * k
     carry = run_steps(carry, done, n_steps - done)
     return saved, carry[0]
+
+
+def _column_blocks(x, rows: int, max_bytes: int):
+    """``x`` (one save's value) as a tuple of column blocks (slices of its last axis)
+    whose stacked buffers of ``rows`` saves hold at most ``max_bytes`` each; ``x``
+    itself when it fits, has no axis to cut, or a single column is already larger."""
+    if x.ndim == 0:
+        return x
+    column_bytes = rows * x.dtype.itemsize * math.prod(x.shape[:-1])
+    per_block = max_bytes // column_bytes if column_bytes else x.shape[-1]
+    if per_block >= x.shape[-1] or per_block < 1:
+        return x
+    return tuple(x[..., i:i + per_block] for i in range(0, x.shape[-1], per_block))
