@@ -114,3 +114,78 @@ def test_alpha_beta_derivative_is_the_inf_tau_relaxation():
     d = hh.derivative(v, gates, 16.3)
     for g, (inf, tau) in hh.gate_inf_tau(v, 16.3).items():
         np.testing.assert_allclose(d[g], (inf - gates[g]) / tau, rtol=1e-12, atol=1e-15)
+
+
+# The solver advances gates from gate_inf_rate (steady state, 1/tau); HH computes it with
+# one division per gate, the other channels from gate_inf_tau or their rates.
+INF_RATE_VOLTAGES = np.concatenate([VOLTAGES, [-150.0, -55.0 + 1e-4, -40.0 - 1e-4, -40.0, 60.0, 120.0]])
+
+
+@pytest.mark.parametrize("celsius", [6.3, 37.0])
+def test_hh_inf_rate_matches_hh_mod(celsius):
+    got = jn.channels.HH().gate_inf_rate(jnp.asarray(INF_RATE_VOLTAGES), celsius)
+    ref = hh_reference(INF_RATE_VOLTAGES, celsius)
+    for g in "mhn":
+        np.testing.assert_allclose(got[g][0], ref[g][0], rtol=2e-14, atol=1e-300)
+        np.testing.assert_allclose(got[g][1], 1.0 / ref[g][1], rtol=2e-14)
+    # The rate table's values, as NEURON's usetable_hh = 1 gives them.
+    table = jn.channels.HH(use_table=True)
+    for g, (inf, tau) in table.gate_inf_tau(jnp.asarray(VOLTAGES), celsius).items():
+        np.testing.assert_allclose(table.gate_inf_rate(jnp.asarray(VOLTAGES), celsius)[g][1], 1.0 / tau, rtol=1e-14)
+
+
+def test_hh_inf_rate_is_finite_with_the_right_limits_far_from_rest_in_float32():
+    v = jnp.asarray([-600.0, -450.0, -300.0, 80.0, 300.0], jnp.float32)
+    got = jn.channels.HH().gate_inf_rate(v, 6.3)
+    for g in "mhn":
+        assert got[g][0].dtype == jnp.float32
+        assert np.all(np.isfinite(got[g][0])) and np.all(np.isfinite(got[g][1])), g
+    # Hyperpolarised: m and n closed, h open (their exact limits).
+    np.testing.assert_allclose(np.asarray(got["m"][0][:3]), 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(got["n"][0][:3]), 0.0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got["h"][0][:3]), 1.0, rtol=1e-6)
+    ref = hh_reference(np.asarray([80.0, 300.0]), 6.3)
+    for g in "mhn":
+        np.testing.assert_allclose(np.asarray(got[g][0][3:]), ref[g][0], rtol=1e-5, atol=1e-12)
+
+
+def test_gate_inf_rate_of_other_channels():
+    v = jnp.asarray(VOLTAGES)
+    ih = jn.channels.Ih_HM1992()
+    for g, (inf, tau) in ih.gate_inf_tau(v, 36.0).items():
+        got_inf, got_rate = ih.gate_inf_rate(v, 36.0)[g]
+        np.testing.assert_allclose(got_inf, inf, rtol=1e-15)
+        np.testing.assert_allclose(got_rate, 1.0 / tau, rtol=1e-15)
+    na = jn.channels.INa_Ba2002()
+    for g, (inf, tau) in na.gate_inf_tau(v, 36.0).items():
+        got_inf, got_rate = na.gate_inf_rate(v, 36.0)[g]
+        np.testing.assert_allclose(got_inf, inf, rtol=1e-14)
+        np.testing.assert_allclose(got_rate, 1.0 / tau, rtol=1e-14)
+    assert jn.channels.Leak().gate_inf_rate(v, 6.3) is None  # defines its own derivative
+
+
+class _HHByDerivative(jn.channels.HH):
+    """HH whose gates the solver must advance from the derivative (one JVP)."""
+
+    def gate_inf_rate(self, v, temperature):
+        return None
+
+
+@pytest.mark.parametrize("shape", ["compartments", "cell"])
+def test_exact_gate_update_equals_the_linearised_one(shape):
+    # Two routes to NEURON's cnexp: the channel's steady state and rate, or the JVP of
+    # the vector field; the same voltages to rounding, spikes included.
+    def model(ch):
+        if shape == "compartments":
+            return jn.Compartment(length=20.0, diam=20.0, channels=[ch], n=3)
+        secs = [jn.Cable(length=200.0, diam=1.0, nseg=5, channels=[ch], name="a"),
+                jn.Cable(length=100.0, diam=0.5, nseg=3, channels=[jn.channels.Leak()], name="b")]
+        return jn.Cell(secs, parents=[None, 0])
+
+    g = jnp.asarray([0.1, 0.12, 0.14]) if shape == "compartments" else 0.12
+    stim = [jn.StepCurrent(0.3 if shape == "compartments" else 0.1, 2.0, 1e9, target=None if shape == "compartments" else ("a", 0.0))]
+    a = jn.simulate(model(jn.channels.HH(gnabar=g)), 30.0, dt=0.025, stimuli=stim, save_every=0.25, record=("v", "h_hh"))
+    b = jn.simulate(model(_HHByDerivative(gnabar=g)), 30.0, dt=0.025, stimuli=stim, save_every=0.25, record=("v", "h_hh"))
+    assert float(jnp.max(a.v)) > 20.0  # it spikes
+    np.testing.assert_allclose(np.asarray(a.v), np.asarray(b.v), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(a.h_hh), np.asarray(b.h_hh), rtol=0, atol=1e-12)

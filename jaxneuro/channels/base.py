@@ -42,6 +42,19 @@ class AbstractChannel(eqx.Module):
         """``{gate: value}`` at steady state for a clamped voltage ``v`` (mV)."""
         return {g: inf for g, (inf, _) in self.gate_inf_tau(v, temperature).items()}
 
+    def gate_inf_rate(self, v, temperature) -> dict[str, tuple[Array, Array]] | None:
+        """``{gate: (steady state, rate 1/tau in 1/ms)}`` at voltage ``v`` (mV), which
+        the default solver uses to advance each gate exactly over a step (NEURON's
+        ``cnexp``); ``None`` for a channel whose kinetics are not of that form (it
+        defines its own :meth:`derivative`), whose gates the solver then advances from
+        the derivative. The default takes ``1/tau`` from :meth:`gate_inf_tau`; a
+        subclass may give a cheaper formula (one division per gate:
+        :class:`jaxneuro.channels.HH`)."""
+        cls = type(self)
+        if cls.derivative is not AbstractChannel.derivative or cls.gate_inf_tau is AbstractChannel.gate_inf_tau:
+            return None
+        return {g: (inf, 1.0 / tau) for g, (inf, tau) in self.gate_inf_tau(v, temperature).items()}
+
     def derivative(self, v, gates: dict[str, Array], temperature) -> dict[str, Array]:
         """``{gate: d gate / dt}`` (1/ms)."""
         return {
@@ -85,6 +98,17 @@ class AbstractAlphaBetaChannel(AbstractChannel):
 
     def steady_state(self, v, temperature):
         return {g: a / (a + b) for g, (a, b) in self.rates(v).items()}
+
+    def gate_inf_rate(self, v, temperature):
+        if type(self).derivative is not AbstractAlphaBetaChannel.derivative:
+            return None
+        phi = self.rate_factor(temperature)
+        out = {}
+        for g, (a, b) in self.rates(v).items():
+            s = a + b
+            # alpha = beta = 0 (no kinetics at this voltage): the gate stays where it is.
+            out[g] = (a / jnp.where(s == 0, 1.0, s), phi * s)
+        return out
 
     def derivative(self, v, gates, temperature):
         phi = self.rate_factor(temperature)

@@ -113,6 +113,9 @@ class Cable(AbstractModel):
     def local_vector_field(self, t, state, i_inj):
         return self.as_cell().local_vector_field(t, state, i_inj)
 
+    def gate_increments(self, v, gates, dt):
+        return self.as_cell().gate_increments(v, gates, dt)
+
     def observables(self):
         return self.as_cell().observables()
 

@@ -356,6 +356,19 @@ class Cell(AbstractModel):
                 dgates[key] = self._put(jnp.broadcast_to(value, own[key].shape), idx, n)
         return State(v=dv, gates=dgates)
 
+    def gate_increments(self, v, gates, dt):
+        """``{gate: change over dt}`` per segment (``dt`` in ms, ``v`` in mV held
+        fixed) for the gates of channels with first-order kinetics, as
+        :meth:`Compartment.gate_increments`; zero on segments without the channel."""
+        n = self.n_segments
+        out = {}
+        for ch, idx in self._channel_groups():
+            own = self._own_gates(ch, gates, idx)
+            d = membrane.gate_increments(ch, self._take(v, idx), own, dt, self.temperature)
+            for key, value in (d or {}).items():
+                out[key] = self._put(jnp.broadcast_to(value, own[key].shape), idx, n)
+        return out
+
     def place_current(self, target, i):
         """``i`` (nA) into the segment of location ``target``: ``(section, x)``, a bare
         ``x`` for a one-section cell, a segment index or a tuple of them, or ``None``

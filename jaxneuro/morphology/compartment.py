@@ -100,6 +100,16 @@ class Compartment(AbstractModel):
             dgates.update(membrane.gate_derivatives(ch, state.v, state.gates, self.temperature))
         return State(v=dv, gates=dgates)
 
+    def gate_increments(self, v, gates, dt):
+        """``{gate: change over dt}`` (``dt`` in ms, ``v`` in mV held fixed) for the
+        gates of channels with first-order kinetics (:meth:`AbstractChannel.gate_inf_rate`),
+        advanced exactly as NEURON's ``cnexp`` does; the default solver uses it and
+        advances any other gates from :meth:`vector_field`."""
+        out = {}
+        for ch in self.channels:
+            out.update(membrane.gate_increments(ch, v, gates, dt, self.temperature) or {})
+        return out
+
     # --- recording ------------------------------------------------------------------
     def observables(self):
         return ("v", "i_cap", "i_inj") + membrane.channel_observables(self.channels)

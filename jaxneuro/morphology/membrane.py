@@ -69,6 +69,21 @@ def gate_derivatives(ch: AbstractChannel, v, gates: dict, temperature) -> dict:
     return {gate_key(ch, g): value for g, value in d.items()}
 
 
+def gate_increments(ch: AbstractChannel, v, gates: dict, dt, temperature) -> dict | None:
+    """``{state name: change over dt}`` for one channel's gates at fixed voltage ``v``
+    (mV) over ``dt`` (ms), exact for first-order kinetics (NEURON's ``cnexp``:
+    ``(x_inf - x)·(1 - exp(-dt/tau))``), from :meth:`AbstractChannel.gate_inf_rate`;
+    None for a channel that gives no steady state and rate."""
+    inf_rate = ch.gate_inf_rate(v, temperature)
+    if inf_rate is None:
+        return None
+    own = gates_of(ch, gates)
+    # Growth (a negative rate, from nonsensical parameters) is capped at e**50 per step,
+    # as the solver caps it, so results stay finite.
+    return {gate_key(ch, g): (inf - own[g]) * (1.0 - jnp.exp(jnp.minimum(-dt * rate, 50.0)))
+            for g, (inf, rate) in inf_rate.items()}
+
+
 def ionic_current(channels, v, gates: dict):
     """Total channel current density, mA/cm² (outward positive)."""
     total = jnp.zeros_like(v)

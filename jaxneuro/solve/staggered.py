@@ -126,12 +126,21 @@ class StaggeredEuler(diffrax.AbstractSolver):
                     dv = coupling.solve(1.0 / h - b, rhs_v, self.tree_solve)
                 v1 = y0.v + (dv if self.voltage_update == "backward_euler" else 2.0 * dv)
 
-        # 2. Gates at the new voltage: dx/dt = r + c·(x - x0), advanced exactly.
-        rate, c = jax.jvp(
-            lambda g: f(v1, g).gates, (y0.gates,), (jax.tree.map(jnp.ones_like, y0.gates),)
-        )
-        gates1 = jax.tree.map(lambda x, r, cc: x + r * exp_minus_one_ratio(cc, dt), y0.gates, rate, c)
-        y1 = State(v=v1, gates=gates1, events=y0.events)
+        # 2. Gates at the new voltage, each advanced exactly for dx/dt = (x_inf - x)/tau.
+        #    Models whose channels give x_inf and 1/tau (gate_increments) advance those
+        #    gates themselves, with as few divisions as the channel's formulas allow; any
+        #    other gate from the linearised dx/dt = r + c·(x - x0) (one JVP).
+        exact = model.gate_increments(v1, y0.gates, dt) if hasattr(model, "gate_increments") else {}
+        gates1 = {k: y0.gates[k] + d for k, d in exact.items()}
+        rest = {k: x for k, x in y0.gates.items() if k not in exact}
+        if rest:
+            def rest_field(g):
+                d = f(v1, {**y0.gates, **g}).gates
+                return {k: d[k] for k in g}
+
+            rate, c = jax.jvp(rest_field, (rest,), (jax.tree.map(jnp.ones_like, rest),))
+            gates1.update(jax.tree.map(lambda x, r, cc: x + r * exp_minus_one_ratio(cc, dt), rest, rate, c))
+        y1 = State(v=v1, gates={k: gates1[k] for k in y0.gates}, events=y0.events)
 
         # 3. Events (threshold, reset, refractory) on the linearised voltage flow.
         if y0.events and hasattr(model, "resolve_events"):
