@@ -14,13 +14,11 @@ float32, timed as the median of 5 runs after compiling, for:
 - ``pallas_exp2``: every ``exp`` of the step as ``exp2(x·log2 e)`` (the GPU's native
   base-2 exponential, without the range reduction of an accurate ``exp``; float32
   rounding differs, so a few spike counts do);
-- ``pallas_nosqrt``: HH rates with ``exp(-(v+65)/80)`` computed once and its powers
-  taken for the /40, /20 and /10 exponentials instead of square roots of the /10 one;
-  ``pallas_nosqrt_exp2``: both changes; ``pallas_nosqrt_warps1``,
-  ``pallas_nosqrt_block256``: with four neurons per thread;
-- ``pallas_nosqrt_rates1div``: ``pallas_nosqrt`` with the three rate denominators
-  (alpha_m's and alpha_n's ``exp(x) - 1``, beta_h's ``exp(x) + 1``) inverted by one
-  division and multiplications (Montgomery's trick) instead of three divisions;
+- ``pallas_by_derivative``: the gates advanced from the JVP of the vector field, as
+  for channels without ``gate_inf_rate`` (three more divisions per step than HH's
+  steady states and rates, one per gate); ``pallas_sqrt_rates``: that with HH's rates
+  as they were until 2026-11-29 (``exp(-(v+65)/10)`` and square roots of it for the
+  /20 and /80 exponentials): the kernel of the measurements below;
 - ``xla``: the XLA loop (which, returning only spike counts here, drops the spike-time
   buffers altogether: lighter than the kernel's work).
 
@@ -52,6 +50,11 @@ gates' exponential-Euler ratios sharing one division, a variant that needed a sw
 the solver and is no longer here (``pallas_gates1div`` and combinations in that run's
 JSON): 0.0335 alone, 0.0316 with ``nosqrt``, 0.0311 with both: divisions are not where
 the time goes (on the CPU the shared division made HH populations 30 % slower).
+
+Since 2026-11-29 the default step is what ``pallas_nosqrt_rates1div`` measured (the
+powers of ``exp(-(v+65)/80)`` without square roots, one division per gate, from
+``HH.gate_inf_rate``); the variants above that patched ``HH.rates`` to get there are
+replaced by the two that go back. Not yet measured on a GPU.
 
 Prints compartment-steps per second (target on an H100-class GPU: 1e11 for 1M neurons)
 and each variant's spike counts against the default's.
@@ -97,17 +100,12 @@ def main(argv=None):
     def exp2(x):
         return jnp.exp2(x * 1.4426950408889634)
 
-    def powers_without_sqrt(v):
-        # exp(-(v+65)/80) computed once and its 4th and 8th powers taken for the /20 and
-        # /10 exponentials: multiplications instead of HH.rates' three square roots.
+    def rates_with_sqrt(self, v):
+        # HH.rates until 2026-11-29: exp(-(v+65)/10) and its square roots.
         u = -(v + 65.0)
-        e80 = jnp.exp(u * 0.0125)
-        e20 = (e80 * e80) * (e80 * e80)
-        return u, e80, e20, e20 * e20
-
-    def rates_without_sqrt(self, v):
-        # HH.rates with powers_without_sqrt (the same formulas otherwise).
-        u, e80, e20, e10 = powers_without_sqrt(v)
+        e10 = jnp.exp(u * 0.1)
+        e20 = jnp.sqrt(e10)
+        e80 = jnp.sqrt(jnp.sqrt(e20))
         return {
             "m": (0.1 * exprel_ratio_of_exp(u + 25.0, 10.0, e10 * math.exp(2.5)),
                   4.0 * jnp.exp(u * (1.0 / 18.0))),
@@ -115,28 +113,9 @@ def main(argv=None):
             "n": (0.01 * exprel_ratio_of_exp(u + 10.0, 10.0, e10 * math.e), 0.125 * e80),
         }
 
-    def rates_one_division(self, v):
-        # rates_without_sqrt with the three rate denominators (alpha_m's and alpha_n's
-        # exp(x) - 1, beta_h's exp(x) + 1) inverted by one division (Montgomery's trick).
-        u, e80, e20, e10 = powers_without_sqrt(v)
-        zm, zn = (u + 25.0) * 0.1, (u + 10.0) * 0.1
-        sm, sn = jnp.abs(zm) < 1e-2, jnp.abs(zn) < 1e-2
-        dm = jnp.where(sm, 1.0, e10 * math.exp(2.5) - 1.0)
-        dn = jnp.where(sn, 1.0, e10 * math.e - 1.0)
-        dh = e10 * math.exp(3.0) + 1.0
-        dmn = dm * dn
-        r = 1.0 / (dmn * dh)
-        ih, r_mn = r * dmn, r * dh
-        im, i_n = r_mn * dn, r_mn * dm
-
-        def series(z):
-            z2 = z * z
-            return 10.0 * (1.0 - 0.5 * z + z2 * (1.0 / 12.0) - z2 * z2 * (1.0 / 720.0))
-        return {
-            "m": (0.1 * jnp.where(sm, series(zm), (u + 25.0) * im), 4.0 * jnp.exp(u * (1.0 / 18.0))),
-            "h": (0.07 * e20, ih),
-            "n": (0.01 * jnp.where(sn, series(zn), (u + 10.0) * i_n), 0.125 * e80),
-        }
+    def no_inf_rate(self, v, temperature):
+        # The solver then advances the gates from the vector field's JVP.
+        return None
 
     @contextlib.contextmanager
     def patched(obj, name, value):
@@ -166,11 +145,9 @@ def main(argv=None):
         "pallas_warps1": dict(patch=[(P, "DEFAULT_WARPS", 1)]),
         "pallas_block256": dict(patch=[(P, "DEFAULT_BLOCK", 256)]),
         "pallas_exp2": dict(patch=[(jnp, "exp", exp2)]),
-        "pallas_nosqrt": dict(patch=[(jn.channels.HH, "rates", rates_without_sqrt)]),
-        "pallas_nosqrt_warps1": dict(patch=[(jn.channels.HH, "rates", rates_without_sqrt), (P, "DEFAULT_WARPS", 1)]),
-        "pallas_nosqrt_block256": dict(patch=[(jn.channels.HH, "rates", rates_without_sqrt), (P, "DEFAULT_BLOCK", 256)]),
-        "pallas_nosqrt_exp2": dict(patch=[(jn.channels.HH, "rates", rates_without_sqrt), (jnp, "exp", exp2)]),
-        "pallas_nosqrt_rates1div": dict(patch=[(jn.channels.HH, "rates", rates_one_division)]),
+        "pallas_by_derivative": dict(patch=[(jn.channels.HH, "gate_inf_rate", no_inf_rate)]),
+        "pallas_sqrt_rates": dict(patch=[(jn.channels.HH, "gate_inf_rate", no_inf_rate),
+                                         (jn.channels.HH, "rates", rates_with_sqrt)]),
         "xla": dict(backend="xla"),
     }
     print(f"# {jax.devices()[0]}, jax {jax.__version__}, n = {n}, {steps} steps, float32", flush=True)

@@ -151,23 +151,23 @@ def split_results(tmp_path_factory):
 def test_split_population_equals_one_loop(split_results):
     r = split_results
     assert r["shapes"] == [[41, 10], [41, 10], [10, 4]]  # padding neurons dropped
-    # Same arithmetic per neuron, except that the targeted stimulus is applied as
-    # per-neuron weights: equal to rounding.
+    # Same arithmetic per neuron: equal to rounding (XLA's code for a slice may fuse a
+    # multiply-add the whole population's code does not; LIF happens to be exact).
     dv, dm, di, dspikes, dcount = r["hh"]
     assert dv < 1e-9 and dm < 1e-12 and di < 1e-15 and dspikes < 1e-9 and dcount == 0
     assert min(r["counts"]) == 0 and max(r["counts"]) >= 2  # some spike, some do not
     assert r["lif"] == [0.0, 0.0, 0.0]
     assert min(r["lif_counts"]) >= 0 and max(r["lif_counts"]) >= 3
-    assert r["table"] == 0.0
+    assert r["table"] < 1e-12
     dv, swing = r["data_current"]
-    assert dv == 0.0 and swing > 5.0
+    assert dv < 1e-12 and swing > 5.0
 
 
 def test_large_records_are_saved_in_column_blocks(split_results):
     # 100 neurons' columns of 400 saves in float64: 81 per block of at most 256 KiB.
     widths, shape, dv, dm, di, swing = split_results["blocks"]
     assert widths == [81, 19] and shape == [401, 400]
-    assert dv == 0.0 and dm == 0.0 and di == 0.0 and swing > 50.0
+    assert dv < 1e-9 and dm < 1e-12 and di == 0.0 and swing > 50.0
 
 
 def test_column_blocks_cut_only_what_does_not_fit():

@@ -16,7 +16,12 @@ Requirements are those of the fused GPU kernel that concern the population (see
 :func:`unsupported`): a population of shape ``(n,)`` with independent compartments,
 not a Network, targeted stimuli with one waveform; any solver with a constant step, and
 rate tables, are fine. The arithmetic is the XLA path's own, so results are equal to
-the last bit (to rounding with a targeted stimulus, which becomes per-neuron weights).
+rounding: XLA's CPU code for a slice may round a multiply-add differently from its code
+for the whole population (it fuses some into one instruction, depending on the shape),
+which is ~1e-14 mV per step in float64; over a spiking run that can move a spike by a
+fraction of a microsecond, and float32 by more (30 000 HH neurons, 100 ms: up to a few
+mV at spike upswings, as between float32 and float64). Targeted stimuli become
+per-neuron weights, also equal to rounding.
 Reverse and forward-mode gradients go through ``shard_map`` (the backward pass is split
 the same way; with the Pallas kernel on each GPU, forward mode is not available, as on
 that backend). Under ``vmap`` every device takes its slice of neurons for the whole
