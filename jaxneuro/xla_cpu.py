@@ -17,7 +17,7 @@ independent neurons use the others by splitting over devices
 the number of cores this process may use (``os.sched_getaffinity``), if that is more
 than one. ``jax.devices()`` then lists that many CPU devices; arrays are placed on the
 first unless sharded, and computations that are not sharded run as before (one
-1000-neuron HH population on two cores: 1.9× faster split, same run of
+1000-neuron HH population on two cores: 1.8-2.0× faster split, same run of
 ``benchmarks/run.py``; unchanged otherwise).
 :func:`jaxneuro.sweep` splits its chunks over them too.
 

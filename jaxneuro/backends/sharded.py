@@ -9,8 +9,8 @@ traces are joined at the end. On a CPU, jaxneuro makes each usable core a device
 one time loop on one core, and cutting a step's work into per-thread pieces costs more
 than it gains for a few thousand compartments (``benchmarks/RESULTS.md``). Split
 against one loop on two cores (HH, 100 ms, saves every 0.25 ms; ``benchmarks/cores.py``,
-same run): 32 neurons 1.6× faster, 10³ 1.8×, 10⁴ 1.9×, 3·10⁴ 1.6× in float64 (2.0× in
-float32), 10⁵ 1.4× (float32); 8 neurons 2.4× slower.
+same run): 8 neurons 1.4× faster, 32 1.4×, 10³ 2.0×, 10⁴ 2.0×, 3·10⁴ 2.0× in float64 (2.2×
+in float32), 10⁵ 1.5× (float32).
 
 Requirements are those of the fused GPU kernel that concern the population (see
 :func:`unsupported`): a population of shape ``(n,)`` with independent compartments,
@@ -57,7 +57,8 @@ SAVE_BLOCK_BYTES = 256 << 10
 
 #: Neurons per device below which ``backend="auto"`` keeps one loop: splitting a small
 #: population saves less than the devices' hand-offs cost (two cores, HH,
-#: ``benchmarks/cores.py``: 32 neurons 1.6x faster split, 8 neurons 2.4x slower).
+#: ``benchmarks/cores.py``: 32 neurons 1.4x faster split; 8 neurons 2.4x slower in an
+#: earlier round, 1.4x faster in the latest, so the limit is kept on the safe side).
 MIN_PER_DEVICE = 16
 
 

@@ -20,8 +20,9 @@ class AbstractChannel(eqx.Module):
 
     A subclass names ``gate_names`` and gives either :meth:`gate_inf_tau` (so the
     default solver updates each gate exactly by exponential Euler, as NEURON's
-    ``cnexp``) or both :meth:`steady_state` and :meth:`derivative` (or subclasses
-    :class:`AbstractAlphaBetaChannel` and gives opening and closing rates); and :meth:`current`,
+    ``cnexp``, from :meth:`gate_inf_rate`) or both :meth:`steady_state` and
+    :meth:`derivative` (or subclasses :class:`AbstractAlphaBetaChannel` and gives opening
+    and closing rates); optionally a faster :meth:`gate_inf_rate`; and :meth:`current`,
     a density in mA/cm² (outward positive). ``temperature`` (°C) is the compartment's;
     channels with their own temperature parameter (the Bazhenov 2002 family) use theirs.
     """

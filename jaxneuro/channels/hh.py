@@ -32,7 +32,7 @@ class HH(AbstractAlphaBetaChannel):
     that range. It reproduces NEURON's default runs (to 1e-6 mV in the tests; NEURON
     with ``usetable_hh = 0`` is the exact computation, ``use_table=False``). It is for
     parity, not speed: on a CPU the lookups cost more than the exponentials they replace
-    (1000 HH compartments: 1.2× slower in float64, 2.4× in float32; benchmarks/RESULTS.md).
+    (1000 HH compartments: 1.5× slower in float64, 2.5× in float32; benchmarks/RESULTS.md).
     """
 
     gnabar: object = units.param(units.S_per_cm2, default=0.12, check="nonnegative")

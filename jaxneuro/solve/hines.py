@@ -115,8 +115,8 @@ class TreeCoupling(eqx.Module):
         ``method`` (static): ``"hines"`` eliminates node by node (NEURON's order), fast
         to compile; ``"paths"`` cuts the tree into paths of about √n nodes and
         eliminates them side by side (:func:`_partitioned`): the same solution to
-        rounding, a 1000-compartment HH cell's run 1.01-1.09× faster on a CPU, but
-        0.2-0.3 s longer to compile (same-run figures in benchmarks/RESULTS.md)."""
+        rounding, a 1000-compartment HH cell's run up to 1.1× faster on a CPU (0.99-1.10×),
+        but 0.2-0.4 s longer to compile (same-run figures in benchmarks/RESULTS.md)."""
         check_tree_solve(method)
         diag, rhs = jnp.broadcast_arrays(jnp.asarray(diag), jnp.asarray(rhs))
         return _tree_solve(method, self, diag, rhs)

@@ -40,13 +40,13 @@ class StaggeredEuler(diffrax.AbstractSolver):
 
     ``tree_solve`` chooses how cells and cables solve their axial coupling (step 1):
     ``"hines"`` (default) node by node as NEURON does, quick to compile; ``"paths"``
-    path by path side by side, the same voltages to rounding and faster to run for
+    path by path side by side, the same voltages to rounding and often faster to run for
     cells of hundreds of compartments and more (a 1000-compartment HH cell on a CPU:
-    1.01-1.09× per run, its gradient 1.01-1.09×), at the price of longer compilation
-    (there +0.2-0.3 s, its gradient +0.2-0.7 s; benchmarks/RESULTS.md).
+    0.99-1.10× per run, its gradient 1.02-1.05×), at the price of longer compilation
+    (there +0.2-0.4 s, its gradient +0.2-1.2 s; benchmarks/RESULTS.md).
     Consider it for long runs and fits of one cell; a batch of cells under ``vmap``
     already gives the Hines order independent divisions to overlap, and there ran
-    faster on a CPU (10 and 100 tree cells: 1.28× and 1.48× faster than paths;
+    faster on a CPU (10 and 100 tree cells: 1.57× and 1.55× faster than paths;
     ``benchmarks/cells.py``). See :meth:`TreeCoupling.solve`.
     """
 
