@@ -189,3 +189,21 @@ def test_exact_gate_update_equals_the_linearised_one(shape):
     assert float(jnp.max(a.v)) > 20.0  # it spikes
     np.testing.assert_allclose(np.asarray(a.v), np.asarray(b.v), rtol=0, atol=1e-9)
     np.testing.assert_allclose(np.asarray(a.h_hh), np.asarray(b.h_hh), rtol=0, atol=1e-12)
+
+
+def test_hh_powers_of_one_exponential_are_accurate():
+    # exp(u/10), exp(u/20), exp(u/80) from one exp and multiplications, against
+    # extended-precision exponentials (the claim in hh._powers' docstring).
+    from jaxneuro.channels.hh import _powers
+
+    v = np.linspace(-200.0, 150.0, 20001)
+    u = -(v + 65.0)
+    got = [np.asarray(x) for x in _powers(jnp.asarray(u))]
+    eps = np.finfo(np.float64).eps
+    near_rest = np.abs(v + 65.0) < 40.0
+    for g, d, bound in zip(got, (10, 20, 80), (20, 10, 3)):
+        ref = np.exp(u.astype(np.longdouble) / d)
+        rel = np.abs(g - ref) / ref
+        assert float(np.max(rel)) < bound * eps, d
+    ref10 = np.exp(u[near_rest].astype(np.longdouble) / 10)
+    assert float(np.max(np.abs(got[0][near_rest] - ref10) / ref10)) < 11 * eps

@@ -170,6 +170,25 @@ def test_large_records_are_saved_in_column_blocks(split_results):
     assert dv < 1e-9 and dm < 1e-12 and di == 0.0 and swing > 50.0
 
 
+def test_save_block_bytes_must_be_a_positive_int():
+    import diffrax
+
+    from jaxneuro.solve import fixed_step
+    from jaxneuro.solve.system import System, vector_field
+
+    system = System(model=jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=2), stimuli=())
+    kw = dict(record=("v",), t0=0.0, t1=1.0, dt=0.025, save_every_steps=20, n_save=3)
+    args = (jn.StaggeredEuler(), diffrax.ODETerm(vector_field), system.model.init_state(-65.0), system)
+    for bad in (0, -5, 1.5, True):
+        with pytest.raises(ValueError, match="save_block_bytes expects None or a positive int"):
+            fixed_step.integrate(*args, save_block_bytes=bad, **kw)
+    # Two saves after the first, float64: 16 bytes a column, so one column per block.
+    assert len(fixed_step._column_blocks(jnp.zeros(2), 2, 16)) == 2
+    saved, _ = fixed_step.integrate(*args, save_block_bytes=16, **kw)
+    whole, _ = fixed_step.integrate(*args, **kw)
+    np.testing.assert_array_equal(np.asarray(saved["v"]), np.asarray(whole["v"]))
+
+
 def test_column_blocks_cut_only_what_does_not_fit():
     from jaxneuro.solve.fixed_step import _column_blocks
 

@@ -135,8 +135,18 @@ def exprel_ratio_of_exp(x, y, exp_x_over_y):
     relative."""
     # Multiplications by constant reciprocals: divisions cost several times more.
     z = x * (1.0 / y)
-    small = jnp.abs(z) < 1e-2
+    small = exprel_series_applies(z)
     denom = jnp.where(small, 1.0, exp_x_over_y - 1.0)
+    return jnp.where(small, y * exprel_series(z), x / denom)
+
+
+def exprel_series_applies(z):
+    """Where :func:`exprel_series` stands for ``z / (exp(z) - 1)``: ``|z| < 1e-2``."""
+    return jnp.abs(z) < 1e-2
+
+
+def exprel_series(z):
+    """``z / (exp(z) - 1)`` near ``z = 0``: ``1 - z/2 + z²/12 - z⁴/720`` (truncation
+    error below 1e-16 relative where :func:`exprel_series_applies`)."""
     z2 = z * z
-    series = y * (1.0 - 0.5 * z + z2 * (1.0 / 12.0) - z2 * z2 * (1.0 / 720.0))
-    return jnp.where(small, series, x / denom)
+    return 1.0 - 0.5 * z + z2 * (1.0 / 12.0) - z2 * z2 * (1.0 / 720.0)

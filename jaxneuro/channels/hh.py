@@ -12,7 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
-from .base import AbstractAlphaBetaChannel, AbstractChannel, exprel_ratio_of_exp
+from .base import (
+    AbstractAlphaBetaChannel, AbstractChannel, exprel_ratio_of_exp, exprel_series, exprel_series_applies,
+)
 
 
 class HH(AbstractAlphaBetaChannel):
@@ -132,8 +134,8 @@ class HH(AbstractAlphaBetaChannel):
 def _powers(u):
     """``exp(u/10)``, ``exp(u/20)``, ``exp(u/80)``: five of hh.mod's six exponentials
     are powers of ``exp(u/80)`` (``u = -(v + 65)`` mV), so one ``exp`` and three
-    multiplications give them (relative error ~8 ulp; an ``exp`` or a square root each
-    costs more). The factor 2 keeps XLA from rewriting ``exp(x)·exp(x)`` into
+    multiplications give them (``exp(u/10)`` within 20 ulp from -200 to 150 mV, 11 ulp
+    within 40 mV of rest; an ``exp`` or a square root each costs more). The factor 2 keeps XLA from rewriting ``exp(x)·exp(x)`` into
     ``exp(2x)``, which would bring the exponentials back; powers of two scale exactly."""
     e80 = jnp.exp(u * (1.0 / 80.0))
     a = 2.0 * e80
@@ -151,10 +153,8 @@ def _vtrap_inf_rate(x, exp_x, scale, beta, phi):
     ``P`` with ``A = 1``. Where ``A·N`` overflows (float32 below ~-400 mV), ``r = 0``
     gives the limits ``x_inf = 0``, ``rate = phi·beta``."""
     z = x * 0.1
-    small = jnp.abs(z) < 1e-2
-    z2 = z * z
-    series = (10.0 * scale) * (1.0 - 0.5 * z + z2 * (1.0 / 12.0) - z2 * z2 * (1.0 / 720.0))
-    p = jnp.where(small, series, scale * x)
+    small = exprel_series_applies(z)
+    p = jnp.where(small, (10.0 * scale) * exprel_series(z), scale * x)
     a = jnp.where(small, 1.0, exp_x - 1.0)
     n = p + beta * a
     r = 1.0 / (a * n)

@@ -345,27 +345,29 @@ class Cell(AbstractModel):
         return self._segments_field(t, state, i_inj)
 
     def _segments_field(self, t, state, i_inj):
-        n = self.n_segments
         i_density = i_inj * (membrane.NA_PER_UM2_TO_MA_PER_CM2 / self.membrane_area)
         dv = membrane.dv_dt(i_density, self.ionic_current(state), self._per_segment("cm"))
         dgates = {k: jnp.zeros_like(x) for k, x in state.gates.items()}
-        for ch, idx in self._channel_groups():
-            own = self._own_gates(ch, state.gates, idx)
-            d = membrane.gate_derivatives(ch, self._take(state.v, idx), own, self.temperature)
-            for key, value in d.items():
-                dgates[key] = self._put(jnp.broadcast_to(value, own[key].shape), idx, n)
+        dgates.update(self._per_channel_gates(
+            lambda ch, v, own: membrane.gate_derivatives(ch, v, own, self.temperature), state.v, state.gates))
         return State(v=dv, gates=dgates)
 
     def gate_increments(self, v, gates, dt):
         """``{gate: change over dt}`` per segment (``dt`` in ms, ``v`` in mV held
         fixed) for the gates of channels with first-order kinetics, as
         :meth:`Compartment.gate_increments`; zero on segments without the channel."""
+        return self._per_channel_gates(
+            lambda ch, v, own: membrane.gate_increments(ch, v, own, dt, self.temperature), v, gates)
+
+    def _per_channel_gates(self, fn, v, gates):
+        """``{gate: per-segment values}`` from ``fn(channel, v, own gates)`` (a dict
+        keyed by gate name, or None) evaluated on the segments carrying each channel,
+        zero elsewhere."""
         n = self.n_segments
         out = {}
         for ch, idx in self._channel_groups():
             own = self._own_gates(ch, gates, idx)
-            d = membrane.gate_increments(ch, self._take(v, idx), own, dt, self.temperature)
-            for key, value in (d or {}).items():
+            for key, value in (fn(ch, self._take(v, idx), own) or {}).items():
                 out[key] = self._put(jnp.broadcast_to(value, own[key].shape), idx, n)
         return out
 

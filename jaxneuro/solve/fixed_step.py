@@ -145,6 +145,9 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
 
     if grad_checkpoints not in ("saves", "steps"):
         raise ValueError(f"grad_checkpoints expects 'saves' or 'steps', got {grad_checkpoints!r}")
+    if save_block_bytes is not None and (isinstance(save_block_bytes, bool) or not isinstance(save_block_bytes, int)
+                                         or save_block_bytes < 1):
+        raise ValueError(f"save_block_bytes expects None or a positive int (bytes), got {save_block_bytes!r}")
     if grad_checkpoints == "saves" and k > _UNROLLED:
         # (One or two steps per save: the steps' own checkpoints keep no more than their
         # inputs, at most two states per save, and their tree solutions; a second
