@@ -118,15 +118,7 @@ def to_base(value: Any, name: str, unit) -> Any:
                     f"Quantity in kelvin); got {value}, a {_describe_dim(u.get_dim(value))}"
                 )
             return jnp.asarray(value.to_decimal(u.kelvin) - 273.15, dtype=_float_dtype())
-        expected = u.get_dim(1.0) if unit is None else u.get_dim(unit)
-        given = u.get_dim(value)
-        if given != expected:
-            raise ValueError(
-                f"parameter {name!r} expects a {_describe_dim(expected)} quantity "
-                f"(a plain number is read in {unit_name(unit)}); got {value}, a "
-                f"{_describe_dim(given)} quantity"
-            )
-        value = value.to_decimal(unit) if unit is not None else value.to_decimal()
+        value = _decimal_in(value, name, unit)
     if isinstance(value, jax.core.Tracer):
         return value
     if isinstance(value, (bool, np.bool_)):
@@ -139,6 +131,32 @@ def to_base(value: Any, name: str, unit) -> Any:
             f"Quantity, got {value!r}"
         ) from e
     return arr
+
+
+def _decimal_in(value, name: str, unit):
+    """A saiunit Quantity's numbers in ``unit`` (a ValueError naming ``name`` if its
+    dimension is another)."""
+    expected = u.get_dim(1.0) if unit is None else u.get_dim(unit)
+    given = u.get_dim(value)
+    if given != expected:
+        raise ValueError(
+            f"parameter {name!r} expects a {_describe_dim(expected)} quantity "
+            f"(a plain number is read in {unit_name(unit)}); got {value}, a "
+            f"{_describe_dim(given)} quantity"
+        )
+    return value.to_decimal(unit) if unit is not None else value.to_decimal()
+
+
+def to_static(value: Any, name: str, unit) -> np.ndarray:
+    """``value`` in ``unit`` as a float64 NumPy array, for static configuration (not a
+    pytree leaf, so JAX's default precision does not round it). Plain numbers are taken
+    to be in ``unit`` already; Quantities are converted (see :func:`to_base`)."""
+    if isinstance(value, u.Quantity):
+        value = _decimal_in(value, name, unit)
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"parameter {name!r} expects numbers in {unit_name(unit)}, got {value!r}") from None
 
 
 def _float_dtype(value=None):

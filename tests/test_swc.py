@@ -42,7 +42,14 @@ def test_sections_nseg_areas_and_voltages_match_neuron(neuron_h, path):
             s = secs[name]
             assert sec.nseg == s.nseg, name
             assert float(sec.length) == pytest.approx(s.L, rel=1e-12), name
-            np.testing.assert_allclose(area[cell.segments(name)], [seg.area() for seg in s], rtol=1e-4)
+            # NEURON keeps 3-D points in single precision: ~3e-8 relative.
+            np.testing.assert_allclose(area[cell.segments(name)], [seg.area() for seg in s], rtol=3e-7)
+            # seg.ri(): from the segment's centre to the previous one's (its own half
+            # towards 0 and that segment's half towards 1); the first segment's is its
+            # half towards 0 alone (to the zero-area node at x = 0).
+            left, right = (np.asarray(r) for r in sec.half_resistances())
+            np.testing.assert_allclose([seg.ri() for seg in s], np.concatenate([[left[0]], left[1:] + right[:-1]]), rtol=3e-7)
+            np.testing.assert_allclose(np.asarray(sec.segment_diameters), [seg.diam for seg in s], rtol=3e-7)
             parent = s.parentseg()
             link = cell.parents[cell.section_index(name)]
             if parent is None:
@@ -70,9 +77,8 @@ def test_sections_nseg_areas_and_voltages_match_neuron(neuron_h, path):
     v_j = np.asarray(trace.v)[:, [cell.index(n, x) for n, x in locs]]
     assert np.min(v_n.max(axis=0)) > -40  # 25+ mV deflections everywhere
     # Several children share dend[0]'s and apic[0]'s far ends (a zero-area node in NEURON).
-    # 0.011 mV measured: segment diameters are length averages, where NEURON integrates
-    # the axial resistance over the 3-D frusta.
-    assert np.max(np.abs(v_j - v_n)) < 0.05
+    # 7e-8 mV measured (the areas' and resistances' single-precision 3-D points).
+    assert np.max(np.abs(v_j - v_n)) < 1e-6
 
 
 def test_both_soma_conventions_give_the_same_cell():

@@ -9,11 +9,11 @@ import numpy as np
 from .. import units
 from ..channels.base import AbstractChannel
 from ..model import AbstractModel
-from . import membrane
+from . import geometry, membrane
 
 
 class Cable(AbstractModel):
-    """An unbranched cylindrical cable (one NEURON section) of ``nseg`` segments.
+    """An unbranched cable (one NEURON section) of ``nseg`` segments.
 
     ``length`` and ``diam`` in µm, axial resistivity ``Ra`` in Ω·cm (default 35.4,
     NEURON's), specific capacitance ``cm`` in µF/cm² (default 1), ``nseg`` segments
@@ -28,6 +28,15 @@ class Cable(AbstractModel):
     resistance of the two half segments, ``Ra·(L/2n)/(π r₁²) + Ra·(L/2n)/(π r₂²)``, as
     in NEURON; both ends are sealed.
 
+    **3-D points** instead of ``diam``: ``arc3d`` (static, the points' path positions
+    along the section, µm, non-decreasing; NEURON's ``arc3d``) and ``diam3d`` (their
+    diameters, µm; NEURON's ``diam3d``). The section is then a chain of frusta, its
+    ``length`` the path length (given or not), and each segment's membrane area and
+    the axial resistances of its two halves are integrated over the frusta as NEURON
+    does (:mod:`jaxneuro.morphology.geometry`); ``diam`` stays None and
+    :attr:`segment_diameters` gives the segments' mean diameters (NEURON's
+    ``seg.diam``). :func:`~jaxneuro.Cell.from_swc` builds its sections this way.
+
     Simulated alone it is a one-section :class:`~jaxneuro.Cell` (its dynamics are the
     cell's): ``trace.v`` has shape ``(T, nseg)``. Stimuli target a location ``x`` in
     [0, 1] (``StepCurrent(..., target=0.5)`` or ``target=(0, 0.5)``), delivered to the
@@ -36,13 +45,15 @@ class Cable(AbstractModel):
     ``cable.index(x)`` gives the segment index of ``x`` for reading ``trace.v[:, i]``.
     """
 
-    length: object = units.param(units.um, check="positive")
-    diam: object = units.param(units.um, check="positive")
+    length: object = units.param(units.um, default=None, check="positive")
+    diam: object = units.param(units.um, default=None, check="positive")
     Ra: object = units.param(units.ohm_cm, default=35.4, check="positive")
     cm: object = units.param(units.uF_per_cm2, default=1.0, check="positive")
     nseg: int = eqx.field(default=1, static=True)
     channels: tuple[AbstractChannel, ...] = ()
     temperature: object = units.param(units.celsius, default=6.3)
+    diam3d: object = units.param(units.um, default=None, check="positive")
+    arc3d: tuple | None = eqx.field(default=None, static=True, kw_only=True)
     name: str | None = eqx.field(default=None, static=True, kw_only=True)
 
     def __post_init__(self):
@@ -52,11 +63,35 @@ class Cable(AbstractModel):
         if self.name is not None and not isinstance(self.name, str):
             raise ValueError(f"Cable.name expects a string, got {self.name!r}")
         self.channels = membrane.check_channels("Cable", self.channels)
+        if (self.arc3d is None) != (self.diam3d is None):
+            raise ValueError("Cable: 3-D points need both arc3d (path positions, µm) and diam3d (diameters, µm)")
+        if self.arc3d is not None:
+            if self.diam is not None:
+                raise ValueError(
+                    "Cable.diam: a cable with 3-D points takes its diameters from diam3d; give diam or diam3d, not both"
+                )
+            self.arc3d = geometry.check_3d(units.to_static(self.arc3d, "arc3d", units.um), np.shape(self.diam3d), "Cable")
+            path_length = self.arc3d[-1] - self.arc3d[0]
+            if self.length is None:
+                self.length = path_length
+        elif self.length is None or self.diam is None:
+            raise ValueError(
+                "Cable expects length and diam (µm), or 3-D points: arc3d and diam3d (µm); "
+                f"got length={self.length!r}, diam={self.diam!r}"
+            )
         super().__post_init__()
+        if self.arc3d is not None and units.is_concrete(self.length):
+            if not np.isclose(float(self.length), path_length, rtol=1e-6, atol=0.0):
+                raise ValueError(
+                    f"Cable.length: with 3-D points the length is their path length, "
+                    f"{path_length} µm; got {float(self.length)} µm"
+                )
         for field in ("length", "temperature"):
             if np.ndim(getattr(self, field)) != 0:
                 raise ValueError(f"Cable.{field} expects a scalar, got shape {np.shape(getattr(self, field))}")
         for field in ("diam", "Ra", "cm"):
+            if getattr(self, field) is None:
+                continue
             shape = np.shape(getattr(self, field))
             if shape not in ((), (self.nseg,)):
                 raise ValueError(
@@ -96,7 +131,17 @@ class Cable(AbstractModel):
     @property
     def membrane_area(self):
         """Membrane area of each segment, µm²."""
-        return self.as_cell().membrane_area
+        return geometry.segment_areas(self.length, self.diam, self.nseg, self.arc3d, self.diam3d)
+
+    @property
+    def segment_diameters(self):
+        """Diameter of each segment, µm: ``diam``, or the mean over the 3-D points."""
+        return geometry.segment_diameters(self.length, self.diam, self.nseg, self.arc3d, self.diam3d)
+
+    def half_resistances(self):
+        """Axial resistances (MΩ) of each segment's halves towards ``x = 0`` and
+        ``x = 1``: two arrays of shape ``(nseg,)``."""
+        return geometry.half_resistances(self.length, self.diam, self.Ra, self.nseg, self.arc3d, self.diam3d)
 
     def place_current(self, target, i):
         return self.as_cell().place_current(target, i)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -20,9 +19,6 @@ from ..state import State
 from . import membrane
 from .cable import Cable
 
-# Ω·cm · µm / µm² = 1e4 Ω = 1e-2 MΩ: axial resistance of a cylinder piece.
-_OHM_CM_PER_UM_TO_MOHM = 1e-2
-
 
 class _Layout(NamedTuple):
     """Static indexing of a cell's segments and of the tree the axial solve runs on
@@ -33,14 +29,15 @@ class _Layout(NamedTuple):
     children straight to the parent's end segment would put the parent's half
     segment in parallel once per child. A single child at an end needs no node: its
     half segment and the parent's are simply in series. Node ``k``'s conductance to
-    its parent is ``1 / (r_half[own[k]] + r_half[partner[k]])`` with index ``n``
-    standing for a zero resistance.
+    its parent is ``1 / (r_half[own[k]] + r_half[partner[k]])``, where ``r_half`` holds
+    the segments' halves towards ``x = 0`` (indices ``0..n-1``) and towards ``x = 1``
+    (``n..2n-1``), and index ``2n`` stands for a zero resistance.
     """
 
     offsets: np.ndarray  # first segment of each section; offsets[-1] = n
     parent: np.ndarray  # parent node of each tree node, -1 for roots (parent < node)
-    own: np.ndarray  # half segment of node k towards its parent (n: none)
-    partner: np.ndarray  # half segment in series with it (n: none)
+    own: np.ndarray  # half segment of node k towards its parent (2n: none)
+    partner: np.ndarray  # half segment in series with it (2n: none)
     segment_nodes: np.ndarray  # tree node of each segment
 
 
@@ -61,27 +58,32 @@ def _layout(nsegs: tuple[int, ...], parents: tuple) -> _Layout:
         partner.append(partner_r)
         return len(node_parent) - 1
 
+    none = 2 * n
+
+    def half(seg, x):  # index of segment seg's half towards x (0 or 1) in r_half
+        return seg + n if x == 1.0 else seg
+
     for s, link in enumerate(parents):
         first = offsets[s]
         for k in range(first, offsets[s + 1]):
             if k > first:
-                segment_nodes[k] = add(segment_nodes[k - 1], k, k - 1)
+                segment_nodes[k] = add(segment_nodes[k - 1], half(k, 0.0), half(k - 1, 1.0))
             elif link is None:
-                segment_nodes[k] = add(-1, n, n)
+                segment_nodes[k] = add(-1, none, none)
             else:
                 p, x = link
                 seg = offsets[p] + _segment_of(x, nsegs[p])
                 if (p, x) in junction_of:  # via the shared zero-area end node
-                    segment_nodes[k] = add(junction_of[(p, x)], k, n)
+                    segment_nodes[k] = add(junction_of[(p, x)], half(k, 0.0), none)
                 elif x in (0.0, 1.0):  # the only child there: half segments in series
-                    segment_nodes[k] = add(segment_nodes[seg], k, seg)
+                    segment_nodes[k] = add(segment_nodes[seg], half(k, 0.0), half(seg, x))
                 else:  # inside the section: to the centre of the segment containing x
-                    segment_nodes[k] = add(segment_nodes[seg], k, n)
+                    segment_nodes[k] = add(segment_nodes[seg], half(k, 0.0), none)
         # Zero-area nodes on this section's ends, after its segments, before children.
         for x in (0.0, 1.0):
             if len(ends.get((s, x), ())) > 1:
                 end_seg = offsets[s] + (0 if x == 0.0 else nsegs[s] - 1)
-                junction_of[(s, x)] = add(segment_nodes[end_seg], end_seg, n)
+                junction_of[(s, x)] = add(segment_nodes[end_seg], half(end_seg, x), none)
     return _Layout(offsets, np.asarray(node_parent), np.asarray(own), np.asarray(partner), segment_nodes)
 
 
@@ -248,9 +250,9 @@ class Cell(AbstractModel):
 
     @property
     def membrane_area(self):
-        """Membrane area of each segment, µm² (π·diam·length/nseg)."""
-        dx = jnp.concatenate([jnp.broadcast_to(s.length / s.nseg, (s.nseg,)) for s in self.sections])
-        return math.pi * self._per_segment("diam") * dx
+        """Membrane area of each segment, µm² (π·diam·length/nseg for a cylinder; see
+        :class:`~jaxneuro.Cable` for sections with 3-D points)."""
+        return jnp.concatenate([s.membrane_area for s in self.sections])
 
     @property
     def capacitance(self):
@@ -258,17 +260,17 @@ class Cell(AbstractModel):
         return self._per_segment("cm") * self.membrane_area * membrane.UF_PER_CM2_UM2_TO_NF
 
     def _half_resistance(self):
-        """Axial resistance (MΩ) of half of each segment."""
-        half = jnp.concatenate([jnp.broadcast_to(s.length / (2 * s.nseg), (s.nseg,)) for s in self.sections])
-        d = self._per_segment("diam")
-        return _OHM_CM_PER_UM_TO_MOHM * self._per_segment("Ra") * half / (math.pi * d * d / 4)
+        """Axial resistances (MΩ) of the segments' halves: those towards ``x = 0``, then
+        those towards ``x = 1`` (shape ``(2·n_segments,)``)."""
+        left, right = zip(*(s.half_resistances() for s in self.sections))
+        return jnp.concatenate(left + right)
 
     def voltage_coupling(self) -> TreeCoupling:
         lay = self._layout()
         r = self._half_resistance()
         r_ext = jnp.concatenate([r, jnp.zeros((1,), r.dtype)])
         g = 1.0 / (r_ext[lay.own] + r_ext[lay.partner])  # µS
-        identity = np.array_equal(lay.segment_nodes, np.arange(r.shape[-1]))
+        identity = np.array_equal(lay.segment_nodes, np.arange(self.n_segments))
         return TreeCoupling(g=g, capacitance=self.capacitance, parent=tuple(int(p) for p in lay.parent),
                             segment_nodes=None if identity else tuple(int(k) for k in lay.segment_nodes))
 

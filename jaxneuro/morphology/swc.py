@@ -192,24 +192,6 @@ def d_lambda_nseg(sec: Section3D, d_lambda, freq, Ra, cm) -> int:
     return int((sec.length / (d_lambda * lambda_f(sec, freq, Ra, cm)) + 0.9) / 2) * 2 + 1
 
 
-def segment_diameters(sec: Section3D, nseg: int) -> np.ndarray:
-    """Mean diameter (µm) of each of ``nseg`` equal segments, the diameter taken as
-    linear in path length between 3-D points."""
-    arc, d = sec.arc, sec.diam
-    # Integral of the piecewise linear diameter from 0 to each knot.
-    knots = np.concatenate([[0.0], np.cumsum(np.diff(arc) * (d[:-1] + d[1:]) / 2)])
-
-    def integral(s):
-        k = np.clip(np.searchsorted(arc, s, side="right") - 1, 0, len(arc) - 2)
-        ds = s - arc[k]
-        width = arc[k + 1] - arc[k]
-        slope = np.where(width > 0, (d[k + 1] - d[k]) / np.where(width > 0, width, 1.0), 0.0)
-        return knots[k] + d[k] * ds + slope * ds * ds / 2
-
-    edges = np.linspace(0.0, sec.length, nseg + 1)
-    return np.diff(integral(edges)) / np.diff(edges)
-
-
 def _channels_for(channels, swc_type, name):
     if not isinstance(channels, Mapping):
         return channels
@@ -231,9 +213,9 @@ def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=0.1, freq=100.
     :func:`swc_sections` makes them, named as NEURON's Import3d names them
     (``"soma[0]"``, ``"dend[3]"``, ``"axon[0]"``, ``"apic[0]"``); each gets ``nseg`` by
     NEURON's d_lambda rule (``d_lambda`` of the length constant at ``freq`` Hz) and
-    per-segment diameters averaged over its 3-D points (NEURON integrates areas and
-    axial resistances over the frusta, which differs slightly where diameters change
-    within a segment).
+    keeps its 3-D points (:class:`~jaxneuro.Cable`'s ``arc3d`` and ``diam3d``), so
+    membrane areas and axial resistances are integrated over the frusta as NEURON
+    does.
     """
     from .cell import Cell
 
@@ -247,12 +229,10 @@ def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=0.1, freq=100.
     sections = swc_sections(read_swc(path))
     cables, parents = [], []
     for sec in sections:
-        nseg = d_lambda_nseg(sec, d_lambda, freq, Ra_f, cm_f)
-        diam = segment_diameters(sec, nseg)
         cables.append(Cable(
-            length=sec.length, diam=diam if np.ptp(diam) > 0 else float(diam[0]), Ra=Ra_f, cm=cm_f,
-            nseg=nseg, channels=_channels_for(channels, sec.type, sec.name), temperature=temperature,
-            name=sec.name,
+            arc3d=tuple(sec.arc), diam3d=sec.diam, Ra=Ra_f, cm=cm_f,
+            nseg=d_lambda_nseg(sec, d_lambda, freq, Ra_f, cm_f),
+            channels=_channels_for(channels, sec.type, sec.name), temperature=temperature, name=sec.name,
         ))
         parents.append(None if sec.parent is None else (sec.parent, sec.parent_x))
     return Cell(sections=tuple(cables), parents=tuple(parents))

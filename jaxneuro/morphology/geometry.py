@@ -1,0 +1,124 @@
+"""Segment geometry of a cable: membrane areas, axial half-segment resistances and mean
+diameters, from a cylinder or from 3-D points as NEURON computes them.
+
+A section with 3-D points is a chain of frusta whose diameter is linear in path
+length between points. NEURON (``nrn_area_ri``) splits each of the ``nseg`` segments
+into halves at its centre and integrates over the frusta inside each half: the membrane
+area as the frusta's lateral surface, ``π/2·(d₁ + d₂)·√(h² + (d₁ - d₂)²/4)`` for a
+piece of length ``h`` with end diameters ``d₁``, ``d₂``, and the axial resistance as
+``Ra·∫dx/(π d²/4) = 4·Ra·h/(π·d₁·d₂)``; a segment's diameter is its mean. The pieces
+come from the 3-D points' path positions and ``nseg`` alone (static), so the results
+are differentiable in the diameters.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+# Ω·cm · µm / µm² = 1e4 Ω = 1e-2 MΩ: axial resistance of a cylinder piece.
+OHM_CM_PER_UM_TO_MOHM = 1e-2
+
+
+class _Pieces(NamedTuple):
+    """The frusta inside each half segment, padded to ``M`` pieces per half (the
+    padding has zero length and both ends on the same point). Arrays of shape
+    ``(2·nseg, M)``, halves in order (segment 0 left, segment 0 right, ...)."""
+
+    length: np.ndarray  # µm
+    real: np.ndarray  # 1.0 for a piece, 0.0 for padding
+    lo: np.ndarray  # 3-D point index below each piece end (start, end): interpolation
+    frac: np.ndarray  # between point lo and lo + 1, (2, 2·nseg, M)
+
+
+@functools.lru_cache(maxsize=512)
+def _pieces(arc3d: tuple[float, ...], nseg: int) -> _Pieces:
+    arc = np.asarray(arc3d, float) - arc3d[0]
+    edges = np.linspace(0.0, arc[-1], 2 * nseg + 1)
+    rows = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        inner = np.unique(arc[(arc > a) & (arc < b)])
+        knots = np.concatenate([[a], inner, [b]])
+        rows.append(knots)
+    width = max(len(k) - 1 for k in rows)
+    length = np.zeros((2 * nseg, width))
+    ends = np.empty((2, 2 * nseg, width))
+    for h, knots in enumerate(rows):
+        m = len(knots) - 1
+        length[h, :m] = np.diff(knots)
+        ends[0, h, :m], ends[1, h, :m] = knots[:-1], knots[1:]
+        ends[:, h, m:] = knots[-1]  # padding: zero length at the half's end
+    # Interpolation: the interval [arc[lo], arc[lo + 1]] that holds each position,
+    # skipping zero-length intervals (repeated points).
+    lo = np.clip(np.searchsorted(arc, ends, side="right") - 1, 0, len(arc) - 2)
+    while True:  # a position on a repeated point: step back to a non-empty interval
+        empty = (arc[lo + 1] <= arc[lo]) & (lo > 0)
+        if not empty.any():
+            break
+        lo = np.where(empty, lo - 1, lo)
+    span = arc[lo + 1] - arc[lo]
+    frac = np.where(span > 0, (ends - arc[lo]) / np.where(span > 0, span, 1.0), 0.0)
+    return _Pieces(length, (length > 0).astype(float), lo, np.clip(frac, 0.0, 1.0))
+
+
+def check_3d(arc3d, diam3d_shape, owner: str) -> tuple[float, ...]:
+    """``arc3d`` as a tuple of floats (µm), or a ValueError naming ``owner``'s field."""
+    arc = np.asarray(arc3d, dtype=float)
+    if arc.ndim != 1 or arc.size < 2:
+        raise ValueError(f"{owner}.arc3d expects at least two path positions (µm), got shape {arc.shape}")
+    if not np.all(np.isfinite(arc)) or np.any(np.diff(arc) < 0) or not arc[-1] > arc[0]:
+        raise ValueError(
+            f"{owner}.arc3d expects finite, non-decreasing path positions (µm) spanning a "
+            f"positive length, got {arc.tolist() if arc.size <= 8 else arc}"
+        )
+    if tuple(diam3d_shape) != arc.shape:
+        raise ValueError(
+            f"{owner}.diam3d expects one diameter per 3-D point (shape {arc.shape}), got shape {tuple(diam3d_shape)}"
+        )
+    return tuple(float(a) for a in arc)
+
+
+def _piece_diameters(arc3d, diam3d, nseg):
+    p = _pieces(arc3d, nseg)
+    d = jnp.asarray(diam3d)
+    ends = d[p.lo] + p.frac * (d[p.lo + 1] - d[p.lo])
+    return p, ends[0], ends[1]
+
+
+def segment_areas(length, diam, nseg, arc3d=None, diam3d=None):
+    """Membrane area of each of ``nseg`` segments, µm²: ``π·diam·length/nseg`` for a
+    cylinder, the frusta's lateral surface with 3-D points."""
+    if arc3d is None:
+        return math.pi * jnp.broadcast_to(diam, (nseg,)) * (length / nseg)
+    p, d1, d2 = _piece_diameters(arc3d, diam3d, nseg)
+    # Padding gets a slant of 1 and weight 0: no square root of zero (whose derivative
+    # is infinite) enters a gradient.
+    slant = jnp.sqrt(p.length**2 + (1.0 - p.real) + 0.25 * (d1 - d2) ** 2)
+    piece = (math.pi / 2) * p.real * (d1 + d2) * slant
+    return piece.reshape(nseg, -1).sum(axis=1)
+
+
+def half_resistances(length, diam, Ra, nseg, arc3d=None, diam3d=None):
+    """Axial resistance (MΩ) of each segment's left and right halves (towards
+    ``x = 0`` and ``x = 1``), two arrays of shape ``(nseg,)``; ``Ra`` in Ω·cm, a
+    scalar or one value per segment."""
+    ra = jnp.broadcast_to(Ra, (nseg,))
+    if arc3d is None:
+        half = OHM_CM_PER_UM_TO_MOHM * ra * (length / (2 * nseg)) / (math.pi / 4 * jnp.broadcast_to(diam, (nseg,)) ** 2)
+        return half, half
+    p, d1, d2 = _piece_diameters(arc3d, diam3d, nseg)
+    per_half = (p.length / (d1 * d2)).sum(axis=1).reshape(nseg, 2)
+    scale = OHM_CM_PER_UM_TO_MOHM * ra * (4 / math.pi)
+    return scale * per_half[:, 0], scale * per_half[:, 1]
+
+
+def segment_diameters(length, diam, nseg, arc3d=None, diam3d=None):
+    """Mean diameter (µm) of each segment (NEURON's ``seg.diam``)."""
+    if arc3d is None:
+        return jnp.broadcast_to(diam, (nseg,))
+    p, d1, d2 = _piece_diameters(arc3d, diam3d, nseg)
+    return (0.5 * p.length * (d1 + d2)).reshape(nseg, -1).sum(axis=1) / (length / nseg)

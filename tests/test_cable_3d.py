@@ -1,0 +1,117 @@
+"""Cables given by 3-D points: frusta areas and axial resistances, as NEURON computes them."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import saiunit as u
+
+import jaxneuro as jn
+
+# A tapering, bulging section: 3-D points not on the segments' edges, one repeated.
+ARC = (0.0, 13.0, 40.0, 40.0, 71.5, 120.0, 160.0)
+DIAM3D = (3.0, 2.625, 2.25, 2.25, 2.75, 1.375, 1.0)  # exact in single precision, as NEURON keeps them
+LEAK = dict(g=1e-4, e=-65.0)
+
+
+def tapered(nseg=5, diam3d=DIAM3D, **kw):
+    return jn.Cable(arc3d=ARC, diam3d=jnp.asarray(diam3d), Ra=120.0, nseg=nseg,
+                    channels=[jn.channels.Leak(**LEAK)], **kw)
+
+
+def test_constant_diameter_points_are_the_cylinder():
+    pts = jn.Cable(arc3d=(0.0, 30.0, 30.0, 75.0, 200.0), diam3d=jnp.full(5, 1.7), Ra=90.0, nseg=7)
+    cyl = jn.Cable(length=200.0, diam=1.7, Ra=90.0, nseg=7)
+    assert float(pts.length) == pytest.approx(200.0)
+    np.testing.assert_allclose(pts.membrane_area, cyl.membrane_area, rtol=1e-12)
+    for a, b in zip(pts.half_resistances(), cyl.half_resistances()):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    np.testing.assert_allclose(pts.segment_diameters, 1.7, rtol=1e-12)
+
+
+def test_one_frustum_by_hand():
+    # One segment, one frustum from d1 to d2: lateral area pi/2 (d1 + d2) sqrt(L^2 + (d1 - d2)^2/4);
+    # halves meet at the mean diameter, each with resistance 4 Ra (L/2) / (pi d_end d_mid).
+    d1, d2, L, Ra = 4.0, 1.0, 50.0, 100.0
+    cab = jn.Cable(arc3d=(0.0, L), diam3d=jnp.asarray([d1, d2]), Ra=Ra)
+    area = math.pi / 2 * (d1 + d2) * math.sqrt(L**2 + (d1 - d2) ** 2 / 4)
+    assert float(cab.membrane_area[0]) == pytest.approx(area, rel=1e-12)
+    dm = (d1 + d2) / 2
+    left, right = cab.half_resistances()
+    assert float(left[0]) == pytest.approx(4 * Ra * (L / 2) / (math.pi * d1 * dm) * 1e-2, rel=1e-12)
+    assert float(right[0]) == pytest.approx(4 * Ra * (L / 2) / (math.pi * dm * d2) * 1e-2, rel=1e-12)
+    assert float(cab.segment_diameters[0]) == pytest.approx(dm, rel=1e-12)
+
+
+def test_tapered_cable_matches_neuron(neuron_h):
+    h = neuron_h
+    cab = tapered(nseg=5)
+    sec = h.Section(name="tapered")
+    try:
+        for a, d in zip(ARC, DIAM3D):  # along x, so arc3d = x
+            h.pt3dadd(a, 0.0, 0.0, d, sec=sec)
+        sec.Ra, sec.cm, sec.nseg = 120.0, 1.0, 5
+        sec.insert("pas")
+        for seg in sec:
+            seg.pas.g, seg.pas.e = LEAK["g"], LEAK["e"]
+        np.testing.assert_allclose(cab.membrane_area, [seg.area() for seg in sec], rtol=1e-12)
+        np.testing.assert_allclose(cab.segment_diameters, [seg.diam for seg in sec], rtol=1e-12)
+        left, right = (np.asarray(r) for r in cab.half_resistances())
+        np.testing.assert_allclose([seg.ri() for seg in sec][1:], left[1:] + right[:-1], rtol=1e-12)
+        stim = h.IClamp(sec(0.1))
+        stim.amp, stim.delay, stim.dur = 0.05, 1.0, 10.0
+        vecs = [h.Vector().record(sec(x)._ref_v) for x in (0.1, 0.5, 0.9)]
+        h.dt, h.secondorder = 0.025, 0
+        h.finitialize(-65.0)
+        while h.t < 15.0 - 0.0125:
+            h.fadvance()
+        v_n = np.array([np.array(v) for v in vecs]).T
+    finally:
+        h.delete_section(sec=sec)
+    trace = jn.simulate(cab, 15.0, stimuli=[jn.StepCurrent(0.05, 1.0, 10.0, target=0.1)])
+    v_j = np.asarray(trace.v)[:, [cab.index(x) for x in (0.1, 0.5, 0.9)]]
+    assert np.ptp(v_n) > 5.0  # a real deflection
+    assert np.max(np.abs(v_j - v_n)) < 1e-9
+
+
+def test_gradient_in_the_3d_diameters_matches_finite_differences():
+    def v_end(diam3d):
+        tr = jn.simulate(tapered(nseg=5, diam3d=diam3d), 5.0,
+                         stimuli=[jn.StepCurrent(0.05, 0.5, 10.0, target=0.1)], save_every=5.0)
+        return tr.v[-1, -1]
+
+    d0 = jnp.asarray(DIAM3D)
+    g = np.asarray(jax.grad(v_end)(d0))
+    assert np.all(np.isfinite(g)) and np.abs(g).max() > 1e-3
+    eps = 1e-5
+    fd = [(v_end(d0.at[i].add(eps)) - v_end(d0.at[i].add(-eps))) / (2 * eps) for i in range(len(DIAM3D))]
+    np.testing.assert_allclose(g, np.asarray(fd), rtol=1e-5, atol=1e-8)
+
+
+def test_quantities_and_a_given_length():
+    a = jn.Cable(arc3d=u.math.asarray(ARC) * u.um, diam3d=u.math.asarray(DIAM3D) * u.um, length=160.0, nseg=3)
+    b = jn.Cable(arc3d=ARC, diam3d=jnp.asarray(DIAM3D), nseg=3)
+    np.testing.assert_allclose(a.membrane_area, b.membrane_area, rtol=1e-12)
+    c = jn.Cable(arc3d=tuple(x + 5.0 for x in ARC), diam3d=jnp.asarray(DIAM3D), nseg=3)  # offset path
+    np.testing.assert_allclose(c.membrane_area, b.membrane_area, rtol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(arc3d=ARC), "arc3d.*diam3d"),
+    (dict(diam3d=jnp.asarray(DIAM3D)), "arc3d.*diam3d"),
+    (dict(arc3d=ARC, diam3d=jnp.asarray(DIAM3D), diam=2.0), "diam or diam3d"),
+    (dict(arc3d=ARC[:-1], diam3d=jnp.asarray(DIAM3D)), "diam3d.*one diameter per 3-D point"),
+    (dict(arc3d=(0.0, 10.0, 5.0), diam3d=jnp.ones(3)), "arc3d.*non-decreasing"),
+    (dict(arc3d=(3.0, 3.0), diam3d=jnp.ones(2)), "arc3d.*positive length"),
+    (dict(arc3d=(0.0,), diam3d=jnp.ones(1)), "arc3d.*at least two"),
+    (dict(arc3d=ARC, diam3d=jnp.asarray(DIAM3D).at[2].set(0.0)), "diam3d.*> 0"),
+    (dict(arc3d=ARC, diam3d=jnp.asarray(DIAM3D), length=150.0), "length.*path length"),
+    (dict(arc3d=u.math.asarray(ARC) * u.ms, diam3d=jnp.asarray(DIAM3D)), "arc3d.*length"),
+    (dict(), "length and diam"),
+    (dict(length=100.0), "length and diam"),
+])
+def test_bad_3d_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        jn.Cable(**kwargs)
