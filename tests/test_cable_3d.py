@@ -45,21 +45,29 @@ def test_one_frustum_by_hand():
     assert float(cab.segment_diameters[0]) == pytest.approx(dm, rel=1e-12)
 
 
-def test_tapered_cable_matches_neuron(neuron_h):
+# The first diameter changes at repeated points, on a segment edge (x = 0.25, nseg 4) and
+# inside a segment; NEURON counts the annulus there as membrane.
+STEPPED = ((0.0, 20.0, 20.0, 50.0, 50.0, 80.0), (2.0, 2.0, 1.0, 1.0, 1.5, 1.25), 4)
+
+
+@pytest.mark.parametrize("arc, diam3d, nseg", [(ARC, DIAM3D, 5), STEPPED], ids=["tapered", "stepped"])
+def test_cable_with_3d_points_matches_neuron(neuron_h, arc, diam3d, nseg):
     h = neuron_h
-    cab = tapered(nseg=5)
-    sec = h.Section(name="tapered")
+    cab = jn.Cable(arc3d=arc, diam3d=jnp.asarray(diam3d), Ra=120.0, nseg=nseg,
+                   channels=[jn.channels.Leak(**LEAK)])
+    sec = h.Section(name="with_points")
     try:
-        for a, d in zip(ARC, DIAM3D):  # along x, so arc3d = x
+        for a, d in zip(arc, diam3d):  # along x, so arc3d = x
             h.pt3dadd(a, 0.0, 0.0, d, sec=sec)
-        sec.Ra, sec.cm, sec.nseg = 120.0, 1.0, 5
+        sec.Ra, sec.cm, sec.nseg = 120.0, 1.0, nseg
         sec.insert("pas")
         for seg in sec:
             seg.pas.g, seg.pas.e = LEAK["g"], LEAK["e"]
         np.testing.assert_allclose(cab.membrane_area, [seg.area() for seg in sec], rtol=1e-12)
         np.testing.assert_allclose(cab.segment_diameters, [seg.diam for seg in sec], rtol=1e-12)
         left, right = (np.asarray(r) for r in cab.half_resistances())
-        np.testing.assert_allclose([seg.ri() for seg in sec][1:], left[1:] + right[:-1], rtol=1e-12)
+        np.testing.assert_allclose([seg.ri() for seg in sec], np.concatenate([[left[0]], left[1:] + right[:-1]]),
+                                   rtol=1e-12)
         stim = h.IClamp(sec(0.1))
         stim.amp, stim.delay, stim.dur = 0.05, 1.0, 10.0
         vecs = [h.Vector().record(sec(x)._ref_v) for x in (0.1, 0.5, 0.9)]

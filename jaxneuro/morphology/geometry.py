@@ -6,9 +6,11 @@ length between points. NEURON (``nrn_area_ri``) splits each of the ``nseg`` segm
 into halves at its centre and integrates over the frusta inside each half: the membrane
 area as the frusta's lateral surface, ``π/2·(d₁ + d₂)·√(h² + (d₁ - d₂)²/4)`` for a
 piece of length ``h`` with end diameters ``d₁``, ``d₂``, and the axial resistance as
-``Ra·∫dx/(π d²/4) = 4·Ra·h/(π·d₁·d₂)``; a segment's diameter is its mean. The pieces
-come from the 3-D points' path positions and ``nseg`` alone (static), so the results
-are differentiable in the diameters.
+``Ra·∫dx/(π d²/4) = 4·Ra·h/(π·d₁·d₂)``; a segment's diameter is its mean. A diameter
+that changes at a repeated point (a zero-length frustum) adds the annulus between the
+two diameters to the segment holding it. The pieces come from the 3-D points' path
+positions and ``nseg`` alone (static), so the results are differentiable in the
+diameters.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class _Pieces(NamedTuple):
     real: np.ndarray  # 1.0 for a piece, 0.0 for padding
     lo: np.ndarray  # 3-D point index below each piece end (start, end): interpolation
     frac: np.ndarray  # between point lo and lo + 1, (2, 2·nseg, M)
+    steps: np.ndarray  # first of each pair of repeated 3-D points, (J,)
+    step_segments: np.ndarray  # (nseg, J): 1 where the segment holds that pair
 
 
 @functools.lru_cache(maxsize=512)
@@ -52,17 +56,21 @@ def _pieces(arc3d: tuple[float, ...], nseg: int) -> _Pieces:
         length[h, :m] = np.diff(knots)
         ends[0, h, :m], ends[1, h, :m] = knots[:-1], knots[1:]
         ends[:, h, m:] = knots[-1]  # padding: zero length at the half's end
-    # Interpolation: the interval [arc[lo], arc[lo + 1]] that holds each position,
-    # skipping zero-length intervals (repeated points).
-    lo = np.clip(np.searchsorted(arc, ends, side="right") - 1, 0, len(arc) - 2)
-    while True:  # a position on a repeated point: step back to a non-empty interval
-        empty = (arc[lo + 1] <= arc[lo]) & (lo > 0)
-        if not empty.any():
-            break
-        lo = np.where(empty, lo - 1, lo)
+    # Interpolation: the interval [arc[lo], arc[lo + 1]] of 3-D points that holds each
+    # piece, found from its start on the right of a point and from its end on the left,
+    # so that a diameter that changes at a repeated point is the one on the piece's side.
+    k = len(arc)
+    lo = np.stack([np.searchsorted(arc, ends[0], side="right"), np.searchsorted(arc, ends[1], side="left")]) - 1
+    lo = np.clip(lo, 0, k - 2)
     span = arc[lo + 1] - arc[lo]
     frac = np.where(span > 0, (ends - arc[lo]) / np.where(span > 0, span, 1.0), 0.0)
-    return _Pieces(length, (length > 0).astype(float), lo, np.clip(frac, 0.0, 1.0))
+    # A repeated point whose diameter changes is a zero-length frustum: the annulus
+    # between the two diameters belongs to the segment holding it (on an edge between
+    # segments, the one before), as in NEURON.
+    steps = np.flatnonzero(np.diff(arc) == 0)
+    seg = np.clip(np.searchsorted(edges[::2], arc[steps], side="left") - 1, 0, nseg - 1)
+    step_segments = (seg[None, :] == np.arange(nseg)[:, None]).astype(float)
+    return _Pieces(length, (length > 0).astype(float), lo, np.clip(frac, 0.0, 1.0), steps, step_segments)
 
 
 def check_3d(arc3d, diam3d_shape, owner: str) -> tuple[float, ...]:
@@ -91,7 +99,8 @@ def _piece_diameters(arc3d, diam3d, nseg):
 
 def segment_areas(length, diam, nseg, arc3d=None, diam3d=None):
     """Membrane area of each of ``nseg`` segments, µm²: ``π·diam·length/nseg`` for a
-    cylinder, the frusta's lateral surface with 3-D points."""
+    cylinder, the frusta's lateral surface with 3-D points (with the annulus where the
+    diameter changes at a repeated point)."""
     if arc3d is None:
         return math.pi * jnp.broadcast_to(diam, (nseg,)) * (length / nseg)
     p, d1, d2 = _piece_diameters(arc3d, diam3d, nseg)
@@ -99,7 +108,14 @@ def segment_areas(length, diam, nseg, arc3d=None, diam3d=None):
     # is infinite) enters a gradient.
     slant = jnp.sqrt(p.length**2 + (1.0 - p.real) + 0.25 * (d1 - d2) ** 2)
     piece = (math.pi / 2) * p.real * (d1 + d2) * slant
-    return piece.reshape(nseg, -1).sum(axis=1)
+    area = piece.reshape(nseg, -1).sum(axis=1)
+    if p.steps.size:
+        d = jnp.asarray(diam3d)
+        jump = d[p.steps] ** 2 - d[p.steps + 1] ** 2
+        # |jump| as jump·sign(jump): derivative 0 where the diameters agree (the mean of
+        # the two one-sided slopes) rather than jnp.abs's one-sided +1.
+        area = area + p.step_segments @ ((math.pi / 4) * jump * jnp.sign(jump))
+    return area
 
 
 def half_resistances(length, diam, Ra, nseg, arc3d=None, diam3d=None):
