@@ -9,6 +9,7 @@ import pytest
 import saiunit as u
 
 import jaxneuro as jn
+from conftest import run_neuron
 
 # A tapering, bulging section: 3-D points not on the segments' edges, one repeated.
 ARC = (0.0, 13.0, 40.0, 40.0, 71.5, 120.0, 160.0)
@@ -70,12 +71,8 @@ def test_cable_with_3d_points_matches_neuron(neuron_h, arc, diam3d, nseg):
                                    rtol=1e-12)
         stim = h.IClamp(sec(0.1))
         stim.amp, stim.delay, stim.dur = 0.05, 1.0, 10.0
-        vecs = [h.Vector().record(sec(x)._ref_v) for x in (0.1, 0.5, 0.9)]
-        h.dt, h.secondorder = 0.025, 0
-        h.finitialize(-65.0)
-        while h.t < 15.0 - 0.0125:
-            h.fadvance()
-        v_n = np.array([np.array(v) for v in vecs]).T
+        _, vecs = run_neuron(h, 15.0, refs=[sec(x)._ref_v for x in (0.1, 0.5, 0.9)])
+        v_n = np.array(vecs).T
     finally:
         h.delete_section(sec=sec)
     trace = jn.simulate(cab, 15.0, stimuli=[jn.StepCurrent(0.05, 1.0, 10.0, target=0.1)])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jaxneuro as jn
-from conftest import crossings
+from conftest import crossings, run_neuron
 from jaxneuro.morphology.swc import d_lambda_nseg, lambda_f, read_swc, swc_sections
 
 DATA = Path(__file__).parent / "data"
@@ -64,12 +64,8 @@ def test_sections_nseg_areas_and_voltages_match_neuron(neuron_h, path):
         stim = h.IClamp(soma(0.5))
         stim.amp, stim.delay, stim.dur = 0.5, 1.0, 20.0
         locs = [("soma[0]", 0.5), ("dend[4]", 0.5), ("apic[2]", 0.9), ("axon[0]", 0.5)]
-        vecs = [h.Vector().record(secs[n](x)._ref_v) for n, x in locs]
-        h.dt, h.secondorder = 0.025, 0
-        h.finitialize(-65.0)
-        while h.t < 30.0 - 0.0125:
-            h.fadvance()
-        v_n = np.array([np.array(v) for v in vecs]).T
+        _, vecs = run_neuron(h, 30.0, refs=[secs[n](x)._ref_v for n, x in locs])
+        v_n = np.array(vecs).T
     finally:
         for s in secs.values():
             h.delete_section(sec=s)
