@@ -47,6 +47,13 @@ class AbstractModel(eqx.Module):
 
         return StaggeredEuler()
 
+    def precomputed(self) -> "AbstractModel":
+        """This model with what stays fixed during a run (a cell's membrane areas and
+        axial resistances) computed once: :func:`~jaxneuro.simulate` calls it before its
+        time loop, so that the loop does not recompute it at every step (in the gradient's
+        recomputed steps too). The default is the model itself."""
+        return self
+
     def place_current(self, target, i):
         """Spread a stimulus current ``i`` (nA) onto the compartments named by
         ``target`` (``None``: all; an index or tuple of indices into a population).

@@ -3,6 +3,7 @@
 import math
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -120,3 +121,38 @@ def test_quantities_and_a_given_length():
 def test_bad_3d_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         jn.Cable(**kwargs)
+
+
+def _loop_primitives(jaxpr, inside=False, found=None):
+    """Names of the primitives evaluated inside time loops (while/scan bodies)."""
+    found = set() if found is None else found
+    for eqn in jaxpr.eqns:
+        if inside:
+            found.add(eqn.primitive.name)
+        loop = eqn.primitive.name in ("while", "scan")
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            _loop_primitives(sub, inside or loop, found)
+    return found
+
+
+def test_geometry_is_computed_once_per_run_not_per_step():
+    # The frusta's slant needs a square root: present in the program, absent from its
+    # loops (simulate runs the time loop on cable.precomputed()). Also in the gradient.
+    cab = tapered(nseg=5)
+    stim = [jn.StepCurrent(0.05, 0.5, 10.0, target=0.1)]
+    forward = jax.make_jaxpr(lambda c: jn.simulate(c, 1.0, stimuli=stim).v)(cab).jaxpr
+    backward = jax.make_jaxpr(jax.grad(lambda c: jn.simulate(c, 1.0, stimuli=stim).v.sum()))(cab).jaxpr
+    for jaxpr in (forward, backward):
+        assert "sqrt" in _loop_primitives(jaxpr, inside=True)  # the whole program has it
+        assert "sqrt" not in _loop_primitives(jaxpr)  # its loops do not
+
+
+def test_precomputed_cell_keeps_its_geometry_and_checks_it():
+    cell = jn.Cell([tapered(nseg=3, name="a"), tapered(nseg=2, name="b")], parents=[None, "a"])
+    pre = cell.precomputed()
+    assert cell.geometry is None and pre.precomputed() is pre
+    np.testing.assert_array_equal(pre.membrane_area, cell.membrane_area)
+    np.testing.assert_array_equal(pre.voltage_coupling().g, cell.voltage_coupling().g)
+    assert isinstance(tapered().precomputed(), jn.Cell)  # a cable runs as its one-section cell
+    with pytest.raises(ValueError, match="Cell.geometry"):
+        jn.Cell([tapered(nseg=3)], geometry=pre.geometry)  # 5 segments' geometry for 3

@@ -113,6 +113,11 @@ class Cable(AbstractModel):
 
         return Cell(sections=(self,), temperature=self.temperature)
 
+    def precomputed(self):
+        """This cable as a one-section :class:`~jaxneuro.Cell` with its geometry computed
+        once (see :meth:`AbstractModel.precomputed`): the same dynamics."""
+        return self.as_cell().precomputed()
+
     # --- locations ------------------------------------------------------------------
     @property
     def centres(self):

@@ -91,6 +91,15 @@ def _segment_of(x: float, nseg: int) -> int:
     return min(int(x * nseg), nseg - 1)
 
 
+class SegmentGeometry(eqx.Module):
+    """A cell's geometry as its time loop uses it: ``area`` (µm², one value per segment)
+    and ``half_resistance`` (MΩ, the segments' halves towards ``x = 0`` then those
+    towards ``x = 1``)."""
+
+    area: jax.Array
+    half_resistance: jax.Array
+
+
 class Cell(AbstractModel):
     """A neuron made of :class:`~jaxneuro.Cable` sections joined into a tree.
 
@@ -120,11 +129,16 @@ class Cell(AbstractModel):
     segments in series), so the circuit is NEURON's. Those nodes carry no membrane
     and hold no state: stimuli and recordings at ``x = 0`` or ``1`` use the end
     segment.
+
+    ``geometry``: leave None. :meth:`precomputed` (which ``simulate`` calls) fills it
+    with the sections' areas and axial resistances (:class:`SegmentGeometry`) for one
+    run; a cell holding one uses it instead of its sections' ``diam``/``diam3d``.
     """
 
     sections: tuple[Cable, ...]
     parents: tuple = eqx.field(default=None, static=True)
     temperature: object = units.param(units.celsius, default=None)
+    geometry: SegmentGeometry | None = eqx.field(default=None, kw_only=True)
 
     def __post_init__(self):
         if isinstance(self.sections, Cable):
@@ -149,6 +163,14 @@ class Cell(AbstractModel):
                 )
             self.temperature = self.sections[0].temperature
         self._check_channels()
+        if self.geometry is not None:
+            n = self.n_segments
+            if not isinstance(self.geometry, SegmentGeometry) or np.shape(self.geometry.area) != (n,) \
+                    or np.shape(self.geometry.half_resistance) != (2 * n,):
+                raise ValueError(
+                    f"Cell.geometry expects None (computed from the sections) or a SegmentGeometry "
+                    f"with area of shape ({n},) and half_resistance of shape ({2 * n},), got {self.geometry!r}"
+                )
         super().__post_init__()
         if np.ndim(self.temperature) != 0:
             raise ValueError(f"Cell.temperature expects a scalar (°C), got shape {np.shape(self.temperature)}")
@@ -252,7 +274,17 @@ class Cell(AbstractModel):
     def membrane_area(self):
         """Membrane area of each segment, µm² (π·diam·length/nseg for a cylinder; see
         :class:`~jaxneuro.Cable` for sections with 3-D points)."""
+        if self.geometry is not None:
+            return self.geometry.area
         return jnp.concatenate([s.membrane_area for s in self.sections])
+
+    def precomputed(self) -> "Cell":
+        """This cell with its :class:`SegmentGeometry` computed once (see
+        :meth:`AbstractModel.precomputed`); differentiable like the sections' own."""
+        if self.geometry is not None:
+            return self
+        geometry = SegmentGeometry(area=self.membrane_area, half_resistance=self._half_resistance())
+        return eqx.tree_at(lambda c: c.geometry, self, geometry, is_leaf=lambda x: x is None)
 
     @property
     def capacitance(self):
@@ -262,6 +294,8 @@ class Cell(AbstractModel):
     def _half_resistance(self):
         """Axial resistances (MΩ) of the segments' halves: those towards ``x = 0``, then
         those towards ``x = 1`` (shape ``(2·n_segments,)``)."""
+        if self.geometry is not None:
+            return self.geometry.half_resistance
         left, right = zip(*(s.half_resistances() for s in self.sections))
         return jnp.concatenate(left + right)
 

@@ -195,6 +195,13 @@ class Network(AbstractModel):
                 out.append((self._slices()[name].start, c))
         return tuple(out)
 
+    def precomputed(self) -> "Network":
+        """This network with each population's :meth:`precomputed` form."""
+        pops = {name: pop.precomputed() for name, pop in self.populations.items()}
+        if all(pops[n] is self.populations[n] for n in self.names):
+            return self
+        return eqx.tree_at(lambda net: net.populations, self, pops)
+
     def default_solver(self):
         if self.gap_junctions or self._internal_couplings():
             return StaggeredEuler(voltage_update="backward_euler")

@@ -111,6 +111,8 @@ def simulate(
     if grad_checkpoints not in ("saves", "steps"):
         raise ValueError(f"grad_checkpoints expects 'saves' or 'steps', got {grad_checkpoints!r}")
 
+    # What stays fixed during the run (a cell's geometry), computed once, outside the loop.
+    model = model.precomputed()
     if isinstance(stimuli, AbstractStimulus):
         stimuli = (stimuli,)
     stimuli = tuple(stimuli)
