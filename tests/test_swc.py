@@ -77,6 +77,34 @@ def test_sections_nseg_areas_and_voltages_match_neuron(neuron_h, path):
     assert np.max(np.abs(v_j - v_n)) < 1e-6
 
 
+def test_input_resistance_matches_neurons_impedance(neuron_h):
+    # The passive cell's steady deflection per nA at the soma against NEURON's input
+    # impedance at 0 Hz, from the same 3-D points.
+    h = neuron_h
+    cell = jn.Cell.from_swc(FILES[0], Ra=100.0, cm=1.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
+    secs = _import3d(h, FILES[0])
+    try:
+        for s in secs.values():
+            s.Ra, s.cm = 100.0, 1.0
+            s.insert("pas")
+            for seg in s:
+                seg.pas.g, seg.pas.e = 1e-4, -65.0
+            s.nseg = int((s.L / (0.1 * h.lambda_f(100, sec=s)) + 0.9) / 2) * 2 + 1
+        imp = h.Impedance()
+        imp.loc(0.5, sec=secs["soma[0]"])
+        imp.compute(0, 1)
+        r_neuron = imp.input(0.5, sec=secs["soma[0]"])  # MΩ
+    finally:
+        for s in secs.values():
+            h.delete_section(sec=s)
+    # 200 ms = 20 membrane time constants: e**-20 of the way to the steady state.
+    trace = jn.simulate(cell, 200.0, stimuli=[jn.StepCurrent(0.05, 0.0, 1e9, target=("soma[0]", 0.5))],
+                        save_every=200.0)
+    r_jaxneuro = (float(trace.v[-1, cell.index("soma[0]", 0.5)]) + 65.0) / 0.05
+    assert 50.0 < r_neuron < 200.0  # a plausible cell (91.8 MΩ), not an empty one
+    assert r_jaxneuro == pytest.approx(r_neuron, rel=1e-6)
+
+
 def test_both_soma_conventions_give_the_same_cell():
     a, b = (swc_sections(read_swc(p)) for p in FILES)
     assert [s.name for s in a] == [s.name for s in b]
