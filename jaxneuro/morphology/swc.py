@@ -93,7 +93,11 @@ def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
     soma given as one point, or as NeuroMorpho's three points (centre and two points
     one radius away), becomes a cylinder of length and diameter ``2r`` (the sphere's
     area), as NEURON builds it; neurites leaving the soma are joined at its centre,
-    ``soma(0.5)``. Other soma outlines are read as a chain of frusta like any section.
+    ``soma(0.5)``. A soma given as an unbranched chain of points is one section through
+    them (frusta, like any section); neurites on its first or last point join that end
+    (``soma(0)``, ``soma(1)``) and start at that point with their own diameter, those on
+    inner points join ``soma(0.5)``, as Import3d does. Other soma outlines (branched)
+    are read as sections like any other.
     """
     by_id = {p.id: p for p in points}
     children: dict[int, list[int]] = {p.id: [] for p in points}
@@ -120,13 +124,19 @@ def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
         counts[t] = k + 1
         return f"{SWC_TYPE_NAMES.get(t, f'type{t}')}[{k}]"
 
-    soma_points = set()
+    soma_points, soma_ends = set(), set()
     if root.type == 1:
         soma_kids = [c for c in children[root.id] if by_id[c].type == 1]
         three_point = (
             len(soma_kids) == 2
             and all(not any(by_id[g].type == 1 for g in children[c]) for c in soma_kids)
         )
+        chain = [root.id]  # the soma as an unbranched chain of points from the root
+        while True:
+            kids = [c for c in children[chain[-1]] if by_id[c].type == 1]
+            if len(kids) != 1:
+                break
+            chain.append(kids[0])
         if not soma_kids or three_point:
             soma_points = {root.id, *soma_kids}
             r = root.radius
@@ -135,6 +145,19 @@ def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
             sections.append(Section3D(name_for(1), 1, xyz, np.full(3, 2 * r), None, 0.0))
             for i in soma_points:
                 end_section[i] = (0, 0.5)
+        elif not kids:  # an unbranched outline: one section through its points
+            soma_points = set(chain)
+            pts = [by_id[i] for i in chain]
+            sec = Section3D(name_for(1), 1, np.asarray([p.xyz for p in pts], float),
+                            np.asarray([2 * p.radius for p in pts], float), None, 0.0)
+            if sec.length <= 0:
+                raise ValueError(f"SWC: the soma through points {chain} has zero length")
+            sections.append(sec)
+            # Neurites on its first or last point join that end (starting there, with
+            # their own diameter); those on inner points join its middle, as Import3d.
+            for i in chain:
+                end_section[i] = (0, 0.0 if i == chain[0] else 1.0 if i == chain[-1] else 0.5)
+            soma_ends = {chain[0], chain[-1]}
 
     def build(start: int, parent_link):
         """The section starting at point ``start``; returns its index."""
@@ -152,8 +175,9 @@ def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
             # Start at the branch point, with its diameter, as Import3d does.
             xyz.insert(0, by_id[parent_pt].xyz)
             diam.insert(0, 2 * by_id[parent_pt].radius)
-        elif parent_pt != -1 and len(xyz) == 1:
-            # A one-point neurite on the soma: run it from the soma centre.
+        elif parent_pt in soma_ends or (parent_pt != -1 and len(xyz) == 1):
+            # From the end of a soma outline, or a one-point neurite on the soma: start
+            # at the soma point, with the neurite's own diameter.
             xyz.insert(0, by_id[parent_pt].xyz)
             diam.insert(0, diam[0])
         sec = Section3D(name_for(pts[0].type), pts[0].type, np.asarray(xyz, float), np.asarray(diam, float),
@@ -165,7 +189,9 @@ def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
         return ids[-1]
 
     if soma_points:
-        stack = [c for i in sorted(soma_points) for c in children[i] if c not in soma_points]
+        # The soma's neurites in file order, as Import3d numbers them.
+        order = {p.id: k for k, p in enumerate(points)}
+        stack = sorted((c for i in soma_points for c in children[i] if c not in soma_points), key=order.get)
     else:
         stack = [root.id]
     stack.reverse()
