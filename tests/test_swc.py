@@ -145,6 +145,59 @@ def test_soma_outline_as_a_chain_of_points_matches_neuron(neuron_h):
     assert np.max(np.abs(v_j - v_n)) < 1e-5
 
 
+def _random_swc(rng, path):
+    """A random SWC tree: a soma of 1-5 points (a chain, NeuroMorpho's three points or
+    branched) and neurites of types 2-4 leaving it and each other anywhere, some of
+    them one point long."""
+    pts = [[1, 1, 0.0, 0.0, 0.0, float(rng.uniform(3, 8)), -1]]
+    n_soma = int(rng.integers(1, 6))
+    shape = rng.choice(["chain", "three", "branched"]) if n_soma >= 3 else "chain"
+    if shape == "three":
+        r = pts[0][5]
+        pts += [[2, 1, 0.0, -r, 0.0, r, 1], [3, 1, 0.0, r, 0.0, r, 1]]
+    else:
+        for k in range(1, n_soma):
+            parent = len(pts) if shape == "chain" or k < 2 else int(rng.integers(1, len(pts) + 1))
+            pts.append([len(pts) + 1, 1, 0.0, 4.0 * k, float(rng.uniform(-1, 1)), float(rng.uniform(2, 7)), parent])
+    for _ in range(int(rng.integers(2, 7))):
+        parent, kind = int(rng.integers(1, len(pts) + 1)), int(rng.choice([2, 3, 4]))
+        for _ in range(int(rng.integers(1, 6))):
+            p = pts[parent - 1]
+            pts.append([len(pts) + 1, kind, p[2] + float(rng.uniform(-20, 20)), p[3] + float(rng.uniform(-20, 20)),
+                        p[4] + float(rng.uniform(-5, 5)), float(rng.uniform(0.3, 1.5)), parent])
+            parent = len(pts)
+            if rng.random() < 0.2:  # branch from anywhere
+                parent = int(rng.integers(1, len(pts) + 1))
+    path.write_text("".join("%d %d %.3f %.3f %.3f %.3f %d\n" % tuple(p) for p in pts))
+
+
+def test_random_trees_split_into_sections_as_neurons_import3d(neuron_h, tmp_path, capfd):
+    # Sections, their 3-D points (with the parent-point copies Import3d adds or leaves
+    # out), parents and attachment points, for 40 random trees.
+    h = neuron_h
+    h.load_file("import3d.hoc")
+    for seed in range(40):
+        path = tmp_path / f"tree{seed}.swc"
+        _random_swc(np.random.default_rng(seed), path)
+        secs = _import3d(h, path)
+        try:
+            ours = swc_sections(read_swc(path))
+            names = [s.name for s in ours]
+            assert sorted(names) == sorted(secs), seed
+            for sec in ours:
+                s = secs[sec.name]
+                points = np.array([[s.x3d(i), s.y3d(i), s.z3d(i), s.diam3d(i)] for i in range(s.n3d())])
+                np.testing.assert_allclose(points, np.column_stack([sec.xyz, sec.diam]), atol=1e-4,
+                                           err_msg=f"seed {seed}, {sec.name}")
+                parent = s.parentseg()
+                assert (None if sec.parent is None else (names[sec.parent], sec.parent_x)) == (
+                    None if parent is None else (parent.sec.name(), parent.x)), (seed, sec.name)
+        finally:
+            for s in secs.values():
+                h.delete_section(sec=s)
+    capfd.readouterr()  # Import3d's notices about the one-point sections it drops
+
+
 def test_both_soma_conventions_give_the_same_cell():
     a, b = (swc_sections(read_swc(p)) for p in FILES)
     assert [s.name for s in a] == [s.name for s in b]

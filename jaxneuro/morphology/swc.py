@@ -85,19 +85,25 @@ def read_swc(path) -> list[SWCPoint]:
 
 
 def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
-    """Split SWC points into unbranched sections, parents first.
+    """Split SWC points into unbranched sections, parents first, as NEURON's Import3d
+    (``read_swc.hoc``) does.
 
-    A section runs from a branch point (or the soma) to the next branch point, type
-    change or tip; after a branch point it starts at the branch point (its position and
-    diameter, as NEURON's Import3d). Sections are numbered per type depth first. The
-    soma given as one point, or as NeuroMorpho's three points (centre and two points
-    one radius away), becomes a cylinder of length and diameter ``2r`` (the sphere's
-    area), as NEURON builds it; neurites leaving the soma are joined at its centre,
-    ``soma(0.5)``. A soma given as an unbranched chain of points is one section through
-    them (frusta, like any section); neurites on its first or last point join that end
-    (``soma(0)``, ``soma(1)``) and start at that point with their own diameter, those on
-    inner points join ``soma(0.5)``, as Import3d does. Other soma outlines (branched)
-    are read as sections like any other.
+    Points are taken in id order (parents first where a file lists a parent after its
+    child, which Import3d rejects). A section is a run of consecutive points of one
+    type, each the parent of the next; it ends at a branch point, a type change, a
+    child listed out of order, or a tip, except that a soma point continues its section
+    unless it has several soma children (the root always continues). Each later section
+    starts with a copy of its parent point (the copy's diameter is the section's own
+    first diameter where a neurite leaves the soma) and joins its parent at ``x = 1``,
+    or at ``x = 0`` on the root's first point; neurites on a soma section's inner points
+    join ``soma(0.5)``. Where a neurite joins a one-point soma, an inner soma point or
+    a soma point with several soma children, it is wired to its own first point (no
+    copy). A soma of one point, or NeuroMorpho's three points (the centre and two points
+    one radius away, equal radii, nothing attached to the outer two), becomes a
+    cylinder of length and diameter ``2r`` (the sphere's area) along x, its neurites at
+    ``soma(0.5)``. A later section of one point, or of two at the same place, is
+    dropped and its children join its parent where it joined. Sections are named per
+    type in file order (``soma[0]``, ``dend[3]``, ...).
     """
     by_id = {p.id: p for p in points}
     children: dict[int, list[int]] = {p.id: [] for p in points}
@@ -115,93 +121,132 @@ def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
         bad = sorted(set(by_id) - seen)[:5]
         raise ValueError(f"SWC: points {bad} are not connected to the root (a parent cycle?)")
 
-    sections: list[Section3D] = []
-    counts: dict[int, int] = {}
-    end_section: dict[int, tuple[int, float]] = {}  # point id -> (section, x) it ends
+    pts = _parents_first(points, root, children, by_id)
+    n = len(pts)
+    index = {p.id: k for k, p in enumerate(pts)}
+    pix = [index[p.parent] if p.parent != -1 else -1 for p in pts]
+    typ = [p.type for p in pts]
+    xyz = np.asarray([p.xyz for p in pts], float)
+    diam = np.asarray([2.0 * p.radius for p in pts])
 
-    def name_for(t):
+    # Import3d's mark_branch: children per point, plus 0.01 for a child listed out of
+    # order or of another type (either ends the section there).
+    nchild = [0.0] * n
+    connect2prox = [False] * n
+    for i in range(1, n):
+        p = pix[i]
+        nchild[p] += 1
+        if p != i - 1:
+            nchild[p] += 0.01
+            # A branch on the first point of a neurite wired to the soma joins that
+            # neurite's proximal end.
+            if p > 1 and typ[p] != 1 and typ[pix[p]] == 1:
+                connect2prox[i] = True
+                nchild[p] = 1
+        if typ[p] != typ[i]:
+            nchild[p] += 0.01
+    nchild_soma = [0] * n
+    for i in range(1, n):
+        if typ[i] == 1 and typ[pix[i]] == 1:
+            nchild_soma[pix[i]] += 1
+    soma3 = (
+        sum(t == 1 for t in typ) == 3 and n >= 3 and pix[1] == 0 and pix[2] == 0
+        and nchild[1] == 0 and nchild[2] == 0 and diam[1] == diam[0] and diam[2] == diam[0]
+        and abs((np.linalg.norm(xyz[1] - xyz[0]) + np.linalg.norm(xyz[2] - xyz[0])) / diam[0] - 1) < 0.01
+    )
+    if soma3:
+        pix[2] = 1  # one section of three points, of which the first is kept
+    for i in range(n - 1):  # consecutive soma points continue a section ...
+        if typ[i] == 1 and typ[i + 1] == 1 and pix[i + 1] == i:
+            if i == 0 or nchild_soma[i] <= 1:  # ... unless the soma branches there
+                nchild[i] = 1
+    ends = [i for i in range(n) if nchild[i] != 1]
+    point_section, k = [0] * n, 0
+    for i in range(1, n):
+        if i > ends[k]:
+            k += 1
+        point_section[i] = k
+
+    firsts = [0] + [i for i in range(1, n) if point_section[i] != point_section[i - 1]]
+    stops = firsts[1:] + [n]
+    raw = []  # [type, xyz, diam, parent section, x, point ids]
+    for isec, (first, stop) in enumerate(zip(firsts, stops)):
+        t = typ[first]
+        ids = [p.id for p in pts[first:stop]]
+        if isec == 0:
+            own = [first] if soma3 else list(range(first, stop))
+            if len(own) == 1:  # a sphere, as a cylinder of length and diameter 2r along x
+                c, r = xyz[first], diam[first] / 2
+                raw.append([t, np.stack([c - [r, 0, 0], c, c + [r, 0, 0]]), np.full(3, diam[first]), None, 0.0, ids])
+            else:
+                raw.append([t, xyz[own], diam[own], None, 0.0, ids])
+            root_points = len(own)
+            continue
+        ppt = pix[first]
+        psec = point_section[ppt]
+        ptype = typ[firsts[psec]]
+        own_points = stop - first
+        x, wired = 1.0, False
+        handled = False
+        if psec == 0:
+            handled = True
+            if ptype == 1 and t != 1 and root_points == 1:
+                x, wired = 0.5, own_points > 1
+            elif ppt == firsts[0]:
+                x, wired = 0.0, t != 1 and nchild_soma[ppt] > 1
+            else:
+                handled = False
+        if not handled and ptype == 1:
+            if ppt < stops[psec] - 1:  # an inner soma point
+                x, wired = 0.5, t != 1 and own_points > 1
+            elif own_points > 1 and nchild_soma[ppt] > 1 and t != 1:
+                wired = True
+        if connect2prox[first]:
+            x = 0.0
+        chain = [ppt] + list(range(first, stop))
+        sec_d = diam[chain]
+        if ptype == 1 and t != 1:
+            sec_d[0] = sec_d[1]
+        sec_xyz = xyz[chain]
+        if wired:
+            sec_xyz, sec_d = sec_xyz[1:], sec_d[1:]
+        raw.append([t, sec_xyz, sec_d, psec, x, ids])
+
+    # Import3d's chk_valid: a section of one point, or of two at the same place, is
+    # removed and its children join its parent where it joined.
+    for i in range(len(raw) - 1, 0, -1):
+        sec_xyz = raw[i][1]
+        if len(sec_xyz) <= 1 or (len(sec_xyz) == 2 and np.array_equal(sec_xyz[0], sec_xyz[1])):
+            removed = raw.pop(i)
+            for other in raw[i:]:
+                if other[3] == i:
+                    other[3], other[4] = removed[3], removed[4]
+                elif other[3] is not None and other[3] > i:
+                    other[3] -= 1
+
+    counts: dict[int, int] = {}
+    sections: list[Section3D] = []
+    for t, sec_xyz, sec_d, parent, x, ids in raw:
         k = counts.get(t, 0)
         counts[t] = k + 1
-        return f"{SWC_TYPE_NAMES.get(t, f'type{t}')}[{k}]"
-
-    soma_points, soma_ends = set(), set()
-    if root.type == 1:
-        soma_kids = [c for c in children[root.id] if by_id[c].type == 1]
-        three_point = (
-            len(soma_kids) == 2
-            and all(not any(by_id[g].type == 1 for g in children[c]) for c in soma_kids)
-        )
-        chain = [root.id]  # the soma as an unbranched chain of points from the root
-        while True:
-            kids = [c for c in children[chain[-1]] if by_id[c].type == 1]
-            if len(kids) != 1:
-                break
-            chain.append(kids[0])
-        if not soma_kids or three_point:
-            soma_points = {root.id, *soma_kids}
-            r = root.radius
-            c = np.asarray(root.xyz)
-            xyz = np.stack([c - [0, r, 0], c, c + [0, r, 0]])
-            sections.append(Section3D(name_for(1), 1, xyz, np.full(3, 2 * r), None, 0.0))
-            for i in soma_points:
-                end_section[i] = (0, 0.5)
-        elif not kids:  # an unbranched outline: one section through its points
-            soma_points = set(chain)
-            pts = [by_id[i] for i in chain]
-            sec = Section3D(name_for(1), 1, np.asarray([p.xyz for p in pts], float),
-                            np.asarray([2 * p.radius for p in pts], float), None, 0.0)
-            if sec.length <= 0:
-                raise ValueError(f"SWC: the soma through points {chain} has zero length")
-            sections.append(sec)
-            # Neurites on its first or last point join that end (starting there, with
-            # their own diameter); those on inner points join its middle, as Import3d.
-            for i in chain:
-                end_section[i] = (0, 0.0 if i == chain[0] else 1.0 if i == chain[-1] else 0.5)
-            soma_ends = {chain[0], chain[-1]}
-
-    def build(start: int, parent_link):
-        """The section starting at point ``start``; returns its index."""
-        ids = [start]
-        while True:
-            kids = children[ids[-1]]
-            if len(kids) != 1 or by_id[kids[0]].type != by_id[ids[-1]].type:
-                break
-            ids.append(kids[0])
-        pts = [by_id[i] for i in ids]
-        xyz = [p.xyz for p in pts]
-        diam = [2 * p.radius for p in pts]
-        parent_pt = by_id[start].parent
-        if parent_pt != -1 and parent_pt not in soma_points:
-            # Start at the branch point, with its diameter, as Import3d does.
-            xyz.insert(0, by_id[parent_pt].xyz)
-            diam.insert(0, 2 * by_id[parent_pt].radius)
-        elif parent_pt in soma_ends or (parent_pt != -1 and len(xyz) == 1):
-            # From the end of a soma outline, or a one-point neurite on the soma: start
-            # at the soma point, with the neurite's own diameter.
-            xyz.insert(0, by_id[parent_pt].xyz)
-            diam.insert(0, diam[0])
-        sec = Section3D(name_for(pts[0].type), pts[0].type, np.asarray(xyz, float), np.asarray(diam, float),
-                        *(parent_link if parent_link else (None, 0.0)))
+        sec = Section3D(f"{SWC_TYPE_NAMES.get(t, f'type{t}')}[{k}]", t, sec_xyz, sec_d, parent, x)
         if sec.length <= 0:
             raise ValueError(f"SWC: the section through points {ids} has zero length")
         sections.append(sec)
-        end_section[ids[-1]] = (len(sections) - 1, 1.0)
-        return ids[-1]
-
-    if soma_points:
-        # The soma's neurites in file order, as Import3d numbers them.
-        order = {p.id: k for k, p in enumerate(points)}
-        stack = sorted((c for i in soma_points for c in children[i] if c not in soma_points), key=order.get)
-    else:
-        stack = [root.id]
-    stack.reverse()
-    while stack:  # depth first, in file order: Import3d's numbering (dend[0], dend[1], ...)
-        start = stack.pop()
-        parent_pt = by_id[start].parent
-        link = end_section[parent_pt] if parent_pt != -1 else None
-        last = build(start, link)
-        stack += reversed(children[last])
     return sections
+
+
+def _parents_first(points, root, children, by_id) -> list[SWCPoint]:
+    """The points in id order if every parent id is below its children's (as Import3d
+    requires), else depth first from the root in file order."""
+    if all(p.parent < p.id for p in points):
+        return sorted(points, key=lambda p: p.id)
+    order, stack = [], [root.id]
+    while stack:
+        i = stack.pop()
+        order.append(by_id[i])
+        stack += reversed(children[i])
+    return order
 
 
 def lambda_f(sec: Section3D, freq, Ra, cm) -> float:
