@@ -24,6 +24,27 @@ def _import3d(h, path):
     return {s.name(): s for s in h.allsec() if s.name() not in before}
 
 
+def _passive(h, s, nseg=None):
+    """NEURON section ``s`` as the tests' passive cell: Ra 100 Ω·cm, cm 1 µF/cm², pas
+    1e-4 S/cm² at -65 mV, ``nseg`` segments (default: the d_lambda rule, 0.1 λ at
+    100 Hz, NEURON's own lambda_f)."""
+    s.Ra, s.cm = 100.0, 1.0
+    s.nseg = nseg or int((s.L / (0.1 * h.lambda_f(100, sec=s)) + 0.9) / 2) * 2 + 1
+    s.insert("pas")
+    for seg in s:
+        seg.pas.g, seg.pas.e = 1e-4, -65.0
+
+
+def _soma_step(h, secs, cell, locs):
+    """Voltages at ``locs`` ((section, x) pairs) over 30 ms with 0.5 nA into soma(0.5)
+    from 1 to 21 ms: NEURON's (sections ``secs``) and jaxneuro's (``cell``)."""
+    stim = h.IClamp(secs["soma[0]"](0.5))
+    stim.amp, stim.delay, stim.dur = 0.5, 1.0, 20.0
+    _, vecs = run_neuron(h, 30.0, refs=[secs[n](x)._ref_v for n, x in locs])
+    trace = jn.simulate(cell, 30.0, stimuli=[jn.StepCurrent(0.5, 1.0, 20.0, target=("soma[0]", 0.5))])
+    return np.array(vecs).T, np.asarray(trace.v)[:, [cell.index(n, x) for n, x in locs]]
+
+
 @pytest.mark.parametrize("path", FILES, ids=["three_point_soma", "one_point_soma"])
 def test_sections_nseg_areas_and_voltages_match_neuron(neuron_h, path):
     h = neuron_h
@@ -33,11 +54,7 @@ def test_sections_nseg_areas_and_voltages_match_neuron(neuron_h, path):
         assert sorted(secs) == sorted(cell.section_names)
         area = np.asarray(cell.membrane_area)
         for s in secs.values():
-            s.Ra, s.cm = 100.0, 1.0
-            s.insert("pas")
-            for seg in s:
-                seg.pas.g, seg.pas.e = 1e-4, -65.0
-            s.nseg = int((s.L / (0.1 * h.lambda_f(100, sec=s)) + 0.9) / 2) * 2 + 1
+            _passive(h, s)
         for name, sec in zip(cell.section_names, cell.sections):
             s = secs[name]
             assert sec.nseg == s.nseg, name
@@ -61,16 +78,10 @@ def test_sections_nseg_areas_and_voltages_match_neuron(neuron_h, path):
         assert soma.L == pytest.approx(16.0) and soma(0.5).diam == pytest.approx(16.0)
         assert max(s.nseg for s in secs.values()) > 5  # d_lambda actually splits sections
 
-        stim = h.IClamp(soma(0.5))
-        stim.amp, stim.delay, stim.dur = 0.5, 1.0, 20.0
-        locs = [("soma[0]", 0.5), ("dend[4]", 0.5), ("apic[2]", 0.9), ("axon[0]", 0.5)]
-        _, vecs = run_neuron(h, 30.0, refs=[secs[n](x)._ref_v for n, x in locs])
-        v_n = np.array(vecs).T
+        v_n, v_j = _soma_step(h, secs, cell, [("soma[0]", 0.5), ("dend[4]", 0.5), ("apic[2]", 0.9), ("axon[0]", 0.5)])
     finally:
         for s in secs.values():
             h.delete_section(sec=s)
-    trace = jn.simulate(cell, 30.0, stimuli=[jn.StepCurrent(0.5, 1.0, 20.0, target=("soma[0]", 0.5))])
-    v_j = np.asarray(trace.v)[:, [cell.index(n, x) for n, x in locs]]
     assert np.min(v_n.max(axis=0)) > -40  # 25+ mV deflections everywhere
     # Several children share dend[0]'s and apic[0]'s far ends (a zero-area node in NEURON).
     # 7e-8 mV measured (the areas' and resistances' single-precision 3-D points).
@@ -85,11 +96,7 @@ def test_input_resistance_matches_neurons_impedance(neuron_h):
     secs = _import3d(h, FILES[0])
     try:
         for s in secs.values():
-            s.Ra, s.cm = 100.0, 1.0
-            s.insert("pas")
-            for seg in s:
-                seg.pas.g, seg.pas.e = 1e-4, -65.0
-            s.nseg = int((s.L / (0.1 * h.lambda_f(100, sec=s)) + 0.9) / 2) * 2 + 1
+            _passive(h, s)
         imp = h.Impedance()
         imp.loc(0.5, sec=secs["soma[0]"])
         imp.compute(0, 1)
@@ -124,22 +131,13 @@ def test_soma_outline_as_a_chain_of_points_matches_neuron(neuron_h):
             parent = s.parentseg()
             assert (None if link is None else (cell.section_names[link[0]], link[1])) == (
                 None if parent is None else (parent.sec.name(), parent.x)), name
-            s.Ra, s.cm, s.nseg = 100.0, 1.0, cell.sections[cell.section_index(name)].nseg
-            s.insert("pas")
-            for seg in s:
-                seg.pas.g, seg.pas.e = 1e-4, -65.0
+            _passive(h, s, cell.sections[cell.section_index(name)].nseg)
             np.testing.assert_allclose(np.asarray(cell.membrane_area[cell.segments(name)]),
                                        [seg.area() for seg in s], rtol=3e-7)
-        stim = h.IClamp(secs["soma[0]"](0.5))
-        stim.amp, stim.delay, stim.dur = 0.5, 1.0, 20.0
-        locs = [(name, 0.5) for name in sorted(secs)]
-        _, vecs = run_neuron(h, 30.0, refs=[secs[n](x)._ref_v for n, x in locs])
-        v_n = np.array(vecs).T
+        v_n, v_j = _soma_step(h, secs, cell, [(name, 0.5) for name in sorted(secs)])
     finally:
         for s in secs.values():
             h.delete_section(sec=s)
-    trace = jn.simulate(cell, 30.0, stimuli=[jn.StepCurrent(0.5, 1.0, 20.0, target=("soma[0]", 0.5))])
-    v_j = np.asarray(trace.v)[:, [cell.index(n, x) for n, x in locs]]
     assert np.min(v_n.max(axis=0)) > -60  # deflections everywhere
     # 1.6e-6 mV measured on a 68 mV deflection: NEURON's single-precision 3-D points.
     assert np.max(np.abs(v_j - v_n)) < 1e-5
