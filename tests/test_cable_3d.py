@@ -156,3 +156,28 @@ def test_precomputed_cell_keeps_its_geometry_and_checks_it():
     assert isinstance(tapered().precomputed(), jn.Cell)  # a cable runs as its one-section cell
     with pytest.raises(ValueError, match="Cell.geometry"):
         jn.Cell([tapered(nseg=3)], geometry=pre.geometry)  # 5 segments' geometry for 3
+
+
+def test_cells_mixing_cylinders_and_3d_sections_keep_each_sections_geometry():
+    # 3-D sections are computed together, cylinders one by one: put back in order.
+    secs = [tapered(nseg=3, name="a"),
+            jn.Cable(length=50.0, diam=jnp.asarray([1.0, 1.5]), Ra=80.0, nseg=2, name="b"),
+            jn.Cable(arc3d=STEPPED[0], diam3d=jnp.asarray(STEPPED[1]), Ra=jnp.asarray([90.0, 100.0, 110.0, 120.0]),
+                     nseg=4, name="c"),
+            jn.Cable(length=30.0, diam=2.0, nseg=1, name="d")]
+    cell = jn.Cell(secs, parents=[None, "a", ("a", 0.5), "c"])
+    np.testing.assert_array_equal(cell.membrane_area, jnp.concatenate([s.membrane_area for s in secs]))
+    left, right = zip(*(s.half_resistances() for s in secs))
+    np.testing.assert_allclose(cell.precomputed().geometry.half_resistance, jnp.concatenate(left + right), rtol=1e-15)
+
+
+def test_3d_geometry_is_one_computation_however_many_sections():
+    # Hundreds of SWC sections must not mean hundreds of copies of the frusta
+    # arithmetic for XLA to compile: the program is the same size for 3 or 30 sections.
+    def size(n_sections):
+        secs = [tapered(nseg=3, name=f"s{i}") for i in range(n_sections)]
+        cell = jn.Cell(secs, parents=[None] + [f"s{i - 1}" for i in range(1, n_sections)])
+        jaxpr = jax.make_jaxpr(lambda c: c.precomputed().geometry)(cell).jaxpr
+        return len(jaxpr.eqns)
+
+    assert size(30) == size(3)

@@ -16,6 +16,7 @@ from ..gather import spread, sum_into, take
 from ..model import AbstractModel
 from ..solve.hines import TreeCoupling
 from ..state import State
+from . import geometry as cable_geometry
 from . import membrane
 from .cable import Cable
 
@@ -274,17 +275,32 @@ class Cell(AbstractModel):
     def membrane_area(self):
         """Membrane area of each segment, µm² (π·diam·length/nseg for a cylinder; see
         :class:`~jaxneuro.Cable` for sections with 3-D points)."""
-        if self.geometry is not None:
-            return self.geometry.area
-        return jnp.concatenate([s.membrane_area for s in self.sections])
+        return (self.geometry if self.geometry is not None else self._computed_geometry()).area
 
     def precomputed(self) -> "Cell":
         """This cell with its :class:`SegmentGeometry` computed once (see
         :meth:`AbstractModel.precomputed`); differentiable like the sections' own."""
         if self.geometry is not None:
             return self
-        geometry = SegmentGeometry(area=self.membrane_area, half_resistance=self._half_resistance())
-        return eqx.tree_at(lambda c: c.geometry, self, geometry, is_leaf=lambda x: x is None)
+        return eqx.tree_at(lambda c: c.geometry, self, self._computed_geometry(), is_leaf=lambda x: x is None)
+
+    def _computed_geometry(self) -> SegmentGeometry:
+        """Areas and half resistances from the sections: those with 3-D points all
+        together (:func:`jaxneuro.morphology.geometry.joined`), cylinders one by one."""
+        secs = self.sections
+        solid = [i for i, s in enumerate(secs) if s.arc3d is None]
+        pointed = [i for i, s in enumerate(secs) if s.arc3d is not None]
+        parts = []  # (area, left, right) for the cylinders, then the 3-D sections
+        parts += [(secs[i].membrane_area, *secs[i].half_resistances()) for i in solid]
+        if pointed:
+            parts.append(cable_geometry.joined([secs[i] for i in pointed]))
+        area, left, right = (jnp.concatenate(q) for q in zip(*parts))
+        order = solid + pointed
+        if order != list(range(len(secs))):  # back to the cell's segment order
+            offsets = self._layout().offsets
+            perm = np.argsort(np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in order]))
+            area, left, right = area[perm], left[perm], right[perm]
+        return SegmentGeometry(area=area, half_resistance=jnp.concatenate([left, right]))
 
     @property
     def capacitance(self):
@@ -294,10 +310,7 @@ class Cell(AbstractModel):
     def _half_resistance(self):
         """Axial resistances (MΩ) of the segments' halves: those towards ``x = 0``, then
         those towards ``x = 1`` (shape ``(2·n_segments,)``)."""
-        if self.geometry is not None:
-            return self.geometry.half_resistance
-        left, right = zip(*(s.half_resistances() for s in self.sections))
-        return jnp.concatenate(left + right)
+        return (self.geometry if self.geometry is not None else self._computed_geometry()).half_resistance
 
     def voltage_coupling(self) -> TreeCoupling:
         lay = self._layout()

@@ -90,11 +90,59 @@ def check_3d(arc3d, diam3d_shape, owner: str) -> tuple[float, ...]:
     return tuple(float(a) for a in arc)
 
 
-def _piece_diameters(arc3d, diam3d, nseg):
-    p = _pieces(arc3d, nseg)
-    d = jnp.asarray(diam3d)
+@functools.lru_cache(maxsize=64)
+def _joined_pieces(specs: tuple[tuple[tuple[float, ...], int], ...]) -> _Pieces:
+    """The pieces of several sections (``(arc3d, nseg)`` each) as one table: their
+    halves in order, point indices into their diameters joined in the same order."""
+    parts = [_pieces(arc, nseg) for arc, nseg in specs]
+    width = max(p.length.shape[-1] for p in parts)
+    offsets = np.cumsum([0] + [len(arc) for arc, _ in specs])[:-1]
+
+    def widen(a, mode):  # pad the last axis to the widest half; padding weighs nothing
+        pad = [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])]
+        return np.pad(a, pad, mode=mode) if mode == "edge" else np.pad(a, pad)
+
+    nsegs = [nseg for _, nseg in specs]
+    step_segments = np.zeros((sum(nsegs), sum(p.steps.size for p in parts)))
+    row = col = 0
+    for p, nseg in zip(parts, nsegs):
+        step_segments[row:row + nseg, col:col + p.steps.size] = p.step_segments
+        row, col = row + nseg, col + p.steps.size
+    return _Pieces(
+        np.concatenate([widen(p.length, None) for p in parts]),
+        np.concatenate([widen(p.real, None) for p in parts]),
+        np.concatenate([widen(p.lo, "edge") + off for p, off in zip(parts, offsets)], axis=1),
+        np.concatenate([widen(p.frac, "edge") for p in parts], axis=1),
+        np.concatenate([p.steps + off for p, off in zip(parts, offsets)]),
+        step_segments,
+    )
+
+
+def _ends(p: _Pieces, d):
+    """Diameters at the pieces' two ends (µm)."""
     ends = d[p.lo] + p.frac * (d[p.lo + 1] - d[p.lo])
-    return p, ends[0], ends[1]
+    return ends[0], ends[1]
+
+
+def _areas(p: _Pieces, d):
+    d1, d2 = _ends(p, d)
+    # Padding gets a slant of 1 and weight 0: no square root of zero (whose derivative
+    # is infinite) enters a gradient.
+    slant = jnp.sqrt(p.length**2 + (1.0 - p.real) + 0.25 * (d1 - d2) ** 2)
+    area = ((math.pi / 2) * p.real * (d1 + d2) * slant).reshape(p.length.shape[0] // 2, -1).sum(axis=1)
+    if p.steps.size:
+        jump = d[p.steps] ** 2 - d[p.steps + 1] ** 2
+        # |jump| as jump·sign(jump): derivative 0 where the diameters agree (the mean of
+        # the two one-sided slopes) rather than jnp.abs's one-sided +1.
+        area = area + p.step_segments @ ((math.pi / 4) * jump * jnp.sign(jump))
+    return area
+
+
+def _halves(p: _Pieces, d, ra):
+    d1, d2 = _ends(p, d)
+    per_half = (p.length / (d1 * d2)).sum(axis=1).reshape(-1, 2)
+    scale = OHM_CM_PER_UM_TO_MOHM * ra * (4 / math.pi)
+    return scale * per_half[:, 0], scale * per_half[:, 1]
 
 
 def segment_areas(length, diam, nseg, arc3d=None, diam3d=None):
@@ -103,19 +151,7 @@ def segment_areas(length, diam, nseg, arc3d=None, diam3d=None):
     diameter changes at a repeated point)."""
     if arc3d is None:
         return math.pi * jnp.broadcast_to(diam, (nseg,)) * (length / nseg)
-    p, d1, d2 = _piece_diameters(arc3d, diam3d, nseg)
-    # Padding gets a slant of 1 and weight 0: no square root of zero (whose derivative
-    # is infinite) enters a gradient.
-    slant = jnp.sqrt(p.length**2 + (1.0 - p.real) + 0.25 * (d1 - d2) ** 2)
-    piece = (math.pi / 2) * p.real * (d1 + d2) * slant
-    area = piece.reshape(nseg, -1).sum(axis=1)
-    if p.steps.size:
-        d = jnp.asarray(diam3d)
-        jump = d[p.steps] ** 2 - d[p.steps + 1] ** 2
-        # |jump| as jump·sign(jump): derivative 0 where the diameters agree (the mean of
-        # the two one-sided slopes) rather than jnp.abs's one-sided +1.
-        area = area + p.step_segments @ ((math.pi / 4) * jump * jnp.sign(jump))
-    return area
+    return _areas(_pieces(arc3d, nseg), jnp.asarray(diam3d))
 
 
 def half_resistances(length, diam, Ra, nseg, arc3d=None, diam3d=None):
@@ -126,15 +162,28 @@ def half_resistances(length, diam, Ra, nseg, arc3d=None, diam3d=None):
     if arc3d is None:
         half = OHM_CM_PER_UM_TO_MOHM * ra * (length / (2 * nseg)) / (math.pi / 4 * jnp.broadcast_to(diam, (nseg,)) ** 2)
         return half, half
-    p, d1, d2 = _piece_diameters(arc3d, diam3d, nseg)
-    per_half = (p.length / (d1 * d2)).sum(axis=1).reshape(nseg, 2)
-    scale = OHM_CM_PER_UM_TO_MOHM * ra * (4 / math.pi)
-    return scale * per_half[:, 0], scale * per_half[:, 1]
+    return _halves(_pieces(arc3d, nseg), jnp.asarray(diam3d), ra)
+
+
+def joined(cables):
+    """Membrane areas and left and right half resistances of several cables with 3-D
+    points, computed together (one set of array operations however many cables: a
+    morphology of hundreds of sections compiles as fast as one), each of shape
+    ``(total nseg,)``, the cables' segments in order."""
+    p = _joined_pieces(tuple((c.arc3d, c.nseg) for c in cables))
+    d = jnp.concatenate([jnp.asarray(c.diam3d) for c in cables])
+    if all(np.ndim(c.Ra) == 0 for c in cables):
+        ra = jnp.repeat(jnp.stack([jnp.asarray(c.Ra) for c in cables]), np.asarray([c.nseg for c in cables]),
+                        total_repeat_length=sum(c.nseg for c in cables))
+    else:
+        ra = jnp.concatenate([jnp.broadcast_to(c.Ra, (c.nseg,)) for c in cables])
+    return (_areas(p, d), *_halves(p, d, ra))
 
 
 def segment_diameters(length, diam, nseg, arc3d=None, diam3d=None):
     """Mean diameter (µm) of each segment (NEURON's ``seg.diam``)."""
     if arc3d is None:
         return jnp.broadcast_to(diam, (nseg,))
-    p, d1, d2 = _piece_diameters(arc3d, diam3d, nseg)
+    p = _pieces(arc3d, nseg)
+    d1, d2 = _ends(p, jnp.asarray(diam3d))
     return (0.5 * p.length * (d1 + d2)).reshape(nseg, -1).sum(axis=1) / (length / nseg)
