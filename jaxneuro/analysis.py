@@ -32,6 +32,7 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, iterations: i
     wanted. Spiking models with a reset have no useful fixed point above threshold.
     """
     i_inj = units.to_base(i_inj, "i_inj", units.nA)
+    model = model.precomputed()  # a cell's geometry once, not at every iteration
     v = model.default_v0 if v_guess is None else units.to_base(v_guess, "v_guess", units.mV)
     v = jnp.broadcast_to(jnp.asarray(v, dtype=jnp.result_type(float)), model.shape)
     i_inj = jnp.broadcast_to(i_inj, model.shape)

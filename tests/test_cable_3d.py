@@ -137,12 +137,14 @@ def _loop_primitives(jaxpr, inside=False, found=None):
 
 def test_geometry_is_computed_once_per_run_not_per_step():
     # The frusta's slant needs a square root: present in the program, absent from its
-    # loops (simulate runs the time loop on cable.precomputed()). Also in the gradient.
+    # loops (simulate runs the time loop on cable.precomputed()). Also in the gradient,
+    # and in steady_state's iterations.
     cab = tapered(nseg=5)
     stim = [jn.StepCurrent(0.05, 0.5, 10.0, target=0.1)]
     forward = jax.make_jaxpr(lambda c: jn.simulate(c, 1.0, stimuli=stim).v)(cab).jaxpr
     backward = jax.make_jaxpr(jax.grad(lambda c: jn.simulate(c, 1.0, stimuli=stim).v.sum()))(cab).jaxpr
-    for jaxpr in (forward, backward):
+    rest = jax.make_jaxpr(lambda c: jn.steady_state(c, 0.01).v)(cab).jaxpr  # Newton iterations
+    for jaxpr in (forward, backward, rest):
         assert "sqrt" in _loop_primitives(jaxpr, inside=True)  # the whole program has it
         assert "sqrt" not in _loop_primitives(jaxpr)  # its loops do not
 

@@ -167,8 +167,8 @@ def half_resistances(length, diam, Ra, nseg, arc3d=None, diam3d=None):
 
 def joined(cables):
     """Membrane areas and left and right half resistances of several cables with 3-D
-    points, computed together (one set of array operations however many cables: a
-    morphology of hundreds of sections compiles as fast as one), each of shape
+    points, computed together (one set of array operations however many cables, so the
+    program does not grow with a morphology's number of sections), each of shape
     ``(total nseg,)``, the cables' segments in order."""
     p = _joined_pieces(tuple((c.arc3d, c.nseg) for c in cables))
     d = jnp.concatenate([jnp.asarray(c.diam3d) for c in cables])
