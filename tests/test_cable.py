@@ -9,6 +9,7 @@ import sys
 import diffrax
 import equinox as eqx
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -282,6 +283,49 @@ def test_gradients_match_central_differences():
         fd = (float(loss_j(x0 + e)) - float(loss_j(x0 - e))) / (2 * h)
         assert abs(fd) > 1e-6, name
         assert grad[k] == pytest.approx(fd, rel=1e-4), name
+
+
+def _loop_equations(jaxpr, inside=False):
+    """How many equations time loops (while/scan bodies) hold, nested ones included."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        count += inside
+        loop = eqn.primitive.name in ("while", "scan")
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            count += _loop_equations(sub, inside or loop)
+    return count
+
+
+def test_a_cells_time_loop_does_not_grow_with_its_sections():
+    # Per-section cm and channel parameters are laid out over the segments once per
+    # run (Cell.precomputed), not at every step: otherwise the loop, and the gradient's
+    # backward loop with one cotangent per section and parameter, grow with the
+    # number of sections (a 540-section SWC cell's gradient compiled for minutes).
+    def loops(n_sections):
+        secs = [jn.Cable(100.0, 1.0 + 0.1 * i, Ra=100.0, nseg=2, cm=1.0 + 0.01 * i,
+                         channels=[jn.channels.HH(gnabar=0.12 + 0.001 * i)], name=f"s{i}")
+                for i in range(n_sections)]
+        cell = jn.Cell(secs, parents=[None] + [(f"s{i // 2}", 1.0) for i in range(n_sections - 1)])
+        stim = [jn.StepCurrent(0.1, 0.5, 10.0, target=("s0", 0.5))]
+        run = lambda c: jnp.mean(jn.simulate(c, 1.0, stimuli=stim).v)
+        forward = jax.make_jaxpr(run)(cell).jaxpr
+        backward = jax.make_jaxpr(eqx.filter_grad(run))(cell).jaxpr
+        return _loop_equations(forward, inside=False), _loop_equations(backward, inside=False)
+
+    assert loops(31) == loops(3)
+
+
+def test_precomputed_cell_keeps_its_membrane_parameters_and_checks_them():
+    cell = _small_cell()
+    pre = cell.precomputed()
+    assert cell.segment_membrane is None and pre.precomputed() is pre
+    np.testing.assert_array_equal(pre.capacitance, cell.capacitance)
+    np.testing.assert_array_equal(pre.ionic_current(cell.init_state(-60.0)), cell.ionic_current(cell.init_state(-60.0)))
+    # HH on the soma and the tuft, a leak on the dendrite and the tuft: each once.
+    assert [ch.name for ch in pre.segment_membrane.channels] == ["hh", "pas"]
+    np.testing.assert_array_equal(pre.segment_membrane.channels[0].gnabar, [0.12, 0.05, 0.05, 0.05])
+    with pytest.raises(ValueError, match="Cell.segment_membrane"):
+        jn.Cell(cell.sections[:2], parents=[None, "soma"], segment_membrane=pre.segment_membrane)
 
 
 class _CellWithoutLocalField(jn.Cell):

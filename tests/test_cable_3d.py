@@ -173,11 +173,14 @@ def test_cells_mixing_cylinders_and_3d_sections_keep_each_sections_geometry():
     np.testing.assert_allclose(cell.precomputed().geometry.half_resistance, jnp.concatenate(left + right), rtol=1e-15)
 
 
-def test_3d_geometry_is_one_computation_however_many_sections():
-    # Hundreds of SWC sections must not mean hundreds of copies of the frusta
-    # arithmetic for XLA to compile: the program is the same size for 3 or 30 sections.
+@pytest.mark.parametrize("section", [tapered, lambda **kw: jn.Cable(length=160.0, diam=2.0, **kw)],
+                         ids=["3d", "cylinder"])
+def test_geometry_is_one_computation_however_many_sections(section):
+    # Hundreds of SWC sections must not mean hundreds of copies of the frusta (or
+    # cylinder) arithmetic for XLA to compile: the program is the same size for 3 or 30
+    # sections.
     def size(n_sections):
-        secs = [tapered(nseg=3, name=f"s{i}") for i in range(n_sections)]
+        secs = [section(nseg=3, name=f"s{i}") for i in range(n_sections)]
         cell = jn.Cell(secs, parents=[None] + [f"s{i - 1}" for i in range(1, n_sections)])
         jaxpr = jax.make_jaxpr(lambda c: c.precomputed().geometry)(cell).jaxpr
         return len(jaxpr.eqns)

@@ -101,6 +101,15 @@ class SegmentGeometry(eqx.Module):
     half_resistance: jax.Array
 
 
+class SegmentMembrane(eqx.Module):
+    """A cell's membrane parameters as its time loop uses them: ``cm`` (µF/cm², one
+    value per segment) and ``channels``, each channel name once (in order of first
+    appearance) with its parameters laid out over the segments that carry it."""
+
+    cm: jax.Array
+    channels: tuple
+
+
 class Cell(AbstractModel):
     """A neuron made of :class:`~jaxneuro.Cable` sections joined into a tree.
 
@@ -131,15 +140,18 @@ class Cell(AbstractModel):
     and hold no state: stimuli and recordings at ``x = 0`` or ``1`` use the end
     segment.
 
-    ``geometry``: leave None. :meth:`precomputed` (which ``simulate`` calls) fills it
-    with the sections' areas and axial resistances (:class:`SegmentGeometry`) for one
-    run; a cell holding one uses it instead of its sections' ``diam``/``diam3d``.
+    ``geometry`` and ``segment_membrane``: leave None. :meth:`precomputed` (which
+    ``simulate`` calls) fills them for one run with the sections' areas and axial
+    resistances (:class:`SegmentGeometry`) and their ``cm`` and channel parameters per
+    segment (:class:`SegmentMembrane`); a cell holding them uses them instead of its
+    sections' ``diam``/``diam3d``, ``cm`` and channels.
     """
 
     sections: tuple[Cable, ...]
     parents: tuple = eqx.field(default=None, static=True)
     temperature: object = units.param(units.celsius, default=None)
     geometry: SegmentGeometry | None = eqx.field(default=None, kw_only=True)
+    segment_membrane: SegmentMembrane | None = eqx.field(default=None, kw_only=True)
 
     def __post_init__(self):
         if isinstance(self.sections, Cable):
@@ -171,6 +183,15 @@ class Cell(AbstractModel):
                 raise ValueError(
                     f"Cell.geometry expects None (computed from the sections) or a SegmentGeometry "
                     f"with area of shape ({n},) and half_resistance of shape ({2 * n},), got {self.geometry!r}"
+                )
+        if self.segment_membrane is not None:
+            n, names = self.n_segments, [members[0][1].name for members in self._channel_members()]
+            sm = self.segment_membrane
+            if not isinstance(sm, SegmentMembrane) or np.shape(sm.cm) != (n,) or not isinstance(sm.channels, tuple) \
+                    or [getattr(ch, "name", None) for ch in sm.channels] != names:
+                raise ValueError(
+                    f"Cell.segment_membrane expects None (computed from the sections) or a SegmentMembrane "
+                    f"with cm of shape ({n},) and the channels {names}, got {sm!r}"
                 )
         super().__post_init__()
         if np.ndim(self.temperature) != 0:
@@ -266,10 +287,11 @@ class Cell(AbstractModel):
         return self.sections[self.section_index(section)].centres
 
     # --- geometry ---------------------------------------------------------------------
-    def _per_segment(self, field):
-        return jnp.concatenate(
-            [jnp.broadcast_to(getattr(s, field), (s.nseg,)) for s in self.sections]
-        )
+    def _cm(self):
+        """Specific membrane capacitance per segment, µF/cm²."""
+        if self.segment_membrane is not None:
+            return self.segment_membrane.cm
+        return cable_geometry.per_segment([s.cm for s in self.sections], self.nsegs)
 
     @property
     def membrane_area(self):
@@ -278,20 +300,30 @@ class Cell(AbstractModel):
         return (self.geometry if self.geometry is not None else self._computed_geometry()).area
 
     def precomputed(self) -> "Cell":
-        """This cell with its :class:`SegmentGeometry` computed once (see
-        :meth:`AbstractModel.precomputed`); differentiable like the sections' own."""
-        if self.geometry is not None:
-            return self
-        return eqx.tree_at(lambda c: c.geometry, self, self._computed_geometry(), is_leaf=lambda x: x is None)
+        """This cell with its :class:`SegmentGeometry` and :class:`SegmentMembrane`
+        computed once (see :meth:`AbstractModel.precomputed`); differentiable like the
+        sections' own parameters. Inside a time loop, per-section values would be spread
+        over the segments at every step, and a gradient would carry one cotangent per
+        section and parameter through the loop."""
+        cell = self
+        if cell.geometry is None:
+            cell = eqx.tree_at(lambda c: c.geometry, cell, cell._computed_geometry(), is_leaf=lambda x: x is None)
+        if cell.segment_membrane is None:
+            table = SegmentMembrane(cm=cell._cm(), channels=tuple(cell._merged_channels()))
+            cell = eqx.tree_at(lambda c: c.segment_membrane, cell, table, is_leaf=lambda x: x is None)
+        return cell
 
     def _computed_geometry(self) -> SegmentGeometry:
-        """Areas and half resistances from the sections: those with 3-D points all
-        together (:func:`jaxneuro.morphology.geometry.joined`), cylinders one by one."""
+        """Areas and half resistances from the sections: the cylinders all together,
+        those with 3-D points all together (:mod:`jaxneuro.morphology.geometry`'s
+        ``joined_cylinders`` and ``joined``), so that the program does not grow with the
+        number of sections."""
         secs = self.sections
         solid = [i for i, s in enumerate(secs) if s.arc3d is None]
         pointed = [i for i, s in enumerate(secs) if s.arc3d is not None]
         parts = []  # (area, left, right) for the cylinders, then the 3-D sections
-        parts += [(secs[i].membrane_area, *secs[i].half_resistances()) for i in solid]
+        if solid:
+            parts.append(cable_geometry.joined_cylinders([secs[i] for i in solid]))
         if pointed:
             parts.append(cable_geometry.joined([secs[i] for i in pointed]))
         area, left, right = (jnp.concatenate(q) for q in zip(*parts))
@@ -305,7 +337,7 @@ class Cell(AbstractModel):
     @property
     def capacitance(self):
         """Membrane capacitance of each segment, nF."""
-        return self._per_segment("cm") * self.membrane_area * membrane.UF_PER_CM2_UM2_TO_NF
+        return self._cm() * self.membrane_area * membrane.UF_PER_CM2_UM2_TO_NF
 
     def _half_resistance(self):
         """Axial resistances (MΩ) of the segments' halves: those towards ``x = 0``, then
@@ -322,27 +354,39 @@ class Cell(AbstractModel):
                             segment_nodes=None if identity else tuple(int(k) for k in lay.segment_nodes))
 
     # --- channels -----------------------------------------------------------------------
-    def _channel_groups(self):
-        """``[(channel, segment indices or None)]``: each channel name once, its
-        parameters laid out over the segments that carry it (None: all segments)."""
-        off = self._layout().offsets
+    def _channel_members(self):
+        """``[[(section index, channel), ...], ...]``: the sections carrying each channel
+        name, names in order of first appearance."""
         groups = {}
         for s, sec in enumerate(self.sections):
             for ch in sec.channels:
                 groups.setdefault(ch.name, []).append((s, ch))
+        return list(groups.values())
+
+    def _merged_channels(self):
+        """Each channel name once, its parameters over the segments carrying it."""
         out = []
-        for members in groups.values():
+        for members in self._channel_members():
             if len(self.sections) == 1:
-                out.append((members[0][1], None))
+                out.append(members[0][1])
                 continue
-            secs = [s for s, _ in members]
-            ns = [self.sections[s].nseg for s in secs]
-            merged = jax.tree.map(
-                lambda *leaves: jnp.concatenate([jnp.broadcast_to(x, (n,)) for x, n in zip(leaves, ns)]),
-                *[ch for _, ch in members],
-            )
-            idx = np.concatenate([np.arange(off[s], off[s + 1]) for s in secs])
-            out.append((merged, None if len(secs) == len(self.sections) else idx))
+            ns = [self.sections[s].nseg for s, _ in members]
+            out.append(jax.tree.map(lambda *leaves: cable_geometry.per_segment(leaves, ns), *[ch for _, ch in members]))
+        return out
+
+    def _channel_groups(self):
+        """``[(channel, segment indices or None)]``: each channel name once, its
+        parameters laid out over the segments that carry it (None: all segments)."""
+        off = self._layout().offsets
+        members = self._channel_members()
+        merged = self.segment_membrane.channels if self.segment_membrane is not None else self._merged_channels()
+        out = []
+        for group, ch in zip(members, merged):
+            secs = [s for s, _ in group]
+            if len(secs) == len(self.sections):
+                out.append((ch, None))
+            else:
+                out.append((ch, np.concatenate([np.arange(off[s], off[s + 1]) for s in secs])))
         return out
 
     @staticmethod
@@ -395,7 +439,7 @@ class Cell(AbstractModel):
 
     def _segments_field(self, t, state, i_inj):
         i_density = i_inj * (membrane.NA_PER_UM2_TO_MA_PER_CM2 / self.membrane_area)
-        dv = membrane.dv_dt(i_density, self.ionic_current(state), self._per_segment("cm"))
+        dv = membrane.dv_dt(i_density, self.ionic_current(state), self._cm())
         dgates = {k: jnp.zeros_like(x) for k, x in state.gates.items()}
         dgates.update(self._per_channel_gates(
             lambda ch, v, own: membrane.gate_derivatives(ch, v, own, self.temperature), state.v, state.gates))
@@ -466,7 +510,7 @@ class Cell(AbstractModel):
         if name == "i_cap":
             # cm·dv/dt (mA/cm²): membrane, injected and axial currents together.
             dv = self.vector_field(t, state, i_inj).v
-            return self._per_segment("cm") * dv / membrane.MA_PER_UF_TO_MV_PER_MS
+            return self._cm() * dv / membrane.MA_PER_UF_TO_MV_PER_MS
         if name in state.gates:
             return state.gates[name]
         for ch, idx in self._channel_groups():

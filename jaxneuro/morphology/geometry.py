@@ -22,6 +22,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
+from ..gather import take
+
 # Ω·cm · µm / µm² = 1e4 Ω = 1e-2 MΩ: axial resistance of a cylinder piece.
 OHM_CM_PER_UM_TO_MOHM = 1e-2
 
@@ -165,6 +167,17 @@ def half_resistances(length, diam, Ra, nseg, arc3d=None, diam3d=None):
     return _halves(_pieces(arc3d, nseg), jnp.asarray(diam3d), ra)
 
 
+def per_segment(leaves, nsegs):
+    """One value per segment from one value per section (each a scalar or of shape
+    ``(nseg,)``), sections in order: shape ``(sum(nsegs),)``."""
+    if len(leaves) > 1 and all(np.ndim(x) == 0 for x in leaves):
+        # One gather rather than a broadcast and a slice of the concatenation per
+        # section (and its transpose, in a gradient): a cell of hundreds of sections
+        # stays a small program.
+        return take(jnp.stack([jnp.asarray(x) for x in leaves]), np.repeat(np.arange(len(leaves)), nsegs))
+    return jnp.concatenate([jnp.broadcast_to(x, (n,)) for x, n in zip(leaves, nsegs)])
+
+
 def joined(cables):
     """Membrane areas and left and right half resistances of several cables with 3-D
     points, computed together (one set of array operations however many cables, so the
@@ -172,12 +185,21 @@ def joined(cables):
     ``(total nseg,)``, the cables' segments in order."""
     p = _joined_pieces(tuple((c.arc3d, c.nseg) for c in cables))
     d = jnp.concatenate([jnp.asarray(c.diam3d) for c in cables])
-    if all(np.ndim(c.Ra) == 0 for c in cables):
-        ra = jnp.repeat(jnp.stack([jnp.asarray(c.Ra) for c in cables]), np.asarray([c.nseg for c in cables]),
-                        total_repeat_length=sum(c.nseg for c in cables))
-    else:
-        ra = jnp.concatenate([jnp.broadcast_to(c.Ra, (c.nseg,)) for c in cables])
+    ra = per_segment([c.Ra for c in cables], [c.nseg for c in cables])
     return (_areas(p, d), *_halves(p, d, ra))
+
+
+def joined_cylinders(cables):
+    """:func:`joined` for cylindrical cables (``length`` and ``diam``): the same
+    formulas as :func:`segment_areas` and :func:`half_resistances`, on all the cables'
+    segments at once."""
+    nsegs = [c.nseg for c in cables]
+    nseg = np.repeat(np.asarray(nsegs, dtype=float), nsegs)
+    length = per_segment([c.length for c in cables], nsegs)
+    diam = per_segment([c.diam for c in cables], nsegs)
+    ra = per_segment([c.Ra for c in cables], nsegs)
+    half = OHM_CM_PER_UM_TO_MOHM * ra * (length / (2 * nseg)) / (math.pi / 4 * diam**2)
+    return math.pi * diam * (length / nseg), half, half
 
 
 def segment_diameters(length, diam, nseg, arc3d=None, diam3d=None):
