@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 
 from ..channels.base import AbstractChannel
+from ..solve.staggered import MAX_GROWTH_PER_STEP
 
 # 1 nA / 1 µm² = 100 mA/cm²: converts an injected current to a membrane current density.
 NA_PER_UM2_TO_MA_PER_CM2 = 100.0
@@ -78,9 +79,9 @@ def gate_increments(ch: AbstractChannel, v, gates: dict, dt, temperature) -> dic
     if inf_rate is None:
         return None
     own = gates_of(ch, gates)
-    # Growth (a negative rate, from nonsensical parameters) is capped at e**50 per step,
+    # Growth (a negative rate, from nonsensical parameters) is capped per step
     # as the solver caps it, so results stay finite.
-    return {gate_key(ch, g): (inf - own[g]) * (1.0 - jnp.exp(jnp.minimum(-dt * rate, 50.0)))
+    return {gate_key(ch, g): (inf - own[g]) * (1.0 - jnp.exp(jnp.minimum(-dt * rate, MAX_GROWTH_PER_STEP)))
             for g, (inf, rate) in inf_rate.items()}
 
 

@@ -152,15 +152,20 @@ class StaggeredEuler(diffrax.AbstractSolver):
         return terms.vf(t0, y0, args)
 
 
+#: The largest growth exponent one step may take (``e**50``), in the exponential updates
+#: of the voltage and of the gates: only a blowing-up flow (a spike upswing, or a gate
+#: with a negative rate from nonsensical parameters) gets there, and the cap keeps
+#: results and gradients finite instead of ``inf``/NaN.
+MAX_GROWTH_PER_STEP = 50.0
+
+
 def expm1_ratio(b, dt):
     """``(exp(b·dt) - 1) / b``, → ``dt`` as ``b`` → 0, with finite gradients.
 
-    Growth within one step is capped at ``e**50``: only a blowing-up flow (a spike
-    upswing, which the model resets) gets there, and the cap keeps the result and its
-    gradients finite instead of ``inf``/NaN."""
+    Growth within one step is capped at ``e**MAX_GROWTH_PER_STEP``."""
     small = jnp.abs(b * dt) < 1e-8
     b_safe = jnp.where(small, 1.0, b)
-    growth = jnp.minimum(b_safe * dt, 50.0)
+    growth = jnp.minimum(b_safe * dt, MAX_GROWTH_PER_STEP)
     return jnp.where(small, dt * (1.0 + 0.5 * b * dt), jnp.expm1(growth) / b_safe)
 
 
@@ -173,7 +178,7 @@ def exp_minus_one_ratio(b, dt):
     z = b * dt
     small = jnp.abs(z) < 1e-4
     b_safe = jnp.where(small, 1.0, b)
-    growth = jnp.minimum(b_safe * dt, 50.0)
+    growth = jnp.minimum(b_safe * dt, MAX_GROWTH_PER_STEP)
     series = dt * (1.0 + z * (0.5 + z * (1.0 / 6.0)))
     return jnp.where(small, series, (jnp.exp(growth) - 1.0) / b_safe)
 
