@@ -8,9 +8,11 @@ neurites of 3-14 points each, leaving the soma or earlier points; about 2500 poi
 ``jn.Cell.from_swc`` (HH everywhere, Ra 100 Ω·cm, d_lambda ``nseg``). The same tree is
 also built from cylinders with each section's mean segment diameters. Both are timed in
 the same process for: the first call of a jitted simulation (tracing and compiling
-included), a compiled run of ``--t1`` ms, and the gradient of the soma's mean voltage
-with respect to every parameter (compiled run); NEURON runs the same file (Import3d,
-``usetable_hh = 0``) for the forward time and the largest voltage difference.
+included), a compiled run of ``--t1`` ms, the gradient of the soma's mean voltage
+with respect to every parameter and with respect to three (``gradient3``: the soma's
+``gnabar`` and ``gkbar``, the first neurite's ``Ra``), first call and compiled run.
+NEURON runs the same file (Import3d, ``usetable_hh = 0``) for the forward time and the
+largest voltage difference.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+# The few parameters of the "gradient3" rows: the soma's gnabar and gkbar, the first
+# neurite's Ra.
+FEW = lambda c: (c.sections[0].channels[0].gnabar, c.sections[0].channels[0].gkbar, c.sections[1].Ra)
 
 
 def write_swc(path, branches, seed=1):
@@ -80,12 +87,16 @@ def main(argv=None):
     rows = {}
     for label, cell in (("3d", cell3d), ("cylinders", cylinders)):
         forward = jax.jit(lambda c: jn.simulate(c, args.t1, stimuli=stim, save_every=0.25).v)
-        gradient = eqx.filter_jit(eqx.filter_grad(lambda c: jnp.mean(jn.simulate(c, args.t1, stimuli=stim,
-                                                                           save_every=0.25).v[:, soma])))
+        soma_mean = lambda c: jnp.mean(jn.simulate(c, args.t1, stimuli=stim, save_every=0.25).v[:, soma])
+        gradient = eqx.filter_jit(eqx.filter_grad(soma_mean))
+        # A few parameters, the rest of the cell an argument, as jn.fit(params=...) does.
+        few = eqx.filter_jit(jax.grad(lambda x, c: soma_mean(eqx.tree_at(FEW, c, tuple(x)))))
+        x_few = jnp.asarray([float(v) for v in FEW(cell)])
         first, run = timed(forward, cell)
         grad_first, grad_run = timed(gradient, cell)
+        few_first, few_run = timed(lambda c: few(x_few, c), cell)
         rows[label] = dict(first_call_s=first, run_s=run, gradient_first_call_s=grad_first, gradient_s=grad_run,
-                           v=np.asarray(forward(cell)))
+                           gradient3_first_call_s=few_first, gradient3_s=few_run, v=np.asarray(forward(cell)))
 
     result = dict(points=n_points, sections=len(cell3d.sections), segments=cell3d.n_segments, t1_ms=args.t1)
     try:
@@ -99,8 +110,9 @@ def main(argv=None):
         reader = h.Import3d_SWC_read()
         reader.quiet = 1
         reader.input(path)
+        before = {s.name() for s in h.allsec()}
         h.Import3d_GUI(reader, False).instantiate(None)
-        secs = {s.name(): s for s in h.allsec()}
+        secs = {s.name(): s for s in h.allsec() if s.name() not in before}
         for sec in cell3d.sections:
             s = secs[sec.name]
             s.Ra, s.nseg = 100.0, sec.nseg
@@ -114,15 +126,19 @@ def main(argv=None):
         h.continuerun(args.t1)
         result["neuron_s"] = time.perf_counter() - t
         result["max_dv_vs_neuron_mV"] = float(np.max(np.abs(rows["3d"]["v"][:, soma] - np.asarray(ref)[:len(rows["3d"]["v"])])))
+        del clamp, ref  # leave NEURON as found (the tests call this in their process)
+        for s in secs.values():
+            h.delete_section(sec=s)
     for label in rows:
         rows[label].pop("v")
     result.update({f"{label}_{k}": v for label, r in rows.items() for k, v in r.items()})
-    for k in ("first_call_s", "run_s", "gradient_first_call_s", "gradient_s"):
+    keys = ("first_call_s", "run_s", "gradient_first_call_s", "gradient_s", "gradient3_first_call_s", "gradient3_s")
+    for k in keys:
         result[f"3d_over_cylinders_{k}"] = rows["3d"][k] / rows["cylinders"][k]
 
     print(f"# {n_points} points, {result['sections']} sections, {result['segments']} segments, {args.t1} ms")
     print("| | 3-D points | cylinders | 3-D / cylinders |\n|---|---|---|---|")
-    for k in ("first_call_s", "run_s", "gradient_first_call_s", "gradient_s"):
+    for k in keys:
         print(f"| {k} | {rows['3d'][k]:.3g} | {rows['cylinders'][k]:.3g} | {result['3d_over_cylinders_' + k]:.2f} |")
     if "neuron_s" in result:
         print(f"NEURON forward {result['neuron_s']:.3g} s (x NEURON, 3-D run: {result['neuron_s'] / rows['3d']['run_s']:.2f}); "

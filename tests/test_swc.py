@@ -260,3 +260,22 @@ def test_bad_swc_files(tmp_path):
         jn.Cell.from_swc(FILES[0], channels={"soma": [], "dend": [], "apic": []})
     with pytest.raises(ValueError, match="d_lambda"):
         jn.Cell.from_swc(FILES[0], d_lambda=0.0)
+
+
+def test_swc_cell_benchmark_smoke(tmp_path, neuron_h):
+    # benchmarks/swc_cell.py on a small random morphology: its own NEURON comparison
+    # holds, and it leaves no sections behind in this process's NEURON.
+    sections_before = len(list(neuron_h.allsec()))
+    import importlib.util
+    import json
+
+    path = Path(__file__).parents[1] / "benchmarks" / "swc_cell.py"
+    spec = importlib.util.spec_from_file_location("swc_cell", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "swc.json"
+    mod.main(["--branches", "6", "--t1", "5", "--json", str(out)])
+    result = json.loads(out.read_text())
+    assert result["sections"] > 6 and result["3d_gradient3_s"] > 0 and result["cylinders_gradient_s"] > 0
+    assert result["max_dv_vs_neuron_mV"] < 1e-5
+    assert len(list(neuron_h.allsec())) == sections_before
