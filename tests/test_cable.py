@@ -326,6 +326,26 @@ def test_precomputed_cell_keeps_its_membrane_parameters_and_checks_them():
     np.testing.assert_array_equal(pre.segment_membrane.channels[0].gnabar, [0.12, 0.05, 0.05, 0.05])
     with pytest.raises(ValueError, match="Cell.segment_membrane"):
         jn.Cell(cell.sections[:2], parents=[None, "soma"], segment_membrane=pre.segment_membrane)
+    # The axial coupling too, checked against the tree.
+    np.testing.assert_array_equal(pre.coupling.g, cell.voltage_coupling().g)
+    assert pre.voltage_coupling() is pre.coupling
+    with pytest.raises(ValueError, match="Cell.coupling"):
+        jn.Cell(cell.sections[:2], parents=[None, "soma"], coupling=pre.coupling)
+
+
+def test_axial_conductances_are_computed_once_per_run(monkeypatch):
+    # Computed inside the loop, their derivatives pass through the gathers from the half
+    # segments at every step of a gradient (a 1000-segment HH cell's gradient in Ra was
+    # 1.4x slower): simulate and its gradient compute them once, in precomputed().
+    calls = []
+    half_resistance = jn.Cell._half_resistance
+    monkeypatch.setattr(jn.Cell, "_half_resistance", lambda self: calls.append(1) or half_resistance(self))
+    cell = _small_cell()
+    stim = [jn.StepCurrent(0.05, 1.0, 20.0, target=("tuft", 0.9))]
+    run = lambda ra: jnp.mean(jn.simulate(eqx.tree_at(lambda c: c.sections[1].Ra, cell, ra), 2.0, dt=0.05,
+                                          stimuli=stim).v)
+    jax.make_jaxpr(jax.grad(run))(150.0)
+    assert len(calls) == 1
 
 
 class _CellWithoutLocalField(jn.Cell):
