@@ -23,30 +23,65 @@ __all__ = [
 
 
 def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, iterations: int = 40) -> State:
-    """The resting state of ``model`` with a constant ``i_inj`` nA injected.
+    """The resting state of ``model`` with a constant ``i_inj`` nA injected (a scalar
+    into every compartment, or one value per compartment, e.g. from
+    ``model.place_current(target, amp)``).
 
     Solves ``dv/dt = 0`` with every gate at its steady state for that voltage, by
     damped Newton iterations (steps capped at 20 mV) from ``v_guess`` (mV, default
-    ``model.default_v0``). Differentiable w.r.t. model parameters and ``i_inj``.
-    Finds one fixed point: for a model with several, choose ``v_guess`` near the one
-    wanted. Spiking models with a reset have no useful fixed point above threshold.
+    ``model.default_v0``). Compartments coupled to each other (a cable's or cell's
+    axial currents, gap junctions in a network) are solved together: each iteration
+    solves the coupled linear system through the model's ``voltage_coupling()``
+    (Hines elimination for trees), so a passive cell's steady state takes one
+    iteration. Differentiable w.r.t. model parameters and ``i_inj``. Finds one fixed
+    point: for a model with several, choose ``v_guess`` near the one wanted. Spiking
+    models with a reset have no useful fixed point above threshold.
     """
     i_inj = units.to_base(i_inj, "i_inj", units.nA)
     model = model.precomputed()  # a cell's geometry once, not at every iteration
     v = model.default_v0 if v_guess is None else units.to_base(v_guess, "v_guess", units.mV)
     v = jnp.broadcast_to(jnp.asarray(v, dtype=jnp.result_type(float)), model.shape)
     i_inj = jnp.broadcast_to(i_inj, model.shape)
-
-    def dvdt(v):
-        return model.vector_field(0.0, model.init_state(v), i_inj).v
+    coupling = model.voltage_coupling()
+    dvdt = _voltage_derivative(model, i_inj)
 
     def newton(_, v):
+        # Along a vector of ones the coupling drops out (its rows sum to zero): df is
+        # the Jacobian's local diagonal, and the coupling's solve adds its own part.
         f, df = jax.jvp(dvdt, (v,), (jnp.ones_like(v),))
-        step = -f / jnp.where(df == 0, -1.0, df)
+        if coupling is None:
+            step = -f / jnp.where(df == 0, -1.0, df)
+        else:
+            step = coupling.solve(-df, f)  # (diag(-df) - A) step = f, i.e. J·step = -f
         return v + jnp.clip(step, -20.0, 20.0)
 
     v = jax.lax.fori_loop(0, iterations, newton, v)
     return model.init_state(v)
+
+
+def _voltage_derivative(model, i_inj):
+    """``dv/dt`` (mV/ms) as a function of ``v`` with the gates at their steady state."""
+    return lambda v: model.vector_field(0.0, model.init_state(v), i_inj).v
+
+
+def _input_resistances(model):
+    """``dV_k/dI_k`` (MΩ) at the steady state for current into compartment ``k`` alone,
+    for every ``k``, of a model whose compartments are coupled: the diagonal of
+    ``(-J)⁻¹·S`` with ``J`` the Jacobian of ``dv/dt`` and ``S`` that of the injected
+    current (1/C), one solve per compartment."""
+    model = model.precomputed()
+    zero = jnp.zeros(model.shape, dtype=jnp.result_type(float))
+    v = steady_state(model, zero).v
+    coupling = model.voltage_coupling()
+    _, slope = jax.jvp(_voltage_derivative(model, zero), (v,), (jnp.ones_like(v),))
+    _, per_na = jax.jvp(lambda i: _voltage_derivative(model, i)(v), (zero,), (jnp.ones_like(zero),))
+    n = v.size
+
+    def response(k):
+        unit = jnp.zeros(n, v.dtype).at[k].set(1.0)
+        return coupling.solve(-slope, per_na * unit)[k]
+
+    return jax.vmap(response)(jnp.arange(n))
 
 
 def _step_stimulus(stimulus, name="stimulus") -> StepCurrent:
@@ -81,9 +116,14 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     - ``method="end"``: the deflection at the end of the step, divided by ``step.amp``.
 
     From a model, ``input_resistance(model)`` with ``method="steady_state"`` (the
-    default for models): ``dV/dI`` of the steady state at ``I = 0`` (with gates at
-    their steady state, so it is the slope resistance of an active membrane); given a
-    ``stimulus``, the chord ``(V_ss(amp) - V_ss(0)) / amp`` instead.
+    default for models): ``dV/dI`` of the steady state at ``I = 0`` for current into
+    each compartment alone (with gates at their steady state, so it is the slope
+    resistance of an active membrane; for a cable or cell, the input resistance at
+    every segment, as NEURON's ``Impedance.input`` at 0 Hz; one linear solve per
+    segment). Given a ``stimulus``, the chord ``(V_ss(amp) - V_ss(0)) / amp`` with the
+    current placed at the stimulus's ``target``, in every compartment: at the target
+    that is the input resistance, elsewhere the transfer resistance (as the trace
+    methods give for a trace of every segment).
     """
     if isinstance(source, AbstractModel):
         method = method or "steady_state"
@@ -91,7 +131,10 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
             raise ValueError(f"input_resistance(model): method must be 'steady_state', got {method!r}")
         if stimulus is not None:
             amp = _step_stimulus(stimulus).amp
-            return (steady_state(source, amp).v - steady_state(source, 0.0).v) / amp
+            i_inj = source.place_current(stimulus.target, amp)
+            return (steady_state(source, i_inj).v - steady_state(source, 0.0).v) / amp
+        if source.voltage_coupling() is not None:
+            return _input_resistances(source)
         zero = jnp.zeros(source.shape, dtype=jnp.result_type(float))
         _, dv = jax.jvp(lambda i: steady_state(source, i).v, (zero,), (jnp.ones_like(zero),))
         return dv

@@ -3,6 +3,7 @@
 import math
 
 import jax
+import numpy as np
 import pytest
 import saiunit as u
 
@@ -59,6 +60,62 @@ def test_steady_state_of_leak_and_hh():
     assert float(state.v) == pytest.approx(-65.0, abs=0.05)  # HH's designed rest
     m_inf = jn.channels.HH().steady_state(state.v, 6.3)["m"]
     assert float(state.gates["m_hh"]) == pytest.approx(float(m_inf), rel=1e-12)
+
+
+# --- models whose compartments are coupled --------------------------------------------
+
+
+def passive_cable(g=1e-4):
+    return jn.Cable(length=1000.0, diam=2.0, Ra=100.0, nseg=51, channels=[jn.channels.Leak(g=g, e=-65.0)])
+
+
+def test_steady_state_of_a_cable_solves_the_coupled_system():
+    # Current into the middle segment: the steady state of the coupled segments, equal
+    # to where a long simulation ends (1000 ms = 100 time constants), not each
+    # segment on its own (which would put the whole deflection on one segment).
+    cab = passive_cable()
+    stim = jn.StepCurrent(0.1, 0.0, 1e9, target=0.5)
+    rest = jn.steady_state(cab, cab.place_current(0.5, 0.1))
+    end = jn.simulate(cab, 1000.0, dt=0.1, v0=-65.0, save_every=1000.0, stimuli=[stim]).v[-1]
+    np.testing.assert_allclose(rest.v, end, atol=1e-9)
+    assert float(rest.v[25] - rest.v[0]) > 1.0  # the deflection spreads and decays
+    # Input resistance at every segment (alone), and the chord with the stimulus's
+    # target: transfer resistances to every segment.
+    r_in = jn.input_resistance(cab)
+    assert r_in.shape == (51,)
+    assert float(r_in[25]) == pytest.approx((float(end[25]) + 65.0) / 0.1, rel=1e-9)
+    np.testing.assert_allclose(jn.input_resistance(cab, stim), (np.asarray(end) + 65.0) / 0.1, rtol=1e-9)
+    assert float(r_in[0]) > float(r_in[25])  # a sealed end is higher than the middle
+
+
+def test_input_resistance_of_gap_coupled_neurons_is_the_closed_form():
+    # Two leaky neurons (gL) joined by a gap junction g: the conductance matrix is
+    # [[gL + g, -g], [-g, gL + g]], so R_in = (gL + g)/(gL (gL + 2g)), the transfer
+    # resistance g/(gL (gL + 2g)).
+    gl, g = 0.02, 0.01  # µS
+    pop = jn.LIF(n=2, C=0.25, gL=gl, EL=-70.0, V_th=math.inf)
+    net = jn.Network({"e": pop}, [jn.SymmetricGapJunction("e", "e", jn.conn.explicit([0], [1]), g)])
+    r_in, r_transfer = (gl + g) / (gl * (gl + 2 * g)), g / (gl * (gl + 2 * g))  # MΩ
+    np.testing.assert_allclose(jn.input_resistance(net), [r_in, r_in], rtol=1e-8)
+    chord = jn.input_resistance(net, jn.StepCurrent(-0.05, 0.0, 10.0, target=("e", 0)))
+    np.testing.assert_allclose(chord, [r_in, r_transfer], rtol=1e-8)
+
+
+def test_steady_state_of_an_hh_cable_is_the_hh_rest_and_has_gradients():
+    # Uniform HH cable: every segment at the single compartment's rest. Its input
+    # resistance is differentiable in the leak (central differences).
+    hh = jn.Cable(length=300.0, diam=2.0, Ra=100.0, nseg=9, channels=[jn.channels.HH()])
+    rest = jn.steady_state(hh)
+    single = jn.steady_state(jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()]))
+    np.testing.assert_allclose(rest.v, float(single.v), atol=1e-9)
+
+    def r_mid(g):
+        return jn.input_resistance(passive_cable(g))[25]
+
+    g, h = 1e-4, 1e-8
+    fd = (float(r_mid(g + h)) - float(r_mid(g - h))) / (2 * h)
+    assert float(jax.grad(r_mid)(g)) == pytest.approx(fd, rel=1e-6)
+    assert fd < 0
 
 
 def test_membrane_time_constant_from_trace_and_model():

@@ -110,6 +110,9 @@ def test_input_resistance_matches_neurons_impedance(neuron_h):
     r_jaxneuro = (float(trace.v[-1, cell.index("soma[0]", 0.5)]) + 65.0) / 0.05
     assert r_neuron == pytest.approx(91.79, abs=0.005)  # the value the cable notebook quotes
     assert r_jaxneuro == pytest.approx(r_neuron, rel=1e-6)
+    # From the model itself, no simulation: the steady state's slope at every segment.
+    r_model = jn.input_resistance(cell)
+    assert float(r_model[cell.index("soma[0]", 0.5)]) == pytest.approx(r_neuron, rel=1e-6)
 
 
 def test_soma_outline_as_a_chain_of_points_matches_neuron(neuron_h):

@@ -42,7 +42,10 @@ def input_resistance(source, target, stimulus=None, *, method=None):
 
     ``source``: a trace with the :class:`~jaxneuro.StepCurrent` ``stimulus`` that made
     it (ΔV/I, see :func:`jaxneuro.input_resistance`), or a model (steady-state slope
-    resistance; no simulation)."""
+    resistance; no simulation). Models of several compartments give one value per
+    compartment, each compared with ``target`` (broadcast); to fit one location of a
+    cell, index :func:`jaxneuro.input_resistance` there and use
+    :func:`relative_error`."""
     target = units.to_base(target, "target", units.Mohm)
     rin = analysis.input_resistance(source, stimulus, method=method)
     return relative_error(rin, target)
