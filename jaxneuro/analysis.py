@@ -165,6 +165,12 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     compartment): ``C · R_in`` with the steady-state input resistance.
     """
     if isinstance(source, AbstractModel):
+        if source.voltage_coupling() is not None:
+            # C·R_in of one segment is not a time constant of coupled segments.
+            raise ValueError(
+                f"membrane_time_constant(model) expects independent compartments; {type(source).__name__}'s "
+                "are coupled: measure it from a trace, membrane_time_constant(trace, stimulus)"
+            )
         if not hasattr(source, "capacitance"):
             raise ValueError(f"membrane_time_constant: {type(source).__name__} has no capacitance")
         return source.capacitance * input_resistance(source)

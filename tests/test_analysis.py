@@ -116,6 +116,8 @@ def test_steady_state_of_an_hh_cable_is_the_hh_rest_and_has_gradients():
     fd = (float(r_mid(g + h)) - float(r_mid(g - h))) / (2 * h)
     assert float(jax.grad(r_mid)(g)) == pytest.approx(fd, rel=1e-6)
     assert fd < 0
+    with pytest.raises(ValueError, match="membrane_time_constant.*coupled"):
+        jn.membrane_time_constant(hh)
 
 
 def test_membrane_time_constant_from_trace_and_model():
