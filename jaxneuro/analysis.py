@@ -256,11 +256,12 @@ def firing_rate(spikes, start, stop):
 
 
 def fi_curve(model: AbstractModel, amps, *, delay=0.0, dur=500.0, window=None, dt=0.025,
-             threshold=0.0, v0=None, capacity: int = 500):
+             threshold=0.0, v0=None, capacity: int = 500, target=None):
     """Firing rate (Hz) against step amplitude: the f-I curve.
 
     Each amplitude in ``amps`` (nA) is a :class:`StepCurrent` from ``delay`` for
-    ``dur`` ms; the rate counts spikes in ``window = (start, stop)`` (ms; default the
+    ``dur`` ms into ``target`` (as the stimulus's: default every compartment; for a
+    cable or cell a location such as ``("soma", 0.5)``); the rate counts spikes in ``window = (start, stop)`` (ms; default the
     whole step; skip the onset to get the steady rate). The amplitudes run in
     parallel with ``jax.vmap``. Spikes are the model's own events for spiking
     neurons, else upward crossings of ``threshold`` (mV). Returns an array shaped
@@ -280,7 +281,7 @@ def fi_curve(model: AbstractModel, amps, *, delay=0.0, dur=500.0, window=None, d
         raise ValueError(f"fi_curve: window {window} must lie within the step [{delay}, {float(delay) + float(dur)}] ms")
 
     def rate(amp):
-        trace = simulate(model, stop, dt=dt, stimuli=[StepCurrent(amp, delay, dur)], v0=v0)
+        trace = simulate(model, stop, dt=dt, stimuli=[StepCurrent(amp, delay, dur, target=target)], v0=v0)
         spikes = spike_times(trace, threshold, capacity=capacity)
         return firing_rate(spikes, start, stop)
 

@@ -35,6 +35,19 @@ def test_fi_curve_has_an_abrupt_type_ii_onset():
     assert lif_rates[0] == 0 and 0 < lif_rates[1] < 25 and lif_rates[2] > lif_rates[1]
 
 
+def test_fi_curve_of_a_cell_at_one_location():
+    # Current into the soma of a soma + passive dendrite cell: the soma fires, the
+    # dendrite's far end only follows passively (fewer crossings of 0 mV).
+    soma = jn.Cable(20.0, 20.0, nseg=1, channels=[jn.channels.HH()], name="soma")
+    dend = jn.Cable(300.0, 1.0, nseg=5, channels=[jn.channels.Leak(g=1e-4, e=-65.0)], name="dend")
+    cell = jn.Cell([soma, dend], parents=[None, "soma"])
+    rates = np.asarray(jn.fi_curve(cell, np.array([0.0, 0.5]), dur=100.0, target=("soma", 0.5)))
+    assert rates.shape == (2, 6)
+    assert rates[0, 0] == 0 and rates[1, 0] > 20.0 and rates[1, 5] < rates[1, 0]
+    # The same current into every segment instead (the default target) is another experiment.
+    assert not np.array_equal(np.asarray(jn.fi_curve(cell, np.array([0.5]), dur=100.0))[0], rates[1])
+
+
 def first_spike_time(gnabar, amp=0.1, dt=0.025):
     trace = jn.simulate(hh_cell(gnabar), 20.0, dt=dt, stimuli=[jn.StepCurrent(amp, 1.0, 30.0)])
     return jn.spike_times(trace, 0.0, capacity=4)[0]
