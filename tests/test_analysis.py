@@ -3,6 +3,7 @@
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import saiunit as u
@@ -99,6 +100,15 @@ def test_input_resistance_of_gap_coupled_neurons_is_the_closed_form():
     np.testing.assert_allclose(jn.input_resistance(net), [r_in, r_in], rtol=1e-8)
     chord = jn.input_resistance(net, jn.StepCurrent(-0.05, 0.0, 10.0, target=("e", 0)))
     np.testing.assert_allclose(chord, [r_in, r_transfer], rtol=1e-8)
+    # Asymmetric (g0 into post, g1 into pre; solved by BiCGSTAB): the conductance
+    # matrix [[gL + g1, -g1], [-g0, gL + g0]] gives R_00 = (gL + g0)/det, R_11 =
+    # (gL + g1)/det and the transfer to 1 from 0 g0/det.
+    g0, g1 = 0.01, 0.03
+    asym = jn.Network({"e": pop}, [jn.AsymmetricGapJunction("e", "e", jn.conn.explicit([0], [1]), jnp.array([g0, g1]))])
+    det = (gl + g1) * (gl + g0) - g0 * g1
+    np.testing.assert_allclose(jn.input_resistance(asym), [(gl + g0) / det, (gl + g1) / det], rtol=1e-8)
+    chord = jn.input_resistance(asym, jn.StepCurrent(-0.05, 0.0, 10.0, target=("e", 0)))
+    np.testing.assert_allclose(chord, [(gl + g0) / det, g0 / det], rtol=1e-8)
 
 
 def test_steady_state_of_an_hh_cable_is_the_hh_rest_and_has_gradients():
