@@ -68,8 +68,7 @@ def _input_resistances(model):
     """``dV_k/dI_k`` (MΩ) at the steady state for current into compartment ``k`` alone,
     for every ``k``, of a model whose compartments are coupled: the diagonal of
     ``(-J)⁻¹·S`` with ``J`` the Jacobian of ``dv/dt`` and ``S`` that of the injected
-    current (1/C), one solve per compartment."""
-    model = model.precomputed()
+    current (1/C), one solve per compartment; ``model`` precomputed."""
     zero = jnp.zeros(model.shape, dtype=jnp.result_type(float))
     v = steady_state(model, zero).v
     coupling = model.voltage_coupling()
@@ -129,6 +128,7 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
         method = method or "steady_state"
         if method != "steady_state":
             raise ValueError(f"input_resistance(model): method must be 'steady_state', got {method!r}")
+        source = source.precomputed()  # once for all the steady states below
         if stimulus is not None:
             amp = _step_stimulus(stimulus).amp
             i_inj = source.place_current(stimulus.target, amp)

@@ -152,8 +152,19 @@ def segment_areas(length, diam, nseg, arc3d=None, diam3d=None):
     cylinder, the frusta's lateral surface with 3-D points (with the annulus where the
     diameter changes at a repeated point)."""
     if arc3d is None:
-        return math.pi * jnp.broadcast_to(diam, (nseg,)) * (length / nseg)
+        return _cylinder_areas(length, jnp.broadcast_to(diam, (nseg,)), nseg)
     return _areas(_pieces(arc3d, nseg), jnp.asarray(diam3d))
+
+
+def _cylinder_areas(length, diam, nseg):
+    """``π·diam·length/nseg`` (µm²); ``diam`` per segment, ``length`` and ``nseg`` the
+    section's (scalars or per segment)."""
+    return math.pi * diam * (length / nseg)
+
+
+def _cylinder_halves(length, diam, ra, nseg):
+    """Axial resistance (MΩ) of half a cylindrical segment, either half."""
+    return OHM_CM_PER_UM_TO_MOHM * ra * (length / (2 * nseg)) / (math.pi / 4 * diam**2)
 
 
 def half_resistances(length, diam, Ra, nseg, arc3d=None, diam3d=None):
@@ -162,7 +173,7 @@ def half_resistances(length, diam, Ra, nseg, arc3d=None, diam3d=None):
     scalar or one value per segment."""
     ra = jnp.broadcast_to(Ra, (nseg,))
     if arc3d is None:
-        half = OHM_CM_PER_UM_TO_MOHM * ra * (length / (2 * nseg)) / (math.pi / 4 * jnp.broadcast_to(diam, (nseg,)) ** 2)
+        half = _cylinder_halves(length, jnp.broadcast_to(diam, (nseg,)), ra, nseg)
         return half, half
     return _halves(_pieces(arc3d, nseg), jnp.asarray(diam3d), ra)
 
@@ -198,8 +209,8 @@ def joined_cylinders(cables):
     length = per_segment([c.length for c in cables], nsegs)
     diam = per_segment([c.diam for c in cables], nsegs)
     ra = per_segment([c.Ra for c in cables], nsegs)
-    half = OHM_CM_PER_UM_TO_MOHM * ra * (length / (2 * nseg)) / (math.pi / 4 * diam**2)
-    return math.pi * diam * (length / nseg), half, half
+    half = _cylinder_halves(length, diam, ra, nseg)
+    return _cylinder_areas(length, diam, nseg), half, half
 
 
 def segment_diameters(length, diam, nseg, arc3d=None, diam3d=None):
