@@ -41,7 +41,13 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, iterations: i
     model = model.precomputed()  # a cell's geometry once, not at every iteration
     v = model.default_v0 if v_guess is None else units.to_base(v_guess, "v_guess", units.mV)
     v = jnp.broadcast_to(jnp.asarray(v, dtype=jnp.result_type(float)), model.shape)
-    i_inj = jnp.broadcast_to(i_inj, model.shape)
+    try:
+        i_inj = jnp.broadcast_to(i_inj, model.shape)
+    except ValueError:
+        raise ValueError(
+            f"steady_state: i_inj expects a scalar or one value per compartment (shape {model.shape}), "
+            f"got shape {np.shape(i_inj)}"
+        ) from None
     coupling = model.voltage_coupling()
     dvdt = _voltage_derivative(model, i_inj)
 

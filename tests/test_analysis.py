@@ -156,3 +156,5 @@ def test_analysis_rejects_bad_input():
         jn.input_resistance(trace, jn.StepCurrent(1.0, 40.0, 20.0))
     with pytest.raises(ValueError, match="method"):
         jn.input_resistance(trace, jn.StepCurrent(1.0, 5.0, 10.0), method="slope")
+    with pytest.raises(ValueError, match=r"i_inj expects .*\(51,\)"):
+        jn.steady_state(passive_cable(), np.ones(3))
