@@ -6,6 +6,7 @@ as building blocks for fitting losses. Results are in base units: mV, MΩ, ms.
 
 from __future__ import annotations
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,21 +23,44 @@ __all__ = [
 ]
 
 
-def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, iterations: int = 40) -> State:
+#: The largest voltage change (mV) one Newton iteration of :func:`steady_state` takes:
+#: far from the fixed point, the linearisation of exponential gate kinetics overshoots.
+MAX_NEWTON_STEP = 20.0
+
+
+def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iterations: int = 50,
+                 throw: bool = True) -> State:
     """The resting state of ``model`` with a constant ``i_inj`` nA injected (a scalar
     into every compartment, or one value per compartment, e.g. from
     ``model.place_current(target, amp)``).
 
     Solves ``dv/dt = 0`` with every gate at its steady state for that voltage, by
-    damped Newton iterations (steps capped at 20 mV) from ``v_guess`` (mV, default
-    ``model.default_v0``). Compartments coupled to each other (a cable's or cell's
-    axial currents, gap junctions in a network) are solved together: each iteration
-    solves the coupled linear system through the model's ``voltage_coupling()``
-    (Hines elimination for trees), so a passive cell's steady state takes one
-    iteration. Differentiable w.r.t. model parameters and ``i_inj``. Finds one fixed
-    point: for a model with several, choose ``v_guess`` near the one wanted. Spiking
-    models with a reset have no useful fixed point above threshold.
+    damped Newton iterations (steps capped at :data:`MAX_NEWTON_STEP`, 20 mV) from
+    ``v_guess`` (mV, default ``model.default_v0``), until every compartment's last step
+    is below ``eps**0.75`` relative to its voltage (``eps`` of the dtype: 1.2e-10 mV at
+    -65 mV in float64, 4e-4 mV in float32). Compartments coupled to each other (a
+    cable's or cell's axial currents, gap junctions in a network) are solved together:
+    each iteration solves the coupled linear system through the model's
+    ``voltage_coupling()`` (Hines elimination for trees), so a passive cell's steady
+    state takes one iteration (and a second to confirm it).
+
+    If the iterations have not converged after ``max_iterations``, ``throw=True``
+    (default) raises an error at run time, also under ``jit`` and ``vmap`` (an
+    ``EquinoxRuntimeError`` naming this function; under ``vmap``, if any member of the
+    batch failed); ``throw=False`` returns the last iterate unchecked (for sweeps where
+    one failure should not stop the others: check ``model.vector_field`` at the result).
+
+    Differentiable w.r.t. model parameters and ``i_inj`` by the implicit function
+    theorem: a derivative costs one linear solve at the fixed point, not a pass back
+    through the iterations. Finds one fixed point, which need not be stable (a neuron
+    that fires repetitively at ``i_inj`` has an unstable one): for a model with
+    several, choose ``v_guess`` near the one wanted. Spiking models with a reset have
+    no useful fixed point above threshold.
     """
+    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
+        raise ValueError(f"steady_state: max_iterations expects a positive int, got {max_iterations!r}")
+    if not isinstance(throw, bool):
+        raise ValueError(f"steady_state: throw expects True or False, got {throw!r}")
     i_inj = units.to_base(i_inj, "i_inj", units.nA)
     model = model.precomputed()  # a cell's geometry once, not at every iteration
     v = model.default_v0 if v_guess is None else units.to_base(v_guess, "v_guess", units.mV)
@@ -49,19 +73,45 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, iterations: i
             f"got shape {np.shape(i_inj)}"
         ) from None
     coupling = model.voltage_coupling()
-    dvdt = _voltage_derivative(model, i_inj)
+    rtol = float(jnp.finfo(v.dtype).eps) ** 0.75
 
-    def newton(_, v):
-        # Along a vector of ones the coupling drops out (its rows sum to zero): df is
-        # the Jacobian's local diagonal, and the coupling's solve adds its own part.
-        f, df = jax.jvp(dvdt, (v,), (jnp.ones_like(v),))
+    def solve_jacobian(slope, y):
+        """``x`` with ``J·x = y``, ``J = diag(slope) + A`` the Jacobian of ``dv/dt``
+        (``A`` the coupling, whose rows sum to zero, so that ``slope`` is the
+        Jacobian applied to a vector of ones)."""
         if coupling is None:
-            step = -f / jnp.where(df == 0, -1.0, df)
-        else:
-            step = coupling.solve(-df, f)  # (diag(-df) - A) step = f, i.e. J·step = -f
-        return v + jnp.clip(step, -20.0, 20.0)
+            return y / jnp.where(slope == 0, 1.0, slope)
+        return coupling.solve(-slope, -y)  # (diag(-slope) - A)·x = -y
 
-    v = jax.lax.fori_loop(0, iterations, newton, v)
+    def newton(dvdt, v0):
+        def iterate(carry):
+            k, v, _ = carry
+            f, slope = jax.jvp(dvdt, (v,), (jnp.ones_like(v),))
+            step = jnp.clip(solve_jacobian(slope, -f), -MAX_NEWTON_STEP, MAX_NEWTON_STEP)
+            v = v + step
+            # NaN steps compare False: an iteration that broke down never converges.
+            done = jnp.all(jnp.abs(step) <= rtol * jnp.maximum(jnp.abs(v), 1.0))
+            return k + 1, v, done
+
+        _, v, done = jax.lax.while_loop(
+            lambda carry: (carry[0] < max_iterations) & ~carry[2], iterate, (0, v0, jnp.array(False))
+        )
+        # As a float: custom_root's derivative rule gives boolean outputs bool tangents,
+        # which JAX rejects.
+        return v, done.astype(v.dtype)
+
+    def tangent_solve(linearised, y):
+        return solve_jacobian(linearised(jnp.ones_like(y)), y)
+
+    v, converged = jax.lax.custom_root(_voltage_derivative(model, i_inj), v, newton, tangent_solve,
+                                       has_aux=True)
+    if throw:
+        v = eqx.error_if(
+            v, converged == 0,
+            f"steady_state: the Newton iterations did not converge in max_iterations={max_iterations} "
+            "(the model may have no fixed point near v_guess at this i_inj; try another v_guess, more "
+            "max_iterations, or throw=False to get the last iterate)",
+        )
     return model.init_state(v)
 
 

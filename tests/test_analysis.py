@@ -1,6 +1,8 @@
 """Input resistance, steady state and membrane time constant against closed forms."""
 
 import math
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -128,6 +130,89 @@ def test_steady_state_of_an_hh_cable_is_the_hh_rest_and_has_gradients():
     assert fd < 0
     with pytest.raises(ValueError, match="membrane_time_constant.*coupled"):
         jn.membrane_time_constant(hh)
+
+
+def test_steady_state_converges_to_tolerance_and_reports_failure():
+    # Converged: the residual dv/dt at the result is rounding (a 1000-µm HH cable,
+    # current into one end, far from the uniform rest).
+    cab = jn.Cable(length=1000.0, diam=2.0, Ra=100.0, nseg=51, channels=[jn.channels.HH()])
+    i_inj = cab.place_current(0.0, 0.05)
+    rest = jn.steady_state(cab, i_inj)
+    residual = cab.precomputed().vector_field(0.0, cab.init_state(rest.v), i_inj).v
+    assert float(rest.v[0] - rest.v[-1]) > 1.0
+    assert float(jnp.max(jnp.abs(residual))) < 1e-9  # mV/ms
+    # Not converged: no conductance at all, so dv/dt = I/C never vanishes; and an HH
+    # compartment far from rest given one iteration. Raised at run time, under jit
+    # and vmap too; throw=False returns the last iterate instead.
+    bare = jn.Compartment(length=20, diam=20, channels=[])
+    hh = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    with pytest.raises(RuntimeError, match="steady_state: the Newton iterations did not converge"):
+        jn.steady_state(bare, 0.1)
+    with pytest.raises(RuntimeError, match="max_iterations=1"):
+        jax.jit(lambda i: jn.steady_state(hh, i, v_guess=0.0, max_iterations=1).v)(0.0)
+    with pytest.raises(RuntimeError, match="did not converge"):
+        jax.vmap(lambda i: jn.steady_state(bare, i).v)(jnp.array([0.0, 0.1]))
+    assert np.all(np.isfinite(jax.vmap(lambda i: jn.steady_state(bare, i, throw=False).v)(jnp.array([0.0, 0.1]))))
+    last = jn.steady_state(hh, 0.0, v_guess=0.0, max_iterations=1, throw=False).v
+    assert float(last) == pytest.approx(-jn.analysis.MAX_NEWTON_STEP, abs=1e-9)  # one capped step
+    # Enough iterations from there: the same rest as from the default guess.
+    assert float(jn.steady_state(hh, 0.0, v_guess=0.0).v) == pytest.approx(float(jn.steady_state(hh).v), abs=1e-9)
+    with pytest.raises(ValueError, match="max_iterations expects a positive int"):
+        jn.steady_state(hh, max_iterations=0)
+    with pytest.raises(ValueError, match="throw expects True or False"):
+        jn.steady_state(hh, throw="yes")
+
+
+def test_steady_state_gradient_is_one_solve_at_the_fixed_point():
+    # Implicit differentiation: the gradient program holds no loop over iterations
+    # (a pass back through them would need one; the forward iterations are a
+    # while loop, which reverse mode could not go through at all), and it matches
+    # central differences of the converged rest in the leak and in i_inj.
+    def rest(g, i):
+        cell = jn.Cable(length=500.0, diam=2.0, Ra=100.0, nseg=21, channels=[jn.channels.HH(gl=g)])
+        return jn.steady_state(cell, cell.place_current(0.0, i)).v[10]
+
+    g, i, h = 3e-4, 0.02, 1e-7
+    dg, di = jax.grad(rest, argnums=(0, 1))(g, i)
+    assert float(dg) == pytest.approx((float(rest(g + h, i)) - float(rest(g - h, i))) / (2 * h), rel=1e-6)
+    assert float(di) == pytest.approx((float(rest(g, i + 1e-6)) - float(rest(g, i - 1e-6))) / 2e-6, rel=1e-6)
+    assert float(di) > 0
+    jaxpr = str(jax.make_jaxpr(jax.grad(rest))(g, i))
+    assert "while" in str(jax.make_jaxpr(rest)(g, i))
+    assert jaxpr.count("while[") == 1  # the forward iterations only
+
+
+_FLOAT32_STEADY_STATE = """
+import sys
+import jax
+jax.config.update("jax_enable_x64", sys.argv[1] == "float64")
+import numpy as np
+import jaxneuro as jn
+cab = jn.Cable(length=1000.0, diam=2.0, Ra=100.0, nseg=51, channels=[jn.channels.HH()])
+pop = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()], n=40)
+net = jn.Network({"e": pop}, [jn.SymmetricGapJunction("e", "e", jn.conn.explicit(np.arange(39), np.arange(1, 40)), 0.01)])
+i_net = np.zeros(40); i_net[0] = 0.3
+v = [jn.steady_state(cab, cab.place_current(0.5, 0.1)).v, jn.steady_state(net, i_net).v,
+     jn.input_resistance(cab)]
+np.save(sys.argv[2], np.concatenate([np.asarray(x, dtype=np.float64).ravel() for x in v]))
+"""
+
+
+def test_float32_steady_states_converge(tmp_path):
+    """In float32 the Newton iterations reach their tolerance (no error) on an HH
+    cable and a gap-coupled HH chain, within 1e-4 mV (and 1e-4 relative for input
+    resistances) of float64."""
+    script = tmp_path / "ss.py"
+    script.write_text(_FLOAT32_STEADY_STATE)
+    out = {}
+    for precision in ("float64", "float32"):
+        path = tmp_path / f"{precision}.npy"
+        subprocess.run([sys.executable, str(script), precision, str(path)], check=True, timeout=300)
+        out[precision] = np.load(path)
+    n_v = 51 + 40
+    np.testing.assert_allclose(out["float32"][:n_v], out["float64"][:n_v], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(out["float32"][n_v:], out["float64"][n_v:], rtol=1e-4)
+    assert out["float64"][25] - out["float64"][0] > 1.0  # current into the middle: not the uniform rest
 
 
 def test_membrane_time_constant_from_trace_and_model():
