@@ -120,11 +120,18 @@ def _voltage_derivative(model, i_inj):
     return lambda v: model.vector_field(0.0, model.init_state(v), i_inj).v
 
 
+#: How many voltages (compartments × solves) ``input_resistance(model)`` of a coupled
+#: model solves for at once: 2**22, 32 MiB in float64.
+SOLVE_BATCH_VALUES = 1 << 22
+
+
 def _input_resistances(model):
     """``dV_k/dI_k`` (MΩ) at the steady state for current into compartment ``k`` alone,
     for every ``k``, of a model whose compartments are coupled: the diagonal of
     ``(-J)⁻¹·S`` with ``J`` the Jacobian of ``dv/dt`` and ``S`` that of the injected
-    current (1/C), one solve per compartment; ``model`` precomputed."""
+    current (1/C), one solve per compartment (O(n²) for a tree of n segments; for a
+    large gap-coupled network, pass a stimulus to get one location); ``model``
+    precomputed."""
     zero = jnp.zeros(model.shape, dtype=jnp.result_type(float))
     v = steady_state(model, zero).v
     coupling = model.voltage_coupling()
@@ -136,7 +143,10 @@ def _input_resistances(model):
         unit = jnp.zeros(n, v.dtype).at[k].set(1.0)
         return coupling.solve(-slope, per_na * unit)[k]
 
-    return jax.vmap(response)(jnp.arange(n))
+    # Solves side by side hold one voltage vector each: in batches of at most
+    # SOLVE_BATCH_VALUES values, so that a network of 10⁵ compartments does not ask for
+    # 10¹⁰ at once (80 GB in float64).
+    return jax.lax.map(response, jnp.arange(n), batch_size=max(1, min(n, SOLVE_BATCH_VALUES // n)))
 
 
 def _step_stimulus(stimulus, name="stimulus") -> StepCurrent:
@@ -175,7 +185,8 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     each compartment alone (with gates at their steady state, so it is the slope
     resistance of an active membrane; for a cable or cell, the input resistance at
     every segment, as NEURON's ``Impedance.input`` at 0 Hz; one linear solve per
-    segment). Given a ``stimulus``, the chord ``(V_ss(amp) - V_ss(0)) / amp`` with the
+    segment, done in batches of :data:`SOLVE_BATCH_VALUES` voltages: for a network of
+    very many gap-coupled neurons, prefer a stimulus at the one location wanted). Given a ``stimulus``, the chord ``(V_ss(amp) - V_ss(0)) / amp`` with the
     current placed at the stimulus's ``target``, in every compartment: at the target
     that is the input resistance, elsewhere the transfer resistance (as the trace
     methods give for a trace of every segment).

@@ -243,3 +243,16 @@ def test_analysis_rejects_bad_input():
         jn.input_resistance(trace, jn.StepCurrent(1.0, 5.0, 10.0), method="slope")
     with pytest.raises(ValueError, match=r"i_inj expects .*\(51,\)"):
         jn.steady_state(passive_cable(), np.ones(3))
+
+
+def test_input_resistances_of_a_coupled_model_are_solved_in_bounded_batches(monkeypatch):
+    # One solve per compartment, never more than SOLVE_BATCH_VALUES voltages at once
+    # (here 8 solves of the 51-segment cable at a time): the same values as all at
+    # once, and no intermediate of 51 × 51.
+    cab = passive_cable()
+    every = jn.input_resistance(cab)
+    monkeypatch.setattr(jn.analysis, "SOLVE_BATCH_VALUES", 8 * 51)
+    batched = jn.input_resistance(cab)
+    np.testing.assert_allclose(batched, every, rtol=1e-12)
+    jaxpr = str(jax.make_jaxpr(jn.input_resistance)(cab))
+    assert "f64[8,51]" in jaxpr and "f64[51,51]" not in jaxpr
