@@ -6,6 +6,9 @@ as building blocks for fitting losses. Results are in base units: mV, MΩ, ms.
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -149,16 +152,32 @@ def _input_resistances(model):
     return jax.lax.map(response, jnp.arange(n), batch_size=max(1, min(n, SOLVE_BATCH_VALUES // n)))
 
 
-def _step_stimulus(stimulus, name="stimulus") -> StepCurrent:
+def _step_stimulus(stimulus, name="stimulus", *, amp_matters=True) -> StepCurrent:
     if not isinstance(stimulus, StepCurrent):
         raise ValueError(
-            f"{name} expects the jn.StepCurrent that produced the trace, got {type(stimulus).__name__}"
+            f"{name} expects a jn.StepCurrent (the step that produced the trace, or the step to "
+            f"apply to the model), got {type(stimulus).__name__}"
+        )
+    if amp_matters and stimulus.density:
+        raise ValueError(
+            f"{name}.amp is a current density (mA/cm²); an input resistance divides by the injected "
+            "current, so give the step's amplitude in nA (the density times the membrane area)"
         )
     if units.is_concrete(stimulus.amp) and np.any(np.asarray(stimulus.amp) == 0):
         raise ValueError(f"{name}.amp must be non-zero to measure a response (nA)")
     if units.is_concrete(stimulus.dur) and not np.all(np.isfinite(np.asarray(stimulus.dur))):
         raise ValueError(f"{name}.dur must be finite to measure a response (ms)")
     return stimulus
+
+
+def _sample_at_or_before(trace: Trace, t, variable):
+    """``variable`` at the last sample at or before ``t`` (ms): the value before a step
+    that starts between samples, not one interpolated across its onset."""
+    v = getattr(trace, variable)
+    idx = jnp.clip(jnp.searchsorted(trace.t, jnp.asarray(t) + 1e-9, side="right") - 1, 0, v.shape[0] - 1)
+    if idx.ndim and idx.shape == v.shape[1:]:  # one time per compartment
+        return jnp.take_along_axis(v, idx[None], axis=0)[0]
+    return v[idx]
 
 
 def _in_range(trace: Trace, t, what):
@@ -177,8 +196,12 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
 
     - ``method="deflection"`` (default; seed 000's ΔV/I): the largest deflection from
       the baseline during the step (the minimum for a negative current, maximum for a
-      positive one) divided by ``step.amp``; the baseline is ``v`` at the step onset.
-    - ``method="end"``: the deflection at the end of the step, divided by ``step.amp``.
+      positive one) divided by ``step.amp``; the baseline is ``v`` at the last sample
+      at or before the step onset.
+    - ``method="end"``: the deflection at the last sample at or before the end of the
+      step, divided by ``step.amp``.
+
+    The step's amplitude must be a current (nA), not a current density.
 
     From a model, ``input_resistance(model)`` with ``method="steady_state"`` (the
     default for models): ``dV/dI`` of the steady state at ``I = 0`` for current into
@@ -186,7 +209,8 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     resistance of an active membrane; for a cable or cell, the input resistance at
     every segment, as NEURON's ``Impedance.input`` at 0 Hz; one linear solve per
     segment, done in batches of :data:`SOLVE_BATCH_VALUES` voltages: for a network of
-    very many gap-coupled neurons, prefer a stimulus at the one location wanted). Given a ``stimulus``, the chord ``(V_ss(amp) - V_ss(0)) / amp`` with the
+    very many gap-coupled neurons, prefer a stimulus at the one location wanted).
+    Given a ``stimulus``, the chord ``(V_ss(amp) - V_ss(0)) / amp`` with the
     current placed at the stimulus's ``target``, in every compartment: at the target
     that is the input resistance, elsewhere the transfer resistance (as the trace
     methods give for a trace of every segment).
@@ -213,9 +237,9 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     step = _step_stimulus(stimulus)
     _in_range(source, step.delay + step.dur, "the end of the stimulus")
     v = getattr(source, variable)
-    baseline = source.at(step.delay).values[variable]
+    baseline = _sample_at_or_before(source, step.delay, variable)
     if method == "end":
-        return (source.at(step.delay + step.dur).values[variable] - baseline) / step.amp
+        return (_sample_at_or_before(source, step.delay + step.dur, variable) - baseline) / step.amp
     t = source.t.reshape((-1,) + (1,) * (v.ndim - 1))
     during = (t >= step.delay) & (t <= step.delay + step.dur)
     sign = jnp.sign(step.amp)
@@ -232,6 +256,11 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     compartment): ``C · R_in`` with the steady-state input resistance.
     """
     if isinstance(source, AbstractModel):
+        if stimulus is not None:
+            raise ValueError(
+                "membrane_time_constant(model) takes no stimulus (it is C·R_in at rest); "
+                "to measure from a step, simulate it: membrane_time_constant(trace, stimulus)"
+            )
         if source.voltage_coupling() is not None:
             # C·R_in of one segment is not a time constant of coupled segments.
             raise ValueError(
@@ -243,11 +272,11 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
         return source.capacitance * input_resistance(source)
     if not isinstance(source, Trace):
         raise ValueError(f"membrane_time_constant expects a Trace or a model, got {type(source).__name__}")
-    step = _step_stimulus(stimulus)
+    step = _step_stimulus(stimulus, amp_matters=False)  # a ratio of deflections
     _in_range(source, step.delay + step.dur, "the end of the stimulus")
     v = getattr(source, variable)
-    baseline = source.at(step.delay).values[variable]
-    final = source.at(step.delay + step.dur).values[variable]
+    baseline = _sample_at_or_before(source, step.delay, variable)
+    final = _sample_at_or_before(source, step.delay + step.dur, variable)
     frac = (v - baseline) / (final - baseline)  # 0 at onset, 1 at the end
     t = source.t.reshape((-1,) + (1,) * (v.ndim - 1))
     target = 1.0 - np.exp(-1.0)
@@ -265,28 +294,75 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     return t_a + w * (t_b - t_a) - step.delay
 
 
-def spike_times(source, threshold=0.0, *, capacity: int = 100, variable="v"):
-    """Spike times in ms, padded with ``inf`` to ``capacity`` per neuron.
+DEFAULT_SPIKE_CAPACITY = 100
+"""Spike times :func:`spike_times` keeps per neuron from threshold crossings unless told."""
 
-    From a spiking point neuron's trace (one with ``trace.spikes``) this returns those
-    in-step spike times. Otherwise spikes are the upward crossings of ``threshold``
-    (mV) by the recorded ``variable``, their times linearly interpolated between
-    samples, so they are differentiable w.r.t. model parameters. Shape ``(capacity,)``
-    for one compartment, ``(n, capacity)`` for ``n``.
+
+def spike_times(source, threshold=None, *, capacity: int | None = None, variable="v"):
+    """Spike times in ms, the first ``capacity`` per neuron, padded with ``inf``.
+
+    From a trace that holds spike times of its own (``trace.spikes``: a spiking point
+    neuron's in-step spikes, or a ``simulate(..., summary=...)`` run's threshold
+    crossings) and ``threshold=None``, those; ``capacity`` then defaults to the
+    trace's buffer. Otherwise spikes are the upward crossings of ``threshold`` (mV,
+    default 0) by the recorded ``variable``, their times linearly interpolated
+    between samples, so they are differentiable w.r.t. model parameters; ``capacity``
+    defaults to :data:`DEFAULT_SPIKE_CAPACITY`. A neuron with more spikes than
+    ``capacity`` keeps its first ones, with a warning where the trace's values are
+    known (not under ``jit``). Shape ``(capacity,)`` for one compartment,
+    ``(n, capacity)`` for ``n``. For a Network, take one population's trace:
+    ``spike_times(trace["a"])``.
     """
     if not isinstance(source, Trace):
         raise ValueError(f"spike_times expects a Trace, got {type(source).__name__}")
-    if not isinstance(capacity, int) or capacity < 1:
-        raise ValueError(f"capacity expects a positive integer, got {capacity!r}")
+    if capacity is not None:
+        if isinstance(capacity, (bool, np.bool_)) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
+            raise ValueError(f"spike_times: capacity expects a positive integer, got {capacity!r}")
+        capacity = int(capacity)
+    if source.parts is not None:
+        raise ValueError(
+            f"spike_times: a Network's trace holds one trace per population; use "
+            f"spike_times(trace[name]) with a name among {tuple(source.parts)}"
+        )
     if source.spikes is not None and variable == "v":
-        return source.spikes
+        if threshold is not None:
+            raise ValueError(
+                "spike_times: this trace holds the model's own spike times (trace.spikes), detected "
+                "in the solver step; threshold applies to crossings of a recorded variable. Leave "
+                "threshold=None, or simulate with summary=jn.SpikeSummary(threshold=...) to detect "
+                "at another threshold"
+            )
+        return _first(source.spikes, source.spikes.shape[-1] if capacity is None else capacity)
     v = getattr(source, variable)
-    threshold = units.to_base(threshold, "threshold", units.mV)
-    if v.ndim == 1:
-        return _crossings(source.t, v, threshold, capacity)
+    if v.shape[0] < 2:
+        raise ValueError(
+            f"spike_times: the trace has {v.shape[0]} sample(s); threshold crossings need at least 2"
+        )
+    threshold = units.to_base(0.0 if threshold is None else threshold, "threshold", units.mV)
+    capacity = DEFAULT_SPIKE_CAPACITY if capacity is None else capacity
     flat = v.reshape(v.shape[0], -1)
-    out = jax.vmap(lambda x: _crossings(source.t, x, threshold, capacity), in_axes=1)(flat)
-    return out.reshape(v.shape[1:] + (capacity,))
+    # One extra slot tells whether a neuron had more crossings than capacity.
+    out = jax.vmap(lambda x: _crossings(source.t, x, threshold, capacity + 1), in_axes=1)(flat)
+    return _first(out.reshape(v.shape[1:] + (capacity + 1,)), capacity)
+
+
+def _first(spikes, capacity):
+    """The first ``capacity`` spike times (inf-padded), warning when finite ones are
+    dropped and the values are known."""
+    have = spikes.shape[-1]
+    if capacity >= have:
+        pad = [(0, 0)] * (spikes.ndim - 1) + [(0, capacity - have)]
+        return jnp.pad(spikes, pad, constant_values=jnp.inf)
+    if units.is_concrete(spikes):
+        dropped = np.sum(np.isfinite(np.asarray(spikes[..., capacity:])), axis=-1)
+        if np.any(dropped):
+            warnings.warn(
+                f"spike_times: {int(np.sum(dropped > 0))} neuron(s) have more than capacity={capacity} "
+                "spikes; their first ones are kept. Pass a larger capacity to keep them all.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+    return spikes[..., :capacity]
 
 
 def _crossings(t, v, threshold, capacity):
@@ -314,11 +390,14 @@ def spike_count(spikes):
 
 
 def firing_rate(spikes, start, stop):
-    """Mean firing rate in Hz of the spikes with ``start <= t < stop`` (ms)."""
-    if units.is_concrete(stop) and units.is_concrete(start) and not float(stop) > float(start):
-        raise ValueError(f"firing_rate: stop must be > start (ms), got start={start}, stop={stop}")
+    """Mean firing rate in Hz of the spikes with ``start <= t < stop`` (ms or saiunit
+    times; scalars, or one per neuron)."""
+    start = units.to_base(start, "start", units.ms)
+    stop = units.to_base(stop, "stop", units.ms)
+    if units.is_concrete(stop) and units.is_concrete(start) and not np.all(np.asarray(stop) > np.asarray(start)):
+        raise ValueError(f"firing_rate: stop must be > start (ms), got start={np.asarray(start)}, stop={np.asarray(stop)}")
     spikes = jnp.asarray(spikes)
-    inside = (spikes >= start) & (spikes < stop)
+    inside = (spikes >= start[..., None]) & (spikes < stop[..., None])
     return jnp.sum(inside, axis=-1) / ((stop - start) / 1000.0)
 
 
@@ -328,29 +407,65 @@ def fi_curve(model: AbstractModel, amps, *, delay=0.0, dur=500.0, window=None, d
 
     Each amplitude in ``amps`` (nA) is a :class:`StepCurrent` from ``delay`` for
     ``dur`` ms into ``target`` (as the stimulus's: default every compartment; for a
-    cable or cell a location such as ``("soma", 0.5)``); the rate counts spikes in ``window = (start, stop)`` (ms; default the
+    cable or cell a location such as ``("soma", 0.5)``; in a Network a population
+    name). The rate counts spikes in ``window = (start, stop)`` (ms; default the
     whole step; skip the onset to get the steady rate). The amplitudes run in
     parallel with ``jax.vmap``. Spikes are the model's own events for spiking
-    neurons, else upward crossings of ``threshold`` (mV). Returns an array shaped
-    ``amps.shape + model.shape``.
+    neurons (a neuron's ``spike_capacity`` is raised to ``capacity`` for the run),
+    else upward crossings of ``threshold`` (mV). ``capacity`` is the most spikes a
+    compartment may fire before ``stop``: more is an error at run time, not a rate
+    cut short. Returns an array shaped ``amps.shape + model.shape`` (a Network: its
+    populations' compartments in order).
     """
     from .solve.simulate import simulate
 
+    if isinstance(capacity, (bool, np.bool_)) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
+        raise ValueError(f"fi_curve: capacity expects a positive integer, got {capacity!r}")
+    capacity = int(capacity)
     amps = jnp.asarray(units.to_base(amps, "amps", units.nA), dtype=jnp.result_type(float))
     delay = units.to_base(delay, "delay", units.ms)
     dur = units.to_base(dur, "dur", units.ms)
     if not float(dur) > 0 or not np.isfinite(float(dur)):
         raise ValueError(f"fi_curve: dur expects a finite duration > 0 ms, got {dur}")
-    start, stop = (float(delay), float(delay) + float(dur)) if window is None else (float(window[0]), float(window[1]))
+    if window is None:
+        start, stop = float(delay), float(delay) + float(dur)
+    else:
+        if not (isinstance(window, (tuple, list)) and len(window) == 2):
+            raise ValueError(f"fi_curve: window expects (start, stop) in ms, got {window!r}")
+        start = float(units.to_base(window[0], "window[0]", units.ms))
+        stop = float(units.to_base(window[1], "window[1]", units.ms))
     if not stop > start:
         raise ValueError(f"fi_curve: window expects (start, stop) with stop > start (ms), got {window}")
     if start < float(delay) or stop > float(delay) + float(dur):
         raise ValueError(f"fi_curve: window {window} must lie within the step [{delay}, {float(delay) + float(dur)}] ms")
+    spike_capacity = getattr(model, "spike_capacity", None)
+    if isinstance(spike_capacity, int) and spike_capacity < capacity:
+        # A spiking point neuron keeps spike_capacity spike times: room for capacity.
+        model = dataclasses.replace(model, spike_capacity=capacity)
+    populations = getattr(model, "names", None) if hasattr(model, "make_trace") else None
+
+    def spikes_of(trace):
+        """``model.shape + (capacity + 1,)`` spike times (the extra slot finite where a
+        neuron had more than ``capacity``) and whether a spike buffer overflowed."""
+        parts = [trace] if populations is None else [trace[name] for name in populations]
+        out, overflowed = [], jnp.array(False)
+        for part in parts:
+            own = part.spikes is not None
+            sp = spike_times(part, None if own else threshold, capacity=capacity + 1)
+            out.append(sp.reshape(-1, capacity + 1))
+            if own:
+                overflowed = overflowed | jnp.any(part.overflowed)
+        return jnp.concatenate(out).reshape(model.shape + (capacity + 1,)), overflowed
 
     def rate(amp):
         trace = simulate(model, stop, dt=dt, stimuli=[StepCurrent(amp, delay, dur, target=target)], v0=v0)
-        spikes = spike_times(trace, threshold, capacity=capacity)
-        return firing_rate(spikes, start, stop)
+        spikes, overflowed = spikes_of(trace)
+        too_many = overflowed | jnp.any(jnp.isfinite(spikes[..., capacity]))
+        return eqx.error_if(
+            firing_rate(spikes[..., :capacity], start, stop), too_many,
+            f"fi_curve: a neuron fired more spikes than capacity={capacity} (or its population's "
+            "spike_capacity) holds, so its rate would be too low; pass a larger capacity",
+        )
 
     flat = amps.reshape(-1)
     return jax.vmap(rate)(flat).reshape(amps.shape + model.shape)

@@ -256,3 +256,94 @@ def test_input_resistances_of_a_coupled_model_are_solved_in_bounded_batches(monk
     np.testing.assert_allclose(batched, every, rtol=1e-12)
     jaxpr = str(jax.make_jaxpr(jn.input_resistance)(cab))
     assert "f64[8,51]" in jaxpr and "f64[51,51]" not in jaxpr
+
+
+def _lif_spike_times(amp, t1):
+    """A default jn.LIF (C 1 nF, gL 0.1 µS: tau 10 ms, R 10 MΩ; EL -70, V_th -55,
+    V_reset -75 mV, t_ref 2 ms) from EL under a constant amp nA: its spike times before
+    t1 ms in closed form."""
+    tau, drive = 10.0, 10.0 * amp  # R·I, mV
+    first = tau * math.log(drive / (drive - 15.0))
+    period = 2.0 + tau * math.log((drive + 5.0) / (drive - 15.0))
+    return [first + k * period for k in range(int((t1 - first) / period) + 1) if first + k * period < t1]
+
+
+def test_fi_curve_counts_every_spike_of_a_fast_spiking_neuron():
+    # 20 and 40 nA: 165 and 200 spikes in 500 ms, more than LIF's 100 spike slots: the
+    # model's spike buffer is raised to capacity for the run, and a capacity too small
+    # for the spikes is an error at run time, not a rate cut short.
+    amps = np.array([20.0, 40.0])
+    expected = [len(_lif_spike_times(a, 500.0)) / 0.5 for a in amps]
+    assert min(expected) > 2 * 100
+    np.testing.assert_allclose(jn.fi_curve(jn.LIF(), amps, dur=500.0, dt=0.1), expected, atol=2.0)
+    with pytest.raises(RuntimeError, match="more spikes than capacity=50"):
+        jn.fi_curve(jn.LIF(), amps, dur=500.0, dt=0.1, capacity=50)
+    # A network: its populations' compartments in order, each its own spikes.
+    net = jn.Network({"a": jn.LIF(n=2), "b": jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])})
+    rates = np.asarray(jn.fi_curve(net, np.array([20.0]), dur=100.0, dt=0.1, target="a"))
+    assert rates.shape == (1, 3)
+    np.testing.assert_allclose(rates[0, :2], len(_lif_spike_times(20.0, 100.0)) * 10.0)
+    assert rates[0, 2] == 0.0  # no current into b
+    with pytest.raises(ValueError, match=r"window expects \(start, stop\)"):
+        jn.fi_curve(jn.LIF(), amps, window=50.0)
+    np.testing.assert_allclose(jn.fi_curve(jn.LIF(), amps[:1], dur=100.0, dt=0.1, window=(50 * u.ms, 100 * u.ms)),
+                               [sum(50.0 <= t < 100.0 for t in _lif_spike_times(20.0, 100.0)) * 20.0])
+
+
+def test_spike_times_of_a_trace_with_its_own_spikes_and_windows():
+    trace = jn.simulate(jn.LIF(), 100.0, dt=0.1, stimuli=[jn.StepCurrent(2.0)])
+    expected = _lif_spike_times(2.0, 100.0)
+    np.testing.assert_allclose(np.asarray(trace.spikes)[: len(expected)], expected, atol=1e-9)
+    assert jn.spike_times(trace).shape == (100,)
+    assert jn.spike_times(trace, capacity=150).shape == (150,)
+    with pytest.warns(RuntimeWarning, match="more than capacity=3"):
+        first = jn.spike_times(trace, capacity=3)
+    np.testing.assert_allclose(first, expected[:3], atol=1e-9)
+    with pytest.raises(ValueError, match="own spike times"):
+        jn.spike_times(trace, -40.0)
+    # A window keeps the spikes inside it (in order, first) and counts them.
+    part = trace.window(50.0, 100.0)
+    inside = [t for t in expected if 50.0 <= t <= 100.0]
+    assert int(jn.spike_count(jn.spike_times(part))) == len(inside) == int(part.spike_count)
+    np.testing.assert_allclose(np.asarray(part.spikes)[: len(inside)], inside, atol=1e-9)
+    assert part.t[0] >= 50.0
+    assert float(jn.firing_rate(trace.spikes, 50 * u.ms, 100 * u.ms)) == pytest.approx(
+        sum(50.0 <= t < 100.0 for t in expected) / 0.05)
+    np.testing.assert_allclose(  # one window per neuron
+        jn.firing_rate(jnp.stack([trace.spikes, trace.spikes]), jnp.array([0.0, 50.0]), jnp.array([50.0, 100.0])),
+        [sum(t < 50.0 for t in expected) / 0.05, sum(50.0 <= t < 100.0 for t in expected) / 0.05])
+    with pytest.raises(ValueError, match="stop must be >= start"):
+        trace.window(5.0, 2.0)
+    assert float(trace.at(50 * u.ms).v) == pytest.approx(float(trace.at(50.0).v))
+    with pytest.raises(RuntimeError, match="recorded range"):
+        jax.jit(lambda tr, t: tr.at(t).v)(trace, 300.0)
+    # Crossings need two samples; capacity is an integer.
+    with pytest.raises(ValueError, match="1 sample"):
+        jn.spike_times(jn.Trace(t=jnp.zeros(1), values={"v": jnp.zeros(1)}))
+    hh = jn.simulate(jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()]), 50.0,
+                     stimuli=[jn.StepCurrent(0.1, 5.0)])
+    assert jn.spike_times(hh, capacity=np.int64(3)).shape == (3,)
+    with pytest.raises(ValueError, match="capacity expects a positive integer"):
+        jn.spike_times(hh, capacity=True)
+    with pytest.raises(ValueError, match="spike_times\\(trace\\[name\\]\\)"):
+        jn.spike_times(jn.simulate(jn.Network({"a": jn.LIF(n=2)}), 5.0))
+
+
+def test_step_measurements_take_the_sample_before_an_onset_between_samples():
+    # A passive soma at rest, a step starting between two saved samples: the baseline
+    # is the resting voltage, not a value interpolated across the onset; a density
+    # amplitude is refused (the resistance divides by a current in nA), and so is a
+    # stimulus given to membrane_time_constant(model).
+    stim = jn.StepCurrent(-0.1, 10.05, 200.0)
+    trace = jn.simulate(soma(), 250.0, dt=0.01, v0=-70.0, stimuli=[stim], save_every=0.1)
+    assert float(jn.input_resistance(trace, stim, method="end")) == pytest.approx(R_IN * (1 - math.exp(-200 / TAU)), rel=2e-3)
+    on_grid = jn.StepCurrent(-0.1, 10.0, 200.0)
+    ref = jn.simulate(soma(), 250.0, dt=0.01, v0=-70.0, stimuli=[on_grid], save_every=0.1)
+    assert float(jn.input_resistance(trace, stim)) == pytest.approx(float(jn.input_resistance(ref, on_grid)), rel=1e-4)
+    density = jn.StepCurrent(-1 * u.uA / u.cm**2, 10.0, 200.0)
+    with pytest.raises(ValueError, match="current density"):
+        jn.input_resistance(trace, density)
+    with pytest.raises(ValueError, match="current density"):
+        jn.input_resistance(soma(), density)
+    with pytest.raises(ValueError, match="takes no stimulus"):
+        jn.membrane_time_constant(soma(), stim)

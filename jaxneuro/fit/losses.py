@@ -225,14 +225,15 @@ def voltage(trace: Trace, target, *, windows=None, variable="v"):
     return jnp.sum(d**2) / jnp.sum(mask)
 
 
-def summary_statistics(trace: Trace, *, window=None, rest_window=None, threshold=0.0, variable="v",
-                       capacity: int = 100) -> dict:
+def summary_statistics(trace: Trace, *, window=None, rest_window=None, threshold=None, variable="v",
+                       capacity: int | None = None) -> dict:
     """Summary statistics of a recorded voltage, per compartment or neuron:
 
     ``mean_v``, ``std_v``, ``min_v``, ``max_v`` (mV, over ``window``, default the whole
     trace); ``rest_v``: the mean over ``rest_window`` (default: the first sample);
     ``spike_count``: spikes in ``window`` (the trace's events, or upward crossings of
-    ``threshold`` mV; a count, so no gradient); ``rate``: :func:`spike_rate` (Hz)
+    ``threshold`` mV, default 0; the first ``capacity`` per neuron, as
+    :func:`jaxneuro.spike_times` takes them; a count, so no gradient); ``rate``: :func:`spike_rate` (Hz)
     over ``window``.
     """
     v = getattr(trace, variable)

@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
 
+from .. import units
+
 
 class Trace(eqx.Module):
     """Recorded variables on a time grid.
@@ -68,15 +70,17 @@ class Trace(eqx.Module):
         return tuple(self.values)
 
     def at(self, t) -> "Trace":
-        """The recorded variables linearly interpolated at time(s) ``t`` (ms)."""
-        t = jnp.asarray(t, dtype=self.t.dtype)
-        t_np = np.asarray(t) if not (_is_tracer(t) or _is_tracer(self.t)) else None
-        if t_np is not None and (
-            np.any(t_np < float(self.t[0]) - 1e-9) or np.any(t_np > float(self.t[-1]) + 1e-9)
-        ):
+        """The recorded variables linearly interpolated at time(s) ``t`` (ms, or a
+        saiunit time). A time outside the recorded range is a ValueError (at run time
+        under ``jit``, where the times are not known before)."""
+        t = jnp.asarray(units.to_base(t, "t", units.ms), dtype=self.t.dtype)
+        lo, hi = self.t[0] - 1e-9, self.t[-1] + 1e-9
+        if _is_tracer(t) or _is_tracer(self.t):
+            t = eqx.error_if(t, jnp.any((t < lo) | (t > hi)), "Trace.at: t must lie within the recorded range")
+        elif np.any(np.asarray(t) < float(lo)) or np.any(np.asarray(t) > float(hi)):
             raise ValueError(
                 f"Trace.at: t must lie within the recorded range "
-                f"[{float(self.t[0])}, {float(self.t[-1])}] ms, got {t_np}"
+                f"[{float(self.t[0])}, {float(self.t[-1])}] ms, got {np.asarray(t)}"
             )
 
         def interp(x):
@@ -91,11 +95,27 @@ class Trace(eqx.Module):
                      spikes=self.spikes, spike_count=self.spike_count, parts=parts)
 
     def window(self, start, stop) -> "Trace":
-        """The part of the trace with ``start <= t <= stop`` (ms)."""
+        """The part of the trace with ``start <= t <= stop`` (ms, or saiunit times),
+        spike times included: ``spikes`` keeps those in the window (first, padded
+        with ``inf``) and ``spike_count`` counts them; for a neuron whose buffer
+        overflowed, ``spike_count`` stays the whole run's (its spikes past the buffer
+        are unknown), so :attr:`overflowed` still says so."""
+        start = units.to_base(start, "start", units.ms)
+        stop = units.to_base(stop, "stop", units.ms)
+        if not (units.is_concrete(start) and units.is_concrete(stop) and units.is_concrete(self.t)):
+            raise ValueError("Trace.window: start, stop and the trace's times must be concrete (not traced under jit)")
+        if not float(stop) >= float(start):
+            raise ValueError(f"Trace.window: stop must be >= start (ms), got start={float(start)}, stop={float(stop)}")
         mask = np.asarray((self.t >= start) & (self.t <= stop))
         parts = None if self.parts is None else {k: p.window(start, stop) for k, p in self.parts.items()}
+        spikes, count = self.spikes, self.spike_count
+        if spikes is not None:
+            inside = (spikes >= start) & (spikes <= stop)
+            spikes = jnp.sort(jnp.where(inside, spikes, jnp.inf), axis=-1)  # kept ones first, in order
+            kept = jnp.sum(inside, axis=-1).astype(count.dtype)
+            count = jnp.where(self.overflowed, count, kept)
         return Trace(t=self.t[mask], values={k: v[mask] for k, v in self.values.items()},
-                     spikes=self.spikes, spike_count=self.spike_count, parts=parts)
+                     spikes=spikes, spike_count=count, parts=parts)
 
     def plot(self, *names, ax=None, **kwargs):
         """Plot recorded variables against time with matplotlib; returns the axes."""
