@@ -60,7 +60,7 @@ class AbstractModel(eqx.Module):
         Models with locations (cables, cells) override this."""
         shape = self.shape
         if target is None:
-            return jnp.broadcast_to(i, shape)
+            return broadcast_current(i, shape, target)
         if isinstance(target, float) or (isinstance(target, tuple) and any(isinstance(x, float) for x in target)):
             raise ValueError(
                 f"stimulus target={target!r} is a location x along a section; that needs a "
@@ -84,7 +84,8 @@ class AbstractModel(eqx.Module):
             # scatter-add keeps it out; see jaxneuro/xla_cpu.py). The table has one
             # entry per compartment, so very large populations keep the scatter.
             seg = np.atleast_1d(idx).reshape(-1) % shape[0]
-            return sum_into(jnp.broadcast_to(jnp.asarray(i), seg.shape), seg, shape[0])
+            return sum_into(broadcast_current(i, seg.shape, target), seg, shape[0])
+        i = broadcast_current(i, jnp.shape(idx), target)
         return jnp.zeros(shape, dtype=jnp.result_type(i)).at[idx].add(i)
 
     def voltage_coupling(self):
@@ -117,6 +118,18 @@ class AbstractModel(eqx.Module):
     @abc.abstractmethod
     def observe(self, name: str, t, state: State, i_inj) -> Array:
         """The value of observable ``name`` at time ``t``."""
+
+
+def broadcast_current(i, shape, target):
+    """A stimulus current ``i`` (nA) broadcast to the ``shape`` of the compartments its
+    ``target`` names, or a ValueError saying what fits."""
+    try:
+        return jnp.broadcast_to(jnp.asarray(i), shape)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"stimulus amplitude of shape {jnp.shape(i)} does not fit target={target!r}, which names "
+            f"compartments of shape {tuple(shape)}: give a scalar or one value per targeted compartment"
+        ) from None
 
 
 def population_shape(module, n: int | None) -> tuple[int, ...]:

@@ -27,6 +27,8 @@ __all__ = ["AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent"]
 def _normalise_target(target):
     if target is None or isinstance(target, str):
         return target
+    if isinstance(target, (bool, np.bool_)):  # not the index 1
+        raise ValueError(f"stimulus target expects None, indices, a location or a population name, got {target!r}")
     if isinstance(target, (int, np.integer)):
         return int(target)
     if isinstance(target, (float, np.floating)):

@@ -102,7 +102,7 @@ def test_input_resistance_of_gap_coupled_neurons_is_the_closed_form():
     np.testing.assert_allclose(jn.input_resistance(net), [r_in, r_in], rtol=1e-8)
     chord = jn.input_resistance(net, jn.StepCurrent(-0.05, 0.0, 10.0, target=("e", 0)))
     np.testing.assert_allclose(chord, [r_in, r_transfer], rtol=1e-8)
-    # Asymmetric (g0 into post, g1 into pre; solved by BiCGSTAB): the conductance
+    # Asymmetric (g0 into post, g1 into pre; solved by GMRES): the conductance
     # matrix [[gL + g1, -g1], [-g0, gL + g0]] gives R_00 = (gL + g0)/det, R_11 =
     # (gL + g1)/det and the transfer to 1 from 0 g0/det.
     g0, g1 = 0.01, 0.03

@@ -289,3 +289,32 @@ def test_currents_and_diagonal_equal_the_dense_conductance_matrix():
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
     diag = np.asarray(asym.diagonal(n, jnp.float64) + hubc.diagonal(n, jnp.float64))
     np.testing.assert_allclose(diag, G.sum(axis=1), rtol=1e-12)
+
+def test_one_way_junctions_along_a_chain_are_solved():
+    # Rectifying junctions (g[..., 1] = 0: current only into post) along a chain of
+    # passive compartments: a triangular system, on which BiCGSTAB broke down (NaN
+    # everywhere). Against backward Euler on the dense conductance matrix, and a
+    # finite gradient.
+    n, g0, dt, t1 = 10, 0.001, 0.025, 1.0
+    cells = jn.Compartment(area=1000.0, n=n, channels=[jn.channels.Leak(g=1e-4, e=-70.0)])  # C 0.01 nF, gL 1e-3 µS
+
+    def chain(g):
+        gap = jn.AsymmetricGapJunction("x", "x", jn.conn.explicit(np.arange(n - 1), np.arange(1, n)), g)
+        return jn.Network({"x": cells}, [gap])
+
+    stim = jn.StepCurrent(0.05, target=("x", 0))
+    v = np.asarray(jn.simulate(chain(jnp.array([g0, 0.0])), t1, dt=dt, v0=-70.0, stimuli=[stim])["x"].v)
+    G = np.diag(np.full(n, 1e-3))  # µS: leak, then the junctions into post
+    for i in range(n - 1):
+        G[i + 1, i] -= g0
+        G[i + 1, i + 1] += g0
+    C, x, ref = 0.01, np.zeros(n), [np.zeros(n)]
+    inject = np.eye(n)[0] * 0.05
+    for _ in range(round(t1 / dt)):  # deflections from -70 mV, exact for this linear system
+        x = np.linalg.solve(np.eye(n) * C / dt + G, C / dt * x + inject)
+        ref.append(x)
+    ref = np.asarray(ref)[:: round(len(ref) / (v.shape[0] - 1))] - 70.0
+    np.testing.assert_allclose(v, ref, atol=1e-10)
+    assert v[-1, 3] > -70.0 + 1e-6  # the current reaches down the chain
+    grad = jax.grad(lambda g: jn.simulate(chain(g), t1, dt=dt, v0=-70.0, stimuli=[stim])["x"].v[-1, 1])(jnp.array([g0, 0.0]))
+    assert np.all(np.isfinite(grad)) and float(grad[0]) > 0

@@ -2,6 +2,8 @@
 
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -146,3 +148,53 @@ def test_compartments_addressed_by_flat_index():
     g, gl_cell, gl_lif = 0.01, 1e-3, 0.1
     G = np.array([[gl_cell + g, -g], [-g, gl_lif + g]])
     np.testing.assert_allclose([v_cell[3], v_lif[1]], np.linalg.solve(G, [0.0, 0.5]), rtol=1e-6)
+
+
+def test_rebuilt_networks_are_the_same_static_configuration():
+    # conn is static: rules compare by value, (pre_ids, post_ids) arrays become an
+    # explicit rule, so a network built again with the same rules has the same tree
+    # structure (jit does not compile again) and arrays do not break the comparison.
+    cells = soma(3)
+    rules = [lambda: jn.conn.all_to_all(include_self=False), lambda: jn.conn.fixed_prob(0.5, seed=3),
+             lambda: jn.conn.explicit(np.array([0, 1]), np.array([1, 2])), lambda: (np.array([0, 1]), np.array([1, 2])),
+             lambda: jn.conn.one_to_one]
+    for make in rules:
+        nets = [jn.Network({"a": cells, "b": soma(3)} if make is rules[-1] else {"a": cells},
+                           [jn.SymmetricGapJunction("a", "b" if make is rules[-1] else "a", make(), g)]) for g in (1e-3, 2e-3)]
+        assert jax.tree.structure(nets[0]) == jax.tree.structure(nets[1])
+    assert jn.conn.fixed_prob(0.5, seed=1) != jn.conn.fixed_prob(0.5, seed=2)
+    assert jn.conn.explicit([0], [1]) != jn.conn.explicit([1], [0])
+    assert jn.conn.fixed_prob(0.5, seed=None) != jn.conn.fixed_prob(0.5, seed=None)  # each its own draw
+
+
+def test_cable_locations_in_networks_and_two_index_targets():
+    # A junction side at a location on a one-section cable (bare x or (0, x)) is that
+    # segment; a stimulus target of two integers on a cable is two segment indices,
+    # not a location (section, x).
+    cab = jn.Cable(length=300.0, diam=2.0, nseg=3, channels=[jn.channels.Leak(g=1e-4, e=-70.0)])
+
+    def net(side):
+        return jn.Network({"s": soma(), "cab": cab}, [jn.SymmetricGapJunction("s", side, jn.conn.one_to_one, 0.002)])
+
+    for side in (("cab", 0.9), ("cab", (0, 0.9)), ("cab", [(0, 0.9)])):
+        np.testing.assert_array_equal(net(side).couplings[0].post_index, [1 + 2])
+    with pytest.raises(ValueError, match="one-section"):
+        cell = jn.Cell([cab, cab], parents=[None, 0])
+        jn.Network({"s": soma(), "c": cell}, [jn.SymmetricGapJunction("s", ("c", 0.5), jn.conn.one_to_one, 0.002)])
+    i_inj = jn.simulate(cab, 0.05, stimuli=[jn.StepCurrent(0.05, target=[0, 1])], record="i_inj").i_inj[1]
+    np.testing.assert_allclose(i_inj, [0.05, 0.05, 0.0])
+
+
+def test_bad_stimulus_targets_amplitudes_and_initial_voltages_are_named():
+    pop = soma(3)
+    with pytest.raises(ValueError, match="target expects"):
+        jn.StepCurrent(0.1, target=True)
+    with pytest.raises(ValueError, match="target expects"):
+        jn.StepCurrent(0.1, target=("a", True))
+    with pytest.raises(ValueError, match=r"amplitude of shape \(3,\) does not fit target=\(0, 1\)"):
+        jn.simulate(pop, 1.0, stimuli=[jn.StepCurrent(jnp.array([0.1, 0.2, 0.3]), target=[0, 1])])
+    with pytest.raises(ValueError, match=r"v0 expects a scalar or one value per compartment \(shape \(3,\)\)"):
+        jn.simulate(pop, 1.0, v0=np.array([-65.0, -70.0]))
+    net = jn.Network({"a": pop, "b": soma(2)})
+    with pytest.raises(ValueError, match=r"v0 expects .*\(shape \(5,\)\)"):
+        jn.simulate(net, 1.0, v0=np.zeros(3))

@@ -5,7 +5,9 @@ A side (``pre`` or ``post``) names compartments of a :class:`~jaxneuro.Network`:
 * ``"a"`` — every compartment of population ``"a"``, in the order of its flattened
   ``state.v`` (one per neuron for point neurons, one per segment for cables and cells);
 * ``("a", indices)`` — the listed flat indices into ``"a"``'s ``state.v``, in that
-  order (e.g. the somatic and dendritic segments of a multicompartment cell).
+  order (e.g. the somatic and dendritic segments of a multicompartment cell);
+* ``("a", (section, x))`` or a list of such locations on a cell, or ``("a", x)`` on a
+  one-section cable.
 
 ``conn`` then connects these compartments by their position in the side's list (see
 :mod:`jaxneuro.conn`). The network resolves both into global flat indices once, when it
@@ -24,9 +26,10 @@ from . import conn as conn_rules
 
 
 def _is_location(x) -> bool:
-    """``(section, x)`` on a cell: a section name or index and a float position."""
+    """``(section, x)`` on a cell: a section name or index (None: the one section of a
+    cable) and a float position."""
     return (isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], (float, np.floating))
-            and isinstance(x[0], (str, int, np.integer)) and not isinstance(x[0], bool))
+            and (x[0] is None or isinstance(x[0], (str, int, np.integer))) and not isinstance(x[0], bool))
 
 
 def normalise_side(side, label):
@@ -37,10 +40,13 @@ def normalise_side(side, label):
     if isinstance(side, tuple) and len(side) == 2 and isinstance(side[0], str):
         if side[1] is None:
             return side
+        if isinstance(side[1], (float, np.floating)):  # a bare x on a one-section cable
+            return (side[0], ((None, float(side[1])),))
         if _is_location(side[1]):
             return (side[0], (side[1],))
         if isinstance(side[1], (list, tuple)) and side[1] and all(_is_location(x) for x in side[1]):
-            return (side[0], tuple((x[0] if isinstance(x[0], str) else int(x[0]), float(x[1])) for x in side[1]))
+            return (side[0], tuple((x[0] if x[0] is None or isinstance(x[0], str) else int(x[0]), float(x[1]))
+                                   for x in side[1]))
         idx = np.asarray(side[1])
         if idx.ndim == 0:
             idx = idx[None]
@@ -73,6 +79,9 @@ class AbstractCoupling(eqx.Module):
         cls = type(self).__name__
         object.__setattr__(self, "pre", normalise_side(self.pre, f"{cls}.pre"))
         object.__setattr__(self, "post", normalise_side(self.post, f"{cls}.post"))
+        # conn is static configuration, compared whenever a program is looked up in
+        # JAX's caches: index arrays become an explicit rule, which compares by value.
+        object.__setattr__(self, "conn", conn_rules.as_rule(self.conn))
 
     @property
     def is_bound(self) -> bool:

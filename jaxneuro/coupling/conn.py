@@ -18,11 +18,15 @@ import math
 
 import numpy as np
 
-__all__ = ["one_to_one", "all_to_all", "fixed_prob", "explicit", "resolve", "AbstractRule"]
+__all__ = ["one_to_one", "all_to_all", "fixed_prob", "explicit", "resolve", "as_rule", "AbstractRule"]
 
 
 class AbstractRule:
-    """A connection rule; see the module docstring."""
+    """A connection rule; see the module docstring.
+
+    Rules compare equal when they make the same connections (same class and
+    parameters), so a network rebuilt with the same rules is the same static
+    configuration to ``jax.jit`` and is not compiled again."""
 
     def __call__(self, n_pre: int, n_post: int, same: bool = False):
         pre, post = self.build(int(n_pre), int(n_post), bool(same))
@@ -30,6 +34,23 @@ class AbstractRule:
 
     def build(self, n_pre, n_post, same):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _key(self):
+        """What makes two rules of one class equal (hashable), or None to compare
+        by identity."""
+        return ()
+
+    def __eq__(self, other):
+        if self is other:
+            return True
+        if type(self) is not type(other):
+            return NotImplemented
+        key = self._key()
+        return key is not None and key == other._key()
+
+    def __hash__(self):
+        key = self._key()
+        return id(self) if key is None else hash((type(self).__name__, key))
 
 
 class _OneToOne(AbstractRule):
@@ -58,6 +79,9 @@ class _AllToAll(AbstractRule):
         pre = np.repeat(np.arange(n_pre), n_post)
         post = np.tile(np.arange(n_post), n_pre)
         return _drop_self(pre, post, same and not self.include_self)
+
+    def _key(self):
+        return (self.include_self,)
 
     def __repr__(self):
         return f"all_to_all(include_self={self.include_self})"
@@ -102,6 +126,13 @@ class _FixedProb(AbstractRule):
         pre, post = pos // n_post, pos % n_post
         return _drop_self(pre, post, same and not self.include_self)
 
+    def _key(self):
+        # An integer seed makes the same draw every time; anything else (None, a
+        # Generator) may not, so such rules are only equal to themselves.
+        if isinstance(self.seed, (int, np.integer)) and not isinstance(self.seed, bool):
+            return (self.p, int(self.seed), self.include_self)
+        return None
+
     def __repr__(self):
         return f"fixed_prob(p={self.p}, seed={self.seed}, include_self={self.include_self})"
 
@@ -121,6 +152,18 @@ class _Explicit(AbstractRule):
                 f"{pre.shape[0]} and {post.shape[0]}"
             )
         self.pre_ids, self.post_ids = pre.astype(np.int64), post.astype(np.int64)
+        self._hash = hash((self.pre_ids.tobytes(), self.post_ids.tobytes()))  # once: lists may be long
+
+    def __eq__(self, other):
+        if self is other:
+            return True
+        if type(self) is not type(other):
+            return NotImplemented
+        return (self._hash == other._hash and np.array_equal(self.pre_ids, other.pre_ids)
+                and np.array_equal(self.post_ids, other.post_ids))
+
+    def __hash__(self):
+        return self._hash
 
     def build(self, n_pre, n_post, same):
         for name, ids, n in (("pre_ids", self.pre_ids, n_pre), ("post_ids", self.post_ids, n_post)):
@@ -162,26 +205,37 @@ for _f in (one_to_one, all_to_all):
     _f._is_rule_factory = True
 
 
-def resolve(conn, n_pre: int, n_post: int, same: bool):
-    """``(pre_ids, post_ids)`` NumPy arrays for any accepted form of ``conn``."""
+def as_rule(conn):
+    """``conn`` as a rule where it is one in another form (an uncalled factory such as
+    ``jn.conn.one_to_one``, a ``(pre_ids, post_ids)`` pair); a callable is kept as
+    given; anything else is a ValueError."""
     if getattr(conn, "_is_rule_factory", False):  # jn.conn.one_to_one given uncalled
-        conn = conn()
+        return conn()
     if isinstance(conn, AbstractRule):
-        return conn(n_pre, n_post, same)
+        return conn
     if isinstance(conn, tuple) and len(conn) == 2 and not callable(conn[0]):
-        return _Explicit(*conn)(n_pre, n_post, same)
+        return _Explicit(*conn)
     if callable(conn):
-        try:
-            n_args = len(inspect.signature(conn).parameters)
-        except (TypeError, ValueError):
-            n_args = 2
-        out = conn(n_pre, n_post, same) if n_args >= 3 else conn(n_pre, n_post)
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise ValueError(
-                f"conn: the callable {conn!r} must return (pre_ids, post_ids), got {type(out).__name__}"
-            )
-        return _Explicit(*out)(n_pre, n_post, same)
+        return conn
     raise ValueError(
         "conn expects a connection rule (jn.conn.one_to_one, all_to_all(...), fixed_prob(p, "
         f"seed), explicit(pre_ids, post_ids)), a (pre_ids, post_ids) pair or a callable; got {conn!r}"
     )
+
+
+def resolve(conn, n_pre: int, n_post: int, same: bool):
+    """``(pre_ids, post_ids)`` NumPy arrays for any accepted form of ``conn``."""
+    conn = as_rule(conn)
+    if isinstance(conn, AbstractRule):
+        return conn(n_pre, n_post, same)
+    # A BrainPy-style callable.
+    try:
+        n_args = len(inspect.signature(conn).parameters)
+    except (TypeError, ValueError):
+        n_args = 2
+    out = conn(n_pre, n_post, same) if n_args >= 3 else conn(n_pre, n_post)
+    if not (isinstance(out, tuple) and len(out) == 2):
+        raise ValueError(
+            f"conn: the callable {conn!r} must return (pre_ids, post_ids), got {type(out).__name__}"
+        )
+    return _Explicit(*out)(n_pre, n_post, same)

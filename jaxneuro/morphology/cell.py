@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import units
 from ..gather import spread, sum_into, take
-from ..model import AbstractModel
+from ..model import AbstractModel, broadcast_current
 from ..solve.hines import TreeCoupling
 from ..state import State
 from . import geometry as cable_geometry
@@ -488,9 +488,10 @@ class Cell(AbstractModel):
         (every segment)."""
         n = self.n_segments
         if target is None:
-            return jnp.broadcast_to(i, (n,))
-        if isinstance(target, tuple) and len(target) == 2:
-            seg = self.index(*target)
+            return broadcast_current(i, (n,), target)
+        if (isinstance(target, tuple) and len(target) == 2
+                and (isinstance(target[0], str) or isinstance(target[1], (float, np.floating)))):
+            seg = self.index(*target)  # a location (section, x); two ints are indices
         elif isinstance(target, float):
             if len(self.sections) != 1:
                 raise ValueError(
@@ -512,7 +513,7 @@ class Cell(AbstractModel):
                 "indices or None"
             )
         seg = np.atleast_1d(np.asarray(seg)) % n
-        return sum_into(jnp.broadcast_to(jnp.asarray(i), seg.shape), seg, n)
+        return sum_into(broadcast_current(i, seg.shape, target), seg, n)
 
     def observables(self):
         names = ["v", "i_cap", "i_inj"]

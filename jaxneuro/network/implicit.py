@@ -17,7 +17,8 @@ Multiplying by the capacitances ``C`` (nF) gives ``(diag(C·d') − G) x = C·rh
 function (gather and scatter-add over the connection lists, never an N×N matrix). For
 symmetric junctions ``−G`` is a graph Laplacian, so the matrix is symmetric positive
 definite whenever ``C·d' > 0`` and conjugate gradients apply; with any asymmetric
-junction the matrix is still diagonally dominant by rows and BiCGSTAB is used. Both are
+junction the matrix is still diagonally dominant by rows and restarted GMRES is used
+(BiCGSTAB broke down on one-way junctions along a chain). Both are
 Jacobi-preconditioned and differentiable (``jax.lax.custom_linear_solve``).
 
 Populations with couplings of their own (a :class:`~jaxneuro.Cell`'s axial tree)
@@ -29,7 +30,7 @@ junctions the blocks are independent and solved directly, with no iteration.
 Tolerance: iteration stops when the residual norm falls below ``tol`` times the norm
 of the right-hand side; ``tol`` defaults to 1e-10 in float64 and 1e-5 in float32
 (``Network(coupling_tol=...)`` overrides it), with at most ``maxiter`` iterations
-(default 10·n). Well-conditioned steps (gap conductance up to ~100× the leak at
+(default 10·n; for GMRES, restart cycles of :data:`GMRES_RESTART`). Well-conditioned steps (gap conductance up to ~100× the leak at
 dt = 0.025 ms) converge in a handful of iterations.
 """
 
@@ -39,6 +40,9 @@ import equinox as eqx
 import jax.numpy as jnp
 import jax.scipy.sparse.linalg as jsl
 from jaxtyping import Array
+
+#: Krylov vectors GMRES keeps before restarting (asymmetric junctions).
+GMRES_RESTART = 20
 
 
 class GapCoupling(eqx.Module):
@@ -112,6 +116,13 @@ class GapCoupling(eqx.Module):
         tol = self.tol
         if tol is None:
             tol = 1e-10 if dtype == jnp.float64 else 1e-5
-        krylov = jsl.cg if self.symmetric else jsl.bicgstab
-        x, _ = krylov(op, b, x0=precondition(b), tol=tol, atol=0.0, maxiter=self.maxiter, M=precondition)
+        if self.symmetric:
+            x, _ = jsl.cg(op, b, x0=precondition(b), tol=tol, atol=0.0, maxiter=self.maxiter, M=precondition)
+        else:
+            # GMRES, not BiCGSTAB: BiCGSTAB breaks down (0/0, NaN everywhere) on the
+            # nearly triangular systems of one-way junctions (g[..., 1] = 0 along a
+            # chain); GMRES does not. "incremental" stops within a restart cycle as
+            # soon as the residual is small, after a handful of products here.
+            x, _ = jsl.gmres(op, b, x0=precondition(b), tol=tol, atol=0.0, restart=GMRES_RESTART,
+                             maxiter=self.maxiter, M=precondition, solve_method="incremental")
         return x

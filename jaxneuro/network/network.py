@@ -96,7 +96,7 @@ class Network(AbstractModel):
                         f"coupling side ({name!r}, {idx!r}): locations (section, x) need a cell "
                         f"population (jn.Cell or jn.Cable), {name!r} is a {type(pop).__name__}"
                     )
-                idx = [pop.index(*k) if isinstance(k, tuple) else k for k in idx]
+                idx = [_location_index(pop, name, k) if isinstance(k, tuple) else k for k in idx]
             idx = np.asarray(idx, dtype=np.int64)
             if idx.size and (idx.min() < 0 or idx.max() >= n):
                 raise ValueError(
@@ -368,3 +368,17 @@ class Network(AbstractModel):
                 )
             parts[member] = part
         return Trace(t=ts, values={}, parts=parts)
+
+
+def _location_index(pop, name, location):
+    """Segment index of ``location = (section, x)`` on a cell or cable population
+    (``section`` None: a bare ``x`` on a one-section cable)."""
+    section, x = location
+    cell = pop.as_cell() if hasattr(pop, "as_cell") else pop
+    if section is None:
+        if len(cell.sections) != 1:
+            raise ValueError(
+                f"coupling side ({name!r}, {x!r}): a bare x needs a one-section jn.Cable; give (section, x)"
+            )
+        section = 0
+    return cell.index(section, x)

@@ -140,6 +140,15 @@ def simulate(
 
     v0 = model.default_v0 if v0 is None else units.to_base(v0, "v0", units.mV)
     units.check_value(v0, "v0", None, units.mV)
+    try:
+        fits = np.broadcast_shapes(np.shape(v0), model.shape) == tuple(model.shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"simulate: v0 expects a scalar or one value per compartment (shape {tuple(model.shape)}), "
+            f"got shape {np.shape(v0)}"
+        )
     y0 = model.init_state(v0)
     system = System(model=model, stimuli=stimuli)
 
