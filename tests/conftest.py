@@ -1,5 +1,8 @@
 """Shared test set-up: float64 on the CPU (NEURON-grade comparisons) and NEURON helpers."""
 
+import subprocess
+import sys
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
@@ -34,3 +37,17 @@ def crossings(t, v, threshold=0.0):
     t, v = np.asarray(t), np.asarray(v)
     i = np.where((v[:-1] < threshold) & (v[1:] >= threshold))[0]
     return t[i] + (threshold - v[i]) / (v[i + 1] - v[i]) * (t[i + 1] - t[i])
+
+
+def run_in_both_precisions(source, tmp_path):
+    """Run the script ``source`` (argv: ``float64``/``float32``, an output .npy path,
+    which it writes) once in each precision, each in its own process (JAX's precision
+    is per process); returns ``{precision: array}``."""
+    script = tmp_path / "precision_script.py"
+    script.write_text(source)
+    out = {}
+    for precision in ("float64", "float32"):
+        path = tmp_path / f"{precision}.npy"
+        subprocess.run([sys.executable, str(script), precision, str(path)], check=True, timeout=300)
+        out[precision] = np.load(path)
+    return out

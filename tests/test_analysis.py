@@ -1,8 +1,6 @@
 """Input resistance, steady state and membrane time constant against closed forms."""
 
 import math
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +9,7 @@ import pytest
 import saiunit as u
 
 import jaxneuro as jn
+from conftest import run_in_both_precisions
 
 G_PAS, AREA_UM2 = 1e-4, math.pi * 100 * 500  # seed 001's soma
 R_IN = 1.0 / (G_PAS * AREA_UM2 * 1e-8) * 1e-6  # MΩ
@@ -202,13 +201,7 @@ def test_float32_steady_states_converge(tmp_path):
     """In float32 the Newton iterations reach their tolerance (no error) on an HH
     cable and a gap-coupled HH chain, within 1e-4 mV (and 1e-4 relative for input
     resistances) of float64."""
-    script = tmp_path / "ss.py"
-    script.write_text(_FLOAT32_STEADY_STATE)
-    out = {}
-    for precision in ("float64", "float32"):
-        path = tmp_path / f"{precision}.npy"
-        subprocess.run([sys.executable, str(script), precision, str(path)], check=True, timeout=300)
-        out[precision] = np.load(path)
+    out = run_in_both_precisions(_FLOAT32_STEADY_STATE, tmp_path)
     n_v = 51 + 40
     np.testing.assert_allclose(out["float32"][:n_v], out["float64"][:n_v], rtol=0, atol=1e-4)
     np.testing.assert_allclose(out["float32"][n_v:], out["float64"][n_v:], rtol=1e-4)

@@ -3,8 +3,6 @@
 import contextlib
 import io
 import math
-import subprocess
-import sys
 
 import diffrax
 import equinox as eqx
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 
 import jaxneuro as jn
+from conftest import run_in_both_precisions
 from jaxneuro.solve import hines
 from jaxneuro.solve.hines import TreeCoupling
 
@@ -407,13 +406,7 @@ def test_float32_cell_is_close_to_float64(tmp_path):
     0.01 mV of float64 over 100 ms: the new voltage is solved relative to the mean
     voltage, so float32 rounds relative to the spread of voltages (solved relative to
     0 mV instead, this cell was 0.039 mV off)."""
-    script = tmp_path / "tree.py"
-    script.write_text(_TREE_SCRIPT)
-    v = {}
-    for precision in ("float64", "float32"):
-        path = tmp_path / f"{precision}.npy"
-        subprocess.run([sys.executable, str(script), precision, str(path)], check=True, timeout=300)
-        v[precision] = np.load(path)
+    v = run_in_both_precisions(_TREE_SCRIPT, tmp_path)
     assert v["float64"][:, -1].max() > 20.0  # the tip spikes
     assert np.max(np.abs(v["float32"] - v["float64"])) < 0.01
 
