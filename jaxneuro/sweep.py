@@ -45,34 +45,52 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import saiunit as u
 
 _MANIFEST = "manifest.json"
 
 
 def product(**axes) -> dict[str, np.ndarray]:
     """The Cartesian product of 1-D parameter axes as a flat grid: ``{name: (N,)}``
-    with ``N`` the product of the axes' lengths (the last axis varies fastest)."""
+    with ``N`` the product of the axes' lengths (the last axis varies fastest). An axis
+    given as a saiunit quantity stays one (``fn`` converts it, as models do)."""
     if not axes:
         raise ValueError("product expects at least one axis, e.g. product(gnabar=[0.1, 0.12])")
-    arrays = []
+    arrays, unit_of = [], {}
     for name, values in axes.items():
+        if isinstance(values, u.Quantity):
+            unit_of[name] = values.unit
+            values = values.mantissa
         a = np.asarray(values)
         if a.ndim != 1 or a.size == 0:
             raise ValueError(f"product: axis {name!r} expects a non-empty 1-D sequence, got shape {a.shape}")
         arrays.append(a)
     mesh = np.meshgrid(*arrays, indexing="ij")
-    return {name: m.reshape(-1) for name, m in zip(axes, mesh)}
+    return {name: (m.reshape(-1) * unit_of[name] if name in unit_of else m.reshape(-1))
+            for name, m in zip(axes, mesh)}
+
+
+def _as_arrays(grid):
+    """``grid`` with its leaves as NumPy arrays; a list or tuple of numbers is one
+    array (one value per parameter set), not a pytree of scalars."""
+    numbers = (int, float, complex, np.number, np.bool_)
+    return jax.tree.map(
+        np.asarray, grid,
+        is_leaf=lambda x: isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(e, numbers) for e in x),
+    )
 
 
 def _grid_size(grid) -> int:
-    leaves = jax.tree.leaves(grid)
+    leaves = jax.tree_util.tree_flatten_with_path(grid)[0]
     if not leaves:
         raise ValueError("sweep: grid expects a dict (or pytree) of arrays with a leading parameter-set axis")
-    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
+    lengths = {jax.tree_util.keystr(path) or "grid": (np.shape(x)[0] if np.ndim(x) else None) for path, x in leaves}
+    sizes = set(lengths.values())
     if None in sizes or len(sizes) != 1:
+        shown = ", ".join(f"{k}: {'a scalar' if v is None else v}" for k, v in lengths.items())
         raise ValueError(
             "sweep: every array of grid expects the same leading length (one entry per "
-            f"parameter set), got lengths {sorted(str(s) for s in sizes)}"
+            f"parameter set), got {shown}"
         )
     n = sizes.pop()
     if n == 0:
@@ -90,6 +108,23 @@ def _fingerprint(grid, batch_size) -> dict:
         h.update(x.tobytes())
     n = _grid_size(grid)
     return {"n": n, "batch_size": batch_size, "n_chunks": math.ceil(n / batch_size), "grid_sha256": h.hexdigest()}
+
+
+def _fn_fingerprint(fn, grid) -> str:
+    """A hash of what ``fn`` computes on one parameter set: its traced program (with
+    the output shapes and dtypes) and the values it closes over (a model's parameters)."""
+    example = jax.tree.map(lambda x: x[0], grid)
+    closed = jax.make_jaxpr(fn)(example)
+    out = jax.eval_shape(fn, example)
+    h = hashlib.sha256()
+    h.update(str(closed.jaxpr).encode())
+    h.update(str(jax.tree.structure(out)).encode())
+    for c in closed.consts:
+        try:
+            h.update(np.ascontiguousarray(np.asarray(c)).tobytes())
+        except (TypeError, ValueError):  # e.g. a typed PRNG key
+            h.update(str((np.shape(c), getattr(c, "dtype", type(c)))).encode())
+    return h.hexdigest()
 
 
 def _chunk_path(out: Path, c: int) -> Path:
@@ -118,22 +153,34 @@ def _load_chunk(path: Path, treedef):
     return jax.tree.unflatten(treedef, leaves)
 
 
+def _check_manifest(out: Path, meta: dict, what: str) -> None:
+    old = json.loads((out / _MANIFEST).read_text())
+    grid_keys = [k for k in meta if k != "fn_sha256"]
+    if {k: old.get(k) for k in grid_keys} != {k: meta[k] for k in grid_keys}:
+        raise ValueError(
+            f"{what}: {out} holds a different sweep ({ {k: old.get(k) for k in grid_keys} }, this one "
+            f"{ {k: meta[k] for k in grid_keys} }); give another out= or delete the folder"
+        )
+    if "fn_sha256" in meta and old.get("fn_sha256") != meta["fn_sha256"]:
+        raise ValueError(
+            f"{what}: {out} holds results of another fn (its traced computation, output or the values "
+            "it closes over differ), which must not be mixed with this one's; give another out= or "
+            "delete the folder (or, if fn is the same computation written differently, pass "
+            "check_fn=False)"
+        )
+
+
 def _prepare_out(out: Path, meta: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / _MANIFEST
     if manifest.exists():
-        old = json.loads(manifest.read_text())
-        if {k: old.get(k) for k in meta} != meta:
-            raise ValueError(
-                f"sweep: {out} holds a different sweep ({ {k: old.get(k) for k in meta} }); "
-                "give another out= or delete the folder"
-            )
+        _check_manifest(out, meta, "sweep")
     elif jax.process_index() == 0:
         _write_atomic(manifest, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
 
 
 def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: bool | None = None,
-          load: bool = True, on_chunk: Callable[[int], None] | None = None):
+          load: bool = True, on_chunk: Callable[[int], None] | None = None, check_fn: bool = True):
     """Evaluate ``fn`` on every parameter set of ``grid`` and stack the results.
 
     ``fn(params) -> pytree of arrays``: one parameter set in (``grid``'s structure
@@ -141,7 +188,11 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
     ``grid``: a dict (or pytree) of arrays sharing a leading length ``N``, e.g. from
     :func:`product`. ``batch_size``: parameter sets per chunk (one compiled call,
     split over all local devices). ``out``: a folder for the finished chunks and the
-    manifest; an interrupted sweep resumes from it. ``progress``: a tqdm bar (default:
+    manifest; an interrupted sweep resumes from it. The manifest records the grid and a
+    fingerprint of ``fn`` (its traced program and the values it closes over), and
+    resuming into a folder of another grid, ``batch_size`` or ``fn`` is refused
+    (``check_fn=False`` skips the ``fn`` check, for the same computation written
+    differently). ``progress``: a tqdm bar (default:
     only when stderr is a terminal). ``on_chunk(c)``: called after chunk ``c`` is
     computed and saved. Returns ``fn``'s result pytree with a leading axis ``N``
     (NumPy arrays), or None with ``load=False``.
@@ -151,11 +202,13 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"sweep: batch_size expects a positive integer, got {batch_size!r}")
     batch_size = int(batch_size)
-    grid = jax.tree.map(np.asarray, grid)
+    grid = _as_arrays(grid)
     meta = _fingerprint(grid, batch_size)
     n, n_chunks = meta["n"], meta["n_chunks"]
     out = None if out is None else Path(out)
     if out is not None:
+        if check_fn:
+            meta["fn_sha256"] = _fn_fingerprint(fn, grid)
         _prepare_out(out, meta)
 
     devices = jax.local_devices()
@@ -217,15 +270,20 @@ def _wait_for_chunks(out: Path, n_chunks: int, poll_s: float = 1.0) -> None:
         time.sleep(poll_s)
 
 
-def load(out, fn: Callable, grid):
+def load(out, fn: Callable, grid, *, check_fn: bool = True):
     """Read a finished sweep from its folder ``out`` (as ``sweep`` returns it);
-    ``fn`` and ``grid`` give the result's structure. A ValueError if chunks are missing."""
+    ``fn`` and ``grid`` give the result's structure and must be the sweep's (checked
+    against its manifest as :func:`sweep` does). A ValueError if chunks are missing."""
     out = Path(out)
     meta = json.loads((out / _MANIFEST).read_text())
+    grid = _as_arrays(grid)
+    mine = _fingerprint(grid, meta["batch_size"])
+    if check_fn:
+        mine["fn_sha256"] = _fn_fingerprint(fn, grid)
+    _check_manifest(out, mine, "load")
     missing = [c for c in range(meta["n_chunks"]) if not _chunk_path(out, c).exists()]
     if missing:
         raise ValueError(f"load: {len(missing)} of {meta['n_chunks']} chunks missing in {out} (e.g. {missing[:5]})")
-    grid = jax.tree.map(np.asarray, grid)
     treedef = jax.tree.structure(jax.eval_shape(fn, jax.tree.map(lambda x: x[0], grid)))
     parts = [_load_chunk(_chunk_path(out, c), treedef) for c in range(meta["n_chunks"])]
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)

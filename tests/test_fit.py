@@ -262,7 +262,7 @@ def test_skip_freezes_the_failing_start_while_the_others_go_on():
                         on_nonfinite="skip", steps=30)
     assert not result.stopped
     assert {e.start for e in result.nonfinite} == {1}
-    assert [e.step for e in result.nonfinite] == list(range(30))
+    assert [e.step for e in result.nonfinite] == list(range(31))  # its loss after the last step too
     frozen = result.param_history["gL"][:, 1]
     assert np.all(frozen == frozen[0]) and frozen[0] == pytest.approx(0.009, rel=1e-14)
     assert result.params["gL"][0] == pytest.approx(0.03, rel=1e-3)
@@ -310,6 +310,59 @@ def test_a_killed_fit_resumes_from_its_last_checkpoint(tmp_path):
     full = jn.fit(two_param_loss, seed000_neuron(), params=params, steps=10)
     np.testing.assert_array_equal(resumed.loss_history, full.loss_history)
     np.testing.assert_array_equal(resumed.param_history["gL"], full.param_history["gL"])
+
+
+def test_a_checkpoint_survives_a_kill_while_writing_and_refuses_other_transforms_or_optimizers(tmp_path):
+    from jaxneuro.fit import checkpoint as ckpt
+
+    params = lambda m: (m.gL, m.EL)
+    path = tmp_path / "ckpt"
+    jn.fit(two_param_loss, seed000_neuron(), params=params, steps=4, checkpoint=path)
+    # Killed while writing step 6: its state file (and a half-written temporary) are
+    # there, state.json is not yet replaced; the checkpoint is still step 4's, whole.
+    saved = json.loads((path / "state.json").read_text())
+    (path / "state-6.eqx").write_bytes((path / saved["state_file"]).read_bytes()[:-8])
+    (path / "state.json.tmp").write_text("{")
+    assert ckpt.exists(path)
+    resumed = jn.fit(two_param_loss, seed000_neuron(), params=params, steps=8, checkpoint=path, resume=True)
+    full = jn.fit(two_param_loss, seed000_neuron(), params=params, steps=8)
+    np.testing.assert_array_equal(resumed.loss_history, full.loss_history)
+    assert sorted(f.name for f in path.glob("state-*.eqx")) == ["state-8.eqx"]  # older states removed
+    with pytest.raises(ValueError, match="transforms"):
+        jn.fit(two_param_loss, seed000_neuron(), params=params, steps=9, checkpoint=path, resume=True,
+               transforms={"gL": jn.fit.Bounded(0.001, 0.1)})
+    with pytest.raises(ValueError, match="optimiser state does not match"):
+        jn.fit(two_param_loss, seed000_neuron(), params=params, steps=9, checkpoint=path, resume=True,
+               optimizer=optax.sgd(0.1, momentum=0.9, nesterov=True))
+
+
+def test_the_loss_after_the_last_update_is_checked():
+    # sqrt(gL - 0.015) decreases with gL: the sixth update takes gL below 0.015, and the
+    # loss there is NaN. It is reported (warned, or raised), not silently returned.
+    loss = lambda m: jnp.sqrt(m.gL - 0.015)
+    with pytest.warns(RuntimeWarning, match="after the last update"):
+        result = jn.fit(loss, seed000_neuron(), params=lambda m: m.gL, steps=6)
+    assert np.isnan(result.loss_history[-1])
+    assert [(e.step, e.what) for e in result.nonfinite] == [(6, "loss")]
+    assert result.best_step == 5 and np.isfinite(result.best_loss)
+    with pytest.raises(FloatingPointError, match="after the last update"):
+        jn.fit(loss, seed000_neuron(), params=lambda m: m.gL, steps=6, on_nonfinite="raise")
+
+
+def test_init_by_name_scalar_losses_and_zero_targets():
+    loss = lambda m: (m.gL - 0.03) ** 2 + (m.C - 0.2) ** 2
+    r = jn.fit(loss, seed000_neuron(), params=lambda m: (m.gL, m.C),
+               init={"C": jnp.array([0.2, 0.3]), "gL": jnp.array([0.01, 0.02])}, steps=0)
+    np.testing.assert_allclose(r.param_history["gL"][0], [0.01, 0.02], rtol=1e-12)  # via exp(log)
+    np.testing.assert_allclose(r.param_history["C"][0], [0.2, 0.3], rtol=1e-12)
+    with pytest.raises(ValueError, match="init given as a dict expects the keys"):
+        jn.fit(loss, seed000_neuron(), params=lambda m: (m.gL, m.C), init={"gL": jnp.ones(2)}, steps=0)
+    with pytest.raises(ValueError, match="returning a scalar, got shape \\(2,\\)"):
+        jn.fit(lambda m: jnp.stack([m.gL, m.EL]), seed000_neuron(), params=lambda m: m.gL, steps=1)
+    with pytest.raises(ValueError, match="checkpoint_every expects a positive integer"):
+        jn.fit(loss, seed000_neuron(), params=lambda m: m.gL, checkpoint="x", checkpoint_every=True)
+    with pytest.raises(ValueError, match="target must be non-zero"):
+        jn.losses.firing_rate(jnp.array([10.0, jnp.inf]), 0.0, 0.0, 100.0)
 
 
 # --- losses -------------------------------------------------------------------------

@@ -5,6 +5,7 @@ The host devices need XLA_FLAGS before JAX starts, so the sweeps run in
 subprocesses. The swept function is a short HH simulation (spike count and mean
 voltage per parameter set)."""
 
+import importlib
 import json
 import os
 import signal
@@ -181,3 +182,40 @@ def test_sweep_in_process_matches_direct_vmap(tmp_path):
         jn.sweep(fn, {"gnabar": np.ones(3), "amp": np.ones(4)}, batch_size=2)
     with pytest.raises(ValueError, match="batch_size"):
         jn.sweep(fn, grid, batch_size=0)
+
+
+def test_sweep_refuses_to_mix_results_of_another_fn_or_grid(tmp_path):
+    # A folder holds one sweep: resuming it with another fn (other arithmetic, other
+    # closed-over values, another output) or loading it with another grid is refused,
+    # rather than mixing results; check_fn=False lets the same computation written
+    # differently resume.
+    grid = {"a": np.arange(10.0)}
+    out = tmp_path / "s"
+    first = jn.sweep(lambda p: p["a"] * 2.0, grid, batch_size=4, out=out)
+    (out / "chunk_000001.npz").unlink()
+    scale = np.array(2.0)
+    for other in (lambda p: p["a"] * 100.0, lambda p: p["a"] * (scale + 1.0), lambda p: p["a"] > 3.0,
+                  lambda p: {"x": p["a"] * 2.0}):
+        with pytest.raises(ValueError, match="another fn"):
+            jn.sweep(other, grid, batch_size=4, out=out)
+    assert not (out / "chunk_000001.npz").exists()  # nothing was computed or mixed in
+    again = jn.sweep(lambda p: 2.0 * p["a"] + 0.0, grid, batch_size=4, out=out, check_fn=False)
+    np.testing.assert_array_equal(again, first)
+    sweep_module = importlib.import_module("jaxneuro.sweep")  # jn.sweep is the function
+    np.testing.assert_array_equal(sweep_module.load(out, lambda p: p["a"] * 2.0, grid), first)
+    with pytest.raises(ValueError, match="different sweep"):
+        sweep_module.load(out, lambda p: p["a"] * 2.0, {"a": np.arange(50.0)})
+
+
+def test_sweep_grids_from_lists_and_quantities_and_named_errors():
+    import saiunit as u
+
+    res = jn.sweep(lambda p: p["a"] + p["b"], {"a": [1.0, 2.0, 3.0], "b": (10.0, 20.0, 30.0)}, batch_size=2)
+    np.testing.assert_array_equal(res, [11.0, 22.0, 33.0])
+    grid = product(I=np.array([100.0, 200.0]) * u.pA, g=[1.0, 2.0])
+    currents = jn.sweep(lambda p: u.maybe_decimal(p["I"] / u.nA) * p["g"], grid, batch_size=3)
+    np.testing.assert_allclose(currents, [0.1, 0.2, 0.2, 0.4])
+    with pytest.raises(ValueError, match=r"\['k'\]: a scalar"):
+        jn.sweep(lambda p: p["a"], {"a": np.ones(3), "k": 2.0})
+    with pytest.raises(ValueError, match=r"\['a'\]: 3, \['b'\]: 4"):
+        jn.sweep(lambda p: p["a"], {"a": np.ones(3), "b": np.ones(4)})

@@ -34,7 +34,8 @@ _ON_NONFINITE = ("stop", "skip", "raise")
 class NonFiniteEvent:
     """A step whose loss or gradient was not finite; its update was not applied.
 
-    ``step``: the step (0-based); ``start``: the start index (``None`` for a single
+    ``step``: the step (0-based; ``steps`` itself for the loss after the last update,
+    where no update follows); ``start``: the start index (``None`` for a single
     fit); ``what``: ``"loss"`` or ``"gradient"``; ``names``: the parameters concerned
     (for a non-finite loss, all of them); ``values``: their values at that step.
     """
@@ -205,7 +206,7 @@ def fit(
 
     ``n_starts``: fit that many starting points at once with ``jax.vmap``. ``init``:
     their values, the structure ``params(model)`` returns with a leading ``n_starts``
-    axis on each leaf; or ``None`` with a ``key`` to sample them (uniformly within
+    axis on each leaf (or a dict by parameter name); or ``None`` with a ``key`` to sample them (uniformly within
     :class:`Bounded` limits, log-uniformly within a factor 3 of the model's value for
     :class:`Positive`, ``±50 %`` for :class:`Identity`).
 
@@ -215,6 +216,8 @@ def fit(
     unchanged for the step and goes on (with a deterministic loss a skipped start then
     stays where it is; the other starts go on), ``"raise"`` raises a
     ``FloatingPointError``. Each event names the step, the start and the parameters.
+    The loss after the last update is checked too: non-finite, it is an event (a
+    warning, or the error with ``"raise"``); ``best_model`` is then the best finite.
 
     ``progress``: a tqdm progress bar (default: only when stderr is a terminal).
     ``checkpoint``: a folder to save the fit's state in every ``checkpoint_every``
@@ -234,7 +237,8 @@ def fit(
     steps = int(steps)
     if on_nonfinite not in _ON_NONFINITE:
         raise ValueError(f"on_nonfinite expects one of {_ON_NONFINITE}, got {on_nonfinite!r}")
-    if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int)
+                                         or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every expects a positive integer, got {checkpoint_every!r}")
     if checkpoint_every is not None and checkpoint is None:
         raise ValueError("checkpoint_every needs checkpoint=PATH (a folder to save to)")
@@ -260,11 +264,12 @@ def fit(
         return jnp.asarray(loss(sel.replace(model, forward(u))))
 
     extra = isinstance(optimizer, optax.GradientTransformationExtraArgs)
+    out = jax.eval_shape(loss_u, jax.tree.map(lambda x: x[0], u0) if n_starts is not None else u0, model)
+    if out.ndim != 0:
+        raise ValueError(f"loss expects a function returning a scalar, got shape {out.shape}")
 
     def one_step(u, opt_state, model):
         value, grad = jax.value_and_grad(loss_u)(u, model)
-        if jnp.ndim(value) != 0:
-            raise ValueError(f"loss expects a scalar, got shape {jnp.shape(value)}")
         kwargs = {"value": value, "grad": grad, "value_fn": lambda v: loss_u(v, model)} if extra else {}
         updates, new_state = optimizer.update(grad, opt_state, u, **kwargs)
         new_u = optax.apply_updates(u, updates)
@@ -294,7 +299,8 @@ def fit(
     hist: dict = {n: [] for n in names}
     events: list[NonFiniteEvent] = []
     start_step = 0
-    meta = {"names": list(names), "shapes": [list(np.shape(x)) for x in x0], "n_starts": n_starts}
+    meta = {"names": list(names), "shapes": [list(np.shape(x)) for x in x0], "n_starts": n_starts,
+            "transforms": [_describe(tf) for tf in tfs]}
     if resume and ckpt.exists(checkpoint):
         start_step, u, opt_state, l_hist, p_hist, ev = ckpt.load(
             checkpoint, like_u=u, like_opt_state=opt_state, meta=meta)
@@ -352,9 +358,23 @@ def fit(
         if checkpoint is not None:
             save(steps)
         value, x = evaluate(u, model)
-        losses.append(np.asarray(value))
+        value, x = np.asarray(value), [np.asarray(xi) for xi in x]
+        losses.append(value)
         for n, xi in zip(names, x):
-            hist[n].append(np.asarray(xi))
+            hist[n].append(xi)
+        # The last update led here: its loss is checked like every other step's (the
+        # gradient is not taken: no update follows).
+        final = _nonfinite_events(steps, value, np.ones(np.shape(value) + (len(names),), bool), names, x, n_starts)
+        if final:
+            events += final
+            message = "; ".join(str(e) for e in final)
+            if on_nonfinite == "raise":
+                raise FloatingPointError(f"after the last update: {message}")
+            fresh = [e for e in final if e.start not in warned]  # skipped starts were warned of
+            if fresh:
+                warnings.warn(f"fit: after the last update, {'; '.join(str(e) for e in fresh)}; "
+                              "FitResult.model holds these values, best_model the best finite ones",
+                              RuntimeWarning, stacklevel=2)
     losses_arr = np.stack(losses) if losses else np.zeros((0,))
     hist_arr = {n: np.stack(v) for n, v in hist.items()}
     return _result(model, sel, losses_arr, hist_arr, n_starts, events, stopped)
@@ -371,7 +391,12 @@ def _initial_values(sel, tfs, x_model, n_starts, init, key):
             raise ValueError("n_starts without init needs key=jax.random.key(...) to sample the starting values")
         keys = jax.random.split(key, len(tfs))
         return tuple(tf.sample(k, x, (n_starts,) + jnp.shape(x)) for tf, k, x in zip(tfs, keys, x_model))
-    leaves = jax.tree_util.tree_leaves(init)
+    if isinstance(init, dict):  # by name; its leaves would come in sorted key order
+        if set(init) != set(names):
+            raise ValueError(f"init given as a dict expects the keys {list(names)}, got {list(init)}")
+        leaves = [init[name] for name in names]
+    else:
+        leaves = jax.tree_util.tree_leaves(init)
     if len(leaves) != len(names):
         raise ValueError(f"init expects one array per fitted parameter {list(names)}, got {len(leaves)}")
     out = []
@@ -387,6 +412,14 @@ def _initial_values(sel, tfs, x_model, n_starts, init, key):
     if len({v.shape[0] for v in out}) != 1:
         raise ValueError(f"init: every parameter needs the same number of starts, got {[v.shape[0] for v in out]}")
     return tuple(out)
+
+
+def _describe(tf) -> dict:
+    """A transform as plain data (its class and parameter values), for checkpoints."""
+    out = {"type": type(tf).__name__}
+    for f in dataclasses.fields(tf):
+        out[f.name] = np.asarray(getattr(tf, f.name)).tolist()
+    return out
 
 
 def _nonfinite_events(step, value, grad_ok, names, x, n_starts):

@@ -32,8 +32,13 @@ _FAR = 1e30
 
 
 def relative_error(value, target):
-    """Mean of ``((value - target) / target)²``."""
+    """Mean of ``((value - target) / target)²``; ``target`` must be non-zero."""
     value, target = jnp.asarray(value), jnp.asarray(target)
+    if units.is_concrete(target) and np.any(np.asarray(target) == 0):
+        raise ValueError(
+            "relative_error: target must be non-zero (the error is relative to it); for a target of 0 "
+            "use an absolute error, e.g. jnp.mean((value - target) ** 2)"
+        )
     return jnp.mean(((value - target) / target) ** 2)
 
 
