@@ -12,6 +12,7 @@ from jaxtyping import Array
 
 from .gather import sum_into
 from .state import State
+from .stimuli import Location
 from . import units
 
 # Populations up to this size place targeted stimuli by gathers (a static table with
@@ -61,7 +62,8 @@ class AbstractModel(eqx.Module):
         shape = self.shape
         if target is None:
             return broadcast_current(i, shape, target)
-        if isinstance(target, float) or (isinstance(target, tuple) and any(isinstance(x, float) for x in target)):
+        if (isinstance(target, (float, Location))
+                or (isinstance(target, tuple) and any(isinstance(x, float) for x in target))):
             raise ValueError(
                 f"stimulus target={target!r} is a location x along a section; that needs a "
                 "jn.Cable or jn.Cell"

@@ -2,8 +2,10 @@
 
 Every stimulus gives ``current(t)`` in nA and a ``target``: ``None`` for every
 compartment of the model (one compartment, or each neuron of a population), an
-index / sequence of indices into a population, or a location on a cable or cell:
-``(section, x)`` with ``x`` in [0, 1] (a bare ``x`` on a one-section cable).
+index / sequence of indices into a population (an index listed twice gets the current
+twice), or a location on a cable or cell: ``(section, x)`` with a float ``x`` in [0, 1]
+(a bare ``x`` on a one-section cable), kept as a :class:`Location`; two integers are
+two indices, not a location.
 """
 
 from __future__ import annotations
@@ -21,23 +23,38 @@ import saiunit as u
 
 from . import units
 
-__all__ = ["AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent"]
+__all__ = ["AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "Location"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Location:
+    """A place on a cable or cell, as a stimulus target: ``section`` (a name or an
+    index; None for the one section of a cable) and ``x`` in [0, 1].
+
+    Targets are static configuration, compared when JAX looks up a compiled program;
+    a location is its own type so that it never equals segment indices (``(1, 0.0)``
+    and ``(1, 0)`` are equal tuples, and ``1.0 == 1``)."""
+
+    section: str | int | None
+    x: float
+
+    def __repr__(self):
+        return repr(self.x) if self.section is None else repr((self.section, self.x))
 
 
 def _normalise_target(target):
-    if target is None or isinstance(target, str):
+    if target is None or isinstance(target, (str, Location)):
         return target
     if isinstance(target, (bool, np.bool_)):  # not the index 1
         raise ValueError(f"stimulus target expects None, indices, a location or a population name, got {target!r}")
     if isinstance(target, (int, np.integer)):
         return int(target)
     if isinstance(target, (float, np.floating)):
-        return float(target)  # a location x along a one-section cable
+        return Location(None, float(target))  # a location x along a one-section cable
     if (isinstance(target, tuple) and len(target) == 2 and isinstance(target[1], (float, np.floating))
             and isinstance(target[0], (str, int, np.integer)) and not isinstance(target[0], bool)):
         # a location (section, x) on a cable or cell
-        sec = target[0] if isinstance(target[0], str) else int(target[0])
-        return (sec, float(target[1]))
+        return Location(target[0] if isinstance(target[0], str) else int(target[0]), float(target[1]))
     if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
         return (target[0], _normalise_target(target[1]))
     if isinstance(target, (Sequence, np.ndarray)) or hasattr(target, "__array__"):

@@ -112,3 +112,58 @@ def test_child_on_interior_point_matches_neuron(neuron_h):
     trace = jn.simulate(cell, 10.0, stimuli=[jn.StepCurrent(0.1, 0.5, 5.0, target=(1, 1.0))])
     v_j = np.asarray(trace.v)[:, [cell.index(0, 0.5), cell.index(0, 0.1), cell.index(1, 0.5)]]
     assert np.max(np.abs(v_j - v_n)) < 1e-8
+
+
+def test_x0_of_a_child_is_where_it_joins_its_parent_as_in_neuron(neuron_h):
+    # NEURON's child(0) is the node parent(x) it is connected to: a section joined at
+    # B(0) of a non-root B joins where B joins A, and a stimulus or recording at (c, 0)
+    # is at c's parent location. (jaxneuro wired (B, 0) as B's free end before: 0.73 mV
+    # off here, and a stimulus at (c, 0) went into c's first segment: 12.8 mV.)
+    h = neuron_h
+    leak = dict(g=1e-4, e=-65.0)
+    a = _section(h, "A_x0", 100.0, 2.0, 3, 100.0, "pas", **leak)
+    b = _section(h, "B_x0", 150.0, 1.5, 3, 100.0, "pas", **leak)
+    c = _section(h, "C_x0", 200.0, 1.0, 5, 100.0, "pas", **leak)
+    d = _section(h, "D_x0", 300.0, 0.5, 5, 100.0, "pas", **leak)
+    b.connect(a(1), 0)
+    c.connect(b(0), 0)
+    d.connect(a(0.5), 0)
+    stims = [h.IClamp(c(0.9)), h.IClamp(d(0))]
+    for s, amp in zip(stims, (0.1, 0.05)):
+        s.amp, s.delay, s.dur = amp, 0.5, 5.0
+    locs = [(a, "A", 0.5), (b, "B", 0.5), (c, "C", 0.1), (c, "C", 0.9), (d, "D", 0.0), (d, "D", 0.5)]
+    v_n = _run(h, 8.0, 0.025, [sec(x)._ref_v for sec, _, x in locs])
+    cables = [jn.Cable(L, diam, Ra=100.0, nseg=n, channels=[jn.channels.Leak(**leak)], name=name)
+              for name, L, diam, n in (("A", 100.0, 2.0, 3), ("B", 150.0, 1.5, 3), ("C", 200.0, 1.0, 5),
+                                       ("D", 300.0, 0.5, 5))]
+    cell = jn.Cell(cables, parents=[None, ("A", 1.0), ("B", 0.0), ("A", 0.5)])
+    assert cell.index("D", 0.0) == cell.index("A", 0.5)
+    trace = jn.simulate(cell, 8.0, stimuli=[jn.StepCurrent(0.1, 0.5, 5.0, target=("C", 0.9)),
+                                            jn.StepCurrent(0.05, 0.5, 5.0, target=("D", 0.0))])
+    v_j = np.asarray(trace.v)[:, [cell.index(name, x) for _, name, x in locs]]
+    assert np.ptp(v_n) > 5.0
+    assert np.max(np.abs(v_j - v_n)) < 1e-8
+
+
+def test_locations_and_indices_are_different_targets_in_one_process():
+    # (1, 0.0) is section 1 at x = 0; (1, 0) the segments 1 and 0; 1.0 is x = 1 on a
+    # cable, 1 its segment 1. They are equal as Python tuples and numbers, and targets
+    # are static: whichever is compiled first must not be reused for the other.
+    leak = [jn.channels.Leak(g=1e-4, e=-65.0)]
+    cab = jn.Cable(300.0, 1.0, nseg=3, channels=leak)
+    cell = jn.Cell([jn.Cable(100.0, 2.0, nseg=2, channels=leak), jn.Cable(100.0, 1.0, nseg=3, channels=leak)],
+                   parents=[None, (0, 1.0)])
+
+    def placed(model, target):
+        return np.asarray(jn.simulate(model, 0.05, stimuli=[jn.StepCurrent(0.1, target=target)],
+                                      record="i_inj").i_inj[-1])
+
+    for _ in range(2):
+        np.testing.assert_allclose(placed(cab, 1.0), [0.0, 0.0, 0.1])
+        np.testing.assert_allclose(placed(cab, 1), [0.0, 0.1, 0.0])
+        np.testing.assert_allclose(placed(cell, (1, 0)), [0.1, 0.1, 0.0, 0.0, 0.0])
+        np.testing.assert_allclose(placed(cell, (1, 0.0)), [0.0, 0.1, 0.0, 0.0, 0.0])  # section 1's x = 0: (0, 1)
+    with pytest.raises(ValueError, match=r"Cell.parents\[1\] expects None, a section .* got \('a',\)"):
+        jn.Cell([jn.Cable(10.0, 1.0, name="a"), jn.Cable(10.0, 1.0)], parents=[None, ("a",)])
+    with pytest.raises(ValueError, match=r"Cell.parents\[1\]: unknown section 'b'"):
+        jn.Cell([jn.Cable(10.0, 1.0, name="a"), jn.Cable(10.0, 1.0)], parents=[None, ["b", 0.5]])

@@ -282,3 +282,29 @@ def test_swc_cell_benchmark_smoke(tmp_path, neuron_h):
     assert result["sections"] > 6 and result["3d_gradient3_s"] > 0 and result["cylinders_gradient_s"] > 0
     assert result["max_dv_vs_neuron_mV"] < 1e-5
     assert len(list(neuron_h.allsec())) == sections_before
+
+
+def test_branch_at_a_neurites_first_point_and_custom_types_match_neuron(neuron_h, tmp_path):
+    # A neurite branching at its first point: Import3d gives the branch the parent
+    # dend[0](0), which is where dend[0] joins the soma, so the branch joins there too.
+    # Types other than 1-4 are named as Import3d names them (dend_5, dend_7).
+    path = tmp_path / "prox.swc"
+    path.write_text("1 1 0 0 0 5 -1\n2 1 0 -5 0 5 1\n3 1 0 5 0 5 1\n4 3 10 0 0 1 1\n5 3 30 0 0 1 4\n"
+                    "6 3 60 0 0 1 5\n7 3 10 20 0 0.8 4\n8 3 10 50 0 0.8 7\n"
+                    "9 5 -10 0 0 0.7 1\n10 5 -40 0 0 0.7 9\n11 7 0 0 10 0.6 1\n12 7 0 0 40 0.6 11\n")
+    h = neuron_h
+    cell = jn.Cell.from_swc(path, Ra=100.0, cm=1.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
+    secs = _import3d(h, path)
+    try:
+        assert sorted(secs) == sorted(cell.section_names)
+        assert {"dend_5[0]", "dend_7[0]"} <= set(cell.section_names)
+        assert secs["dend[1]"].parentseg().sec.name() == "dend[0]" and secs["dend[1]"].parentseg().x == 0.0
+        for s in secs.values():
+            _passive(h, s)
+        v_n, v_j = _soma_step(h, secs, cell, [("soma[0]", 0.5), ("dend[1]", 0.5), ("dend[0]", 0.5),
+                                              ("dend_5[0]", 0.5), ("dend_7[0]", 0.9)])
+    finally:
+        for s in secs.values():
+            h.delete_section(sec=s)
+    assert np.min(v_n.max(axis=0)) > -50
+    assert np.max(np.abs(v_j - v_n)) < 1e-5  # (0.44 mV at the soma before)

@@ -16,6 +16,7 @@ from ..gather import spread, sum_into, take
 from ..model import AbstractModel, broadcast_current
 from ..solve.hines import TreeCoupling
 from ..state import State
+from ..stimuli import Location
 from . import geometry as cable_geometry
 from . import membrane
 from .cable import Cable
@@ -42,8 +43,20 @@ class _Layout(NamedTuple):
     segment_nodes: np.ndarray  # tree node of each segment
 
 
+def _resolve_link(parents: tuple, p: int, x: float) -> tuple[int, float]:
+    """Where location ``(p, x)`` is in the circuit: a section's ``x = 0`` end is the
+    point where it joins its parent (NEURON: ``child(0)`` is the node ``parent(x)``), so
+    ``(p, 0)`` of a section that has a parent is that parent location, up the tree."""
+    while x == 0.0 and parents[p] is not None:
+        p, x = parents[p]
+    return p, x
+
+
 @functools.lru_cache(maxsize=256)
 def _layout(nsegs: tuple[int, ...], parents: tuple) -> _Layout:
+    # A child joined at another section's x = 0 is joined where that section joins
+    # its own parent.
+    parents = tuple(None if link is None else _resolve_link(parents, *link) for link in parents)
     offsets = np.concatenate([[0], np.cumsum(nsegs)]).astype(int)
     n = int(offsets[-1])
     ends = {}  # (section, x in {0, 1}) -> the child sections attached there
@@ -136,9 +149,13 @@ class Cell(AbstractModel):
     ``x`` through its own half segment. Children joined at ``x = 0`` or ``1`` meet at a
     zero-area node one half segment beyond the parent's end segment, as NEURON's
     section end nodes (with a single child the node is folded into the two half
-    segments in series), so the circuit is NEURON's. Those nodes carry no membrane
-    and hold no state: stimuli and recordings at ``x = 0`` or ``1`` use the end
-    segment.
+    segments in series), so the circuit is NEURON's. A section's own ``x = 0`` is the
+    point where it joins its parent, as in NEURON: a child joined at ``(child, 0)``
+    joins there, and stimuli and recordings at ``(child, 0)`` are at that parent
+    location. End nodes carry no membrane and hold no state: stimuli and recordings at
+    ``x = 1`` (or a root's ``x = 0``) use the end segment, where NEURON uses the
+    zero-area node half a segment further (a stimulus there differs by the current
+    through that half segment).
 
     ``geometry``, ``segment_membrane`` and ``coupling``: leave None.
     :meth:`precomputed` (which ``simulate`` calls) fills them for one run with the
@@ -223,8 +240,19 @@ class Cell(AbstractModel):
             if link is None:
                 out.append(None)
                 continue
-            sec, x = (link, 1.0) if not isinstance(link, tuple) else link
-            p = self.section_index(sec)
+            if isinstance(link, (tuple, list)):
+                if len(link) != 2:
+                    raise ValueError(
+                        f"Cell.parents[{i}] expects None, a section (name or index) or (section, x), "
+                        f"got {link!r}"
+                    )
+                sec, x = link
+            else:
+                sec, x = link, 1.0
+            try:
+                p = self.section_index(sec)
+            except ValueError as e:
+                raise ValueError(f"Cell.parents[{i}]: {e}") from None
             if p >= i:
                 raise ValueError(
                     f"Cell.parents[{i}]: parent section {sec!r} must come before its child in "
@@ -280,9 +308,11 @@ class Cell(AbstractModel):
 
     def index(self, section, x) -> int:
         """Segment index (column of ``trace.v``) of location ``(section, x)``: the
-        segment containing ``x`` in [0, 1]; ``x = 0``/``1`` give the end segments."""
-        s = self.section_index(section)
-        return int(self._layout().offsets[s]) + _segment_of(_check_x(x, "x"), self.sections[s].nseg)
+        segment containing ``x`` in [0, 1]. A section's ``x = 0`` is where it joins its
+        parent (as in NEURON), so ``(child, 0)`` is the parent's location (up the tree);
+        a root's ``x = 0`` and every ``x = 1`` give the end segment."""
+        s, x = _resolve_link(self.parents, self.section_index(section), _check_x(x, "x"))
+        return int(self._layout().offsets[s]) + _segment_of(x, self.sections[s].nseg)
 
     locate = index
 
@@ -489,7 +519,13 @@ class Cell(AbstractModel):
         n = self.n_segments
         if target is None:
             return broadcast_current(i, (n,), target)
-        if (isinstance(target, tuple) and len(target) == 2
+        if isinstance(target, Location):
+            if target.section is None and len(self.sections) != 1:
+                raise ValueError(
+                    f"stimulus target={target!r}: a bare x needs a one-section cable; give (section, x)"
+                )
+            seg = self.index(0 if target.section is None else target.section, target.x)
+        elif (isinstance(target, tuple) and len(target) == 2
                 and (isinstance(target[0], str) or isinstance(target[1], (float, np.floating)))):
             seg = self.index(*target)  # a location (section, x); two ints are indices
         elif isinstance(target, float):

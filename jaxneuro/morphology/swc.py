@@ -15,6 +15,15 @@ from .cable import Cable
 SWC_TYPE_NAMES = {1: "soma", 2: "axon", 3: "dend", 4: "apic"}
 
 
+def section_type_name(swc_type: int) -> str:
+    """The section name stem NEURON's Import3d gives an SWC type (its ``type2name``):
+    ``soma``, ``axon``, ``dend``, ``apic`` for 1-4, ``dend_<t>`` for other positive
+    types, ``minus_<-t>`` for negative ones."""
+    if swc_type in SWC_TYPE_NAMES:
+        return SWC_TYPE_NAMES[swc_type]
+    return f"minus_{-swc_type}" if swc_type < 0 else f"dend_{swc_type}"
+
+
 class SWCPoint(NamedTuple):
     id: int
     type: int
@@ -229,7 +238,7 @@ def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
     for t, sec_xyz, sec_d, parent, x, ids in raw:
         k = counts.get(t, 0)
         counts[t] = k + 1
-        sec = Section3D(f"{SWC_TYPE_NAMES.get(t, f'type{t}')}[{k}]", t, sec_xyz, sec_d, parent, x)
+        sec = Section3D(f"{section_type_name(t)}[{k}]", t, sec_xyz, sec_d, parent, x)
         if sec.length <= 0:
             raise ValueError(f"SWC: the section through points {ids} has zero length")
         sections.append(sec)
@@ -266,7 +275,7 @@ def d_lambda_nseg(sec: Section3D, d_lambda, freq, Ra, cm) -> int:
 def _channels_for(channels, swc_type, name):
     if not isinstance(channels, Mapping):
         return channels
-    for key in (swc_type, SWC_TYPE_NAMES.get(swc_type)):
+    for key in (swc_type, SWC_TYPE_NAMES.get(swc_type), section_type_name(swc_type)):
         if key is not None and key in channels:
             return channels[key]
     raise ValueError(

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..coupling.base import AbstractCoupling
+from ..stimuli import Location
 from ..coupling.gap import AbstractGapJunction
 from ..coupling.synapse import AbstractSynapse
 from ..model import AbstractModel
@@ -296,6 +297,8 @@ class Network(AbstractModel):
             return jnp.concatenate(parts)
         if isinstance(target, str):
             name, idx = target, None
+        elif isinstance(target, Location) and isinstance(target.section, str):
+            name, idx = target.section, Location(None, target.x)  # ("a", x): x on population a's cable
         elif isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
             name, idx = target
         else:
