@@ -162,8 +162,42 @@ def test_locations_and_indices_are_different_targets_in_one_process():
         np.testing.assert_allclose(placed(cab, 1.0), [0.0, 0.0, 0.1])
         np.testing.assert_allclose(placed(cab, 1), [0.0, 0.1, 0.0])
         np.testing.assert_allclose(placed(cell, (1, 0)), [0.1, 0.1, 0.0, 0.0, 0.0])
-        np.testing.assert_allclose(placed(cell, (1, 0.0)), [0.0, 0.1, 0.0, 0.0, 0.0])  # section 1's x = 0: (0, 1)
+        # Section 1's x = 0 is (0, 1), the node between segments 1 and 2: shared by the
+        # conductances of their half segments, diam²/length = 4/25 and 1/(100/6).
+        g = np.array([4.0 / 25.0, 6.0 / 100.0])
+        np.testing.assert_allclose(placed(cell, (1, 0.0)), [0.0, *(0.1 * g / g.sum()), 0.0, 0.0], rtol=1e-12)
     with pytest.raises(ValueError, match=r"Cell.parents\[1\] expects None, a section .* got \('a',\)"):
         jn.Cell([jn.Cable(10.0, 1.0, name="a"), jn.Cable(10.0, 1.0)], parents=[None, ("a",)])
     with pytest.raises(ValueError, match=r"Cell.parents\[1\]: unknown section 'b'"):
         jn.Cell([jn.Cable(10.0, 1.0, name="a"), jn.Cable(10.0, 1.0)], parents=[None, ["b", 0.5]])
+
+
+@pytest.mark.parametrize("target", [("soma", 1.0), ("a", 0.0), ("b", 1.0), ("soma", 0.0)])
+def test_stimulus_at_a_section_end_matches_neuron(neuron_h, target):
+    # soma(1), where a and b join, is a zero-area node in NEURON: a current injected
+    # there (also as a(0)) flows on at once into soma's end segment and a's and b's
+    # first segments, shared by the conductances of their half segments. b(1) and
+    # soma(0) are free ends: all of it into the end segment.
+    h = neuron_h
+    leak = dict(g=1e-4, e=-65.0)
+    name = f"{target[0]}{int(target[1])}"
+    soma = _section(h, f"soma_end_{name}", 20.0, 20.0, 1, 100.0, "pas", **leak)
+    a = _section(h, f"a_end_{name}", 200.0, 2.0, 5, 100.0, "pas", **leak)
+    b = _section(h, f"b_end_{name}", 200.0, 1.0, 5, 100.0, "pas", **leak)
+    c = _section(h, f"c_end_{name}", 300.0, 0.5, 5, 100.0, "pas", **leak)
+    a.connect(soma(1), 0)
+    b.connect(soma(1), 0)
+    c.connect(soma(0.5), 0)
+    secs = {"soma": soma, "a": a, "b": b, "c": c}
+    stim = h.IClamp(secs[target[0]](target[1]))
+    stim.amp, stim.delay, stim.dur = 0.1, 0.5, 20.0
+    locs = [("soma", 0.5), ("a", 0.1), ("b", 0.1), ("b", 0.9), ("c", 0.1)]
+    v_n = _run(h, 10.0, 0.025, [secs[s](x)._ref_v for s, x in locs])
+    cables = [jn.Cable(L, diam, Ra=100.0, nseg=n, channels=[jn.channels.Leak(**leak)], name=s)
+              for s, L, diam, n in (("soma", 20.0, 20.0, 1), ("a", 200.0, 2.0, 5), ("b", 200.0, 1.0, 5),
+                                    ("c", 300.0, 0.5, 5))]
+    cell = jn.Cell(cables, parents=[None, ("soma", 1.0), ("soma", 1.0), ("soma", 0.5)])
+    trace = jn.simulate(cell, 10.0, stimuli=[jn.StepCurrent(0.1, 0.5, 20.0, target=target)])
+    v_j = np.asarray(trace.v)[:, [cell.index(s, x) for s, x in locs]]
+    assert np.ptp(v_n) > 5.0
+    assert np.max(np.abs(v_j - v_n)) < 1e-8  # into soma's segment alone: 1.7e-3 mV at soma(1)

@@ -152,10 +152,11 @@ class Cell(AbstractModel):
     segments in series), so the circuit is NEURON's. A section's own ``x = 0`` is the
     point where it joins its parent, as in NEURON: a child joined at ``(child, 0)``
     joins there, and stimuli and recordings at ``(child, 0)`` are at that parent
-    location. End nodes carry no membrane and hold no state: stimuli and recordings at
-    ``x = 1`` (or a root's ``x = 0``) use the end segment, where NEURON uses the
-    zero-area node half a segment further (a stimulus there differs by the current
-    through that half segment).
+    location. End nodes carry no membrane and hold no state: a stimulus at an end where
+    children join is shared among the segments around it as NEURON's node passes it on
+    (at a free end all of it enters the end segment, as in NEURON); a recording at
+    ``x = 1`` (or a root's ``x = 0``) is the end segment's voltage, where NEURON gives
+    the node's, half a segment further.
 
     ``geometry``, ``segment_membrane`` and ``coupling``: leave None.
     :meth:`precomputed` (which ``simulate`` calls) fills them for one run with the
@@ -515,27 +516,24 @@ class Cell(AbstractModel):
     def place_current(self, target, i):
         """``i`` (nA) into the segment of location ``target``: ``(section, x)``, a bare
         ``x`` for a one-section cell, a segment index or a tuple of them, or ``None``
-        (every segment)."""
+        (every segment). At a section end where children join, ``i`` is shared as
+        NEURON's zero-area node there shares it (see :meth:`_node_of`)."""
         n = self.n_segments
         if target is None:
             return broadcast_current(i, (n,), target)
+        if isinstance(target, float):
+            target = Location(None, target)
+        elif (isinstance(target, tuple) and len(target) == 2
+                and (isinstance(target[0], str) or isinstance(target[1], (float, np.floating)))):
+            target = Location(*target)  # a location (section, x); two ints are indices
         if isinstance(target, Location):
             if target.section is None and len(self.sections) != 1:
                 raise ValueError(
                     f"stimulus target={target!r}: a bare x needs a one-section cable; give (section, x)"
                 )
-            seg = self.index(0 if target.section is None else target.section, target.x)
-        elif (isinstance(target, tuple) and len(target) == 2
-                and (isinstance(target[0], str) or isinstance(target[1], (float, np.floating)))):
-            seg = self.index(*target)  # a location (section, x); two ints are indices
-        elif isinstance(target, float):
-            if len(self.sections) != 1:
-                raise ValueError(
-                    f"stimulus target={target!r}: a bare x needs a one-section cable; give "
-                    "(section, x)"
-                )
-            seg = self.index(0, target)
-        elif isinstance(target, (int, np.integer)):
+            seg, weight = self._node_of(0 if target.section is None else target.section, target.x)
+            return sum_into(broadcast_current(i, (1,), target) * weight, seg, n)
+        if isinstance(target, (int, np.integer)):
             if not -n <= target < n:
                 raise ValueError(f"stimulus target={target!r} out of range for {n} segments")
             seg = int(target)
@@ -550,6 +548,24 @@ class Cell(AbstractModel):
             )
         seg = np.atleast_1d(np.asarray(seg)) % n
         return sum_into(broadcast_current(i, seg.shape, target), seg, n)
+
+    def _node_of(self, section, x):
+        """Where a current into location ``(section, x)`` goes: segment indices and
+        their shares. Inside a section, the segment containing ``x``. An end where
+        children join is NEURON's zero-area node: holding no charge, it passes a current
+        on at once to its neighbours (the section's end segment and the children's
+        first segments) in proportion to the conductances of the half segments that
+        join them; an end without children passes it all to its end segment."""
+        s, x = _resolve_link(self.parents, self.section_index(section), _check_x(x, "x"))
+        lay, n = self._layout(), self.n_segments
+        end = int(lay.offsets[s]) + _segment_of(x, self.sections[s].nseg)
+        children = [c for c, link in enumerate(self.parents)
+                    if link is not None and _resolve_link(self.parents, *link) == (s, x)]
+        if x not in (0.0, 1.0) or not children:
+            return np.array([end]), jnp.ones((1,), jnp.result_type(float))
+        halves = np.array([end + n if x == 1.0 else end] + [int(lay.offsets[c]) for c in children])
+        g = 1.0 / self._half_resistance()[halves]
+        return np.array([end] + [int(lay.offsets[c]) for c in children]), g / jnp.sum(g)
 
     def observables(self):
         names = ["v", "i_cap", "i_inj"]
