@@ -85,6 +85,13 @@ class AbstractStimulus(eqx.Module):
         self.target = _normalise_target(self.target)
         amps = [f for f in dataclasses.fields(self) if f.metadata.get("unit") is units.nA]
         dens = [f.name for f in amps if units.is_quantity_of(getattr(self, f.name), units.mA_per_cm2)]
+        currents = [f.name for f in amps if units.is_quantity_of(getattr(self, f.name), units.nA)]
+        if self.density and currents:
+            raise ValueError(
+                f"{type(self).__name__}: density=True reads amplitudes as current densities (mA/cm²), "
+                f"but {currents} are given as currents; drop density=True, or give densities "
+                "(e.g. 2 * u.uA / u.cm**2)"
+            )
         if dens:
             if len(dens) != len([f for f in amps if isinstance(getattr(self, f.name), u.Quantity)]):
                 raise ValueError(

@@ -154,3 +154,9 @@ def test_gradient_of_a_leaky_integrator_without_threshold():
         return jn.input_resistance(jn.simulate(neuron, 600.0, dt=0.1, stimuli=[stim]), stim)
 
     assert float(jax.grad(rin)(0.02)) == pytest.approx(-1 / 0.02**2, rel=1e-3)
+
+
+def test_a_spiking_population_runs_without_recording_voltages():
+    trace = jn.simulate(jn.LIF(n=4), 50.0, stimuli=[jn.StepCurrent(2.0)], record=())
+    assert trace.names == () and trace.spikes.shape == (4, 100)
+    np.testing.assert_array_equal(trace.spike_count, 2)

@@ -89,3 +89,22 @@ def test_numpy_float64_parameters_follow_float32_quietly_without_x64():
         np.testing.assert_allclose(hh.gl, [1e-4, 2e-4, 3e-4], rtol=1e-6)
     assert jn.channels.HH(gnabar=np.float64(0.1)).gnabar.dtype == jnp.float64
     assert jn.channels.HH(gnabar=np.float32(0.1)).gnabar.dtype == jnp.float32
+
+
+def test_times_with_units_keep_the_grid_and_densities_do_not_mix_with_absolutes():
+    soma = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    # Static times from quantities stay float64 (not JAX's default precision): the
+    # grid ends at t1, and save_every is a whole multiple of dt.
+    assert jn.simulate(soma, 50, dt=0.025 * u.ms).t.shape == jn.simulate(soma, 50, dt=0.025).t.shape == (2001,)
+    tr = jn.simulate(soma, 10, dt=25 * u.us, save_every=1 * u.ms)
+    assert tr.t.shape == (11,) and float(tr.t[-1]) == 10.0
+    with pytest.raises(ValueError, match=r"\['C'\] are given per area .* \['gL'\] as absolute"):
+        jn.LIF(C=1 * u.uF / u.cm**2, gL=20 * u.nS)
+    with pytest.raises(ValueError, match=r"\['gL'\] are given per area .* \['C'\]"):
+        jn.LIF(gL=0.1 * u.mS / u.cm**2)  # the default C is absolute (1 nF)
+    both = jn.LIF(C=1 * u.uF / u.cm**2, gL=0.1 * u.mS / u.cm**2)
+    assert float(both.tau_m) == pytest.approx(10.0)
+    scaled = jn.LIF(C=1 * u.uF / u.cm**2, gL=20 * u.nS, area=2e4)  # an area: densities scale to it
+    assert float(scaled.C) == pytest.approx(0.2) and float(scaled.gL) == pytest.approx(0.02)
+    with pytest.raises(ValueError, match=r"density=True .* \['amp'\] are given as currents"):
+        jn.StepCurrent(amp=1 * u.nA, density=True)

@@ -8,6 +8,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import saiunit as u
 
 from .. import units
 from ..model import AbstractModel, population_shape
@@ -157,6 +158,16 @@ class AbstractSpikingNeuron(AbstractModel):
         if not given:
             return
         if self.area is None:
+            # Densities per a default 1 cm² next to absolute values (a default C of 1 nF,
+            # or a gL in nS) would make a membrane of nonsense time constants.
+            absolute = [name for name in fields if name not in given and _nonzero(getattr(self, name))]
+            if absolute:
+                cls = type(self).__name__
+                raise ValueError(
+                    f"{cls}: {given} are given per area (densities) but {absolute} as absolute values "
+                    f"(given or the defaults), and no area=...; give all of {list(fields)} that are not 0 "
+                    f"as densities (then per 1 cm²), or {cls}(area=...) in µm² to scale the densities"
+                )
             self.area = 1e8  # 1 cm² in µm²
         area = units.to_base(self.area, f"{type(self).__name__}.area", units.um2)
         for name in given:
@@ -253,3 +264,12 @@ class AbstractSpikingNeuron(AbstractModel):
 
     def _zero_events(self, events):
         return jax.tree.map(jnp.zeros_like, events)
+
+
+def _nonzero(value) -> bool:
+    """True unless ``value`` is None or known to be 0 (traced values count as non-zero)."""
+    if value is None:
+        return False
+    if isinstance(value, u.Quantity):
+        value = value.mantissa
+    return not units.is_concrete(value) or bool(np.any(np.asarray(value) != 0))

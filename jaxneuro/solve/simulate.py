@@ -10,6 +10,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+import saiunit as u
 
 from .. import backends, units
 from ..model import AbstractModel
@@ -26,6 +27,8 @@ def _time(value, name) -> float:
     """A static time in ms (plain float): shapes of the output depend on it."""
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
         arr = value  # stay on the host: under jit, jnp.asarray would give a tracer
+    elif isinstance(value, u.Quantity):
+        arr = units.to_static(value, name, units.ms)  # float64: not JAX's default precision
     else:
         arr = units.to_base(value, name, units.ms)
     if not units.is_concrete(arr) or np.ndim(arr) != 0:
@@ -125,12 +128,13 @@ def simulate(
     if isinstance(record, str):
         record = (record,)
     record = tuple(record)
-    if not record and summary is None:
+    own_spikes = bool(model.init_state(model.default_v0).events)  # spiking point neurons
+    if not record and summary is None and not own_spikes:
         raise ValueError("record must name at least one variable, e.g. record=('v',), or give summary=")
     if summary is not None:
         if not isinstance(summary, SpikeSummary):
             raise ValueError(f"summary expects a jn.SpikeSummary, got {type(summary).__name__}")
-        if model.init_state(model.default_v0).events:
+        if own_spikes:
             raise ValueError(f"summary: {type(model).__name__} records its own spikes already; leave summary=None")
         model = SpikeDetector(model, threshold=summary.threshold, capacity=summary.capacity)
     known = model.observables()
