@@ -16,11 +16,25 @@ def _parser():
     tour.add_argument("--no-neuron", action="store_true", help="skip comparisons that run NEURON")
     tour.add_argument("--float32", action="store_true", help="compute in float32 (default: float64 on CPU)")
     sub.add_parser("version", help="print the version")
+    p.add_argument("--version", action="version", version=f"jaxneuro {_version()}")
     return p
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "tour":
+        # Bad paths are reported before the scenarios run, not after.
+        if args.out.exists() and not args.out.is_dir():
+            parser.error(f"--out {args.out}: exists and is not a folder")
+        if args.json is not None and not (args.json.parent if str(args.json.parent) else Path(".")).is_dir():
+            parser.error(f"--json {args.json}: the folder {args.json.parent} does not exist")
     if args.command == "version":
         from . import __version__
 

@@ -4,35 +4,74 @@ from __future__ import annotations
 
 import numpy as np
 
-_LABELS = {"v": "membrane potential (mV)", "i_inj": "injected current (nA)"}
+# Units where the name alone says them; a channel's current is a density (mA/cm²) on a
+# compartment but absolute (nA) on a point neuron, so other currents get no unit.
+_LABELS = {
+    "v": "membrane potential (mV)", "i_inj": "injected current (nA)",
+    "i_gap": "gap-junction current (nA)", "i_syn": "synaptic current (nA)",
+}
 
 
 def _ylabel(name):
-    if name in _LABELS:
-        return _LABELS[name]
-    if name.startswith("i"):
-        return f"{name} (mA/cm²)"
-    return name
+    return _LABELS.get(name, name)
 
 
 def plot_trace(trace, *names, ax=None, label=None, **kwargs):
     """Plot ``names`` (default: all recorded variables) of ``trace`` against time.
 
     With several names each gets its own line; a population's variables give one line
-    per neuron. Returns the matplotlib axes.
+    per neuron (one legend entry per name). ``"spikes"`` draws the trace's spike times
+    as a raster (one row per neuron). A Network's trace is plotted population by
+    population: ``trace["a"].plot()``. Returns the matplotlib axes.
     """
     import matplotlib.pyplot as plt
 
+    if trace.parts is not None:
+        raise ValueError(
+            f"a Network's trace holds one trace per population; plot one: trace[name].plot() "
+            f"with a name among {tuple(trace.parts)}"
+        )
     names = names or trace.names
+    if not names:
+        raise ValueError(
+            "this trace recorded no variables (record=()); "
+            + ("plot its spikes with trace.plot('spikes')" if trace.spikes is not None else
+               "simulate with record=('v',) to plot")
+        )
+    if "spikes" in names and len(names) > 1:
+        raise ValueError("trace.plot('spikes') draws a raster on its own axes; plot it apart from other names")
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
+    if names == ("spikes",):
+        return _raster(trace, ax, label, **kwargs)
     t = np.asarray(trace.t)
     for name in names:
         y = np.asarray(getattr(trace, name))
         lab = label if label is not None else (name if len(names) > 1 else None)
-        ax.plot(t, y, label=lab, **kwargs)
+        lines = ax.plot(t, y, **kwargs)
+        if lab is not None:
+            lines[0].set_label(lab)  # one entry per name, not per neuron
     ax.set_xlabel("time (ms)")
     ax.set_ylabel(_ylabel(names[0]) if len(names) == 1 else "value")
     if len(names) > 1 or label is not None:
+        ax.legend()
+    return ax
+
+
+def _raster(trace, ax, label, **kwargs):
+    if trace.spikes is None:
+        raise ValueError(
+            "this trace has no spike times of its own; for threshold crossings, "
+            "simulate with summary=jn.SpikeSummary() or use jn.spike_times(trace)"
+        )
+    spikes = np.asarray(trace.spikes).reshape(-1, np.shape(trace.spikes)[-1])
+    rows = np.broadcast_to(np.arange(spikes.shape[0])[:, None], spikes.shape)
+    keep = np.isfinite(spikes)
+    kwargs.setdefault("marker", "|")
+    kwargs.setdefault("linestyle", "none")
+    ax.plot(spikes[keep], rows[keep], label=label, **kwargs)
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("neuron")
+    if label is not None:
         ax.legend()
     return ax

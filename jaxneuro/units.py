@@ -110,12 +110,15 @@ def to_base(value: Any, name: str, unit) -> Any:
     ``unit`` is a saiunit unit from this module, ``None`` for a dimensionless number,
     or :data:`celsius`. Plain numbers (and arrays) are taken to be in ``unit`` already.
     """
+    if isinstance(value, (list, tuple)) and any(isinstance(v, u.Quantity) for v in value):
+        # A list of quantities (e.g. amps=[0 * u.pA, 2 * u.nA]): each converted.
+        return jnp.stack([jnp.asarray(to_base(v, name, unit)) for v in value])
     if isinstance(value, u.Quantity):
         if unit is celsius:
             if u.get_dim(value) != u.get_dim(u.kelvin):
                 raise ValueError(
                     f"parameter {name!r} expects a temperature (a number in °C or a "
-                    f"Quantity in kelvin); got {value}, a {_describe_dim(u.get_dim(value))}"
+                    f"Quantity in kelvin); got {value}, {_a(_describe_dim(u.get_dim(value)))}"
                 )
             return jnp.asarray(value.to_decimal(u.kelvin) - 273.15, dtype=_float_dtype())
         value = _decimal_in(value, name, unit)
@@ -133,6 +136,11 @@ def to_base(value: Any, name: str, unit) -> Any:
     return arr
 
 
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article: "a current", "an area"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
 def _decimal_in(value, name: str, unit):
     """A saiunit Quantity's numbers in ``unit`` (a ValueError naming ``name`` if its
     dimension is another)."""
@@ -140,9 +148,9 @@ def _decimal_in(value, name: str, unit):
     given = u.get_dim(value)
     if given != expected:
         raise ValueError(
-            f"parameter {name!r} expects a {_describe_dim(expected)} quantity "
-            f"(a plain number is read in {unit_name(unit)}); got {value}, a "
-            f"{_describe_dim(given)} quantity"
+            f"parameter {name!r} expects {_a(_describe_dim(expected))} quantity "
+            f"(a plain number is read in {unit_name(unit)}); got {value}, "
+            f"{_a(_describe_dim(given))} quantity"
         )
     return value.to_decimal(unit) if unit is not None else value.to_decimal()
 
@@ -213,6 +221,8 @@ def check_value(value, name: str, check: str | None, unit=None, allow_inf: bool 
         raise ValueError(
             f"parameter {name!r} must be >= 0 (in {unit_name(unit)}); got {_short(arr)}"
         )
+    if unit is celsius and not np.all(arr >= -273.15):
+        raise ValueError(f"parameter {name!r} must be at or above absolute zero (-273.15 °C); got {_short(arr)}")
 
 
 def _short(arr) -> str:

@@ -150,6 +150,27 @@ def test_trace_plot_returns_axes(tmp_path):
     assert (tmp_path / "v.png").stat().st_size > 1000
 
 
+def test_trace_plots_of_populations_spikes_and_networks():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    pop = jn.simulate(jn.Compartment(length=20, diam=20, n=3, channels=[jn.channels.HH()]), 5.0,
+                      record=("v", "m_hh"))
+    ax = pop.plot("v", "m_hh")
+    assert len(ax.lines) == 6  # a line per neuron...
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["v", "m_hh"]  # ...an entry per name
+    lif = jn.simulate(jn.LIF(n=3), 50.0, stimuli=[jn.StepCurrent(2.0)], record=())
+    raster = lif.plot("spikes")
+    x, y = raster.lines[0].get_data()
+    assert len(x) == int(np.sum(lif.spike_count)) and set(y) == {0, 1, 2}
+    with pytest.raises(ValueError, match=r"recorded no variables .*plot\('spikes'\)"):
+        lif.plot()
+    net = jn.simulate(jn.Network({"a": jn.LIF(n=2)}), 5.0)
+    with pytest.raises(ValueError, match=r"trace\[name\]\.plot\(\)"):
+        net.plot()
+    assert net["a"].plot("v").get_ylabel() == "membrane potential (mV)"
+
+
 def test_save_every_must_be_a_multiple_of_dt_for_fixed_steps():
     with pytest.raises(ValueError, match=r"save_every.*multiple of dt"):
         jn.simulate(passive(), 10.0, dt=0.025, save_every=0.03)

@@ -13,7 +13,8 @@ def test_tour_runs_every_seed_scenario_and_passes(tmp_path, capsys):
     out, js = tmp_path / "figs", tmp_path / "tour.json"
     code = cli.main(["tour", "--out", str(out), "--json", str(js)])
     printed = capsys.readouterr().out
-    rows = json.loads(js.read_text())
+    rows = json.loads(js.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert any(r["value"] == "inf" for r in rows)  # the LIF's unending ISIs, as strict JSON allows
     failed = [r for r in rows if not r["ok"]]
     assert code == 0, failed
     assert set(rows[0]) == {"scenario", "quantity", "value", "expected", "ok"}
@@ -59,3 +60,17 @@ def test_tour_passes_in_float32(tmp_path):
     rows = json.loads(js.read_text())
     assert proc.returncode == 0, [r for r in rows if not r["ok"]]
     assert "float32" in proc.stdout and len(rows) > 40
+
+
+def test_bad_paths_are_reported_before_the_tour_runs(tmp_path, capsys):
+    afile = tmp_path / "a_file"
+    afile.write_text("")
+    for argv, message in ((["tour", "--out", str(afile)], "exists and is not a folder"),
+                          (["tour", "--json", str(tmp_path / "missing" / "x.json")], "does not exist")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.startswith("jaxneuro ")

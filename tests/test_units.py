@@ -108,3 +108,15 @@ def test_times_with_units_keep_the_grid_and_densities_do_not_mix_with_absolutes(
     assert float(scaled.C) == pytest.approx(0.2) and float(scaled.gL) == pytest.approx(0.02)
     with pytest.raises(ValueError, match=r"density=True .* \['amp'\] are given as currents"):
         jn.StepCurrent(amp=1 * u.nA, density=True)
+
+
+def test_temperatures_lists_of_quantities_and_the_fit_signature():
+    import inspect
+
+    with pytest.raises(ValueError, match="absolute zero"):
+        jn.Compartment(length=20, diam=20, temperature=-300)
+    with pytest.raises(ValueError, match="expects an area"):
+        jn.Compartment(area=5 * u.mV)
+    np.testing.assert_allclose(units.to_base([0 * u.pA, 2 * u.nA], "amps", units.nA), [0.0, 2.0])
+    assert list(inspect.signature(jn.fit).parameters)[:3] == ["loss", "model", "params"]
+    assert "on_nonfinite" in jn.fit.__doc__

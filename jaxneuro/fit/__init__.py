@@ -7,6 +7,7 @@ docstring for every option). It also holds the parameter transforms
 same module as ``jn.losses``).
 """
 
+import inspect
 import sys
 import types
 
@@ -30,3 +31,6 @@ class _CallableModule(types.ModuleType):
 
 
 sys.modules[__name__].__class__ = _CallableModule
+# inspect.signature(jn.fit) and help(jn.fit) show fit's own signature and options.
+__signature__ = inspect.signature(fit)
+__doc__ = f"{__doc__}\nfit{__signature__}\n\n    {fit.__doc__.strip()}\n"

@@ -118,7 +118,8 @@ class Trace(eqx.Module):
                      spikes=spikes, spike_count=count, parts=parts)
 
     def plot(self, *names, ax=None, **kwargs):
-        """Plot recorded variables against time with matplotlib; returns the axes."""
+        """Plot recorded variables against time with matplotlib (``"spikes"``: a raster
+        of the spike times); returns the axes. See :func:`jaxneuro.plot.plot_trace`."""
         from ..plot import plot_trace
 
         return plot_trace(self, *names, ax=ax, **kwargs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,17 @@ def _fmt(x):
     return f"{x:.6g}"
 
 
+def _strict(row: dict) -> dict:
+    """A row as standard JSON allows: infinities and NaN (an ISI that never ended, a
+    failed scenario's value) as the strings "inf", "-inf", "nan"."""
+    def fix(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+        return x
+
+    return {k: fix(v) for k, v in row.items()}
+
+
 def run_tour(out: Path, json_path: Path | None = None, *, compare_neuron: bool = True, stream=None) -> list[Check]:
     """Run every scenario, print progress and the table to ``stream``, write PNGs to
     ``out`` and, if given, the rows as JSON to ``json_path``. Returns the rows."""
@@ -53,5 +65,5 @@ def run_tour(out: Path, json_path: Path | None = None, *, compare_neuron: bool =
     n_fail = sum(not r.ok for r in rows)
     print(f"\n{len(rows) - n_fail} passed, {n_fail} failed; figures in {out.resolve()}", file=stream)
     if json_path is not None:
-        Path(json_path).write_text(json.dumps([r.as_dict() for r in rows], indent=2, allow_nan=True))
+        Path(json_path).write_text(json.dumps([_strict(r.as_dict()) for r in rows], indent=2, allow_nan=False))
     return rows
