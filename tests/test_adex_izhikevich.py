@@ -346,3 +346,15 @@ def test_gradients_stay_finite_when_a_step_starts_high_on_the_upswing():
     # Starting that high, the first spike is immediate, so the second comes at the same time.
     np.testing.assert_allclose(times, times[0], atol=1e-3)
     np.testing.assert_allclose(grads, grads[0], rtol=0.05)
+
+
+def test_gradient_of_a_later_spike_time_accounts_for_the_reset_within_the_step():
+    # u's jump d and its drift after the reset depend on when in the step the spike
+    # fell; without that dependence the 2nd spike's gradient in the current was 11 %
+    # off at every dt. Against the slope of a finer run's spike times.
+    def second_spike(amp, dt):
+        return jn.simulate(jn.Izhikevich(), 30.0, dt=dt, stimuli=[jn.StepCurrent(amp)], save_every=1.0).spikes[1]
+
+    h = 0.05
+    slope = (float(second_spike(10.0 + h, 0.001)) - float(second_spike(10.0 - h, 0.001))) / (2 * h)
+    assert float(jax.grad(second_spike)(10.0, 0.005)) == pytest.approx(slope, rel=0.01)

@@ -160,3 +160,10 @@ def test_a_spiking_population_runs_without_recording_voltages():
     trace = jn.simulate(jn.LIF(n=4), 50.0, stimuli=[jn.StepCurrent(2.0)], record=())
     assert trace.names == () and trace.spikes.shape == (4, 100)
     np.testing.assert_array_equal(trace.spike_count, 2)
+
+
+def test_reset_above_threshold_and_population_shapes_are_refused():
+    with pytest.raises(ValueError, match="V_reset must lie below V_th"):
+        jn.LIF(V_reset=-50.0, V_th=-55.0)
+    with pytest.raises(ValueError, match=r"LIF.C expects a scalar or an array of shape \(3,\)"):
+        jn.LIF(n=3, C=np.ones(4))

@@ -119,8 +119,9 @@ class AdEx(AbstractSpikingNeuron):
         return self._flow_at_reset(y0, gates, a, b)
 
     def display_voltage(self, v, spiked):
-        """``V_peak`` at the sample just after a spike (so spikes show in a trace),
-        otherwise ``v``."""
+        """``V_peak`` at the end of a step with a spike, so spikes show in a trace (a
+        saved sample shows it only if the spike was in the step just before it: see
+        ``trace.spikes``), otherwise ``v``."""
         return jnp.where(spiked > 0, self.V_peak, v)
 
     def init_state(self, v0):

@@ -136,8 +136,9 @@ class Izhikevich(AbstractSpikingNeuron):
         return self._frozen_crossing_time(v_start, gates, a, b, v_th, lambda v: v, lambda v: v)
 
     def display_voltage(self, v, spiked):
-        """``V_peak`` at the sample just after a spike (as the 2003 paper plots
-        spikes), otherwise ``v``."""
+        """``V_peak`` at the end of a step with a spike, as the 2003 paper plots spikes
+        (a saved sample shows it only if the spike was in the step just before it: see
+        ``trace.spikes``), otherwise ``v``."""
         return jnp.where(spiked > 0, self.V_peak, v)
 
     def init_state(self, v0):

@@ -16,9 +16,11 @@ class LIF(AbstractSpikingNeuron):
     Absolute units: ``C`` nF, ``gL`` µS, potentials mV, ``t_ref`` ms, input nA (so
     ``tau_m = C/gL`` is in ms). When ``V`` crosses ``V_th`` a spike is recorded at the
     crossing time (found exactly inside the step), ``V`` is reset to ``V_reset`` and
-    held there for ``t_ref``. ``V_spike`` is the value a recorded ``v`` shows at the
-    sample just after a spike, as in seed 002's figure (it does not enter the
-    dynamics); ``None`` shows the reset value. ``V_th=inf`` gives a passive leaky
+    held there for ``t_ref``. ``V_spike`` is the value a recorded ``v`` shows at the end
+    of a step in which the neuron spiked, as in seed 002's figure (it does not enter
+    the dynamics); ``None`` shows the reset value. Only saved samples show it: with
+    ``save_every`` longer than ``dt`` a spike in an earlier step of the interval is
+    not drawn (its time is in ``trace.spikes`` all the same). ``V_th=inf`` gives a passive leaky
     integrator (seed 000's ``leakyIF`` without threshold).
 
     Defaults are seed 002's (C = 1, gL = 0.1, EL = -70, V_th = -55, V_reset = -75,
@@ -51,6 +53,15 @@ class LIF(AbstractSpikingNeuron):
             {"C": (units.uF_per_cm2, "capacitance"), "gL": (units.S_per_cm2, "conductance")}
         )
         super().__post_init__()
+
+    def __check_init__(self):
+        self._check_population(("C", "gL", "EL", "V_th", "V_reset", "V_spike", "t_ref", "area"))
+        if units.is_concrete(self.V_reset) and units.is_concrete(self.V_th):
+            if not bool(jnp.all(self.V_reset < self.V_th)):
+                raise ValueError(
+                    f"LIF.V_reset must lie below V_th (mV), or the neuron fires again as soon as "
+                    f"its refractory period ends; got V_reset={self.V_reset}, V_th={self.V_th}"
+                )
 
     @property
     def tau_m(self):
