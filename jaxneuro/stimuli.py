@@ -146,7 +146,11 @@ class _Windowed(AbstractStimulus):
 
 class StepCurrent(_Windowed):
     """NEURON's ``IClamp``: ``amp`` nA from ``delay`` for ``dur`` ms (``delay <= t <
-    delay + dur``)."""
+    delay + dur``).
+
+    ``amp`` is differentiable; ``delay`` and ``dur`` are not usefully so: with the
+    default solver the current is taken at each step's midpoint, as NEURON does, so the
+    onset moves in whole steps and a gradient in ``delay`` is 0."""
 
     amp: object = units.param(units.nA, default=0.0)
     delay: object = units.param(units.ms, default=0.0)

@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 
 SMALL_LOOP_BYTES = 4 << 20
 """Loops whose body touches at most this many bytes (4 MiB) run as one kernel."""
@@ -114,4 +115,23 @@ def apply() -> None:
     ``os.environ["XLA_FLAGS"]`` (see the module doc)."""
     flags = with_small_loop_threshold(os.environ.get("XLA_FLAGS", ""))
     flags = with_cpu_devices(flags, usable_cores())
-    os.environ["XLA_FLAGS"] = with_vector_width(flags)
+    flags = with_vector_width(flags)
+    if _backends_started() and flags != os.environ.get("XLA_FLAGS", ""):
+        warnings.warn(
+            "jaxneuro was imported after JAX had started its backends, so its XLA settings "
+            "(one CPU device per core, time loops as single kernels, 512-bit vectors) do not "
+            "apply in this process: simulations run correctly but slower. Import jaxneuro "
+            "before the first JAX computation.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    os.environ["XLA_FLAGS"] = flags
+
+
+def _backends_started() -> bool:
+    """Whether JAX has created its backends (after which XLA_FLAGS is not read again)."""
+    try:
+        from jax._src import xla_bridge
+    except ImportError:  # pragma: no cover - JAX's internals moved
+        return False
+    return bool(getattr(xla_bridge, "_backends", None))

@@ -93,3 +93,18 @@ def test_the_setting_can_be_turned_back_to_xlas_default():
     flags, hoisted, _ = _probe(f"--xla_backend_extra_options={THRESHOLD_KEY}=1024")
     assert flags.split()[0] == f"--xla_backend_extra_options={THRESHOLD_KEY}=1024"
     assert hoisted == "False"
+
+
+def test_importing_jaxneuro_after_jax_started_warns():
+    script = ("import warnings, jax, jax.numpy as jnp\n"
+              "jnp.ones(2).block_until_ready()\n"
+              "with warnings.catch_warnings(record=True) as w:\n"
+              "    warnings.simplefilter('always')\n"
+              "    import jaxneuro\n"
+              "print([str(x.message) for x in w])\n")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True).stdout
+    assert "after JAX had started its backends" in out
+    quiet = subprocess.run([sys.executable, "-W", "error", "-c", "import jax; import jaxneuro; jax.numpy.ones(2)"],
+                           env=env, capture_output=True, text=True)
+    assert quiet.returncode == 0, quiet.stderr
