@@ -7,6 +7,7 @@ as building blocks for fitting losses. Results are in base units: mV, MΩ, ms.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 
 import equinox as eqx
@@ -75,6 +76,13 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
             f"steady_state: i_inj expects a scalar or one value per compartment (shape {model.shape}), "
             f"got shape {np.shape(i_inj)}"
         ) from None
+    return model.init_state(_steady_voltage(model, i_inj, v, max_iterations, throw))
+
+
+@eqx.filter_jit  # one compiled program for repeated calls on models of one structure
+def _steady_voltage(model, i_inj, v, max_iterations, throw):
+    """The voltage of :func:`steady_state` (``model`` precomputed, ``i_inj`` and the
+    guess ``v`` of the model's shape)."""
     coupling = model.voltage_coupling()
     rtol = float(jnp.finfo(v.dtype).eps) ** 0.75
 
@@ -115,7 +123,7 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
             "(the model may have no fixed point near v_guess at this i_inj; try another v_guess, more "
             "max_iterations, or throw=False to get the last iterate)",
         )
-    return model.init_state(v)
+    return v
 
 
 def _voltage_derivative(model, i_inj):
@@ -340,10 +348,17 @@ def spike_times(source, threshold=None, *, capacity: int | None = None, variable
         )
     threshold = units.to_base(0.0 if threshold is None else threshold, "threshold", units.mV)
     capacity = DEFAULT_SPIKE_CAPACITY if capacity is None else capacity
-    flat = v.reshape(v.shape[0], -1)
     # One extra slot tells whether a neuron had more crossings than capacity.
-    out = jax.vmap(lambda x: _crossings(source.t, x, threshold, capacity + 1), in_axes=1)(flat)
-    return _first(out.reshape(v.shape[1:] + (capacity + 1,)), capacity)
+    return _first(_all_crossings(source.t, v, threshold, capacity + 1), capacity)
+
+
+@functools.partial(jax.jit, static_argnames="capacity")
+def _all_crossings(t, v, threshold, capacity):
+    """Crossings of every column of ``v``, shape ``v.shape[1:] + (capacity,)``; one
+    compiled program rather than many small operations when called eagerly."""
+    flat = v.reshape(v.shape[0], -1)
+    out = jax.vmap(lambda x: _crossings(t, x, threshold, capacity), in_axes=1)(flat)
+    return out.reshape(v.shape[1:] + (capacity,))
 
 
 def _first(spikes, capacity):

@@ -128,13 +128,15 @@ def simulate(
     if isinstance(record, str):
         record = (record,)
     record = tuple(record)
-    own_spikes = bool(model.init_state(model.default_v0).events)  # spiking point neurons
-    if not record and summary is None and not own_spikes:
+    def own_spikes():  # spiking point neurons keep spike times of their own
+        return bool(jax.eval_shape(model.init_state, model.default_v0).events)
+
+    if not record and summary is None and not own_spikes():
         raise ValueError("record must name at least one variable, e.g. record=('v',), or give summary=")
     if summary is not None:
         if not isinstance(summary, SpikeSummary):
             raise ValueError(f"summary expects a jn.SpikeSummary, got {type(summary).__name__}")
-        if own_spikes:
+        if own_spikes():
             raise ValueError(f"summary: {type(model).__name__} records its own spikes already; leave summary=None")
         model = SpikeDetector(model, threshold=summary.threshold, capacity=summary.capacity)
     known = model.observables()
