@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,9 @@ def seed001_passive_soma(out: Path, compare_neuron: bool = True) -> list[Check]:
 
 def _neuron_passive_soma():
     """Seed 001 run in NEURON itself, or None when the ``neuron`` package is absent."""
+    # NEURON without its GUI: no "no DISPLAY" notice in the tour's output (an option a
+    # user has set is kept).
+    os.environ.setdefault("NEURON_MODULE_OPTIONS", "-nogui")
     try:
         from neuron import h
     except ImportError:
