@@ -112,6 +112,24 @@ def test_gradient_with_respect_to_g_max():
     assert float(grad) == pytest.approx(float(fd), rel=1e-5)
 
 
+def test_delays_and_presynaptic_spike_times_take_no_gradient_through_a_synapse():
+    # A later arrival lowers the voltage at 8 ms (the EPSP has less time); the
+    # derivative of the step-chosen arrival gave +5.4 mV/ms instead. Now none: 0, while
+    # g_max's gradient still flows.
+    def v_end(delay, g_max=0.002):
+        net, stims = one_spike_net(jn.ExpSynapse("pre", "post", jn.conn.one_to_one, g_max, 3.0, 0.0, delay))
+        return jn.simulate(net, 8.0, stimuli=stims, v0=-70.0)["post"].v[-1, 0]
+
+    fd = (float(v_end(1.35)) - float(v_end(1.25))) / 0.1
+    assert fd < -0.1
+    assert float(jax.grad(v_end)(1.3)) == 0.0
+    assert float(jax.grad(v_end, argnums=1)(1.3, 0.002)) > 0.0
+    with pytest.raises(ValueError, match="summary= detects spikes inside each step of the default solver"):
+        import diffrax
+
+        jn.simulate(passive(3), 5.0, record=(), summary=jn.SpikeSummary(), solver=diffrax.Tsit5())
+
+
 def test_synapse_needs_a_spiking_pre():
     with pytest.raises(ValueError, match="spiking population"):
         jn.Network({"a": passive(2), "b": passive(2)}, [jn.ExpSynapse("a", "b", jn.conn.one_to_one, 0.001)])

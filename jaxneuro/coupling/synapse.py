@@ -6,8 +6,11 @@ at time ``t_s`` (found inside the solver step, see
 ``t_s + delay``. At the end of each step the conductances are advanced *exactly* from
 ``t0`` to ``t1``: the old state decays analytically and each arrival in ``(t0, t1]`` adds
 its kernel evaluated at ``t1 − t_arrival``. So the conductance time course is exact at
-every step boundary, independent of ``dt``, and linear (differentiable) in ``g_max``;
-spike times and delays enter differentiably too. Within a step the voltage sees the
+every step boundary, independent of ``dt``, and linear (differentiable) in ``g_max``.
+Presynaptic spike times and ``delay`` take **no gradient** through a synapse (their
+derivative is 0): an arrival switches its conductance on at a step boundary, and the
+derivative of that discrete choice would leave only the decay term, of the wrong sign
+(a later EPSP gave a later voltage that seemed to rise). Within a step the voltage sees the
 exact conductance at the step's midpoint, arrivals up to that time included (as NEURON,
 which delivers an event at the step boundary nearest to it; arrivals from spikes in the
 same step, possible only with ``delay < dt``, count from the next step).
@@ -23,6 +26,7 @@ from __future__ import annotations
 import math
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 
 from .. import units
@@ -89,7 +93,11 @@ class AbstractSynapse(AbstractCoupling):
         whose arrival ``t_spike + delay`` lies in ``(t0, t1]``."""
         decayed = self._propagate(events, jnp.maximum(t1 - events["t"], 0.0))
         delay = jnp.broadcast_to(self.delay, self.pre_local.shape)
-        t_arr = pre_spikes[self.pre_local] + delay[:, None]  # (n_conn, capacity)
+        # Arrival times carry no gradient: the step an arrival falls in is chosen by a
+        # comparison, so its derivative would hold only "a later arrival has decayed
+        # less" and miss "a later arrival switches on later", the larger effect: the
+        # gradient of a later voltage in a delay came out with the wrong sign.
+        t_arr = jax.lax.stop_gradient(pre_spikes[self.pre_local] + delay[:, None])  # (n_conn, capacity)
         arrived = (t_arr > t0) & (t_arr <= t1)
         s = jnp.where(arrived, t1 - t_arr, 0.0)
         kick = self._kernels(s)

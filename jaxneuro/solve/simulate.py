@@ -166,6 +166,12 @@ def simulate(
     if solver is None:
         solver = model.default_solver()
     elif y0.events and not isinstance(solver, StaggeredEuler):
+        if summary is not None:
+            raise ValueError(
+                f"solver: summary= detects spikes inside each step of the default solver "
+                f"(jn.StaggeredEuler); it cannot with {type(solver).__name__}: record 'v' and "
+                "use jn.spike_times(trace) instead"
+            )
         raise ValueError(
             f"solver: {type(model).__name__} has spikes and resets, which only the default "
             f"solver (jn.StaggeredEuler) handles inside its step; got {type(solver).__name__}"
