@@ -61,8 +61,7 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
     several, choose ``v_guess`` near the one wanted. Spiking models with a reset have
     no useful fixed point above threshold.
     """
-    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int) or max_iterations < 1:
-        raise ValueError(f"steady_state: max_iterations expects a positive int, got {max_iterations!r}")
+    max_iterations = units.positive_int(max_iterations, "steady_state: max_iterations")
     if not isinstance(throw, bool):
         raise ValueError(f"steady_state: throw expects True or False, got {throw!r}")
     i_inj = units.to_base(i_inj, "i_inj", units.nA)
@@ -324,9 +323,7 @@ def spike_times(source, threshold=None, *, capacity: int | None = None, variable
     if not isinstance(source, Trace):
         raise ValueError(f"spike_times expects a Trace, got {type(source).__name__}")
     if capacity is not None:
-        if isinstance(capacity, (bool, np.bool_)) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
-            raise ValueError(f"spike_times: capacity expects a positive integer, got {capacity!r}")
-        capacity = int(capacity)
+        capacity = units.positive_int(capacity, "spike_times: capacity")
     if source.parts is not None:
         raise ValueError(
             f"spike_times: a Network's trace holds one trace per population; use "
@@ -434,9 +431,7 @@ def fi_curve(model: AbstractModel, amps, *, delay=0.0, dur=500.0, window=None, d
     """
     from .solve.simulate import simulate
 
-    if isinstance(capacity, (bool, np.bool_)) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
-        raise ValueError(f"fi_curve: capacity expects a positive integer, got {capacity!r}")
-    capacity = int(capacity)
+    capacity = units.positive_int(capacity, "fi_curve: capacity")
     amps = jnp.asarray(units.to_base(amps, "amps", units.nA), dtype=jnp.result_type(float))
     delay = units.to_base(delay, "delay", units.ms)
     dur = units.to_base(dur, "dur", units.ms)

@@ -47,6 +47,8 @@ import jax
 import numpy as np
 import saiunit as u
 
+from . import units
+
 _MANIFEST = "manifest.json"
 
 
@@ -113,9 +115,7 @@ def _fingerprint(grid, batch_size) -> dict:
 def _fn_fingerprint(fn, grid) -> str:
     """A hash of what ``fn`` computes on one parameter set: its traced program (with
     the output shapes and dtypes) and the values it closes over (a model's parameters)."""
-    example = jax.tree.map(lambda x: x[0], grid)
-    closed = jax.make_jaxpr(fn)(example)
-    out = jax.eval_shape(fn, example)
+    closed, out = jax.make_jaxpr(fn, return_shape=True)(jax.tree.map(lambda x: x[0], grid))
     h = hashlib.sha256()
     h.update(str(closed.jaxpr).encode())
     h.update(str(jax.tree.structure(out)).encode())
@@ -153,8 +153,8 @@ def _load_chunk(path: Path, treedef):
     return jax.tree.unflatten(treedef, leaves)
 
 
-def _check_manifest(out: Path, meta: dict, what: str) -> None:
-    old = json.loads((out / _MANIFEST).read_text())
+def _check_manifest(out: Path, old: dict, meta: dict, what: str) -> None:
+    """A ValueError unless the manifest ``old`` read from ``out`` is that of ``meta``."""
     grid_keys = [k for k in meta if k != "fn_sha256"]
     if {k: old.get(k) for k in grid_keys} != {k: meta[k] for k in grid_keys}:
         raise ValueError(
@@ -174,7 +174,7 @@ def _prepare_out(out: Path, meta: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / _MANIFEST
     if manifest.exists():
-        _check_manifest(out, meta, "sweep")
+        _check_manifest(out, json.loads(manifest.read_text()), meta, "sweep")
     elif jax.process_index() == 0:
         _write_atomic(manifest, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
 
@@ -199,9 +199,7 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
     """
     if not callable(fn):
         raise ValueError(f"sweep: fn expects a function of one parameter set, got {type(fn).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"sweep: batch_size expects a positive integer, got {batch_size!r}")
-    batch_size = int(batch_size)
+    batch_size = units.positive_int(batch_size, "sweep: batch_size")
     grid = _as_arrays(grid)
     meta = _fingerprint(grid, batch_size)
     n, n_chunks = meta["n"], meta["n_chunks"]
@@ -280,7 +278,7 @@ def load(out, fn: Callable, grid, *, check_fn: bool = True):
     mine = _fingerprint(grid, meta["batch_size"])
     if check_fn:
         mine["fn_sha256"] = _fn_fingerprint(fn, grid)
-    _check_manifest(out, mine, "load")
+    _check_manifest(out, meta, mine, "load")
     missing = [c for c in range(meta["n_chunks"]) if not _chunk_path(out, c).exists()]
     if missing:
         raise ValueError(f"load: {len(missing)} of {meta['n_chunks']} chunks missing in {out} (e.g. {missing[:5]})")

@@ -99,6 +99,14 @@ def unit_name(unit) -> str:
     return _UNIT_NAMES.get(id(unit), str(unit))
 
 
+def positive_int(value, name: str) -> int:
+    """``value`` as an int if it is a positive integer (a bool is not), else a
+    ValueError naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} expects a positive integer, got {value!r}")
+    return int(value)
+
+
 def is_concrete(x) -> bool:
     """True when ``x`` holds values we can inspect now (not a tracer under jit/grad)."""
     return not isinstance(x, jax.core.Tracer)

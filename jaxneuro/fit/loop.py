@@ -264,12 +264,14 @@ def fit(
         return jnp.asarray(loss(sel.replace(model, forward(u))))
 
     extra = isinstance(optimizer, optax.GradientTransformationExtraArgs)
-    out = jax.eval_shape(loss_u, jax.tree.map(lambda x: x[0], u0) if n_starts is not None else u0, model)
-    if out.ndim != 0:
-        raise ValueError(f"loss expects a function returning a scalar, got shape {out.shape}")
 
     def one_step(u, opt_state, model):
-        value, grad = jax.value_and_grad(loss_u)(u, model)
+        # value_and_grad, with the shape checked before the pullback (grad would
+        # reject a non-scalar with JAX's own message).
+        value, pullback = jax.vjp(lambda v: loss_u(v, model), u)
+        if jnp.ndim(value) != 0:
+            raise ValueError(f"loss expects a function returning a scalar, got shape {jnp.shape(value)}")
+        (grad,) = pullback(jnp.ones_like(value))
         kwargs = {"value": value, "grad": grad, "value_fn": lambda v: loss_u(v, model)} if extra else {}
         updates, new_state = optimizer.update(grad, opt_state, u, **kwargs)
         new_u = optax.apply_updates(u, updates)

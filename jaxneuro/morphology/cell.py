@@ -41,6 +41,7 @@ class _Layout(NamedTuple):
     own: np.ndarray  # half segment of node k towards its parent (2n: none)
     partner: np.ndarray  # half segment in series with it (2n: none)
     segment_nodes: np.ndarray  # tree node of each segment
+    ends: dict  # (section, x in {0, 1}) -> child sections joined there (x = 0 resolved)
 
 
 def _resolve_link(parents: tuple, p: int, x: float) -> tuple[int, float]:
@@ -98,7 +99,7 @@ def _layout(nsegs: tuple[int, ...], parents: tuple) -> _Layout:
             if len(ends.get((s, x), ())) > 1:
                 end_seg = offsets[s] + (0 if x == 0.0 else nsegs[s] - 1)
                 junction_of[(s, x)] = add(segment_nodes[end_seg], half(end_seg, x), none)
-    return _Layout(offsets, np.asarray(node_parent), np.asarray(own), np.asarray(partner), segment_nodes)
+    return _Layout(offsets, np.asarray(node_parent), np.asarray(own), np.asarray(partner), segment_nodes, ends)
 
 
 def _segment_of(x: float, nseg: int) -> int:
@@ -294,8 +295,16 @@ class Cell(AbstractModel):
         return _layout(self.nsegs, self.parents)
 
     def section_index(self, section) -> int:
-        """Index of ``section`` (an index or a name) in ``sections``."""
+        """Index of ``section`` (an index or a name; None: the one section of a
+        one-section cell, for a bare ``x``) in ``sections``."""
         n = len(self.sections)
+        if section is None:
+            if n != 1:
+                raise ValueError(
+                    f"a bare x (no section) needs a one-section cable; this cell has {n} sections: "
+                    "give (section, x)"
+                )
+            return 0
         if isinstance(section, str):
             names = self.section_names
             if section not in names:
@@ -312,8 +321,13 @@ class Cell(AbstractModel):
         segment containing ``x`` in [0, 1]. A section's ``x = 0`` is where it joins its
         parent (as in NEURON), so ``(child, 0)`` is the parent's location (up the tree);
         a root's ``x = 0`` and every ``x = 1`` give the end segment."""
+        return self._located(section, x)[2]
+
+    def _located(self, section, x) -> tuple[int, float, int]:
+        """``(s, x, segment)``: location ``(section, x)`` resolved up the tree (see
+        :meth:`index`) and the segment containing it."""
         s, x = _resolve_link(self.parents, self.section_index(section), _check_x(x, "x"))
-        return int(self._layout().offsets[s]) + _segment_of(x, self.sections[s].nseg)
+        return s, x, int(self._layout().offsets[s]) + _segment_of(x, self.sections[s].nseg)
 
     locate = index
 
@@ -527,11 +541,10 @@ class Cell(AbstractModel):
                 and (isinstance(target[0], str) or isinstance(target[1], (float, np.floating)))):
             target = Location(*target)  # a location (section, x); two ints are indices
         if isinstance(target, Location):
-            if target.section is None and len(self.sections) != 1:
-                raise ValueError(
-                    f"stimulus target={target!r}: a bare x needs a one-section cable; give (section, x)"
-                )
-            seg, weight = self._node_of(0 if target.section is None else target.section, target.x)
+            try:
+                seg, weight = self._node_of(target.section, target.x)
+            except ValueError as e:
+                raise ValueError(f"stimulus target={target!r}: {e}") from None
             return sum_into(broadcast_current(i, (1,), target) * weight, seg, n)
         if isinstance(target, (int, np.integer)):
             if not -n <= target < n:
@@ -556,12 +569,10 @@ class Cell(AbstractModel):
         on at once to its neighbours (the section's end segment and the children's
         first segments) in proportion to the conductances of the half segments that
         join them; an end without children passes it all to its end segment."""
-        s, x = _resolve_link(self.parents, self.section_index(section), _check_x(x, "x"))
+        s, x, end = self._located(section, x)
         lay, n = self._layout(), self.n_segments
-        end = int(lay.offsets[s]) + _segment_of(x, self.sections[s].nseg)
-        children = [c for c, link in enumerate(self.parents)
-                    if link is not None and _resolve_link(self.parents, *link) == (s, x)]
-        if x not in (0.0, 1.0) or not children:
+        children = lay.ends.get((s, x), []) if x in (0.0, 1.0) else []
+        if not children:
             return np.array([end]), jnp.ones((1,), jnp.result_type(float))
         halves = np.array([end + n if x == 1.0 else end] + [int(lay.offsets[c]) for c in children])
         g = 1.0 / self._half_resistance()[halves]

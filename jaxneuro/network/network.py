@@ -376,12 +376,8 @@ class Network(AbstractModel):
 def _location_index(pop, name, location):
     """Segment index of ``location = (section, x)`` on a cell or cable population
     (``section`` None: a bare ``x`` on a one-section cable)."""
-    section, x = location
     cell = pop.as_cell() if hasattr(pop, "as_cell") else pop
-    if section is None:
-        if len(cell.sections) != 1:
-            raise ValueError(
-                f"coupling side ({name!r}, {x!r}): a bare x needs a one-section jn.Cable; give (section, x)"
-            )
-        section = 0
-    return cell.index(section, x)
+    try:
+        return cell.index(*location)
+    except ValueError as e:
+        raise ValueError(f"coupling side ({name!r}, {location!r}): {e}") from None
