@@ -62,8 +62,7 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
     no useful fixed point above threshold.
     """
     max_iterations = units.positive_int(max_iterations, "steady_state: max_iterations")
-    if not isinstance(throw, bool):
-        raise ValueError(f"steady_state: throw expects True or False, got {throw!r}")
+    throw = units.flag(throw, "steady_state: throw")
     i_inj = units.to_base(i_inj, "i_inj", units.nA)
     model = model.precomputed()  # a cell's geometry once, not at every iteration
     v = model.default_v0 if v_guess is None else units.to_base(v_guess, "v_guess", units.mV)

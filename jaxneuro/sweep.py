@@ -200,6 +200,12 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
     if not callable(fn):
         raise ValueError(f"sweep: fn expects a function of one parameter set, got {type(fn).__name__}")
     batch_size = units.positive_int(batch_size, "sweep: batch_size")
+    load = units.flag(load, "sweep: load")
+    check_fn = units.flag(check_fn, "sweep: check_fn")
+    if progress is not None:
+        progress = units.flag(progress, "sweep: progress")
+    if on_chunk is not None and not callable(on_chunk):
+        raise ValueError(f"sweep: on_chunk expects None or a function of the chunk index, got {on_chunk!r}")
     grid = _as_arrays(grid)
     meta = _fingerprint(grid, batch_size)
     n, n_chunks = meta["n"], meta["n_chunks"]
@@ -272,6 +278,7 @@ def load(out, fn: Callable, grid, *, check_fn: bool = True):
     """Read a finished sweep from its folder ``out`` (as ``sweep`` returns it);
     ``fn`` and ``grid`` give the result's structure and must be the sweep's (checked
     against its manifest as :func:`sweep` does). A ValueError if chunks are missing."""
+    check_fn = units.flag(check_fn, "load: check_fn")
     out = Path(out)
     meta = json.loads((out / _MANIFEST).read_text())
     grid = _as_arrays(grid)

@@ -107,6 +107,14 @@ def positive_int(value, name: str) -> int:
     return int(value)
 
 
+def flag(value, name: str) -> bool:
+    """``value`` if it is ``True`` or ``False`` (NumPy's bools too), else a ValueError
+    naming ``name``: a truthy string or number is not taken for ``True``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} expects True or False, got {value!r}")
+    return bool(value)
+
+
 def is_concrete(x) -> bool:
     """True when ``x`` holds values we can inspect now (not a tracer under jit/grad)."""
     return not isinstance(x, jax.core.Tracer)

@@ -219,3 +219,22 @@ def test_sweep_grids_from_lists_and_quantities_and_named_errors():
         jn.sweep(lambda p: p["a"], {"a": np.ones(3), "k": 2.0})
     with pytest.raises(ValueError, match=r"\['a'\]: 3, \['b'\]: 4"):
         jn.sweep(lambda p: p["a"], {"a": np.ones(3), "b": np.ones(4)})
+
+
+def test_sweep_switches_must_be_booleans(tmp_path):
+    # A string or a number is not taken for True/False (check_fn="no" used to count as
+    # True, check_fn=0 as False), and on_chunk must be callable; nothing is computed.
+    grid = {"a": np.arange(4.0)}
+    calls = []
+    for kwargs, name in (({"check_fn": "no"}, "check_fn"), ({"check_fn": 0}, "check_fn"),
+                         ({"load": "yes"}, "load"), ({"progress": 1}, "progress"),
+                         ({"on_chunk": 3}, "on_chunk")):
+        with pytest.raises(ValueError, match=f"sweep: {name} expects"):
+            jn.sweep(lambda p: p["a"] + len(calls), grid, batch_size=2, out=tmp_path / "s", **kwargs)
+    assert not (tmp_path / "s").exists()
+    res = jn.sweep(lambda p: p["a"] * 2.0, grid, batch_size=2, out=tmp_path / "s", check_fn=np.bool_(False))
+    sweep_module = importlib.import_module("jaxneuro.sweep")
+    with pytest.raises(ValueError, match="load: check_fn expects True or False"):
+        sweep_module.load(tmp_path / "s", lambda p: p["a"] * 2.0, grid, check_fn="off")
+    np.testing.assert_array_equal(sweep_module.load(tmp_path / "s", lambda p: p["a"] * 2.0, grid,
+                                                    check_fn=False), res)
