@@ -201,3 +201,54 @@ def test_stimulus_at_a_section_end_matches_neuron(neuron_h, target):
     v_j = np.asarray(trace.v)[:, [cell.index(s, x) for s, x in locs]]
     assert np.ptp(v_n) > 5.0
     assert np.max(np.abs(v_j - v_n)) < 1e-8  # into soma's segment alone: 1.7e-3 mV at soma(1)
+
+
+@pytest.mark.parametrize("target", [("soma", 1.0), ("b", 1.0)])
+def test_voltage_at_section_ends_is_neurons_node_voltage(neuron_h, target):
+    # NEURON's sec(x).v at an end where children join is its zero-area node's voltage,
+    # half a segment beyond the end segment: the conductance-weighted mean of the
+    # neighbours (plus an injected current over the conductances). trace.v's column
+    # index(soma, 1) is the end segment instead. soma(0), with a single child, is such
+    # a node too; at a free end (b(1), c(1)) the node has the end segment's voltage
+    # unless a current is injected there, which flows through the half segment.
+    h = neuron_h
+    leak = dict(g=1e-4, e=-65.0)
+    name = f"{target[0]}{int(target[1])}"
+    soma = _section(h, f"soma_at_{name}", 20.0, 20.0, 1, 100.0, "pas", **leak)
+    a = _section(h, f"a_at_{name}", 200.0, 2.0, 5, 100.0, "pas", **leak)
+    b = _section(h, f"b_at_{name}", 200.0, 1.0, 5, 100.0, "pas", **leak)
+    c = _section(h, f"c_at_{name}", 300.0, 0.5, 3, 100.0, "pas", **leak)
+    a.connect(soma(1), 0)
+    b.connect(soma(1), 0)
+    c.connect(soma(0), 0)
+    secs = {"soma": soma, "a": a, "b": b, "c": c}
+    stim = h.IClamp(secs[target[0]](target[1]))
+    # Onset between samples and between step midpoints: NEURON's node voltage at a
+    # sample uses the current of the step before it, as does i_inj(t) below.
+    stim.amp, stim.delay, stim.dur = 0.1, 0.51, 20.0
+    ends = [("soma", 1.0), ("a", 0.0), ("soma", 0.0), ("c", 0.0), ("b", 1.0), ("c", 1.0), ("a", 0.5)]
+    v_n = _run(h, 10.0, 0.025, [secs[s](x)._ref_v for s, x in ends])
+    cables = [jn.Cable(L, diam, Ra=100.0, nseg=n, channels=[jn.channels.Leak(**leak)], name=s)
+              for s, L, diam, n in (("soma", 20.0, 20.0, 1), ("a", 200.0, 2.0, 5), ("b", 200.0, 1.0, 5),
+                                    ("c", 300.0, 0.5, 3))]
+    cell = jn.Cell(cables, parents=[None, ("soma", 1.0), ("soma", 1.0), ("soma", 0.0)])
+    trace = jn.simulate(cell, 10.0, stimuli=[jn.StepCurrent(0.1, 0.51, 20.0, target=target)])
+    i_node = np.where(np.asarray(trace.t) >= 0.51, 0.1, 0.0)
+    at_node = {("soma", 1.0), ("a", 0.0)} if target == ("soma", 1.0) else {("b", 1.0)}
+    v_j = np.stack([np.asarray(cell.voltage_at(trace.v, s, x, i_inj=i_node if (s, x) in at_node else 0.0))
+                    for s, x in ends], axis=1)
+    assert np.ptp(v_n) > 2.0
+    assert np.max(np.abs(v_j - v_n)) < 1e-8
+    # The end segment's column is not the node: the difference the method exists for
+    # (2.5 mV at the thin b's stimulated tip, 2.6e-3 mV at the thick soma's end).
+    stimulated = ends.index(target)
+    column = np.asarray(trace.v)[:, cell.index(*target)]
+    assert np.max(np.abs(column - v_n[:, stimulated])) > (1.0 if target == ("b", 1.0) else 1e-3)
+    # A whole trace, one time or a batch: the last axis is the segments.
+    np.testing.assert_allclose(cell.voltage_at(trace.v[5], "soma", 0.0), v_j[5, 2], rtol=1e-12)
+    with pytest.raises(ValueError, match="voltage_at: v expects segment voltages with last axis 14"):
+        cell.voltage_at(trace.v[:, :3], "soma", 1.0)
+    with pytest.raises(ValueError, match="i_inj is only used at a section end"):
+        cell.voltage_at(trace.v, "b", 0.5, i_inj=0.1)
+    cable = jn.Cable(100.0, 1.0, nseg=4)
+    np.testing.assert_allclose(cable.voltage_at(trace.v[:, :4], 1.0), trace.v[:, 3], rtol=1e-14)

@@ -128,6 +128,13 @@ class Cable(AbstractModel):
         """Index of the segment containing ``x`` in [0, 1] (``trace.v[:, index]``)."""
         return self.as_cell().index(0, x)
 
+    def voltage_at(self, v, x):
+        """NEURON's ``sec(x).v`` (mV) from segment voltages ``v`` (last axis the
+        segments, e.g. ``trace.v``): the segment containing ``x``; at the free ends
+        NEURON's end node carries no current, so it has its end segment's voltage (see
+        :meth:`Cell.voltage_at` for ends where sections join)."""
+        return self.as_cell().voltage_at(v, 0, x)
+
     # --- the model: a one-section cell -----------------------------------------------
     @property
     def shape(self):

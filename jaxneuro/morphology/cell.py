@@ -155,9 +155,10 @@ class Cell(AbstractModel):
     joins there, and stimuli and recordings at ``(child, 0)`` are at that parent
     location. End nodes carry no membrane and hold no state: a stimulus at an end where
     children join is shared among the segments around it as NEURON's node passes it on
-    (at a free end all of it enters the end segment, as in NEURON); a recording at
-    ``x = 1`` (or a root's ``x = 0``) is the end segment's voltage, where NEURON gives
-    the node's, half a segment further.
+    (at a free end all of it enters the end segment, as in NEURON); the column
+    ``index(section, 1)`` (or a root's ``x = 0``) is the end segment's voltage, and
+    :meth:`voltage_at` gives NEURON's ``sec(x).v`` there, the end node's voltage half a
+    segment further (the same at a free end with nothing injected).
 
     ``geometry``, ``segment_membrane`` and ``coupling``: leave None.
     :meth:`precomputed` (which ``simulate`` calls) fills them for one run with the
@@ -320,7 +321,8 @@ class Cell(AbstractModel):
         """Segment index (column of ``trace.v``) of location ``(section, x)``: the
         segment containing ``x`` in [0, 1]. A section's ``x = 0`` is where it joins its
         parent (as in NEURON), so ``(child, 0)`` is the parent's location (up the tree);
-        a root's ``x = 0`` and every ``x = 1`` give the end segment."""
+        a root's ``x = 0`` and every ``x = 1`` give the end segment (NEURON's voltage
+        at an end where children join, half a segment further: :meth:`voltage_at`)."""
         return self._located(section, x)[2]
 
     def _located(self, section, x) -> tuple[int, float, int]:
@@ -569,14 +571,55 @@ class Cell(AbstractModel):
         on at once to its neighbours (the section's end segment and the children's
         first segments) in proportion to the conductances of the half segments that
         join them; an end without children passes it all to its end segment."""
+        segs, g = self._node_neighbours(section, x)
+        if g is None:
+            return segs, jnp.ones((1,), jnp.result_type(float))
+        return segs, g / jnp.sum(g)
+
+    def _node_neighbours(self, section, x):
+        """``(segments, conductances)`` around location ``(section, x)``: at a section
+        end (NEURON's zero-area node there), the end segment and the first segments of
+        the children joined there, with the conductances (µS) of the half segments
+        joining them to the node; inside a section, the segment containing ``x`` and
+        ``None``."""
         s, x, end = self._located(section, x)
+        if x not in (0.0, 1.0):
+            return np.array([end]), None
         lay, n = self._layout(), self.n_segments
-        children = lay.ends.get((s, x), []) if x in (0.0, 1.0) else []
-        if not children:
-            return np.array([end]), jnp.ones((1,), jnp.result_type(float))
+        children = lay.ends.get((s, x), [])
         halves = np.array([end + n if x == 1.0 else end] + [int(lay.offsets[c]) for c in children])
-        g = 1.0 / self._half_resistance()[halves]
-        return np.array([end] + [int(lay.offsets[c]) for c in children]), g / jnp.sum(g)
+        return np.array([end] + [int(lay.offsets[c]) for c in children]), 1.0 / self._half_resistance()[halves]
+
+    def voltage_at(self, v, section, x, i_inj=0.0):
+        """NEURON's ``sec(x).v`` (mV) from segment voltages ``v`` (mV, last axis the
+        cell's segments, e.g. ``trace.v``). Inside a section: the segment containing
+        ``x`` (``v[..., index(section, x)]``). At a section end (``x = 1``, a root's
+        ``x = 0``): NEURON's zero-area node there, half a segment beyond the end
+        segment's centre. No charge sits on it, so its voltage is the
+        conductance-weighted mean of its neighbours' (the end segment and the first
+        segments of the children joined there), ``(Σ g·v + i_inj) / Σ g``, with
+        ``i_inj`` (nA) a current injected at that node (an ``IClamp`` at ``sec(1)``:
+        NEURON's node voltage includes it; at an end where nothing joins and nothing
+        is injected, the end segment's voltage). ``i_inj`` may be an array over the
+        leading axes of ``v`` (a current per saved time: the step's current, which
+        NEURON takes at the step's midpoint)."""
+        segs, g = self._node_neighbours(section, x)
+        i_inj = units.to_base(i_inj, "i_inj", units.nA)
+        v = jnp.asarray(v)
+        if v.ndim == 0 or v.shape[-1] != self.n_segments:
+            raise ValueError(
+                f"voltage_at: v expects segment voltages with last axis {self.n_segments} "
+                f"(this cell's segments, e.g. trace.v), got shape {v.shape}"
+            )
+        if g is None:
+            if not (units.is_concrete(i_inj) and np.all(np.asarray(i_inj) == 0)):
+                raise ValueError(
+                    f"voltage_at: i_inj is only used at a section end (NEURON's zero-area "
+                    f"node); ({section!r}, {x}) is inside a segment, whose voltage already "
+                    "includes what is injected there"
+                )
+            return v[..., int(segs[0])]
+        return (v[..., segs] @ g + jnp.asarray(i_inj)) / jnp.sum(g)
 
     def observables(self):
         names = ["v", "i_cap", "i_inj"]
