@@ -96,7 +96,21 @@ def seed001_passive_soma(out: Path, compare_neuron: bool = True) -> list[Check]:
         Check.near("seed001", "i_pas at plateau (mA/cm2)", float(trace.at(199.9).i_pas), 1e-4 * (analytic + 70), rtol=1e-3),
         Check.near("seed001", "i_cap at plateau (mA/cm2)", float(trace.at(199.9).i_cap), 0.0, atol=1e-7),
     ]
+    # Parts 2.A and 2.C: the soma (NEURON's default pas: e = -70 mV) relaxing for 40 ms
+    # from -65 mV, with g = 0.001 and then 1e-4 S/cm² (tau = cm/g = 1 and 10 ms).
+    relax = {}
+    for g in (1e-3, 1e-4):
+        patch = jn.Compartment(length=100, diam=500, cm=1, channels=[jn.channels.Leak(g=g, e=-70)])
+        relax[g] = np.asarray(jn.simulate(patch, 40.0, v0=-65).v)
+        tau = 1e-3 / g  # ms
+        rows.append(Check.near("seed001", f"v(40 ms) relaxing with g = {g:g} (mV)", float(relax[g][-1]),
+                               -70 + 5 * math.exp(-40.0 / tau), atol=1e-3))
     if compare_neuron:
+        for g, v in relax.items():
+            ref = _neuron_passive_soma(relax_g=g)
+            if ref is not None:
+                rows.append(Check.near("seed001", f"relaxation g = {g:g}: max |v - NEURON| (mV)",
+                                       float(np.max(np.abs(v - ref))), 0.0, atol=1e-6 if _x64() else 2e-3))
         ref = _neuron_passive_soma()
         if ref is not None:
             # Same scheme as NEURON's: equal to rounding (a stimulus one step late: 0.016 mV).
@@ -114,8 +128,10 @@ def seed001_passive_soma(out: Path, compare_neuron: bool = True) -> list[Check]:
     return rows
 
 
-def _neuron_passive_soma():
-    """Seed 001 run in NEURON itself, or None when the ``neuron`` package is absent."""
+def _neuron_passive_soma(relax_g=None):
+    """Seed 001 run in NEURON itself (its 1 nA step, 250 ms; or with ``relax_g``, the
+    soma relaxing from -65 mV for 40 ms with ``pas.g = relax_g``), or None when the
+    ``neuron`` package is absent."""
     # NEURON without its GUI: no "no DISPLAY" notice in the tour's output (an option a
     # user has set is kept).
     os.environ.setdefault("NEURON_MODULE_OPTIONS", "-nogui")
@@ -127,14 +143,15 @@ def _neuron_passive_soma():
     soma = h.Section(name="seed001_soma")
     soma.L, soma.diam, soma.cm = 100, 500, 1
     soma.insert("pas")
-    soma(0.5).pas.g = 1e-4
+    soma(0.5).pas.g = 1e-4 if relax_g is None else relax_g
     soma(0.5).pas.e = -70
-    stim = h.IClamp(soma(0.5))
-    stim.amp, stim.delay, stim.dur = 1, 100, 100
+    if relax_g is None:
+        stim = h.IClamp(soma(0.5))
+        stim.amp, stim.delay, stim.dur = 1, 100, 100
     v = h.Vector().record(soma(0.5)._ref_v)
     h.dt = 0.025
     h.finitialize(-65)
-    h.continuerun(250)
+    h.continuerun(250 if relax_g is None else 40)
     return np.array(v)
 
 
@@ -192,6 +209,18 @@ def seed002_lif_table(out: Path) -> list[Check]:
             finite = isis[k][np.isfinite(isis[k])]
             rows.append(Check.near("seed002", f"LIF ISI C={C[k]} gL={gL[k]} vs the seed's table (ms)",
                                    float(np.mean(finite[1:])), table[(C[k], gL[k])], atol=0.1))
+    # Section 1.2: at I = 2 the neuron fires only for gL < I/(V_th - E_L) = 2/15 µS; at
+    # gL = 0.134 it is silent at I = 2 (figure 4) and fires again at I = 3 (figure 3).
+    g_edge = np.array([2 / 15 * (1 - 1e-3), 2 / 15 * (1 + 1e-3), 0.134, 0.134])
+    amps = np.array([2.0, 2.0, 2.0, 3.0])
+    edge = jn.LIF(n=4, C=1.0, gL=jnp.asarray(g_edge), EL=-70, V_th=-55, V_reset=-75, V_spike=20, t_ref=2)
+    counts = np.asarray(jn.simulate(edge, 200.0, dt=0.025, stimuli=[jn.StepCurrent(jnp.asarray(amps))],
+                                    record=()).spike_count)
+    for k, label in enumerate(("gL = 2/15 - 0.1 %, I = 2", "gL = 2/15 + 0.1 %, I = 2", "gL = 0.134, I = 2",
+                               "gL = 0.134, I = 3")):
+        fires = g_edge[k] < amps[k] / 15
+        rows.append(Check("seed002", f"LIF spikes in 200 ms, {label}", int(counts[k]),
+                          "> 0" if fires else "0", bool(counts[k] > 0) == fires))
     # The seed's figure 2: voltage of the default LIF neuron.
     trace = jn.simulate(jn.LIF(), 100.0, dt=0.025, stimuli=[jn.StepCurrent(2.0)])
     fig, ax = plt.subplots(figsize=(6, 3.5))
