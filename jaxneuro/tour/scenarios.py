@@ -220,7 +220,7 @@ def seed002_lif_table(out: Path) -> list[Check]:
                                "gL = 0.134, I = 3")):
         fires = g_edge[k] < amps[k] / 15
         rows.append(Check("seed002", f"LIF spikes in 200 ms, {label}", int(counts[k]),
-                          "> 0" if fires else "0", bool(counts[k] > 0) == fires))
+                          "> 0" if fires else "0", bool((counts[k] > 0) == fires)))
     # The seed's figure 2: voltage of the default LIF neuron.
     trace = jn.simulate(jn.LIF(), 100.0, dt=0.025, stimuli=[jn.StepCurrent(2.0)])
     fig, ax = plt.subplots(figsize=(6, 3.5))
