@@ -191,20 +191,25 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
             for name, r in zip(record, rec_refs):
                 r[pl.ds(j, 1), :] = jnp.broadcast_to(obs[name], (block,)).astype(dtype)[None, :]
 
-        def one_step(s, y):
+        def one_step(s, carry):
+            y, state = carry
             ta = t0_ + s * dt_
             tb = jnp.minimum(t0_ + (s + 1) * dt_, t1_)
-            return solver.step(term, ta, tb, y, sys_b, None, False)[0]
+            y, _, _, state, _ = solver.step(term, ta, tb, y, sys_b, state, False)
+            return y, state
 
-        def interval(j, y):
-            y = jax.lax.fori_loop(0, k, lambda i, y: one_step(j * k + i, y), y)
-            store(j + 1, t0_ + (j + 1) * k * dt_, y)
-            return y
+        def interval(j, carry):
+            carry = jax.lax.fori_loop(0, k, lambda i, c: one_step(j * k + i, c), carry)
+            store(j + 1, t0_ + (j + 1) * k * dt_, carry[0])
+            return carry
 
         if n_rec:
             store(0, t0_, y)
-        y = jax.lax.fori_loop(0, n_save - 1, interval, y)
-        y = jax.lax.fori_loop((n_save - 1) * k, n_steps, one_step, y)
+        # The solver's own state (the grid's step, a rounding compensation) as the XLA
+        # loop carries it (solve.fixed_step.integrate).
+        carry = (y, solver.init(term, t0, min(t0 + dt, t1), y, sys_b))
+        carry = jax.lax.fori_loop(0, n_save - 1, interval, carry)
+        y, _ = jax.lax.fori_loop((n_save - 1) * k, n_steps, one_step, carry)
         for r, leaf in zip(final_refs, jax.tree.leaves(y)):
             r[...] = leaf
 
