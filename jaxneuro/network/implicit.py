@@ -37,6 +37,7 @@ dt = 0.025 ms) converge in a handful of iterations.
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import jax.scipy.sparse.linalg as jsl
 from jaxtyping import Array
@@ -116,13 +117,23 @@ class GapCoupling(eqx.Module):
         tol = self.tol
         if tol is None:
             tol = 1e-10 if dtype == jnp.float64 else 1e-5
-        if self.symmetric:
-            x, _ = jsl.cg(op, b, x0=precondition(b), tol=tol, atol=0.0, maxiter=self.maxiter, M=precondition)
-        else:
+        def iterate(matvec, r):
+            # Started from the preconditioned right-hand side, computed in here from the
+            # solve's own argument: a starting point computed outside from b would be a
+            # constant of the solve depending on b, which reverse mode cannot transpose
+            # when b is itself a tangent (jn.steady_state's derivative).
+            if self.symmetric:
+                return jsl.cg(matvec, r, x0=precondition(r), tol=tol, atol=0.0, maxiter=self.maxiter,
+                              M=precondition)[0]
             # GMRES, not BiCGSTAB: BiCGSTAB breaks down (0/0, NaN everywhere) on the
             # nearly triangular systems of one-way junctions (g[..., 1] = 0 along a
             # chain); GMRES does not. "incremental" stops within a restart cycle as
             # soon as the residual is small, after a handful of products here.
-            x, _ = jsl.gmres(op, b, x0=precondition(b), tol=tol, atol=0.0, restart=GMRES_RESTART,
-                             maxiter=self.maxiter, M=precondition, solve_method="incremental")
-        return x
+            return jsl.gmres(matvec, r, x0=precondition(r), tol=tol, atol=0.0, restart=GMRES_RESTART,
+                             maxiter=self.maxiter, M=precondition, solve_method="incremental")[0]
+
+        # The transposed system (reverse mode) is solved the same way: block Jacobi is a
+        # preconditioner of the transpose too (the trees' blocks are symmetric, the gaps'
+        # part diagonal).
+        return jax.lax.custom_linear_solve(op, b, solve=iterate, transpose_solve=iterate,
+                                           symmetric=self.symmetric)
