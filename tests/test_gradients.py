@@ -122,3 +122,23 @@ def test_grad_checkpoints_is_checked():
     with pytest.raises(ValueError, match="applies to the constant-step loop"):
         jn.simulate(cell, 1.0, grad_checkpoints="steps", solver=diffrax.Tsit5(),
                     stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))
+
+
+@pytest.mark.parametrize("backend", ["xla", "sharded"])
+def test_runge_kutta_solver_at_constant_step_has_both_derivatives(backend):
+    # diffrax's Runge–Kutta solvers run their stages in a checkpointed loop by default,
+    # which forward mode cannot differentiate (TypeError) and which failed in reverse
+    # mode inside the split backend (equinox's closure conversion under shard_map);
+    # jaxneuro's constant-step loop runs them as a bounded loop instead.
+    pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=4)
+
+    def f(amp):
+        tr = jn.simulate(pop, 6.0, solver=diffrax.Tsit5(), stimuli=[jn.StepCurrent(amp, 1.0, 3.0)],
+                         save_every=0.5, backend=backend)
+        return jnp.mean(tr.v[4:])
+
+    a, h = 0.2, 1e-5
+    fd = (f(a + h) - f(a - h)) / (2 * h)
+    assert abs(float(fd)) > 1.0
+    assert float(jax.grad(f)(a)) == pytest.approx(float(fd), rel=1e-5)
+    assert float(jax.jvp(f, (a,), (1.0,))[1]) == pytest.approx(float(fd), rel=1e-5)

@@ -7,6 +7,7 @@ import warnings
 from collections.abc import Sequence
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,9 +75,13 @@ def simulate(
     ``lax.scan`` over the solver's steps, and ``save_every`` must be a whole multiple
     of ``dt``; gradients then keep the saved states and recompute the steps between
     saves, so memory grows with the number of saves, not of steps (save less often
-    to differentiate long runs). ``adjoint``: a diffrax adjoint; given one, the solve
-    goes through ``diffrax.diffeqsolve`` instead (as it always does for adaptive
-    step sizes, where the default is recursive checkpointing).
+    to differentiate long runs); forward and reverse mode both work there (diffrax's
+    Runge–Kutta solvers run their stages as a bounded loop in it, ``scan_kind="bounded"``,
+    unless given another ``scan_kind``). ``adjoint``: a diffrax adjoint; given one, the
+    solve goes through ``diffrax.diffeqsolve`` instead (as it always does for adaptive
+    step sizes, where the default is recursive checkpointing, which reverse mode
+    needs; for forward mode, ``jax.jvp``/``jax.jacfwd``, pass
+    ``adjoint=diffrax.ForwardMode()``).
 
     ``grad_checkpoints``: what reverse-mode gradients through the constant-step loop keep.
     ``"saves"`` (default) keeps the state at each save and recomputes the steps in
@@ -193,6 +198,7 @@ def simulate(
     if isinstance(stepsize_controller, diffrax.ConstantStepSize) and adjoint is None:
         # Fixed steps: our own loop (exact grid, two-level checkpointed gradients).
         k = steps_per_save(save_every, dt)
+        solver = _stages_as_bounded_loop(solver)
         integrate = {
             "xla": fixed_step.integrate,
             "pallas": backends.pallas.integrate,
@@ -250,3 +256,15 @@ def simulate(
             stacklevel=2,
         )
     return trace
+
+
+def _stages_as_bounded_loop(solver):
+    """A diffrax Runge–Kutta ``solver`` with its default ``scan_kind`` (None: its stages
+    in a checkpointed loop, which forward mode cannot differentiate and which failed
+    in reverse mode inside the split backend's ``shard_map``) with ``"bounded"``
+    instead, for jaxneuro's constant-step loop, which checkpoints each step itself: both
+    modes work, and a 100-neuron HH gradient ran as fast or faster (0.10 vs 0.11 s).
+    Any other solver, or a ``scan_kind`` the user chose, is returned as it is."""
+    if isinstance(solver, diffrax.AbstractRungeKutta) and solver.scan_kind is None:
+        return eqx.tree_at(lambda s: s.scan_kind, solver, "bounded", is_leaf=lambda x: x is None)
+    return solver
