@@ -156,12 +156,15 @@ def _neuron_passive_soma(relax_g=None):
 
 
 def seed002_hh_rest(out: Path) -> list[Check]:
-    """Seed 002: the HH model's resting potential and its gates there.
+    """Seed 002: the HH model's resting potential and its gates there, the same rest
+    from other initial voltages, and a small and a large pulse.
 
     The seed's numbers (rest "about 64.996 mV", m, h, n printed after settling) are the
     textbook HH model with the leak's reversal at 10.613 mV above rest in HH's
     convention, ``el = -54.387`` mV; NEURON's ``hh`` (``HH()``'s default, ``el = -54.3``)
     rests at -64.974 mV instead, where h is 8e-4 off the seed's value."""
+    import jax.numpy as jnp
+
     import jaxneuro as jn
 
     hh = jn.channels.HH(el=-54.387)
@@ -173,6 +176,21 @@ def seed002_hh_rest(out: Path) -> list[Check]:
         Check.near("seed002", f"HH {g} at rest", float(gates[g]), expected, atol=2e-5)
         for g, expected in (("m", 0.052955138647434404), ("h", 0.5960105170018434), ("n", 0.3177330523286259))
     ]
+    # Figure 6: from other initial voltages (gates at their steady state there) the
+    # membrane settles at the same rest; section 2.2: a small pulse gives a subthreshold
+    # response, a large one an action potential.
+    patch = jn.Compartment(length=20, diam=20, channels=[hh])
+    area = math.pi * 20 * 20  # µm²
+    pop = jn.Compartment(length=20, diam=20, channels=[hh], n=3)
+    settled = np.asarray(jn.simulate(pop, 300.0, v0=jnp.array([-80.0, -70.0, -60.0])).v[-1])
+    rows.append(Check.near("seed002", "HH from v0 = -80, -70, -60 mV: max |v(300 ms) - rest| (mV)",
+                           float(np.max(np.abs(settled - v_rest))), 0.0, atol=1e-3))
+    for label, density, fires in (("small", 2.0, False), ("large", 20.0, True)):  # µA/cm² for 1 ms
+        amp = density * 1e-3 * area * 1e-8 * 1e6  # nA
+        tr = jn.simulate(patch, 30.0, v0=v_rest, stimuli=[jn.StepCurrent(amp, 5.0, 1.0)])
+        peak = float(np.max(np.asarray(tr.v)))
+        rows.append(Check("seed002", f"HH peak after a {label} 1 ms pulse ({density:g} µA/cm²) (mV)", peak,
+                          "> 0" if fires else "< -50", bool(peak > 0.0) if fires else bool(peak < -50.0)))
     return rows
 
 
@@ -340,6 +358,20 @@ def seed004_ina_ba2002(out: Path) -> list[Check]:
     ch = jn.channels
     cell = jn.Compartment(area=1e4, channels=[ch.INa_Ba2002(), ch.IKDR_Ba2002(), ch.Leak(g=1e-4, e=-70)])
     rows = []
+    # The page's rate functions, written out here (V_sh = -50 mV), against the channel's
+    # at voltages around rest, threshold and the peak (away from their 0/0 points).
+    v = np.array([-80.0, -62.3, -40.0, -20.0, 15.0])
+    x = v + 50.0
+    seed = {"p": (0.32 * (x - 13) / (1 - np.exp(-(x - 13) / 4)), -0.28 * (x - 40) / (1 - np.exp((x - 40) / 5))),
+            "q": (0.128 * np.exp(-(x - 17) / 18), 4 / (1 + np.exp(-(x - 40) / 5)))}
+    ours = ch.INa_Ba2002().rates(v)
+    for gate, pair in seed.items():
+        for name, expected, value in zip(("alpha", "beta"), pair, ours[gate]):
+            err = float(np.max(np.abs(np.asarray(value) - expected) / np.abs(expected)))
+            rows.append(Check.near("seed004", f"INa_Ba2002 {name}_{gate}: max relative error at 5 voltages", err, 0.0,
+                                   atol=1e-12 if _x64() else 1e-5))
+    phi = float(ch.INa_Ba2002(T=26.0).phi)
+    rows.append(Check.near("seed004", "INa_Ba2002 phi at T = 26 °C (3**((T - 36)/10))", phi, 1 / 3, rtol=1e-6))
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for amp in (0.0, 0.5):
         trace = jn.simulate(cell, 200.0, stimuli=[jn.StepCurrent(amp, 50, 100)], v0=-70)
