@@ -232,7 +232,7 @@ def test_fit_gap_conductance_to_coupling_coefficient():
     target_cc = 0.4  # g/(gL + g) with gL = 0.1 µS -> g = 0.0667 µS
 
     def coupling_coefficient(g):
-        # V_th well above the ~-65 mV reached (LIF(V_th=inf) gives NaN gradients).
+        # V_th well above the ~-65 mV reached (never fires; V_th=inf works as well).
         cell = jn.LIF(C=1.0, gL=0.1, EL=-70.0, V_th=0.0)
         net = jn.Network({"one": cell, "two": cell}, [jn.SymmetricGapJunction("one", "two", jn.conn.one_to_one, g)])
         tr = jn.simulate(net, 100.0, dt=1.0, save_every=100.0,
