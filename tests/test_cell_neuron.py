@@ -172,6 +172,20 @@ def test_locations_and_indices_are_different_targets_in_one_process():
         jn.Cell([jn.Cable(10.0, 1.0, name="a"), jn.Cable(10.0, 1.0)], parents=[None, ["b", 0.5]])
 
 
+def _four_sections(h, tag, c_at, c_nseg):
+    """soma (1 segment) with a and b joined at soma(1) and c at soma(c_at), all leaky,
+    in NEURON (sections named with ``tag``) and in jaxneuro: ``(secs, cell)``."""
+    leak = dict(g=1e-4, e=-65.0)
+    geometry = (("soma", 20.0, 20.0, 1), ("a", 200.0, 2.0, 5), ("b", 200.0, 1.0, 5), ("c", 300.0, 0.5, c_nseg))
+    secs = {s: _section(h, f"{s}_{tag}", L, diam, n, 100.0, "pas", **leak) for s, L, diam, n in geometry}
+    secs["a"].connect(secs["soma"](1), 0)
+    secs["b"].connect(secs["soma"](1), 0)
+    secs["c"].connect(secs["soma"](c_at), 0)
+    cables = [jn.Cable(L, diam, Ra=100.0, nseg=n, channels=[jn.channels.Leak(**leak)], name=s)
+              for s, L, diam, n in geometry]
+    return secs, jn.Cell(cables, parents=[None, ("soma", 1.0), ("soma", 1.0), ("soma", c_at)])
+
+
 @pytest.mark.parametrize("target", [("soma", 1.0), ("a", 0.0), ("b", 1.0), ("soma", 0.0)])
 def test_stimulus_at_a_section_end_matches_neuron(neuron_h, target):
     # soma(1), where a and b join, is a zero-area node in NEURON: a current injected
@@ -179,24 +193,11 @@ def test_stimulus_at_a_section_end_matches_neuron(neuron_h, target):
     # first segments, shared by the conductances of their half segments. b(1) and
     # soma(0) are free ends: all of it into the end segment.
     h = neuron_h
-    leak = dict(g=1e-4, e=-65.0)
-    name = f"{target[0]}{int(target[1])}"
-    soma = _section(h, f"soma_end_{name}", 20.0, 20.0, 1, 100.0, "pas", **leak)
-    a = _section(h, f"a_end_{name}", 200.0, 2.0, 5, 100.0, "pas", **leak)
-    b = _section(h, f"b_end_{name}", 200.0, 1.0, 5, 100.0, "pas", **leak)
-    c = _section(h, f"c_end_{name}", 300.0, 0.5, 5, 100.0, "pas", **leak)
-    a.connect(soma(1), 0)
-    b.connect(soma(1), 0)
-    c.connect(soma(0.5), 0)
-    secs = {"soma": soma, "a": a, "b": b, "c": c}
+    secs, cell = _four_sections(h, f"end_{target[0]}{int(target[1])}", 0.5, 5)
     stim = h.IClamp(secs[target[0]](target[1]))
     stim.amp, stim.delay, stim.dur = 0.1, 0.5, 20.0
     locs = [("soma", 0.5), ("a", 0.1), ("b", 0.1), ("b", 0.9), ("c", 0.1)]
     v_n = _run(h, 10.0, 0.025, [secs[s](x)._ref_v for s, x in locs])
-    cables = [jn.Cable(L, diam, Ra=100.0, nseg=n, channels=[jn.channels.Leak(**leak)], name=s)
-              for s, L, diam, n in (("soma", 20.0, 20.0, 1), ("a", 200.0, 2.0, 5), ("b", 200.0, 1.0, 5),
-                                    ("c", 300.0, 0.5, 5))]
-    cell = jn.Cell(cables, parents=[None, ("soma", 1.0), ("soma", 1.0), ("soma", 0.5)])
     trace = jn.simulate(cell, 10.0, stimuli=[jn.StepCurrent(0.1, 0.5, 20.0, target=target)])
     v_j = np.asarray(trace.v)[:, [cell.index(s, x) for s, x in locs]]
     assert np.ptp(v_n) > 5.0
@@ -212,26 +213,13 @@ def test_voltage_at_section_ends_is_neurons_node_voltage(neuron_h, target):
     # a node too; at a free end (b(1), c(1)) the node has the end segment's voltage
     # unless a current is injected there, which flows through the half segment.
     h = neuron_h
-    leak = dict(g=1e-4, e=-65.0)
-    name = f"{target[0]}{int(target[1])}"
-    soma = _section(h, f"soma_at_{name}", 20.0, 20.0, 1, 100.0, "pas", **leak)
-    a = _section(h, f"a_at_{name}", 200.0, 2.0, 5, 100.0, "pas", **leak)
-    b = _section(h, f"b_at_{name}", 200.0, 1.0, 5, 100.0, "pas", **leak)
-    c = _section(h, f"c_at_{name}", 300.0, 0.5, 3, 100.0, "pas", **leak)
-    a.connect(soma(1), 0)
-    b.connect(soma(1), 0)
-    c.connect(soma(0), 0)
-    secs = {"soma": soma, "a": a, "b": b, "c": c}
+    secs, cell = _four_sections(h, f"at_{target[0]}{int(target[1])}", 0.0, 3)
     stim = h.IClamp(secs[target[0]](target[1]))
     # Onset between samples and between step midpoints: NEURON's node voltage at a
     # sample uses the current of the step before it, as does i_inj(t) below.
     stim.amp, stim.delay, stim.dur = 0.1, 0.51, 20.0
     ends = [("soma", 1.0), ("a", 0.0), ("soma", 0.0), ("c", 0.0), ("b", 1.0), ("c", 1.0), ("a", 0.5)]
     v_n = _run(h, 10.0, 0.025, [secs[s](x)._ref_v for s, x in ends])
-    cables = [jn.Cable(L, diam, Ra=100.0, nseg=n, channels=[jn.channels.Leak(**leak)], name=s)
-              for s, L, diam, n in (("soma", 20.0, 20.0, 1), ("a", 200.0, 2.0, 5), ("b", 200.0, 1.0, 5),
-                                    ("c", 300.0, 0.5, 3))]
-    cell = jn.Cell(cables, parents=[None, ("soma", 1.0), ("soma", 1.0), ("soma", 0.0)])
     trace = jn.simulate(cell, 10.0, stimuli=[jn.StepCurrent(0.1, 0.51, 20.0, target=target)])
     i_node = np.where(np.asarray(trace.t) >= 0.51, 0.1, 0.0)
     at_node = {("soma", 1.0), ("a", 0.0)} if target == ("soma", 1.0) else {("b", 1.0)}
