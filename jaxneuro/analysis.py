@@ -17,7 +17,7 @@ import numpy as np
 
 from . import units
 from .model import AbstractModel
-from .solve.trace import Trace
+from .solve.trace import Trace, within
 from .state import State
 from .stimuli import StepCurrent
 
@@ -247,7 +247,7 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     if method == "end":
         return (_sample_at_or_before(source, step.delay + step.dur, variable) - baseline) / step.amp
     t = source.t.reshape((-1,) + (1,) * (v.ndim - 1))
-    during = (t >= step.delay) & (t <= step.delay + step.dur)
+    during = within(t, step.delay, step.delay + step.dur)
     sign = jnp.sign(step.amp)
     peak = jnp.max(jnp.where(during, sign * v, -jnp.inf), axis=0)
     return (peak - sign * baseline) / jnp.abs(step.amp)
@@ -286,7 +286,7 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     frac = (v - baseline) / (final - baseline)  # 0 at onset, 1 at the end
     t = source.t.reshape((-1,) + (1,) * (v.ndim - 1))
     target = 1.0 - np.exp(-1.0)
-    during = (t >= step.delay) & (t <= step.delay + step.dur)
+    during = within(t, step.delay, step.delay + step.dur)
     reached = during & (frac >= target)
     # First sample at or past 63.2%, and the one before it, for interpolation.
     idx = jnp.argmax(reached, axis=0)

@@ -347,3 +347,22 @@ def test_step_measurements_take_the_sample_before_an_onset_between_samples():
         jn.input_resistance(soma(), density)
     with pytest.raises(ValueError, match="takes no stimulus"):
         jn.membrane_time_constant(soma(), stim)
+
+
+def test_windows_keep_samples_a_rounding_error_outside_their_bounds():
+    # Save times are t0 + k·save_every: 0.1 + 0.025·8 = 0.30000000000000004, which a
+    # window ending at 0.3 dropped (8 samples of 9), and with it the peak that
+    # input_resistance's deflection method needs (2 % low here).
+    soma = jn.Compartment(length=100, diam=500, cm=1, channels=[jn.channels.Leak(g=1e-4, e=-70)])
+    stim = jn.StepCurrent(1.0, 1.1, 1.2)
+    trace = jn.simulate(soma, 5.0, stimuli=[stim], v0=-70)
+    assert trace.window(0.1, 0.3).t.shape == (9,)
+    assert trace.window(1.1, 2.3).t.shape == (49,)
+    coarse = jn.simulate(soma, 3.0, dt=0.3, v0=-70)
+    np.testing.assert_allclose(coarse.window(0.9, 1.8).t, [0.9, 1.2, 1.5, 1.8])
+    assert float(jn.input_resistance(trace, stim)) == pytest.approx(
+        float(jn.input_resistance(trace, stim, method="end")), rel=1e-12)
+    # A loss window too: 1 mV off at t = 0.3 only, one of its 9 samples.
+    target = np.asarray(trace.v).copy()
+    target[12] += 1.0
+    assert float(jn.losses.voltage(trace, target, windows=(0.1, 0.3))) == pytest.approx(1.0 / 9.0)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import analysis, units
-from ..solve.trace import Trace
+from ..solve.trace import Trace, within
 
 __all__ = [
     "relative_error", "input_resistance", "spike_times", "van_rossum", "spike_rate",
@@ -203,7 +203,7 @@ def _window_mask(t, windows):
     for w in windows:
         if len(w) != 2 or not float(w[1]) > float(w[0]):
             raise ValueError(f"windows expects (start, stop) pairs in ms with stop > start, got {w!r}")
-        mask = mask | ((t >= w[0]) & (t <= w[1]))
+        mask = mask | within(t, w[0], w[1])
     return mask
 
 

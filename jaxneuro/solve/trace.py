@@ -95,8 +95,8 @@ class Trace(eqx.Module):
                      spikes=self.spikes, spike_count=self.spike_count, parts=parts)
 
     def window(self, start, stop) -> "Trace":
-        """The part of the trace with ``start <= t <= stop`` (ms, or saiunit times),
-        spike times included: ``spikes`` keeps those in the window (first, padded
+        """The part of the trace with ``start <= t <= stop`` (ms, or saiunit times; to
+        rounding, :func:`within`), spike times included: ``spikes`` keeps those in the window (first, padded
         with ``inf``) and ``spike_count`` counts them; for a neuron whose buffer
         overflowed, ``spike_count`` stays the whole run's (its spikes past the buffer
         are unknown), so :attr:`overflowed` still says so."""
@@ -106,7 +106,7 @@ class Trace(eqx.Module):
             raise ValueError("Trace.window: start, stop and the trace's times must be concrete (not traced under jit)")
         if not float(stop) >= float(start):
             raise ValueError(f"Trace.window: stop must be >= start (ms), got start={float(start)}, stop={float(stop)}")
-        mask = np.asarray((self.t >= start) & (self.t <= stop))
+        mask = np.asarray(within(self.t, start, stop))
         parts = None if self.parts is None else {k: p.window(start, stop) for k, p in self.parts.items()}
         spikes, count = self.spikes, self.spike_count
         if spikes is not None:
@@ -123,6 +123,24 @@ class Trace(eqx.Module):
         from ..plot import plot_trace
 
         return plot_trace(self, *names, ax=ax, **kwargs)
+
+
+#: How far (ms) a sample time may lie outside a window's bounds and still count as in
+#: it: save times are ``t0 + k·save_every``, which rounding puts a hair off the decimal
+#: times users write (0.1 + 0.025·8 = 0.30000000000000004).
+TIME_TOLERANCE = 1e-9
+
+
+def within(t, start, stop):
+    """``start <= t <= stop`` for sample times ``t`` (ms), to rounding: the bounds are
+    widened by :data:`TIME_TOLERANCE`, or by four units in the last place of the
+    times' precision where that is more (float32 times far from 0)."""
+    t = jnp.asarray(t)
+    dtype = t.dtype if jnp.issubdtype(t.dtype, jnp.floating) else jnp.result_type(float)
+    eps = 4.0 * float(jnp.finfo(dtype).eps)
+    lo = start - jnp.maximum(TIME_TOLERANCE, eps * jnp.abs(start))
+    hi = stop + jnp.maximum(TIME_TOLERANCE, eps * jnp.abs(stop))
+    return (t >= lo) & (t <= hi)
 
 
 def _is_tracer(x):
