@@ -98,6 +98,17 @@ class AbstractStimulus(eqx.Module):
                     f"{type(self).__name__}: give every amplitude as a current or every one as a "
                     f"current density, not a mix ({dens} are densities)"
                 )
+            # A plain number beside densities would be read as mA/cm², not as nA as plain
+            # amplitudes are elsewhere: ambiguous unless it is 0.
+            plain = [f.name for f in amps if f.name not in dens and getattr(self, f.name) is not None
+                     and units.is_concrete(getattr(self, f.name))
+                     and np.any(np.asarray(getattr(self, f.name)) != 0)]
+            if plain:
+                raise ValueError(
+                    f"{type(self).__name__}: {plain} given as plain numbers beside current densities "
+                    f"({dens}); plain amplitudes are nA elsewhere, so give these as densities too "
+                    "(e.g. 0.5 * u.uA / u.cm**2)"
+                )
             self.density = True
             for name in dens:
                 value = units.to_base(getattr(self, name), f"{type(self).__name__}.{name}", units.mA_per_cm2)
@@ -117,12 +128,33 @@ class AbstractStimulus(eqx.Module):
         ``model``'s membrane area."""
         i = self.current(t)
         if self.density:
-            i = i * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
+            i = i * _target_area(model, self.target) * units.DENSITY_TO_ABSOLUTE["current"]
         return i
 
     def inject(self, t, model):
         """The current at ``t`` (nA) placed onto ``model``'s compartments."""
         return model.place_current(self.target, self.current_on(t, model))
+
+
+def _target_area(model, target):
+    """Membrane area (µm²) under a density stimulus's ``target``: the model's (one value
+    per compartment) for ``None``; else that of the targeted compartments: the segment
+    containing a location, or the indexed compartments."""
+    area = model.membrane_area
+    if target is None or jnp.ndim(area) == 0:
+        return area
+    if isinstance(target, Location) and hasattr(model, "index"):
+        idx = model.index(target.x) if target.section is None and not hasattr(model, "sections") else \
+            model.index(target.section, target.x)
+        return jnp.reshape(area, (-1,))[idx]
+    if isinstance(target, int):
+        return jnp.reshape(area, (-1,))[target]
+    if isinstance(target, tuple) and all(isinstance(k, int) for k in target):
+        return jnp.reshape(area, (-1,))[np.asarray(target, dtype=int)]
+    raise ValueError(
+        f"a stimulus given as a current density at target={target!r}: only None, locations and "
+        "compartment indices are supported here; give its amplitude in nA"
+    )
 
 
 def _within(t, delay, dur, value):

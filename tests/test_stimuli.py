@@ -57,3 +57,25 @@ def test_amplitudes_are_differentiable():
 
     r_in = 1.0 / (1e-4 * math.pi * 100 * 500 * 1e-8) * 1e-6
     assert float(jax.grad(final_v)(0.5)) == pytest.approx(r_in * (1 - math.exp(-10)), rel=1e-3)
+
+
+def test_density_stimuli_at_a_location_or_segment_and_no_plain_numbers_beside_densities():
+    import saiunit as u
+
+    # A density at a location or segment of a cable is that density times the area of
+    # the segment it lands in (was a shape error about an amplitude the user never gave).
+    cab = jn.Cable(length=200, diam=2, Ra=100, cm=1, nseg=4, channels=[jn.channels.Leak(g=1e-4, e=-70)])
+    per_segment = float(np.pi * 2 * 50 * 1e-8 * 1e-3 * 1e6)  # 1 µA/cm² on 50 µm × 2 µm, in nA
+    for target in (0.6, 2):
+        tr = jn.simulate(cab, 1.0, stimuli=[jn.StepCurrent(amp=1 * u.uA / u.cm**2, target=target)], record=("i_inj",))
+        np.testing.assert_allclose(tr.i_inj[-1], [0.0, 0.0, per_segment, 0.0], rtol=1e-12)
+    cell = jn.Cell([jn.Cable(20.0, 20.0, name="soma"), jn.Cable(200.0, 2.0, nseg=4, name="d")], parents=[None, "soma"])
+    tr = jn.simulate(cell, 1.0, stimuli=[jn.StepCurrent(amp=1 * u.uA / u.cm**2, target=("d", 0.6))], record=("i_inj",))
+    np.testing.assert_allclose(tr.i_inj[-1], [0.0, 0.0, 0.0, per_segment, 0.0], rtol=1e-12)
+    # A plain number beside a density would be read as mA/cm² (157 nA for "0.1" here):
+    # refused, as a current beside a density already was; a plain 0 is fine.
+    with pytest.raises(ValueError, match=r"\['amp_start'\] given as plain numbers beside current densities"):
+        jn.Ramp(amp_start=0.1, amp_stop=2 * u.uA / u.cm**2, delay=0.0, dur=1.0)
+    with pytest.raises(ValueError, match=r"\['offset'\] given as plain numbers"):
+        jn.Sine(amp=2 * u.uA / u.cm**2, freq=10.0, offset=0.5)
+    assert jn.Ramp(amp_start=0.0, amp_stop=2 * u.uA / u.cm**2, delay=0.0, dur=1.0).density
