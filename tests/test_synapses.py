@@ -157,29 +157,41 @@ def _neuron_v(h, soma, t_save, dt, t1):
     return np.interp(t_save, np.array(t), np.array(v))
 
 
-def test_exp_synapse_psp_matches_neuron_expsyn(neuron_h):
+@pytest.mark.parametrize("delay", [1.5, 1.508])  # arrivals 0.22 and 0.54 of the way into a step
+def test_exp_synapse_psp_matches_neuron_expsyn(neuron_h, delay):
     """jn.ExpSynapse against NEURON's ExpSyn driven through a NetCon with the same delay
     and weight, onto the same passive soma, at the default dt. NEURON delivers an event
-    at the step boundary nearest to its time, jaxneuro at its exact time: 0.18 % of the
-    PSP apart (0.04 mV of 20 mV), shrinking with dt."""
+    to the step whose midpoint is the first at or after it, in full from that midpoint:
+    delivery="neuron" does the same (equal to rounding); the default "exact" switches
+    the conductance on at the arrival itself, up to dt/tau of the PSP apart (0.66 % at
+    the worst position within a step; the second delay is near it)."""
     h = neuron_h
-    g_max, tau, e_syn, delay, dt = 0.002, 3.0, 0.0, 1.5, 0.025
-    net, stims = one_spike_net(jn.ExpSynapse("pre", "post", jn.conn.one_to_one, g_max, tau, e_syn, delay, name="exc"))
-    tr = jn.simulate(net, 20.0, dt=dt, stimuli=stims, v0=-70.0, save_every=0.1)
-    t_s = float(tr["pre"].spikes[0, 0])
-
-    soma = _neuron_soma(h, "expsyn_soma")
+    g_max, tau, e_syn, dt = 0.002, 3.0, 0.0, 0.025
+    soma = _neuron_soma(h, f"expsyn_soma_{delay}")
     syn = h.ExpSyn(soma(0.5))
     syn.tau, syn.e = tau, e_syn
+    v_j = {}
+    for delivery in ("exact", "neuron"):
+        synapse = jn.ExpSynapse("pre", "post", jn.conn.one_to_one, g_max, tau, e_syn, delay, name="exc",
+                                delivery=delivery)
+        net, stims = one_spike_net(synapse)
+        tr = jn.simulate(net, 20.0, dt=dt, stimuli=stims, v0=-70.0, save_every=0.1)
+        v_j[delivery] = np.asarray(tr["post"].v[:, 0])
+    t_s = float(tr["pre"].spikes[0, 0])
     stim = h.NetStim()
     stim.number, stim.start, stim.noise = 1, t_s, 0
     nc = h.NetCon(stim, syn)
     nc.delay, nc.weight[0] = delay, g_max
     v_n = _neuron_v(h, soma, np.asarray(tr.t), dt, 20.0)
-    v_j = np.asarray(tr["post"].v[:, 0])
     psp = v_n.max() + 70.0
     assert psp > 1.0  # a real PSP
-    assert np.max(np.abs(v_j - v_n)) < 2.5e-3 * psp
+    assert np.max(np.abs(v_j["neuron"] - v_n)) < 1e-9 * psp
+    exact_off = np.max(np.abs(v_j["exact"] - v_n))
+    assert exact_off < dt / tau * psp
+    if delay == 1.508:
+        assert exact_off > 3e-3 * psp  # the difference delivery="neuron" removes
+    with pytest.raises(ValueError, match="ExpSynapse.delivery expects one of"):
+        jn.ExpSynapse("pre", "post", jn.conn.one_to_one, g_max, tau, e_syn, delay, delivery="NEURON")
 
 
 def test_alpha_synapse_psp_matches_neuron_alphasynapse(neuron_h):

@@ -11,9 +11,18 @@ Presynaptic spike times and ``delay`` take **no gradient** through a synapse (th
 derivative is 0): an arrival switches its conductance on at a step boundary, and the
 derivative of that discrete choice would leave only the decay term, of the wrong sign
 (a later EPSP gave a later voltage that seemed to rise). Within a step the voltage sees the
-exact conductance at the step's midpoint, arrivals up to that time included (as NEURON,
-which delivers an event at the step boundary nearest to it; arrivals from spikes in the
-same step, possible only with ``delay < dt``, count from the next step).
+exact conductance at the step's midpoint, arrivals up to that time included (arrivals
+from spikes in the same step, possible only with ``delay < dt``, count from the next
+step).
+
+``delivery``: ``"exact"`` (default) switches each conductance on at its arrival time, as
+above. NEURON's ``NetCon`` instead delivers an event to the step whose midpoint is the
+first at or after its time, where it counts in full from that midpoint (its ``ExpSyn``
+sees ``weight`` at once): up to half a step later than the arrival, a difference of up to
+about ``dt/tau`` of a PSP (0.66 % of an ``ExpSyn`` PSP with ``tau`` = 3 ms at ``dt`` = 0.025
+ms, 8 % with ``tau`` = 1 ms at ``dt`` = 0.1 ms). ``delivery="neuron"`` does the same and
+reproduces ``ExpSyn`` + ``NetCon`` to rounding; ``"exact"`` converges to the
+continuous-time answer as ``dt`` shrinks at the same rate.
 
 Arrivals are read from the presynaptic population's spike buffer (its
 ``spike_capacity`` slots), costing O(connections × spike_capacity) work per step and no
@@ -42,6 +51,7 @@ class AbstractSynapse(AbstractCoupling):
     """
 
     pre_local: object = eqx.field(default=None, kw_only=True)
+    delivery: str = eqx.field(default="exact", static=True, kw_only=True)
 
     def finish_bind(self, pre, post, locate):
         offset = int(locate((self.pre[0], None))[0])
@@ -56,6 +66,8 @@ class AbstractSynapse(AbstractCoupling):
 
     def _check_params(self):
         cls = type(self).__name__
+        if self.delivery not in _DELIVERIES:
+            raise ValueError(f"{cls}.delivery expects one of {_DELIVERIES}, got {self.delivery!r}")
         self._check_sides()
         units.convert_fields(self)
         for name in ("g_max", "tau", "E", "delay"):
@@ -70,6 +82,9 @@ class AbstractSynapse(AbstractCoupling):
         n = self.n_connections
         ev = {k: jnp.zeros((n,), dtype=dtype) for k in self.state_names()}
         ev["t"] = jnp.zeros((), dtype=dtype)  # time the state refers to
+        if self.delivery == "neuron":
+            # Arrivals up to this time have been delivered (step midpoints).
+            ev["delivered"] = jnp.full((), -jnp.inf, dtype=dtype)
         return ev
 
     def conductance(self, t, events, pre_spikes=None):
@@ -78,6 +93,8 @@ class AbstractSynapse(AbstractCoupling):
         ``t`` are included."""
         if pre_spikes is None:
             return self._propagate(events, jnp.maximum(t - events["t"], 0.0))["g"]
+        if self.delivery == "neuron":  # arrivals not yet delivered count in full at t
+            return self._with_arrivals(events, pre_spikes, events["delivered"], t, t, 0.0)["g"]
         return self.advance(events["t"], t, events, pre_spikes)["g"]
 
     def current(self, t, v, events, pre_spikes=None):
@@ -88,25 +105,40 @@ class AbstractSynapse(AbstractCoupling):
         return jnp.zeros_like(v).at[self.post_index].add(i)
 
     def advance(self, t0, t1, events, pre_spikes):
-        """The state at ``t1`` from that at ``t0``, with every spike of
-        ``pre_spikes`` (the ``pre`` population's buffer, shape ``(n_pre, capacity)``)
-        whose arrival ``t_spike + delay`` lies in ``(t0, t1]``."""
-        decayed = self._propagate(events, jnp.maximum(t1 - events["t"], 0.0))
+        """The state at ``t1`` from that at ``t0``, with the spikes of ``pre_spikes``
+        (the ``pre`` population's buffer, shape ``(n_pre, capacity)``) that arrive in
+        the step: with ``delivery="exact"`` those whose arrival ``t_spike + delay`` lies
+        in ``(t0, t1]``, each from its arrival on; with ``"neuron"`` those arriving since
+        the last step's midpoint up to this one's, each from this step's midpoint."""
+        if self.delivery == "neuron":
+            t_mid = 0.5 * (t0 + t1)
+            out = self._with_arrivals(events, pre_spikes, events["delivered"], t_mid, t1, t1 - t_mid)
+            out["delivered"] = jnp.broadcast_to(jnp.asarray(t_mid, dtype=events["t"].dtype), events["t"].shape)
+            return out
+        return self._with_arrivals(events, pre_spikes, t0, t1, t1, None)
+
+    def _with_arrivals(self, events, pre_spikes, after, until, t, age):
+        """The state decayed to ``t``, plus the kernels of the arrivals in ``(after,
+        until]``, each ``age`` ms old at ``t`` (None: ``t`` minus its arrival)."""
+        decayed = self._propagate(events, jnp.maximum(t - events["t"], 0.0))
         delay = jnp.broadcast_to(self.delay, self.pre_local.shape)
         # Arrival times carry no gradient: the step an arrival falls in is chosen by a
         # comparison, so its derivative would hold only "a later arrival has decayed
         # less" and miss "a later arrival switches on later", the larger effect: the
         # gradient of a later voltage in a delay came out with the wrong sign.
         t_arr = jax.lax.stop_gradient(pre_spikes[self.pre_local] + delay[:, None])  # (n_conn, capacity)
-        arrived = (t_arr > t0) & (t_arr <= t1)
-        s = jnp.where(arrived, t1 - t_arr, 0.0)
+        arrived = (t_arr > after) & (t_arr <= until)
+        s = jnp.where(arrived, t - t_arr, 0.0) if age is None else jnp.broadcast_to(age, t_arr.shape)
         kick = self._kernels(s)
-        out = {}
+        out = dict(events)
         for k in self.state_names():
             w = jnp.broadcast_to(self.g_max, self.pre_local.shape)
             out[k] = decayed[k] + w * jnp.sum(jnp.where(arrived, kick[k], 0.0), axis=-1)
-        out["t"] = jnp.broadcast_to(jnp.asarray(t1, dtype=events["t"].dtype), events["t"].shape)
+        out["t"] = jnp.broadcast_to(jnp.asarray(t, dtype=events["t"].dtype), events["t"].shape)
         return out
+
+
+_DELIVERIES = ("exact", "neuron")
 
 
 class _ConductanceSynapse(AbstractSynapse):
@@ -133,7 +165,9 @@ class ExpSynapse(_ConductanceSynapse):
 
     ``g_max`` µS (or a saiunit conductance), ``tau`` ms, ``E`` reversal potential mV,
     ``delay`` ms; each a scalar or one value per connection. ``pre``, ``post``, ``conn``
-    as for :class:`~jaxneuro.SymmetricGapJunction`; ``pre`` must spike.
+    as for :class:`~jaxneuro.SymmetricGapJunction`; ``pre`` must spike. ``delivery``
+    (static): ``"exact"`` (default) or ``"neuron"``, NEURON's ``ExpSyn`` + ``NetCon``
+    timing to rounding (see :mod:`jaxneuro.coupling.synapse`).
     """
 
 
@@ -151,7 +185,8 @@ class AlphaSynapse(_ConductanceSynapse):
     """Alpha-function conductance synapse: each spike arriving at ``t_a`` adds
     ``g_max·(t − t_a)/tau·exp(1 − (t − t_a)/tau)`` (µS), which peaks at ``g_max`` a
     time ``tau`` after arrival; the current into ``post`` is ``g·(E − V_post)`` (nA).
-    Parameters as for :class:`ExpSynapse`.
+    Parameters as for :class:`ExpSynapse` (with the default ``delivery="exact"`` it
+    equals NEURON's ``AlphaSynapse`` point process started at the arrival, to rounding).
 
     Internally ``da/dt = −a/tau`` and ``dg/dt = −g/tau + (e/tau)·a``, each spike adding
     ``g_max`` to ``a``; both are advanced exactly.
