@@ -136,6 +136,10 @@ def test_trace_at_interpolates_and_checks_range():
     assert float(mid.v[1]) == pytest.approx(float(trace.v[200]))
     with pytest.raises(ValueError, match="recorded range"):
         trace.at(11.0)
+    with pytest.raises(ValueError, match="recorded range"):  # was a NaN result
+        trace.at(float("nan"))
+    with pytest.raises(Exception, match="recorded range"):  # under jit: at run time
+        jax.block_until_ready(jax.jit(lambda t: trace.at(t).v)(jnp.nan))
     assert trace.window(2.0, 3.0).t.shape == (41,)
 
 

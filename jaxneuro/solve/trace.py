@@ -76,8 +76,10 @@ class Trace(eqx.Module):
         t = jnp.asarray(units.to_base(t, "t", units.ms), dtype=self.t.dtype)
         lo, hi = self.t[0] - 1e-9, self.t[-1] + 1e-9
         if _is_tracer(t) or _is_tracer(self.t):
-            t = eqx.error_if(t, jnp.any((t < lo) | (t > hi)), "Trace.at: t must lie within the recorded range")
-        elif np.any(np.asarray(t) < float(lo)) or np.any(np.asarray(t) > float(hi)):
+            t = eqx.error_if(t, jnp.any((t < lo) | (t > hi) | jnp.isnan(t)),
+                             "Trace.at: t must lie within the recorded range")
+        elif (np.any(np.asarray(t) < float(lo)) or np.any(np.asarray(t) > float(hi))
+              or np.any(np.isnan(np.asarray(t)))):
             raise ValueError(
                 f"Trace.at: t must lie within the recorded range "
                 f"[{float(self.t[0])}, {float(self.t[-1])}] ms, got {np.asarray(t)}"
