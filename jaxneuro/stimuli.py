@@ -124,37 +124,21 @@ class AbstractStimulus(eqx.Module):
         return ()
 
     def current_on(self, t, model):
-        """The current at ``t`` in nA: :meth:`current`, with densities scaled by
-        ``model``'s membrane area."""
+        """The current at ``t`` in nA for every compartment of ``model`` (no target):
+        :meth:`current`, with densities scaled by ``model``'s membrane area."""
         i = self.current(t)
         if self.density:
-            i = i * _target_area(model, self.target) * units.DENSITY_TO_ABSOLUTE["current"]
+            i = i * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
         return i
 
     def inject(self, t, model):
-        """The current at ``t`` (nA) placed onto ``model``'s compartments."""
-        return model.place_current(self.target, self.current_on(t, model))
-
-
-def _target_area(model, target):
-    """Membrane area (µm²) under a density stimulus's ``target``: the model's (one value
-    per compartment) for ``None``; else that of the targeted compartments: the segment
-    containing a location, or the indexed compartments."""
-    area = model.membrane_area
-    if target is None or jnp.ndim(area) == 0:
-        return area
-    if isinstance(target, Location) and hasattr(model, "index"):
-        idx = model.index(target.x) if target.section is None and not hasattr(model, "sections") else \
-            model.index(target.section, target.x)
-        return jnp.reshape(area, (-1,))[idx]
-    if isinstance(target, int):
-        return jnp.reshape(area, (-1,))[target]
-    if isinstance(target, tuple) and all(isinstance(k, int) for k in target):
-        return jnp.reshape(area, (-1,))[np.asarray(target, dtype=int)]
-    raise ValueError(
-        f"a stimulus given as a current density at target={target!r}: only None, locations and "
-        "compartment indices are supported here; give its amplitude in nA"
-    )
+        """The current at ``t`` (nA) placed onto ``model``'s compartments. A density is
+        placed first and then scaled by the area of each compartment it reaches, so a
+        density at a location or index gets that compartment's area."""
+        if not self.density:
+            return model.place_current(self.target, self.current(t))
+        placed = model.place_current(self.target, self.current(t))
+        return placed * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
 
 
 def _within(t, delay, dur, value):

@@ -72,6 +72,15 @@ def test_density_stimuli_at_a_location_or_segment_and_no_plain_numbers_beside_de
     cell = jn.Cell([jn.Cable(20.0, 20.0, name="soma"), jn.Cable(200.0, 2.0, nseg=4, name="d")], parents=[None, "soma"])
     tr = jn.simulate(cell, 1.0, stimuli=[jn.StepCurrent(amp=1 * u.uA / u.cm**2, target=("d", 0.6))], record=("i_inj",))
     np.testing.assert_allclose(tr.i_inj[-1], [0.0, 0.0, 0.0, per_segment, 0.0], rtol=1e-12)
+    # On a population with an area per neuron, split over the devices too (each part
+    # sees its own neurons' areas).
+    pop = jn.Compartment(area=jnp.linspace(500.0, 1200.0, 8), n=8, channels=[jn.channels.Leak(g=1e-4, e=-70)])
+    stim = jn.StepCurrent(amp=1 * u.uA / u.cm**2, target=(1, 5))
+    expected = np.zeros(8)
+    expected[[1, 5]] = np.linspace(500.0, 1200.0, 8)[[1, 5]] * 1e-8 * 1e-3 * 1e6
+    for backend in ("xla", "sharded"):
+        tr = jn.simulate(pop, 1.0, stimuli=[stim], record=("i_inj",), backend=backend)
+        np.testing.assert_allclose(tr.i_inj[-1], expected, rtol=1e-12)
     # A plain number beside a density would be read as mA/cm² (157 nA for "0.1" here):
     # refused, as a current beside a density already was; a plain 0 is fine.
     with pytest.raises(ValueError, match=r"\['amp_start'\] given as plain numbers beside current densities"):
