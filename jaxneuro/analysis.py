@@ -17,7 +17,7 @@ import numpy as np
 
 from . import units
 from .model import AbstractModel
-from .solve.trace import Trace, within
+from .solve.trace import TIME_TOLERANCE, Trace, within
 from .state import State
 from .stimuli import StepCurrent
 
@@ -180,7 +180,7 @@ def _sample_at_or_before(trace: Trace, t, variable):
     """``variable`` at the last sample at or before ``t`` (ms): the value before a step
     that starts between samples, not one interpolated across its onset."""
     v = getattr(trace, variable)
-    idx = jnp.clip(jnp.searchsorted(trace.t, jnp.asarray(t) + 1e-9, side="right") - 1, 0, v.shape[0] - 1)
+    idx = jnp.clip(jnp.searchsorted(trace.t, jnp.asarray(t) + TIME_TOLERANCE, side="right") - 1, 0, v.shape[0] - 1)
     if idx.ndim and idx.shape == v.shape[1:]:  # one time per compartment
         return jnp.take_along_axis(v, idx[None], axis=0)[0]
     return v[idx]
@@ -190,7 +190,7 @@ def _in_range(trace: Trace, t, what):
     if not units.is_concrete(trace.t):  # under jit the check happens at trace time only if concrete
         return
     lo, hi = float(trace.t[0]), float(trace.t[-1])
-    if units.is_concrete(t) and not (lo - 1e-9 <= float(np.max(np.asarray(t))) <= hi + 1e-9):
+    if units.is_concrete(t) and not (lo - TIME_TOLERANCE <= float(np.max(np.asarray(t))) <= hi + TIME_TOLERANCE):
         raise ValueError(f"{what} at t={float(np.max(np.asarray(t)))} ms lies outside the trace [{lo}, {hi}] ms")
 
 

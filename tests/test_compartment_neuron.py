@@ -50,17 +50,27 @@ def test_seed001_whole_trace_matches_neuron(neuron_h):
     assert float(trace.at(199.9).i_pas) == pytest.approx(1e-4 * (analytic + 70), rel=1e-3)
 
 
-@pytest.mark.parametrize("update", ["backward_euler", "crank_nicolson"])
-def test_hh_spike_train_matches_neuron(neuron_h, update):
-    h = neuron_h
-    h.secondorder = 2 if update == "crank_nicolson" else 0
+def _neuron_hh_soma(h, name, amp, **settings):
+    """A 20 × 20 µm HH soma in NEURON with an IClamp of ``amp`` nA from 5 to 45 ms, run
+    for 50 ms with NEURON's globals ``settings`` (e.g. ``celsius``) set for the run only:
+    ``(t, v)``."""
+    old = {k: getattr(h, k) for k in settings}
+    for k, value in settings.items():
+        setattr(h, k, value)
     try:
-        sec = _soma(h, f"hh_{update}", 20, 20, "hh")
+        sec = _soma(h, name, 20, 20, "hh")
         stim = h.IClamp(sec(0.5))
-        stim.amp, stim.delay, stim.dur = 0.1, 5, 40
+        stim.amp, stim.delay, stim.dur = amp, 5, 40
         t_n, (v_n,) = run_neuron(h, 50, refs=(sec(0.5)._ref_v,))
     finally:
-        h.secondorder = 0
+        for k, value in old.items():
+            setattr(h, k, value)
+    return t_n, v_n
+
+
+@pytest.mark.parametrize("update", ["backward_euler", "crank_nicolson"])
+def test_hh_spike_train_matches_neuron(neuron_h, update):
+    t_n, v_n = _neuron_hh_soma(neuron_h, f"hh_{update}", 0.1, secondorder=2 if update == "crank_nicolson" else 0)
     model = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
     trace = jn.simulate(model, 50, stimuli=[jn.StepCurrent(0.1, 5, 40)],
                         solver=jn.StaggeredEuler(voltage_update=update))
@@ -75,16 +85,7 @@ def test_hh_spike_train_matches_neuron(neuron_h, update):
 def test_hh_at_other_temperatures_matches_neuron(neuron_h, celsius):
     # hh.mod's q10 = 3 from 6.3 °C, with exact rates (usetable_hh = 0): the same spike
     # train (at 30 °C the rates are 10x faster and the spikes brief).
-    h = neuron_h
-    old = h.celsius
-    h.celsius = celsius
-    try:
-        sec = _soma(h, f"hh_celsius_{celsius:g}", 20, 20, "hh")
-        stim = h.IClamp(sec(0.5))
-        stim.amp, stim.delay, stim.dur = 0.3, 5, 40
-        t_n, (v_n,) = run_neuron(h, 50, refs=(sec(0.5)._ref_v,))
-    finally:
-        h.celsius = old
+    _, v_n = _neuron_hh_soma(neuron_h, f"hh_celsius_{celsius:g}", 0.3, celsius=celsius)
     model = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()], temperature=celsius)
     trace = jn.simulate(model, 50, stimuli=[jn.StepCurrent(0.3, 5, 40)])
     assert np.ptp(v_n) > 50.0  # it fires

@@ -74,7 +74,7 @@ class Trace(eqx.Module):
         saiunit time). A time outside the recorded range is a ValueError (at run time
         under ``jit``, where the times are not known before)."""
         t = jnp.asarray(units.to_base(t, "t", units.ms), dtype=self.t.dtype)
-        lo, hi = self.t[0] - 1e-9, self.t[-1] + 1e-9
+        lo, hi = self.t[0] - TIME_TOLERANCE, self.t[-1] + TIME_TOLERANCE
         if _is_tracer(t) or _is_tracer(self.t):
             t = eqx.error_if(t, jnp.any((t < lo) | (t > hi) | jnp.isnan(t)),
                              "Trace.at: t must lie within the recorded range")
