@@ -189,7 +189,7 @@ def test_exp_synapse_psp_matches_neuron_expsyn(neuron_h, delay):
     exact_off = np.max(np.abs(v_j["exact"] - v_n))
     assert exact_off < dt / tau * psp
     if delay == 1.508:
-        assert exact_off > 3e-3 * psp  # the difference delivery="neuron" removes
+        assert exact_off > 6e-3 * psp  # 0.64 %: the difference delivery="neuron" removes
     with pytest.raises(ValueError, match="ExpSynapse.delivery expects one of"):
         jn.ExpSynapse("pre", "post", jn.conn.one_to_one, g_max, tau, e_syn, delay, delivery="NEURON")
 

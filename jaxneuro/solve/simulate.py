@@ -262,9 +262,9 @@ def _stages_as_bounded_loop(solver):
     """A diffrax Runge–Kutta ``solver`` with its default ``scan_kind`` (None: its stages
     in a checkpointed loop, which forward mode cannot differentiate and which failed
     in reverse mode inside the split backend's ``shard_map``) with ``"bounded"``
-    instead, for jaxneuro's constant-step loop, which checkpoints each step itself: both
-    modes work, and a 100-neuron HH gradient ran as fast or faster (0.10 vs 0.11 s).
-    Any other solver, or a ``scan_kind`` the user chose, is returned as it is."""
+    instead, for jaxneuro's constant-step loop, which checkpoints each step itself, so
+    that both modes work. Any other solver, or a ``scan_kind`` the user chose, is
+    returned as it is."""
     if isinstance(solver, diffrax.AbstractRungeKutta) and solver.scan_kind is None:
         return eqx.tree_at(lambda s: s.scan_kind, solver, "bounded", is_leaf=lambda x: x is None)
     return solver
