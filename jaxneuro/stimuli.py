@@ -135,10 +135,10 @@ class AbstractStimulus(eqx.Module):
         """The current at ``t`` (nA) placed onto ``model``'s compartments. A density is
         placed first and then scaled by the area of each compartment it reaches, so a
         density at a location or index gets that compartment's area."""
-        if not self.density:
-            return model.place_current(self.target, self.current(t))
         placed = model.place_current(self.target, self.current(t))
-        return placed * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
+        if self.density:
+            placed = placed * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
+        return placed
 
 
 def _within(t, delay, dur, value):
