@@ -238,7 +238,7 @@ class AbstractSpikingNeuron(AbstractModel):
             spikes = write_spike_times(ev["spikes"], ev["count"], crossed, t_spike)
         events = {
             "spikes": spikes,
-            "count": ev["count"] + self._spike_indicator(crossed, held, v_free, v_th),
+            "count": ev["count"] + self._spike_indicator(crossed, held, v_free, v_th, t1 - t0),
             "ref_end": new_ref_end,
             "spiked": crossed.astype(ev["spiked"].dtype),
         }
@@ -259,14 +259,15 @@ class AbstractSpikingNeuron(AbstractModel):
         drift_reset = self.vector_field(t1, State(v=v_reset, gates=gates, events=y1.events), 0.0).gates
         return {k: jnp.where(crossed, g + (drift_reset[k] - drift_free[k]) * after, g) for k, g in gates.items()}
 
-    def _spike_indicator(self, crossed, held, v_free, v_th):
-        """This step's spike (0/1); with a surrogate, differentiable in ``v_free``."""
+    def _spike_indicator(self, crossed, held, v_free, v_th, dt):
+        """This step's spike (0/1); with a surrogate, differentiable in ``v_free``
+        (weighted by the step's length ``dt``, ms)."""
         spiked = crossed.astype(jnp.result_type(float))
         if self.surrogate is None:
             return spiked
         # inf thresholds (never fire) stay out of the arithmetic.
         x = jnp.where(jnp.isfinite(v_th), v_free - jnp.where(jnp.isfinite(v_th), v_th, 0.0), -1e6)
-        return jnp.where(held, spiked, self.surrogate.straight_through(spiked, x))
+        return jnp.where(held, spiked, self.surrogate.straight_through(spiked, x, dt))
 
     def _check_surrogate(self):
         from .surrogate import AbstractSurrogate
