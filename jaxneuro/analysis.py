@@ -187,11 +187,21 @@ def _sample_at_or_before(trace: Trace, t, variable):
 
 
 def _in_range(trace: Trace, t, what):
-    if not units.is_concrete(trace.t):  # under jit the check happens at trace time only if concrete
+    if not (units.is_concrete(trace.t) and units.is_concrete(t)):  # under jit: checked when concrete
         return
     lo, hi = float(trace.t[0]), float(trace.t[-1])
-    if units.is_concrete(t) and not (lo - TIME_TOLERANCE <= float(np.max(np.asarray(t))) <= hi + TIME_TOLERANCE):
-        raise ValueError(f"{what} at t={float(np.max(np.asarray(t)))} ms lies outside the trace [{lo}, {hi}] ms")
+    t = np.asarray(t)
+    outside = t[(t < lo - TIME_TOLERANCE) | (t > hi + TIME_TOLERANCE)]
+    if outside.size:
+        raise ValueError(f"{what} at t={float(outside.flat[0])} ms lies outside the trace [{lo}, {hi}] ms")
+
+
+def _step_in_range(trace: Trace, step):
+    """The step's onset and end must be sampled: the baseline is the sample at or
+    before the onset (a trace starting later has none: its first sample would already
+    carry the response)."""
+    _in_range(trace, step.delay, "the stimulus onset (the baseline is read at or before it)")
+    _in_range(trace, step.delay + step.dur, "the end of the stimulus")
 
 
 def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str | None = None, variable="v"):
@@ -241,7 +251,7 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     if method not in ("deflection", "end"):
         raise ValueError(f"input_resistance(trace): method must be 'deflection' or 'end', got {method!r}")
     step = _step_stimulus(stimulus)
-    _in_range(source, step.delay + step.dur, "the end of the stimulus")
+    _step_in_range(source, step)
     v = getattr(source, variable)
     baseline = _sample_at_or_before(source, step.delay, variable)
     if method == "end":
@@ -279,7 +289,7 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     if not isinstance(source, Trace):
         raise ValueError(f"membrane_time_constant expects a Trace or a model, got {type(source).__name__}")
     step = _step_stimulus(stimulus, amp_matters=False)  # a ratio of deflections
-    _in_range(source, step.delay + step.dur, "the end of the stimulus")
+    _step_in_range(source, step)
     v = getattr(source, variable)
     baseline = _sample_at_or_before(source, step.delay, variable)
     final = _sample_at_or_before(source, step.delay + step.dur, variable)

@@ -42,6 +42,20 @@ def test_input_resistance_of_passive_soma():
     assert float(jn.input_resistance(soma(), stim)) == pytest.approx(R_IN, rel=1e-10)
 
 
+def test_trace_methods_need_the_step_onset_in_the_trace():
+    """The baseline is the sample at or before the onset: a trace starting later (a
+    window of it) has none, and its first sample, mid-step, read 0.04 instead of 6.4 MΩ."""
+    stim = jn.StepCurrent(0.5, 20.0, 150.0)
+    trace = jn.simulate(soma(), 200.0, v0=-70, stimuli=[stim])
+    for late in (trace.window(21.0, 200.0), trace.window(150.0, 200.0)):
+        for measure in (jn.input_resistance, jn.membrane_time_constant):
+            with pytest.raises(ValueError, match=r"stimulus onset .* at t=20.0 ms lies outside the trace \[(21|150)"):
+                measure(late, stim)
+    # From the onset's own sample on, the same numbers.
+    on = trace.window(20.0, 200.0)
+    assert float(jn.input_resistance(on, stim)) == float(jn.input_resistance(trace, stim))
+
+
 def test_input_resistance_of_hh_is_the_slope_resistance():
     cell = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
     r_slope = float(jn.input_resistance(cell))

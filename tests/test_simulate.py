@@ -3,6 +3,7 @@
 import math
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -141,6 +142,34 @@ def test_trace_at_interpolates_and_checks_range():
     with pytest.raises(Exception, match="recorded range"):  # under jit: at run time
         jax.block_until_ready(jax.jit(lambda t: trace.at(t).v)(jnp.nan))
     assert trace.window(2.0, 3.0).t.shape == (41,)
+
+
+def test_trace_at_and_window_of_populations_and_vmapped_batches():
+    """A population's columns are interpolated at once (they were one Python loop per
+    neuron: 20 s for 10 000); a batch from jax.vmap(simulate) is read per trace (its
+    window used to mix the traces into one flat array)."""
+    def run(g):
+        return jn.simulate(jn.LIF(gL=g, C=0.25, EL=-70.0, V_th=-50.0, V_reset=-70.0), 30.0,
+                           stimuli=[jn.StepCurrent(0.8, 0.0, 1e9)])
+
+    gs = jnp.linspace(0.01, 0.02, 3)
+    pop = jn.simulate(jn.LIF(n=3, gL=gs, C=0.25, EL=-70.0, V_th=-50.0, V_reset=-70.0), 30.0,
+                      stimuli=[jn.StepCurrent(0.8, 0.0, 1e9)])
+    batch = jax.vmap(run)(gs)
+    assert batch.t.shape == (3, 1201) and pop.v.shape == (1201, 3)
+    times = jnp.array([0.0125, 17.3, 30.0])
+    at = pop.at(times)
+    for j in range(3):
+        np.testing.assert_array_equal(at.v[:, j], jnp.interp(times, pop.t, pop.v[:, j]))
+        single = run(gs[j])
+        np.testing.assert_allclose(batch.at(times).v[j], single.at(times).v, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(batch.window(10.0, 20.0).v[j], single.window(10.0, 20.0).v, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(batch.window(10.0, 20.0).t[j], single.window(10.0, 20.0).t)
+    np.testing.assert_allclose(batch.at(17.3).v, at.v[1], rtol=0, atol=1e-12)
+    assert batch.window(10.0, 20.0).v.shape == (3, 401)
+    skewed = eqx.tree_at(lambda tr: tr.t, batch, batch.t.at[1].add(1.0))
+    with pytest.raises(ValueError, match="different time grids"):
+        skewed.window(10.0, 20.0)
 
 
 def test_trace_plot_returns_axes(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array
@@ -72,7 +73,11 @@ class Trace(eqx.Module):
     def at(self, t) -> "Trace":
         """The recorded variables linearly interpolated at time(s) ``t`` (ms, or a
         saiunit time). A time outside the recorded range is a ValueError (at run time
-        under ``jit``, where the times are not known before)."""
+        under ``jit``, where the times are not known before). A batch of traces (from
+        ``jax.vmap`` over ``simulate``: ``t`` of shape ``(batch..., T)``) gives each of
+        them at ``t``."""
+        if self.t.ndim > 1:  # a batch of traces (jax.vmap over simulate): each at t
+            return jax.vmap(lambda trace: trace.at(t))(self)
         t = jnp.asarray(units.to_base(t, "t", units.ms), dtype=self.t.dtype)
         lo, hi = self.t[0] - TIME_TOLERANCE, self.t[-1] + TIME_TOLERANCE
         if _is_tracer(t) or _is_tracer(self.t):
@@ -88,9 +93,11 @@ class Trace(eqx.Module):
         def interp(x):
             if x.ndim == 1:
                 return jnp.interp(t, self.t, x)
+            # One interpolation mapped over the columns: the sample index is found
+            # once, however many neurons.
             flat = x.reshape(x.shape[0], -1)
-            cols = [jnp.interp(t, self.t, flat[:, j]) for j in range(flat.shape[1])]
-            return jnp.stack(cols, axis=-1).reshape(t.shape + x.shape[1:])
+            cols = jax.vmap(lambda column: jnp.interp(t, self.t, column), in_axes=1, out_axes=-1)(flat)
+            return cols.reshape(t.shape + x.shape[1:])
 
         parts = None if self.parts is None else {k: p.at(t) for k, p in self.parts.items()}
         return Trace(t=t, values={k: interp(v) for k, v in self.values.items()},
@@ -101,14 +108,25 @@ class Trace(eqx.Module):
         rounding, :func:`within`), spike times included: ``spikes`` keeps those in the window (first, padded
         with ``inf``) and ``spike_count`` counts them; for a neuron whose buffer
         overflowed, ``spike_count`` stays the whole run's (its spikes past the buffer
-        are unknown), so :attr:`overflowed` still says so."""
+        are unknown), so :attr:`overflowed` still says so. A batch of traces (from
+        ``jax.vmap`` over ``simulate``) is windowed along its time axis; its traces
+        must share one time grid."""
         start = units.to_base(start, "start", units.ms)
         stop = units.to_base(stop, "stop", units.ms)
         if not (units.is_concrete(start) and units.is_concrete(stop) and units.is_concrete(self.t)):
             raise ValueError("Trace.window: start, stop and the trace's times must be concrete (not traced under jit)")
         if not float(stop) >= float(start):
             raise ValueError(f"Trace.window: stop must be >= start (ms), got start={float(start)}, stop={float(stop)}")
-        mask = np.asarray(within(self.t, start, stop))
+        t = np.asarray(self.t)
+        batch = t.ndim - 1
+        if batch and not np.all(t == t.reshape(-1, t.shape[-1])[0]):
+            raise ValueError(
+                f"Trace.window: this batch of traces (t of shape {t.shape}) has different time grids; "
+                "window each trace on its own (index the batch first)"
+            )
+        mask = np.asarray(within(t.reshape(-1, t.shape[-1])[0], start, stop))
+        # The time axis comes after the batch axes of jax.vmap (none for one simulation).
+        cut = lambda x: x[(slice(None),) * batch + (mask,)]
         parts = None if self.parts is None else {k: p.window(start, stop) for k, p in self.parts.items()}
         spikes, count = self.spikes, self.spike_count
         if spikes is not None:
@@ -116,7 +134,7 @@ class Trace(eqx.Module):
             spikes = jnp.sort(jnp.where(inside, spikes, jnp.inf), axis=-1)  # kept ones first, in order
             kept = jnp.sum(inside, axis=-1).astype(count.dtype)
             count = jnp.where(self.overflowed, count, kept)
-        return Trace(t=self.t[mask], values={k: v[mask] for k, v in self.values.items()},
+        return Trace(t=cut(self.t), values={k: cut(v) for k, v in self.values.items()},
                      spikes=spikes, spike_count=count, parts=parts)
 
     def plot(self, *names, ax=None, **kwargs):
@@ -146,6 +164,4 @@ def within(t, start, stop):
 
 
 def _is_tracer(x):
-    import jax
-
     return isinstance(x, jax.core.Tracer)
