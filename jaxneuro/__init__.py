@@ -31,7 +31,7 @@ from .state import State  # noqa: E402
 from .stimuli import AbstractStimulus, DataCurrent, Ramp, Sine, StepCurrent  # noqa: E402
 from . import fit  # noqa: E402  (a callable module: jn.fit(loss, model, params=...))
 from .fit import losses  # noqa: E402
-from .sweep import sweep  # noqa: E402  (jn.sweep(fn, grid, batch_size=..., out=...))
+from . import sweep  # noqa: E402  (a callable module: jn.sweep(fn, grid, batch_size=..., out=...))
 
 __version__ = "0.1.0"
 

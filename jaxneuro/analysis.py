@@ -397,27 +397,56 @@ def _crossings(t, v, threshold, capacity):
     return jnp.where(valid, times, jnp.inf)
 
 
+def _spike_times_of(spikes, what: str):
+    """Padded spike times (ms) from ``spikes``: such an array, or a Trace with spike
+    events (``trace.spikes``). Known values must be ascending along the last axis
+    with ``inf`` after the last spike, as :func:`spike_times` gives them: a voltage
+    trace passed by mistake is refused, not read as spike times."""
+    if isinstance(spikes, Trace):
+        if spikes.spikes is None:
+            raise ValueError(
+                f"{what}: this trace has no spike events of its own; pass jn.spike_times(trace, threshold) "
+                "(upward crossings of a recorded voltage)"
+            )
+        return spikes.spikes
+    spikes = jnp.asarray(units.to_base(spikes, f"{what}: spikes", units.ms))
+    if units.is_concrete(spikes) and spikes.ndim:
+        s = np.asarray(spikes)
+        if np.any(np.isnan(s)) or np.any(np.diff(s, axis=-1) < 0):
+            raise ValueError(
+                f"{what}: spikes expects spike times in ms, ascending along the last axis and padded with "
+                f"inf (as jn.spike_times or trace.spikes give them), shape (capacity,) or (n, capacity); got "
+                f"an array of shape {s.shape} that is not (a voltage trace? use jn.spike_times(trace) first)"
+            )
+    return spikes
+
+
 def isi(spikes):
-    """Inter-spike intervals (ms) from padded spike times: ``(..., capacity - 1)``,
-    ``inf`` where either spike is missing."""
-    spikes = jnp.asarray(spikes)
+    """Inter-spike intervals (ms) from padded spike times (or a Trace with spike
+    events): ``(..., capacity - 1)``, ``inf`` where either spike is missing."""
+    spikes = _spike_times_of(spikes, "isi")
     d = spikes[..., 1:] - spikes[..., :-1]
     return jnp.where(jnp.isfinite(d), d, jnp.inf)
 
 
 def spike_count(spikes):
-    """Number of (finite) spike times per neuron."""
-    return jnp.sum(jnp.isfinite(jnp.asarray(spikes)), axis=-1)
+    """Number of (finite) spike times per neuron. For a Trace with spike events:
+    ``trace.spike_count``, the true count even where the buffer overflowed (a float
+    holding whole numbers, differentiable with a neuron's ``surrogate``)."""
+    if isinstance(spikes, Trace) and spikes.spikes is not None:
+        return spikes.spike_count
+    return jnp.sum(jnp.isfinite(_spike_times_of(spikes, "spike_count")), axis=-1)
 
 
 def firing_rate(spikes, start, stop):
     """Mean firing rate in Hz of the spikes with ``start <= t < stop`` (ms or saiunit
-    times; scalars, or one per neuron)."""
+    times; scalars, or one per neuron); ``spikes``: padded spike times or a Trace with
+    spike events."""
     start = units.to_base(start, "start", units.ms)
     stop = units.to_base(stop, "stop", units.ms)
     if units.is_concrete(stop) and units.is_concrete(start) and not np.all(np.asarray(stop) > np.asarray(start)):
         raise ValueError(f"firing_rate: stop must be > start (ms), got start={np.asarray(start)}, stop={np.asarray(stop)}")
-    spikes = jnp.asarray(spikes)
+    spikes = _spike_times_of(spikes, "firing_rate")
     inside = (spikes >= start[..., None]) & (spikes < stop[..., None])
     return jnp.sum(inside, axis=-1) / ((stop - start) / 1000.0)
 

@@ -44,10 +44,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import saiunit as u
 
 from . import units
+from ._callable import make_callable
 
 _MANIFEST = "manifest.json"
 
@@ -109,7 +111,8 @@ def _fingerprint(grid, batch_size) -> dict:
         h.update(str((x.dtype, x.shape)).encode())
         h.update(x.tobytes())
     n = _grid_size(grid)
-    return {"n": n, "batch_size": batch_size, "n_chunks": math.ceil(n / batch_size), "grid_sha256": h.hexdigest()}
+    return {"n": n, "batch_size": batch_size, "n_chunks": math.ceil(n / batch_size), "grid_sha256": h.hexdigest(),
+            "float": jnp.dtype(jnp.result_type(float)).name}
 
 
 def _fn_fingerprint(fn, grid) -> str:
@@ -155,7 +158,14 @@ def _load_chunk(path: Path, treedef):
 
 def _check_manifest(out: Path, old: dict, meta: dict, what: str) -> None:
     """A ValueError unless the manifest ``old`` read from ``out`` is that of ``meta``."""
-    grid_keys = [k for k in meta if k != "fn_sha256"]
+    if "float" in old and old["float"] != meta["float"]:
+        raise ValueError(
+            f"{what}: {out} holds results computed in {old['float']}, and this process computes in "
+            f"{meta['float']} (jax.config.update('jax_enable_x64', {old['float'] == 'float64'}) before "
+            "any computation would match them); precisions must not be mixed in one sweep"
+        )
+    # Manifests of earlier versions have no "float" entry.
+    grid_keys = [k for k in meta if k != "fn_sha256" and (k != "float" or "float" in old)]
     if {k: old.get(k) for k in grid_keys} != {k: meta[k] for k in grid_keys}:
         raise ValueError(
             f"{what}: {out} holds a different sweep ({ {k: old.get(k) for k in grid_keys} }, this one "
@@ -292,3 +302,7 @@ def load(out, fn: Callable, grid, *, check_fn: bool = True):
     treedef = jax.tree.structure(jax.eval_shape(fn, jax.tree.map(lambda x: x[0], grid)))
     parts = [_load_chunk(_chunk_path(out, c), treedef) for c in range(meta["n_chunks"])]
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+
+
+# jn.sweep(...) runs sweep(); jn.sweep.load and jn.sweep.product stay reachable.
+make_callable(__name__, sweep)

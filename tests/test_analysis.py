@@ -380,3 +380,26 @@ def test_windows_keep_samples_a_rounding_error_outside_their_bounds():
     target = np.asarray(trace.v).copy()
     target[12] += 1.0
     assert float(jn.losses.voltage(trace, target, windows=(0.1, 0.3))) == pytest.approx(1.0 / 9.0)
+
+
+def test_spike_analyses_take_a_trace_and_refuse_a_voltage_trace():
+    """isi, spike_count and firing_rate read a Trace's own spikes (they raised JAX's
+    TypeError); a voltage array passed as spike times is refused (firing_rate(trace.v)
+    returned 60 Hz, counting millivolts in [0, 100) as spike times)."""
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        trace = jn.simulate(jn.LIF(spike_capacity=4), 100.0, stimuli=[jn.StepCurrent(2.0)])
+    assert int(trace.spike_count) > 4  # the buffer overflowed: the count is the true one
+    np.testing.assert_array_equal(jn.isi(trace), jn.isi(trace.spikes))
+    assert float(jn.spike_count(trace)) == float(trace.spike_count)
+    assert int(jn.spike_count(trace.spikes)) == 4
+    np.testing.assert_array_equal(jn.firing_rate(trace, 0.0, 30.0), jn.firing_rate(trace.spikes, 0.0, 30.0))
+    assert float(jn.firing_rate(trace, 0.0, 30.0)) > 0
+    for f in (jn.isi, jn.spike_count, lambda s: jn.firing_rate(s, 0.0, 100.0)):
+        with pytest.raises(ValueError, match=r"spikes expects spike times in ms, ascending .*a voltage trace"):
+            f(trace.v)
+    passive = jn.simulate(soma(), 5.0)
+    with pytest.raises(ValueError, match=r"firing_rate: this trace has no spike events .* jn.spike_times"):
+        jn.firing_rate(passive, 0.0, 5.0)
+    # Under jit the values are unknown: no check, the same numbers.
+    rate = jax.jit(lambda s: jn.firing_rate(s, 0.0, 30.0))(trace.spikes)
+    assert float(rate) == float(jn.firing_rate(trace.spikes, 0.0, 30.0))

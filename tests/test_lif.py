@@ -79,8 +79,15 @@ def test_spike_times_are_exact_beyond_dt():
 
 def test_spike_buffer_shapes_padding_and_overflow():
     pop = jn.LIF(n=3, gL=jnp.array([0.05, 0.1, 0.2]), spike_capacity=4)
-    with pytest.warns(RuntimeWarning, match="overflow"):
+    with pytest.warns(RuntimeWarning, match=r"overflow.*Raise LIF\(spike_capacity=\.\.\.\)"):
         trace = jn.simulate(pop, 100.0, stimuli=[jn.StepCurrent(2.0)])
+    # A compartment's buffer is its summary's (the warning named a spike_capacity
+    # that compartments do not take).
+    hh = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()])
+    with pytest.warns(RuntimeWarning, match=r"overflow.*Raise summary=jn\.SpikeSummary\(capacity=\.\.\.\)"):
+        counted = jn.simulate(hh, 60.0, stimuli=[jn.StepCurrent(0.3, 1.0, 100.0)], record=(),
+                              summary=jn.SpikeSummary(capacity=1))
+    assert int(counted.spike_count) >= 2 and counted.spikes.shape == (1,)
     assert trace.spikes.shape == (3, 4)
     assert bool(trace.overflowed[0]) and not bool(trace.overflowed[2])
     assert int(trace.spike_count[0]) > 4  # the true count is kept

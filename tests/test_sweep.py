@@ -201,10 +201,21 @@ def test_sweep_refuses_to_mix_results_of_another_fn_or_grid(tmp_path):
     assert not (out / "chunk_000001.npz").exists()  # nothing was computed or mixed in
     again = jn.sweep(lambda p: 2.0 * p["a"] + 0.0, grid, batch_size=4, out=out, check_fn=False)
     np.testing.assert_array_equal(again, first)
-    sweep_module = importlib.import_module("jaxneuro.sweep")  # jn.sweep is the function
-    np.testing.assert_array_equal(sweep_module.load(out, lambda p: p["a"] * 2.0, grid), first)
+    # jn.sweep is the module, callable as sweep() (jn.sweep.load used to be an
+    # AttributeError: jn.sweep was the function).
+    assert importlib.import_module("jaxneuro.sweep") is jn.sweep
+    np.testing.assert_array_equal(jn.sweep.load(out, lambda p: p["a"] * 2.0, grid), first)
     with pytest.raises(ValueError, match="different sweep"):
-        sweep_module.load(out, lambda p: p["a"] * 2.0, {"a": np.arange(50.0)})
+        jn.sweep.load(out, lambda p: p["a"] * 2.0, {"a": np.arange(50.0)})
+    # Results of the other precision (a process with or without jax_enable_x64) are
+    # named as such, not as "another fn".
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["float"] == "float64"
+    (out / "manifest.json").write_text(json.dumps(dict(manifest, float="float32")))
+    for call in (lambda: jn.sweep(lambda p: p["a"] * 2.0, grid, batch_size=4, out=out),
+                 lambda: jn.sweep.load(out, lambda p: p["a"] * 2.0, grid)):
+        with pytest.raises(ValueError, match=r"computed in float32, and this process computes in float64"):
+            call()
 
 
 def test_sweep_grids_from_lists_and_quantities_and_named_errors():

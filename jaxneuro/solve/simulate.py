@@ -247,11 +247,13 @@ def simulate(
     trace = Trace(t=ts, values=dict(values), spikes=spikes, spike_count=count)
     overflow = trace.overflowed
     if units.is_concrete(overflow) and bool(np.any(overflow)):
+        setting = ("summary=jn.SpikeSummary(capacity=...)" if isinstance(model, SpikeDetector)
+                   else f"{type(model).__name__}(spike_capacity=...)")
         warnings.warn(
             f"spike buffer overflow: {int(np.sum(overflow))} neuron(s) fired more than "
-            f"spike_capacity={spikes.shape[-1]} spikes; trace.spikes keeps the first "
-            f"{spikes.shape[-1]}, trace.spike_count has the true counts. Raise the "
-            "model's spike_capacity to keep them all.",
+            f"{spikes.shape[-1]} spikes; trace.spikes keeps the first "
+            f"{spikes.shape[-1]}, trace.spike_count has the true counts. Raise {setting} "
+            "to keep them all.",
             RuntimeWarning,
             stacklevel=2,
         )
