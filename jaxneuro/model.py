@@ -14,6 +14,7 @@ from .gather import sum_into
 from .state import State
 from .stimuli import Location
 from . import units
+from ._repr import values_repr
 
 # Populations up to this size place targeted stimuli by gathers (a static table with
 # one entry per compartment) rather than a scatter-add.
@@ -28,6 +29,8 @@ class AbstractModel(eqx.Module):
     ``state.v``). Subclasses convert their :func:`units.param` fields in
     ``__post_init__`` via :func:`units.convert_fields`.
     """
+
+    __repr__ = values_repr  # parameter values, not only their shapes
 
     def __post_init__(self):
         units.convert_fields(self)

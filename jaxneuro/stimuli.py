@@ -22,6 +22,7 @@ import numpy as np
 import saiunit as u
 
 from . import units
+from ._repr import values_repr
 
 __all__ = ["AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "Location"]
 
@@ -77,6 +78,8 @@ class AbstractStimulus(eqx.Module):
     u.uA / u.cm**2``); they are then kept in mA/cm² and scaled by the target model's
     ``membrane_area`` when injected (``density`` is then True).
     """
+
+    __repr__ = values_repr  # parameter values, not only their shapes
 
     target: Any = eqx.field(default=None, static=True, kw_only=True)
     density: bool = eqx.field(default=False, static=True, kw_only=True)

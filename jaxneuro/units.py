@@ -140,7 +140,7 @@ def to_base(value: Any, name: str, unit) -> Any:
         value = _decimal_in(value, name, unit)
     if isinstance(value, jax.core.Tracer):
         return value
-    if isinstance(value, (bool, np.bool_)):
+    if isinstance(value, (bool, np.bool_, str, bytes)):  # jnp.asarray would parse "1"
         raise ValueError(f"parameter {name!r} expects a number in {unit_name(unit)}, got {value!r}")
     try:
         arr = jnp.asarray(value, dtype=_float_dtype(value))

@@ -2,6 +2,8 @@
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import saiunit as u
@@ -120,3 +122,23 @@ def test_temperatures_lists_of_quantities_and_the_fit_signature():
     np.testing.assert_allclose(units.to_base([0 * u.pA, 2 * u.nA], "amps", units.nA), [0.0, 2.0])
     assert list(inspect.signature(jn.fit).parameters)[:3] == ["loss", "model", "params"]
     assert "on_nonfinite" in jn.fit.__doc__
+
+
+def test_strings_are_not_numbers():
+    # jnp.asarray parses "1": StepCurrent(amp="1") used to inject 1 nA.
+    for make, name in ((lambda: jn.StepCurrent(amp="1"), "amp"), (lambda: jn.LIF(gL="0.1"), "gL"),
+                       (lambda: jn.Compartment(length=b"20", diam=20), "length")):
+        with pytest.raises(ValueError, match=rf"{name}.* expects a number in .*, got"):
+            make()
+
+
+def test_models_print_their_parameter_values():
+    hh = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH(gnabar=[0.1, 0.12])], n=2)
+    text = repr(hh)
+    assert "length=20.0" in text and "gnabar=[0.1, 0.12]" in text and "gkbar=0.036" in text
+    assert repr(jn.StepCurrent(0.1, 10, 100)) == "StepCurrent(amp=0.1, delay=10.0, dur=100.0)"
+    # A population's long parameter arrays stay shapes (and traced values too).
+    assert "gL=f64[1000]" in repr(jn.LIF(n=1000, gL=jnp.linspace(0.1, 0.2, 1000)))
+    seen = []
+    jax.jit(lambda a: seen.append(repr(jn.StepCurrent(a))) or a)(1.0)
+    assert seen == ["StepCurrent(amp=weak_f64[], delay=f64[], dur=f64[])"]

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from jaxtyping import Array
 
 from .. import units
+from .._repr import values_repr
 
 
 class AbstractChannel(eqx.Module):
@@ -26,6 +27,8 @@ class AbstractChannel(eqx.Module):
     a density in mA/cm² (outward positive). ``temperature`` (°C) is the compartment's;
     channels with their own temperature parameter (the Bazhenov 2002 family) use theirs.
     """
+
+    __repr__ = values_repr  # parameter values, not only their shapes
 
     name: eqx.AbstractVar[str]
     gate_names: ClassVar[tuple[str, ...]] = ()

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import conn as conn_rules
+from .._repr import values_repr
 
 
 def _is_location(x) -> bool:
@@ -67,6 +68,8 @@ class AbstractCoupling(eqx.Module):
     """A coupling from the compartments ``pre`` to the compartments ``post`` through
     the connections ``conn``. ``pre_index``/``post_index`` (global flat indices into a
     network's voltage, one per connection) are filled in by the network."""
+
+    __repr__ = values_repr  # parameter values, not only their shapes
 
     pre: Any = eqx.field(static=True)
     post: Any = eqx.field(static=True)
