@@ -412,7 +412,9 @@ def _spike_times_of(spikes, what: str):
     spikes = jnp.asarray(units.to_base(spikes, f"{what}: spikes", units.ms))
     if units.is_concrete(spikes) and spikes.ndim:
         s = np.asarray(spikes)
-        if np.any(np.isnan(s)) or np.any(np.diff(s, axis=-1) < 0):
+        with np.errstate(invalid="ignore"):  # inf - inf between padding entries
+            descending = np.diff(s, axis=-1) < 0
+        if np.any(np.isnan(s)) or np.any(descending):
             raise ValueError(
                 f"{what}: spikes expects spike times in ms, ascending along the last axis and padded with "
                 f"inf (as jn.spike_times or trace.spikes give them), shape (capacity,) or (n, capacity); got "

@@ -7,10 +7,7 @@ docstring for every option). It also holds the parameter transforms
 same module as ``jn.losses``).
 """
 
-import inspect
-import sys
-import types
-
+from .._callable import make_callable
 from . import checkpoint, losses
 from .loop import DEFAULT_B1, DEFAULT_LEARNING_RATE, FitResult, NonFiniteEvent, fit
 from .select import Selection
@@ -22,15 +19,5 @@ __all__ = [
 ]
 
 
-class _CallableModule(types.ModuleType):
-    """Lets ``jn.fit(...)`` call :func:`fit` while ``jn.fit.Positive`` etc. stay
-    attributes of this module."""
-
-    def __call__(self, *args, **kwargs):
-        return fit(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
-# inspect.signature(jn.fit) and help(jn.fit) show fit's own signature and options.
-__signature__ = inspect.signature(fit)
-__doc__ = f"{__doc__}\nfit{__signature__}\n\n    {fit.__doc__.strip()}\n"
+# jn.fit(...) runs fit(); jn.fit.Positive etc. stay attributes of this module.
+make_callable(__name__, fit)

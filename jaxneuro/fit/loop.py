@@ -12,7 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import saiunit
 
+from .. import units
 from . import checkpoint as ckpt
 from .select import Selection
 
@@ -79,7 +81,10 @@ class FitResult:
     ``(steps + 1, n_starts)``, the last entry the loss of the final parameters.
     ``param_history``: ``{name: values}`` with the same leading axes. ``params``:
     final values by name. ``nonfinite``: the :class:`NonFiniteEvent` list.
-    ``stopped``: True when ``on_nonfinite="stop"`` ended the fit early.
+    ``stopped``: True when the fit ended early: ``on_nonfinite="stop"`` ended it (for
+    several starts, when every start had stopped; ``start(i).stopped`` tells whether
+    start ``i`` did), or it was interrupted (KeyboardInterrupt), and then the result holds
+    the steps completed.
     """
 
     model: Any
@@ -95,6 +100,7 @@ class FitResult:
     stopped: bool
     _base: Any = dataclasses.field(repr=False, default=None)
     _selection: Any = dataclasses.field(repr=False, default=None)
+    _halted: tuple = dataclasses.field(repr=False, default=())  # the starts "stop" stopped
 
     @property
     def params(self) -> dict:
@@ -119,7 +125,7 @@ class FitResult:
         losses = self.loss_history[:, i]
         hist = {k: v[:, i] for k, v in self.param_history.items()}
         return _result(self._base, self._selection, losses, hist, None,
-                       [e for e in self.nonfinite if e.start == i], self.stopped)
+                       [e for e in self.nonfinite if e.start == i], self.stopped or i in self._halted)
 
     def summary(self) -> str:
         """A table of each start: initial and final values, final and best loss."""
@@ -138,7 +144,7 @@ class FitResult:
         return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
-def _result(base, sel, losses, hist, n_starts, events, stopped) -> FitResult:
+def _result(base, sel, losses, hist, n_starts, events, stopped, halted=()) -> FitResult:
     names = sel.names
     finite = np.where(np.isfinite(losses), losses, np.inf)
     flat = int(np.argmin(finite))
@@ -156,7 +162,7 @@ def _result(base, sel, losses, hist, n_starts, events, stopped) -> FitResult:
         model=as_model(last_vals), best_model=as_model(best_vals), loss_history=losses,
         param_history=hist, best_loss=float(losses.reshape(-1)[flat]), best_step=best_step,
         best_start=best_start, names=names, n_starts=n_starts, nonfinite=list(events),
-        stopped=stopped, _base=base, _selection=sel,
+        stopped=stopped, _base=base, _selection=sel, _halted=tuple(sorted(halted)),
     )
 
 
@@ -206,29 +212,39 @@ def fit(
 
     ``n_starts``: fit that many starting points at once with ``jax.vmap``. ``init``:
     their values, the structure ``params(model)`` returns with a leading ``n_starts``
-    axis on each leaf (or a dict by parameter name); or ``None`` with a ``key`` to sample them (uniformly within
+    axis on each leaf (or a dict by parameter name), as plain numbers in each
+    parameter's base unit or saiunit quantities (``init=[15, 25] * u.nS`` for a ``gL``
+    in µS; a wrong dimension is a ValueError); or ``None`` with a ``key`` to sample them (uniformly within
     :class:`Bounded` limits, log-uniformly within a factor 3 of the model's value for
     :class:`Positive`, ``±50 %`` for :class:`Identity`).
 
     ``on_nonfinite``: what to do when a step's loss or gradient is NaN or infinite —
     which is never applied to the parameters: ``"stop"`` (default) ends the fit there
-    with a warning, ``"skip"`` leaves that start's parameters and optimiser state
-    unchanged for the step and goes on (with a deterministic loss a skipped start then
-    stays where it is; the other starts go on), ``"raise"`` raises a
-    ``FloatingPointError``. Each event names the step, the start and the parameters.
-    The loss after the last update is checked too: non-finite, it is an event (a
-    warning, or the error with ``"raise"``); ``best_model`` is then the best finite.
+    with a warning (with several starts it stops only that start: its parameters and
+    optimiser state stay as they are, it reports nothing more, the other starts go on,
+    and the fit ends early only when every start has stopped), ``"skip"`` leaves that
+    start's parameters and optimiser state unchanged for the step and goes on (with a
+    deterministic loss a skipped start then stays where it is; the other starts go
+    on), ``"raise"`` raises a ``FloatingPointError``. Each event names the step, the
+    start and the parameters. The loss after the last update is checked too:
+    non-finite, it is an event (a warning, or the error with ``"raise"``);
+    ``best_model`` is then the best finite.
 
     ``progress``: a tqdm progress bar (default: only when stderr is a terminal).
     ``checkpoint``: a folder to save the fit's state in every ``checkpoint_every``
     steps and at the end; ``resume=True`` continues from the saved state (when there
-    is one), giving the same result bit for bit as an uninterrupted fit.
+    is one), giving the same result bit for bit as an uninterrupted fit; it refuses
+    (ValueError) a checkpoint of other parameters, transforms, starts or optimizer.
     ``jit``: compile the step with ``eqx.filter_jit`` (default True).
     ``callback``: called as ``callback(step, loss)`` after each step's update (``loss``:
     the loss at that step's starting parameters, per start), e.g. to log; an exception
     it raises ends the fit (the last checkpoint stays).
 
-    Returns a :class:`FitResult`.
+    Returns a :class:`FitResult`. Interrupted (Ctrl-C, or a ``KeyboardInterrupt``
+    from the loss or callback), the fit returns the result of the steps completed, with
+    ``stopped=True`` and a warning. Any other exception (from the loss, the callback,
+    ``on_nonfinite="raise"``) is raised with that partial result attached as its
+    ``partial_result`` attribute (``None`` if no step completed) and a note saying so.
     """
     if not callable(loss):
         raise ValueError(f"loss expects a function of the model returning a scalar, got {loss!r}")
@@ -261,11 +277,16 @@ def fit(
         return tuple(tf.forward(ui) for tf, ui in zip(tfs, u))
 
     def loss_u(u, model):
-        return jnp.asarray(loss(sel.replace(model, forward(u))))
+        out = loss(sel.replace(model, forward(u)))
+        try:
+            return jnp.asarray(out)
+        except (TypeError, ValueError):  # JAX's message would not say it is the loss's value
+            got = repr(out) if isinstance(out, (str, bytes, type(None))) else f"a {type(out).__name__}"
+            raise ValueError(f"loss expects a function returning a scalar (a number or 0-d array), got {got}") from None
 
     extra = isinstance(optimizer, optax.GradientTransformationExtraArgs)
 
-    def one_step(u, opt_state, model):
+    def one_step(u, opt_state, model, active):
         # value_and_grad, with the shape checked before the pullback (grad would
         # reject a non-scalar with JAX's own message).
         value, pullback = jax.vjp(lambda v: loss_u(v, model), u)
@@ -276,7 +297,7 @@ def fit(
         updates, new_state = optimizer.update(grad, opt_state, u, **kwargs)
         new_u = optax.apply_updates(u, updates)
         grad_ok = jnp.stack([jnp.all(jnp.isfinite(g)) for g in grad])
-        ok = jnp.isfinite(value) & jnp.all(grad_ok)
+        ok = jnp.isfinite(value) & jnp.all(grad_ok) & active  # a stopped start stays where it is
         keep = lambda new, old: jnp.where(ok, new, old)
         new_u = jax.tree.map(keep, new_u, u)
         new_state = jax.tree.map(keep, new_state, opt_state)
@@ -286,7 +307,7 @@ def fit(
         return loss_u(u, model), forward(u)
 
     if n_starts is not None:
-        one_step = jax.vmap(one_step, in_axes=(0, 0, None))
+        one_step = jax.vmap(one_step, in_axes=(0, 0, None, 0))
         evaluate = jax.vmap(evaluate, in_axes=(0, None))
         opt_init = jax.vmap(optimizer.init)
     else:
@@ -302,7 +323,7 @@ def fit(
     events: list[NonFiniteEvent] = []
     start_step = 0
     meta = {"names": list(names), "shapes": [list(np.shape(x)) for x in x0], "n_starts": n_starts,
-            "transforms": [_describe(tf) for tf in tfs]}
+            "transforms": [_describe(tf) for tf in tfs], "optimizer": ckpt.describe_optimizer(optimizer.update)}
     if resume and ckpt.exists(checkpoint):
         start_step, u, opt_state, l_hist, p_hist, ev = ckpt.load(
             checkpoint, like_u=u, like_opt_state=opt_state, meta=meta)
@@ -311,6 +332,8 @@ def fit(
         events = [NonFiniteEvent.from_dict(e) for e in ev]
         if start_step > steps:
             raise ValueError(f"checkpoint {checkpoint} is at step {start_step}, beyond steps={steps}")
+    # The starts on_nonfinite="stop" has stopped (several starts; a single fit just ends).
+    halted = {e.start for e in events} if on_nonfinite == "stop" and n_starts is not None else set()
 
     def save(step):
         ckpt.save(checkpoint, step=step, u=u, opt_state=opt_state, meta=meta,
@@ -321,30 +344,43 @@ def fit(
     warned: set = set()
     try:
         for step in range(start_step, steps):
-            new_u, new_state, value, grad_ok, x = one_step(u, opt_state, model)
+            active = jnp.asarray(True if n_starts is None else [i not in halted for i in range(n_starts)])
+            new_u, new_state, value, grad_ok, x = one_step(u, opt_state, model, active)
             value = np.asarray(value)
             grad_ok = np.asarray(grad_ok)
             x = [np.asarray(xi) for xi in x]
             losses.append(value)
             for n, xi in zip(names, x):
                 hist[n].append(xi)
-            new_events = _nonfinite_events(step, value, grad_ok, names, x, n_starts)
+            new_events = [e for e in _nonfinite_events(step, value, grad_ok, names, x, n_starts)
+                          if e.start not in halted]
             if new_events:
                 events += new_events
                 message = "; ".join(str(e) for e in new_events)
                 if on_nonfinite == "raise":
                     raise FloatingPointError(message)
-                if on_nonfinite == "stop":
+                elif on_nonfinite == "stop" and n_starts is None:
                     warnings.warn(f"fit stopped: {message}; that update was not applied", RuntimeWarning, stacklevel=2)
                     stopped = True
                     break
-                fresh = [e for e in new_events if e.start not in warned]
-                if fresh:  # once per start; every event is in result.nonfinite
-                    warned.update(e.start for e in fresh)
+                elif on_nonfinite == "stop":  # several starts: only these stop
+                    halted.update(e.start for e in new_events)
+                    stopped = len(halted) == n_starts
+                    them = "that start stops" if len(new_events) == 1 else "those starts stop"
                     warnings.warn(
-                        f"fit: {'; '.join(str(e) for e in fresh)}; that update was skipped (later "
-                        "non-finite steps of this start are skipped silently and listed in "
-                        "FitResult.nonfinite)", RuntimeWarning, stacklevel=2)
+                        f"fit: {message}; that update was not applied and {them} there ("
+                        + ("every start has now stopped, so the fit ends)" if stopped else "the other starts go on)"),
+                        RuntimeWarning, stacklevel=2)
+                    if stopped:
+                        break
+                else:  # "skip"
+                    fresh = [e for e in new_events if e.start not in warned]
+                    if fresh:  # once per start; every event is in result.nonfinite
+                        warned.update(e.start for e in fresh)
+                        warnings.warn(
+                            f"fit: {'; '.join(str(e) for e in fresh)}; that update was skipped (later "
+                            "non-finite steps of this start are skipped silently and listed in "
+                            "FitResult.nonfinite)", RuntimeWarning, stacklevel=2)
             u, opt_state = new_u, new_state
             if bar is not None:
                 bar.update(1)
@@ -353,33 +389,60 @@ def fit(
                 save(step + 1)
             if callback is not None:
                 callback(step, value)
+        if not stopped:
+            if checkpoint is not None:
+                save(steps)
+            value, x = evaluate(u, model)
+            value, x = np.asarray(value), [np.asarray(xi) for xi in x]
+            losses.append(value)
+            for n, xi in zip(names, x):
+                hist[n].append(xi)
+            # The last update led here: its loss is checked like every other step's (the
+            # gradient is not taken: no update follows). Stopped starts report nothing more.
+            ones = np.ones(np.shape(value) + (len(names),), bool)
+            final = [e for e in _nonfinite_events(steps, value, ones, names, x, n_starts) if e.start not in halted]
+            if final:
+                events += final
+                message = "; ".join(str(e) for e in final)
+                if on_nonfinite == "raise":
+                    raise FloatingPointError(f"after the last update: {message}")
+                fresh = [e for e in final if e.start not in warned]  # skipped starts were warned of
+                if fresh:
+                    warnings.warn(f"fit: after the last update, {'; '.join(str(e) for e in fresh)}; "
+                                  "FitResult.model holds these values, best_model the best finite ones",
+                                  RuntimeWarning, stacklevel=2)
+    except KeyboardInterrupt:
+        # Ctrl-C (or a callback raising KeyboardInterrupt): keep what was done.
+        partial = _partial_result(model, sel, losses, hist, n_starts, events, halted)
+        if partial is None:
+            raise
+        warnings.warn(f"fit interrupted at step {partial.steps}: returning the result of the {partial.steps} "
+                      "steps completed (FitResult.stopped is True)", RuntimeWarning, stacklevel=2)
+        return partial
+    except Exception as e:
+        partial = _partial_result(model, sel, losses, hist, n_starts, events, halted)
+        e.partial_result = partial
+        e.add_note("jn.fit: no step completed, so this exception's partial_result is None" if partial is None else
+                   f"jn.fit: the result of the {partial.steps} steps completed is this exception's partial_result")
+        raise
     finally:
         if bar is not None:
             bar.close()
-    if not stopped:
-        if checkpoint is not None:
-            save(steps)
-        value, x = evaluate(u, model)
-        value, x = np.asarray(value), [np.asarray(xi) for xi in x]
-        losses.append(value)
-        for n, xi in zip(names, x):
-            hist[n].append(xi)
-        # The last update led here: its loss is checked like every other step's (the
-        # gradient is not taken: no update follows).
-        final = _nonfinite_events(steps, value, np.ones(np.shape(value) + (len(names),), bool), names, x, n_starts)
-        if final:
-            events += final
-            message = "; ".join(str(e) for e in final)
-            if on_nonfinite == "raise":
-                raise FloatingPointError(f"after the last update: {message}")
-            fresh = [e for e in final if e.start not in warned]  # skipped starts were warned of
-            if fresh:
-                warnings.warn(f"fit: after the last update, {'; '.join(str(e) for e in fresh)}; "
-                              "FitResult.model holds these values, best_model the best finite ones",
-                              RuntimeWarning, stacklevel=2)
     losses_arr = np.stack(losses) if losses else np.zeros((0,))
     hist_arr = {n: np.stack(v) for n, v in hist.items()}
-    return _result(model, sel, losses_arr, hist_arr, n_starts, events, stopped)
+    return _result(model, sel, losses_arr, hist_arr, n_starts, events, stopped, halted)
+
+
+def _partial_result(base, sel, losses, hist, n_starts, events, halted):
+    """The :class:`FitResult` of the steps recorded before a fit was interrupted (stopped),
+    or None when there are none."""
+    # An interrupt may land between the appends of a step: keep the steps recorded whole.
+    n = min([len(losses)] + [len(v) for v in hist.values()])
+    if n == 0:
+        return None
+    hist_arr = {k: np.stack(v[:n]) for k, v in hist.items()}
+    return _result(base, sel, np.stack(losses[:n]), hist_arr, n_starts, [e for e in events if e.step < n],
+                   True, halted)
 
 
 def _initial_values(sel, tfs, x_model, n_starts, init, key):
@@ -398,11 +461,14 @@ def _initial_values(sel, tfs, x_model, n_starts, init, key):
             raise ValueError(f"init given as a dict expects the keys {list(names)}, got {list(init)}")
         leaves = [init[name] for name in names]
     else:
-        leaves = jax.tree_util.tree_leaves(init)
+        # A Quantity is one value (flattened, it would lose its unit).
+        leaves = jax.tree_util.tree_leaves(init, is_leaf=lambda v: isinstance(v, saiunit.Quantity))
     if len(leaves) != len(names):
         raise ValueError(f"init expects one array per fitted parameter {list(names)}, got {len(leaves)}")
     out = []
-    for name, x, v in zip(names, x_model, leaves):
+    for name, x, v, unit in zip(names, x_model, leaves, sel.units):
+        if isinstance(v, saiunit.Quantity):  # to the parameter's base unit; plain numbers are in it
+            v = units.to_base(v, f"init[{name!r}]", unit)
         v = jnp.asarray(v, dtype=x.dtype)
         if v.ndim != x.ndim + 1 or v.shape[1:] != x.shape:
             raise ValueError(

@@ -11,13 +11,19 @@ is any function of the model, so these compose with each other and with user cod
 
 Padding entries (``inf`` spike times) never enter arithmetic, so gradients stay finite.
 For populations (a leading neuron axis on spikes, a column per neuron on ``trace.v``)
-each loss is the mean over neurons.
+each loss is the mean over neurons. Targets and times may be saiunit quantities (a
+wrong dimension is a ValueError naming the argument). A target is one value for all
+neurons (or compartments) or one per neuron; a shape that would enlarge the prediction
+is a ValueError, and so is a NaN in a target (in spike-time targets ``inf`` is padding,
+NaN an error) — checked where the target holds values, not when it is traced under
+``jit``.
 """
 
 from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+import saiunit
 
 from .. import analysis, units
 from ..solve.trace import Trace, within
@@ -31,15 +37,71 @@ __all__ = [
 _FAR = 1e30
 
 
-def relative_error(value, target):
-    """Mean of ``((value - target) / target)²``; ``target`` must be non-zero."""
+def _plain(value, name, unit):
+    """``value`` with its saiunit quantities converted to ``unit`` (a wrong dimension is a
+    ValueError naming ``name``); plain numbers are in ``unit`` already and pass unchanged,
+    so results for them are exactly what they were."""
+    if isinstance(value, saiunit.Quantity):
+        x = units.to_base(value, name, unit)
+        return float(x) if units.is_concrete(x) and jnp.ndim(x) == 0 else x
+    if type(value) in (list, tuple):  # e.g. windows=[(0 * u.ms, 20 * u.ms), ...]
+        return type(value)(_plain(v, name, unit) for v in value)
+    return value
+
+
+def _check_shape(target_shape, shape, fn, name="target", trains=False):
+    """ValueError (naming ``fn`` and ``name``) when a target of ``target_shape`` would
+    enlarge a prediction of ``shape`` when broadcast: one target for all, or one per
+    neuron (compartment), is fine. ``trains``: both end in an axis of spike times, which
+    may differ in length."""
+    t, p = (target_shape[:-1], shape[:-1]) if trains else (target_shape, shape)
+    try:
+        ok = np.prod(np.broadcast_shapes(t, p)) == np.prod(p)
+    except ValueError:
+        ok = False
+    if not ok:
+        one = "one spike train for all neurons or one per neuron" if trains else \
+            "one target for all or one per neuron (or compartment)"
+        raise ValueError(f"{fn}: {name} of shape {tuple(target_shape)} does not match the prediction's "
+                         f"shape {tuple(shape)}; give {one}")
+
+
+def _check_values(target, fn, name="target", spikes=False):
+    """ValueError (naming ``fn`` and ``name``) when ``target`` holds NaN or infinities
+    (``spikes``: ``inf`` pads a train and is fine). Give it the target as passed: under
+    jit even ``jnp.asarray`` of a constant is a tracer, whose values cannot be checked."""
+    if isinstance(target, saiunit.Quantity):
+        target = target.mantissa  # NaN and inf whatever the unit
+    if not units.is_concrete(target):
+        return
+    try:
+        arr = np.asarray(target, dtype=float)
+    except (TypeError, ValueError):  # not plain numbers (or traced inside): not checked here
+        return
+    bad = (np.isnan(arr) | (arr == -np.inf)) if spikes else ~np.isfinite(arr)
+    if np.any(bad):
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        what = "NaN or -inf (inf pads a spike train and means no spike)" if spikes else "NaN or infinite"
+        raise ValueError(f"{fn}: {name} holds {int(np.sum(bad))} value(s) that are {what}, the first at "
+                         f"index {first}; remove or replace missing values")
+
+
+def _relative_error(value, target, fn):
+    _check_values(target, fn)
     value, target = jnp.asarray(value), jnp.asarray(target)
+    _check_shape(target.shape, value.shape, fn)
     if units.is_concrete(target) and np.any(np.asarray(target) == 0):
         raise ValueError(
-            "relative_error: target must be non-zero (the error is relative to it); for a target of 0 "
+            f"{fn}: target must be non-zero (the error is relative to it); for a target of 0 "
             "use an absolute error, e.g. jnp.mean((value - target) ** 2)"
         )
     return jnp.mean(((value - target) / target) ** 2)
+
+
+def relative_error(value, target):
+    """Mean of ``((value - target) / target)²``; ``target`` must be non-zero and finite,
+    one for all values or one per value."""
+    return _relative_error(value, target, "relative_error")
 
 
 def input_resistance(source, target, stimulus=None, *, method=None):
@@ -51,12 +113,13 @@ def input_resistance(source, target, stimulus=None, *, method=None):
     compartment, each compared with ``target`` (broadcast); to fit one location of a
     cell, index :func:`jaxneuro.input_resistance` there and use
     :func:`relative_error`."""
+    _check_values(target, "input_resistance")  # before to_base: under jit that is a tracer
     target = units.to_base(target, "target", units.Mohm)
     rin = analysis.input_resistance(source, stimulus, method=method)
-    return relative_error(rin, target)
+    return _relative_error(rin, target, "input_resistance")
 
 
-def _as_spikes(x, name):
+def _as_spikes(x, name, arg="spikes"):
     if isinstance(x, Trace):
         if x.spikes is None:
             raise ValueError(
@@ -64,7 +127,10 @@ def _as_spikes(x, name):
                 "capacity=k) instead"
             )
         return x.spikes
-    return jnp.asarray(x)
+    try:
+        return jnp.asarray(_plain(x, arg, units.ms))
+    except TypeError:
+        raise ValueError(f"{name}: {arg} expects spike times in ms padded with inf, got {x!r}") from None
 
 
 def _pad_to(a, cap):
@@ -77,7 +143,9 @@ def _pad_to(a, cap):
 
 def _pair(spikes, target, name):
     spikes = _as_spikes(spikes, name)
-    target = jnp.asarray(_as_spikes(target, name), dtype=spikes.dtype)
+    _check_values(target.spikes if isinstance(target, Trace) else target, name, spikes=True)
+    target = jnp.asarray(_as_spikes(target, name, "target"), dtype=spikes.dtype)
+    _check_shape(target.shape, spikes.shape, name, trains=True)
     cap = max(spikes.shape[-1], target.shape[-1])
     spikes, target = _pad_to(spikes, cap), _pad_to(target, cap)
     try:
@@ -127,6 +195,8 @@ def van_rossum(spikes, target, tau):
     neurons.
     """
     tau = units.to_base(tau, "tau", units.ms)
+    if units.is_concrete(tau) and not np.all((np.asarray(tau) > 0) & np.isfinite(np.asarray(tau))):
+        raise ValueError(f"van_rossum: tau expects a positive, finite time constant in ms, got {tau}")
     a, b = _pair(spikes, target, "van_rossum")
     d2 = 0.5 * (_kernel_sum(a, a, tau) + _kernel_sum(b, b, tau) - 2.0 * _kernel_sum(a, b, tau))
     return jnp.mean(d2)
@@ -137,6 +207,7 @@ def spike_rate(spikes, start, stop):
     the spike times: ``(n - 1) / (t_last - t_first)`` (the inverse mean inter-spike
     interval) where ``n >= 2``, else ``n / (stop - start)`` (no gradient). Shape:
     one rate per neuron."""
+    start, stop = _plain(start, "start", units.ms), _plain(stop, "stop", units.ms)
     s = _as_spikes(spikes, "spike_rate")
     inside = jnp.isfinite(s) & (s >= start) & (s < stop)
     n = jnp.sum(inside, axis=-1)
@@ -167,7 +238,9 @@ def firing_rate(source, target, start=None, stop=None, *, method="isi"):
       surrogate gradient (and which stays exact in value); without a surrogate, or
       from spike times, the gradient is zero.
     """
+    _check_values(target, "firing_rate")  # before to_base: under jit that is a tracer
     target = units.to_base(target, "target", units.Hz)
+    start, stop = _plain(start, "start", units.ms), _plain(stop, "stop", units.ms)
     if method not in ("isi", "count"):
         raise ValueError(f"firing_rate: method expects 'isi' or 'count', got {method!r}")
     if isinstance(source, Trace):
@@ -183,7 +256,7 @@ def firing_rate(source, target, start=None, stop=None, *, method="isi"):
                     "run; leave start and stop out (or pass trace.spikes to count in a window)"
                 )
             duration = source.t[-1] - source.t[0]
-            return relative_error(1000.0 * source.spike_count / duration, target)
+            return _relative_error(1000.0 * source.spike_count / duration, target, "firing_rate")
         start = source.t[0] if start is None else start
         stop = source.t[-1] if stop is None else stop
     elif start is None or stop is None:
@@ -192,17 +265,18 @@ def firing_rate(source, target, start=None, stop=None, *, method="isi"):
         rate = spike_rate(source, start, stop)
     else:
         rate = analysis.firing_rate(_as_spikes(source, "firing_rate"), start, stop)
-    return relative_error(rate, target)
+    return _relative_error(rate, target, "firing_rate")
 
 
-def _window_mask(t, windows):
+def _window_mask(t, windows, name="windows"):
     if windows is None:
         return jnp.ones(t.shape, dtype=bool)
+    windows = _plain(windows, name, units.ms)
     windows = [windows] if np.ndim(windows) == 1 else windows
     mask = jnp.zeros(t.shape, dtype=bool)
     for w in windows:
         if len(w) != 2 or not float(w[1]) > float(w[0]):
-            raise ValueError(f"windows expects (start, stop) pairs in ms with stop > start, got {w!r}")
+            raise ValueError(f"{name} expects (start, stop) pairs in ms with stop > start, got {w!r}")
         mask = mask | within(t, w[0], w[1])
     return mask
 
@@ -210,16 +284,18 @@ def _window_mask(t, windows):
 def voltage(trace: Trace, target, *, windows=None, variable="v"):
     """Mean squared difference (mV²) between a recorded variable and ``target``.
 
-    ``target``: an array shaped like ``trace.v`` (same time grid), or a Trace (read at
-    this trace's times by linear interpolation). ``windows``: ``(start, stop)`` in ms,
-    or a list of them; only samples inside count (default: all).
+    ``target``: an array shaped like ``trace.v`` (same time grid; in mV for ``v``,
+    finite everywhere: to leave samples out use ``windows``, not NaN), or a Trace (read
+    at this trace's times by linear interpolation). ``windows``: ``(start, stop)`` in
+    ms, or a list of them; only samples inside count (default: all).
     """
     if not isinstance(trace, Trace):
         raise ValueError(f"voltage expects a Trace, got {type(trace).__name__}")
     v = getattr(trace, variable)
     if isinstance(target, Trace):
         target = getattr(target.at(trace.t), variable)
-    target = jnp.asarray(target, dtype=v.dtype)
+    _check_values(target, "voltage")
+    target = jnp.asarray(_plain(target, "target", units.mV if variable == "v" else None), dtype=v.dtype)
     if target.shape != v.shape:
         raise ValueError(f"voltage: target shape {target.shape} does not match the trace's {variable} {v.shape}")
     mask = _window_mask(trace.t, windows).reshape((-1,) + (1,) * (v.ndim - 1))
@@ -243,14 +319,15 @@ def summary_statistics(trace: Trace, *, window=None, rest_window=None, threshold
     """
     v = getattr(trace, variable)
     t = trace.t
-    mask = _window_mask(t, window).reshape((-1,) + (1,) * (v.ndim - 1))
+    window = _plain(window, "window", units.ms)
+    mask = _window_mask(t, window, "window").reshape((-1,) + (1,) * (v.ndim - 1))
     n = jnp.sum(mask, axis=0)
     mean = jnp.sum(jnp.where(mask, v, 0.0), axis=0) / n
     var = jnp.sum(jnp.where(mask, (v - mean) ** 2, 0.0), axis=0) / n
     if rest_window is None:
         rest = v[0]
     else:
-        rmask = _window_mask(t, rest_window).reshape(mask.shape)
+        rmask = _window_mask(t, rest_window, "rest_window").reshape(mask.shape)
         rest = jnp.sum(jnp.where(rmask, v, 0.0), axis=0) / jnp.sum(rmask, axis=0)
     spikes = analysis.spike_times(trace, threshold, capacity=capacity, variable=variable)
     start, stop = (t[0], t[-1] + 1e-9) if window is None else (window[0], window[1])
@@ -269,14 +346,20 @@ def summary_statistics(trace: Trace, *, window=None, rest_window=None, threshold
 def summary(trace: Trace, targets: dict, *, scales: dict | None = None, **kwargs):
     """``Σ ((stat - target) / scale)²`` over the statistics named in ``targets`` (see
     :func:`summary_statistics`, which gets ``kwargs``); ``scales`` default 1 in each
-    statistic's unit (mV, spikes, Hz). Mean over compartments."""
+    statistic's unit (mV, spikes, Hz); targets may be quantities. Mean over
+    compartments."""
     stats = summary_statistics(trace, **kwargs)
     unknown = [k for k in targets if k not in stats]
     if unknown:
         raise ValueError(f"summary: unknown statistic(s) {unknown}; available: {sorted(stats)}")
     scales = scales or {}
     total = 0.0
+    voltage_unit = units.mV if kwargs.get("variable", "v") == "v" else None
+    stat_units = {"spike_count": None, "rate": units.Hz}
     for name, target in targets.items():
         value = stats[name].astype(jnp.result_type(float))
-        total = total + jnp.mean(((value - jnp.asarray(target)) / scales.get(name, 1.0)) ** 2)
+        _check_values(target, "summary", f"targets[{name!r}]")
+        target = jnp.asarray(_plain(target, f"targets[{name!r}]", stat_units.get(name, voltage_unit)))
+        _check_shape(target.shape, value.shape, "summary", f"targets[{name!r}]")
+        total = total + jnp.mean(((value - target) / scales.get(name, 1.0)) ** 2)
     return total

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -59,6 +60,12 @@ class Selection:
                 f"params=lambda m: m.gL, got {where!r}"
             )
         flat, self._treedef = jax.tree_util.tree_flatten_with_path(model)
+        if not any(eqx.is_array_like(leaf) and not isinstance(leaf, bool) for _, leaf in flat):
+            # Else the selector fails on it, and the message would blame the selector.
+            raise ValueError(
+                "model expects an Equinox module (or another pytree) holding the parameters to fit, "
+                f"e.g. jn.LIF(...), got {model!r}"
+            )
         self._n_leaves = len(flat)
         marked = jax.tree_util.tree_unflatten(self._treedef, [_Marker(i) for i in range(len(flat))])
         try:

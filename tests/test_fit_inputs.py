@@ -1,0 +1,259 @@
+"""jn.fit and jn.losses given unusual inputs: quantities, NaN targets, wrong shapes,
+interrupted fits, a checkpoint of another optimiser, starts that stop."""
+
+import json
+import re
+import math
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import saiunit as u
+
+import jaxneuro as jn
+from jaxneuro.fit import checkpoint as ckpt
+from jaxneuro.fit import loop
+
+
+def seed000_neuron(**kw):
+    # dendrify's leakyIF without threshold: Rin = 1/gL = 50 MΩ.
+    return jn.LIF(**{"C": 250 * u.pF, "gL": 20 * u.nS, "EL": -70 * u.mV, "V_th": math.inf, **kw})
+
+
+def rin_loss(model):
+    return jn.losses.input_resistance(model, 62.5)
+
+
+@pytest.fixture(scope="module")
+def spiking():
+    """A LIF trace with 5 spikes (about 7, 17, 28, 38, 49 ms) and a population of 4."""
+    trace = jn.simulate(jn.LIF(), 50.0, dt=0.1, stimuli=[jn.StepCurrent(3.0)])
+    pop = jn.simulate(jn.LIF(n=4), 50.0, dt=0.1, stimuli=[jn.StepCurrent(3.0)])
+    return trace, pop
+
+
+# --- init as quantities ---------------------------------------------------------------
+
+
+def test_init_quantities_are_converted_to_the_parameters_unit():
+    neuron = seed000_neuron()  # gL in µS
+    for init in (jnp.array([15.0, 25.0]) * u.nS, {"gL": jnp.array([15.0, 25.0]) * u.nS}):
+        r = jn.fit(rin_loss, neuron, params=lambda m: m.gL, init=init, steps=0)
+        np.testing.assert_allclose(r.param_history["gL"][0], [0.015, 0.025], rtol=1e-12)
+    r = jn.fit(rin_loss, neuron, params=lambda m: (m.gL, m.C),
+               init=(jnp.array([15.0, 25.0]) * u.nS, jnp.array([0.2, 0.3])), steps=0)
+    np.testing.assert_allclose(r.param_history["C"][0], [0.2, 0.3], rtol=1e-12)  # plain: in nF
+    with pytest.raises(ValueError, match=r"init\['gL'\].*conductance.*mV"):
+        jn.fit(rin_loss, neuron, params=lambda m: m.gL, init=jnp.array([15.0, 25.0]) * u.mV, steps=0)
+
+
+# --- interrupted fits -----------------------------------------------------------------
+
+
+def test_an_interrupted_fit_returns_the_steps_completed():
+    def interrupt_at_5(step, loss):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    full = jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, steps=10)
+    with pytest.warns(RuntimeWarning, match="interrupted at step 5"):
+        r = jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, steps=10, callback=interrupt_at_5)
+    assert r.stopped and r.steps == 5
+    np.testing.assert_array_equal(r.loss_history, full.loss_history[:6])
+    np.testing.assert_array_equal(r.param_history["gL"], full.param_history["gL"][:6])
+    assert float(r.model.gL) == full.param_history["gL"][5]
+
+
+def test_an_error_during_a_fit_carries_the_partial_result():
+    def fail_at_3(step, loss):
+        if step == 3:
+            raise RuntimeError("log server down")
+
+    with pytest.raises(RuntimeError, match="log server down") as info:
+        jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, steps=10, callback=fail_at_3)
+    partial = info.value.partial_result
+    assert partial.steps == 3 and partial.stopped and len(partial.param_history["gL"]) == 4
+    assert any("partial_result" in note for note in info.value.__notes__)
+    # An error before any step completed: nothing to attach.
+    with pytest.raises(ValueError, match="returning a scalar") as info:
+        jn.fit(lambda m: jnp.stack([m.gL, m.C]), seed000_neuron(), params=lambda m: m.gL, steps=3)
+    assert info.value.partial_result is None
+    assert any("partial_result is None" in note for note in info.value.__notes__)
+    # on_nonfinite="raise" keeps the steps up to the non-finite one.
+    with pytest.raises(FloatingPointError) as info:
+        jn.fit(lambda m: jnp.sqrt(m.gL - 0.015), seed000_neuron(), params=lambda m: m.gL, steps=50,
+               on_nonfinite="raise")
+    partial = info.value.partial_result
+    assert np.isnan(partial.loss_history[-1]) and np.all(np.isfinite(partial.loss_history[:-1]))
+
+
+def test_a_partial_result_keeps_only_whole_steps():
+    # Interrupted between the appends of step 2: its loss is there, its values are not.
+    sel = jn.fit.Selection(seed000_neuron(), lambda m: m.gL)
+    losses = [np.float64(3.0), np.float64(2.0), np.float64(1.0)]
+    hist = {"gL": [np.float64(0.02), np.float64(0.019)]}
+    r = loop._partial_result(seed000_neuron(), sel, losses, hist, None, [], set())
+    assert r.steps == 1 and len(r.param_history["gL"]) == 2 and r.stopped
+    assert loop._partial_result(seed000_neuron(), sel, [], {"gL": []}, None, [], set()) is None
+
+
+# --- checkpoints of another optimiser -------------------------------------------------
+
+
+def test_resume_refuses_a_checkpoint_of_another_optimizer(tmp_path):
+    path = tmp_path / "ckpt"
+    fit = lambda steps, opt, **kw: jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, steps=steps,
+                                          optimizer=opt, **kw)
+    fit(5, optax.adam(0.05), checkpoint=path)
+    with pytest.raises(ValueError, match=r"different fit.*optimizer.*step_size is -0.05 there, -0.5 here"):
+        fit(10, optax.adam(0.5), checkpoint=path, resume=True)
+    for other in (optax.sgd(0.05), optax.adamw(0.05), optax.adam(0.05, b1=0.5)):
+        with pytest.raises(ValueError, match="different fit.*optimizer"):
+            fit(10, other, checkpoint=path, resume=True)
+    resumed = fit(10, optax.adam(0.05), checkpoint=path, resume=True)  # a fresh but equal optimiser
+    full = fit(10, optax.adam(0.05))
+    np.testing.assert_array_equal(resumed.loss_history, full.loss_history)
+    np.testing.assert_array_equal(resumed.param_history["gL"], full.param_history["gL"])
+
+
+def test_the_optimizer_description_is_the_same_in_another_process():
+    code = ("import json, optax; from jaxneuro.fit.checkpoint import describe_optimizer; "
+            "print(json.dumps(describe_optimizer(optax.adam(optax.exponential_decay(0.05, 10, 0.5)).update)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    here = ckpt.describe_optimizer(optax.adam(optax.exponential_decay(0.05, 10, 0.5)).update)
+    assert json.loads(out) == json.loads(json.dumps(here))
+    other = ckpt.describe_optimizer(optax.adam(optax.exponential_decay(0.05, 10, 0.8)).update)
+    assert json.loads(json.dumps(other)) != json.loads(out)
+
+
+# --- one start stopping ---------------------------------------------------------------
+
+
+def test_stop_stops_only_the_failing_start():
+    # NaN below gL = 0.01; minimum at gL = 0.03. Start 1 begins in the NaN region.
+    loss = lambda m: jnp.log(m.gL / 0.03) ** 2 + 0.0 * jnp.sqrt(m.gL - 0.01)
+    with pytest.warns(RuntimeWarning, match=r"start 1.*that start stops there \(the other starts go on\)") as rec:
+        r = jn.fit(loss, seed000_neuron(), params=lambda m: m.gL, init=jnp.array([0.02, 0.009]), steps=30)
+    assert len([w for w in rec if "start 1" in str(w.message)]) == 1
+    assert not r.stopped and r.steps == 30
+    assert [(e.step, e.start) for e in r.nonfinite] == [(0, 1)]  # nothing more from start 1
+    frozen = r.param_history["gL"][:, 1]
+    assert np.all(frozen == frozen[0]) and frozen[0] == pytest.approx(0.009, rel=1e-14)
+    assert r.params["gL"][0] == pytest.approx(0.03, rel=1e-3)
+    assert r.start(1).stopped and not r.start(0).stopped
+    assert float(r.best_model.gL) == pytest.approx(0.03, rel=1e-3) and r.best_start == 0
+    # When every start has stopped, the fit ends there.
+    with pytest.warns(RuntimeWarning, match="every start has now stopped"):
+        r = jn.fit(loss, seed000_neuron(), params=lambda m: m.gL, init=jnp.array([0.009, 0.008]), steps=30)
+    assert r.stopped and r.steps == 0 and {e.start for e in r.nonfinite} == {0, 1}
+
+
+# --- losses: NaN targets ----------------------------------------------------------------
+
+
+def test_nan_targets_are_rejected_naming_the_target(spiking):
+    trace, pop = spiking
+    spikes = np.asarray(trace.spikes[:5])
+    with_nan = spikes.copy()
+    with_nan[1] = np.nan
+    for loss in (jn.losses.spike_times, lambda a, b: jn.losses.van_rossum(a, b, 5.0)):
+        with pytest.raises(ValueError, match="target holds 1 value.*NaN.*index \\(1,\\)"):
+            loss(trace.spikes, with_nan)
+        assert np.isfinite(float(loss(trace.spikes, np.append(spikes, np.inf))))  # inf: padding
+    with pytest.raises(ValueError, match="input_resistance: target holds"):
+        jn.losses.input_resistance(seed000_neuron(), np.nan)
+    with pytest.raises(ValueError, match="firing_rate: target holds"):
+        jn.losses.firing_rate(pop, [90.0, np.nan, 90.0, 90.0])
+    with pytest.raises(ValueError, match="relative_error: target holds"):
+        jn.losses.relative_error(1.0, np.inf)
+    with pytest.raises(ValueError, match=r"summary: targets\['mean_v'\] holds"):
+        jn.losses.summary(trace, {"mean_v": np.nan})
+    target_v = np.asarray(trace.v).copy()
+    target_v[100] = np.nan
+    with pytest.raises(ValueError, match=r"voltage: target holds 1 value.*index \(100,\)"):
+        jn.losses.voltage(trace, target_v)
+    # Inside jn.fit (traced): the target is blamed, not the parameter.
+    sim = lambda m: jn.simulate(m, 50.0, dt=0.1, stimuli=[jn.StepCurrent(3.0)])
+    with pytest.raises(ValueError, match="voltage: target holds"):
+        jn.fit(lambda m: jn.losses.voltage(sim(m), target_v), jn.LIF(gL=0.12), params=lambda m: m.gL, steps=2)
+    # A traced target is not checked (its values are unknown): the loss is NaN.
+    assert np.isnan(float(jax.jit(lambda t: jn.losses.voltage(trace, t))(target_v)))
+
+
+# --- losses: shapes, time constants, units --------------------------------------------
+
+
+def test_targets_that_would_enlarge_the_prediction_are_rejected(spiking):
+    trace, pop = spiking
+    with pytest.raises(ValueError, match=r"input_resistance: target of shape \(3,\) .* shape \(\)"):
+        jn.losses.input_resistance(seed000_neuron(), [62.5, 80.0, 100.0])
+    trains = jnp.tile(trace.spikes[:5], (3, 1))
+    with pytest.raises(ValueError, match=r"spike_times: target of shape \(3, 5\) .* shape \(100,\)"):
+        jn.losses.spike_times(trace.spikes, trains)
+    with pytest.raises(ValueError, match=r"firing_rate: target of shape \(3,\) .* shape \(4,\)"):
+        jn.losses.firing_rate(pop, [50.0, 60.0, 70.0])
+    with pytest.raises(ValueError, match=r"summary: targets\['mean_v'\] of shape \(2,\)"):
+        jn.losses.summary(trace, {"mean_v": [-60.0, -61.0]})
+    # One target for all neurons, or one per neuron, still work.
+    assert float(jn.losses.firing_rate(pop, 95.0)) == float(jn.losses.firing_rate(pop, [95.0] * 4))
+    assert float(jn.losses.spike_times(pop.spikes, trace.spikes[:5])) < 1e-20  # one train for all
+    assert float(jn.losses.input_resistance(seed000_neuron(), [50.0])) == pytest.approx(0.0, abs=1e-20)
+
+
+def test_van_rossum_tau_must_be_positive_and_finite(spiking):
+    trace, _ = spiking
+    for tau in (0.0, -5.0, math.inf, -1 * u.ms):
+        with pytest.raises(ValueError, match="van_rossum: tau expects a positive, finite time constant in ms"):
+            jn.losses.van_rossum(trace.spikes, trace.spikes[:3], tau)
+    assert float(jn.losses.van_rossum(trace.spikes, trace.spikes[:3], 5 * u.ms)) == float(
+        jn.losses.van_rossum(trace.spikes, trace.spikes[:3], 5.0))
+
+
+def test_losses_take_quantities_of_the_right_dimension(spiking):
+    trace, _ = spiking
+    spikes = np.asarray(trace.spikes[:5])
+    shifted = spikes + 1.0
+    L = jn.losses
+    assert float(L.spike_times(trace.spikes, shifted / 1000 * u.second)) == pytest.approx(
+        float(L.spike_times(trace.spikes, shifted)), rel=1e-12)
+    assert float(L.van_rossum(trace.spikes, shifted * u.ms, 5.0)) == float(L.van_rossum(trace.spikes, shifted, 5.0))
+    v = np.asarray(trace.v)
+    assert float(L.voltage(trace, (v + 1.0) / 1000 * u.volt)) == pytest.approx(1.0, rel=1e-9)
+    assert float(L.voltage(trace, (v + 1.0) * u.mV, windows=(0.01 * u.second, 0.02 * u.second))) == float(
+        L.voltage(trace, v + 1.0, windows=(10.0, 20.0)))
+    assert float(L.voltage(trace, v + 1.0, windows=[(0 * u.ms, 10 * u.ms), (20 * u.ms, 30 * u.ms)])) == float(
+        L.voltage(trace, v + 1.0, windows=[(0.0, 10.0), (20.0, 30.0)]))
+    assert float(L.spike_rate(trace.spikes, 0.0 * u.second, 0.05 * u.second)) == float(
+        L.spike_rate(trace.spikes, 0.0, 50.0))
+    assert float(L.firing_rate(trace.spikes, 95.0 * u.Hz, 0 * u.ms, 50 * u.ms)) == float(
+        L.firing_rate(trace.spikes, 95.0, 0.0, 50.0))
+    stats = L.summary_statistics(trace, window=(0.0 * u.second, 0.02 * u.second))
+    assert float(stats["mean_v"]) == float(L.summary_statistics(trace, window=(0.0, 20.0))["mean_v"])
+    assert float(L.summary(trace, {"mean_v": -0.060 * u.volt, "rate": 0.1 * u.kHz})) == pytest.approx(
+        float(L.summary(trace, {"mean_v": -60.0, "rate": 100.0})), rel=1e-12)
+    for call, name in [(lambda: L.spike_times(trace.spikes, spikes * u.mV), "target"),
+                       (lambda: L.voltage(trace, v * u.ms), "target"),
+                       (lambda: L.voltage(trace, v, windows=(0 * u.mV, 10 * u.mV)), "windows"),
+                       (lambda: L.spike_rate(trace.spikes, 0 * u.mV, 50.0), "start"),
+                       (lambda: L.firing_rate(trace.spikes, 95.0, 0.0, 50 * u.mV), "stop"),
+                       (lambda: L.summary(trace, {"mean_v": -60 * u.ms}), "targets['mean_v']"),
+                       (lambda: L.summary_statistics(trace, window=(0 * u.nA, 1 * u.nA)), "window")]:
+        with pytest.raises(ValueError, match=re.escape(f"parameter {name!r} expects a")):
+            call()
+
+
+# --- fit's arguments --------------------------------------------------------------------
+
+
+def test_fit_names_a_model_that_is_not_a_module_and_a_loss_that_is_not_a_number(spiking):
+    trace, _ = spiking
+    with pytest.raises(ValueError, match="model expects an Equinox module.*'lif'"):
+        jn.fit(lambda m: 0.0, "lif", params=lambda m: m.gL, steps=1)
+    with pytest.raises(ValueError, match="loss expects a function returning a scalar.*got 'abc'"):
+        jn.fit(lambda m: "abc", seed000_neuron(), params=lambda m: m.gL, steps=1)
+    with pytest.raises(ValueError, match="loss expects a function returning a scalar.*got a Trace"):
+        jn.fit(lambda m: jn.simulate(m, 5.0), seed000_neuron(), params=lambda m: m.gL, steps=1)
