@@ -18,7 +18,10 @@ class AdEx(AbstractSpikingNeuron):
 
     When ``V`` reaches ``V_peak`` a spike is recorded at the crossing time (found inside
     the solver step), ``V`` is reset to ``V_reset`` (and held there for ``t_ref``) and
-    ``w`` jumps by ``b``. Starts at ``v0`` (default ``EL``) with ``w = 0``.
+    ``w`` jumps by ``b``. Starts at ``v0`` (default ``EL``) with ``w`` at its steady
+    state there, ``a·(v0 - EL)`` (0 at the default ``v0``), as every model's gates
+    start (NEURON's ``finitialize``); :func:`jaxneuro.steady_state` and the input
+    resistance therefore include the adaptation current.
 
     Absolute units: ``C`` nF, ``gL`` and ``a`` µS, potentials mV, ``tau_w`` and
     ``t_ref`` ms, ``b`` and ``w`` nA, input nA. Defaults are Brette & Gerstner's
@@ -127,7 +130,8 @@ class AdEx(AbstractSpikingNeuron):
     def init_state(self, v0):
         f = jnp.result_type(float)
         v = jnp.broadcast_to(jnp.asarray(v0, dtype=f), self.shape)
-        return State(v=v, gates={"w": jnp.zeros(self.shape, dtype=f)}, events=self._init_events())
+        w = jnp.broadcast_to(self.a * (jnp.minimum(v, self.V_peak) - self.EL), self.shape).astype(f)
+        return State(v=v, gates={"w": w}, events=self._init_events())
 
     # --- currents (nA, outward positive) --------------------------------------------
     def leak_current(self, v):
