@@ -4,8 +4,10 @@ Every stimulus gives ``current(t)`` in nA and a ``target``: ``None`` for every
 compartment of the model (one compartment, or each neuron of a population), an
 index / sequence of indices into a population (an index listed twice gets the current
 twice), or a location on a cable or cell: ``(section, x)`` with a float ``x`` in [0, 1]
-(a bare ``x`` on a one-section cable), kept as a :class:`Location`; two integers are
-two indices, not a location.
+(a bare ``x`` on a one-section cable), kept as a :class:`Location`. On a population
+a pair of integers ``(i, j)`` is two indices; on a cable or cell it is refused as
+ambiguous (``(section, 1)`` reads like a location): write ``x`` as a float,
+``(section, 1.0)``, or the indices as a list, ``[i, j]``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,22 @@ class Location:
         return repr(self.x) if self.section is None else repr((self.section, self.x))
 
 
+class IndexPair(tuple):
+    """A target written as a tuple of two integers: two indices into a population,
+    but on a cable or cell ambiguous with a location ``(section, x)`` whose ``x`` was
+    written as an integer, so those refuse it. Unequal to the same indices written as a
+    list (compiled programs are looked up by target)."""
+
+    def __eq__(self, other):
+        return type(other) is IndexPair and tuple.__eq__(self, other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(("IndexPair", tuple(self)))
+
+
 def _normalise_target(target):
     if target is None or isinstance(target, (str, Location)):
         return target
@@ -58,6 +76,9 @@ def _normalise_target(target):
         return Location(target[0] if isinstance(target[0], str) else int(target[0]), float(target[1]))
     if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
         return (target[0], _normalise_target(target[1]))
+    if (isinstance(target, tuple) and len(target) == 2
+            and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in target)):
+        return IndexPair(int(k) for k in target)
     if isinstance(target, (Sequence, np.ndarray)) or hasattr(target, "__array__"):
         arr = np.asarray(target)
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):

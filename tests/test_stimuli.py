@@ -88,3 +88,17 @@ def test_density_stimuli_at_a_location_or_segment_and_no_plain_numbers_beside_de
     with pytest.raises(ValueError, match=r"\['offset'\] given as plain numbers"):
         jn.Sine(amp=2 * u.uA / u.cm**2, freq=10.0, offset=0.5)
     assert jn.Ramp(amp_start=0.0, amp_stop=2 * u.uA / u.cm**2, delay=0.0, dur=1.0).density
+
+
+def test_a_pair_of_integers_is_two_indices_on_a_population_only():
+    """On a cable, (0, 1) put the current into segments 0 and 1, each the full amount;
+    a NEURON user means sec(1) by it (on a 3-segment passive cable: 120 mV instead
+    of NEURON's 29). Now refused there; on a population it stays two indices."""
+    cab = jn.Cable(300.0, 1.0, nseg=3, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
+    with pytest.raises(ValueError, match=r"ambiguous on a cable or cell.*target=\(0, 1.0\).*target=\[0, 1\]"):
+        jn.simulate(cab, 0.05, stimuli=[jn.StepCurrent(0.1, target=(0, 1))])
+    at_end = jn.simulate(cab, 0.05, stimuli=[jn.StepCurrent(0.1, target=(0, 1.0))], record="i_inj").i_inj[-1]
+    np.testing.assert_allclose(at_end, [0.0, 0.0, 0.1])
+    pop = jn.Compartment(length=10.0, diam=10.0, n=3)
+    both = jn.simulate(pop, 0.05, stimuli=[jn.StepCurrent(0.1, target=(0, 1))], record="i_inj").i_inj[-1]
+    np.testing.assert_allclose(both, [0.1, 0.1, 0.0])

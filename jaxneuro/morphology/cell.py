@@ -16,7 +16,7 @@ from ..gather import spread, sum_into, take
 from ..model import AbstractModel, broadcast_current
 from ..solve.hines import TreeCoupling
 from ..state import State
-from ..stimuli import Location
+from ..stimuli import IndexPair, Location
 from . import geometry as cable_geometry
 from . import membrane
 from .cable import Cable
@@ -542,6 +542,13 @@ class Cell(AbstractModel):
         elif (isinstance(target, tuple) and len(target) == 2
                 and (isinstance(target[0], str) or isinstance(target[1], (float, np.floating)))):
             target = Location(*target)  # a location (section, x); two ints are indices
+        if isinstance(target, IndexPair):
+            raise ValueError(
+                f"stimulus target={tuple(target)!r} is ambiguous on a cable or cell: for the location "
+                f"(section {target[0]}, x = {target[1]}) write x as a float, target=({target[0]}, "
+                f"{float(target[1])}); for segment indices {target[0]} and {target[1]} write a list, "
+                f"target={list(target)}"
+            )
         if isinstance(target, Location):
             try:
                 seg, weight = self._node_of(target.section, target.x)
