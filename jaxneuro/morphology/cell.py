@@ -609,7 +609,10 @@ class Cell(AbstractModel):
         NEURON's node voltage includes it; at an end where nothing joins and nothing
         is injected, the end segment's voltage). ``i_inj`` may be an array over the
         leading axes of ``v`` (a current per saved time: the step's current, which
-        NEURON takes at the step's midpoint)."""
+        NEURON takes at the step's midpoint). With Crank–Nicolson and a current
+        injected at a free end, NEURON's recorded ``sec(1).v`` alternates from step to
+        step between the end segment's voltage and that plus twice the injected
+        current's drop over the half segment; this gives their mean."""
         segs, g = self._node_neighbours(section, x)
         i_inj = units.to_base(i_inj, "i_inj", units.nA)
         v = jnp.asarray(v)
