@@ -245,3 +245,34 @@ def test_voltage_at_section_ends_is_neurons_node_voltage(neuron_h, target):
         cell.voltage_at(trace.v, "b", 0.5, i_inj=0.1)
     cable = jn.Cable(100.0, 1.0, nseg=4)
     np.testing.assert_allclose(cable.voltage_at(trace.v[:, :4], 1.0), trace.v[:, 3], rtol=1e-14)
+
+
+def test_input_resistance_of_an_active_cell_is_neurons_dc_slope(neuron_h):
+    """An HH cell's input resistance (the model's steady-state slope) against NEURON's
+    own DC measurement: the steady voltages under ±1 pA at the soma, run to rest. (Its
+    Impedance class, linearised differently, does not give this for active cells.)"""
+    h = neuron_h
+    specs = [(200.0, 2.0, 11), (150.0, 1.5, 9), (300.0, 1.0, 15)]
+    parent_x = [1.0, 1.0, 0.0]
+    soma, dends = _hh_cell_neuron(h, "hh_rin", specs, parent_x)
+    clamp = h.IClamp(soma(0.5))
+    clamp.delay, clamp.dur = 0.0, 1e9
+    rest = {}
+    for amp in (1e-3, -1e-3):
+        clamp.amp = amp
+        v = _run(h, 600.0, 0.025, [soma(0.5)._ref_v, dends[2](0.95)._ref_v])
+        assert np.max(np.abs(v[-1] - v[-4000])) < 1e-9  # settled: 100 ms without change
+        rest[amp] = v[-1]
+    chord = (rest[1e-3] - rest[-1e-3]) / 2e-3  # MΩ: soma input, then transfer to d2
+
+    cell = _hh_cell_jax(specs, parent_x)
+    cols = [cell.index("soma", 0.5), cell.index("d2", 0.95)]
+    # The same measurement: NEURON's fixed points to 1e-9 mV.
+    ss = {amp: np.asarray(jn.steady_state(cell, cell.place_current(("soma", 0.5), amp)).v)[cols]
+          for amp in (1e-3, -1e-3)}
+    for amp in ss:
+        np.testing.assert_allclose(ss[amp], rest[amp], rtol=0, atol=1e-9)
+    # The slope: the chord's limit (they differ by O(amp²): 3e-6 here).
+    rin = np.asarray(jn.input_resistance(cell))
+    assert rin[cols[0]] == pytest.approx(chord[0], rel=1e-5)
+    assert rin[cols[0]] == pytest.approx(25.9595, rel=1e-5)
