@@ -349,3 +349,26 @@ def test_steady_state_and_input_resistance_of_a_gap_network_have_reverse_mode_gr
         assert abs(float(fd)) > 1.0, name  # the conductance matters
         assert float(grad) == pytest.approx(float(fd), rel=1e-5), name
     assert float(jax.jvp(f, (g0,), (1.0,))[1]) == pytest.approx(float(grad), rel=1e-8)
+
+
+def test_gap_junction_without_connections_changes_nothing():
+    """No connections, no current: the network keeps its populations' default solver
+    (a LIF's exact exponential update) and the LIF's closed-form spike times."""
+    stims = [jn.StepCurrent(2.5, 5.0, 100.0, target="a")]
+    empty = jn.Network({"a": jn.LIF(n=2)}, [jn.SymmetricGapJunction("a", "a", jn.conn.explicit([], []), 0.05)])
+    assert empty.default_solver() == jn.LIF(n=2).default_solver() and empty.voltage_coupling() is None
+    spikes = np.asarray(jn.simulate(empty, 45.0, stimuli=stims)["a"].spikes[0, :3])
+    # C = 1 nF, gL = 0.1 µS, EL = -70, V_th = -55, V_reset = -75, t_ref = 2 ms, 2.5 nA: V_inf = -45 mV.
+    first, isi = 5.0 + 10.0 * np.log(25 / 10), 2.0 + 10.0 * np.log(30 / 10)
+    np.testing.assert_allclose(spikes, first + isi * np.arange(3), atol=1e-9)
+    # A junction with connections, even of g = 0, is solved implicitly (backward Euler).
+    zero = jn.Network({"a": jn.LIF(n=2)}, [jn.SymmetricGapJunction("a", "a", jn.conn.explicit([0], [1]), 0.0)])
+    assert zero.default_solver() == jn.StaggeredEuler(voltage_update="backward_euler")
+
+
+def test_gap_junction_of_each_compartment_to_itself_is_refused():
+    """A gap junction joining a compartment to itself carries no current, so a
+    coupling made only of such connections is refused, naming it."""
+    for conn in (jn.conn.one_to_one, jn.conn.explicit([0, 1], [0, 1])):
+        with pytest.raises(ValueError, match=r"SymmetricGapJunction 'coupling0'.*to itself.*no current"):
+            jn.Network({"a": passive_lif(2)}, [jn.SymmetricGapJunction("a", "a", conn, 0.1)])

@@ -198,3 +198,9 @@ def test_bad_stimulus_targets_amplitudes_and_initial_voltages_are_named():
     net = jn.Network({"a": pop, "b": soma(2)})
     with pytest.raises(ValueError, match=r"v0 expects .*\(shape \(5,\)\)"):
         jn.simulate(net, 1.0, v0=np.zeros(3))
+
+
+def test_stimulus_index_error_names_the_population_and_target():
+    net = jn.Network({"a": jn.LIF(n=2), "b": jn.LIF(n=3)}, [])
+    with pytest.raises(ValueError, match=r"target=\('a', \(7,\)\).*population 'a'.*out of range for 2"):
+        jn.simulate(net, 1.0, stimuli=[jn.StepCurrent(1.0, 0.0, 1.0, target=("a", [7]))])

@@ -2,7 +2,10 @@
 per-connection parameters, gradients w.r.t. g_max."""
 
 import math
+import re
+import warnings
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -212,3 +215,57 @@ def test_alpha_synapse_psp_matches_neuron_alphasynapse(neuron_h):
     assert ipsp > 0.5  # a real, hyperpolarising PSP
     # Both evaluate the continuous kernel at the step midpoint: the same numbers.
     assert np.max(np.abs(v_j - v_n)) < 1e-9
+
+
+def _overflowing_net(capacity):
+    """A LIF driven to fire 9 spikes in 100 ms (dt 0.1), onto a passive LIF."""
+    net = jn.Network({"pre": jn.LIF(n=1, spike_capacity=capacity), "post": jn.LIF(n=1, V_th=np.inf)},
+                     [jn.ExpSynapse("pre", "post", jn.conn.one_to_one, 0.05, 2.0, 0.0, 1.0, name="s")])
+    stims = [jn.StepCurrent(3.0, 0.0, 100.0, target="pre")]
+
+    def depolarisation(g_max):
+        net_g = eqx.tree_at(lambda n: n.couplings[0].g_max, net, g_max)
+        return jnp.mean(jn.simulate(net_g, 100.0, dt=0.1, stimuli=stims)["post"].v[-200:, 0] + 70.0)
+
+    return depolarisation
+
+
+def _overflow_warnings(fn, *args):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        jax.block_until_ready(fn(*args))
+        jax.effects_barrier()  # a warning from inside a compiled program arrives with its run
+    return [str(w.message) for w in caught if "spike buffer overflow" in str(w.message)]
+
+
+def test_spike_buffer_overflow_warns_under_jit_grad_and_vmap():
+    """Spikes past spike_capacity never reach the synapses (the synapse goes quiet),
+    so a jitted loss or a fit must hear of it as an eager run does."""
+    depolarisation = _overflowing_net(capacity=2)
+    for label, fn, arg in (("eager", depolarisation, 0.05),
+                           ("jit", jax.jit(depolarisation), 0.05),
+                           ("grad", jax.grad(depolarisation), 0.05),
+                           ("jit(vmap)", jax.jit(jax.vmap(depolarisation)), jnp.array([0.05, 0.1, 0.2]))):
+        messages = _overflow_warnings(fn, arg)
+        assert len(messages) == 1, (label, messages)  # under vmap: one warning for the batch
+        assert re.search(r"population 'pre'.*Raise LIF\(spike_capacity=\.\.\.\)", messages[0]), (label, messages)
+    assert "3 neuron(s)" in _overflow_warnings(jax.jit(jax.vmap(depolarisation)), jnp.array([0.05, 0.1, 0.2]))[0]
+    # Room for every spike: silent, compiled or not; the gradient flows as before.
+    roomy = _overflowing_net(capacity=20)
+    assert _overflow_warnings(roomy, 0.05) == [] and _overflow_warnings(jax.jit(jax.grad(roomy)), 0.05) == []
+    assert float(jax.grad(roomy)(0.05)) > 0.0
+
+
+def test_recurrent_one_to_one_synapse_is_an_autapse():
+    """one_to_one from a population onto itself connects each neuron to itself: a
+    chemical synapse there carries current (an autapse), the same as explicit pairs."""
+    stims = [jn.StepCurrent(2.5, 5.0, 40.0, target=("a", [0]))]
+
+    def spikes(couplings):
+        tr = jn.simulate(jn.Network({"a": jn.LIF(n=2)}, couplings), 50.0, stimuli=stims)
+        return np.asarray(tr["a"].spikes[0, :3])
+
+    auto = spikes([jn.ExpSynapse("a", "a", jn.conn.one_to_one, 0.05, 2.0, 0.0, 1.0)])
+    np.testing.assert_array_equal(auto, spikes([jn.ExpSynapse("a", "a", jn.conn.explicit([0, 1], [0, 1]), 0.05, 2.0, 0.0, 1.0)]))
+    alone = spikes([])
+    assert np.all(np.isfinite(auto)) and auto[2] < alone[2] - 1.0  # its own EPSPs speed it up

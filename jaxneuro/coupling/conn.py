@@ -59,11 +59,6 @@ class _OneToOne(AbstractRule):
             raise ValueError(
                 f"conn=one_to_one needs pre and post of the same size, got {n_pre} and {n_post}"
             )
-        if same:
-            raise ValueError(
-                "conn=one_to_one on the same compartments connects each one to itself, which "
-                "carries no current; use all_to_all, fixed_prob or explicit index pairs"
-            )
         i = np.arange(n_pre)
         return i, i
 
@@ -179,7 +174,9 @@ class _Explicit(AbstractRule):
 
 
 def one_to_one():
-    """Connect pre ``i`` to post ``i`` (pre and post of the same size)."""
+    """Connect pre ``i`` to post ``i`` (pre and post of the same size). On the same
+    compartments this connects each to itself: a synapse from a neuron onto itself (an
+    autapse); gap junctions refuse it, as no current flows."""
     return _OneToOne()
 
 

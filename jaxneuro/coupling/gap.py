@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from .. import units
 from .base import AbstractCoupling, per_connection
@@ -23,6 +24,15 @@ class AbstractGapJunction(AbstractCoupling):
     """
 
     symmetric = False
+
+    def finish_bind(self, pre, post, locate):
+        if pre.size and np.array_equal(pre, post):
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r}: every connection of conn={self.conn!r} joins a "
+                "compartment to itself, where a gap junction carries no current; connect different "
+                "compartments (e.g. all_to_all(include_self=False), fixed_prob or explicit pairs)"
+            )
+        return self
 
     def conductances(self):  # pragma: no cover - abstract
         raise NotImplementedError

@@ -26,8 +26,10 @@ continuous-time answer as ``dt`` shrinks at the same rate.
 
 Arrivals are read from the presynaptic population's spike buffer (its
 ``spike_capacity`` slots), costing O(connections × spike_capacity) work per step and no
-state beyond the conductances; spikes beyond the buffer's capacity (``simulate`` warns
-about an overflow) are not transmitted.
+state beyond the conductances. Spikes beyond the buffer's capacity are not transmitted;
+``simulate`` then warns (a RuntimeWarning naming the population: raise its
+``spike_capacity``), at once when run eagerly and, under ``jit``, ``grad`` or ``vmap``
+(as in :func:`~jaxneuro.fit`), when the compiled program runs.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import units
 from ..coupling.base import AbstractCoupling
 from ..stimuli import Location
 from ..coupling.gap import AbstractGapJunction
@@ -50,8 +51,10 @@ class Network(AbstractModel):
     With gap junctions, the default solver is :class:`~jaxneuro.StaggeredEuler` with
     backward-Euler voltages, treating the junctions implicitly
     (:meth:`voltage_coupling`); ``coupling_tol`` sets the tolerance of that solve (see
-    :mod:`jaxneuro.network.implicit`). Couplings without a ``name`` are called
-    ``"coupling0"``, ``"coupling1"``... by their position.
+    :mod:`jaxneuro.network.implicit`). A junction with no connections is left out of
+    both, so it changes nothing; one with connections counts even where its conductance
+    is 0 µS (a value, possibly traced, that the choice of solver cannot see). Couplings
+    without a ``name`` are called ``"coupling0"``, ``"coupling1"``... by their position.
     """
 
     populations: dict
@@ -150,6 +153,10 @@ class Network(AbstractModel):
     def gap_junctions(self):
         return tuple(c for c in self.couplings if isinstance(c, AbstractGapJunction))
 
+    def _connected_gap_junctions(self):
+        """The gap junctions with at least one connection: those that carry current."""
+        return tuple(c for c in self.gap_junctions if c.n_connections)
+
     @property
     def synapses(self):
         return tuple(c for c in self.couplings if isinstance(c, AbstractSynapse))
@@ -204,7 +211,7 @@ class Network(AbstractModel):
         return eqx.tree_at(lambda net: net.populations, self, pops)
 
     def default_solver(self):
-        if self.gap_junctions or self._internal_couplings():
+        if self._connected_gap_junctions() or self._internal_couplings():
             return StaggeredEuler(voltage_update="backward_euler")
         solvers = [self.populations[n].default_solver() for n in self.names]
         if all(s == solvers[0] for s in solvers):
@@ -214,7 +221,7 @@ class Network(AbstractModel):
     def voltage_coupling(self):
         """The implicit solve of the gap junctions together with the populations' own
         couplings (cells' axial currents) (:class:`GapCoupling`), or ``None``."""
-        gaps, internal = self.gap_junctions, self._internal_couplings()
+        gaps, internal = self._connected_gap_junctions(), self._internal_couplings()
         if not gaps and not internal:
             return None
         return GapCoupling(junctions=gaps, capacitance=self.capacitance, internal=internal, tol=self.coupling_tol)
@@ -308,7 +315,10 @@ class Network(AbstractModel):
             )
         if name not in slices:
             raise ValueError(f"stimulus target={target!r}: no population {name!r}; this network has {self.names}")
-        local = jnp.reshape(self.populations[name].place_current(idx, i), (-1,))
+        try:
+            local = jnp.reshape(self.populations[name].place_current(idx, i), (-1,))
+        except ValueError as e:  # the population's message knows only the indices
+            raise ValueError(f"stimulus target={target!r} in population {name!r}: {e}") from None
         out = jnp.zeros(self.shape, dtype=local.dtype)
         return out.at[slices[name]].set(local)
 
@@ -360,17 +370,46 @@ class Network(AbstractModel):
                 continue
             spikes, count = ev.get("spikes"), ev.get("count")
             part = Trace(t=ts, values=vals, spikes=spikes, spike_count=count)
-            overflow = part.overflowed
-            if overflow is not None and not isinstance(overflow, jax.core.Tracer) and bool(np.any(overflow)):
-                warnings.warn(
-                    f"spike buffer overflow in population {member!r}: {int(np.sum(overflow))} neuron(s) "
-                    f"fired more than spike_capacity={spikes.shape[-1]} spikes; trace[{member!r}].spikes "
-                    "keeps the first ones, .spike_count has the true counts (synapses from it miss the rest).",
-                    RuntimeWarning,
-                    stacklevel=3,
-                )
+            if part.overflowed is not None:
+                _report_overflow(member, self.populations[member], part)
             parts[member] = part
         return Trace(t=ts, values={}, parts=parts)
+
+
+def _report_overflow(member, pop, part):
+    """Warn (RuntimeWarning) if a neuron of population ``member`` fired more spikes
+    than its buffer holds: synapses from it miss the rest. Under ``jit``, ``grad`` or
+    ``vmap`` the counts are known only when the program runs, so the warning comes
+    then, once per run (a vmapped batch: once, with the total)."""
+    capacity = part.spikes.shape[-1]
+
+    def warn(n):
+        if int(n):
+            warnings.warn(
+                f"spike buffer overflow in population {member!r}: {int(n)} neuron(s) fired more "
+                f"than spike_capacity={capacity} spikes; synapses from it miss the rest, "
+                f"trace[{member!r}].spikes keeps the first {capacity} and .spike_count has the "
+                f"true counts. Raise {type(pop).__name__}(spike_capacity=...) to keep them all.",
+                RuntimeWarning,
+                stacklevel=6,  # eager: simulate's caller (past equinox's method wrapper)
+            )
+
+    n = jnp.sum(part.overflowed)
+    if units.is_concrete(n):
+        warn(n)
+        return
+
+    # A batching rule of our own: debug.callback's would unroll one call per member.
+    @jax.custom_batching.custom_vmap
+    def report(n):
+        jax.debug.callback(warn, n)
+        return n
+
+    @report.def_vmap
+    def _(axis_size, in_batched, n):
+        return report(jnp.sum(n)), False
+
+    report(n)
 
 
 def _location_index(pop, name, location):
