@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import units
 from ..coupling.base import AbstractCoupling
+from ..solve.trace import report_overflow
 from ..stimuli import Location
 from ..coupling.gap import AbstractGapJunction
 from ..coupling.synapse import AbstractSynapse
@@ -377,39 +378,17 @@ class Network(AbstractModel):
 
 
 def _report_overflow(member, pop, part):
-    """Warn (RuntimeWarning) if a neuron of population ``member`` fired more spikes
-    than its buffer holds: synapses from it miss the rest. Under ``jit``, ``grad`` or
-    ``vmap`` the counts are known only when the program runs, so the warning comes
-    then, once per run (a vmapped batch: once, with the total)."""
+    """Warn if a neuron of population ``member`` fired more spikes than its buffer
+    holds: synapses from it miss the rest (see :func:`report_overflow`)."""
     capacity = part.spikes.shape[-1]
-
-    def warn(n):
-        if int(n):
-            warnings.warn(
-                f"spike buffer overflow in population {member!r}: {int(n)} neuron(s) fired more "
-                f"than spike_capacity={capacity} spikes; synapses from it miss the rest, "
-                f"trace[{member!r}].spikes keeps the first {capacity} and .spike_count has the "
-                f"true counts. Raise {type(pop).__name__}(spike_capacity=...) to keep them all.",
-                RuntimeWarning,
-                stacklevel=6,  # eager: simulate's caller (past equinox's method wrapper)
-            )
-
-    n = jnp.sum(part.overflowed)
-    if units.is_concrete(n):
-        warn(n)
-        return
-
-    # A batching rule of our own: debug.callback's would unroll one call per member.
-    @jax.custom_batching.custom_vmap
-    def report(n):
-        jax.debug.callback(warn, n)
-        return n
-
-    @report.def_vmap
-    def _(axis_size, in_batched, n):
-        return report(jnp.sum(n)), False
-
-    report(n)
+    report_overflow(
+        part.overflowed,
+        lambda n: (f"spike buffer overflow in population {member!r}: {n} neuron(s) fired more than "
+                   f"spike_capacity={capacity} spikes; synapses from it miss the rest, "
+                   f"trace[{member!r}].spikes keeps the first {capacity} and .spike_count has the true "
+                   f"counts. Raise {type(pop).__name__}(spike_capacity=...) to keep them all."),
+        stacklevel=5,  # eager: simulate's caller (past make_trace and equinox's method wrapper)
+    )
 
 
 def _location_index(pop, name, location):

@@ -21,7 +21,7 @@ from .fixed_step import steps_per_save
 from .staggered import StaggeredEuler
 from .summary import SpikeDetector, SpikeSummary
 from .system import System, vector_field
-from .trace import Trace
+from .trace import Trace, report_overflow
 
 
 def _time(value, name) -> float:
@@ -245,18 +245,16 @@ def simulate(
         return Trace(t=ts, values=dict(values))
     spikes, count = events["spikes"], events["count"]
     trace = Trace(t=ts, values=dict(values), spikes=spikes, spike_count=count)
-    overflow = trace.overflowed
-    if units.is_concrete(overflow) and bool(np.any(overflow)):
-        setting = ("summary=jn.SpikeSummary(capacity=...)" if isinstance(model, SpikeDetector)
-                   else f"{type(model).__name__}(spike_capacity=...)")
-        warnings.warn(
-            f"spike buffer overflow: {int(np.sum(overflow))} neuron(s) fired more than "
-            f"{spikes.shape[-1]} spikes; trace.spikes keeps the first "
-            f"{spikes.shape[-1]}, trace.spike_count has the true counts. Raise {setting} "
-            "to keep them all.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
+    setting = ("summary=jn.SpikeSummary(capacity=...)" if isinstance(model, SpikeDetector)
+               else f"{type(model).__name__}(spike_capacity=...)")
+    capacity = spikes.shape[-1]
+    report_overflow(
+        trace.overflowed,
+        lambda n: (f"spike buffer overflow: {n} neuron(s) fired more than {capacity} spikes; trace.spikes "
+                   f"keeps the first {capacity}, trace.spike_count has the true counts. Raise {setting} "
+                   "to keep them all."),
+        stacklevel=2,  # simulate's caller
+    )
     return trace
 
 

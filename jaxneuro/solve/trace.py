@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -165,3 +167,35 @@ def within(t, start, stop):
 
 def _is_tracer(x):
     return isinstance(x, jax.core.Tracer)
+
+
+def report_overflow(overflowed, message, *, stacklevel: int) -> None:
+    """A RuntimeWarning ``message(n)`` if ``n``, the number of neurons whose spike
+    buffer overflowed (``overflowed``: a boolean per neuron), is not 0. Known values
+    warn at once (``stacklevel`` as ``warnings.warn`` takes it, 1 being the caller of
+    this function);
+    under ``jit``, ``grad`` or ``vmap`` the counts are known only when the program
+    runs, so the warning comes then, once per run (a vmapped batch: once, with the
+    total), through ``jax.debug.callback`` (asynchronously: ``jax.effects_barrier()``
+    waits for it)."""
+
+    def warn(n, level=stacklevel + 2):  # past warn and this function
+        if int(n):
+            warnings.warn(message(int(n)), RuntimeWarning, stacklevel=level)
+
+    n = jnp.sum(overflowed)
+    if units.is_concrete(n):
+        warn(n)
+        return
+
+    # A batching rule of our own: debug.callback's would unroll one call per member.
+    @jax.custom_batching.custom_vmap
+    def report(n):
+        jax.debug.callback(warn, n)
+        return n
+
+    @report.def_vmap
+    def _(axis_size, in_batched, n):
+        return report(jnp.sum(n)), False
+
+    report(n)
