@@ -137,7 +137,9 @@ def _lower_for_cuda(fn, *args):
     try:
         return jax.jit(fn).trace(*args).lower(lowering_platforms=("cuda",)).as_text()
     except Exception as e:
-        if "cuda" in str(e).lower() and "platform" in str(e).lower():
+        try:  # skip only if nothing lowers for CUDA here, not for an error of fn's own
+            jax.jit(lambda x: x + 1).trace(1.0).lower(lowering_platforms=("cuda",))
+        except Exception:
             pytest.skip(f"no CUDA lowering in this jaxlib: {e}")
         raise
 

@@ -388,6 +388,7 @@ def _report_overflow(member, pop, part):
                    f"trace[{member!r}].spikes keeps the first {capacity} and .spike_count has the true "
                    f"counts. Raise {type(pop).__name__}(spike_capacity=...) to keep them all."),
         stacklevel=5,  # eager: simulate's caller (past make_trace and equinox's method wrapper)
+        at_run_time=True,  # synapses from it miss the spikes: the results change
     )
 
 

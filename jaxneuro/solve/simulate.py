@@ -254,6 +254,9 @@ def simulate(
                    f"keeps the first {capacity}, trace.spike_count has the true counts. Raise {setting} "
                    "to keep them all."),
         stacklevel=2,  # simulate's caller
+        # Under jit only trace.overflowed tells (the counts stay exact; a run-time
+        # report would keep simulate from being lowered for another platform).
+        at_run_time=False,
     )
     return trace
 

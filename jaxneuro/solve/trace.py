@@ -169,15 +169,16 @@ def _is_tracer(x):
     return isinstance(x, jax.core.Tracer)
 
 
-def report_overflow(overflowed, message, *, stacklevel: int) -> None:
+def report_overflow(overflowed, message, *, stacklevel: int, at_run_time: bool) -> None:
     """A RuntimeWarning ``message(n)`` if ``n``, the number of neurons whose spike
     buffer overflowed (``overflowed``: a boolean per neuron), is not 0. Known values
     warn at once (``stacklevel`` as ``warnings.warn`` takes it, 1 being the caller of
-    this function);
-    under ``jit``, ``grad`` or ``vmap`` the counts are known only when the program
-    runs, so the warning comes then, once per run (a vmapped batch: once, with the
-    total), through ``jax.debug.callback`` (asynchronously: ``jax.effects_barrier()``
-    waits for it)."""
+    this function). Under ``jit``, ``grad`` or ``vmap`` the counts are known only when
+    the program runs: with ``at_run_time`` the warning comes then, once per run (a
+    vmapped batch: once, with the total), through ``jax.debug.callback``
+    (asynchronously: ``jax.effects_barrier()`` waits for it). A program with a
+    callback can only be lowered for the platform it runs on (not, say, for CUDA on a
+    CPU), so this is kept for where an overflow changes results."""
 
     def warn(n, level=stacklevel + 2):  # past warn and this function
         if int(n):
@@ -186,6 +187,8 @@ def report_overflow(overflowed, message, *, stacklevel: int) -> None:
     n = jnp.sum(overflowed)
     if units.is_concrete(n):
         warn(n)
+        return
+    if not at_run_time:
         return
 
     # A batching rule of our own: debug.callback's would unroll one call per member.
