@@ -400,11 +400,12 @@ def _crossings(t, v, threshold, capacity):
     return jnp.where(valid, times, jnp.inf)
 
 
-def _spike_times_of(spikes, what: str):
-    """Padded spike times (ms) from ``spikes``: such an array, or a Trace with spike
-    events (``trace.spikes``). Known values must be ascending along the last axis
-    with ``inf`` after the last spike, as :func:`spike_times` gives them: a voltage
-    trace passed by mistake is refused, not read as spike times."""
+def as_spike_times(spikes, what: str, arg: str = "spikes"):
+    """Padded spike times (ms) from ``spikes`` (the argument ``arg`` of ``what``):
+    such an array (or saiunit times), or a Trace with spike events (``trace.spikes``).
+    Known values must be ascending along the last axis with ``inf`` after the last
+    spike, as :func:`spike_times` gives them: a voltage trace passed by mistake is
+    refused, not read as spike times."""
     if isinstance(spikes, Trace):
         if spikes.spikes is None:
             raise ValueError(
@@ -412,14 +413,14 @@ def _spike_times_of(spikes, what: str):
                 "(upward crossings of a recorded voltage)"
             )
         return spikes.spikes
-    spikes = jnp.asarray(units.to_base(spikes, f"{what}: spikes", units.ms))
+    spikes = jnp.asarray(units.to_base(spikes, f"{what}: {arg}", units.ms))
     if units.is_concrete(spikes) and spikes.ndim:
         s = np.asarray(spikes)
         with np.errstate(invalid="ignore"):  # inf - inf between padding entries
             descending = np.diff(s, axis=-1) < 0
         if np.any(np.isnan(s)) or np.any(descending):
             raise ValueError(
-                f"{what}: spikes expects spike times in ms, ascending along the last axis and padded with "
+                f"{what}: {arg} expects spike times in ms, ascending along the last axis and padded with "
                 f"inf (as jn.spike_times or trace.spikes give them), shape (capacity,) or (n, capacity); got "
                 f"an array of shape {s.shape} that is not (a voltage trace? use jn.spike_times(trace) first)"
             )
@@ -429,7 +430,7 @@ def _spike_times_of(spikes, what: str):
 def isi(spikes):
     """Inter-spike intervals (ms) from padded spike times (or a Trace with spike
     events): ``(..., capacity - 1)``, ``inf`` where either spike is missing."""
-    spikes = _spike_times_of(spikes, "isi")
+    spikes = as_spike_times(spikes, "isi")
     d = spikes[..., 1:] - spikes[..., :-1]
     return jnp.where(jnp.isfinite(d), d, jnp.inf)
 
@@ -440,7 +441,7 @@ def spike_count(spikes):
     holding whole numbers, differentiable with a neuron's ``surrogate``)."""
     if isinstance(spikes, Trace) and spikes.spikes is not None:
         return spikes.spike_count
-    return jnp.sum(jnp.isfinite(_spike_times_of(spikes, "spike_count")), axis=-1)
+    return jnp.sum(jnp.isfinite(as_spike_times(spikes, "spike_count")), axis=-1)
 
 
 def firing_rate(spikes, start, stop):
@@ -451,7 +452,7 @@ def firing_rate(spikes, start, stop):
     stop = units.to_base(stop, "stop", units.ms)
     if units.is_concrete(stop) and units.is_concrete(start) and not np.all(np.asarray(stop) > np.asarray(start)):
         raise ValueError(f"firing_rate: stop must be > start (ms), got start={np.asarray(start)}, stop={np.asarray(stop)}")
-    spikes = _spike_times_of(spikes, "firing_rate")
+    spikes = as_spike_times(spikes, "firing_rate")
     inside = (spikes >= start[..., None]) & (spikes < stop[..., None])
     return jnp.sum(inside, axis=-1) / ((stop - start) / 1000.0)
 

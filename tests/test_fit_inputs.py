@@ -235,7 +235,7 @@ def test_losses_take_quantities_of_the_right_dimension(spiking):
     assert float(stats["mean_v"]) == float(L.summary_statistics(trace, window=(0.0, 20.0))["mean_v"])
     assert float(L.summary(trace, {"mean_v": -0.060 * u.volt, "rate": 0.1 * u.kHz})) == pytest.approx(
         float(L.summary(trace, {"mean_v": -60.0, "rate": 100.0})), rel=1e-12)
-    for call, name in [(lambda: L.spike_times(trace.spikes, spikes * u.mV), "target"),
+    for call, name in [(lambda: L.spike_times(trace.spikes, spikes * u.mV), "spike_times: target"),
                        (lambda: L.voltage(trace, v * u.ms), "target"),
                        (lambda: L.voltage(trace, v, windows=(0 * u.mV, 10 * u.mV)), "windows"),
                        (lambda: L.spike_rate(trace.spikes, 0 * u.mV, 50.0), "start"),

@@ -120,17 +120,7 @@ def input_resistance(source, target, stimulus=None, *, method=None):
 
 
 def _as_spikes(x, name, arg="spikes"):
-    if isinstance(x, Trace):
-        if x.spikes is None:
-            raise ValueError(
-                f"{name}: this trace has no spike events; pass jn.spike_times(trace, threshold, "
-                "capacity=k) instead"
-            )
-        return x.spikes
-    try:
-        return jnp.asarray(_plain(x, arg, units.ms))
-    except TypeError:
-        raise ValueError(f"{name}: {arg} expects spike times in ms padded with inf, got {x!r}") from None
+    return analysis.as_spike_times(x, name, arg)
 
 
 def _pad_to(a, cap):
