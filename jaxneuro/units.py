@@ -203,10 +203,19 @@ def param(
 ):
     """Declare a module field that holds a physical parameter.
 
-    ``unit``: the base unit a plain number is read in; ``check``: ``None``,
-    ``"positive"`` (> 0) or ``"nonnegative"`` (>= 0); ``allow_inf``: accept +inf (a
-    duration that never ends). NaN is always rejected. Conversion and checks run once,
-    in :func:`convert_fields`, when the module is constructed.
+    ``unit``: the unit the field holds its value in. A plain number is read in it, a
+    saiunit quantity is converted to it, and the module's own code receives the value
+    in it: a channel field declared ``param(units.S_per_cm2)`` given ``10 * u.mS /
+    u.cm**2`` holds 0.01; declared ``param(u.mS / u.cm**2)`` it holds 10, and the
+    formulas must convert it themselves (as a NEURON .mod file does with a ``(mS/cm2)``
+    PARAMETER). Declare fields in jaxneuro's base units (``units.S_per_cm2``,
+    ``units.mV``, ``units.ms``, ...: the table in the README), so that plain numbers
+    mean the same as everywhere else and a channel's ``current`` (mA/cm², ``v`` in mV)
+    needs no factors. ``None`` declares a dimensionless number; :data:`celsius` a
+    temperature (kelvin quantities are converted). ``check``: ``None``, ``"positive"``
+    (> 0) or ``"nonnegative"`` (>= 0); ``allow_inf``: accept +inf (a duration that
+    never ends). NaN is always rejected. Conversion and checks run once, in
+    :func:`convert_fields`, when the module is constructed.
     """
     meta = {"unit": unit, "check": check, "allow_inf": allow_inf, "doc": doc}
     if default is dataclasses.MISSING:
@@ -249,7 +258,8 @@ def _short(arr) -> str:
 
 
 def convert_fields(module) -> None:
-    """Convert every :func:`param` field of ``module`` to base units and check it.
+    """Convert every :func:`param` field of ``module`` to the unit it is declared in
+    (plain numbers are taken to be in it) and check it.
 
     Called from ``__post_init__`` of jaxneuro modules; fields left as ``None`` (an
     optional parameter not given) are kept as ``None``.

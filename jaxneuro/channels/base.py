@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import weakref
 from typing import ClassVar
 
 import equinox as eqx
@@ -15,17 +17,59 @@ from .._repr import values_repr
 class AbstractChannel(eqx.Module):
     """A membrane mechanism inserted into a compartment (NEURON's density mechanism).
 
-    Parameters are fields declared with :func:`jaxneuro.units.param`; ``name`` (static)
-    keys its gates and current in a compartment: gate ``m`` of a channel named ``hh``
-    is the state ``"m_hh"``; its current is recorded as ``"i_hh"``.
+    **Parameters** are fields declared with :func:`jaxneuro.units.param`. A field holds
+    its value in the unit it is declared in, and that is the unit the channel's formulas
+    receive it in: a plain number is read in that unit and a saiunit quantity is
+    converted to it (``units.param(units.S_per_cm2)``: ``1 * u.mS / u.cm**2`` is stored
+    as 0.001; ``units.param(u.mS / u.cm**2)``: stored as 1.0, and :meth:`current` must
+    then scale it by 1e-3 itself, as a .mod file declaring ``gbar (mS/cm2)`` does).
+    Declare densities in S/cm² (``units.S_per_cm2``) and potentials in mV
+    (``units.mV``), as the built-in channels do, so users' plain numbers mean what
+    they mean everywhere else in jaxneuro. A parameter may carry a leading axis (one
+    value per neuron of a population, per segment of a cable). ``name`` (static) keys
+    the channel's gates and current in a compartment: gate ``m`` of a channel named
+    ``hh`` is the state ``"m_hh"``; its current is recorded as ``"i_hh"``.
 
-    A subclass names ``gate_names`` and gives either :meth:`gate_inf_tau` (so the
-    default solver updates each gate exactly by exponential Euler, as NEURON's
-    ``cnexp``, from :meth:`gate_inf_rate`) or both :meth:`steady_state` and
-    :meth:`derivative` (or subclasses :class:`AbstractAlphaBetaChannel` and gives opening
-    and closing rates); optionally a faster :meth:`gate_inf_rate`; and :meth:`current`,
-    a density in mA/cm² (outward positive). ``temperature`` (°C) is the compartment's;
-    channels with their own temperature parameter (the Bazhenov 2002 family) use theirs.
+    **Methods** receive the membrane voltage ``v`` in mV, ``temperature`` in °C (the
+    compartment's; channels with their own temperature parameter, such as the Bazhenov
+    2002 family, use theirs) and ``gates`` as ``{gate: value}`` with the short names of
+    ``gate_names``. :meth:`current` returns a density in mA/cm², outward positive
+    (e.g. ``g·m³·h·(v - e)`` with ``g`` in S/cm² and mV: S/cm²·mV = mA/cm²).
+
+    **Kinetics.** ``gate_names`` (a class variable) lists the gates; every kinetics
+    method returns a dict with exactly these keys (checked when a compartment or cable
+    is built). A subclass defines one of:
+
+    - :meth:`gate_inf_tau`: ``{gate: (steady state, time constant in ms)}``, first-order
+      kinetics ``dx/dt = (inf - x)/tau``, which the default solver advances exactly by
+      exponential Euler (NEURON's ``cnexp``);
+    - ``rates`` and ``rate_factor``, by subclassing :class:`AbstractAlphaBetaChannel`;
+    - :meth:`steady_state` and :meth:`derivative`, for kinetics of any other form
+      (advanced from the derivative);
+    - optionally a cheaper :meth:`gate_inf_rate` (``{gate: (inf, 1/tau)}``) for the
+      default solver, or one returning ``None`` (advance the gates from
+      :meth:`derivative`). It is for the default solver only: it must describe the
+      same kinetics as the class's other methods and never defines them for the other
+      paths.
+
+    **Which definition is used.** The solver and initialisation call
+    :meth:`gate_inf_rate` (default solver), :meth:`derivative` (diffrax solvers) and
+    :meth:`steady_state` (``finitialize``). Each of them is taken from the *most
+    derived class* that defines any method it can follow from (``gate_inf_rate``:
+    itself, ``derivative``, ``gate_inf_tau``, ``rates``; ``derivative``: itself,
+    ``gate_inf_tau``, ``rates``; ``steady_state``: itself, ``gate_inf_tau``,
+    ``rates``): if that class defines the method itself, its definition is used;
+    otherwise the method is derived from what that class defines, the first in those
+    lists (so ``gate_inf_rate`` is ``None``, the gates advanced from the derivative,
+    where that class defines ``derivative``). Definitions inherited from further up
+    are not used, as they describe the parent's kinetics. So a subclass that overrides only :meth:`gate_inf_tau` (a time-constant
+    floor, ``if (ntau < tmin) {ntau = tmin}``; a per-gate q10) changes every path, and
+    so does a subclass of :class:`~jaxneuro.channels.HH` that overrides only
+    ``rates``: all are derived from the override. Calling ``super()`` from an override
+    gives the parent's kinetics (e.g. ``super().gate_inf_tau(v, temperature)`` then a
+    floor on ``tau``). A class that defines several of these methods itself must keep
+    them consistent (as :class:`~jaxneuro.channels.HH` does, with its fast
+    :meth:`gate_inf_rate`).
     """
 
     __repr__ = values_repr  # parameter values, not only their shapes
@@ -33,18 +77,32 @@ class AbstractChannel(eqx.Module):
     name: eqx.AbstractVar[str]
     gate_names: ClassVar[tuple[str, ...]] = ()
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        resolve = globals().get("_resolve_kinetics")  # absent while this module loads
+        if resolve is not None:
+            resolve(cls)
+
     def __post_init__(self):
         units.convert_fields(self)
 
+    def __check_init__(self):
+        problem = _class_problem(type(self))
+        if problem is not None:
+            raise ValueError(problem)
+
     def gate_inf_tau(self, v, temperature) -> dict[str, tuple[Array, Array]]:
         """``{gate: (steady state, time constant in ms)}`` at voltage ``v`` (mV)."""
+        if not tuple(self.gate_names):
+            return {}
         raise NotImplementedError(
-            f"{type(self).__name__} defines neither gate_inf_tau nor steady_state/derivative"
+            f"{type(self).__name__} defines neither gate_inf_tau, nor rates (an "
+            "AbstractAlphaBetaChannel), nor steady_state/derivative"
         )
 
     def steady_state(self, v, temperature) -> dict[str, Array]:
         """``{gate: value}`` at steady state for a clamped voltage ``v`` (mV)."""
-        return {g: inf for g, (inf, _) in self.gate_inf_tau(v, temperature).items()}
+        return _steady_state_from_gate_inf_tau(self, v, temperature)
 
     def gate_inf_rate(self, v, temperature) -> dict[str, tuple[Array, Array]] | None:
         """``{gate: (steady state, rate 1/tau in 1/ms)}`` at voltage ``v`` (mV), which
@@ -53,22 +111,17 @@ class AbstractChannel(eqx.Module):
         defines its own :meth:`derivative`), whose gates the solver then advances from
         the derivative. The default takes ``1/tau`` from :meth:`gate_inf_tau`; a
         subclass may give a cheaper formula (one division per gate:
-        :class:`jaxneuro.channels.HH`)."""
-        cls = type(self)
-        if cls.derivative is not AbstractChannel.derivative or cls.gate_inf_tau is AbstractChannel.gate_inf_tau:
-            return None
-        return {g: (inf, 1.0 / tau) for g, (inf, tau) in self.gate_inf_tau(v, temperature).items()}
+        :class:`jaxneuro.channels.HH`), which must describe the same kinetics as the
+        class's other methods (see the class docstring)."""
+        return _gate_inf_rate_from_gate_inf_tau(self, v, temperature)
 
     def derivative(self, v, gates: dict[str, Array], temperature) -> dict[str, Array]:
         """``{gate: d gate / dt}`` (1/ms)."""
-        return {
-            g: (inf - gates[g]) / tau
-            for g, (inf, tau) in self.gate_inf_tau(v, temperature).items()
-        }
+        return _derivative_from_gate_inf_tau(self, v, gates, temperature)
 
     def current(self, v, gates: dict[str, Array]) -> Array:
         """Current density in mA/cm² (outward positive) at ``v`` (mV)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not define current(v, gates)")
 
     def component_currents(self, v, gates: dict[str, Array]) -> dict[str, Array]:
         """Named parts of :meth:`current` (e.g. ``ina``, ``ik``), mA/cm²; may be empty."""
@@ -78,45 +131,214 @@ class AbstractChannel(eqx.Module):
 class AbstractAlphaBetaChannel(AbstractChannel):
     """A channel whose gates follow ``dx/dt = phi·(alpha(v)·(1 - x) - beta(v)·x)``.
 
-    A subclass gives :meth:`rates` (``{gate: (alpha, beta)}`` in 1/ms) and
-    :meth:`rate_factor` (the dimensionless temperature factor ``phi``). The derivative
-    is written as ``phi·alpha - phi·(alpha + beta)·x``, free of divisions, because the
-    default solver evaluates it (and its slope in ``x``) every step.
+    A subclass gives :meth:`rates` (``{gate: (alpha, beta)}`` in 1/ms, ``v`` in mV)
+    and :meth:`rate_factor` (the dimensionless temperature factor ``phi``, e.g.
+    ``units.q10_factor(q10, temperature, reference)``; ``1.0`` for none). Steady
+    states, time constants, the solver's rates and the derivative all follow from them;
+    the derivative is written as ``phi·alpha - phi·(alpha + beta)·x``, free of
+    divisions, because the default solver evaluates it (and its slope in ``x``) every
+    step. A subclass may override :meth:`gate_inf_tau` to change the kinetics (a floor
+    on ``tau``, another temperature factor per gate): every path then follows it (see
+    :class:`AbstractChannel`).
     """
 
     def rates(self, v) -> dict[str, tuple[Array, Array]]:
         """``{gate: (alpha, beta)}`` in 1/ms at voltage ``v`` (mV), before ``phi``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not define rates(v)")
 
     def rate_factor(self, temperature):
         """Temperature factor ``phi`` multiplying both rates (dimensionless)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not define rate_factor(temperature)")
 
     def gate_inf_tau(self, v, temperature):
-        phi = self.rate_factor(temperature)
-        out = {}
-        for g, (a, b) in self.rates(v).items():
-            s = a + b
-            out[g] = (a / s, 1.0 / (phi * s))
-        return out
+        return _gate_inf_tau_from_rates(self, v, temperature)
 
     def steady_state(self, v, temperature):
-        return {g: a / (a + b) for g, (a, b) in self.rates(v).items()}
+        return _steady_state_from_rates(self, v, temperature)
 
     def gate_inf_rate(self, v, temperature):
-        if type(self).derivative is not AbstractAlphaBetaChannel.derivative:
-            return None
-        phi = self.rate_factor(temperature)
-        out = {}
-        for g, (a, b) in self.rates(v).items():
-            s = a + b
-            # alpha = beta = 0 (no kinetics at this voltage): the gate stays where it is.
-            out[g] = (a / jnp.where(s == 0, 1.0, s), phi * s)
-        return out
+        return _gate_inf_rate_from_rates(self, v, temperature)
 
     def derivative(self, v, gates, temperature):
-        phi = self.rate_factor(temperature)
-        return {g: phi * a - phi * (a + b) * gates[g] for g, (a, b) in self.rates(v).items()}
+        return _derivative_from_rates(self, v, gates, temperature)
+
+
+# --- derivations ------------------------------------------------------------------------
+# Each entry point (gate_inf_rate, derivative, steady_state, gate_inf_tau) computed from
+# one hook. The base classes' methods are the natural ones (AbstractChannel: from
+# gate_inf_tau; AbstractAlphaBetaChannel: from rates); _resolve_kinetics installs
+# others on a subclass whose most specific hook is another one.
+
+def _gate_inf_rate_from_gate_inf_tau(self, v, temperature):
+    return {g: (inf, 1.0 / tau) for g, (inf, tau) in self.gate_inf_tau(v, temperature).items()}
+
+
+def _gate_inf_rate_from_rates(self, v, temperature):
+    phi = self.rate_factor(temperature)
+    out = {}
+    for g, (a, b) in self.rates(v).items():
+        s = a + b
+        # alpha = beta = 0 (no kinetics at this voltage): the gate stays where it is.
+        out[g] = (a / jnp.where(s == 0, 1.0, s), phi * s)
+    return out
+
+
+def _gate_inf_rate_from_derivative(self, v, temperature):
+    return None
+
+
+def _derivative_from_gate_inf_tau(self, v, gates, temperature):
+    return {g: (inf - gates[g]) / tau for g, (inf, tau) in self.gate_inf_tau(v, temperature).items()}
+
+
+def _derivative_from_rates(self, v, gates, temperature):
+    phi = self.rate_factor(temperature)
+    return {g: phi * a - phi * (a + b) * gates[g] for g, (a, b) in self.rates(v).items()}
+
+
+def _steady_state_from_gate_inf_tau(self, v, temperature):
+    return {g: inf for g, (inf, _) in self.gate_inf_tau(v, temperature).items()}
+
+
+def _steady_state_from_rates(self, v, temperature):
+    return {g: a / (a + b) for g, (a, b) in self.rates(v).items()}
+
+
+def _gate_inf_tau_from_rates(self, v, temperature):
+    phi = self.rate_factor(temperature)
+    out = {}
+    for g, (a, b) in self.rates(v).items():
+        s = a + b
+        out[g] = (a / s, 1.0 / (phi * s))
+    return out
+
+
+_DERIVATIONS = {
+    ("gate_inf_rate", "gate_inf_tau"): _gate_inf_rate_from_gate_inf_tau,
+    ("gate_inf_rate", "rates"): _gate_inf_rate_from_rates,
+    ("gate_inf_rate", "derivative"): _gate_inf_rate_from_derivative,
+    ("derivative", "gate_inf_tau"): _derivative_from_gate_inf_tau,
+    ("derivative", "rates"): _derivative_from_rates,
+    ("steady_state", "gate_inf_tau"): _steady_state_from_gate_inf_tau,
+    ("steady_state", "rates"): _steady_state_from_rates,
+    ("gate_inf_tau", "rates"): _gate_inf_tau_from_rates,
+}
+
+# The hooks each entry point may be derived from; among hooks defined by the same (most
+# derived) class, the first listed wins. gate_inf_rate is no source for the others: it
+# is the default solver's faster form of the same kinetics, or None.
+_SOURCES = {
+    "gate_inf_rate": ("gate_inf_rate", "derivative", "gate_inf_tau", "rates"),
+    "derivative": ("derivative", "gate_inf_tau", "rates"),
+    "steady_state": ("steady_state", "gate_inf_tau", "rates"),
+    "gate_inf_tau": ("gate_inf_tau", "rates"),
+}
+
+# What each base-class method is computed from.
+_NATURAL = {
+    (AbstractChannel, "gate_inf_rate"): "gate_inf_tau",
+    (AbstractChannel, "derivative"): "gate_inf_tau",
+    (AbstractChannel, "steady_state"): "gate_inf_tau",
+    (AbstractChannel, "gate_inf_tau"): None,
+    (AbstractAlphaBetaChannel, "gate_inf_rate"): "rates",
+    (AbstractAlphaBetaChannel, "derivative"): "rates",
+    (AbstractAlphaBetaChannel, "steady_state"): "rates",
+    (AbstractAlphaBetaChannel, "gate_inf_tau"): "rates",
+}
+
+_BASES = (AbstractChannel, AbstractAlphaBetaChannel)
+# class -> {entry point: the hook it is computed from, or None}
+_KINETICS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _derived_from(function) -> str | None:
+    return getattr(function, "_jaxneuro_derived_from", None)
+
+
+def _definition_depth(cls, hook: str) -> float:
+    """How far up ``cls``'s MRO a channel author's definition of ``hook`` is (0: in
+    ``cls`` itself); ``inf`` if only the base classes, or a derivation installed by
+    :func:`_resolve_kinetics`, define it."""
+    if hook == "rates" and not issubclass(cls, AbstractAlphaBetaChannel):
+        return math.inf
+    for depth, klass in enumerate(cls.__mro__):
+        if hook in klass.__dict__:
+            if klass in _BASES or _derived_from(klass.__dict__[hook]) is not None:
+                return math.inf
+            return depth
+    return math.inf
+
+
+def _source(cls, entry: str) -> str | None:
+    """The hook ``entry`` is computed from for channels of class ``cls``."""
+    depth, _, hook = min(
+        (_definition_depth(cls, h), i, h) for i, h in enumerate(_SOURCES[entry])
+    )
+    return hook if depth < math.inf else None
+
+
+def _resolve_kinetics(cls) -> None:
+    """Give ``cls`` the entry points its most specific kinetics hook implies, where
+    what it inherits is computed from another hook (see :class:`AbstractChannel`)."""
+    sources = {entry: _source(cls, entry) for entry in _SOURCES}
+    _KINETICS[cls] = sources
+    for entry, src in sources.items():
+        if src is None:
+            continue
+        owner = next(k for k in cls.__mro__ if entry in k.__dict__)
+        inherited = owner.__dict__[entry]
+        if owner in _BASES:
+            natural = _NATURAL[owner, entry]
+        else:
+            natural = _derived_from(inherited) or entry
+        if natural == src:
+            continue
+        base = _DERIVATIONS[entry, src]
+
+        def derived(self, *args, _base=base):
+            return _base(self, *args)
+
+        derived.__name__ = derived.__qualname__ = entry
+        derived.__doc__ = (
+            f"Derived from :meth:`{src}`, the most specific kinetics {cls.__name__} defines "
+            "(see :class:`~jaxneuro.channels.AbstractChannel`)."
+        )
+        derived._jaxneuro_derived_from = src
+        setattr(cls, entry, derived)
+
+
+def _class_problem(cls) -> str | None:
+    """Why channels of class ``cls`` cannot be simulated, or None."""
+    sources = _KINETICS.get(cls)
+    if sources is None:  # AbstractChannel itself
+        return None
+    name = cls.__name__
+    if "rates" in sources.values():
+        if cls.rate_factor is AbstractAlphaBetaChannel.rate_factor:
+            return (
+                f"{name} (an AbstractAlphaBetaChannel) defines rates() but not "
+                "rate_factor(self, temperature), the temperature factor phi that multiplies "
+                "both rates: return 1.0 for none, or units.q10_factor(q10, temperature, "
+                "reference_temperature)"
+            )
+    gate_names = getattr(cls, "gate_names", ())
+    if isinstance(gate_names, str) or not all(isinstance(g, str) for g in _iter(gate_names)):
+        return f"{name}.gate_names expects a tuple of gate names (strings), got {gate_names!r}"
+    if tuple(gate_names) and (sources["steady_state"] is None or sources["derivative"] is None):
+        hint = (
+            "rates(v) and rate_factor(temperature)" if issubclass(cls, AbstractAlphaBetaChannel)
+            else "gate_inf_tau(v, temperature) -> {gate: (inf, tau)}, or steady_state and derivative, "
+            "or subclass AbstractAlphaBetaChannel and give rates and rate_factor"
+        )
+        return f"{name} has gates {tuple(gate_names)} but no kinetics for them: define {hint}"
+    return None
+
+
+def _iter(x):
+    try:
+        return tuple(x)
+    except TypeError:
+        return (None,)
 
 
 def exprel_ratio(x, y):

@@ -35,6 +35,13 @@ class HH(AbstractAlphaBetaChannel):
     with ``usetable_hh = 0`` is the exact computation, ``use_table=False``). It is for
     parity, not speed: on a CPU the lookups cost more than the exponentials they replace
     (1000 HH compartments: 1.5× slower in float64, 2.5× in float32; benchmarks/RESULTS.md).
+
+    Subclasses: one that overrides :meth:`rates` (hh with other rates) gets steady
+    states, time constants, the solver's rates and the derivative all from its
+    ``rates`` (the generic alpha/beta forms; HH's faster :meth:`gate_inf_rate` is for
+    hh.mod's own rates), and refuses ``use_table=True``; one that overrides
+    :meth:`gate_inf_tau` (e.g. ``super().gate_inf_tau(...)`` then a floor on ``tau``)
+    gets every path from it, table or not (see :class:`AbstractChannel`).
     """
 
     gnabar: object = units.param(units.S_per_cm2, default=0.12, check="nonnegative")
@@ -53,6 +60,12 @@ class HH(AbstractAlphaBetaChannel):
     def __check_init__(self):
         if not isinstance(self.use_table, bool):
             raise ValueError(f"HH.use_table expects True or False, got {self.use_table!r}")
+        if self.use_table and type(self).rates is not HH.rates:
+            raise ValueError(
+                f"{type(self).__name__}(use_table=True): the table holds hh.mod's own rates, "
+                f"and {type(self).__name__} overrides rates(); use use_table=False (the exact "
+                "rates, NEURON's usetable = 0)"
+            )
 
     def rates(self, v):
         """``{gate: (alpha, beta)}`` in 1/ms at ``reference_temperature``."""

@@ -61,6 +61,8 @@ class Compartment(AbstractModel):
         if self.n is not None and (not isinstance(self.n, int) or self.n < 1):
             raise ValueError(f"Compartment.n expects a positive integer, got {self.n!r}")
         super().__post_init__()
+        own = {k: getattr(self, k) for k in ("length", "diam", "area", "cm", "temperature")}
+        membrane.check_parameter_shapes("Compartment", self.channels, own, self.n)
 
     # --- geometry -------------------------------------------------------------------
     @property

@@ -8,11 +8,16 @@ works elementwise, so ``v`` may be a scalar, a population or a cable's segments.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
+import equinox as eqx
+import jax
 import jax.numpy as jnp
+import numpy as np
+import saiunit as u
 
-from ..channels.base import AbstractChannel
+from ..channels.base import _KINETICS, AbstractChannel
 from ..solve.staggered import MAX_GROWTH_PER_STEP
 
 # 1 nA / 1 µm² = 100 mA/cm²: converts an injected current to a membrane current density.
@@ -24,8 +29,9 @@ UF_PER_CM2_UM2_TO_NF = 1e-5
 
 
 def check_channels(owner: str, channels) -> tuple[AbstractChannel, ...]:
-    """``channels`` as a tuple of channels with unique names, or a ValueError naming
-    ``owner`` (e.g. ``"Compartment"``)."""
+    """``channels`` as a tuple of channels with unique names whose kinetics and current
+    fit their ``gate_names`` (:func:`check_channel`), or a ValueError naming ``owner``
+    (e.g. ``"Compartment"``)."""
     if isinstance(channels, AbstractChannel):
         channels = (channels,)
     if not isinstance(channels, Sequence):
@@ -40,6 +46,13 @@ def check_channels(owner: str, channels) -> tuple[AbstractChannel, ...]:
                 f"(e.g. jn.channels.Leak), got {type(ch).__name__}"
             )
     names = [ch.name for ch in channels]
+    for i, ch in enumerate(channels):
+        if not isinstance(ch.name, str) or not ch.name:
+            raise ValueError(
+                f"{owner}.channels[{i}]: {type(ch).__name__}.name expects a non-empty string "
+                f"(static: name: str = eqx.field(default=..., static=True)), got {ch.name!r}"
+            )
+        check_channel(f"{owner}.channels[{i}]", ch)
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise ValueError(
@@ -47,6 +60,105 @@ def check_channels(owner: str, channels) -> tuple[AbstractChannel, ...]:
             "than once; give one of them another name=..."
         )
     return channels
+
+
+# Channel structures (tree structure: class and static fields) already checked.
+_CHECKED: dict = {}
+
+
+def check_channel(where: str, ch: AbstractChannel) -> None:
+    """A ValueError (naming ``where``, the channel's class and the gates or field) if
+    the channel's kinetics and current do not fit its ``gate_names``, or a field not
+    declared with :func:`jaxneuro.units.param` holds a saiunit quantity. Evaluated on
+    shapes only (``jax.eval_shape``), once per channel class and static settings."""
+    cls = type(ch).__name__
+    for f in dataclasses.fields(ch):
+        if "unit" not in f.metadata and any(
+            isinstance(x, u.Quantity)
+            for x in jax.tree_util.tree_leaves(getattr(ch, f.name, None), is_leaf=lambda x: isinstance(x, u.Quantity))
+        ):
+            raise ValueError(
+                f"{where}: {cls}.{f.name} holds a saiunit quantity, but the field is not declared "
+                f"with units.param(unit), so it is never converted; declare it as "
+                f"`{f.name}: object = units.param(unit, default=...)` or give a plain number"
+            )
+    key = jax.tree_util.tree_structure(ch)
+    try:
+        if key in _CHECKED:
+            return
+    except (TypeError, ValueError):  # static fields that do not hash or compare: check every time
+        key = None
+    names = tuple(ch.gate_names)
+    sources = _KINETICS.get(type(ch), {})
+
+    def evaluate(method: str, fn):
+        try:
+            return eqx.filter_eval_shape(fn, ch)
+        except KeyError as e:
+            raise ValueError(
+                f"{where}: {cls}.{method} reads gate {e.args[0]!r}, which is not one of "
+                f"{cls}.gate_names {names}; gate_names (a class variable) must list the gates "
+                "its kinetics return"
+            ) from e
+
+    def check_keys(method: str, out):
+        if out is None:
+            return
+        if not isinstance(out, dict):
+            raise ValueError(f"{where}: {cls}.{method} must return a dict {{gate: ...}}, got {type(out).__name__}")
+        if set(out) != set(names):
+            src = sources.get(method) or method
+            raise ValueError(
+                f"{where}: {cls}.gate_names is {names}, but its {src} returns "
+                f"gates {tuple(out)}; gate_names (a class variable: gate_names: ClassVar[tuple[str, ...]] "
+                "= (...)) must list exactly the gates its kinetics return"
+            )
+
+    v = jnp.zeros(())
+    temperature = 6.3
+    gates = {g: jnp.full((), 0.5) for g in names}
+    check_keys("steady_state", evaluate("steady_state", lambda c: c.steady_state(v, temperature)))
+    check_keys("gate_inf_rate", evaluate("gate_inf_rate", lambda c: c.gate_inf_rate(v, temperature)))
+    check_keys("derivative", evaluate("derivative", lambda c: c.derivative(v, gates, temperature)))
+    evaluate("current", lambda c: c.current(v, gates))
+    if key is not None:
+        if len(_CHECKED) > 1024:
+            _CHECKED.clear()
+        _CHECKED[key] = None
+
+
+def check_parameter_shapes(owner: str, channels, own: dict, n: int | None) -> None:
+    """A ValueError naming the channel, its class and the parameter if a parameter's
+    shape does not fit a membrane of ``n`` compartments (a scalar or shape ``(n,)``),
+    or, with ``n`` None, if the parameters' shapes do not broadcast together.
+    ``own``: the owner's own parameters, ``{name: value}``."""
+    labelled = [(f"{owner}.{k}", np.shape(x)) for k, x in own.items() if x is not None]
+    for i, ch in enumerate(channels):
+        for path, leaf in jax.tree_util.tree_leaves_with_path(ch):
+            labelled.append((
+                f"{owner}.channels[{i}] ({type(ch).__name__} {ch.name!r}) parameter "
+                f"{jax.tree_util.keystr(path).lstrip('.')}", np.shape(leaf),
+            ))
+    if n is not None:
+        for label, shape in labelled:
+            try:
+                ok = np.broadcast_shapes(shape, (n,)) == (n,)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"{label} has shape {shape}; with n={n} each parameter is a scalar or one "
+                    f"value per compartment, shape ({n},)"
+                )
+        return
+    try:
+        np.broadcast_shapes(*[shape for _, shape in labelled])
+    except ValueError:
+        shaped = ", ".join(f"{label}: {shape}" for label, shape in labelled if shape != ())
+        raise ValueError(
+            f"{owner}: parameter shapes do not broadcast together ({shaped}); give "
+            "n=... and one value per compartment, or scalars"
+        ) from None
 
 
 def gate_key(ch: AbstractChannel, gate: str) -> str:

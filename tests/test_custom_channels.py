@@ -1,0 +1,477 @@
+"""User-written channels: subclasses that change kinetics are followed on every path
+(default solver, diffrax solvers, initial state), against channels written out in full
+and against NEURON running the same .mod files; mistakes a channel author makes are
+refused with a ValueError when the model is built."""
+
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import ClassVar
+
+import diffrax
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import saiunit as u
+
+import jaxneuro as jn
+from jaxneuro import units
+from jaxneuro.channels import AbstractAlphaBetaChannel, AbstractChannel, exprel_ratio
+
+# --- channels -----------------------------------------------------------------------------
+
+
+def shifted_hh_rates(v):
+    """hh.mod's rates with the n gate's shifted +10 mV (hhs.mod below)."""
+    r = dict(jn.channels.HH().rates(v))
+    r["n"] = (0.01 * exprel_ratio(-(v + 45.0), 10.0), 0.125 * jnp.exp(-(v + 55.0) / 80.0))
+    return r
+
+
+class HHShifted(jn.channels.HH):
+    """hh with other rates, by overriding only ``rates``."""
+
+    name: str = eqx.field(default="hhs", static=True)
+
+    def rates(self, v):
+        return shifted_hh_rates(v)
+
+
+class HHShiftedRef(AbstractAlphaBetaChannel):
+    """The same channel written out as an alpha/beta channel of its own."""
+
+    name: str = eqx.field(default="hhs", static=True)
+    gate_names: ClassVar[tuple[str, ...]] = ("m", "h", "n")
+
+    def rates(self, v):
+        return shifted_hh_rates(v)
+
+    def rate_factor(self, temperature):
+        return units.q10_factor(3.0, temperature, 6.3)
+
+    def component_currents(self, v, gates):
+        return jn.channels.HH().component_currents(v, gates)
+
+    def current(self, v, gates):
+        return jn.channels.HH().current(v, gates)
+
+
+def kdr_alpha_beta(v):
+    return 0.032 * exprel_ratio(-(v + 52.0), 5.0), 0.5 * jnp.exp(-(v + 57.0) / 40.0)
+
+
+class Kdr(AbstractAlphaBetaChannel):
+    """A Traub-Miles delayed rectifier (kdrf.mod without its floor on tau)."""
+
+    g_max: object = units.param(units.S_per_cm2, default=0.01, check="nonnegative")
+    ek: object = units.param(units.mV, default=-90.0)
+    name: str = eqx.field(default="kdrf", static=True)
+    gate_names: ClassVar[tuple[str, ...]] = ("n",)
+
+    def rates(self, v):
+        return {"n": kdr_alpha_beta(v)}
+
+    def rate_factor(self, temperature):
+        return units.q10_factor(3.0, temperature, 6.3)
+
+    def current(self, v, gates):
+        return self.g_max * gates["n"] ** 4 * (v - self.ek)
+
+
+class KdrFloor(Kdr):
+    """kdrf.mod: ``if (ntau < tmin) {ntau = tmin}``, by overriding ``gate_inf_tau``."""
+
+    tmin: object = units.param(units.ms, default=2.0)
+
+    def gate_inf_tau(self, v, temperature):
+        out = super().gate_inf_tau(v, temperature)
+        return {g: (inf, jnp.maximum(tau, self.tmin)) for g, (inf, tau) in out.items()}
+
+
+class KdrFloorOneClass(AbstractAlphaBetaChannel):
+    """The same, with rates and the floor in one class."""
+
+    g_max: object = units.param(units.S_per_cm2, default=0.01)
+    name: str = eqx.field(default="kdrf", static=True)
+    gate_names: ClassVar[tuple[str, ...]] = ("n",)
+
+    def rates(self, v):
+        return {"n": kdr_alpha_beta(v)}
+
+    def rate_factor(self, temperature):
+        return units.q10_factor(3.0, temperature, 6.3)
+
+    def gate_inf_tau(self, v, temperature):
+        return {g: (inf, jnp.maximum(tau, 2.0)) for g, (inf, tau) in super().gate_inf_tau(v, temperature).items()}
+
+    def current(self, v, gates):
+        return self.g_max * gates["n"] ** 4 * (v + 90.0)
+
+
+class KdrFloorRef(AbstractChannel):
+    """The same kinetics written out as an inf/tau channel."""
+
+    g_max: object = units.param(units.S_per_cm2, default=0.01)
+    name: str = eqx.field(default="kdrf", static=True)
+    gate_names: ClassVar[tuple[str, ...]] = ("n",)
+
+    def gate_inf_tau(self, v, temperature):
+        a, b = kdr_alpha_beta(v)
+        phi = 3.0 ** ((temperature - 6.3) / 10.0)
+        return {"n": (a / (a + b), jnp.maximum(1.0 / (phi * (a + b)), 2.0))}
+
+    def current(self, v, gates):
+        return self.g_max * gates["n"] ** 4 * (v + 90.0)
+
+
+STIM = jn.StepCurrent(amp=0.2, delay=5, dur=40)
+
+
+def soma(*channels, temperature=20.0):
+    return jn.Compartment(length=20, diam=20, channels=list(channels), temperature=temperature)
+
+
+def traces(comp, *, solver=None, t1=50.0, stim=STIM):
+    kw = {} if solver is None else dict(solver=solver)
+    gates = tuple(g for g in comp.observables() if g[:2] in ("m_", "h_", "n_"))
+    return jn.simulate(comp, t1, stimuli=[stim], record=("v",) + gates, **kw)
+
+
+# --- 1. HH subclass overriding rates -----------------------------------------------------
+
+
+@pytest.mark.parametrize("solver", [None, diffrax.Tsit5()], ids=["staggered", "tsit5"])
+def test_hh_subclass_overriding_rates_follows_them_everywhere(solver):
+    """Initial gates, the default solver's steps and a diffrax solver's derivative all
+    come from the overridden rates (before: steps with hh.mod's rates, 110 mV off)."""
+    stim = jn.StepCurrent(amp=0.1, delay=5, dur=40)
+    t1 = 50.0 if solver is None else 20.0
+    ours = traces(soma(HHShifted(), temperature=6.3), solver=solver, t1=t1, stim=stim)
+    ref = traces(soma(HHShiftedRef(), temperature=6.3), solver=solver, t1=t1, stim=stim)
+    assert float(ref.v.max()) > 0  # it spikes
+    for name in ("v", "m_hhs", "h_hhs", "n_hhs"):
+        np.testing.assert_allclose(np.asarray(getattr(ours, name)), np.asarray(getattr(ref, name)), rtol=0, atol=1e-9)
+
+
+def test_hh_subclass_methods_agree_with_its_rates():
+    ch, ref = HHShifted(), HHShiftedRef()
+    v = jnp.linspace(-120.0, 60.0, 37)
+    for g in ("m", "h", "n"):
+        inf, rate = ch.gate_inf_rate(v, 20.0)[g]
+        inf_ref, tau_ref = ref.gate_inf_tau(v, 20.0)[g]
+        np.testing.assert_allclose(inf, inf_ref, rtol=1e-13)
+        np.testing.assert_allclose(rate, 1.0 / tau_ref, rtol=1e-13)
+        np.testing.assert_allclose(ch.gate_inf_tau(v, 20.0)[g][1], tau_ref, rtol=1e-13)
+        np.testing.assert_allclose(ch.steady_state(v, 20.0)[g], inf_ref, rtol=1e-13)
+
+
+def test_hh_subclass_overriding_rates_refuses_the_table():
+    with pytest.raises(ValueError, match=r"HHShifted\(use_table=True\).*overrides rates"):
+        HHShifted(use_table=True)
+
+
+def test_hh_and_subclasses_not_touching_kinetics_keep_the_fast_path():
+    class HHLabelled(jn.channels.HH):
+        name: str = eqx.field(default="hh2", static=True)
+
+    for cls in (jn.channels.HH, HHLabelled):
+        assert cls.gate_inf_rate is jn.channels.HH.gate_inf_rate
+        assert cls.derivative is jn.channels.HH.derivative
+        assert cls.steady_state is jn.channels.HH.steady_state
+    assert HHShifted.gate_inf_rate is not jn.channels.HH.gate_inf_rate
+
+
+def test_hh_subclass_with_a_tau_floor_keeps_the_table():
+    """Overriding gate_inf_tau (not rates) of HH works with the table too."""
+
+    class HHFloor(jn.channels.HH):
+        def gate_inf_tau(self, v, temperature):
+            out = super().gate_inf_tau(v, temperature)
+            return {g: (inf, jnp.maximum(tau, 1.0)) for g, (inf, tau) in out.items()}
+
+    v = jnp.linspace(-90.0, 40.0, 27)
+    for use_table in (False, True):
+        ch, plain = HHFloor(use_table=use_table), jn.channels.HH(use_table=use_table)
+        for g in ("m", "h", "n"):
+            inf, tau = plain.gate_inf_tau(v, 6.3)[g]
+            got_inf, rate = ch.gate_inf_rate(v, 6.3)[g]
+            np.testing.assert_allclose(got_inf, inf, rtol=1e-13)
+            np.testing.assert_allclose(rate, 1.0 / np.maximum(tau, 1.0), rtol=1e-13)
+        assert float(jnp.min(plain.gate_inf_tau(v, 6.3)["m"][1])) < 1.0  # the floor acts
+
+
+# --- 2. alpha/beta subclass overriding gate_inf_tau --------------------------------------
+
+
+@pytest.mark.parametrize("cls", [KdrFloor, KdrFloorOneClass])
+def test_tau_floor_override_is_used_by_every_method(cls):
+    ch = cls()
+    v = jnp.linspace(-100.0, 50.0, 31)
+    inf, tau = ch.gate_inf_tau(v, 20.0)["n"]
+    assert float(tau.min()) == 2.0 and float(Kdr().gate_inf_tau(v, 20.0)["n"][1].min()) < 1.0
+    inf_r, rate = ch.gate_inf_rate(v, 20.0)["n"]
+    np.testing.assert_allclose(inf_r, inf, rtol=1e-14)
+    np.testing.assert_allclose(rate, 1.0 / tau, rtol=1e-14)
+    np.testing.assert_allclose(ch.steady_state(v, 20.0)["n"], inf, rtol=1e-14)
+    np.testing.assert_allclose(ch.derivative(v, {"n": 0.3}, 20.0)["n"], (inf - 0.3) / tau, rtol=1e-13)
+
+
+@pytest.mark.parametrize("cls", [KdrFloor, KdrFloorOneClass])
+@pytest.mark.parametrize("solver", [None, diffrax.Tsit5()], ids=["staggered", "tsit5"])
+def test_tau_floor_override_matches_the_channel_written_out(cls, solver):
+    """(before: the default solver and diffrax used the rates without the floor, 56 mV
+    off NEURON's kdrf.mod.)"""
+    t1 = 50.0 if solver is None else 20.0
+    na = jn.channels.HH(gkbar=0.0)
+    ours = traces(soma(na, cls()), solver=solver, t1=t1)
+    ref = traces(soma(na, KdrFloorRef()), solver=solver, t1=t1)
+    assert float(ref.v.max()) > 0
+    np.testing.assert_allclose(np.asarray(ours.v), np.asarray(ref.v), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(ours.n_kdrf), np.asarray(ref.n_kdrf), rtol=0, atol=1e-12)
+
+
+# --- 1 and 2 against NEURON ---------------------------------------------------------------
+
+HHS_MOD = """
+NEURON { SUFFIX hhs USEION na READ ena WRITE ina USEION k READ ek WRITE ik
+    NONSPECIFIC_CURRENT il RANGE gnabar, gkbar, gl, el }
+UNITS { (mA) = (milliamp) (mV) = (millivolt) (S) = (siemens) }
+PARAMETER { gnabar = .12 (S/cm2) gkbar = .036 (S/cm2) gl = .0003 (S/cm2) el = -54.3 (mV) }
+STATE { m h n }
+ASSIGNED { v (mV) celsius (degC) ena (mV) ek (mV) ina (mA/cm2) ik (mA/cm2) il (mA/cm2)
+    minf hinf ninf mtau (ms) htau (ms) ntau (ms) }
+BREAKPOINT { SOLVE states METHOD cnexp
+    ina = gnabar*m*m*m*h*(v - ena) ik = gkbar*n*n*n*n*(v - ek) il = gl*(v - el) }
+INITIAL { rates(v) m = minf h = hinf n = ninf }
+DERIVATIVE states { rates(v) m' = (minf-m)/mtau h' = (hinf-h)/htau n' = (ninf-n)/ntau }
+PROCEDURE rates(v (mV)) { LOCAL alpha, beta, sum, q10
+    UNITSOFF
+    q10 = 3^((celsius - 6.3)/10)
+    alpha = .1 * vtrap(-(v+40),10) beta = 4 * exp(-(v+65)/18)
+    sum = alpha + beta mtau = 1/(q10*sum) minf = alpha/sum
+    alpha = .07 * exp(-(v+65)/20) beta = 1 / (exp(-(v+35)/10) + 1)
+    sum = alpha + beta htau = 1/(q10*sum) hinf = alpha/sum
+    alpha = .01*vtrap(-(v+45),10) beta = .125*exp(-(v+55)/80)
+    sum = alpha + beta ntau = 1/(q10*sum) ninf = alpha/sum
+    UNITSON }
+FUNCTION vtrap(x,y) { if (fabs(x/y) < 1e-6) { vtrap = y*(1 - x/y/2) } else { vtrap = x/(exp(x/y) - 1) } }
+"""
+
+KDRF_MOD = """
+NEURON { SUFFIX kdrf NONSPECIFIC_CURRENT i RANGE gbar, ek }
+UNITS { (mA) = (milliamp) (mV) = (millivolt) (S) = (siemens) }
+PARAMETER { gbar = 0.01 (S/cm2) ek = -90 (mV) tmin = 2 (ms) }
+ASSIGNED { v (mV) celsius (degC) i (mA/cm2) ninf ntau (ms) }
+STATE { n }
+BREAKPOINT { SOLVE states METHOD cnexp i = gbar*n*n*n*n*(v - ek) }
+INITIAL { rates(v) n = ninf }
+DERIVATIVE states { rates(v) n' = (ninf - n)/ntau }
+PROCEDURE rates(v (mV)) { LOCAL a, b, phi
+    UNITSOFF
+    phi = 3^((celsius - 6.3)/10)
+    a = 0.032*vtrap(-(v + 52), 5) b = 0.5*exp(-(v + 57)/40)
+    ninf = a/(a + b) ntau = 1/(phi*(a + b))
+    if (ntau < tmin) { ntau = tmin }
+    UNITSON }
+FUNCTION vtrap(x, y) { if (fabs(x/y) < 1e-6) { vtrap = y*(1 - x/y/2) } else { vtrap = x/(exp(x/y) - 1) } }
+"""
+
+NEURON_SCRIPT = """
+import sys
+import numpy as np
+from neuron import h
+h.nrn_load_dll(sys.argv[1])
+h.load_file("stdrun.hoc")
+h.usetable_hh = 0
+
+def run(celsius, amp, mechs, refs):
+    h.celsius = celsius
+    s = h.Section(name="soma"); s.L = 20; s.diam = 20
+    for m in mechs:
+        s.insert(m)
+    if "hh" in mechs:
+        s(0.5).hh.gkbar = 0
+    st = h.IClamp(s(0.5)); st.delay = 5; st.dur = 40; st.amp = amp
+    vecs = [h.Vector().record(r(s(0.5))) for r in refs]
+    h.dt = 0.025; h.finitialize(-65); h.continuerun(50)
+    return np.array([np.array(x) for x in vecs]).T
+
+hhs = run(6.3, 0.1, ["hhs"], [lambda x: x._ref_v, lambda x: x._ref_n_hhs])
+kdrf = run(20.0, 0.2, ["hh", "kdrf"], [lambda x: x._ref_v, lambda x: x._ref_n_kdrf])
+np.savez(sys.argv[2], hhs=hhs, kdrf=kdrf)
+"""
+
+
+@pytest.fixture(scope="module")
+def neuron_runs(tmp_path_factory):
+    """NEURON running hhs.mod and kdrf.mod, compiled here with nrnivmodl (in its own
+    process); skipped where NEURON, nrnivmodl or a C compiler is missing."""
+    pytest.importorskip("neuron")
+    nrnivmodl = shutil.which("nrnivmodl") or str(Path(sys.executable).with_name("nrnivmodl"))
+    if not Path(nrnivmodl).exists():
+        pytest.skip("nrnivmodl not found")
+    if not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
+        pytest.skip("no C compiler for nrnivmodl")
+    d = tmp_path_factory.mktemp("mod")
+    (d / "hhs.mod").write_text(HHS_MOD)
+    (d / "kdrf.mod").write_text(KDRF_MOD)
+    try:
+        subprocess.run([nrnivmodl], cwd=d, check=True, capture_output=True, timeout=300)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
+        pytest.skip(f"nrnivmodl failed: {e}")
+    libs = sorted(d.glob("*/libnrnmech.so")) + sorted(d.glob("*/.libs/libnrnmech.so"))
+    if not libs:
+        pytest.skip("nrnivmodl made no libnrnmech.so")
+    run_dir = d / "run"  # not d: NEURON loads the mechanisms of its working directory itself
+    run_dir.mkdir()
+    script = run_dir / "run.py"
+    script.write_text(textwrap.dedent(NEURON_SCRIPT))
+    subprocess.run([sys.executable, str(script), str(libs[0]), str(d / "out.npz")],
+                   cwd=run_dir, check=True, timeout=300)
+    return np.load(d / "out.npz")
+
+
+def test_hh_subclass_overriding_rates_matches_neuron(neuron_runs):
+    stim = jn.StepCurrent(amp=0.1, delay=5, dur=40)
+    tr = traces(soma(HHShifted(), temperature=6.3), stim=stim)
+    ref = neuron_runs["hhs"]
+    assert ref[:, 0].max() > 0
+    np.testing.assert_allclose(np.asarray(tr.v), ref[:, 0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(tr.n_hhs), ref[:, 1], rtol=0, atol=1e-8)
+
+
+def test_tau_floor_override_matches_neuron(neuron_runs):
+    tr = traces(soma(jn.channels.HH(gkbar=0.0), KdrFloor()))
+    ref = neuron_runs["kdrf"]
+    assert ref[:, 0].max() > 0
+    np.testing.assert_allclose(np.asarray(tr.v), ref[:, 0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(tr.n_kdrf), ref[:, 1], rtol=0, atol=1e-8)
+
+
+# --- 3. units of channel parameters -------------------------------------------------------
+
+
+class LeakMS(AbstractChannel):
+    """A conductance declared in mS/cm², as a .mod file may: held in mS/cm²."""
+
+    g: object = units.param(u.mS / u.cm**2, default=0.1)
+    name: str = eqx.field(default="leakms", static=True)
+
+    def current(self, v, gates):
+        return 1e-3 * self.g * (v + 70.0)  # mS/cm² · mV = µA/cm²; the channel converts
+
+
+def test_parameters_hold_their_declared_unit():
+    assert float(LeakMS().g) == 0.1
+    assert float(LeakMS(g=1e-4 * u.siemens / u.cm**2).g) == pytest.approx(0.1)
+    assert float(jn.channels.Leak(g=0.1 * u.mS / u.cm**2).g) == pytest.approx(1e-4)
+    stim = jn.StepCurrent(amp=1.0, delay=10, dur=100)
+    ours = jn.simulate(jn.Compartment(length=100, diam=500, channels=[LeakMS()]), 100, stimuli=[stim], v0=-70)
+    pas = jn.simulate(jn.Compartment(length=100, diam=500, channels=[jn.channels.Leak(g=1e-4)]), 100,
+                      stimuli=[stim], v0=-70)
+    np.testing.assert_allclose(np.asarray(ours.v), np.asarray(pas.v), rtol=0, atol=1e-9)
+
+
+def test_a_quantity_in_an_undeclared_field_is_refused():
+    """(before: a saiunit UnitMismatchError from inside the solver.)"""
+
+    class KdrPlain(Kdr):
+        g_plain: object = 0.01
+
+        def current(self, v, gates):
+            return self.g_plain * gates["n"] ** 4 * (v - self.ek)
+
+    with pytest.raises(ValueError, match=r"KdrPlain\.g_plain holds a saiunit quantity.*units\.param"):
+        soma(KdrPlain(g_plain=10 * u.mS / u.cm**2))
+
+
+def test_a_gateless_channel_needs_only_a_current():
+    """(before: NotImplementedError from steady_state.)"""
+    tr = jn.simulate(jn.Compartment(length=100, diam=500, channels=[LeakMS()]), 1.0, v0=-65)
+    assert float(tr.v[-1]) < -65.0
+
+
+# --- 4. errors for channel authors --------------------------------------------------------
+
+
+class KA(AbstractChannel):
+    """A two-gate inf/tau channel."""
+
+    name: str = eqx.field(default="ka", static=True)
+    gate_names: ClassVar[tuple[str, ...]] = ("a", "b")
+
+    def gate_inf_tau(self, v, temperature):
+        s = 1.0 / (1.0 + jnp.exp(-(v + 50.0) / 10.0))
+        return {"a": (s, 1.0 + 0 * v), "b": (1.0 - s, 5.0 + 0 * v)}
+
+    def current(self, v, gates):
+        return 0.01 * gates["a"] ** 3 * gates["b"] * (v + 80.0)
+
+
+@pytest.mark.parametrize("names", [(), ("m", "h"), ("a", "b", "c")])
+@pytest.mark.parametrize("build", ["compartment", "cable"])
+def test_gate_names_not_matching_the_kinetics(names, build):
+    """(before: KeyError 'a' or 'm_ka' at simulate time.)"""
+
+    class KAWrong(KA):
+        gate_names: ClassVar[tuple[str, ...]] = names
+
+    pattern = rf"KAWrong\.gate_names is {re.escape(repr(names))}, but its gate_inf_tau returns gates \('a', 'b'\)"
+    with pytest.raises(ValueError, match=pattern):
+        if build == "compartment":
+            jn.Compartment(length=20, diam=20, channels=[KAWrong()])
+        else:
+            jn.Cable(length=100, diam=2, nseg=3, channels=[KAWrong()])
+
+
+def test_current_reading_an_unknown_gate():
+    class KABad(KA):
+        def current(self, v, gates):
+            return 0.01 * gates["c"] * (v + 80.0)
+
+    with pytest.raises(ValueError, match=r"KABad\.current reads gate 'c'.*gate_names \('a', 'b'\)"):
+        soma(KABad())
+
+
+def test_alpha_beta_channel_without_rate_factor():
+    """(before: a bare NotImplementedError at simulate time.)"""
+
+    class KdrNoPhi(AbstractAlphaBetaChannel):
+        name: str = eqx.field(default="kdr", static=True)
+        gate_names: ClassVar[tuple[str, ...]] = ("n",)
+
+        def rates(self, v):
+            return {"n": kdr_alpha_beta(v)}
+
+        def current(self, v, gates):
+            return 0.01 * gates["n"] ** 4 * (v + 90.0)
+
+    with pytest.raises(ValueError, match=r"KdrNoPhi .*defines rates\(\) but not rate_factor"):
+        KdrNoPhi()
+
+
+def test_channel_with_gates_but_no_kinetics():
+    class NoKinetics(AbstractChannel):
+        name: str = eqx.field(default="nk", static=True)
+        gate_names: ClassVar[tuple[str, ...]] = ("x",)
+
+        def current(self, v, gates):
+            return gates["x"] * v
+
+    with pytest.raises(ValueError, match=r"NoKinetics has gates \('x',\) but no kinetics.*gate_inf_tau"):
+        NoKinetics()
+
+
+def test_population_parameter_of_the_wrong_length():
+    """(before: a JAX TypeError at simulate time.)"""
+    with pytest.raises(ValueError, match=r"channels\[0\] \(Kdr 'kdrf'\) parameter g_max has shape \(3,\); "
+                                         r"with n=4 .* shape \(4,\)"):
+        jn.Compartment(n=4, length=20, diam=20, channels=[Kdr(g_max=jnp.full(3, 0.01))])
+    with pytest.raises(ValueError, match=r"do not broadcast together .*Kdr 'kdrf'\) parameter g_max: \(3,\)"):
+        jn.Compartment(length=20, diam=20, channels=[Kdr(g_max=jnp.full(3, 0.01)), KA(), jn.channels.Leak(g=jnp.full(4, 1e-4))])
+    pop = jn.Compartment(n=4, length=20, diam=20, channels=[Kdr(g_max=jnp.full(4, 0.01))])
+    assert jn.simulate(pop, 1.0).v.shape[-1] == 4
