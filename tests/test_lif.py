@@ -182,3 +182,19 @@ def test_reset_above_threshold_and_population_shapes_are_refused():
         jn.LIF(V_reset=-50.0, V_th=-55.0)
     with pytest.raises(ValueError, match=r"LIF.C expects a scalar or an array of shape \(3,\)"):
         jn.LIF(n=3, C=np.ones(4))
+
+
+def test_point_neurons_take_their_parameters_positionally():
+    """LIF(C, gL, EL, V_th, V_reset, V_spike, t_ref), AdEx(C, gL, EL, V_T, ...) and
+    Izhikevich(a, b, c, d, ...) as the design writes them; n, spike_capacity and
+    surrogate are keyword-only (they came first: LIF(1.0, 0.1, ...) was read as n=1.0)."""
+    lif = jn.LIF(2.0, 0.2, -65.0, -50.0, -70.0, 10.0, 1.0)
+    assert (float(lif.C), float(lif.gL), float(lif.EL), float(lif.V_th), float(lif.V_reset),
+            float(lif.V_spike), float(lif.t_ref)) == (2.0, 0.2, -65.0, -50.0, -70.0, 10.0, 1.0)
+    adex = jn.AdEx(0.2, 0.01, -70.0, -50.0)
+    assert (float(adex.C), float(adex.gL), float(adex.EL), float(adex.V_T)) == (0.2, 0.01, -70.0, -50.0)
+    izh = jn.Izhikevich(0.02, 0.25, -60.0, 6.0)
+    assert (float(izh.a), float(izh.b), float(izh.c), float(izh.d)) == (0.02, 0.25, -60.0, 6.0)
+    with pytest.raises(TypeError):
+        jn.LIF(1.0, 0.1, -70.0, -55.0, -75.0, 20.0, 2.0, None, 3)  # n is not positional
+    assert jn.LIF(n=3).shape == (3,)
