@@ -1,7 +1,10 @@
 """Measurements on traces and models: input resistance, steady state, time constant.
 
-All functions are differentiable (``jax.grad`` works through them), so they double
-as building blocks for fitting losses. Results are in base units: mV, MΩ, ms.
+Input resistance, steady states, time constants, spike times and inter-spike
+intervals are differentiable (``jax.grad`` works through them), so they double as
+building blocks for fitting losses; spike counts and rates are whole numbers of
+spikes, with zero gradient unless a neuron's ``surrogate`` gives ``trace.spike_count``
+one. Results are in mV, MΩ, ms and Hz (rates).
 """
 
 from __future__ import annotations
@@ -241,6 +244,7 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
         source = source.precomputed()  # once for all the steady states below
         if stimulus is not None:
             amp = _step_stimulus(stimulus).amp
+            stimulus.check_placement(source)
             i_inj = source.place_current(stimulus.target, amp)
             return (steady_state(source, i_inj).v - steady_state(source, 0.0).v) / amp
         if source.voltage_coupling() is not None:
@@ -462,9 +466,9 @@ def fi_curve(model: AbstractModel, amps, *, delay=0.0, dur=500.0, window=None, d
     """Firing rate (Hz) against step amplitude: the f-I curve.
 
     Each amplitude in ``amps`` (nA) is a :class:`StepCurrent` from ``delay`` for
-    ``dur`` ms into ``target`` (as the stimulus's: default every compartment; for a
-    cable or cell a location such as ``("soma", 0.5)``; in a Network a population
-    name). The rate counts spikes in ``window = (start, stop)`` (ms; default the
+    ``dur`` ms into ``target`` (as the stimulus's: default every compartment of a
+    population; a cable or cell of several segments needs a location such as
+    ``("soma", 0.5)``; in a Network a population name). The rate counts spikes in ``window = (start, stop)`` (ms; default the
     whole step; skip the onset to get the steady rate). The amplitudes run in
     parallel with ``jax.vmap``. Spikes are the model's own events for spiking
     neurons (a neuron's ``spike_capacity`` is raised to ``capacity`` for the run),

@@ -155,10 +155,24 @@ class AbstractStimulus(eqx.Module):
             i = i * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
         return i
 
+    def check_placement(self, model):
+        """ValueError for a current in nA without a target on a cable or cell of several
+        segments: it would go into every segment in full, a total that grows with
+        ``nseg`` (NEURON has no such stimulus; its IClamp sits at a location)."""
+        n = getattr(model, "n_segments", 1)
+        if self.target is None and not self.density and n > 1:
+            raise ValueError(
+                f"{type(self).__name__}: target=None with an amplitude in nA would inject it into each "
+                f"of the {n} segments of the cable or cell, a total that grows with nseg; give "
+                "a location, target=(section, x) or a bare x on a cable (NEURON's IClamp), or a current "
+                "density (e.g. 2 * u.uA / u.cm**2), which every segment gets in proportion to its area"
+            )
+
     def inject(self, t, model):
         """The current at ``t`` (nA) placed onto ``model``'s compartments. A density is
         placed first and then scaled by the area of each compartment it reaches, so a
         density at a location or index gets that compartment's area."""
+        self.check_placement(model)
         placed = model.place_current(self.target, self.current(t))
         if self.density:
             placed = placed * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]

@@ -44,8 +44,10 @@ def test_fi_curve_of_a_cell_at_one_location():
     rates = np.asarray(jn.fi_curve(cell, np.array([0.0, 0.5]), dur=100.0, target=("soma", 0.5)))
     assert rates.shape == (2, 6)
     assert rates[0, 0] == 0 and rates[1, 0] > 20.0 and rates[1, 5] < rates[1, 0]
-    # The same current into every segment instead (the default target) is another experiment.
-    assert not np.array_equal(np.asarray(jn.fi_curve(cell, np.array([0.5]), dur=100.0))[0], rates[1])
+    # Without a target the current (nA) would go into every segment in full, a total
+    # that grows with nseg: refused on a cell.
+    with pytest.raises(ValueError, match=r"target=None with an amplitude in nA .* each of the 6 segments"):
+        jn.fi_curve(cell, np.array([0.5]), dur=100.0)
 
 
 def first_spike_time(gnabar, amp=0.1, dt=0.025):

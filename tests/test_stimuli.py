@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import saiunit as u
 
 import jaxneuro as jn
 
@@ -102,3 +103,19 @@ def test_a_pair_of_integers_is_two_indices_on_a_population_only():
     pop = jn.Compartment(length=10.0, diam=10.0, n=3)
     both = jn.simulate(pop, 0.05, stimuli=[jn.StepCurrent(0.1, target=(0, 1))], record="i_inj").i_inj[-1]
     np.testing.assert_allclose(both, [0.1, 0.1, 0.0])
+
+
+def test_a_current_without_target_on_a_cable_is_refused_unless_a_density():
+    """target=None put the full amplitude into every segment: the mid-cable voltage
+    grew with nseg (3.5x from nseg 3 to 9). A density is spread by area, as before."""
+    def cable(nseg):
+        return jn.Cable(300.0, 1.0, nseg=nseg, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
+
+    with pytest.raises(ValueError, match=r"StepCurrent: target=None .* each of the 3 segments of the cable or cell"):
+        jn.simulate(cable(3), 1.0, stimuli=[jn.StepCurrent(0.1)])
+    with pytest.raises(ValueError, match=r"each of the 3 segments"):
+        jn.input_resistance(cable(3), jn.StepCurrent(0.1, 0.0, 10.0))
+    # One segment, a location, or a density: as before.
+    jn.simulate(cable(1), 1.0, stimuli=[jn.StepCurrent(0.1)])
+    uniform = [jn.simulate(cable(n), 5.0, stimuli=[jn.StepCurrent(1 * u.uA / u.cm**2)]).v[-1] for n in (3, 9)]
+    np.testing.assert_allclose(uniform[0][1], uniform[1][4], rtol=1e-12)  # the middle: independent of nseg

@@ -107,6 +107,10 @@ class Cable(AbstractModel):
                         f"got shape {np.shape(leaf)}"
                     )
 
+    @property
+    def n_segments(self) -> int:
+        return self.nseg
+
     def as_cell(self):
         """This cable as a one-section :class:`~jaxneuro.Cell`."""
         from .cell import Cell
