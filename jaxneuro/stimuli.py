@@ -5,9 +5,10 @@ compartment of the model (one compartment, or each neuron of a population), an
 index / sequence of indices into a population (an index listed twice gets the current
 twice), or a location on a cable or cell: ``(section, x)`` with a float ``x`` in [0, 1]
 (a bare ``x`` on a one-section cable), kept as a :class:`Location`. On a population
-a pair of integers ``(i, j)`` is two indices; on a cable or cell it is refused as
-ambiguous (``(section, 1)`` reads like a location): write ``x`` as a float,
-``(section, 1.0)``, or the indices as a list, ``[i, j]``.
+an integer ``i`` or a pair ``(i, j)`` are indices; on a cable or cell of several
+segments they are refused as ambiguous (``1`` and ``(section, 1)`` read like
+locations): write ``x`` as a float, ``1.0`` or ``(section, 1.0)``, or segment indices
+as a list, ``[i]`` or ``[i, j]``.
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ def test_x0_of_a_child_is_where_it_joins_its_parent_as_in_neuron(neuron_h):
 
 def test_locations_and_indices_are_different_targets_in_one_process():
     # (1, 0.0) is section 1 at x = 0; [1, 0] the segments 1 and 0; 1.0 is x = 1 on a
-    # cable, 1 its segment 1. They are equal as Python tuples and numbers, and targets
+    # cable, [1] its segment 1. They are equal as Python tuples and numbers, and targets
     # are static: whichever is compiled first must not be reused for the other. The
     # tuple (1, 0) is refused on a cell (it was read as the indices, though (section,
     # x) with x = 0 is what NEURON users mean by it), also after [1, 0] was compiled.
@@ -162,11 +162,14 @@ def test_locations_and_indices_are_different_targets_in_one_process():
 
     for _ in range(2):
         np.testing.assert_allclose(placed(cab, 1.0), [0.0, 0.0, 0.1])
-        np.testing.assert_allclose(placed(cab, 1), [0.0, 0.1, 0.0])
+        np.testing.assert_allclose(placed(cab, [1]), [0.0, 0.1, 0.0])
         np.testing.assert_allclose(placed(cell, [1, 0]), [0.1, 0.1, 0.0, 0.0, 0.0])
         for model in (cell, cab):
             with pytest.raises(ValueError, match=r"target=\(1, 0\) is ambiguous .* target=\(1, 0.0\); .* target=\[1, 0\]"):
                 placed(model, (1, 0))
+            # So is a bare integer (x = 1 or segment 1): it was read as the segment.
+            with pytest.raises(ValueError, match=r"target=1 is ambiguous .* target=1.0 .* target=\[1\]"):
+                placed(model, 1)
         # Section 1's x = 0 is (0, 1), the node between segments 1 and 2: shared by the
         # conductances of their half segments, diam²/length = 4/25 and 1/(100/6).
         g = np.array([4.0 / 25.0, 6.0 / 100.0])

@@ -67,7 +67,7 @@ def test_density_stimuli_at_a_location_or_segment_and_no_plain_numbers_beside_de
     # the segment it lands in (was a shape error about an amplitude the user never gave).
     cab = jn.Cable(length=200, diam=2, Ra=100, cm=1, nseg=4, channels=[jn.channels.Leak(g=1e-4, e=-70)])
     per_segment = float(np.pi * 2 * 50 * 1e-8 * 1e-3 * 1e6)  # 1 µA/cm² on 50 µm × 2 µm, in nA
-    for target in (0.6, 2):
+    for target in (0.6, [2]):
         tr = jn.simulate(cab, 1.0, stimuli=[jn.StepCurrent(amp=1 * u.uA / u.cm**2, target=target)], record=("i_inj",))
         np.testing.assert_allclose(tr.i_inj[-1], [0.0, 0.0, per_segment, 0.0], rtol=1e-12)
     cell = jn.Cell([jn.Cable(20.0, 20.0, name="soma"), jn.Cable(200.0, 2.0, nseg=4, name="d")], parents=[None, "soma"])

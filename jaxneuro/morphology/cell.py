@@ -555,6 +555,12 @@ class Cell(AbstractModel):
             except ValueError as e:
                 raise ValueError(f"stimulus target={target!r}: {e}") from None
             return sum_into(broadcast_current(i, (1,), target) * weight, seg, n)
+        if isinstance(target, (int, np.integer)) and n > 1:
+            raise ValueError(
+                f"stimulus target={target!r} is ambiguous on a cable or cell: for the location x = "
+                f"{target} write a float, target={float(target)} (or (section, {float(target)})); for "
+                f"segment index {target} write a list, target=[{target}]"
+            )
         if isinstance(target, (int, np.integer)):
             if not -n <= target < n:
                 raise ValueError(f"stimulus target={target!r} out of range for {n} segments")
