@@ -531,9 +531,12 @@ class Cell(AbstractModel):
 
     def place_current(self, target, i):
         """``i`` (nA) into the segment of location ``target``: ``(section, x)``, a bare
-        ``x`` for a one-section cell, a segment index or a tuple of them, or ``None``
-        (every segment). At a section end where children join, ``i`` is shared as
-        NEURON's zero-area node there shares it (see :meth:`_node_of`)."""
+        float ``x`` for a one-section cell, segment indices (a list; a tuple from a
+        Network's ``("name", [k, ...])``), or ``None`` (every segment). A bare integer
+        or a pair of integers is ambiguous with a location and refused (a bare integer
+        only where there are several segments). At a section end where children join,
+        ``i`` is shared as NEURON's zero-area node there shares it (see
+        :meth:`_node_of`)."""
         n = self.n_segments
         if target is None:
             return broadcast_current(i, (n,), target)
@@ -541,26 +544,15 @@ class Cell(AbstractModel):
             target = Location(None, target)
         elif (isinstance(target, tuple) and len(target) == 2
                 and (isinstance(target[0], str) or isinstance(target[1], (float, np.floating)))):
-            target = Location(*target)  # a location (section, x); two ints are indices
-        if isinstance(target, IndexPair):
-            raise ValueError(
-                f"stimulus target={tuple(target)!r} is ambiguous on a cable or cell: for the location "
-                f"(section {target[0]}, x = {target[1]}) write x as a float, target=({target[0]}, "
-                f"{float(target[1])}); for segment indices {target[0]} and {target[1]} write a list, "
-                f"target={list(target)}"
-            )
+            target = Location(*target)  # a location (section, x)
+        if isinstance(target, IndexPair) or (isinstance(target, (int, np.integer)) and n > 1):
+            raise ValueError(_ambiguous_target(target))
         if isinstance(target, Location):
             try:
                 seg, weight = self._node_of(target.section, target.x)
             except ValueError as e:
                 raise ValueError(f"stimulus target={target!r}: {e}") from None
             return sum_into(broadcast_current(i, (1,), target) * weight, seg, n)
-        if isinstance(target, (int, np.integer)) and n > 1:
-            raise ValueError(
-                f"stimulus target={target!r} is ambiguous on a cable or cell: for the location x = "
-                f"{target} write a float, target={float(target)} (or (section, {float(target)})); for "
-                f"segment index {target} write a list, target=[{target}]"
-            )
         if isinstance(target, (int, np.integer)):
             if not -n <= target < n:
                 raise ValueError(f"stimulus target={target!r} out of range for {n} segments")
@@ -678,3 +670,17 @@ def _check_x(x, name) -> float:
     if not 0.0 <= x <= 1.0:
         raise ValueError(f"{name}: x must lie in [0, 1], got {x}")
     return x
+
+
+def _ambiguous_target(target) -> str:
+    """Why a bare integer or a pair of integers is refused as a stimulus target on a
+    cable or cell: each reads as a location (``x = 1``, ``(section, 1)``) and as
+    segment indices."""
+    if isinstance(target, IndexPair):
+        shown, what = tuple(target), f"(section {target[0]}, x = {target[1]})"
+        location, indices = f"({target[0]}, {float(target[1])})", list(target)
+    else:
+        shown, what = int(target), f"x = {int(target)}"
+        location, indices = f"{float(target)} (or (section, {float(target)}))", [int(target)]
+    return (f"stimulus target={shown!r} is ambiguous on a cable or cell: for the location {what} write x "
+            f"as a float, target={location}; for segment indices write a list, target={indices}")
