@@ -228,7 +228,7 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     resistance of an active membrane; for a cable or cell, the input resistance at
     every segment, as NEURON's ``Impedance.input`` at 0 Hz gives it for passive
     membranes (for active ones NEURON's ``Impedance`` differs from its own small DC
-    steps, which this is the limit of: within 3e-6 of a ±1 pA chord's 25.9595 MΩ
+    steps, which this is the limit of: within 1e-5 of a ±1 pA chord's 25.9595 MΩ
     at the soma of an HH cell); one linear solve per
     segment, done in batches of :data:`SOLVE_BATCH_VALUES` voltages: for a network of
     very many gap-coupled neurons, prefer a stimulus at the one location wanted).

@@ -44,7 +44,7 @@ def test_input_resistance_of_passive_soma():
 
 def test_trace_methods_need_the_step_onset_in_the_trace():
     """The baseline is the sample at or before the onset: a trace starting later (a
-    window of it) has none, and its first sample, mid-step, read 0.04 instead of 6.4 MΩ."""
+    window of it) has none, and its first sample, mid-step, was read as the baseline."""
     stim = jn.StepCurrent(0.5, 20.0, 150.0)
     trace = jn.simulate(soma(), 200.0, v0=-70, stimuli=[stim])
     for late in (trace.window(21.0, 200.0), trace.window(150.0, 200.0)):
@@ -385,7 +385,7 @@ def test_windows_keep_samples_a_rounding_error_outside_their_bounds():
 def test_spike_analyses_take_a_trace_and_refuse_a_voltage_trace():
     """isi, spike_count and firing_rate read a Trace's own spikes (they raised JAX's
     TypeError); a voltage array passed as spike times is refused (firing_rate(trace.v)
-    returned 60 Hz, counting millivolts in [0, 100) as spike times)."""
+    returned a plausible rate, counting millivolts in [0, 100) as spike times)."""
     with pytest.warns(RuntimeWarning, match="overflow"):
         trace = jn.simulate(jn.LIF(spike_capacity=4), 100.0, stimuli=[jn.StepCurrent(2.0)])
     assert int(trace.spike_count) > 4  # the buffer overflowed: the count is the true one

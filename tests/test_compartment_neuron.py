@@ -43,6 +43,8 @@ def test_seed001_whole_trace_matches_neuron(neuron_h):
     # NEURON records i_pas of the previous voltage and i_cap as cm·Δv/Δt over the last
     # step; ours are instantaneous, so they agree to within one step's change.
     assert np.max(np.abs(np.asarray(trace.i_pas) - ipas_n)) < 2e-6
+    # Exactly: NEURON's sample k + 1 is ours at k (the Compartment docstring says so).
+    assert np.max(np.abs(np.asarray(trace.i_pas)[:-1] - ipas_n[1:])) < 1e-15
     away = (np.abs(t_n - 100) > 0.1) & (np.abs(t_n - 200) > 0.1) & (t_n > 0.1)
     assert np.max(np.abs(np.asarray(trace.i_cap)[away] - icap_n[away])) < 2e-6
     # At the plateau all current flows through the membrane resistance.

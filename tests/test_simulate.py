@@ -146,7 +146,7 @@ def test_trace_at_interpolates_and_checks_range():
 
 def test_trace_at_and_window_of_populations_and_vmapped_batches():
     """A population's columns are interpolated at once (they were one Python loop per
-    neuron: 20 s for 10 000); a batch from jax.vmap(simulate) is read per trace (its
+    neuron); a batch from jax.vmap(simulate) is read per trace (its
     window used to mix the traces into one flat array)."""
     def run(g):
         return jn.simulate(jn.LIF(gL=g, C=0.25, EL=-70.0, V_th=-50.0, V_reset=-70.0), 30.0,

@@ -93,8 +93,8 @@ def test_density_stimuli_at_a_location_or_segment_and_no_plain_numbers_beside_de
 
 def test_a_pair_of_integers_is_two_indices_on_a_population_only():
     """On a cable, (0, 1) put the current into segments 0 and 1, each the full amount;
-    a NEURON user means sec(1) by it (on a 3-segment passive cable: 120 mV instead
-    of NEURON's 29). Now refused there; on a population it stays two indices."""
+    a NEURON user means sec(1) by it. Now refused there; on a population it stays two
+    indices."""
     cab = jn.Cable(300.0, 1.0, nseg=3, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
     with pytest.raises(ValueError, match=r"ambiguous on a cable or cell.*target=\(0, 1.0\).*target=\[0, 1\]"):
         jn.simulate(cab, 0.05, stimuli=[jn.StepCurrent(0.1, target=(0, 1))])
@@ -106,8 +106,8 @@ def test_a_pair_of_integers_is_two_indices_on_a_population_only():
 
 
 def test_a_current_without_target_on_a_cable_is_refused_unless_a_density():
-    """target=None put the full amplitude into every segment: the mid-cable voltage
-    grew with nseg (3.5x from nseg 3 to 9). A density is spread by area, as before."""
+    """target=None put the full amplitude into every segment, so the response grew
+    with nseg. A density is spread by area, as before."""
     def cable(nseg):
         return jn.Cable(300.0, 1.0, nseg=nseg, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
 

@@ -35,10 +35,10 @@ class Compartment(AbstractModel):
     (mA/cm², e.g. ``"i_pas"``), component currents such as ``"ina_hh"``, and gate states
     such as ``"m_hh"``. Every recorded value is that of the state at the sample's time:
     currents are the membrane's at that voltage and those gates (``i_cap`` is
-    ``cm·dv/dt`` there). NEURON records at time ``t`` the currents it computed for the
-    step from ``t``, from the state one step earlier, so its ``_ref_ina`` and
-    ``_ref_i_pas`` equal these one sample later (around a spike they differ by up to
-    0.05 mA/cm² at the same time); voltages and gates are the same in both.
+    ``cm·dv/dt`` there). NEURON's sample at time ``t`` holds the currents it computed
+    for the step that ended at ``t``, from the state one step earlier, so its ``_ref_ina`` and
+    ``_ref_i_pas`` equal these one sample later (compared at the same time they differ
+    by one step's change, most around a spike); voltages and gates are the same in both.
     """
 
     length: object = units.param(units.um, default=None, check="positive")
