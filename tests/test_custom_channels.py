@@ -64,22 +64,27 @@ def kdr_alpha_beta(v):
     return 0.032 * exprel_ratio(-(v + 52.0), 5.0), 0.5 * jnp.exp(-(v + 57.0) / 40.0)
 
 
-class Kdr(AbstractAlphaBetaChannel):
-    """A Traub-Miles delayed rectifier (kdrf.mod without its floor on tau)."""
+class _KdrMembrane(AbstractAlphaBetaChannel):
+    """kdrf.mod's parameters, temperature factor and current; no kinetics of its own
+    (rate_factor is not one), so each subclass below defines them."""
 
     g_max: object = units.param(units.S_per_cm2, default=0.01, check="nonnegative")
     ek: object = units.param(units.mV, default=-90.0)
     name: str = eqx.field(default="kdrf", static=True)
     gate_names: ClassVar[tuple[str, ...]] = ("n",)
 
-    def rates(self, v):
-        return {"n": kdr_alpha_beta(v)}
-
     def rate_factor(self, temperature):
         return units.q10_factor(3.0, temperature, 6.3)
 
     def current(self, v, gates):
         return self.g_max * gates["n"] ** 4 * (v - self.ek)
+
+
+class Kdr(_KdrMembrane):
+    """A Traub-Miles delayed rectifier (kdrf.mod without its floor on tau)."""
+
+    def rates(self, v):
+        return {"n": kdr_alpha_beta(v)}
 
 
 class KdrFloor(Kdr):
@@ -92,24 +97,14 @@ class KdrFloor(Kdr):
         return {g: (inf, jnp.maximum(tau, self.tmin)) for g, (inf, tau) in out.items()}
 
 
-class KdrFloorOneClass(AbstractAlphaBetaChannel):
+class KdrFloorOneClass(_KdrMembrane):
     """The same, with rates and the floor in one class."""
-
-    g_max: object = units.param(units.S_per_cm2, default=0.01)
-    name: str = eqx.field(default="kdrf", static=True)
-    gate_names: ClassVar[tuple[str, ...]] = ("n",)
 
     def rates(self, v):
         return {"n": kdr_alpha_beta(v)}
 
-    def rate_factor(self, temperature):
-        return units.q10_factor(3.0, temperature, 6.3)
-
     def gate_inf_tau(self, v, temperature):
         return {g: (inf, jnp.maximum(tau, 2.0)) for g, (inf, tau) in super().gate_inf_tau(v, temperature).items()}
-
-    def current(self, v, gates):
-        return self.g_max * gates["n"] ** 4 * (v + 90.0)
 
 
 class KdrFloorRef(AbstractChannel):
