@@ -29,6 +29,9 @@ def problem(model, stimuli=()) -> str | None:
     if hasattr(model, "make_trace"):
         return "does not run Networks"
     for stim in stimuli:
+        if not getattr(stim, "splittable", True):
+            return (f"cannot cut a {type(stim).__name__} into slices of the population (its current "
+                    "reads the voltage or draws random numbers per neuron)")
         if getattr(stim, "target", None) is not None and jax.eval_shape(stim.current, 0.0).shape != ():
             # Targeted stimuli become per-neuron weights (Spread), which needs one
             # waveform for all their targets.
@@ -47,7 +50,8 @@ class Spread(eqx.Module):
     stimulus: eqx.Module
     weights: jax.Array
 
-    def inject(self, t, model):
+    def inject(self, t, model, v):
+        del v  # only splittable stimuli are spread: functions of time alone
         return self.stimulus.current_on(t, model) * self.weights
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from collections.abc import Mapping
 
 import equinox as eqx
@@ -12,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import units
 from ..coupling.base import AbstractCoupling
 from ..solve.trace import report_overflow
 from ..stimuli import Location

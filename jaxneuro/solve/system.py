@@ -16,24 +16,25 @@ class System(eqx.Module):
     model: AbstractModel
     stimuli: tuple
 
-    def injected(self, t):
-        """Total injected current (nA) per compartment at time ``t`` (ms)."""
+    def injected(self, t, v):
+        """Total injected current (nA) per compartment at time ``t`` (ms), with the
+        compartments at voltages ``v`` (mV; a voltage clamp's current depends on it)."""
         shape = self.model.shape
         total = jnp.zeros(shape, dtype=jnp.result_type(float))
         for stim in self.stimuli:
-            total = total + stim.inject(t, self.model)
+            total = total + stim.inject(t, self.model, v)
         return total
 
     def vector_field(self, t, state: State) -> State:
-        return self.model.vector_field(t, state, self.injected(t))
+        return self.model.vector_field(t, state, self.injected(t, state.v))
 
     def local_vector_field(self, t, state: State) -> State:
         """The model's ``local_vector_field`` (without the currents of its
         ``voltage_coupling()``), for models that have one."""
-        return self.model.local_vector_field(t, state, self.injected(t))
+        return self.model.local_vector_field(t, state, self.injected(t, state.v))
 
     def observe(self, names, t, state: State) -> dict:
-        i_inj = self.injected(t)
+        i_inj = self.injected(t, state.v)
         return {name: self.model.observe(name, t, state, i_inj) for name in names}
 
 

@@ -1,0 +1,112 @@
+"""The stimulus interface: a current in nA (or a density) and a target."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, ClassVar
+
+import equinox as eqx
+import numpy as np
+import saiunit as u
+
+from .. import units
+from .._repr import values_repr
+from .targets import normalise_target
+
+__all__ = ["AbstractStimulus"]
+
+
+class AbstractStimulus(eqx.Module):
+    """A current injected into a model. Subclasses implement :meth:`current` (nA).
+
+    Amplitudes may also be given as current-density quantities (e.g. ``2 *
+    u.uA / u.cm**2``); they are then kept in mA/cm² and scaled by the target model's
+    ``membrane_area`` when injected (``density`` is then True).
+    """
+
+    __repr__ = values_repr  # parameter values, not only their shapes
+
+    target: Any = eqx.field(default=None, static=True, kw_only=True)
+    density: bool = eqx.field(default=False, static=True, kw_only=True)
+
+    #: Whether the backends that split a population into slices (``"sharded"``,
+    #: ``"pallas"``) may cut this stimulus per neuron: its current a function of time
+    #: alone, the same for a neuron whichever slice it is in. Stimuli that read the
+    #: voltage or draw random numbers per neuron say False; populations driven by them
+    #: run in one XLA loop.
+    splittable: ClassVar[bool] = True
+
+    def __post_init__(self):
+        self.target = normalise_target(self.target)
+        amps = [f for f in dataclasses.fields(self) if f.metadata.get("unit") is units.nA]
+        dens = [f.name for f in amps if units.is_quantity_of(getattr(self, f.name), units.mA_per_cm2)]
+        currents = [f.name for f in amps if units.is_quantity_of(getattr(self, f.name), units.nA)]
+        if self.density and currents:
+            raise ValueError(
+                f"{type(self).__name__}: density=True reads amplitudes as current densities (mA/cm²), "
+                f"but {currents} are given as currents; drop density=True, or give densities "
+                "(e.g. 2 * u.uA / u.cm**2)"
+            )
+        if dens:
+            if len(dens) != len([f for f in amps if isinstance(getattr(self, f.name), u.Quantity)]):
+                raise ValueError(
+                    f"{type(self).__name__}: give every amplitude as a current or every one as a "
+                    f"current density, not a mix ({dens} are densities)"
+                )
+            # A plain number beside densities would be read as mA/cm², not as nA as plain
+            # amplitudes are elsewhere: ambiguous unless it is 0.
+            plain = [f.name for f in amps if f.name not in dens and getattr(self, f.name) is not None
+                     and units.is_concrete(getattr(self, f.name))
+                     and np.any(np.asarray(getattr(self, f.name)) != 0)]
+            if plain:
+                raise ValueError(
+                    f"{type(self).__name__}: {plain} given as plain numbers beside current densities "
+                    f"({dens}); plain amplitudes are nA elsewhere, so give these as densities too "
+                    "(e.g. 0.5 * u.uA / u.cm**2)"
+                )
+            self.density = True
+            for name in dens:
+                value = units.to_base(getattr(self, name), f"{type(self).__name__}.{name}", units.mA_per_cm2)
+                object.__setattr__(self, name, value)
+        units.convert_fields(self)
+
+    @abc.abstractmethod
+    def current(self, t):
+        """Injected current in nA at time ``t`` (ms); positive depolarises."""
+
+    def breakpoints(self) -> tuple:
+        """Times (ms) where the waveform jumps, for adaptive step-size controllers."""
+        return ()
+
+    def current_on(self, t, model):
+        """The current at ``t`` in nA for every compartment of ``model`` (no target):
+        :meth:`current`, with densities scaled by ``model``'s membrane area."""
+        i = self.current(t)
+        if self.density:
+            i = i * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
+        return i
+
+    def check_placement(self, model):
+        """ValueError for a current in nA without a target on a cable or cell of several
+        segments: it would go into every segment in full, a total that grows with
+        ``nseg`` (NEURON has no such stimulus; its IClamp sits at a location)."""
+        n = getattr(model, "n_segments", 1)
+        if self.target is None and not self.density and n > 1:
+            raise ValueError(
+                f"{type(self).__name__}: target=None with an amplitude in nA would inject it into each "
+                f"of the {n} segments of the cable or cell, a total that grows with nseg; give "
+                "a location, target=(section, x) or a bare x on a cable (NEURON's IClamp), or a current "
+                "density (e.g. 2 * u.uA / u.cm**2), which every segment gets in proportion to its area"
+            )
+
+    def inject(self, t, model, v):
+        """The current at ``t`` (nA) placed onto ``model``'s compartments, whose voltages
+        are ``v`` (mV; unused here, read by a voltage clamp). A density is placed first
+        and then scaled by the area of each compartment it reaches, so a density at a
+        location or index gets that compartment's area."""
+        self.check_placement(model)
+        placed = model.place_current(self.target, self.current(t))
+        if self.density:
+            placed = placed * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
+        return placed

@@ -1,0 +1,107 @@
+"""Current waveforms: NEURON's IClamp (:class:`StepCurrent`), ramps, sines and
+recorded currents."""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+
+from .. import units
+from .base import AbstractStimulus
+
+__all__ = ["StepCurrent", "Ramp", "Sine", "DataCurrent"]
+
+
+def _within(t, delay, dur, value):
+    """``value`` for ``delay <= t < delay + dur`` (NEURON's IClamp), 0 outside.
+
+    A product with the window's 0/1 rather than ``jnp.where``: Pallas' Triton lowering
+    types a select between a traced scalar and a constant as its boolean predicate, so
+    the fused GPU kernel could not take a stimulus amplitude it differentiates. Values
+    here are finite, so the product is the same number."""
+    value = jnp.asarray(value)
+    return value * ((t >= delay) & (t < delay + dur)).astype(value.dtype)
+
+
+class _Windowed(AbstractStimulus):
+    # Subclasses declare ``delay`` and ``dur`` (ms) themselves, after their amplitude,
+    # so that positional order reads as NEURON's IClamp: (amp, delay, dur).
+
+    def breakpoints(self):
+        return (self.delay, self.delay + self.dur)
+
+
+class StepCurrent(_Windowed):
+    """NEURON's ``IClamp``: ``amp`` nA from ``delay`` for ``dur`` ms (``delay <= t <
+    delay + dur``).
+
+    ``amp`` is differentiable; ``delay`` and ``dur`` are not usefully so: with the
+    default solver the current is taken at each step's midpoint, as NEURON does, so the
+    onset moves in whole steps and a gradient in ``delay`` is 0."""
+
+    amp: object = units.param(units.nA, default=0.0)
+    delay: object = units.param(units.ms, default=0.0)
+    dur: object = units.param(units.ms, default=math.inf, check="nonnegative", allow_inf=True)
+
+    def current(self, t):
+        return _within(t, self.delay, self.dur, self.amp)
+
+
+class Ramp(_Windowed):
+    """A current rising linearly from ``amp_start`` to ``amp_stop`` (nA) between
+    ``delay`` and ``delay + dur`` (ms); zero outside."""
+
+    amp_start: object = units.param(units.nA, default=0.0)
+    amp_stop: object = units.param(units.nA, default=0.0)
+    delay: object = units.param(units.ms, default=0.0)
+    dur: object = units.param(units.ms, default=0.0, check="nonnegative")
+
+    def current(self, t):
+        frac = (t - self.delay) / jnp.where(self.dur > 0, self.dur, 1.0)
+        i = self.amp_start + (self.amp_stop - self.amp_start) * frac
+        return _within(t, self.delay, self.dur, i)
+
+
+class Sine(_Windowed):
+    """``offset + amp·sin(2π·freq·(t - delay) + phase)`` nA between ``delay`` and
+    ``delay + dur`` (ms), zero outside; ``freq`` in Hz, ``phase`` in radians."""
+
+    amp: object = units.param(units.nA, default=0.0)
+    freq: object = units.param(units.Hz, default=10.0, check="nonnegative")
+    delay: object = units.param(units.ms, default=0.0)
+    dur: object = units.param(units.ms, default=math.inf, check="nonnegative", allow_inf=True)
+    phase: object = units.param(None, default=0.0)
+    offset: object = units.param(units.nA, default=0.0)
+
+    def current(self, t):
+        # freq is in Hz and t in ms: 2π·f·t/1000.
+        i = self.offset + self.amp * jnp.sin(2 * jnp.pi * self.freq * (t - self.delay) / 1000.0 + self.phase)
+        return _within(t, self.delay, self.dur, i)
+
+
+class DataCurrent(AbstractStimulus):
+    """A recorded current: ``values`` (nA) sampled every ``dt`` ms from ``t0``,
+    linearly interpolated between samples and zero outside the recording."""
+
+    values: object = units.param(units.nA)
+    dt: object = units.param(units.ms, default=0.025, check="positive")
+    t0: object = units.param(units.ms, default=0.0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if np.ndim(self.values) != 1 or np.shape(self.values)[0] < 2:
+            raise ValueError(
+                f"DataCurrent.values expects a 1-D array of at least 2 samples (nA), got "
+                f"shape {np.shape(self.values)}"
+            )
+
+    def current(self, t):
+        n = self.values.shape[0]
+        grid = self.t0 + self.dt * jnp.arange(n)
+        inside = (t >= self.t0) & (t <= grid[-1])
+        return jnp.where(inside, jnp.interp(t, grid, self.values), 0.0)
+
+    def breakpoints(self):
+        return (self.t0, self.t0 + self.dt * (self.values.shape[0] - 1))

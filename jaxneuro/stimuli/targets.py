@@ -1,0 +1,74 @@
+"""Where a stimulus goes: ``None`` (every compartment), indices into a population, a
+:class:`Location` on a cable or cell, or a population's name in a network."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["Location", "IndexPair", "normalise_target"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Location:
+    """A place on a cable or cell, as a stimulus target: ``section`` (a name or an
+    index; None for the one section of a cable) and ``x`` in [0, 1].
+
+    Targets are static configuration, compared when JAX looks up a compiled program;
+    a location is its own type so that it never equals segment indices (``(1, 0.0)``
+    and ``(1, 0)`` are equal tuples, and ``1.0 == 1``)."""
+
+    section: str | int | None
+    x: float
+
+    def __repr__(self):
+        return repr(self.x) if self.section is None else repr((self.section, self.x))
+
+
+class IndexPair(tuple):
+    """A target written as a tuple of two integers: two indices into a population,
+    but on a cable or cell ambiguous with a location ``(section, x)`` whose ``x`` was
+    written as an integer, so those refuse it. Unequal to the same indices written as a
+    list (compiled programs are looked up by target)."""
+
+    def __eq__(self, other):
+        return type(other) is IndexPair and tuple.__eq__(self, other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    def __hash__(self):
+        return hash(("IndexPair", tuple(self)))
+
+
+def normalise_target(target):
+    if target is None or isinstance(target, (str, Location)):
+        return target
+    if isinstance(target, (bool, np.bool_)):  # not the index 1
+        raise ValueError(f"stimulus target expects None, indices, a location or a population name, got {target!r}")
+    if isinstance(target, (int, np.integer)):
+        return int(target)
+    if isinstance(target, (float, np.floating)):
+        return Location(None, float(target))  # a location x along a one-section cable
+    if (isinstance(target, tuple) and len(target) == 2 and isinstance(target[1], (float, np.floating))
+            and isinstance(target[0], (str, int, np.integer)) and not isinstance(target[0], bool)):
+        # a location (section, x) on a cable or cell
+        return Location(target[0] if isinstance(target[0], str) else int(target[0]), float(target[1]))
+    if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
+        return (target[0], normalise_target(target[1]))
+    if (isinstance(target, tuple) and len(target) == 2
+            and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in target)):
+        return IndexPair(int(k) for k in target)
+    if isinstance(target, (Sequence, np.ndarray)) or hasattr(target, "__array__"):
+        arr = np.asarray(target)
+        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(
+                f"stimulus target expects None, an index or a 1-D sequence of integer "
+                f"indices, got {target!r}"
+            )
+        return tuple(int(i) for i in arr)
+    raise ValueError(
+        f"stimulus target expects None, an index or a sequence of indices, got {target!r}"
+    )
