@@ -12,7 +12,8 @@ as a list, ``[i]`` or ``[i, j]``.
 """
 
 from .base import AbstractStimulus
+from .clamp import VoltageClamp
 from .currents import DataCurrent, Ramp, Sine, StepCurrent
 from .targets import IndexPair, Location
 
-__all__ = ["AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "Location", "IndexPair"]
+__all__ = ["AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "VoltageClamp", "Location", "IndexPair"]

@@ -1,0 +1,122 @@
+"""Voltage clamp: NEURON's single-electrode clamp ``SEClamp``, a command voltage applied
+through a series resistance."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from .. import units
+from .base import AbstractStimulus
+from .targets import Location
+
+__all__ = ["VoltageClamp"]
+
+
+class VoltageClamp(AbstractStimulus):
+    """NEURON's ``SEClamp``: a command voltage ``vc`` (mV) applied through the series
+    resistance ``rs`` (MΩ), injecting ``i = (vc - v) / rs`` (nA, positive into the cell,
+    as NEURON's ``SEClamp.i``) into the targeted compartment at its voltage ``v``.
+
+    ``vc`` steps through three levels, from ``t = 0`` as in NEURON: ``amp1`` for
+    ``t < dur1``, ``amp2`` for ``t < dur1 + dur2``, ``amp3`` for ``t < dur1 + dur2 +
+    dur3``; after that the clamp is off (no current). Durations in ms (``inf``: hold
+    for the rest of the run), levels in mV. A population takes one level per neuron
+    (``amp2=jnp.linspace(-80, 40, n)`` runs an activation protocol in one simulation).
+
+    The default solver treats the clamp implicitly, as NEURON does, so a small ``rs``
+    (a stiff clamp, ``rs·C`` far below ``dt``) is stable; the voltage then reaches
+    ``(g·E + vc/rs) / (g + 1/rs)``, ``rs`` in series with the membrane's conductance
+    ``g``. Record the clamp's current with ``record=("i_inj",)`` (every injected
+    current in nA, the clamp's included; at a switch of ``vc`` the recorded sample
+    takes the new level, where NEURON's takes the one of the step before). Levels and
+    ``rs`` are differentiable: fit channel densities to recorded clamp currents.
+
+    ``target``: as for other stimuli (``None`` for a single compartment or every
+    neuron of a population; indices; a location ``(section, x)`` on a cable or cell).
+    On a cable or cell, ``x`` must lie inside a segment (e.g. ``(soma, 0.5)``): a
+    section end is NEURON's zero-area node, where the clamp would hold the node, not a
+    segment, and this is refused. With constant steps the command is read at each
+    step's midpoint, so a level switching at ``dur1`` takes effect in the step that
+    contains it, as in NEURON. Backends that split a population (``"sharded"``,
+    ``"pallas"``) do not take a clamp; it runs in one XLA loop.
+    """
+
+    amp1: object = units.param(units.mV, default=0.0)
+    dur1: object = units.param(units.ms, default=0.0, check="nonnegative", allow_inf=True)
+    amp2: object = units.param(units.mV, default=0.0)
+    dur2: object = units.param(units.ms, default=0.0, check="nonnegative", allow_inf=True)
+    amp3: object = units.param(units.mV, default=0.0)
+    dur3: object = units.param(units.ms, default=0.0, check="nonnegative", allow_inf=True)
+    rs: object = units.param(units.Mohm, default=1.0, check="positive")
+
+    splittable = False  # its current reads the voltage
+
+    def __post_init__(self):
+        if self.density:
+            raise ValueError(
+                "VoltageClamp: density=True does not apply; a clamp's current is set by its "
+                "command voltage (mV) and series resistance rs (MΩ)"
+            )
+        super().__post_init__()
+        for location in _locations(self.target):
+            if location.x in (0.0, 1.0):
+                raise ValueError(
+                    f"VoltageClamp: target={self.target!r} is a section end, NEURON's zero-area "
+                    "node, which this solver does not model as a compartment of its own; clamp "
+                    "inside a segment instead, e.g. (section, 0.5)"
+                )
+
+    def command(self, t):
+        """``(vc, on)`` at time ``t`` (ms): the command voltage (mV) and whether the
+        clamp is on (False after ``dur1 + dur2 + dur3``)."""
+        end2 = self.dur1 + self.dur2
+        vc = jnp.where(t < self.dur1, self.amp1, jnp.where(t < end2, self.amp2, self.amp3))
+        return vc, t < end2 + self.dur3
+
+    def conductance(self, t):
+        """The clamp's conductance ``1/rs`` (µS) at time ``t`` (ms); 0 once it is off."""
+        _, on = self.command(t)
+        g = 1.0 / jnp.asarray(self.rs)
+        return g * on.astype(g.dtype)
+
+    def current(self, t, v):
+        """The clamp's current (nA) at time ``t`` (ms) with the clamped compartment at
+        ``v`` (mV): ``(vc - v) / rs`` while on, else 0."""
+        vc, _ = self.command(t)
+        return self.conductance(t) * (vc - v)
+
+    def breakpoints(self):
+        end2 = self.dur1 + self.dur2
+        return (self.dur1, end2, end2 + self.dur3)
+
+    def check_placement(self, model):
+        """ValueError for a clamp without a location on a cable or cell of several
+        segments (it would clamp every segment)."""
+        n = getattr(model, "n_segments", 1)
+        if self.target is None and n > 1:
+            raise ValueError(
+                f"VoltageClamp: target=None would clamp each of the {n} segments of the cable or "
+                "cell; give a location inside a segment, target=(section, 0.5) (a bare x on a "
+                "cable), as NEURON's SEClamp sits at one"
+            )
+
+    def inject(self, t, model, v):
+        """``g·(vc - v)`` placed onto ``model``'s compartments at voltages ``v`` (mV):
+        each targeted compartment is clamped at its own voltage (a population's neurons
+        each get a clamp), linear in ``v`` so that the default solver's Jacobian holds
+        the clamp's conductance exactly."""
+        self.check_placement(model)
+        vc, _ = self.command(t)
+        g = self.conductance(t)
+        g_placed = model.place_current(self.target, g)  # µS per compartment
+        return model.place_current(self.target, g * vc) - g_placed * v
+
+
+def _locations(target):
+    """The :class:`Location` objects in a normalised ``target`` (a Network's
+    ``("name", location)`` included)."""
+    if isinstance(target, Location):
+        return [target]
+    if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
+        return _locations(target[1])
+    return []

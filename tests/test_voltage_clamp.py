@@ -1,0 +1,215 @@
+"""VoltageClamp (NEURON's SEClamp): against NEURON run in the same test, the exact
+backward-Euler recursion of a clamped passive soma, populations, cables, networks,
+gradients and bad input."""
+
+import math
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxneuro as jn
+from conftest import run_neuron
+
+SOMA = dict(length=100, diam=500, cm=1)  # seed 001's soma
+AREA_CM2 = math.pi * 100 * 500 * 1e-8
+G_LEAK_US = 1e-4 * AREA_CM2 * 1e6  # its leak conductance, µS
+C_NF = 1.0 * AREA_CM2 * 1e3  # its capacitance, nF
+
+
+def _passive_soma():
+    return jn.Compartment(**SOMA, channels=[jn.channels.Leak(g=1e-4, e=-70)])
+
+
+def test_clamped_passive_soma_follows_the_backward_euler_recursion_exactly():
+    """C·dv/dt = g(E - v) + (vc - v)/rs, stepped by backward Euler (the default solver),
+    with vc read at each step's midpoint and the clamp off after the third level."""
+    rs, dt = 0.5, 0.025
+    clamp = jn.VoltageClamp(amp1=-65, dur1=1.0, amp2=-30, dur2=15.0, amp3=-80, dur3=1.5, rs=rs)
+    trace = jn.simulate(_passive_soma(), 20.0, dt=dt, stimuli=[clamp], record=("v", "i_inj"))
+
+    v = [-65.0]
+    for k in range(800):
+        t_mid = (k + 0.5) * dt
+        vc = -65.0 if t_mid < 1.0 else -30.0 if t_mid < 16.0 else -80.0
+        G = 1.0 / rs if t_mid < 17.5 else 0.0
+        v.append((C_NF / dt * v[-1] + G_LEAK_US * -70.0 + G * vc) / (C_NF / dt + G_LEAK_US + G))
+    np.testing.assert_allclose(np.asarray(trace.v), v, rtol=0, atol=1e-11)
+
+    # The recorded current is (vc - v)/rs at the sample, 0 once the clamp is off.
+    t = np.asarray(trace.t)
+    vc_t = np.where(t < 1.0, -65.0, np.where(t < 16.0, -30.0, -80.0))
+    expected = np.where(t < 17.5, (vc_t - np.asarray(v)) / rs, 0.0)
+    np.testing.assert_allclose(np.asarray(trace.i_inj), expected, rtol=0, atol=1e-10)
+    # Held long enough, the steady state of rs in series with the membrane.
+    steady = (G_LEAK_US * -70.0 + (1 / rs) * -30.0) / (G_LEAK_US + 1 / rs)
+    assert float(trace.at(15.975).v) == pytest.approx(steady, abs=1e-6)
+
+
+@pytest.mark.parametrize("rs", [1.0, 0.01])
+def test_hh_soma_clamp_matches_neuron_seclamp(neuron_h, rs):
+    """An HH soma stepped from -65 to -10 mV and back: voltages and clamp currents as
+    NEURON's SEClamp gives them, at NEURON's default rs = 1 MΩ and at a stiff 0.01 MΩ
+    (rs·C = 1.3e-4 ms, far below dt)."""
+    h = neuron_h
+    sec = h.Section(name=f"clamp_soma_{rs}")
+    sec.L = sec.diam = 20
+    sec.insert("hh")
+    clamp_n = h.SEClamp(sec(0.5))
+    clamp_n.amp1, clamp_n.dur1, clamp_n.amp2, clamp_n.dur2 = -65, 2, -10, 5
+    clamp_n.amp3, clamp_n.dur3, clamp_n.rs = -65, 3, rs
+    t_n, (v_n, i_n) = run_neuron(h, 12, refs=(sec(0.5)._ref_v, clamp_n._ref_i))
+
+    model = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    clamp = jn.VoltageClamp(-65, 2, -10, 5, -65, 3, rs=rs)
+    trace = jn.simulate(model, 12, stimuli=[clamp], record=("v", "i_inj"))
+    v, i = np.asarray(trace.v), np.asarray(trace.i_inj)
+    assert np.max(np.abs(v - v_n)) < 1e-8
+    assert np.max(np.abs(v - v_n)) / np.ptp(v_n) < 1e-9
+    # The sodium inward current's peak is in the trace (a real clamp experiment).
+    assert np.min(i[(t_n > 2.1) & (t_n < 7)]) < -0.05
+    # NEURON's sample at a switch (t = 2, 7, 10 ms) still holds the step before's
+    # level; ours the new one (the docstring says so). Everywhere else equal.
+    switch = np.isin(np.round(t_n, 6), [2.0, 7.0, 10.0])
+    assert np.max(np.abs(i[~switch] - i_n[~switch])) < 1e-8 / rs
+    before = np.array([-65.0, -10.0, -65.0])
+    np.testing.assert_allclose(i_n[switch], (before - v_n[switch]) / rs, rtol=1e-12)
+
+
+def test_clamp_inside_a_passive_cable_matches_neuron(neuron_h):
+    """A clamp at x = 0.3 of a passive cable: every segment's voltage as NEURON's."""
+    h = neuron_h
+    sec = h.Section(name="clamp_cable")
+    sec.L, sec.diam, sec.nseg, sec.Ra, sec.cm = 500, 2, 11, 100, 1
+    sec.insert("pas")
+    for seg in sec:
+        seg.pas.g, seg.pas.e = 2e-4, -70
+    clamp_n = h.SEClamp(sec(0.3))
+    clamp_n.amp1, clamp_n.dur1, clamp_n.amp2, clamp_n.dur2, clamp_n.rs = -70, 1, -20, 10, 2.0
+    refs = [seg._ref_v for seg in sec]
+    t_n, v_n = run_neuron(h, 15, v0=-70, refs=refs)
+
+    cable = jn.Cable(length=500, diam=2, nseg=11, Ra=100, cm=1, channels=[jn.channels.Leak(g=2e-4, e=-70)])
+    clamp = jn.VoltageClamp(amp1=-70, dur1=1, amp2=-20, dur2=10, rs=2.0, target=0.3)
+    trace = jn.simulate(cable, 15, stimuli=[clamp], v0=-70)
+    np.testing.assert_allclose(np.asarray(trace.v), np.stack(v_n, axis=1), rtol=0, atol=1e-9)
+    # Held: the clamped segment nears -20 mV (rs = 2 MΩ drops some), and the voltage
+    # falls away from it towards both ends.
+    held = np.asarray(trace.at(10.9).v)
+    k = cable.index(0.3)
+    assert -22 < held[k] < -20
+    assert np.all(np.diff(held[k:]) < 0) and np.all(np.diff(held[:k + 1]) > 0)
+
+
+def test_per_neuron_levels_equal_separate_runs():
+    """An activation protocol in one population run: each neuron its own level."""
+    levels = jnp.array([-60.0, -30.0, 0.0, 30.0])
+    pop = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()], n=4)
+    clamp = jn.VoltageClamp(-65, 1, levels, 4, rs=0.1)
+    together = jn.simulate(pop, 6, stimuli=[clamp], record=("v", "i_inj"))
+    one = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    for k, level in enumerate(levels):
+        alone = jn.simulate(one, 6, stimuli=[jn.VoltageClamp(-65, 1, level, 4, rs=0.1)], record=("v", "i_inj"))
+        np.testing.assert_allclose(together.v[:, k], alone.v, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(together.i_inj[:, k], alone.i_inj, rtol=0, atol=1e-10)
+    # Sodium's reversal lies between 30 and 60 mV: the early current at +30 mV is
+    # still inward, smaller than at 0 mV.
+    early = np.asarray(together.i_inj)[(np.asarray(together.t) > 1.3) & (np.asarray(together.t) < 1.8)]
+    assert early[:, 2].min() < early[:, 3].min() < 0
+
+
+def test_clamp_on_some_neurons_of_a_population_and_auto_backend():
+    pop = jn.Compartment(**SOMA, channels=[jn.channels.Leak(g=1e-4, e=-70)], n=6)
+    clamp = jn.VoltageClamp(amp1=-40, dur1=math.inf, rs=0.01, target=[1, 4])
+    trace = jn.simulate(pop, 10, stimuli=[clamp], v0=-70)  # backend="auto": one XLA loop
+    end = np.asarray(trace.v[-1])
+    G = 1 / 0.01
+    np.testing.assert_allclose(end[[1, 4]], (G_LEAK_US * -70 + G * -40) / (G_LEAK_US + G), atol=1e-9)
+    np.testing.assert_allclose(end[[0, 2, 3, 5]], -70.0, atol=1e-12)
+    with pytest.raises(ValueError, match="VoltageClamp"):
+        jn.simulate(pop, 1, stimuli=[clamp], backend="sharded")
+
+
+def test_clamp_in_a_network_holds_its_neuron_against_a_gap_junction():
+    """Two passive somata joined by a gap junction; one clamped: the other settles at
+    the voltage divider between the junction and its leak."""
+    soma = _passive_soma()
+    gap_uS = 0.02
+    net = jn.Network(
+        populations={"a": soma, "b": soma},
+        couplings=[jn.SymmetricGapJunction("a", "b", jn.conn.one_to_one, gap_uS)],
+    )
+    clamp = jn.VoltageClamp(amp1=-20, dur1=math.inf, rs=1e-3, target="a")
+    trace = jn.simulate(net, 150, stimuli=[clamp], v0=-70, save_every=5)
+    va = float(trace["a"].v[-1])
+    vb = float(trace["b"].v[-1])
+    assert va == pytest.approx(-20.0, abs=0.01)
+    assert vb == pytest.approx((G_LEAK_US * -70 + gap_uS * va) / (G_LEAK_US + gap_uS), abs=1e-4)
+
+
+def test_gradients_of_the_clamp_current():
+    """d(steady v)/d(vc) is the divider (1/rs)/(g + 1/rs); the gradient of an HH clamp
+    current w.r.t. gnabar equals a central difference."""
+    soma = _passive_soma()
+
+    def held(level, rs):
+        return jn.simulate(soma, 20, stimuli=[jn.VoltageClamp(amp1=level, dur1=30, rs=rs)]).v[-1]
+
+    d_level, d_rs = jax.grad(held, argnums=(0, 1))(-40.0, 0.5)
+    G = 1 / 0.5
+    assert float(d_level) == pytest.approx(G / (G_LEAK_US + G), rel=1e-9)
+    # v = (g·E + vc/rs)/(g + 1/rs): dv/drs = -(vc - v)·(1/rs²)/(g + 1/rs) at steady state.
+    v = (G_LEAK_US * -70 + G * -40) / (G_LEAK_US + G)
+    assert float(d_rs) == pytest.approx(-(-40 - v) * G**2 / (G_LEAK_US + G), rel=1e-6)
+
+    def peak_current(gnabar):
+        model = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH(gnabar=gnabar)])
+        trace = jn.simulate(model, 3, stimuli=[jn.VoltageClamp(-65, 1, -10, 5, rs=0.05)], record=("i_inj",))
+        return jnp.min(trace.i_inj)
+
+    grad = float(jax.grad(peak_current)(0.12))
+    eps = 1e-6
+    fd = (float(peak_current(0.12 + eps)) - float(peak_current(0.12 - eps))) / (2 * eps)
+    assert grad < 0  # more sodium channels: a larger inward current
+    assert grad == pytest.approx(fd, rel=1e-5)
+
+
+def test_adaptive_solver_gives_the_exact_exponentials():
+    """With Tsit5 and a PID controller (the command's switches passed as jumps) the
+    clamped passive soma follows the exact solution: exponentials towards each level's
+    divider voltage with tau = C/(g + 1/rs), then towards rest with C/g."""
+    rs = 1.0
+    clamp = jn.VoltageClamp(amp1=-65, dur1=1, amp2=-30, dur2=3, rs=rs)
+    trace = jn.simulate(_passive_soma(), 8, stimuli=[clamp], save_every=0.5, solver=diffrax.Tsit5(),
+                        stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10))
+    G = 1 / rs
+    exact, v, t_prev = [], -65.0, 0.0
+    for t in np.asarray(trace.t):
+        for start, stop, g_clamp, vc in ((0, 1, G, -65.0), (1, 4, G, -30.0), (4, np.inf, 0.0, 0.0)):
+            lo, hi = max(t_prev, start), min(t, stop)
+            if hi > lo:
+                target = (G_LEAK_US * -70 + g_clamp * vc) / (G_LEAK_US + g_clamp)
+                v = target + (v - target) * math.exp(-(hi - lo) * (G_LEAK_US + g_clamp) / C_NF)
+        exact.append(v)
+        t_prev = t
+    np.testing.assert_allclose(np.asarray(trace.v), exact, rtol=0, atol=1e-6)
+
+
+def test_bad_clamp_input_is_refused_with_the_parameter_named():
+    cable = jn.Cable(length=500, diam=2, nseg=11, channels=[jn.channels.Leak()])
+    with pytest.raises(ValueError, match="section end"):
+        jn.VoltageClamp(amp1=-20, dur1=5, target=1.0)
+    with pytest.raises(ValueError, match="section end"):
+        jn.VoltageClamp(amp1=-20, dur1=5, target=("dend", 0.0))
+    with pytest.raises(ValueError, match="target=None would clamp each of the 11 segments"):
+        jn.simulate(cable, 1, stimuli=[jn.VoltageClamp(amp1=-20, dur1=5)])
+    with pytest.raises(ValueError, match="'VoltageClamp.rs' must be > 0"):
+        jn.VoltageClamp(amp1=-20, dur1=5, rs=0.0)
+    with pytest.raises(ValueError, match="'VoltageClamp.dur2' must be >= 0"):
+        jn.VoltageClamp(amp1=-20, dur1=5, dur2=-1)
+    with pytest.raises(ValueError, match="density=True does not apply"):
+        jn.VoltageClamp(amp1=-20, dur1=5, density=True)
+    with pytest.raises(ValueError, match="amp1"):
+        jn.VoltageClamp(amp1=2 * jn.units.nA, dur1=5)
