@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +16,11 @@ def _parser():
     tour.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the table as JSON to PATH")
     tour.add_argument("--no-neuron", action="store_true", help="skip comparisons that run NEURON")
     tour.add_argument("--float32", action="store_true", help="compute in float32 (default: float64 on CPU)")
+    sub.add_parser(
+        "bench", add_help=False,
+        help="time jaxneuro, NEURON and Jaxley on the same workloads (benchmarks/run.py of a source "
+             "checkout; its options, e.g. --quick --json PATH, are passed on: jaxneuro bench --help)",
+    )
     sub.add_parser("version", help="print the version")
     p.add_argument("--version", action="version", version=f"jaxneuro {_version()}")
     return p
@@ -26,7 +32,30 @@ def _version() -> str:
     return __version__
 
 
+def benchmark_runner() -> Path:
+    """Where ``jaxneuro bench`` looks for the benchmark runner: ``benchmarks/run.py``
+    beside the package, as in a source checkout installed with ``pip install -e``."""
+    return Path(__file__).resolve().parents[1] / "benchmarks" / "run.py"
+
+
+def _bench(options: list[str]) -> int:
+    """Run the benchmark runner with ``options`` in a process of its own (it starts
+    one per simulator and workload itself); its exit status."""
+    runner = benchmark_runner()
+    if not runner.is_file():
+        print(
+            f"jaxneuro bench: the benchmarks live in the source repository (benchmarks/run.py), "
+            f"not found at {runner}; run it from a checkout installed with pip install -e \".[bench]\"",
+            file=sys.stderr,
+        )
+        return 2
+    return subprocess.call([sys.executable, str(runner), *options])
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        return _bench(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "tour":

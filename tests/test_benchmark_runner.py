@@ -55,3 +55,25 @@ def test_cells_benchmark_small_batch(tmp_path):
     v_first, v_last = r["root_v_final_mV"]  # driven above rest, differently per cell
     assert v_first > -60 and v_last > -60 and v_first != v_last
     assert "| 2 |" in proc.stdout
+
+
+def test_jaxneuro_bench_command_runs_the_runner(capfd):
+    """``jaxneuro bench`` passes its options to benchmarks/run.py: its help, its
+    errors and exit status."""
+    from jaxneuro import cli
+
+    assert cli.main(["bench", "--help"]) == 0
+    out = capfd.readouterr().out
+    assert "--quick" in out and "--json" in out and "NEURON and Jaxley" in out
+    assert cli.main(["bench", "--no-such-option"]) == 2
+    assert "unrecognized arguments: --no-such-option" in capfd.readouterr().err
+
+
+def test_jaxneuro_bench_outside_a_checkout_says_where_it_looked(tmp_path, monkeypatch, capfd):
+    from jaxneuro import cli
+
+    missing = tmp_path / "benchmarks" / "run.py"
+    monkeypatch.setattr(cli, "benchmark_runner", lambda: missing)
+    assert cli.main(["bench", "--quick"]) == 2
+    err = capfd.readouterr().err
+    assert "source repository" in err and str(missing) in err
