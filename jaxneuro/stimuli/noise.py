@@ -1,0 +1,236 @@
+"""A Gaussian noise current (NEST's ``noise_generator``, NEURON's ModelDB ``InGauss``):
+a new normal sample every ``interval`` ms, drawn as a pure function of time."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import units
+from .currents import _Windowed, _within
+from .targets import IndexPair, Location
+
+__all__ = ["NoiseCurrent", "target_shape"]
+
+# The largest interval number drawn: exactly representable in float32 and below 2**32
+# (fold_in's range). Past it (about 30 h of 0.025 ms intervals) the last sample is held.
+_LAST_INTERVAL = float(2**32 - 2**8)
+
+
+class NoiseCurrent(_Windowed):
+    """A Gaussian noise current: ``mean + std·z_k`` nA from ``delay`` for ``dur`` ms
+    (``delay <= t < delay + dur``, zero outside, as :class:`StepCurrent`), with ``z_k``
+    standard normal and a new, independent sample for each interval ``delay +
+    k·interval <= t < delay + (k+1)·interval`` (NEST's ``noise_generator``, NEURON's
+    ModelDB ``InGauss``).
+
+    ``mean``, ``std``: nA (``std >= 0``), or both current densities (e.g. ``0.1 *
+    u.uA / u.cm**2``), scaled by the membrane area of each compartment they reach, as
+    for the other stimuli; scalars, or arrays that broadcast to the targeted
+    compartments (below). Both are differentiable: the current is ``mean + std·z``
+    with ``z`` fixed by the seed (the reparameterisation), so ``jax.grad`` gives
+    pathwise gradients of a trial. ``delay``, ``dur``, ``interval``: ms (``interval >
+    0``, default 0.025, NEURON's default ``dt``).
+
+    ``std`` is the standard deviation of the samples, not a white-noise intensity:
+    held for ``interval`` ms, a sample's effect on the membrane grows with
+    ``interval``, and the variance of the membrane potential with ``std²·interval``
+    for intervals short against the membrane time constant. For white noise of
+    intensity ``sigma`` (nA·ms^½; the current's autocorrelation ``sigma²·δ(t)``) take
+    ``std = sigma / sqrt(interval)``; its effect then does not depend on ``interval``.
+
+    ``seed``: an integer, or a JAX PRNG key (``jax.random.key(0)``, or a legacy
+    ``jax.random.PRNGKey(0)``), so that ``jax.vmap`` over ``jax.random.split(key, n)``
+    gives ``n`` independent trials. After construction ``seed`` holds the key's data
+    (an integer array: a leaf that ``eqx.filter_grad`` and ``eqx.filter_jit`` treat
+    as data, never differentiated) and :attr:`key` the key. Sample ``k`` is
+    ``jax.random.normal(jax.random.fold_in(key, k), shape)``: a pure function of
+    ``t``, with no stored arrays, so any duration runs under ``jit``, ``vmap`` and
+    ``grad``, and the same seed gives the same currents whatever the run's length, its
+    ``dt`` (samples are numbered by interval, not by step) and whether it is compiled.
+    Two NoiseCurrents with one seed draw the same samples; give each its own seed.
+    ``impl``: the PRNG implementation an integer seed uses (default JAX's,
+    ``"threefry2x32"``); a key brings its own.
+
+    Independence: one independent sample per targeted compartment. ``target=None``:
+    one per compartment of the model (each neuron of a population; each segment of a
+    cable or cell, which needs a density there); indices ``[i, j, k]``: one per
+    index; one index or a location on a cable or cell: one sample, a single electrode
+    (at a branch point that one current is shared among the neighbouring segments as
+    for :class:`StepCurrent`); in a :class:`~jaxneuro.Network`, a population's name: one
+    per compartment of that population. See :func:`target_shape`. :meth:`inject`
+    (what ``simulate`` calls) draws that many; :meth:`current` is the one-sample view,
+    a sample of the broadcast shape of ``mean`` and ``std``.
+
+    Timing: the default solver reads stimuli at each step's midpoint, as NEURON does,
+    so with ``interval == dt`` (and ``delay`` on the step grid) every step gets a new
+    sample, as ``InGauss`` does; with ``interval = m·dt`` each sample is held for ``m``
+    steps. A recorded ``i_inj`` is read at the sample times themselves, which for
+    ``interval == dt`` lie on interval boundaries, so the value there may belong to
+    either neighbouring interval, by rounding of ``t``. Solvers whose stages sit at
+    the ends of a step (``diffrax.Heun``, ``diffrax.Tsit5``...) meet the same boundary
+    inside each step: prefer the default solver. Adaptive step sizes are refused
+    (``simulate`` raises): a controller would step over samples or redraw them as it
+    retries steps.
+
+    Populations driven by noise run in one XLA loop: the ``"pallas"`` and
+    ``"sharded"`` backends, which cut a population into slices, refuse it (each slice
+    would draw the samples of neurons numbered from 0 again) and ``backend="auto"``
+    uses XLA.
+    """
+
+    mean: object = units.param(units.nA, default=0.0)
+    std: object = units.param(units.nA, default=0.0, check="nonnegative")
+    delay: object = units.param(units.ms, default=0.0)
+    dur: object = units.param(units.ms, default=math.inf, check="nonnegative", allow_inf=True)
+    interval: object = units.param(units.ms, default=0.025, check="positive")
+    seed: Any = 0
+    impl: str | None = eqx.field(default=None, static=True, kw_only=True)
+
+    #: Samples are drawn per neuron: see :attr:`AbstractStimulus.splittable`.
+    splittable: ClassVar[bool] = False
+    #: ``simulate`` refuses adaptive step sizes for this stimulus, saying why:
+    constant_step_only: ClassVar[bool] = True
+    constant_step_reason: ClassVar[str] = (
+        "it draws a new sample every `interval` ms; adaptive step sizes would step over "
+        "samples and redraw them as steps are retried"
+    )
+
+    def __post_init__(self):
+        data, impl = _key_data(self.seed, self.impl)
+        self.seed, self.impl = data, impl
+        super().__post_init__()
+
+    @property
+    def key(self):
+        """The JAX PRNG key the samples are drawn from."""
+        return jax.random.wrap_key_data(self.seed, impl=self.impl)
+
+    def sample(self, t, shape=None):
+        """The current (nA, or mA/cm² for densities) at time ``t`` (ms) for ``shape``
+        independent compartments (default: the broadcast shape of ``mean`` and
+        ``std``); see :func:`target_shape`."""
+        shape = self._fitted_shape(shape)
+        dtype = jnp.result_type(self.mean, self.std, float)
+        t = jnp.asarray(t)
+        k = jnp.clip(jnp.floor((t - self.delay) / self.interval), 0.0, _LAST_INTERVAL)
+        z = jax.random.normal(jax.random.fold_in(self.key, k.astype(jnp.uint32)), shape, dtype)
+        return _within(t, self.delay, self.dur, self.mean + self.std * z)
+
+    def current(self, t):
+        """The one-sample view: the current in nA at ``t`` (ms) for one compartment
+        per element of ``mean`` and ``std`` (broadcast). :meth:`inject` draws one
+        sample per targeted compartment instead."""
+        return self.sample(t)
+
+    def inject(self, t, model, v):
+        """One independent sample per compartment that the target names (see
+        :func:`target_shape`), placed by ``model`` as any current; densities are scaled
+        by the area of the compartments they reach."""
+        del v
+        self.check_placement(model)
+        i = self.sample(t, target_shape(model, self.target))
+        if self.target is None:
+            # Every compartment its own sample (in a Network, of every population).
+            placed = jnp.broadcast_to(i, tuple(model.shape))
+        else:
+            placed = model.place_current(self.target, i)
+        if self.density:
+            placed = placed * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
+        return placed
+
+    def _fitted_shape(self, shape):
+        """``shape`` (a tuple), or a ValueError if ``mean`` and ``std`` do not
+        broadcast to it; ``None``: their broadcast shape."""
+        own = (np.shape(self.mean), np.shape(self.std))
+        try:
+            both = np.broadcast_shapes(*own)
+            fits = shape is None or np.broadcast_shapes(both, tuple(shape)) == tuple(shape)
+        except ValueError:
+            both, fits = None, False
+        if both is None or not fits:
+            raise ValueError(
+                f"NoiseCurrent: mean of shape {own[0]} and std of shape {own[1]} do not fit "
+                f"target={self.target!r}, which draws one sample per targeted compartment "
+                f"(shape {tuple(shape) if shape is not None else '?'}); give scalars or one value "
+                "per targeted compartment"
+            )
+        return both if shape is None else tuple(shape)
+
+
+def target_shape(model, target) -> tuple[int, ...]:
+    """The natural shape of ``target`` (normalised, as a stimulus holds it) on ``model``:
+    the shape of the currents ``model.place_current(target, i)`` takes one per
+    targeted compartment, so that a stimulus drawing that many samples gives each its
+    own. ``None``: ``model.shape`` (a Network's: all its compartments, flat); one index
+    or a :class:`Location`: ``()`` (one electrode, even where the model shares its
+    current among the segments at a branch point); indices: one per index; in a
+    Network, a population's name: that population's shape, ``(name, sub)``: ``sub``'s
+    shape on that population. Targets that the model refuses get ``()``; its
+    ``place_current`` then says why."""
+    from ..network import Network  # not at import time: the network imports stimuli
+
+    if target is None:
+        return tuple(model.shape)
+    if isinstance(model, Network):
+        if isinstance(target, str):
+            name, sub = target, None
+        elif isinstance(target, Location) and isinstance(target.section, str):
+            name, sub = target.section, Location(None, target.x)  # ("a", x): x on a's cable
+        elif isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
+            name, sub = target
+        else:
+            return ()
+        if name not in model.populations:
+            raise ValueError(f"stimulus target={target!r}: no population {name!r}; this network has {model.names}")
+        return target_shape(model.populations[name], sub)
+    if isinstance(target, (Location, float, int, np.integer)):
+        return ()
+    if isinstance(target, (tuple, IndexPair)) and all(
+            isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in target):
+        return (len(target),)
+    return ()
+
+
+def _key_data(seed, impl):
+    """``(data, impl)`` of the PRNG key ``seed`` names: an integer (made into
+    ``jax.random.key(seed)``), a typed key of shape ``()``, or a legacy raw key
+    (``jax.random.PRNGKey``: uint32 of shape ``(2,)``); ``impl`` is kept for the key
+    data of a module being rebuilt (as ``dataclasses.replace`` does)."""
+    def refuse(why=""):
+        raise ValueError(
+            f"NoiseCurrent.seed expects an integer or one JAX PRNG key (jax.random.key(0)), got "
+            f"{seed!r}{why}; for several independent trials, jax.vmap over jax.random.split(key, n)"
+        )
+
+    if isinstance(seed, (bool, np.bool_)):
+        refuse()
+    if isinstance(seed, (int, np.integer)):
+        try:
+            key = jax.random.key(int(seed), impl=impl)
+        except (OverflowError, ValueError, TypeError):
+            refuse(" (out of range)")
+        return jax.random.key_data(key), jax.random.key_impl(key)
+    if not isinstance(seed, (jax.Array, np.ndarray)):
+        refuse(f" ({type(seed).__name__})")
+    dtype = seed.dtype
+    if jnp.issubdtype(dtype, jax.dtypes.prng_key):
+        if seed.shape != ():
+            refuse(f" (an array of keys of shape {seed.shape})")
+        return jax.random.key_data(seed), jax.random.key_impl(seed)
+    if not jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.bool_):
+        refuse(f" (dtype {dtype})")
+    if seed.shape == ():  # a (possibly traced) integer seed
+        key = jax.random.key(seed, impl=impl)
+        return jax.random.key_data(key), jax.random.key_impl(key)
+    if dtype == jnp.uint32 and seed.ndim == 1:  # a raw key, or the data of one being rebuilt
+        expected = jax.random.key_data(jax.random.key(0, impl=impl)).shape
+        if seed.shape != expected:
+            refuse(f" (a key's data has shape {expected})")
+        return jnp.asarray(seed), impl
+    refuse(f" (an integer array of shape {seed.shape})")
