@@ -258,3 +258,93 @@ def test_current_is_the_one_sample_view():
     np.testing.assert_array_equal(i[1], i[3])
     assert not np.allclose(i[3], i[4])
     assert s.breakpoints() == (s.delay, s.delay + s.dur)
+
+
+# --- jn.ou_current: coloured noise made beforehand -----------------------------------
+
+def test_ou_current_is_stationary_with_exponential_autocorrelation():
+    mean, std, tau = 0.1, 0.05, 5.0
+    ou = jn.ou_current(mean, std, tau, 100.0, shape=(2000,), seed=3)
+    x = np.asarray(ou.values)
+    assert x.shape == (4001, 2000) and ou.dt == DT and not ou.splittable
+    # Stationary from the start: the first and the last samples alike.
+    for row in (x[0], x[-1]):
+        assert abs(row.mean() - mean) < 5 * std / math.sqrt(2000)
+        assert abs(row.std() - std) < 5 * std / math.sqrt(2 * 2000)
+    # Autocorrelation exp(-lag/tau): at one tau and at one step.
+    d = x - mean
+    for lag in (200, 1):
+        acf = np.mean(d[:-lag] * d[lag:]) / std**2
+        assert acf == pytest.approx(math.exp(-lag * DT / tau), abs=0.02), (lag, acf)
+    # Independent processes: neighbouring neurons uncorrelated.
+    assert abs(np.mean(d[:, :-1] * d[:, 1:]) / std**2) < 0.02
+
+
+def test_ou_current_membrane_variance_is_that_of_the_discrete_scheme():
+    """A passive population driven by OU noise: the stationary variance of v equals the
+    exact one of the recursion the solver runs (backward Euler, the current read at each
+    step's midpoint: the mean of two samples), solved as a discrete Lyapunov equation;
+    that is within 1 % of the continuous (R·std)²·tau/(tau + tau_m)."""
+    std, tau, n = 0.02, 5.0, 2000
+    model = passive(n)  # tau_m = 1 ms, R = 100 MΩ
+    R, tau_m = 100.0, 1.0
+    ou = jn.ou_current(0.0, std, tau, 100.0, shape=(n,), seed=5)
+    tr = jn.simulate(model, 100.0, stimuli=[ou], v0=-70.0, save_every=10.0)
+    v = np.asarray(tr.v)[3:]  # from 30 ms: the start's transient (1 ms) gone
+    measured = v.var(axis=1).mean()
+
+    a, b = math.exp(-DT / tau), 1.0 / (1.0 + DT / tau_m)
+    c = std * math.sqrt(1 - a * a)
+    A = np.array([[b, (1 - b) * R * (1 + a) / 2], [0.0, a]])
+    B = np.array([[(1 - b) * R * c / 2], [c]])
+    P = np.zeros((2, 2))
+    for _ in range(20000):
+        P = A @ P @ A.T + B @ B.T
+    exact = P[0, 0]
+    continuous = (R * std) ** 2 * tau / (tau + tau_m)
+    assert exact == pytest.approx(continuous, rel=0.01)
+    se = exact * math.sqrt(2.0 / v.size)  # v's samples 10 ms apart: nearly independent
+    assert abs(measured - exact) < 5 * se, (measured, exact, se)
+
+
+def test_ou_current_seeds_vmap_and_gradients():
+    a = jn.ou_current(0.0, 1.0, 2.0, 10.0, shape=(3,), seed=1)
+    np.testing.assert_array_equal(a.values, jn.ou_current(0.0, 1.0, 2.0, 10.0, shape=(3,), seed=1).values)
+    assert not np.allclose(a.values, jn.ou_current(0.0, 1.0, 2.0, 10.0, shape=(3,), seed=2).values)
+    keys = jax.random.split(jax.random.key(0), 4)
+    batch = jax.vmap(lambda k: jn.ou_current(0.0, 1.0, 2.0, 10.0, seed=k).values)(keys)
+    np.testing.assert_array_equal(batch[2], jn.ou_current(0.0, 1.0, 2.0, 10.0, seed=keys[2]).values)
+    assert len({float(b[-1]) for b in batch}) == 4
+
+    model = passive()  # R = 100 MΩ, tau_m = 1 ms
+
+    def final_v(mean, std, tau):
+        stim = jn.ou_current(mean, std, tau, 20.0, seed=7)
+        return jn.simulate(model, 20.0, stimuli=[stim], v0=-70.0).v[-1]
+
+    d_mean, d_std, d_tau = jax.grad(final_v, argnums=(0, 1, 2))(0.05, 0.02, 3.0)
+    # Linear in the mean: R·(1 - b^800) with b = 1/(1 + dt/tau_m), all but R.
+    assert float(d_mean) == pytest.approx(100.0 * (1 - (1 / (1 + DT)) ** 800), rel=1e-9)
+    eps = 1e-6
+    for grad, args in ((d_std, lambda e: (0.05, 0.02 + e, 3.0)), (d_tau, lambda e: (0.05, 0.02, 3.0 + e))):
+        fd = (float(final_v(*args(eps))) - float(final_v(*args(-eps)))) / (2 * eps)
+        assert float(grad) == pytest.approx(fd, rel=1e-5)
+
+
+def test_ou_current_densities_and_bad_input():
+    density = jn.ou_current(0.1 * u.uA / u.cm**2, 0.05 * u.uA / u.cm**2, 2.0, 5.0, seed=1)
+    plain = jn.ou_current(1e-4, 5e-5, 2.0, 5.0, seed=1)
+    assert density.density and not plain.density
+    np.testing.assert_allclose(density.values, plain.values, rtol=1e-12)  # mA/cm²
+    with pytest.raises(ValueError, match="'ou_current.tau' must be > 0"):
+        jn.ou_current(0.0, 1.0, 0.0, 10.0)
+    with pytest.raises(ValueError, match="'ou_current.std' must be >= 0"):
+        jn.ou_current(0.0, -1.0, 1.0, 10.0)
+    with pytest.raises(ValueError, match=r"must be scalars or fit shape=\(4,\)"):
+        jn.ou_current(jnp.zeros(3), 1.0, 1.0, 10.0, shape=(4,))
+    with pytest.raises(ValueError, match="t1 must be greater than t0"):
+        jn.ou_current(0.0, 1.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="ou_current: seed expects an integer"):
+        jn.ou_current(0.0, 1.0, 1.0, 10.0, seed=1.5)
+    with pytest.raises(ValueError, match="ou_current.tau"):
+        jn.ou_current(0.0, 1.0, 1.0 * u.mV, 10.0)

@@ -119,3 +119,42 @@ def test_a_current_without_target_on_a_cable_is_refused_unless_a_density():
     jn.simulate(cable(1), 1.0, stimuli=[jn.StepCurrent(0.1)])
     uniform = [jn.simulate(cable(n), 5.0, stimuli=[jn.StepCurrent(1 * u.uA / u.cm**2)]).v[-1] for n in (3, 9)]
     np.testing.assert_allclose(uniform[0][1], uniform[1][4], rtol=1e-12)  # the middle: independent of nseg
+
+
+def test_data_current_per_neuron_waveforms_equal_separate_runs():
+    """values of shape (T, n): one waveform per neuron, each the run with its own 1-D
+    recording; interpolation between samples is linear, zero outside; the samples are
+    differentiable, and such a population runs in one XLA loop (not split)."""
+    t = np.arange(401) * 0.025
+    values = np.stack([np.sin(t), 0.5 * np.cos(2 * t), np.full_like(t, 0.2)], axis=1) * 0.05
+    model = jn.Compartment(area=1000, channels=[jn.channels.Leak(g=1e-4)], n=3)
+    per_neuron = jn.DataCurrent(values, dt=0.025, t0=1.0)
+    assert not per_neuron.splittable and jn.DataCurrent(values[:, 0]).splittable
+    np.testing.assert_allclose(per_neuron.current(1.0 + 0.0125 + 0.025 * 7),
+                               0.5 * (values[7] + values[8]), rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(per_neuron.current(0.99), 0.0)
+    np.testing.assert_array_equal(per_neuron.current(11.01), 0.0)
+    together = jn.simulate(model, 14.0, stimuli=[per_neuron], record=("v", "i_inj"))
+    one = jn.Compartment(area=1000, channels=[jn.channels.Leak(g=1e-4)])
+    for k in range(3):
+        alone = jn.simulate(one, 14.0, stimuli=[jn.DataCurrent(values[:, k], dt=0.025, t0=1.0)])
+        np.testing.assert_allclose(together.v[:, k], alone.v, rtol=0, atol=1e-12)
+    assert jn.backends.choose("auto", model.precomputed(), jn.StaggeredEuler(),
+                              model.init_state(-65.0), [per_neuron]) == "xla"
+
+    # Targeted: one waveform per index; the gradient of a neuron's final voltage is
+    # non-zero only for its own samples.
+    targeted = jn.DataCurrent(values[:, :2], dt=0.025, t0=1.0, target=[0, 2])
+
+    def final_v(samples):
+        stim = jn.DataCurrent(samples, dt=0.025, t0=1.0, target=[0, 2])
+        return jn.simulate(model, 14.0, stimuli=[stim]).v[-1, 2]
+
+    g = np.asarray(jax.grad(final_v)(jnp.asarray(values[:, :2])))
+    assert np.all(g[:, 0] == 0) and np.all(g[:, 1] > 0)
+    v = np.asarray(jn.simulate(model, 14.0, stimuli=[targeted], v0=-70.0).v)
+    np.testing.assert_allclose(v[:, 1], -70.0, atol=1e-12)  # untargeted neuron at rest
+    with pytest.raises(ValueError, match="does not fit target"):
+        jn.simulate(model, 1.0, stimuli=[jn.DataCurrent(values, target=[0, 2])])
+    with pytest.raises(ValueError, match="at least 2 samples along its first axis"):
+        jn.DataCurrent(np.zeros((1, 3)))

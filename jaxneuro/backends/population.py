@@ -31,7 +31,7 @@ def problem(model, stimuli=()) -> str | None:
     for stim in stimuli:
         if not getattr(stim, "splittable", True):
             return (f"cannot cut a {type(stim).__name__} into slices of the population (its current "
-                    "reads the voltage or draws random numbers per neuron)")
+                    "reads the voltage, draws random numbers per neuron or holds a waveform per neuron)")
         if getattr(stim, "target", None) is not None and jax.eval_shape(stim.current, 0.0).shape != ():
             # Targeted stimuli become per-neuron weights (Spread), which needs one
             # waveform for all their targets.

@@ -14,7 +14,7 @@ as a list, ``[i]`` or ``[i, j]``.
 from .base import AbstractStimulus
 from .clamp import VoltageClamp
 from .currents import DataCurrent, Ramp, Sine, StepCurrent
-from .noise import NoiseCurrent
+from .noise import NoiseCurrent, ou_current
 from .targets import IndexPair, Location
 
-__all__ = ["AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "VoltageClamp", "NoiseCurrent", "Location", "IndexPair"]
+__all__ = ["AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "VoltageClamp", "NoiseCurrent", "ou_current", "Location", "IndexPair"]

@@ -83,7 +83,15 @@ class Sine(_Windowed):
 
 class DataCurrent(AbstractStimulus):
     """A recorded current: ``values`` (nA) sampled every ``dt`` ms from ``t0``,
-    linearly interpolated between samples and zero outside the recording."""
+    linearly interpolated between samples and zero outside the recording.
+
+    ``values`` has the samples along its first axis: shape ``(T,)`` for one waveform
+    for every targeted compartment, or ``(T, ...)`` for one waveform each, the trailing
+    shape fitting the target (``(T, n)`` for a population of ``n`` with
+    ``target=None``, ``(T, k)`` for ``k`` indices), e.g. a recorded current per neuron
+    or noise made beforehand (:func:`ou_current`). Every sample is differentiable.
+    Populations with per-compartment waveforms run in one XLA loop (the backends that
+    split a population into slices take a single waveform only)."""
 
     values: object = units.param(units.nA)
     dt: object = units.param(units.ms, default=0.025, check="positive")
@@ -91,17 +99,28 @@ class DataCurrent(AbstractStimulus):
 
     def __post_init__(self):
         super().__post_init__()
-        if np.ndim(self.values) != 1 or np.shape(self.values)[0] < 2:
+        if np.ndim(self.values) < 1 or np.shape(self.values)[0] < 2:
             raise ValueError(
-                f"DataCurrent.values expects a 1-D array of at least 2 samples (nA), got "
-                f"shape {np.shape(self.values)}"
+                f"DataCurrent.values expects an array of at least 2 samples along its first axis "
+                f"(nA; shape (T,) or (T, ...)), got shape {np.shape(self.values)}"
             )
 
+    @property
+    def splittable(self) -> bool:
+        """One waveform for every target can be cut with a population; one per
+        compartment (values of shape ``(T, ...)``) is not cut along its second axis."""
+        return np.ndim(self.values) == 1
+
     def current(self, t):
+        # A uniform grid: the sample index is arithmetic (no search, as jnp.interp does).
         n = self.values.shape[0]
-        grid = self.t0 + self.dt * jnp.arange(n)
-        inside = (t >= self.t0) & (t <= grid[-1])
-        return jnp.where(inside, jnp.interp(t, grid, self.values), 0.0)
+        x = (t - self.t0) / self.dt
+        k = jnp.clip(jnp.floor(x), 0, n - 2)
+        frac = x - k
+        k = k.astype(jnp.int32)
+        value = self.values[k] + (self.values[k + 1] - self.values[k]) * frac
+        inside = (t >= self.t0) & (t <= self.t0 + self.dt * (n - 1))
+        return jnp.where(inside, value, 0.0)
 
     def breakpoints(self):
         return (self.t0, self.t0 + self.dt * (self.values.shape[0] - 1))
