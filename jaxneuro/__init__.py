@@ -4,8 +4,8 @@ Units throughout: ms, mV, nA, µS, nF, MΩ, µm, °C; channel densities in S/cm�
 mA/cm², ``cm`` in µF/cm², axial ``Ra`` in Ω·cm. Any parameter also accepts a
 ``saiunit`` Quantity. See :mod:`jaxneuro.units`.
 
-Importing jaxneuro lets XLA compile small CPU time loops into single kernels (about 2×
-faster for models of a few thousand compartments) and makes each CPU core a JAX device,
+Importing jaxneuro lets XLA compile small CPU time loops into single kernels (1.3-2.9×
+faster for a thousand compartments in one measurement: benchmarks/RESULTS.md) and makes each CPU core a JAX device,
 over which populations of independent neurons are split; see :mod:`jaxneuro.xla_cpu`.
 """
 

@@ -62,7 +62,11 @@ def main(argv=None) -> int:
         # Bad paths are reported before the scenarios run, not after.
         if args.out.exists() and not args.out.is_dir():
             parser.error(f"--out {args.out}: exists and is not a folder")
-        if args.json is not None and not (args.json.parent if str(args.json.parent) else Path(".")).is_dir():
+        json_folder = args.json.parent if args.json is not None else None
+        # The tour makes --out (with its parents) before it writes the JSON.
+        made = [args.out, *args.out.parents]
+        if (json_folder is not None and not json_folder.is_dir()
+                and json_folder.resolve() not in [p.resolve() for p in made]):
             parser.error(f"--json {args.json}: the folder {args.json.parent} does not exist")
     if args.command == "version":
         from . import __version__

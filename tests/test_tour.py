@@ -10,7 +10,9 @@ from jaxneuro.tour.scenarios import Check
 
 
 def test_tour_runs_every_seed_scenario_and_passes(tmp_path, capsys):
-    out, js = tmp_path / "figs", tmp_path / "tour.json"
+    # The JSON may go into the --out folder the tour itself makes.
+    out = tmp_path / "new" / "figs"
+    js = out / "tour.json"
     code = cli.main(["tour", "--out", str(out), "--json", str(js)])
     printed = capsys.readouterr().out
     rows = json.loads(js.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))

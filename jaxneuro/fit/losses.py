@@ -4,16 +4,19 @@ Available as ``jn.losses``. Each takes what a simulation gives (a :class:`Trace`
 times padded with ``inf``, a model) and a target, and returns a scalar; a fitting loss
 is any function of the model, so these compose with each other and with user code::
 
-    def loss(model):
+    def loss(model):  # an HH compartment: spikes are threshold crossings of v
         trace = jn.simulate(model, 100.0, stimuli=[stim])
         return jn.losses.voltage(trace, target_v) + 0.1 * jn.losses.spike_times(
             jn.spike_times(trace, 0.0, capacity=8), target_spikes)
 
+(point neurons keep their own spike times: ``jn.losses.spike_times(trace.spikes, ...)``.)
+
 Padding entries (``inf`` spike times) never enter arithmetic, so gradients stay finite.
 For populations (a leading neuron axis on spikes, a column per neuron on ``trace.v``)
 each loss is the mean over neurons. Targets and times may be saiunit quantities (a
-wrong dimension is a ValueError naming the argument). A target is one value for all
-neurons (or compartments) or one per neuron; a shape that would enlarge the prediction
+wrong dimension is a ValueError naming the argument). A target of a summary (a rate,
+a resistance, spike times) is one value for all neurons (or compartments) or one per
+neuron; :func:`voltage` takes a target shaped like the trace itself. A shape that would enlarge the prediction
 is a ValueError, and so is a NaN in a target (in spike-time targets ``inf`` is padding,
 NaN an error) — checked where the target holds values, not when it is traced under
 ``jit``.

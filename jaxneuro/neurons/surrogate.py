@@ -10,8 +10,9 @@ surrogate of SNN training), so ``jax.grad`` of a loss on ``trace.spike_count`` (
 Each step's surrogate is weighted by ``dt / time_scale``, so the backward pass
 differentiates ``∫ s(v(t) - V_th) dt / time_scale`` (an escape-rate reading: up to one
 spike per ``time_scale`` ms above threshold) and the gradient converges as ``dt``
-shrinks: for seed 002's LIF it moves by less than 3 % from ``dt`` 0.1 to 0.05 ms
-(tests/test_surrogate.py), where the unweighted per-step sum of SNN codes that fix
+shrinks: for seed 002's LIF it moves by less than 3 % from ``dt`` 0.1 to 0.05 ms with
+``Sigmoid(1.0)`` (tests/test_surrogate.py; ``FastSigmoid``'s heavier tails converge
+more slowly: 3-4 % there), where the unweighted per-step sum of SNN codes that fix
 ``dt`` doubles. Its size is a convention either way, not the slope of the exact
 count: scale-free optimisers such as Adam, ``jn.fit``'s default, do not depend on it.
 
