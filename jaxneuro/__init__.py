@@ -29,7 +29,7 @@ from .solve import StaggeredEuler, System, Trace, simulate  # noqa: E402
 from .solve.summary import SpikeSummary  # noqa: E402
 from .state import State  # noqa: E402
 from .stimuli import AbstractStimulus, DataCurrent, Ramp, Sine, StepCurrent  # noqa: E402
-from .stimuli import VoltageClamp  # noqa: E402
+from .stimuli import DataVoltageClamp, VoltageClamp  # noqa: E402
 from .stimuli import NoiseCurrent, ou_current  # noqa: E402
 from . import fit  # noqa: E402  (a callable module: jn.fit(loss, model, params=...))
 from .fit import losses  # noqa: E402
@@ -44,7 +44,7 @@ __all__ = [
     "spike_times", "isi", "spike_count", "firing_rate", "fi_curve",
     "AbstractModel", "Cable", "Cell", "Compartment", "State", "LIF", "AbstractSpikingNeuron", "AdEx", "Izhikevich",
     "simulate", "StaggeredEuler", "System", "Trace", "SpikeSummary", "sweep",
-    "AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "VoltageClamp", "NoiseCurrent", "ou_current",
+    "AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "VoltageClamp", "DataVoltageClamp", "NoiseCurrent", "ou_current",
     "conn", "Network", "SymmetricGapJunction", "AsymmetricGapJunction",
     "SymmetryGapJunction", "AsymmetryGapJunction", "ExpSynapse", "AlphaSynapse",
 ]

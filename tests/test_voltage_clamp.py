@@ -213,3 +213,76 @@ def test_bad_clamp_input_is_refused_with_the_parameter_named():
         jn.VoltageClamp(amp1=-20, dur1=5, density=True)
     with pytest.raises(ValueError, match="amp1"):
         jn.VoltageClamp(amp1=2 * jn.units.nA, dur1=5)
+
+
+def test_action_potential_clamp_matches_neuron_vector_play(neuron_h):
+    """DataVoltageClamp: an HH soma clamped to a recorded action potential (NEURON's
+    SEClamp with Vector.play into amp1, interpolated), with a leak-free twin whose
+    current is then the ionic current the spike needs; voltages and currents as
+    NEURON's, and the clamp off (no current) after the last sample."""
+    h = neuron_h
+    model = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    spike = jn.simulate(model, 6.0, stimuli=[jn.StepCurrent(0.3, 1.0, 0.5)])  # one AP
+    command = np.asarray(spike.v)[::2]  # every 0.05 ms
+    t_cmd = np.arange(command.size) * 0.05
+
+    sec = h.Section(name="ap_clamp_soma")
+    sec.L = sec.diam = 20
+    sec.insert("hh")
+    clamp_n = h.SEClamp(sec(0.5))
+    clamp_n.dur1, clamp_n.rs = t_cmd[-1], 0.5
+    vc_vec, t_vec = h.Vector(command), h.Vector(t_cmd)
+    vc_vec.play(clamp_n._ref_amp1, t_vec, 1)
+    t_n, (v_n, i_n) = run_neuron(h, 8.0, refs=(sec(0.5)._ref_v, clamp_n._ref_i))
+
+    clamp = jn.DataVoltageClamp(command, dt=0.05, rs=0.5)
+    trace = jn.simulate(model, 8.0, stimuli=[clamp], record=("v", "i_inj"))
+    v, i = np.asarray(trace.v), np.asarray(trace.i_inj)
+    assert np.max(np.abs(v - v_n)) < 1e-8
+    # Our current is (vc - v)/rs at the sample; NEURON's takes the command of the step's
+    # midpoint, half a step earlier (the docstring says so).
+    on = t_n < t_cmd[-1] - 1e-9
+    vc = np.interp(t_n, t_cmd, command)
+    np.testing.assert_allclose(i[on], ((vc - v) / 0.5)[on], rtol=0, atol=1e-9)
+    vc_mid = np.interp(t_n - 0.0125, t_cmd, command)
+    np.testing.assert_allclose(i_n[on][1:], ((vc_mid - v_n) / 0.5)[on][1:], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(i[t_n > t_cmd[-1] + 1e-9], 0.0)
+    # The clamp follows the AP: at its peak within 1 mV (rs = 0.5 MΩ in series).
+    peak = np.argmax(command)
+    assert abs(float(trace.at(t_cmd[peak]).v) - command[peak]) < 1.0
+
+
+def test_data_voltage_clamp_per_neuron_commands_and_gradients():
+    """One ramp per neuron; the steady voltage follows each ramp through the divider;
+    the gradient w.r.t. a command sample equals a central difference."""
+    t = np.arange(201) * 0.05  # 10 ms
+    ramps = np.stack([-70 + 3.0 * t, -70 + 1.0 * t], axis=1)
+    pop = jn.Compartment(**SOMA, channels=[jn.channels.Leak(g=1e-4, e=-70)], n=2)
+    trace = jn.simulate(pop, 12.0, stimuli=[jn.DataVoltageClamp(ramps, dt=0.05, rs=1e-3)], v0=-70.0)
+    G = 1e3
+    # Following a ramp of slope s (mV/ms) through rs: C·dv/dt = g(E - v) + G(vc - v) is
+    # solved by the divider of vc less a lag C·G·s/(g + G)²; backward Euler, with the
+    # command read at the step's midpoint, gives the same with vc half a step earlier.
+    for k, slope in enumerate((3.0, 1.0)):
+        vc = -70 + slope * (8.0 - 0.0125)
+        divider = (G_LEAK_US * -70 + G * vc) / (G_LEAK_US + G)
+        lag = C_NF * G * slope / (G_LEAK_US + G) ** 2
+        assert float(trace.at(8.0).v[k]) == pytest.approx(divider - lag, abs=1e-9)
+
+    soma = _passive_soma()
+
+    def final_v(samples):
+        stim = jn.DataVoltageClamp(samples, dt=0.05, rs=0.5)
+        return jn.simulate(soma, 10.0, stimuli=[stim]).v[-1]
+
+    samples = jnp.asarray(-65 + 10 * np.sin(t))
+    grad = np.asarray(jax.grad(final_v)(samples))
+    eps = 1e-6
+    bump = np.zeros(201)
+    bump[195] = eps
+    fd = (float(final_v(samples + bump)) - float(final_v(samples - bump))) / (2 * eps)
+    assert grad[195] == pytest.approx(fd, rel=1e-6) and grad[195] > 0
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        jn.DataVoltageClamp(np.zeros(1))
+    with pytest.raises(ValueError, match="section end"):
+        jn.DataVoltageClamp(np.zeros(3), target=0.0)

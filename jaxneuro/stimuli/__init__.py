@@ -12,9 +12,9 @@ as a list, ``[i]`` or ``[i, j]``.
 """
 
 from .base import AbstractStimulus
-from .clamp import VoltageClamp
+from .clamp import AbstractVoltageClamp, DataVoltageClamp, VoltageClamp
 from .currents import DataCurrent, Ramp, Sine, StepCurrent
 from .noise import NoiseCurrent, ou_current
 from .targets import IndexPair, Location
 
-__all__ = ["AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "VoltageClamp", "NoiseCurrent", "ou_current", "Location", "IndexPair"]
+__all__ = ["AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "VoltageClamp", "DataVoltageClamp", "AbstractVoltageClamp", "NoiseCurrent", "ou_current", "Location", "IndexPair"]

@@ -1,18 +1,85 @@
-"""Voltage clamp: NEURON's single-electrode clamp ``SEClamp``, a command voltage applied
-through a series resistance."""
+"""Voltage clamps: NEURON's single-electrode clamp ``SEClamp``, a command voltage applied
+through a series resistance, with the command in three levels (:class:`VoltageClamp`)
+or from samples (:class:`DataVoltageClamp`)."""
 
 from __future__ import annotations
 
+import abc
+
 import jax.numpy as jnp
+import numpy as np
 
 from .. import units
 from .base import AbstractStimulus
+from .currents import interpolate_samples
 from .targets import Location
 
-__all__ = ["VoltageClamp"]
+__all__ = ["AbstractVoltageClamp", "VoltageClamp", "DataVoltageClamp"]
 
 
-class VoltageClamp(AbstractStimulus):
+class AbstractVoltageClamp(AbstractStimulus):
+    """A single-electrode clamp: a command voltage ``vc`` (mV) held through a series
+    resistance ``rs`` (MΩ, a field of each subclass), injecting ``(vc - v)/rs`` nA
+    while on. Subclasses give :meth:`command`."""
+
+    splittable = False  # its current reads the voltage
+
+    def __post_init__(self):
+        if self.density:
+            raise ValueError(
+                f"{type(self).__name__}: density=True does not apply; a clamp's current is set by its "
+                "command voltage (mV) and series resistance rs (MΩ)"
+            )
+        super().__post_init__()
+        for location in _locations(self.target):
+            if location.x in (0.0, 1.0):
+                raise ValueError(
+                    f"{type(self).__name__}: target={self.target!r} is a section end, NEURON's zero-area "
+                    "node, which this solver does not model as a compartment of its own; clamp "
+                    "inside a segment instead, e.g. (section, 0.5)"
+                )
+
+    @abc.abstractmethod
+    def command(self, t):
+        """``(vc, on)`` at time ``t`` (ms): the command voltage (mV) and whether the
+        clamp is on."""
+
+    def conductance(self, t):
+        """The clamp's conductance ``1/rs`` (µS) at time ``t`` (ms); 0 while it is off."""
+        _, on = self.command(t)
+        g = 1.0 / jnp.asarray(self.rs)
+        return g * on.astype(g.dtype)
+
+    def current(self, t, v):
+        """The clamp's current (nA) at time ``t`` (ms) with the clamped compartment at
+        ``v`` (mV): ``(vc - v) / rs`` while on, else 0."""
+        vc, _ = self.command(t)
+        return self.conductance(t) * (vc - v)
+
+    def check_placement(self, model):
+        """ValueError for a clamp without a location on a cable or cell of several
+        segments (it would clamp every segment)."""
+        n = getattr(model, "n_segments", 1)
+        if self.target is None and n > 1:
+            raise ValueError(
+                f"{type(self).__name__}: target=None would clamp each of the {n} segments of the cable or "
+                "cell; give a location inside a segment, target=(section, 0.5) (a bare x on a "
+                "cable), as NEURON's SEClamp sits at one"
+            )
+
+    def inject(self, t, model, v):
+        """``g·(vc - v)`` placed onto ``model``'s compartments at voltages ``v`` (mV):
+        each targeted compartment is clamped at its own voltage (a population's neurons
+        each get a clamp), linear in ``v`` so that the default solver's Jacobian holds
+        the clamp's conductance exactly."""
+        self.check_placement(model)
+        vc, _ = self.command(t)
+        g = self.conductance(t)
+        g_placed = model.place_current(self.target, g)  # µS per compartment
+        return model.place_current(self.target, g * vc) - g_placed * v
+
+
+class VoltageClamp(AbstractVoltageClamp):
     """NEURON's ``SEClamp``: a command voltage ``vc`` (mV) applied through the series
     resistance ``rs`` (MΩ), injecting ``i = (vc - v) / rs`` (nA, positive into the cell,
     as NEURON's ``SEClamp.i``) into the targeted compartment at its voltage ``v``.
@@ -49,23 +116,6 @@ class VoltageClamp(AbstractStimulus):
     dur3: object = units.param(units.ms, default=0.0, check="nonnegative", allow_inf=True)
     rs: object = units.param(units.Mohm, default=1.0, check="positive")
 
-    splittable = False  # its current reads the voltage
-
-    def __post_init__(self):
-        if self.density:
-            raise ValueError(
-                "VoltageClamp: density=True does not apply; a clamp's current is set by its "
-                "command voltage (mV) and series resistance rs (MΩ)"
-            )
-        super().__post_init__()
-        for location in _locations(self.target):
-            if location.x in (0.0, 1.0):
-                raise ValueError(
-                    f"VoltageClamp: target={self.target!r} is a section end, NEURON's zero-area "
-                    "node, which this solver does not model as a compartment of its own; clamp "
-                    "inside a segment instead, e.g. (section, 0.5)"
-                )
-
     def command(self, t):
         """``(vc, on)`` at time ``t`` (ms): the command voltage (mV) and whether the
         clamp is on (False after ``dur1 + dur2 + dur3``)."""
@@ -73,43 +123,44 @@ class VoltageClamp(AbstractStimulus):
         vc = jnp.where(t < self.dur1, self.amp1, jnp.where(t < end2, self.amp2, self.amp3))
         return vc, t < end2 + self.dur3
 
-    def conductance(self, t):
-        """The clamp's conductance ``1/rs`` (µS) at time ``t`` (ms); 0 once it is off."""
-        _, on = self.command(t)
-        g = 1.0 / jnp.asarray(self.rs)
-        return g * on.astype(g.dtype)
-
-    def current(self, t, v):
-        """The clamp's current (nA) at time ``t`` (ms) with the clamped compartment at
-        ``v`` (mV): ``(vc - v) / rs`` while on, else 0."""
-        vc, _ = self.command(t)
-        return self.conductance(t) * (vc - v)
-
     def breakpoints(self):
         end2 = self.dur1 + self.dur2
         return (self.dur1, end2, end2 + self.dur3)
 
-    def check_placement(self, model):
-        """ValueError for a clamp without a location on a cable or cell of several
-        segments (it would clamp every segment)."""
-        n = getattr(model, "n_segments", 1)
-        if self.target is None and n > 1:
+
+class DataVoltageClamp(AbstractVoltageClamp):
+    """A voltage clamp whose command follows samples: ``values`` (mV) every ``dt`` ms
+    from ``t0``, linearly interpolated, held through ``rs`` (MΩ); on from ``t0`` to
+    the last sample, off outside (no current). NEURON's ``SEClamp`` with a
+    ``Vector.play`` into its ``amp1``: ramps, action-potential clamps, recorded
+    command protocols.
+
+    ``values``: shape ``(T,)`` for one command for every targeted compartment, or
+    ``(T, ...)`` for one each (``(T, n)`` for each neuron of a population). The
+    samples and ``rs`` are differentiable. Treated implicitly by the default solver,
+    read at each step's midpoint, targets and recording as :class:`VoltageClamp`: the
+    recorded ``i_inj`` is ``(vc - v)/rs`` with the command at the sample's own time,
+    where NEURON's ``SEClamp.i`` takes the command of the step's midpoint, half a step
+    earlier (voltages agree to rounding: tests/test_voltage_clamp.py)."""
+
+    values: object = units.param(units.mV)
+    dt: object = units.param(units.ms, default=0.025, check="positive")
+    t0: object = units.param(units.ms, default=0.0)
+    rs: object = units.param(units.Mohm, default=1.0, check="positive")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if np.ndim(self.values) < 1 or np.shape(self.values)[0] < 2:
             raise ValueError(
-                f"VoltageClamp: target=None would clamp each of the {n} segments of the cable or "
-                "cell; give a location inside a segment, target=(section, 0.5) (a bare x on a "
-                "cable), as NEURON's SEClamp sits at one"
+                f"DataVoltageClamp.values expects an array of at least 2 samples along its first "
+                f"axis (mV; shape (T,) or (T, ...)), got shape {np.shape(self.values)}"
             )
 
-    def inject(self, t, model, v):
-        """``g·(vc - v)`` placed onto ``model``'s compartments at voltages ``v`` (mV):
-        each targeted compartment is clamped at its own voltage (a population's neurons
-        each get a clamp), linear in ``v`` so that the default solver's Jacobian holds
-        the clamp's conductance exactly."""
-        self.check_placement(model)
-        vc, _ = self.command(t)
-        g = self.conductance(t)
-        g_placed = model.place_current(self.target, g)  # µS per compartment
-        return model.place_current(self.target, g * vc) - g_placed * v
+    def command(self, t):
+        return interpolate_samples(self.values, self.t0, self.dt, t)
+
+    def breakpoints(self):
+        return (self.t0, self.t0 + self.dt * (self.values.shape[0] - 1))
 
 
 def _locations(target):

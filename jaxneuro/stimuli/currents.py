@@ -11,7 +11,7 @@ import numpy as np
 from .. import units
 from .base import AbstractStimulus
 
-__all__ = ["StepCurrent", "Ramp", "Sine", "DataCurrent"]
+__all__ = ["StepCurrent", "Ramp", "Sine", "DataCurrent", "interpolate_samples"]
 
 
 def _within(t, delay, dur, value):
@@ -112,15 +112,23 @@ class DataCurrent(AbstractStimulus):
         return np.ndim(self.values) == 1
 
     def current(self, t):
-        # A uniform grid: the sample index is arithmetic (no search, as jnp.interp does).
-        n = self.values.shape[0]
-        x = (t - self.t0) / self.dt
-        k = jnp.clip(jnp.floor(x), 0, n - 2)
-        frac = x - k
-        k = k.astype(jnp.int32)
-        value = self.values[k] + (self.values[k + 1] - self.values[k]) * frac
-        inside = (t >= self.t0) & (t <= self.t0 + self.dt * (n - 1))
+        value, inside = interpolate_samples(self.values, self.t0, self.dt, t)
         return jnp.where(inside, value, 0.0)
 
     def breakpoints(self):
         return (self.t0, self.t0 + self.dt * (self.values.shape[0] - 1))
+
+
+def interpolate_samples(values, t0, dt, t):
+    """``(value, inside)``: ``values`` (samples along the first axis, every ``dt`` ms from
+    ``t0``) linearly interpolated at time ``t``, and whether ``t`` lies within the
+    recording. The grid is uniform, so the sample index is arithmetic (no search, as
+    ``jnp.interp`` does)."""
+    n = values.shape[0]
+    x = (t - t0) / dt
+    k = jnp.clip(jnp.floor(x), 0, n - 2)
+    frac = x - k
+    k = k.astype(jnp.int32)
+    value = values[k] + (values[k + 1] - values[k]) * frac
+    inside = (t >= t0) & (t <= t0 + dt * (n - 1))
+    return value, inside
