@@ -286,3 +286,45 @@ def test_data_voltage_clamp_per_neuron_commands_and_gradients():
         jn.DataVoltageClamp(np.zeros(1))
     with pytest.raises(ValueError, match="section end"):
         jn.DataVoltageClamp(np.zeros(3), target=0.0)
+
+
+ADEX = dict(C=0.281, gL=0.030, EL=-70.6, V_T=-50.4, Delta_T=2.0, a=0.004, tau_w=144.0, b=0.0805,
+            V_reset=-70.6, V_peak=0.0, spike_capacity=64)
+
+
+def test_clamped_point_neurons_spike_only_where_the_clamp_lets_them():
+    """A stiff clamp at -40 mV holds an AdEx neuron (above V_T) where the clamp's current
+    balances the membrane's, without spikes; a weaker one (rs = 0.1 MΩ) lets it fire,
+    as often at dt = 0.025 ms as at dt = 0.001 ms. The in-step spike estimate must take
+    the clamp's current as falling with the voltage (it found 2 and 160 spikes here,
+    taking the current at the step start), and the Izhikevich neuron likewise."""
+    adex = jn.AdEx(**ADEX)
+
+    def spikes(model, rs, dt, level=-40.0):
+        record = ("v", "w") if isinstance(model, jn.AdEx) else ("v",)
+        trace = jn.simulate(model, 6.0, dt=dt, stimuli=[jn.VoltageClamp(-70.0, 2.0, level, 10.0, rs=rs)],
+                            record=record)
+        s = np.asarray(trace.spikes)
+        return s[np.isfinite(s)], trace
+
+    held, trace = spikes(adex, 0.01, 0.025)
+    assert held.size == 0
+    # The held voltage: 100·(-40 - v) = gL(v - EL) - gL·ΔT·exp((v - V_T)/ΔT) + w (the
+    # RK4 solution at dt = 2e-5 ms of the same equations gives -39.8946 at 6 ms).
+    p, w = ADEX, float(trace.w[-1])
+    lo, hi = -41.0, -39.0
+    for _ in range(200):
+        v = 0.5 * (lo + hi)
+        excess = 100 * (-40 - v) - (p["gL"] * (v - p["EL"]) - p["gL"] * p["Delta_T"] * math.exp((v - p["V_T"]) / p["Delta_T"]) + w)
+        lo, hi = (v, hi) if excess > 0 else (lo, v)
+    assert float(trace.v[-1]) == pytest.approx(v, abs=1e-4)
+    assert float(trace.v[-1]) == pytest.approx(-39.8946, abs=1e-3)
+
+    coarse, _ = spikes(adex, 0.1, 0.025)
+    fine, _ = spikes(adex, 0.1, 0.001)
+    assert fine.size == 16
+    assert abs(coarse.size - fine.size) <= 1
+    assert coarse[0] == pytest.approx(fine[0], abs=0.02)
+
+    izh = jn.Izhikevich(0.02, 0.2, -65.0, 8.0)
+    assert spikes(izh, 0.01, 0.025, level=-20.0)[0].size == 0

@@ -109,8 +109,14 @@ class AdEx(AbstractSpikingNeuron):
     def upswing_crossing_time(self, v_start, gates, a, b, v_th):
         """The time to ``V_peak`` with ``w`` and the input frozen over the step,
         integrated in ``y = -exp(-(V - V_T)/Delta_T)``, which moves almost linearly in
-        time on the exponential upswing."""
-        return self._frozen_crossing_time(v_start, gates, a, b, v_th, self._upswing_y, self._upswing_v)
+        time on the exponential upswing. The frozen flow is convex in ``V``, smallest
+        where its slope vanishes: at ``V_T`` for an injected current (the rheobase
+        condition), higher under a clamp (slope ``-1/(rs·C)``)."""
+        def lowest(slope):
+            return self.V_T + self.Delta_T * jnp.log(jnp.maximum(1.0 - slope * self.C / self.gL, 1e-30))
+
+        return self._frozen_crossing_time(v_start, gates, a, b, v_th, self._upswing_y, self._upswing_v,
+                                          lowest=lowest)
 
     def _upswing_y(self, v):
         return -jnp.exp(-(v - self.V_T) / self.Delta_T)

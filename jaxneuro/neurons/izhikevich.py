@@ -132,8 +132,12 @@ class Izhikevich(AbstractSpikingNeuron):
 
     def upswing_crossing_time(self, v_start, gates, a, b, v_th):
         """The time to ``V_peak`` with ``u`` and the input frozen over the step (the
-        quadratic upswing integrated by quadrature)."""
-        return self._frozen_crossing_time(v_start, gates, a, b, v_th, lambda v: v, lambda v: v)
+        quadratic upswing integrated by quadrature); the frozen flow is a convex
+        parabola in ``v``, smallest where its slope vanishes."""
+        def lowest(slope):
+            return 0.5 * (self.V_r + self.V_t) - slope * self.C / (2.0 * self.k)
+
+        return self._frozen_crossing_time(v_start, gates, a, b, v_th, lambda v: v, lambda v: v, lowest=lowest)
 
     def display_voltage(self, v, spiked):
         """``V_peak`` at the end of a step with a spike, as the 2003 paper plots spikes
