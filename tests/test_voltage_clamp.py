@@ -328,3 +328,29 @@ def test_clamped_point_neurons_spike_only_where_the_clamp_lets_them():
 
     izh = jn.Izhikevich(0.02, 0.2, -65.0, 8.0)
     assert spikes(izh, 0.01, 0.025, level=-20.0)[0].size == 0
+
+
+def test_clamp_and_current_placement_is_checked_inside_networks_and_for_integer_x():
+    """A section end written with an integer x, ("dend", 1), is refused as (dend, 1.0)
+    is; in a Network, naming a cable population without a place on it is refused for
+    a clamp and for currents in nA, as it is for the cable alone."""
+    soma = jn.Cable(length=20, diam=20, nseg=1, channels=[jn.channels.Leak()], name="soma")
+    dend = jn.Cable(length=200, diam=1, nseg=5, channels=[jn.channels.Leak()], name="dend")
+    cell = jn.Cell([soma, dend], parents=[None, ("soma", 1.0)])
+    for target in (("dend", 1), ("dend", 0), ("soma", 1)):
+        with pytest.raises(ValueError, match="section end"):
+            jn.simulate(cell, 1.0, stimuli=[jn.VoltageClamp(-20, 5, target=target)])
+    jn.simulate(cell, 1.0, stimuli=[jn.VoltageClamp(-20, 5, target=("dend", 0.5))])  # inside: fine
+
+    cable = jn.Cable(length=500, diam=2, nseg=11, channels=[jn.channels.Leak()])
+    net = jn.Network(populations={"cab": cable, "pt": _passive_soma()})
+    for stim in (jn.VoltageClamp(-20, 5, target="cab"), jn.VoltageClamp(-20, 5)):
+        with pytest.raises(ValueError, match="population 'cab'.*each of the 11 segments"):
+            jn.simulate(net, 1.0, stimuli=[stim])
+    for stim in (jn.StepCurrent(0.1, target="cab"), jn.NoiseCurrent(0.0, 0.1, target="cab")):
+        with pytest.raises(ValueError, match="population 'cab'.*inject it into each of the 11 segments"):
+            jn.simulate(net, 1.0, stimuli=[stim])
+    # A place on the cable, or another population: accepted.
+    trace = jn.simulate(net, 1.0, stimuli=[jn.VoltageClamp(-20, 5, target=("cab", 0.5)),
+                                           jn.StepCurrent(0.1, target="pt"), jn.StepCurrent(0.1, target=("cab", 0.2))])
+    assert float(trace["cab"].v[-1, cable.index(0.5)]) > -30

@@ -12,7 +12,7 @@ import saiunit as u
 
 from .. import units
 from .._repr import values_repr
-from .targets import normalise_target
+from .targets import normalise_target, placements
 
 __all__ = ["AbstractStimulus"]
 
@@ -89,16 +89,20 @@ class AbstractStimulus(eqx.Module):
 
     def check_placement(self, model):
         """ValueError for a current in nA without a target on a cable or cell of several
-        segments: it would go into every segment in full, a total that grows with
-        ``nseg`` (NEURON has no such stimulus; its IClamp sits at a location)."""
-        n = getattr(model, "n_segments", 1)
-        if self.target is None and not self.density and n > 1:
-            raise ValueError(
-                f"{type(self).__name__}: target=None with an amplitude in nA would inject it into each "
-                f"of the {n} segments of the cable or cell, a total that grows with nseg; give "
-                "a location, target=(section, x) or a bare x on a cable (NEURON's IClamp), or a current "
-                "density (e.g. 2 * u.uA / u.cm**2), which every segment gets in proportion to its area"
-            )
+        segments (in a Network too, a cable or cell population named without a place on
+        it): it would go into every segment in full, a total that grows with ``nseg``
+        (NEURON has no such stimulus; its IClamp sits at a location)."""
+        for where, member, target in placements(model, self.target):
+            n = getattr(member, "n_segments", 1)
+            if target is None and not self.density and n > 1:
+                density = ("" if where else ", or a current density (e.g. 2 * u.uA / u.cm**2), which "
+                           "every segment gets in proportion to its area")
+                raise ValueError(
+                    f"{type(self).__name__}: {where}target={self.target!r} with an amplitude in nA would "
+                    f"inject it into each of the {n} segments of the cable or cell, a total that grows "
+                    "with nseg; give a location, (section, x) or a bare x on a cable (NEURON's "
+                    f"IClamp){density}"
+                )
 
     def inject(self, t, model, v):
         """The current at ``t`` (nA) placed onto ``model``'s compartments, whose voltages

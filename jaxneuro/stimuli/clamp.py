@@ -12,7 +12,7 @@ import numpy as np
 from .. import units
 from .base import AbstractStimulus
 from .currents import interpolate_samples
-from .targets import Location
+from .targets import Location, location_x, placements
 
 __all__ = ["AbstractVoltageClamp", "VoltageClamp", "DataVoltageClamp"]
 
@@ -33,11 +33,7 @@ class AbstractVoltageClamp(AbstractStimulus):
         super().__post_init__()
         for location in _locations(self.target):
             if location.x in (0.0, 1.0):
-                raise ValueError(
-                    f"{type(self).__name__}: target={self.target!r} is a section end, NEURON's zero-area "
-                    "node, which this solver does not model as a compartment of its own; clamp "
-                    "inside a segment instead, e.g. (section, 0.5)"
-                )
+                raise ValueError(_section_end(self, self.target))
 
     @abc.abstractmethod
     def command(self, t):
@@ -57,15 +53,20 @@ class AbstractVoltageClamp(AbstractStimulus):
         return self.conductance(t) * (vc - v)
 
     def check_placement(self, model):
-        """ValueError for a clamp without a location on a cable or cell of several
-        segments (it would clamp every segment)."""
-        n = getattr(model, "n_segments", 1)
-        if self.target is None and n > 1:
-            raise ValueError(
-                f"{type(self).__name__}: target=None would clamp each of the {n} segments of the cable or "
-                "cell; give a location inside a segment, target=(section, 0.5) (a bare x on a "
-                "cable), as NEURON's SEClamp sits at one"
-            )
+        """ValueError for a clamp without a place on a cable or cell of several segments
+        (it would clamp every segment; in a Network too, a cable or cell population named
+        without a place on it), or at a section end (an ``x`` of 0 or 1, however
+        written)."""
+        for where, member, target in placements(model, self.target):
+            n = getattr(member, "n_segments", 1)
+            if target is None and n > 1:
+                raise ValueError(
+                    f"{type(self).__name__}: {where}target={self.target!r} would clamp each of the {n} "
+                    "segments of the cable or cell; give a location inside a segment, (section, 0.5) "
+                    "(a bare x on a cable), as NEURON's SEClamp sits at one"
+                )
+            if location_x(member, target) in (0.0, 1.0):
+                raise ValueError(_section_end(self, target))
 
     def inject(self, t, model, v):
         """``g·(vc - v)`` placed onto ``model``'s compartments at voltages ``v`` (mV):
@@ -171,3 +172,9 @@ def _locations(target):
     if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
         return _locations(target[1])
     return []
+
+
+def _section_end(clamp, target) -> str:
+    return (f"{type(clamp).__name__}: target={target!r} is a section end, NEURON's zero-area node, which "
+            "this solver does not model as a compartment of its own; clamp inside a segment instead, "
+            "e.g. (section, 0.5)")

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["Location", "IndexPair", "normalise_target"]
+__all__ = ["Location", "IndexPair", "normalise_target", "placements", "location_x"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,3 +72,42 @@ def normalise_target(target):
     raise ValueError(
         f"stimulus target expects None, an index or a sequence of indices, got {target!r}"
     )
+
+
+def placements(model, target) -> list:
+    """``[(where, member, sub_target)]``: the models a (normalised) ``target`` reaches
+    and the target within each. A Network's populations by name (``None``: every
+    population); any other model is its own single member (``where`` ``""``). Targets
+    a Network refuses give ``[]``; its ``place_current`` then says why."""
+    populations = getattr(model, "populations", None)
+    if populations is None or not hasattr(model, "make_trace"):
+        return [("", model, target)]
+    if target is None:
+        return [(f"population {name!r}: ", pop, None) for name, pop in populations.items()]
+    if isinstance(target, str):
+        name, sub = target, None
+    elif isinstance(target, Location) and isinstance(target.section, str):
+        name, sub = target.section, Location(None, target.x)  # ("a", x): x on a's cable
+    elif isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
+        name, sub = target
+    else:
+        return []
+    if name not in populations:
+        return []
+    return [(f"population {name!r}: ", populations[name], sub)]
+
+
+def location_x(model, target):
+    """The ``x`` of ``target`` if it is a location on ``model``, a cable or cell: a bare
+    float, a :class:`Location`, or ``(section, x)`` with ``x`` a number (an integer
+    ``x`` included, as a cell reads ``("dend", 1)``); None otherwise."""
+    if not hasattr(model, "n_segments"):
+        return None
+    if isinstance(target, Location):
+        return target.x
+    if isinstance(target, float):
+        return target
+    if (isinstance(target, tuple) and not isinstance(target, IndexPair) and len(target) == 2
+            and isinstance(target[1], (int, float, np.integer, np.floating)) and not isinstance(target[1], bool)):
+        return float(target[1])
+    return None
