@@ -228,11 +228,44 @@ def test_errors():
         jn.simulate(passive(4), 1.0, stimuli=[jn.NoiseCurrent(jnp.zeros(3), 0.1, target=[0, 1])])
     with pytest.raises(ValueError, match="no population 'c'"):
         jn.simulate(jn.Network(populations={"a": passive(2)}), 1.0, stimuli=[jn.NoiseCurrent(0.0, 0.1, target="c")])
-    with pytest.raises(ValueError, match="NoiseCurrent needs a constant step size.*interval"):
+    with pytest.raises(ValueError, match=r"stimuli\[1\]: NoiseCurrent draws a new sample every `interval` ms; adaptive"):
         jn.simulate(passive(), 1.0, stimuli=[jn.StepCurrent(0.1), jn.NoiseCurrent(0.0, 0.1)],
                     solver=diffrax.Tsit5(), stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))
     with pytest.raises(ValueError, match="backend='sharded'.*NoiseCurrent"):
         jn.simulate(passive(64), 1.0, stimuli=[jn.NoiseCurrent(0.0, 0.1)], backend="sharded")
+
+
+def test_intervals_shorter_than_dt_shared_seeds_and_coarse_float32_times_are_caught(tmp_path):
+    """An interval below dt would skip samples (noise sqrt(dt/interval) too strong: the
+    audit measured 5.0 against 3.5 mV at interval = dt/2); two sources with one seed
+    draw the same samples (a warning); float32 times too coarse for the intervals
+    would reuse samples (refused, in a float32 process)."""
+    with pytest.raises(ValueError, match=r"interval = 0.0125 ms is shorter than dt = 0.025 ms.*1.41 times"):
+        jn.simulate(passive(), 1.0, stimuli=[jn.NoiseCurrent(0.0, 0.1, interval=0.0125)])
+    jn.simulate(passive(), 1.0, stimuli=[jn.NoiseCurrent(0.0, 0.1, interval=0.0125)], dt=0.0125)  # fine
+    with pytest.warns(UserWarning, match=r"stimuli\[0\] and stimuli\[2\] are NoiseCurrents with the same seed"):
+        jn.simulate(passive(2), 1.0, stimuli=[jn.NoiseCurrent(0.0, 0.1, target=[0], seed=4), jn.StepCurrent(0.1),
+                                             jn.NoiseCurrent(0.0, 0.1, target=[1], seed=4)])
+    import warnings as _warnings
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        jn.simulate(passive(2), 1.0, stimuli=[jn.NoiseCurrent(0.0, 0.1, target=[0], seed=4),
+                                             jn.NoiseCurrent(0.0, 0.1, target=[1], seed=5)])
+    script = tmp_path / "f32.py"
+    script.write_text(
+        "import jaxneuro as jn\n"
+        "m = jn.Compartment(area=1000, channels=[jn.channels.Leak(g=1e-3)])\n"
+        "jn.simulate(m, 1e5 + 1.0, t0=1e5, stimuli=[jn.NoiseCurrent(0.0, 0.1, seed=1)])\n"
+        "try:\n"
+        "    jn.simulate(m, 3e5 + 1.0, t0=3e5, stimuli=[jn.NoiseCurrent(0.0, 0.1, seed=1)])\n"
+        "except ValueError as e:\n"
+        "    print(e)\n"
+    )
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "resolved only to 0.0312 ms in float32" in out.stdout and "enable float64" in out.stdout
 
 
 def test_auto_backend_runs_noise_in_one_xla_loop():

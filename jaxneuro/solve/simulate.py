@@ -15,6 +15,7 @@ import saiunit as u
 from .. import backends, units
 from ..model import AbstractModel
 from ..stimuli import AbstractStimulus
+from ..stimuli.noise import warn_shared_seeds
 from . import fixed_step
 from .fixed_step import steps_per_save
 from .staggered import StaggeredEuler
@@ -182,15 +183,13 @@ def simulate(
             f"solver: {type(model).__name__} has spikes and resets, which only the default "
             f"solver (jn.StaggeredEuler) handles inside its step; got {type(solver).__name__}"
         )
-    if stepsize_controller is not None and not isinstance(stepsize_controller, diffrax.ConstantStepSize):
-        for i, s in enumerate(stimuli):
-            if getattr(s, "constant_step_only", False):  # e.g. NoiseCurrent
-                why = getattr(s, "constant_step_reason", "its current is defined step by step")
-                raise ValueError(
-                    f"stimuli[{i}]: {type(s).__name__} needs a constant step size ({why}); use a "
-                    f"constant step: leave stepsize_controller at its default (diffrax.ConstantStepSize()), "
-                    f"got {type(stepsize_controller).__name__}"
-                )
+    adaptive = stepsize_controller is not None and not isinstance(stepsize_controller, diffrax.ConstantStepSize)
+    for i, s in enumerate(stimuli):
+        try:
+            s.check_run(t0=t0, t1=t1, dt=dt, adaptive=adaptive)
+        except ValueError as e:
+            raise ValueError(f"stimuli[{i}]: {e}") from None
+    warn_shared_seeds(stimuli)
     if stepsize_controller is None:
         stepsize_controller = diffrax.ConstantStepSize()
     elif isinstance(stepsize_controller, diffrax.PIDController):

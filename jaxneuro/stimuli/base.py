@@ -87,6 +87,11 @@ class AbstractStimulus(eqx.Module):
             i = i * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
         return i
 
+    def check_run(self, *, t0: float, t1: float, dt: float, adaptive: bool) -> None:
+        """ValueError if this stimulus cannot drive a run from ``t0`` to ``t1`` (ms) with
+        step ``dt`` (the initial one when ``adaptive``); :func:`~jaxneuro.simulate`
+        asks before it starts. Any run, by default."""
+
     def check_placement(self, model):
         """ValueError for a current in nA without a target on a cable or cell of several
         segments (in a Network too, a cable or cell population named without a place on

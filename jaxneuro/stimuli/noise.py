@@ -4,6 +4,7 @@ a new normal sample every ``interval`` ms, drawn as a pure function of time."""
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -74,9 +75,27 @@ class NoiseCurrent(_Windowed):
     ``interval == dt`` lie on interval boundaries, so the value there may belong to
     either neighbouring interval, by rounding of ``t``. Solvers whose stages sit at
     the ends of a step (``diffrax.Heun``, ``diffrax.Tsit5``...) meet the same boundary
-    inside each step: prefer the default solver. Adaptive step sizes are refused
-    (``simulate`` raises): a controller would step over samples or redraw them as it
-    retries steps.
+    inside each step: prefer the default solver. ``simulate`` refuses adaptive step
+    sizes (a controller would step over samples or redraw them as it retries steps),
+    an ``interval`` below ``dt`` (samples between two steps' midpoints would be
+    skipped, the noise ``sqrt(dt/interval)`` too strong), and, in float32, runs whose
+    times are too coarse to tell the intervals apart (from 2¹⁷ ms ≈ 131 s at 0.025
+    ms). An ``interval`` that is not a whole multiple of ``dt`` holds samples for
+    uneven numbers of steps (the membrane's variance then differs from the one of
+    ``interval`` by a few %). Two NoiseCurrents of one run with the same seed draw the
+    same samples; ``simulate`` warns.
+
+    Densities on a cable or cell with ``target=None`` give each segment an independent
+    sample of ``std × its area``: the total current over a stretch of membrane then
+    varies less the finer the segments (its variance falls as ``1/nseg``), so such
+    results depend on ``nseg``; for noise that converges as segments shrink, scale
+    ``std`` with ``sqrt(nseg)`` or inject at locations.
+
+    Gradients: for a fixed seed they are pathwise, exact for the trial. Where a result
+    changes by spikes appearing and disappearing (a noise-driven firing rate), the
+    pathwise gradient misses that and can point the wrong way; use a surrogate
+    (``surrogate=jn.surrogate.Sigmoid()`` on the neuron) with
+    ``jn.losses.firing_rate(..., method="count")``, and several seeds.
 
     Populations driven by noise run in one XLA loop: the ``"pallas"`` and
     ``"sharded"`` backends, which cut a population into slices, refuse it (each slice
@@ -94,12 +113,39 @@ class NoiseCurrent(_Windowed):
 
     #: Samples are drawn per neuron: see :attr:`AbstractStimulus.splittable`.
     splittable: ClassVar[bool] = False
-    #: ``simulate`` refuses adaptive step sizes for this stimulus, saying why:
-    constant_step_only: ClassVar[bool] = True
-    constant_step_reason: ClassVar[str] = (
-        "it draws a new sample every `interval` ms; adaptive step sizes would step over "
-        "samples and redraw them as steps are retried"
-    )
+
+    def check_run(self, *, t0, t1, dt, adaptive):
+        """Refuses adaptive step sizes (a controller would step over samples and redraw
+        them as it retries steps), an ``interval`` shorter than ``dt`` (the solver reads
+        one sample per step: the others would be skipped and the noise
+        ``sqrt(dt/interval)`` times too strong), and times too coarse in the run's
+        precision to tell the intervals apart (float32 from 2¹⁷ ms ≈ 131 s at 0.025 ms)."""
+        name = type(self).__name__
+        if adaptive:
+            raise ValueError(
+                f"{name} draws a new sample every `interval` ms; adaptive step sizes would step over "
+                "samples and redraw them as steps are retried: use a constant step (leave "
+                "stepsize_controller at its default)"
+            )
+        if not units.is_concrete(self.interval):
+            return
+        interval = float(np.min(np.asarray(self.interval)))
+        if interval < dt * (1 - 1e-9):
+            raise ValueError(
+                f"{name}.interval = {interval:.6g} ms is shorter than dt = {dt:.6g} ms: the solver reads one "
+                "sample per step, so the others would be skipped and the noise would be "
+                f"sqrt(dt/interval) = {math.sqrt(dt / interval):.3g} times too strong; take interval >= dt "
+                "(a whole multiple of dt holds each sample for whole steps)"
+            )
+        dtype = jnp.result_type(float)
+        resolution = float(np.spacing(np.asarray(max(abs(t0), abs(t1)), dtype=dtype)))
+        if resolution >= min(dt, interval) / 2:  # a step's midpoint: dt/2 from the interval's edges
+            raise ValueError(
+                f"{name}: times up to {max(abs(t0), abs(t1))} ms are resolved only to {resolution:.3g} ms in "
+                f"{np.dtype(dtype).name}, too coarse for samples every {interval:.6g} ms (steps of {dt:.6g} ms): "
+                "they would be reused; enable float64 (jax.config.update('jax_enable_x64', True)) or "
+                "start the run nearer t = 0"
+            )
 
     def __post_init__(self):
         data, impl = _key_data(self.seed, self.impl)
@@ -298,3 +344,23 @@ def ou_current(mean, std, tau, t1, *, dt=0.025, shape=(), seed=0, t0=0.0, target
     _, rest = jax.lax.scan(advance, x0, xi[1:])
     values = jnp.concatenate([x0[None], rest], axis=0)
     return DataCurrent(values, dt=dt_, t0=t0_, target=target, density=density)
+
+
+def warn_shared_seeds(stimuli) -> None:
+    """Warn if two noise stimuli of one run draw from the same key: their samples are
+    the same numbers (identical currents where their shapes agree), rarely what two
+    noise sources are meant to be."""
+    seen = {}
+    for i, s in enumerate(stimuli):
+        if not isinstance(s, NoiseCurrent) or not units.is_concrete(s.seed):
+            continue
+        key = (s.impl, tuple(np.asarray(s.seed).ravel().tolist()))
+        if key in seen:
+            warnings.warn(
+                f"stimuli[{seen[key]}] and stimuli[{i}] are NoiseCurrents with the same seed: they draw "
+                "the same samples (identical currents, fully correlated inputs); give each its own seed "
+                "(e.g. seed=1, seed=2, or keys from jax.random.split) unless that is intended",
+                stacklevel=3,
+            )
+        else:
+            seen[key] = i
