@@ -92,7 +92,9 @@ class VoltageClamp(AbstractVoltageClamp):
     (``amp2=jnp.linspace(-80, 40, n)`` runs an activation protocol in one simulation).
 
     The default solver treats the clamp implicitly, as NEURON does, so a small ``rs``
-    (a stiff clamp, ``rs·C`` far below ``dt``) is stable; the voltage then reaches
+    (a stiff clamp, ``rs·C`` far below ``dt``) is stable (explicit diffrax solvers at a
+    constant step, ``diffrax.Tsit5()``, are not: they need ``dt`` below about
+    ``rs·C``, else the voltages blow up to NaN; give them a step-size controller); the voltage then reaches
     ``(g·E + vc/rs) / (g + 1/rs)``, ``rs`` in series with the membrane's conductance
     ``g``. Record the clamp's current with ``record=("i_inj",)`` (every injected
     current in nA, the clamp's included; at a switch of ``vc`` the recorded sample
