@@ -204,3 +204,25 @@ def test_stimulus_index_error_names_the_population_and_target():
     net = jn.Network({"a": jn.LIF(n=2), "b": jn.LIF(n=3)}, [])
     with pytest.raises(ValueError, match=r"target=\('a', \(7,\)\).*population 'a'.*out of range for 2"):
         jn.simulate(net, 1.0, stimuli=[jn.StepCurrent(1.0, 0.0, 1.0, target=("a", [7]))])
+
+
+def test_current_densities_in_a_network_take_each_targeted_populations_area():
+    """A density aimed at a cable population is its segments' areas times the density,
+    the same as on the cable alone; at a population of compartments, each neuron's
+    area; a point neuron built without an area is named when targeted."""
+    import saiunit as u
+
+    cable = jn.Cable(length=500, diam=2, nseg=11, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
+    somata = jn.Compartment(area=jnp.array([500.0, 1000.0]), channels=[jn.channels.Leak(g=1e-4, e=-65.0)], n=2)
+    net = jn.Network(populations={"pts": jn.LIF(n=3), "cab": cable, "som": somata})
+    density = 2 * u.uA / u.cm**2
+    stimuli = [jn.StepCurrent(density, 1.0, 5.0, target="cab"), jn.StepCurrent(density, 1.0, 5.0, target="som")]
+    trace = jn.simulate(net, 8.0, stimuli=stimuli, record=("v", "i_inj"))
+    alone = jn.simulate(cable, 8.0, stimuli=[jn.StepCurrent(density, 1.0, 5.0)], record=("v", "i_inj"))
+    np.testing.assert_allclose(trace["cab"].v, alone.v, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(trace["cab"].i_inj, alone.i_inj, rtol=0, atol=1e-15)
+    # 2 µA/cm² on 500 and 1000 µm²: 2e-3 mA/cm² · area · 1e-8 cm²/µm² · 1e6 nA/mA = 2e-5 · area nA.
+    np.testing.assert_allclose(np.asarray(trace["som"].i_inj)[100], [0.01, 0.02], rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(trace["pts"].i_inj), 0.0)
+    with pytest.raises(ValueError, match="population 'pts'.*membrane area"):
+        jn.simulate(net, 1.0, stimuli=[jn.StepCurrent(density, target="pts")])

@@ -321,12 +321,33 @@ class Network(AbstractModel):
         out = jnp.zeros(self.shape, dtype=local.dtype)
         return out.at[slices[name]].set(local)
 
-    @property
-    def membrane_area(self):
-        raise ValueError(
-            "a stimulus given as a current density needs one membrane area; in a Network give "
-            "its amplitude in nA"
-        )
+    def membrane_area_for(self, target):
+        """Membrane area (µm²) of every compartment, flat, as a current density aimed at
+        ``target`` is scaled by: each targeted population's own (its segments', its
+        neurons'), 1 elsewhere (those compartments get no current). A population
+        without an area (a point neuron built without ``area``) is named if targeted."""
+        if target is None:
+            targeted = set(self.names)
+        elif isinstance(target, str):
+            targeted = {target}
+        elif isinstance(target, Location) and isinstance(target.section, str):
+            targeted = {target.section}
+        elif isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
+            targeted = {target[0]}
+        else:
+            targeted = set()
+        parts = []
+        for name, shape in zip(self.names, self.shapes):
+            pop = self.populations[name]
+            if name in targeted:
+                try:
+                    area = pop.membrane_area
+                except ValueError as e:
+                    raise ValueError(f"population {name!r}: {e}") from None
+                parts.append(jnp.reshape(jnp.broadcast_to(area, shape), (-1,)))
+            else:
+                parts.append(jnp.ones((math.prod(shape),), dtype=jnp.result_type(float)))
+        return jnp.concatenate(parts)
 
     # --- recording ------------------------------------------------------------------------
     def observables(self):

@@ -84,7 +84,7 @@ class AbstractStimulus(eqx.Module):
         :meth:`current`, with densities scaled by ``model``'s membrane area."""
         i = self.current(t)
         if self.density:
-            i = i * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
+            i = i * area_for(model, None) * units.DENSITY_TO_ABSOLUTE["current"]
         return i
 
     def check_run(self, *, t0: float, t1: float, dt: float, adaptive: bool) -> None:
@@ -100,13 +100,12 @@ class AbstractStimulus(eqx.Module):
         for where, member, target in placements(model, self.target):
             n = getattr(member, "n_segments", 1)
             if target is None and not self.density and n > 1:
-                density = ("" if where else ", or a current density (e.g. 2 * u.uA / u.cm**2), which "
-                           "every segment gets in proportion to its area")
                 raise ValueError(
                     f"{type(self).__name__}: {where}target={self.target!r} with an amplitude in nA would "
                     f"inject it into each of the {n} segments of the cable or cell, a total that grows "
                     "with nseg; give a location, (section, x) or a bare x on a cable (NEURON's "
-                    f"IClamp){density}"
+                    "IClamp), or a current density (e.g. 2 * u.uA / u.cm**2), which every segment gets "
+                    "in proportion to its area"
                 )
 
     def inject(self, t, model, v):
@@ -117,5 +116,13 @@ class AbstractStimulus(eqx.Module):
         self.check_placement(model)
         placed = model.place_current(self.target, self.current(t))
         if self.density:
-            placed = placed * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
+            placed = placed * area_for(model, self.target) * units.DENSITY_TO_ABSOLUTE["current"]
         return placed
+
+
+def area_for(model, target):
+    """The membrane area (µm², per compartment) a current density aimed at ``target``
+    on ``model`` is scaled by: the model's own, or in a Network each targeted
+    population's (:meth:`Network.membrane_area_for`)."""
+    for_target = getattr(model, "membrane_area_for", None)
+    return model.membrane_area if for_target is None else for_target(target)

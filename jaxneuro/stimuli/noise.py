@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
+from .base import area_for
 from .currents import DataCurrent, _Windowed, _within
 from .targets import IndexPair, Location
 
@@ -187,7 +188,7 @@ class NoiseCurrent(_Windowed):
         else:
             placed = model.place_current(self.target, i)
         if self.density:
-            placed = placed * model.membrane_area * units.DENSITY_TO_ABSOLUTE["current"]
+            placed = placed * area_for(model, self.target) * units.DENSITY_TO_ABSOLUTE["current"]
         return placed
 
     def _fitted_shape(self, shape):
