@@ -7,7 +7,7 @@ import numpy as np
 # Units where the name alone says them; a channel's current is a density (mA/cm²) on a
 # compartment but absolute (nA) on a point neuron, so other currents get no unit.
 _LABELS = {
-    "v": "membrane potential (mV)", "i_inj": "injected current (nA)",
+    "v": "membrane potential (mV)", "i_inj": "injected current (nA)", "i_clamp": "clamp current (nA)",
     "i_gap": "gap-junction current (nA)", "i_syn": "synaptic current (nA)",
 }
 

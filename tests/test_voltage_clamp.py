@@ -354,3 +354,27 @@ def test_clamp_and_current_placement_is_checked_inside_networks_and_for_integer_
     trace = jn.simulate(net, 1.0, stimuli=[jn.VoltageClamp(-20, 5, target=("cab", 0.5)),
                                            jn.StepCurrent(0.1, target="pt"), jn.StepCurrent(0.1, target=("cab", 0.2))])
     assert float(trace["cab"].v[-1, cable.index(0.5)]) > -30
+
+
+def test_i_clamp_records_the_clamp_current_alone():
+    """i_clamp is (vc - v)/rs of the clamps alone; i_inj sums every injected current;
+    in a Network i_clamp is split by population; without a clamp the name is unknown."""
+    soma = _passive_soma()
+    clamp = jn.VoltageClamp(amp1=-50, dur1=math.inf, rs=0.5)
+    step = jn.StepCurrent(0.2, 1.0, 3.0)
+    trace = jn.simulate(soma, 5.0, stimuli=[clamp, step], record=("v", "i_inj", "i_clamp"))
+    v, t = np.asarray(trace.v), np.asarray(trace.t)
+    np.testing.assert_allclose(trace.i_clamp, (-50 - v) / 0.5, rtol=0, atol=1e-12)
+    on = (t >= 1.0) & (t < 4.0)
+    np.testing.assert_allclose(np.asarray(trace.i_inj) - np.asarray(trace.i_clamp), np.where(on, 0.2, 0.0),
+                               rtol=0, atol=1e-12)
+
+    net = jn.Network(populations={"a": soma, "b": jn.Compartment(**SOMA, channels=[jn.channels.Leak()], n=2)})
+    trace = jn.simulate(net, 2.0, stimuli=[jn.VoltageClamp(-50, 5, rs=0.5, target=("b", [1]))],
+                        record=("v", "i_clamp"))
+    np.testing.assert_array_equal(trace["a"].i_clamp, 0.0)
+    b = np.asarray(trace["b"].v)
+    np.testing.assert_allclose(trace["b"].i_clamp[:, 1], (-50 - b[:, 1]) / 0.5, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(trace["b"].i_clamp[:, 0], 0.0)
+    with pytest.raises(ValueError, match="unknown name"):
+        jn.simulate(soma, 1.0, stimuli=[step], record=("i_clamp",))

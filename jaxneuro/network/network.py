@@ -321,6 +321,13 @@ class Network(AbstractModel):
         out = jnp.zeros(self.shape, dtype=local.dtype)
         return out.at[slices[name]].set(local)
 
+    def per_population(self, flat) -> dict:
+        """``{population: values}``: a flat array over all compartments split and shaped
+        per population."""
+        slices = self._slices()
+        return {name: flat[..., slices[name]].reshape(flat.shape[:-1] + tuple(shape))
+                for name, shape in zip(self.names, self.shapes)}
+
     def membrane_area_for(self, target):
         """Membrane area (µm²) of every compartment, flat, as a current density aimed at
         ``target`` is scaled by: each targeted population's own (its segments', its

@@ -20,7 +20,7 @@ from . import fixed_step
 from .fixed_step import steps_per_save
 from .staggered import StaggeredEuler
 from .summary import SpikeDetector, SpikeSummary
-from .system import System, vector_field
+from .system import System, stimulus_observables, vector_field
 from .trace import Trace, report_overflow
 
 
@@ -62,6 +62,7 @@ def simulate(
 
     ``dt``: step in ms (the initial step for adaptive controllers). ``stimuli``:
     injected currents. ``record``: names to store (``model.observables()`` lists them;
+    with a voltage clamp also ``"i_clamp"``, its current alone in nA;
     default ``("v",)``), every ``save_every`` ms (default every ``dt``): at ``t0 +
     k·save_every`` up to ``t1``, which is the last sample when ``t1 - t0`` is a whole
     multiple of ``save_every`` (otherwise the last sample falls before ``t1``; the run
@@ -146,7 +147,7 @@ def simulate(
         if own_spikes():
             raise ValueError(f"summary: {type(model).__name__} records its own spikes already; leave summary=None")
         model = SpikeDetector(model, threshold=summary.threshold, capacity=summary.capacity)
-    known = model.observables()
+    known = tuple(model.observables()) + stimulus_observables(model, stimuli)
     unknown = [r for r in record if r not in known]
     if unknown:
         raise ValueError(f"record: unknown name(s) {unknown}; this model records {known}")

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 
 from ..model import AbstractModel
 from ..state import State
+from ..stimuli.clamp import AbstractVoltageClamp
 
 
 class System(eqx.Module):
@@ -35,7 +36,36 @@ class System(eqx.Module):
 
     def observe(self, names, t, state: State) -> dict:
         i_inj = self.injected(t, state.v)
-        return {name: self.model.observe(name, t, state, i_inj) for name in names}
+        out = {}
+        for name in names:
+            if name == CLAMP_CURRENT and name not in self.model.observables():
+                out[name] = self.clamp_current(t, state.v)
+            else:
+                out[name] = self.model.observe(name, t, state, i_inj)
+        return out
+
+    def clamp_current(self, t, v):
+        """The voltage clamps' current (nA) into each compartment at time ``t`` (ms),
+        the compartments at ``v`` (mV): ``record=("i_clamp",)``. Split by population
+        for a Network."""
+        total = jnp.zeros(self.model.shape, dtype=jnp.result_type(float))
+        for stim in self.stimuli:
+            if isinstance(stim, AbstractVoltageClamp):
+                total = total + stim.inject(t, self.model, v)
+        per_population = getattr(self.model, "per_population", None)
+        return total if per_population is None else per_population(total)
+
+
+#: The record name of the voltage clamps' current (nA), offered when a clamp is given.
+CLAMP_CURRENT = "i_clamp"
+
+
+def stimulus_observables(model, stimuli) -> tuple[str, ...]:
+    """Record names the ``stimuli`` add to ``model``'s own: ``"i_clamp"`` with a voltage
+    clamp (its current alone, where ``i_inj`` sums every injected current)."""
+    if any(isinstance(s, AbstractVoltageClamp) for s in stimuli) and CLAMP_CURRENT not in model.observables():
+        return (CLAMP_CURRENT,)
+    return ()
 
 
 def vector_field(t, y, system: System):

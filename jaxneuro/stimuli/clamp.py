@@ -96,9 +96,10 @@ class VoltageClamp(AbstractVoltageClamp):
     constant step, ``diffrax.Tsit5()``, are not: they need ``dt`` below about
     ``rs·C``, else the voltages blow up to NaN; give them a step-size controller); the voltage then reaches
     ``(g·E + vc/rs) / (g + 1/rs)``, ``rs`` in series with the membrane's conductance
-    ``g``. Record the clamp's current with ``record=("i_inj",)`` (every injected
-    current in nA, the clamp's included; at a switch of ``vc`` the recorded sample
-    takes the new level, where NEURON's takes the one of the step before). Levels and
+    ``g``. Record the clamp's current with ``record=("i_clamp",)`` (nA, the clamps'
+    current alone; ``i_inj`` sums every injected current; at a switch of ``vc`` the
+    recorded sample takes the new level, where NEURON's takes the one of the step
+    before). Levels and
     ``rs`` are differentiable: fit channel densities to recorded clamp currents.
 
     ``target``: as for other stimuli (``None`` for a single compartment or every
@@ -142,7 +143,7 @@ class DataVoltageClamp(AbstractVoltageClamp):
     ``(T, ...)`` for one each (``(T, n)`` for each neuron of a population). The
     samples and ``rs`` are differentiable. Treated implicitly by the default solver,
     read at each step's midpoint, targets and recording as :class:`VoltageClamp`: the
-    recorded ``i_inj`` is ``(vc - v)/rs`` with the command at the sample's own time,
+    recorded ``i_clamp`` is ``(vc - v)/rs`` with the command at the sample's own time,
     where NEURON's ``SEClamp.i`` takes the command of the step's midpoint, half a step
     earlier (voltages agree to rounding: tests/test_voltage_clamp.py)."""
 
