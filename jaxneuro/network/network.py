@@ -13,7 +13,7 @@ import numpy as np
 
 from ..coupling.base import AbstractCoupling
 from ..solve.trace import report_overflow
-from ..stimuli import Location
+from ..stimuli.targets import population_target
 from ..coupling.gap import AbstractGapJunction
 from ..coupling.synapse import AbstractSynapse
 from ..model import AbstractModel
@@ -301,17 +301,13 @@ class Network(AbstractModel):
         if target is None:
             parts = [jnp.reshape(self.populations[n].place_current(None, i), (-1,)) for n in self.names]
             return jnp.concatenate(parts)
-        if isinstance(target, str):
-            name, idx = target, None
-        elif isinstance(target, Location) and isinstance(target.section, str):
-            name, idx = target.section, Location(None, target.x)  # ("a", x): x on population a's cable
-        elif isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
-            name, idx = target
-        else:
+        named = population_target(target)
+        if named is None:
             raise ValueError(
                 f"stimulus target={target!r}: in a Network a stimulus targets a population by name "
                 f"(target='a') or some of its compartments (target=('a', indices)); populations: {self.names}"
             )
+        name, idx = named
         if name not in slices:
             raise ValueError(f"stimulus target={target!r}: no population {name!r}; this network has {self.names}")
         try:
@@ -333,16 +329,8 @@ class Network(AbstractModel):
         ``target`` is scaled by: each targeted population's own (its segments', its
         neurons'), 1 elsewhere (those compartments get no current). A population
         without an area (a point neuron built without ``area``) is named if targeted."""
-        if target is None:
-            targeted = set(self.names)
-        elif isinstance(target, str):
-            targeted = {target}
-        elif isinstance(target, Location) and isinstance(target.section, str):
-            targeted = {target.section}
-        elif isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
-            targeted = {target[0]}
-        else:
-            targeted = set()
+        named = population_target(target)
+        targeted = set(self.names) if target is None else {named[0]} if named else set()
         parts = []
         for name, shape in zip(self.names, self.shapes):
             pop = self.populations[name]

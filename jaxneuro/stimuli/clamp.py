@@ -7,11 +7,10 @@ from __future__ import annotations
 import abc
 
 import jax.numpy as jnp
-import numpy as np
 
 from .. import units
 from .base import AbstractStimulus
-from .currents import interpolate_samples
+from .currents import check_samples, interpolate_samples
 from .targets import Location, location_x, placements
 
 __all__ = ["AbstractVoltageClamp", "VoltageClamp", "DataVoltageClamp"]
@@ -154,11 +153,7 @@ class DataVoltageClamp(AbstractVoltageClamp):
 
     def __post_init__(self):
         super().__post_init__()
-        if np.ndim(self.values) < 1 or np.shape(self.values)[0] < 2:
-            raise ValueError(
-                f"DataVoltageClamp.values expects an array of at least 2 samples along its first "
-                f"axis (mV; shape (T,) or (T, ...)), got shape {np.shape(self.values)}"
-            )
+        check_samples(self, "mV")
 
     def command(self, t):
         return interpolate_samples(self.values, self.t0, self.dt, t)

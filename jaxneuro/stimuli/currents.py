@@ -11,7 +11,7 @@ import numpy as np
 from .. import units
 from .base import AbstractStimulus
 
-__all__ = ["StepCurrent", "Ramp", "Sine", "DataCurrent", "interpolate_samples"]
+__all__ = ["StepCurrent", "Ramp", "Sine", "DataCurrent", "check_samples", "interpolate_samples"]
 
 
 def _within(t, delay, dur, value):
@@ -99,11 +99,7 @@ class DataCurrent(AbstractStimulus):
 
     def __post_init__(self):
         super().__post_init__()
-        if np.ndim(self.values) < 1 or np.shape(self.values)[0] < 2:
-            raise ValueError(
-                f"DataCurrent.values expects an array of at least 2 samples along its first axis "
-                f"(nA; shape (T,) or (T, ...)), got shape {np.shape(self.values)}"
-            )
+        check_samples(self, "nA")
 
     @property
     def splittable(self) -> bool:
@@ -117,6 +113,16 @@ class DataCurrent(AbstractStimulus):
 
     def breakpoints(self):
         return (self.t0, self.t0 + self.dt * (self.values.shape[0] - 1))
+
+
+def check_samples(stimulus, unit: str) -> None:
+    """ValueError unless ``stimulus.values`` holds at least 2 samples along its first
+    axis (in ``unit``)."""
+    if np.ndim(stimulus.values) < 1 or np.shape(stimulus.values)[0] < 2:
+        raise ValueError(
+            f"{type(stimulus).__name__}.values expects an array of at least 2 samples along its first "
+            f"axis ({unit}; shape (T,) or (T, ...)), got shape {np.shape(stimulus.values)}"
+        )
 
 
 def interpolate_samples(values, t0, dt, t):

@@ -15,7 +15,7 @@ import numpy as np
 from .. import units
 from .base import area_for
 from .currents import DataCurrent, _Windowed, _within
-from .targets import IndexPair, Location
+from .targets import IndexPair, Location, population_target
 
 __all__ = ["NoiseCurrent", "ou_current", "target_shape"]
 
@@ -225,14 +225,10 @@ def target_shape(model, target) -> tuple[int, ...]:
     if target is None:
         return tuple(model.shape)
     if isinstance(model, Network):
-        if isinstance(target, str):
-            name, sub = target, None
-        elif isinstance(target, Location) and isinstance(target.section, str):
-            name, sub = target.section, Location(None, target.x)  # ("a", x): x on a's cable
-        elif isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
-            name, sub = target
-        else:
+        named = population_target(target)
+        if named is None:
             return ()
+        name, sub = named
         if name not in model.populations:
             raise ValueError(f"stimulus target={target!r}: no population {name!r}; this network has {model.names}")
         return target_shape(model.populations[name], sub)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["Location", "IndexPair", "normalise_target", "placements", "location_x"]
+__all__ = ["Location", "IndexPair", "normalise_target", "population_target", "placements", "location_x"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +74,19 @@ def normalise_target(target):
     )
 
 
+def population_target(target):
+    """``(name, sub_target)`` of a (normalised) Network target: ``"a"`` (the whole
+    population, ``sub_target`` None), ``("a", x)`` (``x`` on population a's cable, kept
+    as a :class:`Location`) or ``("a", sub)``; None for any other target."""
+    if isinstance(target, str):
+        return target, None
+    if isinstance(target, Location) and isinstance(target.section, str):
+        return target.section, Location(None, target.x)
+    if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
+        return target[0], target[1]
+    return None
+
+
 def placements(model, target) -> list:
     """``[(where, member, sub_target)]``: the models a (normalised) ``target`` reaches
     and the target within each. A Network's populations by name (``None``: every
@@ -84,16 +97,10 @@ def placements(model, target) -> list:
         return [("", model, target)]
     if target is None:
         return [(f"population {name!r}: ", pop, None) for name, pop in populations.items()]
-    if isinstance(target, str):
-        name, sub = target, None
-    elif isinstance(target, Location) and isinstance(target.section, str):
-        name, sub = target.section, Location(None, target.x)  # ("a", x): x on a's cable
-    elif isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
-        name, sub = target
-    else:
+    named = population_target(target)
+    if named is None or named[0] not in populations:
         return []
-    if name not in populations:
-        return []
+    name, sub = named
     return [(f"population {name!r}: ", populations[name], sub)]
 
 
