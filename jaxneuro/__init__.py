@@ -23,7 +23,7 @@ from .coupling import (  # noqa: E402
 )
 from .model import AbstractModel  # noqa: E402
 from .morphology import Cable, Cell, Compartment  # noqa: E402
-from .network import Network  # noqa: E402
+from .network import Network, SpikeTrains, poisson_spikes  # noqa: E402
 from .neurons import LIF, AbstractSpikingNeuron, AdEx, Izhikevich, surrogate  # noqa: E402
 from .solve import StaggeredEuler, System, Trace, simulate  # noqa: E402
 from .solve.summary import SpikeSummary  # noqa: E402
@@ -45,6 +45,6 @@ __all__ = [
     "AbstractModel", "Cable", "Cell", "Compartment", "State", "LIF", "AbstractSpikingNeuron", "AdEx", "Izhikevich",
     "simulate", "StaggeredEuler", "System", "Trace", "SpikeSummary", "sweep",
     "AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "VoltageClamp", "DataVoltageClamp", "NoiseCurrent", "ou_current",
-    "conn", "Network", "SymmetricGapJunction", "AsymmetricGapJunction",
+    "conn", "Network", "SpikeTrains", "poisson_spikes", "SymmetricGapJunction", "AsymmetricGapJunction",
     "SymmetryGapJunction", "AsymmetryGapJunction", "ExpSynapse", "AlphaSynapse",
 ]

@@ -2,5 +2,6 @@
 
 from .implicit import GapCoupling
 from .network import Network
+from .sources import SpikeTrains, poisson_spikes
 
-__all__ = ["Network", "GapCoupling"]
+__all__ = ["Network", "GapCoupling", "SpikeTrains", "poisson_spikes"]

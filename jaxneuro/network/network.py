@@ -122,6 +122,14 @@ class Network(AbstractModel):
             seen.add(label)
             if c.name is None:
                 c = dataclasses.replace(c, name=label)
+            if isinstance(c, AbstractGapJunction):
+                for side in (c.pre[0], c.post[0]):
+                    if getattr(self.populations.get(side), "is_source", False):
+                        raise ValueError(
+                            f"{type(c).__name__} {label!r}: population {side!r} is a spike source "
+                            f"({type(self.populations[side]).__name__}), which has no membrane to couple; "
+                            "connect it with a synapse"
+                        )
             if isinstance(c, AbstractSynapse):
                 pop = self.populations[c.pre[0]] if c.pre[0] in where else None
                 if pop is not None and "spikes" not in pop.init_state(pop.default_v0).events:
@@ -212,7 +220,9 @@ class Network(AbstractModel):
     def default_solver(self):
         if self._connected_gap_junctions() or self._internal_couplings():
             return StaggeredEuler(voltage_update="backward_euler")
-        solvers = [self.populations[n].default_solver() for n in self.names]
+        # Spike sources have no membrane: the populations that have one choose.
+        solvers = [self.populations[n].default_solver() for n in self.names
+                   if not getattr(self.populations[n], "is_source", False)] or [StaggeredEuler()]
         if all(s == solvers[0] for s in solvers):
             return solvers[0]
         return StaggeredEuler()

@@ -1,0 +1,150 @@
+"""Spike sources: populations that emit given spike trains, to drive synapses in a
+Network (NEURON's ``VecStim``/``NetStim``, Brian's ``SpikeGeneratorGroup`` and
+``PoissonGroup``, BrainPy's ``SpikeTimeGroup`` and ``PoissonGroup``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import units
+from ..model import AbstractModel
+from ..state import State
+
+__all__ = ["SpikeTrains", "poisson_spikes"]
+
+
+class SpikeTrains(AbstractModel):
+    """A population of ``n`` spike sources firing at given times: ``spikes`` (ms), shape
+    ``(n, capacity)``, each row one source's times in increasing order, padded with
+    ``inf`` (the layout of a spiking neuron's ``trace.spikes``; a list of lists of times
+    is padded for you). In a :class:`~jaxneuro.Network`, synapses from it deliver each
+    spike after their ``delay``, as from any spiking population; its trace's
+    ``spikes`` are the given times and ``spike_count`` the number up to each save.
+
+    A source has no membrane: its ``v`` stays at ``v0`` (record it or not), stimuli
+    and synapses onto it do nothing, and it leaves the network's solver to the
+    populations that have one. Spike times are static inputs: synapses take no gradient
+    through them. See :func:`poisson_spikes` for Poisson trains."""
+
+    spikes: object = units.param(units.ms, allow_inf=True)
+
+    #: No membrane: a Network chooses its solver from its other populations.
+    is_source: ClassVar[bool] = True
+
+    def __post_init__(self):
+        spikes = self.spikes
+        if isinstance(spikes, Sequence) and not isinstance(spikes, str) and spikes and all(
+                isinstance(row, (Sequence, np.ndarray)) and not isinstance(row, str) for row in spikes):
+            width = max(1, max(len(row) for row in spikes))
+            padded = np.full((len(spikes), width), np.inf)
+            for k, row in enumerate(spikes):
+                padded[k, :len(row)] = np.asarray(row, dtype=float)
+            spikes = padded
+        self.spikes = spikes
+        super().__post_init__()  # converts quantities, refuses NaN
+        if np.ndim(self.spikes) != 2 or np.shape(self.spikes)[0] < 1 or np.shape(self.spikes)[1] < 1:
+            raise ValueError(
+                f"SpikeTrains.spikes expects shape (n, capacity) (ms, padded with inf) or a list of lists "
+                f"of times, got shape {np.shape(self.spikes)}"
+            )
+        if units.is_concrete(self.spikes):
+            times = np.asarray(self.spikes)
+            if np.any(times == -np.inf):
+                raise ValueError("SpikeTrains.spikes: -inf is no spike time; pad with +inf")
+            with np.errstate(invalid="ignore"):  # inf - inf between padding slots
+                falls = np.diff(times, axis=1) < 0
+            if np.any(falls):
+                row = int(np.nonzero(np.any(falls, axis=1))[0][0])
+                raise ValueError(
+                    f"SpikeTrains.spikes: the times of source {row} are not in increasing order "
+                    "(padding inf last)"
+                )
+
+    @property
+    def shape(self):
+        return (int(np.shape(self.spikes)[0]),)
+
+    @property
+    def default_v0(self):
+        return 0.0
+
+    @property
+    def capacitance(self):
+        """No membrane: an infinite capacitance, so that no current moves ``v``."""
+        return jnp.full(self.shape, jnp.inf, dtype=jnp.result_type(float))
+
+    def init_state(self, v0):
+        f = jnp.result_type(float)
+        v = jnp.broadcast_to(jnp.asarray(v0, dtype=f), self.shape)
+        spikes = jnp.asarray(self.spikes, dtype=f)
+        return State(v=v, gates={}, events={"spikes": spikes, "count": jnp.zeros(self.shape, dtype=f)})
+
+    def vector_field(self, t, state, i_inj):
+        del t, i_inj
+        return State(v=jnp.zeros_like(state.v), gates={},
+                     events=jax.tree.map(jnp.zeros_like, state.events))
+
+    def resolve_events(self, t0, t1, y0, y1, a, b):
+        """The spikes so far: each source's count of times up to ``t1``; ``v`` held."""
+        del t0, a, b
+        count = jnp.sum(y0.events["spikes"] <= t1, axis=-1).astype(y0.events["count"].dtype)
+        return State(v=y0.v, gates=y1.gates, events={**y0.events, "count": count})
+
+    def observables(self):
+        return ("v",)
+
+    def observe(self, name, t, state, i_inj):
+        del t, i_inj
+        if name != "v":
+            raise ValueError(f"SpikeTrains records only 'v' (held at v0) and its spikes, not {name!r}")
+        return state.v
+
+
+def poisson_spikes(rate, t1, *, n=None, t0=0.0, seed=0, capacity=None) -> SpikeTrains:
+    """Poisson spike trains from ``t0`` to ``t1`` (ms) at ``rate`` Hz, as a
+    :class:`SpikeTrains` population: ``n`` independent sources (default: one per element
+    of ``rate``, which may give each its own rate).
+
+    Intervals are exponential with mean ``1000/rate`` ms, drawn from ``seed`` (an integer
+    or a JAX PRNG key). ``capacity``: slots per source (default: the mean count plus 8
+    standard deviations, at least 8); a train that would need more is a ValueError
+    naming the setting (no spike is silently dropped)."""
+    from ..stimuli.noise import _key_data
+
+    t0_ = float(units.to_static(t0, "t0", units.ms))
+    t1_ = float(units.to_static(t1, "t1", units.ms))
+    if not (math.isfinite(t0_) and math.isfinite(t1_) and t1_ > t0_):
+        raise ValueError(f"poisson_spikes: t1 must be a finite time after t0 (ms), got t0={t0_}, t1={t1_}")
+    rate = units.to_base(rate, "poisson_spikes.rate", units.Hz)
+    units.check_value(rate, "poisson_spikes.rate", "nonnegative", units.Hz)
+    if n is None:
+        n = int(np.prod(np.shape(rate))) if np.ndim(rate) else 1
+    n = units.positive_int(n, "poisson_spikes.n")
+    if np.ndim(rate) > 1 or (np.ndim(rate) == 1 and np.shape(rate)[0] != n):
+        raise ValueError(f"poisson_spikes: rate expects a scalar or one rate per source ({n}), got shape {np.shape(rate)}")
+    rate = jnp.broadcast_to(rate, (n,))
+    if capacity is None:
+        if not units.is_concrete(rate):
+            raise ValueError("poisson_spikes: give capacity= when rate is traced (under jit or grad)")
+        mean = float(np.max(np.asarray(rate))) * (t1_ - t0_) / 1000.0
+        capacity = max(8, int(math.ceil(mean + 8.0 * math.sqrt(mean) + 1)))
+    capacity = units.positive_int(capacity, "poisson_spikes.capacity")
+    data, impl = _key_data(seed, None, "poisson_spikes: seed")
+    key = jax.random.wrap_key_data(data, impl=impl)
+    f = jnp.result_type(float)
+    # One interval more than the slots: if that one still ends before t1, a spike was lost.
+    intervals = jax.random.exponential(key, (n, capacity + 1), f) * (1000.0 / jnp.where(rate > 0, rate, 1.0))[:, None]
+    times = t0_ + jnp.cumsum(intervals, axis=-1)
+    times = jnp.where((rate > 0)[:, None], times, jnp.inf)
+    if units.is_concrete(times) and bool(jnp.any(times[:, -1] <= t1_)):
+        raise ValueError(
+            f"poisson_spikes: a train needs more than capacity={capacity} slots by t1={t1_} ms; raise capacity"
+        )
+    times = jnp.where(times[:, :-1] <= t1_, times[:, :-1], jnp.inf)
+    return SpikeTrains(times)

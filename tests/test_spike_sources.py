@@ -1,0 +1,118 @@
+"""Spike sources (jn.SpikeTrains, jn.poisson_spikes) driving synapses in a Network:
+against NEURON's NetStim, the analytic conductance, Poisson statistics and bad input."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+
+import jaxneuro as jn
+
+
+def passive(n=1):
+    return jn.Compartment(area=1000, channels=[jn.channels.Leak(g=1e-4, e=-70.0)], n=n)
+
+
+def test_regular_train_matches_neuron_netstim_into_expsyn(neuron_h):
+    """A source firing at 2, 5, 8, 11 ms through an ExpSynapse (delivery="neuron") onto
+    seed 001's soma: NEURON's NetStim (start 2, interval 3, number 4) with a NetCon into
+    an ExpSyn gives the same voltages to rounding."""
+    h = neuron_h
+    g_max, tau, e_syn, delay = 0.01, 3.0, 0.0, 1.3
+    soma = h.Section(name="netstim_soma")
+    soma.L, soma.diam, soma.cm = 100, 500, 1
+    soma.insert("pas")
+    soma(0.5).pas.g, soma(0.5).pas.e = 1e-4, -70.0
+    syn = h.ExpSyn(soma(0.5))
+    syn.tau, syn.e = tau, e_syn
+    stim = h.NetStim()
+    stim.start, stim.interval, stim.number, stim.noise = 2, 3, 4, 0
+    nc = h.NetCon(stim, syn)
+    nc.delay, nc.weight[0] = delay, g_max
+    v_rec, t_rec = h.Vector().record(soma(0.5)._ref_v), h.Vector().record(h._ref_t)
+    h.dt = 0.025
+    h.finitialize(-70.0)
+    h.continuerun(25.0)
+    v_n = np.asarray(v_rec)
+
+    post = jn.Compartment(length=100, diam=500, channels=[jn.channels.Leak(g=1e-4, e=-70.0)], n=1)
+    net = jn.Network({"input": jn.SpikeTrains([[2.0, 5.0, 8.0, 11.0]]), "post": post},
+                     [jn.ExpSynapse("input", "post", jn.conn.one_to_one, g_max, tau, e_syn, delay,
+                                    delivery="neuron")])
+    trace = jn.simulate(net, 25.0, v0=-70.0)
+    v = np.asarray(trace["post"].v[:, 0])
+    assert v.shape == v_n.shape and np.ptp(v_n) > 1.0  # real PSPs
+    assert np.max(np.abs(v - v_n)) < 1e-9
+    np.testing.assert_array_equal(trace["input"].spikes, [[2.0, 5.0, 8.0, 11.0]])
+    assert float(trace["input"].spike_count[0]) == 4
+
+
+def test_conductance_is_the_sum_of_kernels_and_sources_leave_the_solver_alone():
+    """With exact delivery the recorded conductance is sum_k g_max·exp(-(t - t_k - d)/tau)
+    at every step; a LIF population beside a source keeps its own (exponential) solver,
+    so its spikes are those it fires alone; v of the source stays at v0."""
+    times = [[1.0, 1.7, 6.0], [3.3]]
+    g_max, tau, delay = 0.01, 2.0, 0.5
+    net = jn.Network({"src": jn.SpikeTrains(times), "post": passive(2)},
+                     [jn.ExpSynapse("src", "post", jn.conn.one_to_one, g_max, tau, 0.0, delay, name="s")])
+    trace = jn.simulate(net, 10.0, v0=-70.0, record=("v", "g"), stimuli=[jn.StepCurrent(5.0, target="src")])
+    t = np.asarray(trace.t)
+    g = np.asarray(trace["s"].g)
+    for k, row in enumerate(times):
+        expected = sum(g_max * np.exp(-(t - s - delay) / tau) * (t >= s + delay) for s in row)
+        np.testing.assert_allclose(g[:, k], expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(trace["src"].v, -70.0)  # no membrane: v0, the 5 nA step moves nothing
+
+    lif = jn.LIF(n=2, spike_capacity=16)
+    drive = [jn.StepCurrent(3.0, target="lif")]
+    with_source = jn.Network({"lif": lif, "src": jn.SpikeTrains(times)})
+    assert with_source.default_solver() == lif.default_solver()
+    alone = jn.simulate(jn.Network({"lif": lif}), 50.0, stimuli=drive)
+    together = jn.simulate(with_source, 50.0, stimuli=drive)
+    # (backward Euler, which a mixed solver choice gave, is 0.05 ms off here)
+    np.testing.assert_allclose(together["lif"].spikes, alone["lif"].spikes, rtol=0, atol=1e-9)
+
+
+def test_poisson_trains_have_poisson_statistics():
+    rate, t1, n = 20.0, 2000.0, 1000
+    src = jn.poisson_spikes(rate, t1, n=n, seed=3)
+    s = np.asarray(src.spikes)
+    counts = np.isfinite(s).sum(axis=1)
+    expected = rate * t1 / 1000
+    assert abs(counts.mean() - expected) < 5 * math.sqrt(expected / n)
+    assert counts.var() == pytest.approx(expected, rel=0.15)  # Poisson: variance = mean
+    with np.errstate(invalid="ignore"):  # inf - inf in the padding
+        isi = np.diff(s, axis=1)
+    isi = isi[np.isfinite(isi)]
+    assert np.std(isi) / np.mean(isi) == pytest.approx(1.0, abs=0.03)  # exponential intervals
+    assert np.nanmax(np.where(np.isfinite(s), s, np.nan)) <= t1 and np.nanmin(s) >= 0
+    # Reproducible; per-source rates; rate 0 never fires; keys for vmap.
+    np.testing.assert_array_equal(jn.poisson_spikes(rate, t1, n=n, seed=3).spikes, s)
+    per_source = np.asarray(jn.poisson_spikes(np.array([0.0, 5.0, 50.0]), 1000.0, seed=1).spikes)
+    c = np.isfinite(per_source).sum(axis=1)
+    assert c[0] == 0 and c[1] < c[2]
+    batch = jax.vmap(lambda k: jn.poisson_spikes(rate, 100.0, n=2, seed=k, capacity=20).spikes)(
+        jax.random.split(jax.random.key(0), 3))
+    assert batch.shape == (3, 2, 20) and not np.array_equal(batch[0], batch[1])
+    # t0 shifts the trains.
+    later = np.asarray(jn.poisson_spikes(rate, t1 + 500.0, n=n, seed=3, t0=500.0).spikes)
+    np.testing.assert_allclose(later[np.isfinite(later)], s[np.isfinite(s)] + 500.0, rtol=1e-12)
+
+
+def test_bad_spike_sources_are_refused_with_the_parameter_named():
+    with pytest.raises(ValueError, match="source 0 are not in increasing order"):
+        jn.SpikeTrains([[3.0, 1.0]])
+    with pytest.raises(ValueError, match="expects shape \\(n, capacity\\)"):
+        jn.SpikeTrains(np.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match="must not be NaN"):
+        jn.SpikeTrains([[1.0, np.nan]])
+    with pytest.raises(ValueError, match="more than capacity=4 slots"):
+        jn.poisson_spikes(100.0, 1000.0, n=2, capacity=4)
+    with pytest.raises(ValueError, match="'poisson_spikes.rate' must be >= 0"):
+        jn.poisson_spikes(-1.0, 100.0)
+    with pytest.raises(ValueError, match="one rate per source"):
+        jn.poisson_spikes(np.ones(3), 100.0, n=2)
+    with pytest.raises(ValueError, match="spike source.*no membrane"):
+        jn.Network({"src": jn.SpikeTrains([[1.0]]), "p": passive()},
+                   [jn.SymmetricGapJunction("src", "p", jn.conn.one_to_one, 0.01)])
