@@ -381,3 +381,17 @@ def test_ou_current_densities_and_bad_input():
         jn.ou_current(0.0, 1.0, 1.0, 10.0, seed=1.5)
     with pytest.raises(ValueError, match="ou_current.tau"):
         jn.ou_current(0.0, 1.0, 1.0 * u.mV, 10.0)
+
+
+def test_recorded_samples_on_interval_edges_are_the_intervals_they_start():
+    """With interval == dt the recorded times lie on interval edges: each records the
+    sample of the interval it starts (the one the next step gets), never by rounding
+    the one before (22 of 400 samples repeated their predecessor)."""
+    model = jn.Compartment(area=1000, channels=[jn.channels.Leak(g=1e-3)], n=3)
+    stim = jn.NoiseCurrent(std=0.05, seed=1)
+    trace = jn.simulate(model, 10.0, dt=DT, stimuli=[stim], record=("i_inj",))
+    i = np.asarray(trace.i_inj)
+    assert not np.any(np.all(i[1:] == i[:-1], axis=1))
+    k = np.arange(i.shape[0])
+    expected = np.stack([np.asarray(stim.sample((kk + 0.5) * DT, (3,))) for kk in k])
+    np.testing.assert_allclose(i, expected, rtol=1e-12, atol=0)

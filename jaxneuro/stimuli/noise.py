@@ -22,6 +22,8 @@ __all__ = ["NoiseCurrent", "ou_current", "target_shape"]
 # The largest interval number drawn: exactly representable in float32 and below 2**32
 # (fold_in's range). Past it (about 30 h of 0.025 ms intervals) the last sample is held.
 _LAST_INTERVAL = float(2**32 - 2**8)
+# A time within this fraction of an interval before its start is taken to be at it.
+_EDGE = 1e-6
 
 
 class NoiseCurrent(_Windowed):
@@ -73,8 +75,9 @@ class NoiseCurrent(_Windowed):
     so with ``interval == dt`` (and ``delay`` on the step grid) every step gets a new
     sample, as ``InGauss`` does; with ``interval = m·dt`` each sample is held for ``m``
     steps. A recorded ``i_inj`` is read at the sample times themselves, which for
-    ``interval == dt`` lie on interval boundaries, so the value there may belong to
-    either neighbouring interval, by rounding of ``t``. Solvers whose stages sit at
+    ``interval == dt`` lie on interval boundaries: a time within 10⁻⁶ of an interval
+    before an interval's start counts as that interval's (in float32, where ``t`` is
+    coarser, the value there may belong to either neighbour). Solvers whose stages sit at
     the ends of a step (``diffrax.Heun``, ``diffrax.Tsit5``...) meet the same boundary
     inside each step: prefer the default solver. ``simulate`` refuses adaptive step
     sizes (a controller would step over samples or redraw them as it retries steps),
@@ -94,7 +97,8 @@ class NoiseCurrent(_Windowed):
 
     Gradients: for a fixed seed they are pathwise, exact for the trial. Where a result
     changes by spikes appearing and disappearing (a noise-driven firing rate), the
-    pathwise gradient misses that and can point the wrong way; use a surrogate
+    pathwise gradient misses that: it is near 0, of either sign (the frozen noise pins
+    each spike to the fluctuation that caused it); use a surrogate
     (``surrogate=jn.surrogate.Sigmoid()`` on the neuron) with
     ``jn.losses.firing_rate(..., method="count")``, and several seeds.
 
@@ -165,7 +169,9 @@ class NoiseCurrent(_Windowed):
         shape = self._fitted_shape(shape)
         dtype = jnp.result_type(self.mean, self.std, float)
         t = jnp.asarray(t)
-        k = jnp.clip(jnp.floor((t - self.delay) / self.interval), 0.0, _LAST_INTERVAL)
+        # A time on an interval's edge (a recorded sample) belongs to the interval it
+        # starts, not by rounding to either: the solver's midpoints lie far from edges.
+        k = jnp.clip(jnp.floor((t - self.delay) / self.interval + _EDGE), 0.0, _LAST_INTERVAL)
         z = jax.random.normal(jax.random.fold_in(self.key, k.astype(jnp.uint32)), shape, dtype)
         return _within(t, self.delay, self.dur, self.mean + self.std * z)
 
