@@ -26,7 +26,7 @@ from .morphology import Cable, Cell, Compartment  # noqa: E402
 from .network import Network, SpikeTrains, poisson_spikes  # noqa: E402
 from .neurons import LIF, AbstractSpikingNeuron, AdEx, Izhikevich, surrogate  # noqa: E402
 from .solve import StaggeredEuler, System, Trace, simulate  # noqa: E402
-from .solve.summary import SpikeSummary  # noqa: E402
+from .solve.summary import SpikeDetector, SpikeSummary  # noqa: E402
 from .state import State  # noqa: E402
 from .stimuli import AbstractStimulus, DataCurrent, Ramp, Sine, StepCurrent  # noqa: E402
 from .stimuli import DataVoltageClamp, VoltageClamp  # noqa: E402
@@ -43,7 +43,7 @@ __all__ = [
     "steady_state", "input_resistance", "membrane_time_constant",
     "spike_times", "isi", "spike_count", "firing_rate", "fi_curve",
     "AbstractModel", "Cable", "Cell", "Compartment", "State", "LIF", "AbstractSpikingNeuron", "AdEx", "Izhikevich",
-    "simulate", "StaggeredEuler", "System", "Trace", "SpikeSummary", "sweep",
+    "simulate", "StaggeredEuler", "System", "Trace", "SpikeSummary", "SpikeDetector", "sweep",
     "AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "VoltageClamp", "DataVoltageClamp", "NoiseCurrent", "ou_current",
     "conn", "Network", "SpikeTrains", "poisson_spikes", "SymmetricGapJunction", "AsymmetricGapJunction",
     "SymmetryGapJunction", "AsymmetryGapJunction", "ExpSynapse", "AlphaSynapse",

@@ -269,3 +269,33 @@ def test_recurrent_one_to_one_synapse_is_an_autapse():
     np.testing.assert_array_equal(auto, spikes([jn.ExpSynapse("a", "a", jn.conn.explicit([0, 1], [0, 1]), 0.05, 2.0, 0.0, 1.0)]))
     alone = spikes([])
     assert np.all(np.isfinite(auto)) and auto[2] < alone[2] - 1.0  # its own EPSPs speed it up
+
+
+def test_synapse_from_an_hh_cell_through_a_spike_detector():
+    """An HH cell watched by jn.SpikeDetector (NEURON's NetCon on a voltage) drives an
+    ExpSynapse from a location on its dendrite: the detector's times are the
+    interpolated threshold crossings of the recorded voltage there, and the synapse's
+    conductance is the kernel at those times plus the delay."""
+    hh = [jn.channels.HH()]
+    soma = jn.Cable(length=20, diam=20, nseg=1, channels=hh, name="soma")
+    dend = jn.Cable(length=200, diam=2, nseg=5, channels=hh, name="dend")
+    cell = jn.Cell([soma, dend], parents=[None, ("soma", 1.0)])
+    with pytest.raises(ValueError, match=r"jn.SpikeDetector\(Cell\(...\), threshold=0.0\)"):
+        jn.Network({"cell": cell, "post": passive(1)},
+                   [jn.ExpSynapse(("cell", [("dend", 0.9)]), "post", jn.conn.all_to_all(), 0.01, 2.0, 0.0, 1.0)])
+    g_max, tau, delay = 0.01, 2.0, 1.0
+    net = jn.Network({"cell": jn.SpikeDetector(cell, threshold=0.0, capacity=8), "post": passive(1)},
+                     [jn.ExpSynapse(("cell", [("dend", 0.9)]), "post", jn.conn.all_to_all(), g_max, tau, 0.0, delay,
+                                    name="s")])
+    trace = jn.simulate(net, 30.0, stimuli=[jn.StepCurrent(0.3, 2.0, 20.0, target=("cell", ("soma", 0.5)))],
+                        record=("v", "g"), v0=-65.0)
+    k = cell.index("dend", 0.9)
+    v, t = np.asarray(trace["cell"].v[:, k]), np.asarray(trace.t)
+    up = np.nonzero((v[:-1] < 0) & (v[1:] >= 0))[0]
+    crossings = t[up] + (0 - v[up]) / (v[up + 1] - v[up]) * (t[up + 1] - t[up])
+    detected = np.asarray(trace["cell"].spikes[k])
+    assert len(crossings) >= 2
+    np.testing.assert_allclose(detected[:len(crossings)], crossings, rtol=0, atol=1e-9)
+    assert np.all(np.isinf(detected[len(crossings):]))
+    expected = sum(g_max * np.exp(-(t - s - delay) / tau) * (t >= s + delay) for s in crossings)
+    np.testing.assert_allclose(np.asarray(trace["s"].g[:, 0]), expected, rtol=0, atol=1e-12)

@@ -135,7 +135,9 @@ class Network(AbstractModel):
                 if pop is not None and "spikes" not in pop.init_state(pop.default_v0).events:
                     raise ValueError(
                         f"{type(c).__name__} {label!r}: pre population {c.pre[0]!r} does not spike "
-                        f"({type(pop).__name__}); chemical synapses need a spiking population such as jn.LIF"
+                        f"({type(pop).__name__}); chemical synapses need a spiking population such as jn.LIF, "
+                        f"or one watched for threshold crossings as NEURON's NetCon does: "
+                        f"jn.SpikeDetector({type(pop).__name__}(...), threshold=0.0)"
                     )
             bound.append(c.bind(locate))
         self.couplings = tuple(bound)

@@ -37,8 +37,15 @@ class SpikeSummary(eqx.Module):
 
 class SpikeDetector(AbstractModel):
     """``model`` with a spike detector: the same dynamics, plus event buffers
-    (``spikes``, ``count``) that the default solver updates after each step through
-    :meth:`resolve_events`. Built by ``simulate(..., summary=...)``."""
+    (``spikes``, ``count``, ms) of each compartment's upward crossings of ``threshold``
+    (mV), interpolated within the step, that the default solver updates after each step
+    through :meth:`resolve_events`. Built by ``simulate(..., summary=...)``.
+
+    In a :class:`~jaxneuro.Network` it makes any model a spiking population, so that
+    synapses can start from it, as NEURON's ``NetCon`` watches a voltage:
+    ``jn.SpikeDetector(hh_cell, threshold=0.0, capacity=64)``, with a synapse from
+    ``("cell", [("axon", 0.9)])`` reading the crossings there. The first ``capacity``
+    crossings per compartment are kept (and transmitted)."""
 
     model: AbstractModel
     threshold: object = units.param(units.mV, default=0.0)
@@ -49,6 +56,17 @@ class SpikeDetector(AbstractModel):
     #: cut a million-neuron run's time by 20 % on an H200. In XLA loops over a whole
     #: population nearly every step has one, so there the plain update stays.
     skip_quiet_steps: bool = eqx.field(default=False, static=True)
+
+    def __post_init__(self):
+        if not isinstance(self.model, AbstractModel):
+            raise ValueError(f"SpikeDetector.model expects a jaxneuro model, got {type(self.model).__name__}")
+        if self.model.init_state(self.model.default_v0).events:
+            raise ValueError(
+                f"SpikeDetector: {type(self.model).__name__} records its own spikes already; use it as it is"
+            )
+        if isinstance(self.capacity, bool) or not isinstance(self.capacity, int) or self.capacity < 1:
+            raise ValueError(f"SpikeDetector.capacity expects a positive integer, got {self.capacity!r}")
+        super().__post_init__()
 
     @property
     def shape(self):
@@ -63,6 +81,31 @@ class SpikeDetector(AbstractModel):
 
     def place_current(self, target, i):
         return self.model.place_current(target, i)
+
+    def precomputed(self):
+        inner = self.model.precomputed()
+        return self if inner is self.model else eqx.tree_at(lambda d: d.model, self, inner)
+
+    # The wrapped model's geometry, for stimuli, clamps and coupling locations.
+    @property
+    def membrane_area(self):
+        return self.model.membrane_area
+
+    @property
+    def capacitance(self):
+        return self.model.capacitance
+
+    @property
+    def n_segments(self):
+        return self.model.n_segments
+
+    def index(self, *location):
+        return self.model.index(*location)
+
+    def as_cell(self):
+        """The wrapped cable or cell as a :class:`~jaxneuro.Cell` (for locations)."""
+        inner = self.model
+        return inner.as_cell() if hasattr(inner, "as_cell") else inner
 
     def voltage_coupling(self):
         return self.model.voltage_coupling()
