@@ -269,3 +269,48 @@ def test_float32_long_runs_neither_drift_nor_stall(tmp_path):
     np.testing.assert_allclose(f32[21:24], f64[21:24], rtol=0, atol=2e-5)  # ~3 float32 spacings
     assert abs(f64[23] - (-70 + 5 * math.exp(-10))) < 1e-6
     assert f32[24] == pytest.approx(f64[24], rel=1e-5)
+
+
+def test_a_run_in_two_parts_equals_one_run():
+    """trace.final_state continues a run: HH, a LIF population (spike buffers carry on
+    filling) and a network with a synapse, in two parts, equal the run in one; with an
+    adaptive solver too; an init of another layout is refused."""
+    import diffrax
+
+    hh = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    stim = [jn.StepCurrent(0.2, 5.0, 30.0)]
+    whole = jn.simulate(hh, 40.0, stimuli=stim)
+    first = jn.simulate(hh, 20.0, stimuli=stim)
+    second = jn.simulate(hh, 40.0, t0=20.0, init=first.final_state, stimuli=stim)
+    np.testing.assert_allclose(second.v, whole.v[800:], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(whole.final_state.gates["m_hh"], second.final_state.gates["m_hh"], rtol=0, atol=1e-12)
+
+    lif = jn.LIF(n=3, spike_capacity=32)
+    drive = [jn.StepCurrent(jnp.array([2.0, 3.0, 4.0]))]
+    whole = jn.simulate(lif, 100.0, stimuli=drive)
+    first = jn.simulate(lif, 50.0, stimuli=drive)
+    second = jn.simulate(lif, 100.0, t0=50.0, init=first.final_state, stimuli=drive)
+    np.testing.assert_allclose(second.spikes, whole.spikes, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(second.spike_count, whole.spike_count)
+    assert float(first.spike_count[2]) < float(second.spike_count[2])
+
+    net = jn.Network({"pre": jn.LIF(n=1), "post": jn.Compartment(area=1000, channels=[jn.channels.Leak(g=1e-4)], n=1)},
+                     [jn.ExpSynapse("pre", "post", jn.conn.one_to_one, 0.01, 3.0, 0.0, 1.0)])
+    drive = [jn.StepCurrent(3.0, target="pre")]
+    whole = jn.simulate(net, 60.0, stimuli=drive)
+    first = jn.simulate(net, 30.0, stimuli=drive)
+    second = jn.simulate(net, 60.0, t0=30.0, init=first.final_state, stimuli=drive)
+    np.testing.assert_allclose(second["post"].v, whole["post"].v[1200:], rtol=0, atol=1e-9)
+
+    pid = dict(solver=diffrax.Tsit5(), stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8))
+    whole = jn.simulate(hh, 40.0, stimuli=stim, save_every=1.0, **pid)
+    first = jn.simulate(hh, 20.0, stimuli=stim, save_every=1.0, **pid)
+    second = jn.simulate(hh, 40.0, t0=20.0, init=first.final_state, stimuli=stim, save_every=1.0, **pid)
+    np.testing.assert_allclose(second.v, whole.v[20:], rtol=0, atol=1e-4)
+
+    with pytest.raises(ValueError, match="give v0 or init"):
+        jn.simulate(hh, 1.0, v0=-65.0, init=first.final_state)
+    with pytest.raises(ValueError, match="state layout"):
+        jn.simulate(lif, 1.0, init=first.final_state)
+    with pytest.raises(ValueError, match=r"shape \(3,\) where the model has \(2,\)"):
+        jn.simulate(jn.LIF(n=2, spike_capacity=32), 1.0, init=jn.simulate(lif, 1.0).final_state)

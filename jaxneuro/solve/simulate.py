@@ -22,6 +22,7 @@ from .staggered import StaggeredEuler
 from .summary import SpikeDetector, SpikeSummary
 from .system import System, stimulus_observables, vector_field
 from .trace import Trace, report_overflow
+from ..state import State
 
 
 def _time(value, name) -> float:
@@ -51,6 +52,7 @@ def simulate(
     solver: diffrax.AbstractSolver | None = None,
     v0=None,
     t0=0.0,
+    init: State | None = None,
     stepsize_controller: diffrax.AbstractStepSizeController | None = None,
     max_steps: int | None = None,
     adjoint: diffrax.AbstractAdjoint | None = None,
@@ -68,7 +70,11 @@ def simulate(
     multiple of ``save_every`` (otherwise the last sample falls before ``t1``; the run
     still ends at ``t1``, and spike times reach it); only these are kept in memory. ``v0``: initial voltage in mV
     (default ``model.default_v0``, -65 mV for compartments, as NEURON's
-    ``finitialize``); gates start at their steady state at ``v0``.
+    ``finitialize``); gates start at their steady state at ``v0``. ``init``: the whole
+    state to start from instead (a :class:`~jaxneuro.State` shaped as the model's, e.g.
+    ``trace.final_state`` of an earlier run, whose ``t1`` is then this run's ``t0``: a
+    long run in parts, or one continued under other stimuli; spike buffers carry on
+    filling). Every trace holds its ``final_state``, the state at ``t1``.
 
     ``solver``: default :class:`StaggeredEuler` (NEURON's scheme) with a constant step;
     any diffrax solver may be given instead, e.g. ``diffrax.Tsit5()``, optionally with
@@ -152,19 +158,14 @@ def simulate(
     if unknown:
         raise ValueError(f"record: unknown name(s) {unknown}; this model records {known}")
 
-    v0 = model.default_v0 if v0 is None else units.to_base(v0, "v0", units.mV)
-    units.check_value(v0, "v0", None, units.mV)
-    try:
-        fits = np.broadcast_shapes(np.shape(v0), model.shape) == tuple(model.shape)
-    except ValueError:
-        fits = False
-    if not fits:
-        raise ValueError(
-            f"simulate: v0 expects a scalar or one value per compartment (shape {tuple(model.shape)}), "
-            f"got shape {np.shape(v0)}"
-        )
-    y0 = model.init_state(v0)
+    if init is not None:
+        if v0 is not None:
+            raise ValueError("simulate: give v0 or init (a whole state), not both")
+        y0 = _initial_state(model, init)
+    else:
+        y0 = _initial_state_at(model, v0)
     system = System(model=model, stimuli=stimuli)
+
 
     n_save = int(math.floor((t1 - t0) / save_every + 1e-9)) + 1
     # Clipped: rounding may put the last save a hair past t1.
@@ -227,11 +228,7 @@ def simulate(
                 "diffrax.RecursiveCheckpointAdjoint(checkpoints=...)) instead"
             )
         observe = diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: args.observe(record, t, y))
-        if y0.events:
-            final_events = diffrax.SubSaveAt(t1=True, fn=lambda t, y, args: y.events)
-            saveat = diffrax.SaveAt(subs=[observe, final_events])
-        else:
-            saveat = diffrax.SaveAt(subs=observe)
+        saveat = diffrax.SaveAt(subs=[observe, diffrax.SubSaveAt(t1=True)])
         kwargs = {} if adjoint is None else {"adjoint": adjoint}
         sol = diffrax.diffeqsolve(
             term,
@@ -246,15 +243,17 @@ def simulate(
             max_steps=max_steps,
             **kwargs,
         )
-        values, events = sol.ys if y0.events else (sol.ys, None)
-        events = None if events is None else jax.tree.map(lambda x: x[0], events)  # the t1 save
+        values, y_final = sol.ys
+        y_final = jax.tree.map(lambda x: x[0], y_final)  # the t1 save
+        events = y_final.events if y0.events else None
     make_trace = getattr(model, "make_trace", None)
     if make_trace is not None:  # models made of parts (a Network) split the trace
-        return make_trace(ts, dict(values), events)
+        trace = make_trace(ts, dict(values), events)
+        return eqx.tree_at(lambda tr: tr.final_state, trace, y_final, is_leaf=lambda x: x is None)
     if not y0.events:
-        return Trace(t=ts, values=dict(values))
+        return Trace(t=ts, values=dict(values), final_state=y_final)
     spikes, count = events["spikes"], events["count"]
-    trace = Trace(t=ts, values=dict(values), spikes=spikes, spike_count=count)
+    trace = Trace(t=ts, values=dict(values), spikes=spikes, spike_count=count, final_state=y_final)
     setting = ("summary=jn.SpikeSummary(capacity=...)" if isinstance(model, SpikeDetector)
                else f"{type(model).__name__}(spike_capacity=...)")
     capacity = spikes.shape[-1]
@@ -281,3 +280,46 @@ def _stages_as_bounded_loop(solver):
     if isinstance(solver, diffrax.AbstractRungeKutta) and solver.scan_kind is None:
         return eqx.tree_at(lambda s: s.scan_kind, solver, "bounded", is_leaf=lambda x: x is None)
     return solver
+
+
+def _initial_state_at(model, v0) -> State:
+    """``model.init_state`` at ``v0`` (mV; default the model's), checked."""
+    v0 = model.default_v0 if v0 is None else units.to_base(v0, "v0", units.mV)
+    units.check_value(v0, "v0", None, units.mV)
+    try:
+        fits = np.broadcast_shapes(np.shape(v0), model.shape) == tuple(model.shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"simulate: v0 expects a scalar or one value per compartment (shape {tuple(model.shape)}), "
+            f"got shape {np.shape(v0)}"
+        )
+    return model.init_state(v0)
+
+
+def _initial_state(model, init) -> State:
+    """``init`` as the run's first state: a ValueError unless it has the model's state
+    layout (its gates, event buffers and their shapes), cast to the model's dtypes."""
+    if not isinstance(init, State):
+        raise ValueError(f"simulate: init expects a jn.State (e.g. trace.final_state), got {type(init).__name__}")
+    expected = jax.eval_shape(model.init_state, model.default_v0)
+    got_tree, want_tree = jax.tree.structure(init), jax.tree.structure(expected)
+    if got_tree != want_tree:
+        raise ValueError(
+            f"simulate: init does not have {type(model).__name__}'s state layout: it has gates "
+            f"{_keys(init.gates)} and events {_keys(init.events)}, the model {_keys(expected.gates)} and "
+            f"{_keys(expected.events)} (a final_state of a run with summary= continues only with summary=)"
+        )
+    shapes = [(np.shape(a), b.shape) for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(expected))]
+    wrong = [(a, b) for a, b in shapes if tuple(a) != tuple(b)]
+    if wrong:
+        raise ValueError(
+            f"simulate: init's arrays do not fit {type(model).__name__}: shape {wrong[0][0]} where the model "
+            f"has {wrong[0][1]} (another population size, capacity or number of segments?)"
+        )
+    return jax.tree.map(lambda a, b: jnp.asarray(a, dtype=b.dtype), init, expected)
+
+
+def _keys(tree) -> list:
+    return sorted(tree) if isinstance(tree, dict) else tree

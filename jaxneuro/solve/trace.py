@@ -35,6 +35,10 @@ class Trace(eqx.Module):
     spikes: Array | None = None
     spike_count: Array | None = None
     parts: dict | None = None
+    #: The model's whole state at ``t1`` (a :class:`~jaxneuro.State`), to continue the
+    #: run from: ``simulate(model, t2, t0=t1, init=trace.final_state)``. None for traces
+    #: cut from others (``at``, ``window``).
+    final_state: object = None
 
     def __getitem__(self, name) -> "Trace":
         parts = self.parts or {}
