@@ -76,3 +76,9 @@ def test_wrong_dimension():
 
     with pytest.raises(ValueError, match=r"StepCurrent\.amp.*current.*"):
         jn.StepCurrent(1.0 * u.mV)
+
+
+def test_a_root_marked_minus_one_is_explained():
+    secs = [jn.Cable(length=10, diam=1, channels=[jn.channels.Leak()]) for _ in range(3)]
+    with pytest.raises(ValueError, match=r"parents\[0\]: -1 is no section; a root's parent is None"):
+        jn.Cell(secs, parents=[-1, 0, 0])

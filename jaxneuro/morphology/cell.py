@@ -252,6 +252,13 @@ class Cell(AbstractModel):
                 sec, x = link
             else:
                 sec, x = link, 1.0
+            if isinstance(sec, (int, np.integer)) and not isinstance(sec, bool) and sec < 0:
+                # Jaxley and SWC files mark a root with -1; a negative index would
+                # otherwise count from the end.
+                raise ValueError(
+                    f"Cell.parents[{i}]: {sec} is no section; a root's parent is None (Jaxley's and "
+                    "SWC's -1), any other section's is an earlier section's index or name"
+                )
             try:
                 p = self.section_index(sec)
             except ValueError as e:
