@@ -66,7 +66,7 @@ class AbstractModel(eqx.Module):
         if target is None:
             return broadcast_current(i, shape, target)
         if (isinstance(target, (float, Location))
-                or (isinstance(target, tuple) and any(isinstance(x, float) for x in target))):
+                or (isinstance(target, tuple) and any(isinstance(x, (float, Location)) for x in target))):
             raise ValueError(
                 f"stimulus target={target!r} is a location x along a section; that needs a "
                 "jn.Cable or jn.Cell"

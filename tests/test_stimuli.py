@@ -158,3 +158,33 @@ def test_data_current_per_neuron_waveforms_equal_separate_runs():
         jn.simulate(model, 1.0, stimuli=[jn.DataCurrent(values, target=[0, 2])])
     with pytest.raises(ValueError, match="at least 2 samples along its first axis"):
         jn.DataCurrent(np.zeros((1, 3)))
+
+
+def test_a_stimulus_at_several_locations_is_one_current_per_location():
+    """target=[(sec, x), ...]: each location gets its own current (a list of amplitudes,
+    or one for all), the same as one stimulus per location; as coupling sides take
+    locations, so do stimulus targets, in a Network too; a noise source draws one
+    sample per location, a clamp refuses a section end among them."""
+    soma = jn.Cable(length=20, diam=20, nseg=1, channels=[jn.channels.Leak()], name="soma")
+    dend = jn.Cable(length=300, diam=1, nseg=9, channels=[jn.channels.Leak()], name="dend")
+    cell = jn.Cell([soma, dend], parents=[None, ("soma", 1.0)])
+    sites = [("soma", 0.5), ("dend", 0.7)]
+    both = jn.simulate(cell, 5.0, stimuli=[jn.StepCurrent(jnp.array([0.05, 0.02]), 1.0, 3.0, target=sites)],
+                       record=("v", "i_inj"))
+    each = jn.simulate(cell, 5.0, stimuli=[jn.StepCurrent(0.05, 1.0, 3.0, target=sites[0]),
+                                           jn.StepCurrent(0.02, 1.0, 3.0, target=sites[1])], record=("v", "i_inj"))
+    np.testing.assert_allclose(both.v, each.v, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(both.i_inj, each.i_inj, rtol=0, atol=1e-15)
+    assert float(both.i_inj[100, cell.index("dend", 0.7)]) == pytest.approx(0.02)
+
+    net = jn.Network({"c": cell})
+    in_net = jn.simulate(net, 5.0, stimuli=[jn.StepCurrent(jnp.array([0.05, 0.02]), 1.0, 3.0, target=("c", sites))])
+    np.testing.assert_allclose(in_net["c"].v, both.v, rtol=0, atol=1e-12)
+
+    noise = jn.simulate(cell, 2.0, stimuli=[jn.NoiseCurrent(0.0, 0.01, target=sites, seed=1)], record=("i_inj",))
+    i = np.asarray(noise.i_inj)[:, [cell.index(*sites[0]), cell.index(*sites[1])]]
+    assert np.all(i[:, 0] != i[:, 1])  # independent samples
+    with pytest.raises(ValueError, match="section end"):
+        jn.VoltageClamp(-20.0, 5.0, target=[("dend", 0.5), ("dend", 1.0)])
+    with pytest.raises(ValueError, match="does not fit target"):
+        jn.simulate(cell, 1.0, stimuli=[jn.StepCurrent(jnp.ones(3), target=sites)])

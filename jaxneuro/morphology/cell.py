@@ -17,6 +17,7 @@ from ..model import AbstractModel, broadcast_current
 from ..solve.hines import TreeCoupling
 from ..state import State
 from ..stimuli import IndexPair, Location
+from ..stimuli.targets import is_location_list
 from . import geometry as cable_geometry
 from . import membrane
 from .cable import Cable
@@ -554,6 +555,9 @@ class Cell(AbstractModel):
             target = Location(*target)  # a location (section, x)
         if isinstance(target, IndexPair) or (isinstance(target, (int, np.integer)) and n > 1):
             raise ValueError(_ambiguous_target(target))
+        if is_location_list(target):  # one current per location
+            i = broadcast_current(i, (len(target),), target)
+            return sum(self.place_current(loc, i[k]) for k, loc in enumerate(target))
         if isinstance(target, Location):
             try:
                 seg, weight = self._node_of(target.section, target.x)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from .. import units
 from .base import AbstractStimulus
 from .currents import check_samples, interpolate_samples
-from .targets import Location, location_x, placements
+from .targets import Location, is_location_list, location_x, placements
 
 __all__ = ["AbstractVoltageClamp", "VoltageClamp", "DataVoltageClamp"]
 
@@ -64,8 +64,9 @@ class AbstractVoltageClamp(AbstractStimulus):
                     "segments of the cable or cell; give a location inside a segment, (section, 0.5) "
                     "(a bare x on a cable), as NEURON's SEClamp sits at one"
                 )
-            if location_x(member, target) in (0.0, 1.0):
-                raise ValueError(_section_end(self, target))
+            for one in (target if is_location_list(target) else (target,)):
+                if location_x(member, one) in (0.0, 1.0):
+                    raise ValueError(_section_end(self, target))
 
     def inject(self, t, model, v):
         """``g·(vc - v)`` placed onto ``model``'s compartments at voltages ``v`` (mV):
@@ -167,6 +168,8 @@ def _locations(target):
     ``("name", location)`` included)."""
     if isinstance(target, Location):
         return [target]
+    if is_location_list(target):
+        return list(target)
     if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
         return _locations(target[1])
     return []

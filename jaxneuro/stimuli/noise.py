@@ -15,7 +15,7 @@ import numpy as np
 from .. import units
 from .base import area_for
 from .currents import DataCurrent, _Windowed, _within
-from .targets import IndexPair, Location, population_target
+from .targets import IndexPair, Location, is_location_list, population_target
 
 __all__ = ["NoiseCurrent", "ou_current", "target_shape"]
 
@@ -240,6 +240,8 @@ def target_shape(model, target) -> tuple[int, ...]:
         return target_shape(model.populations[name], sub)
     if isinstance(target, (Location, float, int, np.integer)):
         return ()
+    if is_location_list(target):
+        return (len(target),)
     if isinstance(target, (tuple, IndexPair)) and all(
             isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in target):
         return (len(target),)

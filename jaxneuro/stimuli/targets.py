@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["Location", "IndexPair", "normalise_target", "population_target", "placements", "location_x"]
+__all__ = ["Location", "IndexPair", "normalise_target", "population_target", "placements", "location_x", "is_location_list"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +58,9 @@ def normalise_target(target):
         return Location(target[0] if isinstance(target[0], str) else int(target[0]), float(target[1]))
     if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
         return (target[0], normalise_target(target[1]))
+    if isinstance(target, (list, tuple)) and target and all(_is_location(t) for t in target):
+        # Several locations, one current each (as coupling sides take them).
+        return tuple(normalise_target(t) for t in target)
     if (isinstance(target, tuple) and len(target) == 2
             and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in target)):
         return IndexPair(int(k) for k in target)
@@ -118,3 +121,18 @@ def location_x(model, target):
             and isinstance(target[1], (int, float, np.integer, np.floating)) and not isinstance(target[1], bool)):
         return float(target[1])
     return None
+
+
+def _is_location(target) -> bool:
+    """Whether ``target`` reads as one location: a :class:`Location`, a bare float
+    ``x`` or ``(section, x)`` with a float ``x``."""
+    if isinstance(target, Location) or (isinstance(target, (float, np.floating)) and not isinstance(target, bool)):
+        return True
+    return (isinstance(target, tuple) and len(target) == 2 and isinstance(target[1], (float, np.floating))
+            and isinstance(target[0], (str, int, np.integer)) and not isinstance(target[0], bool))
+
+
+def is_location_list(target) -> bool:
+    """Whether a normalised ``target`` is several locations (a tuple of
+    :class:`Location`)."""
+    return isinstance(target, tuple) and bool(target) and all(isinstance(t, Location) for t in target)
