@@ -314,3 +314,31 @@ def test_a_run_in_two_parts_equals_one_run():
         jn.simulate(lif, 1.0, init=first.final_state)
     with pytest.raises(ValueError, match=r"shape \(3,\) where the model has \(2,\)"):
         jn.simulate(jn.LIF(n=2, spike_capacity=32), 1.0, init=jn.simulate(lif, 1.0).final_state)
+
+
+def test_record_at_chosen_places_keeps_only_those_columns():
+    """record={name: places}: the columns of those places, in that order, equal to the
+    full record's; None keeps all; bad places are named."""
+    soma = jn.Cable(length=20, diam=20, nseg=1, channels=[jn.channels.HH()], name="soma")
+    dend = jn.Cable(length=300, diam=1, nseg=9, channels=[jn.channels.Leak()], name="dend")
+    cell = jn.Cell([soma, dend], parents=[None, ("soma", 1.0)])
+    stim = [jn.StepCurrent(0.3, 1.0, 5.0, target=("soma", 0.5))]
+    full = jn.simulate(cell, 8.0, stimuli=stim, record=("v", "i_cap"))
+    places = [("dend", 0.9), ("soma", 0.5), 3, ("dend", 1)]
+    chosen = jn.simulate(cell, 8.0, stimuli=stim, record={"v": places, "i_cap": None})
+    idx = [cell.index("dend", 0.9), 0, 3, cell.index("dend", 1.0)]
+    assert chosen.v.shape == (full.v.shape[0], 4) and chosen.i_cap.shape == full.i_cap.shape
+    np.testing.assert_allclose(chosen.v, np.asarray(full.v)[:, idx], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(chosen.i_cap, full.i_cap, rtol=0, atol=1e-12)
+    pop = jn.LIF(n=5)
+    some = jn.simulate(pop, 10.0, stimuli=[jn.StepCurrent(3.0)], record={"v": [4, 0]})
+    allv = jn.simulate(pop, 10.0, stimuli=[jn.StepCurrent(3.0)])
+    np.testing.assert_allclose(some.v, np.asarray(allv.v)[:, [4, 0]], rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"record=\{'v': ...\}: \('axon', 0.5\): unknown section 'axon'"):
+        jn.simulate(cell, 1.0, record={"v": [("axon", 0.5)]})
+    with pytest.raises(ValueError, match="is no place on LIF of 5 compartments"):
+        jn.simulate(pop, 1.0, record={"v": [7]})
+    with pytest.raises(ValueError, match="single compartment"):
+        jn.simulate(jn.LIF(), 1.0, record={"v": [0]})
+    with pytest.raises(ValueError, match="runs in one XLA loop"):
+        jn.simulate(pop, 1.0, record={"v": [0]}, backend="sharded")

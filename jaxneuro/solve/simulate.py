@@ -47,7 +47,7 @@ def simulate(
     *,
     dt=0.025,
     stimuli: Sequence[AbstractStimulus] | AbstractStimulus = (),
-    record: Sequence[str] | str = ("v",),
+    record: Sequence[str] | str | dict = ("v",),
     save_every=None,
     solver: diffrax.AbstractSolver | None = None,
     v0=None,
@@ -61,6 +61,12 @@ def simulate(
     grad_checkpoints: str = "saves",
 ) -> Trace:
     """Simulate ``model`` from ``t0`` to ``t1`` (ms) and return a :class:`Trace`.
+
+    ``record`` may also be a dict ``{name: places}`` keeping ``name`` at some
+    compartments only (``None``: all): locations ``(section, x)`` on a cable or cell (a
+    bare ``x`` on a cable) or indices (a population's neurons, a cell's segments), e.g.
+    ``record={"v": [("soma", 0.5), ("dend", 0.9)], "i_na_hh": None}``; its columns are
+    then those places, in that order, and memory only theirs (one XLA loop).
 
     ``dt``: step in ms (the initial step for adaptive controllers). ``stimuli``:
     injected currents. ``record``: names to store (``model.observables()`` lists them;
@@ -139,6 +145,9 @@ def simulate(
                 f"stimuli[{i}] expects a jaxneuro stimulus (e.g. jn.StepCurrent), got {type(s).__name__}"
             )
 
+    where = {}
+    if isinstance(record, dict):
+        where = {name: places for name, places in record.items() if places is not None}
     if isinstance(record, str):
         record = (record,)
     record = tuple(record)
@@ -164,7 +173,10 @@ def simulate(
         y0 = _initial_state(model, init)
     else:
         y0 = _initial_state_at(model, v0)
-    system = System(model=model, stimuli=stimuli)
+    selected = tuple((name, recorded_indices(model, name, places)) for name, places in where.items())
+    system = System(model=model, stimuli=stimuli, selected=selected)
+    if selected and backend == "auto":
+        backend = "xla"  # the split backends number compartments per slice
 
 
     n_save = int(math.floor((t1 - t0) / save_every + 1e-9)) + 1
@@ -215,6 +227,11 @@ def simulate(
             "pallas": backends.pallas.integrate,
             "sharded": backends.sharded.integrate,
         }[backends.choose(backend, model, solver, y0, stimuli)]
+        if selected and integrate is not fixed_step.integrate:
+            raise ValueError(
+                f"backend={backend!r}: recording at chosen places (record={{name: places}}) runs in one XLA "
+                "loop; use backend='xla' or 'auto'"
+            )
         saved, y_final = integrate(
             solver, term, y0, system, t0=t0, t1=t1, dt=dt, save_every_steps=k, n_save=n_save,
             record=record, grad_checkpoints=grad_checkpoints,
@@ -323,3 +340,49 @@ def _initial_state(model, init) -> State:
 
 def _keys(tree) -> list:
     return sorted(tree) if isinstance(tree, dict) else tree
+
+
+def recorded_indices(model, name, places) -> tuple[int, ...]:
+    """Compartment indices (static) of ``places``, where ``record={name: places}`` keeps
+    ``name``: locations ``(section, x)`` (a bare ``x`` on a cable) on a cable or cell,
+    or indices into a population or a cell's segments; a ValueError naming ``name``
+    otherwise."""
+    from ..stimuli.targets import Location, normalise_target
+
+    if hasattr(model, "make_trace"):
+        raise ValueError(
+            f"record={{{name!r}: ...}}: places are not taken for a Network (its traces are split by "
+            "population); record the name for every compartment"
+        )
+    shape = tuple(model.shape)
+    if len(shape) != 1:
+        raise ValueError(
+            f"record={{{name!r}: ...}}: {type(model).__name__} has a single compartment; record {name!r} "
+            "without places"
+        )
+    if isinstance(places, (str, float, int, Location)) or (
+            isinstance(places, tuple) and len(places) == 2 and isinstance(places[1], float)):
+        places = [places]  # one place
+    cell = model.as_cell() if hasattr(model, "as_cell") else model
+    out = []
+    for place in places:
+        target = normalise_target(place)
+        if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str) and isinstance(target[1], int):
+            target = Location(target[0], float(target[1]))  # (section, 1): x = 1, as stimuli read it
+        if isinstance(target, Location):
+            if not hasattr(cell, "index"):
+                raise ValueError(
+                    f"record={{{name!r}: ...}}: {place!r} is a location, which needs a jn.Cable or jn.Cell"
+                )
+            try:
+                out.append(int(cell.index(target.section, target.x)))
+            except ValueError as e:
+                raise ValueError(f"record={{{name!r}: ...}}: {place!r}: {e}") from None
+        elif isinstance(target, int) and not isinstance(target, bool) and -shape[0] <= target < shape[0]:
+            out.append(target % shape[0])
+        else:
+            raise ValueError(
+                f"record={{{name!r}: ...}}: {place!r} is no place on {type(model).__name__} of {shape[0]} "
+                "compartments; give locations (section, x) or indices"
+            )
+    return tuple(out)

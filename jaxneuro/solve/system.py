@@ -16,6 +16,9 @@ class System(eqx.Module):
 
     model: AbstractModel
     stimuli: tuple
+    #: ``((name, indices), ...)``: recorded names kept at some compartments only
+    #: (static; ``simulate(record={name: places})``).
+    selected: tuple = eqx.field(default=(), static=True)
 
     def injected(self, t, v):
         """Total injected current (nA) per compartment at time ``t`` (ms), with the
@@ -42,6 +45,8 @@ class System(eqx.Module):
                 out[name] = self.clamp_current(t, state.v)
             else:
                 out[name] = self.model.observe(name, t, state, i_inj)
+        for name, idx in self.selected:
+            out[name] = out[name][..., jnp.asarray(idx)]
         return out
 
     def clamp_current(self, t, v):
