@@ -60,7 +60,7 @@ class SpikeDetector(AbstractModel):
     def __post_init__(self):
         if not isinstance(self.model, AbstractModel):
             raise ValueError(f"SpikeDetector.model expects a jaxneuro model, got {type(self.model).__name__}")
-        if self.model.init_state(self.model.default_v0).events:
+        if jax.eval_shape(self.model.init_state, self.model.default_v0).events:
             raise ValueError(
                 f"SpikeDetector: {type(self.model).__name__} records its own spikes already; use it as it is"
             )
