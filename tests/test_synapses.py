@@ -299,3 +299,31 @@ def test_synapse_from_an_hh_cell_through_a_spike_detector():
     assert np.all(np.isinf(detected[len(crossings):]))
     expected = sum(g_max * np.exp(-(t - s - delay) / tau) * (t >= s + delay) for s in crossings)
     np.testing.assert_allclose(np.asarray(trace["s"].g[:, 0]), expected, rtol=0, atol=1e-12)
+
+
+def test_shared_delay_sums_arrivals_per_neuron_as_per_connection():
+    """One delay and tau for all connections takes each presynaptic neuron's arrivals
+    once (a faster path); the same delay given per connection goes connection by
+    connection: the conductances and voltages agree, and gradients in g_max too."""
+    pre = jn.LIF(n=4, spike_capacity=16)
+    conn = jn.conn.fixed_prob(0.6, seed=3)
+    stim = [jn.StepCurrent(jnp.array([2.0, 2.5, 3.0, 3.5]), target="pre")]
+
+    def run(delay, g_max=0.004):
+        net = jn.Network({"pre": pre, "post": passive(3)},
+                         [jn.ExpSynapse("pre", "post", conn, g_max, 3.0, 0.0, delay, name="s")])
+        return jn.simulate(net, 60.0, stimuli=stim, record=("v", "g"))
+
+    shared = run(1.25)
+    n_conn = shared["s"].g.shape[1]
+    assert n_conn >= 4
+    each = run(jnp.full(n_conn, 1.25))
+    np.testing.assert_allclose(shared["s"].g, each["s"].g, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(shared["post"].v, each["post"].v, rtol=0, atol=1e-12)
+    assert float(jnp.max(shared["s"].g)) > 0.004  # several arrivals overlapping
+
+    def final_v(g_max, delay):
+        return jnp.sum(run(delay, g_max)["post"].v[-1])
+
+    np.testing.assert_allclose(jax.grad(final_v)(0.004, 1.25), jax.grad(final_v)(0.004, jnp.full(n_conn, 1.25)),
+                               rtol=1e-10)

