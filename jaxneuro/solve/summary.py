@@ -35,6 +35,12 @@ class SpikeSummary(eqx.Module):
             raise ValueError(f"SpikeSummary.capacity expects a positive integer, got {self.capacity!r}")
 
 
+def _delegated(name: str) -> property:
+    """A property reading the wrapped ``model``'s attribute ``name`` (an
+    AttributeError where it has none, so ``hasattr`` tells)."""
+    return property(lambda self: getattr(self.model, name), doc=f"The wrapped model's ``{name}``.")
+
+
 class SpikeDetector(AbstractModel):
     """``model`` with a spike detector: the same dynamics, plus event buffers
     (``spikes``, ``count``, ms) of each compartment's upward crossings of ``threshold``
@@ -68,13 +74,13 @@ class SpikeDetector(AbstractModel):
             raise ValueError(f"SpikeDetector.capacity expects a positive integer, got {self.capacity!r}")
         super().__post_init__()
 
-    @property
-    def shape(self):
-        return self.model.shape
-
-    @property
-    def default_v0(self):
-        return self.model.default_v0
+    # The wrapped model's own: its compartments, and its geometry for stimuli, clamps
+    # and coupling locations.
+    shape = _delegated("shape")
+    default_v0 = _delegated("default_v0")
+    membrane_area = _delegated("membrane_area")
+    capacitance = _delegated("capacitance")
+    n_segments = _delegated("n_segments")
 
     def default_solver(self):
         return self.model.default_solver()
@@ -85,19 +91,6 @@ class SpikeDetector(AbstractModel):
     def precomputed(self):
         inner = self.model.precomputed()
         return self if inner is self.model else eqx.tree_at(lambda d: d.model, self, inner)
-
-    # The wrapped model's geometry, for stimuli, clamps and coupling locations.
-    @property
-    def membrane_area(self):
-        return self.model.membrane_area
-
-    @property
-    def capacitance(self):
-        return self.model.capacitance
-
-    @property
-    def n_segments(self):
-        return self.model.n_segments
 
     def index(self, *location):
         return self.model.index(*location)
