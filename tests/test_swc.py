@@ -308,3 +308,26 @@ def test_branch_at_a_neurites_first_point_and_custom_types_match_neuron(neuron_h
             h.delete_section(sec=s)
     assert np.min(v_n.max(axis=0)) > -50
     assert np.max(np.abs(v_j - v_n)) < 1e-5  # (0.44 mV at the soma before)
+
+
+def test_fixed_nseg_per_section_matches_neuron(neuron_h):
+    """from_swc(nseg=3): three segments in every section (NEURON's sec.nseg = 3 after
+    Import3d), the same voltages as NEURON; nseg and d_lambda together are refused."""
+    h = neuron_h
+    path = FILES[0]
+    cell = jn.Cell.from_swc(path, Ra=100.0, cm=1.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0)], nseg=3)
+    assert all(sec.nseg == 3 for sec in cell.sections)
+    secs = _import3d(h, path)
+    try:
+        for s in secs.values():
+            _passive(h, s, nseg=3)
+        v_n, v_j = _soma_step(h, secs, cell, [("soma[0]", 0.5), ("dend[4]", 0.5), ("apic[2]", 0.9)])
+    finally:
+        for s in secs.values():
+            h.delete_section(sec=s)
+    assert np.min(v_n.max(axis=0)) > -40
+    assert np.max(np.abs(v_j - v_n)) < 1e-6
+    with pytest.raises(ValueError, match="give nseg .* or d_lambda"):
+        jn.Cell.from_swc(path, nseg=3, d_lambda=0.1)
+    with pytest.raises(ValueError, match="nseg expects a positive integer"):
+        jn.Cell.from_swc(path, nseg=0)

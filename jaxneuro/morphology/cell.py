@@ -666,12 +666,14 @@ class Cell(AbstractModel):
 
     # --- SWC --------------------------------------------------------------------------
     @classmethod
-    def from_swc(cls, path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=0.1, freq=100.0, temperature=6.3):
-        """Read a morphology from an SWC file; see :func:`jaxneuro.morphology.swc.cell_from_swc`."""
+    def from_swc(cls, path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=None, freq=100.0, temperature=6.3,
+                 nseg=None):
+        """Read a morphology from an SWC file, ``nseg`` by NEURON's d_lambda rule (default
+        0.1) or ``nseg`` per section; see :func:`jaxneuro.morphology.swc.cell_from_swc`."""
         from .swc import cell_from_swc
 
         return cell_from_swc(path, Ra=Ra, cm=cm, channels=channels, d_lambda=d_lambda, freq=freq,
-                             temperature=temperature)
+                             temperature=temperature, nseg=nseg)
 
 
 def _check_x(x, name) -> float:

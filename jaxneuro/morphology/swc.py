@@ -284,7 +284,7 @@ def _channels_for(channels, swc_type, name):
     )
 
 
-def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=0.1, freq=100.0, temperature=6.3):
+def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=None, freq=100.0, temperature=6.3, nseg=None):
     """A :class:`~jaxneuro.Cell` from an SWC file.
 
     ``Ra`` (Ω·cm) and ``cm`` (µF/cm²) for every section; ``channels``: one sequence
@@ -292,7 +292,9 @@ def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=0.1, freq=100.
     ``"axon"``, ``"dend"``, ``"apic"``) to a sequence. Sections as
     :func:`swc_sections` makes them, named as NEURON's Import3d names them
     (``"soma[0]"``, ``"dend[3]"``, ``"axon[0]"``, ``"apic[0]"``); each gets ``nseg`` by
-    NEURON's d_lambda rule (``d_lambda`` of the length constant at ``freq`` Hz) and
+    NEURON's d_lambda rule (``d_lambda`` of the length constant at ``freq`` Hz, default
+    0.1), or ``nseg`` segments each when ``nseg`` (a positive integer) is given instead
+    (as ``for sec in h.allsec(): sec.nseg = n`` in NEURON, or Jaxley's ``ncomp``), and
     keeps its 3-D points (:class:`~jaxneuro.Cable`'s ``arc3d`` and ``diam3d``), so
     membrane areas and axial resistances are integrated over the frusta as NEURON
     does.
@@ -301,7 +303,11 @@ def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=0.1, freq=100.
 
     Ra_f = float(units.to_base(Ra, "Ra", units.ohm_cm))
     cm_f = float(units.to_base(cm, "cm", units.uF_per_cm2))
-    d_lambda = float(d_lambda)
+    if nseg is not None:
+        if d_lambda is not None:
+            raise ValueError("cell_from_swc: give nseg (segments per section) or d_lambda (NEURON's rule), not both")
+        nseg = units.positive_int(nseg, "cell_from_swc: nseg")
+    d_lambda = 0.1 if d_lambda is None else float(d_lambda)
     freq = float(units.to_base(freq, "freq", units.Hz))
     for label, value in (("Ra", Ra_f), ("cm", cm_f), ("d_lambda", d_lambda), ("freq", freq)):
         if not value > 0 or not math.isfinite(value):
@@ -311,7 +317,7 @@ def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=0.1, freq=100.
     for sec in sections:
         cables.append(Cable(
             arc3d=tuple(sec.arc), diam3d=sec.diam, Ra=Ra_f, cm=cm_f,
-            nseg=d_lambda_nseg(sec, d_lambda, freq, Ra_f, cm_f),
+            nseg=nseg if nseg is not None else d_lambda_nseg(sec, d_lambda, freq, Ra_f, cm_f),
             channels=_channels_for(channels, sec.type, sec.name), temperature=temperature, name=sec.name,
         ))
         parents.append(None if sec.parent is None else (sec.parent, sec.parent_x))
