@@ -74,7 +74,8 @@ def simulate(
     default ``("v",)``), every ``save_every`` ms (default every ``dt``): at ``t0 +
     k·save_every`` up to ``t1``, which is the last sample when ``t1 - t0`` is a whole
     multiple of ``save_every`` (otherwise the last sample falls before ``t1``; the run
-    still ends at ``t1``, and spike times reach it); only these are kept in memory. ``v0``: initial voltage in mV
+    still ends at ``t1``, spike times reach it and ``trace.final_state`` is the state
+    there); only these are kept in memory. ``v0``: initial voltage in mV
     (default ``model.default_v0``, -65 mV for compartments, as NEURON's
     ``finitialize``); gates start at their steady state at ``v0``. ``init``: the whole
     state to start from instead (a :class:`~jaxneuro.State` shaped as the model's, e.g.
