@@ -92,3 +92,18 @@ def test_hh_at_other_temperatures_matches_neuron(neuron_h, celsius):
     trace = jn.simulate(model, 50, stimuli=[jn.StepCurrent(0.3, 5, 40)])
     assert np.ptp(v_n) > 50.0  # it fires
     assert np.max(np.abs(np.asarray(trace.v) - v_n)) < 1e-7
+
+
+def test_recorded_gates_are_neurons(neuron_h):
+    """Recorded gates are NEURON's samples: m_hh at sample k already advanced with v at k
+    (the README says so; Jaxley's are one sample later)."""
+    h = neuron_h
+    sec = _soma(h, "gates_soma", 20, 20, "hh")
+    stim = h.IClamp(sec(0.5))
+    stim.amp, stim.delay, stim.dur = 0.1, 1, 10
+    _, (v_n, m_n, n_n) = run_neuron(h, 10, refs=(sec(0.5)._ref_v, sec(0.5)._ref_m_hh, sec(0.5)._ref_n_hh))
+    model = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    trace = jn.simulate(model, 10, stimuli=[jn.StepCurrent(0.1, 1, 10)], record=("v", "m_hh", "n_hh"))
+    assert np.ptp(m_n) > 0.5  # a spike
+    np.testing.assert_allclose(trace.m_hh, m_n, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(trace.n_hh, n_n, rtol=0, atol=1e-10)
