@@ -66,3 +66,25 @@ def test_locations_need_a_cell():
     with pytest.raises(ValueError, match=r"locations \(section, x\) need a cell"):
         jn.Network({"a": jn.LIF(n=3), "b": jn.LIF(n=3)},
                    [jn.SymmetricGapJunction(("a", ("dend", 0.5)), "b", jn.conn.one_to_one, 0.01)])
+
+
+def test_many_cells_as_one_cell_of_several_roots_equal_separate_cells():
+    """Cells side by side in one jn.Cell (each root's parent None) run as one model,
+    compiled once for all: each equals its own simulation."""
+    def sections(tag, gnabar):
+        hh = [jn.channels.HH(gnabar=gnabar)]
+        return [jn.Cable(length=20, diam=20, nseg=1, channels=hh, name=f"soma{tag}"),
+                jn.Cable(length=200, diam=2, nseg=5, channels=[jn.channels.Leak(g=1e-4, e=-65.0)], name=f"dend{tag}")]
+
+    a, b = sections("A", 0.12), sections("B", 0.10)
+    forest = jn.Cell(a + b, parents=[None, ("somaA", 1.0), None, ("somaB", 1.0)])
+    stim = [jn.StepCurrent(0.3, 1.0, 8.0, target=("somaA", 0.5)), jn.StepCurrent(0.2, 2.0, 8.0, target=("somaB", 0.5))]
+    both = np.asarray(jn.simulate(forest, 12.0, stimuli=stim).v)
+    for secs, s, soma in ((a, stim[0], "somaA"), (b, stim[1], "somaB")):
+        cell = jn.Cell(secs, parents=[None, (soma, 1.0)])
+        alone = np.asarray(jn.simulate(cell, 12.0, stimuli=[s]).v)
+        cols = np.concatenate([forest.segments(name) for name in cell.section_names])
+        own = np.concatenate([cell.segments(name) for name in cell.section_names])
+        assert len(own) == 6
+        np.testing.assert_allclose(both[:, cols], alone[:, own], rtol=0, atol=1e-9)
+        assert alone[:, own[0]].max() > 0  # the soma fires
