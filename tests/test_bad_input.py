@@ -82,3 +82,9 @@ def test_a_root_marked_minus_one_is_explained():
     secs = [jn.Cable(length=10, diam=1, channels=[jn.channels.Leak()]) for _ in range(3)]
     with pytest.raises(ValueError, match=r"parents\[0\]: -1 is no section; a root's parent is None"):
         jn.Cell(secs, parents=[-1, 0, 0])
+
+
+def test_a_location_outside_the_section_is_named_once():
+    cable = jn.Cable(length=10, diam=1, nseg=3, channels=[jn.channels.Leak()])
+    with pytest.raises(ValueError, match=r"^stimulus target=1.5: location: x must lie in \[0, 1\], got 1.5\b"):
+        jn.simulate(cable, 1.0, stimuli=[jn.StepCurrent(0.1, target=1.5)])

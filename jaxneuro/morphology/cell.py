@@ -336,7 +336,7 @@ class Cell(AbstractModel):
     def _located(self, section, x) -> tuple[int, float, int]:
         """``(s, x, segment)``: location ``(section, x)`` resolved up the tree (see
         :meth:`index`) and the segment containing it."""
-        s, x = _resolve_link(self.parents, self.section_index(section), _check_x(x, "x"))
+        s, x = _resolve_link(self.parents, self.section_index(section), _check_x(x, "location"))
         return s, x, int(self._layout().offsets[s]) + _segment_of(x, self.sections[s].nseg)
 
     locate = index
