@@ -115,7 +115,7 @@ def poisson_spikes(rate, t1, *, n=None, t0=0.0, seed=0, capacity=None) -> SpikeT
     or a JAX PRNG key). ``capacity``: slots per source (default: the mean count plus 8
     standard deviations, at least 8); a train that would need more is a ValueError
     naming the setting (no spike is silently dropped)."""
-    from ..stimuli.noise import _key_data
+    from ..stimuli.noise import prng_key
 
     t0_ = float(units.to_static(t0, "t0", units.ms))
     t1_ = float(units.to_static(t1, "t1", units.ms))
@@ -135,8 +135,7 @@ def poisson_spikes(rate, t1, *, n=None, t0=0.0, seed=0, capacity=None) -> SpikeT
         mean = float(np.max(np.asarray(rate))) * (t1_ - t0_) / 1000.0
         capacity = max(8, int(math.ceil(mean + 8.0 * math.sqrt(mean) + 1)))
     capacity = units.positive_int(capacity, "poisson_spikes.capacity")
-    data, impl = _key_data(seed, None, "poisson_spikes: seed")
-    key = jax.random.wrap_key_data(data, impl=impl)
+    key = prng_key(seed, "poisson_spikes: seed")
     f = jnp.result_type(float)
     # One interval more than the slots: if that one still ends before t1, a spike was lost.
     intervals = jax.random.exponential(key, (n, capacity + 1), f) * (1000.0 / jnp.where(rate > 0, rate, 1.0))[:, None]

@@ -105,37 +105,31 @@ class AbstractSpikingNeuron(AbstractModel):
         integral there was as exact and 1.3× slower for AdEx populations."""
         c = self.capacitance
         drive, slope = self._injected_flow(v_start, gates, a, b)
-        shape = jnp.shape(v_start)
-        v_end = jnp.broadcast_to(v_th, shape)
+        v_end = jnp.broadcast_to(v_th, jnp.shape(v_start))
 
         def flow(v):
             return drive + slope * (v - v_start) - self.membrane_current(v, gates) / c
 
-        def integral(lo, hi, coord, inv, order):
-            """``∫ dv / F`` over [lo, hi] in ``coord``; ``(time, F > 0 at every node)``."""
-            y_lo, y_hi = coord(lo), coord(hi)
-            ok = y_hi >= y_lo
-            total = jnp.zeros_like(y_lo)
-            # Node by node with the nodes and weights as Python floats: arrays of them
-            # would be constants captured by the fused GPU kernel, which Pallas refuses.
-            for x, w in zip(*np.polynomial.legendre.leggauss(order)):
-                vs = inv(y_lo + (y_hi - y_lo) * (0.5 * (float(x) + 1.0)))
-                dy = jax.jvp(coord, (vs,), (jnp.ones_like(vs),))[1]
-                rate = dy * flow(vs)
-                ok = ok & (rate > 0)
-                total = total + float(w) / jnp.where(rate > 0, rate, 1.0)
-            return 0.5 * (y_hi - y_lo) * total, ok
-
-        ok = v_end > v_start
-        t, fine = integral(v_start, v_end, coordinate, inverse, order)
+        y0, y1 = coordinate(v_start), coordinate(v_end)
+        ok = y1 > y0
+        total = jnp.zeros_like(y0)
+        # Node by node with the nodes and weights as Python floats: arrays of them would
+        # be constants captured by the fused GPU kernel, which Pallas refuses.
+        for x, w in zip(*np.polynomial.legendre.leggauss(order)):
+            vs = inverse(y0 + (y1 - y0) * (0.5 * (float(x) + 1.0)))
+            dy = jax.jvp(coordinate, (vs,), (jnp.ones_like(vs),))[1]
+            rate = dy * flow(vs)
+            ok = ok & (rate > 0)
+            total = total + float(w) / jnp.where(rate > 0, rate, 1.0)
+        t = 0.5 * (y1 - y0) * total
         if lowest is None:
-            return jnp.where(ok & fine, t, jnp.inf)
+            return jnp.where(ok, t, jnp.inf)
         # F falls from v_start to its minimum at v_split: no time below the distance over
         # F(v_start), which bounds a clamp's fast approach that the nodes skip.
         v_split = jnp.clip(lowest(slope), v_start, v_end)
         f_start = a + b * v_start  # = flow(v_start), the step's own flow there
         bound = (v_split - v_start) / jnp.where(f_start > 0, f_start, 1.0)
-        ok = ok & fine & (flow(v_split) > 0) & (f_start > 0)
+        ok = ok & (flow(v_split) > 0) & (f_start > 0)
         return jnp.where(ok, jnp.maximum(t, bound), jnp.inf)
 
     def flow_after_reset(self, y0: State, gates: dict, a, b):

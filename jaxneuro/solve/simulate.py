@@ -179,7 +179,6 @@ def simulate(
     if selected and backend == "auto":
         backend = "xla"  # the split backends number compartments per slice
 
-
     n_save = int(math.floor((t1 - t0) / save_every + 1e-9)) + 1
     # Clipped: rounding may put the last save a hair past t1.
     ts = jnp.minimum(t0 + save_every * jnp.arange(n_save, dtype=jnp.result_type(float)), t1)

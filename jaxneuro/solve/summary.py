@@ -31,8 +31,14 @@ class SpikeSummary(eqx.Module):
 
     def __post_init__(self):
         units.convert_fields(self)
-        if isinstance(self.capacity, bool) or not isinstance(self.capacity, int) or self.capacity < 1:
-            raise ValueError(f"SpikeSummary.capacity expects a positive integer, got {self.capacity!r}")
+        _check_capacity(self)
+
+
+def _check_capacity(module) -> None:
+    """ValueError unless ``module.capacity`` (a static buffer length) is a positive int."""
+    capacity = module.capacity
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise ValueError(f"{type(module).__name__}.capacity expects a positive integer, got {capacity!r}")
 
 
 def _delegated(name: str) -> property:
@@ -70,8 +76,7 @@ class SpikeDetector(AbstractModel):
             raise ValueError(
                 f"SpikeDetector: {type(self.model).__name__} records its own spikes already; use it as it is"
             )
-        if isinstance(self.capacity, bool) or not isinstance(self.capacity, int) or self.capacity < 1:
-            raise ValueError(f"SpikeDetector.capacity expects a positive integer, got {self.capacity!r}")
+        _check_capacity(self)
         super().__post_init__()
 
     # The wrapped model's own: its compartments, and its geometry for stimuli, clamps

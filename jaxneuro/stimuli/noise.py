@@ -17,7 +17,7 @@ from .base import area_for
 from .currents import DataCurrent, _Windowed, _within
 from .targets import IndexPair, Location, is_location_list, population_target
 
-__all__ = ["NoiseCurrent", "ou_current", "target_shape"]
+__all__ = ["NoiseCurrent", "ou_current", "prng_key", "target_shape"]
 
 # The largest interval number drawn: exactly representable in float32 and below 2**32
 # (fold_in's range). Past it (about 30 h of 0.025 ms intervals) the last sample is held.
@@ -248,6 +248,13 @@ def target_shape(model, target) -> tuple[int, ...]:
     return ()
 
 
+def prng_key(seed, name: str):
+    """The JAX PRNG key ``seed`` names (an integer or a key), or a ValueError naming
+    ``name``: for functions that draw their samples at once."""
+    data, impl = _key_data(seed, None, name)
+    return jax.random.wrap_key_data(data, impl=impl)
+
+
 def _key_data(seed, impl, name="NoiseCurrent.seed"):
     """``(data, impl)`` of the PRNG key ``seed`` names: an integer (made into
     ``jax.random.key(seed)``), a typed key of shape ``()``, or a legacy raw key
@@ -324,7 +331,6 @@ def ou_current(mean, std, tau, t1, *, dt=0.025, shape=(), seed=0, t0=0.0, target
     except TypeError:
         raise ValueError(f"ou_current: shape expects a tuple of integers, e.g. (n,), got {shape!r}") from None
     try:
-        np.broadcast_shapes(np.shape(mean), np.shape(std), np.shape(tau), shape)
         fits = np.broadcast_shapes(np.shape(mean), np.shape(std), np.shape(tau), shape) == shape
     except ValueError:
         fits = False
@@ -333,8 +339,7 @@ def ou_current(mean, std, tau, t1, *, dt=0.025, shape=(), seed=0, t0=0.0, target
             f"ou_current: mean {np.shape(mean)}, std {np.shape(std)} and tau {np.shape(tau)} must be "
             f"scalars or fit shape={shape}"
         )
-    data, impl = _key_data(seed, None, "ou_current: seed")
-    key = jax.random.wrap_key_data(data, impl=impl)
+    key = prng_key(seed, "ou_current: seed")
     n_samples = int(math.ceil((t1_ - t0_) / dt_ - 1e-9)) + 1
     dtype = jnp.result_type(mean, std, tau, float)
     xi = jax.random.normal(key, (n_samples,) + shape, dtype)
