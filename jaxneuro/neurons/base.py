@@ -101,8 +101,8 @@ class AbstractSpikingNeuron(AbstractModel):
         where the upswing is slow, so ``F`` must also be positive there (else a fixed
         point lies below the threshold: a clamp holding the neuron above ``V_T``), and
         the time is at least the distance to it over ``F(v_start)``, the fastest ``F``
-        gets below it (a clamp's fast approach, which the nodes skip). A split of the
-        integral there was as exact and 1.3× slower for AdEx populations."""
+        gets below it (a clamp's fast approach, which the nodes skip), which costs less
+        than splitting the integral there."""
         c = self.capacitance
         drive, slope = self._injected_flow(v_start, gates, a, b)
         v_end = jnp.broadcast_to(v_th, jnp.shape(v_start))
