@@ -18,6 +18,7 @@ import numpy as np
 import saiunit as u
 
 from ..channels.base import _KINETICS, AbstractChannel
+from ..solve.exponential import exp
 from ..solve.staggered import MAX_GROWTH_PER_STEP
 
 # 1 nA / 1 µm² = 100 mA/cm²: converts an injected current to a membrane current density.
@@ -192,8 +193,9 @@ def gate_increments(ch: AbstractChannel, v, gates: dict, dt, temperature) -> dic
         return None
     own = gates_of(ch, gates)
     # Growth (a negative rate, from nonsensical parameters) is capped per step
-    # as the solver caps it, so results stay finite.
-    return {gate_key(ch, g): (inf - own[g]) * (1.0 - jnp.exp(jnp.minimum(-dt * rate, MAX_GROWTH_PER_STEP)))
+    # as the solver caps it, so results stay finite. solve.exponential.exp: cheaper
+    # than jnp.exp in float64, where each gate's exponential has this one use.
+    return {gate_key(ch, g): (inf - own[g]) * (1.0 - exp(jnp.minimum(-dt * rate, MAX_GROWTH_PER_STEP)))
             for g, (inf, rate) in inf_rate.items()}
 
 
