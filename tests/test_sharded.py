@@ -251,3 +251,11 @@ def test_what_cannot_be_split_is_a_clear_error():
     with pytest.raises(ValueError, match="loop expects 'xla' or 'pallas', got 'cuda'"):
         sharded.integrate(None, None, None, None, record=("v",), t0=0.0, t1=1.0, dt=0.1,
                           save_every_steps=1, n_save=11, loop="cuda")
+
+
+def test_cpu_device_slices_are_padded_to_whole_vector_registers():
+    # XLA's CPU loops do a remainder that fills no 512-bit register value by value.
+    assert sharded._whole_vectors(500, jnp.float64) == 504
+    assert sharded._whole_vectors(500, jnp.float32) == 512
+    assert sharded._whole_vectors(16, jnp.float32) == 16
+    assert sharded._whole_vectors(3, jnp.float64) == 8

@@ -45,6 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..xla_cpu import VECTOR_BITS
 from . import population
 
 #: On CPUs, each device's saved records are collected in buffers of at most this many
@@ -82,13 +83,25 @@ def worthwhile(model, devices=None) -> bool:
     return int(model.shape[0]) >= MIN_PER_DEVICE * n_dev
 
 
+def _whole_vectors(count: int, dtype) -> int:
+    """``count`` rounded up to whole vector registers of ``dtype`` (512-bit, the width
+    jaxneuro asks XLA's CPU code for, :data:`jaxneuro.xla_cpu.VECTOR_BITS`). XLA's CPU
+    loops do the remainder that fills no register one value at a time, at about the
+    cost of a whole register: 500 float64 HH neurons ran ~5 % slower than 504
+    (benchmarks/RESULTS.md), so each device's slice gets a few padding neurons
+    instead."""
+    lanes = max(1, VECTOR_BITS // (8 * jnp.dtype(dtype).itemsize))
+    return -(-count // lanes) * lanes
+
+
 def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: float,
               save_every_steps: int, n_save: int, grad_checkpoints: str = "saves", devices=None,
               loop: str | None = None):
     """As :func:`jaxneuro.solve.fixed_step.integrate` (returns ``(saved, y_final)``,
     ``saved[name]`` of shape ``(n_save, n)``), with the population split over
     ``devices`` (default ``jax.local_devices()``). A population that does not divide
-    evenly is padded with copies of its last neuron, which are dropped afterwards.
+    evenly is padded with copies of its last neuron, which are dropped afterwards; so is
+    each CPU device's slice, to whole vector registers (:func:`_whole_vectors`).
 
     ``loop``: what each device runs on its slice, ``"xla"`` (the XLA loop) or
     ``"pallas"`` (the fused kernel, :mod:`jaxneuro.backends.pallas`); default the
@@ -111,6 +124,10 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
     n = int(system.model.shape[0])
     per_device = math.ceil(n / n_dev)
     n_pad = per_device * n_dev
+    # What each device's loop runs on: its slice, on CPUs padded to whole vector
+    # registers inside the device (so the outputs stay evenly split, with no exchange
+    # between devices to drop the padding).
+    per_loop = _whole_vectors(per_device, jnp.result_type(y0.v)) if on_cpu and loop == "xla" else per_device
     mesh = jax.sharding.Mesh(np.asarray(devices), ("neurons",))
     split, whole = jax.sharding.PartitionSpec("neurons"), jax.sharding.PartitionSpec()
 
@@ -118,10 +135,11 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
     # Each device's view: static population sizes n -> per_device; its leaves are the
     # device's slices. Spike buffers are updated in every step, as in any XLA loop (the
     # kernel, when it runs, takes its own block view of this one).
-    sys_slice = population.with_population(system, n, per_device, skip_quiet_steps=False)
+    sys_slice = population.with_population(system, n, per_loop, skip_quiet_steps=False)
     leaves, treedef = jax.tree.flatten((sys_slice, y0))
+    mask = population.per_neuron_mask((system, y0), n)
     inputs, in_specs = [], []
-    for leaf, per_neuron in zip(leaves, population.per_neuron_mask((system, y0), n)):
+    for leaf, per_neuron in zip(leaves, mask):
         x = jnp.asarray(leaf)
         if per_neuron:
             x = population.pad_neurons(x, n_pad)
@@ -131,6 +149,7 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
         inputs.append(x)
 
     def run(*leaves):
+        leaves = [population.pad_neurons(x, per_loop) if m else x for x, m in zip(leaves, mask)]
         sys_d, y_d = jax.tree.unflatten(treedef, leaves)
         blocks = {"save_block_bytes": SAVE_BLOCK_BYTES} if loop == "xla" and on_cpu else {}
         saved, y_final = inner(
@@ -138,9 +157,9 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
             save_every_steps=save_every_steps, n_save=n_save, grad_checkpoints=grad_checkpoints, **blocks)
         # A value shared by all neurons (shape (n_save,)) is saved per neuron, as the
         # population's other records are.
-        saved = {k: x if x.ndim >= 2 else jnp.broadcast_to(x[:, None], (x.shape[0], per_device))
+        saved = {k: x[:, :per_device] if x.ndim >= 2 else jnp.broadcast_to(x[:, None], (x.shape[0], per_device))
                  for k, x in saved.items()}
-        return saved, y_final
+        return saved, jax.tree.map(lambda x: x[:per_device], y_final)
 
     saved_specs = {name: jax.sharding.PartitionSpec(None, "neurons") for name in record}
     y_specs = jax.tree.map(lambda _: split, y0)
