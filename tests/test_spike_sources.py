@@ -116,3 +116,63 @@ def test_bad_spike_sources_are_refused_with_the_parameter_named():
     with pytest.raises(ValueError, match="spike source.*no membrane"):
         jn.Network({"src": jn.SpikeTrains([[1.0]]), "p": passive()},
                    [jn.SymmetricGapJunction("src", "p", jn.conn.one_to_one, 0.01)])
+
+
+def _burst_net(times, window=None, delay=0.5, tau=2.0, g_max=0.01, delivery="exact"):
+    kw = {} if window is None else {"max_arrivals_per_step": window}
+    syn = jn.ExpSynapse("src", "post", jn.conn.one_to_one, g_max, tau, 0.0, delay, name="s", delivery=delivery, **kw)
+    return jn.Network({"src": jn.SpikeTrains(times), "post": passive(len(times))}, [syn])
+
+
+def _expected_g(t, rows, g_max=0.01, tau=2.0, delay=0.5):
+    """Exact delivery from a run starting at 0: arrivals by then are not delivered."""
+    return np.stack([sum(g_max * np.exp(-(t - s - delay) / tau) * (t >= s + delay) for s in row if s + delay > 0)
+                     for row in rows], axis=-1)
+
+
+def test_synapses_take_up_a_few_slots_per_step_and_catch_up_on_bursts():
+    """Synapses read each presynaptic row from its first spike not yet taken up,
+    max_arrivals_per_step slots per step. Five spikes of one source within one step:
+    with a window of 5 every step's conductance is exact; with the default 2 the rest
+    are taken up in the next two steps with their true ages (exact again from then on)
+    and simulate warns; spikes that arrived before the run are passed over."""
+    dt = 0.1
+    rows = [[1.01, 1.02, 1.03, 1.04, 1.05, 4.0], [-30.0, -20.0, -10.0, -5.0, -1.0, 2.0]]
+    kw = dict(dt=dt, v0=-70.0, record=("g",), save_every=dt)
+    wide = jn.simulate(_burst_net(rows, window=5), 8.0, **kw)
+    t = np.asarray(wide.t)
+    expected = _expected_g(t, rows)
+    np.testing.assert_allclose(wide["s"].g, expected, rtol=0, atol=1e-12)
+    # Five arrivals over three steps: the first two in their step, then two, then one.
+    with pytest.warns(RuntimeWarning, match=r"synapse 's': in 2 step\(s\) more than max_arrivals_per_step=2"):
+        narrow = jn.simulate(_burst_net(rows), 8.0, **kw)
+    g = np.asarray(narrow["s"].g)
+    first = int(np.argmax(t >= 1.01 + 0.5 - 1e-9))  # the step the burst arrives in
+    assert g[first, 0] < 0.5 * expected[first, 0]  # three of five missing at first
+    np.testing.assert_allclose(g[first + 2:], expected[first + 2:], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(g[:, 1], expected[:, 1], rtol=0, atol=1e-12)  # pre-run spikes: none late
+    # The same with NEURON's timing, arrivals counted in full from a step's midpoint.
+    with pytest.warns(RuntimeWarning, match="max_arrivals_per_step=2"):
+        jn.simulate(_burst_net(rows, delivery="neuron"), 8.0, **kw)
+
+
+def test_spike_buffer_capacity_does_not_change_synaptic_results():
+    """The synapses read a few slots per step, wherever the buffer's end is: a LIF
+    network with 16 or 256 slots per neuron gives the same voltages."""
+    def run(capacity):
+        lif = jn.LIF(n=12, C=0.2, gL=0.01, EL=-60.0, V_th=-50.0, V_reset=-60.0, t_ref=2.0,
+                     spike_capacity=capacity)
+        net = jn.Network({"e": lif}, [jn.ExpSynapse("e", "e", jn.conn.fixed_prob(0.3, seed=1, include_self=False),
+                                                    0.004, 5.0, 0.0, 1.0)])
+        return jn.simulate(net, 40.0, dt=0.1, v0=np.linspace(-60.0, -51.0, 12),
+                           stimuli=[jn.StepCurrent(0.25, target="e")])
+
+    small, large = run(16), run(256)
+    assert 5 <= int(np.max(small["e"].spike_count)) < 16  # several spikes, none past the 16 slots
+    np.testing.assert_array_equal(small["e"].v, large["e"].v)
+
+
+def test_max_arrivals_per_step_must_be_a_positive_int():
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="max_arrivals_per_step expects a positive int"):
+            jn.ExpSynapse("a", "b", jn.conn.one_to_one, 0.01, max_arrivals_per_step=bad)

@@ -25,8 +25,10 @@ reproduces ``ExpSyn`` + ``NetCon`` to rounding; ``"exact"`` converges to the
 continuous-time answer as ``dt`` shrinks at the same rate.
 
 Arrivals are read from the presynaptic population's spike buffer (its
-``spike_capacity`` slots), costing O(connections × spike_capacity) work per step and no
-state beyond the conductances. Spikes beyond the buffer's capacity are not transmitted;
+``spike_capacity`` slots), from each row's first spike not yet taken up: a pointer per
+presynaptic neuron (per connection where delays or time constants differ) and
+``max_arrivals_per_step`` slots per step, so the work per step does not grow with the
+buffer's capacity. Spikes beyond the buffer's capacity are not transmitted;
 ``simulate`` then warns (a RuntimeWarning naming the population: raise its
 ``spike_capacity``), at once when run eagerly and, under ``jit``, ``grad`` or ``vmap``
 (as in :func:`~jaxneuro.fit`), when the compiled program runs.
@@ -50,15 +52,24 @@ class AbstractSynapse(AbstractCoupling):
     ``pre`` must be a spiking population (or some of its neurons); ``post`` any
     compartments. ``pre_local`` (filled in by the network) indexes the connections'
     presynaptic neurons within the ``pre`` population.
+
+    ``max_arrivals_per_step`` (static, default 2): spikes of one presynaptic neuron
+    taken up per step. Spiking neurons never need more (see :meth:`_with_arrivals`);
+    raise it for spike sources with several times within one step (``simulate``
+    warns when a step had more, which were then taken up a step or two late).
     """
 
     pre_local: object = eqx.field(default=None, kw_only=True)
     delivery: str = eqx.field(default="exact", static=True, kw_only=True)
+    max_arrivals_per_step: int = eqx.field(default=2, static=True, kw_only=True)
+    pre_size: int | None = eqx.field(default=None, static=True, kw_only=True)
 
     def finish_bind(self, pre, post, locate):
-        offset = int(locate((self.pre[0], None))[0])
-        return eqx.tree_at(lambda c: c.pre_local, self, jnp.asarray(pre - offset, dtype=jnp.int32),
-                           is_leaf=lambda x: x is None)
+        whole = locate((self.pre[0], None))
+        bound = eqx.tree_at(lambda c: c.pre_local, self, jnp.asarray(pre - int(whole[0]), dtype=jnp.int32),
+                            is_leaf=lambda x: x is None)
+        object.__setattr__(bound, "pre_size", int(whole.size))
+        return bound
 
     def check_bound(self):
         cls = type(self).__name__
@@ -70,6 +81,10 @@ class AbstractSynapse(AbstractCoupling):
         cls = type(self).__name__
         if self.delivery not in _DELIVERIES:
             raise ValueError(f"{cls}.delivery expects one of {_DELIVERIES}, got {self.delivery!r}")
+        window = self.max_arrivals_per_step
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"{cls}.max_arrivals_per_step expects a positive int (spikes of one presynaptic "
+                             f"neuron taken up per step), got {window!r}")
         self._check_sides()
         units.convert_fields(self)
         for name in ("g_max", "tau", "E", "delay"):
@@ -84,10 +99,34 @@ class AbstractSynapse(AbstractCoupling):
         n = self.n_connections
         ev = {k: jnp.zeros((n,), dtype=dtype) for k in self.state_names()}
         ev["t"] = jnp.zeros((), dtype=dtype)  # time the state refers to
-        if self.delivery == "neuron":
-            # Arrivals up to this time have been delivered (step midpoints).
-            ev["delivered"] = jnp.full((), -jnp.inf, dtype=dtype)
+        rows = self.pre_size if self._per_neuron() else n
+        # Per row of the spike buffer read (a presynaptic neuron, or a connection): the
+        # first slot not yet taken up, and the steps that left arrivals for the next.
+        ev["next"] = jnp.zeros((rows,), dtype=dtype)
+        ev["late"] = jnp.zeros((rows,), dtype=dtype)
         return ev
+
+    def start(self, t0, events, pre_spikes):
+        """``events`` for a run starting at ``t0`` (ms) with the ``pre`` population's
+        spike buffer ``pre_spikes``: with ``delivery="exact"``, spikes arriving by
+        ``t0`` are passed over (they arrived before the run); ``"neuron"`` delivers
+        them at the first step, as NEURON delivers events due before its first step."""
+        if self.delivery == "neuron":
+            return events
+        t_arr = jax.lax.stop_gradient(self._rows(pre_spikes) + self._row_delay()[:, None])
+        return {**events, "next": jnp.sum(t_arr <= t0, axis=-1).astype(events["next"].dtype)}
+
+    def _per_neuron(self) -> bool:
+        """One delay and one time constant: a presynaptic neuron's arrivals are the same
+        for each of its connections, so they are taken up once per neuron."""
+        return jnp.ndim(self.delay) == 0 and jnp.ndim(self.tau) == 0
+
+    def _rows(self, pre_spikes):
+        return pre_spikes if self._per_neuron() else pre_spikes[self.pre_local]
+
+    def _row_delay(self):
+        rows = self.pre_size if self._per_neuron() else self.n_connections
+        return jnp.broadcast_to(self.delay, (rows,))
 
     def conductance(self, t, events, pre_spikes=None):
         """Conductance (µS) of every connection at time ``t`` ≥ the state's time; with
@@ -96,7 +135,7 @@ class AbstractSynapse(AbstractCoupling):
         if pre_spikes is None:
             return self._propagate(events, jnp.maximum(t - events["t"], 0.0))["g"]
         if self.delivery == "neuron":  # arrivals not yet delivered count in full at t
-            return self._with_arrivals(events, pre_spikes, events["delivered"], t, t, 0.0)["g"]
+            return self._with_arrivals(events, pre_spikes, t, t, 0.0)["g"]
         return self.advance(events["t"], t, events, pre_spikes)["g"]
 
     def current(self, t, v, events, pre_spikes=None):
@@ -114,35 +153,60 @@ class AbstractSynapse(AbstractCoupling):
         the last step's midpoint up to this one's, each from this step's midpoint."""
         if self.delivery == "neuron":
             t_mid = 0.5 * (t0 + t1)
-            out = self._with_arrivals(events, pre_spikes, events["delivered"], t_mid, t1, t1 - t_mid)
-            out["delivered"] = jnp.broadcast_to(jnp.asarray(t_mid, dtype=events["t"].dtype), events["t"].shape)
-            return out
-        return self._with_arrivals(events, pre_spikes, t0, t1, t1, None)
+            return self._with_arrivals(events, pre_spikes, t_mid, t1, t1 - t_mid)
+        return self._with_arrivals(events, pre_spikes, t1, t1, None)
 
-    def _with_arrivals(self, events, pre_spikes, after, until, t, age):
-        """The state decayed to ``t``, plus the kernels of the arrivals in ``(after,
-        until]``, each ``age`` ms old at ``t`` (None: ``t`` minus its arrival)."""
+    def _with_arrivals(self, events, pre_spikes, until, t, age):
+        """The state decayed to ``t``, plus the kernels of the spikes not yet taken up
+        that arrive by ``until``, each ``age`` ms old at ``t`` (None: ``t`` minus its
+        arrival).
+
+        Each row of the buffer (presynaptic neuron or connection) is read from its
+        first slot not yet taken up (``events["next"]``; rows hold times in increasing
+        order), ``max_arrivals_per_step`` slots of it, so the work per step does not
+        grow with the buffer's capacity. A spiking neuron fires at most once per step:
+        with constant steps at most two of its spikes arrive within one step (three
+        would lie within less than a step of each other), and the default of 2 takes
+        up every arrival in its step. More (spike sources with close times) are taken
+        up in the following steps, with their true age, so conductances are exact again
+        from then on; ``events["late"]`` counts such steps (``simulate`` warns)."""
         decayed = self._propagate(events, jnp.maximum(t - events["t"], 0.0))
-        # With one delay and one time constant for all connections, a presynaptic
-        # neuron's arrivals are the same for each of its connections: summed once per
-        # neuron and then given to its connections, the work per step is
-        # O(neurons × capacity + connections) rather than O(connections × capacity).
-        per_neuron = jnp.ndim(self.delay) == 0 and jnp.ndim(self.tau) == 0
-        rows = pre_spikes if per_neuron else pre_spikes[self.pre_local]
-        delay = self.delay if per_neuron else jnp.broadcast_to(self.delay, self.pre_local.shape)[:, None]
+        per_neuron = self._per_neuron()
         # Arrival times carry no gradient: the step an arrival falls in is chosen by a
         # comparison, so its derivative would hold only "a later arrival has decayed
         # less" and miss "a later arrival switches on later", the larger effect: the
         # gradient of a later voltage in a delay came out with the wrong sign.
-        t_arr = jax.lax.stop_gradient(rows + delay)  # (rows, capacity)
-        arrived = (t_arr > after) & (t_arr <= until)
-        s = jnp.where(arrived, t - t_arr, 0.0) if age is None else jnp.broadcast_to(age, t_arr.shape)
-        kick = self._kernels(s)
+        spikes = jax.lax.stop_gradient(pre_spikes)
+        first = jax.lax.stop_gradient(events["next"]).astype(jnp.int32)
+        delay = jax.lax.stop_gradient(self._row_delay())
+        capacity = spikes.shape[-1]
+
+        def arrival(i):
+            """Arrival time (ms) of each row's slot ``first + i``; inf past the end."""
+            slot = first + i
+            clipped = jnp.minimum(slot, capacity - 1)
+            if per_neuron:
+                t_spike = jnp.take_along_axis(spikes, clipped[:, None], axis=-1)[:, 0]
+            else:
+                t_spike = spikes[self.pre_local, clipped]
+            return jnp.where(slot < capacity, t_spike + delay, jnp.inf)
+
+        summed = {k: jnp.zeros_like(delay) for k in self.state_names()}
+        taken = jnp.zeros_like(delay)
+        for i in range(self.max_arrivals_per_step):
+            t_arr = arrival(i)
+            arrived = t_arr <= until
+            s = jnp.where(arrived, t - t_arr, 0.0) if age is None else jnp.broadcast_to(age, t_arr.shape)
+            kick = self._kernels(s[:, None])
+            for k in summed:
+                summed[k] = summed[k] + jnp.where(arrived, kick[k][:, 0], 0.0)
+            taken = taken + arrived
         out = dict(events)
         w = jnp.broadcast_to(self.g_max, self.pre_local.shape)
         for k in self.state_names():
-            summed = jnp.sum(jnp.where(arrived, kick[k], 0.0), axis=-1)
-            out[k] = decayed[k] + w * (summed[self.pre_local] if per_neuron else summed)
+            out[k] = decayed[k] + w * (summed[k][self.pre_local] if per_neuron else summed[k])
+        out["next"] = events["next"] + taken
+        out["late"] = events["late"] + (arrival(self.max_arrivals_per_step) <= until)
         out["t"] = jnp.broadcast_to(jnp.asarray(t, dtype=events["t"].dtype), events["t"].shape)
         return out
 

@@ -251,6 +251,18 @@ class Network(AbstractModel):
             events[syn.name] = syn.init_events(jnp.result_type(float))
         return State(v=jnp.concatenate(vs), gates=gates, events=events)
 
+    def start(self, t0, state):
+        """``state`` (from :meth:`init_state`) for a run starting at ``t0`` (ms): each
+        synapse passes over the spikes that arrived before it (see
+        :meth:`AbstractSynapse.start`)."""
+        if not self.synapses:
+            return state
+        events = dict(state.events)
+        for syn in self.synapses:
+            spikes = events[syn.pre[0]]["spikes"]
+            events[syn.name] = syn.start(t0, events[syn.name], spikes.reshape((-1, spikes.shape[-1])))
+        return State(v=state.v, gates=state.gates, events=events)
+
     def coupling_currents(self, t, state):
         """``(i_gap, i_syn)``: gap and synaptic currents (nA, inward) into every
         compartment, flat."""
@@ -393,6 +405,8 @@ class Network(AbstractModel):
         for member in list(self.names) + [s.name for s in self.synapses]:
             vals = {k: v[member] for k, v in values.items() if member in v}
             ev = (events or {}).get(member, {})
+            if "late" in ev:
+                _report_late_arrivals(member, next(s for s in self.synapses if s.name == member), ev["late"])
             if member not in self.names and not vals:
                 continue
             spikes, count = ev.get("spikes"), ev.get("count")
@@ -415,6 +429,22 @@ def _report_overflow(member, pop, part):
                    f"counts. Raise {type(pop).__name__}(spike_capacity=...) to keep them all."),
         stacklevel=5,  # eager: simulate's caller (past make_trace and equinox's method wrapper)
         at_run_time=True,  # synapses from it miss the spikes: the results change
+    )
+
+
+def _report_late_arrivals(name, synapse, late):
+    """Warn if synapse ``name`` took up spikes a step or more after they arrived: more
+    than its ``max_arrivals_per_step`` from one presynaptic neuron within a step."""
+    window = synapse.max_arrivals_per_step
+    report_overflow(
+        late,
+        lambda n: (f"synapse {name!r}: in {n} step(s) more than max_arrivals_per_step={window} spikes of one "
+                   "presynaptic neuron arrived (spike sources with close times); the rest were taken up in the "
+                   "following step(s) with their true arrival times, so the conductance was low until then. Raise "
+                   f"{type(synapse).__name__}(max_arrivals_per_step=...) to the most spikes of one source within a "
+                   "step."),
+        stacklevel=5,  # eager: simulate's caller (past make_trace and equinox's method wrapper)
+        at_run_time=True,  # the voltages change
     )
 
 
