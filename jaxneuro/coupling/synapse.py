@@ -181,14 +181,14 @@ class AbstractSynapse(AbstractCoupling):
         delay = jax.lax.stop_gradient(self._row_delay())
         capacity = spikes.shape[-1]
 
+        # Rows' starts in the flattened buffer: one 1-D gather per slot read.
+        row_start = (jnp.arange(spikes.shape[0]) if per_neuron else self.pre_local) * capacity
+        flat = spikes.reshape(-1)
+
         def arrival(i):
             """Arrival time (ms) of each row's slot ``first + i``; inf past the end."""
             slot = first + i
-            clipped = jnp.minimum(slot, capacity - 1)
-            if per_neuron:
-                t_spike = jnp.take_along_axis(spikes, clipped[:, None], axis=-1)[:, 0]
-            else:
-                t_spike = spikes[self.pre_local, clipped]
+            t_spike = flat[row_start + jnp.minimum(slot, capacity - 1)]
             return jnp.where(slot < capacity, t_spike + delay, jnp.inf)
 
         summed = {k: jnp.zeros_like(delay) for k in self.state_names()}
