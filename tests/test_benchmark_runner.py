@@ -77,3 +77,24 @@ def test_jaxneuro_bench_outside_a_checkout_says_where_it_looked(tmp_path, monkey
     assert cli.main(["bench", "--quick"]) == 2
     err = capfd.readouterr().err
     assert "source repository" in err and str(missing) in err
+
+
+def test_synaptic_network_benchmark_small(tmp_path):
+    """benchmarks/syn_network.py on 12 HH neurons: NEURON's NetCon + ExpSyn network and
+    jaxneuro's SpikeDetector + ExpSynapse fire the same spikes, within a step or so
+    (NEURON times a spike at the step of the crossing, jaxneuro interpolates it)."""
+    pytest.importorskip("neuron")
+    out = tmp_path / "syn.json"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "syn_network.py"), "--n", "12", "--k", "3",
+         "--t1", "30", "--capacity", "8", "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["n"] == 12 and r["steps"] == 1200 and r["capacity"] == 8
+    assert r["jaxneuro_s"] > 0 and r["neuron_s"] > 0 and r["jaxneuro_compile_s"] > 0
+    assert r["spikes"] >= 12 and r["spike_count_mismatch"] == 0
+    assert r["max_spike_dt_ms"] < 0.05
+    assert "x NEURON" in proc.stdout
