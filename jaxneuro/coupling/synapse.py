@@ -96,12 +96,16 @@ class AbstractSynapse(AbstractCoupling):
         raise NotImplementedError
 
     def init_events(self, dtype):
-        n = self.n_connections
-        ev = {k: jnp.zeros((n,), dtype=dtype) for k in self.state_names()}
+        # The state is kept per row of the spike buffer read: per presynaptic neuron
+        # where all connections share one delay and time constant (their kernels are
+        # then the same, and a connection's conductance is g_max times its neuron's:
+        # a step's work is per neuron, not per connection), else per connection.
+        # Kernel states are for a unit g_max.
+        rows = self.pre_size if self._per_neuron() else self.n_connections
+        ev = {k: jnp.zeros((rows,), dtype=dtype) for k in self.state_names()}
         ev["t"] = jnp.zeros((), dtype=dtype)  # time the state refers to
-        rows = self.pre_size if self._per_neuron() else n
-        # Per row of the spike buffer read (a presynaptic neuron, or a connection): the
-        # first slot not yet taken up, and the steps that left arrivals for the next.
+        # Per row: the first slot not yet taken up, and the steps that left arrivals
+        # for the next.
         ev["next"] = jnp.zeros((rows,), dtype=dtype)
         ev["late"] = jnp.zeros((rows,), dtype=dtype)
         return ev
@@ -133,17 +137,26 @@ class AbstractSynapse(AbstractCoupling):
         the ``pre`` population's spike buffer, arrivals after the state's time up to
         ``t`` are included."""
         if pre_spikes is None:
-            return self._propagate(events, jnp.maximum(t - events["t"], 0.0))["g"]
-        if self.delivery == "neuron":  # arrivals not yet delivered count in full at t
-            return self._with_arrivals(events, pre_spikes, t, t, 0.0)["g"]
-        return self.advance(events["t"], t, events, pre_spikes)["g"]
+            unit = self._propagate(events, jnp.maximum(t - events["t"], 0.0))["g"]
+        elif self.delivery == "neuron":  # arrivals not yet delivered count in full at t
+            unit = self._with_arrivals(events, pre_spikes, t, t, 0.0)["g"]
+        else:
+            unit = self.advance(events["t"], t, events, pre_spikes)["g"]
+        if self._per_neuron():
+            unit = unit[self.pre_local]
+        return self.g_max * unit
 
     def current(self, t, v, events, pre_spikes=None):
         """Synaptic current (nA, inward positive) into each compartment of the flat
         voltage ``v``."""
         g = self.conductance(t, events, pre_spikes)
-        i = g * (self.E - v[self.post_index])
-        return jnp.zeros_like(v).at[self.post_index].add(i)
+        # Conductances summed per compartment first (they do not depend on v), then
+        # the driving force per compartment: the solver's derivative along v is then
+        # elementwise, not another pass over the connections.
+        g_total = jnp.zeros_like(v).at[self.post_index].add(g)
+        if jnp.ndim(self.E) == 0:
+            return g_total * (self.E - v)
+        return jnp.zeros_like(v).at[self.post_index].add(g * self.E) - g_total * v
 
     def advance(self, t0, t1, events, pre_spikes):
         """The state at ``t1`` from that at ``t0``, with the spikes of ``pre_spikes``
@@ -202,9 +215,8 @@ class AbstractSynapse(AbstractCoupling):
                 summed[k] = summed[k] + jnp.where(arrived, kick[k][:, 0], 0.0)
             taken = taken + arrived
         out = dict(events)
-        w = jnp.broadcast_to(self.g_max, self.pre_local.shape)
         for k in self.state_names():
-            out[k] = decayed[k] + w * (summed[k][self.pre_local] if per_neuron else summed[k])
+            out[k] = decayed[k] + summed[k]
         out["next"] = events["next"] + taken
         out["late"] = events["late"] + (arrival(self.max_arrivals_per_step) <= until)
         out["t"] = jnp.broadcast_to(jnp.asarray(t, dtype=events["t"].dtype), events["t"].shape)
