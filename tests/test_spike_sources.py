@@ -144,7 +144,7 @@ def test_synapses_take_up_a_few_slots_per_step_and_catch_up_on_bursts():
     expected = _expected_g(t, rows)
     np.testing.assert_allclose(wide["s"].g, expected, rtol=0, atol=1e-12)
     # Five arrivals over three steps: the first two in their step, then two, then one.
-    with pytest.warns(RuntimeWarning, match=r"synapse 's': in 2 step\(s\) more than max_arrivals_per_step=2"):
+    with pytest.warns(RuntimeWarning, match=r"synapse 's': 2 time\(s\) more than max_arrivals_per_step=2"):
         narrow = jn.simulate(_burst_net(rows), 8.0, **kw)
     g = np.asarray(narrow["s"].g)
     first = int(np.argmax(t >= 1.01 + 0.5 - 1e-9))  # the step the burst arrives in

@@ -1,6 +1,8 @@
 """Chemical synapses: conductances opened by presynaptic spikes after a delay.
 
-Each connection carries its own conductance state. A spike of presynaptic neuron ``j``
+Each connection has its own conductance; connections that share one delay and time
+constant share their presynaptic neuron's kernel state, scaled by their ``g_max`` (the
+state is then per neuron, not per connection). A spike of presynaptic neuron ``j``
 at time ``t_s`` (found inside the solver step, see
 :class:`~jaxneuro.AbstractSpikingNeuron`) arrives at every connection from ``j`` at
 ``t_s + delay``. At the end of each step the conductances are advanced *exactly* from

@@ -438,9 +438,10 @@ def _report_late_arrivals(name, synapse, late):
     window = synapse.max_arrivals_per_step
     report_overflow(
         late,
-        lambda n: (f"synapse {name!r}: in {n} step(s) more than max_arrivals_per_step={window} spikes of one "
-                   "presynaptic neuron arrived (spike sources with close times); the rest were taken up in the "
-                   "following step(s) with their true arrival times, so the conductance was low until then. Raise "
+        lambda n: (f"synapse {name!r}: {n} time(s) more than max_arrivals_per_step={window} spikes of one "
+                   "presynaptic neuron arrived within a step (spike sources with close times); the rest were taken "
+                   "up in the following step(s) with their true arrival times, so the conductance was low until "
+                   "then. Raise "
                    f"{type(synapse).__name__}(max_arrivals_per_step=...) to the most spikes of one source within a "
                    "step."),
         stacklevel=5,  # eager: simulate's caller (past make_trace and equinox's method wrapper)
