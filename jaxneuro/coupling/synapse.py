@@ -112,7 +112,7 @@ class AbstractSynapse(AbstractCoupling):
         ev["late"] = jnp.zeros((rows,), dtype=dtype)
         return ev
 
-    def start(self, t0, events, pre_spikes):
+    def events_at_start(self, t0, events, pre_spikes):
         """``events`` for a run starting at ``t0`` (ms) with the ``pre`` population's
         spike buffer ``pre_spikes``: with ``delivery="exact"``, spikes arriving by
         ``t0`` are passed over (they arrived before the run); ``"neuron"`` delivers
@@ -184,7 +184,8 @@ class AbstractSynapse(AbstractCoupling):
         would lie within less than a step of each other), and the default of 2 takes
         up every arrival in its step. More (spike sources with close times) are taken
         up in the following steps, with their true age, so conductances are exact again
-        from then on; ``events["late"]`` counts such steps (``simulate`` warns)."""
+        from then on; ``events["late"]`` counts, per row, the steps that left arrivals for
+        the next (``simulate`` warns)."""
         decayed = self._propagate(events, jnp.maximum(t - events["t"], 0.0))
         per_neuron = self._per_neuron()
         # Arrival times carry no gradient: the step an arrival falls in is chosen by a

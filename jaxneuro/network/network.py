@@ -251,16 +251,16 @@ class Network(AbstractModel):
             events[syn.name] = syn.init_events(jnp.result_type(float))
         return State(v=jnp.concatenate(vs), gates=gates, events=events)
 
-    def start(self, t0, state):
+    def state_at_start(self, t0, state):
         """``state`` (from :meth:`init_state`) for a run starting at ``t0`` (ms): each
         synapse passes over the spikes that arrived before it (see
-        :meth:`AbstractSynapse.start`)."""
+        :meth:`AbstractSynapse.events_at_start`)."""
         if not self.synapses:
             return state
         events = dict(state.events)
         for syn in self.synapses:
             spikes = events[syn.pre[0]]["spikes"]
-            events[syn.name] = syn.start(t0, events[syn.name], spikes.reshape((-1, spikes.shape[-1])))
+            events[syn.name] = syn.events_at_start(t0, events[syn.name], spikes.reshape((-1, spikes.shape[-1])))
         return State(v=state.v, gates=state.gates, events=events)
 
     def coupling_currents(self, t, state):

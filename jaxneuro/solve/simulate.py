@@ -174,8 +174,8 @@ def simulate(
         y0 = _initial_state(model, init)
     else:
         y0 = _initial_state_at(model, v0)
-        if hasattr(model, "start"):  # e.g. a Network's synapses pass over earlier spikes
-            y0 = model.start(t0, y0)
+        if hasattr(model, "state_at_start"):  # a Network's synapses pass over earlier spikes
+            y0 = model.state_at_start(t0, y0)
     selected = tuple((name, recorded_indices(model, name, places)) for name, places in where.items())
     system = System(model=model, stimuli=stimuli, selected=selected)
     if selected and backend == "auto":
