@@ -6,8 +6,9 @@
 receiving excitatory synapses from ``k`` others drawn at random (no self-connections):
 an ``ExpSyn`` (tau 2 ms, e 0 mV) behind a ``NetCon`` on the presynaptic voltage
 (threshold 0 mV, delay 1.5 ms, weight 0.002 µS) in NEURON; in jaxneuro the population
-wrapped in ``jn.SpikeDetector`` (threshold 0 mV) and one ``jn.ExpSynapse`` with
-``delivery="neuron"`` (NEURON's event timing). A step current from 5 ms drives each
+wrapped in ``jn.SpikeDetector`` (threshold 0 mV, ``timing="neuron"``: a spike at the end
+of the step in which the voltage crossed, as NEURON's ``NetCon`` times it) and one
+``jn.ExpSynapse`` with ``delivery="neuron"`` (NEURON's event delivery). A step current from 5 ms drives each
 neuron with its own amplitude (0.05-0.25 nA, so some fire on their own and the rest
 through the synapses). dt = 0.025 ms, everything from -65 mV, voltages saved every
 0.25 ms. Both simulators run in the same process, after a warm-up; the voltages and
@@ -20,10 +21,9 @@ model to run that is this one.
 
 Prints the times, their ratio, jaxneuro's compile time, the spike buffer's ``capacity``
 (slots per neuron; the synapses' work per step does not grow with it), the spike counts
-and times against NEURON's, and the largest voltage difference. NEURON's ``NetCon``
-takes the step at which the voltage crosses the threshold as the spike time, jaxneuro's
-detector the interpolated crossing, so spike times differ by up to a step, and voltages
-by tens of mV on the upswings of spikes that moved. ``--quick``: 100 neurons, 50 ms.
+and times against NEURON's, and the largest voltage difference. ``--interpolated``: the
+detector's default timing instead (the interpolated crossing, up to a step earlier than
+NEURON's, which a recurrent network amplifies). ``--quick``: 100 neurons, 50 ms.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def drive(n: int):
     return np.linspace(0.05, 0.25, n)
 
 
-def jaxneuro_run(n, k, t1, capacity):
+def jaxneuro_run(n, k, t1, capacity, timing="neuron"):
     import jax
     import jax.numpy as jnp
 
@@ -70,7 +70,8 @@ def jaxneuro_run(n, k, t1, capacity):
         cells = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=n)
         syn = jn.ExpSynapse("hh", "hh", jn.conn.explicit(pre, post), WEIGHT, TAU, E_SYN, DELAY,
                             delivery="neuron", name="syn")
-        return jn.Network({"hh": jn.SpikeDetector(cells, threshold=THRESHOLD, capacity=capacity)}, [syn])
+        detector = jn.SpikeDetector(cells, threshold=THRESHOLD, capacity=capacity, timing=timing)
+        return jn.Network({"hh": detector}, [syn])
 
     stim = [jn.StepCurrent(jnp.asarray(drive(n)), STIM_DELAY, np.inf, target="hh")]
 
@@ -149,6 +150,7 @@ def main(argv=None):
     ap.add_argument("--t1", type=float, default=100.0, help="ms")
     ap.add_argument("--capacity", type=int, default=64, help="spike buffer slots per neuron")
     ap.add_argument("--quick", action="store_true", help="100 neurons, 50 ms")
+    ap.add_argument("--interpolated", action="store_true", help="the detector's interpolated spike times")
     ap.add_argument("--f32", action="store_true", help="jaxneuro in float32 (default float64)")
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
     args = ap.parse_args(argv)
@@ -159,8 +161,11 @@ def main(argv=None):
     jax.config.update("jax_enable_x64", not args.f32)
     import jaxneuro  # noqa: F401  (its XLA settings, before the first computation)
 
-    jn_s, compile_s, v_j, spikes_j = jaxneuro_run(args.n, args.k, args.t1, args.capacity)
+    timing = "interpolated" if args.interpolated else "neuron"
+    # NEURON first: timed right after jaxneuro's runs in the same process, its times
+    # varied more (0.27-0.47 s in four runs on two cores, against 0.27-0.28 s first).
     nrn_s, v_n, spikes_n = neuron_run(args.n, args.k, args.t1)
+    jn_s, compile_s, v_j, spikes_j = jaxneuro_run(args.n, args.k, args.t1, args.capacity, timing)
     rows = min(len(v_j), len(v_n))
     dv = float(np.max(np.abs(v_j[:rows] - v_n[:rows])))
     counts_j = np.asarray([len(x) for x in spikes_j])
@@ -173,6 +178,7 @@ def main(argv=None):
     result = {
         "machine": {**machine(), "precision": "float32" if args.f32 else "float64"},
         "n": args.n, "k": args.k, "t1_ms": args.t1, "capacity": args.capacity, "steps": int(round(args.t1 / DT)),
+        "detector_timing": timing,
         "jaxneuro_s": jn_s, "jaxneuro_compile_s": compile_s, "neuron_s": nrn_s, "speedup_vs_neuron": nrn_s / jn_s,
         "spikes": int(counts_n.sum()), "spike_count_mismatch": int(np.sum(counts_j != counts_n)),
         "max_spike_dt_ms": dt_spike, "max_dv_mV": dv,

@@ -327,3 +327,72 @@ def test_shared_delay_sums_arrivals_per_neuron_as_per_connection():
 
     np.testing.assert_allclose(jax.grad(final_v)(0.004, 1.25), jax.grad(final_v)(0.004, jnp.full(n_conn, 1.25)),
                                rtol=1e-10)
+
+
+def test_detector_with_neuron_timing_reproduces_netcon_and_a_neuron_network(neuron_h):
+    """SpikeDetector(timing="neuron") times a crossing at the end of its step, as
+    NEURON's NetCon on a voltage does with fixed steps: an HH soma's spike times equal
+    NetCon's; the default interpolates, up to a step earlier. Two HH cells driving each
+    other through ExpSyn + NetCon (delay 1 ms) then match NEURON's voltages and spikes."""
+    h = neuron_h
+    dt, t1 = 0.025, 40.0
+    secs, syns, netcons = [], [], []
+    for j, amp in enumerate((0.25, 0.0)):
+        sec = h.Section(name=f"timing_cell{j}")
+        sec.L = sec.diam = 20.0
+        sec.insert("hh")
+        stim = h.IClamp(sec(0.5))
+        stim.delay, stim.dur, stim.amp = 2.0, 1e9, amp
+        syn = h.ExpSyn(sec(0.5))
+        syn.tau, syn.e = 2.0, 0.0
+        secs.append(sec)
+        syns.append((syn, stim))
+    for pre, post in ((0, 1), (1, 0)):
+        nc = h.NetCon(secs[pre](0.5)._ref_v, syns[post][0], sec=secs[pre])
+        nc.threshold, nc.delay, nc.weight[0] = 0.0, 1.0, 0.02
+        netcons.append(nc)
+    times = [h.Vector() for _ in secs]
+    for nc, tv in zip(netcons, times):  # netcons[k] watches cell k
+        nc.record(tv)
+    v_rec = [h.Vector().record(sec(0.5)._ref_v) for sec in secs]
+    h.dt = dt
+    h.finitialize(-65.0)
+    h.continuerun(t1)
+    spikes_n = [np.asarray(tv) for tv in times]
+    assert len(spikes_n[0]) >= 3 and len(spikes_n[1]) >= 1  # cell 1 fires only through the synapse
+
+    cells = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=2)
+    stim = [jn.StepCurrent(jnp.array([0.25, 0.0]), 2.0, 1e9, target="hh")]
+
+    def run(timing):
+        net = jn.Network({"hh": jn.SpikeDetector(cells, threshold=0.0, capacity=16, timing=timing)},
+                         [jn.ExpSynapse("hh", "hh", jn.conn.explicit([0, 1], [1, 0]), 0.02, 2.0, 0.0, 1.0,
+                                        delivery="neuron")])
+        return jn.simulate(net, t1, dt=dt, v0=-65.0, stimuli=stim)
+
+    tr = run("neuron")
+    for k in range(2):
+        got = np.asarray(tr["hh"].spikes[k])
+        np.testing.assert_allclose(got[np.isfinite(got)], spikes_n[k], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(tr["hh"].v, np.stack([np.asarray(v) for v in v_rec], axis=-1)[:tr.t.size],
+                               rtol=0, atol=1e-6)
+    # The default interpolates the crossing: within the step before NEURON's time.
+    first = float(run("interpolated")["hh"].spikes[0, 0])
+    assert spikes_n[0][0] - dt < first < spikes_n[0][0]
+
+
+def test_spike_timing_must_be_known():
+    pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=2)
+    with pytest.raises(ValueError, match=r"SpikeDetector.timing expects one of \('interpolated', 'neuron'\)"):
+        jn.SpikeDetector(pop, timing="end")
+    with pytest.raises(ValueError, match=r"SpikeSummary.timing expects one of"):
+        jn.SpikeSummary(timing="step")
+    # Through simulate's summary: step-end times, on the grid, at or after the interpolated ones.
+    kw = dict(dt=0.025, stimuli=[jn.StepCurrent(0.3, 1.0, 1e9)], record=())
+    step = jn.simulate(pop, 20.0, summary=jn.SpikeSummary(capacity=8, timing="neuron"), **kw).spikes
+    interp = jn.simulate(pop, 20.0, summary=jn.SpikeSummary(capacity=8), **kw).spikes
+    finite = np.isfinite(np.asarray(step))
+    assert finite.sum() >= 2
+    s, i = np.asarray(step)[finite], np.asarray(interp)[finite]
+    np.testing.assert_allclose(s / 0.025, np.round(s / 0.025), rtol=0, atol=1e-6)
+    assert np.all((s >= i) & (s - i < 0.025 + 1e-9))

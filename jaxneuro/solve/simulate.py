@@ -162,7 +162,7 @@ def simulate(
             raise ValueError(f"summary expects a jn.SpikeSummary, got {type(summary).__name__}")
         if own_spikes():
             raise ValueError(f"summary: {type(model).__name__} records its own spikes already; leave summary=None")
-        model = SpikeDetector(model, threshold=summary.threshold, capacity=summary.capacity)
+        model = SpikeDetector(model, threshold=summary.threshold, capacity=summary.capacity, timing=summary.timing)
     known = tuple(model.observables()) + stimulus_observables(model, stimuli)
     unknown = [r for r in record if r not in known]
     if unknown:

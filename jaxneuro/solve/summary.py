@@ -22,16 +22,29 @@ from ..state import State
 
 class SpikeSummary(eqx.Module):
     """What :func:`jaxneuro.simulate` keeps with ``summary=``: upward crossings of
-    ``threshold`` (mV, default 0) by each compartment's voltage, their times linearly
-    interpolated within the step (ms), the first ``capacity`` of them (static, default
-    16; a power of two suits the GPU kernel) and their total count."""
+    ``threshold`` (mV, default 0) by each compartment's voltage, their times (ms), the
+    first ``capacity`` of them (static, default 16; a power of two suits the GPU
+    kernel) and their total count. ``timing`` (static) as for :class:`SpikeDetector`:
+    ``"interpolated"`` (default) or ``"neuron"``."""
 
     threshold: object = units.param(units.mV, default=0.0)
     capacity: int = eqx.field(default=16, static=True)
+    timing: str = eqx.field(default="interpolated", static=True)
 
     def __post_init__(self):
         units.convert_fields(self)
         _check_capacity(self)
+        _check_timing(self)
+
+
+#: How a detector times a crossing: linearly interpolated within the step, or at the
+#: end of the step in which it happened (NEURON's ``NetCon`` with fixed steps).
+TIMINGS = ("interpolated", "neuron")
+
+
+def _check_timing(module) -> None:
+    if module.timing not in TIMINGS:
+        raise ValueError(f"{type(module).__name__}.timing expects one of {TIMINGS}, got {module.timing!r}")
 
 
 def _check_capacity(module) -> None:
@@ -57,11 +70,18 @@ class SpikeDetector(AbstractModel):
     synapses can start from it, as NEURON's ``NetCon`` watches a voltage:
     ``jn.SpikeDetector(hh_cell, threshold=0.0, capacity=64)``, with a synapse from
     ``("cell", [("axon", 0.9)])`` reading the crossings there. The first ``capacity``
-    crossings per compartment are kept (and transmitted)."""
+    crossings per compartment are kept (and transmitted).
+
+    ``timing`` (static): ``"interpolated"`` (default) times a crossing by linear
+    interpolation within its step; ``"neuron"`` at the end of the step in which the
+    voltage crossed, as NEURON's ``NetCon`` does with fixed steps (its default
+    ``cvode.condition_order(1)``): up to a step later, and what reproduces a NEURON
+    network's spike times and synaptic events exactly."""
 
     model: AbstractModel
     threshold: object = units.param(units.mV, default=0.0)
     capacity: int = eqx.field(default=16, static=True)
+    timing: str = eqx.field(default="interpolated", static=True)
     #: Update the buffers under a ``lax.cond`` taken only in steps where some
     #: compartment crossed (static). The fused GPU kernel sets it: per block of 128
     #: neurons most steps have no crossing, and skipping the ``capacity``-wide update
@@ -77,6 +97,7 @@ class SpikeDetector(AbstractModel):
                 f"SpikeDetector: {type(self.model).__name__} records its own spikes already; use it as it is"
             )
         _check_capacity(self)
+        _check_timing(self)
         super().__post_init__()
 
     # The wrapped model's own: its compartments, and its geometry for stimuli, clamps
@@ -134,8 +155,11 @@ class SpikeDetector(AbstractModel):
         crossed = (y0.v < thr) & (y1.v >= thr)
 
         def record(ev):
-            rise = jnp.where(crossed, y1.v - y0.v, 1.0)
-            t_cross = t0 + (thr - y0.v) / rise * (t1 - t0)
+            if self.timing == "neuron":
+                t_cross = jnp.broadcast_to(t1, crossed.shape).astype(y1.v.dtype)
+            else:
+                rise = jnp.where(crossed, y1.v - y0.v, 1.0)
+                t_cross = t0 + (thr - y0.v) / rise * (t1 - t0)
             # In the fused kernel (skip_quiet_steps) a compare against an iota, which
             # Pallas lowers; in XLA loops the choice of the platform.
             write = write_by_select if self.skip_quiet_steps else write_spike_times
