@@ -25,7 +25,8 @@ class SpikeTrains(AbstractModel):
     ``inf`` (the layout of a spiking neuron's ``trace.spikes``; a list of lists of times
     is padded for you). In a :class:`~jaxneuro.Network`, synapses from it deliver each
     spike after their ``delay``, as from any spiking population; its trace's
-    ``spikes`` are the given times and ``spike_count`` the number up to each save.
+    ``spikes`` are the given times and ``spike_count`` each source's number of times up
+    to the end of the run.
 
     A source has no membrane: its ``v`` stays at ``v0`` (record it or not), stimuli
     and synapses onto it do nothing, and it leaves the network's solver to the
