@@ -401,12 +401,14 @@ class Network(AbstractModel):
     def make_trace(self, ts, values, events):
         """One :class:`~jaxneuro.Trace` per population (and recorded synapse), from
         what ``simulate`` saved; reached as ``trace[name]``."""
+        for syn in self.synapses:
+            late = (events or {}).get(syn.name, {}).get("late")
+            if late is not None:
+                _report_late_arrivals(syn.name, syn, late)
         parts = {}
         for member in list(self.names) + [s.name for s in self.synapses]:
             vals = {k: v[member] for k, v in values.items() if member in v}
             ev = (events or {}).get(member, {})
-            if "late" in ev:
-                _report_late_arrivals(member, next(s for s in self.synapses if s.name == member), ev["late"])
             if member not in self.names and not vals:
                 continue
             spikes, count = ev.get("spikes"), ev.get("count")

@@ -349,7 +349,7 @@ def recorded_indices(model, name, places) -> tuple[int, ...]:
     ``name``: locations ``(section, x)`` (a bare ``x`` on a cable) on a cable or cell,
     or indices into a population or a cell's segments; a ValueError naming ``name``
     otherwise."""
-    from ..stimuli.targets import Location, normalise_target
+    from ..stimuli.targets import Location, is_location, normalise_target
 
     if hasattr(model, "make_trace"):
         raise ValueError(
@@ -362,8 +362,7 @@ def recorded_indices(model, name, places) -> tuple[int, ...]:
             f"record={{{name!r}: ...}}: {type(model).__name__} has a single compartment; record {name!r} "
             "without places"
         )
-    if isinstance(places, (str, float, int, Location)) or (
-            isinstance(places, tuple) and len(places) == 2 and isinstance(places[1], float)):
+    if isinstance(places, (str, int, np.integer)) or is_location(places):
         places = [places]  # one place
     cell = model.as_cell() if hasattr(model, "as_cell") else model
     out = []

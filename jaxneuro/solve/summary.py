@@ -63,8 +63,8 @@ def _delegated(name: str) -> property:
 class SpikeDetector(AbstractModel):
     """``model`` with a spike detector: the same dynamics, plus event buffers
     (``spikes``, ``count``, ms) of each compartment's upward crossings of ``threshold``
-    (mV), interpolated within the step, that the default solver updates after each step
-    through :meth:`resolve_events`. Built by ``simulate(..., summary=...)``.
+    (mV), timed as ``timing`` says (below), that the default solver updates after each
+    step through :meth:`resolve_events`. Built by ``simulate(..., summary=...)``.
 
     In a :class:`~jaxneuro.Network` it makes any model a spiking population, so that
     synapses can start from it, as NEURON's ``NetCon`` watches a voltage:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["Location", "IndexPair", "normalise_target", "population_target", "placements", "location_x", "is_location_list"]
+__all__ = ["Location", "IndexPair", "normalise_target", "population_target", "placements", "location_x", "is_location", "is_location_list"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +58,7 @@ def normalise_target(target):
         return Location(target[0] if isinstance(target[0], str) else int(target[0]), float(target[1]))
     if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
         return (target[0], normalise_target(target[1]))
-    if isinstance(target, (list, tuple)) and target and all(_is_location(t) for t in target):
+    if isinstance(target, (list, tuple)) and target and all(is_location(t) for t in target):
         # Several locations, one current each (as coupling sides take them).
         return tuple(normalise_target(t) for t in target)
     if (isinstance(target, tuple) and len(target) == 2
@@ -123,7 +123,7 @@ def location_x(model, target):
     return None
 
 
-def _is_location(target) -> bool:
+def is_location(target) -> bool:
     """Whether ``target`` reads as one location: a :class:`Location`, a bare float
     ``x`` or ``(section, x)`` with a float ``x``."""
     if isinstance(target, Location) or (isinstance(target, (float, np.floating)) and not isinstance(target, bool)):
