@@ -163,7 +163,7 @@ def main(argv=None):
 
     timing = "interpolated" if args.interpolated else "neuron"
     # NEURON first: timed right after jaxneuro's runs in the same process, its times
-    # varied more (0.27-0.47 s in four runs on two cores, against 0.27-0.28 s first).
+    # varied more between runs.
     nrn_s, v_n, spikes_n = neuron_run(args.n, args.k, args.t1)
     jn_s, compile_s, v_j, spikes_j = jaxneuro_run(args.n, args.k, args.t1, args.capacity, timing)
     rows = min(len(v_j), len(v_n))

@@ -87,9 +87,8 @@ def _whole_vectors(count: int, dtype) -> int:
     """``count`` rounded up to whole vector registers of ``dtype`` (512-bit, the width
     jaxneuro asks XLA's CPU code for, :data:`jaxneuro.xla_cpu.VECTOR_BITS`). XLA's CPU
     loops do the remainder that fills no register one value at a time, at about the
-    cost of a whole register: 500 float64 HH neurons ran ~5 % slower than 504
-    (benchmarks/RESULTS.md), so each device's slice gets a few padding neurons
-    instead."""
+    cost of a whole register, so each device's slice gets a few padding neurons
+    instead (measurements in benchmarks/RESULTS.md, item 14)."""
     lanes = max(1, VECTOR_BITS // (8 * jnp.dtype(dtype).itemsize))
     return -(-count // lanes) * lanes
 

@@ -5,9 +5,9 @@ CPU code for a float64 ``exp`` costs several times its float32 one; the polynomi
 below (range reduction by ln 2, a degree-11 polynomial fitted for relative error on
 ``[-ln2/2, ln2/2]``, then a scaling by ``2**n`` built from its bits) is plain
 multiply-adds that vectorise fully. Where its result has one consumer, as in the gates'
-``1 - exp(-dt·rate)``, 1000 HH compartments ran ~12 % faster per step in float64 (the
-gate update is the same as NEURON's ``cnexp`` to within the polynomial's rounding;
-benchmarks/RESULTS.md). Where XLA has to copy the polynomial into several fused
+``1 - exp(-dt·rate)``, HH populations step faster in float64 with it (the gate update is
+NEURON's ``cnexp`` to within the polynomial's rounding; measurements in
+benchmarks/RESULTS.md, item 13). Where XLA has to copy the polynomial into several fused
 kernels (an ``exp`` shared by several rates), it is slower than XLA's ``exp``, so the
 rate functions keep ``jnp.exp``. Other dtypes use ``jnp.exp`` unchanged: XLA's float32
 ``exp`` is already such a polynomial.
