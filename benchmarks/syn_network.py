@@ -156,6 +156,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.t1 = 100, 50.0
+    if not 1 <= args.k < args.n:
+        ap.error(f"--k expects 1 <= k < n (synapses onto each neuron from others), got k={args.k}, n={args.n}")
+    if not args.t1 > 0:
+        ap.error(f"--t1 expects a positive duration in ms, got {args.t1}")
     import jax
 
     jax.config.update("jax_enable_x64", not args.f32)
