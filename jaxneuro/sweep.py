@@ -75,13 +75,29 @@ def product(**axes) -> dict[str, np.ndarray]:
 
 
 def _as_arrays(grid):
-    """``grid`` with its leaves as NumPy arrays; a list or tuple of numbers is one
-    array (one value per parameter set), not a pytree of scalars."""
-    numbers = (int, float, complex, np.number, np.bool_)
-    return jax.tree.map(
-        np.asarray, grid,
-        is_leaf=lambda x: isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(e, numbers) for e in x),
-    )
+    """``grid`` with its leaves as NumPy arrays. A list or tuple of numbers is one
+    array (one value per parameter set), not a pytree of scalars; so is a nested one
+    (``[[1, 2], [3, 4], [5, 6]]``: three parameter sets of two values each), which must
+    then be rectangular."""
+    def rows_of_numbers(x):
+        return isinstance(x, (list, tuple)) and len(x) > 0 and all(
+            isinstance(e, _NUMBERS) or rows_of_numbers(e) for e in x)
+
+    def as_array(path, x):
+        if not rows_of_numbers(x):
+            return np.asarray(x)
+        try:
+            return np.asarray(x)
+        except ValueError:
+            raise ValueError(
+                f"sweep: grid{jax.tree_util.keystr(path)} is a nested list of numbers of uneven "
+                "lengths; each parameter set expects a value of the same shape"
+            ) from None
+
+    return jax.tree_util.tree_map_with_path(as_array, grid, is_leaf=rows_of_numbers)
+
+
+_NUMBERS = (int, float, complex, np.number, np.bool_)
 
 
 def _grid_size(grid) -> int:
@@ -196,7 +212,8 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
     ``fn(params) -> pytree of arrays``: one parameter set in (``grid``'s structure
     with the leading axis removed), jax-traceable (it is vmapped and jitted).
     ``grid``: a dict (or pytree) of arrays sharing a leading length ``N``, e.g. from
-    :func:`product`. ``batch_size``: parameter sets per chunk (one compiled call,
+    :func:`product`; a (nested) list of numbers is one array, its first level the
+    parameter sets. ``batch_size``: parameter sets per chunk (one compiled call,
     split over all local devices). ``out``: a folder for the finished chunks and the
     manifest; an interrupted sweep resumes from it. The manifest records the grid and a
     fingerprint of ``fn`` (its traced program and the values it closes over), and

@@ -232,6 +232,17 @@ def test_sweep_grids_from_lists_and_quantities_and_named_errors():
         jn.sweep(lambda p: p["a"], {"a": np.ones(3), "b": np.ones(4)})
 
 
+def test_sweep_grid_of_nested_lists_is_one_array_per_parameter():
+    # Three parameter sets of two values each, given as rows: the same as the array (it
+    # used to be read as two parameters of three sets, i.e. transposed: [9, 12]).
+    rows = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
+    res = jn.sweep(lambda p: p["x"][0] + 10.0 * p["x"][1], {"x": rows}, batch_size=2)
+    np.testing.assert_array_equal(res, [21.0, 43.0, 65.0])
+    np.testing.assert_array_equal(res, jn.sweep(lambda p: p["x"][0] + 10.0 * p["x"][1], {"x": np.asarray(rows)}))
+    with pytest.raises(ValueError, match=r"grid\['x'\] is a nested list of numbers of uneven lengths"):
+        jn.sweep(lambda p: p["x"][0], {"x": [[1.0, 2.0], [3.0]]})
+
+
 def test_sweep_switches_must_be_booleans(tmp_path):
     # A string or a number is not taken for True/False (check_fn="no" used to count as
     # True, check_fn=0 as False), and on_chunk must be callable; nothing is computed.
