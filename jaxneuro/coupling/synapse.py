@@ -114,13 +114,15 @@ class AbstractSynapse(AbstractCoupling):
 
     def events_at_start(self, t0, events, pre_spikes):
         """``events`` for a run starting at ``t0`` (ms) with the ``pre`` population's
-        spike buffer ``pre_spikes``: with ``delivery="exact"``, spikes arriving by
-        ``t0`` are passed over (they arrived before the run); ``"neuron"`` delivers
-        them at the first step, as NEURON delivers events due before its first step."""
+        spike buffer ``pre_spikes``: with ``delivery="exact"``, spikes arriving before
+        ``t0`` are passed over (they arrived before the run), and one arriving at ``t0``
+        counts from ``t0`` on, as NEURON delivers an event due at its start;
+        ``"neuron"`` delivers them all at the first step, as NEURON delivers events due
+        before its first step."""
         if self.delivery == "neuron":
             return events
         t_arr = jax.lax.stop_gradient(self._rows(pre_spikes) + self._row_delay()[:, None])
-        return {**events, "next": jnp.sum(t_arr <= t0, axis=-1).astype(events["next"].dtype)}
+        return {**events, "next": jnp.sum(t_arr < t0, axis=-1).astype(events["next"].dtype)}
 
     def _per_neuron(self) -> bool:
         """One delay and one time constant: a presynaptic neuron's arrivals are the same

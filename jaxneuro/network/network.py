@@ -271,10 +271,14 @@ class Network(AbstractModel):
             i_gap = i_gap + c.current(state.v)
         i_syn = jnp.zeros_like(state.v)
         for c in self.synapses:
-            spikes = state.events[c.pre[0]]["spikes"]
-            spikes = spikes.reshape((-1, spikes.shape[-1]))
-            i_syn = i_syn + c.current(t, state.v, state.events[c.name], spikes)
+            i_syn = i_syn + c.current(t, state.v, state.events[c.name], self._pre_spikes(c, state))
         return i_gap, i_syn
+
+    @staticmethod
+    def _pre_spikes(synapse, state):
+        """The spike buffer of ``synapse``'s presynaptic population, one row per neuron."""
+        spikes = state.events[synapse.pre[0]]["spikes"]
+        return spikes.reshape((-1, spikes.shape[-1]))
 
     def vector_field(self, t, state, i_inj):
         i_gap, i_syn = self.coupling_currents(t, state)
@@ -395,7 +399,11 @@ class Network(AbstractModel):
                 )
         if name == "g":
             for syn in self.synapses:
-                out[syn.name] = syn.conductance(t, state.events[syn.name])
+                # Exact delivery: what the currents use, arrivals by t included (a spike
+                # arriving at the run's start shows from its first sample). NEURON's
+                # delivery: the state, as NEURON records it between steps.
+                spikes = self._pre_spikes(syn, state) if syn.delivery == "exact" else None
+                out[syn.name] = syn.conductance(t, state.events[syn.name], spikes)
         return out
 
     def make_trace(self, ts, values, events):
