@@ -329,11 +329,15 @@ def test_shared_delay_sums_arrivals_per_neuron_as_per_connection():
                                rtol=1e-10)
 
 
-def test_detector_with_neuron_timing_reproduces_netcon_and_a_neuron_network(neuron_h):
-    """SpikeDetector(timing="neuron") times a crossing at the end of its step, as
-    NEURON's NetCon on a voltage does with fixed steps: an HH soma's spike times equal
-    NetCon's; the default interpolates, up to a step earlier. Two HH cells driving each
-    other through ExpSyn + NetCon (delay 1 ms) then match NEURON's voltages and spikes."""
+@pytest.mark.parametrize("delay", [1.0, 1.0125])
+def test_detector_with_neuron_timing_reproduces_netcon_and_a_neuron_network(neuron_h, delay):
+    """SpikeDetector(timing="neuron") times a crossing at the end of its step (plus
+    NEURON's 1e-10 ms), as NEURON's NetCon on a voltage does with fixed steps: an HH
+    soma's spike times equal NetCon's; the default interpolates, up to a step earlier.
+    Two HH cells driving each other through ExpSyn + NetCon then match NEURON's voltages
+    and spikes, also with a delay of an odd number of half steps (1.0125 ms = 40.5 dt),
+    whose arrivals fall exactly on a step's midpoint: NEURON delivers them in the next
+    step (they were delivered a step early, 1.3 mV off, before the 1e-10 ms)."""
     h = neuron_h
     dt, t1 = 0.025, 40.0
     secs, syns, netcons = [], [], []
@@ -349,7 +353,7 @@ def test_detector_with_neuron_timing_reproduces_netcon_and_a_neuron_network(neur
         syns.append((syn, stim))
     for pre, post in ((0, 1), (1, 0)):
         nc = h.NetCon(secs[pre](0.5)._ref_v, syns[post][0], sec=secs[pre])
-        nc.threshold, nc.delay, nc.weight[0] = 0.0, 1.0, 0.02
+        nc.threshold, nc.delay, nc.weight[0] = 0.0, delay, 0.02
         netcons.append(nc)
     times = [h.Vector() for _ in secs]
     for nc, tv in zip(netcons, times):  # netcons[k] watches cell k
@@ -366,7 +370,7 @@ def test_detector_with_neuron_timing_reproduces_netcon_and_a_neuron_network(neur
 
     def run(timing):
         net = jn.Network({"hh": jn.SpikeDetector(cells, threshold=0.0, capacity=16, timing=timing)},
-                         [jn.ExpSynapse("hh", "hh", jn.conn.explicit([0, 1], [1, 0]), 0.02, 2.0, 0.0, 1.0,
+                         [jn.ExpSynapse("hh", "hh", jn.conn.explicit([0, 1], [1, 0]), 0.02, 2.0, 0.0, delay,
                                         delivery="neuron")])
         return jn.simulate(net, t1, dt=dt, v0=-65.0, stimuli=stim)
 
@@ -394,5 +398,5 @@ def test_spike_timing_must_be_known():
     finite = np.isfinite(np.asarray(step))
     assert finite.sum() >= 2
     s, i = np.asarray(step)[finite], np.asarray(interp)[finite]
-    np.testing.assert_allclose(s / 0.025, np.round(s / 0.025), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(s - 1e-10, 0.025 * np.round(s / 0.025), rtol=0, atol=1e-12)
     assert np.all((s >= i) & (s - i < 0.025 + 1e-9))

@@ -41,6 +41,12 @@ class SpikeSummary(eqx.Module):
 #: end of the step in which it happened (NEURON's ``NetCon`` with fixed steps).
 TIMINGS = ("interpolated", "neuron")
 
+#: What NEURON adds (ms) to the end of the step in which a ``NetCon``'s source crossed
+#: its threshold, with fixed steps (its ``teps``): a spike of a step ending at 1.6 ms
+#: is recorded at 1.6000000001 ms, so an arrival falling exactly on a step's midpoint
+#: (a delay of an odd number of half steps) is delivered in the next step.
+NEURON_THRESHOLD_DELAY = 1e-10
+
 
 def _check_timing(module) -> None:
     if module.timing not in TIMINGS:
@@ -74,7 +80,8 @@ class SpikeDetector(AbstractModel):
 
     ``timing`` (static): ``"interpolated"`` (default) times a crossing by linear
     interpolation within its step; ``"neuron"`` at the end of the step in which the
-    voltage crossed, as NEURON's ``NetCon`` does with fixed steps (its default
+    voltage crossed, plus NEURON's 1e-10 ms (:data:`NEURON_THRESHOLD_DELAY`), as
+    NEURON's ``NetCon`` does with fixed steps (its default
     ``cvode.condition_order(1)``): up to a step later, and what reproduces a NEURON
     network's spike times and synaptic events exactly."""
 
@@ -156,7 +163,7 @@ class SpikeDetector(AbstractModel):
 
         def record(ev):
             if self.timing == "neuron":
-                t_cross = jnp.broadcast_to(t1, crossed.shape).astype(y1.v.dtype)
+                t_cross = jnp.broadcast_to(t1 + NEURON_THRESHOLD_DELAY, crossed.shape).astype(y1.v.dtype)
             else:
                 rise = jnp.where(crossed, y1.v - y0.v, 1.0)
                 t_cross = t0 + (thr - y0.v) / rise * (t1 - t0)
