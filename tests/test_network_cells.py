@@ -68,6 +68,40 @@ def test_locations_need_a_cell():
                    [jn.SymmetricGapJunction(("a", ("dend", 0.5)), "b", jn.conn.one_to_one, 0.01)])
 
 
+def test_couplings_at_a_section_end_are_refused_where_neuron_has_a_node():
+    """A section's end is NEURON's zero-area node, which the cells do not hold. A
+    synapse or gap junction there would act on the end segment (an ExpSyn at a
+    dendrite's x = 1 was 0.85 mV off NEURON), so those sides are refused, naming the end
+    segment's centre; a spike source at an end without children reads the end segment's
+    voltage, which is the node's, and is allowed; one at an end where children join is
+    refused."""
+    soma, dend = dendritic_cell()
+    cell = jn.Cell([soma, dend], parents=[None, ("soma", 1.0)])
+    small = jn.Compartment(length=10.0, diam=2.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
+    node = r"section's end, NEURON's zero-area node.*e\.g\. \('dend', 0\.975\)"
+    with pytest.raises(ValueError, match=r"coupling side \('cell', \('dend', 1\.0\)\): x = 1 of section 'dend' is the " + node):
+        jn.Network({"cell": cell, "small": small},
+                   [jn.SymmetricGapJunction(("cell", ("dend", 1.0)), "small", jn.conn.one_to_one, 0.01)])
+    src = jn.SpikeTrains([[1.0]])
+    with pytest.raises(ValueError, match=node):
+        jn.Network({"src": src, "cell": cell},
+                   [jn.ExpSynapse("src", ("cell", ("dend", 1.0)), jn.conn.all_to_all(), 0.01, 2.0)])
+    with pytest.raises(ValueError, match=r"x = 0 of section 'soma'.*e\.g\. \('soma', 0\.5\)"):
+        jn.Network({"src": src, "cell": cell},
+                   [jn.ExpSynapse("src", ("cell", ("soma", 0.0)), jn.conn.all_to_all(), 0.01, 2.0)])
+    inside = jn.Network({"src": src, "cell": cell},
+                        [jn.ExpSynapse("src", ("cell", ("dend", 0.975)), jn.conn.all_to_all(), 0.01, 2.0)])
+    assert int(inside.couplings[0].post_index[0]) == 1 + cell.index("dend", 0.975)  # after the source
+    # Spike sources: a childless end is the end segment; an end where children join is not.
+    watched = jn.SpikeDetector(cell, threshold=0.0)
+    ok = jn.Network({"cell": watched, "small": small},
+                    [jn.ExpSynapse(("cell", [("dend", 1.0)]), "small", jn.conn.all_to_all(), 0.01, 2.0)])
+    assert int(ok.couplings[0].pre_index[0]) == cell.index("dend", 1.0)
+    with pytest.raises(ValueError, match=r"x = 1 of section 'soma'.*averaged over the segments"):
+        jn.Network({"cell": watched, "small": small},
+                   [jn.ExpSynapse(("cell", [("soma", 1.0)]), "small", jn.conn.all_to_all(), 0.01, 2.0)])
+
+
 def test_many_cells_as_one_cell_of_several_roots_equal_separate_cells():
     """Cells side by side in one jn.Cell (each root's parent None) run as one model,
     compiled once for all: each equals its own simulation."""

@@ -85,7 +85,7 @@ class Network(AbstractModel):
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
         where = {n: (int(offsets[i]), int(sizes[i])) for i, n in enumerate(self.names)}
 
-        def locate(side):
+        def locate(side, carries_current=True):
             name, idx = side
             if name not in where:
                 raise ValueError(f"coupling side {name!r} is not a population of this network; it has {self.names}")
@@ -99,7 +99,7 @@ class Network(AbstractModel):
                         f"coupling side ({name!r}, {idx!r}): locations (section, x) need a cell "
                         f"population (jn.Cell or jn.Cable), {name!r} is a {type(pop).__name__}"
                     )
-                idx = [_location_index(pop, name, k) if isinstance(k, tuple) else k for k in idx]
+                idx = [_location_index(pop, name, k, carries_current) if isinstance(k, tuple) else k for k in idx]
             idx = np.asarray(idx, dtype=np.int64)
             if idx.size and (idx.min() < 0 or idx.max() >= n):
                 raise ValueError(
@@ -139,7 +139,10 @@ class Network(AbstractModel):
                         f"or one watched for threshold crossings as NEURON's NetCon does: "
                         f"jn.SpikeDetector({type(pop).__name__}(...), threshold=0.0)"
                     )
-            bound.append(c.bind(locate))
+            # A synapse's pre side only reads voltages (its spikes); every other side
+            # carries the coupling's current.
+            bound.append(c.bind(lambda side, c=c: locate(
+                side, carries_current=not (isinstance(c, AbstractSynapse) and side is c.pre))))
         self.couplings = tuple(bound)
 
     # --- layout ---------------------------------------------------------------------------
@@ -459,11 +462,37 @@ def _report_late_arrivals(name, synapse, late):
     )
 
 
-def _location_index(pop, name, location):
+def _location_index(pop, name, location, carries_current=True):
     """Segment index of ``location = (section, x)`` on a cell or cable population
-    (``section`` None: a bare ``x`` on a one-section cable)."""
+    (``section`` None: a bare ``x`` on a one-section cable).
+
+    A section's end (x = 1, or a root's x = 0) is NEURON's zero-area node there, which
+    jaxneuro's cells do not hold as a state. A coupling's current there (a synapse's
+    post side, either side of a gap junction) would pass through the end segment's
+    half resistance in NEURON and act on the end segment directly here (0.85 mV off
+    NEURON for an ExpSyn at a dendrite's x = 1), so it is refused, naming the end
+    segment's centre instead; so is a spike source (a synapse's pre side) at an end
+    where children join, whose voltage NEURON averages over the neighbours. A source at
+    an end without children reads the end segment's voltage, which is the node's."""
     cell = pop.as_cell() if hasattr(pop, "as_cell") else pop
+    where = f"coupling side ({name!r}, {location!r})"
     try:
-        return cell.index(*location)
+        index = cell.index(*location)
+        s, x, _ = cell._located(*location)
     except ValueError as e:
-        raise ValueError(f"coupling side ({name!r}, {location!r}): {e}") from None
+        raise ValueError(f"{where}: {e}") from None
+    if x in (0.0, 1.0):
+        neighbours, _ = cell._node_neighbours(*location)
+        if carries_current or len(neighbours) > 1:
+            section = cell.section_names[s]
+            nseg = cell.sections[s].nseg
+            inside = (section, 1.0 - 0.5 / nseg if x == 1.0 else 0.5 / nseg)
+            what = ("a coupling's current there would act on the end segment, not pass through its half "
+                    "resistance as in NEURON" if carries_current else
+                    "NEURON reads a voltage there averaged over the segments that join it")
+            raise ValueError(
+                f"{where}: x = {x:g} of section {section!r} is the section's end, NEURON's zero-area "
+                f"node, which jaxneuro's cells do not hold; {what}. Give a location inside the "
+                f"section, e.g. {inside!r} (the end segment's centre)"
+            )
+    return index
