@@ -35,14 +35,39 @@ def _passive(h, s, nseg=None):
         seg.pas.g, seg.pas.e = 1e-4, -65.0
 
 
-def _soma_step(h, secs, cell, locs):
-    """Voltages at ``locs`` ((section, x) pairs) over 30 ms with 0.5 nA into soma(0.5)
-    from 1 to 21 ms: NEURON's (sections ``secs``) and jaxneuro's (``cell``)."""
-    stim = h.IClamp(secs["soma[0]"](0.5))
-    stim.amp, stim.delay, stim.dur = 0.5, 1.0, 20.0
+def _step(h, secs, cell, locs, site=("soma[0]", 0.5), amp=0.5):
+    """Voltages at ``locs`` ((section, x) pairs) over 30 ms with ``amp`` nA (0.5) into
+    ``site`` (soma(0.5)) from 1 to 21 ms: NEURON's (sections ``secs``) and jaxneuro's
+    (``cell``; at a section end, NEURON's zero-area node there: ``Cell.voltage_at``)."""
+    stim = h.IClamp(secs[site[0]](site[1]))
+    stim.amp, stim.delay, stim.dur = amp, 1.0, 20.0
     _, vecs = run_neuron(h, 30.0, refs=[secs[n](x)._ref_v for n, x in locs])
-    trace = jn.simulate(cell, 30.0, stimuli=[jn.StepCurrent(0.5, 1.0, 20.0, target=("soma[0]", 0.5))])
-    return np.array(vecs).T, np.asarray(trace.v)[:, [cell.index(n, x) for n, x in locs]]
+    trace = jn.simulate(cell, 30.0, stimuli=[jn.StepCurrent(amp, 1.0, 20.0, target=site)])
+    return np.array(vecs).T, np.stack([np.asarray(cell.voltage_at(trace.v, n, x)) for n, x in locs], axis=1)
+
+
+def _assert_sections_match(h, path, label=""):
+    """swc_sections(path) against Import3d's sections: names, 3-D points (µm, with
+    the parent-point copies Import3d adds or leaves out), lengths, parents and
+    attachment points, each child's 0 end on its parent."""
+    secs = _import3d(h, path)
+    try:
+        ours = swc_sections(read_swc(path))
+        names = [s.name for s in ours]
+        assert sorted(names) == sorted(secs), label
+        for sec in ours:
+            s = secs[sec.name]
+            points = np.array([[s.x3d(i), s.y3d(i), s.z3d(i), s.diam3d(i)] for i in range(s.n3d())])
+            np.testing.assert_allclose(points, np.column_stack([sec.xyz, sec.diam]), atol=1e-4,
+                                       err_msg=f"{label}, {sec.name}")
+            assert sec.length == pytest.approx(s.L, abs=1e-4), (label, sec.name)
+            assert h.section_orientation(sec=s) == 0.0
+            parent = s.parentseg()
+            assert (None if sec.parent is None else (names[sec.parent], sec.parent_x)) == (
+                None if parent is None else (parent.sec.name(), parent.x)), (label, sec.name)
+    finally:
+        for s in secs.values():
+            h.delete_section(sec=s)
 
 
 @pytest.mark.parametrize("path", FILES, ids=["three_point_soma", "one_point_soma"])
@@ -78,7 +103,7 @@ def test_sections_nseg_areas_and_voltages_match_neuron(neuron_h, path):
         assert soma.L == pytest.approx(16.0) and soma(0.5).diam == pytest.approx(16.0)
         assert max(s.nseg for s in secs.values()) > 5  # d_lambda actually splits sections
 
-        v_n, v_j = _soma_step(h, secs, cell, [("soma[0]", 0.5), ("dend[4]", 0.5), ("apic[2]", 0.9), ("axon[0]", 0.5)])
+        v_n, v_j = _step(h, secs, cell, [("soma[0]", 0.5), ("dend[4]", 0.5), ("apic[2]", 0.9), ("axon[0]", 0.5)])
     finally:
         for s in secs.values():
             h.delete_section(sec=s)
@@ -137,7 +162,7 @@ def test_soma_outline_as_a_chain_of_points_matches_neuron(neuron_h):
             _passive(h, s, cell.sections[cell.section_index(name)].nseg)
             np.testing.assert_allclose(np.asarray(cell.membrane_area[cell.segments(name)]),
                                        [seg.area() for seg in s], rtol=3e-7)
-        v_n, v_j = _soma_step(h, secs, cell, [(name, 0.5) for name in sorted(secs)])
+        v_n, v_j = _step(h, secs, cell, [(name, 0.5) for name in sorted(secs)])
     finally:
         for s in secs.values():
             h.delete_section(sec=s)
@@ -175,28 +200,128 @@ def _random_swc(rng, path):
 def test_random_trees_split_into_sections_as_neurons_import3d(neuron_h, tmp_path, capfd):
     # Sections, their 3-D points (with the parent-point copies Import3d adds or leaves
     # out), parents and attachment points, for 40 random trees.
-    h = neuron_h
-    h.load_file("import3d.hoc")
     for seed in range(40):
         path = tmp_path / f"tree{seed}.swc"
         _random_swc(np.random.default_rng(seed), path)
-        secs = _import3d(h, path)
-        try:
-            ours = swc_sections(read_swc(path))
-            names = [s.name for s in ours]
-            assert sorted(names) == sorted(secs), seed
-            for sec in ours:
-                s = secs[sec.name]
-                points = np.array([[s.x3d(i), s.y3d(i), s.z3d(i), s.diam3d(i)] for i in range(s.n3d())])
-                np.testing.assert_allclose(points, np.column_stack([sec.xyz, sec.diam]), atol=1e-4,
-                                           err_msg=f"seed {seed}, {sec.name}")
-                parent = s.parentseg()
-                assert (None if sec.parent is None else (names[sec.parent], sec.parent_x)) == (
-                    None if parent is None else (parent.sec.name(), parent.x)), (seed, sec.name)
-        finally:
-            for s in secs.values():
-                h.delete_section(sec=s)
+        _assert_sections_match(neuron_h, path, f"seed {seed}")
     capfd.readouterr()  # Import3d's notices about the one-point sections it drops
+
+
+def _random_neurite_root_swc(rng, path):
+    """A random SWC tree whose root is a neurite point (type 2-5): branches of the
+    root's type or (a third of them) of types 1-4 leaving it (half of them) and each
+    other anywhere, some of them one point long."""
+    root_type = int(rng.choice([2, 3, 4, 5]))
+    pts = [[1, root_type, 0.0, 0.0, 0.0, float(rng.uniform(0.5, 2)), -1]]
+    for _ in range(int(rng.integers(2, 8))):
+        parent = 1 if rng.random() < 0.5 else int(rng.integers(1, len(pts) + 1))
+        kind = int(rng.choice([1, 2, 3, 4])) if rng.random() < 0.3 else root_type
+        for _ in range(int(rng.integers(1, 5))):
+            p = pts[parent - 1]
+            pts.append([len(pts) + 1, kind, p[2] + float(rng.uniform(-20, 20)), p[3] + float(rng.uniform(-20, 20)),
+                        p[4] + float(rng.uniform(-5, 5)), float(rng.uniform(0.3, 1.5)), parent])
+            parent = len(pts)
+            if rng.random() < 0.2:  # branch from anywhere
+                parent = int(rng.integers(1, len(pts) + 1))
+    path.write_text("".join("%d %d %.3f %.3f %.3f %.3f %d\n" % tuple(p) for p in pts))
+
+
+def test_random_trees_with_a_neurite_root_split_as_neurons_import3d(neuron_h, tmp_path, capfd):
+    # No soma at the root: branches on it join the root section at x = 0 (34 of these
+    # 40 trees came out wrong when every root with several children was a one-point
+    # "sphere" section of its own).
+    for seed in range(40):
+        path = tmp_path / f"tree{seed}.swc"
+        _random_neurite_root_swc(np.random.default_rng(seed), path)
+        _assert_sections_match(neuron_h, path, f"seed {seed}")
+    capfd.readouterr()
+
+
+# Root point 1 of type 3 (or 2, 4) at the origin; branches along +x, -x and +y.
+_PLUS_X = "2 {t} 20 0 0 1.8 1\n3 {t} 40 0 0 1.6 2\n"
+_MINUS_X = "{i} {t} -20 0 0 1.5 1\n{j} {t} -40 0 0 1.5 {i}\n"
+_PLUS_Y = "{i} {t} 0 20 0 1 1\n{j} {t} 0 40 0 1 {i}\n"
+NEURITE_ROOTS = {
+    # name: (SWC text, {section: (parent, x)} as Import3d makes them, root section's L)
+    "one_child": ("1 3 0 0 0 2 -1\n" + _PLUS_X.format(t=3), {"dend[0]": None}, 40.0),
+    "axon_root": ("1 2 0 0 0 1 -1\n" + _PLUS_X.format(t=2) + _MINUS_X.format(t=2, i=4, j=5),
+                  {"axon[0]": None, "axon[1]": ("axon[0]", 0.0)}, 40.0),
+    "apic_root": ("1 4 0 0 0 1 -1\n" + _PLUS_X.format(t=4) + _MINUS_X.format(t=4, i=4, j=5),
+                  {"apic[0]": None, "apic[1]": ("apic[0]", 0.0)}, 40.0),
+    "three_children": ("1 3 0 0 0 2 -1\n" + _PLUS_X.format(t=3) + _MINUS_X.format(t=3, i=4, j=5)
+                       + _PLUS_Y.format(t=3, i=6, j=7),
+                       {"dend[0]": None, "dend[1]": ("dend[0]", 0.0), "dend[2]": ("dend[0]", 0.0)}, 40.0),
+    # The root's section takes in its first child's points whatever their type, and is
+    # named after the root's type.
+    "first_child_axon": ("1 3 0 0 0 2 -1\n" + _PLUS_X.format(t=2) + _MINUS_X.format(t=3, i=4, j=5),
+                         {"dend[0]": None, "dend[1]": ("dend[0]", 0.0)}, 40.0),
+    # A last child of another type ends the root section at the root: a one-point root
+    # section, which Import3d makes a sphere (a cylinder, L = diam = 4 µm) of the
+    # root's type, all children on its x = 0.
+    "last_child_axon": ("1 3 0 0 0 2 -1\n" + _PLUS_X.format(t=3) + _MINUS_X.format(t=2, i=4, j=5),
+                        {"dend[0]": None, "dend[1]": ("dend[0]", 0.0), "axon[0]": ("dend[0]", 0.0)}, 4.0),
+    "last_child_soma": ("1 3 0 0 0 2 -1\n" + _PLUS_X.format(t=3) + _MINUS_X.format(t=1, i=4, j=5),
+                        {"dend[0]": None, "dend[1]": ("dend[0]", 0.0), "soma[0]": ("dend[0]", 0.0)}, 4.0),
+    # A one-point branch on the root is dropped.
+    "one_point_branch": ("1 3 0 0 0 2 -1\n" + _PLUS_X.format(t=3) + "4 3 -20 0 0 1.5 1\n",
+                         {"dend[0]": None, "dend[1]": ("dend[0]", 0.0)}, 40.0),
+    # The root's first child forks at its own first point.
+    "fork_next_to_root": ("1 3 0 0 0 2 -1\n" + _PLUS_X.format(t=3) + "4 3 20 20 0 1.5 2\n5 3 20 40 0 1.5 4\n"
+                          + "6 3 -20 0 0 1 1\n7 3 -40 0 0 1 6\n",
+                          {"dend[0]": None, "dend[1]": ("dend[0]", 1.0), "dend[2]": ("dend[0]", 1.0),
+                           "dend[3]": ("dend[0]", 0.0)}, 20.0),
+}
+
+
+@pytest.mark.parametrize("name", NEURITE_ROOTS)
+def test_neurite_roots_split_as_neurons_import3d(neuron_h, tmp_path, capfd, name):
+    text, links, root_length = NEURITE_ROOTS[name]
+    path = tmp_path / f"{name}.swc"
+    path.write_text(text)
+    ours = swc_sections(read_swc(path))
+    names = [s.name for s in ours]
+    assert {s.name: None if s.parent is None else (names[s.parent], s.parent_x) for s in ours} == links
+    assert [s.length for s in ours if s.parent is None] == [pytest.approx(root_length)]
+    _assert_sections_match(neuron_h, path, name)
+    capfd.readouterr()
+
+
+def test_branching_neurite_root_matches_neuron(neuron_h):
+    # A dendrite point as the root, with two branches: Import3d makes it dend[0]'s first
+    # point and hangs the other branch on dend[0](0). (A one-point root section, a
+    # 4 µm "sphere" with both branches on its x = 0, before: +3.2 % membrane area,
+    # section names shifted by one, 1.7 mV off.)
+    h = neuron_h
+    path = DATA / "dend_root.swc"
+    cell = jn.Cell.from_swc(path, Ra=100.0, cm=1.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0)], nseg=5)
+    secs = _import3d(h, path)
+    try:
+        assert sorted(secs) == sorted(cell.section_names) == ["dend[0]", "dend[1]", "dend[2]", "dend[3]"]
+        links = {name: None if link is None else (cell.section_names[link[0]], link[1])
+                 for name, link in zip(cell.section_names, cell.parents)}
+        assert links == {"dend[0]": None, "dend[1]": ("dend[0]", 1.0), "dend[2]": ("dend[0]", 1.0),
+                         "dend[3]": ("dend[0]", 0.0)}
+        area = np.asarray(cell.membrane_area)
+        for name, sec in zip(cell.section_names, cell.sections):
+            s = secs[name]
+            _passive(h, s, nseg=5)
+            parent = s.parentseg()
+            assert links[name] == (None if parent is None else (parent.sec.name(), parent.x))
+            assert float(sec.length) == pytest.approx(s.L, rel=1e-12), name
+            np.testing.assert_allclose(area[cell.segments(name)], [seg.area() for seg in s], rtol=3e-7)
+        assert float(secs["dend[0]"].L) == pytest.approx(40.0)
+        assert area.sum() == pytest.approx(sum(seg.area() for s in secs.values() for seg in s), rel=1e-7)
+        # 0.1 nA near the tip of one fork; the root point (the node at dend[0](0), where
+        # dend[3] joins), the fork and the tips.
+        v_n, v_j = _step(h, secs, cell, [("dend[1]", 0.9), ("dend[0]", 0.0), ("dend[0]", 0.1), ("dend[0]", 1.0),
+                                         ("dend[2]", 0.9), ("dend[3]", 0.1), ("dend[3]", 0.9)],
+                         site=("dend[1]", 0.9), amp=0.1)
+    finally:
+        for s in secs.values():
+            h.delete_section(sec=s)
+    assert np.min(v_n.max(axis=0)) > -20  # 55 mV deflections everywhere
+    # 5e-7 mV measured (single-precision 3-D points); 1.7 mV before.
+    assert np.max(np.abs(v_j - v_n)) < 1e-5
 
 
 def test_both_soma_conventions_give_the_same_cell():
@@ -301,8 +426,8 @@ def test_branch_at_a_neurites_first_point_and_custom_types_match_neuron(neuron_h
         assert secs["dend[1]"].parentseg().sec.name() == "dend[0]" and secs["dend[1]"].parentseg().x == 0.0
         for s in secs.values():
             _passive(h, s)
-        v_n, v_j = _soma_step(h, secs, cell, [("soma[0]", 0.5), ("dend[1]", 0.5), ("dend[0]", 0.5),
-                                              ("dend_5[0]", 0.5), ("dend_7[0]", 0.9)])
+        v_n, v_j = _step(h, secs, cell, [("soma[0]", 0.5), ("dend[1]", 0.5), ("dend[0]", 0.5),
+                                         ("dend_5[0]", 0.5), ("dend_7[0]", 0.9)])
     finally:
         for s in secs.values():
             h.delete_section(sec=s)
@@ -321,7 +446,7 @@ def test_fixed_nseg_per_section_matches_neuron(neuron_h):
     try:
         for s in secs.values():
             _passive(h, s, nseg=3)
-        v_n, v_j = _soma_step(h, secs, cell, [("soma[0]", 0.5), ("dend[4]", 0.5), ("apic[2]", 0.9)])
+        v_n, v_j = _step(h, secs, cell, [("soma[0]", 0.5), ("dend[4]", 0.5), ("apic[2]", 0.9)])
     finally:
         for s in secs.values():
             h.delete_section(sec=s)

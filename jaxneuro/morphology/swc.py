@@ -101,18 +101,22 @@ def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
     child, which Import3d rejects). A section is a run of consecutive points of one
     type, each the parent of the next; it ends at a branch point, a type change, a
     child listed out of order, or a tip, except that a soma point continues its section
-    unless it has several soma children (the root always continues). Each later section
+    unless it has several soma children (the root always continues), and a root that
+    is no soma point (a neurite's first point, e.g. ``dend[0](0)``) ends its section
+    only where its last child (in point order) is of another type. Each later section
     starts with a copy of its parent point (the copy's diameter is the section's own
     first diameter where a neurite leaves the soma) and joins its parent at ``x = 1``,
     or at ``x = 0`` on the root's first point; neurites on a soma section's inner points
     join ``soma(0.5)``. Where a neurite joins a one-point soma, an inner soma point or
     a soma point with several soma children, it is wired to its own first point (no
-    copy). A soma of one point, or NeuroMorpho's three points (the centre and two points
-    one radius away, equal radii, nothing attached to the outer two), becomes a
-    cylinder of length and diameter ``2r`` (the sphere's area) along x, its neurites at
-    ``soma(0.5)``. A later section of one point, or of two at the same place, is
-    dropped and its children join its parent where it joined. Sections are named per
-    type in file order (``soma[0]``, ``dend[3]``, ...).
+    copy). A root section of one point (a soma's, or a neurite root's whose last child
+    changes type), or NeuroMorpho's three soma points (the centre and two points one
+    radius away, equal radii, nothing attached to the outer two), becomes a cylinder of
+    length and diameter ``2r`` (the sphere's area) along x, whatever its type (Import3d's
+    ``sphere_rep``), its neurites at ``soma(0.5)`` on a soma, else at ``x = 0``. A later
+    section of one point, or of two at the same place, is dropped and its children join
+    its parent where it joined. Sections are named per type in file order (``soma[0]``,
+    ``dend[3]``, ...), each after its first point's type.
     """
     by_id = {p.id: p for p in points}
     children: dict[int, list[int]] = {p.id: [] for p in points}
@@ -152,6 +156,13 @@ def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
             if p > 1 and typ[p] != 1 and typ[pix[p]] == 1:
                 connect2prox[i] = True
                 nchild[p] = 1
+            # So does one on a root that is no soma point (Import3d's p == 0 case; p == 1
+            # is neither): the root continues its section unless its last child is of
+            # another type (then the root alone is the root section, a sphere, as in
+            # NEURON), and the branch joins the root section at x = 0.
+            elif p == 0 and typ[0] != 1:
+                connect2prox[i] = True
+                nchild[p] = 1
         if typ[p] != typ[i]:
             nchild[p] += 0.01
     nchild_soma = [0] * n
@@ -184,7 +195,7 @@ def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
         ids = [p.id for p in pts[first:stop]]
         if isec == 0:
             own = [first] if soma3 else list(range(first, stop))
-            if len(own) == 1:  # a sphere, as a cylinder of length and diameter 2r along x
+            if len(own) == 1:  # a sphere, as a cylinder of length and diameter 2r along x, any type
                 c, r = xyz[first], diam[first] / 2
                 raw.append([t, np.stack([c - [r, 0, 0], c, c + [r, 0, 0]]), np.full(3, diam[first]), None, 0.0, ids])
             else:
