@@ -197,6 +197,8 @@ def _check_manifest(out: Path, old: dict, meta: dict, what: str) -> None:
 
 
 def _prepare_out(out: Path, meta: dict) -> None:
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"sweep: out expects a folder (new, or one of this sweep's), got the file {out}")
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / _MANIFEST
     if manifest.exists():
@@ -307,6 +309,8 @@ def load(out, fn: Callable, grid, *, check_fn: bool = True):
     against its manifest as :func:`sweep` does). A ValueError if chunks are missing."""
     check_fn = units.flag(check_fn, "load: check_fn")
     out = Path(out)
+    if not (out / _MANIFEST).is_file():
+        raise ValueError(f"load: {out} holds no sweep (no {_MANIFEST}); give the folder a sweep wrote with out=")
     meta = json.loads((out / _MANIFEST).read_text())
     grid = _as_arrays(grid)
     mine = _fingerprint(grid, meta["batch_size"])

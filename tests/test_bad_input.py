@@ -88,3 +88,34 @@ def test_a_location_outside_the_section_is_named_once():
     cable = jn.Cable(length=10, diam=1, nseg=3, channels=[jn.channels.Leak()])
     with pytest.raises(ValueError, match=r"^stimulus target=1.5: location: x must lie in \[0, 1\], got 1.5\b"):
         jn.simulate(cable, 1.0, stimuli=[jn.StepCurrent(0.1, target=1.5)])
+
+
+def test_booleans_are_not_counts():
+    # bool is an int to Python: n=True built a model of shape (True,) that failed later
+    # with a bare TypeError, spike_capacity=True a one-slot buffer.
+    with pytest.raises(ValueError, match=r"LIF\.n expects a positive integer, got True"):
+        jn.LIF(n=True)
+    with pytest.raises(ValueError, match=r"AdEx\.spike_capacity expects a positive integer, got True"):
+        jn.AdEx(n=2, spike_capacity=True)
+    with pytest.raises(ValueError, match=r"Compartment\.n expects a positive integer, got True"):
+        soma(n=True)
+
+
+def test_record_and_stimuli_of_the_wrong_kind_are_named():
+    with pytest.raises(ValueError, match=r"record expects variable names .* got None"):
+        jn.simulate(soma(), 1.0, record=None)
+    with pytest.raises(ValueError, match=r"record expects variable names .* got \('v', 3\)"):
+        jn.simulate(soma(), 1.0, record=("v", 3))
+    with pytest.raises(ValueError, match=r"stimuli expects a stimulus or a list of them .* got int"):
+        jn.simulate(soma(), 1.0, stimuli=5)
+    with pytest.raises(ValueError, match=r"record=\{'v': \.\.\.\}: a place expects a location .* got True"):
+        jn.simulate(soma(n=3), 1.0, record={"v": [True]})
+
+
+def test_sweep_folders_of_the_wrong_kind_are_named(tmp_path):
+    f = tmp_path / "a_file"
+    f.write_text("")
+    with pytest.raises(ValueError, match=r"sweep: out expects a folder .* got the file"):
+        jn.sweep(lambda p: p["x"], {"x": jnp.ones(3)}, out=f)
+    with pytest.raises(ValueError, match=r"load: .* holds no sweep \(no manifest.json\)"):
+        jn.sweep.load(tmp_path / "nothing", lambda p: p["x"], {"x": jnp.ones(3)})

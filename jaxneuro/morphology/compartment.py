@@ -58,7 +58,7 @@ class Compartment(AbstractModel):
             raise ValueError(
                 "Compartment: geometry missing; give length and diam (µm) or area (µm²)"
             )
-        if self.n is not None and (not isinstance(self.n, int) or self.n < 1):
+        if self.n is not None and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
             raise ValueError(f"Compartment.n expects a positive integer, got {self.n!r}")
         super().__post_init__()
         own = {k: getattr(self, k) for k in ("length", "diam", "area", "cm", "temperature")}

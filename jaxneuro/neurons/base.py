@@ -225,9 +225,9 @@ class AbstractSpikingNeuron(AbstractModel):
 
     def _check_common(self):
         cls = type(self).__name__
-        if self.n is not None and (not isinstance(self.n, int) or self.n < 1):
+        if self.n is not None and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
             raise ValueError(f"{cls}.n expects a positive integer, got {self.n!r}")
-        if not isinstance(self.spike_capacity, int) or self.spike_capacity < 1:
+        if isinstance(self.spike_capacity, bool) or not isinstance(self.spike_capacity, int) or self.spike_capacity < 1:
             raise ValueError(f"{cls}.spike_capacity expects a positive integer, got {self.spike_capacity!r}")
         self._check_surrogate()
 

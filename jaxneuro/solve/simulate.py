@@ -139,7 +139,12 @@ def simulate(
     model = model.precomputed()
     if isinstance(stimuli, AbstractStimulus):
         stimuli = (stimuli,)
-    stimuli = tuple(stimuli)
+    try:
+        stimuli = tuple(stimuli)
+    except TypeError:
+        raise ValueError(
+            f"stimuli expects a stimulus or a list of them (e.g. [jn.StepCurrent(...)]), got {type(stimuli).__name__}"
+        ) from None
     for i, s in enumerate(stimuli):
         if not isinstance(s, AbstractStimulus):
             raise ValueError(
@@ -151,7 +156,16 @@ def simulate(
         where = {name: places for name, places in record.items() if places is not None}
     if isinstance(record, str):
         record = (record,)
-    record = tuple(record)
+    try:
+        names = tuple(record)
+    except TypeError:
+        names = (None,)
+    if not all(isinstance(r, str) for r in names):
+        raise ValueError(
+            "record expects variable names (a name, a list of names, or a dict of name -> places, "
+            f"e.g. record=('v',) or record={{'v': [('dend', 0.5)]}}), got {record!r}"
+        )
+    record = names
     def own_spikes():  # spiking point neurons keep spike times of their own
         return bool(jax.eval_shape(model.init_state, model.default_v0).events)
 
@@ -367,7 +381,13 @@ def recorded_indices(model, name, places) -> tuple[int, ...]:
     cell = model.as_cell() if hasattr(model, "as_cell") else model
     out = []
     for place in places:
-        target = normalise_target(place)
+        try:
+            target = normalise_target(place)
+        except ValueError:
+            raise ValueError(
+                f"record={{{name!r}: ...}}: a place expects a location (section, x), a bare x on a "
+                f"cable, or a compartment index, got {place!r}"
+            ) from None
         if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str) and isinstance(target[1], int):
             target = Location(target[0], float(target[1]))  # (section, 1): x = 1, as stimuli read it
         if isinstance(target, Location):
