@@ -297,6 +297,15 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
         raise ValueError(f"membrane_time_constant expects a Trace or a model, got {type(source).__name__}")
     step = _step_stimulus(stimulus, amp_matters=False)  # a ratio of deflections
     _step_in_range(source, step)
+    if units.is_concrete(source.t) and units.is_concrete(step.delay) and units.is_concrete(step.dur):
+        t_np, start = np.asarray(source.t), float(step.delay)
+        inside = np.sum((t_np > start) & (t_np <= start + float(step.dur)))
+        if inside < 2:
+            raise ValueError(
+                f"membrane_time_constant: the step ({start:g} ms for {float(step.dur):g} ms) spans {inside} "
+                "sample(s) of the trace; the charging curve needs at least 2: record more often "
+                "(save_every) or give a longer step"
+            )
     v = getattr(source, variable)
     baseline = _sample_at_or_before(source, step.delay, variable)
     final = _sample_at_or_before(source, step.delay + step.dur, variable)
@@ -360,9 +369,26 @@ def spike_times(source, threshold=None, *, capacity: int | None = None, variable
             f"spike_times: the trace has {v.shape[0]} sample(s); threshold crossings need at least 2"
         )
     threshold = units.to_base(0.0 if threshold is None else threshold, "threshold", units.mV)
+    if units.is_concrete(threshold) and np.isnan(np.asarray(threshold)).any():
+        raise ValueError("spike_times: threshold expects a voltage (mV), got NaN")
+    if units.is_concrete(v):
+        _warn_nan(source.t, v, "spike_times")
     capacity = DEFAULT_SPIKE_CAPACITY if capacity is None else capacity
     # One extra slot tells whether a neuron had more crossings than capacity.
     return _first(_all_crossings(source.t, v, threshold, capacity + 1), capacity)
+
+
+def _warn_nan(t, v, what):
+    """Warn where a known trace holds NaN (a run that blew up): no crossing is counted
+    next to a NaN sample, so spikes and rates would stop short without a word."""
+    bad = np.isnan(np.asarray(v).reshape(np.shape(v)[0], -1))
+    if bad.any():
+        rows = np.nonzero(bad.any(axis=1))[0]
+        warnings.warn(
+            f"{what}: the trace holds NaN from t = {float(np.asarray(t)[rows[0]]):g} ms in "
+            f"{int(bad.any(axis=0).sum())} of {bad.shape[1]} compartment(s); no crossing next to a "
+            "NaN sample is counted",
+            RuntimeWarning, stacklevel=3)
 
 
 @functools.partial(jax.jit, static_argnames="capacity")
@@ -435,6 +461,8 @@ def isi(spikes):
     """Inter-spike intervals (ms) from padded spike times (or a Trace with spike
     events): ``(..., capacity - 1)``, ``inf`` where either spike is missing."""
     spikes = as_spike_times(spikes, "isi")
+    if jnp.ndim(spikes) == 0:
+        raise ValueError("isi: spikes expects padded spike times of shape (capacity,) or (n, capacity), got a scalar")
     d = spikes[..., 1:] - spikes[..., :-1]
     return jnp.where(jnp.isfinite(d), d, jnp.inf)
 
@@ -481,6 +509,8 @@ def fi_curve(model: AbstractModel, amps, *, delay=0.0, dur=500.0, window=None, d
 
     capacity = units.positive_int(capacity, "fi_curve: capacity")
     amps = jnp.asarray(units.to_base(amps, "amps", units.nA), dtype=jnp.result_type(float))
+    if not isinstance(amps, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(amps))):
+        raise ValueError(f"fi_curve: amps expects finite currents (nA), got {np.asarray(amps)}")
     delay = units.to_base(delay, "delay", units.ms)
     dur = units.to_base(dur, "dur", units.ms)
     if not float(dur) > 0 or not np.isfinite(float(dur)):

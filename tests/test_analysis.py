@@ -403,3 +403,29 @@ def test_spike_analyses_take_a_trace_and_refuse_a_voltage_trace():
     # Under jit the values are unknown: no check, the same numbers.
     rate = jax.jit(lambda s: jn.firing_rate(s, 0.0, 30.0))(trace.spikes)
     assert float(rate) == float(jn.firing_rate(trace.spikes, 0.0, 30.0))
+
+
+def test_nan_in_traces_and_arguments_is_reported():
+    from jaxneuro.solve.trace import Trace
+
+    v = np.full(101, -65.0)
+    v[30] = v[60] = 20.0
+    t = 0.1 * jnp.arange(101)
+    clean = np.asarray(jn.spike_times(Trace(t=t, values={"v": jnp.asarray(v)}), capacity=3))
+    np.testing.assert_allclose(clean[:2], [2.9 + 0.1 * 65 / 85, 5.9 + 0.1 * 65 / 85])
+    blown = v.copy()
+    blown[50:] = np.nan  # a run that blew up at 5 ms: its later spike is not counted, and that is said
+    with pytest.warns(RuntimeWarning, match=r"spike_times: the trace holds NaN from t = 5 ms in 1 of 1"):
+        lost = np.asarray(jn.spike_times(Trace(t=t, values={"v": jnp.asarray(blown)}), capacity=3))
+    assert np.isfinite(lost).sum() == 1
+    with pytest.raises(ValueError, match=r"spike_times: threshold expects a voltage \(mV\), got NaN"):
+        jn.spike_times(Trace(t=t, values={"v": jnp.asarray(v)}), threshold=math.nan)
+    with pytest.raises(ValueError, match=r"isi: spikes expects padded spike times .* got a scalar"):
+        jn.isi(5.0)
+    hh = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()])
+    for bad in (math.nan, math.inf):
+        with pytest.raises(ValueError, match=r"fi_curve: amps expects finite currents \(nA\)"):
+            jn.fi_curve(hh, [0.1, bad], dur=20.0)
+    step = jn.StepCurrent(0.1, 10.0, 0.01)  # shorter than one sample: tau would be 0/0
+    with pytest.raises(ValueError, match=r"membrane_time_constant: the step .* spans 0 sample\(s\)"):
+        jn.membrane_time_constant(jn.simulate(soma(), 30.0, stimuli=[step]), step)
