@@ -482,8 +482,13 @@ def firing_rate(spikes, start, stop):
     spike events."""
     start = units.to_base(start, "start", units.ms)
     stop = units.to_base(stop, "stop", units.ms)
-    if units.is_concrete(stop) and units.is_concrete(start) and not np.all(np.asarray(stop) > np.asarray(start)):
-        raise ValueError(f"firing_rate: stop must be > start (ms), got start={np.asarray(start)}, stop={np.asarray(stop)}")
+    if units.is_concrete(stop) and units.is_concrete(start) and not (
+            np.all(np.asarray(stop) > np.asarray(start)) and np.all(np.isfinite(np.asarray(stop)))
+            and np.all(np.isfinite(np.asarray(start)))):
+        raise ValueError(
+            f"firing_rate: start and stop expect finite times (ms) with stop > start, got "
+            f"start={np.asarray(start)}, stop={np.asarray(stop)}"
+        )
     spikes = as_spike_times(spikes, "firing_rate")
     inside = (spikes >= start[..., None]) & (spikes < stop[..., None])
     return jnp.sum(inside, axis=-1) / ((stop - start) / 1000.0)

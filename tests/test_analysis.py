@@ -429,3 +429,11 @@ def test_nan_in_traces_and_arguments_is_reported():
     step = jn.StepCurrent(0.1, 10.0, 0.01)  # shorter than one sample: tau would be 0/0
     with pytest.raises(ValueError, match=r"membrane_time_constant: the step .* spans 0 sample\(s\)"):
         jn.membrane_time_constant(jn.simulate(soma(), 30.0, stimuli=[step]), step)
+
+
+def test_firing_rate_window_must_be_finite_and_ordered():
+    spikes = jnp.array([1.0, 2.0, jnp.inf])
+    assert float(jn.firing_rate(spikes, 0.0, 10.0)) == 200.0
+    for start, stop in ((0.0, math.inf), (-math.inf, 10.0), (5.0, 5.0), (0.0, math.nan)):
+        with pytest.raises(ValueError, match=r"firing_rate: start and stop expect finite times \(ms\) with stop > start"):
+            jn.firing_rate(spikes, start, stop)
