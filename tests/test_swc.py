@@ -171,6 +171,18 @@ def test_soma_outline_as_a_chain_of_points_matches_neuron(neuron_h):
     assert np.max(np.abs(v_j - v_n)) < 1e-5
 
 
+def _grow_branch(rng, pts, parent, kind, max_points):
+    """Append a random branch of 1 to ``max_points`` points of type ``kind`` to the SWC
+    rows ``pts``, from point ``parent``, branching from anywhere a fifth of the time."""
+    for _ in range(int(rng.integers(1, max_points + 1))):
+        p = pts[parent - 1]
+        pts.append([len(pts) + 1, kind, p[2] + float(rng.uniform(-20, 20)), p[3] + float(rng.uniform(-20, 20)),
+                    p[4] + float(rng.uniform(-5, 5)), float(rng.uniform(0.3, 1.5)), parent])
+        parent = len(pts)
+        if rng.random() < 0.2:
+            parent = int(rng.integers(1, len(pts) + 1))
+
+
 def _random_swc(rng, path):
     """A random SWC tree: a soma of 1-5 points (a chain, NeuroMorpho's three points or
     branched) and neurites of types 2-4 leaving it and each other anywhere, some of
@@ -187,13 +199,7 @@ def _random_swc(rng, path):
             pts.append([len(pts) + 1, 1, 0.0, 4.0 * k, float(rng.uniform(-1, 1)), float(rng.uniform(2, 7)), parent])
     for _ in range(int(rng.integers(2, 7))):
         parent, kind = int(rng.integers(1, len(pts) + 1)), int(rng.choice([2, 3, 4]))
-        for _ in range(int(rng.integers(1, 6))):
-            p = pts[parent - 1]
-            pts.append([len(pts) + 1, kind, p[2] + float(rng.uniform(-20, 20)), p[3] + float(rng.uniform(-20, 20)),
-                        p[4] + float(rng.uniform(-5, 5)), float(rng.uniform(0.3, 1.5)), parent])
-            parent = len(pts)
-            if rng.random() < 0.2:  # branch from anywhere
-                parent = int(rng.integers(1, len(pts) + 1))
+        _grow_branch(rng, pts, parent, kind, max_points=5)
     path.write_text("".join("%d %d %.3f %.3f %.3f %.3f %d\n" % tuple(p) for p in pts))
 
 
@@ -216,13 +222,7 @@ def _random_neurite_root_swc(rng, path):
     for _ in range(int(rng.integers(2, 8))):
         parent = 1 if rng.random() < 0.5 else int(rng.integers(1, len(pts) + 1))
         kind = int(rng.choice([1, 2, 3, 4])) if rng.random() < 0.3 else root_type
-        for _ in range(int(rng.integers(1, 5))):
-            p = pts[parent - 1]
-            pts.append([len(pts) + 1, kind, p[2] + float(rng.uniform(-20, 20)), p[3] + float(rng.uniform(-20, 20)),
-                        p[4] + float(rng.uniform(-5, 5)), float(rng.uniform(0.3, 1.5)), parent])
-            parent = len(pts)
-            if rng.random() < 0.2:  # branch from anywhere
-                parent = int(rng.integers(1, len(pts) + 1))
+        _grow_branch(rng, pts, parent, kind, max_points=4)
     path.write_text("".join("%d %d %.3f %.3f %.3f %.3f %d\n" % tuple(p) for p in pts))
 
 
