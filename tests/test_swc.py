@@ -203,16 +203,6 @@ def _random_swc(rng, path):
     path.write_text("".join("%d %d %.3f %.3f %.3f %.3f %d\n" % tuple(p) for p in pts))
 
 
-def test_random_trees_split_into_sections_as_neurons_import3d(neuron_h, tmp_path, capfd):
-    # Sections, their 3-D points (with the parent-point copies Import3d adds or leaves
-    # out), parents and attachment points, for 40 random trees.
-    for seed in range(40):
-        path = tmp_path / f"tree{seed}.swc"
-        _random_swc(np.random.default_rng(seed), path)
-        _assert_sections_match(neuron_h, path, f"seed {seed}")
-    capfd.readouterr()  # Import3d's notices about the one-point sections it drops
-
-
 def _random_neurite_root_swc(rng, path):
     """A random SWC tree whose root is a neurite point (type 2-5): branches of the
     root's type or (a third of them) of types 1-4 leaving it (half of them) and each
@@ -226,15 +216,18 @@ def _random_neurite_root_swc(rng, path):
     path.write_text("".join("%d %d %.3f %.3f %.3f %.3f %d\n" % tuple(p) for p in pts))
 
 
-def test_random_trees_with_a_neurite_root_split_as_neurons_import3d(neuron_h, tmp_path, capfd):
-    # No soma at the root: branches on it join the root section at x = 0 (34 of these
-    # 40 trees came out wrong when every root with several children was a one-point
-    # "sphere" section of its own).
+@pytest.mark.parametrize("make", [_random_swc, _random_neurite_root_swc], ids=["soma_root", "neurite_root"])
+def test_random_trees_split_into_sections_as_neurons_import3d(neuron_h, tmp_path, capfd, make):
+    # Sections, their 3-D points (with the parent-point copies Import3d adds or leaves
+    # out), parents and attachment points, for 40 random trees of each kind. (With no
+    # soma at the root, branches on it join the root section at x = 0: 34 of those 40
+    # came out wrong when every root with several children was a one-point "sphere"
+    # section of its own.)
     for seed in range(40):
         path = tmp_path / f"tree{seed}.swc"
-        _random_neurite_root_swc(np.random.default_rng(seed), path)
+        make(np.random.default_rng(seed), path)
         _assert_sections_match(neuron_h, path, f"seed {seed}")
-    capfd.readouterr()
+    capfd.readouterr()  # Import3d's notices about the one-point sections it drops
 
 
 # Root point 1 of type 3 (or 2, 4) at the origin; branches along +x, -x and +y.
