@@ -115,7 +115,7 @@ class Cable(AbstractModel):
         """This cable as a one-section :class:`~jaxneuro.Cell`."""
         from .cell import Cell
 
-        return Cell(sections=(self,), temperature=self.temperature)
+        return Cell(sections=(self,))
 
     def precomputed(self):
         """This cable as a one-section :class:`~jaxneuro.Cell` with its geometry computed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -119,10 +120,23 @@ class SegmentGeometry(eqx.Module):
 class SegmentMembrane(eqx.Module):
     """A cell's membrane parameters as its time loop uses them: ``cm`` (µF/cm², one
     value per segment) and ``channels``, each channel name once (in order of first
-    appearance) with its parameters laid out over the segments that carry it."""
+    appearance) with its parameters laid out over the segments that carry it.
+    ``temperatures`` (°C): one entry per channel, the temperature its kinetics run at,
+    a scalar where all the sections carrying it share one, else one value per segment
+    carrying it (laid out as its parameters); None: taken from the sections."""
 
     cm: jax.Array
     channels: tuple
+    temperatures: tuple | None = None
+
+
+class _SectionsTemperature:
+    """``Cell.temperature``: read from the sections (see :meth:`Cell._read_temperature`),
+    never stored on the cell. As a class attribute it is None, the default of
+    ``Cell``'s constructor argument ``temperature`` (a ``dataclasses.InitVar``)."""
+
+    def __get__(self, cell, cls=None):
+        return None if cell is None else cell._read_temperature()
 
 
 class Cell(AbstractModel):
@@ -134,8 +148,17 @@ class Cell(AbstractModel):
     ``(section, x)`` (or just ``section``, meaning ``x = 1``), with ``section`` an index
     or a name that comes *earlier* in ``sections``; the child's ``x = 0`` end is joined
     to the parent at ``x``, as NEURON's ``child.connect(parent(x), 0)``. With one
-    section ``parents`` may be omitted. ``temperature`` (°C): default the sections'
-    common temperature; when given it applies to every section.
+    section ``parents`` may be omitted.
+
+    Temperature (°C): each section's channels run at that section's ``temperature``
+    (``cell.sections[i].temperature``), the one place it is kept: editing it (e.g.
+    ``eqx.tree_at(lambda c: [s.temperature for s in c.sections], cell, [30.0, 30.0])``),
+    differentiating or fitting it takes effect. ``temperature`` given to the
+    constructor sets every section's to it (default None: the sections keep their own);
+    ``cell.temperature`` reads the sections' common temperature, a ValueError where
+    they differ. Sections may differ (each segment's kinetics at its section's
+    temperature), which NEURON, with one global ``celsius``, cannot do; give them all
+    one temperature to compare with NEURON.
 
     Segments are numbered section by section (segment ``i`` of a section centred at
     ``x = (i + 0.5)/nseg``): ``trace.v`` has shape ``(T, n_segments)``;
@@ -163,21 +186,22 @@ class Cell(AbstractModel):
 
     ``geometry``, ``segment_membrane`` and ``coupling``: leave None.
     :meth:`precomputed` (which ``simulate`` calls) fills them for one run with the
-    sections' areas and axial resistances (:class:`SegmentGeometry`), their ``cm`` and
-    channel parameters per segment (:class:`SegmentMembrane`) and the axial
-    conductances and capacitances the solver's tree uses (``voltage_coupling()``); a
-    cell holding them uses them instead of its sections' ``diam``/``diam3d``, ``Ra``,
-    ``cm`` and channels.
+    sections' areas and axial resistances (:class:`SegmentGeometry`), their ``cm``,
+    channel parameters and temperatures per segment (:class:`SegmentMembrane`) and the
+    axial conductances and capacitances the solver's tree uses (``voltage_coupling()``);
+    a cell holding them uses them instead of its sections' ``diam``/``diam3d``, ``Ra``,
+    ``cm``, channels and ``temperature``.
     """
 
     sections: tuple[Cable, ...]
     parents: tuple = eqx.field(default=None, static=True)
-    temperature: object = units.param(units.celsius, default=None)
+    # Not a field: a constructor argument applied to the sections, read back from them.
+    temperature: dataclasses.InitVar[object] = _SectionsTemperature()
     geometry: SegmentGeometry | None = eqx.field(default=None, kw_only=True)
     segment_membrane: SegmentMembrane | None = eqx.field(default=None, kw_only=True)
     coupling: TreeCoupling | None = eqx.field(default=None, kw_only=True)
 
-    def __post_init__(self):
+    def __post_init__(self, temperature=None):
         if isinstance(self.sections, Cable):
             self.sections = (self.sections,)
         if not isinstance(self.sections, Sequence) or not self.sections:
@@ -191,14 +215,8 @@ class Cell(AbstractModel):
         if dup:
             raise ValueError(f"Cell.sections: section names must be unique, {dup} repeat")
         self.parents = self._normalise_parents(self.parents)
-        if self.temperature is None:
-            temps = {float(np.asarray(s.temperature)) for s in self.sections if units.is_concrete(s.temperature)}
-            if len(temps) > 1:
-                raise ValueError(
-                    f"Cell: sections have different temperatures {sorted(temps)} °C; give "
-                    "Cell(temperature=...) for the whole cell"
-                )
-            self.temperature = self.sections[0].temperature
+        if temperature is not None:
+            self.sections = self._sections_at(temperature)
         self._check_channels()
         if self.geometry is not None:
             n = self.n_segments
@@ -212,10 +230,12 @@ class Cell(AbstractModel):
             n, names = self.n_segments, [members[0][1].name for members in self._channel_members()]
             sm = self.segment_membrane
             if not isinstance(sm, SegmentMembrane) or np.shape(sm.cm) != (n,) or not isinstance(sm.channels, tuple) \
-                    or [getattr(ch, "name", None) for ch in sm.channels] != names:
+                    or [getattr(ch, "name", None) for ch in sm.channels] != names \
+                    or not self._fits_temperatures(sm.temperatures):
                 raise ValueError(
                     f"Cell.segment_membrane expects None (computed from the sections) or a SegmentMembrane "
-                    f"with cm of shape ({n},) and the channels {names}, got {sm!r}"
+                    f"with cm of shape ({n},), the channels {names} and temperatures None or one per "
+                    f"channel (a scalar or one value per segment carrying it), got {sm!r}"
                 )
         if self.coupling is not None:
             parent = tuple(int(p) for p in self._layout().parent)
@@ -225,8 +245,19 @@ class Cell(AbstractModel):
                     f"cell's tree ({len(parent)} nodes), got {self.coupling!r}"
                 )
         super().__post_init__()
-        if np.ndim(self.temperature) != 0:
-            raise ValueError(f"Cell.temperature expects a scalar (°C), got shape {np.shape(self.temperature)}")
+
+    def _sections_at(self, temperature) -> tuple[Cable, ...]:
+        """The sections, each with its ``temperature`` set to ``temperature`` (°C, a
+        scalar or a kelvin quantity)."""
+        if all(sec.temperature is temperature for sec in self.sections):
+            return self.sections  # e.g. Cable.as_cell, with the cable's own temperature
+        temperature = units.to_base(temperature, "Cell.temperature", units.celsius)
+        if np.ndim(temperature) != 0:
+            raise ValueError(
+                f"Cell.temperature expects a scalar (°C), applied to every section, got shape "
+                f"{np.shape(temperature)}; for one temperature per section give each Cable its own"
+            )
+        return tuple(eqx.tree_at(lambda s: s.temperature, sec, temperature) for sec in self.sections)
 
     def _normalise_parents(self, parents):
         n = len(self.sections)
@@ -365,18 +396,21 @@ class Cell(AbstractModel):
         return (self.geometry if self.geometry is not None else self._computed_geometry()).area
 
     def precomputed(self) -> "Cell":
-        """This cell with its :class:`SegmentGeometry`, :class:`SegmentMembrane` and
-        ``voltage_coupling()`` computed once (see :meth:`AbstractModel.precomputed`);
-        differentiable like the sections' own parameters. Inside a time loop, per-section
-        values would be spread over the segments at every step, a gradient would carry
-        one cotangent per section and parameter through the loop, and the axial
-        conductances' derivatives would pass through their gathers at every step (a
-        1000-segment HH cell's gradient in its sections' ``Ra``: 1.4× slower)."""
+        """This cell with its :class:`SegmentGeometry`, :class:`SegmentMembrane` (the
+        channels' temperatures included: scalars where the sections share a concrete
+        temperature, as unedited cells do) and ``voltage_coupling()`` computed once (see
+        :meth:`AbstractModel.precomputed`); differentiable like the sections' own
+        parameters. Inside a time loop, per-section values would be spread over the
+        segments at every step, a gradient would carry one cotangent per section and
+        parameter through the loop, and the axial conductances' derivatives would pass
+        through their gathers at every step (a 1000-segment HH cell's gradient in its
+        sections' ``Ra``: 1.4× slower)."""
         cell = self
         if cell.geometry is None:
             cell = eqx.tree_at(lambda c: c.geometry, cell, cell._computed_geometry(), is_leaf=lambda x: x is None)
         if cell.segment_membrane is None:
-            table = SegmentMembrane(cm=cell._cm(), channels=tuple(cell._merged_channels()))
+            table = SegmentMembrane(cm=cell._cm(), channels=tuple(cell._merged_channels()),
+                                    temperatures=tuple(cell._channel_temperatures()))
             cell = eqx.tree_at(lambda c: c.segment_membrane, cell, table, is_leaf=lambda x: x is None)
         if cell.coupling is None:
             cell = eqx.tree_at(lambda c: c.coupling, cell, cell.voltage_coupling(), is_leaf=lambda x: x is None)
@@ -425,6 +459,71 @@ class Cell(AbstractModel):
         identity = np.array_equal(lay.segment_nodes, np.arange(self.n_segments))
         return TreeCoupling(g=g, capacitance=self.capacitance, parent=tuple(int(p) for p in lay.parent),
                             segment_nodes=None if identity else tuple(int(k) for k in lay.segment_nodes))
+
+    # --- temperature --------------------------------------------------------------------
+    def _common_temperature(self, sections=None):
+        """The temperature (°C) the sections (indices; default all) share: the first
+        one's leaf, where every one is that same leaf or all are concrete and equal;
+        else None (they differ, or are tracers that may)."""
+        temps = [self.sections[s].temperature for s in (range(len(self.sections)) if sections is None else sections)]
+        first = temps[0]
+        if all(t is first for t in temps):
+            return first
+        if all(_is_value(t) for t in temps) and all(np.array_equal(t, first) for t in temps[1:]):
+            return first
+        return None
+
+    def _read_temperature(self):
+        """``cell.temperature``: the sections' common temperature (°C), or a ValueError
+        where they differ or may."""
+        common = self._common_temperature()
+        if common is not None:
+            return common
+        temps = [s.temperature for s in self.sections]
+        if all(_is_value(t) for t in temps):
+            shown = {name: float(t) for name, t in zip(self.section_names, temps)}
+            raise ValueError(
+                f"Cell.temperature: the sections have different temperatures {shown} °C, each "
+                "running at its own; read them as cell.sections[i].temperature"
+            )
+        raise ValueError(
+            "Cell.temperature is the sections' common temperature, which is not known here: "
+            "under jit, grad or vmap their temperatures are traced and may differ, and eqx.tree_at "
+            "or jn.fit's params cannot select it as one leaf. Read, edit or fit each section's, "
+            "e.g. eqx.tree_at(lambda c: [s.temperature for s in c.sections], cell, "
+            "[30.0] * len(cell.sections))"
+        )
+
+    def _channel_temperatures(self) -> list:
+        """The temperature (°C) each channel's kinetics run at, in the order of
+        :meth:`_channel_groups`: ``segment_membrane.temperatures`` where
+        :meth:`precomputed` filled them, else from the sections: a scalar where the
+        sections carrying the channel share one (the whole cell's where all do), else
+        one value per segment carrying it."""
+        if self.segment_membrane is not None and self.segment_membrane.temperatures is not None:
+            return list(self.segment_membrane.temperatures)
+        common = self._common_temperature()
+        out = []
+        for members in self._channel_members():
+            secs = [s for s, _ in members]
+            here = common if common is not None else self._common_temperature(secs)
+            if here is None:
+                here = cable_geometry.per_segment([self.sections[s].temperature for s in secs],
+                                                  [self.sections[s].nseg for s in secs])
+            out.append(here)
+        return out
+
+    def _fits_temperatures(self, temperatures) -> bool:
+        """Whether ``temperatures`` suits ``SegmentMembrane.temperatures``: None, or
+        one per channel, each a scalar or one value per segment carrying it."""
+        if temperatures is None:
+            return True
+        if not isinstance(temperatures, tuple):
+            return False
+        groups = self._channel_groups()
+        return len(temperatures) == len(groups) and all(
+            np.shape(t) in ((), (self.n_segments if idx is None else len(idx),))
+            for t, (_, idx) in zip(temperatures, groups))
 
     # --- channels -----------------------------------------------------------------------
     def _channel_members(self):
@@ -484,8 +583,8 @@ class Cell(AbstractModel):
         n = self.n_segments
         v = jnp.broadcast_to(jnp.asarray(v0, dtype=jnp.result_type(float)), (n,))
         gates = {}
-        for ch, idx in self._channel_groups():
-            for key, value in membrane.steady_gates(ch, self._take(v, idx), self.temperature).items():
+        for (ch, idx), temperature in zip(self._channel_groups(), self._channel_temperatures()):
+            for key, value in membrane.steady_gates(ch, self._take(v, idx), temperature).items():
                 gates[key] = self._put(jnp.broadcast_to(value, self._take(v, idx).shape), idx, n)
         return State(v=v, gates=gates, events={})
 
@@ -515,7 +614,7 @@ class Cell(AbstractModel):
         dv = membrane.dv_dt(i_density, self.ionic_current(state), self._cm())
         dgates = {k: jnp.zeros_like(x) for k, x in state.gates.items()}
         dgates.update(self._per_channel_gates(
-            lambda ch, v, own: membrane.gate_derivatives(ch, v, own, self.temperature), state.v, state.gates))
+            lambda ch, v, own, temperature: membrane.gate_derivatives(ch, v, own, temperature), state.v, state.gates))
         return State(v=dv, gates=dgates)
 
     def gate_increments(self, v, gates, dt):
@@ -523,17 +622,18 @@ class Cell(AbstractModel):
         fixed) for the gates of channels with first-order kinetics, as
         :meth:`Compartment.gate_increments`; zero on segments without the channel."""
         return self._per_channel_gates(
-            lambda ch, v, own: membrane.gate_increments(ch, v, own, dt, self.temperature), v, gates)
+            lambda ch, v, own, temperature: membrane.gate_increments(ch, v, own, dt, temperature), v, gates)
 
     def _per_channel_gates(self, fn, v, gates):
-        """``{gate: per-segment values}`` from ``fn(channel, v, own gates)`` (a dict
-        keyed by gate name, or None) evaluated on the segments carrying each channel,
+        """``{gate: per-segment values}`` from ``fn(channel, v, own gates,
+        temperature)`` (a dict keyed by gate name, or None) evaluated on the segments
+        carrying each channel, at their temperature (:meth:`_channel_temperatures`),
         zero elsewhere."""
         n = self.n_segments
         out = {}
-        for ch, idx in self._channel_groups():
+        for (ch, idx), temperature in zip(self._channel_groups(), self._channel_temperatures()):
             own = self._own_gates(ch, gates, idx)
-            for key, value in (fn(ch, self._take(v, idx), own) or {}).items():
+            for key, value in (fn(ch, self._take(v, idx), own, temperature) or {}).items():
                 out[key] = self._put(jnp.broadcast_to(value, own[key].shape), idx, n)
         return out
 
@@ -674,6 +774,12 @@ class Cell(AbstractModel):
 
         return cell_from_swc(path, Ra=Ra, cm=cm, channels=channels, d_lambda=d_lambda, freq=freq,
                              temperature=temperature, nseg=nseg)
+
+
+def _is_value(x) -> bool:
+    """True for a number or an array whose values can be read now (not a tracer, nor a
+    placeholder such as ``eqx.tree_at``'s)."""
+    return isinstance(x, (jax.Array, np.ndarray, np.generic, int, float)) and units.is_concrete(x)
 
 
 def _check_x(x, name) -> float:
