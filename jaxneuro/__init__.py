@@ -18,7 +18,7 @@ from .analysis import (  # noqa: E402
     fi_curve, firing_rate, input_resistance, isi, membrane_time_constant, spike_count, spike_times, steady_state,
 )
 from .coupling import (  # noqa: E402
-    AlphaSynapse, AsymmetricGapJunction, AsymmetryGapJunction, ExpSynapse, SymmetricGapJunction,
+    AlphaSynapse, AsymmetricGapJunction, AsymmetryGapJunction, Exp2Synapse, ExpSynapse, SymmetricGapJunction,
     SymmetryGapJunction, conn,
 )
 from .model import AbstractModel  # noqa: E402
@@ -46,5 +46,5 @@ __all__ = [
     "simulate", "StaggeredEuler", "System", "Trace", "SpikeSummary", "SpikeDetector", "sweep",
     "AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "VoltageClamp", "DataVoltageClamp", "NoiseCurrent", "ou_current",
     "conn", "Network", "SpikeTrains", "poisson_spikes", "SymmetricGapJunction", "AsymmetricGapJunction",
-    "SymmetryGapJunction", "AsymmetryGapJunction", "ExpSynapse", "AlphaSynapse",
+    "SymmetryGapJunction", "AsymmetryGapJunction", "ExpSynapse", "AlphaSynapse", "Exp2Synapse",
 ]

@@ -217,6 +217,58 @@ def test_alpha_synapse_psp_matches_neuron_alphasynapse(neuron_h):
     assert np.max(np.abs(v_j - v_n)) < 1e-9
 
 
+def test_exp2_synapse_conductance_is_analytic_and_peaks_at_g_max():
+    """Exp2Synapse: g_max·f·(exp(-s/tau2) - exp(-s/tau1)) from the arrival, peaking at
+    g_max at tau1·tau2/(tau2 - tau1)·ln(tau2/tau1); per-connection time constants equal
+    to the shared ones give the same conductances (per-connection kernel states)."""
+    g_max, tau1, tau2, delay = 0.002, 0.5, 4.0, 0.8
+    kw = dict(stimuli=None, record=("v", "g"), v0=-70.0)
+    net, stims = one_spike_net(jn.Exp2Synapse("pre", "post", jn.conn.one_to_one, g_max, tau1, tau2, 0.0, delay,
+                                              name="ampa"))
+    kw["stimuli"] = stims
+    tr = jn.simulate(net, 25.0, **kw)
+    t_a = float(tr["pre"].spikes[0, 0]) + delay
+    t = np.asarray(tr.t)
+    s = np.maximum(t - t_a, 0.0)
+    t_peak = tau1 * tau2 / (tau2 - tau1) * math.log(tau2 / tau1)
+    f = 1.0 / (math.exp(-t_peak / tau2) - math.exp(-t_peak / tau1))
+    exact = g_max * f * (np.exp(-s / tau2) - np.exp(-s / tau1))
+    g = np.asarray(tr["ampa"].g[:, 0])
+    np.testing.assert_allclose(g, exact, rtol=1e-10, atol=1e-15)
+    assert g.max() == pytest.approx(g_max, rel=1e-3)
+    assert t[np.argmax(g)] == pytest.approx(t_a + t_peak, abs=0.025)
+    per_conn = jn.Exp2Synapse("pre", "post", jn.conn.one_to_one, g_max, jnp.array([tau1]), jnp.array([tau2]), 0.0,
+                              delay, name="ampa")
+    net2, _ = one_spike_net(per_conn)
+    np.testing.assert_allclose(jn.simulate(net2, 25.0, **kw)["ampa"].g, tr["ampa"].g, rtol=1e-12, atol=1e-18)
+    with pytest.raises(ValueError, match=r"Exp2Synapse: tau1 \(rise\) expects to be shorter than tau2"):
+        jn.Exp2Synapse("pre", "post", jn.conn.one_to_one, g_max, 4.0, 4.0)
+    with pytest.raises(ValueError, match=r"Exp2Synapse\.g_max expects a peak conductance"):
+        jn.Exp2Synapse("pre", "post", jn.conn.one_to_one)
+
+
+@pytest.mark.parametrize("delay", [1.5, 1.508])
+def test_exp2_synapse_psp_matches_neuron_exp2syn(neuron_h, delay):
+    """jn.Exp2Synapse(delivery="neuron") against NEURON's Exp2Syn through a NetCon with
+    the same delay and weight, onto the same passive soma: equal to rounding."""
+    h = neuron_h
+    g_max, tau1, tau2, e_syn, dt = 0.002, 0.3, 3.0, 0.0, 0.025
+    synapse = jn.Exp2Synapse("pre", "post", jn.conn.one_to_one, g_max, tau1, tau2, e_syn, delay, delivery="neuron")
+    net, stims = one_spike_net(synapse)
+    tr = jn.simulate(net, 20.0, dt=dt, stimuli=stims, v0=-70.0, save_every=0.1)
+    soma = _neuron_soma(h, f"exp2syn_soma_{delay}")
+    syn = h.Exp2Syn(soma(0.5))
+    syn.tau1, syn.tau2, syn.e = tau1, tau2, e_syn
+    stim = h.NetStim()
+    stim.number, stim.start, stim.noise = 1, float(tr["pre"].spikes[0, 0]), 0
+    nc = h.NetCon(stim, syn)
+    nc.delay, nc.weight[0] = delay, g_max
+    v_n = _neuron_v(h, soma, np.asarray(tr.t), dt, 20.0)
+    psp = v_n.max() + 70.0
+    assert psp > 1.0
+    assert np.max(np.abs(np.asarray(tr["post"].v[:, 0]) - v_n)) < 1e-9 * psp
+
+
 def _overflowing_net(capacity):
     """A LIF driven to fire 9 spikes in 100 ms (dt 0.1), onto a passive LIF."""
     net = jn.Network({"pre": jn.LIF(n=1, spike_capacity=capacity), "post": jn.LIF(n=1, V_th=np.inf)},

@@ -6,10 +6,10 @@ from .gap import (
     AbstractGapJunction, AsymmetricGapJunction, AsymmetryGapJunction, SymmetricGapJunction,
     SymmetryGapJunction,
 )
-from .synapse import AbstractSynapse, AlphaSynapse, ExpSynapse
+from .synapse import AbstractSynapse, AlphaSynapse, Exp2Synapse, ExpSynapse
 
 __all__ = [
     "conn", "AbstractCoupling", "AbstractGapJunction", "SymmetricGapJunction",
     "AsymmetricGapJunction", "SymmetryGapJunction", "AsymmetryGapJunction",
-    "AbstractSynapse", "ExpSynapse", "AlphaSynapse",
+    "AbstractSynapse", "ExpSynapse", "AlphaSynapse", "Exp2Synapse",
 ]

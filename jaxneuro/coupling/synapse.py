@@ -61,6 +61,11 @@ class AbstractSynapse(AbstractCoupling):
     warns when a step had more, which were then taken up a step or two late).
     """
 
+    #: The parameters given per connection (a scalar or one value each), and which of
+    #: them are time constants (ms).
+    _PARAMS = ("g_max", "tau", "E", "delay")
+    _TIME_CONSTANTS = ("tau",)
+
     pre_local: object = eqx.field(default=None, kw_only=True)
     delivery: str = eqx.field(default="exact", static=True, kw_only=True)
     max_arrivals_per_step: int = eqx.field(default=2, static=True, kw_only=True)
@@ -76,7 +81,7 @@ class AbstractSynapse(AbstractCoupling):
     def check_bound(self):
         cls = type(self).__name__
         n = self.n_connections
-        for name in ("g_max", "tau", "E", "delay"):
+        for name in self._PARAMS:
             per_connection(getattr(self, name), n, f"{cls}.{name}")
 
     def _check_params(self):
@@ -89,7 +94,7 @@ class AbstractSynapse(AbstractCoupling):
                              f"neuron taken up per step), got {window!r}")
         self._check_sides()
         units.convert_fields(self)
-        for name in ("g_max", "tau", "E", "delay"):
+        for name in self._PARAMS:
             if jnp.ndim(getattr(self, name)) > 1:
                 raise ValueError(f"{cls}.{name} expects a scalar or one value per connection, got shape {jnp.shape(getattr(self, name))}")
 
@@ -127,7 +132,7 @@ class AbstractSynapse(AbstractCoupling):
     def _per_neuron(self) -> bool:
         """One delay and one time constant: a presynaptic neuron's arrivals are the same
         for each of its connections, so they are taken up once per neuron."""
-        return jnp.ndim(self.delay) == 0 and jnp.ndim(self.tau) == 0
+        return jnp.ndim(self.delay) == 0 and all(jnp.ndim(getattr(self, k)) == 0 for k in self._TIME_CONSTANTS)
 
     def _rows(self, pre_spikes):
         return pre_spikes if self._per_neuron() else pre_spikes[self.pre_local]
@@ -241,11 +246,15 @@ class _ConductanceSynapse(AbstractSynapse):
     delay: object = units.param(units.ms, default=0.0, check="nonnegative")
 
     def __post_init__(self):
-        if self.g_max is None:
-            raise ValueError(
-                f"{type(self).__name__}.g_max expects a peak conductance in µS (or a saiunit Quantity)"
-            )
+        _require_g_max(self)
         self._check_params()
+
+
+def _require_g_max(synapse) -> None:
+    if synapse.g_max is None:
+        raise ValueError(
+            f"{type(synapse).__name__}.g_max expects a peak conductance in µS (or a saiunit Quantity)"
+        )
 
 
 class ExpSynapse(_ConductanceSynapse):
@@ -298,4 +307,59 @@ class AlphaSynapse(_ConductanceSynapse):
         return {"a": decay, "g": math.e * s * rate * decay}
 
 
-__all__ = ["AbstractSynapse", "ExpSynapse", "AlphaSynapse"]
+class Exp2Synapse(AbstractSynapse):
+    """Double-exponential conductance synapse, NEURON's ``Exp2Syn``: each spike arriving
+    at ``t_a`` adds ``g_max·f·(exp(−s/tau2) − exp(−s/tau1))`` (µS), ``s = t − t_a ≥ 0``,
+    rising with ``tau1`` and decaying with ``tau2`` (ms, ``tau1 < tau2``); ``f`` makes its
+    peak ``g_max``, reached ``tau1·tau2/(tau2 − tau1)·ln(tau2/tau1)`` after the arrival.
+    The current into ``post`` is ``g·(E − V_post)`` (nA).
+
+    ``Exp2Synapse(pre, post, conn, g_max, tau1=0.1, tau2=10.0, E=0.0, delay=0.0)``,
+    NEURON's defaults; each parameter a scalar or one value per connection, ``delivery``
+    as for :class:`ExpSynapse` (``"neuron"``: ``Exp2Syn`` + ``NetCon`` to rounding).
+    ``tau1 ≥ tau2`` is refused (NEURON silently moves ``tau1`` to ``0.9999·tau2``; for
+    equal time constants use :class:`AlphaSynapse`).
+
+    Internally NEURON's two states: ``a`` (its ``A``, decaying with ``tau1``) and the
+    conductance ``g = B − A`` (``B`` decaying with ``tau2``), each spike adding ``f·g_max``
+    to ``A`` and ``B``; both are advanced exactly.
+    """
+
+    _PARAMS = ("g_max", "tau1", "tau2", "E", "delay")
+    _TIME_CONSTANTS = ("tau1", "tau2")
+
+    g_max: object = units.param(units.uS, default=None, check="nonnegative")
+    tau1: object = units.param(units.ms, default=0.1, check="positive")
+    tau2: object = units.param(units.ms, default=10.0, check="positive")
+    E: object = units.param(units.mV, default=0.0)
+    delay: object = units.param(units.ms, default=0.0, check="nonnegative")
+
+    def __post_init__(self):
+        _require_g_max(self)
+        self._check_params()
+        if units.is_concrete(self.tau1) and units.is_concrete(self.tau2) and not bool(
+                jnp.all(jnp.asarray(self.tau1) < jnp.asarray(self.tau2))):
+            raise ValueError(
+                f"Exp2Synapse: tau1 (rise) expects to be shorter than tau2 (decay), got tau1={self.tau1}, "
+                f"tau2={self.tau2} ms; for equal time constants use jn.AlphaSynapse"
+            )
+
+    def state_names(self):
+        return ("a", "g")
+
+    def _propagate(self, ev, s):
+        d1, d2 = jnp.exp(-s / self.tau1), jnp.exp(-s / self.tau2)
+        return {"a": ev["a"] * d1, "g": (ev["g"] + ev["a"]) * d2 - ev["a"] * d1}
+
+    def _kernels(self, s):
+        rows = s.shape[:1]
+        tau1 = jnp.broadcast_to(self.tau1, rows)[:, None]
+        tau2 = jnp.broadcast_to(self.tau2, rows)[:, None]
+        # The peak's time and the factor that scales it to 1, as Exp2Syn's INITIAL.
+        t_peak = tau1 * tau2 / (tau2 - tau1) * jnp.log(tau2 / tau1)
+        f = 1.0 / (jnp.exp(-t_peak / tau2) - jnp.exp(-t_peak / tau1))
+        d1, d2 = jnp.exp(-s / tau1), jnp.exp(-s / tau2)
+        return {"a": f * d1, "g": f * (d2 - d1)}
+
+
+__all__ = ["AbstractSynapse", "ExpSynapse", "AlphaSynapse", "Exp2Synapse"]
