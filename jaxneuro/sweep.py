@@ -230,6 +230,9 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
         raise ValueError(f"sweep: fn expects a function of one parameter set, got {type(fn).__name__}")
     batch_size = units.positive_int(batch_size, "sweep: batch_size")
     load = units.flag(load, "sweep: load")
+    if not load and out is None:
+        raise ValueError("sweep: load=False keeps the results only in out=, which is not given; "
+                         "give out=PATH or leave load=True")
     check_fn = units.flag(check_fn, "sweep: check_fn")
     if progress is not None:
         progress = units.flag(progress, "sweep: progress")

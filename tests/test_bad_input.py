@@ -117,5 +117,7 @@ def test_sweep_folders_of_the_wrong_kind_are_named(tmp_path):
     f.write_text("")
     with pytest.raises(ValueError, match=r"sweep: out expects a folder .* got the file"):
         jn.sweep(lambda p: p["x"], {"x": jnp.ones(3)}, out=f)
+    with pytest.raises(ValueError, match=r"sweep: load=False keeps the results only in out=, which is not given"):
+        jn.sweep(lambda p: p["x"], {"x": jnp.ones(3)}, load=False)
     with pytest.raises(ValueError, match=r"load: .* holds no sweep \(no manifest.json\)"):
         jn.sweep.load(tmp_path / "nothing", lambda p: p["x"], {"x": jnp.ones(3)})
