@@ -97,9 +97,9 @@ class AbstractCoupling(eqx.Module):
         return int(self.pre_index.shape[0])
 
     def bind(self, locate):
-        """A copy with ``pre_index``/``post_index`` set. ``locate(side)`` returns the
-        global flat indices (NumPy) of a normalised side."""
-        pre_glob, post_glob = locate(self.pre), locate(self.post)
+        """A copy with ``pre_index``/``post_index`` set. ``locate(side, role)`` returns
+        the global flat indices (NumPy) of a normalised side, ``role`` "pre" or "post"."""
+        pre_glob, post_glob = locate(self.pre, "pre"), locate(self.post, "post")
         same = pre_glob.shape == post_glob.shape and bool(np.all(pre_glob == post_glob))
         pre_ids, post_ids = conn_rules.resolve(self.conn, pre_glob.size, post_glob.size, same)
         pre, post = pre_glob[pre_ids], post_glob[post_ids]

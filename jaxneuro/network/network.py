@@ -141,8 +141,8 @@ class Network(AbstractModel):
                     )
             # A synapse's pre side only reads voltages (its spikes); every other side
             # carries the coupling's current.
-            bound.append(c.bind(lambda side, c=c: locate(
-                side, carries_current=not (isinstance(c, AbstractSynapse) and side is c.pre))))
+            bound.append(c.bind(lambda side, role=None, c=c: locate(
+                side, carries_current=not (isinstance(c, AbstractSynapse) and role == "pre"))))
         self.couplings = tuple(bound)
 
     # --- layout ---------------------------------------------------------------------------
