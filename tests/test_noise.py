@@ -381,6 +381,12 @@ def test_ou_current_densities_and_bad_input():
         jn.ou_current(0.0, 1.0, 1.0, 10.0, seed=1.5)
     with pytest.raises(ValueError, match="ou_current.tau"):
         jn.ou_current(0.0, 1.0, 1.0 * u.mV, 10.0)
+    # A plain number beside a density would be read as mA/cm² (std 0.5 was 500 µA/cm²,
+    # 500x the mean), where plain amplitudes are nA: refused as the stimuli refuse it.
+    for mean, std in ((1 * u.uA / u.cm**2, 0.5), (1.0, 0.5 * u.uA / u.cm**2)):
+        with pytest.raises(ValueError, match=r"ou_current: \['(std|mean)'\] given as plain numbers beside a current density"):
+            jn.ou_current(mean, std, 5.0, 10.0)
+    assert jn.ou_current(0.0, 0.5 * u.uA / u.cm**2, 5.0, 10.0).density  # a plain 0 is unambiguous
 
 
 def test_recorded_samples_on_interval_edges_are_the_intervals_they_start():

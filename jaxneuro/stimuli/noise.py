@@ -11,6 +11,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import saiunit as u
 
 from .. import units
 from .base import area_for
@@ -319,6 +320,18 @@ def ou_current(mean, std, tau, t1, *, dt=0.025, shape=(), seed=0, t0=0.0, target
     if not t1_ > t0_:
         raise ValueError(f"ou_current: t1 must be greater than t0 (ms), got t0={t0_}, t1={t1_}")
     density = units.is_quantity_of(mean, units.mA_per_cm2) or units.is_quantity_of(std, units.mA_per_cm2)
+    if density:
+        # As the stimuli's own rule: a plain number beside a density would be read as
+        # mA/cm², where plain amplitudes are nA; ambiguous unless it is 0.
+        plain = [name for name, x in (("mean", mean), ("std", std))
+                 if not isinstance(x, u.Quantity) and units.is_concrete(x)
+                 and np.any(np.asarray(x) != 0)]
+        if plain:
+            raise ValueError(
+                f"ou_current: {plain} given as plain numbers beside a current density; plain "
+                "amplitudes are nA elsewhere, so give both as densities (e.g. 0.5 * u.uA / u.cm**2) "
+                "or both as currents"
+            )
     unit = units.mA_per_cm2 if density else units.nA
     mean = units.to_base(mean, "ou_current.mean", unit)
     std = units.to_base(std, "ou_current.std", unit)
