@@ -39,6 +39,10 @@ class Compartment(AbstractModel):
     for the step that ended at ``t``, from the state one step earlier, so its ``_ref_ina`` and
     ``_ref_i_pas`` equal these one sample later (compared at the same time they differ
     by one step's change, most around a spike); voltages and gates are the same in both.
+    ``i_cap`` is not NEURON's: NEURON's ``_ref_i_cap`` is the step's difference
+    quotient ``cm·(v(t) - v(t - dt))/dt``, which differs from the instantaneous
+    ``cm·dv/dt`` by up to a third of its peak during an HH spike at dt = 0.025 ms; take
+    it from the recorded voltages to compare with NEURON.
     """
 
     length: object = units.param(units.um, default=None, check="positive")
