@@ -121,3 +121,10 @@ def test_sweep_folders_of_the_wrong_kind_are_named(tmp_path):
         jn.sweep(lambda p: p["x"], {"x": jnp.ones(3)}, load=False)
     with pytest.raises(ValueError, match=r"load: .* holds no sweep \(no manifest.json\)"):
         jn.sweep.load(tmp_path / "nothing", lambda p: p["x"], {"x": jnp.ones(3)})
+
+
+def test_times_too_coarse_for_the_step_are_refused():
+    # In float32 from t ≈ 131 s (float64: far later) the time grid repeated values and a
+    # stimulus onset moved by a step, silently.
+    with pytest.raises(ValueError, match=r"t0/t1: times up to 1e\+16 ms are resolved only to .* too coarse for steps"):
+        jn.simulate(soma(), 1e16 + 100.0, t0=1e16)

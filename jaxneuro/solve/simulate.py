@@ -129,6 +129,7 @@ def simulate(
         raise ValueError(f"dt must be > 0 ms, got {dt}")
     if t1 <= t0:
         raise ValueError(f"t1 must be greater than t0 (ms), got t0={t0}, t1={t1}")
+    _check_time_resolution(t0, t1, dt)
     save_every = dt if save_every is None else _time(save_every, "save_every")
     if save_every <= 0:
         raise ValueError(f"save_every must be > 0 ms, got {save_every}")
@@ -356,6 +357,22 @@ def _initial_state(model, init) -> State:
 
 def _keys(tree) -> list:
     return sorted(tree) if isinstance(tree, dict) else tree
+
+
+def _check_time_resolution(t0: float, t1: float, dt: float) -> None:
+    """A ValueError where the run's times are resolved to dt/2 or coarser in the
+    default float type (float32 from 2**17 ms ≈ 131 s at dt = 0.025 ms): step midpoints,
+    where stimuli are read, would merge, and the time grid repeats values."""
+    dtype = jnp.result_type(float)
+    latest = max(abs(t0), abs(t1))
+    resolution = float(np.spacing(np.asarray(latest, dtype=dtype)))
+    if resolution >= dt / 2:
+        raise ValueError(
+            f"t0/t1: times up to {latest:g} ms are resolved only to {resolution:.3g} ms in "
+            f"{np.dtype(dtype).name}, too coarse for steps of dt = {dt:g} ms (the time grid would repeat "
+            "values and stimuli move by steps); start the run nearer t = 0 or enable float64 "
+            "(jax.config.update('jax_enable_x64', True))"
+        )
 
 
 def recorded_indices(model, name, places) -> tuple[int, ...]:

@@ -84,8 +84,8 @@ class NoiseCurrent(_Windowed):
     sizes (a controller would step over samples or redraw them as it retries steps),
     an ``interval`` below ``dt`` (samples between two steps' midpoints would be
     skipped, the noise ``sqrt(dt/interval)`` too strong), and, in float32, runs whose
-    times are too coarse to tell the intervals apart (from 2¹⁷ ms ≈ 131 s at 0.025
-    ms). An ``interval`` that is not a whole multiple of ``dt`` holds samples for
+    times are too coarse to tell the steps apart (from 2¹⁷ ms ≈ 131 s at 0.025 ms, as
+    for every run). An ``interval`` that is not a whole multiple of ``dt`` holds samples for
     uneven numbers of steps (the membrane's variance then differs from the one of
     ``interval`` by a few %). Two NoiseCurrents of one run with the same seed draw the
     same samples; ``simulate`` warns.
@@ -124,8 +124,9 @@ class NoiseCurrent(_Windowed):
         """Refuses adaptive step sizes (a controller would step over samples and redraw
         them as it retries steps), an ``interval`` shorter than ``dt`` (the solver reads
         one sample per step: the others would be skipped and the noise
-        ``sqrt(dt/interval)`` times too strong), and times too coarse in the run's
-        precision to tell the intervals apart (float32 from 2¹⁷ ms ≈ 131 s at 0.025 ms)."""
+        ``sqrt(dt/interval)`` times too strong). (Times too coarse in the run's precision
+        to tell the steps apart, float32 from 2¹⁷ ms ≈ 131 s at 0.025 ms, ``simulate``
+        refuses for every run.)"""
         name = type(self).__name__
         if adaptive:
             raise ValueError(
@@ -142,15 +143,6 @@ class NoiseCurrent(_Windowed):
                 "sample per step, so the others would be skipped and the noise would be "
                 f"sqrt(dt/interval) = {math.sqrt(dt / interval):.3g} times too strong; take interval >= dt "
                 "(a whole multiple of dt holds each sample for whole steps)"
-            )
-        dtype = jnp.result_type(float)
-        resolution = float(np.spacing(np.asarray(max(abs(t0), abs(t1)), dtype=dtype)))
-        if resolution >= min(dt, interval) / 2:  # a step's midpoint: dt/2 from the interval's edges
-            raise ValueError(
-                f"{name}: times up to {max(abs(t0), abs(t1))} ms are resolved only to {resolution:.3g} ms in "
-                f"{np.dtype(dtype).name}, too coarse for samples every {interval:.6g} ms (steps of {dt:.6g} ms): "
-                "they would be reused; enable float64 (jax.config.update('jax_enable_x64', True)) or "
-                "start the run nearer t = 0"
             )
 
     def __post_init__(self):
