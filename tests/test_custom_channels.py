@@ -470,3 +470,34 @@ def test_population_parameter_of_the_wrong_length():
         jn.Compartment(length=20, diam=20, channels=[Kdr(g_max=jnp.full(3, 0.01)), KA(), jn.channels.Leak(g=jnp.full(4, 1e-4))])
     pop = jn.Compartment(n=4, length=20, diam=20, channels=[Kdr(g_max=jnp.full(4, 0.01))])
     assert jn.simulate(pop, 1.0).v.shape[-1] == 4
+
+
+def test_repeated_gate_names_and_kinetics_of_the_wrong_kind_are_named():
+    class KATwice(KA):
+        gate_names: ClassVar[tuple[str, ...]] = ("a", "a")
+
+    with pytest.raises(ValueError, match=r"KATwice\.gate_names must name each gate once, \['a'\] repeat"):
+        KATwice()
+
+    class KATuple(KA):
+        def gate_inf_tau(self, v, temperature):  # a tuple where a dict belongs
+            return tuple(super().gate_inf_tau(v, temperature).items())
+
+    with pytest.raises(ValueError, match=r"KATuple\.steady_state \(from its gate_inf_tau\) failed at v = 0 mV: "
+                                         r"AttributeError.*return a dict \{gate: value\}"):
+        soma(KATuple())
+
+
+def test_a_zero_tau_of_either_sign_is_an_instantaneous_gate():
+    """``0.0 * v`` is -0.0 for negative v: its reciprocal, -inf, made the gate grow by
+    e**50 per step (1.5e20 after one); a zero tau is an instantaneous gate whatever
+    its sign, the gate at its steady state at every step."""
+
+    class Instant(KA):
+        def gate_inf_tau(self, v, temperature):
+            inf = super().gate_inf_tau(v, temperature)
+            return {"a": (inf["a"][0], 0.0 * v), "b": inf["b"]}
+
+    trace = jn.simulate(soma(Instant()), 5.0, record=("v", "a_ka"), v0=-70.0)
+    v, a = np.asarray(trace.v), np.asarray(trace.a_ka)
+    np.testing.assert_allclose(a[1:], 1.0 / (1.0 + np.exp(-(v[1:] + 50.0) / 10.0)), rtol=1e-6)

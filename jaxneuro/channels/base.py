@@ -170,7 +170,15 @@ class AbstractAlphaBetaChannel(AbstractChannel):
 # others on a subclass whose most specific hook is another one.
 
 def _gate_inf_rate_from_gate_inf_tau(self, v, temperature):
-    return {g: (inf, 1.0 / tau) for g, (inf, tau) in self.gate_inf_tau(v, temperature).items()}
+    return {g: (inf, _rate_of_tau(tau)) for g, (inf, tau) in self.gate_inf_tau(v, temperature).items()}
+
+
+def _rate_of_tau(tau):
+    """``1/tau`` (1/ms), with ``tau = 0`` of either sign an instantaneous gate (rate
+    inf): ``0.0 * v`` is -0.0 for negative ``v``, whose reciprocal -inf made a gate
+    grow without bound."""
+    zero = tau == 0
+    return jnp.where(zero, jnp.inf, 1.0 / jnp.where(zero, 1.0, tau))
 
 
 def _gate_inf_rate_from_rates(self, v, temperature):
@@ -324,6 +332,9 @@ def _class_problem(cls) -> str | None:
     gate_names = getattr(cls, "gate_names", ())
     if isinstance(gate_names, str) or not all(isinstance(g, str) for g in _iter(gate_names)):
         return f"{name}.gate_names expects a tuple of gate names (strings), got {gate_names!r}"
+    repeated = sorted({g for g in gate_names if tuple(gate_names).count(g) > 1})
+    if repeated:
+        return f"{name}.gate_names must name each gate once, {repeated} repeat: {tuple(gate_names)}"
     if tuple(gate_names) and (sources["steady_state"] is None or sources["derivative"] is None):
         hint = (
             "rates(v) and rate_factor(temperature)" if issubclass(cls, AbstractAlphaBetaChannel)

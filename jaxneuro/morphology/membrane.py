@@ -101,6 +101,15 @@ def check_channel(where: str, ch: AbstractChannel) -> None:
                 f"{cls}.gate_names {names}; gate_names (a class variable) must list the gates "
                 "its kinetics return"
             ) from e
+        except (AttributeError, TypeError, ValueError) as e:
+            # A user's kinetics returning the wrong kind or shape (a tuple for a dict,
+            # arrays that do not broadcast): name the channel and the method.
+            src = sources.get(method) or method
+            raise ValueError(
+                f"{where}: {cls}.{method} (from its {src}) failed at v = 0 mV: {type(e).__name__}: {e}. "
+                "Kinetics return a dict {gate: value} (gate_inf_tau: {gate: (inf, tau)}), "
+                "and values shaped as v and the channel's parameters"
+            ) from e
 
     def check_keys(method: str, out):
         if out is None:
