@@ -128,3 +128,14 @@ def test_times_too_coarse_for_the_step_are_refused():
     # stimulus onset moved by a step, silently.
     with pytest.raises(ValueError, match=r"t0/t1: times up to 1e\+16 ms are resolved only to .* too coarse for steps"):
         jn.simulate(soma(), 1e16 + 100.0, t0=1e16)
+
+
+@pytest.mark.parametrize("cls", [jn.LIF, jn.AdEx, jn.Izhikevich])
+def test_point_neuron_area_of_the_wrong_shape_is_named(cls):
+    # AdEx and Izhikevich took it, then failed in simulate with a JAX broadcasting
+    # error (or, with densities, blamed C or b, which area had scaled).
+    import saiunit as u
+
+    for kw in ({}, {"C": 1 * u.uF / u.cm**2}):
+        with pytest.raises(ValueError, match=rf"{cls.__name__}\.area expects a scalar or an array of shape \(2,\)"):
+            cls(n=2, area=[1e4, 2e4, 3e4], **kw)

@@ -101,6 +101,17 @@ def test_firing_rate_count_method_uses_the_surrogate_spike_count():
     assert result.best_loss == 0.0  # exact counts: 5 and 8 spikes
 
 
+@pytest.mark.parametrize("save_every", [10.0, 30.0])
+def test_firing_rate_count_is_over_the_whole_run(save_every):
+    """The whole run's spike count over the run's length: with saves every 30 ms the
+    last sample is at 90 of 100 ms, and dividing by the samples' span read 55.6 Hz for
+    5 spikes."""
+    trace = jn.simulate(jn.LIF(), 100.0, dt=0.1, stimuli=[jn.StepCurrent(2.0)], save_every=save_every)
+    assert int(trace.spike_count) == 5 and trace.span == (0.0, 100.0)
+    assert float(jn.losses.firing_rate(trace, 50.0, method="count")) == pytest.approx(0.0, abs=1e-20)
+    assert float(jn.losses.firing_rate(trace, 55.0, method="count")) > 0.0
+
+
 def cell(g_soma, g_dend):
     soma = jn.Cable(20.0, 20.0, Ra=100.0, nseg=1, channels=[jn.channels.Leak(g=g_soma, e=-65.0)], name="soma")
     dend = jn.Cable(600.0, 1.0, Ra=200.0, nseg=6, channels=[jn.channels.Leak(g=g_dend, e=-65.0)], name="dend")

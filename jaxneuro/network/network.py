@@ -409,9 +409,10 @@ class Network(AbstractModel):
                 out[syn.name] = syn.conductance(t, state.events[syn.name], spikes)
         return out
 
-    def make_trace(self, ts, values, events):
+    def make_trace(self, ts, values, events, span=None):
         """One :class:`~jaxneuro.Trace` per population (and recorded synapse), from
-        what ``simulate`` saved; reached as ``trace[name]``."""
+        what ``simulate`` saved; reached as ``trace[name]``. ``span``: the run's
+        ``(t0, t1)`` (ms)."""
         for syn in self.synapses:
             late = (events or {}).get(syn.name, {}).get("late")
             if late is not None:
@@ -423,11 +424,11 @@ class Network(AbstractModel):
             if member not in self.names and not vals:
                 continue
             spikes, count = ev.get("spikes"), ev.get("count")
-            part = Trace(t=ts, values=vals, spikes=spikes, spike_count=count)
+            part = Trace(t=ts, values=vals, spikes=spikes, spike_count=count, span=span)
             if part.overflowed is not None:
                 _report_overflow(member, self.populations[member], part)
             parts[member] = part
-        return Trace(t=ts, values={}, parts=parts)
+        return Trace(t=ts, values={}, parts=parts, span=span)
 
 
 def _report_overflow(member, pop, part):

@@ -75,7 +75,7 @@ class AdEx(AbstractSpikingNeuron):
 
     def __check_init__(self):
         self._check_population(
-            ("C", "gL", "EL", "V_T", "Delta_T", "a", "tau_w", "b", "V_reset", "V_peak", "t_ref")
+            ("area", "C", "gL", "EL", "V_T", "Delta_T", "a", "tau_w", "b", "V_reset", "V_peak", "t_ref")
         )
         if units.is_concrete(self.V_peak) and units.is_concrete(self.V_T):
             if not bool(jnp.all(self.V_peak > self.V_T)):

@@ -207,7 +207,8 @@ class AbstractSpikingNeuron(AbstractModel):
 
     def _check_population(self, names):
         """ValueError naming the first of ``names`` whose value does not broadcast to
-        the population shape ``(n,)``."""
+        the population shape ``(n,)`` (``area`` first: density parameters were scaled by
+        it, so a wrong ``area`` shows in them too)."""
         if self.n is None:
             return
         for name in names:

@@ -85,7 +85,7 @@ class Izhikevich(AbstractSpikingNeuron):
 
     def __check_init__(self):
         self._check_population(
-            ("a", "b", "c", "d", "C", "V_peak", "k", "V_r", "V_t", "V_u", "V_init")
+            ("area", "a", "b", "c", "d", "C", "V_peak", "k", "V_r", "V_t", "V_u", "V_init")
         )
         if all(units.is_concrete(x) for x in (self.c, self.V_peak, self.V_t)):
             if not bool(jnp.all(self.V_peak > self.V_t)):

@@ -55,7 +55,7 @@ class LIF(AbstractSpikingNeuron):
         super().__post_init__()
 
     def __check_init__(self):
-        self._check_population(("C", "gL", "EL", "V_th", "V_reset", "V_spike", "t_ref", "area"))
+        self._check_population(("area", "C", "gL", "EL", "V_th", "V_reset", "V_spike", "t_ref"))
         if units.is_concrete(self.V_reset) and units.is_concrete(self.V_th):
             if not bool(jnp.all(self.V_reset < self.V_th)):
                 raise ValueError(

@@ -282,12 +282,12 @@ def simulate(
         events = y_final.events if y0.events else None
     make_trace = getattr(model, "make_trace", None)
     if make_trace is not None:  # models made of parts (a Network) split the trace
-        trace = make_trace(ts, dict(values), events)
+        trace = make_trace(ts, dict(values), events, span=(t0, t1))
         return eqx.tree_at(lambda tr: tr.final_state, trace, y_final, is_leaf=lambda x: x is None)
     if not y0.events:
-        return Trace(t=ts, values=dict(values), final_state=y_final)
+        return Trace(t=ts, values=dict(values), final_state=y_final, span=(t0, t1))
     spikes, count = events["spikes"], events["count"]
-    trace = Trace(t=ts, values=dict(values), spikes=spikes, spike_count=count, final_state=y_final)
+    trace = Trace(t=ts, values=dict(values), spikes=spikes, spike_count=count, final_state=y_final, span=(t0, t1))
     setting = ("summary=jn.SpikeSummary(capacity=...)" if isinstance(model, SpikeDetector)
                else f"{type(model).__name__}(spike_capacity=...)")
     capacity = spikes.shape[-1]

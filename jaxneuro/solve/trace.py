@@ -39,6 +39,10 @@ class Trace(eqx.Module):
     #: run from: ``simulate(model, t2, t0=t1, init=trace.final_state)``. None for traces
     #: cut from others (``at``, ``window``).
     final_state: object = None
+    #: ``(t0, t1)`` in ms: the run's start and end (a window's ``start`` and ``stop``),
+    #: the span ``spike_count`` counts over. The last sample lies before ``t1`` where
+    #: ``save_every`` does not divide the run. None for ``at``'s traces.
+    span: tuple | None = eqx.field(default=None, static=True)
 
     def __getitem__(self, name) -> "Trace":
         parts = self.parts or {}
@@ -141,7 +145,7 @@ class Trace(eqx.Module):
             kept = jnp.sum(inside, axis=-1).astype(count.dtype)
             count = jnp.where(self.overflowed, count, kept)
         return Trace(t=cut(self.t), values={k: cut(v) for k, v in self.values.items()},
-                     spikes=spikes, spike_count=count, parts=parts)
+                     spikes=spikes, spike_count=count, parts=parts, span=(float(start), float(stop)))
 
     def plot(self, *names, ax=None, **kwargs):
         """Plot recorded variables against time with matplotlib (``"spikes"``: a raster
