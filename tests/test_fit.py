@@ -233,6 +233,15 @@ def test_bad_selections_and_options_are_rejected():
         jn.fit(rin_loss, neuron, params=lambda m: m.gL, on_nonfinite="ignore")
     with pytest.raises(ValueError, match="checkpoint"):
         jn.fit(rin_loss, neuron, params=lambda m: m.gL, resume=True)
+    # A property, static fields and None, and an optimizer given as transforms: named
+    # (they read "_Marker" TypeErrors, "selected no parameter", "expected 1 transforms, got 2").
+    with pytest.raises(ValueError, match=r"selector failed on the model .* not values computed from them"):
+        jn.fit(rin_loss, neuron, params=lambda m: m.tau_m)
+    for static in (lambda m: m.n, lambda m: m.surrogate):
+        with pytest.raises(ValueError, match=r"selected no parameter of the model \(it returned None\): static fields"):
+            jn.fit(rin_loss, neuron, params=static)
+    with pytest.raises(ValueError, match=r"transforms expects jn.fit transforms .* got an optax optimizer"):
+        jn.fit(rin_loss, neuron, params=lambda m: m.gL, transforms=optax.adam(0.1))
 
 
 # --- non-finite losses and gradients -------------------------------------------------

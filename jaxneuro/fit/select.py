@@ -7,6 +7,7 @@ import dataclasses
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import optax
 
 from .transforms import AbstractTransform, Identity, Positive
 
@@ -71,10 +72,18 @@ class Selection:
         try:
             picked = where(marked)
         except Exception as e:
-            raise ValueError(f"params: the selector failed on the model ({type(e).__name__}: {e})") from e
+            raise ValueError(
+                f"params: the selector failed on the model ({type(e).__name__}: {e}); it must return "
+                "fields of the model that hold parameters, not values computed from them (a property "
+                "such as LIF.tau_m = C/gL: select C and gL)"
+            ) from e
+        picked_tree = picked
         picked = jax.tree_util.tree_leaves(picked, is_leaf=lambda x: isinstance(x, _Marker))
         if not picked:
-            raise ValueError("params selected no parameter of the model")
+            raise ValueError(
+                f"params selected no parameter of the model (it returned {picked_tree!r}): static fields "
+                "(e.g. n, spike_capacity, surrogate) and fields left None hold none"
+            )
         for p in picked:
             if not isinstance(p, _Marker):
                 raise ValueError(
@@ -120,6 +129,11 @@ class Selection:
             if unknown:
                 raise ValueError(f"transforms: unknown parameter name(s) {unknown}; the fitted parameters are {list(self.names)}")
             out = [spec.get(name, self.default_transform(k)) for k, name in enumerate(self.names)]
+        elif isinstance(spec, optax.GradientTransformation):  # a NamedTuple, not transforms
+            raise ValueError(
+                "transforms expects jn.fit transforms (Identity, Positive, Bounded), got an optax "
+                "optimizer; pass it as optimizer=..."
+            )
         elif isinstance(spec, (tuple, list)):
             if len(spec) != n:
                 raise ValueError(f"transforms: expected {n} transforms (one per parameter {list(self.names)}), got {len(spec)}")
