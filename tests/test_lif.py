@@ -118,6 +118,18 @@ def test_v_spike_is_shown_and_reset_held_for_t_ref():
     assert v[np.argmax(t > first + 2.2)] > -75.0
 
 
+def test_i_cap_is_zero_while_held_and_balances_the_currents_otherwise():
+    # It read i_inj - i_leak (2.5 nA) while the voltage was held at V_reset.
+    trace = jn.simulate(jn.LIF(), 40.0, dt=0.1, stimuli=[jn.StepCurrent(2.0)], record=("v", "i_cap", "i_leak", "i_inj"))
+    t, i_cap = np.asarray(trace.t), np.asarray(trace.i_cap)
+    first = float(trace.spikes[0])
+    held = (t > first + 1e-9) & (t < first + 2.0 - 1e-9)
+    assert held.sum() >= 15 and np.all(i_cap[held] == 0.0)
+    free = t < first - 1e-9
+    np.testing.assert_allclose(i_cap[free], np.asarray(trace.i_inj)[free] - np.asarray(trace.i_leak)[free], rtol=1e-12)
+    assert np.all(i_cap[free & (t > 0.05)] > 0.0)  # charging towards threshold
+
+
 def test_population_broadcasts_scalars_and_matches_single_neurons():
     gLs = jnp.array([0.08, 0.1])
     pop = jn.simulate(jn.LIF(n=2, gL=gLs), 50.0, stimuli=[jn.StepCurrent(2.0)])

@@ -109,6 +109,8 @@ class LIF(AbstractSpikingNeuron):
         if name == "i_leak":
             return self.leak_current(state.v)
         if name == "i_cap":
-            return i_inj - self.leak_current(state.v)
+            # C·dv/dt: zero while the voltage is held at V_reset (refractory).
+            held = state.events["ref_end"] > t
+            return jnp.where(held, 0.0, i_inj - self.leak_current(state.v))
         raise ValueError(f"unknown record name {name!r}; LIF records {self.observables()}")
 
