@@ -24,10 +24,14 @@ class AbstractSpikingNeuron(AbstractModel):
     (exact for a LIF neuron); when it crosses :meth:`threshold` the crossing time is
     found on that same flow (so it is accurate beyond ``dt`` and differentiable), the
     voltage is reset, held for the refractory period ``t_ref`` and then integrated on
-    for the rest of the step. At most one spike per neuron per step.
+    for the rest of the step. At most one spike per neuron per step: a neuron driven to
+    fire faster (interspike intervals under ``dt``, possible only with ``t_ref`` < dt)
+    loses the extra spikes; take ``dt`` below its shortest interval.
 
     Spike times go to a buffer of ``spike_capacity`` slots per neuron, padded with
-    ``inf``; ``simulate`` reports an overflow. ``surrogate`` (``None`` or e.g.
+    ``inf``; ``simulate`` warns of an overflow when run eagerly or under ``grad``
+    (under ``jit``, ``trace.overflowed`` tells; ``trace.spike_count`` stays exact).
+    ``surrogate`` (``None`` or e.g.
     ``jn.surrogate.Sigmoid(width=1.0)``, static) makes spike *counts* differentiable by
     a surrogate gradient (see :mod:`jaxneuro.neurons.surrogate`). ``n``: population size (parameters may
     then carry a leading axis of size ``n``; scalars broadcast).

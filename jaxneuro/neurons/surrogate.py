@@ -16,6 +16,13 @@ more slowly: 3-4 % there), where the unweighted per-step sum of SNN codes that f
 ``dt`` doubles. Its size is a convention either way, not the slope of the exact
 count: scale-free optimisers such as Adam, ``jn.fit``'s default, do not depend on it.
 
+This holds where the voltage approaches its threshold smoothly, as a LIF's does. AdEx
+and Izhikevich neurons spike at ``V_peak``, which their runaway upswing crosses in well
+under a step, so whether a step ends within the surrogate's ``width`` depends on where
+the step grid falls: their surrogate count gradients do not converge as ``dt`` shrinks
+(an AdEx with ``Sigmoid(1.0)``: 1.6, 0.001, 0.0, 2.2, 1.5 at dt = 0.05 to 0.01 ms).
+Fit them through spike times instead.
+
 Spike *times* need no surrogate: they are found inside the step and are
 differentiable as they are.
 """
