@@ -175,6 +175,15 @@ def test_kernel_lowers_for_gpu_through_triton():
     assert "triton" in text.lower()
 
 
+@pytest.mark.parametrize("build", [lambda: jn.AdEx(n=300), lambda: jn.Izhikevich(n=300)], ids=["adex", "izhikevich"])
+def test_point_neuron_kernels_lower_for_gpu_through_triton(build):
+    """The point neurons' in-step events (their upswing estimate and the voltage carried
+    towards it) lower for CUDA too."""
+    with jax.enable_x64(False):
+        text = _lower_kernel_for_cuda(build(), jn.StepCurrent(1.0, 2.0, 1e9))
+    assert "triton" in text.lower()
+
+
 def test_gradient_through_kernel_lowers_for_gpu():
     """Reverse mode with respect to a stimulus amplitude, lowered for CUDA: the kernel
     then takes the amplitude as a traced scalar. A ``jnp.where`` between it and 0 was

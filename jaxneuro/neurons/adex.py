@@ -118,6 +118,9 @@ class AdEx(AbstractSpikingNeuron):
         return self._frozen_crossing_time(v_start, gates, a, b, v_th, self._upswing_y, self._upswing_v,
                                           lowest=lowest)
 
+    def upswing_coordinate(self):
+        return self._upswing_y, self._upswing_v
+
     def _upswing_y(self, v):
         return -jnp.exp(-(v - self.V_T) / self.Delta_T)
 

@@ -139,6 +139,10 @@ class Izhikevich(AbstractSpikingNeuron):
 
         return self._frozen_crossing_time(v_start, gates, a, b, v_th, lambda v: v, lambda v: v, lowest=lowest)
 
+    def upswing_coordinate(self):
+        # The quadratic upswing: the voltage itself (as its quadrature takes it).
+        return (lambda v: v), (lambda v: v)
+
     def display_voltage(self, v, spiked):
         """``V_peak`` at the end of a step with a spike, as the 2003 paper plots spikes
         (a saved sample shows it only if the spike was in the step just before it: see
