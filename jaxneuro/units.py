@@ -232,7 +232,7 @@ def check_value(value, name: str, check: str | None, unit=None, allow_inf: bool 
     if arr.size == 0:
         return
     if np.any(np.isnan(arr)):
-        raise ValueError(f"parameter {name!r} must not be NaN (in {unit_name(unit)}); got {_short(arr)}")
+        raise ValueError(f"parameter {name!r} must not be NaN (in {unit_name(unit)}); got {_short(arr, ~np.isnan(arr))}")
     finite_ok = np.all(np.isfinite(arr) | (allow_inf & (arr == np.inf)))
     if not finite_ok:
         raise ValueError(
@@ -240,21 +240,26 @@ def check_value(value, name: str, check: str | None, unit=None, allow_inf: bool 
         )
     if check == "positive" and not np.all(arr > 0):
         raise ValueError(
-            f"parameter {name!r} must be > 0 (in {unit_name(unit)}); got {_short(arr)}"
+            f"parameter {name!r} must be > 0 (in {unit_name(unit)}); got {_short(arr, arr > 0)}"
         )
     if check == "nonnegative" and not np.all(arr >= 0):
         raise ValueError(
-            f"parameter {name!r} must be >= 0 (in {unit_name(unit)}); got {_short(arr)}"
+            f"parameter {name!r} must be >= 0 (in {unit_name(unit)}); got {_short(arr, arr >= 0)}"
         )
     if unit is celsius and not np.all(arr >= -273.15):
-        raise ValueError(f"parameter {name!r} must be at or above absolute zero (-273.15 °C); got {_short(arr)}")
+        raise ValueError(f"parameter {name!r} must be at or above absolute zero (-273.15 °C); got {_short(arr, arr >= -273.15)}")
 
 
-def _short(arr) -> str:
+def _short(arr, ok=None) -> str:
+    """``arr`` for an error message: its value, or its shape and the first entry that
+    breaks the rule (``ok``: the entries that keep it; default the finite ones)."""
     if arr.ndim == 0:
         return repr(float(arr))
-    bad = arr[~np.isfinite(arr)] if not np.all(np.isfinite(arr)) else arr
-    return f"array of shape {arr.shape} (e.g. {float(bad.ravel()[0])!r})"
+    ok = np.isfinite(arr) if ok is None else ok
+    bad = arr[~ok] if not np.all(ok) else arr
+    index = tuple(int(i) for i in np.argwhere(~ok)[0]) if not np.all(ok) else None
+    where = f" at index {index if len(index) > 1 else index[0]}" if index is not None else ""
+    return f"array of shape {arr.shape} (e.g. {float(bad.ravel()[0])!r}{where})"
 
 
 def convert_fields(module) -> None:

@@ -139,3 +139,9 @@ def test_point_neuron_area_of_the_wrong_shape_is_named(cls):
     for kw in ({}, {"C": 1 * u.uF / u.cm**2}):
         with pytest.raises(ValueError, match=rf"{cls.__name__}\.area expects a scalar or an array of shape \(2,\)"):
             cls(n=2, area=[1e4, 2e4, 3e4], **kw)
+
+
+def test_an_array_parameter_error_quotes_the_offending_entry():
+    # It quoted the first entry, a valid one, for a negative entry further on.
+    with pytest.raises(ValueError, match=r"'Leak\.g' must be >= 0 .* \(e\.g\. -0\.5 at index 1\)"):
+        jn.channels.Leak(g=jnp.array([1e-4, -0.5, 1e-4]))
