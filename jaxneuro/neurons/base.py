@@ -256,7 +256,7 @@ class AbstractSpikingNeuron(AbstractModel):
         if s_up is not None:
             s = jnp.minimum(s, s_up)
             crossed = ~held & ((v_free >= v_th) | (s <= t1 - t_start))
-            v_free = self._towards_upswing(v_free, v_start, v_th, s_up, t1 - t_start)
+            v_free = jnp.where(held, v_free, self._towards_upswing(v_free, v_start, v_th, s_up, t1 - t_start))
         s = jnp.where(v_start >= v_th, 0.0, s)
         t_spike = t_start + jnp.clip(s, 0.0, t1 - t_start)
         new_ref_end = jnp.where(crossed, t_spike + t_ref, ref_end)
