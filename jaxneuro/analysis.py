@@ -220,7 +220,9 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     - ``method="end"``: the deflection at the last sample at or before the end of the
       step, divided by ``step.amp``.
 
-    The step's amplitude must be a current (nA), not a current density.
+    The step's amplitude must be a current (nA), not a current density. Where the
+    voltage of a known trace is still moving at the onset (a run not started at rest),
+    the baseline is not the resting voltage and a RuntimeWarning says so.
 
     From a model, ``input_resistance(model)`` with ``method="steady_state"`` (the
     default for models): ``dV/dI`` of the steady state at ``I = 0`` for current into
@@ -262,12 +264,41 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     v = getattr(source, variable)
     baseline = _sample_at_or_before(source, step.delay, variable)
     if method == "end":
-        return (_sample_at_or_before(source, step.delay + step.dur, variable) - baseline) / step.amp
-    t = source.t.reshape((-1,) + (1,) * (v.ndim - 1))
-    during = within(t, step.delay, step.delay + step.dur)
-    sign = jnp.sign(step.amp)
-    peak = jnp.max(jnp.where(during, sign * v, -jnp.inf), axis=0)
-    return (peak - sign * baseline) / jnp.abs(step.amp)
+        r = (_sample_at_or_before(source, step.delay + step.dur, variable) - baseline) / step.amp
+    else:
+        t = source.t.reshape((-1,) + (1,) * (v.ndim - 1))
+        during = within(t, step.delay, step.delay + step.dur)
+        sign = jnp.sign(step.amp)
+        peak = jnp.max(jnp.where(during, sign * v, -jnp.inf), axis=0)
+        r = (peak - sign * baseline) / jnp.abs(step.amp)
+    _warn_drifting_baseline(source, step, v, r * step.amp, "input_resistance")
+    return r
+
+
+def _warn_drifting_baseline(trace: Trace, step, v, deflection, what):
+    """Warn where a known trace's voltage was still moving at the step's onset: the
+    baseline (the sample at the onset) then is not the resting voltage, and the drift
+    over the step adds to the deflection (a gap-coupled pair stepped 5 ms after
+    starting away from rest read 759 MΩ for 390). Judged from the two samples before
+    the onset, against 5 % of the deflection."""
+    if not all(units.is_concrete(x) for x in (trace.t, v, step.delay, step.dur, deflection)):
+        return
+    t = np.asarray(trace.t)
+    if t.ndim != 1:
+        return
+    k = int(np.searchsorted(t, float(step.delay) + TIME_TOLERANCE, side="right")) - 1
+    if k < 1:
+        return
+    vv = np.asarray(v)
+    slope = (vv[k] - vv[k - 1]) / (t[k] - t[k - 1])  # mV/ms, per compartment
+    span = min(float(step.dur), float(t[-1]) - float(step.delay))
+    drift = np.abs(slope) * span
+    if np.any(drift > 0.05 * np.abs(np.asarray(deflection)) + 1e-9):
+        warnings.warn(
+            f"{what}: the voltage was still changing at the step's onset ({float(np.max(np.abs(slope))):.3g} "
+            f"mV/ms at {float(step.delay):g} ms), so the baseline there is not the resting voltage and the drift "
+            "adds to the deflection; start the step later or the run at rest (v0 = jn.steady_state(model).v)",
+            RuntimeWarning, stacklevel=3)
 
 
 def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, variable="v"):
@@ -309,6 +340,7 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     v = getattr(source, variable)
     baseline = _sample_at_or_before(source, step.delay, variable)
     final = _sample_at_or_before(source, step.delay + step.dur, variable)
+    _warn_drifting_baseline(source, step, v, final - baseline, "membrane_time_constant")
     frac = (v - baseline) / (final - baseline)  # 0 at onset, 1 at the end
     t = source.t.reshape((-1,) + (1,) * (v.ndim - 1))
     target = 1.0 - np.exp(-1.0)

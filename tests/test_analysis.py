@@ -437,3 +437,26 @@ def test_firing_rate_window_must_be_finite_and_ordered():
     for start, stop in ((0.0, math.inf), (-math.inf, 10.0), (5.0, 5.0), (0.0, math.nan)):
         with pytest.raises(ValueError, match=r"firing_rate: start and stop expect finite times \(ms\) with stop > start"):
             jn.firing_rate(spikes, start, stop)
+
+
+def test_input_resistance_warns_where_the_baseline_is_still_moving():
+    """A run started away from rest (v0 -65 mV, leak reversal -70 mV, tau 10 ms) with
+    the step at 5 ms: the drift adds to the deflection, and that is said; at 150 ms,
+    at rest, the value is 1/(g·area) and nothing is said."""
+    import warnings as _warnings
+
+    cell = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.Leak(g=1e-4, e=-70.0)])
+    expected = 1.0 / (1e-4 * math.pi * 20.0 * 20.0 * 1e-2)  # MΩ
+    early = jn.StepCurrent(-0.005, 5.0, 150.0)
+    with pytest.warns(RuntimeWarning, match=r"input_resistance: the voltage was still changing at the step's onset"):
+        off = float(jn.input_resistance(jn.simulate(cell, 160.0, dt=0.025, stimuli=[early]), early))
+    assert abs(off - expected) > 0.1 * expected
+    with pytest.warns(RuntimeWarning, match=r"membrane_time_constant: the voltage was still changing"):
+        jn.membrane_time_constant(jn.simulate(cell, 160.0, dt=0.025, stimuli=[early]), early)
+    late = jn.StepCurrent(-0.005, 150.0, 150.0)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        rested = jn.simulate(cell, 310.0, dt=0.025, stimuli=[late])
+        at_rest = float(jn.input_resistance(rested, late))
+        jn.membrane_time_constant(rested, late)
+    assert at_rest == pytest.approx(expected, rel=1e-4)
