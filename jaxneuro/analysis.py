@@ -546,7 +546,7 @@ def fi_curve(model: AbstractModel, amps, *, delay=0.0, dur=500.0, window=None, d
 
     capacity = units.positive_int(capacity, "fi_curve: capacity")
     amps = jnp.asarray(units.to_base(amps, "amps", units.nA), dtype=jnp.result_type(float))
-    if not isinstance(amps, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(amps))):
+    if units.is_concrete(amps) and not bool(jnp.all(jnp.isfinite(amps))):
         raise ValueError(f"fi_curve: amps expects finite currents (nA), got {np.asarray(amps)}")
     delay = units.to_base(delay, "delay", units.ms)
     dur = units.to_base(dur, "dur", units.ms)

@@ -74,6 +74,9 @@ def product(**axes) -> dict[str, np.ndarray]:
             for name, m in zip(axes, mesh)}
 
 
+_NUMBERS = (int, float, complex, np.number, np.bool_)
+
+
 def _as_arrays(grid):
     """``grid`` with its leaves as NumPy arrays. A list or tuple of numbers is one
     array (one value per parameter set), not a pytree of scalars; so is a nested one
@@ -95,9 +98,6 @@ def _as_arrays(grid):
             ) from None
 
     return jax.tree_util.tree_map_with_path(as_array, grid, is_leaf=rows_of_numbers)
-
-
-_NUMBERS = (int, float, complex, np.number, np.bool_)
 
 
 def _grid_size(grid) -> int:

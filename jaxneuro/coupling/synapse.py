@@ -108,7 +108,7 @@ class AbstractSynapse(AbstractCoupling):
         # then the same, and a connection's conductance is g_max times its neuron's:
         # a step's work is per neuron, not per connection), else per connection.
         # Kernel states are for a unit g_max.
-        rows = self.pre_size if self._per_neuron() else self.n_connections
+        rows = self._n_rows()
         ev = {k: jnp.zeros((rows,), dtype=dtype) for k in self.state_names()}
         ev["t"] = jnp.zeros((), dtype=dtype)  # time the state refers to
         # Per row: the first slot not yet taken up, and the steps that left arrivals
@@ -137,9 +137,13 @@ class AbstractSynapse(AbstractCoupling):
     def _rows(self, pre_spikes):
         return pre_spikes if self._per_neuron() else pre_spikes[self.pre_local]
 
+    def _n_rows(self) -> int:
+        """Rows of the spike buffer read, each with its kernel state: presynaptic
+        neurons (:meth:`_per_neuron`) or connections."""
+        return self.pre_size if self._per_neuron() else self.n_connections
+
     def _row_delay(self):
-        rows = self.pre_size if self._per_neuron() else self.n_connections
-        return jnp.broadcast_to(self.delay, (rows,))
+        return jnp.broadcast_to(self.delay, (self._n_rows(),))
 
     def conductance(self, t, events, pre_spikes=None):
         """Conductance (µS) of every connection at time ``t`` ≥ the state's time; with

@@ -262,8 +262,7 @@ class Network(AbstractModel):
             return state
         events = dict(state.events)
         for syn in self.synapses:
-            spikes = events[syn.pre[0]]["spikes"]
-            events[syn.name] = syn.events_at_start(t0, events[syn.name], spikes.reshape((-1, spikes.shape[-1])))
+            events[syn.name] = syn.events_at_start(t0, events[syn.name], self._pre_spikes(syn, state))
         return State(v=state.v, gates=state.gates, events=events)
 
     def coupling_currents(self, t, state):
@@ -478,8 +477,7 @@ def _location_index(pop, name, location, carries_current=True):
     cell = pop.as_cell() if hasattr(pop, "as_cell") else pop
     where = f"coupling side ({name!r}, {location!r})"
     try:
-        index = cell.index(*location)
-        s, x, _ = cell._located(*location)
+        s, x, index = cell._located(*location)  # what cell.index gives, with the resolved section and x
     except ValueError as e:
         raise ValueError(f"{where}: {e}") from None
     if x in (0.0, 1.0):
