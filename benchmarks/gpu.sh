@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # GPU benchmark and checks, in one command (for a machine with one CUDA GPU and JAX).
 #   bash benchmarks/gpu.sh [OUTDIR]
-# 1. the float32 Pallas test with the real Triton kernel (if it fails, the benchmark
-#    below times the XLA loop instead, so the run still measures something);
-# 2. benchmarks/run.py on the gpu_pop workloads (10k, 100k, 1M HH neurons, 100 ms,
+# 1. benchmarks/run.py on the gpu_pop workloads (10k, 100k, 1M HH neurons, 100 ms,
 #    spike summaries only) and pop1k, float32, against Jaxley in the same run
 #    -> OUTDIR/gpu.json;
-# 3. benchmarks/gpu_kernel.py: where the fused kernel's time goes (variants at 1M)
+# 2. benchmarks/gpu_kernel.py: where the fused kernel's time goes (variants at 1M)
 #    -> OUTDIR/gpu_kernel.json;
-# 4. all Pallas tests on the GPU.
+# 3. the Pallas tests with the real Triton kernel;
+# 4. benchmarks/cells.py: batches of tree1k cells (12 ms), against Jaxley
+#    -> OUTDIR/cells.json.
+# About 7 minutes in all on an H200 at most (the stages' limits).
 # Each stage has a time limit; the script goes on after a failed stage and exits
 # non-zero if any failed. Missing Python packages (saiunit, jaxley, ...) are installed
 # from wheels in .whl/ first, if there are any.
@@ -36,10 +37,9 @@ stage() {  # stage NAME SECONDS COMMAND...: run with a limit, log to OUTDIR/NAME
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.max.sm --format=csv || true
 python3 -c "import jax, jaxlib, equinox, diffrax, optax; print('jax', jax.__version__, jax.devices(), 'equinox', equinox.__version__, 'diffrax', diffrax.__version__)"
 pytest="python3 -m pytest -q -p no:cacheprovider -o addopts= -rA"
-backend=auto
-stage pallas_smoke 120 $pytest tests/test_pallas.py -x -k "float32 or lowers" || backend=xla
-stage gpu_bench 240 python3 benchmarks/run.py --quick --gpu --f32 --backend $backend \
-  --only gpu_pop10k gpu_pop100k gpu_pop1m pop1k --json "$out/gpu.json"
-stage gpu_kernel 180 python3 benchmarks/gpu_kernel.py --json "$out/gpu_kernel.json"
-stage pallas_tests 120 $pytest tests/test_pallas.py
+stage gpu_bench 170 python3 benchmarks/run.py --quick --gpu --f32 \
+  --only gpu_pop1m gpu_pop100k gpu_pop10k pop1k --json "$out/gpu.json"
+stage gpu_kernel 120 python3 benchmarks/gpu_kernel.py --json "$out/gpu_kernel.json"
+stage pallas_tests 100 $pytest tests/test_pallas.py tests/test_native_exp.py
+stage cells 60 python3 benchmarks/cells.py --f32 --batch 1 100 1000 --t1 12 --json "$out/cells.json"
 exit $status

@@ -11,14 +11,15 @@ float32, timed as the median of 5 runs after compiling, for:
 - ``pallas_warps4``: one neuron per thread; ``pallas_block256_warps4``: 256 neurons,
   two per thread; ``pallas_warps1`` and ``pallas_block256``: four neurons per thread
   (128 on one warp, 256 on two);
-- ``pallas_exp2``: every ``exp`` of the step as ``exp2(x·log2 e)`` (the GPU's native
-  base-2 exponential, without the range reduction of an accurate ``exp``; float32
-  rounding differs, so a few spike counts do);
+- ``pallas_accurate_exp``: the step's ``exp`` as CUDA's accurate ``expf``
+  (``pallas.NATIVE_EXP = False``); the default computes each as ``exp2(x·log2 e)``,
+  the GPU's native base-2 exponential, without the range reduction of an accurate
+  ``exp`` (float32 rounding differs, so a few spike counts do);
 - ``pallas_by_derivative``: the gates advanced from the JVP of the vector field, as
   for channels without ``gate_inf_rate`` (three more divisions per step than HH's
   steady states and rates, one per gate); ``pallas_sqrt_rates``: that with HH's rates
   as they were until 2026-11-29 (``exp(-(v+65)/10)`` and square roots of it for the
-  /20 and /80 exponentials): the kernel of the measurements below;
+  /20 and /80 exponentials) and accurate ``exp``: the kernel of the measurements below;
 - ``xla``: the XLA loop (which, returning only spike counts here, drops the spike-time
   buffers altogether: lighter than the kernel's work).
 
@@ -54,7 +55,9 @@ the time goes (on the CPU the shared division made HH populations 30 % slower).
 Since 2026-11-29 the default step is what ``pallas_nosqrt_rates1div`` measured (the
 powers of ``exp(-(v+65)/80)`` without square roots, one division per gate, from
 ``HH.gate_inf_rate``); the variants above that patched ``HH.rates`` to get there are
-replaced by the two that go back. Not yet measured on a GPU.
+replaced by the two that go back. Since 2026-11-30 the kernel's float32 exponentials
+are ``exp2(x·log2 e)`` (``pallas.NATIVE_EXP``, what ``pallas_exp2`` measured):
+``pallas_accurate_exp`` is the step before that.
 
 Prints compartment-steps per second (target on an H100-class GPU: 1e11 for 1M neurons)
 and each variant's spike counts against the default's.
@@ -96,9 +99,6 @@ def main(argv=None):
     steps = int(round(t1 / dt))
     g = jnp.asarray(W.gnabar_values(n), jnp.float32)
     stim = W.soma_step()
-
-    def exp2(x):
-        return jnp.exp2(x * 1.4426950408889634)
 
     def rates_with_sqrt(self, v):
         # HH.rates until 2026-11-29: exp(-(v+65)/10) and its square roots.
@@ -144,10 +144,10 @@ def main(argv=None):
         "pallas_block256_warps4": dict(patch=[(P, "DEFAULT_BLOCK", 256), (P, "DEFAULT_WARPS", 4)]),
         "pallas_warps1": dict(patch=[(P, "DEFAULT_WARPS", 1)]),
         "pallas_block256": dict(patch=[(P, "DEFAULT_BLOCK", 256)]),
-        "pallas_exp2": dict(patch=[(jnp, "exp", exp2)]),
+        "pallas_accurate_exp": dict(patch=[(P, "NATIVE_EXP", False)]),
         "pallas_by_derivative": dict(patch=[(jn.channels.HH, "gate_inf_rate", no_inf_rate)]),
         "pallas_sqrt_rates": dict(patch=[(jn.channels.HH, "gate_inf_rate", no_inf_rate),
-                                         (jn.channels.HH, "rates", rates_with_sqrt)]),
+                                         (jn.channels.HH, "rates", rates_with_sqrt), (P, "NATIVE_EXP", False)]),
         "xla": dict(backend="xla"),
     }
     print(f"# {jax.devices()[0]}, jax {jax.__version__}, n = {n}, {steps} steps, float32", flush=True)

@@ -180,7 +180,7 @@ def main(argv=None):
     ap.add_argument("--gpu", action="store_true", help="also the gpu_pop workloads (10k, 100k, 1M neurons)")
     ap.add_argument("--f32", action="store_true", help="jaxneuro and Jaxley in float32 (default: float64 on CPU)")
     ap.add_argument("--json", default=None, help="write results to this JSON file")
-    ap.add_argument("--only", nargs="*", default=None, help="run only these workloads")
+    ap.add_argument("--only", nargs="*", default=None, help="run only these workloads, in this order")
     ap.add_argument("--backend", default="auto", choices=("auto", "xla", "pallas", "sharded"),
                     help="jaxneuro's backend for the gpu_pop workloads (default auto: the fused kernel on a GPU)")
     ap.add_argument("--cores", type=int, default=None,
@@ -216,7 +216,10 @@ def main(argv=None):
     if args.gpu:
         names += ["gpu_pop10k", "gpu_pop100k", "gpu_pop1m"]
     if args.only:
-        names = [n for n in names if n in args.only]
+        unknown = [n for n in args.only if n not in names]
+        if unknown:
+            ap.error(f"--only: unknown workload(s) {unknown} (expected some of {names})")
+        names = list(dict.fromkeys(args.only))  # in the order given
     have_jaxley = W.jaxley_available()
     try:
         import neuron  # noqa: F401

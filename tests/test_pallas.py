@@ -173,6 +173,18 @@ def test_kernel_lowers_for_gpu_through_triton():
         model = SpikeDetector(_population(n=300, dtype=jnp.float32), threshold=0.0, capacity=16)
         text = _lower_kernel_for_cuda(model, jn.StepCurrent(0.2, 2.0, 1e9))
     assert "triton" in text.lower()
+    # float32: the step's exponentials as the native exp2, none left to CUDA's expf.
+    assert "__nv_exp2f" in text and "__nv_expf" not in text
+
+
+def test_kernel_keeps_accurate_exp_when_asked(monkeypatch):
+    """``NATIVE_EXP = False``: the kernel lowers ``exp`` to CUDA's accurate ``expf``."""
+    from jaxneuro.backends import pallas as P
+
+    monkeypatch.setattr(P, "NATIVE_EXP", False)
+    with jax.enable_x64(False):
+        text = _lower_kernel_for_cuda(_population(n=300, dtype=jnp.float32), jn.StepCurrent(0.2, 2.0, 1e9))
+    assert "__nv_expf" in text and "__nv_exp2f" not in text
 
 
 @pytest.mark.parametrize("build", [lambda: jn.AdEx(n=300), lambda: jn.Izhikevich(n=300)], ids=["adex", "izhikevich"])
