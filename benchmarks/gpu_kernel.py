@@ -15,6 +15,10 @@ float32, timed as the median of 5 runs after compiling, for:
   (``pallas.NATIVE_EXP = False``); the default computes each as ``exp2(x·log2 e)``,
   the GPU's native base-2 exponential, without the range reduction of an accurate
   ``exp`` (float32 rounding differs, so a few spike counts do);
+- ``pallas_nosummary_accurate_exp``: both of the above;
+- ``pallas_block64_warps1``, ``pallas_block32_warps1``: blocks of one warp (two and one
+  neurons per thread), whose "any neuron crossed" for the summary's ``cond`` needs no
+  barrier between warps; ``pallas_block64_warps2``: 64 neurons, one per thread;
 - ``pallas_by_derivative``: the gates advanced from the JVP of the vector field, as
   for channels without ``gate_inf_rate`` (three more divisions per step than HH's
   steady states and rates, one per gate); ``pallas_sqrt_rates``: that with HH's rates
@@ -145,6 +149,10 @@ def main(argv=None):
         "pallas_warps1": dict(patch=[(P, "DEFAULT_WARPS", 1)]),
         "pallas_block256": dict(patch=[(P, "DEFAULT_BLOCK", 256)]),
         "pallas_accurate_exp": dict(patch=[(P, "NATIVE_EXP", False)]),
+        "pallas_nosummary_accurate_exp": dict(summary=False, patch=[(P, "NATIVE_EXP", False)]),
+        "pallas_block64_warps1": dict(patch=[(P, "DEFAULT_BLOCK", 64), (P, "DEFAULT_WARPS", 1)]),
+        "pallas_block32_warps1": dict(patch=[(P, "DEFAULT_BLOCK", 32), (P, "DEFAULT_WARPS", 1)]),
+        "pallas_block64_warps2": dict(patch=[(P, "DEFAULT_BLOCK", 64), (P, "DEFAULT_WARPS", 2)]),
         "pallas_by_derivative": dict(patch=[(jn.channels.HH, "gate_inf_rate", no_inf_rate)]),
         "pallas_sqrt_rates": dict(patch=[(jn.channels.HH, "gate_inf_rate", no_inf_rate),
                                          (jn.channels.HH, "rates", rates_with_sqrt), (P, "NATIVE_EXP", False)]),

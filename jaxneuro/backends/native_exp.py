@@ -1,8 +1,8 @@
 """Exponentials as the GPU's native base-2 instruction, for the fused kernel's step.
 
 ``with_native_exp(fn)`` is ``fn`` with every ``exp(x)`` it computes (in the functions
-it calls too, under ``jit``, ``cond``, ``while_loop``, ``scan`` and custom derivative
-rules; other primitives that carry a program of their own keep their ``exp``)
+it calls too: under ``jit``, ``cond``, ``while_loop``, ``scan`` and custom derivative
+rules, every nested program is rewritten)
 replaced by ``exp2(x · log₂ e)``. Pallas lowers ``exp`` to CUDA's accurate ``expf``
 (a range reduction around the hardware's ``ex2.approx``: several instructions) and
 ``exp2`` to ``ex2.approx`` itself. The fused population kernel is bound by the number of
@@ -30,10 +30,6 @@ from jax.extend import core
 from jax.extend.core import primitives as prims
 
 LOG2_E = 1.0 / math.log(2.0)
-
-# Primitives that call a jaxpr of their own, evaluated inline (primal values only).
-_INLINE = {prims.jit_p: "jaxpr", prims.closed_call_p: "call_jaxpr",
-           prims.custom_jvp_call_p: "call_jaxpr", prims.custom_vjp_call_p: "call_jaxpr"}
 
 
 def with_native_exp(fn):
@@ -74,32 +70,28 @@ def _apply(eqn, invals):
     if p is prims.exp_p:
         x = invals[0]
         return [lax.exp2(x * jnp.asarray(LOG2_E, jnp.result_type(x)))]
-    if p in _INLINE:
-        return _eval_closed(params[_INLINE[p]], invals)
-    if p is prims.cond_p:
-        index, *operands = invals
-        branches = [lambda *ops, b=b: _eval_closed(b, ops) for b in params["branches"]]
-        return list(lax.switch(index, branches, *operands))
-    if p is prims.while_p:
-        nc, nb = params["cond_nconsts"], params["body_nconsts"]
-        cconsts, bconsts, init = invals[:nc], invals[nc:nc + nb], invals[nc + nb:]
-        return list(lax.while_loop(
-            lambda c: _eval_closed(params["cond_jaxpr"], [*cconsts, *c])[0],
-            lambda c: tuple(_eval_closed(params["body_jaxpr"], [*bconsts, *c])),
-            tuple(init)))
-    if p is prims.scan_p:
-        nc, ncarry = params["num_consts"], params["num_carry"]
-        consts, init, xs = invals[:nc], invals[nc:nc + ncarry], invals[nc + ncarry:]
-
-        def body(c, x):
-            out = _eval_closed(params["jaxpr"], [*consts, *c, *x])
-            return tuple(out[:ncarry]), tuple(out[ncarry:])
-
-        carry, ys = lax.scan(body, tuple(init), tuple(xs), length=params["length"],
-                             reverse=params["reverse"], unroll=params["unroll"])
-        return [*carry, *ys]
-    # Any other primitive runs as it is (one with a jaxpr of its own keeps its exp:
-    # slower, not different).
-    out = p.bind(*invals, **p.get_bind_params(params))
+    # A primitive that calls programs of its own (jit, cond, while, scan, custom
+    # derivative rules...) is bound as it is, with those programs rewritten: the
+    # traced program keeps its structure, whatever the primitive's other parameters.
+    new = {k: _rewritten(v) for k, v in params.items()}
+    out = p.bind(*invals, **p.get_bind_params(new))
     return out if p.multiple_results else [out]
 
+
+def _rewritten(param):
+    if isinstance(param, core.ClosedJaxpr):
+        return _rewrite(param)
+    if isinstance(param, tuple) and param and all(isinstance(b, core.ClosedJaxpr) for b in param):
+        return tuple(_rewrite(b) for b in param)
+    return param
+
+
+def _rewrite(closed):
+    avals = [jax.ShapeDtypeStruct(v.aval.shape, v.aval.dtype, weak_type=v.aval.weak_type)
+             for v in closed.jaxpr.invars]
+    new = jax.make_jaxpr(lambda *args: _eval_closed(closed, args))(*avals)
+    if new.consts and not closed.consts:
+        # Keep a program that had no constants without them (some primitives expect
+        # that): constants are only created for arrays, which exp2 does not add.
+        raise AssertionError("with_native_exp: rewriting added constants to a nested program")
+    return new
