@@ -53,11 +53,6 @@ DEFAULT_WARPS = 2
 #: run 6-7 % faster on an H200. False: CUDA's accurate ``expf``. float64 kernels
 #: always use ``exp``.
 NATIVE_EXP = True
-#: Spike times (a ``SpikeSummary``'s, a spiking neuron's) are stored into their buffer
-#: in memory by the kernel, one masked store per step; False: the buffers are carried
-#: through the loop and rewritten under a per-block ``lax.cond`` in steps where a
-#: neuron of the block crosses (``solve.summary.SPIKE_WRITES``).
-STORE_SPIKES = True
 
 
 def unsupported(model, solver, y0, stimuli=()) -> str | None:
@@ -101,14 +96,6 @@ def _pad_spike_buffers(y0):
     pad = _next_pow2(capacity) - capacity
     spikes = jnp.pad(spikes, [(0, 0)] * (spikes.ndim - 1) + [(0, pad)], constant_values=jnp.inf)
     return capacity, type(y0)(v=y0.v, gates=y0.gates, events=dict(y0.events, spikes=spikes))
-
-
-def _spike_buffer_index(y0) -> int | None:
-    """The position of ``y0.events["spikes"]`` among ``y0``'s leaves, or None."""
-    for i, (path, _) in enumerate(jax.tree_util.tree_leaves_with_path(y0)):
-        if jax.tree_util.keystr(path) == ".events['spikes']":
-            return i
-    return None
 
 
 def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: float,
@@ -162,18 +149,12 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
     dtype = jnp.result_type(float)
 
     # The block's view: static population sizes n -> block; leaves stay full size.
-    capacity, y0 = _pad_spike_buffers(y0)
-    # Spike times: the step keeps only the latest crossing's time (one slot) and the
-    # kernel stores it into the buffer in memory (below); a buffer of another layout
-    # is updated in the step, in the steps where a neuron of the block crosses.
-    i_spikes = _spike_buffer_index(y0)
-    latest = STORE_SPIKES and i_spikes is not None and jax.tree.leaves(y0)[i_spikes].ndim == 2
-    sys_block = population.with_population(system, n, block,
-                                           spike_writes="latest" if latest else "skip_quiet_steps")
+    sys_block = population.with_population(system, n, block, skip_quiet_steps=True)
     # Triton lowers only power-of-two shapes: spike buffers get a power-of-two length
     # inside the kernel (the same first spikes, the extra slots dropped afterwards).
     sys_block = population.map_static_fields(
         sys_block, lambda name, v: _next_pow2(v) if name in _CAPACITY_FIELDS and isinstance(v, int) else v)
+    capacity, y0 = _pad_spike_buffers(y0)
     leaves, treedef = jax.tree.flatten((sys_block, y0))
     inputs, specs, kinds = [], [], []
     for leaf, per_neuron in zip(leaves, population.per_neuron_mask((system, y0), n)):
@@ -210,12 +191,6 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
         vals = [r[...] if kind == "population" else r[...][0] for r, kind in zip(in_refs, kinds)]
         sys_b, y = jax.tree.unflatten(treedef, vals)
         t0_, t1_, dt_ = (jnp.asarray(x, dtype) for x in (t0, t1, dt))
-        if latest:
-            spikes_ref = final_refs[i_spikes]
-            spikes_ref[...] = y.events["spikes"]  # a continued run's earlier spikes
-            y = type(y)(v=y.v, gates=y.gates,
-                        events=dict(y.events, spikes=jnp.full((block, 1), jnp.inf, dtype)))
-            rows = jnp.arange(block, dtype=jnp.int32)
 
         def store(j, t, y):
             obs = sys_b.observe(record, t, y)
@@ -232,15 +207,7 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
         def one_step(s, carry):
             ta = t0_ + s * dt_
             tb = jnp.minimum(t0_ + (s + 1) * dt_, t1_)
-            y, state = advance(ta, tb, *carry)
-            if latest:
-                # A crossing neuron's time goes to slot `count` of its buffer row;
-                # a full buffer (count >= capacity) keeps its first spikes.
-                before, after = carry[0].events["count"], y.events["count"]
-                slot = before.astype(jnp.int32)
-                pl_triton.store(spikes_ref.at[rows, slot], y.events["spikes"][:, 0],
-                                mask=(after > before) & (slot < capacity))
-            return y, state
+            return advance(ta, tb, *carry)
 
         def interval(j, carry):
             carry = jax.lax.fori_loop(0, k, lambda i, c: one_step(j * k + i, c), carry)
@@ -254,9 +221,8 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
         carry = (y, solver.init(term, t0, min(t0 + dt, t1), y, sys_b))
         carry = jax.lax.fori_loop(0, n_save - 1, interval, carry)
         y, _ = jax.lax.fori_loop((n_save - 1) * k, n_steps, one_step, carry)
-        for i, (r, leaf) in enumerate(zip(final_refs, jax.tree.leaves(y))):
-            if not (latest and i == i_spikes):
-                r[...] = leaf
+        for r, leaf in zip(final_refs, jax.tree.leaves(y)):
+            r[...] = leaf
 
     outs = pl.pallas_call(
         kernel,

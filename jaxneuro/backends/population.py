@@ -69,16 +69,16 @@ def spread_targets(system):
     return eqx.tree_at(lambda s: s.stimuli, system, tuple(stimuli))
 
 
-def with_population(tree, n: int, size: int, *, spike_writes: str):
+def with_population(tree, n: int, size: int, *, skip_quiet_steps: bool):
     """A copy of ``tree`` (modules and tuples) with every static ``n == n`` field set
-    to ``size``: a slice's view of a population model. ``spike_writes`` is given to
-    spike detectors and spiking neurons (how they write spike times:
-    ``solve.summary.SPIKE_WRITES``)."""
+    to ``size``: a slice's view of a population model. ``skip_quiet_steps`` is given to
+    spike detectors and spiking neurons (True: write spike times only in steps where a
+    neuron of the slice crosses, by a select, which pays inside the GPU kernel)."""
     def view(name, value):
         if name == "n" and isinstance(value, int) and value == n:
             return size
-        if name == "spike_writes":
-            return spike_writes
+        if name == "skip_quiet_steps":
+            return skip_quiet_steps
         return value
 
     return map_static_fields(tree, view)

@@ -134,7 +134,7 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
     # Each device's view: static population sizes n -> per_device; its leaves are the
     # device's slices. Spike buffers are updated in every step, as in any XLA loop (the
     # kernel, when it runs, takes its own block view of this one).
-    sys_slice = population.with_population(system, n, per_loop, spike_writes="by_platform")
+    sys_slice = population.with_population(system, n, per_loop, skip_quiet_steps=False)
     leaves, treedef = jax.tree.flatten((sys_slice, y0))
     mask = population.per_neuron_mask((system, y0), n)
     inputs, in_specs = [], []

@@ -61,7 +61,7 @@ class AdEx(AbstractSpikingNeuron):
     n: int | None = eqx.field(default=None, static=True, kw_only=True)
     spike_capacity: int = eqx.field(default=100, static=True, kw_only=True)
     surrogate: object = eqx.field(default=None, static=True, kw_only=True)
-    spike_writes: str = eqx.field(default="by_platform", static=True, init=False, repr=False)
+    skip_quiet_steps: bool = eqx.field(default=False, static=True, init=False, repr=False)
 
     def __post_init__(self):
         self._check_common()

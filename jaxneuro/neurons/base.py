@@ -13,7 +13,7 @@ import saiunit as u
 from .. import units
 from ..model import AbstractModel, population_shape
 from ..solve.staggered import StaggeredEuler, linear_crossing_time, linear_flow
-from ..solve.summary import write_spikes
+from ..solve.summary import any_crossed, write_by_select, write_spike_times
 from ..state import State
 
 
@@ -40,9 +40,11 @@ class AbstractSpikingNeuron(AbstractModel):
     n: eqx.AbstractVar[int | None]
     spike_capacity: eqx.AbstractVar[int]
     surrogate: eqx.AbstractVar[object]
-    #: How spike times are written (static, not an argument; set by the backends:
-    #: ``solve.summary.SPIKE_WRITES``), as ``SpikeDetector`` writes them.
-    spike_writes: eqx.AbstractVar[str]
+    #: Set (static, not an argument) only in the fused GPU kernel's view of a
+    #: population: spike times are then written by a select under a per-block
+    #: ``lax.cond`` taken in steps with a spike, as ``SpikeDetector`` does; XLA loops
+    #: scatter them on GPUs and select on CPUs (``solve.summary.write_spike_times``).
+    skip_quiet_steps: eqx.AbstractVar[bool]
 
     # --- what a subclass provides ---------------------------------------------------
     @abc.abstractmethod
@@ -264,7 +266,12 @@ class AbstractSpikingNeuron(AbstractModel):
         v_after = jnp.where(new_ref_end >= t1, v_reset, linear_flow(v_reset, a_r, b_r, rest))
         v1 = jnp.where(crossed, v_after, v_free)
 
-        spikes = write_spikes(self.spike_writes, ev["spikes"], ev["count"], crossed, t_spike)
+        if self.skip_quiet_steps:
+            spikes = jax.lax.cond(any_crossed(crossed),
+                                  lambda s: write_by_select(s, ev["count"], crossed, t_spike),
+                                  lambda s: s, ev["spikes"])
+        else:
+            spikes = write_spike_times(ev["spikes"], ev["count"], crossed, t_spike)
         events = {
             "spikes": spikes,
             "count": ev["count"] + self._spike_indicator(crossed, held, v_free, v_th, t1 - t0),
