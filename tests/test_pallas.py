@@ -323,3 +323,27 @@ def test_every_channel_lowers_for_gpu(channel):
         stimulus = jn.StepCurrent(0.2, 1.0, 1e9)
         assert P.unsupported(model, jn.StaggeredEuler(), None, (stimulus,)) is None
         assert "triton" in _lower_kernel_for_cuda(model, stimulus, t1=2.0).lower()
+
+
+def test_continued_run_keeps_earlier_spikes_through_kernel():
+    """A run continued from another's final state through the kernel keeps the earlier
+    spikes in its (padded) buffer and appends after them at slot ``count``, and a
+    buffer that fills keeps its first spikes, as in the XLA loop."""
+    model = jn.LIF(n=6, spike_capacity=5)
+    stim = [jn.StepCurrent(jnp.linspace(0.0, 3.0, 6), 1.0, 1e9)]
+    runs = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the overflow is reported; tested elsewhere
+        for backend in ("xla", "pallas"):
+            first = jn.simulate(model, 20.0, stimuli=stim, backend=backend)
+            runs[backend] = first, jn.simulate(model, 80.0, t0=20.0, init=first.final_state, stimuli=stim,
+                                               backend=backend)
+    (a1, a2), (b1, b2) = runs["xla"], runs["pallas"]
+    np.testing.assert_array_equal(b2.spike_count, a2.spike_count)
+    np.testing.assert_allclose(b2.spikes, a2.spikes, rtol=0, atol=1e-9)
+    # The first run's spikes lead the continued run's buffer; some neuron overflowed.
+    first_spikes = np.asarray(b1.spikes)
+    kept = np.isfinite(first_spikes)
+    np.testing.assert_array_equal(np.asarray(b2.spikes)[kept], first_spikes[kept])
+    assert 0 < a1.spike_count[-1] < 5 < a2.spike_count[-1]
+    assert np.all(np.isfinite(np.asarray(b2.spikes)[-1])) and np.all(np.asarray(b2.spikes)[-1] <= 60.0)
