@@ -18,7 +18,9 @@ one-off costs.
 On two CPU cores (2026-11-28, float64, 20 ms; benchmarks/RESULTS.md): Jaxley / Hines
 1.74 (one cell), 3.59 (10), 2.05 (100); the paths solve is faster for one cell but
 slower in batches (the batch already gives the Hines order independent divisions to
-overlap). Not yet measured on a GPU.
+overlap). On an H200 (2026-11-30, float32, ``--batch 1 100 1000 --t1 12``) the first
+batch, one cell, had printed nothing after 60 s, when the run was stopped: the tree
+solve's node-by-node loop is a poor fit for a GPU; no GPU numbers yet.
 """
 
 from __future__ import annotations

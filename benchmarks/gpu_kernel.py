@@ -63,6 +63,13 @@ replaced by the two that go back. Since 2026-11-30 the kernel's float32 exponent
 are ``exp2(x·log2 e)`` (``pallas.NATIVE_EXP``, what ``pallas_exp2`` measured):
 ``pallas_accurate_exp`` is the step before that.
 
+Measured on the H200, 2026-11-30 (three runs; benchmarks/RESULTS.md): default 0.0305-0.0307 s
+(1.31e11), 29 spike counts ≠ float64; accurate ``exp`` 0.0326 (11); the step before
+2026-11-29 0.0339-0.0384; no summary 0.0251-0.0252 (the summary's per-step check is now
+~18 % of the time); one-warp blocks 0.0312 (64) and 0.0321 (32); the spike times stored
+from the kernel into memory by a masked store per step instead of the buffers under a
+``cond`` (a variant since removed) 0.0350 against 0.0309.
+
 Prints compartment-steps per second (target on an H100-class GPU: 1e11 for 1M neurons)
 and each variant's spike counts against the default's.
 """
