@@ -19,10 +19,14 @@ def _ylabel(name):
 def plot_trace(trace, *names, ax=None, label=None, **kwargs):
     """Plot ``names`` (default: all recorded variables) of ``trace`` against time.
 
-    With several names each gets its own line; a population's variables give one line
-    per neuron (one legend entry per name). ``"spikes"`` draws the trace's spike times
-    as a raster (one row per neuron). A Network's trace is plotted population by
-    population: ``trace["a"].plot()``. Returns the matplotlib axes.
+    One name: one axes, labelled with the variable's unit where the name says it; a
+    population's variable gives one line per neuron. Several names: with ``ax=None``,
+    a column of axes sharing the time axis, one per name, each with its own label (a
+    voltage and a gating variable are not put on one scale); returns the array of
+    axes. Give ``ax`` a sequence of as many axes to draw into your own, or a single
+    axes to put every name on it (one legend entry per name). ``"spikes"`` draws the
+    trace's spike times as a raster (one row per neuron). A Network's trace is plotted
+    population by population: ``trace["a"].plot()``. Returns the matplotlib axes.
     """
     import matplotlib.pyplot as plt
 
@@ -40,10 +44,26 @@ def plot_trace(trace, *names, ax=None, label=None, **kwargs):
         )
     if "spikes" in names and len(names) > 1:
         raise ValueError("trace.plot('spikes') draws a raster on its own axes; plot it apart from other names")
+    if names == ("spikes",):
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 3.5))
+        return _raster(trace, ax, label, **kwargs)
+    if len(names) > 1 and ax is None:
+        _, ax = plt.subplots(len(names), 1, sharex=True, squeeze=False,
+                             figsize=(6, 1.2 + 1.8 * len(names)))
+        ax = ax[:, 0]
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 3.5))
-    if names == ("spikes",):
-        return _raster(trace, ax, label, **kwargs)
+    if np.ndim(ax) > 0:  # one axes per name
+        if len(ax) != len(names):
+            raise ValueError(f"ax: {len(ax)} axes given for {len(names)} names {names}; give one per name")
+        for a, name in zip(ax, names):
+            _lines(trace, a, (name,), label, **kwargs)
+        return ax
+    return _lines(trace, ax, names, label, **kwargs)
+
+
+def _lines(trace, ax, names, label, **kwargs):
     t = np.asarray(trace.t)
     for name in names:
         y = np.asarray(getattr(trace, name))
@@ -52,7 +72,7 @@ def plot_trace(trace, *names, ax=None, label=None, **kwargs):
         if lab is not None:
             lines[0].set_label(lab)  # one entry per name, not per neuron
     ax.set_xlabel("time (ms)")
-    ax.set_ylabel(_ylabel(names[0]) if len(names) == 1 else "value")
+    ax.set_ylabel("; ".join(dict.fromkeys(_ylabel(name) for name in names)))
     if len(names) > 1 or label is not None:
         ax.legend()
     return ax
