@@ -76,6 +76,12 @@ def test_pallas_gradient_equals_xla():
     gb = jax.grad(loss)(g, "pallas")
     assert np.all(np.abs(ga) > 0)
     np.testing.assert_allclose(gb, ga, rtol=1e-9, atol=0)
+    # Forward mode too (the kernel's values, the XLA loop's tangents).
+    np.testing.assert_allclose(jax.jacfwd(loss)(g, "pallas"), ga, rtol=1e-9, atol=0)
+    direction = jnp.array([1.0, -2.0, 0.5, 3.0])
+    value, slope = jax.jvp(lambda x: loss(x, "pallas"), (g,), (direction,))
+    np.testing.assert_allclose(value, loss(g, "xla"), rtol=1e-12)
+    np.testing.assert_allclose(slope, jnp.dot(ga, direction), rtol=1e-9)
 
 
 def test_backend_validation():

@@ -16,9 +16,10 @@ its rates up in a table (``HH(use_table=True)``: gathers, which the kernel does 
 lower), and a targeted stimulus has one waveform for all its targets (it is spread
 as per-neuron weights; amplitudes may also be per neuron with ``target=None``).
 
-Gradients: reverse mode runs the forward pass in the kernel and the backward pass
-through the XLA loop (``jax.custom_vjp``; the XLA forward is recomputed there).
-Forward-mode differentiation is not available on this backend; use ``"xla"``.
+Gradients: values come from the kernel and derivatives from the XLA loop
+(``jax.custom_jvp``: the XLA loop's JVP gives the tangents, and reverse mode
+linearises and transposes it, computing the XLA forward pass for its residuals).
+Forward mode (``jax.jvp``, ``jax.jacfwd``) and reverse mode both work.
 
 On a CPU the kernel runs in Pallas' interpret mode (a correctness check, not a fast
 path). On a GPU it is lowered through Triton; outputs are padded to powers of two
@@ -119,18 +120,18 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
     def xla(system, y0):
         return fixed_step.integrate(solver, term, y0, system, record=record, grad_checkpoints=grad_checkpoints, **kw)
 
-    @jax.custom_vjp
+    # Values from the kernel; derivatives from the XLA loop's JVP, which reverse mode
+    # linearises and transposes as it would the XLA loop itself (the XLA forward pass
+    # is computed there too, for its residuals). Both modes work.
+    @jax.custom_jvp
     def run(system, y0):
         return fused(system, y0)
 
-    def run_fwd(system, y0):
-        return fused(system, y0), (system, y0)
+    @run.defjvp
+    def run_jvp(primals, tangents):
+        _, tangents_out = jax.jvp(xla, primals, tangents)
+        return fused(*primals), tangents_out
 
-    def run_bwd(res, g):
-        _, vjp = jax.vjp(xla, *res)
-        return vjp(g)
-
-    run.defvjp(run_fwd, run_bwd)
     return run(system, y0)
 
 

@@ -23,8 +23,8 @@ fraction of a microsecond, and float32 by more (30 000 HH neurons, 100 ms: up to
 mV at spike upswings, as between float32 and float64). Targeted stimuli become
 per-neuron weights, also equal to rounding.
 Reverse and forward-mode gradients go through ``shard_map`` (the backward pass is split
-the same way; with the Pallas kernel on each GPU, forward mode is not available, as on
-that backend). Under ``vmap`` every device takes its slice of neurons for the whole
+the same way; with the Pallas kernel on each GPU, as on that backend, the derivatives
+come from the XLA loop). Under ``vmap`` every device takes its slice of neurons for the whole
 batch.
 
 ``simulate(backend="auto")`` uses it on a CPU with more than one device when the
