@@ -4,6 +4,8 @@ against NEURON's NetStim, the analytic conductance, Poisson statistics and bad i
 import math
 
 import jax
+import warnings
+
 import numpy as np
 import pytest
 
@@ -143,6 +145,26 @@ def test_an_arrival_at_the_start_of_a_run_is_delivered(t0):
     expected = _expected_g(t, rows, t0=t0)
     assert expected[0, 0] == 0.01 and expected[0, 1] == 0.0
     np.testing.assert_allclose(tr["s"].g, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("t0", [0.0, 50.0])
+def test_neuron_delivery_passes_over_arrivals_before_a_fresh_run(t0):
+    """delivery="neuron" on a fresh run from t0: arrivals before t0 are passed over, as
+    with "exact" (NEURON refuses events in the past); they were all delivered in the
+    first steps, a burst of 24 events' conductance at t0 = 50. Each later arrival (on
+    the grid here) counts from the next step's midpoint, one at t0 included."""
+    dt, tau, g_max, delay = 0.025, 2.0, 0.01, 1.0
+    spikes = np.arange(1.0, 100.0, 2.0)
+    net = _burst_net([list(spikes)], delay=delay, delivery="neuron")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no late-arrival warning either
+        tr = jn.simulate(net, 100.0, t0=t0, dt=dt, v0=-70.0, record=("g",))
+    t = np.asarray(tr.t)
+    delivered = spikes + delay + dt / 2
+    delivered = delivered[spikes + delay >= t0]
+    expected = np.sum(g_max * np.exp(-(t[:, None] - delivered) / tau) * (t[:, None] >= delivered), axis=1)
+    np.testing.assert_allclose(np.asarray(tr["s"].g)[:, 0], expected, rtol=0, atol=1e-12)
+    assert expected[: int(round(1.0 / dt))].max() <= g_max  # no burst at the start
 
 
 def test_synapses_take_up_a_few_slots_per_step_and_catch_up_on_bursts():

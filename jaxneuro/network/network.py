@@ -17,6 +17,7 @@ from ..stimuli.targets import population_target
 from ..coupling.gap import AbstractGapJunction
 from ..coupling.synapse import AbstractSynapse
 from ..model import AbstractModel
+from ..morphology.cell import Cell
 from ..solve.staggered import StaggeredEuler
 from ..solve.trace import Trace
 from ..state import State
@@ -94,7 +95,7 @@ class Network(AbstractModel):
                 return np.arange(off, off + n)
             if any(isinstance(k, tuple) for k in idx):  # locations (section, x) on a cell
                 pop = populations[name]
-                if not hasattr(pop, "index"):
+                if not isinstance(pop.as_cell() if hasattr(pop, "as_cell") else pop, Cell):
                     raise ValueError(
                         f"coupling side ({name!r}, {idx!r}): locations (section, x) need a cell "
                         f"population (jn.Cell or jn.Cable), {name!r} is a {type(pop).__name__}"
@@ -403,7 +404,9 @@ class Network(AbstractModel):
             for syn in self.synapses:
                 # Exact delivery: what the currents use, arrivals by t included (a spike
                 # arriving at the run's start shows from its first sample). NEURON's
-                # delivery: the state, as NEURON records it between steps.
+                # delivery: the state at t, each event counted from its delivery
+                # midpoint (NEURON's own record is half a step further decayed; see
+                # jaxneuro.coupling.synapse).
                 spikes = self._pre_spikes(syn, state) if syn.delivery == "exact" else None
                 out[syn.name] = syn.conductance(t, state.events[syn.name], spikes)
         return out
@@ -430,6 +433,12 @@ class Network(AbstractModel):
         return Trace(t=ts, values={}, parts=parts, span=span)
 
 
+def _capacity_setting(pop) -> str:
+    """The argument that sets ``pop``'s spike buffer length, as a user writes it."""
+    name = type(pop).__name__
+    return f"{name}(..., capacity=...)" if hasattr(pop, "capacity") else f"{name}(spike_capacity=...)"
+
+
 def _report_overflow(member, pop, part):
     """Warn if a neuron of population ``member`` fired more spikes than its buffer
     holds: synapses from it miss the rest (see :func:`report_overflow`)."""
@@ -439,7 +448,7 @@ def _report_overflow(member, pop, part):
         lambda n: (f"spike buffer overflow in population {member!r}: {n} neuron(s) fired more than "
                    f"spike_capacity={capacity} spikes; synapses from it miss the rest, "
                    f"trace[{member!r}].spikes keeps the first {capacity} and .spike_count has the true "
-                   f"counts. Raise {type(pop).__name__}(spike_capacity=...) to keep them all."),
+                   f"counts. Raise {_capacity_setting(pop)} to keep them all."),
         stacklevel=5,  # eager: simulate's caller (past make_trace and equinox's method wrapper)
         at_run_time=True,  # synapses from it miss the spikes: the results change
     )
