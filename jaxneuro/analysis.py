@@ -137,7 +137,7 @@ def _voltage_derivative(model, i_inj):
 SOLVE_BATCH_VALUES = 1 << 22
 
 
-def _input_resistances(model):
+def _input_resistances(model, v_guess=None):
     """``dV_k/dI_k`` (MΩ) at the steady state for current into compartment ``k`` alone,
     for every ``k``, of a model whose compartments are coupled: the diagonal of
     ``(-J)⁻¹·S`` with ``J`` the Jacobian of ``dv/dt`` and ``S`` that of the injected
@@ -145,7 +145,7 @@ def _input_resistances(model):
     large gap-coupled network, pass a stimulus to get one location); ``model``
     precomputed."""
     zero = jnp.zeros(model.shape, dtype=jnp.result_type(float))
-    v = steady_state(model, zero).v
+    v = steady_state(model, zero, v_guess=v_guess).v
     coupling = model.voltage_coupling()
     _, slope = jax.jvp(_voltage_derivative(model, zero), (v,), (jnp.ones_like(v),))
     _, per_na = jax.jvp(lambda i: _voltage_derivative(model, i)(v), (zero,), (jnp.ones_like(zero),))
@@ -207,7 +207,8 @@ def _step_in_range(trace: Trace, step):
     _in_range(trace, step.delay + step.dur, "the end of the stimulus")
 
 
-def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str | None = None, variable="v"):
+def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str | None = None, variable="v",
+                     v_guess=None):
     """Input resistance in MΩ.
 
     From a trace, ``input_resistance(trace, step)`` with the :class:`StepCurrent`
@@ -222,7 +223,12 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
 
     The step's amplitude must be a current (nA), not a current density. Where the
     voltage of a known trace is still moving at the onset (a run not started at rest),
-    the baseline is not the resting voltage and a RuntimeWarning says so.
+    the baseline is not the resting voltage, and where the step makes a compartment
+    fire (its voltage crosses 0 mV, or the trace's own spike events fall in the step),
+    the response is not a membrane's: a RuntimeWarning says so in either case. In an
+    active membrane the largest deflection may be a resonance's overshoot rather than
+    the settled response (an HH soma: 128.8 MΩ at the undershoot of a -10 pA step,
+    72.0 MΩ at its end, as NEURON gives them); ``method="end"`` reads the latter.
 
     From a model, ``input_resistance(model)`` with ``method="steady_state"`` (the
     default for models): ``dV/dI`` of the steady state at ``I = 0`` for current into
@@ -237,7 +243,11 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     Given a ``stimulus``, the chord ``(V_ss(amp) - V_ss(0)) / amp`` with the
     current placed at the stimulus's ``target``, in every compartment: at the target
     that is the input resistance, elsewhere the transfer resistance (as the trace
-    methods give for a trace of every segment).
+    methods give for a trace of every segment). The steady state is searched from
+    ``v_guess`` (mV, default the model's ``default_v0``; see :func:`steady_state`). A
+    negative result means the fixed point found is unstable, not a resting state (an
+    Izhikevich neuron started at -55 mV finds the one at -50 mV; it rests at -70):
+    where the values are known a RuntimeWarning says so; give a ``v_guess`` near rest.
     """
     if isinstance(source, AbstractModel):
         method = method or "steady_state"
@@ -248,12 +258,17 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
             amp = _step_stimulus(stimulus).amp
             stimulus.check_placement(source)
             i_inj = source.place_current(stimulus.target, amp)
-            return (steady_state(source, i_inj).v - steady_state(source, 0.0).v) / amp
-        if source.voltage_coupling() is not None:
-            return _input_resistances(source)
-        zero = jnp.zeros(source.shape, dtype=jnp.result_type(float))
-        _, dv = jax.jvp(lambda i: steady_state(source, i).v, (zero,), (jnp.ones_like(zero),))
-        return dv
+            rest = steady_state(source, 0.0, v_guess=v_guess).v
+            r = (steady_state(source, i_inj, v_guess=rest).v - rest) / amp
+        elif source.voltage_coupling() is not None:
+            r = _input_resistances(source, v_guess)
+        else:
+            zero = jnp.zeros(source.shape, dtype=jnp.result_type(float))
+            _, r = jax.jvp(lambda i: steady_state(source, i, v_guess=v_guess).v, (zero,), (jnp.ones_like(zero),))
+        _warn_unstable(source, r, v_guess)
+        return r
+    if v_guess is not None:
+        raise ValueError("input_resistance: v_guess applies to a model's steady state, not to a trace")
     if not isinstance(source, Trace):
         raise ValueError(f"input_resistance expects a Trace or a model, got {type(source).__name__}")
     method = method or "deflection"
@@ -272,7 +287,51 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
         peak = jnp.max(jnp.where(during, sign * v, -jnp.inf), axis=0)
         r = (peak - sign * baseline) / jnp.abs(step.amp)
     _warn_drifting_baseline(source, step, v, r * step.amp, "input_resistance")
+    _warn_firing(source, step, v, "input_resistance")
     return r
+
+
+def _warn_unstable(model, r, v_guess):
+    """Warn where a model's known input resistance is negative: the steady state found
+    is an unstable fixed point, not where the model rests."""
+    if not units.is_concrete(r):
+        return
+    bad = np.asarray(r) < 0
+    if np.any(bad):
+        v = np.asarray(steady_state(model, 0.0, v_guess=v_guess).v)
+        warnings.warn(
+            f"input_resistance: negative ({float(np.min(np.asarray(r))):.4g} MΩ) in {int(bad.sum())} "
+            f"compartment(s): the steady state found (v = {float(v.reshape(-1)[np.argmax(bad.reshape(-1))]):.4g} mV) "
+            "is an unstable fixed point, not the model's rest; give v_guess=... near the resting voltage",
+            RuntimeWarning, stacklevel=3)
+
+
+#: Voltage (mV) whose upward crossing during a step counts as the cell firing, for
+#: the warnings of :func:`input_resistance` and :func:`membrane_time_constant`.
+FIRING_THRESHOLD = 0.0
+
+
+def _warn_firing(trace: Trace, step, v, what):
+    """Warn where a known trace shows firing during the step: a spike's deflection is
+    not the membrane's response to the current."""
+    if not all(units.is_concrete(x) for x in (trace.t, v, step.delay, step.dur)):
+        return
+    t = np.asarray(trace.t)
+    if t.ndim != 1:
+        return
+    lo, hi = float(step.delay), float(step.delay) + float(step.dur)
+    during = (t >= lo - TIME_TOLERANCE) & (t <= hi + TIME_TOLERANCE)
+    vv = np.asarray(v)[during].reshape(int(during.sum()), -1)
+    fired = np.any((vv[:-1] < FIRING_THRESHOLD) & (vv[1:] >= FIRING_THRESHOLD), axis=0)
+    if trace.spikes is not None and units.is_concrete(trace.spikes):
+        sp = np.asarray(trace.spikes).reshape(-1, np.shape(trace.spikes)[-1])
+        fired = fired | np.any((sp >= lo) & (sp <= hi), axis=-1)
+    if np.any(fired):
+        warnings.warn(
+            f"{what}: the step makes {int(np.sum(fired))} compartment(s) fire (a voltage crossing "
+            f"{FIRING_THRESHOLD:g} mV, or a spike event, between {lo:g} and {hi:g} ms), so the deflection is "
+            "not the membrane's response; use a smaller, subthreshold step, or the model: "
+            f"{what}(model)", RuntimeWarning, stacklevel=3)
 
 
 def _warn_drifting_baseline(trace: Trace, step, v, deflection, what):
@@ -301,13 +360,18 @@ def _warn_drifting_baseline(trace: Trace, step, v, deflection, what):
             RuntimeWarning, stacklevel=3)
 
 
-def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, variable="v"):
+def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, variable="v", v_guess=None):
     """Membrane time constant in ms.
 
     From a trace and the :class:`StepCurrent` that produced it: the time after the
     onset at which the response first reaches ``1 - 1/e`` (63.2%) of its deflection
-    at the end of the step, linearly interpolated between samples. From a model (one
-    compartment): ``C · R_in`` with the steady-state input resistance.
+    at the end of the step, linearly interpolated between samples (with the warnings
+    of :func:`input_resistance` where the baseline drifts or the step makes the cell
+    fire). From a model (independent compartments): ``C · R_in`` with the steady-state
+    input resistance (``v_guess`` as there). For a passive membrane the two agree; for
+    an active one ``C · R_in`` is the slope resistance's time constant, not the
+    charging time a step shows (an HH soma: 0.854 ms against 0.675 ms from a trace, in
+    jaxneuro as in NEURON).
     """
     if isinstance(source, AbstractModel):
         if stimulus is not None:
@@ -323,7 +387,9 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
             )
         if not hasattr(source, "capacitance"):
             raise ValueError(f"membrane_time_constant: {type(source).__name__} has no capacitance")
-        return source.capacitance * input_resistance(source)
+        return source.capacitance * input_resistance(source, v_guess=v_guess)
+    if v_guess is not None:
+        raise ValueError("membrane_time_constant: v_guess applies to a model's steady state, not to a trace")
     if not isinstance(source, Trace):
         raise ValueError(f"membrane_time_constant expects a Trace or a model, got {type(source).__name__}")
     step = _step_stimulus(stimulus, amp_matters=False)  # a ratio of deflections
@@ -341,6 +407,7 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     baseline = _sample_at_or_before(source, step.delay, variable)
     final = _sample_at_or_before(source, step.delay + step.dur, variable)
     _warn_drifting_baseline(source, step, v, final - baseline, "membrane_time_constant")
+    _warn_firing(source, step, v, "membrane_time_constant")
     frac = (v - baseline) / (final - baseline)  # 0 at onset, 1 at the end
     t = source.t.reshape((-1,) + (1,) * (v.ndim - 1))
     target = 1.0 - np.exp(-1.0)
@@ -394,7 +461,16 @@ def spike_times(source, threshold=None, *, capacity: int | None = None, variable
                 "threshold=None, or simulate with summary=jn.SpikeSummary(threshold=...) to detect "
                 "at another threshold"
             )
-        return _first(source.spikes, source.spikes.shape[-1] if capacity is None else capacity)
+        have = source.spikes.shape[-1]
+        if capacity is not None and capacity > have and units.is_concrete(source.spikes):
+            n_over = int(np.sum(np.asarray(source.overflowed)))
+            if n_over:
+                warnings.warn(
+                    f"spike_times: the trace keeps {have} spike times per neuron and {n_over} neuron(s) "
+                    f"fired more; capacity={capacity} pads them with inf after the {have}th, but their later "
+                    "spikes are unknown, not absent. Simulate with a larger buffer",
+                    RuntimeWarning, stacklevel=2)
+        return _first(source.spikes, have if capacity is None else capacity)
     v = getattr(source, variable)
     if v.shape[0] < 2:
         raise ValueError(
@@ -511,7 +587,13 @@ def spike_count(spikes):
 def firing_rate(spikes, start, stop):
     """Mean firing rate in Hz of the spikes with ``start <= t < stop`` (ms or saiunit
     times; scalars, or one per neuron); ``spikes``: padded spike times or a Trace with
-    spike events."""
+    spike events.
+
+    A Trace whose spike buffer overflowed (a neuron fired more spikes than it keeps:
+    ``trace.overflowed``) knows that neuron's rate only in windows that end by its last
+    kept spike; elsewhere the rate is NaN, not a count cut short, with a
+    RuntimeWarning where the values are known. Under ``jit``, where ``stop <= start``
+    cannot be refused, the rate is NaN."""
     start = units.to_base(start, "start", units.ms)
     stop = units.to_base(stop, "stop", units.ms)
     if units.is_concrete(stop) and units.is_concrete(start) and not (
@@ -521,9 +603,47 @@ def firing_rate(spikes, start, stop):
             f"firing_rate: start and stop expect finite times (ms) with stop > start, got "
             f"start={np.asarray(start)}, stop={np.asarray(stop)}"
         )
+    trace = spikes if isinstance(spikes, Trace) else None
     spikes = as_spike_times(spikes, "firing_rate")
+    per_neuron = spikes.shape[:-1]
+    for name, x in (("start", start), ("stop", stop)):
+        try:
+            np.broadcast_shapes(np.shape(x), per_neuron)
+        except ValueError:
+            raise ValueError(
+                f"firing_rate: {name} expects a time (ms) or one per neuron (shape {per_neuron}), "
+                f"got shape {np.shape(x)}"
+            ) from None
     inside = (spikes >= start[..., None]) & (spikes < stop[..., None])
-    return jnp.sum(inside, axis=-1) / ((stop - start) / 1000.0)
+    rate = jnp.sum(inside, axis=-1) / ((stop - start) / 1000.0)
+    rate = jnp.where(stop > start, rate, jnp.nan)
+    if trace is not None and trace.spike_count is not None:
+        # Spikes past a full buffer come after its last kept one: a window ending by
+        # then is complete, a later one is missing them.
+        kept = jnp.sum(jnp.isfinite(spikes), axis=-1)
+        last = jnp.max(jnp.where(jnp.isfinite(spikes), spikes, -jnp.inf), axis=-1)
+        unknown = (trace.spike_count > kept) & (stop > last)
+        rate = jnp.where(unknown, jnp.nan, rate)
+        if units.is_concrete(unknown) and np.any(np.asarray(unknown)):
+            warnings.warn(
+                f"firing_rate: {int(np.sum(np.asarray(unknown)))} neuron(s) fired more spikes than their "
+                f"buffer keeps ({spikes.shape[-1]}), and the window goes past the last one kept: their rate "
+                "is unknown (NaN). Simulate with a larger spike_capacity (or SpikeSummary(capacity=...))",
+                RuntimeWarning, stacklevel=2)
+    return rate
+
+
+def _fixed_time(value, name) -> float:
+    """``value`` (ms or a saiunit time) as a Python float: one fixed time, not traced."""
+    if isinstance(value, jax.core.Tracer):
+        raise ValueError(
+            f"fi_curve: {name} expects a fixed time (ms): it sets the run's length, so it cannot be a traced "
+            "value (an argument of a jitted, vmapped or differentiated function); pass a number"
+        )
+    arr = units.to_static(value, f"fi_curve: {name}", units.ms)
+    if arr.ndim:
+        raise ValueError(f"fi_curve: {name} expects one time (ms) for every neuron, got shape {arr.shape}")
+    return float(arr)
 
 
 def fi_curve(model: AbstractModel, amps, *, delay=0.0, dur=500.0, window=None, dt=0.025,
@@ -546,23 +666,25 @@ def fi_curve(model: AbstractModel, amps, *, delay=0.0, dur=500.0, window=None, d
 
     capacity = units.positive_int(capacity, "fi_curve: capacity")
     amps = jnp.asarray(units.to_base(amps, "amps", units.nA), dtype=jnp.result_type(float))
-    if units.is_concrete(amps) and not bool(jnp.all(jnp.isfinite(amps))):
+    if units.is_concrete(amps) and not np.all(np.isfinite(np.asarray(amps))):
         raise ValueError(f"fi_curve: amps expects finite currents (nA), got {np.asarray(amps)}")
-    delay = units.to_base(delay, "delay", units.ms)
-    dur = units.to_base(dur, "dur", units.ms)
-    if not float(dur) > 0 or not np.isfinite(float(dur)):
+    # The run's length and the counting window are fixed numbers (they shape the
+    # simulation), also when fi_curve is called under jit.
+    delay, dur = _fixed_time(delay, "delay"), _fixed_time(dur, "dur")
+    if not np.isfinite(delay) or delay < 0:
+        raise ValueError(f"fi_curve: delay expects a finite time >= 0 ms (the run starts at 0), got {delay}")
+    if not np.isfinite(dur) or dur <= 0:
         raise ValueError(f"fi_curve: dur expects a finite duration > 0 ms, got {dur}")
     if window is None:
-        start, stop = float(delay), float(delay) + float(dur)
+        start, stop = delay, delay + dur
     else:
         if not (isinstance(window, (tuple, list)) and len(window) == 2):
             raise ValueError(f"fi_curve: window expects (start, stop) in ms, got {window!r}")
-        start = float(units.to_base(window[0], "window[0]", units.ms))
-        stop = float(units.to_base(window[1], "window[1]", units.ms))
-    if not stop > start:
-        raise ValueError(f"fi_curve: window expects (start, stop) with stop > start (ms), got {window}")
-    if start < float(delay) or stop > float(delay) + float(dur):
-        raise ValueError(f"fi_curve: window {window} must lie within the step [{delay}, {float(delay) + float(dur)}] ms")
+        start, stop = _fixed_time(window[0], "window[0]"), _fixed_time(window[1], "window[1]")
+        if not (np.isfinite(start) and np.isfinite(stop) and stop > start):
+            raise ValueError(f"fi_curve: window expects finite (start, stop) with stop > start (ms), got {window}")
+    if start < delay or stop > delay + dur:
+        raise ValueError(f"fi_curve: window {window} must lie within the step [{delay:g}, {delay + dur:g}] ms")
     spike_capacity = getattr(model, "spike_capacity", None)
     if isinstance(spike_capacity, int) and spike_capacity < capacity:
         # A spiking point neuron keeps spike_capacity spike times: room for capacity.

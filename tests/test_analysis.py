@@ -460,3 +460,67 @@ def test_input_resistance_warns_where_the_baseline_is_still_moving():
         at_rest = float(jn.input_resistance(rested, late))
         jn.membrane_time_constant(rested, late)
     assert at_rest == pytest.approx(expected, rel=1e-4)
+
+
+def test_firing_rate_of_an_overflowed_buffer_is_unknown_not_low():
+    """A LIF keeping 10 spike times fires 27 in 500 ms (closed form): its rate over the
+    run is unknown, NaN (it was 20 Hz for 54, silently under jit and vmap), with a
+    warning when eager; a window ending by the last kept spike is still exact."""
+    import warnings
+
+    lif = jn.LIF(spike_capacity=10)
+
+    def run(amp):
+        return jn.simulate(lif, 500.0, stimuli=[jn.StepCurrent(amp, 0.0, 1e4)])
+
+    tr = run(2.0)
+    assert float(tr.spike_count) == 27 and bool(tr.overflowed)
+    with pytest.warns(RuntimeWarning, match=r"firing_rate: 1 neuron\(s\) fired more spikes .* unknown \(NaN\)"):
+        assert np.isnan(jn.firing_rate(tr, 0.0, 500.0))
+    last = float(tr.spikes[-1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert float(jn.firing_rate(tr, 0.0, last)) == pytest.approx(9 / last * 1000.0)  # the 10th is at `last`
+    rates = jax.jit(jax.vmap(lambda a: jn.firing_rate(run(a), 0.0, 500.0)))(jnp.array([0.5, 2.0]))
+    assert float(rates[0]) == 0.0 and np.isnan(rates[1])  # 0.5 nA stays below threshold
+    with pytest.warns(RuntimeWarning, match=r"spike_times: the trace keeps 10 .* unknown, not absent"):
+        jn.spike_times(tr, capacity=30)
+    assert np.isnan(jax.jit(lambda a, b: jn.firing_rate(jnp.array([1.0, jnp.inf]), a, b))(5.0, 2.0))
+    with pytest.raises(ValueError, match=r"firing_rate: start expects a time \(ms\) or one per neuron \(shape \(2,\)\)"):
+        jn.firing_rate(jnp.ones((2, 5)), jnp.zeros(3), 10.0)
+
+
+def test_fi_curve_under_jit_and_its_fixed_times():
+    """fi_curve's delay, dur and window set the run: fixed numbers, also under jit (a
+    float() of them failed there); a negative or per-neuron delay is refused."""
+    lif = jn.LIF()
+    amps = jnp.array([2.0, 3.0])
+    np.testing.assert_array_equal(jax.jit(lambda a: jn.fi_curve(lif, a, dur=100.0))(amps),
+                                  jn.fi_curve(lif, amps, dur=100.0))
+    with pytest.raises(ValueError, match=r"fi_curve: delay expects a finite time >= 0 ms .*got -5"):
+        jn.fi_curve(lif, amps, delay=-5.0, dur=100.0)
+    with pytest.raises(ValueError, match=r"fi_curve: delay expects one time \(ms\) for every neuron, got shape \(3,\)"):
+        jn.fi_curve(jn.LIF(n=3), amps, delay=np.zeros(3), dur=100.0)
+    with pytest.raises(ValueError, match=r"fi_curve: dur expects a fixed time"):
+        jax.jit(lambda d: jn.fi_curve(lif, amps, dur=d))(100.0)
+
+
+def test_input_resistance_warns_of_firing_and_of_an_unstable_fixed_point():
+    """A step that makes an HH soma fire gives no input resistance (1044 MΩ against
+    68 at rest): warned. An Izhikevich neuron started at -55 mV finds the unstable fixed
+    point at -50 mV (R_in -1.25 MΩ): warned; from v_guess=-70 its rest, where
+    R_in = 1 / (b - 0.08 v - 5) = 1.25 MΩ and C·R_in 1.25 ms (C = 1)."""
+    soma = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()])
+    step = jn.StepCurrent(0.1, 20.0, 100.0)
+    tr = jn.simulate(soma, 130.0, v0=-65.0, stimuli=[step])
+    with pytest.warns(RuntimeWarning, match=r"the step makes 1 compartment\(s\) fire"):
+        jn.input_resistance(tr, step)
+    with pytest.warns(RuntimeWarning, match=r"the step makes 1 compartment\(s\) fire"):
+        jn.membrane_time_constant(tr, step)
+    izh = jn.Izhikevich(V_init=-55.0)
+    with pytest.warns(RuntimeWarning, match=r"negative \(-1.25 MΩ\).*unstable fixed point.*v_guess"):
+        assert float(jn.input_resistance(izh)) == pytest.approx(-1.25)
+    assert float(jn.input_resistance(izh, v_guess=-70.0)) == pytest.approx(1.25, rel=1e-9)
+    assert float(jn.membrane_time_constant(izh, v_guess=-70.0)) == pytest.approx(1.25, rel=1e-9)
+    with pytest.raises(ValueError, match=r"v_guess applies to a model's steady state"):
+        jn.input_resistance(tr, step, v_guess=-70.0)

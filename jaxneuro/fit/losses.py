@@ -295,7 +295,7 @@ def voltage(trace: Trace, target, *, windows=None, variable="v"):
         raise ValueError(f"voltage: target shape {target.shape} does not match the trace's {variable} {v.shape}")
     mask = _window_mask(trace.t, windows).reshape((-1,) + (1,) * (v.ndim - 1))
     mask = jnp.broadcast_to(mask, v.shape)
-    if units.is_concrete(mask) and not bool(jnp.any(mask)):
+    if units.is_concrete(mask) and not np.any(np.asarray(mask)):
         raise ValueError(f"voltage: no samples inside windows={windows!r}")
     d = jnp.where(mask, v - target, 0.0)
     return jnp.sum(d**2) / jnp.sum(mask)

@@ -142,7 +142,7 @@ def poisson_spikes(rate, t1, *, n=None, t0=0.0, seed=0, capacity=None) -> SpikeT
     intervals = jax.random.exponential(key, (n, capacity + 1), f) * (1000.0 / jnp.where(rate > 0, rate, 1.0))[:, None]
     times = t0_ + jnp.cumsum(intervals, axis=-1)
     times = jnp.where((rate > 0)[:, None], times, jnp.inf)
-    if units.is_concrete(times) and bool(jnp.any(times[:, -1] <= t1_)):
+    if units.is_concrete(times) and bool(np.any(np.asarray(times)[:, -1] <= t1_)):
         raise ValueError(
             f"poisson_spikes: a train needs more than capacity={capacity} slots by t1={t1_} ms; raise capacity"
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 
 from .. import units
 from ..state import State
@@ -78,13 +79,13 @@ class AdEx(AbstractSpikingNeuron):
             ("area", "C", "gL", "EL", "V_T", "Delta_T", "a", "tau_w", "b", "V_reset", "V_peak", "t_ref")
         )
         if units.is_concrete(self.V_peak) and units.is_concrete(self.V_T):
-            if not bool(jnp.all(self.V_peak > self.V_T)):
+            if not np.all(np.asarray(self.V_peak) > np.asarray(self.V_T)):
                 raise ValueError(
                     f"AdEx.V_peak must lie above V_T (mV): the spike is cut where the "
                     f"exponential upswing has started; got V_peak={self.V_peak}, V_T={self.V_T}"
                 )
         if units.is_concrete(self.V_reset) and units.is_concrete(self.V_peak):
-            if not bool(jnp.all(self.V_reset < self.V_peak)):
+            if not np.all(np.asarray(self.V_reset) < np.asarray(self.V_peak)):
                 raise ValueError(
                     f"AdEx.V_reset must lie below V_peak (mV); got V_reset={self.V_reset}, "
                     f"V_peak={self.V_peak}"

@@ -6,6 +6,7 @@ import math
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 
 from .. import units
 from ..state import State
@@ -88,12 +89,12 @@ class Izhikevich(AbstractSpikingNeuron):
             ("area", "a", "b", "c", "d", "C", "V_peak", "k", "V_r", "V_t", "V_u", "V_init")
         )
         if all(units.is_concrete(x) for x in (self.c, self.V_peak, self.V_t)):
-            if not bool(jnp.all(self.V_peak > self.V_t)):
+            if not np.all(np.asarray(self.V_peak) > np.asarray(self.V_t)):
                 raise ValueError(
                     f"Izhikevich.V_peak must lie above V_t (mV), where the upswing "
                     f"runs away; got V_peak={self.V_peak}, V_t={self.V_t}"
                 )
-            if not bool(jnp.all(self.c < self.V_peak)):
+            if not np.all(np.asarray(self.c) < np.asarray(self.V_peak)):
                 raise ValueError(
                     f"Izhikevich.c (the reset voltage) must lie below V_peak (mV); got "
                     f"c={self.c}, V_peak={self.V_peak}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import equinox as eqx
 import jax.numpy as jnp
+import numpy as np
 
 from .. import units
 from ..state import State
@@ -57,7 +58,7 @@ class LIF(AbstractSpikingNeuron):
     def __check_init__(self):
         self._check_population(("area", "C", "gL", "EL", "V_th", "V_reset", "V_spike", "t_ref"))
         if units.is_concrete(self.V_reset) and units.is_concrete(self.V_th):
-            if not bool(jnp.all(self.V_reset < self.V_th)):
+            if not np.all(np.asarray(self.V_reset) < np.asarray(self.V_th)):
                 raise ValueError(
                     f"LIF.V_reset must lie below V_th (mV), or the neuron fires again as soon as "
                     f"its refractory period ends; got V_reset={self.V_reset}, V_th={self.V_th}"
