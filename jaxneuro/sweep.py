@@ -25,8 +25,8 @@ only the missing ones; a different grid or ``batch_size`` in the same folder is 
 Multi-host: call ``jax.distributed.initialize()`` first in every process (see JAX's
 documentation), give every process the same ``fn``, ``grid``, ``batch_size`` and an
 ``out`` on a shared file system. Process ``i`` of ``P`` computes the chunks ``c`` with
-``c % P == i`` on its own local devices; every process waits for the others' files and
-returns the full result (or pass ``load=False`` to return nothing and read the folder
+``c % P == i`` on its own local devices; every process waits for the others' files
+(``timeout=``: how long) and returns the full result (or pass ``load=False`` to return nothing and read the folder
 later with :func:`load`). Tested with two processes on one machine, four CPU devices
 each (tests/test_sweep.py); no computation spans processes, so CPU hosts need no
 collectives library.
@@ -81,23 +81,44 @@ def _as_arrays(grid):
     """``grid`` with its leaves as NumPy arrays. A list or tuple of numbers is one
     array (one value per parameter set), not a pytree of scalars; so is a nested one
     (``[[1, 2], [3, 4], [5, 6]]``: three parameter sets of two values each), which must
-    then be rectangular."""
+    then be rectangular; a list of saiunit quantities is one quantity array. Anything
+    else that is not a number is refused, naming its place in the grid."""
     def rows_of_numbers(x):
         return isinstance(x, (list, tuple)) and len(x) > 0 and all(
             isinstance(e, _NUMBERS) or rows_of_numbers(e) for e in x)
 
+    def quantities(x):
+        return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(e, u.Quantity) for e in x)
+
+    def not_numbers(x):  # a list holding None, strings or nothing: a leaf, refused below
+        return isinstance(x, (list, tuple)) and (len(x) == 0 or any(
+            e is None or isinstance(e, (str, bytes)) for e in x))
+
     def as_array(path, x):
-        if not rows_of_numbers(x):
-            return np.asarray(x)
+        where = f"sweep: grid{jax.tree_util.keystr(path)}"
+        if quantities(x):
+            unit = x[0].unit
+            try:
+                return np.asarray([e.to_decimal(unit) for e in x]) * unit
+            except Exception:
+                raise ValueError(f"{where}: a list of quantities expects one dimension, got {x!r}") from None
+        if isinstance(x, u.Quantity):
+            return x
+        if isinstance(x, (list, tuple)) and len(x) == 0:
+            raise ValueError(f"{where} is empty; each parameter axis expects at least one value")
         try:
-            return np.asarray(x)
+            a = np.asarray(x)
         except ValueError:
             raise ValueError(
-                f"sweep: grid{jax.tree_util.keystr(path)} is a nested list of numbers of uneven "
-                "lengths; each parameter set expects a value of the same shape"
+                f"{where} is a nested list of numbers of uneven lengths; each parameter set "
+                "expects a value of the same shape"
             ) from None
+        if a.dtype.kind not in "biufc":
+            raise ValueError(f"{where} expects numbers (one value per parameter set), got {x!r}")
+        return a
 
-    return jax.tree_util.tree_map_with_path(as_array, grid, is_leaf=rows_of_numbers)
+    return jax.tree_util.tree_map_with_path(
+        as_array, grid, is_leaf=lambda x: rows_of_numbers(x) or quantities(x) or not_numbers(x))
 
 
 def _grid_size(grid) -> int:
@@ -139,11 +160,21 @@ def _fn_fingerprint(fn, grid) -> str:
     h.update(str(closed.jaxpr).encode())
     h.update(str(jax.tree.structure(out)).encode())
     for c in closed.consts:
+        dtype = getattr(c, "dtype", None)
+        if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
+            c = jax.random.key_data(c)  # a typed key's value, not just its type
         try:
             h.update(np.ascontiguousarray(np.asarray(c)).tobytes())
-        except (TypeError, ValueError):  # e.g. a typed PRNG key
+        except (TypeError, ValueError):
             h.update(str((np.shape(c), getattr(c, "dtype", type(c)))).encode())
     return h.hexdigest()
+
+
+def _out_structure(fn, grid) -> str:
+    """``fn``'s result structure and its leaves' shapes and dtypes: checked on resume
+    even with ``check_fn=False`` (chunks are read back by position)."""
+    out = jax.eval_shape(fn, jax.tree.map(lambda x: x[0], grid))
+    return str(jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), out))
 
 
 def _chunk_path(out: Path, c: int) -> Path:
@@ -180,8 +211,14 @@ def _check_manifest(out: Path, old: dict, meta: dict, what: str) -> None:
             f"{meta['float']} (jax.config.update('jax_enable_x64', {old['float'] == 'float64'}) before "
             "any computation would match them); precisions must not be mixed in one sweep"
         )
-    # Manifests of earlier versions have no "float" entry.
-    grid_keys = [k for k in meta if k != "fn_sha256" and (k != "float" or "float" in old)]
+    if "out_structure" in old and "out_structure" in meta and old["out_structure"] != meta["out_structure"]:
+        raise ValueError(
+            f"{what}: {out} holds results of another structure ({old['out_structure']}; fn now returns "
+            f"{meta['out_structure']}); chunks are read back by position, so they must not be mixed "
+            "(check_fn=False does not skip this); give another out= or delete the folder"
+        )
+    # Manifests of earlier versions have no "float" or "out_structure" entry.
+    grid_keys = [k for k in meta if k not in ("fn_sha256", "out_structure") and (k != "float" or "float" in old)]
     if {k: old.get(k) for k in grid_keys} != {k: meta[k] for k in grid_keys}:
         raise ValueError(
             f"{what}: {out} holds a different sweep ({ {k: old.get(k) for k in grid_keys} }, this one "
@@ -196,35 +233,85 @@ def _check_manifest(out: Path, old: dict, meta: dict, what: str) -> None:
         )
 
 
-def _prepare_out(out: Path, meta: dict) -> None:
+def _prepare_out(out: Path, meta: dict, timeout: float | None) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"sweep: out expects a folder (new, or one of this sweep's), got the file {out}")
     out.mkdir(parents=True, exist_ok=True)
     manifest = out / _MANIFEST
-    if manifest.exists():
-        _check_manifest(out, json.loads(manifest.read_text()), meta, "sweep")
-    elif jax.process_index() == 0:
-        _write_atomic(manifest, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
+    if not manifest.exists():
+        if jax.process_index() == 0:
+            _create_manifest(manifest, meta)
+        else:  # process 0 writes it; the others check theirs against it
+            _wait_for(lambda: manifest.exists(), lambda: [_MANIFEST], out, timeout)
+    _check_manifest(out, _read_manifest(manifest), meta, "sweep")
+    probe = out / f".write_test.{os.getpid()}"
+    try:  # before any computing: a folder we cannot write would lose the first chunk's work
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"sweep: out={out} is not writable ({e.strerror}); give a folder this process can write") from None
+
+
+def _create_manifest(manifest: Path, meta: dict) -> None:
+    """Write ``meta`` as ``manifest`` unless one exists: created by a link, which fails
+    when another process created it first (two sweeps started at once into one folder
+    are then checked against each other, not both accepted)."""
+    tmp = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(meta, indent=1))
+    try:
+        os.link(tmp, manifest)
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links: an exclusive create instead
+        try:
+            with open(manifest, "x") as f:
+                f.write(tmp.read_text())
+        except FileExistsError:
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_manifest(manifest: Path, attempts: int = 50) -> dict:
+    """The manifest's contents (retrying briefly while another process's exclusive
+    create is still writing it, on file systems without links)."""
+    for _ in range(attempts - 1):
+        try:
+            return json.loads(manifest.read_text())
+        except json.JSONDecodeError:
+            time.sleep(0.1)
+    return json.loads(manifest.read_text())
 
 
 def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: bool | None = None,
-          load: bool = True, on_chunk: Callable[[int], None] | None = None, check_fn: bool = True):
+          load: bool = True, on_chunk: Callable[[int], None] | None = None, check_fn: bool = True,
+          timeout: float | None = None):
     """Evaluate ``fn`` on every parameter set of ``grid`` and stack the results.
 
     ``fn(params) -> pytree of arrays``: one parameter set in (``grid``'s structure
     with the leading axis removed), jax-traceable (it is vmapped and jitted).
     ``grid``: a dict (or pytree) of arrays sharing a leading length ``N``, e.g. from
-    :func:`product`; a (nested) list of numbers is one array, its first level the
-    parameter sets. ``batch_size``: parameter sets per chunk (one compiled call,
-    split over all local devices). ``out``: a folder for the finished chunks and the
-    manifest; an interrupted sweep resumes from it. The manifest records the grid and a
-    fingerprint of ``fn`` (its traced program and the values it closes over), and
-    resuming into a folder of another grid, ``batch_size`` or ``fn`` is refused
-    (``check_fn=False`` skips the ``fn`` check, for the same computation written
-    differently). ``progress``: a tqdm bar (default:
-    only when stderr is a terminal). ``on_chunk(c)``: called after chunk ``c`` is
-    computed and saved. Returns ``fn``'s result pytree with a leading axis ``N``
-    (NumPy arrays), or None with ``load=False``.
+    :func:`product`; a (nested) list or tuple of numbers is one array, its first level
+    the parameter sets (``([1, 2, 3], [4, 5, 6])`` is two sets of three values; for
+    two parameters of three sets each, use a dict or NumPy arrays), and a list of
+    saiunit quantities one quantity array. ``batch_size``: parameter sets per chunk
+    (one compiled call, split over all local devices). ``out``: a folder for the
+    finished chunks and the manifest (``~`` expanded); an interrupted sweep resumes
+    from it. The manifest records the grid, ``fn``'s result structure and a
+    fingerprint of ``fn`` (its traced program and the values it closes over, random
+    keys included), and resuming into a folder of another grid, ``batch_size``, result
+    structure or ``fn`` is refused (``check_fn=False`` skips the ``fn`` check, for the
+    same computation written differently); so is a second sweep started into the same
+    new folder at the same moment with another grid. Two identical sweeps run at once
+    into one folder are both correct but each computes every chunk it does not find
+    finished (there is no locking). ``progress``: a tqdm bar (default: only when
+    stderr is a terminal). ``on_chunk(c)``: called after chunk ``c`` is computed and
+    saved. ``timeout``: with several processes (multi-host), how long (s) a process
+    waits for the manifest and the others' chunks before a TimeoutError naming the
+    missing chunks (default: no limit; a message every minute names them); run every
+    process again into the same folder to finish, no finished chunk is recomputed.
+    Returns ``fn``'s result pytree with a leading axis ``N`` (NumPy arrays), or None
+    with ``load=False``.
     """
     if not callable(fn):
         raise ValueError(f"sweep: fn expects a function of one parameter set, got {type(fn).__name__}")
@@ -238,14 +325,19 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
         progress = units.flag(progress, "sweep: progress")
     if on_chunk is not None and not callable(on_chunk):
         raise ValueError(f"sweep: on_chunk expects None or a function of the chunk index, got {on_chunk!r}")
+    if timeout is not None:
+        timeout = float(units.to_static(timeout, "sweep: timeout", None))
+        if not timeout > 0:
+            raise ValueError(f"sweep: timeout expects None or a positive number of seconds, got {timeout}")
     grid = _as_arrays(grid)
     meta = _fingerprint(grid, batch_size)
     n, n_chunks = meta["n"], meta["n_chunks"]
-    out = None if out is None else Path(out)
+    out = _out_path(out, "sweep")
     if out is not None:
+        meta["out_structure"] = _out_structure(fn, grid)
         if check_fn:
             meta["fn_sha256"] = _fn_fingerprint(fn, grid)
-        _prepare_out(out, meta)
+        _prepare_out(out, meta, timeout)
 
     devices = jax.local_devices()
     n_dev = len(devices)
@@ -295,14 +387,45 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
         parts = [results[c] for c in range(n_chunks)]
     else:
         if jax.process_count() > 1:
-            _wait_for_chunks(out, n_chunks)
+            _wait_for(lambda: all(_chunk_path(out, c).exists() for c in range(n_chunks)),
+                      lambda: [_chunk_path(out, c).name for c in range(n_chunks) if not _chunk_path(out, c).exists()],
+                      out, timeout)
         treedef = jax.tree.structure(jax.eval_shape(fn, jax.tree.map(lambda x: x[0], grid)))
         parts = [results[c] if c in results else _load_chunk(_chunk_path(out, c), treedef) for c in range(n_chunks)]
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
 
 
-def _wait_for_chunks(out: Path, n_chunks: int, poll_s: float = 1.0) -> None:
-    while not all(_chunk_path(out, c).exists() for c in range(n_chunks)):
+def _out_path(out, what: str) -> Path | None:
+    if out is None:
+        return None
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise ValueError(f"{what}: out expects a folder path, got {out!r}")
+    return Path(out).expanduser()
+
+
+#: Seconds between the messages of a process waiting for the others' files.
+WAIT_REPORT_S = 60.0
+
+
+def _wait_for(done, missing, out: Path, timeout: float | None, poll_s: float = 1.0) -> None:
+    """Wait until ``done()`` (another process's files in ``out``), saying every
+    :data:`WAIT_REPORT_S` seconds what is ``missing()``; a TimeoutError after
+    ``timeout`` seconds."""
+    start = last = time.monotonic()
+    while not done():
+        now = time.monotonic()
+        if timeout is not None and now - start > timeout:
+            names = missing()
+            raise TimeoutError(
+                f"sweep: process {jax.process_index()} waited {timeout:g} s for {len(names)} file(s) of the other "
+                f"processes in {out} (e.g. {names[:5]}); a process may have died. Run every process again into "
+                "the same folder: finished chunks are kept, not recomputed"
+            )
+        if now - last > WAIT_REPORT_S:
+            names = missing()
+            print(f"sweep: process {jax.process_index()} still waiting for {len(names)} file(s) in {out} "
+                  f"(e.g. {names[:5]})", file=sys.stderr, flush=True)
+            last = now
         time.sleep(poll_s)
 
 
@@ -311,12 +434,13 @@ def load(out, fn: Callable, grid, *, check_fn: bool = True):
     ``fn`` and ``grid`` give the result's structure and must be the sweep's (checked
     against its manifest as :func:`sweep` does). A ValueError if chunks are missing."""
     check_fn = units.flag(check_fn, "load: check_fn")
-    out = Path(out)
+    out = _out_path(out, "load")
     if not (out / _MANIFEST).is_file():
         raise ValueError(f"load: {out} holds no sweep (no {_MANIFEST}); give the folder a sweep wrote with out=")
     meta = json.loads((out / _MANIFEST).read_text())
     grid = _as_arrays(grid)
     mine = _fingerprint(grid, meta["batch_size"])
+    mine["out_structure"] = _out_structure(fn, grid)
     if check_fn:
         mine["fn_sha256"] = _fn_fingerprint(fn, grid)
     _check_manifest(out, meta, mine, "load")

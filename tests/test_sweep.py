@@ -15,8 +15,10 @@ import sys
 import textwrap
 import time
 
+import jax
 import numpy as np
 import pytest
+import saiunit as u
 
 import jaxneuro as jn
 from jaxneuro.sweep import product
@@ -196,9 +198,13 @@ def test_sweep_refuses_to_mix_results_of_another_fn_or_grid(tmp_path):
     scale = np.array(2.0)
     for other in (lambda p: p["a"] * 100.0, lambda p: p["a"] * (scale + 1.0), lambda p: p["a"] > 3.0,
                   lambda p: {"x": p["a"] * 2.0}):
-        with pytest.raises(ValueError, match="another fn"):
+        with pytest.raises(ValueError, match="another fn|another structure"):
             jn.sweep(other, grid, batch_size=4, out=out)
     assert not (out / "chunk_000001.npz").exists()  # nothing was computed or mixed in
+    # Chunks are read back by position: another result structure is refused even with
+    # check_fn=False (renamed outputs were loaded under each other's names).
+    with pytest.raises(ValueError, match=r"another structure .*check_fn=False does not skip this"):
+        jn.sweep(lambda p: {"x": p["a"] * 2.0}, grid, batch_size=4, out=out, check_fn=False)
     again = jn.sweep(lambda p: 2.0 * p["a"] + 0.0, grid, batch_size=4, out=out, check_fn=False)
     np.testing.assert_array_equal(again, first)
     # jn.sweep is the module, callable as sweep() (jn.sweep.load used to be an
@@ -260,3 +266,50 @@ def test_sweep_switches_must_be_booleans(tmp_path):
         sweep_module.load(tmp_path / "s", lambda p: p["a"] * 2.0, grid, check_fn="off")
     np.testing.assert_array_equal(sweep_module.load(tmp_path / "s", lambda p: p["a"] * 2.0, grid,
                                                     check_fn=False), res)
+
+
+def test_sweep_manifest_keys_grids_and_paths(tmp_path, monkeypatch):
+    """What the tester found: a manifest is created exclusively (two sweeps started into
+    one new folder at once were both accepted, and the folder held one grid's manifest
+    and the other's results); a typed random key fn closes over is part of its
+    fingerprint (only its type was); lists of quantities are a quantity axis; non-numbers
+    and empty axes are named; out="" is refused and "~" expanded; waiting for other
+    processes' files ends with a TimeoutError naming them."""
+    from jaxneuro import sweep as S
+
+    out = tmp_path / "race"
+    out.mkdir()
+    S._create_manifest(out / "manifest.json", {"n": 1})
+    S._create_manifest(out / "manifest.json", {"n": 2})  # the later one does not overwrite
+    assert json.loads((out / "manifest.json").read_text()) == {"n": 1}
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]  # no temporary files left
+
+    grid = {"a": np.arange(6.0)}
+
+    def noisy(key):
+        return lambda p: p["a"] + jax.random.normal(key)
+
+    first = tmp_path / "key"
+    jn.sweep(noisy(jax.random.key(0)), grid, batch_size=2, out=first)
+    (first / "chunk_000002.npz").unlink()
+    with pytest.raises(ValueError, match="another fn"):
+        jn.sweep(noisy(jax.random.key(1)), grid, batch_size=2, out=first)
+    assert S._fn_fingerprint(noisy(jax.random.key(0)), grid) == S._fn_fingerprint(noisy(jax.random.key(0)), grid)
+
+    amps = jn.sweep(lambda p: p["amp"], {"amp": [0 * u.pA, 10 * u.pA, 20 * u.pA]}, batch_size=2)
+    np.testing.assert_allclose(u.get_mantissa(amps.to(u.pA)), [0.0, 10.0, 20.0])
+    for bad, what in (({"name": ["a", "b"]}, r"grid\['name'\] expects numbers"),
+                      ({"x": [1.0, None]}, r"grid\['x'\] expects numbers"),
+                      ({"a": []}, r"grid\['a'\] is empty")):
+        with pytest.raises(ValueError, match=what):
+            jn.sweep(lambda p: 0.0, bad)
+    with pytest.raises(ValueError, match=r"out expects a folder path, got ''"):
+        jn.sweep(lambda p: p["a"], grid, out="")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    jn.sweep(lambda p: p["a"], grid, batch_size=3, out="~/tilde")
+    assert (tmp_path / "home" / "tilde" / "manifest.json").is_file()
+
+    with pytest.raises(TimeoutError, match=r"waited 0.2 s for 1 file\(s\) .*\['chunk_000007.npz'\].*Run every process again"):
+        S._wait_for(lambda: False, lambda: ["chunk_000007.npz"], tmp_path, 0.2, poll_s=0.05)
+    with pytest.raises(ValueError, match="timeout expects None or a positive number"):
+        jn.sweep(lambda p: p["a"], grid, timeout=0)
