@@ -170,6 +170,10 @@ def test_locations_and_indices_are_different_targets_in_one_process():
             # So is a bare integer (x = 1 or segment 1): it was read as the segment.
             with pytest.raises(ValueError, match=r"target=1 is ambiguous .* target=1.0 .* target=\[1\]"):
                 placed(model, 1)
+            # An integer no location's x can be asks for the list only.
+            with pytest.raises(ValueError, match=r"target=2 on a cable or cell: for segment indices write a list, "
+                                                 r"target=\[2\] \(a location's x lies in \[0, 1\]\)"):
+                placed(model, 2)
         # Section 1's x = 0 is (0, 1), the node between segments 1 and 2: shared by the
         # conductances of their half segments, diam²/length = 4/25 and 1/(100/6).
         g = np.array([4.0 / 25.0, 6.0 / 100.0])

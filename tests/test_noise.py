@@ -243,6 +243,16 @@ def test_intervals_shorter_than_dt_shared_seeds_and_coarse_float32_times_are_cau
     with pytest.raises(ValueError, match=r"interval = 0.0125 ms is shorter than dt = 0.025 ms.*1.41 times"):
         jn.simulate(passive(), 1.0, stimuli=[jn.NoiseCurrent(0.0, 0.1, interval=0.0125)])
     jn.simulate(passive(), 1.0, stimuli=[jn.NoiseCurrent(0.0, 0.1, interval=0.0125)], dt=0.0125)  # fine
+    # A traced interval (jit, vmap) is checked when the run starts (it ran 2.5x too
+    # strong in variance, silently).
+    def v_end(interval):
+        return jn.simulate(passive(), 1.0, stimuli=[jn.NoiseCurrent(0.0, 0.1, interval=interval)]).v[-1]
+
+    with pytest.raises(Exception, match=r"NoiseCurrent.interval is shorter than dt = 0.025 ms"):
+        jax.block_until_ready(jax.jit(v_end)(0.0125))
+    with pytest.raises(Exception, match=r"NoiseCurrent.interval is shorter than dt"):
+        jax.block_until_ready(jax.vmap(v_end)(jnp.array([0.05, 0.0125])))
+    np.testing.assert_allclose(jax.vmap(v_end)(jnp.array([0.05, 0.025])), [v_end(0.05), v_end(0.025)], rtol=1e-6)
     with pytest.warns(UserWarning, match=r"stimuli\[0\] and stimuli\[2\] are NoiseCurrents with the same seed"):
         jn.simulate(passive(2), 1.0, stimuli=[jn.NoiseCurrent(0.0, 0.1, target=[0], seed=4), jn.StepCurrent(0.1),
                                              jn.NoiseCurrent(0.0, 0.1, target=[1], seed=4)])

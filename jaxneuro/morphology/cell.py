@@ -796,10 +796,13 @@ def _ambiguous_target(target) -> str:
     cable or cell: each reads as a location (``x = 1``, ``(section, 1)``) and as
     segment indices."""
     if isinstance(target, IndexPair):
-        shown, what = tuple(target), f"(section {target[0]}, x = {target[1]})"
-        location, indices = f"({target[0]}, {float(target[1])})", list(target)
+        shown, x = tuple(target), target[1]
+        what, location, indices = f"(section {target[0]}, x = {x})", f"({target[0]}, {float(x)})", list(target)
     else:
-        shown, what = int(target), f"x = {int(target)}"
-        location, indices = f"{float(target)} (or (section, {float(target)}))", [int(target)]
+        shown, x = int(target), int(target)
+        what, location, indices = f"x = {x}", f"{float(x)} (or (section, {float(x)}))", [x]
+    if x not in (0, 1):  # no location has such an x: only segment indices are meant
+        return (f"stimulus target={shown!r} on a cable or cell: for segment indices write a list, "
+                f"target={indices} (a location's x lies in [0, 1])")
     return (f"stimulus target={shown!r} is ambiguous on a cable or cell: for the location {what} write x "
             f"as a float, target={location}; for segment indices write a list, target={indices}")

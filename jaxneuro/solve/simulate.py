@@ -215,11 +215,14 @@ def simulate(
             f"solver (jn.StaggeredEuler) handles inside its step; got {type(solver).__name__}"
         )
     adaptive = stepsize_controller is not None and not isinstance(stepsize_controller, diffrax.ConstantStepSize)
+    checked = []
     for i, s in enumerate(stimuli):
         try:
-            s.check_run(t0=t0, t1=t1, dt=dt, adaptive=adaptive)
+            checked.append(s.check_run(t0=t0, t1=t1, dt=dt, adaptive=adaptive))
         except ValueError as e:
             raise ValueError(f"stimuli[{i}]: {e}") from None
+    stimuli = tuple(checked)
+    system = eqx.tree_at(lambda sy: sy.stimuli, system, stimuli)
     warn_shared_seeds(stimuli)
     if stepsize_controller is None:
         stepsize_controller = diffrax.ConstantStepSize()

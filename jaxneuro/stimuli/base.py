@@ -87,10 +87,12 @@ class AbstractStimulus(eqx.Module):
             i = i * area_for(model, None) * units.DENSITY_TO_ABSOLUTE["current"]
         return i
 
-    def check_run(self, *, t0: float, t1: float, dt: float, adaptive: bool) -> None:
+    def check_run(self, *, t0: float, t1: float, dt: float, adaptive: bool):
         """ValueError if this stimulus cannot drive a run from ``t0`` to ``t1`` (ms) with
         step ``dt`` (the initial one when ``adaptive``); :func:`~jaxneuro.simulate`
-        asks before it starts. Any run, by default."""
+        asks before it starts and runs the stimulus returned (the same, or one that
+        checks a traced value at run time). Any run, by default."""
+        return self
 
     def check_placement(self, model):
         """ValueError for a current in nA without a target on a cable or cell of several

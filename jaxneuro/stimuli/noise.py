@@ -57,8 +57,9 @@ class NoiseCurrent(_Windowed):
     ``jax.random.normal(jax.random.fold_in(key, k), shape)``: a pure function of
     ``t``, with no stored arrays, so any duration runs under ``jit``, ``vmap`` and
     ``grad``, and the same seed gives the same currents whatever the run's length, its
-    ``dt`` (samples are numbered by interval, not by step) and whether it is compiled.
-    Two NoiseCurrents with one seed draw the same samples; give each its own seed.
+    ``dt`` (samples are numbered by interval, not by step) and whether it is compiled;
+    float32 and float64 runs draw different samples (JAX draws them in the run's
+    precision). Two NoiseCurrents with one seed draw the same samples; give each its own seed.
     ``impl``: the PRNG implementation an integer seed uses (default JAX's,
     ``"threefry2x32"``); a key brings its own.
 
@@ -134,16 +135,21 @@ class NoiseCurrent(_Windowed):
                 "samples and redraw them as steps are retried: use a constant step (leave "
                 "stepsize_controller at its default)"
             )
+        why = ("the solver reads one sample per step, so the others would be skipped and the noise "
+               "would be sqrt(dt/interval) times too strong; take interval >= dt (a whole multiple of dt "
+               "holds each sample for whole steps)")
         if not units.is_concrete(self.interval):
-            return
+            # A traced interval (under jit or vmap): checked when the run starts.
+            short = jnp.any(self.interval < dt * (1 - 1e-9))
+            checked = eqx.error_if(self.interval, short, f"{name}.interval is shorter than dt = {dt:.6g} ms: {why}")
+            return eqx.tree_at(lambda s: s.interval, self, checked)
         interval = float(np.min(np.asarray(self.interval)))
         if interval < dt * (1 - 1e-9):
             raise ValueError(
-                f"{name}.interval = {interval:.6g} ms is shorter than dt = {dt:.6g} ms: the solver reads one "
-                "sample per step, so the others would be skipped and the noise would be "
-                f"sqrt(dt/interval) = {math.sqrt(dt / interval):.3g} times too strong; take interval >= dt "
-                "(a whole multiple of dt holds each sample for whole steps)"
+                f"{name}.interval = {interval:.6g} ms is shorter than dt = {dt:.6g} ms: {why} "
+                f"(here {math.sqrt(dt / interval):.3g} times)"
             )
+        return self
 
     def __post_init__(self):
         data, impl = _key_data(self.seed, self.impl)
