@@ -457,3 +457,31 @@ def test_grad_cost_benchmark_smoke():
     spec.loader.exec_module(mod)
     row = mod.measure("forward", t1=2.0, save_every=1.0, repeats=1)
     assert row["mode"] == "forward" and row["saves"] == 3 and -70.0 < row["value"] < -40.0 and row["seconds"] > 0
+
+
+def test_nan_spike_targets_under_jit_and_a_fit_that_never_moves_are_reported():
+    """A NaN spike time reaching a spike-train loss under jit (where it cannot be
+    refused) makes the loss NaN, which the fit reports and stops on; it read as "no
+    spike", a finite loss with a zero gradient, and the fit returned its start
+    silently. A fit whose parameters never move (a spike count without a surrogate:
+    zero gradient everywhere) warns."""
+    import warnings
+
+    lif = jn.LIF(spike_capacity=4)
+
+    def spikes(m):
+        return jn.simulate(m, 40.0, dt=0.1, stimuli=[jn.StepCurrent(2.0)], record=()).spikes
+
+    assert np.isnan(jax.jit(lambda s: jn.losses.spike_times(s, jnp.array([jnp.nan])))(spikes(lif)))
+    assert np.isnan(jax.jit(lambda s: jn.losses.van_rossum(s, jnp.array([jnp.nan]), 5.0))(spikes(lif)))
+    with pytest.warns(RuntimeWarning, match=r"fit stopped: step 0: non-finite loss"):
+        r = jn.fit(lambda m: jn.losses.spike_times(spikes(m), jnp.array([jnp.nan])), lif, params=lambda m: m.gL,
+                   steps=3)
+    assert r.stopped
+    with pytest.warns(RuntimeWarning, match=r"fit: no parameter changed in 3 step\(s\)"):
+        jn.fit(lambda m: (jn.spike_count(jn.simulate(m, 40.0, dt=0.1, stimuli=[jn.StepCurrent(2.0)], record=()))
+                          - 1.0) ** 2, lif, params=lambda m: m.gL, steps=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fit that moves says nothing
+        jn.fit(lambda m: jn.losses.spike_times(spikes(m), jnp.array([20.0, jnp.inf, jnp.inf, jnp.inf])), lif,
+               params=lambda m: m.gL, steps=2)

@@ -342,6 +342,7 @@ def fit(
     bar = _progress_bar(progress, steps, start_step)
     stopped = False
     warned: set = set()
+    u_start = [np.asarray(leaf) for leaf in jax.tree.leaves(u)]
     try:
         for step in range(start_step, steps):
             active = jnp.asarray(True if n_starts is None else [i not in halted for i in range(n_starts)])
@@ -390,6 +391,13 @@ def fit(
             if callback is not None:
                 callback(step, value)
         if not stopped:
+            if steps > start_step and all(np.array_equal(a, np.asarray(b))
+                                           for a, b in zip(u_start, jax.tree.leaves(u))):
+                warnings.warn(
+                    f"fit: no parameter changed in {steps - start_step} step(s): the loss's gradient was zero "
+                    "throughout (a loss that does not depend on these parameters here, e.g. a spike count "
+                    "without a surrogate or a threshold never crossed), or the optimizer took no step",
+                    RuntimeWarning, stacklevel=2)
             if checkpoint is not None:
                 save(steps)
             value, x = evaluate(u, model)

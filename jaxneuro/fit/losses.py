@@ -168,7 +168,14 @@ def spike_times(spikes, target, *, count_weight=1.0):
     common = jnp.arange(a.shape[-1]) < k[..., None]
     d = jnp.where(common, a, 0.0) - jnp.where(common, b, 0.0)
     mse = jnp.sum(d**2, axis=-1) / jnp.maximum(k, 1)
-    return jnp.mean(mse + count_weight * (na - nb).astype(a.dtype) ** 2)
+    return _nan_where_nan(jnp.mean(mse + count_weight * (na - nb).astype(a.dtype) ** 2), a, b)
+
+
+def _nan_where_nan(loss, a, b):
+    """``loss``, or NaN if a spike time of ``a`` or ``b`` is NaN: under ``jit`` a NaN
+    cannot be refused, and it would otherwise read as "no spike" (a finite loss with a
+    zero gradient, which a fit cannot tell from a converged one)."""
+    return jnp.where(jnp.any(jnp.isnan(a)) | jnp.any(jnp.isnan(b)), jnp.nan, loss)
 
 
 def _kernel_sum(a, b, tau):
@@ -192,7 +199,7 @@ def van_rossum(spikes, target, tau):
         raise ValueError(f"van_rossum: tau expects a positive, finite time constant in ms, got {tau}")
     a, b = _pair(spikes, target, "van_rossum")
     d2 = 0.5 * (_kernel_sum(a, a, tau) + _kernel_sum(b, b, tau) - 2.0 * _kernel_sum(a, b, tau))
-    return jnp.mean(d2)
+    return _nan_where_nan(jnp.mean(d2), a, b)
 
 
 def spike_rate(spikes, start, stop):
