@@ -473,7 +473,8 @@ def test_firing_rate_of_an_overflowed_buffer_is_unknown_not_low():
     def run(amp):
         return jn.simulate(lif, 500.0, stimuli=[jn.StepCurrent(amp, 0.0, 1e4)])
 
-    tr = run(2.0)
+    with pytest.warns(RuntimeWarning, match="spike buffer overflow"):
+        tr = run(2.0)
     assert float(tr.spike_count) == 27 and bool(tr.overflowed)
     with pytest.warns(RuntimeWarning, match=r"firing_rate: 1 neuron\(s\) fired more spikes .* unknown \(NaN\)"):
         assert np.isnan(jn.firing_rate(tr, 0.0, 500.0))

@@ -432,10 +432,9 @@ def test_detector_with_neuron_timing_reproduces_netcon_and_a_neuron_network(neur
     spikes_n = [np.asarray(tv) for tv in times]
     assert len(spikes_n[0]) >= 3 and len(spikes_n[1]) >= 1  # cell 1 fires only through the synapse
 
-    cells = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=2)
-    stim = [jn.StepCurrent(jnp.array([0.25, 0.0]), 2.0, 1e9, target="hh")]
-
-    def run(timing):
+    def run(timing):  # built in the precision of the call (float32 below)
+        cells = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=2)
+        stim = [jn.StepCurrent(jnp.array([0.25, 0.0]), 2.0, 1e9, target="hh")]
         net = jn.Network({"hh": jn.SpikeDetector(cells, threshold=0.0, capacity=16, timing=timing)},
                          [jn.ExpSynapse("hh", "hh", jn.conn.explicit([0, 1], [1, 0]), 0.02, 2.0, 0.0, delay,
                                         delivery="neuron")])
