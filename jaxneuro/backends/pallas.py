@@ -26,9 +26,10 @@ path). On a GPU it is lowered through Triton; outputs are padded to powers of tw
 (``block`` neurons by a power-of-two number of saves; spike-time buffers to a
 power-of-two length) and sliced afterwards. In float32 the step's exponentials are the
 GPU's native ``exp2`` (:data:`NATIVE_EXP`). Tested on an NVIDIA H200 with jax 0.11.2
-(last 2026-11-30): all of tests/test_pallas.py and tests/test_native_exp.py (HH populations, spiking point neurons — LIF, AdEx,
-Izhikevich — and spike summaries of any capacity against the XLA loop, gradients,
-every channel's lowering) pass there with the real kernel (benchmarks/RESULTS.md).
+(last 2026-11-30): all of tests/test_pallas.py and tests/test_native_exp.py (HH
+populations, spiking point neurons — LIF, AdEx, Izhikevich — and spike summaries of
+any capacity against the XLA loop, gradients, every channel's lowering) pass there
+with the real kernel (benchmarks/RESULTS.md).
 JAX 0.11 deprecates Pallas' Triton backend and warns at each lowering; the kernel will
 need a port to Mosaic GPU before that backend is removed.
 """
