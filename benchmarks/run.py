@@ -231,6 +231,10 @@ def main(argv=None):
     info["precision"] = "float64" if x64 else "float32"
     print(f"# {info['cpu']} ({info['cores']} cores), jax {info['jax']} on {info['backend']}, "
           f"NEURON {info['neuron']}, Jaxley {info['jaxley'] or 'n/a'}, {info['precision']}", flush=True)
+    missing = [name for name, have in (("NEURON", have_neuron), ("Jaxley", have_jaxley)) if not have]
+    if missing:
+        print(f"# {' and '.join(missing)} not installed: their columns are n/a "
+              "(pip install -e \".[bench]\" adds them)", flush=True)
     results = {}
     for name in names:
         w = W.WORKLOADS[name]

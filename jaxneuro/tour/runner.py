@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import sys
@@ -64,6 +65,9 @@ def run_tour(out: Path, json_path: Path | None = None, *, compare_neuron: bool =
     print(format_table(rows), file=stream)
     n_fail = sum(not r.ok for r in rows)
     print(f"\n{len(rows) - n_fail} passed, {n_fail} failed; figures in {out.resolve()}", file=stream)
+    if compare_neuron and importlib.util.find_spec("neuron") is None:
+        print("NEURON is not installed, so the checks against NEURON itself were left out "
+              "(pip install neuron, or the test extra, adds them)", file=stream)
     if json_path is not None:
         Path(json_path).write_text(json.dumps([_strict(r.as_dict()) for r in rows], indent=2, allow_nan=False))
     return rows
