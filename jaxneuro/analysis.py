@@ -66,6 +66,7 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
     """
     max_iterations = units.positive_int(max_iterations, "steady_state: max_iterations")
     throw = units.flag(throw, "steady_state: throw")
+    _check_membrane(model)
     i_inj = units.to_base(i_inj, "i_inj", units.nA)
     model = model.precomputed()  # a cell's geometry once, not at every iteration
     v = model.default_v0 if v_guess is None else units.to_base(v_guess, "v_guess", units.mV)
@@ -80,12 +81,30 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
     return model.init_state(_steady_voltage(model, i_inj, v, max_iterations, throw))
 
 
+def _check_membrane(model) -> None:
+    """A ValueError for a compartment, cable or cell with no membrane channels: with no
+    conductance across its membrane it has no resting voltage (an injected current
+    charges it without end), and its input resistance is infinite."""
+    sections = getattr(model, "sections", None)
+    if sections is not None:
+        bare = all(not sec.channels for sec in sections)
+    else:
+        bare = hasattr(model, "channels") and not model.channels
+    if bare:
+        raise ValueError(
+            f"steady_state: this {type(model).__name__} has no membrane channels, so no conductance "
+            "across its membrane: it has no resting voltage, and its input resistance is infinite; "
+            "add one, e.g. channels=[jn.channels.Leak()]"
+        )
+
+
 @eqx.filter_jit  # one compiled program for repeated calls on models of one structure
 def _steady_voltage(model, i_inj, v, max_iterations, throw):
     """The voltage of :func:`steady_state` (``model`` precomputed, ``i_inj`` and the
     guess ``v`` of the model's shape)."""
     coupling = model.voltage_coupling()
     rtol = float(jnp.finfo(v.dtype).eps) ** 0.75
+    loose = float(jnp.finfo(v.dtype).eps) ** 0.5
 
     def solve_jacobian(slope, y):
         """``x`` with ``J·x = y``, ``J = diag(slope) + A`` the Jacobian of ``dv/dt``
@@ -97,17 +116,22 @@ def _steady_voltage(model, i_inj, v, max_iterations, throw):
 
     def newton(dvdt, v0):
         def iterate(carry):
-            k, v, _ = carry
+            k, v, _, last = carry
             f, slope = jax.jvp(dvdt, (v,), (jnp.ones_like(v),))
             step = jnp.clip(solve_jacobian(slope, -f), -MAX_NEWTON_STEP, MAX_NEWTON_STEP)
             v = v + step
+            scale = jnp.maximum(jnp.abs(v), 1.0)
+            largest = jnp.max(jnp.abs(step))
             # NaN steps compare False: an iteration that broke down never converges.
-            done = jnp.all(jnp.abs(step) <= rtol * jnp.maximum(jnp.abs(v), 1.0))
-            return k + 1, v, done
+            done = jnp.all(jnp.abs(step) <= rtol * scale)
+            # At rounding's level (float32, a stiff cell) the steps stop shrinking short
+            # of rtol: steps no longer halving, within sqrt(eps) of v, are converged.
+            stalled = (largest >= 0.5 * last) & jnp.all(jnp.abs(step) <= loose * scale)
+            return k + 1, v, done | stalled, largest
 
-        _, v, done = jax.lax.while_loop(
-            lambda carry: (carry[0] < max_iterations) & ~carry[2], iterate, (0, v0, jnp.array(False))
-        )
+        _, v, done, _ = jax.lax.while_loop(
+            lambda carry: (carry[0] < max_iterations) & ~carry[2], iterate,
+            (0, v0, jnp.array(False), jnp.asarray(jnp.inf, v0.dtype)))
         # As a float: custom_root's derivative rule gives boolean outputs bool tangents,
         # which JAX rejects.
         return v, done.astype(v.dtype)

@@ -1,6 +1,7 @@
 """Input resistance, steady state and membrane time constant against closed forms."""
 
 import math
+import os
 import subprocess
 import sys
 
@@ -155,18 +156,23 @@ def test_steady_state_converges_to_tolerance_and_reports_failure():
     residual = cab.precomputed().vector_field(0.0, cab.init_state(rest.v), i_inj).v
     assert float(rest.v[0] - rest.v[-1]) > 1.0
     assert float(jnp.max(jnp.abs(residual))) < 1e-9  # mV/ms
-    # Not converged: no conductance at all, so dv/dt = I/C never vanishes; and an HH
-    # compartment far from rest given one iteration. Raised at run time, under jit
-    # and vmap too; throw=False returns the last iterate instead.
+    # No conductance at all (dv/dt = I/C never vanishes): refused before iterating.
+    # Not converged: an HH compartment far from rest given one iteration. Raised at run
+    # time, under jit and vmap too; throw=False returns the last iterate instead.
     bare = jn.Compartment(length=20, diam=20, channels=[])
     hh = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
-    with pytest.raises(RuntimeError, match="steady_state: the Newton iterations did not converge"):
+    with pytest.raises(ValueError, match="steady_state: this Compartment has no membrane channels"):
         jn.steady_state(bare, 0.1)
+    with pytest.raises(ValueError, match="has no membrane channels"):
+        jn.input_resistance(jn.Cable(length=100.0, diam=1.0, nseg=3).as_cell())
+    with pytest.raises(RuntimeError, match="steady_state: the Newton iterations did not converge"):
+        jn.steady_state(hh, 0.0, v_guess=0.0, max_iterations=1)
     with pytest.raises(RuntimeError, match="max_iterations=1"):
         jax.jit(lambda i: jn.steady_state(hh, i, v_guess=0.0, max_iterations=1).v)(0.0)
     with pytest.raises(RuntimeError, match="did not converge"):
-        jax.vmap(lambda i: jn.steady_state(bare, i).v)(jnp.array([0.0, 0.1]))
-    assert np.all(np.isfinite(jax.vmap(lambda i: jn.steady_state(bare, i, throw=False).v)(jnp.array([0.0, 0.1]))))
+        jax.vmap(lambda i: jn.steady_state(hh, i, v_guess=0.0, max_iterations=1).v)(jnp.array([0.0, 0.1]))
+    assert np.all(np.isfinite(jax.vmap(lambda i: jn.steady_state(hh, i, v_guess=0.0, max_iterations=1,
+                                                                  throw=False).v)(jnp.array([0.0, 0.1]))))
     last = jn.steady_state(hh, 0.0, v_guess=0.0, max_iterations=1, throw=False).v
     assert float(last) == pytest.approx(-jn.analysis.MAX_NEWTON_STEP, abs=1e-9)  # one capped step
     # Enough iterations from there: the same rest as from the default guess.
@@ -525,3 +531,42 @@ def test_input_resistance_warns_of_firing_and_of_an_unstable_fixed_point():
     assert float(jn.membrane_time_constant(izh, v_guess=-70.0)) == pytest.approx(1.25, rel=1e-9)
     with pytest.raises(ValueError, match=r"v_guess applies to a model's steady state"):
         jn.input_resistance(tr, step, v_guess=-70.0)
+
+
+_STUB_SWC = """\
+1 1 0 0 0 7 -1
+2 3 7 0 0 1.2 1
+3 3 50 0 0 1.0 2
+4 3 -7 0 0 1.2 1
+5 3 -50 0 0 1.0 4
+6 3 0 7 0 1.0 1
+7 3 0 9 0 1.0 6
+8 4 0 0 7 2.0 1
+9 4 0 0 100 1.5 8
+10 4 20 0 200 1.0 9
+11 4 -20 0 200 1.0 9
+12 2 0 -7 0 0.5 1
+13 2 0 -400 0 0.5 12
+"""
+
+
+def test_float32_steady_state_of_a_stiff_cell_converges_at_rounding(tmp_path):
+    """A passive cell (one-point soma, five neurites, one a 2 µm stub) whose rest is
+    the guess: in float32 the Newton steps stall at rounding (7.6e-4 mV) above
+    eps**0.75·|v| (4.2e-4 mV), and it was reported as not converging; stalled steps
+    within sqrt(eps) now count as converged. The soma's input resistance equals
+    float64's (207.1093 MΩ, NEURON's Impedance) to float32 precision."""
+    swc = tmp_path / "stub.swc"
+    swc.write_text(_STUB_SWC)
+    code = (
+        "import jaxneuro as jn\n"
+        f"cell = jn.Cell.from_swc({str(swc)!r}, Ra=100., channels=[jn.channels.Leak(g=1e-4, e=-65.)])\n"
+        "print(float(jn.input_resistance(cell)[cell.index('soma[0]', 0.5)]))\n"
+    )
+    env = dict(os.environ, JAX_ENABLE_X64="0", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    cell = jn.Cell.from_swc(swc, Ra=100.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
+    r64 = float(jn.input_resistance(cell)[cell.index("soma[0]", 0.5)])
+    assert r64 == pytest.approx(207.1093, rel=1e-6)
+    assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(r64, rel=1e-4)

@@ -564,3 +564,17 @@ def test_adjacent_zero_area_nodes_are_refused():
     coupling = TreeCoupling(g=jnp.ones(4), capacitance=jnp.ones(2), parent=(-1, 0, 1, 2), segment_nodes=(0, 3))
     with pytest.raises(ValueError, match="zero-area nodes must neighbour compartments only"):
         coupling.apply(jnp.zeros(2))
+
+
+def test_cable_voltage_at_an_end_takes_the_injected_current():
+    """Cable.voltage_at(v, 1.0, i_inj): NEURON's end node with a current injected there
+    (it returned the end segment's voltage, 0.8 mV off NEURON's sec(1).v for 0.1 nA),
+    as the cell's voltage_at gives it; without a current, the end segment's."""
+    cab = jn.Cable(length=200.0, diam=1.0, nseg=5, channels=[jn.channels.Leak()])
+    v = jnp.linspace(-70.0, -60.0, 5)
+    cell = cab.as_cell()
+    np.testing.assert_allclose(cab.voltage_at(v, 1.0, 0.1), cell.voltage_at(v, 0, 1.0, 0.1), rtol=0, atol=1e-12)
+    assert float(cab.voltage_at(v, 1.0)) == float(v[-1])
+    # The node lies half a segment beyond the end segment's centre: v_end + i·r_half.
+    r_half = float(cab.half_resistances()[1][-1])  # MΩ
+    np.testing.assert_allclose(cab.voltage_at(v, 1.0, 0.1), v[-1] + 0.1 * r_half, rtol=1e-12)

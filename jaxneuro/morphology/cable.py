@@ -132,12 +132,14 @@ class Cable(AbstractModel):
         """Index of the segment containing ``x`` in [0, 1] (``trace.v[:, index]``)."""
         return self.as_cell().index(0, x)
 
-    def voltage_at(self, v, x):
+    def voltage_at(self, v, x, i_inj=0.0):
         """NEURON's ``sec(x).v`` (mV) from segment voltages ``v`` (last axis the
-        segments, e.g. ``trace.v``): the segment containing ``x``; at the free ends
-        NEURON's end node carries no current, so it has its end segment's voltage (see
-        :meth:`Cell.voltage_at` for ends where sections join)."""
-        return self.as_cell().voltage_at(v, 0, x)
+        segments, e.g. ``trace.v``): the segment containing ``x``; at an end (x = 0 or
+        1), NEURON's zero-area node there: the end segment's voltage plus the drop of
+        ``i_inj`` (nA, a current injected at that end, e.g. an ``IClamp`` at
+        ``sec(1)``) over the half segment; with nothing injected, the end segment's
+        voltage. As :meth:`Cell.voltage_at`, which has the details."""
+        return self.as_cell().voltage_at(v, 0, x, i_inj)
 
     # --- the model: a one-section cell -----------------------------------------------
     @property
