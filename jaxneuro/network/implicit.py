@@ -98,7 +98,15 @@ class GapCoupling(eqx.Module):
         if not self.junctions:
             return self._block_solve(diag, rhs, method)
         dtype = rhs.dtype
-        c = self.capacitance
+        # Spike sources have no membrane (an infinite capacitance) and no junctions:
+        # their rows become x = 0 (unit diagonal, zero right-hand side), which the
+        # solver ignores. Scaled by C they were inf·0 = NaN, and the iterative solvers
+        # stopped at once on the NaN residual, returning their starting guess for every
+        # compartment (0.96 mV off over 20 ms for a gap-coupled pair).
+        membrane = jnp.isfinite(self.capacitance)
+        c = jnp.where(membrane, self.capacitance, 1.0)
+        diag = jnp.where(membrane, diag, 1.0)
+        rhs = jnp.where(membrane, rhs, 0.0)
         # A·1 = 0 for gap junctions (currents are conductances times voltage
         # differences), so diag already is the diagonal the solve needs.
         dd = c * diag  # µS
