@@ -269,7 +269,7 @@ def test_sweep_switches_must_be_booleans(tmp_path):
 
 
 def test_sweep_manifest_keys_grids_and_paths(tmp_path, monkeypatch):
-    """What the tester found: a manifest is created exclusively (two sweeps started into
+    """A manifest is created exclusively (two sweeps started into
     one new folder at once were both accepted, and the folder held one grid's manifest
     and the other's results); a typed random key fn closes over is part of its
     fingerprint (only its type was); lists of quantities are a quantity axis; non-numbers
