@@ -353,3 +353,20 @@ def test_continued_run_keeps_earlier_spikes_through_kernel():
     np.testing.assert_array_equal(np.asarray(b2.spikes)[kept], first_spikes[kept])
     assert 0 < a1.spike_count[-1] < 5 < a2.spike_count[-1]
     assert np.all(np.isfinite(np.asarray(b2.spikes)[-1])) and np.all(np.asarray(b2.spikes)[-1] <= 60.0)
+
+
+@pytest.mark.parametrize("neuron, param, value, amp", [
+    (jn.LIF, "gL", 0.1, 3.0), (jn.AdEx, "gL", 0.03, 1.0), (jn.Izhikevich, "a", 0.02, 10.0)])
+def test_point_neuron_gradients_through_kernel_equal_xla(neuron, param, value, amp):
+    """Reverse and forward mode through the kernel (its values, the XLA loop's
+    derivatives) for spiking point neurons, their spike times included: as the XLA
+    loop's gradient."""
+    def loss(p, backend):
+        tr = jn.simulate(neuron(n=4, **{param: p}), 30.0, save_every=0.5, backend=backend,
+                         stimuli=[jn.StepCurrent(jnp.linspace(0.5, 1.0, 4) * amp, 1.0, 1e9)])
+        return jnp.mean(tr.v) + jnp.sum(jnp.where(jnp.isfinite(tr.spikes), tr.spikes, 0.0))
+
+    want = jax.grad(loss)(value, "xla")
+    assert abs(float(want)) > 1.0
+    np.testing.assert_allclose(jax.grad(loss)(value, "pallas"), want, rtol=1e-9)
+    np.testing.assert_allclose(jax.jacfwd(loss)(value, "pallas"), want, rtol=1e-9)
