@@ -641,12 +641,11 @@ def firing_rate(spikes, start, stop):
     inside = (spikes >= start[..., None]) & (spikes < stop[..., None])
     rate = jnp.sum(inside, axis=-1) / ((stop - start) / 1000.0)
     rate = jnp.where(stop > start, rate, jnp.nan)
-    if trace is not None and trace.spike_count is not None:
+    if trace is not None:
         # Spikes past a full buffer come after its last kept one: a window ending by
         # then is complete, a later one is missing them.
-        kept = jnp.sum(jnp.isfinite(spikes), axis=-1)
         last = jnp.max(jnp.where(jnp.isfinite(spikes), spikes, -jnp.inf), axis=-1)
-        unknown = (trace.spike_count > kept) & (stop > last)
+        unknown = trace.overflowed & (stop > last)
         rate = jnp.where(unknown, jnp.nan, rate)
         if units.is_concrete(unknown) and np.any(np.asarray(unknown)):
             warnings.warn(

@@ -26,8 +26,8 @@ Multi-host: call ``jax.distributed.initialize()`` first in every process (see JA
 documentation), give every process the same ``fn``, ``grid``, ``batch_size`` and an
 ``out`` on a shared file system. Process ``i`` of ``P`` computes the chunks ``c`` with
 ``c % P == i`` on its own local devices; every process waits for the others' files
-(``timeout=``: how long) and returns the full result (or pass ``load=False`` to return nothing and read the folder
-later with :func:`load`). Tested with two processes on one machine, four CPU devices
+(``timeout=``: how long) and returns the full result (or pass ``load=False`` to
+return nothing and read the folder later with :func:`load`). Tested with two processes on one machine, four CPU devices
 each (tests/test_sweep.py); no computation spans processes, so CPU hosts need no
 collectives library.
 """
@@ -170,19 +170,28 @@ def _fn_fingerprint(fn, grid) -> str:
     return h.hexdigest()
 
 
-def _out_structure(fn, grid) -> str:
-    """``fn``'s result structure and its leaves' shapes and dtypes: checked on resume
+def _result_shape(fn, grid):
+    """``fn``'s result on one parameter set, as shapes and dtypes (traced, not run)."""
+    return jax.eval_shape(fn, jax.tree.map(lambda x: x[0], grid))
+
+
+def _out_structure(result_shape) -> str:
+    """The result's structure and its leaves' shapes and dtypes: checked on resume
     even with ``check_fn=False`` (chunks are read back by position)."""
-    out = jax.eval_shape(fn, jax.tree.map(lambda x: x[0], grid))
-    return str(jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), out))
+    return str(jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), result_shape))
 
 
 def _chunk_path(out: Path, c: int) -> Path:
     return out / f"chunk_{c:06d}.npz"
 
 
+def _temporary(path: Path) -> Path:
+    """A hidden name beside ``path`` for this process to write before renaming."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temporary(path)
     write(tmp)
     os.replace(tmp, path)
 
@@ -242,7 +251,7 @@ def _prepare_out(out: Path, meta: dict, timeout: float | None) -> None:
         if jax.process_index() == 0:
             _create_manifest(manifest, meta)
         else:  # process 0 writes it; the others check theirs against it
-            _wait_for(lambda: manifest.exists(), lambda: [_MANIFEST], out, timeout)
+            _wait_for(lambda: [] if manifest.exists() else [_MANIFEST], out, timeout)
     _check_manifest(out, _read_manifest(manifest), meta, "sweep")
     probe = out / f".write_test.{os.getpid()}"
     try:  # before any computing: a folder we cannot write would lose the first chunk's work
@@ -256,7 +265,7 @@ def _create_manifest(manifest: Path, meta: dict) -> None:
     """Write ``meta`` as ``manifest`` unless one exists: created by a link, which fails
     when another process created it first (two sweeps started at once into one folder
     are then checked against each other, not both accepted)."""
-    tmp = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")
+    tmp = _temporary(manifest)
     tmp.write_text(json.dumps(meta, indent=1))
     try:
         os.link(tmp, manifest)
@@ -333,8 +342,10 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
     meta = _fingerprint(grid, batch_size)
     n, n_chunks = meta["n"], meta["n_chunks"]
     out = _out_path(out, "sweep")
+    result_shape = None
     if out is not None:
-        meta["out_structure"] = _out_structure(fn, grid)
+        result_shape = _result_shape(fn, grid)
+        meta["out_structure"] = _out_structure(result_shape)
         if check_fn:
             meta["fn_sha256"] = _fn_fingerprint(fn, grid)
         _prepare_out(out, meta, timeout)
@@ -387,10 +398,9 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
         parts = [results[c] for c in range(n_chunks)]
     else:
         if jax.process_count() > 1:
-            _wait_for(lambda: all(_chunk_path(out, c).exists() for c in range(n_chunks)),
-                      lambda: [_chunk_path(out, c).name for c in range(n_chunks) if not _chunk_path(out, c).exists()],
+            _wait_for(lambda: [_chunk_path(out, c).name for c in range(n_chunks) if not _chunk_path(out, c).exists()],
                       out, timeout)
-        treedef = jax.tree.structure(jax.eval_shape(fn, jax.tree.map(lambda x: x[0], grid)))
+        treedef = jax.tree.structure(result_shape)
         parts = [results[c] if c in results else _load_chunk(_chunk_path(out, c), treedef) for c in range(n_chunks)]
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
 
@@ -407,22 +417,20 @@ def _out_path(out, what: str) -> Path | None:
 WAIT_REPORT_S = 60.0
 
 
-def _wait_for(done, missing, out: Path, timeout: float | None, poll_s: float = 1.0) -> None:
-    """Wait until ``done()`` (another process's files in ``out``), saying every
-    :data:`WAIT_REPORT_S` seconds what is ``missing()``; a TimeoutError after
-    ``timeout`` seconds."""
+def _wait_for(missing, out: Path, timeout: float | None, poll_s: float = 1.0) -> None:
+    """Wait until ``missing()`` (the names of other processes' files in ``out`` not
+    there yet) is empty, saying every :data:`WAIT_REPORT_S` seconds which; a
+    TimeoutError after ``timeout`` seconds."""
     start = last = time.monotonic()
-    while not done():
+    while names := missing():
         now = time.monotonic()
         if timeout is not None and now - start > timeout:
-            names = missing()
             raise TimeoutError(
                 f"sweep: process {jax.process_index()} waited {timeout:g} s for {len(names)} file(s) of the other "
                 f"processes in {out} (e.g. {names[:5]}); a process may have died. Run every process again into "
                 "the same folder: finished chunks are kept, not recomputed"
             )
         if now - last > WAIT_REPORT_S:
-            names = missing()
             print(f"sweep: process {jax.process_index()} still waiting for {len(names)} file(s) in {out} "
                   f"(e.g. {names[:5]})", file=sys.stderr, flush=True)
             last = now
@@ -440,14 +448,15 @@ def load(out, fn: Callable, grid, *, check_fn: bool = True):
     meta = json.loads((out / _MANIFEST).read_text())
     grid = _as_arrays(grid)
     mine = _fingerprint(grid, meta["batch_size"])
-    mine["out_structure"] = _out_structure(fn, grid)
+    result_shape = _result_shape(fn, grid)
+    mine["out_structure"] = _out_structure(result_shape)
     if check_fn:
         mine["fn_sha256"] = _fn_fingerprint(fn, grid)
     _check_manifest(out, meta, mine, "load")
     missing = [c for c in range(meta["n_chunks"]) if not _chunk_path(out, c).exists()]
     if missing:
         raise ValueError(f"load: {len(missing)} of {meta['n_chunks']} chunks missing in {out} (e.g. {missing[:5]})")
-    treedef = jax.tree.structure(jax.eval_shape(fn, jax.tree.map(lambda x: x[0], grid)))
+    treedef = jax.tree.structure(result_shape)
     parts = [_load_chunk(_chunk_path(out, c), treedef) for c in range(meta["n_chunks"])]
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
 

@@ -310,6 +310,6 @@ def test_sweep_manifest_keys_grids_and_paths(tmp_path, monkeypatch):
     assert (tmp_path / "home" / "tilde" / "manifest.json").is_file()
 
     with pytest.raises(TimeoutError, match=r"waited 0.2 s for 1 file\(s\) .*\['chunk_000007.npz'\].*Run every process again"):
-        S._wait_for(lambda: False, lambda: ["chunk_000007.npz"], tmp_path, 0.2, poll_s=0.05)
+        S._wait_for(lambda: ["chunk_000007.npz"], tmp_path, 0.2, poll_s=0.05)
     with pytest.raises(ValueError, match="timeout expects None or a positive number"):
         jn.sweep(lambda p: p["a"], grid, timeout=0)
