@@ -194,6 +194,15 @@ def simulate(
         y0 = _initial_state_at(model, v0)
         if hasattr(model, "state_at_start"):  # a Network's synapses pass over earlier spikes
             y0 = model.state_at_start(t0, y0)
+    # Each stimulus as it runs: the same, or one that checks a traced value at run time.
+    adaptive = stepsize_controller is not None and not isinstance(stepsize_controller, diffrax.ConstantStepSize)
+    checked = []
+    for i, s in enumerate(stimuli):
+        try:
+            checked.append(s.check_run(t0=t0, t1=t1, dt=dt, adaptive=adaptive))
+        except ValueError as e:
+            raise ValueError(f"stimuli[{i}]: {e}") from None
+    stimuli = tuple(checked)
     selected = tuple((name, recorded_indices(model, name, places)) for name, places in where.items())
     system = System(model=model, stimuli=stimuli, selected=selected)
     if selected and backend == "auto":
@@ -217,15 +226,6 @@ def simulate(
             f"solver: {type(model).__name__} has spikes and resets, which only the default "
             f"solver (jn.StaggeredEuler) handles inside its step; got {type(solver).__name__}"
         )
-    adaptive = stepsize_controller is not None and not isinstance(stepsize_controller, diffrax.ConstantStepSize)
-    checked = []
-    for i, s in enumerate(stimuli):
-        try:
-            checked.append(s.check_run(t0=t0, t1=t1, dt=dt, adaptive=adaptive))
-        except ValueError as e:
-            raise ValueError(f"stimuli[{i}]: {e}") from None
-    stimuli = tuple(checked)
-    system = eqx.tree_at(lambda sy: sy.stimuli, system, stimuli)
     warn_shared_seeds(stimuli)
     if stepsize_controller is None:
         stepsize_controller = diffrax.ConstantStepSize()
