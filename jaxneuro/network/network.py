@@ -95,11 +95,6 @@ class Network(AbstractModel):
                 return np.arange(off, off + n)
             if any(isinstance(k, tuple) for k in idx):  # locations (section, x) on a cell
                 pop = populations[name]
-                if not isinstance(pop.as_cell() if hasattr(pop, "as_cell") else pop, Cell):
-                    raise ValueError(
-                        f"coupling side ({name!r}, {idx!r}): locations (section, x) need a cell "
-                        f"population (jn.Cell or jn.Cable), {name!r} is a {type(pop).__name__}"
-                    )
                 idx = [_location_index(pop, name, k, carries_current) if isinstance(k, tuple) else k for k in idx]
             idx = np.asarray(idx, dtype=np.int64)
             if idx.size and (idx.min() < 0 or idx.max() >= n):
@@ -485,6 +480,11 @@ def _location_index(pop, name, location, carries_current=True):
     an end without children reads the end segment's voltage, which is the node's."""
     cell = pop.as_cell() if hasattr(pop, "as_cell") else pop
     where = f"coupling side ({name!r}, {location!r})"
+    if not isinstance(cell, Cell):
+        raise ValueError(
+            f"{where}: locations (section, x) need a cell population (jn.Cell or jn.Cable), "
+            f"{name!r} is a {type(pop).__name__}"
+        )
     try:
         s, x, index = cell._located(*location)  # what cell.index gives, with the resolved section and x
     except ValueError as e:
