@@ -570,3 +570,29 @@ def test_float32_steady_state_of_a_stiff_cell_converges_at_rounding(tmp_path):
     r64 = float(jn.input_resistance(cell)[cell.index("soma[0]", 0.5)])
     assert r64 == pytest.approx(207.1093, rel=1e-6)
     assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(r64, rel=1e-4)
+
+
+def test_active_soma_input_resistance_and_time_constant_as_neuron(neuron_h):
+    """The docstrings' HH soma (20 µm × 20 µm, 6.3 °C, -10 pA from 100 to 300 ms): its
+    voltage equals NEURON's, so the numbers read from it are NEURON's too: the largest
+    deflection (the resonance's undershoot) 128.75 MΩ, the deflection at the step's end
+    71.96 MΩ, the 63 % charging time 0.675 ms; from the model, the slope resistance
+    67.95 MΩ and C·R_in 0.854 ms, which is not that charging time in an active cell."""
+    from conftest import run_neuron
+
+    h = neuron_h
+    sec = h.Section(name="rin_tau_soma")
+    sec.L = sec.diam = 20.0
+    sec.insert("hh")
+    clamp = h.IClamp(sec(0.5))
+    clamp.delay, clamp.dur, clamp.amp = 100.0, 200.0, -0.01
+    _, (v_n,) = run_neuron(h, 320.0, refs=[sec(0.5)._ref_v])
+    soma = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()])
+    stim = jn.StepCurrent(-0.01, 100.0, 200.0)
+    tr = jn.simulate(soma, 320.0, stimuli=[stim], v0=-65.0)
+    np.testing.assert_allclose(tr.v, v_n[: tr.t.size], rtol=0, atol=1e-6)
+    assert float(jn.input_resistance(tr, stim)) == pytest.approx(128.754, abs=1e-3)
+    assert float(jn.input_resistance(tr, stim, method="end")) == pytest.approx(71.9615, abs=1e-3)
+    assert float(jn.membrane_time_constant(tr, stim)) == pytest.approx(0.675, abs=1e-3)
+    assert float(np.ravel(jn.input_resistance(soma))[0]) == pytest.approx(67.951, abs=1e-3)
+    assert float(np.ravel(jn.membrane_time_constant(soma))[0]) == pytest.approx(0.854, abs=1e-3)
