@@ -8,6 +8,12 @@ float32, timed as the median of 5 runs after compiling, for:
 - ``pallas``: the workload as ``benchmarks/run.py`` times it (spike summary of capacity
   16, kernel blocks of 128 neurons on 2 warps: two neurons per thread);
 - ``pallas_nosummary``: no summary, the voltage saved twice (the HH step alone);
+- ``pallas_flush4``, ``pallas_flush8``, ``pallas_flush16``: the summary's crossings
+  held back in registers and written every 4, 8, 16 steps (``pallas.SPIKE_FLUSH_EVERY``;
+  the default, 1, writes them in their step under a ``cond`` on whether any neuron of
+  the block crossed: a test across the block in every step). Same spike counts;
+  added 2026-11-30 after the no-summary run showed that test at ~18 %, not yet run on
+  a GPU;
 - ``pallas_warps4``: one neuron per thread; ``pallas_block256_warps4``: 256 neurons,
   two per thread; ``pallas_warps1`` and ``pallas_block256``: four neurons per thread
   (128 on one warp, 256 on two);
@@ -151,6 +157,9 @@ def main(argv=None):
     variants = {
         "pallas": {},
         "pallas_nosummary": dict(summary=False),
+        "pallas_flush4": dict(patch=[(P, "SPIKE_FLUSH_EVERY", 4)]),
+        "pallas_flush8": dict(patch=[(P, "SPIKE_FLUSH_EVERY", 8)]),
+        "pallas_flush16": dict(patch=[(P, "SPIKE_FLUSH_EVERY", 16)]),
         "pallas_warps4": dict(patch=[(P, "DEFAULT_WARPS", 4)]),
         "pallas_block256_warps4": dict(patch=[(P, "DEFAULT_BLOCK", 256), (P, "DEFAULT_WARPS", 4)]),
         "pallas_warps1": dict(patch=[(P, "DEFAULT_WARPS", 1)]),

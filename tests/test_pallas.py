@@ -299,6 +299,55 @@ def test_point_neurons_through_kernel_equal_xla(neuron, amp_max, capacity):
         assert a.spike_count.max() > 3 and np.all(np.isfinite(a.spikes[-1]))
 
 
+@pytest.mark.parametrize("flush_every", [2, 3, 8])
+@pytest.mark.parametrize("timing", ["interpolated", "neuron"])
+def test_held_back_crossings_equal_xla(monkeypatch, flush_every, timing):
+    """``pallas.SPIKE_FLUSH_EVERY``: crossings held back in the kernel and written every
+    few steps give the XLA loop's spikes and counts, in the densest case possible (an
+    upward crossing every second step: a 20 kHz current about a fast membrane's rest,
+    the threshold) and with the buffer overflowing (64 crossings, 16 slots). Odd
+    intervals need ``ceil(k/2)`` held slots: ``k // 2`` loses spikes here."""
+    from jaxneuro.backends import pallas as P
+
+    monkeypatch.setattr(P, "SPIKE_FLUSH_EVERY", flush_every)
+    model = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.Leak(g=0.05, e=-65.0)], n=5)
+    stim = jn.Sine(amp=jnp.linspace(0.5, 1.5, 5), freq=1000.0 / (2 * 0.025))
+    runs = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the overflow is reported; tested elsewhere
+        for capacity in (16, 64):
+            for backend in ("xla", "pallas"):
+                runs[capacity, backend] = jn.simulate(
+                    model, 3.2, dt=0.025, stimuli=[stim], record=(), backend=backend,
+                    summary=SpikeSummary(threshold=-65.0, capacity=capacity, timing=timing))
+    for capacity in (16, 64):
+        a, b = runs[capacity, "xla"], runs[capacity, "pallas"]
+        np.testing.assert_array_equal(b.spike_count, a.spike_count)
+        np.testing.assert_array_equal(np.isfinite(b.spikes), np.isfinite(a.spikes))
+        np.testing.assert_allclose(b.spikes, a.spikes, rtol=0, atol=1e-12)
+    assert np.all(runs[64, "xla"].spike_count == 63)  # one every 0.05 ms after the first step
+    np.testing.assert_allclose(np.diff(np.asarray(runs[64, "xla"].spikes)[:, 40:50]), 0.05, atol=1e-6)
+    # HH, a few spikes per neuron, and a full buffer (capacity 3).
+    monkeypatch.setattr(P, "SPIKE_FLUSH_EVERY", flush_every)
+    a = _run("xla", summary=SpikeSummary(capacity=3, timing=timing))
+    b = _run("pallas", summary=SpikeSummary(capacity=3, timing=timing))
+    np.testing.assert_array_equal(b.spike_count, a.spike_count)
+    np.testing.assert_allclose(b.spikes, a.spikes, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b.v, a.v, rtol=0, atol=1e-9)
+
+
+def test_held_back_crossings_lower_for_gpu(monkeypatch):
+    """The kernel with held-back crossings (a flush every 8 steps) gets through the
+    Pallas→Triton lowering."""
+    from jaxneuro.backends import pallas as P
+    from jaxneuro.solve.summary import SpikeDetector
+
+    monkeypatch.setattr(P, "SPIKE_FLUSH_EVERY", 8)
+    with jax.enable_x64(False):
+        model = SpikeDetector(_population(n=300, dtype=jnp.float32), threshold=0.0, capacity=16)
+        assert "triton" in _lower_kernel_for_cuda(model, jn.StepCurrent(0.2, 2.0, 1e9)).lower()
+
+
 def test_summary_of_any_capacity_through_kernel():
     a = _run("xla", summary=SpikeSummary(capacity=3))
     b = _run("pallas", summary=SpikeSummary(capacity=3))

@@ -43,6 +43,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from ..solve.summary import SpikeDetector, any_crossed
 from . import native_exp, population
 
 #: Neurons per kernel program on a GPU.
@@ -58,6 +59,13 @@ DEFAULT_WARPS = 2
 #: run 6-7 % faster on an H200. False: CUDA's accurate ``expf``. float64 kernels
 #: always use ``exp``.
 NATIVE_EXP = True
+#: With a spike summary (``summary=``), the kernel writes crossing times into the
+#: spike buffer every this many steps (1: in the step, under a ``cond`` on whether any
+#: neuron of the block crossed, a test across the block in every step). From 2 on, a
+#: step holds its crossings back in registers (``SpikeDetector.pending_slots``: at most
+#: one per two steps can occur, so ``ceil(k/2)`` slots) and the block is tested only
+#: when they are written. Same spikes and counts either way (tests/test_pallas.py).
+SPIKE_FLUSH_EVERY = 1
 
 
 def unsupported(model, solver, y0, stimuli=()) -> str | None:
@@ -160,6 +168,10 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
     sys_block = population.map_static_fields(
         sys_block, lambda name, v: _next_pow2(v) if name in _CAPACITY_FIELDS and isinstance(v, int) else v)
     capacity, y0 = _pad_spike_buffers(y0)
+    flush_every = SPIKE_FLUSH_EVERY if isinstance(sys_block.model, SpikeDetector) else 1
+    if flush_every > 1:
+        slots = -(-flush_every // 2)  # upward crossings are at least two steps apart
+        sys_block = population.map_static_fields(sys_block, lambda name, v: slots if name == "pending_slots" else v)
     leaves, treedef = jax.tree.flatten((sys_block, y0))
     inputs, specs, kinds = [], [], []
     for leaf, per_neuron in zip(leaves, population.per_neuron_mask((system, y0), n)):
@@ -209,10 +221,19 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
         if NATIVE_EXP and dtype == jnp.float32:
             advance = native_exp.with_native_exp(advance)
 
+        def flush(y):
+            """``y`` with its held-back crossings written, if any neuron has one."""
+            events = jax.lax.cond(any_crossed(jnp.isfinite(y.events["pending"])), lambda ev: sys_b.model.flush_pending(ev),
+                                  lambda ev: ev, y.events)
+            return type(y)(v=y.v, gates=y.gates, events=events)
+
         def one_step(s, carry):
             ta = t0_ + s * dt_
             tb = jnp.minimum(t0_ + (s + 1) * dt_, t1_)
-            return advance(ta, tb, *carry)
+            y, state = advance(ta, tb, *carry)
+            if flush_every > 1:
+                y = jax.lax.cond(jax.lax.rem(s + 1, flush_every) == 0, flush, lambda y: y, y)
+            return y, state
 
         def interval(j, carry):
             carry = jax.lax.fori_loop(0, k, lambda i, c: one_step(j * k + i, c), carry)
@@ -223,9 +244,14 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
             store(0, t0_, y)
         # The solver's own state (the grid's step, a rounding compensation) as the XLA
         # loop carries it (solve.fixed_step.integrate).
+        if flush_every > 1:
+            y = type(y)(v=y.v, gates=y.gates, events=sys_b.model.hold_back(y.events))
         carry = (y, solver.init(term, t0, min(t0 + dt, t1), y, sys_b))
         carry = jax.lax.fori_loop(0, n_save - 1, interval, carry)
         y, _ = jax.lax.fori_loop((n_save - 1) * k, n_steps, one_step, carry)
+        if flush_every > 1:
+            y = flush(y)
+            y = type(y)(v=y.v, gates=y.gates, events={k_: x for k_, x in y.events.items() if k_ != "pending"})
         for r, leaf in zip(final_refs, jax.tree.leaves(y)):
             r[...] = leaf
 

@@ -95,6 +95,13 @@ class SpikeDetector(AbstractModel):
     #: cut a million-neuron run's time by 20 % on an H200. In XLA loops over a whole
     #: population nearly every step has one, so there the plain update stays.
     skip_quiet_steps: bool = eqx.field(default=False, static=True)
+    #: Crossings held back per compartment before they are written (static; 0: each
+    #: written in its step). The fused GPU kernel may set it (``pallas.SPIKE_FLUSH_EVERY``):
+    #: a step then puts its crossing times in ``events["pending"]`` (shape
+    #: ``(..., pending_slots)``, ``inf`` where empty), with no test across the block of
+    #: neurons, and the kernel moves them into the buffer every few steps
+    #: (:meth:`flush_pending`). Same spikes and counts.
+    pending_slots: int = eqx.field(default=0, static=True)
 
     def __post_init__(self):
         if not isinstance(self.model, AbstractModel):
@@ -161,23 +168,49 @@ class SpikeDetector(AbstractModel):
         thr = self.threshold
         crossed = (y0.v < thr) & (y1.v >= thr)
 
-        def record(ev):
+        def crossing_times():
             if self.timing == "neuron":
-                t_cross = jnp.broadcast_to(t1 + NEURON_THRESHOLD_DELAY, crossed.shape).astype(y1.v.dtype)
-            else:
-                rise = jnp.where(crossed, y1.v - y0.v, 1.0)
-                t_cross = t0 + (thr - y0.v) / rise * (t1 - t0)
+                return jnp.broadcast_to(t1 + NEURON_THRESHOLD_DELAY, crossed.shape).astype(y1.v.dtype)
+            rise = jnp.where(crossed, y1.v - y0.v, 1.0)
+            return t0 + (thr - y0.v) / rise * (t1 - t0)
+
+        def record(ev):
             # In the fused kernel (skip_quiet_steps) a compare against an iota, which
             # Pallas lowers; in XLA loops the choice of the platform.
             write = write_by_select if self.skip_quiet_steps else write_spike_times
-            return {"spikes": write(ev["spikes"], ev["count"], crossed, t_cross),
+            return {"spikes": write(ev["spikes"], ev["count"], crossed, crossing_times()),
                     "count": ev["count"] + crossed.astype(ev["count"].dtype)}
 
-        if self.skip_quiet_steps:
+        count = y0.events["count"]
+        if self.pending_slots:  # held back, in the slot after those already held
+            pending = y0.events["pending"]
+            held = jnp.sum(jnp.isfinite(pending).astype(count.dtype), axis=-1)
+            events = dict(y0.events, pending=write_by_select(pending, held, crossed, crossing_times()),
+                          count=count + crossed.astype(count.dtype))
+        elif self.skip_quiet_steps:
             events = jax.lax.cond(any_crossed(crossed), record, lambda ev: ev, y0.events)
         else:
             events = record(y0.events)
         return State(v=y1.v, gates=y1.gates, events=events)
+
+    def hold_back(self, events):
+        """``events`` with an empty ``"pending"`` buffer of :attr:`pending_slots`."""
+        shape = events["count"].shape + (self.pending_slots,)
+        return dict(events, pending=jnp.full(shape, jnp.inf, events["spikes"].dtype))
+
+    def flush_pending(self, events):
+        """``events`` with the held-back crossing times written into ``"spikes"`` at
+        their slots (after the ``count`` minus held ones already written; none past
+        ``capacity``) and ``"pending"`` emptied."""
+        pending, count = events["pending"], events["count"]
+        written = count - jnp.sum(jnp.isfinite(pending).astype(count.dtype), axis=-1)
+        slots = jnp.arange(pending.shape[-1])
+        spikes = events["spikes"]
+        for j in range(pending.shape[-1]):
+            # Column j by a masked max (Pallas' Triton lowering takes no column slices).
+            t = jnp.max(jnp.where(slots == j, pending, -jnp.inf), axis=-1)
+            spikes = write_by_select(spikes, written + j, jnp.isfinite(t), t)
+        return dict(events, spikes=spikes, pending=jnp.full_like(pending, jnp.inf))
 
 
 def any_crossed(crossed):
