@@ -488,6 +488,35 @@ def test_repeated_gate_names_and_kinetics_of_the_wrong_kind_are_named():
         soma(KATuple())
 
 
+@pytest.mark.parametrize("build", ["compartment", "cable"])
+def test_kinetics_or_current_of_the_wrong_shape_are_named(build):
+    """A value with an axis the parameters do not have is refused when the model is
+    built, naming the channel and the method (before: a bare broadcasting error inside
+    the solver at simulate time); one per compartment is fine."""
+    class KAWide(KA):
+        def gate_inf_tau(self, v, temperature):
+            out = super().gate_inf_tau(v, temperature)
+            return {**out, "b": (out["b"][0] * jnp.ones(2), out["b"][1])}
+
+    class KACurrent(KA):
+        def current(self, v, gates):
+            return jnp.ones(3) * super().current(v, gates)
+
+    def build_with(ch):
+        if build == "compartment":
+            return jn.Compartment(length=20, diam=20, channels=[ch])
+        return jn.Cable(length=100, diam=2, nseg=3, channels=[ch])
+
+    with pytest.raises(ValueError, match=r"KAWide\.steady_state \(from its gate_inf_tau\) returns out\['b'\] of "
+                                         r"shape \(2,\) at a scalar voltage; .*parameters \(\)"):
+        build_with(KAWide())
+    with pytest.raises(ValueError, match=r"KACurrent\.current returns a value of shape \(3,\)"):
+        build_with(KACurrent())
+    # The same value per compartment (parameters of shape (3,)) is what a population has.
+    pop = jn.Compartment(n=3, length=20, diam=20, channels=[Kdr(g_max=jnp.full(3, 0.01))])
+    assert jn.simulate(pop, 1.0).v.shape[-1] == 3
+
+
 def test_a_zero_tau_of_either_sign_is_an_instantaneous_gate():
     """``0.0 * v`` is -0.0 for negative v: its reciprocal, -inf, made the gate grow by
     e**50 per step (1.5e20 after one); a zero tau is an instantaneous gate whatever

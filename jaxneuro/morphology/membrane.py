@@ -83,7 +83,9 @@ def check_channel(where: str, ch: AbstractChannel) -> None:
                 f"with units.param(unit), so it is never converted; declare it as "
                 f"`{f.name}: object = units.param(unit, default=...)` or give a plain number"
             )
-    key = jax.tree_util.tree_structure(ch)
+    leaves = jax.tree_util.tree_leaves(ch)
+    # Output shapes follow the parameters' shapes, which the structure alone does not hold.
+    key = (jax.tree_util.tree_structure(ch), tuple(np.shape(x) for x in leaves))
     try:
         if key in _CHECKED:
             return
@@ -124,13 +126,42 @@ def check_channel(where: str, ch: AbstractChannel) -> None:
                 "= (...)) must list exactly the gates its kinetics return"
             )
 
+    try:
+        params_shape = np.broadcast_shapes(*[np.shape(x) for x in leaves])
+    except ValueError:  # check_parameter_shapes reports it, naming the parameters
+        params_shape = None
+
+    def check_shapes(method: str, out):
+        """Values at a scalar voltage: scalars or shaped as the parameters (a value per
+        compartment), nothing larger, else the error surfaces in the solver."""
+        if params_shape is None or out is None:
+            return
+        for path, leaf in jax.tree_util.tree_leaves_with_path(out):
+            shape = np.shape(leaf)
+            try:
+                fits = np.broadcast_shapes(shape, params_shape) == params_shape
+            except ValueError:
+                fits = False
+            if not fits:
+                src = sources.get(method)
+                origin = f" (from its {src})" if src and src != method else ""
+                what = f"out{jax.tree_util.keystr(path)}" if path else "a value"
+                raise ValueError(
+                    f"{where}: {cls}.{method}{origin} returns {what} of shape {shape} at a scalar "
+                    f"voltage; values must be scalars or shaped as the channel's parameters "
+                    f"{params_shape} (one per compartment)"
+                )
+
     v = jnp.zeros(())
     temperature = 6.3
     gates = {g: jnp.full((), 0.5) for g in names}
-    check_keys("steady_state", evaluate("steady_state", lambda c: c.steady_state(v, temperature)))
-    check_keys("gate_inf_rate", evaluate("gate_inf_rate", lambda c: c.gate_inf_rate(v, temperature)))
-    check_keys("derivative", evaluate("derivative", lambda c: c.derivative(v, gates, temperature)))
-    evaluate("current", lambda c: c.current(v, gates))
+    for method, fn in (("steady_state", lambda c: c.steady_state(v, temperature)),
+                       ("gate_inf_rate", lambda c: c.gate_inf_rate(v, temperature)),
+                       ("derivative", lambda c: c.derivative(v, gates, temperature))):
+        out = evaluate(method, fn)
+        check_keys(method, out)
+        check_shapes(method, out)
+    check_shapes("current", evaluate("current", lambda c: c.current(v, gates)))
     if key is not None:
         if len(_CHECKED) > 1024:
             _CHECKED.clear()
