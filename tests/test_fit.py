@@ -358,6 +358,58 @@ def test_a_checkpoint_survives_a_kill_while_writing_and_refuses_other_transforms
                optimizer=optax.sgd(0.1, momentum=0.9, nesterov=True))
 
 
+def test_a_damaged_checkpoint_is_refused_not_overwritten(tmp_path):
+    """(before: resume=True took a damaged checkpoint for none, started from step 0 and
+    overwrote it; a state file that did not read blamed the optimiser, also for a
+    checkpoint written in float32.)"""
+    params = lambda m: (m.gL, m.EL)
+    path = tmp_path / "ckpt"
+    jn.fit(two_param_loss, seed000_neuron(), params=params, steps=4, checkpoint=path)
+    doc = (path / "state.json").read_text()
+    state = path / json.loads(doc)["state_file"]
+    saved = state.read_bytes()
+
+    def resume():
+        return jn.fit(two_param_loss, seed000_neuron(), params=params, steps=8, checkpoint=path, resume=True)
+
+    (path / "state.json").write_text(doc[:20])
+    with pytest.raises(ValueError, match=r"state\.json cannot be read .*JSONDecodeError.*delete the folder"):
+        resume()
+    assert (path / "state.json").read_text() == doc[:20]  # left as it was
+    (path / "state.json").write_text(doc)
+    state.unlink()
+    with pytest.raises(ValueError, match=r"names state-4\.eqx, which is missing"):
+        resume()
+    state.write_bytes(saved[:10])
+    with pytest.raises(ValueError, match=r"state-4\.eqx cannot be read as this fit's optimiser state \(damaged"):
+        resume()
+    state.write_bytes(saved)
+    assert resume().steps == 8
+    # A float32 checkpoint resumed in float64 names the precision, not the optimiser.
+    f32 = tmp_path / "f32"
+    with jax.enable_x64(False):
+        jn.fit(lambda m: jn.losses.input_resistance(m, 62.5), seed000_neuron(), params=lambda m: m.gL, steps=2,
+               checkpoint=f32)
+    with pytest.raises(ValueError, match=r"another precision \(its losses are float32, this fit's are float64"):
+        jn.fit(lambda m: jn.losses.input_resistance(m, 62.5), seed000_neuron(), params=lambda m: m.gL, steps=4,
+               checkpoint=f32, resume=True)
+
+
+def test_identity_parameters_step_in_their_own_unit():
+    """README: Adam's first step is 0.05 in the unit of an Identity parameter (AdEx's
+    ``a``: 0.004 µS moves by 0.05, twelve times its value) and about 5 % for a
+    Positive one."""
+    def loss(m):
+        tr = jn.simulate(m, 60.0, stimuli=[jn.StepCurrent(0.8, 5.0, 1e9)], save_every=1.0)
+        return jnp.mean(tr.v)
+
+    r = jn.fit(loss, jn.AdEx(), params=lambda m: m.a, steps=1)
+    assert abs(r.param_history["a"][1] - r.param_history["a"][0]) == pytest.approx(0.05, rel=1e-6)
+    assert r.param_history["a"][0] == pytest.approx(0.004)
+    r = jn.fit(loss, jn.AdEx(), params=lambda m: m.a, steps=1, transforms=jn.fit.Positive())
+    assert abs(math.log(r.param_history["a"][1] / r.param_history["a"][0])) == pytest.approx(0.05, rel=1e-6)
+
+
 def test_the_loss_after_the_last_update_is_checked():
     # sqrt(gL - 0.015) decreases with gL: the sixth update takes gL below 0.015, and the
     # loss there is NaN. It is reported (warned, or raised), not silently returned.

@@ -257,3 +257,21 @@ def test_fit_names_a_model_that_is_not_a_module_and_a_loss_that_is_not_a_number(
         jn.fit(lambda m: "abc", seed000_neuron(), params=lambda m: m.gL, steps=1)
     with pytest.raises(ValueError, match="loss expects a function returning a scalar.*got a Trace"):
         jn.fit(lambda m: jn.simulate(m, 5.0), seed000_neuron(), params=lambda m: m.gL, steps=1)
+
+
+def test_reversed_windows_negative_count_weights_empty_targets_and_no_starts_are_refused(spiking):
+    """(before: a rate of 0 in a reversed window, a negative loss for a wrong spike
+    count, 0.0 for no targets, a TypeError from inside the jitted step for zero starts.)"""
+    spikes = jnp.array([[1.0, 5.0, jnp.inf]])
+    with pytest.raises(ValueError, match=r"firing_rate expects stop > start \(ms\), got start=100.0, stop=0.0"):
+        jn.losses.firing_rate(spikes, 10.0, 100.0, 0.0)
+    with pytest.raises(ValueError, match=r"firing_rate expects stop > start"):
+        jn.losses.firing_rate(spiking[0], 10.0, start=60.0, stop=20.0)
+    with pytest.raises(ValueError, match=r"spike_times: count_weight expects a number >= 0"):
+        jn.losses.spike_times(spikes, spikes, count_weight=-1.0)
+    with pytest.raises(ValueError, match=r"summary: targets is empty"):
+        jn.losses.summary(spiking[0], {})
+    neuron = jn.LIF(V_th=math.inf)
+    with pytest.raises(ValueError, match=r"init\['gL'\] holds no starting values \(shape \(0,\)\)"):
+        jn.fit(lambda m: jn.losses.input_resistance(m, 62.5), neuron, params=lambda m: m.gL,
+               init=jnp.zeros((0,)), steps=2)

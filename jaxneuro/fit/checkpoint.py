@@ -126,18 +126,29 @@ def save(path, *, step: int, u, opt_state, meta: dict, loss_history, param_histo
             old.unlink(missing_ok=True)
 
 
-def _state_file(path: Path) -> Path | None:
+def exists(path) -> bool:
+    """Whether the folder ``path`` holds a checkpoint: its ``state.json`` (written last,
+    so a run killed before its first checkpoint leaves none). A ``state.json`` that
+    cannot be read, or whose state file is missing, is a ValueError: resuming would
+    otherwise start afresh and overwrite it."""
+    path = Path(path)
+    if not (path / "state.json").exists():
+        return False
     try:
         doc = json.loads((path / "state.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return path / doc.get("state_file", "state.eqx")
-
-
-def exists(path) -> bool:
-    path = Path(path)
-    state = _state_file(path)
-    return state is not None and state.is_file()
+        state = path / doc["state_file"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(
+            f"checkpoint {path}: state.json cannot be read ({type(e).__name__}: {e}); it was damaged "
+            "after it was written (jaxneuro replaces it whole). Restore it, delete the folder to start "
+            "afresh, or use another checkpoint path"
+        ) from None
+    if not state.is_file():
+        raise ValueError(
+            f"checkpoint {path}: state.json names {state.name}, which is missing (removed after it was "
+            "written?). Restore it, delete the folder to start afresh, or use another checkpoint path"
+        )
+    return True
 
 
 def load(path, *, like_u, like_opt_state, meta: dict):
@@ -169,11 +180,20 @@ def load(path, *, like_u, like_opt_state, meta: dict):
     try:
         step_arr, u, opt_state = eqx.tree_deserialise_leaves(
             path / doc["state_file"], (jnp.asarray(0), like_u, like_opt_state))
-    except Exception as e:  # the saved state has another structure
+    except Exception as e:
+        # The optimiser's description matched above, so what differs is the precision
+        # or the file itself.
+        if "dtype" in str(e):
+            raise ValueError(
+                f"checkpoint {path} was written in another precision (its losses are "
+                f"{doc.get('loss_dtype')}, this fit's are {jnp.dtype(float).name}: jax_enable_x64 is set "
+                f"differently?); resume in the precision it was written in, or use another checkpoint "
+                f"path or resume=False ({type(e).__name__}: {e})"
+            ) from None
         raise ValueError(
-            f"checkpoint {path}: its optimiser state does not match this fit's optimizer (another "
-            f"optimiser or settings?); resume with the same optimizer, or use another checkpoint path "
-            f"or resume=False ({type(e).__name__}: {e})"
+            f"checkpoint {path}: {doc['state_file']} cannot be read as this fit's optimiser state "
+            f"(damaged or truncated, or written by another version of the optimiser); restore it, "
+            f"delete the folder to start afresh, or use another checkpoint path ({type(e).__name__}: {e})"
         ) from None
     if int(step_arr) != doc["step"]:
         raise ValueError(

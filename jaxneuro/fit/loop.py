@@ -484,6 +484,8 @@ def _initial_values(sel, tfs, x_model, n_starts, init, key):
             )
         if n_starts is not None and v.shape[0] != n_starts:
             raise ValueError(f"init[{name!r}] has {v.shape[0]} starts, n_starts is {n_starts}")
+        if v.shape[0] == 0:
+            raise ValueError(f"init[{name!r}] holds no starting values (shape {tuple(v.shape)}); give at least one")
         out.append(v)
     if len({v.shape[0] for v in out}) != 1:
         raise ValueError(f"init: every parameter needs the same number of starts, got {[v.shape[0] for v in out]}")

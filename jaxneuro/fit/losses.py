@@ -161,6 +161,9 @@ def spike_times(spikes, target, *, count_weight=1.0):
     ``count_weight · (count difference)²`` (ms²; the count term has no gradient, it
     only ranks fits with a wrong number of spikes). Mean over neurons.
     """
+    if isinstance(count_weight, (int, float)) and not count_weight >= 0:
+        raise ValueError(f"spike_times: count_weight expects a number >= 0 (ms² per spike² of count "
+                         f"difference), got {count_weight!r}")
     a, b = _pair(spikes, target, "spike_times")
     na = jnp.sum(jnp.isfinite(a), axis=-1)
     nb = jnp.sum(jnp.isfinite(b), axis=-1)
@@ -241,6 +244,8 @@ def firing_rate(source, target, start=None, stop=None, *, method="isi"):
     _check_values(target, "firing_rate")  # before to_base: under jit that is a tracer
     target = units.to_base(target, "target", units.Hz)
     start, stop = _plain(start, "start", units.ms), _plain(stop, "stop", units.ms)
+    if isinstance(start, (int, float)) and isinstance(stop, (int, float)) and not stop > start:
+        raise ValueError(f"firing_rate expects stop > start (ms), got start={start!r}, stop={stop!r}")
     if method not in ("isi", "count"):
         raise ValueError(f"firing_rate: method expects 'isi' or 'count', got {method!r}")
     if isinstance(source, Trace):
@@ -350,6 +355,8 @@ def summary(trace: Trace, targets: dict, *, scales: dict | None = None, **kwargs
     :func:`summary_statistics`, which gets ``kwargs``); ``scales`` default 1 in each
     statistic's unit (mV, spikes, Hz); targets may be quantities. Mean over
     compartments."""
+    if not targets:
+        raise ValueError("summary: targets is empty; give {statistic: target}, e.g. {'rate': 20.0}")
     stats = summary_statistics(trace, **kwargs)
     unknown = [k for k in targets if k not in stats]
     if unknown:
