@@ -381,6 +381,36 @@ def test_bad_swc_files(tmp_path):
         jn.Cell.from_swc(FILES[0], channels={"soma": [], "dend": [], "apic": []})
     with pytest.raises(ValueError, match="d_lambda"):
         jn.Cell.from_swc(FILES[0], d_lambda=0.0)
+    # Non-finite coordinates are named with their line (before: a NumPy warning, then
+    # "cannot convert float NaN to integer").
+    for bad in ("nan", "inf", "1e400"):
+        with pytest.raises(ValueError, match=r"bad\.swc:2: point 2 has coordinates .*must be finite"):
+            read_swc(write(f"1 1 0 0 0 5 -1\n2 3 {bad} 0 0 1 1\n"))
+    with pytest.raises(ValueError, match=r"bad\.swc:1: .*'1\.5' is not a whole number"):
+        read_swc(write("1.5 1 0 0 0 5 -1\n"))
+    # A misspelt channels key, or two keys for one type (before: ignored, or one won).
+    with pytest.raises(ValueError, match=r"channels: key 'dendrite' is not an SWC type"):
+        jn.Cell.from_swc(FILES[0], channels={"soma": [], "axon": [], "dendrite": [], "apic": []})
+    with pytest.raises(ValueError, match=r"channels: keys \[1, 'soma'\] all name SWC type 1"):
+        jn.Cell.from_swc(FILES[0], channels={1: [], "soma": [], "axon": [], "dend": [], "apic": []})
+    # A valid type the file lacks is fine: one mapping serves many files.
+    assert jn.Cell.from_swc(FILES[0], channels={"soma": [], "axon": [], "dend": [], "apic": [], 7: []}).n_segments > 0
+
+
+def test_ids_written_as_floats_read_as_neuron_reads_them(tmp_path, neuron_h):
+    """``1.0 1 0 0 0 5 -1.0``: Import3d reads such ids, types and parents as whole
+    numbers, and so does read_swc (before: "invalid literal for int()")."""
+    path = tmp_path / "floats.swc"
+    path.write_text("1.0 1.0 0 0 0 5 -1.0\n2.0 3.0 0 0 0 1 1.0\n3.0 3.0 10 0 0 1 2.0\n")
+    cell = jn.Cell.from_swc(path)
+    secs = _import3d(neuron_h, path)
+    try:
+        assert sorted(secs) == sorted(cell.section_names) == ["dend[0]", "soma[0]"]
+        for name, sec in secs.items():
+            assert float(cell.sections[cell.section_names.index(name)].length) == pytest.approx(sec.L, rel=1e-6)
+    finally:
+        for sec in secs.values():
+            neuron_h.delete_section(sec=sec)
 
 
 def test_swc_cell_benchmark_smoke(tmp_path, neuron_h):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -52,6 +53,18 @@ class Section3D(NamedTuple):
         return float(self.arc[-1])
 
 
+def _whole_number(field: str) -> int:
+    """An SWC id, type or parent: an integer, also written as one with a zero fraction
+    (``1.0``, ``-1.0``), which NEURON's Import3d reads too."""
+    try:
+        return int(field)
+    except ValueError:
+        value = float(field)
+        if not value.is_integer():
+            raise ValueError(f"{field!r} is not a whole number") from None
+        return int(value)
+
+
 def read_swc(path) -> list[SWCPoint]:
     """The points of an SWC file: ``id type x y z radius parent`` per line, ``#``
     comments. Raises ValueError for malformed lines, repeated ids or parent ids that
@@ -65,10 +78,12 @@ def read_swc(path) -> list[SWCPoint]:
         if len(parts) != 7:
             raise ValueError(f"{path}:{lineno}: an SWC line has 7 fields (id type x y z radius parent), got {len(parts)}")
         try:
-            pid, ptype, parent = int(parts[0]), int(parts[1]), int(parts[6])
+            pid, ptype, parent = (_whole_number(parts[i]) for i in (0, 1, 6))
             x, y, z, r = (float(v) for v in parts[2:6])
         except ValueError as e:
             raise ValueError(f"{path}:{lineno}: cannot read SWC line {line!r}: {e}") from e
+        if not all(math.isfinite(c) for c in (x, y, z)):
+            raise ValueError(f"{path}:{lineno}: point {pid} has coordinates {(x, y, z)}; they must be finite (µm)")
         if not r > 0:
             raise ValueError(f"{path}:{lineno}: point {pid} has radius {r}; radii must be > 0 µm")
         points.append(SWCPoint(pid, ptype, (x, y, z), r, parent))
@@ -283,6 +298,30 @@ def d_lambda_nseg(sec: Section3D, d_lambda, freq, Ra, cm) -> int:
     return int((sec.length / (d_lambda * lambda_f(sec, freq, Ra, cm)) + 0.9) / 2) * 2 + 1
 
 
+def _key_matches(key, swc_type) -> bool:
+    """Whether a ``channels`` key (a type number or name) names SWC type ``swc_type``."""
+    return key in (swc_type, SWC_TYPE_NAMES.get(swc_type), section_type_name(swc_type)) and not isinstance(key, bool)
+
+
+def _check_channel_keys(channels, types) -> None:
+    """A ValueError for a ``channels`` mapping key that is neither a type number nor a
+    section name stem (a misspelt name would otherwise be ignored; a valid type the
+    file lacks is fine, so one mapping serves many files), or a type named by two keys."""
+    present = ", ".join(f"{t} ({section_type_name(t)})" for t in sorted(types))
+    for key in channels:
+        is_type = isinstance(key, int) and not isinstance(key, bool)
+        if not (is_type or key in SWC_TYPE_NAMES.values() or re.fullmatch(r"(dend|minus)_\d+", str(key))):
+            raise ValueError(
+                f"channels: key {key!r} is not an SWC type; key by type number (1 soma, 2 axon, 3 dend, "
+                f"4 apic, others) or NEURON's section name stem ('soma', 'axon', 'dend', 'apic', "
+                f"'dend_<t>', 'minus_<t>'); this file has types {present}"
+            )
+    for t in types:
+        keys = [k for k in channels if _key_matches(k, t)]
+        if len(keys) > 1:
+            raise ValueError(f"channels: keys {keys} all name SWC type {t} ({section_type_name(t)}); give one")
+
+
 def _channels_for(channels, swc_type, name):
     if not isinstance(channels, Mapping):
         return channels
@@ -324,6 +363,8 @@ def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=None, freq=100
         if not value > 0 or not math.isfinite(value):
             raise ValueError(f"cell_from_swc: {label} must be a positive number, got {value}")
     sections = swc_sections(read_swc(path))
+    if isinstance(channels, Mapping):
+        _check_channel_keys(channels, {sec.type for sec in sections})
     cables, parents = [], []
     for sec in sections:
         cables.append(Cable(
