@@ -223,8 +223,8 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
 
         def flush(y):
             """``y`` with its held-back crossings written, if any neuron has one."""
-            events = jax.lax.cond(any_crossed(jnp.isfinite(y.events["pending"])), lambda ev: sys_b.model.flush_pending(ev),
-                                  lambda ev: ev, y.events)
+            held = any_crossed(jnp.isfinite(y.events["pending"]))
+            events = jax.lax.cond(held, lambda ev: sys_b.model.flush_pending(ev), lambda ev: ev, y.events)
             return type(y)(v=y.v, gates=y.gates, events=events)
 
         def one_step(s, carry):
