@@ -213,6 +213,13 @@ def test_bad_clamp_input_is_refused_with_the_parameter_named():
         jn.VoltageClamp(amp1=-20, dur1=5, density=True)
     with pytest.raises(ValueError, match="amp1"):
         jn.VoltageClamp(amp1=2 * jn.units.nA, dur1=5)
+    # A level of the wrong length for a population names the level (before: only "a
+    # stimulus amplitude of shape (3,)"); i_clamp without a clamp says where it comes from.
+    pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.Leak()], n=4)
+    with pytest.raises(ValueError, match=r"VoltageClamp fields of shape \{'amp2': \(3,\)\}: .*shape \(4,\)"):
+        jn.simulate(pop, 1.0, stimuli=[jn.VoltageClamp(amp1=-65, dur1=1, amp2=jnp.zeros(3), dur2=1)])
+    with pytest.raises(ValueError, match=r"unknown name\(s\) \['i_clamp'\].*jn\.VoltageClamp or jn\.DataVoltageClamp"):
+        jn.simulate(pop, 1.0, stimuli=[jn.StepCurrent(0.1)], record=("v", "i_clamp"))
 
 
 def test_action_potential_clamp_matches_neuron_vector_play(neuron_h):

@@ -184,7 +184,9 @@ def simulate(
     known = tuple(model.observables()) + stimulus_observables(model, stimuli)
     unknown = [r for r in record if r not in known]
     if unknown:
-        raise ValueError(f"record: unknown name(s) {unknown}; this model records {known}")
+        hint = ("; i_clamp is the current of a jn.VoltageClamp or jn.DataVoltageClamp among the stimuli"
+                if "i_clamp" in unknown else "")
+        raise ValueError(f"record: unknown name(s) {unknown}; this model records {known}{hint}")
 
     if init is not None:
         if v0 is not None:

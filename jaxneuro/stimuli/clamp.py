@@ -5,6 +5,7 @@ or from samples (:class:`DataVoltageClamp`)."""
 from __future__ import annotations
 
 import abc
+import dataclasses
 
 import jax.numpy as jnp
 
@@ -76,8 +77,14 @@ class AbstractVoltageClamp(AbstractStimulus):
         self.check_placement(model)
         vc, _ = self.command(t)
         g = self.conductance(t)
-        g_placed = model.place_current(self.target, g)  # µS per compartment
-        return model.place_current(self.target, g * vc) - g_placed * v
+        try:
+            g_placed = model.place_current(self.target, g)  # µS per compartment
+            placed = model.place_current(self.target, g * vc)
+        except ValueError as e:  # name the fields whose shapes do not fit
+            shaped = {f.name: tuple(jnp.shape(getattr(self, f.name))) for f in dataclasses.fields(self)
+                      if f.name != "target" and jnp.ndim(getattr(self, f.name)) > 0}
+            raise ValueError(f"{type(self).__name__} fields of shape {shaped}: {e}") from None
+        return placed - g_placed * v
 
 
 class VoltageClamp(AbstractVoltageClamp):
