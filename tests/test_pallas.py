@@ -90,6 +90,17 @@ def test_backend_validation():
         jn.simulate(cable, 1.0, backend="pallas")
     with pytest.raises(ValueError, match="backend expects one of"):
         jn.simulate(_population(), 1.0, backend="cuda")
+    # With adaptive steps or an adjoint too (before: any name ran, in one diffrax loop).
+    import diffrax
+
+    adaptive = dict(stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6), solver=diffrax.Tsit5())
+    for kw in (adaptive, dict(adjoint=diffrax.RecursiveCheckpointAdjoint())):
+        with pytest.raises(ValueError, match="backend expects one of"):
+            jn.simulate(_population(), 1.0, backend="cuda", **kw)
+        for backend in ("pallas", "sharded"):
+            with pytest.raises(ValueError, match=rf"backend='{backend}' runs the constant-step loop; .*'auto' or 'xla'"):
+                jn.simulate(_population(), 1.0, backend=backend, **kw)
+        assert jn.simulate(_population(), 1.0, backend="xla", **kw).v.shape[-1] == 6
     with pytest.raises(ValueError, match="summary"):
         jn.simulate(jn.LIF(n=2), 1.0, summary=SpikeSummary())
     # auto on the CPU: the XLA loop (the cable runs, the population too).
@@ -100,7 +111,7 @@ def test_backend_validation():
     assert jn.simulate(tabled, 1.0).v.shape == (41, 4)
     # A targeted stimulus with per-target amplitudes cannot become per-neuron weights.
     per_target = jn.StepCurrent(jnp.array([0.1, 0.2]), 0.0, 1e9, target=(1, 3))
-    with pytest.raises(ValueError, match="per-target amplitudes"):
+    with pytest.raises(ValueError, match="per-target parameters, e.g. amplitudes or delays"):
         jn.simulate(_population(), 1.0, stimuli=[per_target], backend="pallas")
     assert jn.simulate(_population(), 1.0, stimuli=[per_target]).v.shape == (41, 6)
     # A recorded current (samples looked up by time), even of as many samples as
@@ -108,9 +119,19 @@ def test_backend_validation():
     from jaxneuro.backends import pallas as P
 
     samples = jn.DataCurrent(values=jnp.linspace(0.0, 0.3, 6), dt=0.5)
-    with pytest.raises(ValueError, match=r"not an array of shape \(6,\) \(e.g. a DataCurrent's samples\)"):
+    with pytest.raises(ValueError, match=r"scalars only, not stimuli\[0\]\.values of shape \(6,\)"):
         jn.simulate(_population(), 1.0, stimuli=[samples], backend="pallas")
-    assert "DataCurrent" in P.unsupported(_population(), jn.StaggeredEuler(), None, [samples])
+    assert "stimuli[0].values" in P.unsupported(_population(), jn.StaggeredEuler(), None, [samples])
+    # A parameter of one value in a population of six is named (before: "e.g. a
+    # DataCurrent's samples"); so are per-target delays and the reason noise stays whole.
+    one = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=jnp.array([0.12]))], n=6)
+    with pytest.raises(ValueError, match=r"not model\.channels\[0\]\.gnabar of shape \(1,\)"):
+        jn.simulate(one, 1.0, backend="pallas")
+    delays = jn.StepCurrent(0.1, jnp.array([0.5, 1.0]), 1e9, target=(1, 3))
+    with pytest.raises(ValueError, match="per-target parameters, e.g. amplitudes or delays"):
+        jn.simulate(_population(), 1.0, stimuli=[delays], backend="pallas")
+    with pytest.raises(ValueError, match=r"NoiseCurrent .*\(it draws its random numbers per neuron"):
+        jn.simulate(_population(), 1.0, stimuli=[jn.NoiseCurrent(0.1, 0.1)], backend="pallas")
 
 
 def test_targeted_stimuli_across_blocks_equal_xla():
@@ -224,7 +245,9 @@ def test_gradient_through_kernel_lowers_for_gpu():
             system = System(model=model, stimuli=(make(amp),))
             saved, _ = P.integrate(jn.StaggeredEuler(), diffrax.ODETerm(vector_field), y0, system, record=("v",),
                                    t0=0.0, t1=2.0, dt=0.025, save_every_steps=20, n_save=5, interpret=False)
-            return jnp.sum(saved["v"])
+            # Not linear in v: the gradient needs the kernel's values (a linear loss's
+            # does not, and the kernel is then left out of the program).
+            return jnp.sum(saved["v"] ** 2)
 
         try:
             text = _lower_for_cuda(jax.grad(loss), 0.3)
@@ -297,6 +320,20 @@ def test_point_neurons_through_kernel_equal_xla(neuron, amp_max, capacity):
     assert a.spike_count[0] == 0 and a.spike_count[-1] >= 2
     if capacity == 3:
         assert a.spike_count.max() > 3 and np.all(np.isfinite(a.spikes[-1]))
+
+
+def test_second_derivatives_through_the_kernel_equal_xla():
+    """Hessians in both modes (before: the JVP rule's value was the bare kernel, so a
+    second derivative differentiated the kernel and failed)."""
+    def loss(g, backend):
+        m = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=g * jnp.array([1.0, 1.3]))], n=2)
+        tr = jn.simulate(m, 8.0, dt=0.025, stimuli=[jn.StepCurrent(0.2, 1.0, 1e9)], save_every=0.5, backend=backend)
+        return jnp.mean(tr.v)
+
+    want = jax.grad(jax.grad(loss))(0.1, "xla")
+    assert abs(float(want)) > 1.0
+    for second in (jax.hessian, lambda f: jax.grad(jax.grad(f)), lambda f: jax.jacfwd(jax.grad(f))):
+        np.testing.assert_allclose(second(lambda g: loss(g, "pallas"))(0.1), want, rtol=1e-9)
 
 
 @pytest.mark.parametrize("flush_every", [2, 3, 8])

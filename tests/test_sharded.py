@@ -240,7 +240,7 @@ def test_what_cannot_be_split_is_a_clear_error():
         jn.simulate(single, 1.0, backend="sharded")
     pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=4)
     per_target = jn.StepCurrent(jnp.array([0.1, 0.2]), 0.0, 1e9, target=(1, 3))
-    assert "per-target amplitudes" in sharded.unsupported(pop, None, None, [per_target])
+    assert "per-target parameters" in sharded.unsupported(pop, None, None, [per_target])
     assert sharded.unsupported(pop, None, None, devices=jax.local_devices()[:1]) == (
         "needs more than one device, found 1")
     with pytest.raises(ValueError, match="backend expects one of .*'sharded'"):

@@ -83,10 +83,11 @@ def unsupported(model, solver, y0, stimuli=()) -> str | None:
         return "does not look up rate tables (a channel has use_table=True)"
     system = System(model=model, stimuli=tuple(stimuli))
     n = int(model.shape[0])
-    for leaf, per_neuron in zip(jax.tree.leaves(system), population.per_neuron_mask(system, n)):
+    for (path, leaf), per_neuron in zip(jax.tree_util.tree_leaves_with_path(system),
+                                        population.per_neuron_mask(system, n)):
         if not per_neuron and jnp.ndim(leaf) > 0:
-            return (f"takes per-neuron and scalar parameters only, not an array of shape "
-                    f"{jnp.shape(leaf)} (e.g. a DataCurrent's samples)")
+            return (f"takes per-neuron parameters (shape ({n},)) and scalars only, not "
+                    f"{jax.tree_util.keystr(path).lstrip('.')} of shape {jnp.shape(leaf)}")
     return None
 
 
@@ -133,7 +134,9 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
 
     # Values from the kernel; derivatives from the XLA loop's JVP, which reverse mode
     # linearises and transposes as it would the XLA loop itself (the XLA forward pass
-    # is computed there too, for its residuals). Both modes work.
+    # is computed there too, for its residuals). Both modes work, to any order: the
+    # rule's value is run itself, so differentiating the rule again comes back here
+    # rather than to the kernel, which has no derivative of its own.
     @jax.custom_jvp
     def run(system, y0):
         return fused(system, y0)
@@ -141,7 +144,7 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
     @run.defjvp
     def run_jvp(primals, tangents):
         _, tangents_out = jax.jvp(xla, primals, tangents)
-        return fused(*primals), tangents_out
+        return run(*primals), tangents_out
 
     return run(system, y0)
 

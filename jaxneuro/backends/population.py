@@ -30,14 +30,15 @@ def problem(model, stimuli=()) -> str | None:
         return "does not run Networks"
     for stim in stimuli:
         if not getattr(stim, "splittable", True):
-            return (f"cannot cut a {type(stim).__name__} into slices of the population (its current "
-                    "reads the voltage, draws random numbers per neuron or holds a waveform per neuron)")
+            why = getattr(stim, "unsplittable_because", None) or (
+                "its current reads the voltage, draws random numbers per neuron or holds a waveform per neuron")
+            return f"cannot cut a {type(stim).__name__} into slices of the population ({why})"
         if getattr(stim, "target", None) is not None and jax.eval_shape(stim.current, 0.0).shape != ():
             # Targeted stimuli become per-neuron weights (Spread), which needs one
             # waveform for all their targets.
             return (f"spreads a targeted stimulus only when its current is one waveform for "
-                    f"all targets (target={stim.target!r} has per-target amplitudes); give "
-                    "per-neuron amplitudes with target=None")
+                    f"all targets (target={stim.target!r} has per-target parameters, e.g. amplitudes or "
+                    "delays); give per-neuron parameters with target=None (zero amplitude for the others)")
     return None
 
 

@@ -117,6 +117,8 @@ def simulate(
     local devices, each running the XLA loop on its slice (on a CPU, each core is a
     device: :mod:`jaxneuro.backends.sharded`); ``"auto"`` uses the kernel on a GPU and
     the split on a CPU with several cores when the model qualifies, else one XLA loop.
+    With adaptive steps or an ``adjoint``, diffrax runs one XLA loop: ``"auto"`` and
+    ``"xla"`` apply, ``"pallas"`` and ``"sharded"`` are refused.
 
     ``summary``: a :class:`~jaxneuro.SpikeSummary`; the trace then also holds each
     compartment's threshold-crossing times and counts (``trace.spikes``,
@@ -263,6 +265,13 @@ def simulate(
         )
         values, events = saved, (y_final.events if y0.events else None)
     else:
+        if backend not in backends.BACKENDS:
+            raise ValueError(f"backend expects one of {backends.BACKENDS}, got {backend!r}")
+        if backend in ("pallas", "sharded"):
+            raise ValueError(
+                f"backend={backend!r} runs the constant-step loop; with adaptive steps or an adjoint, "
+                "diffrax integrates in one XLA loop: use backend='auto' or 'xla'"
+            )
         if grad_checkpoints != "saves":
             raise ValueError(
                 f"grad_checkpoints={grad_checkpoints!r} applies to the constant-step loop; with adaptive "

@@ -36,6 +36,8 @@ class AbstractStimulus(eqx.Module):
     #: voltage or draw random numbers per neuron say False; populations driven by them
     #: run in one XLA loop.
     splittable: ClassVar[bool] = True
+    #: Why not, where ``splittable`` is False (the backends' refusal says it).
+    unsplittable_because: ClassVar[str | None] = None
 
     def __post_init__(self):
         self.target = normalise_target(self.target)

@@ -22,7 +22,8 @@ class AbstractVoltageClamp(AbstractStimulus):
     resistance ``rs`` (MΩ, a field of each subclass), injecting ``(vc - v)/rs`` nA
     while on. Subclasses give :meth:`command`."""
 
-    splittable = False  # its current reads the voltage
+    splittable = False
+    unsplittable_because = "its current reads the clamped compartment's voltage"
 
     def __post_init__(self):
         if self.density:

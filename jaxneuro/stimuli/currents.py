@@ -107,6 +107,8 @@ class DataCurrent(AbstractStimulus):
         compartment (values of shape ``(T, ...)``) is not cut along its second axis."""
         return np.ndim(self.values) == 1
 
+    unsplittable_because = "its values hold a waveform per compartment, shape (T, ...)"
+
     def current(self, t):
         value, inside = interpolate_samples(self.values, self.t0, self.dt, t)
         return jnp.where(inside, value, 0.0)

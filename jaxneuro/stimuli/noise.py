@@ -120,6 +120,7 @@ class NoiseCurrent(_Windowed):
 
     #: Samples are drawn per neuron: see :attr:`AbstractStimulus.splittable`.
     splittable: ClassVar[bool] = False
+    unsplittable_because: ClassVar[str] = "it draws its random numbers per neuron, from one key for the population"
 
     def check_run(self, *, t0, t1, dt, adaptive):
         """Refuses adaptive step sizes (a controller would step over samples and redraw
