@@ -19,9 +19,10 @@ as per-neuron weights; amplitudes may also be per neuron with ``target=None``).
 Gradients: values come from the kernel and derivatives from the XLA loop
 (``jax.custom_jvp``: the XLA loop's JVP gives the tangents, and reverse mode
 linearises and transposes it, computing the XLA forward pass for its residuals).
-Forward mode (``jax.jvp``, ``jax.jacfwd``) and reverse mode both work (this form,
-which replaced a ``custom_vjp`` after the last GPU run, is tested in interpret mode and
-lowered for CUDA in reverse mode by the tests; not yet run on a GPU).
+Forward mode (``jax.jvp``, ``jax.jacfwd``), reverse mode and second derivatives
+(``jax.hessian``) all work (this form, which replaced a ``custom_vjp`` after the last
+GPU run, is tested in interpret mode and lowered for CUDA in reverse mode by the tests;
+not yet run on a GPU).
 
 On a CPU the kernel runs in Pallas' interpret mode (a correctness check, not a fast
 path). On a GPU it is lowered through Triton; outputs are padded to powers of two
