@@ -107,3 +107,29 @@ def test_recorded_gates_are_neurons(neuron_h):
     assert np.ptp(m_n) > 0.5  # a spike
     np.testing.assert_allclose(trace.m_hh, m_n, rtol=0, atol=1e-10)
     np.testing.assert_allclose(trace.n_hh, n_n, rtol=0, atol=1e-10)
+
+
+def test_recorded_currents_are_neurons_one_sample_later(neuron_h):
+    """README: recorded currents are evaluated at each sample time from the state there;
+    NEURON records a step's currents at the step's end. So jaxneuro's ``i_inj``,
+    ``ina_hh`` and ``ik_hh`` at sample k are NEURON's ``IClamp.i``, ``ina`` and ``ik``
+    at sample k + 1, and the currents balance the membrane's."""
+    h = neuron_h
+    sec = _soma(h, "recorded_currents_soma", 20, 20, "hh")
+    stim = h.IClamp(sec(0.5))
+    stim.amp, stim.delay, stim.dur = 0.2, 2.0, 5.0
+    _, (v_n, i_n, ina_n, ik_n) = run_neuron(
+        h, 15, refs=(sec(0.5)._ref_v, stim._ref_i, sec(0.5)._ref_ina, sec(0.5)._ref_ik))
+    model = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    tr = jn.simulate(model, 15, stimuli=[jn.StepCurrent(0.2, 2.0, 5.0)],
+                     record=("v", "i_inj", "ina_hh", "ik_hh", "i_hh", "i_cap"))
+    got = {k: np.asarray(getattr(tr, k)) for k in ("v", "i_inj", "ina_hh", "ik_hh", "i_hh", "i_cap")}
+    assert np.max(np.abs(got["v"] - v_n)) < 1e-9
+    assert np.max(np.abs(got["i_inj"][:-1] - i_n[1:])) < 1e-12
+    assert np.max(np.abs(got["i_inj"] - i_n)) == pytest.approx(0.2)  # not at the same sample
+    for ours, theirs in (("ina_hh", ina_n), ("ik_hh", ik_n)):
+        assert np.max(np.abs(got[ours][:-1] - theirs[1:])) < 1e-9
+    assert np.max(np.abs(got["ina_hh"])) > 0.1  # a spike is in it
+    area_cm2 = math.pi * 20 * 20 * 1e-8
+    balance = (got["i_cap"] + got["i_hh"]) * area_cm2 * 1e6 - got["i_inj"]  # nA
+    assert np.max(np.abs(balance)) < 1e-10
