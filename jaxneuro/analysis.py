@@ -185,7 +185,7 @@ def _input_resistances(model, v_guess=None):
     return jax.lax.map(response, jnp.arange(n), batch_size=max(1, min(n, SOLVE_BATCH_VALUES // n)))
 
 
-def _step_stimulus(stimulus, name="stimulus", *, amp_matters=True) -> StepCurrent:
+def _step_stimulus(stimulus, name="stimulus", *, amp_matters=True, timed=True) -> StepCurrent:
     if not isinstance(stimulus, StepCurrent):
         raise ValueError(
             f"{name} expects a jn.StepCurrent (the step that produced the trace, or the step to "
@@ -198,7 +198,7 @@ def _step_stimulus(stimulus, name="stimulus", *, amp_matters=True) -> StepCurren
         )
     if units.is_concrete(stimulus.amp) and np.any(np.asarray(stimulus.amp) == 0):
         raise ValueError(f"{name}.amp must be non-zero to measure a response (nA)")
-    if units.is_concrete(stimulus.dur) and not np.all(np.isfinite(np.asarray(stimulus.dur))):
+    if timed and units.is_concrete(stimulus.dur) and not np.all(np.isfinite(np.asarray(stimulus.dur))):
         raise ValueError(f"{name}.dur must be finite to measure a response (ms)")
     return stimulus
 
@@ -279,7 +279,7 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
             raise ValueError(f"input_resistance(model): method must be 'steady_state', got {method!r}")
         source = source.precomputed()  # once for all the steady states below
         if stimulus is not None:
-            amp = _step_stimulus(stimulus).amp
+            amp = _step_stimulus(stimulus, timed=False).amp  # a steady state: the step's timing does not enter
             stimulus.check_placement(source)
             i_inj = source.place_current(stimulus.target, amp)
             rest = steady_state(source, 0.0, v_guess=v_guess).v

@@ -43,6 +43,19 @@ def test_input_resistance_of_passive_soma():
     assert float(jn.input_resistance(soma(), stim)) == pytest.approx(R_IN, rel=1e-10)
 
 
+def test_a_models_input_resistance_takes_a_step_of_any_duration():
+    """For a model only the step's amplitude and target enter (a steady state), so the
+    default endless step is fine (before: "stimulus.dur must be finite"); a trace's
+    measurement still needs the step's end."""
+    model = jn.Compartment(length=100, diam=500, channels=[jn.channels.Leak(g=1e-4, e=-70)])
+    endless = float(jn.input_resistance(model, jn.StepCurrent(1.0)))
+    assert endless == float(jn.input_resistance(model, jn.StepCurrent(1.0, 0.0, 5.0)))
+    assert endless == pytest.approx(1.0 / (1e-4 * math.pi * 100 * 500 * 1e-8) * 1e-6, rel=1e-9)
+    trace = jn.simulate(model, 20.0, stimuli=[jn.StepCurrent(1.0, 5.0)])
+    with pytest.raises(ValueError, match="stimulus.dur must be finite"):
+        jn.input_resistance(trace, jn.StepCurrent(1.0, 5.0))
+
+
 def test_trace_methods_need_the_step_onset_in_the_trace():
     """The baseline is the sample at or before the onset: a trace starting later (a
     window of it) has none, and its first sample, mid-step, was read as the baseline."""

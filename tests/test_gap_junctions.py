@@ -19,7 +19,7 @@ def passive_lif(n=None, C=1.0, gL=0.1, EL=-70.0):
 # --- convention -------------------------------------------------------------------------
 def test_asymmetric_weights_follow_brainpy_seed_003():
     # BrainPy itself, weights [2, 1] nS, V_pre -60, V_post -70: +20 pA into post,
-    # -10 pA into pre (the figure in DESIGN.md).
+    # -10 pA into pre (the figure on BrainPy's gap-junction page).
     net = jn.Network({"pre": passive_lif(3), "post": passive_lif(3)},
                      [jn.AsymmetryGapJunction("pre", "post", jn.conn.one_to_one, np.array([2.0, 1.0]) * u.nS)])
     state = net.init_state(jnp.concatenate([jnp.full(3, -60.0), jnp.full(3, -70.0)]))

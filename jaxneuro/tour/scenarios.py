@@ -243,7 +243,7 @@ def seed002_lif_table(out: Path) -> list[Check]:
     trace = jn.simulate(jn.LIF(), 100.0, dt=0.025, stimuli=[jn.StepCurrent(2.0)])
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(trace.t, trace.v)
-    ax.set(xlabel="t (ms)", ylabel="V (mV)", title="LIF, C = 1, gL = 0.1, I = 2")
+    ax.set(xlabel="t (ms)", ylabel="V (mV)", title="LIF, C = 1 nF, gL = 0.1 µS, I = 2 nA")
     fig.tight_layout()
     _savefig(fig, out, "seed002_lif.png")
     return rows
