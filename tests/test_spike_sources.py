@@ -50,6 +50,40 @@ def test_regular_train_matches_neuron_netstim_into_expsyn(neuron_h):
     assert float(trace["input"].spike_count[0]) == 4
 
 
+def test_arrivals_on_a_step_midpoint_count_in_that_step_as_in_neuron(neuron_h):
+    """NEURON delivers the events up to and including a step's midpoint. With a dyadic
+    step (0.125 ms) the midpoints are exact in both simulators: a source's spikes at
+    2.0625 and 4.5 ms with a delay of 1.5 ms arrive on the midpoints 3.5625 and 6.0625
+    and count in those steps (before: one step later, 0.05 mV off)."""
+    h = neuron_h
+    dt, t1, g_max, tau, delay = 0.125, 12.0, 0.01, 1.0, 1.5
+    soma = h.Section(name="midpoint_soma")
+    soma.L, soma.diam, soma.cm = 100, 500, 1
+    soma.insert("pas")
+    soma(0.5).pas.g, soma(0.5).pas.e = 1e-4, -70.0
+    syn = h.ExpSyn(soma(0.5))
+    syn.tau, syn.e = tau, 0.0
+    stim = h.NetStim()
+    stim.start, stim.interval, stim.number, stim.noise = 2.0625, 2.4375, 2, 0
+    nc = h.NetCon(stim, syn)
+    nc.delay, nc.weight[0] = delay, g_max
+    v_rec = h.Vector().record(soma(0.5)._ref_v)
+    h.dt = dt
+    h.finitialize(-70.0)
+    h.continuerun(t1)
+    v_n = np.asarray(v_rec)
+
+    post = jn.Compartment(length=100, diam=500, channels=[jn.channels.Leak(g=1e-4, e=-70.0)], n=1)
+    net = jn.Network({"input": jn.SpikeTrains([[2.0625, 4.5]]), "post": post},
+                     [jn.ExpSynapse("input", "post", jn.conn.one_to_one, g_max, tau, 0.0, delay,
+                                    delivery="neuron")])
+    v = np.asarray(jn.simulate(net, t1, dt=dt, v0=-70.0)["post"].v[:, 0])
+    assert v.shape == v_n.shape and np.ptp(v_n) > 0.5
+    onset = int(round((3.5625 + 0.5 * dt) / dt))  # the first sample after the arrival's step
+    assert v_n[onset] > -69.99 and v_n[onset - 1] == pytest.approx(-70.0, abs=1e-12)
+    assert np.max(np.abs(v - v_n)) < 1e-9
+
+
 def test_conductance_is_the_sum_of_kernels_and_sources_leave_the_solver_alone():
     """With exact delivery the recorded conductance is sum_k g_max·exp(-(t - t_k - d)/tau)
     at every step; a LIF population beside a source keeps its own (exponential) solver,

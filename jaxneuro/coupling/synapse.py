@@ -243,18 +243,26 @@ class AbstractSynapse(AbstractCoupling):
 
 _DELIVERIES = ("exact", "neuron")
 
-#: With ``delivery="neuron"``, arrivals within this many units of rounding (of the
-#: time's float type) below a step's midpoint count as on it, and wait for the next step.
+#: With ``delivery="neuron"`` below float64, arrivals within this many units of rounding
+#: (of the time's float type) below a step's midpoint count as on it, and wait for the
+#: next step.
 NEURON_TIE_ULPS = 4
 
 
 def _before_tie(t_mid):
     """The latest arrival time (ms) delivered at a step's midpoint ``t_mid`` with
-    ``delivery="neuron"``. An arrival on the midpoint itself waits for the next step,
-    as NEURON's 1e-10 ms threshold delay (``SpikeDetector(timing="neuron")``) makes it;
-    in float32 that offset is below the times' resolution, so the tie is broken here,
-    within a few units of rounding of the midpoint."""
-    return t_mid - NEURON_TIE_ULPS * jnp.finfo(jnp.result_type(t_mid)).eps * jnp.abs(t_mid)
+    ``delivery="neuron"``. In float64, ``t_mid`` itself: NEURON delivers the events up to
+    and including a step's midpoint (a spike source's arrival exactly on it counts in that
+    step), and a detected spike carries NEURON's 1e-10 ms threshold delay
+    (``SpikeDetector(timing="neuron")``), which puts an arrival after a delay of an odd
+    number of half steps just past the midpoint, into the next step. Below float64 that
+    offset is under the times' resolution, so the tie is broken here, within a few units
+    of rounding below the midpoint: such detected spikes, and spike sources' arrivals on
+    a midpoint, wait for the next step."""
+    dtype = jnp.result_type(t_mid)
+    if jnp.finfo(dtype).bits >= 64:
+        return t_mid
+    return t_mid - NEURON_TIE_ULPS * jnp.finfo(dtype).eps * jnp.abs(t_mid)
 
 
 class _ConductanceSynapse(AbstractSynapse):
