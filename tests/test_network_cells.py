@@ -102,6 +102,26 @@ def test_couplings_at_a_section_end_are_refused_where_neuron_has_a_node():
                    [jn.ExpSynapse(("cell", [("soma", 1.0)]), "small", jn.conn.all_to_all(), 0.01, 2.0)])
 
 
+def test_a_whole_number_x_after_a_section_name_is_a_location_as_for_stimuli():
+    """``("dend", 1)`` names no indices, so couplings take it as x = 1.0, as stimulus
+    targets do (before: refused with a message that did not say why); two integers
+    stay indices."""
+    soma, dend = dendritic_cell()
+    cell = jn.Cell([soma, dend], parents=[None, ("soma", 1.0)])
+    watched = jn.SpikeDetector(cell, threshold=0.0)
+    small = jn.Compartment(length=10.0, diam=2.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
+    whole, as_float = (jn.Network({"cell": watched, "small": small},
+                                  [jn.ExpSynapse(("cell", side), "small", jn.conn.all_to_all(), 0.01, 2.0)])
+                       for side in ([("dend", 1)], [("dend", 1.0)]))
+    assert int(whole.couplings[0].pre_index[0]) == int(as_float.couplings[0].pre_index[0]) == cell.index("dend", 1.0)
+    with pytest.raises(ValueError, match=r"coupling side \('cell', \('dend', 0\.0\)\): .*section's end"):
+        jn.Network({"cell": cell, "small": small},
+                   [jn.SymmetricGapJunction(("cell", ("dend", 0)), "small", jn.conn.one_to_one, 0.01)])
+    pair = jn.Network({"cell": cell, "small": small},
+                      [jn.SymmetricGapJunction(("cell", (3, 4)), "small", jn.conn.all_to_all(), 0.01)])
+    np.testing.assert_array_equal(np.asarray(pair.couplings[0].pre_index), [3, 4])
+
+
 def test_many_cells_as_one_cell_of_several_roots_equal_separate_cells():
     """Cells side by side in one jn.Cell (each root's parent None) run as one model,
     compiled once for all: each equals its own simulation."""

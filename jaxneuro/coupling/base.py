@@ -28,9 +28,19 @@ from .._repr import values_repr
 
 def _is_location(x) -> bool:
     """``(section, x)`` on a cell: a section name or index (None: the one section of a
-    cable) and a float position."""
-    return (isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], (float, np.floating))
-            and (x[0] is None or isinstance(x[0], (str, int, np.integer))) and not isinstance(x[0], bool))
+    cable) and a float position; after a section name, whole numbers too (``("dend", 1)``
+    names no indices, as for stimulus targets), while two integers are indices."""
+    if not (isinstance(x, tuple) and len(x) == 2) or isinstance(x[0], bool) or isinstance(x[1], (bool, np.bool_)):
+        return False
+    if isinstance(x[1], (float, np.floating)):
+        return x[0] is None or isinstance(x[0], (str, int, np.integer))
+    return isinstance(x[0], str) and isinstance(x[1], (int, np.integer))
+
+
+def _location(x) -> tuple:
+    """``(section, x)`` with the section as given (a name or None) or as an int index,
+    and ``x`` as a float."""
+    return (x[0] if x[0] is None or isinstance(x[0], str) else int(x[0]), float(x[1]))
 
 
 def normalise_side(side, label):
@@ -44,10 +54,9 @@ def normalise_side(side, label):
         if isinstance(side[1], (float, np.floating)):  # a bare x on a one-section cable
             return (side[0], ((None, float(side[1])),))
         if _is_location(side[1]):
-            return (side[0], (side[1],))
+            return (side[0], (_location(side[1]),))
         if isinstance(side[1], (list, tuple)) and side[1] and all(_is_location(x) for x in side[1]):
-            return (side[0], tuple((x[0] if x[0] is None or isinstance(x[0], str) else int(x[0]), float(x[1]))
-                                   for x in side[1]))
+            return (side[0], tuple(_location(x) for x in side[1]))
         idx = np.asarray(side[1])
         if idx.ndim == 0:
             idx = idx[None]
@@ -55,7 +64,7 @@ def normalise_side(side, label):
             raise ValueError(
                 f"{label} expects a population name, (name, indices) with a 1-D sequence of "
                 f"integer indices, or (name, (section, x)) / (name, [(section, x), ...]) on a "
-                f"cell, got {side!r}"
+                f"cell (x a float where the section is given by its index), got {side!r}"
             )
         return (side[0], tuple(int(i) for i in idx))
     raise ValueError(
