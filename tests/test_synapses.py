@@ -318,6 +318,14 @@ def test_detector_overflow_names_its_capacity_and_locations_need_cells():
                      [jn.ExpSynapse("pre", "post", jn.conn.one_to_one, 0.05, 2.0, 0.0, 1.0)])
     messages = _overflow_warnings(lambda: jn.simulate(net, 50.0, stimuli=[jn.StepCurrent(0.3, 1.0, 1e9, target="pre")]))
     assert len(messages) == 1 and "Raise SpikeDetector(..., capacity=...)" in messages[0], messages
+    assert "1 neuron(s) fired" in messages[0]
+    # On a cable the buffer's rows are its segments: they are counted as compartments.
+    cable = jn.Cable(200.0, 2.0, nseg=5, channels=[jn.channels.HH()])
+    net = jn.Network({"pre": jn.SpikeDetector(cable, capacity=1), "post": jn.LIF(n=1, V_th=np.inf)},
+                     [jn.ExpSynapse(("pre", 0.5), "post", jn.conn.one_to_one, 0.05, 2.0, 0.0, 1.0)])
+    messages = _overflow_warnings(lambda: jn.simulate(
+        net, 50.0, stimuli=[jn.StepCurrent(0.5, 1.0, 1e9, target=("pre", 0.5))]))
+    assert len(messages) == 1 and "5 compartment(s) fired" in messages[0], messages
     with pytest.raises(ValueError, match=r"coupling side \('post', .*need a cell population .*SpikeDetector"):
         jn.Network({"pre": jn.SpikeDetector(hh), "post": jn.SpikeDetector(hh)},
                    [jn.ExpSynapse("pre", ("post", [("soma", 0.5)]), jn.conn.all_to_all(), 0.05)])

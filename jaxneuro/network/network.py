@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..coupling.base import AbstractCoupling
-from ..solve.trace import report_overflow
+from ..solve.trace import report_overflow, spiking_units
 from ..stimuli.targets import population_target
 from ..coupling.gap import AbstractGapJunction
 from ..coupling.synapse import AbstractSynapse
@@ -440,7 +440,7 @@ def _report_overflow(member, pop, part):
     capacity = part.spikes.shape[-1]
     report_overflow(
         part.overflowed,
-        lambda n: (f"spike buffer overflow in population {member!r}: {n} neuron(s) fired more than "
+        lambda n: (f"spike buffer overflow in population {member!r}: {n} {spiking_units(pop)} fired more than "
                    f"spike_capacity={capacity} spikes; synapses from it miss the rest, "
                    f"trace[{member!r}].spikes keeps the first {capacity} and .spike_count has the true "
                    f"counts. Raise {_capacity_setting(pop)} to keep them all."),

@@ -21,7 +21,7 @@ from .fixed_step import steps_per_save
 from .staggered import StaggeredEuler
 from .summary import SpikeDetector, SpikeSummary
 from .system import System, stimulus_observables, vector_field
-from .trace import Trace, report_overflow
+from .trace import Trace, report_overflow, spiking_units
 from ..state import State
 
 
@@ -310,7 +310,7 @@ def simulate(
     capacity = spikes.shape[-1]
     report_overflow(
         trace.overflowed,
-        lambda n: (f"spike buffer overflow: {n} neuron(s) fired more than {capacity} spikes; trace.spikes "
+        lambda n: (f"spike buffer overflow: {n} {spiking_units(model)} fired more than {capacity} spikes; trace.spikes "
                    f"keeps the first {capacity}, trace.spike_count has the true counts. Raise {setting} "
                    "to keep them all."),
         stacklevel=2,  # simulate's caller

@@ -177,6 +177,12 @@ def _is_tracer(x):
     return isinstance(x, jax.core.Tracer)
 
 
+def spiking_units(model) -> str:
+    """What a spike buffer's rows are, for messages: the segments of a cable or cell (a
+    detector on it watches every segment), else neurons."""
+    return "compartment(s)" if getattr(model, "n_segments", 1) > 1 else "neuron(s)"
+
+
 def report_overflow(overflowed, message, *, stacklevel: int, at_run_time: bool) -> None:
     """A RuntimeWarning ``message(n)`` if ``n``, the number of neurons whose spike
     buffer overflowed (``overflowed``: a boolean per neuron), is not 0. Known values
