@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -583,6 +584,43 @@ def test_float32_steady_state_of_a_stiff_cell_converges_at_rounding(tmp_path):
     r64 = float(jn.input_resistance(cell)[cell.index("soma[0]", 0.5)])
     assert r64 == pytest.approx(207.1093, rel=1e-6)
     assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(r64, rel=1e-4)
+
+
+SWC = Path(__file__).parent / "data" / "small_cell_3pt.swc"
+
+
+def test_float32_steady_states_of_finely_cut_cables_and_cells():
+    """float32 steady states of cells whose axial conductances dwarf their membranes'
+    (before: a 500 µm cable cut into 1001 segments had an input resistance 436× too
+    large and Newton did not converge with a current; 301 segments -8 %; the SWC test
+    cell at 20 segments per section +5.6 % at the soma, its voltage under 0.01 nA
+    2.6e-3 mV off, above the documented 4e-4 mV). The Hines elimination without a C/dt
+    term now builds its pivots from the segments' own conductances, and Newton iterates
+    on voltages relative to their mean."""
+    code = (
+        "import jax, numpy as np, jaxneuro as jn\n"
+        "cab = lambda n: jn.Cable(length=500, diam=4, nseg=n, channels=[jn.channels.Leak(g=1e-4, e=-65)])\n"
+        "out = [float(jn.input_resistance(cab(n))[0]) for n in (301, 1001)]\n"
+        "out.append(float(np.ravel(jn.input_resistance(cab(1001), jn.StepCurrent(0.1, target=[0])))[0]))\n"
+        f"cell = jn.Cell.from_swc({str(SWC)!r}, channels=[jn.channels.Leak(g=1e-4, e=-65)], nseg=20)\n"
+        "k = cell.index('soma[0]', 0.5)\n"
+        "out.append(float(jn.input_resistance(cell)[k]))\n"
+        "out += [float(x) for x in jn.steady_state(cell, cell.place_current(('soma[0]', 0.5), 0.01)).v]\n"
+        "print(' '.join(repr(x) for x in out))\n"
+    )
+    env = dict(os.environ, JAX_ENABLE_X64="0", JAX_PLATFORMS="cpu")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = np.array([float(x) for x in run.stdout.strip().splitlines()[-1].split()])
+    cab = lambda n: jn.Cable(length=500, diam=4, nseg=n, channels=[jn.channels.Leak(g=1e-4, e=-65)])
+    want = [float(jn.input_resistance(cab(n))[0]) for n in (301, 1001)]
+    want.append(float(np.ravel(jn.input_resistance(cab(1001), jn.StepCurrent(0.1, target=[0])))[0]))
+    cell = jn.Cell.from_swc(SWC, channels=[jn.channels.Leak(g=1e-4, e=-65)], nseg=20)
+    want.append(float(jn.input_resistance(cell)[cell.index("soma[0]", 0.5)]))
+    assert want[0] == pytest.approx(163.799, abs=1e-3) and want[1] == pytest.approx(163.816, abs=1e-3)
+    np.testing.assert_allclose(got[:4], want, rtol=2e-5)
+    v64 = np.asarray(jn.steady_state(cell, cell.place_current(("soma[0]", 0.5), 0.01)).v)
+    assert np.max(np.abs(got[4:] - v64)) < 4e-4  # the documented float32 tolerance
 
 
 def test_active_soma_input_resistance_and_time_constant_as_neuron(neuron_h):

@@ -556,8 +556,14 @@ def test_tree_solve_rejects_unknown_methods():
     with pytest.raises(ValueError, match="tree_solve expects one of"):
         jn.StaggeredEuler(tree_solve="dense")
     coupling = seed002_cable(nseg=5).voltage_coupling()
-    with pytest.raises(ValueError, match="tree_solve expects one of"):
+    with pytest.raises(ValueError, match=r"method expects one of \('hines', 'paths', 'steady'\)"):
         coupling.solve(jnp.ones(5), jnp.ones(5), "dense")
+    with pytest.raises(ValueError, match=r"tree_solve expects one of \('hines', 'paths'\), got 'steady'"):
+        jn.StaggeredEuler(tree_solve="steady")  # the steady-state solve is not the time step's
+    # The steady-state order solves the same system (its pivots are built another way).
+    for d in (jnp.full(5, 1e-3), jnp.full(5, 40.0)):
+        np.testing.assert_allclose(coupling.solve(d, jnp.arange(5.0), "steady"),
+                                   coupling.solve(d, jnp.arange(5.0)), rtol=1e-12)
 
 
 def test_adjacent_zero_area_nodes_are_refused():

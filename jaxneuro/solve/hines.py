@@ -116,8 +116,9 @@ class TreeCoupling(eqx.Module):
         to compile; ``"paths"`` cuts the tree into paths of about √n nodes and
         eliminates them side by side (:func:`_partitioned`): the same solution to
         rounding, a 1000-compartment HH cell's run up to 1.1× faster on a CPU (0.99-1.10×),
-        but 0.2-0.4 s longer to compile (same-run figures in benchmarks/RESULTS.md)."""
-        check_tree_solve(method)
+        but 0.2-0.4 s longer to compile (same-run figures in benchmarks/RESULTS.md);
+        :data:`STEADY` for a ``diag`` without a ``C/dt`` term (steady states)."""
+        check_tree_solve(method, "method", steady=True)
         diag, rhs = jnp.broadcast_arrays(jnp.asarray(diag), jnp.asarray(rhs))
         return _tree_solve(method, self, diag, rhs)
 
@@ -195,12 +196,19 @@ def _linear_solve(method, coupling: TreeCoupling, diag, rhs):
 
 
 TREE_SOLVES = ("hines", "paths")
+#: ``TreeCoupling.solve``'s method for systems without a capacitive term, whose
+#: diagonal is small against the axial conductances (steady states, input
+#: resistances): the Hines order, pivots built from each node's own term
+#: (:func:`_eliminate_from_own`), which keeps float32 accurate there.
+STEADY = "steady"
 
 
-def check_tree_solve(method, name: str = "tree_solve") -> None:
-    """ValueError naming ``name`` unless ``method`` is one of :data:`TREE_SOLVES`."""
-    if method not in TREE_SOLVES:
-        raise ValueError(f"{name} expects one of {TREE_SOLVES}, got {method!r}")
+def check_tree_solve(method, name: str = "tree_solve", *, steady: bool = False) -> None:
+    """ValueError naming ``name`` unless ``method`` is one of :data:`TREE_SOLVES`
+    (or :data:`STEADY`, where ``steady``)."""
+    allowed = TREE_SOLVES + ((STEADY,) if steady else ())
+    if method not in allowed:
+        raise ValueError(f"{name} expects one of {allowed}, got {method!r}")
 
 
 def _hines(coupling: TreeCoupling, cd, b, method: str = "hines"):
@@ -209,6 +217,8 @@ def _hines(coupling: TreeCoupling, cd, b, method: str = "hines"):
     :meth:`TreeCoupling.solve`)."""
     plan = coupling._plan()
     g = jnp.broadcast_to(coupling._g(), cd.shape)
+    if method == STEADY:
+        return _eliminate_from_own(cd, b, g, plan.parent, plan.elimination)
     # Diagonal: own term plus every conductance touching the node.
     d = cd + g + coupling._children_sum(g)
     if plan.parent.size == 1:
@@ -217,6 +227,31 @@ def _hines(coupling: TreeCoupling, cd, b, method: str = "hines"):
     if part is None:
         return _eliminate(d, b, g, plan.parent, plan.elimination)
     return _partitioned(part, g, d, b)
+
+
+def _eliminate_from_own(e, b, g, parent, order):
+    """As :func:`_eliminate` for ``d = e + g + Σ_children g``, with each pivot built
+    from the nodes' own terms ``e`` rather than from ``d``: eliminating child ``c``
+    leaves its parent ``g_c·e_c/(e_c + g_c)`` of own term, where ``d_p - g_c²/d_c``
+    subtracts nearly equal numbers whenever ``e_c`` is small against the axial ``g``.
+    That is the case at steady state (no ``C/dt`` term): a 1001-segment cable's input
+    resistance came out 436× too large in float32. The same operations per node, but
+    one addition more on the dependency chain, which made a 1000-compartment cell's run
+    ~20 % slower on a CPU: time steps, whose ``C/dt`` keeps the own terms large, use
+    :func:`_eliminate`."""
+    e, b, g = (jnp.moveaxis(x, -1, 0) for x in (e, b, g))
+
+    def eliminate(carry, node):
+        e, b = carry
+        k, pk = node
+        inv_dk = 1.0 / (e[k] + g[k])
+        f = g[k] * inv_dk
+        e = e.at[pk].add(f * e[k])
+        b = b.at[pk].add(f * b[k])
+        return (e, b), (f, b[k] * inv_dk)
+
+    _, (f, b_scaled) = jax.lax.scan(eliminate, (e, b), (jnp.asarray(order), jnp.asarray(parent[order])))
+    return _substitute(f, b_scaled, parent, order, b)
 
 
 def _eliminate(d, b, g, parent, order):
@@ -240,7 +275,12 @@ def _eliminate(d, b, g, parent, order):
         return (d, b), (f, b[k] * inv_dk)
 
     _, (f, b_scaled) = jax.lax.scan(eliminate, (d, b), (jnp.asarray(order), jnp.asarray(parent[order])))
+    return _substitute(f, b_scaled, parent, order, b)
 
+
+def _substitute(f, b_scaled, parent, order, b):
+    """The back substitution of an elimination in ``order`` (node axis first in ``f``,
+    ``b_scaled``, ``b``; last in the result)."""
     def substitute(x, node):
         # x_k = (b_k + g_k·x_parent) / d_k, with both products taken in the
         # elimination: one multiply-add per node on this loop's dependency chain.
