@@ -113,7 +113,8 @@ def poisson_spikes(rate, t1, *, n=None, t0=0.0, seed=0, capacity=None) -> SpikeT
     of ``rate``, which may give each its own rate).
 
     Intervals are exponential with mean ``1000/rate`` ms, drawn from ``seed`` (an integer
-    or a JAX PRNG key). ``capacity``: slots per source (default: the mean count plus 8
+    or a JAX PRNG key) in the default float precision: one seed gives other trains in
+    float32 than in float64. ``capacity``: slots per source (default: the mean count plus 8
     standard deviations, at least 8); a train that would need more is a ValueError
     naming the setting (no spike is silently dropped)."""
     from ..stimuli.noise import prng_key
