@@ -417,7 +417,7 @@ def test_adex_train_gradients_as_the_readme_states():
     (30-100 % from about the 4th spike), while with a = 0 or b = 0 they stay within 6 %.
     d t_k / d amp against central differences of the simulated times."""
     def times(amp, **kw):
-        tr = jn.simulate(jn.AdEx(spike_capacity=16, **kw), 400.0, record=(),
+        tr = jn.simulate(jn.AdEx(spike_capacity=32, **kw), 400.0, record=(),
                          stimuli=[jn.StepCurrent(amp=amp, delay=0.0, dur=1e9)])
         return tr.spikes[:8]
 
