@@ -199,7 +199,7 @@ TREE_SOLVES = ("hines", "paths")
 #: ``TreeCoupling.solve``'s method for systems without a capacitive term, whose
 #: diagonal is small against the axial conductances (steady states, input
 #: resistances): the Hines order, pivots built from each node's own term
-#: (:func:`_eliminate_from_own`), which keeps float32 accurate there.
+#: (:func:`_eliminate` with ``own=True``), which keeps float32 accurate there.
 STEADY = "steady"
 
 
@@ -218,7 +218,7 @@ def _hines(coupling: TreeCoupling, cd, b, method: str = "hines"):
     plan = coupling._plan()
     g = jnp.broadcast_to(coupling._g(), cd.shape)
     if method == STEADY:
-        return _eliminate_from_own(cd, b, g, plan.parent, plan.elimination)
+        return _eliminate(cd, b, g, plan.parent, plan.elimination, own=True)
     # Diagonal: own term plus every conductance touching the node.
     d = cd + g + coupling._children_sum(g)
     if plan.parent.size == 1:
@@ -229,36 +229,21 @@ def _hines(coupling: TreeCoupling, cd, b, method: str = "hines"):
     return _partitioned(part, g, d, b)
 
 
-def _eliminate_from_own(e, b, g, parent, order):
-    """As :func:`_eliminate` for ``d = e + g + Σ_children g``, with each pivot built
-    from the nodes' own terms ``e`` rather than from ``d``: eliminating child ``c``
-    leaves its parent ``g_c·e_c/(e_c + g_c)`` of own term, where ``d_p - g_c²/d_c``
-    subtracts nearly equal numbers whenever ``e_c`` is small against the axial ``g``.
-    That is the case at steady state (no ``C/dt`` term): a 1001-segment cable's input
-    resistance came out 436× too large in float32. The same operations per node, but
-    one addition more on the dependency chain, which made a 1000-compartment cell's run
-    ~20 % slower on a CPU: time steps, whose ``C/dt`` keeps the own terms large, use
-    :func:`_eliminate`."""
-    e, b, g = (jnp.moveaxis(x, -1, 0) for x in (e, b, g))
-
-    def eliminate(carry, node):
-        e, b = carry
-        k, pk = node
-        inv_dk = 1.0 / (e[k] + g[k])
-        f = g[k] * inv_dk
-        e = e.at[pk].add(f * e[k])
-        b = b.at[pk].add(f * b[k])
-        return (e, b), (f, b[k] * inv_dk)
-
-    _, (f, b_scaled) = jax.lax.scan(eliminate, (e, b), (jnp.asarray(order), jnp.asarray(parent[order])))
-    return _substitute(f, b_scaled, parent, order, b)
-
-
-def _eliminate(d, b, g, parent, order):
+def _eliminate(d, b, g, parent, order, *, own: bool = False):
     """``x`` with ``(diag(d) - G) x = b`` on a tree by Hines elimination: one pass from
     the leaves to the roots, one back. ``g``: conductance to the parent (zero at
     roots, which are their own parents); ``order``: every child before its parent;
-    node axis last. O(n), but every step waits on the previous one's division."""
+    node axis last. O(n), but every step waits on the previous one's division.
+
+    ``own`` (static): ``d`` holds each node's own term ``e`` instead, the diagonal
+    being ``e + g + Σ_children g``, and the pivots are built from it: eliminating
+    child ``c`` leaves its parent ``g_c·e_c/(e_c + g_c)`` of own term, where
+    ``d_p - g_c²/d_c`` subtracts nearly equal numbers whenever ``e_c`` is small against
+    the axial ``g``. That is the case at steady state (no ``C/dt`` term): a
+    1001-segment cable's input resistance came out 436× too large in float32. The
+    same operations per node, but one addition more on the dependency chain, which
+    made a 1000-compartment cell's run 18-22 % slower on a CPU (benchmarks/RESULTS.md):
+    time steps, whose ``C/dt`` keeps the own terms large, use the full diagonal."""
     # Move the node axis first so scan walks over nodes.
     d, b, g = (jnp.moveaxis(x, -1, 0) for x in (d, b, g))
     g2 = -g * g  # outside the loop: one multiplication fewer on its dependency chain
@@ -268,19 +253,14 @@ def _eliminate(d, b, g, parent, order):
         k, pk = node
         # One division per node, here; the back substitution gets its two products
         # (g_k/d_k, b_k/d_k), so its own dependency chain is one multiply-add.
-        inv_dk = 1.0 / d[k]
+        inv_dk = 1.0 / (d[k] + g[k] if own else d[k])
         f = g[k] * inv_dk
-        d = d.at[pk].add(g2[k] * inv_dk)
+        d = d.at[pk].add(f * d[k] if own else g2[k] * inv_dk)
         b = b.at[pk].add(f * b[k])
         return (d, b), (f, b[k] * inv_dk)
 
     _, (f, b_scaled) = jax.lax.scan(eliminate, (d, b), (jnp.asarray(order), jnp.asarray(parent[order])))
-    return _substitute(f, b_scaled, parent, order, b)
 
-
-def _substitute(f, b_scaled, parent, order, b):
-    """The back substitution of an elimination in ``order`` (node axis first in ``f``,
-    ``b_scaled``, ``b``; last in the result)."""
     def substitute(x, node):
         # x_k = (b_k + g_k·x_parent) / d_k, with both products taken in the
         # elimination: one multiply-add per node on this loop's dependency chain.
