@@ -184,8 +184,7 @@ class SpikeDetector(AbstractModel):
         count = y0.events["count"]
         if self.pending_slots:  # held back, in the slot after those already held
             pending = y0.events["pending"]
-            held = jnp.sum(jnp.isfinite(pending).astype(count.dtype), axis=-1)
-            events = dict(y0.events, pending=write_by_select(pending, held, crossed, crossing_times()),
+            events = dict(y0.events, pending=write_by_select(pending, _held(pending, count), crossed, crossing_times()),
                           count=count + crossed.astype(count.dtype))
         elif self.skip_quiet_steps:
             events = jax.lax.cond(any_crossed(crossed), record, lambda ev: ev, y0.events)
@@ -203,7 +202,7 @@ class SpikeDetector(AbstractModel):
         their slots (after the ``count`` minus held ones already written; none past
         ``capacity``) and ``"pending"`` emptied."""
         pending, count = events["pending"], events["count"]
-        written = count - jnp.sum(jnp.isfinite(pending).astype(count.dtype), axis=-1)
+        written = count - _held(pending, count)
         slots = jnp.arange(pending.shape[-1])
         spikes = events["spikes"]
         for j in range(pending.shape[-1]):
@@ -211,6 +210,12 @@ class SpikeDetector(AbstractModel):
             t = jnp.max(jnp.where(slots == j, pending, -jnp.inf), axis=-1)
             spikes = write_by_select(spikes, written + j, jnp.isfinite(t), t)
         return dict(events, spikes=spikes, pending=jnp.full_like(pending, jnp.inf))
+
+
+def _held(pending, count):
+    """How many crossing times each compartment holds back (the finite ones of
+    ``pending``), in ``count``'s dtype."""
+    return jnp.sum(jnp.isfinite(pending).astype(count.dtype), axis=-1)
 
 
 def any_crossed(crossed):
