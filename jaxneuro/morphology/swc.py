@@ -298,9 +298,11 @@ def d_lambda_nseg(sec: Section3D, d_lambda, freq, Ra, cm) -> int:
     return int((sec.length / (d_lambda * lambda_f(sec, freq, Ra, cm)) + 0.9) / 2) * 2 + 1
 
 
-def _key_matches(key, swc_type) -> bool:
-    """Whether a ``channels`` key (a type number or name) names SWC type ``swc_type``."""
-    return key in (swc_type, SWC_TYPE_NAMES.get(swc_type), section_type_name(swc_type)) and not isinstance(key, bool)
+def _keys_for(channels, swc_type) -> list:
+    """The ``channels`` keys naming SWC type ``swc_type``: its number, its name, or
+    NEURON's section name stem for it."""
+    names = (swc_type, SWC_TYPE_NAMES.get(swc_type), section_type_name(swc_type))
+    return [k for k in channels if k is not None and not isinstance(k, bool) and k in names]
 
 
 def _check_channel_keys(channels, types) -> None:
@@ -317,7 +319,7 @@ def _check_channel_keys(channels, types) -> None:
                 f"'dend_<t>', 'minus_<t>'); this file has types {present}"
             )
     for t in types:
-        keys = [k for k in channels if _key_matches(k, t)]
+        keys = _keys_for(channels, t)
         if len(keys) > 1:
             raise ValueError(f"channels: keys {keys} all name SWC type {t} ({section_type_name(t)}); give one")
 
@@ -325,9 +327,9 @@ def _check_channel_keys(channels, types) -> None:
 def _channels_for(channels, swc_type, name):
     if not isinstance(channels, Mapping):
         return channels
-    for key in (swc_type, SWC_TYPE_NAMES.get(swc_type), section_type_name(swc_type)):
-        if key is not None and key in channels:
-            return channels[key]
+    keys = _keys_for(channels, swc_type)  # at most one: _check_channel_keys
+    if keys:
+        return channels[keys[0]]
     raise ValueError(
         f"channels: no entry for SWC type {swc_type} ({SWC_TYPE_NAMES.get(swc_type, 'custom')}, "
         f"section {name}); give channels for it, keyed by type number or name"
