@@ -21,12 +21,17 @@ from . import pallas, population, sharded
 BACKENDS = ("auto", "xla", "pallas", "sharded")
 
 
+def check(backend) -> None:
+    """ValueError unless ``backend`` is one of :data:`BACKENDS`."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend expects one of {BACKENDS}, got {backend!r}")
+
+
 def choose(backend: str, model, solver, y0, stimuli=()) -> str:
     """``"xla"``, ``"pallas"`` or ``"sharded"`` for ``backend`` (one of
     :data:`BACKENDS`); a ValueError when ``"pallas"`` or ``"sharded"`` is asked for a
     model, solver or stimuli it cannot run."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend expects one of {BACKENDS}, got {backend!r}")
+    check(backend)
     if backend == "xla":
         return "xla"
     if backend in ("pallas", "sharded"):
@@ -44,4 +49,4 @@ def choose(backend: str, model, solver, y0, stimuli=()) -> str:
     return "xla"
 
 
-__all__ = ["BACKENDS", "choose", "pallas", "population", "sharded"]
+__all__ = ["BACKENDS", "check", "choose", "pallas", "population", "sharded"]

@@ -265,8 +265,7 @@ def simulate(
         )
         values, events = saved, (y_final.events if y0.events else None)
     else:
-        if backend not in backends.BACKENDS:
-            raise ValueError(f"backend expects one of {backends.BACKENDS}, got {backend!r}")
+        backends.check(backend)
         if backend in ("pallas", "sharded"):
             raise ValueError(
                 f"backend={backend!r} runs the constant-step loop; with adaptive steps or an adjoint, "
