@@ -383,6 +383,9 @@ def test_held_back_crossings_lower_for_gpu(monkeypatch):
     with jax.enable_x64(False):
         model = SpikeDetector(_population(n=300, dtype=jnp.float32), threshold=0.0, capacity=16)
         assert "triton" in _lower_kernel_for_cuda(model, jn.StepCurrent(0.2, 2.0, 1e9)).lower()
+    # Only a loop that flushes them may hold crossings back: not a user's setting.
+    with pytest.raises(TypeError, match="pending_slots"):
+        SpikeDetector(_population(n=3), pending_slots=2)
 
 
 def test_summary_of_any_capacity_through_kernel():

@@ -100,8 +100,9 @@ class SpikeDetector(AbstractModel):
     #: a step then puts its crossing times in ``events["pending"]`` (shape
     #: ``(..., pending_slots)``, ``inf`` where empty), with no test across the block of
     #: neurons, and the kernel moves them into the buffer every few steps
-    #: (:meth:`flush_pending`). Same spikes and counts.
-    pending_slots: int = eqx.field(default=0, static=True)
+    #: (:meth:`flush_pending`). Same spikes and counts. Not a constructor argument: held
+    #: crossings are written only by a loop that flushes them.
+    pending_slots: int = eqx.field(default=0, static=True, init=False, repr=False)
 
     def __post_init__(self):
         if not isinstance(self.model, AbstractModel):
