@@ -107,7 +107,7 @@ class AdEx(AbstractSpikingNeuron):
     def after_spike(self, gates, spiked):
         return {**gates, "w": gates["w"] + jnp.where(spiked, self.b, 0.0)}
 
-    def upswing_crossing_time(self, v_start, gates, a, b, v_th):
+    def upswing_crossing(self, v_start, gates, a, b, v_th, drift):
         """The time to ``V_peak`` with ``w`` and the input frozen over the step,
         integrated in ``y = -exp(-(V - V_T)/Delta_T)``, which moves almost linearly in
         time on the exponential upswing. The frozen flow is convex in ``V``, smallest
@@ -117,7 +117,7 @@ class AdEx(AbstractSpikingNeuron):
             return self.V_T + self.Delta_T * jnp.log(jnp.maximum(1.0 - slope * self.C / self.gL, 1e-30))
 
         return self._frozen_crossing_time(v_start, gates, a, b, v_th, self._upswing_y, self._upswing_v,
-                                          lowest=lowest)
+                                          drift, lowest=lowest)
 
     def upswing_coordinate(self):
         return self._upswing_y, self._upswing_v

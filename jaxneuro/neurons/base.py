@@ -72,13 +72,16 @@ class AbstractSpikingNeuron(AbstractModel):
         """The voltage reported by ``record=("v",)``: ``v`` unless overridden."""
         return v
 
-    def upswing_crossing_time(self, v_start, gates: dict, a, b, v_th):
-        """Time (ms) from ``v_start`` to ``v_th`` on a model-specific estimate of the
-        upswing within the step (``inf`` where it does not get there), or ``None``
-        (the default) to use only the step's flow linearised in ``v``, which is exact
-        for linear dynamics but underestimates a convex upswing (exponential,
-        quadratic) and would find the spike up to a step late. Where given, the spike
-        is the earlier of the two."""
+    def upswing_crossing(self, v_start, gates: dict, a, b, v_th, drift):
+        """``(time, mean drift)`` on a model-specific estimate of the upswing within the
+        step, or ``None`` (the default) to use only the step's flow linearised in ``v``,
+        which is exact for linear dynamics but underestimates a convex upswing
+        (exponential, quadratic) and would find the spike up to a step late. ``time``
+        (ms) is from ``v_start`` to ``v_th`` (``inf`` where the estimate does not get
+        there; where given, the spike is the earlier of the two estimates); ``mean
+        drift`` is ``{gate: d gate/dt}`` averaged over time along that upswing, from
+        ``drift(v)`` (the gates' drift at voltage ``v``, gates frozen at the step
+        start), which the gates move by on the upswing (see :meth:`resolve_events`)."""
         return None
 
     def _injected_flow(self, v_start, gates, a, b):
@@ -90,7 +93,8 @@ class AbstractSpikingNeuron(AbstractModel):
         i_m, di_m = jax.jvp(lambda v: self.membrane_current(v, gates), (v_start,), (jnp.ones_like(v_start),))
         return a + b * v_start + i_m / c, b + di_m / c
 
-    def _frozen_crossing_time(self, v_start, gates, a, b, v_th, coordinate, inverse, order=8, lowest=None):
+    def _frozen_crossing_time(self, v_start, gates, a, b, v_th, coordinate, inverse, drift, order=8,
+                              lowest=None):
         """``∫ dv / F(v)`` from ``v_start`` to ``v_th`` for the flow with gates and
         input frozen at the step start, ``F = I(v)/C - membrane_current(v, gates)/C``
         (the injected ``I/C``, linear in ``v`` under a clamp, from
@@ -106,7 +110,11 @@ class AbstractSpikingNeuron(AbstractModel):
         point lies below the threshold: a clamp holding the neuron above ``V_T``), and
         the time is at least the distance to it over ``F(v_start)``, the fastest ``F``
         gets below it (a clamp's fast approach, which the nodes skip), which costs less
-        than splitting the integral there."""
+        than splitting the integral there.
+
+        Returns ``(time, mean drift)``: also the gates' drift (``drift(v)``, a dict
+        ``{gate: d gate/dt}``) averaged over time along the same path, the nodes
+        weighted by the time spent near them."""
         c = self.capacitance
         drive, slope = self._injected_flow(v_start, gates, a, b)
         v_end = jnp.broadcast_to(v_th, jnp.shape(v_start))
@@ -117,6 +125,7 @@ class AbstractSpikingNeuron(AbstractModel):
         y0, y1 = coordinate(v_start), coordinate(v_end)
         ok = y1 > y0
         total = jnp.zeros_like(y0)
+        drift_total = {k: jnp.zeros_like(y0) for k in gates}
         # Node by node with the nodes and weights as Python floats: arrays of them would
         # be constants captured by the fused GPU kernel, which Pallas refuses.
         for x, w in zip(*np.polynomial.legendre.leggauss(order)):
@@ -124,17 +133,19 @@ class AbstractSpikingNeuron(AbstractModel):
             dy = jax.jvp(coordinate, (vs,), (jnp.ones_like(vs),))[1]
             rate = dy * flow(vs)
             ok = ok & (rate > 0)
-            total = total + float(w) / jnp.where(rate > 0, rate, 1.0)
+            weight = float(w) / jnp.where(rate > 0, rate, 1.0)
+            total = total + weight
+            drift_total = {k: drift_total[k] + weight * x for k, x in drift(vs).items()}
         t = 0.5 * (y1 - y0) * total
         if lowest is None:
-            return jnp.where(ok, t, jnp.inf)
+            return jnp.where(ok, t, jnp.inf), _mean(drift_total, total, ok)
         # F falls from v_start to its minimum at v_split: no time below the distance over
         # F(v_start), which bounds a clamp's fast approach that the nodes skip.
         v_split = jnp.clip(lowest(slope), v_start, v_end)
         f_start = a + b * v_start  # = flow(v_start), the step's own flow there
         bound = (v_split - v_start) / jnp.where(f_start > 0, f_start, 1.0)
         ok = ok & (flow(v_split) > 0) & (f_start > 0)
-        return jnp.where(ok, jnp.maximum(t, bound), jnp.inf)
+        return jnp.where(ok, jnp.maximum(t, bound), jnp.inf), _mean(drift_total, total, ok)
 
     def flow_after_reset(self, y0: State, gates: dict, a, b):
         """``(a, b)`` of the linearised flow ``dv/dt = a + b·v`` on which the voltage
@@ -252,16 +263,34 @@ class AbstractSpikingNeuron(AbstractModel):
 
         crossed = ~held & (v_free >= v_th)
         s = linear_crossing_time(v_start, a, b, v_th)
-        s_up = self.upswing_crossing_time(v_start, y0.gates, a, b, v_th)
-        if s_up is not None:
+        elapsed = t1 - t_start
+
+        def drift(v):
+            return self.vector_field(t1, State(v=v, gates=y0.gates, events=y0.events), 0.0).gates
+
+        up = self.upswing_crossing(v_start, y0.gates, a, b, v_th, drift)
+        drift_up = None
+        if up is not None:
+            s_up, drift_up = up
             s = jnp.minimum(s, s_up)
-            crossed = ~held & ((v_free >= v_th) | (s <= t1 - t_start))
-            v_free = jnp.where(held, v_free, self._towards_upswing(v_free, v_start, v_th, s_up, t1 - t_start))
+            crossed = ~held & ((v_free >= v_th) | (s <= elapsed))
+            weight = self._upswing_weight(s_up, elapsed)
+            v_free = jnp.where(held, v_free, self._towards_upswing(v_free, v_start, v_th, s_up, elapsed, weight))
         s = jnp.where(v_start >= v_th, 0.0, s)
-        t_spike = t_start + jnp.clip(s, 0.0, t1 - t_start)
+        t_spike = t_start + jnp.clip(s, 0.0, elapsed)
         new_ref_end = jnp.where(crossed, t_spike + t_ref, ref_end)
         rest = jnp.where(crossed & (new_ref_end < t1), t1 - new_ref_end, 0.0)
         gates = self._gates_after_spike(t1, y1, crossed, t1 - t_spike, v_reset)
+        if drift_up:
+            # The solver advanced the gates at the step's end voltage; on the upswing
+            # they move at its drift instead: up to the spike where there is one, and
+            # weighed in as the voltage is (_towards_upswing) in the steps before it.
+            # Continuous in the spike's place in the step, so later spike times are
+            # smooth in the parameters (an adapting AdEx's gradient was off by up to
+            # 2x from the 4th spike on with the end voltage alone).
+            at_end = drift(y1.v)
+            span = jnp.where(crossed, t_spike - t_start, jnp.where(held, 0.0, weight * elapsed))
+            gates = {k: g + (drift_up[k] - at_end[k]) * span for k, g in gates.items()}
         a_r, b_r = self.flow_after_reset(y0, gates, a, b)
         v_after = jnp.where(new_ref_end >= t1, v_reset, linear_flow(v_reset, a_r, b_r, rest))
         v1 = jnp.where(crossed, v_after, v_free)
@@ -280,7 +309,16 @@ class AbstractSpikingNeuron(AbstractModel):
         }
         return State(v=v1, gates=gates, events=events)
 
-    def _towards_upswing(self, v_free, v_start, v_th, s_up, elapsed):
+    @staticmethod
+    def _upswing_weight(s_up, elapsed):
+        """How much of the upswing estimate a step takes (:meth:`_towards_upswing`):
+        0 where it reaches the threshold two steps or more from the step's start
+        (``s_up`` ms, ``elapsed`` ms of free flow in this step), 1 at one step."""
+        finite = jnp.isfinite(s_up) & (s_up > elapsed)
+        s_safe = jnp.where(finite, s_up, 2.0 * elapsed + 1.0)
+        return jnp.where(finite, jnp.clip(2.0 - s_safe / jnp.maximum(elapsed, 1e-30), 0.0, 1.0), 0.0)
+
+    def _towards_upswing(self, v_free, v_start, v_th, s_up, elapsed, weight):
         """The voltage carried to the next step where no spike is found in this one:
         ``v_free`` (the step's linearised flow), raised towards the upswing estimate's
         voltage at the step's end where that estimate reaches ``v_th`` within two
@@ -300,14 +338,13 @@ class AbstractSpikingNeuron(AbstractModel):
         forward, inverse = coordinate
         finite = jnp.isfinite(s_up) & (s_up > elapsed)
         s_safe = jnp.where(finite, s_up, 2.0 * elapsed + 1.0)
-        weight = jnp.clip(2.0 - s_safe / jnp.maximum(elapsed, 1e-30), 0.0, 1.0)
         y_start, y_th = forward(v_start), forward(jnp.broadcast_to(v_th, jnp.shape(v_start)))
         v_est = inverse(y_start + (y_th - y_start) * jnp.clip(elapsed / s_safe, 0.0, 1.0))
         return jnp.where(finite & (weight > 0), v_free + weight * jnp.maximum(v_est - v_free, 0.0), v_free)
 
     def upswing_coordinate(self):
         """``(coordinate, inverse)``: functions of the voltage in which the upswing of
-        :meth:`upswing_crossing_time` moves nearly linearly in time, or None (default,
+        :meth:`upswing_crossing` moves nearly linearly in time, or None (default,
         with no upswing estimate)."""
         return None
 
@@ -347,6 +384,11 @@ class AbstractSpikingNeuron(AbstractModel):
 
     def _zero_events(self, events):
         return jax.tree.map(jnp.zeros_like, events)
+
+
+def _mean(totals: dict, total, ok) -> dict:
+    """``totals / total`` where ``ok``, else 0 (no upswing to average over)."""
+    return {k: jnp.where(ok, x / jnp.where(ok, total, 1.0), 0.0) for k, x in totals.items()}
 
 
 def _nonzero(value) -> bool:

@@ -131,14 +131,14 @@ class Izhikevich(AbstractSpikingNeuron):
     def flow_after_reset(self, y0, gates, a, b):
         return self._flow_at_reset(y0, gates, a, b)
 
-    def upswing_crossing_time(self, v_start, gates, a, b, v_th):
+    def upswing_crossing(self, v_start, gates, a, b, v_th, drift):
         """The time to ``V_peak`` with ``u`` and the input frozen over the step (the
         quadratic upswing integrated by quadrature); the frozen flow is a convex
         parabola in ``v``, smallest where its slope vanishes."""
         def lowest(slope):
             return 0.5 * (self.V_r + self.V_t) - slope * self.C / (2.0 * self.k)
 
-        return self._frozen_crossing_time(v_start, gates, a, b, v_th, lambda v: v, lambda v: v, lowest=lowest)
+        return self._frozen_crossing_time(v_start, gates, a, b, v_th, lambda v: v, lambda v: v, drift, lowest=lowest)
 
     def upswing_coordinate(self):
         # The quadratic upswing: the voltage itself (as its quadrature takes it).
