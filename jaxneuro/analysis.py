@@ -21,7 +21,7 @@ import numpy as np
 from . import units
 from .model import AbstractModel
 from .solve import hines
-from .solve.trace import TIME_TOLERANCE, Trace, within
+from .solve.trace import TIME_TOLERANCE, Trace, check_inside, within
 from .state import State
 from .stimuli import StepCurrent
 
@@ -585,6 +585,11 @@ def as_spike_times(spikes, what: str, arg: str = "spikes"):
     spike, as :func:`spike_times` gives them: a voltage trace passed by mistake is
     refused, not read as spike times."""
     if isinstance(spikes, Trace):
+        if spikes.spikes is None and spikes.parts is not None:
+            raise ValueError(
+                f"{what}: a Network's trace holds one trace per population; pass one, trace[name], "
+                f"with a name among {tuple(spikes.parts)}"
+            )
         if spikes.spikes is None:
             raise ValueError(
                 f"{what}: this trace has no spike events of its own; pass jn.spike_times(trace, threshold) "
@@ -632,8 +637,9 @@ def firing_rate(spikes, start, stop):
     A Trace whose spike buffer overflowed (a neuron fired more spikes than it keeps:
     ``trace.overflowed``) knows that neuron's rate only in windows that end by its last
     kept spike; elsewhere the rate is NaN, not a count cut short, with a
-    RuntimeWarning where the values are known. Under ``jit``, where ``stop <= start``
-    cannot be refused, the rate is NaN."""
+    RuntimeWarning where the values are known. A window reaching outside a Trace's
+    ``span`` is refused (the rate would be diluted by time not simulated). Under
+    ``jit``, where ``stop <= start`` cannot be refused, the rate is NaN."""
     start = units.to_base(start, "start", units.ms)
     stop = units.to_base(stop, "stop", units.ms)
     if units.is_concrete(stop) and units.is_concrete(start) and not (
@@ -644,6 +650,8 @@ def firing_rate(spikes, start, stop):
             f"start={np.asarray(start)}, stop={np.asarray(stop)}"
         )
     trace = spikes if isinstance(spikes, Trace) else None
+    if trace is not None and units.is_concrete(start) and units.is_concrete(stop) and trace.t.ndim == 1:
+        check_inside(trace, start, stop, "firing_rate")
     spikes = as_spike_times(spikes, "firing_rate")
     per_neuron = spikes.shape[:-1]
     for name, x in (("start", start), ("stop", stop)):

@@ -35,6 +35,11 @@ def plot_trace(trace, *names, ax=None, label=None, **kwargs):
             f"a Network's trace holds one trace per population; plot one: trace[name].plot() "
             f"with a name among {tuple(trace.parts)}"
         )
+    if np.ndim(trace.t) > 1:
+        raise ValueError(
+            f"this trace is a batch (from jax.vmap over simulate: t of shape {np.shape(trace.t)}); plot one "
+            "member, jax.tree.map(lambda x: x[i], trace).plot(...)"
+        )
     names = names or trace.names
     if not names:
         raise ValueError(
@@ -46,19 +51,22 @@ def plot_trace(trace, *names, ax=None, label=None, **kwargs):
         raise ValueError("trace.plot('spikes') draws a raster on its own axes; plot it apart from other names")
     if names == ("spikes",):
         if ax is None:
-            _, ax = plt.subplots(figsize=(6, 3.5))
+            _, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
         return _raster(trace, ax, label, **kwargs)
     if len(names) > 1 and ax is None:
         _, ax = plt.subplots(len(names), 1, sharex=True, squeeze=False,
-                             figsize=(6, 1.2 + 1.8 * len(names)))
+                             figsize=(6, 1.2 + 1.8 * len(names)), layout="constrained")
         ax = ax[:, 0]
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 3.5))
+        _, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
     if np.ndim(ax) > 0:  # one axes per name
         if len(ax) != len(names):
             raise ValueError(f"ax: {len(ax)} axes given for {len(names)} names {names}; give one per name")
         for a, name in zip(ax, names):
             _lines(trace, a, (name,), label, **kwargs)
+        for a in ax[:-1]:
+            if a.get_shared_x_axes().joined(a, ax[-1]):
+                a.set_xlabel("")  # one time label under a column sharing its time axis
         return ax
     return _lines(trace, ax, names, label, **kwargs)
 
@@ -92,6 +100,8 @@ def _raster(trace, ax, label, **kwargs):
     ax.plot(spikes[keep], rows[keep], label=label, **kwargs)
     ax.set_xlabel("time (ms)")
     ax.set_ylabel("neuron")
+    ax.set_ylim(-0.5, spikes.shape[0] - 0.5)  # a row for every neuron, silent ones too
+    ax.yaxis.get_major_locator().set_params(integer=True)
     if label is not None:
         ax.legend()
     return ax

@@ -274,9 +274,11 @@ def convert_fields(module) -> None:
         if "unit" not in f.metadata:
             continue
         value = getattr(module, f.name)
-        if value is None:
-            continue
         label = f"{cls_name}.{f.name}"
+        if value is None:
+            if f.default is not None:  # None means "not given" only where it is the default
+                raise ValueError(f"parameter {label!r} expects a number (in {unit_name(f.metadata['unit'])}), got None")
+            continue
         arr = to_base(value, label, f.metadata["unit"])
         check_value(arr, label, f.metadata["check"], f.metadata["unit"], f.metadata["allow_inf"])
         object.__setattr__(module, f.name, arr)

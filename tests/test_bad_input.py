@@ -145,3 +145,78 @@ def test_an_array_parameter_error_quotes_the_offending_entry():
     # It quoted the first entry, a valid one, for a negative entry further on.
     with pytest.raises(ValueError, match=r"'Leak\.g' must be >= 0 .* \(e\.g\. -0\.5 at index 1\)"):
         jn.channels.Leak(g=jnp.array([1e-4, -0.5, 1e-4]))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: jn.LIF(C=None), r"parameter 'LIF\.C' expects a number \(in nF\), got None"),
+    (lambda: jn.StepCurrent(amp=1.0, delay=None), r"parameter 'StepCurrent\.delay' expects a number \(in ms\), got None"),
+    (lambda: jn.channels.HH(gnabar=None), r"parameter 'HH\.gnabar' expects a number"),
+])
+def test_none_for_a_parameter_with_a_value_is_refused_by_name(make, message):
+    # None passed construction and failed in simulate with a raw TypeError naming nothing.
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: jn.conn.all_to_all(include_self="False"), r"all_to_all: include_self expects True or False, got 'False'"),
+    (lambda: jn.conn.fixed_prob(0.5, include_self="no"), r"fixed_prob: include_self expects True or False"),
+    (lambda: jn.StepCurrent(amp=1.0, density="yes"), r"StepCurrent\.density expects True or False"),
+    (lambda: jn.SpikeDetector(jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()]),
+                              skip_quiet_steps="x"), r"SpikeDetector\.skip_quiet_steps expects True or False"),
+])
+def test_flags_are_true_or_false_not_truthy(make, message):
+    # A string 'False' was read as True.
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -300.0])
+def test_cell_temperature_is_checked_as_the_sections_are(bad):
+    # Cable refused these; Cell passed them on to every section (NaN voltages from step 2).
+    sec = jn.Cable(length=20.0, diam=20.0, channels=[jn.channels.HH()], name="soma")
+    with pytest.raises(ValueError, match=r"'Cell\.temperature' must"):
+        jn.Cell([sec], parents=[None], temperature=bad)
+
+
+@pytest.mark.parametrize("kw", [{"coupling_tol": 0.0}, {"coupling_tol": -1.0}, {"coupling_tol": math.nan},
+                                {"coupling_tol": 1000.0}, {"coupling_tol": "x"}, {"couplings": None}])
+def test_network_coupling_tol_and_couplings_are_checked(kw):
+    # coupling_tol=0 gave NaN voltages, -1/NaN/1000 stopped the gap solve at its first iterate.
+    name = "coupling_tol" if "coupling_tol" in kw else "couplings"
+    with pytest.raises(ValueError, match=rf"Network\.{name} expects"):
+        jn.Network(populations={"a": jn.LIF(n=2)}, **kw)
+
+
+def test_rate_and_window_outside_the_simulated_span_are_refused():
+    # A 100 ms run's rate over (0, 1000) ms came out 10x too low; window() clipped silently.
+    tr = jn.simulate(jn.LIF(n=2), 100.0, stimuli=[jn.StepCurrent(amp=jnp.array([2.0, 3.0]))], record=())
+    assert jn.firing_rate(tr, 0.0, 100.0).tolist() == [50.0, 90.0]
+    for start, stop in ((0.0, 1000.0), (-100.0, 100.0)):
+        with pytest.raises(ValueError, match=r"firing_rate: the window .* reaches outside the simulated span, \[0\.0, 100\.0\]"):
+            jn.firing_rate(tr, start, stop)
+    with pytest.raises(ValueError, match=r"Trace\.window: the window \[-10\.0, 500\.0\] ms reaches outside"):
+        tr.window(-10.0, 500.0)
+    assert float(tr.window(20.0, 40.0).spike_count[1]) == float(jn.firing_rate(tr, 20.0, 40.0)[1]) * 0.02
+
+
+def test_analysis_of_a_network_trace_points_to_its_populations():
+    # The message advised jn.spike_times(trace, threshold), which refuses a Network's trace too.
+    net = jn.Network(populations={"a": jn.LIF(n=2)})
+    tr = jn.simulate(net, 10.0)
+    for fn in (lambda: jn.firing_rate(tr, 0.0, 10.0), lambda: jn.isi(tr), lambda: jn.spike_count(tr)):
+        with pytest.raises(ValueError, match=r"a Network's trace holds one trace per population; pass one, trace\[name\]"):
+            fn()
+
+
+def test_plotting_a_batch_of_traces_asks_for_one_member():
+    # It drew one three-point line per time sample (the batch axis taken for time).
+    import jax
+    import matplotlib
+
+    matplotlib.use("Agg")
+    batch = jax.vmap(lambda amp: jn.simulate(jn.LIF(), 10.0, stimuli=[jn.StepCurrent(amp)]))(jnp.array([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"this trace is a batch .* t of shape \(2, 401\)"):
+        batch.plot("v")
+    ax = jax.tree.map(lambda x: x[1], batch).plot("v")
+    assert len(ax.lines) == 1

@@ -13,6 +13,8 @@ index arrays cost memory proportional to the number of connections, never N².
 
 from __future__ import annotations
 
+from .. import units
+
 import inspect
 import math
 
@@ -68,7 +70,7 @@ class _OneToOne(AbstractRule):
 
 class _AllToAll(AbstractRule):
     def __init__(self, include_self: bool = True):
-        self.include_self = bool(include_self)
+        self.include_self = units.flag(include_self, "all_to_all: include_self")
 
     def build(self, n_pre, n_post, same):
         pre = np.repeat(np.arange(n_pre), n_post)
@@ -97,7 +99,7 @@ class _FixedProb(AbstractRule):
             raise ValueError(f"fixed_prob: p expects a probability in [0, 1], got {p}")
         self.p = p
         self.seed = seed
-        self.include_self = bool(include_self)
+        self.include_self = units.flag(include_self, "fixed_prob: include_self")
 
     def build(self, n_pre, n_post, same):
         total = n_pre * n_post

@@ -518,7 +518,7 @@ def _nonfinite_events(step, value, grad_ok, names, x, n_starts):
 def _progress_bar(progress, steps, initial):
     if progress is None:
         progress = sys.stderr.isatty()
-    if not progress:
+    if not units.flag(progress, "fit: progress"):
         return None
     from tqdm.auto import tqdm
 

@@ -252,6 +252,7 @@ class Cell(AbstractModel):
         if all(sec.temperature is temperature for sec in self.sections):
             return self.sections  # e.g. Cable.as_cell, with the cable's own temperature
         temperature = units.to_base(temperature, "Cell.temperature", units.celsius)
+        units.check_value(temperature, "Cell.temperature", None, units.celsius)
         if np.ndim(temperature) != 0:
             raise ValueError(
                 f"Cell.temperature expects a scalar (°C), applied to every section, got shape "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import equinox as eqx
 import jax
@@ -77,6 +77,18 @@ class Network(AbstractModel):
                     f"Network.populations[{name!r}] expects a jaxneuro model (e.g. jn.LIF(n=100)), "
                     f"got {type(pop).__name__}"
                 )
+        tol = self.coupling_tol
+        if tol is not None and (isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.floating, np.integer))
+                                or not 0.0 < float(tol) < 1.0):
+            raise ValueError(
+                "Network.coupling_tol expects None (the default: 1e-10 in float64, 1e-5 in float32) or a "
+                f"number between 0 and 1 (the gap-junction solve's residual relative to its right-hand side), got {tol!r}"
+            )
+        if couplings is None or not isinstance(couplings, (AbstractCoupling, Sequence)) or isinstance(couplings, str):
+            raise ValueError(
+                "Network.couplings expects a coupling or a list of them (synapses, gap junctions), "
+                f"or () for none; got {couplings!r}"
+            )
         self.names = tuple(populations)
         self.populations = dict(populations)
         self.shapes = tuple(tuple(populations[n].shape) for n in self.names)

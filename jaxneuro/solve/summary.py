@@ -107,6 +107,7 @@ class SpikeDetector(AbstractModel):
     def __post_init__(self):
         if not isinstance(self.model, AbstractModel):
             raise ValueError(f"SpikeDetector.model expects a jaxneuro model, got {type(self.model).__name__}")
+        units.flag(self.skip_quiet_steps, "SpikeDetector.skip_quiet_steps")
         if jax.eval_shape(self.model.init_state, self.model.default_v0).events:
             raise ValueError(
                 f"SpikeDetector: {type(self.model).__name__} records its own spikes already; use it as it is"

@@ -40,8 +40,11 @@ class Trace(eqx.Module):
     #: cut from others (``at``, ``window``).
     final_state: object = None
     #: ``(t0, t1)`` in ms: the run's start and end (a window's ``start`` and ``stop``),
-    #: the span ``spike_count`` counts over. The last sample lies before ``t1`` where
-    #: ``save_every`` does not divide the run. None for ``at``'s traces.
+    #: the span ``spike_count`` counts over, except in a run continued from another's
+    #: ``final_state`` (``init=``), whose spike buffers and counts carry on from it
+    #: (``trace.window(*trace.span)`` has this run's spikes alone). The last sample lies
+    #: before ``t1`` where ``save_every`` does not divide the run. None for ``at``'s
+    #: traces.
     span: tuple | None = eqx.field(default=None, static=True)
 
     def __getitem__(self, name) -> "Trace":
@@ -128,6 +131,7 @@ class Trace(eqx.Module):
         if not float(stop) >= float(start):
             raise ValueError(f"Trace.window: stop must be >= start (ms), got start={float(start)}, stop={float(stop)}")
         t = np.asarray(self.t)
+        check_inside(self, start, stop, "Trace.window")
         batch = t.ndim - 1
         if batch and not np.all(t == t.reshape(-1, t.shape[-1])[0]):
             raise ValueError(
@@ -159,6 +163,24 @@ class Trace(eqx.Module):
 #: it: save times are ``t0 + k·save_every``, which rounding puts a hair off the decimal
 #: times users write (0.1 + 0.025·8 = 0.30000000000000004).
 TIME_TOLERANCE = 1e-9
+
+
+def check_inside(trace, start, stop, where: str) -> None:
+    """A ValueError naming ``where`` if the window ``[start, stop]`` (ms, concrete)
+    reaches outside what ``trace`` covers: its ``span`` (the run), else its recorded
+    times, to rounding (:func:`within`); nothing is known there, and a rate or count
+    over it would be diluted."""
+    if trace.span is not None:
+        lo, hi, what = float(trace.span[0]), float(trace.span[1]), "the simulated span"
+    else:
+        t = np.asarray(trace.t)
+        lo, hi, what = float(np.min(t)), float(np.max(t)), "the recorded times"
+    first, last = float(np.min(np.asarray(start))), float(np.max(np.asarray(stop)))
+    if not (bool(within(first, lo, hi)) and bool(within(last, lo, hi))):
+        raise ValueError(
+            f"{where}: the window [{first}, {last}] ms reaches outside {what}, [{lo}, {hi}] ms; "
+            "give start and stop within it"
+        )
 
 
 def within(t, start, stop):

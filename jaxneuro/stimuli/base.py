@@ -40,6 +40,7 @@ class AbstractStimulus(eqx.Module):
     unsplittable_because: ClassVar[str | None] = None
 
     def __post_init__(self):
+        units.flag(self.density, f"{type(self).__name__}.density")
         self.target = normalise_target(self.target)
         amps = [f for f in dataclasses.fields(self) if f.metadata.get("unit") is units.nA]
         dens = [f.name for f in amps if units.is_quantity_of(getattr(self, f.name), units.mA_per_cm2)]
