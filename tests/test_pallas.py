@@ -94,7 +94,7 @@ def test_backend_validation():
     import diffrax
 
     adaptive = dict(stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6), solver=diffrax.Tsit5())
-    for kw in (adaptive, dict(adjoint=diffrax.RecursiveCheckpointAdjoint())):
+    for kw in (adaptive, dict(adjoint=diffrax.DirectAdjoint())):
         with pytest.raises(ValueError, match="backend expects one of"):
             jn.simulate(_population(), 1.0, backend="cuda", **kw)
         for backend in ("pallas", "sharded"):

@@ -38,6 +38,55 @@ def test_adaptive_diffrax_solver_is_accurate_across_the_step():
     np.testing.assert_allclose(trace.v, exact_step_response(np.asarray(trace.t)), atol=1e-6)
 
 
+def _passive_soma_100um():
+    """A passive soma, L = diam = 100 µm (area 3.14e4 µm²), tau = 10 ms, at rest at -70 mV."""
+    return jn.Compartment(length=100, diam=100, channels=[jn.channels.Leak(g=1e-4, e=-70)])
+
+
+def test_adaptive_steps_do_not_pass_over_a_recorded_current():
+    # A 0.2 ms, 5 nA triangle in a DataCurrent: the controller stepped over it (peak 0.0
+    # mV); its samples are now times the controller steps to.
+    vals = np.zeros(1001)
+    vals[503] = 5.0
+    stim = jn.DataCurrent(values=jnp.asarray(vals), dt=0.1)
+    fine = jn.simulate(_passive_soma_100um(), 60.0, dt=0.0025, v0=-70.0, stimuli=[stim],
+                       solver=jn.StaggeredEuler(voltage_update="crank_nicolson"))
+    adaptive = jn.simulate(_passive_soma_100um(), 60.0, v0=-70.0, stimuli=[stim], solver=diffrax.Tsit5(),
+                           stepsize_controller=diffrax.PIDController(rtol=1e-8, atol=1e-8))
+    peak = float(jnp.max(adaptive.v)) + 70.0
+    assert peak == pytest.approx(float(jnp.max(fine.v)) + 70.0, rel=2e-3)
+    assert peak > 1.5
+
+
+def test_a_users_clip_controller_keeps_the_stimulus_jumps():
+    # ClipStepSizeController(PIDController(...)) got no jump times: a 0.1 ms pulse at an
+    # odd time was skipped (peak -70.000 mV).
+    stim = jn.StepCurrent(amp=1.0, delay=50.0123, dur=0.1)
+    r_in = 1.0 / (1e-4 * math.pi * 100 * 100 * 1e-8) * 1e-6  # MΩ
+    exact = -70.0 + r_in * (1.0 - math.exp(-0.1 / TAU))
+    for controller in (diffrax.PIDController(rtol=1e-6, atol=1e-6),
+                       diffrax.ClipStepSizeController(diffrax.PIDController(rtol=1e-6, atol=1e-6)),
+                       diffrax.ClipStepSizeController(diffrax.PIDController(rtol=1e-6, atol=1e-6), step_ts=[25.0])):
+        tr = jn.simulate(_passive_soma_100um(), 60.0, v0=-70.0, stimuli=[stim], solver=diffrax.Tsit5(),
+                         stepsize_controller=controller, save_every=0.005)
+        assert float(jnp.max(tr.v)) == pytest.approx(exact, abs=1e-4)
+
+
+def test_implicit_diffrax_solver_at_a_constant_step_asks_for_tolerances():
+    # It failed inside the root finder with "Type of `other` not understood".
+    with pytest.raises(ValueError, match=r"solver: Kvaerno5 is implicit, and at a constant step .* no tolerances"):
+        jn.simulate(_passive_soma_100um(), 1.0, solver=diffrax.Kvaerno5())
+    tr = jn.simulate(_passive_soma_100um(), 1.0, v0=-65.0,
+                     solver=diffrax.Kvaerno5(root_finder=diffrax.VeryChord(rtol=1e-10, atol=1e-10)))
+    assert float(tr.v[-1]) == pytest.approx(-70.0 + 5.0 * math.exp(-1.0 / TAU), abs=1e-6)
+
+
+def test_recursive_checkpoint_adjoint_at_a_constant_step_is_refused():
+    # diffrax 0.7 returned exactly 0 for some samples' gradients there.
+    with pytest.raises(ValueError, match=r"adjoint: diffrax\.RecursiveCheckpointAdjoint at a constant step"):
+        jn.simulate(_passive_soma_100um(), 1.0, adjoint=diffrax.RecursiveCheckpointAdjoint())
+
+
 def test_fixed_step_diffrax_solver():
     trace = jn.simulate(passive(), 60.0, dt=0.025, v0=-70, stimuli=[jn.StepCurrent(1.0, 10.0, 100.0)],
                         solver=diffrax.Heun(), save_every=1.0)

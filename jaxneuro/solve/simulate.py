@@ -232,14 +232,10 @@ def simulate(
         )
     warn_shared_seeds(stimuli)
     if stepsize_controller is None:
+        _check_implicit_tolerances(solver)
         stepsize_controller = diffrax.ConstantStepSize()
-    elif isinstance(stepsize_controller, diffrax.PIDController):
-        jumps = [b for s in stimuli for b in s.breakpoints()]
-        jumps = [b for b in jumps if not (units.is_concrete(b) and not np.isfinite(b))]
-        if jumps:
-            stepsize_controller = diffrax.ClipStepSizeController(
-                stepsize_controller, jump_ts=jnp.stack([jnp.asarray(b) for b in jumps])
-            )
+    else:
+        stepsize_controller = _stepping_to_stimuli(stepsize_controller, stimuli)
     if max_steps is None:
         adaptive = not isinstance(stepsize_controller, diffrax.ConstantStepSize)
         max_steps = max(16 * n_steps, 4096) if adaptive else n_steps + 1
@@ -276,6 +272,16 @@ def simulate(
                 f"grad_checkpoints={grad_checkpoints!r} applies to the constant-step loop; with adaptive "
                 "steps or an adjoint, choose diffrax's adjoint (e.g. "
                 "diffrax.RecursiveCheckpointAdjoint(checkpoints=...)) instead"
+            )
+        if isinstance(adjoint, diffrax.RecursiveCheckpointAdjoint) and isinstance(
+                stepsize_controller, diffrax.ConstantStepSize):
+            # diffrax 0.7's recursive checkpointing returns exactly 0 for some samples
+            # saved on step ends (5 of 201 in an HH run; a whole-trace loss 0.2-4 % off).
+            raise ValueError(
+                "adjoint: diffrax.RecursiveCheckpointAdjoint at a constant step drops the gradients of "
+                "some samples that fall on step ends (diffrax 0.7); leave adjoint at None (jaxneuro's "
+                "own constant-step loop checkpoints the same way, see grad_checkpoints), or use "
+                "diffrax.DirectAdjoint() or an adaptive stepsize_controller"
             )
         observe = diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: args.observe(record, t, y))
         saveat = diffrax.SaveAt(subs=[observe, diffrax.SubSaveAt(t1=True)])
@@ -346,6 +352,53 @@ def _initial_state_at(model, v0) -> State:
             f"got shape {np.shape(v0)}"
         )
     return model.init_state(v0)
+
+
+def _check_implicit_tolerances(solver) -> None:
+    """ValueError for a diffrax implicit solver at a constant step whose root finder
+    takes its tolerances from an adaptive controller (diffrax's default): there is none
+    (it failed deep inside the root finder with "Type of `other` not understood")."""
+    if not isinstance(solver, diffrax.AbstractImplicitSolver):
+        return
+    from diffrax._root_finder import use_stepsize_tol  # diffrax's marker for "the controller's"
+
+    root = solver.root_finder
+    if any(getattr(root, attr, None) is use_stepsize_tol for attr in ("rtol", "atol", "norm")):
+        raise ValueError(
+            f"solver: {type(solver).__name__} is implicit, and at a constant step (the default) its root "
+            "finder has no tolerances: they come from an adaptive controller. Pass "
+            "stepsize_controller=diffrax.PIDController(rtol=..., atol=...), or give the root finder its own, "
+            f"e.g. diffrax.{type(solver).__name__}(root_finder=diffrax.VeryChord(rtol=1e-8, atol=1e-8, "
+            "norm=optimistix.max_norm))"
+        )
+
+
+def _stepping_to_stimuli(controller, stimuli):
+    """An adaptive ``controller`` that steps to the stimuli's jumps (onsets, offsets) and
+    samples (a recorded waveform's), merged with any a ``ClipStepSizeController`` of the
+    user's already has; a constant step as it is. A step that passed over a short pulse
+    or a recorded feature would never see it: its error estimate is made from the
+    vector field at the step's own stages."""
+    if not isinstance(controller, diffrax.AbstractAdaptiveStepSizeController):
+        return controller
+    jumps = [jnp.asarray(b) for s in stimuli for b in s.breakpoints()
+             if not (units.is_concrete(b) and not np.isfinite(b))]
+    steps = [jnp.ravel(jnp.asarray(x)) for s in stimuli if (x := s.sample_times()) is not None]
+    if not jumps and not steps:
+        return controller
+    clip = {}
+    if isinstance(controller, diffrax.ClipStepSizeController):
+        clip = {"store_rejected_steps": controller.store_rejected_steps,
+                "_callback_on_reject": controller.callback_on_reject}
+        steps += [] if controller.step_ts is None else [controller.step_ts]
+        jumps += [] if controller.jump_ts is None else list(controller.jump_ts)
+        controller = controller.controller
+    return diffrax.ClipStepSizeController(
+        controller,
+        step_ts=jnp.concatenate(steps) if steps else None,
+        jump_ts=jnp.stack(jumps) if jumps else None,
+        **clip,
+    )
 
 
 def _initial_state(model, init) -> State:

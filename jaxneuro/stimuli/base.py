@@ -82,6 +82,12 @@ class AbstractStimulus(eqx.Module):
         """Times (ms) where the waveform jumps, for adaptive step-size controllers."""
         return ()
 
+    def sample_times(self):
+        """Times (ms) an adaptive controller must step to, or None: a sampled waveform's
+        samples, so that no step passes over one (the error estimate of a step cannot
+        see a feature that lies wholly inside it)."""
+        return None
+
     def current_on(self, t, model):
         """The current at ``t`` in nA for every compartment of ``model`` (no target):
         :meth:`current`, with densities scaled by ``model``'s membrane area."""

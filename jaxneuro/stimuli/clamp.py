@@ -170,6 +170,9 @@ class DataVoltageClamp(AbstractVoltageClamp):
     def breakpoints(self):
         return (self.t0, self.t0 + self.dt * (self.values.shape[0] - 1))
 
+    def sample_times(self):
+        return self.t0 + self.dt * jnp.arange(self.values.shape[0])
+
 
 def _locations(target):
     """The :class:`Location` objects in a normalised ``target`` (a Network's

@@ -116,6 +116,9 @@ class DataCurrent(AbstractStimulus):
     def breakpoints(self):
         return (self.t0, self.t0 + self.dt * (self.values.shape[0] - 1))
 
+    def sample_times(self):
+        return self.t0 + self.dt * jnp.arange(self.values.shape[0])
+
 
 def check_samples(stimulus, unit: str) -> None:
     """ValueError unless ``stimulus.values`` holds at least 2 samples along its first
