@@ -69,8 +69,10 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
     throw = units.flag(throw, "steady_state: throw")
     _check_membrane(model)
     i_inj = units.to_base(i_inj, "i_inj", units.nA)
+    units.check_value(i_inj, "steady_state: i_inj", None, units.nA)
     model = model.precomputed()  # a cell's geometry once, not at every iteration
     v = model.default_v0 if v_guess is None else units.to_base(v_guess, "v_guess", units.mV)
+    units.check_value(v, "steady_state: v_guess", None, units.mV)
     v = jnp.broadcast_to(jnp.asarray(v, dtype=jnp.result_type(float)), model.shape)
     try:
         i_inj = jnp.broadcast_to(i_inj, model.shape)
@@ -79,7 +81,31 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
             f"steady_state: i_inj expects a scalar or one value per compartment (shape {model.shape}), "
             f"got shape {np.shape(i_inj)}"
         ) from None
-    return model.init_state(_steady_voltage(model, i_inj, v, max_iterations, throw))
+    v = _steady_voltage(model, i_inj, v, max_iterations, throw)
+    _check_below_threshold(model, v, throw)
+    return model.init_state(v)
+
+
+def _check_below_threshold(model, v, throw) -> None:
+    """A ValueError (with ``throw``, for concrete values) where a spiking model's
+    fixed point lies at or above its threshold: it fires there and never settles (a
+    LIF at 10 nA gave 30 mV, 85 mV above V_th, without a word)."""
+    threshold = getattr(model, "threshold", None)
+    if not throw or threshold is None or not callable(threshold):
+        return
+    v_th = threshold()
+    if not (units.is_concrete(v) and units.is_concrete(v_th)):
+        return
+    above = np.asarray(v) >= np.asarray(v_th)
+    if np.any(above):
+        first = tuple(int(i) for i in np.argwhere(np.atleast_1d(above))[0])
+        v_at = np.atleast_1d(np.asarray(v))[first]
+        th_at = np.broadcast_to(np.asarray(v_th), np.shape(np.atleast_1d(np.asarray(v))))[first]
+        raise ValueError(
+            f"steady_state: {type(model).__name__}'s fixed point {float(v_at):.6g} mV lies at or above its "
+            f"threshold {float(th_at):.6g} mV ({int(np.sum(above))} neuron(s), e.g. index {first}): under this "
+            "input it fires and never settles, so it has no steady state (throw=False returns the fixed point)"
+        )
 
 
 def _check_membrane(model) -> None:

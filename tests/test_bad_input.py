@@ -220,3 +220,30 @@ def test_plotting_a_batch_of_traces_asks_for_one_member():
         batch.plot("v")
     ax = jax.tree.map(lambda x: x[1], batch).plot("v")
     assert len(ax.lines) == 1
+
+
+def test_steady_state_of_a_spiking_neuron_above_threshold_is_refused():
+    # A LIF at 10 nA came out at 30 mV, 85 mV above its threshold, without a word.
+    with pytest.raises(ValueError, match=r"steady_state: LIF's fixed point 30 mV lies at or above its threshold -55 mV"):
+        jn.steady_state(jn.LIF(), i_inj=10.0)
+    assert float(jn.steady_state(jn.LIF(), i_inj=10.0, throw=False).v) == pytest.approx(30.0, abs=1e-9)
+    assert float(jn.steady_state(jn.LIF(), i_inj=0.1).v) == pytest.approx(-69.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("kw, name", [({"i_inj": math.nan}, "i_inj"), ({"v_guess": math.nan}, "v_guess")])
+def test_steady_state_nan_inputs_are_named(kw, name):
+    # They were reported as Newton iterations that did not converge.
+    with pytest.raises(ValueError, match=rf"'steady_state: {name}' must not be NaN"):
+        jn.steady_state(jn.LIF(), **kw)
+
+
+def test_noise_current_impl_is_named_for_its_own_mistake():
+    # NoiseCurrent(impl='x') was reported as a bad seed.
+    with pytest.raises(ValueError, match=r"NoiseCurrent\.impl expects None .* got 'x'"):
+        jn.NoiseCurrent(mean=0.0, std=1.0, impl="x")
+
+
+def test_indexing_a_trace_by_a_recorded_name_points_to_the_attribute():
+    tr = jn.simulate(jn.LIF(), 5.0)
+    with pytest.raises(KeyError, match=r"the recorded 'v' is trace\.v"):
+        tr["v"]

@@ -269,8 +269,10 @@ def test_last_step_is_shortened_to_end_at_t1():
     lif = jn.LIF(C=1.0, gL=0.1, EL=-70, V_th=-55, V_reset=-75, t_ref=2)
     a = jn.simulate(lif, 30.0, dt=0.1, stimuli=[jn.StepCurrent(2.0)])
     b = jn.simulate(lif, 30.05, dt=0.1, stimuli=[jn.StepCurrent(2.0)])
-    assert a.t[-1] == pytest.approx(30.0) and b.t[-1] == pytest.approx(30.0)
-    np.testing.assert_allclose(a.v, b.v)
+    # b's last sample is at t1 = 30.05, after the shortened step; the grid before it is a's.
+    assert a.t[-1] == pytest.approx(30.0) and b.t[-1] == pytest.approx(30.05) and b.t[-2] == pytest.approx(30.0)
+    np.testing.assert_allclose(a.v, b.v[:-1])
+    assert float(b.v[-1]) == float(b.final_state.v)
 
 
 def test_t1_off_the_save_grid_by_rounding_works_with_adaptive_steps():
@@ -397,3 +399,24 @@ def test_record_at_chosen_places_keeps_only_those_columns():
         jn.simulate(jn.LIF(), 1.0, record={"v": [0]})
     with pytest.raises(ValueError, match="runs in one XLA loop"):
         jn.simulate(pop, 1.0, record={"v": [0]}, backend="sharded")
+
+
+@pytest.mark.parametrize("kw, times, tol", [
+    ({"dt": 0.03}, None, 0.01),
+    ({"save_every": 2.0}, [0.0, 2.0, 4.0, 5.0], 0.01),
+    ({"save_every": 10.0}, [0.0, 5.0], 0.01),
+    ({"dt": 10.0}, [0.0, 5.0], 0.35),  # one backward-Euler step of 5 ms (tau = 10 ms)
+])
+def test_a_run_off_the_save_grid_records_its_end(kw, times, tol):
+    # The trace stopped at the last grid point (4.98 ms for dt = 0.03; only t0 with
+    # save_every > t1) though the run reached t1 = 5 ms.
+    tr = jn.simulate(passive(), 5.0, v0=-65.0, **kw)
+    assert float(tr.t[-1]) == 5.0
+    if times is not None:
+        np.testing.assert_allclose(tr.t, times)
+    assert float(tr.v[-1]) == float(tr.final_state.v)
+    assert float(tr.at(5.0).v) == pytest.approx(-70.0 + 5.0 * math.exp(-0.5), abs=tol)
+    adaptive = jn.simulate(passive(), 5.0, v0=-65.0, save_every=2.0, solver=diffrax.Tsit5(),
+                           stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-9))
+    np.testing.assert_allclose(adaptive.t, [0.0, 2.0, 4.0, 5.0])
+    assert float(adaptive.v[-1]) == pytest.approx(-70.0 + 5.0 * math.exp(-0.5), abs=1e-7)

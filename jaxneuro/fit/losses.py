@@ -260,8 +260,8 @@ def firing_rate(source, target, start=None, stop=None, *, method="isi"):
                     "firing_rate(method='count') on a Trace uses trace.spike_count over the whole "
                     "run; leave start and stop out (or pass trace.spikes to count in a window)"
                 )
-            # The whole run's count over the whole run: t1 - t0, not the samples' span
-            # (shorter where save_every does not divide the run: 11 % high at 90 of 100 ms).
+            # The whole run's count over the whole run: t1 - t0 (a window's span), not
+            # its samples' (which need not reach its ends).
             duration = source.span[1] - source.span[0] if source.span is not None else source.t[-1] - source.t[0]
             return _relative_error(1000.0 * source.spike_count / duration, target, "firing_rate")
         start = source.t[0] if start is None else start

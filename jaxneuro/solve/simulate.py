@@ -75,10 +75,10 @@ def simulate(
     injected currents. ``record``: names to store (``model.observables()`` lists them;
     with a voltage clamp also ``"i_clamp"``, its current alone in nA;
     default ``("v",)``), every ``save_every`` ms (default every ``dt``): at ``t0 +
-    k·save_every`` up to ``t1``, which is the last sample when ``t1 - t0`` is a whole
-    multiple of ``save_every`` (otherwise the last sample falls before ``t1``; the run
-    still ends at ``t1``, spike times reach it and ``trace.final_state`` is the state
-    there); only these are kept in memory. ``v0``: initial voltage in mV
+    k·save_every`` up to ``t1``, and at ``t1`` itself where ``t1 - t0`` is not a whole
+    multiple of ``save_every`` (the last interval is then shorter: the run ends at
+    ``t1``, its last step shortened to reach it where ``dt`` does not divide the run);
+    only these are kept in memory. ``v0``: initial voltage in mV
     (default ``model.default_v0``, -65 mV for compartments, as NEURON's
     ``finitialize``); gates start at their steady state at ``v0``. ``init``: the whole
     state to start from instead (a :class:`~jaxneuro.State` shaped as the model's, e.g.
@@ -215,6 +215,9 @@ def simulate(
     n_save = int(math.floor((t1 - t0) / save_every + 1e-9)) + 1
     # Clipped: rounding may put the last save a hair past t1.
     ts = jnp.minimum(t0 + save_every * jnp.arange(n_save, dtype=jnp.result_type(float)), t1)
+    # Where save_every does not divide the run, t1 is saved too (after a shorter
+    # interval): the run reaches it, and a trace ending short of it cut its end off.
+    ends_off_grid = (t1 - t0) / save_every - (n_save - 1) > 1e-6
     n_steps = int(math.ceil((t1 - t0) / dt - 1e-9))
 
     if solver is None:
@@ -260,6 +263,9 @@ def simulate(
             record=record, grad_checkpoints=grad_checkpoints,
         )
         values, events = saved, (y_final.events if y0.events else None)
+        if ends_off_grid:
+            last = system.observe(record, t1, y_final)
+            values = {k: jnp.concatenate([x, jnp.asarray(last[k], x.dtype)[None]]) for k, x in values.items()}
     else:
         backends.check(backend)
         if backend in ("pallas", "sharded"):
@@ -283,7 +289,8 @@ def simulate(
                 "own constant-step loop checkpoints the same way, see grad_checkpoints), or use "
                 "diffrax.DirectAdjoint() or an adaptive stepsize_controller"
             )
-        observe = diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: args.observe(record, t, y))
+        save_ts = jnp.append(ts, t1) if ends_off_grid else ts
+        observe = diffrax.SubSaveAt(ts=save_ts, fn=lambda t, y, args: args.observe(record, t, y))
         saveat = diffrax.SaveAt(subs=[observe, diffrax.SubSaveAt(t1=True)])
         kwargs = {} if adjoint is None else {"adjoint": adjoint}
         sol = diffrax.diffeqsolve(
@@ -302,6 +309,8 @@ def simulate(
         values, y_final = sol.ys
         y_final = jax.tree.map(lambda x: x[0], y_final)  # the t1 save
         events = y_final.events if y0.events else None
+    if ends_off_grid:
+        ts = jnp.append(ts, jnp.asarray(t1, ts.dtype))
     make_trace = getattr(model, "make_trace", None)
     if make_trace is not None:  # models made of parts (a Network) split the trace
         trace = make_trace(ts, dict(values), events, span=(t0, t1))

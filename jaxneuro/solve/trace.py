@@ -42,8 +42,7 @@ class Trace(eqx.Module):
     #: ``(t0, t1)`` in ms: the run's start and end (a window's ``start`` and ``stop``),
     #: the span ``spike_count`` counts over, except in a run continued from another's
     #: ``final_state`` (``init=``), whose spike buffers and counts carry on from it
-    #: (``trace.window(*trace.span)`` has this run's spikes alone). The last sample lies
-    #: before ``t1`` where ``save_every`` does not divide the run. None for ``at``'s
+    #: (``trace.window(*trace.span)`` has this run's spikes alone). None for ``at``'s
     #: traces.
     span: tuple | None = eqx.field(default=None, static=True)
 
@@ -51,7 +50,10 @@ class Trace(eqx.Module):
         parts = self.parts or {}
         if name not in parts:
             if not parts:
-                raise KeyError(f"trace[{name!r}]: only a Network's trace has parts by population name")
+                hint = (f"; the recorded {name!r} is trace.{name}" if isinstance(name, str) and name in self.values
+                        else "; a batch's member i (from jax.vmap) is jax.tree.map(lambda x: x[i], trace)"
+                        if isinstance(name, int) and self.t.ndim > 1 else "")
+                raise KeyError(f"trace[{name!r}]: only a Network's trace has parts by population name{hint}")
             raise KeyError(f"trace[{name!r}]: no population or recorded coupling {name!r}; the trace has {tuple(parts)}")
         return parts[name]
 

@@ -268,6 +268,14 @@ def _key_data(seed, impl, name="NoiseCurrent.seed"):
 
     if isinstance(seed, (bool, np.bool_)):
         refuse()
+    if impl is not None:
+        try:
+            jax.random.key(0, impl=impl)
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(
+                f"{name.rsplit('.', 1)[0]}.impl expects None (JAX's default) or a PRNG implementation name such "
+                f"as 'threefry2x32' or 'rbg', got {impl!r} ({e})"
+            ) from None
     if isinstance(seed, (int, np.integer)):
         try:
             key = jax.random.key(int(seed), impl=impl)
