@@ -247,3 +247,20 @@ def test_indexing_a_trace_by_a_recorded_name_points_to_the_attribute():
     tr = jn.simulate(jn.LIF(), 5.0)
     with pytest.raises(KeyError, match=r"the recorded 'v' is trace\.v"):
         tr["v"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: jn.conn.fixed_prob("x"), r"fixed_prob: p expects a probability in \[0, 1\], got 'x'"),
+    (lambda: jn.conn.fixed_prob(0.5, seed=1.5), r"fixed_prob: seed expects a non-negative integer"),
+    (lambda: jn.fit.Bounded("a", 1.0), r"Bounded expects numbers .* lo='a'"),
+    (lambda: jn.LIF(C=[1.0, 2.0, 3.0], gL=[0.1, 0.2]), r"LIF: parameters of shapes C \(3,\), gL \(2,\) do not broadcast"),
+])
+def test_raw_errors_now_name_the_parameter(make, message):
+    # NumPy's or JAX's own messages, naming nothing (LIF: at simulate).
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_fit_callback_must_be_callable():
+    with pytest.raises(ValueError, match=r"fit: callback expects None or a function"):
+        jn.fit(lambda m: (m.gL - 0.05) ** 2, jn.LIF(), params=lambda m: m.gL, steps=1, callback="x")

@@ -94,11 +94,13 @@ def _drop_self(pre, post, drop: bool):
 
 class _FixedProb(AbstractRule):
     def __init__(self, p, seed=0, include_self: bool = True):
-        p = float(p)
-        if not 0.0 <= p <= 1.0 or math.isnan(p):
-            raise ValueError(f"fixed_prob: p expects a probability in [0, 1], got {p}")
-        self.p = p
-        self.seed = seed
+        if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)) \
+                or not 0.0 <= float(p) <= 1.0:
+            raise ValueError(f"fixed_prob: p expects a probability in [0, 1], got {p!r}")
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"fixed_prob: seed expects a non-negative integer (NumPy's generator), got {seed!r}")
+        self.p = float(p)
+        self.seed = int(seed)
         self.include_self = units.flag(include_self, "fixed_prob: include_self")
 
     def build(self, n_pre, n_post, same):

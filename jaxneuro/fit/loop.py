@@ -264,6 +264,8 @@ def fit(
         optimizer = optax.adam(DEFAULT_LEARNING_RATE, b1=DEFAULT_B1)
     if not isinstance(optimizer, optax.GradientTransformation):
         raise ValueError(f"optimizer expects an optax GradientTransformation, got {optimizer!r}")
+    if callback is not None and not callable(callback):
+        raise ValueError(f"fit: callback expects None or a function callback(step, loss), got {callback!r}")
 
     sel = Selection(model, params)
     names = sel.names

@@ -103,7 +103,11 @@ class Bounded(AbstractTransform):
     hi: object
 
     def __check_init__(self):
-        lo, hi = np.asarray(_plain(self.lo)), np.asarray(_plain(self.hi))
+        try:
+            lo, hi = np.asarray(_plain(self.lo), dtype=float), np.asarray(_plain(self.hi), dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"Bounded expects numbers (or saiunit quantities) lo < hi, got lo={self.lo!r}, "
+                             f"hi={self.hi!r}") from None
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
             raise ValueError(f"Bounded expects finite bounds with lo < hi, got lo={self.lo}, hi={self.hi}")
 

@@ -225,6 +225,15 @@ class AbstractSpikingNeuron(AbstractModel):
         the population shape ``(n,)`` (``area`` first: density parameters were scaled by
         it, so a wrong ``area`` shows in them too)."""
         if self.n is None:
+            shapes = {name: jnp.shape(getattr(self, name)) for name in names if getattr(self, name) is not None}
+            try:
+                jnp.broadcast_shapes(*shapes.values())
+            except ValueError:
+                given = ", ".join(f"{k} {s}" for k, s in shapes.items() if s)
+                raise ValueError(
+                    f"{type(self).__name__}: parameters of shapes {given} do not broadcast together; for a "
+                    "population give n=... and each parameter as a scalar or of shape (n,)"
+                ) from None
             return
         for name in names:
             value = getattr(self, name)
