@@ -178,3 +178,17 @@ def test_second_derivatives_as_the_readme_gives_them_match_differences_of_the_gr
 def test_hessian_of_one_scalar():
     reference = _second_difference_of_gradient(_hh_mean_v, 0.1, 1e-4)
     assert float(jax.hessian(_hh_mean_v)(0.1)) == pytest.approx(reference, rel=1e-6)
+
+
+def test_reverse_over_forward_through_a_runge_kutta_solver():
+    # jacrev(jacfwd) with diffrax.Tsit5 at a constant step failed inside JAX's
+    # checkpoint policy ("got multiple values for argument 'prim'").
+    soma = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()])
+
+    def f(amp):
+        tr = jn.simulate(soma, 2.0, dt=0.01, stimuli=[jn.StepCurrent(amp=amp)], solver=diffrax.Tsit5())
+        return jnp.mean(tr.v)
+
+    expected = float(jax.grad(jax.grad(f))(0.2))
+    assert expected != 0.0
+    assert float(jax.jacrev(jax.jacfwd(f))(0.2)) == pytest.approx(expected, rel=1e-9)

@@ -31,7 +31,17 @@ import jax.numpy as jnp
 from .hines import TREE_SOLUTION
 
 
-_KEEP_TREE_SOLUTIONS = jax.checkpoint_policies.save_only_these_names(TREE_SOLUTION)
+_SAVE_TREE_SOLUTIONS = jax.checkpoint_policies.save_only_these_names(TREE_SOLUTION)
+
+
+def _KEEP_TREE_SOLUTIONS(*args, **params):
+    """The tree solutions saved, nothing else. JAX calls a policy as
+    ``policy(prim, *avals, **params)``, and a primitive with a parameter named
+    ``prim`` (diffrax's Runge-Kutta stages under jacrev(jacfwd)) made JAX's own policy
+    fail with "got multiple values for argument 'prim'"; such a parameter is dropped
+    here (only ``name`` matters to the policy)."""
+    params.pop("prim", None)
+    return _SAVE_TREE_SOLUTIONS(*args, **params)
 
 # Stretches between saves up to this many steps run as one loop, without blocks.
 _UNBLOCKED = 64
