@@ -3,6 +3,7 @@
 import math
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxneuro as jn
@@ -264,3 +265,14 @@ def test_raw_errors_now_name_the_parameter(make, message):
 def test_fit_callback_must_be_callable():
     with pytest.raises(ValueError, match=r"fit: callback expects None or a function"):
         jn.fit(lambda m: (m.gL - 0.05) ** 2, jn.LIF(), params=lambda m: m.gL, steps=1, callback="x")
+
+
+def test_a_gate_recorded_where_its_channel_is_absent_is_nan():
+    # It read 0.0 there, so a mean over the segments was silently wrong.
+    soma = jn.Cable(length=20.0, diam=20.0, channels=[jn.channels.HH()], name="soma")
+    dend = jn.Cable(length=100.0, diam=1.0, nseg=3, channels=[jn.channels.Leak()], name="dend")
+    cell = jn.Cell([soma, dend], parents=[None, ("soma", 1.0)])
+    tr = jn.simulate(cell, 1.0, record=("m_hh", "i_hh", "v"))
+    m, i = np.asarray(tr.m_hh), np.asarray(tr.i_hh)
+    assert np.all(np.isfinite(m[:, 0])) and np.all(np.isnan(m[:, 1:]))
+    assert np.all(i[:, 1:] == 0.0) and np.all(np.isfinite(i[:, 0]))

@@ -166,7 +166,8 @@ class Cell(AbstractModel):
     ``cell.segments(section)`` those of a whole section. Stimuli take locations as
     targets, ``StepCurrent(amp, delay, dur, target=("soma", 0.5))``, delivered to the
     segment containing ``x``. Gates of a channel are states over all segments (``0``
-    and constant where the channel is not inserted).
+    and constant where the channel is not inserted; recorded there as NaN, a state
+    those segments do not have). Its currents are recorded as 0 there.
 
     Axial coupling follows NEURON: neighbouring segment centres are joined by the
     resistance of the two half segments between them. A child joined at an interior
@@ -757,6 +758,13 @@ class Cell(AbstractModel):
             dv = self.vector_field(t, state, i_inj).v
             return self._cm() * dv / membrane.MA_PER_UF_TO_MV_PER_MS
         if name in state.gates:
+            # NaN where the gate's channel is not inserted: a state it does not have (0.0
+            # there made a mean over the segments silently wrong).
+            for ch, idx in self._channel_groups():
+                if idx is not None and name in (membrane.gate_key(ch, g) for g in ch.gate_names):
+                    present = np.zeros(self.n_segments, dtype=bool)
+                    present[idx] = True
+                    return jnp.where(present, state.gates[name], jnp.nan)
             return state.gates[name]
         for ch, idx in self._channel_groups():
             own = self._own_gates(ch, state.gates, idx)
