@@ -71,18 +71,28 @@ def plot_trace(trace, *names, ax=None, label=None, **kwargs):
     return _lines(trace, ax, names, label, **kwargs)
 
 
+#: Cables and cells label their columns ("soma(0.5)") in a legend up to this many.
+MAX_LEGEND_COLUMNS = 12
+
+
 def _lines(trace, ax, names, label, **kwargs):
     t = np.asarray(trace.t)
+    legend = False
     for name in names:
         y = np.asarray(getattr(trace, name))
         lab = label if label is not None else (name if len(names) > 1 else None)
         lines = ax.plot(t, y, **kwargs)
-        if lab is not None:
+        columns = dict(trace.columns or ()).get(name)
+        if label is None and columns is not None and y.ndim == 2 and 1 < len(lines) <= MAX_LEGEND_COLUMNS:
+            for line, where in zip(lines, columns):  # which segment each line is
+                line.set_label(where if len(names) == 1 else f"{name} {where}")
+            legend = True
+        elif lab is not None:
             lines[0].set_label(lab)  # one entry per name, not per neuron
     ax.set_xlabel("time (ms)")
     ax.set_ylabel("; ".join(dict.fromkeys(_ylabel(name) for name in names)))
-    if len(names) > 1 or label is not None:
-        ax.legend()
+    if legend or len(names) > 1 or label is not None:
+        ax.legend(fontsize="small")
     return ax
 
 

@@ -420,3 +420,26 @@ def test_a_run_off_the_save_grid_records_its_end(kw, times, tol):
                            stepsize_controller=diffrax.PIDController(rtol=1e-9, atol=1e-9))
     np.testing.assert_allclose(adaptive.t, [0.0, 2.0, 4.0, 5.0])
     assert float(adaptive.v[-1]) == pytest.approx(-70.0 + 5.0 * math.exp(-0.5), abs=1e-7)
+
+
+def test_cell_traces_label_their_columns_and_plots_use_them():
+    # Nothing said which column was which place (record={name: places} included).
+    import matplotlib
+
+    matplotlib.use("Agg")
+    soma = jn.Cable(length=20.0, diam=20.0, channels=[jn.channels.HH()], name="soma")
+    dend = jn.Cable(length=100.0, diam=1.0, nseg=3, channels=[jn.channels.Leak()], name="dend")
+    cell = jn.Cell([soma, dend], parents=[None, ("soma", 1.0)])
+    assert cell.segment_labels() == ("soma(0.5)", "dend(0.1667)", "dend(0.5)", "dend(0.8333)")
+    tr = jn.simulate(cell, 2.0, record={"v": None, "m_hh": [("dend", 0.9), ("soma", 0.5)]})
+    assert tr.column_labels("v") == cell.segment_labels()
+    assert tr.column_labels("m_hh") == ("dend(0.8333)", "soma(0.5)")
+    assert tr.window(0.5, 1.5).column_labels("v") == cell.segment_labels()
+    assert tr.at(1.0).column_labels("m_hh") == ("dend(0.8333)", "soma(0.5)")
+    ax = tr.plot("v")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(cell.segment_labels())
+    with pytest.raises(ValueError, match=r"column_labels: 'i_cap' is not recorded"):
+        tr.column_labels("i_cap")
+    cable = jn.Cable(length=100.0, diam=1.0, nseg=4, channels=[jn.channels.Leak()])
+    assert jn.simulate(cable, 1.0).column_labels("v") == ("x=0.125", "x=0.375", "x=0.625", "x=0.875")
+    assert jn.simulate(jn.LIF(n=3), 1.0).column_labels("v") is None  # neurons, by index

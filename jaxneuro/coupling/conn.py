@@ -97,10 +97,13 @@ class _FixedProb(AbstractRule):
         if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)) \
                 or not 0.0 <= float(p) <= 1.0:
             raise ValueError(f"fixed_prob: p expects a probability in [0, 1], got {p!r}")
-        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"fixed_prob: seed expects a non-negative integer (NumPy's generator), got {seed!r}")
+        generator = (np.random.Generator, np.random.SeedSequence, np.random.BitGenerator)
+        integer = isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_))
+        if not (seed is None or isinstance(seed, generator) or (integer and seed >= 0)):
+            raise ValueError(f"fixed_prob: seed expects a non-negative integer, None (a fresh draw) or a "
+                             f"NumPy Generator, got {seed!r}")
         self.p = float(p)
-        self.seed = int(seed)
+        self.seed = int(seed) if integer else seed
         self.include_self = units.flag(include_self, "fixed_prob: include_self")
 
     def build(self, n_pre, n_post, same):

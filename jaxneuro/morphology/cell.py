@@ -374,6 +374,15 @@ class Cell(AbstractModel):
 
     locate = index
 
+    def segment_labels(self) -> tuple[str, ...]:
+        """``"section(x)"`` for every segment (column of ``trace.v``), ``x`` its centre,
+        in column order: ``("soma(0.5)", "dend(0.1667)", ...)``; ``"x=0.125"`` for a
+        single unnamed cable."""
+        if len(self.sections) == 1 and self.sections[0].name is None:
+            return tuple(f"x={x:.4g}" for x in self.sections[0].centres)
+        return tuple(f"{name}({x:.4g})" for name, sec in zip(self.section_names, self.sections)
+                     for x in sec.centres)
+
     def segments(self, section) -> np.ndarray:
         """Segment indices of a whole section, from ``x = 0`` to ``x = 1``."""
         s = self.section_index(section)

@@ -315,10 +315,12 @@ def simulate(
     if make_trace is not None:  # models made of parts (a Network) split the trace
         trace = make_trace(ts, dict(values), events, span=(t0, t1))
         return eqx.tree_at(lambda tr: tr.final_state, trace, y_final, is_leaf=lambda x: x is None)
+    columns = _column_labels(model, record, dict(selected))
     if not y0.events:
-        return Trace(t=ts, values=dict(values), final_state=y_final, span=(t0, t1))
+        return Trace(t=ts, values=dict(values), final_state=y_final, span=(t0, t1), columns=columns)
     spikes, count = events["spikes"], events["count"]
-    trace = Trace(t=ts, values=dict(values), spikes=spikes, spike_count=count, final_state=y_final, span=(t0, t1))
+    trace = Trace(t=ts, values=dict(values), spikes=spikes, spike_count=count, final_state=y_final, span=(t0, t1),
+                  columns=columns)
     setting = ("summary=jn.SpikeSummary(capacity=...)" if isinstance(model, SpikeDetector)
                else f"{type(model).__name__}(spike_capacity=...)")
     capacity = spikes.shape[-1]
@@ -451,6 +453,18 @@ def _check_time_resolution(t0: float, t1: float, dt: float) -> None:
             "values and stimuli move by steps); start the run nearer t = 0 or enable float64 "
             "(jax.config.update('jax_enable_x64', True))"
         )
+
+
+def _column_labels(model, record, selected: dict) -> tuple | None:
+    """``((name, labels), ...)`` for a cable's or cell's recorded variables: what each
+    column is (``Cell.segment_labels``), for the places ``selected[name]`` holds where
+    given; None for other models."""
+    cell = model.as_cell() if hasattr(model, "as_cell") else model
+    labels_of = getattr(cell, "segment_labels", None)
+    if labels_of is None or hasattr(model, "make_trace"):
+        return None
+    every = labels_of()
+    return tuple((name, tuple(every[i] for i in selected[name]) if name in selected else every) for name in record)
 
 
 def recorded_indices(model, name, places) -> tuple[int, ...]:

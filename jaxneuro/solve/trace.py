@@ -28,6 +28,11 @@ class Trace(eqx.Module):
 
     A :class:`~jaxneuro.Network`'s trace holds one Trace per population in ``parts``:
     ``trace["a"]`` is population ``"a"``'s.
+
+    ``trace.column_labels(name)`` (cables and cells): what each column of a recorded
+    variable is, ``"section(x)"`` at the segment's centre (``"soma(0.5)"``), in column
+    order, for every segment or for the places ``record={name: places}`` chose; plots
+    use them as legends (``columns`` holds them as ``((name, labels), ...)``).
     """
 
     t: Array
@@ -45,6 +50,7 @@ class Trace(eqx.Module):
     #: (``trace.window(*trace.span)`` has this run's spikes alone). None for ``at``'s
     #: traces.
     span: tuple | None = eqx.field(default=None, static=True)
+    columns: tuple | None = eqx.field(default=None, static=True)
 
     def __getitem__(self, name) -> "Trace":
         parts = self.parts or {}
@@ -56,6 +62,13 @@ class Trace(eqx.Module):
                 raise KeyError(f"trace[{name!r}]: only a Network's trace has parts by population name{hint}")
             raise KeyError(f"trace[{name!r}]: no population or recorded coupling {name!r}; the trace has {tuple(parts)}")
         return parts[name]
+
+    def column_labels(self, name: str) -> tuple[str, ...] | None:
+        """``"section(x)"`` for each column of the recorded ``name`` on a cable or cell
+        (None for other models, whose columns are neurons by index)."""
+        if name not in self.values:
+            raise ValueError(f"column_labels: {name!r} is not recorded; this trace has {self.names}")
+        return dict(self.columns or ()).get(name)
 
     @property
     def overflowed(self):
@@ -116,7 +129,7 @@ class Trace(eqx.Module):
 
         parts = None if self.parts is None else {k: p.at(t) for k, p in self.parts.items()}
         return Trace(t=t, values={k: interp(v) for k, v in self.values.items()},
-                     spikes=self.spikes, spike_count=self.spike_count, parts=parts)
+                     spikes=self.spikes, spike_count=self.spike_count, parts=parts, columns=self.columns)
 
     def window(self, start, stop) -> "Trace":
         """The part of the trace with ``start <= t <= stop`` (ms, or saiunit times; to
@@ -151,7 +164,8 @@ class Trace(eqx.Module):
             kept = jnp.sum(inside, axis=-1).astype(count.dtype)
             count = jnp.where(self.overflowed, count, kept)
         return Trace(t=cut(self.t), values={k: cut(v) for k, v in self.values.items()},
-                     spikes=spikes, spike_count=count, parts=parts, span=(float(start), float(stop)))
+                     spikes=spikes, spike_count=count, parts=parts, span=(float(start), float(stop)),
+                     columns=self.columns)
 
     def plot(self, *names, ax=None, **kwargs):
         """Plot recorded variables against time with matplotlib (``"spikes"``: a raster
