@@ -11,7 +11,11 @@ from pathlib import Path
 def _parser():
     p = argparse.ArgumentParser(prog="jaxneuro", description="Differentiable neuron simulation in JAX.")
     sub = p.add_subparsers(dest="command", required=True)
-    tour = sub.add_parser("tour", help="run every seed scenario and check it against expected values")
+    tour = sub.add_parser(
+        "tour", help="run every seed scenario and check it against expected values",
+        description="Run every scenario of the documents jaxneuro was specified from (passive soma, input "
+                    "resistance, LIF/HH/cable, gap junctions, INa_Ba2002), check each number against its "
+                    "published, analytic or NEURON value, print the table and save the figures.")
     tour.add_argument("--out", type=Path, default=Path("jaxneuro-tour"), help="folder for the PNG figures (default: ./jaxneuro-tour)")
     tour.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the table as JSON to PATH")
     tour.add_argument("--no-neuron", action="store_true", help="skip comparisons that run NEURON")

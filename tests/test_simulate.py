@@ -443,3 +443,15 @@ def test_cell_traces_label_their_columns_and_plots_use_them():
     cable = jn.Cable(length=100.0, diam=1.0, nseg=4, channels=[jn.channels.Leak()])
     assert jn.simulate(cable, 1.0).column_labels("v") == ("x=0.125", "x=0.375", "x=0.625", "x=0.875")
     assert jn.simulate(jn.LIF(n=3), 1.0).column_labels("v") is None  # neurons, by index
+
+
+def test_trace_names_follow_the_record_order_and_a_trace_is_not_one_array():
+    # They came back alphabetical from jit (a dict pytree), so the voltage was plotted
+    # last; np.asarray(trace) gave a 0-d object array.
+    model = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()])
+    for tr in (jn.simulate(model, 1.0, record=("v", "m_hh", "i_cap")),
+               jax.jit(lambda: jn.simulate(model, 1.0, record=("v", "m_hh", "i_cap")))()):
+        assert tr.names == ("v", "m_hh", "i_cap")
+        assert tr.window(0.2, 0.8).names == ("v", "m_hh", "i_cap")
+    with pytest.raises(TypeError, match=r"a Trace holds several arrays \(t, v, m_hh, i_cap\)"):
+        np.asarray(tr)

@@ -317,10 +317,11 @@ def simulate(
         return eqx.tree_at(lambda tr: tr.final_state, trace, y_final, is_leaf=lambda x: x is None)
     columns = _column_labels(model, record, dict(selected))
     if not y0.events:
-        return Trace(t=ts, values=dict(values), final_state=y_final, span=(t0, t1), columns=columns)
+        return Trace(t=ts, values=dict(values), final_state=y_final, span=(t0, t1), columns=columns,
+                     order=tuple(record))
     spikes, count = events["spikes"], events["count"]
     trace = Trace(t=ts, values=dict(values), spikes=spikes, spike_count=count, final_state=y_final, span=(t0, t1),
-                  columns=columns)
+                  columns=columns, order=tuple(record))
     setting = ("summary=jn.SpikeSummary(capacity=...)" if isinstance(model, SpikeDetector)
                else f"{type(model).__name__}(spike_capacity=...)")
     capacity = spikes.shape[-1]

@@ -51,6 +51,9 @@ class Trace(eqx.Module):
     #: traces.
     span: tuple | None = eqx.field(default=None, static=True)
     columns: tuple | None = eqx.field(default=None, static=True)
+    #: The recorded names in the order ``record=`` gave them (``values``, a dict, comes
+    #: back from ``jit`` sorted); :attr:`names` and plots follow it.
+    order: tuple | None = eqx.field(default=None, static=True)
 
     def __getitem__(self, name) -> "Trace":
         parts = self.parts or {}
@@ -96,7 +99,15 @@ class Trace(eqx.Module):
 
     @property
     def names(self) -> tuple[str, ...]:
+        if self.order is not None and set(self.order) == set(self.values):
+            return tuple(self.order)
         return tuple(self.values)
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError(
+            f"a Trace holds several arrays ({', '.join(('t',) + self.names)}); convert one, e.g. "
+            "np.asarray(trace.v)"
+        )
 
     def at(self, t) -> "Trace":
         """The recorded variables linearly interpolated at time(s) ``t`` (ms, or a
@@ -129,7 +140,8 @@ class Trace(eqx.Module):
 
         parts = None if self.parts is None else {k: p.at(t) for k, p in self.parts.items()}
         return Trace(t=t, values={k: interp(v) for k, v in self.values.items()},
-                     spikes=self.spikes, spike_count=self.spike_count, parts=parts, columns=self.columns)
+                     spikes=self.spikes, spike_count=self.spike_count, parts=parts, columns=self.columns,
+                     order=self.order)
 
     def window(self, start, stop) -> "Trace":
         """The part of the trace with ``start <= t <= stop`` (ms, or saiunit times; to
@@ -165,7 +177,7 @@ class Trace(eqx.Module):
             count = jnp.where(self.overflowed, count, kept)
         return Trace(t=cut(self.t), values={k: cut(v) for k, v in self.values.items()},
                      spikes=spikes, spike_count=count, parts=parts, span=(float(start), float(stop)),
-                     columns=self.columns)
+                     columns=self.columns, order=self.order)
 
     def plot(self, *names, ax=None, **kwargs):
         """Plot recorded variables against time with matplotlib (``"spikes"``: a raster
