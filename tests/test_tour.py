@@ -78,4 +78,4 @@ def test_bad_paths_are_reported_before_the_tour_runs(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("jaxneuro ")
     with pytest.raises(SystemExit):
         cli.main(["tour", "--help"])
-    assert "check each number against its published, analytic or NEURON value" in capsys.readouterr().out
+    assert "check each number against its published, analytic or NEURON value" in " ".join(capsys.readouterr().out.split())
