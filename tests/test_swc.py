@@ -216,6 +216,8 @@ def _random_neurite_root_swc(rng, path):
     path.write_text("".join("%d %d %.3f %.3f %.3f %.3f %d\n" % tuple(p) for p in pts))
 
 
+# Random trees have sections of one point, which are dropped (as NEURON does) with a warning.
+@pytest.mark.filterwarnings("ignore:SWC.*of zero length dropped:RuntimeWarning")
 @pytest.mark.parametrize("make", [_random_swc, _random_neurite_root_swc], ids=["soma_root", "neurite_root"])
 def test_random_trees_split_into_sections_as_neurons_import3d(neuron_h, tmp_path, capfd, make):
     # Sections, their 3-D points (with the parent-point copies Import3d adds or leaves
@@ -479,3 +481,12 @@ def test_fixed_nseg_per_section_matches_neuron(neuron_h):
         jn.Cell.from_swc(path, nseg=3, d_lambda=0.1)
     with pytest.raises(ValueError, match="nseg expects a positive integer"):
         jn.Cell.from_swc(path, nseg=0)
+
+
+def test_a_zero_length_section_is_dropped_with_a_warning(tmp_path):
+    # As NEURON's Import3d drops it; it went without a word.
+    path = tmp_path / "zerolen.swc"
+    path.write_text("1 1 0 0 0 5 -1\n2 3 0 5 0 1 1\n3 3 0 5 0 1 2\n")
+    with pytest.warns(RuntimeWarning, match=r"SWC: 1 section\(s\) of zero length dropped \(points \[2, 3\]"):
+        cell = jn.Cell.from_swc(path)
+    assert cell.section_names == ("soma[0]",)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -249,16 +250,24 @@ def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
 
     # Import3d's chk_valid: a section of one point, or of two at the same place, is
     # removed and its children join its parent where it joined.
+    dropped = []
     for i in range(len(raw) - 1, 0, -1):
         sec_xyz = raw[i][1]
         if len(sec_xyz) <= 1 or (len(sec_xyz) == 2 and np.array_equal(sec_xyz[0], sec_xyz[1])):
             removed = raw.pop(i)
+            dropped.append(removed[5])
             for other in raw[i:]:
                 if other[3] == i:
                     other[3], other[4] = removed[3], removed[4]
                 elif other[3] is not None and other[3] > i:
                     other[3] -= 1
 
+    if dropped:
+        # As NEURON's Import3d does, but a user should know the file says more.
+        warnings.warn(
+            f"SWC: {len(dropped)} section(s) of zero length dropped (points {'; '.join(map(str, dropped[:5]))}: "
+            "one point, or two at the same place), as NEURON's Import3d drops them; their children join "
+            "their parents", RuntimeWarning, stacklevel=4)
     counts: dict[int, int] = {}
     sections: list[Section3D] = []
     for t, sec_xyz, sec_d, parent, x, ids in raw:
