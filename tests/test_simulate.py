@@ -455,3 +455,17 @@ def test_trace_names_follow_the_record_order_and_a_trace_is_not_one_array():
         assert tr.window(0.2, 0.8).names == ("v", "m_hh", "i_cap")
     with pytest.raises(TypeError, match=r"a Trace holds several arrays \(t, v, m_hh, i_cap\)"):
         np.asarray(tr)
+
+
+def test_max_steps_is_checked_and_not_ignored_at_a_constant_step():
+    # max_steps=10 for a 400-step run was ignored without a word.
+    with pytest.raises(ValueError, match=r"max_steps=10: a constant step of 0\.025 ms takes 400 steps"):
+        jn.simulate(passive(), 10.0, max_steps=10)
+    for bad in (0, -1, 2.5, "x", True):
+        with pytest.raises(ValueError, match=r"max_steps expects a positive integer"):
+            jn.simulate(passive(), 10.0, max_steps=bad)
+    assert jn.simulate(passive(), 10.0, max_steps=400).t.shape == (401,)
+    with pytest.raises(Exception, match=r"maximum number of (solver )?steps"):
+        jn.simulate(passive(), 10.0, solver=diffrax.Tsit5(), max_steps=5,
+                    stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10),
+                    stimuli=[jn.StepCurrent(1.0, 2.0, 5.0)])

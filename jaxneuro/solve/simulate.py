@@ -89,7 +89,11 @@ def simulate(
     ``solver``: default :class:`StaggeredEuler` (NEURON's scheme) with a constant step;
     any diffrax solver may be given instead, e.g. ``diffrax.Tsit5()``, optionally with
     ``stepsize_controller=diffrax.PIDController(rtol=..., atol=...)`` for adaptive
-    steps (stimulus on/off times are then passed to the controller as jumps).
+    steps (stimulus on/off times are then passed to the controller as jumps, and a
+    recorded waveform's samples as times to step to). ``max_steps``: the most steps an
+    adaptive run may take (default ``max(16·(t1 - t0)/dt, 4096)``; reaching it is an
+    error); a constant step takes ``ceil((t1 - t0)/dt)`` steps, and a ``max_steps``
+    below that is refused.
     With a constant step size (the default) the time loop is a checkpointed
     ``lax.scan`` over the solver's steps, and ``save_every`` must be a whole multiple
     of ``dt``; gradients then keep the saved states and recompute the steps between
@@ -239,9 +243,16 @@ def simulate(
         stepsize_controller = diffrax.ConstantStepSize()
     else:
         stepsize_controller = _stepping_to_stimuli(stepsize_controller, stimuli)
+    adaptive = not isinstance(stepsize_controller, diffrax.ConstantStepSize)
     if max_steps is None:
-        adaptive = not isinstance(stepsize_controller, diffrax.ConstantStepSize)
         max_steps = max(16 * n_steps, 4096) if adaptive else n_steps + 1
+    elif isinstance(max_steps, (bool, np.bool_)) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
+        raise ValueError(f"max_steps expects a positive integer (steps) or None, got {max_steps!r}")
+    elif not adaptive and max_steps < n_steps:
+        raise ValueError(
+            f"max_steps={max_steps}: a constant step of {dt} ms takes {n_steps} steps from t0={t0} to t1={t1} ms; "
+            "give max_steps >= that (or leave it None), or a longer dt"
+        )
 
     term = diffrax.ODETerm(vector_field)
     if isinstance(stepsize_controller, diffrax.ConstantStepSize) and adjoint is None:
