@@ -469,3 +469,13 @@ def test_max_steps_is_checked_and_not_ignored_at_a_constant_step():
         jn.simulate(passive(), 10.0, solver=diffrax.Tsit5(), max_steps=5,
                     stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10),
                     stimuli=[jn.StepCurrent(1.0, 2.0, 5.0)])
+
+
+def test_a_diverged_run_is_reported():
+    # Tsit5 at dt = 0.025 on a membrane with cm = 1e-3 returned NaN traces without a word.
+    stiff = jn.Compartment(length=20.0, diam=20.0, cm=1e-3, channels=[jn.channels.HH()])
+    with pytest.warns(RuntimeWarning, match=r"simulate: the run diverged \(1 compartment\(s\) .* too long for Tsit5"):
+        tr = jn.simulate(stiff, 5.0, solver=diffrax.Tsit5(), stimuli=[jn.StepCurrent(0.1, 1.0, 2.0)])
+    assert not np.isfinite(float(tr.v[-1]))
+    # The default (implicit) solver is stable there.
+    assert np.isfinite(float(jn.simulate(stiff, 5.0, stimuli=[jn.StepCurrent(0.1, 1.0, 2.0)]).v[-1]))

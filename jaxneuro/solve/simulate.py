@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import diffrax
@@ -322,6 +323,7 @@ def simulate(
         events = y_final.events if y0.events else None
     if ends_off_grid:
         ts = jnp.append(ts, jnp.asarray(t1, ts.dtype))
+    _warn_if_diverged(y_final.v, solver, dt)
     make_trace = getattr(model, "make_trace", None)
     if make_trace is not None:  # models made of parts (a Network) split the trace
         trace = make_trace(ts, dict(values), events, span=(t0, t1))
@@ -375,6 +377,22 @@ def _initial_state_at(model, v0) -> State:
             f"got shape {np.shape(v0)}"
         )
     return model.init_state(v0)
+
+
+def _warn_if_diverged(v_final, solver, dt) -> None:
+    """A RuntimeWarning where the final voltages are not finite (when they are known:
+    not under ``jit``): an explicit solver at a step too long for a stiff membrane
+    returned NaN/inf traces without a word."""
+    if not units.is_concrete(v_final):
+        return
+    bad = ~np.isfinite(np.asarray(v_final))
+    if np.any(bad):
+        warnings.warn(
+            f"simulate: the run diverged ({int(np.sum(bad))} compartment(s) end with non-finite voltages): "
+            f"the step dt = {dt} ms is too long for {type(solver).__name__} on this model (an explicit "
+            "solver on a stiff membrane), or a parameter is non-finite; use the default solver, a shorter "
+            "dt or an adaptive stepsize_controller",
+            RuntimeWarning, stacklevel=3)
 
 
 def _check_implicit_tolerances(solver) -> None:
