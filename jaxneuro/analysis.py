@@ -65,6 +65,9 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
     several, choose ``v_guess`` near the one wanted. Spiking models with a reset have
     no useful fixed point above threshold.
     """
+    if not isinstance(model, AbstractModel):
+        raise ValueError(f"steady_state: model expects a jaxneuro model (a compartment, cable, cell, neuron or "
+                         f"network), got {type(model).__name__}")
     max_iterations = units.positive_int(max_iterations, "steady_state: max_iterations")
     throw = units.flag(throw, "steady_state: throw")
     _check_membrane(model)

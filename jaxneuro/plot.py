@@ -40,6 +40,16 @@ def plot_trace(trace, *names, ax=None, label=None, **kwargs):
             f"this trace is a batch (from jax.vmap over simulate: t of shape {np.shape(trace.t)}); plot one "
             "member, jax.tree.map(lambda x: x[i], trace).plot(...)"
         )
+    bad = [n for n in names if not isinstance(n, str)]
+    if bad:
+        raise ValueError(f"trace.plot: names expects recorded variable names (str), e.g. 'v', got {bad[0]!r}; "
+                         f"this trace has {trace.names}")
+    unknown = [n for n in names if n != "spikes" and n not in trace.names]
+    if unknown:
+        raise ValueError(f"trace.plot: {unknown[0]!r} is not recorded; this trace has {trace.names}"
+                         + (" and 'spikes'" if trace.spikes is not None else ""))
+    if ax is not None and not (hasattr(ax, "plot") or (np.ndim(ax) > 0 and all(hasattr(a, "plot") for a in ax))):
+        raise ValueError(f"trace.plot: ax expects a matplotlib Axes or a sequence of them, got {ax!r}")
     names = names or trace.names
     if not names:
         raise ValueError(

@@ -276,3 +276,20 @@ def test_a_gate_recorded_where_its_channel_is_absent_is_nan():
     m, i = np.asarray(tr.m_hh), np.asarray(tr.i_hh)
     assert np.all(np.isfinite(m[:, 0])) and np.all(np.isnan(m[:, 1:]))
     assert np.all(i[:, 1:] == 0.0) and np.all(np.isfinite(i[:, 0]))
+
+
+def test_plot_and_steady_state_name_what_they_expected():
+    # Raw Python errors: "attribute name must be string", "'str' object has no
+    # attribute 'plot'", "'NoneType' object has no attribute 'precomputed'".
+    import matplotlib
+
+    matplotlib.use("Agg")
+    tr = jn.simulate(jn.LIF(), 5.0)
+    with pytest.raises(ValueError, match=r"trace\.plot: names expects recorded variable names \(str\)"):
+        tr.plot(3)
+    with pytest.raises(ValueError, match=r"trace\.plot: 'w' is not recorded; this trace has \('v',\) and 'spikes'"):
+        tr.plot("w")
+    with pytest.raises(ValueError, match=r"trace\.plot: ax expects a matplotlib Axes"):
+        tr.plot("v", ax="x")
+    with pytest.raises(ValueError, match=r"steady_state: model expects a jaxneuro model"):
+        jn.steady_state(None)
