@@ -99,15 +99,15 @@ def _check_below_threshold(model, v, throw) -> None:
     v_th = threshold()
     if not (units.is_concrete(v) and units.is_concrete(v_th)):
         return
-    above = np.asarray(v) >= np.asarray(v_th)
+    v = np.atleast_1d(np.asarray(v))
+    v_th = np.broadcast_to(np.asarray(v_th), v.shape)
+    above = v >= v_th
     if np.any(above):
-        first = tuple(int(i) for i in np.argwhere(np.atleast_1d(above))[0])
-        v_at = np.atleast_1d(np.asarray(v))[first]
-        th_at = np.broadcast_to(np.asarray(v_th), np.shape(np.atleast_1d(np.asarray(v))))[first]
+        first = tuple(int(i) for i in np.argwhere(above)[0])
         raise ValueError(
-            f"steady_state: {type(model).__name__}'s fixed point {float(v_at):.6g} mV lies at or above its "
-            f"threshold {float(th_at):.6g} mV ({int(np.sum(above))} neuron(s), e.g. index {first}): under this "
-            "input it fires and never settles, so it has no steady state (throw=False returns the fixed point)"
+            f"steady_state: {type(model).__name__}'s fixed point {float(v[first]):.6g} mV lies at or above its "
+            f"threshold {float(v_th[first]):.6g} mV ({int(np.sum(above))} neuron(s), e.g. index {first}): under "
+            "this input it fires and never settles, so it has no steady state (throw=False returns the fixed point)"
         )
 
 

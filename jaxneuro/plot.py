@@ -92,7 +92,7 @@ def _lines(trace, ax, names, label, **kwargs):
         y = np.asarray(getattr(trace, name))
         lab = label if label is not None else (name if len(names) > 1 else None)
         lines = ax.plot(t, y, **kwargs)
-        columns = dict(trace.columns or ()).get(name)
+        columns = trace.column_labels(name)
         if label is None and columns is not None and y.ndim == 2 and 1 < len(lines) <= MAX_LEGEND_COLUMNS:
             for line, where in zip(lines, columns):  # which segment each line is
                 line.set_label(where if len(names) == 1 else f"{name} {where}")

@@ -74,8 +74,9 @@ def test_a_users_clip_controller_keeps_the_stimulus_jumps():
 
 def test_implicit_diffrax_solver_at_a_constant_step_asks_for_tolerances():
     # It failed inside the root finder with "Type of `other` not understood".
-    with pytest.raises(ValueError, match=r"solver: Kvaerno5 is implicit, and at a constant step .* no tolerances"):
-        jn.simulate(_passive_soma_100um(), 1.0, solver=diffrax.Kvaerno5())
+    for controller in (None, diffrax.ConstantStepSize()):
+        with pytest.raises(ValueError, match=r"solver: Kvaerno5 is implicit, and at a constant step .* no tolerances"):
+            jn.simulate(_passive_soma_100um(), 1.0, solver=diffrax.Kvaerno5(), stepsize_controller=controller)
     tr = jn.simulate(_passive_soma_100um(), 1.0, v0=-65.0,
                      solver=diffrax.Kvaerno5(root_finder=diffrax.VeryChord(rtol=1e-10, atol=1e-10)))
     assert float(tr.v[-1]) == pytest.approx(-70.0 + 5.0 * math.exp(-1.0 / TAU), abs=1e-6)

@@ -13,12 +13,12 @@ index arrays cost memory proportional to the number of connections, never N².
 
 from __future__ import annotations
 
-from .. import units
-
 import inspect
 import math
 
 import numpy as np
+
+from .. import units
 
 __all__ = ["one_to_one", "all_to_all", "fixed_prob", "explicit", "resolve", "as_rule", "AbstractRule"]
 

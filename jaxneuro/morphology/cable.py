@@ -128,6 +128,13 @@ class Cable(AbstractModel):
         """Segment centres ``x = (i + 0.5)/nseg``."""
         return (np.arange(self.nseg) + 0.5) / self.nseg
 
+    def segment_labels(self) -> tuple[str, ...]:
+        """``"name(x)"`` for every segment (column of ``trace.v``) at its centre, or
+        ``"x=0.125"`` for an unnamed cable."""
+        if self.name is None:
+            return tuple(f"x={x:.4g}" for x in self.centres)
+        return tuple(f"{self.name}({x:.4g})" for x in self.centres)
+
     def index(self, x) -> int:
         """Index of the segment containing ``x`` in [0, 1] (``trace.v[:, index]``)."""
         return self.as_cell().index(0, x)

@@ -378,8 +378,8 @@ class Cell(AbstractModel):
         """``"section(x)"`` for every segment (column of ``trace.v``), ``x`` its centre,
         in column order: ``("soma(0.5)", "dend(0.1667)", ...)``; ``"x=0.125"`` for a
         single unnamed cable."""
-        if len(self.sections) == 1 and self.sections[0].name is None:
-            return tuple(f"x={x:.4g}" for x in self.sections[0].centres)
+        if len(self.sections) == 1:
+            return self.sections[0].segment_labels()
         return tuple(f"{name}({x:.4g})" for name, sec in zip(self.section_names, self.sections)
                      for x in sec.centres)
 

@@ -345,11 +345,11 @@ class AbstractSpikingNeuron(AbstractModel):
         if coordinate is None:
             return v_free
         forward, inverse = coordinate
-        finite = jnp.isfinite(s_up) & (s_up > elapsed)
-        s_safe = jnp.where(finite, s_up, 2.0 * elapsed + 1.0)
+        taken = weight > 0  # only where s_up is finite and within two steps (_upswing_weight)
+        s_safe = jnp.where(taken, s_up, 2.0 * elapsed + 1.0)
         y_start, y_th = forward(v_start), forward(jnp.broadcast_to(v_th, jnp.shape(v_start)))
         v_est = inverse(y_start + (y_th - y_start) * jnp.clip(elapsed / s_safe, 0.0, 1.0))
-        return jnp.where(finite & (weight > 0), v_free + weight * jnp.maximum(v_est - v_free, 0.0), v_free)
+        return jnp.where(taken, v_free + weight * jnp.maximum(v_est - v_free, 0.0), v_free)
 
     def upswing_coordinate(self):
         """``(coordinate, inverse)``: functions of the voltage in which the upswing of

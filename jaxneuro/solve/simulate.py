@@ -240,11 +240,12 @@ def simulate(
         )
     warn_shared_seeds(stimuli)
     if stepsize_controller is None:
-        _check_implicit_tolerances(solver)
         stepsize_controller = diffrax.ConstantStepSize()
     else:
         stepsize_controller = _stepping_to_stimuli(stepsize_controller, stimuli)
     adaptive = not isinstance(stepsize_controller, diffrax.ConstantStepSize)
+    if not adaptive:
+        _check_implicit_tolerances(solver)
     if max_steps is None:
         max_steps = max(16 * n_steps, 4096) if adaptive else n_steps + 1
     elif isinstance(max_steps, (bool, np.bool_)) or not isinstance(max_steps, (int, np.integer)) or max_steps < 1:
@@ -406,8 +407,8 @@ def _check_implicit_tolerances(solver) -> None:
     root = solver.root_finder
     if any(getattr(root, attr, None) is use_stepsize_tol for attr in ("rtol", "atol", "norm")):
         raise ValueError(
-            f"solver: {type(solver).__name__} is implicit, and at a constant step (the default) its root "
-            "finder has no tolerances: they come from an adaptive controller. Pass "
+            f"solver: {type(solver).__name__} is implicit, and at a constant step (the default, or "
+            "ConstantStepSize) its root finder has no tolerances: they come from an adaptive controller. Pass "
             "stepsize_controller=diffrax.PIDController(rtol=..., atol=...), or give the root finder its own, "
             f"e.g. diffrax.{type(solver).__name__}(root_finder=diffrax.VeryChord(rtol=1e-8, atol=1e-8, "
             "norm=optimistix.max_norm))"
@@ -422,7 +423,7 @@ def _stepping_to_stimuli(controller, stimuli):
     vector field at the step's own stages."""
     if not isinstance(controller, diffrax.AbstractAdaptiveStepSizeController):
         return controller
-    jumps = [jnp.asarray(b) for s in stimuli for b in s.breakpoints()
+    jumps = [jnp.ravel(jnp.asarray(b)) for s in stimuli for b in s.breakpoints()
              if not (units.is_concrete(b) and not np.isfinite(b))]
     steps = [jnp.ravel(jnp.asarray(x)) for s in stimuli if (x := s.sample_times()) is not None]
     if not jumps and not steps:
@@ -432,12 +433,12 @@ def _stepping_to_stimuli(controller, stimuli):
         clip = {"store_rejected_steps": controller.store_rejected_steps,
                 "_callback_on_reject": controller.callback_on_reject}
         steps += [] if controller.step_ts is None else [controller.step_ts]
-        jumps += [] if controller.jump_ts is None else list(controller.jump_ts)
+        jumps += [] if controller.jump_ts is None else [controller.jump_ts]
         controller = controller.controller
     return diffrax.ClipStepSizeController(
         controller,
         step_ts=jnp.concatenate(steps) if steps else None,
-        jump_ts=jnp.stack(jumps) if jumps else None,
+        jump_ts=jnp.concatenate(jumps) if jumps else None,
         **clip,
     )
 
@@ -489,8 +490,7 @@ def _column_labels(model, record, selected: dict) -> tuple | None:
     """``((name, labels), ...)`` for a cable's or cell's recorded variables: what each
     column is (``Cell.segment_labels``), for the places ``selected[name]`` holds where
     given; None for other models."""
-    cell = model.as_cell() if hasattr(model, "as_cell") else model
-    labels_of = getattr(cell, "segment_labels", None)
+    labels_of = getattr(model, "segment_labels", None)
     if labels_of is None or hasattr(model, "make_trace"):
         return None
     every = labels_of()
