@@ -413,7 +413,7 @@ def test_adex_steady_state_and_input_resistance_include_adaptation():
 
 def test_adex_train_gradients_follow_the_spike_times():
     """README: along an adapting train (a and b non-zero, the default) d t_k / d amp
-    of the first eight spikes stays within 9 % of central differences of the simulated
+    of the first eight spikes stays within 10 % of central differences of the simulated
     times (h = 1e-3 nA; halving h changes them by under 0.5 %), within 6 % with a = 0
     or b = 0. The gates move along the upswing up to the spike: with the step's end
     voltage alone, the 4th-8th spikes' slopes were off by 30-75 %, because the

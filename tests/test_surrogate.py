@@ -82,3 +82,18 @@ def test_bad_surrogate():
     for bad in (0.0, -1.0, float("inf"), True, "1"):
         with pytest.raises(ValueError, match=r"FastSigmoid\.time_scale expects a finite number > 0 \(ms\)"):
             jn.surrogate.FastSigmoid(time_scale=bad)
+
+
+def test_a_surrogate_gradient_is_a_learning_signal_not_the_counts_slope():
+    """README: for a LIF over 200 ms at 0.5 nA the surrogate gives 2250 spikes/nA, where
+    the count rises by 50 spikes/nA (right sign, 45x the size)."""
+    lif = jn.LIF(C=0.25, gL=0.0125, V_th=-55.0, V_reset=-65.0, spike_capacity=60,
+                 surrogate=jn.surrogate.FastSigmoid())
+
+    def count(amp):
+        return jn.simulate(lif, 200.0, stimuli=[jn.StepCurrent(amp=amp, delay=0.0, dur=300.0)]).spike_count
+
+    amps = np.linspace(0.3, 0.7, 9)
+    slope = np.polyfit(amps, [float(count(a)) for a in amps], 1)[0]
+    assert slope == pytest.approx(50.0, abs=0.5)
+    assert float(jax.grad(count)(0.5)) == pytest.approx(2250.0, rel=0.01)
