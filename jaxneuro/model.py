@@ -125,15 +125,20 @@ class AbstractModel(eqx.Module):
         """The value of observable ``name`` at time ``t``."""
 
 
+class CurrentShapeError(ValueError):
+    """A stimulus current whose shape does not fit the compartments it targets."""
+
+
 def broadcast_current(i, shape, target):
     """A stimulus current ``i`` (nA) broadcast to the ``shape`` of the compartments its
-    ``target`` names, or a ValueError saying what fits."""
+    ``target`` names, or a :class:`CurrentShapeError` saying what fits."""
     try:
         return jnp.broadcast_to(jnp.asarray(i), shape)
     except (ValueError, TypeError):
-        raise ValueError(
-            f"stimulus amplitude of shape {jnp.shape(i)} does not fit target={target!r}, which names "
-            f"compartments of shape {tuple(shape)}: give a scalar or one value per targeted compartment"
+        raise CurrentShapeError(
+            f"stimulus current of shape {jnp.shape(i)} does not fit target={target!r}, which names "
+            f"compartments of shape {tuple(shape)}: give its parameters as scalars or one value per "
+            "targeted compartment"
         ) from None
 
 

@@ -87,7 +87,7 @@ def test_a_root_marked_minus_one_is_explained():
 
 def test_a_location_outside_the_section_is_named_once():
     cable = jn.Cable(length=10, diam=1, nseg=3, channels=[jn.channels.Leak()])
-    with pytest.raises(ValueError, match=r"^stimulus target=1.5: location: x must lie in \[0, 1\], got 1.5\b"):
+    with pytest.raises(ValueError, match=r"^stimuli\[0\]: stimulus target=1.5: location: x must lie in \[0, 1\], got 1.5\b"):
         jn.simulate(cable, 1.0, stimuli=[jn.StepCurrent(0.1, target=1.5)])
 
 
@@ -293,3 +293,29 @@ def test_plot_and_steady_state_name_what_they_expected():
         tr.plot("v", ax="x")
     with pytest.raises(ValueError, match=r"steady_state: model expects a jaxneuro model"):
         jn.steady_state(None)
+
+
+def test_a_stimulus_that_does_not_fit_names_its_parameters():
+    # A 2-D delay was reported as "stimulus amplitude of shape (2, 2)", from inside the
+    # time loop; now before it, with the stimulus's place and its parameters' shapes.
+    soma = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.Leak()])
+    with pytest.raises(ValueError, match=r"^stimuli\[1\]: stimulus current of shape \(2, 2\) does not fit "
+                                         r"target=None.*\(StepCurrent's parameters: amp \(\), delay \(2, 2\), dur \(\)\)$"):
+        jn.simulate(soma, 1.0, stimuli=[jn.StepCurrent(0.1), jn.StepCurrent(0.1, np.ones((2, 2)), 1.0)])
+
+
+def test_ou_current_and_voltage_at_name_bad_shapes():
+    with pytest.raises(ValueError, match=r"ou_current: shape expects a tuple of non-negative integers.*got \(-1,\)"):
+        jn.ou_current(0.0, 0.1, 5.0, 10.0, shape=(-1,))
+    with pytest.raises(ValueError, match=r"ou_current: shape expects .* got 5$"):
+        jn.ou_current(0.0, 0.1, 5.0, 10.0, shape=5)
+    # trace.i_inj (every segment's current) in place of the node's current was a raw
+    # broadcasting error.
+    cell = jn.Cell([jn.Cable(length=100.0, diam=1.0, nseg=5, channels=[jn.channels.Leak()], name="a")],
+                   parents=[None])
+    tr = jn.simulate(cell, 1.0, stimuli=[jn.StepCurrent(0.1, target=("a", 0.5))], record=("v", "i_inj"))
+    with pytest.raises(ValueError, match=r"voltage_at: i_inj expects .*\(shape \(41,\)\), got shape \(41, 5\); "
+                                         r"trace\.i_inj holds every segment's current"):
+        cell.voltage_at(tr.v, "a", 1.0, tr.i_inj)
+    v_end = cell.voltage_at(tr.v, "a", 1.0, jnp.zeros(41))
+    np.testing.assert_array_equal(np.asarray(v_end), np.asarray(cell.voltage_at(tr.v, "a", 1.0)))

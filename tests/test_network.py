@@ -191,7 +191,7 @@ def test_bad_stimulus_targets_amplitudes_and_initial_voltages_are_named():
         jn.StepCurrent(0.1, target=True)
     with pytest.raises(ValueError, match="target expects"):
         jn.StepCurrent(0.1, target=("a", True))
-    with pytest.raises(ValueError, match=r"amplitude of shape \(3,\) does not fit target=\(0, 1\)"):
+    with pytest.raises(ValueError, match=r"current of shape \(3,\) does not fit target=\(0, 1\)"):
         jn.simulate(pop, 1.0, stimuli=[jn.StepCurrent(jnp.array([0.1, 0.2, 0.3]), target=[0, 1])])
     with pytest.raises(ValueError, match=r"v0 expects a scalar or one value per compartment \(shape \(3,\)\)"):
         jn.simulate(pop, 1.0, v0=np.array([-65.0, -70.0]))

@@ -749,7 +749,19 @@ class Cell(AbstractModel):
                     "includes what is injected there"
                 )
             return v[..., int(segs[0])]
-        return (v[..., segs] @ g + jnp.asarray(i_inj)) / jnp.sum(g)
+        i_inj = jnp.asarray(i_inj)
+        try:
+            fits = jnp.broadcast_shapes(i_inj.shape, v.shape[:-1]) == v.shape[:-1]
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"voltage_at: i_inj expects the current (nA) injected at that node, a scalar or one "
+                f"value per leading index of v (shape {v.shape[:-1]}), got shape {i_inj.shape}"
+                + ("; trace.i_inj holds every segment's current: take the injected stimulus's "
+                   "current at the saved times instead" if i_inj.ndim and i_inj.shape[-1] == self.n_segments else "")
+            )
+        return (v[..., segs] @ g + i_inj) / jnp.sum(g)
 
     def observables(self):
         names = ["v", "i_cap", "i_inj"]

@@ -14,7 +14,7 @@ import numpy as np
 import saiunit as u
 
 from .. import backends, units
-from ..model import AbstractModel
+from ..model import AbstractModel, CurrentShapeError
 from ..stimuli import AbstractStimulus
 from ..stimuli.noise import warn_shared_seeds
 from . import fixed_step
@@ -209,6 +209,11 @@ def simulate(
     for i, s in enumerate(stimuli):
         try:
             checked.append(s.check_run(t0=t0, t1=t1, dt=dt, adaptive=adaptive))
+            # Placed once abstractly, so that a current that does not fit its target is
+            # refused here, naming the stimulus, not from inside the time loop.
+            jax.eval_shape(lambda s=checked[-1]: s.inject(t0, model, y0.v))
+        except CurrentShapeError as e:
+            raise ValueError(f"stimuli[{i}]: {e} ({type(s).__name__}'s parameters: {s.parameter_shapes()})") from None
         except ValueError as e:
             raise ValueError(f"stimuli[{i}]: {e}") from None
     stimuli = tuple(checked)

@@ -119,6 +119,14 @@ class AbstractStimulus(eqx.Module):
                     "in proportion to its area"
                 )
 
+    def parameter_shapes(self) -> str:
+        """``"amp (), delay (2, 2)"``: the shapes of this stimulus's array parameters,
+        for messages about a current that does not fit its target (whose shape comes from
+        them all)."""
+        shapes = [f"{f.name} {tuple(np.shape(getattr(self, f.name)))}" for f in dataclasses.fields(self)
+                  if not f.metadata.get("static") and hasattr(getattr(self, f.name), "shape")]
+        return ", ".join(shapes)
+
     def inject(self, t, model, v):
         """The current at ``t`` (nA) placed onto ``model``'s compartments, whose voltages
         are ``v`` (mV; unused here, read by a voltage clamp). A density is placed first

@@ -4,6 +4,7 @@ a new normal sample every ``interval`` ms, drawn as a pure function of time."""
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from typing import Any, ClassVar
 
@@ -346,10 +347,13 @@ def ou_current(mean, std, tau, t1, *, dt=0.025, shape=(), seed=0, t0=0.0, target
     units.check_value(std, "ou_current.std", "nonnegative", unit)
     units.check_value(mean, "ou_current.mean", None, unit)
     units.check_value(tau, "ou_current.tau", "positive", units.ms)
+    shape_given = shape
     try:
-        shape = tuple(int(k) for k in shape)
+        shape = tuple(operator.index(k) for k in shape)
     except TypeError:
-        raise ValueError(f"ou_current: shape expects a tuple of integers, e.g. (n,), got {shape!r}") from None
+        shape = None
+    if shape is None or any(k < 0 for k in shape):
+        raise ValueError(f"ou_current: shape expects a tuple of non-negative integers, e.g. (n,), got {shape_given!r}")
     try:
         fits = np.broadcast_shapes(np.shape(mean), np.shape(std), np.shape(tau), shape) == shape
     except ValueError:
