@@ -90,6 +90,21 @@ def test_uncoupled_network_equals_separate_simulations():
     assert tr["b"].spikes is None
 
 
+def test_t1_off_the_step_grid_samples_every_population_there():
+    # A Network's records are dicts over populations: the sample added at t1 raised
+    # AttributeError ('dict' object has no attribute 'dtype').
+    a, b = jn.LIF(n=3, EL=-65.0), soma(2)
+    net = jn.Network(populations={"a": a, "b": b})
+    solver = jn.StaggeredEuler()
+    tr = jn.simulate(net, 12.01, stimuli=[jn.StepCurrent(2.5, 5.0, 20.0, target="a")], solver=solver)
+    ta = jn.simulate(a, 12.01, stimuli=[jn.StepCurrent(2.5, 5.0, 20.0)], solver=solver)
+    tb = jn.simulate(b, 12.01, v0=-65.0, solver=solver)
+    assert float(tr.t[-1]) == pytest.approx(12.01) and float(tr.t[-2]) == pytest.approx(12.0)
+    np.testing.assert_allclose(tr["a"].v, ta.v, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(tr["b"].v, tb.v, rtol=0, atol=1e-12)
+    assert np.isfinite(tr["a"].spikes).sum() >= 1
+
+
 def test_default_solver_and_gates_layout():
     lifs = jn.Network({"a": jn.LIF(n=2), "b": jn.LIF(n=3)})
     assert lifs.default_solver() == jn.StaggeredEuler(voltage_update="exponential")

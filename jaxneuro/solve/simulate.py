@@ -283,7 +283,9 @@ def simulate(
         values, events = saved, (y_final.events if y0.events else None)
         if ends_off_grid:
             last = system.observe(record, t1, y_final)
-            values = {k: jnp.concatenate([x, jnp.asarray(last[k], x.dtype)[None]]) for k, x in values.items()}
+            # (A Network's records are dicts over its populations.)
+            values = jax.tree.map(lambda x, y: jnp.concatenate([x, jnp.asarray(y, x.dtype)[None]]), values,
+                                  {k: last[k] for k in values})
     else:
         backends.check(backend)
         if backend in ("pallas", "sharded"):
