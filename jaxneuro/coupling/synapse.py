@@ -253,7 +253,9 @@ def _before_tie(t_mid):
     """The latest arrival time (ms) delivered at a step's midpoint ``t_mid`` with
     ``delivery="neuron"``. In float64, ``t_mid`` itself: NEURON delivers the events up to
     and including a step's midpoint (a spike source's arrival exactly on it counts in that
-    step), and a detected spike carries NEURON's 1e-10 ms threshold delay
+    step; NEURON's midpoint is its clock summed half step by half step, which for a
+    ``dt`` that is not a power of two drifts from ``k·dt + dt/2`` by a few units of
+    rounding either way, so there an exact tie may fall in NEURON's next step), and a detected spike carries NEURON's 1e-10 ms threshold delay
     (``SpikeDetector(timing="neuron")``), which puts an arrival after a delay of an odd
     number of half steps just past the midpoint, into the next step. Below float64 that
     offset is under the times' resolution, so the tie is broken here, within a few units
