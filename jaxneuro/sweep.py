@@ -62,12 +62,16 @@ def product(**axes) -> dict[str, np.ndarray]:
         raise ValueError("product expects at least one axis, e.g. product(gnabar=[0.1, 0.12])")
     arrays, unit_of = [], {}
     for name, values in axes.items():
+        if _quantity_list(values):
+            values = _quantity_array(values, f"product: axis {name!r}")
         if isinstance(values, u.Quantity):
             unit_of[name] = values.unit
             values = values.mantissa
         a = np.asarray(values)
         if a.ndim != 1 or a.size == 0:
             raise ValueError(f"product: axis {name!r} expects a non-empty 1-D sequence, got shape {a.shape}")
+        if not _numeric(a.dtype):
+            raise ValueError(f"product: axis {name!r} expects numbers, got {values!r}")
         arrays.append(a)
     mesh = np.meshgrid(*arrays, indexing="ij")
     return {name: (m.reshape(-1) * unit_of[name] if name in unit_of else m.reshape(-1))
@@ -75,6 +79,45 @@ def product(**axes) -> dict[str, np.ndarray]:
 
 
 _NUMBERS = (int, float, complex, np.number, np.bool_)
+
+
+def _numeric(dtype) -> bool:
+    """Numbers or booleans, NumPy's own or JAX's extra floats (bfloat16, float8...)."""
+    return dtype.kind in "biufc" or jnp.issubdtype(dtype, jnp.floating)
+
+
+def _quantity_list(x) -> bool:
+    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(e, u.Quantity) for e in x)
+
+
+def _quantity_array(x, where: str):
+    """A list of saiunit quantities as one quantity array in the first one's unit."""
+    unit = x[0].unit
+    try:
+        return np.asarray([e.to_decimal(unit) for e in x]) * unit
+    except Exception:
+        raise ValueError(f"{where}: a list of quantities expects one dimension, got {x!r}") from None
+
+
+def _in_default_precision(a, where: str):
+    """``a`` unchanged, or a ValueError if JAX (without 64-bit mode) would change its
+    values beyond rounding: integers outside 32 bits, finite floats beyond float32's range."""
+    if jax.config.jax_enable_x64 or a.dtype.itemsize <= 4 or a.dtype.kind not in "iuf" or a.size == 0:
+        return a
+    if a.dtype.kind in "iu":
+        info = np.iinfo(np.int32 if a.dtype.kind == "i" else np.uint32)
+        bad = (a < info.min) | (a > info.max)
+    else:
+        bad = np.isfinite(a) & (np.abs(a) > np.finfo(np.float32).max)
+    if np.any(bad):
+        with np.errstate(over="ignore"):
+            becomes = a[bad].astype(jax.dtypes.canonicalize_dtype(a.dtype)).flat[0]
+        raise ValueError(
+            f"{where} holds {a.dtype} values JAX cannot keep without 64-bit mode (e.g. {a[bad].flat[0]!r}, "
+            f"which would become {becomes!r}); "
+            "call jax.config.update('jax_enable_x64', True) before any computation, or rescale them"
+        )
+    return a
 
 
 def _as_arrays(grid):
@@ -87,21 +130,14 @@ def _as_arrays(grid):
         return isinstance(x, (list, tuple)) and len(x) > 0 and all(
             isinstance(e, _NUMBERS) or rows_of_numbers(e) for e in x)
 
-    def quantities(x):
-        return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(e, u.Quantity) for e in x)
-
     def not_numbers(x):  # a list holding None, strings or nothing: a leaf, refused below
         return isinstance(x, (list, tuple)) and (len(x) == 0 or any(
             e is None or isinstance(e, (str, bytes)) for e in x))
 
     def as_array(path, x):
         where = f"sweep: grid{jax.tree_util.keystr(path)}"
-        if quantities(x):
-            unit = x[0].unit
-            try:
-                return np.asarray([e.to_decimal(unit) for e in x]) * unit
-            except Exception:
-                raise ValueError(f"{where}: a list of quantities expects one dimension, got {x!r}") from None
+        if _quantity_list(x):
+            return _quantity_array(x, where)
         if isinstance(x, u.Quantity):
             return x
         if isinstance(x, (list, tuple)) and len(x) == 0:
@@ -113,12 +149,14 @@ def _as_arrays(grid):
                 f"{where} is a nested list of numbers of uneven lengths; each parameter set "
                 "expects a value of the same shape"
             ) from None
-        if a.dtype.kind not in "biufc":
+        if not _numeric(a.dtype):
             raise ValueError(f"{where} expects numbers (one value per parameter set), got {x!r}")
-        return a
+        if not a.dtype.isnative:  # big-endian data (from a file): JAX takes native order only
+            a = a.astype(a.dtype.newbyteorder("="))
+        return _in_default_precision(a, where)
 
     return jax.tree_util.tree_map_with_path(
-        as_array, grid, is_leaf=lambda x: rows_of_numbers(x) or quantities(x) or not_numbers(x))
+        as_array, grid, is_leaf=lambda x: rows_of_numbers(x) or _quantity_list(x) or not_numbers(x))
 
 
 def _grid_size(grid) -> int:
@@ -159,6 +197,8 @@ def _fn_fingerprint(fn, grid) -> str:
     h = hashlib.sha256()
     h.update(str(closed.jaxpr).encode())
     h.update(str(jax.tree.structure(out)).encode())
+    for f in _host_functions(closed.jaxpr):
+        h.update(_function_identity(f).encode())
     for c in closed.consts:
         dtype = getattr(c, "dtype", None)
         if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key):
@@ -170,15 +210,63 @@ def _fn_fingerprint(fn, grid) -> str:
     return h.hexdigest()
 
 
+def _host_functions(jaxpr):
+    """The Python functions the program calls back into (``jax.pure_callback``,
+    ``io_callback``, ``jax.debug.callback``), nested programs included: the traced
+    program's text names only the callback's type, not which function it runs."""
+    for eqn in jaxpr.eqns:
+        for value in eqn.params.values():
+            for v in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(v, "jaxpr", v)  # a ClosedJaxpr's program, or a Jaxpr
+                if hasattr(inner, "eqns"):
+                    yield from _host_functions(inner)
+                elif callable(v) and "callback" in eqn.primitive.name:
+                    yield v
+
+
+def _function_identity(f) -> str:
+    """A host callback's function as text: its name and, where Python has them, its
+    bytecode, constants and the values it closes over (numbers and arrays)."""
+    f = getattr(f, "callback_func", f)  # JAX's wrapper around the user's function
+    while hasattr(f, "func"):  # functools.partial
+        f = f.func
+    code = getattr(f, "__code__", None)
+    parts = [getattr(f, "__module__", ""), getattr(f, "__qualname__", type(f).__name__)]
+    if code is not None:
+        parts += [code.co_code.hex(), repr(code.co_consts)]
+        for cell in getattr(f, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            if isinstance(value, (*_NUMBERS, str, bytes, np.ndarray, jax.Array)):
+                parts.append(np.asarray(value).tobytes().hex() + str(np.asarray(value).dtype))
+    return "|".join(parts)
+
+
 def _result_shape(fn, grid):
-    """``fn``'s result on one parameter set, as shapes and dtypes (traced, not run)."""
-    return jax.eval_shape(fn, jax.tree.map(lambda x: x[0], grid))
+    """``fn``'s result on one parameter set, as shapes and dtypes (traced, not run); a
+    ValueError for a result the chunks cannot hold (random keys)."""
+    result = jax.eval_shape(fn, jax.tree.map(lambda x: x[0], grid))
+    for path, x in jax.tree_util.tree_flatten_with_path(result)[0]:
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            raise ValueError(
+                f"sweep: fn returns a random key at result{jax.tree_util.keystr(path)}; return "
+                "jax.random.key_data(key) (its numbers) instead"
+            )
+    return result
 
 
 def _out_structure(result_shape) -> str:
-    """The result's structure and its leaves' shapes and dtypes: checked on resume
-    even with ``check_fn=False`` (chunks are read back by position)."""
-    return str(jax.tree.map(lambda x: (tuple(x.shape), str(x.dtype)), result_shape))
+    """The result's structure and its leaves' shapes and dtypes (a saiunit quantity's
+    with its unit): checked on resume even with ``check_fn=False`` (chunks are read back
+    by position)."""
+    def describe(x):
+        if isinstance(x, u.Quantity):
+            return (tuple(x.shape), str(x.mantissa.dtype), str(x.unit))
+        return (tuple(x.shape), str(x.dtype))
+
+    return str(jax.tree.map(describe, result_shape, is_leaf=lambda x: isinstance(x, u.Quantity)))
 
 
 def _chunk_path(out: Path, c: int) -> Path:
@@ -202,14 +290,40 @@ def _save_chunk(path: Path, result) -> None:
     def write(tmp):
         with open(tmp, "wb") as f:
             np.savez(f, *[np.asarray(x) for x in leaves])
+            # On disk before the rename: a crash of the machine must not leave a
+            # complete-looking name on a partial file.
+            f.flush()
+            os.fsync(f.fileno())
 
     _write_atomic(path, write)
 
 
-def _load_chunk(path: Path, treedef):
-    with np.load(path) as z:
-        leaves = [z[f"arr_{i}"] for i in range(len(z.files))]
+def _load_chunk(path: Path, result_shape, rows: int, what: str):
+    """Chunk file ``path`` as ``fn``'s result pytree for ``rows`` parameter sets, each
+    leaf checked against ``result_shape`` (and given its dtype back: NumPy stores JAX's
+    extra floats, e.g. bfloat16, as raw bytes); a ValueError naming the file if it is
+    damaged or does not fit."""
+    expected, treedef = jax.tree.flatten(result_shape)
+    try:
+        with np.load(path) as z:
+            leaves = [z[f"arr_{i}"] for i in range(len(z.files))]
+    except Exception as e:  # truncated, empty or not an .npz at all
+        raise ValueError(
+            f"{what}: chunk file {path} is damaged ({type(e).__name__}: {e}); delete it and run the "
+            "sweep again to recompute that chunk"
+        ) from None
+    shapes = [(rows, *x.shape) for x in expected]
+    if [x.shape for x in leaves] != shapes or any(x.dtype.itemsize != e.dtype.itemsize for x, e in zip(leaves, expected)):
+        raise ValueError(
+            f"{what}: chunk file {path} holds arrays of shapes {[x.shape for x in leaves]}, expected "
+            f"{shapes} ({rows} parameter sets); delete it and run the sweep again to recompute that chunk"
+        )
+    leaves = [x if x.dtype == e.dtype else x.view(e.dtype) for x, e in zip(leaves, expected)]
     return jax.tree.unflatten(treedef, leaves)
+
+
+def _chunk_rows(c: int, n: int, batch_size: int) -> int:
+    return min((c + 1) * batch_size, n) - c * batch_size
 
 
 def _check_manifest(out: Path, old: dict, meta: dict, what: str) -> None:
@@ -228,10 +342,12 @@ def _check_manifest(out: Path, old: dict, meta: dict, what: str) -> None:
         )
     # Manifests of earlier versions have no "float" or "out_structure" entry.
     grid_keys = [k for k in meta if k not in ("fn_sha256", "out_structure") and (k != "float" or "float" in old)]
-    if {k: old.get(k) for k in grid_keys} != {k: meta[k] for k in grid_keys}:
+    differ = [k for k in grid_keys if old.get(k) != meta[k]]
+    if differ:
+        said = ["the grid's values (or dtypes)" if k == "grid_sha256" else f"{k} {old.get(k)!r} there, {meta[k]!r} here"
+                for k in differ]
         raise ValueError(
-            f"{what}: {out} holds a different sweep ({ {k: old.get(k) for k in grid_keys} }, this one "
-            f"{ {k: meta[k] for k in grid_keys} }); give another out= or delete the folder"
+            f"{what}: {out} holds a different sweep: {'; '.join(said)}; give another out= or delete the folder"
         )
     if "fn_sha256" in meta and old.get("fn_sha256") != meta["fn_sha256"]:
         raise ValueError(
@@ -245,7 +361,10 @@ def _check_manifest(out: Path, old: dict, meta: dict, what: str) -> None:
 def _prepare_out(out: Path, meta: dict, timeout: float | None) -> None:
     if out.exists() and not out.is_dir():
         raise ValueError(f"sweep: out expects a folder (new, or one of this sweep's), got the file {out}")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"sweep: out={out} cannot be created ({e.strerror}); give a folder this process can write") from None
     manifest = out / _MANIFEST
     if not manifest.exists():
         if jax.process_index() == 0:
@@ -286,10 +405,27 @@ def _read_manifest(manifest: Path, attempts: int = 50) -> dict:
     create is still writing it, on file systems without links)."""
     for _ in range(attempts - 1):
         try:
-            return json.loads(manifest.read_text())
-        except json.JSONDecodeError:
+            return _manifest_contents(manifest)
+        except ValueError:
             time.sleep(0.1)
-    return json.loads(manifest.read_text())
+    return _manifest_contents(manifest)
+
+
+_MANIFEST_KEYS = ("n", "batch_size", "n_chunks", "grid_sha256")
+
+
+def _manifest_contents(manifest: Path) -> dict:
+    """``manifest``'s entries, or a ValueError if it is not a sweep's manifest."""
+    try:
+        meta = json.loads(manifest.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        meta = None
+    if not isinstance(meta, dict) or not all(k in meta for k in _MANIFEST_KEYS):
+        raise ValueError(
+            f"{manifest} is not a sweep's manifest (it needs the entries {list(_MANIFEST_KEYS)}); give "
+            "another out= or delete the folder"
+        )
+    return meta
 
 
 def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: bool | None = None,
@@ -335,16 +471,15 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
     if on_chunk is not None and not callable(on_chunk):
         raise ValueError(f"sweep: on_chunk expects None or a function of the chunk index, got {on_chunk!r}")
     if timeout is not None:
-        timeout = float(units.to_static(timeout, "sweep: timeout", None))
+        timeout = float(units.to_static(timeout, "sweep: timeout", u.second))
         if not timeout > 0:
             raise ValueError(f"sweep: timeout expects None or a positive number of seconds, got {timeout}")
     grid = _as_arrays(grid)
     meta = _fingerprint(grid, batch_size)
     n, n_chunks = meta["n"], meta["n_chunks"]
     out = _out_path(out, "sweep")
-    result_shape = None
+    result_shape = _result_shape(fn, grid)
     if out is not None:
-        result_shape = _result_shape(fn, grid)
         meta["out_structure"] = _out_structure(result_shape)
         if check_fn:
             meta["fn_sha256"] = _fn_fingerprint(fn, grid)
@@ -400,8 +535,9 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
         if jax.process_count() > 1:
             _wait_for(lambda: [_chunk_path(out, c).name for c in range(n_chunks) if not _chunk_path(out, c).exists()],
                       out, timeout)
-        treedef = jax.tree.structure(result_shape)
-        parts = [results[c] if c in results else _load_chunk(_chunk_path(out, c), treedef) for c in range(n_chunks)]
+        parts = [results[c] if c in results else
+                 _load_chunk(_chunk_path(out, c), result_shape, _chunk_rows(c, n, batch_size), "sweep")
+                 for c in range(n_chunks)]
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
 
 
@@ -445,7 +581,7 @@ def load(out, fn: Callable, grid, *, check_fn: bool = True):
     out = _out_path(out, "load")
     if not (out / _MANIFEST).is_file():
         raise ValueError(f"load: {out} holds no sweep (no {_MANIFEST}); give the folder a sweep wrote with out=")
-    meta = json.loads((out / _MANIFEST).read_text())
+    meta = _manifest_contents(out / _MANIFEST)
     grid = _as_arrays(grid)
     mine = _fingerprint(grid, meta["batch_size"])
     result_shape = _result_shape(fn, grid)
@@ -456,8 +592,8 @@ def load(out, fn: Callable, grid, *, check_fn: bool = True):
     missing = [c for c in range(meta["n_chunks"]) if not _chunk_path(out, c).exists()]
     if missing:
         raise ValueError(f"load: {len(missing)} of {meta['n_chunks']} chunks missing in {out} (e.g. {missing[:5]})")
-    treedef = jax.tree.structure(result_shape)
-    parts = [_load_chunk(_chunk_path(out, c), treedef) for c in range(meta["n_chunks"])]
+    parts = [_load_chunk(_chunk_path(out, c), result_shape, _chunk_rows(c, mine["n"], meta["batch_size"]), "load")
+             for c in range(meta["n_chunks"])]
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
 
 

@@ -313,3 +313,100 @@ def test_sweep_manifest_keys_grids_and_paths(tmp_path, monkeypatch):
         S._wait_for(lambda: ["chunk_000007.npz"], tmp_path, 0.2, poll_s=0.05)
     with pytest.raises(ValueError, match="timeout expects None or a positive number"):
         jn.sweep(lambda p: p["a"], grid, timeout=0)
+
+
+def test_sweep_results_read_back_from_disk_keep_dtypes_units_and_are_checked(tmp_path):
+    # bfloat16 came back from the chunk files as raw bytes (|V2); a result carrying a
+    # unit failed with out= (a NumPy "inhomogeneous shape" error); a damaged chunk gave a
+    # bare BadZipFile/EOFError and a short one was accepted (19 rows for 20 sets).
+    import ml_dtypes
+
+    grid = {"a": np.arange(6.0)}
+    out = tmp_path / "bf16"
+    first = jn.sweep(lambda p: (p["a"] * 2.0).astype(jax.numpy.bfloat16), grid, batch_size=4, out=out)
+    again = jn.sweep(lambda p: (p["a"] * 2.0).astype(jax.numpy.bfloat16), grid, batch_size=4, out=out)
+    assert first.dtype == again.dtype == ml_dtypes.bfloat16
+    np.testing.assert_array_equal(again.astype(np.float32), np.arange(6.0) * 2.0)
+
+    volts = jn.sweep(lambda p: {"v": p["a"] * u.mV}, grid, batch_size=4, out=tmp_path / "q")
+    np.testing.assert_array_equal(u.get_mantissa(volts["v"].to(u.mV)), np.arange(6.0))
+    loaded = jn.sweep.load(tmp_path / "q", lambda p: {"v": p["a"] * u.mV}, grid)
+    assert loaded["v"].unit == u.mV
+
+    out = tmp_path / "damaged"
+    fn = lambda p: p["a"] + 1.0  # noqa: E731
+    jn.sweep(fn, grid, batch_size=4, out=out)
+    chunk = out / "chunk_000001.npz"
+    chunk.write_bytes(chunk.read_bytes()[:20])
+    with pytest.raises(ValueError, match=r"chunk file .*chunk_000001\.npz is damaged .*delete it"):
+        jn.sweep(fn, grid, batch_size=4, out=out)
+    np.savez(chunk, np.zeros(1))  # one row where the last chunk holds two
+    with pytest.raises(ValueError, match=r"chunk_000001\.npz holds arrays of shapes \[\(1,\)\], expected \[\(2,\)\]"):
+        jn.sweep.load(out, fn, grid)
+    chunk.unlink()
+    np.testing.assert_array_equal(jn.sweep(fn, grid, batch_size=4, out=out), np.arange(6.0) + 1.0)
+    (out / "manifest.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"manifest\.json is not a sweep's manifest"):
+        jn.sweep(fn, grid, batch_size=4, out=out)
+
+
+def test_sweep_fingerprints_host_callbacks_and_names_what_differs(tmp_path):
+    # Two fns differing only in the function behind jax.pure_callback had one
+    # fingerprint, so a resume mixed their results.
+    import jax.numpy as jnp
+
+    def through_host(k):
+        return lambda p: jax.pure_callback(lambda x: np.asarray(x * k, np.float64),
+                                           jax.ShapeDtypeStruct((), jnp.float64), p["a"], vmap_method="sequential")
+
+    grid = {"a": np.arange(8.0)}
+    out = tmp_path / "cb"
+    jn.sweep(through_host(2.0), grid, batch_size=2, out=out)
+    (out / "chunk_000003.npz").unlink()
+    with pytest.raises(ValueError, match="another fn"):
+        jn.sweep(through_host(3.0), grid, batch_size=2, out=out)
+    np.testing.assert_array_equal(jn.sweep(through_host(2.0), grid, batch_size=2, out=out), np.arange(8.0) * 2)
+    # The refusal names what differs, not two dicts of hashes.
+    with pytest.raises(ValueError, match=r"different sweep: batch_size 2 there, 4 here; n_chunks 4 there, 2 here; give"):
+        jn.sweep(through_host(2.0), grid, batch_size=4, out=out)
+    with pytest.raises(ValueError, match=r"different sweep: the grid's values \(or dtypes\); give"):
+        jn.sweep(through_host(2.0), {"a": np.arange(8.0) + 1}, batch_size=2, out=out)
+
+
+def test_sweep_inputs_checked_before_computing(tmp_path):
+    # A random key returned was refused only after the first chunk was computed;
+    # timeout in a time unit was refused as "expects dimensionless"; product refused a
+    # list of quantities that sweep takes; bfloat16 grids were "not numbers"; a
+    # big-endian array failed inside JAX; an out folder that cannot be created raised a
+    # raw OSError.
+    grid = {"a": np.arange(4.0)}
+    calls = []
+    with pytest.raises(ValueError, match=r"sweep: fn returns a random key at result\['k'\]; return jax\.random\.key_data"):
+        jn.sweep(lambda p: {"k": jax.random.fold_in(jax.random.key(0), p["a"].astype(int))}, grid,
+                 batch_size=2, on_chunk=calls.append)
+    assert calls == []
+    np.testing.assert_array_equal(jn.sweep(lambda p: p["a"], grid, batch_size=2, timeout=5 * u.second), np.arange(4.0))
+    with pytest.raises(ValueError, match=r"sweep: timeout expects .* seconds, got -0\.005"):
+        jn.sweep(lambda p: p["a"], grid, timeout=-5 * u.ms)
+    axes = product(v=[1 * u.mV, 2 * u.mV], g=[1.0, 2.0])
+    np.testing.assert_array_equal(u.get_mantissa(axes["v"].to(u.mV)), [1.0, 1.0, 2.0, 2.0])
+    with pytest.raises(ValueError, match=r"product: axis 'a' expects numbers"):
+        product(a=["x", "y"])
+    np.testing.assert_array_equal(
+        jn.sweep(lambda p: p["a"] * 2, {"a": np.arange(3.0).astype(jax.numpy.bfloat16)}).astype(float), [0.0, 2.0, 4.0])
+    np.testing.assert_array_equal(jn.sweep(lambda p: p["a"] * 2, {"a": np.arange(3.0).astype(">f8")}), [0.0, 2.0, 4.0])
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match=r"sweep: out=.*cannot be created"):
+        jn.sweep(lambda p: p["a"], grid, out=blocker / "sub")
+
+
+def test_sweep_refuses_grid_values_jax_would_change_without_64_bit_mode():
+    # Without 64-bit mode int64 2**40 + 5 became 5 and 1e300 became inf, silently.
+    with jax.enable_x64(False):
+        with pytest.raises(ValueError, match=r"grid\['s'\] holds int64 values .*would become np\.int32\(5\)"):
+            jn.sweep(lambda p: p["s"], {"s": np.array([2**40 + 5, 7], np.int64)})
+        with pytest.raises(ValueError, match=r"grid\['s'\] holds float64 values .*1e\+300.*inf"):
+            jn.sweep(lambda p: p["s"], {"s": np.array([1e300, 1.0])})
+        small = jn.sweep(lambda p: p["s"] * 2, {"s": np.array([2**20, 7], np.int64)})
+        np.testing.assert_array_equal(small, [2**21, 14])
