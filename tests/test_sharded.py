@@ -126,6 +126,27 @@ SCRIPT = textwrap.dedent(
     ps, _ = sharded.integrate(*args, loop="pallas", **kw)
     out["kernel_per_device"] = [list(ps["v"].shape), diff(xs["v"], ps["v"]), float(jnp.ptp(xs["v"]))]
 
+    # Eager calls (no jit around simulate) compile once: the split path compiled its
+    # program again on every call (1-2 s each, against a few ms).
+    import logging
+    compiles = []
+
+    class Count(logging.Handler):
+        def emit(self, record):
+            if "Finished XLA compilation" in record.getMessage():
+                compiles.append(record.getMessage())
+
+    jax.config.update("jax_log_compiles", True)
+    log = logging.getLogger("jax")
+    log.addHandler(Count()); log.setLevel(logging.DEBUG); log.propagate = False
+    eager = []
+    for amp in (0.1, 0.2, 0.3):
+        before = len(compiles)
+        jn.simulate(hh_pop(40), 5.0, stimuli=[jn.StepCurrent(amp, 1.0, 1e9)], backend="sharded").v.block_until_ready()
+        eager.append(len(compiles) - before)
+    jax.config.update("jax_log_compiles", False)
+    out["eager_compiles"] = eager
+
     # What "auto" picks on a CPU with 4 devices.
     solver = jn.StaggeredEuler()
     def pick(model):
@@ -223,6 +244,11 @@ def test_split_population_gradients(split_results):
     va, vb = split_results["vmap"]
     np.testing.assert_allclose(vb, va, rtol=1e-12)
     assert va[0] != va[2]
+
+
+def test_eager_calls_compile_the_split_population_once(split_results):
+    first, *later = split_results["eager_compiles"]
+    assert first > 0 and later == [0, 0]
 
 
 def test_auto_splits_populations_of_enough_neurons(split_results):

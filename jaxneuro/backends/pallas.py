@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -113,6 +114,9 @@ def _pad_spike_buffers(y0):
     return capacity, type(y0)(v=y0.v, gates=y0.gates, events=dict(y0.events, spikes=spikes))
 
 
+# Jitted (the floats, ints, names and devices here are static): called eagerly, as
+# simulate(backend="auto") outside jit does, it compiled its program again on every call.
+@eqx.filter_jit
 def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: float,
               save_every_steps: int, n_save: int, interpret: bool | None = None,
               block: int | None = None, grad_checkpoints: str = "saves"):

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -93,6 +94,9 @@ def _whole_vectors(count: int, dtype) -> int:
     return -(-count // lanes) * lanes
 
 
+# Jitted (the floats, ints, names and devices here are static): called eagerly, as
+# simulate(backend="auto") outside jit does, it compiled its program again on every call.
+@eqx.filter_jit
 def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: float,
               save_every_steps: int, n_save: int, grad_checkpoints: str = "saves", devices=None,
               loop: str | None = None):
