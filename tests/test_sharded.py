@@ -152,7 +152,7 @@ SCRIPT = textwrap.dedent(
     def pick(model):
         return backends.choose("auto", model, solver, model.init_state(-65.0))
     cable = jn.Cable(length=100.0, diam=1.0, nseg=80, channels=[jn.channels.HH()])
-    out["auto"] = {"n64": pick(hh_pop(64)), "n63": pick(hh_pop(63)), "cable": pick(cable),
+    out["auto"] = {"n192": pick(hh_pop(192)), "n191": pick(hh_pop(191)), "cable": pick(cable),
                    "single": pick(jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()]))}
     print(json.dumps(out))
     """
@@ -253,8 +253,8 @@ def test_eager_calls_compile_the_split_population_once(split_results):
 
 def test_auto_splits_populations_of_enough_neurons(split_results):
     per_device = sharded.MIN_PER_DEVICE
-    assert 4 * per_device <= 64 < 4 * per_device + 4
-    assert split_results["auto"] == {"n64": "sharded", "n63": "xla", "cable": "xla", "single": "xla"}
+    assert 4 * per_device <= 192 < 4 * per_device + 4
+    assert split_results["auto"] == {"n192": "sharded", "n191": "xla", "cable": "xla", "single": "xla"}
 
 
 def test_what_cannot_be_split_is_a_clear_error():

@@ -58,10 +58,11 @@ from . import population
 SAVE_BLOCK_BYTES = 256 << 10
 
 #: Neurons per device below which ``backend="auto"`` keeps one loop: splitting a small
-#: population saves less than the devices' hand-offs cost (two cores, HH,
-#: ``benchmarks/cores.py``: 32 neurons 1.4x faster split; 8 neurons 2.4x slower in an
-#: earlier round, 1.4x faster in the latest, so the limit is kept on the safe side).
-MIN_PER_DEVICE = 16
+#: population saves less than the devices' hand-offs cost. Two cores, HH, 100 ms, under
+#: ``jit``, medians of 15 (2026-11-30): split against one loop 0.64-0.74x the time at 32
+#: neurons (one loop of 32 is itself slow), 1.1x at 48 and 64 in float64, 1.3-1.7x at
+#: 64 in float32, 0.55-0.63x from 96 on in both; 16 per device let 32-64 neurons split.
+MIN_PER_DEVICE = 48
 
 
 def unsupported(model, solver, y0, stimuli=(), devices=None) -> str | None:
