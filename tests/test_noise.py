@@ -279,7 +279,9 @@ def test_intervals_shorter_than_dt_shared_seeds_and_coarse_float32_times_are_cau
 
 
 def test_auto_backend_runs_noise_in_one_xla_loop():
-    pop, stim = passive(64), jn.NoiseCurrent(0.0, 0.1, seed=0)
+    # Enough neurons for "auto" to split them over the local devices.
+    pop = passive(jn.backends.sharded.MIN_PER_DEVICE * max(2, len(jax.local_devices())))
+    stim = jn.NoiseCurrent(0.0, 0.1, seed=0)
     y0 = pop.init_state(-70.0)
     solver = pop.default_solver()
     # Control: with a plain step current, this population would be split (2 CPU devices).
