@@ -372,12 +372,29 @@ def _prepare_out(out: Path, meta: dict, timeout: float | None) -> None:
         else:  # process 0 writes it; the others check theirs against it
             _wait_for(lambda: [] if manifest.exists() else [_MANIFEST], out, timeout)
     _check_manifest(out, _read_manifest(manifest), meta, "sweep")
+    _remove_stale_temporaries(out)
     probe = out / f".write_test.{os.getpid()}"
     try:  # before any computing: a folder we cannot write would lose the first chunk's work
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
         raise ValueError(f"sweep: out={out} is not writable ({e.strerror}); give a folder this process can write") from None
+
+
+#: Seconds after which a temporary chunk file (one a killed process left before its
+#: rename) is removed when a sweep starts in its folder: writing one takes seconds, and
+#: another process may be writing one now, so only old ones go.
+STALE_TEMPORARY_S = 3600.0
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    now = time.time()
+    for tmp in out.glob(".*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TEMPORARY_S:
+                tmp.unlink()
+        except OSError:  # removed by another process meanwhile
+            pass
 
 
 def _create_manifest(manifest: Path, meta: dict) -> None:

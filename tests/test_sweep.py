@@ -410,3 +410,16 @@ def test_sweep_refuses_grid_values_jax_would_change_without_64_bit_mode():
             jn.sweep(lambda p: p["s"], {"s": np.array([1e300, 1.0])})
         small = jn.sweep(lambda p: p["s"] * 2, {"s": np.array([2**20, 7], np.int64)})
         np.testing.assert_array_equal(small, [2**21, 14])
+
+
+def test_sweep_removes_temporary_files_left_by_killed_processes(tmp_path):
+    # A process killed while writing a chunk left its hidden temporary file for good.
+    out = tmp_path / "s"
+    grid = {"a": np.arange(4.0)}
+    jn.sweep(lambda p: p["a"], grid, batch_size=2, out=out)
+    old, fresh = out / ".chunk_000001.npz.123.tmp", out / ".chunk_000001.npz.456.tmp"
+    old.write_bytes(b"partial")
+    fresh.write_bytes(b"being written")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    np.testing.assert_array_equal(jn.sweep(lambda p: p["a"], grid, batch_size=2, out=out), np.arange(4.0))
+    assert not old.exists() and fresh.exists()  # a recent one may belong to a running process
