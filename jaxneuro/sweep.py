@@ -16,8 +16,9 @@
 ``fn`` is vmapped over a chunk of ``batch_size`` parameter sets, the chunk is split
 over all local devices (``jax.sharding``, a 1-D mesh over the batch axis; the last chunk
 is padded to a multiple of the device count and the padding dropped), and each finished
-chunk is written to ``out`` as ``chunk_000012.npz`` (written to a temporary name and
-renamed, so a file that exists is complete) next to ``manifest.json`` (the grid's size,
+chunk is written to ``out`` as ``chunk_000012.npz`` (written to a temporary name, flushed
+to disk and renamed, so a file that exists is complete; one damaged later, or of the
+wrong length, is named when read, not loaded) next to ``manifest.json`` (the grid's size,
 chunking and a fingerprint of its values). Running the same call again after an
 interruption (a killed job, a lost node) loads the chunks already on disk and computes
 only the missing ones; a different grid or ``batch_size`` in the same folder is refused.
