@@ -69,6 +69,7 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
     if not isinstance(model, AbstractModel):
         raise ValueError(f"steady_state: model expects a jaxneuro model (a compartment, cable, cell, neuron or "
                          f"network), got {type(model).__name__}")
+    units.refuse_quantities(model, "steady_state: model")
     max_iterations = units.positive_int(max_iterations, "steady_state: max_iterations")
     throw = units.flag(throw, "steady_state: throw")
     _check_membrane(model)

@@ -120,12 +120,67 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+#: jaxneuro's base unit of each dimension (the README's table): where a value's unit
+#: is not fixed by its parameter (a recorded variable's target), a quantity is read in
+#: the base unit of its own dimension.
+BASE_UNITS = (mV, nA, uS, nF, ms, Hz, um, um2, Mohm, mA_per_cm2, S_per_cm2, uF_per_cm2, ohm_cm)
+
+
+def base_unit_of(value):
+    """The base unit (:data:`BASE_UNITS`) of a quantity's dimension, ``None`` for a
+    dimensionless one or a plain number; a ValueError for a dimension jaxneuro has no
+    unit for."""
+    value = as_quantity(value)
+    if not isinstance(value, u.Quantity) or u.get_dim(value) == u.get_dim(1.0):
+        return None
+    for unit in BASE_UNITS:
+        if u.get_dim(value) == u.get_dim(unit):
+            return unit
+    raise ValueError(f"{value} has a dimension jaxneuro has no unit for ({_describe_dim(u.get_dim(value))})")
+
+
+def refuse_quantities(tree, where: str) -> None:
+    """A ValueError naming the place of a saiunit quantity among ``tree``'s leaves (a
+    model or stimulus): one put there after the object was made (``eqx.tree_at``) was
+    never converted to its parameter's unit, and would fail deep inside a run."""
+    is_q = lambda x: isinstance(x, u.Quantity)  # noqa: E731
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_q)[0]:
+        if is_q(leaf):
+            raise ValueError(
+                f"{where}{jax.tree_util.keystr(path)} holds the saiunit quantity {leaf}, set after the object "
+                "was made (e.g. by eqx.tree_at), so never converted to the parameter's unit; set a plain "
+                "number in that unit (the README's table: nS -> µS, pF -> nF, ...), or build the object "
+                "with the quantity"
+            )
+
+
+def as_quantity(value: Any) -> Any:
+    """A (nested) list or tuple of saiunit quantities of one dimension as one Quantity
+    array, in the first one's unit (``[1 * u.uA / u.cm**2, 2 * u.uA / u.cm**2]``, as
+    ``np.array([1, 2]) * u.uA / u.cm**2``); anything else, mixed dimensions and ragged
+    lists included, unchanged (for the caller's own message)."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return value
+    is_q = lambda x: isinstance(x, u.Quantity)  # noqa: E731
+    leaves = jax.tree_util.tree_leaves(value, is_leaf=is_q)
+    if not leaves or not all(is_q(x) for x in leaves):
+        return value
+    unit = leaves[0].unit
+    try:
+        numbers = jax.tree_util.tree_map(lambda q: np.asarray(q.to_decimal(unit)), value, is_leaf=is_q)
+        return np.asarray(numbers, dtype=float) * unit
+    except Exception:
+        return value
+
+
 def to_base(value: Any, name: str, unit) -> Any:
     """Return ``value`` as a float array in ``unit``, the base unit of parameter ``name``.
 
     ``unit`` is a saiunit unit from this module, ``None`` for a dimensionless number,
-    or :data:`celsius`. Plain numbers (and arrays) are taken to be in ``unit`` already.
+    or :data:`celsius`. Plain numbers (and arrays) are taken to be in ``unit`` already;
+    a list of quantities is one quantity array (:func:`as_quantity`).
     """
+    value = as_quantity(value)
     if isinstance(value, (list, tuple)) and any(isinstance(v, u.Quantity) for v in value):
         # A list of quantities (e.g. amps=[0 * u.pA, 2 * u.nA]): each converted.
         return jnp.stack([jnp.asarray(to_base(v, name, unit)) for v in value])
@@ -175,6 +230,7 @@ def to_static(value: Any, name: str, unit) -> np.ndarray:
     """``value`` in ``unit`` as a float64 NumPy array, for static configuration (not a
     pytree leaf, so JAX's default precision does not round it). Plain numbers are taken
     to be in ``unit`` already; Quantities are converted (see :func:`to_base`)."""
+    value = as_quantity(value)
     if isinstance(value, u.Quantity):
         value = _decimal_in(value, name, unit)
     try:
@@ -291,7 +347,9 @@ def q10_factor(q10, temperature, reference) -> Any:
 
 
 def is_quantity_of(value, unit) -> bool:
-    """True if ``value`` is a saiunit Quantity with the dimension of ``unit``."""
+    """True if ``value`` is a saiunit Quantity (or a list of them, :func:`as_quantity`)
+    with the dimension of ``unit``."""
+    value = as_quantity(value)
     return isinstance(value, u.Quantity) and u.get_dim(value) == u.get_dim(unit)
 
 

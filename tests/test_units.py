@@ -142,3 +142,54 @@ def test_models_print_their_parameter_values():
     seen = []
     jax.jit(lambda a: seen.append(repr(jn.StepCurrent(a))) or a)(1.0)
     assert seen == ["StepCurrent(amp=weak_f64[], delay=f64[], dur=f64[])"]
+
+
+def test_lists_of_quantities_are_one_quantity_array_everywhere():
+    # Lists of densities were refused ("expects a current") or crashed (LIF gL: raw
+    # TypeError); lists of quantities failed in Cable.diam3d, SpikeTrains rows and fit's
+    # init, where the quantity arrays worked.
+    d = u.uA / u.cm**2
+    np.testing.assert_allclose(jn.StepCurrent(amp=[1 * d, 2 * d]).amp, jn.StepCurrent(amp=np.array([1.0, 2.0]) * d).amp)
+    assert jn.StepCurrent(amp=[1 * d, 2 * d]).density
+    np.testing.assert_allclose(jn.NoiseCurrent(mean=[1 * d, 2 * d]).mean, [1e-3, 2e-3])
+    lif = jn.LIF(n=2, gL=[0.1 * u.mS / u.cm**2, 0.2 * u.mS / u.cm**2], C=1 * u.uF / u.cm**2)
+    np.testing.assert_allclose(lif.gL, [100.0, 200.0])  # per 1 cm², µS
+    a = jn.Cable(arc3d=[0 * u.um, 0.1 * u.mm], diam3d=[1 * u.um, 2 * u.um], channels=[jn.channels.Leak()])
+    b = jn.Cable(arc3d=[0.0, 100.0], diam3d=[1.0, 2.0], channels=[jn.channels.Leak()])
+    np.testing.assert_allclose(a.membrane_area, b.membrane_area, rtol=1e-12)
+    trains = jn.SpikeTrains([[0.01 * u.second, 0.02 * u.second], np.array([5.0]) * u.ms])
+    np.testing.assert_array_equal(trains.spikes, [[10.0, 20.0], [5.0, np.inf]])
+    fitted = jn.fit(lambda m: (m.gL - 0.02) ** 2, jn.LIF(), params=lambda m: m.gL, steps=1,
+                    init=[15 * u.nS, 25 * u.nS])
+    assert fitted.n_starts == 2
+    np.testing.assert_allclose(fitted.param_history["gL"][0], [0.015, 0.025])  # the starts, in µS
+
+
+def test_summary_loss_targets_and_scales_take_units_of_the_variable():
+    # A channel current's target in mA/cm² was refused as "expects dimensionless";
+    # scales as quantities raised a raw TypeError.
+    soma = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()])
+    tr = jn.simulate(soma, 20.0, stimuli=[jn.StepCurrent(0.1, 5.0, 10.0)], record=("v", "ina_hh"))
+    plain = jn.losses.summary(tr, {"mean_v": -0.01}, variable="ina_hh")
+    assert float(jn.losses.summary(tr, {"mean_v": -0.01 * u.mA / u.cm**2}, variable="ina_hh")) == float(plain)
+    assert float(jn.losses.summary(tr, {"mean_v": -10.0 * u.uA / u.cm**2}, variable="ina_hh")) == pytest.approx(float(plain))
+    by_mv = jn.losses.summary(tr, {"mean_v": -60.0}, scales={"mean_v": 10.0})
+    assert float(jn.losses.summary(tr, {"mean_v": -60.0 * u.mV}, scales={"mean_v": 10.0 * u.mV})) == float(by_mv)
+    assert float(jn.losses.summary(tr, {"mean_v": -60.0}, scales={"mean_v": 0.01 * u.volt})) == pytest.approx(float(by_mv))
+    with pytest.raises(ValueError, match=r"scales\['mean_v'\]"):
+        jn.losses.summary(tr, {"mean_v": -60.0}, scales={"mean_v": 10.0 * u.nA})
+
+
+def test_a_quantity_set_after_construction_is_named():
+    # eqx.tree_at(..., 20 * u.nS) left an unconverted quantity in the model; runs failed
+    # deep inside with saiunit's UnitMismatchError.
+    import equinox as eqx
+
+    lif = eqx.tree_at(lambda m: m.gL, jn.LIF(), 20 * u.nS)
+    with pytest.raises(ValueError, match=r"simulate: model\.gL holds the saiunit quantity 20 nS, set after the object was made"):
+        jn.simulate(lif, 5.0)
+    with pytest.raises(ValueError, match=r"steady_state: model\.gL holds the saiunit quantity"):
+        jn.input_resistance(lif)
+    stim = eqx.tree_at(lambda s: s.amp, jn.StepCurrent(0.1), 100 * u.pA)
+    with pytest.raises(ValueError, match=r"simulate: stimuli\[0\]\.amp holds the saiunit quantity"):
+        jn.simulate(jn.LIF(), 5.0, stimuli=[stim])

@@ -363,12 +363,19 @@ def summary(trace: Trace, targets: dict, *, scales: dict | None = None, **kwargs
         raise ValueError(f"summary: unknown statistic(s) {unknown}; available: {sorted(stats)}")
     scales = scales or {}
     total = 0.0
-    voltage_unit = units.mV if kwargs.get("variable", "v") == "v" else None
+    variable = kwargs.get("variable", "v")
     stat_units = {"spike_count": None, "rate": units.Hz}
     for name, target in targets.items():
         value = stats[name].astype(jnp.result_type(float))
         _check_values(target, "summary", f"targets[{name!r}]")
-        target = jnp.asarray(_plain(target, f"targets[{name!r}]", stat_units.get(name, voltage_unit)))
+        # A statistic of the voltage is in mV; of another recorded variable, in that
+        # variable's unit, which a quantity's own dimension tells (mA/cm² for a channel
+        # current, nA for i_inj): it is read in jaxneuro's base unit of that dimension.
+        unit = stat_units[name] if name in stat_units else (
+            units.mV if variable == "v" else units.base_unit_of(target))
+        target = jnp.asarray(_plain(target, f"targets[{name!r}]", unit))
         _check_shape(target.shape, value.shape, "summary", f"targets[{name!r}]")
-        total = total + jnp.mean(((value - target) / scales.get(name, 1.0)) ** 2)
+        scale = scales.get(name, 1.0)
+        scale = _plain(scale, f"scales[{name!r}]", units.base_unit_of(scale) if unit is None else unit)
+        total = total + jnp.mean(((value - target) / scale) ** 2)
     return total

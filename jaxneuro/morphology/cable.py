@@ -70,7 +70,9 @@ class Cable(AbstractModel):
                 raise ValueError(
                     "Cable.diam: a cable with 3-D points takes its diameters from diam3d; give diam or diam3d, not both"
                 )
-            self.arc3d = geometry.check_3d(units.to_static(self.arc3d, "arc3d", units.um), np.shape(self.diam3d), "Cable")
+            self.diam3d = units.as_quantity(self.diam3d)  # a list of quantities: one array
+            self.arc3d = geometry.check_3d(units.to_static(self.arc3d, "arc3d", units.um),
+                                           np.shape(getattr(self.diam3d, "mantissa", self.diam3d)), "Cable")
             path_length = self.arc3d[-1] - self.arc3d[0]
             if self.length is None:
                 self.length = path_length

@@ -11,6 +11,7 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+import saiunit as u
 
 from .. import units
 from ..model import AbstractModel
@@ -41,11 +42,11 @@ class SpikeTrains(AbstractModel):
     def __post_init__(self):
         spikes = self.spikes
         if isinstance(spikes, Sequence) and not isinstance(spikes, str) and spikes and all(
-                isinstance(row, (Sequence, np.ndarray)) and not isinstance(row, str) for row in spikes):
+                isinstance(row, (Sequence, np.ndarray, u.Quantity)) and not isinstance(row, str) for row in spikes):
             width = max(1, max(len(row) for row in spikes))
             padded = np.full((len(spikes), width), np.inf)
-            for k, row in enumerate(spikes):
-                padded[k, :len(row)] = np.asarray(row, dtype=float)
+            for k, row in enumerate(spikes):  # each row's times in ms (quantities converted)
+                padded[k, :len(row)] = units.to_static(row, f"SpikeTrains.spikes[{k}]", units.ms)
             spikes = padded
         self.spikes = spikes
         super().__post_init__()  # converts quantities, refuses NaN

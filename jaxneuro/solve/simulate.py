@@ -132,6 +132,7 @@ def simulate(
     """
     if not isinstance(model, AbstractModel):
         raise ValueError(f"simulate: model expects a jaxneuro model, got {type(model).__name__}")
+    units.refuse_quantities(model, "simulate: model")
     t0 = _time(t0, "t0")
     t1 = _time(t1, "t1")
     dt = _time(dt, "dt")
@@ -161,6 +162,7 @@ def simulate(
             raise ValueError(
                 f"stimuli[{i}] expects a jaxneuro stimulus (e.g. jn.StepCurrent), got {type(s).__name__}"
             )
+        units.refuse_quantities(s, f"simulate: stimuli[{i}]")
 
     where = {}
     if isinstance(record, dict):

@@ -52,7 +52,7 @@ class AbstractStimulus(eqx.Module):
                 "(e.g. 2 * u.uA / u.cm**2)"
             )
         if dens:
-            if len(dens) != len([f for f in amps if isinstance(getattr(self, f.name), u.Quantity)]):
+            if len(dens) != len([f for f in amps if isinstance(units.as_quantity(getattr(self, f.name)), u.Quantity)]):
                 raise ValueError(
                     f"{type(self).__name__}: give every amplitude as a current or every one as a "
                     f"current density, not a mix ({dens} are densities)"

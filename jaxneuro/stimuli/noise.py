@@ -327,6 +327,7 @@ def ou_current(mean, std, tau, t1, *, dt=0.025, shape=(), seed=0, t0=0.0, target
         raise ValueError(f"ou_current: dt expects a finite time > 0 ms, got {dt_}")
     if not t1_ > t0_:
         raise ValueError(f"ou_current: t1 must be greater than t0 (ms), got t0={t0_}, t1={t1_}")
+    mean, std = units.as_quantity(mean), units.as_quantity(std)
     density = units.is_quantity_of(mean, units.mA_per_cm2) or units.is_quantity_of(std, units.mA_per_cm2)
     if density:
         # As the stimuli's own rule: a plain number beside a density would be read as
