@@ -249,3 +249,35 @@ def test_max_arrivals_per_step_must_be_a_positive_int():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="max_arrivals_per_step expects a positive int"):
             jn.ExpSynapse("a", "b", jn.conn.one_to_one, 0.01, max_arrivals_per_step=bad)
+
+
+def test_a_continued_run_takes_the_networks_new_spike_trains():
+    # A source's times are part of the state, so new trains given for the next part of
+    # a run were ignored (the continued run delivered none of them).
+    lif = jn.LIF(n=1)
+
+    def net(trains):
+        return jn.Network(populations={"src": jn.SpikeTrains(trains), "lif": lif},
+                          couplings=[jn.ExpSynapse("src", "lif", jn.conn.all_to_all(), g_max=0.5, tau=3.0, delay=1.0)])
+
+    first = jn.simulate(net([[5.0, 8.0, np.inf]]), 20.0)
+    second = jn.simulate(net([[25.0, 27.0, 29.0]]), 40.0, t0=20.0, init=first.final_state)
+    whole = jn.simulate(net([[5.0, 8.0, 25.0, 27.0, 29.0]]), 40.0)
+    n = len(first.t)
+    np.testing.assert_allclose(second["lif"].v, whole["lif"].v[n - 1:], rtol=0, atol=1e-9)
+    assert float(np.max(second["lif"].v)) > -50.0  # the new inputs arrived
+    # Unchanged trains go on where they stopped: the same as one run.
+    same = jn.simulate(net([[5.0, 18.5, 30.0]]), 20.0)
+    more = jn.simulate(net([[5.0, 18.5, 30.0]]), 40.0, t0=20.0, init=same.final_state)
+    once = jn.simulate(net([[5.0, 18.5, 30.0]]), 40.0)
+    np.testing.assert_allclose(more["lif"].v, once["lif"].v[n - 1:], rtol=0, atol=1e-9)
+
+
+def test_a_continued_run_must_start_where_the_state_ended():
+    # Forgetting t0= (default 0) left a LIF refractory until 34 ms, silent, without a word.
+    lif = jn.LIF()
+    first = jn.simulate(lif, 40.0, stimuli=[jn.StepCurrent(3.0)])
+    assert np.isfinite(np.asarray(first.spikes)).sum() >= 1
+    with pytest.raises(ValueError, match=r"init is the state of a run that had reached t = .* but t0 = 0 ms.*t0=trace\.t\[-1\]"):
+        jn.simulate(lif, 40.0, stimuli=[jn.StepCurrent(3.0)], init=first.final_state)
+    jn.simulate(lif, 80.0, t0=40.0, stimuli=[jn.StepCurrent(3.0)], init=first.final_state)

@@ -273,6 +273,34 @@ class Network(AbstractModel):
             events[syn.name] = syn.events_at_start(t0, events[syn.name], self._pre_spikes(syn, state))
         return State(v=state.v, gates=state.gates, events=events)
 
+    def state_continued(self, t0, state):
+        """``state`` (a finished run's final state, ``simulate(init=...)``) for a run
+        continued from ``t0`` (ms) by this network: its spike sources' trains are this
+        network's (a source's times are part of the state, so new times given for the
+        next part of a run were ignored). Where a source's trains changed, each synapse
+        from it takes up the new trains from their first spike arriving at or after
+        ``t0`` (earlier ones are in the past, as for a run starting at ``t0``); where they
+        did not, it goes on where it stopped."""
+        events = dict(state.events)
+        changed = {}
+        for name in self.names:
+            pop = self.populations[name]
+            if getattr(pop, "is_source", False) and name in events:
+                new = jnp.asarray(pop.spikes, dtype=events[name]["spikes"].dtype)
+                old = events[name]["spikes"]
+                changed[name] = jnp.any(new != old, axis=-1).reshape(-1)  # per source neuron
+                events[name] = {**events[name], "spikes": new,
+                                "count": jnp.sum(new <= t0, axis=-1).astype(events[name]["count"].dtype)}
+        updated = State(v=state.v, gates=state.gates, events=events)
+        for syn in self.synapses:
+            if syn.pre[0] not in changed:
+                continue
+            rows_changed = changed[syn.pre[0]] if syn._per_neuron() else changed[syn.pre[0]][syn.pre_local]
+            fresh = syn.events_at_start(t0, events[syn.name], self._pre_spikes(syn, updated))["next"]
+            carried = events[syn.name]["next"]
+            events[syn.name] = {**events[syn.name], "next": jnp.where(rows_changed, fresh, carried)}
+        return State(v=state.v, gates=state.gates, events=events)
+
     def coupling_currents(self, t, state):
         """``(i_gap, i_syn)``: gap and synaptic currents (nA, inward) into every
         compartment, flat."""

@@ -201,6 +201,9 @@ def simulate(
         if v0 is not None:
             raise ValueError("simulate: give v0 or init (a whole state), not both")
         y0 = _initial_state(model, init)
+        _check_state_time(model, y0, t0)
+        if hasattr(model, "state_continued"):  # a Network's spike sources are the model's
+            y0 = model.state_continued(t0, y0)
     else:
         y0 = _initial_state_at(model, v0)
         if hasattr(model, "state_at_start"):  # a Network's synapses pass over earlier spikes
@@ -473,6 +476,38 @@ def _initial_state(model, init) -> State:
             f"has {wrong[0][1]} (another population size, capacity or number of segments?)"
         )
     return jax.tree.map(lambda a, b: jnp.asarray(a, dtype=b.dtype), init, expected)
+
+
+def _check_state_time(model, state, t0: float) -> None:
+    """A ValueError where ``state`` (``init``) holds times after ``t0``: spikes it has
+    recorded or its synapses' own time, i.e. a state from later in the run (forgetting
+    ``t0=`` when continuing left a LIF refractory and silent for the run's first 34 ms).
+    Spike sources' trains are inputs, not records, and are left out. Checked where the
+    values are known."""
+    sources = {name for name in getattr(model, "names", ())
+               if getattr(model.populations[name], "is_source", False)}
+    times = []
+
+    def collect(events, top=True):
+        for key, value in events.items():
+            if top and key in sources:
+                continue
+            if isinstance(value, dict):
+                collect(value, top=False)
+            elif key == "spikes" or (key == "t" and not top):
+                times.append(value)
+
+    collect(state.events or {})
+    known = [np.asarray(x) for x in times if units.is_concrete(x)]
+    finite = [x[np.isfinite(x)] for x in known]
+    latest = max((float(x.max()) for x in finite if x.size), default=-math.inf)
+    tolerance = 1e-9 * max(1.0, abs(t0), abs(latest))
+    if latest > t0 + tolerance:
+        raise ValueError(
+            f"simulate: init is the state of a run that had reached t = {latest:g} ms (its recorded spikes or "
+            f"synapse times), but t0 = {t0:g} ms; a continued run starts where the last one ended: "
+            "pass t0=trace.t[-1]"
+        )
 
 
 def _keys(tree) -> list:
