@@ -4,6 +4,7 @@ against NEURON's NetStim, the analytic conductance, Poisson statistics and bad i
 import math
 
 import jax
+import jax.numpy as jnp
 import warnings
 
 import numpy as np
@@ -281,3 +282,15 @@ def test_a_continued_run_must_start_where_the_state_ended():
     with pytest.raises(ValueError, match=r"init is the state of a run that had reached t = .* but t0 = 0 ms.*t0=trace\.t\[-1\]"):
         jn.simulate(lif, 40.0, stimuli=[jn.StepCurrent(3.0)], init=first.final_state)
     jn.simulate(lif, 80.0, t0=40.0, stimuli=[jn.StepCurrent(3.0)], init=first.final_state)
+
+
+def test_a_cut_trace_has_no_final_state_to_continue_from():
+    # Its final_state was None, so init=trace.window(...).final_state silently started
+    # from rest (init=None is the default).
+    tr = jn.simulate(jn.LIF(), 20.0, stimuli=[jn.StepCurrent(1.0)])
+    for cut in (tr.window(0.0, 10.0), tr.at(jnp.array([5.0]))):
+        assert "cut trace" in repr(cut.final_state)
+        with pytest.raises(ValueError, match=r"init is the final_state of a trace cut by at\(\) or window\(\)"):
+            jn.simulate(jn.LIF(), 30.0, t0=20.0, init=cut.final_state)
+    # A cut trace still passes through jit (an empty pytree in place of the state).
+    np.testing.assert_allclose(jax.jit(lambda tr: tr.at(jnp.array([5.0])))(tr).v, tr.at(jnp.array([5.0])).v)

@@ -22,7 +22,7 @@ from .fixed_step import steps_per_save
 from .staggered import StaggeredEuler
 from .summary import SpikeDetector, SpikeSummary
 from .system import System, stimulus_observables, vector_field
-from .trace import Trace, report_overflow, spiking_units
+from .trace import NoFinalState, Trace, report_overflow, spiking_units
 from ..state import State
 
 
@@ -197,6 +197,11 @@ def simulate(
                 if "i_clamp" in unknown else "")
         raise ValueError(f"record: unknown name(s) {unknown}; this model records {known}{hint}")
 
+    if isinstance(init, NoFinalState):
+        raise ValueError(
+            "simulate: init is the final_state of a trace cut by at() or window(), which has none (a run's "
+            "state is at its end); continue from the whole run's trace.final_state"
+        )
     if init is not None:
         if v0 is not None:
             raise ValueError("simulate: give v0 or init (a whole state), not both")

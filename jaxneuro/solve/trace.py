@@ -13,6 +13,15 @@ from jaxtyping import Array
 from .. import units
 
 
+class NoFinalState(eqx.Module):
+    """The ``final_state`` of a trace cut from another (``at``, ``window``): it has none
+    to continue from (a run's state is at its end, not at a cut), and ``simulate``
+    refuses it as ``init`` rather than start from rest as with ``init=None``."""
+
+    def __repr__(self):
+        return "NoFinalState() (a cut trace; continue from the whole run's trace.final_state)"
+
+
 class Trace(eqx.Module):
     """Recorded variables on a time grid.
 
@@ -41,8 +50,8 @@ class Trace(eqx.Module):
     spike_count: Array | None = None
     parts: dict | None = None
     #: The model's whole state at ``t1`` (a :class:`~jaxneuro.State`), to continue the
-    #: run from: ``simulate(model, t2, t0=t1, init=trace.final_state)``. None for traces
-    #: cut from others (``at``, ``window``).
+    #: run from: ``simulate(model, t2, t0=t1, init=trace.final_state)``.
+    #: :class:`NoFinalState` for traces cut from others (``at``, ``window``).
     final_state: object = None
     #: ``(t0, t1)`` in ms: the run's start and end (a window's ``start`` and ``stop``),
     #: the span ``spike_count`` counts over, except in a run continued from another's
@@ -141,7 +150,7 @@ class Trace(eqx.Module):
         parts = None if self.parts is None else {k: p.at(t) for k, p in self.parts.items()}
         return Trace(t=t, values={k: interp(v) for k, v in self.values.items()},
                      spikes=self.spikes, spike_count=self.spike_count, parts=parts, columns=self.columns,
-                     order=self.order)
+                     order=self.order, final_state=NoFinalState())
 
     def window(self, start, stop) -> "Trace":
         """The part of the trace with ``start <= t <= stop`` (ms, or saiunit times; to
@@ -177,7 +186,7 @@ class Trace(eqx.Module):
             count = jnp.where(self.overflowed, count, kept)
         return Trace(t=cut(self.t), values={k: cut(v) for k, v in self.values.items()},
                      spikes=spikes, spike_count=count, parts=parts, span=(float(start), float(stop)),
-                     columns=self.columns, order=self.order)
+                     columns=self.columns, order=self.order, final_state=NoFinalState())
 
     def plot(self, *names, ax=None, **kwargs):
         """Plot recorded variables against time with matplotlib (``"spikes"``: a raster
