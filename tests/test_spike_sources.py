@@ -254,24 +254,28 @@ def test_max_arrivals_per_step_must_be_a_positive_int():
 
 def test_a_continued_run_takes_the_networks_new_spike_trains():
     # A source's times are part of the state, so new trains given for the next part of
-    # a run were ignored (the continued run delivered none of them).
+    # a run were ignored (the continued run delivered none of them). Now the state's
+    # spikes before t0 stay (one still in flight at t0 arrives, as in one run) and the
+    # new trains' from t0 on are added.
     lif = jn.LIF(n=1)
+    inf = np.inf
 
     def net(trains):
         return jn.Network(populations={"src": jn.SpikeTrains(trains), "lif": lif},
                           couplings=[jn.ExpSynapse("src", "lif", jn.conn.all_to_all(), g_max=0.5, tau=3.0, delay=1.0)])
 
-    first = jn.simulate(net([[5.0, 8.0, np.inf]]), 20.0)
-    second = jn.simulate(net([[25.0, 27.0, 29.0]]), 40.0, t0=20.0, init=first.final_state)
-    whole = jn.simulate(net([[5.0, 8.0, 25.0, 27.0, 29.0]]), 40.0)
+    first = jn.simulate(net([[5.0, 8.0, 19.5, inf, inf, inf]]), 20.0)  # 19.5 arrives at 20.5
+    second = jn.simulate(net([[25.0, 27.0, 29.0, inf, inf, inf]]), 40.0, t0=20.0, init=first.final_state)
+    whole = jn.simulate(net([[5.0, 8.0, 19.5, 25.0, 27.0, 29.0]]), 40.0)
     n = len(first.t)
     np.testing.assert_allclose(second["lif"].v, whole["lif"].v[n - 1:], rtol=0, atol=1e-9)
     assert float(np.max(second["lif"].v)) > -50.0  # the new inputs arrived
-    # Unchanged trains go on where they stopped: the same as one run.
-    same = jn.simulate(net([[5.0, 18.5, 30.0]]), 20.0)
-    more = jn.simulate(net([[5.0, 18.5, 30.0]]), 40.0, t0=20.0, init=same.final_state)
-    once = jn.simulate(net([[5.0, 18.5, 30.0]]), 40.0)
-    np.testing.assert_allclose(more["lif"].v, once["lif"].v[n - 1:], rtol=0, atol=1e-9)
+    # The same trains again: the same as one run.
+    trains = [[5.0, 18.5, 19.5, 30.0, inf, inf]]
+    more = jn.simulate(net(trains), 40.0, t0=20.0, init=jn.simulate(net(trains), 20.0).final_state)
+    np.testing.assert_allclose(more["lif"].v, jn.simulate(net(trains), 40.0)["lif"].v[n - 1:], rtol=0, atol=1e-9)
+    with pytest.raises(ValueError, match=r"spike source 'src': .* need 7 slots per source, its capacity is 6"):
+        jn.simulate(net([[20.0, 21.0, 22.0, 23.0, inf, inf]]), 40.0, t0=20.0, init=first.final_state)
 
 
 def test_a_continued_run_must_start_where_the_state_ended():

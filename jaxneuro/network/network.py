@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import units
 from ..coupling.base import AbstractCoupling
 from ..solve.trace import report_overflow, spiking_units
 from ..stimuli.targets import population_target
@@ -275,31 +276,54 @@ class Network(AbstractModel):
 
     def state_continued(self, t0, state):
         """``state`` (a finished run's final state, ``simulate(init=...)``) for a run
-        continued from ``t0`` (ms) by this network: its spike sources' trains are this
-        network's (a source's times are part of the state, so new times given for the
-        next part of a run were ignored). Where a source's trains changed, each synapse
-        from it takes up the new trains from their first spike arriving at or after
-        ``t0`` (earlier ones are in the past, as for a run starting at ``t0``); where they
-        did not, it goes on where it stopped."""
+        continued from ``t0`` (ms) by this network, whose spike sources may hold other
+        trains than the state (a new part of a long run with its own input): each
+        source's buffer keeps the state's spikes before ``t0`` (those still in flight are
+        delivered as in one long run) and the spikes the continued network gives from
+        ``t0`` on. Synapses go on where they stopped. A ValueError if the merged trains
+        do not fit the buffer (the source's capacity)."""
         events = dict(state.events)
-        changed = {}
         for name in self.names:
             pop = self.populations[name]
-            if getattr(pop, "is_source", False) and name in events:
-                new = jnp.asarray(pop.spikes, dtype=events[name]["spikes"].dtype)
-                old = events[name]["spikes"]
-                changed[name] = jnp.any(new != old, axis=-1).reshape(-1)  # per source neuron
-                events[name] = {**events[name], "spikes": new,
-                                "count": jnp.sum(new <= t0, axis=-1).astype(events[name]["count"].dtype)}
-        updated = State(v=state.v, gates=state.gates, events=events)
-        for syn in self.synapses:
-            if syn.pre[0] not in changed:
+            if not (getattr(pop, "is_source", False) and name in events):
                 continue
-            rows_changed = changed[syn.pre[0]] if syn._per_neuron() else changed[syn.pre[0]][syn.pre_local]
-            fresh = syn.events_at_start(t0, events[syn.name], self._pre_spikes(syn, updated))["next"]
-            carried = events[syn.name]["next"]
-            events[syn.name] = {**events[syn.name], "next": jnp.where(rows_changed, fresh, carried)}
+            old = events[name]["spikes"]
+            merged = self._merged_trains(name, old, jnp.asarray(pop.spikes, dtype=old.dtype), t0, state)
+            events[name] = {**events[name], "spikes": merged,
+                            "count": jnp.sum(merged <= t0, axis=-1).astype(events[name]["count"].dtype)}
         return State(v=state.v, gates=state.gates, events=events)
+
+    def _merged_trains(self, name, old, new, t0, state):
+        """Source ``name``'s trains for a continued run: the state's ``old`` spikes before
+        ``t0`` and those its synapses have taken up (the first ``next`` slots of a row,
+        which must stay where they are), then ``new``'s from ``t0`` on."""
+        capacity = old.shape[-1]
+        rows = old.reshape(-1, capacity)
+        taken = jnp.zeros(rows.shape[0], dtype=jnp.int32)
+        for syn in self.synapses:
+            if syn.pre[0] != name:
+                continue
+            nxt = jax.lax.stop_gradient(state.events[syn.name]["next"]).astype(jnp.int32)
+            if not syn._per_neuron():  # one pointer per connection: the furthest of a row's
+                nxt = jax.ops.segment_max(nxt, jnp.asarray(syn.pre_local), num_segments=rows.shape[0])
+            taken = jnp.maximum(taken, nxt)
+        keep = (jnp.arange(capacity) < taken[:, None]) | (rows < t0)
+        later = new.reshape(-1, capacity)
+        both = jnp.concatenate([jnp.where(keep, rows, jnp.inf), jnp.where(later >= t0, later, jnp.inf)], axis=-1)
+        both = jnp.sort(both, axis=-1, stable=True)  # the state's first, ties included
+        advice = ("give the sources a larger capacity (poisson_spikes(capacity=...), or pad SpikeTrains "
+                  "with inf)")
+        if not units.is_concrete(both):  # traced trains: checked when the run executes
+            over = jnp.any(jnp.isfinite(both[:, capacity:]))
+            both = eqx.error_if(both, over, f"simulate: spike source {name!r}: its spikes before t0 (from init) "
+                                            f"and the continued network's from t0 on exceed its capacity; {advice}")
+        elif bool(np.any(np.isfinite(np.asarray(both[:, capacity:])))):
+            need = int(np.max(np.sum(np.isfinite(np.asarray(both)), axis=-1)))
+            raise ValueError(
+                f"simulate: spike source {name!r}: its spikes before t0 = {float(t0):g} ms (from init) and the "
+                f"continued network's from t0 on need {need} slots per source, its capacity is {capacity}; {advice}"
+            )
+        return both[:, :capacity].reshape(old.shape)
 
     def coupling_currents(self, t, state):
         """``(i_gap, i_syn)``: gap and synaptic currents (nA, inward) into every
