@@ -298,3 +298,21 @@ def test_a_cut_trace_has_no_final_state_to_continue_from():
             jn.simulate(jn.LIF(), 30.0, t0=20.0, init=cut.final_state)
     # A cut trace still passes through jit (an empty pytree in place of the state).
     np.testing.assert_allclose(jax.jit(lambda tr: tr.at(jnp.array([5.0])))(tr).v, tr.at(jnp.array([5.0])).v)
+
+
+def test_a_continued_run_with_new_trains_and_per_connection_delays():
+    # Each connection reads its source's row from its own slot: the slots the state's
+    # spikes hold stay where they are.
+    inf = np.inf
+    lif = jn.LIF(n=2)
+
+    def net(trains):
+        return jn.Network(populations={"src": jn.SpikeTrains(trains), "lif": lif},
+                          couplings=[jn.ExpSynapse("src", "lif", jn.conn.all_to_all(), g_max=0.5, tau=3.0,
+                                                   delay=jnp.array([0.5, 1.5, 2.5, 3.0]))])
+
+    first = jn.simulate(net([[5.0, 18.0, 19.0, inf, inf], [7.0, 19.9, inf, inf, inf]]), 20.0)
+    second = jn.simulate(net([[22.0, 25.0, inf, inf, inf], [21.0, inf, inf, inf, inf]]), 40.0, t0=20.0,
+                         init=first.final_state)
+    whole = jn.simulate(net([[5.0, 18.0, 19.0, 22.0, 25.0], [7.0, 19.9, 21.0, inf, inf]]), 40.0)
+    np.testing.assert_allclose(second["lif"].v, whole["lif"].v[len(first.t) - 1:], rtol=0, atol=1e-9)
