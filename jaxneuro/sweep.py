@@ -92,12 +92,11 @@ def _quantity_list(x) -> bool:
 
 
 def _quantity_array(x, where: str):
-    """A list of saiunit quantities as one quantity array in the first one's unit."""
-    unit = x[0].unit
-    try:
-        return np.asarray([e.to_decimal(unit) for e in x]) * unit
-    except Exception:
-        raise ValueError(f"{where}: a list of quantities expects one dimension, got {x!r}") from None
+    """A list of saiunit quantities as one quantity array (:func:`units.as_quantity`)."""
+    q = units.as_quantity(x)
+    if not isinstance(q, u.Quantity):
+        raise ValueError(f"{where}: a list of quantities expects one dimension, got {x!r}")
+    return q
 
 
 def _in_default_precision(a, where: str):
