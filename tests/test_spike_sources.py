@@ -316,3 +316,12 @@ def test_a_continued_run_with_new_trains_and_per_connection_delays():
                          init=first.final_state)
     whole = jn.simulate(net([[5.0, 18.0, 19.0, 22.0, 25.0], [7.0, 19.9, 21.0, inf, inf]]), 40.0)
     np.testing.assert_allclose(second["lif"].v, whole["lif"].v[len(first.t) - 1:], rtol=0, atol=1e-9)
+
+
+def test_a_continued_run_refuses_a_non_finite_state():
+    # It ran, and the warning at the end blamed the step size.
+    first = jn.simulate(jn.LIF(), 5.0)
+    state = first.final_state
+    bad = jn.State(v=jnp.full_like(state.v, jnp.nan), gates=state.gates, events=state.events)
+    with pytest.raises(ValueError, match=r"init holds non-finite voltages \(1 compartment\(s\)\)"):
+        jn.simulate(jn.LIF(), 10.0, t0=5.0, init=bad)

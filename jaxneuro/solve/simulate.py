@@ -480,6 +480,12 @@ def _initial_state(model, init) -> State:
             f"simulate: init's arrays do not fit {type(model).__name__}: shape {wrong[0][0]} where the model "
             f"has {wrong[0][1]} (another population size, capacity or number of segments?)"
         )
+    if units.is_concrete(init.v) and not np.all(np.isfinite(np.asarray(init.v))):
+        bad = int(np.sum(~np.isfinite(np.asarray(init.v))))
+        raise ValueError(
+            f"simulate: init holds non-finite voltages ({bad} compartment(s)): the final state of a run that "
+            "diverged? Continue from a finite state, or start again from v0"
+        )
     return jax.tree.map(lambda a, b: jnp.asarray(a, dtype=b.dtype), init, expected)
 
 
