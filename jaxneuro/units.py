@@ -144,6 +144,8 @@ def refuse_quantities(tree, where: str) -> None:
     model or stimulus): one put there after the object was made (``eqx.tree_at``) was
     never converted to its parameter's unit, and would fail deep inside a run."""
     is_q = lambda x: isinstance(x, u.Quantity)  # noqa: E731
+    if not any(is_q(x) for x in jax.tree_util.tree_leaves(tree, is_leaf=is_q)):
+        return  # the usual case, without the paths (4x slower to collect on a large cell)
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree, is_leaf=is_q)[0]:
         if is_q(leaf):
             raise ValueError(

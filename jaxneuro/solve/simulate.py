@@ -219,8 +219,9 @@ def simulate(
     for i, s in enumerate(stimuli):
         try:
             checked.append(s.check_run(t0=t0, t1=t1, dt=dt, adaptive=adaptive))
-            # Placed once abstractly, so that a current that does not fit its target is
-            # refused here, naming the stimulus, not from inside the time loop.
+            # Placed once abstractly, so that a current that does not fit its target (or
+            # a target the model does not have) is refused here, naming the stimulus, not
+            # from inside the time loop.
             jax.eval_shape(lambda s=checked[-1]: s.inject(t0, model, y0.v))
         except CurrentShapeError as e:
             raise ValueError(f"stimuli[{i}]: {e} ({type(s).__name__}'s parameters: {s.parameter_shapes()})") from None
