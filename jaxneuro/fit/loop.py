@@ -473,8 +473,9 @@ def _initial_values(sel, tfs, x_model, n_starts, init, key):
     else:
         # A Quantity is one value (flattened, it would lose its unit).
         leaves = jax.tree_util.tree_leaves(init, is_leaf=lambda v: isinstance(v, saiunit.Quantity))
-        if len(leaves) != len(names) and isinstance(units.as_quantity(init), saiunit.Quantity):
-            leaves = [units.as_quantity(init)]  # a list of quantities: one parameter's starts
+        combined = units.as_quantity(init)  # a list of quantities: one parameter's starts
+        if len(leaves) != len(names) and isinstance(combined, saiunit.Quantity):
+            leaves = [combined]
     if len(leaves) != len(names):
         raise ValueError(f"init expects one array per fitted parameter {list(names)}, got {len(leaves)}")
     out = []
