@@ -126,17 +126,20 @@ def is_concrete(x) -> bool:
 BASE_UNITS = (mV, nA, uS, nF, ms, Hz, um, um2, Mohm, mA_per_cm2, S_per_cm2, uF_per_cm2, ohm_cm)
 
 
-def base_unit_of(value):
+def base_unit_of(value, name: str):
     """The base unit (:data:`BASE_UNITS`) of a quantity's dimension, ``None`` for a
-    dimensionless one or a plain number; a ValueError for a dimension jaxneuro has no
-    unit for."""
+    dimensionless one or a plain number; a ValueError naming parameter ``name`` for a
+    dimension jaxneuro has no unit for."""
     value = as_quantity(value)
     if not isinstance(value, u.Quantity) or u.get_dim(value) == u.get_dim(1.0):
         return None
     for unit in BASE_UNITS:
         if u.get_dim(value) == u.get_dim(unit):
             return unit
-    raise ValueError(f"{value} has a dimension jaxneuro has no unit for ({_describe_dim(u.get_dim(value))})")
+    raise ValueError(
+        f"parameter {name!r} expects a quantity of a dimension jaxneuro has a unit for (the README's table); got "
+        f"{value}, {_a(_describe_dim(u.get_dim(value)))}"
+    )
 
 
 def refuse_quantities(tree, where: str) -> None:

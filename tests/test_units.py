@@ -178,6 +178,8 @@ def test_summary_loss_targets_and_scales_take_units_of_the_variable():
     assert float(jn.losses.summary(tr, {"mean_v": -60.0}, scales={"mean_v": 0.01 * u.volt})) == pytest.approx(float(by_mv))
     with pytest.raises(ValueError, match=r"scales\['mean_v'\]"):
         jn.losses.summary(tr, {"mean_v": -60.0}, scales={"mean_v": 10.0 * u.nA})
+    with pytest.raises(ValueError, match=r"parameter \"targets\['mean_v'\]\" expects a quantity of a dimension jaxneuro has"):
+        jn.losses.summary(tr, {"mean_v": 1.0 * u.kilogram}, variable="ina_hh")
 
 
 def test_a_quantity_set_after_construction_is_named():

@@ -372,10 +372,10 @@ def summary(trace: Trace, targets: dict, *, scales: dict | None = None, **kwargs
         # variable's unit, which a quantity's own dimension tells (mA/cm² for a channel
         # current, nA for i_inj): it is read in jaxneuro's base unit of that dimension.
         unit = stat_units[name] if name in stat_units else (
-            units.mV if variable == "v" else units.base_unit_of(target))
+            units.mV if variable == "v" else units.base_unit_of(target, f"targets[{name!r}]"))
         target = jnp.asarray(_plain(target, f"targets[{name!r}]", unit))
         _check_shape(target.shape, value.shape, "summary", f"targets[{name!r}]")
         scale = scales.get(name, 1.0)
-        scale = _plain(scale, f"scales[{name!r}]", units.base_unit_of(scale) if unit is None else unit)
+        scale = _plain(scale, f"scales[{name!r}]", units.base_unit_of(scale, f"scales[{name!r}]") if unit is None else unit)
         total = total + jnp.mean(((value - target) / scale) ** 2)
     return total
