@@ -1,6 +1,6 @@
 """HH populations split over the CPU cores against one XLA loop, same run.
 
-    python benchmarks/cores.py [--f32] [--sizes 32 1000 10000 ...] [--json PATH]
+    python benchmarks/cores.py [--f32] [--sizes 32 48 64 96 128 1000 ...] [--json PATH]
 
 The ``pop1k`` workload's model and stimulus (benchmarks/workloads.py) at several
 population sizes, 100 ms, voltages saved every 0.25 ms, timed as the median of 5 runs
@@ -26,7 +26,7 @@ import workloads as W  # noqa: E402
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--f32", action="store_true", help="float32 (default float64)")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[32, 1000, 10_000, 30_000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[32, 48, 64, 96, 128, 1000, 10_000, 30_000])
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     if any(n < 1 for n in args.sizes):
