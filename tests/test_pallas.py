@@ -184,9 +184,13 @@ def _lower_kernel_for_cuda(model, stimulus, t1=5.0):
     y0 = model.init_state(model.default_v0)
     n_save = int(round(t1 / 0.5)) + 1
 
+    from jaxneuro.solve import fixed_step
+
+    grid = fixed_step.make_grid(0.0, t1, 0.025, 20, n_save)
+
     def run(system, y0):
-        return P._fused(model.default_solver(), diffrax.ODETerm(vector_field), y0, system, ("v",), t0=0.0,
-                        t1=t1, dt=0.025, save_every_steps=20, n_save=n_save, interpret=False, block=128)
+        return P._fused(model.default_solver(), diffrax.ODETerm(vector_field), y0, system, ("v",),
+                        fixed_step.make_span(0.0, t1), grid, interpret=False, block=128)
 
     return _lower_for_cuda(run, system, y0)
 

@@ -374,6 +374,107 @@ def test_a_run_in_two_parts_equals_one_run():
         jn.simulate(jn.LIF(n=2, spike_capacity=32), 1.0, init=jn.simulate(lif, 1.0).final_state)
 
 
+def test_init_a_trace_continues_it_from_its_end():
+    """init=trace continues that run: t0 defaults to its end (the state and the time
+    together, so a forgotten t0= cannot restart it at 0 with its stimuli replayed);
+    another t0 is refused naming both; a cut trace is refused; under jit too."""
+    hh = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    stim = [jn.StepCurrent(0.2, 5.0, 30.0)]
+    whole = jn.simulate(hh, 40.0, stimuli=stim)
+    first = jn.simulate(hh, 20.0, stimuli=stim)
+    second = jn.simulate(hh, 40.0, init=first, stimuli=stim)
+    assert float(second.t[0]) == 20.0
+    np.testing.assert_allclose(second.v, whole.v[800:], rtol=0, atol=1e-9)
+    same = jn.simulate(hh, 40.0, t0=20.0, init=first, stimuli=stim)
+    np.testing.assert_array_equal(same.v, second.v)
+    # A state (not a trace) starts at t0, default 0: here the stimulus replays.
+    restarted = jn.simulate(hh, 20.0, init=first.final_state, stimuli=stim)
+    assert float(restarted.t[0]) == 0.0
+    assert np.max(np.abs(np.asarray(restarted.v) - np.asarray(whole.v[800:]))) > 1.0
+    with pytest.raises(ValueError, match=r"t0=0 ms: init is a trace that ended at 20 ms.*init=trace.final_state"):
+        jn.simulate(hh, 40.0, t0=0.0, init=first, stimuli=stim)
+    with pytest.raises(ValueError, match=r"t1 must be greater than t0.*not its duration.*t0=20"):
+        jn.simulate(hh, 10.0, init=first, stimuli=stim)
+    with pytest.raises(ValueError, match="cut by at\\(\\) or window\\(\\)"):
+        jn.simulate(hh, 40.0, init=first.window(5.0, 10.0), stimuli=stim)
+
+    @jax.jit
+    def in_parts(gnabar):
+        model = eqx.tree_at(lambda m: m.channels[0].gnabar, hh, gnabar)
+        return jn.simulate(model, 40.0, init=jn.simulate(model, 20.0, stimuli=stim), stimuli=stim).v
+
+    np.testing.assert_allclose(in_parts(0.12), whole.v[800:], rtol=0, atol=1e-9)
+
+    net = jn.Network({"pre": jn.LIF(n=1), "post": jn.Compartment(area=1000, channels=[jn.channels.Leak(g=1e-4)], n=1)},
+                     [jn.ExpSynapse("pre", "post", jn.conn.one_to_one, 0.01, 3.0, 0.0, 1.0)])
+    drive = [jn.StepCurrent(3.0, target="pre")]
+    whole = jn.simulate(net, 60.0, stimuli=drive)
+    second = jn.simulate(net, 60.0, init=jn.simulate(net, 30.0, stimuli=drive), stimuli=drive)
+    np.testing.assert_allclose(second["post"].v, whole["post"].v[1200:], rtol=0, atol=1e-9)
+
+
+class _CountCompiles:
+    """Counts XLA compilations (JAX's compile log) while active."""
+
+    def __enter__(self):
+        import logging
+
+        self.count, counter = 0, self
+
+        class Handler(logging.Handler):
+            def emit(self, record):
+                counter.count += "Finished XLA compilation" in record.getMessage()
+
+        self._log, self._handler = logging.getLogger("jax"), Handler()
+        self._saved = (self._log.level, self._log.propagate)
+        jax.config.update("jax_log_compiles", True)
+        self._log.addHandler(self._handler)
+        self._log.setLevel(logging.DEBUG)
+        self._log.propagate = False
+        return self
+
+    def __exit__(self, *exc):
+        jax.config.update("jax_log_compiles", False)
+        self._log.removeHandler(self._handler)
+        self._log.setLevel(self._saved[0])
+        self._log.propagate = self._saved[1]
+
+
+@pytest.mark.parametrize("kind", ["compartment", "split population", "adaptive"])
+def test_the_parts_of_a_long_run_share_one_compiled_loop(kind):
+    """t0 and t1 are traced in the compiled loops (only the step, the number of steps
+    and of saves are compiled in): every part of a run in equal parts after the first
+    compiles nothing, and the parts equal one run. Before, each part compiled its loop
+    again (0.5-1 s a part against ~10 ms), and an adaptive run compiled on every call
+    (its save function was a new lambda each time)."""
+    kw = {}
+    if kind == "compartment":
+        model = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    elif kind == "split population":
+        model = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH(gnabar=jnp.linspace(0.08, 0.16, 256))])
+        kw = {"backend": "sharded"}
+    else:
+        model = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+        kw = {"solver": diffrax.Tsit5(), "stepsize_controller": diffrax.PIDController(rtol=1e-8, atol=1e-8)}
+    stim = [jn.StepCurrent(0.2, 3.0, 100.0)]
+    whole = jn.simulate(model, 40.0, stimuli=stim, save_every=0.5, **kw)
+    trace, parts, compiles = None, [], []
+    for t0 in (0.0, 10.0, 20.0, 30.0):
+        with _CountCompiles() as counted:
+            init = {} if trace is None else {"init": trace.final_state, "t0": t0}
+            trace = jn.simulate(model, t0 + 10.0, stimuli=stim, save_every=0.5, **init, **kw)
+            trace.v.block_until_ready()
+        parts.append(np.asarray(trace.v[:-1]))
+        compiles.append(counted.count)
+    assert compiles[2:] == [0, 0], compiles
+    joined = np.concatenate(parts + [np.asarray(trace.v[-1:])])
+    np.testing.assert_allclose(joined, whole.v, rtol=0, atol=1e-4 if kind == "adaptive" else 1e-9)
+    if kind == "adaptive":
+        with _CountCompiles() as counted:
+            jn.simulate(model, 40.0, stimuli=stim, save_every=0.5, **kw).v.block_until_ready()
+        assert counted.count == 0
+
+
 def test_record_at_chosen_places_keeps_only_those_columns():
     """record={name: places}: the columns of those places, in that order, equal to the
     full record's; None keeps all; bad places are named."""

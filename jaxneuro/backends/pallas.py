@@ -114,9 +114,6 @@ def _pad_spike_buffers(y0):
     return capacity, type(y0)(v=y0.v, gates=y0.gates, events=dict(y0.events, spikes=spikes))
 
 
-# Jitted (the floats, ints, names and devices here are static): called eagerly, as
-# simulate(backend="auto") outside jit does, it compiled its program again on every call.
-@eqx.filter_jit
 def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: float,
               save_every_steps: int, n_save: int, interpret: bool | None = None,
               block: int | None = None, grad_checkpoints: str = "saves"):
@@ -126,36 +123,54 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
     for the XLA loop that reverse mode runs (see ``fixed_step.integrate``)."""
     from ..solve import fixed_step
 
+    return integrate_span(solver, term, y0, system, fixed_step.make_span(t0, t1),
+                          grid=fixed_step.make_grid(t0, t1, dt, save_every_steps, n_save), record=record,
+                          interpret=interpret, block=block, grad_checkpoints=grad_checkpoints)
+
+
+# Jitted (the grid, names and settings here are static; t0 and t1 traced): called
+# eagerly, as simulate(backend="auto") outside jit does, it compiled its program again
+# on every call.
+@eqx.filter_jit
+def integrate_span(solver, term, y0, system, span, *, grid, record, interpret: bool | None = None,
+                   block: int | None = None, grad_checkpoints: str = "saves"):
+    """:func:`integrate` with the run's ``[t0, t1]`` as an array (traced) and its static
+    layout as a :class:`jaxneuro.solve.fixed_step.Grid`."""
+    from ..solve import fixed_step
+
     if interpret is None:
         interpret = jax.default_backend() != "gpu"
-    kw = dict(t0=t0, t1=t1, dt=dt, save_every_steps=save_every_steps, n_save=n_save)
     system = population.spread_targets(system)
 
-    def fused(system, y0):
-        return _fused(solver, term, y0, system, record, interpret=interpret, block=block, **kw)
+    def fused(system, y0, span):
+        return _fused(solver, term, y0, system, record, span, grid, interpret=interpret, block=block)
 
-    def xla(system, y0):
-        return fixed_step.integrate(solver, term, y0, system, record=record, grad_checkpoints=grad_checkpoints, **kw)
+    def xla(system, y0, span):
+        return fixed_step.integrate_span(solver, term, y0, system, span, grid=grid, record=record,
+                                         grad_checkpoints=grad_checkpoints)
 
     # Values from the kernel; derivatives from the XLA loop's JVP, which reverse mode
     # linearises and transposes as it would the XLA loop itself (the XLA forward pass
     # is computed there too, for its residuals). Both modes work, to any order: the
     # rule's value is run itself, so differentiating the rule again comes back here
-    # rather than to the kernel, which has no derivative of its own.
+    # rather than to the kernel, which has no derivative of its own. (Everything traced
+    # is an argument: a custom_jvp closing over the traced span failed under second
+    # derivatives.)
     @jax.custom_jvp
-    def run(system, y0):
-        return fused(system, y0)
+    def run(system, y0, span):
+        return fused(system, y0, span)
 
     @run.defjvp
     def run_jvp(primals, tangents):
         _, tangents_out = jax.jvp(xla, primals, tangents)
         return run(*primals), tangents_out
 
-    return run(system, y0)
+    return run(system, y0, span)
 
 
-def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_save, interpret, block):
+def _fused(solver, term, y0, system, record, span, grid, *, interpret, block):
     from jax.experimental import pallas as pl
+    from ..solve import fixed_step
     from jax.experimental.pallas import triton as pl_triton
 
     n = int(system.model.shape[0])
@@ -164,8 +179,7 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
     num_warps = min(DEFAULT_WARPS or block // 32, max(1, block // 32))
     n_pad = block * math.ceil(n / block)
     n_blocks = n_pad // block
-    n_steps = int(math.ceil((t1 - t0) / dt - 1e-9))
-    k = save_every_steps
+    n_steps, n_save, k = grid.n_steps, grid.n_save, grid.save_every_steps
     n_save_pad = _next_pow2(n_save)
     dtype = jnp.result_type(float)
 
@@ -199,6 +213,11 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
                 f"(leading axis {n}) nor a scalar; use backend='xla'"
             )
         inputs.append(x)
+    # The run's start and end, last: traced, so runs of one grid share the kernel.
+    for t in (span[0], span[1]):
+        inputs.append(jnp.asarray(t, dtype).reshape(1))
+        specs.append(pl.BlockSpec((1,), lambda i: (0,)))
+        kinds.append("scalar")
 
     y_leaves, y_treedef = jax.tree.flatten(y0)
     out_shapes, out_specs = [], []
@@ -214,8 +233,9 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
     def kernel(*refs):
         in_refs, rec_refs, final_refs = refs[:n_in], refs[n_in:n_in + n_rec], refs[n_in + n_rec:]
         vals = [r[...] if kind == "population" else r[...][0] for r, kind in zip(in_refs, kinds)]
-        sys_b, y = jax.tree.unflatten(treedef, vals)
-        t0_, t1_, dt_ = (jnp.asarray(x, dtype) for x in (t0, t1, dt))
+        sys_b, y = jax.tree.unflatten(treedef, vals[:-2])
+        t0_, t1_ = vals[-2:]
+        dt_ = jnp.asarray(grid.dt, dtype)
 
         def store(j, t, y):
             obs = sys_b.observe(record, t, y)
@@ -254,7 +274,7 @@ def _fused(solver, term, y0, system, record, *, t0, t1, dt, save_every_steps, n_
         # loop carries it (solve.fixed_step.integrate).
         if flush_every > 1:
             y = type(y)(v=y.v, gates=y.gates, events=sys_b.model.hold_back(y.events))
-        carry = (y, solver.init(term, t0, min(t0 + dt, t1), y, sys_b))
+        carry = (y, fixed_step.init_solver(solver, term, y, sys_b, t0_, t1_, grid))
         carry = jax.lax.fori_loop(0, n_save - 1, interval, carry)
         y, _ = jax.lax.fori_loop((n_save - 1) * k, n_steps, one_step, carry)
         if flush_every > 1:

@@ -95,9 +95,6 @@ def _whole_vectors(count: int, dtype) -> int:
     return -(-count // lanes) * lanes
 
 
-# Jitted (the floats, ints, names and devices here are static): called eagerly, as
-# simulate(backend="auto") outside jit does, it compiled its program again on every call.
-@eqx.filter_jit
 def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: float,
               save_every_steps: int, n_save: int, grad_checkpoints: str = "saves", devices=None,
               loop: str | None = None):
@@ -117,13 +114,26 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
     devices = jax.local_devices() if devices is None else list(devices)
     if not devices:
         raise ValueError("devices expects at least one device, got none")
-    on_cpu = devices[0].platform == "cpu"
     if loop is None:
         on_gpu = devices[0].platform == "gpu"
         loop = "pallas" if on_gpu and not pallas.unsupported(system.model, solver, y0, system.stimuli) else "xla"
     if loop not in ("xla", "pallas"):
         raise ValueError(f"loop expects 'xla' or 'pallas', got {loop!r}")
-    inner = fixed_step.integrate if loop == "xla" else pallas.integrate
+    return _integrate(solver, term, y0, system, fixed_step.make_span(t0, t1),
+                      grid=fixed_step.make_grid(t0, t1, dt, save_every_steps, n_save), record=record,
+                      grad_checkpoints=grad_checkpoints, devices=tuple(devices), loop=loop)
+
+
+# Jitted (the grid, names and devices here are static; t0 and t1 traced): called
+# eagerly, as simulate(backend="auto") outside jit does, it compiled its program again
+# on every call.
+@eqx.filter_jit
+def _integrate(solver, term, y0, system, span, *, grid, record, grad_checkpoints, devices, loop):
+    from ..solve import fixed_step
+    from . import pallas
+
+    on_cpu = devices[0].platform == "cpu"
+    inner = fixed_step.integrate_span if loop == "xla" else pallas.integrate_span
     n_dev = len(devices)
     n = int(system.model.shape[0])
     per_device = math.ceil(n / n_dev)
@@ -152,13 +162,12 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
             in_specs.append(whole)
         inputs.append(x)
 
-    def run(*leaves):
+    def run(span, *leaves):
         leaves = [population.pad_neurons(x, per_loop) if m else x for x, m in zip(leaves, mask)]
         sys_d, y_d = jax.tree.unflatten(treedef, leaves)
         blocks = {"save_block_bytes": SAVE_BLOCK_BYTES} if loop == "xla" and on_cpu else {}
-        saved, y_final = inner(
-            solver, term, y_d, sys_d, record=record, t0=t0, t1=t1, dt=dt,
-            save_every_steps=save_every_steps, n_save=n_save, grad_checkpoints=grad_checkpoints, **blocks)
+        saved, y_final = inner(solver, term, y_d, sys_d, span, grid=grid, record=record,
+                               grad_checkpoints=grad_checkpoints, **blocks)
         # A value shared by all neurons (shape (n_save,)) is saved per neuron, as the
         # population's other records are.
         saved = {k: x[:, :per_device] if x.ndim >= 2 else jnp.broadcast_to(x[:, None], (x.shape[0], per_device))
@@ -169,8 +178,8 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
     y_specs = jax.tree.map(lambda _: split, y0)
     # check_vma=False: the loop's carries start as device-invariant zeros (e.g. empty
     # spike buffers) and become per-device values, which the check would reject.
-    saved, y_final = jax.shard_map(run, mesh=mesh, in_specs=tuple(in_specs),
-                                   out_specs=(saved_specs, y_specs), check_vma=False)(*inputs)
+    saved, y_final = jax.shard_map(run, mesh=mesh, in_specs=(whole, *in_specs),
+                                   out_specs=(saved_specs, y_specs), check_vma=False)(span, *inputs)
     if n_pad != n:
         saved = {name: x[:, :n] for name, x in saved.items()}
         y_final = jax.tree.map(lambda x: x[:n], y_final)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import diffrax
 import equinox as eqx
@@ -64,7 +65,45 @@ def steps_per_save(save_every: float, dt: float) -> int:
     return k
 
 
-@eqx.filter_jit
+class Grid(NamedTuple):
+    """A constant-step run's layout, compiled into its program (Python numbers). The
+    run's start and end times are not part of it: they are traced (:func:`make_span`), so
+    the parts of a long run, or runs shifted in time, share one compiled loop."""
+
+    dt: float
+    n_steps: int
+    first_dt: float
+    save_every_steps: int
+    n_save: int
+
+
+def make_grid(t0: float, t1: float, dt: float, save_every_steps: int, n_save: int) -> Grid:
+    """The :class:`Grid` of a run from ``t0`` to ``t1`` (ms): ``ceil((t1 - t0)/dt)``
+    steps, the last one shortened to end at ``t1``."""
+    n_steps = int(math.ceil((t1 - t0) / dt - 1e-9))
+    # The first step's length as the grid's dt unless the run is shorter (t0 + dt - t0
+    # would carry t0's rounding into the key, and one program per t0).
+    first_dt = float(dt) if t1 - t0 >= dt else float(t1 - t0)
+    return Grid(float(dt), n_steps, first_dt, int(save_every_steps), int(n_save))
+
+
+def make_span(t0: float, t1: float) -> jax.Array:
+    """``[t0, t1]`` as the array the compiled loops take (ms, JAX's float dtype)."""
+    return jnp.asarray([t0, t1], jnp.result_type(float))
+
+
+def init_solver(solver, term, y0, args, t0_, t1_, grid: Grid):
+    """``solver.init`` for the first step. :class:`~jaxneuro.StaggeredEuler` reads only
+    the step's length (its grid dt), which it gets exactly from the Python numbers:
+    from traced times far from 0 float32 would round it (0.0244 ms for 0.025 at 10 s).
+    Other solvers (first-same-as-last stages) get the step's real times."""
+    from .staggered import StaggeredEuler
+
+    if isinstance(solver, StaggeredEuler):
+        return solver.init(term, 0.0, grid.first_dt, y0, args)
+    return solver.init(term, t0_, jnp.minimum(t0_ + grid.dt, t1_), y0, args)
+
+
 def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: float, dt: float,
               save_every_steps: int, n_save: int, record: tuple[str, ...], grad_checkpoints: str = "saves",
               save_block_bytes: int | None = None):
@@ -85,19 +124,29 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
     loop may run on one of them and devices running side by side can end up waiting on
     each other; see :mod:`jaxneuro.backends.sharded`.)
 
-    Compiled once per model structure, time grid and ``record`` (``eqx.filter_jit``;
-    the floats and ints here are static), so repeated ``simulate`` calls that differ
-    only in parameter values reuse the compiled loop."""
+    Compiled once per model structure, :class:`Grid` (step, number of steps and saves)
+    and ``record`` (:func:`integrate_span`, ``eqx.filter_jit``): repeated ``simulate``
+    calls that differ only in parameter values, or in ``t0`` and ``t1`` at the same
+    duration (a long run in parts), reuse the compiled loop."""
+    return integrate_span(solver, term, y0, args, make_span(t0, t1),
+                          grid=make_grid(t0, t1, dt, save_every_steps, n_save),
+                          record=record, grad_checkpoints=grad_checkpoints, save_block_bytes=save_block_bytes)
+
+
+@eqx.filter_jit
+def integrate_span(solver: diffrax.AbstractSolver, term, y0, args, span, *, grid: Grid, record: tuple[str, ...],
+                   grad_checkpoints: str = "saves", save_block_bytes: int | None = None):
+    """:func:`integrate` with the run's ``[t0, t1]`` as an array ``span`` (traced) and
+    its static layout as a :class:`Grid`."""
 
     def observe(t, y):
         return args.observe(record, t, y)
 
-    n_steps = int(math.ceil((t1 - t0) / dt - 1e-9))
-    solver_state = solver.init(term, t0, min(t0 + dt, t1), y0, args)
+    n_steps, n_save = grid.n_steps, grid.n_save
     dtype = jnp.result_type(float)
-    t0_ = jnp.asarray(t0, dtype)
-    t1_ = jnp.asarray(t1, dtype)
-    dt_ = jnp.asarray(dt, dtype)
+    t0_, t1_ = jnp.asarray(span[0], dtype), jnp.asarray(span[1], dtype)
+    dt_ = jnp.asarray(grid.dt, dtype)
+    solver_state = init_solver(solver, term, y0, args, t0_, t1_, grid)
 
     # Each step is checkpointed too: the backward pass keeps only the states of the
     # stretch it is in and recomputes one step's intermediates at a time (measured:
@@ -142,7 +191,7 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
             carry = jax.lax.fori_loop(0, rest, lambda i, c: one_step(start + i, c), carry)
         return carry
 
-    k = save_every_steps
+    k = grid.save_every_steps
 
     def interval(carry, j):
         carry = run_steps(carry, j * k, k)

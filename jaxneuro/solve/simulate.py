@@ -52,8 +52,8 @@ def simulate(
     save_every=None,
     solver: diffrax.AbstractSolver | None = None,
     v0=None,
-    t0=0.0,
-    init: State | None = None,
+    t0=None,
+    init: State | Trace | None = None,
     stepsize_controller: diffrax.AbstractStepSizeController | None = None,
     max_steps: int | None = None,
     adjoint: diffrax.AbstractAdjoint | None = None,
@@ -82,10 +82,15 @@ def simulate(
     only these are kept in memory. ``v0``: initial voltage in mV
     (default ``model.default_v0``, -65 mV for compartments, as NEURON's
     ``finitialize``); gates start at their steady state at ``v0``. ``init``: the whole
-    state to start from instead (a :class:`~jaxneuro.State` shaped as the model's, e.g.
-    ``trace.final_state`` of an earlier run, whose ``t1`` is then this run's ``t0``: a
-    long run in parts, or one continued under other stimuli; spike buffers carry on
-    filling). Every trace holds its ``final_state``, the state at ``t1``.
+    state to start from instead: an earlier run's :class:`Trace`, which continues that
+    run (its ``final_state`` from its ``t1``, which is then this run's ``t0``; a long run
+    in parts, or one continued under other stimuli; spike buffers carry on filling), or a
+    :class:`~jaxneuro.State` shaped as the model's (e.g. ``trace.final_state``, a steady
+    state to start experiments from), which starts at ``t0``. ``t0``: the start in ms;
+    default the end of ``init`` where that is a trace, else 0. Every trace holds its
+    ``final_state``, the state at ``t1``. Runs of equal duration, step and saves share
+    one compiled loop (``t0`` and ``t1`` are not compiled in), so a long run in parts
+    compiles once.
 
     ``solver``: default :class:`StaggeredEuler` (NEURON's scheme) with a constant step;
     any diffrax solver may be given instead, e.g. ``diffrax.Tsit5()``, optionally with
@@ -133,13 +138,15 @@ def simulate(
     if not isinstance(model, AbstractModel):
         raise ValueError(f"simulate: model expects a jaxneuro model, got {type(model).__name__}")
     units.refuse_quantities(model, "simulate: model")
+    init, t0 = _continued_from(init, t0)
     t0 = _time(t0, "t0")
     t1 = _time(t1, "t1")
     dt = _time(dt, "dt")
     if dt <= 0:
         raise ValueError(f"dt must be > 0 ms, got {dt}")
     if t1 <= t0:
-        raise ValueError(f"t1 must be greater than t0 (ms), got t0={t0}, t1={t1}")
+        raise ValueError(f"t1 must be greater than t0 (ms; t1 is when the run ends, not its duration), got t0={t0}, "
+                         f"t1={t1}")
     _check_time_resolution(t0, t1, dt)
     save_every = dt if save_every is None else _time(save_every, "save_every")
     if save_every <= 0:
@@ -321,14 +328,15 @@ def simulate(
                 "diffrax.DirectAdjoint() or an adaptive stepsize_controller"
             )
         save_ts = jnp.append(ts, t1) if ends_off_grid else ts
-        observe = diffrax.SubSaveAt(ts=save_ts, fn=lambda t, y, args: args.observe(record, t, y))
+        observe = diffrax.SubSaveAt(ts=save_ts, fn=_Observe(tuple(record)))
         saveat = diffrax.SaveAt(subs=[observe, diffrax.SubSaveAt(t1=True)])
         kwargs = {} if adjoint is None else {"adjoint": adjoint}
+        t0_, t1_ = fixed_step.make_span(t0, t1)  # traced: runs in parts share the program
         sol = diffrax.diffeqsolve(
             term,
             solver,
-            t0=t0,
-            t1=t1,
+            t0=t0_,
+            t1=t1_,
             dt0=dt,
             y0=y0,
             args=system,
@@ -433,6 +441,17 @@ def _check_implicit_tolerances(solver) -> None:
         )
 
 
+class _Observe(eqx.Module):
+    """``args.observe(record, t, y)`` as diffrax's save function: equal for equal
+    ``record``, so ``diffeqsolve``'s compiled program is reused (a fresh lambda per call
+    compiled an adaptive run again on every ``simulate``)."""
+
+    record: tuple = eqx.field(static=True)
+
+    def __call__(self, t, y, args):
+        return args.observe(self.record, t, y)
+
+
 def _stepping_to_stimuli(controller, stimuli):
     """An adaptive ``controller`` that steps to the stimuli's jumps (onsets, offsets) and
     samples (a recorded waveform's), merged with any a ``ClipStepSizeController`` of the
@@ -490,6 +509,28 @@ def _initial_state(model, init) -> State:
     return jax.tree.map(lambda a, b: jnp.asarray(a, dtype=b.dtype), init, expected)
 
 
+def _continued_from(init, t0):
+    """``(state, t0)`` for ``init`` and ``t0`` as given: a trace continues from its end
+    (``t0`` defaults to it, and another ``t0`` is refused), a state or nothing starts at
+    ``t0`` (default 0)."""
+    if not isinstance(init, Trace):
+        return init, 0.0 if t0 is None else t0
+    if init.span is None or isinstance(init.final_state, NoFinalState):
+        raise ValueError(
+            "simulate: init is a trace cut by at() or window(), which has no state to continue from (a run's "
+            "state is at its end); continue from the whole run's trace"
+        )
+    end = float(init.span[1])
+    if t0 is not None:
+        given = _time(t0, "t0")
+        if abs(given - end) > 1e-9 * max(1.0, abs(end)):
+            raise ValueError(
+                f"t0={given:g} ms: init is a trace that ended at {end:g} ms, and it continues from there; leave t0 "
+                f"out (or pass t0={end:g}), or pass init=trace.final_state to start its state at t0={given:g}"
+            )
+    return init.final_state, end
+
+
 def _check_state_time(model, state, t0: float) -> None:
     """A ValueError where ``state`` (``init``) holds times after ``t0``: spikes it has
     recorded or its synapses' own time, i.e. a state from later in the run (forgetting
@@ -518,7 +559,7 @@ def _check_state_time(model, state, t0: float) -> None:
         raise ValueError(
             f"simulate: init is the state of a run that had reached t = {latest:g} ms (its recorded spikes or "
             f"synapse times), but t0 = {t0:g} ms; a continued run starts where the last one ended: "
-            "pass t0=trace.t[-1]"
+            "pass init=trace (the earlier run's), which continues from its end"
         )
 
 

@@ -49,13 +49,13 @@ class Trace(eqx.Module):
     spikes: Array | None = None
     spike_count: Array | None = None
     parts: dict | None = None
-    #: The model's whole state at ``t1`` (a :class:`~jaxneuro.State`), to continue the
-    #: run from: ``simulate(model, t2, t0=t1, init=trace.final_state)``.
+    #: The model's whole state at ``t1`` (a :class:`~jaxneuro.State`); the run is
+    #: continued with ``simulate(model, t2, init=trace)``, which starts it at ``t1``.
     #: :class:`NoFinalState` for traces cut from others (``at``, ``window``).
     final_state: object = None
     #: ``(t0, t1)`` in ms: the run's start and end (a window's ``start`` and ``stop``),
-    #: the span ``spike_count`` counts over, except in a run continued from another's
-    #: ``final_state`` (``init=``), whose spike buffers and counts carry on from it
+    #: the span ``spike_count`` counts over, except in a run continued from another
+    #: (``init=``), whose spike buffers and counts carry on from it
     #: (``trace.window(*trace.span)`` has this run's spikes alone). None for ``at``'s
     #: traces.
     span: tuple | None = eqx.field(default=None, static=True)
