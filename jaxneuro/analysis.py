@@ -677,7 +677,13 @@ def firing_rate(spikes, start, stop):
     kept spike; elsewhere the rate is NaN, not a count cut short, with a
     RuntimeWarning where the values are known. A window reaching outside a Trace's
     ``span`` is refused (the rate would be diluted by time not simulated). Under
-    ``jit``, where ``stop <= start`` cannot be refused, the rate is NaN."""
+    ``jit``, where ``stop <= start`` cannot be refused, the rate is NaN.
+
+    Gradients: a count is piecewise constant, so its derivative is zero, except over a
+    Trace's whole ``span`` (``firing_rate(trace, *trace.span)``), where the rate takes
+    the derivative of ``trace.spike_count``: a neuron's ``surrogate=`` gradient (the
+    value is unchanged). For a rate differentiable through spike times in any window,
+    use ``jn.losses.firing_rate(..., method="isi")``."""
     start = units.to_base(start, "start", units.ms)
     stop = units.to_base(stop, "stop", units.ms)
     if units.is_concrete(stop) and units.is_concrete(start) and not (
@@ -702,6 +708,8 @@ def firing_rate(spikes, start, stop):
             ) from None
     inside = (spikes >= start[..., None]) & (spikes < stop[..., None])
     rate = jnp.sum(inside, axis=-1) / ((stop - start) / 1000.0)
+    if trace is not None and is_whole_span(trace, start, stop):
+        rate = with_count_derivative(rate, trace.spike_count, stop - start)
     rate = jnp.where(stop > start, rate, jnp.nan)
     if trace is not None:
         # Spikes past a full buffer come after its last kept one: a window ending by
@@ -716,6 +724,26 @@ def firing_rate(spikes, start, stop):
                 "is unknown (NaN). Simulate with a larger spike_capacity (or SpikeSummary(capacity=...))",
                 RuntimeWarning, stacklevel=2)
     return rate
+
+
+def with_count_derivative(rate, count, duration):
+    """``rate`` (Hz) with the derivative of ``count`` (spikes over ``duration`` ms):
+    straight through, the value unchanged. A count from spike times has derivative
+    zero; a neuron's own ``spike_count`` carries its ``surrogate=`` gradient."""
+    count = jnp.asarray(count)
+    return rate + (count - jax.lax.stop_gradient(count)) / (jnp.asarray(duration) / 1000.0)
+
+
+def is_whole_span(trace, start, stop) -> bool:
+    """Whether ``[start, stop)`` is ``trace``'s whole run (fixed times; a trace with
+    a per-neuron spike count)."""
+    if trace.span is None or trace.spike_count is None or trace.parts is not None:
+        return False
+    if not (units.is_concrete(start) and units.is_concrete(stop)):
+        return False
+    lo, hi = trace.span
+    tolerance = 1e-9 * max(1.0, abs(lo), abs(hi))
+    return bool(np.all(np.abs(np.asarray(start) - lo) <= tolerance) and np.all(np.abs(np.asarray(stop) - hi) <= tolerance))
 
 
 def _fixed_time(value, name) -> float:
@@ -746,6 +774,10 @@ def fi_curve(model: AbstractModel, amps, *, delay=0.0, dur=500.0, window=None, d
     compartment may fire before ``stop``: more is an error at run time, not a rate
     cut short. Returns an array shaped ``amps.shape + model.shape`` (a Network: its
     populations' compartments in order).
+
+    Gradients: rates are counts, whose derivative is zero, except for a spiking point
+    neuron with a ``surrogate=`` counted over the whole run (``delay`` 0, no
+    ``window``), which gives them its surrogate gradient (see :func:`firing_rate`).
     """
     from .solve.simulate import simulate
 
@@ -813,7 +845,11 @@ def fi_curve(model: AbstractModel, amps, *, delay=0.0, dur=500.0, window=None, d
             f"fi_curve: a neuron fired more spikes than capacity={capacity} (or its population's "
             "spike_capacity) holds, so its rate would be too low; pass a larger capacity",
         )
-        return firing_rate(spikes[..., :capacity], start, stop) + checked
+        rates = firing_rate(spikes[..., :capacity], start, stop) + checked
+        if own and populations is None and start == 0.0:
+            # The window is the whole run: the neuron's count, and its surrogate's derivative.
+            rates = with_count_derivative(rates, trace.spike_count, stop)
+        return rates
 
     flat = amps.reshape(-1)
     return jax.vmap(rate)(flat).reshape(amps.shape + model.shape)

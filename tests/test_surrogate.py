@@ -97,3 +97,29 @@ def test_a_surrogate_gradient_is_a_learning_signal_not_the_counts_slope():
     slope = np.polyfit(amps, [float(count(a)) for a in amps], 1)[0]
     assert slope == pytest.approx(50.0, abs=0.5)
     assert float(jax.grad(count)(0.5)) == pytest.approx(2250.0, rel=0.01)
+
+
+def test_rates_over_the_whole_run_take_the_counts_surrogate_gradient():
+    """jn.firing_rate over a trace's whole span, fi_curve counted from 0 and the count
+    loss with the span's start and stop all carry the surrogate's derivative of
+    trace.spike_count (they were 0); a window inside the run stays 0 (a count); the
+    values do not change."""
+    neuron = jn.LIF(C=0.25, gL=0.02, surrogate=jn.surrogate.FastSigmoid())
+
+    def trace(amp):
+        return jn.simulate(neuron, 200.0, stimuli=[jn.StepCurrent(amp, 0.0, 200.0)])
+
+    count_grad = float(jax.grad(lambda a: trace(a).spike_count)(0.5))
+    assert count_grad > 100.0
+    rate = lambda a: jn.firing_rate(trace(a), 0.0, 200.0)  # noqa: E731
+    assert float(rate(0.5)) == pytest.approx(float(trace(0.5).spike_count) * 5.0)
+    np.testing.assert_allclose(float(jax.grad(rate)(0.5)), count_grad * 5.0, rtol=1e-12)
+    assert float(jax.grad(lambda a: jn.firing_rate(trace(a), 50.0, 200.0))(0.5)) == 0.0
+    fi = lambda a: jn.fi_curve(neuron, jnp.array([a]), dur=200.0)[0]  # noqa: E731
+    assert float(fi(0.5)) == float(rate(0.5))
+    np.testing.assert_allclose(float(jax.grad(fi)(0.5)), count_grad * 5.0, rtol=1e-9)
+    loss = lambda a: jn.losses.firing_rate(trace(a), 100.0, 0.0, 200.0, method="count")  # noqa: E731
+    np.testing.assert_allclose(float(jax.grad(loss)(0.5)),
+                               float(jax.grad(lambda a: jn.losses.firing_rate(trace(a), 100.0, method="count"))(0.5)))
+    with pytest.raises(ValueError, match=r"whole run \(0.0, 200.0\).*method='isi'"):
+        jn.losses.firing_rate(trace(0.5), 100.0, 50.0, 200.0, method="count")

@@ -255,10 +255,13 @@ def firing_rate(source, target, start=None, stop=None, *, method="isi"):
                 "capacity=k) with start and stop"
             )
         if method == "count":
-            if start is not None or stop is not None:
+            span = source.span or (None, None)
+            if (start is not None or stop is not None) and not (source.span is not None and analysis.is_whole_span(
+                    source, span[0] if start is None else start, span[1] if stop is None else stop)):
                 raise ValueError(
                     "firing_rate(method='count') on a Trace uses trace.spike_count over the whole "
-                    "run; leave start and stop out (or pass trace.spikes to count in a window)"
+                    f"run {source.span}; leave start and stop out (or pass trace.spikes to count in a window, "
+                    "without the count's surrogate gradient, or use method='isi')"
                 )
             # The whole run's count over the whole run: t1 - t0 (a window's span), not
             # its samples' (which need not reach its ends).
