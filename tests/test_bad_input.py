@@ -319,3 +319,30 @@ def test_ou_current_and_voltage_at_name_bad_shapes():
         cell.voltage_at(tr.v, "a", 1.0, tr.i_inj)
     v_end = cell.voltage_at(tr.v, "a", 1.0, jnp.zeros(41))
     np.testing.assert_array_equal(np.asarray(v_end), np.asarray(cell.voltage_at(tr.v, "a", 1.0)))
+
+
+def test_solver_mistakes_are_named():
+    # A string, a class and an adaptive controller with the default solver gave
+    # AttributeError, TypeError and diffrax's RuntimeError.
+    import diffrax
+
+    soma = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.Leak()])
+    with pytest.raises(ValueError, match=r"solver expects a diffrax solver instance .* got 'euler'"):
+        jn.simulate(soma, 1.0, solver="euler")
+    with pytest.raises(ValueError, match=r"solver expects a solver instance, got the class Tsit5: pass solver=Tsit5\(\)"):
+        jn.simulate(soma, 1.0, solver=diffrax.Tsit5)
+    with pytest.raises(ValueError, match=r"stepsize_controller: PIDController .* default solver .* has none.*"
+                                         r"solver=diffrax\.Tsit5\(\)"):
+        jn.simulate(soma, 1.0, stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))
+    with pytest.raises(ValueError, match=r"stepsize_controller: PIDController"):
+        jn.simulate(soma, 1.0, solver=jn.StaggeredEuler(), stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))
+
+
+def test_channel_parameters_go_by_position_and_a_name_must_be_a_string():
+    # Leak(1e-4) made name=1e-4 and kept the default g (10x larger), silently.
+    assert float(jn.channels.Leak(1e-4).g) == 1e-4 and jn.channels.Leak(1e-4).name == "pas"
+    assert float(jn.channels.Leak(1e-4, -65.0).e) == -65.0
+    assert float(jn.channels.HH(0.2).gnabar) == 0.2 and float(jn.channels.HH(0.2, 0.04).gkbar) == 0.04
+    assert jn.channels.INa_Ba2002(name="na").name == "na"
+    with pytest.raises(ValueError, match=r"Leak\.name expects a non-empty string .* got 3; give parameters by keyword"):
+        jn.channels.Leak(name=3)

@@ -28,7 +28,9 @@ class AbstractChannel(eqx.Module):
     they mean everywhere else in jaxneuro. A parameter may carry a leading axis (one
     value per neuron of a population, per segment of a cable). ``name`` (static) keys
     the channel's gates and current in a compartment: gate ``m`` of a channel named
-    ``hh`` is the state ``"m_hh"``; its current is recorded as ``"i_hh"``.
+    ``hh`` is the state ``"m_hh"``; its current is recorded as ``"i_hh"``. Declare it
+    ``name: str = eqx.field(default="...", static=True, kw_only=True)``, so that
+    positional arguments go to the parameters (``Leak(1e-4)`` is ``g``).
 
     **Methods** receive the membrane voltage ``v`` in mV, ``temperature`` in °C (the
     compartment's; channels with their own temperature parameter, such as the Bazhenov
@@ -90,6 +92,15 @@ class AbstractChannel(eqx.Module):
         problem = _class_problem(type(self))
         if problem is not None:
             raise ValueError(problem)
+        name = getattr(self, "name", None)
+        if not isinstance(name, str) or not name:
+            # A subclass declaring name positionally first took the first positional
+            # argument as its name (Leak(1e-4) kept the default g).
+            raise ValueError(
+                f"{type(self).__name__}.name expects a non-empty string (the channel's name), got {name!r}; "
+                f"give parameters by keyword, e.g. {type(self).__name__}(g=...), or declare name with "
+                "eqx.field(default=..., static=True, kw_only=True)"
+            )
 
     def gate_inf_tau(self, v, temperature) -> dict[str, tuple[Array, Array]]:
         """``{gate: (steady state, time constant in ms)}`` at voltage ``v`` (mV)."""

@@ -62,7 +62,7 @@ class INa_Ba2002(AbstractAlphaBetaChannel):
     E: object = units.param(units.mV, default=50.0)
     T: object = units.param(units.celsius, default=36.0)
     V_sh: object = units.param(units.mV, default=-50.0)
-    name: str = eqx.field(default="INa_Ba2002", static=True)
+    name: str = eqx.field(default="INa_Ba2002", static=True, kw_only=True)
 
     gate_names: ClassVar[tuple[str, ...]] = ("p", "q")
 
@@ -128,7 +128,7 @@ class IKDR_Ba2002(AbstractAlphaBetaChannel):
     T: object = units.param(units.celsius, default=36.0)
     T_base: object = units.param(None, default=3.0, check="positive")
     phi: object = units.param(None, default=None, check="positive")
-    name: str = eqx.field(default="IKDR_Ba2002", static=True)
+    name: str = eqx.field(default="IKDR_Ba2002", static=True, kw_only=True)
 
     gate_names: ClassVar[tuple[str, ...]] = ("p",)
 

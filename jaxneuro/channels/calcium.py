@@ -77,7 +77,7 @@ class ICaT_HM1992(AbstractChannel):
     T_base_q: object = units.param(None, default=3.0, check="positive")
     phi_p: object = units.param(None, default=None, check="positive")
     phi_q: object = units.param(None, default=None, check="positive")
-    name: str = eqx.field(default="ICaT_HM1992", static=True)
+    name: str = eqx.field(default="ICaT_HM1992", static=True, kw_only=True)
 
     gate_names: ClassVar[tuple[str, ...]] = ("p", "q")
 

@@ -52,7 +52,7 @@ class HH(AbstractAlphaBetaChannel):
     ek: object = units.param(units.mV, default=-77.0)
     q10: object = units.param(None, default=3.0, check="positive")
     reference_temperature: object = units.param(units.celsius, default=6.3)
-    name: str = eqx.field(default="hh", static=True)
+    name: str = eqx.field(default="hh", static=True, kw_only=True)
     use_table: bool = eqx.field(default=False, static=True)
 
     gate_names: ClassVar[tuple[str, ...]] = ("m", "h", "n")

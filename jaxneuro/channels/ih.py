@@ -53,7 +53,7 @@ class Ih_HM1992(AbstractChannel):
     g_max: object = units.param(units.S_per_cm2, default=0.01, check="nonnegative")
     E: object = units.param(units.mV, default=43.0)
     phi: object = units.param(None, default=1.0, check="positive")
-    name: str = eqx.field(default="Ih_HM1992", static=True)
+    name: str = eqx.field(default="Ih_HM1992", static=True, kw_only=True)
 
     gate_names: ClassVar[tuple[str, ...]] = ("p",)
 

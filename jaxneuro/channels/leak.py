@@ -18,7 +18,7 @@ class Leak(AbstractChannel):
 
     g: object = units.param(units.S_per_cm2, default=0.001, check="nonnegative")
     e: object = units.param(units.mV, default=-70.0)
-    name: str = eqx.field(default="pas", static=True)
+    name: str = eqx.field(default="pas", static=True, kw_only=True)
 
     def steady_state(self, v, temperature):
         return {}

@@ -57,7 +57,7 @@ class IKNI_Ya1989(AbstractChannel):
     phi_p: object = units.param(None, default=1.0, check="positive")
     tau_max: object = units.param(units.ms, default=4000.0, check="positive")
     V_sh: object = units.param(units.mV, default=0.0)
-    name: str = eqx.field(default="IKNI_Ya1989", static=True)
+    name: str = eqx.field(default="IKNI_Ya1989", static=True, kw_only=True)
 
     gate_names: ClassVar[tuple[str, ...]] = ("p",)
 

@@ -51,7 +51,7 @@ def check_channels(owner: str, channels) -> tuple[AbstractChannel, ...]:
         if not isinstance(ch.name, str) or not ch.name:
             raise ValueError(
                 f"{owner}.channels[{i}]: {type(ch).__name__}.name expects a non-empty string "
-                f"(static: name: str = eqx.field(default=..., static=True)), got {ch.name!r}"
+                f"(static: name: str = eqx.field(default=..., static=True, kw_only=True)), got {ch.name!r}"
             )
         check_channel(f"{owner}.channels[{i}]", ch)
     dup = sorted({n for n in names if names.count(n) > 1})

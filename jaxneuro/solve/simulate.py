@@ -248,6 +248,7 @@ def simulate(
     ends_off_grid = (t1 - t0) / save_every - (n_save - 1) > 1e-6
     n_steps = int(math.ceil((t1 - t0) / dt - 1e-9))
 
+    _check_solver(solver, stepsize_controller)
     if solver is None:
         solver = model.default_solver()
     elif y0.events and not isinstance(solver, StaggeredEuler):
@@ -376,6 +377,25 @@ def simulate(
         at_run_time=False,
     )
     return trace
+
+
+def _check_solver(solver, controller) -> None:
+    """ValueError for a ``solver`` that is not a diffrax solver instance, and for an
+    adaptive ``controller`` with a solver that has no error estimate (the default)."""
+    if isinstance(solver, type) and issubclass(solver, diffrax.AbstractSolver):
+        raise ValueError(f"solver expects a solver instance, got the class {solver.__name__}: pass "
+                         f"solver={solver.__name__}()")
+    if solver is not None and not isinstance(solver, diffrax.AbstractSolver):
+        raise ValueError(f"solver expects a diffrax solver instance (e.g. diffrax.Tsit5(), jn.StaggeredEuler()), "
+                         f"got {solver!r}")
+    adaptive = isinstance(controller, diffrax.AbstractAdaptiveStepSizeController)
+    if adaptive and (solver is None or isinstance(solver, StaggeredEuler)):
+        raise ValueError(
+            f"stepsize_controller: {type(controller).__name__} adapts the step from the solver's error "
+            "estimate, and the default solver (jn.StaggeredEuler, NEURON's scheme) has none: it runs at a "
+            "constant dt. Pass an embedded Runge-Kutta solver with it, e.g. solver=diffrax.Tsit5(), or leave "
+            "stepsize_controller out"
+        )
 
 
 def _stages_as_bounded_loop(solver):
