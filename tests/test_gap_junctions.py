@@ -29,8 +29,17 @@ def test_asymmetric_weights_follow_brainpy_seed_003():
 
 
 def test_aliases_and_units():
-    assert jn.SymmetryGapJunction is jn.SymmetricGapJunction
-    assert jn.AsymmetryGapJunction is jn.AsymmetricGapJunction
+    # BrainPy's names make jaxneuro's junctions, with BrainPy's keywords too (seed 003's
+    # call with weight= and pre_state= was a TypeError).
+    assert isinstance(jn.SymmetryGapJunction("pre", "post", jn.conn.one_to_one, 0.1), jn.SymmetricGapJunction)
+    seed = jn.AsymmetryGapJunction(pre="pre", pre_state="V", post="post", post_state="V", conn=jn.conn.one_to_one,
+                                   weight=np.array([2.0, 1.0]) * u.nS)
+    assert isinstance(seed, jn.AsymmetricGapJunction)
+    np.testing.assert_allclose(seed.g, [0.002, 0.001])
+    with pytest.raises(ValueError, match=r"AsymmetryGapJunction: pre_state expects 'V'.* got 'spike'"):
+        jn.AsymmetryGapJunction(pre="pre", pre_state="spike", post="post", conn=jn.conn.one_to_one, weight=[1.0, 1.0])
+    with pytest.raises(ValueError, match=r"SymmetryGapJunction: give weight .* or g, not both"):
+        jn.SymmetryGapJunction(pre="pre", post="post", conn=jn.conn.one_to_one, g=0.1, weight=0.1)
     gap = jn.SymmetricGapJunction("a", "a", jn.conn.all_to_all(), 3 * u.nS)
     assert float(gap.g) == pytest.approx(3e-3)  # µS
     with pytest.raises(ValueError, match="conductance"):

@@ -71,7 +71,8 @@ class SymmetricGapJunction(AbstractGapJunction):
     recurrent junctions. ``conn``: a rule from :mod:`jaxneuro.conn` (``one_to_one``,
     ``all_to_all(...)``, ``fixed_prob(p, seed)``, ``explicit(pre_ids, post_ids)``) or an
     explicit ``(pre_ids, post_ids)`` pair. ``g``: a scalar or one value per connection.
-    BrainPy's name ``SymmetryGapJunction`` is an alias.
+    BrainPy's name ``SymmetryGapJunction`` makes one too, with BrainPy's keywords
+    (``weight`` for ``g``, ``pre_state``/``post_state``).
     """
 
     g: object = units.param(units.uS, default=None, check="nonnegative")
@@ -94,7 +95,8 @@ class SymmetricGapJunction(AbstractGapJunction):
 
 class AsymmetricGapJunction(AbstractGapJunction):
     """Gap junctions whose two directions have their own conductance, as BrainPy's
-    ``AsymmetryGapJunction`` (an alias here).
+    ``AsymmetryGapJunction`` (which makes one here, with BrainPy's keywords ``weight``
+    for ``g`` and ``pre_state``/``post_state``).
 
     ``g`` has shape ``(..., 2)``: ``(2,)`` for all connections alike or
     ``(n_connections, 2)``, in µS or as a saiunit conductance. ``g[..., 0]`` (BrainPy's
@@ -127,5 +129,28 @@ class AsymmetricGapJunction(AbstractGapJunction):
         return self.g[..., 0], self.g[..., 1]
 
 
-SymmetryGapJunction = SymmetricGapJunction
-AsymmetryGapJunction = AsymmetricGapJunction
+def _brainpy_name(cls, alias: str):
+    """``cls`` under BrainPy's name, also taking BrainPy's keywords: ``weight`` (for
+    ``g``) and ``pre_state``/``post_state``, which must name the membrane voltage
+    (``"V"``: what gap junctions couple here)."""
+
+    def make(*args, weight=None, pre_state="V", post_state="V", **kwargs):
+        for name, value in (("pre_state", pre_state), ("post_state", post_state)):
+            if not (isinstance(value, str) and value.upper() == "V"):
+                raise ValueError(
+                    f"{alias}: {name} expects 'V' (jaxneuro's gap junctions couple membrane voltages), got {value!r}"
+                )
+        if weight is not None:
+            if "g" in kwargs or len(args) > 3:
+                raise ValueError(f"{alias}: give weight (BrainPy's name) or g, not both")
+            kwargs["g"] = weight
+        return cls(*args, **kwargs)
+
+    make.__name__ = make.__qualname__ = alias
+    make.__doc__ = (f"BrainPy's ``{alias}``: :class:`{cls.__name__}`, which it returns, also taking BrainPy's "
+                    "keywords ``weight`` (``g``) and ``pre_state``/``post_state`` (``'V'``).")
+    return make
+
+
+SymmetryGapJunction = _brainpy_name(SymmetricGapJunction, "SymmetryGapJunction")
+AsymmetryGapJunction = _brainpy_name(AsymmetricGapJunction, "AsymmetryGapJunction")

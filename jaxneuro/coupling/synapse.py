@@ -328,7 +328,9 @@ class AlphaSynapse(_ConductanceSynapse):
     ``g_max·(t − t_a)/tau·exp(1 − (t − t_a)/tau)`` (µS), which peaks at ``g_max`` a
     time ``tau`` after arrival; the current into ``post`` is ``g·(E − V_post)`` (nA).
     Parameters as for :class:`ExpSynapse` (with the default ``delivery="exact"`` it
-    equals NEURON's ``AlphaSynapse`` point process started at the arrival, to rounding).
+    equals NEURON's ``AlphaSynapse`` point process started at the arrival, to rounding,
+    for ``10·tau`` after it: NEURON's sets its conductance to 0 from then on, where
+    this one decays on from ``10·e⁻⁹ ≈ 1.2e-3`` of ``g_max``).
 
     Internally ``da/dt = −a/tau`` and ``dg/dt = −g/tau + (e/tau)·a``, each spike adding
     ``g_max`` to ``a``; both are advanced exactly.
