@@ -530,3 +530,18 @@ def test_a_zero_tau_of_either_sign_is_an_instantaneous_gate():
     trace = jn.simulate(soma(Instant()), 5.0, record=("v", "a_ka"), v0=-70.0)
     v, a = np.asarray(trace.v), np.asarray(trace.a_ka)
     np.testing.assert_allclose(a[1:], 1.0 / (1.0 + np.exp(-(v[1:] + 50.0) / 10.0)), rtol=1e-6)
+
+
+def test_a_current_that_is_not_one_array_is_named():
+    # A dict of currents (as component_currents returns) failed deep inside the run:
+    # "unsupported operand type(s) for +: 'DynamicJaxprTracer' and 'dict'".
+    class ByIon(AbstractChannel):
+        g: object = units.param(units.S_per_cm2, default=1e-3)
+        name: str = eqx.field(default="byion", static=True, kw_only=True)
+
+        def current(self, v, gates):
+            return {"ik": self.g * (v + 80.0), "ina": self.g * (v - 50.0)}
+
+    with pytest.raises(ValueError, match=r"channels\[0\]: ByIon\.current must return one array.*got a dict "
+                                         r"with keys \('ik', 'ina'\).*component_currents"):
+        jn.Compartment(area=1000.0, channels=[ByIon()])

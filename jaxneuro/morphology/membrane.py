@@ -161,7 +161,15 @@ def check_channel(where: str, ch: AbstractChannel) -> None:
         out = evaluate(method, fn)
         check_keys(method, out)
         check_shapes(method, out)
-    check_shapes("current", evaluate("current", lambda c: c.current(v, gates)))
+    current = evaluate("current", lambda c: c.current(v, gates))
+    if not isinstance(current, jax.ShapeDtypeStruct):
+        keys = f" with keys {tuple(current)}" if isinstance(current, dict) else ""
+        raise ValueError(
+            f"{where}: {cls}.current must return one array, the channel's total current density "
+            f"(mA/cm², outward positive), got a {type(current).__name__}{keys}; currents by ion are "
+            "component_currents() (a dict), whose sum current() returns"
+        )
+    check_shapes("current", current)
     if key is not None:
         if len(_CHECKED) > 1024:
             _CHECKED.clear()
