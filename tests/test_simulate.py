@@ -581,3 +581,17 @@ def test_a_diverged_run_is_reported():
     assert not np.isfinite(float(tr.v[-1]))
     # The default (implicit) solver is stable there.
     assert np.isfinite(float(jn.simulate(stiff, 5.0, stimuli=[jn.StepCurrent(0.1, 1.0, 2.0)]).v[-1]))
+
+
+def test_record_places_that_read_two_ways_are_refused():
+    # As a stimulus's target: a bare 1 on a cable is x = 1 or segment 1, a pair of
+    # integers a location or two indices ("(1, 1) is no place" before; [1] is index 1).
+    cable = jn.Cable(length=300.0, diam=1.0, nseg=3, channels=[jn.channels.Leak()])
+    with pytest.raises(ValueError, match=r"record=\{'v': 1\} is ambiguous .* write 1\.0 .* write \[1\]"):
+        jn.simulate(cable, 1.0, record={"v": 1})
+    with pytest.raises(ValueError, match=r"\(0, 1\) reads as the location \(section 0, x = 1\) .* write \(0, 1\.0\)"):
+        jn.simulate(cable, 1.0, record={"v": [(0, 1)]})
+    assert jn.simulate(cable, 1.0, record={"v": [1]}).column_labels("v") == ("x=0.5",)
+    assert jn.simulate(cable, 1.0, record={"v": 1.0}).column_labels("v") == ("x=0.8333",)
+    pop = jn.Compartment(area=100.0, channels=[jn.channels.Leak(g=jnp.full(3, 1e-4))])
+    assert jn.simulate(pop, 1.0, record={"v": 1}).v.shape[-1] == 1

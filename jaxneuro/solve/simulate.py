@@ -632,11 +632,26 @@ def recorded_indices(model, name, places) -> tuple[int, ...]:
             f"record={{{name!r}: ...}}: {type(model).__name__} has a single compartment; record {name!r} "
             "without places"
         )
+    cell = model.as_cell() if hasattr(model, "as_cell") else model
+    if (isinstance(places, (int, np.integer)) and not isinstance(places, bool) and places in (0, 1)
+            and hasattr(cell, "index")):
+        # As a stimulus's target=1: x = 1 or segment 1.
+        raise ValueError(
+            f"record={{{name!r}: {int(places)}}} is ambiguous on a cable or cell: for the location x = {int(places)} "
+            f"write {float(places)} (or (section, {float(places)})); for segment index {int(places)} write "
+            f"[{int(places)}]"
+        )
     if isinstance(places, (str, int, np.integer)) or is_location(places):
         places = [places]  # one place
-    cell = model.as_cell() if hasattr(model, "as_cell") else model
     out = []
     for place in places:
+        if (isinstance(place, tuple) and len(place) == 2 and hasattr(cell, "index")
+                and all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in place)):
+            raise ValueError(
+                f"record={{{name!r}: ...}}: {place!r} reads as the location (section {place[0]}, x = {place[1]}) "
+                f"and as two indices: write ({place[0]}, {float(place[1])}) for the location, or the indices as "
+                "separate places"
+            )
         try:
             target = normalise_target(place)
         except ValueError:
