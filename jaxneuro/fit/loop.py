@@ -440,7 +440,25 @@ def fit(
             bar.close()
     losses_arr = np.stack(losses) if losses else np.zeros((0,))
     hist_arr = {n: np.stack(v) for n, v in hist.items()}
+    _warn_if_uphill(losses_arr)
     return _result(model, sel, losses_arr, hist_arr, n_starts, events, stopped, halted)
+
+
+def _warn_if_uphill(losses) -> None:
+    """A RuntimeWarning where every start's loss ended above where it began and its
+    starting parameters stayed its best: the optimizer climbed (a negative learning
+    rate, e.g. ``optax.adam(-0.05)``, does so without a word)."""
+    if losses.shape[0] < 3:
+        return
+    per_start = losses.reshape(losses.shape[0], -1)
+    with np.errstate(invalid="ignore"):
+        finite = np.all(np.isfinite(per_start), axis=0)
+        uphill = finite & (per_start[-1] > per_start[0]) & np.all(per_start[1:] >= per_start[0], axis=0)
+    if per_start.shape[1] and np.all(uphill):
+        warnings.warn(
+            f"fit: the loss rose from {_fmt(per_start[0].min())} to {_fmt(per_start[-1].min())} and no step improved on "
+            "the starting parameters (best_model holds them): the optimizer moved uphill; check its learning rate "
+            "(a negative one climbs the loss, a large one overshoots)", RuntimeWarning, stacklevel=3)
 
 
 def _partial_result(base, sel, losses, hist, n_starts, events, halted):

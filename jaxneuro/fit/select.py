@@ -46,6 +46,31 @@ def _field_metadata(model, path) -> dict:
     return {}
 
 
+def _static_fields_holding(obj, value, prefix="") -> list[str]:
+    """Paths of the static fields in ``obj`` (modules, nested in fields, lists and
+    dicts) that hold ``value`` (same type, equal): to name what a selector picked."""
+    found = []
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for f in dataclasses.fields(obj):
+            child = getattr(obj, f.name, None)
+            path = f"{prefix}{f.name}"
+            if f.metadata.get("static"):
+                try:
+                    if type(child) is type(value) and bool(child == value):
+                        found.append(path)
+                except Exception:  # values that do not compare to one bool
+                    pass
+            else:
+                found += _static_fields_holding(child, value, path + ".")
+    elif isinstance(obj, (list, tuple)):
+        for i, child in enumerate(obj):
+            found += _static_fields_holding(child, value, f"{prefix.rstrip('.')}[{i}].")
+    elif isinstance(obj, dict):
+        for k, child in obj.items():
+            found += _static_fields_holding(child, value, f"{prefix.rstrip('.')}[{k!r}].")
+    return found
+
+
 class Selection:
     """The leaves of ``model`` picked by ``where`` (a function of the model returning a
     leaf, a module, or a tuple/list of them, as ``eqx.tree_at`` takes).
@@ -86,8 +111,10 @@ class Selection:
             )
         for p in picked:
             if not isinstance(p, _Marker):
+                fields = _static_fields_holding(model, p)
+                which = f" (the static field {' or '.join(fields)})" if fields else ""
                 raise ValueError(
-                    f"params selected {p!r}, which is not a parameter leaf of the model (static "
+                    f"params selected {p!r}{which}, which is not a parameter leaf of the model (static "
                     "fields and computed properties cannot be fitted)"
                 )
         self.indices = tuple(p.index for p in picked)
