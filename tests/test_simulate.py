@@ -414,16 +414,19 @@ def test_init_a_trace_continues_it_from_its_end():
 
 
 class _CountCompiles:
-    """Counts XLA compilations (JAX's compile log) while active."""
+    """Counts XLA compilations (JAX's compile log) while active: all of them, and
+    those of the time loop (``loops``)."""
 
     def __enter__(self):
         import logging
 
-        self.count, counter = 0, self
+        self.count, self.loops, counter = 0, 0, self
 
         class Handler(logging.Handler):
             def emit(self, record):
-                counter.count += "Finished XLA compilation" in record.getMessage()
+                message = record.getMessage()
+                counter.count += "Finished XLA compilation" in message
+                counter.loops += "Finished XLA compilation" in message and "integrate" in message
 
         self._log, self._handler = logging.getLogger("jax"), Handler()
         self._saved = (self._log.level, self._log.propagate)
@@ -458,7 +461,7 @@ def test_the_parts_of_a_long_run_share_one_compiled_loop(kind):
         kw = {"solver": diffrax.Tsit5(), "stepsize_controller": diffrax.PIDController(rtol=1e-8, atol=1e-8)}
     stim = [jn.StepCurrent(0.2, 3.0, 100.0)]
     whole = jn.simulate(model, 40.0, stimuli=stim, save_every=0.5, **kw)
-    trace, parts, compiles = None, [], []
+    trace, parts, compiles, loops = None, [], [], []
     for t0 in (0.0, 10.0, 20.0, 30.0):
         with _CountCompiles() as counted:
             init = {} if trace is None else {"init": trace.final_state, "t0": t0}
@@ -466,7 +469,13 @@ def test_the_parts_of_a_long_run_share_one_compiled_loop(kind):
             trace.v.block_until_ready()
         parts.append(np.asarray(trace.v[:-1]))
         compiles.append(counted.count)
+        loops.append(counted.loops)
     assert compiles[2:] == [0, 0], compiles
+    # The first continued part neither: a split population's state comes back split
+    # over the devices, a placement the compiled loop's key held (it compiled again).
+    assert loops[1:] == [0, 0, 0], loops
+    if kind != "adaptive":
+        assert loops[0] == 1, loops
     joined = np.concatenate(parts + [np.asarray(trace.v[-1:])])
     np.testing.assert_allclose(joined, whole.v, rtol=0, atol=1e-4 if kind == "adaptive" else 1e-9)
     if kind == "adaptive":

@@ -119,9 +119,22 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
         loop = "pallas" if on_gpu and not pallas.unsupported(system.model, solver, y0, system.stimuli) else "xla"
     if loop not in ("xla", "pallas"):
         raise ValueError(f"loop expects 'xla' or 'pallas', got {loop!r}")
+    # A continued run's state comes back split over the devices: placed as a fresh
+    # run's is (on one device), both share the compiled program (the key holds the
+    # inputs' placement; the split is made inside either way).
+    y0 = jax.tree.map(_on_one_device, y0)
     return _integrate(solver, term, y0, system, fixed_step.make_span(t0, t1),
                       grid=fixed_step.make_grid(t0, t1, dt, save_every_steps, n_save), record=record,
                       grad_checkpoints=grad_checkpoints, devices=tuple(devices), loop=loop)
+
+
+def _on_one_device(x):
+    """``x`` as a fresh (uncommitted) array on the default device where it is a concrete
+    array spread over several: through the host, as JAX's device_put commits it to the
+    device named (which the split program's devices then conflict with)."""
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and len(x.sharding.device_set) > 1:
+        return jnp.asarray(np.asarray(x))
+    return x
 
 
 # Jitted (the grid, names and devices here are static; t0 and t1 traced): called
