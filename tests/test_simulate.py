@@ -604,3 +604,25 @@ def test_record_places_that_read_two_ways_are_refused():
     assert jn.simulate(cable, 1.0, record={"v": 1.0}).column_labels("v") == ("x=0.8333",)
     pop = jn.Compartment(area=100.0, channels=[jn.channels.Leak(g=jnp.full(3, 1e-4))])
     assert jn.simulate(pop, 1.0, record={"v": 1}).v.shape[-1] == 1
+
+
+def test_a_state_of_another_layout_is_named_in_the_users_terms():
+    # A Cable was called "Cell", a run with summary= "SpikeDetector", and every layout
+    # error blamed summary=.
+    hh = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    plain = jn.simulate(hh, 5.0)
+    with pytest.raises(ValueError, match=r"init does not have Compartment's state layout.*state of a run without "
+                                         r"summary=, which continues only without it"):
+        jn.simulate(hh, 10.0, init=plain, summary=jn.SpikeSummary(capacity=16))
+    detected = jn.simulate(hh, 5.0, summary=jn.SpikeSummary(capacity=16))
+    with pytest.raises(ValueError, match=r"init's arrays do not fit Compartment: .*SpikeSummary\(capacity=\.\.\.\) as "
+                                         r"the earlier run's"):
+        jn.simulate(hh, 10.0, init=detected, summary=jn.SpikeSummary(capacity=32))
+    with pytest.raises(ValueError, match=r"continues only with summary="):
+        jn.simulate(hh, 10.0, init=detected)
+    leak = jn.Compartment(length=20, diam=20, channels=[jn.channels.Leak()])
+    with pytest.raises(ValueError, match=r"state layout: it has gates \['h_hh', 'm_hh', 'n_hh'\] .* and \[\]$"):
+        jn.simulate(leak, 10.0, init=plain)
+    cable = lambda n: jn.Cable(length=100.0, diam=1.0, nseg=n, channels=[jn.channels.Leak()])  # noqa: E731
+    with pytest.raises(ValueError, match=r"init's arrays do not fit Cable: shape \(5,\) where the model has \(7,\)"):
+        jn.simulate(cable(7), 2.0, init=jn.simulate(cable(5), 1.0))

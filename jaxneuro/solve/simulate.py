@@ -155,6 +155,7 @@ def simulate(
         raise ValueError(f"grad_checkpoints expects 'saves' or 'steps', got {grad_checkpoints!r}")
 
     # What stays fixed during the run (a cell's geometry), computed once, outside the loop.
+    shown = type(model).__name__  # in messages: the user's model, not the run's form of it
     model = model.precomputed()
     if isinstance(stimuli, AbstractStimulus):
         stimuli = (stimuli,)
@@ -212,7 +213,7 @@ def simulate(
     if init is not None:
         if v0 is not None:
             raise ValueError("simulate: give v0 or init (a whole state), not both")
-        y0 = _initial_state(model, init)
+        y0 = _initial_state(model, init, shown, summary)
         _check_state_time(model, y0, t0)
         if hasattr(model, "state_continued"):  # a Network's spike sources are the model's
             y0 = model.state_continued(t0, y0)
@@ -500,25 +501,35 @@ def _stepping_to_stimuli(controller, stimuli):
     )
 
 
-def _initial_state(model, init) -> State:
+def _initial_state(model, init, shown: str, summary) -> State:
     """``init`` as the run's first state: a ValueError unless it has the model's state
-    layout (its gates, event buffers and their shapes), cast to the model's dtypes."""
+    layout (its gates, event buffers and their shapes), cast to the model's dtypes.
+    ``shown``: the model's name in messages (the user's class, not the run's wrapping
+    of it); ``summary``: the run's SpikeSummary, if any."""
     if not isinstance(init, State):
         raise ValueError(f"simulate: init expects a jn.State (e.g. trace.final_state), got {type(init).__name__}")
     expected = jax.eval_shape(model.init_state, model.default_v0)
     got_tree, want_tree = jax.tree.structure(init), jax.tree.structure(expected)
     if got_tree != want_tree:
+        why = ""
+        if summary is not None and not init.events and set(init.gates) == set(expected.gates):
+            why = ("; it is the state of a run without summary=, which continues only without it (spike "
+                   "detection starts with a run from v0)")
+        elif summary is None and init.events and not expected.events:
+            why = "; a final_state of a run with summary= continues only with summary="
         raise ValueError(
-            f"simulate: init does not have {type(model).__name__}'s state layout: it has gates "
+            f"simulate: init does not have {shown}'s state layout: it has gates "
             f"{_keys(init.gates)} and events {_keys(init.events)}, the model {_keys(expected.gates)} and "
-            f"{_keys(expected.events)} (a final_state of a run with summary= continues only with summary=)"
+            f"{_keys(expected.events)}{why}"
         )
     shapes = [(np.shape(a), b.shape) for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(expected))]
     wrong = [(a, b) for a, b in shapes if tuple(a) != tuple(b)]
     if wrong:
+        hint = ("SpikeSummary(capacity=...) as the earlier run's?" if summary is not None else
+                "another population size, spike capacity or number of segments?")
         raise ValueError(
-            f"simulate: init's arrays do not fit {type(model).__name__}: shape {wrong[0][0]} where the model "
-            f"has {wrong[0][1]} (another population size, capacity or number of segments?)"
+            f"simulate: init's arrays do not fit {shown}: shape {wrong[0][0]} where the model "
+            f"has {wrong[0][1]} ({hint})"
         )
     if units.is_concrete(init.v) and not np.all(np.isfinite(np.asarray(init.v))):
         bad = int(np.sum(~np.isfinite(np.asarray(init.v))))
