@@ -132,7 +132,8 @@ def _on_one_device(x):
     """``x`` as a fresh (uncommitted) array on the default device where it is a concrete
     array spread over several: through the host, as JAX's device_put commits it to the
     device named (which the split program's devices then conflict with)."""
-    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and len(x.sharding.device_set) > 1:
+    if (isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and len(x.sharding.device_set) > 1
+            and x.is_fully_addressable):  # (across hosts it stays as it is: compiled again, not gathered)
         return jnp.asarray(np.asarray(x))
     return x
 
