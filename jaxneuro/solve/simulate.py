@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -227,15 +229,13 @@ def simulate(
     for i, s in enumerate(stimuli):
         try:
             checked.append(s.check_run(t0=t0, t1=t1, dt=dt, adaptive=adaptive))
-            # Placed once abstractly, so that a current that does not fit its target (or
-            # a target the model does not have) is refused here, naming the stimulus, not
-            # from inside the time loop.
-            jax.eval_shape(lambda s=checked[-1]: s.inject(t0, model, y0.v))
-        except CurrentShapeError as e:
-            raise ValueError(f"stimuli[{i}]: {e} ({type(s).__name__}'s parameters: {s.parameter_shapes()})") from None
         except ValueError as e:
             raise ValueError(f"stimuli[{i}]: {e}") from None
     stimuli = tuple(checked)
+    # A current that does not fit its target, or a target the model does not have, is
+    # found when the loop is traced; the stimulus at fault is then named (see
+    # _stimulus_named: probing each one up front cost ~8 ms per stimulus on every call).
+    stimulus_named = functools.partial(_stimulus_named, stimuli, t0, model, y0.v)
     selected = tuple((name, recorded_indices(model, name, places)) for name, places in where.items())
     system = System(model=model, stimuli=stimuli, selected=selected)
     if selected and backend == "auto":
@@ -296,10 +296,11 @@ def simulate(
                 f"backend={backend!r}: recording at chosen places (record={{name: places}}) runs in one XLA "
                 "loop; use backend='xla' or 'auto'"
             )
-        saved, y_final = integrate(
-            solver, term, y0, system, t0=t0, t1=t1, dt=dt, save_every_steps=k, n_save=n_save,
-            record=record, grad_checkpoints=grad_checkpoints,
-        )
+        with stimulus_named():
+            saved, y_final = integrate(
+                solver, term, y0, system, t0=t0, t1=t1, dt=dt, save_every_steps=k, n_save=n_save,
+                record=record, grad_checkpoints=grad_checkpoints,
+            )
         values, events = saved, (y_final.events if y0.events else None)
         if ends_off_grid:
             last = system.observe(record, t1, y_final)
@@ -334,19 +335,20 @@ def simulate(
         saveat = diffrax.SaveAt(subs=[observe, diffrax.SubSaveAt(t1=True)])
         kwargs = {} if adjoint is None else {"adjoint": adjoint}
         t0_, t1_ = fixed_step.make_span(t0, t1)  # traced: runs in parts share the program
-        sol = diffrax.diffeqsolve(
-            term,
-            solver,
-            t0=t0_,
-            t1=t1_,
-            dt0=dt,
-            y0=y0,
-            args=system,
-            saveat=saveat,
-            stepsize_controller=stepsize_controller,
-            max_steps=max_steps,
-            **kwargs,
-        )
+        with stimulus_named():
+            sol = diffrax.diffeqsolve(
+                term,
+                solver,
+                t0=t0_,
+                t1=t1_,
+                dt0=dt,
+                y0=y0,
+                args=system,
+                saveat=saveat,
+                stepsize_controller=stepsize_controller,
+                max_steps=max_steps,
+                **kwargs,
+            )
         values, y_final = sol.ys
         y_final = jax.tree.map(lambda x: x[0], y_final)  # the t1 save
         events = y_final.events if y0.events else None
@@ -460,6 +462,26 @@ def _check_implicit_tolerances(solver) -> None:
             f"e.g. diffrax.{type(solver).__name__}(root_finder=diffrax.VeryChord(rtol=1e-8, atol=1e-8, "
             "norm=optimistix.max_norm))"
         )
+
+
+@contextlib.contextmanager
+def _stimulus_named(stimuli, t0, model, v):
+    """Where the run fails with a ValueError, each stimulus is placed abstractly: one
+    whose current does not fit its target (or whose target the model does not have) is
+    named, ``stimuli[i]`` with its parameters' shapes, instead of the error from inside
+    the time loop. Other errors pass as they are."""
+    try:
+        yield
+    except ValueError as error:
+        for i, s in enumerate(stimuli):
+            try:
+                jax.eval_shape(lambda s=s: s.inject(t0, model, v))
+            except CurrentShapeError as e:
+                raise ValueError(f"stimuli[{i}]: {e} ({type(s).__name__}'s parameters: {s.parameter_shapes()})") \
+                    from error
+            except ValueError as e:
+                raise ValueError(f"stimuli[{i}]: {e}") from error
+        raise
 
 
 class _Observe(eqx.Module):
