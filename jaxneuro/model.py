@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import weakref
 
 import equinox as eqx
 import jax
@@ -15,6 +16,39 @@ from .state import State
 from .stimuli import Location
 from . import units
 from ._repr import values_repr
+
+def cached_per_model(method):
+    """``method`` (a model's ``precomputed``) computed once per model object while the
+    object lives, for concrete models: models are immutable, and a 1000-section cell's
+    precomputation took 0.7 s of every eager ``simulate`` call. Models holding tracers
+    (inside ``jit``, ``grad``, ``vmap``) are computed each time, as their values differ.
+    At most ``_CACHE_SIZE`` models are remembered."""
+
+    def cached(self):
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(self)):
+            return method(self)
+        key = (id(self), method.__qualname__, bool(jax.config.jax_enable_x64))  # (its dtypes follow x64)
+        hit = _PRECOMPUTED.get(key)
+        if hit is not None and hit[0]() is self:
+            return hit[1]
+        out = method(self)
+        try:
+            ref = weakref.ref(self, lambda _, key=key: _PRECOMPUTED.pop(key, None))
+        except TypeError:  # not weakly referenceable: not cached
+            return out
+        while len(_PRECOMPUTED) >= _CACHE_SIZE:
+            _PRECOMPUTED.pop(next(iter(_PRECOMPUTED)))
+        _PRECOMPUTED[key] = (ref, out)
+        return out
+
+    cached.__name__, cached.__qualname__, cached.__doc__ = method.__name__, method.__qualname__, method.__doc__
+    return cached
+
+
+_CACHE_SIZE = 8
+# (id(model), method) -> (weak reference to the model, its precomputed form): a cache,
+# which holds nothing a result depends on beyond the immutable model itself.
+_PRECOMPUTED: dict = {}
 
 # Populations up to this size place targeted stimuli by gathers (a static table with
 # one entry per compartment) rather than a scatter-add.

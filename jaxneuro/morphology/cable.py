@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import units
 from ..channels.base import AbstractChannel
-from ..model import AbstractModel
+from ..model import AbstractModel, cached_per_model
 from . import geometry, membrane
 
 
@@ -119,6 +119,7 @@ class Cable(AbstractModel):
 
         return Cell(sections=(self,))
 
+    @cached_per_model
     def precomputed(self):
         """This cable as a one-section :class:`~jaxneuro.Cell` with its geometry computed
         once (see :meth:`AbstractModel.precomputed`): the same dynamics."""

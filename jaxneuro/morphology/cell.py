@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import units
 from ..gather import spread, sum_into, take
-from ..model import AbstractModel, broadcast_current
+from ..model import AbstractModel, broadcast_current, cached_per_model
 from ..solve.hines import TreeCoupling
 from ..state import State
 from ..stimuli import IndexPair, Location
@@ -406,6 +406,7 @@ class Cell(AbstractModel):
         :class:`~jaxneuro.Cable` for sections with 3-D points)."""
         return (self.geometry if self.geometry is not None else self._computed_geometry()).area
 
+    @cached_per_model
     def precomputed(self) -> "Cell":
         """This cell with its :class:`SegmentGeometry`, :class:`SegmentMembrane` (the
         channels' temperatures included: scalars where the sections share a concrete

@@ -144,7 +144,11 @@ def integrate_span(solver: diffrax.AbstractSolver, term, y0, args, span, *, grid
 
     n_steps, n_save = grid.n_steps, grid.n_save
     dtype = jnp.result_type(float)
-    t0_, t1_ = jnp.asarray(span[0], dtype), jnp.asarray(span[1], dtype)
+    # Opaque to XLA: called inside a user's jit the span is a constant, which XLA would
+    # fold into the step's times (another rounding of t0 + k·dt than with the traced span
+    # of an eager call: results an ulp apart between the two).
+    span = jax.lax.optimization_barrier(jnp.asarray(span, dtype))
+    t0_, t1_ = span[0], span[1]
     dt_ = jnp.asarray(grid.dt, dtype)
     solver_state = init_solver(solver, term, y0, args, t0_, t1_, grid)
 
