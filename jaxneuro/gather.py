@@ -61,7 +61,10 @@ def sum_gathered(x, targets: tuple[int, ...], n: int):
     """:func:`sum_into` without its derivative rule (``targets`` a static tuple): JAX
     would transpose the gathers into a scatter-add. For code that is never
     differentiated itself, such as the solve inside a ``custom_linear_solve``."""
-    table = _positions(targets, n)
+    # A copy: JAX keeps its conversion of a NumPy constant by the array's identity, so a
+    # cached table once converted without 64-bit mode came back int32 with it (a cell
+    # failed with "lax.add requires ... int32, int64" once x64 was switched on).
+    table = _positions(targets, n).copy()
     if table.shape[1] == 0:
         return jnp.zeros(x.shape[:-1] + (n,), dtype=x.dtype)
     return jnp.sum(take_padded(x, table), axis=-1)

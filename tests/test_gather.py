@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import jaxneuro as jn
 from jaxneuro.gather import spread, sum_into, take, take_padded
 
 
@@ -89,3 +90,23 @@ def test_a_cells_gradient_has_no_scatter():
         return jnp.mean(jn.simulate(cell, 2.0, dt=0.025, stimuli=[stim], save_every=0.25).v)
 
     assert _scatter_free(jax.grad(loss), 0.12)
+
+
+def test_cells_run_after_switching_64_bit_mode_either_way():
+    # A cell simulated without 64-bit mode failed with it afterwards (and the other way
+    # round), also a new cell: JAX keeps its conversion of a cached NumPy index table.
+    def cell():
+        soma = jn.Cable(length=20, diam=20, nseg=1, channels=[jn.channels.HH()], name="soma")
+        dend = jn.Cable(length=200, diam=2, nseg=5, channels=[jn.channels.Leak()], name="dend")
+        return jn.Cell([soma, dend], parents=[None, ("soma", 1.0)])
+
+    def run():
+        return jn.simulate(cell(), 5.0, stimuli=[jn.StepCurrent(0.2, 1.0, 5.0, target=("soma", 0.5))]).v
+
+    before = run()
+    with jax.enable_x64(not jax.config.jax_enable_x64):
+        other = run()
+        assert other.dtype != before.dtype
+    after = run()
+    np.testing.assert_array_equal(np.asarray(after), np.asarray(before))
+    np.testing.assert_allclose(np.asarray(other, dtype=float), np.asarray(before), rtol=0, atol=1e-3)
