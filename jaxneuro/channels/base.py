@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import weakref
 from typing import ClassVar
@@ -96,9 +98,11 @@ class AbstractChannel(eqx.Module):
         if not isinstance(name, str) or not name:
             # A subclass declaring name positionally first took the first positional
             # argument as its name (Leak(1e-4) kept the default g).
+            params = [f.name for f in dataclasses.fields(self) if not f.metadata.get("static")]
+            example = f"{type(self).__name__}({params[0]}=...)" if params else f"{type(self).__name__}(...)"
             raise ValueError(
                 f"{type(self).__name__}.name expects a non-empty string (the channel's name), got {name!r}; "
-                f"give parameters by keyword, e.g. {type(self).__name__}(g=...), or declare name with "
+                f"give parameters by keyword, e.g. {example}, or declare name with "
                 "eqx.field(default=..., static=True, kw_only=True)"
             )
 

@@ -445,20 +445,26 @@ def fit(
 
 
 def _warn_if_uphill(losses) -> None:
-    """A RuntimeWarning where every start's loss ended above where it began and its
-    starting parameters stayed its best: the optimizer climbed (a negative learning
-    rate, e.g. ``optax.adam(-0.05)``, does so without a word)."""
+    """A RuntimeWarning where every start's loss rose at every step: the optimizer
+    climbed (a negative learning rate, e.g. ``optax.adam(-0.05)``, does so without a
+    word)."""
     if losses.shape[0] < 3:
         return
     per_start = losses.reshape(losses.shape[0], -1)
+    first, last = per_start[0], per_start[-1]
     with np.errstate(invalid="ignore"):
         finite = np.all(np.isfinite(per_start), axis=0)
-        uphill = finite & (per_start[-1] > per_start[0]) & np.all(per_start[1:] >= per_start[0], axis=0)
+        # Rising at every step, from a loss that is not already zero to rounding (a fit
+        # started at its optimum wanders off it; that is no sign of a wrong optimizer).
+        uphill = (finite & np.all(np.diff(per_start, axis=0) >= 0, axis=0) & (last > first)
+                  & (first > 1e-9 * np.abs(last)))
     if per_start.shape[1] and np.all(uphill):
+        k = int(np.argmin(last))
         warnings.warn(
-            f"fit: the loss rose from {_fmt(per_start[0].min())} to {_fmt(per_start[-1].min())} and no step improved on "
-            "the starting parameters (best_model holds them): the optimizer moved uphill; check its learning rate "
-            "(a negative one climbs the loss, a large one overshoots)", RuntimeWarning, stacklevel=3)
+            f"fit: the loss rose at every step, from {_fmt(first[k])} to {_fmt(last[k])}"
+            + (f" (start {k}, and so did every other)" if per_start.shape[1] > 1 else "")
+            + ": the optimizer moved uphill (best_model holds the starting parameters); check its learning "
+            "rate (a negative one climbs the loss)", RuntimeWarning, stacklevel=3)
 
 
 def _partial_result(base, sel, losses, hist, n_starts, events, halted):
