@@ -16,11 +16,12 @@ for a linear map with a given transpose that keeps forward mode and ``vmap`` wor
 
 from __future__ import annotations
 
-import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ._static_cache import per_precision_cache
 
 
 def take_padded(x, index):
@@ -31,7 +32,7 @@ def take_padded(x, index):
     return padded[..., np.asarray(index)]
 
 
-@functools.lru_cache(maxsize=256)
+@per_precision_cache(256)
 def _positions(targets: tuple[int, ...], n: int) -> np.ndarray:
     """``(n, m)``: for each position ``s``, the ``j`` with ``targets[j] == s``, padded
     with ``len(targets)``; targets outside ``0..n-1`` go nowhere."""
@@ -61,10 +62,7 @@ def sum_gathered(x, targets: tuple[int, ...], n: int):
     """:func:`sum_into` without its derivative rule (``targets`` a static tuple): JAX
     would transpose the gathers into a scatter-add. For code that is never
     differentiated itself, such as the solve inside a ``custom_linear_solve``."""
-    # A copy: JAX keeps its conversion of a NumPy constant by the array's identity, so a
-    # cached table once converted without 64-bit mode came back int32 with it (a cell
-    # failed with "lax.add requires ... int32, int64" once x64 was switched on).
-    table = _positions(targets, n).copy()
+    table = _positions(targets, n)
     if table.shape[1] == 0:
         return jnp.zeros(x.shape[:-1] + (n,), dtype=x.dtype)
     return jnp.sum(take_padded(x, table), axis=-1)

@@ -93,20 +93,30 @@ def test_a_cells_gradient_has_no_scatter():
 
 
 def test_cells_run_after_switching_64_bit_mode_either_way():
-    # A cell simulated without 64-bit mode failed with it afterwards (and the other way
-    # round), also a new cell: JAX keeps its conversion of a cached NumPy index table.
+    # A cell simulated in one mode failed in the other afterwards ("lax.add requires
+    # arguments to have the same dtypes, got int64, int32"), also a new cell: JAX keeps
+    # its conversion of a NumPy constant by the array's identity, and the cells' index
+    # tables were cached across modes.
     def cell():
         soma = jn.Cable(length=20, diam=20, nseg=1, channels=[jn.channels.HH()], name="soma")
         dend = jn.Cable(length=200, diam=2, nseg=5, channels=[jn.channels.Leak()], name="dend")
-        return jn.Cell([soma, dend], parents=[None, ("soma", 1.0)])
+        side = jn.Cable(length=100, diam=1, nseg=3, channels=[jn.channels.Leak()], name="side")
+        return jn.Cell([soma, dend, side], parents=[None, ("soma", 1.0), ("dend", 0.5)])
 
-    def run():
-        return jn.simulate(cell(), 5.0, stimuli=[jn.StepCurrent(0.2, 1.0, 5.0, target=("soma", 0.5))]).v
+    def run(tree_solve):
+        stim = [jn.StepCurrent(0.2, 1.0, 5.0, target=("soma", 0.5))]
+        c = cell()
+        return (jn.simulate(c, 5.0, stimuli=stim, solver=jn.StaggeredEuler(tree_solve=tree_solve)).v,
+                jn.input_resistance(c))
 
-    before = run()
-    with jax.enable_x64(not jax.config.jax_enable_x64):
-        other = run()
-        assert other.dtype != before.dtype
-    after = run()
-    np.testing.assert_array_equal(np.asarray(after), np.asarray(before))
-    np.testing.assert_allclose(np.asarray(other, dtype=float), np.asarray(before), rtol=0, atol=1e-3)
+    mode = bool(jax.config.jax_enable_x64)
+    results = {}
+    for x64 in (mode, not mode, mode, not mode):
+        with jax.enable_x64(x64):
+            for tree_solve in ("hines", "paths"):
+                v, r_in = run(tree_solve)
+                assert v.dtype == (jnp.float64 if x64 else jnp.float32)
+                results.setdefault((x64, tree_solve), []).append(np.asarray(v))
+    for (x64, _), (a, b) in results.items():
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(results[(False, "hines")][0], results[(True, "hines")][0], rtol=0, atol=1e-3)

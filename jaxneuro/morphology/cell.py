@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -13,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
+from .._static_cache import per_precision_cache
 from ..gather import spread, sum_into, take
 from ..model import AbstractModel, broadcast_current, cached_per_model
 from ..solve.hines import TreeCoupling
@@ -55,7 +55,7 @@ def _resolve_link(parents: tuple, p: int, x: float) -> tuple[int, float]:
     return p, x
 
 
-@functools.lru_cache(maxsize=256)
+@per_precision_cache(256)
 def _layout(nsegs: tuple[int, ...], parents: tuple) -> _Layout:
     # A child joined at another section's x = 0 is joined where that section joins
     # its own parent.

@@ -15,13 +15,13 @@ diameters.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
 
+from .._static_cache import per_precision_cache
 from ..gather import take
 
 # Ω·cm · µm / µm² = 1e4 Ω = 1e-2 MΩ: axial resistance of a cylinder piece.
@@ -41,7 +41,7 @@ class _Pieces(NamedTuple):
     step_segments: np.ndarray  # (nseg, J): 1 where the segment holds that pair
 
 
-@functools.lru_cache(maxsize=512)
+@per_precision_cache(512)
 def _pieces(arc3d: tuple[float, ...], nseg: int) -> _Pieces:
     arc = np.asarray(arc3d, float) - arc3d[0]
     edges = np.linspace(0.0, arc[-1], 2 * nseg + 1)
@@ -92,7 +92,7 @@ def check_3d(arc3d, diam3d_shape, owner: str) -> tuple[float, ...]:
     return tuple(float(a) for a in arc)
 
 
-@functools.lru_cache(maxsize=64)
+@per_precision_cache(64)
 def _joined_pieces(specs: tuple[tuple[tuple[float, ...], int], ...]) -> _Pieces:
     """The pieces of several sections (``(arc3d, nseg)`` each) as one table: their
     halves in order, point indices into their diameters joined in the same order."""

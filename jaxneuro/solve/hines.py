@@ -12,6 +12,7 @@ import numpy as np
 from jax.ad_checkpoint import checkpoint_name
 from jaxtyping import Array
 
+from .._static_cache import per_precision_cache
 from ..gather import sum_gathered, sum_into, take, take_padded
 
 
@@ -355,7 +356,7 @@ class _Plan(NamedTuple):
     link: np.ndarray  # (n_zero, m): the node whose g joins it to that neighbour
 
 
-@functools.lru_cache(maxsize=256)
+@per_precision_cache(256)
 def _plan(parent: tuple[int, ...], segment_nodes: tuple[int, ...] | None) -> _Plan:
     p = np.asarray(parent, dtype=np.int32)
     n = p.size
@@ -414,7 +415,7 @@ class _Partition(NamedTuple):
     out_index: np.ndarray  # (n,) each node's position in (paths' rows and lanes, junctions)
 
 
-@functools.lru_cache(maxsize=256)
+@per_precision_cache(256)
 def _partition(parent: tuple[int, ...], segment_nodes: tuple[int, ...] | None) -> _Partition | None:
     plan = _plan(parent, segment_nodes)
     q, is_root = plan.parent, plan.is_root
