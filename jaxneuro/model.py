@@ -17,6 +17,7 @@ from .stimuli import Location
 from . import units
 from ._repr import values_repr
 
+
 def cached_per_model(method):
     """``method`` (a model's ``precomputed``) computed once per model object while the
     object lives, for concrete models: models are immutable, and a 1000-section cell's

@@ -255,9 +255,9 @@ def firing_rate(source, target, start=None, stop=None, *, method="isi"):
                 "capacity=k) with start and stop"
             )
         if method == "count":
-            span = source.span or (None, None)
-            if (start is not None or stop is not None) and not (source.span is not None and analysis.is_whole_span(
-                    source, span[0] if start is None else start, span[1] if stop is None else stop)):
+            lo, hi = source.span or (None, None)  # (is_whole_span is False without a span)
+            if (start is not None or stop is not None) and not analysis.is_whole_span(
+                    source, lo if start is None else start, hi if stop is None else stop):
                 raise ValueError(
                     "firing_rate(method='count') on a Trace uses trace.spike_count over the whole "
                     f"run {source.span}; leave start and stop out (or pass trace.spikes to count in a window, "

@@ -77,10 +77,16 @@ class Grid(NamedTuple):
     n_save: int
 
 
+def count_steps(t0: float, t1: float, dt: float) -> int:
+    """Steps of ``dt`` from ``t0`` to ``t1`` (ms), the last one shortened to end at
+    ``t1``: ``ceil((t1 - t0)/dt)``, a hair of rounding over a whole number not counted."""
+    return int(math.ceil((t1 - t0) / dt - 1e-9))
+
+
 def make_grid(t0: float, t1: float, dt: float, save_every_steps: int, n_save: int) -> Grid:
-    """The :class:`Grid` of a run from ``t0`` to ``t1`` (ms): ``ceil((t1 - t0)/dt)``
-    steps, the last one shortened to end at ``t1``."""
-    n_steps = int(math.ceil((t1 - t0) / dt - 1e-9))
+    """The :class:`Grid` of a run from ``t0`` to ``t1`` (ms): :func:`count_steps` steps,
+    the last one shortened to end at ``t1``."""
+    n_steps = count_steps(t0, t1, dt)
     # The first step's length as the grid's dt unless the run is shorter (t0 + dt - t0
     # would carry t0's rounding into the key, and one program per t0).
     first_dt = float(dt) if t1 - t0 >= dt else float(t1 - t0)

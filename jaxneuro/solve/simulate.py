@@ -207,11 +207,6 @@ def simulate(
                 if "i_clamp" in unknown else "")
         raise ValueError(f"record: unknown name(s) {unknown}; this model records {known}{hint}")
 
-    if isinstance(init, NoFinalState):
-        raise ValueError(
-            "simulate: init is the final_state of a trace cut by at() or window(), which has none (a run's "
-            "state is at its end); continue from the whole run's trace.final_state"
-        )
     if init is not None:
         if v0 is not None:
             raise ValueError("simulate: give v0 or init (a whole state), not both")
@@ -247,7 +242,7 @@ def simulate(
     # Where save_every does not divide the run, t1 is saved too (after a shorter
     # interval): the run reaches it, and a trace ending short of it cut its end off.
     ends_off_grid = (t1 - t0) / save_every - (n_save - 1) > 1e-6
-    n_steps = int(math.ceil((t1 - t0) / dt - 1e-9))
+    n_steps = fixed_step.count_steps(t0, t1, dt)
 
     _check_solver(solver, stepsize_controller)
     if solver is None:
@@ -566,6 +561,11 @@ def _continued_from(init, t0):
     """``(state, t0)`` for ``init`` and ``t0`` as given: a trace continues from its end
     (``t0`` defaults to it, and another ``t0`` is refused), a state or nothing starts at
     ``t0`` (default 0)."""
+    if isinstance(init, NoFinalState):
+        raise ValueError(
+            "simulate: init is the final_state of a trace cut by at() or window(), which has none (a run's "
+            "state is at its end); continue from the whole run's trace.final_state"
+        )
     if not isinstance(init, Trace):
         return init, 0.0 if t0 is None else t0
     if init.span is None or isinstance(init.final_state, NoFinalState):
