@@ -98,3 +98,24 @@ def test_synaptic_network_benchmark_small(tmp_path):
     assert r["spikes"] >= 12 and r["spike_count_mismatch"] == 0
     assert r["max_spike_dt_ms"] < 1e-6 and r["max_dv_mV"] < 1e-5
     assert "x NEURON" in proc.stdout
+
+
+def test_stimuli_benchmark_small(tmp_path):
+    """benchmarks/stimuli.py on 20 HH neurons with 6 stimuli: separate stimuli and one
+    stimulus for all give the same voltages, and NEURON's IClamps (where installed) agree."""
+    out = tmp_path / "stim.json"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "stimuli.py"), "--n", "20", "--stimuli", "6",
+         "--t1", "10", "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["n"] == 20 and r["stimuli"] == 6 and r["separate_vs_one_max_dv_mV"] == 0.0
+    assert r["one_stimulus_s"] > 0 and r["separate_stimuli_s"] > 0 and r["separate_over_one"] > 0
+    if "neuron_s" in r:
+        assert r["one_vs_neuron_max_dv_mV"] < 1e-6
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "stimuli.py"), "--n", "5", "--stimuli", "6"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode != 0 and "--stimuli expects 1 <= stimuli <= n" in bad.stderr
