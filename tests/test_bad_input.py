@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -54,6 +55,20 @@ def test_negative_capacitance_of_point_neuron():
 def test_dt(dt):
     with pytest.raises(ValueError, match=r"dt must be > 0"):
         jn.simulate(soma(), 10.0, dt=dt)
+
+
+@pytest.mark.parametrize("name", ["t0", "t1", "dt"])
+def test_a_traced_time_inside_the_users_jit_says_what_to_do(name):
+    # The step count is a shape; a traced time cannot fix it. The message says so and names
+    # the two ways out rather than only "expects a concrete scalar".
+    times = {"t0": 0.0, "t1": 5.0, "dt": 0.025}
+
+    def run(value):
+        kw = {**times, name: value}
+        return jn.simulate(soma(), kw.pop("t1"), **kw).v
+
+    with pytest.raises(ValueError, match=rf"{name} must be a concrete time in ms .*static_argnames"):
+        jax.jit(run)(times[name])
 
 
 @pytest.mark.parametrize("t1", [0.0, -1.0])

@@ -36,7 +36,14 @@ def _time(value, name) -> float:
         arr = units.to_static(value, name, units.ms)  # float64: not JAX's default precision
     else:
         arr = units.to_base(value, name, units.ms)
-    if not units.is_concrete(arr) or np.ndim(arr) != 0:
+    if not units.is_concrete(arr):
+        # The step and save counts are array shapes, so they are fixed when compiling.
+        raise ValueError(
+            f"{name} must be a concrete time in ms (it fixes the number of steps), got a traced "
+            f"value {value!r}: call jn.simulate outside your jax.jit, or make {name} a static "
+            f"argument of it (static_argnums/static_argnames). Eager runs in parts with the same "
+            f"duration and dt already share one compiled loop.")
+    if np.ndim(arr) != 0:
         raise ValueError(f"{name} expects a concrete scalar time in ms, got {value!r}")
     out = float(arr)
     if not math.isfinite(out):
