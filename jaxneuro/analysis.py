@@ -535,14 +535,10 @@ def spike_times(source, threshold=None, *, capacity: int | None = None, variable
                 "at another threshold"
             )
         have = source.spikes.shape[-1]
-        if capacity is not None and capacity > have and units.is_concrete(source.spikes):
-            n_over = int(np.sum(np.asarray(source.overflowed)))
-            if n_over:
-                warnings.warn(
-                    f"spike_times: the trace keeps {have} spike times per neuron and {n_over} neuron(s) "
-                    f"fired more; capacity={capacity} pads them with inf after the {have}th, but their later "
-                    "spikes are unknown, not absent. Simulate with a larger buffer",
-                    RuntimeWarning, stacklevel=2)
+        if capacity is None or capacity >= have:  # fewer: _first warns of what it drops
+            padded = "" if capacity is None or capacity == have else f"; capacity={capacity} pads them with inf after the {have}th"
+            _warn_overflowed(source, "spike_times", f"these are their first {have}{padded}, their later spikes are "
+                             "unknown, not absent")
         return _first(source.spikes, have if capacity is None else capacity)
     v = getattr(source, variable)
     if v.shape[0] < 2:
@@ -557,6 +553,21 @@ def spike_times(source, threshold=None, *, capacity: int | None = None, variable
     capacity = DEFAULT_SPIKE_CAPACITY if capacity is None else capacity
     # One extra slot tells whether a neuron had more crossings than capacity.
     return _first(_all_crossings(source.t, v, threshold, capacity + 1), capacity)
+
+
+def _warn_overflowed(trace: Trace, what: str, consequence: str) -> None:
+    """Warn where a known trace's spike buffer overflowed (``trace.overflowed``): the
+    spike times it holds are then a neuron's first ones only. ``simulate`` warns of it
+    too, but not under ``jit``, so this is where a user of a jitted run hears of it."""
+    if not units.is_concrete(trace.spike_count):
+        return
+    n_over = int(np.sum(np.asarray(trace.overflowed)))
+    if n_over:
+        warnings.warn(
+            f"{what}: {n_over} neuron(s) fired more spikes than the trace keeps ({trace.spikes.shape[-1]} each; "
+            f"trace.spike_count has the true counts): {consequence}. Simulate with a larger spike_capacity "
+            "(or SpikeSummary(capacity=...))",
+            RuntimeWarning, stacklevel=3)
 
 
 def _warn_nan(t, v, what):
@@ -651,6 +662,8 @@ def as_spike_times(spikes, what: str, arg: str = "spikes"):
 def isi(spikes):
     """Inter-spike intervals (ms) from padded spike times (or a Trace with spike
     events): ``(..., capacity - 1)``, ``inf`` where either spike is missing."""
+    if isinstance(spikes, Trace) and spikes.spikes is not None:
+        _warn_overflowed(spikes, "isi", "their intervals after the last kept spike are unknown (inf)")
     spikes = as_spike_times(spikes, "isi")
     if jnp.ndim(spikes) == 0:
         raise ValueError("isi: spikes expects padded spike times of shape (capacity,) or (n, capacity), got a scalar")

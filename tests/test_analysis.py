@@ -519,8 +519,20 @@ def test_firing_rate_of_an_overflowed_buffer_is_unknown_not_low():
         assert float(jn.firing_rate(tr, 0.0, last)) == pytest.approx(9 / last * 1000.0)  # the 10th is at `last`
     rates = jax.jit(jax.vmap(lambda a: jn.firing_rate(run(a), 0.0, 500.0)))(jnp.array([0.5, 2.0]))
     assert float(rates[0]) == 0.0 and np.isnan(rates[1])  # 0.5 nA stays below threshold
-    with pytest.warns(RuntimeWarning, match=r"spike_times: the trace keeps 10 .* unknown, not absent"):
+    with pytest.warns(RuntimeWarning, match=r"spike_times: 1 neuron\(s\) fired more .* pads them .* unknown, not absent"):
         jn.spike_times(tr, capacity=30)
+    # Also at the default capacity (the buffer) and for isi: silent before, so after a
+    # jitted simulate (which cannot warn) the cut train went unnoticed end to end.
+    jitted = jax.jit(run)(2.0)
+    with pytest.warns(RuntimeWarning, match=r"spike_times: 1 neuron\(s\) fired more spikes than the trace keeps \(10 each"):
+        cut = jn.spike_times(jitted)
+    np.testing.assert_array_equal(cut, tr.spikes)
+    with pytest.warns(RuntimeWarning, match=r"isi: 1 neuron\(s\) fired more .* after the last kept spike"):
+        jn.isi(jitted)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jn.spike_times(jax.jit(run)(0.5))
+        jn.isi(jax.jit(run)(0.5))
     assert np.isnan(jax.jit(lambda a, b: jn.firing_rate(jnp.array([1.0, jnp.inf]), a, b))(5.0, 2.0))
     with pytest.raises(ValueError, match=r"firing_rate: start expects a time \(ms\) or one per neuron \(shape \(2,\)\)"):
         jn.firing_rate(jnp.ones((2, 5)), jnp.zeros(3), 10.0)
