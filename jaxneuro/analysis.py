@@ -143,7 +143,11 @@ def _steady_voltage(model, i_inj, v, max_iterations, throw):
         (``A`` the coupling, whose rows sum to zero, so that ``slope`` is the
         Jacobian applied to a vector of ones)."""
         if coupling is None:
-            return y / jnp.where(slope == 0, 1.0, slope)
+            # A zero slope (a LIF without leak: a perfect integrator) has no finite
+            # response: the limit from the stable side (slope -> 0-), so an input
+            # resistance of +inf. Linear in y: custom_root transposes it.
+            inverse = jnp.where(slope == 0, -jnp.inf, 1.0 / jnp.where(slope == 0, 1.0, slope))
+            return y * inverse
         return coupling.solve(-slope, -y, hines.STEADY)  # (diag(-slope) - A)·x = -y
 
     # Cells and cables iterate on w = v - c (c: one voltage for all segments), with the
@@ -158,6 +162,8 @@ def _steady_voltage(model, i_inj, v, max_iterations, throw):
             k, v, _, last = carry
             f, slope = jax.jvp(dvdt, (v,), (jnp.ones_like(v),))
             step = jnp.clip(solve_jacobian(slope, -f), -MAX_NEWTON_STEP, MAX_NEWTON_STEP)
+            if coupling is None:  # independent compartments: none where dv/dt is 0 already (0/0 at slope 0)
+                step = jnp.where(f == 0, 0.0, step)
             v = v + step
             scale = jnp.maximum(jnp.abs(v + offset), 1.0)
             largest = jnp.max(jnp.abs(step))

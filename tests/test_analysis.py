@@ -44,6 +44,21 @@ def test_input_resistance_of_passive_soma():
     assert float(jn.input_resistance(soma(), stim)) == pytest.approx(R_IN, rel=1e-10)
 
 
+def test_a_neuron_without_leak_has_infinite_input_resistance_and_time_constant():
+    # LIF(gL=0) is a perfect integrator (accepted: gL >= 0); its steady state's slope is
+    # 0, and the solve divided by 1 there instead: -1 MΩ and -1 ms, with a warning that
+    # the fixed point was unstable.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert float(jn.input_resistance(jn.LIF(gL=0.0))) == np.inf
+        assert float(jn.membrane_time_constant(jn.LIF(gL=0.0))) == np.inf
+    assert float(jn.input_resistance(jn.LIF(gL=1e-9))) == pytest.approx(1e9)
+    with pytest.raises(Exception, match="did not converge"):
+        jn.steady_state(jn.LIF(gL=0.0), 0.5)  # a constant current has no fixed point
+
+
 def test_a_models_input_resistance_takes_a_step_of_any_duration():
     """For a model only the step's amplitude and target enter (a steady state), so the
     default endless step is fine (before: "stimulus.dur must be finite"); a trace's
