@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 import saiunit as u
 
-from . import units
+from . import backends, units
 from ._callable import make_callable
 
 _MANIFEST = "manifest.json"
@@ -192,8 +192,18 @@ def _fingerprint(grid, batch_size) -> dict:
 
 def _fn_fingerprint(fn, grid) -> str:
     """A hash of what ``fn`` computes on one parameter set: its traced program (with
-    the output shapes and dtypes) and the values it closes over (a model's parameters)."""
-    closed, out = jax.make_jaxpr(fn, return_shape=True)(jax.tree.map(lambda x: x[0], grid))
+    the output shapes and dtypes) and the values it closes over (a model's parameters).
+    Simulations in ``fn`` are traced as ``backend="xla"`` runs them, whatever backend
+    they run on (``backends.traced_as_xla``): ``"auto"`` picks by the number of local
+    devices, and a sweep resumed on a node with another core count was refused as
+    "another fn"."""
+    # Traced through a new function: JAX keeps the trace of ``fn`` itself from the shape
+    # check (:func:`_result_shape`), made with the backend chosen there, and would reuse
+    # it here. (An fn the user wrapped in jax.jit has its own kept trace, reused all the
+    # same: its fingerprint still depends on the backend chosen.)
+    with backends.traced_as_xla():
+        closed, out = jax.make_jaxpr(lambda params: fn(params), return_shape=True)(
+            jax.tree.map(lambda x: x[0], grid))
     h = hashlib.sha256()
     h.update(str(closed.jaxpr).encode())
     h.update(str(jax.tree.structure(out)).encode())
@@ -368,6 +378,7 @@ def _prepare_out(out: Path, meta: dict, timeout: float | None) -> None:
     manifest = out / _MANIFEST
     if not manifest.exists():
         if jax.process_index() == 0:
+            _refuse_chunks_without_manifest(out)
             _create_manifest(manifest, meta)
         else:  # process 0 writes it; the others check theirs against it
             _wait_for(lambda: [] if manifest.exists() else [_MANIFEST], out, timeout)
@@ -379,6 +390,22 @@ def _prepare_out(out: Path, meta: dict, timeout: float | None) -> None:
         probe.unlink()
     except OSError as e:
         raise ValueError(f"sweep: out={out} is not writable ({e.strerror}); give a folder this process can write") from None
+
+
+def _refuse_chunks_without_manifest(out: Path) -> None:
+    """A ValueError if ``out``, which has no manifest, holds chunk files: nothing says
+    which sweep (grid, ``fn``) they belong to, and a new manifest beside them would make
+    them this sweep's results (they are found by name and not recomputed)."""
+    chunks = sorted(out.glob("chunk_*.npz"))
+    # A manifest written meanwhile (a sweep starting here at the same moment; it writes
+    # chunks only after its manifest) makes them that sweep's, checked against this one.
+    if chunks and not (out / _MANIFEST).exists():
+        raise ValueError(
+            f"sweep: {out} holds {len(chunks)} chunk file(s) (e.g. {chunks[0].name}) but no {_MANIFEST}, so "
+            "which sweep they belong to is unknown and they would be taken as this sweep's results; delete "
+            "the chunk files to start afresh, give another out=, or put back the manifest of the sweep that "
+            "wrote them to resume it"
+        )
 
 
 #: Seconds after which a temporary chunk file (one a killed process left before its
@@ -460,11 +487,13 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
     (one compiled call, split over all local devices). ``out``: a folder for the
     finished chunks and the manifest (``~`` expanded); an interrupted sweep resumes
     from it. The manifest records the grid, ``fn``'s result structure and a
-    fingerprint of ``fn`` (its traced program and the values it closes over, random
-    keys included), and resuming into a folder of another grid, ``batch_size``, result
-    structure or ``fn`` is refused (``check_fn=False`` skips the ``fn`` check, for the
-    same computation written differently); so is a second sweep started into the same
-    new folder at the same moment with another grid. Two identical sweeps run at once
+    fingerprint of ``fn`` (its traced program, simulations traced as ``backend="xla"``
+    runs them so that another device count or backend resumes, and the values it
+    closes over, random keys included), and resuming into a folder of another grid,
+    ``batch_size``, result structure or ``fn`` is refused (``check_fn=False`` skips the
+    ``fn`` check, for the same computation written differently); so is a second sweep
+    started into the same new folder at the same moment with another grid, and a folder
+    holding chunk files but no manifest. Two identical sweeps run at once
     into one folder are both correct but each computes every chunk it does not find
     finished (there is no locking). ``progress``: a tqdm bar (default: only when
     stderr is a terminal). ``on_chunk(c)``: called after chunk ``c`` is computed and

@@ -121,6 +121,65 @@ def test_sweep_resumes_after_kill(tmp_path):
     assert counts[:, 0].max() == 0 and counts[-1, -1] >= 2
 
 
+# A sweep whose fn simulates a population with backend="auto": with two devices it is
+# split ("sharded"), with one it runs one loop ("xla").
+POPULATION_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    import jaxneuro as jn
+
+    out, log = sys.argv[1], sys.argv[2]
+
+    def fn(p):
+        pop = jn.Compartment(length=20.0, diam=20.0, n=128,
+                             channels=[jn.channels.HH(gnabar=jnp.linspace(0.08, 0.16, 128))])
+        tr = jn.simulate(pop, 5.0, stimuli=[jn.StepCurrent(p["amp"], 1.0, 100.0)], record=(),
+                         summary=jn.SpikeSummary(capacity=4))
+        return tr.spike_count
+
+    grid = {"amp": np.linspace(0.0, 0.4, 6)}
+    split = "shard_map" in str(jax.make_jaxpr(fn)({"amp": 0.2}))
+    done = []
+    res = jn.sweep(fn, grid, batch_size=2, out=out, on_chunk=done.append)
+    np.save(log + ".npy", res)
+    with open(log, "w") as f:
+        json.dump({"devices": jax.local_device_count(), "split": split, "computed": done}, f)
+    """
+)
+
+
+def test_sweep_resumes_with_another_device_count(tmp_path):
+    """A sweep started with two devices resumes with one (another node, another core
+    count) into the same folder, and the other way: its fn's fingerprint was that of the
+    traced program, which backend="auto" splits over the devices when there are several,
+    so the resume was refused as "another fn"."""
+    script = tmp_path / "population_sweep.py"
+    script.write_text(POPULATION_SCRIPT)
+    out = tmp_path / "s"
+
+    def run(devices, log):
+        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
+        p = subprocess.run([sys.executable, str(script), str(out), str(log)], env=env, capture_output=True, check=False,
+                           text=True, timeout=120)
+        assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+        return json.loads(log.read_text()), np.load(str(log) + ".npy")
+
+    first, res = run(2, tmp_path / "first.log")
+    assert first == {"devices": 2, "split": True, "computed": [0, 1, 2]}  # the case at stake: split
+    assert res.shape == (6, 128) and res[0].max() == 0 and res[-1].min() >= 1
+    stamps = {f.name: f.stat().st_mtime_ns for f in out.glob("chunk_*.npz")}
+    (out / "chunk_000001.npz").unlink()
+    second, again = run(1, tmp_path / "second.log")
+    assert second == {"devices": 1, "split": False, "computed": [1]}  # only the missing chunk
+    np.testing.assert_array_equal(again, res)
+    (out / "chunk_000002.npz").unlink()
+    third, again = run(2, tmp_path / "third.log")
+    assert third == {"devices": 2, "split": True, "computed": [2]}
+    np.testing.assert_array_equal(again, res)
+    assert (out / "chunk_000000.npz").stat().st_mtime_ns == stamps["chunk_000000.npz"]  # left alone
+
+
 def _sweep_fn(p):
     """SCRIPT's swept function, in this process."""
     m = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=p["gnabar"])])
@@ -222,6 +281,27 @@ def test_sweep_refuses_to_mix_results_of_another_fn_or_grid(tmp_path):
                  lambda: jn.sweep.load(out, lambda p: p["a"] * 2.0, grid)):
         with pytest.raises(ValueError, match=r"computed in float32, and this process computes in float64"):
             call()
+
+
+def test_sweep_refuses_chunk_files_without_a_manifest(tmp_path):
+    # Chunk files in a folder without manifest.json (deleted to "reset" the sweep, or
+    # chunks copied in) were taken as a new grid's results: a manifest was written
+    # beside them and nothing computed.
+    fn = lambda p: {"y": p["a"] * 2.0}
+    out = tmp_path / "s"
+    jn.sweep(fn, {"a": np.arange(6.0)}, batch_size=3, out=out)
+    (out / "manifest.json").unlink()
+    calls = []
+    for grid in ({"a": np.arange(6.0) + 100.0}, {"a": np.arange(6.0)}):  # which one they hold is unknown
+        with pytest.raises(ValueError, match=r"holds 2 chunk file\(s\) \(e\.g\. chunk_000000\.npz\) but no "
+                                             r"manifest\.json.*delete the chunk files.*another out="):
+            jn.sweep(fn, grid, batch_size=3, out=out, on_chunk=calls.append)
+    assert calls == [] and not (out / "manifest.json").exists()
+    for f in out.glob("chunk_*.npz"):
+        f.unlink()
+    res = jn.sweep(fn, {"a": np.arange(6.0) + 100.0}, batch_size=3, out=out, on_chunk=calls.append)
+    assert calls == [0, 1]
+    np.testing.assert_array_equal(res["y"], 2 * np.arange(6.0) + 200.0)
 
 
 def test_sweep_grids_from_lists_and_quantities_and_named_errors():

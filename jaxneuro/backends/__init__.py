@@ -14,6 +14,9 @@ over the local devices, each running the XLA loop on its slice
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import jax
 
 from . import pallas, population, sharded
@@ -27,10 +30,34 @@ def check(backend) -> None:
         raise ValueError(f"backend expects one of {BACKENDS}, got {backend!r}")
 
 
+#: Within :func:`traced_as_xla`: run every loop as ``"xla"`` (after the choice is
+#: checked). A context variable, so other threads and tasks keep their own choice.
+_AS_XLA = contextvars.ContextVar("jaxneuro_backends_as_xla", default=False)
+
+
+@contextlib.contextmanager
+def traced_as_xla():
+    """Within: :func:`choose` still checks (and refuses) as usual but returns
+    ``"xla"``. For a program's fingerprint that does not depend on the machine
+    (:func:`jaxneuro.sweep`): the backends compute the same results to rounding, but
+    ``"auto"`` picks ``"sharded"`` or ``"xla"`` by the number of local devices, and the
+    split program pads and slices the population by it throughout."""
+    token = _AS_XLA.set(True)
+    try:
+        yield
+    finally:
+        _AS_XLA.reset(token)
+
+
 def choose(backend: str, model, solver, y0, stimuli=()) -> str:
     """``"xla"``, ``"pallas"`` or ``"sharded"`` for ``backend`` (one of
     :data:`BACKENDS`); a ValueError when ``"pallas"`` or ``"sharded"`` is asked for a
     model, solver or stimuli it cannot run."""
+    chosen = _choose(backend, model, solver, y0, stimuli)
+    return "xla" if _AS_XLA.get() else chosen
+
+
+def _choose(backend, model, solver, y0, stimuli) -> str:
     check(backend)
     if backend == "xla":
         return "xla"
@@ -49,4 +76,4 @@ def choose(backend: str, model, solver, y0, stimuli=()) -> str:
     return "xla"
 
 
-__all__ = ["BACKENDS", "check", "choose", "pallas", "population", "sharded"]
+__all__ = ["BACKENDS", "check", "choose", "pallas", "population", "sharded", "traced_as_xla"]
