@@ -159,6 +159,19 @@ def refuse_quantities(tree, where: str) -> None:
             )
 
 
+def numbers_as_arrays(tree):
+    """``tree`` (a model or stimulus) with its Python numbers as arrays of the default
+    float dtype, as the constructors make every parameter. A number put there afterwards
+    (``eqx.tree_at(..., 0.03)``) would otherwise be a compile-time constant of the run's
+    ``eqx.filter_jit``, so every new value compiled the run again (0.5-1 s an HH run,
+    against ~30 ms); booleans are left alone."""
+    is_number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)  # noqa: E731
+    if not any(is_number(x) for x in jax.tree_util.tree_leaves(tree)):
+        return tree
+    dtype = jnp.result_type(float)
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype) if is_number(x) else x, tree)
+
+
 def as_quantity(value: Any) -> Any:
     """A (nested) list or tuple of saiunit quantities of one dimension as one Quantity
     array, in the first one's unit (``[1 * u.uA / u.cm**2, 2 * u.uA / u.cm**2]``, as

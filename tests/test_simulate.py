@@ -484,6 +484,38 @@ def test_the_parts_of_a_long_run_share_one_compiled_loop(kind):
         assert counted.count == 0
 
 
+def test_numbers_set_by_tree_at_do_not_compile_the_run_again():
+    """eqx.tree_at(..., 0.03) leaves a Python float where the constructor puts an array;
+    the run's filter_jit took it as a compile-time constant, so every new value compiled
+    the loop again (0.5-1 s an HH run against ~30 ms). Same values as arrays give."""
+    import equinox as eqx
+
+    comp = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    cab = jn.Cable(length=300, diam=1, nseg=7, channels=[jn.channels.HH()])
+    stim = [jn.StepCurrent(0.3, 1.0, 5.0)]
+    cases = [
+        (comp, lambda m: m.channels[0].gkbar, [0.030, 0.032, 0.034]),
+        (cab, lambda m: m.Ra, [50.0, 60, 70.0]),  # an int too
+    ]
+    for model, where, values in cases:
+        stim = [jn.StepCurrent(0.3, 1.0, 5.0, target=None if model is comp else 0.5)]
+        jn.simulate(eqx.tree_at(where, model, values[0]), 5.0, stimuli=stim).v.block_until_ready()
+        for value in values[1:]:
+            edited = eqx.tree_at(where, model, value)
+            with _CountCompiles() as counted:
+                v = jn.simulate(edited, 5.0, stimuli=stim).v
+                v.block_until_ready()
+            assert counted.loops == 0, (value, counted.loops)
+            as_array = jn.simulate(eqx.tree_at(where, model, jnp.asarray(float(value))), 5.0, stimuli=stim).v
+            np.testing.assert_array_equal(v, as_array)
+    # A stimulus's number too.
+    stim = [jn.StepCurrent(0.3, 1.0, 5.0)]
+    jn.simulate(comp, 5.0, stimuli=[eqx.tree_at(lambda s: s.amp, stim[0], 0.2)]).v.block_until_ready()
+    with _CountCompiles() as counted:
+        jn.simulate(comp, 5.0, stimuli=[eqx.tree_at(lambda s: s.amp, stim[0], 0.25)]).v.block_until_ready()
+    assert counted.loops == 0
+
+
 def test_record_at_chosen_places_keeps_only_those_columns():
     """record={name: places}: the columns of those places, in that order, equal to the
     full record's; None keeps all; bad places are named."""
