@@ -390,6 +390,16 @@ def test_bad_swc_files(tmp_path):
             read_swc(write(f"1 1 0 0 0 5 -1\n2 3 {bad} 0 0 1 1\n"))
     with pytest.raises(ValueError, match=r"bad\.swc:1: .*'1\.5' is not a whole number"):
         read_swc(write("1.5 1 0 0 0 5 -1\n"))
+    # An infinite radius is named with its line too (before: read, then a divide-by-zero
+    # warning and "Cable.diam3d must be finite ... at index 1", with no file or line).
+    for bad in ("inf", "1e400"):
+        with pytest.raises(ValueError, match=r"bad\.swc:3: point 3 has radius inf; radii must be finite and > 0"):
+            read_swc(write(f"1 1 0 0 0 5 -1\n2 3 5 0 0 1 1\n3 3 50 0 0 {bad} 2\n4 3 100 0 0 0.5 3\n"))
+    # So is a parent cycle cut off from the root, found after reading (before: "SWC: points
+    # [5, 6] ...", naming no file).
+    with pytest.raises(ValueError, match=r"bad\.swc: points \[5, 6\] are not connected to the root"):
+        jn.Cell.from_swc(write("1 1 0 0 0 5 -1\n2 3 5 0 0 1 1\n3 3 50 0 0 1 2\n4 3 100 0 0 0.5 3\n"
+                               "5 3 150 0 0 0.5 6\n6 3 160 0 0 0.5 5\n"))
     # A misspelt channels key, or two keys for one type (before: ignored, or one won).
     with pytest.raises(ValueError, match=r"channels: key 'dendrite' is not an SWC type"):
         jn.Cell.from_swc(FILES[0], channels={"soma": [], "axon": [], "dendrite": [], "apic": []})

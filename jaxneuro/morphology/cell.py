@@ -58,8 +58,14 @@ def _resolve_link(parents: tuple, p: int, x: float) -> tuple[int, float]:
 @per_precision_cache(256)
 def _layout(nsegs: tuple[int, ...], parents: tuple) -> _Layout:
     # A child joined at another section's x = 0 is joined where that section joins
-    # its own parent.
-    parents = tuple(None if link is None else _resolve_link(parents, *link) for link in parents)
+    # its own parent, resolved already (parents come first): walking up each time made
+    # a chain of x = 0 links quadratic.
+    resolved = []
+    for link in parents:
+        if link is not None and link[1] == 0.0 and parents[link[0]] is not None:
+            link = resolved[link[0]]
+        resolved.append(link)
+    parents = tuple(resolved)
     offsets = np.concatenate([[0], np.cumsum(nsegs)]).astype(int)
     n = int(offsets[-1])
     ends = {}  # (section, x in {0, 1}) -> the child sections attached there
@@ -102,6 +108,33 @@ def _layout(nsegs: tuple[int, ...], parents: tuple) -> _Layout:
                 end_seg = offsets[s] + (0 if x == 0.0 else nsegs[s] - 1)
                 junction_of[(s, x)] = add(segment_nodes[end_seg], half(end_seg, x), none)
     return _Layout(offsets, np.asarray(node_parent), np.asarray(own), np.asarray(partner), segment_nodes, ends)
+
+
+def _positions(names) -> dict:
+    """``{name: index}`` of the section names (unique: ``Cell`` checks)."""
+    return {name: i for i, name in enumerate(names)}
+
+
+def _section_number(section, n: int, positions: dict | None) -> int:
+    """Index of ``section`` (an index or a name; None: the one section of a
+    one-section cell) among ``n`` sections; ``positions``: ``{name: index}`` of all
+    of them (:func:`_positions`), needed for a name only."""
+    if section is None:
+        if n != 1:
+            raise ValueError(
+                f"a bare x (no section) needs a one-section cable; this cell has {n} sections: "
+                "give (section, x)"
+            )
+        return 0
+    if isinstance(section, str):
+        if section not in positions:
+            raise ValueError(f"unknown section {section!r}; this cell has sections {tuple(positions)}")
+        return positions[section]
+    if isinstance(section, (int, np.integer)) and not isinstance(section, bool):
+        if not -n <= section < n:
+            raise ValueError(f"section index {section} out of range for {n} sections")
+        return int(section) % n
+    raise ValueError(f"a section is an index or a name, got {section!r}")
 
 
 def _segment_of(x: float, nseg: int) -> int:
@@ -212,8 +245,8 @@ class Cell(AbstractModel):
             if not isinstance(sec, Cable):
                 raise ValueError(f"Cell.sections[{i}] expects a jn.Cable, got {type(sec).__name__}")
         names = self.section_names
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
+        if len(set(names)) != len(names):  # (names.count for every name: quadratic)
+            dup = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"Cell.sections: section names must be unique, {dup} repeat")
         self.parents = self._normalise_parents(self.parents)
         if temperature is not None:
@@ -272,6 +305,10 @@ class Cell(AbstractModel):
             return (None,)
         if not isinstance(parents, Sequence) or len(parents) != n:
             raise ValueError(f"Cell.parents expects one entry per section ({n}), got {parents!r}")
+        # Names looked up once: any per-section scan of the sections (a call of a method
+        # of self, which equinox binds by flattening the whole cell, included) made
+        # building a cell quadratic in its sections (2000 sections: 20 s).
+        positions = _positions(self.section_names)
         out = []
         for i, link in enumerate(parents):
             if link is None:
@@ -294,7 +331,7 @@ class Cell(AbstractModel):
                     "SWC's -1), any other section's is an earlier section's index or name"
                 )
             try:
-                p = self.section_index(sec)
+                p = _section_number(sec, n, positions)
             except ValueError as e:
                 raise ValueError(f"Cell.parents[{i}]: {e}") from None
             if p >= i:
@@ -339,24 +376,8 @@ class Cell(AbstractModel):
     def section_index(self, section) -> int:
         """Index of ``section`` (an index or a name; None: the one section of a
         one-section cell, for a bare ``x``) in ``sections``."""
-        n = len(self.sections)
-        if section is None:
-            if n != 1:
-                raise ValueError(
-                    f"a bare x (no section) needs a one-section cable; this cell has {n} sections: "
-                    "give (section, x)"
-                )
-            return 0
-        if isinstance(section, str):
-            names = self.section_names
-            if section not in names:
-                raise ValueError(f"unknown section {section!r}; this cell has sections {names}")
-            return names.index(section)
-        if isinstance(section, (int, np.integer)) and not isinstance(section, bool):
-            if not -n <= section < n:
-                raise ValueError(f"section index {section} out of range for {n} sections")
-            return int(section) % n
-        raise ValueError(f"a section is an index or a name, got {section!r}")
+        positions = _positions(self.section_names) if isinstance(section, str) else None
+        return _section_number(section, len(self.sections), positions)
 
     def index(self, section, x) -> int:
         """Segment index (column of ``trace.v``) of location ``(section, x)``: the

@@ -85,8 +85,8 @@ def read_swc(path) -> list[SWCPoint]:
             raise ValueError(f"{path}:{lineno}: cannot read SWC line {line!r}: {e}") from e
         if not all(math.isfinite(c) for c in (x, y, z)):
             raise ValueError(f"{path}:{lineno}: point {pid} has coordinates {(x, y, z)}; they must be finite (µm)")
-        if not r > 0:
-            raise ValueError(f"{path}:{lineno}: point {pid} has radius {r}; radii must be > 0 µm")
+        if not (r > 0 and math.isfinite(r)):  # inf (also 1e400) would fail later, far from this line
+            raise ValueError(f"{path}:{lineno}: point {pid} has radius {r}; radii must be finite and > 0 µm")
         points.append(SWCPoint(pid, ptype, (x, y, z), r, parent))
     if not points:
         raise ValueError(f"{path}: no SWC points")
@@ -109,7 +109,7 @@ def read_swc(path) -> list[SWCPoint]:
     return points
 
 
-def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
+def swc_sections(points: Sequence[SWCPoint], path=None) -> list[Section3D]:
     """Split SWC points into unbranched sections, parents first, as NEURON's Import3d
     (``read_swc.hoc``) does.
 
@@ -132,8 +132,10 @@ def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
     ``sphere_rep``), its neurites at ``soma(0.5)`` on a soma, else at ``x = 0``. A later
     section of one point, or of two at the same place, is dropped and its children join
     its parent where it joined. Sections are named per type in file order (``soma[0]``,
-    ``dend[3]``, ...), each after its first point's type.
+    ``dend[3]``, ...), each after its first point's type. ``path``: the file the points
+    came from, named in errors (default: ``SWC``).
     """
+    where = "SWC" if path is None else path  # errors name the file, as read_swc's do
     by_id = {p.id: p for p in points}
     children: dict[int, list[int]] = {p.id: [] for p in points}
     for p in points:
@@ -148,7 +150,7 @@ def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
         stack += children[i]
     if len(seen) != len(points):
         bad = sorted(set(by_id) - seen)[:5]
-        raise ValueError(f"SWC: points {bad} are not connected to the root (a parent cycle?)")
+        raise ValueError(f"{where}: points {bad} are not connected to the root (a parent cycle?)")
 
     pts = _parents_first(points, root, children, by_id)
     n = len(pts)
@@ -275,7 +277,7 @@ def swc_sections(points: Sequence[SWCPoint]) -> list[Section3D]:
         counts[t] = k + 1
         sec = Section3D(f"{section_type_name(t)}[{k}]", t, sec_xyz, sec_d, parent, x)
         if sec.length <= 0:
-            raise ValueError(f"SWC: the section through points {ids} has zero length")
+            raise ValueError(f"{where}: the section through points {ids} has zero length")
         sections.append(sec)
     return sections
 
@@ -373,7 +375,7 @@ def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=None, freq=100
     for label, value in (("Ra", Ra_f), ("cm", cm_f), ("d_lambda", d_lambda), ("freq", freq)):
         if not value > 0 or not math.isfinite(value):
             raise ValueError(f"cell_from_swc: {label} must be a positive number, got {value}")
-    sections = swc_sections(read_swc(path))
+    sections = swc_sections(read_swc(path), path)
     if isinstance(channels, Mapping):
         _check_channel_keys(channels, {sec.type for sec in sections})
     cables, parents = [], []
