@@ -399,3 +399,33 @@ def test_package_exports():
     for name in ["INa_Ba2002", "IKDR_Ba2002", "ICaT_HM1992", "IKNI_Ya1989", "Ih_HM1992"]:
         assert name in channels.__all__
         assert getattr(channels, name).__name__ == name
+
+
+def test_a_temperature_that_does_not_reach_a_channel_with_its_own_is_warned_of():
+    # INa_Ba2002 and IKDR_Ba2002 (and ICaT_HM1992) run at their own T, as in BrainPy; a
+    # compartment, cable or cell given another temperature ran them at 36 °C without a
+    # word (9 spikes in a 0.5 nA step at "26 °C", 6 with T=26 on the channels).
+    import warnings
+
+    import jaxneuro as jn
+
+    ba = lambda **kw: [INa_Ba2002(**kw), IKDR_Ba2002(**kw)]  # noqa: E731
+    geometry = dict(length=20.0, diam=20.0)
+    with pytest.warns(RuntimeWarning, match=r"Compartment: temperature=26 °C does not apply to INa_Ba2002 .* own "
+                                            r"T=36 °C .* INa_Ba2002\(\.\.\., T=\.\.\.\)") as record:
+        jn.Compartment(**geometry, channels=ba(), temperature=26.0)
+    assert {str(w.message).split(" (channel")[0] for w in record} >= {
+        "Compartment: temperature=26 °C does not apply to INa_Ba2002",
+        "Compartment: temperature=26 °C does not apply to IKDR_Ba2002"}
+    assert record[0].filename == __file__  # the user's line, not equinox's
+    with pytest.warns(RuntimeWarning, match="Cable: temperature=30 °C does not apply to ICaT_HM1992"):
+        jn.Cable(length=100.0, diam=1.0, channels=[ICaT_HM1992()], temperature=30.0)
+    soma = jn.Cable(length=20.0, diam=20.0, channels=ba(), name="soma")
+    with pytest.warns(RuntimeWarning, match="Cell: temperature=26 °C does not apply to INa_Ba2002"):
+        jn.Cell([soma], parents=[None], temperature=26.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jn.Compartment(**geometry, channels=ba())  # the default temperature: nothing given
+        jn.Compartment(**geometry, channels=ba(T=26.0), temperature=26.0)  # both agree
+        jn.Compartment(**geometry, channels=[IKDR_Ba2002(phi=1.0)], temperature=26.0)  # phi: no temperature
+        jn.Compartment(**geometry, channels=[jn.channels.HH()], temperature=26.0)  # the compartment's

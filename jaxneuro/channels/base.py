@@ -106,6 +106,14 @@ class AbstractChannel(eqx.Module):
                 "eqx.field(default=..., static=True, kw_only=True)"
             )
 
+    def own_temperature(self):
+        """The temperature (°C) this channel's kinetics run at whatever the
+        compartment's, for channels with a temperature parameter of their own (the
+        Bazhenov 2002 family's ``T``, as BrainPy has it); ``None`` (the default): the
+        compartment's. Compartments, cables and cells warn when given another
+        temperature explicitly, which would otherwise not reach the channel."""
+        return None
+
     def gate_inf_tau(self, v, temperature) -> dict[str, tuple[Array, Array]]:
         """``{gate: (steady state, time constant in ms)}`` at voltage ``v`` (mV)."""
         if not tuple(self.gate_names):

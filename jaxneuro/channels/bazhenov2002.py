@@ -51,7 +51,8 @@ class INa_Ba2002(AbstractAlphaBetaChannel):
     - ``g_max``: maximal conductance density, S/cm² (default 0.09 = 90 mS/cm²).
     - ``E``: sodium reversal potential, mV (default 50).
     - ``T``: temperature, °C (default 36). This channel uses its own ``T``, not the
-      compartment's temperature.
+      compartment's temperature (a compartment, cable or cell given another
+      ``temperature`` explicitly warns: pass ``T=`` here too).
     - ``V_sh``: voltage shift, mV (default -50).
 
     Gates ``p`` and ``q`` are recorded as ``"p_INa_Ba2002"`` and ``"q_INa_Ba2002"``;
@@ -86,6 +87,9 @@ class INa_Ba2002(AbstractAlphaBetaChannel):
     def rate_factor(self, temperature):
         return self.phi
 
+    def own_temperature(self):
+        return self.T
+
     def current(self, v, gates):
         return self.g_max * gates["p"] ** 3 * gates["q"] * (v - self.E)
 
@@ -113,7 +117,8 @@ class IKDR_Ba2002(AbstractAlphaBetaChannel):
     - ``E``: potassium reversal potential, mV (default -90).
     - ``V_sh``: voltage shift, mV (default -50).
     - ``T``: temperature, °C (default 36); the channel uses its own ``T``, not the
-      compartment's temperature.
+      compartment's temperature (a compartment, cable or cell given another
+      ``temperature`` explicitly warns: pass ``T=`` here too).
     - ``T_base``: Q10-like base of the temperature factor, dimensionless (default 3).
     - ``phi``: temperature factor, dimensionless (default ``None``: computed from ``T``
       and ``T_base``); when given it overrides them, as in BrainPy.
@@ -148,6 +153,11 @@ class IKDR_Ba2002(AbstractAlphaBetaChannel):
 
     def rate_factor(self, temperature):
         return self.temperature_factor()
+
+    def own_temperature(self):
+        """``T`` (°C); none where ``phi`` is given, which sets the kinetics' speed
+        regardless of any temperature."""
+        return self.T if self.phi is None else None
 
     def current(self, v, gates):
         return self.g_max * gates["p"] ** 4 * (v - self.E)

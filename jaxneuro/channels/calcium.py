@@ -55,7 +55,8 @@ class ICaT_HM1992(AbstractChannel):
     - ``E``: calcium reversal potential, mV (default 120, BrainPy's ``CalciumFixed``).
     - ``V_sh``: voltage shift, mV (default -3).
     - ``T``: temperature, °C (default 36); the channel uses its own ``T``, not the
-      compartment's temperature.
+      compartment's temperature (a compartment, cable or cell given another
+      ``temperature`` explicitly warns: pass ``T=`` here too).
     - ``T_base_p``, ``T_base_q``: bases of the temperature factors, dimensionless
       (defaults 3.55 and 3).
     - ``phi_p``, ``phi_q``: temperature factors, dimensionless (default ``None``:
@@ -80,6 +81,11 @@ class ICaT_HM1992(AbstractChannel):
     name: str = eqx.field(default="ICaT_HM1992", static=True, kw_only=True)
 
     gate_names: ClassVar[tuple[str, ...]] = ("p", "q")
+
+    def own_temperature(self):
+        """``T`` (°C); none where both ``phi_p`` and ``phi_q`` are given, which set the
+        kinetics' speed regardless of any temperature."""
+        return self.T if self.phi_p is None or self.phi_q is None else None
 
     def temperature_factors(self):
         """``(phi_p, phi_q)``: given values, else ``T_base ** ((T - 24) / 10)``."""

@@ -91,6 +91,7 @@ class Cable(AbstractModel):
         for field in ("length", "temperature"):
             if np.ndim(getattr(self, field)) != 0:
                 raise ValueError(f"Cable.{field} expects a scalar, got shape {np.shape(getattr(self, field))}")
+        membrane.warn_own_temperatures("Cable", self.channels, self.temperature)
         for field in ("diam", "Ra", "cm"):
             if getattr(self, field) is None:
                 continue

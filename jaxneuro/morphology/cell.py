@@ -251,6 +251,8 @@ class Cell(AbstractModel):
         self.parents = self._normalise_parents(self.parents)
         if temperature is not None:
             self.sections = self._sections_at(temperature)
+            membrane.warn_own_temperatures("Cell", [ch for s in self.sections for ch in s.channels],
+                                           self.sections[0].temperature)
         self._check_channels()
         if self.geometry is not None:
             n = self.n_segments

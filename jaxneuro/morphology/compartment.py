@@ -67,6 +67,7 @@ class Compartment(AbstractModel):
         super().__post_init__()
         own = {k: getattr(self, k) for k in ("length", "diam", "area", "cm", "temperature")}
         membrane.check_parameter_shapes("Compartment", self.channels, own, self.n)
+        membrane.warn_own_temperatures("Compartment", self.channels, self.temperature)
 
     # --- geometry -------------------------------------------------------------------
     @property

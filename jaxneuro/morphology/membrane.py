@@ -9,7 +9,10 @@ works elementwise, so ``v`` may be a scalar, a population or a cable's segments.
 from __future__ import annotations
 
 import dataclasses
+import sys
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -17,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import saiunit as u
 
+from .. import units
 from ..channels.base import _KINETICS, AbstractChannel
 from ..solve.exponential import exp
 from ..solve.staggered import MAX_GROWTH_PER_STEP
@@ -65,6 +69,52 @@ def check_channels(owner: str, channels) -> tuple[AbstractChannel, ...]:
 
 # Channel structures (tree structure: class and static fields) already checked.
 _CHECKED: dict = {}
+
+
+#: NEURON's default ``celsius`` (°C), the default temperature of compartments and
+#: cables: one at another value was given it.
+DEFAULT_TEMPERATURE = 6.3
+
+
+def warn_own_temperatures(owner: str, channels, temperature) -> None:
+    """Warn where ``temperature`` (°C; a compartment's, cable's or cell's, given
+    explicitly: not :data:`DEFAULT_TEMPERATURE`) differs from the temperature a channel
+    keeps of its own (:meth:`AbstractChannel.own_temperature`): the channel runs at its
+    own, so the given one silently did not apply to it (BrainPy's ``INa_Ba2002`` at its
+    ``T = 36`` in a compartment at 26 °C fired 9 spikes for 6)."""
+    if not units.is_concrete(temperature):
+        return
+    given = np.asarray(temperature, dtype=float)
+    if np.all(given == DEFAULT_TEMPERATURE):
+        return
+    for ch in channels:
+        own = ch.own_temperature()
+        if own is None or not units.is_concrete(own) or np.all(np.asarray(own, dtype=float) == given):
+            continue
+        warnings.warn(
+            f"{owner}: temperature={_show(given)} °C does not apply to {type(ch).__name__} (channel "
+            f"{ch.name!r}), which runs at its own T={_show(np.asarray(own, dtype=float))} °C (BrainPy's convention); "
+            f"give it {type(ch).__name__}(..., T=...) to run it at {_show(given)} °C",
+            RuntimeWarning, stacklevel=_outside_stacklevel())
+
+
+def _outside_stacklevel() -> int:
+    """``warnings.warn``'s ``stacklevel`` (for its caller) of the first frame outside
+    jaxneuro, equinox and the dataclass ``__init__`` it generates: the line that built
+    the model, however deep the build."""
+    inside = (str(Path(__file__).resolve().parents[1]), str(Path(eqx.__file__).resolve().parent))
+
+    def ours(code):
+        return code.co_filename.startswith(inside) or (code.co_filename == "<string>" and code.co_name == "__init__")
+
+    frame, level = sys._getframe(1), 1
+    while frame is not None and ours(frame.f_code):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _show(x) -> str:
+    return f"{float(x):g}" if np.ndim(x) == 0 else f"{np.unique(x)}"
 
 
 def check_channel(where: str, ch: AbstractChannel) -> None:
