@@ -2,6 +2,7 @@
 
 from unittest import mock
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -119,3 +120,62 @@ def test_layout_linear_along_x0_chains():
         reads[n] = _CountedTuple.reads
         assert lay.ends == {(0, 0.0): list(range(1, n))}
     assert reads[200] < 5 * reads[50], reads
+
+
+def _chain(n):
+    """A soma and ``n`` dendrites of 2 segments, each on the previous one's end."""
+    secs = [jn.Cable(20.0, 20.0, name="soma")] + [jn.Cable(20.0, 1.0, nseg=2, name=f"d{i}") for i in range(n)]
+    return jn.Cell(secs, parents=[None, ("soma", 1.0)] + [(f"d{i}", 1.0) for i in range(n - 1)])
+
+
+def test_recording_and_stimulating_at_every_section_stay_linear():
+    # A place of record={name: [...]} bound a method of the cell per place (hasattr and
+    # cell.index: equinox flattens the whole cell to bind one), and looked its names up
+    # again: recording at every section of a 1000-section cell took 10-27 s a call. A
+    # stimulus at many locations was one scatter per location in the step (300
+    # sections: 28 s to compile). Counted as reads of the sections' fields.
+    from jaxneuro.solve.simulate import recorded_indices
+
+    reads = {}
+    for n in (50, 200):
+        cell = _chain(n)
+        places = [(f"d{i}", 0.5) for i in range(n)]
+        reads[n] = _cable_reads(lambda: recorded_indices(cell, "v", places))
+        stim = jn.StepCurrent(jnp.ones(n), 0.0, 1.0, target=places)
+        reads[n] += _cable_reads(lambda: stim.check_placement(cell) or cell.place_current(stim.target, stim.amp))
+    assert reads[200] < 5 * reads[50], reads
+
+
+def test_a_stimulus_at_many_locations_is_the_sum_of_one_at_each():
+    # Locations inside sections and at section ends, where NEURON's zero-area node
+    # shares the current with the children's first segments (by the conductances of the
+    # half segments): the same currents as one stimulus per location.
+    cell = _chain(6)
+    places = [("soma", 0.5), ("d0", 1.0), ("d2", 0.3), ("d5", 1.0), ("soma", 1.0), ("d3", 0.0), ("d1", 0.75)]
+    amps = jnp.asarray([0.1, -0.2, 0.3, 0.05, 0.4, 0.7, -0.15])
+    together = cell.place_current(jn.StepCurrent(amps, 0.0, 1.0, target=places).target, amps)
+    one_each = sum(cell.place_current(jn.StepCurrent(float(a), 0.0, 1.0, target=p).target, a)
+                   for p, a in zip(places, amps))
+    np.testing.assert_allclose(together, one_each, rtol=1e-14, atol=1e-16)
+    assert float(jnp.sum(together)) == pytest.approx(float(jnp.sum(amps)))  # no current lost at the nodes
+    # The end of d0 joins d1: its current is split between d0's last and d1's first segment.
+    d0_end, d1_first = cell.index("d0", 0.75), cell.segments("d1")[0]
+    alone = cell.place_current(jn.StepCurrent(1.0, 0.0, 1.0, target=("d0", 1.0)).target, 1.0)
+    assert float(alone[d0_end]) == pytest.approx(0.5) and float(alone[d1_first]) == pytest.approx(0.5)
+    rec = jn.simulate(cell, 1.0, record={"v": places}).v
+    full = jn.simulate(cell, 1.0).v
+    np.testing.assert_array_equal(rec, full[:, [cell.index(*p) for p in places]])
+
+
+def test_a_cells_layout_of_known_values_equals_the_traced_one():
+    # Known per-section values are laid out on the host (jnp.stack of one operand per
+    # section was compiled for each new count); under jit the same values.
+    import jax
+
+    secs = [jn.Cable(10.0 + i, 1.0 + 0.1 * i, nseg=1 + i % 3, Ra=100.0 + i, channels=[jn.channels.HH(gnabar=0.1 + 0.01 * i)],
+                     name=f"s{i}") for i in range(7)]
+    cell = jn.Cell(secs, parents=[None] + [(f"s{i}", 1.0) for i in range(6)])
+    eager = cell.precomputed()
+    traced = jax.jit(lambda c: c.precomputed())(cell)
+    for a, b in zip(jax.tree.leaves(eager), jax.tree.leaves(traced)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-15)

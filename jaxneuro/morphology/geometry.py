@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -182,10 +183,16 @@ def per_segment(leaves, nsegs):
     """One value per segment from one value per section (each a scalar or of shape
     ``(nseg,)``), sections in order: shape ``(sum(nsegs),)``."""
     if len(leaves) > 1 and all(np.ndim(x) == 0 for x in leaves):
+        index = np.repeat(np.arange(len(leaves)), nsegs)
+        if not any(isinstance(x, jax.core.Tracer) for x in leaves):
+            # Known values: laid out on the host and sent once. jnp.stack of them was a
+            # program of one operand per section, compiled for each new count and run
+            # eagerly (a 1000-section cell's precomputation: 1.8 -> 0.3 s).
+            return jnp.asarray(np.array([np.asarray(x) for x in leaves])[index])
         # One gather rather than a broadcast and a slice of the concatenation per
         # section (and its transpose, in a gradient): a cell of hundreds of sections
         # stays a small program.
-        return take(jnp.stack([jnp.asarray(x) for x in leaves]), np.repeat(np.arange(len(leaves)), nsegs))
+        return take(jnp.stack([jnp.asarray(x) for x in leaves]), index)
     return jnp.concatenate([jnp.broadcast_to(x, (n,)) for x, n in zip(leaves, nsegs)])
 
 

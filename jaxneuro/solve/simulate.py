@@ -675,8 +675,13 @@ def recorded_indices(model, name, places) -> tuple[int, ...]:
             "without places"
         )
     cell = model.as_cell() if hasattr(model, "as_cell") else model
+    # Looked up on the class, once: equinox binds an instance's method (hasattr too) by
+    # flattening the whole cell, which made recording at every section of a
+    # 1000-section cell take 10 s (its locations are looked up once too: locator).
+    locates = hasattr(type(cell), "locator")
+    locate = type(cell).locator(cell) if locates else None
     if (isinstance(places, (int, np.integer)) and not isinstance(places, bool) and places in (0, 1)
-            and hasattr(cell, "index")):
+            and locates):
         # As a stimulus's target=1: x = 1 or segment 1.
         raise ValueError(
             f"record={{{name!r}: {int(places)}}} is ambiguous on a cable or cell: for the location x = {int(places)} "
@@ -687,7 +692,7 @@ def recorded_indices(model, name, places) -> tuple[int, ...]:
         places = [places]  # one place
     out = []
     for place in places:
-        if (isinstance(place, tuple) and len(place) == 2 and hasattr(cell, "index")
+        if (isinstance(place, tuple) and len(place) == 2 and locates
                 and all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in place)):
             raise ValueError(
                 f"record={{{name!r}: ...}}: {place!r} reads as the location (section {place[0]}, x = {place[1]}) "
@@ -704,12 +709,12 @@ def recorded_indices(model, name, places) -> tuple[int, ...]:
         if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str) and isinstance(target[1], int):
             target = Location(target[0], float(target[1]))  # (section, 1): x = 1, as stimuli read it
         if isinstance(target, Location):
-            if not hasattr(cell, "index"):
+            if not locates:
                 raise ValueError(
                     f"record={{{name!r}: ...}}: {place!r} is a location, which needs a jn.Cable or jn.Cell"
                 )
             try:
-                out.append(int(cell.index(target.section, target.x)))
+                out.append(locate(target.section, target.x)[2])
             except ValueError as e:
                 raise ValueError(f"record={{{name!r}: ...}}: {place!r}: {e}") from None
         elif isinstance(target, int) and not isinstance(target, bool) and -shape[0] <= target < shape[0]:
