@@ -4,29 +4,65 @@ from __future__ import annotations
 
 import numpy as np
 
-# Units where the name alone says them; a channel's current is a density (mA/cm²) on a
-# compartment but absolute (nA) on a point neuron, so other currents get no unit.
-_LABELS = {
-    "v": "membrane potential (mV)", "i_inj": "injected current (nA)", "i_clamp": "clamp current (nA)",
-    "i_gap": "gap-junction current (nA)", "i_syn": "synaptic current (nA)",
+from .model import COMMON_UNITS, DIMENSIONLESS
+
+#: What a record name is, where the name alone does not say it (axis labels).
+_DESCRIPTIONS = {
+    "v": "membrane potential", "i_inj": "injected current", "i_clamp": "clamp current",
+    "i_gap": "gap-junction current", "i_syn": "synaptic current", "i_cap": "capacitive current",
 }
 
 
-def _ylabel(name):
-    return _LABELS.get(name, name)
+def _unit(trace, name):
+    """``name``'s unit in ``trace``: the recording model's (``Trace.unit``), else the one
+    every model gives the name (traces made without units), else None."""
+    unit = trace.unit(name)
+    return unit if unit is not None else COMMON_UNITS.get(name)
+
+
+def _ylabel(trace, names):
+    """The y label of an axes showing ``names``: the names grouped by unit, each unit
+    once after its names ("membrane potential (mV)", "m_hh, h_hh (dimensionless)",
+    "v (mV); m_hh (dimensionless)"); a name of unknown unit stands alone."""
+    groups = {}  # unit -> names in it, in order
+    for name in names:
+        groups.setdefault(_unit(trace, name), []).append(name)
+    parts = []
+    for unit, members in groups.items():
+        what = ", ".join(_DESCRIPTIONS.get(n, n) if len(names) == 1 else n for n in members)
+        if unit is None:
+            parts.append(what)
+        else:
+            parts.append(f"{what} ({'dimensionless' if unit == DIMENSIONLESS else unit})")
+    return "; ".join(parts)
 
 
 def plot_trace(trace, *names, ax=None, label=None, **kwargs):
     """Plot ``names`` (default: all recorded variables) of ``trace`` against time.
 
-    One name: one axes, labelled with the variable's unit where the name says it; a
-    population's variable gives one line per neuron. Several names: with ``ax=None``,
-    a column of axes sharing the time axis, one per name, each with its own label (a
-    voltage and a gating variable are not put on one scale); returns the array of
-    axes. Give ``ax`` a sequence of as many axes to draw into your own, or a single
-    axes to put every name on it (one legend entry per name). ``"spikes"`` draws the
-    trace's spike times as a raster (one row per neuron). A Network's trace is plotted
-    population by population: ``trace["a"].plot()``. Returns the matplotlib axes.
+    One name: one axes, its y label the variable and its unit (``Trace.unit``, the
+    recording model's: "membrane potential (mV)", "ina_hh (mA/cm²)", "m_hh
+    (dimensionless)"). Several names: with ``ax=None``, a column of axes sharing the
+    time axis, one per name, each with its own label (a voltage and a gating variable
+    are not put on one scale); returns the array of axes. Give ``ax`` a sequence of as
+    many axes to draw into your own, or a single axes to put every name on it (its
+    label gives each unit once, after the names in it: "v (mV); m_hh, h_hh
+    (dimensionless)"; a legend entry per name).
+
+    A population's or cable's variable gives one line per neuron or segment; up to
+    :data:`MAX_LEGEND_COLUMNS` of them each get a legend entry: the segment
+    (``"soma(0.5)"``) or ``"neuron i"``. ``label``: a str names the trace (to tell two
+    traces apart on one axes): a single line is ``label``, a population's lines
+    ``"label[i]"``, a cable's ``"label soma(0.5)"``; past ``MAX_LEGEND_COLUMNS`` lines
+    they are drawn in one colour with one entry, ``label``. A sequence of str gives each
+    line its own entry (as many as lines). With several names on one axes, each entry
+    also says its name ("v neuron 0", "ctrl v").
+
+    A trace at one time (``trace.at(t)`` with a scalar ``t``) is drawn against the
+    segment or neuron index, a point each, titled with the time (a single compartment:
+    one point at ``t``). ``"spikes"`` draws the trace's spike times as a raster (one
+    row per neuron). A Network's trace is plotted population by population:
+    ``trace["a"].plot()``. Returns the matplotlib axes.
     """
     import matplotlib.pyplot as plt
 
@@ -86,22 +122,85 @@ MAX_LEGEND_COLUMNS = 12
 
 
 def _lines(trace, ax, names, label, **kwargs):
+    if np.ndim(trace.t) == 0:
+        return _at_one_time(trace, ax, names, label, **kwargs)
     t = np.asarray(trace.t)
     legend = False
     for name in names:
-        y = np.asarray(getattr(trace, name))
-        lab = label if label is not None else (name if len(names) > 1 else None)
-        lines = ax.plot(t, y, **kwargs)
-        columns = trace.column_labels(name)
-        if label is None and columns is not None and y.ndim == 2 and 1 < len(lines) <= MAX_LEGEND_COLUMNS:
-            for line, where in zip(lines, columns):  # which segment each line is
-                line.set_label(where if len(names) == 1 else f"{name} {where}")
-            legend = True
-        elif lab is not None:
-            lines[0].set_label(lab)  # one entry per name, not per neuron
+        lines = ax.plot(t, np.asarray(getattr(trace, name)), **kwargs)
+        legend |= _label_lines(trace, name, lines, label, several=len(names) > 1)
     ax.set_xlabel("time (ms)")
-    ax.set_ylabel("; ".join(dict.fromkeys(_ylabel(name) for name in names)))
-    if legend or len(names) > 1 or label is not None:
+    ax.set_ylabel(_ylabel(trace, names))
+    if legend:
+        ax.legend(fontsize="small")
+    return ax
+
+
+def _label_lines(trace, name, lines, label, several):
+    """Give ``name``'s ``lines`` their legend entries (see :func:`plot_trace`'s
+    ``label``); ``several``: other names share the axes, so entries carry the name.
+    Returns whether any line got an entry."""
+    if label is not None and not isinstance(label, str):
+        labels = list(label)
+        if len(labels) != len(lines) or not all(isinstance(x, str) for x in labels):
+            raise ValueError(f"label: {label!r} does not name {name!r}'s {len(lines)} line(s); give a str or a "
+                             f"sequence of {len(lines)} str, one per line")
+        for line, text in zip(lines, labels):
+            line.set_label(f"{name} {text}" if several else text)
+        return True
+    if len(lines) == 1:
+        text = name if label is None else (f"{label} {name}" if several else label)
+        if several or label is not None:
+            lines[0].set_label(text)
+            return True
+        return False
+    if len(lines) > MAX_LEGEND_COLUMNS:
+        if label is None and not several:
+            return False
+        for line in lines[1:]:  # one colour, so that the one entry names them all
+            line.set_color(lines[0].get_color())
+        lines[0].set_label(name if label is None else (f"{label} {name}" if several else label))
+        return True
+    columns = trace.column_labels(name)
+    for i, line in enumerate(lines):
+        if columns is not None:  # which segment each line is
+            text = columns[i] if label is None else f"{label} {columns[i]}"
+        else:  # which neuron
+            text = f"neuron {i}" if label is None else f"{label}[{i}]"
+        line.set_label(f"{name} {text}" if several else text)
+    return True
+
+
+def _at_one_time(trace, ax, names, label, **kwargs):
+    """A trace cut at one time (``trace.at(t)``, ``t`` a scalar): each name's values
+    against their segment or neuron index, a point each; a single compartment's value
+    as one point at ``t`` on the time axis."""
+    if label is not None and not isinstance(label, str):
+        raise ValueError(f"label: a trace at one time draws one line per name; give a str, got {label!r}")
+    kwargs.setdefault("marker", "o")
+    t = float(trace.t)
+    values = [np.asarray(getattr(trace, name)) for name in names]
+    if all(y.ndim == 0 for y in values):
+        for name, y in zip(names, values):
+            ax.plot([t], [y], label=label if label is not None else (name if len(names) > 1 else None), **kwargs)
+        ax.set_xlabel("time (ms)")
+    else:
+        for name, y in zip(names, values):
+            text = name if label is None else (f"{label} {name}" if len(names) > 1 else label)
+            ax.plot(np.arange(y.size), y.reshape(-1), label=text if len(names) > 1 or label is not None else None,
+                    **kwargs)
+        columns = {trace.column_labels(name) for name in names}
+        columns = columns.pop() if len(columns) == 1 else None  # ticks only where all names agree
+        if columns is not None or trace.columns is not None:
+            ax.set_xlabel("segment")
+            if columns is not None and len(columns) <= MAX_LEGEND_COLUMNS:
+                ax.set_xticks(np.arange(len(columns)), columns, rotation=30, ha="right", fontsize="small")
+        else:
+            ax.set_xlabel("neuron")
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_title(f"t = {t:g} ms", fontsize="medium")
+    ax.set_ylabel(_ylabel(trace, names))
+    if len(names) > 1 or label is not None:
         ax.legend(fontsize="small")
     return ax
 

@@ -241,11 +241,12 @@ def test_trace_plots_of_populations_spikes_and_networks():
                       record=("v", "m_hh"))
     axes = pop.plot("v", "m_hh")  # a voltage and a gate: an axes each, one time axis
     assert len(axes) == 2 and [len(a.lines) for a in axes] == [3, 3]  # a line per neuron
-    assert [a.get_ylabel() for a in axes] == ["membrane potential (mV)", "m_hh"]
+    assert [a.get_ylabel() for a in axes] == ["membrane potential (mV)", "m_hh (dimensionless)"]
     assert axes[0].get_shared_x_axes().joined(axes[0], axes[1])
     one = pop.plot("v", "m_hh", ax=axes[0].figure.add_subplot(3, 1, 3))  # all on the given axes
-    assert len(one.lines) == 6 and one.get_ylabel() == "membrane potential (mV); m_hh"
-    assert [t.get_text() for t in one.get_legend().get_texts()] == ["v", "m_hh"]  # an entry per name
+    assert len(one.lines) == 6 and one.get_ylabel() == "v (mV); m_hh (dimensionless)"
+    assert [t.get_text() for t in one.get_legend().get_texts()] == [  # an entry per name and neuron
+        f"{name} neuron {i}" for name in ("v", "m_hh") for i in range(3)]
     with pytest.raises(ValueError, match=r"ax: 1 axes given for 2 names"):
         pop.plot("v", "m_hh", ax=[one])
     lif = jn.simulate(jn.LIF(n=3), 50.0, stimuli=[jn.StepCurrent(2.0)], record=())

@@ -443,6 +443,34 @@ class Network(AbstractModel):
             names.append("g")
         return tuple(names)
 
+    def unit_of(self, name):
+        """The unit of ``name`` wherever the network records it: ``i_gap``, ``i_syn`` nA,
+        a synapse's ``g`` µS, other names their populations' (a channel current is
+        mA/cm² on a compartment). A name whose unit differs between populations (``i_cap``
+        of a LIF, nA, and of a compartment, mA/cm²) is a ValueError; ask
+        :meth:`member_unit` for one population's."""
+        found = {self.member_unit(member, name) for member in self._members_recording(name)}
+        if not found:
+            raise ValueError(f"unit_of: {name!r} is not a record name of this Network; it records "
+                             f"{self.observables()}")
+        if len(found) > 1:
+            raise ValueError(f"unit_of: {name!r} has different units in different populations ({sorted(found)}); "
+                             "ask member_unit(population, name)")
+        return found.pop()
+
+    def member_unit(self, member: str, name: str) -> str:
+        """The unit of ``name`` as population (or synapse) ``member`` records it."""
+        if name in ("i_gap", "i_syn", "i_inj"):
+            return "nA"  # the network's own coupling currents, into each compartment
+        if member not in self.names:
+            return "µS"  # a synapse records its conductance g
+        return self.populations[member].unit_of(name)
+
+    def _members_recording(self, name):
+        if name == "g":
+            return [syn.name for syn in self.synapses]
+        return [n for n in self.names if name in ("i_gap", "i_syn") or name in self.populations[n].observables()]
+
     def observe(self, name, t, state, i_inj):
         """``{member: value}`` for every population (and synapse) that records ``name``."""
         i_gap, i_syn = self.coupling_currents(t, state)
@@ -470,10 +498,12 @@ class Network(AbstractModel):
                 out[syn.name] = syn.conductance(t, state.events[syn.name], spikes)
         return out
 
-    def make_trace(self, ts, values, events, span=None):
+    def make_trace(self, ts, values, events, span=None, order=None):
         """One :class:`~jaxneuro.Trace` per population (and recorded synapse), from
         what ``simulate`` saved; reached as ``trace[name]``. ``span``: the run's
-        ``(t0, t1)`` (ms)."""
+        ``(t0, t1)`` (ms); ``order``: the record names in the order ``record=`` gave
+        them (``values`` comes back from ``jit`` sorted), which each part's names
+        and plots follow (None: as ``values`` has them)."""
         for syn in self.synapses:
             late = (events or {}).get(syn.name, {}).get("late")
             if late is not None:
@@ -485,7 +515,10 @@ class Network(AbstractModel):
             if member not in self.names and not vals:
                 continue
             spikes, count = ev.get("spikes"), ev.get("count")
-            part = Trace(t=ts, values=vals, spikes=spikes, spike_count=count, span=span)
+            names = [k for k in (order or vals) if k in vals]
+            part = Trace(t=ts, values=vals, spikes=spikes, spike_count=count, span=span,
+                         order=tuple(names) if order is not None else None,
+                         units=tuple((k, self.member_unit(member, k)) for k in names))
             if part.overflowed is not None:
                 _report_overflow(member, self.populations[member], part)
             parts[member] = part

@@ -168,6 +168,15 @@ class AbstractSpikingNeuron(AbstractModel):
         return drive + slope * (v_r - y0.v) - i_r / c - b_r * v_r, b_r
 
     # --- shared machinery -----------------------------------------------------------
+    def unit_of(self, name):
+        """A point neuron records in absolute units: ``v`` in mV, every other name
+        (``i_inj``, ``i_leak``, ``i_cap``, AdEx's ``w``, Izhikevich's ``u``) a current in
+        nA. A subclass recording something else overrides this."""
+        if name not in self.observables():
+            raise ValueError(f"unit_of: {name!r} is not a record name of {type(self).__name__}; "
+                             f"it records {self.observables()}")
+        return "mV" if name == "v" else "nA"
+
     @property
     def shape(self):
         return population_shape(self, self.n)

@@ -16,7 +16,7 @@ import numpy as np
 import saiunit as u
 
 from .. import backends, units
-from ..model import AbstractModel, CurrentShapeError
+from ..model import AbstractModel, CurrentShapeError, record_units
 from ..stimuli import AbstractStimulus
 from ..stimuli.noise import warn_shared_seeds
 from . import fixed_step
@@ -361,15 +361,16 @@ def simulate(
     _warn_if_diverged(y_final.v, solver, dt)
     make_trace = getattr(model, "make_trace", None)
     if make_trace is not None:  # models made of parts (a Network) split the trace
-        trace = make_trace(ts, dict(values), events, span=(t0, t1))
+        trace = make_trace(ts, dict(values), events, span=(t0, t1), order=tuple(record))
         return eqx.tree_at(lambda tr: tr.final_state, trace, y_final, is_leaf=lambda x: x is None)
     columns = _column_labels(model, record, dict(selected))
+    recorded_units = record_units(model, record)  # for plot labels: the model says each name's unit
     if not y0.events:
         return Trace(t=ts, values=dict(values), final_state=y_final, span=(t0, t1), columns=columns,
-                     order=tuple(record))
+                     order=tuple(record), units=recorded_units)
     spikes, count = events["spikes"], events["count"]
     trace = Trace(t=ts, values=dict(values), spikes=spikes, spike_count=count, final_state=y_final, span=(t0, t1),
-                  columns=columns, order=tuple(record))
+                  columns=columns, order=tuple(record), units=recorded_units)
     setting = ("summary=jn.SpikeSummary(capacity=...)" if isinstance(model, SpikeDetector)
                else f"{type(model).__name__}(spike_capacity=...)")
     capacity = spikes.shape[-1]

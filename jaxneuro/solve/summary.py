@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import units
+from .._repr import values_repr
 from ..model import AbstractModel
 from ..state import State
 
@@ -29,6 +30,8 @@ class SpikeSummary(eqx.Module):
 
     threshold: object = units.param(units.mV, default=0.0)
     capacity: int = eqx.field(default=16, static=True)
+
+    __repr__ = values_repr  # threshold=-20.0, not f32[]
     timing: str = eqx.field(default="interpolated", static=True)
 
     def __post_init__(self):

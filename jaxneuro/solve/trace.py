@@ -11,6 +11,7 @@ import numpy as np
 from jaxtyping import Array
 
 from .. import units
+from .._repr import values_repr
 
 
 class NoFinalState(eqx.Module):
@@ -27,8 +28,11 @@ class Trace(eqx.Module):
 
     ``t``: times in ms, shape ``(T,)``. Each recorded variable is an attribute
     (``trace.v``, ``trace.i_pas``...) of shape ``(T,)`` for one compartment or
-    ``(T, n)`` for a population; ``trace.values`` holds them all by name. Units are
-    those of the record name (mV for ``v``, mA/cm² for densities, nA for ``i_inj``).
+    ``(T, n)`` for a population; ``trace.values`` holds them all by name.
+    ``trace.unit(name)`` is each one's unit, as the model that recorded it gives it
+    (:meth:`~jaxneuro.AbstractModel.unit_of`): mV for ``v``, nA for ``i_inj``, a
+    channel current in mA/cm² on a compartment, cable or cell but nA on a point
+    neuron, ``"1"`` for a gate; plots label their axes with it.
 
     Spiking models also give ``spikes``: spike times in ms, shape ``(capacity,)`` for
     one neuron or ``(n, capacity)`` for a population, padded with ``inf``; and
@@ -63,6 +67,11 @@ class Trace(eqx.Module):
     #: The recorded names in the order ``record=`` gave them (``values``, a dict, comes
     #: back from ``jit`` sorted); :attr:`names` and plots follow it.
     order: tuple | None = eqx.field(default=None, static=True)
+    #: ``((name, unit), ...)``: each recorded variable's unit (see :meth:`unit`).
+    units: tuple | None = eqx.field(default=None, static=True)
+
+    # Small arrays (a trace cut by ``at``) print as their numbers, not ``f32[]``.
+    __repr__ = values_repr
 
     def __getitem__(self, name) -> "Trace":
         parts = self.parts or {}
@@ -81,6 +90,14 @@ class Trace(eqx.Module):
         if name not in self.values:
             raise ValueError(f"column_labels: {name!r} is not recorded; this trace has {self.names}")
         return dict(self.columns or ()).get(name)
+
+    def unit(self, name: str) -> str | None:
+        """The unit of the recorded ``name`` (``"mV"``, ``"nA"``, ``"mA/cm²"``; ``"1"``
+        for a dimensionless one), as the model that recorded it gives it; None where
+        the trace was made without units."""
+        if name not in self.values:
+            raise ValueError(f"unit: {name!r} is not recorded; this trace has {self.names}")
+        return dict(self.units or ()).get(name)
 
     @property
     def overflowed(self):
@@ -150,7 +167,7 @@ class Trace(eqx.Module):
         parts = None if self.parts is None else {k: p.at(t) for k, p in self.parts.items()}
         return Trace(t=t, values={k: interp(v) for k, v in self.values.items()},
                      spikes=self.spikes, spike_count=self.spike_count, parts=parts, columns=self.columns,
-                     order=self.order, final_state=NoFinalState())
+                     order=self.order, units=self.units, final_state=NoFinalState())
 
     def window(self, start, stop) -> "Trace":
         """The part of the trace with ``start <= t <= stop`` (ms, or saiunit times; to
@@ -186,7 +203,7 @@ class Trace(eqx.Module):
             count = jnp.where(self.overflowed, count, kept)
         return Trace(t=cut(self.t), values={k: cut(v) for k, v in self.values.items()},
                      spikes=spikes, spike_count=count, parts=parts, span=(float(start), float(stop)),
-                     columns=self.columns, order=self.order, final_state=NoFinalState())
+                     columns=self.columns, order=self.order, units=self.units, final_state=NoFinalState())
 
     def plot(self, *names, ax=None, **kwargs):
         """Plot recorded variables against time with matplotlib (``"spikes"``: a raster
