@@ -269,6 +269,8 @@ def test_density_parameters_equal_absolute_ones():
         (lambda: jn.Izhikevich(d=1.0 * u.ms), "d"),
         (lambda: jn.Izhikevich(n=4, c=jnp.zeros(3) - 65.0), "c"),
         (lambda: jn.Izhikevich(C=0.0), "C"),
+        (lambda: jn.Izhikevich(a=-0.02), "a"),  # a rate: u grew without bound
+        (lambda: jn.Izhikevich(V_r=-42.0, V_t=-82.0), "V_r"),  # the roots swapped
     ],
 )
 def test_bad_parameters_raise_naming_them(build, name):

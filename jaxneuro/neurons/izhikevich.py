@@ -57,7 +57,7 @@ class Izhikevich(AbstractSpikingNeuron):
     area.
     """
 
-    a: object = units.param(_PER_MS, default=0.02)
+    a: object = units.param(_PER_MS, default=0.02, check="nonnegative")
     b: object = units.param(units.uS, default=0.2)
     c: object = units.param(units.mV, default=-65.0)
     d: object = units.param(units.nA, default=8.0)
@@ -88,7 +88,14 @@ class Izhikevich(AbstractSpikingNeuron):
         self._check_population(
             ("area", "a", "b", "c", "d", "C", "V_peak", "k", "V_r", "V_t", "V_u", "V_init")
         )
-        if all(units.is_concrete(x) for x in (self.c, self.V_peak, self.V_t)):
+        if all(units.is_concrete(x) for x in (self.c, self.V_peak, self.V_t, self.V_r)):
+            # (k·(v - V_r)·(v - V_t) is symmetric in the two, but V_t is where the
+            # upswing runs away: V_peak, the upswing's crossing time and book's V_u read it so.)
+            if not np.all(np.asarray(self.V_r) <= np.asarray(self.V_t)):
+                raise ValueError(
+                    f"Izhikevich.V_r (the resting root, mV) must lie below V_t (the threshold root); "
+                    f"got V_r={self.V_r}, V_t={self.V_t}: swapped?"
+                )
             if not np.all(np.asarray(self.V_peak) > np.asarray(self.V_t)):
                 raise ValueError(
                     f"Izhikevich.V_peak must lie above V_t (mV), where the upswing "
