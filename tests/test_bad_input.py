@@ -71,6 +71,23 @@ def test_a_traced_time_inside_the_users_jit_says_what_to_do(name):
         jax.jit(run)(times[name])
 
 
+def test_a_traced_place_inside_the_users_jit_is_named():
+    # A traced stimulus target or record place raised JAX's TracerArrayConversionError,
+    # naming neither the parameter nor what to do.
+    cab = jn.Cable(length=100, diam=1, nseg=5, channels=[jn.channels.HH()])
+    runs = {
+        r"stimulus target must be concrete .*static_argnames.*amplitude per compartment":
+            lambda i: jn.simulate(cab, 2, stimuli=[jn.StepCurrent(0.1, 0, 1, target=[i])]).v,
+        r"stimulus target must be concrete":
+            lambda x: jn.simulate(cab, 2, stimuli=[jn.StepCurrent(0.1, 0, 1, target=x)]).v,
+        r"record=\{'v': ...\}: a place must be concrete .*static_argnames\)(?!, or)":
+            lambda x: jn.simulate(cab, 2, record={"v": [x]}).v,
+    }
+    for (pattern, run), arg in zip(runs.items(), (2, 0.3, 0.3)):
+        with pytest.raises(ValueError, match=pattern):
+            jax.jit(run)(arg)
+
+
 @pytest.mark.parametrize("t1", [0.0, -1.0])
 def test_t1_not_after_t0(t1):
     with pytest.raises(ValueError, match=r"t1 must be greater than t0"):

@@ -662,7 +662,9 @@ def recorded_indices(model, name, places) -> tuple[int, ...]:
     ``name``: locations ``(section, x)`` (a bare ``x`` on a cable) on a cable or cell,
     or indices into a population or a cell's segments; a ValueError naming ``name``
     otherwise."""
-    from ..stimuli.targets import Location, is_location, normalise_target
+    from ..stimuli.targets import Location, is_location, normalise_target, refuse_traced
+
+    refuse_traced(places, f"record={{{name!r}: ...}}: a place", current=False)
 
     if hasattr(model, "make_trace"):
         raise ValueError(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 __all__ = ["Location", "IndexPair", "normalise_target", "population_target", "placements", "location_x", "is_location", "is_location_list"]
@@ -43,7 +44,21 @@ class IndexPair(tuple):
         return hash(("IndexPair", tuple(self)))
 
 
+def refuse_traced(target, what: str, *, current: bool = True) -> None:
+    """A ValueError naming ``what`` if ``target`` (a place: indices, locations) holds a
+    traced value: which compartments it names is fixed when the run is compiled.
+    ``current``: the place of a current (the message then says how to vary it)."""
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(target)):
+        vary = (", or, to vary where a current goes differentiably, target every compartment with an "
+                "amplitude per compartment") if current else ""
+        raise ValueError(
+            f"{what} must be concrete (it picks compartments when the run is compiled), got a traced value "
+            f"{target!r}: make it a static argument of your jax.jit (static_argnums/static_argnames){vary}"
+        )
+
+
 def normalise_target(target):
+    refuse_traced(target, "stimulus target")
     if target is None or isinstance(target, (str, Location)):
         return target
     if isinstance(target, (bool, np.bool_)):  # not the index 1
