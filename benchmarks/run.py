@@ -175,7 +175,8 @@ def machine():
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    # prog: "jaxneuro bench" when started by that command (default: this file's name).
+    ap = argparse.ArgumentParser(prog=os.environ.get("JAXNEURO_BENCH_PROG"), description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one timed run per simulator (about a minute on 2 cores, always under five)")
     ap.add_argument("--gpu", action="store_true", help="also the gpu_pop workloads (10k, 100k, 1M neurons)")
     ap.add_argument("--f32", action="store_true", help="jaxneuro and Jaxley in float32 (default: float64 on CPU)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ def _parser():
     )
     sub.add_parser("version", help="print the version")
     p.add_argument("--version", action="version", version=f"jaxneuro {_version()}")
+    p.tour_parser = tour
     return p
 
 
@@ -53,7 +55,9 @@ def _bench(options: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    return subprocess.call([sys.executable, str(runner), *options])
+    # Its usage and errors then name the command the user typed, not run.py.
+    env = {**os.environ, "JAXNEURO_BENCH_PROG": "jaxneuro bench"}
+    return subprocess.call([sys.executable, str(runner), *options], env=env)
 
 
 def main(argv=None) -> int:
@@ -63,15 +67,16 @@ def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "tour":
+        tour = parser.tour_parser  # its errors show its own usage
         # Bad paths are reported before the scenarios run, not after.
         if args.out.exists() and not args.out.is_dir():
-            parser.error(f"--out {args.out}: exists and is not a folder")
+            tour.error(f"--out {args.out}: exists and is not a folder")
         json_folder = args.json.parent if args.json is not None else None
         # The tour makes --out (with its parents) before it writes the JSON.
         made = [args.out, *args.out.parents]
         if (json_folder is not None and not json_folder.is_dir()
                 and json_folder.resolve() not in [p.resolve() for p in made]):
-            parser.error(f"--json {args.json}: the folder {args.json.parent} does not exist")
+            tour.error(f"--json {args.json}: the folder {args.json.parent} does not exist")
     if args.command == "version":
         from . import __version__
 

@@ -65,8 +65,9 @@ def test_jaxneuro_bench_command_runs_the_runner(capfd):
     assert cli.main(["bench", "--help"]) == 0
     out = capfd.readouterr().out
     assert "--quick" in out and "--json" in out and "NEURON and Jaxley" in out
+    assert out.startswith("usage: jaxneuro bench")  # the command typed, not run.py
     assert cli.main(["bench", "--no-such-option"]) == 2
-    assert "unrecognized arguments: --no-such-option" in capfd.readouterr().err
+    assert "jaxneuro bench: error: unrecognized arguments: --no-such-option" in capfd.readouterr().err
 
 
 def test_jaxneuro_bench_outside_a_checkout_says_where_it_looked(tmp_path, monkeypatch, capfd):
