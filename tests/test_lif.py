@@ -210,3 +210,19 @@ def test_point_neurons_take_their_parameters_positionally():
     with pytest.raises(TypeError):
         jn.LIF(1.0, 0.1, -70.0, -55.0, -75.0, 20.0, 2.0, None, 3)  # n is not positional
     assert jn.LIF(n=3).shape == (3,)
+
+
+def test_firing_in_consecutive_steps_warns_that_spikes_may_be_lost():
+    # A step holds one spike per neuron: a LIF without refractory period at 100 nA (ISI
+    # 0.201 ms, 497 spikes in 100 ms) kept 200 at dt = 0.5 without a word.
+    import warnings
+
+    lif = jn.LIF(n=2, t_ref=0.0, spike_capacity=512)
+    stim = [jn.StepCurrent(jnp.array([100.0, 2.0]), 0.0, 1e9)]
+    with pytest.warns(RuntimeWarning, match=r"1 neuron\(s\) fired in consecutive steps .*dt = 0.5 ms"):
+        coarse = jn.simulate(lif, 100.0, dt=0.5, stimuli=stim, record=())
+    assert float(coarse.spike_count[0]) == 200
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fine = jn.simulate(lif, 100.0, dt=0.1, stimuli=stim, record=())
+    assert float(fine.spike_count[0]) == 497  # 100 ms / (τ ln(V∞/(V∞ - 20 mV)) = 0.201 ms)
