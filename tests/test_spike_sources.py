@@ -135,6 +135,11 @@ def test_poisson_trains_have_poisson_statistics():
     # t0 shifts the trains.
     later = np.asarray(jn.poisson_spikes(rate, t1 + 500.0, n=n, seed=3, t0=500.0).spikes)
     np.testing.assert_allclose(later[np.isfinite(later)], s[np.isfinite(s)] + 500.0, rtol=1e-12)
+    # A source's train does not change with t1, capacity or the number of sources (each
+    # interval has a key of its own; one draw of shape (n, capacity) gave other trains).
+    longer = np.asarray(jn.poisson_spikes(rate, 2 * t1, n=n + 5, seed=3, capacity=200).spikes)
+    first = longer[:n, : s.shape[1]]
+    np.testing.assert_array_equal(np.where(first <= t1, first, np.inf), s)
 
 
 def test_bad_spike_sources_are_refused_with_the_parameter_named():

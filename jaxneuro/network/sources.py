@@ -115,7 +115,9 @@ def poisson_spikes(rate, t1, *, n=None, t0=0.0, seed=0, capacity=None) -> SpikeT
 
     Intervals are exponential with mean ``1000/rate`` ms, drawn from ``seed`` (an integer
     or a JAX PRNG key) in the default float precision: one seed gives other trains in
-    float32 than in float64. ``capacity``: slots per source (default: the mean count plus 8
+    float32 than in float64. Source ``i``'s ``k``-th interval has a key of its own, so a
+    source's train does not depend on ``t1``, ``capacity`` or ``n`` (a longer run starts
+    with the same spikes). ``capacity``: slots per source (default: the mean count plus 8
     standard deviations, at least 8); a train that would need more is a ValueError
     naming the setting (no spike is silently dropped)."""
     from ..stimuli.noise import prng_key
@@ -141,7 +143,14 @@ def poisson_spikes(rate, t1, *, n=None, t0=0.0, seed=0, capacity=None) -> SpikeT
     key = prng_key(seed, "poisson_spikes: seed")
     f = jnp.result_type(float)
     # One interval more than the slots: if that one still ends before t1, a spike was lost.
-    intervals = jax.random.exponential(key, (n, capacity + 1), f) * (1000.0 / jnp.where(rate > 0, rate, 1.0))[:, None]
+    # Each interval from a key of its own (source i, slot k), so that a source's train
+    # does not change with t1, capacity or the number of sources: a longer run, or a
+    # capacity raised after an overflow, keeps the same input.
+    def draw(i, k):
+        return jax.random.exponential(jax.random.fold_in(jax.random.fold_in(key, i), k), (), f)
+
+    unit = jax.vmap(lambda i: jax.vmap(lambda k: draw(i, k))(jnp.arange(capacity + 1)))(jnp.arange(n))
+    intervals = unit * (1000.0 / jnp.where(rate > 0, rate, 1.0))[:, None]
     times = t0_ + jnp.cumsum(intervals, axis=-1)
     times = jnp.where((rate > 0)[:, None], times, jnp.inf)
     if units.is_concrete(times) and bool(np.any(np.asarray(times)[:, -1] <= t1_)):
