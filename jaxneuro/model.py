@@ -22,8 +22,9 @@ def cached_per_model(method):
     """``method`` (a model's ``precomputed``) computed once per model object while the
     object lives, for concrete models: models are immutable, and a 1000-section cell's
     precomputation took 0.7 s of every eager ``simulate`` call. Models holding tracers
-    (inside ``jit``, ``grad``, ``vmap``) are computed each time, as their values differ.
-    At most ``_CACHE_SIZE`` models are remembered."""
+    (inside ``jit``, ``grad``, ``vmap``) are computed each time, as their values differ,
+    and so is a concrete model's whose computation ran inside a trace (closed over by a
+    jitted function). At most ``_CACHE_SIZE`` models are remembered."""
 
     def cached(self):
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(self)):
@@ -33,6 +34,10 @@ def cached_per_model(method):
         if hit is not None and hit[0]() is self:
             return hit[1]
         out = method(self)
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(out)):
+            # A concrete model used inside the user's jit (closed over): computed there,
+            # its result holds that trace's values, which must not outlive it.
+            return out
         try:
             ref = weakref.ref(self, lambda _, key=key: _PRECOMPUTED.pop(key, None))
         except TypeError:  # not weakly referenceable: not cached

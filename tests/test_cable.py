@@ -612,6 +612,17 @@ def test_a_cells_precomputation_is_kept_while_the_cell_lives():
     assert set(model_module._PRECOMPUTED) == set(before)
     assert all(not isinstance(x, jax.core.Tracer) for _, out in model_module._PRECOMPUTED.values()
                for x in jax.tree.leaves(out))
+    # Nor of a concrete cell closed over by a jitted function (a loss), computed inside
+    # its trace: the next eager run of the cell failed with UnexpectedTracerError.
+    fresh = eqx.tree_at(lambda c: c.sections[1].diam, cell, jnp.asarray(1.5))
+
+    @jax.jit
+    def loss(amp):
+        return jn.simulate(fresh, 5.0, stimuli=[jn.StepCurrent(amp, 1.0, 5.0, target=("s4", 0.5))]).v[-1, 0]
+
+    inside = float(loss(0.2))
+    assert float(jn.simulate(fresh, 5.0, stimuli=stim).v[-1, 0]) == pytest.approx(inside, abs=1e-9)
+    assert np.isfinite(float(jax.grad(loss)(0.2)))
     # A cell that is gone leaves the cache.
     key = next(k for k in model_module._PRECOMPUTED if k[0] == id(thicker))
     del thicker, b
