@@ -269,7 +269,6 @@ def test_density_parameters_equal_absolute_ones():
         (lambda: jn.Izhikevich(d=1.0 * u.ms), "d"),
         (lambda: jn.Izhikevich(n=4, c=jnp.zeros(3) - 65.0), "c"),
         (lambda: jn.Izhikevich(C=0.0), "C"),
-        (lambda: jn.Izhikevich(a=-0.02), "a"),  # a rate: u grew without bound
         (lambda: jn.Izhikevich(V_r=-42.0, V_t=-82.0), "V_r"),  # the roots swapped
     ],
 )
@@ -475,3 +474,12 @@ def test_exponential_euler_ratio_is_accurate_to_rounding_in_both_precisions():
     exact32 = np.expm1(z.astype(np.float32).astype(np.float64)) / z.astype(np.float32).astype(np.float64)
     assert np.max(np.abs(r32 / exact32 - 1)) < 2 * np.finfo(np.float32).eps
     assert np.max(np.abs(r64 / exact - 1)) < 20 * np.finfo(np.float64).eps
+
+
+def test_izhikevich_2004_inhibition_induced_cells_are_accepted():
+    # Izhikevich (2004) Fig. 1 (S) and (T) have a negative a; a check refusing a < 0
+    # rejected these published cells (they run: spikes after the inhibition is released).
+    spiking = jn.Izhikevich.classic(-0.02, -1.0, -60.0, 8.0, V_init=-63.8)
+    bursting = jn.Izhikevich.classic(-0.026, -1.0, -45.0, -2.0, V_init=-63.8)
+    for cell in (spiking, bursting):
+        assert float(cell.a) < 0

@@ -426,6 +426,9 @@ def test_a_temperature_that_does_not_reach_a_channel_with_its_own_is_warned_of()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         jn.Compartment(**geometry, channels=ba())  # the default temperature: nothing given
+        with jax.enable_x64(False):  # 6.3 stored in float32 is not Python's 6.3
+            jn.Compartment(**geometry, channels=ba())
+            jn.Cable(length=100.0, diam=1.0, channels=[ICaT_HM1992()])
         jn.Compartment(**geometry, channels=ba(T=26.0), temperature=26.0)  # both agree
         jn.Compartment(**geometry, channels=[IKDR_Ba2002(phi=1.0)], temperature=26.0)  # phi: no temperature
         jn.Compartment(**geometry, channels=[jn.channels.HH()], temperature=26.0)  # the compartment's

@@ -85,11 +85,13 @@ def warn_own_temperatures(owner: str, channels, temperature) -> None:
     if not units.is_concrete(temperature):
         return
     given = np.asarray(temperature, dtype=float)
-    if np.all(given == DEFAULT_TEMPERATURE):
+    # Compared to float32's rounding: 6.3 stored in float32 is not Python's 6.3.
+    same = lambda a, b: np.all(np.isclose(a, b, rtol=1e-6, atol=0.0))  # noqa: E731
+    if same(given, DEFAULT_TEMPERATURE):
         return
     for ch in channels:
         own = ch.own_temperature()
-        if own is None or not units.is_concrete(own) or np.all(np.asarray(own, dtype=float) == given):
+        if own is None or not units.is_concrete(own) or same(np.asarray(own, dtype=float), given):
             continue
         warnings.warn(
             f"{owner}: temperature={_show(given)} °C does not apply to {type(ch).__name__} (channel "

@@ -57,7 +57,7 @@ class Izhikevich(AbstractSpikingNeuron):
     area.
     """
 
-    a: object = units.param(_PER_MS, default=0.02, check="nonnegative")
+    a: object = units.param(_PER_MS, default=0.02)  # negative in Izhikevich 2004's inhibition-induced cells
     b: object = units.param(units.uS, default=0.2)
     c: object = units.param(units.mV, default=-65.0)
     d: object = units.param(units.nA, default=8.0)
