@@ -378,6 +378,19 @@ def test_spike_times_of_a_trace_with_its_own_spikes_and_windows():
         [sum(t < 50.0 for t in expected) / 0.05, sum(50.0 <= t < 100.0 for t in expected) / 0.05])
     with pytest.raises(ValueError, match="stop must be >= start"):
         trace.window(5.0, 2.0)
+    # A full buffer: a window before its last kept spike holds all of its spikes (it was
+    # marked overflowed, and spike_times warned of lost spikes); one past it does not.
+    import warnings
+
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        full = jn.simulate(jn.LIF(spike_capacity=3), 100.0, dt=0.1, stimuli=[jn.StepCurrent(2.0)])
+    early = full.window(0.0, float(full.spikes[-1]) - 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(jn.spike_times(early)[:2], expected[:2], atol=1e-9)
+    assert int(early.spike_count) == 2 and not bool(early.overflowed)
+    late = full.window(0.0, 100.0)
+    assert bool(late.overflowed) and int(late.spike_count) == len(expected)
     assert float(trace.at(50 * u.ms).v) == pytest.approx(float(trace.at(50.0).v))
     with pytest.raises(RuntimeError, match="recorded range"):
         jax.jit(lambda tr, t: tr.at(t).v)(trace, 300.0)

@@ -173,8 +173,9 @@ class Trace(eqx.Module):
         """The part of the trace with ``start <= t <= stop`` (ms, or saiunit times; to
         rounding, :func:`within`), spike times included: ``spikes`` keeps those in the window (first, padded
         with ``inf``) and ``spike_count`` counts them; for a neuron whose buffer
-        overflowed, ``spike_count`` stays the whole run's (its spikes past the buffer
-        are unknown), so :attr:`overflowed` still says so. A batch of traces (from
+        overflowed before the window's end, ``spike_count`` stays the whole run's (its
+        spikes past the buffer are unknown), so :attr:`overflowed` still says so (a
+        window ending before the buffer's last spike has all of its spikes). A batch of traces (from
         ``jax.vmap`` over ``simulate``) is windowed along its time axis; its traces
         must share one time grid."""
         start = units.to_base(start, "start", units.ms)
@@ -200,7 +201,10 @@ class Trace(eqx.Module):
             inside = (spikes >= start) & (spikes <= stop)
             spikes = jnp.sort(jnp.where(inside, spikes, jnp.inf), axis=-1)  # kept ones first, in order
             kept = jnp.sum(inside, axis=-1).astype(count.dtype)
-            count = jnp.where(self.overflowed, count, kept)
+            # A full buffer whose last kept spike comes after the window holds all of
+            # the window's spikes: only where it ends inside the window are some unknown.
+            last = jnp.max(jnp.where(jnp.isfinite(self.spikes), self.spikes, -jnp.inf), axis=-1)
+            count = jnp.where(self.overflowed & (last <= stop), count, kept)
         return Trace(t=cut(self.t), values={k: cut(v) for k, v in self.values.items()},
                      spikes=spikes, spike_count=count, parts=parts, span=(float(start), float(stop)),
                      columns=self.columns, order=self.order, units=self.units, final_state=NoFinalState())
