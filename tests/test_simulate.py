@@ -665,9 +665,12 @@ def test_a_repeated_run_does_not_place_its_stimuli_again(monkeypatch):
     # Each call placed every stimulus abstractly to check its shape, ~8 ms a stimulus on
     # every call (100 stimuli: 0.38 s a call against 0.014 s); a misfit stimulus is now
     # named where the run's trace fails (tests/test_bad_input.py).
+    from jaxneuro.stimuli import base
+
     calls = []
     inject = jn.StepCurrent.inject
     monkeypatch.setattr(jn.StepCurrent, "inject", lambda self, *a, **k: calls.append(1) or inject(self, *a, **k))
+    monkeypatch.setattr(base, "MERGE_FROM", 10**9)  # each stimulus on its own, as given
     pop = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()], n=8)
     stimuli = [jn.StepCurrent(0.1 * i, 1.0, 5.0, target=[i]) for i in range(8)]
     first = jn.simulate(pop, 3.0, stimuli=stimuli, backend="xla")

@@ -188,3 +188,37 @@ def test_a_stimulus_at_several_locations_is_one_current_per_location():
         jn.VoltageClamp(-20.0, 5.0, target=[("dend", 0.5), ("dend", 1.0)])
     with pytest.raises(ValueError, match="does not fit target"):
         jn.simulate(cell, 1.0, stimuli=[jn.StepCurrent(jnp.ones(3), target=sites)])
+
+
+def test_many_stimuli_at_one_place_each_run_as_one_with_the_same_currents(monkeypatch):
+    # 400 separate step currents (NEURON's IClamp per cell, ported as it is) compiled and
+    # ran one placement each: 42 s to compile into a 1000-section cell, 1.3 s a call on
+    # 1000 HH neurons. They are joined (per place, or per neuron on a population).
+    from jaxneuro.stimuli import base
+
+    pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=40)
+    stims = ([jn.StepCurrent(0.1 + 0.01 * i, 1.0 + 0.1 * i, 3.0 + 0.2 * i, target=i) for i in range(0, 30, 2)]
+             + [jn.Sine(0.05 + 0.01 * i, 40.0 + i, target=-i) for i in range(1, 6)]
+             + [jn.StepCurrent(0.2, 2.0, 1.0, target=3), jn.StepCurrent(0.3, 0.5, 2.0)])
+    joined = base.merge_alike(tuple(stims), pop)
+    assert len(joined) == 3 and joined[0].target is None and joined[0].amp.shape == (40,)
+    assert len(base.merge_alike(tuple(jn.StepCurrent(0.1, target=[i]) for i in range(5)), pop)) == 1  # [i] too
+    secs = [jn.Cable(length=10.0, diam=1.0, nseg=2, channels=[jn.channels.HH()], name=f"s{i}") for i in range(12)]
+    cell = jn.Cell(secs, parents=[None] + [f"s{i}" for i in range(11)])
+    on_cell = [jn.StepCurrent(0.02 * (i % 5), 0.5, 3.0, target=(f"s{i}", (0.5, 1.0, 0.0)[i % 3])) for i in range(12)]
+    assert len(base.merge_alike(tuple(on_cell), cell)) == 1
+    runs = [(pop, stims, "xla"), (pop, stims, "sharded"), (cell, on_cell, "auto")]
+    together = [np.asarray(jn.simulate(m, 8.0, stimuli=s, backend=b).v) for m, s, b in runs]
+    monkeypatch.setattr(base, "MERGE_FROM", 10**9)
+    for (m, s, b), v in zip(runs, together):
+        np.testing.assert_allclose(v, jn.simulate(m, 8.0, stimuli=s, backend=b).v, rtol=0, atol=1e-10)
+    monkeypatch.undo()
+    # A neuron targeted twice keeps its stimuli apart (their currents add); a bad place
+    # among many is still named by its position in the list.
+    twice = [jn.StepCurrent(0.1, 1.0, 2.0, target=i % 3) for i in range(6)]
+    assert len(base.merge_alike(tuple(twice), pop)) == 6
+    bad = on_cell[:7] + [jn.StepCurrent(0.1, 1.0, 2.0, target=("nope", 0.5))] + on_cell[7:]
+    with pytest.raises(ValueError, match=r"stimuli\[7\].*nope"):
+        jn.simulate(cell, 2.0, stimuli=bad)
+    with pytest.raises(ValueError, match=r"stimuli\[4\]"):
+        jn.simulate(pop, 2.0, stimuli=[jn.StepCurrent(0.1, target=i) for i in range(4)] + [jn.StepCurrent(0.1, target=40)])

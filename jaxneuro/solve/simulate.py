@@ -18,6 +18,7 @@ import saiunit as u
 from .. import backends, units
 from ..model import AbstractModel, CurrentShapeError, record_units
 from ..stimuli import AbstractStimulus
+from ..stimuli.base import merge_alike
 from ..stimuli.noise import warn_shared_seeds
 from . import fixed_step
 from .fixed_step import steps_per_save
@@ -241,7 +242,10 @@ def simulate(
     # _stimulus_named: probing each one up front cost ~8 ms per stimulus on every call).
     stimulus_named = functools.partial(_stimulus_named, stimuli, t0, model, y0.v)
     selected = tuple((name, recorded_indices(model, name, places)) for name, places in where.items())
-    system = System(model=model, stimuli=stimuli, selected=selected)
+    # Many step currents (sines, ramps) at one place each run as one stimulus at all
+    # their places (after the checks above, which name each as the user gave it).
+    run_stimuli = stimuli if adaptive else merge_alike(stimuli, model)
+    system = System(model=model, stimuli=run_stimuli, selected=selected)
     if selected and backend == "auto":
         backend = "xla"  # the split backends number compartments per slice
 
@@ -294,7 +298,7 @@ def simulate(
             "xla": fixed_step.integrate,
             "pallas": backends.pallas.integrate,
             "sharded": backends.sharded.integrate,
-        }[backends.choose(backend, model, solver, y0, stimuli)]
+        }[backends.choose(backend, model, solver, y0, run_stimuli)]
         if selected and integrate is not fixed_step.integrate:
             raise ValueError(
                 f"backend={backend!r}: recording at chosen places (record={{name: places}}) runs in one XLA "

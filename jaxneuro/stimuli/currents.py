@@ -29,6 +29,8 @@ class _Windowed(AbstractStimulus):
     # Subclasses declare ``delay`` and ``dur`` (ms) themselves, after their amplitude,
     # so that positional order reads as NEURON's IClamp: (amp, delay, dur).
 
+    mergeable = True  # elementwise waveforms of their parameters
+
     def breakpoints(self):
         return (self.delay, self.delay + self.dur)
 

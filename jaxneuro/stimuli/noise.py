@@ -111,6 +111,8 @@ class NoiseCurrent(_Windowed):
     uses XLA.
     """
 
+    mergeable = False  # its samples are drawn per targeted compartment from its seed
+
     mean: object = units.param(units.nA, default=0.0)
     std: object = units.param(units.nA, default=0.0, check="nonnegative")
     delay: object = units.param(units.ms, default=0.0)
