@@ -86,9 +86,9 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
             f"steady_state: i_inj expects a scalar or one value per compartment (shape {model.shape}), "
             f"got shape {np.shape(i_inj)}"
         ) from None
-    v = _steady_voltage(model, i_inj, v, max_iterations, throw)
+    v, state = _steady_state_compiled(model, i_inj, v, max_iterations, throw)
     _check_below_threshold(model, v, throw)
-    return model.init_state(v)
+    return state
 
 
 def _check_below_threshold(model, v, throw) -> None:
@@ -204,6 +204,15 @@ def _steady_voltage(model, i_inj, v, max_iterations, throw):
     return v
 
 
+@eqx.filter_jit
+def _steady_state_compiled(model, i_inj, v, max_iterations, throw):
+    """``(v, state)``: :func:`_steady_voltage` and the state there, as one compiled
+    program (``max_iterations`` and ``throw`` static): run op by op, the first call
+    compiled some 60 small programs (3-4 s for an 18-section cell)."""
+    v = _steady_voltage(model, i_inj, v, max_iterations, throw)
+    return v, model.init_state(v)
+
+
 def _voltage_derivative(model, i_inj):
     """``dv/dt`` (mV/ms) as a function of ``v`` with the gates at their steady state."""
     return lambda v: model.vector_field(0.0, model.init_state(v), i_inj).v
@@ -214,7 +223,7 @@ def _voltage_derivative(model, i_inj):
 SOLVE_BATCH_VALUES = 1 << 22
 
 
-def _input_resistances(model, v_guess=None):
+def _input_resistances(model, v_guess=None, batch_values=SOLVE_BATCH_VALUES):
     """``dV_k/dI_k`` (MΩ) at the steady state for current into compartment ``k`` alone,
     for every ``k``, of a model whose compartments are coupled: the diagonal of
     ``(-J)⁻¹·S`` with ``J`` the Jacobian of ``dv/dt`` and ``S`` that of the injected
@@ -235,7 +244,10 @@ def _input_resistances(model, v_guess=None):
     # Solves side by side hold one voltage vector each: in batches of at most
     # SOLVE_BATCH_VALUES values, so that a network of 10⁵ compartments does not ask for
     # 10¹⁰ at once (80 GB in float64).
-    return jax.lax.map(response, jnp.arange(n), batch_size=max(1, min(n, SOLVE_BATCH_VALUES // n)))
+    return jax.lax.map(response, jnp.arange(n), batch_size=max(1, min(n, batch_values // n)))
+
+
+_input_resistances_compiled = eqx.filter_jit(_input_resistances)
 
 
 def _step_stimulus(stimulus, name="stimulus", *, amp_matters=True, timed=True) -> StepCurrent:
@@ -340,7 +352,7 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
             rest = steady_state(source, 0.0, v_guess=v_guess).v
             r = (steady_state(source, i_inj, v_guess=rest).v - rest) / amp
         elif source.voltage_coupling() is not None:
-            r = _input_resistances(source, v_guess)
+            r = _input_resistances_compiled(source, v_guess, SOLVE_BATCH_VALUES)  # (static: read per call)
         else:
             zero = jnp.zeros(source.shape, dtype=jnp.result_type(float))
             _, r = jax.jvp(lambda i: steady_state(source, i, v_guess=v_guess).v, (zero,), (jnp.ones_like(zero),))

@@ -389,6 +389,8 @@ def test_spike_times_of_a_trace_with_its_own_spikes_and_windows():
         warnings.simplefilter("error")
         np.testing.assert_allclose(jn.spike_times(early)[:2], expected[:2], atol=1e-9)
     assert int(early.spike_count) == 2 and not bool(early.overflowed)
+    at_last = full.window(0.0, float(full.spikes[-1]))  # ending at the last kept spike: complete too
+    assert int(at_last.spike_count) == 3 and not bool(at_last.overflowed)
     late = full.window(0.0, 100.0)
     assert bool(late.overflowed) and int(late.spike_count) == len(expected)
     assert float(trace.at(50 * u.ms).v) == pytest.approx(float(trace.at(50.0).v))
@@ -702,3 +704,22 @@ def test_active_soma_input_resistance_and_time_constant_as_neuron(neuron_h):
     assert float(jn.membrane_time_constant(tr, stim)) == pytest.approx(0.675, abs=1e-3)
     assert float(np.ravel(jn.input_resistance(soma))[0]) == pytest.approx(67.951, abs=1e-3)
     assert float(np.ravel(jn.membrane_time_constant(soma))[0]) == pytest.approx(0.854, abs=1e-3)
+
+
+def test_steady_state_is_one_compiled_program():
+    # Run op by op, a cell's first steady state compiled some 60 small programs (3-4 s
+    # for 18 sections): now one, whose repeat compiles nothing.
+    from test_simulate import _CountCompiles
+
+    channels = lambda i: [jn.channels.HH() if i == 0 else jn.channels.Leak()]  # noqa: E731
+    secs = [jn.Cable(length=50.0, diam=1.0, nseg=3, channels=channels(i), name=f"s{i}") for i in range(6)]
+    cell = jn.Cell(secs, parents=[None] + [f"s{(i - 1) // 2}" for i in range(1, 6)])
+    cell.precomputed()  # (its own, eager, compiles: not the steady state's)
+    with _CountCompiles() as first:
+        v = jn.steady_state(cell).v
+    assert first.count <= 3, first.count  # was 44
+    with _CountCompiles() as again:
+        assert np.array_equal(jn.steady_state(cell).v, v)
+    assert again.count == 0
+    dvdt = cell.vector_field(0.0, cell.init_state(v), jnp.zeros_like(v)).v
+    assert float(jnp.max(jnp.abs(dvdt))) < 1e-9  # a fixed point

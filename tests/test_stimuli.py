@@ -215,6 +215,9 @@ def test_many_stimuli_at_one_place_each_run_as_one_with_the_same_currents(monkey
     monkeypatch.undo()
     # A neuron targeted twice keeps its stimuli apart (their currents add); a bad place
     # among many is still named by its position in the list.
+    mixed = [jn.StepCurrent(0.1, 1.0, 2.0, target=t) for t in ([0], ("s1", 0.5), [5], ("s2", 0.9), [7])]
+    assert len(base.merge_alike(tuple(mixed), cell)) == 5  # indices and locations kept apart (it crashed)
+    jn.simulate(cell, 2.0, stimuli=mixed + mixed)
     twice = [jn.StepCurrent(0.1, 1.0, 2.0, target=i % 3) for i in range(6)]
     assert len(base.merge_alike(tuple(twice), pop)) == 6
     bad = on_cell[:7] + [jn.StepCurrent(0.1, 1.0, 2.0, target=("nope", 0.5))] + on_cell[7:]

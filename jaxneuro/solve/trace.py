@@ -201,10 +201,11 @@ class Trace(eqx.Module):
             inside = (spikes >= start) & (spikes <= stop)
             spikes = jnp.sort(jnp.where(inside, spikes, jnp.inf), axis=-1)  # kept ones first, in order
             kept = jnp.sum(inside, axis=-1).astype(count.dtype)
-            # A full buffer whose last kept spike comes after the window holds all of
-            # the window's spikes: only where it ends inside the window are some unknown.
+            # A full buffer whose last kept spike comes at or after the window's end
+            # holds all of the window's spikes (lost ones come after it): only where it
+            # ends inside the window are some unknown.
             last = jnp.max(jnp.where(jnp.isfinite(self.spikes), self.spikes, -jnp.inf), axis=-1)
-            count = jnp.where(self.overflowed & (last <= stop), count, kept)
+            count = jnp.where(self.overflowed & (last < stop), count, kept)
         return Trace(t=cut(self.t), values={k: cut(v) for k, v in self.values.items()},
                      spikes=spikes, spike_count=count, parts=parts, span=(float(start), float(stop)),
                      columns=self.columns, order=self.order, units=self.units, final_state=NoFinalState())

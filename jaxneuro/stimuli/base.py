@@ -187,10 +187,11 @@ def merge_alike(stimuli, model) -> tuple:
             and -shape[0] <= place < shape[0])  # (one out of range keeps its own error)
         params = [f.name for f in dataclasses.fields(s) if not f.metadata.get("static")]
         if type(s).mergeable and one_place and all(np.ndim(getattr(s, p)) == 0 for p in params):
-            groups.setdefault((type(s), s.density, tuple(params)), []).append(k)
+            # (Locations and indices apart: one target list holds one kind.)
+            groups.setdefault((type(s), s.density, isinstance(place, Location), tuple(params)), []).append(k)
             places[k] = place
     merged, dropped = {}, set()
-    for (cls, _, params), members in groups.items():
+    for (cls, _, _, params), members in groups.items():
         group = [stimuli[k] for k in members]
         if len(members) < MERGE_FROM:
             continue
