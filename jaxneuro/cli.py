@@ -71,6 +71,10 @@ def main(argv=None) -> int:
         # Bad paths are reported before the scenarios run, not after.
         if args.out.exists() and not args.out.is_dir():
             tour.error(f"--out {args.out}: exists and is not a folder")
+        try:  # made now, so that a folder that cannot be made is said before the scenarios run
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            tour.error(f"--out {args.out}: cannot make the folder ({e.strerror})")
         json_folder = args.json.parent if args.json is not None else None
         # The tour makes --out (with its parents) before it writes the JSON.
         made = [args.out, *args.out.parents]

@@ -68,6 +68,7 @@ def test_bad_paths_are_reported_before_the_tour_runs(tmp_path, capsys):
     afile = tmp_path / "a_file"
     afile.write_text("")
     for argv, message in ((["tour", "--out", str(afile)], "exists and is not a folder"),
+                          (["tour", "--out", str(afile / "sub")], "cannot make the folder"),
                           (["tour", "--json", str(tmp_path / "missing" / "x.json")], "does not exist")):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(argv)
