@@ -440,18 +440,18 @@ def test_adex_train_gradients_follow_the_spike_times():
 
 
 @pytest.mark.parametrize(
-    "model, amp",
-    [(jn.AdEx(), 1.5), (jn.Izhikevich.classic(0.02, 0.2, -50, 2), 10.0)],
+    "make, amp",
+    [(jn.AdEx, 1.5), (lambda: jn.Izhikevich.classic(0.02, 0.2, -50, 2), 10.0)],
     ids=["adex", "izhikevich_chattering"],
 )
-def test_float32_spike_trains_stay_close_to_float64(model, amp):
+def test_float32_spike_trains_stay_close_to_float64(make, amp):
     # The slow variable's increment (AdEx's w, tau_w = 144 ms; Izhikevich's u, a = 0.02)
     # was (exp(z) - 1)/b with z ~ -2e-4: in float32 the same rounding of exp(z) at every
     # step, up to 7e-4 of each increment, so the spike trains drifted apart: 0.03 ms
     # (AdEx) and 0.012 ms (chattering) by the 30th spike. Now within a few units of
     # float32's time resolution there (6e-5 ms at 500 ms).
-    def spikes():
-        tr = jn.simulate(model, 600.0, stimuli=[jn.StepCurrent(amp, 0.0, 1e9)], record=())
+    def spikes():  # the model built in each precision
+        tr = jn.simulate(make(), 600.0, stimuli=[jn.StepCurrent(amp, 0.0, 1e9)], record=())
         s = np.asarray(tr.spikes, dtype=np.float64).ravel()
         return s[np.isfinite(s)]
 

@@ -151,7 +151,7 @@ POPULATION_SCRIPT = textwrap.dedent(
 
 def test_sweep_resumes_with_another_device_count(tmp_path):
     """A sweep started with two devices resumes with one (another node, another core
-    count) into the same folder, and the other way: its fn's fingerprint was that of the
+    count) into the same folder: its fn's fingerprint was that of the
     traced program, which backend="auto" splits over the devices when there are several,
     so the resume was refused as "another fn"."""
     script = tmp_path / "population_sweep.py"
@@ -172,10 +172,6 @@ def test_sweep_resumes_with_another_device_count(tmp_path):
     (out / "chunk_000001.npz").unlink()
     second, again = run(1, tmp_path / "second.log")
     assert second == {"devices": 1, "split": False, "computed": [1]}  # only the missing chunk
-    np.testing.assert_array_equal(again, res)
-    (out / "chunk_000002.npz").unlink()
-    third, again = run(2, tmp_path / "third.log")
-    assert third == {"devices": 2, "split": True, "computed": [2]}
     np.testing.assert_array_equal(again, res)
     assert (out / "chunk_000000.npz").stat().st_mtime_ns == stamps["chunk_000000.npz"]  # left alone
 

@@ -393,6 +393,13 @@ def simulate(
     return trace
 
 
+@jax.jit
+def _count_fast(spikes, dt):
+    """Neurons with spikes at most ``dt`` apart (one compiled program per buffer shape,
+    not three small ones)."""
+    return jnp.sum(jnp.any(jnp.diff(spikes, axis=-1) <= dt * (1.0 + 1e-6), axis=-1))
+
+
 def _warn_firing_every_step(spikes, dt: float, model) -> None:
     """Warn where known spike times of a point neuron come at most ``dt`` apart: a step
     holds one spike per neuron, so a neuron firing in consecutive steps may have been
@@ -402,8 +409,10 @@ def _warn_firing_every_step(spikes, dt: float, model) -> None:
 
     if not isinstance(model, AbstractSpikingNeuron):  # a detector's crossings of sampled voltages
         return
-    fast = jnp.sum(jnp.any(jnp.diff(spikes, axis=-1) <= dt * (1.0 + 1e-6), axis=-1))
-    if not units.is_concrete(fast) or not int(fast):
+    if not units.is_concrete(spikes):
+        return
+    fast = _count_fast(spikes, dt)
+    if not int(fast):
         return
     warnings.warn(
         f"{int(fast)} {spiking_units(model)} fired in consecutive steps (spikes at most dt = {dt:g} ms apart): a "
