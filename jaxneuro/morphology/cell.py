@@ -151,6 +151,18 @@ def _section_number(section, n: int, positions: dict | None) -> int:
     raise ValueError(f"a section is an index or a name, got {section!r}")
 
 
+def _end_node(lay: _Layout, n_segments: int, s: int, x: float, end: int):
+    """``(segments, halves)`` around NEURON's zero-area node at end ``x`` (0 or 1) of
+    section ``s`` (resolved location, ``end`` its end segment): the end segment and the
+    first segment of each child joined there, and the half segments joining each to the
+    node (indices into the half resistances: those towards ``x = 0``, then ``x = 1``);
+    None inside a section."""
+    if x not in (0.0, 1.0):
+        return None
+    firsts = [int(lay.offsets[c]) for c in lay.ends.get((s, x), [])]
+    return [end] + firsts, [end + n_segments if x == 1.0 else end] + firsts
+
+
 def _segment_of(x: float, nseg: int) -> int:
     return min(int(x * nseg), nseg - 1)
 
@@ -761,16 +773,16 @@ class Cell(AbstractModel):
                 s, x, end = locate(loc.section, loc.x)
             except ValueError as e:
                 raise ValueError(f"stimulus target={loc!r}: {e}") from None
-            children = lay.ends.get((s, x), []) if x in (0.0, 1.0) else None
-            if children is None:
+            node = _end_node(lay, n, s, x, end)
+            if node is None:
                 segs.append(end)
                 owner.append(k)
                 continue
-            firsts = [int(lay.offsets[c]) for c in children]
-            at_node += range(len(segs), len(segs) + 1 + len(firsts))
-            segs += [end] + firsts
-            owner += [k] * (1 + len(firsts))
-            halves += [end + n if x == 1.0 else end] + firsts
+            node_segs, node_halves = node
+            at_node += range(len(segs), len(segs) + len(node_segs))
+            segs += node_segs
+            owner += [k] * len(node_segs)
+            halves += node_halves
         segs, owner = np.asarray(segs), np.asarray(owner)
         dtype = jnp.result_type(float)
         if not halves:
@@ -790,12 +802,11 @@ class Cell(AbstractModel):
         joining them to the node; inside a section, the segment containing ``x`` and
         ``None``."""
         s, x, end = self._located(section, x)
-        if x not in (0.0, 1.0):
+        node = _end_node(self._layout(), self.n_segments, s, x, end)
+        if node is None:
             return np.array([end]), None
-        lay, n = self._layout(), self.n_segments
-        children = lay.ends.get((s, x), [])
-        halves = np.array([end + n if x == 1.0 else end] + [int(lay.offsets[c]) for c in children])
-        return np.array([end] + [int(lay.offsets[c]) for c in children]), 1.0 / self._half_resistance()[halves]
+        segs, halves = node
+        return np.array(segs), 1.0 / self._half_resistance()[np.array(halves)]
 
     def voltage_at(self, v, section, x, i_inj=0.0):
         """NEURON's ``sec(x).v`` (mV) from segment voltages ``v`` (mV, last axis the
