@@ -22,7 +22,7 @@ from . import units
 from .model import AbstractModel
 from .solve import hines
 from .solve.summary import SpikeSummary
-from .solve.trace import TIME_TOLERANCE, Trace, check_inside, within
+from .solve.trace import TIME_TOLERANCE, Trace, check_inside, report_overflow, within
 from .state import State
 from .stimuli import StepCurrent
 
@@ -577,15 +577,14 @@ def _warn_overflowed(trace: Trace, what: str, consequence: str) -> None:
     """Warn where a known trace's spike buffer overflowed (``trace.overflowed``): the
     spike times it holds are then a neuron's first ones only. ``simulate`` warns of it
     too, but not under ``jit``, so this is where a user of a jitted run hears of it."""
-    if not units.is_concrete(trace.spike_count):
-        return
-    n_over = int(np.sum(np.asarray(trace.overflowed)))
-    if n_over:
-        warnings.warn(
-            f"{what}: {n_over} neuron(s) fired more spikes than the trace keeps ({trace.spikes.shape[-1]} each; "
-            f"trace.spike_count has the true counts): {consequence}. Simulate with a larger spike_capacity "
-            "(or SpikeSummary(capacity=...))",
-            RuntimeWarning, stacklevel=3)
+    report_overflow(
+        trace.overflowed,
+        lambda n: (f"{what}: {n} neuron(s) fired more spikes than the trace keeps ({trace.spikes.shape[-1]} each; "
+                   f"trace.spike_count has the true counts): {consequence}. Simulate with a larger spike_capacity "
+                   "(or SpikeSummary(capacity=...))"),
+        stacklevel=3,  # past this function and its caller (spike_times, isi)
+        at_run_time=False,
+    )
 
 
 def _warn_nan(t, v, what):
