@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import workloads as W  # noqa: E402
 
 DT, SAVE, V0, DELAY = 0.025, 0.25, -65.0, 1.0
 
@@ -70,22 +75,8 @@ def neuron_run(n, k, t1):
             stims.append(stim)
         recs.append(h.Vector().record(sec(0.5)._ref_v, SAVE))
         secs.append(sec)
-    h.dt = DT
-    h.steps_per_ms = 1.0 / DT
-    h.celsius = 6.3
-    h.usetable_hh = 0  # exact rates, as jaxneuro computes them
-
-    def once():
-        h.finitialize(V0)
-        h.continuerun(t1)
-
-    once()  # warm-up
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), np.stack([np.asarray(r) for r in recs], axis=-1)
+    seconds = W.neuron_timed(h, t1, V0, dt=DT)
+    return seconds, np.stack([np.asarray(r) for r in recs], axis=-1)
 
 
 def main(argv=None):

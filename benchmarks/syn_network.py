@@ -37,6 +37,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import workloads as W  # noqa: E402
 
 DT, SAVE, V0 = 0.025, 0.25, -65.0
 TAU, E_SYN, DELAY, WEIGHT, THRESHOLD = 2.0, 0.0, 1.5, 0.002, 0.0
@@ -124,23 +125,9 @@ def neuron_run(n, k, t1):
         counter = h.Vector()
         nc.record(counter)
         counters.append((nc, counter))
-    h.dt = DT
-    h.steps_per_ms = 1.0 / DT
-    h.celsius = 6.3
-    h.usetable_hh = 0  # exact rates, as jaxneuro computes them (NEURON's default is a table)
-
-    def once():
-        h.finitialize(V0)
-        h.continuerun(t1)
-
-    once()  # warm-up
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - start)
+    seconds = W.neuron_timed(h, t1, V0, dt=DT)
     v = np.stack([np.asarray(r) for r in recs], axis=-1)
-    return float(np.median(times)), v, [np.asarray(c) for _, c in counters]
+    return seconds, v, [np.asarray(c) for _, c in counters]
 
 
 def main(argv=None):

@@ -20,6 +20,7 @@ workload's comparison points), plus, for JAX simulators, what to compile.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -198,6 +199,29 @@ def jaxneuro_run(name, *, backend="auto", use_table=False, grad_checkpoints="sav
 
 
 # --- NEURON -----------------------------------------------------------------------------------
+
+def neuron_timed(h, t1, v0, *, dt=DT, repeats=3):
+    """Median seconds of ``repeats`` NEURON runs from ``finitialize(v0)`` to ``t1`` (ms)
+    after a warm-up, with ``dt`` (ms), ``celsius`` 6.3 (``hh``'s reference) and ``hh``'s
+    exact rates (``usetable_hh = 0``, as jaxneuro computes them; NEURON's default is a
+    table), for the benchmarks that build their own NEURON models."""
+    h.dt = dt
+    h.steps_per_ms = 1.0 / dt
+    h.celsius = 6.3
+    h.usetable_hh = 0
+
+    def once():
+        h.finitialize(v0)
+        h.continuerun(t1)
+
+    once()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
 
 def neuron_run(name, *, tables=True):
     from neuron import h
