@@ -51,7 +51,7 @@ class Cable(AbstractModel):
     cm: object = units.param(units.uF_per_cm2, default=1.0, check="positive")
     nseg: int = eqx.field(default=1, static=True)
     channels: tuple[AbstractChannel, ...] = ()
-    temperature: object = units.param(units.celsius, default=6.3)
+    temperature: object = units.param(units.celsius, default=membrane.DEFAULT_TEMPERATURE)
     diam3d: object = units.param(units.um, default=None, check="positive")
     arc3d: tuple | None = eqx.field(default=None, static=True, kw_only=True)
     name: str | None = eqx.field(default=None, static=True, kw_only=True)

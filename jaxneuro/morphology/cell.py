@@ -887,8 +887,8 @@ class Cell(AbstractModel):
 
     # --- SWC --------------------------------------------------------------------------
     @classmethod
-    def from_swc(cls, path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=None, freq=100.0, temperature=6.3,
-                 nseg=None):
+    def from_swc(cls, path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=None, freq=100.0,
+                 temperature=membrane.DEFAULT_TEMPERATURE, nseg=None):
         """Read a morphology from an SWC file, ``nseg`` by NEURON's d_lambda rule (default
         0.1) or ``nseg`` per section; see :func:`jaxneuro.morphology.swc.cell_from_swc`."""
         from .swc import cell_from_swc

@@ -50,7 +50,7 @@ class Compartment(AbstractModel):
     area: object = units.param(units.um2, default=None, check="positive")
     cm: object = units.param(units.uF_per_cm2, default=1.0, check="positive")
     channels: tuple[AbstractChannel, ...] = ()
-    temperature: object = units.param(units.celsius, default=6.3)
+    temperature: object = units.param(units.celsius, default=membrane.DEFAULT_TEMPERATURE)
     n: int | None = eqx.field(default=None, static=True)
 
     def __post_init__(self):

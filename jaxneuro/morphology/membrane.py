@@ -71,8 +71,8 @@ def check_channels(owner: str, channels) -> tuple[AbstractChannel, ...]:
 _CHECKED: dict = {}
 
 
-#: NEURON's default ``celsius`` (°C), the default temperature of compartments and
-#: cables: one at another value was given it.
+#: NEURON's default ``celsius`` (°C), the default temperature of compartments, cables
+#: and cells read from SWC: one at another value was given it.
 DEFAULT_TEMPERATURE = 6.3
 
 
@@ -205,7 +205,7 @@ def check_channel(where: str, ch: AbstractChannel) -> None:
                 )
 
     v = jnp.zeros(())
-    temperature = 6.3
+    temperature = DEFAULT_TEMPERATURE
     gates = {g: jnp.full((), 0.5) for g in names}
     for method, fn in (("steady_state", lambda c: c.steady_state(v, temperature)),
                        ("gate_inf_rate", lambda c: c.gate_inf_rate(v, temperature)),
