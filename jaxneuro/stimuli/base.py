@@ -192,18 +192,19 @@ def merge_alike(stimuli, model) -> tuple:
             places[k] = place
     merged, dropped = {}, set()
     for (cls, _, _, params), members in groups.items():
-        group = [stimuli[k] for k in members]
         if len(members) < MERGE_FROM:
             continue
+        group = [stimuli[k] for k in members]
         if on_cell:
-            values = {p: jnp.stack([jnp.asarray(getattr(s, p)) for s in group]) for p in params}
             target = tuple(places[k] for k in members)
         else:
             neurons = [places[k] % shape[0] for k in members]
             if len(set(neurons)) < len(neurons):
                 continue  # a neuron targeted twice: its currents add, not one parameter each
-            values = _per_neuron(group, params, np.asarray(neurons), shape[0])
             target = None
+        values = {p: jnp.stack([jnp.asarray(getattr(s, p)) for s in group]) for p in params}  # one per place
+        if target is None:
+            values = _per_neuron(group[0], values, np.asarray(neurons), shape[0])
         joined = eqx.tree_at(lambda s: [getattr(s, p) for p in params], group[0], [values[p] for p in params])
         object.__setattr__(joined, "target", target)
         merged[members[0]] = joined
@@ -211,15 +212,14 @@ def merge_alike(stimuli, model) -> tuple:
     return tuple(merged.get(k, s) for k, s in enumerate(stimuli) if k not in dropped)
 
 
-def _per_neuron(group, params, neurons, n: int) -> dict:
-    """``{parameter: value per neuron}`` for stimuli ``group`` at ``neurons`` of a
-    population of ``n``: theirs there; elsewhere the first one's, with its amplitudes
-    (the parameters in nA) 0, so that the others get no current."""
-    first = group[0]
+def _per_neuron(first, values: dict, neurons, n: int) -> dict:
+    """``values`` (``{parameter: one value per stimulus}``, the stimuli at ``neurons`` of
+    a population of ``n``) as one value per neuron: theirs there; elsewhere ``first``'s
+    (the first stimulus), with its amplitudes (the parameters in nA) 0, so that the
+    others get no current."""
     fields = {f.name: f for f in dataclasses.fields(first)}
     out = {}
-    for p in params:
-        given = jnp.stack([jnp.asarray(getattr(s, p)) for s in group])
+    for p, given in values.items():
         rest = jnp.zeros_like(given[0]) if fields[p].metadata.get("unit") is units.nA else jnp.asarray(getattr(first, p))
         out[p] = jnp.broadcast_to(rest, (n,)).at[neurons].set(given)
     return out
