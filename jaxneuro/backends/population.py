@@ -17,6 +17,7 @@ import dataclasses
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def problem(model, stimuli=()) -> str | None:
@@ -147,4 +148,7 @@ def pad_neurons(x, n_pad: int):
     n = x.shape[0]
     if n_pad == n:
         return x
-    return jnp.pad(x, [(0, n_pad - n)] + [(0, 0)] * (x.ndim - 1), mode="edge")
+    # A gather, not a pad: XLA turns the gather of a broadcast value (an initial state)
+    # into a broadcast of the padded size, and broadcasts share one compiled kernel,
+    # where each padded broadcast was a kernel of its own (several ms of compile each).
+    return x[np.minimum(np.arange(n_pad), n - 1)]

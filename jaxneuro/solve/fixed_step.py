@@ -93,9 +93,12 @@ def make_grid(t0: float, t1: float, dt: float, save_every_steps: int, n_save: in
     return Grid(float(dt), n_steps, first_dt, int(save_every_steps), int(n_save))
 
 
-def make_span(t0: float, t1: float) -> jax.Array:
-    """``[t0, t1]`` as the array the compiled loops take (ms, JAX's float dtype)."""
-    return jnp.asarray([t0, t1], jnp.result_type(float))
+def make_span(t0: float, t1: float) -> tuple[jax.Array, jax.Array]:
+    """``(t0, t1)`` as the two scalar arrays the compiled loops take (ms, JAX's float
+    dtype). Two scalars, not one array: XLA's CPU compiler makes a kernel of its own
+    (several ms of compile time each) for every slice of an array it cannot fold."""
+    dtype = jnp.result_type(float)
+    return jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)
 
 
 def init_solver(solver, term, y0, args, t0_, t1_, grid: Grid):
@@ -142,8 +145,8 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
 @eqx.filter_jit
 def integrate_span(solver: diffrax.AbstractSolver, term, y0, args, span, *, grid: Grid, record: tuple[str, ...],
                    grad_checkpoints: str = "saves", save_block_bytes: int | None = None):
-    """:func:`integrate` with the run's ``[t0, t1]`` as an array ``span`` (traced) and
-    its static layout as a :class:`Grid`."""
+    """:func:`integrate` with the run's start and end as ``span``, a pair of scalars
+    (traced, :func:`make_span`), and its static layout as a :class:`Grid`."""
 
     def observe(t, y):
         return args.observe(record, t, y)
@@ -153,8 +156,7 @@ def integrate_span(solver: diffrax.AbstractSolver, term, y0, args, span, *, grid
     # Opaque to XLA: called inside a user's jit the span is a constant, which XLA would
     # fold into the step's times (another rounding of t0 + k·dt than with the traced span
     # of an eager call: results an ulp apart between the two).
-    span = jax.lax.optimization_barrier(jnp.asarray(span, dtype))
-    t0_, t1_ = span[0], span[1]
+    t0_, t1_ = jax.lax.optimization_barrier(tuple(jnp.asarray(t, dtype) for t in span))
     dt_ = jnp.asarray(grid.dt, dtype)
     solver_state = init_solver(solver, term, y0, args, t0_, t1_, grid)
 
@@ -203,9 +205,12 @@ def integrate_span(solver: diffrax.AbstractSolver, term, y0, args, span, *, grid
 
     k = grid.save_every_steps
 
-    def interval(carry, j):
-        carry = run_steps(carry, j * k, k)
-        return carry, split_columns(observe(t0_ + (j + 1) * k * dt_, carry[0]))
+    def interval(carry, _):
+        # The save's index is counted in the carry, not scanned over an iota: that
+        # would be an array made before the loop, a kernel of its own to compile.
+        y, state, j = carry
+        y, state = run_steps((y, state), j * k, k)
+        return (y, state, j + 1), split_columns(observe(t0_ + (j + 1) * k * dt_, y))
 
     def split_columns(saved):
         if save_block_bytes is None:
@@ -226,7 +231,9 @@ def integrate_span(solver: diffrax.AbstractSolver, term, y0, args, span, *, grid
     first = observe(t0_, y0)
     carry = (y0, solver_state)
     if n_save > 1:
-        carry, rest = jax.lax.scan(interval, carry, jnp.arange(n_save - 1))
+        (y, state, _), rest = jax.lax.scan(interval, (*carry, jnp.asarray(0, jnp.result_type(int))), None,
+                                           length=n_save - 1)
+        carry = (y, state)
         rest = {name: jnp.concatenate(x, axis=-1) if isinstance(x, tuple) else x for name, x in rest.items()}
         saved = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, rest)
     else:

@@ -250,8 +250,11 @@ def simulate(
         backend = "xla"  # the split backends number compartments per slice
 
     n_save = int(math.floor((t1 - t0) / save_every + 1e-9)) + 1
-    # Clipped: rounding may put the last save a hair past t1.
-    ts = jnp.minimum(t0 + save_every * jnp.arange(n_save, dtype=jnp.result_type(float)), t1)
+    # Clipped: rounding may put the last save a hair past t1. Computed here, in JAX's
+    # float dtype, so that inside a jit the times are a constant (not a kernel to compile).
+    float_dtype = np.dtype(jnp.result_type(float))
+    ts = jnp.asarray(np.minimum(float_dtype.type(t0) + float_dtype.type(save_every)
+                                * np.arange(n_save, dtype=float_dtype), float_dtype.type(t1)))
     # Where save_every does not divide the run, t1 is saved too (after a shorter
     # interval): the run reaches it, and a trace ending short of it cut its end off.
     ends_off_grid = (t1 - t0) / save_every - (n_save - 1) > 1e-6
