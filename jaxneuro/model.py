@@ -42,9 +42,7 @@ def cached_per_model(method):
             ref = weakref.ref(self, lambda _, key=key: _PRECOMPUTED.pop(key, None))
         except TypeError:  # not weakly referenceable: not cached
             return out
-        while len(_PRECOMPUTED) >= _CACHE_SIZE:
-            _PRECOMPUTED.pop(next(iter(_PRECOMPUTED)))
-        _PRECOMPUTED[key] = (ref, out)
+        _remember(_PRECOMPUTED, key, (ref, out), _CACHE_SIZE)
         return out
 
     cached.__name__, cached.__qualname__, cached.__doc__ = method.__name__, method.__qualname__, method.__doc__
@@ -60,6 +58,14 @@ _PRECOMPUTED: dict = {}
 # than a compiled run of it, and 0.1 s a 500-section cell, at every simulate.
 _RECORD_NAMES: dict = {}
 _RECORD_NAMES_SIZE = 64
+
+
+def _remember(cache: dict, key, value, size: int) -> None:
+    """``cache[key] = value``, first dropping the oldest entries so that at most
+    ``size`` are kept."""
+    while len(cache) >= size:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
 
 # Populations up to this size place targeted stimuli by gathers (a static table with
 # one entry per compartment) rather than a scatter-add.
@@ -206,9 +212,7 @@ class AbstractModel(eqx.Module):
         gates = jax.eval_shape(lambda: self.init_state(self.default_v0)).gates
         out = tuple(self.observables()), frozenset(gates)
         if key is not None:
-            while len(_RECORD_NAMES) >= _RECORD_NAMES_SIZE:
-                _RECORD_NAMES.pop(next(iter(_RECORD_NAMES)))
-            _RECORD_NAMES[key] = out
+            _remember(_RECORD_NAMES, key, out, _RECORD_NAMES_SIZE)
         return out
 
 

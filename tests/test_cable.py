@@ -628,3 +628,10 @@ def test_a_cells_precomputation_is_kept_while_the_cell_lives():
     del thicker, b
     gc.collect()
     assert key not in model_module._PRECOMPUTED
+    # Many live models: the oldest are let go, so the cache stays bounded.
+    many = [eqx.tree_at(lambda c: c.sections[0].diam, cell, 1.0 + 0.1 * i) for i in range(model_module._CACHE_SIZE + 3)]
+    for m in many:
+        m.precomputed()
+    assert len(model_module._PRECOMPUTED) == model_module._CACHE_SIZE
+    assert {k[0] for k in model_module._PRECOMPUTED} == {id(m) for m in many[-model_module._CACHE_SIZE:]}
+    assert many[-1].precomputed() is many[-1].precomputed()
