@@ -323,10 +323,20 @@ def _load_chunk(path: Path, result_shape, rows: int, what: str):
             "sweep again to recompute that chunk"
         ) from None
     shapes = [(rows, *x.shape) for x in expected]
-    if [x.shape for x in leaves] != shapes or any(x.dtype.itemsize != e.dtype.itemsize for x, e in zip(leaves, expected)):
+    if [x.shape for x in leaves] != shapes:
         raise ValueError(
             f"{what}: chunk file {path} holds arrays of shapes {[x.shape for x in leaves]}, expected "
             f"{shapes} ({rows} parameter sets); delete it and run the sweep again to recompute that chunk"
+        )
+    # Raw bytes (NumPy's "V" kind) of the expected size are a dtype NumPy cannot name
+    # (bfloat16) and are read as it; any other dtype than the result's is not this
+    # sweep's data (reading float32 bits as int32 would give numbers, wrong ones).
+    wrong = [(x.dtype, e.dtype) for x, e in zip(leaves, expected)
+             if x.dtype != e.dtype and not (x.dtype.kind == "V" and x.dtype.itemsize == e.dtype.itemsize)]
+    if wrong:
+        raise ValueError(
+            f"{what}: chunk file {path} holds arrays of dtypes {[str(x.dtype) for x in leaves]}, expected "
+            f"{[str(e.dtype) for e in expected]}; delete it and run the sweep again to recompute that chunk"
         )
     leaves = [x if x.dtype == e.dtype else x.view(e.dtype) for x, e in zip(leaves, expected)]
     return jax.tree.unflatten(treedef, leaves)

@@ -416,6 +416,9 @@ def test_sweep_results_read_back_from_disk_keep_dtypes_units_and_are_checked(tmp
     chunk.write_bytes(chunk.read_bytes()[:20])
     with pytest.raises(ValueError, match=r"chunk file .*chunk_000001\.npz is damaged .*delete it"):
         jn.sweep(fn, grid, batch_size=4, out=out)
+    np.savez(chunk, np.zeros(2, np.int32 if jax.numpy.result_type(float) == np.float32 else np.int64))
+    with pytest.raises(ValueError, match=r"chunk_000001\.npz holds arrays of dtypes \['int(32|64)'\], expected \['float"):
+        jn.sweep.load(out, fn, grid)  # (same size as the floats: their bits were read as numbers)
     np.savez(chunk, np.zeros(1))  # one row where the last chunk holds two
     with pytest.raises(ValueError, match=r"chunk_000001\.npz holds arrays of shapes \[\(1,\)\], expected \[\(2,\)\]"):
         jn.sweep.load(out, fn, grid)
