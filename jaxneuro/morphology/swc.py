@@ -267,7 +267,7 @@ def swc_sections(points: Sequence[SWCPoint], path=None) -> list[Section3D]:
     if dropped:
         # As NEURON's Import3d does, but a user should know the file says more.
         warnings.warn(
-            f"SWC: {len(dropped)} section(s) of zero length dropped (points {'; '.join(map(str, dropped[:5]))}: "
+            f"{where}: {len(dropped)} section(s) of zero length dropped (points {'; '.join(map(str, dropped[:5]))}: "
             "one point, or two at the same place), as NEURON's Import3d drops them; their children join "
             "their parents", RuntimeWarning, stacklevel=4)
     counts: dict[int, int] = {}
