@@ -7,7 +7,9 @@ gpu_pop10k, gpu_pop100k, gpu_pop1m. Each simulator is warmed up (JAX: compiled a
 time; the compile time reported is the median of three further compiles of freshly
 built models (one with --quick), so that one-off costs of the process are not charged
 to whichever simulator runs first) and then
-timed (median of 5 runs, 1 with --quick). Voltages are compared in the same run (max |ΔV| on a 0.25 ms grid and
+timed (median of 5 runs, 1 with --quick); the headline times of jaxneuro, NEURON and
+Jaxley are then timed again in turns, one run of each per round, 11 rounds (not with
+--quick), so that the load of a shared machine falls on all three alike. Voltages are compared in the same run (max |ΔV| on a 0.25 ms grid and
 spike-time differences, NEURON with exact rates as the reference), the gradient
 against a NEURON finite difference, and float32 against float64 for jaxneuro.
 Precision: float64 on the CPU, float32 on accelerators (--f32 forces float32).
@@ -28,6 +30,7 @@ import platform
 import statistics
 import sys
 import time
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -71,8 +74,37 @@ def add_speedups(r, time_key, prefix, sims):
             r[f"{prefix}{sim}"] = r[f"{sim}_s"] / r[time_key]
 
 
-def timed(make_run, repeats):
-    """Median run time, compile time and result of ``make_run()``'s workload.
+class Timing(NamedTuple):
+    """What :func:`timed` measured: median run time (s), compile time (s; None for
+    NEURON), the result as NumPy, and the warmed-up call (for :func:`in_turns`)."""
+
+    seconds: float
+    compile_s: float | None
+    out: object
+    call: Callable
+
+
+#: Rounds of :func:`in_turns` for the simulators' headline times.
+TURNS = 11
+
+
+def in_turns(calls: dict, rounds: int = TURNS) -> dict:
+    """Median seconds of each warmed-up call in ``calls`` (name -> call), timed in
+    turns: one call of each per round. Timed one simulator after the other, a
+    simulator's runs share the machine's load of their moment (other users of a shared
+    machine, its clock): a ratio between two simulators then moved by up to ~15 %
+    between runs of the runner; in turns, each round's runs see about the same load."""
+    times = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            t = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def timed(make_run, repeats) -> Timing:
+    """Median run time, compile time, result and call of ``make_run()``'s workload.
 
     JAX simulators are compiled from a freshly built model each time, and the first
     compile is not reported: it pays each library's one-off costs in the process (its
@@ -96,7 +128,7 @@ def timed(make_run, repeats):
         t = time.perf_counter()
         result = run.call()
         times.append(time.perf_counter() - t)
-    return statistics.median(times) if times else warm_s, compile_s, run.convert(result)
+    return Timing(statistics.median(times) if times else warm_s, compile_s, run.convert(result), run.call)
 
 
 # XLA's own limit for compiling a loop into one CPU kernel and its own vector width
@@ -134,7 +166,7 @@ def _only(sim, name, x64, repeats, path, backend="auto"):
             return W.jaxneuro_run(name, backend=backend)
     else:
         make = W.jaxley_run
-    s, _, out = timed(lambda: make(name), repeats)
+    s, _, out, _ = timed(lambda: make(name), repeats)
     arr = np.empty(len(out), dtype=object) if isinstance(out, tuple) else np.asarray(out)
     if isinstance(out, tuple):
         arr[:] = list(out)
@@ -246,11 +278,13 @@ def main(argv=None):
         print(f"## {name}", flush=True)
 
         backend = args.backend if gpu_pop else "auto"
-        r["jaxneuro_s"], r["jaxneuro_compile_s"], jn_out = timed(lambda: W.jaxneuro_run(name, backend=backend), repeats)
+        r["jaxneuro_s"], r["jaxneuro_compile_s"], jn_out, jn_call = timed(
+            lambda: W.jaxneuro_run(name, backend=backend), repeats)
+        turns = {"jaxneuro": jn_call}
         if gpu_pop:
             r["backend"] = backend
             r["compartment_steps_per_s"] = w["n"] * steps / r["jaxneuro_s"]
-            xla_s, _, xla_out = timed(lambda: W.jaxneuro_run(name, backend="xla"), 0 if big and on_cpu else repeats)
+            xla_s, _, xla_out, _ = timed(lambda: W.jaxneuro_run(name, backend="xla"), 0 if big and on_cpu else repeats)
             r["jaxneuro_xla_s"] = xla_s
             r["pallas_vs_xla_count_mismatch"] = int(np.sum(jn_out[0] != xla_out[0]))
             finite = np.isfinite(jn_out[1]) & np.isfinite(xla_out[1])
@@ -260,25 +294,31 @@ def main(argv=None):
             # What splitting the population over the cores is worth: one XLA loop.
             r["jaxneuro_backend"] = W.jaxneuro_backend(name)
             if r["jaxneuro_backend"] != "xla":
-                r["jaxneuro_one_loop_s"], _, one_out = timed(lambda: W.jaxneuro_run(name, backend="xla"), repeats)
+                r["jaxneuro_one_loop_s"], _, one_out, _ = timed(lambda: W.jaxneuro_run(name, backend="xla"), repeats)
                 r["one_loop_vs_split_max_dv_mV"] = compare(one_out, jn_out)["max_dv_mV"]
         if not big and have_neuron:
-            r["neuron_s"], _, nrn_table_out = timed(lambda: W.neuron_run(name, tables=True), repeats)
-            r["neuron_exact_s"], _, nrn_out = timed(lambda: W.neuron_run(name, tables=False), 0 if gpu_pop else repeats)
+            r["neuron_s"], _, nrn_table_out, turns["neuron"] = timed(lambda: W.neuron_run(name, tables=True), repeats)
+            r["neuron_exact_s"], _, nrn_out, _ = timed(lambda: W.neuron_run(name, tables=False), 0 if gpu_pop else repeats)
         else:
             r["neuron_s"] = r["neuron_exact_s"] = None
         r["jaxley_s"] = r["jaxley_compile_s"] = None
         if have_jaxley and (not big or not on_cpu):
             try:
-                r["jaxley_s"], r["jaxley_compile_s"], jx_out = timed(lambda: W.jaxley_run(name), repeats)
+                r["jaxley_s"], r["jaxley_compile_s"], jx_out, turns["jaxley"] = timed(lambda: W.jaxley_run(name), repeats)
             except Exception as e:  # e.g. out of memory for Jaxley's full traces at 1M neurons
                 if not big:
                     raise
                 r["jaxley_error"] = f"{type(e).__name__}: {str(e)[:500]}"
+        if repeats > 1 and len(turns) > 1:
+            # The headline times again, the simulators in turns (in_turns); each one's
+            # median timed on its own stays in the JSON.
+            r["timed_alone_s"] = {sim: r[f"{sim}_s"] for sim in turns}
+            r.update({f"{sim}_s": s for sim, s in in_turns(turns).items()})
+            r["timed_in_turns"] = TURNS
 
         if name in ("tree1k", "grad_tree1k"):
             # The cell's axial coupling solved path by path (StaggeredEuler(tree_solve="paths")).
-            r["jaxneuro_paths_s"], r["jaxneuro_paths_compile_s"], paths_out = timed(
+            r["jaxneuro_paths_s"], r["jaxneuro_paths_compile_s"], paths_out, _ = timed(
                 lambda: W.jaxneuro_run(name, tree_solve="paths"), repeats)
             if name == "grad_tree1k":
                 r["paths_vs_hines_rel_diff"] = rel_diff(paths_out, jn_out)
@@ -300,7 +340,7 @@ def main(argv=None):
                                  "jaxley": float(jx_out[0]) if r["jaxley_s"] is not None else None}
             r["grad_jaxneuro"] = [float(x) for x in jn_out]
             # Trading memory for time: every step's state kept (simulate(grad_checkpoints="steps")).
-            r["jaxneuro_checkpoint_steps_s"], _, steps_out = timed(
+            r["jaxneuro_checkpoint_steps_s"], _, steps_out, _ = timed(
                 lambda: W.jaxneuro_run(name, grad_checkpoints="steps"), repeats)
             r["checkpoint_steps_grad_rel_diff"] = rel_diff(steps_out, jn_out)
             if fwd:
@@ -341,7 +381,7 @@ def main(argv=None):
                 r["jaxley_xla_default_loops_s"], _ = subprocess_run("jaxley", name, x64, repeats, XLA_DEFAULT_LOOP_LIMIT)
         # NEURON's rate table in jaxneuro (HH(use_table=True)) against NEURON with tables.
         if name in ("hh1", "pop1k") and have_neuron:
-            r["jaxneuro_table_s"], _, table_out = timed(lambda: W.jaxneuro_run(name, use_table=True), repeats)
+            r["jaxneuro_table_s"], _, table_out, _ = timed(lambda: W.jaxneuro_run(name, use_table=True), repeats)
             r["table_vs_neuron_table"] = compare(table_out, nrn_table_out)
 
         add_speedups(r, "jaxneuro_s", "speedup_vs_", ("neuron", "jaxley", "jaxley_xla_default_loops"))

@@ -120,3 +120,22 @@ def test_stimuli_benchmark_small(tmp_path):
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "stimuli.py"), "--n", "5", "--stimuli", "6"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert bad.returncode != 0 and "--stimuli expects 1 <= stimuli <= n" in bad.stderr
+
+
+def test_simulators_are_timed_in_turns(monkeypatch):
+    # The headline times: one run of each simulator per round, so that a shared
+    # machine's load of the moment falls on all of them; medians per simulator.
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    import run
+
+    order, clock = [], [0.0]
+    cost = {"a": 3.0, "b": 1.0}
+
+    def call(name):
+        order.append(name)
+        clock[0] += cost[name] + (50.0 if len(order) == 3 else 0.0)  # one slow moment
+
+    monkeypatch.setattr(run.time, "perf_counter", lambda: clock[0])
+    medians = run.in_turns({"a": lambda: call("a"), "b": lambda: call("b")}, rounds=5)
+    assert order == ["a", "b"] * 5
+    assert medians == {"a": 3.0, "b": 1.0}
