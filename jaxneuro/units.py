@@ -99,6 +99,15 @@ def unit_name(unit) -> str:
     return _UNIT_NAMES.get(id(unit), str(unit))
 
 
+def as_count(value):
+    """A NumPy integer as a Python int (a converter for static counts such as ``n``
+    and capacities, e.g. ``n=np.sum(mask)``); anything else as it is, for the field's
+    check to take or refuse."""
+    if isinstance(value, np.integer) and not isinstance(value, np.bool_):
+        return int(value)
+    return value
+
+
 def positive_int(value, name: str) -> int:
     """``value`` as an int if it is a positive integer (a bool is not), else a
     ValueError naming ``name``."""
@@ -215,6 +224,17 @@ def to_base(value: Any, name: str, unit) -> Any:
         return value
     if isinstance(value, (bool, np.bool_, str, bytes)):  # jnp.asarray would parse "1"
         raise ValueError(f"parameter {name!r} expects a number in {unit_name(unit)}, got {value!r}")
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    if isinstance(value, (list, tuple)):
+        try:
+            kind = np.asarray(value).dtype.kind
+        except Exception:  # e.g. tracers in the list: left to jnp.asarray below
+            kind = None
+    if kind in ("b", "c"):  # converted to floats, True would be 1 and an imaginary part dropped
+        raise ValueError(
+            f"parameter {name!r} expects real numbers in {unit_name(unit)}, got an array of "
+            f"{'booleans' if kind == 'b' else 'complex numbers'} ({np.asarray(value).dtype})"
+        )
     try:
         arr = jnp.asarray(value, dtype=_float_dtype(value))
     except (TypeError, ValueError) as e:

@@ -134,6 +134,36 @@ def test_booleans_are_not_counts():
         soma(n=True)
 
 
+def test_numpy_integers_are_counts():
+    # n=np.sum(mask) was refused ("expects a positive integer, got np.int64(2)") where
+    # Cable's nseg took it; the models keep Python ints (static fields, jit keys).
+    n = np.sum(np.array([True, True, False]))
+    for model in (jn.LIF(n=n, spike_capacity=np.int64(7)), jn.AdEx(n=n), jn.Izhikevich(n=n), soma(n=np.int32(2))):
+        assert model.shape == (2,) and type(model.n) is int
+    assert type(jn.LIF(spike_capacity=np.int64(7)).spike_capacity) is int
+    assert type(jn.SpikeSummary(capacity=np.int64(4)).capacity) is int
+    with pytest.raises(ValueError, match=r"LIF\.n expects a positive integer, got np\.int64\(0\)|LIF\.n expects a positive integer, got 0"):
+        jn.LIF(n=np.int64(0))
+
+
+def test_complex_and_boolean_arrays_are_not_numbers():
+    # As arrays they were converted without a word: the imaginary part dropped, True
+    # read as 1 S/cm²; as Python scalars they were refused.
+    with pytest.raises(ValueError, match=r"'Leak\.g' expects real numbers in S/cm², got an array of complex numbers"):
+        jn.channels.Leak(g=np.array(1e-4 + 1e-4j))
+    with pytest.raises(ValueError, match=r"'Leak\.g' expects real numbers in S/cm², got an array of booleans"):
+        jn.channels.Leak(g=np.array([True]))
+    with pytest.raises(ValueError, match=r"'Leak\.g' expects real numbers .* booleans"):
+        jn.channels.Leak(g=[True, False])
+    with pytest.raises(ValueError, match=r"'StepCurrent\.amp' expects real numbers in nA, got an array of complex"):
+        jn.StepCurrent(amp=np.array(1 + 5j), delay=0.0, dur=1.0)
+    with pytest.raises(ValueError, match=r"'v0' expects real numbers in mV, got an array of complex"):
+        jn.simulate(jn.LIF(), 1.0, v0=np.array(-65 + 3j))
+    with pytest.raises(ValueError, match=r"expects real numbers in ms, got an array of booleans"):
+        jn.isi(np.array([True, True]))
+    np.testing.assert_allclose(np.asarray(jn.channels.Leak(g=np.array([1e-4, 2e-4], np.float32)).g), [1e-4, 2e-4])
+
+
 def test_record_and_stimuli_of_the_wrong_kind_are_named():
     with pytest.raises(ValueError, match=r"record expects variable names .* got None"):
         jn.simulate(soma(), 1.0, record=None)

@@ -51,7 +51,7 @@ class Compartment(AbstractModel):
     cm: object = units.param(units.uF_per_cm2, default=1.0, check="positive")
     channels: tuple[AbstractChannel, ...] = ()
     temperature: object = units.param(units.celsius, default=membrane.DEFAULT_TEMPERATURE)
-    n: int | None = eqx.field(default=None, static=True)
+    n: int | None = eqx.field(default=None, static=True, converter=units.as_count)
 
     def __post_init__(self):
         self.channels = membrane.check_channels("Compartment", self.channels)
@@ -62,8 +62,8 @@ class Compartment(AbstractModel):
             raise ValueError(
                 "Compartment: geometry missing; give length and diam (µm) or area (µm²)"
             )
-        if self.n is not None and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
-            raise ValueError(f"Compartment.n expects a positive integer, got {self.n!r}")
+        if self.n is not None:
+            units.positive_int(self.n, "Compartment.n")
         super().__post_init__()
         own = {k: getattr(self, k) for k in ("length", "diam", "area", "cm", "temperature")}
         membrane.check_parameter_shapes("Compartment", self.channels, own, self.n)

@@ -259,10 +259,9 @@ class AbstractSpikingNeuron(AbstractModel):
 
     def _check_common(self):
         cls = type(self).__name__
-        if self.n is not None and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
-            raise ValueError(f"{cls}.n expects a positive integer, got {self.n!r}")
-        if isinstance(self.spike_capacity, bool) or not isinstance(self.spike_capacity, int) or self.spike_capacity < 1:
-            raise ValueError(f"{cls}.spike_capacity expects a positive integer, got {self.spike_capacity!r}")
+        if self.n is not None:
+            units.positive_int(self.n, f"{cls}.n")
+        units.positive_int(self.spike_capacity, f"{cls}.spike_capacity")
         self._check_surrogate()
 
     def resolve_events(self, t0, t1, y0: State, y1: State, a, b) -> State:

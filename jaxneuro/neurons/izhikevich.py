@@ -69,8 +69,8 @@ class Izhikevich(AbstractSpikingNeuron):
     V_u: object = units.param(units.mV, default=0.0)
     V_init: object = units.param(units.mV, default=-65.0)
     area: object = units.param(units.um2, default=None, check="positive")
-    n: int | None = eqx.field(default=None, static=True, kw_only=True)
-    spike_capacity: int = eqx.field(default=100, static=True, kw_only=True)
+    n: int | None = eqx.field(default=None, static=True, kw_only=True, converter=units.as_count)
+    spike_capacity: int = eqx.field(default=100, static=True, kw_only=True, converter=units.as_count)
     surrogate: object = eqx.field(default=None, static=True, kw_only=True)
     skip_quiet_steps: bool = eqx.field(default=False, static=True, init=False, repr=False)
 

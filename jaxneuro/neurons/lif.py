@@ -43,8 +43,8 @@ class LIF(AbstractSpikingNeuron):
     V_spike: object = units.param(units.mV, default=20.0)
     t_ref: object = units.param(units.ms, default=2.0, check="nonnegative")
     area: object = units.param(units.um2, default=None, check="positive")
-    n: int | None = eqx.field(default=None, static=True, kw_only=True)
-    spike_capacity: int = eqx.field(default=100, static=True, kw_only=True)
+    n: int | None = eqx.field(default=None, static=True, kw_only=True, converter=units.as_count)
+    spike_capacity: int = eqx.field(default=100, static=True, kw_only=True, converter=units.as_count)
     surrogate: object = eqx.field(default=None, static=True, kw_only=True)
     skip_quiet_steps: bool = eqx.field(default=False, static=True, init=False, repr=False)
 

@@ -29,7 +29,7 @@ class SpikeSummary(eqx.Module):
     ``"interpolated"`` (default) or ``"neuron"``."""
 
     threshold: object = units.param(units.mV, default=0.0)
-    capacity: int = eqx.field(default=16, static=True)
+    capacity: int = eqx.field(default=16, static=True, converter=units.as_count)
 
     __repr__ = values_repr  # threshold=-20.0, not f32[]
     timing: str = eqx.field(default="interpolated", static=True)
@@ -58,9 +58,7 @@ def _check_timing(module) -> None:
 
 def _check_capacity(module) -> None:
     """ValueError unless ``module.capacity`` (a static buffer length) is a positive int."""
-    capacity = module.capacity
-    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
-        raise ValueError(f"{type(module).__name__}.capacity expects a positive integer, got {capacity!r}")
+    units.positive_int(module.capacity, f"{type(module).__name__}.capacity")
 
 
 def _delegated(name: str) -> property:
@@ -90,7 +88,7 @@ class SpikeDetector(AbstractModel):
 
     model: AbstractModel
     threshold: object = units.param(units.mV, default=0.0)
-    capacity: int = eqx.field(default=16, static=True)
+    capacity: int = eqx.field(default=16, static=True, converter=units.as_count)
     timing: str = eqx.field(default="interpolated", static=True)
     #: Update the buffers under a ``lax.cond`` taken only in steps where some
     #: compartment crossed (static). The fused GPU kernel sets it: per block of 128
