@@ -168,6 +168,64 @@ def refuse_quantities(tree, where: str) -> None:
             )
 
 
+def check_edited(tree, where: str) -> None:
+    """Check the parameters of ``tree`` (a model or stimulus) that were set after it was
+    made (``eqx.tree_at``), as its constructor checks them: a ValueError naming the
+    field for a value of the wrong kind (a boolean, a complex number, text), NaN, or
+    one out of its range (a negative refractory period), and the class's own checks
+    again (e.g. LIF's ``V_reset < V_th``). Such a value went unchecked into the run.
+
+    Only values that are not yet float arrays are checked (numbers, lists, booleans...):
+    the constructors leave every parameter a float array, so the usual run has nothing
+    to look at; arrays set afterwards (an optimiser's) are taken as they are."""
+    def edited(x):
+        kind = getattr(getattr(x, "dtype", None), "kind", None)
+        return not isinstance(x, jax.core.Tracer) and (kind != "f" or not isinstance(x, (jax.Array, np.ndarray)))
+
+    if not any(edited(x) for x in jax.tree_util.tree_leaves(tree)):
+        return
+    for path, module in _modules_with_paths(tree, ""):
+        changed = False
+        for f in dataclasses.fields(module):
+            if "unit" not in f.metadata:
+                continue
+            value = getattr(module, f.name, None)
+            if value is None or not any(edited(x) for x in jax.tree_util.tree_leaves(value)):
+                continue
+            label = f"{where}{path}.{f.name}"
+            if isinstance(value, (list, tuple)):  # its numbers would stay a list in the run
+                raise ValueError(
+                    f"parameter {label!r} holds a {type(value).__name__}, set after the object was made (e.g. by "
+                    f"eqx.tree_at); set a number or an array in {unit_name(f.metadata['unit'])} "
+                    "(jnp.asarray(...)), or build the object with it"
+                )
+            arr = to_base(value, label, f.metadata["unit"])
+            check_value(arr, label, f.metadata["check"], f.metadata["unit"], f.metadata["allow_inf"])
+            changed = True
+        if changed:
+            for cls in type(module).__mro__:
+                if "__check_init__" in vars(cls):
+                    vars(cls)["__check_init__"](module)
+
+
+def _modules_with_paths(x, path: str):
+    """``(path, module)`` for every equinox module in ``x`` (fields, lists, tuples and
+    dicts followed), ``path`` as Python would write the attribute access."""
+    import equinox as eqx
+
+    if isinstance(x, eqx.Module):
+        yield path, x
+        for f in dataclasses.fields(x):
+            if not f.metadata.get("static", False):
+                yield from _modules_with_paths(getattr(x, f.name, None), f"{path}.{f.name}")
+    elif isinstance(x, (list, tuple)):
+        for i, y in enumerate(x):
+            yield from _modules_with_paths(y, f"{path}[{i}]")
+    elif isinstance(x, dict):
+        for k, y in x.items():
+            yield from _modules_with_paths(y, f"{path}[{k!r}]")
+
+
 def numbers_as_arrays(tree):
     """``tree`` (a model or stimulus) with its Python numbers as arrays of the default
     float dtype, as the constructors make every parameter. A number put there afterwards

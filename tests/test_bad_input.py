@@ -2,6 +2,7 @@
 
 import math
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -162,6 +163,32 @@ def test_complex_and_boolean_arrays_are_not_numbers():
     with pytest.raises(ValueError, match=r"expects real numbers in ms, got an array of booleans"):
         jn.isi(np.array([True, True]))
     np.testing.assert_allclose(np.asarray(jn.channels.Leak(g=np.array([1e-4, 2e-4], np.float32)).g), [1e-4, 2e-4])
+
+
+def test_values_set_after_construction_are_checked_as_the_constructor_checks_them():
+    # eqx.tree_at skips the constructor: True ran as 1 S/cm², a negative refractory
+    # period shortened every interval by 4 ms, V_th below V_reset fired every 2 ms, and
+    # NaN or a zero capacitance ran into NaN traces, all without a word.
+    cell = soma()
+    leak = lambda m: m.channels[0].g  # noqa: E731
+    with pytest.raises(ValueError, match=r"'simulate: model\.channels\[0\]\.g' expects a number in S/cm², got True"):
+        jn.simulate(eqx.tree_at(leak, cell, True), 1.0)
+    with pytest.raises(ValueError, match=r"'simulate: model\.channels\[0\]\.g' must not be NaN"):
+        jn.simulate(eqx.tree_at(leak, cell, float("nan")), 1.0)
+    with pytest.raises(ValueError, match=r"'simulate: model\.cm' must be > 0 \(in µF/cm²\); got 0\.0"):
+        jn.simulate(eqx.tree_at(lambda m: m.cm, cell, 0.0), 1.0)
+    with pytest.raises(ValueError, match=r"'simulate: model\.channels\[0\]\.g' holds a list, set after"):
+        jn.simulate(eqx.tree_at(leak, cell, [1e-4]), 1.0)
+    with pytest.raises(ValueError, match=r"'simulate: model\.t_ref' must be >= 0 \(in ms\); got -2\.0"):
+        jn.simulate(eqx.tree_at(lambda m: m.t_ref, jn.LIF(), -2.0), 10.0)
+    with pytest.raises(ValueError, match=r"LIF\.V_reset must lie below V_th"):
+        jn.simulate(eqx.tree_at(lambda m: m.V_th, jn.LIF(), -80.0), 10.0)
+    with pytest.raises(ValueError, match=r"'simulate: stimuli\[0\]\.amp' expects a number in nA, got True"):
+        jn.simulate(cell, 1.0, stimuli=[eqx.tree_at(lambda s: s.amp, jn.StepCurrent(0.1, 0.0, 1.0), True)])
+    # A valid number set the same way runs, as the constructor would have made it.
+    edited = jn.simulate(eqx.tree_at(leak, cell, 2e-4), 5.0).v
+    made = jn.simulate(soma(channels=[jn.channels.Leak(g=2e-4)]), 5.0).v
+    np.testing.assert_array_equal(np.asarray(edited), np.asarray(made))
 
 
 def test_record_and_stimuli_of_the_wrong_kind_are_named():

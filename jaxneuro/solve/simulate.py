@@ -148,6 +148,7 @@ def simulate(
     if not isinstance(model, AbstractModel):
         raise ValueError(f"simulate: model expects a jaxneuro model, got {type(model).__name__}")
     units.refuse_quantities(model, "simulate: model")
+    units.check_edited(model, "simulate: model")
     model = units.numbers_as_arrays(model)  # a number set by eqx.tree_at: not compiled in
     init, t0 = _continued_from(init, t0)
     t0 = _time(t0, "t0")
@@ -182,6 +183,7 @@ def simulate(
                 f"stimuli[{i}] expects a jaxneuro stimulus (e.g. jn.StepCurrent), got {type(s).__name__}"
             )
         units.refuse_quantities(s, f"simulate: stimuli[{i}]")
+        units.check_edited(s, f"simulate: stimuli[{i}]")
     stimuli = tuple(units.numbers_as_arrays(s) for s in stimuli)
 
     where = {}
