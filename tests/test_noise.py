@@ -413,3 +413,21 @@ def test_recorded_samples_on_interval_edges_are_the_intervals_they_start():
     k = np.arange(i.shape[0])
     expected = np.stack([np.asarray(stim.sample((kk + 0.5) * DT, (3,))) for kk in k])
     np.testing.assert_allclose(i, expected, rtol=1e-12, atol=0)
+
+
+def test_seeds_of_2_to_the_32_or_more_are_not_cut_to_32_bits():
+    # Without 64-bit mode JAX keeps a seed's low 32 bits: seed 2**32 drew seed 0's
+    # numbers, 7 + 2**32 seed 7's. They now make the key 64-bit mode makes: the
+    # seed's high and low words.
+    from jaxneuro.stimuli.noise import _key_data
+
+    with jax.enable_x64(True):
+        wide64 = np.asarray(_key_data(7 + 2**32, None)[0])
+    with jax.enable_x64(False):
+        np.testing.assert_array_equal(np.asarray(_key_data(7 + 2**32, None)[0]), wide64)
+        np.testing.assert_array_equal(wide64, [1, 7])
+        a = jn.poisson_spikes(50.0, 200.0, n=3, seed=7)
+        b = jn.poisson_spikes(50.0, 200.0, n=3, seed=7 + 2**32)
+        assert not np.array_equal(np.asarray(a), np.asarray(b))
+        with pytest.raises(ValueError, match=r"seed expects an integer .*\(out of range: seeds below 2\*\*63"):
+            jn.poisson_spikes(50.0, 200.0, n=3, seed=2**64)

@@ -280,6 +280,8 @@ def _key_data(seed, impl, name="NoiseCurrent.seed"):
                 f"as 'threefry2x32' or 'rbg', got {impl!r} ({e})"
             ) from None
     if isinstance(seed, (int, np.integer)):
+        if seed >= 2**32 and not jax.config.jax_enable_x64:
+            return _wide_seed_key_data(int(seed), impl, refuse)
         try:
             key = jax.random.key(int(seed), impl=impl)
         except (OverflowError, ValueError, TypeError):
@@ -303,6 +305,21 @@ def _key_data(seed, impl, name="NoiseCurrent.seed"):
             refuse(f" (a key's data has shape {expected})")
         return jnp.asarray(seed), impl
     refuse(f" (an integer array of shape {seed.shape})")
+
+
+def _wide_seed_key_data(seed: int, impl, refuse):
+    """The key data of an integer seed of 2**32 or more without JAX's 64-bit mode, as
+    ``jax.random.key`` makes it with 64-bit mode: the seed's high and low 32 bits.
+    Without 64-bit mode JAX keeps only the low bits (``seed % 2**32``), so seed 2**32
+    drew the same numbers as seed 0, without a word."""
+    if seed >= 2**63:
+        refuse(" (out of range: seeds below 2**63)")
+    key0 = jax.random.key(0, impl=impl)
+    if jax.random.key_data(key0).shape != (2,):  # not threefry's two words
+        refuse(" (a seed of 2**32 or more needs jax_enable_x64 with this PRNG implementation; or pass "
+               "jax.random.key(...))")
+    data = np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32)
+    return jnp.asarray(data), jax.random.key_impl(key0)
 
 
 def ou_current(mean, std, tau, t1, *, dt=0.025, shape=(), seed=0, t0=0.0, target=None) -> DataCurrent:
