@@ -296,6 +296,78 @@ def _step_in_range(trace: Trace, step):
     _in_range(trace, step.delay + step.dur, "the end of the stimulus")
 
 
+def _each_member(fn, trace: Trace, step, what: str, variable: str):
+    """``fn(member, step)`` for every member of a batch of traces (from ``jax.vmap``
+    over ``simulate``: ``t`` of shape ``(batch..., T)``), shaped ``batch + (result of
+    one)``. A field of ``step`` (``amp``, ``delay``, ``dur``) whose leading axes are
+    the batch's holds one value per member (the vmapped step); any other is every
+    member's.
+
+    Members on one time grid with one step timing (the usual sweep), where the values
+    are known, are measured together as columns of one trace, so that the range checks
+    and warnings of a single trace apply; otherwise (under ``jit`` or ``grad``, or
+    per-member timing) ``fn`` is vmapped over them."""
+    t = trace.t
+    batch = tuple(t.shape[:-1])
+    nb = len(batch)
+    cols = tuple(getattr(trace, variable).shape[nb + 1:])
+
+    def fits(shape):
+        try:
+            return np.broadcast_shapes(tuple(shape), cols) == cols
+        except ValueError:
+            return False
+
+    per_member = {}
+    for name in ("amp", "delay", "dur"):
+        shape = np.shape(getattr(step, name))
+        mine = shape[:nb] == batch and fits(shape[nb:])
+        if mine and fits(shape):
+            raise ValueError(
+                f"{what}: stimulus.{name} of shape {shape} could be one value per member of this batch of traces "
+                f"(batch shape {batch}) or one per compartment (shape {cols}); call {what} inside the "
+                f"jax.vmap, with the simulation: jax.vmap(lambda a: jn.{what}(jn.simulate(...), step(a)))(amps)"
+            )
+        if not mine and not fits(shape):
+            raise ValueError(
+                f"{what}: stimulus.{name} has shape {shape}; for this batch of traces (batch shape {batch}, "
+                f"compartments {cols}) give one value for all members (a scalar or shape {cols}) or one per "
+                f"member (shape {batch} + ...), as the vmapped simulation had it"
+            )
+        per_member[name] = mine
+    known = all(units.is_concrete(x) for x in (t, step.amp, step.delay, step.dur))
+    if known and not per_member["delay"] and not per_member["dur"]:
+        grid = np.asarray(t).reshape(-1, t.shape[-1])
+        if np.all(grid == grid[0]):
+            # One grid: the members are columns after the time axis, (T, batch..., cols...).
+            move = lambda x: jnp.moveaxis(x, tuple(range(nb)), tuple(range(1, nb + 1)))  # noqa: E731
+
+            def widen(x, mine):
+                x = jnp.asarray(x)
+                if mine:  # (batch..., own...) -> (batch..., 1..., own...), against (batch..., cols...)
+                    x = x.reshape(batch + (1,) * (len(cols) - (x.ndim - nb)) + x.shape[nb:])
+                return x if x.ndim == 0 else jnp.broadcast_to(x, batch + cols)
+
+            columns = Trace(t=jnp.asarray(t).reshape(-1, t.shape[-1])[0],
+                            values={k: move(x) for k, x in trace.values.items()},
+                            spikes=trace.spikes, spike_count=trace.spike_count)
+            return fn(columns, _with_timing(step, *(widen(getattr(step, k), per_member[k]) for k in per_member)))
+    flat = lambda x, n=nb: jnp.reshape(x, (-1,) + jnp.shape(x)[n:])  # noqa: E731
+    members = Trace(t=flat(t), values={k: flat(x) for k, x in trace.values.items()},
+                    spikes=None if trace.spikes is None else flat(trace.spikes),
+                    spike_count=None if trace.spike_count is None else flat(trace.spike_count))
+    fields = [flat(getattr(step, k)) if mine else getattr(step, k) for k, mine in per_member.items()]
+    out = jax.vmap(lambda member, *f: fn(member, _with_timing(step, *f)),
+                   in_axes=(0,) + tuple(0 if mine else None for mine in per_member.values()))(members, *fields)
+    return out.reshape(batch + out.shape[1:])
+
+
+def _with_timing(step, amp, delay, dur):
+    """``step`` with these ``amp``, ``delay`` and ``dur`` (already in nA and ms: not
+    converted or checked again)."""
+    return eqx.tree_at(lambda s: (s.amp, s.delay, s.dur), step, (amp, delay, dur))
+
+
 def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str | None = None, variable="v",
                      v_guess=None):
     """Input resistance in MΩ.
@@ -309,6 +381,11 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
       at or before the step onset.
     - ``method="end"``: the deflection at the last sample at or before the end of the
       step, divided by ``step.amp``.
+
+    A batch of traces (from ``jax.vmap`` over ``simulate``: ``t`` of shape ``(batch...,
+    T)``) gives one value per member, shape ``batch + (compartments...)``; the step may
+    be the vmapped one (``amp``, ``delay`` or ``dur`` with the batch's leading axes) or
+    one for all members (as ``membrane_time_constant``).
 
     The step's amplitude must be a current (nA), not a current density. Where the
     voltage of a known trace is still moving at the onset (a run not started at rest),
@@ -366,6 +443,9 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     if method not in ("deflection", "end"):
         raise ValueError(f"input_resistance(trace): method must be 'deflection' or 'end', got {method!r}")
     step = _step_stimulus(stimulus)
+    if source.t.ndim > 1:
+        return _each_member(lambda tr, st: input_resistance(tr, st, method=method, variable=variable),
+                            source, step, "input_resistance", variable)
     _step_in_range(source, step)
     v = getattr(source, variable)
     baseline = _sample_at_or_before(source, step.delay, variable)
@@ -458,8 +538,10 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     onset at which the response first reaches ``1 - 1/e`` (63.2%) of its deflection
     at the end of the step, linearly interpolated between samples (with the warnings
     of :func:`input_resistance` where the baseline drifts or the step makes the cell
-    fire). From a model (independent compartments): ``C · R_in`` with the steady-state
-    input resistance (``v_guess`` as there). For a passive membrane the two agree; for
+    fire; for a batch of traces, one per member, as :func:`input_resistance`; where
+    the trace is sampled fewer than :data:`MIN_SAMPLES_PER_TAU` times per time constant,
+    a RuntimeWarning: the interpolated crossing comes late). From a model
+    (independent compartments): ``C · R_in`` with the steady-state input resistance (``v_guess`` as there). For a passive membrane the two agree; for
     an active one ``C · R_in`` is the slope resistance's time constant, not the
     charging time a step shows (an HH soma: 0.854 ms against 0.675 ms from a trace, in
     jaxneuro as in NEURON).
@@ -484,6 +566,9 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     if not isinstance(source, Trace):
         raise ValueError(f"membrane_time_constant expects a Trace or a model, got {type(source).__name__}")
     step = _step_stimulus(stimulus, amp_matters=False)  # a ratio of deflections
+    if source.t.ndim > 1:
+        return _each_member(lambda tr, st: membrane_time_constant(tr, st, variable=variable),
+                            source, step, "membrane_time_constant", variable)
     _step_in_range(source, step)
     if units.is_concrete(source.t) and units.is_concrete(step.delay) and units.is_concrete(step.dur):
         t_np, start = np.asarray(source.t), float(step.delay)
@@ -513,7 +598,40 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     f_b = take(frac, idx)
     f_a = take(frac, prev)
     w = jnp.where(f_b != f_a, (target - f_a) / jnp.where(f_b != f_a, f_b - f_a, 1.0), 0.0)
-    return t_a + w * (t_b - t_a) - step.delay
+    tau = t_a + w * (t_b - t_a) - step.delay
+    _warn_coarse(source, step, tau)
+    return tau
+
+
+#: The fewest samples per time constant :func:`membrane_time_constant` reads a
+#: trace's charging curve from without a warning: linear interpolation of
+#: ``1 - exp(-t/tau)`` between samples ``h`` apart can be off by ``(h/tau)²/8``, 3 % at
+#: 2 samples per time constant; a 1 ms membrane read 1.47 ms at 1 sample per 2 ms.
+MIN_SAMPLES_PER_TAU = 2
+
+
+def _warn_coarse(trace: Trace, step, tau):
+    """Warn where a known time constant spans fewer than :data:`MIN_SAMPLES_PER_TAU`
+    sampling intervals of the trace over the step: interpolated across so few samples
+    the crossing of 63.2% is misplaced (too late), silently."""
+    if not all(units.is_concrete(x) for x in (trace.t, tau, step.delay, step.dur)):
+        return
+    t = np.asarray(trace.t)
+    start = float(np.min(np.asarray(step.delay)))
+    stop = float(np.max(np.asarray(step.delay) + np.asarray(step.dur)))
+    k = max(int(np.searchsorted(t, start + TIME_TOLERANCE, side="right")) - 1, 0)
+    h = float(np.max(np.diff(t[k:np.searchsorted(t, stop + TIME_TOLERANCE, side="right")]), initial=0.0))
+    tau = np.asarray(tau)
+    coarse = np.isfinite(tau) & (tau < MIN_SAMPLES_PER_TAU * h)
+    if np.any(coarse):
+        shortest = float(np.min(tau[coarse]))
+        warnings.warn(
+            f"membrane_time_constant: the trace is sampled every {h:g} ms, too coarse for the estimated time "
+            f"constant {shortest:.4g} ms (fewer than {MIN_SAMPLES_PER_TAU} samples per time constant, in "
+            f"{int(np.sum(coarse))} compartment(s)): interpolating between samples this far apart overestimates "
+            f"it; simulate with save_every <= {shortest / (2 * MIN_SAMPLES_PER_TAU):.3g} ms (a multiple of dt), "
+            "or save every step (save_every=None)",
+            RuntimeWarning, stacklevel=3)
 
 
 DEFAULT_SPIKE_CAPACITY = 100

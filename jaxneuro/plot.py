@@ -51,7 +51,11 @@ def plot_trace(trace, *names, ax=None, label=None, **kwargs):
 
     A population's or cable's variable gives one line per neuron or segment; up to
     :data:`MAX_LEGEND_COLUMNS` of them each get a legend entry: the segment
-    (``"soma(0.5)"``) or ``"neuron i"``. ``label``: a str names the trace (to tell two
+    (``"soma(0.5)"``) or ``"neuron i"``. More lines (without ``label`` or a colour of
+    your own): a cell's segments take one colour per section, with a legend entry per
+    section (``"dend (21 segments)"``), where it has at most ``MAX_LEGEND_COLUMNS``
+    sections; other columns are drawn along a colormap (viridis), the first and last
+    named in the legend. ``label``: a str names the trace (to tell two
     traces apart on one axes): a single line is ``label``, a population's lines
     ``"label[i]"``, a cable's ``"label soma(0.5)"``; past ``MAX_LEGEND_COLUMNS`` lines
     they are drawn in one colour with one entry, ``label``. A sequence of str gives each
@@ -128,12 +132,50 @@ def _lines(trace, ax, names, label, **kwargs):
     legend = False
     for name in names:
         lines = ax.plot(t, np.asarray(getattr(trace, name)), **kwargs)
+        if (len(lines) > MAX_LEGEND_COLUMNS and label is None and len(names) == 1
+                and not {"color", "c"} & set(kwargs)):
+            legend |= _colour_columns(trace, name, lines)
+            continue
         legend |= _label_lines(trace, name, lines, label, several=len(names) > 1)
     ax.set_xlabel("time (ms)")
     ax.set_ylabel(_ylabel(trace, names))
     if legend:
         ax.legend(fontsize="small")
     return ax
+
+
+def _colour_columns(trace, name, lines):
+    """Colour the many ``lines`` of ``name`` so that they can be told apart (the
+    colour cycle's 10 colours repeated, and the soma shared one with dendrite
+    segments): one colour per section where the columns are labelled ``"sec(x)"``
+    and there are at most :data:`MAX_LEGEND_COLUMNS` sections, with an entry each;
+    else a colormap along the columns, with entries for the first and last.
+    Returns True (entries were given)."""
+    import matplotlib
+
+    columns = trace.column_labels(name)
+    sections = None
+    if columns is not None and all("(" in c and not c.startswith("x=") for c in columns):
+        sections = [c.rsplit("(", 1)[0] for c in columns]
+        order = list(dict.fromkeys(sections))
+        if len(order) > MAX_LEGEND_COLUMNS:
+            sections = None
+    if sections is not None:
+        cmap = matplotlib.colormaps["tab10" if len(order) <= 10 else "tab20"]
+        for i, sec in enumerate(order):
+            members = [line for line, s in zip(lines, sections) if s == sec]
+            for line in members:
+                line.set_color(cmap(i))
+            count = len(members)
+            members[0].set_label(sec if count == 1 else f"{sec} ({count} segments)")
+        return True
+    cmap = matplotlib.colormaps["viridis"]
+    for i, line in enumerate(lines):
+        line.set_color(cmap(i / (len(lines) - 1)))
+    ends = ((columns[0], columns[-1]) if columns is not None else ("neuron 0", f"neuron {len(lines) - 1}"))
+    lines[0].set_label(ends[0])
+    lines[-1].set_label(ends[1])
+    return True
 
 
 def _label_lines(trace, name, lines, label, several):

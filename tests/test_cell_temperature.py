@@ -156,3 +156,26 @@ def test_warmed_cell_matches_neuron_at_that_celsius(neuron_h):
     v_j = _v(_at(_cell(), [celsius, celsius]))
     assert np.max(v_n) > 0.0  # a spike at 20 °C
     assert np.max(np.abs(v_j - v_n)) < 1e-6
+
+
+def test_a_plain_temperature_that_looks_like_kelvin_warns():
+    """temperature=279.45 (6.3 °C in kelvin) ran HH at 279.45 °C, where the cell cannot
+    fire (0 spikes for 2), without a word; a quantity in kelvin is converted."""
+    import warnings
+
+    hh = [jn.channels.HH()]
+    match = (r"temperature=279.45 °C is above 100 °C; a plain number is read in °C. If kelvin was meant, give a "
+             r"quantity: temperature=279.45 \* u.kelvin \(= 6.3 °C")
+    with pytest.warns(RuntimeWarning, match="Cell: " + match):
+        cell = jn.Cell(_sections(), parents=PARENTS, temperature=279.45)
+    assert float(cell.temperature) == pytest.approx(279.45)
+    with pytest.warns(RuntimeWarning, match="Cable: " + match):
+        jn.Cable(20.0, 20.0, nseg=1, channels=hh, temperature=279.45)
+    with pytest.warns(RuntimeWarning, match="Compartment: " + match):
+        jn.Compartment(length=20.0, diam=20.0, channels=hh, temperature=279.45)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cell = jn.Cell(_sections(), parents=PARENTS, temperature=279.45 * u.kelvin)
+        assert float(cell.temperature) == pytest.approx(6.3)
+        jn.Cable(20.0, 20.0, nseg=1, channels=hh, temperature=37.0)
+        jn.Compartment(length=20.0, diam=20.0, channels=hh, temperature=310.15 * u.kelvin)

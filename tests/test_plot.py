@@ -112,3 +112,31 @@ def test_a_cut_trace_prints_its_values():
     assert f"values={{'v': {np.asarray(tr.v)}}}" in text and "t=1.0" in text
     # A spike summary's threshold too (it printed threshold=f32[]).
     assert repr(jn.SpikeSummary(threshold=-20.0)) == "SpikeSummary(threshold=-20.0)"
+
+
+def test_many_segments_are_coloured_by_section_or_along_a_colormap():
+    """A cell of 22 segments was drawn in the 10-colour cycle with no legend: the soma
+    shared its colour with dend(0.4524) and dend(0.9286). Now each section has one
+    colour and an entry; columns that are not a cell's sections follow a colormap, the
+    first and last named."""
+    cell = jn.Cell([jn.Cable(20, 20, nseg=1, channels=[jn.channels.HH()], name="soma"),
+                    jn.Cable(500, 2, nseg=21, channels=[jn.channels.Leak(g=1e-4, e=-65)], name="dend")],
+                   parents=[None, ("soma", 1.0)])
+    tr = jn.simulate(cell, 2.0)
+    ax = tr.plot("v")
+    assert legend(ax) == ["soma", "dend (21 segments)"]
+    colours = [matplotlib.colors.to_hex(line.get_color()) for line in ax.lines]
+    assert len(colours) == 22 and len(set(colours[1:])) == 1 and colours[0] != colours[1]
+    # A single cable's segments, and a population's neurons: a colormap, ends named.
+    cable = jn.simulate(jn.Cable(100.0, 1.0, nseg=MAX_LEGEND_COLUMNS + 1, channels=[jn.channels.Leak()]), 1.0)
+    labels = cable.column_labels("v")
+    ax = cable.plot("v")
+    assert legend(ax) == [labels[0], labels[-1]]
+    assert len({matplotlib.colors.to_hex(line.get_color()) for line in ax.lines}) == MAX_LEGEND_COLUMNS + 1
+    ax = jn.simulate(jn.LIF(n=MAX_LEGEND_COLUMNS + 1), 1.0).plot("v")
+    assert legend(ax) == ["neuron 0", f"neuron {MAX_LEGEND_COLUMNS}"]
+    assert matplotlib.colors.to_hex(ax.lines[0].get_color()) == matplotlib.colors.to_hex(
+        matplotlib.colormaps["viridis"](0.0))
+    # A colour of one's own is kept.
+    ax = tr.plot("v", color="k")
+    assert {matplotlib.colors.to_hex(line.get_color()) for line in ax.lines} == {"#000000"}

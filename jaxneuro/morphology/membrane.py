@@ -85,6 +85,7 @@ def warn_own_temperatures(owner: str, channels, temperature) -> None:
     if not units.is_concrete(temperature):
         return
     given = np.asarray(temperature, dtype=float)
+    _warn_implausible_temperature(owner, given)
     # Compared to float32's rounding: 6.3 stored in float32 is not Python's 6.3.
     same = lambda a, b: np.all(np.isclose(a, b, rtol=1e-6, atol=0.0))  # noqa: E731
     if same(given, DEFAULT_TEMPERATURE):
@@ -98,6 +99,27 @@ def warn_own_temperatures(owner: str, channels, temperature) -> None:
             f"{ch.name!r}), which runs at its own T={_show(np.asarray(own, dtype=float))} °C (BrainPy's convention); "
             f"give it {type(ch).__name__}(..., T=...) to run it at {_show(given)} °C",
             RuntimeWarning, stacklevel=_outside_stacklevel())
+
+
+#: Temperatures (°C) above this are no living tissue's: a plain number this high was
+#: most likely meant in kelvin (NEURON's ``celsius`` is °C, Brian's and BrainPy's
+#: temperatures are often kelvin), and HH kinetics there stop the cell firing.
+MAX_PLAUSIBLE_TEMPERATURE = 100.0
+
+
+def _warn_implausible_temperature(owner: str, given) -> None:
+    """Warn where a temperature (°C, as converted) exceeds
+    :data:`MAX_PLAUSIBLE_TEMPERATURE`: ``temperature=279.45`` is read as 279.45 °C,
+    not as 6.3 °C in kelvin (a quantity in kelvin is converted, so 279.45 * u.kelvin
+    never gets here above 100 °C)."""
+    if not np.any(given > MAX_PLAUSIBLE_TEMPERATURE):
+        return
+    hottest = float(np.max(given))
+    warnings.warn(
+        f"{owner}: temperature={hottest:g} °C is above {MAX_PLAUSIBLE_TEMPERATURE:g} °C; a plain number is read "
+        f"in °C. If kelvin was meant, give a quantity: temperature={hottest:g} * u.kelvin "
+        f"(= {hottest - 273.15:.4g} °C, with import saiunit as u), or the value in °C",
+        RuntimeWarning, stacklevel=_outside_stacklevel())
 
 
 def _outside_stacklevel() -> int:
