@@ -155,7 +155,9 @@ def integrate_span(solver: diffrax.AbstractSolver, term, y0, args, span, *, grid
     dtype = jnp.result_type(float)
     # Opaque to XLA: called inside a user's jit the span is a constant, which XLA would
     # fold into the step's times (another rounding of t0 + k·dt than with the traced span
-    # of an eager call: results an ulp apart between the two).
+    # of an eager call). What is computed outside the loop (the initial state, rate
+    # constants) is compiled with the user's program there and may still round an ulp
+    # apart from an eager call's; a spiking run can carry that on (float64 HH: ~1e-12 mV).
     t0_, t1_ = jax.lax.optimization_barrier(tuple(jnp.asarray(t, dtype) for t in span))
     dt_ = jnp.asarray(grid.dt, dtype)
     solver_state = init_solver(solver, term, y0, args, t0_, t1_, grid)
