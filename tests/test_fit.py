@@ -537,3 +537,78 @@ def test_nan_spike_targets_under_jit_and_a_fit_that_never_moves_are_reported():
         warnings.simplefilter("error")  # a fit that moves says nothing
         jn.fit(lambda m: jn.losses.spike_times(spikes(m), jnp.array([20.0, jnp.inf, jnp.inf, jnp.inf])), lif,
                params=lambda m: m.gL, steps=2)
+
+
+def test_resume_refuses_a_checkpoint_started_from_another_model_or_start(tmp_path):
+    """A resume from another starting model (an unfitted leaf, or the fitted one's start)
+    or other init values reported the old fit's history and best_loss for this one."""
+    params = lambda m: (m.gL, m.EL)
+    path = tmp_path / "ckpt"
+    jn.fit(two_param_loss, seed000_neuron(), params=params, steps=4, checkpoint=path)
+    with pytest.raises(ValueError, match=r"started from another model \(its leaves differ at C\).*resume=False"):
+        jn.fit(two_param_loss, seed000_neuron(C=100 * u.pF), params=params, steps=8, checkpoint=path, resume=True)
+    with pytest.raises(ValueError, match=r"another model \(its leaves differ at gL\)"):
+        jn.fit(two_param_loss, seed000_neuron(gL=25 * u.nS), params=params, steps=8, checkpoint=path, resume=True)
+    # The same model resumes, and equals an uninterrupted fit.
+    resumed = jn.fit(two_param_loss, seed000_neuron(), params=params, steps=8, checkpoint=path, resume=True)
+    np.testing.assert_array_equal(resumed.loss_history,
+                                  jn.fit(two_param_loss, seed000_neuron(), params=params, steps=8).loss_history)
+    # Several starts: other init values are refused, naming the parameter.
+    path2 = tmp_path / "multi"
+    jn.fit(two_param_loss, seed000_neuron(), params=params, steps=2, init={"gL": [0.02, 0.03], "EL": [-70.0, -60.0]},
+           checkpoint=path2)
+    with pytest.raises(ValueError, match=r"other start values .*differ at \['EL'\]"):
+        jn.fit(two_param_loss, seed000_neuron(), params=params, steps=4, init={"gL": [0.02, 0.03], "EL": [-70.0, -65.0]},
+               checkpoint=path2, resume=True)
+
+
+def test_resume_refuses_other_injected_hyperparameters_and_schedule_constants(tmp_path):
+    """inject_hyperparams keeps its learning rate in the state (not update's closure),
+    and a lambda schedule keeps its rates in its code: both were resumed silently."""
+    path = tmp_path / "ckpt"
+    jn.fit(two_param_loss, seed000_neuron(), params=lambda m: m.gL, steps=2, checkpoint=path,
+           optimizer=optax.inject_hyperparams(optax.adam)(learning_rate=0.05))
+    with pytest.raises(ValueError, match=r"another optimizer .*first difference: learning_rate is 0\.05 there, 0\.2 here"):
+        jn.fit(two_param_loss, seed000_neuron(), params=lambda m: m.gL, steps=4, checkpoint=path, resume=True,
+               optimizer=optax.inject_hyperparams(optax.adam)(learning_rate=0.2))
+    path2 = tmp_path / "sched"
+    jn.fit(two_param_loss, seed000_neuron(), params=lambda m: m.gL, steps=2, checkpoint=path2,
+           optimizer=optax.adam(lambda c: 0.05 * 0.9 ** c))
+    with pytest.raises(ValueError, match=r"another optimizer .*learning_rate is 0\.9 there, 0\.5 here"):
+        jn.fit(two_param_loss, seed000_neuron(), params=lambda m: m.gL, steps=4, checkpoint=path2, resume=True,
+               optimizer=optax.adam(lambda c: 0.05 * 0.5 ** c))
+
+
+def test_a_final_loss_far_above_the_best_warns():
+    """Adam's steps stay near its learning rate at a minimum: started 1e-3 mV from the
+    optimum of an Identity parameter, it steps 0.05 mV past it and ends far above its
+    best, which FitResult.model silently held."""
+    import warnings
+
+    loss = lambda m: (m.EL + 70.001) ** 2
+    with pytest.warns(RuntimeWarning, match=r"final loss .* above the best seen, 1e-06 at step 0.*best_model") as rec:
+        r = jn.fit(loss, seed000_neuron(), params=lambda m: m.EL, steps=5)
+    assert r.best_step == 0 and r.best_loss == pytest.approx(1e-6)
+    assert r.loss_history[-1] > 1e-5  # 0.05 mV steps, past the optimum and back
+    assert any(f"{r.loss_history[-1]:.6g}" in str(w.message) for w in rec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fit ending at (or near) its best says nothing
+        jn.fit(loss, seed000_neuron(), params=lambda m: m.EL, steps=5, optimizer=optax.sgd(0.5))
+
+
+def test_a_parameter_whose_gradient_is_always_zero_is_named_when_others_move():
+    """V_reset of a LIF that never spikes: the loss does not depend on it; only a fit in
+    which no parameter moved used to warn."""
+    with pytest.warns(RuntimeWarning, match=r"gradient with respect to 'V_reset' was exactly zero at every one of the 3"):
+        r = jn.fit(two_param_loss, seed000_neuron(), params=lambda m: (m.gL, m.V_reset), steps=3)
+    assert np.all(r.param_history["V_reset"] == -75.0) and r.param_history["gL"][-1] != r.param_history["gL"][0]
+
+
+def test_summary_scales_with_an_unknown_name_and_relative_error_with_quantities():
+    trace = jn.simulate(jn.LIF(), 200.0, dt=0.1, stimuli=[jn.StepCurrent(2.0)])
+    with pytest.raises(ValueError, match=r"summary: scales names \['rte'\], not in targets; targets: \['rate'\]"):
+        jn.losses.summary(trace, {"rate": 60.0}, scales={"rte": 10.0})
+    assert float(jn.losses.relative_error(50.0, 62.5 * u.Mohm)) == pytest.approx(0.04)
+    assert float(jn.losses.relative_error(50.0 * u.Mohm, 0.0625 * u.Gohm)) == pytest.approx(0.04)
+    with pytest.raises(ValueError, match="relative_error"):
+        jn.losses.relative_error(50.0 * u.Mohm, 62.5 * u.mV)

@@ -286,11 +286,13 @@ def test_an_uphill_fit_warns_and_a_static_field_is_named():
         result = jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, optimizer=optax.adam(-0.05), steps=6)
     assert result.best_step == 0 and float(result.loss_history[-1]) > float(result.loss_history[0])
     import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # downhill: no warning
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")  # downhill: no uphill warning
         jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, optimizer=optax.adam(0.05), steps=6)
-        # Started at the optimum (loss 0 to rounding), Adam wanders off it: no alarm either.
+        # Started at the optimum (loss 0 to rounding), Adam wanders off it: no uphill alarm
+        # either (a final loss far above the best may still say to take best_model).
         jn.fit(rin_loss, seed000_neuron(gL=16 * u.nS), params=lambda m: m.gL, steps=6)
+    assert not [w for w in rec if "rose at every step" in str(w.message)]
     # The value alone ("params selected 100") did not say which field.
     with pytest.raises(ValueError, match=r"params selected 100 \(the static field spike_capacity\), which is not"):
         jn.fit(rin_loss, seed000_neuron(spike_capacity=100), params=lambda m: m.spike_capacity, steps=2)

@@ -5,7 +5,8 @@ A checkpoint is a folder with two files:
 - ``state-<step>.eqx``: the optimiser's unconstrained parameters and its state, and the
   step they belong to, written by ``eqx.tree_serialise_leaves`` (exact binary arrays);
 - ``state.json``: the step, the name of that file, the parameter names, shapes and
-  transforms, a description of the optimiser (:func:`describe_optimizer`), the loss
+  transforms, a description of the optimiser (:func:`describe_optimizer`), a
+  fingerprint of the starting model and values (:func:`fingerprint`), the loss
   and parameter history so far and the non-finite events (floats written as their
   shortest exact decimal, so they read back bit for bit).
 
@@ -17,17 +18,20 @@ state files are removed after.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import types
 from pathlib import Path
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-FORMAT = 3  # 3: the optimiser is described in state.json
+FORMAT = 4  # 3: the optimiser is described in state.json; 4: its init too, and the start
 
 # How deep describe_optimizer follows closures: optax's chains nest about six levels.
 _MAX_DEPTH = 12
@@ -38,11 +42,13 @@ _MAX_VALUES = 16
 def describe_optimizer(obj, depth: int = 0):
     """An optax optimiser as plain JSON data, to tell a checkpoint's optimiser from another.
 
-    Call it on ``optimizer.update``: each function is described by its module and
-    qualified name, the values its closure holds (learning rates, decays, flags, small
-    arrays; nested functions, tuples and dicts in turn) and its defaults; other objects
-    by their type. No object ids or addresses enter, so the same optimiser gives the
-    same description in every process.
+    Call it on ``(optimizer.init, optimizer.update)``: the init holds what
+    ``optax.inject_hyperparams`` keeps in the state (its learning rate). Each function
+    is described by its module and qualified name, the values its closure holds
+    (learning rates, decays, flags, small arrays; nested functions, tuples and dicts in
+    turn), its defaults and the numbers written in its code (a schedule
+    ``lambda c: 0.05 * 0.9 ** c``); other objects by their type. No object ids or
+    addresses enter, so the same optimiser gives the same description in every process.
     """
     if depth > _MAX_DEPTH:
         return "..."
@@ -72,10 +78,47 @@ def describe_optimizer(obj, depth: int = 0):
             except ValueError:  # an empty cell
                 closure[name] = None
         return {"function": f"{obj.__module__}.{obj.__qualname__}", "closure": closure,
-                "defaults": describe_optimizer(obj.__defaults__ or (), depth + 1)}
+                "defaults": describe_optimizer(obj.__defaults__ or (), depth + 1),
+                "constants": _code_numbers(obj.__code__)}
     if isinstance(obj, type):
         return f"{obj.__module__}.{obj.__qualname__}"
     return type(obj).__qualname__
+
+
+def _code_numbers(code) -> list:
+    """The numbers written in a function's code (nested functions' too): a lambda
+    schedule holds its rates there, not in its closure."""
+    out = []
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            out += _code_numbers(c)
+        elif isinstance(c, (int, float)) and not isinstance(c, bool):
+            out.append(c if math.isfinite(c) else repr(c))
+    return out
+
+
+def fingerprint(tree) -> dict:
+    """``{path: digest}`` of each leaf of ``tree`` (a model, or start values): a
+    BLAKE2 digest of an array's dtype, shape and bytes, or of another leaf's
+    description (a function by its name, closure and constants, as
+    :func:`describe_optimizer`); the key ``"<structure>"`` holds the tree's structure,
+    with no object addresses. Cheap and deterministic, so a resume can tell whether it
+    starts from the model that made the checkpoint."""
+    def digest(data: bytes) -> str:
+        return hashlib.blake2b(data, digest_size=8).hexdigest()
+
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    out = {"<structure>": digest(re.sub(r" at 0x[0-9a-fA-F]+", "", str(treedef)).encode())}
+    for path, leaf in leaves:
+        if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        if isinstance(leaf, (np.ndarray, np.generic, jax.Array)):
+            arr = np.asarray(leaf)
+            data = f"{arr.dtype.str}{arr.shape}".encode() + np.ascontiguousarray(arr).tobytes()
+        else:
+            data = json.dumps(describe_optimizer(leaf), sort_keys=True).encode()
+        out[jax.tree_util.keystr(path).lstrip(".") or "<root>"] = digest(data)
+    return out
 
 
 def _first_difference(a, b, where="optimizer"):
@@ -88,7 +131,8 @@ def _first_difference(a, b, where="optimizer"):
     else:
         return None if a == b else (where, a, b)
     for key, x, y in pairs:
-        d = _first_difference(x, y, where if key in (None, "function", "closure", "defaults") else key)
+        d = _first_difference(x, y, where if key in (None, "function", "closure", "defaults", "constants",
+                                                     "init", "update") else key)
         if d:
             return d
     return None if len(a) == len(b) else (where, f"{len(a)} long", f"{len(b)} long")
@@ -155,7 +199,8 @@ def load(path, *, like_u, like_opt_state, meta: dict):
     """Read a checkpoint written by :func:`save`; returns ``(step, u, opt_state,
     loss_history, param_history, events)``. ValueError when the checkpoint belongs to
     a different fit (other parameter names, shapes, transforms, number of starts or
-    optimizer: every entry of ``meta`` must equal the checkpoint's)."""
+    optimizer, starting model or start values: every entry of ``meta`` must equal the
+    checkpoint's)."""
     path = Path(path)
     doc = json.loads((path / "state.json").read_text())
     if doc.get("format") != FORMAT:
@@ -164,6 +209,8 @@ def load(path, *, like_u, like_opt_state, meta: dict):
             "use another checkpoint path or resume=False"
         )
     for key, value in meta.items():
+        if key in ("model", "start"):  # after the precision check below: in another, every leaf differs
+            continue
         if key == "optimizer" and doc.get(key) != value:
             d = _first_difference(doc.get(key), value)
             detail = "" if d is None else f" (first difference: {d[0]} is {_short(d[1])} there, {_short(d[2])} here)"
@@ -199,6 +246,21 @@ def load(path, *, like_u, like_opt_state, meta: dict):
         raise ValueError(
             f"checkpoint {path} is inconsistent: {doc['state_file']} holds step {int(step_arr)}, state.json "
             f"step {doc['step']} (the run stopped while writing); delete the folder to start afresh"
+        )
+    for key in ("model", "start"):
+        value = meta.get(key)
+        if value is None or doc.get(key) == value:
+            continue
+        old = doc.get(key) or {}
+        differ = [k for k in sorted(set(old) | set(value)) if old.get(k) != value.get(k)]
+        what = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+        raise ValueError(
+            f"checkpoint {path} belongs to a different fit: it was started from "
+            + ("another model (its leaves differ at " if key == "model" else
+               "other start values (init, or the key that sampled them; they differ at ")
+            + f"{what}); resuming would report that fit's history for this one. Resume with the "
+            "model, init and key that made it, or start afresh: delete the folder, use another "
+            "checkpoint path, or resume=False"
         )
     loss_history = np.asarray(doc["loss_history"], dtype=doc["loss_dtype"])
     param_history = {k: np.asarray(v, dtype=doc["param_dtypes"][k]) for k, v in doc["param_history"].items()}

@@ -26,7 +26,9 @@ __all__ = ["fit", "FitResult", "NonFiniteEvent", "DEFAULT_LEARNING_RATE", "DEFAU
 DEFAULT_LEARNING_RATE = 0.05
 #: Adam's first-moment decay when no optimizer is given: 0.5 rather than optax's 0.9.
 #: Fitting losses are deterministic, and with little momentum a fit of a few
-#: parameters settles on its minimum instead of orbiting it.
+#: parameters overshoots its minimum less. It does not settle there: Adam divides the
+#: step by the gradient's recent size, so near the minimum its steps stay about the
+#: learning rate and the loss can rise again; FitResult.best_model keeps the best.
 DEFAULT_B1 = 0.5
 
 _ON_NONFINITE = ("stop", "skip", "raise")
@@ -202,7 +204,11 @@ def fit(
 
     ``optimizer``: any optax optimiser, applied to the transformed values; default
     ``optax.adam(0.05, b1=0.5)`` (for a :class:`Positive` parameter about 5 % per
-    step; little momentum, so that it settles). For ill-conditioned fits of a few
+    step; little momentum, so that it overshoots less). Adam does not settle on a
+    minimum: its steps, normalised by the gradient's size, stay near the learning rate
+    there, so the loss can rise again after its best; take ``best_model``, or decay the
+    rate with an optax schedule. A final loss more than 10 times the best (and above
+    rounding level: 1e-6 of the first loss) gives a warning. For ill-conditioned fits of a few
     parameters (several densities of one cell) ``optax.lbfgs()`` converges far faster.
     Adam's steps shrink with the gradient relative to the largest seen, so a start far
     from the minimum (a steep loss there) slows down later; give more steps, a
@@ -299,11 +305,12 @@ def fit(
         updates, new_state = optimizer.update(grad, opt_state, u, **kwargs)
         new_u = optax.apply_updates(u, updates)
         grad_ok = jnp.stack([jnp.all(jnp.isfinite(g)) for g in grad])
+        grad_nonzero = jnp.stack([jnp.any(g != 0) for g in grad])
         ok = jnp.isfinite(value) & jnp.all(grad_ok) & active  # a stopped start stays where it is
         keep = lambda new, old: jnp.where(ok, new, old)
         new_u = jax.tree.map(keep, new_u, u)
         new_state = jax.tree.map(keep, new_state, opt_state)
-        return new_u, new_state, value, grad_ok, forward(u)
+        return new_u, new_state, value, grad_ok, grad_nonzero, forward(u)
 
     def evaluate(u, model):
         return loss_u(u, model), forward(u)
@@ -325,7 +332,14 @@ def fit(
     events: list[NonFiniteEvent] = []
     start_step = 0
     meta = {"names": list(names), "shapes": [list(np.shape(x)) for x in x0], "n_starts": n_starts,
-            "transforms": [_describe(tf) for tf in tfs], "optimizer": ckpt.describe_optimizer(optimizer.update)}
+            "transforms": [_describe(tf) for tf in tfs],
+            "optimizer": ckpt.describe_optimizer({"init": optimizer.init, "update": optimizer.update})}
+    if checkpoint is not None:
+        # The starting model (unfitted leaves included) and start values: a resume from
+        # another start would report that fit's history for this one. The loss function
+        # is not compared: its targets sit in closures a name or bytecode cannot tell apart.
+        meta["model"] = ckpt.fingerprint(model)
+        meta["start"] = ckpt.fingerprint({n: x for n, x in zip(names, x0)})
     if resume and ckpt.exists(checkpoint):
         start_step, u, opt_state, l_hist, p_hist, ev = ckpt.load(
             checkpoint, like_u=u, like_opt_state=opt_state, meta=meta)
@@ -345,10 +359,12 @@ def fit(
     stopped = False
     warned: set = set()
     u_start = [np.asarray(leaf) for leaf in jax.tree.leaves(u)]
+    moved = np.zeros(len(names), bool)  # per parameter: a non-zero gradient seen (any start)
     try:
         for step in range(start_step, steps):
             active = jnp.asarray(True if n_starts is None else [i not in halted for i in range(n_starts)])
-            new_u, new_state, value, grad_ok, x = one_step(u, opt_state, model, active)
+            new_u, new_state, value, grad_ok, nonzero, x = one_step(u, opt_state, model, active)
+            moved |= np.any(np.asarray(nonzero).reshape(-1, len(names)), axis=0)
             value = np.asarray(value)
             grad_ok = np.asarray(grad_ok)
             x = [np.asarray(xi) for xi in x]
@@ -400,6 +416,17 @@ def fit(
                     "throughout (a loss that does not depend on these parameters here, e.g. a spike count "
                     "without a surrogate or a threshold never crossed), or the optimizer took no step",
                     RuntimeWarning, stacklevel=2)
+            elif steps > start_step and not np.all(moved):
+                # The others moved, so the optimizer works: these the loss does not see.
+                flat = [n for n, m in zip(names, moved) if not m]
+                warnings.warn(
+                    f"fit: the gradient with respect to {', '.join(repr(n) for n in flat)} was exactly zero at "
+                    f"every one of the {steps - start_step} step(s){'' if n_starts is None else ' (in every start)'}, so "
+                    f"{'it' if len(flat) == 1 else 'they'} did not move: the loss does not depend on "
+                    f"{'it' if len(flat) == 1 else 'them'} here (e.g. V_reset of a neuron that never spikes, a "
+                    f"spike count without a surrogate); drop {'it' if len(flat) == 1 else 'them'} from params or change "
+                    "the loss",
+                    RuntimeWarning, stacklevel=2)
             if checkpoint is not None:
                 save(steps)
             value, x = evaluate(u, model)
@@ -440,16 +467,41 @@ def fit(
             bar.close()
     losses_arr = np.stack(losses) if losses else np.zeros((0,))
     hist_arr = {n: np.stack(v) for n, v in hist.items()}
-    _warn_if_uphill(losses_arr)
-    return _result(model, sel, losses_arr, hist_arr, n_starts, events, stopped, halted)
+    result = _result(model, sel, losses_arr, hist_arr, n_starts, events, stopped, halted)
+    if not _warn_if_uphill(losses_arr):  # an uphill fit's final loss is above its best too
+        _warn_if_final_worse(result)
+    return result
 
 
-def _warn_if_uphill(losses) -> None:
+def _warn_if_final_worse(result) -> None:
+    """A RuntimeWarning when the final model's loss is far above the best seen: the
+    optimizer left its best point (Adam's steps stay near the learning rate at a
+    minimum; an lbfgs line search can jump at rounding-level losses) and ``model``
+    is not the fit to keep."""
+    losses = result.loss_history.reshape(result.loss_history.shape[0], -1)
+    k = 0 if result.best_start is None else result.best_start  # result.model is this start's
+    first, final, best = losses[0, k], losses[-1, k], result.best_loss
+    # Above rounding level: a loss far below the first one that moves by orders of
+    # magnitude is still a fit at its optimum.
+    floor = max(1e-6 * abs(first), 1e-12) if np.isfinite(first) else 1e-12
+    # "10 times" as a difference, so that it means something for a loss below zero too.
+    if len(losses) < 2 or not np.isfinite(final) or not final - best > max(9 * abs(best), floor):
+        return
+    where = "" if result.best_start is None else f" (start {k})"
+    warnings.warn(
+        f"fit: the final loss {_fmt(final)}{where} is far above the best seen, {_fmt(best)} at "
+        f"step {result.best_step}: the optimizer moved away from its best point (Adam's steps stay near its "
+        "learning rate at a minimum; lbfgs can jump off one at rounding-level losses). FitResult.model holds the "
+        "final parameters; use result.best_model, or fewer steps or a decaying learning rate",
+        RuntimeWarning, stacklevel=3)
+
+
+def _warn_if_uphill(losses) -> bool:
     """A RuntimeWarning where every start's loss rose at every step: the optimizer
     climbed (a negative learning rate, e.g. ``optax.adam(-0.05)``, does so without a
-    word)."""
+    word). Returns whether it warned."""
     if losses.shape[0] < 3:
-        return
+        return False
     per_start = losses.reshape(losses.shape[0], -1)
     first, last = per_start[0], per_start[-1]
     with np.errstate(invalid="ignore"):
@@ -465,6 +517,8 @@ def _warn_if_uphill(losses) -> None:
             + (f" (start {k}, and so did every other)" if per_start.shape[1] > 1 else "")
             + ": the optimizer moved uphill (best_model holds the starting parameters); check its learning "
             "rate (a negative one climbs the loss)", RuntimeWarning, stacklevel=3)
+        return True
+    return False
 
 
 def _partial_result(base, sel, losses, hist, n_starts, events, halted):

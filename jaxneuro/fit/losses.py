@@ -103,7 +103,14 @@ def _relative_error(value, target, fn):
 
 def relative_error(value, target):
     """Mean of ``((value - target) / target)²``; ``target`` must be non-zero and finite,
-    one for all values or one per value."""
+    one for all values or one per value. Either may be a quantity: both are then read
+    in jaxneuro's base unit of ``value``'s dimension (of ``target``'s, when ``value`` is
+    a plain number, which jaxneuro's analyses return in base units: MΩ, mV, Hz)."""
+    if isinstance(value, saiunit.Quantity) or isinstance(target, saiunit.Quantity):
+        _check_values(target, "relative_error")  # before to_base: under jit that is a tracer
+        unit = units.base_unit_of(value if isinstance(value, saiunit.Quantity) else target, "relative_error: value")
+        value = units.to_base(value, "relative_error: value", unit)
+        target = units.to_base(target, "relative_error: target", unit)
     return _relative_error(value, target, "relative_error")
 
 
@@ -365,6 +372,9 @@ def summary(trace: Trace, targets: dict, *, scales: dict | None = None, **kwargs
     if unknown:
         raise ValueError(f"summary: unknown statistic(s) {unknown}; available: {sorted(stats)}")
     scales = scales or {}
+    stray = [k for k in scales if k not in targets]  # a typo would leave its statistic unscaled
+    if stray:
+        raise ValueError(f"summary: scales names {stray}, not in targets; targets: {list(targets)}")
     total = 0.0
     variable = kwargs.get("variable", "v")
     stat_units = {"spike_count": None, "rate": units.Hz}
