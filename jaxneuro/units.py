@@ -27,6 +27,7 @@ given dimension.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from typing import Any
 
 import jax
@@ -100,10 +101,13 @@ def unit_name(unit) -> str:
 
 
 def as_count(value):
-    """A NumPy integer as a Python int (a converter for static counts such as ``n``
-    and capacities, e.g. ``n=np.sum(mask)``); anything else as it is, for the field's
-    check to take or refuse."""
+    """A NumPy integer, or a concrete integer array of shape ``()`` (``jnp.sum(mask)``),
+    as a Python int (a converter for static counts such as ``n`` and capacities);
+    anything else as it is, for the field's check to take or refuse."""
     if isinstance(value, np.integer) and not isinstance(value, np.bool_):
+        return int(value)
+    if (isinstance(value, (np.ndarray, jax.Array)) and not isinstance(value, jax.core.Tracer)
+            and value.shape == () and value.dtype.kind in "iu"):
         return int(value)
     return value
 
@@ -111,6 +115,7 @@ def as_count(value):
 def positive_int(value, name: str) -> int:
     """``value`` as an int if it is a positive integer (a bool is not), else a
     ValueError naming ``name``."""
+    value = as_count(value)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} expects a positive integer, got {value!r}")
     return int(value)
@@ -182,8 +187,33 @@ def check_edited(tree, where: str) -> None:
         kind = getattr(getattr(x, "dtype", None), "kind", None)
         return not isinstance(x, jax.core.Tracer) and (kind != "f" or not isinstance(x, (jax.Array, np.ndarray)))
 
-    if not any(edited(x) for x in jax.tree_util.tree_leaves(tree)):
+    key = id(tree)
+    hit = _CHECKED.get(key)
+    if hit is not None and hit() is tree:  # objects are immutable: checked once
         return
+    if any(edited(x) for x in jax.tree_util.tree_leaves(tree)):
+        # Eagerly, also inside a user's jit: there a value converted by jnp would be
+        # traced, and its range not checked.
+        with jax.ensure_compile_time_eval():
+            _check_edited_fields(tree, where, edited)
+    try:
+        ref = weakref.ref(tree, lambda _, key=key: _CHECKED.pop(key, None))
+    except TypeError:  # not weakly referenceable: checked again next time
+        return
+    while len(_CHECKED) >= _CHECKED_SIZE:
+        _CHECKED.pop(next(iter(_CHECKED)))
+    _CHECKED[key] = ref
+
+
+# id(object) -> weak reference to it, for the objects check_edited has passed: a model
+# whose own fields hold plain numbers (a user's channel) was walked at every simulate
+# call (12 ms a call for 200 sections).
+_CHECKED: dict = {}
+_CHECKED_SIZE = 64
+
+
+def _check_edited_fields(tree, where: str, edited) -> None:
+    """:func:`check_edited`'s walk over the modules of ``tree``."""
     for path, module in _modules_with_paths(tree, ""):
         changed = False
         for f in dataclasses.fields(module):
@@ -405,13 +435,16 @@ def check_value(value, name: str, check: str | None, unit=None, allow_inf: bool 
 def _short(arr, ok=None) -> str:
     """``arr`` for an error message: its value, or its shape and the first entry that
     breaks the rule (``ok``: the entries that keep it; default the finite ones)."""
+    # Written as the shortest decimal of the array's own dtype: float32's -0.01 read
+    # -0.009999999776482582 as a Python float.
+    number = lambda x: repr(float(str(x))) if np.issubdtype(np.asarray(x).dtype, np.floating) else repr(np.asarray(x).item())  # noqa: E731
     if arr.ndim == 0:
-        return repr(float(arr))
+        return number(arr[()])
     ok = np.isfinite(arr) if ok is None else ok
     bad = arr[~ok] if not np.all(ok) else arr
     index = tuple(int(i) for i in np.argwhere(~ok)[0]) if not np.all(ok) else None
     where = f" at index {index if len(index) > 1 else index[0]}" if index is not None else ""
-    return f"array of shape {arr.shape} (e.g. {float(bad.ravel()[0])!r}{where})"
+    return f"array of shape {arr.shape} (e.g. {number(bad.ravel()[0])}{where})"
 
 
 def convert_fields(module) -> None:

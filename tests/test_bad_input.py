@@ -185,6 +185,14 @@ def test_values_set_after_construction_are_checked_as_the_constructor_checks_the
         jn.simulate(eqx.tree_at(lambda m: m.V_th, jn.LIF(), -80.0), 10.0)
     with pytest.raises(ValueError, match=r"'simulate: stimuli\[0\]\.amp' expects a number in nA, got True"):
         jn.simulate(cell, 1.0, stimuli=[eqx.tree_at(lambda s: s.amp, jn.StepCurrent(0.1, 0.0, 1.0), True)])
+    # Inside the user's jit too (there the converted value was traced: its range went
+    # unchecked), and a refused object is checked again at the next call.
+    bad = eqx.tree_at(lambda m: m.t_ref, jn.LIF(), -2.0)
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"'simulate: model\.t_ref' must be >= 0 \(in ms\); got -2\.0"):
+            jax.jit(lambda: jn.simulate(bad, 10.0).v)()
+    with pytest.raises(ValueError, match=r"'simulate: model\.channels\[0\]\.g' must be >= 0 \(in S/cm²\); got -0\.01\n"):
+        jax.jit(lambda: jn.simulate(eqx.tree_at(leak, cell, -0.01), 1.0).v)()
     # A valid number set the same way runs, as the constructor would have made it.
     edited = jn.simulate(eqx.tree_at(leak, cell, 2e-4), 5.0).v
     made = jn.simulate(soma(channels=[jn.channels.Leak(g=2e-4)]), 5.0).v

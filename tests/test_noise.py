@@ -429,5 +429,12 @@ def test_seeds_of_2_to_the_32_or_more_are_not_cut_to_32_bits():
         a = jn.poisson_spikes(50.0, 200.0, n=3, seed=7)
         b = jn.poisson_spikes(50.0, 200.0, n=3, seed=7 + 2**32)
         assert not np.array_equal(np.asarray(a), np.asarray(b))
-        with pytest.raises(ValueError, match=r"seed expects an integer .*\(out of range: seeds below 2\*\*63"):
+        with pytest.raises(ValueError, match=r"seed expects an integer .*\(out of range: seeds from -2\*\*63"):
             jn.poisson_spikes(50.0, 200.0, n=3, seed=2**64)
+    # Negative seeds too: -5 drew 4294967291's numbers, -2**32 seed 0's.
+    for seed in (-5, -(2**32), -(2**31) - 1):
+        with jax.enable_x64(True):
+            want = np.asarray(_key_data(seed, None)[0])
+        with jax.enable_x64(False):
+            np.testing.assert_array_equal(np.asarray(_key_data(seed, None)[0]), want)
+    np.testing.assert_array_equal(want, [0xFFFFFFFF, 0x7FFFFFFF])

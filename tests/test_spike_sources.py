@@ -252,9 +252,14 @@ def test_spike_buffer_capacity_does_not_change_synaptic_results():
 
 
 def test_max_arrivals_per_step_must_be_a_positive_int():
-    for bad in (0, -1, 1.5, True):
-        with pytest.raises(ValueError, match="max_arrivals_per_step expects a positive int"):
+    for bad in (0, -1, 1.5, True, np.int64(0)):
+        with pytest.raises(ValueError, match=r"max_arrivals_per_step \(spikes .*\) expects a positive integer"):
             jn.ExpSynapse("a", "b", jn.conn.one_to_one, 0.01, max_arrivals_per_step=bad)
+    # A NumPy integer, or a 0-d integer array (jnp.sum of a mask), is a count (it was refused).
+    for good in (np.int64(3), jnp.asarray(3), np.array(3)):
+        syn = jn.ExpSynapse("a", "b", jn.conn.one_to_one, 0.01, max_arrivals_per_step=good)
+        assert syn.max_arrivals_per_step == 3 and type(syn.max_arrivals_per_step) is int
+    assert type(jn.LIF(n=jnp.sum(jnp.asarray([True, True, False]))).n) is int
 
 
 def test_a_continued_run_takes_the_networks_new_spike_trains():

@@ -73,7 +73,7 @@ class AbstractSynapse(AbstractCoupling):
 
     pre_local: object = eqx.field(default=None, kw_only=True)
     delivery: str = eqx.field(default="exact", static=True, kw_only=True)
-    max_arrivals_per_step: int = eqx.field(default=2, static=True, kw_only=True)
+    max_arrivals_per_step: int = eqx.field(default=2, static=True, kw_only=True, converter=units.as_count)
     pre_size: int | None = eqx.field(default=None, static=True, kw_only=True)
 
     def finish_bind(self, pre, post, locate):
@@ -93,10 +93,8 @@ class AbstractSynapse(AbstractCoupling):
         cls = type(self).__name__
         if self.delivery not in _DELIVERIES:
             raise ValueError(f"{cls}.delivery expects one of {_DELIVERIES}, got {self.delivery!r}")
-        window = self.max_arrivals_per_step
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"{cls}.max_arrivals_per_step expects a positive int (spikes of one presynaptic "
-                             f"neuron taken up per step), got {window!r}")
+        units.positive_int(self.max_arrivals_per_step,
+                           f"{cls}.max_arrivals_per_step (spikes of one presynaptic neuron taken up per step)")
         self._check_sides()
         units.convert_fields(self)
         for name in self._PARAMS:

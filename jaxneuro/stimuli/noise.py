@@ -280,7 +280,7 @@ def _key_data(seed, impl, name="NoiseCurrent.seed"):
                 f"as 'threefry2x32' or 'rbg', got {impl!r} ({e})"
             ) from None
     if isinstance(seed, (int, np.integer)):
-        if seed >= 2**32 and not jax.config.jax_enable_x64:
+        if not 0 <= seed < 2**32 and not jax.config.jax_enable_x64:
             return _wide_seed_key_data(int(seed), impl, refuse)
         try:
             key = jax.random.key(int(seed), impl=impl)
@@ -308,12 +308,14 @@ def _key_data(seed, impl, name="NoiseCurrent.seed"):
 
 
 def _wide_seed_key_data(seed: int, impl, refuse):
-    """The key data of an integer seed of 2**32 or more without JAX's 64-bit mode, as
-    ``jax.random.key`` makes it with 64-bit mode: the seed's high and low 32 bits.
-    Without 64-bit mode JAX keeps only the low bits (``seed % 2**32``), so seed 2**32
-    drew the same numbers as seed 0, without a word."""
-    if seed >= 2**63:
-        refuse(" (out of range: seeds below 2**63)")
+    """The key data of an integer seed outside ``[0, 2**32)`` without JAX's 64-bit
+    mode, as ``jax.random.key`` makes it with 64-bit mode: the high and low 32 bits of
+    the seed as a 64-bit integer. Without 64-bit mode JAX keeps only the low bits
+    (``seed % 2**32``), so seed 2**32 drew the same numbers as seed 0, and -5 those of
+    4294967291, without a word."""
+    if not -(2**63) <= seed < 2**63:
+        refuse(" (out of range: seeds from -2**63 to 2**63 - 1)")
+    seed &= 2**64 - 1  # two's complement, as a 64-bit seed holds a negative one
     key0 = jax.random.key(0, impl=impl)
     if jax.random.key_data(key0).shape != (2,):  # not threefry's two words
         refuse(" (a seed of 2**32 or more needs jax_enable_x64 with this PRNG implementation; or pass "
