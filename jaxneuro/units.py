@@ -262,7 +262,11 @@ def numbers_as_arrays(tree):
     (``eqx.tree_at(..., 0.03)``) would otherwise be a compile-time constant of the run's
     ``eqx.filter_jit``, so every new value compiled the run again (0.5-1 s an HH run,
     against ~30 ms); booleans are left alone."""
-    is_number = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)  # noqa: E731
+    # A weakly typed array (jnp.asarray(0.03): a Python number's type) is another
+    # signature to jit than the constructor's arrays: one more compile of the run.
+    is_number = lambda x: ((isinstance(x, (int, float)) and not isinstance(x, bool))  # noqa: E731
+                           or (isinstance(x, jax.Array) and getattr(x, "weak_type", False)
+                               and jnp.issubdtype(x.dtype, jnp.floating)))
     if not any(is_number(x) for x in jax.tree_util.tree_leaves(tree)):
         return tree
     dtype = jnp.result_type(float)
