@@ -190,7 +190,7 @@ def _lower_kernel_for_cuda(model, stimulus, t1=5.0):
 
     def run(system, y0):
         return P._fused(model.default_solver(), diffrax.ODETerm(vector_field), y0, system, ("v",),
-                        fixed_step.make_span(0.0, t1), grid, interpret=False, block=128)
+                        fixed_step.make_span(0.0, t1), grid, interpret=False, block=128, **P.settings())
 
     return _lower_for_cuda(run, system, y0)
 
@@ -390,6 +390,29 @@ def test_held_back_crossings_lower_for_gpu(monkeypatch):
     # Only a loop that flushes them may hold crossings back: not a user's setting.
     with pytest.raises(TypeError, match="pending_slots"):
         SpikeDetector(_population(n=3), pending_slots=2)
+
+
+def test_kernel_settings_changed_after_a_run_reach_the_next_run(monkeypatch):
+    """NATIVE_EXP and SPIKE_FLUSH_EVERY were read inside the compiled function, whose
+    cache does not know them: set after a first run, they never reached the kernel.
+    They are now its static arguments (``pallas.settings()``), read when a run starts."""
+    from jaxneuro.backends import pallas as P
+
+    built = []
+    fused = P._fused
+
+    def counting(*args, **kw):
+        built.append((kw["use_native_exp"], kw["spike_flush_every"]))
+        return fused(*args, **kw)
+
+    monkeypatch.setattr(P, "_fused", counting)
+    model = _population(n=5, dtype=jnp.float32)
+    for native, flush in ((True, 1), (False, 1), (False, 4), (False, 4)):
+        monkeypatch.setattr(P, "NATIVE_EXP", native)
+        monkeypatch.setattr(P, "SPIKE_FLUSH_EVERY", flush)
+        jn.simulate(model, 1.0, stimuli=[jn.StepCurrent(0.2, 0.1, 1e9)], backend="pallas", record=(),
+                    summary=SpikeSummary(capacity=4)).spike_count.block_until_ready()
+    assert built == [(True, 1), (False, 1), (False, 4)]  # the last run reused the third's kernel
 
 
 def test_summary_of_any_capacity_through_kernel():

@@ -70,6 +70,13 @@ NATIVE_EXP = True
 SPIKE_FLUSH_EVERY = 1
 
 
+def settings() -> dict:
+    """:data:`NATIVE_EXP` and :data:`SPIKE_FLUSH_EVERY` as the static arguments the
+    compiled kernel is keyed on, read when a run starts: read inside the compiled
+    function, a change after the first run never reached the kernel."""
+    return {"use_native_exp": bool(NATIVE_EXP), "spike_flush_every": int(SPIKE_FLUSH_EVERY)}
+
+
 def unsupported(model, solver, y0, stimuli=()) -> str | None:
     """Why the fused kernel cannot run this model, solver and stimuli, or None if it
     can."""
@@ -125,7 +132,7 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
 
     return integrate_span(solver, term, y0, system, fixed_step.make_span(t0, t1),
                           grid=fixed_step.make_grid(t0, t1, dt, save_every_steps, n_save), record=record,
-                          interpret=interpret, block=block, grad_checkpoints=grad_checkpoints)
+                          interpret=interpret, block=block, grad_checkpoints=grad_checkpoints, **settings())
 
 
 # Jitted (the grid, names and settings here are static; t0 and t1 traced): called
@@ -133,9 +140,11 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
 # on every call.
 @eqx.filter_jit
 def integrate_span(solver, term, y0, system, span, *, grid, record, interpret: bool | None = None,
-                   block: int | None = None, grad_checkpoints: str = "saves"):
-    """:func:`integrate` with the run's ``[t0, t1]`` as an array (traced) and its static
-    layout as a :class:`jaxneuro.solve.fixed_step.Grid`."""
+                   block: int | None = None, grad_checkpoints: str = "saves", use_native_exp: bool = True,
+                   spike_flush_every: int = 1):
+    """:func:`integrate` with the run's start and end as a pair of scalars (traced) and
+    its static layout as a :class:`jaxneuro.solve.fixed_step.Grid`; ``use_native_exp`` and
+    ``spike_flush_every`` as :func:`settings` gives them."""
     from ..solve import fixed_step
 
     if interpret is None:
@@ -143,7 +152,8 @@ def integrate_span(solver, term, y0, system, span, *, grid, record, interpret: b
     system = population.spread_targets(system)
 
     def fused(system, y0, span):
-        return _fused(solver, term, y0, system, record, span, grid, interpret=interpret, block=block)
+        return _fused(solver, term, y0, system, record, span, grid, interpret=interpret, block=block,
+                      use_native_exp=use_native_exp, spike_flush_every=spike_flush_every)
 
     def xla(system, y0, span):
         return fixed_step.integrate_span(solver, term, y0, system, span, grid=grid, record=record,
@@ -168,7 +178,7 @@ def integrate_span(solver, term, y0, system, span, *, grid, record, interpret: b
     return run(system, y0, span)
 
 
-def _fused(solver, term, y0, system, record, span, grid, *, interpret, block):
+def _fused(solver, term, y0, system, record, span, grid, *, interpret, block, use_native_exp, spike_flush_every):
     from jax.experimental import pallas as pl
     from ..solve import fixed_step
     from jax.experimental.pallas import triton as pl_triton
@@ -190,7 +200,7 @@ def _fused(solver, term, y0, system, record, span, grid, *, interpret, block):
     sys_block = population.map_static_fields(
         sys_block, lambda name, v: _next_pow2(v) if name in _CAPACITY_FIELDS and isinstance(v, int) else v)
     capacity, y0 = _pad_spike_buffers(y0)
-    flush_every = SPIKE_FLUSH_EVERY if isinstance(sys_block.model, SpikeDetector) else 1
+    flush_every = spike_flush_every if isinstance(sys_block.model, SpikeDetector) else 1
     if flush_every > 1:
         slots = -(-flush_every // 2)  # upward crossings are at least two steps apart
         sys_block = population.map_static_fields(sys_block, lambda name, v: slots if name == "pending_slots" else v)
@@ -246,7 +256,7 @@ def _fused(solver, term, y0, system, record, span, grid, *, interpret, block):
             y, _, _, state, _ = solver.step(term, ta, tb, y, sys_b, state, False)
             return y, state
 
-        if NATIVE_EXP and dtype == jnp.float32:
+        if use_native_exp and dtype == jnp.float32:
             advance = native_exp.with_native_exp(advance)
 
         def flush(y):

@@ -123,9 +123,11 @@ def integrate(solver, term, y0, system, *, record, t0: float, t1: float, dt: flo
     # run's is (on one device), both share the compiled program (the key holds the
     # inputs' placement; the split is made inside either way).
     y0 = jax.tree.map(_on_one_device, y0)
+    # The kernel's settings, read now (static: a change reaches the next run).
+    kernel = tuple(sorted(pallas.settings().items())) if loop == "pallas" else ()
     return _integrate(solver, term, y0, system, fixed_step.make_span(t0, t1),
                       grid=fixed_step.make_grid(t0, t1, dt, save_every_steps, n_save), record=record,
-                      grad_checkpoints=grad_checkpoints, devices=tuple(devices), loop=loop)
+                      grad_checkpoints=grad_checkpoints, devices=tuple(devices), loop=loop, kernel=kernel)
 
 
 def _on_one_device(x):
@@ -142,7 +144,7 @@ def _on_one_device(x):
 # eagerly, as simulate(backend="auto") outside jit does, it compiled its program again
 # on every call.
 @eqx.filter_jit
-def _integrate(solver, term, y0, system, span, *, grid, record, grad_checkpoints, devices, loop):
+def _integrate(solver, term, y0, system, span, *, grid, record, grad_checkpoints, devices, loop, kernel=()):
     from ..solve import fixed_step
     from . import pallas
 
@@ -179,7 +181,7 @@ def _integrate(solver, term, y0, system, span, *, grid, record, grad_checkpoints
     def run(span, *leaves):
         leaves = [population.pad_neurons(x, per_loop) if m else x for x, m in zip(leaves, mask)]
         sys_d, y_d = jax.tree.unflatten(treedef, leaves)
-        blocks = {"save_block_bytes": SAVE_BLOCK_BYTES} if loop == "xla" and on_cpu else {}
+        blocks = {"save_block_bytes": SAVE_BLOCK_BYTES} if loop == "xla" and on_cpu else dict(kernel)
         saved, y_final = inner(solver, term, y_d, sys_d, span, grid=grid, record=record,
                                grad_checkpoints=grad_checkpoints, **blocks)
         # A value shared by all neurons (shape (n_save,)) is saved per neuron, as the
