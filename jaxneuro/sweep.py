@@ -494,7 +494,9 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
     the parameter sets (``([1, 2, 3], [4, 5, 6])`` is two sets of three values; for
     two parameters of three sets each, use a dict or NumPy arrays), and a list of
     saiunit quantities one quantity array. ``batch_size``: parameter sets per chunk
-    (one compiled call, split over all local devices). ``out``: a folder for the
+    (one compiled call, split over all local devices; each ``sweep`` call traces and
+    compiles ``fn`` afresh, ~0.25-0.5 s for a simulation, so that what ``fn`` reads from
+    outside, e.g. a model redefined in a notebook, is the current one). ``out``: a folder for the
     finished chunks and the manifest (``~`` expanded); an interrupted sweep resumes
     from it. The manifest records the grid, ``fn``'s result structure and a
     fingerprint of ``fn`` (its traced program, simulations traced as ``backend="xla"``
