@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import weakref
 
 import equinox as eqx
 import jax
@@ -16,6 +15,7 @@ from .state import State
 from .stimuli import Location
 from . import units
 from ._repr import values_repr
+from ._static_cache import keep_while_alive, recall, remember
 
 
 def cached_per_model(method):
@@ -30,19 +30,15 @@ def cached_per_model(method):
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(self)):
             return method(self)
         key = (id(self), method.__qualname__, bool(jax.config.jax_enable_x64))  # (its dtypes follow x64)
-        hit = _PRECOMPUTED.get(key)
-        if hit is not None and hit[0]() is self:
-            return hit[1]
+        hit = recall(_PRECOMPUTED, key, self, _MISSING)
+        if hit is not _MISSING:
+            return hit
         out = method(self)
         if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(out)):
             # A concrete model used inside the user's jit (closed over): computed there,
             # its result holds that trace's values, which must not outlive it.
             return out
-        try:
-            ref = weakref.ref(self, lambda _, key=key: _PRECOMPUTED.pop(key, None))
-        except TypeError:  # not weakly referenceable: not cached
-            return out
-        _remember(_PRECOMPUTED, key, (ref, out), _CACHE_SIZE)
+        keep_while_alive(_PRECOMPUTED, key, self, out, _CACHE_SIZE)
         return out
 
     cached.__name__, cached.__qualname__, cached.__doc__ = method.__name__, method.__qualname__, method.__doc__
@@ -59,13 +55,7 @@ _PRECOMPUTED: dict = {}
 _RECORD_NAMES: dict = {}
 _RECORD_NAMES_SIZE = 64
 
-
-def _remember(cache: dict, key, value, size: int) -> None:
-    """``cache[key] = value``, first dropping the oldest entries so that at most
-    ``size`` are kept."""
-    while len(cache) >= size:
-        cache.pop(next(iter(cache)))
-    cache[key] = value
+_MISSING = object()
 
 # Populations up to this size place targeted stimuli by gathers (a static table with
 # one entry per compartment) rather than a scatter-add.
@@ -212,7 +202,7 @@ class AbstractModel(eqx.Module):
         gates = jax.eval_shape(lambda: self.init_state(self.default_v0)).gates
         out = tuple(self.observables()), frozenset(gates)
         if key is not None:
-            _remember(_RECORD_NAMES, key, out, _RECORD_NAMES_SIZE)
+            remember(_RECORD_NAMES, key, out, _RECORD_NAMES_SIZE)
         return out
 
 

@@ -27,13 +27,14 @@ given dimension.
 from __future__ import annotations
 
 import dataclasses
-import weakref
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import saiunit as u
+
+from ._static_cache import keep_while_alive, recall
 
 __all__ = [
     "ms", "mV", "nA", "uS", "nF", "Mohm", "um", "um2", "Hz", "celsius",
@@ -187,25 +188,17 @@ def check_edited(tree, where: str) -> None:
         kind = getattr(getattr(x, "dtype", None), "kind", None)
         return not isinstance(x, jax.core.Tracer) and (kind != "f" or not isinstance(x, (jax.Array, np.ndarray)))
 
-    key = id(tree)
-    hit = _CHECKED.get(key)
-    if hit is not None and hit() is tree:  # objects are immutable: checked once
+    if recall(_CHECKED, id(tree), tree, False):  # objects are immutable: checked once
         return
     if any(edited(x) for x in jax.tree_util.tree_leaves(tree)):
         # Eagerly, also inside a user's jit: there a value converted by jnp would be
         # traced, and its range not checked.
         with jax.ensure_compile_time_eval():
             _check_edited_fields(tree, where, edited)
-    try:
-        ref = weakref.ref(tree, lambda _, key=key: _CHECKED.pop(key, None))
-    except TypeError:  # not weakly referenceable: checked again next time
-        return
-    while len(_CHECKED) >= _CHECKED_SIZE:
-        _CHECKED.pop(next(iter(_CHECKED)))
-    _CHECKED[key] = ref
+    keep_while_alive(_CHECKED, id(tree), tree, True, _CHECKED_SIZE)
 
 
-# id(object) -> weak reference to it, for the objects check_edited has passed: a model
+# id(object) -> (weak reference to it, True), for the objects check_edited has passed: a model
 # whose own fields hold plain numbers (a user's channel) was walked at every simulate
 # call (12 ms a call for 200 sections).
 _CHECKED: dict = {}
