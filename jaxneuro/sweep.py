@@ -331,9 +331,8 @@ def _load_chunk(path: Path, result_shape, rows: int, what: str):
     # Raw bytes (NumPy's "V" kind) of the expected size are a dtype NumPy cannot name
     # (bfloat16) and are read as it; any other dtype than the result's is not this
     # sweep's data (reading float32 bits as int32 would give numbers, wrong ones).
-    wrong = [(x.dtype, e.dtype) for x, e in zip(leaves, expected)
-             if x.dtype != e.dtype and not (x.dtype.kind == "V" and x.dtype.itemsize == e.dtype.itemsize)]
-    if wrong:
+    if any(x.dtype != e.dtype and not (x.dtype.kind == "V" and x.dtype.itemsize == e.dtype.itemsize)
+           for x, e in zip(leaves, expected)):
         raise ValueError(
             f"{what}: chunk file {path} holds arrays of dtypes {[str(x.dtype) for x in leaves]}, expected "
             f"{[str(e.dtype) for e in expected]}; delete it and run the sweep again to recompute that chunk"

@@ -318,7 +318,7 @@ def _wide_seed_key_data(seed: int, impl, refuse):
     seed &= 2**64 - 1  # two's complement, as a 64-bit seed holds a negative one
     key0 = jax.random.key(0, impl=impl)
     if jax.random.key_data(key0).shape != (2,):  # not threefry's two words
-        refuse(" (a seed of 2**32 or more needs jax_enable_x64 with this PRNG implementation; or pass "
+        refuse(" (a seed outside [0, 2**32) needs jax_enable_x64 with this PRNG implementation; or pass "
                "jax.random.key(...))")
     data = np.array([seed >> 32, seed & 0xFFFFFFFF], dtype=np.uint32)
     return jnp.asarray(data), jax.random.key_impl(key0)
