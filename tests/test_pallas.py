@@ -413,6 +413,14 @@ def test_kernel_settings_changed_after_a_run_reach_the_next_run(monkeypatch):
         jn.simulate(model, 1.0, stimuli=[jn.StepCurrent(0.2, 0.1, 1e9)], backend="pallas", record=(),
                     summary=SpikeSummary(capacity=4)).spike_count.block_until_ready()
     assert built == [(True, 1), (False, 1), (False, 4)]  # the last run reused the third's kernel
+    # Bad settings are named, not rounded (int(2.5) would have flushed every 2 steps).
+    monkeypatch.setattr(P, "SPIKE_FLUSH_EVERY", 2.5)
+    with pytest.raises(ValueError, match=r"jaxneuro\.backends\.pallas\.SPIKE_FLUSH_EVERY expects a positive integer, got 2\.5"):
+        jn.simulate(model, 1.0, backend="pallas")
+    monkeypatch.setattr(P, "SPIKE_FLUSH_EVERY", 1)
+    monkeypatch.setattr(P, "NATIVE_EXP", "no")
+    with pytest.raises(ValueError, match=r"jaxneuro\.backends\.pallas\.NATIVE_EXP expects True or False, got 'no'"):
+        jn.simulate(model, 1.0, backend="pallas")
 
 
 def test_summary_of_any_capacity_through_kernel():

@@ -45,6 +45,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .. import units
 from ..solve.summary import SpikeDetector, any_crossed
 from . import native_exp, population
 
@@ -74,7 +75,9 @@ def settings() -> dict:
     """:data:`NATIVE_EXP` and :data:`SPIKE_FLUSH_EVERY` as the static arguments the
     compiled kernel is keyed on, read when a run starts: read inside the compiled
     function, a change after the first run never reached the kernel."""
-    return {"use_native_exp": bool(NATIVE_EXP), "spike_flush_every": int(SPIKE_FLUSH_EVERY)}
+    where = "jaxneuro.backends.pallas."
+    return {"use_native_exp": units.flag(NATIVE_EXP, where + "NATIVE_EXP"),
+            "spike_flush_every": units.positive_int(SPIKE_FLUSH_EVERY, where + "SPIKE_FLUSH_EVERY")}
 
 
 def unsupported(model, solver, y0, stimuli=()) -> str | None:
