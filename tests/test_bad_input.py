@@ -118,6 +118,14 @@ def test_a_root_marked_minus_one_is_explained():
         jn.Cell(secs, parents=[-1, 0, 0])
 
 
+def test_a_section_as_its_own_parent_is_named_so():
+    secs = [jn.Cable(length=10, diam=1, name=n, channels=[jn.channels.Leak()]) for n in ("soma", "b")]
+    with pytest.raises(ValueError, match=r"parents\[1\]: section 'b' cannot be its own parent"):
+        jn.Cell(secs, parents=[None, "b"])
+    with pytest.raises(ValueError, match=r"parents\[0\]: parent section 'b' must come before its child"):
+        jn.Cell(secs, parents=["b", None])
+
+
 def test_a_location_outside_the_section_is_named_once():
     cable = jn.Cable(length=10, diam=1, nseg=3, channels=[jn.channels.Leak()])
     with pytest.raises(ValueError, match=r"^stimuli\[0\]: stimulus target=1.5: location: x must lie in \[0, 1\], got 1.5\b"):

@@ -362,7 +362,9 @@ class Cell(AbstractModel):
                 p = _section_number(sec, n, positions)
             except ValueError as e:
                 raise ValueError(f"Cell.parents[{i}]: {e}") from None
-            if p >= i:
+            if p == i:
+                raise ValueError(f"Cell.parents[{i}]: section {sec!r} cannot be its own parent")
+            if p > i:
                 raise ValueError(
                     f"Cell.parents[{i}]: parent section {sec!r} must come before its child in "
                     "sections (list parents first)"
