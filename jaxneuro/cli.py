@@ -65,22 +65,24 @@ def main(argv=None) -> int:
     if argv[:1] == ["bench"]:
         return _bench(argv[1:])
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said with the subcommand's usage (parse_args would show jaxneuro's)
+        getattr(parser, f"{args.command}_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command == "tour":
         tour = parser.tour_parser  # its errors show its own usage
-        # Bad paths are reported before the scenarios run, not after.
+        # Bad paths are reported before the scenarios run, and before any folder is made.
         if args.out.exists() and not args.out.is_dir():
             tour.error(f"--out {args.out}: exists and is not a folder")
-        try:  # made now, so that a folder that cannot be made is said before the scenarios run
-            args.out.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            tour.error(f"--out {args.out}: cannot make the folder ({e.strerror})")
         json_folder = args.json.parent if args.json is not None else None
         # The tour makes --out (with its parents) before it writes the JSON.
         made = [args.out, *args.out.parents]
         if (json_folder is not None and not json_folder.is_dir()
                 and json_folder.resolve() not in [p.resolve() for p in made]):
             tour.error(f"--json {args.json}: the folder {args.json.parent} does not exist")
+        try:  # made now, so that a folder that cannot be made is said before the scenarios run
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            tour.error(f"--out {args.out}: cannot make the folder ({e.strerror})")
     if args.command == "version":
         from . import __version__
 

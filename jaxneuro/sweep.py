@@ -368,6 +368,12 @@ def _check_manifest(out: Path, old: dict, meta: dict, what: str) -> None:
         raise ValueError(
             f"{what}: {out} holds a different sweep: {'; '.join(said)}; give another out= or delete the folder"
         )
+    if "fn_sha256" in meta and "fn_sha256" not in old:
+        raise ValueError(
+            f"{what}: {out} holds a sweep written with check_fn=False (or by an earlier version), so "
+            "nothing there says which fn computed its results and this one cannot be checked against "
+            "them; pass check_fn=False to take them as this fn's, or give another out="
+        )
     if "fn_sha256" in meta and old.get("fn_sha256") != meta["fn_sha256"]:
         raise ValueError(
             f"{what}: {out} holds results of another fn (its traced computation, output or the values "

@@ -241,6 +241,19 @@ def test_sweep_in_process_matches_direct_vmap(tmp_path):
         jn.sweep(fn, grid, batch_size=0)
 
 
+def test_a_sweep_written_without_fn_check_is_named_so_on_resume(tmp_path):
+    # Its manifest has no fingerprint of fn: resuming it with the default check was
+    # refused as "results of another fn", which they need not be.
+    grid = {"a": np.arange(6.0)}
+    out = tmp_path / "s"
+    first = jn.sweep(lambda p: p["a"] * 2.0, grid, batch_size=4, out=out, check_fn=False)
+    with pytest.raises(ValueError, match=r"written with check_fn=False .*cannot be checked"):
+        jn.sweep(lambda p: p["a"] * 2.0, grid, batch_size=4, out=out)
+    with pytest.raises(ValueError, match=r"written with check_fn=False"):
+        jn.sweep.load(out, lambda p: p["a"] * 2.0, grid)
+    np.testing.assert_array_equal(jn.sweep.load(out, lambda p: p["a"] * 2.0, grid, check_fn=False), first)
+
+
 def test_sweep_refuses_to_mix_results_of_another_fn_or_grid(tmp_path):
     # A folder holds one sweep: resuming it with another fn (other arithmetic, other
     # closed-over values, another output) or loading it with another grid is refused,

@@ -64,7 +64,8 @@ def test_tour_passes_in_float32(tmp_path):
     assert "float32" in proc.stdout and len(rows) > 40
 
 
-def test_bad_paths_are_reported_before_the_tour_runs(tmp_path, capsys):
+def test_bad_paths_are_reported_before_the_tour_runs(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default --out is ./jaxneuro-tour
     afile = tmp_path / "a_file"
     afile.write_text("")
     for argv, message in ((["tour", "--out", str(afile)], "exists and is not a folder"),
@@ -75,6 +76,13 @@ def test_bad_paths_are_reported_before_the_tour_runs(tmp_path, capsys):
         assert exit_info.value.code == 2
         err = capsys.readouterr().err
         assert message in err and err.startswith("usage: jaxneuro tour")  # the tour's usage, not the top level's
+    # A refused command line makes no folder (the default --out was made before --json
+    # was checked, and stayed behind empty).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["tour", "--bogus"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("usage: jaxneuro tour") and "unrecognized arguments: --bogus" in err
     with pytest.raises(SystemExit):
         cli.main(["--version"])
     assert capsys.readouterr().out.startswith("jaxneuro ")
