@@ -391,7 +391,10 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     voltage of a known trace is still moving at the onset (a run not started at rest),
     the baseline is not the resting voltage, and where the step makes a compartment
     fire (its voltage crosses 0 mV, or the trace's own spike events fall in the step),
-    the response is not a membrane's: a RuntimeWarning says so in either case. In an
+    the response is not a membrane's, and where the response is still far from settled
+    at the step's end (more than :data:`UNSETTLED_FRACTION` of it missing, judged as an
+    exponential approach from its rise over the step's second half) the deflection is
+    too small: a RuntimeWarning says so in each case. In an
     active membrane the largest deflection may be a resonance's overshoot rather than
     the settled response (an HH soma: 128.8 MΩ at the undershoot of a -10 pA step,
     72.0 MΩ at its end, as NEURON gives them); ``method="end"`` reads the latter.
@@ -458,7 +461,8 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
         peak = jnp.max(jnp.where(during, sign * v, -jnp.inf), axis=0)
         r = (peak - sign * baseline) / jnp.abs(step.amp)
     _warn_drifting_baseline(source, step, v, r * step.amp, "input_resistance")
-    _warn_firing(source, step, v, "input_resistance")
+    if not _warn_firing(source, step, v, "input_resistance"):  # a spike is no charging curve
+        _warn_unsettled(source, step, v, "input_resistance")
     return r
 
 
@@ -484,12 +488,12 @@ FIRING_THRESHOLD = 0.0
 
 def _warn_firing(trace: Trace, step, v, what):
     """Warn where a known trace shows firing during the step: a spike's deflection is
-    not the membrane's response to the current."""
+    not the membrane's response to the current. Whether it warned."""
     if not all(units.is_concrete(x) for x in (trace.t, v, step.delay, step.dur)):
-        return
+        return False
     t = np.asarray(trace.t)
     if t.ndim != 1:
-        return
+        return False
     lo, hi = float(step.delay), float(step.delay) + float(step.dur)
     during = (t >= lo - TIME_TOLERANCE) & (t <= hi + TIME_TOLERANCE)
     vv = np.asarray(v)[during].reshape(int(during.sum()), -1)
@@ -503,6 +507,7 @@ def _warn_firing(trace: Trace, step, v, what):
             f"{FIRING_THRESHOLD:g} mV, or a spike event, between {lo:g} and {hi:g} ms), so the deflection is "
             "not the membrane's response; use a smaller, subthreshold step, or the model: "
             f"{what}(model)", RuntimeWarning, stacklevel=3)
+    return bool(np.any(fired))
 
 
 def _warn_drifting_baseline(trace: Trace, step, v, deflection, what):
@@ -531,6 +536,48 @@ def _warn_drifting_baseline(trace: Trace, step, v, deflection, what):
             RuntimeWarning, stacklevel=3)
 
 
+#: The share of its settled value a step's response may still lack at the step's end
+#: before :func:`input_resistance` and :func:`membrane_time_constant` warn.
+UNSETTLED_FRACTION = 0.05
+
+
+def _warn_unsettled(trace: Trace, step, v, what):
+    """Warn where a known trace's response was still far from settled at the step's
+    end: the deflection then underestimates the input resistance, and the 63 % point of
+    an unfinished charging curve comes early (a passive membrane stepped for one time
+    constant read 63 % of its resistance and half its time constant). Judged as an
+    exponential approach would be: with deflections ``d(T/2)`` and ``d(T)`` at half and
+    all of the step, ``q = d(T)/d(T/2) - 1`` is ``exp(-T/2τ)`` and the share still
+    missing at the end ``q²``; a response that sags (``q <= 0``) is not judged."""
+    if not all(units.is_concrete(x) for x in (trace.t, v, step.delay, step.dur)):
+        return
+    t = np.asarray(trace.t)
+    if t.ndim != 1 or np.ndim(step.delay) or np.ndim(step.dur):
+        return
+    start = float(step.delay)
+    end = min(start + float(step.dur), float(t[-1]))
+    at = lambda time: int(np.searchsorted(t, time + TIME_TOLERANCE, side="right")) - 1
+    k0, kh, k1 = at(start), at(start + (end - start) / 2), at(end)
+    if k0 < 0 or not k0 < kh < k1:  # too few samples in the step to judge
+        return
+    vv = np.asarray(v).reshape(t.size, -1)
+    d_half, d_end = vv[kh] - vv[k0], vv[k1] - vv[k0]
+    # (t[kh] - t[k0]) / (t[k1] - t[k0]) is 1/2 only on a fine grid: q as for those times.
+    share = (t[kh] - t[k0]) / (t[k1] - t[k0])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where((np.abs(d_half) > 1e-9) & (np.sign(d_half) == np.sign(d_end)), d_end / d_half - 1.0, 0.0)
+        missing = np.where(q > 0, q ** (1.0 / share), 0.0)
+    bad = missing > UNSETTLED_FRACTION
+    if np.any(bad):
+        worst = float(np.max(missing))
+        warnings.warn(
+            f"{what}: the response had not settled by the step's end in {int(bad.sum())} compartment(s) (it "
+            f"still rose by {100 * float(np.max(np.where(bad, q / (1 + q), 0))):.3g} % of its deflection over the step's "
+            f"second half; as an exponential, ~{100 * worst:.3g} % of its settled value is missing), so the "
+            "deflection is too small and its time course too short; give a longer step (at least 3 time "
+            f"constants), or use the model: {what}(model)", RuntimeWarning, stacklevel=3)
+
+
 def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, variable="v", v_guess=None):
     """Membrane time constant in ms.
 
@@ -538,7 +585,8 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     onset at which the response first reaches ``1 - 1/e`` (63.2%) of its deflection
     at the end of the step, linearly interpolated between samples (with the warnings
     of :func:`input_resistance` where the baseline drifts or the step makes the cell
-    fire; for a batch of traces, one per member, as :func:`input_resistance`; where
+    fire or has not settled by the step's end; for a batch of traces, one per member, as
+    :func:`input_resistance`; where
     the trace is sampled fewer than :data:`MIN_SAMPLES_PER_TAU` times per time constant,
     a RuntimeWarning: the interpolated crossing comes late). From a model
     (independent compartments): ``C · R_in`` with the steady-state input resistance (``v_guess`` as there). For a passive membrane the two agree; for
@@ -583,7 +631,8 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     baseline = _sample_at_or_before(source, step.delay, variable)
     final = _sample_at_or_before(source, step.delay + step.dur, variable)
     _warn_drifting_baseline(source, step, v, final - baseline, "membrane_time_constant")
-    _warn_firing(source, step, v, "membrane_time_constant")
+    if not _warn_firing(source, step, v, "membrane_time_constant"):
+        _warn_unsettled(source, step, v, "membrane_time_constant")
     frac = (v - baseline) / (final - baseline)  # 0 at onset, 1 at the end
     t = source.t.reshape((-1,) + (1,) * (v.ndim - 1))
     target = 1.0 - np.exp(-1.0)

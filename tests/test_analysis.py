@@ -4,6 +4,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import jax
@@ -603,6 +604,33 @@ def test_input_resistance_warns_of_firing_and_of_an_unstable_fixed_point():
     assert float(jn.membrane_time_constant(izh, v_guess=-70.0)) == pytest.approx(1.25, rel=1e-9)
     with pytest.raises(ValueError, match=r"v_guess applies to a model's steady state"):
         jn.input_resistance(tr, step, v_guess=-70.0)
+
+
+def test_a_step_too_short_to_settle_is_warned_of():
+    """A passive membrane (R = 50 MΩ, τ = 12.5 ms) stepped for 2τ reaches 1 - e⁻² of its
+    settled deflection: R_in read 43.23 MΩ and τ 9.89 ms without a word. The warning
+    gives the missing share, e⁻² = 13.5 %; a step of 8τ is not warned of, nor one that
+    makes the cell fire (warned of as that)."""
+    lif = jn.LIF(C=0.25, gL=0.02, EL=-70.0, V_th=np.inf)
+    short = jn.StepCurrent(0.1, 10.0, 25.0)
+    tr = jn.simulate(lif, 40.0, stimuli=[short])
+    with pytest.warns(RuntimeWarning, match=r"had not settled .* ~13\.5 % of its settled value is missing"):
+        assert float(jn.input_resistance(tr, short)) == pytest.approx(50.0 * (1 - np.exp(-2.0)), rel=2e-3)
+    with pytest.warns(RuntimeWarning, match=r"membrane_time_constant: the response had not settled"):
+        jn.membrane_time_constant(tr, short)
+    long = jn.StepCurrent(0.1, 10.0, 100.0)
+    tr = jn.simulate(lif, 115.0, stimuli=[long])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert float(jn.input_resistance(tr, long)) == pytest.approx(50.0, rel=1e-3)
+        assert float(jn.membrane_time_constant(tr, long)) == pytest.approx(12.5, rel=2e-3)
+    soma = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()])
+    step = jn.StepCurrent(0.1, 20.0, 100.0)
+    tr = jn.simulate(soma, 130.0, v0=-65.0, stimuli=[step])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        jn.input_resistance(tr, step)
+    assert [str(w.message)[:40] for w in caught] == ["input_resistance: the step makes 1 compa"]
 
 
 _STUB_SWC = """\
