@@ -64,18 +64,22 @@ def test_hh_soma_clamp_matches_neuron_seclamp(neuron_h, rs):
 
     model = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
     clamp = jn.VoltageClamp(-65, 2, -10, 5, -65, 3, rs=rs)
-    trace = jn.simulate(model, 12, stimuli=[clamp], record=("v", "i_inj"))
+    trace = jn.simulate(model, 12, stimuli=[clamp], record=("v", "i_inj", "i_clamp"))
     v, i = np.asarray(trace.v), np.asarray(trace.i_inj)
     assert np.max(np.abs(v - v_n)) < 1e-8
     assert np.max(np.abs(v - v_n)) / np.ptp(v_n) < 1e-9
     # The sodium inward current's peak is in the trace (a real clamp experiment).
     assert np.min(i[(t_n > 2.1) & (t_n < 7)]) < -0.05
-    # NEURON's sample at a switch (t = 2, 7, 10 ms) still holds the step before's
-    # level; ours the new one (the docstring says so). Everywhere else equal.
+    # i_clamp is the current of the step that ended at the sample, as SEClamp.i: at a
+    # switch (t = 2, 7, 10 ms) still the step before's level. Equal everywhere.
     switch = np.isin(np.round(t_n, 6), [2.0, 7.0, 10.0])
-    assert np.max(np.abs(i[~switch] - i_n[~switch])) < 1e-8 / rs
+    assert np.max(np.abs(np.asarray(trace.i_clamp) - i_n)) < 1e-8 / rs
     before = np.array([-65.0, -10.0, -65.0])
     np.testing.assert_allclose(i_n[switch], (before - v_n[switch]) / rs, rtol=1e-12)
+    # i_inj is evaluated at the sample's own time: there the new level's current.
+    assert np.max(np.abs(i[~switch] - i_n[~switch])) < 1e-8 / rs
+    after = np.array([-10.0, -65.0, -65.0])
+    np.testing.assert_allclose(i[switch], np.where(t_n[switch] < 9, (after - v[switch]) / rs, 0.0), atol=1e-9)
 
 
 def test_clamp_inside_a_passive_cable_matches_neuron(neuron_h):
@@ -243,20 +247,89 @@ def test_action_potential_clamp_matches_neuron_vector_play(neuron_h):
     t_n, (v_n, i_n) = run_neuron(h, 8.0, refs=(sec(0.5)._ref_v, clamp_n._ref_i))
 
     clamp = jn.DataVoltageClamp(command, dt=0.05, rs=0.5)
-    trace = jn.simulate(model, 8.0, stimuli=[clamp], record=("v", "i_inj"))
+    trace = jn.simulate(model, 8.0, stimuli=[clamp], record=("v", "i_inj", "i_clamp"))
     v, i = np.asarray(trace.v), np.asarray(trace.i_inj)
     assert np.max(np.abs(v - v_n)) < 1e-8
-    # Our current is (vc - v)/rs at the sample; NEURON's takes the command of the step's
-    # midpoint, half a step earlier (the docstring says so).
+    # i_clamp is SEClamp.i: (vc - v)/rs with the command of the step that ended at the
+    # sample (its midpoint, half a step earlier) and the voltage at its end.
     on = t_n < t_cmd[-1] - 1e-9
-    vc = np.interp(t_n, t_cmd, command)
-    np.testing.assert_allclose(i[on], ((vc - v) / 0.5)[on], rtol=0, atol=1e-9)
     vc_mid = np.interp(t_n - 0.0125, t_cmd, command)
     np.testing.assert_allclose(i_n[on][1:], ((vc_mid - v_n) / 0.5)[on][1:], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(trace.i_clamp, i_n, rtol=0, atol=1e-7)
+    # i_inj is evaluated at the sample's own time (the command there).
+    vc = np.interp(t_n, t_cmd, command)
+    np.testing.assert_allclose(i[on], ((vc - v) / 0.5)[on], rtol=0, atol=1e-9)
     np.testing.assert_array_equal(i[t_n > t_cmd[-1] + 1e-9], 0.0)
+    np.testing.assert_array_equal(np.asarray(trace.i_clamp)[t_n > t_cmd[-1] + 0.025 + 1e-9], 0.0)
     # The clamp follows the AP: at its peak within 1 mV (rs = 0.5 MΩ in series).
     peak = np.argmax(command)
     assert abs(float(trace.at(t_cmd[peak]).v) - command[peak]) < 1.0
+
+
+RAMP_T = 0.025 * np.arange(401)  # -80 -> -40 mV over 10 ms: 4 mV/ms
+RAMP = -80 + 4.0 * RAMP_T
+
+
+@pytest.mark.parametrize("rs", [1.0, 0.001])
+def test_data_clamp_current_during_a_ramp_is_neurons_seclamp_i(neuron_h, rs):
+    """A ramp command into a passive soma (SEClamp with Vector.play into amp1): the
+    recorded i_clamp is SEClamp.i at every sample, the first (the command at t = 0,
+    which starts off the resting voltage), those of the ramp, the one at its end and
+    those after (off). Before, i_clamp paired the command at the sample with the
+    voltage there, off by slope·(dt/2)/rs: 52.5 nA instead of 2.5 at rs = 0.001 MΩ."""
+    h = neuron_h
+    sec = h.Section(name=f"ramp_clamp_soma_{rs}")
+    sec.L, sec.diam, sec.cm = SOMA["length"], SOMA["diam"], SOMA["cm"]
+    sec.insert("pas")
+    sec.g_pas, sec.e_pas = 1e-4, -70
+    clamp_n = h.SEClamp(sec(0.5))
+    clamp_n.dur1, clamp_n.rs = RAMP_T[-1], rs
+    vc_vec, t_vec = h.Vector(RAMP), h.Vector(RAMP_T)
+    vc_vec.play(clamp_n._ref_amp1, t_vec, 1)
+    t_n, (v_n, i_n) = run_neuron(h, 12.0, v0=-70.0, refs=(sec(0.5)._ref_v, clamp_n._ref_i))
+
+    clamp = jn.DataVoltageClamp(RAMP, dt=0.025, rs=rs)
+    trace = jn.simulate(_passive_soma(), 12.0, stimuli=[clamp], v0=-70.0, record=("v", "i_clamp"))
+    assert np.max(np.abs(np.asarray(trace.v) - v_n)) < 1e-9
+    i = np.asarray(trace.i_clamp)
+    assert i_n[0] == pytest.approx(-10.0 / rs)  # (cmd(0) - v0)/rs
+    np.testing.assert_allclose(i, i_n, rtol=1e-9, atol=1e-9)
+    k = int(np.argmin(np.abs(t_n - 5.0)))
+    if rs < 0.01:  # a stiff clamp: the physical C·dv/dt + leak, 2.497 nA
+        assert i[k] == pytest.approx(C_NF * 4.0 + G_LEAK_US * (float(trace.v[k]) + 70), abs=2e-3)
+
+
+def test_data_clamp_current_is_the_implicit_steps_current():
+    """Without NEURON: a stiff clamp (rs·C = 1.3e-4 ms ≪ dt) on a ramp into a passive
+    soma. The recorded i_clamp is the current the backward-Euler step that ended at the
+    sample injected, so the step's charge balance C·Δv/Δt + g(v - E) holds to rounding
+    (the last step, shortened to end at t1 = 5.01 ms, too), and it is the physical
+    C·dV/dt + g(V - E) of the ramp (slope 4 mV/ms). It is jit-, vmap- and
+    grad-friendly."""
+    rs, dt = 1e-3, 0.025
+    clamp = jn.DataVoltageClamp(RAMP, dt=dt, rs=rs)
+    trace = jn.simulate(_passive_soma(), 5.01, dt=dt, stimuli=[clamp], v0=-80.0, record=("v", "i_clamp"))
+    t, v, i = np.asarray(trace.t), np.asarray(trace.v), np.asarray(trace.i_clamp)
+    assert t[-1] == pytest.approx(5.01) and t[-2] == pytest.approx(5.0)
+    balance = C_NF * np.diff(v) / np.diff(t) + G_LEAK_US * (v[1:] + 70)
+    np.testing.assert_allclose(i[1:], balance, rtol=1e-7, atol=1e-6)
+    # (Not the shortened last step: it reads the command only 0.0175 ms after the step
+    # before, so its Δv/Δt is 1.75 times the slope, as NEURON's would be.)
+    physical = C_NF * 4.0 + G_LEAK_US * (v + 70)
+    settled = (t > 0.1) & (t < 5.0 + 1e-9)
+    np.testing.assert_allclose(i[settled], physical[settled], rtol=0, atol=2e-3)
+    assert i[0] == 0.0  # the command starts at v0
+
+    @jax.jit
+    @jax.vmap
+    def mean_current(rs):
+        stim = jn.DataVoltageClamp(RAMP, dt=dt, rs=rs)
+        return jn.simulate(_passive_soma(), 5.0, stimuli=[stim], v0=-80.0, record=("i_clamp",)).i_clamp[1:].mean()
+
+    rss = jnp.asarray([1e-3, 1e-2])
+    np.testing.assert_allclose(mean_current(rss), C_NF * 4.0 + G_LEAK_US * 0.5 * (-10 + 10), atol=0.3)
+    grad = jax.grad(lambda r: mean_current(r[None])[0])(jnp.asarray(1e-2))
+    assert np.isfinite(float(grad))
 
 
 def test_data_voltage_clamp_per_neuron_commands_and_gradients():

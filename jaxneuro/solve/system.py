@@ -50,13 +50,14 @@ class System(eqx.Module):
         return out
 
     def clamp_current(self, t, v):
-        """The voltage clamps' current (nA) into each compartment at time ``t`` (ms),
-        the compartments at ``v`` (mV): ``record=("i_clamp",)``. Split by population
-        for a Network."""
+        """The voltage clamps' current (nA) into each compartment at the sample at time
+        ``t`` (ms), the compartments at ``v`` (mV): ``record=("i_clamp",)``, what the
+        step that ended at ``t`` injected (:meth:`AbstractVoltageClamp.recorded`). Split
+        by population for a Network."""
         total = jnp.zeros(self.model.shape, dtype=jnp.result_type(float))
         for stim in self.stimuli:
             if isinstance(stim, AbstractVoltageClamp):
-                total = total + stim.inject(t, self.model, v)
+                total = total + stim.recorded(t, self.model, v)
         per_population = getattr(self.model, "per_population", None)
         return total if per_population is None else per_population(total)
 

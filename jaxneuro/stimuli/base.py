@@ -129,7 +129,8 @@ class AbstractStimulus(eqx.Module):
         for messages about a current that does not fit its target (whose shape comes from
         them all)."""
         shapes = [f"{f.name} {tuple(np.shape(getattr(self, f.name)))}" for f in dataclasses.fields(self)
-                  if not f.metadata.get("static") and hasattr(getattr(self, f.name), "shape")]
+                  if not f.metadata.get("static") and not f.name.startswith("_")
+                  and hasattr(getattr(self, f.name), "shape")]
         return ", ".join(shapes)
 
     def inject(self, t, model, v):

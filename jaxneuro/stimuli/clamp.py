@@ -7,6 +7,9 @@ from __future__ import annotations
 import abc
 import dataclasses
 
+import copy
+
+import equinox as eqx
 import jax.numpy as jnp
 
 from .. import units
@@ -24,6 +27,10 @@ class AbstractVoltageClamp(AbstractStimulus):
 
     splittable = False
     unsplittable_because = "its current reads the clamped compartment's voltage"
+
+    #: The run's ``(t0, t1, dt)`` (ms), set by :meth:`check_run` for a run at a constant
+    #: step (None otherwise): :meth:`recorded` finds the step that ended at a sample.
+    _run: object = eqx.field(default=None, kw_only=True, repr=False)
 
     def __post_init__(self):
         if self.density:
@@ -52,6 +59,43 @@ class AbstractVoltageClamp(AbstractStimulus):
         ``v`` (mV): ``(vc - v) / rs`` while on, else 0."""
         vc, _ = self.command(t)
         return self.conductance(t) * (vc - v)
+
+    def check_run(self, *, t0, t1, dt, adaptive):
+        """The clamp with the run's grid (constant steps), which :meth:`recorded` needs
+        to find the step that ended at a sample; as it is for adaptive steps."""
+        if adaptive:
+            return self
+        from ..solve.fixed_step import count_steps
+
+        # The last step ends at t1, shortened where dt does not divide the run: its
+        # midpoint, computed here in float64 from the Python numbers.
+        last_start = t0 + (count_steps(t0, t1, dt) - 1) * dt
+        run = copy.copy(self)
+        grid = [t0, t1, dt, last_start + 0.5 * (t1 - last_start)]
+        object.__setattr__(run, "_run", jnp.asarray(grid, dtype=jnp.result_type(float)))
+        return run
+
+    def step_command_time(self, t):
+        """The time (ms) at which the step that ended at ``t`` read the command: its
+        midpoint ``t - dt/2`` (NEURON's ``fadvance`` reads stimuli at ``t + dt/2``), the
+        last step's own midpoint (shortened where ``dt`` does not divide the run); ``t``
+        itself at the run's start (no step has ended there: NEURON's ``finitialize``
+        takes the command at ``t0``) and where the run's grid is unknown (adaptive
+        steps)."""
+        if self._run is None:
+            return t
+        t0, t1, dt, last_mid = (self._run[i] for i in range(4))
+        # Samples lie on t0 + k·dt or at t1; a tenth of a step tells them apart at
+        # any rounding of t.
+        return jnp.where(t <= t0 + 0.1 * dt, t, jnp.where(t >= t1 - 0.1 * dt, last_mid, t - 0.5 * dt))
+
+    def recorded(self, t, model, v):
+        """The clamp's current (nA) recorded at the sample at ``t`` (ms), the
+        compartments at ``v`` (mV) there: what the step that ended at ``t`` injected,
+        ``(vc - v)/rs`` with ``vc`` the command that step read (at its midpoint) and
+        ``v`` the voltage at its end, as NEURON's ``SEClamp.i`` (the implicit step's
+        clamp current is exactly this). Placed as :meth:`inject`."""
+        return self.inject(self.step_command_time(t), model, v)
 
     def check_placement(self, model):
         """ValueError for a clamp without a place on a cable or cell of several segments
@@ -83,7 +127,7 @@ class AbstractVoltageClamp(AbstractStimulus):
             placed = model.place_current(self.target, g * vc)
         except ValueError as e:  # name the fields whose shapes do not fit
             shaped = {f.name: tuple(jnp.shape(getattr(self, f.name))) for f in dataclasses.fields(self)
-                      if f.name != "target" and jnp.ndim(getattr(self, f.name)) > 0}
+                      if f.name != "target" and not f.name.startswith("_") and jnp.ndim(getattr(self, f.name)) > 0}
             raise ValueError(f"{type(self).__name__} fields of shape {shaped}: {e}") from None
         return placed - g_placed * v
 
@@ -105,9 +149,11 @@ class VoltageClamp(AbstractVoltageClamp):
     ``rs·C``, else the voltages blow up to NaN; give them a step-size controller); the voltage then reaches
     ``(g·E + vc/rs) / (g + 1/rs)``, ``rs`` in series with the membrane's conductance
     ``g``. Record the clamp's current with ``record=("i_clamp",)`` (nA, the clamps'
-    current alone; ``i_inj`` sums every injected current; at a switch of ``vc`` the
-    recorded sample takes the new level, where NEURON's takes the one of the step
-    before). Levels and
+    current alone): at each sample, as NEURON's ``SEClamp.i``, the current the step
+    that ended there injected, ``(vc - v)/rs`` with ``vc`` read at that step's
+    midpoint and ``v`` at the sample (at a switch of ``vc``, the level before; at a
+    run's first sample, the command there). ``i_inj`` sums every injected current,
+    evaluated at the sample's own time (there the new level). Levels and
     ``rs`` are differentiable: fit channel densities to recorded clamp currents.
 
     ``target``: as for other stimuli (``None`` for a single compartment or every
@@ -151,9 +197,15 @@ class DataVoltageClamp(AbstractVoltageClamp):
     ``(T, ...)`` for one each (``(T, n)`` for each neuron of a population). The
     samples and ``rs`` are differentiable. Treated implicitly by the default solver,
     read at each step's midpoint, targets and recording as :class:`VoltageClamp`: the
-    recorded ``i_clamp`` is ``(vc - v)/rs`` with the command at the sample's own time,
-    where NEURON's ``SEClamp.i`` takes the command of the step's midpoint, half a step
-    earlier (voltages agree to rounding: tests/test_voltage_clamp.py)."""
+    recorded ``i_clamp`` (nA) is ``(vc - v)/rs`` with ``vc`` (mV) the command of the
+    step that ended at the sample (at its midpoint, half a step earlier), ``v`` (mV)
+    the voltage at the sample and ``rs`` in MΩ: the current that step injected, equal
+    to NEURON's ``SEClamp.i`` (and, for a stiff clamp on a ramp, to ``C·dv/dt`` plus
+    the membrane's current). The command at the sample's own time would be off by
+    ``slope·(dt/2)/rs``, 50 nA for a 4 mV/ms ramp at ``rs`` = 0.001 MΩ; ``i_inj``,
+    evaluated at the sample's time, is. With adaptive steps ``i_clamp`` too is taken
+    at the sample's time. Voltages and currents agree with NEURON's to rounding:
+    tests/test_voltage_clamp.py."""
 
     values: object = units.param(units.mV)
     dt: object = units.param(units.ms, default=0.025, check="positive")
