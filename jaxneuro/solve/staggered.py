@@ -150,11 +150,11 @@ class StaggeredEuler(diffrax.AbstractSolver):
         else:
             h = dt if self.voltage_update == "backward_euler" else 0.5 * dt
             if local:
-                # Solved relative to the first compartment's voltage vm (exact: A·1 = 0,
-                # so (1/h - b - A)(v_h - vm) = f_local + (1/h - b)·(v0 - vm)): float32
+                # Solved relative to a mean voltage vm (exact: A·1 = 0, so
+                # (1/h - b - A)(v_h - vm) = f_local + (1/h - b)·(v0 - vm)): float32
                 # then rounds relative to the spread of voltages, not to |v| ~ 65 mV
-                # (the benchmarks' 1000-segment cell, 100 ms: 0.002 mV from float64,
-                # against 0.02 without the shift; tests/test_cable.py asserts < 0.01 mV).
+                # (tests/test_cable.py's 1000-segment cell, 100 ms: 0.003 mV from
+                # float64, against 0.04 without the shift; it asserts < 0.01 mV).
                 # The mean of a few compartments, summed slice by slice: under jax.vmap a
                 # sum over all compartments is a reduction XLA's CPU backend runs as a
                 # kernel of its own, which kept the time loop from compiling into one (a
