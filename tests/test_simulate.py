@@ -683,3 +683,31 @@ def test_a_repeated_run_does_not_place_its_stimuli_again(monkeypatch):
     again = jn.simulate(pop, 3.0, stimuli=stimuli, backend="xla")
     assert len(calls) == traced
     np.testing.assert_array_equal(first.v, again.v)
+
+
+def test_a_trace_too_large_for_memory_is_refused_before_the_run():
+    # 10⁶ neurons saved every step of 25 s: 10⁶ saves of 10⁶ values, terabytes, which
+    # XLA would ask for at once when the run starts (on a CPU the process could be
+    # killed instead of an error). Refused up front, naming what to record instead.
+    pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=10**6)
+    with pytest.raises(ValueError, match=r"record: the trace would hold 1000001 saves of v \(.* TiB in all\), "
+                                         r"more than half of this machine's .*save_every=.*SpikeSummary"):
+        jn.simulate(pop, 25_000.0)
+
+
+def test_the_trace_memory_check_counts_every_name_and_place(monkeypatch):
+    from jaxneuro.solve import record_memory
+
+    monkeypatch.setattr(record_memory, "device_memory_bytes", lambda: 4 << 20)  # 4 MiB
+    pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=100)
+    itemsize = np.dtype(jnp.result_type(float)).itemsize
+    # 2001 saves × 100 neurons: 0.8 MB (float32) per name, 1.6 in float64.
+    jn.simulate(pop, 50.0, record=("v",), backend="xla")
+    with pytest.raises(ValueError, match=r"saves of v, m_hh, h_hh, n_hh \(v .* MiB, m_hh .* MiB, h_hh .* MiB, n_hh .* MiB, "):
+        jn.simulate(pop, 50.0, record=("v", "m_hh", "h_hh", "n_hh"), backend="xla")
+    with pytest.raises(ValueError, match="record: the trace would hold"):  # under a jit too, when traced
+        jax.jit(lambda: jn.simulate(pop, 50.0, record=("v", "m_hh", "h_hh", "n_hh"), backend="xla").v)()
+    # At two places, or every tenth step, the same names fit.
+    jn.simulate(pop, 50.0, record={"v": [0, 1], "m_hh": [0, 1], "h_hh": [0, 1], "n_hh": [0, 1]})
+    jn.simulate(pop, 50.0, record=("v", "m_hh", "h_hh", "n_hh"), save_every=0.25, backend="xla")
+    assert 4 * 2001 * 100 * itemsize > (4 << 20) * record_memory.MAX_SHARE

@@ -20,7 +20,7 @@ from ..model import AbstractModel, CurrentShapeError, record_units
 from ..stimuli import AbstractStimulus
 from ..stimuli.base import merge_alike
 from ..stimuli.noise import warn_shared_seeds
-from . import fixed_step
+from . import fixed_step, record_memory
 from .fixed_step import steps_per_save
 from .staggered import StaggeredEuler
 from .summary import SpikeDetector, SpikeSummary
@@ -309,6 +309,10 @@ def simulate(
                 f"backend={backend!r}: recording at chosen places (record={{name: places}}) runs in one XLA "
                 "loop; use backend='xla' or 'auto'"
             )
+        # (The GPU kernel's record buffers have a power of two of saves.)
+        padded = 2 ** math.ceil(math.log2(n_save)) / n_save if integrate is backends.pallas.integrate else 1.0
+        record_memory.check(lambda: system.observe(record, t0, y0), record, y0, n_save + ends_off_grid,
+                            dict(selected), pad_factor=padded)
         with stimulus_named():
             saved, y_final = integrate(
                 solver, term, y0, system, t0=t0, t1=t1, dt=dt, save_every_steps=k, n_save=n_save,
@@ -343,6 +347,7 @@ def simulate(
                 "own constant-step loop checkpoints the same way, see grad_checkpoints), or use "
                 "diffrax.DirectAdjoint() or an adaptive stepsize_controller"
             )
+        record_memory.check(lambda: system.observe(record, t0, y0), record, y0, n_save + ends_off_grid, dict(selected))
         save_ts = jnp.append(ts, t1) if ends_off_grid else ts
         observe = diffrax.SubSaveAt(ts=save_ts, fn=_Observe(tuple(record)))
         saveat = diffrax.SaveAt(subs=[observe, diffrax.SubSaveAt(t1=True)])
