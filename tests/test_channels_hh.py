@@ -69,6 +69,14 @@ def test_seed002_resting_gates():
     assert float(gates["n"]) == pytest.approx(0.3177, abs=2e-4)
 
 
+def test_resting_voltages_of_neurons_and_hodgkin_huxleys_leak():
+    # As the HH docstring says: NEURON's el = -54.3 rests at -64.974 mV, Hodgkin and
+    # Huxley's -54.387 at -64.996 (seed 002's printed rest).
+    for el, rest in ((-54.3, -64.974), (-54.387, -64.996)):
+        soma = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(el=el)])
+        assert float(jn.steady_state(soma).v) == pytest.approx(rest, abs=5e-4)
+
+
 def test_leak_is_neurons_pas():
     leak = jn.channels.Leak()
     assert (float(leak.g), float(leak.e), leak.name) == (0.001, -70.0, "pas")

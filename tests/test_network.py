@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import saiunit as u
 
 import jaxneuro as jn
 
@@ -88,6 +89,28 @@ def test_uncoupled_network_equals_separate_simulations():
     assert np.isfinite(tr["a"].spikes).sum() >= 3 and tr["b"].v[:, 1].max() > 0  # both fire
     assert tr["b"].v[:, 0].max() < -60
     assert tr["b"].spikes is None
+
+
+def test_v0_per_population_by_name():
+    # v0={"a": ..., "b": ...} was refused ("expects a number in mV"); a flat array in
+    # population order worked but was documented nowhere.
+    a, b = jn.LIF(n=3, EL=-65.0), soma(2)
+    net = jn.Network(populations={"a": a, "b": b})
+    tr = jn.simulate(net, 1.0, v0={"b": [-60.0, -50.0]}, dt=0.025)
+    np.testing.assert_array_equal(tr["a"].v[0], np.full(3, float(a.default_v0)))  # its own default
+    np.testing.assert_array_equal(tr["b"].v[0], [-60.0, -50.0])
+    flat = jn.simulate(net, 1.0, v0=np.array([-70.0, -70.0, -70.0, -60.0, -50.0]), dt=0.025)
+    by_name = jn.simulate(net, 1.0, v0={"a": -70.0, "b": [-60.0, -50.0]}, dt=0.025)
+    np.testing.assert_array_equal(by_name["b"].v, flat["b"].v)
+    np.testing.assert_array_equal(by_name["a"].v, flat["a"].v)
+    with pytest.raises(ValueError, match=r"v0 names \['c'\], not populations of this network"):
+        jn.simulate(net, 1.0, v0={"c": -60.0})
+    with pytest.raises(ValueError, match=r"v0\['b'\] expects a scalar or one value per compartment of 'b' \(shape \(2,\)\)"):
+        jn.simulate(net, 1.0, v0={"b": [-60.0, -50.0, -40.0]})
+    with pytest.raises(ValueError, match=r"v0\['b'\].*voltage|v0\['b'\].*mV"):
+        jn.simulate(net, 1.0, v0={"b": 2.0 * u.nA})
+    with pytest.raises(ValueError, match="v0 as a dict .* is for a Network"):
+        jn.simulate(a, 1.0, v0={"a": -60.0})
 
 
 def test_t1_off_the_step_grid_samples_every_population_there():

@@ -40,7 +40,10 @@ class INa_Ba2002(AbstractAlphaBetaChannel):
 
     with :math:`\phi = 3^{(T - 36)/10}`. Rates in 1/ms, ``V`` in mV. BrainPy's docs page
     writes ``h`` in the ``dq/dt`` equation where ``q`` is meant and omits the driving
-    force ``(V - E)``; its code, and this module, use ``q`` and multiply by ``(V - E)``.
+    force; its code uses ``q`` and multiplies by ``(E - V)`` (inward positive, µA/cm²
+    with its mS/cm²), this module by ``(V - E)`` (outward positive, mA/cm²): BrainPy's
+    ``current(V)`` is ``-1000`` times :meth:`current` here (at ``V = 0``, ``p = 0.5``,
+    ``q = 0.8``: 450 there, -0.45 here).
     The removable singularities of ``alpha_p`` (at ``V = V_sh + 13``) and ``beta_p``
     (at ``V = V_sh + 40``) are evaluated with :func:`exprel_ratio`, so values and
     gradients stay finite there.
@@ -106,7 +109,8 @@ class IKDR_Ba2002(AbstractAlphaBetaChannel):
 
     with :math:`\phi = T_{base}^{(T - 36)/10}` unless ``phi`` is given (BrainPy's rule).
     Rates in 1/ms, ``V`` in mV. BrainPy's docs write :math:`\phi = 3^{(T-36)/10}` (its
-    default ``T_base``) and omit the driving force ``(V - E)``, which its code uses. The
+    default ``T_base``) and omit the driving force, which its code takes as ``(E - V)``
+    (inward positive, µA/cm²: ``-1000`` times :meth:`current` here). The
     removable singularity of ``alpha_p`` at ``V = V_sh + 15`` is evaluated with
     :func:`exprel_ratio` (finite value and gradient).
 

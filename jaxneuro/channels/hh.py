@@ -22,7 +22,9 @@ class HH(AbstractAlphaBetaChannel):
 
     ``ina = gnabar·m³·h·(v - ena)``, ``ik = gkbar·n⁴·(v - ek)``, ``il = gl·(v - el)``;
     densities in mA/cm². Conductances in S/cm² (``gnabar`` 0.12, ``gkbar`` 0.036,
-    ``gl`` 0.0003), potentials in mV (``el`` -54.3; ``ena`` 50 and ``ek`` -77 are
+    ``gl`` 0.0003), potentials in mV (``el`` -54.3, NEURON's, resting at -64.974 mV;
+    Hodgkin and Huxley's leak is 10.613 mV above a rest of -65, ``el=-54.387``, which
+    texts quoting a rest of -64.996 mV and its gates use; ``ena`` 50 and ``ek`` -77 are
     NEURON's default ion reversal potentials). Rates are hh.mod's, scaled by
     ``q10 ** ((T - reference_temperature) / 10)`` with ``q10`` 3 from 6.3 °C at the
     compartment's temperature ``T``. Gates ``m``, ``h``, ``n``: recorded as

@@ -199,6 +199,32 @@ class Network(AbstractModel):
                  for n, shp in zip(self.names, self.shapes)]
         return jnp.concatenate(parts)
 
+    def v0_of_populations(self, v0: dict):
+        """One initial voltage per compartment (mV, flat, population order) from ``v0``, a
+        dict of population name to voltage (a number, a quantity, or one per
+        compartment of that population); a population not named starts at its own
+        ``default_v0``."""
+        from .. import units
+
+        unknown = [k for k in v0 if k not in self.names]
+        if unknown:
+            raise ValueError(f"simulate: v0 names {unknown}, not populations of this network; it has {self.names}")
+        parts = []
+        for n, shp in zip(self.names, self.shapes):
+            given = n in v0
+            value = units.to_base(v0[n], f"v0[{n!r}]", units.mV) if given else self.populations[n].default_v0
+            units.check_value(value, f"v0[{n!r}]", None, units.mV)
+            value = jnp.asarray(value, dtype=jnp.result_type(float))
+            try:
+                value = jnp.broadcast_to(value, shp)
+            except ValueError:
+                raise ValueError(
+                    f"simulate: v0[{n!r}] expects a scalar or one value per compartment of {n!r} (shape {shp}), "
+                    f"got shape {value.shape}"
+                ) from None
+            parts.append(value.reshape(-1))
+        return jnp.concatenate(parts)
+
     @property
     def capacitance(self):
         """Membrane capacitance (nF) of every compartment, flat."""

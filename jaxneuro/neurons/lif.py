@@ -33,6 +33,10 @@ class LIF(AbstractSpikingNeuron):
     density is given), and a stimulus amplitude given as a current density (µA/cm²) is
     scaled by the same area, so seed 002's ``C = 1 µF/cm², gL = 0.1 mS/cm², I = 2
     µA/cm²`` gives its ISIs unchanged.
+
+    From BrainPy's ``LIF`` (``tau·dV/dt = -(V - V_rest) + R·I``): ``EL = V_rest``,
+    ``V_th = V_th`` (its ``V_threshold`` in some versions), ``V_reset = V_reset``,
+    ``t_ref = tau_ref``, ``gL = 1/R`` (R in MΩ gives µS) and ``C = tau/R`` (ms/MΩ = nF).
     """
 
     C: object = units.param(units.nF, default=1.0, check="positive")

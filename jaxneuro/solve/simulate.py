@@ -91,7 +91,9 @@ def simulate(
     ``t1``, its last step shortened to reach it where ``dt`` does not divide the run);
     only these are kept in memory. ``v0``: initial voltage in mV
     (default ``model.default_v0``, -65 mV for compartments, as NEURON's
-    ``finitialize``); gates start at their steady state at ``v0``. ``init``: the whole
+    ``finitialize``), a number or one per compartment; for a Network also a dict of
+    population name to voltage (others start at their own default); gates start at
+    their steady state at ``v0``. ``init``: the whole
     state to start from instead: an earlier run's :class:`Trace`, which continues that
     run (its ``final_state`` from its ``t1``, which is then this run's ``t0``; a long run
     in parts, or one continued under other stimuli; spike buffers carry on filling), or a
@@ -464,6 +466,13 @@ def _stages_as_bounded_loop(solver):
 
 def _initial_state_at(model, v0) -> State:
     """``model.init_state`` at ``v0`` (mV; default the model's), checked."""
+    if isinstance(v0, dict):
+        if not hasattr(model, "v0_of_populations"):
+            raise ValueError(
+                f"simulate: v0 as a dict (population name: voltage) is for a Network; {type(model).__name__} "
+                "takes a number in mV or one per compartment"
+            )
+        v0 = model.v0_of_populations(v0)
     v0 = model.default_v0 if v0 is None else units.to_base(v0, "v0", units.mV)
     units.check_value(v0, "v0", None, units.mV)
     try:
