@@ -45,6 +45,12 @@ class AdEx(AbstractSpikingNeuron):
     are accepted as saiunit quantities (``C`` in µF/cm², ``gL`` and ``a`` in S/cm², ``b``
     in mA/cm²): they are multiplied by ``area`` (µm²; default 1 cm² when a density is
     given), and stimuli given as current densities are scaled by the same area.
+
+    Cost: the spike time inside a step comes from an 8-point quadrature of the upswing,
+    computed in every step for every neuron (a vectorised step cannot skip the ones far
+    from threshold), so a population's step costs several times a LIF's or an HH
+    compartment's (2-4x a LIF's at 10³-10⁴ neurons on a CPU, measured; more in larger
+    populations, whose step no longer fits the CPU's caches).
     """
 
     C: object = units.param(units.nF, default=0.281, check="positive")
