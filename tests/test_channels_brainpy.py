@@ -432,3 +432,38 @@ def test_a_temperature_that_does_not_reach_a_channel_with_its_own_is_warned_of()
         jn.Compartment(**geometry, channels=ba(T=26.0), temperature=26.0)  # both agree
         jn.Compartment(**geometry, channels=[IKDR_Ba2002(phi=1.0)], temperature=26.0)  # phi: no temperature
         jn.Compartment(**geometry, channels=[jn.channels.HH()], temperature=26.0)  # the compartment's
+
+
+def test_an_explicit_temperature_equal_to_the_default_is_warned_of_too():
+    # temperature=6.3 (NEURON's celsius, the usual value when porting) was silent because
+    # it equals the default; 6.4 warned. Only the default left alone is silent now.
+    import inspect
+    import warnings
+    from pathlib import Path
+
+    import jax.tree_util as jtu
+
+    import jaxneuro as jn
+
+    geometry = dict(length=20.0, diam=20.0)
+    with pytest.warns(RuntimeWarning, match="Compartment: temperature=6.3 °C does not apply to INa_Ba2002"):
+        explicit = jn.Compartment(**geometry, channels=[INa_Ba2002()], temperature=6.3)
+    with pytest.warns(RuntimeWarning, match="Cable: temperature=6.3 °C does not apply to ICaT_HM1992"):
+        jn.Cable(length=100.0, diam=1.0, channels=[ICaT_HM1992()], temperature=6.3)
+    with pytest.warns(RuntimeWarning, match="Cell: temperature=6.3 °C does not apply to IKDR_Ba2002"):
+        jn.Cell([jn.Cable(length=100.0, diam=1.0, channels=[IKDR_Ba2002()])], temperature=6.3)
+    swc = Path(__file__).parent / "data" / "small_cell_1pt.swc"
+    with pytest.warns(RuntimeWarning, match="temperature=6.3 °C does not apply to IKDR_Ba2002"):
+        jn.Cell.from_swc(swc, channels=[IKDR_Ba2002()], temperature=6.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        default = jn.Compartment(**geometry, channels=[INa_Ba2002()])
+        jn.Cable(length=100.0, diam=1.0, channels=[ICaT_HM1992()])
+        jn.Cell([jn.Cable(length=100.0, diam=1.0, channels=[IKDR_Ba2002()])])
+        jn.Cell.from_swc(swc, channels=[IKDR_Ba2002()])
+        jn.Compartment(**geometry, channels=[INa_Ba2002(T=6.3)], temperature=6.3)  # both agree
+    # The default is still a plain 6.3 once built: the same pytree, value and repr.
+    assert jtu.tree_structure(default) == jtu.tree_structure(explicit)
+    assert float(default.temperature) == float(explicit.temperature) == 6.3
+    assert "temperature=6.3" in repr(default) and repr(default) == repr(explicit)
+    assert str(inspect.signature(jn.Compartment).parameters["temperature"].default) == "6.3"

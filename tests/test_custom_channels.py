@@ -545,3 +545,19 @@ def test_a_current_that_is_not_one_array_is_named():
     with pytest.raises(ValueError, match=r"channels\[0\]: ByIon\.current must return one array.*got a dict "
                                          r"with keys \('ik', 'ina'\).*component_currents"):
         jn.Compartment(area=1000.0, channels=[ByIon()])
+
+
+def test_a_name_declared_before_the_parameters_gets_a_hint_naming_the_first_parameter():
+    # A channel declaring `name: str = "p"` first (not kw_only) took P(2e-3) as its name;
+    # the refusal hinted "e.g. P(name=...)", the field that went wrong, not P(g=...).
+    class P(AbstractChannel):
+        name: str = "p"
+        g: object = units.param(units.S_per_cm2, default=1e-3)
+
+        def current(self, v, gates):
+            return self.g * v
+
+    with pytest.raises(ValueError, match=r"P\.name expects a non-empty string .* got 0\.002; give parameters "
+                                         r"by keyword, e\.g\. P\(g=\.\.\.\)"):
+        P(2e-3)
+    assert float(P(g=2e-3).g) == 2e-3 and P(g=2e-3).name == "p"

@@ -98,7 +98,10 @@ class AbstractChannel(eqx.Module):
         if not isinstance(name, str) or not name:
             # A subclass declaring name positionally first took the first positional
             # argument as its name (Leak(1e-4) kept the default g).
-            params = [f.name for f in dataclasses.fields(self) if not f.metadata.get("static")]
+            # The parameters: fields other than name (declared positionally, it is no
+            # static field) that are not static, units.param fields first.
+            fields = [f for f in dataclasses.fields(self) if f.name != "name" and not f.metadata.get("static")]
+            params = [f.name for f in fields if "unit" in f.metadata] + [f.name for f in fields if "unit" not in f.metadata]
             example = f"{type(self).__name__}({params[0]}=...)" if params else f"{type(self).__name__}(...)"
             raise ValueError(
                 f"{type(self).__name__}.name expects a non-empty string (the channel's name), got {name!r}; "

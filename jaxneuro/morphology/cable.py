@@ -51,7 +51,7 @@ class Cable(AbstractModel):
     cm: object = units.param(units.uF_per_cm2, default=1.0, check="positive")
     nseg: int = eqx.field(default=1, static=True)
     channels: tuple[AbstractChannel, ...] = ()
-    temperature: object = units.param(units.celsius, default=membrane.DEFAULT_TEMPERATURE)
+    temperature: object = units.param(units.celsius, default=membrane.TEMPERATURE_NOT_GIVEN)
     diam3d: object = units.param(units.um, default=None, check="positive")
     arc3d: tuple | None = eqx.field(default=None, static=True, kw_only=True)
     name: str | None = eqx.field(default=None, static=True, kw_only=True)
@@ -81,6 +81,7 @@ class Cable(AbstractModel):
                 "Cable expects length and diam (µm), or 3-D points: arc3d and diam3d (µm); "
                 f"got length={self.length!r}, diam={self.diam!r}"
             )
+        temperature_given = membrane.temperature_given(self.temperature)
         super().__post_init__()
         if self.arc3d is not None and units.is_concrete(self.length):
             if not np.isclose(float(self.length), path_length, rtol=1e-6, atol=0.0):
@@ -91,7 +92,8 @@ class Cable(AbstractModel):
         for field in ("length", "temperature"):
             if np.ndim(getattr(self, field)) != 0:
                 raise ValueError(f"Cable.{field} expects a scalar, got shape {np.shape(getattr(self, field))}")
-        membrane.warn_own_temperatures("Cable", self.channels, self.temperature)
+        if temperature_given:
+            membrane.warn_own_temperatures("Cable", self.channels, self.temperature)
         for field in ("diam", "Ra", "cm"):
             if getattr(self, field) is None:
                 continue

@@ -386,6 +386,10 @@ class Cell(AbstractModel):
                         )
                 else:
                     seen[ch.name] = (i, ch)
+        # Channels of different sections share the cell's record names.
+        section_names = self.section_names
+        membrane.check_record_names("Cell", [ch for _, ch in seen.values()],
+                                    [f"Cell: section {section_names[i]!r}" for i, _ in seen.values()])
 
     # --- sections and locations -------------------------------------------------------
     @property
@@ -890,7 +894,7 @@ class Cell(AbstractModel):
     # --- SWC --------------------------------------------------------------------------
     @classmethod
     def from_swc(cls, path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=None, freq=100.0,
-                 temperature=membrane.DEFAULT_TEMPERATURE, nseg=None):
+                 temperature=membrane.TEMPERATURE_NOT_GIVEN, nseg=None):
         """Read a morphology from an SWC file, ``nseg`` by NEURON's d_lambda rule (default
         0.1) or ``nseg`` per section; see :func:`jaxneuro.morphology.swc.cell_from_swc`."""
         from .swc import cell_from_swc

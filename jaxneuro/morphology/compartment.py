@@ -23,9 +23,18 @@ class Compartment(AbstractModel):
     ``area`` in µm². ``cm``: specific capacitance, µF/cm² (default 1). ``channels``: a
     sequence of :class:`~jaxneuro.channels.AbstractChannel`, each with a unique
     ``name``. ``temperature``: °C (default 6.3, NEURON's ``celsius``), used by channels
-    with q10 scaling such as ``HH``. ``n``: make a population of ``n`` independent
-    compartments (any parameter may then carry a leading axis of size ``n``; scalars
-    broadcast).
+    with q10 scaling such as ``HH``; a temperature given explicitly (6.3 included) that
+    differs from the own ``T`` of a channel that keeps one (the Bazhenov 2002 family,
+    ``ICaT_HM1992``) warns, as it does not apply to that channel. ``n``: make a
+    population of ``n`` independent compartments (any parameter may then carry a
+    leading axis of size ``n``; scalars broadcast).
+
+    Without ``n``, array-valued parameters make a population as well, of their
+    broadcast shape (a population is any model whose parameters carry a leading axis):
+    ``Compartment(length=20, diam=20, channels=[HH(gnabar=jnp.array([0.08, 0.12, 0.16]))])``
+    is three compartments, one per ``gnabar`` (S/cm²; each value in its parameter's
+    unit, as a scalar would be), and ``trace.v`` has shape ``(T, 3)``. Give ``n=3`` as
+    well to have the size checked: a parameter of another length is then a ValueError.
 
     Seed 001's soma::
 
@@ -50,7 +59,7 @@ class Compartment(AbstractModel):
     area: object = units.param(units.um2, default=None, check="positive")
     cm: object = units.param(units.uF_per_cm2, default=1.0, check="positive")
     channels: tuple[AbstractChannel, ...] = ()
-    temperature: object = units.param(units.celsius, default=membrane.DEFAULT_TEMPERATURE)
+    temperature: object = units.param(units.celsius, default=membrane.TEMPERATURE_NOT_GIVEN)
     n: int | None = eqx.field(default=None, static=True, converter=units.as_count)
 
     def __post_init__(self):
@@ -64,10 +73,12 @@ class Compartment(AbstractModel):
             )
         if self.n is not None:
             units.positive_int(self.n, "Compartment.n")
+        temperature_given = membrane.temperature_given(self.temperature)
         super().__post_init__()
         own = {k: getattr(self, k) for k in ("length", "diam", "area", "cm", "temperature")}
         membrane.check_parameter_shapes("Compartment", self.channels, own, self.n)
-        membrane.warn_own_temperatures("Compartment", self.channels, self.temperature)
+        if temperature_given:
+            membrane.warn_own_temperatures("Compartment", self.channels, self.temperature)
 
     # --- geometry -------------------------------------------------------------------
     @property

@@ -21,6 +21,7 @@ import numpy as np
 import saiunit as u
 
 from .. import units
+from .._static_cache import remember
 from ..channels.base import _KINETICS, AbstractChannel
 from ..solve.exponential import exp
 from ..solve.staggered import MAX_GROWTH_PER_STEP
@@ -64,7 +65,44 @@ def check_channels(owner: str, channels) -> tuple[AbstractChannel, ...]:
             f"{owner}.channels: channel names must be unique, {dup} appear more "
             "than once; give one of them another name=..."
         )
+    check_record_names(owner, channels)
     return channels
+
+
+#: Record names a membrane (or the stimuli and network around it) gives its own
+#: quantities: a channel whose current, component currents or gates were recorded
+#: under one of them could not be recorded (``Leak(name="cap")``'s ``"i_cap"`` gave the
+#: capacitive current).
+RESERVED_RECORD_NAMES = {
+    "v": "the membrane voltage", "i_cap": "the capacitive current", "i_inj": "the injected current",
+    "i_clamp": "a voltage clamp's current", "i_gap": "a Network's gap-junction current",
+    "i_syn": "a Network's synaptic current",
+}
+
+
+def check_record_names(owner: str, channels, labels=None) -> None:
+    """A ValueError naming the channel and the clash if a record name of one of
+    ``channels`` (``"i_<name>"``, its component currents ``"<c>_<name>"`` and gates
+    ``"<g>_<name>"``) is one of :data:`RESERVED_RECORD_NAMES` or another channel's
+    (two gates sharing one state name would share one state). ``labels``: where each
+    channel is, for the message (default ``f"{owner}.channels[{i}]"``)."""
+    taken = dict(RESERVED_RECORD_NAMES)
+    for i, ch in enumerate(channels):
+        where = labels[i] if labels is not None else f"{owner}.channels[{i}]"
+        this = f"{where} ({type(ch).__name__} {ch.name!r})"
+        kinds = [(f"i_{ch.name}", "current")]
+        kinds += [(f"{c}_{ch.name}", f"component current {c!r}") for c in component_names(ch)]
+        kinds += [(gate_key(ch, g), f"gate {g!r}") for g in ch.gate_names]
+        for record, kind in kinds:
+            if record in taken:
+                hint = ("channel names 'cap', 'inj', 'clamp', 'gap' and 'syn' are reserved"
+                        if record in RESERVED_RECORD_NAMES else "give one of the channels another name=...")
+                raise ValueError(
+                    f"{this}: its {kind} would be recorded as {record!r}, the record name of "
+                    f"{taken[record]}, which could then not be recorded apart; {hint} "
+                    f"(e.g. name={ch.name + '_ch'!r})"
+                )
+            taken[record] = f"the {kind} of {this}"
 
 
 # Channel structures (tree structure: class and static fields) already checked.
@@ -72,24 +110,53 @@ _CHECKED: dict = {}
 
 
 #: NEURON's default ``celsius`` (°C), the default temperature of compartments, cables
-#: and cells read from SWC: one at another value was given it.
+#: and cells read from SWC.
 DEFAULT_TEMPERATURE = 6.3
+
+
+class _DefaultTemperature(float):
+    """:data:`DEFAULT_TEMPERATURE` as the default of a ``temperature`` argument: the
+    float 6.3, of its own type so that a constructor can tell it from a temperature
+    given explicitly, even one equal to it (``temperature=6.3``, as ported from NEURON).
+    It lives only until the field is converted to an array, so models, their repr,
+    pytrees and jit see a plain 6.3."""
+
+    def __repr__(self):
+        return repr(float(self))
+
+    __str__ = __repr__
+
+    def __reduce__(self):
+        return (_DefaultTemperature, (float(self),))
+
+
+#: The default of ``temperature`` in :class:`~jaxneuro.Compartment`,
+#: :class:`~jaxneuro.Cable` and :func:`~jaxneuro.Cell.from_swc`: 6.3 °C, not given.
+TEMPERATURE_NOT_GIVEN = _DefaultTemperature(DEFAULT_TEMPERATURE)
+
+
+def temperature_given(value) -> bool:
+    """Whether a ``temperature`` argument was given (rather than left at its default,
+    :data:`TEMPERATURE_NOT_GIVEN`); call before the field is converted."""
+    return type(value) is not _DefaultTemperature
 
 
 def warn_own_temperatures(owner: str, channels, temperature) -> None:
     """Warn where ``temperature`` (°C; a compartment's, cable's or cell's, given
-    explicitly: not :data:`DEFAULT_TEMPERATURE`) differs from the temperature a channel
-    keeps of its own (:meth:`AbstractChannel.own_temperature`): the channel runs at its
-    own, so the given one silently did not apply to it (BrainPy's ``INa_Ba2002`` at its
-    ``T = 36`` in a compartment at 26 °C fired 9 spikes for 6)."""
+    explicitly: call it only then, :func:`temperature_given`) differs from the
+    temperature a channel keeps of its own (:meth:`AbstractChannel.own_temperature`):
+    the channel runs at its own, so the given one silently did not apply to it
+    (BrainPy's ``INa_Ba2002`` at its ``T = 36`` in a compartment at 26 °C fired 9
+    spikes for 6). A temperature given equal to :data:`DEFAULT_TEMPERATURE` warns too:
+    ``temperature=6.3``, NEURON's ``celsius``, is no more the channel's ``T`` than any
+    other; only the default left alone is silent (the channels' own ``T`` is then their
+    documented convention)."""
     if not units.is_concrete(temperature):
         return
     given = np.asarray(temperature, dtype=float)
     _warn_implausible_temperature(owner, given)
     # Compared to float32's rounding: 6.3 stored in float32 is not Python's 6.3.
     same = lambda a, b: np.all(np.isclose(a, b, rtol=1e-6, atol=0.0))  # noqa: E731
-    if same(given, DEFAULT_TEMPERATURE):
-        return
     for ch in channels:
         own = ch.own_temperature()
         if own is None or not units.is_concrete(own) or same(np.asarray(own, dtype=float), given):
@@ -245,9 +312,7 @@ def check_channel(where: str, ch: AbstractChannel) -> None:
         )
     check_shapes("current", current)
     if key is not None:
-        if len(_CHECKED) > 1024:
-            _CHECKED.clear()
-        _CHECKED[key] = None
+        remember(_CHECKED, key, None, 1024)
 
 
 def check_parameter_shapes(owner: str, channels, own: dict, n: int | None) -> None:
@@ -337,10 +402,26 @@ def dv_dt(i_density, i_ionic, cm):
     return (i_density - i_ionic) * (MA_PER_UF_TO_MV_PER_MS / cm)
 
 
+# Component current names by channel structure (class and static fields).
+_COMPONENTS: dict = {}
+
+
 def component_names(ch: AbstractChannel) -> tuple[str, ...]:
+    """Names of the channel's component currents (:meth:`AbstractChannel.component_currents`),
+    computed once per channel class and static settings."""
+    try:
+        key = jax.tree_util.tree_structure(ch)
+        cached = _COMPONENTS.get(key)
+    except (TypeError, ValueError):  # static fields that do not hash or compare
+        key, cached = None, None
+    if cached is not None:
+        return cached
     # Component names do not depend on the voltage; evaluate once at a dummy state.
     dummy = {g: 0.5 for g in ch.gate_names}
-    return tuple(ch.component_currents(0.0, dummy))
+    names = tuple(ch.component_currents(0.0, dummy))
+    if key is not None:
+        remember(_COMPONENTS, key, names, 1024)
+    return names
 
 
 def channel_observables(channels) -> tuple[str, ...]:

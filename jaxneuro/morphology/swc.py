@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import units
+from . import membrane
 from .cable import Cable
 
 SWC_TYPE_NAMES = {1: "soma", 2: "axon", 3: "dend", 4: "apic"}
@@ -347,7 +348,8 @@ def _channels_for(channels, swc_type, name):
     )
 
 
-def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=None, freq=100.0, temperature=6.3, nseg=None):
+def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=None, freq=100.0,
+                  temperature=membrane.TEMPERATURE_NOT_GIVEN, nseg=None):
     """A :class:`~jaxneuro.Cell` from an SWC file.
 
     ``Ra`` (Ω·cm) and ``cm`` (µF/cm²) for every section; ``channels``: one sequence
