@@ -92,6 +92,13 @@ class AbstractModel(eqx.Module):
 
         return StaggeredEuler()
 
+    def check_shapes(self) -> None:
+        """Raise a ValueError naming the parameter whose shape does not fit this model
+        (e.g. a length-2 ``gL`` on ``LIF(n=3)``), as the constructor does. Parameters
+        set after the model was made (``eqx.tree_at``) skip the constructor, so
+        :func:`jaxneuro.simulate` calls this (through :func:`units.check_edited`, once
+        per model object). The default checks nothing."""
+
     def precomputed(self) -> "AbstractModel":
         """This model with what stays fixed during a run (a cell's membrane areas and
         axial resistances) computed once: :func:`~jaxneuro.simulate` calls it before its

@@ -195,6 +195,13 @@ def check_edited(tree, where: str) -> None:
         # traced, and its range not checked.
         with jax.ensure_compile_time_eval():
             _check_edited_fields(tree, where, edited)
+    # Shapes too, of arrays as well (a length-2 gL on LIF(n=3) would fail deep in the
+    # run with JAX's broadcasting error): each model's own check_shapes, the constructor's.
+    for path, model in _modules_with_paths(tree, "", enter=_has_shape_check):
+        try:
+            type(model).check_shapes(model)  # (not model.check_shapes(): an eqx bound method is slow)
+        except ValueError as e:
+            raise ValueError(f"{where}{path} (edited after it was made, e.g. by eqx.tree_at): {e}") from None
     keep_while_alive(_CHECKED, id(tree), tree, True, _CHECKED_SIZE)
 
 
@@ -231,22 +238,34 @@ def _check_edited_fields(tree, where: str, edited) -> None:
                     vars(cls)["__check_init__"](module)
 
 
-def _modules_with_paths(x, path: str):
+def _modules_with_paths(x, path: str, enter=None):
     """``(path, module)`` for every equinox module in ``x`` (fields, lists, tuples and
-    dicts followed), ``path`` as Python would write the attribute access."""
+    dicts followed), ``path`` as Python would write the attribute access; where
+    ``enter(module)`` is given and false, that module is neither yielded nor entered."""
     import equinox as eqx
 
     if isinstance(x, eqx.Module):
+        if enter is not None and not enter(x):
+            return
         yield path, x
+        own = vars(x)  # (not getattr: eqx's attribute access is slow, 1 ms on a 200-section cell)
         for f in dataclasses.fields(x):
             if not f.metadata.get("static", False):
-                yield from _modules_with_paths(getattr(x, f.name, None), f"{path}.{f.name}")
+                y = own[f.name] if f.name in own else getattr(x, f.name, None)
+                yield from _modules_with_paths(y, f"{path}.{f.name}", enter)
     elif isinstance(x, (list, tuple)):
         for i, y in enumerate(x):
-            yield from _modules_with_paths(y, f"{path}[{i}]")
+            yield from _modules_with_paths(y, f"{path}[{i}]", enter)
     elif isinstance(x, dict):
         for k, y in x.items():
-            yield from _modules_with_paths(y, f"{path}[{k!r}]")
+            yield from _modules_with_paths(y, f"{path}[{k!r}]", enter)
+
+
+def _has_shape_check(module) -> bool:
+    """Whether ``module`` is a jaxneuro model with a ``check_shapes`` (a network's
+    populations, a cell's sections; not channels). On the class: an eqx bound method is
+    slow."""
+    return callable(getattr(type(module), "check_shapes", None))
 
 
 def numbers_as_arrays(tree):

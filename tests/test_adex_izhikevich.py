@@ -394,7 +394,7 @@ def test_adex_steady_state_and_input_resistance_include_adaptation():
     import scipy.optimize
 
     m = jn.AdEx()
-    C, gL, EL, V_T, D, a = 0.281, 0.030, -70.6, -50.4, 2.0, 0.004
+    gL, EL, V_T, D, a = 0.030, -70.6, -50.4, 2.0, 0.004  # (C = 0.281 nF: no part of the steady state)
 
     def dvdt(v, i):
         return -gL * (v - EL) + gL * D * math.exp((v - V_T) / D) - a * (v - EL) + i

@@ -451,3 +451,137 @@ def test_channel_parameters_go_by_position_and_a_name_must_be_a_string():
     assert jn.channels.INa_Ba2002(name="na").name == "na"
     with pytest.raises(ValueError, match=r"Leak\.name expects a non-empty string .* got 3; give parameters by keyword"):
         jn.channels.Leak(name=3)
+
+
+@pytest.mark.parametrize("reserved", ["cap", "inj", "clamp", "gap", "syn"])
+def test_a_channel_named_as_a_membrane_record_name_is_refused(reserved):
+    # Leak(name="cap") was accepted: observables() listed "i_cap" twice and recording
+    # "i_cap" gave the capacitive current, the leak's current could not be recorded
+    # (likewise "inj" and i_inj; "clamp", "gap" and "syn" hide i_clamp, i_gap, i_syn).
+    leak = jn.channels.Leak(g=1e-3, e=-70.0, name=reserved)
+    pattern = (rf"Compartment\.channels\[1\] \(Leak '{reserved}'\): its current would be recorded as "
+               rf"'i_{reserved}', the record name of .*reserved")
+    with pytest.raises(ValueError, match=pattern):
+        jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(), leak])
+    with pytest.raises(ValueError, match=rf"Cable\.channels\[0\] \(Leak '{reserved}'\): .* 'i_{reserved}'"):
+        jn.Cable(length=100.0, diam=1.0, channels=[leak])
+    # Another name records as usual.
+    ok = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.Leak(g=1e-3, e=-70.0, name=f"{reserved}_l")])
+    tr = jn.simulate(ok, 1.0, v0=-60.0, record=("i_cap", f"i_{reserved}_l"))
+    assert float(getattr(tr, f"i_{reserved}_l")[0]) == pytest.approx(1e-3 * 10.0)
+    assert float(tr.i_cap[0]) == pytest.approx(-1e-3 * 10.0)
+
+
+def test_channels_whose_record_names_collide_are_refused():
+    # Two channels whose gates map to one state name ("m_a_b": gate "m" of channel "a_b"
+    # and gate "m_a" of channel "b") would share one state.
+    from typing import ClassVar
+
+    class Gated(jn.channels.AbstractChannel):
+        g: object = jn.units.param(jn.units.S_per_cm2, default=1e-3)
+        name: str = eqx.field(default="gated", static=True, kw_only=True)
+        gate_names: ClassVar[tuple[str, ...]] = ("m",)
+
+        def gate_inf_tau(self, v, temperature):
+            return {"m": (0.5 + 0.0 * v, 1.0 + 0.0 * v)}
+
+        def current(self, v, gates):
+            return self.g * gates["m"] * v
+
+    class GatedMA(Gated):
+        gate_names: ClassVar[tuple[str, ...]] = ("m_a",)
+
+        def gate_inf_tau(self, v, temperature):
+            return {"m_a": (0.5 + 0.0 * v, 1.0 + 0.0 * v)}
+
+        def current(self, v, gates):
+            return self.g * gates["m_a"] * v
+
+    with pytest.raises(ValueError, match=r"Compartment\.channels\[1\] \(GatedMA 'b'\): its gate 'm_a' would be "
+                                         r"recorded as 'm_a_b', the record name of the gate 'm' of "
+                                         r"Compartment\.channels\[0\] \(Gated 'a_b'\)"):
+        jn.Compartment(length=20.0, diam=20.0, channels=[Gated(name="a_b"), GatedMA(name="b")])
+    # In different sections of one cell too: the cell records both.
+    s0 = jn.Cable(length=10.0, diam=1.0, channels=[Gated(name="a_b")], name="s0")
+    s1 = jn.Cable(length=10.0, diam=1.0, channels=[GatedMA(name="b")], name="s1")
+    with pytest.raises(ValueError, match=r"Cell: section 's1' \(GatedMA 'b'\): its gate 'm_a' .* 'm_a_b'.*"
+                                         r"Cell: section 's0' \(Gated 'a_b'\)"):
+        jn.Cell([s0, s1], parents=[None, "s0"])
+
+
+def test_array_parameters_without_n_make_a_population_as_documented():
+    # The Compartment docstring described leading axes only with n=; an array-valued
+    # parameter without n= makes a population of its shape (as DESIGN.md's "any module
+    # whose parameter leaves carry a leading axis"), which the docstring now says.
+    doc = " ".join(jn.Compartment.__doc__.split())
+    assert "Without ``n``, array-valued parameters make a population as well" in doc
+    comp = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH(gnabar=jnp.array([0.08, 0.12, 0.16]))])
+    assert comp.shape == (3,)
+    assert jn.simulate(comp, 1.0).v.shape == (41, 3)
+    with pytest.raises(ValueError, match=r"gnabar has shape \(3,\); with n=2"):
+        jn.Compartment(length=20, diam=20, n=2, channels=[jn.channels.HH(gnabar=jnp.array([0.08, 0.12, 0.16]))])
+
+
+# --- black-box findings (bb_api): shapes set by eqx.tree_at, classes, list locations, NEURON names ---
+
+@pytest.mark.parametrize("cls, field", [(jn.LIF, "gL"), (jn.AdEx, "tau_w"), (jn.Izhikevich, "k")])
+def test_simulate_checks_population_shape_set_by_tree_at(cls, field):
+    # The constructor refuses a length-2 parameter on n=3; set by eqx.tree_at it reached
+    # the run and failed there with JAX's "incompatible shapes for broadcasting".
+    model = cls(n=3)
+    edited = eqx.tree_at(lambda m: getattr(m, field), model, jnp.full((2,), getattr(model, field)))
+    with pytest.raises(ValueError, match=rf"simulate: model.*{cls.__name__}\.{field} expects a scalar or an array "
+                                         r"of shape \(3,\).*n=3; got shape \(2,\)"):
+        jn.simulate(edited, 1.0)
+    # The right shape still runs, and so does the unedited model (checked once per object).
+    ok = eqx.tree_at(lambda m: getattr(m, field), model, jnp.full((3,), getattr(model, field)))
+    assert jn.simulate(ok, 1.0).v.shape[-1] == 3
+    assert jn.simulate(model, 1.0).v.shape[-1] == 3
+
+
+def test_simulate_checks_population_shape_in_a_network():
+    net = jn.Network(populations={"a": jn.LIF(n=3), "b": jn.LIF(n=2)})
+    edited = eqx.tree_at(lambda m: m.populations["a"].gL, net, jnp.array([0.01, 0.02]))
+    with pytest.raises(ValueError, match=r"simulate: model\.populations\['a'\].*LIF\.gL expects .*shape \(3,\)"):
+        jn.simulate(edited, 1.0)
+
+
+def test_simulate_checks_a_compartment_populations_shapes_set_by_tree_at():
+    pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=3)
+    edited = eqx.tree_at(lambda m: m.channels[0].gnabar, pop, jnp.array([0.1, 0.12]))
+    with pytest.raises(ValueError, match=r"simulate: model \(edited after it was made.*gnabar.*\(2,\)"):
+        jn.simulate(edited, 1.0)
+    with pytest.raises(ValueError, match=r"gnabar.*\(2,\)"):  # the constructor's own message
+        jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=jnp.array([0.1, 0.12]))], n=3)
+
+
+def test_simulate_names_a_class_given_for_an_instance():
+    with pytest.raises(ValueError, match=r"simulate expects a model instance, got the class LIF; call it: jn\.LIF\(\.\.\.\)"):
+        jn.simulate(jn.LIF, 10)
+    with pytest.raises(ValueError, match=r"stimuli\[0\] expects a stimulus instance, got the class StepCurrent; "
+                                         r"call it: jn\.StepCurrent\(\.\.\.\)"):
+        jn.simulate(jn.LIF(), 10, stimuli=[jn.StepCurrent])
+
+
+def test_target_location_written_as_a_list_suggests_a_tuple():
+    cell = jn.Cell([jn.Cable(length=20, diam=20, name="soma"), jn.Cable(length=100, diam=1, nseg=4, name="dend")],
+                   parents=[None, ("soma", 1.0)])
+    for target in (["dend", 0.9], [["dend", 0.9], ("soma", 0.5)]):
+        with pytest.raises(ValueError, match=r"location written as a list.*tuple \(section, x\), e\.g\. \('dend', 0\.9\)"):
+            jn.simulate(cell, 1, stimuli=[jn.StepCurrent(amp=0.1, delay=0, dur=1, target=target)])
+    # Other wrong targets name the location form too.
+    with pytest.raises(ValueError, match=r"a location \(section, x\) as a tuple"):
+        jn.simulate(cell, 1, stimuli=[jn.StepCurrent(amp=0.1, delay=0, dur=1, target=[0.5, "x", 2])])
+
+
+def test_simulates_warnings_point_at_the_callers_line():
+    # (A wrapper around simulate, to hint NEURON's argument names, made every warning
+    # point into simulate.py instead; the hint was dropped.)
+    import warnings
+
+    tiny = jn.Compartment(length=20e-6, diam=20e-6, channels=[jn.channels.Leak()])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        jn.simulate(tiny, 5.0, stimuli=[jn.StepCurrent(0.1, 1.0, 10.0)])
+        jn.simulate(jn.LIF(spike_capacity=1), 50.0, stimuli=[jn.StepCurrent(3.0)])
+    assert len(caught) == 2 and all(w.filename == __file__ for w in caught), [(w.filename, str(w.message)[:60]) for w in caught]

@@ -296,3 +296,28 @@ def test_an_uphill_fit_warns_and_a_static_field_is_named():
     # The value alone ("params selected 100") did not say which field.
     with pytest.raises(ValueError, match=r"params selected 100 \(the static field spike_capacity\), which is not"):
         jn.fit(rin_loss, seed000_neuron(spike_capacity=100), params=lambda m: m.spike_capacity, steps=2)
+
+
+@pytest.mark.parametrize("init", [[0.015, 0.025], (0.015, 0.025), [15, 25] * u.nS, np.array([0.015, 0.025]),
+                                  [15 * u.nS, 25 * u.nS]])
+def test_fit_init_as_a_plain_list_of_starts(init):
+    # A list or tuple of plain numbers is one parameter's starts, as an array or a quantity is.
+    neuron = jn.LIF(C=0.25, gL=0.02, V_th=np.inf)
+    r = jn.fit(lambda m: jn.losses.input_resistance(m, 62.5), neuron, params=lambda m: m.gL, init=init,
+               steps=1, progress=False)
+    assert r.n_starts == 2
+    np.testing.assert_allclose(r.initial_params["gL"], [0.015, 0.025], rtol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:fit. the gradient with respect to 'C'")
+def test_fit_init_lists_per_parameter_and_bad_lists():
+    neuron = jn.LIF(C=0.25, gL=0.02, V_th=np.inf)
+    loss = lambda m: jn.losses.input_resistance(m, 62.5)  # noqa: E731
+    two = lambda m: (m.gL, m.C)  # noqa: E731
+    r = jn.fit(loss, neuron, params=two, init=([0.015, 0.025], [0.2, 0.3]), steps=1, progress=False)
+    assert r.n_starts == 2
+    np.testing.assert_allclose(r.initial_params["C"], [0.2, 0.3], rtol=1e-6)
+    for bad, why in [([0.01, [0.02, 0.03]], "ragged"), (["a", "b"], "holds 'a'"), ([True, False], "holds True"),
+                     ([15 * u.nS, 0.025], "holds Quantity")]:
+        with pytest.raises(ValueError, match=rf"init\['gL'\] expects the starting values as numbers.*{why}"):
+            jn.fit(loss, neuron, params=lambda m: m.gL, init=bad, steps=1, progress=False)

@@ -711,3 +711,35 @@ def test_the_trace_memory_check_counts_every_name_and_place(monkeypatch):
     jn.simulate(pop, 50.0, record={"v": [0, 1], "m_hh": [0, 1], "h_hh": [0, 1], "n_hh": [0, 1]})
     jn.simulate(pop, 50.0, record=("v", "m_hh", "h_hh", "n_hh"), save_every=0.25, backend="xla")
     assert 4 * 2001 * 100 * itemsize > (4 << 20) * record_memory.MAX_SHARE
+
+
+def test_at_keeps_only_the_spikes_fired_by_t():
+    # As window() does: at(t) has the spikes up to t, later ones inf and not counted.
+    tr = jn.simulate(jn.LIF(), 30, stimuli=[jn.StepCurrent(amp=3, delay=1, dur=25)])
+    times = np.asarray(tr.spikes)[np.isfinite(np.asarray(tr.spikes))]
+    assert len(times) >= 2 and times[0] > 5.0
+    early = tr.at(5.0)
+    assert float(early.spike_count) == 0 and np.all(np.isinf(np.asarray(early.spikes)))
+    assert float(jn.spike_count(early)) == 0
+    mid = float((times[0] + times[1]) / 2)
+    one = tr.at(mid)
+    assert float(one.spike_count) == 1
+    np.testing.assert_array_equal(np.asarray(one.spikes), np.asarray(tr.window(0, mid).spikes))
+    # Several times: the spikes fired by the latest.
+    assert float(tr.at(jnp.array([5.0, mid])).spike_count) == 1
+    assert float(tr.at(30.0).spike_count) == float(tr.spike_count)
+    # Under jit too.
+    assert float(jax.jit(lambda s: tr.at(s).spike_count)(5.0)) == 0
+
+
+def test_voltages_no_membrane_reaches_are_warned_of_as_a_unit_mistake():
+    # A compartment sized in metres (20e-6 "µm") reached ~1e13 mV without a word.
+    tiny = jn.Compartment(length=20e-6, diam=20e-6, channels=[jn.channels.Leak()])
+    with pytest.warns(RuntimeWarning, match=r"beyond ±1000 mV .* another unit than jaxneuro's .*lengths in µm"):
+        jn.simulate(tiny, 5.0, stimuli=[jn.StepCurrent(0.1, 1.0, 10.0)])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jn.simulate(jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()]), 5.0,
+                    stimuli=[jn.StepCurrent(0.5, 1.0, 10.0)])

@@ -33,7 +33,7 @@ def test_regular_train_matches_neuron_netstim_into_expsyn(neuron_h):
     stim.start, stim.interval, stim.number, stim.noise = 2, 3, 4, 0
     nc = h.NetCon(stim, syn)
     nc.delay, nc.weight[0] = delay, g_max
-    v_rec, t_rec = h.Vector().record(soma(0.5)._ref_v), h.Vector().record(h._ref_t)
+    v_rec = h.Vector().record(soma(0.5)._ref_v)
     h.dt = 0.025
     h.finitialize(-70.0)
     h.continuerun(25.0)

@@ -547,13 +547,15 @@ def _initial_values(sel, tfs, x_model, n_starts, init, key):
     if isinstance(init, dict):  # by name; its leaves would come in sorted key order
         if set(init) != set(names):
             raise ValueError(f"init given as a dict expects the keys {list(names)}, got {list(init)}")
-        leaves = [init[name] for name in names]
+        leaves = [_starts_array(init[name], f"init[{name!r}]") for name in names]
     else:
         # A Quantity is one value (flattened, it would lose its unit).
         leaves = jax.tree_util.tree_leaves(init, is_leaf=lambda v: isinstance(v, saiunit.Quantity))
-        combined = units.as_quantity(init)  # a list of quantities: one parameter's starts
-        if len(leaves) != len(names) and isinstance(combined, saiunit.Quantity):
-            leaves = [combined]
+        if len(leaves) != len(names) and isinstance(init, (list, tuple)):
+            if len(names) == 1:  # [0.015, 0.025] or [15 * u.nS, 25 * u.nS]: one parameter's starts
+                leaves = [_starts_array(init, f"init[{names[0]!r}]")]
+            elif len(init) == len(names):  # ([...], [...]): each parameter's starts
+                leaves = [_starts_array(v, f"init[{n!r}]") for n, v in zip(names, init)]
     if len(leaves) != len(names):
         raise ValueError(f"init expects one array per fitted parameter {list(names)}, got {len(leaves)}")
     out = []
@@ -573,6 +575,30 @@ def _initial_values(sel, tfs, x_model, n_starts, init, key):
     if len({v.shape[0] for v in out}) != 1:
         raise ValueError(f"init: every parameter needs the same number of starts, got {[v.shape[0] for v in out]}")
     return tuple(out)
+
+
+def _starts_array(v, label: str):
+    """A list or tuple of starting values (numbers, or quantities of one dimension) as
+    one array (a Quantity for quantities); anything else unchanged. A ValueError naming
+    ``label`` for a ragged list, booleans or what is not a number."""
+    if not isinstance(v, (list, tuple)):
+        return v
+    combined = units.as_quantity(v)  # a list of quantities: one Quantity array
+    if isinstance(combined, saiunit.Quantity):
+        return combined
+    leaves = jax.tree_util.tree_leaves(v, is_leaf=lambda x: isinstance(x, saiunit.Quantity))
+    bad = next((x for x in leaves if isinstance(x, (bool, np.bool_, str, bytes, saiunit.Quantity))
+                or not isinstance(x, (int, float, np.number, np.ndarray, jax.Array))), None)
+    try:
+        if bad is not None:
+            raise ValueError
+        return np.asarray(v, dtype=float)
+    except (TypeError, ValueError):
+        reason = f"it holds {bad!r}" if bad is not None else "it is ragged (its rows differ in length)"
+        raise ValueError(
+            f"{label} expects the starting values as numbers in the parameter's base unit (one per start, "
+            f"e.g. [0.015, 0.025]), an array, or quantities of one dimension; got {v!r}: {reason}"
+        ) from None
 
 
 def _describe(tf) -> dict:

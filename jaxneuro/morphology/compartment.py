@@ -75,10 +75,15 @@ class Compartment(AbstractModel):
             units.positive_int(self.n, "Compartment.n")
         temperature_given = membrane.temperature_given(self.temperature)
         super().__post_init__()
-        own = {k: getattr(self, k) for k in ("length", "diam", "area", "cm", "temperature")}
-        membrane.check_parameter_shapes("Compartment", self.channels, own, self.n)
+        self.check_shapes()
         if temperature_given:
             membrane.warn_own_temperatures("Compartment", self.channels, self.temperature)
+
+    def check_shapes(self):
+        """ValueError naming a parameter (own or a channel's) whose shape does not fit
+        the population (``n``), as the constructor checks."""
+        own = {k: getattr(self, k) for k in ("length", "diam", "area", "cm", "temperature")}
+        membrane.check_parameter_shapes("Compartment", self.channels, own, self.n)
 
     # --- geometry -------------------------------------------------------------------
     @property

@@ -81,9 +81,7 @@ class AdEx(AbstractSpikingNeuron):
         super().__post_init__()
 
     def __check_init__(self):
-        self._check_population(
-            ("area", "C", "gL", "EL", "V_T", "Delta_T", "a", "tau_w", "b", "V_reset", "V_peak", "t_ref")
-        )
+        self.check_shapes()
         if units.is_concrete(self.V_peak) and units.is_concrete(self.V_T):
             if not np.all(np.asarray(self.V_peak) > np.asarray(self.V_T)):
                 raise ValueError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 
 import equinox as eqx
 import jax
@@ -228,6 +229,12 @@ class AbstractSpikingNeuron(AbstractModel):
             unit, kind = fields[name]
             value = units.density_times_area(getattr(self, name), f"{type(self).__name__}.{name}", unit, kind, area)
             object.__setattr__(self, name, value)
+
+    def check_shapes(self):
+        """The constructor's shape check of every parameter (:meth:`_check_population`),
+        run again by ``simulate`` on a model edited with ``eqx.tree_at``."""
+        names = [f.name for f in dataclasses.fields(self) if "unit" in f.metadata and f.name != "area"]
+        self._check_population(("area", *names))
 
     def _check_population(self, names):
         """ValueError naming the first of ``names`` whose value does not broadcast to

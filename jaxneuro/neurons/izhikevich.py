@@ -85,9 +85,7 @@ class Izhikevich(AbstractSpikingNeuron):
         super().__post_init__()
 
     def __check_init__(self):
-        self._check_population(
-            ("area", "a", "b", "c", "d", "C", "V_peak", "k", "V_r", "V_t", "V_u", "V_init")
-        )
+        self.check_shapes()
         if all(units.is_concrete(x) for x in (self.c, self.V_peak, self.V_t, self.V_r)):
             # (k·(v - V_r)·(v - V_t) is symmetric in the two, but V_t is where the
             # upswing runs away: V_peak, the upswing's crossing time and book's V_u read it so.)

@@ -60,7 +60,7 @@ class LIF(AbstractSpikingNeuron):
         super().__post_init__()
 
     def __check_init__(self):
-        self._check_population(("area", "C", "gL", "EL", "V_th", "V_reset", "V_spike", "t_ref"))
+        self.check_shapes()
         if units.is_concrete(self.V_reset) and units.is_concrete(self.V_th):
             if not np.all(np.asarray(self.V_reset) < np.asarray(self.V_th)):
                 raise ValueError(

@@ -147,6 +147,8 @@ def simulate(
     ``trace.spike_count``), so that large populations can run with ``record=()``
     (no trace at all).
     """
+    if isinstance(model, type) and issubclass(model, AbstractModel):
+        raise ValueError(_class_not_instance("simulate expects a model instance", model))
     if not isinstance(model, AbstractModel):
         raise ValueError(f"simulate: model expects a jaxneuro model, got {type(model).__name__}")
     units.refuse_quantities(model, "simulate: model")
@@ -180,6 +182,8 @@ def simulate(
             f"stimuli expects a stimulus or a list of them (e.g. [jn.StepCurrent(...)]), got {type(stimuli).__name__}"
         ) from None
     for i, s in enumerate(stimuli):
+        if isinstance(s, type) and issubclass(s, AbstractStimulus):
+            raise ValueError(_class_not_instance(f"stimuli[{i}] expects a stimulus instance", s))
         if not isinstance(s, AbstractStimulus):
             raise ValueError(
                 f"stimuli[{i}] expects a jaxneuro stimulus (e.g. jn.StepCurrent), got {type(s).__name__}"
@@ -433,6 +437,15 @@ def _warn_firing_every_step(spikes, dt: float, model) -> None:
         RuntimeWarning, stacklevel=3)
 
 
+def _class_not_instance(expects: str, cls: type) -> str:
+    """The message for a class given where an instance of it belongs: "..., got the
+    class LIF; call it: jn.LIF(...)"."""
+    import jaxneuro
+
+    call = f"jn.{cls.__name__}" if getattr(jaxneuro, cls.__name__, None) is cls else cls.__name__
+    return f"{expects}, got the class {cls.__name__}; call it: {call}(...)"
+
+
 def _check_solver(solver, controller) -> None:
     """ValueError for a ``solver`` that is not a diffrax solver instance, and for an
     adaptive ``controller`` with a solver that has no error estimate (the default)."""
@@ -487,10 +500,16 @@ def _initial_state_at(model, v0) -> State:
     return model.init_state(v0)
 
 
+#: Final voltages beyond this (mV, either sign) are warned of as a unit mistake.
+IMPLAUSIBLE_VOLTAGE = 1000.0
+
+
 def _warn_if_diverged(v_final, solver, dt) -> None:
     """A RuntimeWarning where the final voltages are not finite (when they are known:
     not under ``jit``): an explicit solver at a step too long for a stiff membrane
-    returned NaN/inf traces without a word."""
+    returned NaN/inf traces without a word; or where they are finite but beyond
+    :data:`IMPLAUSIBLE_VOLTAGE` (a compartment sized in metres instead of µm reached
+    2.4e13 mV silently)."""
     if not units.is_concrete(v_final):
         return
     bad = ~np.isfinite(np.asarray(v_final))
@@ -500,6 +519,15 @@ def _warn_if_diverged(v_final, solver, dt) -> None:
             f"the step dt = {dt} ms is too long for {type(solver).__name__} on this model (an explicit "
             "solver on a stiff membrane), or a parameter is non-finite; use the default solver, a shorter "
             "dt or an adaptive stepsize_controller",
+            RuntimeWarning, stacklevel=3)
+        return
+    v = np.abs(np.asarray(v_final))
+    if np.any(v > IMPLAUSIBLE_VOLTAGE):
+        warnings.warn(
+            f"simulate: {int(np.sum(v > IMPLAUSIBLE_VOLTAGE))} compartment(s) end beyond ±{IMPLAUSIBLE_VOLTAGE:g} mV "
+            f"(up to {float(np.max(v)):.3g} mV in magnitude), which no membrane reaches: most likely a number in "
+            "another unit than jaxneuro's (lengths in µm, currents in nA, conductances in S/cm² or µS, "
+            "capacitances in µF/cm² or nF); a saiunit quantity (e.g. 20 * u.um) converts it",
             RuntimeWarning, stacklevel=3)
 
 

@@ -140,7 +140,10 @@ class Trace(eqx.Module):
         saiunit time). A time outside the recorded range is a ValueError (at run time
         under ``jit``, where the times are not known before). A batch of traces (from
         ``jax.vmap`` over ``simulate``: ``t`` of shape ``(batch..., T)``) gives each of
-        them at ``t``."""
+        them at ``t``. ``spikes`` and ``spike_count`` are those fired by ``t`` (by the
+        latest of several times), as :meth:`window` cuts them: later spikes become
+        ``inf``, and the count counts the rest (the whole run's where the buffer
+        overflowed before ``t``, as :attr:`overflowed` then says)."""
         if self.t.ndim > 1:  # a batch of traces (jax.vmap over simulate): each at t
             return jax.vmap(lambda trace: trace.at(t))(self)
         t = jnp.asarray(units.to_base(t, "t", units.ms), dtype=self.t.dtype)
@@ -165,8 +168,9 @@ class Trace(eqx.Module):
             return cols.reshape(t.shape + x.shape[1:])
 
         parts = None if self.parts is None else {k: p.at(t) for k, p in self.parts.items()}
+        spikes, count = self._spikes_within(-jnp.inf, jnp.max(t))
         return Trace(t=t, values={k: interp(v) for k, v in self.values.items()},
-                     spikes=self.spikes, spike_count=self.spike_count, parts=parts, columns=self.columns,
+                     spikes=spikes, spike_count=count, parts=parts, columns=self.columns,
                      order=self.order, units=self.units, final_state=NoFinalState())
 
     def window(self, start, stop) -> "Trace":
@@ -196,6 +200,15 @@ class Trace(eqx.Module):
         # The time axis comes after the batch axes of jax.vmap (none for one simulation).
         cut = lambda x: x[(slice(None),) * batch + (mask,)]
         parts = None if self.parts is None else {k: p.window(start, stop) for k, p in self.parts.items()}
+        spikes, count = self._spikes_within(start, stop)
+        return Trace(t=cut(self.t), values={k: cut(v) for k, v in self.values.items()},
+                     spikes=spikes, spike_count=count, parts=parts, span=(float(start), float(stop)),
+                     columns=self.columns, order=self.order, units=self.units, final_state=NoFinalState())
+
+    def _spikes_within(self, start, stop):
+        """``(spikes, spike_count)`` of the spikes at ``start <= time <= stop`` (ms):
+        the others ``inf``, the kept ones first, and counted (the whole run's count
+        where the buffer overflowed before ``stop``: its later spikes are unknown)."""
         spikes, count = self.spikes, self.spike_count
         if spikes is not None:
             inside = (spikes >= start) & (spikes <= stop)
@@ -206,9 +219,7 @@ class Trace(eqx.Module):
             # ends inside the window are some unknown.
             last = jnp.max(jnp.where(jnp.isfinite(self.spikes), self.spikes, -jnp.inf), axis=-1)
             count = jnp.where(self.overflowed & (last < stop), count, kept)
-        return Trace(t=cut(self.t), values={k: cut(v) for k, v in self.values.items()},
-                     spikes=spikes, spike_count=count, parts=parts, span=(float(start), float(stop)),
-                     columns=self.columns, order=self.order, units=self.units, final_state=NoFinalState())
+        return spikes, count
 
     def plot(self, *names, ax=None, **kwargs):
         """Plot recorded variables against time with matplotlib (``"spikes"``: a raster

@@ -79,17 +79,35 @@ def normalise_target(target):
     if (isinstance(target, tuple) and len(target) == 2
             and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in target)):
         return IndexPair(int(k) for k in target)
+    if _location_as_list(target) or (isinstance(target, list) and target
+                                     and all(_location_as_list(t) or is_location(t) for t in target)):
+        raise ValueError(
+            f"stimulus target {target!r} looks like a location written as a list (a list is read as "
+            f"indices); write a location as a tuple (section, x), e.g. ('dend', 0.9), and several as a "
+            f"list of such tuples"
+        )
     if isinstance(target, (Sequence, np.ndarray)) or hasattr(target, "__array__"):
-        arr = np.asarray(target)
+        try:
+            arr = np.asarray(target)
+        except ValueError:  # ragged
+            arr = np.asarray(0.0)
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(
-                f"stimulus target expects None, an index or a 1-D sequence of integer "
-                f"indices, got {target!r}"
+                f"stimulus target expects None, an index, a 1-D sequence of integer indices, a location "
+                f"(section, x) as a tuple, e.g. ('dend', 0.9), or a population's name; got {target!r}"
             )
         return tuple(int(i) for i in arr)
     raise ValueError(
-        f"stimulus target expects None, an index or a sequence of indices, got {target!r}"
+        f"stimulus target expects None, an index, a sequence of indices, a location (section, x) as a "
+        f"tuple, e.g. ('dend', 0.9), or a population's name; got {target!r}"
     )
+
+
+def _location_as_list(target) -> bool:
+    """True for ``["dend", 0.9]``: a location ``(section, x)`` written as a list."""
+    return (isinstance(target, list) and len(target) == 2
+            and isinstance(target[0], (str, int, np.integer)) and not isinstance(target[0], (bool, np.bool_))
+            and isinstance(target[1], (float, np.floating)))
 
 
 def population_target(target):
