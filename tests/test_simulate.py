@@ -743,3 +743,15 @@ def test_voltages_no_membrane_reaches_are_warned_of_as_a_unit_mistake():
         warnings.simplefilter("error")
         jn.simulate(jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()]), 5.0,
                     stimuli=[jn.StepCurrent(0.5, 1.0, 10.0)])
+
+
+def test_at_takes_a_float32_traces_end_to_rounding():
+    # A continued float32 run from 1000.1 to 1000.2 ms ended at 1000.19995 (its times
+    # are t0 + k·dt in float32); at(1000.2) was refused (a tolerance of 1e-9 ms, while
+    # float32 resolves 6e-5 ms there), though window(1000.1, 1000.2) took it.
+    trace = jn.simulate(passive(), 0.1, stimuli=[jn.StepCurrent(1.0)])
+    t32 = jnp.asarray([1000.1, 1000.125, 1000.15, 1000.175, 1000.19995], dtype=jnp.float32)
+    trace32 = eqx.tree_at(lambda tr: tr.t, trace, t32)
+    np.testing.assert_allclose(trace32.at(1000.2).v, trace.v[-1])
+    with pytest.raises(ValueError, match="must lie within the recorded range"):
+        trace32.at(1000.21)

@@ -147,7 +147,9 @@ class Trace(eqx.Module):
         if self.t.ndim > 1:  # a batch of traces (jax.vmap over simulate): each at t
             return jax.vmap(lambda trace: trace.at(t))(self)
         t = jnp.asarray(units.to_base(t, "t", units.ms), dtype=self.t.dtype)
-        lo, hi = self.t[0] - TIME_TOLERANCE, self.t[-1] + TIME_TOLERANCE
+        # (Widened to rounding as window's bounds are: a continued float32 run's last
+        # sample can lie an ulp short of its t1.)
+        lo, hi = self.t[0] - time_slack(self.t[0], self.t.dtype), self.t[-1] + time_slack(self.t[-1], self.t.dtype)
         if _is_tracer(t) or _is_tracer(self.t):
             t = eqx.error_if(t, jnp.any((t < lo) | (t > hi) | jnp.isnan(t)),
                              "Trace.at: t must lie within the recorded range")
@@ -258,11 +260,15 @@ def within(t, start, stop):
     widened by :data:`TIME_TOLERANCE`, or by four units in the last place of the
     times' precision where that is more (float32 times far from 0)."""
     t = jnp.asarray(t)
-    dtype = t.dtype if jnp.issubdtype(t.dtype, jnp.floating) else jnp.result_type(float)
-    eps = 4.0 * float(jnp.finfo(dtype).eps)
-    lo = start - jnp.maximum(TIME_TOLERANCE, eps * jnp.abs(start))
-    hi = stop + jnp.maximum(TIME_TOLERANCE, eps * jnp.abs(stop))
-    return (t >= lo) & (t <= hi)
+    return (t >= start - time_slack(start, t.dtype)) & (t <= stop + time_slack(stop, t.dtype))
+
+
+def time_slack(bound, dtype):
+    """How far (ms) a sample time may lie outside ``bound`` and still count as on it:
+    :data:`TIME_TOLERANCE`, or four units in the last place of ``dtype`` at ``bound``
+    where that is more (float32 times far from 0)."""
+    dtype = dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
+    return jnp.maximum(TIME_TOLERANCE, 4.0 * float(jnp.finfo(dtype).eps) * jnp.abs(bound))
 
 
 def _is_tracer(x):
