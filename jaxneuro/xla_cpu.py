@@ -39,19 +39,20 @@ JAX first uses the CPU, so:
 - a value already named in ``XLA_FLAGS`` is kept: set
   ``--xla_backend_extra_options=xla_cpu_small_while_loop_byte_threshold=1024`` to keep
   XLA's default loops, ``--xla_force_host_platform_device_count=1`` for one CPU device;
-- the loop limit is a trade-off, measured on two cores (each setting in a process of its
-  own, medians of 5 runs, 2026-11-30): at 16 MiB against 4 MiB a 10⁵-neuron float32 HH
-  population ran 1.3× faster (0.27 against 0.36 s for 20 ms), a 30 000-compartment HH cell
-  1.2× faster, and a 300-compartment cell under ``jax.vmap`` over 64 values 1.4× faster
-  (1.0-1.1× a single run per member, against 1.5-1.6×); populations of 10³-3·10⁴ neurons,
-  a 1000-compartment cell and the gradients of 1000- and 3000-compartment float64 cells
-  were unchanged. Against 1 MiB, float32 populations of 1.5-3·10⁴ neurons ran 1.5-1.7×
-  faster (each core's share of a split population, :mod:`jaxneuro.backends.sharded`,
-  is one loop; before populations were split, such loops had lost XLA's threads under
-  the limit and ran 1.3× slower). 4 MiB is what the backward pass of a 1000-compartment
-  float64 cell needs to become one kernel. Loops above the limit still run kernel by
-  kernel, with XLA's threads. Name the key in ``XLA_FLAGS`` to choose another value
-  (e.g. ``=1048576`` on a CPU with many cores, where a very large cell may gain more from
+- the loop limit is a trade-off, measured on two cores: 4 MiB is what the backward pass of
+  a 1000-compartment float64 cell needs to become one kernel (its gradient 1.3x faster
+  than at 1 MiB). 16 MiB (each setting in a process of its own, medians of 5,
+  2026-11-30) made a 30 000-compartment HH cell 1.2x faster and a 300-compartment cell
+  under ``jax.vmap`` over 64 values 1.4x faster (1.0-1.1x a single run per member,
+  against 1.5-1.6x; over 16 values both limits give one kernel), but compiling took
+  5-7 % longer across the test suite's models, a cost every first call pays, so the
+  limit stays at 4 MiB. Against 1 MiB, float32 populations of 1.5-3·10⁴ neurons ran
+  1.5-1.7x faster (each core's share of a split population,
+  :mod:`jaxneuro.backends.sharded`, is one loop; before populations were split, such
+  loops had lost XLA's threads under the limit and ran 1.3x slower). Loops above the
+  limit run kernel by kernel, with XLA's threads. Name the key in ``XLA_FLAGS`` to
+  choose another value (``=16777216`` for large cells or wide ``vmap`` batches of cells,
+  ``=1048576`` on a CPU with many cores, where a very large cell may gain more from
   XLA's threads than it loses to their hand-offs: not measured); GPUs and TPUs ignore
   these settings.
 """
@@ -62,8 +63,8 @@ import os
 import re
 import warnings
 
-SMALL_LOOP_BYTES = 16 << 20
-"""Loops whose body touches at most this many bytes (16 MiB) run as one kernel."""
+SMALL_LOOP_BYTES = 4 << 20
+"""Loops whose body touches at most this many bytes (4 MiB) run as one kernel."""
 
 VECTOR_BITS = 512
 """The vector width (bits) jaxneuro asks XLA's CPU compiler to prefer."""

@@ -533,10 +533,11 @@ def test_simulate_checks_population_shape_set_by_tree_at(cls, field):
     with pytest.raises(ValueError, match=rf"simulate: model.*{cls.__name__}\.{field} expects a scalar or an array "
                                          r"of shape \(3,\).*n=3; got shape \(2,\)"):
         jn.simulate(edited, 1.0)
-    # The right shape still runs, and so does the unedited model (checked once per object).
-    ok = eqx.tree_at(lambda m: getattr(m, field), model, jnp.full((3,), getattr(model, field)))
-    assert jn.simulate(ok, 1.0).v.shape[-1] == 3
-    assert jn.simulate(model, 1.0).v.shape[-1] == 3
+    if cls is jn.LIF:  # (one model's runs suffice: each compiles, AdEx's for seconds)
+        # The right shape still runs, and so does the unedited model (checked once per object).
+        ok = eqx.tree_at(lambda m: getattr(m, field), model, jnp.full((3,), getattr(model, field)))
+        assert jn.simulate(ok, 1.0).v.shape[-1] == 3
+        assert jn.simulate(model, 1.0).v.shape[-1] == 3
 
 
 def test_simulate_checks_population_shape_in_a_network():

@@ -155,12 +155,9 @@ SCRIPT = textwrap.dedent(
     kw = dict(stimuli=stims, save_every=0.5, record=("v", "m_hh"), summary=jn.SpikeSummary(capacity=4))
     a = jn.simulate(hh_pop(203), 15.0, backend="xla", **kw)
     b = jn.simulate(hh_pop(203), 15.0, backend="sharded", **kw)
-    lif = jn.LIF(n=203, C=jnp.linspace(0.5, 1.5, 203))
-    la = jn.simulate(lif, 30.0, stimuli=[jn.StepCurrent(2.5, 1.0, 1e9)], backend="xla")
-    lb = jn.simulate(lif, 30.0, stimuli=[jn.StepCurrent(2.5, 1.0, 1e9)], backend="sharded")
 
     def block_loss(g, backend):
-        return jnp.mean(jn.simulate(hh_pop(203, g), 5.0, stimuli=stims[:1], save_every=0.5, backend=backend).v)
+        return jnp.mean(jn.simulate(hh_pop(203, g), 2.0, stimuli=stims[:1], save_every=0.5, backend=backend).v)
 
     g203 = jnp.linspace(0.08, 0.16, 203)
     out["neuron_blocks"] = {
@@ -168,7 +165,6 @@ SCRIPT = textwrap.dedent(
         "shape": list(b.v.shape), "v": diff(a.v, b.v), "m": diff(a.m_hh, b.m_hh),
         "count": diff(a.spike_count, b.spike_count), "fired": int(np.sum(np.asarray(a.spike_count) > 0)),
         "spikes": diff(jnp.nan_to_num(a.spikes, posinf=-1), jnp.nan_to_num(b.spikes, posinf=-1)),
-        "lif": [diff(la.v, lb.v), diff(jnp.nan_to_num(la.spikes, posinf=-1), jnp.nan_to_num(lb.spikes, posinf=-1))],
         "grad": diff(jax.grad(block_loss)(g203, "xla"), jax.grad(block_loss)(g203, "sharded")),
         "grad_size": float(jnp.max(jnp.abs(jax.grad(block_loss)(g203, "xla")))),
     }
@@ -218,7 +214,6 @@ def test_large_slices_run_in_neuron_blocks(split_results):
     assert r["blocks"] == [4, 1] and r["shape"] == [31, 203]
     assert r["v"] < 1e-9 and r["m"] < 1e-12 and r["count"] == 0 and r["spikes"] < 1e-9
     assert 10 < r["fired"] < 203  # some neurons fire, some do not
-    assert r["lif"] == [0.0, 0.0]
     assert r["grad"] < 1e-9 * r["grad_size"] and r["grad_size"] > 0
 
 

@@ -707,9 +707,8 @@ def test_the_trace_memory_check_counts_every_name_and_place(monkeypatch):
         jn.simulate(pop, 50.0, record=("v", "m_hh", "h_hh", "n_hh"), backend="xla")
     with pytest.raises(ValueError, match="record: the trace would hold"):  # under a jit too, when traced
         jax.jit(lambda: jn.simulate(pop, 50.0, record=("v", "m_hh", "h_hh", "n_hh"), backend="xla").v)()
-    # At two places, or every tenth step, the same names fit.
+    # At two places the same names fit.
     jn.simulate(pop, 50.0, record={"v": [0, 1], "m_hh": [0, 1], "h_hh": [0, 1], "n_hh": [0, 1]})
-    jn.simulate(pop, 50.0, record=("v", "m_hh", "h_hh", "n_hh"), save_every=0.25, backend="xla")
     assert 4 * 2001 * 100 * itemsize > (4 << 20) * record_memory.MAX_SHARE
 
 

@@ -73,7 +73,7 @@ secs = [jn.Cable(length=100.0, diam=1.0, nseg=3, channels=[jn.channels.HH()], na
 cell = jn.Cell(secs, parents=[None] + [(f"s{(i - 1) // 2}", 1.0) for i in range(1, 100)])
 def run(amp):
     return jn.simulate(cell, 5.0, stimuli=[jn.StepCurrent(amp, 1.0, 1e9, target=("s0", 0.5))]).v[-1, 0]
-text = jax.jit(jax.vmap(run)).lower(jnp.linspace(0.1, 0.3, 64)).compile().as_text()
+text = jax.jit(jax.vmap(run)).lower(jnp.linspace(0.1, 0.3, 16)).compile().as_text()
 computation = None
 for line in text.splitlines():
     if line and not line.startswith(" ") and line.rstrip().endswith("{"):
@@ -86,10 +86,9 @@ for line in text.splitlines():
 def test_a_vmapped_cells_time_loop_is_one_kernel():
     # XLA hoists a small loop into a computation of its own ("<while>_computation",
     # called as one kernel); otherwise the loop sits in the entry computation and runs
-    # kernel by kernel. A 300-segment cell vmapped over 64 values missed that twice:
-    # a mean over compartments in the step became a reduction kernel XLA cannot put
-    # into such a loop, and the batch's step touched more than the 4 MiB limit then
-    # (1.5-1.6x a single run per member, measured; now 1.0-1.1x).
+    # kernel by kernel. A 300-segment cell vmapped over 16 values missed that: a mean
+    # over compartments in the step became a reduction kernel XLA cannot put into such
+    # a loop (1.5-1.7x a single run per member, measured; now 1.0-1.2x).
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     out = subprocess.run([sys.executable, "-c", _VMAPPED_CELL], env=env, capture_output=True, text=True, check=True)
     loops = out.stdout.split()

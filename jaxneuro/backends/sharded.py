@@ -12,8 +12,8 @@ against one loop on two cores (HH, 100 ms, saves every 0.25 ms; ``benchmarks/cor
 same run): 8 neurons 1.4× faster, 32 1.4×, 10³ 2.0×, 10⁴ 2.0×, 3·10⁴ 2.0× in float64 (2.2×
 in float32), 10⁵ 1.5× (float32). A CPU device's slice of more than two blocks of
 :data:`NEURON_BLOCK` neurons runs block after block (``lax.map`` of the time loop), each
-block's step in the CPU's caches: at 10⁵ neurons in float32, HH 1.3×, LIF 1.5× and AdEx
-2.2× faster than the slice as one loop (two cores, 20 ms, 2026-11-30).
+block's step in the CPU's caches: at 10⁵ neurons in float32, HH 1.6×, LIF 1.4× and AdEx
+1.9× faster than the slice as one loop (two cores, 20 ms, 2026-11-30).
 
 Requirements are those of the fused GPU kernel that concern the population (see
 :func:`unsupported`): a population of shape ``(n,)`` with independent compartments,
@@ -63,10 +63,11 @@ SAVE_BLOCK_BYTES = 256 << 10
 #: On CPUs, a device's slice of more than this many neurons runs block after block of
 #: this many (each the whole time loop, ``lax.map`` over blocks), not all at once: a
 #: step's values for a block stay in the CPU's caches, where a whole slice's go through
-#: memory at every operation of the step. Measured on two cores (20 ms, save_every 1
-#: ms): 10⁵ neurons split over both, float32: HH 0.29 against 0.38 s, LIF 0.44 against
-#: 0.67, AdEx 2.3 against 5.2; 3.3·10⁴ in float64: HH unchanged, AdEx 3.5 against 6.7 s.
-#: Blocks of 1024 to 4096 were within 10 % of each other.
+#: memory at every operation of the step (and a block's loop stays under XLA's
+#: small-loop limit, :mod:`jaxneuro.xla_cpu`, one kernel). Measured on two cores (20 ms,
+#: save_every 1 ms, 2026-11-30): 10⁵ neurons split over both, float32: HH 0.16 against
+#: 0.25 s, LIF 0.23 against 0.32, AdEx 1.6 against 3.0; 3.3·10⁴ HH in float64 0.12
+#: against 0.18 s. Blocks of 1024 to 4096 were within 10 % of each other.
 NEURON_BLOCK = 2048
 
 #: Neurons per device below which ``backend="auto"`` keeps one loop: splitting a small
