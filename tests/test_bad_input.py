@@ -575,6 +575,12 @@ def test_target_location_written_as_a_list_suggests_a_tuple():
         jn.simulate(cell, 1, stimuli=[jn.StepCurrent(amp=0.1, delay=0, dur=1, target=[0.5, "x", 2])])
 
 
+def test_a_channel_class_given_for_an_instance_is_named():
+    with pytest.raises(ValueError, match=r"Compartment\.channels\[0\] expects a channel instance, got the class HH; "
+                                         r"call it: jn\.channels\.HH\(\.\.\.\)"):
+        jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH])
+
+
 def test_simulates_warnings_point_at_the_callers_line():
     # (A wrapper around simulate, to hint NEURON's argument names, made every warning
     # point into simulate.py instead; the hint was dropped.)

@@ -46,6 +46,13 @@ def check_channels(owner: str, channels) -> tuple[AbstractChannel, ...]:
         )
     channels = tuple(channels)
     for i, ch in enumerate(channels):
+        if isinstance(ch, type) and issubclass(ch, AbstractChannel):
+            from .. import channels as builtin
+
+            call = f"jn.channels.{ch.__name__}" if getattr(builtin, ch.__name__, None) is ch else ch.__name__
+            raise ValueError(
+                f"{owner}.channels[{i}] expects a channel instance, got the class {ch.__name__}; call it: {call}(...)"
+            )
         if not isinstance(ch, AbstractChannel):
             raise ValueError(
                 f"{owner}.channels[{i}] expects a jaxneuro channel "
