@@ -510,6 +510,13 @@ def _warn_firing(trace: Trace, step, v, what):
     return bool(np.any(fired))
 
 
+def _last_sample_at_or_before(t: np.ndarray, time: float) -> int:
+    """Index of the last of the known sample times ``t`` (ms) at or before ``time`` (to
+    :data:`TIME_TOLERANCE`; -1 if none): the host-side twin of
+    :func:`_sample_at_or_before`, for the warnings."""
+    return int(np.searchsorted(t, time + TIME_TOLERANCE, side="right")) - 1
+
+
 def _warn_drifting_baseline(trace: Trace, step, v, deflection, what):
     """Warn where a known trace's voltage was still moving at the step's onset: the
     baseline (the sample at the onset) then is not the resting voltage, and the drift
@@ -521,7 +528,7 @@ def _warn_drifting_baseline(trace: Trace, step, v, deflection, what):
     t = np.asarray(trace.t)
     if t.ndim != 1:
         return
-    k = int(np.searchsorted(t, float(step.delay) + TIME_TOLERANCE, side="right")) - 1
+    k = _last_sample_at_or_before(t, float(step.delay))
     if k < 1:
         return
     vv = np.asarray(v)
@@ -556,8 +563,7 @@ def _warn_unsettled(trace: Trace, step, v, what):
         return
     start = float(step.delay)
     end = min(start + float(step.dur), float(t[-1]))
-    at = lambda time: int(np.searchsorted(t, time + TIME_TOLERANCE, side="right")) - 1
-    k0, kh, k1 = at(start), at(start + (end - start) / 2), at(end)
+    k0, kh, k1 = (_last_sample_at_or_before(t, time) for time in (start, start + (end - start) / 2, end))
     if k0 < 0 or not k0 < kh < k1:  # too few samples in the step to judge
         return
     vv = np.asarray(v).reshape(t.size, -1)

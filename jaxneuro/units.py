@@ -130,6 +130,15 @@ def flag(value, name: str) -> bool:
     return bool(value)
 
 
+def refuse_class(value, base: type, expects: str, namespace, prefix: str) -> None:
+    """A ValueError if ``value`` is a subclass of ``base`` given where an instance
+    belongs: "{expects}, got the class LIF; call it: jn.LIF(...)", the call written
+    ``{prefix}.{name}`` where ``namespace`` (a module) exports the class."""
+    if isinstance(value, type) and issubclass(value, base):
+        call = f"{prefix}.{value.__name__}" if getattr(namespace, value.__name__, None) is value else value.__name__
+        raise ValueError(f"{expects}, got the class {value.__name__}; call it: {call}(...)")
+
+
 def is_concrete(x) -> bool:
     """True when ``x`` holds values we can inspect now (not a tracer under jit/grad)."""
     return not isinstance(x, jax.core.Tracer)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import saiunit as u
 
+from .. import channels as builtin_channels
 from .. import units
 from .._static_cache import remember
 from ..channels.base import _KINETICS, AbstractChannel
@@ -46,13 +47,8 @@ def check_channels(owner: str, channels) -> tuple[AbstractChannel, ...]:
         )
     channels = tuple(channels)
     for i, ch in enumerate(channels):
-        if isinstance(ch, type) and issubclass(ch, AbstractChannel):
-            from .. import channels as builtin
-
-            call = f"jn.channels.{ch.__name__}" if getattr(builtin, ch.__name__, None) is ch else ch.__name__
-            raise ValueError(
-                f"{owner}.channels[{i}] expects a channel instance, got the class {ch.__name__}; call it: {call}(...)"
-            )
+        units.refuse_class(ch, AbstractChannel, f"{owner}.channels[{i}] expects a channel instance", builtin_channels,
+                           "jn.channels")
         if not isinstance(ch, AbstractChannel):
             raise ValueError(
                 f"{owner}.channels[{i}] expects a jaxneuro channel "

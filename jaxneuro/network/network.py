@@ -195,15 +195,13 @@ class Network(AbstractModel):
     # --- AbstractModel --------------------------------------------------------------------
     @property
     def default_v0(self):
-        parts = [jnp.broadcast_to(jnp.asarray(self.populations[n].default_v0, dtype=jnp.result_type(float)), shp).reshape(-1)
-                 for n, shp in zip(self.names, self.shapes)]
-        return jnp.concatenate(parts)
+        return self.v0_of_populations({})
 
     def v0_of_populations(self, v0: dict):
         """One initial voltage per compartment (mV, flat, population order) from ``v0``, a
         dict of population name to voltage (a number, a quantity, or one per
         compartment of that population); a population not named starts at its own
-        ``default_v0``."""
+        ``default_v0`` (so ``{}`` gives the network's)."""
         from .. import units
 
         unknown = [k for k in v0 if k not in self.names]
@@ -211,9 +209,11 @@ class Network(AbstractModel):
             raise ValueError(f"simulate: v0 names {unknown}, not populations of this network; it has {self.names}")
         parts = []
         for n, shp in zip(self.names, self.shapes):
-            given = n in v0
-            value = units.to_base(v0[n], f"v0[{n!r}]", units.mV) if given else self.populations[n].default_v0
-            units.check_value(value, f"v0[{n!r}]", None, units.mV)
+            if n in v0:
+                value = units.to_base(v0[n], f"v0[{n!r}]", units.mV)
+                units.check_value(value, f"v0[{n!r}]", None, units.mV)
+            else:
+                value = self.populations[n].default_v0
             value = jnp.asarray(value, dtype=jnp.result_type(float))
             try:
                 value = jnp.broadcast_to(value, shp)

@@ -147,8 +147,9 @@ def simulate(
     ``trace.spike_count``), so that large populations can run with ``record=()``
     (no trace at all).
     """
-    if isinstance(model, type) and issubclass(model, AbstractModel):
-        raise ValueError(_class_not_instance("simulate expects a model instance", model))
+    import jaxneuro
+
+    units.refuse_class(model, AbstractModel, "simulate expects a model instance", jaxneuro, "jn")
     if not isinstance(model, AbstractModel):
         raise ValueError(f"simulate: model expects a jaxneuro model, got {type(model).__name__}")
     units.refuse_quantities(model, "simulate: model")
@@ -182,8 +183,7 @@ def simulate(
             f"stimuli expects a stimulus or a list of them (e.g. [jn.StepCurrent(...)]), got {type(stimuli).__name__}"
         ) from None
     for i, s in enumerate(stimuli):
-        if isinstance(s, type) and issubclass(s, AbstractStimulus):
-            raise ValueError(_class_not_instance(f"stimuli[{i}] expects a stimulus instance", s))
+        units.refuse_class(s, AbstractStimulus, f"stimuli[{i}] expects a stimulus instance", jaxneuro, "jn")
         if not isinstance(s, AbstractStimulus):
             raise ValueError(
                 f"stimuli[{i}] expects a jaxneuro stimulus (e.g. jn.StepCurrent), got {type(s).__name__}"
@@ -435,15 +435,6 @@ def _warn_firing_every_step(spikes, dt: float, model) -> None:
         f"step holds at most one spike per neuron, so one driven to fire faster (t_ref < dt) loses the others; "
         "take dt below its shortest interspike interval",
         RuntimeWarning, stacklevel=3)
-
-
-def _class_not_instance(expects: str, cls: type) -> str:
-    """The message for a class given where an instance of it belongs: "..., got the
-    class LIF; call it: jn.LIF(...)"."""
-    import jaxneuro
-
-    call = f"jn.{cls.__name__}" if getattr(jaxneuro, cls.__name__, None) is cls else cls.__name__
-    return f"{expects}, got the class {cls.__name__}; call it: {call}(...)"
 
 
 def _check_solver(solver, controller) -> None:

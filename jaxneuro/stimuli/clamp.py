@@ -5,9 +5,8 @@ or from samples (:class:`DataVoltageClamp`)."""
 from __future__ import annotations
 
 import abc
-import dataclasses
-
 import copy
+import dataclasses
 
 import equinox as eqx
 import jax.numpy as jnp
@@ -28,8 +27,9 @@ class AbstractVoltageClamp(AbstractStimulus):
     splittable = False
     unsplittable_because = "its current reads the clamped compartment's voltage"
 
-    #: The run's ``(t0, t1, dt)`` (ms), set by :meth:`check_run` for a run at a constant
-    #: step (None otherwise): :meth:`recorded` finds the step that ended at a sample.
+    #: The run's ``(t0, t1, dt, midpoint of its last step)`` (ms), set by :meth:`check_run`
+    #: for a run at a constant step (None otherwise): :meth:`recorded` finds the step that
+    #: ended at a sample.
     _run: object = eqx.field(default=None, kw_only=True, repr=False)
 
     def __post_init__(self):
