@@ -190,12 +190,16 @@ def check_edited(tree, where: str) -> None:
     one out of its range (a negative refractory period), and the class's own checks
     again (e.g. LIF's ``V_reset < V_th``). Such a value went unchecked into the run.
 
-    Only values that are not yet float arrays are checked (numbers, lists, booleans...):
-    the constructors leave every parameter a float array, so the usual run has nothing
-    to look at; arrays set afterwards (an optimiser's) are taken as they are."""
+    Every concrete value is checked once: an array passed (its identity kept while it
+    lives, so a model's arrays are not looked at again in the next run, nor in a model
+    edited from it), a value of any other kind each time. Traced values (inside
+    ``jit``, ``vmap`` or ``grad``) cannot be looked at and are taken as they are."""
     def edited(x):
+        if isinstance(x, jax.core.Tracer):
+            return False
         kind = getattr(getattr(x, "dtype", None), "kind", None)
-        return not isinstance(x, jax.core.Tracer) and (kind != "f" or not isinstance(x, (jax.Array, np.ndarray)))
+        return (kind != "f" or not isinstance(x, (jax.Array, np.ndarray))
+                or not recall(_CHECKED_ARRAYS, id(x), x, False))
 
     if recall(_CHECKED, id(tree), tree, False):  # objects are immutable: checked once
         return
@@ -210,8 +214,20 @@ def check_edited(tree, where: str) -> None:
         try:
             type(model).check_shapes(model)  # (not model.check_shapes(): an eqx bound method is slow)
         except ValueError as e:
-            raise ValueError(f"{where}{path} (edited after it was made, e.g. by eqx.tree_at): {e}") from None
+            raise _edited_error(where, path, e) from None
     keep_while_alive(_CHECKED, id(tree), tree, True, _CHECKED_SIZE)
+    for x in jax.tree_util.tree_leaves(tree):
+        _passed(x)
+
+
+def _edited_error(where: str, path: str, e: ValueError) -> ValueError:
+    return ValueError(f"{where}{path} (edited after it was made, e.g. by eqx.tree_at): {e}")
+
+
+def _passed(x) -> None:
+    """Keep ``x`` (a checked parameter) in :data:`_CHECKED_ARRAYS` if it is a concrete array."""
+    if isinstance(x, (jax.Array, np.ndarray)) and not isinstance(x, jax.core.Tracer):
+        keep_while_alive(_CHECKED_ARRAYS, id(x), x, True, _CHECKED_ARRAYS_SIZE)
 
 
 # id(object) -> (weak reference to it, True), for the objects check_edited has passed: a model
@@ -219,6 +235,11 @@ def check_edited(tree, where: str) -> None:
 # call (12 ms a call for 200 sections).
 _CHECKED: dict = {}
 _CHECKED_SIZE = 64
+# id(array) -> (weak reference to it, True), for the parameter arrays constructors and
+# check_edited have checked: a model edited by eqx.tree_at shares all its arrays but the new
+# one with the model it was made from (a 540-section cell holds ~7000).
+_CHECKED_ARRAYS: dict = {}
+_CHECKED_ARRAYS_SIZE = 1 << 16
 
 
 def _check_edited_fields(tree, where: str, edited) -> None:
@@ -244,7 +265,10 @@ def _check_edited_fields(tree, where: str, edited) -> None:
         if changed:
             for cls in type(module).__mro__:
                 if "__check_init__" in vars(cls):
-                    vars(cls)["__check_init__"](module)
+                    try:
+                        vars(cls)["__check_init__"](module)
+                    except ValueError as e:
+                        raise _edited_error(where, path, e) from None
 
 
 def _modules_with_paths(x, path: str, enter=None):
@@ -492,6 +516,7 @@ def convert_fields(module) -> None:
         arr = to_base(value, label, f.metadata["unit"])
         check_value(arr, label, f.metadata["check"], f.metadata["unit"], f.metadata["allow_inf"])
         object.__setattr__(module, f.name, arr)
+        _passed(arr)
 
 
 def q10_factor(q10, temperature, reference) -> Any:

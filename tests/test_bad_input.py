@@ -201,6 +201,15 @@ def test_values_set_after_construction_are_checked_as_the_constructor_checks_the
             jax.jit(lambda: jn.simulate(bad, 10.0).v)()
     with pytest.raises(ValueError, match=r"'simulate: model\.channels\[0\]\.g' must be >= 0 \(in S/cm²\); got -0\.01\n"):
         jax.jit(lambda: jn.simulate(eqx.tree_at(leak, cell, -0.01), 1.0).v)()
+    # Arrays too (the README's advice for reusing the compiled run): a negative diameter
+    # as jnp.asarray(-20.0) ran with a negative area (the step's voltage moved the wrong
+    # way), V_th below V_reset fired every 2 ms without input.
+    with pytest.raises(ValueError, match=r"'simulate: model\.diam' must be > 0 \(in µm\); got -20\.0"):
+        jn.simulate(eqx.tree_at(lambda m: m.diam, cell, jnp.asarray(-20.0)), 1.0)
+    with pytest.raises(ValueError, match=r"simulate: model \(edited after it was made.*LIF\.V_reset must lie below"):
+        jn.simulate(eqx.tree_at(lambda m: m.V_th, jn.LIF(), np.asarray(-90.0)), 10.0)
+    with pytest.raises(ValueError, match=r"'simulate: stimuli\[0\]\.amp' must not be NaN"):
+        jn.simulate(cell, 1.0, stimuli=[eqx.tree_at(lambda s: s.amp, jn.StepCurrent(0.1, 0.0, 1.0), jnp.asarray(np.nan))])
     # A valid number set the same way runs, as the constructor would have made it.
     edited = jn.simulate(eqx.tree_at(leak, cell, 2e-4), 5.0).v
     made = jn.simulate(soma(channels=[jn.channels.Leak(g=2e-4)]), 5.0).v
