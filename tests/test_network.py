@@ -72,6 +72,15 @@ def test_explicit_and_callable_rules():
     assert len(idx[3][0]) == 4
     with pytest.raises(ValueError, match=r"lie in \[0, 2\)"):
         jn.Network({"a": jn.LIF(n=3), "b": jn.LIF(n=2)}, [jn.SymmetricGapJunction("a", "b", ([0], [5]), 0.1)])
+    # Two (pre, post) pairs in a tuple were read as (pre_ids, post_ids): 0→2 and 1→0
+    # for the connections 0→1 and 2→0, silently; the same pairs in a list are refused.
+    with pytest.raises(ValueError, match=r"conn=\(\(0, 1\), \(2, 0\)\) is ambiguous: the connections 0→1 and 2→0, "
+                                         r"or pre_ids \(0, 1\) with post_ids \(2, 0\) \(0→2 and 1→0\)\?"):
+        jn.ExpSynapse("a", "b", ((0, 1), (2, 0)), 0.01)
+    with pytest.raises(ValueError, match=r"for a list of \(pre, post\) pairs: jn\.conn\.explicit\(\*zip\(\*pairs\)\)"):
+        jn.ExpSynapse("a", "b", [(0, 1), (2, 0)], 0.01)
+    pairs = [(0, 1), (2, 0)]
+    assert jn.conn.resolve(jn.conn.explicit(*zip(*pairs)), 3, 3, False)[1].tolist() == [1, 0]
 
 
 # --- composition ------------------------------------------------------------------------

@@ -218,12 +218,23 @@ def as_rule(conn):
     if isinstance(conn, AbstractRule):
         return conn
     if isinstance(conn, tuple) and len(conn) == 2 and not callable(conn[0]):
+        if all(isinstance(c, tuple) and len(c) == 2 for c in conn):
+            # ((0, 1), (2, 0)) reads as two (pre, post) pairs as well as (pre_ids, post_ids)
+            (a, b), (c, d) = conn
+            raise ValueError(
+                f"conn={conn!r} is ambiguous: the connections {a}→{b} and {c}→{d}, or pre_ids {conn[0]} with "
+                f"post_ids {conn[1]} ({a}→{c} and {b}→{d})? Give jn.conn.explicit(pre_ids, post_ids), or the "
+                "ids as lists or arrays: ([pre, ...], [post, ...])"
+            )
         return _Explicit(*conn)
     if callable(conn):
         return conn
+    pairs = ""
+    if isinstance(conn, list) and conn and all(isinstance(c, (tuple, list)) and len(c) == 2 for c in conn):
+        pairs = " (for a list of (pre, post) pairs: jn.conn.explicit(*zip(*pairs)))"
     raise ValueError(
         "conn expects a connection rule (jn.conn.one_to_one, all_to_all(...), fixed_prob(p, "
-        f"seed), explicit(pre_ids, post_ids)), a (pre_ids, post_ids) pair or a callable; got {conn!r}"
+        f"seed), explicit(pre_ids, post_ids)), a (pre_ids, post_ids) pair or a callable{pairs}; got {conn!r}"
     )
 
 
