@@ -93,13 +93,13 @@ def test_conductance_is_the_sum_of_kernels_and_sources_leave_the_solver_alone():
     g_max, tau, delay = 0.01, 2.0, 0.5
     net = jn.Network({"src": jn.SpikeTrains(times), "post": passive(2)},
                      [jn.ExpSynapse("src", "post", jn.conn.one_to_one, g_max, tau, 0.0, delay, name="s")])
-    trace = jn.simulate(net, 10.0, v0=-70.0, record=("v", "g"), stimuli=[jn.StepCurrent(5.0, target="src")])
+    trace = jn.simulate(net, 10.0, v0=-70.0, record=("v", "g"), stimuli=[jn.StepCurrent(5.0)])
     t = np.asarray(trace.t)
     g = np.asarray(trace["s"].g)
     for k, row in enumerate(times):
         expected = sum(g_max * np.exp(-(t - s - delay) / tau) * (t >= s + delay) for s in row)
         np.testing.assert_allclose(g[:, k], expected, rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(trace["src"].v, -70.0)  # no membrane: v0, the 5 nA step moves nothing
+    np.testing.assert_array_equal(trace["src"].v, -70.0)  # no membrane: v0, the network's 5 nA step moves nothing
 
     lif = jn.LIF(n=2, spike_capacity=16)
     drive = [jn.StepCurrent(3.0, target="lif")]
@@ -158,6 +158,19 @@ def test_bad_spike_sources_are_refused_with_the_parameter_named():
     with pytest.raises(ValueError, match="spike source.*no membrane"):
         jn.Network({"src": jn.SpikeTrains([[1.0]]), "p": passive()},
                    [jn.SymmetricGapJunction("src", "p", jn.conn.one_to_one, 0.01)])
+    # A stimulus or synapse aimed at a source did nothing, silently.
+    net = jn.Network({"src": jn.SpikeTrains([[1.0]]), "p": passive()})
+    for target in ("src", ("src", [0])):
+        with pytest.raises(ValueError, match=r"stimulus target=.*population 'src' is a spike source \(SpikeTrains\)"):
+            jn.simulate(net, 2.0, stimuli=[jn.StepCurrent(5.0, 0.0, 2.0, target=target)])
+    with pytest.raises(ValueError, match=r"ExpSynapse 's': post population 'src' is a spike source \(SpikeTrains\)"):
+        jn.Network({"src": jn.SpikeTrains([[1.0]]), "p": jn.LIF()},
+                   [jn.ExpSynapse("p", "src", jn.conn.one_to_one, 0.01, name="s")])
+    # Aimed at the whole network, a current passes the source by.
+    whole = jn.simulate(net, 2.0, stimuli=[jn.StepCurrent(0.1, 0.0, 2.0)])
+    alone = jn.simulate(passive(), 2.0, stimuli=[jn.StepCurrent(0.1, 0.0, 2.0)])
+    np.testing.assert_allclose(np.asarray(whole["p"].v), np.asarray(alone.v), rtol=1e-12)
+    assert np.all(np.asarray(whole["src"].v) == 0.0)
 
 
 def _burst_net(times, window=None, delay=0.5, tau=2.0, g_max=0.01, delivery="exact"):

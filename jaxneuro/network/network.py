@@ -140,6 +140,12 @@ class Network(AbstractModel):
                             "connect it with a synapse"
                         )
             if isinstance(c, AbstractSynapse):
+                if getattr(self.populations.get(c.post[0]), "is_source", False):
+                    raise ValueError(
+                        f"{type(c).__name__} {label!r}: post population {c.post[0]!r} is a spike source "
+                        f"({type(self.populations[c.post[0]]).__name__}), which has no membrane for a synapse's "
+                        "current; a source's spike times are given, not driven"
+                    )
                 pop = self.populations[c.pre[0]] if c.pre[0] in where else None
                 if pop is not None and "spikes" not in pop.init_state(pop.default_v0).events:
                     raise ValueError(
@@ -426,6 +432,12 @@ class Network(AbstractModel):
         name, idx = named
         if name not in slices:
             raise ValueError(f"stimulus target={target!r}: no population {name!r}; this network has {self.names}")
+        if getattr(self.populations[name], "is_source", False):
+            raise ValueError(
+                f"stimulus target={target!r}: population {name!r} is a spike source "
+                f"({type(self.populations[name]).__name__}), which has no membrane for a current; its spike "
+                "times are given, not driven"
+            )
         try:
             local = jnp.reshape(self.populations[name].place_current(idx, i), (-1,))
         except ValueError as e:  # the population's message knows only the indices

@@ -29,8 +29,9 @@ class SpikeTrains(AbstractModel):
     ``spikes`` are the given times and ``spike_count`` each source's number of times up
     to the end of the run.
 
-    A source has no membrane: its ``v`` stays at ``v0`` (record it or not), stimuli
-    and synapses onto it do nothing, and it leaves the network's solver to the
+    A source has no membrane: its ``v`` stays at ``v0`` (record it or not), a stimulus
+    aimed at it or a synapse or gap junction onto it is refused (a stimulus aimed at
+    the whole network passes it by), and it leaves the network's solver to the
     populations that have one. Spike times are static inputs: synapses take no gradient
     through them. See :func:`poisson_spikes` for Poisson trains."""
 
