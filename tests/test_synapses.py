@@ -217,6 +217,20 @@ def test_alpha_synapse_psp_matches_neuron_alphasynapse(neuron_h):
     assert np.max(np.abs(v_j - v_n)) < 1e-9
 
 
+def test_synapse_defaults_are_neurons(neuron_h):
+    """A ported ExpSyn, AlphaSynapse or Exp2Syn relying on NEURON's defaults behaves the
+    same (ExpSynapse's tau defaulted to 5 ms: a 10x larger PSP for NEURON's 0.1 ms)."""
+    h = neuron_h
+    soma = _neuron_soma(h, "defaults_soma")
+    for ours, theirs, names in ((jn.ExpSynapse, h.ExpSyn, {"tau": "tau", "E": "e"}),
+                                (jn.AlphaSynapse, h.AlphaSynapse, {"tau": "tau", "E": "e"}),
+                                (jn.Exp2Synapse, h.Exp2Syn, {"tau1": "tau1", "tau2": "tau2", "E": "e"})):
+        syn = ours("a", "b", jn.conn.one_to_one, 0.01)
+        pp = theirs(soma(0.5))
+        for mine, neuron_name in names.items():
+            assert float(getattr(syn, mine)) == getattr(pp, neuron_name), (ours.__name__, mine)
+
+
 def test_exp2_synapse_conductance_is_analytic_and_peaks_at_g_max():
     """Exp2Synapse: g_max·f·(exp(-s/tau2) - exp(-s/tau1)) from the arrival, peaking at
     g_max at tau1·tau2/(tau2 - tau1)·ln(tau2/tau1); per-connection time constants equal

@@ -276,11 +276,13 @@ def _before_tie(t_mid):
 
 
 class _ConductanceSynapse(AbstractSynapse):
-    """Fields shared by the conductance synapses: ``g_max`` µS, ``tau`` ms, reversal
-    potential ``E`` mV and transmission ``delay`` ms."""
+    """Fields shared by the conductance synapses: ``g_max`` µS, ``tau`` ms (default
+    0.1, NEURON's ``ExpSyn`` and ``AlphaSynapse``'s), reversal potential ``E`` mV
+    (default 0) and transmission ``delay`` ms."""
 
     g_max: object = units.param(units.uS, default=None, check="nonnegative")
-    tau: object = units.param(units.ms, default=5.0, check="positive")
+    # NEURON's default, so that a ported ExpSyn or AlphaSynapse relying on it is the same.
+    tau: object = units.param(units.ms, default=0.1, check="positive")
     E: object = units.param(units.mV, default=0.0)
     delay: object = units.param(units.ms, default=0.0, check="nonnegative")
 
@@ -301,8 +303,9 @@ class ExpSynapse(_ConductanceSynapse):
     ``delay``) adds ``g_max·exp(−(t − t_a)/tau)`` (µS) for ``t ≥ t_a``; the current
     into ``post`` is ``g·(E − V_post)`` (nA).
 
-    ``g_max`` µS (or a saiunit conductance), ``tau`` ms, ``E`` reversal potential mV,
-    ``delay`` ms; each a scalar or one value per connection. ``pre``, ``post``, ``conn``
+    ``g_max`` µS (or a saiunit conductance), ``tau`` ms (default 0.1, NEURON's ``ExpSyn``
+    default: give yours), ``E`` reversal potential mV (default 0), ``delay`` ms; each a
+    scalar or one value per connection. ``pre``, ``post``, ``conn``
     as for :class:`~jaxneuro.SymmetricGapJunction`; ``pre`` must spike. ``delivery``
     (static): ``"exact"`` (default) or ``"neuron"``, NEURON's ``ExpSyn`` + ``NetCon``
     timing to rounding (see :mod:`jaxneuro.coupling.synapse`).
