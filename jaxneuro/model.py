@@ -83,7 +83,8 @@ class AbstractModel(eqx.Module):
 
     @property
     def default_v0(self) -> float:
-        """Initial voltage (mV) when ``simulate`` gets no ``v0``; NEURON's -65 mV."""
+        """Initial voltage (mV) when ``simulate`` gets no ``v0``: here NEURON's -65 mV
+        (compartments, cables, cells); models with a rest of their own override it."""
         return -65.0
 
     def default_solver(self):

@@ -21,8 +21,9 @@ step).
 above. NEURON's ``NetCon`` instead delivers an event to the step whose midpoint is the
 first at or after its time, where it counts in full from that midpoint (its ``ExpSyn``
 sees ``weight`` at once): up to half a step later than the arrival, a difference of up to
-about ``dt/tau`` of a PSP (0.64 % of an ``ExpSyn`` PSP with ``tau`` = 3 ms at ``dt`` = 0.025
-ms, at the worst position of the arrival within a step). ``delivery="neuron"`` does the same and
+about ``dt/tau`` of a PSP (0.64-0.75 % of an ``ExpSyn`` PSP with ``tau`` = 3 ms at ``dt`` =
+0.025 ms, 0.83 % being ``dt/tau``, depending on the membrane, at the worst position of the
+arrival within a step). ``delivery="neuron"`` does the same and
 reproduces ``ExpSyn`` + ``NetCon`` voltages and spike times to rounding; ``"exact"``
 converges to the continuous-time answer as ``dt`` shrinks at the same rate. A recorded
 ``g`` with ``"neuron"`` is the conductance at the step's end, each event counted from

@@ -75,6 +75,7 @@ class SpikeTrains(AbstractModel):
 
     @property
     def default_v0(self):
+        """``v`` of a source (mV), which no current moves: 0."""
         return 0.0
 
     @property

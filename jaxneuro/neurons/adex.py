@@ -97,6 +97,7 @@ class AdEx(AbstractSpikingNeuron):
 
     @property
     def default_v0(self):
+        """Initial voltage (mV) when ``simulate`` gets no ``v0``: ``EL``."""
         return self.EL
 
     def threshold(self):

@@ -122,6 +122,7 @@ class Izhikevich(AbstractSpikingNeuron):
 
     @property
     def default_v0(self):
+        """Initial voltage (mV) when ``simulate`` gets no ``v0``: ``V_init``."""
         return self.V_init
 
     def threshold(self):

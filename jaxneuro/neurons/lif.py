@@ -75,6 +75,7 @@ class LIF(AbstractSpikingNeuron):
 
     @property
     def default_v0(self):
+        """Initial voltage (mV) when ``simulate`` gets no ``v0``: ``EL``."""
         return self.EL
 
     def threshold(self):

@@ -76,7 +76,7 @@ def simulate(
     ``record`` may also be a dict ``{name: places}`` keeping ``name`` at some
     compartments only (``None``: all): locations ``(section, x)`` on a cable or cell (a
     bare ``x`` on a cable) or indices (a population's neurons, a cell's segments), e.g.
-    ``record={"v": [("soma", 0.5), ("dend", 0.9)], "i_na_hh": None}``; its columns are
+    ``record={"v": [("soma", 0.5), ("dend", 0.9)], "ina_hh": None}``; its columns are
     then those places, in that order, and memory only theirs (one XLA loop). A place
     is a segment: ``(sec, 1.0)`` keeps the end segment, not NEURON's ``sec(1).v`` at its
     zero-area node (up to ~1 mV apart where sections join or a current is injected;
