@@ -1,6 +1,7 @@
 """Stimulus waveforms (nA) and their differentiable amplitudes."""
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +49,24 @@ def test_data_current_reproduces_a_step():
     a = jn.simulate(model, 50.0, stimuli=[data], v0=-70)
     b = jn.simulate(model, 50.0, stimuli=[jn.StepCurrent(0.01, t_grid[400], t_grid[1200] - t_grid[400])], v0=-70)
     assert np.max(np.abs(np.asarray(a.v) - np.asarray(b.v))) < 0.05
+
+
+def test_samples_closer_than_the_step_are_warned_of():
+    """A recording sampled faster than dt is read once per step: a spacing given in
+    seconds (2.5e-5) put the whole recording into the first step, silently."""
+    model = jn.Compartment(area=1000, channels=[jn.channels.Leak(g=1e-4)])
+    seconds = jn.DataCurrent(values=np.full(4000, 0.01), dt=2.5e-5)
+    with pytest.warns(UserWarning, match=r"DataCurrent\.dt = 2\.5e-05 ms: its samples are closer than the run's "
+                                         r"step dt = 0\.025 ms, .* 99\.9 % of them are never read") as record:
+        jn.simulate(model, 1.0, stimuli=[seconds])
+    assert record[0].filename == __file__  # the user's line, not jaxneuro's
+    clamp = jn.DataVoltageClamp(values=np.full(11, -60.0), dt=0.01)
+    with pytest.warns(UserWarning, match=r"DataVoltageClamp\.dt = 0\.01 ms: .* 60 % of them are never read"):
+        jn.simulate(model, 0.1, stimuli=[clamp])
+    with warnings.catch_warnings():  # samples on the step, or coarser, or an adaptive run: no warning
+        warnings.simplefilter("error")
+        jn.simulate(model, 1.0, stimuli=[jn.DataCurrent(values=np.zeros(41), dt=0.025)])
+        jn.simulate(model, 1.0, dt=0.01, stimuli=[jn.DataCurrent(values=np.zeros(41), dt=0.025)])
 
 
 def test_amplitudes_are_differentiable():

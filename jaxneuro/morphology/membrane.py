@@ -9,10 +9,8 @@ works elementwise, so ``v`` may be a scalar, a population or a cable's segments.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -22,6 +20,7 @@ import saiunit as u
 
 from .. import channels as builtin_channels
 from .. import units
+from .._stack import outside_stacklevel
 from .._static_cache import remember
 from ..channels.base import _KINETICS, AbstractChannel
 from ..solve.exponential import exp
@@ -168,7 +167,7 @@ def warn_own_temperatures(owner: str, channels, temperature) -> None:
             f"{owner}: temperature={_show(given)} °C does not apply to {type(ch).__name__} (channel "
             f"{ch.name!r}), which runs at its own T={_show(np.asarray(own, dtype=float))} °C (BrainPy's convention); "
             f"give it {type(ch).__name__}(..., T=...) to run it at {_show(given)} °C",
-            RuntimeWarning, stacklevel=_outside_stacklevel())
+            RuntimeWarning, stacklevel=outside_stacklevel())
 
 
 #: Temperatures (°C) above this are no living tissue's: a plain number this high was
@@ -189,22 +188,7 @@ def _warn_implausible_temperature(owner: str, given) -> None:
         f"{owner}: temperature={hottest:g} °C is above {MAX_PLAUSIBLE_TEMPERATURE:g} °C; a plain number is read "
         f"in °C. If kelvin was meant, give a quantity: temperature={hottest:g} * u.kelvin "
         f"(= {hottest - 273.15:.4g} °C, with import saiunit as u), or the value in °C",
-        RuntimeWarning, stacklevel=_outside_stacklevel())
-
-
-def _outside_stacklevel() -> int:
-    """``warnings.warn``'s ``stacklevel`` (for its caller) of the first frame outside
-    jaxneuro, equinox and the dataclass ``__init__`` it generates: the line that built
-    the model, however deep the build."""
-    inside = (str(Path(__file__).resolve().parents[1]), str(Path(eqx.__file__).resolve().parent))
-
-    def ours(code):
-        return code.co_filename.startswith(inside) or (code.co_filename == "<string>" and code.co_name == "__init__")
-
-    frame, level = sys._getframe(1), 1
-    while frame is not None and ours(frame.f_code):
-        frame, level = frame.f_back, level + 1
-    return level
+        RuntimeWarning, stacklevel=outside_stacklevel())
 
 
 def _show(x) -> str:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 from .. import units
 from .base import AbstractStimulus
-from .currents import check_samples, interpolate_samples
+from .currents import check_samples, interpolate_samples, warn_samples_finer_than_step
 from .targets import Location, is_location_list, location_x, placements
 
 __all__ = ["AbstractVoltageClamp", "VoltageClamp", "DataVoltageClamp"]
@@ -218,6 +218,12 @@ class DataVoltageClamp(AbstractVoltageClamp):
 
     def command(self, t):
         return interpolate_samples(self.values, self.t0, self.dt, t)
+
+    def check_run(self, *, t0, t1, dt, adaptive):
+        """As a clamp's, and warns where the samples are closer than the run's step
+        (see :func:`~jaxneuro.stimuli.currents.warn_samples_finer_than_step`)."""
+        warn_samples_finer_than_step(self, dt, adaptive)
+        return super().check_run(t0=t0, t1=t1, dt=dt, adaptive=adaptive)
 
     def breakpoints(self):
         return (self.t0, self.t0 + self.dt * (self.values.shape[0] - 1))

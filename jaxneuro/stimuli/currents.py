@@ -4,11 +4,13 @@ recorded currents."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
 
 from .. import units
+from .._stack import outside_stacklevel
 from .base import AbstractStimulus
 
 __all__ = ["StepCurrent", "Ramp", "Sine", "DataCurrent", "check_samples", "interpolate_samples"]
@@ -115,6 +117,13 @@ class DataCurrent(AbstractStimulus):
         value, inside = interpolate_samples(self.values, self.t0, self.dt, t)
         return jnp.where(inside, value, 0.0)
 
+    def check_run(self, *, t0, t1, dt, adaptive):
+        """Warns where the samples are closer than the run's step (see
+        :func:`warn_samples_finer_than_step`); any run is accepted."""
+        del t0, t1
+        warn_samples_finer_than_step(self, dt, adaptive)
+        return self
+
     def breakpoints(self):
         return (self.t0, self.t0 + self.dt * (self.values.shape[0] - 1))
 
@@ -129,6 +138,25 @@ def check_samples(stimulus, unit: str) -> None:
         raise ValueError(
             f"{type(stimulus).__name__}.values expects an array of at least 2 samples along its first "
             f"axis ({unit}; shape (T,) or (T, ...)), got shape {np.shape(stimulus.values)}"
+        )
+
+
+def warn_samples_finer_than_step(stimulus, dt, adaptive) -> None:
+    """A warning if ``stimulus.dt`` (its samples' spacing, ms) is shorter than a
+    constant step ``dt``: the solver reads the interpolated samples once per step, so
+    most are never read and faster changes alias (a recording's spacing given in
+    seconds, 2.5e-5, put the whole recording into the run's first step)."""
+    if adaptive or not units.is_concrete(stimulus.dt):
+        return
+    spacing = float(stimulus.dt)
+    if spacing < dt * (1 - 1e-9):
+        name = type(stimulus).__name__
+        warnings.warn(
+            f"{name}.dt = {spacing:.6g} ms: its samples are closer than the run's step dt = {dt:.6g} ms, "
+            f"which reads them once per step, so {100 * (1 - spacing / dt):.3g} % of them are never read "
+            f"(and faster changes alias); run with dt <= {spacing:.6g} ms, or average the samples down to "
+            "the step first (and check the samples' spacing is in ms)",
+            stacklevel=outside_stacklevel(),
         )
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import saiunit as u
 
 from .. import units
+from .._stack import outside_stacklevel
 from .base import area_for
 from .currents import DataCurrent, _Windowed, _within
 from .targets import IndexPair, Location, is_location_list, population_target
@@ -432,7 +433,7 @@ def warn_uneven_interval(name, interval, dt) -> None:
         f"(the membrane's variance) {uneven_interval_factor(worst):.3g} times that of samples held "
         f"{worst * dt:.6g} ms; take a whole multiple of dt ({round(worst) * dt:.6g} ms here) or a dt that "
         "divides the interval",
-        stacklevel=3,
+        stacklevel=outside_stacklevel(),
     )
 
 
@@ -450,7 +451,7 @@ def warn_shared_seeds(stimuli) -> None:
                 f"stimuli[{seen[key]}] and stimuli[{i}] are NoiseCurrents with the same seed: they draw "
                 "the same samples (identical currents, fully correlated inputs); give each its own seed "
                 "(e.g. seed=1, seed=2, or keys from jax.random.split) unless that is intended",
-                stacklevel=3,
+                stacklevel=outside_stacklevel(),
             )
         else:
             seen[key] = i
