@@ -876,29 +876,36 @@ def firing_rate(spikes, start, stop):
     spike events.
 
     A Trace whose spike buffer overflowed (a neuron fired more spikes than it keeps:
-    ``trace.overflowed``) knows that neuron's rate only in windows that end by its last
-    kept spike; elsewhere the rate is NaN, not a count cut short, with a
+    ``trace.overflowed``) knows that neuron's rate over its whole ``span`` (from
+    ``trace.spike_count``, which counts every spike) and in windows that end by its
+    last kept spike; elsewhere the rate is NaN, not a count cut short, with a
     RuntimeWarning where the values are known. A window reaching outside a Trace's
-    ``span`` is refused (the rate would be diluted by time not simulated). Under
-    ``jit``, where ``stop <= start`` cannot be refused, the rate is NaN.
+    ``span`` is refused (the rate would be diluted by time not simulated). With
+    traced times (arguments of a jitted or vmapped function), where ``stop <= start``
+    cannot be refused, the rate is NaN.
 
     Gradients: a count is piecewise constant, so its derivative is zero, except over a
     Trace's whole ``span`` (``firing_rate(trace, *trace.span)``), where the rate takes
     the derivative of ``trace.spike_count``: a neuron's ``surrogate=`` gradient (the
     value is unchanged). For a rate differentiable through spike times in any window,
     use ``jn.losses.firing_rate(..., method="isi")``."""
+    # Fixed times (numbers, also under jit, where converting them makes tracers):
+    # checked here, and the whole span told apart.
+    fixed = [None if isinstance(x, jax.core.Tracer) else units.to_static(x, name, units.ms)
+             for x, name in ((start, "start"), (stop, "stop"))]
+    fixed = None if fixed[0] is None or fixed[1] is None else fixed
     start = units.to_base(start, "start", units.ms)
     stop = units.to_base(stop, "stop", units.ms)
-    if units.is_concrete(stop) and units.is_concrete(start) and not (
-            np.all(np.asarray(stop) > np.asarray(start)) and np.all(np.isfinite(np.asarray(stop)))
-            and np.all(np.isfinite(np.asarray(start)))):
+    if fixed is not None and not (all(np.all(np.isfinite(x)) for x in fixed) and _later(fixed[1], fixed[0])):
         raise ValueError(
             f"firing_rate: start and stop expect finite times (ms) with stop > start, got "
-            f"start={np.asarray(start)}, stop={np.asarray(stop)}"
+            f"start={fixed[0]}, stop={fixed[1]}"
         )
     trace = spikes if isinstance(spikes, Trace) else None
-    if trace is not None and units.is_concrete(start) and units.is_concrete(stop) and trace.t.ndim == 1:
-        check_inside(trace, start, stop, "firing_rate")
+    if trace is not None and fixed is not None and (
+            trace.span is not None or (units.is_concrete(trace.t) and np.ndim(trace.t) == 1)):
+        with jax.ensure_compile_time_eval():  # (under jit too: fixed numbers against a static span)
+            check_inside(trace, *fixed, "firing_rate")
     spikes = as_spike_times(spikes, "firing_rate")
     per_neuron = spikes.shape[:-1]
     for name, x in (("start", start), ("stop", stop)):
@@ -911,10 +918,13 @@ def firing_rate(spikes, start, stop):
             ) from None
     inside = (spikes >= start[..., None]) & (spikes < stop[..., None])
     rate = jnp.sum(inside, axis=-1) / ((stop - start) / 1000.0)
-    if trace is not None and is_whole_span(trace, start, stop):
+    whole = trace is not None and fixed is not None and is_whole_span(trace, *fixed)
+    if whole:
+        # The run's own count holds the spikes a full buffer could not keep.
+        rate = jnp.where(trace.overflowed, trace.spike_count / ((stop - start) / 1000.0), rate)
         rate = with_count_derivative(rate, trace.spike_count, stop - start)
     rate = jnp.where(stop > start, rate, jnp.nan)
-    if trace is not None:
+    if trace is not None and not whole:
         # Spikes past a full buffer come after its last kept one: a window ending by
         # then is complete, a later one is missing them.
         last = jnp.max(jnp.where(jnp.isfinite(spikes), spikes, -jnp.inf), axis=-1)
@@ -927,6 +937,15 @@ def firing_rate(spikes, start, stop):
                 "is unknown (NaN). Simulate with a larger spike_capacity (or SpikeSummary(capacity=...))",
                 RuntimeWarning, stacklevel=2)
     return rate
+
+
+def _later(stop, start) -> bool:
+    """``stop > start`` everywhere, or True where their shapes do not broadcast (named
+    by the shape check that follows)."""
+    try:
+        return bool(np.all(stop > start))
+    except ValueError:
+        return True
 
 
 def with_count_derivative(rate, count, duration):

@@ -531,8 +531,10 @@ def test_input_resistance_warns_where_the_baseline_is_still_moving():
 
 def test_firing_rate_of_an_overflowed_buffer_is_unknown_not_low():
     """A LIF keeping 10 spike times fires 27 in 500 ms (closed form): its rate over the
-    run is unknown, NaN (it was 20 Hz for 54, silently under jit and vmap), with a
-    warning when eager; a window ending by the last kept spike is still exact."""
+    whole run is 54 Hz from the run's own count (it was NaN, and before that 20 Hz,
+    silently under jit and vmap); over a window past the last kept spike it is
+    unknown, NaN, with a warning when eager; a window ending by the last kept spike is
+    still exact."""
     import warnings
 
     lif = jn.LIF(spike_capacity=10)
@@ -544,13 +546,17 @@ def test_firing_rate_of_an_overflowed_buffer_is_unknown_not_low():
         tr = run(2.0)
     assert float(tr.spike_count) == 27 and bool(tr.overflowed)
     with pytest.warns(RuntimeWarning, match=r"firing_rate: 1 neuron\(s\) fired more spikes .* unknown \(NaN\)"):
-        assert np.isnan(jn.firing_rate(tr, 0.0, 500.0))
+        assert np.isnan(jn.firing_rate(tr, 0.0, 499.0))
     last = float(tr.spikes[-1])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert float(jn.firing_rate(tr, 0.0, last)) == pytest.approx(9 / last * 1000.0)  # the 10th is at `last`
-    rates = jax.jit(jax.vmap(lambda a: jn.firing_rate(run(a), 0.0, 500.0)))(jnp.array([0.5, 2.0]))
-    assert float(rates[0]) == 0.0 and np.isnan(rates[1])  # 0.5 nA stays below threshold
+        assert float(jn.firing_rate(tr, *tr.span)) == 54.0
+        rates = jax.jit(jax.vmap(lambda a: jn.firing_rate(run(a), 0.0, 500.0)))(jnp.array([0.5, 2.0]))
+    np.testing.assert_array_equal(rates, [0.0, 54.0])  # 0.5 nA stays below threshold
+    rates = jax.jit(jax.vmap(lambda a: jn.firing_rate(run(a), 0.0, 499.0)))(jnp.array([0.5, 2.0]))
+    assert float(rates[0]) == 0.0 and np.isnan(rates[1])
+    assert float(jax.jit(lambda a: jn.firing_rate(run(a), 0.0, 500.0))(2.0)) == 54.0  # jit alone too
     with pytest.warns(RuntimeWarning, match=r"spike_times: 1 neuron\(s\) fired more .* pads them .* unknown, not absent"):
         jn.spike_times(tr, capacity=30)
     # Also at the default capacity (the buffer) and for isi: silent before, so after a

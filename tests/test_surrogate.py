@@ -114,6 +114,8 @@ def test_rates_over_the_whole_run_take_the_counts_surrogate_gradient():
     rate = lambda a: jn.firing_rate(trace(a), 0.0, 200.0)  # noqa: E731
     assert float(rate(0.5)) == pytest.approx(float(trace(0.5).spike_count) * 5.0)
     np.testing.assert_allclose(float(jax.grad(rate)(0.5)), count_grad * 5.0, rtol=1e-12)
+    # Under jit as well (the span's numbers became tracers there, and the gradient 0).
+    np.testing.assert_allclose(float(jax.jit(jax.grad(rate))(0.5)), count_grad * 5.0, rtol=1e-12)
     assert float(jax.grad(lambda a: jn.firing_rate(trace(a), 50.0, 200.0))(0.5)) == 0.0
     fi = lambda a: jn.fi_curve(neuron, jnp.array([a]), dur=200.0)[0]  # noqa: E731
     assert float(fi(0.5)) == float(rate(0.5))
