@@ -261,6 +261,43 @@ def test_fit_names_a_model_that_is_not_a_module_and_a_loss_that_is_not_a_number(
         jn.fit(lambda m: jn.simulate(m, 5.0), seed000_neuron(), params=lambda m: m.gL, steps=1)
 
 
+def test_a_complex_integer_or_boolean_loss_is_refused():
+    # (before: a complex loss ran to the end, its history complex and its imaginary part
+    # dropped with only JAX's ComplexWarning; an integer or boolean loss ran with no gradient.)
+    neuron = seed000_neuron()
+    with pytest.raises(ValueError, match=r"loss expects a function returning a real scalar, got a complex value "
+                                         r"\(complex128\).*imaginary part"):
+        jn.fit(lambda m: rin_loss(m) + 0j, neuron, params=lambda m: m.gL, steps=1, progress=False)
+    for bad, kind in [(lambda m: 3, r"an integer value \(int64\)"), (lambda m: m.gL > 0, r"a boolean value \(bool\)")]:
+        with pytest.raises(ValueError, match=rf"loss expects a function returning a real floating-point scalar, "
+                                             rf"got {kind}, which has no gradient"):
+            jn.fit(bad, neuron, params=lambda m: m.gL, steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"got a complex value"):  # steps=0 evaluates the loss only
+        jn.fit(lambda m: rin_loss(m) + 0j, neuron, params=lambda m: m.gL, steps=0, progress=False)
+
+
+def test_a_checkpoint_path_that_is_a_file_is_refused_and_left_alone(tmp_path):
+    # (before: FileExistsError: [Errno 17] File exists, naming neither checkpoint nor a folder.)
+    file = tmp_path / "notes.txt"
+    file.write_text("keep me")
+    for path, where in [(file, "is a file"), (file / "sub", "its parent .* is a file")]:
+        with pytest.raises(ValueError, match=rf"checkpoint expects a folder path .*notes.txt.*{where}"):
+            jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, steps=1, checkpoint=path, progress=False)
+    assert file.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_parameter_selected_with_the_whole_model_says_params_selected_it():
+    # (before: "parameter 'V_th' must start finite, got inf", about a parameter never chosen.)
+    neuron = seed000_neuron()  # V_th = inf
+    with pytest.raises(ValueError, match=r"parameter 'V_th' must start finite, got inf; 'V_th' was selected by "
+                                         r"params, which returned the whole model: selecting a module \(or the "
+                                         r"whole model\) selects every parameter in it\. Select only the "
+                                         r"parameters to fit, e\.g\. params=lambda m: \(m\.C, m\.gL\)"):
+        jn.fit(rin_loss, neuron, params=lambda m: m, steps=1, progress=False)
+    with pytest.raises(ValueError, match=r"^parameter 'V_th' must start finite, got inf$"):  # chosen: no note
+        jn.fit(rin_loss, neuron, params=lambda m: m.V_th, steps=1, progress=False)
+
+
 def test_reversed_windows_negative_count_weights_empty_targets_and_no_starts_are_refused(spiking):
     """(before: a rate of 0 in a reversed window, a negative loss for a wrong spike
     count, 0.0 for no targets, a TypeError from inside the jitted step for zero starts.)"""

@@ -143,6 +143,24 @@ def _short(x, n=80) -> str:
     return r if len(r) <= n else r[: n - 3] + "..."
 
 
+def check_folder(path) -> None:
+    """ValueError (naming ``checkpoint``) when ``path`` cannot be a checkpoint folder: not
+    a path, or an existing file (or a path under one). Nothing is created or changed."""
+    try:
+        path = Path(path)
+    except TypeError:
+        raise ValueError(f"checkpoint expects a folder path (a str or os.PathLike), got {path!r}") from None
+    for p in (path, *path.parents):
+        if p.is_dir():
+            return
+        if p.exists():  # a file (or something else that is not a folder): never touched
+            where = f"{str(p)!r} is a file" if p == path else f"its parent {str(p)!r} is a file"
+            raise ValueError(
+                f"checkpoint expects a folder path (it holds the fit's state files), got {str(path)!r}: "
+                f"{where}; give a new or existing folder instead"
+            )
+
+
 def save(path, *, step: int, u, opt_state, meta: dict, loss_history, param_history, events) -> None:
     """Write the fit's state after ``step`` completed steps to the folder ``path``."""
     path = Path(path)

@@ -266,6 +266,8 @@ def fit(
         raise ValueError("checkpoint_every needs checkpoint=PATH (a folder to save to)")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=PATH (the folder to resume from)")
+    if checkpoint is not None:
+        ckpt.check_folder(checkpoint)
     if optimizer is None:
         optimizer = optax.adam(DEFAULT_LEARNING_RATE, b1=DEFAULT_B1)
     if not isinstance(optimizer, optax.GradientTransformation):
@@ -279,7 +281,13 @@ def fit(
     x_model = sel.values(model)
     x0 = _initial_values(sel, tfs, x_model, n_starts, init, key)
     n_starts = None if n_starts is None and init is None else len(x0[0])
-    u0 = tuple(tf.inverse(x, name) for tf, x, name in zip(tfs, x0, names))
+    u0 = []
+    for k, (tf, x, name) in enumerate(zip(tfs, x0, names)):
+        try:
+            u0.append(tf.inverse(x, name))
+        except ValueError as e:  # a start outside the domain: also say why it is fitted at all
+            raise sel.explain(k, e) from None
+    u0 = tuple(u0)
 
     def forward(u):
         return tuple(tf.forward(ui) for tf, ui in zip(tfs, u))
@@ -287,10 +295,12 @@ def fit(
     def loss_u(u, model):
         out = loss(sel.replace(model, forward(u)))
         try:
-            return jnp.asarray(out)
+            value = jnp.asarray(out)
         except (TypeError, ValueError):  # JAX's message would not say it is the loss's value
             got = repr(out) if isinstance(out, (str, bytes, type(None))) else f"a {type(out).__name__}"
             raise ValueError(f"loss expects a function returning a scalar (a number or 0-d array), got {got}") from None
+        _check_loss_dtype(value)
+        return value
 
     extra = isinstance(optimizer, optax.GradientTransformationExtraArgs)
 
@@ -575,6 +585,26 @@ def _initial_values(sel, tfs, x_model, n_starts, init, key):
     if len({v.shape[0] for v in out}) != 1:
         raise ValueError(f"init: every parameter needs the same number of starts, got {[v.shape[0] for v in out]}")
     return tuple(out)
+
+
+def _check_loss_dtype(value) -> None:
+    """ValueError when the loss's value is not a real floating-point number: JAX would
+    drop a complex loss's imaginary part (with only its own warning), and an integer or
+    boolean loss has no gradient (the fit would never move)."""
+    dtype = jnp.result_type(value)
+    if jnp.issubdtype(dtype, jnp.floating):
+        return
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        raise ValueError(
+            f"loss expects a function returning a real scalar, got a complex value ({dtype.name}); the fit "
+            "would drop its imaginary part. Return a real number, e.g. jnp.abs(z) ** 2 or jnp.real(z)"
+        )
+    kind = "a boolean" if jnp.issubdtype(dtype, jnp.bool_) else "an integer"
+    raise ValueError(
+        f"loss expects a function returning a real floating-point scalar, got {kind} value ({dtype.name}), "
+        "which has no gradient: the fit would never move. Compute the loss in floating point (e.g. with "
+        "surrogate spike counts)"
+    )
 
 
 def _starts_array(v, label: str):

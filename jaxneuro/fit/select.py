@@ -121,8 +121,56 @@ class Selection:
         if len(set(self.indices)) != len(self.indices):
             raise ValueError("params selects the same leaf more than once")
         self.names = tuple(_name(flat[i][0]) for i in self.indices)
+        # Per leaf: None when the selector returned it itself, else what it was part of
+        # ("the whole model", "the module channels[0]"): to say why it was fitted.
+        via = {}
+        self._note_modules(picked_tree, flat, via)
+        self.via = tuple(via.get(i) for i in self.indices)
         self.metadata = tuple(_field_metadata(model, flat[i][0]) for i in self.indices)
         self.units = tuple(m.get("unit") for m in self.metadata)
+
+    def _note_modules(self, tree, flat, via) -> None:
+        """Record in ``via`` (leaf index -> description) the leaves that ``tree`` (what
+        the selector returned) selected as part of a module rather than one by one."""
+        if isinstance(tree, _Marker):
+            return
+        if isinstance(tree, (tuple, list)):
+            for t in tree:
+                self._note_modules(t, flat, via)
+            return
+        markers = jax.tree_util.tree_leaves(tree, is_leaf=lambda x: isinstance(x, _Marker))
+        indices = [m.index for m in markers if isinstance(m, _Marker)]
+        if not indices:
+            return
+        if len(indices) == self._n_leaves:
+            what = "the whole model"
+        else:
+            paths = [flat[i][0] for i in indices]
+            prefix = paths[0][: min(len(p) for p in paths)]
+            for p in paths[1:]:
+                n = 0
+                while n < len(prefix) and prefix[n] == p[n]:
+                    n += 1
+                prefix = prefix[:n]
+            if len(indices) == 1:  # the module's path is its one leaf's, less the field
+                prefix = prefix[:-1]
+            what = f"the module {_name(prefix)}" if prefix else "a module"
+        for i in indices:
+            via.setdefault(i, what)
+
+    def explain(self, k: int, error: ValueError) -> ValueError:
+        """``error`` about selected parameter ``k``, saying that ``params`` selected it as
+        part of a module or the whole model when it did (the user may not know it is fitted)."""
+        if self.via[k] is None:
+            return error
+        others = [n for j, n in enumerate(self.names) if j != k][:2]
+        paths = ", ".join("m" + ("" if n.startswith("[") else ".") + n for n in others)
+        example = f", e.g. params=lambda m: ({paths}{',' if len(others) == 1 else ''})" if others else ""
+        return ValueError(
+            f"{error}; {self.names[k]!r} was selected by params, which returned {self.via[k]}: selecting "
+            f"a module (or the whole model) selects every parameter in it. Select only the parameters to "
+            f"fit{example}"
+        )
 
     def values(self, model) -> tuple:
         leaves = jax.tree_util.tree_leaves(model)
