@@ -584,6 +584,17 @@ def test_target_location_written_as_a_list_suggests_a_tuple():
         jn.simulate(cell, 1, stimuli=[jn.StepCurrent(amp=0.1, delay=0, dur=1, target=[0.5, "x", 2])])
 
 
+def test_a_wrong_part_of_a_stimulus_target_names_the_whole_target():
+    # As record= names the whole place (before: "..., got True", not the tuple given).
+    with pytest.raises(ValueError, match=r"^stimulus target expects None, .* got \('dend', True\)$"):
+        jn.StepCurrent(amp=0.1, delay=0, dur=1, target=("dend", True))
+    with pytest.raises(ValueError, match=r"a population's name; got \('dend', \[\[0, 1\]\]\)$"):
+        jn.StepCurrent(amp=0.1, delay=0, dur=1, target=("dend", [[0, 1]]))
+    with pytest.raises(ValueError, match=r"^stimulus target \['dend', 0\.9\] in \('pop', \['dend', 0\.9\]\) "
+                                         r"looks like a location written as a list"):
+        jn.StepCurrent(amp=0.1, delay=0, dur=1, target=("pop", ["dend", 0.9]))
+
+
 def test_a_channel_class_given_for_an_instance_is_named():
     with pytest.raises(ValueError, match=r"Compartment\.channels\[0\] expects a channel instance, got the class HH; "
                                          r"call it: jn\.channels\.HH\(\.\.\.\)"):

@@ -3,6 +3,7 @@
 import math
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -501,3 +502,32 @@ def test_a_zero_length_section_is_dropped_with_a_warning(tmp_path):
     with pytest.warns(RuntimeWarning, match=r"zerolen\.swc: 1 section\(s\) of zero length dropped \(points \[2, 3\]"):
         cell = jn.Cell.from_swc(path)
     assert cell.section_names == ("soma[0]",)
+
+
+def test_a_file_with_a_byte_order_mark_reads_as_without(tmp_path):
+    # Some Windows tools start a UTF-8 file with a byte-order mark (before: "could not
+    # convert string to float: '\ufeff1'").
+    text = "# a comment\n1 1 0 0 0 5 -1\n2 3 5 0 0 1 1\n3 3 25 0 0 0.5 2\n"
+    plain, bom = tmp_path / "plain.swc", tmp_path / "bom.swc"
+    plain.write_bytes(text.encode())
+    bom.write_bytes(b"\xef\xbb\xbf" + text[len("# a comment\n"):].encode())  # the mark on a point's line
+    assert read_swc(bom) == read_swc(plain)
+    a, b = jn.Cell.from_swc(plain), jn.Cell.from_swc(bom)
+    assert a.section_names == b.section_names == ("soma[0]", "dend[0]")
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_a_zero_radius_is_refused_saying_what_neuron_does(tmp_path):
+    # NEURON's Import3d accepts a point of radius 0 (a zero-area point); jaxneuro refuses
+    # it, and says so and what to do (before: only "radii must be finite and > 0 µm").
+    path = tmp_path / "zero.swc"
+    path.write_text("1 1 0 0 0 5 -1\n2 3 5 0 0 0 1\n")
+    with pytest.raises(ValueError, match=r"zero\.swc:2: point 2 has radius 0\.0; radii must be finite and > 0 µm; "
+                                         r"NEURON's Import3d would accept it as a zero-area point .*fix the "
+                                         r"point's radius in the file"):
+        jn.Cell.from_swc(path)
+    # A negative radius is no zero-area point: the message does not say so.
+    path.write_text("1 1 0 0 0 5 -1\n2 3 5 0 0 -1 1\n")
+    with pytest.raises(ValueError, match=r"radius -1\.0; radii must be finite and > 0 µm$"):
+        read_swc(path)

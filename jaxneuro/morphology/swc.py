@@ -69,10 +69,12 @@ def _whole_number(field: str) -> int:
 
 def read_swc(path) -> list[SWCPoint]:
     """The points of an SWC file: ``id type x y z radius parent`` per line, ``#``
-    comments. Raises ValueError for malformed lines, repeated ids or parent ids that
-    name no point."""
+    comments, read as UTF-8 (a byte-order mark, which some Windows tools write, is
+    skipped). Raises ValueError for malformed lines, repeated ids, parent ids that name
+    no point, and radii that are not finite and > 0 (NEURON's Import3d reads a radius
+    of 0 as a zero-area point; jaxneuro does not: fix the radius in the file)."""
     points = []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8-sig").splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -87,7 +89,10 @@ def read_swc(path) -> list[SWCPoint]:
         if not all(math.isfinite(c) for c in (x, y, z)):
             raise ValueError(f"{path}:{lineno}: point {pid} has coordinates {(x, y, z)}; they must be finite (µm)")
         if not (r > 0 and math.isfinite(r)):  # inf (also 1e400) would fail later, far from this line
-            raise ValueError(f"{path}:{lineno}: point {pid} has radius {r}; radii must be finite and > 0 µm")
+            zero = ("; NEURON's Import3d would accept it as a zero-area point (diameter 0 there, which all but "
+                    "cuts the cable: its axial resistance is near infinite), jaxneuro does not: fix the "
+                    "point's radius in the file") if r == 0 else ""
+            raise ValueError(f"{path}:{lineno}: point {pid} has radius {r}; radii must be finite and > 0 µm{zero}")
         points.append(SWCPoint(pid, ptype, (x, y, z), r, parent))
     if not points:
         raise ValueError(f"{path}: no SWC points")
@@ -363,6 +368,12 @@ def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=None, freq=100
     keeps its 3-D points (:class:`~jaxneuro.Cable`'s ``arc3d`` and ``diam3d``), so
     membrane areas and axial resistances are integrated over the frusta as NEURON
     does.
+
+    A point whose radius is not finite and > 0 is refused (:func:`read_swc`), a radius
+    of 0 too, unlike NEURON's Import3d, which accepts it as a zero-area point (diameter
+    0 there, so an almost infinite axial resistance through it that all but cuts the
+    cable); such a file (some reconstructions have these points) opens in NEURON but not
+    here: fix the point's radius in the file.
     """
     from .cell import Cell
 

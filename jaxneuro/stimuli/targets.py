@@ -58,11 +58,20 @@ def refuse_traced(target, what: str, *, current: bool = True) -> None:
 
 
 def normalise_target(target):
+    """A stimulus ``target`` in the form the models take (see the module's docstring).
+    Raises ValueError naming the whole target, also where only a part of it is wrong
+    (``("dend", True)``), as ``record=`` names a place."""
+    return _normalise(target, target)
+
+
+def _normalise(target, whole):
+    """:func:`normalise_target` of ``target``, a part of ``whole`` (or ``whole``
+    itself), which errors name."""
     refuse_traced(target, "stimulus target")
     if target is None or isinstance(target, (str, Location)):
         return target
     if isinstance(target, (bool, np.bool_)):  # not the index 1
-        raise ValueError(f"stimulus target expects None, indices, a location or a population name, got {target!r}")
+        raise ValueError(f"stimulus target expects None, indices, a location or a population name, got {whole!r}")
     if isinstance(target, (int, np.integer)):
         return int(target)
     if isinstance(target, (float, np.floating)):
@@ -72,17 +81,17 @@ def normalise_target(target):
         # a location (section, x) on a cable or cell
         return Location(target[0] if isinstance(target[0], str) else int(target[0]), float(target[1]))
     if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], str):
-        return (target[0], normalise_target(target[1]))
+        return (target[0], _normalise(target[1], whole))
     if isinstance(target, (list, tuple)) and target and all(is_location(t) for t in target):
         # Several locations, one current each (as coupling sides take them).
-        return tuple(normalise_target(t) for t in target)
+        return tuple(_normalise(t, whole) for t in target)
     if (isinstance(target, tuple) and len(target) == 2
             and all(isinstance(k, (int, np.integer)) and not isinstance(k, bool) for k in target)):
         return IndexPair(int(k) for k in target)
     if _location_as_list(target) or (isinstance(target, list) and target
                                      and all(_location_as_list(t) or is_location(t) for t in target)):
         raise ValueError(
-            f"stimulus target {target!r} looks like a location written as a list (a list is read as "
+            f"stimulus target {_part(target, whole)} looks like a location written as a list (a list is read as "
             f"indices); write a location as a tuple (section, x), e.g. ('dend', 0.9), and several as a "
             f"list of such tuples"
         )
@@ -94,13 +103,18 @@ def normalise_target(target):
         if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
             raise ValueError(
                 f"stimulus target expects None, an index, a 1-D sequence of integer indices, a location "
-                f"(section, x) as a tuple, e.g. ('dend', 0.9), or a population's name; got {target!r}"
+                f"(section, x) as a tuple, e.g. ('dend', 0.9), or a population's name; got {whole!r}"
             )
         return tuple(int(i) for i in arr)
     raise ValueError(
         f"stimulus target expects None, an index, a sequence of indices, a location (section, x) as a "
-        f"tuple, e.g. ('dend', 0.9), or a population's name; got {target!r}"
+        f"tuple, e.g. ('dend', 0.9), or a population's name; got {whole!r}"
     )
+
+
+def _part(target, whole) -> str:
+    """``target`` for an error message, with the ``whole`` target it is part of."""
+    return repr(target) if target is whole else f"{target!r} in {whole!r}"
 
 
 def _location_as_list(target) -> bool:
