@@ -841,10 +841,13 @@ def as_spike_times(spikes, what: str, arg: str = "spikes"):
         with np.errstate(invalid="ignore"):  # inf - inf between padding entries
             descending = np.diff(s, axis=-1) < 0
         if np.any(np.isnan(s)) or np.any(descending):
+            fault = (f"NaN at index {tuple(int(i) for i in np.argwhere(np.isnan(s))[0])}" if np.any(np.isnan(s))
+                     else f"a time below the one before it at index "
+                          f"{tuple(int(i) for i in np.argwhere(descending)[0] + ((0,) * (s.ndim - 1) + (1,)))}")
             raise ValueError(
                 f"{what}: {arg} expects spike times in ms, ascending along the last axis and padded with "
                 f"inf (as jn.spike_times or trace.spikes give them), shape (capacity,) or (n, capacity); got "
-                f"an array of shape {s.shape} that is not (a voltage trace? use jn.spike_times(trace) first)"
+                f"an array of shape {s.shape} with {fault} (a voltage trace? use jn.spike_times(trace) first)"
             )
     return spikes
 

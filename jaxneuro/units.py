@@ -404,10 +404,19 @@ def _decimal_in(value, name: str, unit):
 def to_static(value: Any, name: str, unit) -> np.ndarray:
     """``value`` in ``unit`` as a float64 NumPy array, for static configuration (not a
     pytree leaf, so JAX's default precision does not round it). Plain numbers are taken
-    to be in ``unit`` already; Quantities are converted (see :func:`to_base`)."""
+    to be in ``unit`` already; Quantities are converted (see :func:`to_base`). A traced
+    value (an argument of a jitted, vmapped or differentiated function) is a ValueError
+    naming ``name``: static configuration is fixed when compiling."""
     value = as_quantity(value)
     if isinstance(value, u.Quantity):
         value = _decimal_in(value, name, unit)
+    if isinstance(value, jax.core.Tracer) or (
+            isinstance(value, (list, tuple)) and any(isinstance(x, jax.core.Tracer) for x in value)):
+        raise ValueError(
+            f"parameter {name!r} expects a fixed number in {unit_name(unit)} (it is fixed when compiling), got a "
+            "traced value (an argument of a jitted, vmapped or differentiated function): pass a number, or make "
+            "it a static argument (static_argnums/static_argnames)"
+        )
     try:
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):

@@ -464,6 +464,11 @@ def test_spike_analyses_take_a_trace_and_refuse_a_voltage_trace():
     for f in (jn.isi, jn.spike_count, lambda s: jn.firing_rate(s, 0.0, 100.0)):
         with pytest.raises(ValueError, match=r"spikes expects spike times in ms, ascending .*a voltage trace"):
             f(trace.v)
+    # The message says what is wrong (it broke off at "that is not").
+    with pytest.raises(ValueError, match=r"got an array of shape \(2,\) with NaN at index \(1,\)"):
+        jn.spike_count(jnp.array([1.0, jnp.nan]))
+    with pytest.raises(ValueError, match=r"shape \(2, 3\) with a time below the one before it at index \(0, 2\)"):
+        jn.isi(jnp.array([[1.0, 3.0, 2.0], [1.0, 2.0, 3.0]]))
     passive = jn.simulate(soma(), 5.0)
     with pytest.raises(ValueError, match=r"firing_rate: this trace has no spike events .* jn.spike_times"):
         jn.firing_rate(passive, 0.0, 5.0)

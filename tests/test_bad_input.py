@@ -124,6 +124,9 @@ def test_a_section_as_its_own_parent_is_named_so():
         jn.Cell(secs, parents=[None, "b"])
     with pytest.raises(ValueError, match=r"parents\[0\]: parent section 'b' must come before its child"):
         jn.Cell(secs, parents=["b", None])
+    # NEURON's child.connect(parent(x), 1): the child's other end, told how to port it.
+    with pytest.raises(ValueError, match=r"parents\[1\] = \('soma', 1\.0, 1\): a child joins .* built reversed"):
+        jn.Cell(secs, parents=[None, ("soma", 1.0, 1)])
 
 
 def test_a_location_outside_the_section_is_named_once():

@@ -153,6 +153,8 @@ def test_bad_spike_sources_are_refused_with_the_parameter_named():
         jn.poisson_spikes(100.0, 1000.0, n=2, capacity=4)
     with pytest.raises(ValueError, match="'poisson_spikes.rate' must be >= 0"):
         jn.poisson_spikes(-1.0, 100.0)
+    with pytest.raises(ValueError, match=r"parameter 't1' expects a fixed number in ms .* got a traced value"):
+        jax.jit(lambda t1: jn.poisson_spikes(10.0, t1, n=2, capacity=8).spikes)(100.0)
     with pytest.raises(ValueError, match="one rate per source"):
         jn.poisson_spikes(np.ones(3), 100.0, n=2)
     with pytest.raises(ValueError, match="spike source.*no membrane"):

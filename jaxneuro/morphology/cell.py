@@ -206,8 +206,9 @@ class Cell(AbstractModel):
     ``parents``: one entry per section, ``None`` for a root, else the parent as
     ``(section, x)`` (or just ``section``, meaning ``x = 1``), with ``section`` an index
     or a name that comes *earlier* in ``sections``; the child's ``x = 0`` end is joined
-    to the parent at ``x``, as NEURON's ``child.connect(parent(x), 0)``. With one
-    section ``parents`` may be omitted.
+    to the parent at ``x``, as NEURON's ``child.connect(parent(x), 0)`` (its
+    ``connect(parent(x), 1)`` is the child built reversed). With one section
+    ``parents`` may be omitted.
 
     Temperature (°C): each section's channels run at that section's ``temperature``
     (``cell.sections[i].temperature``), the one place it is kept: editing it (e.g.
@@ -343,6 +344,14 @@ class Cell(AbstractModel):
                 out.append(None)
                 continue
             if isinstance(link, (tuple, list)):
+                if len(link) == 3 and isinstance(link[2], (int, float)) and link[2] in (0, 1):
+                    # NEURON's child.connect(parent(x), child_end)
+                    raise ValueError(
+                        f"Cell.parents[{i}] = {link!r}: a child joins its parent by its x = 0 end, so give "
+                        "(section, x); NEURON's child.connect(parent(x), 1), joined by the child's x = 1 end, "
+                        "is the child built reversed (its per-segment values in reverse order, its locations "
+                        "x read as 1 - x)"
+                    )
                 if len(link) != 2:
                     raise ValueError(
                         f"Cell.parents[{i}] expects None, a section (name or index) or (section, x), "

@@ -348,7 +348,10 @@ def ou_current(mean, std, tau, t1, *, dt=0.025, shape=(), seed=0, t0=0.0, target
     function being differentiated, gradients reach ``mean``, ``std`` and ``tau``
     (pathwise, for the trial the seed fixes). The samples are stored: ``(t1 - t0)/dt
     + 1`` per process (4001 × 1000 neurons, 100 ms at 0.025 ms, are 32 MB in float64);
-    for white noise of any length without storage use :class:`NoiseCurrent`."""
+    for white noise of any length without storage use :class:`NoiseCurrent`. A
+    population driven by one process per neuron (``shape=(n,)``) runs in one XLA loop:
+    the backends that split a population over cores or run it as one Pallas kernel take
+    a single waveform only (``backend="auto"`` chooses the loop)."""
     t0_, t1_ = (float(units.to_static(x, name, units.ms)) for x, name in ((t0, "t0"), (t1, "t1")))
     dt_ = float(units.to_static(dt, "dt", units.ms))
     if not dt_ > 0 or not np.isfinite(dt_):
