@@ -93,13 +93,13 @@ def test_conductance_is_the_sum_of_kernels_and_sources_leave_the_solver_alone():
     g_max, tau, delay = 0.01, 2.0, 0.5
     net = jn.Network({"src": jn.SpikeTrains(times), "post": passive(2)},
                      [jn.ExpSynapse("src", "post", jn.conn.one_to_one, g_max, tau, 0.0, delay, name="s")])
-    trace = jn.simulate(net, 10.0, v0=-70.0, record=("v", "g"), stimuli=[jn.StepCurrent(5.0)])
+    trace = jn.simulate(net, 10.0, v0=-70.0, record=("v", "g"), stimuli=[jn.StepCurrent(0.01)])
     t = np.asarray(trace.t)
     g = np.asarray(trace["s"].g)
     for k, row in enumerate(times):
         expected = sum(g_max * np.exp(-(t - s - delay) / tau) * (t >= s + delay) for s in row)
         np.testing.assert_allclose(g[:, k], expected, rtol=0, atol=1e-12)
-    np.testing.assert_array_equal(trace["src"].v, -70.0)  # no membrane: v0, the network's 5 nA step moves nothing
+    np.testing.assert_array_equal(trace["src"].v, -70.0)  # no membrane: v0, the network's step moves nothing
 
     lif = jn.LIF(n=2, spike_capacity=16)
     drive = [jn.StepCurrent(3.0, target="lif")]
