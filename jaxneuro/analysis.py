@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import units
+from ._stack import outside_stacklevel
 from .model import AbstractModel
 from .solve import hines
 from .solve.summary import SpikeSummary
@@ -478,7 +479,7 @@ def _warn_unstable(model, r, v_guess):
             f"input_resistance: negative ({float(np.min(np.asarray(r))):.4g} MΩ) in {int(bad.sum())} "
             f"compartment(s): the steady state found (v = {float(v.reshape(-1)[np.argmax(bad.reshape(-1))]):.4g} mV) "
             "is an unstable fixed point, not the model's rest; give v_guess=... near the resting voltage",
-            RuntimeWarning, stacklevel=3)
+            RuntimeWarning, stacklevel=outside_stacklevel())
 
 
 #: Voltage (mV) whose upward crossing during a step counts as the cell firing, for
@@ -506,7 +507,7 @@ def _warn_firing(trace: Trace, step, v, what):
             f"{what}: the step makes {int(np.sum(fired))} compartment(s) fire (a voltage crossing "
             f"{FIRING_THRESHOLD:g} mV, or a spike event, between {lo:g} and {hi:g} ms), so the deflection is "
             "not the membrane's response; use a smaller, subthreshold step, or the model: "
-            f"{what}(model)", RuntimeWarning, stacklevel=3)
+            f"{what}(model)", RuntimeWarning, stacklevel=outside_stacklevel())
     return bool(np.any(fired))
 
 
@@ -540,7 +541,7 @@ def _warn_drifting_baseline(trace: Trace, step, v, deflection, what):
             f"{what}: the voltage was still changing at the step's onset ({float(np.max(np.abs(slope))):.3g} "
             f"mV/ms at {float(step.delay):g} ms), so the baseline there is not the resting voltage and the drift "
             "adds to the deflection; start the step later or the run at rest (v0 = jn.steady_state(model).v)",
-            RuntimeWarning, stacklevel=3)
+            RuntimeWarning, stacklevel=outside_stacklevel())
 
 
 #: The share of its settled value a step's response may still lack at the step's end
@@ -581,7 +582,7 @@ def _warn_unsettled(trace: Trace, step, v, what):
             f"still rose by {100 * float(np.max(np.where(bad, q / (1 + q), 0))):.3g} % of its deflection over the step's "
             f"second half; as an exponential, ~{100 * worst:.3g} % of its settled value is missing), so the "
             "deflection is too small and its time course too short; give a longer step (at least 3 time "
-            f"constants), or use the model: {what}(model)", RuntimeWarning, stacklevel=3)
+            f"constants), or use the model: {what}(model)", RuntimeWarning, stacklevel=outside_stacklevel())
 
 
 def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, variable="v", v_guess=None):
@@ -686,7 +687,7 @@ def _warn_coarse(trace: Trace, step, tau):
             f"{int(np.sum(coarse))} compartment(s)): interpolating between samples this far apart overestimates "
             f"it; simulate with save_every <= {shortest / (2 * MIN_SAMPLES_PER_TAU):.3g} ms (a multiple of dt), "
             "or save every step (save_every=None)",
-            RuntimeWarning, stacklevel=3)
+            RuntimeWarning, stacklevel=outside_stacklevel())
 
 
 DEFAULT_SPIKE_CAPACITY = 100
@@ -755,7 +756,7 @@ def _warn_overflowed(trace: Trace, what: str, consequence: str) -> None:
         lambda n: (f"{what}: {n} neuron(s) fired more spikes than the trace keeps ({trace.spikes.shape[-1]} each; "
                    f"trace.spike_count has the true counts): {consequence}. Simulate with a larger spike_capacity "
                    "(or SpikeSummary(capacity=...))"),
-        stacklevel=3,  # past this function and its caller (spike_times, isi)
+        stacklevel=outside_stacklevel(),
         at_run_time=False,
     )
 
@@ -770,7 +771,7 @@ def _warn_nan(t, v, what):
             f"{what}: the trace holds NaN from t = {float(np.asarray(t)[rows[0]]):g} ms in "
             f"{int(bad.any(axis=0).sum())} of {bad.shape[1]} compartment(s); no crossing next to a "
             "NaN sample is counted",
-            RuntimeWarning, stacklevel=3)
+            RuntimeWarning, stacklevel=outside_stacklevel())
 
 
 @functools.partial(jax.jit, static_argnames="capacity")
@@ -796,7 +797,7 @@ def _first(spikes, capacity):
                 f"spike_times: {int(np.sum(dropped > 0))} neuron(s) have more than capacity={capacity} "
                 "spikes; their first ones are kept. Pass a larger capacity to keep them all.",
                 RuntimeWarning,
-                stacklevel=3,
+                stacklevel=outside_stacklevel(),
             )
     return spikes[..., :capacity]
 
@@ -938,7 +939,7 @@ def firing_rate(spikes, start, stop):
                 f"firing_rate: {int(np.sum(np.asarray(unknown)))} neuron(s) fired more spikes than their "
                 f"buffer keeps ({spikes.shape[-1]}), and the window goes past the last one kept: their rate "
                 "is unknown (NaN). Simulate with a larger spike_capacity (or SpikeSummary(capacity=...))",
-                RuntimeWarning, stacklevel=2)
+                RuntimeWarning, stacklevel=outside_stacklevel())
     return rate
 
 

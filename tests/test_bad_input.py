@@ -6,6 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import jaxneuro as jn
@@ -615,3 +616,23 @@ def test_simulates_warnings_point_at_the_callers_line():
         jn.simulate(tiny, 5.0, stimuli=[jn.StepCurrent(0.1, 1.0, 10.0)])
         jn.simulate(jn.LIF(spike_capacity=1), 50.0, stimuli=[jn.StepCurrent(3.0)])
     assert len(caught) == 2 and all(w.filename == __file__ for w in caught), [(w.filename, str(w.message)[:60]) for w in caught]
+
+
+def test_warnings_of_fits_analyses_and_networks_point_at_the_callers_line():
+    # Fixed stack levels pointed into jaxneuro where calls went through a wrapper
+    # (jn.fit's: jaxneuro/_callable.py) or a helper; the first frame outside jaxneuro is
+    # the user's line, however deep the call.
+    import warnings
+
+    lif = jn.LIF(spike_capacity=2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        jn.fit(lambda m: (m.C - 0.2) ** 2, jn.LIF(C=0.3), lambda m: m.C, optimizer=optax.sgd(-0.1), steps=3)
+        trace = jn.simulate(lif, 50.0, stimuli=[jn.StepCurrent(3.0)])
+        jn.firing_rate(trace, 0.0, 49.0)
+        jn.simulate(jn.Network({"a": lif}), 50.0, stimuli=[jn.StepCurrent(3.0, target="a")])
+    messages = [str(w.message)[:40] for w in caught]
+    assert any(m.startswith("fit: the loss rose") for m in messages), messages
+    assert any(m.startswith("firing_rate:") for m in messages), messages
+    assert any("in population 'a'" in str(w.message) for w in caught), messages
+    assert all(w.filename == __file__ for w in caught), [(w.filename, m) for w, m in zip(caught, messages)]

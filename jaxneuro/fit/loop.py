@@ -15,6 +15,7 @@ import optax
 import saiunit
 
 from .. import units
+from .._stack import outside_stacklevel
 from . import checkpoint as ckpt
 from .select import Selection
 
@@ -389,7 +390,7 @@ def fit(
                 if on_nonfinite == "raise":
                     raise FloatingPointError(message)
                 elif on_nonfinite == "stop" and n_starts is None:
-                    warnings.warn(f"fit stopped: {message}; that update was not applied", RuntimeWarning, stacklevel=2)
+                    warnings.warn(f"fit stopped: {message}; that update was not applied", RuntimeWarning, stacklevel=outside_stacklevel())
                     stopped = True
                     break
                 elif on_nonfinite == "stop":  # several starts: only these stop
@@ -399,7 +400,7 @@ def fit(
                     warnings.warn(
                         f"fit: {message}; that update was not applied and {them} there ("
                         + ("every start has now stopped, so the fit ends)" if stopped else "the other starts go on)"),
-                        RuntimeWarning, stacklevel=2)
+                        RuntimeWarning, stacklevel=outside_stacklevel())
                     if stopped:
                         break
                 else:  # "skip"
@@ -409,7 +410,7 @@ def fit(
                         warnings.warn(
                             f"fit: {'; '.join(str(e) for e in fresh)}; that update was skipped (later "
                             "non-finite steps of this start are skipped silently and listed in "
-                            "FitResult.nonfinite)", RuntimeWarning, stacklevel=2)
+                            "FitResult.nonfinite)", RuntimeWarning, stacklevel=outside_stacklevel())
             u, opt_state = new_u, new_state
             if bar is not None:
                 bar.update(1)
@@ -425,7 +426,7 @@ def fit(
                     f"fit: no parameter changed in {steps - start_step} step(s): the loss's gradient was zero "
                     "throughout (a loss that does not depend on these parameters here, e.g. a spike count "
                     "without a surrogate or a threshold never crossed), or the optimizer took no step",
-                    RuntimeWarning, stacklevel=2)
+                    RuntimeWarning, stacklevel=outside_stacklevel())
             elif steps > start_step and not np.all(moved):
                 # The others moved, so the optimizer works: these the loss does not see.
                 flat = [n for n, m in zip(names, moved) if not m]
@@ -436,7 +437,7 @@ def fit(
                     f"{'it' if len(flat) == 1 else 'them'} here (e.g. V_reset of a neuron that never spikes, a "
                     f"spike count without a surrogate); drop {'it' if len(flat) == 1 else 'them'} from params or change "
                     "the loss",
-                    RuntimeWarning, stacklevel=2)
+                    RuntimeWarning, stacklevel=outside_stacklevel())
             if checkpoint is not None:
                 save(steps)
             value, x = evaluate(u, model)
@@ -457,14 +458,14 @@ def fit(
                 if fresh:
                     warnings.warn(f"fit: after the last update, {'; '.join(str(e) for e in fresh)}; "
                                   "FitResult.model holds these values, best_model the best finite ones",
-                                  RuntimeWarning, stacklevel=2)
+                                  RuntimeWarning, stacklevel=outside_stacklevel())
     except KeyboardInterrupt:
         # Ctrl-C (or a callback raising KeyboardInterrupt): keep what was done.
         partial = _partial_result(model, sel, losses, hist, n_starts, events, halted)
         if partial is None:
             raise
         warnings.warn(f"fit interrupted at step {partial.steps}: returning the result of the {partial.steps} "
-                      "steps completed (FitResult.stopped is True)", RuntimeWarning, stacklevel=2)
+                      "steps completed (FitResult.stopped is True)", RuntimeWarning, stacklevel=outside_stacklevel())
         return partial
     except Exception as e:
         partial = _partial_result(model, sel, losses, hist, n_starts, events, halted)
@@ -503,7 +504,7 @@ def _warn_if_final_worse(result) -> None:
         f"step {result.best_step}: the optimizer moved away from its best point (Adam's steps stay near its "
         "learning rate at a minimum; lbfgs can jump off one at rounding-level losses). FitResult.model holds the "
         "final parameters; use result.best_model, or fewer steps or a decaying learning rate",
-        RuntimeWarning, stacklevel=3)
+        RuntimeWarning, stacklevel=outside_stacklevel())
 
 
 def _warn_if_uphill(losses) -> bool:
@@ -526,7 +527,7 @@ def _warn_if_uphill(losses) -> bool:
             f"fit: the loss rose at every step, from {_fmt(first[k])} to {_fmt(last[k])}"
             + (f" (start {k}, and so did every other)" if per_start.shape[1] > 1 else "")
             + ": the optimizer moved uphill (best_model holds the starting parameters); check its learning "
-            "rate (a negative one climbs the loss)", RuntimeWarning, stacklevel=3)
+            "rate (a negative one climbs the loss)", RuntimeWarning, stacklevel=outside_stacklevel())
         return True
     return False
 

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .. import units
+from .._stack import outside_stacklevel
 from . import membrane
 from .cable import Cable
 
@@ -275,7 +276,7 @@ def swc_sections(points: Sequence[SWCPoint], path=None) -> list[Section3D]:
         warnings.warn(
             f"{where}: {len(dropped)} section(s) of zero length dropped (points {'; '.join(map(str, dropped[:5]))}: "
             "one point, or two at the same place), as NEURON's Import3d drops them; their children join "
-            "their parents", RuntimeWarning, stacklevel=4)
+            "their parents", RuntimeWarning, stacklevel=outside_stacklevel())
     counts: dict[int, int] = {}
     sections: list[Section3D] = []
     for t, sec_xyz, sec_d, parent, x, ids in raw:

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
+from .._stack import outside_stacklevel
 from ..coupling.base import AbstractCoupling
 from ..solve.trace import report_overflow, spiking_units
 from ..stimuli.targets import population_target
@@ -579,7 +580,7 @@ def _report_overflow(member, pop, part):
                    f"spike_capacity={capacity} spikes; synapses from it miss the rest, "
                    f"trace[{member!r}].spikes keeps the first {capacity} and .spike_count has the true "
                    f"counts. Raise {_capacity_setting(pop)} to keep them all."),
-        stacklevel=5,  # eager: simulate's caller (past make_trace and equinox's method wrapper)
+        stacklevel=outside_stacklevel(),
         at_run_time=True,  # synapses from it miss the spikes: the results change
     )
 
@@ -596,7 +597,7 @@ def _report_late_arrivals(name, synapse, late):
                    "then. Raise "
                    f"{type(synapse).__name__}(max_arrivals_per_step=...) to the most spikes of one source within a "
                    "step."),
-        stacklevel=5,  # eager: simulate's caller (past make_trace and equinox's method wrapper)
+        stacklevel=outside_stacklevel(),
         at_run_time=True,  # the voltages change
     )
 

@@ -16,6 +16,7 @@ import numpy as np
 import saiunit as u
 
 from .. import backends, units
+from .._stack import outside_stacklevel
 from ..model import AbstractModel, CurrentShapeError, record_units
 from ..stimuli import AbstractStimulus
 from ..stimuli.base import merge_alike
@@ -399,7 +400,7 @@ def simulate(
         lambda n: (f"spike buffer overflow: {n} {spiking_units(model)} fired more than {capacity} spikes; trace.spikes "
                    f"keeps the first {capacity}, trace.spike_count has the true counts. Raise {setting} "
                    "to keep them all."),
-        stacklevel=2,  # simulate's caller
+        stacklevel=outside_stacklevel(),
         # Under jit only trace.overflowed tells (the counts stay exact; a run-time
         # report would keep simulate from being lowered for another platform).
         at_run_time=False,
@@ -434,7 +435,7 @@ def _warn_firing_every_step(spikes, dt: float, model) -> None:
         f"{int(fast)} {spiking_units(model)} fired in consecutive steps (spikes at most dt = {dt:g} ms apart): a "
         f"step holds at most one spike per neuron, so one driven to fire faster (t_ref < dt) loses the others; "
         "take dt below its shortest interspike interval",
-        RuntimeWarning, stacklevel=3)
+        RuntimeWarning, stacklevel=outside_stacklevel())
 
 
 def _check_solver(solver, controller) -> None:
@@ -510,7 +511,7 @@ def _warn_if_diverged(v_final, solver, dt) -> None:
             f"the step dt = {dt} ms is too long for {type(solver).__name__} on this model (an explicit "
             "solver on a stiff membrane), or a parameter is non-finite; use the default solver, a shorter "
             "dt or an adaptive stepsize_controller",
-            RuntimeWarning, stacklevel=3)
+            RuntimeWarning, stacklevel=outside_stacklevel())
         return
     v = np.abs(np.asarray(v_final))
     if np.any(v > IMPLAUSIBLE_VOLTAGE):
@@ -519,7 +520,7 @@ def _warn_if_diverged(v_final, solver, dt) -> None:
             f"(up to {float(np.max(v)):.3g} mV in magnitude), which no membrane reaches: most likely a number in "
             "another unit than jaxneuro's (lengths in µm, currents in nA, conductances in S/cm² or µS, "
             "capacitances in µF/cm² or nF); a saiunit quantity (e.g. 20 * u.um) converts it",
-            RuntimeWarning, stacklevel=3)
+            RuntimeWarning, stacklevel=outside_stacklevel())
 
 
 def _check_implicit_tolerances(solver) -> None:
