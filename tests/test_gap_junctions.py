@@ -195,6 +195,26 @@ def test_stiff_gap_onto_small_compartment_is_stable_and_accurate(kind):
         np.testing.assert_allclose(v[k], exact(ts[k]), atol=0.06)
 
 
+def test_strong_asymmetric_junctions_in_float32_are_solved():
+    """JAX's GMRES measured its preconditioned residual against the unpreconditioned
+    right-hand side: with rows of size C/dt + g (µS) it stopped at its starting guess in
+    float32, and a pair coupled by 1e5 µS moved 0.02 mV where it moves 5 (symmetric
+    junctions, solved by CG, were right). Now equal to dense backward Euler."""
+    n, g, dt, t1 = 2, 1e5, 0.025, 5.0
+    with jax.enable_x64(False):
+        gap = jn.AsymmetricGapJunction("p", "p", ([0], [1]), np.array([g, 0.5 * g], np.float32))
+        net = jn.Network({"p": passive_lif(n)}, [gap])
+        v = np.asarray(jn.simulate(net, t1, dt=dt, v0=-70.0, save_every=t1,
+                                   stimuli=[jn.StepCurrent(1.0, 0.0, 1e9, target=("p", [0]))])["p"].v[-1], np.float64)
+    G = np.array([[-0.5 * g, 0.5 * g], [g, -g]])  # post (1) gets g[0] from pre (0), pre gets g[1]
+    M = np.diag(np.full(n, 1.0 / dt + 0.1)) - G
+    x = np.full(n, -70.0)
+    for _ in range(int(round(t1 / dt))):
+        x = np.linalg.solve(M, x / dt + 0.1 * -70.0 + np.array([1.0, 0.0]))
+    assert x[0] + 70.0 > 2.0  # a real deflection
+    np.testing.assert_allclose(v, x, rtol=0, atol=2e-3 * (x[0] + 70.0))
+
+
 def test_coupling_jacobian_matches_autodiff():
     rng = np.random.default_rng(0)
     net = jn.Network(

@@ -31,7 +31,12 @@ Tolerance: iteration stops when the residual norm falls below ``tol`` times the 
 of the right-hand side; ``tol`` defaults to 1e-10 in float64 and 1e-5 in float32
 (``Network(coupling_tol=...)`` overrides it), with at most ``maxiter`` iterations
 (default 10·n; for GMRES, restart cycles of :data:`GMRES_RESTART`). Well-conditioned steps (gap conductance up to ~100× the leak at
-dt = 0.025 ms) converge in a handful of iterations.
+dt = 0.025 ms) converge in a handful of iterations. Junctions far stronger than the
+membrane along long chains make the system ill-conditioned (its condition number
+grows as ``g·n²·dt/C``): in float32, asymmetric junctions (GMRES) then lose accuracy, a
+100-neuron chain at ``g`` = 10⁴ µS (10⁵ times the leak) by 1 %, at 10⁵ µS by 20 %
+(symmetric ones, CG, stay within 10⁻⁴; float64 both); GMRES also needs many restart
+cycles there (the asymmetric chain at 10⁵ µS ran ~15x the symmetric one).
 """
 
 from __future__ import annotations
@@ -137,8 +142,16 @@ class GapCoupling(eqx.Module):
             # nearly triangular systems of one-way junctions (g[..., 1] = 0 along a
             # chain); GMRES does not. "incremental" stops within a restart cycle as
             # soon as the residual is small, after a handful of products here.
-            return jsl.gmres(matvec, r, x0=precondition(r), tol=tol, atol=0.0, restart=GMRES_RESTART,
-                             maxiter=self.maxiter, M=precondition, solve_method="incremental")[0]
+            # JAX's GMRES compares the preconditioned residual with tol times the
+            # unpreconditioned right-hand side's norm: with rows of size C/h + g (µS) the
+            # preconditioner shrinks residuals by that much, and with strong junctions
+            # (g = 1e5 µS in float32) it stopped at its starting guess, voltages 250x
+            # off. Rows scaled by the inverse diagonal put both on one scale (the
+            # preconditioner of the scaled rows is the identity where no tree joins).
+            scale = 1.0 / (dd + g_out)
+            return jsl.gmres(lambda x: scale * matvec(x), scale * r, x0=precondition(r), tol=tol, atol=0.0,
+                             restart=GMRES_RESTART, maxiter=self.maxiter,
+                             M=lambda q: precondition(q / scale), solve_method="incremental")[0]
 
         # The transposed system (reverse mode) is solved the same way: block Jacobi is a
         # preconditioner of the transpose too (the trees' blocks are symmetric, the gaps'
