@@ -961,9 +961,9 @@ def with_count_derivative(rate, count, duration):
 
 
 def is_whole_span(trace, start, stop) -> bool:
-    """Whether ``[start, stop)`` is ``trace``'s whole run (fixed times; a trace with
-    a per-neuron spike count)."""
-    if trace.span is None or trace.spike_count is None or trace.parts is not None:
+    """Whether ``[start, stop)`` is ``trace``'s whole run (fixed times; a trace whose
+    per-neuron spike count counts that run's spikes: not a continued run's)."""
+    if trace.span is None or trace.spike_count is None or trace.parts is not None or not trace.counts_span:
         return False
     if not (units.is_concrete(start) and units.is_concrete(stop)):
         return False

@@ -581,6 +581,32 @@ def test_firing_rate_of_an_overflowed_buffer_is_unknown_not_low():
         jn.firing_rate(jnp.ones((2, 5)), jnp.zeros(3), 10.0)
 
 
+def test_a_continued_runs_rate_is_not_taken_from_the_carried_count():
+    """A run continued with init= carries its spike counts on from the earlier run: its
+    whole-span rate counted both parts over one (190 Hz for 100, silently, once the
+    buffer had overflowed), and the count loss was 0 at twice the true rate."""
+    import warnings
+
+    lif = jn.LIF(spike_capacity=10)
+    drive = [jn.StepCurrent(3.0, 0.0, 1e4)]
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        first = jn.simulate(lif, 100.0, stimuli=drive)
+        second = jn.simulate(lif, 200.0, stimuli=drive, init=first)
+    assert first.counts_span and not second.counts_span and not first.window(0.0, 50.0).counts_span
+    assert float(second.spike_count) == 19 and bool(second.overflowed)
+    with pytest.warns(RuntimeWarning, match=r"firing_rate: 1 neuron\(s\) fired more spikes .* unknown \(NaN\)"):
+        assert np.isnan(jn.firing_rate(second, *second.span))
+    with pytest.raises(ValueError, match=r"method='count'.* continues an earlier run \(init=\)"):
+        jn.losses.firing_rate(second, 100.0, method="count")
+    roomy = jn.LIF(spike_capacity=64)  # without overflow: the kept spikes, this part's 10
+    part = jn.simulate(roomy, 200.0, stimuli=drive, init=jn.simulate(roomy, 100.0, stimuli=drive))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert float(jn.firing_rate(part, *part.span)) == 100.0
+    net = jn.Network({"a": lif})
+    assert jn.simulate(net, 5.0)["a"].counts_span and not jn.simulate(net, 10.0, init=jn.simulate(net, 5.0))["a"].counts_span
+
+
 def test_fi_curve_under_jit_and_its_fixed_times():
     """fi_curve's delay, dur and window set the run: fixed numbers, also under jit (a
     float() of them failed there); a negative or per-neuron delay is refused."""

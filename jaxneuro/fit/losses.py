@@ -262,6 +262,13 @@ def firing_rate(source, target, start=None, stop=None, *, method="isi"):
                 "capacity=k) with start and stop"
             )
         if method == "count":
+            if not source.counts_span:
+                raise ValueError(
+                    "firing_rate(method='count') on a Trace uses trace.spike_count, which counts this run's "
+                    "spikes only in a run's own trace: this one continues an earlier run (init=), whose counts "
+                    "carry on from it, or was cut by window() or at(); use method='isi', or count over one "
+                    "whole run"
+                )
             lo, hi = source.span or (None, None)  # (is_whole_span is False without a span)
             if (start is not None or stop is not None) and not analysis.is_whole_span(
                     source, lo if start is None else start, hi if stop is None else stop):

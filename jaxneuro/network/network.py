@@ -537,12 +537,13 @@ class Network(AbstractModel):
                 out[syn.name] = syn.conductance(t, state.events[syn.name], spikes)
         return out
 
-    def make_trace(self, ts, values, events, span=None, order=None):
+    def make_trace(self, ts, values, events, span=None, order=None, counts_span=False):
         """One :class:`~jaxneuro.Trace` per population (and recorded synapse), from
         what ``simulate`` saved; reached as ``trace[name]``. ``span``: the run's
         ``(t0, t1)`` (ms); ``order``: the record names in the order ``record=`` gave
         them (``values`` comes back from ``jit`` sorted), which each part's names
-        and plots follow (None: as ``values`` has them)."""
+        and plots follow (None: as ``values`` has them); ``counts_span``: whether the
+        spike counts are this run's alone (:attr:`Trace.counts_span`)."""
         for syn in self.synapses:
             late = (events or {}).get(syn.name, {}).get("late")
             if late is not None:
@@ -555,7 +556,7 @@ class Network(AbstractModel):
                 continue
             spikes, count = ev.get("spikes"), ev.get("count")
             names = [k for k in (order or vals) if k in vals]
-            part = Trace(t=ts, values=vals, spikes=spikes, spike_count=count, span=span,
+            part = Trace(t=ts, values=vals, spikes=spikes, spike_count=count, span=span, counts_span=counts_span,
                          order=tuple(names) if order is not None else None,
                          units=tuple((k, self.member_unit(member, k)) for k in names))
             if part.overflowed is not None:

@@ -157,6 +157,7 @@ def simulate(
     units.check_edited(model, "simulate: model")
     model = units.numbers_as_arrays(model)  # a number set by eqx.tree_at: not compiled in
     init, t0 = _continued_from(init, t0)
+    counts_span = init is None  # a continued run's spike counts carry on from the earlier run
     t0 = _time(t0, "t0")
     t1 = _time(t1, "t1")
     dt = _time(dt, "dt")
@@ -382,7 +383,7 @@ def simulate(
     _warn_if_diverged(y_final.v, solver, dt)
     make_trace = getattr(model, "make_trace", None)
     if make_trace is not None:  # models made of parts (a Network) split the trace
-        trace = make_trace(ts, dict(values), events, span=(t0, t1), order=tuple(record))
+        trace = make_trace(ts, dict(values), events, span=(t0, t1), order=tuple(record), counts_span=counts_span)
         return eqx.tree_at(lambda tr: tr.final_state, trace, y_final, is_leaf=lambda x: x is None)
     columns = _column_labels(model, record, dict(selected))
     recorded_units = record_units(model, record)  # for plot labels: the model says each name's unit
@@ -391,7 +392,7 @@ def simulate(
                      order=tuple(record), units=recorded_units)
     spikes, count = events["spikes"], events["count"]
     trace = Trace(t=ts, values=dict(values), spikes=spikes, spike_count=count, final_state=y_final, span=(t0, t1),
-                  columns=columns, order=tuple(record), units=recorded_units)
+                  columns=columns, order=tuple(record), units=recorded_units, counts_span=counts_span)
     setting = ("summary=jn.SpikeSummary(capacity=...)" if isinstance(model, SpikeDetector)
                else f"{type(model).__name__}(spike_capacity=...)")
     capacity = spikes.shape[-1]

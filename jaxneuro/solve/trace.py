@@ -63,6 +63,12 @@ class Trace(eqx.Module):
     #: (``trace.window(*trace.span)`` has this run's spikes alone). None for ``at``'s
     #: traces.
     span: tuple | None = eqx.field(default=None, static=True)
+    #: Whether ``spike_count`` counts exactly the spikes of ``span``: True for a run's
+    #: own trace, False for a continued run's (``init=``: its counts carry on from the
+    #: earlier run) and for traces cut by ``at`` or ``window``. A rate over the whole
+    #: span takes the count (its value where a buffer overflowed, its ``surrogate=``
+    #: derivative) only where this holds.
+    counts_span: bool = eqx.field(default=False, static=True, kw_only=True)
     columns: tuple | None = eqx.field(default=None, static=True)
     #: The recorded names in the order ``record=`` gave them (``values``, a dict, comes
     #: back from ``jit`` sorted); :attr:`names` and plots follow it.
