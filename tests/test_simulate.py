@@ -712,6 +712,30 @@ def test_the_trace_memory_check_counts_every_name_and_place(monkeypatch):
     assert 4 * 2001 * 100 * itemsize > (4 << 20) * record_memory.MAX_SHARE
 
 
+def test_spike_buffers_and_save_times_too_large_for_memory_are_refused_before_the_run(monkeypatch):
+    # The spike-time buffers are part of the state, made before the run: 10⁴ neurons
+    # keeping 10⁶ times each asked XLA for 80 GB (its raw out-of-memory error); an
+    # adaptive run with 10¹⁰ saves failed making its save times (NumPy's MemoryError).
+    from jaxneuro.solve import record_memory
+
+    monkeypatch.setattr(record_memory, "device_memory_bytes", lambda: 4 << 20)  # 4 MiB
+    itemsize = np.dtype(jnp.result_type(float)).itemsize
+    assert 1000 * 500 * itemsize > (4 << 20) * record_memory.MAX_SHARE >= 1000 * 200 * itemsize
+    with pytest.raises(ValueError, match=r"spike-time buffers would take .* MiB \(the model: 1000 × 500 times, .*"
+                                         r"LIF\(spike_capacity=\.\.\.\): the counts stay exact"):
+        jn.simulate(jn.LIF(n=1000, spike_capacity=500), 1.0)
+    jn.simulate(jn.LIF(n=1000, spike_capacity=200), 1.0)
+    hh = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=1000)
+    with pytest.raises(ValueError, match=r"\(population 'hh': 1000 × 500 times.*SpikeSummary\(capacity=\.\.\.\)"):
+        jn.simulate(jn.Network({"hh": jn.SpikeDetector(hh, capacity=500)}), 1.0, record=())
+    with pytest.raises(ValueError, match=r"the model: 1000 × 500 times.*SpikeSummary\(capacity=\.\.\.\)"):
+        jn.simulate(hh, 1.0, record=(), summary=jn.SpikeSummary(capacity=500))
+    monkeypatch.setattr(record_memory, "device_memory_bytes", lambda: 64 << 30)  # 64 GiB
+    with pytest.raises(ValueError, match=r"record: the trace would hold 10000000001 saves of v"):
+        jn.simulate(jn.Compartment(length=20.0, diam=20.0), 1e6, save_every=1e-4, solver=diffrax.Tsit5(),
+                    stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))
+
+
 def test_at_keeps_only_the_spikes_fired_by_t():
     # As window() does: at(t) has the spikes up to t, later ones inf and not counted.
     tr = jn.simulate(jn.LIF(), 30, stimuli=[jn.StepCurrent(amp=3, delay=1, dur=25)])

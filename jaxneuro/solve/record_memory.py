@@ -84,3 +84,44 @@ def check(observe, names, y0, n_save: int, selected: dict, *, pad_factor: float 
         "places (record={'v': [...]}), run in parts (init=trace), or record nothing and keep spike times only "
         "(record=(), summary=jn.SpikeSummary(...))"
     )
+
+
+def spike_buffers(model, label: str = "the model") -> list[tuple[str, str, int, int]]:
+    """``(what, setting, compartments, capacity)`` for each spike-time buffer the run's
+    state will hold: a spiking population's (``spike_capacity``), a spike detector's
+    (``SpikeSummary(capacity=...)``), a Network's populations' each; from the models'
+    settings, before any state is made."""
+    populations = getattr(model, "populations", None)
+    if isinstance(populations, dict):
+        return [b for name, pop in populations.items() for b in spike_buffers(pop, f"population {name!r}")]
+    n = math.prod(getattr(model, "shape", ()))
+    capacity = getattr(model, "spike_capacity", None)
+    if isinstance(capacity, int):
+        return [(label, f"{type(model).__name__}(spike_capacity=...)", n, capacity)]
+    capacity = getattr(model, "capacity", None)
+    if isinstance(capacity, int) and hasattr(model, "threshold"):  # a SpikeDetector
+        return [(label, "SpikeSummary(capacity=...)", n, capacity)]
+    return []
+
+
+def check_spike_buffers(model, *, memory: int | None = None) -> None:
+    """ValueError if the spike-time buffers of ``model`` (:func:`spike_buffers`) would
+    take more than :data:`MAX_SHARE` of ``memory`` (bytes; default
+    :func:`device_memory_bytes`): they are part of the run's state, made before the run
+    and carried through it (10⁴ neurons keeping 10⁶ spike times each asked XLA for 80
+    GB, and failed with its out-of-memory error)."""
+    buffers = spike_buffers(model)
+    itemsize = np.dtype(jax.numpy.result_type(float)).itemsize
+    need = sum(n * capacity for _, _, n, capacity in buffers) * itemsize
+    if not need:
+        return
+    memory = device_memory_bytes() if memory is None else memory
+    if memory is None or need <= MAX_SHARE * memory:
+        return
+    parts = ", ".join(f"{what}: {n} × {capacity} times, {_size(n * capacity * itemsize)}" for what, _, n, capacity in buffers)
+    settings = sorted({setting for _, setting, _, _ in buffers})
+    raise ValueError(
+        f"the run's spike-time buffers would take {_size(need)} ({parts}), more than half of this machine's "
+        f"{_size(memory)} of {jax.local_devices()[0].platform.upper()} memory. Keep fewer spike times per "
+        f"neuron ({' or '.join(settings)}: the counts stay exact beyond it), or simulate fewer neurons at once"
+    )

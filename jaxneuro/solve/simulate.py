@@ -220,6 +220,7 @@ def simulate(
         if own_spikes():
             raise ValueError(f"summary: {type(model).__name__} records its own spikes already; leave summary=None")
         model = SpikeDetector(model, threshold=summary.threshold, capacity=summary.capacity, timing=summary.timing)
+    record_memory.check_spike_buffers(model)  # before the state that holds them is made
     known = tuple(model.observables()) + stimulus_observables(model, stimuli)
     unknown = [r for r in record if r not in known]
     if unknown:
@@ -260,11 +261,16 @@ def simulate(
         backend = "xla"  # the split backends number compartments per slice
 
     n_save = int(math.floor((t1 - t0) / save_every + 1e-9)) + 1
-    # Clipped: rounding may put the last save a hair past t1. Computed here, in JAX's
-    # float dtype, so that inside a jit the times are a constant (not a kernel to compile).
-    float_dtype = np.dtype(jnp.result_type(float))
-    ts = jnp.asarray(np.minimum(float_dtype.type(t0) + float_dtype.type(save_every)
-                                * np.arange(n_save, dtype=float_dtype), float_dtype.type(t1)))
+
+    def save_times():
+        # Clipped: rounding may put the last save a hair past t1. Computed on the host,
+        # in JAX's float dtype, so that inside a jit the times are a constant (not a
+        # kernel to compile); after the trace's size is checked (10¹⁰ saves were a
+        # MemoryError here).
+        float_dtype = np.dtype(jnp.result_type(float))
+        return jnp.asarray(np.minimum(float_dtype.type(t0) + float_dtype.type(save_every)
+                                      * np.arange(n_save, dtype=float_dtype), float_dtype.type(t1)))
+
     # Where save_every does not divide the run, t1 is saved too (after a shorter
     # interval): the run reaches it, and a trace ending short of it cut its end off.
     ends_off_grid = (t1 - t0) / save_every - (n_save - 1) > 1e-6
@@ -356,7 +362,7 @@ def simulate(
                 "diffrax.DirectAdjoint() or an adaptive stepsize_controller"
             )
         record_memory.check(lambda: system.observe(record, t0, y0), record, y0, n_save + ends_off_grid, dict(selected))
-        save_ts = jnp.append(ts, t1) if ends_off_grid else ts
+        save_ts = jnp.append(save_times(), t1) if ends_off_grid else save_times()
         observe = diffrax.SubSaveAt(ts=save_ts, fn=_Observe(tuple(record)))
         saveat = diffrax.SaveAt(subs=[observe, diffrax.SubSaveAt(t1=True)])
         kwargs = {} if adjoint is None else {"adjoint": adjoint}
@@ -378,6 +384,7 @@ def simulate(
         values, y_final = sol.ys
         y_final = jax.tree.map(lambda x: x[0], y_final)  # the t1 save
         events = y_final.events if y0.events else None
+    ts = save_times()
     if ends_off_grid:
         ts = jnp.append(ts, jnp.asarray(t1, ts.dtype))
     _warn_if_diverged(y_final.v, solver, dt)
