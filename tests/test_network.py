@@ -2,6 +2,7 @@
 
 import time
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -273,3 +274,19 @@ def test_current_densities_in_a_network_take_each_targeted_populations_area():
     np.testing.assert_array_equal(np.asarray(trace["pts"].i_inj), 0.0)
     with pytest.raises(ValueError, match="population 'pts'.*membrane area"):
         jn.simulate(net, 1.0, stimuli=[jn.StepCurrent(density, target="pts")])
+
+
+def test_connection_indices_rewritten_by_a_tree_map_are_refused():
+    # The indices the network fills in are leaves of the model: jax.tree.map(x * 2) over
+    # every leaf moved them out of range, and the synapses delivered nothing, silently;
+    # a cast to float failed deep in JAX naming no field.
+    net = jn.Network({"a": jn.LIF(n=4), "b": jn.LIF(n=4)}, [jn.ExpSynapse("a", "b", jn.conn.one_to_one, 0.05, 5.0)])
+    with pytest.raises(ValueError, match=r"couplings\[0\] \('coupling0'\)\.post_index expects indices in \[0, 8\), "
+                                         r"got values from 8 to 14: it is set by the Network"):
+        jn.simulate(jax.tree.map(lambda x: x * 2, net), 1.0)
+    with pytest.raises(ValueError, match=r"\.pre_index expects integer indices, got an array of float"):
+        jn.simulate(jax.tree.map(lambda x: x * 1.1, net), 1.0)
+    with pytest.raises(ValueError, match=r"\.pre_local expects indices in \[0, 4\)"):
+        jn.simulate(eqx.tree_at(lambda n: n.couplings[0].pre_local, net, jnp.array([0, 1, 2, 7], jnp.int32)), 1.0)
+    scaled = jax.tree.map(lambda x: x * 2 if eqx.is_inexact_array(x) else x, net)  # parameters only: runs
+    jn.simulate(scaled, 1.0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -124,6 +125,31 @@ class AbstractCoupling(eqx.Module):
     def finish_bind(self, pre, post, locate):
         """Subclasses' further set-up from the NumPy global indices ``pre``/``post``."""
         return self
+
+    def index_bounds(self, n_total: int) -> dict:
+        """``{field: n}``: the index arrays the network filled in, each indexing ``n``
+        things (here the network's ``n_total`` compartments)."""
+        return {"pre_index": n_total, "post_index": n_total}
+
+    def check_indices(self, n_total: int, label: str) -> None:
+        """ValueError naming ``label`` and the field where an index array the network
+        filled in is no longer integer indices in range: they are leaves of the model,
+        so a ``jax.tree.map`` over all its leaves (``x * 2``, a cast to float) rewrites
+        them too, and out-of-range indices delivered nothing, silently."""
+        for name, n in self.index_bounds(n_total).items():
+            idx = getattr(self, name)
+            if idx is None or isinstance(idx, jax.core.Tracer):
+                continue
+            dtype = np.dtype(getattr(idx, "dtype", np.asarray(idx).dtype))
+            fix = ("it is set by the Network; transform only the parameters (e.g. jax.tree.map over "
+                   "eqx.filter(net, eqx.is_inexact_array)) or build the network again")
+            if not np.issubdtype(dtype, np.integer):
+                raise ValueError(f"{label}.{name} expects integer indices, got an array of {dtype}: {fix}")
+            arr = np.asarray(idx)
+            if arr.size and (arr.min() < 0 or arr.max() >= n):
+                raise ValueError(
+                    f"{label}.{name} expects indices in [0, {n}), got values from {arr.min()} to {arr.max()}: {fix}"
+                )
 
     def check_bound(self):
         """Validate parameter shapes against the number of connections."""

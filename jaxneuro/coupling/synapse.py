@@ -84,6 +84,9 @@ class AbstractSynapse(AbstractCoupling):
         object.__setattr__(bound, "pre_size", int(whole.size))
         return bound
 
+    def index_bounds(self, n_total: int) -> dict:
+        return {**super().index_bounds(n_total), "pre_local": self.pre_size}
+
     def check_bound(self):
         cls = type(self).__name__
         n = self.n_connections

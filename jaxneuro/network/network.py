@@ -200,6 +200,13 @@ class Network(AbstractModel):
         return State(v=v[s].reshape(shp), gates=state.gates.get(name, {}), events=state.events.get(name, {}))
 
     # --- AbstractModel --------------------------------------------------------------------
+    def check_shapes(self) -> None:
+        """The couplings' index arrays (filled in when the network was built) still
+        integer indices in range (see :meth:`AbstractCoupling.check_indices`)."""
+        n = sum(self.sizes)
+        for i, c in enumerate(self.couplings):
+            c.check_indices(n, f"Network.couplings[{i}] ({c.name!r})")
+
     @property
     def default_v0(self):
         return self.v0_of_populations({})
