@@ -34,11 +34,12 @@ from .stimuli import NoiseCurrent, ou_current  # noqa: E402
 from . import fit  # noqa: E402  (a callable module: jn.fit(loss, model, params=...))
 from .fit import losses  # noqa: E402
 from . import sweep  # noqa: E402  (a callable module: jn.sweep(fn, grid, batch_size=..., out=...))
+from . import plot  # noqa: E402  (matplotlib, optional, is imported only when something is drawn)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "fit", "losses",
+    "fit", "losses", "plot",
     "analysis", "channels", "units", "surrogate",
     "steady_state", "input_resistance", "membrane_time_constant",
     "spike_times", "isi", "spike_count", "firing_rate", "fi_curve",

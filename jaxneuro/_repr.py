@@ -27,7 +27,9 @@ class _Value:
 
 
 def _shown(x):
-    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and x.size <= SHOWN_VALUES:
+    # NumPy arrays too: a host copy (jax.device_get) prints as the device one does.
+    if (isinstance(x, (jax.Array, np.ndarray)) and not isinstance(x, jax.core.Tracer)
+            and x.size <= SHOWN_VALUES):
         return _Value(np.asarray(x))
     return x
 

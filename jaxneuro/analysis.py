@@ -835,7 +835,9 @@ def as_spike_times(spikes, what: str, arg: str = "spikes"):
                 f"{what}: this trace has no spike events of its own; pass jn.spike_times(trace, threshold) "
                 "(upward crossings of a recorded voltage)"
             )
-        return spikes.spikes
+        # A JAX array also for a host copy (jax.device_get): NumPy would warn at the
+        # inf - inf between padding entries (isi).
+        return jnp.asarray(spikes.spikes)
     spikes = jnp.asarray(units.to_base(spikes, f"{what}: {arg}", units.ms))
     if units.is_concrete(spikes) and spikes.ndim:
         s = np.asarray(spikes)

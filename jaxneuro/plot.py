@@ -51,21 +51,23 @@ def plot_trace(trace, *names, ax=None, label=None, **kwargs):
 
     A population's or cable's variable gives one line per neuron or segment; up to
     :data:`MAX_LEGEND_COLUMNS` of them each get a legend entry: the segment
-    (``"soma(0.5)"``) or ``"neuron i"``. More lines (without ``label`` or a colour of
-    your own): a cell's segments take one colour per section, with a legend entry per
-    section (``"dend (21 segments)"``), where it has at most ``MAX_LEGEND_COLUMNS``
-    sections; other columns are drawn along a colormap (viridis), the first and last
-    named in the legend. ``label``: a str names the trace (to tell two
-    traces apart on one axes): a single line is ``label``, a population's lines
+    (``"soma(0.5)"``), a synapse's connection (``trace["syn"].plot("g")``: ``"connection
+    k"``) or ``"neuron i"``. More lines (without
+    ``label`` or a colour of your own): a cell's segments take one colour per section,
+    with a legend entry per section (``"dend (21 segments)"``), where it has at most
+    ``MAX_LEGEND_COLUMNS`` sections; other columns are drawn along a colormap
+    (viridis), the first and last named in the legend. ``label``: a str names the trace
+    (to tell two traces apart on one axes): a single line is ``label``, a population's lines
     ``"label[i]"``, a cable's ``"label soma(0.5)"``; past ``MAX_LEGEND_COLUMNS`` lines
     they are drawn in one colour with one entry, ``label``. A sequence of str gives each
     line its own entry (as many as lines). With several names on one axes, each entry
     also says its name ("v neuron 0", "ctrl v").
 
     A trace at one time (``trace.at(t)`` with a scalar ``t``) is drawn against the
-    segment or neuron index, a point each, titled with the time (a single compartment:
-    one point at ``t``). ``"spikes"`` draws the trace's spike times as a raster (one
-    row per neuron). A Network's trace is plotted population by population:
+    segment, neuron or connection index, a marker each (not joined: the neurons are
+    independent, and a cell's segment order jumps between branches), titled with the
+    time (a single compartment: one point at ``t``). ``"spikes"`` draws the trace's
+    spike times as a raster (one row per neuron). A Network's trace is plotted population by population:
     ``trace["a"].plot()``. Returns the matplotlib axes.
     """
     import matplotlib.pyplot as plt
@@ -172,7 +174,7 @@ def _colour_columns(trace, name, lines):
     cmap = matplotlib.colormaps["viridis"]
     for i, line in enumerate(lines):
         line.set_color(cmap(i / (len(lines) - 1)))
-    ends = ((columns[0], columns[-1]) if columns is not None else ("neuron 0", f"neuron {len(lines) - 1}"))
+    ends = (columns[0], columns[-1]) if columns is not None else ("neuron 0", f"neuron {len(lines) - 1}")
     lines[0].set_label(ends[0])
     lines[-1].set_label(ends[1])
     return True
@@ -205,7 +207,7 @@ def _label_lines(trace, name, lines, label, several):
         return True
     columns = trace.column_labels(name)
     for i, line in enumerate(lines):
-        if columns is not None:  # which segment each line is
+        if columns is not None:  # which segment (or a synapse's connection) each line is
             text = columns[i] if label is None else f"{label} {columns[i]}"
         else:  # which neuron
             text = f"neuron {i}" if label is None else f"{label}[{i}]"
@@ -215,11 +217,15 @@ def _label_lines(trace, name, lines, label, several):
 
 def _at_one_time(trace, ax, names, label, **kwargs):
     """A trace cut at one time (``trace.at(t)``, ``t`` a scalar): each name's values
-    against their segment or neuron index, a point each; a single compartment's value
-    as one point at ``t`` on the time axis."""
+    against their segment, neuron or connection index, a marker each, not joined by
+    lines (neighbouring neurons are independent, and a cell's segments run from one
+    branch's tip on to the next branch); a single compartment's value as one point at
+    ``t`` on the time axis."""
     if label is not None and not isinstance(label, str):
         raise ValueError(f"label: a trace at one time draws one line per name; give a str, got {label!r}")
     kwargs.setdefault("marker", "o")
+    if not {"linestyle", "ls"} & set(kwargs):
+        kwargs["linestyle"] = "none"  # markers only (a line style of one's own is kept)
     t = float(trace.t)
     values = [np.asarray(getattr(trace, name)) for name in names]
     if all(y.ndim == 0 for y in values):

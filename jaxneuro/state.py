@@ -5,6 +5,8 @@ from __future__ import annotations
 import equinox as eqx
 from jaxtyping import Array
 
+from ._repr import values_repr
+
 
 class State(eqx.Module):
     """Model state at one time.
@@ -21,3 +23,7 @@ class State(eqx.Module):
     v: Array
     gates: dict[str, Array]
     events: dict[str, Array] = eqx.field(default_factory=dict)
+
+    # Small arrays print as their numbers (v=-64.97), not f32[]: a State is printed on
+    # its own (jn.steady_state's result) as well as inside a Trace.
+    __repr__ = values_repr

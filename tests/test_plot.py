@@ -140,3 +140,53 @@ def test_many_segments_are_coloured_by_section_or_along_a_colormap():
     # A colour of one's own is kept.
     ax = tr.plot("v", color="k")
     assert {matplotlib.colors.to_hex(line.get_color()) for line in ax.lines} == {"#000000"}
+
+
+def test_a_synapse_s_lines_are_named_as_its_connections():
+    # A synapse's g has one column per connection, but its lines were "neuron 0".."neuron 5"
+    # (2 sources x 3 neurons, so there was no neuron 3..5 anywhere).
+    net = jn.Network({"src": jn.SpikeTrains([[0.5, 1.5], [1.0]]), "lif": jn.LIF(n=3)},
+                     [jn.ExpSynapse("src", "lif", jn.conn.all_to_all(), 0.5, 5.0, 0.0, name="syn")])
+    tr = jn.simulate(net, 2.0, record=("v", "g"))
+    assert tr["syn"].g.shape[1] == 6
+    assert legend(tr["syn"].plot("g")) == [f"connection {k}" for k in range(6)]
+    assert legend(tr["syn"].plot("g", label="ctrl")) == [f"ctrl connection {k}" for k in range(6)]
+    ticks = [t.get_text() for t in tr["syn"].at(1.0).plot("g").get_xticklabels()]
+    assert ticks == [f"connection {k}" for k in range(6)]
+    # A population's columns stay neurons.
+    assert legend(tr["lif"].plot("v")) == ["neuron 0", "neuron 1", "neuron 2"]
+    # Past MAX_LEGEND_COLUMNS: a colormap, the first and last connections named.
+    n = 2 * (MAX_LEGEND_COLUMNS // 2 + 1)
+    wide = jn.Network({"src": jn.SpikeTrains([[0.5], [1.0]]), "lif": jn.LIF(n=n // 2)},
+                      [jn.ExpSynapse("src", "lif", jn.conn.all_to_all(), 0.5, 5.0, 0.0, name="syn")])
+    assert legend(jn.simulate(wide, 1.0, record=("v", "g"))["syn"].plot("g")) == ["connection 0", f"connection {n - 1}"]
+
+
+def test_a_trace_at_one_time_draws_markers_not_joined_by_lines():
+    # trace.at(t).plot() joined its points with a line: across independent neurons, and
+    # in a cell from the dendrite's tip on to the axon on the soma's other side.
+    cell = jn.Cell([jn.Cable(20, 20, nseg=1, name="soma"), jn.Cable(200, 2, nseg=3, name="dend"),
+                    jn.Cable(300, 1, nseg=3, name="axon")], parents=[None, ("soma", 1.0), ("soma", 0.0)])
+    at = jn.simulate(cell, 1.0).at(0.5)
+    line = at.plot("v").lines[0]
+    assert line.get_linestyle() == "None" and line.get_marker() == "o" and len(line.get_xdata()) == 7
+    pop = jn.Trace(t=np.arange(3.0), values={"v": np.zeros((3, 4))}).at(1.0)
+    assert [line.get_linestyle() for line in pop.plot("v").lines] == ["None"]
+    # A line style of one's own is kept (either spelling).
+    assert at.plot("v", linestyle="--").lines[0].get_linestyle() == "--"
+    assert at.plot("v", ls=":").lines[0].get_linestyle() == ":"
+
+
+def test_jn_plot_is_reachable_after_import_jaxneuro_and_needs_no_matplotlib():
+    # jn.plot was an AttributeError until something imported jaxneuro.plot. It needs no
+    # matplotlib until something is drawn (matplotlib is optional).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['matplotlib'] = None  # as if matplotlib were not installed\n"
+        "import jaxneuro as jn\n"
+        "assert jn.plot is sys.modules['jaxneuro.plot'] and callable(jn.plot.plot_trace)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr

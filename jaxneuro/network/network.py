@@ -563,7 +563,12 @@ class Network(AbstractModel):
                 continue
             spikes, count = ev.get("spikes"), ev.get("count")
             names = [k for k in (order or vals) if k in vals]
+            columns = None
+            if member not in self.names:  # a synapse: a column per connection
+                n = self.couplings[[c.name for c in self.couplings].index(member)].n_connections
+                columns = tuple((k, tuple(f"connection {i}" for i in range(n))) for k in names)
             part = Trace(t=ts, values=vals, spikes=spikes, spike_count=count, span=span, counts_span=counts_span,
+                         columns=columns,
                          order=tuple(names) if order is not None else None,
                          units=tuple((k, self.member_unit(member, k)) for k in names))
             if part.overflowed is not None:

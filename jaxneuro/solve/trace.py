@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import equinox as eqx
@@ -81,20 +82,66 @@ class Trace(eqx.Module):
 
     def __getitem__(self, name) -> "Trace":
         parts = self.parts or {}
+        if not isinstance(name, (str, numbers.Integral)):
+            # A slice, tuple, list or array: positions or times, which a Trace is not
+            # indexed by (and a slice is unhashable: a raw TypeError from the dict).
+            by = (f"this Network's trace by population, among {tuple(parts)}" if parts
+                  else "only a Network's trace has parts, by population")
+            raise TypeError(
+                f"trace[{_index_text(name)}]: a Trace is indexed by name ({by}), not by position; for a time "
+                f"range use trace.window(start, stop) (ms); for samples index its arrays, e.g. "
+                f"{self._sample_example(name)}"
+            )
         if name not in parts:
             if not parts:
                 hint = (f"; the recorded {name!r} is trace.{name}" if isinstance(name, str) and name in self.values
                         else "; a batch's member i (from jax.vmap) is jax.tree.map(lambda x: x[i], trace)"
-                        if isinstance(name, int) and self.t.ndim > 1 else "")
+                        if isinstance(name, numbers.Integral) and self.t.ndim > 1
+                        else f"; for samples index its arrays, e.g. {self._sample_example(name)}"
+                        if isinstance(name, numbers.Integral) else "")
                 raise KeyError(f"trace[{name!r}]: only a Network's trace has parts by population name{hint}")
             raise KeyError(f"trace[{name!r}]: no population or recorded coupling {name!r}; the trace has {tuple(parts)}")
         return parts[name]
+
+    def _sample_example(self, index) -> str:
+        """``trace.v[index]`` (the first recorded name, else ``t``), as the samples
+        ``index`` would be taken: after a batch's axes, from a Network's first part."""
+        trace, prefix = self, "trace"
+        if self.parts:
+            first = next(iter(self.parts))
+            trace, prefix = self.parts[first], f"trace[{first!r}]"
+        name = trace.names[0] if trace.names else "t"
+        batch = max(np.ndim(trace.t) - 1, 0)
+        return f"{prefix}.{name}[{':, ' * batch}{_index_text(index)}]"
+
+    def __contains__(self, name) -> bool:
+        """Whether ``name`` is a recorded variable (``"v" in trace``) or, in a
+        Network's trace, a part (``"exc" in trace``: a population or recorded coupling)."""
+        return isinstance(name, str) and (name in self.values or name in (self.parts or {}))
+
+    def __iter__(self):
+        # Without this, Python would iterate by trace[0], trace[1]... (a KeyError).
+        if self.parts:
+            use = (f"its parts are trace.parts, each trace[population] with a population among "
+                   f"{tuple(self.parts)}")
+        else:
+            use = (f"its recorded variables are trace.names, {self.names}: each "
+                   "trace.<name> or trace.values[name]; the times are trace.t")
+        raise TypeError(f"a Trace is not iterable: {use}")
+
+    def _not_recorded(self, what: str, name) -> ValueError:
+        if self.parts and not self.values:
+            return ValueError(
+                f"{what}: a Network's Trace records nothing of its own; use trace[population].{what}({name!r}) "
+                f"with a population among {tuple(self.parts)}"
+            )
+        return ValueError(f"{what}: {name!r} is not recorded; this trace has {self.names}")
 
     def column_labels(self, name: str) -> tuple[str, ...] | None:
         """``"section(x)"`` for each column of the recorded ``name`` on a cable or cell
         (None for other models, whose columns are neurons by index)."""
         if name not in self.values:
-            raise ValueError(f"column_labels: {name!r} is not recorded; this trace has {self.names}")
+            raise self._not_recorded("column_labels", name)
         return dict(self.columns or ()).get(name)
 
     def unit(self, name: str) -> str | None:
@@ -102,7 +149,7 @@ class Trace(eqx.Module):
         for a dimensionless one), as the model that recorded it gives it; None where
         the trace was made without units."""
         if name not in self.values:
-            raise ValueError(f"unit: {name!r} is not recorded; this trace has {self.names}")
+            raise self._not_recorded("unit", name)
         return dict(self.units or ()).get(name)
 
     @property
@@ -275,6 +322,16 @@ def time_slack(bound, dtype):
     where that is more (float32 times far from 0)."""
     dtype = dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
     return jnp.maximum(TIME_TOLERANCE, 4.0 * float(jnp.finfo(dtype).eps) * jnp.abs(bound))
+
+
+def _index_text(index) -> str:
+    """``index`` as it was written between brackets: ``1:3`` for a slice."""
+    if isinstance(index, slice):
+        text = ":".join("" if x is None else repr(x) for x in (index.start, index.stop))
+        return text + ("" if index.step is None else f":{index.step!r}")
+    if isinstance(index, tuple):
+        return ", ".join(_index_text(x) for x in index) or "()"
+    return "..." if index is Ellipsis else repr(index)
 
 
 def _is_tracer(x):
