@@ -778,3 +778,19 @@ def test_at_takes_a_float32_traces_end_to_rounding():
     np.testing.assert_allclose(trace32.at(1000.2).v, trace.v[-1])
     with pytest.raises(ValueError, match="must lie within the recorded range"):
         trace32.at(1000.21)
+
+
+def test_an_adaptive_solver_out_of_steps_says_why_and_step_to_is_accepted():
+    # diffrax's own "maximum number of solver steps was reached", a stack of its text,
+    # suggested a larger max_steps; a stiff cable needs another solver instead.
+    cable = jn.Cable(length=1000.0, diam=1.0, nseg=20, channels=[jn.channels.HH()])
+    stim = [jn.StepCurrent(0.5, 1.0, 100.0, target=0.0)]
+    with pytest.raises(RuntimeError, match=r"simulate: Tsit5 took more than max_steps=40 steps without reaching t1: "
+                                           r".*stiff system.*leave solver= out"):
+        jn.simulate(cable, 5.0, stimuli=stim, solver=diffrax.Tsit5(), max_steps=40,
+                    stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))
+    # diffrax.StepTo steps at its own times (dt0 must be None for it: refused before).
+    soma = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()])
+    step_to = jn.simulate(soma, 5.0, stepsize_controller=diffrax.StepTo(ts=np.linspace(0.0, 5.0, 201)), save_every=0.5)
+    constant = jn.simulate(soma, 5.0, save_every=0.5)
+    np.testing.assert_allclose(np.asarray(step_to.v), np.asarray(constant.v), rtol=0, atol=1e-9)

@@ -367,13 +367,13 @@ def simulate(
         saveat = diffrax.SaveAt(subs=[observe, diffrax.SubSaveAt(t1=True)])
         kwargs = {} if adjoint is None else {"adjoint": adjoint}
         t0_, t1_ = fixed_step.make_span(t0, t1)  # traced: runs in parts share the program
-        with stimulus_named():
+        with stimulus_named(), _steps_explained(solver, max_steps):
             sol = diffrax.diffeqsolve(
                 term,
                 solver,
                 t0=t0_,
                 t1=t1_,
-                dt0=dt,
+                dt0=None if isinstance(stepsize_controller, diffrax.StepTo) else dt,  # its steps are its ts
                 y0=y0,
                 args=system,
                 saveat=saveat,
@@ -568,6 +568,26 @@ def _stimulus_named(stimuli, t0, model, v):
             except ValueError as e:
                 raise ValueError(f"stimuli[{i}]: {e}") from error
         raise
+
+
+@contextlib.contextmanager
+def _steps_explained(solver, max_steps: int):
+    """diffrax's "maximum number of solver steps was reached" (a stack of its own text)
+    as a RuntimeError saying why it happens here and what to do: raising ``max_steps``
+    is rarely the cure."""
+    try:
+        yield
+    except RuntimeError as error:
+        if "maximum number of solver steps" not in str(error):
+            raise
+        raise RuntimeError(
+            f"simulate: {type(solver).__name__} took more than max_steps={max_steps} steps without reaching t1: "
+            "the adaptive controller kept shrinking the step, which an explicit solver must do on a stiff "
+            "system (a cable's or cell's axial coupling, strong gap junctions, fast channels). Use the default "
+            "solver (leave solver= out: jn.StaggeredEuler, implicit in the voltage, NEURON's scheme), an implicit "
+            "diffrax solver (diffrax.Kvaerno5(); dense Jacobians, so costly beyond a few dozen compartments), or "
+            "looser tolerances; a larger max_steps only lets it take longer"
+        ) from None
 
 
 class _Observe(eqx.Module):
