@@ -613,7 +613,7 @@ def test_max_steps_is_checked_and_not_ignored_at_a_constant_step():
         with pytest.raises(ValueError, match=r"max_steps expects a positive integer"):
             jn.simulate(passive(), 10.0, max_steps=bad)
     assert jn.simulate(passive(), 10.0, max_steps=400).t.shape == (401,)
-    with pytest.raises(Exception, match=r"maximum number of (solver )?steps"):
+    with pytest.raises(RuntimeError, match=r"Tsit5 took more than max_steps=5 steps without reaching t1"):
         jn.simulate(passive(), 10.0, solver=diffrax.Tsit5(), max_steps=5,
                     stepsize_controller=diffrax.PIDController(rtol=1e-10, atol=1e-10),
                     stimuli=[jn.StepCurrent(1.0, 2.0, 5.0)])

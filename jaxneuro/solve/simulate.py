@@ -586,7 +586,7 @@ def _steps_explained(solver, max_steps: int):
             "system (a cable's or cell's axial coupling, strong gap junctions, fast channels). Use the default "
             "solver (leave solver= out: jn.StaggeredEuler, implicit in the voltage, NEURON's scheme), an implicit "
             "diffrax solver (diffrax.Kvaerno5(); dense Jacobians, so costly beyond a few dozen compartments), or "
-            "looser tolerances; a larger max_steps only lets it take longer"
+            "looser tolerances; a larger max_steps helps only where it was set below what the run needs"
         ) from None
 
 
