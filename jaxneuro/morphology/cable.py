@@ -53,7 +53,8 @@ class Cable(AbstractModel):
     channels: tuple[AbstractChannel, ...] = ()
     temperature: object = units.param(units.celsius, default=membrane.TEMPERATURE_NOT_GIVEN)
     diam3d: object = units.param(units.um, default=None, check="positive")
-    arc3d: tuple | None = eqx.field(default=None, static=True, kw_only=True)
+    # (Not printed: a reconstructed section has thousands of points; diam3d shows their count.)
+    arc3d: tuple | None = eqx.field(default=None, static=True, kw_only=True, repr=False)
     name: str | None = eqx.field(default=None, static=True, kw_only=True)
 
     def __post_init__(self):

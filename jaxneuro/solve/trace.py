@@ -70,7 +70,8 @@ class Trace(eqx.Module):
     #: span takes the count (its value where a buffer overflowed, its ``surrogate=``
     #: derivative) only where this holds.
     counts_span: bool = eqx.field(default=False, static=True, kw_only=True)
-    columns: tuple | None = eqx.field(default=None, static=True)
+    # (Not printed: one label per segment, thousands for a cell; trace.column_labels(name).)
+    columns: tuple | None = eqx.field(default=None, static=True, repr=False)
     #: The recorded names in the order ``record=`` gave them (``values``, a dict, comes
     #: back from ``jit`` sorted); :attr:`names` and plots follow it.
     order: tuple | None = eqx.field(default=None, static=True)
