@@ -142,6 +142,12 @@ def test_models_print_their_parameter_values():
     seen = []
     jax.jit(lambda a: seen.append(repr(jn.StepCurrent(a))) or a)(1.0)
     assert seen == ["StepCurrent(amp=weak_f64[], delay=f64[], dur=f64[])"]
+    # Thousands of 3-D points, or of a cell's column labels, flooded a notebook (46k
+    # characters): the arrays show their shapes, the static tuples are left out.
+    cable = jn.Cable(arc3d=tuple(np.linspace(0.0, 500.0, 2000)), diam3d=np.full(2000, 2.0), nseg=5)
+    assert "diam3d=f64[2000]" in repr(cable) and len(repr(cable)) < 1000
+    trace = jn.simulate(jn.Cable(length=100.0, diam=1.0, nseg=400), 0.1)
+    assert len(trace.column_labels("v")) == 400 and "x=" not in repr(trace) and len(repr(trace)) < 1000
 
 
 def test_lists_of_quantities_are_one_quantity_array_everywhere():
