@@ -583,7 +583,8 @@ def _steps_explained(solver, max_steps: int):
         raise RuntimeError(
             f"simulate: {type(solver).__name__} took more than max_steps={max_steps} steps without reaching t1: "
             "the adaptive controller kept shrinking the step, which an explicit solver must do on a stiff "
-            "system (a cable's or cell's axial coupling, strong gap junctions, fast channels). Use the default "
+            "system (a cable's or cell's axial coupling, strong gap junctions, fast channels), and any solver "
+            "with tolerances tighter than the precision resolves (float32: rtol below ~1e-6). Use the default "
             "solver (leave solver= out: jn.StaggeredEuler, implicit in the voltage, NEURON's scheme), an implicit "
             "diffrax solver (diffrax.Kvaerno5(); dense Jacobians, so costly beyond a few dozen compartments), or "
             "looser tolerances; a larger max_steps helps only where it was set below what the run needs"
