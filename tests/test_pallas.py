@@ -122,10 +122,14 @@ def test_backend_validation():
     with pytest.raises(ValueError, match=r"scalars only, not stimuli\[0\]\.values of shape \(6,\)"):
         jn.simulate(_population(), 1.0, stimuli=[samples], backend="pallas")
     assert "stimuli[0].values" in P.unsupported(_population(), jn.StaggeredEuler(), None, [samples])
+    # One value too many for a per-neuron parameter: said so (it read as the backend's limit).
+    with pytest.raises(ValueError, match=r"stimuli\[0\]\.amp has shape \(7,\): if it is meant per neuron, the "
+                                         r"population has 6"):
+        jn.simulate(_population(), 1.0, stimuli=[jn.StepCurrent(jnp.ones(7), 0.0, 1.0)], backend="pallas")
     # A parameter of one value in a population of six is named (before: "e.g. a
     # DataCurrent's samples"); so are per-target delays and the reason noise stays whole.
     one = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=jnp.array([0.12]))], n=6)
-    with pytest.raises(ValueError, match=r"not model\.channels\[0\]\.gnabar of shape \(1,\)"):
+    with pytest.raises(ValueError, match=r"model\.channels\[0\]\.gnabar has shape \(1,\): if it is meant per neuron"):
         jn.simulate(one, 1.0, backend="pallas")
     delays = jn.StepCurrent(0.1, jnp.array([0.5, 1.0]), 1e9, target=(1, 3))
     with pytest.raises(ValueError, match="per-target parameters, e.g. amplitudes or delays"):

@@ -98,8 +98,11 @@ def unsupported(model, solver, y0, stimuli=()) -> str | None:
     for (path, leaf), per_neuron in zip(jax.tree_util.tree_leaves_with_path(system),
                                         population.per_neuron_mask(system, n)):
         if not per_neuron and jnp.ndim(leaf) > 0:
-            return (f"takes per-neuron parameters (shape ({n},)) and scalars only, not "
-                    f"{jax.tree_util.keystr(path).lstrip('.')} of shape {jnp.shape(leaf)}")
+            where = jax.tree_util.keystr(path).lstrip(".")
+            if jnp.ndim(leaf) == 1 and jnp.shape(leaf)[0] != n:  # perhaps meant per neuron, wrong length
+                return (f"takes per-neuron parameters (shape ({n},)) and scalars only; {where} has shape "
+                        f"{jnp.shape(leaf)}: if it is meant per neuron, the population has {n}")
+            return f"takes per-neuron parameters (shape ({n},)) and scalars only, not {where} of shape {jnp.shape(leaf)}"
     return None
 
 
