@@ -232,7 +232,8 @@ class Trace(eqx.Module):
     def window(self, start, stop) -> "Trace":
         """The part of the trace with ``start <= t <= stop`` (ms, or saiunit times; to
         rounding, :func:`within`), spike times included: ``spikes`` keeps those in the window (first, padded
-        with ``inf``) and ``spike_count`` counts them; for a neuron whose buffer
+        with ``inf``) and ``spike_count`` counts them (a spike exactly at ``stop`` too,
+        which :func:`~jaxneuro.firing_rate`, counting ``start <= t < stop``, leaves out); for a neuron whose buffer
         overflowed before the window's end, ``spike_count`` stays the whole run's (its
         spikes past the buffer are unknown), so :attr:`overflowed` still says so (a
         window ending before the buffer's last spike has all of its spikes). A batch of traces (from
