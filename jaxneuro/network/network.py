@@ -556,7 +556,8 @@ class Network(AbstractModel):
             if late is not None:
                 _report_late_arrivals(syn.name, syn, late)
         parts = {}
-        for member in list(self.names) + [s.name for s in self.synapses]:
+        n_connections = {s.name: s.n_connections for s in self.synapses}
+        for member in list(self.names) + list(n_connections):
             vals = {k: v[member] for k, v in values.items() if member in v}
             ev = (events or {}).get(member, {})
             if member not in self.names and not vals:
@@ -564,9 +565,8 @@ class Network(AbstractModel):
             spikes, count = ev.get("spikes"), ev.get("count")
             names = [k for k in (order or vals) if k in vals]
             columns = None
-            if member not in self.names:  # a synapse: a column per connection
-                n = self.couplings[[c.name for c in self.couplings].index(member)].n_connections
-                columns = tuple((k, tuple(f"connection {i}" for i in range(n))) for k in names)
+            if member in n_connections:  # a synapse: a column per connection
+                columns = tuple((k, tuple(f"connection {i}" for i in range(n_connections[member]))) for k in names)
             part = Trace(t=ts, values=vals, spikes=spikes, spike_count=count, span=span, counts_span=counts_span,
                          columns=columns,
                          order=tuple(names) if order is not None else None,

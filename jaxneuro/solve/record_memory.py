@@ -16,6 +16,8 @@ import os
 import jax
 import numpy as np
 
+from .summary import SpikeDetector
+
 #: A trace is refused when it would take more than this share of the memory: the
 #: loop's buffers and the trace made from them briefly hold it twice.
 MAX_SHARE = 0.5
@@ -98,9 +100,8 @@ def spike_buffers(model, label: str = "the model") -> list[tuple[str, str, int, 
     capacity = getattr(model, "spike_capacity", None)
     if isinstance(capacity, int):
         return [(label, f"{type(model).__name__}(spike_capacity=...)", n, capacity)]
-    capacity = getattr(model, "capacity", None)
-    if isinstance(capacity, int) and hasattr(model, "threshold"):  # a SpikeDetector
-        return [(label, "SpikeSummary(capacity=...)", n, capacity)]
+    if isinstance(model, SpikeDetector):
+        return [(label, "SpikeSummary(capacity=...)", n, model.capacity)]
     return []
 
 

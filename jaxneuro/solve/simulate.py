@@ -327,6 +327,7 @@ def simulate(
         padded = 2 ** math.ceil(math.log2(n_save)) / n_save if integrate is backends.pallas.integrate else 1.0
         record_memory.check(lambda: system.observe(record, t0, y0), record, y0, n_save + ends_off_grid,
                             dict(selected), pad_factor=padded)
+        ts = save_times()
         with stimulus_named():
             saved, y_final = integrate(
                 solver, term, y0, system, t0=t0, t1=t1, dt=dt, save_every_steps=k, n_save=n_save,
@@ -362,7 +363,8 @@ def simulate(
                 "diffrax.DirectAdjoint() or an adaptive stepsize_controller"
             )
         record_memory.check(lambda: system.observe(record, t0, y0), record, y0, n_save + ends_off_grid, dict(selected))
-        save_ts = jnp.append(save_times(), t1) if ends_off_grid else save_times()
+        ts = save_times()
+        save_ts = jnp.append(ts, t1) if ends_off_grid else ts
         observe = diffrax.SubSaveAt(ts=save_ts, fn=_Observe(tuple(record)))
         saveat = diffrax.SaveAt(subs=[observe, diffrax.SubSaveAt(t1=True)])
         kwargs = {} if adjoint is None else {"adjoint": adjoint}
@@ -384,7 +386,6 @@ def simulate(
         values, y_final = sol.ys
         y_final = jax.tree.map(lambda x: x[0], y_final)  # the t1 save
         events = y_final.events if y0.events else None
-    ts = save_times()
     if ends_off_grid:
         ts = jnp.append(ts, jnp.asarray(t1, ts.dtype))
     _warn_if_diverged(y_final.v, solver, dt)
