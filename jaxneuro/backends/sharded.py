@@ -14,7 +14,8 @@ in float32), 10⁵ 1.5× (float32). A CPU device's slice of more than two blocks
 :data:`NEURON_BLOCK` neurons runs block after block (``lax.map`` of the time loop), each
 block's step in the CPU's caches: at 10⁵ neurons in float32, HH 1.6×, LIF 1.4× and AdEx
 1.9× faster than the slice as one loop with blocks of 2048 (two cores, 20 ms, 2026-11-30),
-and blocks of 512 are 1.15×, 1.1× and 1.7× faster again (100 ms, 2026-12-01).
+and blocks of 512 are 1.02-1.38× faster again than 2048 (10⁴ neurons, 100 ms, float32 and
+float64, ``benchmarks/neuron_blocks.py``, 2026-12-01).
 
 Requirements are those of the fused GPU kernel that concern the population (see
 :func:`unsupported`): a population of shape ``(n,)`` with independent compartments,
@@ -68,11 +69,10 @@ SAVE_BLOCK_BYTES = 256 << 10
 #: small-loop limit, :mod:`jaxneuro.xla_cpu`, one kernel). Measured on two cores (20 ms,
 #: save_every 1 ms, 2026-11-30): 10⁵ neurons split over both, float32: HH 0.16 against
 #: 0.25 s, LIF 0.23 against 0.32, AdEx 1.6 against 3.0; 3.3·10⁴ HH in float64 0.12
-#: against 0.18 s (blocks of 2048). Blocks of 512 against 2048, 100 ms, same machine
-#: (2026-12-01): float32, 10⁴ neurons AdEx 0.65 against 1.27 s, HH 0.061 against
-#: 0.078, LIF 0.088 against 0.114; 10⁵ AdEx 6.3 against 10.5, HH 0.55 against 0.63;
-#: float64, 3·10³ to 3·10⁴ neurons 5-32 % faster (AdEx most: its step's many fused
-#: kernels fit the caches only in small blocks); 256 as 512.
+#: against 0.18 s (blocks of 2048). Blocks of 512 against 2048 (``benchmarks/neuron_blocks.py``,
+#: same run, 10⁴ neurons, 100 ms, 2026-12-01): float64 LIF 1.02×, AdEx 1.18×,
+#: Izhikevich 1.17×, HH 1.04× faster; float32 1.10×, 1.38×, 1.11×, 1.06× (AdEx most: its
+#: step's many fused kernels fit the caches only in small blocks); 256 was as 512.
 NEURON_BLOCK = 512
 
 #: Neurons per device below which ``backend="auto"`` keeps one loop: splitting a small

@@ -49,10 +49,11 @@ class AdEx(AbstractSpikingNeuron):
     Cost: the spike time inside a step comes from an 8-point quadrature of the upswing,
     computed in every step for every neuron (a vectorised step cannot skip the ones far
     from threshold), so a population's step costs several times a LIF's or an HH
-    compartment's: in float64 on a CPU, one loop, about 120 ns per neuron-step at 10³
-    neurons against a LIF's 11 and an HH compartment's 8.5 (10x a LIF's; 7x at 10⁴),
-    measured 2026-12-01; ``backend="auto"`` splits large populations over the cores in
-    cache-sized blocks, where it gains most (1.7-1.95x over larger blocks).
+    compartment's: in float64 on a CPU, one loop, about 94 ns per neuron-step at 10⁴
+    neurons against a LIF's 13 and an HH compartment's 7.3 (7x a LIF's; same run,
+    ``benchmarks/neuron_blocks.py``, 2026-12-01); ``backend="auto"`` splits large
+    populations over the cores in cache-sized blocks, where it gains most (1.18x over
+    blocks of 2048 in float64, 1.38x in float32).
     """
 
     C: object = units.param(units.nF, default=0.281, check="positive")
