@@ -36,7 +36,7 @@ membrane along long chains make the system ill-conditioned (its condition number
 grows as ``g·n²·dt/C``): in float32, asymmetric junctions (GMRES) then lose accuracy, a
 100-neuron chain at ``g`` = 10⁴ µS (10⁵ times the leak) by 1 %, at 10⁵ µS by 20 %
 (symmetric ones, CG, stay within 10⁻⁴; float64 both); GMRES also needs many restart
-cycles there (the asymmetric chain at 10⁵ µS ran ~15x the symmetric one).
+cycles there, so such runs are much slower than with symmetric junctions (not benchmarked).
 """
 
 from __future__ import annotations
