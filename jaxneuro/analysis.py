@@ -1035,6 +1035,11 @@ def fi_curve(model: AbstractModel, amps, *, delay=0.0, dur=500.0, window=None, d
         # A spiking point neuron keeps spike_capacity spike times: room for capacity.
         model = dataclasses.replace(model, spike_capacity=capacity)
     populations = getattr(model, "names", None) if hasattr(model, "make_trace") else None
+    try:  # fi_curve makes the stimulus: name its own argument, not a stimuli[0] the user never gave
+        StepCurrent(0.0, delay, dur, target=target).check_placement(model)
+    except ValueError as error:
+        raise ValueError(f"fi_curve: target={target!r}: {error}".replace(
+            "StepCurrent: target=None with", "a step current with")) from None
 
     def spikes_of(trace):
         """``model.shape + (capacity + 1,)`` spike times (the extra slot finite where a

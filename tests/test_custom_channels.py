@@ -532,6 +532,49 @@ def test_a_zero_tau_of_either_sign_is_an_instantaneous_gate():
     np.testing.assert_allclose(a[1:], 1.0 / (1.0 + np.exp(-(v[1:] + 50.0) / 10.0)), rtol=1e-6)
 
 
+def test_a_zero_tau_under_a_diffrax_solver_is_named():
+    """diffrax's solvers integrate dx/dt = (inf - x)/tau, infinite at tau = 0: Tsit5 ran
+    out of steps blaming stiffness, Euler returned NaN blaming its step; both now name
+    the gate whose rate is not finite and say why."""
+
+    class Instant(KA):
+        name: str = eqx.field(default="kai", static=True, kw_only=True)
+
+        def gate_inf_tau(self, v, temperature):
+            inf = super().gate_inf_tau(v, temperature)
+            return {"a": (inf["a"][0], 0.0 * v), "b": inf["b"]}
+
+    cell = soma(Instant())
+    assert np.all(np.isfinite(jn.simulate(cell, 1.0).v))  # the default solver takes it
+    with pytest.raises(RuntimeError, match=r"Tsit5 took more than max_steps=200 .*rate of change of 'a_kai' is not "
+                                           r"finite at the start .*tau = 0.*need tau > 0"):
+        jn.simulate(cell, 1.0, solver=diffrax.Tsit5(), max_steps=200,
+                    stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))
+    with pytest.warns(RuntimeWarning, match=r"diverged .*rate of change of 'a_kai' is not finite .*tau = 0"):
+        jn.simulate(cell, 1.0, solver=diffrax.Euler())
+
+
+def test_a_channel_name_must_be_an_identifier():
+    # "my chan" was accepted, its current recorded as "i_my chan".
+    with pytest.raises(ValueError, match=r"channels\[0\]: KA\.name expects an identifier .*got 'my chan'"):
+        soma(KA(name="my chan"))
+
+
+def test_a_current_missing_its_gates_argument_is_named_as_a_current():
+    # The message said "(from its current)" and gave the kinetics' dict hint.
+    class NoGates(AbstractChannel):
+        g: object = units.param(units.S_per_cm2, default=1e-3)
+        name: str = eqx.field(default="nogates", static=True, kw_only=True)
+
+        def current(self, v):
+            return self.g * v
+
+    with pytest.raises(ValueError, match=r"NoGates\.current\(v, gates\) failed at v = 0 mV: TypeError.*"
+                                         r"returns one array") as error:
+        jn.Compartment(area=1000.0, channels=[NoGates()])
+    assert "Kinetics return a dict" not in str(error.value)
+
+
 def test_a_current_that_is_not_one_array_is_named():
     # A dict of currents (as component_currents returns) failed deep inside the run:
     # "unsupported operand type(s) for +: 'DynamicJaxprTracer' and 'dict'".

@@ -45,8 +45,10 @@ def test_fi_curve_of_a_cell_at_one_location():
     assert rates.shape == (2, 6)
     assert rates[0, 0] == 0 and rates[1, 0] > 20.0 and rates[1, 5] < rates[1, 0]
     # Without a target the current (nA) would go into every segment in full, a total
-    # that grows with nseg: refused on a cell.
-    with pytest.raises(ValueError, match=r"target=None with an amplitude in nA .* each of the 6 segments"):
+    # that grows with nseg: refused on a cell, naming fi_curve's own argument (it said
+    # "stimuli[0]: StepCurrent: target=None", a stimulus the user never gave).
+    with pytest.raises(ValueError, match=r"^fi_curve: target=None: a step current with an amplitude in nA .* "
+                                         r"each of the 6 segments"):
         jn.fi_curve(cell, np.array([0.5]), dur=100.0)
 
 

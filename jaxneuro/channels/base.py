@@ -46,7 +46,9 @@ class AbstractChannel(eqx.Module):
 
     - :meth:`gate_inf_tau`: ``{gate: (steady state, time constant in ms)}``, first-order
       kinetics ``dx/dt = (inf - x)/tau``, which the default solver advances exactly by
-      exponential Euler (NEURON's ``cnexp``);
+      exponential Euler (NEURON's ``cnexp``); there ``tau = 0`` is an instantaneous
+      gate (``x = inf`` at once), which diffrax's solvers cannot integrate (its rate of
+      change is infinite: they need ``tau > 0``);
     - ``rates`` and ``rate_factor``, by subclassing :class:`AbstractAlphaBetaChannel`;
     - :meth:`steady_state` and :meth:`derivative`, for kinetics of any other form
       (advanced from the derivative);

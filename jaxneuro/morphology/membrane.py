@@ -60,6 +60,13 @@ def check_channels(owner: str, channels) -> tuple[AbstractChannel, ...]:
                 f"{owner}.channels[{i}]: {type(ch).__name__}.name expects a non-empty string "
                 f"(static: name: str = eqx.field(default=..., static=True, kw_only=True)), got {ch.name!r}"
             )
+        if not ch.name.isidentifier():
+            # It keys records and states ("i_" + name, "m_" + name), which must be names.
+            raise ValueError(
+                f"{owner}.channels[{i}]: {type(ch).__name__}.name expects an identifier (letters, digits "
+                f"and underscores, as a NEURON SUFFIX), got {ch.name!r}; its current is recorded as "
+                f"'i_<name>' and its gates as '<gate>_<name>'"
+            )
         check_channel(f"{owner}.channels[{i}]", ch)
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
@@ -234,9 +241,16 @@ def check_channel(where: str, ch: AbstractChannel) -> None:
         except (AttributeError, TypeError, ValueError) as e:
             # A user's kinetics returning the wrong kind or shape (a tuple for a dict,
             # arrays that do not broadcast): name the channel and the method.
+            if method == "current":
+                raise ValueError(
+                    f"{where}: {cls}.current(v, gates) failed at v = 0 mV: {type(e).__name__}: {e}. "
+                    "It returns one array, the channel's current density (mA/cm²), shaped as v and "
+                    "the channel's parameters"
+                ) from e
             src = sources.get(method) or method
+            origin = f" (from its {src})" if src != method else ""
             raise ValueError(
-                f"{where}: {cls}.{method} (from its {src}) failed at v = 0 mV: {type(e).__name__}: {e}. "
+                f"{where}: {cls}.{method}{origin} failed at v = 0 mV: {type(e).__name__}: {e}. "
                 "Kinetics return a dict {gate: value} (gate_inf_tau: {gate: (inf, tau)}), "
                 "and values shaped as v and the channel's parameters"
             ) from e

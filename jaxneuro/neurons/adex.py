@@ -124,8 +124,15 @@ class AdEx(AbstractSpikingNeuron):
         def lowest(slope):
             return self.V_T + self.Delta_T * jnp.log(jnp.maximum(1.0 - slope * self.C / self.gL, 1e-30))
 
+        def node(y):
+            # On the nodes V <= V_peak, so the exponential is unguarded and equals -1/y,
+            # and dy/dV = -y/Delta_T: one logarithm per node, not a log and two exps.
+            v = self._upswing_v(y)
+            i_membrane = self.leak_current(v) + self.gL * self.Delta_T / y + gates["w"]
+            return v, -y / self.Delta_T, i_membrane
+
         return self._frozen_crossing_time(v_start, gates, a, b, v_th, self._upswing_y, self._upswing_v,
-                                          drift, lowest=lowest)
+                                          drift, lowest=lowest, node=node)
 
     def upswing_coordinate(self):
         return self._upswing_y, self._upswing_v

@@ -95,7 +95,7 @@ class AbstractSpikingNeuron(AbstractModel):
         return a + b * v_start + i_m / c, b + di_m / c
 
     def _frozen_crossing_time(self, v_start, gates, a, b, v_th, coordinate, inverse, drift, order=8,
-                              lowest=None):
+                              lowest=None, node=None):
         """``∫ dv / F(v)`` from ``v_start`` to ``v_th`` for the flow with gates and
         input frozen at the step start, ``F = I(v)/C - membrane_current(v, gates)/C``
         (the injected ``I/C``, linear in ``v`` under a clamp, from
@@ -113,6 +113,12 @@ class AbstractSpikingNeuron(AbstractModel):
         gets below it (a clamp's fast approach, which the nodes skip), which costs less
         than splitting the integral there.
 
+        ``node(y)``, where given, returns ``(v, dy/dv, membrane_current(v, gates))`` at
+        a node ``y`` in closed form, for a model whose coordinate makes them cheaper
+        than ``inverse``, its derivative and the current taken one by one (AdEx's
+        exponentials are ``-y`` and ``-1/y``: one logarithm per node instead of a
+        logarithm and two exponentials).
+
         Returns ``(time, mean drift)``: also the gates' drift (``drift(v)``, a dict
         ``{gate: d gate/dt}``) averaged over time along the same path, the nodes
         weighted by the time spent near them."""
@@ -120,8 +126,16 @@ class AbstractSpikingNeuron(AbstractModel):
         drive, slope = self._injected_flow(v_start, gates, a, b)
         v_end = jnp.broadcast_to(v_th, jnp.shape(v_start))
 
-        def flow(v):
-            return drive + slope * (v - v_start) - self.membrane_current(v, gates) / c
+        def flow(v, i_membrane=None):
+            if i_membrane is None:
+                i_membrane = self.membrane_current(v, gates)
+            return drive + slope * (v - v_start) - i_membrane / c
+
+        if node is None:
+            def node(y):
+                v = inverse(y)
+                dy = jax.jvp(coordinate, (v,), (jnp.ones_like(v),))[1]
+                return v, dy, self.membrane_current(v, gates)
 
         y0, y1 = coordinate(v_start), coordinate(v_end)
         ok = y1 > y0
@@ -130,9 +144,8 @@ class AbstractSpikingNeuron(AbstractModel):
         # Node by node with the nodes and weights as Python floats: arrays of them would
         # be constants captured by the fused GPU kernel, which Pallas refuses.
         for x, w in zip(*np.polynomial.legendre.leggauss(order)):
-            vs = inverse(y0 + (y1 - y0) * (0.5 * (float(x) + 1.0)))
-            dy = jax.jvp(coordinate, (vs,), (jnp.ones_like(vs),))[1]
-            rate = dy * flow(vs)
+            vs, dy, i_membrane = node(y0 + (y1 - y0) * (0.5 * (float(x) + 1.0)))
+            rate = dy * flow(vs, i_membrane)
             ok = ok & (rate > 0)
             weight = float(w) / jnp.where(rate > 0, rate, 1.0)
             total = total + weight

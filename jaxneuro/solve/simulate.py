@@ -369,7 +369,7 @@ def simulate(
         saveat = diffrax.SaveAt(subs=[observe, diffrax.SubSaveAt(t1=True)])
         kwargs = {} if adjoint is None else {"adjoint": adjoint}
         t0_, t1_ = fixed_step.make_span(t0, t1)  # traced: runs in parts share the program
-        with stimulus_named(), _steps_explained(solver, max_steps):
+        with stimulus_named(), _steps_explained(solver, max_steps, lambda: _nonfinite_start(system, t0, y0, solver)):
             sol = diffrax.diffeqsolve(
                 term,
                 solver,
@@ -388,7 +388,7 @@ def simulate(
         events = y_final.events if y0.events else None
     if ends_off_grid:
         ts = jnp.append(ts, jnp.asarray(t1, ts.dtype))
-    _warn_if_diverged(y_final.v, solver, dt)
+    _warn_if_diverged(y_final.v, solver, dt, lambda: _nonfinite_start(system, t0, y0, solver))
     make_trace = getattr(model, "make_trace", None)
     if make_trace is not None:  # models made of parts (a Network) split the trace
         trace = make_trace(ts, dict(values), events, span=(t0, t1), order=tuple(record), counts_span=counts_span)
@@ -505,22 +505,49 @@ def _initial_state_at(model, v0) -> State:
 IMPLAUSIBLE_VOLTAGE = 1000.0
 
 
-def _warn_if_diverged(v_final, solver, dt) -> None:
+def _nonfinite_start(system, t0, y0, solver) -> str:
+    """For a diffrax solver, which integrates the vector field itself: a sentence naming
+    the states whose rate of change is not finite at the start (a gate whose
+    ``gate_inf_tau`` gives ``tau = 0``, which only the default solver takes as an
+    instantaneous gate; a parameter that is not finite), or ``""`` (none, the default
+    solver, or a state only known under ``jit``)."""
+    if isinstance(solver, StaggeredEuler) or not all(units.is_concrete(x) for x in jax.tree.leaves(y0)):
+        return ""
+    try:
+        rates = vector_field(t0, y0, system)
+    except Exception:  # a diagnosis only: the run's own error says what failed
+        return ""
+    bad = [name for name, x in [("v", rates.v), *sorted(rates.gates.items())]
+           if not np.all(np.isfinite(np.asarray(x)))]
+    if not bad:
+        return ""
+    gates = [name for name in bad if name != "v"]
+    why = (" (a gate whose kinetics give tau = 0, which only the default solver advances, as an "
+           "instantaneous gate; other solvers need tau > 0)") if gates else ""
+    return (f" The rate of change of {', '.join(repr(b) for b in bad)} is not finite at the start{why}.")
+
+
+def _warn_if_diverged(v_final, solver, dt, diagnose=lambda: "") -> None:
     """A RuntimeWarning where the final voltages are not finite (when they are known:
     not under ``jit``): an explicit solver at a step too long for a stiff membrane
     returned NaN/inf traces without a word; or where they are finite but beyond
     :data:`IMPLAUSIBLE_VOLTAGE` (a compartment sized in metres instead of µm reached
-    2.4e13 mV silently)."""
+    2.4e13 mV silently). ``diagnose()`` adds what is known of the cause
+    (:func:`_nonfinite_start`)."""
     if not units.is_concrete(v_final):
         return
     bad = ~np.isfinite(np.asarray(v_final))
     if np.any(bad):
-        warnings.warn(
-            f"simulate: the run diverged ({int(np.sum(bad))} compartment(s) end with non-finite voltages): "
-            f"the step dt = {dt} ms is too long for {type(solver).__name__} on this model (an explicit "
-            "solver on a stiff membrane), or a parameter is non-finite; use the default solver, a shorter "
-            "dt or an adaptive stepsize_controller",
-            RuntimeWarning, stacklevel=outside_stacklevel())
+        cause = diagnose()
+        if cause:
+            message = f"simulate: the run diverged ({int(np.sum(bad))} compartment(s) end with non-finite voltages).{cause}"
+        else:
+            message = (
+                f"simulate: the run diverged ({int(np.sum(bad))} compartment(s) end with non-finite voltages): "
+                f"the step dt = {dt} ms is too long for {type(solver).__name__} on this model (an explicit "
+                "solver on a stiff membrane), or a parameter is non-finite; use the default solver, a shorter "
+                "dt or an adaptive stepsize_controller")
+        warnings.warn(message, RuntimeWarning, stacklevel=outside_stacklevel())
         return
     v = np.abs(np.asarray(v_final))
     if np.any(v > IMPLAUSIBLE_VOLTAGE):
@@ -572,15 +599,22 @@ def _stimulus_named(stimuli, t0, model, v):
 
 
 @contextlib.contextmanager
-def _steps_explained(solver, max_steps: int):
+def _steps_explained(solver, max_steps: int, diagnose=lambda: ""):
     """diffrax's "maximum number of solver steps was reached" (a stack of its own text)
     as a RuntimeError saying why it happens here and what to do: raising ``max_steps``
-    is rarely the cure."""
+    is rarely the cure. ``diagnose()`` names a cause found at the start
+    (:func:`_nonfinite_start`)."""
     try:
         yield
     except RuntimeError as error:
         if "maximum number of solver steps" not in str(error):
             raise
+        cause = diagnose()
+        if cause:
+            raise RuntimeError(
+                f"simulate: {type(solver).__name__} took more than max_steps={max_steps} steps without reaching "
+                f"t1: the adaptive controller kept rejecting steps.{cause}"
+            ) from None
         raise RuntimeError(
             f"simulate: {type(solver).__name__} took more than max_steps={max_steps} steps without reaching t1: "
             "the adaptive controller kept shrinking the step, which an explicit solver must do on a stiff "
