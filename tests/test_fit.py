@@ -175,6 +175,13 @@ def test_n_starts_sampled_with_a_key_lie_within_bounds():
     assert np.all((hist >= 0.01) & (hist <= 0.03))
     with pytest.raises(ValueError, match="key"):
         jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, n_starts=2)
+    # An integer seed, as every other random input takes (it was JAX's raw TypeError).
+    seeded = jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, n_starts=8, key=0, transforms=bounds, steps=1)
+    keyed = jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, n_starts=8, key=jax.random.key(0),
+                   transforms=bounds, steps=1)
+    np.testing.assert_array_equal(seeded.param_history["gL"][0], keyed.param_history["gL"][0])
+    with pytest.raises(ValueError, match=r"fit: key expects an integer or one JAX PRNG key"):
+        jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, n_starts=2, key=jax.random.split(jax.random.key(0)))
 
 
 # --- transforms ---------------------------------------------------------------------

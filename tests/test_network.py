@@ -31,6 +31,28 @@ def test_one_to_one_and_all_to_all():
         jn.conn.one_to_one()(3, 4)
 
 
+@pytest.mark.parametrize("rule", [jn.conn.all_to_all(include_self=False),
+                                  jn.conn.fixed_prob(0.5, seed=0, include_self=False)])
+def test_include_self_false_drops_self_connections_of_overlapping_sides(rule):
+    # Only identical sides lost their i -> i: subsets sharing neurons, or the same
+    # neurons in another order, kept them (6 of 58 and 10 of 100 with all_to_all).
+    def connections(pre, post):
+        syn = jn.ExpSynapse(pre=pre, post=post, conn=rule, g_max=0.001, tau=5.0, name="s")
+        s = jn.Network({"a": jn.LIF(n=10)}, [syn]).couplings[0]
+        return np.asarray(s.pre_index), np.asarray(s.post_index)
+
+    full = {(i, j) for i in range(10) for j in range(10)}
+    for pre, post, allowed in [("a", "a", full),
+                               (("a", list(range(8))), ("a", list(range(2, 10))),
+                                {(i, j) for i in range(8) for j in range(2, 10)}),
+                               (("a", list(range(10))), ("a", list(range(9, -1, -1))), full)]:
+        pi, po = connections(pre, post)
+        pairs = set(zip(pi.tolist(), po.tolist()))
+        assert not np.any(pi == po) and pairs <= {p for p in allowed if p[0] != p[1]}
+        if isinstance(rule, type(jn.conn.all_to_all())):
+            assert pairs == {p for p in allowed if p[0] != p[1]}  # every other pair is kept
+
+
 def test_fixed_prob_statistics_and_reproducibility():
     n, p = 2000, 0.01
     pre, post = jn.conn.fixed_prob(p, seed=7)(n, n)
@@ -50,6 +72,11 @@ def test_fixed_prob_statistics_and_reproducibility():
     assert len(jn.conn.fixed_prob(1.0)(5, 7)[0]) == 35 and len(jn.conn.fixed_prob(0.0)(5, 7)[0]) == 0
     with pytest.raises(ValueError, match="probability"):
         jn.conn.fixed_prob(1.5)
+    # A 0-d array is a number (it was refused as "expects a probability in [0, 1]").
+    np.testing.assert_array_equal(jn.conn.fixed_prob(jnp.asarray(0.3), seed=1)(50, 50)[0],
+                                  jn.conn.fixed_prob(0.3, seed=1)(50, 50)[0])
+    with pytest.raises(ValueError, match=r"p expects a probability in \[0, 1\] \(a fixed real number"):
+        jn.conn.fixed_prob(np.array([0.1, 0.2]))
 
 
 def test_fixed_prob_costs_memory_in_connections_not_n_squared():

@@ -142,6 +142,36 @@ def test_poisson_trains_have_poisson_statistics():
     np.testing.assert_array_equal(np.where(first <= t1, first, np.inf), s)
 
 
+def test_poisson_trains_under_jit():
+    # A constant rate with a traced seed needs no capacity (it demanded one, calling
+    # the rate traced), and a train overflowing its capacity under jit or vmap is an
+    # error when it runs (it was cut off silently: 20 of 83 spikes at 100 Hz for 1 s).
+    def draw(seed, capacity=None):
+        return jn.poisson_spikes(20.0, 500.0, n=3, seed=seed, capacity=capacity).spikes
+
+    np.testing.assert_array_equal(jax.jit(draw)(4), draw(4))
+    with pytest.raises(Exception, match="more than capacity=3 slots"):
+        jax.block_until_ready(jax.jit(lambda s: draw(s, 3))(4))
+    with pytest.raises(Exception, match="more than capacity=3 slots"):
+        jax.block_until_ready(jax.vmap(lambda s: draw(s, 3))(jnp.arange(2)))
+    with pytest.raises(ValueError, match="give capacity= when rate is traced"):
+        jax.jit(lambda r: jn.poisson_spikes(r, 500.0, n=3).spikes)(20.0)
+
+
+def test_long_float32_poisson_trains_stay_in_order():
+    # XLA's float32 cumsum adds in a tree: a running sum of 10^5 ms stepped back by a
+    # rounding (99875.83 then 99875.82) and SpikeTrains refused its own trains.
+    with jax.enable_x64(False):
+        src = jn.poisson_spikes(200.0, 100_000.0, n=2, seed=0)
+        s = np.asarray(src.spikes)
+        reference = np.cumsum(np.diff(s[:, :1000], axis=1, prepend=0.0).astype(np.float64), axis=1)
+    assert s.dtype == np.float32
+    with np.errstate(invalid="ignore"):
+        assert np.all(np.diff(s, axis=1)[np.isfinite(s[:, 1:])] >= 0)
+    assert abs(np.isfinite(s).sum() / 2 - 20_000) < 5 * math.sqrt(20_000)
+    np.testing.assert_allclose(s[:, :1000], reference, rtol=1e-5)
+
+
 def test_bad_spike_sources_are_refused_with_the_parameter_named():
     with pytest.raises(ValueError, match="source 0 are not in increasing order"):
         jn.SpikeTrains([[3.0, 1.0]])

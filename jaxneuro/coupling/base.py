@@ -113,6 +113,11 @@ class AbstractCoupling(eqx.Module):
         same = pre_glob.shape == post_glob.shape and bool(np.all(pre_glob == post_glob))
         pre_ids, post_ids = conn_rules.resolve(self.conn, pre_glob.size, post_glob.size, same)
         pre, post = pre_glob[pre_ids], post_glob[post_ids]
+        if getattr(self.conn, "include_self", True) is False and not same:
+            # Sides that overlap without being the same list (subsets, another order):
+            # the rule saw local numbers, so its i -> i is not a compartment to itself.
+            keep = pre != post
+            pre, post = pre[keep], post[keep]
         bound = eqx.tree_at(
             lambda c: (c.pre_index, c.post_index),
             self,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import math
 
+import jax
 import numpy as np
 
 from .. import units
@@ -94,8 +95,13 @@ def _drop_self(pre, post, drop: bool):
 
 class _FixedProb(AbstractRule):
     def __init__(self, p, seed=0, include_self: bool = True):
-        if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)) \
-                or not 0.0 <= float(p) <= 1.0:
+        # A fixed number (it shapes the network when it is built): a 0-d array of one too.
+        number = (not isinstance(p, (bool, np.bool_)) and np.ndim(p) == 0 and not isinstance(p, jax.core.Tracer)
+                  and np.issubdtype(np.asarray(p).dtype, np.number) and not np.iscomplexobj(p))
+        if not number:
+            raise ValueError(f"fixed_prob: p expects a probability in [0, 1] (a fixed real number: the network's "
+                             f"connections are drawn when it is built), got {p!r}")
+        if not 0.0 <= float(p) <= 1.0:
             raise ValueError(f"fixed_prob: p expects a probability in [0, 1], got {p!r}")
         generator = (np.random.Generator, np.random.SeedSequence, np.random.BitGenerator)
         integer = isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_))
@@ -188,15 +194,17 @@ def one_to_one():
 
 
 def all_to_all(include_self: bool = True):
-    """Connect every pre to every post; ``include_self=False`` leaves out ``i → i``
-    when pre and post are the same compartments."""
+    """Connect every pre to every post; ``include_self=False`` leaves out connections
+    of a compartment to itself (where pre and post overlap: the same compartments, or
+    subsets sharing some)."""
     return _AllToAll(include_self)
 
 
 def fixed_prob(p, seed=0, include_self: bool = True):
     """Connect each (pre, post) pair independently with probability ``p``; ``seed``
-    fixes the draw (NumPy's ``default_rng``). ``include_self=False`` leaves out ``i → i``
-    when pre and post are the same compartments."""
+    fixes the draw (NumPy's ``default_rng``). ``include_self=False`` leaves out
+    connections of a compartment to itself (where pre and post overlap: the same
+    compartments, or subsets sharing some); the other pairs keep probability ``p``."""
     return _FixedProb(p, seed, include_self)
 
 

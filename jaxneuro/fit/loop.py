@@ -221,7 +221,7 @@ def fit(
     their values, the structure ``params(model)`` returns with a leading ``n_starts``
     axis on each leaf (or a dict by parameter name), as plain numbers in each
     parameter's base unit or saiunit quantities (``init=[15, 25] * u.nS`` for a ``gL``
-    in µS; a wrong dimension is a ValueError); or ``None`` with a ``key`` to sample them (uniformly within
+    in µS; a wrong dimension is a ValueError); or ``None`` with a ``key`` (an integer seed or a JAX PRNG key) to sample them (uniformly within
     :class:`Bounded` limits, log-uniformly within a factor 3 of the model's value for
     :class:`Positive`, ``±50 %`` for :class:`Identity`).
 
@@ -552,8 +552,11 @@ def _initial_values(sel, tfs, x_model, n_starts, init, key):
         if n_starts is None:
             return x_model
         if key is None:
-            raise ValueError("n_starts without init needs key=jax.random.key(...) to sample the starting values")
-        keys = jax.random.split(key, len(tfs))
+            raise ValueError("n_starts without init needs key= (an integer seed or jax.random.key(...)) to sample "
+                             "the starting values")
+        from ..stimuli.noise import prng_key
+
+        keys = jax.random.split(prng_key(key, "fit: key"), len(tfs))
         return tuple(tf.sample(k, x, (n_starts,) + jnp.shape(x)) for tf, k, x in zip(tfs, keys, x_model))
     if isinstance(init, dict):  # by name; its leaves would come in sorted key order
         if set(init) != set(names):

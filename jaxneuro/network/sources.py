@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from typing import ClassVar
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -120,14 +121,18 @@ def poisson_spikes(rate, t1, *, n=None, t0=0.0, seed=0, capacity=None) -> SpikeT
     float32 than in float64. Source ``i``'s ``k``-th interval has a key of its own, so a
     source's train does not depend on ``t1``, ``capacity`` or ``n`` (a longer run starts
     with the same spikes). ``capacity``: slots per source (default: the mean count plus 8
-    standard deviations, at least 8); a train that would need more is a ValueError
-    naming the setting (no spike is silently dropped)."""
+    standard deviations, at least 8; needed as a number where ``rate`` is traced); a
+    train that would need more is a ValueError naming the setting, or under ``jit`` or
+    ``vmap`` an error when the program runs (no spike is silently dropped). In float32,
+    times late in a long train carry the running sum's rounding (about ``t·6e-8``:
+    0.006 ms at 100 s)."""
     from ..stimuli.noise import prng_key
 
     t0_ = float(units.to_static(t0, "t0", units.ms))
     t1_ = float(units.to_static(t1, "t1", units.ms))
     if not (math.isfinite(t0_) and math.isfinite(t1_) and t1_ > t0_):
         raise ValueError(f"poisson_spikes: t1 must be a finite time after t0 (ms), got t0={t0_}, t1={t1_}")
+    given = rate
     rate = units.to_base(rate, "poisson_spikes.rate", units.Hz)
     units.check_value(rate, "poisson_spikes.rate", "nonnegative", units.Hz)
     if n is None:
@@ -135,13 +140,17 @@ def poisson_spikes(rate, t1, *, n=None, t0=0.0, seed=0, capacity=None) -> SpikeT
     n = units.positive_int(n, "poisson_spikes.n")
     if np.ndim(rate) > 1 or (np.ndim(rate) == 1 and np.shape(rate)[0] != n):
         raise ValueError(f"poisson_spikes: rate expects a scalar or one rate per source ({n}), got shape {np.shape(rate)}")
-    rate = jnp.broadcast_to(rate, (n,))
     if capacity is None:
-        if not units.is_concrete(rate):
-            raise ValueError("poisson_spikes: give capacity= when rate is traced (under jit or grad)")
-        mean = float(np.max(np.asarray(rate))) * (t1_ - t0_) / 1000.0
+        # From the rate as given: a Python number stays one under jit (a traced seed
+        # alone needs no capacity), where its conversion to an array is traced.
+        try:
+            highest = float(np.max(units.to_static(given, "poisson_spikes.rate", units.Hz)))
+        except ValueError:
+            raise ValueError("poisson_spikes: give capacity= when rate is traced (under jit, vmap or grad)") from None
+        mean = highest * (t1_ - t0_) / 1000.0
         capacity = max(8, int(math.ceil(mean + 8.0 * math.sqrt(mean) + 1)))
     capacity = units.positive_int(capacity, "poisson_spikes.capacity")
+    rate = jnp.broadcast_to(rate, (n,))
     key = prng_key(seed, "poisson_spikes: seed")
     f = jnp.result_type(float)
     # One interval more than the slots: if that one still ends before t1, a spike was lost.
@@ -153,11 +162,18 @@ def poisson_spikes(rate, t1, *, n=None, t0=0.0, seed=0, capacity=None) -> SpikeT
 
     unit = jax.vmap(lambda i: jax.vmap(lambda k: draw(i, k))(jnp.arange(capacity + 1)))(jnp.arange(n))
     intervals = unit * (1000.0 / jnp.where(rate > 0, rate, 1.0))[:, None]
-    times = t0_ + jnp.cumsum(intervals, axis=-1)
+    # XLA's cumsum adds in a tree, not left to right: in float32 a running sum of
+    # 1e5 ms could step back by a rounding (99875.83 then 99875.82), which the trains
+    # refuse as out of order. The running maximum undoes that without moving a time by
+    # more than the sum's own rounding.
+    times = jax.lax.cummax(t0_ + jnp.cumsum(intervals, axis=-1), axis=1)
     times = jnp.where((rate > 0)[:, None], times, jnp.inf)
-    if units.is_concrete(times) and bool(np.any(np.asarray(times)[:, -1] <= t1_)):
-        raise ValueError(
-            f"poisson_spikes: a train needs more than capacity={capacity} slots by t1={t1_} ms; raise capacity"
-        )
+    overflow = (f"poisson_spikes: a train needs more than capacity={capacity} slots by t1={t1_} ms; "
+                "raise capacity")
+    if units.is_concrete(times):
+        if bool(np.any(np.asarray(times)[:, -1] <= t1_)):
+            raise ValueError(overflow)
+    else:  # a traced seed or rate (jit, vmap, grad): checked when the values exist
+        times = eqx.error_if(times, jnp.any(times[:, -1] <= t1_), overflow)
     times = jnp.where(times[:, :-1] <= t1_, times[:, :-1], jnp.inf)
     return SpikeTrains(times)
