@@ -109,8 +109,10 @@ def test_backend_validation():
     with pytest.raises(ValueError, match="use_table=True"):
         jn.simulate(tabled, 1.0, backend="pallas")
     assert jn.simulate(tabled, 1.0).v.shape == (41, 4)
-    # A targeted stimulus with per-target amplitudes cannot become per-neuron weights.
-    per_target = jn.StepCurrent(jnp.array([0.1, 0.2]), 0.0, 1e9, target=(1, 3))
+    # A targeted stimulus with per-target amplitudes at a repeated index (its currents
+    # add there) cannot become per-neuron parameters (at distinct ones it does:
+    # test_per_place_parameters_at_distinct_indices_run_split).
+    per_target = jn.StepCurrent(jnp.array([0.1, 0.2]), 0.0, 1e9, target=(1, 1))
     with pytest.raises(ValueError, match="per-target parameters, e.g. amplitudes or delays"):
         jn.simulate(_population(), 1.0, stimuli=[per_target], backend="pallas")
     assert jn.simulate(_population(), 1.0, stimuli=[per_target]).v.shape == (41, 6)
@@ -131,11 +133,36 @@ def test_backend_validation():
     one = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=jnp.array([0.12]))], n=6)
     with pytest.raises(ValueError, match=r"model\.channels\[0\]\.gnabar has shape \(1,\): if it is meant per neuron"):
         jn.simulate(one, 1.0, backend="pallas")
-    delays = jn.StepCurrent(0.1, jnp.array([0.5, 1.0]), 1e9, target=(1, 3))
+    delays = jn.StepCurrent(0.1, jnp.array([0.5, 1.0]), 1e9, target=(3, 3))
     with pytest.raises(ValueError, match="per-target parameters, e.g. amplitudes or delays"):
         jn.simulate(_population(), 1.0, stimuli=[delays], backend="pallas")
     with pytest.raises(ValueError, match=r"NoiseCurrent .*\(it draws its random numbers per neuron"):
         jn.simulate(_population(), 1.0, stimuli=[jn.NoiseCurrent(0.1, 0.1)], backend="pallas")
+
+
+@pytest.mark.parametrize("backend", ["pallas", "sharded"])
+def test_per_place_parameters_at_distinct_indices_run_split(backend):
+    """The README's one stimulus with ``target=indices`` and a value per place was
+    refused by the split backends ("per-target parameters"), so ``auto`` ran one XLA
+    loop (on a GPU: no kernel); at distinct indices it is now a stimulus with a
+    parameter per neuron, the others' amplitudes 0. Per-place delays and a Sine's
+    frequencies too; its gradient as the XLA loop's."""
+    pop = _population(n=9)
+    stims = [jn.StepCurrent(jnp.array([0.3, 0.1, 0.2]), jnp.array([0.5, 0.2, 1.0]), 1e9, target=(7, 2, -1)),
+             jn.Sine(0.05, jnp.array([50.0, 80.0]), target=(2, 4))]
+    ref = jn.simulate(pop, 3.0, stimuli=stims, backend="xla")
+    got = jn.simulate(pop, 3.0, stimuli=stims, backend=backend)
+    np.testing.assert_allclose(np.asarray(got.v), np.asarray(ref.v), rtol=0, atol=1e-9)
+    alone = np.asarray(jn.simulate(pop, 3.0, backend="xla").v)  # the others get no current
+    np.testing.assert_array_equal(np.asarray(got.v)[:, [0, 1, 3, 5, 6]], alone[:, [0, 1, 3, 5, 6]])
+    assert np.all(np.abs(np.asarray(got.v) - alone)[-1, [2, 4, 7, 8]] > 0.1)
+
+    def loss(amp, backend):
+        step = jn.StepCurrent(amp, 0.2, 1e9, target=(7, 2, 8))
+        return jnp.sum(jn.simulate(pop, 2.0, stimuli=[step], backend=backend).v[-1] ** 2)
+
+    amp = jnp.array([0.3, 0.1, 0.2])
+    np.testing.assert_allclose(jax.grad(loss)(amp, backend), jax.grad(loss)(amp, "xla"), rtol=1e-8)
 
 
 def test_targeted_stimuli_across_blocks_equal_xla():

@@ -38,9 +38,17 @@ def problem(model, stimuli=()) -> str | None:
             # Targeted stimuli become per-neuron weights (Spread), which needs one
             # waveform for all their targets.
             return (f"spreads a targeted stimulus only when its current is one waveform for "
-                    f"all targets (target={stim.target!r} has per-target parameters, e.g. amplitudes or "
-                    "delays); give per-neuron parameters with target=None (zero amplitude for the others)")
+                    f"all targets ({type(stim).__name__} at {_count(stim.target)} has per-target parameters, e.g. "
+                    "amplitudes or delays); give per-neuron parameters with target=None (zero amplitude for the "
+                    "others)")
     return None
+
+
+def _count(target) -> str:
+    """A target as a short phrase (a list of thousands of indices printed whole)."""
+    if isinstance(target, tuple) and len(target) > 4:
+        return f"{len(target)} places ({', '.join(map(repr, target[:3]))}, ...)"
+    return f"target={target!r}"
 
 
 class Spread(eqx.Module):

@@ -167,10 +167,11 @@ def merge_alike(stimuli, model) -> tuple:
     call against 0.025 s). On a cable or cell the joined stimulus has a parameter per
     place and the places as its target; on a population of ``n`` neurons, each
     targeted once, it has a parameter per neuron and no target (the others' amplitudes
-    0), the form the split backends cut per slice. Groups of fewer than
-    :data:`MERGE_FROM`, other stimuli and a Network's (whose places name populations)
-    are left as they are; the order of the sum of the currents changes, by rounding
-    only."""
+    0), the form the split backends cut per slice; so is one such stimulus at several
+    distinct indices of a population (:func:`_spread_over_population`). Groups of
+    fewer than :data:`MERGE_FROM`, other stimuli and a Network's (whose places name
+    populations) are left as they are; the order of the sum of the currents changes,
+    by rounding only."""
     from .targets import Location
 
     if hasattr(model, "make_trace"):  # a Network
@@ -179,7 +180,7 @@ def merge_alike(stimuli, model) -> tuple:
     inner = getattr(model, "model", model)  # a spike detector's model (summary=)
     on_cell = hasattr(type(inner), "locator") or hasattr(type(inner), "as_cell")
     groups: dict = {}
-    places = {}
+    places, spreads = {}, {}
     for k, s in enumerate(stimuli):
         # One place: a location or an index, alone or as a list of one ([i]).
         place = s.target[0] if isinstance(s.target, tuple) and len(s.target) == 1 else s.target
@@ -191,7 +192,11 @@ def merge_alike(stimuli, model) -> tuple:
             # (Locations and indices apart: one target list holds one kind.)
             groups.setdefault((type(s), s.density, isinstance(place, Location), tuple(params)), []).append(k)
             places[k] = place
-    merged, dropped = {}, set()
+        elif type(s).mergeable and not on_cell and len(shape) == 1:
+            spread = _spread_over_population(s, params, shape[0])
+            if spread is not None:
+                spreads[k] = spread
+    merged, dropped = dict(spreads), set()
     for (cls, _, _, params), members in groups.items():
         if len(members) < MERGE_FROM:
             continue
@@ -213,14 +218,43 @@ def merge_alike(stimuli, model) -> tuple:
     return tuple(merged.get(k, s) for k, s in enumerate(stimuli) if k not in dropped)
 
 
+def _spread_over_population(s, params, n: int):
+    """A stimulus at several distinct indices of a population of ``n`` with scalar or
+    per-place parameters (the README's ``target=indices`` with one amplitude per place)
+    as one with a parameter per neuron and no target, the others' amplitudes 0: the
+    form the split backends and the GPU kernel cut per slice (they refuse per-place
+    parameters, so ``backend="auto"`` ran it in one loop). ``None`` where it does not
+    apply (an index repeated: its currents add; out of range: the stimulus's own
+    error)."""
+    target = s.target
+    if not (isinstance(target, tuple) and len(target) > 1 and all(
+            isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)) and -n <= i < n
+            for i in target)):
+        return None
+    neurons = np.asarray(target) % n
+    k = len(neurons)
+    if len(set(neurons.tolist())) < k or not all(np.ndim(getattr(s, p)) == 0 or np.shape(getattr(s, p)) == (k,)
+                                                 for p in params):
+        return None
+    values = {p: jnp.broadcast_to(jnp.asarray(getattr(s, p)), (k,)) for p in params}
+    values = _per_neuron(s, values, neurons, n)
+    spread = eqx.tree_at(lambda x: [getattr(x, p) for p in params], s, [values[p] for p in params])
+    object.__setattr__(spread, "target", None)
+    return spread
+
+
 def _per_neuron(first, values: dict, neurons, n: int) -> dict:
-    """``values`` (``{parameter: one value per stimulus}``, the stimuli at ``neurons`` of
-    a population of ``n``) as one value per neuron: theirs there; elsewhere ``first``'s
-    (the first stimulus), with its amplitudes (the parameters in nA) 0, so that the
-    others get no current."""
+    """``values`` (``{parameter: one value per place}``, the places ``neurons`` of a
+    population of ``n``) as one value per neuron: theirs there; elsewhere the first
+    place's, with the amplitudes (``first``'s parameters in nA) 0, so that the others
+    get no current."""
     fields = {f.name: f for f in dataclasses.fields(first)}
+    # A gather with fixed indices (place k, or the filler after the places), not a
+    # scatter: XLA's CPU backend runs a scatter as a loop of its own.
+    index = np.full(n, len(neurons))
+    index[np.asarray(neurons)] = np.arange(len(neurons))
     out = {}
     for p, given in values.items():
-        rest = jnp.zeros_like(given[0]) if fields[p].metadata.get("unit") is units.nA else jnp.asarray(getattr(first, p))
-        out[p] = jnp.broadcast_to(rest, (n,)).at[neurons].set(given)
+        rest = jnp.zeros_like(given[0]) if fields[p].metadata.get("unit") is units.nA else given[0]
+        out[p] = jnp.concatenate([given, rest[None]])[index]
     return out
