@@ -131,7 +131,9 @@ def simulate(
     ``"steps"`` keeps every step's state: no recomputation (gradients 1-8 % faster on two cores, 3 % slower on one
     for a 1000-compartment cell saved every 10 steps), but memory of ``steps × state size``
     (e.g. 128 MB for 4000 steps of 1000 HH compartments in float64), times the batch
-    size under ``vmap``.
+    size under ``vmap``; a spiking model's state includes its spike-time buffers
+    (``spike_capacity`` per neuron), so spiking networks are better served by
+    ``"saves"`` (100 HH neurons, capacity 200, 40 000 steps: 7.8 GiB against 0.7).
 
     ``backend``: ``"auto"`` (default), ``"xla"``, ``"pallas"`` or ``"sharded"``, for
     the fixed-step loop. ``"pallas"`` fuses the whole time loop of a population of
