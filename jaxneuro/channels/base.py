@@ -28,7 +28,11 @@ class AbstractChannel(eqx.Module):
     Declare densities in S/cm² (``units.S_per_cm2``) and potentials in mV
     (``units.mV``), as the built-in channels do, so users' plain numbers mean what
     they mean everywhere else in jaxneuro. A parameter may carry a leading axis (one
-    value per neuron of a population, per segment of a cable). ``name`` (static) keys
+    value per neuron of a population, per segment of a cable), and an array parameter
+    always means that: the backends that split a population cut such arrays per neuron,
+    so a vector of coefficients used as a whole (``jnp.sum(self.coef)``) must be
+    separate scalar fields or a static tuple (``eqx.field(static=True)``), else a
+    population of as many neurons as coefficients runs differently on each backend. ``name`` (static) keys
     the channel's gates and current in a compartment: gate ``m`` of a channel named
     ``hh`` is the state ``"m_hh"``; its current is recorded as ``"i_hh"``. Declare it
     ``name: str = eqx.field(default="...", static=True, kw_only=True)``, so that
