@@ -106,6 +106,20 @@ def test_crank_nicolson_is_second_order():
     assert errs[0] / errs[1] == pytest.approx(4.0, rel=0.05)
 
 
+@pytest.mark.parametrize("update", ["backward_euler", "crank_nicolson", "exponential"])
+def test_each_voltage_update_converges_at_the_order_it_states(update):
+    """Observed on an HH compartment firing through its first spikes (halving dt from
+    0.05 to 0.025 ms, against dt = 0.4/512): the exponential update's linearised flow
+    with gates half a step ahead is second order, as Crank–Nicolson's (order() said 1)."""
+    solver = jn.StaggeredEuler(voltage_update=update)
+    cell = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    stim = [jn.StepCurrent(0.05, 0.0, 1e9)]
+    ref = np.asarray(jn.simulate(cell, 8.0, dt=0.4 / 512, stimuli=stim, solver=solver, save_every=0.4).v)
+    errs = [np.max(np.abs(np.asarray(jn.simulate(cell, 8.0, dt=dt, stimuli=stim, solver=solver,
+                                                 save_every=0.4).v) - ref)) for dt in (0.05, 0.025)]
+    assert np.log2(errs[0] / errs[1]) == pytest.approx(solver.order(None), abs=0.15)
+
+
 def test_save_every_and_time_grid():
     trace = jn.simulate(passive(), 10.0, dt=0.025, save_every=0.5, t0=2.0, v0=-65)
     np.testing.assert_allclose(trace.t, np.arange(2.0, 10.0 + 1e-9, 0.5))
