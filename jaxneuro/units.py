@@ -56,6 +56,8 @@ mA_per_cm2 = u.mA / u.cm**2
 S_per_cm2 = u.siemens / u.cm**2
 uF_per_cm2 = u.uF / u.cm**2
 ohm_cm = u.ohm * u.cm
+#: ms², the unit of a spike-time loss (and of its ``count_weight``).
+ms2 = u.ms**2
 #: Temperatures are plain numbers in °C (saiunit has no offset units); a Quantity in
 #: kelvin is converted by subtracting 273.15.
 celsius = "degC"
@@ -76,6 +78,7 @@ _DIMENSION_NAMES = {
     u.get_dim(uF_per_cm2): "specific capacitance",
     u.get_dim(ohm_cm): "resistivity",
     u.get_dim(u.kelvin): "temperature",
+    u.get_dim(ms2): "time squared",
     u.get_dim(1.0): "dimensionless",
 }
 
@@ -83,8 +86,24 @@ _UNIT_NAMES = {
     id(ms): "ms", id(mV): "mV", id(nA): "nA", id(uS): "µS", id(nF): "nF",
     id(Mohm): "MΩ", id(um): "µm", id(um2): "µm²", id(Hz): "Hz",
     id(mA_per_cm2): "mA/cm²", id(S_per_cm2): "S/cm²", id(uF_per_cm2): "µF/cm²",
-    id(ohm_cm): "Ω·cm",
+    id(ohm_cm): "Ω·cm", id(ms2): "ms²",
 }
+
+
+#: The units above by the names :func:`unit_name` gives them, as models label what they
+#: record (``AbstractModel.unit_of``, ``Trace.unit``); ``"1"``: dimensionless.
+_UNITS_BY_NAME = {
+    "ms": ms, "mV": mV, "nA": nA, "µS": uS, "nF": nF, "MΩ": Mohm, "µm": um, "µm²": um2, "Hz": Hz,
+    "mA/cm²": mA_per_cm2, "S/cm²": S_per_cm2, "µF/cm²": uF_per_cm2, "Ω·cm": ohm_cm, "1": None,
+}
+
+
+def unit_named(name: str):
+    """The unit written ``name`` by :func:`unit_name` (``"mV"``, ``"mA/cm²"``), as a
+    Trace labels a recorded variable; ``None`` for ``"1"`` (dimensionless). A KeyError
+    for a name that is none of jaxneuro's units (a user's model may label its records
+    as it likes)."""
+    return _UNITS_BY_NAME[name]
 
 
 def _describe_dim(dim) -> str:
@@ -404,10 +423,19 @@ def _decimal_in(value, name: str, unit):
 def to_static(value: Any, name: str, unit) -> np.ndarray:
     """``value`` in ``unit`` as a float64 NumPy array, for static configuration (not a
     pytree leaf, so JAX's default precision does not round it). Plain numbers are taken
-    to be in ``unit`` already; Quantities are converted (see :func:`to_base`). A traced
-    value (an argument of a jitted, vmapped or differentiated function) is a ValueError
-    naming ``name``: static configuration is fixed when compiling."""
+    to be in ``unit`` already; Quantities are converted, in a list with plain numbers
+    too (see :func:`to_base`). A traced value (an argument of a jitted, vmapped or
+    differentiated function) is a ValueError naming ``name``: static configuration is
+    fixed when compiling."""
     value = as_quantity(value)
+    if isinstance(value, (list, tuple)) and _holds_quantity(value):
+        # A list mixing plain numbers (in ``unit``) and quantities, as to_base takes
+        # ([1.0, 2 * u.ms]): each converted.
+        parts = [to_static(v, name, unit) for v in value]
+        try:
+            return np.asarray(parts, dtype=np.float64)
+        except ValueError:  # ragged
+            raise ValueError(f"parameter {name!r} expects numbers in {unit_name(unit)}, got {value!r}") from None
     if isinstance(value, u.Quantity):
         value = _decimal_in(value, name, unit)
     if isinstance(value, jax.core.Tracer) or (
@@ -421,6 +449,12 @@ def to_static(value: Any, name: str, unit) -> np.ndarray:
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(f"parameter {name!r} expects numbers in {unit_name(unit)}, got {value!r}") from None
+
+
+def _holds_quantity(value) -> bool:
+    """Whether a (nested) list or tuple holds a saiunit quantity among its leaves."""
+    is_q = lambda x: isinstance(x, u.Quantity)  # noqa: E731
+    return any(is_q(x) for x in jax.tree_util.tree_leaves(value, is_leaf=is_q))
 
 
 def _float_dtype(value=None):

@@ -369,7 +369,7 @@ def test_indexing_a_trace_by_a_recorded_name_points_to_the_attribute():
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda: jn.conn.fixed_prob("x"), r"fixed_prob: p expects a probability in \[0, 1\], got 'x'"),
+    (lambda: jn.conn.fixed_prob("x"), r"fixed_prob: p expects a probability in \[0, 1\] \(a fixed real number.*got 'x'"),
     (lambda: jn.conn.fixed_prob(0.5, seed=1.5), r"fixed_prob: seed expects a non-negative integer"),
     (lambda: jn.fit.Bounded("a", 1.0), r"Bounded expects numbers .* lo='a'"),
     (lambda: jn.LIF(C=[1.0, 2.0, 3.0], gL=[0.1, 0.2]), r"LIF: parameters of shapes C \(3,\), gL \(2,\) do not broadcast"),

@@ -142,6 +142,21 @@ def test_poisson_trains_have_poisson_statistics():
     np.testing.assert_array_equal(np.where(first <= t1, first, np.inf), s)
 
 
+def test_a_sources_spike_count_is_its_times_up_to_each_step_end():
+    """Counted by a binary search per source (a sum over every slot made each step cost
+    the whole buffer): times on a step's end count in that step, equal times each, and
+    the inf padding never; the count at every step equals a sum over the slots."""
+    times = [[0.5, 0.5, 1.0, 2.05, 7.0], [3.0], []]
+    src = jn.SpikeTrains(times)
+    state = src.init_state(0.0)
+    for t1 in (0.25, 0.5, 0.75, 1.0, 2.05, 2.075, 6.999, 7.0, 50.0):
+        got = np.asarray(src.resolve_events(t1 - 0.025, t1, state, state, 0.0, 0.0).events["count"])
+        padded = np.asarray(src.spikes)
+        np.testing.assert_array_equal(got, np.sum(padded <= t1, axis=-1))
+    trace = jn.simulate(jn.Network({"src": src, "p": passive(3)}), 10.0)
+    np.testing.assert_array_equal(trace["src"].spike_count, [5, 1, 0])
+
+
 def test_poisson_trains_under_jit():
     # A constant rate with a traced seed needs no capacity (it demanded one, calling
     # the rate traced), and a train overflowing its capacity under jit or vmap is an

@@ -184,8 +184,99 @@ def test_summary_loss_targets_and_scales_take_units_of_the_variable():
     assert float(jn.losses.summary(tr, {"mean_v": -60.0}, scales={"mean_v": 0.01 * u.volt})) == pytest.approx(float(by_mv))
     with pytest.raises(ValueError, match=r"scales\['mean_v'\]"):
         jn.losses.summary(tr, {"mean_v": -60.0}, scales={"mean_v": 10.0 * u.nA})
-    with pytest.raises(ValueError, match=r"parameter \"targets\['mean_v'\]\" expects a quantity of a dimension jaxneuro has"):
+    with pytest.raises(ValueError, match=r"parameter \"targets\['mean_v'\]\" expects a current density"):
         jn.losses.summary(tr, {"mean_v": 1.0 * u.kilogram}, variable="ina_hh")
+
+
+def test_losses_read_targets_of_other_variables_in_the_unit_the_trace_recorded():
+    # summary took a target (or scale) of any dimension for a variable other than v, read
+    # as a number in its own dimension's base unit (0.4 mA/cm² for i_inj in nA, 1 mV as a
+    # scale for it); voltage refused every quantity for such a variable ("expects a
+    # dimensionless quantity"), a pA target for i_inj in nA too.
+    soma = jn.Compartment(length=100, diam=500, channels=[jn.channels.Leak(g=1e-4, e=-70)])
+    tr = jn.simulate(soma, 20.0, stimuli=[jn.StepCurrent(0.4, 0, 20)], record=("v", "i_pas", "i_inj"))
+    assert (tr.unit("i_pas"), tr.unit("i_inj")) == ("mA/cm²", "nA")
+    mean_pas = float(np.mean(np.asarray(tr.i_pas)))
+    by_number = jn.losses.summary(tr, {"mean_v": 0.5}, scales={"mean_v": 2.0}, variable="i_inj")
+    assert float(jn.losses.summary(tr, {"mean_v": 500 * u.pA}, scales={"mean_v": 2 * u.nA},
+                                   variable="i_inj")) == pytest.approx(float(by_number), rel=1e-12)
+    assert float(jn.losses.summary(tr, {"mean_v": mean_pas * 1000 * u.uA / u.cm**2}, variable="i_pas")) < 1e-20
+    for variable, target, scale, name, expected in (
+            ("i_pas", mean_pas * u.nA, None, "targets", "current density"),
+            ("i_pas", mean_pas * u.mV, None, "targets", "current density"),
+            ("i_inj", 0.4 * u.mA / u.cm**2, None, "targets", "current"),
+            ("i_inj", 0.5, 1 * u.mV, "scales", "current")):
+        scales = None if scale is None else {"mean_v": scale}
+        with pytest.raises(ValueError, match=rf"parameter \"{name}\['mean_v'\]\" expects an? {expected} \["):
+            jn.losses.summary(tr, {"mean_v": target}, scales=scales, variable=variable)
+    # voltage: the variable's own unit, converted; another dimension named.
+    i_pas, i_inj = np.asarray(tr.i_pas), np.asarray(tr.i_inj)
+    assert float(jn.losses.voltage(tr, i_pas * 1000 * u.uA / u.cm**2, variable="i_pas")) < 1e-20
+    assert float(jn.losses.voltage(tr, i_inj * 1000 * u.pA, variable="i_inj")) < 1e-20
+    with pytest.raises(ValueError, match=r"parameter 'target' expects a current \[A\] quantity .* read in nA"):
+        jn.losses.voltage(tr, i_inj * u.mV, variable="i_inj")
+
+
+def test_bounded_compares_its_bounds_in_one_unit():
+    # The bounds' bare numbers were compared: 10 nS < 0.03 µS refused, 0.03 µS > 25 nS taken.
+    jn.fit.Bounded(10 * u.nS, 0.03 * u.uS)
+    jn.fit.Bounded(300 * u.kelvin, 40.0)  # 26.85 °C < 40 °C (plain temperatures are in °C)
+    with pytest.raises(ValueError, match=r"lo < hi, got lo=0.03 uS, hi=25 nS \(in one unit: lo=0.03, hi=0.025\)"):
+        jn.fit.Bounded(0.03 * u.uS, 25 * u.nS)
+    with pytest.raises(ValueError, match=r"lo < hi, got lo=0.05, hi=30 nS"):  # a plain bound is in µS
+        jn.fit.Bounded(0.05, 30 * u.nS)
+    with pytest.raises(ValueError, match=r"Bounded expects lo and hi of one dimension, got lo=10 nS \(conductance"):
+        jn.fit.Bounded(10 * u.nS, 1 * u.ms)
+
+
+def test_surrogate_widths_and_count_weight_take_quantities_and_numpy_numbers():
+    # FastSigmoid(width=2 mV), Sigmoid(time_scale=1 ms) and np.float32 widths were refused;
+    # spike_times(count_weight=1 ms²) raised saiunit's raw UnitMismatchError.
+    assert jn.surrogate.FastSigmoid(width=2 * u.mV) == jn.surrogate.FastSigmoid(width=2.0)
+    assert jn.surrogate.Sigmoid(time_scale=0.002 * u.second).time_scale == pytest.approx(2.0)
+    assert jn.surrogate.FastSigmoid(width=np.float32(2.0)).width == 2.0
+    assert type(jn.surrogate.Sigmoid(width=np.float32(2.0)).width) is float  # a static field, hashed
+    with pytest.raises(ValueError, match=r"'FastSigmoid.width' expects a voltage .* got 2 ms"):
+        jn.surrogate.FastSigmoid(width=2 * u.ms)
+    with pytest.raises(ValueError, match=r"Sigmoid.time_scale expects a finite number > 0 \(ms\)"):
+        jn.surrogate.Sigmoid(time_scale=-1 * u.ms)
+    spikes, target = np.array([10.0, 20.0, np.inf]), np.array([11.0, np.inf, np.inf])
+    plain = float(jn.losses.spike_times(spikes, target, count_weight=2.0))
+    assert float(jn.losses.spike_times(spikes, target, count_weight=2e-6 * u.second**2)) == pytest.approx(plain)
+    with pytest.raises(ValueError, match=r"'spike_times: count_weight' expects a time squared .* read in ms²"):
+        jn.losses.spike_times(spikes, target, count_weight=1 * u.mV)
+    with pytest.raises(ValueError, match=r"count_weight expects a number >= 0"):
+        jn.losses.spike_times(spikes, target, count_weight=np.float32(-1.0))
+
+
+def test_lists_mixing_numbers_and_quantities_in_static_parameters():
+    # Converted by units.to_static, these were refused ("expects numbers in ms"), as
+    # to_base's parameters took them; poisson_spikes said its rate was traced.
+    np.testing.assert_array_equal(units.to_static([1.0, 0.002 * u.second], "t", units.ms), [1.0, 2.0])
+    np.testing.assert_array_equal(jn.SpikeTrains([[1.0, 0.002 * u.second], [0.003 * u.second]]).spikes,
+                                  [[1.0, 2.0], [3.0, np.inf]])
+    spikes = np.array([[5.0, 15.0, 25.0], [5.0, 15.0, 25.0]])
+    np.testing.assert_allclose(jn.firing_rate(spikes, [0 * u.ms, 10.0], 30.0), [100.0, 100.0])
+    assert float(jn.Cable(arc3d=[0.0, 0.05 * u.mm, 100.0], diam3d=[2, 2, 2], nseg=1).length) == 100.0
+    mixed = jn.poisson_spikes([10.0, 0.02 * u.kHz], 100.0, seed=0)
+    np.testing.assert_array_equal(mixed.spikes, jn.poisson_spikes([10.0, 20.0], 100.0, seed=0).spikes)
+    with pytest.raises(ValueError, match=r"'SpikeTrains.spikes\[0\]' expects a time \[s\] quantity .* got 2 mV"):
+        jn.SpikeTrains([[1.0, 2 * u.mV]])
+    with pytest.raises(ValueError, match=r"'poisson_spikes.rate' expects a frequency"):
+        jn.poisson_spikes([10.0, 2 * u.ms], 100.0)
+
+
+def test_quantities_where_none_fit_are_errors_naming_the_parameter():
+    # A flat list of quantities gave "TypeError: len() of a 0-d Quantity", d_lambda in µm
+    # saiunit's TypeError.
+    from pathlib import Path
+
+    with pytest.raises(ValueError, match=r"SpikeTrains.spikes expects shape \(n, capacity\).* got shape \(2,\)"):
+        jn.SpikeTrains([1 * u.ms, 2 * u.ms])
+    path = Path(__file__).parent / "data" / "small_cell_3pt.swc"
+    with pytest.raises(ValueError, match=r"cell_from_swc: d_lambda expects one dimensionless number > 0"):
+        jn.Cell.from_swc(path, d_lambda=0.1 * u.um)
+    assert jn.Cell.from_swc(path, d_lambda=u.Quantity(0.02)).nsegs == jn.Cell.from_swc(path, d_lambda=0.02).nsegs
 
 
 def test_a_quantity_set_after_construction_is_named():

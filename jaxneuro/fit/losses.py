@@ -52,6 +52,27 @@ def _plain(value, name, unit):
     return value
 
 
+def _unit_of_variable(trace, variable, value, name):
+    """The unit to read ``value`` (a target or scale for the recorded ``variable``) in:
+    mV for ``v``; for another, the unit the trace recorded it in (``trace.unit``: mA/cm²
+    for a compartment's channel current, nA for ``i_inj``, ``None`` for a gate), so a
+    quantity of another dimension is a ValueError naming ``name``. A trace made without
+    units leaves it to the quantity's own dimension (its base unit); one recorded in a
+    unit jaxneuro does not know (a user's model) takes plain numbers only."""
+    if variable == "v":
+        return units.mV
+    label = trace.unit(variable)
+    if label is None:
+        return units.base_unit_of(value, name)
+    try:
+        return units.unit_named(label)
+    except KeyError:
+        if isinstance(units.as_quantity(value), saiunit.Quantity):
+            raise ValueError(f"parameter {name!r}: the trace records {variable!r} in {label}, which jaxneuro has no "
+                             f"saiunit unit for; give a plain number in {label}") from None
+        return None
+
+
 def _check_shape(target_shape, shape, fn, name="target", trains=False):
     """ValueError (naming ``fn`` and ``name``) when a target of ``target_shape`` would
     enlarge a prediction of ``shape`` when broadcast: one target for all, or one per
@@ -165,12 +186,21 @@ def spike_times(spikes, target, *, count_weight=1.0):
     :func:`jaxneuro.spike_times` or ``trace.spikes`` give; a Trace with spike events
     also works), ``(capacity,)`` or ``(n, capacity)``. Per neuron: the mean squared
     difference of the first ``k`` spikes, ``k`` the smaller of the two counts, plus
-    ``count_weight · (count difference)²`` (ms²; the count term has no gradient, it
-    only ranks fits with a wrong number of spikes). Mean over neurons.
+    ``count_weight · (count difference)²`` (ms², or a quantity of time², e.g.
+    ``1 * u.ms**2``; the count term has no gradient, it only ranks fits with a wrong
+    number of spikes). Mean over neurons.
     """
-    if isinstance(count_weight, (int, float)) and not count_weight >= 0:
-        raise ValueError(f"spike_times: count_weight expects a number >= 0 (ms² per spike² of count "
-                         f"difference), got {count_weight!r}")
+    given = count_weight
+    if isinstance(units.as_quantity(count_weight), saiunit.Quantity):
+        count_weight = units.to_base(count_weight, "spike_times: count_weight", units.ms2)
+    if units.is_concrete(count_weight):
+        try:
+            ok = np.all(np.asarray(count_weight, dtype=float) >= 0)
+        except (TypeError, ValueError):
+            ok = False
+        if isinstance(count_weight, (bool, np.bool_)) or not ok:
+            raise ValueError(f"spike_times: count_weight expects a number >= 0 (ms² per spike² of count "
+                             f"difference), got {given!r}")
     a, b = _pair(spikes, target, "spike_times")
     na = jnp.sum(jnp.isfinite(a), axis=-1)
     nb = jnp.sum(jnp.isfinite(b), axis=-1)
@@ -306,12 +336,14 @@ def _window_mask(t, windows, name="windows"):
 
 
 def voltage(trace: Trace, target, *, windows=None, variable="v"):
-    """Mean squared difference (mV²) between a recorded variable and ``target``.
+    """Mean squared difference (mV²; for another ``variable``, its unit squared) between
+    a recorded variable and ``target``.
 
-    ``target``: an array shaped like ``trace.v`` (same time grid; in mV for ``v``,
-    finite everywhere: to leave samples out use ``windows``, not NaN), or a Trace (read
-    at this trace's times by linear interpolation). ``windows``: ``(start, stop)`` in
-    ms, or a list of them; only samples inside count (default: all).
+    ``target``: an array shaped like ``trace.v`` (same time grid; in mV for ``v``, in
+    ``trace.unit(variable)`` for another, a quantity converted to it; finite
+    everywhere: to leave samples out use ``windows``, not NaN), or a Trace (read at
+    this trace's times by linear interpolation). ``windows``: ``(start, stop)`` in ms,
+    or a list of them; only samples inside count (default: all).
     """
     if not isinstance(trace, Trace):
         raise ValueError(f"voltage expects a Trace, got {type(trace).__name__}")
@@ -319,7 +351,7 @@ def voltage(trace: Trace, target, *, windows=None, variable="v"):
     if isinstance(target, Trace):
         target = getattr(target.at(trace.t), variable)
     _check_values(target, "voltage")
-    target = jnp.asarray(_plain(target, "target", units.mV if variable == "v" else None), dtype=v.dtype)
+    target = jnp.asarray(_plain(target, "target", _unit_of_variable(trace, variable, target, "target")), dtype=v.dtype)
     if target.shape != v.shape:
         raise ValueError(f"voltage: target shape {target.shape} does not match the trace's {variable} {v.shape}")
     mask = _window_mask(trace.t, windows).reshape((-1,) + (1,) * (v.ndim - 1))
@@ -370,8 +402,9 @@ def summary_statistics(trace: Trace, *, window=None, rest_window=None, threshold
 def summary(trace: Trace, targets: dict, *, scales: dict | None = None, **kwargs):
     """``Σ ((stat - target) / scale)²`` over the statistics named in ``targets`` (see
     :func:`summary_statistics`, which gets ``kwargs``); ``scales`` default 1 in each
-    statistic's unit (mV, spikes, Hz); targets may be quantities. Mean over
-    compartments."""
+    statistic's unit (mV, spikes, Hz; for a ``variable`` other than ``v``, the unit
+    the trace recorded it in, ``trace.unit(variable)``); targets and scales may be
+    quantities, converted to it. Mean over compartments."""
     if not targets:
         raise ValueError("summary: targets is empty; give {statistic: target}, e.g. {'rate': 20.0}")
     stats = summary_statistics(trace, **kwargs)
@@ -388,14 +421,16 @@ def summary(trace: Trace, targets: dict, *, scales: dict | None = None, **kwargs
     for name, target in targets.items():
         value = stats[name].astype(jnp.result_type(float))
         _check_values(target, "summary", f"targets[{name!r}]")
-        # A statistic of the voltage is in mV; of another recorded variable, in that
-        # variable's unit, which a quantity's own dimension tells (mA/cm² for a channel
-        # current, nA for i_inj): it is read in jaxneuro's base unit of that dimension.
-        unit = stat_units[name] if name in stat_units else (
-            units.mV if variable == "v" else units.base_unit_of(target, f"targets[{name!r}]"))
+        # A statistic of the voltage is in mV; of another recorded variable, in the unit
+        # the trace recorded it in (mA/cm² for a compartment's channel current, nA for
+        # i_inj): a quantity of another dimension would otherwise be read as a number.
+        fixed = name in stat_units or variable == "v" or trace.unit(variable) is not None
+        unit = stat_units[name] if name in stat_units else _unit_of_variable(trace, variable, target, f"targets[{name!r}]")
         target = jnp.asarray(_plain(target, f"targets[{name!r}]", unit))
         _check_shape(target.shape, value.shape, "summary", f"targets[{name!r}]")
         scale = scales.get(name, 1.0)
-        scale = _plain(scale, f"scales[{name!r}]", units.base_unit_of(scale, f"scales[{name!r}]") if unit is None else unit)
+        if not fixed and unit is None:  # a trace without units and a plain target: the scale's own dimension
+            unit = _unit_of_variable(trace, variable, scale, f"scales[{name!r}]")
+        scale = _plain(scale, f"scales[{name!r}]", unit)
         total = total + jnp.mean(((value - target) / scale) ** 2)
     return total

@@ -103,13 +103,20 @@ class Bounded(AbstractTransform):
     hi: object
 
     def __check_init__(self):
+        lo, hi = _comparable(self.lo, self.hi)
+        if lo is None or hi is None:  # not comparable before with_unit, which checks again
+            return
         try:
-            lo, hi = np.asarray(_plain(self.lo), dtype=float), np.asarray(_plain(self.hi), dtype=float)
+            lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
         except (TypeError, ValueError):
             raise ValueError(f"Bounded expects numbers (or saiunit quantities) lo < hi, got lo={self.lo!r}, "
                              f"hi={self.hi!r}") from None
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(hi > lo)):
-            raise ValueError(f"Bounded expects finite bounds with lo < hi, got lo={self.lo}, hi={self.hi}")
+            import saiunit as u
+
+            converted = (f" (in one unit: lo={_show(lo)}, hi={_show(hi)})"
+                         if any(isinstance(units.as_quantity(x), u.Quantity) for x in (self.lo, self.hi)) else "")
+            raise ValueError(f"Bounded expects finite bounds with lo < hi, got lo={self.lo}, hi={self.hi}{converted}")
 
     def with_unit(self, unit, name):
         return Bounded(units.to_base(self.lo, f"{name} (lower bound)", unit),
@@ -138,6 +145,36 @@ class Bounded(AbstractTransform):
 
     def contains(self, x):
         return jnp.isfinite(x) & (x >= self.lo) & (x <= self.hi)
+
+
+def _comparable(lo, hi):
+    """Bounded's ``lo`` and ``hi`` as numbers in one unit, to compare them: two
+    quantities in ``lo``'s unit (10 nS < 0.03 µS), else a quantity in jaxneuro's base unit
+    of its dimension (°C for kelvin), the unit a plain bound is read in; ``None`` for a
+    quantity of a dimension with no base unit beside a plain bound (only the
+    parameter's unit, in ``with_unit``, tells). Two of different dimensions are a
+    ValueError naming them."""
+    import saiunit as u
+
+    lo, hi = units.as_quantity(lo), units.as_quantity(hi)
+    if isinstance(lo, u.Quantity) and isinstance(hi, u.Quantity):
+        if u.get_dim(lo) != u.get_dim(hi):
+            raise ValueError(f"Bounded expects lo and hi of one dimension, got lo={lo} "
+                             f"({units._describe_dim(u.get_dim(lo))}), hi={hi} ({units._describe_dim(u.get_dim(hi))})")
+        return lo.to_decimal(lo.unit), hi.to_decimal(lo.unit)
+
+    def in_base(x, name):
+        if not isinstance(x, u.Quantity):
+            return x
+        if u.get_dim(x) == u.get_dim(u.kelvin):
+            return np.asarray(x.to_decimal(u.kelvin), dtype=float) - 273.15
+        try:
+            unit = units.base_unit_of(x, name)
+        except ValueError:
+            return None
+        return units.to_static(x, name, unit)  # (float64: not rounded to JAX's precision)
+
+    return in_base(lo, "Bounded.lo"), in_base(hi, "Bounded.hi")
 
 
 def _plain(x):

@@ -354,6 +354,20 @@ def _channels_for(channels, swc_type, name):
     )
 
 
+def _fraction(value, name: str) -> float:
+    """``value`` as a float if it is one dimensionless number (a plain number or a
+    dimensionless quantity), else a ValueError naming ``name``: d_lambda is a fraction
+    of the length constant, not a length."""
+    try:
+        x = units.to_static(value, name, None)
+    except ValueError:
+        x = None
+    if x is None or np.ndim(x) != 0:
+        raise ValueError(f"cell_from_swc: {name} expects one dimensionless number > 0 (a fraction of the length "
+                         f"constant, e.g. 0.1), got {value!r}")
+    return float(x)
+
+
 def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=None, freq=100.0,
                   temperature=membrane.TEMPERATURE_NOT_GIVEN, nseg=None):
     """A :class:`~jaxneuro.Cell` from an SWC file.
@@ -384,7 +398,7 @@ def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=None, freq=100
         if d_lambda is not None:
             raise ValueError("cell_from_swc: give nseg (segments per section) or d_lambda (NEURON's rule), not both")
         nseg = units.positive_int(nseg, "cell_from_swc: nseg")
-    d_lambda = 0.1 if d_lambda is None else float(d_lambda)
+    d_lambda = 0.1 if d_lambda is None else _fraction(d_lambda, "d_lambda")
     freq = float(units.to_base(freq, "freq", units.Hz))
     for label, value in (("Ra", Ra_f), ("cm", cm_f), ("d_lambda", d_lambda), ("freq", freq)):
         if not value > 0 or not math.isfinite(value):

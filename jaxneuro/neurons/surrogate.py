@@ -36,6 +36,10 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
+import saiunit
+
+from .. import units
 
 
 class AbstractSurrogate(eqx.Module):
@@ -43,11 +47,23 @@ class AbstractSurrogate(eqx.Module):
 
     ``width`` (mV): how far from threshold the surrogate reaches. ``time_scale`` (ms):
     each solver step's surrogate counts ``dt / time_scale`` (see the module doc), so
-    gradients converge as ``dt`` shrinks (they do not grow as ``1/dt``).
+    gradients converge as ``dt`` shrinks (they do not grow as ``1/dt``). Either may be
+    a saiunit quantity (``2 * u.mV``), converted to that unit.
     """
 
     width: float = 1.0
     time_scale: float = 1.0
+
+    def __post_init__(self):
+        # A quantity (2 * u.mV) in the documented unit, and a NumPy number
+        # (np.float32(2.0)), as a Python float: the surrogate is a static field of its
+        # neuron, hashed and compared.
+        for name, unit in (("width", units.mV), ("time_scale", units.ms)):
+            value = getattr(self, name)
+            if isinstance(value, saiunit.Quantity) or (
+                    isinstance(value, (np.ndarray, np.number)) and np.asarray(value).dtype.kind in "iuf"):
+                value = units.to_static(value, f"{type(self).__name__}.{name}", unit)
+                setattr(self, name, float(value) if value.ndim == 0 else value)
 
     def __check_init__(self):
         cls = type(self).__name__
