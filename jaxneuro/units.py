@@ -473,6 +473,7 @@ def param(
     default: Any = dataclasses.MISSING,
     check: str | None = None,
     allow_inf: bool = False,
+    optional: bool = False,
     doc: str = "",
 ):
     """Declare a module field that holds a physical parameter.
@@ -488,10 +489,12 @@ def param(
     needs no factors. ``None`` declares a dimensionless number; :data:`celsius` a
     temperature (kelvin quantities are converted). ``check``: ``None``, ``"positive"``
     (> 0) or ``"nonnegative"`` (>= 0); ``allow_inf``: accept +inf (a duration that
-    never ends). NaN is always rejected. Conversion and checks run once, in
-    :func:`convert_fields`, when the module is constructed.
+    never ends); ``optional``: accept ``None`` (a parameter whose absence means
+    something, where the default is a number), as a ``None`` default does. NaN is
+    always rejected. Conversion and checks run once, in :func:`convert_fields`, when
+    the module is constructed.
     """
-    meta = {"unit": unit, "check": check, "allow_inf": allow_inf, "doc": doc}
+    meta = {"unit": unit, "check": check, "allow_inf": allow_inf, "optional": optional, "doc": doc}
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -553,7 +556,8 @@ def convert_fields(module) -> None:
         value = getattr(module, f.name)
         label = f"{cls_name}.{f.name}"
         if value is None:
-            if f.default is not None:  # None means "not given" only where it is the default
+            if f.default is not None and not f.metadata.get("optional"):
+                # None means "not given" only where it is the default, or declared optional
                 raise ValueError(f"parameter {label!r} expects a number (in {unit_name(f.metadata['unit'])}), got None")
             continue
         arr = to_base(value, label, f.metadata["unit"])

@@ -226,3 +226,16 @@ def test_firing_in_consecutive_steps_warns_that_spikes_may_be_lost():
         warnings.simplefilter("error")
         fine = jn.simulate(lif, 100.0, dt=0.1, stimuli=stim, record=())
     assert float(fine.spike_count[0]) == 497  # 100 ms / (τ ln(V∞/(V∞ - 20 mV)) = 0.201 ms)
+
+
+def test_v_spike_none_shows_the_reset_value():
+    # The docstring offered V_spike=None; the constructor refused it ("expects a number").
+    drive = [jn.StepCurrent(3.0)]
+    shown = jn.simulate(jn.LIF(), 50.0, stimuli=drive)
+    plain = jn.simulate(jn.LIF(V_spike=None), 50.0, stimuli=drive)
+    spiked = np.asarray(shown.v) == 20.0
+    assert spiked.sum() == int(shown.spike_count) > 0
+    np.testing.assert_array_equal(np.asarray(plain.v)[spiked], -75.0)
+    np.testing.assert_array_equal(np.asarray(plain.v)[~spiked], np.asarray(shown.v)[~spiked])
+    with pytest.raises(ValueError, match=r"parameter 'LIF.C' expects a number \(in nF\), got None"):
+        jn.LIF(C=None)

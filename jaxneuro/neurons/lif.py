@@ -44,7 +44,7 @@ class LIF(AbstractSpikingNeuron):
     EL: object = units.param(units.mV, default=-70.0)
     V_th: object = units.param(units.mV, default=-55.0, allow_inf=True)
     V_reset: object = units.param(units.mV, default=-75.0)
-    V_spike: object = units.param(units.mV, default=20.0)
+    V_spike: object = units.param(units.mV, default=20.0, optional=True)  # None: show the reset
     t_ref: object = units.param(units.ms, default=2.0, check="nonnegative")
     area: object = units.param(units.um2, default=None, check="positive")
     n: int | None = eqx.field(default=None, static=True, kw_only=True, converter=units.as_count)
