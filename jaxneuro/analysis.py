@@ -388,6 +388,9 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     be the vmapped one (``amp``, ``delay`` or ``dur`` with the batch's leading axes) or
     one for all members (as ``membrane_time_constant``).
 
+    ``variable``: the name of the trace's record read as the response (default
+    ``"v"``, mV).
+
     The step's amplitude must be a current (nA), not a current density. Where the
     voltage of a known trace is still moving at the onset (a run not started at rest),
     the baseline is not the resting voltage, and where the step makes a compartment
@@ -599,7 +602,8 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     (independent compartments): ``C · R_in`` with the steady-state input resistance (``v_guess`` as there). For a passive membrane the two agree; for
     an active one ``C · R_in`` is the slope resistance's time constant, not the
     charging time a step shows (an HH soma: 0.854 ms against 0.675 ms from a trace, in
-    jaxneuro as in NEURON).
+    jaxneuro as in NEURON). ``variable``: the trace's record read as the voltage, as
+    for :func:`input_resistance`.
     """
     if isinstance(source, AbstractModel):
         if stimulus is not None:
@@ -996,7 +1000,9 @@ def fi_curve(model: AbstractModel, amps, *, delay=0.0, dur=500.0, window=None, d
     population; a cable or cell of several segments needs a location such as
     ``("soma", 0.5)``; in a Network a population name). The rate counts spikes in ``window = (start, stop)`` (ms; default the
     whole step; skip the onset to get the steady rate). The amplitudes run in
-    parallel with ``jax.vmap``. Spikes are the model's own events for spiking
+    parallel with ``jax.vmap``, each a run of :func:`~jaxneuro.simulate` with step
+    ``dt`` (ms) from ``v0`` (mV; default the model's ``default_v0``). Spikes are the
+    model's own events for spiking
     neurons (a neuron's ``spike_capacity`` is raised to ``capacity`` for the run),
     else upward crossings of ``threshold`` (mV). ``capacity`` is the most spikes a
     compartment may fire before ``stop``: more is an error at run time, not a rate
