@@ -32,7 +32,8 @@ def test_one_to_one_and_all_to_all():
 
 
 @pytest.mark.parametrize("rule", [jn.conn.all_to_all(include_self=False),
-                                  jn.conn.fixed_prob(0.5, seed=0, include_self=False)])
+                                  jn.conn.fixed_prob(0.5, seed=0, include_self=False),
+                                  jn.conn.fixed_indegree(4, seed=0, include_self=False)])
 def test_include_self_false_drops_self_connections_of_overlapping_sides(rule):
     # Only identical sides lost their i -> i: subsets sharing neurons, or the same
     # neurons in another order, kept them (6 of 58 and 10 of 100 with all_to_all).
@@ -85,6 +86,157 @@ def test_fixed_prob_costs_memory_in_connections_not_n_squared():
     pre, post = jn.conn.fixed_prob(1e-4, seed=0, include_self=False)(n, n, same=True)
     assert time.perf_counter() - start < 5.0  # 1e10 pairs would not fit in that time
     assert abs(len(pre) - 1e6) < 5e3
+
+
+def _indegree_rows(pre, post, n_post, k):
+    """The pre of each post (one row per post), checking the layout: post-major, k each."""
+    np.testing.assert_array_equal(post, np.repeat(np.arange(n_post), k))
+    return pre.reshape(n_post, k)
+
+
+def test_fixed_indegree_gives_each_post_exactly_k_distinct_pre():
+    n_pre, n_post, k = 300, 500, 40
+    pre, post = jn.conn.fixed_indegree(k, seed=5)(n_pre, n_post)
+    rows = _indegree_rows(pre, post, n_post, k)
+    assert np.all(np.diff(rows, axis=1) > 0)  # distinct (ascending within each post)
+    assert rows.min() >= 0 and rows.max() < n_pre
+    again = jn.conn.fixed_indegree(k, seed=5)(n_pre, n_post)
+    np.testing.assert_array_equal(again[0], pre)
+    other = jn.conn.fixed_indegree(k, seed=6)(n_pre, n_post)[0].reshape(n_post, k)
+    assert np.mean(np.any(other != rows, axis=1)) > 0.99  # different seeds, different draws
+    # k of all pre (dense: the k smallest of a uniform key) and all of them.
+    rows = _indegree_rows(*jn.conn.fixed_indegree(250, seed=1)(n_pre, 20), 20, 250)
+    assert np.all(np.diff(rows, axis=1) > 0) and rows.max() < n_pre
+    pre, post = jn.conn.fixed_indegree(n_pre)(n_pre, 3)
+    np.testing.assert_array_equal(pre, np.tile(np.arange(n_pre), 3))
+    assert len(jn.conn.fixed_indegree(0)(5, 7)[0]) == 0 and len(jn.conn.fixed_indegree(3)(5, 0)[0]) == 0
+    with pytest.raises(ValueError, match=r"fixed_indegree: k=6 exceeds the 5 pre compartments \(5 on the pre side\)"):
+        jn.conn.fixed_indegree(6)(5, 4)
+
+
+@pytest.mark.parametrize("k", [20, 150])  # drawn with replacement, first k distinct / k smallest keys
+def test_fixed_indegree_is_uniform(k):
+    # Pre i is among a post's k with probability p = k/n_pre, independently per post:
+    # out-degrees Binomial(n_post, p). Their normalised squared deviations sum to about
+    # n_pre (chi-square-like, sd ≈ sqrt(2·n_pre) = 20).
+    n_pre, n_post = 200, 4000
+    pre, _ = jn.conn.fixed_indegree(k, seed=11)(n_pre, n_post)
+    p = k / n_pre
+    deg = np.bincount(pre, minlength=n_pre)
+    assert deg.sum() == n_post * k
+    stat = np.sum((deg - n_post * p) ** 2) / (n_post * p * (1 - p))
+    assert abs(stat - n_pre) < 5 * np.sqrt(2 * n_pre), stat
+
+
+@pytest.mark.parametrize("k, include_self", [(2, True), (3, True), (2, False), (3, False)])
+def test_fixed_indegree_draws_every_subset_equally_often(k, include_self):
+    # 5 pre onto 6000 posts (the same 5 repeated: post j is pre j % 5 when same): each
+    # post's set is one of C(5, k) (C(4, k) without itself), equally likely.
+    from itertools import combinations
+    from math import comb
+
+    n, n_post = 5, 6000
+    if include_self:
+        pre, post = jn.conn.fixed_indegree(k, seed=3)(n, n_post)
+    else:  # through a Network: posts 0..4 of one population, repeated 1200 times
+        net = jn.Network({"a": jn.LIF(n=n)}, [jn.ExpCurrentSynapse(
+            "a", ("a", np.tile(np.arange(n), n_post // n)), jn.conn.fixed_indegree(k, seed=3, include_self=False),
+            0.1, 2.0)])
+        syn = net.couplings[0]
+        pre, post = np.asarray(syn.pre_index), np.repeat(np.arange(n_post), k)
+        target = np.asarray(syn.post_index).reshape(n_post, k)[:, 0]
+        assert not np.any(pre.reshape(n_post, k) == target[:, None])  # never itself
+    rows = _indegree_rows(pre, post, n_post, k)
+    counts = {}
+    for j, r in enumerate(map(tuple, rows)):  # without self: each post's subsets of the others
+        key = r if include_self else (int(target[j]), r)
+        counts[key] = counts.get(key, 0) + 1
+    if include_self:
+        assert set(counts) == set(combinations(range(n), k))
+    else:
+        assert set(counts) == {(j, c) for j in range(n) for c in combinations(sorted(set(range(n)) - {j}), k)}
+    m = comb(n, k) if include_self else n * comb(n - 1, k)
+    assert len(counts) == m
+    expected = n_post / m
+    chi2 = sum((c - expected) ** 2 / expected for c in counts.values())
+    assert chi2 < m - 1 + 6 * np.sqrt(2 * (m - 1)), (chi2, m)  # chi-square with m - 1 df, < 6 sd above
+
+
+def test_fixed_indegree_include_self_keeps_exactly_k():
+    rows = _indegree_rows(*jn.conn.fixed_indegree(9, seed=0, include_self=False)(10, 10, same=True), 10, 9)
+    assert not np.any(rows == np.arange(10)[:, None])  # all but itself
+    rows = _indegree_rows(*jn.conn.fixed_indegree(3, seed=0, include_self=False)(10, 10, same=False), 10, 3)
+    with pytest.raises(ValueError, match=r"k=10 exceeds the 9 pre compartments other than the post itself"):
+        jn.conn.fixed_indegree(10, include_self=False)(10, 10, same=True)
+    # Sides that overlap without being the same list: the network gives the rule both
+    # sides' compartments, so every post still receives exactly k, none from itself
+    # (dropping self-pairs after the draw left k - 1 to some posts).
+    for pre_side, post_side in [(("a", list(range(8))), ("a", list(range(2, 10)))),
+                                ("a", ("a", list(range(9, -1, -1))))]:
+        for k in (3, 7):
+            net = jn.Network({"a": jn.LIF(n=10)}, [jn.ExpCurrentSynapse(
+                pre_side, post_side, jn.conn.fixed_indegree(k, seed=1, include_self=False), 0.1, 2.0)])
+            syn = net.couplings[0]
+            pi, po = np.asarray(syn.pre_index), np.asarray(syn.post_index)
+            assert not np.any(pi == po)
+            posts, degree = np.unique(po, return_counts=True)
+            np.testing.assert_array_equal(posts, sorted(set(post_side[1])))
+            assert np.all(degree == k)
+            assert len(set(zip(pi.tolist(), po.tolist()))) == len(pi)  # distinct pre per post
+    with pytest.raises(ValueError, match=r"k=8 exceeds the 7 pre compartments other than the post itself \(8 on"):
+        jn.Network({"a": jn.LIF(n=10)}, [jn.ExpCurrentSynapse(
+            ("a", list(range(8))), ("a", list(range(2, 10))), jn.conn.fixed_indegree(8, include_self=False), 0.1, 2.0)])
+    # With include_self (the default) a post may draw itself.
+    rows = _indegree_rows(*jn.conn.fixed_indegree(10)(10, 10, same=True), 10, 10)
+    assert np.all(rows == np.arange(10))
+
+
+def test_fixed_indegree_uniform_where_sides_overlap_in_part():
+    # Pre 0..199, posts 100..299 twenty times each: posts 100..199 draw from the 199
+    # others, posts 200..299 from all 200 (rows of two sizes, drawn together).
+    pre_glob, post_glob = np.arange(200), np.tile(np.arange(100, 300), 20)
+    k = 20
+    pi, po = jn.conn.connect(jn.conn.fixed_indegree(k, seed=4, include_self=False), pre_glob, post_glob)
+    assert np.all(np.bincount(po, minlength=post_glob.size) == k)
+    g_pre, g_post = pre_glob[pi], post_glob[po]
+    assert not np.any(g_pre == g_post)
+    for sel, n_avail in ((g_post < 200, 199), (g_post >= 200, 200)):
+        p = k / n_avail
+        # Pre i ≥ 100 is never drawn by the 20 posts that are itself.
+        posts = np.where((np.arange(200) >= 100) & (n_avail == 199), 2000 - 20, 2000)
+        expected = posts * p
+        deg = np.bincount(g_pre[sel], minlength=200)
+        stat = np.sum((deg - expected) ** 2 / (expected * (1 - p)))
+        assert abs(stat - 200) < 5 * np.sqrt(2 * 200), stat
+
+
+def test_fixed_indegree_costs_time_in_connections_not_n_squared():
+    # Brunel-sized: 10^4 x 10^4 with k = 1000 is 10^7 connections (~1.2 s here).
+    n, k = 10_000, 1000
+    start = time.perf_counter()
+    pre, post = jn.conn.fixed_indegree(k, seed=0, include_self=False)(n, n, same=True)
+    assert time.perf_counter() - start < 10.0
+    assert pre.shape == (n * k,) and not np.any(pre == post)
+    deg = np.bincount(post, minlength=n)
+    assert np.all(deg == k)
+
+
+def test_fixed_indegree_arguments_equality_and_repr():
+    rule = jn.conn.fixed_indegree(5, seed=2)
+    assert repr(rule) == "fixed_indegree(k=5, seed=2, include_self=True)"
+    assert rule == jn.conn.fixed_indegree(5.0, seed=2) and hash(rule) == hash(jn.conn.fixed_indegree(5, seed=2))
+    assert rule != jn.conn.fixed_indegree(5, seed=3) and rule != jn.conn.fixed_indegree(4, seed=2)
+    assert rule != jn.conn.fixed_indegree(5, seed=2, include_self=False)
+    assert rule != jn.conn.fixed_prob(0.5, seed=2)
+    assert jn.conn.fixed_indegree(5, seed=None) != jn.conn.fixed_indegree(5, seed=None)  # each its own draw
+    for bad in (-1, 1.5, "3", True, np.array([1, 2]), np.inf):
+        with pytest.raises(ValueError, match="fixed_indegree: k expects a non-negative whole number"):
+            jn.conn.fixed_indegree(bad)
+    with pytest.raises(ValueError, match="fixed_indegree: seed expects a non-negative integer"):
+        jn.conn.fixed_indegree(3, seed=-1)
+    with pytest.raises(ValueError, match="fixed_indegree: include_self expects True or False"):
+        jn.conn.fixed_indegree(3, include_self=0)
+    assert jn.conn.fixed_indegree(np.int64(3))(4, 2)[0].shape == (6,)
 
 
 def test_explicit_and_callable_rules():
@@ -231,6 +383,7 @@ def test_rebuilt_networks_are_the_same_static_configuration():
     # structure (jit does not compile again) and arrays do not break the comparison.
     cells = soma(3)
     rules = [lambda: jn.conn.all_to_all(include_self=False), lambda: jn.conn.fixed_prob(0.5, seed=3),
+             lambda: jn.conn.fixed_indegree(2, seed=3),
              lambda: jn.conn.explicit(np.array([0, 1]), np.array([1, 2])), lambda: (np.array([0, 1]), np.array([1, 2])),
              lambda: jn.conn.one_to_one]
     for make in rules:

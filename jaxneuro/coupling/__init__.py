@@ -6,10 +6,10 @@ from .gap import (
     AbstractGapJunction, AsymmetricGapJunction, AsymmetryGapJunction, SymmetricGapJunction,
     SymmetryGapJunction,
 )
-from .synapse import AbstractSynapse, AlphaSynapse, Exp2Synapse, ExpSynapse
+from .synapse import AbstractSynapse, AlphaSynapse, Exp2Synapse, ExpCurrentSynapse, ExpSynapse
 
 __all__ = [
     "conn", "AbstractCoupling", "AbstractGapJunction", "SymmetricGapJunction",
     "AsymmetricGapJunction", "SymmetryGapJunction", "AsymmetryGapJunction",
-    "AbstractSynapse", "ExpSynapse", "AlphaSynapse", "Exp2Synapse",
+    "AbstractSynapse", "ExpSynapse", "AlphaSynapse", "Exp2Synapse", "ExpCurrentSynapse",
 ]

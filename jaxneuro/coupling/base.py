@@ -110,14 +110,11 @@ class AbstractCoupling(eqx.Module):
         """A copy with ``pre_index``/``post_index`` set. ``locate(side, role)`` returns
         the global flat indices (NumPy) of a normalised side, ``role`` "pre" or "post"."""
         pre_glob, post_glob = locate(self.pre, "pre"), locate(self.post, "post")
-        same = pre_glob.shape == post_glob.shape and bool(np.all(pre_glob == post_glob))
-        pre_ids, post_ids = conn_rules.resolve(self.conn, pre_glob.size, post_glob.size, same)
+        # The rule sees both sides' global ids, so that include_self=False leaves out a
+        # compartment's connections to itself also where the sides overlap without being
+        # the same list (subsets, another order): see conn.connect.
+        pre_ids, post_ids = conn_rules.connect(self.conn, pre_glob, post_glob)
         pre, post = pre_glob[pre_ids], post_glob[post_ids]
-        if getattr(self.conn, "include_self", True) is False and not same:
-            # Sides that overlap without being the same list (subsets, another order):
-            # the rule saw local numbers, so its i -> i is not a compartment to itself.
-            keep = pre != post
-            pre, post = pre[keep], post[keep]
         bound = eqx.tree_at(
             lambda c: (c.pre_index, c.post_index),
             self,

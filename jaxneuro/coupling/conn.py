@@ -8,7 +8,10 @@ whether ``i → i`` connections are made. BrainPy-style callables ``conn(n_pre, 
 and explicit ``(pre_ids, post_ids)`` pairs are accepted wherever a rule is.
 
 Rules run once, when a :class:`~jaxneuro.Network` is built, on the host; the stored
-index arrays cost memory proportional to the number of connections, never N².
+index arrays cost memory proportional to the number of connections, never N². A
+network applies a rule through :func:`connect`, which also gives it the global ids of
+both sides' compartments, so that ``include_self=False`` knows a compartment's own
+connections where the sides overlap without being the same list.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import numpy as np
 
 from .. import units
 
-__all__ = ["one_to_one", "all_to_all", "fixed_prob", "explicit", "resolve", "as_rule", "AbstractRule"]
+__all__ = ["one_to_one", "all_to_all", "fixed_prob", "fixed_indegree", "explicit", "resolve", "connect", "as_rule",
+           "AbstractRule"]
 
 
 class AbstractRule:
@@ -37,6 +41,19 @@ class AbstractRule:
 
     def build(self, n_pre, n_post, same):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def connect(self, pre_glob, post_glob):
+        """``(pre_ids, post_ids)``, local indices into the two sides, for sides whose
+        compartments have the global ids ``pre_glob`` and ``post_glob`` (NumPy integer
+        arrays, as a :class:`~jaxneuro.Network` locates them): the rule called with
+        ``same`` True where the two lists are equal; with ``include_self=False``, where
+        they overlap without being the same list (subsets, another order), the
+        connections of a compartment to itself are then left out (the rule saw local
+        numbers, so its ``i → i`` is not a compartment to itself). A rule that must keep
+        a count exact (:func:`fixed_indegree`) overrides this."""
+        same = _same_sides(pre_glob, post_glob)
+        pre, post = self(pre_glob.size, post_glob.size, same)
+        return _drop_overlap(self, pre, post, pre_glob, post_glob, same)
 
     def _key(self):
         """What makes two rules of one class equal (hashable), or None to compare
@@ -85,6 +102,38 @@ class _AllToAll(AbstractRule):
         return f"all_to_all(include_self={self.include_self})"
 
 
+def _same_sides(pre_glob, post_glob) -> bool:
+    """Whether two sides are the same compartments in the same order."""
+    return pre_glob.shape == post_glob.shape and bool(np.all(pre_glob == post_glob))
+
+
+def _drop_overlap(rule, pre, post, pre_glob, post_glob, same):
+    """``(pre, post)`` without the connections of a compartment to itself where
+    ``rule`` has ``include_self=False`` and the sides overlap without being the same."""
+    if getattr(rule, "include_self", True) is False and not same:
+        keep = pre_glob[pre] != post_glob[post]
+        pre, post = pre[keep], post[keep]
+    return pre, post
+
+
+def _check_seed(seed, rule: str):
+    """``seed`` as a rule keeps it: an int, None (a fresh draw) or a NumPy generator."""
+    generator = (np.random.Generator, np.random.SeedSequence, np.random.BitGenerator)
+    integer = isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_))
+    if not (seed is None or isinstance(seed, generator) or (integer and seed >= 0)):
+        raise ValueError(f"{rule}: seed expects a non-negative integer, None (a fresh draw) or a "
+                         f"NumPy Generator, got {seed!r}")
+    return int(seed) if integer else seed
+
+
+def _seed_key(seed):
+    """An integer seed makes the same draw every time; anything else (None, a
+    Generator) may not, so such rules are only equal to themselves (None)."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return int(seed)
+    return None
+
+
 def _drop_self(pre, post, drop: bool):
     """Remove connections of a compartment to itself (recurrent rules without self)."""
     if not drop:
@@ -103,13 +152,8 @@ class _FixedProb(AbstractRule):
                              f"connections are drawn when it is built), got {p!r}")
         if not 0.0 <= float(p) <= 1.0:
             raise ValueError(f"fixed_prob: p expects a probability in [0, 1], got {p!r}")
-        generator = (np.random.Generator, np.random.SeedSequence, np.random.BitGenerator)
-        integer = isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_))
-        if not (seed is None or isinstance(seed, generator) or (integer and seed >= 0)):
-            raise ValueError(f"fixed_prob: seed expects a non-negative integer, None (a fresh draw) or a "
-                             f"NumPy Generator, got {seed!r}")
+        self.seed = _check_seed(seed, "fixed_prob")
         self.p = float(p)
-        self.seed = int(seed) if integer else seed
         self.include_self = units.flag(include_self, "fixed_prob: include_self")
 
     def build(self, n_pre, n_post, same):
@@ -135,14 +179,150 @@ class _FixedProb(AbstractRule):
         return _drop_self(pre, post, same and not self.include_self)
 
     def _key(self):
-        # An integer seed makes the same draw every time; anything else (None, a
-        # Generator) may not, so such rules are only equal to themselves.
-        if isinstance(self.seed, (int, np.integer)) and not isinstance(self.seed, bool):
-            return (self.p, int(self.seed), self.include_self)
-        return None
+        seed = _seed_key(self.seed)
+        return None if seed is None else (self.p, seed, self.include_self)
 
     def __repr__(self):
         return f"fixed_prob(p={self.p}, seed={self.seed}, include_self={self.include_self})"
+
+
+#: Elements (rows × candidates) of one block of :class:`_FixedIndegree`'s draw: bounds
+#: its temporary memory (a few arrays of this many int64) whatever the network's size.
+_BLOCK = 1 << 21
+
+
+class _FixedIndegree(AbstractRule):
+    def __init__(self, k, seed=0, include_self: bool = True):
+        whole = (not isinstance(k, (bool, np.bool_)) and np.ndim(k) == 0 and not isinstance(k, jax.core.Tracer)
+                 and np.issubdtype(np.asarray(k).dtype, np.number) and not np.iscomplexobj(k)
+                 and np.isfinite(k) and float(k) == int(k) and k >= 0)
+        if not whole:
+            raise ValueError(f"fixed_indegree: k expects a non-negative whole number (the connections each post "
+                             f"receives, fixed when the network is built; e.g. int(0.1 * n_exc)), got {k!r}")
+        self.k = int(k)
+        self.seed = _check_seed(seed, "fixed_indegree")
+        self.include_self = units.flag(include_self, "fixed_indegree: include_self")
+
+    def build(self, n_pre, n_post, same):
+        if same and not self.include_self:  # post j is pre j
+            return self._draw(n_pre, n_post, np.arange(n_post)[:, None], "other than the post itself")
+        return self._draw(n_pre, n_post, None, "")
+
+    def connect(self, pre_glob, post_glob):
+        # The network's side lists: without self, each post leaves out exactly the pre
+        # positions that are its own compartment, whether the sides are the same list,
+        # subsets sharing some compartments or the same in another order, so that every
+        # post keeps exactly k connections (dropping them after the draw would leave
+        # k - 1 to some).
+        if self.include_self or _same_sides(pre_glob, post_glob):
+            return self(pre_glob.size, post_glob.size, _same_sides(pre_glob, post_glob))
+        order = np.argsort(pre_glob, kind="stable")
+        sorted_pre = pre_glob[order]
+        lo = np.searchsorted(sorted_pre, post_glob, side="left")
+        count = np.searchsorted(sorted_pre, post_glob, side="right") - lo
+        width = int(count.max(initial=0))
+        if width == 0:  # no overlap
+            return self(pre_glob.size, post_glob.size, False)
+        n_pre = pre_glob.size
+        cols = np.arange(width)
+        excluded = np.where(cols < count[:, None], order[np.minimum(lo[:, None] + cols, n_pre - 1)], n_pre)
+        return self._draw(n_pre, post_glob.size, np.sort(excluded, axis=1), "other than the post itself")
+
+    def _draw(self, n_pre, n_post, excluded, what):
+        """``k`` distinct pre positions for each of ``n_post`` posts, uniform among those
+        not in the post's row of ``excluded`` (ascending, padded with ``n_pre``; None:
+        none excluded); post-major, each post's pre ascending."""
+        k = self.k
+        n_excl = np.zeros(n_post, dtype=np.int64) if excluded is None else np.sum(excluded < n_pre, axis=1)
+        available = n_pre - n_excl
+        if n_post and k > int(available.min()):
+            which = f"pre compartments {what}" if what else "pre compartments"
+            raise ValueError(
+                f"fixed_indegree: k={k} exceeds the {int(available.min())} {which} ({n_pre} on the pre side) "
+                "from which each post draws its k distinct connections"
+            )
+        if k == 0 or n_post == 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        rng = np.random.default_rng(self.seed)
+        out = np.empty((n_post, k), dtype=np.int64)
+        dense = 2 * k > int(available.min())
+        # Dense: the k smallest of a uniform key per candidate (n_pre per row, at most
+        # twice the connections). Sparse: draws with replacement, first k distinct kept.
+        n_min = int(available.min())
+        per_row = n_pre if dense else _draws_for(k, n_min)
+        rows = max(1, _BLOCK // per_row)
+        for start in range(0, n_post, rows):
+            block = slice(start, min(start + rows, n_post))
+            ex = None if excluded is None else excluded[block]
+            if dense:
+                out[block] = _smallest_keys(rng, block.stop - block.start, n_pre, k, ex)
+            else:
+                out[block] = _first_distinct_draws(rng, available[block], k, ex, per_row)
+        return out.reshape(-1), np.repeat(np.arange(n_post, dtype=np.int64), k)
+
+    def _key(self):
+        seed = _seed_key(self.seed)
+        return None if seed is None else (self.k, seed, self.include_self)
+
+    def __repr__(self):
+        return f"fixed_indegree(k={self.k}, seed={self.seed}, include_self={self.include_self})"
+
+
+def _draws_for(k, n):
+    """Draws with replacement from ``n`` values that almost always hold ``k`` distinct
+    ones (the expected number of distinct values of ``m`` draws is ``n(1 − (1 −
+    1/n)^m)``; a row that falls short draws again, with twice as many)."""
+    return int(math.ceil(-n * math.log1p(-k / n))) + int(math.ceil(6.0 * math.sqrt(k))) + 8
+
+
+def _skip_excluded(u, excluded):
+    """Map ``u`` (the u-th available pre of each row) to pre positions, passing over
+    each row's ascending ``excluded`` positions."""
+    if excluded is None:
+        return u
+    for c in range(excluded.shape[1]):
+        u = u + (u >= excluded[:, c:c + 1])
+    return u
+
+
+def _smallest_keys(rng, n_rows, n_pre, k, excluded):
+    keys = rng.random((n_rows, n_pre))
+    if excluded is not None:
+        rows = np.broadcast_to(np.arange(n_rows)[:, None], excluded.shape)
+        real = excluded < n_pre
+        keys[rows[real], excluded[real]] = 2.0  # never among the k smallest (k ≤ available)
+    chosen = np.argpartition(keys, k - 1, axis=1)[:, :k] if k < n_pre else np.broadcast_to(np.arange(n_pre), (n_rows, n_pre))
+    return np.sort(chosen, axis=1)
+
+
+def _first_distinct_draws(rng, available, k, excluded, m):
+    """For each row, the first ``k`` distinct values (ascending) of uniform draws
+    from its ``available`` pre positions: a uniform k-subset, as the draws are
+    exchangeable."""
+    n_rows = available.shape[0]
+    out = np.empty((n_rows, k), dtype=np.int64)
+    pending = np.arange(n_rows)
+    while pending.size:
+        avail = available[pending]
+        if np.all(avail == avail[0]):
+            u = rng.integers(0, int(avail[0]), size=(pending.size, m))
+        else:  # rows of two sizes (sides that overlap in part): floor(U·n), uniform to 2^-53
+            u = (rng.random((pending.size, m)) * avail[:, None]).astype(np.int64)
+        v = _skip_excluded(u, None if excluded is None else excluded[pending])
+        # Sorted by value, then by draw: one sort of value·m + draw position.
+        key = np.sort(v * m + np.arange(m), axis=1)
+        sv = key // m
+        pos = key - sv * m
+        new = np.ones(sv.shape, dtype=bool)
+        new[:, 1:] = sv[:, 1:] != sv[:, :-1]  # each value's first draw
+        # The k first-drawn distinct values: first draws at or before the k-th earliest.
+        first_pos = np.where(new, pos, m)
+        kth = np.partition(first_pos, k - 1, axis=1)[:, k - 1:k]
+        ok = kth[:, 0] < m
+        keep = (new & (pos <= kth))[ok]
+        out[pending[ok]] = sv[ok][keep].reshape(-1, k)
+        pending, m = pending[~ok], 2 * m
+    return out
 
 
 class _Explicit(AbstractRule):
@@ -208,6 +388,18 @@ def fixed_prob(p, seed=0, include_self: bool = True):
     return _FixedProb(p, seed, include_self)
 
 
+def fixed_indegree(k, seed=0, include_self: bool = True):
+    """Connect every post to exactly ``k`` distinct pre, drawn uniformly for each post
+    (NEST's ``fixed_indegree``; Brunel 2000's ``C_E = 0.1·N_E``); ``seed`` fixes the
+    draw (NumPy's ``default_rng``). ``include_self=False`` leaves a post's own
+    compartment out of its candidates where pre and post overlap (the same
+    compartments, or subsets sharing some, in a Network), so each post still receives
+    exactly ``k``. ``k`` larger than the candidates (``n_pre``, or one fewer without
+    self) is a ValueError. Time and memory grow with the ``n_post·k`` connections, not
+    with ``n_pre·n_post``; they come post by post, each post's pre ascending."""
+    return _FixedIndegree(k, seed, include_self)
+
+
 def explicit(pre_ids, post_ids):
     """The connections ``pre_ids[k] → post_ids[k]`` exactly as given."""
     return _Explicit(pre_ids, post_ids)
@@ -242,8 +434,22 @@ def as_rule(conn):
         pairs = " (for a list of (pre, post) pairs: jn.conn.explicit(*zip(*pairs)))"
     raise ValueError(
         "conn expects a connection rule (jn.conn.one_to_one, all_to_all(...), fixed_prob(p, "
-        f"seed), explicit(pre_ids, post_ids)), a (pre_ids, post_ids) pair or a callable{pairs}; got {conn!r}"
+        "seed), fixed_indegree(k, seed), explicit(pre_ids, post_ids)), a (pre_ids, post_ids) pair or a callable"
+        f"{pairs}; got {conn!r}"
     )
+
+
+def connect(conn, pre_glob, post_glob):
+    """``(pre_ids, post_ids)`` (local indices into the sides) for any accepted form of
+    ``conn`` between sides whose compartments have the global ids ``pre_glob`` and
+    ``post_glob``; see :meth:`AbstractRule.connect`."""
+    rule = as_rule(conn)
+    pre_glob, post_glob = np.asarray(pre_glob), np.asarray(post_glob)
+    if isinstance(rule, AbstractRule):
+        return rule.connect(pre_glob, post_glob)
+    same = _same_sides(pre_glob, post_glob)
+    pre, post = resolve(rule, pre_glob.size, post_glob.size, same)
+    return _drop_overlap(rule, pre, post, pre_glob, post_glob, same)
 
 
 def resolve(conn, n_pre: int, n_post: int, same: bool):

@@ -38,17 +38,18 @@ class Network(AbstractModel):
     in the order of ``populations`` (shape ``(n_total,)``, mV), so one implicit solve
     couples them; ``state.gates[name]`` and ``state.events[name]`` hold each
     population's own gates and event buffers (spikes), and ``state.events[coupling
-    name]`` each synapse's conductances. Each population's events are resolved by the
+    name]`` each synapse's kernel states. Each population's events are resolved by the
     population itself.
 
     Simulate with :func:`jaxneuro.simulate`; stimuli target populations by name
     (``jn.StepCurrent(amp, delay, dur, target="a")`` or ``target=("a", indices)``), and
     ``trace["a"]`` is population ``"a"``'s :class:`~jaxneuro.Trace` (``.v``,
     ``.spikes``...), ``trace[name]`` of a synapse its recorded conductance ``g`` (µS,
-    one column per connection). Record names apply to every member that has them;
-    populations also record ``"i_gap"`` and ``"i_syn"`` (nA into each compartment). In
-    a network ``"i_inj"`` is all current entering a compartment from outside its own
-    membrane: stimuli, gap junctions and synapses.
+    one column per connection; a current-based synapse's current ``i``, nA). Record
+    names apply to every member that has them; populations also record ``"i_gap"`` and
+    ``"i_syn"`` (nA into each compartment). In a network ``"i_inj"`` is all current
+    entering a compartment from outside its own membrane: stimuli, gap junctions and
+    synapses.
 
     With gap junctions, the default solver is :class:`~jaxneuro.StaggeredEuler` with
     backward-Euler voltages, treating the junctions implicitly
@@ -485,16 +486,17 @@ class Network(AbstractModel):
         names = ["v", "i_gap", "i_syn"]
         for n in self.names:
             names += [x for x in self.populations[n].observables() if x not in names]
-        if self.synapses and "g" not in names:
-            names.append("g")
+        for syn in self.synapses:  # "g" (conductance synapses), "i" (current-based ones)
+            if syn.record_name not in names:
+                names.append(syn.record_name)
         return tuple(names)
 
     def unit_of(self, name):
         """The unit of ``name`` wherever the network records it: ``i_gap``, ``i_syn`` nA,
-        a synapse's ``g`` µS, other names their populations' (a channel current is
-        mA/cm² on a compartment). A name whose unit differs between populations (``i_cap``
-        of a LIF, nA, and of a compartment, mA/cm²) is a ValueError; ask
-        :meth:`member_unit` for one population's."""
+        a synapse's ``g`` µS, a current-based synapse's ``i`` nA, other names their
+        populations' (a channel current is mA/cm² on a compartment). A name whose unit
+        differs between populations (``i_cap`` of a LIF, nA, and of a compartment,
+        mA/cm²) is a ValueError; ask :meth:`member_unit` for one population's."""
         found = {self.member_unit(member, name) for member in self._members_recording(name)}
         if not found:
             raise ValueError(f"unit_of: {name!r} is not a record name of this Network; it records "
@@ -508,14 +510,16 @@ class Network(AbstractModel):
         """The unit of ``name`` as population (or synapse) ``member`` records it."""
         if name in ("i_gap", "i_syn", "i_inj"):
             return "nA"  # the network's own coupling currents, into each compartment
-        if member not in self.names:
-            return "µS"  # a synapse records its conductance g
+        if member not in self.names:  # a synapse records its output: g (µS) or a current i (nA)
+            syn = next((c for c in self.synapses if c.name == member), None)
+            if syn is None or name != syn.record_name:
+                raise ValueError(f"member_unit: {member!r} does not record {name!r} in this Network")
+            return syn.record_unit
         return self.populations[member].unit_of(name)
 
     def _members_recording(self, name):
-        if name == "g":
-            return [syn.name for syn in self.synapses]
-        return [n for n in self.names if name in ("i_gap", "i_syn") or name in self.populations[n].observables()]
+        pops = [n for n in self.names if name in ("i_gap", "i_syn") or name in self.populations[n].observables()]
+        return pops + [syn.name for syn in self.synapses if syn.record_name == name]
 
     def observe(self, name, t, state, i_inj):
         """``{member: value}`` for every population (and synapse) that records ``name``."""
@@ -533,15 +537,16 @@ class Network(AbstractModel):
                 out[pop_name] = self.populations[pop_name].observe(
                     name, t, self._sub_state(state, pop_name), i_total[s].reshape(shp)
                 )
-        if name == "g":
-            for syn in self.synapses:
-                # Exact delivery: what the currents use, arrivals by t included (a spike
-                # arriving at the run's start shows from its first sample). NEURON's
-                # delivery: the state at t, each event counted from its delivery
-                # midpoint (NEURON's own record is half a step further decayed; see
-                # jaxneuro.coupling.synapse).
-                spikes = self._pre_spikes(syn, state) if syn.delivery == "exact" else None
-                out[syn.name] = syn.conductance(t, state.events[syn.name], spikes)
+        for syn in self.synapses:
+            if name != syn.record_name:  # "g" (µS), or "i" (nA) of a current-based synapse
+                continue
+            # Exact delivery: what the currents use, arrivals by t included (a spike
+            # arriving at the run's start shows from its first sample). NEURON's
+            # delivery: the state at t, each event counted from its delivery
+            # midpoint (NEURON's own record is half a step further decayed; see
+            # jaxneuro.coupling.synapse).
+            spikes = self._pre_spikes(syn, state) if syn.delivery == "exact" else None
+            out[syn.name] = syn.output(t, state.events[syn.name], spikes)
         return out
 
     def make_trace(self, ts, values, events, span=None, order=None, counts_span=False):
