@@ -259,12 +259,21 @@ def _raster(trace, ax, label, **kwargs):
             "this trace has no spike times of its own; for threshold crossings, "
             "simulate with summary=jn.SpikeSummary() or use jn.spike_times(trace)"
         )
-    spikes = np.asarray(trace.spikes).reshape(-1, np.shape(trace.spikes)[-1])
+    spikes = trace.spikes
+    if trace.span is not None:
+        # A continued run's buffers carry the earlier parts' spikes too: draw only this
+        # trace's span (ms), as window() keeps them, so that the raster lines up with
+        # its own voltage plot. The trace's data stays as it is.
+        spikes, _ = trace._spikes_within(*trace.span)
+    spikes = np.asarray(spikes).reshape(-1, np.shape(spikes)[-1])
     rows = np.broadcast_to(np.arange(spikes.shape[0])[:, None], spikes.shape)
     keep = np.isfinite(spikes)
     kwargs.setdefault("marker", "|")
     kwargs.setdefault("linestyle", "none")
     ax.plot(spikes[keep], rows[keep], label=label, **kwargs)
+    if trace.span is not None:  # the time axis spans the trace, as its voltage plot's does
+        ax.update_datalim([(trace.span[0], 0.0), (trace.span[1], 0.0)])
+        ax.autoscale_view()
     ax.set_xlabel("time (ms)")
     ax.set_ylabel("neuron")
     ax.set_ylim(-0.5, spikes.shape[0] - 0.5)  # a row for every neuron, silent ones too

@@ -121,13 +121,14 @@ def test_backend_validation():
     from jaxneuro.backends import pallas as P
 
     samples = jn.DataCurrent(values=jnp.linspace(0.0, 0.3, 6), dt=0.5)
-    with pytest.raises(ValueError, match=r"scalars only, not stimuli\[0\]\.values of shape \(6,\)"):
+    with pytest.raises(ValueError, match=r"recorded waveform's samples \(stimuli\[0\]\.values: DataCurrent's 6 "
+                                         r"values, looked up by time\)"):
         jn.simulate(_population(), 1.0, stimuli=[samples], backend="pallas")
     assert "stimuli[0].values" in P.unsupported(_population(), jn.StaggeredEuler(), None, [samples])
-    # One value too many for a per-neuron parameter: said so (it read as the backend's limit).
-    with pytest.raises(ValueError, match=r"stimuli\[0\]\.amp has shape \(7,\): if it is meant per neuron, the "
-                                         r"population has 6"):
-        jn.simulate(_population(), 1.0, stimuli=[jn.StepCurrent(jnp.ones(7), 0.0, 1.0)], backend="pallas")
+    # One value too many for a per-neuron parameter: said so (it read as the backend's
+    # limit); simulate gives the stimulus's own error first (test_a_misshapen_stimulus_...).
+    assert "stimuli[0].amp has shape (7,): if it is meant per neuron, the population has 6" in P.unsupported(
+        _population(), jn.StaggeredEuler(), None, [jn.StepCurrent(jnp.ones(7), 0.0, 1.0)])
     # A parameter of one value in a population of six is named (before: "e.g. a
     # DataCurrent's samples"); so are per-target delays and the reason noise stays whole.
     one = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=jnp.array([0.12]))], n=6)
@@ -138,6 +139,51 @@ def test_backend_validation():
         jn.simulate(_population(), 1.0, stimuli=[delays], backend="pallas")
     with pytest.raises(ValueError, match=r"NoiseCurrent .*\(it draws its random numbers per neuron"):
         jn.simulate(_population(), 1.0, stimuli=[jn.NoiseCurrent(0.1, 0.1)], backend="pallas")
+
+
+@pytest.mark.parametrize("n, samples", [(8, 41), (41, 41)])
+def test_a_recorded_waveform_is_refused_as_samples_not_as_a_per_neuron_parameter(n, samples):
+    # One waveform for all neurons (values of shape (T,)) was refused as a per-neuron
+    # parameter of the wrong length ("if it is meant per neuron, the population has
+    # 8"; "per-neuron parameters (shape (41,)) ... not stimuli[0].values of shape
+    # (41,)" where T == n), with only backend='xla' advised, though 'sharded' runs it.
+    pop = jn.Compartment(length=20.0, diam=20.0, n=n, channels=[jn.channels.HH()])
+    stimuli = [jn.DataCurrent(jnp.linspace(0.0, 0.3, samples), 0.25)]
+    message = (rf"^backend='pallas': does not take a recorded waveform's samples \(stimuli\[0\]\.values: "
+               rf"DataCurrent's {samples} values, looked up by time\) in the GPU kernel; use backend='xla' or "
+               r"'sharded', which run it$")
+    with pytest.raises(ValueError, match=message):
+        jn.simulate(pop, 1.0, stimuli=stimuli, backend="pallas")
+    targeted = [jn.DataCurrent(jnp.linspace(0.0, 0.3, samples), 0.25, target=[0, 3])]
+    with pytest.raises(ValueError, match="recorded waveform's samples"):
+        jn.simulate(pop, 1.0, stimuli=targeted, backend="pallas")
+    ref = jn.simulate(pop, 1.0, stimuli=stimuli, backend="xla")
+    np.testing.assert_allclose(jn.simulate(pop, 1.0, stimuli=stimuli, backend="sharded").v, ref.v, rtol=0, atol=1e-9)
+
+
+def test_a_misshapen_stimulus_gets_its_own_error_on_every_backend():
+    # backend='pallas' refused a wrong-length amplitude as a per-neuron parameter and
+    # advised backend='xla', which refuses it too: every backend now gives the
+    # stimulus's own error (the one the XLA loop gives).
+    import diffrax
+
+    pop = jn.Compartment(length=20.0, diam=20.0, n=6, channels=[jn.channels.HH()])
+    stimuli = [jn.StepCurrent(jnp.full(4, 0.3), 1.0, 1e9)]
+    message = (r"^stimuli\[0\]: stimulus current of shape \(4,\) does not fit target=None, which names "
+               r"compartments of shape \(6,\).*\(StepCurrent's parameters: amp \(4,\), delay \(\), dur \(\)\)$")
+    for backend in ("pallas", "sharded", "xla", "auto"):
+        with pytest.raises(ValueError, match=message):
+            jn.simulate(pop, 1.0, stimuli=stimuli, backend=backend)
+    adaptive = dict(solver=diffrax.Tsit5(), stepsize_controller=diffrax.PIDController(rtol=1e-6, atol=1e-6))
+    for backend in ("pallas", "xla"):
+        with pytest.raises(ValueError, match=message):
+            jn.simulate(pop, 1.0, stimuli=stimuli, backend=backend, **adaptive)
+    # Refusals that are the backend's own stay so (another backend does run them).
+    with pytest.raises(ValueError, match=r"backend='pallas' runs the constant-step loop"):
+        jn.simulate(pop, 1.0, stimuli=[jn.StepCurrent(0.3, 1.0, 1e9)], backend="pallas", **adaptive)
+    with pytest.raises(ValueError, match=r"^backend='pallas': .*use_table=True\); use backend='xla'$"):
+        jn.simulate(jn.Compartment(length=20.0, diam=20.0, n=6, channels=[jn.channels.HH(use_table=True)]), 1.0,
+                    stimuli=[jn.StepCurrent(jnp.full(6, 0.3), 1.0, 1e9)], backend="pallas")
 
 
 @pytest.mark.parametrize("backend", ["pallas", "sharded"])

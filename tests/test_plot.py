@@ -177,6 +177,27 @@ def test_a_trace_at_one_time_draws_markers_not_joined_by_lines():
     assert at.plot("v", ls=":").lines[0].get_linestyle() == ":"
 
 
+def test_a_continued_run_s_raster_draws_its_own_span_only():
+    # A continued run's spike buffers carry the earlier part's spikes: its raster drew
+    # them too (from 3.6 ms for a part covering 50-100 ms), out of line with its
+    # voltage plot.
+    lif = jn.LIF(n=3, t_ref=2.0)
+    stimuli = [jn.StepCurrent(amp=np.array([2.0, 3.0, 5.0]), delay=0.0, dur=1e9)]
+    first = jn.simulate(lif, 50.0, stimuli=stimuli)
+    second = jn.simulate(lif, 100.0, stimuli=stimuli, init=first)
+    spikes = np.asarray(second.spikes)
+    assert np.sum(spikes < 50.0) > 0  # the data keeps the earlier part's spikes
+    x, y = second.plot("spikes").lines[0].get_data()
+    own = np.isfinite(spikes) & (spikes >= 50.0) & (spikes <= 100.0)
+    np.testing.assert_array_equal(np.sort(x), np.sort(spikes[own]))
+    assert sorted(y) == sorted(np.nonzero(own)[0])
+    assert second.plot("spikes").get_xlim() == second.plot("v").get_xlim()
+    assert np.sum(np.asarray(second.spikes) < 50.0) == np.sum(spikes < 50.0)  # unchanged by plotting
+    # A run from rest draws all of its spikes, as before.
+    x, _ = first.plot("spikes").lines[0].get_data()
+    assert len(x) == int(np.sum(np.isfinite(np.asarray(first.spikes))))
+
+
 def test_jn_plot_is_reachable_after_import_jaxneuro_and_needs_no_matplotlib():
     # jn.plot was an AttributeError until something imported jaxneuro.plot. It needs no
     # matplotlib until something is drawn (matplotlib is optional).

@@ -584,6 +584,26 @@ def test_a_run_off_the_save_grid_records_its_end(kw, times, tol):
     assert float(adaptive.v[-1]) == pytest.approx(-70.0 + 5.0 * math.exp(-0.5), abs=1e-7)
 
 
+def test_summary_runs_keep_the_column_labels_of_cables_and_cells():
+    # With summary= the model runs wrapped in a spike detector, and the trace's
+    # column labels were None (plots lost their legends).
+    cable = jn.Cable(length=500.0, diam=2.0, nseg=5, channels=[jn.channels.HH()])
+    record = {"v": None, "m_hh": [0.95, 0.5]}
+    full = jn.simulate(cable, 1.0, record=record)
+    summed = jn.simulate(cable, 1.0, record=record, summary=jn.SpikeSummary())
+    assert full.column_labels("v") == ("x=0.1", "x=0.3", "x=0.5", "x=0.7", "x=0.9")
+    assert summed.columns == full.columns
+    assert summed.column_labels("m_hh") == ("x=0.9", "x=0.5")
+    soma = jn.Cable(length=20.0, diam=20.0, channels=[jn.channels.HH()], name="soma")
+    dend = jn.Cable(length=100.0, diam=1.0, nseg=3, channels=[jn.channels.Leak()], name="dend")
+    cell = jn.Cell([soma, dend], parents=[None, ("soma", 1.0)])
+    tr = jn.simulate(cell, 1.0, record={"v": [("dend", 0.5), ("soma", 0.5)]}, summary=jn.SpikeSummary())
+    assert tr.column_labels("v") == ("dend(0.5)", "soma(0.5)")
+    # A population's columns are neurons by index, with or without a summary.
+    pop = jn.Compartment(length=20.0, diam=20.0, n=3, channels=[jn.channels.HH()])
+    assert jn.simulate(pop, 1.0, summary=jn.SpikeSummary()).column_labels("v") is None
+
+
 def test_cell_traces_label_their_columns_and_plots_use_them():
     # Nothing said which column was which place (record={name: places} included).
     import matplotlib

@@ -458,3 +458,19 @@ def test_i_clamp_records_the_clamp_current_alone():
     np.testing.assert_array_equal(trace["b"].i_clamp[:, 0], 0.0)
     with pytest.raises(ValueError, match="unknown name"):
         jn.simulate(soma, 1.0, stimuli=[step], record=("i_clamp",))
+
+
+@pytest.mark.parametrize("cut", [4.0, 6.0])
+def test_a_continued_run_records_the_clamp_current_as_one_run(cut):
+    """A run continued with init= at a command switch (6 ms) recorded the new level's
+    current at its first sample (-264 nA, where one run and NEURON have +11): that
+    sample ends the earlier run's last step, which read the old command."""
+    cell = jn.Compartment(length=20, diam=20, channels=[jn.channels.HH()])
+    clamp = jn.VoltageClamp(-65.0, 2.0, -10.0, 4.0, -65.0, 3.0, rs=0.2)
+    one = jn.simulate(cell, 10.0, stimuli=[clamp], record=("v", "i_clamp"))
+    first = jn.simulate(cell, cut, stimuli=[clamp], record=("v", "i_clamp"))
+    rest = jn.simulate(cell, 10.0, stimuli=[clamp], record=("v", "i_clamp"), init=first)
+    k = round(cut / 0.025)
+    np.testing.assert_allclose(np.asarray(rest.v), np.asarray(one.v)[k:], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(rest.i_clamp), np.asarray(one.i_clamp)[k:], rtol=0, atol=1e-7)
+    assert float(rest.i_clamp[0]) == pytest.approx(float(first.i_clamp[-1]), abs=1e-9)

@@ -65,7 +65,9 @@ def _choose(backend, model, solver, y0, stimuli) -> str:
         module = pallas if backend == "pallas" else sharded
         reason = module.unsupported(model, solver, y0, stimuli)
         if reason:
-            raise ValueError(f"backend={backend!r}: {reason}; use backend='xla'")
+            # (A reason may name the backends that run it already.)
+            advice = "" if "use backend=" in reason else "; use backend='xla'"
+            raise ValueError(f"backend={backend!r}: {reason}{advice}")
         return backend
     platform = jax.default_backend()
     if platform == "gpu" and not pallas.unsupported(model, solver, y0, stimuli):

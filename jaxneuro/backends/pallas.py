@@ -28,11 +28,13 @@ On a CPU the kernel runs in Pallas' interpret mode (a correctness check, not a f
 path). On a GPU it is lowered through Triton; outputs are padded to powers of two
 (``block`` neurons by a power-of-two number of saves; spike-time buffers to a
 power-of-two length) and sliced afterwards. In float32 the step's exponentials are the
-GPU's native ``exp2`` (:data:`NATIVE_EXP`). Tested on an NVIDIA H200 with jax 0.11.2
-(last 2026-11-30): all of tests/test_pallas.py and tests/test_native_exp.py (HH
-populations, spiking point neurons — LIF, AdEx, Izhikevich — and spike summaries of
-any capacity against the XLA loop, gradients, every channel's lowering) pass there
-with the real kernel (benchmarks/RESULTS.md).
+GPU's native ``exp2`` (:data:`NATIVE_EXP`). Last tested on an NVIDIA H200 with jax
+0.11.2 on 2026-11-30, before the gradients took their ``custom_jvp`` form (above) and
+before later changes to the step functions: all of tests/test_pallas.py and
+tests/test_native_exp.py (HH populations, spiking point neurons — LIF, AdEx,
+Izhikevich — and spike summaries of any capacity against the XLA loop, gradients, every
+channel's lowering) passed there with the real kernel (benchmarks/RESULTS.md); the
+current code has run in interpret mode only.
 JAX 0.11 deprecates Pallas' Triton backend and warns at each lowering; the kernel will
 need a port to Mosaic GPU before that backend is removed.
 """
@@ -99,11 +101,27 @@ def unsupported(model, solver, y0, stimuli=()) -> str | None:
                                         population.per_neuron_mask(system, n)):
         if not per_neuron and jnp.ndim(leaf) > 0:
             where = jax.tree_util.keystr(path).lstrip(".")
+            stim = _stimulus_at(system, path)
+            if stim is not None and stim.sample_times() is not None:
+                # A waveform's samples, looked up by time: neither per-neuron nor a
+                # scalar, whatever their number (a length check read them as a
+                # per-neuron parameter of the wrong length).
+                return (f"does not take a recorded waveform's samples ({where}: {type(stim).__name__}'s "
+                        f"{jnp.shape(leaf)[0]} values, looked up by time) in the GPU kernel; use backend='xla' "
+                        "or 'sharded', which run it")
             if jnp.ndim(leaf) == 1 and jnp.shape(leaf)[0] != n:  # perhaps meant per neuron, wrong length
                 return (f"takes per-neuron parameters (shape ({n},)) and scalars only; {where} has shape "
                         f"{jnp.shape(leaf)}: if it is meant per neuron, the population has {n}")
             return f"takes per-neuron parameters (shape ({n},)) and scalars only, not {where} of shape {jnp.shape(leaf)}"
     return None
+
+
+def _stimulus_at(system, path):
+    """The stimulus of ``system`` whose leaf lies at ``path`` (from
+    ``tree_leaves_with_path(system)``), or None for a leaf outside the stimuli."""
+    if path[:1] != (jax.tree_util.GetAttrKey("stimuli"),):
+        return None
+    return system.stimuli[path[1].idx]
 
 
 def _next_pow2(x: int) -> int:

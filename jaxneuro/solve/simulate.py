@@ -246,7 +246,7 @@ def simulate(
     checked = []
     for i, s in enumerate(stimuli):
         try:
-            checked.append(s.check_run(t0=t0, t1=t1, dt=dt, adaptive=adaptive))
+            checked.append(s.check_run(t0=t0, t1=t1, dt=dt, adaptive=adaptive, continued=init is not None))
         except ValueError as e:
             raise ValueError(f"stimuli[{i}]: {e}") from None
     stimuli = tuple(checked)
@@ -315,11 +315,16 @@ def simulate(
         # Fixed steps: our own loop (exact grid, two-level checkpointed gradients).
         k = steps_per_save(save_every, dt)
         solver = _stages_as_bounded_loop(solver)
+        # A backend's refusal of a stimulus that fits no backend (a wrong-length
+        # amplitude, whose fix is not another backend) gives the stimulus's own error,
+        # as the XLA loop does; probed only when the choice fails.
+        with stimulus_named():
+            chosen = backends.choose(backend, model, solver, y0, run_stimuli)
         integrate = {
             "xla": fixed_step.integrate,
             "pallas": backends.pallas.integrate,
             "sharded": backends.sharded.integrate,
-        }[backends.choose(backend, model, solver, y0, run_stimuli)]
+        }[chosen]
         if selected and integrate is not fixed_step.integrate:
             raise ValueError(
                 f"backend={backend!r}: recording at chosen places (record={{name: places}}) runs in one XLA "
@@ -344,10 +349,11 @@ def simulate(
     else:
         backends.check(backend)
         if backend in ("pallas", "sharded"):
-            raise ValueError(
-                f"backend={backend!r} runs the constant-step loop; with adaptive steps or an adjoint, "
-                "diffrax integrates in one XLA loop: use backend='auto' or 'xla'"
-            )
+            with stimulus_named():  # (a stimulus that fits no backend: its own error, as above)
+                raise ValueError(
+                    f"backend={backend!r} runs the constant-step loop; with adaptive steps or an adjoint, "
+                    "diffrax integrates in one XLA loop: use backend='auto' or 'xla'"
+                )
         if grad_checkpoints != "saves":
             raise ValueError(
                 f"grad_checkpoints={grad_checkpoints!r} applies to the constant-step loop; with adaptive "

@@ -124,6 +124,8 @@ class SpikeDetector(AbstractModel):
     membrane_area = _delegated("membrane_area")
     capacitance = _delegated("capacitance")
     n_segments = _delegated("n_segments")
+    # Its columns' names (a cable's or cell's "section(x)"), which traces keep as labels.
+    segment_labels = _delegated("segment_labels")
 
     def default_solver(self):
         return self.model.default_solver()

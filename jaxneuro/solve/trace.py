@@ -191,8 +191,9 @@ class Trace(eqx.Module):
 
     def at(self, t) -> "Trace":
         """The recorded variables linearly interpolated at time(s) ``t`` (ms, or a
-        saiunit time). A time outside the recorded range is a ValueError (at run time
-        under ``jit``, where the times are not known before). A batch of traces (from
+        saiunit time). A time outside the recorded range is a ValueError; under ``jit``,
+        where the times are not known before, an error when the program runs (JAX's
+        runtime error, carrying the same message: not a ValueError). A batch of traces (from
         ``jax.vmap`` over ``simulate``: ``t`` of shape ``(batch..., T)``) gives each of
         them at ``t``. ``spikes`` and ``spike_count`` are those fired by ``t`` (by the
         latest of several times), as :meth:`window` cuts them: later spikes become

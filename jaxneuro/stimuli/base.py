@@ -101,11 +101,12 @@ class AbstractStimulus(eqx.Module):
             i = i * area_for(model, None) * units.DENSITY_TO_ABSOLUTE["current"]
         return i
 
-    def check_run(self, *, t0: float, t1: float, dt: float, adaptive: bool):
+    def check_run(self, *, t0: float, t1: float, dt: float, adaptive: bool, continued: bool = False):
         """ValueError if this stimulus cannot drive a run from ``t0`` to ``t1`` (ms) with
-        step ``dt`` (the initial one when ``adaptive``); :func:`~jaxneuro.simulate`
-        asks before it starts and runs the stimulus returned (the same, or one that
-        checks a traced value at run time). Any run, by default."""
+        step ``dt`` (the initial one when ``adaptive``), continuing an earlier run's
+        final state where ``continued``; :func:`~jaxneuro.simulate` asks before it
+        starts and runs the stimulus returned (the same, or one that checks a traced
+        value at run time, or knows the run's grid). Any run, by default."""
         return self
 
     def check_placement(self, model):

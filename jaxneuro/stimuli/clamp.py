@@ -27,9 +27,9 @@ class AbstractVoltageClamp(AbstractStimulus):
     splittable = False
     unsplittable_because = "its current reads the clamped compartment's voltage"
 
-    #: The run's ``(t0, t1, dt, midpoint of its last step)`` (ms), set by :meth:`check_run`
-    #: for a run at a constant step (None otherwise): :meth:`recorded` finds the step that
-    #: ended at a sample.
+    #: The run's ``(t0, t1, dt, midpoint of its last step, command time of its first
+    #: sample)`` (ms), set by :meth:`check_run` for a run at a constant step (None
+    #: otherwise): :meth:`recorded` finds the step that ended at a sample.
     _run: object = eqx.field(default=None, kw_only=True, repr=False)
 
     def __post_init__(self):
@@ -60,9 +60,11 @@ class AbstractVoltageClamp(AbstractStimulus):
         vc, _ = self.command(t)
         return self.conductance(t) * (vc - v)
 
-    def check_run(self, *, t0, t1, dt, adaptive):
+    def check_run(self, *, t0, t1, dt, adaptive, continued=False):
         """The clamp with the run's grid (constant steps), which :meth:`recorded` needs
-        to find the step that ended at a sample; as it is for adaptive steps."""
+        to find the step that ended at a sample; as it is for adaptive steps. A
+        ``continued`` run's first sample ends the earlier run's last step, taken to be
+        of the same ``dt``."""
         if adaptive:
             return self
         from ..solve.fixed_step import count_steps
@@ -71,7 +73,7 @@ class AbstractVoltageClamp(AbstractStimulus):
         # midpoint, computed here in float64 from the Python numbers.
         last_start = t0 + (count_steps(t0, t1, dt) - 1) * dt
         run = copy.copy(self)
-        grid = [t0, t1, dt, last_start + 0.5 * (t1 - last_start)]
+        grid = [t0, t1, dt, last_start + 0.5 * (t1 - last_start), t0 - 0.5 * dt if continued else t0]
         object.__setattr__(run, "_run", jnp.asarray(grid, dtype=jnp.result_type(float)))
         return run
 
@@ -79,15 +81,17 @@ class AbstractVoltageClamp(AbstractStimulus):
         """The time (ms) at which the step that ended at ``t`` read the command: its
         midpoint ``t - dt/2`` (NEURON's ``fadvance`` reads stimuli at ``t + dt/2``), the
         last step's own midpoint (shortened where ``dt`` does not divide the run); ``t``
-        itself at the run's start (no step has ended there: NEURON's ``finitialize``
-        takes the command at ``t0``) and where the run's grid is unknown (adaptive
-        steps)."""
+        itself at a fresh run's start (no step has ended there: NEURON's ``finitialize``
+        takes the command at ``t0``), and where the run's grid is unknown (adaptive
+        steps); at a continued run's start, the earlier run's last step's midpoint
+        ``t0 - dt/2`` (the sample ends that step: the same current as the earlier run's
+        last sample)."""
         if self._run is None:
             return t
-        t0, t1, dt, last_mid = (self._run[i] for i in range(4))
+        t0, t1, dt, last_mid, first = (self._run[i] for i in range(5))
         # Samples lie on t0 + k·dt or at t1; a tenth of a step tells them apart at
         # any rounding of t.
-        return jnp.where(t <= t0 + 0.1 * dt, t, jnp.where(t >= t1 - 0.1 * dt, last_mid, t - 0.5 * dt))
+        return jnp.where(t <= t0 + 0.1 * dt, first, jnp.where(t >= t1 - 0.1 * dt, last_mid, t - 0.5 * dt))
 
     def recorded(self, t, model, v):
         """The clamp's current (nA) recorded at the sample at ``t`` (ms), the
@@ -219,11 +223,11 @@ class DataVoltageClamp(AbstractVoltageClamp):
     def command(self, t):
         return interpolate_samples(self.values, self.t0, self.dt, t)
 
-    def check_run(self, *, t0, t1, dt, adaptive):
+    def check_run(self, *, t0, t1, dt, adaptive, continued=False):
         """As a clamp's, and warns where the samples are closer than the run's step
         (see :func:`~jaxneuro.stimuli.currents.warn_samples_finer_than_step`)."""
         warn_samples_finer_than_step(self, dt, adaptive)
-        return super().check_run(t0=t0, t1=t1, dt=dt, adaptive=adaptive)
+        return super().check_run(t0=t0, t1=t1, dt=dt, adaptive=adaptive, continued=continued)
 
     def breakpoints(self):
         return (self.t0, self.t0 + self.dt * (self.values.shape[0] - 1))

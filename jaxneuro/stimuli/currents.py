@@ -117,10 +117,10 @@ class DataCurrent(AbstractStimulus):
         value, inside = interpolate_samples(self.values, self.t0, self.dt, t)
         return jnp.where(inside, value, 0.0)
 
-    def check_run(self, *, t0, t1, dt, adaptive):
+    def check_run(self, *, t0, t1, dt, adaptive, continued=False):
         """Warns where the samples are closer than the run's step (see
         :func:`warn_samples_finer_than_step`); any run is accepted."""
-        del t0, t1
+        del t0, t1, continued
         warn_samples_finer_than_step(self, dt, adaptive)
         return self
 

@@ -131,7 +131,7 @@ class NoiseCurrent(_Windowed):
     splittable: ClassVar[bool] = False
     unsplittable_because: ClassVar[str] = "it draws its random numbers per neuron, from one key for the population"
 
-    def check_run(self, *, t0, t1, dt, adaptive):
+    def check_run(self, *, t0, t1, dt, adaptive, continued=False):
         """Refuses adaptive step sizes (a controller would step over samples and redraw
         them as it retries steps), an ``interval`` shorter than ``dt`` (the solver reads
         one sample per step: the others would be skipped and the noise
