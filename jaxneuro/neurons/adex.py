@@ -46,14 +46,15 @@ class AdEx(AbstractSpikingNeuron):
     in mA/cm²): they are multiplied by ``area`` (µm²; default 1 cm² when a density is
     given), and stimuli given as current densities are scaled by the same area.
 
-    Cost: the spike time inside a step comes from an 8-point quadrature of the upswing,
-    computed in every step for every neuron (a vectorised step cannot skip the ones far
-    from threshold), so a population's step costs several times a LIF's or an HH
-    compartment's: in float64 on a CPU, one loop, about 94 ns per neuron-step at 10⁴
-    neurons against a LIF's 13 and an HH compartment's 7.3 (7x a LIF's; same run,
-    ``benchmarks/neuron_blocks.py``, 2026-12-01); ``backend="auto"`` splits large
-    populations over the cores in cache-sized blocks, where it gains most (1.18x over
-    blocks of 2048 in float64, 1.38x in float32).
+    Cost: the spike time inside a step comes from an 8-point quadrature of the upswing
+    (its nodes in closed form: one logarithm each), computed in every step for every
+    neuron (a vectorised step cannot skip the ones far from threshold), so a
+    population's step costs several times a LIF's or an HH compartment's: in float64
+    on a CPU, one loop, about 100 ns per neuron-step at 10⁴ neurons against a LIF's 15
+    and an HH compartment's 7.9 (6.7x a LIF's; same run, ``benchmarks/neuron_blocks.py``,
+    2026-12-01, RESULTS.md (20)); ``backend="auto"`` splits large populations over the
+    cores in cache-sized blocks, where it gains most (1.21x over blocks of 2048 in
+    float64, 1.44x in float32).
     """
 
     C: object = units.param(units.nF, default=0.281, check="positive")
