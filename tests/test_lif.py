@@ -239,3 +239,21 @@ def test_v_spike_none_shows_the_reset_value():
     np.testing.assert_array_equal(np.asarray(plain.v)[~spiked], np.asarray(shown.v)[~spiked])
     with pytest.raises(ValueError, match=r"parameter 'LIF.C' expects a number \(in nF\), got None"):
         jn.LIF(C=None)
+
+
+def test_a_mean_voltage_gradient_misses_the_resets_as_the_readme_says():
+    """README: a loss on a spiking neuron's voltage trace misses the resets' moves (each
+    sample jumps by V_th - V_reset as a spike time passes it), while each sample's own
+    derivative is right. Pinned so that the README changes with it."""
+    def run(amp):
+        model = jn.LIF(n=1, C=0.25, gL=0.025, EL=-65.0, V_th=-60.0, V_reset=-70.0, t_ref=0.0)
+        return jn.simulate(model, 30.0, dt=0.005, stimuli=[jn.StepCurrent(amp, 2.0, 30.0)], record=("v",))
+
+    a, h = 0.2, 0.002
+    assert float(run(a - h).spike_count[0]) == float(run(a + h).spike_count[0]) == 2.0
+    mean_v = lambda x: jnp.mean(run(x).v)  # noqa: E731
+    last_v = lambda x: run(x).v[-1, 0]  # noqa: E731
+    fd_mean = (mean_v(a + h) - mean_v(a - h)) / (2 * h)
+    fd_last = (last_v(a + h) - last_v(a - h)) / (2 * h)
+    assert float(jax.grad(mean_v)(a)) > 0 > float(fd_mean)  # +66 against -23.5 mV/nA
+    assert float(jax.grad(last_v)(a)) == pytest.approx(float(fd_last), rel=2e-3)  # 181.7 against 181.9
