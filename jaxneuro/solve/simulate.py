@@ -530,7 +530,7 @@ def _nonfinite_start(system, t0, y0, solver) -> str:
     if not bad:
         return ""
     gates = [name for name in bad if name != "v"]
-    why = (" (a gate whose kinetics give tau = 0, which only the default solver advances, as an "
+    why = (" (e.g. a gate whose kinetics give tau = 0, which only the default solver advances, as an "
            "instantaneous gate; other solvers need tau > 0)") if gates else ""
     return (f" The rate of change of {', '.join(repr(b) for b in bad)} is not finite at the start{why}.")
 
