@@ -604,3 +604,24 @@ def test_a_name_declared_before_the_parameters_gets_a_hint_naming_the_first_para
                                          r"by keyword, e\.g\. P\(g=\.\.\.\)"):
         P(2e-3)
     assert float(P(g=2e-3).g) == 2e-3 and P(g=2e-3).name == "p"
+
+
+def test_a_channel_without_a_name_is_told_how_to_declare_one():
+    # It failed when called, with dataclasses' "missing 1 required positional argument:
+    # 'name'" (the abstract name had become a required first field).
+    with pytest.raises(TypeError, match=r"NoName declares no name: .*name: str = eqx\.field\(default=\"\.\.\.\", "
+                                        r"static=True, kw_only=True\)"):
+        class NoName(AbstractChannel):
+            g: object = units.param(units.S_per_cm2, default=1e-3)
+
+            def current(self, v, gates):
+                return self.g * v
+
+    class AbstractKBase(AbstractChannel):  # a base class of channels may leave it to them
+        def current(self, v, gates):
+            return 1e-3 * v
+
+    class K(AbstractKBase):
+        name: str = eqx.field(default="k", static=True, kw_only=True)
+
+    assert jn.simulate(jn.Compartment(area=1000.0, channels=[K()]), 1.0).v.shape == (41,)

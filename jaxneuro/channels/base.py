@@ -36,7 +36,9 @@ class AbstractChannel(eqx.Module):
     the channel's gates and current in a compartment: gate ``m`` of a channel named
     ``hh`` is the state ``"m_hh"``; its current is recorded as ``"i_hh"``. Declare it
     ``name: str = eqx.field(default="...", static=True, kw_only=True)``, so that
-    positional arguments go to the parameters (``Leak(1e-4)`` is ``g``).
+    positional arguments go to the parameters (``Leak(1e-4)`` is ``g``); a class that
+    declares none is a TypeError when it is defined, unless its name starts with
+    ``Abstract`` (a base class of channels, whose subclasses declare it).
 
     **Methods** receive the membrane voltage ``v`` in mV, ``temperature`` in °C (the
     compartment's; channels with their own temperature parameter, such as the Bazhenov
@@ -89,6 +91,16 @@ class AbstractChannel(eqx.Module):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("Abstract") and not any(
+                "name" in vars(klass).get("__annotations__", {}) for klass in cls.__mro__
+                if klass.__name__ not in ("AbstractChannel", "AbstractAlphaBetaChannel")):
+            # Else the abstract name became a required first positional field: the call
+            # failed with dataclasses' "missing 1 required positional argument: 'name'".
+            raise TypeError(
+                f"{cls.__name__} declares no name: a channel's name keys its gates and current "
+                f"(\"i_<name>\"); declare it as name: str = eqx.field(default=\"...\", static=True, "
+                "kw_only=True) (or start the class's name with Abstract for a base class of channels)"
+            )
         resolve = globals().get("_resolve_kinetics")  # absent while this module loads
         if resolve is not None:
             resolve(cls)
