@@ -245,3 +245,15 @@ def test_each_arrival_delivers_its_exact_charge_wherever_it_lands_in_a_step(tau_
         late = t > t_a + 5 * tau_s + 2 * dt
         deflection = np.asarray(tr["post"].v[:, 0])[late] - EL
         np.testing.assert_allclose(deflection, psp(t[late] - t_a, w, tau_s), rtol=5e-3)  # dt/tau_m = 1 %
+
+
+def test_recorded_currents_count_an_arrival_at_the_runs_start():
+    """At a sample (the state's own time) the step mean's limit is the current there,
+    an arrival exactly at the run's start counted in full from its first sample."""
+    net = jn.Network({"src": jn.SpikeTrains([[0.0, 0.5]]), "post": passive_lif()},
+                     [jn.ExpCurrentSynapse("src", "post", jn.conn.one_to_one, 0.3, 2.0, name="e")])
+    tr = jn.simulate(net, 1.0, record=("i", "i_syn"))
+    t = np.asarray(tr.t)
+    exact = 0.3 * np.exp(-t / 2.0) + np.where(t >= 0.5, 0.3 * np.exp(-(t - 0.5) / 2.0), 0.0)
+    np.testing.assert_allclose(np.asarray(tr["post"].i_syn[:, 0]), exact, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(np.asarray(tr["e"].i[:, 0]), exact, rtol=1e-12, atol=1e-15)

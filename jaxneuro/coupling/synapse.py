@@ -539,28 +539,31 @@ class ExpCurrentSynapse(AbstractSynapse):
         ``t0`` to ``2·t − t0`` (``t`` its midpoint), arrivals in it included from their
         arrival on: the decaying current gives ``i0·tau·(1 − exp(−h/tau))/h`` and an
         arrival ``s`` ms before the step's end ``tau·(1 − exp(−s/tau))/h`` (``h`` the
-        step). The current at ``t`` where the step is empty, the spike buffer not given
-        or ``delivery="neuron"`` (NEURON's: every event counts in full from a step's
-        midpoint). A current independent of ``v`` enters the voltage only through its
+        step). The current at ``t`` where the step is empty (``t`` the state's time:
+        the limits of those means, the state and the arrivals at ``t`` counted in full),
+        the spike buffer not given or ``delivery="neuron"`` (NEURON's: every event
+        counts in full from a step's midpoint). A current independent of ``v`` enters the voltage only through its
         charge over the step; its value at the midpoint made a PSP's size depend on
         where in the step its spike arrived (0.55-1.45x at ``tau`` = 0.025 ms, ``dt`` =
         0.1 ms; ±10 % at 0.5 ms)."""
-        at_t = self.output(t, events, pre_spikes)
         if pre_spikes is None or self.delivery == "neuron":
-            return at_t
+            return self.output(t, events, pre_spikes)
         t0 = events["t"]
         h = 2.0 * (t - t0)
         within = h > 0
         h_safe = jnp.where(within, h, 1.0)
         tau = jnp.broadcast_to(self.tau, events["i"].shape)
         # The arrivals of the step alone (the state set to 0), at its end: N - sum of
-        # exp(-s/tau) over them is the sum of (1 - exp(-s/tau)).
+        # exp(-s/tau) over them is the sum of (1 - exp(-s/tau)). With h = 0 that sum
+        # is the arrivals' kernels at t, and the state's factor 1: output(t) itself,
+        # without a second pass over the spike buffer.
         fresh = self._with_arrivals({**events, "i": jnp.zeros_like(events["i"])}, pre_spikes, t0 + h, t0 + h, None)
         arrived = fresh["next"] - events["next"]
-        unit = (events["i"] * -jnp.expm1(-h / tau) + (arrived - fresh["i"])) * tau / h_safe
+        decay = jnp.where(within, -jnp.expm1(-h / tau) * tau / h_safe, 1.0)
+        unit = events["i"] * decay + jnp.where(within, (arrived - fresh["i"]) * tau / h_safe, fresh["i"])
         if self._per_neuron():
             unit = _materialised(unit, t)[self.pre_local]
-        return jnp.where(within, self.weight * unit, at_t)
+        return self.weight * unit
 
 
 __all__ = ["AbstractSynapse", "ExpSynapse", "AlphaSynapse", "Exp2Synapse", "ExpCurrentSynapse"]
