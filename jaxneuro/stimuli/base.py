@@ -181,7 +181,7 @@ def merge_alike(stimuli, model) -> tuple:
     inner = getattr(model, "model", model)  # a spike detector's model (summary=)
     on_cell = hasattr(type(inner), "locator") or hasattr(type(inner), "as_cell")
     groups: dict = {}
-    places, spreads = {}, {}
+    places, merged, dropped = {}, {}, set()
     for k, s in enumerate(stimuli):
         # One place: a location or an index, alone or as a list of one ([i]).
         place = s.target[0] if isinstance(s.target, tuple) and len(s.target) == 1 else s.target
@@ -196,8 +196,7 @@ def merge_alike(stimuli, model) -> tuple:
         elif type(s).mergeable and not on_cell and len(shape) == 1:
             spread = _spread_over_population(s, params, shape[0])
             if spread is not None:
-                spreads[k] = spread
-    merged, dropped = dict(spreads), set()
+                merged[k] = spread
     for (cls, _, _, params), members in groups.items():
         if len(members) < MERGE_FROM:
             continue
@@ -212,9 +211,7 @@ def merge_alike(stimuli, model) -> tuple:
         values = {p: jnp.stack([jnp.asarray(getattr(s, p)) for s in group]) for p in params}  # one per place
         if target is None:
             values = _per_neuron(group[0], values, np.asarray(neurons), shape[0])
-        joined = eqx.tree_at(lambda s: [getattr(s, p) for p in params], group[0], [values[p] for p in params])
-        object.__setattr__(joined, "target", target)
-        merged[members[0]] = joined
+        merged[members[0]] = _with_values(group[0], values, target)
         dropped.update(members[1:])
     return tuple(merged.get(k, s) for k, s in enumerate(stimuli) if k not in dropped)
 
@@ -238,10 +235,15 @@ def _spread_over_population(s, params, n: int):
                                                  for p in params):
         return None
     values = {p: jnp.broadcast_to(jnp.asarray(getattr(s, p)), (k,)) for p in params}
-    values = _per_neuron(s, values, neurons, n)
-    spread = eqx.tree_at(lambda x: [getattr(x, p) for p in params], s, [values[p] for p in params])
-    object.__setattr__(spread, "target", None)
-    return spread
+    return _with_values(s, _per_neuron(s, values, neurons, n), None)
+
+
+def _with_values(s, values: dict, target):
+    """``s`` with the parameters ``values`` (``{name: array}``) and ``target``."""
+    names = list(values)
+    out = eqx.tree_at(lambda x: [getattr(x, p) for p in names], s, [values[p] for p in names])
+    object.__setattr__(out, "target", target)  # static: not a leaf tree_at replaces
+    return out
 
 
 def _per_neuron(first, values: dict, neurons, n: int) -> dict:
