@@ -51,9 +51,7 @@ class AbstractRule:
         connections of a compartment to itself are then left out (the rule saw local
         numbers, so its ``i → i`` is not a compartment to itself). A rule that must keep
         a count exact (:func:`fixed_indegree`) overrides this."""
-        same = _same_sides(pre_glob, post_glob)
-        pre, post = self(pre_glob.size, post_glob.size, same)
-        return _drop_overlap(self, pre, post, pre_glob, post_glob, same)
+        return _connect_locally(self, pre_glob, post_glob)
 
     def _key(self):
         """What makes two rules of one class equal (hashable), or None to compare
@@ -214,8 +212,9 @@ class _FixedIndegree(AbstractRule):
         # subsets sharing some compartments or the same in another order, so that every
         # post keeps exactly k connections (dropping them after the draw would leave
         # k - 1 to some).
-        if self.include_self or _same_sides(pre_glob, post_glob):
-            return self(pre_glob.size, post_glob.size, _same_sides(pre_glob, post_glob))
+        same = _same_sides(pre_glob, post_glob)
+        if self.include_self or same:
+            return self(pre_glob.size, post_glob.size, same)
         order = np.argsort(pre_glob, kind="stable")
         sorted_pre = pre_glob[order]
         lo = np.searchsorted(sorted_pre, post_glob, side="left")
@@ -447,6 +446,13 @@ def connect(conn, pre_glob, post_glob):
     pre_glob, post_glob = np.asarray(pre_glob), np.asarray(post_glob)
     if isinstance(rule, AbstractRule):
         return rule.connect(pre_glob, post_glob)
+    return _connect_locally(rule, pre_glob, post_glob)
+
+
+def _connect_locally(rule, pre_glob, post_glob):
+    """A rule (or BrainPy-style callable) called on the sides' sizes, ``same`` where the
+    sides are one list, and self-connections of overlapping sides left out after it
+    (:func:`_drop_overlap`)."""
     same = _same_sides(pre_glob, post_glob)
     pre, post = resolve(rule, pre_glob.size, post_glob.size, same)
     return _drop_overlap(rule, pre, post, pre_glob, post_glob, same)
