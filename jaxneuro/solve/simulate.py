@@ -259,6 +259,9 @@ def simulate(
     # their places (after the checks above, which name each as the user gave it).
     run_stimuli = stimuli if adaptive else merge_alike(stimuli, model)
     system = System(model=model, stimuli=run_stimuli, selected=selected)
+
+    def diagnose():  # why a run failed, where the start tells (the solver as finally chosen)
+        return _nonfinite_start(system, t0, y0, solver)
     if selected and backend == "auto":
         backend = "xla"  # the split backends number compartments per slice
 
@@ -377,7 +380,7 @@ def simulate(
         saveat = diffrax.SaveAt(subs=[observe, diffrax.SubSaveAt(t1=True)])
         kwargs = {} if adjoint is None else {"adjoint": adjoint}
         t0_, t1_ = fixed_step.make_span(t0, t1)  # traced: runs in parts share the program
-        with stimulus_named(), _steps_explained(solver, max_steps, lambda: _nonfinite_start(system, t0, y0, solver)):
+        with stimulus_named(), _steps_explained(solver, max_steps, diagnose):
             sol = diffrax.diffeqsolve(
                 term,
                 solver,
@@ -396,7 +399,7 @@ def simulate(
         events = y_final.events if y0.events else None
     if ends_off_grid:
         ts = jnp.append(ts, jnp.asarray(t1, ts.dtype))
-    _warn_if_diverged(y_final.v, solver, dt, lambda: _nonfinite_start(system, t0, y0, solver))
+    _warn_if_diverged(y_final.v, solver, dt, diagnose)
     make_trace = getattr(model, "make_trace", None)
     if make_trace is not None:  # models made of parts (a Network) split the trace
         trace = make_trace(ts, dict(values), events, span=(t0, t1), order=tuple(record), counts_span=counts_span)
