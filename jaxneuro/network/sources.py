@@ -104,7 +104,7 @@ class SpikeTrains(AbstractModel):
         del t0, a, b
         # A binary search in each source's sorted times: log2(capacity) comparisons per
         # step, where counting every slot made a step cost the whole buffer (a Brunel
-        # drive of 38400 slots per source ran 20x slower than one of 2400).
+        # drive of 38400 slots per source ran 20x slower than one of 2400, measured once).
         find = functools.partial(jnp.searchsorted, side="right", method="scan_unrolled")
         count = jax.vmap(lambda row: find(row, t1))(y0.events["spikes"]).astype(y0.events["count"].dtype)
         return State(v=y0.v, gates=y1.gates, events={**y0.events, "count": count})

@@ -133,7 +133,8 @@ def simulate(
     (e.g. 128 MB for 4000 steps of 1000 HH compartments in float64), times the batch
     size under ``vmap``; a spiking model's state includes its spike-time buffers
     (``spike_capacity`` per neuron), so spiking networks are better served by
-    ``"saves"`` (100 HH neurons, capacity 200, 40 000 steps: 7.8 GiB against 0.7).
+    ``"saves"`` (100 HH neurons, capacity 200, 40 000 steps: 7.8 GiB against 0.7, one
+    measurement).
 
     ``backend``: ``"auto"`` (default), ``"xla"``, ``"pallas"`` or ``"sharded"``, for
     the fixed-step loop. ``"pallas"`` fuses the whole time loop of a population of
