@@ -18,8 +18,8 @@ from .analysis import (  # noqa: E402
     fi_curve, firing_rate, input_resistance, isi, membrane_time_constant, spike_count, spike_times, steady_state,
 )
 from .coupling import (  # noqa: E402
-    AlphaSynapse, AsymmetricGapJunction, AsymmetryGapJunction, Exp2Synapse, ExpCurrentSynapse, ExpSynapse,
-    SymmetricGapJunction, SymmetryGapJunction, conn,
+    AlphaSynapse, AsymmetricGapJunction, AsymmetryGapJunction, DeltaSynapse, Exp2Synapse, ExpCurrentSynapse,
+    ExpSynapse, SymmetricGapJunction, SymmetryGapJunction, conn,
 )
 from .model import AbstractModel  # noqa: E402
 from .morphology import Cable, Cell, Compartment  # noqa: E402
@@ -48,5 +48,5 @@ __all__ = [
     "AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "VoltageClamp", "DataVoltageClamp", "NoiseCurrent", "ou_current",
     "conn", "Network", "SpikeTrains", "poisson_spikes", "SymmetricGapJunction", "AsymmetricGapJunction",
     "SymmetryGapJunction", "AsymmetryGapJunction", "ExpSynapse", "AlphaSynapse", "Exp2Synapse",
-    "ExpCurrentSynapse",
+    "ExpCurrentSynapse", "DeltaSynapse",
 ]

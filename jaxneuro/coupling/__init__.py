@@ -6,10 +6,12 @@ from .gap import (
     AbstractGapJunction, AsymmetricGapJunction, AsymmetryGapJunction, SymmetricGapJunction,
     SymmetryGapJunction,
 )
+from .delta import DeltaSynapse
 from .synapse import AbstractSynapse, AlphaSynapse, Exp2Synapse, ExpCurrentSynapse, ExpSynapse
 
 __all__ = [
     "conn", "AbstractCoupling", "AbstractGapJunction", "SymmetricGapJunction",
     "AsymmetricGapJunction", "SymmetryGapJunction", "AsymmetryGapJunction",
     "AbstractSynapse", "ExpSynapse", "AlphaSynapse", "Exp2Synapse", "ExpCurrentSynapse",
+    "DeltaSynapse",
 ]

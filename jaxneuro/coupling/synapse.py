@@ -91,6 +91,9 @@ class AbstractSynapse(AbstractCoupling):
     #: (``simulate(record=...)``, one column per connection) a Network stores it under.
     _AMPLITUDE = "g_max"
     _OUTPUT = ("g", "µS")
+    #: Whether the synapse moves the voltage by jumps at the steps' ends
+    #: (:class:`~jaxneuro.DeltaSynapse`) instead of by a current.
+    jumps_voltage = False
 
     pre_local: object = eqx.field(default=None, kw_only=True)
     delivery: str = eqx.field(default="exact", static=True, kw_only=True)

@@ -20,6 +20,7 @@ from ..coupling.gap import AbstractGapJunction
 from ..coupling.synapse import AbstractSynapse
 from ..model import AbstractModel
 from ..morphology.cell import Cell
+from ..neurons.base import AbstractSpikingNeuron
 from ..solve.staggered import StaggeredEuler
 from ..solve.trace import Trace
 from ..state import State
@@ -403,8 +404,23 @@ class Network(AbstractModel):
     def resolve_events(self, t0, t1, y0, y1, a, b):
         """Each population resolves its own events (spikes, resets) on its part of the
         linearised flow; then every synapse takes up the spikes arriving in the step."""
-        v1 = y1.v
         events = dict(y1.events)
+        jumping = [syn for syn in self.synapses if syn.jumps_voltage]
+        jump = None
+        if jumping:
+            # Voltage jumps (delta synapses) at the step's end, before the populations
+            # look for threshold crossings: a jump to threshold fires at t1. An arrival
+            # while its neuron is refractory is lost. Arrivals come from the spike
+            # buffers at the step's start (a spike of this step arriving in it, with
+            # delay < dt, acts at the next step's end).
+            open_from = self._input_blocked_until(y0)
+            jump = jnp.zeros_like(y1.v)
+            for syn in jumping:
+                before, spikes = y0.events[syn.name], self._pre_spikes(syn, y0)
+                events[syn.name] = syn.advance(t0, t1, before, spikes)
+                jump = jump + syn.voltage_jump(before, events[syn.name], spikes, open_from)
+            y1 = State(v=y1.v + jump, gates=y1.gates, events=y1.events)
+        v1 = y1.v
         gates = dict(y1.gates)
         for name in self.names:
             pop = self.populations[name]
@@ -412,19 +428,35 @@ class Network(AbstractModel):
                 continue
             s = self._slices()[name]
             shp = self.shapes[self.names.index(name)]
+            # A neuron whose refractory period ends within the step takes the jumps
+            # arriving after it on the flow from its reset.
+            kw = {"jump": jump[s].reshape(shp)} if jump is not None and isinstance(pop, AbstractSpikingNeuron) else {}
             out = pop.resolve_events(
                 t0, t1, self._sub_state(y0, name), self._sub_state(y1, name),
-                a[s].reshape(shp), b[s].reshape(shp),
+                a[s].reshape(shp), b[s].reshape(shp), **kw,
             )
             v1 = v1.at[s].set(jnp.reshape(out.v, (-1,)))
             events[name] = out.events
             if name in gates:
                 gates[name] = out.gates
         for syn in self.synapses:
+            if syn.jumps_voltage:
+                continue
             spikes = events[syn.pre[0]]["spikes"]
             spikes = spikes.reshape((-1, spikes.shape[-1]))
             events[syn.name] = syn.advance(t0, t1, y0.events[syn.name], spikes)
         return State(v=v1, gates=gates, events=events)
+
+    def _input_blocked_until(self, state):
+        """Flat over all compartments: the time (ms) up to which each takes no input,
+        a spiking neuron's refractory period's end (-inf elsewhere)."""
+        parts = []
+        for name, shape in zip(self.names, self.shapes):
+            ref_end = state.events.get(name, {}).get("ref_end")
+            if ref_end is None:
+                ref_end = jnp.full(shape, -jnp.inf, dtype=state.v.dtype)
+            parts.append(jnp.reshape(ref_end, (-1,)).astype(state.v.dtype))
+        return jnp.concatenate(parts)
 
     # --- stimuli --------------------------------------------------------------------------
     def place_current(self, target, i):
@@ -487,7 +519,7 @@ class Network(AbstractModel):
         for n in self.names:
             names += [x for x in self.populations[n].observables() if x not in names]
         for syn in self.synapses:  # "g" (conductance synapses), "i" (current-based ones)
-            if syn.record_name not in names:
+            if syn.record_name is not None and syn.record_name not in names:
                 names.append(syn.record_name)
         return tuple(names)
 
@@ -607,12 +639,13 @@ def _report_late_arrivals(name, synapse, late):
     """Warn if synapse ``name`` took up spikes a step or more after they arrived: more
     than its ``max_arrivals_per_step`` from one presynaptic neuron within a step."""
     window = synapse.max_arrivals_per_step
+    effect = ("so their jumps came a step or more late" if synapse.jumps_voltage
+              else f"so the {'current' if synapse.record_name == 'i' else 'conductance'} was low until then")
     report_overflow(
         late,
         lambda n: (f"synapse {name!r}: {n} time(s) more than max_arrivals_per_step={window} spikes of one "
                    "presynaptic neuron arrived within a step (spike sources with close times); the rest were taken "
-                   "up in the following step(s) with their true arrival times, so the conductance was low until "
-                   "then. Raise "
+                   f"up in the following step(s) with their true arrival times, {effect}. Raise "
                    f"{type(synapse).__name__}(max_arrivals_per_step=...) to the most spikes of one source within a "
                    "step."),
         stacklevel=outside_stacklevel(),

@@ -284,7 +284,12 @@ class AbstractSpikingNeuron(AbstractModel):
         units.positive_int(self.spike_capacity, f"{cls}.spike_capacity")
         self._check_surrogate()
 
-    def resolve_events(self, t0, t1, y0: State, y1: State, a, b) -> State:
+    def resolve_events(self, t0, t1, y0: State, y1: State, a, b, jump=None) -> State:
+        """Spikes, resets and refractoriness in the step from ``t0`` to ``t1`` (ms), on
+        the linearised voltage flow ``dv/dt = a + b·v``. ``jump``: voltage jumps (mV,
+        delta synapses) already in ``y1.v``, which a neuron whose refractory period ends
+        within the step takes on its flow from the reset instead (they are the
+        arrivals after its end)."""
         v_th = self.threshold()
         v_reset = self.reset_voltage()
         t_ref = self.refractory_period()
@@ -295,7 +300,10 @@ class AbstractSpikingNeuron(AbstractModel):
         ends_mid = (ref_end > t0) & ~held
         t_start = jnp.where(ends_mid, ref_end, t0)
         v_start = jnp.where(ends_mid, v_reset, y0.v)
-        v_free = jnp.where(ends_mid, linear_flow(v_reset, a, b, t1 - jnp.where(ends_mid, ref_end, t0)), y1.v)
+        v_resumed = linear_flow(v_reset, a, b, t1 - jnp.where(ends_mid, ref_end, t0))
+        if jump is not None:
+            v_resumed = v_resumed + jump
+        v_free = jnp.where(ends_mid, v_resumed, y1.v)
         v_free = jnp.where(held, v_reset, v_free)
 
         crossed = ~held & (v_free >= v_th)

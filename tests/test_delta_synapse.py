@@ -1,0 +1,243 @@
+"""Delta (voltage-jump) synapses (Brunel 2000, NEST's iaf_psc_delta): the jump against
+the closed form, on point neurons and compartments, threshold and refractoriness, an
+exact event-driven reference for Poisson-driven LIF neurons (NEST's rule with
+continuous arrival times), shot-noise moments (Campbell's theorem), delays, bursts,
+continued runs, gradients and parameter checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import saiunit as u
+
+import jaxneuro as jn
+
+C, GL, EL = 0.25, 0.025, -65.0  # tau_m = 10 ms
+TAU_M = C / GL
+
+
+def passive_lif(n=1, c=C):
+    return jn.LIF(n=n, C=c, gL=c / TAU_M, EL=EL, V_th=jnp.inf)
+
+
+def one_source(trains, post, weight=0.5, delay=1.0, **kw):
+    syn = jn.DeltaSynapse("src", "post", jn.conn.one_to_one, weight, delay, name="d", **kw)
+    return jn.Network({"src": jn.SpikeTrains(trains), "post": post}, [syn])
+
+
+@pytest.mark.parametrize("t_spike", [5.0, 5.01])
+def test_jump_at_the_steps_end_then_the_membranes_decay(t_spike):
+    # Arrival at 6.0 (a step's end) or 6.01 (inside the step ending at 6.025): the
+    # voltage jumps by the weight at that step's end and decays with tau_m from there,
+    # exactly (the LIF's exponential update), whatever the capacitance.
+    t_jump = 6.0 if t_spike == 5.0 else 6.025
+    for c in (C, 1.0):
+        tr = jn.simulate(one_source([[t_spike]], passive_lif(c=c)), 20.0, dt=0.025, record=("v", "i_syn"))
+        t = np.asarray(tr.t)
+        exact = np.where(t >= t_jump - 1e-9, 0.5 * np.exp(-(t - t_jump) / TAU_M), 0.0)
+        np.testing.assert_allclose(np.asarray(tr["post"].v[:, 0]) - EL, exact, rtol=0, atol=1e-12)
+        # No current: the jump is not a current, and the synapse records nothing.
+        np.testing.assert_array_equal(np.asarray(tr["post"].i_syn), 0.0)
+        assert "d" not in tr.parts
+
+
+def test_jump_on_a_compartment_with_backward_euler():
+    # 1000 µm², leak 1e-4 S/cm²: tau_m = 10 ms. The jump lands in full at 6.0, then each
+    # backward Euler step divides the depolarisation by 1 + dt/tau_m.
+    comp = jn.Compartment(area=1000.0, channels=[jn.channels.Leak(g=1e-4, e=-70.0)])
+    tr = jn.simulate(one_source([[5.0]], comp, weight=-2.0), 10.0, v0={"post": -70.0}, dt=0.025, record=("v",))
+    t, v = np.asarray(tr.t), np.asarray(tr["post"].v).reshape(-1) + 70.0
+    k = np.round((t - 6.0) / 0.025)
+    exact = np.where(k >= 0, -2.0 / (1.0 + 0.025 / 10.0) ** np.maximum(k, 0), 0.0)
+    np.testing.assert_allclose(v, exact, rtol=1e-10, atol=1e-12)
+
+
+def test_a_jump_to_threshold_fires_at_the_steps_end_and_a_refractory_neuron_loses_jumps():
+    # Brunel's neuron: rest 0, threshold 20, reset 10, refractory 2.01 ms. From 19.9 mV a
+    # 0.5 mV jump at 6.0 fires at 6.0 and resets; the arrivals at 7.0 and 8.005 fall in
+    # the refractory period (to 8.01) and are lost; the one at 8.02, in the step where
+    # the period ends, lands on the voltage's flow from the reset.
+    tau = 1000.0  # a slow membrane keeps the voltage near 19.9 mV until the first jump
+    lif = jn.LIF(n=1, C=C, gL=C / tau, EL=0.0, V_th=20.0, V_reset=10.0, t_ref=2.01, V_spike=None)
+    arrivals = [6.0, 7.0, 8.005, 8.02]
+    tr = jn.simulate(one_source([[a - 1.0 for a in arrivals]], lif), 9.0, dt=0.025, v0={"post": 19.9}, record=("v",))
+    spikes = np.asarray(tr["post"].spikes[0])
+    np.testing.assert_allclose(spikes[np.isfinite(spikes)], [6.0], atol=1e-12)
+    t, v = np.asarray(tr.t), np.asarray(tr["post"].v[:, 0])
+    before = 19.9 * np.exp(-6.0 / tau)
+    assert 19.5 < before < 20.0 and before + 0.5 >= 20.0
+    at = lambda s: v[int(round(s / 0.025))]  # noqa: E731
+    assert at(6.0) == pytest.approx(10.0, abs=1e-12)  # reset shown at the spike's sample
+    np.testing.assert_allclose(v[(t > 6.0) & (t <= 8.0 + 1e-9)], 10.0, atol=1e-12)  # held; 7.0 lost
+    after = 10.0 * np.exp(-(8.025 - 8.01) / tau) + 0.5  # 8.005 lost, 8.02 taken
+    assert at(8.025) == pytest.approx(after, abs=1e-12)
+    assert at(9.0) == pytest.approx(after * np.exp(-0.975 / tau), abs=1e-12)
+
+
+def _event_driven_lif(arrivals, J, tau, theta, v_reset, t_ref, t1):
+    """Exact reference: a LIF at rest 0 mV moved only by jumps ``J`` at the ``arrivals``
+    (continuous times), firing where a jump reaches ``theta``, refractory for ``t_ref``
+    ms (arrivals then lost). Returns its spike times."""
+    v, t_prev, ref_end, spikes = 0.0, 0.0, -np.inf, []
+    for t in arrivals[arrivals <= t1]:
+        if t <= ref_end:
+            continue
+        start = max(t_prev, ref_end) if ref_end > t_prev else t_prev
+        v = (v_reset if ref_end > t_prev else v) * np.exp(-(t - start) / tau) + J
+        t_prev = t
+        if v >= theta:
+            spikes.append(t)
+            v, ref_end = v_reset, t + t_ref
+            t_prev = ref_end
+    return np.array(spikes)
+
+
+def test_poisson_driven_lifs_fire_as_an_exact_event_driven_reference():
+    # Brunel 2000's neuron (tau 20 ms, theta 20, reset 10, 2 ms refractory) driven by
+    # Poisson jumps of 0.2 mV at 5 kHz (mean input 20 mV = theta, sd 2 mV): the
+    # fluctuation-driven regime. Each LIF against the exact event-driven solution of its
+    # own arrivals. The grid moves each jump to the end of its step (on average dt/2
+    # later), so a spike there comes up to one step later, and a near-threshold
+    # decision can flip, after which the two trains part for a while: 169 of 189 spikes
+    # match at dt = 0.025 ms, 185 at 0.005 ms (over 500 ms: 298, 321 and at 0.001 ms all
+    # 326 of 326), the counts equal.
+    n, t1, J = 40, 300.0, 0.2
+    src = jn.poisson_spikes(5000.0, t1, n=n, seed=7)
+    trains = np.asarray(src.spikes)
+    refs = [_event_driven_lif(row[np.isfinite(row)], J, 20.0, 20.0, 10.0, 2.0, t1) for row in trains]
+    n_ref = sum(r.size for r in refs)
+    assert n_ref > 150  # ~16 Hz per neuron
+    for dt, share in ((0.025, 0.85), (0.005, 0.97)):
+        lif = jn.LIF(n=n, C=0.2, gL=0.01, EL=0.0, V_th=20.0, V_reset=10.0, t_ref=2.0, spike_capacity=64)
+        net = jn.Network({"src": src, "post": lif},
+                         [jn.DeltaSynapse("src", "post", jn.conn.one_to_one, J, max_arrivals_per_step=8)])
+        ours = np.asarray(jn.simulate(net, t1, dt=dt, v0={"post": 0.0}, record=())["post"].spikes)
+        matched = total = 0
+        for ref, row in zip(refs, ours):
+            mine = row[np.isfinite(row)]
+            total += mine.size
+            # A spike of ours 0..dt after a reference spike (the step end after its arrival).
+            gaps = mine[None, :] - ref[:, None]
+            matched += int(np.sum(np.any((gaps >= -1e-9) & (gaps <= dt + 1e-9), axis=1)))
+        assert abs(total - n_ref) <= 0.01 * n_ref
+        assert matched >= share * n_ref
+
+
+def test_shot_noise_moments_follow_campbells_theorem():
+    # A passive LIF (tau 10 ms) under Poisson jumps J at rate nu: mean J·nu·tau above
+    # rest, variance J²·nu·tau/2. 300 neurons sampled at 5 times 30 ms apart.
+    n, nu, J = 300, 2.0, 0.4  # nu per ms
+    src = jn.poisson_spikes(nu * 1000.0, 200.0, n=n, seed=3)
+    net = jn.Network({"src": src, "post": passive_lif(n)},
+                     [jn.DeltaSynapse("src", "post", jn.conn.one_to_one, J, max_arrivals_per_step=8)])
+    tr = jn.simulate(net, 200.0, dt=0.1, record=("v",), save_every=30.0)
+    x = np.asarray(tr["post"].v)[2:7] - EL  # 60, 90, ..., 180 ms
+    mean, var = J * nu * TAU_M, J**2 * nu * TAU_M / 2
+    assert x.size == 1500
+    # Standard errors: sd/sqrt(N) = 0.023 mV for the mean 8 mV; ~4 % for the variance.
+    assert x.mean() == pytest.approx(mean, abs=4 * np.sqrt(var / x.size))
+    assert x.var() == pytest.approx(var, rel=0.15)
+
+
+def test_delays_a_same_step_spike_and_a_burst_beyond_max_arrivals_lose_nothing():
+    # A LIF fires; delay 0 makes its spike arrive in its own step, which acts at the next
+    # step's end; delay 1 ms at the end of the step containing t_s + 1.
+    pre = jn.LIF(n=1, C=C, gL=GL, EL=EL, V_th=-60.0, V_reset=-70.0, t_ref=50.0)
+    def net(delay):
+        return jn.Network({"pre": pre, "post": passive_lif()},
+                          [jn.DeltaSynapse("pre", "post", jn.conn.one_to_one, 1.0, delay)])
+    stim = jn.StepCurrent(amp=0.3, delay=1.0, dur=40.0, target="pre")
+    dt = 0.025
+    for delay in (0.0, 1.0):
+        tr = jn.simulate(net(delay), 20.0, dt=dt, stimuli=[stim], v0={"pre": EL, "post": EL}, record=("v",))
+        t_s = float(tr["pre"].spikes[0, 0])
+        step_end = np.ceil((t_s + delay) / dt - 1e-9) * dt + (dt if delay == 0.0 else 0.0)
+        t, v = np.asarray(tr.t), np.asarray(tr["post"].v[:, 0]) - EL
+        first = t[np.argmax(v > 0)]
+        assert first == pytest.approx(step_end, abs=1e-9)
+        assert v[np.argmax(v > 0)] == pytest.approx(1.0, abs=1e-12)
+    # Five spikes of one source within a step, two taken up per step: the last ones act
+    # a step or two late (a warning says so), and all five jumps arrive.
+    with pytest.warns(RuntimeWarning, match="max_arrivals_per_step=2 .* so their jumps came a step or more late"):
+        tr = jn.simulate(one_source([[5.001, 5.002, 5.003, 5.004, 5.005]], passive_lif(), weight=0.1, delay=0.0),
+                         5.2, dt=0.025, record=("v",))
+    v = np.asarray(tr["post"].v[:, 0]) - EL
+    # Two jumps at 5.025, two at 5.05, one at 5.075; seen at 5.2.
+    late = 0.2 * np.exp(-0.175 / TAU_M) + 0.2 * np.exp(-0.15 / TAU_M) + 0.1 * np.exp(-0.125 / TAU_M)
+    assert v[-1] == pytest.approx(late, abs=1e-12)
+
+
+def test_a_run_in_two_parts_equals_one_run():
+    src = jn.poisson_spikes(3000.0, 40.0, n=20, seed=1)
+    lif = jn.LIF(n=20, C=0.2, gL=0.01, EL=0.0, V_th=20.0, V_reset=10.0, t_ref=2.0)
+    net = jn.Network({"src": src, "post": lif},
+                     [jn.DeltaSynapse("src", "post", jn.conn.one_to_one, 0.5, 1.5, max_arrivals_per_step=4)])
+    one = jn.simulate(net, 40.0, dt=0.1, v0={"post": 15.0}, record=("v",))
+    first = jn.simulate(net, 20.0, dt=0.1, v0={"post": 15.0}, record=("v",))
+    second = jn.simulate(net, 40.0, init=first, dt=0.1, record=("v",))
+    np.testing.assert_allclose(np.asarray(second["post"].v[-1]), np.asarray(one["post"].v[-1]), atol=1e-10)
+    np.testing.assert_array_equal(np.asarray(second["post"].spike_count), np.asarray(one["post"].spike_count))
+    assert int(np.sum(np.asarray(one["post"].spike_count))) > 10
+
+
+def test_gradients_of_the_weight_and_of_the_membrane():
+    # Passive: the depolarisation is linear in the weight; and the jump does not depend
+    # on C (only the decay does, through tau_m = C/gL).
+    def mean_v(weight, c):
+        lif = jn.LIF(n=1, C=c, gL=GL, EL=EL, V_th=jnp.inf)
+        tr = jn.simulate(one_source([[2.0, 4.0, 9.0]], lif, weight=weight), 15.0, dt=0.025, record=("v",))
+        return jnp.mean(tr["post"].v[:, 0] - EL)
+
+    f = jax.jit(jax.value_and_grad(mean_v, argnums=(0, 1)))
+    val, (g_w, g_c) = f(0.5, C)
+    assert float(val) > 0.3
+    assert float(g_w) == pytest.approx(float(val) / 0.5, rel=1e-10)
+    h = 1e-6
+    fd_c = (f(0.5, C + h)[0] - f(0.5, C - h)[0]) / (2 * h)
+    assert float(g_c) == pytest.approx(float(fd_c), rel=1e-6)
+    # Closed form: each jump 0.5 decaying with C/gL from its arrival (3.0, 5.0, 10.0).
+    t = np.arange(0.0, 15.0 + 1e-9, 0.025)
+    closed = lambda c: np.mean(sum(np.where(t >= a - 1e-9, 0.5 * np.exp(-(t - a) * GL / c), 0.0)  # noqa: E731
+                                   for a in (3.0, 5.0, 10.0)))
+    assert float(val) == pytest.approx(closed(C), rel=1e-10)
+    assert float(g_c) == pytest.approx((closed(C + h) - closed(C - h)) / (2 * h), rel=1e-5)
+
+
+def test_per_connection_weights_and_vmap():
+    # Two sources onto one neuron, weights +1 and -0.25: the jumps add.
+    net = jn.Network({"src": jn.SpikeTrains([[2.0], [4.0]]), "post": passive_lif()},
+                     [jn.DeltaSynapse("src", ("post", [0, 0]), jn.conn.one_to_one, jnp.array([1.0, -0.25]))])
+    tr = jn.simulate(net, 5.0, dt=0.025, record=("v",))
+    expected = 1.0 * np.exp(-3.0 / TAU_M) - 0.25 * np.exp(-1.0 / TAU_M)
+    assert float(tr["post"].v[-1, 0]) - EL == pytest.approx(expected, abs=1e-12)
+
+    def last(w):
+        syn = jn.DeltaSynapse("src", "post", jn.conn.one_to_one, w, 1.0)
+        tr = jn.simulate(jn.Network({"src": jn.SpikeTrains([[1.0]]), "post": passive_lif()}, [syn]), 3.0,
+                         record=("v",))
+        return tr["post"].v[-1, 0] - EL
+
+    out = jax.vmap(last)(jnp.array([0.5, -1.0, 2.0]))
+    np.testing.assert_allclose(np.asarray(out), np.array([0.5, -1.0, 2.0]) * np.exp(-1.0 / TAU_M), atol=1e-12)
+
+
+def test_parameter_checks():
+    with pytest.raises(ValueError, match="DeltaSynapse.weight expects the postsynaptic voltage's jump"):
+        jn.DeltaSynapse("a", "b", jn.conn.one_to_one)
+    with pytest.raises(ValueError, match=r"DeltaSynapse.delivery expects 'exact'"):
+        jn.DeltaSynapse("a", "b", jn.conn.one_to_one, 0.1, delivery="neuron")
+    with pytest.raises(ValueError, match=r"'DeltaSynapse.weight' must be finite \(in mV\)"):
+        jn.DeltaSynapse("a", "b", jn.conn.one_to_one, np.inf)
+    with pytest.raises(ValueError, match=r"'DeltaSynapse.delay' must be >= 0"):
+        jn.DeltaSynapse("a", "b", jn.conn.one_to_one, 0.1, -1.0)
+    with pytest.raises(ValueError, match="expects a voltage"):
+        jn.DeltaSynapse("a", "b", jn.conn.one_to_one, 0.1 * u.nA)
+    syn = jn.DeltaSynapse("a", "b", jn.conn.one_to_one, 0.1 * u.mV, 1500.0 * u.us)
+    assert float(syn.weight) == pytest.approx(0.1) and float(syn.delay) == pytest.approx(1.5)
+    with pytest.raises(ValueError, match=r"DeltaSynapse.weight expects shape \(\) or \(2,\)"):
+        one_source([[1.0], [2.0]], passive_lif(2), weight=jnp.ones(3))
+    with pytest.raises(TypeError, match="DeltaSynapse has no conductance or current to record"):
+        syn.output(0.0, {})
+    net = one_source([[1.0]], passive_lif())
+    with pytest.raises(ValueError, match="record"):
+        jn.simulate(net, 2.0, record=("g",))
