@@ -241,3 +241,48 @@ def test_parameter_checks():
     net = one_source([[1.0]], passive_lif())
     with pytest.raises(ValueError, match="record"):
         jn.simulate(net, 2.0, record=("g",))
+
+
+def test_brunel_network_fires_at_the_mean_field_rate():
+    # Brunel (2000), model A scaled down: N_E = 400, N_I = 100, C_E = 40, C_I = 10
+    # (fixed in-degree), J = 0.2 mV, g = 5, eta = 2, D = 1.5 ms, theta 20, reset 10,
+    # tau 20 ms, refractory 2 ms; each neuron driven by Poisson jumps J at C_E·nu_ext.
+    # The Siegert (diffusion) mean-field rate solves nu = phi(mu(nu), sigma(nu)); it
+    # holds for small jumps (J/theta = 1 %; at J = 0.5 mV and N_E = 800 the network
+    # fired 11 % below it, at 0.1 and 0.2 mV within 0.6 %).
+    from scipy import integrate, optimize, special
+
+    NE, NI, CE, CI = 400, 100, 40, 10
+    J, g, eta, D, theta, Vr, tau, tref = 0.2, 5.0, 2.0, 1.5, 20.0, 10.0, 20.0, 2.0
+    nu_ext = eta * theta / (J * CE * tau) * 1000.0  # Hz
+
+    def rate(mu, sigma):
+        integral, _ = integrate.quad(lambda x: special.erfcx(-x), (Vr - mu) / sigma, (theta - mu) / sigma)
+        return 1000.0 / (tref + tau * np.sqrt(np.pi) * integral)
+
+    def self_consistent(nu):
+        mu = J * tau * 1e-3 * (CE * nu_ext + nu * (CE - g * CI))
+        sigma = J * np.sqrt(tau * 1e-3 * (CE * nu_ext + nu * (CE + g * g * CI)))
+        return rate(mu, sigma) - nu
+
+    nu_mf = optimize.brentq(self_consistent, 1.0, 500.0)
+    assert nu_mf == pytest.approx(89.20, abs=0.01)
+
+    t1 = 250.0
+    lif = lambda n: jn.LIF(n=n, C=0.25, gL=0.25 / tau, EL=0.0, V_th=theta, V_reset=Vr,  # noqa: E731
+                           t_ref=tref, V_spike=None, spike_capacity=48)
+    syns = [jn.DeltaSynapse(pre, post, jn.conn.fixed_indegree(k, seed=s), w, D)
+            for s, (pre, post, k, w) in enumerate([("E", "E", CE, J), ("E", "I", CE, J),
+                                                   ("I", "E", CI, -g * J), ("I", "I", CI, -g * J)])]
+    syns += [jn.DeltaSynapse(f"ext_{p}", p, jn.conn.one_to_one, J, max_arrivals_per_step=12) for p in "EI"]
+    net = jn.Network({"E": lif(NE), "I": lif(NI),
+                      "ext_E": jn.poisson_spikes(CE * nu_ext, t1, n=NE, seed=5),
+                      "ext_I": jn.poisson_spikes(CE * nu_ext, t1, n=NI, seed=6)}, syns)
+    rng = np.random.default_rng(0)
+    v0 = {"E": rng.uniform(Vr, theta, NE), "I": rng.uniform(Vr, theta, NI)}
+    tr = jn.simulate(net, t1, dt=0.1, v0=v0, record=())
+    spikes = np.asarray(tr["E"].spikes)
+    counts = np.sum((spikes > 100.0) & np.isfinite(spikes), axis=1)
+    assert np.all(np.asarray(tr["E"].spike_count) < 48)  # nothing lost to the buffer
+    nu = counts.sum() / NE / 0.15
+    assert nu == pytest.approx(nu_mf, rel=0.03)  # 88.7 Hz
