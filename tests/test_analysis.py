@@ -246,16 +246,51 @@ def steady_states(jn, np):
 """
 
 
-def test_float32_steady_states_converge(tmp_path):
+_FLOAT32_SCRIPT = """
+import sys
+import numpy as np
+import jaxneuro as jn
+stub_swc, swc = sys.argv[2], sys.argv[3]
+out = {"steady_states": steady_states(jn, np)}
+# A stiff cell (test_float32_steady_state_of_a_stiff_cell_converges_at_rounding).
+cell = jn.Cell.from_swc(stub_swc, Ra=100., channels=[jn.channels.Leak(g=1e-4, e=-65.)])
+out["stub"] = float(jn.input_resistance(cell)[cell.index('soma[0]', 0.5)])
+# Finely cut cables and cells (test_float32_steady_states_of_finely_cut_cables_and_cells).
+cab = lambda n: jn.Cable(length=500, diam=4, nseg=n, channels=[jn.channels.Leak(g=1e-4, e=-65)])
+fine = [float(jn.input_resistance(cab(n))[0]) for n in (301, 1001)]
+fine.append(float(np.ravel(jn.input_resistance(cab(1001), jn.StepCurrent(0.1, target=[0])))[0]))
+cell = jn.Cell.from_swc(swc, channels=[jn.channels.Leak(g=1e-4, e=-65)], nseg=20)
+k = cell.index('soma[0]', 0.5)
+fine.append(float(jn.input_resistance(cell)[k]))
+fine += [float(x) for x in jn.steady_state(cell, cell.place_current(('soma[0]', 0.5), 0.01)).v]
+out["finely_cut"] = np.array(fine)
+np.savez(sys.argv[1], **out)
+"""
+
+
+@pytest.fixture(scope="module")
+def float32_results(tmp_path_factory):
+    """The float32 side of the float32 tests below, one process for all of them (JAX's
+    precision is per process; each process start and import is seconds)."""
+    tmp = tmp_path_factory.mktemp("float32")
+    stub = tmp / "stub.swc"
+    stub.write_text(_STUB_SWC)
+    script = tmp / "f32.py"
+    script.write_text(_STEADY_STATES + _FLOAT32_SCRIPT)
+    env = dict(os.environ, JAX_ENABLE_X64="0", JAX_PLATFORMS="cpu")
+    run = subprocess.run([sys.executable, str(script), str(tmp / "f32.npz"), str(stub), str(SWC)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    with np.load(tmp / "f32.npz") as f:
+        return dict(f, stub_swc=stub)
+
+
+def test_float32_steady_states_converge(float32_results):
     """In float32 (its own process: JAX's precision is per process) the Newton
     iterations reach their tolerance (no error) on an HH cable and a gap-coupled HH
     chain, within 1e-4 mV (and 1e-4 relative for input resistances) of float64 (this
     process)."""
-    script = tmp_path / "f32.py"
-    script.write_text("import sys\nimport numpy as np\nimport jaxneuro as jn\n" + _STEADY_STATES
-                      + "np.save(sys.argv[1], steady_states(jn, np))\n")
-    subprocess.run([sys.executable, str(script), str(tmp_path / "f32.npy")], check=True, timeout=300)
-    f32 = np.load(tmp_path / "f32.npy")
+    f32 = float32_results["steady_states"]
     namespace: dict = {}
     exec(_STEADY_STATES, namespace)
     f64 = namespace["steady_states"](jn, np)
@@ -687,32 +722,22 @@ _STUB_SWC = """\
 """
 
 
-def test_float32_steady_state_of_a_stiff_cell_converges_at_rounding(tmp_path):
+def test_float32_steady_state_of_a_stiff_cell_converges_at_rounding(float32_results):
     """A passive cell (one-point soma, five neurites, one a 2 µm stub) whose rest is
     the guess: in float32 the Newton steps stall at rounding (7.6e-4 mV) above
     eps**0.75·|v| (4.2e-4 mV), and it was reported as not converging; stalled steps
     within sqrt(eps) now count as converged. The soma's input resistance equals
     float64's (207.1093 MΩ, NEURON's Impedance) to float32 precision."""
-    swc = tmp_path / "stub.swc"
-    swc.write_text(_STUB_SWC)
-    code = (
-        "import jaxneuro as jn\n"
-        f"cell = jn.Cell.from_swc({str(swc)!r}, Ra=100., channels=[jn.channels.Leak(g=1e-4, e=-65.)])\n"
-        "print(float(jn.input_resistance(cell)[cell.index('soma[0]', 0.5)]))\n"
-    )
-    env = dict(os.environ, JAX_ENABLE_X64="0", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    cell = jn.Cell.from_swc(swc, Ra=100.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
+    cell = jn.Cell.from_swc(float32_results["stub_swc"], Ra=100.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
     r64 = float(jn.input_resistance(cell)[cell.index("soma[0]", 0.5)])
     assert r64 == pytest.approx(207.1093, rel=1e-6)
-    assert float(out.stdout.strip().splitlines()[-1]) == pytest.approx(r64, rel=1e-4)
+    assert float(float32_results["stub"]) == pytest.approx(r64, rel=1e-4)
 
 
 SWC = Path(__file__).parent / "data" / "small_cell_3pt.swc"
 
 
-def test_float32_steady_states_of_finely_cut_cables_and_cells():
+def test_float32_steady_states_of_finely_cut_cables_and_cells(float32_results):
     """float32 steady states of cells whose axial conductances dwarf their membranes'
     (before: a 500 µm cable cut into 1001 segments had an input resistance 436× too
     large and Newton did not converge with a current; 301 segments -8 %; the SWC test
@@ -720,21 +745,7 @@ def test_float32_steady_states_of_finely_cut_cables_and_cells():
     2.6e-3 mV off, above the documented 4e-4 mV). The Hines elimination without a C/dt
     term now builds its pivots from the segments' own conductances, and Newton iterates
     on voltages relative to their mean."""
-    code = (
-        "import jax, numpy as np, jaxneuro as jn\n"
-        "cab = lambda n: jn.Cable(length=500, diam=4, nseg=n, channels=[jn.channels.Leak(g=1e-4, e=-65)])\n"
-        "out = [float(jn.input_resistance(cab(n))[0]) for n in (301, 1001)]\n"
-        "out.append(float(np.ravel(jn.input_resistance(cab(1001), jn.StepCurrent(0.1, target=[0])))[0]))\n"
-        f"cell = jn.Cell.from_swc({str(SWC)!r}, channels=[jn.channels.Leak(g=1e-4, e=-65)], nseg=20)\n"
-        "k = cell.index('soma[0]', 0.5)\n"
-        "out.append(float(jn.input_resistance(cell)[k]))\n"
-        "out += [float(x) for x in jn.steady_state(cell, cell.place_current(('soma[0]', 0.5), 0.01)).v]\n"
-        "print(' '.join(repr(x) for x in out))\n"
-    )
-    env = dict(os.environ, JAX_ENABLE_X64="0", JAX_PLATFORMS="cpu")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    got = np.array([float(x) for x in run.stdout.strip().splitlines()[-1].split()])
+    got = float32_results["finely_cut"]
     cab = lambda n: jn.Cable(length=500, diam=4, nseg=n, channels=[jn.channels.Leak(g=1e-4, e=-65)])
     want = [float(jn.input_resistance(cab(n))[0]) for n in (301, 1001)]
     want.append(float(np.ravel(jn.input_resistance(cab(1001), jn.StepCurrent(0.1, target=[0])))[0]))

@@ -3,6 +3,9 @@
 import contextlib
 import io
 import math
+import os
+import subprocess
+import sys
 
 import diffrax
 import equinox as eqx
@@ -13,7 +16,6 @@ import numpy as np
 import pytest
 
 import jaxneuro as jn
-from conftest import run_in_both_precisions
 from jaxneuro.solve import hines
 from jaxneuro.solve.hines import TreeCoupling
 
@@ -229,8 +231,10 @@ def test_simulate_backward_pass_does_not_redo_the_forward_tree_solve(monkeypatch
                              save_every=save_every)
             return jnp.mean(tr.v)
 
-        _, backward = jax.vjp(loss, 0.12)
-        return _tree_scans(jax.make_jaxpr(backward)(1.0).jaxpr, cell.voltage_coupling().size)
+        # Traced, not run: the forward pass (the same under either policy) is in the
+        # jaxpr too, so the counts differ by the backward passes' difference.
+        jaxpr = jax.make_jaxpr(lambda x: jax.vjp(loss, x)[1](1.0))(0.12).jaxpr
+        return _tree_scans(jaxpr, cell.voltage_coupling().size)
 
     kept = backward_scans(5)
     monkeypatch.setattr(fixed_step, "_KEEP_TREE_SOLUTIONS", jax.checkpoint_policies.nothing_saveable)
@@ -388,18 +392,15 @@ def test_cell_solved_for_the_new_voltage_equals_the_increment_form(voltage_updat
     assert float(grads[0]) == pytest.approx(float(grads[1]), rel=1e-8)
 
 
-_TREE_SCRIPT = """
-import sys
-import jax
-jax.config.update("jax_enable_x64", sys.argv[1] == "float64")
-import numpy as np
-import jaxneuro as jn
-parents = [-1, 0, 0, 1, 1, 2, 2, 3, 3, 4]
-secs = [jn.Cable(length=1000.0, diam=2.0, Ra=100.0, nseg=100, channels=[jn.channels.HH(gnabar=0.10 + 0.004 * i)],
-                 name=f"b{i}") for i in range(10)]
-cell = jn.Cell(secs, parents=[None if p < 0 else p for p in parents])
-tr = jn.simulate(cell, 100.0, dt=0.025, stimuli=[jn.StepCurrent(0.2, 10.0, 1e9, target=("b0", 0.0))], save_every=0.25)
-np.save(sys.argv[2], np.asarray(tr.v, dtype=np.float64))
+_TREE_RUN = """
+def tree_voltages(jn, np):
+    parents = [-1, 0, 0, 1, 1, 2, 2, 3, 3, 4]
+    secs = [jn.Cable(length=1000.0, diam=2.0, Ra=100.0, nseg=100, channels=[jn.channels.HH(gnabar=0.10 + 0.004 * i)],
+                     name=f"b{i}") for i in range(10)]
+    cell = jn.Cell(secs, parents=[None if p < 0 else p for p in parents])
+    tr = jn.simulate(cell, 100.0, dt=0.025, stimuli=[jn.StepCurrent(0.2, 10.0, 1e9, target=("b0", 0.0))],
+                     save_every=0.25)
+    return np.asarray(tr.v, dtype=np.float64)
 """
 
 
@@ -407,8 +408,16 @@ def test_float32_cell_is_close_to_float64(tmp_path):
     """A 1000-segment HH cell (10 branches, the tip spiking) in float32 stays within
     0.01 mV of float64 over 100 ms: the new voltage is solved relative to the mean
     voltage of 8 segments spread over the cell, so float32 rounds relative to the spread of voltages (solved relative to
-    0 mV instead, this cell was 0.039 mV off)."""
-    v = run_in_both_precisions(_TREE_SCRIPT, tmp_path)
+    0 mV instead, this cell was 0.039 mV off). float32 in its own process (JAX's
+    precision is per process), float64 in this one."""
+    script = tmp_path / "f32.py"
+    script.write_text("import sys\nimport numpy as np\nimport jaxneuro as jn\n" + _TREE_RUN
+                      + "np.save(sys.argv[1], tree_voltages(jn, np))\n")
+    env = dict(os.environ, JAX_ENABLE_X64="0")
+    subprocess.run([sys.executable, str(script), str(tmp_path / "f32.npy")], check=True, timeout=300, env=env)
+    namespace: dict = {}
+    exec(_TREE_RUN, namespace)
+    v = {"float32": np.load(tmp_path / "f32.npy"), "float64": namespace["tree_voltages"](jn, np)}
     assert v["float64"][:, -1].max() > 20.0  # the tip spikes
     assert np.max(np.abs(v["float32"] - v["float64"])) < 0.01
 
@@ -484,8 +493,8 @@ def test_zero_area_nodes_are_eliminated_exactly():
     schur = lap[np.ix_(s, s)] - lap[np.ix_(s, z)] @ np.linalg.solve(lap[np.ix_(z, z)], lap[np.ix_(z, s)])
     a = -schur / c[:, None]
     v, d, rhs = rng.normal(size=n), rng.uniform(0.5, 3.0, n), rng.normal(size=n)
-    np.testing.assert_allclose(coupling.apply(jnp.asarray(v)), a @ v, atol=1e-12)
-    np.testing.assert_allclose(coupling.solve(jnp.asarray(d), jnp.asarray(rhs)),
+    np.testing.assert_allclose(jax.jit(lambda v: coupling.apply(v))(jnp.asarray(v)), a @ v, atol=1e-12)
+    np.testing.assert_allclose(jax.jit(lambda d, rhs: coupling.solve(d, rhs))(jnp.asarray(d), jnp.asarray(rhs)),
                                np.linalg.solve(np.diag(d) - a, rhs), rtol=1e-10, atol=1e-12)
 
 
@@ -502,10 +511,11 @@ def test_path_partitioned_solve_equals_a_dense_solve(n, spread, roots):
     coupling = TreeCoupling(g=jnp.asarray(g), capacitance=jnp.asarray(c), parent=parent)
     a = _dense(parent, g, c)
     d, rhs = rng.uniform(0.01, 3.0, (2, n)), rng.normal(size=(2, n))
-    got = coupling.solve(jnp.asarray(d), jnp.asarray(rhs), method="paths")
+    solve = jax.jit(lambda d, rhs, method: coupling.solve(d, rhs, method), static_argnums=2)  # as simulate runs it
+    got = solve(jnp.asarray(d), jnp.asarray(rhs), "paths")
     want = [np.linalg.solve(np.diag(d[k]) - a, rhs[k]) for k in range(2)]
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(got, coupling.solve(jnp.asarray(d), jnp.asarray(rhs)), rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(got, solve(jnp.asarray(d), jnp.asarray(rhs), "hines"), rtol=1e-11, atol=1e-13)
     part = hines._partition(parent, None)
     rows, paths = part.layout.shape
     assert rows <= max(8, round(np.sqrt(n)))  # no path longer than its segment
@@ -526,7 +536,7 @@ def test_path_partitioned_solve_of_isolated_nodes_and_pairs():
         want = np.linalg.solve(np.diag(d) - _dense(parent, g, c), rhs)
         assert (hines._partition(parent, None) is None) == all(p < 0 for p in parent)
         for method in ("hines", "paths"):
-            got = coupling.solve(jnp.asarray(d), jnp.asarray(rhs), method=method)
+            got = jax.jit(TreeCoupling.solve, static_argnums=3)(coupling, jnp.asarray(d), jnp.asarray(rhs), method)
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
 
 
@@ -540,18 +550,21 @@ def test_path_partitioned_solve_with_zero_area_nodes_and_its_gradients():
     assert coupling.size > cell.n_segments  # it has zero-area nodes
     rng = np.random.default_rng(7)
     d, rhs = jnp.asarray(rng.uniform(10.0, 40.0, cell.n_segments)), jnp.asarray(rng.normal(size=cell.n_segments))
-    np.testing.assert_allclose(coupling.solve(d, rhs, "paths"), coupling.solve(d, rhs), rtol=1e-11, atol=1e-13)
+    # (Each under jit, as simulate runs it: op by op, the scans took ~4x as long.)
+    solve = jax.jit(lambda d, rhs, method: coupling.solve(d, rhs, method), static_argnums=2)
+    np.testing.assert_allclose(solve(d, rhs, "paths"), solve(d, rhs, "hines"), rtol=1e-11, atol=1e-13)
 
     def loss(d, rhs, g, method):
         c = eqx.tree_at(lambda c: c.g, coupling, g)
         return jnp.sum(jnp.sin(c.solve(d, rhs, method)))
 
-    grads = [jax.grad(loss, argnums=(0, 1, 2))(d, rhs, coupling.g, m) for m in ("paths", "hines")]
+    grad = jax.jit(jax.grad(loss, argnums=(0, 1, 2)), static_argnums=3)
+    grads = [grad(d, rhs, coupling.g, m) for m in ("paths", "hines")]
     for gp, gh in zip(*grads):
         np.testing.assert_allclose(gp, gh, rtol=1e-9, atol=1e-12)
-    tangent = jax.jvp(lambda x: coupling.solve(x, rhs, "paths"), (d,), (jnp.ones_like(d),))[1]
-    np.testing.assert_allclose(tangent, jax.jvp(lambda x: coupling.solve(x, rhs), (d,), (jnp.ones_like(d),))[1],
-                               rtol=1e-9, atol=1e-12)
+    tangent = jax.jit(lambda x, method: jax.jvp(lambda x: solve(x, rhs, method), (x,), (jnp.ones_like(x),))[1],
+                      static_argnums=1)
+    np.testing.assert_allclose(tangent(d, "paths"), tangent(d, "hines"), rtol=1e-9, atol=1e-12)
 
 
 def test_tree_solve_rejects_unknown_methods():

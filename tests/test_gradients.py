@@ -1,5 +1,7 @@
 """jax.grad through simulate matches central finite differences (float64)."""
 
+import functools
+
 import diffrax
 import equinox as eqx
 import jax
@@ -99,14 +101,15 @@ def test_grad_checkpoints_steps_gives_the_same_gradient_with_more_stored_states(
                          save_every=save_every, grad_checkpoints=grad_checkpoints)
         return jnp.mean(tr.v)
 
-    g_saves = jax.grad(loss)(1e-4, "saves")
-    g_steps = jax.grad(loss)(1e-4, "steps")
+    # The gradients from the very programs whose memory is measured (one compile each).
+    compiled = {k: jax.jit(jax.grad(loss), static_argnums=1).lower(1e-4, k).compile() for k in ("saves", "steps")}
+    g_saves = compiled["saves"](1e-4)
+    g_steps = compiled["steps"](1e-4)
     assert abs(float(g_saves)) > 1.0
     assert float(g_steps) == pytest.approx(float(g_saves), rel=1e-12)
 
     def temp_bytes(grad_checkpoints):
-        compiled = jax.jit(jax.grad(loss), static_argnums=1).lower(1e-4, grad_checkpoints).compile()
-        return compiled.memory_analysis().temp_size_in_bytes
+        return compiled[grad_checkpoints].memory_analysis().temp_size_in_bytes
 
     state_bytes = 4 * 8  # v, m, h, n in float64
     n_steps = 600
@@ -150,6 +153,7 @@ def _hh_mean_v(amp):
     return jnp.mean(jn.simulate(soma, 15.0, stimuli=[jn.StepCurrent(amp=amp, delay=2.0, dur=10.0)]).v)
 
 
+@functools.lru_cache  # the reference of the next two tests, computed once
 def _second_difference_of_gradient(f, x, h):
     """Central differences of ``jax.grad(f)`` at ``h`` and ``h/2``, extrapolated."""
     g = jax.grad(f)
@@ -189,6 +193,7 @@ def test_reverse_over_forward_through_a_runge_kutta_solver():
         tr = jn.simulate(soma, 2.0, dt=0.01, stimuli=[jn.StepCurrent(amp=amp)], solver=diffrax.Tsit5())
         return jnp.mean(tr.v)
 
-    expected = float(jax.grad(jax.grad(f))(0.2))
+    # Each compiled as one program (op by op: some 70 programs, half again the time).
+    expected = float(jax.jit(jax.grad(jax.grad(f)))(0.2))
     assert expected != 0.0
-    assert float(jax.jacrev(jax.jacfwd(f))(0.2)) == pytest.approx(expected, rel=1e-9)
+    assert float(jax.jit(jax.jacrev(jax.jacfwd(f)))(0.2)) == pytest.approx(expected, rel=1e-9)

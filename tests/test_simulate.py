@@ -1,6 +1,9 @@
 """simulate(): solvers, saving, recording, initialisation, Trace."""
 
 import math
+import os
+import subprocess
+import sys
 
 import diffrax
 import equinox as eqx
@@ -298,43 +301,43 @@ def test_t1_off_the_save_grid_by_rounding_works_with_adaptive_steps():
     assert float(tr.v[-1]) == pytest.approx(-70 + 5 * math.exp(-61.3 / TAU), abs=1e-6)
 
 
-_FLOAT32_SCRIPT = """
-import sys
-import jax
-if sys.argv[1] == "float64":
-    jax.config.update("jax_enable_x64", True)
-import numpy as np
-import jaxneuro as jn
-
-# A LIF neuron firing for 4 s at dt = 0.025 ms: in float32, t1 - t0 near 4 s is off 0.025
-# by up to 2.4e-4 ms (float32's spacing there).
-lif = jn.LIF(n=2, spike_capacity=200)
-spikes = np.asarray(jn.simulate(lif, 4000.0, dt=0.025, stimuli=[jn.StepCurrent(1.6)], record=()).spikes)[0]
-# The same for 300 ms on the fused kernel (Pallas, interpreted on a CPU), which carries
-# the solver's state as the XLA loop does.
-short = [np.asarray(jn.simulate(lif, 300.0, dt=0.025, stimuli=[jn.StepCurrent(1.6)], record=(),
-                                backend=b).spikes)[0, :8] for b in ("xla", "pallas")]
-# A slow membrane (tau = 100 ms) at dt = 0.01 ms: its increments near the end are far
-# below float32's spacing at -70 mV.
-soma = jn.Compartment(length=100, diam=500, channels=[jn.channels.Leak(g=1e-5, e=-70)])
-relax = np.asarray(jn.simulate(soma, 1000.0, dt=0.01, v0=-65).v)[[100, 10000, -1]]
-stim = jn.StepCurrent(-0.02, 100.0, 800.0)
-rin = float(jn.input_resistance(jn.simulate(soma, 1000.0, dt=0.01, v0=-70, stimuli=[stim]), stim))
-np.save(sys.argv[2], np.concatenate([spikes[np.isfinite(spikes)][-5:], short[0], short[1], relax, [rin]]))
+_LONG_RUNS = """
+def long_runs(jn, np):
+    # A LIF neuron firing for 4 s at dt = 0.025 ms: in float32, t1 - t0 near 4 s is off 0.025
+    # by up to 2.4e-4 ms (float32's spacing there).
+    lif = jn.LIF(n=2, spike_capacity=200)
+    spikes = np.asarray(jn.simulate(lif, 4000.0, dt=0.025, stimuli=[jn.StepCurrent(1.6)], record=()).spikes)[0]
+    # The same for 300 ms on the fused kernel (Pallas, interpreted on a CPU), which carries
+    # the solver's state as the XLA loop does.
+    short = [np.asarray(jn.simulate(lif, 300.0, dt=0.025, stimuli=[jn.StepCurrent(1.6)], record=(),
+                                    backend=b).spikes)[0, :8] for b in ("xla", "pallas")]
+    # A slow membrane (tau = 100 ms) at dt = 0.01 ms: its increments near the end are far
+    # below float32's spacing at -70 mV.
+    soma = jn.Compartment(length=100, diam=500, channels=[jn.channels.Leak(g=1e-5, e=-70)])
+    relax = np.asarray(jn.simulate(soma, 1000.0, dt=0.01, v0=-65).v)[[100, 10000, -1]]
+    stim = jn.StepCurrent(-0.02, 100.0, 800.0)
+    rin = float(jn.input_resistance(jn.simulate(soma, 1000.0, dt=0.01, v0=-70, stimuli=[stim]), stim))
+    return np.concatenate([spikes[np.isfinite(spikes)][-5:], short[0], short[1], relax, [rin]])
 """
 
 
 def test_float32_long_runs_neither_drift_nor_stall(tmp_path):
-    # Single precision (each precision in its own process): the step is the grid's dt
+    # Single precision (in its own process: JAX's precision is per process; float64 in
+    # this one): the step is the grid's dt
     # wherever t1 - t0 equals it to the rounding of t, and the voltage is summed with
     # compensation. Before, the last spike of a 10 s LIF run came 5.3 ms early (of the 4 s run
     # here, 0.4 ms), a
     # membrane with tau = 100 ms stalled 0.038 mV short of its rest and the input
     # resistance read off its trace was 3 % low.
-    from conftest import run_in_both_precisions
-
-    out = run_in_both_precisions(_FLOAT32_SCRIPT, tmp_path)
-    f64, f32 = out["float64"], out["float32"]
+    script = tmp_path / "f32.py"
+    script.write_text("import sys\nimport numpy as np\nimport jaxneuro as jn\n" + _LONG_RUNS
+                      + "np.save(sys.argv[1], long_runs(jn, np))\n")
+    env = dict(os.environ, JAX_ENABLE_X64="0")
+    subprocess.run([sys.executable, str(script), str(tmp_path / "f32.npy")], check=True, timeout=300, env=env)
+    f32 = np.load(tmp_path / "f32.npy")
+    namespace: dict = {}
+    exec(_LONG_RUNS, namespace)
+    f64 = namespace["long_runs"](jn, np)
     assert f64[4] > 3900.0
     np.testing.assert_allclose(f32[:5], f64[:5], rtol=0, atol=0.02)  # float32 t spacing: 0.001 ms
     np.testing.assert_array_equal(f32[5:13], f32[13:21])  # fused kernel == XLA loop
