@@ -20,7 +20,6 @@ from ..coupling.gap import AbstractGapJunction
 from ..coupling.synapse import AbstractSynapse
 from ..model import AbstractModel
 from ..morphology.cell import Cell
-from ..neurons.base import AbstractSpikingNeuron
 from ..solve.staggered import StaggeredEuler
 from ..solve.trace import Trace
 from ..state import State
@@ -418,7 +417,7 @@ class Network(AbstractModel):
             for syn in jumping:
                 before, spikes = y0.events[syn.name], self._pre_spikes(syn, y0)
                 events[syn.name] = syn.advance(t0, t1, before, spikes)
-                jump = jump + syn.voltage_jump(before, events[syn.name], spikes, open_from)
+                jump = jump + syn.voltage_jump(t0, t1, before, events[syn.name], spikes, open_from)
             y1 = State(v=y1.v + jump, gates=y1.gates, events=y1.events)
         v1 = y1.v
         gates = dict(y1.gates)
@@ -429,8 +428,9 @@ class Network(AbstractModel):
             s = self._slices()[name]
             shp = self.shapes[self.names.index(name)]
             # A neuron whose refractory period ends within the step takes the jumps
-            # arriving after it on the flow from its reset.
-            kw = {"jump": jump[s].reshape(shp)} if jump is not None and isinstance(pop, AbstractSpikingNeuron) else {}
+            # arriving after it on the flow from its reset; a spike detector times a
+            # crossing made by a jump at the step's end, not before the jump.
+            kw = {"jump": jump[s].reshape(shp)} if jump is not None and getattr(pop, "resolves_jumps", False) else {}
             out = pop.resolve_events(
                 t0, t1, self._sub_state(y0, name), self._sub_state(y1, name),
                 a[s].reshape(shp), b[s].reshape(shp), **kw,

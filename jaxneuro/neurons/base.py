@@ -284,6 +284,9 @@ class AbstractSpikingNeuron(AbstractModel):
         units.positive_int(self.spike_capacity, f"{cls}.spike_capacity")
         self._check_surrogate()
 
+    #: resolve_events takes the voltage jumps of delta synapses (``jump=``).
+    resolves_jumps = True
+
     def resolve_events(self, t0, t1, y0: State, y1: State, a, b, jump=None) -> State:
         """Spikes, resets and refractoriness in the step from ``t0`` to ``t1`` (ms), on
         the linearised voltage flow ``dv/dt = a + b·v``. ``jump``: voltage jumps (mV,

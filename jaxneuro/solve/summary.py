@@ -167,17 +167,25 @@ class SpikeDetector(AbstractModel):
     def observe(self, name, t, state, i_inj):
         return self.model.observe(name, t, State(v=state.v, gates=state.gates), i_inj)
 
-    def resolve_events(self, t0, t1, y0, y1, a, b):
-        """Record upward crossings of ``threshold`` between ``y0.v`` and ``y1.v``."""
+    #: resolve_events takes the voltage jumps of delta synapses (``jump=``).
+    resolves_jumps = True
+
+    def resolve_events(self, t0, t1, y0, y1, a, b, jump=None):
+        """Record upward crossings of ``threshold`` between ``y0.v`` and ``y1.v``.
+        ``jump``: voltage jumps (mV, delta synapses) at ``t1``, already in ``y1.v``:
+        a crossing they make is timed at ``t1``, and one the voltage made before them
+        is interpolated without them."""
         del a, b
         thr = self.threshold
         crossed = (y0.v < thr) & (y1.v >= thr)
+        flow_end = y1.v if jump is None else y1.v - jump  # the voltage the step's flow reached
 
         def crossing_times():
             if self.timing == "neuron":
                 return jnp.broadcast_to(t1 + NEURON_THRESHOLD_DELAY, crossed.shape).astype(y1.v.dtype)
-            rise = jnp.where(crossed, y1.v - y0.v, 1.0)
-            return t0 + (thr - y0.v) / rise * (t1 - t0)
+            by_flow = flow_end >= thr
+            rise = jnp.where(crossed & by_flow, flow_end - y0.v, 1.0)
+            return jnp.where(by_flow, t0 + (thr - y0.v) / rise * (t1 - t0), t1)
 
         def record(ev):
             # In the fused kernel (skip_quiet_steps) a compare against an iota, which
