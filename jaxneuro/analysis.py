@@ -842,6 +842,12 @@ def as_spike_times(spikes, what: str, arg: str = "spikes"):
         # A JAX array also for a host copy (jax.device_get): NumPy would warn at the
         # inf - inf between padding entries (isi).
         return jnp.asarray(spikes.spikes)
+    if spikes is None:  # trace.spikes of a run without spike events
+        raise ValueError(
+            f"{what}: {arg} is None, as trace.spikes is for a run without spike events (a compartment, cable "
+            "or cell); pass jn.spike_times(trace, threshold) (upward crossings of a recorded voltage), or run "
+            "with summary=jn.SpikeSummary(...) or a jn.SpikeDetector model"
+        )
     spikes = jnp.asarray(units.to_base(spikes, f"{what}: {arg}", units.ms))
     if units.is_concrete(spikes) and spikes.ndim:
         s = np.asarray(spikes)

@@ -494,6 +494,13 @@ def param(
     always rejected. Conversion and checks run once, in :func:`convert_fields`, when
     the module is constructed.
     """
+    if not (unit is None or unit is celsius or isinstance(unit, u.Unit)):
+        # A unit written as text ("S/cm^2") would read plain numbers and then refuse
+        # every quantity as not dimensionless: refused where the field is declared.
+        raise TypeError(
+            f"units.param expects a saiunit unit (e.g. units.S_per_cm2, units.mV or u.mS / u.cm**2), None "
+            f"(dimensionless) or units.celsius, got {unit!r}"
+        )
     meta = {"unit": unit, "check": check, "allow_inf": allow_inf, "optional": optional, "doc": doc}
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata=meta)

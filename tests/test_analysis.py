@@ -507,6 +507,13 @@ def test_spike_analyses_take_a_trace_and_refuse_a_voltage_trace():
     passive = jn.simulate(soma(), 5.0)
     with pytest.raises(ValueError, match=r"firing_rate: this trace has no spike events .* jn.spike_times"):
         jn.firing_rate(passive, 0.0, 5.0)
+    # Its trace.spikes (None) given to a loss: named, with the ways to get spikes (it
+    # was "expects a number in ms ... got None").
+    for loss in (lambda s: jn.losses.spike_times(s, jnp.array([1.0])),
+                 lambda s: jn.losses.van_rossum(s, jnp.array([1.0]), 5.0)):
+        with pytest.raises(ValueError, match=r"spikes is None, as trace.spikes is for a run without spike events.*"
+                                             r"jn.spike_times\(trace, threshold\).*summary=jn.SpikeSummary"):
+            loss(passive.spikes)
     # Under jit the values are unknown: no check, the same numbers.
     rate = jax.jit(lambda s: jn.firing_rate(s, 0.0, 30.0))(trace.spikes)
     assert float(rate) == float(jn.firing_rate(trace.spikes, 0.0, 30.0))

@@ -292,3 +292,15 @@ def test_a_quantity_set_after_construction_is_named():
     stim = eqx.tree_at(lambda s: s.amp, jn.StepCurrent(0.1), 100 * u.pA)
     with pytest.raises(ValueError, match=r"simulate: stimuli\[0\]\.amp holds the saiunit quantity"):
         jn.simulate(jn.LIF(), 5.0, stimuli=[stim])
+
+
+def test_a_unit_written_as_text_is_refused_where_the_field_is_declared():
+    # param("S/cm^2") read plain numbers and then refused every quantity as "expects a
+    # dimensionless [1] quantity (a plain number is read in S/cm^2)".
+    from jaxneuro import units
+
+    for bad in ("S/cm^2", "mV", 1.0):
+        with pytest.raises(TypeError, match=r"units.param expects a saiunit unit .*got "):
+            units.param(bad, default=0.01)
+    assert units.param(units.S_per_cm2, default=0.01).metadata["unit"] is units.S_per_cm2
+    assert units.param(None).metadata["unit"] is None and units.param(units.celsius).metadata["unit"] is units.celsius
