@@ -401,8 +401,9 @@ class Network(AbstractModel):
         return State(v=jnp.concatenate(dv), gates=dgates, events=devents)
 
     def resolve_events(self, t0, t1, y0, y1, a, b):
-        """Each population resolves its own events (spikes, resets) on its part of the
-        linearised flow; then every synapse takes up the spikes arriving in the step."""
+        """Delta synapses' voltage jumps at the step's end first; then each population
+        resolves its own events (spikes, resets) on its part of the linearised flow;
+        then every other synapse takes up the spikes arriving in the step."""
         events = dict(y1.events)
         jumping = [syn for syn in self.synapses if syn.jumps_voltage]
         jump = None
