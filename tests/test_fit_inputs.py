@@ -358,3 +358,37 @@ def test_fit_init_lists_per_parameter_and_bad_lists():
                      ([15 * u.nS, 0.025], "holds Quantity")]:
         with pytest.raises(ValueError, match=rf"init\['gL'\] expects the starting values as numbers.*{why}"):
             jn.fit(loss, neuron, params=lambda m: m.gL, init=bad, steps=1, progress=False)
+
+
+def test_spike_losses_refuse_an_overflowed_trace_also_under_jit_and_in_fit():
+    # A LIF firing 11 spikes into a buffer of 5: the losses read 5 (spike_times gave
+    # 2224.6 ms² for 3099.8), and under jit (jn.fit) simulate cannot warn. Given the
+    # Trace, they refuse: at once when eager, when the program runs under jit.
+    import equinox as eqx
+
+    def run(m):
+        return jn.simulate(m, 200.0, dt=0.1, stimuli=[jn.StepCurrent(2.0)], save_every=10.0)
+
+    small = jn.LIF(spike_capacity=5)
+    target = run(jn.LIF(spike_capacity=20)).spikes
+    with pytest.warns(RuntimeWarning, match="spike buffer overflow"):
+        eager = run(small)
+    # (The rate from intervals read 0 Hz past the 5th spike, a loss of 1.0 for 50 Hz.)
+    for loss in (lambda tr: jn.losses.spike_times(tr, target), lambda tr: jn.losses.van_rossum(tr, target, 5.0),
+                 lambda tr: jn.losses.firing_rate(tr, 50.0, 100.0, 200.0)):
+        with pytest.raises(ValueError, match=r"spikes: the trace's spike buffer overflowed in 1 neuron\(s\): "
+                                             r"trace.spikes keeps the first 5 .*raise the model's spike_capacity"):
+            loss(eager)
+    # The whole run's count is exact: method="count" needs no spike times.
+    assert float(eager.spike_count) > 5
+    assert float(jn.losses.firing_rate(eager, 5.0 * float(eager.spike_count), method="count")) == 0.0
+    with pytest.raises(Exception, match="spike buffer overflowed"):
+        jax.block_until_ready(eqx.filter_jit(lambda m: jn.losses.spike_times(run(m), target))(small))
+    with pytest.raises(Exception, match="spike buffer overflowed"):
+        jn.fit(lambda m: jn.losses.spike_times(run(m), target), small, params=lambda m: m.gL, steps=2)
+    # Enough room: the same numbers as from the arrays.
+    big = run(jn.LIF(spike_capacity=20))
+    assert float(jn.losses.spike_times(big, target)) == float(jn.losses.spike_times(big.spikes, target)) == 0.0
+    fitted = jn.fit(lambda m: jn.losses.spike_times(run(m), target), jn.LIF(spike_capacity=20, gL=0.11),
+                    params=lambda m: m.gL, steps=2)
+    assert np.isfinite(fitted.best_loss)
