@@ -619,3 +619,23 @@ def test_summary_scales_with_an_unknown_name_and_relative_error_with_quantities(
     assert float(jn.losses.relative_error(50.0 * u.Mohm, 0.0625 * u.Gohm)) == pytest.approx(0.04)
     with pytest.raises(ValueError, match="relative_error"):
         jn.losses.relative_error(50.0 * u.Mohm, 62.5 * u.mV)
+
+
+def test_a_fit_ending_outside_a_parameters_declared_range_warns():
+    # Identity lets gL (declared >= 0) go negative; the fit returned gL = -1192.87 with
+    # no word, a model its class refuses to build. The default (Positive) keeps it.
+    import warnings
+
+    lif = jn.LIF(C=0.25, gL=0.02, EL=-70.0, V_th=math.inf)
+
+    def loss(m):  # pulls gL down hard: minimised at gL -> -inf
+        return 100.0 * m.gL
+
+    with pytest.warns(RuntimeWarning, match=r"'gL' ended at -\d.*outside its declared range \(>= 0\).*Positive"):
+        res = jn.fit(loss, lif, params=lambda m: m.gL, transforms=jn.fit.Identity(),
+                     optimizer=optax.sgd(1.0), steps=3)
+    assert float(res.model.gL) < 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        res = jn.fit(loss, lif, params=lambda m: m.gL, optimizer=optax.sgd(1.0), steps=3)
+    assert float(res.model.gL) > 0

@@ -481,7 +481,27 @@ def fit(
     result = _result(model, sel, losses_arr, hist_arr, n_starts, events, stopped, halted)
     if not _warn_if_uphill(losses_arr):  # an uphill fit's final loss is above its best too
         _warn_if_final_worse(result)
+    _warn_if_outside_declared_range(sel, hist_arr)
     return result
+
+
+def _warn_if_outside_declared_range(sel, hist) -> None:
+    """A RuntimeWarning where a parameter declared positive or non-negative (``gL``,
+    ``tau``, ``g_max``) ended below that, as only a transform other than the default
+    ``Positive`` allows (``Identity``): the fitted model holds a value its class refuses
+    when built (a tester's ``gL`` = -1192.87 came back with no word)."""
+    for k, name in enumerate(sel.names):
+        check = sel.metadata[k].get("check")
+        final = hist.get(name)
+        if check not in ("positive", "nonnegative") or final is None or not len(final):
+            continue
+        low = float(np.min(final[-1]))
+        if low < 0 or (check == "positive" and low == 0):
+            bound = "> 0" if check == "positive" else ">= 0"
+            warnings.warn(
+                f"fit: {name!r} ended at {low:g}, outside its declared range ({bound}), which the model's class "
+                f"refuses when built: FitResult.model holds it. Its default transform, jn.fit.Positive(), keeps "
+                f"it in range; or check best_model", RuntimeWarning, stacklevel=outside_stacklevel())
 
 
 def _warn_if_final_worse(result) -> None:
