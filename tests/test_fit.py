@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -202,9 +203,10 @@ def test_positive_keeps_a_conductance_positive():
     result = jn.fit(lambda m: (m.gL + 0.01) ** 2, seed000_neuron(), params=lambda m: m.gL, steps=50)
     hist = result.param_history["gL"]
     assert np.all(hist > 0) and np.all(np.diff(hist) < 0)
-    # Identity lets it go negative.
-    result = jn.fit(lambda m: (m.gL + 0.01) ** 2, seed000_neuron(), params=lambda m: m.gL,
-                    transforms=jn.fit.Identity(), optimizer=optax.sgd(0.4), steps=50)
+    # Identity lets it go negative (and the fit says it left gL's declared range).
+    with pytest.warns(RuntimeWarning, match="'gL' ended at -0.01"):
+        result = jn.fit(lambda m: (m.gL + 0.01) ** 2, seed000_neuron(), params=lambda m: m.gL,
+                        transforms=jn.fit.Identity(), optimizer=optax.sgd(0.4), steps=50)
     assert float(result.model.gL) == pytest.approx(-0.01, abs=1e-6)
 
 
@@ -212,8 +214,19 @@ def test_transforms_round_trip_and_reject_starts_outside_their_domain():
     x = jnp.array([0.011, 0.02, 0.029])
     for tf in (jn.fit.Identity(), jn.fit.Positive(), jn.fit.Bounded(0.01, 0.03)):
         np.testing.assert_allclose(tf.forward(tf.inverse(x)), x, rtol=1e-12)
-    with pytest.raises(ValueError, match="gL.*Bounded"):
+    with pytest.raises(ValueError, match=r"gL.*outside the interval \[0.03, 0.05\] of its Bounded"):
         jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, transforms=jn.fit.Bounded(0.03, 0.05))
+    # On a bound (a saturated sigmoid: a fit's result in float32 when the optimum lies
+    # past it) it starts a rounding step inside: u finite, the value back to rounding.
+    tf = jn.fit.Bounded(0.095, 0.12)
+    for u_far in (-60.0, 60.0):
+        edge = tf.forward(jnp.asarray(u_far))  # saturated: exactly a bound
+        assert float(edge) in (0.095, 0.12)
+        u_edge = tf.inverse(edge)
+        assert np.isfinite(float(u_edge)) and float(tf.forward(u_edge)) == pytest.approx(float(edge), rel=1e-12)
+    on_bound = eqx.tree_at(lambda m: m.gL, seed000_neuron(), tf.forward(jnp.asarray(60.0)))
+    again = jn.fit(rin_loss, on_bound, params=lambda m: m.gL, transforms=tf, steps=2)  # was a ValueError
+    assert 0.095 <= float(again.model.gL) <= 0.12
     with pytest.raises(ValueError, match="t_ref.*Positive"):
         jn.fit(rin_loss, seed000_neuron(t_ref=0.0), params=lambda m: m.t_ref)
     with pytest.raises(ValueError, match="lo < hi"):

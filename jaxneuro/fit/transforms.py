@@ -96,7 +96,8 @@ class Positive(AbstractTransform):
 
 class Bounded(AbstractTransform):
     """``x = lo + (hi - lo)·sigmoid(u)``: keeps ``lo <= x <= hi`` (the ends are reached
-    only when ``sigmoid`` saturates in floating point). ``lo``, ``hi`` in the
+    only when ``sigmoid`` saturates in floating point, in float32 from ``|u|`` ≈ 17; a
+    fit started on an end starts a rounding step inside it). ``lo``, ``hi`` in the
     parameter's base unit, or saiunit quantities. Samples uniformly in ``[lo, hi]``."""
 
     lo: object
@@ -126,15 +127,20 @@ class Bounded(AbstractTransform):
         return self.lo + (self.hi - self.lo) * jax.nn.sigmoid(u)
 
     def inverse(self, x, name="parameter"):
+        """``u`` for the value ``x`` in ``[lo, hi]``. A value on a bound (where a
+        fit's ``sigmoid`` saturated: its result restarts a fit) starts a rounding
+        step inside it, ``u`` finite."""
         _check_finite(x, name)
         if units.is_concrete(x):
-            inside = (np.asarray(x) > np.asarray(self.lo)) & (np.asarray(x) < np.asarray(self.hi))
+            inside = (np.asarray(x) >= np.asarray(self.lo)) & (np.asarray(x) <= np.asarray(self.hi))
             if not np.all(inside):
                 raise ValueError(
-                    f"parameter {name!r} starts at {_show(x)}, outside the open interval "
-                    f"({_show(self.lo)}, {_show(self.hi)}) of its Bounded transform"
+                    f"parameter {name!r} starts at {_show(x)}, outside the interval "
+                    f"[{_show(self.lo)}, {_show(self.hi)}] of its Bounded transform"
                 )
         p = (x - self.lo) / (self.hi - self.lo)
+        eps = jnp.finfo(jnp.result_type(p, float)).eps
+        p = jnp.clip(p, eps, 1.0 - eps)
         return jnp.log(p) - jnp.log1p(-p)
 
     def sample(self, key, x0, shape):
