@@ -143,17 +143,19 @@ class DeltaSynapse(AbstractSynapse):
         taken = jax.lax.stop_gradient(after["next"] - before["next"]).astype(jnp.int32)
         delay = jax.lax.stop_gradient(self._row_delay())
         blocked_until = open_from[self.post_index] + grid_tolerance(t0, t1)
-        weight = jnp.broadcast_to(self.weight, self.post_index.shape)
-        jump = jnp.zeros(open_from.shape, dtype=jnp.result_type(weight, open_from))
+        # Per connection, the arrivals taken up that come after its post's blocked
+        # time: each slot's arrival per row (-inf where not taken), read once per
+        # connection, and one scatter of the weighted counts.
+        counts = jnp.zeros(self.post_index.shape, dtype=open_from.dtype)
         for i in range(self.max_arrivals_per_step):
             slot = jnp.minimum(first + i, capacity - 1)
             t_arr = jnp.take_along_axis(rows, slot[:, None], axis=1)[:, 0] + delay
-            took = i < taken
+            t_arr = jnp.where(i < taken, t_arr, -jnp.inf)
             if per_neuron:
-                t_arr, took = t_arr[self.pre_local], took[self.pre_local]
-            counts = took & (t_arr > blocked_until)
-            jump = jump.at[self.post_index].add(jnp.where(counts, weight, 0.0))
-        return jump
+                t_arr = t_arr[self.pre_local]
+            counts = counts + (t_arr > blocked_until)
+        jumps = self.weight * counts
+        return jnp.zeros(open_from.shape, dtype=jumps.dtype).at[self.post_index].add(jumps)
 
 
 #: Arrivals within this many units of rounding (of the time's float type, relative to
