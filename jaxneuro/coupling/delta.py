@@ -135,23 +135,16 @@ class DeltaSynapse(AbstractSynapse):
         ``pre_spikes``) that comes later than its compartment's ``open_from`` (ms,
         flat: the end of a neuron's refractory period, -inf where input is never
         blocked), an arrival within rounding of that end counting as on it (lost)."""
-        per_neuron = self._per_neuron()
-        spikes = jax.lax.stop_gradient(pre_spikes)
-        rows = spikes if per_neuron else spikes[self.pre_local]
-        capacity = rows.shape[-1]
-        first = jax.lax.stop_gradient(before["next"]).astype(jnp.int32)
-        taken = jax.lax.stop_gradient(after["next"] - before["next"]).astype(jnp.int32)
-        delay = jax.lax.stop_gradient(self._row_delay())
+        arrival = self._arrival_reader(before, pre_spikes)
+        taken = jax.lax.stop_gradient(after["next"] - before["next"])
         blocked_until = open_from[self.post_index] + grid_tolerance(t0, t1)
         # Per connection, the arrivals taken up that come after its post's blocked
         # time: each slot's arrival per row (-inf where not taken), read once per
         # connection, and one scatter of the weighted counts.
         counts = jnp.zeros(self.post_index.shape, dtype=open_from.dtype)
         for i in range(self.max_arrivals_per_step):
-            slot = jnp.minimum(first + i, capacity - 1)
-            t_arr = jnp.take_along_axis(rows, slot[:, None], axis=1)[:, 0] + delay
-            t_arr = jnp.where(i < taken, t_arr, -jnp.inf)
-            if per_neuron:
+            t_arr = jnp.where(i < taken, arrival(i), -jnp.inf)
+            if self._per_neuron():
                 t_arr = t_arr[self.pre_local]
             counts = counts + (t_arr > blocked_until)
         jumps = self.weight * counts

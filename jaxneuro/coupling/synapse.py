@@ -230,6 +230,28 @@ class AbstractSynapse(AbstractCoupling):
             return self._with_arrivals(events, pre_spikes, _before_tie(t_mid), t1, t1 - t_mid)
         return self._with_arrivals(events, pre_spikes, t1, t1, None)
 
+    def _arrival_reader(self, events, pre_spikes):
+        """``arrival(i)``: each row's arrival time (ms) at its slot ``events["next"] +
+        i`` of the spike buffer ``pre_spikes`` (inf past the end), one 1-D gather per
+        slot read. Arrival times carry no gradient: the step an arrival falls in is
+        chosen by a comparison, so its derivative would hold only "a later arrival has
+        decayed less" and miss "a later arrival switches on later", the larger effect:
+        the gradient of a later voltage in a delay came out with the wrong sign."""
+        spikes = jax.lax.stop_gradient(pre_spikes)
+        first = jax.lax.stop_gradient(events["next"]).astype(jnp.int32)
+        delay = jax.lax.stop_gradient(self._row_delay())
+        capacity = spikes.shape[-1]
+        # Rows' starts in the flattened buffer (per connection: its neuron's row).
+        row_start = (jnp.arange(spikes.shape[0]) if self._per_neuron() else self.pre_local) * capacity
+        flat = spikes.reshape(-1)
+
+        def arrival(i):
+            slot = first + i
+            t_spike = flat[row_start + jnp.minimum(slot, capacity - 1)]
+            return jnp.where(slot < capacity, t_spike + delay, jnp.inf)
+
+        return arrival
+
     def _with_arrivals(self, events, pre_spikes, until, t, age):
         """The state decayed to ``t``, plus the kernels of the spikes not yet taken up
         that arrive by ``until``, each ``age`` ms old at ``t`` (None: ``t`` minus its
@@ -246,28 +268,10 @@ class AbstractSynapse(AbstractCoupling):
         from then on; ``events["late"]`` counts, per row, the steps that left arrivals for
         the next (``simulate`` warns)."""
         decayed = self._propagate(events, jnp.maximum(t - events["t"], 0.0))
-        per_neuron = self._per_neuron()
-        # Arrival times carry no gradient: the step an arrival falls in is chosen by a
-        # comparison, so its derivative would hold only "a later arrival has decayed
-        # less" and miss "a later arrival switches on later", the larger effect: the
-        # gradient of a later voltage in a delay came out with the wrong sign.
-        spikes = jax.lax.stop_gradient(pre_spikes)
-        first = jax.lax.stop_gradient(events["next"]).astype(jnp.int32)
-        delay = jax.lax.stop_gradient(self._row_delay())
-        capacity = spikes.shape[-1]
-
-        # Rows' starts in the flattened buffer: one 1-D gather per slot read.
-        row_start = (jnp.arange(spikes.shape[0]) if per_neuron else self.pre_local) * capacity
-        flat = spikes.reshape(-1)
-
-        def arrival(i):
-            """Arrival time (ms) of each row's slot ``first + i``; inf past the end."""
-            slot = first + i
-            t_spike = flat[row_start + jnp.minimum(slot, capacity - 1)]
-            return jnp.where(slot < capacity, t_spike + delay, jnp.inf)
-
-        summed = {k: jnp.zeros_like(delay) for k in self.state_names()}
-        taken = jnp.zeros_like(delay)
+        arrival = self._arrival_reader(events, pre_spikes)
+        zeros = jnp.zeros_like(jax.lax.stop_gradient(self._row_delay()))
+        summed = {k: zeros for k in self.state_names()}
+        taken = zeros
         for i in range(self.max_arrivals_per_step):
             t_arr = arrival(i)
             arrived = t_arr <= until
