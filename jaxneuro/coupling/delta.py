@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import units
-from .synapse import AbstractSynapse
+from .synapse import AbstractSynapse, _require
 
 __all__ = ["DeltaSynapse", "grid_tolerance"]
 
@@ -79,11 +79,8 @@ class DeltaSynapse(AbstractSynapse):
     delay: object = units.param(units.ms, default=0.0, check="nonnegative")
 
     def __post_init__(self):
-        if self.weight is None:
-            raise ValueError(
-                "DeltaSynapse.weight expects the postsynaptic voltage's jump at each arrival in mV (positive "
-                "excitatory, negative inhibitory; Brunel 2000's J), or a saiunit Quantity"
-            )
+        _require(self, "weight", "the postsynaptic voltage's jump at each arrival in mV (positive excitatory, "
+                                 "negative inhibitory; Brunel 2000's J), or a saiunit Quantity")
         if self.delivery != "exact":
             raise ValueError(
                 f"DeltaSynapse.delivery expects 'exact' (the jump acts at the end of the step its spike arrives "

@@ -354,11 +354,15 @@ def _exp_kernel(s, tau):
     return jnp.exp(-s * rate)
 
 
+def _require(synapse, name: str, expects: str) -> None:
+    """ValueError naming ``synapse``'s parameter ``name`` (declared with no default
+    value, None) and what it ``expects`` where it was not given."""
+    if getattr(synapse, name) is None:
+        raise ValueError(f"{type(synapse).__name__}.{name} expects {expects}")
+
+
 def _require_g_max(synapse) -> None:
-    if synapse.g_max is None:
-        raise ValueError(
-            f"{type(synapse).__name__}.g_max expects a peak conductance in µS (or a saiunit Quantity)"
-        )
+    _require(synapse, "g_max", "a peak conductance in µS (or a saiunit Quantity)")
 
 
 class ExpSynapse(_ConductanceSynapse):
@@ -504,16 +508,10 @@ class ExpCurrentSynapse(AbstractSynapse):
     delay: object = units.param(units.ms, default=0.0, check="nonnegative")
 
     def __post_init__(self):
-        if self.weight is None:
-            raise ValueError(
-                "ExpCurrentSynapse.weight expects the current's jump at each arrival in nA (positive "
-                "depolarising, negative inhibitory), or a saiunit Quantity"
-            )
-        if self.tau is None:
-            raise ValueError(
-                "ExpCurrentSynapse.tau expects the current's decay time constant in ms (> 0; NEST's "
-                "iaf_psc_exp default is 2 ms), or a saiunit Quantity"
-            )
+        _require(self, "weight", "the current's jump at each arrival in nA (positive depolarising, negative "
+                                 "inhibitory), or a saiunit Quantity")
+        _require(self, "tau", "the current's decay time constant in ms (> 0; NEST's iaf_psc_exp default is "
+                              "2 ms), or a saiunit Quantity")
         self._check_params()
 
     def state_names(self):
