@@ -34,12 +34,11 @@ of the right-hand side; ``tol`` defaults to 1e-10 in float64 and 1e-5 in float32
 dt = 0.025 ms) converge in a handful of iterations. Junctions far stronger than the
 membrane along long chains make the system ill-conditioned (its condition number
 grows as ``g·n²·dt/C``): in float32, asymmetric junctions (GMRES) then lose accuracy
-(one measurement: a chain of 100 default LIFs joined by ``g`` = 10⁴ µS forward and
-half that back, 10⁵ times the leak, 1 nA into its first neuron for 5 ms: float32
-voltages 7e-4 mV off float64's, 70 % of the first neuron's 1e-3 mV deflection; at 10⁵
-µS 5e-4 mV, 8 times its 6e-5 mV deflection; symmetric ones, CG, stay at float32's
-resolution: the same chain joined symmetrically by 10⁴ or 10⁵ µS, 7e-6 mV, 2e-4 of its
-0.036 mV deflection; float64 both); GMRES also needs many restart
+(a chain of 100 default LIFs joined by ``g`` = 10⁴ µS forward and half that back, 10⁵
+times the leak, 1 nA into its first neuron for 1 ms: float32 voltages 1.1e-4 mV off
+float64's, 16 % of the first neuron's 6.8e-4 mV deflection; symmetric ones, CG, stay
+at float32's resolution, 4e-4 of the same chain's 0.0128 mV deflection when joined
+symmetrically by 10⁴ µS: tests/test_gap_junctions.py; float64 both); GMRES also needs many restart
 cycles there, so such runs are much slower than with symmetric junctions (not benchmarked).
 """
 
