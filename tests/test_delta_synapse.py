@@ -248,8 +248,7 @@ def test_brunel_network_fires_at_the_mean_field_rate():
     # (fixed in-degree), J = 0.2 mV, g = 5, eta = 2, D = 1.5 ms, theta 20, reset 10,
     # tau 20 ms, refractory 2 ms; each neuron driven by Poisson jumps J at C_E·nu_ext.
     # The Siegert (diffusion) mean-field rate solves nu = phi(mu(nu), sigma(nu)); it
-    # holds for small jumps (J/theta = 1 %; at J = 0.5 mV and N_E = 800 the network
-    # fired 11 % below it, at 0.1 and 0.2 mV within 0.6 %).
+    # holds for small jumps (J/theta = 1 %; larger jumps fire below it).
     from scipy import integrate, optimize, special
 
     NE, NI, CE, CI = 400, 100, 40, 10
