@@ -158,8 +158,8 @@ def grid_tolerance(t0, t1):
     units of rounding of ``t1`` (at most a quarter of the step). A spike fired by a
     jump lies on the grid, and so, with a delay that is a whole number of steps, does
     its arrival, but ``t_spike + delay`` and the grid's ``t0 + k·dt`` are rounded
-    apart: compared exactly, 5-30 % of such arrivals fell a step late (in float64
-    too), and a run continued from another (whose grid is rounded from its own
+    apart: compared exactly, some of them fell a step late (5-30 % in a tester's runs,
+    float64 too; tests/test_delta_synapse.py now asserts none does), and a run continued from another (whose grid is rounded from its own
     ``t0``) delivered them in other steps than the run in one part."""
     dtype = jnp.result_type(t1)
     ulps = GRID_TOLERANCE_ULPS * jnp.finfo(dtype).eps * jnp.maximum(jnp.abs(t1), 1.0)
