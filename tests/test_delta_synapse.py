@@ -1,7 +1,8 @@
 """Delta (voltage-jump) synapses (Brunel 2000, NEST's iaf_psc_delta): the jump against
 the closed form, on point neurons and compartments, threshold and refractoriness, an
 exact event-driven reference for Poisson-driven LIF neurons (NEST's rule with
-continuous arrival times), shot-noise moments (Campbell's theorem), delays, bursts,
+continuous arrival times), a recurrent network against NEURON's IntFire1 cells and
+against NEST's update rule, shot-noise moments (Campbell's theorem), delays, bursts,
 continued runs, gradients and parameter checks."""
 
 import jax
@@ -393,3 +394,70 @@ def test_a_recurrent_network_matches_a_clock_driven_reference_with_nests_rules_s
     assert sum(len(r) for r in ref) > 2000  # ~95 Hz
     for i in range(N):
         np.testing.assert_allclose(ours[i][np.isfinite(ours[i])], ref[i], atol=1e-9, err_msg=f"neuron {i}")
+
+
+def test_a_recurrent_network_matches_neurons_intfire1_spike_for_spike(neuron_h):
+    # NEURON's IntFire1 is a LIF with delta inputs, event-driven: m decays with tau,
+    # jumps by each weight, fires when m > 1, and ignores inputs for `refrac`, then
+    # restarts from 0. With every arrival on the step grid, jaxneuro's LIF + DeltaSynapse
+    # fires at the same times. 60 cells, 6 recurrent inputs each (delays 10-30 steps,
+    # an even number), excitatory drive on even steps and inhibitory on odd ones: no
+    # step sees arrivals of both signs, where NEURON's one-at-a-time order and a step's
+    # sum could disagree on whether a neuron fires. refrac 2.05 ms ends inside a step.
+    h = neuron_h
+    rng = np.random.default_rng(3)
+    N, K, tau, refrac, dt, t1 = 60, 6, 10.0, 2.05, 0.1, 300.0
+    pre = np.concatenate([rng.choice(N, K, replace=False) for _ in range(N)])
+    post = np.repeat(np.arange(N), K)
+    w, steps = rng.uniform(0.05, 0.15, N * K), 2 * rng.integers(5, 16, N * K)
+
+    def on_grid(rate, parity):
+        k = np.nonzero(rng.random(int(t1 / dt)) < rate * dt)[0]
+        return k[(k % 2 == parity) & (k > 0)] * dt
+
+    exc, inh = [on_grid(0.6, 0) for _ in range(N)], [on_grid(0.3, 1) for _ in range(N)]
+    w_exc, w_inh, m0 = 0.3, -0.25, rng.uniform(0.0, 0.9, N)
+
+    cells = [h.IntFire1() for _ in range(N)]
+    for c in cells:
+        c.tau, c.refrac = tau, refrac
+    recurrent = [h.NetCon(cells[a], cells[b]) for a, b in zip(pre, post)]
+    for nc, ww, s in zip(recurrent, w, steps):
+        nc.weight[0], nc.delay = ww, s * dt
+    spike_vectors = [h.Vector() for _ in cells]
+    recorders = [h.NetCon(c, None) for c in cells]
+    for nc, vec in zip(recorders, spike_vectors):
+        nc.record(vec)
+    drive = [(h.NetCon(None, c), times, ww) for c, e, i in zip(cells, exc, inh) for times, ww in ((e, w_exc), (i, w_inh))]
+
+    def start():
+        for c, m in zip(cells, m0):
+            c.m = m
+        for nc, times, ww in drive:
+            nc.weight[0] = ww
+            for t in times:
+                nc.event(float(t))
+
+    handler = h.FInitializeHandler(start)
+    h.dt = dt
+    h.finitialize(-65.0)
+    h.continuerun(t1)
+    ref = [np.array(vec) for vec in spike_vectors]
+    m_end = np.array([c.M() for c in cells])
+    del handler  # NEURON would otherwise call it at later tests' finitialize
+
+    lif = jn.LIF(n=N, C=1.0, gL=1.0 / tau, EL=0.0, V_th=1.0, V_reset=0.0, t_ref=refrac, V_spike=None,
+                 spike_capacity=128)
+    net = jn.Network({"p": lif, "e": jn.SpikeTrains([list(x) for x in exc]), "i": jn.SpikeTrains([list(x) for x in inh])},
+                     [jn.DeltaSynapse("p", "p", jn.conn.explicit(pre, post), jnp.asarray(w), jnp.asarray(steps * dt)),
+                      jn.DeltaSynapse("e", "p", jn.conn.one_to_one, w_exc, name="de"),
+                      jn.DeltaSynapse("i", "p", jn.conn.one_to_one, w_inh, name="di")])
+    tr = jn.simulate(net, t1, dt=dt, v0={"p": m0}, record=("v",))
+    ours = np.asarray(tr["p"].spikes)
+    assert sum(len(r) for r in ref) > 500  # ~35 Hz
+    for i in range(N):
+        np.testing.assert_allclose(ours[i][np.isfinite(ours[i])], ref[i], atol=1e-9, err_msg=f"cell {i}")
+    # At the end, cells past their refractory period hold NEURON's decayed m.
+    free = np.array([len(r) == 0 or r[-1] < t1 - refrac for r in ref])
+    assert free.sum() > N // 2
+    np.testing.assert_allclose(np.asarray(tr["p"].v[-1])[free], m_end[free], rtol=0, atol=1e-10)
