@@ -178,18 +178,28 @@ class StaggeredEuler(diffrax.AbstractSolver):
         # 2. Gates at the new voltage, each advanced exactly for dx/dt = (x_inf - x)/tau.
         #    Models whose channels give x_inf and 1/tau (gate_increments) advance those
         #    gates themselves, with as few divisions as the channel's formulas allow; any
-        #    other gate from the linearised dx/dt = r + c·(x - x0) (one JVP).
-        exact = model.gate_increments(v1, y0.gates, dt) if hasattr(model, "gate_increments") else {}
-        gates1 = {k: y0.gates[k] + d for k, d in exact.items()}
-        rest = {k: x for k, x in y0.gates.items() if k not in exact}
-        if rest:
-            def rest_field(g):
-                d = f(v1, {**y0.gates, **g}).gates
-                return {k: d[k] for k in g}
+        #    other gate from its linearised dx/dt = r + c·(x - x0), c the derivative of
+        #    its rate along itself alone (one JVP per gate: a gate's rate may depend on
+        #    the channel's other gates, a calcium pool on a calcium channel's gate, and
+        #    one JVP along all of them added those cross terms into c).
+        exact = _leaves(model.gate_increments(v1, y0.gates, dt)) if hasattr(model, "gate_increments") else {}
+        start = _leaves(y0.gates)
+        structure = jax.tree.structure(y0.gates)
 
-            rate, c = jax.jvp(rest_field, (rest,), (jax.tree.map(jnp.ones_like, rest),))
-            gates1.update(jax.tree.map(lambda x, r, cc: x + r * exp_minus_one_ratio(cc, dt), rest, rate, c))
-        y1 = State(v=v1, gates={k: gates1[k] for k in y0.gates}, events=y0.events)
+        def nested(leaves):  # the gates' dict of these leaves
+            return jax.tree.unflatten(structure, [leaves[k] for k in start])
+
+        gates1 = {k: start[k] + d for k, d in exact.items()}
+        for k, x in start.items():
+            if k in exact:
+                continue
+
+            def own_rate(x, k=k):
+                return _leaves(f(v1, nested({**start, k: x})).gates)[k]
+
+            rate, c = jax.jvp(own_rate, (x,), (jnp.ones_like(x),))
+            gates1[k] = x + rate * exp_minus_one_ratio(c, dt)
+        y1 = State(v=v1, gates=nested(gates1), events=y0.events)
 
         # 3. Events (threshold, reset, refractory) on the linearised voltage flow.
         if y0.events and hasattr(model, "resolve_events"):
@@ -202,6 +212,12 @@ class StaggeredEuler(diffrax.AbstractSolver):
 
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)
+
+
+def _leaves(gates: dict) -> dict:
+    """``{path: array}`` of a (possibly nested: a network's, per population) dict of
+    gates, ``path`` the tuple of its keys."""
+    return {tuple(k.key for k in path): x for path, x in jax.tree_util.tree_flatten_with_path(gates)[0]}
 
 
 def _compensated(dtype) -> bool:

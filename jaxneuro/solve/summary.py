@@ -161,6 +161,13 @@ class SpikeDetector(AbstractModel):
         d = self.model.vector_field(t, State(v=state.v, gates=state.gates), i_inj)
         return State(v=d.v, gates=d.gates, events=jax.tree.map(jnp.zeros_like, state.events))
 
+    def gate_increments(self, v, gates, dt):
+        """The wrapped model's gate increments over ``dt`` (ms) at ``v`` (mV), for the
+        default solver (its gates advanced exactly where its channels allow); {} if it
+        gives none."""
+        inner = getattr(self.model, "gate_increments", None)
+        return {} if inner is None else inner(v, gates, dt)
+
     def observables(self):
         return self.model.observables()
 
