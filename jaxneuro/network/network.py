@@ -400,19 +400,6 @@ class Network(AbstractModel):
             devents[syn.name] = jax.tree.map(jnp.zeros_like, state.events[syn.name])
         return State(v=jnp.concatenate(dv), gates=dgates, events=devents)
 
-    def gate_increments(self, v, gates, dt):
-        """``{population: {gate: change over dt}}`` (``dt`` in ms, ``v`` the flat
-        voltage in mV, held fixed) from the populations that advance their gates exactly
-        (:meth:`Compartment.gate_increments`; the default solver advances any other gate
-        from :meth:`vector_field`)."""
-        out = {}
-        for name in self.names:
-            increments = getattr(self.populations[name], "gate_increments", None)
-            if increments is not None and gates.get(name):
-                s = self._slices()[name]
-                out[name] = increments(v[s].reshape(self.shapes[self.names.index(name)]), gates[name], dt)
-        return out
-
     def resolve_events(self, t0, t1, y0, y1, a, b):
         """Delta synapses' voltage jumps at the step's end first; then each population
         resolves its own events (spikes, resets) on its part of the linearised flow;
