@@ -736,6 +736,7 @@ def spike_times(source, threshold=None, *, capacity: int | None = None, variable
             _warn_overflowed(source, "spike_times", f"these are their first {have}{padded}, their later spikes are "
                              "unknown, not absent")
         return _first(source.spikes, have if capacity is None else capacity)
+    _refuse_batch(source, "spike_times")
     v = getattr(source, variable)
     if v.shape[0] < 2:
         raise ValueError(
@@ -749,6 +750,27 @@ def spike_times(source, threshold=None, *, capacity: int | None = None, variable
     capacity = DEFAULT_SPIKE_CAPACITY if capacity is None else capacity
     # One extra slot tells whether a neuron had more crossings than capacity.
     return _first(_all_crossings(source.t, v, threshold, capacity + 1), capacity)
+
+
+def _refuse_batch(trace: Trace, what: str) -> None:
+    """ValueError for a batch of traces (from ``jax.vmap`` over ``simulate``: ``t`` of
+    shape ``(batch..., T)``) without spike events of their own, given to ``what``:
+    threshold crossings are read along one run's time axis, which is not the first
+    here, so they are found per member, under ``jax.vmap`` too."""
+    shape = np.shape(trace.t)
+    if len(shape) <= 1:
+        return
+    batch = shape[:-1]
+    size = f"size {batch[0]}" if len(batch) == 1 else f"shape {batch}"
+    nested = "" if len(batch) == 1 else f" (one jax.vmap per batch axis, {len(batch)} here)"
+    how = ("map it over the batch too" if what == "spike_times"
+           else "it has no spike events of its own: pass its spike times, found per member")
+    raise ValueError(
+        f"{what}: this trace has a leading batch axis of {size} (trace.t has shape {shape}: runs from "
+        f"jax.vmap over jn.simulate), and threshold crossings are read one run at a time; {how}: "
+        f"jax.vmap(jn.spike_times)(trace), or jax.vmap(lambda tr: jn.spike_times(tr, threshold))(trace)"
+        f"{nested}, or call it inside the vmapped function, with the simulation"
+    )
 
 
 def _warn_overflowed(trace: Trace, what: str, consequence: str) -> None:
@@ -835,6 +857,7 @@ def as_spike_times(spikes, what: str, arg: str = "spikes"):
                 f"with a name among {tuple(spikes.parts)}"
             )
         if spikes.spikes is None:
+            _refuse_batch(spikes, what)
             raise ValueError(
                 f"{what}: this trace has no spike events of its own; pass jn.spike_times(trace, threshold) "
                 "(upward crossings of a recorded voltage)"

@@ -171,6 +171,24 @@ SCRIPT = textwrap.dedent(
     }
     sharded.NEURON_BLOCK = old_block
 
+    # A population put on one device (jax.device_put commits it there): "auto" runs it
+    # there in one loop, as "xla" does; "sharded" (all devices) says why it cannot. Both
+    # raised JAX's "incompatible devices" from inside the split program.
+    dev = jax.devices()[3]
+    pinned = jax.device_put(hh_pop(200), dev)
+    step = jn.StepCurrent(jnp.linspace(0.0, 0.3, 200), 0.5, 1e9)
+    ref = jn.simulate(hh_pop(200), 2.0, stimuli=[step], backend="xla").v
+    on_dev = jn.simulate(pinned, 2.0, stimuli=[jax.device_put(step, dev)]).v
+    try:
+        jn.simulate(pinned, 2.0, stimuli=[step], backend="sharded")
+        refused = None
+    except ValueError as e:
+        refused = str(e)
+    out["committed"] = {"devices": sorted(d.id for d in on_dev.devices()), "diff": diff(on_dev, ref),
+                        "ptp": float(jnp.ptp(ref)), "refused": refused,
+                        "uncommitted": backends.choose("auto", hh_pop(200), jn.StaggeredEuler(),
+                                                        hh_pop(200).init_state(-65.0))}
+
     # What "auto" picks on a CPU with 4 devices.
     solver = jn.StaggeredEuler()
     def pick(model):
@@ -296,6 +314,16 @@ def test_auto_splits_populations_of_enough_neurons(split_results):
     per_device = sharded.MIN_PER_DEVICE
     assert 4 * per_device <= 192 < 4 * per_device + 4
     assert split_results["auto"] == {"n192": "sharded", "n191": "xla", "cable": "xla", "single": "xla"}
+
+
+def test_a_population_put_on_one_device_runs_there(split_results):
+    r = split_results["committed"]
+    assert r["uncommitted"] == "sharded"  # the same population, not put anywhere, is split
+    assert r["devices"] == [3] and r["diff"] == 0.0 and r["ptp"] > 1.0
+    assert r["refused"] is not None
+    assert r["refused"].startswith("backend='sharded': splits the population over all 4 local devices")
+    assert "put on one device (cpu:3, as jax.device_put does)" in r["refused"]
+    assert "use backend='xla' (or 'auto')" in r["refused"]
 
 
 def test_what_cannot_be_split_is_a_clear_error():

@@ -37,7 +37,9 @@ population has at least :data:`MIN_PER_DEVICE` neurons per device; ``backend="sh
 asks for it on any platform: on several GPUs each runs the fused Pallas kernel on its
 share when the model qualifies (else the XLA loop). ``"auto"`` keeps a GPU population
 on one GPU (the kernel), since how many neurons make splitting pay there has not been
-measured. With several processes (``jax.distributed``), each process splits its own
+measured. A population put on one device (``jax.device_put``, which commits its arrays
+there) stays there: ``"auto"`` runs it in one XLA loop on that device, and ``"sharded"``
+refuses it (a split program would have to move it). With several processes (``jax.distributed``), each process splits its own
 populations over its own devices, never across processes (tested with two processes
 of four CPU devices each in tests/test_sweep.py).
 """
@@ -86,13 +88,31 @@ MIN_PER_DEVICE = 48
 def unsupported(model, solver, y0, stimuli=(), devices=None) -> str | None:
     """Why a population cannot be split over ``devices`` (default: the local
     devices), or None if it can."""
-    del solver, y0
+    del solver
     reason = population.problem(model, stimuli)
     if reason:
         return reason
     n_dev = len(jax.local_devices() if devices is None else devices)
     if n_dev < 2:
         return f"needs more than one device, found {n_dev}"
+    pinned = committed_device(model, stimuli, y0)
+    if pinned is not None:
+        return (f"splits the population over all {n_dev} local devices, but the model, stimuli or initial state "
+                f"were put on one device ({pinned}, as jax.device_put does), which JAX then keeps them on; "
+                "use backend='xla' (or 'auto') to run there, or leave them uncommitted (no device_put) to split")
+    return None
+
+
+def committed_device(*trees):
+    """The device that a concrete array in ``trees`` was committed to (``jax.device_put``
+    onto one device, or computed from such arrays), or None. JAX runs a committed array
+    only on its own device, so a program split over several devices refuses it
+    (arrays already split over several, e.g. a split run's final state, are gathered
+    by :func:`integrate` instead)."""
+    for x in jax.tree.leaves(trees):
+        if (isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) and x.committed
+                and len(x.sharding.device_set) == 1):
+            return next(iter(x.sharding.device_set))
     return None
 
 

@@ -42,8 +42,10 @@ def _time(value, name) -> float:
         # The step and save counts are array shapes, so they are fixed when compiling.
         raise ValueError(
             f"{name} must be a concrete time in ms (it fixes the number of steps), got a traced "
-            f"value {value!r}: call jn.simulate outside your jax.jit, or make {name} a static "
-            f"argument of it (static_argnums/static_argnames). Eager runs in parts with the same "
+            f"value {value!r}. Under jax.jit, call jn.simulate outside it, or make {name} a static "
+            f"argument of it (static_argnums/static_argnames); under jax.vmap (or grad), {name} cannot be "
+            f"mapped over: simulate each value in a Python loop, and vmap over what may be traced "
+            f"(model parameters, stimuli, v0) instead. Eager runs in parts with the same "
             f"duration and dt already share one compiled loop.")
     if np.ndim(arr) != 0:
         raise ValueError(f"{name} expects a concrete scalar time in ms, got {value!r}")
@@ -142,7 +144,8 @@ def simulate(
     :mod:`jaxneuro.backends.pallas`); ``"sharded"`` splits such a population over the
     local devices, each running the XLA loop on its slice (on a CPU, each core is a
     device: :mod:`jaxneuro.backends.sharded`); ``"auto"`` uses the kernel on a GPU and
-    the split on a CPU with several cores when the model qualifies, else one XLA loop.
+    the split on a CPU with several cores when the model qualifies, else one XLA loop
+    (also for a model put on one device with ``jax.device_put``: it runs there).
     With adaptive steps or an ``adjoint``, diffrax runs one XLA loop: ``"auto"`` and
     ``"xla"`` apply, ``"pallas"`` and ``"sharded"`` are refused.
 
@@ -381,7 +384,7 @@ def simulate(
         saveat = diffrax.SaveAt(subs=[observe, diffrax.SubSaveAt(t1=True)])
         kwargs = {} if adjoint is None else {"adjoint": adjoint}
         t0_, t1_ = fixed_step.make_span(t0, t1)  # traced: runs in parts share the program
-        with stimulus_named(), _steps_explained(solver, max_steps, diagnose):
+        with stimulus_named(), _steps_explained(solver, max_steps, diagnose), _forward_mode_explained(adjoint):
             sol = diffrax.diffeqsolve(
                 term,
                 solver,
@@ -608,6 +611,26 @@ def _stimulus_named(stimuli, t0, model, v):
             except ValueError as e:
                 raise ValueError(f"stimuli[{i}]: {e}") from error
         raise
+
+
+@contextlib.contextmanager
+def _forward_mode_explained(adjoint):
+    """JAX's "can't apply forward-mode autodiff (jvp) to a custom_vjp function", met when
+    ``jax.jvp``/``jax.jacfwd`` reach ``diffrax.diffeqsolve`` with a reverse-mode adjoint
+    (the default, recursive checkpointing), as a TypeError naming the ``adjoint`` that
+    supports forward mode."""
+    try:
+        yield
+    except TypeError as error:
+        if "forward-mode" not in str(error) or "custom_vjp" not in str(error):
+            raise
+        used = "the default, diffrax.RecursiveCheckpointAdjoint()" if adjoint is None else type(adjoint).__name__
+        raise TypeError(
+            f"simulate: forward-mode differentiation (jax.jvp, jax.jacfwd) through a diffrax solve (adaptive steps "
+            f"or an adjoint) needs adjoint=diffrax.ForwardMode(); the adjoint used ({used}) supports reverse mode "
+            "(jax.grad, jax.jacrev) only. For both modes (e.g. jax.hessian) pass adjoint=diffrax.DirectAdjoint() "
+            "(memory grows with max_steps), or use a constant step with the default solver, whose loop supports both"
+        ) from error
 
 
 @contextlib.contextmanager
