@@ -652,3 +652,60 @@ def test_a_fit_ending_outside_a_parameters_declared_range_warns():
         warnings.simplefilter("error")
         res = jn.fit(loss, lif, params=lambda m: m.gL, optimizer=optax.sgd(1.0), steps=3)
     assert float(res.model.gL) > 0
+
+
+# --- the result as a pytree; each fit traced afresh -------------------------------------------
+
+
+def test_fit_result_is_a_pytree_that_equinox_serialisation_restores(tmp_path):
+    import pickle
+
+    loss = lambda m: jnp.log(m.gL / 0.03) ** 2 + 0.0 * jnp.sqrt(m.gL - 0.01)  # NaN below 0.01
+    with pytest.warns(RuntimeWarning, match="start 1"):
+        fitted = jn.fit(loss, seed000_neuron(), params=lambda m: m.gL, init=[0.02, 0.009], steps=6)
+    leaves = jax.tree_util.tree_leaves(fitted)
+    assert any(leaf is fitted.param_history["gL"] for leaf in leaves)
+    assert any(leaf is fitted.model.gL for leaf in leaves) and any(leaf is fitted.best_model.gL for leaf in leaves)
+
+    path = tmp_path / "result.eqx"
+    eqx.tree_serialise_leaves(path, fitted)  # a plain dataclass wrote 0 bytes
+    assert path.stat().st_size > 0
+    with pytest.warns(RuntimeWarning, match="start 1"):  # a template of the same shape
+        like = jn.fit(loss, seed000_neuron(), params=lambda m: m.gL, init=[0.05, 0.008], steps=6)
+    back = eqx.tree_deserialise_leaves(path, like)
+    assert float(back.model.gL) == float(fitted.model.gL) != float(like.model.gL)
+    assert float(back.best_model.gL) == float(fitted.best_model.gL)
+    np.testing.assert_array_equal(back.loss_history, fitted.loss_history)
+    np.testing.assert_array_equal(back.param_history["gL"], fitted.param_history["gL"])
+    assert (back.best_loss, back.best_step, back.best_start) == (fitted.best_loss, fitted.best_step, 0)
+    assert [e.values["gL"] for e in back.nonfinite] == [pytest.approx(0.009)]
+    assert back.start(1).stopped and not back.start(0).stopped
+    assert back.summary() == fitted.summary()
+    # Pickle, including start(i), which rebuilds models through the selection.
+    again = pickle.loads(pickle.dumps(fitted))
+    assert again.start(0).summary() == fitted.start(0).summary()
+    np.testing.assert_array_equal(again.param_history["gL"], fitted.param_history["gL"])
+
+
+def test_a_second_fit_sees_the_target_as_it_is_now():
+    # A compiled loss keeps the values it was traced with: a fit reusing the last
+    # fit's program after `target = ...`, or after the target array was changed in
+    # place, would fit the old target.
+    target = 62.5
+    resistances = np.array([62.5])
+
+    def loss(model):
+        return jn.losses.input_resistance(model, target)
+
+    def loss_of_array(model):
+        return jn.losses.input_resistance(model, resistances[0])
+
+    a = jn.fit(loss, seed000_neuron(), params=lambda m: m.gL, steps=60)
+    target = 40.0
+    b = jn.fit(loss, seed000_neuron(), params=lambda m: m.gL, steps=60)
+    assert 1 / float(a.best_model.gL) == pytest.approx(62.5, rel=1e-3)
+    assert 1 / float(b.best_model.gL) == pytest.approx(40.0, rel=1e-3)
+    jn.fit(loss_of_array, seed000_neuron(), params=lambda m: m.gL, steps=5)
+    resistances[0] = 40.0
+    c = jn.fit(loss_of_array, seed000_neuron(), params=lambda m: m.gL, steps=60)
+    assert 1 / float(c.best_model.gL) == pytest.approx(40.0, rel=1e-3)

@@ -129,6 +129,23 @@ class Selection:
         self.metadata = tuple(_field_metadata(model, flat[i][0]) for i in self.indices)
         self.units = tuple(m.get("unit") for m in self.metadata)
 
+    # Equal by what they select (the model's structure and the leaves), not by identity:
+    # the selection is a static argument of fit's compiled steps, and the same selection
+    # made again (a new params lambda) must reuse them; it is also a static field of
+    # FitResult, whose structure then matches another result of the same fit.
+    def __eq__(self, other):
+        if not isinstance(other, Selection):
+            return NotImplemented
+        if (self.indices, self.names) != (other.indices, other.names):
+            return False
+        try:
+            return bool(self._treedef == other._treedef) or str(self._treedef) == str(other._treedef)
+        except (TypeError, ValueError):  # static fields that do not compare to one bool
+            return False
+
+    def __hash__(self):
+        return hash((self.indices, self.names))
+
     def _note_modules(self, tree, flat, via) -> None:
         """Record in ``via`` (leaf index -> description) the leaves that ``tree`` (what
         the selector returned) selected as part of a module rather than one by one."""
@@ -179,7 +196,9 @@ class Selection:
     def replace(self, model, values) -> object:
         """``model`` with the selected leaves set to ``values`` (same order)."""
         leaves, treedef = jax.tree_util.tree_flatten(model)
-        if treedef != self._treedef:
+        # After pickling, a treedef holding Equinox's "missing field" sentinels no longer
+        # equals the live one (the sentinel is a new object): compare the printed form then.
+        if treedef != self._treedef and str(treedef) != str(self._treedef):
             raise ValueError("the model's structure differs from the one the selection was made on")
         leaves = list(leaves)
         for i, v in zip(self.indices, values):
