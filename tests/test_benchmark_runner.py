@@ -101,6 +101,28 @@ def test_synaptic_network_benchmark_small(tmp_path):
     assert "x NEURON" in proc.stdout
 
 
+def test_delta_network_benchmark_small(tmp_path):
+    """benchmarks/delta_network.py on 100 neurons: Brunel's network in NEURON's IntFire1
+    cells and jaxneuro's LIF + DeltaSynapse fire at similar rates, and jaxneuro's
+    event-driven and dense deliveries fire the same spikes."""
+    pytest.importorskip("neuron")
+    out = tmp_path / "delta.json"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "delta_network.py"), "--n", "100", "--t1", "300",
+         "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert (r["n_exc"], r["n_inh"], r["c_exc"], r["c_inh"], r["steps"]) == (80, 20, 8, 2, 3000)
+    assert r["jaxneuro_s"] > 0 and r["neuron_s"] > 0 and r["jaxneuro_dense_s"] > 0
+    assert r["event_driven_same_spikes"] is True
+    rate_j, rate_n = r["rate_exc_hz"]["jaxneuro"], r["rate_exc_hz"]["neuron"]
+    assert rate_n > 10 and rate_j == pytest.approx(rate_n, rel=0.15)
+    assert "x NEURON" in proc.stdout
+
+
 def test_stimuli_benchmark_small(tmp_path):
     """benchmarks/stimuli.py on 20 HH neurons with 6 stimuli: separate stimuli and one
     stimulus for all give the same voltages, and NEURON's IClamps (where installed) agree."""

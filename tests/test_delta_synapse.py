@@ -5,6 +5,7 @@ continuous arrival times), a recurrent network against NEURON's IntFire1 cells a
 against NEST's update rule, shot-noise moments (Campbell's theorem), delays, bursts,
 continued runs, gradients and parameter checks."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -233,6 +234,8 @@ def test_parameter_checks():
         jn.DeltaSynapse("a", "b", jn.conn.one_to_one, 0.1, -1.0)
     with pytest.raises(ValueError, match="expects a voltage"):
         jn.DeltaSynapse("a", "b", jn.conn.one_to_one, 0.1 * u.nA)
+    with pytest.raises(ValueError, match=r"DeltaSynapse.event_driven expects True or False, got 'yes'"):
+        jn.DeltaSynapse("a", "b", jn.conn.one_to_one, 0.1, event_driven="yes")
     syn = jn.DeltaSynapse("a", "b", jn.conn.one_to_one, 0.1 * u.mV, 1500.0 * u.us)
     assert float(syn.weight) == pytest.approx(0.1) and float(syn.delay) == pytest.approx(1.5)
     with pytest.raises(ValueError, match=r"DeltaSynapse.weight expects shape \(\) or \(2,\)"):
@@ -461,3 +464,45 @@ def test_a_recurrent_network_matches_neurons_intfire1_spike_for_spike(neuron_h):
     free = np.array([len(r) == 0 or r[-1] < t1 - refrac for r in ref])
     assert free.sum() > N // 2
     np.testing.assert_allclose(np.asarray(tr["p"].v[-1])[free], m_end[free], rtol=0, atol=1e-10)
+
+
+def test_event_driven_delivery_equals_the_dense_form_in_quiet_and_synchronous_steps():
+    # With one delay, a step's jumps come from the connections of the neurons with
+    # arrivals only (when few have: tiers of n_pre/256, /64, /16), else from every
+    # connection. 400 neurons, 40 inputs each; a weak random drive (a few spikes per
+    # step: the event-driven forms) and, at 20 ms, a volley that fires over 100 at once
+    # (the dense form): the same spikes and voltages as the dense form throughout.
+    n, k, t1 = 400, 40, 40.0
+    rng = np.random.default_rng(2)
+    w = jnp.asarray(rng.uniform(-0.6, 0.5, n * k))
+    def recurrent(event_driven):
+        return jn.DeltaSynapse("p", "p", jn.conn.fixed_indegree(k, seed=3), w, 1.0, event_driven=event_driven)
+
+    drive = [sorted(np.concatenate([rng.uniform(0.0, t1, 40), [20.0]])) for _ in range(n)]
+    lif = jn.LIF(n=n, C=0.25, gL=0.25 / 20.0, EL=0.0, V_th=20.0, V_reset=10.0, t_ref=2.0, V_spike=None,
+                 spike_capacity=64)
+    net, dense = (jn.Network({"p": lif, "x": jn.SpikeTrains(drive)},
+                             [recurrent(e), jn.DeltaSynapse("x", "p", jn.conn.one_to_one, jnp.where(jnp.arange(n) < 360, 15.0, 4.0),
+                                                            max_arrivals_per_step=4)])
+                  for e in (True, False))
+    assert net.synapses[0].sparse_tiers == (2, 7, 25) and net.synapses[0].out_conn.shape[0] == n
+    assert dense.synapses[0].sparse_tiers == () and dense.synapses[0].out_conn is None
+    v0 = {"p": jnp.asarray(rng.uniform(10.0, 19.0, n))}
+
+    @eqx.filter_jit
+    @eqx.filter_value_and_grad(has_aux=True)
+    def run(m):
+        tr = jn.simulate(m, t1, dt=0.1, v0=v0, record=("v",))
+        return jnp.sum(tr["p"].v[-1]), (tr["p"].spikes, tr["p"].v)
+
+    ((_, (s_ev, v_ev)), g_ev), ((_, (s_dense, v_dense)), g_dense) = run(net), run(dense)
+    s_ev, s_dense = np.asarray(s_ev), np.asarray(s_dense)
+    fired = np.isfinite(s_dense)
+    per_step = np.bincount(np.round(s_dense[fired] / 0.1).astype(int))
+    assert per_step.max() > 100 and 0 < np.median(per_step[per_step > 0]) <= 25  # both forms taken
+    np.testing.assert_array_equal(s_ev, s_dense)
+    np.testing.assert_allclose(np.asarray(v_ev), np.asarray(v_dense), rtol=0, atol=1e-12)
+    # Gradients of the weights (of the final voltages' sum) through both forms agree too.
+    np.testing.assert_allclose(np.asarray(g_ev.synapses[0].weight), np.asarray(g_dense.synapses[0].weight),
+                               rtol=1e-10, atol=1e-12)
+    assert np.abs(np.asarray(g_dense.synapses[0].weight)).max() > 0.1
