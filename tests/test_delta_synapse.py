@@ -160,7 +160,9 @@ def test_delays_a_same_step_spike_and_a_burst_beyond_max_arrivals_lose_nothing()
         assert v[np.argmax(v > 0)] == pytest.approx(1.0, abs=1e-12)
     # Five spikes of one source within a step, two taken up per step: the last ones act
     # a step or two late (a warning says so), and all five jumps arrive.
-    with pytest.warns(RuntimeWarning, match="max_arrivals_per_step=2 .* so their jumps came a step or more late"):
+    with pytest.warns(RuntimeWarning, match=r"max_arrivals_per_step=2 .* so their jumps came a step or more late, "
+                                            r"and those that reached a neuron after it had fired .* were lost.*"
+                                            r"nu·dt \+ 5·sqrt\(nu·dt\) \+ 3"):
         tr = jn.simulate(one_source([[5.001, 5.002, 5.003, 5.004, 5.005]], passive_lif(), weight=0.1, delay=0.0),
                          5.2, dt=0.025, record=("v",))
     v = np.asarray(tr["post"].v[:, 0]) - EL
