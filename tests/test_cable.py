@@ -401,6 +401,16 @@ def tree_voltages(jn, np):
     tr = jn.simulate(cell, 100.0, dt=0.025, stimuli=[jn.StepCurrent(0.2, 10.0, 1e9, target=("b0", 0.0))],
                      save_every=0.25)
     return np.asarray(tr.v, dtype=np.float64)
+
+
+def fine_cables(jn, np):
+    # Segments of 0.2 and 0.1 µm: axial conductances 1e4-1e5 times C/dt.
+    out = []
+    for length, diam, ra, nseg in [(20.0, 2.0, 35.4, 101), (100.0, 1.0, 100.0, 1001)]:
+        c = jn.Cable(length=length, diam=diam, Ra=ra, nseg=nseg, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
+        tr = jn.simulate(c, 40.0, dt=0.025, stimuli=[jn.StepCurrent(0.01, 1.0, 1e9, target=0.0)], save_every=1.0)
+        out.append(np.asarray(tr.v, dtype=np.float64)[:, 0])
+    return np.stack(out)
 """
 
 
@@ -408,18 +418,23 @@ def test_float32_cell_is_close_to_float64(tmp_path):
     """A 1000-segment HH cell (10 branches, the tip spiking) in float32 stays within
     0.01 mV of float64 over 100 ms: the new voltage is solved relative to the mean
     voltage of 8 segments spread over the cell, so float32 rounds relative to the spread of voltages (solved relative to
-    0 mV instead, this cell was 0.039 mV off). float32 in its own process (JAX's
-    precision is per process), float64 in this one."""
+    0 mV instead, this cell was 0.039 mV off). Cables of 0.1-0.2 µm segments stay
+    within 1e-3 mV: their pivots are built from the own terms (with the full diagonal,
+    0.25 and 0.085 mV off). float32 in its own process (JAX's precision is per
+    process), float64 in this one."""
     script = tmp_path / "f32.py"
     script.write_text("import sys\nimport numpy as np\nimport jaxneuro as jn\n" + _TREE_RUN
-                      + "np.save(sys.argv[1], tree_voltages(jn, np))\n")
+                      + "np.savez(sys.argv[1], tree=tree_voltages(jn, np), fine=fine_cables(jn, np))\n")
     env = dict(os.environ, JAX_ENABLE_X64="0")
-    subprocess.run([sys.executable, str(script), str(tmp_path / "f32.npy")], check=True, timeout=300, env=env)
+    subprocess.run([sys.executable, str(script), str(tmp_path / "f32.npz")], check=True, timeout=300, env=env)
     namespace: dict = {}
     exec(_TREE_RUN, namespace)
-    v = {"float32": np.load(tmp_path / "f32.npy"), "float64": namespace["tree_voltages"](jn, np)}
-    assert v["float64"][:, -1].max() > 20.0  # the tip spikes
-    assert np.max(np.abs(v["float32"] - v["float64"])) < 0.01
+    f32 = np.load(tmp_path / "f32.npz")
+    tree, fine = namespace["tree_voltages"](jn, np), namespace["fine_cables"](jn, np)
+    assert tree[:, -1].max() > 20.0  # the tip spikes
+    assert np.max(np.abs(f32["tree"] - tree)) < 0.01
+    assert np.all(fine[:, -1] - fine[:, 0] > 30.0)  # deflections of 47 and 32 mV
+    assert np.max(np.abs(f32["fine"] - fine)) < 1e-3
 
 
 def test_per_segment_parameters():

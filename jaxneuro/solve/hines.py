@@ -218,7 +218,10 @@ def _hines(coupling: TreeCoupling, cd, b, method: str = "hines"):
     :meth:`TreeCoupling.solve`)."""
     plan = coupling._plan()
     g = jnp.broadcast_to(coupling._g(), cd.shape)
-    if method == STEADY:
+    if method == STEADY or (method == "hines" and jnp.finfo(cd.dtype).bits < 64):
+        # Below float64, time steps too: C/dt need not keep the own terms large
+        # against the axial conductances (segments of a fraction of a micrometre: a
+        # 20 µm cable in 101 segments was 0.25 mV off float64 after 10 ms).
         return _eliminate(cd, b, g, plan.parent, plan.elimination, own=True)
     # Diagonal: own term plus every conductance touching the node.
     d = cd + g + coupling._children_sum(g)
@@ -243,8 +246,15 @@ def _eliminate(d, b, g, parent, order, *, own: bool = False):
     the axial ``g``. That is the case at steady state (no ``C/dt`` term): a
     1001-segment cable's input resistance came out 436× too large in float32. The
     same operations per node, but one addition more on the dependency chain, which
-    made a 1000-compartment cell's run 18-22 % slower on a CPU (benchmarks/RESULTS.md):
-    time steps, whose ``C/dt`` keeps the own terms large, use the full diagonal."""
+    made a 1000-compartment cell's run 18-22 % slower on a CPU (benchmarks/RESULTS.md).
+    float64 time steps use the full diagonal: ``C/dt`` keeps their own terms large
+    enough for float64 (NEURON's solve, to rounding). Below float64 it is not enough
+    where the axial conductances are far larger (segments of a fraction of a
+    micrometre: a 1001-segment 100 µm cable stayed 0.085 mV off float64, a 101-segment
+    20 µm one was 0.25 mV off after 10 ms), so there the ``"hines"`` solve of time steps
+    uses the own terms too (tests/test_cable.py: within 1e-3 mV; one-off, a
+    1000-compartment cell's float32 run ~20 % slower on a CPU); ``"paths"`` keeps the
+    full diagonal."""
     # Move the node axis first so scan walks over nodes.
     d, b, g = (jnp.moveaxis(x, -1, 0) for x in (d, b, g))
     g2 = -g * g  # outside the loop: one multiplication fewer on its dependency chain
