@@ -797,6 +797,13 @@ def test_voltages_no_membrane_reaches_are_warned_of_as_a_unit_mistake():
     tiny = jn.Compartment(length=20e-6, diam=20e-6, channels=[jn.channels.Leak()])
     with pytest.warns(RuntimeWarning, match=r"beyond ±1000 mV .* another unit than jaxneuro's .*lengths in µm"):
         jn.simulate(tiny, 5.0, stimuli=[jn.StepCurrent(0.1, 1.0, 10.0)])
+    # A transient: 1 nA for 1 ms into a 0.5 × 0.1 µm compartment peaks at ~15 600 mV
+    # (NEURON too) and is back near rest by the end, where the check used to look.
+    speck = jn.Compartment(length=0.5, diam=0.1, channels=[jn.channels.HH()])
+    with pytest.warns(RuntimeWarning, match=r"1 compartment\(s\) went beyond ±1000 mV during the run \(up to "
+                                            r"1\.56e\+04 mV in magnitude, at 1\.025 ms; .*another unit than jaxneuro's"):
+        tr = jn.simulate(speck, 6.0, stimuli=[jn.StepCurrent(1.0, 1.0, 1.0)])
+    assert abs(float(np.ravel(tr.v)[-1])) < 100.0
     import warnings
 
     with warnings.catch_warnings():

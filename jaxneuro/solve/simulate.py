@@ -403,7 +403,7 @@ def simulate(
         events = y_final.events if y0.events else None
     if ends_off_grid:
         ts = jnp.append(ts, jnp.asarray(t1, ts.dtype))
-    _warn_if_diverged(y_final.v, solver, dt, diagnose)
+    _warn_if_diverged(y_final.v, solver, dt, diagnose, recorded=(ts, dict(values).get("v")))
     make_trace = getattr(model, "make_trace", None)
     if make_trace is not None:  # models made of parts (a Network) split the trace
         trace = make_trace(ts, dict(values), events, span=(t0, t1), order=tuple(record), counts_span=counts_span)
@@ -542,12 +542,14 @@ def _nonfinite_start(system, t0, y0, solver) -> str:
     return (f" The rate of change of {', '.join(repr(b) for b in bad)} is not finite at the start{why}.")
 
 
-def _warn_if_diverged(v_final, solver, dt, diagnose=lambda: "") -> None:
+def _warn_if_diverged(v_final, solver, dt, diagnose=lambda: "", recorded=(None, None)) -> None:
     """A RuntimeWarning where the final voltages are not finite (when they are known:
     not under ``jit``): an explicit solver at a step too long for a stiff membrane
-    returned NaN/inf traces without a word; or where they are finite but beyond
+    returned NaN/inf traces without a word; or where they, or the recorded voltages
+    ``recorded = (t, v)`` (v None where not recorded), are finite but beyond
     :data:`IMPLAUSIBLE_VOLTAGE` (a compartment sized in metres instead of µm reached
-    2.4e13 mV silently). ``diagnose()`` adds what is known of the cause
+    2.4e13 mV silently; 1 nA for 1 ms into a 0.5 × 0.1 µm compartment peaked at 15 585
+    mV and was back at rest by the end). ``diagnose()`` adds what is known of the cause
     (:func:`_nonfinite_start`)."""
     if not units.is_concrete(v_final):
         return
@@ -565,13 +567,28 @@ def _warn_if_diverged(v_final, solver, dt, diagnose=lambda: "") -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=outside_stacklevel())
         return
     v = np.abs(np.asarray(v_final))
+    t_rec, v_rec = recorded
     if np.any(v > IMPLAUSIBLE_VOLTAGE):
-        warnings.warn(
-            f"simulate: {int(np.sum(v > IMPLAUSIBLE_VOLTAGE))} compartment(s) end beyond ±{IMPLAUSIBLE_VOLTAGE:g} mV "
-            f"(up to {float(np.max(v)):.3g} mV in magnitude), which no membrane reaches: most likely a number in "
-            "another unit than jaxneuro's (lengths in µm, currents in nA, conductances in S/cm² or µS, "
-            "capacitances in µF/cm² or nF); a saiunit quantity (e.g. 20 * u.um) converts it",
-            RuntimeWarning, stacklevel=outside_stacklevel())
+        where = (f"{int(np.sum(v > IMPLAUSIBLE_VOLTAGE))} compartment(s) end beyond ±{IMPLAUSIBLE_VOLTAGE:g} mV "
+                 f"(up to {float(np.max(v)):.3g} mV in magnitude)")
+    elif (arrays := [x for x in jax.tree.leaves(v_rec) if units.is_concrete(x) and jnp.size(x)]):
+        # Reduced where the record is (a GPU's record is not copied to the host): per
+        # sample and per compartment, a network's populations side by side.
+        per_sample = jnp.max(jnp.stack([jnp.nanmax(jnp.abs(a).reshape(a.shape[0], -1), axis=1) for a in arrays]), axis=0)
+        n_over = sum(int(jnp.sum(jnp.nanmax(jnp.abs(a).reshape(a.shape[0], -1), axis=0) > IMPLAUSIBLE_VOLTAGE))
+                     for a in arrays)
+        if not n_over:
+            return
+        at = float(np.asarray(t_rec).reshape(-1)[int(jnp.nanargmax(per_sample))])
+        where = (f"{n_over} compartment(s) went beyond ±{IMPLAUSIBLE_VOLTAGE:g} mV during the run (up "
+                 f"to {float(jnp.nanmax(per_sample)):.3g} mV in magnitude, at {at:g} ms; the record shows it)")
+    else:
+        return
+    warnings.warn(
+        f"simulate: {where}, which no membrane reaches: most likely a number in another unit than jaxneuro's "
+        "(lengths in µm, currents in nA, conductances in S/cm² or µS, capacitances in µF/cm² or nF); a saiunit "
+        "quantity (e.g. 20 * u.um) converts it",
+        RuntimeWarning, stacklevel=outside_stacklevel())
 
 
 def _check_implicit_tolerances(solver) -> None:
