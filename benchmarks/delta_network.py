@@ -1,6 +1,6 @@
 """Brunel's (2000) network of LIF neurons with delta synapses: jaxneuro against NEURON.
 
-    python benchmarks/delta_network.py [--n 2000] [--t1 300] [--J 0.5] [--quick] [--f32] [--json PATH]
+    python benchmarks/delta_network.py [--n 2000] [--t1 300] [--J 0.5] [--drive input|spikes] [--quick] [--f32] [--json PATH]
 
 Brunel's model A (sparse, balanced; NEST's ``iaf_psc_delta`` example): ``n`` neurons,
 80 % excitatory; each receives ``C_E = 0.1·N_E`` excitatory and ``C_I = 0.1·N_I``
@@ -12,8 +12,10 @@ mean voltage to threshold). The reset is 0 mV (Brunel's is 10) because NEURON's
 inputs: m = V/theta decays with tau, jumps by w = J/theta, fires where m > 1, ignores
 inputs for ``refrac``) behind ``NetCon`` s with the delay, driven by a ``NetStim`` with
 ``noise = 1``; in jaxneuro ``jn.LIF`` populations with ``jn.DeltaSynapse`` s, driven by
-``jn.poisson_spikes``. dt = 0.1 ms in jaxneuro; NEURON's artificial cells are
-event-driven (exact spike times; its ``dt`` only sets how often it returns to Python).
+``jn.PoissonInput`` (counts drawn step by step; ``--drive spikes``: ``jn.poisson_spikes``
+into a ``DeltaSynapse``, every spike drawn beforehand). dt = 0.1 ms in jaxneuro;
+NEURON's artificial cells are event-driven (exact spike times; its ``dt`` only sets how
+often it returns to Python).
 
 The two simulators draw different Poisson inputs, so the network's spikes are compared
 as statistics (each population's rate and the excitatory neurons' mean CV of the
@@ -86,7 +88,7 @@ def statistics(spikes, t1):
     return rate, float(np.mean(cvs)) if cvs else float("nan")
 
 
-def jaxneuro_run(n, t1, J, repeats=5, event_driven=True):
+def jaxneuro_run(n, t1, J, repeats=5, event_driven=True, drive="input"):
     import jax
     import jax.numpy as jnp
 
@@ -105,11 +107,15 @@ def jaxneuro_run(n, t1, J, repeats=5, event_driven=True):
         syns = [jn.DeltaSynapse(a, b, jn.conn.explicit(*pairs[a, b]), J if a == "E" else -G * J, D, name=f"{a}{b}",
                                 event_driven=event_driven)
                 for a, b in pairs]
-        syns += [jn.DeltaSynapse(f"ext_{p}", p, jn.conn.one_to_one, J, max_arrivals_per_step=16, name=f"ext{p}")
-                 for p in "EI"]
-        return jn.Network({"E": lif(n_exc), "I": lif(n_inh),
-                           "ext_E": jn.poisson_spikes(nu, t1, n=n_exc, seed=5),
-                           "ext_I": jn.poisson_spikes(nu, t1, n=n_inh, seed=6)}, syns)
+        pops = {"E": lif(n_exc), "I": lif(n_inh)}
+        if drive == "input":  # drawn step by step
+            syns += [jn.PoissonInput(p, nu, J, seed=5 + i, name=f"ext{p}") for i, p in enumerate("EI")]
+        else:  # every spike drawn beforehand, in buffers
+            syns += [jn.DeltaSynapse(f"ext_{p}", p, jn.conn.one_to_one, J, max_arrivals_per_step=16, name=f"ext{p}")
+                     for p in "EI"]
+            pops.update({"ext_E": jn.poisson_spikes(nu, t1, n=n_exc, seed=5),
+                         "ext_I": jn.poisson_spikes(nu, t1, n=n_inh, seed=6)})
+        return jn.Network(pops, syns)
 
     v_start = {"E": jnp.asarray(v0[:n_exc]), "I": jnp.asarray(v0[n_exc:])}
 
@@ -194,6 +200,9 @@ def main(argv=None):
     ap.add_argument("--t1", type=float, default=300.0, help="ms")
     ap.add_argument("--J", type=float, default=0.5, help="excitatory jump (mV); Brunel's is 0.1")
     ap.add_argument("--quick", action="store_true", help="500 neurons, 200 ms")
+    ap.add_argument("--drive", choices=("input", "spikes"), default="input",
+                    help="jaxneuro's external drive: jn.PoissonInput (drawn step by step, the default) or "
+                         "jn.poisson_spikes + DeltaSynapse (every spike drawn beforehand)")
     ap.add_argument("--f32", action="store_true", help="jaxneuro in float32 (default float64)")
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
     args = ap.parse_args(argv)
@@ -212,8 +221,8 @@ def main(argv=None):
     import jaxneuro  # noqa: F401  (its XLA settings, before the first computation)
 
     nrn_s, exc_n, inh_n = neuron_run(args.n, args.t1, args.J)
-    jn_s, compile_s, exc_j, inh_j = jaxneuro_run(args.n, args.t1, args.J)
-    dense_s, dense_compile_s, exc_d, inh_d = jaxneuro_run(args.n, args.t1, args.J, event_driven=False)
+    jn_s, compile_s, exc_j, inh_j = jaxneuro_run(args.n, args.t1, args.J, drive=args.drive)
+    dense_s, dense_compile_s, exc_d, inh_d = jaxneuro_run(args.n, args.t1, args.J, event_driven=False, drive=args.drive)
     same = all(np.array_equal(a, b) for a, b in zip(exc_j + inh_j, exc_d + inh_d))
     (rate_e_n, cv_n), (rate_i_n, _) = statistics(exc_n, args.t1), statistics(inh_n, args.t1)
     (rate_e_j, cv_j), (rate_i_j, _) = statistics(exc_j, args.t1), statistics(inh_j, args.t1)
@@ -224,7 +233,7 @@ def main(argv=None):
         "machine": {**machine(), "precision": "float32" if args.f32 else "float64"},
         "n": args.n, "n_exc": n_exc, "n_inh": n_inh, "c_exc": c_exc, "c_inh": c_inh, "J_mV": args.J,
         "t1_ms": args.t1, "steps": int(round(args.t1 / DT)), "connections": args.n * (c_exc + c_inh),
-        "external_rate_hz": external_rate(args.J) * 1000.0,
+        "external_rate_hz": external_rate(args.J) * 1000.0, "jaxneuro_drive": args.drive,
         "jaxneuro_s": jn_s, "jaxneuro_compile_s": compile_s, "neuron_s": nrn_s, "speedup_vs_neuron": nrn_s / jn_s,
         "jaxneuro_dense_s": dense_s, "jaxneuro_dense_compile_s": dense_compile_s,
         "event_driven_speedup": dense_s / jn_s, "event_driven_same_spikes": same,

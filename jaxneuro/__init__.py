@@ -19,7 +19,7 @@ from .analysis import (  # noqa: E402
 )
 from .coupling import (  # noqa: E402
     AlphaSynapse, AsymmetricGapJunction, AsymmetryGapJunction, DeltaSynapse, Exp2Synapse, ExpCurrentSynapse,
-    ExpSynapse, SymmetricGapJunction, SymmetryGapJunction, conn,
+    ExpSynapse, PoissonInput, SymmetricGapJunction, SymmetryGapJunction, conn,
 )
 from .model import AbstractModel  # noqa: E402
 from .morphology import Cable, Cell, Compartment  # noqa: E402
@@ -48,5 +48,5 @@ __all__ = [
     "AbstractStimulus", "StepCurrent", "Ramp", "Sine", "DataCurrent", "VoltageClamp", "DataVoltageClamp", "NoiseCurrent", "ou_current",
     "conn", "Network", "SpikeTrains", "poisson_spikes", "SymmetricGapJunction", "AsymmetricGapJunction",
     "SymmetryGapJunction", "AsymmetryGapJunction", "ExpSynapse", "AlphaSynapse", "Exp2Synapse",
-    "ExpCurrentSynapse", "DeltaSynapse",
+    "ExpCurrentSynapse", "DeltaSynapse", "PoissonInput",
 ]

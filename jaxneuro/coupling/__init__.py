@@ -7,11 +7,12 @@ from .gap import (
     SymmetryGapJunction,
 )
 from .delta import DeltaSynapse
+from .poisson import PoissonInput
 from .synapse import AbstractSynapse, AlphaSynapse, Exp2Synapse, ExpCurrentSynapse, ExpSynapse
 
 __all__ = [
     "conn", "AbstractCoupling", "AbstractGapJunction", "SymmetricGapJunction",
     "AsymmetricGapJunction", "SymmetryGapJunction", "AsymmetryGapJunction",
     "AbstractSynapse", "ExpSynapse", "AlphaSynapse", "Exp2Synapse", "ExpCurrentSynapse",
-    "DeltaSynapse",
+    "DeltaSynapse", "PoissonInput",
 ]

@@ -17,6 +17,7 @@ from ..coupling.base import AbstractCoupling
 from ..solve.trace import report_overflow, spiking_units
 from ..stimuli.targets import population_target
 from ..coupling.gap import AbstractGapJunction
+from ..coupling.poisson import PoissonInput
 from ..coupling.synapse import AbstractSynapse
 from ..model import AbstractModel
 from ..morphology.cell import Cell
@@ -141,6 +142,11 @@ class Network(AbstractModel):
                             f"({type(self.populations[side]).__name__}), which has no membrane to couple; "
                             "connect it with a synapse"
                         )
+            if isinstance(c, PoissonInput) and getattr(self.populations.get(c.post[0]), "is_source", False):
+                raise ValueError(
+                    f"PoissonInput {label!r}: post population {c.post[0]!r} is a spike source "
+                    f"({type(self.populations[c.post[0]]).__name__}), which has no membrane voltage to raise"
+                )
             if isinstance(c, AbstractSynapse):
                 if getattr(self.populations.get(c.post[0]), "is_source", False):
                     raise ValueError(
@@ -189,6 +195,11 @@ class Network(AbstractModel):
     @property
     def synapses(self):
         return tuple(c for c in self.couplings if isinstance(c, AbstractSynapse))
+
+    @property
+    def poisson_inputs(self):
+        """The :class:`~jaxneuro.PoissonInput` couplings (drawn step by step)."""
+        return tuple(c for c in self.couplings if isinstance(c, PoissonInput))
 
     def split(self, x):
         """A flat per-compartment array as ``{population: array of its shape}``."""
@@ -300,8 +311,8 @@ class Network(AbstractModel):
                 gates[name] = sub.gates
             if sub.events:
                 events[name] = sub.events
-        for syn in self.synapses:
-            events[syn.name] = syn.init_events(jnp.result_type(float))
+        for c in self.synapses + self.poisson_inputs:
+            events[c.name] = c.init_events(jnp.result_type(float))
         return State(v=jnp.concatenate(vs), gates=gates, events=events)
 
     def state_at_start(self, t0, state):
@@ -396,18 +407,19 @@ class Network(AbstractModel):
                 dgates[name] = d.gates
             if name in state.events:
                 devents[name] = jax.tree.map(jnp.zeros_like, state.events[name])
-        for syn in self.synapses:
-            devents[syn.name] = jax.tree.map(jnp.zeros_like, state.events[syn.name])
+        for c in self.synapses + self.poisson_inputs:
+            devents[c.name] = jax.tree.map(jnp.zeros_like, state.events[c.name])
         return State(v=jnp.concatenate(dv), gates=dgates, events=devents)
 
     def resolve_events(self, t0, t1, y0, y1, a, b):
-        """Delta synapses' voltage jumps at the step's end first; then each population
-        resolves its own events (spikes, resets) on its part of the linearised flow;
-        then every other synapse takes up the spikes arriving in the step."""
+        """Delta synapses' and Poisson inputs' voltage jumps at the step's end first;
+        then each population resolves its own events (spikes, resets) on its part of
+        the linearised flow; then every other synapse takes up the spikes arriving in
+        the step."""
         events = dict(y1.events)
         jumping = [syn for syn in self.synapses if syn.jumps_voltage]
         jump = None
-        if jumping:
+        if jumping or self.poisson_inputs:
             # Voltage jumps (delta synapses) at the step's end, before the populations
             # look for threshold crossings: a jump to threshold fires at t1. An arrival
             # while its neuron is refractory is lost. Arrivals come from the spike
@@ -419,6 +431,9 @@ class Network(AbstractModel):
                 before, spikes = y0.events[syn.name], self._pre_spikes(syn, y0)
                 events[syn.name] = syn.advance(t0, t1, before, spikes)
                 jump = jump + syn.voltage_jump(t0, t1, before, events[syn.name], spikes, open_from)
+            for c in self.poisson_inputs:
+                events[c.name], drawn = c.advance_and_jump(t0, t1, y0.events[c.name], open_from)
+                jump = jump + drawn
             y1 = State(v=y1.v + jump, gates=y1.gates, events=y1.events)
         v1 = y1.v
         gates = dict(y1.gates)

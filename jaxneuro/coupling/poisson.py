@@ -1,0 +1,122 @@
+"""Poisson input drawn step by step: voltage jumps from independent Poisson sources,
+with nothing stored ahead (Brian's ``PoissonInput``, NEST's ``poisson_generator`` into
+an ``iaf_psc_delta`` neuron; Brunel 2000's external drive).
+
+:func:`~jaxneuro.poisson_spikes` with a :class:`~jaxneuro.DeltaSynapse` draws every
+spike of the run before it starts and keeps them in a buffer: at Brunel's external
+rates (10-20 kHz per neuron) 10 000 neurons hold 0.8-1.6 GB per second of run in float64,
+and a run continued in parts keeps the earlier parts' spikes too. :class:`PoissonInput`
+draws, in each step, the number of arrivals per target, Poisson with mean
+``rate·dt``, and raises the voltage by ``weight`` per arrival at the step's end, as a
+delta synapse whose arrivals lie on the step grid (NEST's generator sends its spikes
+on the grid too): the memory is one count per target, whatever the run's length.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from .. import units
+from . import conn as conn_rules
+from .base import AbstractCoupling, per_connection
+
+__all__ = ["PoissonInput"]
+
+
+class PoissonInput(AbstractCoupling):
+    """Poisson arrivals at ``rate`` Hz into each compartment of ``post``, each raising
+    its voltage by ``weight`` mV at the end of the step it falls in (a
+    :class:`~jaxneuro.DeltaSynapse` from Poisson sources, drawn as the run goes).
+
+    ``PoissonInput(post, rate, weight, seed=0, name=None)``: ``post`` a population of
+    the :class:`~jaxneuro.Network` (or some of its compartments, as a synapse's
+    ``post``); ``rate`` Hz (≥ 0; the total over the sources reaching one compartment:
+    Brunel's ``C_E·nu_ext``), ``weight`` mV (finite, any sign), each a scalar or one
+    value per targeted compartment (saiunit quantities are converted); ``seed`` an
+    integer or a JAX PRNG key (``jax.vmap`` over ``jax.random.split(key, n)`` gives
+    independent trials).
+
+    In each step ``(t0, t1]`` the number of arrivals at each target is drawn as
+    ``jax.random.poisson(fold_in(key, step), rate·(t1 - t0))``, ``step`` counting the
+    steps from the run's start (a run continued from another's final state,
+    ``simulate(init=...)``, goes on counting: the same draws as one run), and the
+    voltage jumps by ``weight`` times that count at ``t1``, before the neuron looks
+    for a threshold crossing; a neuron refractory at ``t1`` loses them, as NEST's
+    ``iaf_psc_delta``. The charge is exact and the timing on the grid: arrivals act up
+    to a step after their continuous time would be, as for ``DeltaSynapse``. The
+    counts drawn so far are in the final state: ``trace.final_state.events[name]["arrivals"]``.
+
+    Needs the default solver (fixed steps). ``weight`` is differentiable (the jumps are
+    linear in it); ``rate`` takes no gradient (the counts are integers drawn from it).
+    """
+
+    rate: object = units.param(units.Hz, default=None, check="nonnegative")
+    weight: object = units.param(units.mV, default=None)
+    seed: Any = eqx.field(default=0, kw_only=True)
+    impl: str | None = eqx.field(default=None, static=True, kw_only=True)
+
+    #: Moves the voltage by jumps at the steps' ends, like a delta synapse.
+    jumps_voltage: ClassVar[bool] = True
+
+    def __init__(self, post, rate=None, weight=None, *, seed=0, impl=None, name=None, pre=None, conn=None,
+                 pre_index=None, post_index=None):
+        # pre, conn and the indices: as a network binds it, and dataclasses.replace
+        # rebuilds it (every field by keyword); pre is post, connected one to one.
+        from ..stimuli.noise import _key_data
+
+        self.pre = post if pre is None else pre
+        self.post = post
+        self.conn = conn_rules.one_to_one if conn is None else conn
+        self.pre_index = pre_index
+        self.post_index = post_index
+        self.name = name
+        self.rate = rate
+        self.weight = weight
+        self.seed, self.impl = _key_data(seed, impl, "PoissonInput.seed")
+        for field, expects in (("rate", "the Poisson rate in Hz per targeted compartment (>= 0)"),
+                               ("weight", "the voltage jump per arrival in mV (Brunel 2000's J)")):
+            if getattr(self, field) is None:
+                raise ValueError(f"PoissonInput.{field} expects {expects}, or a saiunit Quantity")
+        self._check_sides()
+        units.convert_fields(self)
+        for field in ("rate", "weight"):
+            if jnp.ndim(getattr(self, field)) > 1:
+                raise ValueError(f"PoissonInput.{field} expects a scalar or one value per targeted compartment, "
+                                 f"got shape {jnp.shape(getattr(self, field))}")
+
+    @property
+    def key(self):
+        """The JAX PRNG key the counts are drawn from."""
+        return jax.random.wrap_key_data(self.seed, impl=self.impl)
+
+    def check_bound(self):
+        for field in ("rate", "weight"):
+            per_connection(getattr(self, field), self.n_connections, f"PoissonInput.{field}")
+
+    def init_events(self, dtype):
+        """The steps taken since the run's start and the arrivals drawn per target."""
+        return {"step": jnp.zeros((), dtype=dtype), "arrivals": jnp.zeros(self.post_index.shape, dtype=dtype)}
+
+    def counts(self, t0, t1, step):
+        """The arrivals (a float array, one per targeted compartment) in the step from
+        ``t0`` to ``t1`` (ms), the run's ``step``-th (0 for its first)."""
+        mean = jax.lax.stop_gradient(jnp.broadcast_to(self.rate, self.post_index.shape)) * 1e-3 * (t1 - t0)
+        key = jax.random.fold_in(self.key, jnp.asarray(step).astype(jnp.uint32))
+        return jax.random.poisson(key, mean, self.post_index.shape).astype(jnp.result_type(t1))
+
+    def advance_and_jump(self, t0, t1, events, open_from):
+        """``(events at t1, jump)``: this step's counts drawn and the jump (mV) of every
+        compartment of the flat voltage at ``t1``, zero where a compartment's input is
+        blocked at ``t1`` (``open_from``, flat: the end of a neuron's refractory period;
+        an end within rounding of ``t1`` counts as blocked, as for ``DeltaSynapse``)."""
+        from .delta import grid_tolerance
+
+        n = self.counts(t0, t1, events["step"])
+        open_ = t1 > open_from[self.post_index] + grid_tolerance(t0, t1)
+        jumps = jnp.where(open_, self.weight * n, 0.0)
+        jump = jnp.zeros(open_from.shape, dtype=jnp.result_type(jumps, open_from)).at[self.post_index].add(jumps)
+        return {"step": events["step"] + 1, "arrivals": events["arrivals"] + n}, jump

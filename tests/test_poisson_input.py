@@ -1,0 +1,117 @@
+"""jn.PoissonInput: Poisson voltage jumps drawn step by step (Brian's PoissonInput,
+NEST's poisson_generator into iaf_psc_delta): shot-noise moments (Campbell's theorem),
+the same spikes as DeltaSynapse fed the same arrivals on the grid, continued runs,
+gradients, vmap over seeds and parameter checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import saiunit as u
+
+import jaxneuro as jn
+
+TAU, DT = 20.0, 0.1
+
+
+def lif(n, **kw):
+    return jn.LIF(n=n, C=1.0, gL=1.0 / TAU, EL=0.0, **{"V_th": jnp.inf, **kw})
+
+
+def test_shot_noise_moments_follow_campbells_theorem():
+    # Passive membranes: mean J·nu·tau, variance J²·nu·tau/2 (8 kHz, 0.2 mV, 20 ms:
+    # 32 mV and 3.2 mV²); each target's arrivals are Poisson with mean nu·t1.
+    J, nu, n, t1 = 0.2, 8000.0, 200, 500.0
+    net = jn.Network({"p": lif(n)}, [jn.PoissonInput("p", nu, J, seed=1, name="ext")])
+    tr = jn.simulate(net, t1, dt=DT, v0=0.0, record=("v",))
+    v = np.asarray(tr["p"].v)[1000:]  # after 5 tau
+    assert v.mean() == pytest.approx(J * nu * 1e-3 * TAU, rel=0.01)
+    assert v.var() == pytest.approx(J**2 * nu * 1e-3 * TAU / 2, rel=0.05)
+    ev = tr.final_state.events["ext"]
+    assert float(ev["step"]) == 5000
+    arrivals = np.asarray(ev["arrivals"])
+    assert np.all(arrivals == np.round(arrivals)) and arrivals.mean() == pytest.approx(nu * 1e-3 * t1, rel=0.01)
+    assert arrivals.var() == pytest.approx(nu * 1e-3 * t1, rel=0.25)  # Poisson: variance = mean
+
+
+def _brunel_neurons(n):
+    return jn.LIF(n=n, C=1.0, gL=1.0 / TAU, EL=0.0, V_th=20.0, V_reset=10.0, t_ref=2.0, V_spike=None, spike_capacity=64)
+
+
+def test_the_same_spikes_as_a_delta_synapse_fed_the_same_arrivals_on_the_grid():
+    # 50 neurons near threshold with refractoriness and recurrent inhibition: the
+    # PoissonInput's draws (its `counts`, step by step) as spike trains on the step
+    # ends into a DeltaSynapse give the same spikes and voltages; arrivals while a
+    # neuron is refractory are lost in both.
+    n, t1, J, nu = 50, 100.0, 0.5, 2000.0
+    inp = jn.PoissonInput("p", jnp.linspace(1000.0, 3000.0, n), J, seed=7, name="ext")
+    inh = jn.DeltaSynapse("p", "p", jn.conn.fixed_indegree(5, seed=0), -1.0, 1.5, name="inh")
+    ours = jn.simulate(jn.Network({"p": _brunel_neurons(n)}, [inp, inh]), t1, dt=DT, v0=15.0, record=("v",))
+
+    steps = int(round(t1 / DT))
+    bound = jn.Network({"p": _brunel_neurons(n)}, [inp]).poisson_inputs[0]
+    counts = np.stack([np.asarray(bound.counts(k * DT, (k + 1) * DT, k)) for k in range(steps)])
+    assert counts.sum() > 0.9 * nu * 1e-3 * t1 * n and counts.max() >= 2
+    trains = [np.repeat((np.arange(steps) + 1) * DT, counts[:, i].astype(int)) for i in range(n)]
+    source = jn.SpikeTrains([list(x) for x in trains])
+    ref = jn.simulate(jn.Network({"p": _brunel_neurons(n), "x": source},
+                                 [jn.DeltaSynapse("x", "p", jn.conn.one_to_one, J, max_arrivals_per_step=int(counts.max())),
+                                  inh]), t1, dt=DT, v0=15.0, record=("v",))
+    spikes = np.asarray(ours["p"].spikes)
+    assert np.isfinite(spikes).sum() > 80 and not np.any(np.asarray(ours["p"].overflowed))
+    np.testing.assert_array_equal(spikes, np.asarray(ref["p"].spikes))
+    np.testing.assert_allclose(np.asarray(ours["p"].v), np.asarray(ref["p"].v), rtol=0, atol=1e-12)
+
+
+def test_a_run_in_two_parts_draws_as_one_run():
+    net = jn.Network({"p": _brunel_neurons(20)}, [jn.PoissonInput("p", 3000.0, 0.5, seed=3, name="ext")])
+    one = jn.simulate(net, 60.0, dt=DT, v0=15.0, record=("v",))
+    first = jn.simulate(net, 30.0, dt=DT, v0=15.0, record=("v",))
+    second = jn.simulate(net, 60.0, t0=30.0, dt=DT, init=first, record=("v",))
+    # Spike times on the grid, counted from another t0: equal to rounding.
+    np.testing.assert_allclose(np.asarray(second["p"].spikes), np.asarray(one["p"].spikes), rtol=0, atol=1e-9)
+    assert np.isfinite(np.asarray(one["p"].spikes)).sum() > 20
+    np.testing.assert_allclose(np.asarray(second["p"].v)[-1], np.asarray(one["p"].v)[-1], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(np.asarray(second.final_state.events["ext"]["arrivals"]),
+                                  np.asarray(one.final_state.events["ext"]["arrivals"]))
+
+
+def test_weight_gradient_and_vmap_over_seeds():
+    # Passive: the voltage is linear in the weight, so d mean(v)/d weight = mean(v)/weight.
+    def mean_v(weight, seed):
+        net = jn.Network({"p": lif(4)}, [jn.PoissonInput("p", 2000.0, weight, seed=seed)])
+        return jnp.mean(jn.simulate(net, 30.0, dt=DT, v0=0.0, record=("v",))["p"].v)
+
+    value, grad = jax.jit(jax.value_and_grad(mean_v))(0.3, 0)
+    assert float(value) > 1.0 and float(grad) == pytest.approx(float(value) / 0.3, rel=1e-12)
+    keys = jax.random.split(jax.random.key(0), 3)
+    means = jax.jit(jax.vmap(lambda k: mean_v(0.3, k)))(keys)
+    assert len(set(np.round(np.asarray(means), 12))) == 3  # independent draws
+    assert float(mean_v(0.3, keys[1])) == pytest.approx(float(means[1]), rel=1e-12)
+
+
+def test_parameter_checks():
+    with pytest.raises(ValueError, match=r"PoissonInput.weight expects the voltage jump per arrival in mV"):
+        jn.PoissonInput("p", 100.0)
+    with pytest.raises(ValueError, match=r"'PoissonInput.rate' must be >= 0"):
+        jn.PoissonInput("p", -1.0, 0.1)
+    with pytest.raises(ValueError, match="expects a voltage"):
+        jn.PoissonInput("p", 100.0, 0.1 * u.nA)
+    with pytest.raises(ValueError, match=r"PoissonInput.seed expects an integer or one JAX PRNG key"):
+        jn.PoissonInput("p", 100.0, 0.1, seed=True)
+    assert float(jn.PoissonInput("p", 2 * u.kHz, 0.1).rate) == pytest.approx(2000.0)
+    with pytest.raises(ValueError, match=r"PoissonInput.rate expects shape \(\) or \(3,\)"):
+        jn.Network({"p": lif(3)}, [jn.PoissonInput("p", jnp.ones(4), 0.1)])
+    with pytest.raises(ValueError, match=r"PoissonInput 'ext': post population 'x' is a spike source"):
+        jn.Network({"x": jn.SpikeTrains([[1.0]])}, [jn.PoissonInput("x", 100.0, 0.1, name="ext")])
+
+
+def test_memory_one_count_per_target_against_every_spike_beforehand():
+    # The README's figure: poisson_spikes at 10 kHz keeps >= 10 000 float64 times per
+    # source and second (0.8 GB for 10 000 neurons); PoissonInput's state is a step
+    # counter and one count per target, whatever the run's length.
+    buffer = jn.poisson_spikes(10000.0, 1000.0, n=2, seed=0)
+    assert np.asarray(buffer.spikes).nbytes / 2 >= 8e4
+    net = jn.Network({"p": lif(2)}, [jn.PoissonInput("p", 10000.0, 0.1, name="ext")])
+    state = jn.simulate(net, 1.0, dt=DT, v0=0.0, record=()).final_state
+    assert sum(np.asarray(x).nbytes for x in jax.tree.leaves(state.events["ext"])) <= 3 * 8
