@@ -244,3 +244,23 @@ def test_many_stimuli_at_one_place_each_run_as_one_with_the_same_currents(monkey
         jn.simulate(cell, 2.0, stimuli=bad)
     with pytest.raises(ValueError, match=r"stimuli\[4\]"):
         jn.simulate(pop, 2.0, stimuli=[jn.StepCurrent(0.1, target=i) for i in range(4)] + [jn.StepCurrent(0.1, target=40)])
+
+
+def test_a_pulse_shorter_than_the_step_is_warned_of():
+    # 1 nA for 0.2 ms into 1257 µm² (no leak to speak of) is 15.9 mV; at dt = 1 ms the
+    # step's midpoint falls outside [0.1, 0.3) (nothing) or inside [0.4, 0.6) (a whole
+    # step: 79.6 mV), as NEURON's IClamp does: warned of, with the factor.
+    comp = jn.Compartment(length=20, diam=20, channels=[jn.channels.Leak(g=1e-12, e=-65.0)])
+    exact = 1.0e-9 * 0.2e-3 / (1e-6 * np.pi * 20 * 20 * 1e-8) * 1e3  # charge (C) / capacitance (F), in mV
+    assert exact == pytest.approx(15.92, abs=0.01)
+    for delay, dv in [(0.1, 0.0), (0.4, 5 * exact)]:
+        with pytest.warns(UserWarning, match=r"StepCurrent.dur = 0.2 ms is shorter than the step dt = 1 ms: .*"
+                                             r"missed .* or counted for a whole step \(5 times its charge\)"):
+            tr = jn.simulate(comp, 3.0, dt=1.0, v0=-65.0, stimuli=[jn.StepCurrent(1.0, delay, 0.2)])
+        assert float(np.ravel(tr.v)[-1]) + 65.0 == pytest.approx(dv, abs=1e-6)
+    import warnings
+
+    with warnings.catch_warnings():  # a pulse of whole steps: no warning
+        warnings.simplefilter("error")
+        tr = jn.simulate(comp, 3.0, dt=0.02, v0=-65.0, stimuli=[jn.StepCurrent(1.0, 0.1, 0.2)])
+    assert float(np.ravel(tr.v)[-1]) + 65.0 == pytest.approx(exact, rel=1e-6)

@@ -36,6 +36,27 @@ class _Windowed(AbstractStimulus):
     def breakpoints(self):
         return (self.delay, self.delay + self.dur)
 
+    def check_run(self, *, t0, t1, dt, adaptive, continued=False):
+        """Warns of a window (``dur``) shorter than a constant step ``dt``: the default
+        solver takes the current at each step's midpoint (as NEURON does), so such a
+        pulse is missed where no midpoint falls in it, or counted for the whole step,
+        ``dt/dur`` times its charge (a 0.2 ms pulse at dt = 1 ms: no change or 79.6 mV
+        for an exact 15.9 mV)."""
+        if not adaptive and units.is_concrete(self.dur):
+            dur = np.asarray(self.dur)
+            short = (dur > 0) & (dur < dt * (1 - 1e-9))
+            if np.any(short):
+                name = type(self).__name__
+                shortest = float(np.min(dur[short]))
+                warnings.warn(
+                    f"{name}.dur = {shortest:.6g} ms is shorter than the step dt = {dt:.6g} ms: the current is taken "
+                    "at each step's midpoint, so the pulse is either missed (no midpoint inside it) or counted for "
+                    f"a whole step ({dt / shortest:.3g} times its charge); with dt <= dur the charge delivered is "
+                    "within dt/dur of the pulse's (10 % at dt = dur/10)",
+                    stacklevel=outside_stacklevel(),
+                )
+        return self
+
 
 class StepCurrent(_Windowed):
     """NEURON's ``IClamp``: ``amp`` nA from ``delay`` for ``dur`` ms (``delay <= t <
