@@ -44,6 +44,20 @@ def test_spike_measures_of_a_vmapped_voltage_trace_say_to_vmap_spike_times(batch
         getattr(jn, what)(batch)
 
 
+def test_trace_losses_of_a_vmapped_trace_say_to_vmap_them(batch):
+    # voltage raised a shape mismatch that did not say why.
+    target = jnp.zeros_like(batch.v)
+    with pytest.raises(ValueError, match=r"voltage: this trace has a leading batch axis of size 3 .*"
+                                         r"jnp\.mean\(jax\.vmap\(lambda tr: jn\.losses\.voltage\(tr, \.\.\.\)\)"):
+        jn.losses.voltage(batch, target)
+    with pytest.raises(ValueError, match=r"summary_statistics: this trace has a leading batch axis of size 3"):
+        jn.losses.summary_statistics(batch)
+    # The advice works: per member as alone.
+    per = jax.vmap(lambda tr, y: jn.losses.voltage(tr, y))(batch, target)
+    alone = jn.losses.voltage(jax.tree.map(lambda x: x[1], batch), target[1])
+    assert float(per[1]) == pytest.approx(float(alone), rel=1e-12) and float(alone) > 100.0
+
+
 def test_nested_vmapped_trace_names_its_batch_shape(batch):
     nested = jax.tree.map(lambda x: jnp.stack([x, x]), batch)
     with pytest.raises(ValueError, match=r"batch axis of shape \(2, 3\).*one jax\.vmap per batch axis, 2 here"):

@@ -356,6 +356,19 @@ def _window_mask(t, windows, name="windows"):
     return mask
 
 
+def _refuse_batch(trace: Trace, fn: str) -> None:
+    """ValueError for a batch of traces (``jax.vmap`` over ``simulate``: ``t`` of shape
+    ``(batch..., T)``) given to the loss ``fn``, which reads one run's time axis."""
+    shape = np.shape(trace.t)
+    if len(shape) > 1:
+        raise ValueError(
+            f"{fn}: this trace has a leading batch axis of {'size ' + str(shape[0]) if len(shape) == 2 else 'shape ' + str(shape[:-1])} "
+            f"(trace.t has shape {shape}: runs from jax.vmap over jn.simulate), and the loss reads one run's time axis; "
+            f"compute it per member and reduce, e.g. jnp.mean(jax.vmap(lambda tr: jn.losses.{fn}(tr, ...))(trace)), or "
+            "inside the vmapped function, with the simulation"
+        )
+
+
 def voltage(trace: Trace, target, *, windows=None, variable="v"):
     """Mean squared difference (mV²; for another ``variable``, its unit squared) between
     a recorded variable and ``target``.
@@ -368,6 +381,7 @@ def voltage(trace: Trace, target, *, windows=None, variable="v"):
     """
     if not isinstance(trace, Trace):
         raise ValueError(f"voltage expects a Trace, got {type(trace).__name__}")
+    _refuse_batch(trace, "voltage")
     v = getattr(trace, variable)
     if isinstance(target, Trace):
         target = getattr(target.at(trace.t), variable)
@@ -394,6 +408,7 @@ def summary_statistics(trace: Trace, *, window=None, rest_window=None, threshold
     :func:`jaxneuro.spike_times` takes them; a count, so no gradient); ``rate``: :func:`spike_rate` (Hz)
     over ``window``.
     """
+    _refuse_batch(trace, "summary_statistics")
     v = getattr(trace, variable)
     t = trace.t
     window = _plain(window, "window", units.ms)
