@@ -184,10 +184,16 @@ SCRIPT = textwrap.dedent(
         refused = None
     except ValueError as e:
         refused = str(e)
+    # Under jax.default_device, "auto" stays on that device too (it split over all).
+    with jax.default_device(jax.devices()[2]):
+        chosen = backends.choose("auto", hh_pop(200), jn.StaggeredEuler(), hh_pop(200).init_state(-65.0))
+        on_default = jn.simulate(hh_pop(200), 2.0, stimuli=[step]).v
     out["committed"] = {"devices": sorted(d.id for d in on_dev.devices()), "diff": diff(on_dev, ref),
                         "ptp": float(jnp.ptp(ref)), "refused": refused,
                         "uncommitted": backends.choose("auto", hh_pop(200), jn.StaggeredEuler(),
-                                                        hh_pop(200).init_state(-65.0))}
+                                                        hh_pop(200).init_state(-65.0)),
+                        "default_device": {"chosen": chosen, "devices": sorted(d.id for d in on_default.devices()),
+                                           "diff": diff(on_default, ref)}}
 
     # What "auto" picks on a CPU with 4 devices.
     solver = jn.StaggeredEuler()
@@ -324,6 +330,7 @@ def test_a_population_put_on_one_device_runs_there(split_results):
     assert r["refused"].startswith("backend='sharded': splits the population over all 4 local devices")
     assert "put on one device (cpu:3, as jax.device_put does)" in r["refused"]
     assert "use backend='xla' (or 'auto')" in r["refused"]
+    assert r["default_device"] == {"chosen": "xla", "devices": [2], "diff": 0.0}
 
 
 def test_what_cannot_be_split_is_a_clear_error():

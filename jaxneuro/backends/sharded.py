@@ -38,8 +38,9 @@ asks for it on any platform: on several GPUs each runs the fused Pallas kernel o
 share when the model qualifies (else the XLA loop). ``"auto"`` keeps a GPU population
 on one GPU (the kernel), since how many neurons make splitting pay there has not been
 measured. A population put on one device (``jax.device_put``, which commits its arrays
-there) stays there: ``"auto"`` runs it in one XLA loop on that device, and ``"sharded"``
-refuses it (a split program would have to move it). With several processes (``jax.distributed``), each process splits its own
+there), or run under ``jax.default_device``, stays there: ``"auto"`` runs it in one XLA
+loop on that device, and ``"sharded"`` refuses it (a split program would have to move
+it). With several processes (``jax.distributed``), each process splits its own
 populations over its own devices, never across processes (tested with two processes
 of four CPU devices each in tests/test_sweep.py).
 """
@@ -95,6 +96,10 @@ def unsupported(model, solver, y0, stimuli=(), devices=None) -> str | None:
     n_dev = len(jax.local_devices() if devices is None else devices)
     if n_dev < 2:
         return f"needs more than one device, found {n_dev}"
+    chosen = jax.config.jax_default_device
+    if devices is None and chosen is not None:
+        return (f"splits the population over all {n_dev} local devices, but jax.default_device({chosen}) asks for "
+                "one; use backend='xla' (or 'auto') to run there")
     pinned = committed_device(model, stimuli, y0)
     if pinned is not None:
         return (f"splits the population over all {n_dev} local devices, but the model, stimuli or initial state "
