@@ -39,11 +39,11 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import workloads as W  # noqa: E402
 
 DT, THETA, TAU, T_REF, G, ETA, D = 0.1, 20.0, 20.0, 2.0, 5.0, 2.0, 1.5
 TRANSIENT = 100.0  # ms left out of the statistics
@@ -89,7 +89,6 @@ def statistics(spikes, t1):
 
 
 def jaxneuro_run(n, t1, J, repeats=5, event_driven=True, drive="input"):
-    import jax
     import jax.numpy as jnp
 
     import jaxneuro as jn
@@ -123,21 +122,12 @@ def jaxneuro_run(n, t1, J, repeats=5, event_driven=True, drive="input"):
         tr = jn.simulate(net, t1, dt=DT, v0=v_start, record=())
         return tr["E"].spikes, tr["I"].spikes, tr["E"].spike_count, tr["I"].spike_count
 
-    start = time.perf_counter()
-    compiled = jax.jit(run).lower(build()).compile()
-    compile_s = time.perf_counter() - start
-    net = build()
-    out = jax.block_until_ready(compiled(net))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = jax.block_until_ready(compiled(net))
-        times.append(time.perf_counter() - start)
+    seconds, compile_s, out = W.compile_and_time(run, build(), repeats)
     exc, inh, count_e, count_i = (np.asarray(x) for x in out)
     capacity = exc.shape[-1]
     if np.any(count_e > capacity) or np.any(count_i > capacity):
         raise RuntimeError("jaxneuro's spike buffers overflowed; raise spike_capacity")
-    return float(np.median(times)), compile_s, list(exc), list(inh)
+    return float(seconds), compile_s, list(exc), list(inh)
 
 
 def neuron_run(n, t1, J, repeats=3):
@@ -178,20 +168,10 @@ def neuron_run(n, t1, J, repeats=3):
             c.m = v / THETA
 
     handler = h.FInitializeHandler(start_values)  # noqa: F841 (kept alive for finitialize)
-    h.dt = DT
-
-    def once():
-        h.finitialize(0.0)
-        h.continuerun(t1)
-
-    once()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - start)
+    # (neuron_timed also sets hh's temperature and rates: no hh here, so no effect.)
+    seconds = W.neuron_timed(h, t1, 0.0, dt=DT, repeats=repeats)
     spikes = {g: [np.asarray(vec) for _, vec in recs] for g, recs in recorders.items()}
-    return float(np.median(times)), spikes["E"], spikes["I"]
+    return seconds, spikes["E"], spikes["I"]
 
 
 def main(argv=None):
