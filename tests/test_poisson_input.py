@@ -109,9 +109,38 @@ def test_parameter_checks():
 def test_memory_one_count_per_target_against_every_spike_beforehand():
     # The README's figure: poisson_spikes at 10 kHz keeps >= 10 000 float64 times per
     # source and second (0.8 GB for 10 000 neurons); PoissonInput's state is a step
-    # counter and one count per target, whatever the run's length.
+    # counter (two numbers) and one count per target, whatever the run's length.
     buffer = jn.poisson_spikes(10000.0, 1000.0, n=2, seed=0)
     assert np.asarray(buffer.spikes).nbytes / 2 >= 8e4
     net = jn.Network({"p": lif(2)}, [jn.PoissonInput("p", 10000.0, 0.1, name="ext")])
     state = jn.simulate(net, 1.0, dt=DT, v0=0.0, record=()).final_state
-    assert sum(np.asarray(x).nbytes for x in jax.tree.leaves(state.events["ext"])) <= 3 * 8
+    assert sum(np.asarray(x).nbytes for x in jax.tree.leaves(state.events["ext"])) == (2 + 2) * 8
+
+
+def test_inputs_are_independent_by_default_and_draws_never_repeat():
+    # Two inputs with the default seed drew the same counts (+1 and -1 mV cancelled
+    # exactly); the name is folded into the key.
+    net = jn.Network({"p": lif(50)}, [jn.PoissonInput("p", 2000.0, 1.0, name="up"),
+                                      jn.PoissonInput("p", 2000.0, -1.0, name="down")])
+    tr = jn.simulate(net, 20.0, dt=DT, v0=0.0, record=("v",))
+    ev = tr.final_state.events
+    assert not np.array_equal(np.asarray(ev["up"]["arrivals"]), np.asarray(ev["down"]["arrivals"]))
+    assert np.abs(np.asarray(tr["p"].v)).max() > 2.0
+    # The step counter wraps into an epoch at 2**20 steps (a float32 counter stopped at
+    # 2**24, 1678 s at dt 0.1 ms, and every later step drew the same counts).
+    inp = net.poisson_inputs[0]
+    last = {"step": jnp.asarray(2.0**20 - 1), "epoch": jnp.asarray(0.0), "arrivals": jnp.zeros(50)}
+    after, _ = inp.advance_and_jump(0.0, DT, last, jnp.full(50, -jnp.inf))
+    assert (float(after["step"]), float(after["epoch"])) == (0.0, 1.0)
+    draws = {(s, e): tuple(np.asarray(inp.counts(0.0, 1.0, s, e))) for s, e in [(0, 0), (0, 1), (1, 0), (5, 3)]}
+    assert len(set(draws.values())) == 4
+
+
+def test_a_negative_rate_under_jit_is_an_error_when_run():
+    def final_v(rate):
+        net = jn.Network({"p": lif(2)}, [jn.PoissonInput("p", rate, 1.0)])
+        return jn.simulate(net, 1.0, dt=DT, v0=0.0, record=("v",))["p"].v[-1]
+
+    assert float(jnp.sum(jax.jit(final_v)(5000.0))) > 0
+    with pytest.raises(Exception, match=r"PoissonInput.rate must be >= 0"):
+        jax.block_until_ready(jax.jit(final_v)(-5000.0))

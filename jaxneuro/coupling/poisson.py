@@ -14,6 +14,7 @@ on the grid too): the memory is one count per target, whatever the run's length.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any, ClassVar
 
 import equinox as eqx
@@ -41,8 +42,10 @@ class PoissonInput(AbstractCoupling):
     independent trials).
 
     In each step ``(t0, t1]`` the number of arrivals at each target is drawn as
-    ``jax.random.poisson(fold_in(key, step), rate·(t1 - t0))``, ``step`` counting the
-    steps from the run's start (a run continued from another's final state,
+    ``jax.random.poisson(key_k, rate·(t1 - t0))``, ``key_k`` folded from the seed, the
+    input's ``name`` in its network (so that two inputs with one seed, or the default
+    seed, are independent; renaming one redraws it) and ``k`` counting the steps from
+    the run's start (a run continued from another's final state,
     ``simulate(init=...)``, goes on counting: the same draws as one run), and the
     voltage jumps by ``weight`` times that count at ``t1``, before the neuron looks
     for a threshold crossing; a neuron refractory at ``t1`` loses them, as NEST's
@@ -98,15 +101,22 @@ class PoissonInput(AbstractCoupling):
             per_connection(getattr(self, field), self.n_connections, f"PoissonInput.{field}")
 
     def init_events(self, dtype):
-        """The steps taken since the run's start and the arrivals drawn per target."""
-        return {"step": jnp.zeros((), dtype=dtype), "arrivals": jnp.zeros(self.post_index.shape, dtype=dtype)}
+        """The steps taken since the run's start (``step`` below 2**20 plus ``epoch``
+        times 2**20: exact as floats, float32 included, for any run) and the arrivals
+        drawn per target."""
+        zero = jnp.zeros((), dtype=dtype)
+        return {"step": zero, "epoch": zero, "arrivals": jnp.zeros(self.post_index.shape, dtype=dtype)}
 
-    def counts(self, t0, t1, step):
+    def counts(self, t0, t1, step, epoch=0):
         """The arrivals (a float array, one per targeted compartment) in the step from
-        ``t0`` to ``t1`` (ms), the run's ``step``-th (0 for its first)."""
-        mean = jax.lax.stop_gradient(jnp.broadcast_to(self.rate, self.post_index.shape)) * 1e-3 * (t1 - t0)
-        key = jax.random.fold_in(self.key, jnp.asarray(step).astype(jnp.uint32))
-        return jax.random.poisson(key, mean, self.post_index.shape).astype(jnp.result_type(t1))
+        ``t0`` to ``t1`` (ms), the run's ``epoch·2**20 + step``-th (0 for its first)."""
+        rate = jnp.broadcast_to(jax.lax.stop_gradient(self.rate), self.post_index.shape)
+        if not units.is_concrete(rate):  # a traced rate, unchecked when built
+            rate = eqx.error_if(rate, jnp.any(rate < 0), "PoissonInput.rate must be >= 0 (Hz)")
+        key = self.key
+        for word in (zlib.crc32(str(self.name).encode()), epoch, step):
+            key = jax.random.fold_in(key, jnp.asarray(word).astype(jnp.uint32))
+        return jax.random.poisson(key, rate * 1e-3 * (t1 - t0), self.post_index.shape).astype(jnp.result_type(t1))
 
     def advance_and_jump(self, t0, t1, events, open_from):
         """``(events at t1, jump)``: this step's counts drawn and the jump (mV) of every
@@ -115,8 +125,16 @@ class PoissonInput(AbstractCoupling):
         an end within rounding of ``t1`` counts as blocked, as for ``DeltaSynapse``)."""
         from .delta import grid_tolerance
 
-        n = self.counts(t0, t1, events["step"])
+        n = self.counts(t0, t1, events["step"], events["epoch"])
         open_ = t1 > open_from[self.post_index] + grid_tolerance(t0, t1)
         jumps = jnp.where(open_, self.weight * n, 0.0)
         jump = jnp.zeros(open_from.shape, dtype=jnp.result_type(jumps, open_from)).at[self.post_index].add(jumps)
-        return {"step": events["step"] + 1, "arrivals": events["arrivals"] + n}, jump
+        step = events["step"] + 1
+        wrap = step >= STEPS_PER_EPOCH
+        return {"step": jnp.where(wrap, 0.0, step), "epoch": events["epoch"] + wrap,
+                "arrivals": events["arrivals"] + n}, jump
+
+
+#: Steps counted in ``step`` before ``epoch`` takes them over (exact in float32, whose
+#: integers are exact to 2**24: a single float32 counter stopped there, repeating draws).
+STEPS_PER_EPOCH = 2**20
