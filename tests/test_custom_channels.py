@@ -275,6 +275,43 @@ PROCEDURE rates(v (mV)) { LOCAL a, b, phi
 FUNCTION vtrap(x, y) { if (fabs(x/y) < 1e-6) { vtrap = y*(1 - x/y/2) } else { vtrap = x/(exp(x/y) - 1) } }
 """
 
+# Pinsky & Rinzel (1994) as NMODL: the soma's gates by cnexp, the dendrite's coupled
+# gates and calcium pool by derivimplicit (the usual ModelDB form).
+PRSOMA_MOD = """
+NEURON { SUFFIX prsoma NONSPECIFIC_CURRENT i }
+UNITS { (mA) = (milliamp) (mV) = (millivolt) (S) = (siemens) }
+ASSIGNED { v (mV) i (mA/cm2) }
+STATE { h n }
+BREAKPOINT { SOLVE states METHOD cnexp i = 0.03*minf(v)^2*h*(v-120) + 0.015*n*(v+15) }
+INITIAL { h = ah(v)/(ah(v)+bh(v)) n = an(v)/(an(v)+bn(v)) }
+DERIVATIVE states { h' = ah(v)*(1-h) - bh(v)*h n' = an(v)*(1-n) - bn(v)*n }
+FUNCTION minf(v) { LOCAL am, bm
+    am = 0.32*(13.1-v)/(exp((13.1-v)/4)-1) bm = 0.28*(v-40.1)/(exp((v-40.1)/5)-1) minf = am/(am+bm) }
+FUNCTION ah(v) { ah = 0.128*exp((17-v)/18) }
+FUNCTION bh(v) { bh = 4/(1+exp((40-v)/5)) }
+FUNCTION an(v) { an = 0.016*(35.1-v)/(exp((35.1-v)/5)-1) }
+FUNCTION bn(v) { bn = 0.25*exp(0.5-0.025*v) }
+"""
+
+PRDEND_MOD = """
+NEURON { SUFFIX prdend NONSPECIFIC_CURRENT i }
+UNITS { (mA) = (milliamp) (mV) = (millivolt) (S) = (siemens) }
+ASSIGNED { v (mV) i (mA/cm2) ica }
+STATE { s c q ca }
+BREAKPOINT { SOLVE states METHOD derivimplicit
+    i = 0.01*s*s*(v-140) + 0.0008*q*(v+15) + 0.015*c*chi(ca)*(v+15) }
+INITIAL { s = as(v)/(as(v)+bs(v)) c = ac(v)/(ac(v)+bc(v)) ca = -0.13*10*s*s*(v-140)/0.075
+    q = aq(ca)/(aq(ca)+0.001) }
+DERIVATIVE states { ica = 10*s*s*(v-140)
+    s' = as(v)*(1-s) - bs(v)*s c' = ac(v)*(1-c) - bc(v)*c q' = aq(ca)*(1-q) - 0.001*q ca' = -0.13*ica - 0.075*ca }
+FUNCTION as(v) { as = 1.6/(1+exp(-0.072*(v-65))) }
+FUNCTION bs(v) { bs = 0.02*(v-51.1)/(exp((v-51.1)/5)-1) }
+FUNCTION ac(v) { if (v <= 50) { ac = exp((v-10)/11 - (v-6.5)/27)/18.975 } else { ac = 2*exp((6.5-v)/27) } }
+FUNCTION bc(v) { if (v <= 50) { bc = 2*exp((6.5-v)/27) - ac(v) } else { bc = 0 } }
+FUNCTION aq(ca) { if (0.00002*ca < 0.01) { aq = 0.00002*ca } else { aq = 0.01 } }
+FUNCTION chi(ca) { if (ca/250 < 1) { chi = ca/250 } else { chi = 1 } }
+"""
+
 NEURON_SCRIPT = """
 import sys
 import numpy as np
@@ -297,14 +334,28 @@ def run(celsius, amp, mechs, refs):
 
 hhs = run(6.3, 0.1, ["hhs"], [lambda x: x._ref_v, lambda x: x._ref_n_hhs])
 kdrf = run(20.0, 0.2, ["hh", "kdrf"], [lambda x: x._ref_v, lambda x: x._ref_n_kdrf])
-np.savez(sys.argv[2], hhs=hhs, kdrf=kdrf)
+
+# Pinsky-Rinzel: two 10 um compartments, Ra giving gc/p = 4.2 mS/cm2 between them.
+soma, dend = h.Section(name="prs"), h.Section(name="prd")
+for sec, mech in ((soma, "prsoma"), (dend, "prdend")):
+    sec.L = sec.diam = 10.0
+    sec.cm, sec.Ra = 3.0, 10e-4 / (8 * (10e-4) ** 2 * 2.1e-3)
+    sec.insert("pas")
+    sec.g_pas, sec.e_pas = 1e-4, 0.0
+    sec.insert(mech)
+dend.connect(soma(1), 0)
+st = h.IClamp(soma(0.5)); st.delay = 0; st.dur = 1e9; st.amp = 0.75e-3 * (2 * np.pi * 100e-8) * 1e6
+vec = h.Vector().record(soma(0.5)._ref_v)
+h.dt = 0.025; h.finitialize(-4.6); h.continuerun(120)
+np.savez(sys.argv[2], hhs=hhs, kdrf=kdrf, pinsky_rinzel=np.array(vec))
 """
 
 
 @pytest.fixture(scope="module")
 def neuron_runs(tmp_path_factory):
-    """NEURON running hhs.mod and kdrf.mod, compiled here with nrnivmodl (in its own
-    process); skipped where NEURON, nrnivmodl or a C compiler is missing."""
+    """NEURON running hhs.mod, kdrf.mod and Pinsky & Rinzel's prsoma.mod/prdend.mod,
+    compiled here with nrnivmodl (in its own process); skipped where NEURON, nrnivmodl
+    or a C compiler is missing."""
     pytest.importorskip("neuron")
     nrnivmodl = shutil.which("nrnivmodl") or str(Path(sys.executable).with_name("nrnivmodl"))
     if not Path(nrnivmodl).exists():
@@ -314,6 +365,8 @@ def neuron_runs(tmp_path_factory):
     d = tmp_path_factory.mktemp("mod")
     (d / "hhs.mod").write_text(HHS_MOD)
     (d / "kdrf.mod").write_text(KDRF_MOD)
+    (d / "prsoma.mod").write_text(PRSOMA_MOD)
+    (d / "prdend.mod").write_text(PRDEND_MOD)
     try:
         subprocess.run([nrnivmodl], cwd=d, check=True, capture_output=True, timeout=300)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
@@ -647,21 +700,77 @@ class Coupled(AbstractChannel):
         return 0.0 * v
 
 
-def test_gates_driving_each_other_converge_to_the_exact_solution():
-    # y = 100/0.9·(exp(-t/10) - exp(-t)). Each gate is linearised along itself alone;
-    # the solver used to take the derivative of its rate along all the channel's gates
-    # together, counting x's drive as y's own rate: y 91.6 for 59.7 at 1 ms (dt 0.025),
-    # 68.5 at dt 0.005, and a Pinsky-Rinzel cell (below) fired singles for doublets.
+def test_gates_driving_each_other_take_a_backward_euler_step_together():
+    # y = 100/0.9·(exp(-t/10) - exp(-t)). A channel's derivative() gates step together,
+    # linearly implicit Euler (for this linear system backward Euler: (I - dt·A)⁻¹ per
+    # step, as NEURON's derivimplicit), first order to the exact solution. The solver
+    # used to take the derivative of each gate's rate along all the channel's gates
+    # together, counting x's drive as y's own rate: y 91.6 for 59.7 at 1 ms (dt
+    # 0.025), and a Pinsky-Rinzel cell (below) fired singles for doublets.
     comp = jn.Compartment(area=1000.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0), Coupled()])
+    assert comp.gate_groups() == ((("x_cpl",), ("y_cpl",)),)
     errors = []
     for dt in (0.025, 0.005):
         tr = jn.simulate(comp, 5.0, dt=dt, v0=-65.0, record=("x_cpl", "y_cpl"))
         t = np.asarray(tr.t)
-        np.testing.assert_allclose(np.asarray(tr.x_cpl).ravel(), np.exp(-t / 10.0), rtol=1e-12)
+        step = np.linalg.inv(np.eye(2) - dt * np.array([[-0.1, 0.0], [100.0, -1.0]]))
+        xy = [np.array([1.0, 0.0])]
+        for _ in t[1:]:
+            xy.append(step @ xy[-1])
+        np.testing.assert_allclose(np.stack([np.ravel(tr.x_cpl), np.ravel(tr.y_cpl)], 1), np.array(xy),
+                                   rtol=1e-12, atol=1e-12)
         exact = 100.0 / 0.9 * (np.exp(-t / 10.0) - np.exp(-t))
         errors.append(np.max(np.abs(np.asarray(tr.y_cpl).ravel() - exact)))
-    assert errors[0] < 0.1  # of a peak of 77
+    assert errors[0] < 0.5  # of a peak of 77
     assert errors[0] / errors[1] == pytest.approx(5.0, rel=0.05)  # first order in dt
+
+
+class Markov3(AbstractChannel):
+    """A kinetic scheme C <-> O <-> I with all three states as gates (C + O + I = 1),
+    rates in 1/ms at -10 mV from a hold at -80 mV; advanced from derivative()."""
+
+    name: str = eqx.field(default="nam", static=True, kw_only=True)
+    gate_names: ClassVar[tuple[str, ...]] = ("C", "O", "I")
+
+    def steady_state(self, v, temperature):
+        return {"C": jnp.ones_like(v), "O": jnp.zeros_like(v), "I": jnp.zeros_like(v)}
+
+    def derivative(self, v, gates, temperature):
+        c, o, i = gates["C"], gates["O"], gates["I"]
+        a, b, k_i, k_r = 40.0, 0.3, 0.8, 0.001
+        return {"C": -a * c + b * o, "O": a * c - (b + k_i) * o + k_r * i, "I": k_i * o - k_r * i}
+
+    def current(self, v, gates):
+        return 0.0 * v
+
+
+def test_a_kinetic_scheme_keeps_its_states_summing_to_one():
+    # Stepped one by one, each state on its own rate, the states gained probability
+    # every step: O peaked at 1.45 (dt 0.025) for an exact 0.917, the sum 1.58. Stepped
+    # together (backward Euler, NEURON's KINETIC ... METHOD sparse) the sum stays 1 to
+    # rounding, every state in [0, 1], first order to the matrix exponential.
+    from scipy.linalg import expm
+
+    comp = jn.Compartment(area=1000.0, channels=[Markov3()])
+    q = np.array([[-40.0, 0.3, 0.0], [40.0, -1.1, 0.001], [0.0, 0.8, -0.001]])
+    errors = []
+    for dt in (0.1, 0.025, 0.005):
+        tr = jn.simulate(comp, 10.0, dt=dt, v0=-10.0, record=("C_nam", "O_nam", "I_nam"))
+        states = np.stack([np.ravel(getattr(tr, k)) for k in ("C_nam", "O_nam", "I_nam")], 1)
+        np.testing.assert_allclose(states.sum(1), 1.0, rtol=0, atol=1e-12)
+        assert states.min() >= 0.0 and states.max() <= 1.0
+        step, x = np.linalg.inv(np.eye(3) - dt * q), [np.array([1.0, 0.0, 0.0])]
+        for _ in range(len(states) - 1):
+            x.append(step @ x[-1])
+        np.testing.assert_allclose(states, np.array(x), rtol=0, atol=1e-12)  # backward Euler
+        exact = np.stack([expm(q * t) @ np.array([1.0, 0.0, 0.0]) for t in np.asarray(tr.t)])
+        errors.append(np.max(np.abs(states - exact)))
+    assert errors[1] < 0.15 and errors[1] / errors[2] == pytest.approx(5.0, rel=0.3)  # first order
+    # The same in a Network population (its gates' paths carry the population's name).
+    net = jn.Network({"p": comp}, [])
+    assert net.gate_groups() == ((("p", "C_nam"), ("p", "O_nam"), ("p", "I_nam")),)
+    in_net = jn.simulate(net, 10.0, dt=0.005, v0=-10.0, record=("O_nam",))
+    np.testing.assert_allclose(np.ravel(in_net["p"].O_nam), np.ravel(tr.O_nam), rtol=0, atol=1e-13)
 
 
 class PRSoma(AbstractAlphaBetaChannel):
@@ -754,15 +863,10 @@ def _pinsky_rinzel_reference(i_soma, t1):
     return t[1:][(vs[:-1] < 20.0) & (vs[1:] >= 20.0)]
 
 
-def test_pinsky_rinzel_cell_bursts_as_its_exact_solution():
-    # Two 10 µm compartments whose axial conductance is gc/p of each one's area
-    # (Ra = d/(8·L²·gc)), the current Is/p into the soma: 0.75 µA/cm² gives doublets
-    # (24.4, 27.0; 105.2, 108.5 ms). The default solver at dt 0.025 ms is first order:
-    # NEURON's derivimplicit (the mod files of Pinsky & Rinzel's ModelDB code) puts
-    # them 0.05-0.5 ms early, ours 0.0-0.6 ms late. Before the gates were linearised
-    # each on its own: 24.3, 29.9, 67.1, 92.5 ms, singles at 13 Hz.
-    ref = _pinsky_rinzel_reference(0.75, 120.0)
-    np.testing.assert_allclose(ref, [24.365, 27.021, 105.24, 108.52], atol=0.01)
+def _pinsky_rinzel_soma_v(t1=120.0):
+    """jaxneuro's Pinsky-Rinzel cell: two 10 µm compartments whose axial conductance is
+    gc/p of each one's area (Ra = d/(8·L²·gc)), Is/p = 1.5 µA/cm² into the soma (Is
+    0.75 µA/cm² of the whole cell); its time and somatic voltage, dt 0.025 ms."""
     ra = 10e-4 / (8 * (10e-4) ** 2 * 2.1e-3)
 
     def half(name, channel):
@@ -770,11 +874,36 @@ def test_pinsky_rinzel_cell_bursts_as_its_exact_solution():
                         channels=[jn.channels.Leak(g=1e-4, e=0.0), channel])
 
     cell = jn.Cell([half("soma", PRSoma()), half("dend", PRDendrite())], parents=[None, ("soma", 1.0)])
+    assert cell.gate_groups() == ((("s_prd",), ("c_prd",), ("q_prd",), ("ca_prd",)),)
     amp = 0.75 * 1e-3 * (2 * np.pi * 10.0 * 10.0 * 1e-8) * 1e6  # µA/cm² of the whole cell -> nA
     stim = jn.StepCurrent(amp=amp, delay=0.0, dur=np.inf, target=("soma", 0.5))
-    tr = jn.simulate(cell, 120.0, dt=0.025, stimuli=[stim], v0=-4.6, record=("v",))
-    t, vs = np.asarray(tr.t), np.asarray(tr.v)[:, 0]
-    ours = t[1:][(vs[:-1] < 20.0) & (vs[1:] >= 20.0)]
+    tr = jn.simulate(cell, t1, dt=0.025, stimuli=[stim], v0=-4.6, record=("v",))
+    return np.asarray(tr.t), np.asarray(tr.v)[:, 0]
+
+
+def _upward(t, v, threshold=20.0):
+    return t[1:][(v[:-1] < threshold) & (v[1:] >= threshold)]
+
+
+def test_pinsky_rinzel_cell_bursts_as_its_exact_solution():
+    # Doublets (24.4, 27.0; 105.2, 108.5 ms). At dt 0.025 ms the default solver (the
+    # dendrite's gates and pool stepped together, backward Euler) and NEURON's
+    # derivimplicit both fire within 0.5 ms of these. Before the gates were linearised
+    # on their own rates: 24.3, 29.9, 67.1, 92.5 ms, singles at 13 Hz.
+    ref = _pinsky_rinzel_reference(0.75, 120.0)
+    np.testing.assert_allclose(ref, [24.365, 27.021, 105.24, 108.52], atol=0.01)
+    ours = _upward(*_pinsky_rinzel_soma_v())
     assert len(ours) == 4
-    np.testing.assert_allclose(ours, ref, atol=0.6)
-    np.testing.assert_allclose(ours[:2], ref[:2], atol=0.05)
+    np.testing.assert_allclose(ours, ref, atol=0.5)
+    np.testing.assert_allclose(ours[:2], ref[:2], atol=0.06)
+
+
+def test_pinsky_rinzel_cell_matches_neuron(neuron_runs):
+    # NEURON with the NMODL above (derivimplicit for the dendrite): the same spikes to
+    # within a step over 120 ms, the voltage to 0.05 mV through the first burst.
+    t, v = _pinsky_rinzel_soma_v()
+    ref = neuron_runs["pinsky_rinzel"]
+    assert ref.shape == v.shape
+    np.testing.assert_allclose(_upward(t, v), _upward(t, ref), atol=0.03)
+    first = t <= 50.0
+    assert np.max(np.abs(v[first] - ref[first])) < 0.05 and ref.max() > 20.0

@@ -57,12 +57,15 @@ class AbstractChannel(eqx.Module):
       change is infinite: they need ``tau > 0``);
     - ``rates`` and ``rate_factor``, by subclassing :class:`AbstractAlphaBetaChannel`;
     - :meth:`steady_state` and :meth:`derivative`, for kinetics of any other form,
-      gates whose rates depend on each other included (a calcium pool fed by a calcium
-      channel's gate, a calcium-activated gate reading the pool: ``gates`` holds all
-      the channel's gates). The default solver advances each such gate by exponential
-      Euler on its rate linearised along that gate alone, the others held at the
-      step's start (first order in ``dt``; exact for a gate linear in itself, as
-      NEURON's ``cnexp``); diffrax's solvers integrate the derivative as it is;
+      gates whose rates depend on each other included (a kinetic scheme's states, a
+      calcium pool fed by a calcium channel's gate, a calcium-activated gate reading
+      the pool: ``gates`` holds all the channel's gates). The default solver steps a
+      channel's gates together by linearly implicit (backward) Euler on their rates'
+      Jacobian (NEURON's ``derivimplicit``, and ``sparse`` for a ``KINETIC`` scheme,
+      whose states then keep their sum and stay nonnegative; stable at any step, first
+      order in ``dt``), and a channel's only gate by exponential Euler on its rate
+      linearised along itself (exact for a gate linear in itself, as NEURON's
+      ``cnexp``); diffrax's solvers integrate the derivative as it is;
     - optionally a cheaper :meth:`gate_inf_rate` (``{gate: (inf, 1/tau)}``) for the
       default solver, or one returning ``None`` (advance the gates from
       :meth:`derivative`). It is for the default solver only: it must describe the

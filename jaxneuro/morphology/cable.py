@@ -193,6 +193,9 @@ class Cable(AbstractModel):
     def gate_increments(self, v, gates, dt):
         return self.as_cell().gate_increments(v, gates, dt)
 
+    def gate_groups(self):
+        return self.as_cell().gate_groups()
+
     def observables(self):
         return self.as_cell().observables()
 

@@ -717,6 +717,11 @@ class Cell(AbstractModel):
         return self._per_channel_gates(
             lambda ch, v, own, temperature: membrane.gate_increments(ch, v, own, dt, temperature), v, gates)
 
+    def gate_groups(self):
+        """The gates the default solver advances together
+        (:func:`~jaxneuro.morphology.membrane.coupled_gate_groups`), each channel once."""
+        return membrane.coupled_gate_groups([ch for ch, _ in self._channel_groups()], self._channel_temperatures())
+
     def _per_channel_gates(self, fn, v, gates):
         """``{gate: per-segment values}`` from ``fn(channel, v, own gates,
         temperature)`` (a dict keyed by gate name, or None) evaluated on the segments

@@ -138,6 +138,11 @@ class Compartment(AbstractModel):
             out.update(membrane.gate_increments(ch, v, gates, dt, self.temperature) or {})
         return out
 
+    def gate_groups(self):
+        """The gates the default solver advances together
+        (:func:`~jaxneuro.morphology.membrane.coupled_gate_groups`)."""
+        return membrane.coupled_gate_groups(self.channels, [self.temperature] * len(self.channels))
+
     # --- recording ------------------------------------------------------------------
     def observables(self):
         return ("v", "i_cap", "i_inj") + membrane.channel_observables(self.channels)

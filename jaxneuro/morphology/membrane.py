@@ -387,6 +387,19 @@ def gate_increments(ch: AbstractChannel, v, gates: dict, dt, temperature) -> dic
             for g, (inf, rate) in inf_rate.items()}
 
 
+def coupled_gate_groups(channels, temperatures) -> tuple:
+    """The gates (as leaf paths ``(state name,)``) that the default solver advances
+    together: per channel advanced from its :meth:`AbstractChannel.derivative` (no
+    ``gate_inf_rate``) with two gates or more, whose rates may depend on each other (a
+    kinetic scheme's states, a calcium pool and the gates it drives). ``temperatures``:
+    each channel's (a scalar or per segment)."""
+    out = []
+    for ch, temperature in zip(channels, temperatures):
+        if len(ch.gate_names) > 1 and ch.gate_inf_rate(jnp.zeros(()), temperature) is None:
+            out.append(tuple((gate_key(ch, g),) for g in ch.gate_names))
+    return tuple(out)
+
+
 def ionic_current(channels, v, gates: dict):
     """Total channel current density, mA/cm² (outward positive)."""
     total = jnp.zeros_like(v)

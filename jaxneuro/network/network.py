@@ -411,6 +411,16 @@ class Network(AbstractModel):
             devents[c.name] = jax.tree.map(jnp.zeros_like, state.events[c.name])
         return State(v=jnp.concatenate(dv), gates=dgates, events=devents)
 
+    def gate_groups(self):
+        """The populations' gates advanced together by the default solver, as leaf
+        paths ``(population, gate)``."""
+        out = []
+        for name in self.names:
+            inner = getattr(self.populations[name], "gate_groups", None)
+            for group in (inner() if inner is not None else ()):
+                out.append(tuple((name,) + path for path in group))
+        return tuple(out)
+
     def resolve_events(self, t0, t1, y0, y1, a, b):
         """Delta synapses' and Poisson inputs' voltage jumps at the step's end first;
         then each population resolves its own events (spikes, resets) on its part of

@@ -170,6 +170,11 @@ class SpikeDetector(AbstractModel):
         inner = getattr(self.model, "gate_increments", None)
         return {} if inner is None else inner(v, gates, dt)
 
+    def gate_groups(self):
+        """The wrapped model's gates advanced together by the default solver."""
+        inner = getattr(self.model, "gate_groups", None)
+        return () if inner is None else inner()
+
     def observables(self):
         return self.model.observables()
 
