@@ -164,9 +164,10 @@ class SpikeDetector(AbstractModel):
     def gate_increments(self, v, gates, dt):
         """The wrapped model's gate increments over ``dt`` (ms) at ``v`` (mV), for the
         default solver (its gates advanced exactly where its channels allow); {} if it
-        gives none. (1000 HH compartments with a detector ran 1.5x faster than from the
-        vector field's JVP. A Network does not forward its populations' increments: in
-        its loop the JVP was faster, 0.092 against 0.13 s for benchmarks/syn_network.py.)"""
+        gives none. (One-off measurements: 1000 HH compartments with a detector ran 1.5x
+        faster than from the vector field's JVP; a Network does not forward its
+        populations' increments, as in its loop the JVP was faster, 0.092 against 0.13 s
+        for benchmarks/syn_network.py.)"""
         inner = getattr(self.model, "gate_increments", None)
         return {} if inner is None else inner(v, gates, dt)
 
