@@ -102,6 +102,14 @@ def test_parameter_checks():
     assert float(jn.PoissonInput("p", 2 * u.kHz, 0.1).rate) == pytest.approx(2000.0)
     with pytest.raises(ValueError, match=r"PoissonInput.rate expects shape \(\) or \(3,\)"):
         jn.Network({"p": lif(3)}, [jn.PoissonInput("p", jnp.ones(4), 0.1)])
+    with pytest.raises(ValueError, match=r"PoissonInput.post expects a population name of the network"):
+        jn.PoissonInput(lif(2), 100.0, 0.1)  # the model, not its name: it named "pre"
+    import diffrax
+
+    with pytest.raises(ValueError, match=r"solver: Network has events \(.*voltage jumps of delta synapses and "
+                                         r"Poisson inputs\), which only the default solver"):
+        jn.simulate(jn.Network({"c": jn.Compartment(area=100.0, channels=[jn.channels.HH()])},
+                               [jn.PoissonInput("c", 100.0, 0.1)]), 1.0, solver=diffrax.Tsit5())
     with pytest.raises(ValueError, match=r"PoissonInput 'ext': post population 'x' is a spike source"):
         jn.Network({"x": jn.SpikeTrains([[1.0]])}, [jn.PoissonInput("x", 100.0, 0.1, name="ext")])
 

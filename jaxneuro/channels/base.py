@@ -60,12 +60,14 @@ class AbstractChannel(eqx.Module):
       gates whose rates depend on each other included (a kinetic scheme's states, a
       calcium pool fed by a calcium channel's gate, a calcium-activated gate reading
       the pool: ``gates`` holds all the channel's gates). The default solver steps a
-      channel's gates together by linearly implicit (backward) Euler on their rates'
-      Jacobian (NEURON's ``derivimplicit``, and ``sparse`` for a ``KINETIC`` scheme,
-      whose states then keep their sum and stay nonnegative; stable at any step, first
-      order in ``dt``), and a channel's only gate by exponential Euler on its rate
-      linearised along itself (exact for a gate linear in itself, as NEURON's
-      ``cnexp``); diffrax's solvers integrate the derivative as it is;
+      channel's gates together by one linearised backward Euler step on their rates'
+      Jacobian (linearly implicit Euler: NEURON's ``sparse`` for a ``KINETIC`` scheme,
+      which is linear, whose states then keep their sum and stay nonnegative; NEURON's
+      ``derivimplicit`` iterates Newton's method to the backward Euler step; stable at
+      any step, first order in ``dt``) where their rates depend on each other, and each
+      gate by exponential Euler on its rate linearised along itself where none does
+      (exact for a gate linear in itself, as NEURON's ``cnexp``); diffrax's solvers
+      integrate the derivative as it is;
     - optionally a cheaper :meth:`gate_inf_rate` (``{gate: (inf, 1/tau)}``) for the
       default solver, or one returning ``None`` (advance the gates from
       :meth:`derivative`). It is for the default solver only: it must describe the

@@ -7,7 +7,7 @@ spike of the run before it starts and keeps them in a buffer: at Brunel's extern
 rates (10-20 kHz per neuron) 10 000 neurons hold 0.8-1.6 GB per second of run in float64,
 and a run continued in parts keeps the earlier parts' spikes too. :class:`PoissonInput`
 draws, in each step, the number of arrivals per target, Poisson with mean
-``rate·dt``, and raises the voltage by ``weight`` per arrival at the step's end, as a
+``rate·dt`` (``rate`` in Hz, ``dt`` in ms: ``rate·dt/1000``), and raises the voltage by ``weight`` per arrival at the step's end, as a
 delta synapse whose arrivals lie on the step grid (NEST's generator sends its spikes
 on the grid too): the memory is one count per target, whatever the run's length.
 """
@@ -70,7 +70,9 @@ class PoissonInput(AbstractCoupling):
         # pre, conn and the indices: as a network binds it, and dataclasses.replace
         # rebuilds it (every field by keyword); pre is post, connected one to one.
         from ..stimuli.noise import _key_data
+        from .base import normalise_side
 
+        normalise_side(post, "PoissonInput.post")  # named as given (pre is post)
         self.pre = post if pre is None else pre
         self.post = post
         self.conn = conn_rules.one_to_one if conn is None else conn

@@ -296,8 +296,9 @@ def simulate(
                 "use jn.spike_times(trace) instead"
             )
         raise ValueError(
-            f"solver: {type(model).__name__} has spikes and resets, which only the default "
-            f"solver (jn.StaggeredEuler) handles inside its step; got {type(solver).__name__}"
+            f"solver: {type(model).__name__} has events (spikes and resets, or voltage jumps of delta synapses "
+            f"and Poisson inputs), which only the default solver (jn.StaggeredEuler) handles at its steps; "
+            f"got {type(solver).__name__}"
         )
     warn_shared_seeds(stimuli)
     if stepsize_controller is None:
