@@ -470,3 +470,16 @@ def test_connection_indices_rewritten_by_a_tree_map_are_refused():
         jn.simulate(eqx.tree_at(lambda n: n.couplings[0].pre_local, net, jnp.array([0, 1, 2, 7], jnp.int32)), 1.0)
     scaled = jax.tree.map(lambda x: x * 2 if eqx.is_inexact_array(x) else x, net)  # parameters only: runs
     jn.simulate(scaled, 1.0)
+
+
+def test_coupling_sides_take_negative_indices_as_stimulus_targets_do():
+    # ("p", [-1]) is the last neuron, as a stimulus target's -1 is (it was refused).
+    lif = jn.LIF(n=5, V_th=jnp.inf)
+    src = jn.SpikeTrains([[1.0]])
+    end = jn.Network({"s": src, "p": lif}, [jn.DeltaSynapse("s", ("p", [-1]), jn.conn.all_to_all(), 2.0)])
+    last = jn.Network({"s": src, "p": lif}, [jn.DeltaSynapse("s", ("p", [4]), jn.conn.all_to_all(), 2.0)])
+    np.testing.assert_array_equal(np.asarray(end.couplings[0].post_index), np.asarray(last.couplings[0].post_index))
+    v = np.asarray(jn.simulate(end, 3.0, dt=0.1, v0=-70.0, record=("v",))["p"].v)[-1]
+    assert v[4] > -68.5 and np.all(v[:4] == -70.0)
+    with pytest.raises(ValueError, match=r"indices must lie in \[-5, 5\) \(negative ones count from the end"):
+        jn.Network({"s": src, "p": lif}, [jn.DeltaSynapse("s", ("p", [-6]), jn.conn.all_to_all(), 2.0)])

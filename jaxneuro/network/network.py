@@ -113,12 +113,12 @@ class Network(AbstractModel):
                 pop = populations[name]
                 idx = [_location_index(pop, name, k, carries_current) if isinstance(k, tuple) else k for k in idx]
             idx = np.asarray(idx, dtype=np.int64)
-            if idx.size and (idx.min() < 0 or idx.max() >= n):
+            if idx.size and (idx.min() < -n or idx.max() >= n):
                 raise ValueError(
-                    f"coupling side ({name!r}, indices): indices must lie in [0, {n}), got "
-                    f"{idx.min()} to {idx.max()}"
+                    f"coupling side ({name!r}, indices): indices must lie in [-{n}, {n}) (negative ones count "
+                    f"from the end, as for stimulus targets), got {idx.min()} to {idx.max()}"
                 )
-            return off + idx
+            return off + np.where(idx < 0, idx + n, idx)
 
         locate.n_total = int(offsets[-1])
         bound, seen = [], set()
