@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import diffrax
+import jax
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
@@ -907,3 +908,41 @@ def test_pinsky_rinzel_cell_matches_neuron(neuron_runs):
     np.testing.assert_allclose(_upward(t, v), _upward(t, ref), atol=0.03)
     first = t <= 50.0
     assert np.max(np.abs(v[first] - ref[first])) < 0.05 and ref.max() > 20.0
+
+class Regenerative(AbstractChannel):
+    """dx/dt = p·x - w·y, dy/dt = w·x - y: x grows at p (1/ms)."""
+
+    p: object = units.param(None, default=40.0)
+    w: object = units.param(None, default=20.0)
+    name: str = eqx.field(default="rg", static=True, kw_only=True)
+    gate_names: ClassVar[tuple[str, ...]] = ("x", "y")
+
+    def steady_state(self, v, temperature):
+        return {"x": 0.0 * v + 0.1, "y": 0.0 * v + 0.2}
+
+    def derivative(self, v, gates, temperature):
+        return {"x": self.p * gates["x"] - self.w * gates["y"], "y": self.w * gates["x"] - gates["y"]}
+
+    def current(self, v, gates):
+        return 0.0 * v
+
+
+def test_a_gate_growing_at_one_over_dt_pivots_and_keeps_its_gradient():
+    # At p·dt = 1 the first pivot of I - dt·J is 0: elimination without pivoting gave
+    # x = inf where backward Euler's answer is 0.01; and with w = 0 (exponential Euler
+    # used) the unused elimination's division by 0 made the gradient NaN.
+    dt = 0.025
+
+    def final(p, w, t1):
+        tr = jn.simulate(jn.Compartment(area=1000.0, channels=[Regenerative(p=p, w=w)]), t1, dt=dt, v0=-65.0,
+                         record=("x_rg", "y_rg"))
+        return jnp.stack([tr.x_rg.reshape(-1)[-1], tr.y_rg.reshape(-1)[-1]])
+
+    j = np.array([[40.0, -20.0], [20.0, -1.0]])
+    x0 = np.array([0.1, 0.2])
+    backward = x0 + np.linalg.solve(np.eye(2) - dt * j, dt * j @ x0)
+    np.testing.assert_allclose(np.asarray(final(40.0, 20.0, dt)), backward, rtol=1e-12)
+    assert backward[0] == pytest.approx(0.01)
+    value, grad = jax.value_and_grad(lambda p: final(p, 0.0, 2 * dt)[0])(40.0)
+    assert float(value) == pytest.approx(0.1 * np.exp(2.0), rel=1e-12)  # exponential Euler, exact
+    assert float(grad) == pytest.approx(0.1 * 2 * dt * np.exp(2.0), rel=1e-10)
