@@ -541,8 +541,10 @@ def test_nan_in_traces_and_arguments_is_reported():
         with pytest.raises(ValueError, match=r"fi_curve: amps expects finite currents \(nA\)"):
             jn.fi_curve(hh, [0.1, bad], dur=20.0)
     step = jn.StepCurrent(0.1, 10.0, 0.01)  # shorter than one sample: tau would be 0/0
+    with pytest.warns(UserWarning, match="shorter than the step"):
+        short = jn.simulate(soma(), 30.0, stimuli=[step])
     with pytest.raises(ValueError, match=r"membrane_time_constant: the step .* spans 0 sample\(s\)"):
-        jn.membrane_time_constant(jn.simulate(soma(), 30.0, stimuli=[step]), step)
+        jn.membrane_time_constant(short, step)
 
 
 def test_firing_rate_window_must_be_finite_and_ordered():
