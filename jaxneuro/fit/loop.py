@@ -257,9 +257,9 @@ def fit(
     is one), giving the same result bit for bit as an uninterrupted fit; it refuses
     (ValueError) a checkpoint of other parameters, transforms, starts or optimizer.
     ``jit``: compile the step with ``eqx.filter_jit`` (default True). Each fit
-    compiles its step (about a second for an HH cell), so that it sees what its loss
-    reads as it is now (a target changed since the last fit, in place or rebound); to
-    fit many starts, pass ``init`` with several (one program, ``jax.vmap`` over them).
+    compiles its step afresh (about a second for an HH cell), so that it sees what its
+    loss reads as it is now (a target changed since the last fit, in place or rebound);
+    to fit many starts, pass ``init`` with several (one program, ``jax.vmap`` over them).
     ``callback``: called as ``callback(step, loss)`` after each step's update (``loss``:
     the loss at that step's starting parameters, per start), e.g. to log; an exception
     it raises ends the fit (the last checkpoint stays).
@@ -287,7 +287,7 @@ def fit(
     if checkpoint is not None:
         ckpt.check_folder(checkpoint)
     if optimizer is None:
-        optimizer = _DEFAULT_OPTIMIZER
+        optimizer = optax.adam(DEFAULT_LEARNING_RATE, b1=DEFAULT_B1)
     if not isinstance(optimizer, optax.GradientTransformation):
         raise ValueError(f"optimizer expects an optax GradientTransformation, got {optimizer!r}")
     if callback is not None and not callable(callback):
@@ -307,14 +307,51 @@ def fit(
             raise sel.explain(k, e) from None
     u0 = tuple(u0)
 
-    one_step, evaluate = _step_functions(loss, optimizer, n_starts is not None, jit)
-    one_step = functools.partial(one_step, sel, tfs)
-    evaluate = functools.partial(evaluate, sel, tfs)
-    opt_init = optimizer.init if n_starts is None else jax.vmap(optimizer.init)
-    # The fitted leaves of the model passed to the steps are replaced there: as strongly
-    # typed arrays they cannot make the compiled step depend on their values (a Python
-    # float leaf is static to eqx.filter_jit, a new start would compile it again).
-    model_arg = sel.replace(model, [jnp.asarray(x, dtype=jnp.result_type(x)) for x in x_model])
+    def forward(u):
+        return tuple(tf.forward(ui) for tf, ui in zip(tfs, u))
+
+    def loss_u(u, model):
+        out = loss(sel.replace(model, forward(u)))
+        try:
+            value = jnp.asarray(out)
+        except (TypeError, ValueError):  # JAX's message would not say it is the loss's value
+            got = repr(out) if isinstance(out, (str, bytes, type(None))) else f"a {type(out).__name__}"
+            raise ValueError(f"loss expects a function returning a scalar (a number or 0-d array), got {got}") from None
+        _check_loss_dtype(value)
+        return value
+
+    extra = isinstance(optimizer, optax.GradientTransformationExtraArgs)
+
+    def one_step(u, opt_state, model, active):
+        # value_and_grad, with the shape checked before the pullback (grad would
+        # reject a non-scalar with JAX's own message).
+        value, pullback = jax.vjp(lambda v: loss_u(v, model), u)
+        if jnp.ndim(value) != 0:
+            raise ValueError(f"loss expects a function returning a scalar, got shape {jnp.shape(value)}")
+        (grad,) = pullback(jnp.ones_like(value))
+        kwargs = {"value": value, "grad": grad, "value_fn": lambda v: loss_u(v, model)} if extra else {}
+        updates, new_state = optimizer.update(grad, opt_state, u, **kwargs)
+        new_u = optax.apply_updates(u, updates)
+        grad_ok = jnp.stack([jnp.all(jnp.isfinite(g)) for g in grad])
+        grad_nonzero = jnp.stack([jnp.any(g != 0) for g in grad])
+        ok = jnp.isfinite(value) & jnp.all(grad_ok) & active  # a stopped start stays where it is
+        keep = lambda new, old: jnp.where(ok, new, old)
+        new_u = jax.tree.map(keep, new_u, u)
+        new_state = jax.tree.map(keep, new_state, opt_state)
+        return new_u, new_state, value, grad_ok, grad_nonzero, forward(u)
+
+    def evaluate(u, model):
+        return loss_u(u, model), forward(u)
+
+    if n_starts is not None:
+        one_step = jax.vmap(one_step, in_axes=(0, 0, None, 0))
+        evaluate = jax.vmap(evaluate, in_axes=(0, None))
+        opt_init = jax.vmap(optimizer.init)
+    else:
+        opt_init = optimizer.init
+    if jit:
+        one_step = eqx.filter_jit(one_step)
+        evaluate = eqx.filter_jit(evaluate)
 
     u = u0
     opt_state = opt_init(u)
@@ -354,7 +391,7 @@ def fit(
     try:
         for step in range(start_step, steps):
             active = jnp.asarray(True if n_starts is None else [i not in halted for i in range(n_starts)])
-            new_u, new_state, value, grad_ok, nonzero, x = one_step(u, opt_state, model_arg, active)
+            new_u, new_state, value, grad_ok, nonzero, x = one_step(u, opt_state, model, active)
             moved |= np.any(np.asarray(nonzero).reshape(-1, len(names)), axis=0)
             value = np.asarray(value)
             grad_ok = np.asarray(grad_ok)
@@ -420,7 +457,7 @@ def fit(
                     RuntimeWarning, stacklevel=outside_stacklevel())
             if checkpoint is not None:
                 save(steps)
-            value, x = evaluate(u, model_arg)
+            value, x = evaluate(u, model)
             value, x = np.asarray(value), [np.asarray(xi) for xi in x]
             losses.append(value)
             for n, xi in zip(names, x):
@@ -463,68 +500,6 @@ def fit(
         _warn_if_final_worse(result)
     _warn_if_outside_declared_range(sel, hist_arr)
     return result
-
-
-#: ``optax.adam(DEFAULT_LEARNING_RATE, b1=DEFAULT_B1)`` (immutable).
-_DEFAULT_OPTIMIZER = optax.adam(DEFAULT_LEARNING_RATE, b1=DEFAULT_B1)
-
-
-def _step_functions(loss, optimizer, batched: bool, jit: bool):
-    """``(one_step, evaluate)`` for ``loss`` and ``optimizer``, each taking the
-    :class:`Selection` and transforms first; vmapped over starts when ``batched``,
-    compiled with ``eqx.filter_jit`` when ``jit``. Built afresh for each fit, so each
-    fit traces its loss again and sees the values the loss reads as they are now (a
-    compiled loss keeps the values it was traced with: one reused by a later fit
-    would fit a target since changed, in place included)."""
-    extra = isinstance(optimizer, optax.GradientTransformationExtraArgs)
-
-    def loss_u(sel, tfs, u, model):
-        out = loss(sel.replace(model, _forward(tfs, u)))
-        try:
-            value = jnp.asarray(out)
-        except (TypeError, ValueError):  # JAX's message would not say it is the loss's value
-            got = repr(out) if isinstance(out, (str, bytes, type(None))) else f"a {type(out).__name__}"
-            raise ValueError(f"loss expects a function returning a scalar (a number or 0-d array), got {got}") from None
-        _check_loss_dtype(value)
-        return value
-
-    def one_step(sel, tfs, u, opt_state, model, active):
-        # value_and_grad, with the shape checked before the pullback (grad would
-        # reject a non-scalar with JAX's own message).
-        value_fn = lambda v: loss_u(sel, tfs, v, model)
-        value, pullback = jax.vjp(value_fn, u)
-        if jnp.ndim(value) != 0:
-            raise ValueError(f"loss expects a function returning a scalar, got shape {jnp.shape(value)}")
-        (grad,) = pullback(jnp.ones_like(value))
-        kwargs = {"value": value, "grad": grad, "value_fn": value_fn} if extra else {}
-        updates, new_state = optimizer.update(grad, opt_state, u, **kwargs)
-        new_u = optax.apply_updates(u, updates)
-        grad_ok = jnp.stack([jnp.all(jnp.isfinite(g)) for g in grad])
-        grad_nonzero = jnp.stack([jnp.any(g != 0) for g in grad])
-        ok = jnp.isfinite(value) & jnp.all(grad_ok) & active  # a stopped start stays where it is
-        keep = lambda new, old: jnp.where(ok, new, old)
-        new_u = jax.tree.map(keep, new_u, u)
-        new_state = jax.tree.map(keep, new_state, opt_state)
-        return new_u, new_state, value, grad_ok, grad_nonzero, _forward(tfs, u)
-
-    def evaluate(sel, tfs, u, model):
-        return loss_u(sel, tfs, u, model), _forward(tfs, u)
-
-    if batched:  # the starts' values and optimizer states carry a leading axis
-        step_1, eval_1 = one_step, evaluate
-
-        def one_step(sel, tfs, u, opt_state, model, active):
-            return jax.vmap(functools.partial(step_1, sel, tfs), in_axes=(0, 0, None, 0))(u, opt_state, model, active)
-
-        def evaluate(sel, tfs, u, model):
-            return jax.vmap(functools.partial(eval_1, sel, tfs), in_axes=(0, None))(u, model)
-    if not jit:
-        return one_step, evaluate
-    return eqx.filter_jit(one_step), eqx.filter_jit(evaluate)
-
-
-def _forward(tfs, u):
-    return tuple(tf.forward(ui) for tf, ui in zip(tfs, u))
 
 
 def _warn_if_outside_declared_range(sel, hist) -> None:

@@ -130,9 +130,8 @@ class Selection:
         self.units = tuple(m.get("unit") for m in self.metadata)
 
     # Equal by what they select (the model's structure and the leaves), not by identity:
-    # the selection is a static argument of fit's compiled steps, and the same selection
-    # made again (a new params lambda) must reuse them; it is also a static field of
-    # FitResult, whose structure then matches another result of the same fit.
+    # the selection is a static field of FitResult, whose structure (as JAX compares
+    # pytrees) then matches another result of a fit of the same shape.
     def __eq__(self, other):
         if not isinstance(other, Selection):
             return NotImplemented
