@@ -752,25 +752,31 @@ def spike_times(source, threshold=None, *, capacity: int | None = None, variable
     return _first(_all_crossings(source.t, v, threshold, capacity + 1), capacity)
 
 
-def _refuse_batch(trace: Trace, what: str) -> None:
+def refuse_batch(trace: Trace, what: str, reads: str, advice: str) -> None:
     """ValueError for a batch of traces (from ``jax.vmap`` over ``simulate``: ``t`` of
-    shape ``(batch..., T)``) without spike events of their own, given to ``what``:
-    threshold crossings are read along one run's time axis, which is not the first
-    here, so they are found per member, under ``jax.vmap`` too."""
+    shape ``(batch..., T)``) given to ``what``, which ``reads`` one run's time axis
+    (not the first here); ``advice`` says what to do (it may use ``{nested}``, the
+    note on several batch axes)."""
     shape = np.shape(trace.t)
     if len(shape) <= 1:
         return
     batch = shape[:-1]
     size = f"size {batch[0]}" if len(batch) == 1 else f"shape {batch}"
     nested = "" if len(batch) == 1 else f" (one jax.vmap per batch axis, {len(batch)} here)"
-    how = ("map it over the batch too" if what == "spike_times"
-           else "it has no spike events of its own: pass its spike times, found per member")
     raise ValueError(
         f"{what}: this trace has a leading batch axis of {size} (trace.t has shape {shape}: runs from "
-        f"jax.vmap over jn.simulate), and threshold crossings are read one run at a time; {how}: "
-        f"jax.vmap(jn.spike_times)(trace), or jax.vmap(lambda tr: jn.spike_times(tr, threshold))(trace)"
-        f"{nested}, or call it inside the vmapped function, with the simulation"
+        f"jax.vmap over jn.simulate), and {reads}; {advice.format(nested=nested)}"
     )
+
+
+def _refuse_batch(trace: Trace, what: str) -> None:
+    """:func:`refuse_batch` for the threshold crossings of ``what``: found per member,
+    under ``jax.vmap`` too."""
+    how = ("map it over the batch too" if what == "spike_times"
+           else "it has no spike events of its own: pass its spike times, found per member")
+    refuse_batch(trace, what, "threshold crossings are read one run at a time",
+                 f"{how}: jax.vmap(jn.spike_times)(trace), or jax.vmap(lambda tr: jn.spike_times(tr, threshold))"
+                 "(trace){nested}, or call it inside the vmapped function, with the simulation")
 
 
 def _warn_overflowed(trace: Trace, what: str, consequence: str) -> None:

@@ -357,16 +357,10 @@ def _window_mask(t, windows, name="windows"):
 
 
 def _refuse_batch(trace: Trace, fn: str) -> None:
-    """ValueError for a batch of traces (``jax.vmap`` over ``simulate``: ``t`` of shape
-    ``(batch..., T)``) given to the loss ``fn``, which reads one run's time axis."""
-    shape = np.shape(trace.t)
-    if len(shape) > 1:
-        raise ValueError(
-            f"{fn}: this trace has a leading batch axis of {'size ' + str(shape[0]) if len(shape) == 2 else 'shape ' + str(shape[:-1])} "
-            f"(trace.t has shape {shape}: runs from jax.vmap over jn.simulate), and the loss reads one run's time axis; "
-            f"compute it per member and reduce, e.g. jnp.mean(jax.vmap(lambda tr: jn.losses.{fn}(tr, ...))(trace)), or "
-            "inside the vmapped function, with the simulation"
-        )
+    """:func:`jaxneuro.analysis.refuse_batch` for the loss ``fn``: computed per member."""
+    analysis.refuse_batch(trace, fn, "the loss reads one run's time axis",
+                          f"compute it per member and reduce, e.g. jnp.mean(jax.vmap(lambda tr: jn.losses.{fn}(tr, "
+                          "...))(trace)), or inside the vmapped function, with the simulation")
 
 
 def voltage(trace: Trace, target, *, windows=None, variable="v"):
