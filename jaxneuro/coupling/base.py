@@ -157,6 +157,13 @@ class AbstractCoupling(eqx.Module):
         """Validate parameter shapes against the number of connections."""
 
 
+def require(coupling, name: str, expects: str) -> None:
+    """ValueError naming ``coupling``'s parameter ``name`` (declared with no default
+    value, None) and what it ``expects`` where it was not given."""
+    if getattr(coupling, name) is None:
+        raise ValueError(f"{type(coupling).__name__}.{name} expects {expects}")
+
+
 def per_connection(value, n_conn, label, trailing=()):
     """Check that ``value`` is a scalar (or of shape ``trailing``) or has a leading
     axis of length ``n_conn``."""

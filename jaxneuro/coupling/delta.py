@@ -41,7 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
-from .synapse import AbstractSynapse, _require
+from .base import require
+from .synapse import AbstractSynapse
 
 __all__ = ["DeltaSynapse", "grid_tolerance"]
 
@@ -99,8 +100,8 @@ class DeltaSynapse(AbstractSynapse):
     sparse_tiers: tuple = eqx.field(default=(), static=True, kw_only=True)
 
     def __post_init__(self):
-        _require(self, "weight", "the postsynaptic voltage's jump at each arrival in mV (positive excitatory, "
-                                 "negative inhibitory; Brunel 2000's J), or a saiunit Quantity")
+        require(self, "weight", "the postsynaptic voltage's jump at each arrival in mV (positive excitatory, "
+                                "negative inhibitory; Brunel 2000's J), or a saiunit Quantity")
         if self.delivery != "exact":
             raise ValueError(
                 f"DeltaSynapse.delivery expects 'exact' (the jump acts at the end of the step its spike arrives "

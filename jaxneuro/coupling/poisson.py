@@ -23,7 +23,8 @@ import jax.numpy as jnp
 
 from .. import units
 from . import conn as conn_rules
-from .base import AbstractCoupling, per_connection
+from .base import AbstractCoupling, per_connection, require
+from .delta import grid_tolerance
 
 __all__ = ["PoissonInput"]
 
@@ -82,10 +83,8 @@ class PoissonInput(AbstractCoupling):
         self.rate = rate
         self.weight = weight
         self.seed, self.impl = _key_data(seed, impl, "PoissonInput.seed")
-        for field, expects in (("rate", "the Poisson rate in Hz per targeted compartment (>= 0)"),
-                               ("weight", "the voltage jump per arrival in mV (Brunel 2000's J)")):
-            if getattr(self, field) is None:
-                raise ValueError(f"PoissonInput.{field} expects {expects}, or a saiunit Quantity")
+        require(self, "rate", "the Poisson rate in Hz per targeted compartment (>= 0), or a saiunit Quantity")
+        require(self, "weight", "the voltage jump per arrival in mV (Brunel 2000's J), or a saiunit Quantity")
         self._check_sides()
         units.convert_fields(self)
         for field in ("rate", "weight"):
@@ -125,8 +124,6 @@ class PoissonInput(AbstractCoupling):
         compartment of the flat voltage at ``t1``, zero where a compartment's input is
         blocked at ``t1`` (``open_from``, flat: the end of a neuron's refractory period;
         an end within rounding of ``t1`` counts as blocked, as for ``DeltaSynapse``)."""
-        from .delta import grid_tolerance
-
         n = self.counts(t0, t1, events["step"], events["epoch"])
         open_ = t1 > open_from[self.post_index] + grid_tolerance(t0, t1)
         jumps = jnp.where(open_, self.weight * n, 0.0)

@@ -61,7 +61,7 @@ import jax
 import jax.numpy as jnp
 
 from .. import units
-from .base import AbstractCoupling, per_connection
+from .base import AbstractCoupling, per_connection, require
 
 
 class AbstractSynapse(AbstractCoupling):
@@ -354,15 +354,8 @@ def _exp_kernel(s, tau):
     return jnp.exp(-s * rate)
 
 
-def _require(synapse, name: str, expects: str) -> None:
-    """ValueError naming ``synapse``'s parameter ``name`` (declared with no default
-    value, None) and what it ``expects`` where it was not given."""
-    if getattr(synapse, name) is None:
-        raise ValueError(f"{type(synapse).__name__}.{name} expects {expects}")
-
-
 def _require_g_max(synapse) -> None:
-    _require(synapse, "g_max", "a peak conductance in µS (or a saiunit Quantity)")
+    require(synapse, "g_max", "a peak conductance in µS (or a saiunit Quantity)")
 
 
 class ExpSynapse(_ConductanceSynapse):
@@ -508,10 +501,10 @@ class ExpCurrentSynapse(AbstractSynapse):
     delay: object = units.param(units.ms, default=0.0, check="nonnegative")
 
     def __post_init__(self):
-        _require(self, "weight", "the current's jump at each arrival in nA (positive depolarising, negative "
-                                 "inhibitory), or a saiunit Quantity")
-        _require(self, "tau", "the current's decay time constant in ms (> 0; NEST's iaf_psc_exp default is "
-                              "2 ms), or a saiunit Quantity")
+        require(self, "weight", "the current's jump at each arrival in nA (positive depolarising, negative "
+                              "inhibitory), or a saiunit Quantity")
+        require(self, "tau", "the current's decay time constant in ms (> 0; NEST's iaf_psc_exp default is "
+                           "2 ms), or a saiunit Quantity")
         self._check_params()
 
     def state_names(self):
