@@ -575,9 +575,9 @@ def _warn_if_diverged(v_final, solver, dt, diagnose=lambda: "", recorded=(None, 
     elif (arrays := [x for x in jax.tree.leaves(v_rec) if units.is_concrete(x) and jnp.size(x)]):
         # Reduced where the record is (a GPU's record is not copied to the host): per
         # sample and per compartment, a network's populations side by side.
-        per_sample = jnp.max(jnp.stack([jnp.nanmax(jnp.abs(a).reshape(a.shape[0], -1), axis=1) for a in arrays]), axis=0)
-        n_over = sum(int(jnp.sum(jnp.nanmax(jnp.abs(a).reshape(a.shape[0], -1), axis=0) > IMPLAUSIBLE_VOLTAGE))
-                     for a in arrays)
+        magnitudes = [jnp.abs(a).reshape(a.shape[0], -1) for a in arrays]
+        per_sample = jnp.max(jnp.stack([jnp.nanmax(m, axis=1) for m in magnitudes]), axis=0)
+        n_over = sum(int(jnp.sum(jnp.nanmax(m, axis=0) > IMPLAUSIBLE_VOLTAGE)) for m in magnitudes)
         if not n_over:
             return
         at = float(np.asarray(t_rec).reshape(-1)[int(jnp.nanargmax(per_sample))])

@@ -253,8 +253,7 @@ def _linearly_implicit_euler(group, start, rates, dt) -> dict:
     # a[i][j] = (I - dt·J)[i, j], b = dt·r; where the gates are independent, the
     # identity (the step is not used there, and a pivot of 0 from a gate growing at
     # 1/dt would turn its gradient into NaN).
-    a = [[jnp.where(independent, float(i == j), (1.0 if i == j else 0.0) - dt * columns[j][i]) for j in range(n)]
-         for i in range(n)]
+    a = [[jnp.where(independent, float(i == j), float(i == j) - dt * columns[j][i]) for j in range(n)] for i in range(n)]
     b = [dt * r[i] for i in range(n)]
     for p in range(n):
         # Partial pivoting, per element: the row with the largest entry in column p
