@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import jaxneuro as jn
+import saiunit as u
 
 
 def passive(n=1):
@@ -218,6 +219,12 @@ def test_bad_spike_sources_are_refused_with_the_parameter_named():
     alone = jn.simulate(passive(), 2.0, stimuli=[jn.StepCurrent(0.1, 0.0, 2.0)])
     np.testing.assert_allclose(np.asarray(whole["p"].v), np.asarray(alone.v), rtol=1e-12)
     assert np.all(np.asarray(whole["src"].v) == 0.0)
+    # So does a current density (it raised AttributeError: the source has no area).
+    density = jn.StepCurrent(0.01 * u.mA / u.cm**2, 0.0, 2.0)
+    whole = jn.simulate(net, 2.0, stimuli=[density])
+    alone = jn.simulate(passive(), 2.0, stimuli=[density])
+    np.testing.assert_allclose(np.asarray(whole["p"].v), np.asarray(alone.v), rtol=1e-12)
+    assert np.ptp(np.asarray(alone.v)) > 0.1
 
 
 def _burst_net(times, window=None, delay=0.5, tau=2.0, g_max=0.01, delivery="exact"):

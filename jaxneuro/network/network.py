@@ -525,7 +525,9 @@ class Network(AbstractModel):
         neurons'), 1 elsewhere (those compartments get no current). A population
         without an area (a point neuron built without ``area``) is named if targeted."""
         named = population_target(target)
-        targeted = set(self.names) if target is None else {named[0]} if named else set()
+        # A whole-network stimulus passes spike sources by (they have no membrane).
+        targeted = ({n for n in self.names if not getattr(self.populations[n], "is_source", False)}
+                    if target is None else {named[0]} if named else set())
         parts = []
         for name, shape in zip(self.names, self.shapes):
             pop = self.populations[name]
