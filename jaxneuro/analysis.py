@@ -24,7 +24,7 @@ from .model import AbstractModel
 from .solve import hines
 from .solve.summary import SpikeSummary
 from .solve.trace import TIME_TOLERANCE, Trace, check_inside, report_overflow, within
-from .state import State
+from .state import State, gate_leaves
 from .stimuli import StepCurrent
 
 __all__ = [
@@ -53,6 +53,12 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
     each iteration solves the coupled linear system through the model's
     ``voltage_coupling()`` (Hines elimination for trees), so a passive cell's steady
     state takes one iteration (and a second to confirm it).
+
+    The gates are held at their channels' ``steady_state(v)``, which must be the
+    equilibrium there: with ``throw=True`` a gate advanced from its channel's
+    ``derivative()`` that still drifts at the result (a calcium pool whose
+    ``steady_state`` gives NEURON's ``INITIAL`` value ``cai0``, not its rest) is a
+    ValueError naming it.
 
     If the iterations have not converged after ``max_iterations``, ``throw=True``
     (default) raises an error at run time, also under ``jit`` and ``vmap`` (an
@@ -87,9 +93,58 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
             f"steady_state: i_inj expects a scalar or one value per compartment (shape {model.shape}), "
             f"got shape {np.shape(i_inj)}"
         ) from None
-    v, state = _steady_state_compiled(model, i_inj, v, max_iterations, throw)
+    v, state, restless = _steady_state_compiled(model, i_inj, v, max_iterations, throw)
     _check_below_threshold(model, v, throw)
+    if throw:
+        state = _check_gates_at_rest(state, restless)
     return state
+
+
+def _check_gates_at_rest(state, restless):
+    """A ValueError naming the gates ``restless`` flags, which drift at the fixed
+    point (for traced values an ``EquinoxRuntimeError`` at run time)."""
+    why = ("their channel's steady_state(v) is not the equilibrium of its derivative() at that voltage "
+           "(e.g. an initial value, as NEURON's INITIAL cai = cai0): jn.steady_state holds every gate at "
+           "steady_state(v), so its result is a fixed point only where that is the equilibrium. Return "
+           "the equilibrium from steady_state, or run the model to rest with jn.simulate; throw=False "
+           "returns the voltage found with those gates")
+    flags = list(restless.values())
+    if not all(units.is_concrete(f) for f in flags):
+        anywhere = functools.reduce(jnp.logical_or, [jnp.any(f) for f in flags], jnp.array(False))
+        return eqx.error_if(state, anywhere, "steady_state: gates are not at rest at the fixed point: " + why)
+    drifting = [".".join(map(str, path)) for path, f in restless.items() if np.any(np.asarray(f))]
+    if drifting:
+        raise ValueError(f"steady_state: gate(s) {drifting} are not at rest at the fixed point: {why}")
+    return state
+
+
+def _restless_gates(model, state, i_inj) -> dict:
+    """``{gate path: bool array}``: where a gate advanced from its channel's
+    ``derivative()`` drifts at ``state``: its rate ``r`` exceeds ``sqrt(eps)`` of the
+    relaxation ``c·x`` its own rate ``c = dr/dx`` gives (a gate whose steady state
+    comes from ``gate_inf_tau`` is at rest by construction, and one with ``tau = 0``
+    has a rate of 0/0 there: neither is flagged)."""
+    start = gate_leaves(state.gates)
+    if not start:
+        return {}
+    structure = jax.tree.structure(state.gates)
+    exact = ()
+    if hasattr(model, "gate_increments"):  # its keys only: traced, never computed
+        exact = gate_leaves(jax.eval_shape(lambda: model.gate_increments(state.v, state.gates, 1.0)))
+    tol = float(jnp.finfo(state.v.dtype).eps) ** 0.5
+    tiny = float(jnp.finfo(state.v.dtype).tiny)
+    restless = {}
+    for k, x in start.items():
+        if k in exact:
+            continue
+
+        def rate(x, k=k):
+            gates = jax.tree.unflatten(structure, [x if j == k else start[j] for j in start])
+            return gate_leaves(model.vector_field(0.0, State(v=state.v, gates=gates, events=state.events), i_inj).gates)[k]
+
+        r, c = jax.jvp(rate, (x,), (jnp.ones_like(x),))
+        restless[k] = jnp.isfinite(r) & (jnp.abs(r) > tol * jnp.maximum(jnp.abs(c * x), tiny))
+    return restless
 
 
 def _check_below_threshold(model, v, throw) -> None:
@@ -207,11 +262,13 @@ def _steady_voltage(model, i_inj, v, max_iterations, throw):
 
 @eqx.filter_jit
 def _steady_state_compiled(model, i_inj, v, max_iterations, throw):
-    """``(v, state)``: :func:`_steady_voltage` and the state there, as one compiled
+    """``(v, state, restless)``: :func:`_steady_voltage`, the state there and (with
+    ``throw``) :func:`_restless_gates`, as one compiled
     program (``max_iterations`` and ``throw`` static): run op by op, the first call
     compiled some 60 small programs (3-4 s for an 18-section cell)."""
     v = _steady_voltage(model, i_inj, v, max_iterations, throw)
-    return v, model.init_state(v)
+    state = model.init_state(v)
+    return v, state, _restless_gates(model, state, i_inj) if throw else {}
 
 
 def _voltage_derivative(model, i_inj):

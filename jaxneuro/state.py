@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 from jaxtyping import Array
 
 from ._repr import values_repr
@@ -27,3 +28,9 @@ class State(eqx.Module):
     # Small arrays print as their numbers (v=-64.97), not f32[]: a State is printed on
     # its own (jn.steady_state's result) as well as inside a Trace.
     __repr__ = values_repr
+
+
+def gate_leaves(gates: dict) -> dict:
+    """``{path: array}`` of a (possibly nested: a network's, per population) dict of
+    gates, ``path`` the tuple of its keys."""
+    return {tuple(k.key for k in path): x for path, x in jax.tree_util.tree_flatten_with_path(gates)[0]}

@@ -726,6 +726,50 @@ def test_gates_driving_each_other_take_a_backward_euler_step_together():
     assert errors[0] / errors[1] == pytest.approx(5.0, rel=0.05)  # first order in dt
 
 
+class Pool(AbstractChannel):
+    """A calcium-pool-like gate relaxing to 1.2e-4 with tau 200 ms; ``steady_state``
+    gives that rest (``at_rest``) or an initial value of 5e-4, as NEURON's INITIAL
+    cai = cai0 does."""
+
+    name: str = eqx.field(default="pool", static=True, kw_only=True)
+    gate_names: ClassVar[tuple[str, ...]] = ("ca",)
+    at_rest: bool = eqx.field(default=True, static=True)
+
+    def steady_state(self, v, temperature):
+        return {"ca": (1.2e-4 if self.at_rest else 5e-4) * jnp.ones_like(v)}
+
+    def derivative(self, v, gates, temperature):
+        return {"ca": (1.2e-4 - gates["ca"]) / 200.0}
+
+    def current(self, v, gates):
+        return 1e-4 * gates["ca"] * (v - 50.0)
+
+
+def test_steady_state_refuses_gates_that_are_not_at_rest():
+    # jn.steady_state holds the gates at steady_state(v): where that is an initial
+    # value and not the rest, its "fixed point" drifts (cai 5e-4, not 1.2e-4; v
+    # 2e-4 mV off), and it returned it without a word.
+    def comp(at_rest):
+        return jn.Compartment(area=1000.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0), Pool(at_rest=at_rest)])
+
+    v_rest = (-65.0 * 1e-4 + 50.0 * 1e-4 * 1.2e-4) / (1e-4 + 1e-4 * 1.2e-4)
+    for run in (jn.steady_state, eqx.filter_jit(jn.steady_state)):
+        state = run(comp(True))
+        assert float(state.v) == pytest.approx(v_rest, abs=1e-9)
+        assert float(state.gates["ca_pool"]) == pytest.approx(1.2e-4, rel=1e-12)
+    with pytest.raises(ValueError, match=r"gate\(s\) \['ca_pool'\] are not at rest at the fixed point.*cai0"):
+        jn.steady_state(comp(False))
+    with pytest.raises(eqx.EquinoxRuntimeError, match="gates are not at rest at the fixed point"):
+        eqx.filter_jit(jn.steady_state)(comp(False))
+    with pytest.raises(ValueError, match="not at rest"):
+        jn.input_resistance(comp(False))
+    state = jn.steady_state(comp(False), throw=False)  # the voltage with those gates, as asked
+    assert float(state.gates["ca_pool"]) == 5e-4 and float(state.v) != pytest.approx(v_rest, abs=1e-4)
+    # A kinetic scheme's steady_state giving a start (all closed), not the rest: refused too.
+    with pytest.raises(ValueError, match=r"gate\(s\) \['C_nam', 'O_nam'\] are not at rest"):
+        jn.steady_state(jn.Compartment(area=1000.0, channels=[jn.channels.Leak(), Markov3()]), v_guess=-10.0)
+
+
 class Markov3(AbstractChannel):
     """A kinetic scheme C <-> O <-> I with all three states as gates (C + O + I = 1),
     rates in 1/ms at -10 mV from a hold at -80 mV; advanced from derivative()."""

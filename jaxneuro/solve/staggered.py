@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 from diffrax import AbstractTerm, LocalLinearInterpolation, RESULTS
 
-from ..state import State
+from ..state import State, gate_leaves
 from .exponential import exp as polynomial_exp
 from .hines import check_tree_solve
 
@@ -185,15 +185,15 @@ class StaggeredEuler(diffrax.AbstractSolver):
         #    linearly implicit Euler step together, as NEURON's derivimplicit and
         #    sparse (KINETIC) do; any other gate exponential Euler on its rate
         #    linearised along itself (one JVP per gate).
-        exact = _leaves(model.gate_increments(v1, y0.gates, dt)) if hasattr(model, "gate_increments") else {}
-        start = _leaves(y0.gates)
+        exact = gate_leaves(model.gate_increments(v1, y0.gates, dt)) if hasattr(model, "gate_increments") else {}
+        start = gate_leaves(y0.gates)
         structure = jax.tree.structure(y0.gates)
 
         def nested(leaves):  # the gates' dict of these leaves
             return jax.tree.unflatten(structure, [leaves[k] for k in start])
 
         def rates(changed):  # the rates of the gates `changed` names, the others at their start
-            d = _leaves(f(v1, nested({**start, **changed})).gates)
+            d = gate_leaves(f(v1, nested({**start, **changed})).gates)
             return tuple(d[k] for k in changed)
 
         gates1 = {k: start[k] + d for k, d in exact.items()}
@@ -282,12 +282,6 @@ def _linearly_implicit_euler(group, start, rates, dt) -> dict:
     # NEURON mechanism is either cnexp or derivimplicit.)
     return {k: x0[i] + jnp.where(independent, r[i] * exp_minus_one_ratio(columns[i][i], dt), step[i])
             for i, k in enumerate(group)}
-
-
-def _leaves(gates: dict) -> dict:
-    """``{path: array}`` of a (possibly nested: a network's, per population) dict of
-    gates, ``path`` the tuple of its keys."""
-    return {tuple(k.key for k in path): x for path, x in jax.tree_util.tree_flatten_with_path(gates)[0]}
 
 
 def _compensated(dtype) -> bool:
