@@ -122,8 +122,8 @@ def simulate(
     to differentiate long runs); forward and reverse mode both work there (diffrax's
     Runge–Kutta solvers run their stages as a bounded loop in it, ``scan_kind="bounded"``,
     unless given another ``scan_kind``). ``adjoint``: a diffrax adjoint; given one, the
-    solve goes through ``diffrax.diffeqsolve`` instead (as it always does for adaptive
-    step sizes, where the default is recursive checkpointing, which reverse mode
+    solve goes through ``diffrax.diffeqsolve`` instead, on the same grid of steps (as
+    it always does for adaptive step sizes, where the default is recursive checkpointing, which reverse mode
     needs; for forward mode, ``jax.jvp``/``jax.jacfwd``, pass
     ``adjoint=diffrax.ForwardMode()``).
 
@@ -385,6 +385,12 @@ def simulate(
         saveat = diffrax.SaveAt(subs=[observe, diffrax.SubSaveAt(t1=True)])
         kwargs = {} if adjoint is None else {"adjoint": adjoint}
         t0_, t1_ = fixed_step.make_span(t0, t1)  # traced: runs in parts share the program
+        if isinstance(stepsize_controller, diffrax.ConstantStepSize):
+            # diffrax's constant step cuts the span into equal steps (T/ceil(T/dt)):
+            # steps of dt, the last one shortened, as jaxneuro's own loop (and NEURON)
+            # take them, keep stimulus onsets and saves on the grid.
+            grid = jnp.minimum(t0_ + dt * jnp.arange(n_steps, dtype=t0_.dtype), t1_)
+            stepsize_controller = diffrax.StepTo(ts=jnp.append(grid, t1_))
         with stimulus_named(), _steps_explained(solver, max_steps, diagnose), _forward_mode_explained(adjoint):
             sol = diffrax.diffeqsolve(
                 term,
