@@ -582,6 +582,9 @@ def test_record_at_chosen_places_keeps_only_those_columns():
         jn.simulate(pop, 1.0, record={"v": [7]})
     with pytest.raises(ValueError, match="single compartment"):
         jn.simulate(jn.LIF(), 1.0, record={"v": [0]})
+    for nothing in ([], (), np.array([], dtype=int)):  # a raw TypeError from indexing with float32 []
+        with pytest.raises(ValueError, match=r"record=\{'v': .*\} names no place; give at least one"):
+            jn.simulate(pop, 1.0, record={"v": nothing})
     with pytest.raises(ValueError, match="runs in one XLA loop"):
         jn.simulate(pop, 1.0, record={"v": [0]}, backend="sharded")
 

@@ -889,6 +889,11 @@ def recorded_indices(model, name, places) -> tuple[int, ...]:
         )
     if isinstance(places, (str, int, np.integer)) or is_location(places):
         places = [places]  # one place
+    if len(places) == 0:
+        raise ValueError(
+            f"record={{{name!r}: {places!r}}} names no place; give at least one, or leave {name!r} out of "
+            f"record (record={{{name!r}: None}} records it everywhere)"
+        )
     out = []
     for place in places:
         if (isinstance(place, tuple) and len(place) == 2 and locates
