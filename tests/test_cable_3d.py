@@ -2,6 +2,7 @@
 
 import math
 
+import equinox as eqx
 import jax
 import jax.extend
 import jax.numpy as jnp
@@ -52,15 +53,21 @@ def test_one_frustum_by_hand():
 STEPPED = ((0.0, 20.0, 20.0, 50.0, 50.0, 80.0), (2.0, 2.0, 1.0, 1.0, 1.5, 1.25), 4)
 
 
-@pytest.mark.parametrize("arc, diam3d, nseg", [(ARC, DIAM3D, 5), STEPPED], ids=["tapered", "stepped"])
-def test_cable_with_3d_points_matches_neuron(neuron_h, arc, diam3d, nseg):
+@pytest.mark.parametrize("arc, diam3d, nseg, length", [(ARC, DIAM3D, 5, None), STEPPED + (None,), (ARC, DIAM3D, 5, 250.0)],
+                         ids=["tapered", "stepped", "stretched"])
+def test_cable_with_3d_points_matches_neuron(neuron_h, arc, diam3d, nseg, length):
+    # "stretched": another length scales the points along the path, as setting L does
+    # in NEURON (it was refused, and a length set with eqx.tree_at was ignored).
     h = neuron_h
     cab = jn.Cable(arc3d=arc, diam3d=jnp.asarray(diam3d), Ra=120.0, nseg=nseg,
-                   channels=[jn.channels.Leak(**LEAK)])
+                   channels=[jn.channels.Leak(**LEAK)], length=length)
     sec = h.Section(name="with_points")
     try:
         for a, d in zip(arc, diam3d):  # along x, so arc3d = x
             h.pt3dadd(a, 0.0, 0.0, d, sec=sec)
+        if length is not None:
+            sec.L = length
+            assert sec.arc3d(sec.n3d() - 1) == pytest.approx(length)
         sec.Ra, sec.cm, sec.nseg = 120.0, 1.0, nseg
         sec.insert("pas")
         for seg in sec:
@@ -82,10 +89,10 @@ def test_cable_with_3d_points_matches_neuron(neuron_h, arc, diam3d, nseg):
     assert np.max(np.abs(v_j - v_n)) < 1e-9
 
 
-def test_gradient_in_the_3d_diameters_matches_finite_differences():
-    def v_end(diam3d):
-        tr = jn.simulate(tapered(nseg=5, diam3d=diam3d), 5.0,
-                         stimuli=[jn.StepCurrent(0.05, 0.5, 10.0, target=0.1)], save_every=5.0)
+def test_gradient_in_the_3d_diameters_and_length_matches_finite_differences():
+    def v_end(diam3d, length=160.0):
+        cab = eqx.tree_at(lambda c: c.length, tapered(nseg=5, diam3d=diam3d), length)
+        tr = jn.simulate(cab, 5.0, stimuli=[jn.StepCurrent(0.05, 0.5, 10.0, target=0.1)], save_every=5.0)
         return tr.v[-1, -1]
 
     d0 = jnp.asarray(DIAM3D)
@@ -94,6 +101,11 @@ def test_gradient_in_the_3d_diameters_matches_finite_differences():
     eps = 1e-5
     fd = [(v_end(d0.at[i].add(eps)) - v_end(d0.at[i].add(-eps))) / (2 * eps) for i in range(len(DIAM3D))]
     np.testing.assert_allclose(g, np.asarray(fd), rtol=1e-5, atol=1e-8)
+    # The length, a leaf: its gradient was exactly 0 (the points' path length was used).
+    g_length = float(jax.grad(lambda L: v_end(d0, L))(160.0))
+    fd_length = float((v_end(d0, 160.0 + 1e-3) - v_end(d0, 160.0 - 1e-3)) / 2e-3)
+    assert abs(g_length) > 1e-3
+    assert g_length == pytest.approx(fd_length, rel=1e-5)
 
 
 def test_quantities_and_a_given_length():
@@ -113,7 +125,6 @@ def test_quantities_and_a_given_length():
     (dict(arc3d=(3.0, 3.0), diam3d=jnp.ones(2)), "arc3d.*positive length"),
     (dict(arc3d=(0.0,), diam3d=jnp.ones(1)), "arc3d.*at least two"),
     (dict(arc3d=ARC, diam3d=jnp.asarray(DIAM3D).at[2].set(0.0)), "diam3d.*> 0"),
-    (dict(arc3d=ARC, diam3d=jnp.asarray(DIAM3D), length=150.0), "length.*path length"),
     (dict(arc3d=u.math.asarray(ARC) * u.ms, diam3d=jnp.asarray(DIAM3D)), "arc3d.*length"),
     (dict(), "length and diam"),
     (dict(length=100.0), "length and diam"),

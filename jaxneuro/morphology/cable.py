@@ -31,7 +31,10 @@ class Cable(AbstractModel):
     **3-D points** instead of ``diam``: ``arc3d`` (static, the points' path positions
     along the section, µm, non-decreasing; NEURON's ``arc3d``) and ``diam3d`` (their
     diameters, µm; NEURON's ``diam3d``). The section is then a chain of frusta, its
-    ``length`` the path length (given or not), and each segment's membrane area and
+    ``length`` the path length unless given: another ``length`` stretches the points
+    along the path by ``length/path length`` (diameters kept), as setting ``L`` of a
+    NEURON section with 3-D points does, so ``length`` stays a parameter (fit it, or
+    change it with ``eqx.tree_at``). Each segment's membrane area and
     the axial resistances of its two halves are integrated over the frusta as NEURON
     does (:mod:`jaxneuro.morphology.geometry`); ``diam`` stays None and
     :attr:`segment_diameters` gives the segments' mean diameters (NEURON's
@@ -84,12 +87,6 @@ class Cable(AbstractModel):
             )
         temperature_given = membrane.temperature_given(self.temperature)
         super().__post_init__()
-        if self.arc3d is not None and units.is_concrete(self.length):
-            if not np.isclose(float(self.length), path_length, rtol=1e-6, atol=0.0):
-                raise ValueError(
-                    f"Cable.length: with 3-D points the length is their path length, "
-                    f"{path_length} µm; got {float(self.length)} µm"
-                )
         for field in ("length", "temperature"):
             if np.ndim(getattr(self, field)) != 0:
                 raise ValueError(f"Cable.{field} expects a scalar, got shape {np.shape(getattr(self, field))}")

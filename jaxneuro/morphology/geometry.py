@@ -10,7 +10,9 @@ piece of length ``h`` with end diameters ``d₁``, ``d₂``, and the axial resis
 that changes at a repeated point (a zero-length frustum) adds the annulus between the
 two diameters to the segment holding it. The pieces come from the 3-D points' path
 positions and ``nseg`` alone (static), so the results are differentiable in the
-diameters.
+diameters. A section's ``length`` other than its points' path length stretches the
+points along the path by ``length/path length`` (NEURON rescales the 3-D points when
+``L`` is set), so the results are differentiable in ``length`` too.
 """
 
 from __future__ import annotations
@@ -127,11 +129,30 @@ def _ends(p: _Pieces, d):
     return ends[0], ends[1]
 
 
-def _areas(p: _Pieces, d):
+def stretch(length, arc3d):
+    """``length / path length`` of a section's 3-D points (``arc3d``, µm): the factor
+    its points' path positions are scaled by; None where ``length`` is the path length
+    (a known value: nothing to scale)."""
+    path = arc3d[-1] - arc3d[0]
+    if units.is_concrete(length) and float(length) == path:
+        return None
+    return jnp.asarray(length) / path
+
+
+def _scaled(p: _Pieces, scale):
+    """The pieces' lengths (µm), stretched by ``scale`` (None, a scalar, or one factor
+    per half segment's row)."""
+    if scale is None:
+        return p.length
+    return p.length * (jnp.reshape(scale, (-1, 1)) if jnp.ndim(scale) else scale)
+
+
+def _areas(p: _Pieces, d, scale=None):
     d1, d2 = _ends(p, d)
+    h = _scaled(p, scale)
     # Padding gets a slant of 1 and weight 0: no square root of zero (whose derivative
     # is infinite) enters a gradient.
-    slant = jnp.sqrt(p.length**2 + (1.0 - p.real) + 0.25 * (d1 - d2) ** 2)
+    slant = jnp.sqrt(h**2 + (1.0 - p.real) + 0.25 * (d1 - d2) ** 2)
     area = ((math.pi / 2) * p.real * (d1 + d2) * slant).reshape(p.length.shape[0] // 2, -1).sum(axis=1)
     if p.steps.size:
         jump = d[p.steps] ** 2 - d[p.steps + 1] ** 2
@@ -141,9 +162,9 @@ def _areas(p: _Pieces, d):
     return area
 
 
-def _halves(p: _Pieces, d, ra):
+def _halves(p: _Pieces, d, ra, scale=None):
     d1, d2 = _ends(p, d)
-    per_half = (p.length / (d1 * d2)).sum(axis=1).reshape(-1, 2)
+    per_half = (_scaled(p, scale) / (d1 * d2)).sum(axis=1).reshape(-1, 2)
     scale = OHM_CM_PER_UM_TO_MOHM * ra * (4 / math.pi)
     return scale * per_half[:, 0], scale * per_half[:, 1]
 
@@ -154,7 +175,7 @@ def segment_areas(length, diam, nseg, arc3d=None, diam3d=None):
     diameter changes at a repeated point)."""
     if arc3d is None:
         return _cylinder_areas(length, jnp.broadcast_to(diam, (nseg,)), nseg)
-    return _areas(_pieces(arc3d, nseg), jnp.asarray(diam3d))
+    return _areas(_pieces(arc3d, nseg), jnp.asarray(diam3d), stretch(length, arc3d))
 
 
 def _cylinder_areas(length, diam, nseg):
@@ -176,7 +197,7 @@ def half_resistances(length, diam, Ra, nseg, arc3d=None, diam3d=None):
     if arc3d is None:
         half = _cylinder_halves(length, jnp.broadcast_to(diam, (nseg,)), ra, nseg)
         return half, half
-    return _halves(_pieces(arc3d, nseg), jnp.asarray(diam3d), ra)
+    return _halves(_pieces(arc3d, nseg), jnp.asarray(diam3d), ra, stretch(length, arc3d))
 
 
 def per_segment(leaves, nsegs):
@@ -203,8 +224,15 @@ def joined(cables):
     ``(total nseg,)``, the cables' segments in order."""
     p = _joined_pieces(tuple((c.arc3d, c.nseg) for c in cables))
     d = jnp.concatenate([jnp.asarray(c.diam3d) for c in cables])
-    ra = per_segment([c.Ra for c in cables], [c.nseg for c in cables])
-    return (_areas(p, d), *_halves(p, d, ra))
+    nsegs = [c.nseg for c in cables]
+    ra = per_segment([c.Ra for c in cables], nsegs)
+    # Sections at their path length (every one read from a file) scale nothing; else
+    # one division for all (not one per section: the program would grow with them).
+    scale = None
+    if any(stretch(c.length, c.arc3d) is not None for c in cables):
+        paths = np.repeat([c.arc3d[-1] - c.arc3d[0] for c in cables], nsegs)
+        scale = jnp.repeat(per_segment([c.length for c in cables], nsegs) / paths, 2)
+    return (_areas(p, d, scale), *_halves(p, d, ra, scale))
 
 
 def joined_cylinders(cables):
@@ -226,4 +254,5 @@ def segment_diameters(length, diam, nseg, arc3d=None, diam3d=None):
         return jnp.broadcast_to(diam, (nseg,))
     p = _pieces(arc3d, nseg)
     d1, d2 = _ends(p, jnp.asarray(diam3d))
-    return (0.5 * p.length * (d1 + d2)).reshape(nseg, -1).sum(axis=1) / (length / nseg)
+    # (Independent of a stretch: both the pieces and the segment scale with it.)
+    return (0.5 * p.length * (d1 + d2)).reshape(nseg, -1).sum(axis=1) / ((arc3d[-1] - arc3d[0]) / nseg)
