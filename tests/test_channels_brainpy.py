@@ -430,8 +430,16 @@ def test_a_temperature_that_does_not_reach_a_channel_with_its_own_is_warned_of()
             jn.Compartment(**geometry, channels=ba())
             jn.Cable(length=100.0, diam=1.0, channels=[ICaT_HM1992()])
         jn.Compartment(**geometry, channels=ba(T=26.0), temperature=26.0)  # both agree
-        jn.Compartment(**geometry, channels=[IKDR_Ba2002(phi=1.0)], temperature=26.0)  # phi: no temperature
-        jn.Compartment(**geometry, channels=[jn.channels.HH()], temperature=26.0)  # the compartment's
+        jn.Compartment(**geometry, channels=[jn.channels.HH(), jn.channels.Leak()], temperature=26.0)
+        jn.Compartment(**geometry, channels=[Ih_HM1992(), IKDR_Ba2002(phi=2.0)])  # none given
+    # Channels that follow no temperature (a fixed phi): Ih_HM1992 and IKNI_Ya1989 ran
+    # the same at 30 and 6.3 °C without a word.
+    for channel, fixed in ((Ih_HM1992(), "phi"), (IKNI_Ya1989(), "phi_p"), (IKDR_Ba2002(phi=1.0), "phi"),
+                           (ICaT_HM1992(phi_p=1.0, phi_q=2.0), "phi_p and phi_q")):
+        with pytest.warns(RuntimeWarning, match=rf"Compartment: temperature=30 °C does not apply to "
+                                                rf"{type(channel).__name__} .*at the speed {fixed} sets?, whatever "
+                                                rf"the temperature; scale {fixed} to change it"):
+            jn.Compartment(**geometry, channels=[channel], temperature=30.0)
 
 
 def test_an_explicit_temperature_equal_to_the_default_is_warned_of_too():

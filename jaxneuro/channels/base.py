@@ -145,6 +145,15 @@ class AbstractChannel(eqx.Module):
         temperature explicitly, which would otherwise not reach the channel."""
         return None
 
+    def fixed_speed(self) -> str | None:
+        """The parameter(s) setting this channel's kinetics' speed whatever the
+        temperature (``"phi"``), for a channel that follows no temperature (BrainPy's
+        ``Ih_HM1992``, or a Bazhenov 2002 channel given ``phi``); ``None`` (the
+        default): it follows the compartment's or :meth:`own_temperature`.
+        Compartments, cables and cells given a temperature explicitly warn, as it does
+        not reach the channel."""
+        return None
+
     def gate_inf_tau(self, v, temperature) -> dict[str, tuple[Array, Array]]:
         """``{gate: (steady state, time constant in ms)}`` at voltage ``v`` (mV)."""
         if not tuple(self.gate_names):

@@ -163,5 +163,8 @@ class IKDR_Ba2002(AbstractAlphaBetaChannel):
         regardless of any temperature."""
         return self.T if self.phi is None else None
 
+    def fixed_speed(self):
+        return None if self.phi is None else "phi"
+
     def current(self, v, gates):
         return self.g_max * gates["p"] ** 4 * (v - self.E)

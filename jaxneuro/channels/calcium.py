@@ -87,6 +87,9 @@ class ICaT_HM1992(AbstractChannel):
         kinetics' speed regardless of any temperature."""
         return self.T if self.phi_p is None or self.phi_q is None else None
 
+    def fixed_speed(self):
+        return None if self.phi_p is None or self.phi_q is None else "phi_p and phi_q"
+
     def temperature_factors(self):
         """``(phi_p, phi_q)``: given values, else ``T_base ** ((T - 24) / 10)``."""
         phi_p = self.T_base_p ** ((self.T - 24.0) / 10.0) if self.phi_p is None else self.phi_p

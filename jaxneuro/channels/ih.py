@@ -33,7 +33,7 @@ class Ih_HM1992(AbstractChannel):
     constant ``tau_p / phi``. BrainPy's docs write :math:`I_h = g_{max} p` (no driving
     force); its code multiplies by the driving force, as here. The kinetics have no
     voltage shift and no temperature parameter: ``phi`` is fixed and the compartment's
-    temperature is not used.
+    temperature is not used (a compartment, cable or cell given one explicitly warns).
 
     Parameters (BrainPy's defaults; its mS/cm² are given here in S/cm²; a saiunit
     quantity such as ``10 * u.mS / u.cm**2`` is converted automatically):
@@ -63,6 +63,9 @@ class Ih_HM1992(AbstractChannel):
     def p_tau(self, v):
         """BrainPy's ``tau_p`` (ms), before ``phi``."""
         return 1.0 / (jnp.exp(-0.086 * v - 14.59) + jnp.exp(0.0701 * v - 1.87))
+
+    def fixed_speed(self):
+        return "phi"
 
     def gate_inf_tau(self, v, temperature):
         return {"p": (self.p_inf(v), self.p_tau(v) / self.phi)}

@@ -34,7 +34,7 @@ class IKNI_Ya1989(AbstractChannel):
     code multiplies by ``phi_p`` (default 1, so the two agree by default). BrainPy's
     constructor also accepts a ``phi_q`` that no equation uses; it is left out here.
     There is no temperature parameter: ``phi_p`` is fixed and the compartment's
-    temperature is not used.
+    temperature is not used (a compartment, cable or cell given one explicitly warns).
 
     Parameters (BrainPy's defaults; its mS/cm² are given here in S/cm²; a saiunit
     quantity such as ``0.004 * u.mS / u.cm**2`` is converted automatically):
@@ -71,6 +71,9 @@ class IKNI_Ya1989(AbstractChannel):
 
     def gate_inf_tau(self, v, temperature):
         return {"p": (self.p_inf(v), self.p_tau(v) / self.phi_p)}
+
+    def fixed_speed(self):
+        return "phi_p"
 
     def current(self, v, gates):
         return self.g_max * gates["p"] * (v - self.E)

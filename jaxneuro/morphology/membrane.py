@@ -153,7 +153,8 @@ def temperature_given(value) -> bool:
 def warn_own_temperatures(owner: str, channels, temperature) -> None:
     """Warn where ``temperature`` (°C; a compartment's, cable's or cell's, given
     explicitly: call it only then, :func:`temperature_given`) differs from the
-    temperature a channel keeps of its own (:meth:`AbstractChannel.own_temperature`):
+    temperature a channel keeps of its own (:meth:`AbstractChannel.own_temperature`),
+    or for a channel that follows none (:meth:`AbstractChannel.fixed_speed`):
     the channel runs at its own, so the given one silently did not apply to it
     (BrainPy's ``INa_Ba2002`` at its ``T = 36`` in a compartment at 26 °C fired 9
     spikes for 6). A temperature given equal to :data:`DEFAULT_TEMPERATURE` warns too:
@@ -167,6 +168,14 @@ def warn_own_temperatures(owner: str, channels, temperature) -> None:
     # Compared to float32's rounding: 6.3 stored in float32 is not Python's 6.3.
     same = lambda a, b: np.all(np.isclose(a, b, rtol=1e-6, atol=0.0))  # noqa: E731
     for ch in channels:
+        fixed = ch.fixed_speed()
+        if fixed is not None:
+            warnings.warn(
+                f"{owner}: temperature={_show(given)} °C does not apply to {type(ch).__name__} (channel "
+                f"{ch.name!r}), whose kinetics run at the speed {fixed} set{'' if ' and ' in fixed else 's'}, "
+                f"whatever the temperature; scale {fixed} to change it",
+                RuntimeWarning, stacklevel=outside_stacklevel())
+            continue
         own = ch.own_temperature()
         if own is None or not units.is_concrete(own) or same(np.asarray(own, dtype=float), given):
             continue
