@@ -12,10 +12,10 @@ at time ``t_s`` (found inside the solver step, see
 ``t0`` to ``t1``: the old state decays analytically and each arrival in ``(t0, t1]`` adds
 its kernel evaluated at ``t1 − t_arrival``. So the conductance time course is exact at
 every step boundary, independent of ``dt``, and linear (differentiable) in ``g_max``.
-Presynaptic spike times and ``delay`` take **no gradient** through a synapse (their
-derivative is 0): an arrival switches its conductance on at a step boundary, and the
-derivative of that discrete choice would leave only the decay term, of the wrong sign
-(a later EPSP gave a later voltage that seemed to rise). Within a step the voltage sees the
+Presynaptic spike times and ``delay`` take **no gradient** through a synapse (it is
+taken as 0, though the response moves with them): an arrival switches its conductance
+on at a step boundary, and the derivative of that discrete choice would leave only the
+decay term, of the wrong sign (a later EPSP gave a later voltage that seemed to rise). Within a step the voltage sees the
 exact conductance at the step's midpoint, arrivals up to that time included (arrivals
 from spikes in the same step, possible only with ``delay < dt``, count from the next
 step), as NEURON's current is evaluated. The midpoint stands for the whole step, so a
