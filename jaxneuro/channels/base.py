@@ -44,7 +44,10 @@ class AbstractChannel(eqx.Module):
     compartment's; channels with their own temperature parameter, such as the Bazhenov
     2002 family, use theirs) and ``gates`` as ``{gate: value}`` with the short names of
     ``gate_names``. :meth:`current` returns a density in mA/cm², outward positive
-    (e.g. ``g·m³·h·(v - e)`` with ``g`` in S/cm² and mV: S/cm²·mV = mA/cm²).
+    (e.g. ``g·m³·h·(v - e)`` with ``g`` in S/cm² and mV: S/cm²·mV = mA/cm²). It gets
+    no temperature: a current that depends on one (a GHK flux, NEURON's ``ghk()``
+    reading ``celsius``) keeps it as a parameter of its own (``T``, °C) and returns it
+    from :meth:`own_temperature`, so that a compartment given another warns.
 
     **Kinetics.** ``gate_names`` (a class variable) lists the gates; every kinetics
     method returns a dict with exactly these keys (checked when a compartment or cable
