@@ -111,6 +111,23 @@ def test_an_adjoint_keeps_the_constant_step_grid():
                                rtol=1e-8)
 
 
+def test_a_float32_end_a_hair_past_the_grid_takes_no_empty_step():
+    # t1 = 10.0000001 is 10.0 in float32: the run took a 401st step of length 0, which
+    # turned a cable's voltages into NaN (with a warning blaming dt). An end the
+    # float32 times cannot tell from a grid time is that grid time; one past it by more
+    # than their resolution is reached by a short last step, as in float64.
+    with jax.enable_x64(False):
+        cable = jn.Cable(length=200.0, diam=2.0, nseg=5, channels=[jn.channels.HH()])
+        stim = [jn.StepCurrent(0.3, 1.0, 1e9, target=0.5)]
+        on = jn.simulate(cable, 10.0, stimuli=stim)
+        for t1, n in ((10.0000001, 401), (10.000001, 401), (10.00001, 402), (1000.00001, 40001)):
+            tr = jn.simulate(cable, t1, stimuli=stim)
+            assert tr.v.shape == (n, 5) and np.all(np.isfinite(np.asarray(tr.v)))
+            assert np.all(np.diff(np.asarray(tr.t)) > 0)
+        np.testing.assert_array_equal(jn.simulate(cable, 10.0000001, stimuli=stim).v, on.v)
+        assert float(jn.simulate(cable, 10.00001, stimuli=stim).t[-1]) == np.float32(10.00001)
+
+
 def test_fixed_step_diffrax_solver():
     trace = jn.simulate(passive(), 60.0, dt=0.025, v0=-70, stimuli=[jn.StepCurrent(1.0, 10.0, 100.0)],
                         solver=diffrax.Heun(), save_every=1.0)

@@ -28,6 +28,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .hines import TREE_SOLUTION
 
@@ -79,8 +80,18 @@ class Grid(NamedTuple):
 
 def count_steps(t0: float, t1: float, dt: float) -> int:
     """Steps of ``dt`` from ``t0`` to ``t1`` (ms), the last one shortened to end at
-    ``t1``: ``ceil((t1 - t0)/dt)``, a hair of rounding over a whole number not counted."""
-    return int(math.ceil((t1 - t0) / dt - 1e-9))
+    ``t1``: ``ceil((t1 - t0)/dt)``, a hair over a whole number not counted: less than
+    the times' resolution at ``t1`` in JAX's float dtype (4 ulp; in float32 the run's
+    times round to the grid there, and a last step of length 0 gave a cable NaNs)."""
+    hair = max(1e-9, off_grid_slack(t1) / dt)
+    return int(math.ceil((t1 - t0) / dt - hair))
+
+
+def off_grid_slack(t1: float) -> float:
+    """How far (ms) past a grid time ``t1`` may lie and still count as on it: four
+    units in the last place of JAX's float dtype at ``t1`` (a float32 time cannot tell
+    them apart), at least 1e-9 ms."""
+    return max(1e-9, 4.0 * float(np.finfo(jnp.result_type(float)).eps) * abs(float(t1)))
 
 
 def make_grid(t0: float, t1: float, dt: float, save_every_steps: int, n_save: int) -> Grid:

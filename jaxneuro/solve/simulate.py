@@ -282,7 +282,7 @@ def simulate(
 
     # Where save_every does not divide the run, t1 is saved too (after a shorter
     # interval): the run reaches it, and a trace ending short of it cut its end off.
-    ends_off_grid = (t1 - t0) / save_every - (n_save - 1) > 1e-6
+    ends_off_grid = (t1 - t0) - (n_save - 1) * save_every > max(1e-6 * save_every, fixed_step.off_grid_slack(t1))
     n_steps = fixed_step.count_steps(t0, t1, dt)
 
     _check_solver(solver, stepsize_controller)
