@@ -77,6 +77,39 @@ def test_spike_times_are_exact_beyond_dt():
         assert np.isinf(spikes[4])
 
 
+def test_spike_times_under_a_varying_input_converge_at_second_order():
+    # README: exact under a constant input, second order in dt under a varying one.
+    # Reference: the same LIF between spikes integrated by SciPy at tight tolerances.
+    from scipy.integrate import solve_ivp
+    from scipy.optimize import brentq
+
+    lif = jn.LIF()
+    C, gL, EL, V_th, V_reset, t_ref = (float(getattr(lif, k)) for k in ("C", "gL", "EL", "V_th", "V_reset", "t_ref"))
+    offset, amp, period = 2.3, 1.0, 7.0
+
+    def dvdt(t, v):
+        return (-gL * (v - EL) + offset + amp * np.sin(2 * np.pi * t / period)) / C
+
+    spikes, t, v = [], 0.0, EL
+    while True:
+        sol = solve_ivp(dvdt, (t, 40.0), [v], rtol=1e-12, atol=1e-12, method="DOP853", dense_output=True)
+        grid = np.linspace(t, 40.0, int((40.0 - t) * 2000) + 2)
+        above = np.flatnonzero(sol.sol(grid)[0] >= V_th)
+        if above.size == 0:
+            break
+        t = brentq(lambda x: sol.sol(x)[0] - V_th, grid[above[0] - 1], grid[above[0]], xtol=1e-14)
+        spikes.append(t)
+        t, v = t + t_ref, V_reset
+    assert len(spikes) == 3
+    errors = []
+    for dt in (0.1, 0.025):
+        tr = jn.simulate(lif, 40.0, dt=dt, stimuli=[jn.Sine(amp=amp, freq=1000.0 / period, offset=offset)])
+        s = np.asarray(tr.spikes).ravel()
+        errors.append(np.max(np.abs(s[np.isfinite(s)] - spikes)))
+    assert errors[0] < 5e-4
+    assert errors[0] / errors[1] > 10.0  # 16 at second order over two halvings of dt
+
+
 def test_spike_buffer_shapes_padding_and_overflow():
     pop = jn.LIF(n=3, gL=jnp.array([0.05, 0.1, 0.2]), spike_capacity=4)
     with pytest.warns(RuntimeWarning, match=r"overflow.*Raise LIF\(spike_capacity=\.\.\.\)"):
