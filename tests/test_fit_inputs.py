@@ -333,6 +333,13 @@ def test_an_uphill_fit_warns_and_a_static_field_is_named():
     # The value alone ("params selected 100") did not say which field.
     with pytest.raises(ValueError, match=r"params selected 100 \(the static field spike_capacity\), which is not"):
         jn.fit(rin_loss, seed000_neuron(spike_capacity=100), params=lambda m: m.spike_capacity, steps=2)
+    # A static field of several numbers was shown by its first ("params selected 0.0").
+    cable = jn.Cable(arc3d=(0.0, 50.0, 100.0), diam3d=np.array([3.0, 2.0, 1.0]), nseg=3,
+                     channels=[jn.channels.Leak()], name="ap")
+    with pytest.raises(ValueError, match=r"params selected \(0\.0, 50\.0, 100\.0\) \(the static field "
+                                         r"sections\[0\]\.arc3d\), which is not"):
+        jn.fit(lambda c: jn.losses.input_resistance(c, 100.0).sum(), jn.Cell([cable]),
+               params=lambda c: c.sections[0].arc3d, steps=1)
 
 
 @pytest.mark.parametrize("init", [[0.015, 0.025], (0.015, 0.025), [15, 25] * u.nS, np.array([0.015, 0.025]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 
 import equinox as eqx
 import jax
@@ -111,11 +112,14 @@ class Selection:
             )
         for p in picked:
             if not isinstance(p, _Marker):
-                fields = _static_fields_holding(model, p)
+                fields, shown = _static_fields_holding(model, p), p
+                if not fields:  # a static field holding several numbers (a Cable's arc3d)
+                    fields, shown = _static_fields_holding(model, picked_tree), picked_tree
+                    shown = shown if fields else p
                 which = f" (the static field {' or '.join(fields)})" if fields else ""
                 raise ValueError(
-                    f"params selected {p!r}{which}, which is not a parameter leaf of the model (static "
-                    "fields and computed properties cannot be fitted)"
+                    f"params selected {reprlib.repr(shown)}{which}, which is not a parameter leaf of the "
+                    "model (static fields and computed properties cannot be fitted)"
                 )
         self.indices = tuple(p.index for p in picked)
         if len(set(self.indices)) != len(self.indices):
