@@ -55,10 +55,9 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
     state takes one iteration (and a second to confirm it).
 
     The gates are held at their channels' ``steady_state(v)``, which must be the
-    equilibrium there: with ``throw=True`` a gate advanced from its channel's
-    ``derivative()`` that still drifts at the result (a calcium pool whose
-    ``steady_state`` gives NEURON's ``INITIAL`` value ``cai0``, not its rest) is a
-    ValueError naming it.
+    equilibrium there: with ``throw=True`` a gate that still drifts at the result (a
+    calcium pool whose ``steady_state`` gives NEURON's ``INITIAL`` value ``cai0``, not
+    its rest) is a ValueError naming it.
 
     If the iterations have not converged after ``max_iterations``, ``throw=True``
     (default) raises an error at run time, also under ``jit`` and ``vmap`` (an
@@ -103,7 +102,7 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
 def _check_gates_at_rest(state, restless):
     """A ValueError naming the gates ``restless`` flags, which drift at the fixed
     point (for traced values an ``EquinoxRuntimeError`` at run time)."""
-    why = ("their channel's steady_state(v) is not the equilibrium of its derivative() at that voltage "
+    why = ("their channel's steady_state(v) is not the equilibrium of its kinetics at that voltage "
            "(e.g. an initial value, as NEURON's INITIAL cai = cai0): jn.steady_state holds every gate at "
            "steady_state(v), so its result is a fixed point only where that is the equilibrium. Return "
            "the equilibrium from steady_state, or run the model to rest with jn.simulate; throw=False "
@@ -119,28 +118,23 @@ def _check_gates_at_rest(state, restless):
 
 
 def _restless_gates(model, state, i_inj) -> dict:
-    """``{gate path: bool array}``: where a gate advanced from its channel's
-    ``derivative()`` drifts at ``state``: its rate ``r`` exceeds ``sqrt(eps)`` of the
-    relaxation ``c·x`` its own rate ``c = dr/dx`` gives (a gate whose steady state
-    comes from ``gate_inf_tau`` is at rest by construction, and one with ``tau = 0``
-    has a rate of 0/0 there: neither is flagged)."""
+    """``{gate path: bool array}``: where a gate drifts at ``state``: its rate ``r``
+    exceeds ``sqrt(eps)`` of the relaxation ``c·x`` its own rate ``c = dr/dx`` gives
+    (a gate with ``tau = 0`` has a rate of 0/0 there: not flagged). Every gate, those
+    with ``gate_inf_tau`` too: a class may override ``steady_state`` with a start
+    value (one JVP per gate leaf; a compiled steady state took no longer)."""
     start = gate_leaves(state.gates)
     if not start:
         return {}
     structure = jax.tree.structure(state.gates)
-    exact = ()
-    if hasattr(model, "gate_increments"):  # its keys only: traced, never computed
-        exact = gate_leaves(jax.eval_shape(lambda: model.gate_increments(state.v, state.gates, 1.0)))
     tol = float(jnp.finfo(state.v.dtype).eps) ** 0.5
     tiny = float(jnp.finfo(state.v.dtype).tiny)
     restless = {}
     for k, x in start.items():
-        if k in exact:
-            continue
-
         def rate(x, k=k):
             gates = jax.tree.unflatten(structure, [x if j == k else start[j] for j in start])
-            return gate_leaves(model.vector_field(0.0, State(v=state.v, gates=gates, events=state.events), i_inj).gates)[k]
+            moved = _resting(model, State(v=state.v, gates=gates, events=state.events))
+            return gate_leaves(model.vector_field(0.0, moved, i_inj).gates)[k]
 
         r, c = jax.jvp(rate, (x,), (jnp.ones_like(x),))
         restless[k] = jnp.isfinite(r) & (jnp.abs(r) > tol * jnp.maximum(jnp.abs(c * x), tiny))
@@ -273,7 +267,15 @@ def _steady_state_compiled(model, i_inj, v, max_iterations, throw):
 
 def _voltage_derivative(model, i_inj):
     """``dv/dt`` (mV/ms) as a function of ``v`` with the gates at their steady state."""
-    return lambda v: model.vector_field(0.0, model.init_state(v), i_inj).v
+    return lambda v: model.vector_field(0.0, _resting(model, model.init_state(v)), i_inj).v
+
+
+def _resting(model, state):
+    """``state`` without the spike arrivals it holds (a Network's spike sources' trains:
+    one at t = 0 counted in the synapses' conductance), which are input, not rest: a
+    synapse's conductance held at an arrival's peak gave a LIF's "rest" 6 mV above it."""
+    quiet = getattr(model, "without_spikes", None)
+    return state if quiet is None else quiet(state)
 
 
 #: How many voltages (compartments × solves) ``input_resistance(model)`` of a coupled

@@ -765,6 +765,19 @@ def test_steady_state_refuses_gates_that_are_not_at_rest():
         jn.input_resistance(comp(False))
     state = jn.steady_state(comp(False), throw=False)  # the voltage with those gates, as asked
     assert float(state.gates["ca_pool"]) == 5e-4 and float(state.v) != pytest.approx(v_rest, abs=1e-4)
+    # So is a gate with gate_inf_tau kinetics whose class overrides steady_state with a
+    # start value: it was taken as at rest by construction (-26.7 mV for -52.7).
+    class PoolStart(Pool):
+        def gate_inf_tau(self, v, temperature):
+            return {"ca": (1.2e-4 * jnp.ones_like(v), 200.0 * jnp.ones_like(v))}
+
+        def steady_state(self, v, temperature):
+            return {"ca": 5e-4 * jnp.ones_like(v)}
+
+    start = jn.Compartment(area=1000.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0), PoolStart()])
+    assert start.gate_increments(start.init_state(-65.0).v, start.init_state(-65.0).gates, 0.025)  # cnexp
+    with pytest.raises(ValueError, match=r"gate\(s\) \['ca_pool'\] are not at rest"):
+        jn.steady_state(start)
     # A kinetic scheme's steady_state giving a start (all closed), not the rest: refused too.
     with pytest.raises(ValueError, match=r"gate\(s\) \['C_nam', 'O_nam'\] are not at rest"):
         jn.steady_state(jn.Compartment(area=1000.0, channels=[jn.channels.Leak(), Markov3()]), v_guess=-10.0)

@@ -227,6 +227,20 @@ def test_bad_spike_sources_are_refused_with_the_parameter_named():
     assert np.ptp(np.asarray(alone.v)) > 0.1
 
 
+def test_a_networks_rest_leaves_its_sources_spikes_out():
+    # A source spike at t = 0 was counted in the synapse's conductance, held there: the
+    # LIF's "rest" -63.6 mV and input resistance 9.09 MΩ (EL -70 mV, 1/gL 10 MΩ).
+    for times in ([[0.0]], [[5.0]], [[0.0], [0.0]]):
+        syn = jn.ExpSynapse("src", "post", jn.conn.all_to_all, 0.01, 2.0, 0.0, name="s")
+        net = jn.Network({"src": jn.SpikeTrains(times), "post": jn.LIF(gL=0.1, EL=-70.0)}, [syn])
+        state = jn.steady_state(net)
+        assert float(state.v[-1]) == pytest.approx(-70.0, abs=1e-9)
+        assert float(jn.input_resistance(net)[-1]) == pytest.approx(10.0, rel=1e-9)
+        # The state keeps the trains: a run from it still gets the arrival at 0.
+        run = jn.simulate(net, 2.0, init=state)
+        assert (float(run["post"].v[-1]) > -69.5) == (times[0][0] == 0.0)
+
+
 def _burst_net(times, window=None, delay=0.5, tau=2.0, g_max=0.01, delivery="exact"):
     kw = {} if window is None else {"max_arrivals_per_step": window}
     syn = jn.ExpSynapse("src", "post", jn.conn.one_to_one, g_max, tau, 0.0, delay, name="s", delivery=delivery, **kw)

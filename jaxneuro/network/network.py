@@ -388,6 +388,13 @@ class Network(AbstractModel):
             i_syn = i_syn + c.current(t, state.v, state.events[c.name], self._pre_spikes(c, state))
         return i_gap, i_syn
 
+    def without_spikes(self, state):
+        """``state`` with every population's spike buffer empty (``inf``): no arrivals
+        for the synapses (the network at rest, :func:`jaxneuro.steady_state`)."""
+        events = {name: ({**ev, "spikes": jnp.full_like(ev["spikes"], jnp.inf)} if "spikes" in ev else ev)
+                  if name in self.names else ev for name, ev in state.events.items()}
+        return State(v=state.v, gates=state.gates, events=events)
+
     @staticmethod
     def _pre_spikes(synapse, state):
         """The spike buffer of ``synapse``'s presynaptic population, one row per neuron."""
