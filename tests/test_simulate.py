@@ -128,6 +128,35 @@ def test_a_float32_end_a_hair_past_the_grid_takes_no_empty_step():
         assert float(jn.simulate(cable, 10.00001, stimuli=stim).t[-1]) == np.float32(10.00001)
 
 
+def test_float32_runs_far_from_zero_keep_their_steps_and_adjoints_their_grid():
+    # count_steps' rounding slack once grew past a step far from t = 0 in float32 (a
+    # 10 ms run at 99990 ms took 399 steps and ended short of t1); with an adjoint, a
+    # last step within diffrax's 100-ulp clip of t1 made a cable's state NaN, and the
+    # grid step came from float32 times (0.6 mV off the own loop's HH spike at 1000 ms).
+    with jax.enable_x64(False):
+        assert jn.solve.fixed_step.count_steps(99990.0, 100000.0, 0.025) == 400
+        soma = jn.Compartment(area=1000.0, channels=[jn.channels.Leak(g=1e-5, e=-70.0)])
+        step = jn.StepCurrent(0.05, 0.0, 1e9)
+        near = jn.simulate(soma, 10.0, stimuli=[step], save_every=3.0)
+        far = jn.simulate(soma, 100000.0, t0=99990.0, stimuli=[jn.StepCurrent(0.05, 99990.0, 1e9)], save_every=3.0)
+        assert float(far.t[-1]) == 100000.0
+        np.testing.assert_array_equal(far.final_state.v, near.final_state.v)
+        cable = jn.Cable(length=200.0, diam=2.0, nseg=7, channels=[jn.channels.HH()])
+        for t1 in (100.0001, 10.00003):
+            mine = jn.simulate(cable, t1)
+            theirs = jn.simulate(cable, t1, adjoint=diffrax.DirectAdjoint())
+            np.testing.assert_allclose(theirs.final_state.v, mine.final_state.v, rtol=0, atol=1e-4)
+        hh = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()])
+        kick = [jn.StepCurrent(0.3, 1001.0, 1e9)]
+        mine = jn.simulate(hh, 1010.01, t0=1000.0, stimuli=kick)
+        theirs = jn.simulate(hh, 1010.01, t0=1000.0, stimuli=kick, adjoint=diffrax.DirectAdjoint())
+        assert float(jnp.max(mine.v)) > 20.0  # through a spike
+        np.testing.assert_allclose(theirs.v, mine.v, rtol=0, atol=1e-3)
+        with pytest.raises(ValueError, match=r"adjoint: diffrax's loop moves a step ending within 100 ulp of t1 "
+                                             r"onto t1, which in float32 at t1 = 30010 ms is 0.197 ms"):
+            jn.simulate(hh, 30010.0, t0=30000.0, adjoint=diffrax.DirectAdjoint())
+
+
 def test_fixed_step_diffrax_solver():
     trace = jn.simulate(passive(), 60.0, dt=0.025, v0=-70, stimuli=[jn.StepCurrent(1.0, 10.0, 100.0)],
                         solver=diffrax.Heun(), save_every=1.0)

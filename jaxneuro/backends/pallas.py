@@ -291,7 +291,7 @@ def _fused(solver, term, y0, system, record, span, grid, *, interpret, block, us
 
         def one_step(s, carry):
             ta = t0_ + s * dt_
-            tb = jnp.minimum(t0_ + (s + 1) * dt_, t1_)
+            tb = jnp.where(s == n_steps - 1, t1_, jnp.minimum(t0_ + (s + 1) * dt_, t1_))  # as fixed_step's
             y, state = advance(ta, tb, *carry)
             if flush_every > 1:
                 y = jax.lax.cond(jax.lax.rem(s + 1, flush_every) == 0, flush, lambda y: y, y)

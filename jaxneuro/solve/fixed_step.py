@@ -78,12 +78,15 @@ class Grid(NamedTuple):
     n_save: int
 
 
-def count_steps(t0: float, t1: float, dt: float) -> int:
-    """Steps of ``dt`` from ``t0`` to ``t1`` (ms), the last one shortened to end at
-    ``t1``: ``ceil((t1 - t0)/dt)``, a hair over a whole number not counted: less than
-    the times' resolution at ``t1`` in JAX's float dtype (4 ulp; in float32 the run's
-    times round to the grid there, and a last step of length 0 gave a cable NaNs)."""
-    hair = max(1e-9, off_grid_slack(t1) / dt)
+def count_steps(t0: float, t1: float, dt: float, slack: float | None = None) -> int:
+    """Steps of ``dt`` from ``t0`` to ``t1`` (ms), the last one shortened (or, by
+    less than half a step, lengthened) to end at ``t1``: ``ceil((t1 - t0)/dt)``, a
+    hair over a whole number not counted: less than the times' resolution at ``t1`` in
+    JAX's float dtype (4 ulp; in float32 the run's times round to the grid there, and
+    a last step of length 0 gave a cable NaNs), and never half a step or more (far
+    from 0 float32's resolution is coarser than a step). ``slack``: that hair (ms), if
+    not :func:`off_grid_slack`."""
+    hair = min(max(1e-9, (off_grid_slack(t1) if slack is None else slack) / dt), 0.5)
     return int(math.ceil((t1 - t0) / dt - hair))
 
 
@@ -182,7 +185,8 @@ def integrate_span(solver: diffrax.AbstractSolver, term, y0, args, span, *, grid
     def one_step(k, carry):
         y, state = carry
         ta = t0_ + k * dt_
-        tb = jnp.minimum(t0_ + (k + 1) * dt_, t1_)
+        # The last step ends at t1 (count_steps may lengthen it by a hair).
+        tb = jnp.where(k == n_steps - 1, t1_, jnp.minimum(t0_ + (k + 1) * dt_, t1_))
         y, _, _, state, _ = solver.step(term, ta, tb, y, args, state, False)
         return y, state
 

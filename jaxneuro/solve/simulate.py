@@ -23,7 +23,7 @@ from ..stimuli.base import merge_alike
 from ..stimuli.noise import warn_shared_seeds
 from . import fixed_step, record_memory
 from .fixed_step import steps_per_save
-from .staggered import StaggeredEuler
+from .staggered import OnGrid, StaggeredEuler
 from .summary import SpikeDetector, SpikeSummary
 from .system import System, stimulus_observables, vector_field
 from .trace import NoFinalState, Trace, report_overflow, spiking_units
@@ -385,16 +385,33 @@ def simulate(
         saveat = diffrax.SaveAt(subs=[observe, diffrax.SubSaveAt(t1=True)])
         kwargs = {} if adjoint is None else {"adjoint": adjoint}
         t0_, t1_ = fixed_step.make_span(t0, t1)  # traced: runs in parts share the program
+        stepper = solver
         if isinstance(stepsize_controller, diffrax.ConstantStepSize):
             # diffrax's constant step cuts the span into equal steps (T/ceil(T/dt)):
             # steps of dt, the last one shortened, as jaxneuro's own loop (and NEURON)
-            # take them, keep stimulus onsets and saves on the grid.
-            grid = jnp.minimum(t0_ + dt * jnp.arange(n_steps, dtype=t0_.dtype), t1_)
+            # take them, keep stimulus onsets and saves on the grid. diffrax moves a
+            # step ending within 100 ulp of t1 onto t1 (and then takes one of length
+            # 0, NaN for a cable): a last step that short joins the one before.
+            float_dtype = np.dtype(jnp.result_type(float))
+            clip = 101 * float(np.spacing(float_dtype.type(abs(t1))))
+            if clip > 0.5 * dt:
+                raise ValueError(
+                    f"adjoint: diffrax's loop moves a step ending within 100 ulp of t1 onto t1, which in "
+                    f"{float_dtype.name} at t1 = {t1:g} ms is {clip:.3g} ms, more than half the step dt = {dt:g} "
+                    "ms: its last steps would be merged into one. Leave adjoint at None (jaxneuro's own loop, "
+                    "where forward and reverse mode both work), run in float64 "
+                    "(jax.config.update('jax_enable_x64', True)), or end the run nearer t = 0"
+                )
+            n_grid = fixed_step.count_steps(t0, t1, dt, slack=max(clip, fixed_step.off_grid_slack(t1)))
+            grid = jnp.minimum(t0_ + dt * jnp.arange(n_grid, dtype=t0_.dtype), t1_)
             stepsize_controller = diffrax.StepTo(ts=jnp.append(grid, t1_))
+            if type(solver) is StaggeredEuler:  # its grid step exact, as the own loop's
+                stepper = OnGrid(voltage_update=solver.voltage_update, tree_solve=solver.tree_solve,
+                                grid_dt=fixed_step.make_grid(t0, t1, dt, 1, 1).first_dt)
         with stimulus_named(), _steps_explained(solver, max_steps, diagnose), _forward_mode_explained(adjoint):
             sol = diffrax.diffeqsolve(
                 term,
-                solver,
+                stepper,
                 t0=t0_,
                 t1=t1_,
                 dt0=None if isinstance(stepsize_controller, diffrax.StepTo) else dt,  # its steps are its ts
