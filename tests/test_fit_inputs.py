@@ -340,6 +340,9 @@ def test_an_uphill_fit_warns_and_a_static_field_is_named():
                                          r"sections\[0\]\.arc3d\), which is not"):
         jn.fit(lambda c: jn.losses.input_resistance(c, 100.0).sum(), jn.Cell([cable]),
                params=lambda c: c.sections[0].arc3d, steps=1)
+    with pytest.raises(ValueError, match=r"params selected \(0\.0, 50\.0, 100\.0\) \(the static field "):
+        jn.fit(lambda c: jn.losses.input_resistance(c, 100.0).sum(), jn.Cell([cable]),
+               params=lambda c: (c.sections[0].Ra, c.sections[0].arc3d), steps=1)
 
 
 @pytest.mark.parametrize("init", [[0.015, 0.025], (0.015, 0.025), [15, 25] * u.nS, np.array([0.015, 0.025]),

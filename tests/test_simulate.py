@@ -628,6 +628,9 @@ def test_record_at_chosen_places_keeps_only_those_columns():
         jn.simulate(pop, 1.0, record={"v": [7]})
     with pytest.raises(ValueError, match="single compartment"):
         jn.simulate(jn.LIF(), 1.0, record={"v": [0]})
+    # A 0-d index array (jnp.argmax's) is one place (it was "len() of unsized object").
+    np.testing.assert_allclose(jn.simulate(pop, 10.0, stimuli=[jn.StepCurrent(3.0)], record={"v": jnp.array(4)}).v,
+                               np.asarray(allv.v)[:, [4]], rtol=0, atol=1e-12)
     for nothing in ([], (), np.array([], dtype=int)):  # a raw TypeError from indexing with float32 []
         with pytest.raises(ValueError, match=r"record=\{'v': .*\} names no place; give at least one"):
             jn.simulate(pop, 1.0, record={"v": nothing})

@@ -113,9 +113,14 @@ class Selection:
         for p in picked:
             if not isinstance(p, _Marker):
                 fields, shown = _static_fields_holding(model, p), p
-                if not fields:  # a static field holding several numbers (a Cable's arc3d)
-                    fields, shown = _static_fields_holding(model, picked_tree), picked_tree
-                    shown = shown if fields else p
+                # A static field holding several numbers (a Cable's arc3d), selected
+                # alone or in a list or tuple.
+                parts = [picked_tree] + (list(picked_tree) if isinstance(picked_tree, (list, tuple)) else [])
+                for part in parts if not fields else ():
+                    fields, shown = _static_fields_holding(model, part), part
+                    if fields:
+                        break
+                shown = shown if fields else p
                 which = f" (the static field {' or '.join(fields)})" if fields else ""
                 raise ValueError(
                     f"params selected {reprlib.repr(shown)}{which}, which is not a parameter leaf of the "

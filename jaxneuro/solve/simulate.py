@@ -904,6 +904,9 @@ def recorded_indices(model, name, places) -> tuple[int, ...]:
             f"write {float(places)} (or (section, {float(places)})); for segment index {int(places)} write "
             f"[{int(places)}]"
         )
+    if (hasattr(places, "shape") and np.ndim(places) == 0
+            and np.issubdtype(np.asarray(places).dtype, np.integer)):
+        places = int(places)  # a 0-d index array (jnp.argmax's)
     if isinstance(places, (str, int, np.integer)) or is_location(places):
         places = [places]  # one place
     if len(places) == 0:
