@@ -155,6 +155,9 @@ def test_float32_runs_far_from_zero_keep_their_steps_and_adjoints_their_grid():
         with pytest.raises(ValueError, match=r"adjoint: diffrax's loop moves a step ending within 100 ulp of t1 "
                                              r"onto t1, which in float32 at t1 = 30010 ms is 0.197 ms"):
             jn.simulate(hh, 30010.0, t0=30000.0, adjoint=diffrax.DirectAdjoint())
+        jn.simulate(hh, 2047.0, t0=2046.0, adjoint=diffrax.DirectAdjoint())  # the docstring's bound
+        with pytest.raises(ValueError, match="adjoint: diffrax's loop"):
+            jn.simulate(hh, 2048.0, t0=2047.0, adjoint=diffrax.DirectAdjoint())
 
 
 def test_fixed_step_diffrax_solver():

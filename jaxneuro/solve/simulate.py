@@ -122,10 +122,13 @@ def simulate(
     to differentiate long runs); forward and reverse mode both work there (diffrax's
     Runge–Kutta solvers run their stages as a bounded loop in it, ``scan_kind="bounded"``,
     unless given another ``scan_kind``). ``adjoint``: a diffrax adjoint; given one, the
-    solve goes through ``diffrax.diffeqsolve`` instead, on the same grid of steps (as
-    it always does for adaptive step sizes, where the default is recursive checkpointing, which reverse mode
+    solve goes through ``diffrax.diffeqsolve`` instead (as it always does for adaptive
+    step sizes, where the default is recursive checkpointing, which reverse mode
     needs; for forward mode, ``jax.jvp``/``jax.jacfwd``, pass
-    ``adjoint=diffrax.ForwardMode()``).
+    ``adjoint=diffrax.ForwardMode()``), at a constant step on the same grid of steps;
+    in float32 that is refused where diffrax's rounding of a step onto ``t1`` (one
+    ending within 100 ulp of it) spans more than half a step: from ``t1`` = 2048 ms
+    on at ``dt`` = 0.025 ms.
 
     ``grad_checkpoints``: what reverse-mode gradients through the constant-step loop keep.
     ``"saves"`` (default) keeps the state at each save and recomputes the steps in
