@@ -10,7 +10,8 @@ voltages at the root and the tip of branch 9 every 0.25 ms. jaxneuro vmaps
 ``"paths"``: about √n paths side by side); Jaxley vmaps ``jx.integrate`` over the same
 parameters. Each is compiled first and timed as the median of ``--repeats`` runs (3;
 device time on a GPU); the largest voltage difference of each against jaxneuro's Hines order is
-printed, so a fast wrong answer shows. Meant for GPUs, where the batch fills the
+printed, so a fast wrong answer shows: beyond the tolerances below the run exits with
+status 1 after its table and JSON (benchmarks/checks.py). Meant for GPUs, where the batch fills the
 device, but runs anywhere (Jaxley is skipped when it is not installed). The first
 compile in the process (jaxneuro's Hines order at the first batch size) also pays
 one-off costs.
@@ -33,7 +34,25 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checks  # noqa: E402
 import workloads as W  # noqa: E402
+
+# Tolerances of each simulator's voltages against jaxneuro's Hines order (check_results).
+# float64: the paths solve within 1e-14 mV, Jaxley within ~1e-11 mV of it on this cell
+# (results_cpu_cells.json, run.py's tree1k); float32: 0.003 mV (paths) and 0.025 mV
+# (Jaxley) on tree1k's 100 ms (results_cpu_f32.json). A wrong answer moves mV.
+F64_DV_MV, F32_DV_MV = 1e-5, 5.0
+
+
+def check_results(results: dict, f32: bool) -> checks.Checks:
+    """Each batch's voltage differences against the Hines order, within the tolerance
+    of the run's precision."""
+    c = checks.Checks()
+    for batch, r in results.items():
+        for name in ("paths", "jaxley"):
+            c.within(f"{batch} cells", f"max |ΔV| {name} vs hines", r.get(f"{name}_max_dv_vs_hines_mV"),
+                     F32_DV_MV if f32 else F64_DV_MV, "mV")
+    return c
 
 
 def gnabar_batch(batch: int) -> np.ndarray:
@@ -88,6 +107,7 @@ def main(argv=None):
         ap.error(f"--repeats expects a positive number, got {args.repeats}")
     if not args.t1 > 0:
         ap.error(f"--t1 expects a positive time in ms, got {args.t1}")
+    checks.check_output_path(ap, args.json)
 
     import jaxneuro  # noqa: F401  (before JAX starts: jaxneuro's CPU settings)
     import jax
@@ -137,6 +157,7 @@ def main(argv=None):
             json.dump({"device": str(jax.devices()[0]), "jax": jax.__version__,
                        "precision": "float32" if args.f32 else "float64", "t1_ms": args.t1,
                        "batches": results}, fh, indent=1)
+    check_results(results, args.f32).finish()  # exits with status 1 on a wrong answer
 
 
 if __name__ == "__main__":

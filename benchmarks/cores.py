@@ -7,7 +7,8 @@ population sizes, 100 ms, voltages saved every 0.25 ms, timed as the median of 5
 after compiling: ``backend="sharded"`` (each core a JAX device running the loop on its
 share; what ``backend="auto"`` picks on a multi-core CPU) against ``backend="xla"`` (one
 loop). Prints the ratio and the largest voltage difference between the two (0: the
-same arithmetic). jaxneuro must be imported before JAX starts, as here.
+same arithmetic); beyond the tolerance below the run exits with status 1 after its table
+and JSON (benchmarks/checks.py). jaxneuro must be imported before JAX starts, as here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checks  # noqa: E402
 import workloads as W  # noqa: E402
+
+# Tolerance of the voltage difference between the split and the one loop: float64 1e-14
+# mV at most (results_cpu_cores.json); float32 up to 3.5 mV (30 000 neurons: rounding,
+# grown through a spike). A neuron's share computed wrongly moves tens of mV.
+F64_DV_MV, F32_DV_MV = 1e-9, 10.0
 
 
 def main(argv=None):
@@ -31,6 +38,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if any(n < 1 for n in args.sizes):
         ap.error(f"--sizes expects positive numbers of neurons, got {args.sizes}")
+    checks.check_output_path(ap, args.json)
 
     import jaxneuro as jn  # before JAX starts: one CPU device per core
     import jax
@@ -68,6 +76,10 @@ def main(argv=None):
         with open(args.json, "w") as fh:
             json.dump({"devices": len(jax.devices()), "precision": "float32" if args.f32 else "float64",
                        "sizes": results}, fh, indent=1)
+    c = checks.Checks()
+    for n, r in results.items():
+        c.within(f"{n} neurons", "max |ΔV| split vs one loop", r.get("max_dv_mV"), F32_DV_MV if args.f32 else F64_DV_MV, "mV")
+    c.finish()  # exits with status 1 on a wrong answer
 
 
 if __name__ == "__main__":

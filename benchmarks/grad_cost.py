@@ -28,10 +28,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
-import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checks  # noqa: E402
 
 MODES = ("baseline", "forward", "gradient", "gradient-fine")
 
@@ -97,6 +100,11 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--mode", choices=MODES, help="run one mode here and print its JSON row")
     args = p.parse_args(argv)
+    for name, value in (("--t1", args.t1), ("--dt", args.dt), ("--save-every", args.save_every)):
+        if not value > 0:
+            p.error(f"{name} expects a positive time in ms, got {value}")
+    if args.repeats < 1:
+        p.error(f"--repeats expects a positive number of timed calls, got {args.repeats}")
     opts = dict(t1=args.t1, dt=args.dt, save_every=args.save_every, repeats=args.repeats)
     if args.mode:
         print(json.dumps(measure(args.mode, **opts)))
@@ -105,8 +113,7 @@ def main(argv=None):
     for mode in MODES:
         cmd = [sys.executable, __file__, "--mode", mode, "--t1", str(args.t1), "--dt", str(args.dt),
                "--save-every", str(args.save_every), "--repeats", str(args.repeats)]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
+        rows.append(checks.child_json(cmd, f"--mode {mode}"))
         print(f"  {mode}: done", file=sys.stderr)
     base = rows[0]["peak_rss_mb"]
     fwd = next(r for r in rows if r["mode"] == "forward")

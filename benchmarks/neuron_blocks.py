@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checks  # noqa: E402
 
 MODELS = ("LIF", "AdEx", "Izhikevich", "HH")
 
@@ -75,14 +78,14 @@ def main(argv=None):
             ap.error(f"{name} expects positive integers, got {values}")
     if not args.t1 > 0:
         ap.error(f"--t1 expects a positive time in ms, got {args.t1}")
+    checks.check_output_path(ap, args.json)
 
     runs = {b: [] for b in args.blocks}
     for _ in range(args.rounds):
         for block in args.blocks:  # settings take turns
             cmd = [sys.executable, __file__, "--child", str(block), "--t1", str(args.t1), "--sizes",
                    *map(str, args.sizes)] + (["--f32"] if args.f32 else [])
-            runs[block].append(json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True)
-                                          .stdout.strip().splitlines()[-1]))
+            runs[block].append(checks.child_json(cmd, f"block size {block}"))
     best = {b: {k: min(r[k] for r in rs) for k in rs[0]} for b, rs in runs.items()}
     steps = round(args.t1 / 0.025)
     first = args.blocks[0]

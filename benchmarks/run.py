@@ -17,7 +17,10 @@ Jaxley runs in the same process as jaxneuro, so it gets the XLA settings jaxneur
 on import (jaxneuro/xla_cpu.py); on a CPU both are also timed in subprocesses with XLA's
 default loop limit and vector width ("XLA defaults": Jaxley as it runs on its own).
 Jaxley is optional (extra ``bench``); without it its columns read n/a.
-Prints a Markdown table and writes JSON ``{"machine": ..., "workloads": {...}}``.
+Prints a Markdown table and writes JSON ``{"machine": ..., "workloads": {...}}``; then
+checks every comparison of jaxneuro's answers against the tolerances below and exits
+with status 1, naming each one exceeded, if any is (benchmarks/checks.py). A bad
+``--json`` path or option is refused (status 2) before anything runs.
 """
 
 from __future__ import annotations
@@ -35,7 +38,31 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checks  # noqa: E402
 import workloads as W  # noqa: E402
+
+# Tolerances of the comparisons (check_results); a run beyond any exits with status 1.
+# float64: jaxneuro reproduces NEURON (exact rates, and NEURON's tables with
+# HH(use_table=True)) and Jaxley to ~1e-8 mV and ~1e-10 ms on every workload
+# (results_cpu*.json); a thousand times that still catches a wrong answer, which moves
+# voltages by millivolts (a spike a step off: tens of mV).
+F64_DV_MV, F64_SPIKE_DT_MS = 1e-5, 1e-6
+# float32: rounding accumulates over a run: pop1k 0.55 mV and 2 µs from float64 and
+# NEURON on a CPU (results_cpu_f32.json, results_cpu_amd_f32.json), 1.3 mV on a GPU
+# (results_gpu_h200.json), Jaxley's float32 2.2 mV from jaxneuro's; a spike time within
+# two steps.
+F32_DV_MV, F32_SPIKE_DT_MS = 5.0, 0.05
+# Gradients, relative. Against NEURON's central finite difference, which has its own
+# error: 2e-6 in float64, 2e-4 for jaxneuro's float32 gradient.
+F64_GRAD_FD_REL, F32_GRAD_FD_REL = 1e-4, 1e-2
+# Between exact gradients (jaxneuro's tree solves and checkpointings, Jaxley, float32 vs
+# float64): ≤ 6e-12 in float64, ≤ 4e-5 in float32. Jaxley's own float32 gradient is off
+# (0.26 relative, RESULTS.md), so Jaxley is a reference in float64 only.
+F64_GRAD_REL, F32_GRAD_REL = 1e-8, 1e-3
+# gpu_pop (float32, 10⁴-10⁶ neurons, spike counts and times only): a neuron at the edge
+# of firing once more may flip with rounding: the fused kernel and the XLA loop differed
+# in 29 of 10⁶ neurons, Jaxley in 280 of 10⁶, first spike times by up to 0.032 ms.
+GPU_POP_COUNT_FRACTION, GPU_POP_SPIKE_DT_MS = 1e-3, 0.5
 
 
 def spike_times(t, v, thr=0.0):
@@ -65,6 +92,52 @@ def compare(a, b):
 def rel_diff(a, ref):
     """Largest absolute difference relative to the largest entry of ``ref``."""
     return float(np.max(np.abs(np.asarray(a) - ref)) / np.max(np.abs(ref)))
+
+
+def check_results(results: dict, x64: bool) -> checks.Checks:
+    """Every comparison of jaxneuro's answers in ``results`` (name -> workload row, as
+    :func:`main` builds them) against the tolerances at the top of this file, those of
+    the run's precision (``x64``: float64). Comparisons not made (NEURON or Jaxley
+    missing) are skipped."""
+    dv_tol, dt_tol = (F64_DV_MV, F64_SPIKE_DT_MS) if x64 else (F32_DV_MV, F32_SPIKE_DT_MS)
+    fd_tol, grad_tol = (F64_GRAD_FD_REL, F64_GRAD_REL) if x64 else (F32_GRAD_FD_REL, F32_GRAD_REL)
+    c = checks.Checks()
+
+    def traces(name, key, what, dv=dv_tol, dt=dt_tol):
+        cmp = results[name].get(key)
+        if cmp:
+            c.within(name, f"max |ΔV| {what}", cmp["max_dv_mV"], dv, "mV")
+            c.within(name, f"spike-time difference {what}", cmp["max_spike_dt_ms"], dt, "ms")
+            c.counts_equal(name, f"spike counts {what}", cmp["spike_count_mismatch"])
+
+    for name, r in results.items():
+        traces(name, "vs_neuron", "vs NEURON")
+        traces(name, "vs_jaxley", "vs Jaxley")
+        traces(name, "table_vs_neuron_table", "with rate tables vs NEURON's tables")
+        traces(name, "f32_vs_f64", "float32 vs float64", F32_DV_MV, F32_SPIKE_DT_MS)
+        c.within(name, "max |ΔV| one loop vs split over the cores", r.get("one_loop_vs_split_max_dv_mV"), dv_tol, "mV")
+        c.within(name, "max |ΔV| tree_solve=\"paths\" vs the Hines order", r.get("paths_vs_hines_max_dv_mV"), dv_tol, "mV")
+        if "grad_branch0" in r:
+            g = r["grad_branch0"]
+            c.within(name, "d loss/d gnabar[0] relative to NEURON's finite difference",
+                     checks.scalar_rel_diff(g["jaxneuro"], g["neuron_fd"]), fd_tol)
+            if x64:
+                c.within(name, "gradient relative to Jaxley's", r.get("grad_jaxley_vs_jaxneuro_rel_err"), grad_tol)
+            c.within(name, "gradient with tree_solve=\"paths\" relative to the Hines order",
+                     r.get("paths_vs_hines_rel_diff"), grad_tol)
+            c.within(name, "gradient with grad_checkpoints=\"steps\" relative to \"saves\"",
+                     r.get("checkpoint_steps_grad_rel_diff"), grad_tol)
+            c.within(name, "float32 gradient relative to float64", r.get("f32_vs_f64_grad_rel_err"), F32_GRAD_REL)
+        if name.startswith("gpu_pop"):
+            allowed = int(GPU_POP_COUNT_FRACTION * r["compartments"])
+            for key, what in (("pallas_vs_xla_count_mismatch", "fused kernel vs XLA loop"),
+                              ("vs_neuron_spike_count_mismatch", "vs NEURON"),
+                              ("vs_jaxley_spike_count_mismatch", "vs Jaxley"),
+                              ("f32_vs_f64_spike_count_mismatch", "float32 vs float64")):
+                c.counts_equal(name, f"spike counts {what}", r.get(key), allowed, of=r["compartments"])
+            c.within(name, "spike-time difference fused kernel vs XLA loop", r.get("pallas_vs_xla_max_spike_dt_ms"),
+                     GPU_POP_SPIKE_DT_MS, "ms")
+    return c
 
 
 def add_speedups(r, time_key, prefix, sims):
@@ -209,11 +282,12 @@ def machine():
 def main(argv=None):
     # prog: "jaxneuro bench" when started by that command (default: this file's name).
     ap = argparse.ArgumentParser(prog=os.environ.get("JAXNEURO_BENCH_PROG"), description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="one timed run per simulator (about a minute on 2 cores, always under five)")
+    ap.add_argument("--quick", action="store_true", help="one timed run per simulator (1-3 minutes on 2 cores, under five)")
     ap.add_argument("--gpu", action="store_true", help="also the gpu_pop workloads (10k, 100k, 1M neurons)")
     ap.add_argument("--f32", action="store_true", help="jaxneuro and Jaxley in float32 (default: float64 on CPU)")
     ap.add_argument("--json", default=None, help="write results to this JSON file")
-    ap.add_argument("--only", nargs="*", default=None, help="run only these workloads, in this order")
+    ap.add_argument("--only", nargs="*", default=None, metavar="NAME",
+                    help="run only these workloads, in this order (gpu_pop* need --gpu)")
     ap.add_argument("--backend", default="auto", choices=("auto", "xla", "pallas", "sharded"),
                     help="jaxneuro's backend for the gpu_pop workloads (default auto: the fused kernel on a GPU)")
     ap.add_argument("--cores", type=int, default=None,
@@ -224,6 +298,23 @@ def main(argv=None):
     ap.add_argument("--_repeats", dest="repeats", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--_out", dest="out", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    names = ["hh1", "pop1k", "tree1k", "grad_tree1k"]
+    if args.gpu:
+        names += ["gpu_pop10k", "gpu_pop100k", "gpu_pop1m"]
+    if not args.only_sim:  # (the runner's own subprocesses are given checked options)
+        # Usage errors before anything runs: a bad --json path would otherwise be found
+        # only when the results are written, minutes later.
+        checks.check_output_path(ap, args.json)
+        if args.only is not None:
+            if not args.only:  # "--only $EMPTY" in a script must not become a full run
+                ap.error(f"--only expects one or more workload names (some of {names})")
+            gpu_only = [n for n in args.only if n not in names and n in W.WORKLOADS]
+            if gpu_only:
+                ap.error(f"--only {' '.join(gpu_only)}: the gpu_pop workloads run only with --gpu")
+            unknown = [n for n in args.only if n not in names]
+            if unknown:
+                ap.error(f"--only: unknown workload(s) {unknown} (expected some of {names})")
+            names = list(dict.fromkeys(args.only))  # in the order given
     if args.cores is not None:
         # Before jaxneuro and JAX start: XLA sizes its thread pool, and jaxneuro the
         # number of CPU devices, from the affinity mask; subprocesses (the
@@ -245,29 +336,15 @@ def main(argv=None):
     on_cpu = jax.default_backend() == "cpu"
     # Runs on an accelerator take milliseconds: five of them even with --quick.
     repeats = 1 if args.quick and on_cpu else 5
-    names = ["hh1", "pop1k", "tree1k", "grad_tree1k"]
-    if args.gpu:
-        names += ["gpu_pop10k", "gpu_pop100k", "gpu_pop1m"]
-    if args.only:
-        unknown = [n for n in args.only if n not in names]
-        if unknown:
-            ap.error(f"--only: unknown workload(s) {unknown} (expected some of {names})")
-        names = list(dict.fromkeys(args.only))  # in the order given
     have_jaxley = W.jaxley_available()
-    try:
-        import neuron  # noqa: F401
-
-        have_neuron = True
-    except ImportError:
-        have_neuron = False
+    have_neuron = checks.neuron_available()
     info = machine()
     info["precision"] = "float64" if x64 else "float32"
     print(f"# {info['cpu']} ({info['cores']} cores), jax {info['jax']} on {info['backend']}, "
           f"NEURON {info['neuron']}, Jaxley {info['jaxley'] or 'n/a'}, {info['precision']}", flush=True)
     missing = [name for name, have in (("NEURON", have_neuron), ("Jaxley", have_jaxley)) if not have]
     if missing:
-        print(f"# {' and '.join(missing)} not installed: their columns are n/a "
-              "(pip install -e \".[bench]\" adds them)", flush=True)
+        print(checks.missing_note(missing, "their columns are n/a"), flush=True)
     results = {}
     for name in names:
         w = W.WORKLOADS[name]
@@ -393,6 +470,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "workloads": results}, f, indent=1, default=float)
+    check_results(results, x64).finish()  # exits with status 1 on a wrong answer
     return results
 
 
@@ -400,10 +478,15 @@ def _f(x, fmt="{:.3g}"):
     return "n/a" if x is None else fmt.format(x)
 
 
+def _counts(cmp):
+    """Neurons whose spike counts differ, and jaxneuro's spikes: "0 (79)"."""
+    return "n/a" if not cmp else f"{cmp['spike_count_mismatch']} ({cmp['spikes']})"
+
+
 def table(results):
     head = ("| workload | steps | comps | jaxneuro s | compile s | NEURON s | Jaxley s | Jaxley compile s "
             "| × NEURON | × Jaxley | × Jaxley, XLA defaults | max abs ΔV vs NEURON (mV) | spike Δt vs NEURON (ms) | Jaxley ΔV vs NEURON (mV) "
-            "| f32 vs f64 ΔV (mV) |")
+            "| spike counts differing vs NEURON (spikes) | f32 vs f64 ΔV (mV) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in results.items():
         vs = r.get("vs_neuron") or {}
@@ -415,7 +498,7 @@ def table(results):
             f"| {_f(r.get('speedup_vs_neuron'), '{:.2f}')} | {_f(r.get('speedup_vs_jaxley'), '{:.2f}')} "
             f"| {_f(r.get('speedup_vs_jaxley_xla_default_loops'), '{:.2f}')} "
             f"| {_f(vs.get('max_dv_mV'))} | {_f(vs.get('max_spike_dt_ms'))} | {_f(jv.get('max_dv_mV'))} "
-            f"| {_f(f32.get('max_dv_mV'))} |"
+            f"| {_counts(vs)} | {_f(f32.get('max_dv_mV'))} |"
         )
     extra = []
     if "grad_tree1k" in results:

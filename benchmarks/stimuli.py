@@ -10,7 +10,9 @@ and one ``StepCurrent`` with an amplitude per targeted neuron (``target=`` their
 indices). NEURON runs one IClamp per driven cell. Each is timed in the same process:
 jaxneuro's first eager ``simulate`` call (compiling) and the median of later calls;
 NEURON's run after a warm-up. The voltages of all three are compared, so a fast wrong
-answer is caught. ``--quick``: 200 neurons, 80 stimuli, 20 ms.
+answer is caught: after the results and JSON, a run whose voltages differ beyond the
+tolerances below exits with status 1 (benchmarks/checks.py). ``--quick``: 200 neurons,
+80 stimuli, 20 ms.
 """
 
 from __future__ import annotations
@@ -24,9 +26,18 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checks  # noqa: E402
 import workloads as W  # noqa: E402
 
 DT, SAVE, V0, DELAY = 0.025, 0.25, -65.0, 1.0
+
+# Tolerances (float64, check_result); beyond either, the run exits with status 1.
+# The two forms of jaxneuro add the same currents: identical voltages so far (max |ΔV|
+# 0), at most rounding if the order of additions changes.
+FORMS_DV_MV = 1e-9
+# jaxneuro against NEURON's IClamps: 3.6e-10 mV (results_cpu_stimuli.json); a wrong
+# answer (a stimulus on the wrong neuron, a spike a step off) moves voltages by mV.
+NEURON_DV_MV = 1e-5
 
 
 def amplitudes(k: int) -> np.ndarray:
@@ -79,6 +90,16 @@ def neuron_run(n, k, t1):
     return seconds, np.stack([np.asarray(r) for r in recs], axis=-1)
 
 
+def check_result(out: dict) -> checks.Checks:
+    """The voltage comparisons in ``out`` (as :func:`main` builds it) against the
+    tolerances above; NEURON's is skipped when it did not run."""
+    c = checks.Checks()
+    what = f"{out['n']} HH neurons, {out['stimuli']} stimuli"
+    c.within(what, "max |ΔV| separate stimuli vs one", out["separate_vs_one_max_dv_mV"], FORMS_DV_MV, "mV")
+    c.within(what, "max |ΔV| one stimulus vs NEURON", out.get("one_vs_neuron_max_dv_mV"), NEURON_DV_MV, "mV")
+    return c
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1000, help="neurons")
@@ -93,6 +114,7 @@ def main(argv=None):
         ap.error(f"--stimuli expects 1 <= stimuli <= n, got stimuli={args.stimuli}, n={args.n}")
     if not args.t1 > 0:
         ap.error(f"--t1 expects a positive duration (ms), got {args.t1}")
+    checks.check_output_path(ap, args.json)
 
     import jax
 
@@ -107,11 +129,10 @@ def main(argv=None):
         "separate_over_one": many_s / one_s,
         "separate_vs_one_max_dv_mV": float(np.max(np.abs(v_many - v_one))),
     }
-    try:
-        neuron_s, v_neuron = neuron_run(n, k, t1)
-    except ImportError:
-        print("NEURON is not installed (pip install -e '.[bench]'): jaxneuro's two forms only")
+    if not checks.neuron_available():
+        print(checks.missing_note(["NEURON"], "jaxneuro's two forms only"))
     else:
+        neuron_s, v_neuron = neuron_run(n, k, t1)
         out.update(neuron_s=neuron_s, neuron_over_one=neuron_s / one_s, neuron_over_separate=neuron_s / many_s,
                    # (over the samples both have: NEURON may stop a record short of t1)
                    one_vs_neuron_max_dv_mV=float(np.max(np.abs(v_one[:len(v_neuron)] - v_neuron[:len(v_one)]))))
@@ -120,6 +141,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
+    check_result(out).finish()  # exits with status 1 on a wrong answer
+    return out
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ included), a compiled run of ``--t1`` ms, the gradient of the soma's mean voltag
 with respect to every parameter and with respect to three (``gradient3``: the soma's
 ``gnabar`` and ``gkbar``, the first neurite's ``Ra``), first call and compiled run.
 NEURON runs the same file (Import3d, ``usetable_hh = 0``) for the forward time and the
-largest voltage difference.
+largest voltage difference at the soma; beyond the tolerance below the run exits with
+status 1 after its table and JSON (benchmarks/checks.py). Without NEURON, jaxneuro's
+rows alone.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import checks  # noqa: E402
+
+# The soma's voltage against NEURON's on the same file (float64): 6e-8 mV at the default
+# size (results_cpu_swc.json), 3e-7 mV at 5 branches; a wrong geometry or solve moves mV.
+NEURON_DV_MV = 1e-5
 
 
 # The few parameters of the "gradient3" rows: the soma's gnabar and gkbar, the first
@@ -51,10 +58,18 @@ def write_swc(path, branches, seed=1):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--branches", type=int, default=300)
-    ap.add_argument("--t1", type=float, default=100.0)
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--branches", type=int, default=300,
+                    help="neurites drawn (3-14 points each), each leaving the soma or a point of an earlier one; "
+                         "one leaving mid-neurite splits that section, so there are more sections than neurites "
+                         "(default 300: about 540 sections)")
+    ap.add_argument("--t1", type=float, default=100.0, help="ms simulated (default 100)")
+    ap.add_argument("--json", default=None, help="write the results to this JSON file")
     args = ap.parse_args(argv)
+    if args.branches < 1:  # the gradient3 rows take the first neurite's Ra
+        ap.error(f"--branches expects a positive number of neurites, got {args.branches}")
+    if not args.t1 > 0:
+        ap.error(f"--t1 expects a positive time in ms, got {args.t1}")
+    checks.check_output_path(ap, args.json)
 
     import jax
     import jaxneuro as jn  # before JAX first uses the CPU
@@ -99,11 +114,11 @@ def main(argv=None):
                            gradient3_first_call_s=few_first, gradient3_s=few_run, v=np.asarray(forward(cell)))
 
     result = dict(points=n_points, sections=len(cell3d.sections), segments=cell3d.n_segments, t1_ms=args.t1)
-    try:
+    if not checks.neuron_available():
+        print(checks.missing_note(["NEURON"], "no NEURON run or voltage comparison"), flush=True)
+    else:
         from neuron import h
-    except ImportError:
-        h = None
-    if h is not None:
+
         h.load_file("stdrun.hoc")
         h.load_file("import3d.hoc")
         h.usetable_hh = 0
@@ -146,6 +161,10 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
+    c = checks.Checks()
+    c.within(f"SWC cell of {args.branches} neurites", "max |ΔV| at the soma vs NEURON",
+             result.get("max_dv_vs_neuron_mV"), NEURON_DV_MV, "mV")
+    c.finish()  # exits with status 1 on a wrong answer
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ def main(argv=None) -> int:
         # Bad paths are reported before the scenarios run, and before any folder is made.
         if args.out.exists() and not args.out.is_dir():
             tour.error(f"--out {args.out}: exists and is not a folder")
+        if args.json is not None and args.json.is_dir():
+            tour.error(f"--json {args.json}: is a folder; give the path of a file to write")
         json_folder = args.json.parent if args.json is not None else None
         # The tour makes --out (with its parents) before it writes the JSON.
         made = [args.out, *args.out.parents]
