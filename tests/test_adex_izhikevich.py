@@ -88,6 +88,23 @@ def naud_runs():
     return {name: (finite(trace.spikes[i]), finite(ref[i])) for i, name in enumerate(NAUD)}
 
 
+
+def test_a_sharp_adex_upswing_stays_finite_in_float32():
+    # Delta_T = 0.2: the upswing coordinate exp(-(V - V_T)/Delta_T) overflowed float32
+    # 17.6 mV below V_T, the quadrature's weights underflowed to 0 and w turned NaN at
+    # 1.1 ms (no spike ever). Its spike times are float64's.
+    def spikes(x64):
+        with jax.enable_x64(x64):
+            tr = jn.simulate(jn.AdEx(Delta_T=0.2), 40.0, dt=0.1, stimuli=[jn.StepCurrent(0.8, 0.0, 1e9)])
+            assert np.all(np.isfinite(np.asarray(tr.v)))
+            s = np.asarray(tr.spikes, dtype=float).ravel()
+            return s[np.isfinite(s)]
+
+    want = spikes(True)
+    np.testing.assert_allclose(want, [14.431, 33.434], atol=2e-3)
+    np.testing.assert_allclose(spikes(False), want, atol=2e-3)
+
+
 def test_naud_spike_trains_match_fine_reference(naud_runs):
     for name, (spikes, ref) in naud_runs.items():
         assert len(spikes) == len(ref), name

@@ -118,31 +118,41 @@ class AdEx(AbstractSpikingNeuron):
 
     def upswing_crossing(self, v_start, gates, a, b, v_th, drift):
         """The time to ``V_peak`` with ``w`` and the input frozen over the step,
-        integrated in ``y = -exp(-(V - V_T)/Delta_T)``, which moves almost linearly in
+        integrated in ``y = -exp(-(V - v_start)/Delta_T)``, which moves almost linearly in
         time on the exponential upswing. The frozen flow is convex in ``V``, smallest
         where its slope vanishes: at ``V_T`` for an injected current (the rheobase
         condition), higher under a clamp (slope ``-1/(rs·C)``)."""
         def lowest(slope):
             return self.V_T + self.Delta_T * jnp.log(jnp.maximum(1.0 - slope * self.C / self.gL, 1e-30))
 
+        forward, inverse = self.upswing_coordinate(v_start)
+        # exp((v_start - V_T)/Delta_T); v_start above V_peak has crossed already.
+        at_start = jnp.exp(jnp.minimum(v_start - self.V_T, self.V_peak - self.V_T) / self.Delta_T)
+
         def node(y):
-            # On the nodes V <= V_peak, so the exponential is unguarded and equals -1/y,
-            # and dy/dV = -y/Delta_T: one logarithm per node, not a log and two exps.
-            v = self._upswing_v(y)
-            i_membrane = self.leak_current(v) + self.gL * self.Delta_T / y + gates["w"]
+            # On the nodes V <= V_peak, so the exponential is unguarded and equals
+            # -at_start/y, and dy/dV = -y/Delta_T: one logarithm per node, not a log
+            # and two exps.
+            v = inverse(y)
+            i_membrane = self.leak_current(v) + self.gL * self.Delta_T * at_start / y + gates["w"]
             return v, -y / self.Delta_T, i_membrane
 
-        return self._frozen_crossing_time(v_start, gates, a, b, v_th, self._upswing_y, self._upswing_v,
-                                          drift, lowest=lowest, node=node)
+        return self._frozen_crossing_time(v_start, gates, a, b, v_th, forward, inverse, drift, lowest=lowest,
+                                          node=node)
 
-    def upswing_coordinate(self):
-        return self._upswing_y, self._upswing_v
+    def upswing_coordinate(self, v_ref):
+        """``y = -exp(-(V - v_ref)/Delta_T)`` and its inverse, ``v_ref`` the step's
+        start: referred to ``V_T``, ``y`` and ``dy/dV`` overflowed in float32 below
+        threshold for a small ``Delta_T`` (``exp(88)`` at 17.6 mV below ``V_T`` with
+        ``Delta_T = 0.2``), and the quadrature's weights underflowed to 0: NaN. The
+        quadrature and the interpolation in ``y`` are the same in any such scale."""
+        def forward(v):
+            return -jnp.exp(-(v - v_ref) / self.Delta_T)
 
-    def _upswing_y(self, v):
-        return -jnp.exp(-(v - self.V_T) / self.Delta_T)
+        def inverse(y):
+            return v_ref - self.Delta_T * jnp.log(-y)
 
-    def _upswing_v(self, y):
-        return self.V_T - self.Delta_T * jnp.log(-y)
+        return forward, inverse
 
     def flow_after_reset(self, y0, gates, a, b):
         return self._flow_at_reset(y0, gates, a, b)

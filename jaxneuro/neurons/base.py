@@ -380,7 +380,7 @@ class AbstractSpikingNeuron(AbstractModel):
         (:meth:`upswing_coordinate`, nearly linear in time there) and weighed in from
         ``s_up`` = 2 steps (weight 0) to 1 step (weight 1), where it is ``v_th``, so
         spike times are continuous in the parameters."""
-        coordinate = self.upswing_coordinate()
+        coordinate = self.upswing_coordinate(v_start)
         if coordinate is None:
             return v_free
         forward, inverse = coordinate
@@ -390,10 +390,11 @@ class AbstractSpikingNeuron(AbstractModel):
         v_est = inverse(y_start + (y_th - y_start) * jnp.clip(elapsed / s_safe, 0.0, 1.0))
         return jnp.where(taken, v_free + weight * jnp.maximum(v_est - v_free, 0.0), v_free)
 
-    def upswing_coordinate(self):
+    def upswing_coordinate(self, v_ref):
         """``(coordinate, inverse)``: functions of the voltage in which the upswing of
-        :meth:`upswing_crossing` moves nearly linearly in time, or None (default,
-        with no upswing estimate)."""
+        :meth:`upswing_crossing` moves nearly linearly in time (its scale may depend on
+        ``v_ref``, the step's start voltage, mV), or None (default, with no upswing
+        estimate)."""
         return None
 
     def _gates_after_spike(self, t1, y1: State, crossed, after, v_reset) -> dict:

@@ -155,7 +155,7 @@ class Izhikevich(AbstractSpikingNeuron):
 
         return self._frozen_crossing_time(v_start, gates, a, b, v_th, lambda v: v, lambda v: v, drift, lowest=lowest)
 
-    def upswing_coordinate(self):
+    def upswing_coordinate(self, v_ref):
         # The quadratic upswing: the voltage itself (as its quadrature takes it).
         return (lambda v: v), (lambda v: v)
 
