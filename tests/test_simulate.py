@@ -740,6 +740,20 @@ def test_a_diverged_run_is_reported():
     # The default (implicit) solver is stable there.
     assert np.isfinite(float(jn.simulate(stiff, 5.0, stimuli=[jn.StepCurrent(0.1, 1.0, 2.0)]).v[-1]))
 
+    # Where it does go non-finite, the step is not to blame (it said "too long for
+    # StaggeredEuler ... use the default solver", which it was): the arithmetic is.
+    class Undefined(jn.channels.AbstractChannel):
+        name: str = eqx.field(default="und", static=True, kw_only=True)
+
+        def current(self, v, gates):
+            return 1e-4 * jnp.log(v + 62.0)  # NaN below -62 mV
+
+    undefined = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.Leak(), Undefined()])
+    with pytest.warns(RuntimeWarning, match=r"run went non-finite .* with StaggeredEuler, whose implicit voltage "
+                                            r"update is stable at any step: the model's arithmetic gave inf or NaN"):
+        tr = jn.simulate(undefined, 20.0, v0=-60.0)
+    assert not np.isfinite(float(tr.v[-1]))
+
 
 def test_record_places_that_read_two_ways_are_refused():
     # As a stimulus's target: a bare 1 on a cable is x = 1 or segment 1, a pair of

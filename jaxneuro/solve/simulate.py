@@ -585,6 +585,13 @@ def _warn_if_diverged(v_final, solver, dt, diagnose=lambda: "", recorded=(None, 
         cause = diagnose()
         if cause:
             message = f"simulate: the run diverged ({int(np.sum(bad))} compartment(s) end with non-finite voltages).{cause}"
+        elif isinstance(solver, StaggeredEuler):  # implicit: no step is too long for it
+            message = (
+                f"simulate: the run went non-finite ({int(np.sum(bad))} compartment(s) end with non-finite "
+                f"voltages) with {type(solver).__name__}, whose implicit voltage update is stable at any step: "
+                "the model's arithmetic gave inf or NaN (an overflow: in float32 an exponential past exp(88), "
+                "try float64, jax.config.update('jax_enable_x64', True); or a function outside its domain), or "
+                "a parameter is out of range; record the voltage to see where it happened")
         else:
             message = (
                 f"simulate: the run diverged ({int(np.sum(bad))} compartment(s) end with non-finite voltages): "
