@@ -40,12 +40,14 @@ _ON_NONFINITE = ("stop", "skip", "raise")
                    meta_fields=["what", "names"])
 @dataclasses.dataclass(frozen=True)
 class NonFiniteEvent:
-    """A step whose loss or gradient was not finite; its update was not applied.
+    """A step whose loss, gradient or update was not finite; its update was not applied.
 
     ``step``: the step (0-based; ``steps`` itself for the loss after the last update,
     where no update follows); ``start``: the start index (``None`` for a single
-    fit); ``what``: ``"loss"`` or ``"gradient"``; ``names``: the parameters concerned
-    (for a non-finite loss, all of them); ``values``: their values at that step.
+    fit); ``what``: ``"loss"``, ``"gradient"`` or ``"update"`` (finite loss and
+    gradient, but the optimizer's step led to non-finite parameters, e.g. an overflow
+    from a huge learning rate); ``names``: the parameters concerned (for a non-finite
+    loss, all of them); ``values``: their values at that step (before the update).
     """
 
     step: int
@@ -59,6 +61,9 @@ class NonFiniteEvent:
         vals = ", ".join(f"{k}={_fmt(v)}" for k, v in self.values.items())
         if self.what == "loss":
             return f"step {self.step}{where}: non-finite loss at {vals}"
+        if self.what == "update":
+            return (f"step {self.step}{where}: the optimizer's update made {', '.join(self.names)} non-finite "
+                    f"(loss and gradient were finite) from {vals}; lower the learning rate")
         return f"step {self.step}{where}: non-finite gradient with respect to {', '.join(self.names)} at {vals}"
 
     def as_dict(self):
@@ -239,8 +244,9 @@ def fit(
     :class:`Bounded` limits, log-uniformly within a factor 3 of the model's value for
     :class:`Positive`, ``±50 %`` for :class:`Identity`).
 
-    ``on_nonfinite``: what to do when a step's loss or gradient is NaN or infinite —
-    which is never applied to the parameters: ``"stop"`` (default) ends the fit there
+    ``on_nonfinite``: what to do when a step's loss or gradient is NaN or infinite, or
+    its update would make a parameter so (an overflowing step) — which is never
+    applied to the parameters: ``"stop"`` (default) ends the fit there
     with a warning (with several starts it stops only that start: its parameters and
     optimiser state stay as they are, it reports nothing more, the other starts go on,
     and the fit ends early only when every start has stopped), ``"skip"`` leaves that
@@ -334,11 +340,15 @@ def fit(
         new_u = optax.apply_updates(u, updates)
         grad_ok = jnp.stack([jnp.all(jnp.isfinite(g)) for g in grad])
         grad_nonzero = jnp.stack([jnp.any(g != 0) for g in grad])
-        ok = jnp.isfinite(value) & jnp.all(grad_ok) & active  # a stopped start stays where it is
+        # A finite gradient can still overflow in the update (or in forward: exp of a
+        # large u), so the new values are checked as well, in both spaces.
+        update_ok = jnp.stack([jnp.all(jnp.isfinite(nu)) & jnp.all(jnp.isfinite(nx))
+                               for nu, nx in zip(new_u, forward(new_u))])
+        ok = jnp.isfinite(value) & jnp.all(grad_ok) & jnp.all(update_ok) & active  # a stopped start stays where it is
         keep = lambda new, old: jnp.where(ok, new, old)
         new_u = jax.tree.map(keep, new_u, u)
         new_state = jax.tree.map(keep, new_state, opt_state)
-        return new_u, new_state, value, grad_ok, grad_nonzero, forward(u)
+        return new_u, new_state, value, grad_ok, update_ok, grad_nonzero, forward(u)
 
     def evaluate(u, model):
         return loss_u(u, model), forward(u)
@@ -391,15 +401,16 @@ def fit(
     try:
         for step in range(start_step, steps):
             active = jnp.asarray(True if n_starts is None else [i not in halted for i in range(n_starts)])
-            new_u, new_state, value, grad_ok, nonzero, x = one_step(u, opt_state, model, active)
+            new_u, new_state, value, grad_ok, update_ok, nonzero, x = one_step(u, opt_state, model, active)
             moved |= np.any(np.asarray(nonzero).reshape(-1, len(names)), axis=0)
             value = np.asarray(value)
             grad_ok = np.asarray(grad_ok)
+            update_ok = np.asarray(update_ok)
             x = [np.asarray(xi) for xi in x]
             losses.append(value)
             for n, xi in zip(names, x):
                 hist[n].append(xi)
-            new_events = [e for e in _nonfinite_events(step, value, grad_ok, names, x, n_starts)
+            new_events = [e for e in _nonfinite_events(step, value, grad_ok, names, x, n_starts, update_ok)
                           if e.start not in halted]
             if new_events:
                 events += new_events
@@ -680,18 +691,24 @@ def _describe(tf) -> dict:
     return out
 
 
-def _nonfinite_events(step, value, grad_ok, names, x, n_starts):
+def _nonfinite_events(step, value, grad_ok, names, x, n_starts, update_ok=None):
+    """The events of one step, per start: the first of a non-finite loss, gradient or
+    (``update_ok``, per parameter; ``None`` where no update follows) update."""
     starts = [None] if n_starts is None else range(n_starts)
     out = []
     for i in starts:
         val = value if i is None else value[i]
         ok = grad_ok if i is None else grad_ok[i]
+        upd = None if update_ok is None else (update_ok if i is None else update_ok[i])
         values = {n: (xi if i is None else xi[i]) for n, xi in zip(names, x)}
         if not np.isfinite(val):
             out.append(NonFiniteEvent(step, i, "loss", names, values))
         elif not np.all(ok):
             bad = tuple(n for n, g in zip(names, ok) if not g)
             out.append(NonFiniteEvent(step, i, "gradient", bad, values))
+        elif upd is not None and not np.all(upd):
+            bad = tuple(n for n, g in zip(names, upd) if not g)
+            out.append(NonFiniteEvent(step, i, "update", bad, values))
     return out
 
 

@@ -240,10 +240,26 @@ def _nan_where_nan(loss, a, b):
 
 
 def _kernel_sum(a, b, tau):
+    """``Σᵢⱼ e^{-|aᵢ-bⱼ|/τ}`` per neuron; ``tau``: one for all or one per neuron (its
+    axes are the neuron axes, so it gets the two spike axes appended)."""
     va, vb = jnp.isfinite(a), jnp.isfinite(b)
     d = jnp.where(va, a, 0.0)[..., :, None] - jnp.where(vb, b, 0.0)[..., None, :]
     both = va[..., :, None] & vb[..., None, :]
-    return jnp.sum(jnp.where(both, jnp.exp(-jnp.abs(d) / tau), 0.0), axis=(-2, -1))
+    return jnp.sum(jnp.where(both, jnp.exp(-jnp.abs(d) / tau[..., None, None]), 0.0), axis=(-2, -1))
+
+
+def _check_per_neuron(x, per_neuron, fn, name, what):
+    """ValueError (naming ``fn`` and ``name``) unless ``x`` is one value for all neurons
+    or one per neuron (shape ``per_neuron``, the spike array's shape without its spike
+    axis): a larger shape would be aligned with the spike axis, or enlarge the result."""
+    try:
+        ok = np.prod(np.broadcast_shapes(np.shape(x), tuple(per_neuron))) == np.prod(per_neuron)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{fn}: {name} expects {what} for all neurons or one per neuron (shape "
+                         f"{tuple(per_neuron)}), got shape {tuple(np.shape(x))}; give a scalar or one value per "
+                         "spike train")
 
 
 def van_rossum(spikes, target, tau):
@@ -252,25 +268,52 @@ def van_rossum(spikes, target, tau):
     Each train is filtered with ``exp(-t/tau)`` (``tau`` in ms) and
     ``D² = (1/tau) ∫ (f - g)² dt``, computed in closed form from the spike times:
     ``½ (Σᵢⱼ e^{-|tᵢ-tⱼ|/τ} + Σᵢⱼ e^{-|sᵢ-sⱼ|/τ} - 2 Σᵢⱼ e^{-|tᵢ-sⱼ|/τ})``. Trains may
-    differ in count; padding (``inf``) is masked before any arithmetic. Mean over
-    neurons.
+    differ in count; padding (``inf``) is masked before any arithmetic. ``tau``: one for
+    all neurons or one per neuron (shape ``spikes.shape[:-1]``). Mean over neurons.
     """
     tau = units.to_base(tau, "tau", units.ms)
     if units.is_concrete(tau) and not np.all((np.asarray(tau) > 0) & np.isfinite(np.asarray(tau))):
         raise ValueError(f"van_rossum: tau expects a positive, finite time constant in ms, got {tau}")
     a, b = _pair(spikes, target, "van_rossum")
+    tau = jnp.asarray(tau)
+    _check_per_neuron(tau, a.shape[:-1], "van_rossum", "tau", "one time constant (ms)")
     d2 = 0.5 * (_kernel_sum(a, a, tau) + _kernel_sum(b, b, tau) - 2.0 * _kernel_sum(a, b, tau))
     return _nan_where_nan(jnp.mean(d2), a, b)
 
 
+def _check_window(start, stop, fn):
+    """ValueError (naming ``fn``) unless ``stop > start`` (ms) everywhere, for times
+    that hold values (traced ones cannot be checked: a rate over a reversed window is
+    then negative or NaN). Shapes that do not broadcast are left to the shape check."""
+    if not (units.is_concrete(start) and units.is_concrete(stop)):
+        return
+    try:
+        ok = bool(np.all(np.asarray(stop, dtype=float) > np.asarray(start, dtype=float)))
+    except (TypeError, ValueError):
+        return
+    if not ok:
+        show = lambda x: repr(x) if isinstance(x, (int, float)) else np.array2string(np.asarray(x), precision=6)
+        raise ValueError(f"{fn} expects stop > start (ms), got start={show(start)}, stop={show(stop)}; give a "
+                         "window [start, stop) that ends after it begins")
+
+
 def spike_rate(spikes, start, stop):
-    """Firing rate in Hz from the spikes with ``start <= t < stop`` (ms), smooth in
-    the spike times: ``(n - 1) / (t_last - t_first)`` (the inverse mean inter-spike
-    interval) where ``n >= 2``, else ``n / (stop - start)`` (no gradient). Shape:
-    one rate per neuron."""
+    """Firing rate in Hz from the spikes with ``start <= t < stop`` (ms; one for all
+    neurons or one per neuron, with ``stop > start``), smooth in the spike times:
+    ``(n - 1) / (t_last - t_first)`` (the inverse mean inter-spike interval) where
+    ``n >= 2``, else ``n / (stop - start)`` (no gradient). Shape: one rate per neuron."""
+    return _spike_rate(spikes, start, stop, "spike_rate")
+
+
+def _spike_rate(spikes, start, stop, fn):
     start, stop = _plain(start, "start", units.ms), _plain(stop, "stop", units.ms)
-    s = _complete_trains(spikes, "spike_rate", "spikes")
-    inside = jnp.isfinite(s) & (s >= start) & (s < stop)
+    _check_window(start, stop, fn)
+    s = _complete_trains(spikes, fn, "spikes")
+    start, stop = jnp.asarray(start), jnp.asarray(stop)
+    for name, x in (("start", start), ("stop", stop)):
+        _check_per_neuron(x, s.shape[:-1], fn, name, "one time (ms)")
+    # start/stop are per neuron: their axes are the neuron axes, not the spike axis.
+    inside = jnp.isfinite(s) & (s >= start[..., None]) & (s < stop[..., None])
     n = jnp.sum(inside, axis=-1)
     first = jnp.min(jnp.where(inside, s, _FAR), axis=-1)
     last = jnp.max(jnp.where(inside, s, -_FAR), axis=-1)
@@ -285,9 +328,9 @@ def firing_rate(source, target, start=None, stop=None, *, method="isi"):
     """Squared relative error of firing rates (Hz) against ``target`` (Hz, one per
     neuron or one for all).
 
-    ``source``: a Trace with spike events (``start``/``stop`` in ms default to its
-    time range), or spike times padded with ``inf`` (then give ``start`` and
-    ``stop``). ``method``:
+    ``source``: a Trace with spike events (``start``/``stop`` in ms, ``stop > start``,
+    one for all neurons or one per neuron, default to its time range), or spike times
+    padded with ``inf`` (then give ``start`` and ``stop``). ``method``:
 
     - ``"isi"`` (default): :func:`spike_rate` in ``[start, stop)``, differentiable
       through the spike times, which a spiking neuron's in-step crossings (and the
@@ -302,8 +345,8 @@ def firing_rate(source, target, start=None, stop=None, *, method="isi"):
     _check_values(target, "firing_rate")  # before to_base: under jit that is a tracer
     target = units.to_base(target, "target", units.Hz)
     start, stop = _plain(start, "start", units.ms), _plain(stop, "stop", units.ms)
-    if isinstance(start, (int, float)) and isinstance(stop, (int, float)) and not stop > start:
-        raise ValueError(f"firing_rate expects stop > start (ms), got start={start!r}, stop={stop!r}")
+    if start is not None and stop is not None:
+        _check_window(start, stop, "firing_rate")
     if method not in ("isi", "count"):
         raise ValueError(f"firing_rate: method expects 'isi' or 'count', got {method!r}")
     if isinstance(source, Trace):
@@ -337,7 +380,7 @@ def firing_rate(source, target, start=None, stop=None, *, method="isi"):
     elif start is None or stop is None:
         raise ValueError("firing_rate: give start and stop (ms) with spike times")
     if method == "isi":
-        rate = spike_rate(source, start, stop)
+        rate = _spike_rate(source, start, stop, "firing_rate")
     else:
         rate = analysis.firing_rate(_as_spikes(source, "firing_rate"), start, stop)
     return _relative_error(rate, target, "firing_rate")
@@ -395,8 +438,10 @@ def summary_statistics(trace: Trace, *, window=None, rest_window=None, threshold
                        capacity: int | None = None) -> dict:
     """Summary statistics of a recorded voltage, per compartment or neuron:
 
-    ``mean_v``, ``std_v``, ``min_v``, ``max_v`` (mV, over ``window``, default the whole
-    trace); ``rest_v``: the mean over ``rest_window`` (default: the first sample);
+    ``mean_v``, ``std_v``, ``min_v``, ``max_v`` (mV, over ``window``: one ``(start,
+    stop)`` pair in ms, default the whole trace; for several windows, compute the
+    statistics per window); ``rest_v``: the mean over ``rest_window`` (``(start, stop)``
+    or a list of them; default: the first sample);
     ``spike_count``: spikes in ``window`` (the trace's events, or upward crossings of
     ``threshold`` mV, default 0; the first ``capacity`` per neuron, as
     :func:`jaxneuro.spike_times` takes them; a count, so no gradient); ``rate``: :func:`spike_rate` (Hz)
@@ -406,6 +451,10 @@ def summary_statistics(trace: Trace, *, window=None, rest_window=None, threshold
     v = getattr(trace, variable)
     t = trace.t
     window = _plain(window, "window", units.ms)
+    if window is not None and (np.ndim(window) != 1 or len(window) != 2):
+        # A rate over several windows would take the gap between them for an interval.
+        raise ValueError(f"summary_statistics: window expects one (start, stop) pair in ms, got {window!r}; for "
+                         "several windows compute the statistics per window (voltage takes windows=[...])")
     mask = _window_mask(t, window, "window").reshape((-1,) + (1,) * (v.ndim - 1))
     n = jnp.sum(mask, axis=0)
     mean = jnp.sum(jnp.where(mask, v, 0.0), axis=0) / n
@@ -425,7 +474,7 @@ def summary_statistics(trace: Trace, *, window=None, rest_window=None, threshold
         "max_v": jnp.max(jnp.where(mask, v, -jnp.inf), axis=0),
         "rest_v": rest,
         "spike_count": jnp.sum(inside, axis=-1),
-        "rate": spike_rate(spikes, start, stop),
+        "rate": _spike_rate(spikes, start, stop, "summary_statistics"),
     }
 
 

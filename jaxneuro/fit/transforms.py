@@ -140,7 +140,9 @@ class Bounded(AbstractTransform):
                 )
         p = (x - self.lo) / (self.hi - self.lo)
         eps = jnp.finfo(jnp.result_type(p, float)).eps
-        p = jnp.clip(p, eps, 1.0 - eps)
+        # Only a value on a bound (in this dtype: p rounded to 0 or 1) is moved, by a
+        # rounding step; any p strictly inside has a finite logit, however close to 0.
+        p = jnp.where(p <= 0.0, eps, jnp.where(p >= 1.0, 1.0 - eps, p))
         return jnp.log(p) - jnp.log1p(-p)
 
     def sample(self, key, x0, shape):
