@@ -110,6 +110,17 @@ def test_spike_times_under_a_varying_input_converge_at_second_order():
     assert errors[0] / errors[1] > 10.0  # 16 at second order over two halvings of dt
 
 
+def test_a_start_above_threshold_spikes_at_once():
+    # v0 = -50 (V_th -55) spiked at t0, v0 = -54.99 without input did not: it decayed
+    # below threshold by the first step's end, and the spike needed the end above.
+    for model, v0 in ((jn.LIF(), -50.0), (jn.LIF(), -54.99), (jn.AdEx(), 10.0), (jn.Izhikevich(), 40.0)):
+        for dt in (0.1, 1.0):
+            spikes = np.asarray(jn.simulate(model, 5.0, dt=dt, v0=v0).spikes).ravel()
+            np.testing.assert_array_equal(spikes[np.isfinite(spikes)], [0.0])
+    # Just below threshold, no input: no spike.
+    assert np.all(np.isinf(np.asarray(jn.simulate(jn.LIF(), 5.0, v0=-55.01).spikes)))
+
+
 def test_spike_buffer_shapes_padding_and_overflow():
     pop = jn.LIF(n=3, gL=jnp.array([0.05, 0.1, 0.2]), spike_capacity=4)
     with pytest.warns(RuntimeWarning, match=r"overflow.*Raise LIF\(spike_capacity=\.\.\.\)"):

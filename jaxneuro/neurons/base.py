@@ -309,7 +309,10 @@ class AbstractSpikingNeuron(AbstractModel):
         v_free = jnp.where(ends_mid, v_resumed, y1.v)
         v_free = jnp.where(held, v_reset, v_free)
 
-        crossed = ~held & (v_free >= v_th)
+        # A start at or above threshold (v0 given so) spikes there, wherever the step
+        # ends (one at -54.99 mV decaying below -55 by the step's end did not).
+        above = v_start >= v_th
+        crossed = ~held & ((v_free >= v_th) | above)
         s = linear_crossing_time(v_start, a, b, v_th)
         elapsed = t1 - t_start
 
@@ -321,10 +324,10 @@ class AbstractSpikingNeuron(AbstractModel):
         if up is not None:
             s_up, drift_up = up
             s = jnp.minimum(s, s_up)
-            crossed = ~held & ((v_free >= v_th) | (s <= elapsed))
+            crossed = ~held & ((v_free >= v_th) | (s <= elapsed) | above)
             weight = self._upswing_weight(s_up, elapsed)
             v_free = jnp.where(held, v_free, self._towards_upswing(v_free, v_start, v_th, s_up, elapsed, weight))
-        s = jnp.where(v_start >= v_th, 0.0, s)
+        s = jnp.where(above, 0.0, s)
         t_spike = t_start + jnp.clip(s, 0.0, elapsed)
         new_ref_end = jnp.where(crossed, t_spike + t_ref, ref_end)
         rest = jnp.where(crossed & (new_ref_end < t1), t1 - new_ref_end, 0.0)
