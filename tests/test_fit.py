@@ -183,6 +183,11 @@ def test_n_starts_sampled_with_a_key_lie_within_bounds():
     np.testing.assert_array_equal(seeded.param_history["gL"][0], keyed.param_history["gL"][0])
     with pytest.raises(ValueError, match=r"fit: key expects an integer or one JAX PRNG key"):
         jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, n_starts=2, key=jax.random.split(jax.random.key(0)))
+    # A key that samples nothing was silently unused.
+    with pytest.raises(ValueError, match="key samples the starts of n_starts= without init=; init gives the starts"):
+        jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, init=[0.015, 0.025], key=1, steps=1)
+    with pytest.raises(ValueError, match="give n_starts= too"):
+        jn.fit(rin_loss, seed000_neuron(), params=lambda m: m.gL, key=1, steps=1)
 
 
 # --- transforms ---------------------------------------------------------------------

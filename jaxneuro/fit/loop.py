@@ -596,6 +596,13 @@ def _initial_values(sel, tfs, x_model, n_starts, init, key):
     names = sel.names
     if n_starts is not None and (isinstance(n_starts, bool) or not isinstance(n_starts, int) or n_starts < 1):
         raise ValueError(f"n_starts expects a positive integer, got {n_starts!r}")
+    if key is not None and (init is not None or n_starts is None):
+        # It was silently unused: a user changing the seed saw nothing change.
+        raise ValueError(
+            "key samples the starts of n_starts= without init=; "
+            + ("init gives the starts itself: drop key" if init is not None else
+               "give n_starts= too (how many starts to sample), or drop key")
+        )
     if init is None:
         if n_starts is None:
             return x_model
