@@ -335,6 +335,10 @@ def test_checkpoint_and_resume_equal_an_uninterrupted_fit(tmp_path):
     assert float(resumed.model.gL) == float(full.model.gL) and float(resumed.model.EL) == float(full.model.EL)
     with pytest.raises(ValueError, match="different fit"):
         jn.fit(two_param_loss, seed000_neuron(), params=lambda m: m.gL, steps=12, checkpoint=path, resume=True)
+    # Another on_nonfinite would treat the checkpoint's stopped starts otherwise.
+    with pytest.raises(ValueError, match="different fit: its on_nonfinite is 'stop', this fit's is 'skip'"):
+        jn.fit(two_param_loss, seed000_neuron(), params=params, steps=12, checkpoint=path, resume=True,
+               on_nonfinite="skip")
 
 
 def test_a_killed_fit_resumes_from_its_last_checkpoint(tmp_path):

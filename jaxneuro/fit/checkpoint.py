@@ -216,9 +216,9 @@ def exists(path) -> bool:
 def load(path, *, like_u, like_opt_state, meta: dict):
     """Read a checkpoint written by :func:`save`; returns ``(step, u, opt_state,
     loss_history, param_history, events)``. ValueError when the checkpoint belongs to
-    a different fit (other parameter names, shapes, transforms, number of starts or
-    optimizer, starting model or start values: every entry of ``meta`` must equal the
-    checkpoint's)."""
+    a different fit (other parameter names, shapes, transforms, number of starts,
+    optimizer or ``on_nonfinite``, starting model or start values: every entry of
+    ``meta`` must equal the checkpoint's)."""
     path = Path(path)
     doc = json.loads((path / "state.json").read_text())
     if doc.get("format") != FORMAT:
@@ -228,6 +228,8 @@ def load(path, *, like_u, like_opt_state, meta: dict):
         )
     for key, value in meta.items():
         if key in ("model", "start"):  # after the precision check below: in another, every leaf differs
+            continue
+        if key == "on_nonfinite" and key not in doc:  # written before it was recorded
             continue
         if key == "optimizer" and doc.get(key) != value:
             d = _first_difference(doc.get(key), value)

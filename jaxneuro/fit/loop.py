@@ -371,7 +371,9 @@ def fit(
     start_step = 0
     meta = {"names": list(names), "shapes": [list(np.shape(x)) for x in x0], "n_starts": n_starts,
             "transforms": [_describe(tf) for tf in tfs],
-            "optimizer": ckpt.describe_optimizer({"init": optimizer.init, "update": optimizer.update})}
+            "optimizer": ckpt.describe_optimizer({"init": optimizer.init, "update": optimizer.update}),
+            # Which starts a resumed fit continues: "stop" halts those with events.
+            "on_nonfinite": on_nonfinite}
     if checkpoint is not None:
         # The starting model (unfitted leaves included) and start values: a resume from
         # another start would report that fit's history for this one. The loss function
