@@ -333,9 +333,78 @@ def _sample_at_or_before(trace: Trace, t, variable):
     that starts between samples, not one interpolated across its onset."""
     v = getattr(trace, variable)
     idx = jnp.clip(jnp.searchsorted(trace.t, jnp.asarray(t) + TIME_TOLERANCE, side="right") - 1, 0, v.shape[0] - 1)
-    if idx.ndim and idx.shape == v.shape[1:]:  # one time per compartment
-        return jnp.take_along_axis(v, idx[None], axis=0)[0]
+    if idx.ndim and v.ndim > 1 and _broadcasts_to(idx.shape, v.shape[1:]):  # one time per compartment
+        return jnp.take_along_axis(v, jnp.broadcast_to(idx, v.shape[1:])[None], axis=0)[0]
     return v[idx]
+
+
+def _broadcasts_to(shape, cols) -> bool:
+    try:
+        return np.broadcast_shapes(tuple(shape), tuple(cols)) == tuple(cols)
+    except ValueError:
+        return False
+
+
+def _check_step_shape(trace: Trace, step, what: str, variable: str) -> None:
+    """The step's ``delay`` and ``dur`` must be one time for every compartment of the
+    trace, or one per compartment (the trace's columns)."""
+    cols = tuple(np.shape(getattr(trace, variable))[1:])
+    for name in ("delay", "dur"):
+        x = getattr(step, name)
+        if np.size(x) != 1 and not _broadcasts_to(np.shape(x), cols):
+            raise ValueError(
+                f"{what}: stimulus.{name} has shape {np.shape(x)}; for this trace (compartments of shape {cols}) "
+                f"give one time (ms) for all compartments or one per compartment (shape {cols})"
+            )
+
+
+def _per_column(x, cols) -> np.ndarray:
+    """A known step field (a scalar, or one value per compartment) as one value for
+    each of the trace's compartments ``cols``, flattened: the host-side checks judge
+    each compartment against its own step."""
+    x = np.asarray(x, dtype=float)
+    return np.broadcast_to(x.reshape(()) if x.size == 1 else x, tuple(cols)).reshape(-1)
+
+
+def _step_text(start, dur, j) -> str:
+    """The step as messages name it, ``100.2 ms for 0.5 ms``, from its onsets and
+    durations per compartment (:func:`_per_column`): compartment ``j``'s, named where
+    the timing differs between compartments."""
+    text = f"{float(start[j]):g} ms for {float(dur[j]):g} ms"
+    return text + (f" in compartment {j}" if np.ptp(start) or np.ptp(dur) else "")
+
+
+def _samples_in_step(trace: Trace, step, v):
+    """How many samples of the trace lie after the step's baseline sample (the last at
+    or before its onset) and at or before its end, per compartment: those that carry
+    the response."""
+    t = trace.t.reshape((-1,) + (1,) * (v.ndim - 1))
+    start, end = step.delay + TIME_TOLERANCE, step.delay + step.dur + TIME_TOLERANCE
+    return jnp.broadcast_to(jnp.sum((t > start) & (t <= end), axis=0), v.shape[1:])
+
+
+def _check_step_sampled(trace: Trace, step, v, what: str, needed: int, purpose: str):
+    """The step must span at least ``needed`` samples of the trace in every compartment
+    (:func:`_samples_in_step`): where the times are known, fewer is a ValueError naming
+    the step, and None is returned. Under ``jit`` (times traced) the check cannot run:
+    the mask of the compartments that pass is returned, for :func:`_nan_unless`."""
+    if all(units.is_concrete(x) for x in (trace.t, step.delay, step.dur)):
+        inside = np.asarray(_samples_in_step(trace, step, v)).reshape(-1)
+        if inside.size and inside.min() < needed:
+            j = int(np.argmin(inside))
+            cols = np.shape(v)[1:]
+            raise ValueError(
+                f"{what}: the step ({_step_text(_per_column(step.delay, cols), _per_column(step.dur, cols), j)}) spans {int(inside[j])} sample(s) of the "
+                f"trace; {purpose} needs at least {needed}: record more often (save_every) or give a longer step"
+            )
+        return None
+    return _samples_in_step(trace, step, v) >= needed
+
+
+def _nan_unless(sampled, result):
+    """``result``, NaN where ``sampled`` (from :func:`_check_step_sampled`, under
+    ``jit``) is False: no finite number comes from a step the samples miss."""
+    return result if sampled is None else jnp.where(sampled, result, jnp.nan)
 
 
 def _in_range(trace: Trace, t, what):
@@ -450,6 +519,13 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     ``variable``: the name of the trace's record read as the response (default
     ``"v"``, mV).
 
+    The step's ``delay`` and ``dur`` (ms) may be one per compartment (shape of the
+    trace's compartments); each compartment is then read, and checked, over its own
+    step. The trace must hold at least one sample after the step's baseline sample and
+    at or before its end (``save_every`` finer than the step): else a ValueError naming
+    the step; under ``jit``, where the times are not known until the program runs, the
+    result is NaN in the compartments whose step no sample falls in.
+
     The step's amplitude must be a current (nA), not a current density. Where the
     voltage of a known trace is still moving at the onset (a run not started at rest),
     the baseline is not the resting voltage, and where the step makes a compartment
@@ -512,8 +588,10 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     if source.t.ndim > 1:
         return _each_member(lambda tr, st: input_resistance(tr, st, method=method, variable=variable),
                             source, step, "input_resistance", variable)
+    _check_step_shape(source, step, "input_resistance", variable)
     _step_in_range(source, step)
     v = getattr(source, variable)
+    sampled = _check_step_sampled(source, step, v, "input_resistance", 1, "the response")
     baseline = _sample_at_or_before(source, step.delay, variable)
     if method == "end":
         r = (_sample_at_or_before(source, step.delay + step.dur, variable) - baseline) / step.amp
@@ -523,6 +601,7 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
         sign = jnp.sign(step.amp)
         peak = jnp.max(jnp.where(during, sign * v, -jnp.inf), axis=0)
         r = (peak - sign * baseline) / jnp.abs(step.amp)
+    r = _nan_unless(sampled, r)
     _warn_drifting_baseline(source, step, v, r * step.amp, "input_resistance")
     if not _warn_firing(source, step, v, "input_resistance"):  # a spike is no charging curve
         _warn_unsettled(source, step, v, "input_resistance")
@@ -550,34 +629,44 @@ FIRING_THRESHOLD = 0.0
 
 
 def _warn_firing(trace: Trace, step, v, what):
-    """Warn where a known trace shows firing during the step: a spike's deflection is
-    not the membrane's response to the current. Whether it warned."""
+    """Warn where a known trace shows firing during the step (each compartment's
+    own, where the timing is one per compartment): a spike's deflection is not the
+    membrane's response to the current. Whether it warned."""
     if not all(units.is_concrete(x) for x in (trace.t, v, step.delay, step.dur)):
         return False
     t = np.asarray(trace.t)
     if t.ndim != 1:
         return False
-    lo, hi = float(step.delay), float(step.delay) + float(step.dur)
-    during = (t >= lo - TIME_TOLERANCE) & (t <= hi + TIME_TOLERANCE)
-    vv = np.asarray(v)[during].reshape(int(during.sum()), -1)
-    fired = np.any((vv[:-1] < FIRING_THRESHOLD) & (vv[1:] >= FIRING_THRESHOLD), axis=0)
+    cols = np.shape(v)[1:]
+    lo = _per_column(step.delay, cols)
+    hi = lo + _per_column(step.dur, cols)
+    during = (t[:, None] >= lo - TIME_TOLERANCE) & (t[:, None] <= hi + TIME_TOLERANCE)  # (T, compartments)
+    vv = np.asarray(v).reshape(t.size, -1)
+    fired = np.any(during[:-1] & during[1:] & (vv[:-1] < FIRING_THRESHOLD) & (vv[1:] >= FIRING_THRESHOLD), axis=0)
     if trace.spikes is not None and units.is_concrete(trace.spikes):
         sp = np.asarray(trace.spikes).reshape(-1, np.shape(trace.spikes)[-1])
-        fired = fired | np.any((sp >= lo) & (sp <= hi), axis=-1)
+        if sp.shape[0] == lo.size:  # a row of spikes per compartment: each against its own step
+            fired = fired | np.any((sp >= lo[:, None]) & (sp <= hi[:, None]), axis=-1)
+        else:
+            fired = fired | np.any((sp >= lo.min()) & (sp <= hi.max()))
     if np.any(fired):
+        j = int(np.argmax(np.broadcast_to(fired, lo.shape)))
+        when = f"between {lo[j]:g} and {hi[j]:g} ms"
+        if np.ptp(lo) or np.ptp(hi):  # each compartment's own step: name the first that fired
+            when += f" in compartment {j}"
         warnings.warn(
             f"{what}: the step makes {int(np.sum(fired))} compartment(s) fire (a voltage crossing "
-            f"{FIRING_THRESHOLD:g} mV, or a spike event, between {lo:g} and {hi:g} ms), so the deflection is "
+            f"{FIRING_THRESHOLD:g} mV, or a spike event, {when}), so the deflection is "
             "not the membrane's response; use a smaller, subthreshold step, or the model: "
             f"{what}(model)", RuntimeWarning, stacklevel=outside_stacklevel())
     return bool(np.any(fired))
 
 
-def _last_sample_at_or_before(t: np.ndarray, time: float) -> int:
+def _last_sample_at_or_before(t: np.ndarray, time):
     """Index of the last of the known sample times ``t`` (ms) at or before ``time`` (to
-    :data:`TIME_TOLERANCE`; -1 if none): the host-side twin of
-    :func:`_sample_at_or_before`, for the warnings."""
-    return int(np.searchsorted(t, time + TIME_TOLERANCE, side="right")) - 1
+    :data:`TIME_TOLERANCE`; -1 if none), for each of the ``time``s: the host-side twin
+    of :func:`_sample_at_or_before`, for the warnings."""
+    return np.searchsorted(t, np.asarray(time) + TIME_TOLERANCE, side="right") - 1
 
 
 def _warn_drifting_baseline(trace: Trace, step, v, deflection, what):
@@ -585,23 +674,26 @@ def _warn_drifting_baseline(trace: Trace, step, v, deflection, what):
     baseline (the sample at the onset) then is not the resting voltage, and the drift
     over the step adds to the deflection (a gap-coupled pair stepped 5 ms after
     starting away from rest read 759 MΩ for 390). Judged from the two samples before
-    the onset, against 5 % of the deflection."""
+    the onset, against 5 % of the deflection, per compartment (at its own onset)."""
     if not all(units.is_concrete(x) for x in (trace.t, v, step.delay, step.dur, deflection)):
         return
     t = np.asarray(trace.t)
     if t.ndim != 1:
         return
-    k = _last_sample_at_or_before(t, float(step.delay))
-    if k < 1:
-        return
-    vv = np.asarray(v)
-    slope = (vv[k] - vv[k - 1]) / (t[k] - t[k - 1])  # mV/ms, per compartment
-    span = min(float(step.dur), float(t[-1]) - float(step.delay))
-    drift = np.abs(slope) * span
+    cols = np.shape(v)[1:]
+    start, dur = _per_column(step.delay, cols), _per_column(step.dur, cols)
+    k = _last_sample_at_or_before(t, start)
+    has_two = k >= 1
+    k = np.maximum(k, 1)
+    vv = np.asarray(v).reshape(t.size, -1)
+    columns = np.arange(vv.shape[1])
+    slope = np.where(has_two, (vv[k, columns] - vv[k - 1, columns]) / (t[k] - t[k - 1]), 0.0)  # mV/ms
+    drift = (np.abs(slope) * np.minimum(dur, t[-1] - start)).reshape(cols)
     if np.any(drift > 0.05 * np.abs(np.asarray(deflection)) + 1e-9):
+        j = int(np.argmax(np.abs(slope)))
         warnings.warn(
-            f"{what}: the voltage was still changing at the step's onset ({float(np.max(np.abs(slope))):.3g} "
-            f"mV/ms at {float(step.delay):g} ms), so the baseline there is not the resting voltage and the drift "
+            f"{what}: the voltage was still changing at the step's onset ({float(np.abs(slope[j])):.3g} "
+            f"mV/ms at {start[j]:g} ms), so the baseline there is not the resting voltage and the drift "
             "adds to the deflection; start the step later or the run at rest (v0 = jn.steady_state(model).v)",
             RuntimeWarning, stacklevel=outside_stacklevel())
 
@@ -618,23 +710,27 @@ def _warn_unsettled(trace: Trace, step, v, what):
     constant read 63 % of its resistance and half its time constant). Judged as an
     exponential approach would be: with deflections ``d(T/2)`` and ``d(T)`` at half and
     all of the step, ``q = d(T)/d(T/2) - 1`` is ``exp(-T/2τ)`` and the share still
-    missing at the end ``q²``; a response that sags (``q <= 0``) is not judged."""
+    missing at the end ``q²``; a response that sags (``q <= 0``) is not judged, nor one
+    whose step spans too few samples. Per compartment, over its own step."""
     if not all(units.is_concrete(x) for x in (trace.t, v, step.delay, step.dur)):
         return
     t = np.asarray(trace.t)
-    if t.ndim != 1 or np.ndim(step.delay) or np.ndim(step.dur):
+    if t.ndim != 1:
         return
-    start = float(step.delay)
-    end = min(start + float(step.dur), float(t[-1]))
+    cols = np.shape(v)[1:]
+    start = _per_column(step.delay, cols)
+    end = np.minimum(start + _per_column(step.dur, cols), t[-1])
     k0, kh, k1 = (_last_sample_at_or_before(t, time) for time in (start, start + (end - start) / 2, end))
-    if k0 < 0 or not k0 < kh < k1:  # too few samples in the step to judge
-        return
+    judged = (k0 >= 0) & (k0 < kh) & (kh < k1)  # enough samples in the step to judge
+    k0, kh, k1 = (np.where(judged, k, 0) for k in (k0, kh, k1))
     vv = np.asarray(v).reshape(t.size, -1)
-    d_half, d_end = vv[kh] - vv[k0], vv[k1] - vv[k0]
-    # (t[kh] - t[k0]) / (t[k1] - t[k0]) is 1/2 only on a fine grid: q as for those times.
-    share = (t[kh] - t[k0]) / (t[k1] - t[k0])
+    columns = np.arange(vv.shape[1])
+    d_half, d_end = vv[kh, columns] - vv[k0, columns], vv[k1, columns] - vv[k0, columns]
     with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.where((np.abs(d_half) > 1e-9) & (np.sign(d_half) == np.sign(d_end)), d_end / d_half - 1.0, 0.0)
+        # (t[kh] - t[k0]) / (t[k1] - t[k0]) is 1/2 only on a fine grid: q as for those times.
+        share = np.where(judged, (t[kh] - t[k0]) / np.where(judged, t[k1] - t[k0], 1.0), 1.0)
+        q = np.where(judged & (np.abs(d_half) > 1e-9) & (np.sign(d_half) == np.sign(d_end)),
+                     d_end / d_half - 1.0, 0.0)
         missing = np.where(q > 0, q ** (1.0 / share), 0.0)
     bad = missing > UNSETTLED_FRACTION
     if np.any(bad):
@@ -657,7 +753,9 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     fire or has not settled by the step's end; for a batch of traces, one per member, as
     :func:`input_resistance`; where
     the trace is sampled fewer than :data:`MIN_SAMPLES_PER_TAU` times per time constant,
-    a RuntimeWarning: the interpolated crossing comes late). From a model
+    a RuntimeWarning: the interpolated crossing comes late; where the step spans fewer
+    than 2 samples after its baseline sample, a ValueError, or under ``jit``, where the
+    times are not known, NaN in those compartments). From a model
     (independent compartments): ``C · R_in`` with the steady-state input resistance (``v_guess`` as there). For a passive membrane the two agree; for
     an active one ``C · R_in`` is the slope resistance's time constant, not the
     charging time a step shows (an HH soma: 0.854 ms against 0.675 ms from a trace, in
@@ -687,17 +785,10 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     if source.t.ndim > 1:
         return _each_member(lambda tr, st: membrane_time_constant(tr, st, variable=variable),
                             source, step, "membrane_time_constant", variable)
+    _check_step_shape(source, step, "membrane_time_constant", variable)
     _step_in_range(source, step)
-    if units.is_concrete(source.t) and units.is_concrete(step.delay) and units.is_concrete(step.dur):
-        t_np, start = np.asarray(source.t), float(step.delay)
-        inside = np.sum((t_np > start) & (t_np <= start + float(step.dur)))
-        if inside < 2:
-            raise ValueError(
-                f"membrane_time_constant: the step ({start:g} ms for {float(step.dur):g} ms) spans {inside} "
-                "sample(s) of the trace; the charging curve needs at least 2: record more often "
-                "(save_every) or give a longer step"
-            )
     v = getattr(source, variable)
+    sampled = _check_step_sampled(source, step, v, "membrane_time_constant", 2, "the charging curve")
     baseline = _sample_at_or_before(source, step.delay, variable)
     final = _sample_at_or_before(source, step.delay + step.dur, variable)
     _warn_drifting_baseline(source, step, v, final - baseline, "membrane_time_constant")
@@ -718,6 +809,7 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     f_a = take(frac, prev)
     w = jnp.where(f_b != f_a, (target - f_a) / jnp.where(f_b != f_a, f_b - f_a, 1.0), 0.0)
     tau = t_a + w * (t_b - t_a) - step.delay
+    tau = _nan_unless(sampled, tau)
     _warn_coarse(source, step, tau)
     return tau
 
@@ -797,9 +889,12 @@ def spike_times(source, threshold=None, *, capacity: int | None = None, variable
         return _first(source.spikes, have if capacity is None else capacity)
     _refuse_batch(source, "spike_times")
     v = getattr(source, variable)
-    if v.shape[0] < 2:
+    # A trace at one time (trace.at(t), t a scalar) has no time axis: one sample.
+    samples = np.shape(source.t)[0] if np.ndim(source.t) else 1
+    if samples < 2:
+        at_one_time = "" if np.ndim(source.t) else " (a trace at one time, from trace.at(t), has no time axis)"
         raise ValueError(
-            f"spike_times: the trace has {v.shape[0]} sample(s); threshold crossings need at least 2"
+            f"spike_times: the trace has {samples} sample(s){at_one_time}; threshold crossings need at least 2"
         )
     threshold = units.to_base(0.0 if threshold is None else threshold, "threshold", units.mV)
     if units.is_concrete(threshold) and np.isnan(np.asarray(threshold)).any():
