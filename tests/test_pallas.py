@@ -181,9 +181,11 @@ def test_a_misshapen_stimulus_gets_its_own_error_on_every_backend():
     # Refusals that are the backend's own stay so (another backend does run them).
     with pytest.raises(ValueError, match=r"backend='pallas' runs the constant-step loop"):
         jn.simulate(pop, 1.0, stimuli=[jn.StepCurrent(0.3, 1.0, 1e9)], backend="pallas", **adaptive)
-    with pytest.raises(ValueError, match=r"^backend='pallas': .*use_table=True\); use backend='xla'$"):
-        jn.simulate(jn.Compartment(length=20.0, diam=20.0, n=6, channels=[jn.channels.HH(use_table=True)]), 1.0,
-                    stimuli=[jn.StepCurrent(jnp.full(6, 0.3), 1.0, 1e9)], backend="pallas")
+    # ... and name every backend that does ('sharded' runs rate tables and (1,) parameters).
+    for channel in (jn.channels.HH(use_table=True), jn.channels.HH(gnabar=jnp.array([0.12]))):
+        with pytest.raises(ValueError, match=r"^backend='pallas': .*; use backend='xla' or 'sharded'$"):
+            jn.simulate(jn.Compartment(length=20.0, diam=20.0, n=6, channels=[channel]), 1.0,
+                        stimuli=[jn.StepCurrent(jnp.full(6, 0.3), 1.0, 1e9)], backend="pallas")
 
 
 @pytest.mark.parametrize("backend", ["pallas", "sharded"])

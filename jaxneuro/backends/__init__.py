@@ -66,7 +66,9 @@ def _choose(backend, model, solver, y0, stimuli) -> str:
         reason = module.unsupported(model, solver, y0, stimuli)
         if reason:
             # (A reason may name the backends that run it already.)
-            advice = "" if "use backend=" in reason else "; use backend='xla'"
+            others = "'xla' or 'sharded'" if module is pallas and not sharded.unsupported(
+                model, solver, y0, stimuli) else "'xla'"
+            advice = "" if "use backend=" in reason else f"; use backend={others}"
             raise ValueError(f"backend={backend!r}: {reason}{advice}")
         return backend
     platform = jax.default_backend()
