@@ -264,3 +264,34 @@ def test_a_pulse_shorter_than_the_step_is_warned_of():
         warnings.simplefilter("error")
         tr = jn.simulate(comp, 3.0, dt=0.02, v0=-65.0, stimuli=[jn.StepCurrent(1.0, 0.1, 0.2)])
     assert float(np.ravel(tr.v)[-1]) + 65.0 == pytest.approx(exact, rel=1e-6)
+
+
+def test_per_compartment_timing_and_targets_found_by_review():
+    import diffrax
+
+    pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0)], n=3)
+    adaptive = dict(solver=diffrax.Tsit5(), stepsize_controller=diffrax.PIDController(rtol=1e-7, atol=1e-7))
+    # Adaptive steps with one dur per neuron: "truth value of an array is ambiguous".
+    per = jn.simulate(pop, 6.0, stimuli=[jn.StepCurrent(0.1, 1.0, np.array([1.0, 2.0, 3.0]))], **adaptive)
+    for k, dur in enumerate((1.0, 2.0, 3.0)):
+        one = jn.simulate(pop, 6.0, stimuli=[jn.StepCurrent(0.1, 1.0, dur)], **adaptive)
+        np.testing.assert_allclose(np.asarray(per.v)[-1, k], np.asarray(one.v)[-1, k], rtol=0, atol=1e-6)
+    # A NoiseCurrent numbers its samples from one delay by one interval: arrays failed in the run.
+    for name in ("delay", "interval"):
+        with pytest.raises(ValueError, match=rf"NoiseCurrent\.{name} expects one time \(ms\) for all compartments"):
+            jn.NoiseCurrent(0.0, 0.1, seed=1, **{name: np.array([0.025, 0.05, 0.1])})
+    # An empty index array names nothing ("zero-size array to reduction operation" in the run).
+    with pytest.raises(ValueError, match=r"stimulus target array\(\[\], dtype=int64\) names no compartment"):
+        jn.StepCurrent(0.1, 0.0, 1.0, target=np.flatnonzero(np.zeros(3, bool)))
+    # Aimed at a whole network, one value per compartment of the network (it was read
+    # against the first population's shape, with advice that could not be followed).
+    net = jn.Network({"a": pop, "b": jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.Leak()], n=2)})
+    amps = np.arange(5) * 0.01
+    whole = jn.simulate(net, 3.0, stimuli=[jn.StepCurrent(amps, 0.5, 2.0)])
+    parts = jn.simulate(net, 3.0, stimuli=[jn.StepCurrent(amps[:3], 0.5, 2.0, target="a"),
+                                           jn.StepCurrent(amps[3:], 0.5, 2.0, target="b")])
+    for name in ("a", "b"):
+        np.testing.assert_array_equal(whole[name].v, parts[name].v)
+    with pytest.raises(ValueError, match=r"target=None \(the whole network\): the current of shape \(4,\) does not "
+                                         r"fit population 'a'.*one per compartment of the network \(shape \(5,\)\)"):
+        jn.simulate(net, 3.0, stimuli=[jn.StepCurrent(np.ones(4), 0.5, 2.0)])

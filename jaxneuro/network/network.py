@@ -495,7 +495,20 @@ class Network(AbstractModel):
     def place_current(self, target, i):
         slices = self._slices()
         if target is None:
-            parts = [jnp.reshape(self.populations[n].place_current(None, i), (-1,)) for n in self.names]
+            if len(self.names) > 1 and tuple(jnp.shape(i)) == tuple(self.shape):
+                # One value per compartment of the whole network: each population its own.
+                return jnp.concatenate([jnp.reshape(self.populations[n].place_current(None, i[slices[n]]), (-1,))
+                                        for n in self.names])
+            parts = []
+            for n in self.names:
+                try:
+                    parts.append(jnp.reshape(self.populations[n].place_current(None, i), (-1,)))
+                except ValueError as e:
+                    raise ValueError(
+                        f"stimulus target=None (the whole network): the current of shape {jnp.shape(i)} does not "
+                        f"fit population {n!r} ({e}); give one value for all, one per compartment of the network "
+                        f"(shape {tuple(self.shape)}), or aim it at a population (target='{n}')"
+                    ) from None
             return jnp.concatenate(parts)
         named = population_target(target)
         if named is None:

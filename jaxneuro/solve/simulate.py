@@ -731,8 +731,13 @@ def _stepping_to_stimuli(controller, stimuli):
     vector field at the step's own stages."""
     if not isinstance(controller, diffrax.AbstractAdaptiveStepSizeController):
         return controller
-    jumps = [jnp.ravel(jnp.asarray(b)) for s in stimuli for b in s.breakpoints()
-             if not (units.is_concrete(b) and not np.isfinite(b))]
+    def finite(b):  # known times: the finite ones (an endless step has no offset); one per neuron too
+        if not units.is_concrete(b):
+            return jnp.ravel(jnp.asarray(b))
+        b = np.ravel(np.asarray(b, dtype=float))
+        return jnp.asarray(b[np.isfinite(b)])
+
+    jumps = [x for s in stimuli for b in s.breakpoints() if (x := finite(b)).size]
     steps = [jnp.ravel(jnp.asarray(x)) for s in stimuli if (x := s.sample_times()) is not None]
     if not jumps and not steps:
         return controller

@@ -166,6 +166,16 @@ class NoiseCurrent(_Windowed):
         data, impl = _key_data(self.seed, self.impl)
         self.seed, self.impl = data, impl
         super().__post_init__()
+        for name in ("delay", "interval"):
+            # The samples are numbered by interval from delay, one numbering for all
+            # compartments (an array here failed inside the run, in JAX's fold_in).
+            if np.size(getattr(self, name)) != 1:
+                raise ValueError(
+                    f"NoiseCurrent.{name} expects one time (ms) for all compartments (its samples are numbered "
+                    f"by interval from delay, one numbering for all), got shape {np.shape(getattr(self, name))}; "
+                    "for compartments with their own timing use one NoiseCurrent each (dur may be one per "
+                    "compartment)"
+                )
 
     @property
     def key(self):

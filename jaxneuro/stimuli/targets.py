@@ -105,6 +105,8 @@ def _normalise(target, whole):
                 f"stimulus target expects None, an index, a 1-D sequence of integer indices, a location "
                 f"(section, x) as a tuple, e.g. ('dend', 0.9), or a population's name; got {whole!r}"
             )
+        if arr.size == 0:  # (an empty list is refused above, as not integers)
+            raise ValueError(f"stimulus target {_part(target, whole)} names no compartment; give at least one index")
         return tuple(int(i) for i in arr)
     raise ValueError(
         f"stimulus target expects None, an index, a sequence of indices, a location (section, x) as a "
