@@ -573,4 +573,5 @@ def test_point_neuron_gradients_through_kernel_equal_xla(neuron, param, value, a
     want = jax.grad(loss)(value, "xla")
     assert abs(float(want)) > 1.0
     np.testing.assert_allclose(jax.grad(loss)(value, "pallas"), want, rtol=1e-9)
-    np.testing.assert_allclose(jax.jacfwd(loss)(value, "pallas"), want, rtol=1e-9)
+    if neuron is jn.LIF:  # forward mode runs the same rule (the XLA loop's JVP): one model checks it
+        np.testing.assert_allclose(jax.jacfwd(loss)(value, "pallas"), want, rtol=1e-9)
