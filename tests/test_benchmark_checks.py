@@ -165,6 +165,20 @@ def test_stimuli_cells_and_cores_fail_voltage_differences(bench):
         "2 cells: max |ΔV| jaxley vs hines is 0.02 mV, over the tolerance of 1e-05 mV"]
 
 
+def test_the_gpu_kernel_benchmark_fails_a_wrong_or_failed_default_kernel(bench):
+    # Its variants are experiments (differences expected, failures tolerated); the
+    # default kernel is the product: it exited 0 whatever it computed.
+    gpu_kernel = bench("gpu_kernel")
+    assert gpu_kernel.check_default({"spike_count_mismatch_vs_float64": 29}, 10**6).failures == []
+    assert gpu_kernel.check_default({"spike_count_mismatch_vs_float64": 2000}, 10**6).failures == [
+        "default kernel: spike counts vs float64 differ in 2000 of 1000000 neurons (tolerance 1000)"]
+    failed = gpu_kernel.check_default({"error": "ValueError: boom"}, 10**6).failures
+    assert failed == ["default kernel: the run: a run without error (got ValueError: boom) was expected"]
+    with pytest.raises(SystemExit) as stop:
+        gpu_kernel.check_default({"error": "ValueError: boom"}, 10**6).finish()
+    assert stop.value.code == 1
+
+
 @pytest.mark.parametrize("script, argv, message", [
     ("grad_cost", ["--dt", "0"], "--dt expects a positive time in ms, got 0.0"),
     ("grad_cost", ["--save-every", "-1"], "--save-every expects a positive time in ms"),
