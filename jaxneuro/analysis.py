@@ -104,14 +104,15 @@ def _increments_to_rest(model, state) -> dict:
     (:meth:`gate_increments` over an infinite step; a Network's per population)."""
     if hasattr(model, "gate_increments"):
         return gate_leaves(model.gate_increments(state.v, state.gates, jnp.inf))
+    populations = getattr(model, "populations", None)
+    if populations is None:
+        return {}
+    v = model.per_population(state.v)  # a Network: each population's voltages in its shape
     out = {}
-    populations, slices = getattr(model, "populations", {}), getattr(model, "_slices", dict)()
     for name, gates in state.gates.items():
-        pop = populations.get(name)
-        if pop is None or not hasattr(pop, "gate_increments") or name not in slices:
-            continue
-        v = jnp.reshape(state.v[slices[name]], pop.shape)
-        out.update({(name, *k): d for k, d in gate_leaves(pop.gate_increments(v, gates, jnp.inf)).items()})
+        if hasattr(populations[name], "gate_increments"):
+            increments = populations[name].gate_increments(v[name], gates, jnp.inf)
+            out.update({(name, *k): d for k, d in gate_leaves(increments).items()})
     return out
 
 
@@ -138,7 +139,8 @@ def _restless_gates(model, state, i_inj) -> dict:
     exceeds ``sqrt(eps)`` of the relaxation ``c·x`` its own rate ``c = dr/dx`` gives
     (a gate with ``tau = 0`` has a rate of 0/0 there: not flagged). Every gate, those
     with ``gate_inf_tau`` too: a class may override ``steady_state`` with a start
-    value (one JVP per gate leaf; a compiled steady state took no longer)."""
+    value. Gates the model advances from ``(inf, rate)`` are judged by their step to
+    rest (:func:`_increments_to_rest`), the others by one JVP per gate leaf."""
     start = gate_leaves(state.gates)
     if not start:
         return {}
@@ -418,9 +420,10 @@ def _check_step_sampled(trace: Trace, step, v, what: str, needed: int, purpose: 
         if inside.size and inside.min() < needed:
             j = int(np.argmin(inside))
             cols = np.shape(v)[1:]
+            step_text = _step_text(_per_column(step.delay, cols), _per_column(step.dur, cols), j)
             raise ValueError(
-                f"{what}: the step ({_step_text(_per_column(step.delay, cols), _per_column(step.dur, cols), j)}) spans {int(inside[j])} sample(s) of the "
-                f"trace; {purpose} needs at least {needed}: record more often (save_every) or give a longer step"
+                f"{what}: the step ({step_text}) spans {int(inside[j])} sample(s) of the trace; {purpose} needs "
+                f"at least {needed}: record more often (save_every) or give a longer step"
             )
         return None
     return _samples_in_step(trace, step, v) >= needed

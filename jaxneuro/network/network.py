@@ -202,8 +202,9 @@ class Network(AbstractModel):
         return tuple(c for c in self.couplings if isinstance(c, PoissonInput))
 
     def split(self, x):
-        """A flat per-compartment array as ``{population: array of its shape}``."""
-        return {n: x[..., s].reshape(x.shape[:-1] + shp) for (n, s), shp in zip(self._slices().items(), self.shapes)}
+        """A flat per-compartment array as ``{population: array of its shape}``
+        (:meth:`per_population`)."""
+        return self.per_population(x)
 
     def _sub_state(self, state, name, v=None):
         s = self._slices()[name]

@@ -28,9 +28,9 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .hines import TREE_SOLUTION
+from .trace import time_slack
 
 
 _SAVE_TREE_SOLUTIONS = jax.checkpoint_policies.save_only_these_names(TREE_SOLUTION)
@@ -85,16 +85,11 @@ def count_steps(t0: float, t1: float, dt: float, slack: float | None = None) -> 
     JAX's float dtype (4 ulp; in float32 the run's times round to the grid there, and
     a last step of length 0 gave a cable NaNs), and never half a step or more (far
     from 0 float32's resolution is coarser than a step). ``slack``: that hair (ms), if
-    not :func:`off_grid_slack`."""
-    hair = min(max(1e-9, (off_grid_slack(t1) if slack is None else slack) / dt), 0.5)
+    not :func:`~jaxneuro.solve.trace.time_slack` at ``t1``."""
+    if slack is None:
+        slack = time_slack(t1, jnp.result_type(float))
+    hair = min(max(1e-9, slack / dt), 0.5)
     return int(math.ceil((t1 - t0) / dt - hair))
-
-
-def off_grid_slack(t1: float) -> float:
-    """How far (ms) past a grid time ``t1`` may lie and still count as on it: four
-    units in the last place of JAX's float dtype at ``t1`` (a float32 time cannot tell
-    them apart), at least 1e-9 ms."""
-    return max(1e-9, 4.0 * float(np.finfo(jnp.result_type(float)).eps) * abs(float(t1)))
 
 
 def make_grid(t0: float, t1: float, dt: float, save_every_steps: int, n_save: int) -> Grid:

@@ -26,7 +26,7 @@ from .fixed_step import steps_per_save
 from .staggered import OnGrid, StaggeredEuler
 from .summary import SpikeDetector, SpikeSummary
 from .system import System, stimulus_observables, vector_field
-from .trace import NoFinalState, Trace, report_overflow, spiking_units
+from .trace import NoFinalState, Trace, report_overflow, spiking_units, time_slack
 from ..state import State
 
 
@@ -273,19 +273,20 @@ def simulate(
         backend = "xla"  # the split backends number compartments per slice
 
     n_save = int(math.floor((t1 - t0) / save_every + 1e-9)) + 1
+    float_dtype = np.dtype(jnp.result_type(float))
 
     def save_times():
         # Clipped: rounding may put the last save a hair past t1. Computed on the host,
         # in JAX's float dtype, so that inside a jit the times are a constant (not a
         # kernel to compile); after the trace's size is checked (10¹⁰ saves were a
         # MemoryError here).
-        float_dtype = np.dtype(jnp.result_type(float))
         return jnp.asarray(np.minimum(float_dtype.type(t0) + float_dtype.type(save_every)
                                       * np.arange(n_save, dtype=float_dtype), float_dtype.type(t1)))
 
     # Where save_every does not divide the run, t1 is saved too (after a shorter
     # interval): the run reaches it, and a trace ending short of it cut its end off.
-    ends_off_grid = (t1 - t0) - (n_save - 1) * save_every > max(1e-6 * save_every, fixed_step.off_grid_slack(t1))
+    ends_off_grid = (t1 - t0) - (n_save - 1) * save_every > max(1e-6 * save_every,
+                                                                 time_slack(t1, float_dtype))
     n_steps = fixed_step.count_steps(t0, t1, dt)
 
     _check_solver(solver, stepsize_controller)
@@ -395,7 +396,6 @@ def simulate(
             # take them, keep stimulus onsets and saves on the grid. diffrax moves a
             # step ending within 100 ulp of t1 onto t1 (and then takes one of length
             # 0, NaN for a cable): a last step that short joins the one before.
-            float_dtype = np.dtype(jnp.result_type(float))
             clip = 101 * float(np.spacing(float_dtype.type(abs(t1))))
             if clip > 0.5 * dt:
                 raise ValueError(
@@ -405,7 +405,7 @@ def simulate(
                     "where forward and reverse mode both work), run in float64 "
                     "(jax.config.update('jax_enable_x64', True)), or end the run nearer t = 0"
                 )
-            n_grid = fixed_step.count_steps(t0, t1, dt, slack=max(clip, fixed_step.off_grid_slack(t1)))
+            n_grid = fixed_step.count_steps(t0, t1, dt, slack=max(clip, time_slack(t1, float_dtype)))
             grid = jnp.minimum(t0_ + dt * jnp.arange(n_grid, dtype=t0_.dtype), t1_)
             stepsize_controller = diffrax.StepTo(ts=jnp.append(grid, t1_))
             if type(solver) is StaggeredEuler:  # its grid step exact, as the own loop's
@@ -905,6 +905,9 @@ def recorded_indices(model, name, places) -> tuple[int, ...]:
             f"record={{{name!r}: ...}}: {type(model).__name__} has a single compartment; record {name!r} "
             "without places"
         )
+    if (hasattr(places, "shape") and np.ndim(places) == 0
+            and np.issubdtype(np.asarray(places).dtype, np.integer)):
+        places = int(places)  # a 0-d index array (jnp.argmax's), read as that index
     cell = model.as_cell() if hasattr(model, "as_cell") else model
     # Looked up on the class, once: equinox binds an instance's method (hasattr too) by
     # flattening the whole cell, which made recording at every section of a
@@ -919,9 +922,6 @@ def recorded_indices(model, name, places) -> tuple[int, ...]:
             f"write {float(places)} (or (section, {float(places)})); for segment index {int(places)} write "
             f"[{int(places)}]"
         )
-    if (hasattr(places, "shape") and np.ndim(places) == 0
-            and np.issubdtype(np.asarray(places).dtype, np.integer)):
-        places = int(places)  # a 0-d index array (jnp.argmax's)
     if isinstance(places, (str, int, np.integer)) or is_location(places):
         places = [places]  # one place
     if len(places) == 0:

@@ -322,9 +322,13 @@ def within(t, start, stop):
 def time_slack(bound, dtype):
     """How far (ms) a sample time may lie outside ``bound`` and still count as on it:
     :data:`TIME_TOLERANCE`, or four units in the last place of ``dtype`` at ``bound``
-    where that is more (float32 times far from 0)."""
+    where that is more (float32 times far from 0). A Python or NumPy number (a run's end, as
+    ``simulate`` counts its steps) gives a Python float, also inside a ``jit``."""
     dtype = dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
-    return jnp.maximum(TIME_TOLERANCE, 4.0 * float(jnp.finfo(dtype).eps) * jnp.abs(bound))
+    ulps = 4.0 * float(jnp.finfo(dtype).eps)
+    if isinstance(bound, (numbers.Real, np.ndarray)) and np.ndim(bound) == 0:
+        return max(TIME_TOLERANCE, ulps * abs(float(bound)))
+    return jnp.maximum(TIME_TOLERANCE, ulps * jnp.abs(bound))
 
 
 def _index_text(index) -> str:
