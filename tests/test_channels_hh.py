@@ -143,18 +143,26 @@ def test_hh_inf_rate_matches_hh_mod(celsius):
 
 
 def test_hh_inf_rate_is_finite_with_the_right_limits_far_from_rest_in_float32():
-    v = jnp.asarray([-600.0, -450.0, -300.0, 80.0, 300.0], jnp.float32)
+    # Below ~-610 mV the one-division forms gave inf·0 = nan in float32 (exp(x/10) and
+    # the products overflowing), and a float32 run started there was nan from its
+    # first step; the factors are now capped, so the limits hold down to -1000 mV.
+    hyper = [-1000.0, -900.0, -700.0, -620.0, -600.0, -450.0, -300.0]
+    v = jnp.asarray(hyper + [80.0, 300.0], jnp.float32)
     got = jn.channels.HH().gate_inf_rate(v, 6.3)
+    k = len(hyper)
     for g in "mhn":
         assert got[g][0].dtype == jnp.float32
         assert np.all(np.isfinite(got[g][0])) and np.all(np.isfinite(got[g][1])), g
     # Hyperpolarised: m and n closed, h open (their exact limits).
-    np.testing.assert_allclose(np.asarray(got["m"][0][:3]), 0.0, atol=1e-12)
-    np.testing.assert_allclose(np.asarray(got["n"][0][:3]), 0.0, atol=1e-6)
-    np.testing.assert_allclose(np.asarray(got["h"][0][:3]), 1.0, rtol=1e-6)
-    ref = hh_reference(np.asarray([80.0, 300.0]), 6.3)
+    np.testing.assert_allclose(np.asarray(got["m"][0][:k]), 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(got["n"][0][:k]), 0.0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(got["h"][0][:k]), 1.0, rtol=1e-6)
+    # The rates are hh.mod's (alpha + beta) to float32 rounding of exponentials of
+    # arguments up to ~50.
+    ref = hh_reference(np.asarray(v, np.float64), 6.3)
     for g in "mhn":
-        np.testing.assert_allclose(np.asarray(got[g][0][3:]), ref[g][0], rtol=1e-5, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(got[g][1], np.float64), 1.0 / ref[g][1], rtol=3e-5)
+        np.testing.assert_allclose(np.asarray(got[g][0][k:]), ref[g][0][k:], rtol=1e-5, atol=1e-12)
 
 
 def test_gate_inf_rate_of_other_channels():

@@ -98,12 +98,14 @@ class HH(AbstractAlphaBetaChannel):
         e10, e20, e80 = _powers(u)
         # h: alpha = 0.07·e20, beta = 1/B; alpha + beta = M/B with M = alpha·B + 1.
         alpha_h = 0.07 * e20
-        b = e10 * math.exp(3.0) + 1.0
-        m = alpha_h * b + 1.0
+        cap = _product_cap(u)
+        b = jnp.minimum(e10 * math.exp(3.0) + 1.0, cap)
+        m = jnp.minimum(alpha_h * b + 1.0, cap)
         r = 1.0 / (b * m)
         inv_m = b * r
-        # x_inf = alpha·B/M, as 1 - 1/M where that does not cancel; where B·M overflows
-        # (float32 below ~-400 mV), r = 0 gives the limits x_inf = 1, rate = phi·alpha.
+        # x_inf = alpha·B/M, as 1 - 1/M where that does not cancel. B and M are capped
+        # where they grow past what their product can hold (float32 below ~-600 mV,
+        # where exp overflows), which leaves x_inf = 1 and rate = phi·alpha to rounding.
         h = (jnp.where(m > 2.0, 1.0 - inv_m, alpha_h * b * inv_m), phi * (alpha_h + m * r))
         return {
             "m": _vtrap_inf_rate(u + 25.0, e10 * math.exp(2.5), 0.1, 4.0 * jnp.exp(u * (1.0 / 18.0)), phi),
@@ -165,15 +167,26 @@ def _vtrap_inf_rate(x, exp_x, scale, beta, phi):
     ``alpha = P/A``, ``alpha + beta = N/A`` with ``N = P + beta·A`` (no cancellation:
     ``P`` and ``beta·A`` share their sign), and ``r = 1/(A·N)`` gives ``1/A = N·r`` and
     ``1/N = A·r``. Near ``x = 0`` the series of :func:`exprel_ratio_of_exp` stands for
-    ``P`` with ``A = 1``. Where ``A·N`` overflows (float32 below ~-400 mV), ``r = 0``
-    gives the limits ``x_inf = 0``, ``rate = phi·beta``."""
+    ``P`` with ``A = 1``. ``A`` and ``N`` are capped at :func:`_product_cap` (reached
+    in float32 below ~-450 mV, where ``exp`` overflows further down): their product stays
+    finite, and the results are the limits ``x_inf = 0``, ``rate = phi·beta`` to rounding
+    (the uncapped form gave ``inf·0 = nan`` below ~-610 mV)."""
     z = x * 0.1
     small = exprel_series_applies(z)
     p = jnp.where(small, (10.0 * scale) * exprel_series(z), scale * x)
-    a = jnp.where(small, 1.0, exp_x - 1.0)
-    n = p + beta * a
+    cap = _product_cap(x)
+    a = jnp.minimum(jnp.where(small, 1.0, exp_x - 1.0), cap)
+    n = jnp.minimum(p + beta * a, cap)
     r = 1.0 / (a * n)
     return p * (a * r), phi * (beta + p * (n * r))
+
+
+def _product_cap(x):
+    """A bound for the factors of the one-division forms: the square root of the
+    largest finite number of ``x``'s dtype over 4, so that a product of two capped
+    factors, and its reciprocal, stay finite and normal. Only reached far outside any
+    membrane's range (float32: 4.6e18, i.e. ``exp(x/10)`` at ``x`` ≈ 430 mV; float64: 3e153)."""
+    return float(np.sqrt(np.finfo(jnp.result_type(x, float)).max) / 4.0)
 
 
 # hh.mod: TABLE minf, mtau, hinf, htau, ninf, ntau FROM -100 TO 100 WITH 200.
