@@ -125,10 +125,13 @@ def simulate(
     solve goes through ``diffrax.diffeqsolve`` instead (as it always does for adaptive
     step sizes, where the default is recursive checkpointing, which reverse mode
     needs; for forward mode, ``jax.jvp``/``jax.jacfwd``, pass
-    ``adjoint=diffrax.ForwardMode()``), at a constant step on the same grid of steps;
-    in float32 that is refused where diffrax's rounding of a step onto ``t1`` (one
-    ending within 100 ulp of it) spans more than half a step: from ``t1`` = 2048 ms
-    on at ``dt`` = 0.025 ms.
+    ``adjoint=diffrax.ForwardMode()``; ``diffrax.DirectAdjoint()`` for both;
+    ``BacksolveAdjoint`` and ``ImplicitAdjoint`` are refused, as diffrax supports
+    neither with samples saved along the run), at a constant step on the same grid
+    of steps, except a last step shorter than diffrax's rounding onto ``t1`` (a step
+    ending within 100 ulp of it), which joins the step before (in float32 at
+    ``t1`` = 2000 ms, a last step under 0.013 ms); in float32 that is refused where the
+    rounding spans more than half a step: from ``t1`` = 2048 ms on at ``dt`` = 0.025 ms.
 
     ``grad_checkpoints``: what reverse-mode gradients through the constant-step loop keep.
     ``"saves"`` (default) keeps the state at each save and recomputes the steps in
@@ -322,6 +325,7 @@ def simulate(
             "give max_steps >= that (or leave it None), or a longer dt"
         )
 
+    _check_adjoint(adjoint)
     term = diffrax.ODETerm(vector_field)
     if isinstance(stepsize_controller, diffrax.ConstantStepSize) and adjoint is None:
         # Fixed steps: our own loop (exact grid, two-level checkpointed gradients).
@@ -434,6 +438,11 @@ def simulate(
     make_trace = getattr(model, "make_trace", None)
     if make_trace is not None:  # models made of parts (a Network) split the trace
         trace = make_trace(ts, dict(values), events, span=(t0, t1), order=tuple(record), counts_span=counts_span)
+        if not adaptive:  # each spiking population's, as for one run alone
+            for name in getattr(model, "names", ()):
+                part = trace[name]
+                if part.spikes is not None:
+                    _warn_firing_every_step(part.spikes, dt, model.populations[name], name)
         return eqx.tree_at(lambda tr: tr.final_state, trace, y_final, is_leaf=lambda x: x is None)
     columns = _column_labels(model, record, dict(selected))
     recorded_units = record_units(model, record)  # for plot labels: the model says each name's unit
@@ -468,11 +477,12 @@ def _count_fast(spikes, dt):
     return jnp.sum(jnp.any(jnp.diff(spikes, axis=-1) <= dt * (1.0 + 1e-6), axis=-1))
 
 
-def _warn_firing_every_step(spikes, dt: float, model) -> None:
+def _warn_firing_every_step(spikes, dt: float, model, population: str | None = None) -> None:
     """Warn where known spike times of a point neuron come at most ``dt`` apart: a step
     holds one spike per neuron, so a neuron firing in consecutive steps may have been
     driven faster and lost the rest, silently (a LIF without refractory period at 100
-    nA fires 497 spikes in 100 ms; at dt = 0.5 it kept 200)."""
+    nA fires 497 spikes in 100 ms; at dt = 0.5 it kept 200). ``population``: its name
+    in a Network."""
     from ..neurons.base import AbstractSpikingNeuron  # (neurons import the solvers)
 
     if not isinstance(model, AbstractSpikingNeuron):  # a detector's crossings of sampled voltages
@@ -482,11 +492,29 @@ def _warn_firing_every_step(spikes, dt: float, model) -> None:
     fast = _count_fast(spikes, dt)
     if not int(fast):
         return
+    where = "" if population is None else f"population {population!r}: "
     warnings.warn(
-        f"{int(fast)} {spiking_units(model)} fired in consecutive steps (spikes at most dt = {dt:g} ms apart): a "
+        f"{where}{int(fast)} {spiking_units(model)} fired in consecutive steps (spikes at most dt = {dt:g} ms apart): a "
         f"step holds at most one spike per neuron, so one driven to fire faster (t_ref < dt) loses the others; "
         "take dt below its shortest interspike interval",
         RuntimeWarning, stacklevel=outside_stacklevel())
+
+
+def _check_adjoint(adjoint) -> None:
+    """A ValueError for an ``adjoint`` that cannot run simulate's solve, before diffrax
+    raises its own about a ``SaveAt`` the caller never wrote: simulate saves samples
+    along the run and the final state (``SaveAt(subs=...)``), which diffrax's
+    BacksolveAdjoint does not support and ImplicitAdjoint (a steady state's) does not
+    either (it takes ``SaveAt(t1=True)`` alone)."""
+    if adjoint is not None and not isinstance(adjoint, diffrax.AbstractAdjoint):
+        raise ValueError(f"adjoint expects a diffrax adjoint instance or None, got {adjoint!r}")
+    if isinstance(adjoint, (diffrax.BacksolveAdjoint, diffrax.ImplicitAdjoint)):
+        raise ValueError(
+            f"adjoint={type(adjoint).__name__}(): simulate saves samples along the run, which diffrax's "
+            f"{type(adjoint).__name__} does not support; leave adjoint at None (the constant-step loop's own "
+            "checkpointed gradients, or recursive checkpointing with adaptive steps), or pass "
+            "diffrax.DirectAdjoint() (both modes) or diffrax.ForwardMode() (jax.jvp, jax.jacfwd)"
+        )
 
 
 def _check_solver(solver, controller) -> None:
@@ -814,7 +842,10 @@ def _continued_from(init, t0):
     end = float(init.span[1])
     if t0 is not None:
         given = _time(t0, "t0")
-        if abs(given - end) > 1e-9 * max(1.0, abs(end)):
+        # t0 may come from the trace's own times, rounded to their dtype (trace.t[-1]).
+        dtypes = [x.dtype for x in (t0, init.t) if hasattr(x, "dtype")]
+        slack = max([1e-9 * max(1.0, abs(end))] + [time_slack(end, d) for d in dtypes])
+        if abs(given - end) > slack:
             raise ValueError(
                 f"t0={given:g} ms: init is a trace that ended at {end:g} ms, and it continues from there; leave t0 "
                 f"out (or pass t0={end:g}), or pass init=trace.final_state to start its state at t0={given:g}"
@@ -845,7 +876,9 @@ def _check_state_time(model, state, t0: float) -> None:
     known = [np.asarray(x) for x in times if units.is_concrete(x)]
     finite = [x[np.isfinite(x)] for x in known]
     latest = max((float(x.max()) for x in finite if x.size), default=-math.inf)
-    tolerance = 1e-9 * max(1.0, abs(t0), abs(latest))
+    # Stored times are rounded to their dtype (float32 10.1 is 10.1000004 ms).
+    tolerance = max([1e-9 * max(1.0, abs(t0), abs(latest))]
+                    + [time_slack(max(abs(t0), abs(latest)), x.dtype) for x in known])
     if latest > t0 + tolerance:
         raise ValueError(
             f"simulate: init is the state of a run that had reached t = {latest:g} ms (its recorded spikes or "
