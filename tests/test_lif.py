@@ -3,6 +3,7 @@
 import math
 import warnings
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -301,3 +302,30 @@ def test_a_mean_voltage_gradient_misses_the_resets_as_the_readme_says():
     fd_last = (last_v(a + h) - last_v(a - h)) / (2 * h)
     assert float(jax.grad(mean_v)(a)) > 0 > float(fd_mean)  # +66 against -23.5 mV/nA
     assert float(jax.grad(last_v)(a)) == pytest.approx(float(fd_last), rel=2e-3)  # 181.7 against 181.9
+
+
+def test_refractory_periods_ending_on_a_step_end_keep_their_gradient():
+    # A spike on the grid (a start above threshold, a delta synapse's jump) plus a
+    # t_ref of whole steps (the default 2 ms at dt 0.025) ends the period exactly at a
+    # step's end; held at the reset outright, the next spike time had no derivative
+    # in t_ref (0 against finite differences of 1.0 and 1.76).
+    stim = jn.StepCurrent(2.0, 0.0, 40.0)
+
+    def after_a_start_above_threshold(t_ref):
+        lif = eqx.tree_at(lambda n: n.t_ref, jn.LIF(), jnp.asarray(t_ref))
+        return jn.simulate(lif, 30.0, stimuli=[stim], v0=-50.0).spikes[1]
+
+    src = jn.SpikeTrains([[2.0, 5.0, 9.0]])
+
+    def after_a_jump(t_ref):
+        lif = eqx.tree_at(lambda n: n.t_ref, jn.LIF(V_th=-60.0), jnp.asarray(t_ref))
+        net = jn.Network({"src": src, "e": lif}, [jn.DeltaSynapse("src", "e", jn.conn.one_to_one(), weight=6.0)])
+        return jn.simulate(net, 25.0, stimuli=[jn.StepCurrent(1.2, 1.0, 30.0, target="e")])["e"].spikes.reshape(-1)[1]
+
+    for f, first in ((after_a_start_above_threshold, 0.0), (after_a_jump, 5.0)):
+        value_and_grad = jax.jit(jax.value_and_grad(f))
+        t2, grad = value_and_grad(2.0)
+        h = 1e-6
+        fd = (value_and_grad(2.0 + h)[0] - value_and_grad(2.0 - h)[0]) / (2 * h)
+        assert float(t2) > first + 2.0 and abs(float(fd)) > 0.5
+        assert float(grad) == pytest.approx(float(fd), rel=1e-5)

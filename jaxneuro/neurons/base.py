@@ -307,7 +307,7 @@ class AbstractSpikingNeuron(AbstractModel):
         if jump is not None:
             v_resumed = v_resumed + jump
         v_free = jnp.where(ends_mid, v_resumed, y1.v)
-        v_free = jnp.where(held, v_reset, v_free)
+        v_free = jnp.where(held, _held_at_reset(v_reset, a, b, ref_end, t1), v_free)
 
         # A start at or above threshold (v0 given so) spikes there, wherever the step
         # ends (one at -54.99 mV decaying below -55 by the step's end did not).
@@ -343,7 +343,8 @@ class AbstractSpikingNeuron(AbstractModel):
             span = jnp.where(crossed, t_spike - t_start, jnp.where(held, 0.0, weight * elapsed))
             gates = {k: g + (drift_up[k] - at_end[k]) * span for k, g in gates.items()}
         a_r, b_r = self.flow_after_reset(y0, gates, a, b)
-        v_after = jnp.where(new_ref_end >= t1, v_reset, linear_flow(v_reset, a_r, b_r, rest))
+        v_after = jnp.where(new_ref_end >= t1, _held_at_reset(v_reset, a_r, b_r, new_ref_end, t1),
+                            linear_flow(v_reset, a_r, b_r, rest))
         v1 = jnp.where(crossed, v_after, v_free)
 
         if self.skip_quiet_steps:
@@ -450,3 +451,13 @@ def _nonzero(value) -> bool:
     if isinstance(value, u.Quantity):
         value = value.mantissa
     return not units.is_concrete(value) or bool(np.any(np.asarray(value) != 0))
+
+
+def _held_at_reset(v_reset, a, b, ref_end, t1):
+    """``v_reset`` (mV), the voltage of a neuron refractory to the step's end ``t1``
+    (``ref_end >= t1``, ms), with the derivative in ``ref_end`` of the flow
+    ``dv/dt = a + b·v`` it takes from there where the period ends exactly at ``t1``.
+    Such ties are common: spikes at step ends (delta synapse jumps, starts above
+    threshold) and periods of whole steps (2 ms at dt 0.025); held outright, they
+    carried no derivative in ``t_ref`` (0 where finite differences gave 1.76)."""
+    return v_reset + (a + b * v_reset) * jnp.where(ref_end > t1, 0.0, t1 - ref_end)
