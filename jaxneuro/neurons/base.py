@@ -460,4 +460,6 @@ def _held_at_reset(v_reset, a, b, ref_end, t1):
     Such ties are common: spikes at step ends (delta synapse jumps, starts above
     threshold) and periods of whole steps (2 ms at dt 0.025); held outright, they
     carried no derivative in ``t_ref`` (0 where finite differences gave 1.76)."""
-    return v_reset + (a + b * v_reset) * jnp.where(ref_end > t1, 0.0, t1 - ref_end)
+    # Zero (a constant) but at the tie: ref_end may be -inf (never fired), and the
+    # unselected branch of the caller's where would then send 0·inf = nan backwards.
+    return v_reset + (a + b * v_reset) * jnp.where(ref_end == t1, t1 - ref_end, 0.0)
