@@ -10,13 +10,15 @@ import sys
 
 import pytest
 
+from conftest import TEST_ONLY_XLA_FLAG
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_runner_quick_hh1(tmp_path):
     pytest.importorskip("neuron")
     out = tmp_path / "r.json"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = dict(os.environ, XLA_FLAGS=TEST_ONLY_XLA_FLAG)  # none of this process's others
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--only", "hh1", "--json", str(out)],
         capture_output=True, text=True, env=env, timeout=600,
@@ -41,7 +43,7 @@ def test_cells_benchmark_small_batch(tmp_path):
     """benchmarks/cells.py on two tree1k cells for 11 ms (the step current starts at
     10 ms): both tree solves give the same voltages, which differ between the cells."""
     out = tmp_path / "cells.json"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = dict(os.environ, XLA_FLAGS=TEST_ONLY_XLA_FLAG)  # none of this process's others
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "cells.py"), "--batch", "2", "--t1", "11",
          "--repeats", "1", "--no-jaxley", "--json", str(out)],
@@ -86,7 +88,7 @@ def test_synaptic_network_benchmark_small(tmp_path):
     same spikes at the same times, with the same voltages."""
     pytest.importorskip("neuron")
     out = tmp_path / "syn.json"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = dict(os.environ, XLA_FLAGS=TEST_ONLY_XLA_FLAG)  # none of this process's others
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "syn_network.py"), "--n", "12", "--k", "3",
          "--t1", "30", "--capacity", "8", "--json", str(out)],
@@ -102,20 +104,21 @@ def test_synaptic_network_benchmark_small(tmp_path):
 
 
 def test_delta_network_benchmark_small(tmp_path):
-    """benchmarks/delta_network.py on 100 neurons: Brunel's network in NEURON's IntFire1
+    """benchmarks/delta_network.py on 100 neurons for 200 ms (its --quick length; 100 ms
+    after the transient): Brunel's network in NEURON's IntFire1
     cells and jaxneuro's LIF + DeltaSynapse fire at similar rates, and jaxneuro's
     event-driven and dense deliveries fire the same spikes."""
     pytest.importorskip("neuron")
     out = tmp_path / "delta.json"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = dict(os.environ, XLA_FLAGS=TEST_ONLY_XLA_FLAG)  # none of this process's others
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "benchmarks", "delta_network.py"), "--n", "100", "--t1", "300",
+        [sys.executable, os.path.join(ROOT, "benchmarks", "delta_network.py"), "--n", "100", "--t1", "200",
          "--json", str(out)],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(out.read_text())
-    assert (r["n_exc"], r["n_inh"], r["c_exc"], r["c_inh"], r["steps"]) == (80, 20, 8, 2, 3000)
+    assert (r["n_exc"], r["n_inh"], r["c_exc"], r["c_inh"], r["steps"]) == (80, 20, 8, 2, 2000)
     assert r["jaxneuro_s"] > 0 and r["neuron_s"] > 0 and r["jaxneuro_dense_s"] > 0
     assert r["event_driven_same_spikes"] is True
     rate_j, rate_n = r["rate_exc_hz"]["jaxneuro"], r["rate_exc_hz"]["neuron"]
@@ -127,7 +130,7 @@ def test_stimuli_benchmark_small(tmp_path):
     """benchmarks/stimuli.py on 20 HH neurons with 6 stimuli: separate stimuli and one
     stimulus for all give the same voltages, and NEURON's IClamps (where installed) agree."""
     out = tmp_path / "stim.json"
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = dict(os.environ, XLA_FLAGS=TEST_ONLY_XLA_FLAG)  # none of this process's others
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "stimuli.py"), "--n", "20", "--stimuli", "6",
          "--t1", "10", "--json", str(out)],

@@ -72,16 +72,19 @@ def test_pallas_gradient_equals_xla():
         return jnp.mean(tr.v)
 
     g = jnp.array([0.09, 0.11, 0.12, 0.15])
-    ga = jax.grad(loss)(g, "xla")
+    value_xla, ga = jax.value_and_grad(loss)(g, "xla")  # (one program for both)
     gb = jax.grad(loss)(g, "pallas")
     assert np.all(np.abs(ga) > 0)
     np.testing.assert_allclose(gb, ga, rtol=1e-9, atol=0)
-    # Forward mode too (the kernel's values, the XLA loop's tangents).
-    np.testing.assert_allclose(jax.jacfwd(loss)(g, "pallas"), ga, rtol=1e-9, atol=0)
+    # Forward mode too (the kernel's values, the XLA loop's tangents): the Jacobian
+    # (jax.jacfwd's unit tangents) and one mixed direction, in one vmapped JVP.
     direction = jnp.array([1.0, -2.0, 0.5, 3.0])
-    value, slope = jax.jvp(lambda x: loss(x, "pallas"), (g,), (direction,))
-    np.testing.assert_allclose(value, loss(g, "xla"), rtol=1e-12)
-    np.testing.assert_allclose(slope, jnp.dot(ga, direction), rtol=1e-9)
+    tangents = jnp.concatenate([jnp.eye(4), direction[None]])
+    value, slopes = jax.vmap(lambda d: jax.jvp(lambda x: loss(x, "pallas"), (g,), (d,)),
+                             out_axes=(None, 0))(tangents)
+    np.testing.assert_allclose(slopes[:4], ga, rtol=1e-9, atol=0)
+    np.testing.assert_allclose(value, value_xla, rtol=1e-12)
+    np.testing.assert_allclose(slopes[4], jnp.dot(ga, direction), rtol=1e-9)
 
 
 def test_backend_validation():

@@ -19,6 +19,7 @@ import pytest
 import jaxneuro as jn
 from jaxneuro import backends
 from jaxneuro.backends import sharded
+from conftest import TEST_ONLY_XLA_FLAG
 
 SCRIPT = textwrap.dedent(
     """
@@ -99,7 +100,7 @@ SCRIPT = textwrap.dedent(
     fb = jax.jvp(lambda x: loss(g, x, "sharded"), (0.25,), (1.0,))[1]
     out["jvp"] = [float(fa), float(fb)]
     amps2 = jnp.array([0.1, 0.2, 0.3])
-    va = jax.vmap(lambda x: loss(g, x, "xla"))(amps2)
+    va = jax.jit(jax.vmap(lambda x: loss(g, x, "xla")))(amps2)
     vb = jax.jit(jax.vmap(lambda x: loss(g, x, "sharded")))(amps2)
     out["vmap"] = [np.asarray(va).tolist(), np.asarray(vb).tolist()]
 
@@ -142,7 +143,7 @@ SCRIPT = textwrap.dedent(
     eager = []
     for amp in (0.1, 0.2, 0.3):
         before = len(compiles)
-        jn.simulate(hh_pop(40), 5.0, stimuli=[jn.StepCurrent(amp, 1.0, 1e9)], backend="sharded").v.block_until_ready()
+        jn.simulate(hh_pop(10), 5.0, stimuli=[jn.StepCurrent(amp, 1.0, 1e9)], backend="sharded").v.block_until_ready()
         eager.append(len(compiles) - before)
     jax.config.update("jax_log_compiles", False)
     out["eager_compiles"] = eager
@@ -174,10 +175,11 @@ SCRIPT = textwrap.dedent(
     # A population put on one device (jax.device_put commits it there): "auto" runs it
     # there in one loop, as "xla" does; "sharded" (all devices) says why it cannot. Both
     # raised JAX's "incompatible devices" from inside the split program.
+    # (203 neurons, as above: their arrays' eager operations are compiled already.)
     dev = jax.devices()[3]
-    pinned = jax.device_put(hh_pop(200), dev)
-    step = jn.StepCurrent(jnp.linspace(0.0, 0.3, 200), 0.5, 1e9)
-    ref = jn.simulate(hh_pop(200), 2.0, stimuli=[step], backend="xla").v
+    pinned = jax.device_put(hh_pop(203), dev)
+    step = jn.StepCurrent(jnp.linspace(0.0, 0.3, 203), 0.5, 1e9)
+    ref = jn.simulate(hh_pop(203), 2.0, stimuli=[step], backend="xla").v
     on_dev = jn.simulate(pinned, 2.0, stimuli=[jax.device_put(step, dev)]).v
     try:
         jn.simulate(pinned, 2.0, stimuli=[step], backend="sharded")
@@ -186,19 +188,22 @@ SCRIPT = textwrap.dedent(
         refused = str(e)
     # Under jax.default_device, "auto" stays on that device too (it split over all).
     with jax.default_device(jax.devices()[2]):
-        chosen = backends.choose("auto", hh_pop(200), jn.StaggeredEuler(), hh_pop(200).init_state(-65.0))
-        on_default = jn.simulate(hh_pop(200), 2.0, stimuli=[step]).v
+        chosen = backends.choose("auto", hh_pop(203), jn.StaggeredEuler(), hh_pop(203).init_state(-65.0))
+        on_default = jn.simulate(hh_pop(203), 2.0, stimuli=[step]).v
     out["committed"] = {"devices": sorted(d.id for d in on_dev.devices()), "diff": diff(on_dev, ref),
                         "ptp": float(jnp.ptp(ref)), "refused": refused,
-                        "uncommitted": backends.choose("auto", hh_pop(200), jn.StaggeredEuler(),
-                                                        hh_pop(200).init_state(-65.0)),
+                        "uncommitted": backends.choose("auto", hh_pop(203), jn.StaggeredEuler(),
+                                                        hh_pop(203).init_state(-65.0)),
                         "default_device": {"chosen": chosen, "devices": sorted(d.id for d in on_default.devices()),
                                            "diff": diff(on_default, ref)}}
 
     # What "auto" picks on a CPU with 4 devices.
+    # (Each state from one compiled program: op by op, each new shape compiled some 17.)
+    import equinox as eqx
     solver = jn.StaggeredEuler()
+    init_state = eqx.filter_jit(lambda model: model.init_state(-65.0))
     def pick(model):
-        return backends.choose("auto", model, solver, model.init_state(-65.0))
+        return backends.choose("auto", model, solver, init_state(model))
     cable = jn.Cable(length=100.0, diam=1.0, nseg=80, channels=[jn.channels.HH()])
     out["auto"] = {"n192": pick(hh_pop(192)), "n191": pick(hh_pop(191)), "cable": pick(cable),
                    "single": pick(jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()]))}
@@ -211,7 +216,7 @@ SCRIPT = textwrap.dedent(
 def split_results(tmp_path_factory):
     script = tmp_path_factory.mktemp("sharded") / "split.py"
     script.write_text(SCRIPT)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4 " + TEST_ONLY_XLA_FLAG, JAX_PLATFORMS="cpu")
     p = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     return json.loads(p.stdout.strip().splitlines()[-1])
