@@ -670,7 +670,7 @@ def _warn_firing(trace: Trace, step, v, what):
     hi = lo + _per_column(step.dur, cols)
     during = (t[:, None] >= lo - TIME_TOLERANCE) & (t[:, None] <= hi + TIME_TOLERANCE)  # (T, compartments)
     vv = np.asarray(v).reshape(t.size, -1)
-    fired = np.any(during[:-1] & during[1:] & (vv[:-1] < FIRING_THRESHOLD) & (vv[1:] >= FIRING_THRESHOLD), axis=0)
+    fired = np.any(during[:-1] & during[1:] & (vv[:-1] <= FIRING_THRESHOLD) & (vv[1:] > FIRING_THRESHOLD), axis=0)
     if trace.spikes is not None and units.is_concrete(trace.spikes):
         sp = np.asarray(trace.spikes).reshape(-1, np.shape(trace.spikes)[-1])
         if sp.shape[0] == lo.size:  # a row of spikes per compartment: each against its own step
@@ -884,7 +884,8 @@ def spike_times(source, threshold=None, *, capacity: int | None = None, variable
     neuron's in-step spikes, or a ``simulate(..., summary=...)`` run's threshold
     crossings) and ``threshold=None``, those; ``capacity`` then defaults to the
     trace's buffer. Otherwise spikes are the upward crossings of ``threshold`` (mV,
-    default 0) by the recorded ``variable``, their times linearly interpolated
+    default 0) by the recorded ``variable`` (from a sample at or below it to one
+    above it, NEURON's ``NetCon`` rule), their times linearly interpolated
     between samples, so they are differentiable w.r.t. model parameters; ``capacity``
     defaults to :data:`DEFAULT_SPIKE_CAPACITY`. A neuron with more spikes than
     ``capacity`` keeps its first ones, with a warning where the trace's values are
@@ -1018,7 +1019,7 @@ def _first(spikes, capacity):
 
 def _crossings(t, v, threshold, capacity):
     below, above = v[:-1], v[1:]
-    crossed = (below < threshold) & (above >= threshold)
+    crossed = (below <= threshold) & (above > threshold)  # as NEURON's NetCon (and SpikeDetector)
     # The k-th crossing is where the running count first reaches k: a search in the
     # cumulative sum (1.4x faster on a CPU than jnp.nonzero(size=...), same indices).
     seen = jnp.cumsum(crossed, dtype=jnp.int32)

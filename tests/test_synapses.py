@@ -403,19 +403,21 @@ def test_shared_delay_sums_arrivals_per_neuron_as_per_connection():
                          [jn.ExpSynapse("pre", "post", conn, g_max, 3.0, 0.0, delay, name="s")])
         return jn.simulate(net, 60.0, stimuli=stim, record=("v", "g"))
 
-    shared = run(1.25)
-    n_conn = shared["s"].g.shape[1]
-    assert n_conn >= 4
-    each = run(jnp.full(n_conn, 1.25))
-    np.testing.assert_allclose(shared["s"].g, each["s"].g, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(shared["post"].v, each["post"].v, rtol=0, atol=1e-12)
-    assert float(jnp.max(shared["s"].g)) > 0.004  # several arrivals overlapping
-
+    # Each form's run and its gradient in g_max come from one compiled program (before:
+    # a forward run and a gradient run compiled apart, for each form).
     def final_v(g_max, delay):
-        return jnp.sum(run(delay, g_max)["post"].v[-1])
+        tr = run(delay, g_max)
+        return jnp.sum(tr["post"].v[-1]), (tr["s"].g, tr["post"].v)
 
-    np.testing.assert_allclose(jax.grad(final_v)(0.004, 1.25), jax.grad(final_v)(0.004, jnp.full(n_conn, 1.25)),
-                               rtol=1e-10)
+    run_and_grad = jax.jit(jax.value_and_grad(final_v, has_aux=True))
+    (_, (g_shared, v_shared)), grad_shared = run_and_grad(0.004, 1.25)
+    n_conn = g_shared.shape[1]
+    assert n_conn >= 4
+    (_, (g_each, v_each)), grad_each = run_and_grad(0.004, jnp.full(n_conn, 1.25))
+    np.testing.assert_allclose(g_shared, g_each, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(v_shared, v_each, rtol=0, atol=1e-12)
+    assert float(jnp.max(g_shared)) > 0.004  # several arrivals overlapping
+    np.testing.assert_allclose(grad_shared, grad_each, rtol=1e-10)
 
 
 @pytest.mark.parametrize("delay", [1.0, 1.0125])
@@ -515,3 +517,33 @@ def test_presynaptic_kernels_are_not_recomputed_per_connection():
     per_connection = [c for c in computations if re.match(rf"%\S+ \(.*\) -> f(32|64)\[{m}(,1)?\]", c)]
     assert per_connection  # the gather is there
     assert not [c.splitlines()[0] for c in per_connection if "exponential(" in c]
+
+
+def test_crossings_follow_netcons_rule_at_the_threshold_itself(neuron_h):
+    # NEURON's NetCon fires on a step from at or below its threshold to above it. A
+    # voltage starting exactly at the threshold and rising was never counted (the
+    # rule was "from below to at or above"): no spike where NEURON has one.
+    h = neuron_h
+    sec = h.Section(name="tie")
+    sec.L = sec.diam = 20.0
+    sec.insert("pas")
+    sec.g_pas, sec.e_pas = 1e-4, -65.0
+    nc = h.NetCon(sec(0.5)._ref_v, None, sec=sec)
+    nc.threshold = -70.0
+    times = h.Vector()
+    nc.record(times)
+    h.dt = 0.025
+    h.finitialize(-70.0)
+    h.continuerun(1.0)
+    assert list(times) == pytest.approx([0.025 + 1e-10], abs=1e-12)
+
+    soma = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0)])
+    for timing, expected in (("neuron", 0.025 + 1e-10), ("interpolated", 0.0)):
+        tr = jn.simulate(jn.SpikeDetector(soma, threshold=-70.0, capacity=2, timing=timing), 1.0, v0=-70.0)
+        assert np.asarray(tr.spikes).ravel().tolist() == pytest.approx([expected, math.inf], abs=1e-12)
+    # The crossings of a recorded trace, by the same rule.
+    assert float(jn.spike_times(jn.simulate(soma, 1.0, v0=-70.0), -70.0, capacity=1)[0]) == 0.0
+    # A voltage touching the threshold from below and turning back is no crossing.
+    t = jnp.arange(4.0)
+    touch = jn.Trace(t=t, values={"v": jnp.array([-75.0, -70.0, -72.0, -69.0])})
+    assert np.asarray(jn.spike_times(touch, -70.0, capacity=2)).tolist() == pytest.approx([2.0 + 2.0 / 3.0, math.inf])

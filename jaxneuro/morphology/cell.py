@@ -841,9 +841,11 @@ class Cell(AbstractModel):
         is injected, the end segment's voltage). ``i_inj`` may be an array over the
         leading axes of ``v`` (a current per saved time: the step's current, which
         NEURON takes at the step's midpoint). With Crank–Nicolson and a current
-        injected at a free end, NEURON's recorded ``sec(1).v`` alternates from step to
-        step between the end segment's voltage and that plus twice the injected
-        current's drop over the half segment; this gives their mean."""
+        injected at a section end (a free end, or one where children join), NEURON's
+        recorded ``sec(x).v`` there alternates from step to step about the
+        neighbours' weighted mean, by up to the injected current's drop over the half
+        segments (several mV for a thin section); this gives the mean it swings
+        about."""
         segs, g = self._node_neighbours(section, x)
         i_inj = units.to_base(i_inj, "i_inj", units.nA)
         v = jnp.asarray(v)

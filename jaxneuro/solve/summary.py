@@ -70,8 +70,11 @@ def _delegated(name: str) -> property:
 class SpikeDetector(AbstractModel):
     """``model`` with a spike detector: the same dynamics, plus event buffers
     (``spikes``, ``count``, ms) of each compartment's upward crossings of ``threshold``
-    (mV), timed as ``timing`` says (below), that the default solver updates after each
-    step through :meth:`resolve_events`. Built by ``simulate(..., summary=...)``.
+    (mV): steps from a voltage at or below it to one above it, NEURON's ``NetCon``
+    rule. They are timed as ``timing`` says (below), and the default solver updates the
+    buffers after each step through :meth:`resolve_events`. Built by
+    ``simulate(..., summary=...)``. A run starting above the threshold has no crossing
+    there (NEURON's ``finitialize`` has its ``NetCon`` fire at the start).
 
     In a :class:`~jaxneuro.Network` it makes any model a spiking population, so that
     synapses can start from it, as NEURON's ``NetCon`` watches a voltage:
@@ -186,19 +189,22 @@ class SpikeDetector(AbstractModel):
     resolves_jumps = True
 
     def resolve_events(self, t0, t1, y0, y1, a, b, jump=None):
-        """Record upward crossings of ``threshold`` between ``y0.v`` and ``y1.v``.
+        """Record upward crossings of ``threshold`` between ``y0.v`` and ``y1.v``
+        (at or below it, then above it).
         ``jump``: voltage jumps (mV, delta synapses) at ``t1``, already in ``y1.v``:
         a crossing they make is timed at ``t1``, and one the voltage made before them
         is interpolated without them."""
         del a, b
         thr = self.threshold
-        crossed = (y0.v < thr) & (y1.v >= thr)
+        # NEURON's NetCon rule: from at or below the threshold to above it (a voltage
+        # starting exactly at it and rising was never counted; one touching it, was).
+        crossed = (y0.v <= thr) & (y1.v > thr)
         flow_end = y1.v if jump is None else y1.v - jump  # the voltage the step's flow reached
 
         def crossing_times():
             if self.timing == "neuron":
                 return jnp.broadcast_to(t1 + NEURON_THRESHOLD_DELAY, crossed.shape).astype(y1.v.dtype)
-            by_flow = flow_end >= thr
+            by_flow = flow_end > thr
             rise = jnp.where(crossed & by_flow, flow_end - y0.v, 1.0)
             return jnp.where(by_flow, t0 + (thr - y0.v) / rise * (t1 - t0), t1)
 
