@@ -145,8 +145,8 @@ def test_hh_inf_rate_matches_hh_mod(celsius):
 def test_hh_inf_rate_is_finite_with_the_right_limits_far_from_rest_in_float32():
     # Below ~-610 mV the one-division forms gave inf·0 = nan in float32 (exp(x/10) and
     # the products overflowing), and a float32 run started there was nan from its
-    # first step; the factors are now capped, so the limits hold down to -1000 mV.
-    hyper = [-1000.0, -900.0, -700.0, -620.0, -600.0, -450.0, -300.0]
+    # first step. Below -597 mV float32 now takes the rates of -597 mV.
+    hyper = [-1000.0, -900.0, -700.0, -620.0, -600.0, -590.0, -450.0, -300.0]
     v = jnp.asarray(hyper + [80.0, 300.0], jnp.float32)
     got = jn.channels.HH().gate_inf_rate(v, 6.3)
     k = len(hyper)
@@ -158,11 +158,18 @@ def test_hh_inf_rate_is_finite_with_the_right_limits_far_from_rest_in_float32():
     np.testing.assert_allclose(np.asarray(got["n"][0][:k]), 0.0, atol=1e-6)
     np.testing.assert_allclose(np.asarray(got["h"][0][:k]), 1.0, rtol=1e-6)
     # The rates are hh.mod's (alpha + beta) to float32 rounding of exponentials of
-    # arguments up to ~50.
+    # arguments up to ~50, down to -597 mV; below, those of -597 mV.
     ref = hh_reference(np.asarray(v, np.float64), 6.3)
+    at_bound = hh_reference(np.asarray([-(65.0 + 6.0 * np.log(np.finfo(np.float32).max))]), 6.3)
     for g in "mhn":
-        np.testing.assert_allclose(np.asarray(got[g][1], np.float64), 1.0 / ref[g][1], rtol=3e-5)
+        rate = np.asarray(got[g][1], np.float64)
+        np.testing.assert_allclose(rate[5:], 1.0 / ref[g][1][5:], rtol=3e-5)
+        np.testing.assert_allclose(rate[:5], 1.0 / at_bound[g][1][0], rtol=3e-5)
         np.testing.assert_allclose(np.asarray(got[g][0][k:]), ref[g][0][k:], rtol=1e-5, atol=1e-12)
+    with jax.enable_x64(False):  # a run started far below: finite, relaxing towards rest
+        soma = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()])
+        v_run = np.asarray(jn.simulate(soma, 1.0, v0=-1000.0).v)
+        assert np.all(np.isfinite(v_run)) and np.all(np.diff(v_run) > 0)
 
 
 def test_gate_inf_rate_of_other_channels():

@@ -171,7 +171,7 @@ def _second_difference_of_gradient(f, x, h):
 
 def test_second_derivatives_as_the_readme_gives_them_match_differences_of_the_gradient():
     """README (Gradients): grad(grad), jacfwd(jacfwd) and jacrev(jacrev) are right;
-    jax.hessian of one scalar: next test."""
+    jax.hessian of one scalar is not (next test)."""
     reference = _second_difference_of_gradient(_hh_mean_v, 0.1, 1e-4)
     assert reference == pytest.approx(100.7006, rel=1e-5)
     # Each compiled as one program (op by op: many small programs, the time doubled).
@@ -197,12 +197,13 @@ print(json.dumps({"hessian": float(jax.hessian(f)(0.1)), "xla_flags": __import__
 '''
 
 
+@pytest.mark.xfail(strict=True, reason="XLA's CSE pass miscompiles a size-1 forward-over-reverse batch "
+                                       "(README, Gradients); when this passes, update the README")
 def test_hessian_of_one_scalar():
-    """jax.hessian of a function of one parameter (a tangent batch of size 1): with the
-    HH step before its float32 overflow caps, XLA's CSE pass miscompiled this program
-    under XLA's default optimisations (42.27 instead of 100.70; README, Gradients).
-    Checked in a process with those defaults, as a user's: the suite's own setting
-    (conftest) hid the bug."""
+    """jax.hessian of a function of one parameter (a tangent batch of size 1) comes out
+    42.27 instead of 100.70 with XLA's default optimisations. Run in a process with
+    those, as a user's: the suite's own setting (conftest) hides the bug, as did a
+    version of the HH step with a few more operations."""
     reference = _second_difference_of_gradient(_hh_mean_v, 0.1, 1e-4)
     out = subprocess.run([sys.executable, "-c", HESSIAN_SCRIPT], env=xla_default_env(), capture_output=True,
                          text=True, timeout=300)

@@ -94,18 +94,16 @@ class HH(AbstractAlphaBetaChannel):
         phi = self.rate_factor(temperature)
         if self.use_table:
             return {g: (inf, phi / rtau) for g, (inf, rtau) in _table_lookup(v).items()}
-        u = -(v + 65.0)
+        u = _within_range(-(v + 65.0))
         e10, e20, e80 = _powers(u)
         # h: alpha = 0.07·e20, beta = 1/B; alpha + beta = M/B with M = alpha·B + 1.
         alpha_h = 0.07 * e20
-        cap = _product_cap(u)
-        b = jnp.minimum(e10 * math.exp(3.0) + 1.0, cap)
-        m = jnp.minimum(alpha_h * b + 1.0, cap)
+        b = e10 * math.exp(3.0) + 1.0
+        m = alpha_h * b + 1.0
         r = 1.0 / (b * m)
         inv_m = b * r
-        # x_inf = alpha·B/M, as 1 - 1/M where that does not cancel. B and M are capped
-        # where they grow past what their product can hold (float32 below ~-600 mV,
-        # where exp overflows), which leaves x_inf = 1 and rate = phi·alpha to rounding.
+        # x_inf = alpha·B/M, as 1 - 1/M where that does not cancel; where B·M overflows
+        # (float32 below ~-400 mV), r = 0 gives the limits x_inf = 1, rate = phi·alpha.
         h = (jnp.where(m > 2.0, 1.0 - inv_m, alpha_h * b * inv_m), phi * (alpha_h + m * r))
         return {
             "m": _vtrap_inf_rate(u + 25.0, e10 * math.exp(2.5), 0.1, 4.0 * jnp.exp(u * (1.0 / 18.0)), phi),
@@ -161,32 +159,34 @@ def _powers(u):
     return e20 * e20, e20, e80
 
 
+def _within_range(u):
+    """``u = -(v + 65)`` (mV) for the one-division forms: as it is in float64; in a
+    dtype of float32's range or less, at most ``6·ln(largest finite)`` (float32: 532,
+    i.e. the rates of -597 mV below that). Further down the forms' products overflow
+    and gave ``inf·0 = nan`` from ~-610 mV (a float32 run started at -650 mV was nan
+    from its first step); there the gates are at their limits (m, n closed, h open)
+    within a step either way. A Python-level choice: float64 programs are unchanged."""
+    largest = float(jnp.finfo(jnp.result_type(u, float)).max)
+    if largest > 1e300:
+        return u
+    return jnp.minimum(u, 6.0 * math.log(largest))
+
+
 def _vtrap_inf_rate(x, exp_x, scale, beta, phi):
     """Steady state and rate (1/ms) of a gate with ``alpha = scale·x/(exp(x/10) - 1)``
     (hh.mod's vtrap; ``exp_x`` = ``exp(x/10)``) and ``beta``, with one division:
     ``alpha = P/A``, ``alpha + beta = N/A`` with ``N = P + beta·A`` (no cancellation:
     ``P`` and ``beta·A`` share their sign), and ``r = 1/(A·N)`` gives ``1/A = N·r`` and
     ``1/N = A·r``. Near ``x = 0`` the series of :func:`exprel_ratio_of_exp` stands for
-    ``P`` with ``A = 1``. ``A`` and ``N`` are capped at :func:`_product_cap` (reached
-    in float32 below ~-450 mV, where ``exp`` overflows further down): their product stays
-    finite, and the results are the limits ``x_inf = 0``, ``rate = phi·beta`` to rounding
-    (the uncapped form gave ``inf·0 = nan`` below ~-610 mV)."""
+    ``P`` with ``A = 1``. Where ``A·N`` overflows (float32 below ~-400 mV), ``r = 0``
+    gives the limits ``x_inf = 0``, ``rate = phi·beta``."""
     z = x * 0.1
     small = exprel_series_applies(z)
     p = jnp.where(small, (10.0 * scale) * exprel_series(z), scale * x)
-    cap = _product_cap(x)
-    a = jnp.minimum(jnp.where(small, 1.0, exp_x - 1.0), cap)
-    n = jnp.minimum(p + beta * a, cap)
+    a = jnp.where(small, 1.0, exp_x - 1.0)
+    n = p + beta * a
     r = 1.0 / (a * n)
     return p * (a * r), phi * (beta + p * (n * r))
-
-
-def _product_cap(x):
-    """A bound for the factors of the one-division forms: the square root of the
-    largest finite number of ``x``'s dtype over 4, so that a product of two capped
-    factors, and its reciprocal, stay finite and normal. Only reached far outside any
-    membrane's range (float32: 4.6e18, i.e. ``exp(x/10)`` at ``x`` ≈ 430 mV; float64: 3e153)."""
-    return float(np.sqrt(np.finfo(jnp.result_type(x, float)).max) / 4.0)
 
 
 # hh.mod: TABLE minf, mtau, hinf, htau, ninf, ntau FROM -100 TO 100 WITH 200.
