@@ -22,7 +22,7 @@ from . import units
 from ._stack import outside_stacklevel
 from .model import AbstractModel
 from .solve import hines
-from .solve.summary import SpikeSummary
+from .solve.summary import SpikeSummary, crossed_upward
 from .solve.trace import TIME_TOLERANCE, Trace, check_inside, report_overflow, within
 from .state import State, gate_leaves
 from .stimuli import StepCurrent
@@ -670,7 +670,7 @@ def _warn_firing(trace: Trace, step, v, what):
     hi = lo + _per_column(step.dur, cols)
     during = (t[:, None] >= lo - TIME_TOLERANCE) & (t[:, None] <= hi + TIME_TOLERANCE)  # (T, compartments)
     vv = np.asarray(v).reshape(t.size, -1)
-    fired = np.any(during[:-1] & during[1:] & (vv[:-1] <= FIRING_THRESHOLD) & (vv[1:] > FIRING_THRESHOLD), axis=0)
+    fired = np.any(during[:-1] & during[1:] & crossed_upward(vv[:-1], vv[1:], FIRING_THRESHOLD), axis=0)
     if trace.spikes is not None and units.is_concrete(trace.spikes):
         sp = np.asarray(trace.spikes).reshape(-1, np.shape(trace.spikes)[-1])
         if sp.shape[0] == lo.size:  # a row of spikes per compartment: each against its own step
@@ -1019,7 +1019,7 @@ def _first(spikes, capacity):
 
 def _crossings(t, v, threshold, capacity):
     below, above = v[:-1], v[1:]
-    crossed = (below <= threshold) & (above > threshold)  # as NEURON's NetCon (and SpikeDetector)
+    crossed = crossed_upward(below, above, threshold)
     # The k-th crossing is where the running count first reaches k: a search in the
     # cumulative sum (1.4x faster on a CPU than jnp.nonzero(size=...), same indices).
     seen = jnp.cumsum(crossed, dtype=jnp.int32)

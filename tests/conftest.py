@@ -53,6 +53,12 @@ def crossings(t, v, threshold=0.0):
     return t[i] + (threshold - v[i]) / (v[i + 1] - v[i]) * (t[i + 1] - t[i])
 
 
+def env_with_xla_flags(*flags, **variables):
+    """This process's environment for a subprocess, with ``XLA_FLAGS`` set to ``flags``
+    (none of this process's others) and the suite's own setting (above)."""
+    return dict(os.environ, XLA_FLAGS=" ".join([*flags, TEST_ONLY_XLA_FLAG]), **variables)
+
+
 def xla_default_env():
     """This process's environment without the suite's own XLA setting (above): for a
     subprocess that must compile as a user's process does."""

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import TEST_ONLY_XLA_FLAG
+from conftest import env_with_xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_runner_quick_hh1(tmp_path):
     pytest.importorskip("neuron")
     out = tmp_path / "r.json"
-    env = dict(os.environ, XLA_FLAGS=TEST_ONLY_XLA_FLAG)  # none of this process's others
+    env = env_with_xla_flags()
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "run.py"), "--quick", "--only", "hh1", "--json", str(out)],
         capture_output=True, text=True, env=env, timeout=600,
@@ -43,7 +43,7 @@ def test_cells_benchmark_small_batch(tmp_path):
     """benchmarks/cells.py on two tree1k cells for 11 ms (the step current starts at
     10 ms): both tree solves give the same voltages, which differ between the cells."""
     out = tmp_path / "cells.json"
-    env = dict(os.environ, XLA_FLAGS=TEST_ONLY_XLA_FLAG)  # none of this process's others
+    env = env_with_xla_flags()
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "cells.py"), "--batch", "2", "--t1", "11",
          "--repeats", "1", "--no-jaxley", "--json", str(out)],
@@ -88,7 +88,7 @@ def test_synaptic_network_benchmark_small(tmp_path):
     same spikes at the same times, with the same voltages."""
     pytest.importorskip("neuron")
     out = tmp_path / "syn.json"
-    env = dict(os.environ, XLA_FLAGS=TEST_ONLY_XLA_FLAG)  # none of this process's others
+    env = env_with_xla_flags()
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "syn_network.py"), "--n", "12", "--k", "3",
          "--t1", "30", "--capacity", "8", "--json", str(out)],
@@ -110,7 +110,7 @@ def test_delta_network_benchmark_small(tmp_path):
     event-driven and dense deliveries fire the same spikes."""
     pytest.importorskip("neuron")
     out = tmp_path / "delta.json"
-    env = dict(os.environ, XLA_FLAGS=TEST_ONLY_XLA_FLAG)  # none of this process's others
+    env = env_with_xla_flags()
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "delta_network.py"), "--n", "100", "--t1", "200",
          "--json", str(out)],
@@ -130,7 +130,7 @@ def test_stimuli_benchmark_small(tmp_path):
     """benchmarks/stimuli.py on 20 HH neurons with 6 stimuli: separate stimuli and one
     stimulus for all give the same voltages, and NEURON's IClamps (where installed) agree."""
     out = tmp_path / "stim.json"
-    env = dict(os.environ, XLA_FLAGS=TEST_ONLY_XLA_FLAG)  # none of this process's others
+    env = env_with_xla_flags()
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "stimuli.py"), "--n", "20", "--stimuli", "6",
          "--t1", "10", "--json", str(out)],

@@ -6,7 +6,6 @@ setting checked there: without the flag, a process gets one device per usable co
 """
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,7 @@ import pytest
 import jaxneuro as jn
 from jaxneuro import backends
 from jaxneuro.backends import sharded
-from conftest import TEST_ONLY_XLA_FLAG
+from conftest import env_with_xla_flags
 
 SCRIPT = textwrap.dedent(
     """
@@ -216,7 +215,7 @@ SCRIPT = textwrap.dedent(
 def split_results(tmp_path_factory):
     script = tmp_path_factory.mktemp("sharded") / "split.py"
     script.write_text(SCRIPT)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4 " + TEST_ONLY_XLA_FLAG, JAX_PLATFORMS="cpu")
+    env = env_with_xla_flags("--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     p = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-4000:]
     return json.loads(p.stdout.strip().splitlines()[-1])

@@ -22,7 +22,7 @@ import saiunit as u
 
 import jaxneuro as jn
 from jaxneuro.sweep import product
-from conftest import TEST_ONLY_XLA_FLAG
+from conftest import env_with_xla_flags
 
 SCRIPT = textwrap.dedent(
     """
@@ -78,7 +78,7 @@ MULTI_PROCESS_SCRIPT = SCRIPT.replace(
 def _run(tmp_path, out, sleep, log, wait=True):
     script = tmp_path / "sweep_script.py"
     script.write_text(SCRIPT)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8 " + TEST_ONLY_XLA_FLAG, JAX_PLATFORMS="cpu")
+    env = env_with_xla_flags("--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     p = subprocess.Popen([sys.executable, str(script), str(out), str(sleep), str(log)], env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if wait:
@@ -160,7 +160,7 @@ def test_sweep_resumes_with_another_device_count(tmp_path):
     out = tmp_path / "s"
 
     def run(devices, log):
-        env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} " + TEST_ONLY_XLA_FLAG, JAX_PLATFORMS="cpu")
+        env = env_with_xla_flags(f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
         p = subprocess.run([sys.executable, str(script), str(out), str(log)], env=env, capture_output=True, check=False,
                            text=True, timeout=120)
         assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
@@ -195,7 +195,7 @@ def test_sweep_shared_by_two_processes(tmp_path):
     script = tmp_path / "multi_process_sweep.py"
     script.write_text(MULTI_PROCESS_SCRIPT)
     out, log = tmp_path / "sweep", tmp_path / "run.log"
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4 " + TEST_ONLY_XLA_FLAG, JAX_PLATFORMS="cpu")
+    env = env_with_xla_flags("--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     procs = [subprocess.Popen([sys.executable, str(script), str(out), "0", str(log), str(port), str(pid)],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for pid in (0, 1)]
     try:

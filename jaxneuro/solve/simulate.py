@@ -843,14 +843,19 @@ def _continued_from(init, t0):
     if t0 is not None:
         given = _time(t0, "t0")
         # t0 may come from the trace's own times, rounded to their dtype (trace.t[-1]).
-        dtypes = [x.dtype for x in (t0, init.t) if hasattr(x, "dtype")]
-        slack = max([1e-9 * max(1.0, abs(end))] + [time_slack(end, d) for d in dtypes])
-        if abs(given - end) > slack:
+        if abs(given - end) > _rounding_slack(end, [x.dtype for x in (t0, init.t) if hasattr(x, "dtype")]):
             raise ValueError(
                 f"t0={given:g} ms: init is a trace that ended at {end:g} ms, and it continues from there; leave t0 "
                 f"out (or pass t0={end:g}), or pass init=trace.final_state to start its state at t0={given:g}"
             )
     return init.final_state, end
+
+
+def _rounding_slack(time: float, dtypes) -> float:
+    """How far (ms) two readings of the run time ``time`` may differ and be the same:
+    1e-9 relative (at least 1e-9 ms), or the rounding of times stored in any of
+    ``dtypes`` (:func:`~jaxneuro.solve.trace.time_slack`) where that is more."""
+    return max([1e-9 * max(1.0, abs(time))] + [time_slack(time, d) for d in dtypes])
 
 
 def _check_state_time(model, state, t0: float) -> None:
@@ -877,9 +882,7 @@ def _check_state_time(model, state, t0: float) -> None:
     finite = [x[np.isfinite(x)] for x in known]
     latest = max((float(x.max()) for x in finite if x.size), default=-math.inf)
     # Stored times are rounded to their dtype (float32 10.1 is 10.1000004 ms).
-    tolerance = max([1e-9 * max(1.0, abs(t0), abs(latest))]
-                    + [time_slack(max(abs(t0), abs(latest)), x.dtype) for x in known])
-    if latest > t0 + tolerance:
+    if latest > t0 + _rounding_slack(max(abs(t0), abs(latest)), [x.dtype for x in known]):
         raise ValueError(
             f"simulate: init is the state of a run that had reached t = {latest:g} ms (its recorded spikes or "
             f"synapse times), but t0 = {t0:g} ms; a continued run starts where the last one ended: "

@@ -67,6 +67,15 @@ def _delegated(name: str) -> property:
     return property(lambda self: getattr(self.model, name), doc=f"The wrapped model's ``{name}``.")
 
 
+def crossed_upward(before, after, threshold):
+    """Where a voltage (mV; arrays or NumPy arrays) went from ``before`` to ``after``
+    across ``threshold`` upwards: NEURON's ``NetCon`` rule, at or below it, then above
+    it (a voltage starting exactly at it and rising counts; one touching it and turning
+    back does not). The one rule of spike detection, recorded traces' crossings and the
+    analysis' firing checks."""
+    return (before <= threshold) & (after > threshold)
+
+
 class SpikeDetector(AbstractModel):
     """``model`` with a spike detector: the same dynamics, plus event buffers
     (``spikes``, ``count``, ms) of each compartment's upward crossings of ``threshold``
@@ -196,9 +205,7 @@ class SpikeDetector(AbstractModel):
         is interpolated without them."""
         del a, b
         thr = self.threshold
-        # NEURON's NetCon rule: from at or below the threshold to above it (a voltage
-        # starting exactly at it and rising was never counted; one touching it, was).
-        crossed = (y0.v <= thr) & (y1.v > thr)
+        crossed = crossed_upward(y0.v, y1.v, thr)
         flow_end = y1.v if jump is None else y1.v - jump  # the voltage the step's flow reached
 
         def crossing_times():
