@@ -164,6 +164,68 @@ def test_hines_solve_equals_a_dense_solve_on_random_trees(seed):
     np.testing.assert_allclose(*hvp, rtol=1e-8, atol=1e-12)
 
 
+def _elimination_height(plan):
+    """The longest chain of dependent steps of the Hines solve's elimination (its
+    root's height), checking on the way that every node comes after its children."""
+    n = plan.centre_parent.size
+    height, done = np.zeros(n, dtype=int), np.zeros(n, dtype=bool)
+    for k in plan.centre_order:
+        assert not done[k]
+        done[k] = True
+        p = plan.centre_parent[k]
+        if p != k:
+            assert not done[p], f"node {p} eliminated before its child {k}"
+            height[p] = max(height[p], height[k] + 1)
+    assert done.all()
+    return height.max()
+
+
+def test_hines_solve_hangs_each_tree_from_its_centre():
+    """The elimination runs from the leaves to the tree's centre, so its chain of
+    dependent steps (a division each) is as short as the tree allows: half an
+    unbranched cable (NEURON's order, from the root end, waits on every node), the
+    middle of a branched cell's longest path. Same edges and conductances, turned round
+    where needed; a zero-area node can be the centre; solves equal a dense solve."""
+    chain = hines._plan(tuple([-1] + list(range(100))), None)
+    assert _elimination_height(chain) == 50  # 101 nodes: 100 from the old root
+    # tree1k's cell: 10 branches of 100 segments, branch points as zero-area nodes.
+    sections = [jn.Cable(100.0, 1.0, Ra=100.0, nseg=100, name=f"b{i}") for i in range(10)]
+    cell = jn.Cell(sections, parents=[None, 0, 0, 1, 1, 2, 2, 3, 3, 4])
+    coupling = cell.voltage_coupling()
+    plan = coupling._plan()
+    # Its longest path, b7-b3-b1-b2-b5 (b1 and b2 start at b0's end), has 500
+    # compartments and 4 zero-area nodes: 252 steps from its middle, where the root
+    # end (b0's start) is 403 steps above b7's tip.
+    assert _elimination_height(plan) == 252
+    for p in (chain, plan):
+        n = p.centre_parent.size
+        old = {frozenset((k, int(p.parent[k]))): k for k in range(n) if not p.is_root[k]}
+        new = {frozenset((k, int(p.centre_parent[k]))): int(p.centre_edge[k])
+               for k in range(n) if p.centre_parent[k] != k}
+        assert new == old  # each edge kept, with the node that holds its conductance
+        assert all(p.is_root[p.centre_edge[k]] for k in range(n) if p.centre_parent[k] == k)
+
+    # Two chains of ten compartments meeting at a zero-area node, the centre.
+    parent = (-1,) + tuple(range(9)) + (9, 10) + tuple(range(11, 20))
+    segment_nodes = tuple(k for k in range(21) if k != 10)
+    rng = np.random.default_rng(8)
+    g, c = rng.uniform(0.1, 5.0, 21), rng.uniform(0.2, 2.0, 20)
+    coupling = TreeCoupling(g=jnp.asarray(g), capacitance=jnp.asarray(c), parent=parent, segment_nodes=segment_nodes)
+    plan = coupling._plan()
+    assert plan.perm[plan.centre_order[-1]] == 10 and _elimination_height(plan) == 10
+    lap = np.zeros((21, 21))
+    for k, p in enumerate(parent):
+        if p >= 0:
+            lap[k, k] += g[k]; lap[p, p] += g[k]; lap[k, p] -= g[k]; lap[p, k] -= g[k]
+    s = list(segment_nodes)
+    schur = lap[np.ix_(s, s)] - np.outer(lap[s, 10], lap[10, s]) / lap[10, 10]
+    d, rhs = rng.uniform(0.5, 3.0, 20), rng.normal(size=20)
+    want = np.linalg.solve(np.diag(d) + schur / c[:, None], rhs)
+    for method in ("hines", "paths", hines.STEADY):
+        got = jax.jit(TreeCoupling.solve, static_argnums=3)(coupling, jnp.asarray(d), jnp.asarray(rhs), method)
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=method)
+
+
 def _all_eqns(jaxpr):
     """Every equation of ``jaxpr`` and of the jaxprs nested in its equations' params."""
     for eqn in jaxpr.eqns:
