@@ -19,7 +19,9 @@ one-off costs.
 On two CPU cores (2026-11-28, float64, 20 ms; benchmarks/RESULTS.md): Jaxley / Hines
 1.74 (one cell), 3.59 (10), 2.05 (100); the paths solve is faster for one cell but
 slower in batches (the batch already gives the Hines order independent divisions to
-overlap). On an H200 (2026-11-30, float32, ``--batch 1 100 1000 --t1 12``) the first
+overlap). Since the Hines solve runs from the leaves to the tree's centre with branches
+taking turns (2026-12-01, AMD EPYC): 2.02 (one cell; 1.16 before, same run of the old
+code), 5.99 (10), 2.11 (100); paths 0.87×, 1.80× and 1.51× the Hines time. On an H200 (2026-11-30, float32, ``--batch 1 100 1000 --t1 12``) the first
 batch, one cell, had printed nothing after 60 s, when the run was stopped: the tree
 solve's node-by-node loop is a poor fit for a GPU; no GPU numbers yet.
 """

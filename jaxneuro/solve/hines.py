@@ -115,11 +115,13 @@ class TreeCoupling(eqx.Module):
         """``x`` with ``(diag(diag) - A) x = rhs``; ``diag`` in 1/ms, ``rhs`` in mV/ms
         (or any unit, ``x`` then has it times ms).
 
-        ``method`` (static): ``"hines"`` eliminates node by node (NEURON's order), fast
-        to compile; ``"paths"`` cuts the tree into paths of about √n nodes and
-        eliminates them side by side (:func:`_partitioned`): the same solution to
-        rounding, a 1000-compartment HH cell's run up to 1.1× faster on a CPU (0.99-1.10×),
-        but 0.2-0.4 s longer to compile (same-run figures in benchmarks/RESULTS.md);
+        ``method`` (static): ``"hines"`` eliminates node by node, from the leaves to
+        each tree's centre with different branches' nodes taking turns (a CPU overlaps
+        their chains), fast to compile; ``"paths"`` cuts the tree into paths of about
+        √n nodes and eliminates them side by side (:func:`_partitioned`): the same
+        solution to rounding in ~2√n sequential steps instead of 2n, but on a CPU
+        slower than ``"hines"`` (a 1000-compartment HH cell and a 1000-segment cable
+        1.15× slower) and 0.1-0.3 s longer to compile (benchmarks/RESULTS.md);
         :data:`STEADY` for a ``diag`` without a ``C/dt`` term (steady states)."""
         check_tree_solve(method, "method", steady=True)
         diag, rhs = jnp.broadcast_arrays(jnp.asarray(diag), jnp.asarray(rhs))
@@ -260,23 +262,24 @@ def _eliminate(d, b, g, parent, order, *, edge=None, own: bool = False):
     1000-compartment cell's float32 run ~20 % slower on a CPU); ``"paths"`` keeps the
     full diagonal."""
     # Move the node axis first so scan walks over nodes.
+    # Each node's conductance to its parent, in the order of elimination (read in
+    # turn by the loop, like its indices).
+    g = take(g, order if edge is None else edge[order])
     d, b, g = (jnp.moveaxis(x, -1, 0) for x in (d, b, g))
     g2 = -g * g  # outside the loop: one multiplication fewer on its dependency chain
-    edge = order if edge is None else edge[order]
 
     def eliminate(carry, node):
         d, b = carry
-        k, pk, ek = node
+        k, pk, g_k, g2_k = node
         # One division per node, here; the back substitution gets its two products
         # (g_k/d_k, b_k/d_k), so its own dependency chain is one multiply-add.
-        inv_dk = 1.0 / (d[k] + g[ek] if own else d[k])
-        f = g[ek] * inv_dk
-        d = d.at[pk].add(f * d[k] if own else g2[ek] * inv_dk)
+        inv_dk = 1.0 / (d[k] + g_k if own else d[k])
+        f = g_k * inv_dk
+        d = d.at[pk].add(f * d[k] if own else g2_k * inv_dk)
         b = b.at[pk].add(f * b[k])
         return (d, b), (f, b[k] * inv_dk)
 
-    _, (f, b_scaled) = jax.lax.scan(
-        eliminate, (d, b), (jnp.asarray(order), jnp.asarray(parent[order]), jnp.asarray(edge)))
+    _, (f, b_scaled) = jax.lax.scan(eliminate, (d, b), (jnp.asarray(order), jnp.asarray(parent[order]), g, g2))
 
     def substitute(x, node):
         # x_k = (b_k + g_k·x_parent) / d_k, with both products taken in the

@@ -43,15 +43,15 @@ class StaggeredEuler(diffrax.AbstractSolver):
     compartments are independent. Use it with a constant step size.
 
     ``tree_solve`` chooses how cells and cables solve their axial coupling (step 1):
-    ``"hines"`` (default) node by node as NEURON does, quick to compile; ``"paths"``
-    path by path side by side, the same voltages to rounding and often faster to run for
-    cells of hundreds of compartments and more (a 1000-compartment HH cell on a CPU:
-    0.99-1.10× per run, its gradient 1.02-1.05×), at the price of longer compilation
-    (there +0.2-0.4 s, its gradient +0.2-1.2 s; benchmarks/RESULTS.md).
-    Consider it for long runs and fits of one cell; a batch of cells under ``vmap``
-    already gives the Hines order independent divisions to overlap, and there ran
-    faster on a CPU (10 and 100 tree cells: 1.57× and 1.55× faster than paths;
-    ``benchmarks/cells.py``). See :meth:`TreeCoupling.solve`.
+    ``"hines"`` (default) node by node as NEURON does, but from the leaves to the
+    tree's centre with different branches' nodes taking turns, quick to compile and the
+    faster on a CPU; ``"paths"`` path by path side by side, the same voltages to
+    rounding in fewer sequential steps (~2√n instead of 2n), which on a CPU ran a
+    1000-compartment HH cell and a 1000-segment cable 1.15× slower than ``"hines"``,
+    batches of 10 and 100 such cells under ``vmap`` 1.8× and 1.5× slower, and compiles
+    longer (benchmarks/RESULTS.md, ``benchmarks/cells.py``). Its fewer steps are meant
+    for devices where each step of a loop costs a launch (GPUs; not measured yet). See
+    :meth:`TreeCoupling.solve`.
     """
 
     voltage_update: str = eqx.field(default="backward_euler", static=True)
