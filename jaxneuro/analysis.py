@@ -81,6 +81,7 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
     _check_membrane(model)
     i_inj = units.to_base(i_inj, "i_inj", units.nA)
     units.check_value(i_inj, "steady_state: i_inj", None, units.nA)
+    model = units.numbers_as_arrays(model)  # a number set by eqx.tree_at: not compiled in
     model = model.precomputed()  # a cell's geometry once, not at every iteration
     v = model.default_v0 if v_guess is None else units.to_base(v_guess, "v_guess", units.mV)
     units.check_value(v, "steady_state: v_guess", None, units.mV)

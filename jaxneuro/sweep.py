@@ -520,6 +520,16 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
     process again into the same folder to finish, no finished chunk is recomputed.
     Returns ``fn``'s result pytree with a leading axis ``N`` (NumPy arrays), or None
     with ``load=False``.
+
+    Each device evaluates its share of a chunk as a program of its own
+    (``jax.shard_map`` of ``jax.vmap(fn)``), so a run-time check in ``fn`` that fails
+    for one parameter set (e.g. ``Trace.at`` past the run's end) raises its error
+    here; a population simulated inside ``fn`` runs on its device in one loop
+    (``backend="auto"`` does not split it again; ``"sharded"`` is refused). An error
+    raised while computing (Ctrl-C's KeyboardInterrupt too) keeps what was finished:
+    with ``out``, the chunks saved (its note says so; the same call resumes); without,
+    the results of the parameter sets of the chunks finished are the error's
+    ``partial_result`` (rows ``0..m-1`` of the grid; ``None`` if none finished).
     """
     if not callable(fn):
         raise ValueError(f"sweep: fn expects a function of one parameter set, got {type(fn).__name__}")
@@ -553,7 +563,11 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
     mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
     sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
     padded = n_dev * math.ceil(min(batch_size, n) / n_dev)
-    run = jax.jit(jax.vmap(fn), in_shardings=sharded, out_shardings=sharded)
+    # Each device evaluates its share on its own (shard_map, no collectives): as one
+    # sharded program, a run-time check failing on one device (eqx.error_if) left the
+    # others waiting at the check's all-reduce, and XLA aborted the process.
+    split = jax.sharding.PartitionSpec("batch")
+    run = jax.jit(jax.shard_map(jax.vmap(fn), mesh=mesh, in_specs=split, out_specs=split, check_vma=False))
 
     def compute(c):
         lo, hi = c * batch_size, min((c + 1) * batch_size, n)
@@ -577,19 +591,25 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
         except ImportError:
             bar = None
 
-    results = {}
-    for c in todo:
-        res = compute(c)
-        if out is not None:
-            _save_chunk(_chunk_path(out, c), res)
-        if load:
-            results[c] = res
-        if on_chunk is not None:
-            on_chunk(c)
+    results, saved = {}, 0
+    try:
+        for c in todo:
+            res = compute(c)
+            if out is not None:
+                _save_chunk(_chunk_path(out, c), res)
+                saved += 1
+            if load:
+                results[c] = res
+            if on_chunk is not None:
+                on_chunk(c)
+            if bar is not None:
+                bar.update(1)
+    except BaseException as e:  # Ctrl-C too: what was computed is not lost
+        _keep_finished(e, results, saved, out, n, batch_size)
+        raise
+    finally:
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.close()
     if not load:
         return None
     if out is None:
@@ -602,6 +622,27 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
                  _load_chunk(_chunk_path(out, c), result_shape, _chunk_rows(c, n, batch_size), "sweep")
                  for c in range(n_chunks)]
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
+
+
+def _keep_finished(error: BaseException, results: dict, saved: int, out: Path | None, n: int, batch_size: int) -> None:
+    """Hand a sweep's finished chunks to ``error`` (an exception, or Ctrl-C's
+    KeyboardInterrupt, raised while computing the others): with ``out``, they are in
+    its folder, and the same sweep run again resumes; without, the results of the
+    parameter sets of the finished chunks before the first unfinished one (rows
+    ``0..m-1`` of the grid, stacked as :func:`sweep` returns them) become
+    ``error.partial_result`` (``None`` if none finished)."""
+    if out is not None:
+        error.add_note(f"jn.sweep: the {saved} chunk(s) finished in this call are saved in {out}; "
+                       "run the same sweep again to resume from them")
+        return
+    done = []
+    while len(done) in results:
+        done.append(results[len(done)])
+    rows = min(len(done) * batch_size, n)
+    error.partial_result = jax.tree.map(lambda *xs: np.concatenate(xs), *done) if done else None
+    error.add_note(f"jn.sweep: the results of the first {rows} of {n} parameter sets (the chunks finished) are this "
+                   "exception's partial_result" if done else
+                   "jn.sweep: no chunk finished, so this exception's partial_result is None")
 
 
 def _out_path(out, what: str) -> Path | None:

@@ -809,6 +809,16 @@ def test_steady_state_is_one_compiled_program():
     assert again.count == 0
     dvdt = cell.vector_field(0.0, cell.init_state(v), jnp.zeros_like(v)).v
     assert float(jnp.max(jnp.abs(dvdt))) < 1e-9  # a fixed point
+    # A number set with eqx.tree_at is made an array, as simulate does: a new value
+    # reuses the program (each value compiled it again, 1.2 s an input_resistance).
+    import equinox as eqx
+
+    edited = eqx.tree_at(lambda c: c.sections[1].channels[0].g, cell, 2e-4)
+    edited.precomputed()
+    with _CountCompiles() as new_value:
+        v2 = jn.steady_state(edited).v
+    assert new_value.count == 0, new_value.count
+    assert not np.array_equal(v2, v)
 
 
 def _small_soma(g=1e-4):

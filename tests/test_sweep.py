@@ -177,6 +177,71 @@ def test_sweep_resumes_with_another_device_count(tmp_path):
     assert (out / "chunk_000000.npz").stat().st_mtime_ns == stamps["chunk_000000.npz"]  # left alone
 
 
+# A sweep whose fn fails a run-time check (eqx.error_if: Trace.at past the run's end)
+# for one parameter set, on two devices.
+FAILING_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    import jaxneuro as jn
+
+    out, log = sys.argv[1], sys.argv[2]
+    assert jax.local_device_count() == 2, jax.devices()
+
+    def fn(p):
+        tr = jn.simulate(jn.LIF(), 10.0, stimuli=[jn.StepCurrent(2.0)])
+        return tr.at(p["t"]).v
+
+    report = {}
+    try:  # chunk 0 (1, 2 ms) finishes, chunk 1 (3 ms and 50 ms: past the run) fails
+        jn.sweep(fn, {"t": jnp.array([1.0, 2.0, 3.0, 50.0])}, batch_size=2)
+    except Exception as e:
+        report["error"] = str(e) + " ".join(getattr(e, "__notes__", []))
+        report["partial"] = np.asarray(e.partial_result).tolist()
+    try:  # into a folder: the finished chunk is kept there
+        jn.sweep(fn, {"t": jnp.array([1.0, 2.0, 3.0, 50.0])}, batch_size=2, out=out)
+    except Exception as e:
+        report["notes_with_out"] = getattr(e, "__notes__", [])
+
+    def interrupt(c):
+        raise KeyboardInterrupt
+
+    try:  # Ctrl-C after the first chunk
+        jn.sweep(fn, {"t": jnp.array([1.0, 2.0, 3.0, 4.0])}, batch_size=2, on_chunk=interrupt)
+    except KeyboardInterrupt as e:
+        report["interrupted"] = np.asarray(e.partial_result).tolist()
+    # The process goes on: the same program again, all sets within the run.
+    report["after"] = np.asarray(jn.sweep(fn, {"t": jnp.array([1.0, 2.0, 3.0, 4.0])}, batch_size=2)).tolist()
+    with open(log, "w") as f:
+        json.dump(report, f)
+    """
+)
+
+
+def test_sweep_that_fails_keeps_finished_results_and_the_process(tmp_path):
+    """A run-time check failing for one parameter set raises a catchable error naming
+    the check (as one program split over the devices, the device whose check failed
+    never joined the check's all-reduce, and XLA aborted the process after 40 s); the
+    chunks finished before are the error's partial_result (without out=) or in the
+    folder (with out=, as the error's note says), also on Ctrl-C."""
+    script = tmp_path / "failing_sweep.py"
+    script.write_text(FAILING_SCRIPT)
+    log = tmp_path / "report.json"
+    env = env_with_xla_flags("--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    p = subprocess.run([sys.executable, str(script), str(tmp_path / "s"), str(log)], env=env, capture_output=True,
+                       check=False, text=True, timeout=300)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    report = json.loads(log.read_text())
+    assert "Trace.at: t must lie within the recorded range" in report["error"]
+    assert "the first 2 of 4 parameter sets" in report["error"]
+    after = report["after"]
+    assert len(after) == 4 and after[0] < after[1] < after[2] < after[3] < -50.0  # charging towards threshold
+    np.testing.assert_array_equal(report["partial"], after[:2])
+    np.testing.assert_array_equal(report["interrupted"], after[:2])
+    assert any("1 chunk(s) finished in this call are saved in" in n for n in report["notes_with_out"])
+    assert (tmp_path / "s" / "chunk_000000.npz").exists() and not (tmp_path / "s" / "chunk_000001.npz").exists()
+
+
 def _sweep_fn(p):
     """SCRIPT's swept function, in this process."""
     m = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=p["gnabar"])])
