@@ -1,7 +1,9 @@
 """jn.losses and jn.fit at their edges: per-neuron time constants and windows, windows
 that are refused, Bounded starts near a bound, and updates that overflow."""
 
+import json
 import math
+import re
 import warnings
 
 import jax.numpy as jnp
@@ -189,3 +191,81 @@ def test_an_update_that_overflows_in_the_transform_is_not_applied():
                         steps=2, progress=False)
     assert [e.what for e in result.nonfinite] == ["update"]
     assert float(result.model.gL) == pytest.approx(0.02)
+
+
+# --- resume=False and a checkpoint already in the folder ----------------------------
+
+
+def c_loss(m):
+    return (m.C - 0.2) ** 2
+
+
+def c_fit(path, steps, C=0.3, **kw):
+    # Eager (jit=False): a few steps of a one-line loss, no compilation.
+    return jn.fit(c_loss, jn.LIF(C=C), params=lambda m: m.C, steps=steps, checkpoint=path, progress=False,
+                  **{"jit": False, **kw})
+
+
+def test_resume_false_refuses_another_fits_checkpoint_and_warns_before_restarting_its_own(tmp_path):
+    # (before: any fit with resume=False overwrote the folder's checkpoint at its first
+    # save, without a word; the other fit's 3 steps were gone.)
+    path = tmp_path / "ckpt"
+    c_fit(path, 3)
+    saved = (path / "state.json").read_text()
+    advice = (r"resume=False would start afresh and overwrite it, losing them\. Give another checkpoint path, or "
+              r"delete the folder .*ckpt' to discard it; or, to continue that fit, .* and resume=True$")
+    with pytest.raises(ValueError, match=r"^checkpoint .*ckpt holds 3 step\(s\) of a different fit: it was started "
+                                         r"from another model \(its leaves differ at C\)\. " + advice):
+        c_fit(path, 1, C=0.9)
+    with pytest.raises(ValueError, match=r"^checkpoint .*ckpt holds 3 step\(s\) of a different fit: its names is "
+                                         r"\['C'\], this fit's is \['C', 'gL'\]\. " + advice):
+        jn.fit(lambda m: c_loss(m) + m.gL, jn.LIF(C=0.3), params=lambda m: (m.C, m.gL), steps=1, checkpoint=path,
+               jit=False, progress=False)
+    with pytest.raises(ValueError, match=r"^checkpoint .*ckpt holds 3 step\(s\) of a different fit: it was written "
+                                         r"with another optimizer"):
+        c_fit(path, 1, optimizer=optax.sgd(0.1))
+    assert (path / "state.json").read_text() == saved  # left as it was
+    # The same fit started over (a notebook cell run again): it goes on, and says so.
+    with pytest.warns(RuntimeWarning, match=r"^fit: checkpoint .*ckpt holds 3 step\(s\) of this same fit; "
+                                            r"resume=False starts it over, and its first save replaces them\. "
+                                            r"Pass resume=True"):
+        again = c_fit(path, 1)
+    assert again.steps == 1 and json.loads((path / "state.json").read_text())["step"] == 1
+    # resume=True continues it, with no such warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert c_fit(path, 2, resume=True).steps == 2
+
+
+@pytest.mark.parametrize("flag", ["resume", "jit"])
+@pytest.mark.parametrize("bad", ["False", "no", 0, None])
+def test_fit_resume_and_jit_are_true_or_false_not_truthy(tmp_path, flag, bad):
+    # (before: resume="False" resumed (and was refused with advice to pass resume=False);
+    # jit="False" compiled.)
+    with pytest.raises(ValueError, match=rf"^fit: {flag} expects True or False, got {re.escape(repr(bad))}$"):
+        c_fit(tmp_path / "ckpt", 1, **{flag: bad})
+    assert not (tmp_path / "ckpt").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("spread", [0.0, -1.0, math.nan, math.inf, 1.0, 0.5, True, "3"])
+def test_positive_spread_is_checked_when_the_transform_is_made(spread):
+    # (before: accepted; a fit with n_starts then blamed the parameter, "parameter 'C'
+    # must start finite, got [0. inf inf inf]", or sampled identical starts for 1.)
+    hint = r" \(spread=1 would sample every start at the model's value" if spread == 1 and spread is not True else ""
+    with pytest.raises(ValueError, match=r"^Positive\.spread expects a finite number > 1 \(the factor within which "
+                                         rf"starts are sampled log-uniformly .*\), got {re.escape(repr(spread))}{hint}"):
+        jn.fit.Positive(spread=spread)
+    assert jn.fit.Positive(spread=1.5).spread == 1.5 and jn.fit.Positive(2).spread == 2
+
+
+@pytest.mark.parametrize("lo,hi", [(True, 2.0), ("0", "1"), (None, 1.0), (0.0, b"1")])
+def test_bounded_refuses_bools_strings_and_none_as_bounds(lo, hi):
+    # (before: Bounded(True, 2.0) and Bounded("0", "1") were made, and a parameter with
+    # no unit (no with_unit conversion) was fitted in [1, 2] and [0, 1].)
+    name = "lo" if isinstance(lo, (bool, str, type(None))) else "hi"
+    bad = lo if name == "lo" else hi
+    kind = {bool: "a bool", str: "a string", bytes: "a string", type(None): "None"}[type(bad)]
+    with pytest.raises(ValueError, match=rf"^Bounded expects numbers \(or saiunit quantities\) lo < hi, got "
+                                         rf"lo={re.escape(repr(lo))}, hi={re.escape(repr(hi))}: Bounded\.{name} is "
+                                         rf"{kind}, not a number in the parameter's base unit$"):
+        jn.fit.Bounded(lo, hi)

@@ -14,6 +14,10 @@ Each file is written to a temporary name and renamed into place, the state first
 ``state.json`` last: replacing ``state.json`` is the one moment a checkpoint changes,
 so a run killed at any point leaves the previous or the new pair, both complete. Older
 state files are removed after.
+
+A fit with ``resume=False`` reads ``state.json`` first (:func:`check_fresh`): a
+checkpoint of another fit (compared as a resume compares it), of another format, or
+damaged is refused rather than overwritten by its first save.
 """
 
 from __future__ import annotations
@@ -213,6 +217,63 @@ def exists(path) -> bool:
     return True
 
 
+def _difference(doc: dict, meta: dict, keys) -> tuple[str, str] | None:
+    """``(key, phrase)`` for the first of ``keys`` where the checkpoint ``doc`` differs
+    from this fit's ``meta`` (``phrase`` says how, e.g. "its names is ['gL'], this fit's
+    is ['gL', 'EL']"), or None where they agree: the one comparison that tells a
+    checkpoint of this fit from another fit's, for :func:`load` and :func:`check_fresh`."""
+    for key in keys:
+        value = meta.get(key)
+        if key in ("model", "start"):
+            if value is None or doc.get(key) == value:
+                continue
+            old = doc.get(key) or {}
+            differ = [k for k in sorted(set(old) | set(value)) if old.get(k) != value.get(k)]
+            what = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+            return key, ("it was started from another model (its leaves differ at " if key == "model" else
+                         "it was started from other start values (init, or the key that sampled them; they "
+                         "differ at ") + f"{what})"
+        if key == "on_nonfinite" and key not in doc:  # written before it was recorded
+            continue
+        if doc.get(key) == value:
+            continue
+        if key == "optimizer":
+            d = _first_difference(doc.get(key), value)
+            detail = "" if d is None else f" (first difference: {d[0]} is {_short(d[1])} there, {_short(d[2])} here)"
+            return key, f"it was written with another optimizer (another optax optimiser or other settings){detail}"
+        return key, f"its {key} is {doc.get(key)!r}, this fit's is {value!r}"
+    return None
+
+
+def check_fresh(path, meta: dict) -> int | None:
+    """Before a fit with ``resume=False`` writes to the folder ``path``: None when it holds
+    no checkpoint, the number of steps it holds when it is a checkpoint of this same fit
+    (every entry of ``meta`` equal, as :func:`load` compares them; the caller warns that
+    it starts over), else a ValueError naming the checkpoint: another fit's (or one of
+    another format, or damaged) would be lost to the first save. Reads only
+    ``state.json``; changes nothing."""
+    if not exists(path):  # a damaged checkpoint is a ValueError there
+        return None
+    path = Path(path)
+    doc = json.loads((path / "state.json").read_text())
+    held = doc.get("step")
+    held = f"{held} step(s)" if isinstance(held, int) else "the state"
+    keep = (f"resume=False would start afresh and overwrite it, losing them. Give another checkpoint path, or "
+            f"delete the folder {str(path)!r} to discard it")
+    if doc.get("format") != FORMAT:
+        raise ValueError(
+            f"checkpoint {path} holds {held} of a fit saved in format {doc.get('format')!r} (another jaxneuro "
+            f"version; this one reads format {FORMAT}), which cannot be compared with this fit: {keep}"
+        )
+    d = _difference(doc, meta, meta.keys())
+    if d is not None:
+        raise ValueError(
+            f"checkpoint {path} holds {held} of a different fit: {d[1]}. {keep}; or, to continue that fit, "
+            "call jn.fit with the model, params, transforms, starts and optimizer that made it and resume=True"
+        )
+    return doc["step"]
+
+
 def load(path, *, like_u, like_opt_state, meta: dict):
     """Read a checkpoint written by :func:`save`; returns ``(step, u, opt_state,
     loss_history, param_history, events)``. ValueError when the checkpoint belongs to
@@ -226,24 +287,16 @@ def load(path, *, like_u, like_opt_state, meta: dict):
             f"checkpoint {path}: format {doc.get('format')!r}, this version reads format {FORMAT}; "
             "use another checkpoint path or resume=False"
         )
-    for key, value in meta.items():
-        if key in ("model", "start"):  # after the precision check below: in another, every leaf differs
-            continue
-        if key == "on_nonfinite" and key not in doc:  # written before it was recorded
-            continue
-        if key == "optimizer" and doc.get(key) != value:
-            d = _first_difference(doc.get(key), value)
-            detail = "" if d is None else f" (first difference: {d[0]} is {_short(d[1])} there, {_short(d[2])} here)"
-            raise ValueError(
-                f"checkpoint {path} belongs to a different fit: it was written with another optimizer "
-                f"(another optax optimiser or other settings){detail}; resume with the same optimizer, "
-                "or use another checkpoint path or resume=False"
-            )
-        if doc.get(key) != value:
-            raise ValueError(
-                f"checkpoint {path} belongs to a different fit: its {key} is {doc.get(key)!r}, "
-                f"this fit's is {value!r}; use another checkpoint path or resume=False"
-            )
+    # "model" and "start" after the precision check below: in another, every leaf differs.
+    d = _difference(doc, meta, [k for k in meta if k not in ("model", "start")])
+    if d is not None and d[0] == "optimizer":
+        raise ValueError(
+            f"checkpoint {path} belongs to a different fit: {d[1]}; resume with the same optimizer, "
+            "or use another checkpoint path or resume=False"
+        )
+    if d is not None:
+        raise ValueError(f"checkpoint {path} belongs to a different fit: {d[1]}; use another checkpoint path or "
+                         "resume=False")
     try:
         step_arr, u, opt_state = eqx.tree_deserialise_leaves(
             path / doc["state_file"], (jnp.asarray(0), like_u, like_opt_state))
@@ -267,20 +320,12 @@ def load(path, *, like_u, like_opt_state, meta: dict):
             f"checkpoint {path} is inconsistent: {doc['state_file']} holds step {int(step_arr)}, state.json "
             f"step {doc['step']} (the run stopped while writing); delete the folder to start afresh"
         )
-    for key in ("model", "start"):
-        value = meta.get(key)
-        if value is None or doc.get(key) == value:
-            continue
-        old = doc.get(key) or {}
-        differ = [k for k in sorted(set(old) | set(value)) if old.get(k) != value.get(k)]
-        what = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+    d = _difference(doc, meta, ("model", "start"))
+    if d is not None:
         raise ValueError(
-            f"checkpoint {path} belongs to a different fit: it was started from "
-            + ("another model (its leaves differ at " if key == "model" else
-               "other start values (init, or the key that sampled them; they differ at ")
-            + f"{what}); resuming would report that fit's history for this one. Resume with the "
-            "model, init and key that made it, or start afresh: delete the folder, use another "
-            "checkpoint path, or resume=False"
+            f"checkpoint {path} belongs to a different fit: {d[1]}; resuming would report that fit's history "
+            "for this one. Resume with the model, init and key that made it, or start afresh: delete the "
+            "folder, use another checkpoint path, or resume=False"
         )
     loss_history = np.asarray(doc["loss_history"], dtype=doc["loss_dtype"])
     param_history = {k: np.asarray(v, dtype=doc["param_dtypes"][k]) for k, v in doc["param_history"].items()}

@@ -262,6 +262,13 @@ def fit(
     steps and at the end; ``resume=True`` continues from the saved state (when there
     is one), giving the same result bit for bit as an uninterrupted fit; it refuses
     (ValueError) a checkpoint of other parameters, transforms, starts or optimizer.
+    With ``resume=False`` (default) the fit starts afresh: a checkpoint of another fit
+    in the folder (another model, parameters, transforms, starts or optimizer, as
+    ``resume=True`` compares them; or one that cannot be read) is refused with a
+    ValueError rather than overwritten; one of this same fit is started over with a
+    RuntimeWarning saying how many steps it held (they are replaced at the first save).
+    ``resume`` and ``jit`` take True or False only (a string such as ``"False"`` is
+    a ValueError, not a truthy value).
     ``jit``: compile the step with ``eqx.filter_jit`` (default True). Each fit
     compiles its step afresh (about a second for an HH cell), so that it sees what its
     loss reads as it is now (a target changed since the last fit, in place or rebound);
@@ -288,6 +295,9 @@ def fit(
         raise ValueError(f"checkpoint_every expects a positive integer, got {checkpoint_every!r}")
     if checkpoint_every is not None and checkpoint is None:
         raise ValueError("checkpoint_every needs checkpoint=PATH (a folder to save to)")
+    # Flags, not truthy values: resume="False" resumed, jit="False" compiled.
+    resume = units.flag(resume, "fit: resume")
+    jit = units.flag(jit, "fit: jit")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=PATH (the folder to resume from)")
     if checkpoint is not None:
@@ -380,6 +390,15 @@ def fit(
         # is not compared: its targets sit in closures a name or bytecode cannot tell apart.
         meta["model"] = ckpt.fingerprint(model)
         meta["start"] = ckpt.fingerprint({n: x for n, x in zip(names, x0)})
+    if checkpoint is not None and not resume:
+        # The first save would replace what the folder holds: another fit's checkpoint
+        # is refused (its steps would be lost), this fit's is started over with a word.
+        held = ckpt.check_fresh(checkpoint, meta)
+        if held is not None:
+            warnings.warn(
+                f"fit: checkpoint {checkpoint} holds {held} step(s) of this same fit; resume=False starts it "
+                "over, and its first save replaces them. Pass resume=True to continue from them instead",
+                RuntimeWarning, stacklevel=outside_stacklevel())
     if resume and ckpt.exists(checkpoint):
         start_step, u, opt_state, l_hist, p_hist, ev = ckpt.load(
             checkpoint, like_u=u, like_opt_state=opt_state, meta=meta)

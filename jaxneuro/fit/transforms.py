@@ -69,9 +69,26 @@ class Identity(AbstractTransform):
 
 class Positive(AbstractTransform):
     """``x = exp(u)``: keeps ``x > 0``. Samples log-uniformly within a factor
-    ``spread`` (default 3) of the model's value."""
+    ``spread`` (default 3) of the model's value, in ``[x0 / spread, x0 * spread]``.
+
+    ``spread``: a finite number > 1 (dimensionless), used only when :func:`jaxneuro.fit`
+    samples starts (``n_starts`` with ``key``); anything else is a ValueError when the
+    transform is made: 1 would sample every start at the model's value (identical
+    starts), a factor in (0, 1) would sample as its inverse does, and 0, a negative or
+    a non-finite one gave infinite or NaN starts."""
 
     spread: float = eqx.field(default=3.0, static=True)
+
+    def __check_init__(self):
+        s = self.spread
+        number = isinstance(s, (int, float, np.integer, np.floating)) and not isinstance(s, (bool, np.bool_))
+        if not (number and np.isfinite(s) and s > 1):
+            hint = (" (spread=1 would sample every start at the model's value; to start there, drop n_starts)"
+                    if number and s == 1 else "")
+            raise ValueError(
+                f"Positive.spread expects a finite number > 1 (the factor within which starts are sampled "
+                f"log-uniformly around the model's value, e.g. 3), got {s!r}{hint}"
+            )
 
     def forward(self, u):
         return jnp.exp(u)
@@ -104,6 +121,14 @@ class Bounded(AbstractTransform):
     hi: object
 
     def __check_init__(self):
+        for name, x in (("lo", self.lo), ("hi", self.hi)):
+            # Before with_unit (which is skipped for a dimensionless parameter): a bool or
+            # string read as a number (True as 1, "0" as 0), None taken for "no check yet".
+            if x is None or isinstance(x, (bool, np.bool_, str, bytes)):
+                kind = "None" if x is None else "a bool" if isinstance(x, (bool, np.bool_)) else "a string"
+                raise ValueError(f"Bounded expects numbers (or saiunit quantities) lo < hi, got lo={self.lo!r}, "
+                                 f"hi={self.hi!r}: Bounded.{name} is {kind}, not a number in the parameter's "
+                                 "base unit")
         lo, hi = _comparable(self.lo, self.hi)
         if lo is None or hi is None:  # not comparable before with_unit, which checks again
             return
