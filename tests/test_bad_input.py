@@ -569,6 +569,80 @@ def test_simulate_checks_a_compartment_populations_shapes_set_by_tree_at():
         jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=jnp.array([0.1, 0.12]))], n=3)
 
 
+_EDITED = r"simulate: model{} \(edited after it was made, e\.g\. by eqx\.tree_at\): "
+
+
+def test_simulate_checks_cable_and_cell_shapes_set_by_tree_at():
+    # Cable had no check_shapes: a wrong-length channel parameter or diam set by
+    # eqx.tree_at failed in the run with JAX's broadcasting errors naming no field, and a
+    # (1,) Leak.g on nseg=4 (which the constructor refuses) was broadcast silently.
+    # Each is refused before anything compiles, with the constructor's message.
+    cable = jn.Cable(length=100.0, diam=2.0, nseg=4, channels=[jn.channels.Leak()], name="c")
+    per_segment = r"expects a scalar or one value per segment \(shape \(4,\)\), got shape "
+    for edit, value, field, shape in [
+        (lambda c: c.channels[0].g, jnp.full(3, 1e-3), r"Cable\.channels: parameter pas\.g ", r"\(3,\)"),
+        (lambda c: c.channels[0].g, jnp.full(1, 2e-3), r"Cable\.channels: parameter pas\.g ", r"\(1,\)"),
+        (lambda c: c.channels[0].e, jnp.full((4, 1), -70.0), r"Cable\.channels: parameter pas\.e ", r"\(4, 1\)"),
+        (lambda c: c.diam, jnp.full(3, 2.0), r"Cable\.diam ", r"\(3,\)"),
+        (lambda c: c.Ra, jnp.full(2, 100.0), r"Cable\.Ra ", r"\(2,\)"),
+    ]:
+        with pytest.raises(ValueError, match=_EDITED.format("") + field + per_segment + shape):
+            jn.simulate(eqx.tree_at(edit, cable, value), 1.0)
+    with pytest.raises(ValueError, match=_EDITED.format("") + r"Cable\.length expects a scalar, got shape \(2,\)"):
+        jn.simulate(eqx.tree_at(lambda c: c.length, cable, jnp.full(2, 100.0)), 1.0)
+    points = jn.Cable(arc3d=[0.0, 50.0, 100.0], diam3d=[2.0, 2.0, 2.0], nseg=2, channels=[jn.channels.Leak()])
+    with pytest.raises(ValueError, match=_EDITED.format("") + r"Cable\.diam3d expects one diameter per 3-D point "
+                                                               r"\(shape \(3,\)\), got shape \(2,\)"):
+        jn.simulate(eqx.tree_at(lambda c: c.diam3d, points, jnp.full(2, 2.0)), 1.0)
+    # A cell's sections are checked too, the message naming the section (the cell of
+    # test_a_gate_recorded_where_its_channel_is_absent_is_nan: its run is compiled already).
+    soma = jn.Cable(length=20.0, diam=20.0, channels=[jn.channels.HH()], name="soma")
+    dend = jn.Cable(length=100.0, diam=1.0, nseg=3, channels=[jn.channels.Leak()], name="dend")
+    cell = jn.Cell([soma, dend], parents=[None, ("soma", 1.0)])
+    with pytest.raises(ValueError, match=_EDITED.format(r"\.sections\[1\]") + r"Cable\.channels: parameter pas\.g "
+                                         r"expects a scalar or one value per segment \(shape \(3,\)\), got shape \(2,\)"):
+        jn.simulate(eqx.tree_at(lambda c: c.sections[1].channels[0].g, cell, jnp.full(2, 1e-3)), 1.0)
+    # Valid values set the same way pass: one per segment (checked without a run, which
+    # would compile for the new shapes), and a new value of the same shape runs.
+    per_segment_ok = eqx.tree_at(lambda c: (c.channels[0].g, c.diam), cable,
+                                 (jnp.full(4, 2e-3), jnp.array([2.0, 2.0, 1.0, 1.0])))
+    assert per_segment_ok.check_shapes() is None
+    ok = eqx.tree_at(lambda c: c.sections[1].channels[0].g, cell, jnp.asarray(2e-4))
+    assert jn.simulate(ok, 1.0, record=("m_hh", "i_hh", "v")).v.shape[-1] == 4
+
+
+def test_simulate_checks_per_connection_shapes_set_by_tree_at():
+    # Network.check_shapes checked the couplings' index arrays only: a per-connection g,
+    # g_max or tau of the wrong length set by eqx.tree_at failed in the run with JAX's
+    # broadcasting errors. Now the check building the network made (check_bound) runs
+    # again, before anything compiles, naming the coupling and the field.
+    lif = jn.LIF(n=3)
+    gap = jn.Network(populations={"a": lif},
+                     couplings=[jn.SymmetricGapJunction("a", "a", jn.conn.explicit([0, 1], [1, 2]), g=0.01)])
+    syn = jn.Network(populations={"s": jn.SpikeTrains([[1.0]]), "a": lif},
+                     couplings=[jn.ExpSynapse("s", "a", jn.conn.all_to_all(), g_max=0.01, name="exc"),
+                                jn.DeltaSynapse("s", "a", jn.conn.all_to_all(), weight=0.5),
+                                jn.PoissonInput("a", rate=10.0, weight=0.1)])
+    for net, edit, value, where, field, want, got in [
+        (gap, lambda n: n.couplings[0].g, jnp.full(3, 0.01), r"0\] \('coupling0'\)", r"SymmetricGapJunction\.g",
+         r"\(\) or \(2,\)", r"\(3,\)"),
+        (syn, lambda n: n.couplings[0].g_max, jnp.full(2, 0.01), r"0\] \('exc'\)", r"ExpSynapse\.g_max",
+         r"\(\) or \(3,\)", r"\(2,\)"),
+        (syn, lambda n: n.couplings[0].tau, jnp.full(2, 1.0), r"0\] \('exc'\)", r"ExpSynapse\.tau",
+         r"\(\) or \(3,\)", r"\(2,\)"),
+        (syn, lambda n: n.couplings[0].g_max, jnp.full((3, 1), 0.01), r"0\] \('exc'\)", r"ExpSynapse\.g_max",
+         r"\(\) or \(3,\)", r"\(3, 1\)"),
+        (syn, lambda n: n.couplings[1].weight, jnp.full(2, 0.5), r"1\] \('coupling1'\)", r"DeltaSynapse\.weight",
+         r"\(\) or \(3,\)", r"\(2,\)"),
+        (syn, lambda n: n.couplings[2].rate, jnp.full(2, 10.0), r"2\] \('coupling2'\)", r"PoissonInput\.rate",
+         r"\(\) or \(3,\)", r"\(2,\)"),
+    ]:
+        with pytest.raises(ValueError, match=_EDITED.format("") + r"Network\.couplings\[" + where + ": " + field
+                                             + r" expects shape " + want + r" \(one value per connection, \d connections\), "
+                                             r"got " + got):
+            jn.simulate(eqx.tree_at(edit, net, value), 1.0)
+
+
 def test_simulate_names_a_class_given_for_an_instance():
     with pytest.raises(ValueError, match=r"simulate expects a model instance, got the class LIF; call it: jn\.LIF\(\.\.\.\)"):
         jn.simulate(jn.LIF, 10)

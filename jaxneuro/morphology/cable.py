@@ -87,11 +87,21 @@ class Cable(AbstractModel):
             )
         temperature_given = membrane.temperature_given(self.temperature)
         super().__post_init__()
+        self.check_shapes()
+        if temperature_given:
+            membrane.warn_own_temperatures("Cable", self.channels, self.temperature)
+
+    def check_shapes(self):
+        """ValueError naming a parameter whose shape does not fit this cable, as the
+        constructor checks: ``length`` and ``temperature`` scalars; ``diam``, ``Ra``,
+        ``cm`` and every channel parameter a scalar or one value per segment (shape
+        ``(nseg,)``; a ``(1,)`` array would broadcast over the segments silently);
+        ``diam3d`` one diameter per 3-D point. :func:`jaxneuro.simulate` calls it for a
+        cable edited after it was made (``eqx.tree_at``), alone or as a section of a
+        :class:`~jaxneuro.Cell` (see :meth:`AbstractModel.check_shapes`)."""
         for field in ("length", "temperature"):
             if np.ndim(getattr(self, field)) != 0:
                 raise ValueError(f"Cable.{field} expects a scalar, got shape {np.shape(getattr(self, field))}")
-        if temperature_given:
-            membrane.warn_own_temperatures("Cable", self.channels, self.temperature)
         for field in ("diam", "Ra", "cm"):
             if getattr(self, field) is None:
                 continue
@@ -101,9 +111,14 @@ class Cable(AbstractModel):
                     f"Cable.{field} expects a scalar or one value per segment (shape "
                     f"({self.nseg},)), got shape {shape}"
                 )
+        if self.arc3d is not None and np.shape(self.diam3d) != (len(self.arc3d),):
+            # (the constructor's check_3d, which also validates arc3d, static and unchanged since)
+            geometry.check_3d(self.arc3d, np.shape(self.diam3d), "Cable")
         for ch in self.channels:
-            for path, leaf in jax.tree_util.tree_leaves_with_path(ch):
+            for leaf in jax.tree_util.tree_leaves(ch):
                 if np.shape(leaf) not in ((), (self.nseg,)):
+                    # The path only for the message: formatting it for every leaf costs.
+                    path = next(p for p, x in jax.tree_util.tree_leaves_with_path(ch) if x is leaf)
                     raise ValueError(
                         f"Cable.channels: parameter {ch.name}{jax.tree_util.keystr(path)} "
                         f"expects a scalar or one value per segment (shape ({self.nseg},)), "

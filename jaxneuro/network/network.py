@@ -214,11 +214,22 @@ class Network(AbstractModel):
 
     # --- AbstractModel --------------------------------------------------------------------
     def check_shapes(self) -> None:
-        """The couplings' index arrays (filled in when the network was built) still
-        integer indices in range (see :meth:`AbstractCoupling.check_indices`)."""
+        """ValueError naming the coupling and field where the couplings' index arrays
+        (filled in when the network was built) are no longer integer indices in range
+        (see :meth:`AbstractCoupling.check_indices`), or a per-connection parameter
+        (``g``, ``g_max``, ``tau``, ``weight``...) no longer a scalar or one value per
+        connection: the check building the network made (:meth:`AbstractCoupling.check_bound`),
+        again for couplings edited since (``eqx.tree_at``). The populations' own
+        parameters are their own ``check_shapes``' (which :func:`jaxneuro.simulate`
+        calls for each, and a cell's for each of its sections)."""
         n = sum(self.sizes)
         for i, c in enumerate(self.couplings):
-            c.check_indices(n, f"Network.couplings[{i}] ({c.name!r})")
+            label = f"Network.couplings[{i}] ({c.name!r})"
+            c.check_indices(n, label)
+            try:
+                c.check_bound()
+            except ValueError as e:
+                raise ValueError(f"{label}: {e}") from None
 
     @property
     def default_v0(self):
