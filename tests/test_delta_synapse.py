@@ -508,3 +508,24 @@ def test_event_driven_delivery_equals_the_dense_form_in_quiet_and_synchronous_st
     np.testing.assert_allclose(np.asarray(g_ev.synapses[0].weight), np.asarray(g_dense.synapses[0].weight),
                                rtol=1e-10, atol=1e-12)
     assert np.abs(np.asarray(g_dense.synapses[0].weight)).max() > 0.1
+
+
+def test_a_delay_set_per_connection_after_the_network_is_built_is_delivered_per_connection():
+    """The event-driven table lists each presynaptic neuron's connections for one
+    shared delay; a delay set per connection with eqx.tree_at afterwards was read
+    through it (rows of connections taken for neurons): jumps on the wrong
+    compartments, 81 mV off the same network built with those delays."""
+    n = 20
+    stim = [jn.StepCurrent(jnp.linspace(1.5, 3.0, n), target="a")]
+
+    def net(delay):
+        return jn.Network({"a": jn.LIF(n=n), "b": jn.LIF(n=n)},
+                          [jn.DeltaSynapse("a", "b", jn.conn.all_to_all, 0.5, delay)])
+
+    built = net(1.0)
+    assert built.synapses[0].sparse_tiers  # the event-driven form, for one delay
+    delays = jnp.linspace(0.5, 3.0, n * n)
+    edited = eqx.tree_at(lambda m: m.synapses[0].delay, built, delays)
+    v_edited, v_direct = (np.asarray(jn.simulate(m, 30.0, stimuli=stim)["b"].v) for m in (edited, net(delays)))
+    assert np.any(np.diff(v_direct, axis=0) > 0.4)  # jumps arrived
+    np.testing.assert_allclose(v_edited, v_direct, rtol=0, atol=1e-12)

@@ -195,7 +195,10 @@ class DeltaSynapse(AbstractSynapse):
             jumps = self.weight * counts
             return jnp.zeros(open_from.shape, dtype=jumps.dtype).at[self.post_index].add(jumps)
 
-        if not self.sparse_tiers:
+        if not (self.sparse_tiers and self._per_neuron()):
+            # (The event-driven table lists each presynaptic neuron's connections, for
+            # one shared delay; a delay set per connection since, eqx.tree_at, takes
+            # arrivals per connection.)
             return dense(None)
 
         # Event-driven: only the connections of the presynaptic neurons with arrivals
