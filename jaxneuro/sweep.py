@@ -524,8 +524,8 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
     Each device evaluates its share of a chunk as a program of its own
     (``jax.shard_map`` of ``jax.vmap(fn)``), so a run-time check in ``fn`` that fails
     for one parameter set (e.g. ``Trace.at`` past the run's end) raises its error
-    here; a population simulated inside ``fn`` runs on its device in one loop
-    (``backend="auto"`` does not split it again; ``"sharded"`` is refused). An error
+    here; a population simulated inside ``fn`` runs on its device in one loop (with
+    ``backend="auto"`` or ``"sharded"``: the devices are taken by the sweep). An error
     raised while computing (Ctrl-C's KeyboardInterrupt too) keeps what was finished:
     with ``out``, the chunks saved (its note says so; the same call resumes); without,
     the results of the parameter sets of the chunks finished are the error's

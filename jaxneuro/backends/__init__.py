@@ -52,8 +52,15 @@ def traced_as_xla():
 def choose(backend: str, model, solver, y0, stimuli=()) -> str:
     """``"xla"``, ``"pallas"`` or ``"sharded"`` for ``backend`` (one of
     :data:`BACKENDS`); a ValueError when ``"pallas"`` or ``"sharded"`` is asked for a
-    model, solver or stimuli it cannot run."""
+    model, solver or stimuli it cannot run. Inside ``jax.shard_map`` (as
+    :func:`jaxneuro.sweep` runs each device's share) ``"sharded"`` becomes ``"xla"``:
+    the devices are split already."""
     chosen = _choose(backend, model, solver, y0, stimuli)
+    if chosen == "sharded" and jax.sharding.get_abstract_mesh().manual_axes:
+        # Inside a program already split over the devices (jax.shard_map: jn.sweep
+        # runs each device's share of parameter sets so): the population runs on its
+        # device in one loop, the same results as split.
+        return "xla"
     return "xla" if _AS_XLA.get() else chosen
 
 

@@ -96,11 +96,6 @@ def unsupported(model, solver, y0, stimuli=(), devices=None) -> str | None:
     n_dev = len(jax.local_devices() if devices is None else devices)
     if n_dev < 2:
         return f"needs more than one device, found {n_dev}"
-    if jax.sharding.get_abstract_mesh().manual_axes:
-        # Inside a shard_map (jn.sweep runs each device's share of parameter sets
-        # in one): the devices are taken, each runs its own program.
-        return ("splits the population over the devices, but runs inside a program already split over them "
-                "(jax.shard_map, as jn.sweep runs each device's share); use backend='xla' (or 'auto')")
     chosen = jax.config.jax_default_device
     if devices is None and chosen is not None:
         return (f"splits the population over all {n_dev} local devices, but jax.default_device({chosen}) asks for "
