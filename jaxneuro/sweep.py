@@ -561,12 +561,12 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
     devices = jax.local_devices()
     n_dev = len(devices)
     mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
-    sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    split = jax.sharding.PartitionSpec("batch")
+    sharded = jax.sharding.NamedSharding(mesh, split)
     padded = n_dev * math.ceil(min(batch_size, n) / n_dev)
     # Each device evaluates its share on its own (shard_map, no collectives): as one
     # sharded program, a run-time check failing on one device (eqx.error_if) left the
     # others waiting at the check's all-reduce, and XLA aborted the process.
-    split = jax.sharding.PartitionSpec("batch")
     run = jax.jit(jax.shard_map(jax.vmap(fn), mesh=mesh, in_specs=split, out_specs=split, check_vma=False))
 
     def compute(c):

@@ -261,10 +261,10 @@ def _eliminate(d, b, g, parent, order, *, edge=None, own: bool = False):
     uses the own terms too (tests/test_cable.py: within 1e-3 mV; one-off, a
     1000-compartment cell's float32 run ~20 % slower on a CPU); ``"paths"`` keeps the
     full diagonal."""
-    # Move the node axis first so scan walks over nodes.
     # Each node's conductance to its parent, in the order of elimination (read in
     # turn by the loop, like its indices).
     g = take(g, order if edge is None else edge[order])
+    # Move the node axis first so scan walks over nodes.
     d, b, g = (jnp.moveaxis(x, -1, 0) for x in (d, b, g))
     g2 = -g * g  # outside the loop: one multiplication fewer on its dependency chain
 
@@ -370,7 +370,7 @@ class _Plan(NamedTuple):
     parent: np.ndarray  # internal parent of each internal node (roots: themselves)
     is_root: np.ndarray
     child_target: np.ndarray  # parent, or -1 (goes nowhere) for roots
-    elimination: np.ndarray  # internal nodes, every child before its parent
+    elimination: np.ndarray  # internal nodes, every child before its parent (numbers the paths' junctions)
     neighbour: np.ndarray  # (n_zero, m): the compartments around each zero-area node
     link: np.ndarray  # (n_zero, m): the node whose g joins it to that neighbour
     # The Hines solve's tree: each component hung from its centre (_centred).
@@ -417,7 +417,7 @@ def _plan(parent: tuple[int, ...], segment_nodes: tuple[int, ...] | None) -> _Pl
         child_target=np.where(is_root, -1, q).astype(np.int32),
         # The coupling's own numbering has parents first, so its reverse order puts
         # every child before its parent.
-        elimination=_by_height(inv[::-1], q, is_root),
+        elimination=inv[::-1].copy(),
         neighbour=neighbour,
         link=link,
         **_centred(q, is_root),
