@@ -547,6 +547,12 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
         timeout = float(units.to_static(timeout, "sweep: timeout", u.second))
         if not timeout > 0:
             raise ValueError(f"sweep: timeout expects None or a positive number of seconds, got {timeout}")
+    if out is None and jax.process_count() > 1:
+        # Each process computes only its own chunks; the others' reach it only as files.
+        raise ValueError(
+            f"sweep: with {jax.process_count()} processes (jax.distributed), each computes only its own chunks "
+            "and reads the others' from out=, which is not given; give every process the same out=PATH, a "
+            "folder they all can read")
     grid = _as_arrays(grid)
     meta = _fingerprint(grid, batch_size)
     n, n_chunks = meta["n"], meta["n_chunks"]
@@ -621,6 +627,11 @@ def sweep(fn: Callable, grid, *, batch_size: int = 4096, out=None, progress: boo
         parts = [results[c] if c in results else
                  _load_chunk(_chunk_path(out, c), result_shape, _chunk_rows(c, n, batch_size), "sweep")
                  for c in range(n_chunks)]
+    return _stack_chunks(parts)
+
+
+def _stack_chunks(parts):
+    """The chunks' results (pytrees of arrays with a leading axis) as one, in order."""
     return jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
 
 
@@ -639,7 +650,7 @@ def _keep_finished(error: BaseException, results: dict, saved: int, out: Path | 
     while len(done) in results:
         done.append(results[len(done)])
     rows = min(len(done) * batch_size, n)
-    error.partial_result = jax.tree.map(lambda *xs: np.concatenate(xs), *done) if done else None
+    error.partial_result = _stack_chunks(done) if done else None
     error.add_note(f"jn.sweep: the results of the first {rows} of {n} parameter sets (the chunks finished) are this "
                    "exception's partial_result" if done else
                    "jn.sweep: no chunk finished, so this exception's partial_result is None")

@@ -422,6 +422,12 @@ def test_a_damaged_checkpoint_is_refused_not_overwritten(tmp_path):
     with pytest.raises(ValueError, match=r"another precision \(its losses are float32, this fit's are float64"):
         jn.fit(lambda m: jn.losses.input_resistance(m, 62.5), seed000_neuron(), params=lambda m: m.gL, steps=4,
                checkpoint=f32, resume=True)
+    # So does resume=False, which refuses to overwrite it (before: "another model (its
+    # leaves differ at C, EL, gL ...)", the same model in the other precision).
+    with pytest.raises(ValueError, match=r"holds 2 step\(s\) of a different fit: it was written in another precision "
+                                         r"\(its losses are float32, this fit's are float64: jax_enable_x64"):
+        jn.fit(lambda m: jn.losses.input_resistance(m, 62.5), seed000_neuron(), params=lambda m: m.gL, steps=4,
+               checkpoint=f32)
 
 
 def test_identity_parameters_step_in_their_own_unit():

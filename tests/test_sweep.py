@@ -559,6 +559,16 @@ def test_sweep_inputs_checked_before_computing(tmp_path):
         jn.sweep(lambda p: p["a"], grid, out=blocker / "sub")
 
 
+def test_sweep_of_several_processes_needs_out(monkeypatch):
+    # Each process computes only its chunks (c % P); without out= the others' never
+    # reached it and assembling the result raised a bare KeyError after computing.
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    calls = []
+    with pytest.raises(ValueError, match=r"sweep: with 2 processes .* out=, which is not given; give every process"):
+        jn.sweep(lambda p: p["a"], {"a": np.arange(4.0)}, batch_size=2, on_chunk=calls.append)
+    assert calls == []
+
+
 def test_sweep_refuses_grid_values_jax_would_change_without_64_bit_mode():
     # Without 64-bit mode int64 2**40 + 5 became 5 and 1e300 became inf, silently.
     with jax.enable_x64(False):

@@ -108,11 +108,11 @@ class AsymmetricGapJunction(AbstractGapJunction):
     symmetric junction. ``pre``, ``post`` and ``conn`` as for
     :class:`SymmetricGapJunction`.
 
-    Solved implicitly by restarted GMRES (:mod:`jaxneuro.network.implicit`): junctions
-    thousands of times stronger than the membranes along long chains make that system
-    ill-conditioned; in float32 a 100-neuron chain at 10⁴ times the leak is then 1 %
-    off, at 10⁵ times 20 % (symmetric junctions and float64 stay accurate), and GMRES
-    needs many restart cycles there.
+    Solved implicitly by restarted GMRES (:mod:`jaxneuro.network.implicit`; directly
+    in networks of at most 32 compartments): junctions thousands of times stronger than
+    the membranes along long chains make that system ill-conditioned, and GMRES needs
+    many iterations there (a 100-neuron chain at 10⁵ times the leak: float64 equal to
+    dense backward Euler, float32 within 2e-5 mV of its 0.4753 mV deflection).
     """
 
     g: object = units.param(units.uS, default=None, check="nonnegative")

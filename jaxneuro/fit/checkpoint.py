@@ -266,6 +266,11 @@ def check_fresh(path, meta: dict) -> int | None:
             f"version; this one reads format {FORMAT}), which cannot be compared with this fit: {keep}"
         )
     d = _difference(doc, meta, meta.keys())
+    here = jnp.dtype(float).name
+    if d is not None and d[0] in ("model", "start") and doc.get("loss_dtype", here) != here:
+        # In the other precision every leaf's bytes differ: name the cause, not the leaves.
+        d = (d[0], f"it was written in another precision (its losses are {doc['loss_dtype']}, this fit's are "
+                   f"{here}: jax_enable_x64 is set differently?)")
     if d is not None:
         raise ValueError(
             f"checkpoint {path} holds {held} of a different fit: {d[1]}. {keep}; or, to continue that fit, "

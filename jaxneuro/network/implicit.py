@@ -27,19 +27,25 @@ elimination), which is also the preconditioner of the iteration when gap junctio
 join them (block Jacobi: each tree with the gaps' diagonal added). Without gap
 junctions the blocks are independent and solved directly, with no iteration.
 
+Small systems (at most :data:`DENSE_MAX` compartments, e.g. a few gap-coupled
+neurons) are solved directly instead: the matrix assembled from ``n`` products and
+LU-factorised, exact to rounding and much quicker to compile than an iteration.
+
 Tolerance: iteration stops when the residual norm falls below ``tol`` times the norm
 of the right-hand side; ``tol`` defaults to 1e-10 in float64 and 1e-5 in float32
 (``Network(coupling_tol=...)`` overrides it), with at most ``maxiter`` iterations
-(default 10·n; for GMRES, restart cycles of :data:`GMRES_RESTART`). Well-conditioned steps (gap conductance up to ~100× the leak at
-dt = 0.025 ms) converge in a handful of iterations. Junctions far stronger than the
-membrane along long chains make the system ill-conditioned (its condition number
-grows as ``g·n²·dt/C``): in float32, asymmetric junctions (GMRES) then lose accuracy
-(a chain of 100 default LIFs joined by ``g`` = 10⁴ µS forward and half that back, 10⁵
-times the leak, 1 nA into its first neuron for 1 ms: float32 voltages 1.1e-4 mV off
-float64's, 16 % of the first neuron's 6.8e-4 mV deflection; symmetric ones, CG, stay
-at float32's resolution, 4e-4 of the same chain's 0.0128 mV deflection when joined
-symmetrically by 10⁴ µS: tests/test_gap_junctions.py; float64 both); GMRES also needs many restart
-cycles there, so such runs are much slower than with symmetric junctions (not benchmarked).
+(default 10·n; for GMRES, restart cycles of ``min(n, GMRES_RESTART)`` Krylov vectors).
+Well-conditioned steps (gap conductance up to ~100× the leak at dt = 0.025 ms)
+converge in a handful of iterations. Junctions far stronger than the membrane along
+long chains make the system ill-conditioned (its condition number grows as
+``g·n²·dt/C``) and need many iterations; GMRES restarted every 20 vectors stalled
+there far from the solution (a chain of 100 default LIFs joined by ``g`` = 10⁴ µS
+forward and half that back, 10⁵ times the leak, 1 nA into its first neuron for 1 ms:
+6.8e-4 mV where backward Euler gives 0.4753 mV), with 128 (the whole basis, for up to
+128 compartments) it converges, in float32 too (within 2e-5 mV; symmetric junctions,
+CG: 0.012766 mV, float32 at its resolution of voltages near -70 mV, 7e-6 mV;
+tests/test_gap_junctions.py compares both with dense backward Euler). The basis
+costs ``(GMRES_RESTART + 1)·n`` numbers of memory per solve.
 """
 
 from __future__ import annotations
@@ -50,8 +56,13 @@ import jax.numpy as jnp
 import jax.scipy.sparse.linalg as jsl
 from jaxtyping import Array
 
-#: Krylov vectors GMRES keeps before restarting (asymmetric junctions).
-GMRES_RESTART = 20
+#: Krylov vectors GMRES keeps before restarting (asymmetric junctions); systems of
+#: fewer unknowns keep them all. 20 stalled on strongly coupled chains (module docstring).
+GMRES_RESTART = 128
+
+#: Systems of at most this many compartments are solved directly (dense LU): ~n³/3
+#: operations per step, as quick as a few iterations at this size, and exact.
+DENSE_MAX = 32
 
 
 class GapCoupling(eqx.Module):
@@ -134,6 +145,9 @@ class GapCoupling(eqx.Module):
         if tol is None:
             tol = 1e-10 if dtype == jnp.float64 else 1e-5
         def iterate(matvec, r):
+            if r.shape[0] <= DENSE_MAX:  # the matrix, column i = matvec(e_i), solved directly
+                columns = jax.vmap(matvec, out_axes=1)(jnp.eye(r.shape[0], dtype=r.dtype))
+                return jnp.linalg.solve(columns, r)
             # Started from the preconditioned right-hand side, computed in here from the
             # solve's own argument: a starting point computed outside from b would be a
             # constant of the solve depending on b, which reverse mode cannot transpose
@@ -153,7 +167,7 @@ class GapCoupling(eqx.Module):
             # preconditioner of the scaled rows is the identity where no tree joins).
             scale = 1.0 / (dd + g_out)
             return jsl.gmres(lambda x: scale * matvec(x), scale * r, x0=precondition(r), tol=tol, atol=0.0,
-                             restart=GMRES_RESTART, maxiter=self.maxiter,
+                             restart=min(r.shape[0], GMRES_RESTART), maxiter=self.maxiter,
                              M=lambda q: precondition(q / scale), solve_method="incremental")[0]
 
         # The transposed system (reverse mode) is solved the same way: block Jacobi is a

@@ -54,7 +54,8 @@ class Network(AbstractModel):
 
     With gap junctions, the default solver is :class:`~jaxneuro.StaggeredEuler` with
     backward-Euler voltages, treating the junctions implicitly
-    (:meth:`voltage_coupling`); ``coupling_tol`` sets the tolerance of that solve (see
+    (:meth:`voltage_coupling`); ``coupling_tol`` sets the tolerance of that solve, an
+    iteration (networks of at most 32 compartments are solved directly, without one; see
     :mod:`jaxneuro.network.implicit`). A junction with no connections is left out of
     both, so it changes nothing; one with connections counts even where its conductance
     is 0 µS (a value, possibly traced, that the choice of solver cannot see). Couplings
