@@ -249,8 +249,8 @@ def simulate(
             y0 = model.state_continued(t0, y0)
     else:
         y0 = _initial_state_at(model, v0)
-        if hasattr(model, "state_at_start"):  # a Network's synapses pass over earlier spikes
-            y0 = model.state_at_start(t0, y0)
+        if getattr(model, "synapses", ()):  # a Network's synapses pass over earlier spikes
+            y0 = _state_at_start(model, jnp.asarray(t0), y0)
     # Each stimulus as it runs: the same, or one that checks a traced value at run time.
     adaptive = stepsize_controller is not None and not isinstance(stepsize_controller, diffrax.ConstantStepSize)
     checked = []
@@ -568,7 +568,21 @@ def _initial_state_at(model, v0) -> State:
             f"simulate: v0 expects a scalar or one value per compartment (shape {tuple(model.shape)}), "
             f"got shape {np.shape(v0)}"
         )
+    return _init_state(model, jnp.asarray(v0))
+
+
+@eqx.filter_jit
+def _init_state(model, v0) -> State:
+    """``model.init_state(v0)`` as one compiled program: op by op, each operation on a
+    new shape compiled a program of its own (17 for an HH compartment's gates, 0.3 s of
+    a first run's 0.9 s), where this compiles once per model structure."""
     return model.init_state(v0)
+
+
+@eqx.filter_jit
+def _state_at_start(model, t0, y0) -> State:
+    """A Network's ``state_at_start`` as one compiled program (see :func:`_init_state`)."""
+    return model.state_at_start(t0, y0)
 
 
 #: Final voltages beyond this (mV, either sign) are warned of as a unit mistake.
@@ -634,16 +648,13 @@ def _warn_if_diverged(v_final, solver, dt, diagnose=lambda: "", recorded=(None, 
         where = (f"{int(np.sum(v > IMPLAUSIBLE_VOLTAGE))} compartment(s) end beyond ±{IMPLAUSIBLE_VOLTAGE:g} mV "
                  f"(up to {float(np.max(v)):.3g} mV in magnitude)")
     elif (arrays := [x for x in jax.tree.leaves(v_rec) if units.is_concrete(x) and jnp.size(x)]):
-        # Reduced where the record is (a GPU's record is not copied to the host): per
-        # sample and per compartment, a network's populations side by side.
-        magnitudes = [jnp.abs(a).reshape(a.shape[0], -1) for a in arrays]
-        per_sample = jnp.max(jnp.stack([jnp.nanmax(m, axis=1) for m in magnitudes]), axis=0)
-        n_over = sum(int(jnp.sum(jnp.nanmax(m, axis=0) > IMPLAUSIBLE_VOLTAGE)) for m in magnitudes)
-        if not n_over:
+        per_sample, n_over = _record_extremes(arrays)
+        if not int(n_over):
             return
-        at = float(np.asarray(t_rec).reshape(-1)[int(jnp.nanargmax(per_sample))])
-        where = (f"{n_over} compartment(s) went beyond ±{IMPLAUSIBLE_VOLTAGE:g} mV during the run (up "
-                 f"to {float(jnp.nanmax(per_sample)):.3g} mV in magnitude, at {at:g} ms; the record shows it)")
+        per_sample = np.asarray(per_sample)
+        at = float(np.asarray(t_rec).reshape(-1)[int(np.nanargmax(per_sample))])
+        where = (f"{int(n_over)} compartment(s) went beyond ±{IMPLAUSIBLE_VOLTAGE:g} mV during the run (up "
+                 f"to {float(np.nanmax(per_sample)):.3g} mV in magnitude, at {at:g} ms; the record shows it)")
     else:
         return
     warnings.warn(
@@ -651,6 +662,18 @@ def _warn_if_diverged(v_final, solver, dt, diagnose=lambda: "", recorded=(None, 
         "(lengths in µm, currents in nA, conductances in S/cm² or µS, capacitances in µF/cm² or nF); a saiunit "
         "quantity (e.g. 20 * u.um) converts it",
         RuntimeWarning, stacklevel=outside_stacklevel())
+
+
+@jax.jit
+def _record_extremes(arrays):
+    """Of recorded voltages (arrays with a leading time axis, a network's populations
+    side by side): the largest magnitude at each sample, and how many compartments pass
+    :data:`IMPLAUSIBLE_VOLTAGE`. Reduced where the record is (a GPU's record is not
+    copied to the host), in one compiled program (op by op, six per new shape)."""
+    magnitudes = [jnp.abs(a).reshape(a.shape[0], -1) for a in arrays]
+    per_sample = jnp.max(jnp.stack([jnp.nanmax(m, axis=1) for m in magnitudes]), axis=0)
+    n_over = sum(jnp.sum(jnp.nanmax(m, axis=0) > IMPLAUSIBLE_VOLTAGE) for m in magnitudes)
+    return per_sample, n_over
 
 
 def _check_implicit_tolerances(solver) -> None:
