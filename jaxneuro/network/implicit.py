@@ -34,18 +34,22 @@ LU-factorised, exact to rounding and much quicker to compile than an iteration.
 Tolerance: iteration stops when the residual norm falls below ``tol`` times the norm
 of the right-hand side; ``tol`` defaults to 1e-10 in float64 and 1e-5 in float32
 (``Network(coupling_tol=...)`` overrides it), with at most ``maxiter`` iterations
-(default 10·n; for GMRES, restart cycles of ``min(n, GMRES_RESTART)`` Krylov vectors).
-Well-conditioned steps (gap conductance up to ~100× the leak at dt = 0.025 ms)
-converge in a handful of iterations. Junctions far stronger than the membrane along
-long chains make the system ill-conditioned (its condition number grows as
-``g·n²·dt/C``) and need many iterations; GMRES restarted every 20 vectors stalled
-there far from the solution (a chain of 100 default LIFs joined by ``g`` = 10⁴ µS
-forward and half that back, 10⁵ times the leak, 1 nA into its first neuron for 1 ms:
-6.8e-4 mV where backward Euler gives 0.4753 mV), with 128 (the whole basis, for up to
-128 compartments) it converges, in float32 too (within 2e-5 mV; symmetric junctions,
-CG: 0.012766 mV, float32 at its resolution of voltages near -70 mV, 7e-6 mV;
-tests/test_gap_junctions.py compares both with dense backward Euler). The basis
-costs ``(GMRES_RESTART + 1)·n`` numbers of memory per solve.
+(default 10·n; for GMRES, restart cycles). Well-conditioned steps (gap conductance up
+to ~100× the leak at dt = 0.025 ms) converge in a handful of iterations. Junctions far
+stronger than the membrane along long chains make the system ill-conditioned (its
+condition number grows as ``g·n²·dt/C``) and need many. GMRES restarted every 20
+vectors stalled there far from the solution, without a word (a chain of 100 default
+LIFs joined by ``g`` = 10⁴ µS forward and half that back, 10⁵ times the leak, 1 nA into
+its first neuron for 1 ms: 6.8e-4 mV where backward Euler gives 0.4753 mV; every 128
+vectors, chains of 200-300 at 3·10⁵-10⁶ times the leak, voltages 300x too small). So
+GMRES runs unrestarted in systems of up to :data:`GMRES_FULL_MAX` compartments (it then
+converges within n iterations; the chains above equal dense backward Euler, in float32
+within 2e-5 mV; symmetric junctions, CG: 0.012766 mV, float32 at its resolution of
+voltages near -70 mV, 7e-6 mV; tests/test_gap_junctions.py), restarted every
+:data:`GMRES_RESTART` vectors in larger ones (a 600-chain at 10⁵ times the leak: equal
+to backward Euler). A solve that still stops unconverged (residual above
+:data:`RESIDUAL_SLACK` × ``tol``) is a run-time error naming it, never wrong voltages.
+The Krylov basis costs ``(restart + 1)·n`` numbers of memory per solve.
 """
 
 from __future__ import annotations
@@ -56,8 +60,12 @@ import jax.numpy as jnp
 import jax.scipy.sparse.linalg as jsl
 from jaxtyping import Array
 
-#: Krylov vectors GMRES keeps before restarting (asymmetric junctions); systems of
-#: fewer unknowns keep them all. 20 stalled on strongly coupled chains (module docstring).
+#: Systems of at most this many unknowns run GMRES unrestarted (a basis of up to
+#: n² numbers, 2 MB in float64): restarted, it stalled on strongly coupled chains
+#: (module docstring), and unrestarted it converges in at most n iterations.
+GMRES_FULL_MAX = 512
+
+#: Krylov vectors GMRES keeps before restarting in larger systems ((n + 1)·128 numbers).
 GMRES_RESTART = 128
 
 #: Systems of at most this many compartments are solved directly (dense LU): ~n³/3
@@ -153,8 +161,9 @@ class GapCoupling(eqx.Module):
             # constant of the solve depending on b, which reverse mode cannot transpose
             # when b is itself a tangent (jn.steady_state's derivative).
             if self.symmetric:
-                return jsl.cg(matvec, r, x0=precondition(r), tol=tol, atol=0.0, maxiter=self.maxiter,
-                              M=precondition)[0]
+                x = jsl.cg(matvec, r, x0=precondition(r), tol=tol, atol=0.0, maxiter=self.maxiter,
+                           M=precondition)[0]
+                return _converged(x, r - matvec(x), r, tol, "CG")
             # GMRES, not BiCGSTAB: BiCGSTAB breaks down (0/0, NaN everywhere) on the
             # nearly triangular systems of one-way junctions (g[..., 1] = 0 along a
             # chain); GMRES does not. "incremental" stops within a restart cycle as
@@ -166,12 +175,35 @@ class GapCoupling(eqx.Module):
             # off. Rows scaled by the inverse diagonal put both on one scale (the
             # preconditioner of the scaled rows is the identity where no tree joins).
             scale = 1.0 / (dd + g_out)
-            return jsl.gmres(lambda x: scale * matvec(x), scale * r, x0=precondition(r), tol=tol, atol=0.0,
-                             restart=min(r.shape[0], GMRES_RESTART), maxiter=self.maxiter,
-                             M=lambda q: precondition(q / scale), solve_method="incremental")[0]
+            x = jsl.gmres(lambda x: scale * matvec(x), scale * r, x0=precondition(r), tol=tol, atol=0.0,
+                          restart=r.shape[0] if r.shape[0] <= GMRES_FULL_MAX else GMRES_RESTART, maxiter=self.maxiter,
+                          M=lambda q: precondition(q / scale), solve_method="incremental")[0]
+            return _converged(x, scale * (r - matvec(x)), scale * r, tol, "GMRES")
 
         # The transposed system (reverse mode) is solved the same way: block Jacobi is a
         # preconditioner of the transpose too (the trees' blocks are symmetric, the gaps'
         # part diagonal).
         return jax.lax.custom_linear_solve(op, b, solve=iterate, transpose_solve=iterate,
                                            symmetric=self.symmetric)
+
+
+#: A solve whose residual ends above this many times ``tol`` (relative to the
+#: right-hand side) stopped without converging: an error, not wrong voltages.
+RESIDUAL_SLACK = 100.0
+
+
+def _converged(x, residual, rhs, tol, method: str):
+    """``x``, checked at run time: a relative ``residual`` (finite) above
+    :data:`RESIDUAL_SLACK` × ``tol`` means the iteration stopped at ``maxiter`` far from
+    the solution, which GMRES did without a word on strongly coupled chains (voltages
+    300x too small). Non-finite values pass: a run gone non-finite is reported by
+    ``simulate`` with what is known of its cause."""
+    size = jnp.linalg.norm(rhs)
+    rel = jnp.linalg.norm(residual) / jnp.where(size > 0, size, 1.0)
+    return eqx.error_if(
+        x, jnp.isfinite(rel) & (rel > RESIDUAL_SLACK * tol),
+        f"gap-junction solve: {method} stopped without converging (relative residual above "
+        f"{RESIDUAL_SLACK:g} x coupling_tol): the junctions are too strong for the membranes along a long "
+        "chain (an ill-conditioned system). Use a shorter dt, weaker junctions or fewer compartments in a chain; "
+        "in float32, float64 (jax.config.update('jax_enable_x64', True))")
+
