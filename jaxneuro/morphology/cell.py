@@ -513,7 +513,11 @@ class Cell(AbstractModel):
         """Areas and half resistances from the sections: the cylinders all together,
         those with 3-D points all together (:mod:`jaxneuro.morphology.geometry`'s
         ``joined_cylinders`` and ``joined``), so that the program does not grow with the
-        number of sections."""
+        number of sections; one compiled program (op by op, each operation on a new
+        shape compiled one of its own)."""
+        return _geometry_compiled(self)
+
+    def _geometry(self) -> SegmentGeometry:
         secs = self.sections
         solid = [i for i, s in enumerate(secs) if s.arc3d is None]
         pointed = [i for i, s in enumerate(secs) if s.arc3d is not None]
@@ -546,9 +550,7 @@ class Cell(AbstractModel):
         if self.coupling is not None:
             return self.coupling
         lay = self._layout()
-        r = self._half_resistance()
-        r_ext = jnp.concatenate([r, jnp.zeros((1,), r.dtype)])
-        g = 1.0 / (r_ext[lay.own] + r_ext[lay.partner])  # µS
+        g = _axial_conductance(self._half_resistance(), lay.own, lay.partner)  # µS
         identity = np.array_equal(lay.segment_nodes, np.arange(self.n_segments))
         return TreeCoupling(g=g, capacitance=self.capacitance, parent=tuple(int(p) for p in lay.parent),
                             segment_nodes=None if identity else tuple(int(k) for k in lay.segment_nodes))
@@ -949,3 +951,15 @@ def _ambiguous_target(target) -> str:
                 f"target={indices} (a location's x lies in [0, 1])")
     return (f"stimulus target={shown!r} is ambiguous on a cable or cell: for the location {what} write x "
             f"as a float, target={location}; for segment indices write a list, target={indices}")
+
+
+_geometry_compiled = eqx.filter_jit(Cell._geometry)
+
+
+@jax.jit
+def _axial_conductance(half_resistance, own, partner):
+    """µS between each node and its parent: ``1 / (r[own] + r[partner])`` of the halves'
+    resistances (MΩ; index ``len(r)``: none, zero), as one compiled program."""
+    r = jnp.concatenate([half_resistance, jnp.zeros((1,), half_resistance.dtype)])
+    return 1.0 / (r[own] + r[partner])
+
