@@ -962,4 +962,3 @@ def _axial_conductance(half_resistance, own, partner):
     resistances (MΩ; index ``len(r)``: none, zero), as one compiled program."""
     r = jnp.concatenate([half_resistance, jnp.zeros((1,), half_resistance.dtype)])
     return 1.0 / (r[own] + r[partner])
-

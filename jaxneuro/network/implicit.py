@@ -178,9 +178,10 @@ class GapCoupling(eqx.Module):
             # off. Rows scaled by the inverse diagonal put both on one scale (the
             # preconditioner of the scaled rows is the identity where no tree joins).
             scale = 1.0 / (dd + g_out)
+            restart = r.shape[0] if r.shape[0] <= GMRES_FULL_MAX else GMRES_RESTART
             x = jsl.gmres(lambda x: scale * matvec(x), scale * r, x0=precondition(r), tol=tol, atol=0.0,
-                          restart=r.shape[0] if r.shape[0] <= GMRES_FULL_MAX else GMRES_RESTART, maxiter=self.maxiter,
-                          M=lambda q: precondition(q / scale), solve_method="incremental")[0]
+                          restart=restart, maxiter=self.maxiter, M=lambda q: precondition(q / scale),
+                          solve_method="incremental")[0]
             return _converged(x, scale * (r - matvec(x)), scale * r, tol, "GMRES")
 
         # The transposed system (reverse mode) is solved the same way: block Jacobi is a
@@ -207,6 +208,5 @@ def _converged(x, residual, rhs, tol, method: str):
         x, jnp.isfinite(rel) & (rel > RESIDUAL_SLACK * tol),
         f"gap-junction solve: {method} stopped without converging (relative residual above "
         f"{RESIDUAL_SLACK:g} x coupling_tol): the junctions are too strong for the membranes along a long "
-        "chain (an ill-conditioned system). Use a shorter dt, weaker junctions or fewer compartments in a chain; "
-        "in float32, float64 (jax.config.update('jax_enable_x64', True))")
-
+        "chain (an ill-conditioned system). Use a shorter dt, weaker junctions or shorter chains, or float64 "
+        "if the run is in float32 (jax.config.update('jax_enable_x64', True))")
