@@ -970,3 +970,37 @@ def test_a_network_warns_of_a_population_firing_in_consecutive_steps():
         tr = jn.simulate(net, 20.0, stimuli=[jn.StepCurrent(100.0, 0.0, 1e9, target="p")], dt=0.5)
     assert int(tr["p"].spike_count) == 40 and int(tr["q"].spike_count) == 0
     assert not any("population 'q'" in str(w.message) for w in record)
+
+
+def test_a_first_run_compiles_its_set_up_as_whole_programs():
+    """A run of a new shape compiled every eager operation of its set-up as a program of
+    its own: an HH compartment's initial gates and the record's implausible-voltage check
+    (23 compiles, about half of a first run's time), a new cable's geometry and axial
+    conductances (19). Now each is one program: the time loop, the initial state and the
+    check, plus the cable's geometry and conductances (and two multiplies of its
+    capacitance); a network's synapses' start too."""
+    stim = [jn.StepCurrent(0.2, 1.0, 10.0)]
+    jn.simulate(jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=3), 5.0, stimuli=stim)
+    pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=7)  # a new shape
+    with _CountCompiles() as hh:
+        jn.simulate(pop, 5.0, stimuli=stim).v.block_until_ready()
+    assert hh.count <= 4 and hh.loops == 1, hh.count  # was 23 (now 3)
+
+    def cable(nseg):
+        return jn.Cable(length=100.0, diam=1.0, nseg=nseg, channels=[jn.channels.HH()])
+
+    at_end = [jn.StepCurrent(0.2, 1.0, 10.0, target=0.0)]
+    jn.simulate(cable(3), 5.0, stimuli=at_end)
+    with _CountCompiles() as cab:
+        jn.simulate(cable(6), 5.0, stimuli=at_end).v.block_until_ready()
+    assert cab.count <= 8 and cab.loops == 1, cab.count  # was 19
+
+    def net(n):
+        return jn.Network({"a": jn.LIF(n=n), "b": jn.LIF(n=2)},
+                          [jn.ExpSynapse("a", "b", jn.conn.all_to_all(), 0.1, tau=5.0)])
+
+    drive = [jn.StepCurrent(2.0, 1.0, 10.0, target="a")]
+    jn.simulate(net(3), 5.0, stimuli=drive)
+    with _CountCompiles() as syn:
+        jn.simulate(net(6), 5.0, stimuli=drive)["a"].v.block_until_ready()
+    assert syn.count <= 12 and syn.loops == 1, syn.count  # was 16
