@@ -197,6 +197,24 @@ def test_stiff_gap_onto_small_compartment_is_stable_and_accurate(kind):
         np.testing.assert_allclose(v[k], exact(ts[k]), atol=0.06)
 
 
+def backward_euler_chain(n, g_forward, g_back, t1, dt=0.025, amp=1.0):
+    """A chain of default passive LIFs (1 nF, 0.1 µS) joined i -> i+1 by junctions of
+    ``g_forward`` into the next and ``g_back`` into the previous (µS), ``amp`` nA into
+    the first: backward Euler (the network's implicit step of a linear system) by
+    dense NumPy solves. Deflections from rest (mV) at ``t1``."""
+    G = np.zeros((n, n))
+    i = np.arange(n - 1)
+    np.add.at(G, (i + 1, i), g_forward)  # I_post = g[0]·(V_pre − V_post)
+    np.add.at(G, (i + 1, i + 1), -g_forward)
+    np.add.at(G, (i, i + 1), g_back)  # I_pre = g[1]·(V_post − V_pre)
+    np.add.at(G, (i, i), -g_back)
+    M = np.eye(n) * (1.0 / dt + 0.1) - G
+    x, drive = np.zeros(n), np.eye(n)[0] * amp
+    for _ in range(int(round(t1 / dt))):
+        x = np.linalg.solve(M, x / dt + drive)
+    return x
+
+
 def test_strong_asymmetric_junctions_in_float32_are_solved():
     """JAX's GMRES measured its preconditioned residual against the unpreconditioned
     right-hand side: with rows of size C/dt + g (µS) it stopped at its starting guess in
@@ -208,11 +226,7 @@ def test_strong_asymmetric_junctions_in_float32_are_solved():
         net = jn.Network({"p": passive_lif(n)}, [gap])
         v = np.asarray(jn.simulate(net, t1, dt=dt, v0=-70.0, save_every=t1,
                                    stimuli=[jn.StepCurrent(1.0, 0.0, 1e9, target=("p", [0]))])["p"].v[-1], np.float64)
-    G = np.array([[-0.5 * g, 0.5 * g], [g, -g]])  # post (1) gets g[0] from pre (0), pre gets g[1]
-    M = np.diag(np.full(n, 1.0 / dt + 0.1)) - G
-    x = np.full(n, -70.0)
-    for _ in range(int(round(t1 / dt))):
-        x = np.linalg.solve(M, x / dt + 0.1 * -70.0 + np.array([1.0, 0.0]))
+    x = backward_euler_chain(n, g, 0.5 * g, t1, dt) - 70.0  # post (1) gets g[0] from pre (0), pre gets g[1]
     assert x[0] + 70.0 > 2.0  # a real deflection
     np.testing.assert_allclose(v, x, rtol=0, atol=2e-3 * (x[0] + 70.0))
 
@@ -445,24 +459,6 @@ def test_a_spike_source_in_a_gap_junction_network_changes_nothing(asymmetric):
     assert abs(float(v_plain) + 65.0) > 5.0  # the coupled cell moved
     np.testing.assert_allclose(v_source, v_plain, rtol=0, atol=1e-9)
     np.testing.assert_allclose(grad_source, grad_plain, rtol=1e-7)
-
-
-def backward_euler_chain(n, g_forward, g_back, t1, dt=0.025, amp=1.0):
-    """A chain of default passive LIFs (1 nF, 0.1 µS) joined i -> i+1 by junctions of
-    ``g_forward`` into the next and ``g_back`` into the previous (µS), ``amp`` nA into
-    the first: backward Euler (the network's implicit step of a linear system) by
-    dense NumPy solves. Deflections from rest (mV) at ``t1``."""
-    G = np.zeros((n, n))
-    i = np.arange(n - 1)
-    np.add.at(G, (i + 1, i), g_forward)  # I_post = g[0]·(V_pre − V_post)
-    np.add.at(G, (i + 1, i + 1), -g_forward)
-    np.add.at(G, (i, i + 1), g_back)  # I_pre = g[1]·(V_post − V_pre)
-    np.add.at(G, (i, i), -g_back)
-    M = np.eye(n) * (1.0 / dt + 0.1) - G
-    x, drive = np.zeros(n), np.eye(n)[0] * amp
-    for _ in range(int(round(t1 / dt))):
-        x = np.linalg.solve(M, x / dt + drive)
-    return x
 
 
 @pytest.mark.parametrize("n", [100, 600])
