@@ -469,7 +469,7 @@ def test_strongly_coupled_chains_equal_a_direct_solve_and_float32_as_documented(
     every 20 iterations stalled there without a word, at 6.8e-4 mV in float64 (700x
     off, and slow), which the docs quoted as the answer. Now equal to a direct solve,
     unrestarted (n = 100) and restarted every 128 vectors (n = 600), and float32 within
-    2e-5 mV of it (tested: 1e-4 of the deflection); symmetric ones (CG) deflect it
+    5e-5 mV of it (1e-4 of the deflection; measured 1.8e-5 mV); symmetric ones (CG) deflect it
     0.012766 mV (n = 100), float32 at its resolution of voltages near -70 mV (~1e-5 mV)."""
     conn = jn.conn.explicit(list(range(n - 1)), list(range(1, n)))
     stim = [jn.StepCurrent(1.0, 0.0, 100.0, target=("a", [0]))]

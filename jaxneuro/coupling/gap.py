@@ -112,7 +112,7 @@ class AsymmetricGapJunction(AbstractGapJunction):
     in networks of at most 32 compartments): junctions thousands of times stronger than
     the membranes along long chains make that system ill-conditioned, and GMRES needs
     many iterations there (a 100-neuron chain at 10⁵ times the leak: float64 equal to
-    dense backward Euler, float32 within 2e-5 mV of its 0.4753 mV deflection).
+    dense backward Euler, float32 within 5e-5 mV of its 0.4753 mV deflection).
     """
 
     g: object = units.param(units.uS, default=None, check="nonnegative")

@@ -44,8 +44,8 @@ its first neuron for 1 ms: 6.8e-4 mV where backward Euler gives 0.4753 mV; every
 vectors, chains of 200-300 at 3·10⁵-10⁶ times the leak, voltages 300x too small). So
 GMRES runs unrestarted in systems of up to :data:`GMRES_FULL_MAX` compartments (it then
 converges within n iterations; the chains above equal dense backward Euler, in float32
-within 2e-5 mV; symmetric junctions, CG: 0.012766 mV, float32 at its resolution of
-voltages near -70 mV, 7e-6 mV; tests/test_gap_junctions.py), restarted every
+within 5e-5 mV; symmetric junctions, CG: 0.012766 mV, float32 at its resolution of
+voltages near -70 mV, 7e-6 mV (tested: < 2e-5); tests/test_gap_junctions.py), restarted every
 :data:`GMRES_RESTART` vectors in larger ones (a 600-chain at 10⁵ times the leak: equal
 to backward Euler). A GMRES solve that still stops unconverged (residual above
 :data:`RESIDUAL_SLACK` × ``tol``) is a run-time error naming it, never wrong voltages
