@@ -166,10 +166,18 @@ def in_turns(calls: dict, rounds: int = TURNS) -> dict:
     turns: one call of each per round. Timed one simulator after the other, a
     simulator's runs share the machine's load of their moment (other users of a shared
     machine, its clock): a ratio between two simulators then moved by up to ~15 %
-    between runs of the runner; in turns, each round's runs see about the same load."""
+    between runs of the runner; in turns, each round's runs see about the same load.
+
+    Each timed call follows an untimed one of the same simulator, as in a warm-up:
+    straight after another simulator, a run finds what that one left (a second core
+    idle through a one-core run, other data in the caches). On a 2-core AMD EPYC a
+    split ``pop1k`` took 0.0131 s run back to back and 0.0173 s after 0.5 s asleep
+    (one loop: 0.0212 and 0.0236 s), so in plain turns it was timed ~30 % slower than
+    alone, where a one-core simulator lost little."""
     times = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():
+            call()  # the turn's warm-up
             t = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - t)
@@ -374,8 +382,10 @@ def main(argv=None):
                 r["jaxneuro_one_loop_s"], _, one_out, _ = timed(lambda: W.jaxneuro_run(name, backend="xla"), repeats)
                 r["one_loop_vs_split_max_dv_mV"] = compare(one_out, jn_out)["max_dv_mV"]
         if not big and have_neuron:
-            r["neuron_s"], _, nrn_table_out, turns["neuron"] = timed(lambda: W.neuron_run(name, tables=True), repeats)
+            # NEURON simulates every section there is, so one model lives at a time: the
+            # one built last (NEURON's default, rate tables) is the one timed in turns.
             r["neuron_exact_s"], _, nrn_out, _ = timed(lambda: W.neuron_run(name, tables=False), 0 if gpu_pop else repeats)
+            r["neuron_s"], _, nrn_table_out, turns["neuron"] = timed(lambda: W.neuron_run(name, tables=True), repeats)
         else:
             r["neuron_s"] = r["neuron_exact_s"] = None
         r["jaxley_s"] = r["jaxley_compile_s"] = None

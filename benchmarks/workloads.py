@@ -276,6 +276,16 @@ def neuron_run(name, *, tables=True):
             keep.append(nc)
 
     def call():
+        try:
+            keep[0].name()
+        except ReferenceError:
+            # Another model's build deleted this one's sections; running on would time
+            # and return that model instead.
+            raise RuntimeError(f"neuron_run({name!r}, tables={tables}): this NEURON model was deleted by a later "
+                               "neuron_run (NEURON simulates every section there is, one model at a time); "
+                               "build it again") from None
+        h.celsius = 6.3
+        h.usetable_hh = 1 if tables else 0
         h.dt = DT
         h.finitialize(V_INIT)
         h.continuerun(w["t1"])

@@ -147,9 +147,30 @@ def test_stimuli_benchmark_small(tmp_path):
     assert bad.returncode != 0 and "--stimuli expects 1 <= stimuli <= n" in bad.stderr
 
 
+def test_a_neuron_model_built_over_refuses_to_run():
+    # NEURON simulates every section there is, so each benchmark model deletes the one
+    # before: an older model's call ran the newer model (the runner's turns timed
+    # NEURON's exact rates as its table run); now it says so.
+    pytest.importorskip("neuron")
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import workloads as W\n"
+        "exact = W.neuron_run('hh1', tables=False)\n"
+        "table = W.neuron_run('hh1', tables=True)\n"
+        "t, v = table.call(); assert v.shape == (len(t), 1) and v.max() > 0, v.max()\n"
+        "from neuron import h; assert h.usetable_hh == 1\n"
+        "try:\n    exact.call()\nexcept RuntimeError as e:\n    print(e)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, os.path.join(ROOT, "benchmarks")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "neuron_run('hh1', tables=False): this NEURON model was deleted by a later neuron_run" in proc.stdout
+
+
 def test_simulators_are_timed_in_turns(monkeypatch):
     # The headline times: one run of each simulator per round, so that a shared
-    # machine's load of the moment falls on all of them; medians per simulator.
+    # machine's load of the moment falls on all of them; medians per simulator. Each
+    # timed run follows an untimed one of the same simulator, so none is timed on what
+    # another left behind (cores idle through a one-core run, caches).
     monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
     import run
 
@@ -158,9 +179,10 @@ def test_simulators_are_timed_in_turns(monkeypatch):
 
     def call(name):
         order.append(name)
-        clock[0] += cost[name] + (50.0 if len(order) == 3 else 0.0)  # one slow moment
+        cold = len(order) == 1 or order[-2] != name  # the first of a simulator's pair
+        clock[0] += cost[name] + (10.0 if cold else 0.0) + (50.0 if len(order) == 6 else 0.0)  # one slow moment
 
     monkeypatch.setattr(run.time, "perf_counter", lambda: clock[0])
     medians = run.in_turns({"a": lambda: call("a"), "b": lambda: call("b")}, rounds=5)
-    assert order == ["a", "b"] * 5
+    assert order == ["a", "a", "b", "b"] * 5
     assert medians == {"a": 3.0, "b": 1.0}
