@@ -1,6 +1,7 @@
 """SWC morphologies: sections, d_lambda nseg and voltages as NEURON's Import3d gives them."""
 
 import math
+import warnings
 from pathlib import Path
 
 import jax
@@ -358,6 +359,46 @@ def test_swc_cell_with_active_soma_and_axon_fires():
     assert len(soma) == len(axon_mid) == len(axon_end) == 1
     assert axon_end[0] > axon_mid[0] + 0.2  # the spike travels down the axon
     assert np.max(np.asarray(trace.v[:, cell.segments("dend[4]")])) < 0  # passive dendrites
+
+
+def test_temperature_reaches_every_section_and_warns_once(neuron_h):
+    """``from_swc(temperature=...)``: every section's channels run at it (HH soma and
+    axon against NEURON at that ``celsius``), and a channel that keeps its own
+    temperature is warned about once for the cell, not once per section (11 here;
+    hundreds in a reconstruction)."""
+    h = neuron_h
+    hh, passive = [jn.channels.HH()], [jn.channels.Leak(g=1e-4, e=-65.0)]
+    types = {"soma": hh, "axon": hh, "dend": passive, 4: passive}
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        cell = jn.Cell.from_swc(FILES[0], Ra=100.0, channels=types, temperature=16.3)
+        own = jn.Cell.from_swc(FILES[0], Ra=100.0, channels=[jn.channels.INa_Ba2002(T=30.0)], temperature=36.0)
+    assert len(own.sections) > 5
+    assert len(seen) == 1 and str(seen[0].message).startswith("Cell: temperature=36 °C does not apply to INa_Ba2002")
+    assert float(cell.temperature) == pytest.approx(16.3)
+    assert [float(s.temperature) for s in own.sections] == [36.0] * len(own.sections)
+
+    secs = _import3d(h, FILES[0])
+    celsius = h.celsius
+    try:
+        for name, s in secs.items():
+            _passive(h, s)
+            if name.startswith(("soma", "axon")):
+                s.uninsert("pas")
+                s.insert("hh")
+        assert [s.nseg for s in secs.values()] == [cell.sections[cell.section_index(n)].nseg for n in secs]
+        h.celsius = 16.3
+        v_n, v_j = _step(h, secs, cell, [("soma[0]", 0.5), ("axon[0]", 1.0), ("dend[4]", 0.5)], amp=0.6)
+    finally:
+        h.celsius = celsius
+        for s in secs.values():
+            h.delete_section(sec=s)
+    t = np.arange(v_n.shape[0]) * 0.025
+    spikes = crossings(t, v_n[:, 1])  # the axon's far end
+    assert len(spikes) >= 1 and np.min(v_n.max(axis=0)) < -30  # a spike there; passive dendrites
+    np.testing.assert_allclose(crossings(t, v_j[:, 1]), spikes, atol=1e-4)
+    # 1.1e-5 mV measured (jaxneuro at 6.3 °C instead fires twice, the first 0.3 ms late).
+    assert np.max(np.abs(v_j - v_n)) < 1e-3
 
 
 def test_bad_swc_files(tmp_path):

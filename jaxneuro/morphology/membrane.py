@@ -167,23 +167,23 @@ def warn_own_temperatures(owner: str, channels, temperature) -> None:
     _warn_implausible_temperature(owner, given)
     # Compared to float32's rounding: 6.3 stored in float32 is not Python's 6.3.
     same = lambda a, b: np.all(np.isclose(a, b, rtol=1e-6, atol=0.0))  # noqa: E731
+    said = set()  # a cell's sections often share their channels: each message once
     for ch in channels:
         fixed = ch.fixed_speed()
+        own = None if fixed is not None else ch.own_temperature()
         if fixed is not None:
-            warnings.warn(
-                f"{owner}: temperature={_show(given)} °C does not apply to {type(ch).__name__} (channel "
-                f"{ch.name!r}), whose kinetics run at the speed {fixed} set{'' if ' and ' in fixed else 's'}, "
-                f"whatever the temperature; scale {fixed} to change it",
-                RuntimeWarning, stacklevel=outside_stacklevel())
+            message = (f"{owner}: temperature={_show(given)} °C does not apply to {type(ch).__name__} (channel "
+                       f"{ch.name!r}), whose kinetics run at the speed {fixed} set"
+                       f"{'' if ' and ' in fixed else 's'}, whatever the temperature; scale {fixed} to change it")
+        elif own is None or not units.is_concrete(own) or same(np.asarray(own, dtype=float), given):
             continue
-        own = ch.own_temperature()
-        if own is None or not units.is_concrete(own) or same(np.asarray(own, dtype=float), given):
-            continue
-        warnings.warn(
-            f"{owner}: temperature={_show(given)} °C does not apply to {type(ch).__name__} (channel "
-            f"{ch.name!r}), which runs at its own T={_show(np.asarray(own, dtype=float))} °C (BrainPy's convention); "
-            f"give it {type(ch).__name__}(..., T=...) to run it at {_show(given)} °C",
-            RuntimeWarning, stacklevel=outside_stacklevel())
+        else:
+            message = (f"{owner}: temperature={_show(given)} °C does not apply to {type(ch).__name__} (channel "
+                       f"{ch.name!r}), which runs at its own T={_show(np.asarray(own, dtype=float))} °C (BrainPy's "
+                       f"convention); give it {type(ch).__name__}(..., T=...) to run it at {_show(given)} °C")
+        if message not in said:
+            said.add(message)
+            warnings.warn(message, RuntimeWarning, stacklevel=outside_stacklevel())
 
 
 #: Temperatures (°C) above this are no living tissue's: a plain number this high was

@@ -382,7 +382,9 @@ def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=None, freq=100
     (as ``for sec in h.allsec(): sec.nseg = n`` in NEURON, or Jaxley's ``ncomp``), and
     keeps its 3-D points (:class:`~jaxneuro.Cable`'s ``arc3d`` and ``diam3d``), so
     membrane areas and axial resistances are integrated over the frusta as NEURON
-    does.
+    does. ``temperature`` (°C; default NEURON's 6.3) is every section's, as
+    :class:`~jaxneuro.Cell`'s ``temperature`` sets it: a channel that keeps a
+    temperature of its own is warned about once.
 
     A point whose radius is not finite and > 0 is refused (:func:`read_swc`), a radius
     of 0 too, unlike NEURON's Import3d, which accepts it as a zero-area point (diameter
@@ -411,7 +413,11 @@ def cell_from_swc(path, *, Ra=35.4, cm=1.0, channels=(), d_lambda=None, freq=100
         cables.append(Cable(
             arc3d=tuple(sec.arc), diam3d=sec.diam, Ra=Ra_f, cm=cm_f,
             nseg=nseg if nseg is not None else d_lambda_nseg(sec, d_lambda, freq, Ra_f, cm_f),
-            channels=_channels_for(channels, sec.type, sec.name), temperature=temperature, name=sec.name,
+            channels=_channels_for(channels, sec.type, sec.name), name=sec.name,
         ))
         parents.append(None if sec.parent is None else (sec.parent, sec.parent_x))
-    return Cell(sections=tuple(cables), parents=tuple(parents))
+    # A given temperature goes to the cell, which checks it and warns about channels
+    # that keep their own once; given to each section, a warning repeated per section
+    # (hundreds in a reconstruction, where warnings show every time).
+    given = {"temperature": temperature} if membrane.temperature_given(temperature) else {}
+    return Cell(sections=tuple(cables), parents=tuple(parents), **given)
