@@ -8,8 +8,10 @@ time; the compile time reported is the median of three further compiles of fresh
 built models (one with --quick), so that one-off costs of the process are not charged
 to whichever simulator runs first) and then
 timed (median of 5 runs, 1 with --quick); the headline times of jaxneuro, NEURON and
-Jaxley are then timed again in turns, one run of each per round, 11 rounds (not with
---quick), so that the load of a shared machine falls on all three alike. Voltages are compared in the same run (max |ΔV| on a 0.25 ms grid and
+Jaxley are then timed again in turns, one run of each per round (after an untimed one
+of the same simulator), 11 rounds (not with --quick), so that the load of a shared
+machine falls on all three alike. NEURON's headline time is with its default rate
+tables (``neuron_s``; ``neuron_exact_s`` without). Voltages are compared in the same run (max |ΔV| on a 0.25 ms grid and
 spike-time differences, NEURON with exact rates as the reference), the gradient
 against a NEURON finite difference, and float32 against float64 for jaxneuro.
 Precision: float64 on the CPU, float32 on accelerators (--f32 forces float32).
