@@ -395,10 +395,15 @@ def _plan(parent: tuple[int, ...], segment_nodes: tuple[int, ...] | None) -> _Pl
     # Roots point at themselves with zero conductance: their updates are no-ops.
     q = np.where(is_root, own, inv[np.maximum(p[perm], 0)]).astype(np.int32)
     n_seg = n if segment_nodes is None else len(segment_nodes)
+    # Each zero-area node's children, grouped by one sort (a scan of all nodes per
+    # zero-area node was quadratic: 0.3 s for 10⁴ of them in a 10⁵-node tree).
+    child = np.nonzero(~is_root & (q >= n_seg))[0]
+    child = child[np.argsort(q[child], kind="stable")]  # by parent, each parent's in order
+    bounds = np.searchsorted(q[child], np.arange(n_seg, n + 1))
     neighbours = []
-    for j in range(n_seg, n):  # zero-area nodes: their parent and their children
+    for r, j in enumerate(range(n_seg, n)):  # zero-area nodes: their parent and their children
         nb = [] if is_root[j] else [(int(q[j]), j)]
-        nb += [(int(c), int(c)) for c in np.nonzero((q == j) & ~is_root)[0]]
+        nb += [(int(c), int(c)) for c in child[bounds[r]:bounds[r + 1]]]
         neighbours.append(nb)
     m = max((len(nb) for nb in neighbours), default=0)
     neighbour = np.full((n - n_seg, m), n_seg, dtype=np.int32)  # n_seg: reads zero
