@@ -433,11 +433,11 @@ def exprel_ratio_of_exp(x, y, exp_x_over_y):
 
     Near ``x = 0`` the subtraction ``exp(x/y) - 1`` cancels, so there the series of
     :func:`exprel_series` in ``z = x/y`` is used (:func:`exprel_series_applies`:
-    ``|z| < 1e-2`` in float64, ``|z| < 0.5`` in float32); outside it the cancellation
-    multiplies the exponential's relative error by at most ~100 in float64 and ~3 in
+    ``|z| < 1e-2`` in float64, ``|z| < 0.3`` in float32); outside it the cancellation
+    multiplies the exponential's relative error by at most ~100 in float64 and ~4 in
     float32. The derivative suffers it as ``error/z²``: in float32 a window of 1e-2 left
     HH's rates' derivatives up to 1.4 % off (its rate constants' 15 %) just outside
-    it; with 0.5 they are within 1e-5 there (tests/test_channels_hh.py)."""
+    it; with 0.3 they are within 2e-5 there (tests/test_channels_hh.py)."""
     # Multiplications by constant reciprocals: divisions cost several times more.
     z = x * (1.0 / y)
     small = exprel_series_applies(z)
@@ -453,18 +453,14 @@ def _narrow(z) -> bool:
 
 def exprel_series_applies(z):
     """Where :func:`exprel_series` stands for ``z / (exp(z) - 1)``: ``|z| < 1e-2`` in
-    float64, ``|z| < 0.5`` in float32 and narrower dtypes."""
-    return jnp.abs(z) < (0.5 if _narrow(z) else 1e-2)
+    float64, ``|z| < 0.3`` in float32 and narrower dtypes (the comparison's constant is
+    all that differs: the same operations either way)."""
+    return jnp.abs(z) < (0.3 if _narrow(z) else 1e-2)
 
 
 def exprel_series(z):
-    """``z / (exp(z) - 1)`` near ``z = 0``: ``1 - z/2 + z²/12 - z⁴/720`` in float64, with
-    ``+ z⁶/30240 - z⁸/1209600`` in float32 (Bernoulli numbers; truncation error below
-    1e-16 relative where :func:`exprel_series_applies` in float64, below 3e-11 in
-    float32)."""
+    """``z / (exp(z) - 1)`` near ``z = 0``: ``1 - z/2 + z²/12 - z⁴/720`` (the next term,
+    ``z⁶/30240``, is below 1e-16 relative where :func:`exprel_series_applies` in
+    float64 and below 2.5e-8, under float32's rounding, in float32)."""
     z2 = z * z
-    series = 1.0 - 0.5 * z + z2 * (1.0 / 12.0) - z2 * z2 * (1.0 / 720.0)
-    if _narrow(z):
-        z6 = z2 * z2 * z2
-        series = series + z6 * (1.0 / 30240.0) - z6 * z2 * (1.0 / 1209600.0)
-    return series
+    return 1.0 - 0.5 * z + z2 * (1.0 / 12.0) - z2 * z2 * (1.0 / 720.0)
