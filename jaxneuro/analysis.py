@@ -85,14 +85,15 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
     model = model.precomputed()  # a cell's geometry once, not at every iteration
     v = model.default_v0 if v_guess is None else units.to_base(v_guess, "v_guess", units.mV)
     units.check_value(v, "steady_state: v_guess", None, units.mV)
-    v = jnp.broadcast_to(jnp.asarray(v, dtype=jnp.result_type(float)), model.shape)
-    try:
-        i_inj = jnp.broadcast_to(i_inj, model.shape)
-    except ValueError:
-        raise ValueError(
-            f"steady_state: i_inj expects a scalar or one value per compartment (shape {model.shape}), "
-            f"got shape {np.shape(i_inj)}"
-        ) from None
+    v = jnp.asarray(v, dtype=jnp.result_type(float))
+    # Both are broadcast to the model's shape in the compiled program (eagerly, each
+    # new shape compiled a program); here only checked.
+    for label, x in (("v_guess", v), ("i_inj", i_inj)):
+        if not _broadcasts_to(np.shape(x), model.shape):
+            raise ValueError(
+                f"steady_state: {label} expects a scalar or one value per compartment (shape {model.shape}), "
+                f"got shape {np.shape(x)}"
+            )
     v, state, restless = _steady_state_compiled(model, i_inj, v, max_iterations, throw)
     _check_below_threshold(model, v, throw)
     if throw:
@@ -282,12 +283,22 @@ def _steady_voltage(model, i_inj, v, max_iterations, throw):
     return v
 
 
+def _broadcasts_to(shape, target) -> bool:
+    """Whether an array of ``shape`` broadcasts to ``target`` (as ``jnp.broadcast_to``)."""
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
+
+
 @eqx.filter_jit
 def _steady_state_compiled(model, i_inj, v, max_iterations, throw):
     """``(v, state, restless)``: :func:`_steady_voltage`, the state there and (with
     ``throw``) :func:`_restless_gates`, as one compiled
     program (``max_iterations`` and ``throw`` static): run op by op, the first call
     compiled some 60 small programs (3-4 s for an 18-section cell)."""
+    v = jnp.broadcast_to(v, model.shape)
+    i_inj = jnp.broadcast_to(i_inj, model.shape)
     v = _steady_voltage(model, i_inj, v, max_iterations, throw)
     state = model.init_state(v)
     return v, state, _restless_gates(model, state, i_inj) if throw else {}
@@ -602,8 +613,9 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
         elif source.voltage_coupling() is not None:
             r = _input_resistances_compiled(source, v_guess, SOLVE_BATCH_VALUES)  # (static: read per call)
         else:
-            zero = jnp.zeros(source.shape, dtype=jnp.result_type(float))
-            _, r = jax.jvp(lambda i: steady_state(source, i, v_guess=v_guess).v, (zero,), (jnp.ones_like(zero),))
+            # Made on the host (jnp.zeros compiles a program for each new shape).
+            zero, one = (jax.device_put(np.full(source.shape, x, dtype=jnp.result_type(float))) for x in (0.0, 1.0))
+            _, r = jax.jvp(lambda i: steady_state(source, i, v_guess=v_guess).v, (zero,), (one,))
         _warn_unstable(source, r, v_guess)
         return r
     if v_guess is not None:

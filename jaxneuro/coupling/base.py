@@ -118,7 +118,9 @@ class AbstractCoupling(eqx.Module):
         bound = eqx.tree_at(
             lambda c: (c.pre_index, c.post_index),
             self,
-            (jnp.asarray(pre, dtype=jnp.int32), jnp.asarray(post, dtype=jnp.int32)),
+            # Converted on the host and put on the device as they are: jnp.asarray
+            # compiles a program for each new shape (a conversion, or a copy).
+            (jax.device_put(np.asarray(pre, dtype=np.int32)), jax.device_put(np.asarray(post, dtype=np.int32))),
             is_leaf=lambda x: x is None,
         )
         bound.check_bound()

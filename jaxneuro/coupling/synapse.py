@@ -59,6 +59,7 @@ import math
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import units
 from .base import AbstractCoupling, per_connection, require
@@ -102,8 +103,8 @@ class AbstractSynapse(AbstractCoupling):
 
     def finish_bind(self, pre, post, locate):
         whole = locate((self.pre[0], None))
-        bound = eqx.tree_at(lambda c: c.pre_local, self, jnp.asarray(pre - int(whole[0]), dtype=jnp.int32),
-                            is_leaf=lambda x: x is None)
+        local = jax.device_put(np.asarray(pre - int(whole[0]), dtype=np.int32))  # (jnp.asarray: a program per shape)
+        bound = eqx.tree_at(lambda c: c.pre_local, self, local, is_leaf=lambda x: x is None)
         object.__setattr__(bound, "pre_size", int(whole.size))
         return bound
 

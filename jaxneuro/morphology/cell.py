@@ -537,7 +537,7 @@ class Cell(AbstractModel):
     @property
     def capacitance(self):
         """Membrane capacitance of each segment, nF."""
-        return self._cm() * self.membrane_area * membrane.UF_PER_CM2_UM2_TO_NF
+        return _capacitance(self._cm(), self.membrane_area)
 
     def _half_resistance(self):
         """Axial resistances (MΩ) of the segments' halves: those towards ``x = 0``, then
@@ -954,6 +954,13 @@ def _ambiguous_target(target) -> str:
 
 
 _geometry_compiled = eqx.filter_jit(Cell._geometry)
+
+
+@jax.jit
+def _capacitance(cm, area):
+    """nF of each segment from ``cm`` (µF/cm²) and ``area`` (µm²), as one compiled
+    program (operation by operation, each new shape compiled two)."""
+    return cm * area * membrane.UF_PER_CM2_UM2_TO_NF
 
 
 @jax.jit

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -203,17 +204,19 @@ def half_resistances(length, diam, Ra, nseg, arc3d=None, diam3d=None):
 def per_segment(leaves, nsegs):
     """One value per segment from one value per section (each a scalar or of shape
     ``(nseg,)``), sections in order: shape ``(sum(nsegs),)``."""
-    if len(leaves) > 1 and all(np.ndim(x) == 0 for x in leaves):
+    if all(np.ndim(x) == 0 for x in leaves):
         index = np.repeat(np.arange(len(leaves)), nsegs)
         if all(units.is_concrete(x) for x in leaves):
-            # Known values: laid out on the host and sent once. jnp.stack of them was a
-            # program of one operand per section, compiled for each new count and run
-            # eagerly (a 1000-section cell's precomputation: 1.8 -> 0.3 s).
-            return jnp.asarray(np.array([np.asarray(x) for x in leaves])[index])
-        # One gather rather than a broadcast and a slice of the concatenation per
-        # section (and its transpose, in a gradient): a cell of hundreds of sections
-        # stays a small program.
-        return take(jnp.stack([jnp.asarray(x) for x in leaves]), index)
+            # Known values: laid out on the host and sent once (jax.device_put: jnp.asarray
+            # compiles a program for each new shape). jnp.stack of them was a program of
+            # one operand per section, compiled for each new count and run eagerly (a
+            # 1000-section cell's precomputation: 1.8 -> 0.3 s).
+            return jax.device_put(np.array([np.asarray(x) for x in leaves])[index])
+        if len(leaves) > 1:
+            # One gather rather than a broadcast and a slice of the concatenation per
+            # section (and its transpose, in a gradient): a cell of hundreds of sections
+            # stays a small program.
+            return take(jnp.stack([jnp.asarray(x) for x in leaves]), index)
     return jnp.concatenate([jnp.broadcast_to(x, (n,)) for x, n in zip(leaves, nsegs)])
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from .. import units
 from .._stack import outside_stacklevel
 from ..coupling.base import AbstractCoupling
-from ..solve.trace import report_overflow, spiking_units
+from ..solve.trace import overflowed_of, report_overflow, spiking_units
 from ..stimuli.targets import population_target
 from ..coupling.gap import AbstractGapJunction
 from ..coupling.poisson import PoissonInput
@@ -156,7 +156,8 @@ class Network(AbstractModel):
                         "current; a source's spike times are given, not driven"
                     )
                 pop = self.populations[c.pre[0]] if c.pre[0] in where else None
-                if pop is not None and "spikes" not in pop.init_state(pop.default_v0).events:
+                # (Its state's layout only: evaluated abstractly, nothing to compile.)
+                if pop is not None and "spikes" not in jax.eval_shape(pop.init_state, pop.default_v0).events:
                     raise ValueError(
                         f"{type(c).__name__} {label!r}: pre population {c.pre[0]!r} does not spike "
                         f"({type(pop).__name__}); chemical synapses need a spiking population such as jn.LIF, "
@@ -253,15 +254,20 @@ class Network(AbstractModel):
                 units.check_value(value, f"v0[{n!r}]", None, units.mV)
             else:
                 value = self.populations[n].default_v0
-            value = jnp.asarray(value, dtype=jnp.result_type(float))
+            # Known values are put together with NumPy (each operation of jax.numpy on
+            # a new shape is a program to compile); traced ones (under jit) with JAX.
+            xp = np if units.is_concrete(value) else jnp
+            value = xp.asarray(value, dtype=jnp.result_type(float))
             try:
-                value = jnp.broadcast_to(value, shp)
+                value = xp.broadcast_to(value, shp)
             except ValueError:
                 raise ValueError(
                     f"simulate: v0[{n!r}] expects a scalar or one value per compartment of {n!r} (shape {shp}), "
                     f"got shape {value.shape}"
                 ) from None
             parts.append(value.reshape(-1))
+        if all(isinstance(p, np.ndarray) for p in parts):
+            return jax.device_put(np.concatenate(parts))  # (jnp.asarray: a program per shape)
         return jnp.concatenate(parts)
 
     @property
@@ -277,8 +283,12 @@ class Network(AbstractModel):
                 i0 = jnp.zeros(shp, dtype=jnp.result_type(float))
                 _, inv_c = jax.jvp(lambda i: pop.vector_field(0.0, st, i).v, (i0,), (jnp.ones_like(i0),))
                 c = 1.0 / inv_c
-            parts.append(jnp.broadcast_to(c, shp).reshape(-1))
-        return jnp.concatenate(parts)
+            parts.append((c, shp))
+        if all(units.is_concrete(c) for c, _ in parts):  # laid out on the host: no program to compile
+            dtype = jnp.result_type(float)
+            return jax.device_put(np.concatenate([np.broadcast_to(np.asarray(c, dtype), shp).reshape(-1)
+                                                  for c, shp in parts]))
+        return jnp.concatenate([jnp.broadcast_to(c, shp).reshape(-1) for c, shp in parts])
 
     def _internal_couplings(self):
         """``(offset, coupling)`` of each population with a coupling of its own."""
@@ -669,7 +679,7 @@ class Network(AbstractModel):
                          columns=columns,
                          order=tuple(names) if order is not None else None,
                          units=tuple((k, self.member_unit(member, k)) for k in names))
-            if part.overflowed is not None:
+            if part.spikes is not None:
                 _report_overflow(member, self.populations[member], part)
             parts[member] = part
         return Trace(t=ts, values={}, parts=parts, span=span)
@@ -686,7 +696,7 @@ def _report_overflow(member, pop, part):
     holds: synapses from it miss the rest (see :func:`report_overflow`)."""
     capacity = part.spikes.shape[-1]
     report_overflow(
-        part.overflowed,
+        overflowed_of(part),
         lambda n: (f"spike buffer overflow in population {member!r}: {n} {spiking_units(pop)} fired more than "
                    f"spike_capacity={capacity} spikes; synapses from it miss the rest, "
                    f"trace[{member!r}].spikes keeps the first {capacity} and .spike_count has the true "

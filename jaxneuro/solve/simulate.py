@@ -26,7 +26,7 @@ from .fixed_step import steps_per_save
 from .staggered import OnGrid, StaggeredEuler
 from .summary import SpikeDetector, SpikeSummary
 from .system import System, stimulus_observables, vector_field
-from .trace import NoFinalState, Trace, report_overflow, spiking_units, time_slack
+from .trace import NoFinalState, Trace, overflowed_of, report_overflow, spiking_units, time_slack
 from ..state import State
 
 
@@ -456,7 +456,7 @@ def simulate(
                else f"{type(model).__name__}(spike_capacity=...)")
     capacity = spikes.shape[-1]
     report_overflow(
-        trace.overflowed,
+        overflowed_of(trace),
         lambda n: (f"spike buffer overflow: {n} {spiking_units(model)} fired more than {capacity} spikes; trace.spikes "
                    f"keeps the first {capacity}, trace.spike_count has the true counts. Raise {setting} "
                    "to keep them all."),

@@ -351,6 +351,17 @@ def spiking_units(model) -> str:
     return "compartment(s)" if getattr(model, "n_segments", 1) > 1 else "neuron(s)"
 
 
+def overflowed_of(trace):
+    """``trace.overflowed``, compared on the host where the counts are known (each
+    operation of jax.numpy on a new shape is a program to compile); None without
+    spikes."""
+    if trace.spikes is None:
+        return None
+    if units.is_concrete(trace.spike_count):
+        return np.asarray(trace.spike_count) > trace.spikes.shape[-1]
+    return trace.overflowed
+
+
 def report_overflow(overflowed, message, *, stacklevel: int, at_run_time: bool) -> None:
     """A RuntimeWarning ``message(n)`` if ``n``, the number of neurons whose spike
     buffer overflowed (``overflowed``: a boolean per neuron), is not 0. Known values
@@ -366,10 +377,10 @@ def report_overflow(overflowed, message, *, stacklevel: int, at_run_time: bool) 
         if int(n):
             warnings.warn(message(int(n)), RuntimeWarning, stacklevel=level)
 
-    n = jnp.sum(overflowed)
-    if units.is_concrete(n):
-        warn(n)
+    if units.is_concrete(overflowed):  # on the host: no program to compile for a count
+        warn(np.sum(np.asarray(overflowed)))
         return
+    n = jnp.sum(overflowed)
     if not at_run_time:
         return
 
