@@ -248,9 +248,9 @@ def simulate(
         if hasattr(model, "state_continued"):  # a Network's spike sources are the model's
             y0 = model.state_continued(t0, y0)
     else:
-        y0 = _initial_state_at(model, v0)
-        if getattr(model, "synapses", ()):  # a Network's synapses pass over earlier spikes
-            y0 = _state_at_start(model, jnp.asarray(t0), y0)
+        # A Network's synapses pass over earlier spikes (state_at_start): set up in the
+        # same compiled program as the initial state.
+        y0 = _initial_state_at(model, v0, t0 if getattr(model, "synapses", ()) else None)
     # Each stimulus as it runs: the same, or one that checks a traced value at run time.
     adaptive = stepsize_controller is not None and not isinstance(stepsize_controller, diffrax.ConstantStepSize)
     checked = []
@@ -548,8 +548,9 @@ def _stages_as_bounded_loop(solver):
     return solver
 
 
-def _initial_state_at(model, v0) -> State:
-    """``model.init_state`` at ``v0`` (mV; default the model's), checked."""
+def _initial_state_at(model, v0, t0=None) -> State:
+    """``model.init_state`` at ``v0`` (mV; default the model's), checked; with ``t0``
+    (ms), a Network's ``state_at_start`` from there too."""
     if isinstance(v0, dict):
         if not hasattr(model, "v0_of_populations"):
             raise ValueError(
@@ -568,21 +569,17 @@ def _initial_state_at(model, v0) -> State:
             f"simulate: v0 expects a scalar or one value per compartment (shape {tuple(model.shape)}), "
             f"got shape {np.shape(v0)}"
         )
-    return _init_state(model, jnp.asarray(v0))
+    return _init_state(model, jnp.asarray(v0), None if t0 is None else jnp.asarray(t0))
 
 
 @eqx.filter_jit
-def _init_state(model, v0) -> State:
+def _init_state(model, v0, t0=None) -> State:
     """``model.init_state(v0)`` as one compiled program: op by op, each operation on a
     new shape compiled a program of its own (17 for an HH compartment's gates, 0.3 s of
-    a first run's 0.9 s), where this compiles once per model structure."""
-    return model.init_state(v0)
-
-
-@eqx.filter_jit
-def _state_at_start(model, t0, y0) -> State:
-    """A Network's ``state_at_start`` as one compiled program (see :func:`_init_state`)."""
-    return model.state_at_start(t0, y0)
+    a first run's 0.9 s), where this compiles once per model structure. With ``t0``
+    (ms), a Network's ``state_at_start`` too, in the same program."""
+    y0 = model.init_state(v0)
+    return y0 if t0 is None else model.state_at_start(t0, y0)
 
 
 #: Final voltages beyond this (mV, either sign) are warned of as a unit mistake.
