@@ -404,9 +404,11 @@ def test_axial_conductances_are_computed_once_per_run(monkeypatch):
     # Computed inside the loop, their derivatives pass through the gathers from the half
     # segments at every step of a gradient (a 1000-segment HH cell's gradient in Ra was
     # 1.4x slower): simulate and its gradient compute them once, in precomputed().
+    from jaxneuro.morphology import cell as cell_module
+
     calls = []
-    half_resistance = jn.Cell._half_resistance
-    monkeypatch.setattr(jn.Cell, "_half_resistance", lambda self: calls.append(1) or half_resistance(self))
+    for name in ("_geometry_and_coupling", "_axial_conductance"):  # (together, or alone)
+        monkeypatch.setattr(cell_module, name, lambda *a, _f=getattr(cell_module, name): calls.append(1) or _f(*a))
     cell = _small_cell()
     stim = [jn.StepCurrent(0.05, 1.0, 20.0, target=("tuft", 0.9))]
     run = lambda ra: jnp.mean(jn.simulate(eqx.tree_at(lambda c: c.sections[1].Ra, cell, ra), 2.0, dt=0.05,

@@ -499,12 +499,19 @@ class Cell(AbstractModel):
         through their gathers at every step (a 1000-segment HH cell's gradient in its
         sections' ``Ra``: 1.4× slower)."""
         cell = self
-        if cell.geometry is None:
-            cell = _replaced(cell, geometry=cell._computed_geometry())
         if cell.segment_membrane is None:
             table = SegmentMembrane(cm=cell._cm(), channels=tuple(cell._merged_channels()),
                                     temperatures=tuple(cell._channel_temperatures()))
             cell = _replaced(cell, segment_membrane=table)
+        if cell.geometry is None and cell.coupling is None:
+            # Geometry, axial conductances and capacitances as one compiled program
+            # (three, compiled for every new cell structure, otherwise).
+            lay = cell._layout()
+            geometry, g, capacitance = _geometry_and_coupling(cell, cell.segment_membrane.cm, lay.own, lay.partner)
+            cell = _replaced(cell, geometry=geometry)
+            return _replaced(cell, coupling=cell._tree_coupling(g, capacitance))
+        if cell.geometry is None:
+            cell = _replaced(cell, geometry=cell._computed_geometry())
         if cell.coupling is None:
             cell = _replaced(cell, coupling=cell.voltage_coupling())
         return cell
@@ -550,9 +557,15 @@ class Cell(AbstractModel):
         if self.coupling is not None:
             return self.coupling
         lay = self._layout()
-        g = _axial_conductance(self._half_resistance(), lay.own, lay.partner)  # µS
+        return self._tree_coupling(_axial_conductance(self._half_resistance(), lay.own, lay.partner),
+                                   self.capacitance)
+
+    def _tree_coupling(self, g, capacitance) -> TreeCoupling:
+        """The :class:`TreeCoupling` of this cell's tree with axial conductances ``g``
+        (µS) and segment ``capacitance`` (nF)."""
+        lay = self._layout()
         identity = np.array_equal(lay.segment_nodes, np.arange(self.n_segments))
-        return TreeCoupling(g=g, capacitance=self.capacitance, parent=tuple(int(p) for p in lay.parent),
+        return TreeCoupling(g=g, capacitance=capacitance, parent=tuple(int(p) for p in lay.parent),
                             segment_nodes=None if identity else tuple(int(k) for k in lay.segment_nodes))
 
     # --- temperature --------------------------------------------------------------------
@@ -956,16 +969,27 @@ def _ambiguous_target(target) -> str:
 _geometry_compiled = eqx.filter_jit(Cell._geometry)
 
 
-@jax.jit
-def _capacitance(cm, area):
-    """nF of each segment from ``cm`` (µF/cm²) and ``area`` (µm²), as one compiled
-    program (operation by operation, each new shape compiled two)."""
+def _capacitance_of(cm, area):
+    """nF of each segment from ``cm`` (µF/cm²) and ``area`` (µm²)."""
     return cm * area * membrane.UF_PER_CM2_UM2_TO_NF
 
 
-@jax.jit
-def _axial_conductance(half_resistance, own, partner):
+def _axial_conductance_of(half_resistance, own, partner):
     """µS between each node and its parent: ``1 / (r[own] + r[partner])`` of the halves'
-    resistances (MΩ; index ``len(r)``: none, zero), as one compiled program."""
+    resistances (MΩ; index ``len(r)``: none, zero)."""
     r = jnp.concatenate([half_resistance, jnp.zeros((1,), half_resistance.dtype)])
     return 1.0 / (r[own] + r[partner])
+
+
+# Each as one compiled program (operation by operation, every new shape compiled several).
+_capacitance = jax.jit(_capacitance_of)
+_axial_conductance = jax.jit(_axial_conductance_of)
+
+
+@eqx.filter_jit
+def _geometry_and_coupling(cell, cm, own, partner):
+    """``(SegmentGeometry, axial conductances µS, capacitances nF)`` of ``cell``, with
+    the segments' ``cm`` (µF/cm²), as one compiled program."""
+    geometry = cell._geometry()
+    return (geometry, _axial_conductance_of(geometry.half_resistance, own, partner),
+            _capacitance_of(cm, geometry.area))
