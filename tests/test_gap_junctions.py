@@ -501,6 +501,7 @@ def test_a_gap_solve_stopped_before_converging_is_an_error_not_wrong_voltages(mo
 
     monkeypatch.setattr(implicit, "GMRES_FULL_MAX", 0)
     monkeypatch.setattr(implicit, "GMRES_RESTART", 20)
+    monkeypatch.setattr(implicit, "DENSE_MAX_GMRES", implicit.DENSE_MAX)  # 60 would be solved directly
     n, g = 60, 1e4
     conn = jn.conn.explicit(list(range(n - 1)), list(range(1, n)))
     # (coupling_tol: a program of its own, not one compiled by an earlier test)

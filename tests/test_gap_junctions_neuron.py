@@ -5,42 +5,44 @@ jaxneuro solves them implicitly). NEURON has no gap-junction mechanism of its ow
 without compiling one; ``LinearMechanism`` is built in, and with it a junction need
 not be symmetric."""
 
+import importlib
+import json
+import os
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pytest
 
 import jaxneuro as jn
-from conftest import crossings, run_neuron
+from conftest import crossings, env_with_xla_flags, run_neuron
 from jaxneuro.network import implicit
 
 DT = 0.025
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _neuron_network(h, sizes, gnabar, into, stimuli, t1):
+@pytest.fixture
+def bench(monkeypatch):
+    """benchmarks/gap_neuron.py: its networks and their NEURON (LinearMechanism) form."""
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    return importlib.import_module("gap_neuron")
+
+
+@pytest.fixture
+def neuron_net(neuron_h, bench):
+    """:func:`_neuron_network` with NEURON's ``h``."""
+    return lambda *args: _neuron_network(neuron_h, bench, *args)
+
+
+def _neuron_network(h, gap_neuron, sizes, gnabar, into, stimuli, t1):
     """NEURON's voltages (time × cell) of one-segment HH sections (L = diam =
     ``sizes`` µm, ``gnabar`` S/cm²) joined by ``into`` (a matrix of µS: ``into[i, j]``
-    is the conductance through which cell ``j`` drives current into cell ``i``), with
-    ``stimuli`` (cell -> (amp nA, delay ms, dur ms)), from -65 mV to ``t1`` ms."""
-    n = len(sizes)
-    secs = []
-    for i in range(n):
-        s = h.Section(name=f"gap_cell{i}")
-        s.L = s.diam = sizes[i]
-        s.insert("hh")
-        s(0.5).hh.gnabar = gnabar[i]
-        secs.append(s)
-    # Each row is cell i's current balance, in mA/cm² of its own membrane (outward
-    # positive): g (µS) · ΔV (mV) = nA, · 1e-6 / area (cm²) -> S/cm² · mV.
-    area = np.array([s(0.5).area() * 1e-8 for s in secs])
-    laplacian = np.diag(into.sum(axis=1)) - into
-    g = h.Matrix(n, n)
-    for r, c in zip(*np.nonzero(laplacian)):
-        g.setval(int(r), int(c), laplacian[r, c] * 1e-6 / area[r])
-    c, y, b = h.Matrix(n, n, 2), h.Vector(n), h.Vector(n)
-    sl = h.SectionList()
-    for s in secs:
-        sl.append(sec=s)
-    lm = h.LinearMechanism(c, g, y, b, sl, h.Vector([0.5] * n))
+    is the conductance through which cell ``j`` drives current into cell ``i``;
+    benchmarks/gap_neuron.py builds them), with ``stimuli`` (cell -> (amp nA, delay ms,
+    dur ms)), from -65 mV to ``t1`` ms."""
+    secs, mechanism = gap_neuron.neuron_gap_sections(h, sizes, gnabar, into)
     clamps = []
     for i, (amp, delay, dur) in stimuli.items():
         clamp = h.IClamp(secs[i](0.5))
@@ -49,7 +51,7 @@ def _neuron_network(h, sizes, gnabar, into, stimuli, t1):
     try:
         _, vecs = run_neuron(h, t1, dt=DT, refs=[s(0.5)._ref_v for s in secs])
     finally:
-        del lm  # before its sections: it is not told when they go
+        del mechanism  # before its sections: it is not told when they go
         for s in secs:
             h.delete_section(sec=s)
     return np.stack(vecs, axis=1)
@@ -61,13 +63,13 @@ def x64():
         yield
 
 
-def test_three_cells_of_different_sizes_match_neuron_and_the_direction_matters(neuron_h, x64):
+def test_three_cells_of_different_sizes_match_neuron_and_the_direction_matters(neuron_net, x64):
     # a -- b symmetric, b -> c stronger than c -> b; only a is stimulated, so b and c
     # fire through the junctions alone.
     sizes, gnabar = (20.0, 30.0, 15.0), (0.12, 0.10, 0.14)
     g_ab, g_bc, g_cb = 0.004, 0.006, 0.002  # µS
     into = np.array([[0.0, g_ab, 0.0], [g_ab, 0.0, g_cb], [0.0, g_bc, 0.0]])
-    v_n = _neuron_network(neuron_h, sizes, gnabar, into, {0: (0.3, 5.0, 30.0)}, 40.0)
+    v_n = neuron_net(sizes, gnabar, into, {0: (0.3, 5.0, 30.0)}, 40.0)
 
     def jaxneuro_v(g_asym):
         cells = {k: jn.Compartment(length=d, diam=d, channels=[jn.channels.HH(gnabar=g)])
@@ -86,35 +88,41 @@ def test_three_cells_of_different_sizes_match_neuron_and_the_direction_matters(n
     assert np.max(np.abs(jaxneuro_v([g_cb, g_bc])[:, 2] - v_n[:, 2])) > 10.0
 
 
-@pytest.mark.parametrize("n", [12, 40], ids=["dense_solve", "gmres"])
-def test_a_population_with_random_junctions_matches_neuron(neuron_h, x64, n):
-    # A ring of symmetric junctions and random asymmetric ones; every fifth cell
-    # stimulated. 12 cells take the dense solve, 40 the iterative one.
-    assert (n <= implicit.DENSE_MAX) == (n == 12)
-    rng = np.random.default_rng(3)
-    gnabar = rng.uniform(0.08, 0.16, n)
-    amp = np.where(np.arange(n) % 5 == 0, 0.25, 0.0)
-    ring_pre, ring_post = np.arange(n), (np.arange(n) + 1) % n
-    g_ring = 0.002
-    pre, post = rng.integers(0, n, 2 * n), rng.integers(0, n, 2 * n)
-    pre, post = pre[pre != post], post[pre != post]
-    g_asym = rng.uniform(0.0005, 0.004, (len(pre), 2))  # [into post, into pre] µS
-    into = np.zeros((n, n))
-    for i, j in zip(ring_pre, ring_post):
-        into[i, j] += g_ring
-        into[j, i] += g_ring
-    for i, j, (g_fwd, g_back) in zip(pre, post, g_asym):
-        into[j, i] += g_fwd
-        into[i, j] += g_back
-    stimulated = {int(i): (amp[i], 2.0, 1e9) for i in np.nonzero(amp)[0]}
-    v_n = _neuron_network(neuron_h, [20.0] * n, gnabar, into, stimulated, 30.0)
+@pytest.mark.parametrize("n", [40, 120], ids=["dense_solve", "gmres"])
+def test_a_population_with_random_junctions_matches_neuron(neuron_net, bench, x64, n):
+    # benchmarks/gap_neuron.py's network: a ring of symmetric junctions and random
+    # asymmetric ones, every fifth cell stimulated. 40 cells take the dense solve, 120
+    # GMRES.
+    assert (n <= implicit.DENSE_MAX_GMRES) == (n == 40)
+    net = bench.network(n)
+    amp = net["amp"]
+    stimulated = {int(i): (amp[i], bench.DELAY, 1e9) for i in np.nonzero(amp)[0]}
+    v_n = neuron_net([20.0] * n, net["gnabar"], net["into"], stimulated, 30.0)
 
-    pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=gnabar)], n=n)
-    net = jn.Network({"e": pop}, [jn.SymmetricGapJunction("e", "e", jn.conn.explicit(ring_pre, ring_post), g_ring),
-                                  jn.AsymmetricGapJunction("e", "e", jn.conn.explicit(pre, post), g_asym)])
-    tr = jn.simulate(net, 30.0, dt=DT, stimuli=[jn.StepCurrent(amp, 2.0, 1e9, target="e")])
+    pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=net["gnabar"])], n=n)
+    model = jn.Network({"e": pop}, [
+        jn.SymmetricGapJunction("e", "e", jn.conn.explicit(*net["ring"]), bench.G_RING),
+        jn.AsymmetricGapJunction("e", "e", jn.conn.explicit(net["pre"], net["post"]), net["g_asym"])])
+    tr = jn.simulate(model, 30.0, dt=DT, stimuli=[jn.StepCurrent(amp, bench.DELAY, 1e9, target="e")])
     v_j = np.asarray(tr["e"].v)
     fired = ((v_n[:-1] < 0) & (v_n[1:] >= 0)).any(axis=0)
     assert np.sum(fired & (amp == 0)) >= n // 2  # driven through the junctions alone
-    # 1.8e-10 (dense) and 9.6e-10 mV (GMRES) measured.
+    # ~1e-9 mV measured (both solves).
     assert np.max(np.abs(v_j - v_n)) < 1e-6
+
+
+def test_gap_neuron_benchmark_smoke(tmp_path):
+    """benchmarks/gap_neuron.py end to end on a small network: times, the comparison
+    with NEURON within its tolerance, the JSON."""
+    pytest.importorskip("neuron")
+    out = tmp_path / "gap.json"
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gap_neuron.py"), "--n", "24",
+                           "--t1", "10", "--json", str(out)], capture_output=True, text=True, timeout=300,
+                          env=env_with_xla_flags())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["n"] == 24 and r["junctions"] > 24 and r["jaxneuro_s"] > 0 and r["neuron_s"] > 0
+    assert r["vs_neuron_max_dv_mV"] < 1e-6 and r["spiking_neurons"] > 5
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gap_neuron.py"), "--n", "1"],
+                         capture_output=True, text=True, timeout=120, env=env_with_xla_flags())
+    assert bad.returncode == 2 and "--n expects at least 2 neurons" in bad.stderr

@@ -108,8 +108,8 @@ class AsymmetricGapJunction(AbstractGapJunction):
     symmetric junction. ``pre``, ``post`` and ``conn`` as for
     :class:`SymmetricGapJunction`.
 
-    Solved implicitly by restarted GMRES (:mod:`jaxneuro.network.implicit`; directly
-    in networks of at most 32 compartments): junctions thousands of times stronger than
+    Solved implicitly by GMRES (:mod:`jaxneuro.network.implicit`; directly in networks
+    of at most 96 compartments): junctions thousands of times stronger than
     the membranes along long chains make that system ill-conditioned, and GMRES needs
     many iterations there (a 100-neuron chain at 10⁵ times the leak: float64 equal to
     dense backward Euler, float32 within 5e-5 mV of its 0.4753 mV deflection).

@@ -27,9 +27,10 @@ elimination), which is also the preconditioner of the iteration when gap junctio
 join them (block Jacobi: each tree with the gaps' diagonal added). Without gap
 junctions the blocks are independent and solved directly, with no iteration.
 
-Small systems (at most :data:`DENSE_MAX` compartments, e.g. a few gap-coupled
-neurons) are solved directly instead: the matrix assembled from ``n`` products and
-LU-factorised, exact to rounding and much quicker to compile than an iteration.
+Small systems are solved directly instead: the matrix assembled from ``n`` products and
+LU-factorised, exact to rounding and quicker to compile than an iteration. Small is at
+most :data:`DENSE_MAX` compartments where the junctions are symmetric (CG, a few cheap
+iterations, is quicker above) and :data:`DENSE_MAX_GMRES` where GMRES would solve them.
 
 Tolerance: iteration stops when the residual norm falls below ``tol`` times the norm
 of the right-hand side; ``tol`` defaults to 1e-10 in float64 and 1e-5 in float32
@@ -72,6 +73,16 @@ GMRES_RESTART = 128
 #: Systems of at most this many compartments are solved directly (dense LU): ~n³/3
 #: operations per step, as quick as a few iterations at this size, and exact.
 DENSE_MAX = 32
+
+#: As :data:`DENSE_MAX` where the junctions are not all symmetric (GMRES otherwise).
+#: Measured (2-core AMD EPYC, float64, 50 ms at dt = 0.025, same process): HH
+#: compartments with a ring and two random asymmetric junctions each
+#: (benchmarks/gap_neuron.py's network), dense against GMRES 0.027 vs 0.046 s at 48,
+#: 0.041 vs 0.054 s at 64, equal at 100, 0.49 vs 0.20 s at 200; LIFs with ten times
+#: stronger junctions 0.026 vs 0.082 s at 48, 0.082 vs 0.111 s at 96; compiling the
+#: dense solve took 1.0 s against GMRES's 1.7-1.9 s. Symmetric junctions (CG): dense
+#: 0.039 vs 0.025 s at 64, hence DENSE_MAX.
+DENSE_MAX_GMRES = 96
 
 
 class GapCoupling(eqx.Module):
@@ -153,8 +164,10 @@ class GapCoupling(eqx.Module):
         tol = self.tol
         if tol is None:
             tol = 1e-10 if dtype == jnp.float64 else 1e-5
+        dense_max = DENSE_MAX if self.symmetric else DENSE_MAX_GMRES
+
         def iterate(matvec, r):
-            if r.shape[0] <= DENSE_MAX:  # the matrix, column i = matvec(e_i), solved directly
+            if r.shape[0] <= dense_max:  # the matrix, column i = matvec(e_i), solved directly
                 columns = jax.vmap(matvec, out_axes=1)(jnp.eye(r.shape[0], dtype=r.dtype))
                 return jnp.linalg.solve(columns, r)
             # Started from the preconditioned right-hand side, computed in here from the
