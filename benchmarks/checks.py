@@ -117,6 +117,22 @@ class Checks:
         raise SystemExit(MISMATCH_EXIT)
 
 
+def write_and_finish(result: dict, json_path: str | None, checks: "Checks") -> None:
+    """The end of a benchmark script: ``result`` written to ``json_path`` (if given),
+    then ``checks`` finished (exit status 1 on a wrong answer, after the measurements
+    are printed and written)."""
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result, f, indent=1)
+    checks.finish()
+
+
+def print_results(result: dict) -> None:
+    """``key: value`` per line, floats to 4 significant digits."""
+    for key, value in result.items():
+        print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
+
+
 def scalar_rel_diff(x, ref) -> float | None:
     """``|x - ref| / |ref|`` (None when either is missing or ``ref`` is NaN: not
     computed in this run), for :meth:`Checks.within`."""

@@ -38,7 +38,6 @@ status 1 (benchmarks/checks.py). Without NEURON, jaxneuro's runs alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -264,10 +263,7 @@ def main(argv=None):
     print(f"E rate: jaxneuro {rate_e_j:.2f} Hz, NEURON {na(rate_e_n, '{:.2f}')} Hz; "
           f"I rate: jaxneuro {rate_i_j:.2f} Hz, NEURON {na(rate_i_n, '{:.2f}')} Hz; "
           f"E CV(ISI): jaxneuro {cv_j:.3f}, NEURON {na(cv_n, '{:.3f}')}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-    check_result(result).finish()  # exits with status 1 on a wrong answer
+    checks.write_and_finish(result, args.json, check_result(result))  # exits with status 1 on a wrong answer
     return result
 
 

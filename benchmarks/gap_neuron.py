@@ -19,7 +19,6 @@ results (benchmarks/checks.py). ``--quick``: 60 neurons, 20 ms.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -104,12 +103,7 @@ def jaxneuro_run(net: dict, t1: float):
         v.block_until_ready()
         return time.perf_counter() - start, v
 
-    first, _ = call()
-    times, v = [], None
-    for _ in range(5):
-        t, v = call()
-        times.append(t)
-    return first, float(np.median(times)), np.asarray(v)
+    return W.first_and_median(call)
 
 
 def neuron_run(net: dict, t1: float):
@@ -173,12 +167,8 @@ def main(argv=None):
         m = min(len(v_jn), len(v_neuron))  # (NEURON may stop a record short of t1)
         out.update(neuron_s=neuron_s, speedup_vs_neuron=neuron_s / jn_s,
                    vs_neuron_max_dv_mV=float(np.max(np.abs(v_jn[:m] - v_neuron[:m]))))
-    for key, value in out.items():
-        print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
-    check_result(out).finish()  # exits with status 1 on a wrong answer
+    checks.print_results(out)
+    checks.write_and_finish(out, args.json, check_result(out))  # exits with status 1 on a wrong answer
     return out
 
 

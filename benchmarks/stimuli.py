@@ -18,7 +18,6 @@ tolerances below exits with status 1 (benchmarks/checks.py). ``--quick``: 200 ne
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -62,12 +61,7 @@ def jaxneuro_run(n, k, t1, separate: bool):
         v.block_until_ready()
         return time.perf_counter() - start, v
 
-    first, _ = call()
-    times, v = [], None
-    for _ in range(5):
-        t, v = call()
-        times.append(t)
-    return first, float(np.median(times)), np.asarray(v)
+    return W.first_and_median(call)
 
 
 def neuron_run(n, k, t1):
@@ -136,12 +130,8 @@ def main(argv=None):
         out.update(neuron_s=neuron_s, neuron_over_one=neuron_s / one_s, neuron_over_separate=neuron_s / many_s,
                    # (over the samples both have: NEURON may stop a record short of t1)
                    one_vs_neuron_max_dv_mV=float(np.max(np.abs(v_one[:len(v_neuron)] - v_neuron[:len(v_one)]))))
-    for key, value in out.items():
-        print(f"{key}: {value:.4g}" if isinstance(value, float) else f"{key}: {value}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
-    check_result(out).finish()  # exits with status 1 on a wrong answer
+    checks.print_results(out)
+    checks.write_and_finish(out, args.json, check_result(out))  # exits with status 1 on a wrong answer
     return out
 
 

@@ -32,7 +32,6 @@ differ from NEURON's beyond the tolerances below exits with status 1
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -244,10 +243,7 @@ def main(argv=None):
     print(f"jaxneuro {jn_s:.4f} s (compile {compile_s:.2f} s)"
           + (f", NEURON {nrn_s:.4f} s: x NEURON {nrn_s / jn_s:.2f}" if nrn_s else ""))
     print(summary(result))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-    check_result(result).finish()  # exits with status 1 on a wrong answer
+    checks.write_and_finish(result, args.json, check_result(result))  # exits with status 1 on a wrong answer
     return result
 
 

@@ -87,6 +87,18 @@ def _jitted_run(fn, arg, convert):
     return Run(call=call, compile=compile_, convert=convert)
 
 
+def first_and_median(call, repeats=5):
+    """``(first call's seconds, median seconds of ``repeats`` later calls, last output as
+    NumPy)`` of ``call``, which returns ``(seconds, output)``: an eager jaxneuro call
+    timed as a user meets it (the first compiles) and once compiled."""
+    first, _ = call()
+    times, out = [], None
+    for _ in range(repeats):
+        t, out = call()
+        times.append(t)
+    return first, float(np.median(times)), np.asarray(out)
+
+
 def compile_and_time(fn, arg, repeats=5):
     """``(median run time s, compile time s, output as NumPy)`` of ``jax.jit(fn)(arg)``:
     compiled ahead of time, run once, then timed ``repeats`` times up to the end of the
