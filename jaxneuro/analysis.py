@@ -89,7 +89,7 @@ def steady_state(model: AbstractModel, i_inj=0.0, *, v_guess=None, max_iteration
     # Both are broadcast to the model's shape in the compiled program (eagerly, each
     # new shape compiled a program); here only checked.
     for label, x in (("v_guess", v), ("i_inj", i_inj)):
-        if not _broadcasts_to(np.shape(x), model.shape):
+        if not units.broadcasts_to(np.shape(x), model.shape):
             raise ValueError(
                 f"steady_state: {label} expects a scalar or one value per compartment (shape {model.shape}), "
                 f"got shape {np.shape(x)}"
@@ -281,14 +281,6 @@ def _steady_voltage(model, i_inj, v, max_iterations, throw):
             "max_iterations, or throw=False to get the last iterate)",
         )
     return v
-
-
-def _broadcasts_to(shape, target) -> bool:
-    """Whether an array of ``shape`` broadcasts to ``target`` (as ``jnp.broadcast_to``)."""
-    try:
-        return np.broadcast_shapes(shape, target) == tuple(target)
-    except ValueError:
-        return False
 
 
 @eqx.filter_jit

@@ -163,6 +163,15 @@ def is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
+def broadcasts_to(shape, target) -> bool:
+    """Whether an array of ``shape`` broadcasts to ``target`` (as ``jnp.broadcast_to``
+    takes it: the result is ``target`` itself)."""
+    try:
+        return np.broadcast_shapes(tuple(shape), tuple(target)) == tuple(target)
+    except ValueError:
+        return False
+
+
 #: jaxneuro's base unit of each dimension (the README's table): where a value's unit
 #: is not fixed by its parameter (a recorded variable's target), a quantity is read in
 #: the base unit of its own dimension.

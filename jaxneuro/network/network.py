@@ -242,8 +242,6 @@ class Network(AbstractModel):
         dict of population name to voltage (a number, a quantity, or one per
         compartment of that population); a population not named starts at its own
         ``default_v0`` (so ``{}`` gives the network's)."""
-        from .. import units
-
         unknown = [k for k in v0 if k not in self.names]
         if unknown:
             raise ValueError(f"simulate: v0 names {unknown}, not populations of this network; it has {self.names}")
@@ -254,21 +252,26 @@ class Network(AbstractModel):
                 units.check_value(value, f"v0[{n!r}]", None, units.mV)
             else:
                 value = self.populations[n].default_v0
-            # Known values are put together with NumPy (each operation of jax.numpy on
-            # a new shape is a program to compile); traced ones (under jit) with JAX.
-            xp = np if units.is_concrete(value) else jnp
-            value = xp.asarray(value, dtype=jnp.result_type(float))
-            try:
-                value = xp.broadcast_to(value, shp)
-            except ValueError:
+            if not units.broadcasts_to(np.shape(value), shp):
                 raise ValueError(
                     f"simulate: v0[{n!r}] expects a scalar or one value per compartment of {n!r} (shape {shp}), "
-                    f"got shape {value.shape}"
-                ) from None
-            parts.append(value.reshape(-1))
-        if all(isinstance(p, np.ndarray) for p in parts):
-            return jax.device_put(np.concatenate(parts))  # (jnp.asarray: a program per shape)
-        return jnp.concatenate(parts)
+                    f"got shape {np.shape(value)}"
+                )
+            parts.append(value)
+        return self._flat(parts)
+
+    def _flat(self, parts):
+        """One flat array (population order) from ``parts``, one value per population,
+        each a scalar or of its population's shape. Known values are laid out with
+        NumPy and put on the device once (each operation of jax.numpy on a new shape,
+        ``jnp.asarray`` included, is a program to compile); traced ones (under jit)
+        with JAX."""
+        dtype = jnp.result_type(float)
+        if all(units.is_concrete(x) for x in parts):
+            return jax.device_put(np.concatenate([np.broadcast_to(np.asarray(x, dtype), shp).reshape(-1)
+                                                  for x, shp in zip(parts, self.shapes)]))
+        return jnp.concatenate([jnp.broadcast_to(jnp.asarray(x, dtype), shp).reshape(-1)
+                                for x, shp in zip(parts, self.shapes)])
 
     @property
     def capacitance(self):
@@ -283,12 +286,8 @@ class Network(AbstractModel):
                 i0 = jnp.zeros(shp, dtype=jnp.result_type(float))
                 _, inv_c = jax.jvp(lambda i: pop.vector_field(0.0, st, i).v, (i0,), (jnp.ones_like(i0),))
                 c = 1.0 / inv_c
-            parts.append((c, shp))
-        if all(units.is_concrete(c) for c, _ in parts):  # laid out on the host: no program to compile
-            dtype = jnp.result_type(float)
-            return jax.device_put(np.concatenate([np.broadcast_to(np.asarray(c, dtype), shp).reshape(-1)
-                                                  for c, shp in parts]))
-        return jnp.concatenate([jnp.broadcast_to(c, shp).reshape(-1) for c, shp in parts])
+            parts.append(c)
+        return self._flat(parts)
 
     def _internal_couplings(self):
         """``(offset, coupling)`` of each population with a coupling of its own."""

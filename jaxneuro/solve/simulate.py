@@ -560,11 +560,7 @@ def _initial_state_at(model, v0, t0=None) -> State:
         v0 = model.v0_of_populations(v0)
     v0 = model.default_v0 if v0 is None else units.to_base(v0, "v0", units.mV)
     units.check_value(v0, "v0", None, units.mV)
-    try:
-        fits = np.broadcast_shapes(np.shape(v0), model.shape) == tuple(model.shape)
-    except ValueError:
-        fits = False
-    if not fits:
+    if not units.broadcasts_to(np.shape(v0), model.shape):
         raise ValueError(
             f"simulate: v0 expects a scalar or one value per compartment (shape {tuple(model.shape)}), "
             f"got shape {np.shape(v0)}"
