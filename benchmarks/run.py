@@ -11,9 +11,10 @@ timed (median of 5 runs, 1 with --quick); the headline times of jaxneuro, NEURON
 Jaxley are then timed again in turns, one run of each per round (after an untimed one
 of the same simulator), 11 rounds (not with --quick), so that the load of a shared
 machine falls on all three alike. NEURON's headline time is with its default rate
-tables (``neuron_s``; ``neuron_exact_s`` without). Voltages are compared in the same run (max |ΔV| on a 0.25 ms grid and
-spike-time differences, NEURON with exact rates as the reference), the gradient
-against a NEURON finite difference, and float32 against float64 for jaxneuro.
+tables (``neuron_s``; ``neuron_exact_s`` without). Voltages are compared in the same
+run (max |ΔV| on a 0.25 ms grid and spike-time differences, NEURON with exact rates
+as the reference), the gradient against a NEURON finite difference, and float32
+against float64 for jaxneuro.
 Precision: float64 on the CPU, float32 on accelerators (--f32 forces float32).
 Jaxley runs in the same process as jaxneuro, so it gets the XLA settings jaxneuro applies
 on import (jaxneuro/xla_cpu.py); on a CPU both are also timed in subprocesses with XLA's
