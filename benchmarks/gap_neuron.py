@@ -19,6 +19,7 @@ results (benchmarks/checks.py). ``--quick``: 60 neurons, 20 ms.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -59,11 +60,12 @@ def network(n: int, seed: int = 3) -> dict:
     return dict(gnabar=gnabar, amp=amp, ring=(ring_pre, ring_post), pre=pre, post=post, g_asym=g_asym, into=into)
 
 
-def neuron_gap_sections(h, sizes, gnabar, into):
+@contextlib.contextmanager
+def neuron_gap_network(h, sizes, gnabar, into, stimuli):
     """NEURON one-segment HH sections (L = diam = ``sizes`` µm, ``gnabar`` S/cm²) joined
-    by ``into`` (µS; ``into[i, j]`` from ``j`` into ``i``) through a LinearMechanism.
-    Returns ``(sections, mechanism)``, the mechanism with the matrices and vectors it
-    reads (a tuple); delete it before the sections (it is not told when they go)."""
+    by ``into`` (µS; ``into[i, j]`` from ``j`` into ``i``) through a LinearMechanism, with
+    ``stimuli`` (cell -> (amp nA, delay ms, dur ms)) as IClamps: the sections, for the
+    ``with`` block; deleted after it, the mechanism first (it is not told when they go)."""
     n = len(sizes)
     secs = []
     for i in range(n):
@@ -84,7 +86,23 @@ def neuron_gap_sections(h, sizes, gnabar, into):
     for s in secs:
         sl.append(sec=s)
     xvec = h.Vector([0.5] * n)
-    return secs, (h.LinearMechanism(c, g, y, b, sl, xvec), c, g, y, b, sl, xvec)
+    mechanism = (h.LinearMechanism(c, g, y, b, sl, xvec), c, g, y, b, sl, xvec)  # (what it reads, kept)
+    clamps = []
+    for i, (amp, delay, dur) in stimuli.items():
+        clamp = h.IClamp(secs[i](0.5))
+        clamp.amp, clamp.delay, clamp.dur = amp, delay, dur
+        clamps.append(clamp)
+    try:
+        yield secs
+    finally:
+        del mechanism, clamps
+        for s in secs:
+            h.delete_section(sec=s)
+
+
+def stimuli_of(net: dict) -> dict:
+    """``net``'s stimuli as :func:`neuron_gap_network` takes them."""
+    return {int(i): (net["amp"][i], DELAY, 1e9) for i in np.nonzero(net["amp"])[0]}
 
 
 def jaxneuro_run(net: dict, t1: float):
@@ -111,21 +129,10 @@ def neuron_run(net: dict, t1: float):
 
     h.load_file("stdrun.hoc")
     n = len(net["gnabar"])
-    secs, mechanism = neuron_gap_sections(h, [20.0] * n, net["gnabar"], net["into"])
-    clamps = []
-    for i in np.nonzero(net["amp"])[0]:
-        clamp = h.IClamp(secs[i](0.5))
-        clamp.delay, clamp.dur, clamp.amp = DELAY, 1e9, net["amp"][i]
-        clamps.append(clamp)
-    recs = [h.Vector().record(s(0.5)._ref_v, SAVE) for s in secs]
-    try:
+    with neuron_gap_network(h, [20.0] * n, net["gnabar"], net["into"], stimuli_of(net)) as secs:
+        recs = [h.Vector().record(s(0.5)._ref_v, SAVE) for s in secs]
         seconds = W.neuron_timed(h, t1, V0, dt=DT)
-        v = np.stack([np.asarray(r) for r in recs], axis=-1)
-    finally:
-        del mechanism  # before its sections
-        for s in secs:
-            h.delete_section(sec=s)
-    return seconds, v
+        return seconds, np.stack([np.asarray(r) for r in recs], axis=-1)
 
 
 def check_result(out: dict) -> checks.Checks:

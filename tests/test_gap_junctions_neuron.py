@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 
-import jax
 import numpy as np
 import pytest
 
@@ -37,33 +36,16 @@ def neuron_net(neuron_h, bench):
 
 
 def _neuron_network(h, gap_neuron, sizes, gnabar, into, stimuli, t1):
-    """NEURON's voltages (time × cell) of one-segment HH sections (L = diam =
-    ``sizes`` µm, ``gnabar`` S/cm²) joined by ``into`` (a matrix of µS: ``into[i, j]``
-    is the conductance through which cell ``j`` drives current into cell ``i``;
-    benchmarks/gap_neuron.py builds them), with ``stimuli`` (cell -> (amp nA, delay ms,
-    dur ms)), from -65 mV to ``t1`` ms."""
-    secs, mechanism = gap_neuron.neuron_gap_sections(h, sizes, gnabar, into)
-    clamps = []
-    for i, (amp, delay, dur) in stimuli.items():
-        clamp = h.IClamp(secs[i](0.5))
-        clamp.amp, clamp.delay, clamp.dur = amp, delay, dur
-        clamps.append(clamp)
-    try:
+    """NEURON's voltages (time × cell) of benchmarks/gap_neuron.py's LinearMechanism
+    network (:func:`neuron_gap_network`: sizes µm, gnabar S/cm², ``into`` µS with
+    ``into[i, j]`` from cell ``j`` into cell ``i``, stimuli cell -> (amp nA, delay ms, dur
+    ms)), from -65 mV to ``t1`` ms."""
+    with gap_neuron.neuron_gap_network(h, sizes, gnabar, into, stimuli) as secs:
         _, vecs = run_neuron(h, t1, dt=DT, refs=[s(0.5)._ref_v for s in secs])
-    finally:
-        del mechanism  # before its sections: it is not told when they go
-        for s in secs:
-            h.delete_section(sec=s)
     return np.stack(vecs, axis=1)
 
 
-@pytest.fixture
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
-def test_three_cells_of_different_sizes_match_neuron_and_the_direction_matters(neuron_net, x64):
+def test_three_cells_of_different_sizes_match_neuron_and_the_direction_matters(neuron_net):
     # a -- b symmetric, b -> c stronger than c -> b; only a is stimulated, so b and c
     # fire through the junctions alone.
     sizes, gnabar = (20.0, 30.0, 15.0), (0.12, 0.10, 0.14)
@@ -89,15 +71,14 @@ def test_three_cells_of_different_sizes_match_neuron_and_the_direction_matters(n
 
 
 @pytest.mark.parametrize("n", [40, 120], ids=["dense_solve", "gmres"])
-def test_a_population_with_random_junctions_matches_neuron(neuron_net, bench, x64, n):
+def test_a_population_with_random_junctions_matches_neuron(neuron_net, bench, n):
     # benchmarks/gap_neuron.py's network: a ring of symmetric junctions and random
     # asymmetric ones, every fifth cell stimulated. 40 cells take the dense solve, 120
     # GMRES.
     assert (n <= implicit.DENSE_MAX_GMRES) == (n == 40)
     net = bench.network(n)
     amp = net["amp"]
-    stimulated = {int(i): (amp[i], bench.DELAY, 1e9) for i in np.nonzero(amp)[0]}
-    v_n = neuron_net([20.0] * n, net["gnabar"], net["into"], stimulated, 30.0)
+    v_n = neuron_net([20.0] * n, net["gnabar"], net["into"], bench.stimuli_of(net), 30.0)
 
     pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH(gnabar=net["gnabar"])], n=n)
     model = jn.Network({"e": pop}, [
