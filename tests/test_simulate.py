@@ -978,9 +978,10 @@ def test_a_first_run_compiles_its_set_up_as_whole_programs():
     (23 compiles, about half of a first run's time), a new cable's geometry and axial
     conductances (19). Now each is one program: the time loop, the initial state and the
     check, plus the cable's geometry, conductances and capacitances (one); a network's
-    synapses' start in the initial state's program. A network's set-up (its validation, connection indices,
-    initial voltages, capacitances and the spike-buffer check after the run) compiled
-    7 eager operations at each new size; now none, nor input_resistance's 2."""
+    synapses' start in the initial state's program. A network's set-up (its validation,
+    connection indices, initial voltages, capacitances and the spike-buffer check after
+    the run) compiled 7 eager operations at each new size; now none, nor
+    input_resistance's 2."""
     stim = [jn.StepCurrent(0.2, 1.0, 10.0)]
     jn.simulate(jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=3), 5.0, stimuli=stim)
     pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=7)  # a new shape
