@@ -7,7 +7,8 @@
 µS) with ``2n`` random asymmetric ones (0.0005-0.004 µS each way); every fifth neuron
 driven by 0.25 nA from 2 ms, the rest fire through the junctions. jaxneuro solves the
 junctions implicitly with the membrane (its default solver: a dense solve up to 96
-compartments with asymmetric junctions, GMRES above); NEURON's side is its built-in ``LinearMechanism``, the
+compartments with asymmetric junctions, GMRES above; from 33 to 96 neurons it is also
+timed with GMRES, what the direct solve is worth there); NEURON's side is its built-in ``LinearMechanism``, the
 junctions' conductance matrix added to the current balance and solved with it (NEURON's
 general sparse solver, which a LinearMechanism switches on). Timed in the same process:
 jaxneuro's first call (compiling) and the median of five later calls, NEURON's median
@@ -36,6 +37,9 @@ G_RING = 0.002  # µS
 # Tolerance (float64): 1e-10 to 1e-9 mV measured (tests/test_gap_junctions_neuron.py);
 # a junction in the wrong direction moves voltages by mV.
 NEURON_DV_MV = 1e-5
+# jaxneuro's dense solve against its GMRES, same network: both to the iteration's
+# tolerance (~5e-10 mV measured).
+SOLVES_DV_MV = 1e-6
 
 
 def network(n: int, seed: int = 3) -> dict:
@@ -105,6 +109,25 @@ def stimuli_of(net: dict) -> dict:
     return {int(i): (net["amp"][i], DELAY, 1e9) for i in np.nonzero(net["amp"])[0]}
 
 
+@contextlib.contextmanager
+def gmres_solve():
+    """jaxneuro's asymmetric gap-junction solves by GMRES down to ``DENSE_MAX``
+    compartments (as before ``DENSE_MAX_GMRES``), for what the direct solve of small
+    networks is worth; each inside compiled afresh."""
+    import jax
+
+    from jaxneuro.network import implicit
+
+    kept = implicit.DENSE_MAX_GMRES
+    implicit.DENSE_MAX_GMRES = implicit.DENSE_MAX
+    jax.clear_caches()
+    try:
+        yield
+    finally:
+        implicit.DENSE_MAX_GMRES = kept
+        jax.clear_caches()
+
+
 def jaxneuro_run(net: dict, t1: float):
     import jaxneuro as jn
 
@@ -139,8 +162,9 @@ def check_result(out: dict) -> checks.Checks:
     """The voltage comparison in ``out`` (as :func:`main` builds it) against the
     tolerance above; skipped when NEURON did not run."""
     c = checks.Checks()
-    c.within(f"{out['n']} gap-coupled HH neurons", "max |ΔV| vs NEURON", out.get("vs_neuron_max_dv_mV"),
-             NEURON_DV_MV, "mV")
+    what = f"{out['n']} gap-coupled HH neurons"
+    c.within(what, "max |ΔV| vs NEURON", out.get("vs_neuron_max_dv_mV"), NEURON_DV_MV, "mV")
+    c.within(what, "max |ΔV| dense solve vs GMRES", out.get("dense_vs_gmres_max_dv_mV"), SOLVES_DV_MV, "mV")
     return c
 
 
@@ -167,6 +191,14 @@ def main(argv=None):
     out = {"n": args.n, "junctions": int(args.n + len(net["pre"])), "t1_ms": args.t1,
            "jaxneuro_s": jn_s, "jaxneuro_first_call_s": first,
            "spiking_neurons": int(np.sum(np.any((v_jn[:-1] < 0) & (v_jn[1:] >= 0), axis=0)))}
+    from jaxneuro.network import implicit
+
+    if implicit.DENSE_MAX < args.n <= implicit.DENSE_MAX_GMRES:  # solved directly: against GMRES
+        with gmres_solve():
+            gmres_first, gmres_s, v_gmres = jaxneuro_run(net, args.t1)
+        out.update(jaxneuro_gmres_s=gmres_s, jaxneuro_gmres_first_call_s=gmres_first,
+                   dense_speedup_vs_gmres=gmres_s / jn_s,
+                   dense_vs_gmres_max_dv_mV=float(np.max(np.abs(v_jn - v_gmres))))
     if not checks.neuron_available():
         print(checks.missing_note(["NEURON"], "jaxneuro alone"))
     else:

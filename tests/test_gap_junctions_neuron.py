@@ -93,17 +93,18 @@ def test_a_population_with_random_junctions_matches_neuron(neuron_net, bench, n)
 
 
 def test_gap_neuron_benchmark_smoke(tmp_path):
-    """benchmarks/gap_neuron.py end to end on a small network: times, the comparison
-    with NEURON within its tolerance, the JSON."""
+    """benchmarks/gap_neuron.py end to end on a small network: times, the comparisons
+    with NEURON and between the dense solve and GMRES within their tolerances, the JSON."""
     pytest.importorskip("neuron")
     out = tmp_path / "gap.json"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gap_neuron.py"), "--n", "24",
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gap_neuron.py"), "--n", "40",
                            "--t1", "10", "--json", str(out)], capture_output=True, text=True, timeout=300,
                           env=env_with_xla_flags())
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(out.read_text())
-    assert r["n"] == 24 and r["junctions"] > 24 and r["jaxneuro_s"] > 0 and r["neuron_s"] > 0
+    assert r["n"] == 40 and r["junctions"] > 40 and r["jaxneuro_s"] > 0 and r["neuron_s"] > 0
     assert r["vs_neuron_max_dv_mV"] < 1e-6 and r["spiking_neurons"] > 5
+    assert r["jaxneuro_gmres_s"] > 0 and r["dense_vs_gmres_max_dv_mV"] < 1e-6
     bad = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gap_neuron.py"), "--n", "1"],
                          capture_output=True, text=True, timeout=120, env=env_with_xla_flags())
     assert bad.returncode == 2 and "--n expects at least 2 neurons" in bad.stderr

@@ -81,7 +81,8 @@ DENSE_MAX = 32
 #: 0.041 vs 0.054 s at 64, equal at 100, 0.49 vs 0.20 s at 200; LIFs with ten times
 #: stronger junctions 0.026 vs 0.082 s at 48, 0.082 vs 0.111 s at 96; compiling the
 #: dense solve took 1.0 s against GMRES's 1.7-1.9 s. Symmetric junctions (CG): dense
-#: 0.039 vs 0.025 s at 64, hence DENSE_MAX.
+#: 0.039 vs 0.025 s at 64, hence DENSE_MAX. ``python benchmarks/gap_neuron.py --quick``
+#: times both, same run (60 neurons).
 DENSE_MAX_GMRES = 96
 
 
