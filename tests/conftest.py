@@ -118,6 +118,17 @@ def pytest_configure(config):
         config.pluginmanager.register(NotebooksWithXlaDefaults(), "notebooks-with-xla-defaults")
 
 
+def compiles_to_a_scatter(f, *args) -> bool:
+    """Whether XLA's compiled program for ``f(*args)`` scatters: a scatter op, or a loop
+    XLA made of one (its CPU compiler expands scatters into loops under some settings,
+    e.g. the suite's own). A one-element scatter that XLA turns into a
+    dynamic-update-slice is not one."""
+    import re
+
+    text = jax.jit(f).lower(*args).compile().as_text()
+    return " scatter(" in text or re.search(r' while\(.*op_name="[^"]*/scatter[-\w]*"', text) is not None
+
+
 def run_in_both_precisions(source, tmp_path):
     """Run the script ``source`` (argv: ``float64``/``float32``, an output .npy path,
     which it writes) once in each precision, each in its own process (JAX's precision
