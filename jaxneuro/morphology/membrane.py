@@ -441,7 +441,7 @@ def component_names(ch: AbstractChannel) -> tuple[str, ...]:
         return cached
     # Component names do not depend on the voltage; evaluate once at a dummy state.
     dummy = {g: 0.5 for g in ch.gate_names}
-    names = tuple(ch.component_currents(0.0, dummy))
+    names = tuple(eqx.filter_eval_shape(lambda c: c.component_currents(0.0, dummy), ch))  # (shapes only: nothing compiled)
     if key is not None:
         remember(_COMPONENTS, key, names, 1024)
     return names

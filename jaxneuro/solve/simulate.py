@@ -282,8 +282,8 @@ def simulate(
         # Clipped: rounding may put the last save a hair past t1. Computed on the host,
         # in JAX's float dtype, so that inside a jit the times are a constant (not a
         # kernel to compile); after the trace's size is checked (10¹⁰ saves were a
-        # MemoryError here).
-        return jnp.asarray(np.minimum(float_dtype.type(t0) + float_dtype.type(save_every)
+        # MemoryError here). jax.device_put, as jnp.asarray compiles a program per shape.
+        return jax.device_put(np.minimum(float_dtype.type(t0) + float_dtype.type(save_every)
                                       * np.arange(n_save, dtype=float_dtype), float_dtype.type(t1)))
 
     # Where save_every does not divide the run, t1 is saved too (after a shorter
@@ -470,11 +470,26 @@ def simulate(
     return trace
 
 
-@jax.jit
 def _count_fast(spikes, dt):
-    """Neurons with spikes at most ``dt`` apart (one compiled program per buffer shape,
-    not three small ones)."""
+    """Neurons with spikes at most ``dt`` apart: on the host where the buffer is in host
+    memory (a CPU's; no program to compile for each new buffer shape), else where it is
+    (one compiled program per buffer shape, not three small ones)."""
+    if _on_cpu([spikes]):
+        with np.errstate(invalid="ignore"):  # inf - inf between the buffer's unused slots
+            return int(np.sum(np.any(np.diff(np.asarray(spikes), axis=-1) <= dt * (1.0 + 1e-6), axis=-1)))
+    return _count_fast_compiled(spikes, dt)
+
+
+@jax.jit
+def _count_fast_compiled(spikes, dt):
     return jnp.sum(jnp.any(jnp.diff(spikes, axis=-1) <= dt * (1.0 + 1e-6), axis=-1))
+
+
+def _on_cpu(arrays) -> bool:
+    """Whether each of ``arrays`` (JAX arrays) lies in a CPU's memory, where NumPy reads
+    it without a copy: small reductions of it are then done on the host, where JAX would
+    compile a program for each new shape (~0.1 s each, at every new model size)."""
+    return all(d.platform == "cpu" for a in arrays for d in a.devices())
 
 
 def _warn_firing_every_step(spikes, dt: float, model, population: str | None = None) -> None:
@@ -657,12 +672,23 @@ def _warn_if_diverged(v_final, solver, dt, diagnose=lambda: "", recorded=(None, 
         RuntimeWarning, stacklevel=outside_stacklevel())
 
 
-@jax.jit
 def _record_extremes(arrays):
     """Of recorded voltages (arrays with a leading time axis, a network's populations
     side by side): the largest magnitude at each sample, and how many compartments pass
-    :data:`IMPLAUSIBLE_VOLTAGE`. Reduced where the record is (a GPU's record is not
-    copied to the host), in one compiled program (op by op, six per new shape)."""
+    :data:`IMPLAUSIBLE_VOLTAGE`, NaN ignored. Reduced on the host where the record is in
+    host memory (:func:`_on_cpu`), else where it is (a GPU's record is not copied to the
+    host), in one compiled program (op by op, six per new shape)."""
+    if not _on_cpu(arrays):
+        return _record_extremes_compiled(arrays)
+    magnitudes = [np.abs(np.asarray(a)).reshape(a.shape[0], -1) for a in arrays]
+    # fmax: the larger of two values where one is NaN (nanmax's, without its warning).
+    per_sample = np.fmax.reduce(np.stack([np.fmax.reduce(m, axis=1) for m in magnitudes]), axis=0)
+    n_over = sum(int(np.sum(np.fmax.reduce(m, axis=0) > IMPLAUSIBLE_VOLTAGE)) for m in magnitudes)
+    return per_sample, n_over
+
+
+@jax.jit
+def _record_extremes_compiled(arrays):
     magnitudes = [jnp.abs(a).reshape(a.shape[0], -1) for a in arrays]
     per_sample = jnp.max(jnp.stack([jnp.nanmax(m, axis=1) for m in magnitudes]), axis=0)
     n_over = sum(jnp.sum(jnp.nanmax(m, axis=0) > IMPLAUSIBLE_VOLTAGE) for m in magnitudes)
