@@ -984,7 +984,8 @@ def test_a_first_run_compiles_its_set_up_as_whole_programs():
     the run) compiled 7 eager operations at each new size; now none, nor
     input_resistance's 2. The checks after a run on a CPU (implausible voltages in the
     record, spikes in consecutive steps) are NumPy's, not programs of their own, and
-    the save times are sent to the device, not staged by a program."""
+    the save times are sent to the device, not staged by a program. poisson_spikes'
+    trains are one program (op by op before)."""
     stim = [jn.StepCurrent(0.2, 1.0, 10.0)]
     jn.simulate(jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=3), 5.0, stimuli=stim)
     pop = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=7)  # a new shape
@@ -1018,3 +1019,8 @@ def test_a_first_run_compiles_its_set_up_as_whole_programs():
     with _CountCompiles() as rin:
         jn.input_resistance(passive(6)).block_until_ready()
     assert rin.count <= 1, rin.count  # was 3
+
+    jn.poisson_spikes(20.0, 100.0, n=3)
+    with _CountCompiles() as poisson:
+        jax.block_until_ready(jn.poisson_spikes(20.0, 100.0, n=5))
+    assert poisson.count <= 1, poisson.count  # was 21

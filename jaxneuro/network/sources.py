@@ -119,6 +119,31 @@ class SpikeTrains(AbstractModel):
         return state.v
 
 
+@functools.partial(jax.jit, static_argnames=("n", "capacity", "t0", "t1"))
+def _poisson_times(key, rate, *, n: int, capacity: int, t0: float, t1: float):
+    """:func:`poisson_spikes`' trains, ``(n, capacity)`` (inf in unused slots), and where
+    each source's interval after its last slot ends (before ``t1`` if a spike was lost):
+    one compiled program (op by op, some 15 programs for each new size)."""
+    f = jnp.result_type(float)
+    rate = jnp.broadcast_to(rate, (n,))
+    # One interval more than the slots: if that one still ends before t1, a spike was lost.
+    # Each interval from a key of its own (source i, slot k), so that a source's train
+    # does not change with t1, capacity or the number of sources: a longer run, or a
+    # capacity raised after an overflow, keeps the same input.
+    def draw(i, k):
+        return jax.random.exponential(jax.random.fold_in(jax.random.fold_in(key, i), k), (), f)
+
+    unit = jax.vmap(lambda i: jax.vmap(lambda k: draw(i, k))(jnp.arange(capacity + 1)))(jnp.arange(n))
+    intervals = unit * (1000.0 / jnp.where(rate > 0, rate, 1.0))[:, None]
+    # XLA's cumsum adds in a tree, not left to right: in float32 a running sum of
+    # 1e5 ms could step back by a rounding (99875.83 then 99875.82), which the trains
+    # refuse as out of order. The running maximum undoes that without moving a time by
+    # more than the sum's own rounding.
+    times = jax.lax.cummax(t0 + jnp.cumsum(intervals, axis=-1), axis=1)
+    times = jnp.where((rate > 0)[:, None], times, jnp.inf)
+    return jnp.where(times[:, :-1] <= t1, times[:, :-1], jnp.inf), times[:, -1]
+
+
 def poisson_spikes(rate, t1, *, n=None, t0=0.0, seed=0, capacity=None) -> SpikeTrains:
     """Poisson spike trains from ``t0`` to ``t1`` (ms) at ``rate`` Hz, as a
     :class:`SpikeTrains` population: ``n`` independent sources (default: one per element
@@ -160,30 +185,13 @@ def poisson_spikes(rate, t1, *, n=None, t0=0.0, seed=0, capacity=None) -> SpikeT
         mean = highest * (t1_ - t0_) / 1000.0
         capacity = max(8, int(math.ceil(mean + 8.0 * math.sqrt(mean) + 1)))
     capacity = units.positive_int(capacity, "poisson_spikes.capacity")
-    rate = jnp.broadcast_to(rate, (n,))
     key = prng_key(seed, "poisson_spikes: seed")
-    f = jnp.result_type(float)
-    # One interval more than the slots: if that one still ends before t1, a spike was lost.
-    # Each interval from a key of its own (source i, slot k), so that a source's train
-    # does not change with t1, capacity or the number of sources: a longer run, or a
-    # capacity raised after an overflow, keeps the same input.
-    def draw(i, k):
-        return jax.random.exponential(jax.random.fold_in(jax.random.fold_in(key, i), k), (), f)
-
-    unit = jax.vmap(lambda i: jax.vmap(lambda k: draw(i, k))(jnp.arange(capacity + 1)))(jnp.arange(n))
-    intervals = unit * (1000.0 / jnp.where(rate > 0, rate, 1.0))[:, None]
-    # XLA's cumsum adds in a tree, not left to right: in float32 a running sum of
-    # 1e5 ms could step back by a rounding (99875.83 then 99875.82), which the trains
-    # refuse as out of order. The running maximum undoes that without moving a time by
-    # more than the sum's own rounding.
-    times = jax.lax.cummax(t0_ + jnp.cumsum(intervals, axis=-1), axis=1)
-    times = jnp.where((rate > 0)[:, None], times, jnp.inf)
+    times, ends = _poisson_times(key, rate, n=n, capacity=capacity, t0=t0_, t1=t1_)
     overflow = (f"poisson_spikes: a train needs more than capacity={capacity} slots by t1={t1_} ms; "
                 "raise capacity")
-    if units.is_concrete(times):
-        if bool(np.any(np.asarray(times)[:, -1] <= t1_)):
+    if units.is_concrete(ends):
+        if bool(np.any(np.asarray(ends) <= t1_)):
             raise ValueError(overflow)
     else:  # a traced seed or rate (jit, vmap, grad): checked when the values exist
-        times = eqx.error_if(times, jnp.any(times[:, -1] <= t1_), overflow)
-    times = jnp.where(times[:, :-1] <= t1_, times[:, :-1], jnp.inf)
+        times = eqx.error_if(times, jnp.any(ends <= t1_), overflow)
     return SpikeTrains(times)
