@@ -405,13 +405,15 @@ def _step_text(start, dur, j) -> str:
     return text + (f" in compartment {j}" if np.ptp(start) or np.ptp(dur) else "")
 
 
-def _samples_in_step(trace: Trace, step, v):
+def _samples_in_step(trace: Trace, step, v, xp=jnp):
     """How many samples of the trace lie after the step's baseline sample (the last at
     or before its onset) and at or before its end, per compartment: those that carry
-    the response."""
-    t = trace.t.reshape((-1,) + (1,) * (v.ndim - 1))
-    start, end = step.delay + TIME_TOLERANCE, step.delay + step.dur + TIME_TOLERANCE
-    return jnp.broadcast_to(jnp.sum((t > start) & (t <= end), axis=0), v.shape[1:])
+    the response. ``xp``: ``numpy`` where the times are known (no program compiled for
+    each new trace length), else ``jax.numpy``."""
+    t = xp.asarray(trace.t).reshape((-1,) + (1,) * (np.ndim(v) - 1))
+    delay, dur = xp.asarray(step.delay), xp.asarray(step.dur)
+    start, end = delay + TIME_TOLERANCE, delay + dur + TIME_TOLERANCE
+    return xp.broadcast_to(xp.sum((t > start) & (t <= end), axis=0), np.shape(v)[1:])
 
 
 def _check_step_sampled(trace: Trace, step, v, what: str, needed: int, purpose: str):
@@ -420,7 +422,7 @@ def _check_step_sampled(trace: Trace, step, v, what: str, needed: int, purpose: 
     the step, and None is returned. Under ``jit`` (times traced) the check cannot run:
     the mask of the compartments that pass is returned, for :func:`_nan_unless`."""
     if all(units.is_concrete(x) for x in (trace.t, step.delay, step.dur)):
-        inside = np.asarray(_samples_in_step(trace, step, v)).reshape(-1)
+        inside = np.asarray(_samples_in_step(trace, step, v, xp=np)).reshape(-1)
         if inside.size and inside.min() < needed:
             j = int(np.argmin(inside))
             cols = np.shape(v)[1:]
@@ -442,7 +444,8 @@ def _nan_unless(sampled, result):
 def _in_range(trace: Trace, t, what):
     if not (units.is_concrete(trace.t) and units.is_concrete(t)):  # under jit: checked when concrete
         return
-    lo, hi = float(trace.t[0]), float(trace.t[-1])
+    times = np.asarray(trace.t)  # (indexing the JAX array compiled a program per trace length)
+    lo, hi = float(times[0]), float(times[-1])
     t = np.asarray(t)
     outside = t[(t < lo - TIME_TOLERANCE) | (t > hi + TIME_TOLERANCE)]
     if outside.size:
