@@ -1024,3 +1024,21 @@ def test_a_first_run_compiles_its_set_up_as_whole_programs():
     with _CountCompiles() as poisson:
         jax.block_until_ready(jn.poisson_spikes(20.0, 100.0, n=5))
     assert poisson.count <= 1, poisson.count  # was 21
+
+
+def test_checks_after_a_run_agree_on_the_host_and_as_compiled_programs():
+    """On a CPU the record's implausible-voltage check and the consecutive-spike count
+    run in NumPy; elsewhere (a GPU's record stays on the device) as compiled programs.
+    Both give the same numbers, NaN samples ignored."""
+    import importlib
+
+    sim = importlib.import_module("jaxneuro.solve.simulate")  # (the package exports the function)
+    a = jnp.asarray([[-65.0, 3000.0, jnp.nan], [-70.0, -2500.0, 10.0], [-60.0, 0.0, 20.0]])
+    b = jnp.asarray([[1.0], [-5000.0], [2.0]])
+    host, compiled = sim._record_extremes([a, b]), sim._record_extremes_compiled([a, b])
+    np.testing.assert_array_equal(host[0], [3000.0, 5000.0, 60.0])
+    np.testing.assert_array_equal(np.asarray(compiled[0]), host[0])
+    assert host[1] == int(compiled[1]) == 2  # compartments beyond 2000 mV: a[:, 1] and b
+    spikes = jnp.asarray([[1.0, 1.02, 5.0, jnp.inf], [1.0, 2.0, jnp.inf, jnp.inf], [jnp.inf] * 4])
+    assert sim._count_fast(spikes, 0.025) == int(sim._count_fast_compiled(spikes, 0.025)) == 1
+    assert sim._count_fast(spikes, 1.0) == int(sim._count_fast_compiled(spikes, 1.0)) == 2

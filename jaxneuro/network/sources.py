@@ -123,7 +123,7 @@ class SpikeTrains(AbstractModel):
 def _poisson_times(key, rate, *, n: int, capacity: int, t0: float, t1: float):
     """:func:`poisson_spikes`' trains, ``(n, capacity)`` (inf in unused slots), and where
     each source's interval after its last slot ends (before ``t1`` if a spike was lost):
-    one compiled program (op by op, some 15 programs for each new size)."""
+    one compiled program (op by op, 21 programs for each new size)."""
     f = jnp.result_type(float)
     rate = jnp.broadcast_to(rate, (n,))
     # One interval more than the slots: if that one still ends before t1, a spike was lost.
