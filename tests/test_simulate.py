@@ -1042,3 +1042,5 @@ def test_checks_after_a_run_agree_on_the_host_and_as_compiled_programs():
     spikes = jnp.asarray([[1.0, 1.02, 5.0, jnp.inf], [1.0, 2.0, jnp.inf, jnp.inf], [jnp.inf] * 4])
     assert sim._count_fast(spikes, 0.025) == int(sim._count_fast_compiled(spikes, 0.025)) == 1
     assert sim._count_fast(spikes, 1.0) == int(sim._count_fast_compiled(spikes, 1.0)) == 2
+    # A record above HOST_CHECK_VALUES is reduced by the compiled program (all cores).
+    assert sim._on_cpu([a, b]) and not sim._on_cpu([jnp.zeros(sim.HOST_CHECK_VALUES + 1)])

@@ -485,11 +485,19 @@ def _count_fast_compiled(spikes, dt):
     return jnp.sum(jnp.any(jnp.diff(spikes, axis=-1) <= dt * (1.0 + 1e-6), axis=-1))
 
 
+#: Values (all arrays together) up to which a check after a run on a CPU reduces them
+#: with NumPy (one core, a few ms) instead of a compiled program (~0.1 s to compile at
+#: each new shape); larger records are reduced by the program, on all cores.
+HOST_CHECK_VALUES = 1 << 22
+
+
 def _on_cpu(arrays) -> bool:
-    """Whether each of ``arrays`` (JAX arrays) lies in a CPU's memory, where NumPy reads
-    it without a copy: small reductions of it are then done on the host, where JAX would
-    compile a program for each new shape (~0.1 s each, at every new model size)."""
-    return all(d.platform == "cpu" for a in arrays for d in a.devices())
+    """Whether ``arrays`` (JAX arrays) lie in a CPU's memory, where NumPy reads them
+    without a copy, and hold at most :data:`HOST_CHECK_VALUES` values: small reductions
+    of them are then done on the host, where JAX would compile a program for each new
+    shape."""
+    return (sum(a.size for a in arrays) <= HOST_CHECK_VALUES
+            and all(d.platform == "cpu" for a in arrays for d in a.devices()))
 
 
 def _warn_firing_every_step(spikes, dt: float, model, population: str | None = None) -> None:
@@ -680,10 +688,14 @@ def _record_extremes(arrays):
     host), in one compiled program (op by op, six per new shape)."""
     if not _on_cpu(arrays):
         return _record_extremes_compiled(arrays)
-    magnitudes = [np.abs(np.asarray(a)).reshape(a.shape[0], -1) for a in arrays]
-    # fmax: the larger of two values where one is NaN (nanmax's, without its warning).
-    per_sample = np.fmax.reduce(np.stack([np.fmax.reduce(m, axis=1) for m in magnitudes]), axis=0)
-    n_over = sum(int(np.sum(np.fmax.reduce(m, axis=0) > IMPLAUSIBLE_VOLTAGE)) for m in magnitudes)
+    # fmax/fmin: NaN ignored (nanmax's, without its warning); |x| as max(x, -x) of the
+    # reductions, without an array of magnitudes.
+    def magnitude(m, axis):
+        return np.fmax(np.fmax.reduce(m, axis=axis), -np.fmin.reduce(m, axis=axis))
+
+    columns = [np.asarray(a).reshape(a.shape[0], -1) for a in arrays]
+    per_sample = np.fmax.reduce(np.stack([magnitude(m, 1) for m in columns]), axis=0)
+    n_over = sum(int(np.sum(magnitude(m, 0) > IMPLAUSIBLE_VOLTAGE)) for m in columns)
     return per_sample, n_over
 
 
