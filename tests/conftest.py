@@ -5,8 +5,9 @@ import subprocess
 import sys
 
 # Most of the suite's time is XLA compiling many small programs. Three settings make
-# that quicker without changing what the programs compute (no fast-math either way),
-# only how fast the compiled code runs:
+# that quicker; they change how fast the compiled code runs, and what it computes only
+# to rounding (no fast-math either way; a multiply-add may be fused in one emitter's
+# code and not in the other's):
 # - XLA's backend optimisation level 0 (LLVM's optimisation passes off): the test files
 #   took 15-28 % less CPU time;
 # - XLA's CPU elementwise code through its older LLVM emitters instead of its MLIR
