@@ -17,10 +17,10 @@ import sys
 # Set before JAX starts, so this process and the scripts the tests start get them; a
 # setting already named in XLA_FLAGS is kept, and one this XLA does not know (it aborts
 # on unknown flags) is left out after a quick check in a subprocess.
-# The notebooks run as a user's would, with XLA's defaults (NotebooksWithXlaDefaults:
-# the noise notebook's random numbers took 3x as long unoptimised), as do benchmarks
-# and the one XLA bug the suite pins, which shows only with the optimisations
-# (xla_default_env).
+# The notebooks run with LLVM's optimisations, as a user's would (NotebooksWithXlaDefaults:
+# the noise notebook's random numbers took 3x as long unoptimised), but the emitter
+# settings (5-20 % quicker each); benchmarks and the one XLA bug the suite pins, which
+# shows only with the optimisations, run with XLA's defaults (xla_default_env).
 _WANTED_TEST_XLA_FLAGS = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false",
                           "--xla_cpu_parallel_codegen_split_count=1")
 
@@ -86,17 +86,17 @@ def env_with_xla_flags(*flags, **variables):
     return dict(os.environ, XLA_FLAGS=" ".join([*flags, *TEST_ONLY_XLA_FLAGS]), **variables)
 
 
-def xla_default_env():
-    """This process's environment without the suite's own XLA settings (above): for a
-    subprocess that must compile as a user's process does."""
-    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if f not in TEST_ONLY_XLA_FLAGS]
+def xla_default_env(keep=()):
+    """This process's environment without the suite's own XLA settings (above), but
+    those in ``keep``: for a subprocess that must compile as a user's process does."""
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if f not in TEST_ONLY_XLA_FLAGS or f in keep]
     return dict(os.environ, XLA_FLAGS=" ".join(flags))
 
 
 class NotebooksWithXlaDefaults:
     """A plugin (registered below, so that it reaches the notebooks' items, which this
-    directory's conftest hooks do not): each notebook's kernel starts without the
-    suite's own XLA setting."""
+    directory's conftest hooks do not): each notebook's kernel starts with LLVM's
+    optimisations, as a user's, keeping only the suite's emitter settings (above)."""
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_call(self, item):
@@ -104,7 +104,7 @@ class NotebooksWithXlaDefaults:
             yield
             return
         saved = os.environ.get("XLA_FLAGS")
-        os.environ.update(xla_default_env())
+        os.environ.update(xla_default_env(keep=[f for f in TEST_ONLY_XLA_FLAGS if "optimization_level" not in f]))
         try:
             yield
         finally:
