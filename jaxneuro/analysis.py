@@ -364,16 +364,9 @@ def _sample_at_or_before(trace: Trace, t, variable):
     that starts between samples, not one interpolated across its onset."""
     v = getattr(trace, variable)
     idx = jnp.clip(jnp.searchsorted(trace.t, jnp.asarray(t) + TIME_TOLERANCE, side="right") - 1, 0, v.shape[0] - 1)
-    if idx.ndim and v.ndim > 1 and _broadcasts_to(idx.shape, v.shape[1:]):  # one time per compartment
+    if idx.ndim and v.ndim > 1 and units.broadcasts_to(idx.shape, v.shape[1:]):  # one time per compartment
         return jnp.take_along_axis(v, jnp.broadcast_to(idx, v.shape[1:])[None], axis=0)[0]
     return v[idx]
-
-
-def _broadcasts_to(shape, cols) -> bool:
-    try:
-        return np.broadcast_shapes(tuple(shape), tuple(cols)) == tuple(cols)
-    except ValueError:
-        return False
 
 
 def _check_step_shape(trace: Trace, step, what: str, variable: str) -> None:
@@ -382,7 +375,7 @@ def _check_step_shape(trace: Trace, step, what: str, variable: str) -> None:
     cols = tuple(np.shape(getattr(trace, variable))[1:])
     for name in ("delay", "dur"):
         x = getattr(step, name)
-        if np.size(x) != 1 and not _broadcasts_to(np.shape(x), cols):
+        if np.size(x) != 1 and not units.broadcasts_to(np.shape(x), cols):
             raise ValueError(
                 f"{what}: stimulus.{name} has shape {np.shape(x)}; for this trace (compartments of shape {cols}) "
                 f"give one time (ms) for all compartments or one per compartment (shape {cols})"

@@ -476,13 +476,16 @@ def _count_fast(spikes, dt):
     (one compiled program per buffer shape, not three small ones)."""
     if _on_cpu([spikes]):
         with np.errstate(invalid="ignore"):  # inf - inf between the buffer's unused slots
-            return int(np.sum(np.any(np.diff(np.asarray(spikes), axis=-1) <= dt * (1.0 + 1e-6), axis=-1)))
+            return int(_fast_count(np.asarray(spikes), dt, np))
     return _count_fast_compiled(spikes, dt)
 
 
-@jax.jit
-def _count_fast_compiled(spikes, dt):
-    return jnp.sum(jnp.any(jnp.diff(spikes, axis=-1) <= dt * (1.0 + 1e-6), axis=-1))
+def _fast_count(spikes, dt, xp):
+    """:func:`_count_fast`'s count with ``xp`` (``numpy`` or ``jax.numpy``)."""
+    return xp.sum(xp.any(xp.diff(spikes, axis=-1) <= dt * (1.0 + 1e-6), axis=-1))
+
+
+_count_fast_compiled = jax.jit(functools.partial(_fast_count, xp=jnp))
 
 
 #: Values (all arrays together) up to which a check after a run on a CPU reduces them
