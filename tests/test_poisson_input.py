@@ -153,5 +153,62 @@ def test_a_negative_rate_under_jit_is_an_error_when_run():
         return jn.simulate(net, 1.0, dt=DT, v0=0.0, record=("v",))["p"].v[-1]
 
     assert float(jnp.sum(jax.jit(final_v)(5000.0))) > 0
-    with pytest.raises(Exception, match=r"PoissonInput.rate must be >= 0"):
-        jax.block_until_ready(jax.jit(final_v)(-5000.0))
+    # (Infinite or NaN, the draw's loops would never end: an error too.)
+    for bad in (-5000.0, jnp.inf, jnp.nan):
+        with pytest.raises(Exception, match=r"PoissonInput.rate must be >= 0 \(Hz\) and finite"):
+            jax.block_until_ready(jax.jit(final_v)(bad))
+
+
+def test_counts_are_the_poisson_quantiles_of_their_uniforms():
+    # The inversion gives, for each uniform u, the smallest k with P(X <= k) >= u:
+    # scipy's quantile function, for every u (float64).
+    from scipy import stats
+
+    from jaxneuro.coupling.poisson import INVERSION_MEAN, inverse_cdf
+
+    u = np.random.default_rng(0).uniform(size=20000)
+    for mu in (1e-3, 0.5, 1.0, 7.3, 31.9, INVERSION_MEAN):
+        k = np.asarray(inverse_cdf(jnp.asarray(u), jnp.full(u.shape, mu)))
+        np.testing.assert_array_equal(k, stats.poisson.ppf(u, mu), err_msg=f"mean {mu}")
+    assert not np.any(np.asarray(inverse_cdf(jnp.asarray(u), jnp.zeros(u.shape))))
+    # The largest uniforms: float32's cumulative sum stops below them (its terms fall
+    # under its rounding), where the count stays, rather than running on to where the
+    # terms underflow (~40 for mean 1).
+    for dtype, top in ((jnp.float32, 1 - 2.0**-24), (jnp.float64, 1 - 2.0**-53)):
+        for mu in (1.0, 20.0, INVERSION_MEAN):
+            k = float(inverse_cdf(jnp.asarray([top], dtype), jnp.asarray([mu], dtype))[0])
+            assert stats.poisson.ppf(1 - 1e-6, mu) <= k <= stats.poisson.ppf(1 - 1e-17, mu), (dtype, mu, k)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_drawn_counts_follow_the_poisson_distribution(dtype):
+    # 10^5 draws per mean, one key: Pearson's chi-square against the Poisson
+    # probabilities, and mean and variance within 5 standard errors. Means above
+    # INVERSION_MEAN are sums of parts, each drawn from its own uniform.
+    from scipy import stats
+
+    from jaxneuro.coupling.poisson import poisson_counts
+
+    n = 100_000
+    for i, mean in enumerate((0.05, 1.0, 6.5, 40.0, 250.0)):
+        x = np.asarray(poisson_counts(jax.random.key(i), jnp.asarray(mean, dtype), shape=(n,),
+                                      dtype=jnp.dtype(dtype)))
+        assert x.dtype == dtype and np.all(x == np.round(x)) and x.min() >= 0
+        assert abs(x.mean() - mean) < 5 * np.sqrt(mean / n), (mean, x.mean())
+        assert abs(x.var() - mean) < 5 * mean * np.sqrt(2 / n) + 5 * np.sqrt(mean / n), (mean, x.var())
+        values = np.arange(int(stats.poisson.ppf(1e-6, mean)), int(stats.poisson.isf(1e-6, mean)) + 1)
+        p = stats.poisson.pmf(values, mean)
+        p[0] += stats.poisson.cdf(values[0] - 1, mean)
+        p[-1] += stats.poisson.sf(values[-1], mean)
+        observed = np.array([np.sum(np.clip(x, values[0], values[-1]) == v) for v in values])
+        big = p * n >= 5  # cells expected to hold at least 5, the rest pooled
+        obs = np.append(observed[big], observed[~big].sum())
+        exp = np.append(p[big], p[~big].sum()) * n
+        keep = exp > 0
+        assert stats.chisquare(obs[keep], exp[keep] * obs[keep].sum() / exp[keep].sum()).pvalue > 1e-3, mean
+    # A mean of zero gives zeros; each target its own mean.
+    assert not np.any(np.asarray(poisson_counts(jax.random.key(9), 0.0, shape=(50,), dtype=jnp.dtype(dtype))))
+    means = jnp.asarray([0.0, 0.5, 100.0], dtype)
+    x = np.asarray(poisson_counts(jax.random.key(10), jnp.broadcast_to(means, (20000, 3)), shape=(20000, 3),
+                                  dtype=jnp.dtype(dtype)))
+    np.testing.assert_allclose(x.mean(axis=0), [0.0, 0.5, 100.0], atol=0.25, rtol=0.01)
