@@ -1039,6 +1039,16 @@ def test_checks_after_a_run_agree_on_the_host_and_as_compiled_programs():
     np.testing.assert_array_equal(host[0], [3000.0, 5000.0, 60.0])
     np.testing.assert_array_equal(np.asarray(compiled[0]), host[0])
     assert host[1] == int(compiled[1]) == 2  # compartments beyond 2000 mV: a[:, 1] and b
+    # A sample that is NaN in a whole population is ignored there as well (the compiled
+    # program's maximum across populations gave NaN); NaN in every population stays NaN.
+    c = jnp.asarray([[jnp.nan], [jnp.nan], [1.0]])
+    d = jnp.asarray([[jnp.nan], [jnp.nan], [jnp.nan]])
+    host, compiled = sim._record_extremes([a, c, d]), sim._record_extremes_compiled([a, c, d])
+    np.testing.assert_array_equal(host[0], [3000.0, 2500.0, 60.0])
+    np.testing.assert_array_equal(np.asarray(compiled[0]), host[0])
+    host, compiled = sim._record_extremes([c, d]), sim._record_extremes_compiled([c, d])
+    np.testing.assert_array_equal(host[0], [np.nan, np.nan, 1.0])
+    np.testing.assert_array_equal(np.asarray(compiled[0]), host[0])
     spikes = jnp.asarray([[1.0, 1.02, 5.0, jnp.inf], [1.0, 2.0, jnp.inf, jnp.inf], [jnp.inf] * 4])
     assert sim._count_fast(spikes, 0.025) == int(sim._count_fast_compiled(spikes, 0.025)) == 1
     assert sim._count_fast(spikes, 1.0) == int(sim._count_fast_compiled(spikes, 1.0)) == 2

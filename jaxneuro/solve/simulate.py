@@ -705,7 +705,9 @@ def _record_extremes(arrays):
 @jax.jit
 def _record_extremes_compiled(arrays):
     magnitudes = [jnp.abs(a).reshape(a.shape[0], -1) for a in arrays]
-    per_sample = jnp.max(jnp.stack([jnp.nanmax(m, axis=1) for m in magnitudes]), axis=0)
+    # fmax across populations, as on the host: a population whose sample is all NaN
+    # (nanmax's NaN) leaves the others' maximum standing.
+    per_sample = functools.reduce(jnp.fmax, [jnp.nanmax(m, axis=1) for m in magnitudes])
     n_over = sum(jnp.sum(jnp.nanmax(m, axis=0) > IMPLAUSIBLE_VOLTAGE) for m in magnitudes)
     return per_sample, n_over
 
