@@ -134,6 +134,25 @@ def test_cell_fits_per_section_densities_to_a_voltage_trace():
     assert float(result.model.sections[1].channels[0].g) == pytest.approx(5e-5, rel=5e-3)
 
 
+def test_a_fit_compiles_one_program_for_its_steps_and_its_final_loss():
+    """The loss after the last update comes from the steps' own program (its update
+    discarded): a forward program of its own was compiled for it besides (~0.3 s for a
+    small model). The final loss is the loss at the fitted values all the same."""
+    from test_simulate import _CountCompiles
+
+    def loss(m):
+        tr = jn.simulate(m, 20.0, stimuli=[jn.StepCurrent(2.0, 1.0, 1e9)], save_every=1.0)
+        return (jnp.mean(tr.v) + 62.0) ** 2
+
+    model = jn.LIF(n=3, gL=jnp.full(3, 0.1))
+    with _CountCompiles() as counted:
+        result = jn.fit(loss, model, params=lambda m: m.gL, steps=3, optimizer=optax.adam(1e-3))
+    programs = [m for m in counted.messages if "one_step" in m or "evaluate" in m]
+    assert len(programs) == 1 and "one_step" in programs[0], programs
+    assert len(result.loss_history) == 4
+    np.testing.assert_allclose(result.loss_history[-1], float(loss(result.model)), rtol=1e-12)
+
+
 def test_optimizers_with_extra_arguments_get_value_and_value_fn():
     # optax.lbfgs's line search calls the loss itself; one parameter, a few steps.
     result = jn.fit(lambda m: jn.losses.input_resistance(m, 62.5), seed000_neuron(),

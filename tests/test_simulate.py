@@ -504,18 +504,20 @@ def test_init_a_trace_continues_it_from_its_end():
 
 class _CountCompiles:
     """Counts XLA compilations (JAX's compile log) while active: all of them, and
-    those of the time loop (``loops``)."""
+    those of the time loop (``loops``); ``messages`` holds their log lines."""
 
     def __enter__(self):
         import logging
 
-        self.count, self.loops, counter = 0, 0, self
+        self.count, self.loops, self.messages, counter = 0, 0, [], self
 
         class Handler(logging.Handler):
             def emit(self, record):
                 message = record.getMessage()
                 counter.count += "Finished XLA compilation" in message
                 counter.loops += "Finished XLA compilation" in message and "integrate" in message
+                if "Finished XLA compilation" in message:
+                    counter.messages.append(message)
 
         self._log, self._handler = logging.getLogger("jax"), Handler()
         self._saved = (self._log.level, self._log.propagate)

@@ -360,18 +360,13 @@ def fit(
         new_state = jax.tree.map(keep, new_state, opt_state)
         return new_u, new_state, value, grad_ok, update_ok, grad_nonzero, forward(u)
 
-    def evaluate(u, model):
-        return loss_u(u, model), forward(u)
-
     if n_starts is not None:
         one_step = jax.vmap(one_step, in_axes=(0, 0, None, 0))
-        evaluate = jax.vmap(evaluate, in_axes=(0, None))
         opt_init = jax.vmap(optimizer.init)
     else:
         opt_init = optimizer.init
     if jit:
         one_step = eqx.filter_jit(one_step)
-        evaluate = eqx.filter_jit(evaluate)
 
     u = u0
     opt_state = opt_init(u)
@@ -419,10 +414,12 @@ def fit(
     warned: set = set()
     u_start = [np.asarray(leaf) for leaf in jax.tree.leaves(u)]
     moved = np.zeros(len(names), bool)  # per parameter: a non-zero gradient seen (any start)
+    def active():
+        return jnp.asarray(True if n_starts is None else [i not in halted for i in range(n_starts)])
+
     try:
         for step in range(start_step, steps):
-            active = jnp.asarray(True if n_starts is None else [i not in halted for i in range(n_starts)])
-            new_u, new_state, value, grad_ok, update_ok, nonzero, x = one_step(u, opt_state, model, active)
+            new_u, new_state, value, grad_ok, update_ok, nonzero, x = one_step(u, opt_state, model, active())
             moved |= np.any(np.asarray(nonzero).reshape(-1, len(names)), axis=0)
             value = np.asarray(value)
             grad_ok = np.asarray(grad_ok)
@@ -489,13 +486,17 @@ def fit(
                     RuntimeWarning, stacklevel=outside_stacklevel())
             if checkpoint is not None:
                 save(steps)
-            value, x = evaluate(u, model)
+            # The final loss from the steps' own program, its update discarded: a fit
+            # compiles one program, not a forward one of its own besides (~0.3 s for a
+            # small model, seconds for a large one), for one more gradient than needed,
+            # a step's share of the fit's time.
+            _, _, value, _, _, _, x = one_step(u, opt_state, model, active())
             value, x = np.asarray(value), [np.asarray(xi) for xi in x]
             losses.append(value)
             for n, xi in zip(names, x):
                 hist[n].append(xi)
             # The last update led here: its loss is checked like every other step's (the
-            # gradient is not taken: no update follows). Stopped starts report nothing more.
+            # gradient is not: no update follows). Stopped starts report nothing more.
             ones = np.ones(np.shape(value) + (len(names),), bool)
             final = [e for e in _nonfinite_events(steps, value, ones, names, x, n_starts) if e.start not in halted]
             if final:
