@@ -121,3 +121,30 @@ def test_cells_run_after_switching_64_bit_mode_either_way():
     for (x64, _), (a, b) in results.items():
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(results[(False, "hines")][0], results[(True, "hines")][0], rtol=0, atol=1e-3)
+
+
+def test_eager_calls_skip_the_derivative_hook():
+    # Called eagerly (set-up code outside a jit), each call traced the derivative hook's
+    # three functions and ran its solve op by op (~10 ms a call); a concrete array is
+    # not being differentiated, so it is now the plain forward map. Traced (here under
+    # grad), the transpose is still what reverse mode uses.
+    from jaxneuro import gather
+
+    traced = []
+
+    def transpose(c):
+        traced.append(c.shape)
+        return gather.sum_gathered(c, (0, 2, 4), 5)
+
+    def forward(a):
+        return gather._pick(a, (0, 2, 4))
+
+    x = jnp.linspace(0.0, 1.0, 5)
+    np.testing.assert_array_equal(np.asarray(gather._with_transpose(forward, transpose, x, 3)), [0.0, 0.5, 1.0])
+    assert traced == []
+    g = jax.grad(lambda a: jnp.sum(gather._with_transpose(forward, transpose, a, 3) * jnp.arange(1.0, 4.0)))(x)
+    assert traced and np.array_equal(np.asarray(g), [1.0, 0.0, 2.0, 0.0, 3.0])
+    # The public maps, eagerly: the same values as before.
+    np.testing.assert_array_equal(np.asarray(take(x, [0, 2, 4, 5])), [0.0, 0.5, 1.0, 0.0])
+    np.testing.assert_array_equal(np.asarray(sum_into(x, [0, 0, 1, 2, 2], 3)), [0.25, 0.5, 1.75])
+    np.testing.assert_array_equal(np.asarray(spread(x[:2], [3, 1], 4)), [0.0, 0.25, 0.0, 0.0])
