@@ -86,3 +86,30 @@ def test_state_prints_its_values():
     # Large arrays keep their summary.
     state = jn.State(v=jnp.array([-65.0, -70.5]), gates={"m": jnp.array(0.25)}, events={"big": jnp.zeros(100)})
     assert repr(state) == "State(v=[-65.0, -70.5], gates={'m': 0.25}, events={'big': f64[100]})"
+
+
+def test_at_and_window_compile_one_program_each_at_a_new_size():
+    # Eagerly, every jnp operation of Trace.at and window compiled a program of its own
+    # at each new size (24 and 23 here, ~1 s and ~0.7 s); now their cores are one
+    # program each (plus at's conversion of t), with the same results.
+    from test_simulate import _CountCompiles
+
+    drive = [jn.StepCurrent(2.0, 1.0, 1e9)]
+    jn.simulate(jn.LIF(n=2, spike_capacity=8), 20.0, stimuli=drive, save_every=0.5).window(5.0, 15.0).at(7.3)
+    tr = jn.simulate(jn.LIF(n=11, spike_capacity=8), 20.0, stimuli=drive, save_every=0.5)
+    with _CountCompiles() as at:
+        a = tr.at(jnp.asarray([2.3, 7.7]))
+    with _CountCompiles() as window:
+        w = tr.window(5.0, 15.0)
+    assert at.count <= 2 and window.count <= 2, (at.messages, window.messages)
+    v, t = np.asarray(tr.v), np.asarray(tr.t)
+    np.testing.assert_allclose(np.asarray(a.v), np.stack([np.interp([2.3, 7.7], t, v[:, i]) for i in range(11)], axis=1),
+                               rtol=1e-12)
+    keep = (t >= 5.0) & (t <= 15.0)
+    np.testing.assert_array_equal(np.asarray(w.t), t[keep])
+    np.testing.assert_array_equal(np.asarray(w.v), v[keep])
+    spikes = np.asarray(tr.spikes)
+    inside = (spikes >= 5.0) & (spikes <= 15.0)
+    np.testing.assert_array_equal(np.asarray(w.spike_count), inside.sum(axis=1))
+    np.testing.assert_array_equal(np.asarray(a.spike_count), (spikes <= 7.7).sum(axis=1))
+    assert inside.sum() > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 import warnings
 
@@ -202,32 +203,25 @@ class Trace(eqx.Module):
         if self.t.ndim > 1:  # a batch of traces (jax.vmap over simulate): each at t
             return jax.vmap(lambda trace: trace.at(t))(self)
         t = jnp.asarray(units.to_base(t, "t", units.ms), dtype=self.t.dtype)
-        # (Widened to rounding as window's bounds are: a continued float32 run's last
-        # sample can lie an ulp short of its t1.)
-        lo, hi = self.t[0] - time_slack(self.t[0], self.t.dtype), self.t[-1] + time_slack(self.t[-1], self.t.dtype)
         if _is_tracer(t) or _is_tracer(self.t):
+            # (Widened to rounding as window's bounds are: a continued float32 run's
+            # last sample can lie an ulp short of its t1.)
+            lo = self.t[0] - time_slack(self.t[0], self.t.dtype)
+            hi = self.t[-1] + time_slack(self.t[-1], self.t.dtype)
             t = eqx.error_if(t, jnp.any((t < lo) | (t > hi) | jnp.isnan(t)),
                              "Trace.at: t must lie within the recorded range")
-        elif (np.any(np.asarray(t) < float(lo)) or np.any(np.asarray(t) > float(hi))
-              or np.any(np.isnan(np.asarray(t)))):
-            raise ValueError(
-                f"Trace.at: t must lie within the recorded range "
-                f"[{float(self.t[0])}, {float(self.t[-1])}] ms, got {np.asarray(t)}"
-            )
-
-        def interp(x):
-            if x.ndim == 1:
-                return jnp.interp(t, self.t, x)
-            # One interpolation mapped over the columns: the sample index is found
-            # once, however many neurons.
-            flat = x.reshape(x.shape[0], -1)
-            cols = jax.vmap(lambda column: jnp.interp(t, self.t, column), in_axes=1, out_axes=-1)(flat)
-            return cols.reshape(t.shape + x.shape[1:])
-
+        else:  # checked on the host: eagerly, each jnp operation compiled a program
+            times = np.asarray(self.t)
+            first, last = float(times[0]), float(times[-1])
+            lo, hi = first - time_slack(first, self.t.dtype), last + time_slack(last, self.t.dtype)
+            tn = np.asarray(t)
+            if np.any(tn < lo) or np.any(tn > hi) or np.any(np.isnan(tn)):
+                raise ValueError(
+                    f"Trace.at: t must lie within the recorded range [{first}, {last}] ms, got {tn}"
+                )
         parts = None if self.parts is None else {k: p.at(t) for k, p in self.parts.items()}
-        spikes, count = self._spikes_within(-jnp.inf, jnp.max(t))
-        return Trace(t=t, values={k: interp(v) for k, v in self.values.items()},
-                     spikes=spikes, spike_count=count, parts=parts, columns=self.columns,
+        values, spikes, count = _values_at(t, self.t, self.values, self.spikes, self.spike_count)
+        return Trace(t=t, values=values, spikes=spikes, spike_count=count, parts=parts, columns=self.columns,
                      order=self.order, units=self.units, final_state=NoFinalState())
 
     def window(self, start, stop) -> "Trace":
@@ -255,11 +249,14 @@ class Trace(eqx.Module):
                 "window each trace on its own (index the batch first)"
             )
         mask = np.asarray(within(t.reshape(-1, t.shape[-1])[0], start, stop))
-        # The time axis comes after the batch axes of jax.vmap (none for one simulation).
-        cut = lambda x: x[(slice(None),) * batch + (mask,)]
+        # The samples in the window are consecutive (times ascend): one slice along the
+        # time axis, which comes after the batch axes of jax.vmap (none for one run).
+        kept = np.flatnonzero(mask)
+        first = int(kept[0]) if kept.size else 0
+        t_cut, values = _time_slice((self.t, self.values), first, int(kept.size), batch)
         parts = None if self.parts is None else {k: p.window(start, stop) for k, p in self.parts.items()}
         spikes, count = self._spikes_within(start, stop)
-        return Trace(t=cut(self.t), values={k: cut(v) for k, v in self.values.items()},
+        return Trace(t=t_cut, values=values,
                      spikes=spikes, spike_count=count, parts=parts, span=(float(start), float(stop)),
                      columns=self.columns, order=self.order, units=self.units, final_state=NoFinalState())
 
@@ -267,17 +264,9 @@ class Trace(eqx.Module):
         """``(spikes, spike_count)`` of the spikes at ``start <= time <= stop`` (ms):
         the others ``inf``, the kept ones first, and counted (the whole run's count
         where the buffer overflowed before ``stop``: its later spikes are unknown)."""
-        spikes, count = self.spikes, self.spike_count
-        if spikes is not None:
-            inside = (spikes >= start) & (spikes <= stop)
-            spikes = jnp.sort(jnp.where(inside, spikes, jnp.inf), axis=-1)  # kept ones first, in order
-            kept = jnp.sum(inside, axis=-1).astype(count.dtype)
-            # A full buffer whose last kept spike comes at or after the window's end
-            # holds all of the window's spikes (lost ones come after it): only where it
-            # ends inside the window are some unknown.
-            last = jnp.max(jnp.where(jnp.isfinite(self.spikes), self.spikes, -jnp.inf), axis=-1)
-            count = jnp.where(self.overflowed & (last < stop), count, kept)
-        return spikes, count
+        if self.spikes is None:
+            return self.spikes, self.spike_count
+        return _spikes_between(self.spikes, self.spike_count, start, stop)
 
     def plot(self, *names, ax=None, **kwargs):
         """Plot recorded variables against time with matplotlib (``"spikes"``: a raster
@@ -314,8 +303,12 @@ def check_inside(trace, start, stop, where: str) -> None:
 def within(t, start, stop):
     """``start <= t <= stop`` for sample times ``t`` (ms), to rounding: the bounds are
     widened by :data:`TIME_TOLERANCE`, or by four units in the last place of the
-    times' precision where that is more (float32 times far from 0)."""
-    t = jnp.asarray(t)
+    times' precision where that is more (float32 times far from 0). Concrete values
+    are compared with NumPy (eagerly, each jnp operation compiled a program)."""
+    if any(isinstance(x, jax.core.Tracer) for x in (t, start, stop)):
+        t = jnp.asarray(t)
+        return (t >= start - time_slack(start, t.dtype)) & (t <= stop + time_slack(stop, t.dtype))
+    t, start, stop = np.asarray(t), np.asarray(start), np.asarray(stop)
     return (t >= start - time_slack(start, t.dtype)) & (t <= stop + time_slack(stop, t.dtype))
 
 
@@ -328,6 +321,8 @@ def time_slack(bound, dtype):
     ulps = 4.0 * float(jnp.finfo(dtype).eps)
     if isinstance(bound, (numbers.Real, np.ndarray)) and np.ndim(bound) == 0:
         return max(TIME_TOLERANCE, ulps * abs(float(bound)))
+    if isinstance(bound, np.ndarray):
+        return np.maximum(TIME_TOLERANCE, ulps * np.abs(bound))
     return jnp.maximum(TIME_TOLERANCE, ulps * jnp.abs(bound))
 
 
@@ -339,6 +334,47 @@ def _index_text(index) -> str:
     if isinstance(index, tuple):
         return ", ".join(_index_text(x) for x in index) or "()"
     return "..." if index is Ellipsis else repr(index)
+
+
+@functools.partial(jax.jit, static_argnames=("length", "axis"))
+def _time_slice(tree, first, length: int, axis: int):
+    """Every array of ``tree`` cut to ``length`` samples from ``first`` along ``axis``
+    (the time axis): one program per shapes and length, whatever the window's start."""
+    return jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, first, length, axis), tree)
+
+
+# One compiled program each (per shape), not an eager program per operation: Trace.at
+# compiled 24 programs at a new shape (~1 s), window 8.
+@jax.jit
+def _spikes_between(spikes, count, start, stop):
+    """:meth:`Trace._spikes_within` of a trace with spike events."""
+    inside = (spikes >= start) & (spikes <= stop)
+    kept_spikes = jnp.sort(jnp.where(inside, spikes, jnp.inf), axis=-1)  # kept ones first, in order
+    kept = jnp.sum(inside, axis=-1).astype(count.dtype)
+    # A full buffer whose last kept spike comes at or after the window's end holds all
+    # of the window's spikes (lost ones come after it): only where it ends inside the
+    # window are some unknown.
+    last = jnp.max(jnp.where(jnp.isfinite(spikes), spikes, -jnp.inf), axis=-1)
+    overflowed = count > spikes.shape[-1]
+    return kept_spikes, jnp.where(overflowed & (last < stop), count, kept)
+
+
+@jax.jit
+def _values_at(t, times, values, spikes, count):
+    """:meth:`Trace.at`'s values (each linearly interpolated at ``t``), spikes and
+    spike count (those fired by the latest of ``t``)."""
+    def interp(x):
+        if x.ndim == 1:
+            return jnp.interp(t, times, x)
+        # One interpolation mapped over the columns: the sample index is found once,
+        # however many neurons.
+        flat = x.reshape(x.shape[0], -1)
+        cols = jax.vmap(lambda column: jnp.interp(t, times, column), in_axes=1, out_axes=-1)(flat)
+        return cols.reshape(t.shape + x.shape[1:])
+
+    if spikes is not None:
+        spikes, count = _spikes_between(spikes, count, -jnp.inf, jnp.max(t))
+    return {k: interp(v) for k, v in values.items()}, spikes, count
 
 
 def _is_tracer(x):
