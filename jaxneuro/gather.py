@@ -75,8 +75,8 @@ def _with_transpose(forward, transpose, x, m: int):
     ``custom_linear_solve`` needs square maps, so both sides are padded to a common
     length; with the identity as the matrix, its "solve" is ``forward`` itself."""
     if not jnp.issubdtype(x.dtype, jnp.inexact) or not isinstance(x, jax.core.Tracer):
-        # (A concrete array is not being differentiated; called eagerly, the solve
-        # compiled a program at every call, its functions being new each time.)
+        # (A concrete array is not being differentiated; called eagerly, the hook
+        # traced its three functions and ran its solve op by op at every call.)
         return forward(x)
     n = x.shape[-1]
     size = max(n, m)

@@ -414,6 +414,7 @@ def fit(
     warned: set = set()
     u_start = [np.asarray(leaf) for leaf in jax.tree.leaves(u)]
     moved = np.zeros(len(names), bool)  # per parameter: a non-zero gradient seen (any start)
+
     def active():
         return jnp.asarray(True if n_starts is None else [i not in halted for i in range(n_starts)])
 
@@ -487,9 +488,9 @@ def fit(
             if checkpoint is not None:
                 save(steps)
             # The final loss from the steps' own program, its update discarded: a fit
-            # compiles one program, not a forward one of its own besides (~0.3 s for a
-            # small model, seconds for a large one), for one more gradient than needed,
-            # a step's share of the fit's time.
+            # compiles one program, not a forward one of its own besides
+            # (tests/test_fit.py), for one more gradient than needed, a step's share
+            # of the fit's time.
             _, _, value, _, _, _, x = one_step(u, opt_state, model, active())
             value, x = np.asarray(value), [np.asarray(xi) for xi in x]
             losses.append(value)

@@ -220,7 +220,7 @@ class Trace(eqx.Module):
                     f"Trace.at: t must lie within the recorded range [{first}, {last}] ms, got {tn}"
                 )
         parts = None if self.parts is None else {k: p.at(t) for k, p in self.parts.items()}
-        values, spikes, count = _values_at(t, self.t, self.values, self.spikes, self.spike_count)
+        values, spikes, count = _values_at(t, self.t, self.values, self.spikes, self.spike_count, self.overflowed)
         return Trace(t=t, values=values, spikes=spikes, spike_count=count, parts=parts, columns=self.columns,
                      order=self.order, units=self.units, final_state=NoFinalState())
 
@@ -266,7 +266,7 @@ class Trace(eqx.Module):
         where the buffer overflowed before ``stop``: its later spikes are unknown)."""
         if self.spikes is None:
             return self.spikes, self.spike_count
-        return _spikes_between(self.spikes, self.spike_count, start, stop)
+        return _spikes_between(self.spikes, self.spike_count, self.overflowed, start, stop)
 
     def plot(self, *names, ax=None, **kwargs):
         """Plot recorded variables against time with matplotlib (``"spikes"``: a raster
@@ -307,8 +307,8 @@ def within(t, start, stop):
     are compared with NumPy (eagerly, each jnp operation compiled a program)."""
     if any(isinstance(x, jax.core.Tracer) for x in (t, start, stop)):
         t = jnp.asarray(t)
-        return (t >= start - time_slack(start, t.dtype)) & (t <= stop + time_slack(stop, t.dtype))
-    t, start, stop = np.asarray(t), np.asarray(start), np.asarray(stop)
+    else:
+        t, start, stop = np.asarray(t), np.asarray(start), np.asarray(stop)
     return (t >= start - time_slack(start, t.dtype)) & (t <= stop + time_slack(stop, t.dtype))
 
 
@@ -343,10 +343,10 @@ def _time_slice(tree, first, length: int, axis: int):
     return jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, first, length, axis), tree)
 
 
-# One compiled program each (per shape), not an eager program per operation: Trace.at
-# compiled 24 programs at a new shape (~1 s), window 8.
+# One compiled program each (per shape), not an eager program per operation: at a new
+# shape Trace.at compiled 24 programs, window 23 (tests/test_trace_api.py).
 @jax.jit
-def _spikes_between(spikes, count, start, stop):
+def _spikes_between(spikes, count, overflowed, start, stop):
     """:meth:`Trace._spikes_within` of a trace with spike events."""
     inside = (spikes >= start) & (spikes <= stop)
     kept_spikes = jnp.sort(jnp.where(inside, spikes, jnp.inf), axis=-1)  # kept ones first, in order
@@ -355,12 +355,11 @@ def _spikes_between(spikes, count, start, stop):
     # of the window's spikes (lost ones come after it): only where it ends inside the
     # window are some unknown.
     last = jnp.max(jnp.where(jnp.isfinite(spikes), spikes, -jnp.inf), axis=-1)
-    overflowed = count > spikes.shape[-1]
     return kept_spikes, jnp.where(overflowed & (last < stop), count, kept)
 
 
 @jax.jit
-def _values_at(t, times, values, spikes, count):
+def _values_at(t, times, values, spikes, count, overflowed):
     """:meth:`Trace.at`'s values (each linearly interpolated at ``t``), spikes and
     spike count (those fired by the latest of ``t``)."""
     def interp(x):
@@ -373,7 +372,7 @@ def _values_at(t, times, values, spikes, count):
         return cols.reshape(t.shape + x.shape[1:])
 
     if spikes is not None:
-        spikes, count = _spikes_between(spikes, count, -jnp.inf, jnp.max(t))
+        spikes, count = _spikes_between(spikes, count, overflowed, -jnp.inf, jnp.max(t))
     return {k: interp(v) for k, v in values.items()}, spikes, count
 
 
