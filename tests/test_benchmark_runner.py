@@ -186,3 +186,20 @@ def test_simulators_are_timed_in_turns(monkeypatch):
     medians = run.in_turns({"a": lambda: call("a"), "b": lambda: call("b")}, rounds=5)
     assert order == ["a", "a", "b", "b"] * 5
     assert medians == {"a": 3.0, "b": 1.0}
+
+
+def test_poisson_draw_benchmark_small(tmp_path):
+    """benchmarks/poisson_draw.py at a small size: both draws timed in one run, their
+    ratio reported, and both pass the moments check (mean = variance)."""
+    out = tmp_path / "draw.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "poisson_draw.py"), "--n", "50", "--steps", "100",
+         "--mean", "2.0", "--json", str(out)],
+        capture_output=True, text=True, env=env_with_xla_flags(), timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert (r["n"], r["steps"], r["mean"], r["precision"]) == (50, 100, 2.0, "float64")
+    assert r["speedup"] == pytest.approx(r["jax_random_poisson_us_per_step"] / r["inversion_us_per_step"])
+    assert r["inversion_mean_rel_err"] < 5 / (50 * 200) ** 0.5
+    assert "Comparisons within their tolerances: 4 of 4." in proc.stdout

@@ -212,3 +212,15 @@ def test_drawn_counts_follow_the_poisson_distribution(dtype):
     x = np.asarray(poisson_counts(jax.random.key(10), jnp.broadcast_to(means, (20000, 3)), shape=(20000, 3),
                                   dtype=jnp.dtype(dtype)))
     np.testing.assert_allclose(x.mean(axis=0), [0.0, 0.5, 100.0], atol=0.25, rtol=0.01)
+
+
+def test_poisson_counts_refuses_a_mean_it_cannot_draw_from():
+    from jaxneuro.coupling.poisson import poisson_counts
+
+    key = jax.random.key(0)
+    for bad, why in ((-1.0, ">= 0"), (np.nan, "NaN"), (np.inf, "finite")):
+        with pytest.raises(ValueError, match=rf"'poisson_counts.mean' must .*{why}"):
+            poisson_counts(key, jnp.asarray([0.5, bad]), (2,), jnp.float64)
+    with pytest.raises(ValueError, match=r"poisson_counts.dtype expects a floating dtype"):
+        poisson_counts(key, 1.0, (2,), jnp.int32)
+    assert np.asarray(poisson_counts(key, 1.0, [3], "float32")).dtype == np.float32  # a list shape, a dtype name

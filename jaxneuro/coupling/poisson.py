@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import units
 from . import conn as conn_rules
@@ -120,8 +121,8 @@ class PoissonInput(AbstractCoupling):
         key = self.key
         for word in (zlib.crc32(str(self.name).encode()), epoch, step):
             key = jax.random.fold_in(key, jnp.asarray(word).astype(jnp.uint32))
-        return poisson_counts(key, rate * 1e-3 * (t1 - t0), shape=tuple(self.post_index.shape),
-                              dtype=jnp.result_type(t1))
+        return _poisson_counts(key, rate * 1e-3 * (t1 - t0), shape=tuple(self.post_index.shape),
+                               dtype=jnp.result_type(t1))
 
     def advance_and_jump(self, t0, t1, events, open_from):
         """``(events at t1, jump)``: this step's counts drawn and the jump (mV) of every
@@ -149,9 +150,6 @@ STEPS_PER_EPOCH = 2**20
 INVERSION_MEAN = 32.0
 
 
-# One compiled program per shape and dtype when called eagerly (its loops' functions
-# are made anew in each call, which JAX would otherwise compile every time).
-@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
 def poisson_counts(key, mean, shape, dtype):
     """Poisson counts with ``mean`` (≥ 0 and finite, broadcast to ``shape``), as floats
     of ``dtype`` (whole numbers), drawn from ``key`` by inversion: one uniform ``u`` per
@@ -162,11 +160,25 @@ def poisson_counts(key, mean, shape, dtype):
     in float32) the search ends there, rather than running on to where the terms
     underflow. The mean takes no gradient.
 
+    A concrete ``mean`` below 0, NaN or infinite is a ValueError (a traced one is the
+    caller's to check: :class:`PoissonInput` does). ``shape``: a tuple of ints;
+    ``dtype``: a floating dtype.
+
     Why not ``jax.random.poisson``: it runs two rejection loops (Knuth's and a
     transformed rejection) for every value and picks one, each drawing its uniforms
-    inside the loop; per simulation step of 250 neurons (mean 1, float64, 3000 steps in
-    a scan) that took 17.6 µs against 2.3 µs here, and compiled in 1.1 s against
-    0.4 s (benchmarks/RESULTS.md)."""
+    inside the loop; slower to run and to compile (``python benchmarks/poisson_draw.py``
+    times both in one run; benchmarks/RESULTS.md)."""
+    if units.is_concrete(mean):
+        units.check_value(np.asarray(mean), "poisson_counts.mean", "nonnegative")
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"poisson_counts.dtype expects a floating dtype (float32, float64), got {dtype!r}")
+    return _poisson_counts(key, mean, shape=tuple(int(d) for d in shape), dtype=jnp.dtype(dtype))
+
+
+# One compiled program per shape and dtype when called eagerly (its loops' functions
+# are made anew in each call, which JAX would otherwise compile every time).
+@functools.partial(jax.jit, static_argnames=("shape", "dtype"))
+def _poisson_counts(key, mean, shape, dtype):
     mean = jnp.broadcast_to(jax.lax.stop_gradient(jnp.asarray(mean, dtype)), shape)
     parts = jnp.maximum(jnp.ceil(mean / INVERSION_MEAN), 1.0)
     mu = mean / parts
@@ -186,17 +198,17 @@ def inverse_cdf(u, mu):
     upwards; where adding the next term no longer changes the sum (the rest of the tail
     is below the dtype's rounding), the count reached. ``mu`` up to
     :data:`INVERSION_MEAN` (``exp(-mu)`` must not underflow)."""
-    p0 = jnp.exp(-mu)
-
-    def going(carry):
-        k, p, cdf = carry
+    def going(k, p, cdf):
         return (u > cdf) & (cdf + p * mu / (k + 1.0) > cdf)
 
     def step(carry):
-        k, p, cdf = carry
-        go = going(carry)
+        k, p, cdf, go = carry
         k1 = k + 1.0
         p1 = p * mu / k1
-        return jnp.where(go, k1, k), jnp.where(go, p1, p), jnp.where(go, cdf + p1, cdf)
+        k, p, cdf = jnp.where(go, k1, k), jnp.where(go, p1, p), jnp.where(go, cdf + p1, cdf)
+        return k, p, cdf, going(k, p, cdf)
 
-    return jax.lax.while_loop(lambda c: jnp.any(going(c)), step, (jnp.zeros_like(u), p0, p0))[0]
+    # (Whether each count goes on is carried, not worked out again by the condition.)
+    p0, k0 = jnp.exp(-mu), jnp.zeros_like(u)
+    start = (k0, p0, p0, going(k0, p0, p0))
+    return jax.lax.while_loop(lambda c: jnp.any(c[3]), step, start)[0]
