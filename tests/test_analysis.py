@@ -821,6 +821,62 @@ def test_steady_state_is_one_compiled_program():
     assert not np.array_equal(v2, v)
 
 
+
+def test_spike_analysis_compiles_one_program_per_call_at_a_new_size():
+    # Op by op, each jax.numpy operation on a new shape compiled a program of its own
+    # (firing_rate over a trace's span 15, isi 4, fi_curve 30 with its loop, ou_current
+    # 17, losses.spike_rate 12: ~30-60 ms each with XLA's optimisations, a notebook's
+    # first call's wait). Their arithmetic is now one compiled program per call; the
+    # values are NumPy's.
+    from test_simulate import _CountCompiles
+
+    drive = [jn.StepCurrent(4.0, 1.0, 1e9)]
+    jn.simulate(jn.LIF(n=2, spike_capacity=8), 50.0, stimuli=drive)
+    with pytest.warns(RuntimeWarning, match="overflow"):
+        tr = jn.simulate(jn.LIF(C=jnp.linspace(0.1, 2.0, 13), n=13, spike_capacity=6), 50.0, stimuli=drive)
+    spikes, count = np.asarray(tr.spikes), np.asarray(tr.spike_count)
+    assert np.any(count > 6) and np.any(count <= 6)  # overflowed buffers and complete ones
+    counted = {}
+
+    def once(name, call):
+        with _CountCompiles() as c:
+            out = call()
+        counted[name] = (c.count, c.loops)
+        return np.asarray(out)
+
+    whole = once("firing_rate, whole span", lambda: jn.firing_rate(tr, *tr.span))
+    np.testing.assert_allclose(whole, count / 0.05, rtol=1e-12)
+    with pytest.warns(RuntimeWarning, match="rate is unknown"):
+        part = once("firing_rate, a window", lambda: jn.firing_rate(tr, 5.0, 20.0))
+    last = np.max(np.where(np.isfinite(spikes), spikes, -np.inf), axis=1)
+    known = np.sum((spikes >= 5.0) & (spikes < 20.0), axis=1) / 0.015
+    np.testing.assert_allclose(part, np.where((count > 6) & (last < 20.0), np.nan, known), rtol=1e-12)
+    with pytest.warns(RuntimeWarning, match="intervals after the last kept spike"):
+        intervals = once("isi", lambda: jn.isi(tr))
+    with np.errstate(invalid="ignore"):
+        d = np.diff(spikes, axis=1)
+    np.testing.assert_array_equal(intervals, np.where(np.isfinite(d), d, np.inf))
+    np.testing.assert_array_equal(once("spike_count", lambda: jn.spike_count(spikes)), np.isfinite(spikes).sum(1))
+    with pytest.warns(RuntimeWarning, match="more than capacity=4"):
+        first = once("spike_times, fewer", lambda: jn.spike_times(tr, capacity=4))
+    np.testing.assert_array_equal(first, spikes[:, :4])
+    smooth = once("losses.spike_rate", lambda: jn.losses.spike_rate(spikes, 5.0, 40.0))
+    inside = np.isfinite(spikes) & (spikes >= 5.0) & (spikes < 40.0)
+    n = inside.sum(1)
+    span = np.where(inside, spikes, -np.inf).max(1) - np.where(inside, spikes, np.inf).min(1)
+    np.testing.assert_allclose(smooth, np.where(n >= 2, 1000.0 * (n - 1) / np.where(n >= 2, span, 1.0),
+                                                1000.0 * n / 35.0), rtol=1e-12)
+    noise = once("ou_current", lambda: jn.ou_current(0.1, 0.05, 5.0, 30.0, shape=(7,)).values)
+    assert noise.shape == (1201, 7) and np.all(np.isfinite(noise))
+    rates = once("fi_curve", lambda: jn.fi_curve(jn.LIF(n=3), [0.5, 1.0, 2.0], dur=50.0))
+    assert rates.shape == (3, 3) and np.all(np.diff(rates[:, 0]) >= 0) and rates[-1, 0] > 0
+    # At most one program each, besides one-offs of the process and the time loop.
+    limits = {"ou_current": 3, "losses.spike_rate": 2, "fi_curve": 4}
+    over = {k: v for k, v in counted.items() if v[0] - v[1] > limits.get(k, 1) - (k == "fi_curve")}
+    assert not over, counted
+    assert counted["fi_curve"][1] == 1
+
+
 def _small_soma(g=1e-4):
     return jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.Leak(g=g, e=-65.0)])
 

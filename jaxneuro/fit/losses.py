@@ -25,6 +25,7 @@ NaN an error) — checked where the target holds values, not when it is traced u
 from __future__ import annotations
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 import saiunit
@@ -312,6 +313,13 @@ def _spike_rate(spikes, start, stop, fn):
     start, stop = jnp.asarray(start), jnp.asarray(stop)
     for name, x in (("start", start), ("stop", stop)):
         _check_per_neuron(x, s.shape[:-1], fn, name, "one time (ms)")
+    return _rate_of_intervals(s, start, stop)
+
+
+@jax.jit
+def _rate_of_intervals(s, start, stop):
+    """:func:`spike_rate`'s arithmetic as one compiled program (op by op, each new
+    shape compiled a dozen small ones)."""
     # start/stop are per neuron: their axes are the neuron axes, not the spike axis.
     inside = jnp.isfinite(s) & (s >= start[..., None]) & (s < stop[..., None])
     n = jnp.sum(inside, axis=-1)

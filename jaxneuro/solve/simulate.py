@@ -455,16 +455,17 @@ def simulate(
     setting = ("summary=jn.SpikeSummary(capacity=...)" if isinstance(model, SpikeDetector)
                else f"{type(model).__name__}(spike_capacity=...)")
     capacity = spikes.shape[-1]
-    report_overflow(
-        overflowed_of(trace),
-        lambda n: (f"spike buffer overflow: {n} {spiking_units(model)} fired more than {capacity} spikes; trace.spikes "
-                   f"keeps the first {capacity}, trace.spike_count has the true counts. Raise {setting} "
-                   "to keep them all."),
-        stacklevel=outside_stacklevel(),
-        # Under jit only trace.overflowed tells (the counts stay exact; a run-time
-        # report would keep simulate from being lowered for another platform).
-        at_run_time=False,
-    )
+    # Under jit (or vmap) only trace.overflowed tells: the counts stay exact, and a
+    # run-time report would keep simulate from being lowered for another platform.
+    if units.is_concrete(count):
+        report_overflow(
+            overflowed_of(trace),
+            lambda n: (f"spike buffer overflow: {n} {spiking_units(model)} fired more than {capacity} spikes; "
+                       f"trace.spikes keeps the first {capacity}, trace.spike_count has the true counts. Raise "
+                       f"{setting} to keep them all."),
+            stacklevel=outside_stacklevel(),
+            at_run_time=False,
+        )
     if not adaptive:
         _warn_firing_every_step(spikes, dt, model)
     return trace

@@ -159,7 +159,7 @@ class Trace(eqx.Module):
         """True (per neuron) where more spikes were fired than the buffer holds."""
         if self.spikes is None:
             return None
-        return self.spike_count > self.spikes.shape[-1]
+        return overflowed_counts(self.spike_count, self.spikes.shape[-1])
 
     def __getattr__(self, name):
         if name.startswith("__"):
@@ -386,6 +386,12 @@ def spiking_units(model) -> str:
     return "compartment(s)" if getattr(model, "n_segments", 1) > 1 else "neuron(s)"
 
 
+def overflowed_counts(count, capacity: int):
+    """Where a spike ``count`` (per neuron) exceeds a buffer of ``capacity`` spike
+    times: the rule of :attr:`Trace.overflowed`."""
+    return count > capacity
+
+
 def overflowed_of(trace):
     """``trace.overflowed``, compared on the host where the counts are known (each
     operation of jax.numpy on a new shape is a program to compile); None without
@@ -393,7 +399,7 @@ def overflowed_of(trace):
     if trace.spikes is None:
         return None
     if units.is_concrete(trace.spike_count):
-        return np.asarray(trace.spike_count) > trace.spikes.shape[-1]
+        return overflowed_counts(np.asarray(trace.spike_count), trace.spikes.shape[-1])
     return trace.overflowed
 
 
@@ -415,9 +421,9 @@ def report_overflow(overflowed, message, *, stacklevel: int, at_run_time: bool) 
     if units.is_concrete(overflowed):  # on the host: no program to compile for a count
         warn(np.sum(np.asarray(overflowed)))
         return
-    n = jnp.sum(overflowed)
     if not at_run_time:
         return
+    n = jnp.sum(overflowed)
 
     # A batching rule of our own: debug.callback's would unroll one call per member.
     @jax.custom_batching.custom_vmap

@@ -3,6 +3,7 @@ a new normal sample every ``interval`` ms, drawn as a pure function of time."""
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import warnings
@@ -408,9 +409,17 @@ def ou_current(mean, std, tau, t1, *, dt=0.025, shape=(), seed=0, t0=0.0, target
     key = prng_key(seed, "ou_current: seed")
     n_samples = int(math.ceil((t1_ - t0_) / dt_ - 1e-9)) + 1
     dtype = jnp.result_type(mean, std, tau, float)
+    values = _ou_values(key, mean, std, tau, dt=dt_, n_samples=n_samples, shape=shape, dtype=dtype)
+    return DataCurrent(values, dt=dt_, t0=t0_, target=target, density=density)
+
+
+@functools.partial(jax.jit, static_argnames=("dt", "n_samples", "shape", "dtype"))
+def _ou_values(key, mean, std, tau, *, dt: float, n_samples: int, shape: tuple, dtype):
+    """:func:`ou_current`'s ``n_samples`` values of ``shape`` at step ``dt`` (ms), one
+    compiled program (op by op, each new size compiled 16 small programs)."""
     xi = jax.random.normal(key, (n_samples,) + shape, dtype)
-    a = jnp.exp(-dt_ / tau)
-    kick = std * jnp.sqrt(-jnp.expm1(-2.0 * dt_ / tau))  # std·sqrt(1 - a²), exact for small dt/tau
+    a = jnp.exp(-dt / tau)
+    kick = std * jnp.sqrt(-jnp.expm1(-2.0 * dt / tau))  # std·sqrt(1 - a²), exact for small dt/tau
 
     def advance(x, z):
         x = mean + a * (x - mean) + kick * z
@@ -418,8 +427,7 @@ def ou_current(mean, std, tau, t1, *, dt=0.025, shape=(), seed=0, t0=0.0, target
 
     x0 = jnp.broadcast_to(mean + std * xi[0], shape)
     _, rest = jax.lax.scan(advance, x0, xi[1:])
-    values = jnp.concatenate([x0[None], rest], axis=0)
-    return DataCurrent(values, dt=dt_, t0=t0_, target=target, density=density)
+    return jnp.concatenate([x0[None], rest], axis=0)
 
 
 def uneven_interval_factor(steps):
