@@ -61,6 +61,46 @@ class HHShiftedRef(AbstractAlphaBetaChannel):
         return jn.channels.HH().current(v, gates)
 
 
+
+def test_a_channels_methods_called_on_values_compile_one_program_each():
+    # Called on values (a notebook plotting a channel's curves), rates(v) and what is
+    # derived from it ran op by op: each jax.numpy operation on a new shape compiled a
+    # program of its own (INa_Ba2002's rates 12, gate_inf_tau 20 more, ~1 s). Now one
+    # program per method, channel structure and shapes, which a new value or another
+    # channel of the class reuses; the values are the method's as written, and a
+    # user's channel (here one overriding rates) gets the same.
+    from test_simulate import _CountCompiles
+
+    v0 = np.linspace(-90.0, 30.0, 13) + 0.37
+    for channel in (jn.channels.INa_Ba2002(), HHShifted()):
+        as_written = lambda m: getattr(m, "__wrapped__", m)  # noqa: E731
+        gates = as_written(type(channel).steady_state)(channel, v0, 6.3)
+        half = {g: 0.5 * x for g, x in gates.items()}
+        calls = {
+            "rates": lambda m, c, v: m(c, v),
+            "gate_inf_tau": lambda m, c, v: m(c, v, 6.3),
+            "steady_state": lambda m, c, v: m(c, v, 6.3),
+            "derivative": lambda m, c, v: m(c, v, half, 6.3),
+            "current": lambda m, c, v: m(c, v, gates),
+        }
+        other = eqx.tree_at(lambda c: c.g_max if hasattr(c, "g_max") else c.gnabar, channel, 0.5)
+        for name, call in calls.items():
+            method = getattr(type(channel), name)
+            with _CountCompiles() as first:
+                got = call(method, channel, v0)
+            assert first.count <= 1, (type(channel).__name__, name, first.messages)
+            expected = call(as_written(method), channel, v0)  # op by op
+            for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+                np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-14, atol=0)
+            # Another value of a parameter, or of v: the same program.
+            with _CountCompiles() as again:
+                call(method, other, v0)
+                call(method, channel, v0 + 1.0)
+            assert again.count == 0, (type(channel).__name__, name, again.messages)
+    # Inside a trace (the simulation's loop, grad) the methods run as written.
+    g = jax.grad(lambda x: jnp.sum(HHShifted().rates(x)["n"][0]))(jnp.asarray(v0))
+    assert np.all(np.isfinite(np.asarray(g))) and np.all(np.asarray(g) != 0)
+
 def kdr_alpha_beta(v):
     return 0.032 * exprel_ratio(-(v + 52.0), 5.0), 0.5 * jnp.exp(-(v + 57.0) / 40.0)
 

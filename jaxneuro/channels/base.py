@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import math
+import types
 import weakref
 from typing import ClassVar
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
@@ -95,6 +98,16 @@ class AbstractChannel(eqx.Module):
     floor on ``tau``). A class that defines several of these methods itself must keep
     them consistent (as :class:`~jaxneuro.channels.HH` does, with its fast
     :meth:`gate_inf_rate`).
+
+    **Called on values** (``channel.rates(v)`` with ``v`` a NumPy array, to plot a
+    channel's curves), :meth:`rates`, :meth:`gate_inf_tau`, :meth:`steady_state`,
+    :meth:`gate_inf_rate`, :meth:`derivative`, :meth:`current` and
+    :meth:`component_currents`, a subclass's own definitions included, run as one
+    compiled program (``eqx.filter_jit``, one per channel class, structure and
+    argument shapes; numbers passed as arrays, so a new value reuses it) rather than
+    operation by operation, each of which compiled a program of its own on a new shape.
+    They are traced as the simulation traces them, so the same code works in both;
+    ``method.__wrapped__`` is the method as written.
     """
 
     __repr__ = values_repr  # parameter values, not only their shapes
@@ -117,6 +130,7 @@ class AbstractChannel(eqx.Module):
         resolve = globals().get("_resolve_kinetics")  # absent while this module loads
         if resolve is not None:
             resolve(cls)
+            _compile_on_values(cls)
 
     def __post_init__(self):
         units.convert_fields(self)
@@ -381,6 +395,43 @@ def _resolve_kinetics(cls) -> None:
         setattr(cls, entry, derived)
 
 
+
+# What a user calls to look at a channel (gate rates, steady states, time constants,
+# currents: the curves of a notebook's plots).
+_LOOKED_AT = ("rates", "gate_inf_tau", "steady_state", "gate_inf_rate", "derivative", "current",
+              "component_currents")
+
+
+def _compile_on_values(cls) -> None:
+    """Make ``cls``'s own (or installed) :data:`_LOOKED_AT` methods compile as one
+    program when called on values (see :func:`_on_values`)."""
+    for entry in _LOOKED_AT:
+        method = cls.__dict__.get(entry)  # (a plain function: not a property or staticmethod)
+        if isinstance(method, types.FunctionType) and not getattr(method, "_jaxneuro_on_values", False):
+            setattr(cls, entry, _on_values(method))
+
+
+def _on_values(method):
+    """``method`` (of a channel) compiled as one program per channel structure and
+    argument shapes when called on values, as a user plotting ``rates(v)`` does: op by
+    op, each jax.numpy operation on a new shape compiled a program of its own (a dozen
+    or more per method, ~30-50 ms each with XLA's optimisations). Inside a trace (the
+    simulation's loop, ``jit``, ``grad``, ``vmap``) it runs as written. Numbers (the
+    channel's, ``v``, a temperature) are passed as arrays, so that a new value reuses
+    the program."""
+    compiled = eqx.filter_jit(method)
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((self, args, kwargs))):
+            return method(self, *args, **kwargs)
+        return compiled(units.numbers_as_arrays(self), *units.numbers_as_arrays(args),
+                        **units.numbers_as_arrays(kwargs))
+
+    call._jaxneuro_on_values = True
+    return call
+
+
 def _class_problem(cls) -> str | None:
     """Why channels of class ``cls`` cannot be simulated, or None."""
     sources = _KINETICS.get(cls)
@@ -464,3 +515,7 @@ def exprel_series(z):
     float64 and below 2.5e-8, under float32's rounding, in float32)."""
     z2 = z * z
     return 1.0 - 0.5 * z + z2 * (1.0 / 12.0) - z2 * z2 * (1.0 / 720.0)
+
+
+for _base in (AbstractChannel, AbstractAlphaBetaChannel):  # (made before _compile_on_values)
+    _compile_on_values(_base)
