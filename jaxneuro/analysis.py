@@ -359,11 +359,11 @@ def _step_stimulus(stimulus, name="stimulus", *, amp_matters=True, timed=True) -
     return stimulus
 
 
-def _sample_at_or_before(trace: Trace, t, variable):
-    """``variable`` at the last sample at or before ``t`` (ms): the value before a step
-    that starts between samples, not one interpolated across its onset."""
-    v = getattr(trace, variable)
-    idx = jnp.clip(jnp.searchsorted(trace.t, jnp.asarray(t) + TIME_TOLERANCE, side="right") - 1, 0, v.shape[0] - 1)
+def _sample_at_or_before(t_samples, v, t):
+    """``v`` (samples along its first axis, at times ``t_samples``) at the last sample
+    at or before ``t`` (ms; one, or one per compartment): the value before a step that
+    starts between samples, not one interpolated across its onset."""
+    idx = jnp.clip(jnp.searchsorted(t_samples, jnp.asarray(t) + TIME_TOLERANCE, side="right") - 1, 0, v.shape[0] - 1)
     if idx.ndim and v.ndim > 1 and units.broadcasts_to(idx.shape, v.shape[1:]):  # one time per compartment
         return jnp.take_along_axis(v, jnp.broadcast_to(idx, v.shape[1:])[None], axis=0)[0]
     return v[idx]
@@ -621,20 +621,27 @@ def input_resistance(source, stimulus: StepCurrent | None = None, *, method: str
     _step_in_range(source, step)
     v = getattr(source, variable)
     sampled = _check_step_sampled(source, step, v, "input_resistance", 1, "the response")
-    baseline = _sample_at_or_before(source, step.delay, variable)
-    if method == "end":
-        r = (_sample_at_or_before(source, step.delay + step.dur, variable) - baseline) / step.amp
-    else:
-        t = source.t.reshape((-1,) + (1,) * (v.ndim - 1))
-        during = within(t, step.delay, step.delay + step.dur)
-        sign = jnp.sign(step.amp)
-        peak = jnp.max(jnp.where(during, sign * v, -jnp.inf), axis=0)
-        r = (peak - sign * baseline) / jnp.abs(step.amp)
-    r = _nan_unless(sampled, r)
-    _warn_drifting_baseline(source, step, v, r * step.amp, "input_resistance")
+    r = _nan_unless(sampled, _step_resistance(source.t, v, step.delay, step.dur, step.amp, method=method))
+    known = units.is_concrete(r) and units.is_concrete(step.amp)  # (then multiplied on the host)
+    deflection = np.asarray(r) * np.asarray(step.amp) if known else r * step.amp
+    _warn_drifting_baseline(source, step, v, deflection, "input_resistance")
     if not _warn_firing(source, step, v, "input_resistance"):  # a spike is no charging curve
         _warn_unsettled(source, step, v, "input_resistance")
     return r
+
+
+@functools.partial(jax.jit, static_argnames="method")
+def _step_resistance(t, v, delay, dur, amp, *, method):
+    """:func:`input_resistance` of a trace's samples ``v`` at times ``t`` (ms) for a
+    step of ``amp`` (nA) from ``delay`` for ``dur`` (ms), by ``method``: one compiled
+    program (op by op, a dozen at each new trace size)."""
+    baseline = _sample_at_or_before(t, v, delay)
+    if method == "end":
+        return (_sample_at_or_before(t, v, delay + dur) - baseline) / amp
+    during = within(t.reshape((-1,) + (1,) * (v.ndim - 1)), delay, delay + dur)
+    sign = jnp.sign(amp)
+    peak = jnp.max(jnp.where(during, sign * v, -jnp.inf), axis=0)
+    return (peak - sign * baseline) / jnp.abs(amp)
 
 
 def _warn_unstable(model, r, v_guess):
@@ -818,29 +825,34 @@ def membrane_time_constant(source, stimulus: StepCurrent | None = None, *, varia
     _step_in_range(source, step)
     v = getattr(source, variable)
     sampled = _check_step_sampled(source, step, v, "membrane_time_constant", 2, "the charging curve")
-    baseline = _sample_at_or_before(source, step.delay, variable)
-    final = _sample_at_or_before(source, step.delay + step.dur, variable)
-    _warn_drifting_baseline(source, step, v, final - baseline, "membrane_time_constant")
+    tau, deflection = _time_to_63_percent(source.t, v, step.delay, step.dur)
+    _warn_drifting_baseline(source, step, v, deflection, "membrane_time_constant")
     if not _warn_firing(source, step, v, "membrane_time_constant"):
         _warn_unsettled(source, step, v, "membrane_time_constant")
+    tau = _nan_unless(sampled, tau)
+    _warn_coarse(source, step, tau)
+    return tau
+
+
+@jax.jit
+def _time_to_63_percent(t, v, delay, dur):
+    """:func:`membrane_time_constant` of a trace's samples ``v`` at times ``t`` (ms)
+    for a step from ``delay`` for ``dur`` (ms), and the deflection at the step's end:
+    one compiled program (op by op, two dozen at each new trace size)."""
+    baseline = _sample_at_or_before(t, v, delay)
+    final = _sample_at_or_before(t, v, delay + dur)
     frac = (v - baseline) / (final - baseline)  # 0 at onset, 1 at the end
-    t = source.t.reshape((-1,) + (1,) * (v.ndim - 1))
     target = 1.0 - np.exp(-1.0)
-    during = within(t, step.delay, step.delay + step.dur)
+    during = within(t.reshape((-1,) + (1,) * (v.ndim - 1)), delay, delay + dur)
     reached = during & (frac >= target)
     # First sample at or past 63.2%, and the one before it, for interpolation.
     idx = jnp.argmax(reached, axis=0)
     prev = jnp.maximum(idx - 1, 0)
-    take = lambda x, i: jnp.take_along_axis(x, jnp.expand_dims(i, 0), axis=0)[0]
-    t_b = source.t[idx]
-    t_a = source.t[prev]
-    f_b = take(frac, idx)
-    f_a = take(frac, prev)
+    take = lambda x, i: jnp.take_along_axis(x, jnp.expand_dims(i, 0), axis=0)[0]  # noqa: E731
+    t_b, t_a = t[idx], t[prev]
+    f_b, f_a = take(frac, idx), take(frac, prev)
     w = jnp.where(f_b != f_a, (target - f_a) / jnp.where(f_b != f_a, f_b - f_a, 1.0), 0.0)
-    tau = t_a + w * (t_b - t_a) - step.delay
-    tau = _nan_unless(sampled, tau)
-    _warn_coarse(source, step, tau)
-    return tau
+    return t_a + w * (t_b - t_a) - delay, final - baseline
 
 
 #: The fewest samples per time constant :func:`membrane_time_constant` reads a

@@ -877,6 +877,43 @@ def test_spike_analysis_compiles_one_program_per_call_at_a_new_size():
     assert counted["fi_curve"][1] == 1
 
 
+
+def test_step_analysis_of_a_trace_compiles_one_program_per_call():
+    # input_resistance and membrane_time_constant of a trace ran op by op: 9 and 24
+    # programs at each new trace size. Now one each, with the values NumPy gives.
+    from test_simulate import _CountCompiles
+
+    soma = lambda n: jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.Leak(g=1e-4, e=-65.0)], n=n)  # noqa: E731
+    stim = jn.StepCurrent(-0.01 * np.arange(1, 6), 20.0, 60.0)
+    jn.input_resistance(jn.simulate(soma(2), 100.0, stimuli=[jn.StepCurrent(-0.01, 20.0, 60.0)]),
+                        jn.StepCurrent(-0.01, 20.0, 60.0))
+    tr = jn.simulate(soma(5), 100.0, stimuli=[stim], save_every=0.1)
+    t, v = np.asarray(tr.t), np.asarray(tr.v)
+    k0, k1 = np.searchsorted(t, 20.0 + 1e-9) - 1, np.searchsorted(t, 80.0 + 1e-9) - 1
+    during = (t >= 20.0) & (t <= 80.0)
+    counted = {}
+    for method in ("deflection", "end"):
+        with _CountCompiles() as c:
+            r = np.asarray(jn.input_resistance(tr, stim, method=method))
+        counted[method] = c.messages
+        amp = -0.01 * np.arange(1, 6)
+        expected = ((v[k1] - v[k0]) / amp if method == "end"
+                    else (np.max(np.where(during[:, None], -v, -np.inf), axis=0) + v[k0]) / -amp)
+        np.testing.assert_allclose(r, expected, rtol=1e-12)
+    with _CountCompiles() as c:
+        tau = np.asarray(jn.membrane_time_constant(tr, stim))
+    counted["tau"] = c.messages
+    frac = (v - v[k0]) / (v[k1] - v[k0])
+    for j in range(5):
+        b = np.nonzero(during & (frac[:, j] >= 1 - np.exp(-1)))[0][0]
+        w = (1 - np.exp(-1) - frac[b - 1, j]) / (frac[b, j] - frac[b - 1, j])
+        assert tau[j] == pytest.approx(t[b - 1] + w * (t[b] - t[b - 1]) - 20.0, rel=1e-12)
+    # A passive membrane, tau_m = cm/g = 10 ms, stepped for 6 tau_m: 63.2 % of the deflection
+    # at the step's end is reached at -tau_m·ln(1 - (1 - 1/e)(1 - e^-6)).
+    assert np.allclose(tau, -10.0 * np.log(1 - (1 - np.exp(-1)) * (1 - np.exp(-6))), rtol=3e-3)
+    assert all(len(m) <= 1 for m in counted.values()), counted
+
+
 def _small_soma(g=1e-4):
     return jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.Leak(g=g, e=-65.0)])
 
