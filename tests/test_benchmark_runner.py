@@ -203,3 +203,22 @@ def test_poisson_draw_benchmark_small(tmp_path):
     assert r["speedup"] == pytest.approx(r["jax_random_poisson_us_per_step"] / r["inversion_us_per_step"])
     assert r["inversion_mean_rel_err"] < 5 / (50 * 200) ** 0.5
     assert "Comparisons within their tolerances: 4 of 4." in proc.stdout
+
+
+def test_first_call_benchmark_small(tmp_path):
+    """benchmarks/first_call.py on one workload, one process of each form: the compiled
+    analysis compiles fewer programs than the same arithmetic op by op, with the same
+    results (its comparisons pass)."""
+    out = tmp_path / "first.json"
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "benchmarks", "first_call.py"), "--only", "step analysis", "--repeats",
+         "1", "--json", str(out)],
+        capture_output=True, text=True, env=env_with_xla_flags(), timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = json.loads(out.read_text())["workloads"]["step analysis"]
+    assert r["compiled_programs"] <= 3 < 20 <= r["op_by_op_programs"], r
+    assert r["ratio"] == pytest.approx(r["op_by_op_s"] / r["compiled_s"])
+    assert r["max_rel_diff"] <= 1e-12
+    assert "Comparisons within their tolerances: 3 of 3." in proc.stdout
+
