@@ -395,7 +395,6 @@ def _resolve_kinetics(cls) -> None:
         setattr(cls, entry, derived)
 
 
-
 # What a user calls to look at a channel (gate rates, steady states, time constants,
 # currents: the curves of a notebook's plots).
 _LOOKED_AT = ("rates", "gate_inf_tau", "steady_state", "gate_inf_rate", "derivative", "current",
@@ -517,5 +516,7 @@ def exprel_series(z):
     return 1.0 - 0.5 * z + z2 * (1.0 / 12.0) - z2 * z2 * (1.0 / 720.0)
 
 
-for _base in (AbstractChannel, AbstractAlphaBetaChannel):  # (made before _compile_on_values)
+# The base classes were made before _compile_on_values existed (their subclass hook
+# skips it while this module loads).
+for _base in (AbstractChannel, AbstractAlphaBetaChannel):
     _compile_on_values(_base)
