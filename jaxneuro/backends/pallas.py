@@ -171,6 +171,8 @@ def integrate_span(solver, term, y0, system, span, *, grid, record, interpret: b
     ``spike_flush_every`` as :func:`settings` gives them."""
     from ..solve import fixed_step
 
+    y0 = fixed_step.start_state(y0, system.model)  # (settled in this program)
+
     if interpret is None:
         interpret = jax.default_backend() != "gpu"
     system = population.spread_targets(system)

@@ -210,6 +210,7 @@ def _integrate(solver, term, y0, system, span, *, grid, record, grad_checkpoints
     from ..solve import fixed_step
     from . import pallas
 
+    y0 = fixed_step.start_state(y0, system.model)  # (settled in this program)
     on_cpu = devices[0].platform == "cpu"
     inner = fixed_step.integrate_span if loop == "xla" else pallas.integrate_span
     n_dev = len(devices)

@@ -110,6 +110,36 @@ def make_span(t0: float, t1: float) -> tuple[jax.Array, jax.Array]:
     return jnp.asarray(t0, dtype), jnp.asarray(t1, dtype)
 
 
+class Start(eqx.Module):
+    """A run's initial state, settled inside its compiled loop: ``given`` (a state:
+    a continued run's) where ``fresh`` is False, else the model's own start,
+    ``model.init_state(v0)`` (``v0`` mV, one value per compartment), with
+    ``with_start`` a Network's ``state_at_start(t0, ...)`` too (``t0`` ms). A fresh
+    run passes zeros as ``given``, a continued one zeros as ``v0``: both have the same
+    arguments, so the parts of a run share one program, and the fresh start is not a
+    program of its own (XLA's fixed cost per program on a CPU is 40-140 ms, whatever
+    its size). Made by :func:`start_state`."""
+
+    given: object
+    v0: jax.Array
+    t0: jax.Array
+    fresh: jax.Array  # a boolean scalar: traced, so that both kinds share the program
+    with_start: bool = eqx.field(static=True)
+
+    def made(self, model):
+        """The model's own start from ``v0`` (and ``t0``)."""
+        y0 = model.init_state(self.v0)
+        return model.state_at_start(self.t0, y0) if self.with_start else y0
+
+    def state(self, model):
+        return jax.tree.map(lambda a, b: jnp.where(self.fresh, a, b), self.made(model), self.given)
+
+
+def start_state(y0, model):
+    """``y0`` (a state), or the state a :class:`Start` settles on for ``model``."""
+    return y0.state(model) if isinstance(y0, Start) else y0
+
+
 def init_solver(solver, term, y0, args, t0_, t1_, grid: Grid):
     """``solver.init`` for the first step. :class:`~jaxneuro.StaggeredEuler` reads only
     the step's length (its grid dt), which it gets exactly from the Python numbers:
@@ -125,7 +155,7 @@ def init_solver(solver, term, y0, args, t0_, t1_, grid: Grid):
 def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: float, dt: float,
               save_every_steps: int, n_save: int, record: tuple[str, ...], grad_checkpoints: str = "saves",
               save_block_bytes: int | None = None):
-    """Advance ``y0`` from ``t0`` to ``t1`` with steps ``dt`` (the last one shortened to
+    """Advance ``y0`` (a state, or a :class:`Start`) from ``t0`` to ``t1`` with steps ``dt`` (the last one shortened to
     end at ``t1``). Returns ``(saved, y_final)`` where ``saved`` stacks
     ``args.observe(record, t, y)`` at ``t0 + j·save_every_steps·dt`` for ``j < n_save``.
 
@@ -155,7 +185,9 @@ def integrate(solver: diffrax.AbstractSolver, term, y0, args, *, t0: float, t1: 
 def integrate_span(solver: diffrax.AbstractSolver, term, y0, args, span, *, grid: Grid, record: tuple[str, ...],
                    grad_checkpoints: str = "saves", save_block_bytes: int | None = None):
     """:func:`integrate` with the run's start and end as ``span``, a pair of scalars
-    (traced, :func:`make_span`), and its static layout as a :class:`Grid`."""
+    (traced, :func:`make_span`), and its static layout as a :class:`Grid`; ``y0`` a
+    state or a :class:`Start`."""
+    y0 = start_state(y0, args.model)
 
     def observe(t, y):
         return args.observe(record, t, y)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import warnings
@@ -240,6 +241,9 @@ def simulate(
                 if "i_clamp" in unknown else "")
         raise ValueError(f"record: unknown name(s) {unknown}; this model records {known}{hint}")
 
+    # A Network's synapses pass over earlier spikes (state_at_start) in a fresh run.
+    with_start = bool(getattr(model, "synapses", ()))
+    float_type = jnp.result_type(float)
     if init is not None:
         if v0 is not None:
             raise ValueError("simulate: give v0 or init (a whole state), not both")
@@ -247,10 +251,16 @@ def simulate(
         _check_state_time(model, y0, t0)
         if hasattr(model, "state_continued"):  # a Network's spike sources are the model's
             y0 = model.state_continued(t0, y0)
+        start = fixed_step.Start(given=y0, v0=_on_host(np.zeros(tuple(model.shape), float_type)),
+                                 t0=_on_host(np.asarray(t0, float_type)), fresh=_on_host(np.asarray(False)),
+                                 with_start=with_start)
     else:
-        # A Network's synapses pass over earlier spikes (state_at_start): set up in the
-        # same compiled program as the initial state.
-        y0 = _initial_state_at(model, v0, t0 if getattr(model, "synapses", ()) else None)
+        # Made inside the run's compiled loop (fixed steps; see fixed_step.Start): here
+        # only its shapes, for the checks below.
+        start = fixed_step.Start(given=None, v0=_checked_v0(model, v0), t0=_on_host(np.asarray(t0, float_type)),
+                                 fresh=_on_host(np.asarray(True)), with_start=with_start)
+        y0 = jax.eval_shape(start.made, model)
+        start = dataclasses.replace(start, given=jax.tree.map(lambda x: _on_host(np.zeros(x.shape, x.dtype)), y0))
     # Each stimulus as it runs: the same, or one that checks a traced value at run time.
     adaptive = stepsize_controller is not None and not isinstance(stepsize_controller, diffrax.ConstantStepSize)
     checked = []
@@ -270,8 +280,13 @@ def simulate(
     run_stimuli = stimuli if adaptive else merge_alike(stimuli, model)
     system = System(model=model, stimuli=run_stimuli, selected=selected)
 
+    def initial_state():  # the start's values (a fresh run's made here, only where needed)
+        if init is not None:
+            return y0
+        return _init_state(model, start.v0, start.t0 if with_start else None)
+
     def diagnose():  # why a run failed, where the start tells (the solver as finally chosen)
-        return _nonfinite_start(system, t0, y0, solver)
+        return "" if isinstance(solver, StaggeredEuler) else _nonfinite_start(system, t0, initial_state(), solver)
     if selected and backend == "auto":
         backend = "xla"  # the split backends number compartments per slice
 
@@ -335,7 +350,7 @@ def simulate(
         # amplitude, whose fix is not another backend) gives the stimulus's own error,
         # as the XLA loop does; probed only when the choice fails.
         with stimulus_named():
-            chosen = backends.choose(backend, model, solver, y0, run_stimuli)
+            chosen = backends.choose(backend, model, solver, start, run_stimuli)
         integrate = {
             "xla": fixed_step.integrate,
             "pallas": backends.pallas.integrate,
@@ -348,12 +363,12 @@ def simulate(
             )
         # (The GPU kernel's record buffers have a power of two of saves.)
         padded = 2 ** math.ceil(math.log2(n_save)) / n_save if integrate is backends.pallas.integrate else 1.0
-        record_memory.check(lambda: system.observe(record, t0, y0), record, y0, n_save + ends_off_grid,
-                            dict(selected), pad_factor=padded)
+        record_memory.check(lambda: system.observe(record, t0, start.state(model)), record, y0,
+                            n_save + ends_off_grid, dict(selected), pad_factor=padded)
         ts = save_times()
         with stimulus_named():
             saved, y_final = integrate(
-                solver, term, y0, system, t0=t0, t1=t1, dt=dt, save_every_steps=k, n_save=n_save,
+                solver, term, start, system, t0=t0, t1=t1, dt=dt, save_every_steps=k, n_save=n_save,
                 record=record, grad_checkpoints=grad_checkpoints,
             )
         values, events = saved, (y_final.events if y0.events else None)
@@ -386,6 +401,7 @@ def simulate(
                 "own constant-step loop checkpoints the same way, see grad_checkpoints), or use "
                 "diffrax.DirectAdjoint() or an adaptive stepsize_controller"
             )
+        y0 = initial_state()  # (diffrax's loop takes the values)
         record_memory.check(lambda: system.observe(record, t0, y0), record, y0, n_save + ends_off_grid, dict(selected))
         ts = save_times()
         save_ts = jnp.append(ts, t1) if ends_off_grid else ts
@@ -575,9 +591,16 @@ def _stages_as_bounded_loop(solver):
     return solver
 
 
-def _initial_state_at(model, v0, t0=None) -> State:
-    """``model.init_state`` at ``v0`` (mV; default the model's), checked; with ``t0``
-    (ms), a Network's ``state_at_start`` from there too."""
+def _on_host(x: np.ndarray) -> jax.Array:
+    """A NumPy array sent to the default device (``jnp.asarray`` of a new shape would
+    compile a program)."""
+    return jax.device_put(x)
+
+
+def _checked_v0(model, v0):
+    """``v0`` (mV; default the model's) checked, one value per compartment in JAX's
+    float dtype, so that a scalar and an array of voltages give the run the same
+    arguments."""
     if isinstance(v0, dict):
         if not hasattr(model, "v0_of_populations"):
             raise ValueError(
@@ -592,15 +615,18 @@ def _initial_state_at(model, v0, t0=None) -> State:
             f"simulate: v0 expects a scalar or one value per compartment (shape {tuple(model.shape)}), "
             f"got shape {np.shape(v0)}"
         )
-    return _init_state(model, jnp.asarray(v0), None if t0 is None else jnp.asarray(t0))
+    dtype = jnp.result_type(float)
+    if units.is_concrete(v0):
+        return _on_host(np.broadcast_to(np.asarray(v0, dtype), tuple(model.shape)))
+    return jnp.broadcast_to(jnp.asarray(v0, dtype), tuple(model.shape))
 
 
 @eqx.filter_jit
 def _init_state(model, v0, t0=None) -> State:
-    """``model.init_state(v0)`` as one compiled program: op by op, each operation on a
-    new shape compiled a program of its own (17 for an HH compartment's gates, 0.3 s of
-    a first run's 0.9 s), where this compiles once per model structure. With ``t0``
-    (ms), a Network's ``state_at_start`` too, in the same program."""
+    """``model.init_state(v0)`` as one compiled program (op by op, each operation on a
+    new shape compiled a program of its own: 17 for an HH compartment's gates), where a
+    fresh run's start is needed outside its loop (diffrax's loop, a failed run's
+    diagnosis). With ``t0`` (ms), a Network's ``state_at_start`` too."""
     y0 = model.init_state(v0)
     return y0 if t0 is None else model.state_at_start(t0, y0)
 
@@ -743,7 +769,7 @@ def _stimulus_named(stimuli, t0, model, v):
     except ValueError as error:
         for i, s in enumerate(stimuli):
             try:
-                jax.eval_shape(lambda s=s: s.inject(t0, model, v))
+                jax.eval_shape(lambda v, s=s: s.inject(t0, model, v), v)  # (v: an array or its shape)
             except CurrentShapeError as e:
                 raise ValueError(f"stimuli[{i}]: {e} ({type(s).__name__}'s parameters: {s.parameter_shapes()})") \
                     from error
