@@ -251,9 +251,13 @@ def simulate(
         _check_state_time(model, y0, t0)
         if hasattr(model, "state_continued"):  # a Network's spike sources are the model's
             y0 = model.state_continued(t0, y0)
-        start = fixed_step.Start(given=y0, v0=_on_host(np.zeros(tuple(model.shape), float_type)),
-                                 t0=_on_host(np.asarray(t0, float_type)), fresh=_on_host(np.asarray(False)),
-                                 with_start=with_start)
+        start = y0 if _staging() else fixed_step.Start(
+            given=y0, v0=_on_host(np.zeros(tuple(model.shape), float_type)),
+            t0=_on_host(np.asarray(t0, float_type)), fresh=_on_host(np.asarray(False)), with_start=with_start)
+    elif _staging():
+        # Inside a user's jit the run is one program anyway, where the zeros a
+        # fixed_step.Start holds would be constants (of a whole state's size).
+        y0 = start = _init_state(model, _checked_v0(model, v0), t0 if with_start else None)
     else:
         # Made inside the run's compiled loop (fixed steps; see fixed_step.Start): here
         # only its shapes, for the checks below.
@@ -281,7 +285,7 @@ def simulate(
     system = System(model=model, stimuli=run_stimuli, selected=selected)
 
     def initial_state():  # the start's values (a fresh run's made here, only where needed)
-        if init is not None:
+        if init is not None or not isinstance(start, fixed_step.Start):
             return y0
         return _init_state(model, start.v0, start.t0 if with_start else None)
 
@@ -363,7 +367,7 @@ def simulate(
             )
         # (The GPU kernel's record buffers have a power of two of saves.)
         padded = 2 ** math.ceil(math.log2(n_save)) / n_save if integrate is backends.pallas.integrate else 1.0
-        record_memory.check(lambda: system.observe(record, t0, start.state(model)), record, y0,
+        record_memory.check(lambda: system.observe(record, t0, fixed_step.start_state(start, model)), record, y0,
                             n_save + ends_off_grid, dict(selected), pad_factor=padded)
         ts = save_times()
         with stimulus_named():
@@ -589,6 +593,12 @@ def _stages_as_bounded_loop(solver):
     if isinstance(solver, diffrax.AbstractRungeKutta) and solver.scan_kind is None:
         return eqx.tree_at(lambda s: s.scan_kind, solver, "bounded", is_leaf=lambda x: x is None)
     return solver
+
+
+def _staging() -> bool:
+    """Whether this runs inside a trace that builds a program (``jit``,
+    ``eval_shape``), where a jax.numpy operation is recorded rather than run."""
+    return isinstance(jnp.asarray(0.0), jax.core.Tracer)
 
 
 def _on_host(x: np.ndarray) -> jax.Array:
