@@ -129,11 +129,17 @@ class Start(eqx.Module):
 
     def made(self, model):
         """The model's own start from ``v0`` (and ``t0``)."""
-        y0 = model.init_state(self.v0)
-        return model.state_at_start(self.t0, y0) if self.with_start else y0
+        return model_start(model, self.v0, self.t0 if self.with_start else None)
 
     def state(self, model):
         return jax.tree.map(lambda a, b: jnp.where(self.fresh, a, b), self.made(model), self.given)
+
+
+def model_start(model, v0, t0=None):
+    """``model.init_state(v0)`` (``v0`` mV); with ``t0`` (ms), a Network's
+    ``state_at_start`` from there too (its synapses pass over earlier spikes)."""
+    y0 = model.init_state(v0)
+    return y0 if t0 is None else model.state_at_start(t0, y0)
 
 
 def start_state(y0, model):

@@ -261,10 +261,10 @@ def simulate(
     else:
         # Made inside the run's compiled loop (fixed steps; see fixed_step.Start): here
         # only its shapes, for the checks below.
+        # (Its placeholder state, zeros, is made where the loop takes it.)
         start = fixed_step.Start(given=None, v0=_checked_v0(model, v0), t0=_on_host(np.asarray(t0, float_type)),
                                  fresh=_on_host(np.asarray(True)), with_start=with_start)
         y0 = jax.eval_shape(start.made, model)
-        start = dataclasses.replace(start, given=jax.tree.map(lambda x: _on_host(np.zeros(x.shape, x.dtype)), y0))
     # Each stimulus as it runs: the same, or one that checks a traced value at run time.
     adaptive = stepsize_controller is not None and not isinstance(stepsize_controller, diffrax.ConstantStepSize)
     checked = []
@@ -349,6 +349,8 @@ def simulate(
     if isinstance(stepsize_controller, diffrax.ConstantStepSize) and adjoint is None:
         # Fixed steps: our own loop (exact grid, two-level checkpointed gradients).
         k = steps_per_save(save_every, dt)
+        if isinstance(start, fixed_step.Start) and start.given is None:  # a fresh run's: zeros in its place
+            start = dataclasses.replace(start, given=jax.tree.map(lambda x: _on_host(np.zeros(x.shape, x.dtype)), y0))
         solver = _stages_as_bounded_loop(solver)
         # A backend's refusal of a stimulus that fits no backend (a wrong-length
         # amplitude, whose fix is not another backend) gives the stimulus's own error,
@@ -631,14 +633,11 @@ def _checked_v0(model, v0):
     return jnp.broadcast_to(jnp.asarray(v0, dtype), tuple(model.shape))
 
 
-@eqx.filter_jit
-def _init_state(model, v0, t0=None) -> State:
-    """``model.init_state(v0)`` as one compiled program (op by op, each operation on a
-    new shape compiled a program of its own: 17 for an HH compartment's gates), where a
-    fresh run's start is needed outside its loop (diffrax's loop, a failed run's
-    diagnosis). With ``t0`` (ms), a Network's ``state_at_start`` too."""
-    y0 = model.init_state(v0)
-    return y0 if t0 is None else model.state_at_start(t0, y0)
+#: :func:`fixed_step.model_start` as one compiled program (op by op, each operation on a
+#: new shape compiled a program of its own: 17 for an HH compartment's gates), where a
+#: fresh run's start is needed outside its loop (diffrax's loop, a failed run's
+#: diagnosis, a run inside a user's jit).
+_init_state = eqx.filter_jit(fixed_step.model_start)
 
 
 #: Final voltages beyond this (mV, either sign) are warned of as a unit mistake.
