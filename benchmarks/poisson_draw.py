@@ -30,6 +30,10 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="write the results to this JSON file")
     args = ap.parse_args(argv)
     checks.check_output_path(ap, args.json)
+    if args.n < 1 or args.steps < 1:
+        ap.error(f"--n and --steps expect positive numbers, got --n {args.n} --steps {args.steps}")
+    if not 0.0 <= args.mean < float("inf"):
+        ap.error(f"--mean expects a finite count mean >= 0, got {args.mean}")
 
     import jax
     import jax.numpy as jnp

@@ -187,6 +187,9 @@ def test_the_gpu_kernel_benchmark_fails_a_wrong_or_failed_default_kernel(bench):
     ("swc_cell", ["--t1", "-5"], "--t1 expects a positive time in ms, got -5.0"),
     ("syn_network", ["--capacity", "0"], "--capacity expects a positive number of spike slots"),
     ("stimuli", ["--json", "/no/such/folder/s.json"], "the folder /no/such/folder does not exist"),
+    ("poisson_draw", ["--steps", "0"], "--n and --steps expect positive numbers"),
+    ("poisson_draw", ["--mean", "-1"], "--mean expects a finite count mean >= 0, got -1.0"),
+    ("first_call", ["--repeats", "0"], "--repeats expects a positive number, got 0"),
 ])
 def test_scripts_refuse_bad_options(bench, capsys, script, argv, message):
     with pytest.raises(SystemExit) as e:
