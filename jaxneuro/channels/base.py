@@ -414,7 +414,7 @@ def _on_values(method):
     """``method`` (of a channel) compiled as one program per channel structure and
     argument shapes when called on values, as a user plotting ``rates(v)`` does: op by
     op, each jax.numpy operation on a new shape compiled a program of its own (a dozen
-    or more per method, ~30-50 ms each with XLA's optimisations). Inside a trace (the
+    or more per method; ``benchmarks/first_call.py`` times both). Inside a trace (the
     simulation's loop, ``jit``, ``grad``, ``vmap``) it runs as written. Numbers (the
     channel's, ``v``, a temperature) are passed as arrays, so that a new value reuses
     the program."""

@@ -117,9 +117,8 @@ class Start(eqx.Module):
     ``with_start`` a Network's ``state_at_start(t0, ...)`` too (``t0`` ms). A fresh
     run passes zeros as ``given``, a continued one zeros as ``v0``: both have the same
     arguments, so the parts of a run share one program, and the fresh start is not a
-    program of its own (compiled alone, the initial states of an HH compartment, 1000
-    LIFs and an 8-section HH cell took 35-140 ms each on a CPU, measured once, however
-    little they compute). Settled by :func:`start_state`."""
+    program of its own (each program costs a first run its compile, however little it
+    computes; tests/test_simulate.py counts them). Settled by :func:`start_state`."""
 
     given: object
     v0: jax.Array
