@@ -196,6 +196,17 @@ SCRIPT = textwrap.dedent(
                         "default_device": {"chosen": chosen, "devices": sorted(d.id for d in on_default.devices()),
                                            "diff": diff(on_default, ref)}}
 
+    # A jitted split run's program text does not grow with the population: padding
+    # each device's slice took a NumPy index, a constant of the padded size per leaf
+    # (some 0.4 MB each at 10^5 neurons). Lowered only, not compiled.
+    def text_size(n):
+        def fn(g):
+            tr = jn.simulate(hh_pop(n, g), 1.0, stimuli=[jn.StepCurrent(0.2, 0.0, 1e9)], record=(),
+                             summary=jn.SpikeSummary(capacity=4), backend="sharded")
+            return tr.spike_count
+        return len(jax.jit(fn).lower(jnp.linspace(0.08, 0.16, n)).as_text())
+    out["program_text"] = [text_size(20001), text_size(40001)]
+
     # What "auto" picks on a CPU with 4 devices.
     # (Each state from one compiled program: op by op, each new shape compiled some 17.)
     import equinox as eqx
@@ -318,6 +329,13 @@ def test_split_population_gradients(split_results):
 def test_eager_calls_compile_the_split_population_once(split_results):
     first, *later = split_results["eager_compiles"]
     assert first > 0 and later == [0, 0]
+
+
+def test_a_split_programs_text_does_not_grow_with_the_population(split_results):
+    # 20001 and 40001 neurons, both padded; the NumPy index tables took 8 hex digits per
+    # padded neuron and leaf (over 1 MB between the two); both run in neuron blocks.
+    small, large = split_results["program_text"]
+    assert small > 1000 and abs(large - small) < 2000, (small, large)
 
 
 def test_auto_splits_populations_of_enough_neurons(split_results):

@@ -159,4 +159,8 @@ def pad_neurons(x, n_pad: int):
     # A gather, not a pad: XLA turns the gather of a broadcast value (an initial state)
     # into a broadcast of the padded size, and broadcasts share one compiled kernel,
     # where each padded broadcast was a kernel of its own (several ms of compile each).
+    # Traced, the index is computed in the program: a NumPy index would be a constant
+    # of n_pad integers in the program's text for every padded leaf.
+    if isinstance(x, jax.core.Tracer):
+        return x[jnp.minimum(jax.lax.iota(np.int32, n_pad), n - 1)]
     return x[np.minimum(np.arange(n_pad), n - 1)]
