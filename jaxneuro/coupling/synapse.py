@@ -75,7 +75,10 @@ class AbstractSynapse(AbstractCoupling):
 
     ``pre`` must be a spiking population (or some of its neurons); ``post`` any
     compartments. ``pre_local`` (filled in by the network) indexes the connections'
-    presynaptic neurons within the ``pre`` population.
+    presynaptic neurons within the ``pre`` population. ``row_source`` is None but in
+    the synapse a network makes of several of one kind from one population to run
+    them as one (:mod:`jaxneuro.coupling.grouped`): there ``row_source`` gives each
+    kernel state's row of the spike buffer and ``pre_local`` each connection's row.
 
     ``max_arrivals_per_step`` (static, default 2): spikes of one presynaptic neuron
     taken up per step. Spiking neurons never need more (see :meth:`_with_arrivals`);
@@ -97,6 +100,7 @@ class AbstractSynapse(AbstractCoupling):
     jumps_voltage = False
 
     pre_local: object = eqx.field(default=None, kw_only=True)
+    row_source: object = eqx.field(default=None, kw_only=True)
     delivery: str = eqx.field(default="exact", static=True, kw_only=True)
     max_arrivals_per_step: int = eqx.field(default=2, static=True, kw_only=True, converter=units.as_count)
     pre_size: int | None = eqx.field(default=None, static=True, kw_only=True)
@@ -162,18 +166,39 @@ class AbstractSynapse(AbstractCoupling):
     def _per_neuron(self) -> bool:
         """One delay and one time constant: a presynaptic neuron's arrivals are the same
         for each of its connections, so they are taken up once per neuron."""
-        return jnp.ndim(self.delay) == 0 and all(jnp.ndim(getattr(self, k)) == 0 for k in self._TIME_CONSTANTS)
+        return (self.row_source is None and jnp.ndim(self.delay) == 0
+                and all(jnp.ndim(getattr(self, k)) == 0 for k in self._TIME_CONSTANTS))
+
+    def _buffer_rows(self):
+        """Per row, the row of the spike buffer it reads; None where row ``i`` reads
+        row ``i`` (one row per presynaptic neuron)."""
+        if self.row_source is not None:
+            return self.row_source
+        return None if self._per_neuron() else self.pre_local
+
+    def _connection_rows(self):
+        """Per connection, the row whose kernel state it scales; None where connection
+        ``i`` is row ``i``."""
+        return self.pre_local if self.row_source is not None or self._per_neuron() else None
 
     def _rows(self, pre_spikes):
-        return pre_spikes if self._per_neuron() else pre_spikes[self.pre_local]
+        rows = self._buffer_rows()
+        return pre_spikes if rows is None else pre_spikes[rows]
 
     def _n_rows(self) -> int:
         """Rows of the spike buffer read, each with its kernel state: presynaptic
-        neurons (:meth:`_per_neuron`) or connections."""
+        neurons (:meth:`_per_neuron`), connections, or those of a merged group."""
+        if self.row_source is not None:
+            return int(self.row_source.shape[0])
         return self.pre_size if self._per_neuron() else self.n_connections
 
     def _row_delay(self):
         return jnp.broadcast_to(self.delay, (self._n_rows(),))
+
+    def _per_connection(self, unit, t):
+        """Each connection's value of the per-row ``unit`` (at time ``t``)."""
+        rows = self._connection_rows()
+        return unit if rows is None else _materialised(unit, t)[rows]
 
     @property
     def record_name(self) -> str:
@@ -198,9 +223,7 @@ class AbstractSynapse(AbstractCoupling):
             unit = self._with_arrivals(events, pre_spikes, _before_tie(t), t, 0.0)[key]
         else:
             unit = self.advance(events["t"], t, events, pre_spikes)[key]
-        if self._per_neuron():
-            unit = _materialised(unit, t)[self.pre_local]
-        return getattr(self, self._AMPLITUDE) * unit
+        return getattr(self, self._AMPLITUDE) * self._per_connection(unit, t)
 
     def conductance(self, t, events, pre_spikes=None):
         """Conductance (µS) of every connection at time ``t`` ≥ the state's time; with
@@ -243,7 +266,8 @@ class AbstractSynapse(AbstractCoupling):
         delay = jax.lax.stop_gradient(self._row_delay())
         capacity = spikes.shape[-1]
         # Rows' starts in the flattened buffer (per connection: its neuron's row).
-        row_start = (jnp.arange(spikes.shape[0]) if self._per_neuron() else self.pre_local) * capacity
+        rows = self._buffer_rows()
+        row_start = (jnp.arange(spikes.shape[0]) if rows is None else rows) * capacity
         flat = spikes.reshape(-1)
 
         def arrival(i):
@@ -560,9 +584,7 @@ class ExpCurrentSynapse(AbstractSynapse):
         arrived = fresh["next"] - events["next"]
         decay = jnp.where(within, -jnp.expm1(-h / tau) * tau / h_safe, 1.0)
         unit = events["i"] * decay + jnp.where(within, (arrived - fresh["i"]) * tau / h_safe, fresh["i"])
-        if self._per_neuron():
-            unit = _materialised(unit, t)[self.pre_local]
-        return self.weight * unit
+        return self.weight * self._per_connection(unit, t)
 
 
 __all__ = ["AbstractSynapse", "ExpSynapse", "AlphaSynapse", "Exp2Synapse", "ExpCurrentSynapse"]

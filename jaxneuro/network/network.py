@@ -13,8 +13,9 @@ import numpy as np
 
 from .. import units
 from .._stack import outside_stacklevel
+from ..coupling import grouped
 from ..coupling.base import AbstractCoupling
-from ..solve.trace import overflowed_of, report_overflow, spiking_units
+from ..solve.trace import overflowed_of, report_counts, report_overflow, spiking_units
 from ..stimuli.targets import population_target
 from ..coupling.gap import AbstractGapJunction
 from ..coupling.poisson import PoissonInput
@@ -39,8 +40,13 @@ class Network(AbstractModel):
     in the order of ``populations`` (shape ``(n_total,)``, mV), so one implicit solve
     couples them; ``state.gates[name]`` and ``state.events[name]`` hold each
     population's own gates and event buffers (spikes), and ``state.events[coupling
-    name]`` each synapse's kernel states. Each population's events are resolved by the
-    population itself.
+    name]`` each synapse's kernel states. Synapses of one kind (class, ``delivery``,
+    ``max_arrivals_per_step``) reading one population are run as one, their states
+    kept together under their names joined by ``+`` (:meth:`synapse_groups`): a step's
+    program then grows with the populations, not with every projection between them
+    (faster to compile; the same results to rounding). ``group_synapses=False``
+    (static) runs each alone. Each population's events are resolved by the population
+    itself.
 
     Simulate with :func:`jaxneuro.simulate`; stimuli target populations by name
     (``jn.StepCurrent(amp, delay, dur, target="a")`` or ``target=("a", indices)``), and
@@ -65,6 +71,7 @@ class Network(AbstractModel):
     populations: dict
     couplings: tuple = ()
     coupling_tol: float | None = eqx.field(default=None, static=True, kw_only=True)
+    group_synapses: bool = eqx.field(default=True, static=True, kw_only=True)
     names: tuple = eqx.field(init=False, static=True)
     shapes: tuple = eqx.field(init=False, static=True)
 
@@ -82,6 +89,8 @@ class Network(AbstractModel):
                     f"Network.populations[{name!r}] expects a jaxneuro model (e.g. jn.LIF(n=100)), "
                     f"got {type(pop).__name__}"
                 )
+        if not isinstance(self.group_synapses, (bool, np.bool_)):
+            raise ValueError(f"Network.group_synapses expects True or False, got {self.group_synapses!r}")
         tol = self.coupling_tol
         if tol is not None and (isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (int, float, np.floating, np.integer))
                                 or not 0.0 < float(tol) < 1.0):
@@ -169,6 +178,13 @@ class Network(AbstractModel):
             bound.append(c.bind(lambda side, role=None, c=c: locate(
                 side, carries_current=not (isinstance(c, AbstractSynapse) and role == "pre"))))
         self.couplings = tuple(bound)
+        for group in self.synapse_groups():
+            key = grouped.state_name(group)
+            if len(group) > 1 and (key in self.names or key in seen):
+                raise ValueError(
+                    f"Network: synapses {[s.name for s in group]} run as one and keep their states under "
+                    f"{key!r}, which names another population or coupling; rename one of them"
+                )
 
     # --- layout ---------------------------------------------------------------------------
     @property
@@ -333,7 +349,9 @@ class Network(AbstractModel):
                 gates[name] = sub.gates
             if sub.events:
                 events[name] = sub.events
-        for c in self.synapses + self.poisson_inputs:
+        for group in self.synapse_groups():
+            events[grouped.state_name(group)] = grouped.as_one(group).init_events(jnp.result_type(float))
+        for c in self.poisson_inputs:
             events[c.name] = c.init_events(jnp.result_type(float))
         return State(v=jnp.concatenate(vs), gates=gates, events=events)
 
@@ -344,8 +362,9 @@ class Network(AbstractModel):
         if not self.synapses:
             return state
         events = dict(state.events)
-        for syn in self.synapses:
-            events[syn.name] = syn.events_at_start(t0, events[syn.name], self._pre_spikes(syn, state))
+        for group in self.synapse_groups():
+            key, syn = grouped.state_name(group), grouped.as_one(group)
+            events[key] = syn.events_at_start(t0, events[key], self._pre_spikes(syn, state))
         return State(v=state.v, gates=state.gates, events=events)
 
     def state_continued(self, t0, state):
@@ -374,12 +393,14 @@ class Network(AbstractModel):
         capacity = old.shape[-1]
         rows = old.reshape(-1, capacity)
         taken = jnp.zeros(rows.shape[0], dtype=jnp.int32)
-        for syn in self.synapses:
+        for group in self.synapse_groups():
+            syn = grouped.as_one(group)
             if syn.pre[0] != name:
                 continue
-            nxt = jax.lax.stop_gradient(state.events[syn.name]["next"]).astype(jnp.int32)
-            if not syn._per_neuron():  # one pointer per connection: the furthest of a row's
-                nxt = jax.ops.segment_max(nxt, jnp.asarray(syn.pre_local), num_segments=rows.shape[0])
+            nxt = jax.lax.stop_gradient(state.events[grouped.state_name(group)]["next"]).astype(jnp.int32)
+            source = syn._buffer_rows()
+            if source is not None:  # a pointer per connection (or group row): the furthest of a row's
+                nxt = jax.ops.segment_max(nxt, jnp.asarray(source), num_segments=rows.shape[0])
             taken = jnp.maximum(taken, nxt)
         keep = (jnp.arange(capacity) < taken[:, None]) | (rows < t0)
         later = new.reshape(-1, capacity)
@@ -406,9 +427,16 @@ class Network(AbstractModel):
         for c in self.gap_junctions:
             i_gap = i_gap + c.current(state.v)
         i_syn = jnp.zeros_like(state.v)
-        for c in self.synapses:
-            i_syn = i_syn + c.current(t, state.v, state.events[c.name], self._pre_spikes(c, state))
+        for group in self.synapse_groups():
+            c = grouped.as_one(group)
+            i_syn = i_syn + c.current(t, state.v, state.events[grouped.state_name(group)], self._pre_spikes(c, state))
         return i_gap, i_syn
+
+    def synapse_groups(self) -> tuple:
+        """The synapses as a time step runs them: those of one kind from one
+        population together (:mod:`jaxneuro.coupling.grouped`), each group's kernel
+        states in ``state.events`` under :func:`~jaxneuro.coupling.grouped.state_name`."""
+        return grouped.groups(self.synapses) if self.group_synapses else tuple((s,) for s in self.synapses)
 
     def without_spikes(self, state):
         """``state`` with every population's spike buffer empty (``inf``): no arrivals
@@ -436,8 +464,8 @@ class Network(AbstractModel):
                 dgates[name] = d.gates
             if name in state.events:
                 devents[name] = jax.tree.map(jnp.zeros_like, state.events[name])
-        for c in self.synapses + self.poisson_inputs:
-            devents[c.name] = jax.tree.map(jnp.zeros_like, state.events[c.name])
+        for key in [grouped.state_name(g) for g in self.synapse_groups()] + [c.name for c in self.poisson_inputs]:
+            devents[key] = jax.tree.map(jnp.zeros_like, state.events[key])
         return State(v=jnp.concatenate(dv), gates=dgates, events=devents)
 
     def gate_groups(self):
@@ -494,12 +522,12 @@ class Network(AbstractModel):
             events[name] = out.events
             if name in gates:
                 gates[name] = out.gates
-        for syn in self.synapses:
+        for group in self.synapse_groups():
+            syn, key = grouped.as_one(group), grouped.state_name(group)
             if syn.jumps_voltage:
                 continue
             spikes = events[syn.pre[0]]["spikes"]
-            spikes = spikes.reshape((-1, spikes.shape[-1]))
-            events[syn.name] = syn.advance(t0, t1, y0.events[syn.name], spikes)
+            events[key] = syn.advance(t0, t1, y0.events[key], spikes.reshape((-1, spikes.shape[-1])))
         return State(v=v1, gates=gates, events=events)
 
     def _input_blocked_until(self, state):
@@ -639,7 +667,8 @@ class Network(AbstractModel):
                 out[pop_name] = self.populations[pop_name].observe(
                     name, t, self._sub_state(state, pop_name), i_total[s].reshape(shp)
                 )
-        for syn in self.synapses:
+        for group in self.synapse_groups():
+            syn = grouped.as_one(group)
             if name != syn.record_name:  # "g" (µS), or "i" (nA) of a current-based synapse
                 continue
             # Exact delivery: what the currents use, arrivals by t included (a spike
@@ -648,7 +677,7 @@ class Network(AbstractModel):
             # midpoint (NEURON's own record is half a step further decayed; see
             # jaxneuro.coupling.synapse).
             spikes = self._pre_spikes(syn, state) if syn.delivery == "exact" else None
-            out[syn.name] = syn.output(t, state.events[syn.name], spikes)
+            out.update(grouped.member_connections(group, syn.output(t, state.events[grouped.state_name(group)], spikes)))
         return out
 
     def make_trace(self, ts, values, events, span=None, order=None, counts_span=False):
@@ -658,10 +687,11 @@ class Network(AbstractModel):
         them (``values`` comes back from ``jit`` sorted), which each part's names
         and plots follow (None: as ``values`` has them); ``counts_span``: whether the
         spike counts are this run's alone (:attr:`Trace.counts_span`)."""
-        for syn in self.synapses:
-            late = (events or {}).get(syn.name, {}).get("late")
+        for group in self.synapse_groups():
+            late = (events or {}).get(grouped.state_name(group), {}).get("late")
             if late is not None:
-                _report_late_arrivals(syn.name, syn, late)
+                report_counts(grouped.member_sums(group, late), [_late_arrivals(syn) for syn in group],
+                              stacklevel=outside_stacklevel(), at_run_time=True)  # the voltages change
         parts = {}
         n_connections = {s.name: s.n_connections for s in self.synapses}
         for member in list(self.names) + list(n_connections):
@@ -705,24 +735,20 @@ def _report_overflow(member, pop, part):
     )
 
 
-def _report_late_arrivals(name, synapse, late):
-    """Warn if synapse ``name`` took up spikes a step or more after they arrived: more
-    than its ``max_arrivals_per_step`` from one presynaptic neuron within a step."""
-    window = synapse.max_arrivals_per_step
+def _late_arrivals(synapse):
+    """The warning, given a count, that ``synapse`` took up spikes a step or more after
+    they arrived: more than its ``max_arrivals_per_step`` from one presynaptic neuron
+    within a step."""
+    name, window = synapse.name, synapse.max_arrivals_per_step
     effect = ("so their jumps came a step or more late, and those that reached a neuron after it had fired "
               "(refractory by their arrival times) were lost" if synapse.jumps_voltage
               else f"so the {'current' if synapse.record_name == 'i' else 'conductance'} was low until then")
-    report_overflow(
-        late,
-        lambda n: (f"synapse {name!r}: {n} time(s) more than max_arrivals_per_step={window} spikes of one "
-                   "presynaptic neuron arrived within a step (spike sources with close times); the rest were taken "
-                   f"up in the following step(s) with their true arrival times, {effect}. Raise "
-                   f"{type(synapse).__name__}(max_arrivals_per_step=...) to the most spikes of one source within a "
-                   "step (for Poisson input at rate nu per source, nu·dt + 5·sqrt(nu·dt) + 3 leaves almost none "
-                   "late)."),
-        stacklevel=outside_stacklevel(),
-        at_run_time=True,  # the voltages change
-    )
+    return lambda n: (f"synapse {name!r}: {n} time(s) more than max_arrivals_per_step={window} spikes of one "
+                      "presynaptic neuron arrived within a step (spike sources with close times); the rest were "
+                      f"taken up in the following step(s) with their true arrival times, {effect}. Raise "
+                      f"{type(synapse).__name__}(max_arrivals_per_step=...) to the most spikes of one source within "
+                      "a step (for Poisson input at rate nu per source, nu·dt + 5·sqrt(nu·dt) + 3 leaves almost none "
+                      "late).")
 
 
 def _location_index(pop, name, location, carries_current=True):

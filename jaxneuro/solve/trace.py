@@ -413,26 +413,37 @@ def report_overflow(overflowed, message, *, stacklevel: int, at_run_time: bool) 
     (asynchronously: ``jax.effects_barrier()`` waits for it). A program with a
     callback can only be lowered for the platform it runs on (not, say, for CUDA on a
     CPU), so this is kept for where an overflow changes results."""
-
-    def warn(n, level=stacklevel + 2):  # past warn and this function
-        if int(n):
-            warnings.warn(message(int(n)), RuntimeWarning, stacklevel=level)
-
     if units.is_concrete(overflowed):  # on the host: no program to compile for a count
-        warn(np.sum(np.asarray(overflowed)))
+        counts = np.sum(np.asarray(overflowed))[None]
+    else:
+        counts = jnp.sum(overflowed)[None]
+    report_counts(counts, [message], stacklevel=stacklevel + 1, at_run_time=at_run_time)
+
+
+def report_counts(counts, messages, *, stacklevel: int, at_run_time: bool) -> None:
+    """A RuntimeWarning ``messages[i](n)`` for each count ``n = counts[i]`` that is
+    not 0, as :func:`report_overflow` reports one: several counts of a traced run in
+    one callback, not a callback each."""
+
+    def warn(ns, level=stacklevel + 2):  # past warn and this function
+        for n, message in zip(np.asarray(ns).reshape(-1), messages):
+            if int(n):
+                warnings.warn(message(int(n)), RuntimeWarning, stacklevel=level)
+
+    if units.is_concrete(counts):
+        warn(counts)
         return
     if not at_run_time:
         return
-    n = jnp.sum(overflowed)
 
     # A batching rule of our own: debug.callback's would unroll one call per member.
     @jax.custom_batching.custom_vmap
-    def report(n):
-        jax.debug.callback(warn, n)
-        return n
+    def report(ns):
+        jax.debug.callback(warn, ns)
+        return ns
 
     @report.def_vmap
-    def _(axis_size, in_batched, n):
-        return report(jnp.sum(n)), False
+    def _(axis_size, in_batched, ns):
+        return report(jnp.sum(ns, axis=0)), False
 
-    report(n)
+    report(counts)
