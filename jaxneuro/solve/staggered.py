@@ -205,11 +205,18 @@ class StaggeredEuler(diffrax.AbstractSolver):
             if any(k in exact or k not in start for k in group) or len({jnp.shape(start[k]) for k in group}) > 1:
                 continue
             gates1.update(_linearly_implicit_euler(group, start, rates, dt))
-        for k, x in start.items():
-            if k in gates1:
-                continue
-            rate, c = jax.jvp(lambda x, k=k: rates({k: x})[0], (x,), (jnp.ones_like(x),))
-            gates1[k] = x + rate * exp_minus_one_ratio(c, dt)
+        # Gates whose rates do not depend on each other's values (a network's
+        # populations') share one JVP: its tangents are then each gate's own
+        # derivative, as separate JVPs give them, and the vector field is traced once
+        # per batch, not once per population and gate.
+        rest = [k for k in start if k not in gates1]
+        batches = model.independent_gates(rest) if rest and hasattr(model, "independent_gates") else [(k,) for k in rest]
+        for batch in batches:
+            xs = tuple(start[k] for k in batch)
+            rate, c = jax.jvp(lambda *xs, batch=batch: rates(dict(zip(batch, xs))), xs,
+                              tuple(jnp.ones_like(x) for x in xs))
+            for k, x, r, ck in zip(batch, xs, rate, c):
+                gates1[k] = x + r * exp_minus_one_ratio(ck, dt)
         y1 = State(v=v1, gates=nested(gates1), events=y0.events)
 
         # 3. Events (threshold, reset, refractory) on the linearised voltage flow.
