@@ -1,6 +1,7 @@
 """A recurrent network of HH neurons with spike-triggered synapses: jaxneuro against NEURON.
 
-    python benchmarks/syn_network.py [--n 400] [--k 20] [--t1 100] [--capacity 64] [--quick] [--json PATH]
+    python benchmarks/syn_network.py [--n 400] [--k 20] [--t1 100] [--capacity 64] [--populations 1]
+                                     [--quick] [--json PATH]
 
 ``n`` single-compartment HH neurons (NEURON's ``hh`` at 6.3 °C, L = diam = 20 µm), each
 receiving excitatory synapses from ``k`` others drawn at random (no self-connections):
@@ -14,6 +15,14 @@ through the synapses). dt = 0.025 ms, everything from -65 mV, voltages saved eve
 0.25 ms. Both simulators run in the same process, after a warm-up; the voltages and
 spike counts are compared, so a fast wrong answer is caught (NEURON with exact rates,
 ``usetable_hh = 0``, as jaxneuro computes them).
+
+``--populations P``: the same neurons and connections as ``P`` populations (the
+neurons cut into ``P`` consecutive blocks) joined by up to ``P²`` projections, one
+``ExpSynapse`` per pair of populations, as a network model with many projections is
+written. jaxneuro runs the projections from each population as one
+(``Network(group_synapses=True)``, the default) and, in the same run, each alone
+(``group_synapses=False``): compile times and run times of both, and NEURON's. NEURON's
+model is the same whatever ``P``.
 
 Jaxley is not in this comparison: its synapses are graded (conductance a function of the
 presynaptic voltage, ``IonotropicSynapse``), with no spike events or delays, so it has no
@@ -75,26 +84,46 @@ def drive(n: int):
     return np.linspace(0.05, 0.25, n)
 
 
-def jaxneuro_run(n, k, t1, capacity, timing="neuron"):
+def blocks(n: int, populations: int):
+    """Each neuron's population (0 to ``populations - 1``, consecutive blocks) and its
+    index within it."""
+    which = np.concatenate([np.full(len(b), p) for p, b in enumerate(np.array_split(np.arange(n), populations))])
+    first = np.searchsorted(which, np.arange(populations))
+    return which, np.arange(n) - first[which]
+
+
+def jaxneuro_run(n, k, t1, capacity, timing="neuron", populations=1, group_synapses=True):
     import jax
     import jax.numpy as jnp
 
     import jaxneuro as jn
 
     pre, post = connections(n, k)
+    which, local = blocks(n, populations)
+    names = ["hh"] if populations == 1 else [f"hh{p}" for p in range(populations)]
 
     def build():
-        cells = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=n)
-        syn = jn.ExpSynapse("hh", "hh", jn.conn.explicit(pre, post), WEIGHT, TAU, E_SYN, DELAY,
-                            delivery="neuron", name="syn")
-        detector = jn.SpikeDetector(cells, threshold=THRESHOLD, capacity=capacity, timing=timing)
-        return jn.Network({"hh": detector}, [syn])
+        pops, syns = {}, []
+        for p, name in enumerate(names):
+            cells = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=int(np.sum(which == p)))
+            pops[name] = jn.SpikeDetector(cells, threshold=THRESHOLD, capacity=capacity, timing=timing)
+        for a, pre_name in enumerate(names):
+            for b, post_name in enumerate(names):
+                mask = (which[pre] == a) & (which[post] == b)
+                if mask.any():
+                    syns.append(jn.ExpSynapse(pre_name, post_name, jn.conn.explicit(local[pre[mask]], local[post[mask]]),
+                                              WEIGHT, TAU, E_SYN, DELAY, delivery="neuron",
+                                              name="syn" if populations == 1 else f"syn{a}_{b}"))
+        return jn.Network(pops, syns, group_synapses=group_synapses)
 
-    stim = [jn.StepCurrent(jnp.asarray(drive(n)), STIM_DELAY, np.inf, target="hh")]
+    amps = drive(n)
+    stim = [jn.StepCurrent(jnp.asarray(amps[which == p]), STIM_DELAY, np.inf, target=name)
+            for p, name in enumerate(names)]
 
     def run(net):
         tr = jn.simulate(net, t1, dt=DT, v0=V0, stimuli=stim, save_every=SAVE)
-        return tr["hh"].v, tr["hh"].spikes
+        return (jnp.concatenate([tr[name].v for name in names], axis=-1),
+                jnp.concatenate([tr[name].spikes for name in names], axis=0))
 
     jitted = jax.jit(run)
     start = time.perf_counter()
@@ -108,7 +137,7 @@ def jaxneuro_run(n, k, t1, capacity, timing="neuron"):
         out = jax.block_until_ready(compiled(net))
         times.append(time.perf_counter() - start)
     v, spikes = (np.asarray(x) for x in out)
-    return float(np.median(times)), compile_s, v, [row[np.isfinite(row)] for row in spikes]
+    return float(np.median(times)), compile_s, v, [row[np.isfinite(row)] for row in spikes], len(build().couplings)
 
 
 def neuron_run(n, k, t1):
@@ -161,11 +190,18 @@ def compare_spikes(spikes_j, spikes_n) -> dict:
 
 def check_result(result: dict) -> checks.Checks:
     """The comparisons in ``result`` (as :func:`main` builds it) against the tolerances
-    above for its precision and detector timing; nothing to check without NEURON."""
+    above for its precision and detector timing (with ``--populations``, jaxneuro's
+    grouped projections against each alone too); nothing else without NEURON."""
     c = checks.Checks()
+    what = f"{result['n']} HH neurons"
+    if result.get("alone_max_dv_mV") is not None:  # grouped projections against each alone
+        f64 = result["machine"]["precision"] == "float64"
+        c.counts_equal(what, "spike counts, projections grouped vs alone", result["alone_spike_count_mismatch"],
+                       of=result["n"])
+        c.within(what, "max |ΔV|, projections grouped vs alone", result["alone_max_dv_mV"],
+                 F64_DV_MV if f64 else F32_DV_MV, "mV")
     if result.get("neuron_s") is None:
         return c
-    what = f"{result['n']} HH neurons"
     if result["detector_timing"] == "interpolated":
         c.counts_equal(what, "spike counts vs NEURON (interpolated timing)", result["spike_count_mismatch"],
                        int(INTERPOLATED_COUNT_FRACTION * result["n"]), of=result["n"])
@@ -194,6 +230,9 @@ def main(argv=None):
     ap.add_argument("--k", type=int, default=20, help="synapses onto each neuron")
     ap.add_argument("--t1", type=float, default=100.0, help="ms")
     ap.add_argument("--capacity", type=int, default=64, help="spike buffer slots per neuron")
+    ap.add_argument("--populations", type=int, default=1,
+                    help="the neurons as this many populations, a projection per pair (jaxneuro also run with "
+                         "each projection alone)")
     ap.add_argument("--quick", action="store_true", help="100 neurons, 50 ms")
     ap.add_argument("--interpolated", action="store_true", help="the detector's interpolated spike times")
     ap.add_argument("--f32", action="store_true", help="jaxneuro in float32 (default float64)")
@@ -207,6 +246,9 @@ def main(argv=None):
         ap.error(f"--t1 expects a positive duration in ms, got {args.t1}")
     if args.capacity < 1:
         ap.error(f"--capacity expects a positive number of spike slots per neuron, got {args.capacity}")
+    if not 1 <= args.populations <= args.n:
+        ap.error(f"--populations expects 1 to n (neurons per population at least 1), got {args.populations}, "
+                 f"n={args.n}")
     checks.check_output_path(ap, args.json)
     have_neuron = checks.neuron_available()
     if not have_neuron:
@@ -221,7 +263,15 @@ def main(argv=None):
     # varied more between runs.
     if have_neuron:
         nrn_s, v_n, spikes_n = neuron_run(args.n, args.k, args.t1)
-    jn_s, compile_s, v_j, spikes_j = jaxneuro_run(args.n, args.k, args.t1, args.capacity, timing)
+    jn_s, compile_s, v_j, spikes_j, projections = jaxneuro_run(args.n, args.k, args.t1, args.capacity, timing,
+                                                               args.populations)
+    alone = {}
+    if args.populations > 1:  # the same model with each projection alone
+        alone_s, alone_compile_s, v_a, spikes_a, _ = jaxneuro_run(args.n, args.k, args.t1, args.capacity, timing,
+                                                                  args.populations, group_synapses=False)
+        alone = {"jaxneuro_alone_s": alone_s, "jaxneuro_alone_compile_s": alone_compile_s,
+                 "alone_max_dv_mV": float(np.max(np.abs(v_a - v_j))),
+                 "alone_spike_count_mismatch": compare_spikes(spikes_a, spikes_j)["spike_count_mismatch"]}
     if have_neuron:
         rows = min(len(v_j), len(v_n))
         compared = {**compare_spikes(spikes_j, spikes_n), "max_dv_mV": float(np.max(np.abs(v_j[:rows] - v_n[:rows])))}
@@ -233,15 +283,21 @@ def main(argv=None):
     result = {
         "machine": {**machine(), "precision": "float32" if args.f32 else "float64"},
         "n": args.n, "k": args.k, "t1_ms": args.t1, "capacity": args.capacity, "steps": int(round(args.t1 / DT)),
+        "populations": args.populations, "projections": projections,
         "detector_timing": timing,
         "jaxneuro_s": jn_s, "jaxneuro_compile_s": compile_s, "neuron_s": nrn_s,
         "speedup_vs_neuron": nrn_s / jn_s if nrn_s else None,
-        **compared, "jaxneuro_spikes": int(sum(len(x) for x in spikes_j)),
+        **compared, "jaxneuro_spikes": int(sum(len(x) for x in spikes_j)), **alone,
     }
     print(f"{args.n} HH neurons x {args.k} synapses each, {args.t1:g} ms at dt {DT} "
           f"({result['machine']['precision']}, {args.capacity} spike slots per neuron)")
     print(f"jaxneuro {jn_s:.4f} s (compile {compile_s:.2f} s)"
           + (f", NEURON {nrn_s:.4f} s: x NEURON {nrn_s / jn_s:.2f}" if nrn_s else ""))
+    if alone:
+        print(f"{args.populations} populations, {projections} projections; each projection alone: jaxneuro "
+              f"{alone['jaxneuro_alone_s']:.4f} s (compile {alone['jaxneuro_alone_compile_s']:.2f} s): grouped "
+              f"x{alone['jaxneuro_alone_s'] / jn_s:.2f} run, x{alone['jaxneuro_alone_compile_s'] / compile_s:.2f} "
+              f"compile; max |dV| grouped vs alone {alone['alone_max_dv_mV']:.3g} mV")
     print(summary(result))
     checks.write_and_finish(result, args.json, check_result(result))  # exits with status 1 on a wrong answer
     return result

@@ -118,6 +118,11 @@ def test_syn_network_reports_and_fails_spike_mismatches(bench):
     ok = {**result, "machine": {"precision": "float32"}, "spike_count_mismatch": 0, "max_spike_dt_ms": 0.025,
           "max_dv_mV": 3.2}
     assert syn.check_result(ok).failures == []
+    # Grouped projections against each alone, checked with or without NEURON.
+    apart = {**ok, "neuron_s": None, "alone_spike_count_mismatch": 1, "alone_max_dv_mV": 50.0}
+    assert syn.check_result(apart).failures == [
+        "2 HH neurons: spike counts, projections grouped vs alone differ in 1 of 2 neurons (tolerance 0)",
+        "2 HH neurons: max |ΔV|, projections grouped vs alone is 50 mV, over the tolerance of 10 mV"]
 
 
 def test_syn_network_without_neuron_runs_jaxneuro_alone(bench, monkeypatch, tmp_path, capsys):
@@ -186,6 +191,7 @@ def test_the_gpu_kernel_benchmark_fails_a_wrong_or_failed_default_kernel(bench):
     ("swc_cell", ["--branches", "0"], "--branches expects a positive number of neurites, got 0"),
     ("swc_cell", ["--t1", "-5"], "--t1 expects a positive time in ms, got -5.0"),
     ("syn_network", ["--capacity", "0"], "--capacity expects a positive number of spike slots"),
+    ("syn_network", ["--n", "4", "--k", "2", "--populations", "5"], "--populations expects 1 to n"),
     ("stimuli", ["--json", "/no/such/folder/s.json"], "the folder /no/such/folder does not exist"),
     ("poisson_draw", ["--steps", "0"], "--n and --steps expect positive numbers"),
     ("poisson_draw", ["--mean", "-1"], "--mean expects a finite count mean >= 0, got -1.0"),

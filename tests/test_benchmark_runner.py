@@ -82,25 +82,34 @@ def test_jaxneuro_bench_outside_a_checkout_says_where_it_looked(tmp_path, monkey
     assert "source repository" in err and str(missing) in err
 
 
-def test_synaptic_network_benchmark_small(tmp_path):
+@pytest.mark.parametrize("populations", [1, 3])
+def test_synaptic_network_benchmark_small(tmp_path, populations):
     """benchmarks/syn_network.py on 12 HH neurons: NEURON's NetCon + ExpSyn network and
     jaxneuro's SpikeDetector(timing="neuron") + ExpSynapse(delivery="neuron") fire the
-    same spikes at the same times, with the same voltages."""
+    same spikes at the same times, with the same voltages; also written as three
+    populations with nine projections, run grouped and each alone."""
     pytest.importorskip("neuron")
     out = tmp_path / "syn.json"
     env = env_with_xla_flags()
     proc = subprocess.run(
         [sys.executable, os.path.join(ROOT, "benchmarks", "syn_network.py"), "--n", "12", "--k", "3",
-         "--t1", "30", "--capacity", "8", "--json", str(out)],
+         "--t1", "30", "--capacity", "8", "--populations", str(populations), "--json", str(out)],
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(out.read_text())
-    assert r["n"] == 12 and r["steps"] == 1200 and r["capacity"] == 8
+    assert r["n"] == 12 and r["steps"] == 1200 and r["capacity"] == 8 and r["populations"] == populations
     assert r["jaxneuro_s"] > 0 and r["neuron_s"] > 0 and r["jaxneuro_compile_s"] > 0
     assert r["spikes"] >= 12 and r["spike_count_mismatch"] == 0
     assert r["max_spike_dt_ms"] < 1e-6 and r["max_dv_mV"] < 1e-5
     assert "x NEURON" in proc.stdout
+    if populations == 1:
+        assert r["projections"] == 1 and "jaxneuro_alone_s" not in r
+    else:
+        assert 6 <= r["projections"] <= 9  # pairs of populations with a connection between them
+        assert r["jaxneuro_alone_compile_s"] > 0 and r["alone_spike_count_mismatch"] == 0
+        assert r["alone_max_dv_mV"] < 1e-9
+        assert "each projection alone" in proc.stdout
 
 
 def test_delta_network_benchmark_small(tmp_path):
