@@ -25,7 +25,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import units
-
 from .synapse import AlphaSynapse, Exp2Synapse, ExpCurrentSynapse, ExpSynapse
 
 #: The classes merged: their step uses only the fields ``_PARAMS`` lists (a subclass
@@ -46,11 +45,12 @@ def groups(synapses) -> tuple:
     out, where = [], {}
     for syn in synapses:
         key = group_key(syn)
-        if key is None or key not in where:
-            where[key if key is not None else id(syn)] = len(out)
-            out.append([syn])
-        else:
+        if key in where:
             out[where[key]].append(syn)
+        else:
+            if key is not None:
+                where[key] = len(out)
+            out.append([syn])
     return tuple(tuple(g) for g in out)
 
 
