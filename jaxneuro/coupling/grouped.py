@@ -130,5 +130,6 @@ def member_sums(members, values):
         values = np.asarray(values)
         return np.array([values[rows].sum() for rows in _row_slices(members)])
     ends = jnp.asarray(np.cumsum(sizes), dtype=jnp.int32)  # one entry per member
-    member = jnp.searchsorted(ends, jnp.arange(sum(sizes), dtype=jnp.int32), side="right")
+    # (Compared with every end at once: the default search is a loop of its own.)
+    member = jnp.searchsorted(ends, jnp.arange(sum(sizes), dtype=jnp.int32), side="right", method="compare_all")
     return jax.ops.segment_sum(values, member, num_segments=len(members))
