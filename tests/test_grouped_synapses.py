@@ -115,7 +115,7 @@ def test_a_grouped_run_continues_as_one_long_run():
     np.testing.assert_allclose(second["EI_per_conn"].g[-1], whole["EI_per_conn"].g[-1], rtol=0, atol=1e-12)
 
 
-def _burst_group():
+def _burst_group(group_synapses=True):
     """Two synapses from one source: a burst of three spikes within a step on two of
     its rows, read by the first (a row per presynaptic neuron) on both and by the
     second (a row per connection) on one; with a window of 1, two steps late each."""
@@ -126,12 +126,13 @@ def _burst_group():
             jn.ExpSynapse("src", "post", jn.conn.explicit([2, 1], [0, 0]), 0.01, jnp.array([3.0, 3.5]), name="b",
                           max_arrivals_per_step=1)]
     post = jn.Compartment(area=1000.0, n=2, channels=[jn.channels.Leak(g=1e-4, e=-70)])
-    return jn.Network({"src": jn.SpikeTrains(rows), "post": post}, syns)
+    return jn.Network({"src": jn.SpikeTrains(rows), "post": post}, syns, group_synapses=group_synapses)
 
 
-def test_late_arrivals_are_reported_per_synapse_eagerly_and_under_jit():
-    net = _burst_group()
-    assert len(net.synapse_groups()) == 1
+@pytest.mark.parametrize("group_synapses", [True, False])
+def test_late_arrivals_are_reported_per_synapse_eagerly_and_under_jit(group_synapses):
+    net = _burst_group(group_synapses)
+    assert len(net.synapse_groups()) == (1 if group_synapses else 2)
     expected = {"a": 4, "b": 2}  # a: two rows, two steps each; b: one row
     for run in (lambda: jn.simulate(net, 8.0, dt=0.1, v0=-70.0),
                 lambda: jax.block_until_ready(jax.jit(lambda n: jn.simulate(n, 8.0, dt=0.1, v0=-70.0)["post"].v)(net))):

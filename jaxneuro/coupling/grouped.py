@@ -129,6 +129,8 @@ def member_sums(members, values):
     if units.is_concrete(values):
         values = np.asarray(values)
         return np.array([values[rows].sum() for rows in _row_slices(members)])
+    if len(members) == 1:  # a synapse alone: its sum
+        return jnp.sum(values)[None]
     ends = jnp.asarray(np.cumsum(sizes), dtype=jnp.int32)  # one entry per member
     # (Compared with every end at once: the default search is a loop of its own.)
     member = jnp.searchsorted(ends, jnp.arange(sum(sizes), dtype=jnp.int32), side="right", method="compare_all")
