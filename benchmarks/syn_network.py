@@ -1,7 +1,7 @@
 """A recurrent network of HH neurons with spike-triggered synapses: jaxneuro against NEURON.
 
     python benchmarks/syn_network.py [--n 400] [--k 20] [--t1 100] [--capacity 64] [--populations 1]
-                                     [--quick] [--json PATH]
+                                     [--within] [--quick] [--json PATH]
 
 ``n`` single-compartment HH neurons (NEURON's ``hh`` at 6.3 °C, L = diam = 20 µm), each
 receiving excitatory synapses from ``k`` others drawn at random (no self-connections):
@@ -22,7 +22,14 @@ neurons cut into ``P`` consecutive blocks) joined by up to ``P²`` projections, 
 written. jaxneuro runs the projections from each population as one
 (``Network(group_synapses=True)``, the default) and, in the same run, each alone
 (``group_synapses=False``): compile times and run times of both, and NEURON's. NEURON's
-model is the same whatever ``P``.
+model is the same whatever ``P``. In the same run, jaxneuro also runs the same neurons and
+connections as one population with one synapse (``one_population_s``): what writing the
+network as ``P`` populations costs. ``--within``: each neuron's ``k`` partners are drawn
+from its own population (NEURON's model too), so the ``P`` populations are joined by ``P``
+projections (one per population, reading ``n/P`` presynaptic neurons each) where all pairs
+have ``P²`` (each projection keeps a kernel state per presynaptic neuron: ``P·n`` of them):
+with the one-population run this separates the cost of populations from that of
+projections.
 
 Jaxley is not in this comparison: its synapses are graded (conductance a function of the
 presynaptic voltage, ``IonotropicSynapse``), with no spike events or delays, so it has no
@@ -69,12 +76,15 @@ TAU, E_SYN, DELAY, WEIGHT, THRESHOLD = 2.0, 0.0, 1.5, 0.002, 0.0
 STIM_DELAY = 5.0
 
 
-def connections(n: int, k: int, seed: int = 0):
-    """``(pre, post)``: ``k`` distinct presynaptic partners per neuron, none itself."""
+def connections(n: int, k: int, seed: int = 0, which=None):
+    """``(pre, post)``: ``k`` distinct presynaptic partners per neuron, none itself;
+    with ``which`` (each neuron's population, :func:`blocks`), partners from the
+    neuron's own population only."""
     rng = np.random.default_rng(seed)
     pre, post = [], []
     for j in range(n):
-        others = np.delete(np.arange(n), j)
+        pool = np.arange(n) if which is None else np.flatnonzero(which == which[j])
+        others = pool[pool != j]
         pre.extend(rng.choice(others, size=k, replace=False))
         post.extend([j] * k)
     return np.asarray(pre), np.asarray(post)
@@ -92,13 +102,15 @@ def blocks(n: int, populations: int):
     return which, np.arange(n) - first[which]
 
 
-def jaxneuro_run(n, k, t1, capacity, timing="neuron", populations=1, group_synapses=True):
+def jaxneuro_run(n, pre, post, t1, capacity, timing="neuron", populations=1, group_synapses=True):
+    """jaxneuro's network of ``n`` neurons and the connections ``pre -> post`` as
+    ``populations`` populations: median run time (s), compile time (s), voltages,
+    each neuron's spike times, and the number of projections."""
     import jax
     import jax.numpy as jnp
 
     import jaxneuro as jn
 
-    pre, post = connections(n, k)
     which, local = blocks(n, populations)
     names = ["hh"] if populations == 1 else [f"hh{p}" for p in range(populations)]
 
@@ -140,11 +152,10 @@ def jaxneuro_run(n, k, t1, capacity, timing="neuron", populations=1, group_synap
     return float(np.median(times)), compile_s, v, [row[np.isfinite(row)] for row in spikes], len(build().couplings)
 
 
-def neuron_run(n, k, t1):
+def neuron_run(n, pre, post, t1):
     from neuron import h
 
     h.load_file("stdrun.hoc")
-    pre, post = connections(n, k)
     secs, syns, netcons, stims, recs = [], [], [], [], []
     for j, amp in enumerate(drive(n)):
         sec = h.Section(name=f"cell{j}")
@@ -200,6 +211,10 @@ def check_result(result: dict) -> checks.Checks:
                        of=result["n"])
         c.within(what, "max |ΔV|, projections grouped vs alone", result["alone_max_dv_mV"],
                  F64_DV_MV if f64 else F32_DV_MV, "mV")
+        c.counts_equal(what, "spike counts, populations vs one population", result["one_population_spike_count_mismatch"],
+                       of=result["n"])
+        c.within(what, "max |ΔV|, populations vs one population", result["one_population_max_dv_mV"],
+                 F64_DV_MV if f64 else F32_DV_MV, "mV")
     if result.get("neuron_s") is None:
         return c
     if result["detector_timing"] == "interpolated":
@@ -233,6 +248,8 @@ def main(argv=None):
     ap.add_argument("--populations", type=int, default=1,
                     help="the neurons as this many populations, a projection per pair (jaxneuro also run with "
                          "each projection alone)")
+    ap.add_argument("--within", action="store_true",
+                    help="each neuron's partners from its own population only (P projections, not P²)")
     ap.add_argument("--quick", action="store_true", help="100 neurons, 50 ms")
     ap.add_argument("--interpolated", action="store_true", help="the detector's interpolated spike times")
     ap.add_argument("--f32", action="store_true", help="jaxneuro in float32 (default float64)")
@@ -242,6 +259,10 @@ def main(argv=None):
         args.n, args.t1 = 100, 50.0
     if not 1 <= args.k < args.n:
         ap.error(f"--k expects 1 <= k < n (synapses onto each neuron from others), got k={args.k}, n={args.n}")
+    smallest = args.n // args.populations if 1 <= args.populations <= args.n else args.n
+    if args.within and not args.k < smallest:
+        ap.error(f"--within expects k below the smallest population's size (partners from a neuron's own "
+                 f"population), got k={args.k} with {smallest} neurons in the smallest of {args.populations}")
     if not args.t1 > 0:
         ap.error(f"--t1 expects a positive duration in ms, got {args.t1}")
     if args.capacity < 1:
@@ -261,17 +282,22 @@ def main(argv=None):
     timing = "interpolated" if args.interpolated else "neuron"
     # NEURON first: timed right after jaxneuro's runs in the same process, its times
     # varied more between runs.
+    pre, post = connections(args.n, args.k, which=blocks(args.n, args.populations)[0] if args.within else None)
     if have_neuron:
-        nrn_s, v_n, spikes_n = neuron_run(args.n, args.k, args.t1)
-    jn_s, compile_s, v_j, spikes_j, projections = jaxneuro_run(args.n, args.k, args.t1, args.capacity, timing,
+        nrn_s, v_n, spikes_n = neuron_run(args.n, pre, post, args.t1)
+    jn_s, compile_s, v_j, spikes_j, projections = jaxneuro_run(args.n, pre, post, args.t1, args.capacity, timing,
                                                                args.populations)
     alone = {}
-    if args.populations > 1:  # the same model with each projection alone
-        alone_s, alone_compile_s, v_a, spikes_a, _ = jaxneuro_run(args.n, args.k, args.t1, args.capacity, timing,
+    if args.populations > 1:  # the same model with each projection alone, and as one population
+        alone_s, alone_compile_s, v_a, spikes_a, _ = jaxneuro_run(args.n, pre, post, args.t1, args.capacity, timing,
                                                                   args.populations, group_synapses=False)
+        one_s, one_compile_s, v_1, spikes_1, _ = jaxneuro_run(args.n, pre, post, args.t1, args.capacity, timing, 1)
         alone = {"jaxneuro_alone_s": alone_s, "jaxneuro_alone_compile_s": alone_compile_s,
                  "alone_max_dv_mV": float(np.max(np.abs(v_a - v_j))),
-                 "alone_spike_count_mismatch": compare_spikes(spikes_a, spikes_j)["spike_count_mismatch"]}
+                 "alone_spike_count_mismatch": compare_spikes(spikes_a, spikes_j)["spike_count_mismatch"],
+                 "one_population_s": one_s, "one_population_compile_s": one_compile_s,
+                 "one_population_max_dv_mV": float(np.max(np.abs(v_1 - v_j))),
+                 "one_population_spike_count_mismatch": compare_spikes(spikes_1, spikes_j)["spike_count_mismatch"]}
     if have_neuron:
         rows = min(len(v_j), len(v_n))
         compared = {**compare_spikes(spikes_j, spikes_n), "max_dv_mV": float(np.max(np.abs(v_j[:rows] - v_n[:rows])))}
@@ -283,7 +309,7 @@ def main(argv=None):
     result = {
         "machine": {**machine(), "precision": "float32" if args.f32 else "float64"},
         "n": args.n, "k": args.k, "t1_ms": args.t1, "capacity": args.capacity, "steps": int(round(args.t1 / DT)),
-        "populations": args.populations, "projections": projections,
+        "populations": args.populations, "projections": projections, "within": args.within,
         "detector_timing": timing,
         "jaxneuro_s": jn_s, "jaxneuro_compile_s": compile_s, "neuron_s": nrn_s,
         "speedup_vs_neuron": nrn_s / jn_s if nrn_s else None,
@@ -298,6 +324,10 @@ def main(argv=None):
               f"{alone['jaxneuro_alone_s']:.4f} s (compile {alone['jaxneuro_alone_compile_s']:.2f} s): grouped "
               f"x{alone['jaxneuro_alone_s'] / jn_s:.2f} run, x{alone['jaxneuro_alone_compile_s'] / compile_s:.2f} "
               f"compile; max |dV| grouped vs alone {alone['alone_max_dv_mV']:.3g} mV")
+        print(f"the same as one population and one synapse: jaxneuro {alone['one_population_s']:.4f} s (compile "
+              f"{alone['one_population_compile_s']:.2f} s): {args.populations} populations x"
+              f"{jn_s / alone['one_population_s']:.2f} run, x{compile_s / alone['one_population_compile_s']:.2f} "
+              f"compile; max |dV| {alone['one_population_max_dv_mV']:.3g} mV")
     print(summary(result))
     checks.write_and_finish(result, args.json, check_result(result))  # exits with status 1 on a wrong answer
     return result

@@ -119,10 +119,32 @@ def test_syn_network_reports_and_fails_spike_mismatches(bench):
           "max_dv_mV": 3.2}
     assert syn.check_result(ok).failures == []
     # Grouped projections against each alone, checked with or without NEURON.
-    apart = {**ok, "neuron_s": None, "alone_spike_count_mismatch": 1, "alone_max_dv_mV": 50.0}
+    apart = {**ok, "neuron_s": None, "alone_spike_count_mismatch": 1, "alone_max_dv_mV": 50.0,
+             "one_population_spike_count_mismatch": 0, "one_population_max_dv_mV": 0.0}
     assert syn.check_result(apart).failures == [
         "2 HH neurons: spike counts, projections grouped vs alone differ in 1 of 2 neurons (tolerance 0)",
         "2 HH neurons: max |ΔV|, projections grouped vs alone is 50 mV, over the tolerance of 10 mV"]
+    # ... and the populations against the same network as one population.
+    split = {**apart, "alone_spike_count_mismatch": 0, "alone_max_dv_mV": 0.0,
+             "one_population_spike_count_mismatch": 2, "one_population_max_dv_mV": 11.0}
+    assert syn.check_result(split).failures == [
+        "2 HH neurons: spike counts, populations vs one population differ in 2 of 2 neurons (tolerance 0)",
+        "2 HH neurons: max |ΔV|, populations vs one population is 11 mV, over the tolerance of 10 mV"]
+
+
+def test_syn_network_partners_within_populations(bench):
+    """--within: each neuron's k partners from its own population, distinct, never
+    itself; without it, from all others."""
+    import numpy as np
+
+    syn = bench("syn_network")
+    which, _ = syn.blocks(30, 4)  # populations of 8, 8, 7, 7
+    pre, post = syn.connections(30, 5, which=which)
+    assert np.array_equal(post, np.repeat(np.arange(30), 5)) and not np.any(pre == post)
+    assert np.array_equal(which[pre], which[post])
+    assert all(len(set(pre[post == j])) == 5 for j in range(30))
+    pre_all, post_all = syn.connections(30, 5)
+    assert not np.any(pre_all == post_all) and np.any(which[pre_all] != which[post_all])
 
 
 def test_syn_network_without_neuron_runs_jaxneuro_alone(bench, monkeypatch, tmp_path, capsys):
@@ -192,6 +214,8 @@ def test_the_gpu_kernel_benchmark_fails_a_wrong_or_failed_default_kernel(bench):
     ("swc_cell", ["--t1", "-5"], "--t1 expects a positive time in ms, got -5.0"),
     ("syn_network", ["--capacity", "0"], "--capacity expects a positive number of spike slots"),
     ("syn_network", ["--n", "4", "--k", "2", "--populations", "5"], "--populations expects 1 to n"),
+    ("syn_network", ["--n", "12", "--k", "3", "--populations", "4", "--within"],
+     "--within expects k below the smallest population's size"),
     ("stimuli", ["--json", "/no/such/folder/s.json"], "the folder /no/such/folder does not exist"),
     ("poisson_draw", ["--steps", "0"], "--n and --steps expect positive numbers"),
     ("poisson_draw", ["--mean", "-1"], "--mean expects a finite count mean >= 0, got -1.0"),

@@ -110,6 +110,10 @@ def test_synaptic_network_benchmark_small(tmp_path, populations):
         assert r["jaxneuro_alone_compile_s"] > 0 and r["alone_spike_count_mismatch"] == 0
         assert r["alone_max_dv_mV"] < 1e-9
         assert "each projection alone" in proc.stdout
+        # The same neurons and connections as one population, in the same run.
+        assert r["one_population_s"] > 0 and r["one_population_compile_s"] > 0
+        assert r["one_population_spike_count_mismatch"] == 0 and r["one_population_max_dv_mV"] < 1e-9
+        assert "as one population and one synapse" in proc.stdout
 
 
 def test_delta_network_benchmark_small(tmp_path):
