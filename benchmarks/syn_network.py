@@ -24,7 +24,10 @@ written. jaxneuro runs the projections from each population as one
 (``group_synapses=False``): compile times and run times of both, and NEURON's. NEURON's
 model is the same whatever ``P``. In the same run, jaxneuro also runs the same neurons and
 connections as one population with one synapse (``one_population_s``): what writing the
-network as ``P`` populations costs. ``--within``: each neuron's ``k`` partners are drawn
+network as ``P`` populations costs; and as one population whose ``P`` parts (index
+ranges) are joined by the same projections, sides ``("hh", indices)`` (``parts_s``):
+how to write such a network (each projection keeps kernel states for its part's
+neurons). ``--within``: each neuron's ``k`` partners are drawn
 from its own population (NEURON's model too), so the ``P`` populations are joined by ``P``
 projections (one per population, reading ``n/P`` presynaptic neurons each) where all pairs
 have ``P²`` (each projection keeps a kernel state per presynaptic neuron: ``P·n`` of them):
@@ -102,35 +105,42 @@ def blocks(n: int, populations: int):
     return which, np.arange(n) - first[which]
 
 
-def jaxneuro_run(n, pre, post, t1, capacity, timing="neuron", populations=1, group_synapses=True):
+def jaxneuro_run(n, pre, post, t1, capacity, timing="neuron", populations=1, group_synapses=True, parts=False):
     """jaxneuro's network of ``n`` neurons and the connections ``pre -> post`` as
-    ``populations`` populations: median run time (s), compile time (s), voltages,
-    each neuron's spike times, and the number of projections."""
+    ``populations`` populations (``parts``: as one population whose ``populations``
+    parts are joined by projections from part to part, sides ``("hh", indices)``):
+    median run time (s), compile time (s), voltages, each neuron's spike times, and the
+    number of projections."""
     import jax
     import jax.numpy as jnp
 
     import jaxneuro as jn
 
     which, local = blocks(n, populations)
-    names = ["hh"] if populations == 1 else [f"hh{p}" for p in range(populations)]
+    names = ["hh"] if populations == 1 or parts else [f"hh{p}" for p in range(populations)]
+
+    def side(p):  # population p, or part p of the one population
+        return ("hh", np.flatnonzero(which == p).tolist()) if parts else names[p]
 
     def build():
         pops, syns = {}, []
         for p, name in enumerate(names):
-            cells = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=int(np.sum(which == p)))
+            size = n if parts else int(np.sum(which == p))
+            cells = jn.Compartment(length=20.0, diam=20.0, channels=[jn.channels.HH()], n=size)
             pops[name] = jn.SpikeDetector(cells, threshold=THRESHOLD, capacity=capacity, timing=timing)
-        for a, pre_name in enumerate(names):
-            for b, post_name in enumerate(names):
+        for a in range(populations):
+            for b in range(populations):
                 mask = (which[pre] == a) & (which[post] == b)
                 if mask.any():
-                    syns.append(jn.ExpSynapse(pre_name, post_name, jn.conn.explicit(local[pre[mask]], local[post[mask]]),
+                    syns.append(jn.ExpSynapse(side(a), side(b), jn.conn.explicit(local[pre[mask]], local[post[mask]]),
                                               WEIGHT, TAU, E_SYN, DELAY, delivery="neuron",
                                               name="syn" if populations == 1 else f"syn{a}_{b}"))
         return jn.Network(pops, syns, group_synapses=group_synapses)
 
     amps = drive(n)
-    stim = [jn.StepCurrent(jnp.asarray(amps[which == p]), STIM_DELAY, np.inf, target=name)
-            for p, name in enumerate(names)]
+    stim = ([jn.StepCurrent(jnp.asarray(amps), STIM_DELAY, np.inf, target="hh")] if parts else
+            [jn.StepCurrent(jnp.asarray(amps[which == p]), STIM_DELAY, np.inf, target=name)
+             for p, name in enumerate(names)])
 
     def run(net):
         tr = jn.simulate(net, t1, dt=DT, v0=V0, stimuli=stim, save_every=SAVE)
@@ -215,6 +225,10 @@ def check_result(result: dict) -> checks.Checks:
                        of=result["n"])
         c.within(what, "max |ΔV|, populations vs one population", result["one_population_max_dv_mV"],
                  F64_DV_MV if f64 else F32_DV_MV, "mV")
+        c.counts_equal(what, "spike counts, populations vs parts of one", result["parts_spike_count_mismatch"],
+                       of=result["n"])
+        c.within(what, "max |ΔV|, populations vs parts of one", result["parts_max_dv_mV"],
+                 F64_DV_MV if f64 else F32_DV_MV, "mV")
     if result.get("neuron_s") is None:
         return c
     if result["detector_timing"] == "interpolated":
@@ -292,12 +306,17 @@ def main(argv=None):
         alone_s, alone_compile_s, v_a, spikes_a, _ = jaxneuro_run(args.n, pre, post, args.t1, args.capacity, timing,
                                                                   args.populations, group_synapses=False)
         one_s, one_compile_s, v_1, spikes_1, _ = jaxneuro_run(args.n, pre, post, args.t1, args.capacity, timing, 1)
+        parts_s, parts_compile_s, v_p, spikes_p, _ = jaxneuro_run(args.n, pre, post, args.t1, args.capacity, timing,
+                                                                  args.populations, parts=True)
         alone = {"jaxneuro_alone_s": alone_s, "jaxneuro_alone_compile_s": alone_compile_s,
                  "alone_max_dv_mV": float(np.max(np.abs(v_a - v_j))),
                  "alone_spike_count_mismatch": compare_spikes(spikes_a, spikes_j)["spike_count_mismatch"],
                  "one_population_s": one_s, "one_population_compile_s": one_compile_s,
                  "one_population_max_dv_mV": float(np.max(np.abs(v_1 - v_j))),
-                 "one_population_spike_count_mismatch": compare_spikes(spikes_1, spikes_j)["spike_count_mismatch"]}
+                 "one_population_spike_count_mismatch": compare_spikes(spikes_1, spikes_j)["spike_count_mismatch"],
+                 "parts_s": parts_s, "parts_compile_s": parts_compile_s,
+                 "parts_max_dv_mV": float(np.max(np.abs(v_p - v_j))),
+                 "parts_spike_count_mismatch": compare_spikes(spikes_p, spikes_j)["spike_count_mismatch"]}
     if have_neuron:
         rows = min(len(v_j), len(v_n))
         compared = {**compare_spikes(spikes_j, spikes_n), "max_dv_mV": float(np.max(np.abs(v_j[:rows] - v_n[:rows])))}
@@ -328,6 +347,10 @@ def main(argv=None):
               f"{alone['one_population_compile_s']:.2f} s): {args.populations} populations x"
               f"{jn_s / alone['one_population_s']:.2f} run, x{compile_s / alone['one_population_compile_s']:.2f} "
               f"compile; max |dV| {alone['one_population_max_dv_mV']:.3g} mV")
+        print(f"one population, its {args.populations} parts joined by the same {projections} projections: jaxneuro "
+              f"{alone['parts_s']:.4f} s (compile {alone['parts_compile_s']:.2f} s): {args.populations} populations "
+              f"x{jn_s / alone['parts_s']:.2f} run, x{compile_s / alone['parts_compile_s']:.2f} compile; max |dV| "
+              f"{alone['parts_max_dv_mV']:.3g} mV")
     print(summary(result))
     checks.write_and_finish(result, args.json, check_result(result))  # exits with status 1 on a wrong answer
     return result

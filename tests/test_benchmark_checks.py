@@ -120,16 +120,20 @@ def test_syn_network_reports_and_fails_spike_mismatches(bench):
     assert syn.check_result(ok).failures == []
     # Grouped projections against each alone, checked with or without NEURON.
     apart = {**ok, "neuron_s": None, "alone_spike_count_mismatch": 1, "alone_max_dv_mV": 50.0,
-             "one_population_spike_count_mismatch": 0, "one_population_max_dv_mV": 0.0}
+             "one_population_spike_count_mismatch": 0, "one_population_max_dv_mV": 0.0,
+             "parts_spike_count_mismatch": 0, "parts_max_dv_mV": 0.0}
     assert syn.check_result(apart).failures == [
         "2 HH neurons: spike counts, projections grouped vs alone differ in 1 of 2 neurons (tolerance 0)",
         "2 HH neurons: max |ΔV|, projections grouped vs alone is 50 mV, over the tolerance of 10 mV"]
     # ... and the populations against the same network as one population.
     split = {**apart, "alone_spike_count_mismatch": 0, "alone_max_dv_mV": 0.0,
-             "one_population_spike_count_mismatch": 2, "one_population_max_dv_mV": 11.0}
+             "one_population_spike_count_mismatch": 2, "one_population_max_dv_mV": 11.0,
+             "parts_spike_count_mismatch": 1, "parts_max_dv_mV": 12.0}
     assert syn.check_result(split).failures == [
         "2 HH neurons: spike counts, populations vs one population differ in 2 of 2 neurons (tolerance 0)",
-        "2 HH neurons: max |ΔV|, populations vs one population is 11 mV, over the tolerance of 10 mV"]
+        "2 HH neurons: max |ΔV|, populations vs one population is 11 mV, over the tolerance of 10 mV",
+        "2 HH neurons: spike counts, populations vs parts of one differ in 1 of 2 neurons (tolerance 0)",
+        "2 HH neurons: max |ΔV|, populations vs parts of one is 12 mV, over the tolerance of 10 mV"]
 
 
 def test_syn_network_partners_within_populations(bench):

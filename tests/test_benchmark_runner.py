@@ -114,6 +114,9 @@ def test_synaptic_network_benchmark_small(tmp_path, populations):
         assert r["one_population_s"] > 0 and r["one_population_compile_s"] > 0
         assert r["one_population_spike_count_mismatch"] == 0 and r["one_population_max_dv_mV"] < 1e-9
         assert "as one population and one synapse" in proc.stdout
+        # ... and as one population whose parts are joined by the same projections.
+        assert r["parts_s"] > 0 and r["parts_spike_count_mismatch"] == 0 and r["parts_max_dv_mV"] < 1e-9
+        assert "parts joined by the same" in proc.stdout
 
 
 def test_delta_network_benchmark_small(tmp_path):

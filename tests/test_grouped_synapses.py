@@ -245,3 +245,62 @@ def test_a_group_reproduces_neurons_expsyns_and_netcons(neuron_h):
         np.testing.assert_allclose(got[np.isfinite(got)], spikes_n[k], rtol=0, atol=1e-9)
     np.testing.assert_allclose(tr["hh"].v, np.stack([np.asarray(v) for v in v_rec], axis=-1)[:tr.t.size],
                                rtol=0, atol=1e-6)
+
+
+def _parts_network(whole_rows, per_connection_tau=False):
+    """One LIF population of 12 written as two parts (neurons 0-5 and 6-11) joined by
+    projections from each part: the pre side a part (``("all", indices)``), or, with
+    ``whole_rows``, the same connections from the whole population (a kernel state per
+    neuron of the population, the layout before states per part)."""
+    a, b = list(range(6)), list(range(6, 12))
+    syns = [jn.ExpSynapse(("all", a), ("all", b), jn.conn.fixed_prob(0.5, seed=1), 0.01, 3.0, 0.0, 1.0, name="ab"),
+            jn.ExpSynapse(("all", b), ("all", a), jn.conn.fixed_prob(0.5, seed=2), 0.02, 5.0, -80.0, 0.5, name="ba"),
+            jn.Exp2Synapse(("all", a), ("all", a), jn.conn.fixed_prob(0.5, seed=3, include_self=False), 0.01,
+                           0.5, 4.0, 0.0, 1.5, name="aa")]
+    pops = {"all": _lif(12)}
+    net = jn.Network(pops, syns)
+    if whole_rows:
+        net = jn.Network(pops, [type(s)("all", "all", jn.conn.explicit(np.asarray(s.pre_index), np.asarray(s.post_index)),
+                                        **{k: getattr(s, k) for k in s._PARAMS}, name=s.name)
+                                for s in net.synapses])
+    if per_connection_tau:
+        n = net.synapses[0].n_connections
+        net = eqx.tree_at(lambda m: m.couplings[0].tau, net, jnp.linspace(2.0, 4.0, n))
+    return net
+
+
+def test_a_synapse_from_part_of_a_population_keeps_states_for_that_part():
+    """A projection from part of a population (``pre=("all", indices)``) keeps a
+    kernel state per neuron of that part, not of the whole population (64 projections
+    between eight parts of one population held 8x the states and ran 2.5x slower than
+    eight populations); voltages, spikes, records and gradients are those of the same
+    connections from the whole population, also once a time constant is given per
+    connection (a state per connection then)."""
+    net = _parts_network(whole_rows=False)
+    assert [s._n_rows() for s in net.synapses] == [6, 6, 6]
+    assert [s._n_rows() for s in _parts_network(whole_rows=True).synapses] == [12, 12, 12]
+    stim = [jn.StepCurrent(jnp.concatenate([jnp.linspace(0.3, 0.4, 6), jnp.linspace(0.15, 0.3, 6)]), 1.0, 1e9,
+                          target="all")]
+
+    def run(net):
+        tr = jn.simulate(net, 40.0, stimuli=stim, record=["v", "g"], save_every=0.5)
+        return tr["all"].v, tr["all"].spikes, tr["ab"].g, tr["aa"].g, tr.final_state.events
+
+    for per_connection_tau in (False, True):
+        got, want = (jax.jit(run)(_parts_network(whole, per_connection_tau)) for whole in (False, True))
+        fired = jnp.sum(jnp.isfinite(want[1]), axis=-1)
+        assert int(jnp.sum(fired[:6])) >= 5 and int(jnp.sum(fired[6:])) >= 5  # every projection delivers
+        for x, y in zip(got[:4], want[:4]):
+            np.testing.assert_allclose(x, y, rtol=0, atol=1e-9)
+        rows = got[4]["ab+ba"]["g"].shape[0]  # ExpSynapse "ab" and "ba" run as one group
+        assert rows == (net.synapses[0].n_connections + 6 if per_connection_tau else 12)
+
+    def loss(net):
+        return jnp.mean(jn.simulate(net, 40.0, stimuli=stim, save_every=0.5)["all"].v)
+
+    # The time constants' derivatives (a row's), in forward mode (quicker to compile).
+    params = lambda m: (m.couplings[0].tau, m.couplings[2].tau2)  # noqa: E731
+    slopes = [jax.jit(jax.jacfwd(lambda p, net=net: loss(eqx.tree_at(params, net, p))))((3.0, 4.0))
+              for net in (_parts_network(False), _parts_network(True))]
+    assert all(abs(float(d)) > 1e-3 for d in slopes[1])
+    np.testing.assert_allclose(slopes[0], slopes[1], rtol=1e-9)

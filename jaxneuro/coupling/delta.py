@@ -82,6 +82,9 @@ class DeltaSynapse(AbstractSynapse):
     J·C/tau``) approaches it, within a step.
     """
 
+    # Its event-driven delivery's tables index the whole presynaptic population.
+    _ROWS_OF_SIDE = False
+
     _PARAMS = ("weight", "delay")
     _TIME_CONSTANTS = ()
     _AMPLITUDE = "weight"

@@ -34,7 +34,7 @@ MERGEABLE = (ExpSynapse, AlphaSynapse, Exp2Synapse, ExpCurrentSynapse)
 
 def group_key(synapse):
     """What synapses must share to run as one (None: runs alone)."""
-    if type(synapse) not in MERGEABLE or synapse.row_source is not None:
+    if type(synapse) not in MERGEABLE or (synapse.row_source is not None and not synapse.rows_of_side):
         return None
     return (type(synapse), synapse.pre[0], synapse.delivery, synapse.max_arrivals_per_step)
 
@@ -95,7 +95,9 @@ def merged(members):
         jnp.concatenate(conn_row),
         jnp.concatenate(row_source),
     ]
-    return eqx.tree_at(lambda s: [getattr(s, n) for n in names], first, new, is_leaf=lambda x: x is None)
+    out = eqx.tree_at(lambda s: [getattr(s, n) for n in names], first, new, is_leaf=lambda x: x is None)
+    object.__setattr__(out, "rows_of_side", False)  # its rows are the members' (row_source), per-row values
+    return out
 
 
 def as_one(members):
