@@ -279,6 +279,10 @@ def test_a_synapse_from_part_of_a_population_keeps_states_for_that_part():
     net = _parts_network(whole_rows=False)
     assert [s._n_rows() for s in net.synapses] == [6, 6, 6]
     assert [s._n_rows() for s in _parts_network(whole_rows=True).synapses] == [12, 12, 12]
+    again = jn.Network(net.populations, net.couplings)  # bound synapses bound anew
+    for s, t in zip(net.synapses, again.synapses):
+        assert t._n_rows() == 6 and np.array_equal(t.pre_local, s.pre_local)
+        assert np.array_equal(t.row_source, s.row_source)
     stim = [jn.StepCurrent(jnp.concatenate([jnp.linspace(0.3, 0.4, 6), jnp.linspace(0.15, 0.3, 6)]), 1.0, 1e9,
                           target="all")]
 

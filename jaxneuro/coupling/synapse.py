@@ -121,9 +121,12 @@ class AbstractSynapse(AbstractCoupling):
     def finish_bind(self, pre, post, locate):
         whole = locate((self.pre[0], None))
         local = np.asarray(pre - int(whole[0]), dtype=np.int32)
-        bound = eqx.tree_at(lambda c: c.pre_local, self, jax.device_put(local),  # (jnp.asarray: a program per shape)
+        # (row_source cleared: a synapse bound before, taken into another network, is bound anew.)
+        bound = eqx.tree_at(lambda c: (c.pre_local, c.row_source), self,
+                            (jax.device_put(local), None),  # (jnp.asarray: a program per shape)
                             is_leaf=lambda x: x is None)
         object.__setattr__(bound, "pre_size", int(whole.size))
+        object.__setattr__(bound, "rows_of_side", False)
         side = np.asarray(locate(self.pre, "pre")) - int(whole[0])
         if self._ROWS_OF_SIDE and side.size < whole.size and bound._per_neuron():
             # Rows for the side's neurons only; a connection's row is its neuron's
