@@ -273,10 +273,6 @@ def main(argv=None):
         args.n, args.t1 = 100, 50.0
     if not 1 <= args.k < args.n:
         ap.error(f"--k expects 1 <= k < n (synapses onto each neuron from others), got k={args.k}, n={args.n}")
-    smallest = args.n // args.populations if 1 <= args.populations <= args.n else args.n
-    if args.within and not args.k < smallest:
-        ap.error(f"--within expects k below the smallest population's size (partners from a neuron's own "
-                 f"population), got k={args.k} with {smallest} neurons in the smallest of {args.populations}")
     if not args.t1 > 0:
         ap.error(f"--t1 expects a positive duration in ms, got {args.t1}")
     if args.capacity < 1:
@@ -284,6 +280,10 @@ def main(argv=None):
     if not 1 <= args.populations <= args.n:
         ap.error(f"--populations expects 1 to n (neurons per population at least 1), got {args.populations}, "
                  f"n={args.n}")
+    smallest = args.n // args.populations  # np.array_split's smallest block
+    if args.within and not args.k < smallest:
+        ap.error(f"--within expects k below the smallest population's size (partners from a neuron's own "
+                 f"population), got k={args.k} with {smallest} neurons in the smallest of {args.populations}")
     checks.check_output_path(ap, args.json)
     have_neuron = checks.neuron_available()
     if not have_neuron:

@@ -272,7 +272,7 @@ def _parts_network(whole_rows, per_connection_tau=False):
 def test_a_synapse_from_part_of_a_population_keeps_states_for_that_part():
     """A projection from part of a population (``pre=("all", indices)``) keeps a
     kernel state per neuron of that part, not of the whole population (64 projections
-    between eight parts of one population held 8x the states and ran 2.5x slower than
+    between eight parts of one population held 8x the states and ran 2.4x slower than
     eight populations); voltages, spikes, records and gradients are those of the same
     connections from the whole population, also once a time constant is given per
     connection (a state per connection then)."""

@@ -121,22 +121,21 @@ class AbstractSynapse(AbstractCoupling):
     def finish_bind(self, pre, post, locate):
         whole = locate((self.pre[0], None))
         local = np.asarray(pre - int(whole[0]), dtype=np.int32)
-        # (row_source cleared: a synapse bound before, taken into another network, is bound anew.)
-        bound = eqx.tree_at(lambda c: (c.pre_local, c.row_source), self,
-                            (jax.device_put(local), None),  # (jnp.asarray: a program per shape)
-                            is_leaf=lambda x: x is None)
-        object.__setattr__(bound, "pre_size", int(whole.size))
-        object.__setattr__(bound, "rows_of_side", False)
         side = np.asarray(locate(self.pre, "pre")) - int(whole[0])
-        if self._ROWS_OF_SIDE and side.size < whole.size and bound._per_neuron():
+        # (Decided afresh: a synapse bound before, taken into another network, is bound anew.)
+        rows_of_side = bool(self._ROWS_OF_SIDE and side.size < whole.size and self._one_delay_and_time_constant())
+        if rows_of_side:
             # Rows for the side's neurons only; a connection's row is its neuron's
             # place in the side (the first, were a neuron listed twice: the same spikes).
             order = np.argsort(side, kind="stable")
-            place = order[np.searchsorted(side[order], local)]
-            bound = eqx.tree_at(lambda c: (c.pre_local, c.row_source), bound,
-                                (jax.device_put(place.astype(np.int32)), jax.device_put(side.astype(np.int32))),
-                                is_leaf=lambda x: x is None)
-            object.__setattr__(bound, "rows_of_side", True)
+            rows = (order[np.searchsorted(side[order], local)].astype(np.int32), side.astype(np.int32))
+        else:
+            rows = (local, None)
+        # Put on the device as they are (jnp.asarray: a program per shape).
+        bound = eqx.tree_at(lambda c: (c.pre_local, c.row_source), self,
+                            tuple(None if x is None else jax.device_put(x) for x in rows), is_leaf=lambda x: x is None)
+        object.__setattr__(bound, "pre_size", int(whole.size))
+        object.__setattr__(bound, "rows_of_side", rows_of_side)
         return bound
 
     def index_bounds(self, n_total: int) -> dict:
@@ -195,17 +194,19 @@ class AbstractSynapse(AbstractCoupling):
         t_arr = jax.lax.stop_gradient(self._rows(pre_spikes) + self._row_delay()[:, None])
         return {**events, "next": jnp.sum(t_arr < t0, axis=-1).astype(events["next"].dtype)}
 
+    def _one_delay_and_time_constant(self) -> bool:
+        """Whether the delay and every time constant are one value for all connections."""
+        return jnp.ndim(self.delay) == 0 and all(jnp.ndim(getattr(self, k)) == 0 for k in self._TIME_CONSTANTS)
+
     def _per_neuron(self) -> bool:
         """One delay and one time constant: a presynaptic neuron's arrivals are the same
         for each of its connections, so they are taken up once per neuron."""
-        return (self.row_source is None and jnp.ndim(self.delay) == 0
-                and all(jnp.ndim(getattr(self, k)) == 0 for k in self._TIME_CONSTANTS))
+        return self.row_source is None and self._one_delay_and_time_constant()
 
     def _side_rows_per_connection(self) -> bool:
         """A synapse bound with a row per neuron of its ``pre`` side that has since
         been given a delay or time constant per connection: a row per connection."""
-        return self.rows_of_side and not (jnp.ndim(self.delay) == 0
-                                          and all(jnp.ndim(getattr(self, k)) == 0 for k in self._TIME_CONSTANTS))
+        return self.rows_of_side and not self._one_delay_and_time_constant()
 
     def _buffer_rows(self):
         """Per row, the row of the spike buffer it reads; None where row ``i`` reads
