@@ -80,6 +80,40 @@ def test_fixed_prob_statistics_and_reproducibility():
         jn.conn.fixed_prob(np.array([0.1, 0.2]))
 
 
+@pytest.mark.parametrize("rule", [jn.conn.fixed_prob(0.1), jn.conn.fixed_indegree(8, seed=3)],
+                         ids=["fixed_prob", "fixed_indegree"])
+def test_one_seed_draws_independent_projections_between_different_sides(rule):
+    """In a network a seeded rule draws from its seed and the coupling's sides: with
+    one random stream, I→E (20 pre) was exactly E→E's first 20 rows and two
+    projections from one source onto populations of one size were the same
+    connections, correlating what should be independent. One rule between the same
+    sides (AMPA and NMDA onto the same connections) still draws the same, a network
+    built again draws the same, and calling the rule draws from the seed alone."""
+    def build():
+        net = jn.Network({"E": jn.LIF(n=80), "I": jn.LIF(n=20), "A": jn.LIF(n=30), "B": jn.LIF(n=30)}, [
+            jn.ExpSynapse("E", "E", rule, 0.01, 2.0, 0.0, 1.0, name="EE"),
+            jn.ExpSynapse("I", "E", rule, 0.01, 2.0, -80.0, 1.0, name="IE"),
+            jn.ExpSynapse("E", "E", rule, 0.01, 50.0, 0.0, 1.0, name="EE_slow"),
+            jn.ExpSynapse("E", "A", rule, 0.01, 2.0, 0.0, 1.0, name="EA"),
+            jn.ExpSynapse("E", "B", rule, 0.01, 2.0, 0.0, 1.0, name="EB"),
+        ])
+        offsets = dict(zip(net.names, np.cumsum([0, *net.sizes])))
+        return {c.name: {(int(p) - offsets[c.pre[0]], int(q) - offsets[c.post[0]])
+                         for p, q in zip(np.asarray(c.pre_index), np.asarray(c.post_index))}
+                for c in net.couplings}
+
+    pairs = build()
+    first_rows = {pq for pq in pairs["EE"] if pq[0] < 20}
+    # Independent draws share about a tenth (fixed_prob) or 8/20 (fixed_indegree) of these.
+    assert len(pairs["IE"] & first_rows) < 0.6 * len(pairs["IE"])
+    assert len(pairs["EA"] & pairs["EB"]) < 0.6 * len(pairs["EA"])
+    assert pairs["EE_slow"] == pairs["EE"]
+    assert build() == pairs
+    pre, post = rule(80, 80)  # the rule called: its seed's draw, as before
+    np.testing.assert_array_equal(pre, rule(80, 80)[0])
+    assert set(zip(pre.tolist(), post.tolist())) != pairs["EE"]
+
+
 def test_fixed_prob_costs_memory_in_connections_not_n_squared():
     n = 100_000
     start = time.perf_counter()

@@ -113,7 +113,9 @@ class AbstractCoupling(eqx.Module):
         # The rule sees both sides' global ids, so that include_self=False leaves out a
         # compartment's connections to itself also where the sides overlap without being
         # the same list (subsets, another order): see conn.connect.
-        pre_ids, post_ids = conn_rules.connect(self.conn, pre_glob, post_glob)
+        # A seeded rule draws from its seed and the two sides as written (conn's
+        # module docstring): E→E and I→E of one seed are independent draws.
+        pre_ids, post_ids = conn_rules.connect(self.conn, pre_glob, post_glob, sides=(self.pre, self.post))
         pre, post = pre_glob[pre_ids], post_glob[post_ids]
         bound = eqx.tree_at(
             lambda c: (c.pre_index, c.post_index),

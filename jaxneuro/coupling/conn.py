@@ -11,11 +11,18 @@ Rules run once, when a :class:`~jaxneuro.Network` is built, on the host; the sto
 index arrays cost memory proportional to the number of connections, never N². A
 network applies a rule through :func:`connect`, which also gives it the global ids of
 both sides' compartments, so that ``include_self=False`` knows a compartment's own
-connections where the sides overlap without being the same list.
+connections where the sides overlap without being the same list, and the two sides as
+the coupling names them: a random rule's draw in a network depends on its seed *and*
+its sides, so projections written with one seed (or the default) between different
+populations are independent draws (with one random stream, E→E and I→E of 0.1 would
+share their first rows' connections), while two couplings with one rule between the
+same sides (AMPA and NMDA synapses, say) get the same connections.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import inspect
 import math
 
@@ -52,6 +59,12 @@ class AbstractRule:
         numbers, so its ``i → i`` is not a compartment to itself). A rule that must keep
         a count exact (:func:`fixed_indegree`) overrides this."""
         return _connect_locally(self, pre_glob, post_glob)
+
+    def for_sides(self, sides):
+        """The rule as it draws between ``sides`` (a hashable description of the two
+        sides, as a coupling names them): itself, unless its draw is random (see the
+        module docstring)."""
+        return self
 
     def _key(self):
         """What makes two rules of one class equal (hashable), or None to compare
@@ -132,6 +145,28 @@ def _seed_key(seed):
     return None
 
 
+def _side_words(sides) -> list[int]:
+    """Four 32-bit words from ``sides`` (its text, hashed): the part of a seeded rule's
+    random stream that tells one coupling's sides from another's, the same in every
+    process (Python's ``hash`` of text is not)."""
+    digest = hashlib.sha256(repr(sides).encode()).digest()
+    return [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
+
+
+class _SeededRule(AbstractRule):
+    """A rule drawing from NumPy's ``default_rng(seed)``; in a network, an integer seed
+    is combined with the sides (:meth:`for_sides`)."""
+
+    seed = 0
+
+    def for_sides(self, sides):
+        if _seed_key(self.seed) is None:  # None (fresh) or a Generator (its own stream on)
+            return self
+        drawn = copy.copy(self)
+        drawn.seed = np.random.SeedSequence([self.seed, *_side_words(sides)])
+        return drawn
+
+
 def _drop_self(pre, post, drop: bool):
     """Remove connections of a compartment to itself (recurrent rules without self)."""
     if not drop:
@@ -140,7 +175,7 @@ def _drop_self(pre, post, drop: bool):
     return pre[keep], post[keep]
 
 
-class _FixedProb(AbstractRule):
+class _FixedProb(_SeededRule):
     def __init__(self, p, seed=0, include_self: bool = True):
         # A fixed number (it shapes the network when it is built): a 0-d array of one too.
         number = (not isinstance(p, (bool, np.bool_)) and np.ndim(p) == 0 and not isinstance(p, jax.core.Tracer)
@@ -189,7 +224,7 @@ class _FixedProb(AbstractRule):
 _BLOCK = 1 << 21
 
 
-class _FixedIndegree(AbstractRule):
+class _FixedIndegree(_SeededRule):
     def __init__(self, k, seed=0, include_self: bool = True):
         whole = (not isinstance(k, (bool, np.bool_)) and np.ndim(k) == 0 and not isinstance(k, jax.core.Tracer)
                  and np.issubdtype(np.asarray(k).dtype, np.number) and not np.iscomplexobj(k)
@@ -381,7 +416,12 @@ def all_to_all(include_self: bool = True):
 
 def fixed_prob(p, seed=0, include_self: bool = True):
     """Connect each (pre, post) pair independently with probability ``p``; ``seed``
-    fixes the draw (NumPy's ``default_rng``). ``include_self=False`` leaves out
+    fixes the draw (NumPy's ``default_rng``; None: a fresh draw each time). In a
+    network the draw depends on the seed and the coupling's two sides as written, so
+    projections between different sides are independent with one seed (or the default),
+    and couplings with one rule between the same sides (AMPA and NMDA synapses) get the
+    same connections; calling the rule, ``fixed_prob(p, seed)(n_pre, n_post)``, draws
+    from the seed alone. ``include_self=False`` leaves out
     connections of a compartment to itself (where pre and post overlap: the same
     compartments, or subsets sharing some); the other pairs keep probability ``p``."""
     return _FixedProb(p, seed, include_self)
@@ -390,7 +430,9 @@ def fixed_prob(p, seed=0, include_self: bool = True):
 def fixed_indegree(k, seed=0, include_self: bool = True):
     """Connect every post to exactly ``k`` distinct pre, drawn uniformly for each post
     (NEST's ``fixed_indegree``; Brunel 2000's ``C_E = 0.1·N_E``); ``seed`` fixes the
-    draw (NumPy's ``default_rng``). ``include_self=False`` leaves a post's own
+    draw (NumPy's ``default_rng``; None: a fresh draw each time), in a
+    network together with the coupling's two sides, as for :func:`fixed_prob`.
+    ``include_self=False`` leaves a post's own
     compartment out of its candidates where pre and post overlap (the same
     compartments, or subsets sharing some, in a Network), so each post still receives
     exactly ``k``. ``k`` larger than the candidates (``n_pre``, or one fewer without
@@ -438,14 +480,17 @@ def as_rule(conn):
     )
 
 
-def connect(conn, pre_glob, post_glob):
+def connect(conn, pre_glob, post_glob, sides=None):
     """``(pre_ids, post_ids)`` (local indices into the sides) for any accepted form of
     ``conn`` between sides whose compartments have the global ids ``pre_glob`` and
-    ``post_glob``; see :meth:`AbstractRule.connect`."""
+    ``post_glob``; see :meth:`AbstractRule.connect`. ``sides``: the two sides as the
+    coupling names them (``(pre, post)``), which a seeded rule's draw depends on
+    (:meth:`AbstractRule.for_sides`); None draws from the seed alone, as calling the
+    rule does."""
     rule = as_rule(conn)
     pre_glob, post_glob = np.asarray(pre_glob), np.asarray(post_glob)
     if isinstance(rule, AbstractRule):
-        return rule.connect(pre_glob, post_glob)
+        return (rule if sides is None else rule.for_sides(sides)).connect(pre_glob, post_glob)
     return _connect_locally(rule, pre_glob, post_glob)
 
 
