@@ -417,3 +417,38 @@ def test_a_continued_run_refuses_a_non_finite_state():
     bad = jn.State(v=jnp.full_like(state.v, jnp.nan), gates=state.gates, events=state.events)
     with pytest.raises(ValueError, match=r"init holds non-finite voltages \(1 compartment\(s\)\)"):
         jn.simulate(jn.LIF(), 10.0, t0=5.0, init=bad)
+
+
+def test_trains_drawn_for_less_than_the_run_and_sources_alike_warn():
+    """Poisson trains drawn up to t1 = 100 ms in a 300 ms run fall silent at 100 ms
+    (the target then loses its drive; the run's rate read 14 Hz for 50); two
+    poisson_spikes populations of one seed fire at the same times (fully correlated
+    inputs). Both were silent; both now warn, naming the populations, and runs within
+    the trains' time, given trains and sources of their own seeds do not."""
+    lif = jn.LIF(n=2)
+
+    def net(**sources):
+        return jn.Network({**sources, "lif": lif}, [
+            jn.ExpSynapse(name, "lif", jn.conn.all_to_all(), 0.01, 2.0, 0.0, 1.0, name=f"{name}_lif")
+            for name in sources])
+
+    drive = jn.poisson_spikes(50.0, 100.0, n=3, seed=1)
+    assert drive.complete_until == 100.0
+    with pytest.warns(RuntimeWarning, match=r"population 'in' holds spike trains drawn up to 100 ms .* goes on "
+                                             r"to 300 ms: it fires nothing after 100 ms"):
+        jn.simulate(net(**{"in": drive}), 300.0, record=())
+    with pytest.warns(RuntimeWarning, match=r"the model holds spike trains drawn up to 100 ms"):
+        jn.simulate(drive, 150.0, record=())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        jn.simulate(net(**{"in": drive}), 100.0, record=())
+        jn.simulate(net(**{"in": jn.SpikeTrains([[5.0, 10.0]])}), 300.0, record=())  # given trains: complete
+        net(a=jn.poisson_spikes(20.0, 100.0, n=3, seed=1), b=jn.poisson_spikes(20.0, 100.0, n=3, seed=2))
+    # Continued past the trains' end: the state's sources are the network's.
+    first = jn.simulate(net(**{"in": drive}), 100.0, record=())
+    with pytest.warns(RuntimeWarning, match="drawn up to 100 ms"):
+        jn.simulate(net(**{"in": drive}), 200.0, t0=100.0, init=first.final_state, record=())
+    with pytest.warns(RuntimeWarning, match=r"populations 'a' and 'b' fire at the same times .* give each its own seed"):
+        net(a=jn.poisson_spikes(20.0, 100.0, n=3), b=jn.poisson_spikes(20.0, 100.0, n=3))
+    with pytest.raises(ValueError, match=r"SpikeTrains.complete_until expects None or a finite time"):
+        jn.SpikeTrains([[1.0]], complete_until=np.inf)

@@ -26,6 +26,7 @@ from ..solve.staggered import StaggeredEuler
 from ..solve.trace import Trace
 from ..state import State
 from .implicit import GapCoupling
+from .sources import warn_identical_trains
 
 
 class Network(AbstractModel):
@@ -105,6 +106,7 @@ class Network(AbstractModel):
             )
         self.names = tuple(populations)
         self.populations = dict(populations)
+        warn_identical_trains(self.populations)
         self.shapes = tuple(tuple(populations[n].shape) for n in self.names)
         if isinstance(couplings, AbstractCoupling):
             couplings = (couplings,)

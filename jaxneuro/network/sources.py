@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -16,10 +17,11 @@ import numpy as np
 import saiunit as u
 
 from .. import units
+from .._stack import outside_stacklevel
 from ..model import AbstractModel
 from ..state import State
 
-__all__ = ["SpikeTrains", "poisson_spikes"]
+__all__ = ["SpikeTrains", "poisson_spikes", "warn_identical_trains", "warn_past_their_end"]
 
 
 class SpikeTrains(AbstractModel):
@@ -35,9 +37,14 @@ class SpikeTrains(AbstractModel):
     aimed at it or a synapse or gap junction onto it is refused (a stimulus aimed at
     the whole network passes it by), and it leaves the network's solver to the
     populations that have one. Spike times are static inputs: synapses take no gradient
-    through them. See :func:`poisson_spikes` for Poisson trains."""
+    through them. See :func:`poisson_spikes` for Poisson trains.
+
+    ``complete_until`` (ms, keyword): the time up to which the trains are all there is
+    (:func:`poisson_spikes` sets its ``t1``); a run going past it warns that the sources
+    fall silent there. None (the default for given trains): complete for any run."""
 
     spikes: object = units.param(units.ms, allow_inf=True)
+    complete_until: float | None = eqx.field(default=None, static=True, kw_only=True)
 
     #: No membrane: a Network chooses its solver from its other populations.
     is_source: ClassVar[bool] = True
@@ -56,6 +63,12 @@ class SpikeTrains(AbstractModel):
             spikes = padded
         self.spikes = spikes
         super().__post_init__()  # converts quantities, refuses NaN
+        if self.complete_until is not None:
+            until = units.to_static(self.complete_until, "SpikeTrains.complete_until", units.ms)
+            if np.ndim(until) != 0 or not np.isfinite(until):
+                raise ValueError("SpikeTrains.complete_until expects None or a finite time (ms), "
+                                 f"got {self.complete_until!r}")
+            self.complete_until = float(until)
         if np.ndim(self.spikes) != 2 or np.shape(self.spikes)[0] < 1 or np.shape(self.spikes)[1] < 1:
             raise ValueError(
                 f"SpikeTrains.spikes expects shape (n, capacity) (ms, padded with inf) or a list of lists "
@@ -158,7 +171,9 @@ def poisson_spikes(rate, t1, *, n=None, t0=0.0, seed=0, capacity=None) -> SpikeT
     train that would need more is a ValueError naming the setting, or under ``jit`` or
     ``vmap`` an error when the program runs (no spike is silently dropped). In float32,
     times late in a long train carry the running sum's rounding (about ``t·6e-8``:
-    0.006 ms at 100 s)."""
+    0.006 ms at 100 s). The trains are complete up to ``t1`` only
+    (:attr:`SpikeTrains.complete_until`): a run going past it warns, and two sources of
+    one seed, the same trains, warn when a network is built with both."""
     from ..stimuli.noise import prng_key
 
     t0_ = float(units.to_static(t0, "t0", units.ms))
@@ -194,4 +209,50 @@ def poisson_spikes(rate, t1, *, n=None, t0=0.0, seed=0, capacity=None) -> SpikeT
             raise ValueError(overflow)
     else:  # a traced seed or rate (jit, vmap, grad): checked when the values exist
         times = eqx.error_if(times, jnp.any(ends <= t1_), overflow)
-    return SpikeTrains(times)
+    return SpikeTrains(times, complete_until=t1_)
+
+
+def _sources(model):
+    """``(label, SpikeTrains)`` of ``model``: itself, or a network's source populations."""
+    if isinstance(model, SpikeTrains):
+        return [("the model", model)]
+    populations = getattr(model, "populations", None) or {}
+    return [(f"population {name!r}", pop) for name, pop in populations.items() if isinstance(pop, SpikeTrains)]
+
+
+def warn_past_their_end(model, t1) -> None:
+    """Warn where a run to ``t1`` (ms) goes past the end of spike trains drawn for a
+    shorter time (:attr:`SpikeTrains.complete_until`): those sources fire nothing
+    after it, and their targets lose their drive without any other sign."""
+    for label, pop in _sources(model):
+        end = pop.complete_until
+        if end is not None and float(t1) > end + 1e-9 * max(1.0, abs(end)):
+            warnings.warn(
+                f"simulate: {label} holds spike trains drawn up to {end:g} ms (poisson_spikes(..., t1={end:g})), "
+                f"and the run goes on to {float(t1):g} ms: it fires nothing after {end:g} ms; draw its trains "
+                "up to the run's end",
+                RuntimeWarning, stacklevel=outside_stacklevel(),
+            )
+
+
+def warn_identical_trains(populations) -> None:
+    """Warn if two spike-source populations of a network fire at the same times
+    (:func:`poisson_spikes` with one seed draws the same trains): inputs meant to be
+    independent would be fully correlated."""
+    seen = {}
+    for name, pop in populations.items():
+        if not isinstance(pop, SpikeTrains) or not units.is_concrete(pop.spikes):
+            continue
+        times = np.asarray(pop.spikes)
+        if not np.any(np.isfinite(times)):
+            continue  # silent sources are alike without being correlated
+        key = (times.shape, times.tobytes())
+        if key in seen:
+            warnings.warn(
+                f"Network: populations {seen[key]!r} and {name!r} fire at the same times (poisson_spikes with "
+                "one seed draws the same trains): their inputs are fully correlated; give each its own seed "
+                "(e.g. seed=1, seed=2), or connect one source to both if that is intended",
+                RuntimeWarning, stacklevel=outside_stacklevel(),
+            )
+        else:
+            seen[key] = name

@@ -22,6 +22,7 @@ from ..model import AbstractModel, CurrentShapeError, record_units
 from ..stimuli import AbstractStimulus
 from ..stimuli.base import merge_alike
 from ..stimuli.noise import warn_shared_seeds
+from ..network.sources import warn_past_their_end
 from . import fixed_step, record_memory
 from .fixed_step import steps_per_save
 from .staggered import OnGrid, StaggeredEuler
@@ -327,6 +328,7 @@ def simulate(
             f"got {type(solver).__name__}"
         )
     warn_shared_seeds(stimuli)
+    warn_past_their_end(model, t1)
     if stepsize_controller is None:
         stepsize_controller = diffrax.ConstantStepSize()
     else:
