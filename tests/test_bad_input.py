@@ -673,6 +673,26 @@ def test_a_wrong_part_of_a_stimulus_target_names_the_whole_target():
         jn.StepCurrent(amp=0.1, delay=0, dur=1, target=("pop", ["dend", 0.9]))
 
 
+def test_a_location_x_as_a_length_is_refused_and_a_0d_array_is_a_number():
+    """x written as a length (("dend", 50 * u.um), "50 µm along") raised saiunit's own
+    TypeError naming neither the stimulus nor x; a 0-d array x was refused as "not a
+    location (section, x) as a tuple". Now the first is a ValueError saying what x is,
+    and the second is the number it holds (indices too)."""
+    import saiunit as u
+
+    cell = jn.Cell([jn.Cable(length=20, diam=20, name="soma"), jn.Cable(length=100, diam=1, nseg=4, name="dend")],
+                   parents=[None, ("soma", 1.0)])
+    for target in (("dend", 50 * u.um), 0.5 * u.um, [("dend", 0.5), ("soma", 2 * u.um)]):
+        with pytest.raises(ValueError, match=r"a location's x is a plain number in \[0, 1\], the fraction of the "
+                                             r"section's length .* x = d / L"):
+            jn.StepCurrent(amp=0.1, delay=0, dur=1, target=target)
+    with pytest.raises(ValueError, match=r"fi_curve: target=.*a location's x is a plain number"):
+        jn.fi_curve(cell, [0.1], dur=5.0, target=("dend", 50 * u.um))
+    as_array = jn.StepCurrent(amp=0.1, delay=0, dur=1, target=("dend", jnp.asarray(0.75)))
+    assert as_array.target == jn.StepCurrent(amp=0.1, delay=0, dur=1, target=("dend", 0.75)).target
+    assert jn.StepCurrent(amp=0.1, delay=0, dur=1, target=[np.int64(1), jnp.asarray(2)]).target == (1, 2)
+
+
 def test_a_channel_class_given_for_an_instance_is_named():
     with pytest.raises(ValueError, match=r"Compartment\.channels\[0\] expects a channel instance, got the class HH; "
                                          r"call it: jn\.channels\.HH\(\.\.\.\)"):

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import jax
 import numpy as np
+import saiunit as u
 
 __all__ = ["Location", "IndexPair", "normalise_target", "population_target", "placements", "location_x", "is_location", "is_location_list"]
 
@@ -61,7 +62,29 @@ def normalise_target(target):
     """A stimulus ``target`` in the form the models take (see the module's docstring).
     Raises ValueError naming the whole target, also where only a part of it is wrong
     (``("dend", True)``), as ``record=`` names a place."""
-    return _normalise(target, target)
+    refuse_traced(target, "stimulus target")
+    return _normalise(_plain_numbers(target, target), target)
+
+
+def _plain_numbers(target, whole):
+    """``target`` with its 0-d arrays as Python numbers (``("dend", jnp.asarray(0.5))``
+    reads as ``("dend", 0.5)``); a quantity is refused: a location's ``x`` is a
+    fraction of the section, not a length."""
+    if isinstance(target, u.Quantity):
+        raise ValueError(
+            f"stimulus target {_part(target, whole)}: a location's x is a plain number in [0, 1], the fraction "
+            "of the section's length from its 0 end (NEURON's sec(x)), not a quantity; e.g. ('dend', 0.5) for "
+            "the middle (a distance d along a section of length L is x = d / L)"
+        )
+    if type(target) in (tuple, list):
+        return type(target)(_plain_numbers(t, whole) for t in target)
+    if isinstance(target, (np.ndarray, np.generic, jax.Array)) and np.ndim(target) == 0:
+        dtype = np.asarray(target).dtype
+        if np.issubdtype(dtype, np.floating):
+            return float(target)
+        if np.issubdtype(dtype, np.integer):
+            return int(target)
+    return target
 
 
 def _normalise(target, whole):
