@@ -58,7 +58,10 @@ _MANIFEST = "manifest.json"
 def product(**axes) -> dict[str, np.ndarray]:
     """The Cartesian product of 1-D parameter axes as a flat grid: ``{name: (N,)}``
     with ``N`` the product of the axes' lengths (the last axis varies fastest). An axis
-    given as a saiunit quantity stays one (``fn`` converts it, as models do)."""
+    given as a saiunit quantity stays one: ``fn`` converts it where it builds a model
+    from it (``jn.LIF(gL=p["gL"])``, as models convert their parameters); a value set
+    into an existing model with ``eqx.tree_at`` must be a plain number in the
+    parameter's unit (give such axes as numbers)."""
     if not axes:
         raise ValueError("product expects at least one axis, e.g. product(gnabar=[0.1, 0.12])")
     arrays, unit_of = [], {}

@@ -19,7 +19,8 @@ class LIF(AbstractSpikingNeuron):
     crossing time (found exactly inside the step), ``V`` is reset to ``V_reset`` and
     held there for ``t_ref``. ``V_spike`` is the value a recorded ``v`` shows at the end
     of a step in which the neuron spiked, as in seed 002's figure (it does not enter
-    the dynamics); ``None`` shows the reset value. Only saved samples show it: with
+    the dynamics: currents recorded at that sample, ``i_syn`` say, are those of the
+    true voltage, not ``g·(E - V_spike)``); ``None`` shows the reset value. Only saved samples show it: with
     ``save_every`` longer than ``dt`` a spike in an earlier step of the interval is
     not drawn (its time is in ``trace.spikes`` all the same). ``V_th=inf`` gives a passive leaky
     integrator (seed 000's ``leakyIF`` without threshold).
