@@ -98,9 +98,13 @@ def test_one_seed_draws_independent_projections_between_different_sides(rule):
             jn.ExpSynapse("E", "B", rule, 0.01, 2.0, 0.0, 1.0, name="EB"),
         ])
         offsets = dict(zip(net.names, np.cumsum([0, *net.sizes])))
-        return {c.name: {(int(p) - offsets[c.pre[0]], int(q) - offsets[c.post[0]])
-                         for p, q in zip(np.asarray(c.pre_index), np.asarray(c.post_index))}
-                for c in net.couplings}
+        pairs = {c.name: {(int(p) - offsets[c.pre[0]], int(q) - offsets[c.post[0]])
+                          for p, q in zip(np.asarray(c.pre_index), np.asarray(c.post_index))}
+                 for c in net.couplings}
+        for name, drawn in pairs.items():  # the network's own account of them, in connection order
+            pre, post = net.connections(name)
+            assert set(zip(pre.tolist(), post.tolist())) == drawn and len(pre) == len(drawn)
+        return pairs
 
     pairs = build()
     first_rows = {pq for pq in pairs["EE"] if pq[0] < 20}
@@ -112,6 +116,9 @@ def test_one_seed_draws_independent_projections_between_different_sides(rule):
     pre, post = rule(80, 80)  # the rule called: its seed's draw, as before
     np.testing.assert_array_equal(pre, rule(80, 80)[0])
     assert set(zip(pre.tolist(), post.tolist())) != pairs["EE"]
+    with pytest.raises(ValueError, match=r"Network.connections: no coupling named 'EI'; the couplings are \('EE',\)"):
+        jn.Network({"E": jn.LIF(n=3)}, [jn.ExpSynapse("E", "E", jn.conn.all_to_all(), 0.01, 2.0, 0.0, 1.0,
+                                                      name="EE")]).connections("EI")
 
 
 def test_fixed_prob_costs_memory_in_connections_not_n_squared():

@@ -421,7 +421,7 @@ def fixed_prob(p, seed=0, include_self: bool = True):
     projections between different sides are independent with one seed (or the default),
     and couplings with one rule between the same sides (AMPA and NMDA synapses) get the
     same connections; calling the rule, ``fixed_prob(p, seed)(n_pre, n_post)``, draws
-    from the seed alone. ``include_self=False`` leaves out
+    from the seed alone (a network's own: ``net.connections(name)``). ``include_self=False`` leaves out
     connections of a compartment to itself (where pre and post overlap: the same
     compartments, or subsets sharing some); the other pairs keep probability ``p``."""
     return _FixedProb(p, seed, include_self)

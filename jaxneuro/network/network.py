@@ -594,6 +594,21 @@ class Network(AbstractModel):
         out = jnp.zeros(self.shape, dtype=local.dtype)
         return out.at[slices[name]].set(local)
 
+    def connections(self, name: str):
+        """``(pre, post)``: the connections of the coupling ``name`` as NumPy integer
+        arrays of compartment indices within its pre and post populations (as
+        ``("a", indices)`` counts them; a cell's flat segment index), one entry per
+        connection, in the order of its per-connection parameters (``g_max``,
+        ``delay``). These are the connections a rule drew in this network (a seeded
+        rule's draw depends on the sides too, so calling the rule gives others)."""
+        named = {c.name: c for c in self.couplings}
+        if name not in named:
+            raise ValueError(f"Network.connections: no coupling named {name!r}; the couplings are {tuple(named)}")
+        c = named[name]
+        slices = self._slices()
+        return (np.asarray(c.pre_index, dtype=np.int64) - slices[c.pre[0]].start,
+                np.asarray(c.post_index, dtype=np.int64) - slices[c.post[0]].start)
+
     def per_population(self, flat) -> dict:
         """``{population: values}``: a flat array over all compartments split and shaped
         per population."""
