@@ -157,8 +157,6 @@ class _SeededRule(AbstractRule):
     """A rule drawing from NumPy's ``default_rng(seed)``; in a network, an integer seed
     is combined with the sides (:meth:`for_sides`)."""
 
-    seed = 0
-
     def for_sides(self, sides):
         if _seed_key(self.seed) is None:  # None (fresh) or a Generator (its own stream on)
             return self

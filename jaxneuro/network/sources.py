@@ -19,6 +19,7 @@ import saiunit as u
 from .. import units
 from .._stack import outside_stacklevel
 from ..model import AbstractModel
+from ..solve.trace import TIME_TOLERANCE
 from ..state import State
 
 __all__ = ["SpikeTrains", "poisson_spikes", "warn_identical_trains", "warn_past_their_end"]
@@ -226,7 +227,7 @@ def warn_past_their_end(model, t1) -> None:
     after it, and their targets lose their drive without any other sign."""
     for label, pop in _sources(model):
         end = pop.complete_until
-        if end is not None and float(t1) > end + 1e-9 * max(1.0, abs(end)):
+        if end is not None and float(t1) > end + TIME_TOLERANCE:
             warnings.warn(
                 f"simulate: {label} holds spike trains drawn up to {end:g} ms (poisson_spikes(..., t1={end:g})), "
                 f"and the run goes on to {float(t1):g} ms: it fires nothing after {end:g} ms; draw its trains "
@@ -239,20 +240,19 @@ def warn_identical_trains(populations) -> None:
     """Warn if two spike-source populations of a network fire at the same times
     (:func:`poisson_spikes` with one seed draws the same trains): inputs meant to be
     independent would be fully correlated."""
-    seen = {}
+    by_shape = {}  # only sources of one shape are compared (their times read then, not before)
     for name, pop in populations.items():
         if not isinstance(pop, SpikeTrains) or not units.is_concrete(pop.spikes):
             continue
-        times = np.asarray(pop.spikes)
-        if not np.any(np.isfinite(times)):
-            continue  # silent sources are alike without being correlated
-        key = (times.shape, times.tobytes())
-        if key in seen:
+        earlier = by_shape.setdefault(np.shape(pop.spikes), [])
+        times = np.asarray(pop.spikes) if earlier else None
+        same = next((other for other, train in earlier if np.array_equal(np.asarray(train), times)), None)
+        # (Silent sources are alike without being correlated.)
+        if same is not None and np.any(np.isfinite(times)):
             warnings.warn(
-                f"Network: populations {seen[key]!r} and {name!r} fire at the same times (poisson_spikes with "
+                f"Network: populations {same!r} and {name!r} fire at the same times (poisson_spikes with "
                 "one seed draws the same trains): their inputs are fully correlated; give each its own seed "
                 "(e.g. seed=1, seed=2), or connect one source to both if that is intended",
                 RuntimeWarning, stacklevel=outside_stacklevel(),
             )
-        else:
-            seen[key] = name
+        earlier.append((name, pop.spikes))

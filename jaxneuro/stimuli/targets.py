@@ -62,7 +62,6 @@ def normalise_target(target):
     """A stimulus ``target`` in the form the models take (see the module's docstring).
     Raises ValueError naming the whole target, also where only a part of it is wrong
     (``("dend", True)``), as ``record=`` names a place."""
-    refuse_traced(target, "stimulus target")
     return _normalise(_plain_numbers(target, target), target)
 
 
@@ -78,7 +77,9 @@ def _plain_numbers(target, whole):
         )
     if type(target) in (tuple, list):
         return type(target)(_plain_numbers(t, whole) for t in target)
-    if isinstance(target, (np.ndarray, np.generic, jax.Array)) and np.ndim(target) == 0:
+    # (A traced value is left as it is, for _normalise to refuse by name.)
+    if (isinstance(target, (np.ndarray, np.generic, jax.Array)) and not isinstance(target, jax.core.Tracer)
+            and np.ndim(target) == 0):
         dtype = np.asarray(target).dtype
         if np.issubdtype(dtype, np.floating):
             return float(target)
